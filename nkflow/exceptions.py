@@ -1,0 +1,146 @@
+"""Exceptions and warnings raised by nkflow.
+
+One base class, :class:`NkflowError`, so callers can catch everything nkflow
+raises on purpose with a single ``except``. Each subclass also inherits the
+matching built-in exception (``OSError``, ``KeyError``, ``ValueError``), so code
+written against the standard library keeps working.
+
+Messages name the file, the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "BatchConsistencyError",
+    "ChannelNotFoundError",
+    "ConfigError",
+    "FCSQuirkWarning",
+    "FCSReadError",
+    "GatingError",
+    "GatingTemplateError",
+    "LowEventCountWarning",
+    "MetadataError",
+    "MissingControlWarning",
+    "NkflowError",
+    "NkflowWarning",
+    "OutputExistsError",
+    "PanelError",
+    "ThresholdDriftWarning",
+]
+
+
+class NkflowError(Exception):
+    """Base class of every error nkflow raises on purpose."""
+
+
+class FCSReadError(NkflowError, OSError):
+    """An FCS file cannot be read.
+
+    Parameters
+    ----------
+    path
+        The file that failed.
+    reason
+        What is wrong with it, in words an analyst understands.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ChannelNotFoundError(NkflowError, KeyError):
+    """A channel or marker was asked for that the data does not have.
+
+    Parameters
+    ----------
+    name
+        The channel or marker asked for.
+    available
+        What the data has, listed in the message.
+    source
+        Where the lookup happened (a file path or sample id), if known.
+    """
+
+    def __init__(
+        self, name: str, available: Iterable[str] = (), source: str | Path | None = None
+    ) -> None:
+        self.name = name
+        self.available = list(available)
+        self.source = source
+        where = f"{source}: " if source is not None else ""
+        have = ", ".join(map(str, self.available)) or "none"
+        self.message = f"{where}no channel or marker {name!r}; available: {have}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would add quotes around the message
+        return self.message
+
+
+class PanelError(NkflowError, ValueError):
+    """Markers cannot be resolved unambiguously from a file's channels and panel."""
+
+
+class MetadataError(NkflowError, ValueError):
+    """A metadata sheet has problems; every problem found is listed.
+
+    Parameters
+    ----------
+    path
+        The sheet (or folder) that was validated.
+    problems
+        One line per problem.
+    """
+
+    def __init__(self, path: str | Path, problems: Iterable[str]) -> None:
+        self.path = Path(path)
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{self.path}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class BatchConsistencyError(NkflowError, ValueError):
+    """The files of a batch disagree in a way nkflow cannot reconcile."""
+
+
+class GatingTemplateError(NkflowError, ValueError):
+    """A gating template (nkflow TOML, GatingML or FlowJo workspace) is invalid."""
+
+
+class GatingError(NkflowError, RuntimeError):
+    """Gating a sample failed (for example a threshold could not be computed)."""
+
+
+class ConfigError(NkflowError, ValueError):
+    """A run configuration value is invalid."""
+
+
+class OutputExistsError(NkflowError, FileExistsError):
+    """The output folder exists and overwriting it was not allowed."""
+
+
+class NkflowWarning(UserWarning):
+    """Base class of nkflow's warnings."""
+
+
+class FCSQuirkWarning(NkflowWarning):
+    """An FCS file breaks the standard in a way nkflow tolerates (the quirk is named)."""
+
+
+class LowEventCountWarning(NkflowWarning):
+    """A population has fewer events than the minimum needed for stable percentages."""
+
+
+class MissingControlWarning(NkflowWarning):
+    """A control (FMO, unstimulated, positive) is missing; a fallback rule was used."""
+
+
+class ThresholdDriftWarning(NkflowWarning):
+    """A threshold moved between batches by more than the configured bound."""
