@@ -1,0 +1,387 @@
+"""Run configuration: frozen dataclasses, loaded from TOML, overridden by CLI flags.
+
+A configuration is plain data. ``load_config`` reads a TOML file (every key optional;
+unknown sections or keys are an error that lists the valid ones), ``replace_values``
+applies dotted overrides such as ``{"clustering.n_metaclusters": 12}``, and
+``config_to_toml`` writes the effective configuration back, so a run's ``config.toml``
+reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "ClusteringConfig",
+    "CompensationConfig",
+    "ExecutionConfig",
+    "GatingConfig",
+    "QCConfig",
+    "RunConfig",
+    "ScoringConfig",
+    "TransformConfig",
+    "config_to_dict",
+    "config_to_toml",
+    "load_config",
+    "replace_values",
+]
+
+
+@dataclass(frozen=True)
+class QCConfig:
+    """Acquisition quality control.
+
+    Attributes
+    ----------
+    enabled
+        Run QC at all.
+    time
+        Remove unstable stretches of acquisition (flow rate and signal over Time).
+    margins
+        Remove saturated (margin) events.
+    """
+
+    enabled: bool = True
+    time: bool = True
+    margins: bool = True
+
+
+@dataclass(frozen=True)
+class CompensationConfig:
+    """Compensation source.
+
+    Attributes
+    ----------
+    matrix
+        ``"file"`` (the file's ``$SPILLOVER``), ``"none"``, or a path to a matrix file.
+    """
+
+    matrix: str = "file"
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """Transform of fluorescence channels.
+
+    Attributes
+    ----------
+    method
+        ``"logicle"`` (flow) or ``"arcsinh"`` (mass cytometry, spectral).
+    cofactor
+        Arcsinh cofactor (150 for fluorescence, 5 for CyTOF).
+    T, W, M, A
+        Logicle parameters (Parks, Roederer & Moore 2006).
+    estimate_w
+        Estimate W per channel from the negative data.
+    """
+
+    method: str = "logicle"
+    cofactor: float = 150.0
+    T: float = 262144.0
+    W: float = 0.5
+    M: float = 4.5
+    A: float = 0.0
+    estimate_w: bool = False
+
+
+@dataclass(frozen=True)
+class GatingConfig:
+    """Gating template and threshold rules.
+
+    Attributes
+    ----------
+    template
+        A template name from ``gating/``, a path to a template, GatingML or FlowJo file,
+        or ``"auto"`` (by species and tissue).
+    fmo_percentile
+        Percentile of the FMO control used as the positivity threshold.
+    min_events
+        Populations with fewer events are flagged.
+    bootstrap
+        Bootstrap resamples for threshold confidence intervals (0 disables them).
+    max_threshold_drift
+        Largest tolerated shift of a threshold between batches (transformed units).
+    """
+
+    template: str = "auto"
+    fmo_percentile: float = 99.5
+    min_events: int = 100
+    bootstrap: int = 200
+    max_threshold_drift: float = 0.1
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """FlowSOM-style clustering of gated NK cells.
+
+    Attributes
+    ----------
+    enabled
+        Cluster at all.
+    population
+        The gated population to cluster.
+    markers
+        Markers to cluster on; empty means the panel's phenotype markers.
+    xdim, ydim
+        SOM grid size.
+    n_metaclusters
+        Number of consensus metaclusters.
+    per_sample_cap
+        Largest number of cells any sample contributes to training.
+    """
+
+    enabled: bool = True
+    population: str = "NK"
+    markers: tuple[str, ...] = ()
+    xdim: int = 10
+    ydim: int = 10
+    n_metaclusters: int = 10
+    per_sample_cap: int = 20000
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Repair scoring.
+
+    Attributes
+    ----------
+    enabled
+        Score at all.
+    definitions
+        Path to a scoring TOML; empty means the species default shipped with nkflow.
+    """
+
+    enabled: bool = True
+    definitions: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where and how per-sample work runs.
+
+    Attributes
+    ----------
+    workers
+        Local worker processes; 0 means one per core.
+    scheduler
+        Address of a Dask distributed scheduler; empty runs locally.
+    random_state
+        Seed for every random step (subsampling, SOM, bootstrap).
+    """
+
+    workers: int = 1
+    scheduler: str = ""
+    random_state: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs besides its inputs and output folder."""
+
+    panel: str = ""
+    qc: QCConfig = field(default_factory=QCConfig)
+    compensation: CompensationConfig = field(default_factory=CompensationConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    gating: GatingConfig = field(default_factory=GatingConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {"transform.method": ("logicle", "arcsinh")}
+
+
+def _validate(cfg: RunConfig) -> None:
+    method = cfg.transform.method
+    if method not in _CHOICES["transform.method"]:
+        raise ConfigError(
+            f"transform.method = {method!r}; valid: {', '.join(_CHOICES['transform.method'])}"
+        )
+    positive = {
+        "transform.cofactor": cfg.transform.cofactor,
+        "transform.T": cfg.transform.T,
+        "transform.M": cfg.transform.M,
+        "clustering.xdim": cfg.clustering.xdim,
+        "clustering.ydim": cfg.clustering.ydim,
+        "clustering.n_metaclusters": cfg.clustering.n_metaclusters,
+        "clustering.per_sample_cap": cfg.clustering.per_sample_cap,
+    }
+    for key, value in positive.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} = {value!r}; it must be a positive number")
+    if not 50.0 <= cfg.gating.fmo_percentile < 100.0:
+        raise ConfigError(
+            f"gating.fmo_percentile = {cfg.gating.fmo_percentile!r}; valid: 50 <= p < 100"
+        )
+    for key, value in {
+        "gating.min_events": cfg.gating.min_events,
+        "gating.bootstrap": cfg.gating.bootstrap,
+        "execution.workers": cfg.execution.workers,
+    }.items():
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key} = {value!r}; it must be a whole number >= 0")
+
+
+def _section_types() -> dict[str, type]:
+    return {
+        f.name: f.type if isinstance(f.type, type) else globals()[f.type]
+        for f in fields(RunConfig)
+        if f.name != "panel"
+    }
+
+
+def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
+    default = getattr(section_cls(), key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}{key} = {value!r}; expected true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}{key} = {value!r}; expected a whole number")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}{key} = {value!r}; expected a number")
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}{key} = {value!r}; expected a list of strings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}{key} = {value!r}; expected a string")
+    return value
+
+
+def _from_mapping(data: dict[str, Any], where: str = "") -> RunConfig:
+    sections = _section_types()
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "panel":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}panel = {value!r}; expected a path string")
+            kwargs["panel"] = value
+            continue
+        if name not in sections:
+            valid = ", ".join(["panel", *sections])
+            raise ConfigError(f"{where}unknown section [{name}]; valid: {valid}")
+        cls = sections[name]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}[{name}] must be a table of keys")
+        valid_keys = [f.name for f in fields(cls)]
+        section_kwargs = {}
+        for key, item in value.items():
+            if key not in valid_keys:
+                raise ConfigError(
+                    f"{where}unknown key {name}.{key}; valid: {', '.join(valid_keys)}"
+                )
+            section_kwargs[key] = _coerce(cls, key, item, f"{where}{name}.")
+        kwargs[name] = cls(**section_kwargs)
+    return RunConfig(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> RunConfig:
+    """Load a run configuration from TOML; ``None`` gives the defaults.
+
+    Parameters
+    ----------
+    path
+        A TOML file. Every section and key is optional.
+
+    Returns
+    -------
+    RunConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        When the file cannot be read or a value is invalid (the message names the file,
+        the key and the valid choices).
+    """
+    if path is None:
+        return RunConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    return _from_mapping(data, where=f"{p}: ")
+
+
+def replace_values(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy of ``config`` with dotted keys replaced (``None`` values are skipped).
+
+    Parameters
+    ----------
+    config
+        The base configuration.
+    overrides
+        ``{"section.key": value}`` or ``{"panel": path}``.
+
+    Returns
+    -------
+    RunConfig
+        A new, validated configuration.
+    """
+    data = config_to_dict(config)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        if dotted == "panel":
+            data["panel"] = value
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in data or not isinstance(data[section], dict) or not key:
+            raise ConfigError(f"unknown setting {dotted!r}")
+        data[section][key] = value
+    return _from_mapping(data)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The configuration as nested plain dicts (tuples become lists)."""
+
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+        if isinstance(obj, tuple):
+            return list(obj)
+        return obj
+
+    return plain(config)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """Serialise the configuration as TOML that :func:`load_config` reads back."""
+    data = config_to_dict(config)
+    lines = ["# nkflow run configuration (the effective values of this run)", ""]
+    lines.append(f"panel = {_toml_value(data.pop('panel'))}")
+    for section, values in data.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
