@@ -1,0 +1,170 @@
+"""Run per-sample work serially, on a local process pool, or on a Dask cluster.
+
+The unit of work is one sample. :func:`map_samples` runs a picklable function over
+``(key, argument)`` pairs and yields one :class:`TaskOutcome` per key, in completion
+order, whatever happens: an exception in one sample becomes that sample's outcome
+and the others go on. A worker process that dies (killed, out of memory, crashed in
+native code) does not lose the batch: the unfinished samples are run again, each in
+a fresh process of its own, so only the sample that kills its worker fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TaskOutcome", "default_workers", "map_samples"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskOutcome:
+    """What happened to one sample's task.
+
+    Attributes
+    ----------
+    key
+        The sample key given to :func:`map_samples`.
+    value
+        The function's return value, or ``None`` when it failed.
+    error
+        The exception raised, or ``None`` on success.
+    detail
+        The formatted traceback of a failure (for logs), ``""`` on success.
+    """
+
+    key: str
+    value: Any = None
+    error: BaseException | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded."""
+        return self.error is None
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _call(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
+    try:
+        return TaskOutcome(key, func(arg))
+    except Exception as exc:  # isolate the sample: its failure is its outcome
+        return TaskOutcome(key, None, exc, traceback.format_exc())
+
+
+def map_samples(
+    func: Callable[[Any], Any],
+    items: Sequence[tuple[str, Any]],
+    *,
+    workers: int = 1,
+    scheduler: str = "",
+) -> Iterator[TaskOutcome]:
+    """Run ``func(argument)`` for every ``(key, argument)`` and yield the outcomes.
+
+    Parameters
+    ----------
+    func
+        A module-level (picklable) function of one argument.
+    items
+        ``(key, argument)`` pairs; keys must be unique.
+    workers
+        1 runs in this process; more uses a local process pool; 0 means one per core.
+    scheduler
+        Address of a running Dask distributed scheduler (``tcp://host:8786``); when
+        given, ``workers`` is ignored and the cluster runs the tasks.
+
+    Yields
+    ------
+    TaskOutcome
+        One per key, in completion order.
+    """
+    keys = [k for k, _ in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("map_samples: keys must be unique")
+    if scheduler:
+        yield from _map_dask(func, items, scheduler)
+        return
+    n = default_workers() if workers == 0 else workers
+    if n <= 1 or len(items) <= 1:
+        for key, arg in items:
+            yield _call(func, key, arg)
+        return
+    yield from _map_pool(func, items, min(n, len(items)))
+
+
+def _new_pool(n: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _map_pool(
+    func: Callable[[Any], Any], items: Sequence[tuple[str, Any]], n: int
+) -> Iterator[TaskOutcome]:
+    pending: dict[Future[TaskOutcome], tuple[str, Any]] = {}
+    unfinished: list[tuple[str, Any]] = []
+    with _new_pool(n) as pool:
+        for key, arg in items:
+            pending[pool.submit(_call, func, key, arg)] = (key, arg)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                item = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    unfinished.append(item)
+    if unfinished:
+        logger.warning(
+            "a worker process died; re-running %d sample(s), each in its own process",
+            len(unfinished),
+        )
+        for key, arg in unfinished:
+            yield _run_isolated(func, key, arg)
+
+
+def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
+    with _new_pool(1) as pool:
+        try:
+            return pool.submit(_call, func, key, arg).result()
+        except BrokenProcessPool as exc:
+            return TaskOutcome(
+                key, None, exc, "the worker process died while processing this sample"
+            )
+
+
+def _map_dask(
+    func: Callable[[Any], Any], items: Sequence[tuple[str, Any]], address: str
+) -> Iterator[TaskOutcome]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
+        ) from exc
+    with Client(address, set_as_default=False) as client:
+        futures = {
+            client.submit(
+                _call, func, key, arg, key=f"nkflow-{i}-{key}", pure=False, retries=2
+            ): key
+            for i, (key, arg) in enumerate(items)
+        }
+        for fut in as_completed(futures):
+            key = futures[fut]
+            try:
+                yield fut.result()
+            except Exception as exc:  # a lost worker past its retries, a cancelled task
+                yield TaskOutcome(key, None, exc, traceback.format_exc())
