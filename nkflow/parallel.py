@@ -155,7 +155,7 @@ def _map_dask(
         raise ImportError(
             "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
         ) from exc
-    with Client(address, set_as_default=False) as client:
+    with Client(address) as client:
         futures = {
             client.submit(
                 _call, func, key, arg, key=f"nkflow-{i}-{key}", pure=False, retries=2

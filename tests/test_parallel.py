@@ -1,0 +1,65 @@
+"""Failure isolation and equivalence of the execution back-ends."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nkflow.parallel import map_samples
+
+
+def _square_or_fail(arg: tuple[str, int]) -> int:
+    kind, value = arg
+    if kind == "raise":
+        raise ValueError(f"bad sample {value}")
+    if kind == "crash":
+        os._exit(3)  # a worker dying in native code looks like this
+    return value * value
+
+
+ITEMS = [(f"s{i}", ("ok", i)) for i in range(6)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_all_succeed_and_match_serial(workers: int) -> None:
+    out = {o.key: o.value for o in map_samples(_square_or_fail, ITEMS, workers=workers)}
+    assert out == {f"s{i}": i * i for i in range(6)}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_exception_fails_only_its_sample(workers: int) -> None:
+    items = [*ITEMS, ("bad", ("raise", 7))]
+    outcomes = {o.key: o for o in map_samples(_square_or_fail, items, workers=workers)}
+    assert not outcomes["bad"].ok
+    assert isinstance(outcomes["bad"].error, ValueError)
+    assert "bad sample 7" in outcomes["bad"].detail
+    assert all(outcomes[f"s{i}"].value == i * i for i in range(6))
+
+
+def test_dead_worker_loses_only_its_sample() -> None:
+    items = [*ITEMS[:3], ("dies", ("crash", 0)), *ITEMS[3:]]
+    outcomes = {o.key: o for o in map_samples(_square_or_fail, items, workers=2)}
+    assert set(outcomes) == {k for k, _ in items}
+    assert not outcomes["dies"].ok
+    assert all(outcomes[f"s{i}"].value == i * i for i in range(6))
+
+
+def test_duplicate_keys_rejected() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        list(map_samples(_square_or_fail, [ITEMS[0], ITEMS[0]]))
+
+
+def test_dask_local_cluster_matches_serial() -> None:
+    distributed = pytest.importorskip("distributed")
+    serial = {o.key: o.value for o in map_samples(_square_or_fail, ITEMS)}
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        items = [*ITEMS, ("bad", ("raise", 1))]
+        outcomes = {
+            o.key: o
+            for o in map_samples(_square_or_fail, items, scheduler=cluster.scheduler_address)
+        }
+    assert {k: outcomes[k].value for k in serial} == serial
+    assert isinstance(outcomes["bad"].error, ValueError)
