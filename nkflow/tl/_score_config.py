@@ -1,0 +1,188 @@
+"""Repair-score definitions: a frozen dataclass loaded from TOML (human and mouse defaults).
+
+The defaults ship as package data (``nkflow/data/scoring_<species>.toml``) and are read with
+:mod:`importlib.resources`, so they work from a wheel. A lab passes its own TOML with the same
+keys; unknown keys are an error so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+
+__all__ = ["SPECIES", "ScoringConfig", "load_scoring_config"]
+
+SPECIES = ("human", "mouse")
+_SECTIONS = {
+    "markers": {"areg", "ifng", "nkg2d", "cd107a"},
+    "thresholds": {"percentile", "confidence"},
+    "flag": {
+        "min_net",
+        "min_areg_events",
+        "min_events",
+        "ri_cut",
+        "require_positive_control",
+        "populations",
+    },
+    "positive_control": {"population", "min_net", "min_areg_events", "min_events"},
+    "residency": {"population", "in_score"},
+    "ranking": {"enabled"},
+}
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Everything that defines the repair profile and its flags.
+
+    Attributes mirror the TOML keys (``[flag] min_net`` becomes ``min_net``; the positive
+    control keys are prefixed ``control_``). Percentages are percentage points.
+    """
+
+    species: str = "human"
+    markers: dict[str, str] = field(
+        default_factory=lambda: {
+            "areg": "AREG",
+            "ifng": "IFN-g",
+            "nkg2d": "NKG2D",
+            "cd107a": "CD107a",
+        }
+    )
+    percentile: float = 99.5
+    confidence: float = 0.95
+    min_net: float = 1.0
+    min_areg_events: int = 10
+    min_events: int = 100
+    ri_cut: float = 0.5
+    require_positive_control: bool = True
+    populations: tuple[str, ...] = ("NK", "metacluster:*")
+    control_population: str = "ILC"
+    control_min_net: float = 1.0
+    control_min_areg_events: int = 10
+    control_min_events: int = 50
+    residency_population: str = "trNK"
+    residency_in_score: bool = False
+    ranking: bool = True
+    source: str = "defaults"
+
+    def __post_init__(self) -> None:
+        where = self.source
+        if self.species not in SPECIES:
+            raise ConfigError(f"{where}: species {self.species!r}; valid: {', '.join(SPECIES)}")
+        if set(self.markers) != _SECTIONS["markers"]:
+            raise ConfigError(
+                f"{where}: [markers] keys {sorted(self.markers)}; "
+                f"required: {sorted(_SECTIONS['markers'])}"
+            )
+        if not 50.0 < self.percentile < 100.0:
+            raise ConfigError(f"{where}: percentile {self.percentile!r}; valid: 50 < p < 100")
+        if not 0.5 < self.confidence < 1.0:
+            raise ConfigError(f"{where}: confidence {self.confidence!r}; valid: 0.5 < c < 1")
+        if not 0.0 <= self.ri_cut < 1.0:
+            raise ConfigError(f"{where}: ri_cut {self.ri_cut!r}; valid: 0 <= ri_cut < 1")
+        for name in ("min_net", "control_min_net"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}: {name} {getattr(self, name)!r}; valid: >= 0")
+        for name in (
+            "min_areg_events",
+            "min_events",
+            "control_min_areg_events",
+            "control_min_events",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}: {name} {value!r}; valid: an integer >= 0")
+
+    def is_flaggable(self, population: str) -> bool:
+        """Whether ``population`` may be flagged (listed, or matches ``prefix:*``)."""
+        for pattern in self.populations:
+            if pattern.endswith(":*"):
+                if population.startswith(pattern[:-1]):
+                    return True
+            elif population == pattern:
+                return True
+        return False
+
+
+def _from_mapping(data: dict[str, Any], source: str) -> ScoringConfig:
+    unknown_top = set(data) - set(_SECTIONS) - {"species"}
+    if unknown_top:
+        raise ConfigError(
+            f"{source}: unknown key(s) {sorted(unknown_top)}; valid: species, "
+            + ", ".join(f"[{s}]" for s in _SECTIONS)
+        )
+    kwargs: dict[str, Any] = {"source": source}
+    if "species" in data:
+        kwargs["species"] = str(data["species"])
+    for section, keys in _SECTIONS.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        bad = set(table) - keys
+        if bad:
+            raise ConfigError(
+                f"{source}: unknown key(s) {sorted(bad)} in [{section}]; valid: {sorted(keys)}"
+            )
+        if section == "markers":
+            if table:
+                base = ScoringConfig().markers
+                kwargs["markers"] = {**base, **{k: str(v) for k, v in table.items()}}
+        elif section == "thresholds" or section == "flag":
+            for key, value in table.items():
+                kwargs[key] = tuple(value) if key == "populations" else value
+        elif section == "positive_control":
+            for key, value in table.items():
+                kwargs[f"control_{key}"] = value
+        elif section == "residency":
+            for key, value in table.items():
+                kwargs[f"residency_{key}"] = value
+        elif section == "ranking" and "enabled" in table:
+            kwargs["ranking"] = bool(table["enabled"])
+    known = {f.name for f in fields(ScoringConfig)}
+    return ScoringConfig(**{k: v for k, v in kwargs.items() if k in known})
+
+
+def load_scoring_config(config: str | Path | ScoringConfig | None = None) -> ScoringConfig:
+    """Load repair-score definitions.
+
+    Parameters
+    ----------
+    config
+        ``None`` or ``"human"`` for the human defaults, ``"mouse"`` for the mouse defaults,
+        a path to a lab's TOML file (same keys as the shipped defaults), or a
+        :class:`ScoringConfig` (returned unchanged).
+
+    Returns
+    -------
+    ScoringConfig
+        The frozen definitions.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not TOML, or has unknown keys or out-of-range values.
+    """
+    if isinstance(config, ScoringConfig):
+        return config
+    if config is None or (isinstance(config, str) and config in SPECIES):
+        species = config or "human"
+        resource = resources.files("nkflow").joinpath("data", f"scoring_{species}.toml")
+        text = resource.read_text(encoding="utf-8")
+        source = f"nkflow/data/scoring_{species}.toml"
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: scoring config not found; pass 'human', 'mouse' or a TOML file path"
+            )
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+    return _from_mapping(data, source)

@@ -1,0 +1,391 @@
+"""Stage 1 of repair scoring: per-sample event counts (one small table per sample).
+
+Scoring works on counts, not events, so a batch never has to be in memory: call
+:func:`count_positive` on each sample as it is gated, keep the few hundred rows it returns,
+concatenate them and pass them to :func:`nkflow.tl.score`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+from scipy import stats as sps
+
+from ..exceptions import (
+    BatchConsistencyError,
+    ChannelNotFoundError,
+    GatingError,
+    LowEventCountWarning,
+    MissingControlWarning,
+    PanelError,
+)
+from ._score_config import ScoringConfig
+
+__all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
+
+logger = logging.getLogger(__name__)
+
+#: count columns produced by :func:`count_positive`, in order
+COUNT_COLUMNS = (
+    "n_events",
+    "n_areg",
+    "n_ifng",
+    "n_nkg2d",
+    "n_cd107a",
+    "n_areg_only",  # AREG+ IFN-g-
+    "n_ifng_only",  # AREG- IFN-g+
+    "n_areg_ifng",  # AREG+ IFN-g+
+    "n_trnk",
+)
+_MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
+
+
+def _sample_info(adata: AnnData) -> dict[str, Any]:
+    info = adata.uns.get("nkflow", {}) if isinstance(adata.uns, Mapping) else {}
+    sample = info.get("sample", {}) if isinstance(info, Mapping) else {}
+    return dict(sample) if isinstance(sample, Mapping) else {}
+
+
+def _channel(adata: AnnData, marker: str) -> str | None:
+    if "marker" not in adata.var.columns:
+        raise ChannelNotFoundError(marker, list(adata.var_names), source=_where(adata))
+    hits = adata.var_names[adata.var["marker"].astype(str).to_numpy() == marker]
+    if len(hits) > 1:
+        raise PanelError(
+            f"{_where(adata)}: marker {marker!r} is on several channels {list(hits)}; "
+            "fix the panel alias table so each marker has one channel"
+        )
+    return str(hits[0]) if len(hits) else None
+
+
+def _where(adata: AnnData) -> str:
+    sample = _sample_info(adata)
+    return str(sample.get("path") or sample.get("sample_id") or "AnnData")
+
+
+def _values(adata: AnnData, channel: str, layer: str | None) -> np.ndarray:
+    col = adata.var_names.get_loc(channel)
+    data = adata.X if layer is None else adata.layers[layer]
+    column = data[:, col]
+    if sparse.issparse(column):
+        column = column.toarray()
+    return np.asarray(column, dtype=np.float64).ravel()
+
+
+def _threshold_table(thresholds: Any, adata: AnnData) -> pd.DataFrame:
+    if thresholds is None:
+        thresholds = adata.uns.get("nkflow", {}).get("thresholds", [])
+    table = (
+        thresholds.copy()
+        if isinstance(thresholds, pd.DataFrame)
+        else pd.DataFrame(list(thresholds))
+    )
+    for col in ("marker", "value"):
+        if len(table) and col not in table.columns:
+            raise GatingError(
+                f"{_where(adata)}: thresholds lack column {col!r}; have {list(table.columns)}"
+            )
+    for col in ("sample_id", "tissue", "batch", "rule", "control_file", "channel"):
+        if col not in table.columns:
+            table[col] = ""
+    if not len(table):
+        table = pd.DataFrame(
+            columns=[
+                "marker",
+                "value",
+                "sample_id",
+                "tissue",
+                "batch",
+                "rule",
+                "control_file",
+                "channel",
+            ]
+        )
+    for col in ("sample_id", "tissue", "batch", "rule", "control_file", "channel", "marker"):
+        table[col] = table[col].fillna("").astype(str)
+    return table
+
+
+def _pick_threshold(
+    table: pd.DataFrame, marker: str, sample_id: str, tissue: str, batch: str, where: str
+) -> dict[str, Any] | None:
+    """Most specific threshold row: the sample's own, then tissue+batch, batch, tissue, any."""
+    rows = table[table["marker"] == marker]
+    if rows.empty:
+        return None
+    levels = [
+        rows["sample_id"] == sample_id,
+        (rows["sample_id"] == "") & (rows["tissue"] == tissue) & (rows["batch"] == batch),
+        (rows["sample_id"] == "") & (rows["tissue"] == "") & (rows["batch"] == batch),
+        (rows["sample_id"] == "") & (rows["tissue"] == tissue) & (rows["batch"] == ""),
+        (rows["sample_id"] == "") & (rows["tissue"] == "") & (rows["batch"] == ""),
+    ]
+    for mask in levels:
+        hit = rows[mask]
+        if hit.empty:
+            continue
+        values = hit["value"].astype(float).unique()
+        if len(values) > 1:
+            raise BatchConsistencyError(
+                f"{where}: {len(values)} different {marker} thresholds {sorted(values)} apply "
+                f"to sample {sample_id!r} (tissue {tissue!r}, batch {batch!r}); keep one per "
+                "marker, tissue and batch"
+            )
+        return hit.iloc[0].to_dict()
+    return None
+
+
+def _populations(
+    adata: AnnData, populations: Sequence[str] | None, cluster_key: str | None, qc_key: str
+) -> dict[str, np.ndarray]:
+    obs = adata.obs
+    gated = [c for c in obs.columns if c != qc_key and pd.api.types.is_bool_dtype(obs[c])]
+    out: dict[str, np.ndarray] = {name: obs[name].to_numpy(dtype=bool) for name in gated}
+    if cluster_key and cluster_key in obs.columns:
+        labels = obs[cluster_key].astype("category")
+        codes = labels.cat.codes.to_numpy()
+        for code, cat in enumerate(labels.cat.categories):
+            out[f"{cluster_key}:{cat}"] = codes == code
+    if populations is None:
+        return out
+    missing = [p for p in populations if p not in out]
+    if missing:
+        raise GatingError(
+            f"{_where(adata)}: population(s) {missing} not in the container; "
+            f"available: {', '.join(out) or 'none'}"
+        )
+    return {p: out[p] for p in populations}
+
+
+def count_positive(
+    adata: AnnData,
+    thresholds: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    *,
+    populations: Sequence[str] | None = None,
+    cluster_key: str | None = "metacluster",
+    markers: Mapping[str, str] | None = None,
+    residency_population: str = "trNK",
+    layer: str | None = None,
+    qc_key: str = "qc_pass",
+) -> pd.DataFrame:
+    """Count events and marker-positive events per population, for one gated sample.
+
+    Parameters
+    ----------
+    adata
+        One sample (container per docs/contracts.md). ``obs`` holds one bool column per gated
+        population and optionally the categorical ``cluster_key``; events with
+        ``obs[qc_key] == False`` are left out when that column exists.
+    thresholds
+        Positivity cut-offs on the scale of ``X`` (or ``layer``): a table or list of records
+        with ``marker``, ``value`` and, for provenance, ``rule``, ``control_file``,
+        ``tissue``, ``batch`` (and optionally ``sample_id``). For each marker the most
+        specific row applies: the sample's own, then its tissue and batch, its batch, its
+        tissue, then rows with none. ``None`` uses ``adata.uns["nkflow"]["thresholds"]``.
+        An event is positive when its value is strictly above the cut-off.
+    populations
+        Population names to count (bool obs columns or ``"<cluster_key>:<category>"``);
+        ``None`` counts every bool obs column and every cluster.
+    cluster_key
+        Categorical obs column whose categories are counted as populations
+        (``"metacluster:3"``); ignored when absent.
+    markers
+        Canonical marker names for the keys ``areg``, ``ifng``, ``nkg2d`` and ``cd107a``
+        (defaults: AREG, IFN-g, NKG2D, CD107a); found through ``var["marker"]``.
+    residency_population
+        Bool obs column counted inside every population as ``n_trnk`` (residency context).
+    layer
+        Read intensities from this layer instead of ``X``.
+    qc_key
+        Bool obs column of events passing QC.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample and population: ``sample_id``, ``population``, ``tissue``,
+        ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
+        marker is not in the panel or has no threshold, never a silent zero), and the cut-offs
+        used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``).
+    """
+    marker_names = dict(ScoringConfig().markers if markers is None else markers)
+    table = _threshold_table(thresholds, adata)
+    info = _sample_info(adata)
+    where = _where(adata)
+    keep = (
+        adata.obs[qc_key].to_numpy(dtype=bool)
+        if qc_key in adata.obs.columns
+        else np.ones(adata.n_obs, dtype=bool)
+    )
+    pops = _populations(adata, populations, cluster_key, qc_key)
+    if "sample_id" in adata.obs.columns:
+        sample_ids = adata.obs["sample_id"].astype(str).to_numpy()
+    else:
+        sample_ids = np.full(adata.n_obs, str(info.get("sample_id", "")), dtype=object)
+    trnk = (
+        adata.obs[residency_population].to_numpy(dtype=bool)
+        if residency_population in adata.obs.columns
+        else None
+    )
+    channels = {key: _channel(adata, marker_names[key]) for key in _MARKER_KEYS}
+    rows: list[dict[str, Any]] = []
+    for sid in pd.unique(sample_ids):
+        in_sample = keep & (sample_ids == sid)
+        tissue = str(info.get("tissue", "") or "")
+        batch = str(info.get("batch", "") or "")
+        positive: dict[str, np.ndarray | None] = {}
+        provenance: dict[str, dict[str, Any] | None] = {}
+        for key in _MARKER_KEYS:
+            marker, channel = marker_names[key], channels[key]
+            hit = _pick_threshold(table, marker, sid, tissue, batch, where)
+            provenance[key] = hit
+            if channel is None or hit is None:
+                why = "not in the panel" if channel is None else "has no threshold (no FMO?)"
+                logger.info("%s: marker %s %s; its counts are NA", where, marker, why)
+                if key == "areg" and channel is not None:
+                    warnings.warn(
+                        f"{where}: no AREG threshold for tissue {tissue!r}, batch {batch!r}; "
+                        "AREG counts are NA and nothing can be flagged",
+                        MissingControlWarning,
+                        stacklevel=2,
+                    )
+                positive[key] = None
+            else:
+                positive[key] = _values(adata, channel, layer) > float(hit["value"])
+        indicators: dict[str, np.ndarray | None] = {
+            "n_events": np.ones(adata.n_obs, dtype=bool),
+            "n_areg": positive["areg"],
+            "n_ifng": positive["ifng"],
+            "n_nkg2d": positive["nkg2d"],
+            "n_cd107a": positive["cd107a"],
+            "n_trnk": trnk,
+        }
+        a, g = positive["areg"], positive["ifng"]
+        both = a is not None and g is not None
+        indicators["n_areg_only"] = a & ~g if both else None
+        indicators["n_ifng_only"] = ~a & g if both else None
+        indicators["n_areg_ifng"] = a & g if both else None
+        for name, member in pops.items():
+            sel = member & in_sample
+            row: dict[str, Any] = {
+                "sample_id": str(sid),
+                "population": name,
+                "tissue": tissue,
+                "batch": batch,
+            }
+            for col in COUNT_COLUMNS:
+                ind = indicators[col]
+                row[col] = pd.NA if ind is None else int(np.count_nonzero(ind[sel]))
+            for key in _MARKER_KEYS:
+                hit = provenance[key]
+                row[f"threshold_{key}"] = np.nan if hit is None else float(hit["value"])
+            hit = provenance["areg"]
+            row["areg_rule"] = "" if hit is None else str(hit.get("rule", ""))
+            row["areg_control_file"] = "" if hit is None else str(hit.get("control_file", ""))
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    for col in COUNT_COLUMNS:
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def fmo_threshold(
+    fmo_adata: AnnData,
+    marker: str,
+    *,
+    population: str | None = "NK",
+    percentile: float = 99.5,
+    confidence: float = 0.95,
+    layer: str | None = None,
+    qc_key: str = "qc_pass",
+) -> dict[str, Any]:
+    """Positivity cut-off from an FMO tube: a percentile of the marker inside a gate.
+
+    For scoring used on its own; in a pipeline the gating module computes thresholds.
+
+    Parameters
+    ----------
+    fmo_adata
+        The FMO control lacking ``marker``'s stain (same tissue and batch as the samples).
+    marker
+        Canonical marker, found through ``var["marker"]``.
+    population
+        Bool obs column of the parent gate (the same gate the samples are scored in);
+        ``None`` uses every event passing QC.
+    percentile
+        Percentile of the FMO distribution used as the cut-off (99.5 by default).
+    confidence
+        Coverage of the distribution-free (order-statistic) interval of that percentile.
+    layer
+        Read intensities from this layer instead of ``X``.
+    qc_key
+        Bool obs column of events passing QC.
+
+    Returns
+    -------
+    dict
+        One threshold record per docs/contracts.md: ``sample_id``, ``tissue``, ``batch``,
+        ``marker``, ``channel``, ``value``, ``ci_low``, ``ci_high``, ``rule``,
+        ``control_file``, ``n_events``.
+    """
+    where = _where(fmo_adata)
+    if not 0.0 < percentile < 100.0:
+        raise ValueError(f"{where}: percentile {percentile!r}; valid: 0 < percentile < 100")
+    channel = _channel(fmo_adata, marker)
+    if channel is None:
+        have = sorted({m for m in fmo_adata.var["marker"].astype(str) if m})
+        raise ChannelNotFoundError(marker, have, source=where)
+    keep = (
+        fmo_adata.obs[qc_key].to_numpy(dtype=bool)
+        if qc_key in fmo_adata.obs.columns
+        else np.ones(fmo_adata.n_obs, dtype=bool)
+    )
+    if population is not None:
+        if population not in fmo_adata.obs.columns:
+            gates = [
+                c for c in fmo_adata.obs.columns if pd.api.types.is_bool_dtype(fmo_adata.obs[c])
+            ]
+            raise GatingError(
+                f"{where}: FMO has no gate {population!r}; available: {', '.join(gates) or 'none'}"
+            )
+        keep &= fmo_adata.obs[population].to_numpy(dtype=bool)
+    values = np.sort(_values(fmo_adata, channel, layer)[keep])
+    n = values.size
+    if n == 0:
+        raise GatingError(f"{where}: no {population or 'QC-passing'} events in the FMO tube")
+    q = percentile / 100.0
+    if n * (1.0 - q) < 10:
+        warnings.warn(
+            f"{where}: only {n} {population or ''} events in the FMO; the {percentile:g}th "
+            f"percentile rests on fewer than 10 events above it",
+            LowEventCountWarning,
+            stacklevel=2,
+        )
+    value = float(np.quantile(values, q))
+    alpha = 1.0 - confidence
+    lo_rank = int(sps.binom.ppf(alpha / 2.0, n, q))  # order statistics, 1-based ranks
+    hi_rank = int(sps.binom.ppf(1.0 - alpha / 2.0, n, q)) + 1
+    ci_low = float(values[max(lo_rank, 1) - 1])
+    ci_high = float(values[min(hi_rank, n) - 1])
+    info = _sample_info(fmo_adata)
+    return {
+        "sample_id": "",
+        "tissue": str(info.get("tissue", "") or ""),
+        "batch": str(info.get("batch", "") or ""),
+        "marker": marker,
+        "channel": channel,
+        "value": value,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "rule": f"fmo_percentile:{percentile:g}",
+        "control_file": str(info.get("path", "") or ""),
+        "n_events": int(n),
+    }

@@ -1,0 +1,578 @@
+"""Stage 2 of repair scoring: the repair profile and its flags, from per-sample counts.
+
+Per population and stimulated/unstimulated pair (same donor, tissue, timepoint and batch),
+BIOLOGY.md 6(c) asks for separate, auditable parts, never one opaque number:
+
+1. trophic response: AREG_net = %AREG+ (stim) - %AREG+ (unstim), Newcombe interval;
+2. polarisation: RI = net AREG+IFN-g- / (net AREG+IFN-g- + net AREG-IFN-g+), next to IFN-g_net;
+3. clearance axis, kept apart: %NKG2D+ and CD107a_net;
+4. residency context: fraction in the trNK gate, from the unstimulated tube (not in the score).
+
+A population is flagged AREG-responsive only when every rule passes, including the batch's
+positive control; each flag row lists the numbers, the rule that raised it or the rules that
+failed. AREG+ NK cells are a hypothesis (see :mod:`nkflow.tl.caveats`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import MetadataError
+from ..stats import newcombe_interval
+from ._score_config import ScoringConfig, load_scoring_config
+from .caveats import SHORT_CAVEAT, caveats_comment, caveats_text
+from .counts import COUNT_COLUMNS
+
+__all__ = ["RULES", "ScoreResult", "score"]
+
+logger = logging.getLogger(__name__)
+
+PAIR_KEY = ["donor", "tissue", "timepoint", "batch"]
+_META_COLUMNS = [
+    "sample_id",
+    "donor",
+    "tissue",
+    "timepoint",
+    "stimulation",
+    "role",
+    "batch",
+    "species",
+]
+
+#: rule codes a flag row can carry, with what they mean
+RULES: dict[str, str] = {
+    "AREG_RESPONSIVE": "all AREG rules passed",
+    "REPAIR_BIASED": "AREG-responsive and polarisation index RI above the cut",
+    "NO_UNSTIM": "no unstimulated tube with the same donor, tissue, timepoint and batch",
+    "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
+    "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
+    "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
+    "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
+    "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
+    "NET_BELOW_MIN": "AREG_net below the configured minimum",
+    "POSITIVE_CONTROL_MISSING": "no positive control (ILC gate) for this batch",
+    "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
+}
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Repair profiles, flags, positive-control verdicts and the caveats that go with them.
+
+    Attributes
+    ----------
+    scores
+        One row per stimulated tube and population: the four parts of the profile.
+    flags
+        Same rows: ``areg_responsive``, ``repair_biased``, the rule raised (``rule``), the
+        rules failed (``failed_rules``, ``;``-separated codes of :data:`RULES`), a
+        ``message`` with the numbers, and the numbers themselves.
+    controls
+        One row per positive-control evaluation (control tube or stimulated tube's ILC gate).
+    caveats
+        The text to print with every scored output.
+    config
+        The definitions used.
+    """
+
+    scores: pd.DataFrame
+    flags: pd.DataFrame
+    controls: pd.DataFrame
+    caveats: str
+    config: ScoringConfig
+
+    def flagged(self) -> pd.DataFrame:
+        """Return the flag rows of AREG-responsive populations."""
+        return self.flags[self.flags["areg_responsive"]].reset_index(drop=True)
+
+    def csv_text(self, table: str = "scores") -> str:
+        """Return a table as CSV text headed by the caveats as ``#`` comment lines.
+
+        Parameters
+        ----------
+        table
+            ``"scores"``, ``"flags"`` or ``"controls"``.
+
+        Returns
+        -------
+        str
+            Readable back with ``pandas.read_csv(..., comment="#")``.
+        """
+        frames = {"scores": self.scores, "flags": self.flags, "controls": self.controls}
+        if table not in frames:
+            raise ValueError(f"unknown table {table!r}; valid: {', '.join(frames)}")
+        body = frames[table].to_csv(index=False, lineterminator="\n", float_format="%.10g")
+        return caveats_comment() + body
+
+
+# ---------------------------------------------------------------------------- inputs
+def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
+    if isinstance(metadata, (str, Path)):
+        meta = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+        where = str(metadata)
+    else:
+        meta = metadata.copy()
+        where = "metadata"
+    if "sample_id" not in meta.columns:
+        raise MetadataError(where, [f"no 'sample_id' column; have {list(meta.columns)}"])
+    for col in _META_COLUMNS:
+        if col not in meta.columns:
+            meta[col] = ""
+        meta[col] = meta[col].fillna("").astype(str).str.strip()
+    dup = meta["sample_id"][meta["sample_id"].duplicated()].unique()
+    if len(dup):
+        raise MetadataError(where, [f"sample_id {s!r} appears more than once" for s in dup])
+    role, stim = meta["role"].str.lower(), meta["stimulation"].str.lower()
+    kind = np.select(
+        [
+            role.str.startswith(("fmo:", "single_stain:")) | (role == "unstained"),
+            role == "positive_control",
+            (role == "stim") | ((stim == "stim") & role.isin(["", "sample"])),
+            (role == "unstim") | ((stim == "unstim") & role.isin(["", "sample"])),
+        ],
+        ["control_stain", "positive_control", "stim", "unstim"],
+        default="other",
+    )
+    meta["kind"] = kind
+    return meta[[*_META_COLUMNS, "kind"]]
+
+
+def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
+    """Sum counts over replicate tubes; a count missing in any tube makes the sum NA."""
+    cols = list(COUNT_COLUMNS)
+    numeric = frame[cols].astype("float64")
+    grouped = numeric.groupby([frame[k] for k in keys], sort=False)
+    sums = grouped.sum(min_count=1)
+    has_na = numeric.isna().groupby([frame[k] for k in keys], sort=False).any()
+    sums = sums.mask(has_na)
+    ids = frame.groupby(keys, sort=False)["sample_id"].agg(lambda s: ";".join(sorted(set(s))))
+    out = sums.add_suffix(suffix)
+    out[f"sample_id{suffix}"] = ids
+    return out.reset_index()
+
+
+def _pct(k: Any, n: Any) -> np.ndarray:
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, 100.0 * k / n, np.nan)
+
+
+def _net(frame: pd.DataFrame, col: str, conf: float) -> tuple[np.ndarray, ...]:
+    d, lo, hi = newcombe_interval(
+        frame[f"{col}_stim"].to_numpy(float),
+        frame["n_events_stim"].to_numpy(float),
+        frame[f"{col}_unstim"].to_numpy(float),
+        frame["n_events_unstim"].to_numpy(float),
+        confidence=conf,
+    )
+    return 100.0 * d, 100.0 * lo, 100.0 * hi
+
+
+def _areg_rules(
+    frame: pd.DataFrame, *, min_net: float, min_areg: int, min_events: int, conf: float
+) -> dict[str, np.ndarray]:
+    """AREG_net, its interval and one failure mask per numeric rule (NaN counts fail)."""
+    net, lo, hi = _net(frame, "n_areg", conf)
+    n_s = frame["n_events_stim"].to_numpy(float)
+    n_u = frame["n_events_unstim"].to_numpy(float)
+    k_s = frame["n_areg_stim"].to_numpy(float)
+    return {
+        "net": net,
+        "lo": lo,
+        "hi": hi,
+        "EVENTS_BELOW_MIN": ~((n_s >= min_events) & (n_u >= min_events)),
+        "AREG_EVENTS_BELOW_MIN": ~(k_s >= min_areg),
+        "CI_LOWER_NOT_ABOVE_ZERO": ~(lo > 0.0),
+        "NET_BELOW_MIN": ~(net >= min_net),
+    }
+
+
+_NUMERIC_RULES = (
+    "EVENTS_BELOW_MIN",
+    "AREG_EVENTS_BELOW_MIN",
+    "CI_LOWER_NOT_ABOVE_ZERO",
+    "NET_BELOW_MIN",
+)
+
+
+# ------------------------------------------------------------------ positive control
+def _controls(
+    counts: pd.DataFrame,
+    pairs: pd.DataFrame,
+    unstim_pooled: pd.DataFrame,
+    cfg: ScoringConfig,
+) -> pd.DataFrame:
+    pop = cfg.control_population
+    rows = []
+    tubes = counts[(counts["kind"] == "positive_control") & (counts["population"] == pop)]
+    if len(tubes):
+        stim = tubes.rename(columns={c: f"{c}_stim" for c in COUNT_COLUMNS})
+        base = unstim_pooled[unstim_pooled["population"] == pop]
+        same = stim.merge(base, on=[*PAIR_KEY, "population"], how="left")
+        # no unstim tube of the same donor/tissue/timepoint: pool the batch's unstim ILC
+        by_batch = _pool(
+            counts[(counts["kind"] == "unstim") & (counts["population"] == pop)],
+            ["batch"],
+            "_unstim",
+        )
+        missing = same["sample_id_unstim"].isna()
+        if missing.any():
+            fill = stim[missing.to_numpy()].merge(by_batch, on="batch", how="left")
+            same = pd.concat([same[~missing], fill], ignore_index=True)
+        same["control_source"] = "positive_control tube"
+        rows.append(same)
+    own = pairs[(pairs["population"] == pop) & ~pairs["batch"].isin(tubes["batch"])].copy()
+    if len(own):
+        own["control_source"] = "stimulated tube's own gate"
+        rows.append(own)
+    if not rows:
+        return pd.DataFrame(
+            columns=[
+                "batch",
+                "control_source",
+                "control_sample_id",
+                "baseline_sample_id",
+                "population",
+                "n_events",
+                "n_areg",
+                "net",
+                "ci_low",
+                "ci_high",
+                "passed",
+                "failed_rules",
+            ]
+        )
+    ctl = pd.concat(rows, ignore_index=True)
+    res = _areg_rules(
+        ctl,
+        min_net=cfg.control_min_net,
+        min_areg=cfg.control_min_areg_events,
+        min_events=cfg.control_min_events,
+        conf=cfg.confidence,
+    )
+    no_base = ctl["sample_id_unstim"].isna().to_numpy()
+    failed = [
+        ";".join(["NO_UNSTIM"] if no_base[i] else [r for r in _NUMERIC_RULES if res[r][i]])
+        for i in range(len(ctl))
+    ]
+    return pd.DataFrame(
+        {
+            "batch": ctl["batch"].to_numpy(),
+            "control_source": ctl["control_source"].to_numpy(),
+            "control_sample_id": ctl["sample_id"].to_numpy(),
+            "baseline_sample_id": ctl["sample_id_unstim"].fillna("").to_numpy(),
+            "population": pop,
+            "n_events": ctl["n_events_stim"].to_numpy(float),
+            "n_areg": ctl["n_areg_stim"].to_numpy(float),
+            "net": res["net"],
+            "ci_low": res["lo"],
+            "ci_high": res["hi"],
+            # a control without its unstimulated baseline is missing, not failed
+            "passed": pd.array(
+                [pd.NA if no_base[i] else failed[i] == "" for i in range(len(ctl))],
+                dtype="boolean",
+            ),
+            "failed_rules": failed,
+        }
+    )
+
+
+def _control_for_pairs(
+    pairs: pd.DataFrame,
+    controls: pd.DataFrame,
+    positive_control: Mapping[str, bool] | pd.DataFrame | None,
+) -> pd.DataFrame:
+    """One control verdict per stimulated tube: user verdict, control tube, or own ILC gate."""
+    out = pd.DataFrame(
+        {
+            "sample_id": pairs["sample_id"].unique(),
+        }
+    )
+    batch_of = pairs.drop_duplicates("sample_id").set_index("sample_id")["batch"]
+    out["batch"] = out["sample_id"].map(batch_of)
+    out["control_source"] = ""
+    out["control_sample_id"] = ""
+    out["control_net"] = np.nan
+    out["control_ci_low"] = np.nan
+    out["control_passed"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    tube = controls[controls["control_source"] == "positive_control tube"]
+    own = controls[controls["control_source"] != "positive_control tube"]
+    for i, (sid, batch) in enumerate(zip(out["sample_id"], out["batch"], strict=True)):
+        pick = None
+        if (hits := tube[tube["batch"] == batch]).shape[0]:
+            order = hits.assign(
+                _ok=hits["passed"].fillna(False).astype(bool), _known=hits["passed"].notna()
+            )
+            pick = order.sort_values(["_ok", "_known", "ci_low"], ascending=False).iloc[0]
+        elif (hits := own[own["control_sample_id"] == sid]).shape[0]:
+            pick = hits.iloc[0]
+        if pick is not None:
+            out.loc[i, ["control_source", "control_sample_id"]] = [
+                pick["control_source"],
+                pick["control_sample_id"],
+            ]
+            out.loc[i, ["control_net", "control_ci_low"]] = [pick["net"], pick["ci_low"]]
+            out.loc[i, "control_passed"] = pick["passed"]
+    if positive_control is not None:
+        verdicts = (
+            dict(
+                zip(
+                    positive_control["batch"].astype(str),
+                    positive_control["passed"].astype(bool),
+                    strict=True,
+                )
+            )
+            if isinstance(positive_control, pd.DataFrame)
+            else {str(k): bool(v) for k, v in positive_control.items()}
+        )
+        user = out["batch"].isin(list(verdicts))
+        out.loc[user, "control_source"] = "user verdict"
+        out.loc[user, "control_sample_id"] = ""
+        out.loc[user, "control_passed"] = out.loc[user, "batch"].map(verdicts).astype("boolean")
+    return out
+
+
+# ----------------------------------------------------------------------- messages
+def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
+    num = (
+        f"AREG_net {row['areg_net']:.2f} pts (CI {row['areg_net_ci_low']:.2f} to "
+        f"{row['areg_net_ci_high']:.2f}), {row['n_areg_stim']:.0f} AREG+ events, "
+        f"{row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} events stim/unstim"
+    )
+    ctl = f"positive control {row['control_source'] or 'none'}" + (
+        f" net {row['control_net']:.2f} (CI low {row['control_ci_low']:.2f})"
+        if np.isfinite(row["control_net"])
+        else ""
+    )
+    if not failed:
+        ri = row["ri"]
+        bias = (
+            f"repair-biased (RI {ri:.2f} > {cfg.ri_cut:g})"
+            if row["repair_biased"]
+            else f"not repair-biased (RI {ri:.2f} <= {cfg.ri_cut:g})"
+            if np.isfinite(ri)
+            else "RI undefined"
+        )
+        return (
+            f"AREG-responsive: {num}; CI low > 0, net >= {cfg.min_net:g}, AREG+ >= "
+            f"{cfg.min_areg_events}, events >= {cfg.min_events}; {ctl}; {bias}"
+        )
+    detail = {
+        "NO_UNSTIM": RULES["NO_UNSTIM"],
+        "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
+        "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
+        "EVENTS_BELOW_MIN": f"events {row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} "
+        f"< {cfg.min_events}",
+        "AREG_EVENTS_BELOW_MIN": f"AREG+ events {row['n_areg_stim']:.0f} < {cfg.min_areg_events}",
+        "CI_LOWER_NOT_ABOVE_ZERO": f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
+        "NET_BELOW_MIN": f"AREG_net {row['areg_net']:.2f} < {cfg.min_net:g}",
+        "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
+        "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
+    }
+    return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
+
+
+def _zscore(x: pd.Series) -> pd.Series:
+    sd = x.std(ddof=0)
+    if not np.isfinite(sd) or sd == 0:
+        return pd.Series(0.0, index=x.index)
+    return ((x - x.mean()) / sd).fillna(0.0)
+
+
+# --------------------------------------------------------------------------- score
+def score(
+    counts: pd.DataFrame,
+    metadata: pd.DataFrame | str | Path,
+    *,
+    config: str | Path | ScoringConfig | None = None,
+    positive_control: Mapping[str, bool] | pd.DataFrame | None = None,
+) -> ScoreResult:
+    """Repair profile and flags for every population of every stimulated tube.
+
+    Parameters
+    ----------
+    counts
+        Concatenated outputs of :func:`nkflow.tl.count_positive` (one per sample).
+    metadata
+        The metadata sheet (DataFrame or CSV path; columns per docs/contracts.md). Tubes
+        are paired on donor, tissue, timepoint and batch; replicate unstimulated tubes of one
+        key are pooled. ``role`` ``positive_control`` tubes supply the batch's control.
+    config
+        ``"human"`` / ``"mouse"`` defaults, a lab TOML path or a :class:`ScoringConfig`;
+        ``None`` picks the species of the sheet (human if not given).
+    positive_control
+        Optional verdicts that replace the data-derived control per batch, e.g. from an
+        ELISA: ``{batch: passed}`` or a table with ``batch`` and ``passed`` columns.
+
+    Returns
+    -------
+    ScoreResult
+        ``scores``, ``flags``, ``controls`` tables and the ``caveats`` text (also in each
+        table's ``attrs["caveats"]`` and a short ``caveat`` column). Percentages and nets are
+        in percentage points.
+    """
+    meta = _metadata(metadata)
+    if config is None:
+        species = set(meta["species"].str.lower()) - {""}
+        config = "mouse" if species == {"mouse"} else "human"
+    cfg = load_scoring_config(config)
+    missing = sorted(set(counts["sample_id"].astype(str)) - set(meta["sample_id"]))
+    if missing:
+        raise MetadataError(
+            "metadata", [f"sample_id {s!r} is in the counts but not in the sheet" for s in missing]
+        )
+    c = counts.drop(columns=[k for k in ("tissue", "batch") if k in counts.columns])
+    c = c.assign(sample_id=c["sample_id"].astype(str)).merge(meta, on="sample_id", how="left")
+    unstim_pooled = _pool(c[c["kind"] == "unstim"], [*PAIR_KEY, "population"], "_unstim")
+    stim = c[c["kind"] == "stim"].rename(columns={k: f"{k}_stim" for k in COUNT_COLUMNS})
+    pairs = stim.merge(unstim_pooled, on=[*PAIR_KEY, "population"], how="left")
+    unstim_keys = set(map(tuple, c.loc[c["kind"] == "unstim", PAIR_KEY].to_numpy()))
+    has_unstim = np.array([tuple(k) in unstim_keys for k in pairs[PAIR_KEY].to_numpy()], dtype=bool)
+    if not len(pairs):
+        logger.warning("no stimulated tubes in the metadata sheet: nothing to score")
+    controls = _controls(c, pairs, unstim_pooled, cfg)
+    ctl = _control_for_pairs(pairs, controls, positive_control)
+    pairs = pairs.merge(ctl.drop(columns="batch"), on="sample_id", how="left")
+    conf = cfg.confidence
+    res = _areg_rules(
+        pairs,
+        min_net=cfg.min_net,
+        min_areg=cfg.min_areg_events,
+        min_events=cfg.min_events,
+        conf=conf,
+    )
+    s = pairs[["batch", "donor", "tissue", "timepoint", "sample_id"]].copy()
+    s["unstim_sample_id"] = pairs["sample_id_unstim"].fillna("").to_numpy()
+    s["population"] = pairs["population"].to_numpy()
+    s["flaggable"] = [cfg.is_flaggable(p) for p in s["population"]]
+    for col in ("n_events", "n_areg"):
+        s[f"{col}_stim"] = pairs[f"{col}_stim"].to_numpy(float)
+        s[f"{col}_unstim"] = pairs[f"{col}_unstim"].to_numpy(float)
+    s["pct_areg_stim"] = _pct(pairs["n_areg_stim"], pairs["n_events_stim"])
+    s["pct_areg_unstim"] = _pct(pairs["n_areg_unstim"], pairs["n_events_unstim"])
+    s["areg_net"], s["areg_net_ci_low"], s["areg_net_ci_high"] = res["net"], res["lo"], res["hi"]
+    # polarisation on net values; negative nets (noise) count as no response
+    for col in ("n_areg_only", "n_ifng_only", "n_areg_ifng"):
+        s[f"net_{col[2:]}"] = _net(pairs, col, conf)[0]
+    a = s["net_areg_only"].clip(lower=0.0).to_numpy()
+    b = s["net_ifng_only"].clip(lower=0.0).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s["ri"] = np.where(a + b > 0, a / (a + b), np.nan)
+    s["ifng_net"], s["ifng_net_ci_low"], s["ifng_net_ci_high"] = _net(pairs, "n_ifng", conf)
+    s["pct_nkg2d_unstim"] = _pct(pairs["n_nkg2d_unstim"], pairs["n_events_unstim"])
+    s["pct_nkg2d_stim"] = _pct(pairs["n_nkg2d_stim"], pairs["n_events_stim"])
+    s["cd107a_net"], s["cd107a_net_ci_low"], s["cd107a_net_ci_high"] = _net(pairs, "n_cd107a", conf)
+    s["residency_fraction"] = _pct(pairs["n_trnk_unstim"], pairs["n_events_unstim"]) / 100.0
+    for col in ("control_source", "control_sample_id"):
+        s[col] = pairs[col].fillna("").to_numpy()
+    s["control_net"] = pairs["control_net"].to_numpy(float)
+    s["control_ci_low"] = pairs["control_ci_low"].to_numpy(float)
+    s["control_passed"] = pairs["control_passed"].astype("boolean").to_numpy()
+
+    no_areg = pairs["n_areg_stim"].isna().to_numpy() | (
+        has_unstim & pairs["n_areg_unstim"].isna().to_numpy()
+    )
+    ctl_known = ~pd.isna(s["control_passed"].to_numpy(dtype=object))
+    ctl_pass = np.array(
+        [bool(v) if k else False for v, k in zip(s["control_passed"], ctl_known, strict=True)]
+    )
+    failed_all: list[list[str]] = []
+    for i in range(len(s)):
+        f: list[str] = []
+        if not has_unstim[i]:
+            f.append("NO_UNSTIM")
+        if no_areg[i]:
+            f.append("NO_AREG_THRESHOLD")
+        if not s["flaggable"].iat[i]:
+            f.append("NOT_FLAGGABLE")
+        if has_unstim[i] and not no_areg[i]:
+            f += [r for r in _NUMERIC_RULES if res[r][i]]
+        if cfg.require_positive_control:
+            if not ctl_known[i]:
+                f.append("POSITIVE_CONTROL_MISSING")
+            elif not ctl_pass[i]:
+                f.append("POSITIVE_CONTROL_FAILED")
+        failed_all.append(f)
+    responsive = np.array([not f for f in failed_all], dtype=bool)
+    s["areg_responsive"] = responsive
+    s["repair_biased"] = responsive & (np.nan_to_num(s["ri"].to_numpy(), nan=-1.0) > cfg.ri_cut)
+    s["order_score"] = np.nan
+    s["order_rank"] = pd.array([pd.NA] * len(s), dtype="Int64")
+    if cfg.ranking and len(s):
+        ok = s["flaggable"].to_numpy() & np.isfinite(s["areg_net"].to_numpy())
+        sub = s[ok]
+        z = sub.groupby("batch")["areg_net"].transform(_zscore) + sub.groupby("batch")[
+            "ri"
+        ].transform(_zscore)
+        if cfg.residency_in_score:
+            z = z + sub.groupby("batch")["residency_fraction"].transform(_zscore)
+        s.loc[ok, "order_score"] = z
+        s.loc[ok, "order_rank"] = (
+            s.loc[ok]
+            .groupby("batch")["order_score"]
+            .rank(ascending=False, method="min")
+            .astype("Int64")
+        )
+    first = counts.drop_duplicates("sample_id").set_index("sample_id")
+    s["areg_threshold"] = s["sample_id"].map(first.get("threshold_areg", pd.Series(dtype=float)))
+    s["areg_rule"] = s["sample_id"].map(first.get("areg_rule", pd.Series(dtype=str))).fillna("")
+    s["areg_control_file"] = (
+        s["sample_id"].map(first.get("areg_control_file", pd.Series(dtype=str))).fillna("")
+    )
+    s["caveat"] = SHORT_CAVEAT
+
+    records = s.to_dict("records")
+    flags = s[
+        [
+            "batch",
+            "donor",
+            "tissue",
+            "timepoint",
+            "sample_id",
+            "unstim_sample_id",
+            "population",
+            "areg_responsive",
+            "repair_biased",
+        ]
+    ].copy()
+    flags["rule"] = np.where(
+        s["repair_biased"], "REPAIR_BIASED", np.where(responsive, "AREG_RESPONSIVE", "")
+    )
+    flags["failed_rules"] = [";".join(f) for f in failed_all]
+    flags["message"] = [_message(r, f, cfg) for r, f in zip(records, failed_all, strict=True)]
+    for col in (
+        "areg_net",
+        "areg_net_ci_low",
+        "areg_net_ci_high",
+        "n_areg_stim",
+        "n_events_stim",
+        "n_events_unstim",
+        "ri",
+        "ifng_net",
+        "control_source",
+        "control_passed",
+        "control_net",
+        "control_ci_low",
+        "caveat",
+    ):
+        flags[col] = s[col].to_numpy()
+    text = caveats_text()
+    for table in (s, flags, controls):
+        table.attrs["caveats"] = text
+    logger.info(
+        "scored %d population x tube rows; %d AREG-responsive", len(s), int(responsive.sum())
+    )
+    return ScoreResult(
+        scores=s.reset_index(drop=True),
+        flags=flags.reset_index(drop=True),
+        controls=controls,
+        caveats=text,
+        config=cfg,
+    )
