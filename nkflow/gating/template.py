@@ -1,0 +1,475 @@
+"""Gating templates: TOML files analysts can copy and edit, loaded and validated here.
+
+A template (see ``gating/human_blood.toml`` for a commented example) has
+
+``[template]``
+    ``name``, ``version``, ``species`` (``human`` | ``mouse``), ``description``, ``anchor``.
+``[manifest]``
+    ``required_markers``, ``optional_markers``, ``terminal_populations``, ``min_events``.
+``[defaults]``
+    ``fmo_percentile`` (99.5), ``bootstrap`` (200), ``fmo_fallback`` (``mirror``).
+``[[gates]]``
+    One table per gate, in any order. Keys: ``id`` (the population name), ``parent``
+    (``""`` for the root), ``kind`` and the kind's own keys:
+
+    - ``polygon`` with ``rule = "density"`` and ``method`` one of ``debris`` (FSC valley),
+      ``singlets`` (FSC-A/FSC-H ratio band), ``lymphocytes`` (low-SSC scatter cluster);
+      axes ``x`` and ``y`` (scatter channel names or markers); optional ``params`` table.
+    - ``threshold``: one marker, ``side`` (``pos`` | ``neg``) and a threshold rule.
+    - ``rectangle``: ``dims``, a list of inline tables, each like a threshold.
+    - ``quadrant``: ``x`` and ``y`` inline tables (marker + rule) and ``quadrants``, a table
+      population name -> ``"+-"`` (x sign then y sign); one rectangle per quadrant.
+    - ``boolean``: ``op`` (``and`` | ``or`` | ``not``) and ``operands`` (gate ids; prefix
+      ``!`` to complement); ``by_tissue`` maps a tissue name to other operands.
+
+    Threshold keys: ``marker``, ``side``, ``rule`` (``valley`` | ``fmo`` | ``mirror`` |
+    ``quantile`` | ``fixed``), ``value`` (fixed), ``percentile``, ``on`` (gate whose events
+    set the threshold; default the parent), ``unimodal`` (``negative`` | ``positive``),
+    ``min_prominence``, ``bw_adjust``, ``stim`` (``keep`` | ``drop``: drop this condition in
+    stimulated tubes, e.g. CD16, which PMA sheds).
+
+    Gate-level ``stim = "skip"`` leaves the gate out of stimulated tubes (residency: it comes
+    from the paired unstimulated tube) and ``optional = true`` skips a gate whose markers the
+    panel lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import GatingTemplateError
+
+__all__ = [
+    "DimSpec",
+    "GateSpec",
+    "Template",
+    "list_templates",
+    "load_template",
+    "template_dir",
+    "template_hash",
+    "validate_template",
+]
+
+KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
+RULES = ("valley", "fmo", "mirror", "quantile", "fixed")
+DENSITY_METHODS = ("debris", "singlets", "lymphocytes")
+SIDES = ("pos", "neg")
+SPECIES = ("human", "mouse")
+OPS = ("and", "or", "not")
+_DIM_KEYS = {
+    "marker",
+    "side",
+    "rule",
+    "value",
+    "percentile",
+    "on",
+    "unimodal",
+    "min_prominence",
+    "bw_adjust",
+    "stim",
+}
+_GATE_KEYS = {
+    "id",
+    "parent",
+    "kind",
+    "rule",
+    "method",
+    "x",
+    "y",
+    "params",
+    "marker",
+    "side",
+    "value",
+    "percentile",
+    "on",
+    "unimodal",
+    "min_prominence",
+    "bw_adjust",
+    "dims",
+    "quadrants",
+    "op",
+    "operands",
+    "by_tissue",
+    "stim",
+    "optional",
+    "description",
+}
+
+
+@dataclass(frozen=True)
+class DimSpec:
+    """How one marker condition of a gate is thresholded (see the module docstring)."""
+
+    marker: str
+    side: str = "pos"
+    rule: str = "valley"
+    value: float | None = None
+    percentile: float | None = None
+    on: str | None = None
+    unimodal: str = "negative"
+    min_prominence: float = 0.05
+    bw_adjust: float = 1.0
+    stim: str = "keep"
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """One gate of a template, before thresholds are known."""
+
+    id: str
+    parent: str | None
+    kind: str
+    rule: str = ""
+    method: str = ""
+    x: str = ""
+    y: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    dims: tuple[DimSpec, ...] = ()
+    quadrants: Mapping[str, str] = field(default_factory=dict)
+    op: str = ""
+    operands: tuple[str, ...] = ()
+    by_tissue: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    stim: str = "keep"
+    optional: bool = False
+    description: str = ""
+
+    @property
+    def populations(self) -> list[str]:
+        """Population names this gate produces (its quadrants, or itself)."""
+        return list(self.quadrants) if self.kind == "quadrant" else [self.id]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A validated gating template."""
+
+    name: str
+    version: str
+    species: str
+    description: str
+    anchor: str
+    required_markers: tuple[str, ...]
+    optional_markers: tuple[str, ...]
+    terminal_populations: tuple[str, ...]
+    min_events: int
+    fmo_percentile: float
+    bootstrap: int
+    fmo_fallback: str
+    gates: tuple[GateSpec, ...]
+    path: str
+    hash: str
+
+    @property
+    def populations(self) -> list[str]:
+        """Every population name, in template order."""
+        return [p for g in self.gates for p in g.populations]
+
+    def gate(self, gate_id: str) -> GateSpec:
+        """The gate spec producing population ``gate_id``."""
+        for g in self.gates:
+            if gate_id in g.populations:
+                return g
+        raise GatingTemplateError(
+            f"{self.path}: no gate {gate_id!r}; gates: {', '.join(self.populations)}"
+        )
+
+
+def template_dir() -> Path:
+    """Folder of the shipped templates: ``nkflow/_templates`` (wheel) or ``gating/`` (checkout)."""
+    here = Path(__file__).resolve()
+    for cand in (here.parents[1] / "_templates", here.parents[2] / "gating"):
+        if (cand / "manifest.toml").is_file():
+            return cand
+    raise GatingTemplateError(f"no template folder found beside {here.parents[1]}")
+
+
+def _index() -> dict[str, dict[str, Any]]:
+    path = template_dir() / "manifest.toml"
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    return dict(data.get("templates", {}))
+
+
+def list_templates() -> list[dict[str, Any]]:
+    """The shipped templates: name, version, species, file, description."""
+    return [{"name": k, **v} for k, v in _index().items()]
+
+
+def _canonical_hash(raw: Mapping[str, Any]) -> str:
+    blob = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def template_hash(template: Template | str | Path) -> str:
+    """SHA-256 of a template's parsed content (comments and layout do not change it)."""
+    if isinstance(template, Template):
+        return template.hash
+    return load_template(template).hash
+
+
+def _err(path: str, where: str, msg: str) -> GatingTemplateError:
+    return GatingTemplateError(f"{path}: {where}: {msg}")
+
+
+def _choice(path: str, where: str, key: str, value: Any, valid: tuple[str, ...]) -> str:
+    if value not in valid:
+        raise _err(path, where, f"{key} = {value!r}; valid: {', '.join(valid)}")
+    return str(value)
+
+
+def _number(path: str, where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _err(path, where, f"{key} = {value!r}; valid: a number")
+    return float(value)
+
+
+def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
+    if not isinstance(raw, Mapping):
+        raise _err(path, where, f"threshold {raw!r}; valid: a table with marker, side, rule")
+    unknown = set(raw) - _DIM_KEYS
+    if unknown:
+        raise _err(path, where, f"unknown key(s) {sorted(unknown)}; valid: {sorted(_DIM_KEYS)}")
+    marker = raw.get("marker")
+    if not isinstance(marker, str) or not marker:
+        raise _err(path, where, f"marker = {marker!r}; valid: a marker name such as 'CD56'")
+    rule = _choice(path, where, "rule", raw.get("rule", "valley"), RULES)
+    side = raw.get("side", "pos")
+    if need_side:
+        side = _choice(path, where, "side", side, SIDES)
+    value = raw.get("value")
+    if rule == "fixed":
+        if value is None:
+            raise _err(path, where, "rule = 'fixed' needs value = <number>")
+        value = _number(path, where, "value", value)
+    pct = raw.get("percentile")
+    if pct is not None:
+        pct = _number(path, where, "percentile", pct)
+        if not 0 < pct < 100:
+            raise _err(path, where, f"percentile = {pct!r}; valid: 0 < percentile < 100")
+    return DimSpec(
+        marker=marker,
+        side=side,
+        rule=rule,
+        value=value,
+        percentile=pct,
+        on=raw.get("on") or None,
+        unimodal=_choice(
+            path, where, "unimodal", raw.get("unimodal", "negative"), ("negative", "positive")
+        ),
+        min_prominence=_number(path, where, "min_prominence", raw.get("min_prominence", 0.05)),
+        bw_adjust=_number(path, where, "bw_adjust", raw.get("bw_adjust", 1.0)),
+        stim=_choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "drop")),
+    )
+
+
+def _gate(path: str, i: int, raw: Any) -> GateSpec:
+    if not isinstance(raw, Mapping):
+        raise _err(path, f"gates[{i}]", "each [[gates]] entry must be a table")
+    gid = raw.get("id")
+    if not isinstance(gid, str) or not gid:
+        raise _err(path, f"gates[{i}]", f"id = {gid!r}; valid: a population name")
+    where = f"gate {gid!r}"
+    unknown = set(raw) - _GATE_KEYS
+    if unknown:
+        raise _err(path, where, f"unknown key(s) {sorted(unknown)}; valid: {sorted(_GATE_KEYS)}")
+    kind = _choice(path, where, "kind", raw.get("kind"), KINDS)
+    parent = raw.get("parent") or None
+    common: dict[str, Any] = {
+        "id": gid,
+        "parent": parent,
+        "kind": kind,
+        "stim": _choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "skip")),
+        "optional": bool(raw.get("optional", False)),
+        "description": str(raw.get("description", "")),
+    }
+    if kind == "polygon":
+        _choice(path, where, "rule", raw.get("rule", "density"), ("density",))
+        method = _choice(path, where, "method", raw.get("method"), DENSITY_METHODS)
+        for ax in ("x", "y"):
+            if not isinstance(raw.get(ax), str) or not raw.get(ax):
+                raise _err(path, where, f"{ax} = {raw.get(ax)!r}; valid: a channel or marker")
+        params = raw.get("params", {})
+        if not isinstance(params, Mapping):
+            raise _err(path, where, f"params = {params!r}; valid: a table")
+        return GateSpec(
+            **common, rule="density", method=method, x=raw["x"], y=raw["y"], params=dict(params)
+        )
+    if kind == "threshold":
+        dim_raw = {k: raw[k] for k in _DIM_KEYS - {"stim"} if k in raw}
+        return GateSpec(**common, dims=(_dim(path, where, dim_raw),))
+    if kind == "rectangle":
+        dims = raw.get("dims")
+        if not isinstance(dims, list) or not dims:
+            raise _err(path, where, f"dims = {dims!r}; valid: a list of threshold tables")
+        return GateSpec(**common, dims=tuple(_dim(path, where, d) for d in dims))
+    if kind == "quadrant":
+        x = _dim(path, where + " x", raw.get("x"), need_side=False)
+        y = _dim(path, where + " y", raw.get("y"), need_side=False)
+        quads = raw.get("quadrants")
+        if not isinstance(quads, Mapping) or not quads:
+            raise _err(path, where, f"quadrants = {quads!r}; valid: name = '+-' table")
+        valid = ("++", "+-", "-+", "--")
+        for name, signs in quads.items():
+            _choice(path, where, f"quadrants.{name}", signs, valid)
+        return GateSpec(**common, dims=(x, y), quadrants=dict(quads))
+    # boolean
+    op = _choice(path, where, "op", raw.get("op"), OPS)
+    ops = raw.get("operands")
+    if not isinstance(ops, list) or not ops or not all(isinstance(o, str) for o in ops):
+        raise _err(path, where, f"operands = {ops!r}; valid: a list of gate ids")
+    if op == "not" and len(ops) != 1:
+        raise _err(path, where, f"op = 'not' takes one operand, got {ops!r}")
+    by_tissue = raw.get("by_tissue", {})
+    if not isinstance(by_tissue, Mapping):
+        raise _err(path, where, f"by_tissue = {by_tissue!r}; valid: tissue = [gate ids]")
+    return GateSpec(
+        **common,
+        op=op,
+        operands=tuple(ops),
+        by_tissue={str(k): tuple(v) for k, v in by_tissue.items()},
+    )
+
+
+def _check_graph(path: str, gates: list[GateSpec]) -> None:
+    names: dict[str, str] = {}
+    for g in gates:
+        for p in g.populations:
+            if p in names:
+                raise _err(path, f"gate {g.id!r}", f"population {p!r} is defined twice")
+            names[p] = g.id
+    valid = ", ".join(names)
+    for g in gates:
+        refs = [("parent", g.parent)] if g.parent else []
+        refs += [("on", d.on) for d in g.dims if d.on]
+        refs += [("operands", o.lstrip("!")) for o in g.operands]
+        refs += [("by_tissue", o.lstrip("!")) for v in g.by_tissue.values() for o in v]
+        for key, ref in refs:
+            if ref not in names:
+                raise _err(path, f"gate {g.id!r}", f"{key} = {ref!r} is not a gate; valid: {valid}")
+        if g.kind == "quadrant" and g.parent is None:
+            raise _err(path, f"gate {g.id!r}", "a quadrant gate needs a parent")
+    # cycles through parents and operands
+    deps = {
+        p: [g.parent] * bool(g.parent) + [o.lstrip("!") for o in g.operands]
+        for g in gates
+        for p in g.populations
+    }
+    state: dict[str, int] = {}
+
+    def visit(n: str, chain: tuple[str, ...]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            raise _err(path, f"gate {n!r}", f"cycle {' -> '.join((*chain, n))}")
+        state[n] = 1
+        for d in deps[n]:
+            visit(d, (*chain, n))
+        state[n] = 2
+
+    for n in deps:
+        visit(n, ())
+
+
+def _parse(raw: Mapping[str, Any], path: str) -> Template:
+    head = raw.get("template")
+    if not isinstance(head, Mapping):
+        raise _err(path, "[template]", "missing table; valid keys: name, version, species")
+    name = head.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err(path, "[template]", f"name = {name!r}; valid: a non-empty string")
+    species = _choice(path, "[template]", "species", head.get("species"), SPECIES)
+    man = raw.get("manifest", {})
+    if not isinstance(man, Mapping):
+        raise _err(path, "[manifest]", "must be a table")
+    defaults = raw.get("defaults", {})
+    gates_raw = raw.get("gates")
+    if not isinstance(gates_raw, list) or not gates_raw:
+        raise _err(path, "[[gates]]", "no gates; valid: one [[gates]] table per gate")
+    gates = [_gate(path, i, g) for i, g in enumerate(gates_raw)]
+    _check_graph(path, gates)
+    pops = {p for g in gates for p in g.populations}
+    terminal = tuple(man.get("terminal_populations", ()))
+    for t in terminal:
+        if t not in pops:
+            raise _err(
+                path,
+                "[manifest]",
+                f"terminal population {t!r} is not a gate; valid: {', '.join(sorted(pops))}",
+            )
+    min_events = man.get("min_events", 100)
+    if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 0:
+        raise _err(path, "[manifest]", f"min_events = {min_events!r}; valid: an integer >= 0")
+    fmo_pct = _number(path, "[defaults]", "fmo_percentile", defaults.get("fmo_percentile", 99.5))
+    if not 50 <= fmo_pct < 100:
+        raise _err(path, "[defaults]", f"fmo_percentile = {fmo_pct!r}; valid: 50 <= p < 100")
+    boot = defaults.get("bootstrap", 200)
+    if isinstance(boot, bool) or not isinstance(boot, int) or boot < 0:
+        raise _err(path, "[defaults]", f"bootstrap = {boot!r}; valid: an integer >= 0")
+    return Template(
+        name=name,
+        version=str(head.get("version", "0")),
+        species=species,
+        description=str(head.get("description", "")),
+        anchor=str(head.get("anchor", "")),
+        required_markers=tuple(man.get("required_markers", ())),
+        optional_markers=tuple(man.get("optional_markers", ())),
+        terminal_populations=terminal,
+        min_events=int(min_events),
+        fmo_percentile=fmo_pct,
+        bootstrap=int(boot),
+        fmo_fallback=_choice(
+            path,
+            "[defaults]",
+            "fmo_fallback",
+            defaults.get("fmo_fallback", "mirror"),
+            ("mirror", "valley"),
+        ),
+        gates=tuple(gates),
+        path=path,
+        hash=_canonical_hash(raw),
+    )
+
+
+def _resolve_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise GatingTemplateError(f"{p}: template file not found")
+        return p
+    index = _index()
+    if str(name_or_path) not in index:
+        raise GatingTemplateError(
+            f"{name_or_path!r} is neither a template file nor a shipped template; "
+            f"valid names: {', '.join(index)}"
+        )
+    return template_dir() / index[str(name_or_path)]["file"]
+
+
+def load_template(name_or_path: str | Path | Template) -> Template:
+    """Load and validate a template by shipped name (``"human_blood"``) or TOML path.
+
+    Raises
+    ------
+    GatingTemplateError
+        Naming the file, the gate, the bad value and the valid choices.
+    """
+    if isinstance(name_or_path, Template):
+        return name_or_path
+    path = _resolve_path(name_or_path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise GatingTemplateError(f"{path}: not valid TOML: {err}") from err
+    return _parse(raw, str(path))
+
+
+def validate_template(path: str | Path) -> Template:
+    """Validate a template file; return it, or raise :class:`GatingTemplateError`."""
+    return load_template(path)

@@ -1,0 +1,429 @@
+"""Data-driven thresholds on the transformed scale, each with a bootstrap confidence interval.
+
+Rules
+-----
+``valley``
+    Density valley between the two most prominent peaks of a smoothed histogram (a fast
+    binned Gaussian KDE, Silverman bandwidth). Used for bimodal markers (CD3, CD45, dump,
+    CD16, NKp46, CD49b, Eomes). When the data are unimodal (no second peak with at least
+    ``min_prominence`` of the main peak's height) it falls back to ``mirror``: the main peak
+    is taken as the negative (``unimodal="negative"``) or the positive
+    (``unimodal="positive"``) population and the threshold sits ``z`` robust standard
+    deviations beyond its mode, measured on the side away from the other population.
+``fmo``
+    The ``percentile`` (default 99.5) of the marker in the FMO control's parent gate.
+``mirror``
+    The "negative mirror" described above; the documented fallback for a missing FMO
+    (``z`` = the normal quantile of the FMO percentile, so 2.576 for 99.5).
+``quantile``
+    A plain quantile of the parent (``percentile``).
+``fixed``
+    A literal ``value``.
+
+Confidence intervals: ``n_boot`` resamples (``random_state`` seeds a local generator). The
+valley and mirror rules are computed on a fine histogram, so a bootstrap resample is an exact
+multinomial redraw of the bin counts (fast for any event count); percentile rules redraw
+events from at most ``max_events`` (20,000) subsampled events.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as _sps
+from scipy.ndimage import gaussian_filter1d
+from scipy.signal import find_peaks
+
+from ..exceptions import GatingError, ThresholdDriftWarning
+
+__all__ = [
+    "THRESHOLD_COLUMNS",
+    "Threshold",
+    "compare_thresholds",
+    "fmo_threshold",
+    "mirror_threshold",
+    "quantile_threshold",
+    "valley_threshold",
+]
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_COLUMNS = [
+    "sample_id",
+    "tissue",
+    "batch",
+    "gate",
+    "marker",
+    "channel",
+    "value",
+    "ci_low",
+    "ci_high",
+    "rule",
+    "control_file",
+    "n_events",
+]
+
+_N_BINS = 1024
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A resolved threshold with its provenance (one row of the thresholds table).
+
+    ``gate`` is the id of the gate whose events the threshold was computed on (so the same
+    marker can carry different thresholds in different parents).
+    """
+
+    marker: str
+    channel: str
+    value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    rule: str = ""
+    control_file: str = ""
+    n_events: int = 0
+    gate: str = ""
+    sample_id: str = ""
+    tissue: str = ""
+    batch: str = ""
+
+    def to_record(self) -> dict[str, object]:
+        """Dict in :data:`THRESHOLD_COLUMNS` order (JSON-able)."""
+        return {c: getattr(self, c) for c in THRESHOLD_COLUMNS}
+
+
+def _clean(values: ArrayLike) -> NDArray[np.float64]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
+def _grid(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    lo, hi = np.quantile(v, [0.0005, 0.9995])
+    if not hi > lo:
+        lo, hi = float(v.min()) - 0.5, float(v.max()) + 0.5
+    pad = 0.05 * (hi - lo)
+    edges = np.linspace(lo - pad, hi + pad, _N_BINS + 1)
+    counts, _ = np.histogram(v, bins=edges)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    return counts.astype(np.float64), centers, float(edges[1] - edges[0])
+
+
+def _sigma_bins(v: NDArray[np.float64], width: float, bw_adjust: float) -> float:
+    sd = np.std(v)
+    iqr = np.subtract(*np.quantile(v, [0.75, 0.25]))
+    s = min(sd, iqr / 1.349) if iqr > 0 else sd
+    if s <= 0:
+        s = width
+    bw = bw_adjust * 0.9 * s * v.size ** (-0.2)
+    return max(bw / width, 1.0)
+
+
+def _density(counts: NDArray[np.float64], sigma_bins: float) -> NDArray[np.float64]:
+    return gaussian_filter1d(counts, sigma_bins, mode="constant")
+
+
+def _valley_from_density(
+    dens: NDArray[np.float64],
+    centers: NDArray[np.float64],
+    min_prominence: float,
+) -> float | None:
+    top = dens.max()
+    if top <= 0:
+        return None
+    peaks, props = find_peaks(dens, prominence=min_prominence * top)
+    if peaks.size < 2:
+        return None
+    order = np.argsort(props["prominences"])[::-1][:2]
+    a, b = np.sort(peaks[order])
+    seg = dens[a : b + 1]
+    i = a + int(np.argmin(seg))
+    return float(centers[i])
+
+
+def _mirror_from_density(
+    counts: NDArray[np.float64],
+    dens: NDArray[np.float64],
+    centers: NDArray[np.float64],
+    z: float,
+    unimodal: str,
+) -> float:
+    """Mode +- z * sigma, sigma from the half of the main peak away from the other side."""
+    total = counts.sum()
+    top = dens.max()
+    peaks, _ = find_peaks(np.r_[0.0, dens, 0.0], height=0.2 * top, prominence=0.05 * top)
+    peaks = peaks - 1
+    if peaks.size == 0:
+        peaks = np.array([int(np.argmax(dens))])
+    mode_i = int(peaks[0] if unimodal == "negative" else peaks[-1])
+    mode = centers[mode_i]
+    if unimodal == "negative":
+        half = counts[: mode_i + 1]
+        dev = mode - centers[: mode_i + 1]
+    else:
+        half = counts[mode_i:]
+        dev = centers[mode_i:] - mode
+    # half-normal: median of |dev| = 0.6745 sigma
+    if half.sum() <= 0:
+        sigma = float(np.sqrt(np.average((centers - mode) ** 2, weights=counts + 1e-12)))
+    else:
+        cum = np.cumsum(half[::-1] if unimodal == "negative" else half)
+        d = dev[::-1] if unimodal == "negative" else dev
+        med = d[int(np.searchsorted(cum, 0.5 * cum[-1]))]
+        sigma = float(med / 0.6745)
+    if sigma <= 0 or not np.isfinite(sigma):
+        sigma = float(centers[1] - centers[0]) if total else 1.0
+    return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
+
+
+def _z_for(percentile: float) -> float:
+    return float(_sps.norm.ppf(percentile / 100.0))
+
+
+def _binned_rule(
+    values: ArrayLike,
+    *,
+    rule: str,
+    min_prominence: float,
+    bw_adjust: float,
+    unimodal: str,
+    z: float,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+    confidence: float,
+) -> tuple[float, float, float, str, int]:
+    v = _clean(values)
+    if v.size < 10:
+        raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")
+    if unimodal not in ("negative", "positive"):
+        raise GatingError(f"unimodal = {unimodal!r}; valid: negative, positive")
+    counts, centers, width = _grid(v)
+    sig = _sigma_bins(v, width, bw_adjust)
+
+    def estimate(c: NDArray[np.float64]) -> tuple[float, str]:
+        dens = _density(c, sig)
+        if rule == "valley":
+            t = _valley_from_density(dens, centers, min_prominence)
+            if t is not None:
+                return t, "valley"
+        return _mirror_from_density(c, dens, centers, z, unimodal), "mirror"
+
+    value, used = estimate(counts)
+    lo = hi = float("nan")
+    if n_boot > 0:
+        rng = np.random.default_rng(random_state)
+        p = counts / counts.sum()
+        n = int(counts.sum())
+        boots = np.array([estimate(rng.multinomial(n, p).astype(float))[0] for _ in range(n_boot)])
+        a = (1.0 - confidence) / 2.0
+        lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
+    return value, lo, hi, used, int(v.size)
+
+
+def valley_threshold(
+    values: ArrayLike,
+    *,
+    min_prominence: float = 0.05,
+    bw_adjust: float = 1.0,
+    unimodal: str = "negative",
+    fallback_percentile: float = 99.5,
+    n_boot: int = 200,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, str, int]:
+    """Density valley between the two most prominent peaks, with a bootstrap CI.
+
+    Parameters
+    ----------
+    values
+        Marker values on the transformed scale (events of the parent gate).
+    min_prominence
+        A peak counts when its prominence is at least this fraction of the highest density.
+    bw_adjust
+        Multiplier of Silverman's bandwidth.
+    unimodal
+        What a single peak is, for the fallback: ``"negative"`` or ``"positive"``.
+    fallback_percentile
+        The mirror fallback puts the threshold at this percentile of a normal fitted to the
+        main peak's outer half.
+    n_boot
+        Bootstrap resamples (0: no CI).
+    random_state
+        Seed or generator for the bootstrap.
+    confidence
+        Coverage of the percentile bootstrap interval.
+
+    Returns
+    -------
+    value, ci_low, ci_high, rule_used, n_events
+        ``rule_used`` is ``"valley"`` or ``"mirror"`` (unimodal fallback).
+    """
+    return _binned_rule(
+        values,
+        rule="valley",
+        min_prominence=min_prominence,
+        bw_adjust=bw_adjust,
+        unimodal=unimodal,
+        z=_z_for(fallback_percentile),
+        n_boot=n_boot,
+        random_state=random_state,
+        confidence=confidence,
+    )
+
+
+def mirror_threshold(
+    values: ArrayLike,
+    *,
+    percentile: float = 99.5,
+    unimodal: str = "negative",
+    bw_adjust: float = 1.0,
+    n_boot: int = 200,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, str, int]:
+    """Negative-mirror threshold: mode of the main peak + z(percentile) robust SDs.
+
+    The negative population is assumed symmetric about its mode, so its spread is measured
+    on its lower half, where positive cells do not contribute. This is the fallback for a
+    missing FMO control.
+
+    Returns
+    -------
+    value, ci_low, ci_high, rule_used, n_events
+    """
+    return _binned_rule(
+        values,
+        rule="mirror",
+        min_prominence=1.0,
+        bw_adjust=bw_adjust,
+        unimodal=unimodal,
+        z=_z_for(percentile),
+        n_boot=n_boot,
+        random_state=random_state,
+        confidence=confidence,
+    )
+
+
+def quantile_threshold(
+    values: ArrayLike,
+    *,
+    percentile: float = 99.5,
+    n_boot: int = 200,
+    max_events: int = 20_000,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, str, int]:
+    """Percentile of ``values`` with a bootstrap CI (events subsampled to ``max_events``).
+
+    Returns
+    -------
+    value, ci_low, ci_high, rule_used, n_events
+    """
+    v = _clean(values)
+    if v.size == 0:
+        raise GatingError("percentile threshold on an empty population")
+    if not 0.0 < percentile < 100.0:
+        raise GatingError(f"percentile = {percentile!r}; valid: 0 < percentile < 100")
+    value = float(np.percentile(v, percentile))
+    lo = hi = float("nan")
+    if n_boot > 0:
+        rng = np.random.default_rng(random_state)
+        sub = v if v.size <= max_events else rng.choice(v, max_events, replace=False)
+        idx = rng.integers(0, sub.size, size=(n_boot, sub.size))
+        boots = np.percentile(sub[idx], percentile, axis=1)
+        a = (1.0 - confidence) / 2.0
+        lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
+    return value, lo, hi, "quantile", int(v.size)
+
+
+def fmo_threshold(
+    values: ArrayLike,
+    *,
+    percentile: float = 99.5,
+    n_boot: int = 200,
+    max_events: int = 20_000,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, str, int]:
+    """FMO threshold: the ``percentile`` of the marker in the FMO tube's parent gate.
+
+    Returns
+    -------
+    value, ci_low, ci_high, rule_used, n_events
+        ``rule_used`` is ``"fmo"``.
+    """
+    value, lo, hi, _, n = quantile_threshold(
+        values,
+        percentile=percentile,
+        n_boot=n_boot,
+        max_events=max_events,
+        random_state=random_state,
+        confidence=confidence,
+    )
+    return value, lo, hi, "fmo", n
+
+
+def compare_thresholds(
+    tables: pd.DataFrame | Sequence[pd.DataFrame],
+    *,
+    max_shift: float = 0.1,
+    by: Sequence[str] = ("tissue", "gate", "marker"),
+    warn: bool = True,
+) -> pd.DataFrame:
+    """Compare thresholds of the same marker, gate and tissue across batches.
+
+    For each group the reference is the median of the per-batch values (each batch's value
+    is the median over its samples). A batch whose value differs from the reference by more
+    than ``max_shift`` (transformed units) is flagged and a :class:`ThresholdDriftWarning`
+    is issued.
+
+    Parameters
+    ----------
+    tables
+        One thresholds table (see ``docs/contracts.md``) or several, e.g. one per batch.
+    max_shift
+        Largest tolerated shift from the reference.
+    by
+        Columns that define "the same threshold".
+    warn
+        Issue a warning per drifting batch.
+
+    Returns
+    -------
+    DataFrame
+        One row per group and batch: the ``by`` columns, ``batch``, ``value``, ``reference``,
+        ``shift``, ``n_batches``, ``drift`` (bool).
+    """
+    if isinstance(tables, pd.DataFrame):
+        df = tables
+    else:
+        df = pd.concat(list(tables), ignore_index=True) if len(tables) else pd.DataFrame()
+    cols = [*by, "batch", "value", "reference", "shift", "n_batches", "drift"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    missing = [c for c in [*by, "batch", "value"] if c not in df.columns]
+    if missing:
+        raise GatingError(f"thresholds table lacks column(s) {missing}; has {list(df.columns)}")
+    per_batch = df.groupby([*by, "batch"], dropna=False, observed=True)["value"].median()
+    per_batch = per_batch.reset_index()
+    ref = per_batch.groupby(list(by), dropna=False, observed=True)["value"].transform("median")
+    nb = per_batch.groupby(list(by), dropna=False, observed=True)["value"].transform("size")
+    per_batch["reference"] = ref
+    per_batch["shift"] = per_batch["value"] - ref
+    per_batch["n_batches"] = nb.astype(int)
+    per_batch["drift"] = (per_batch["shift"].abs() > max_shift) & (per_batch["n_batches"] > 1)
+    if warn:
+        for _, r in per_batch[per_batch["drift"]].iterrows():
+            what = ", ".join(f"{k}={r[k]}" for k in by)
+            msg = (
+                f"threshold drift: {what}, batch {r['batch']!r}: {r['value']:.3f} vs "
+                f"reference {r['reference']:.3f} (shift {r['shift']:+.3f} > {max_shift})"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, ThresholdDriftWarning, stacklevel=2)
+    return per_batch[cols]
