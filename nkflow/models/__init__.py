@@ -1,1 +1,12 @@
-"""nkflow.models."""
+"""nkflow.models: scikit-learn estimators for clustering cytometry data.
+
+- :class:`SOM`: a self-organising map with FlowSOM's learning-rate and radius schedules,
+  trained in BLAS mini-batches.
+- :class:`ConsensusMetaclustering`: consensus hierarchical clustering of SOM nodes
+  (FlowSOM's ConsensusClusterPlus approach), fixed or automatic number of clusters.
+"""
+
+from nkflow.models.metacluster import ConsensusMetaclustering, cdf_area
+from nkflow.models.som import SOM, bmu_search, grid_distances
+
+__all__ = ["SOM", "ConsensusMetaclustering", "bmu_search", "cdf_area", "grid_distances"]

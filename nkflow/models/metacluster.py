@@ -1,0 +1,277 @@
+"""Consensus metaclustering of SOM nodes (FlowSOM's ConsensusClusterPlus approach).
+
+Monti et al. (Machine Learning 2003) consensus clustering, as FlowSOM runs it through
+ConsensusClusterPlus (Wilkerson & Hayes 2010) with ``reps=100, pItem=0.9``, hierarchical
+clustering and Euclidean distance:
+
+1. ``n_resamples`` times, draw ``resample_fraction`` of the items (SOM nodes) without
+   replacement and cluster them hierarchically (``linkage``), cutting the tree at every
+   candidate ``k``;
+2. for each ``k``, the consensus ``M_k[i, j]`` is the fraction of resamples holding both
+   ``i`` and ``j`` in which they fell in the same cluster;
+3. the final partition clusters ``1 - M_k`` hierarchically (``final_linkage``) into ``k``.
+
+With ``n_clusters=None`` the number of clusters is chosen from the area under the empirical
+CDF of the consensus values, ``A(k)``: its relative increase
+``delta(k) = (A(k) - A(k-1)) / A(k-1)`` is large while extra clusters still split stable
+groups and flattens out afterwards; the chosen ``k`` is the smallest one after which every
+further increase stays below ``delta_threshold``.
+"""
+
+from __future__ import annotations
+
+import logging
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.cluster.hierarchy import cut_tree, linkage
+from scipy.spatial.distance import squareform
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from nkflow.exceptions import ConfigError
+
+__all__ = ["ConsensusMetaclustering", "cdf_area"]
+
+logger = logging.getLogger(__name__)
+
+_INNER = ("average", "complete", "single", "ward")
+_FINAL = ("average", "complete", "single")
+
+
+def cdf_area(consensus: np.ndarray) -> float:
+    """Area under the empirical CDF of the off-diagonal consensus values.
+
+    Parameters
+    ----------
+    consensus
+        Symmetric ``(n, n)`` consensus matrix with values in [0, 1].
+
+    Returns
+    -------
+    float
+        ``sum_i (x_i - x_{i-1}) * CDF(x_i)`` over the sorted distinct values, as in
+        ConsensusClusterPlus.
+    """
+    iu = np.triu_indices(consensus.shape[0], k=1)
+    values = np.sort(consensus[iu])
+    if values.size == 0:
+        return 0.0
+    uniq, counts = np.unique(values, return_counts=True)
+    cdf = np.cumsum(counts) / values.size
+    return float(np.sum(np.diff(uniq) * cdf[1:]))
+
+
+class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
+    """Consensus hierarchical clustering, used to merge SOM nodes into metaclusters.
+
+    Parameters
+    ----------
+    n_clusters
+        Number of metaclusters; ``None`` chooses it from the consensus CDF area delta
+        between ``min_clusters`` and ``max_clusters``.
+    min_clusters, max_clusters
+        Range searched when ``n_clusters`` is ``None``.
+    n_resamples
+        Resampling rounds (ConsensusClusterPlus ``reps``; FlowSOM uses 100).
+    resample_fraction
+        Fraction of items drawn per round (``pItem``; FlowSOM uses 0.9).
+    linkage
+        Linkage of the clustering inside each resample (``innerLinkage``).
+    final_linkage
+        Linkage used on ``1 - consensus`` for the final partition (``finalLinkage``).
+    delta_threshold
+        Relative CDF-area increase below which extra clusters are not worth it.
+    random_state
+        Seed or generator for the resampling.
+
+    Attributes
+    ----------
+    labels_ : numpy.ndarray
+        Metacluster (0 .. ``n_clusters_ - 1``) of each item, numbered by first appearance.
+    n_clusters_ : int
+        Number of metaclusters used.
+    consensus_ : numpy.ndarray
+        Consensus matrix at ``n_clusters_``.
+    ks_ : numpy.ndarray
+        Candidate numbers of clusters evaluated.
+    cdf_area_ : numpy.ndarray
+        ``A(k)`` for each entry of ``ks_``.
+    delta_area_ : numpy.ndarray
+        Relative increase of ``A(k)`` (``delta(k_min) = A(k_min)``).
+    cluster_centers_ : numpy.ndarray
+        Mean of the items of each metacluster.
+    n_features_in_ : int
+        Number of features seen in :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int | None = 10,
+        *,
+        min_clusters: int = 2,
+        max_clusters: int = 20,
+        n_resamples: int = 100,
+        resample_fraction: float = 0.9,
+        linkage: str = "average",
+        final_linkage: str = "average",
+        delta_threshold: float = 0.1,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.min_clusters = min_clusters
+        self.max_clusters = max_clusters
+        self.n_resamples = n_resamples
+        self.resample_fraction = resample_fraction
+        self.linkage = linkage
+        self.final_linkage = final_linkage
+        self.delta_threshold = delta_threshold
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        def _int(name: str, value: object, low: int) -> None:
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise ConfigError(
+                    f"ConsensusMetaclustering: {name}={value!r} is invalid; "
+                    f"expected an integer >= {low}"
+                )
+
+        if self.n_clusters is not None:
+            _int("n_clusters", self.n_clusters, 1)
+        _int("min_clusters", self.min_clusters, 1)
+        _int("max_clusters", self.max_clusters, self.min_clusters)
+        _int("n_resamples", self.n_resamples, 1)
+        if not isinstance(self.resample_fraction, Real) or not 0 < self.resample_fraction <= 1:
+            raise ConfigError(
+                "ConsensusMetaclustering: resample_fraction="
+                f"{self.resample_fraction!r} is invalid; expected a number in (0, 1]"
+            )
+        if self.linkage not in _INNER:
+            raise ConfigError(
+                f"ConsensusMetaclustering: linkage={self.linkage!r} is invalid; "
+                f"choose one of {_INNER}"
+            )
+        if self.final_linkage not in _FINAL:
+            raise ConfigError(
+                f"ConsensusMetaclustering: final_linkage={self.final_linkage!r} is invalid; "
+                f"choose one of {_FINAL}"
+            )
+        if not isinstance(self.delta_threshold, Real) or self.delta_threshold < 0:
+            raise ConfigError(
+                "ConsensusMetaclustering: delta_threshold="
+                f"{self.delta_threshold!r} is invalid; expected a number >= 0"
+            )
+
+    def _consensus(self, X: np.ndarray, ks: np.ndarray, rng) -> np.ndarray:
+        """Consensus matrices, shape ``(len(ks), n, n)``."""
+        n = X.shape[0]
+        m = max(2, int(round(n * self.resample_fraction)))
+        m = min(m, n)
+        together = np.zeros((len(ks), n, n), dtype=np.float64)
+        sampled = np.zeros((n, n), dtype=np.float64)
+        for _ in range(self.n_resamples):
+            idx = np.sort(rng.choice(n, size=m, replace=False))
+            sub = X[idx]
+            if np.ptp(sub, axis=0).max() == 0:
+                cuts = np.zeros((m, len(ks)), dtype=int)
+            else:
+                tree = linkage(sub, method=self.linkage, metric="euclidean")
+                cuts = cut_tree(tree, n_clusters=np.minimum(ks, m))
+            same = cuts[:, None, :] == cuts[None, :, :]
+            ix = np.ix_(idx, idx)
+            sampled[ix] += 1.0
+            for j in range(len(ks)):
+                together[j][ix] += same[:, :, j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cons = np.where(sampled > 0, together / np.maximum(sampled, 1.0), 0.0)
+        diag = np.arange(n)
+        cons[:, diag, diag] = 1.0
+        return cons
+
+    def _final(self, consensus: np.ndarray, k: int) -> np.ndarray:
+        n = consensus.shape[0]
+        if k >= n:
+            return np.arange(n)
+        if k <= 1:
+            return np.zeros(n, dtype=int)
+        dist = 1.0 - consensus
+        np.fill_diagonal(dist, 0.0)
+        dist = np.clip((dist + dist.T) / 2.0, 0.0, None)
+        tree = linkage(squareform(dist, checks=False), method=self.final_linkage)
+        raw = cut_tree(tree, n_clusters=k).ravel()
+        _, first = np.unique(raw, return_index=True)
+        order = np.argsort(first)
+        relabel = np.empty(len(order), dtype=int)
+        relabel[raw[first[order]]] = np.arange(len(order))
+        return relabel[raw]
+
+    def fit(self, X, y=None) -> ConsensusMetaclustering:
+        """Cluster the items (rows of ``X``, e.g. SOM codes).
+
+        Parameters
+        ----------
+        X
+            ``(n_items, n_features)`` array.
+        y
+            Ignored.
+
+        Returns
+        -------
+        ConsensusMetaclustering
+            The fitted estimator.
+        """
+        self._check_params()
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, reset=True)
+        rng = check_random_state(self.random_state)
+        n = X.shape[0]
+        if self.n_clusters is None:
+            ks = np.arange(self.min_clusters, min(self.max_clusters, n) + 1)
+            if ks.size == 0:
+                ks = np.array([min(self.min_clusters, n)])
+        else:
+            ks = np.array([min(self.n_clusters, n)])
+        cons = self._consensus(X, ks, rng)
+        areas = np.array([cdf_area(c) for c in cons])
+        delta = np.empty_like(areas)
+        delta[0] = areas[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta[1:] = np.where(areas[:-1] > 0, (areas[1:] - areas[:-1]) / areas[:-1], 0.0)
+        if self.n_clusters is None:
+            chosen = len(ks) - 1
+            for i in range(len(ks)):
+                if np.all(delta[i + 1 :] < self.delta_threshold):
+                    chosen = i
+                    break
+            pos = chosen
+            logger.debug("consensus CDF area deltas %s -> k=%d", delta.round(3), ks[pos])
+        else:
+            pos = 0
+        k = int(ks[pos])
+        self.ks_ = ks
+        self.cdf_area_ = areas
+        self.delta_area_ = delta
+        self.consensus_ = cons[pos]
+        self.labels_ = self._final(cons[pos], k)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        self.cluster_centers_ = np.vstack(
+            [X[self.labels_ == c].mean(axis=0) for c in range(self.n_clusters_)]
+        )
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit and return the metacluster of each item.
+
+        Parameters
+        ----------
+        X
+            ``(n_items, n_features)`` array.
+        y
+            Ignored.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_items,)`` metacluster labels.
+        """
+        return self.fit(X).labels_
