@@ -1,0 +1,583 @@
+"""GatingML 2.0 interop through flowkit: apply an analyst's file, export nkflow's gates.
+
+:func:`apply_gatingml`
+    Evaluates a GatingML 2.0 document on nkflow containers. Each container's linear data are
+    turned back into what a cytometer wrote (uncompensated, with the file's ``$SPILLOVER``
+    attached), because every GatingML dimension names its own compensation
+    (``uncompensated``, ``FCS`` or a matrix in the document) and transformation; flowkit then
+    applies exactly those. Membership lands in ``adata.obs`` (one bool column per gate id)
+    and a populations table (``docs/contracts.md``) is returned.
+:func:`export_gatingml`
+    Writes nkflow's resolved gates for one sample (:mod:`nkflow.gating.gates`) as GatingML
+    2.0 with the logicle/arcsinh transforms nkflow used, so the gates, drawn on the
+    transformed scale, select the same events in FlowKit, FlowJo or Cytobank.
+
+flowkit objects never leave this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nkflow.exceptions import GatingError, GatingTemplateError
+from nkflow.gating.gates import BooleanGate, PolygonGate, RectangleGate, topological_order
+from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, read_xml_safely
+
+__all__ = ["apply_gatingml", "export_gatingml", "read_gatingml"]
+
+log = logging.getLogger(__name__)
+
+GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
+XFORM_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
+DT_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
+_LN10 = math.log(10.0)
+#: Decades used to express an arcsinh(x / cofactor) transform as GatingML ``fasinh``.
+ASINH_DECADES = 4.5
+
+
+def read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> Any:
+    """Parse a GatingML 2.0 document safely into a flowkit ``GatingStrategy``.
+
+    For use inside :mod:`nkflow.gating` only (flowkit objects do not leave the package's
+    gating and io layers).
+
+    Parameters
+    ----------
+    path
+        The GatingML 2.0 file.
+    max_bytes
+        Size limit passed to :func:`nkflow.gating.xml_safety.read_xml_safely`.
+
+    Raises
+    ------
+    GatingTemplateError
+        Unsafe XML, not GatingML 2.0 (schema-invalid) or a FlowJo workspace.
+    """
+    import flowkit as fk
+
+    from nkflow.gating.xml_safety import xml_buffer
+
+    p = Path(path)
+    buf = xml_buffer(p, max_bytes=max_bytes)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fk.parse_gating_xml(buf)
+    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
+        raise GatingTemplateError(
+            f"{p}: not a valid GatingML 2.0 document ({exc}); nkflow accepts GatingML 2.0 "
+            "files (schema-valid) here and FlowJo .wsp workspaces via apply_flowjo_workspace"
+        ) from None
+
+
+def _as_containers(adata_or_samples: Any) -> list[tuple[str, Any]]:
+    from anndata import AnnData
+
+    if isinstance(adata_or_samples, AnnData):
+        items = [adata_or_samples]
+    elif isinstance(adata_or_samples, Mapping):
+        return [(str(k), v) for k, v in adata_or_samples.items()]
+    elif isinstance(adata_or_samples, Sequence) and not isinstance(adata_or_samples, str):
+        items = list(adata_or_samples)
+    else:
+        raise GatingError(
+            f"expected an AnnData, a list of AnnData or a dict sample_id -> AnnData, "
+            f"got {type(adata_or_samples).__name__}"
+        )
+    out = []
+    for i, a in enumerate(items):
+        if not isinstance(a, AnnData):
+            raise GatingError(f"item {i} is a {type(a).__name__}, not an AnnData container")
+        out.append((container_sample_id(a, default=f"sample_{i}"), a))
+    return out
+
+
+def apply_gatingml(
+    path: str | Path,
+    adata_or_samples: Any,
+    *,
+    min_events: int = 100,
+    nk_population: str = "NK",
+    max_bytes: int = DEFAULT_MAX_XML_BYTES,
+) -> pd.DataFrame:
+    """Apply an analyst's GatingML 2.0 file to nkflow containers.
+
+    Parameters
+    ----------
+    path
+        GatingML 2.0 document. Gates name their own compensation (``uncompensated``,
+        ``FCS`` = the file's ``$SPILLOVER``, or a ``spectrumMatrix`` id) and transforms.
+    adata_or_samples
+        One container, a list of containers, or a dict ``sample_id -> container``. Gated in
+        place: one bool ``obs`` column per population (named by gate id; quadrant gates give
+        one column per quadrant id) and ``uns["nkflow"]["gating"]`` records the file.
+    min_events
+        Populations with fewer events are flagged ``low_events``.
+    nk_population
+        Gate id whose descendants get ``percent_of_nk`` (NaN elsewhere).
+    max_bytes
+        Refuse XML files larger than this.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The populations table (``docs/contracts.md``), one row per sample and population.
+
+    Raises
+    ------
+    GatingTemplateError
+        The file is unsafe or not GatingML 2.0.
+    GatingError
+        A container lacks what the gates need (a channel, a matrix).
+    """
+    p = Path(path)
+    data = read_xml_safely(p, max_bytes=max_bytes)
+    strategy = read_gatingml(p, max_bytes=max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    tables = []
+    for sample_id, adata in _as_containers(adata_or_samples):
+        members, parents = _gate_one(strategy, adata, sample_id, p)
+        for name, mask in members.items():
+            adata.obs[name] = mask
+        nk = adata.uns.setdefault("nkflow", {})
+        nk["gating"] = {
+            "template": str(p),
+            "template_hash": digest,
+            "populations": [{"name": n, "parent": parents[n] or ""} for n in members],
+        }
+        tables.append(
+            populations_table(
+                adata,
+                sample_id,
+                members,
+                parents,
+                min_events=min_events,
+                nk_population=nk_population,
+            )
+        )
+    return pd.concat(tables, ignore_index=True) if tables else populations_table(None, "", {}, {})
+
+
+def _gate_one(
+    strategy: Any, adata: Any, sample_id: str, path: Path
+) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
+    import flowkit as fk
+
+    sample = flowkit_sample_from_container(adata, sample_id)
+    session = fk.Session(gating_strategy=strategy, fcs_samples=[sample])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            session.analyze_samples(sample_id=sample.id, use_mp=False)
+        for w in caught:
+            log.info("%s on %s: flowkit: %s", path, sample_id, w.message)
+        results = session.get_gating_results(sample.id)
+    except (KeyError, ValueError, IndexError, NotImplementedError) as exc:
+        raise GatingError(
+            f"{path}: gating sample {sample_id!r} failed ({exc!r}); channels in the sample: "
+            f"{', '.join(map(str, adata.var_names))}"
+        ) from None
+    return gating_results_to_members(results, path)
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def container_sample_id(adata: Any, *, default: str) -> str:
+    """Sample id of a container: ``uns["nkflow"]["sample"]["sample_id"]``, else ``obs``."""
+    sample = (adata.uns.get("nkflow") or {}).get("sample") or {}
+    sid = sample.get("sample_id")
+    if sid:
+        return str(sid)
+    if "sample_id" in adata.obs and adata.n_obs:
+        return str(adata.obs["sample_id"].iloc[0])
+    return default
+
+
+def _linear_uncompensated(adata: Any, sample_id: str) -> np.ndarray:
+    """The container's events as the cytometer wrote them (linear, uncompensated), float64."""
+    nk = adata.uns.get("nkflow") or {}
+    if "compensated" in adata.layers:
+        lin = np.asarray(adata.layers["compensated"], dtype=np.float64)
+    elif not (nk.get("transform") or {}).get("kind"):
+        lin = np.asarray(adata.X, dtype=np.float64)
+    else:
+        raise GatingError(
+            f"sample {sample_id!r}: X is transformed and layers['compensated'] is missing, "
+            "so the linear values GatingML gates start from are not available"
+        )
+    comp = nk.get("compensation") or {}
+    source = str(comp.get("source", "none"))
+    if source == "none":
+        return lin
+    spill = comp if "matrix" in comp else (nk.get("spillover") if source == "file" else None)
+    if not spill or not spill.get("matrix"):
+        raise GatingError(
+            f"sample {sample_id!r}: compensated with {source!r} but the matrix is not stored "
+            "in uns['nkflow'] (need compensation['matrix'] or spillover), so the "
+            "uncompensated values cannot be recovered"
+        )
+    channels = [str(c) for c in spill["channels"]]
+    names = list(map(str, adata.var_names))
+    missing = [c for c in channels if c not in names]
+    if missing:
+        raise GatingError(f"sample {sample_id!r}: spillover channels {missing} not in the data")
+    idx = [names.index(c) for c in channels]
+    # compensated = raw @ inv(S)  =>  raw = compensated @ S
+    lin = lin.copy()
+    lin[:, idx] = lin[:, idx] @ np.asarray(spill["matrix"], dtype=np.float64)
+    return lin
+
+
+def flowkit_sample_from_container(adata: Any, sample_id: str) -> Any:
+    """A flowkit ``Sample`` holding the container's linear, uncompensated events.
+
+    The FCS ``$SPILLOVER`` is attached (so GatingML ``compensation-ref="FCS"`` works),
+    with ``$PnS`` and ``$PnR`` from ``var``. Built in memory (no temporary file on disk).
+    """
+    import io as _io
+    from array import array
+
+    import flowio
+    import flowkit as fk
+
+    raw = _linear_uncompensated(adata, sample_id)
+    names = [str(c) for c in adata.var_names]
+    pns = [str(v) for v in adata.var["pns"]] if "pns" in adata.var else [""] * len(names)
+    meta: dict[str, str] = {}
+    if "range" in adata.var:
+        for i, r in enumerate(adata.var["range"], start=1):
+            if r and np.isfinite(float(r)):
+                meta[f"p{i}r"] = str(round(float(r))) if float(r).is_integer() else str(r)
+    spill = (adata.uns.get("nkflow") or {}).get("spillover")
+    if spill and spill.get("matrix"):
+        chans = [str(c) for c in spill["channels"]]
+        values = ",".join(repr(float(v)) for v in np.asarray(spill["matrix"], float).ravel())
+        meta["spillover"] = f"{len(chans)},{','.join(chans)},{values}"
+    buf = _io.BytesIO()
+    values = array("f", np.ascontiguousarray(raw, dtype="<f4").tobytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flowio.create_fcs(
+            buf, values, channel_names=names, opt_channel_names=pns, metadata_dict=meta
+        )
+        buf.seek(0)
+        flow_data = flowio.FlowData(buf)
+        return fk.Sample(flow_data, sample_id=sample_id, subsample=0)
+
+
+def gating_results_to_members(
+    results: Any, path: Path
+) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
+    """Population name -> membership and population -> parent from flowkit results.
+
+    Population names are gate names (GatingML ids); a name used under two parents (possible
+    in FlowJo workspaces) is qualified by its path, ``"A/B/name"``.
+    """
+    report = results.report
+    rows = []
+    for r in report.itertuples(index=False):
+        path_t = tuple(r.gate_path)
+        full = (
+            (*path_t, r.quadrant_parent, r.gate_name)
+            if r.quadrant_parent
+            else (*path_t, r.gate_name)
+        )
+        rows.append((r.gate_name, path_t, full))
+    counts = pd.Series([n for n, _, _ in rows]).value_counts()
+    display: dict[tuple, str] = {}
+    for name, _path_t, full in rows:
+        if counts[name] > 1:
+            display[full] = "/".join(p for p in full[1:])
+        else:
+            display[full] = name
+    members: dict[str, np.ndarray] = {}
+    parents: dict[str, str | None] = {}
+    for name, path_t, full in sorted(rows, key=lambda x: len(x[2])):
+        pop = display[full]
+        try:
+            mask = results.get_gate_membership(name, gate_path=path_t)
+        except (KeyError, ValueError) as exc:
+            raise GatingError(f"{path}: no result for gate {pop!r} ({exc})") from None
+        members[pop] = np.asarray(mask, dtype=bool)
+        parents[pop] = None if path_t == ("root",) else display.get(path_t, path_t[-1])
+    return members, parents
+
+
+POPULATION_COLUMNS = [
+    "sample_id",
+    "population",
+    "parent",
+    "count",
+    "parent_count",
+    "percent_of_parent",
+    "ci_low",
+    "ci_high",
+    "percent_of_nk",
+    "low_events",
+]
+
+
+def populations_table(
+    adata: Any,
+    sample_id: str,
+    members: Mapping[str, np.ndarray],
+    parents: Mapping[str, str | None],
+    *,
+    min_events: int = 100,
+    nk_population: str = "NK",
+) -> pd.DataFrame:
+    """The populations table of ``docs/contracts.md`` for one sample.
+
+    ``median_<marker>`` columns are taken from ``adata.X`` (transformed scale) for every
+    channel with a canonical marker; ``adata=None`` gives counts only.
+    """
+    from nkflow.stats import wilson_interval
+
+    if not members:
+        return pd.DataFrame(columns=POPULATION_COLUMNS)
+    n_total = len(next(iter(members.values())))
+    names = list(members)
+    counts = np.array([int(members[n].sum()) for n in names])
+    parent_counts = np.array(
+        [int(members[parents[n]].sum()) if parents.get(n) in members else n_total for n in names]
+    )
+    lo, hi = wilson_interval(counts, parent_counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(parent_counts > 0, 100.0 * counts / parent_counts, np.nan)
+
+    def under_nk(n: str | None) -> bool:
+        seen = set()
+        while n is not None and n not in seen:
+            if n == nk_population:
+                return True
+            seen.add(n)
+            n = parents.get(n)
+        return False
+
+    nk_count = int(members[nk_population].sum()) if nk_population in members else 0
+    pct_nk = [
+        100.0 * c / nk_count if nk_count and under_nk(n) else np.nan
+        for n, c in zip(names, counts, strict=True)
+    ]
+    table = pd.DataFrame(
+        {
+            "sample_id": sample_id,
+            "population": names,
+            "parent": [parents.get(n) or "" for n in names],
+            "count": counts,
+            "parent_count": parent_counts,
+            "percent_of_parent": pct,
+            "ci_low": 100.0 * lo,
+            "ci_high": 100.0 * hi,
+            "percent_of_nk": pct_nk,
+            "low_events": counts < min_events,
+        }
+    )
+    if adata is not None and "marker" in adata.var:
+        X = adata.X
+        for j, marker in enumerate(adata.var["marker"]):
+            if not marker:
+                continue
+            col = np.asarray(X[:, j], dtype=np.float64).ravel()
+            table[f"median_{marker}"] = [
+                float(np.median(col[members[n]])) if members[n].any() else np.nan for n in names
+            ]
+    return table
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _q(ns: str, tag: str) -> str:
+    return f"{{{ns}}}{tag}"
+
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+def _transform_specs(transforms: Mapping[str, Any] | None) -> dict[str, tuple[str, dict, float]]:
+    """Channel -> (GatingML transform element, its attributes, nkflow-to-GatingML factor)."""
+    if not transforms:
+        return {}
+    kind = str(transforms.get("kind", "")).lower()
+    params = transforms.get("params") or {}
+    specs: dict[str, tuple[str, dict, float]] = {}
+    for ch, prm in params.items():
+        ch_kind = str(prm.get("kind", kind)).lower() if isinstance(prm, Mapping) else kind
+        if ch_kind in ("", "linear", "none"):
+            continue
+        if ch_kind == "logicle":
+            attrs = {k: float(prm[k]) for k in ("T", "W", "M", "A")}
+            # nkflow logicle values on a 0..1 scale equal GatingML's (scale = 1); a
+            # transform stored with a display "scale" (e.g. decades) is divided back.
+            factor = 1.0 / float(prm.get("scale", 1.0))
+            specs[ch] = ("logicle", attrs, factor)
+        elif ch_kind == "arcsinh":
+            cof = float(prm["cofactor"])
+            m = float(prm.get("M", ASINH_DECADES))
+            # asinh(x / c) == fasinh(x, T, M, A=0) * M * ln(10)  with  T = c * sinh(M ln 10)
+            attrs = {"T": cof * math.sinh(m * _LN10), "M": m, "A": 0.0}
+            specs[ch] = ("fasinh", attrs, 1.0 / (m * _LN10))
+        else:
+            raise GatingError(
+                f"transform {ch_kind!r} of channel {ch!r} cannot be exported; "
+                "valid: logicle, arcsinh, linear"
+            )
+    return specs
+
+
+def export_gatingml(
+    resolved_gates: Sequence[RectangleGate | PolygonGate | BooleanGate],
+    transforms: Mapping[str, Any] | None,
+    path: str | Path,
+    *,
+    compensation: str | Mapping[str, Any] = "FCS",
+) -> Path:
+    """Write nkflow's resolved gates of one sample as a GatingML 2.0 document.
+
+    Parameters
+    ----------
+    resolved_gates
+        The sample's gates (:mod:`nkflow.gating.gates`), coordinates on the ``adata.X``
+        scale.
+    transforms
+        ``uns["nkflow"]["transform"]`` of that sample: ``{"kind", "params": {channel:
+        {T, W, M, A} | {cofactor}}}``. Channels without parameters (scatter, time) are
+        written untransformed.
+    path
+        Output ``.xml`` file (written atomically).
+    compensation
+        How the gated fluorescence values were compensated: ``"FCS"`` (the FCS file's
+        own ``$SPILLOVER``, default), ``"uncompensated"``, or ``{"channels": [...],
+        "matrix": [[...]]}`` (a spillover matrix, written into the document).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Notes
+    -----
+    An arcsinh ``asinh(x / c)`` is written as GatingML ``fasinh`` with ``A = 0``,
+    ``M = 4.5`` and ``T = c sinh(M ln 10)``, and coordinates divided by ``M ln 10``; the
+    logicle parameters are written unchanged. Events lying exactly on a gate boundary may
+    fall on either side after the round trip (floating-point rounding of the transform).
+    """
+    from nkflow.io.write import write_bytes_atomic
+
+    ET.register_namespace("gating", GATING_NS)
+    ET.register_namespace("transforms", XFORM_NS)
+    ET.register_namespace("data-type", DT_NS)
+    root = ET.Element(_q(GATING_NS, "Gating-ML"))
+    specs = _transform_specs(transforms)
+    gates = topological_order(resolved_gates)
+    used = {c for g in gates for c in g.channels}
+    for ch in sorted(used & set(specs)):
+        tag, attrs, _ = specs[ch]
+        t_el = ET.SubElement(root, _q(XFORM_NS, "transformation"), {_q(XFORM_NS, "id"): _xid(ch)})
+        ET.SubElement(t_el, _q(XFORM_NS, tag), {_q(XFORM_NS, k): _num(v) for k, v in attrs.items()})
+    if isinstance(compensation, Mapping):
+        comp_ref = "nkflow_spillover"
+        _write_matrix(root, comp_ref, compensation)
+    elif compensation in ("FCS", "uncompensated"):
+        comp_ref = str(compensation)
+    else:
+        raise GatingError(
+            f"compensation {compensation!r} is not valid; use 'FCS', 'uncompensated' or "
+            "a dict with 'channels' and 'matrix'"
+        )
+    comp_channels = (
+        set(compensation.get("channels", [])) if isinstance(compensation, Mapping) else None
+    )
+
+    def dim(parent: ET.Element, ch: str, lo: float | None = None, hi: float | None = None) -> float:
+        fluor = ch in specs or (comp_channels is not None and ch in comp_channels)
+        attrs = {_q(GATING_NS, "compensation-ref"): comp_ref if fluor else "uncompensated"}
+        factor = 1.0
+        if ch in specs:
+            attrs[_q(GATING_NS, "transformation-ref")] = _xid(ch)
+            factor = specs[ch][2]
+        if lo is not None:
+            attrs[_q(GATING_NS, "min")] = _num(lo * factor)
+        if hi is not None:
+            attrs[_q(GATING_NS, "max")] = _num(hi * factor)
+        d_el = ET.SubElement(parent, _q(GATING_NS, "dimension"), attrs)
+        ET.SubElement(d_el, _q(DT_NS, "fcs-dimension"), {_q(DT_NS, "name"): ch})
+        return factor
+
+    for g in gates:
+        attrs = {_q(GATING_NS, "id"): g.id}
+        if g.parent:
+            attrs[_q(GATING_NS, "parent_id")] = g.parent
+        if isinstance(g, RectangleGate):
+            el = ET.SubElement(root, _q(GATING_NS, "RectangleGate"), attrs)
+            bounded = [d for d in g.dims if d.min is not None or d.max is not None]
+            if not bounded:
+                raise GatingError(f"rectangle gate {g.id!r} has no bounded dimension to export")
+            for d in bounded:
+                dim(el, d.channel, d.min, d.max)
+        elif isinstance(g, PolygonGate):
+            el = ET.SubElement(root, _q(GATING_NS, "PolygonGate"), attrs)
+            fx = dim(el, g.x_channel)
+            fy = dim(el, g.y_channel)
+            for x, y in g.vertices:
+                v_el = ET.SubElement(el, _q(GATING_NS, "vertex"))
+                for val in (x * fx, y * fy):
+                    ET.SubElement(
+                        v_el, _q(GATING_NS, "coordinate"), {_q(DT_NS, "value"): _num(val)}
+                    )
+        elif isinstance(g, BooleanGate):
+            el = ET.SubElement(root, _q(GATING_NS, "BooleanGate"), attrs)
+            ops = list(g.operands)
+            if g.op == "not" and len(ops) != 1:
+                raise GatingError(f"boolean gate {g.id!r}: 'not' takes exactly one operand")
+            if g.op in ("and", "or") and len(ops) == 1:
+                ops = ops * 2  # GatingML wants two operands; A and A == A
+            op_el = ET.SubElement(el, _q(GATING_NS, g.op))
+            for o in ops:
+                r_attrs = {_q(GATING_NS, "ref"): o.gate}
+                if o.complement:
+                    r_attrs[_q(GATING_NS, "use-as-complement")] = "true"
+                ET.SubElement(op_el, _q(GATING_NS, "gateReference"), r_attrs)
+        else:
+            raise GatingError(
+                f"gate {getattr(g, 'id', g)!r} of type {type(g).__name__} cannot be exported"
+            )
+    ET.indent(root)
+    data = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return write_bytes_atomic(Path(path), data)
+
+
+def _xid(channel: str) -> str:
+    return "xform_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in channel)
+
+
+def _write_matrix(root: ET.Element, ref: str, comp: Mapping[str, Any]) -> None:
+    channels = [str(c) for c in comp.get("channels", [])]
+    matrix = np.asarray(comp.get("matrix", []), dtype=float)
+    if not channels or matrix.shape != (len(channels), len(channels)):
+        raise GatingError(
+            f"compensation matrix must be square with one row per channel; got "
+            f"{len(channels)} channels and shape {matrix.shape}"
+        )
+    m_el = ET.SubElement(root, _q(XFORM_NS, "spectrumMatrix"), {_q(XFORM_NS, "id"): ref})
+    for tag in ("fluorochromes", "detectors"):
+        f_el = ET.SubElement(m_el, _q(XFORM_NS, tag))
+        for ch in channels:
+            ET.SubElement(f_el, _q(DT_NS, "fcs-dimension"), {_q(DT_NS, "name"): ch})
+    for row in matrix:
+        s_el = ET.SubElement(m_el, _q(XFORM_NS, "spectrum"))
+        for v in row:
+            ET.SubElement(s_el, _q(XFORM_NS, "coefficient"), {_q(XFORM_NS, "value"): _num(v)})
