@@ -277,12 +277,14 @@ def flowkit_sample_from_container(adata: Any, sample_id: str) -> Any:
 
 
 def gating_results_to_members(
-    results: Any, path: Path
+    results: Any, path: Path, *, keys: dict[str, tuple[str, ...]] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
     """Population name -> membership and population -> parent from flowkit results.
 
     Population names are gate names (GatingML ids); a name used under two parents (possible
-    in FlowJo workspaces) is qualified by its path, ``"A/B/name"``.
+    in FlowJo workspaces) is qualified by its path, ``"A/B/name"``. When ``keys`` is given
+    it receives population -> full gate path (``("root", ..., name)``; a quadrant's path
+    includes its quadrant gate).
     """
     report = results.report
     rows = []
@@ -310,6 +312,8 @@ def gating_results_to_members(
         except (KeyError, ValueError) as exc:
             raise GatingError(f"{path}: no result for gate {pop!r} ({exc})") from None
         members[pop] = np.asarray(mask, dtype=bool)
+        if keys is not None:
+            keys[pop] = full
         parents[pop] = None if path_t == ("root",) else display.get(path_t, path_t[-1])
     return members, parents
 
