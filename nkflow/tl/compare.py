@@ -1,0 +1,352 @@
+"""Comparisons of repair scores across samples: paired pre/post and between groups.
+
+Cohorts in this field are small (often 3-12 donors), so the tests are exact where that is
+feasible: sign-flip permutation of paired differences (exact enumeration up to 16 pairs),
+label permutation between groups (exact up to 20 000 arrangements), with Hodges-Lehmann
+effects and their distribution-free intervals where the sample size allows a 95% interval.
+p-values are Benjamini-Hochberg adjusted across the rows of each output table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from math import comb
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..exceptions import ConfigError
+
+__all__ = ["benjamini_hochberg", "compare_groups", "compare_paired"]
+
+logger = logging.getLogger(__name__)
+
+_EXACT_PAIRS = 16
+_EXACT_ARRANGEMENTS = 20_000
+
+
+def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN stays NaN.
+
+    Parameters
+    ----------
+    pvalues
+        Raw p-values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, same order, capped at 1.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    pv = p[ok]
+    order = np.argsort(pv)
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adjusted, 1.0)
+    out[ok] = res
+    return out
+
+
+# ------------------------------------------------------------------- paired tests
+def _signflip_p(d: np.ndarray, rng: np.random.Generator, n_resamples: int) -> tuple[float, str]:
+    """Two-sided sign-flip permutation p-value of the mean difference."""
+    n = d.size
+    observed = abs(d.sum())
+    if n <= _EXACT_PAIRS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        null = np.abs(signs @ d)
+        return float(np.mean(null >= observed - 1e-12)), "sign-flip permutation (exact)"
+    signs = rng.choice((1.0, -1.0), size=(n_resamples, n))
+    null = np.abs(signs @ d)
+    p = (1.0 + np.sum(null >= observed - 1e-12)) / (n_resamples + 1.0)
+    return float(p), f"sign-flip permutation ({n_resamples} resamples)"
+
+
+def _signed_rank_counts(n: int) -> np.ndarray:
+    """Number of sign patterns giving each signed-rank sum T+ = 0..n(n+1)/2."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for k in range(1, n + 1):
+        counts[k:] = counts[k:] + counts[:-k].copy()
+    return counts
+
+
+def _hodges_lehmann_paired(d: np.ndarray, confidence: float) -> tuple[float, float, float]:
+    """Pseudo-median of the differences with the exact Walsh-average interval."""
+    i, j = np.triu_indices(d.size)
+    walsh = np.sort((d[i] + d[j]) / 2.0)
+    estimate = float(np.median(walsh))
+    n = d.size
+    if n > 60:
+        m = n * (n + 1) / 4.0
+        sd = np.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+        k = int(np.floor(m - sps.norm.ppf(0.5 + confidence / 2.0) * sd))
+    else:
+        cdf = np.cumsum(_signed_rank_counts(n)) / 2.0**n
+        k = int(np.searchsorted(cdf, (1.0 - confidence) / 2.0, side="right"))
+        # k = largest c with P(T+ <= c - 1) <= alpha/2 -> interval [W_(k+1), W_(M-k)] 1-based
+    if k < 1:
+        return estimate, np.nan, np.nan
+    return estimate, float(walsh[k - 1]), float(walsh[walsh.size - k])
+
+
+def compare_paired(
+    scores: pd.DataFrame,
+    *,
+    before: str,
+    after: str,
+    value: str = "areg_net",
+    timepoint_key: str = "timepoint",
+    pair_on: Sequence[str] = ("donor", "tissue"),
+    by: Sequence[str] = ("population",),
+    confidence: float = 0.95,
+    n_resamples: int = 20_000,
+    random_state: int | np.random.Generator | None = 0,
+) -> pd.DataFrame:
+    """Paired before/after comparison of a score per donor and tissue.
+
+    Parameters
+    ----------
+    scores
+        ``ScoreResult.scores`` (or any table with ``value``, ``timepoint_key``, ``pair_on``
+        and ``by`` columns). Replicate tubes of one donor, tissue and timepoint are averaged.
+    before, after
+        The two values of ``timepoint_key`` to compare; the difference is ``after - before``.
+    value
+        Column compared (AREG_net by default, percentage points).
+    timepoint_key
+        Column holding the timepoint.
+    pair_on
+        Columns identifying one unit measured twice; add ``"batch"`` to pair only within
+        a batch (BIOLOGY.md asks for matched tissue and batch where the design allows).
+    by
+        One test per combination of these columns (each population by default).
+    confidence
+        Coverage of the Hodges-Lehmann interval.
+    n_resamples
+        Random sign flips when there are more than 16 pairs (exact enumeration below).
+    random_state
+        Seed or generator for those resamples.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``by`` group: ``n_pairs``, ``mean_before``, ``mean_after``,
+        ``mean_difference``, ``median_difference``, ``hl_estimate``, ``ci_low``,
+        ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
+        ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_sign`` (exact sign test),
+        ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+    """
+    for col in [value, timepoint_key, *pair_on, *by]:
+        if col not in scores.columns:
+            raise ConfigError(
+                f"scores table has no column {col!r}; have {', '.join(map(str, scores.columns))}"
+            )
+    if before == after:
+        raise ConfigError(f"before and after are both {before!r}; give two timepoints")
+    rng = np.random.default_rng(random_state)
+    keys = [*by, *pair_on]
+    sub = scores[scores[timepoint_key].isin([before, after])]
+    wide = (
+        sub.groupby([*keys, timepoint_key], dropna=False, observed=True)[value]
+        .mean()
+        .unstack(timepoint_key)
+        .reindex(columns=[before, after])
+        .dropna()
+        .reset_index()
+    )
+    rows = []
+    for group, part in wide.groupby(list(by), dropna=False, sort=True):
+        group = group if isinstance(group, tuple) else (group,)
+        d = (part[after] - part[before]).to_numpy(float)
+        row = dict(zip(by, group, strict=True))
+        row.update(
+            n_pairs=int(d.size), mean_before=part[before].mean(), mean_after=part[after].mean()
+        )
+        if d.size == 0:
+            continue
+        est, lo, hi = _hodges_lehmann_paired(d, confidence)
+        p, test = _signflip_p(d, rng, n_resamples)
+        nonzero = d[d != 0]
+        p_sign = (
+            float(sps.binomtest(int((nonzero > 0).sum()), nonzero.size).pvalue)
+            if nonzero.size
+            else 1.0
+        )
+        row.update(
+            mean_difference=float(d.mean()),
+            median_difference=float(np.median(d)),
+            hl_estimate=est,
+            ci_low=lo,
+            ci_high=hi,
+            n_increase=int((d > 0).sum()),
+            n_decrease=int((d < 0).sum()),
+            p_value=p,
+            p_sign=p_sign,
+            test=test,
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
+        return out
+    out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
+    out["value"] = value
+    out["comparison"] = f"{after} - {before}"
+    return out
+
+
+# -------------------------------------------------------------------- group tests
+def _perm_groups_p(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_resamples: int
+) -> tuple[float, str]:
+    """Two-sided label-permutation p-value of the difference in means."""
+    pooled = np.concatenate([x, y])
+    n, nx = pooled.size, x.size
+    observed = abs(x.mean() - y.mean())
+    total = pooled.sum()
+    if comb(n, nx) <= _EXACT_ARRANGEMENTS:
+        idx = np.array(list(itertools.combinations(range(n), nx)))
+        sx = pooled[idx].sum(axis=1)
+        null = np.abs(sx / nx - (total - sx) / (n - nx))
+        return float(np.mean(null >= observed - 1e-12)), "label permutation (exact)"
+    perms = rng.permuted(np.tile(pooled, (n_resamples, 1)), axis=1)
+    sx = perms[:, :nx].sum(axis=1)
+    null = np.abs(sx / nx - (total - sx) / (n - nx))
+    p = (1.0 + np.sum(null >= observed - 1e-12)) / (n_resamples + 1.0)
+    return float(p), f"label permutation ({n_resamples} resamples)"
+
+
+def _mann_whitney_counts(nx: int, ny: int) -> np.ndarray:
+    """Number of arrangements giving each Mann-Whitney U = 0..nx*ny (no ties)."""
+    # f[i][j] = f[i-1][j] shifted by j + f[i][j-1]; rows over j kept as polynomials
+    prev = [np.ones(1) for _ in range(ny + 1)]  # i = 0: only U = 0
+    for _ in range(nx):  # add the x's one at a time
+        cur = [np.ones(1)]  # j = 0: only U = 0
+        for j in range(1, ny + 1):
+            a = np.concatenate([np.zeros(j), prev[j]])  # x_i above all j y's
+            b = cur[j - 1]
+            size = max(a.size, b.size)
+            cur.append(np.pad(a, (0, size - a.size)) + np.pad(b, (0, size - b.size)))
+        prev = cur
+    return prev[ny]
+
+
+def _hodges_lehmann_shift(
+    x: np.ndarray, y: np.ndarray, confidence: float
+) -> tuple[float, float, float]:
+    diffs = np.sort(np.subtract.outer(x, y).ravel())
+    estimate = float(np.median(diffs))
+    nx, ny = x.size, y.size
+    alpha = 1.0 - confidence
+    if nx * ny > 400:
+        sd = np.sqrt(nx * ny * (nx + ny + 1) / 12.0)
+        k = int(np.floor(nx * ny / 2.0 - sps.norm.ppf(1 - alpha / 2) * sd))
+    else:
+        counts = _mann_whitney_counts(nx, ny)
+        cdf = np.cumsum(counts) / counts.sum()
+        k = int(np.searchsorted(cdf, alpha / 2.0, side="right"))
+    if k < 1:
+        return estimate, np.nan, np.nan
+    return estimate, float(diffs[k - 1]), float(diffs[diffs.size - k])
+
+
+def compare_groups(
+    scores: pd.DataFrame,
+    group_key: str,
+    *,
+    groups: Sequence[str] | None = None,
+    value: str = "areg_net",
+    unit_on: Sequence[str] = ("donor", "tissue"),
+    by: Sequence[str] = ("population",),
+    confidence: float = 0.95,
+    n_resamples: int = 20_000,
+    random_state: int | np.random.Generator | None = 0,
+) -> pd.DataFrame:
+    """Compare a score between groups of donors (e.g. patients vs controls).
+
+    Parameters
+    ----------
+    scores
+        ``ScoreResult.scores`` with a ``group_key`` column added (e.g. mapped from donor).
+    group_key
+        Column holding the group label.
+    groups
+        Groups to compare, all pairs of them; ``None`` uses every label present (sorted).
+    value
+        Column compared (AREG_net by default).
+    unit_on
+        Columns identifying one independent unit; its tubes are averaged first, so a donor
+        never counts twice.
+    by
+        One test per combination of these columns (each population by default).
+    confidence
+        Coverage of the Hodges-Lehmann shift interval (exact Mann-Whitney distribution).
+    n_resamples
+        Random permutations when exact enumeration exceeds 20 000 arrangements.
+    random_state
+        Seed or generator for those permutations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``by`` group and pair of groups: ``group_a``, ``group_b``, ``n_a``,
+        ``n_b``, ``mean_a``, ``mean_b``, ``mean_difference`` (a - b), ``hl_shift``,
+        ``ci_low``, ``ci_high``, ``p_value`` (label permutation of the mean difference),
+        ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+    """
+    for col in [value, group_key, *unit_on, *by]:
+        if col not in scores.columns:
+            raise ConfigError(
+                f"scores table has no column {col!r}; have {', '.join(map(str, scores.columns))}"
+            )
+    rng = np.random.default_rng(random_state)
+    units = (
+        scores.groupby([*by, group_key, *unit_on], dropna=False, observed=True)[value]
+        .mean()
+        .dropna()
+        .reset_index()
+    )
+    labels = sorted(units[group_key].astype(str).unique()) if groups is None else list(groups)
+    if len(labels) < 2:
+        raise ConfigError(f"need two groups in {group_key!r}; found {labels}")
+    rows = []
+    for group, part in units.groupby(list(by), dropna=False, sort=True):
+        group = group if isinstance(group, tuple) else (group,)
+        for a, b in itertools.combinations(labels, 2):
+            x = part.loc[part[group_key].astype(str) == str(a), value].to_numpy(float)
+            y = part.loc[part[group_key].astype(str) == str(b), value].to_numpy(float)
+            row = dict(zip(by, group, strict=True))
+            row.update(group_a=a, group_b=b, n_a=int(x.size), n_b=int(y.size))
+            if x.size == 0 or y.size == 0:
+                continue
+            est, lo, hi = _hodges_lehmann_shift(x, y, confidence)
+            p, test = _perm_groups_p(x, y, rng, n_resamples)
+            row.update(
+                mean_a=float(x.mean()),
+                mean_b=float(y.mean()),
+                mean_difference=float(x.mean() - y.mean()),
+                hl_shift=est,
+                ci_low=lo,
+                ci_high=hi,
+                p_value=p,
+                p_mannwhitney=float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue),
+                test=test,
+            )
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
+    out["value"] = value
+    return out

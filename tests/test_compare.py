@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from nkflow.exceptions import ConfigError
+from nkflow.tl.compare import (
+    _hodges_lehmann_paired,
+    _hodges_lehmann_shift,
+    _mann_whitney_counts,
+    _signed_rank_counts,
+    benjamini_hochberg,
+    compare_groups,
+    compare_paired,
+)
+
+
+def _paired_table(diffs: dict[str, list[float]], seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pop, ds in diffs.items():
+        for i, d in enumerate(ds):
+            pre = rng.uniform(0, 3)
+            rows.append(
+                dict(population=pop, donor=f"d{i}", tissue="lung", timepoint="pre", areg_net=pre)
+            )
+            rows.append(
+                dict(
+                    population=pop, donor=f"d{i}", tissue="lung", timepoint="post", areg_net=pre + d
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_benjamini_hochberg_matches_hand_computation():
+    p = np.array([0.01, 0.04, 0.03, 0.5, np.nan])
+    # sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.0533, 0.0533, 0.5
+    expected = np.array([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5, np.nan])
+    np.testing.assert_allclose(benjamini_hochberg(p), expected)
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_signed_rank_counts_match_enumeration(n):
+    sums = [
+        sum(r for r, s in zip(range(1, n + 1), signs, strict=True) if s)
+        for signs in itertools.product((0, 1), repeat=n)
+    ]
+    np.testing.assert_array_equal(_signed_rank_counts(n), np.bincount(sums))
+
+
+@pytest.mark.parametrize(("nx", "ny"), [(1, 3), (3, 4), (5, 5)])
+def test_mann_whitney_counts_match_enumeration(nx, ny):
+    values = np.arange(nx + ny)
+    us = []
+    for idx in itertools.combinations(range(nx + ny), nx):
+        x = values[list(idx)]
+        y = np.delete(values, idx)
+        us.append(int((x[:, None] > y[None, :]).sum()))
+    np.testing.assert_array_equal(_mann_whitney_counts(nx, ny), np.bincount(us))
+
+
+def test_paired_exact_values_for_small_n():
+    # every donor increases: the exact two-sided sign-flip p is 2 / 2**n
+    table = _paired_table({"NK": [1.0, 2.0, 0.5, 1.5, 3.0, 2.5, 0.8]})
+    out = compare_paired(table, before="pre", after="post")
+    row = out.iloc[0]
+    assert row["n_pairs"] == 7
+    assert row["p_value"] == pytest.approx(2 / 2**7)
+    assert row["p_sign"] == pytest.approx(2 / 2**7)
+    assert row["n_increase"] == 7
+    assert row["mean_difference"] == pytest.approx(np.mean([1.0, 2.0, 0.5, 1.5, 3.0, 2.5, 0.8]))
+    assert row["ci_low"] <= row["hl_estimate"] <= row["ci_high"]
+    assert row["comparison"] == "post - pre"
+
+
+def test_paired_interval_undefined_below_six_pairs():
+    out = compare_paired(
+        _paired_table({"NK": [1.0, 2.0, 0.5, 1.5, 3.0]}), before="pre", after="post"
+    )
+    assert np.isnan(out.loc[0, "ci_low"]) and np.isnan(out.loc[0, "ci_high"])
+    assert out.loc[0, "p_value"] == pytest.approx(2 / 32)
+
+
+def test_paired_with_many_pairs_uses_resampling_and_seed():
+    rng = np.random.default_rng(3)
+    table = _paired_table({"NK": list(rng.normal(0.5, 1, 25))})
+    a = compare_paired(table, before="pre", after="post", random_state=1, n_resamples=4000)
+    b = compare_paired(table, before="pre", after="post", random_state=1, n_resamples=4000)
+    pd.testing.assert_frame_equal(a, b)
+    assert "resamples" in a.loc[0, "test"]
+    # close to the t-test on 25 roughly normal differences
+    d = (
+        table[table.timepoint == "post"].areg_net.to_numpy()
+        - table[table.timepoint == "pre"].areg_net.to_numpy()
+    )
+    assert a.loc[0, "p_value"] == pytest.approx(sps.ttest_1samp(d, 0).pvalue, abs=0.02)
+
+
+def test_hodges_lehmann_paired_coverage():
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(400):
+        d = rng.normal(1.0, 1.0, 8)
+        _, lo, hi = _hodges_lehmann_paired(d, 0.95)
+        hits += lo <= 1.0 <= hi
+    assert 0.92 <= hits / 400 <= 0.995
+
+
+def test_paired_bh_across_populations_and_unpaired_donor_dropped():
+    table = _paired_table({"NK": [1, 2, 1, 2, 1, 2], "CD56dim": [0.1, -0.1, 0.2, -0.2, 0, 0.1]})
+    table = pd.concat(
+        [
+            table,
+            pd.DataFrame(
+                [
+                    dict(
+                        population="NK",
+                        donor="lonely",
+                        tissue="lung",
+                        timepoint="pre",
+                        areg_net=1.0,
+                    )
+                ]
+            ),
+        ]
+    )
+    out = compare_paired(table, before="pre", after="post").set_index("population")
+    assert out.loc["NK", "n_pairs"] == 6
+    assert out.loc["NK", "p_adj"] == pytest.approx(min(1, out.loc["NK", "p_value"] * 2))
+    assert out.loc["CD56dim", "p_value"] > 0.5
+
+
+def test_groups_exact_permutation_and_shift_interval():
+    rows = [
+        dict(population="NK", donor=f"p{i}", tissue="lung", group="patient", areg_net=v)
+        for i, v in enumerate([3.0, 4.0, 5.0, 6.0, 4.5])
+    ]
+    rows += [
+        dict(population="NK", donor=f"c{i}", tissue="lung", group="control", areg_net=v)
+        for i, v in enumerate([0.5, 1.0, 1.5, 0.0, 2.0])
+    ]
+    out = compare_groups(pd.DataFrame(rows), "group")
+    row = out.iloc[0]
+    assert (row["group_a"], row["group_b"]) == ("control", "patient")
+    # complete separation of 5 vs 5: exact two-sided p = 2 / C(10, 5)
+    assert row["p_value"] == pytest.approx(2 / 252)
+    assert row["p_mannwhitney"] == pytest.approx(2 / 252)
+    assert row["ci_low"] <= row["hl_shift"] <= row["ci_high"] < 0
+
+
+def test_hodges_lehmann_shift_coverage():
+    rng = np.random.default_rng(5)
+    hits = sum(
+        (lambda lo, hi: lo <= 2.0 <= hi)(
+            *_hodges_lehmann_shift(rng.normal(2, 1, 6), rng.normal(0, 1, 7), 0.95)[1:]
+        )
+        for _ in range(400)
+    )
+    assert 0.92 <= hits / 400 <= 0.995
+
+
+def test_compare_errors_name_the_column():
+    with pytest.raises(ConfigError, match="no column 'timepoint'"):
+        compare_paired(pd.DataFrame({"areg_net": [1.0]}), before="a", after="b")
+    with pytest.raises(ConfigError, match="need two groups"):
+        compare_groups(
+            pd.DataFrame(
+                dict(population=["NK"], donor=["d"], tissue=["t"], g=["x"], areg_net=[1.0])
+            ),
+            "g",
+        )
