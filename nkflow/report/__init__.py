@@ -1,1 +1,26 @@
-"""nkflow.report."""
+"""nkflow.report: the only writer of report files.
+
+- :func:`write_report` writes ``tables/`` (CSV + Parquet), ``figures/`` (PNG) and one
+  self-contained ``report.html`` into a run's output folder, atomically.
+- :func:`render_html` renders the report as a string (pure; used by ``write_report``).
+- :func:`methods_text` generates the methods paragraph naming every parameter.
+"""
+
+from __future__ import annotations
+
+from .figures import figure_png, figure_section
+from .html import render_html
+from .methods import methods_text
+from .sections import KEY_CAVEAT
+from .tables import esc
+from .writer import write_report
+
+__all__ = [
+    "KEY_CAVEAT",
+    "esc",
+    "figure_png",
+    "figure_section",
+    "methods_text",
+    "render_html",
+    "write_report",
+]

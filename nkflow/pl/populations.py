@@ -1,0 +1,265 @@
+"""Population frequency plots from the long ``populations`` table.
+
+Both functions take the tidy table (``sample_id, population, parent, count,
+percent_of_parent, ..., low_events``) and, optionally, the metadata sheet for grouping by
+tissue and timepoint. They build figures with :class:`matplotlib.figure.Figure` directly
+(no pyplot state), never save, and are deterministic (no random jitter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+__all__ = ["frequencies", "frequency_heatmap", "group_labels"]
+
+_VALUE_LABELS = {
+    "percent_of_parent": "% of parent",
+    "percent_of_nk": "% of NK",
+    "count": "events",
+}
+_SKIP_DEFAULT = ("Cells", "Singlets", "Live")
+_MAX_PANELS = 16
+
+
+def _plain(text: object) -> str:
+    """Text for matplotlib that is never parsed as mathtext (``$`` escaped)."""
+    return str(text).replace("$", r"\$")
+
+
+def group_labels(
+    populations: pd.DataFrame,
+    metadata: pd.DataFrame | None,
+    *,
+    groupby: Sequence[str] = ("tissue", "timepoint"),
+) -> pd.Series:
+    """Group label per row of ``populations`` (e.g. ``"liver · pre"``) from the metadata sheet.
+
+    Parameters
+    ----------
+    populations
+        Long table with a ``sample_id`` column.
+    metadata
+        The metadata sheet (``sample_id`` and the ``groupby`` columns); ``None`` gives one
+        group, ``"all samples"``.
+    groupby
+        Metadata columns that define a group; missing columns are ignored.
+
+    Returns
+    -------
+    pandas.Series
+        One string per row, aligned with ``populations.index``.
+    """
+    if metadata is None or metadata.empty or "sample_id" not in metadata.columns:
+        return pd.Series("all samples", index=populations.index)
+    cols = [c for c in groupby if c in metadata.columns]
+    if not cols:
+        return pd.Series("all samples", index=populations.index)
+    meta = metadata.drop_duplicates("sample_id").set_index(
+        metadata.drop_duplicates("sample_id")["sample_id"].astype(str)
+    )
+    parts = []
+    for col in cols:
+        mapped = populations["sample_id"].astype(str).map(meta[col])
+        parts.append(mapped.fillna("").astype(str).replace("", "(none)"))
+    label = parts[0]
+    for part in parts[1:]:
+        label = label + " · " + part
+    return label
+
+
+def _populations_shown(table: pd.DataFrame, show: Sequence[str] | None) -> list[str]:
+    names = list(dict.fromkeys(table["population"].astype(str)))
+    if show is not None:
+        wanted = [str(s) for s in show]
+        return [n for n in wanted if n in names]
+    kept = [n for n in names if n not in _SKIP_DEFAULT]
+    return (kept or names)[:_MAX_PANELS]
+
+
+def _empty_figure(message: str) -> Figure:
+    fig = Figure(figsize=(5, 1.2))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, _plain(message), ha="center", va="center", fontsize=11, color="0.4")
+    return fig
+
+
+def frequencies(
+    populations: pd.DataFrame,
+    metadata: pd.DataFrame | None = None,
+    *,
+    show: Sequence[str] | None = None,
+    value: str = "percent_of_parent",
+    groupby: Sequence[str] = ("tissue", "timepoint"),
+    ncols: int = 4,
+) -> Figure:
+    """Strip plot of one population statistic per sample, grouped by tissue and timepoint.
+
+    One panel per population; each dot is a sample, the bar is the group median. Samples
+    whose population fell below the minimum event count (``low_events``) are drawn hollow.
+
+    Parameters
+    ----------
+    populations
+        The long populations table.
+    metadata
+        The metadata sheet, for grouping (see :func:`group_labels`).
+    show
+        Populations to plot, in order (default: all but Cells/Singlets/Live, at most 16).
+    value
+        Column to plot (``percent_of_parent``, ``percent_of_nk``, ``count``, ...).
+    groupby
+        Metadata columns that make the x-axis groups.
+    ncols
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (a note when there is nothing to plot).
+    """
+    if populations is None or populations.empty or value not in populations.columns:
+        return _empty_figure("No population frequencies to plot")
+    table = populations.copy()
+    table["_group"] = group_labels(table, metadata, groupby=groupby)
+    table["_value"] = pd.to_numeric(table[value], errors="coerce")
+    names = _populations_shown(table, show)
+    if not names:
+        return _empty_figure("None of the requested populations are in the table")
+    groups = sorted(table["_group"].unique())
+    ncols = max(1, min(ncols, len(names)))
+    nrows = math.ceil(len(names) / ncols)
+    width_per = max(2.4, 0.55 * len(groups) + 1.2)
+    fig = Figure(figsize=(width_per * ncols, 2.5 * nrows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    colors = [f"C{i % 10}" for i in range(len(groups))]
+    for ax, name in zip(axes, names, strict=False):
+        sub = table[table["population"].astype(str) == name]
+        for gi, group in enumerate(groups):
+            vals = sub.loc[sub["_group"] == group]
+            y = vals["_value"].to_numpy(dtype=float)
+            low = (
+                vals["low_events"].fillna(False).astype(bool).to_numpy()
+                if "low_events" in vals.columns
+                else np.zeros(len(vals), dtype=bool)
+            )
+            if len(y) == 0:
+                continue
+            offsets = np.linspace(-0.18, 0.18, len(y)) if len(y) > 1 else np.zeros(1)
+            x = gi + offsets
+            ax.scatter(x[~low], y[~low], s=18, color=colors[gi], zorder=3, linewidths=0)
+            ax.scatter(x[low], y[low], s=18, facecolors="none", edgecolors=colors[gi], zorder=3)
+            finite = y[np.isfinite(y)]
+            if finite.size:
+                med = float(np.median(finite))
+                ax.hlines(med, gi - 0.3, gi + 0.3, color="0.15", linewidth=1.6, zorder=4)
+        ax.set_title(_plain(name), fontsize=10)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([_plain(g) for g in groups], rotation=35, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_ylabel(_VALUE_LABELS.get(value, _plain(value)), fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(axis="y", color="0.92", zorder=0)
+        if value.startswith("percent"):
+            ax.set_ylim(bottom=0)
+    for ax in axes[len(names) :]:
+        ax.axis("off")
+    return fig
+
+
+def frequency_heatmap(
+    populations: pd.DataFrame,
+    metadata: pd.DataFrame | None = None,
+    *,
+    show: Sequence[str] | None = None,
+    value: str = "percent_of_parent",
+    groupby: Sequence[str] = ("tissue", "timepoint"),
+) -> Figure:
+    """Heatmap of one statistic, samples (rows, ordered by group) by populations (columns).
+
+    Cells of populations under the minimum event count are hatched.
+
+    Parameters
+    ----------
+    populations
+        The long populations table.
+    metadata
+        The metadata sheet; rows are ordered and labelled by its tissue and timepoint.
+    show
+        Populations (columns), in order; default as in :func:`frequencies`.
+    value
+        Column to show.
+    groupby
+        Metadata columns used to order and label the samples.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (a note when there is nothing to plot).
+    """
+    if populations is None or populations.empty or value not in populations.columns:
+        return _empty_figure("No population frequencies to plot")
+    table = populations.copy()
+    table["sample_id"] = table["sample_id"].astype(str)
+    table["population"] = table["population"].astype(str)
+    table["_group"] = group_labels(table, metadata, groupby=groupby)
+    table["_value"] = pd.to_numeric(table[value], errors="coerce")
+    names = _populations_shown(table, show)
+    if not names:
+        return _empty_figure("None of the requested populations are in the table")
+    order = (
+        table[["sample_id", "_group"]]
+        .drop_duplicates("sample_id")
+        .sort_values(["_group", "sample_id"], kind="mergesort")
+    )
+    samples = order["sample_id"].tolist()
+    grid = table.pivot_table(
+        index="sample_id", columns="population", values="_value", aggfunc="first", dropna=False
+    ).reindex(index=samples, columns=names)
+    low = None
+    if "low_events" in table.columns:
+        low = (
+            table.assign(_low=table["low_events"].fillna(False).astype(bool))
+            .pivot_table(index="sample_id", columns="population", values="_low", aggfunc="max")
+            .reindex(index=samples, columns=names)
+            .fillna(False)
+            .astype(bool)
+        )
+    fig = Figure(
+        figsize=(1.0 + 0.62 * len(names) + 2.2, 1.2 + 0.28 * len(samples)),
+        layout="constrained",
+    )
+    ax = fig.subplots()
+    data = np.ma.masked_invalid(grid.to_numpy(dtype=float))
+    vmax = 100.0 if value.startswith("percent") else None
+    im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([_plain(n) for n in names], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(samples)))
+    groups = dict(zip(order["sample_id"], order["_group"], strict=True))
+    ax.set_yticklabels([_plain(f"{s}  ({groups[s]})") for s in samples], fontsize=8)
+    if low is not None:
+        rows, cols = np.nonzero(low.to_numpy())
+        for r, c in zip(rows, cols, strict=True):
+            ax.add_patch(
+                Rectangle(
+                    (c - 0.5, r - 0.5),
+                    1,
+                    1,
+                    fill=False,
+                    hatch="///",
+                    edgecolor="white",
+                    linewidth=0,
+                )
+            )
+    cbar = fig.colorbar(im, ax=ax, shrink=0.8)
+    cbar.set_label(_VALUE_LABELS.get(value, _plain(value)), fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
+    return fig

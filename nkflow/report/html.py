@@ -1,0 +1,330 @@
+"""Assemble the self-contained HTML batch report.
+
+:func:`render_html` is pure: tables, metadata, figures, configuration and provenance in,
+one HTML string out. Nothing is fetched from the network (no scripts, no web fonts, images
+as data URIs) and a content-security policy forbids it anyway, so the file opens from a
+USB stick and a ``<script>`` in a sample id can never run. The output depends only on the
+inputs: no clock is read (a time appears only if the provenance carries one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..pl import populations as pl_populations
+from .figures import FigureItem, encode_figures, figure_png
+from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
+from .sections import (
+    KEY_CAVEAT,
+    clusters_section,
+    gallery,
+    overview_section,
+    populations_section,
+    repair_section,
+)
+from .style import CSP, CSS
+from .tables import definition_list, esc, html_table, is_empty
+
+__all__ = ["KNOWN_TABLES", "population_figures", "render_html"]
+
+#: Tables that have their own section; any other table is shown in the appendix.
+KNOWN_TABLES = (
+    "status",
+    "qc",
+    "populations",
+    "thresholds",
+    "clusters",
+    "cluster_medians",
+    "scores",
+    "flags",
+)
+
+_TIME_KEYS = ("created", "started", "finished", "timestamp")
+_PROV_SHOWN = {
+    "versions",
+    "dependencies",
+    "nkflow_version",
+    "nkflow",
+    "version",
+    "templates",
+    "template",
+    "template_hash",
+    "inputs",
+    "input_files",
+    "scoring",
+    "config",
+    *_TIME_KEYS,
+}
+
+
+def population_figures(
+    populations: pd.DataFrame | None, metadata: pd.DataFrame | None
+) -> dict[str, Figure]:
+    """The report's population-frequency figures (empty when there is no table).
+
+    Parameters
+    ----------
+    populations
+        The long populations table.
+    metadata
+        The metadata sheet (groups by tissue and timepoint).
+
+    Returns
+    -------
+    dict
+        ``{"populations_by_tissue_timepoint": ..., "populations_heatmap": ...}``.
+    """
+    if is_empty(populations) or "percent_of_parent" not in populations.columns:
+        return {}
+    return {
+        "populations_by_tissue_timepoint": pl_populations.frequencies(populations, metadata),
+        "populations_heatmap": pl_populations.frequency_heatmap(populations, metadata),
+    }
+
+
+def _section(anchor: str, title: str, body: str, lead: str = "") -> str:
+    lead_html = f'<p class="lead">{esc(lead)}</p>' if lead else ""
+    return f'<section id="{anchor}"><h2>{esc(title)}</h2>{lead_html}{body}</section>'
+
+
+def _gating_section(
+    tables: Mapping[str, pd.DataFrame],
+    metadata: pd.DataFrame | None,
+    figures: Sequence[FigureItem],
+    counter: list[int],
+) -> str:
+    out = []
+    thresholds = tables.get("thresholds")
+    out.append("<h3>Data-driven thresholds</h3>")
+    cols = [
+        "sample_id",
+        "tissue",
+        "batch",
+        "marker",
+        "channel",
+        "value",
+        "ci_low",
+        "ci_high",
+        "rule",
+        "control_file",
+        "n_events",
+    ]
+    if not is_empty(thresholds):
+        cols += [c for c in thresholds.columns if c not in cols]
+    out.append(
+        html_table(
+            thresholds,
+            columns=cols if not is_empty(thresholds) else None,
+            source="tables/thresholds.csv",
+            empty="No data-driven thresholds were recorded.",
+        )
+    )
+    out.append("<h3>Gating per sample</h3>")
+    if figures:
+        captions: dict[str, str] = {}
+        if not is_empty(metadata) and "sample_id" in metadata.columns:
+            meta = metadata.drop_duplicates("sample_id")
+            meta = meta.set_index(meta["sample_id"].astype(str))
+            for item in figures:
+                if item.caption in meta.index:
+                    row = meta.loc[item.caption]
+                    bits = [
+                        str(row[c])
+                        for c in ("tissue", "timepoint", "stimulation")
+                        if c in meta.columns and str(row[c]) not in ("", "nan", "None")
+                    ]
+                    captions[item.name] = " · ".join(bits)
+        out.append('<p class="hint">Click a plot to enlarge it; click again to close.</p>')
+        out.append(gallery(figures, captions=captions, counter=counter))
+    else:
+        out.append('<p class="empty">No gating plots were produced.</p>')
+    return "".join(out)
+
+
+def _provenance_section(provenance: Mapping[str, Any], config: dict[str, Any]) -> str:
+    out = []
+    times = [(k, provenance[k]) for k in _TIME_KEYS if k in provenance]
+    if times:
+        out.append(definition_list(times))
+    out.append("<h3>Software versions</h3>")
+    out.append(definition_list(provenance_versions(provenance).items()))
+    out.append("<h3>Gating templates</h3>")
+    out.append(definition_list(provenance_templates(provenance)))
+    inputs = provenance.get("inputs", provenance.get("input_files"))
+    out.append("<h3>Input files</h3>")
+    if isinstance(inputs, Mapping):
+        rows = []
+        for path, value in inputs.items():
+            if isinstance(value, Mapping):
+                rows.append({"file": str(path), **{str(k): v for k, v in value.items()}})
+            else:
+                rows.append({"file": str(path), "sha256": value})
+        inputs_df = pd.DataFrame(rows)
+    elif isinstance(inputs, list | tuple):
+        inputs_df = pd.DataFrame(
+            [dict(i) if isinstance(i, Mapping) else {"file": i} for i in inputs]
+        )
+    else:
+        inputs_df = None
+    out.append(html_table(inputs_df, empty="No input hashes recorded."))
+    rest = {k: v for k, v in provenance.items() if k not in _PROV_SHOWN}
+    if isinstance(provenance.get("scoring"), Mapping):
+        rest["scoring"] = provenance["scoring"]
+    if rest:
+        out.append("<h3>Other provenance</h3>")
+        out.append(f"<pre>{esc(json.dumps(rest, indent=2, sort_keys=True, default=str))}</pre>")
+    out.append("<h3>Effective configuration</h3>")
+    out.append(f"<pre>{esc(json.dumps(config, indent=2, sort_keys=True, default=str))}</pre>")
+    return "".join(out)
+
+
+def _appendix(
+    tables: Mapping[str, pd.DataFrame], figures: Sequence[FigureItem], counter: list[int]
+) -> str:
+    out = []
+    extra = [name for name in tables if name not in KNOWN_TABLES]
+    for name in extra:
+        out.append(f"<h3>{esc(name)}</h3>")
+        out.append(html_table(tables[name], source=f"tables/{name}.csv"))
+    if figures:
+        out.append("<h3>Other figures</h3>")
+        out.append(gallery(figures, counter=counter))
+    return "".join(out)
+
+
+def render_html(
+    *,
+    tables: Mapping[str, pd.DataFrame | None],
+    metadata: pd.DataFrame | None,
+    figures: Mapping[str, Figure | bytes] | None,
+    config: Any,
+    provenance: Mapping[str, Any] | None,
+    caveats: str,
+    title: str = "nkflow batch report",
+    population_plots: bool = True,
+) -> str:
+    """Render the batch report as one self-contained HTML document.
+
+    Parameters
+    ----------
+    tables
+        Result tables by name (``status``, ``qc``, ``populations``, ``thresholds``,
+        ``clusters``, ``cluster_medians``, ``scores``, ``flags``; others go to the appendix).
+        Any may be missing, ``None`` or empty.
+    metadata
+        The metadata sheet (``sample_id``, ``donor``, ``tissue``, ``timepoint``, ...).
+    figures
+        Figures by name; the name's prefix picks the section (see
+        :mod:`nkflow.report.figures`). PNG bytes are accepted in place of a Figure.
+    config
+        The effective run configuration (dict or ``RunConfig``).
+    provenance
+        Versions, template hashes, input hashes, optional timestamps.
+    caveats
+        Caveat text printed with the repair profile (after the fixed key statement).
+    title
+        Page title.
+    population_plots
+        Add the population-frequency figures made by :mod:`nkflow.pl.populations` unless
+        ``figures`` already has figures named ``populations...``.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    tabs = {str(k): v for k, v in (tables or {}).items() if isinstance(v, pd.DataFrame)}
+    prov = dict(provenance or {})
+    cfg = as_plain_dict(config)
+    figs: dict[str, Figure | bytes] = dict(figures or {})
+    if population_plots and not any(
+        str(k).lower().startswith(("populations", "frequenc")) for k in figs
+    ):
+        made = population_figures(tabs.get("populations"), metadata)
+        figs.update({k: figure_png(v) for k, v in made.items()})
+    items = encode_figures(figs)
+    by_section: dict[str, list[FigureItem]] = {}
+    for item in items:
+        by_section.setdefault(item.section, []).append(item)
+    counter = [0]
+
+    versions = provenance_versions(prov)
+    sub = [f"nkflow {versions['nkflow']}" if "nkflow" in versions else "nkflow"]
+    status = tabs.get("status")
+    if not is_empty(status):
+        sub.append(f"{len(status)} input file(s)")
+    when = next((prov[k] for k in _TIME_KEYS if k in prov), None)
+    if when is not None:
+        sub.append(f"run {when}")
+
+    sections = [
+        (
+            "overview",
+            "Batch overview",
+            overview_section(tabs, metadata, by_section.get("overview", []), counter),
+            "Files, events, quality control and failures, with the reason for each failure.",
+        ),
+        (
+            "gating",
+            "Gating",
+            _gating_section(tabs, metadata, by_section.get("gating", []), counter),
+            "Thresholds set from the data (with rule, control file and confidence interval) and "
+            "the gating plots of every sample.",
+        ),
+        (
+            "populations",
+            "Population frequencies",
+            populations_section(tabs, metadata, by_section.get("populations", []), counter),
+            "Frequencies by tissue and timepoint; hollow dots are populations with too few events.",
+        ),
+        (
+            "clusters",
+            "Clusters",
+            clusters_section(tabs, by_section.get("clusters", []), counter),
+            "FlowSOM-style metaclusters of gated NK cells pooled across the batch.",
+        ),
+        (
+            "repair",
+            "Repair profile",
+            repair_section(tabs, caveats, by_section.get("repair", []), counter),
+            "AREG response against controls, polarisation, clearance and residency, with the "
+            "flags and the rule behind each.",
+        ),
+        (
+            "methods",
+            "Methods",
+            f'<div class="methods">{_paragraphs_html(methods_text(cfg, prov, tabs))}</div>',
+            "",
+        ),
+        ("provenance", "Provenance", _provenance_section(prov, cfg), ""),
+    ]
+    appendix = _appendix(tabs, by_section.get("other", []), counter)
+    if appendix:
+        sections.append(("appendix", "Appendix", appendix, "Further tables and figures."))
+    nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _, _ in sections)
+    body = "".join(_section(a, t, b, lead) for a, t, b, lead in sections)
+    banner = (
+        f'<div class="banner"><b>{esc(KEY_CAVEAT)}</b> See the '
+        f'<a href="#caveats">caveats</a> before reading the repair profile.</div>'
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>"
+        f'<header class="top"><h1>{esc(title)}</h1><p>{esc(" · ".join(sub))}</p></header>'
+        f'<nav class="toc">{nav}</nav><main>{banner}{body}</main>'
+        f"<footer>Generated by {esc(sub[0])}. Tables: tables/*.csv and *.parquet beside this "
+        "file.</footer></body></html>\n"
+    )
+
+
+def _paragraphs_html(text: str) -> str:
+    return "".join(f"<p>{esc(p.strip())}</p>" for p in text.split("\n\n") if p.strip())

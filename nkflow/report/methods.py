@@ -1,0 +1,340 @@
+"""A generated methods paragraph naming every parameter of a run.
+
+The text is plain (the HTML layer escapes it) so it can also be pasted into a manuscript.
+It reads the run configuration (``nkflow.config.config_to_dict`` output, or the
+``RunConfig`` itself), the provenance record and the result tables.
+
+Provenance keys read (all optional): ``nkflow_version`` (or ``versions["nkflow"]``),
+``versions`` (package -> version), ``templates`` (list of ``{name, hash}`` or a mapping
+name -> hash; ``template``/``template_hash`` also work), ``scoring`` (the effective score
+definitions, e.g. ``min_net``, ``min_areg_events``, ``min_events``, ``ri_cut``,
+``require_positive_control``, ``control_population``...), ``random_state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["as_plain_dict", "methods_text", "provenance_templates", "provenance_versions"]
+
+
+def as_plain_dict(config: Any) -> dict[str, Any]:
+    """A configuration as nested plain dicts (accepts dicts and dataclasses)."""
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {
+            f.name: as_plain_dict_value(getattr(config, f.name)) for f in dataclasses.fields(config)
+        }
+    if isinstance(config, Mapping):
+        return {str(k): as_plain_dict_value(v) for k, v in config.items()}
+    return {}
+
+
+def as_plain_dict_value(value: Any) -> Any:
+    """Plain-data form of one configuration value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return as_plain_dict(value)
+    if isinstance(value, Mapping):
+        return {str(k): as_plain_dict_value(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [as_plain_dict_value(v) for v in value]
+    return value
+
+
+def provenance_versions(provenance: Mapping[str, Any] | None) -> dict[str, str]:
+    """Package versions from a provenance record (``nkflow`` first)."""
+    prov = provenance or {}
+    versions: dict[str, str] = {}
+    raw = prov.get("versions") or prov.get("dependencies") or {}
+    nk = prov.get("nkflow_version") or prov.get("nkflow") or prov.get("version")
+    if isinstance(raw, Mapping):
+        nk = nk or raw.get("nkflow")
+    if nk:
+        versions["nkflow"] = str(nk)
+    if isinstance(raw, Mapping):
+        for name, ver in sorted(raw.items(), key=lambda kv: str(kv[0]).lower()):
+            if str(name) != "nkflow":
+                versions[str(name)] = str(ver)
+    return versions
+
+
+def provenance_templates(provenance: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``(name, hash)`` of every gating template named in a provenance record."""
+    prov = provenance or {}
+    out: list[tuple[str, str]] = []
+    raw = prov.get("templates")
+    if isinstance(raw, Mapping):
+        for name, value in raw.items():
+            if isinstance(value, Mapping):
+                out.append((str(name), str(value.get("hash") or value.get("sha256") or "")))
+            else:
+                out.append((str(name), str(value)))
+    elif isinstance(raw, list | tuple):
+        for item in raw:
+            if isinstance(item, Mapping):
+                name = item.get("name") or item.get("template") or item.get("path") or "?"
+                digest = item.get("hash") or item.get("sha256") or item.get("template_hash")
+                out.append((str(name), str(digest or "")))
+            else:
+                out.append((str(item), ""))
+    if not out and prov.get("template"):
+        out.append((str(prov["template"]), str(prov.get("template_hash") or "")))
+    return out
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _ordinal(value: Any) -> str:
+    text = _num(value)
+    if text.endswith("1") and not text.endswith("11"):
+        return text + "st"
+    if text.endswith("2") and not text.endswith("12"):
+        return text + "nd"
+    if text.endswith("3") and not text.endswith("13"):
+        return text + "rd"
+    return text + "th"
+
+
+def _sum(table: pd.DataFrame | None, column: str) -> float | None:
+    if table is None or table.empty or column not in table.columns:
+        return None
+    values = pd.to_numeric(table[column], errors="coerce")
+    return float(values.sum()) if values.notna().any() else None
+
+
+def _batch_sentence(tables: Mapping[str, pd.DataFrame]) -> str:
+    status = tables.get("status")
+    if status is None or status.empty or "status" not in status.columns:
+        return ""
+    counts = status["status"].astype(str).value_counts()
+    parts = [
+        f"{int(counts.get(s, 0))} {s}"
+        for s in ("ok", "qc-failed", "parse-failed", "skipped")
+        if counts.get(s, 0)
+    ]
+    others = [
+        f"{int(n)} {s}"
+        for s, n in sorted(counts.items())
+        if s not in ("ok", "qc-failed", "parse-failed", "skipped")
+    ]
+    return f"The batch comprised {len(status)} FCS file(s) ({', '.join(parts + others)}). "
+
+
+def _transform_sentence(tf: Mapping[str, Any]) -> str:
+    method = str(tf.get("method", "logicle"))
+    if method == "arcsinh":
+        detail = f"arcsinh transform with cofactor {_num(tf.get('cofactor', 150.0))}"
+    else:
+        detail = (
+            f"logicle transform (Parks, Roederer & Moore 2006) with T = {_num(tf.get('T'))}, "
+            f"W = {_num(tf.get('W'))}, M = {_num(tf.get('M'))}, A = {_num(tf.get('A'))}"
+        )
+        if tf.get("estimate_w"):
+            detail += " (W estimated per channel from the negative data)"
+    return (
+        f"Fluorescence channels were transformed with the {detail}; scatter and Time "
+        "channels were kept on their linear scale. "
+    )
+
+
+def _compensation_sentence(comp: Mapping[str, Any]) -> str:
+    source = str(comp.get("matrix", "file"))
+    if source == "file":
+        what = "the spillover matrix stored in each FCS file ($SPILLOVER/$SPILL/SPILL keyword)"
+    elif source == "none":
+        what = "no matrix (compensation was switched off)"
+    else:
+        what = f"the user-supplied matrix {source}"
+    return f"Compensation used {what}. "
+
+
+def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
+    if qc and not qc.get("enabled", True):
+        return "Acquisition quality control was switched off. "
+    steps = []
+    steps.append(
+        "time-based removal of unstable acquisition stretches (flow-rate and "
+        f"signal drift over Time bins): {'on' if qc.get('time', True) else 'off'}"
+    )
+    steps.append(
+        f"removal of margin (saturated) events: {'on' if qc.get('margins', True) else 'off'}"
+    )
+    text = "Acquisition quality control: " + "; ".join(steps) + ". "
+    n_in, n_out = _sum(table, "n_in"), _sum(table, "n_out")
+    if n_in:
+        removed = n_in - (n_out or 0)
+        text += (
+            f"Across the batch {removed:,.0f} of {n_in:,.0f} events "
+            f"({100 * removed / n_in:.2f}%) were removed"
+        )
+        rt, rm = _sum(table, "removed_time"), _sum(table, "removed_margin")
+        if rt is not None or rm is not None:
+            text += f" ({rt or 0:,.0f} by time QC, {rm or 0:,.0f} as margin events)"
+        text += ". "
+    return text
+
+
+def _gating_sentence(
+    gating: Mapping[str, Any], provenance: Mapping[str, Any], thresholds: pd.DataFrame | None
+) -> str:
+    templates = provenance_templates(provenance)
+    if templates:
+        named = "; ".join(f'"{n}" (SHA-256 {h})' if h else f'"{n}"' for n, h in templates)
+        text = f"Populations were gated with the template {named}"
+    else:
+        text = (
+            f'Populations were gated with the template setting "{gating.get("template", "auto")}"'
+        )
+    text += " (requested: " + str(gating.get("template", "auto")) + "). "
+    text += (
+        "Positivity thresholds were computed per batch and tissue from the data: from FMO "
+        f"controls at the {_ordinal(gating.get('fmo_percentile', 99.5))} percentile of the "
+        "control, otherwise from density valleys; each threshold carries a bootstrap "
+        f"confidence interval ({_num(gating.get('bootstrap', 200))} resamples), and a shift of "
+        f"a threshold between batches above {_num(gating.get('max_threshold_drift', 0.1))} "
+        "transformed units raises a drift warning. Percent-of-parent values carry Wilson 95% "
+        f"intervals; populations with fewer than {_num(gating.get('min_events', 100))} events "
+        "are flagged as low-event. "
+    )
+    if thresholds is not None and not thresholds.empty and "rule" in thresholds.columns:
+        counts = thresholds["rule"].fillna("").astype(str).replace("", "unspecified")
+        counts = counts.value_counts().sort_index()
+        rules = ", ".join(f"{rule} ({n})" for rule, n in counts.items())
+        text += f"Threshold rules used in this batch: {rules}"
+        if "control_file" in thresholds.columns:
+            files = sorted({str(f) for f in thresholds["control_file"].dropna() if str(f)})
+            if files:
+                text += f"; control files: {', '.join(files)}"
+        text += ". "
+    return text
+
+
+def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
+    if cl and not cl.get("enabled", True):
+        return "Clustering was switched off. "
+    markers = cl.get("markers") or []
+    on = f"on {', '.join(map(str, markers))}" if markers else "on the panel's phenotype markers"
+    return (
+        f'Gated "{cl.get("population", "NK")}" cells were pooled across the batch (at most '
+        f"{_num(cl.get('per_sample_cap', 20000))} cells per sample for training) and clustered "
+        f"{on} with a {_num(cl.get('xdim', 10))}×{_num(cl.get('ydim', 10))} self-organising "
+        f"map and consensus metaclustering into k = {_num(cl.get('n_metaclusters', 10))} "
+        f"metaclusters (random_state = {_num(random_state)}); every cell was then mapped to "
+        "its metacluster sample by sample. "
+    )
+
+
+_SCORE_LABELS = {
+    "min_net": "AREG net response (stim − unstim) ≥ {} percentage points",
+    "min_areg_events": "≥ {} AREG+ events in the stimulated tube",
+    "min_events": "≥ {} events in the population in both tubes",
+    "ri_cut": "repair-biased when the polarisation index RI > {}",
+    "require_positive_control": "positive control required to respond: {}",
+    "control_population": "positive-control population {}",
+    "control_min_net": "positive-control net response ≥ {} percentage points",
+    "control_min_areg_events": "positive control ≥ {} AREG+ events",
+    "control_min_events": "positive control ≥ {} events",
+    "percentile": "score thresholds at the {} percentile of the FMO",
+    "confidence": "interval coverage {}",
+    "residency_population": "residency from the {} gate of the unstimulated tube",
+    "residency_in_score": "residency in the ordering score: {}",
+}
+
+
+def _scoring_sentence(sc: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+    if sc and not sc.get("enabled", True):
+        return "Repair scoring was switched off. "
+    definitions = str(sc.get("definitions") or "") or "the species default shipped with nkflow"
+    text = (
+        f"Repair profiles used the score definitions from {definitions}: AREG net response "
+        "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
+        "the clearance axis (NKG2D+, CD107a net) kept separate, and the tissue-resident "
+        "fraction reported as context. A population was flagged AREG-responsive only when the "
+        "interval's lower bound was above 0"
+    )
+    defs = provenance.get("scoring") if isinstance(provenance, Mapping) else None
+    if isinstance(defs, Mapping) and defs:
+        items = []
+        for key, value in defs.items():
+            if key in ("source", "enabled", "definitions"):
+                continue
+            if isinstance(value, Mapping):
+                value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
+            elif isinstance(value, list | tuple):
+                value = ", ".join(map(str, value))
+            label = _SCORE_LABELS.get(str(key))
+            shown = _ordinal(value) if key == "percentile" else _num(value)
+            items.append(label.format(shown) if label else f"{key} = {_num(value)}")
+        text += " and all of: " + "; ".join(items)
+    text += ". "
+    return text
+
+
+def methods_text(
+    config: Any,
+    provenance: Mapping[str, Any] | None,
+    tables: Mapping[str, pd.DataFrame] | None,
+) -> str:
+    """Generate the methods paragraph for a run.
+
+    Parameters
+    ----------
+    config
+        The effective run configuration (``config_to_dict`` output or a ``RunConfig``).
+    provenance
+        The provenance record (versions, templates and hashes, scoring definitions).
+    tables
+        The result tables (``status``, ``qc``, ``thresholds`` are summarised).
+
+    Returns
+    -------
+    str
+        Plain text, paragraphs separated by blank lines.
+    """
+    cfg = as_plain_dict(config)
+    prov = provenance or {}
+    tabs = dict(tables or {})
+    versions = provenance_versions(prov)
+    random_state = prov.get("random_state", cfg.get("execution", {}).get("random_state", 0))
+    nk = versions.get("nkflow", "unknown version")
+    deps = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "nkflow")
+    read = (
+        f"{_batch_sentence(tabs)}Files were read and analysed with nkflow {nk}"
+        + (f" ({deps})" if deps else "")
+        + "; channels were resolved to markers through nkflow's alias table"
+        + (f" and the panel file {cfg['panel']}" if cfg.get("panel") else "")
+        + ". "
+    )
+    p1 = (
+        read
+        + _compensation_sentence(cfg.get("compensation", {}))
+        + _transform_sentence(cfg.get("transform", {}))
+        + _qc_sentence(cfg.get("qc", {}), tabs.get("qc"))
+    )
+    p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
+    p3 = _clustering_sentence(cfg.get("clustering", {}), random_state) + _scoring_sentence(
+        cfg.get("scoring", {}), prov
+    )
+    ex = cfg.get("execution", {})
+    if ex:
+        where = (
+            f"the Dask scheduler {ex['scheduler']}"
+            if ex.get("scheduler")
+            else (f"{_num(ex.get('workers', 1))} local worker process(es) (0 = one per core)")
+        )
+        p3 += (
+            f"Per-sample steps ran on {where}; every random step used "
+            f"random_state = {_num(random_state)}."
+        )
+    return "\n\n".join(p.strip() for p in (p1, p2, p3) if p.strip())

@@ -1,0 +1,495 @@
+"""Report sections: overview, gating, population frequencies, clusters and repair profile.
+
+Each builder takes the tables it needs (any of them may be ``None`` or empty) and returns
+an HTML fragment in which every value from the data has been escaped with
+:func:`~nkflow.report.tables.esc`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..pl.populations import group_labels
+from .figures import FigureItem, data_uri, png_size
+from .tables import esc, fmt_value, html_table, is_empty
+
+__all__ = [
+    "KEY_CAVEAT",
+    "caveats_block",
+    "clusters_section",
+    "gallery",
+    "overview_section",
+    "populations_section",
+    "repair_section",
+]
+
+KEY_CAVEAT = (
+    "AREG+ NK is a hypothesis each assay must prove against FMO, unstimulated and "
+    "positive controls."
+)
+_STATUSES = ("ok", "qc-failed", "parse-failed", "skipped")
+_META_COLS = ("donor", "tissue", "timepoint", "stimulation", "role", "batch")
+
+
+def _paragraphs(text: str) -> str:
+    blocks = [b.strip() for b in str(text).replace("\r\n", "\n").split("\n\n")]
+    return "".join(f"<p>{esc(b)}</p>" for b in blocks if b)
+
+
+def _status_cell(col: str, value: Any, row: pd.Series) -> str:
+    if col == "status" and str(value) in _STATUSES:
+        return f"st-{value}"
+    return ""
+
+
+def _bool_cell(col: str, value: Any, row: pd.Series) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return ""
+
+
+def gallery(
+    items: Sequence[FigureItem],
+    *,
+    wide: bool = False,
+    captions: Mapping[str, str] | None = None,
+    counter: list[int],
+) -> str:
+    """Figures as a grid of thumbnails that enlarge on click (pure CSS).
+
+    Parameters
+    ----------
+    items
+        Encoded figures.
+    wide
+        One figure per row, shown at full width.
+    captions
+        Extra caption text per figure name (escaped).
+    counter
+        A one-element list used to number figures across the page.
+
+    Returns
+    -------
+    str
+        HTML.
+    """
+    if not items:
+        return ""
+    captions = captions or {}
+    out = [f'<div class="gallery{" wide" if wide else ""}">']
+    for item in items:
+        counter[0] += 1
+        width, height = png_size(item.png)
+        size = f' width="{width}" height="{height}"' if width and height else ""
+        extra = captions.get(item.name, "")
+        cap = f"<b>{esc(item.caption)}</b>" + (f"<br>{esc(extra)}" if extra else "")
+        out.append(
+            f'<figure id="fig-{counter[0]}"><label class="zoom" title="Click to enlarge">'
+            f'<input type="checkbox" aria-label="Enlarge figure {counter[0]}">'
+            f'<img src="{data_uri(item.png)}" alt="{esc(item.name)}"{size}>'
+            f"</label><figcaption>Figure {counter[0]}. {cap}</figcaption></figure>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def _card(value: Any, label: str, kind: str = "") -> str:
+    cls = f"card {kind}".strip()
+    return (
+        f'<div class="{cls}"><div class="v">{esc(fmt_value(value))}</div>'
+        f'<div class="k">{esc(label)}</div></div>'
+    )
+
+
+def _num_sum(table: pd.DataFrame | None, col: str) -> float | None:
+    if is_empty(table) or col not in table.columns:
+        return None
+    values = pd.to_numeric(table[col], errors="coerce")
+    return float(values.sum()) if values.notna().any() else None
+
+
+def samples_table(
+    status: pd.DataFrame | None, qc: pd.DataFrame | None, metadata: pd.DataFrame | None
+) -> pd.DataFrame:
+    """One row per input: metadata, status and QC joined on ``sample_id``."""
+    frames = [t for t in (status, metadata) if not is_empty(t) and "sample_id" in t.columns]
+    if not frames:
+        return pd.DataFrame()
+    base = frames[0].copy()
+    base["sample_id"] = base["sample_id"].astype(str)
+    if len(frames) == 2:
+        meta = frames[1].copy()
+        meta["sample_id"] = meta["sample_id"].astype(str)
+        keep = ["sample_id"] + [c for c in _META_COLS if c in meta.columns]
+        base = base.merge(meta[keep].drop_duplicates("sample_id"), on="sample_id", how="left")
+    if not is_empty(qc) and "sample_id" in qc.columns:
+        q = qc.copy()
+        q["sample_id"] = q["sample_id"].astype(str)
+        keep = [
+            c
+            for c in ("sample_id", "n_in", "n_out", "removed_time", "removed_margin")
+            if c in q.columns
+        ]
+        base = base.merge(
+            q[keep].drop_duplicates("sample_id"), on="sample_id", how="left", suffixes=("", "_qc")
+        )
+        if "n_in" in base.columns and "n_out" in base.columns:
+            n_in = pd.to_numeric(base["n_in"], errors="coerce")
+            n_out = pd.to_numeric(base["n_out"], errors="coerce")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                base["kept_%"] = (100.0 * n_out / n_in).where(n_in > 0)
+    order = [
+        "sample_id",
+        "file",
+        *_META_COLS,
+        "status",
+        "reason_code",
+        "n_events",
+        "n_in",
+        "n_out",
+        "kept_%",
+        "removed_time",
+        "removed_margin",
+    ]
+    cols = [c for c in order if c in base.columns]
+    return base[cols]
+
+
+def overview_section(
+    tables: Mapping[str, pd.DataFrame],
+    metadata: pd.DataFrame | None,
+    figures: Sequence[FigureItem],
+    counter: list[int],
+) -> str:
+    """Batch overview: key numbers, failures with reasons, per-file table, QC."""
+    status, qc = tables.get("status"), tables.get("qc")
+    out = []
+    cards = []
+    if not is_empty(status) and "status" in status.columns:
+        counts = status["status"].astype(str).value_counts()
+        cards.append(_card(len(status), "input files"))
+        cards.append(_card(int(counts.get("ok", 0)), "analysed (ok)", "ok"))
+        failed = int(counts.get("qc-failed", 0) + counts.get("parse-failed", 0))
+        cards.append(_card(failed, "failed", "bad" if failed else ""))
+        if counts.get("skipped", 0):
+            cards.append(_card(int(counts.get("skipped", 0)), "skipped"))
+    elif not is_empty(metadata):
+        cards.append(_card(len(metadata), "samples in the sheet"))
+    n_events = _num_sum(status, "n_events") or _num_sum(qc, "n_in")
+    if n_events is not None:
+        cards.append(_card(int(n_events), "events read"))
+    n_in, n_out = _num_sum(qc, "n_in"), _num_sum(qc, "n_out")
+    if n_in and n_out is not None:
+        cards.append(_card(int(n_out), "events after QC"))
+        cards.append(_card(f"{100 * (n_in - n_out) / n_in:.2f}%", "removed by QC"))
+    if cards:
+        out.append(f'<div class="cards">{"".join(cards)}</div>')
+    else:
+        out.append('<p class="empty">No file status or QC table was produced.</p>')
+    if not is_empty(status) and "status" in status.columns:
+        bad = status[status["status"].astype(str) != "ok"]
+        if len(bad):
+            items = []
+            for _, row in bad.iterrows():
+                who = row.get("sample_id", "") or row.get("file", "")
+                code = row.get("reason_code", "")
+                items.append(
+                    f"<li><b>{esc(who)}</b> ({esc(row.get('file', ''))}): "
+                    f"{esc(row.get('status', ''))}"
+                    + (f" <code>{esc(code)}</code>" if isinstance(code, str) and code else "")
+                    + f" — {esc(row.get('message', ''))}</li>"
+                )
+            out.append(
+                f'<div class="failures"><b>{len(bad)} file(s) not analysed or failed '
+                f"QC:</b><ul>{''.join(items)}</ul></div>"
+            )
+        else:
+            out.append('<div class="allgood">Every input file was read and passed QC.</div>')
+    out.append("<h3>Files and samples</h3>")
+    table = samples_table(status, qc, metadata)
+    out.append(
+        html_table(
+            table,
+            cell_class=_status_cell,
+            source="tables/status.csv",
+            labels={
+                "kept_%": "kept %",
+                "n_in": "events in",
+                "n_out": "events after QC",
+                "n_events": "events ($TOT)",
+            },
+            empty="No files.",
+        )
+    )
+    if figures:
+        out.append("<h3>Quality control</h3>")
+        out.append(gallery(figures, counter=counter))
+    return "".join(out)
+
+
+def _population_summary(pops: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    table = pops.copy()
+    table["group"] = group_labels(table, metadata)
+    table["_v"] = pd.to_numeric(table["percent_of_parent"], errors="coerce")
+    rows = []
+    populations = list(dict.fromkeys(table["population"].astype(str)))
+    groups = sorted(table["group"].unique())
+    for name in populations:
+        row: dict[str, Any] = {"population": name}
+        sub = table[table["population"].astype(str) == name]
+        if "parent" in sub.columns:
+            row["parent"] = str(sub["parent"].iloc[0])
+        for group in groups:
+            vals = sub.loc[sub["group"] == group, "_v"].dropna()
+            row[group] = (
+                f"{vals.median():.1f} ({vals.min():.1f}–{vals.max():.1f}), n={len(vals)}"
+                if len(vals)
+                else "–"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def populations_section(
+    tables: Mapping[str, pd.DataFrame],
+    metadata: pd.DataFrame | None,
+    figures: Sequence[FigureItem],
+    counter: list[int],
+) -> str:
+    """Population frequencies by tissue and timepoint, and per sample."""
+    pops = tables.get("populations")
+    out = []
+    if figures:
+        out.append(gallery(figures, wide=True, counter=counter))
+    if is_empty(pops) or not {"sample_id", "population", "percent_of_parent"} <= set(pops.columns):
+        out.append('<p class="empty">No population table was produced.</p>')
+        return "".join(out)
+    out.append("<h3>% of parent by tissue and timepoint</h3>")
+    out.append(
+        '<p class="lead">Median (range) of the % of parent across samples, '
+        "and the number of samples, per group of the metadata sheet.</p>"
+    )
+    out.append(html_table(_population_summary(pops, metadata), source="tables/populations.csv"))
+    out.append("<h3>% of parent per sample</h3>")
+    table = pops.copy()
+    table["sample_id"] = table["sample_id"].astype(str)
+    table["population"] = table["population"].astype(str)
+    table["_v"] = pd.to_numeric(table["percent_of_parent"], errors="coerce")
+    low = (
+        table["low_events"].fillna(False).astype(bool)
+        if "low_events" in table.columns
+        else pd.Series(False, index=table.index)
+    )
+    table["_cell"] = [
+        ("–" if pd.isna(v) else f"{v:.1f}") + (" †" if lo else "")
+        for v, lo in zip(table["_v"], low, strict=True)
+    ]
+    names = list(dict.fromkeys(table["population"]))
+    samples = list(dict.fromkeys(table["sample_id"]))
+    wide = (
+        table.drop_duplicates(["sample_id", "population"])
+        .pivot(index="sample_id", columns="population", values="_cell")
+        .reindex(index=samples, columns=names)
+        .fillna("–")
+        .reset_index()
+    )
+
+    def low_cell(col: str, value: Any, row: pd.Series) -> str:
+        return "low" if isinstance(value, str) and value.endswith("†") else ""
+
+    out.append(html_table(wide, cell_class=low_cell, source="tables/populations.csv"))
+    out.append(
+        '<p class="note">† fewer events than the minimum for a stable percentage '
+        "(low_events); Wilson 95% intervals for every value are in "
+        "tables/populations.csv.</p>"
+    )
+    return "".join(out)
+
+
+def _heat_style(values: pd.Series):
+    v = pd.to_numeric(values, errors="coerce")
+    lo, hi = v.min(), v.max()
+    span = (hi - lo) if pd.notna(hi) and hi > lo else 1.0
+
+    def style(value: Any) -> str:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return ""
+        if not np.isfinite(x) or pd.isna(lo):
+            return ""
+        t = min(1.0, max(0.0, (x - lo) / span))
+        r, g, b = (round(255 + (c - 255) * t) for c in (31, 95, 168))
+        ink = "#fff" if t > 0.6 else "#1d2433"
+        return f"background:rgb({r},{g},{b});color:{ink}"
+
+    return style
+
+
+def clusters_section(
+    tables: Mapping[str, pd.DataFrame], figures: Sequence[FigureItem], counter: list[int]
+) -> str:
+    """Cluster heatmap and abundance (figures), median marker table and abundance table."""
+    out = []
+    if figures:
+        out.append(gallery(figures, wide=True, counter=counter))
+    medians = tables.get("cluster_medians")
+    if not is_empty(medians) and {"metacluster", "marker", "median"} <= set(medians.columns):
+        m = medians.copy()
+        if "label" not in m.columns:
+            m["label"] = ""
+        m["metacluster"] = m["metacluster"].astype(str)
+        m["label"] = m["label"].fillna("").astype(str)
+        m["marker"] = m["marker"].astype(str)
+        markers = list(dict.fromkeys(m["marker"]))
+        wide = (
+            m.pivot_table(
+                index=["metacluster", "label"],
+                columns="marker",
+                values="median",
+                aggfunc="first",
+                sort=False,
+            )
+            .reindex(columns=markers)
+            .reset_index()
+        )
+        styles = {mk: _heat_style(wide[mk]) for mk in markers}
+
+        def cell_style(col: str, value: Any, row: pd.Series) -> str:
+            return styles[col](value) if col in styles else ""
+
+        out.append("<h3>Median marker expression per metacluster</h3>")
+        out.append(
+            '<p class="lead">Transformed scale; shading runs from the lowest to the '
+            "highest metacluster within each marker.</p>"
+        )
+        out.append(html_table(wide, cell_style=cell_style, source="tables/cluster_medians.csv"))
+    clusters = tables.get("clusters")
+    if not is_empty(clusters) and {"sample_id", "metacluster", "percent"} <= set(clusters.columns):
+        c = clusters.copy()
+        if "label" not in c.columns:
+            c["label"] = ""
+        c["sample_id"] = c["sample_id"].astype(str)
+        c["metacluster"] = c["metacluster"].astype(str)
+        c["label"] = c["label"].fillna("").astype(str)
+        samples = list(dict.fromkeys(c["sample_id"]))
+        wide = c.pivot_table(
+            index=["metacluster", "label"],
+            columns="sample_id",
+            values="percent",
+            aggfunc="first",
+            sort=False,
+        )
+        wide = wide.reindex(columns=samples).reset_index()
+        out.append("<h3>Abundance (% of clustered cells) per sample</h3>")
+        out.append(html_table(wide, source="tables/clusters.csv"))
+    if len(out) == 0:
+        out.append(
+            '<p class="empty">Clustering produced no results (switched off, or no '
+            "sample reached this step).</p>"
+        )
+    return "".join(out)
+
+
+def caveats_block(caveats: str) -> str:
+    """The prominent caveats box (the key statement always comes first)."""
+    return (
+        f'<div class="caveat" id="caveats"><h3>Caveats: read before interpreting</h3>'
+        f'<p class="key">{esc(KEY_CAVEAT)}</p>{_paragraphs(caveats or "")}</div>'
+    )
+
+
+_SCORE_FIRST = (
+    "sample_id",
+    "pair",
+    "sample",
+    "donor",
+    "tissue",
+    "population",
+    "AREG_net",
+    "ci_low",
+    "ci_high",
+    "RI",
+    "IFN-g_net",
+    "NKG2D",
+    "CD107a_net",
+    "resident_fraction",
+)
+
+
+def _flag_row(row: pd.Series) -> str:
+    value = row.get("passed")
+    if isinstance(value, bool | np.bool_):
+        return "pass" if value else "fail"
+    return ""
+
+
+def _flag_summary(flags: pd.DataFrame) -> str:
+    if "passed" not in flags.columns:
+        return ""
+    passed = flags[flags["passed"].fillna(False).astype(bool)]
+    who_col = next((c for c in ("sample_id", "pair", "sample") if c in flags.columns), None)
+    if passed.empty:
+        return (
+            '<div class="flagged none"><b>No population was flagged.</b> The controls '
+            "did not support a flag for any population; the reasons per population are "
+            "listed below.</div>"
+        )
+    items = []
+    for _, row in passed.iterrows():
+        who = f" — {esc(row[who_col])}" if who_col else ""
+        flag = f" ({esc(row['flag'])})" if "flag" in flags.columns else ""
+        items.append(f"<li><b>{esc(row.get('population', ''))}</b>{who}{flag}</li>")
+    return (
+        f'<div class="flagged"><b>{len(passed)} flag(s) raised</b> (each with the '
+        f"evidence in the table below):<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def repair_section(
+    tables: Mapping[str, pd.DataFrame],
+    caveats: str,
+    figures: Sequence[FigureItem],
+    counter: list[int],
+) -> str:
+    """Repair profile: caveats, figures, flags with reasons, and the score table."""
+    out = [caveats_block(caveats)]
+    flags, scores = tables.get("flags"), tables.get("scores")
+    if figures:
+        out.append(gallery(figures, wide=True, counter=counter))
+    out.append("<h3>Flags</h3>")
+    if is_empty(flags):
+        out.append(
+            '<p class="empty">No flags table was produced (scoring switched off or '
+            "no stimulated/unstimulated pairs).</p>"
+        )
+    else:
+        out.append(_flag_summary(flags))
+        wrap_cols = {c for c in flags.columns if c in ("reason", "message", "rules")}
+
+        def cell(col: str, value: Any, row: pd.Series) -> str:
+            return "wrap" if col in wrap_cols else _bool_cell(col, value, row)
+
+        out.append(
+            html_table(flags, row_class=_flag_row, cell_class=cell, source="tables/flags.csv")
+        )
+    out.append("<h3>Repair profile per population</h3>")
+    if is_empty(scores):
+        out.append('<p class="empty">No scores table was produced.</p>')
+    else:
+        cols = [c for c in _SCORE_FIRST if c in scores.columns]
+        cols += [c for c in scores.columns if c not in cols]
+        out.append(
+            '<p class="lead">AREG_net: % AREG+ stimulated minus unstimulated with its '
+            "interval (ci_low–ci_high); RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
+            "AREG−IFN-γ+); NKG2D and CD107a_net: the clearance axis, kept separate; "
+            "resident_fraction: context only, not part of the score.</p>"
+        )
+        out.append(
+            html_table(scores, columns=cols, cell_class=_bool_cell, source="tables/scores.csv")
+        )
+    return "".join(out)

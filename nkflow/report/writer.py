@@ -1,0 +1,119 @@
+"""Write a run's report files: tables (CSV + Parquet), figures (PNG) and report.html.
+
+Every file goes through :mod:`nkflow.io.write` (temporary file, fsync, rename), names from
+data pass through :func:`~nkflow.io.write.safe_name` so nothing lands outside the output
+folder, and ``report.html`` is written last, so its presence means the rest is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..io.write import safe_name, write_bytes_atomic, write_table, write_text_atomic
+from .figures import figure_png
+from .html import population_figures, render_html
+from .tables import parquet_safe
+
+__all__ = ["write_report"]
+
+log = logging.getLogger(__name__)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = f"{name}_{n}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    tables: Mapping[str, pd.DataFrame | None],
+    metadata: pd.DataFrame | None,
+    figures: Mapping[str, Figure | bytes] | None,
+    config: Any,
+    provenance: Mapping[str, Any] | None,
+    caveats: str,
+    title: str = "nkflow batch report",
+) -> Path:
+    """Write every table, every figure and the self-contained ``report.html`` to ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir
+        The run's output folder (created if needed).
+    tables
+        Tables by name; each is written as ``tables/<name>.csv`` and ``.parquet`` (empty
+        tables too, so the set of outputs does not depend on the data). ``None`` entries
+        are skipped.
+    metadata
+        The metadata sheet, used for grouping and captions.
+    figures
+        Figures by name, written as ``figures/<name>.png``; the population-frequency
+        figures of :mod:`nkflow.pl.populations` are added unless already present.
+    config
+        The effective run configuration (dict or ``RunConfig``).
+    provenance
+        Versions, template and input hashes; timestamps only if the caller wants them in
+        the report.
+    caveats
+        Caveat text for the repair profile.
+    title
+        Report title.
+
+    Returns
+    -------
+    Path
+        The path of ``report.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for name, table in (tables or {}).items():
+        if table is None:
+            continue
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(
+                f"table {name!r} must be a pandas DataFrame, got {type(table).__name__}"
+            )
+        stem = _unique(safe_name(name, default="table"), used)
+        write_table(parquet_safe(table), out / "tables" / stem)
+        log.debug("wrote table %s (%d rows)", stem, len(table))
+
+    figs: dict[str, Figure | bytes] = dict(figures or {})
+    if not any(str(k).lower().startswith(("populations", "frequenc")) for k in figs):
+        pops = (tables or {}).get("populations")
+        figs.update(population_figures(pops if isinstance(pops, pd.DataFrame) else None, metadata))
+    pngs: dict[str, bytes] = {}
+    used_fig: set[str] = set()
+    for name, fig in figs.items():
+        if fig is None:
+            continue
+        png = figure_png(fig)
+        pngs[str(name)] = png
+        stem = _unique(safe_name(name, default="figure"), used_fig)
+        write_bytes_atomic(out / "figures" / f"{stem}.png", png)
+    log.debug("wrote %d figures", len(pngs))
+
+    text = render_html(
+        tables={k: v for k, v in (tables or {}).items() if v is not None},
+        metadata=metadata,
+        figures=pngs,
+        config=config,
+        provenance=provenance,
+        caveats=caveats,
+        title=title,
+        population_plots=False,
+    )
+    path = write_text_atomic(out / "report.html", text)
+    log.info("report written to %s", path)
+    return path

@@ -1,0 +1,408 @@
+"""Tests of nkflow.report: escaping, self-contained HTML, determinism, tables, methods."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from nkflow.config import RunConfig, config_to_dict
+from nkflow.pl import populations as plpop
+from nkflow.report import (
+    KEY_CAVEAT,
+    esc,
+    figure_png,
+    figure_section,
+    methods_text,
+    render_html,
+    write_report,
+)
+from nkflow.report.figures import decode_data_uri, png_size
+from nkflow.report.tables import fmt_value, parquet_safe
+
+EVIL = '<script>alert("x")</script>'
+EVIL_ID = f'D1_liver{EVIL}"><img src=x onerror=alert(1)>'
+EVIL_PNS = "CD56 <b onmouseover=alert(2)>bright</b> & $\\frac{a}{"
+POPS = ["Lymphocytes", "NK", "CD56bright", "CD56dim", "trNK", "circNK", "ILC"]
+PARENT = {"Lymphocytes": "Live", "NK": "CD3-", "CD56bright": "NK", "CD56dim": "NK",
+          "trNK": "NK", "circNK": "NK", "ILC": "CD3-"}
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3",
+                "p", "nav", "a", "main", "section", "div", "table", "caption", "thead",
+                "tbody", "tr", "th", "td", "b", "ul", "li", "code", "figure", "label",
+                "input", "img", "figcaption", "br", "pre", "footer"}
+
+
+def gating_figure(seed: int, title: str) -> Figure:
+    rng = np.random.default_rng(seed)
+    fig = Figure(figsize=(3, 3))
+    ax = fig.subplots()
+    xy = rng.normal(size=(400, 2))
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, color="0.3")
+    ax.add_patch(__import__("matplotlib.patches").patches.Rectangle(
+        (0.2, -1), 2, 2, fill=False, color="C3"))
+    ax.set_title(title.replace("$", r"\$"), fontsize=7)
+    return fig
+
+
+def build_inputs(*, hostile: bool = True) -> dict:
+    """A realistic small batch: 4 analysed samples, 2 failures, every table filled."""
+    ids = ["D1_liver_pre", "D1_liver_post", "D2_blood_pre", "D2_blood_post"]
+    if hostile:
+        ids[0] = EVIL_ID
+    meta = pd.DataFrame({
+        "file": [f"{i}.fcs" for i in ids] + ["broken.fcs", "clogged.fcs"],
+        "sample_id": ids + ["broken", "clogged"],
+        "donor": ["D1", "D1", "D2", "D2", "D3", "D3"],
+        "tissue": ["liver", "liver", "blood", "blood", "liver", "liver"],
+        "timepoint": ["pre", "post", "pre", "post", "pre", "pre"],
+        "stimulation": ["stim", "stim", "stim", "stim", "unstim", "stim"],
+        "role": ["sample"] * 6,
+    })
+    if hostile:
+        meta.loc[1, "tissue"] = "liver<i>"
+    status = pd.DataFrame({
+        "sample_id": meta["sample_id"], "file": meta["file"],
+        "status": ["ok", "ok", "ok", "ok", "parse-failed", "qc-failed"],
+        "reason_code": ["", "", "", "", "truncated-data", "qc-too-few-events"],
+        "message": ["", "", "", "", "DATA segment ends at byte 812 but $ENDDATA says 90000"
+                    + (EVIL if hostile else ""), "QC kept 3% of events (< 50%)"],
+        "n_events": [50000, 48000, 61000, 52000, 0, 40000],
+    })
+    qc = pd.DataFrame({
+        "sample_id": ids + ["clogged"], "n_in": [50000, 48000, 61000, 52000, 40000],
+        "n_out": [48900, 47100, 60020, 50900, 1200],
+        "removed_time": [900, 700, 800, 900, 38000],
+        "removed_margin": [200, 200, 180, 200, 800],
+    })
+    rng = np.random.default_rng(1)
+    rows = []
+    for s in ids:
+        for p in POPS:
+            parent_count = int(rng.integers(2000, 20000))
+            count = int(parent_count * rng.uniform(0.02, 0.6)) if p != "ILC" else 40
+            pct = 100 * count / parent_count
+            rows.append({"sample_id": s, "population": p, "parent": PARENT[p], "count": count,
+                         "parent_count": parent_count, "percent_of_parent": pct,
+                         "ci_low": max(0.0, pct - 1.0), "ci_high": min(100.0, pct + 1.0),
+                         "percent_of_nk": pct / 2, "low_events": count < 100,
+                         "median_CD56": float(rng.uniform(1, 4))})
+    populations = pd.DataFrame(rows)
+    thresholds = pd.DataFrame({
+        "sample_id": ["", ""], "tissue": ["liver", "blood"], "batch": ["b1", "b1"],
+        "marker": ["AREG", EVIL_PNS if hostile else "CD69"], "channel": ["BV421-A", "PE-A"],
+        "value": [1.23, 0.98], "ci_low": [1.2, 0.95], "ci_high": [1.27, 1.01],
+        "rule": ["fmo", "valley"], "control_file": ["fmo_AREG.fcs", ""],
+        "n_events": [12000, 40000],
+    })
+    clusters = pd.DataFrame([
+        {"sample_id": s, "metacluster": k, "label": f"mc{k} CD56{'bright' if k else 'dim'}",
+         "count": 100 * (k + 1), "percent": 100 * (k + 1) / 6} for s in ids for k in range(3)
+    ])
+    cluster_medians = pd.DataFrame([
+        {"metacluster": k, "label": f"mc{k}", "marker": m, "median": float(k + j * 0.3)}
+        for k in range(3) for j, m in enumerate(["CD56", "CD16", "CD49a", "AREG"])
+    ])
+    scores = pd.DataFrame({
+        "sample_id": ids[:2] * 2, "population": ["NK", "NK", "CD56bright", "CD56bright"],
+        "AREG_net": [2.5, 0.2, 4.1, np.nan], "ci_low": [0.8, -0.5, 2.0, np.nan],
+        "ci_high": [4.2, 0.9, 6.3, np.nan], "RI": [0.7, 0.4, 0.8, np.nan],
+        "IFN-g_net": [1.0, 3.0, 0.9, np.nan], "NKG2D": [60.0, 55.0, 40.0, 42.0],
+        "CD107a_net": [3.0, 5.0, 1.0, 2.0], "resident_fraction": [0.6, 0.5, 0.8, 0.7],
+    })
+    flags = pd.DataFrame({
+        "population": ["NK", "NK", "CD56bright", "CD56bright"],
+        "sample_id": ids[:2] * 2, "flag": ["AREG-responsive"] * 4,
+        "passed": [True, False, True, False],
+        "rules": ["", "ci_low<=0", "", "min_events"],
+        "reason": ["all rules passed", "CI lower bound -0.5 <= 0",
+                   "all rules passed", "58 events < 100" + (EVIL if hostile else "")],
+    })
+    figures = {f"gating_{s}": gating_figure(i, s) for i, s in enumerate(ids)}
+    heat = Figure(figsize=(4, 2.5))
+    heat.subplots().imshow(np.arange(12).reshape(3, 4))
+    figures["cluster_heatmap"] = heat
+    repair = Figure(figsize=(4, 2.5))
+    repair.subplots().bar(["NK", "CD56bright"], [2.5, 4.1])
+    figures["repair_profile"] = repair
+    if hostile:
+        odd = Figure(figsize=(2, 2))
+        odd.subplots().plot([0, 1], [0, 1])
+        figures[EVIL] = odd
+    provenance = {
+        "nkflow_version": "0.1.0",
+        "versions": {"numpy": "2.0", "pandas": "2.3", "flowkit": "1.3.2"},
+        "templates": [{"name": "human_nk", "hash": "ab" * 32}],
+        "inputs": {f: hashlib.sha256(f.encode()).hexdigest() for f in meta["file"]},
+        "scoring": {"min_net": 1.0, "min_areg_events": 10, "min_events": 100, "ri_cut": 0.5,
+                    "require_positive_control": True, "control_population": "ILC"},
+    }
+    caveats = ("Anti-AREG clones for flow have little independent validation.\n\n"
+               "PMA/ionomycin is supraphysiological." + (EVIL if hostile else ""))
+    return {
+        "tables": {"status": status, "qc": qc, "populations": populations,
+                   "thresholds": thresholds, "clusters": clusters,
+                   "cluster_medians": cluster_medians, "scores": scores, "flags": flags},
+        "metadata": meta, "figures": figures, "config": config_to_dict(RunConfig()),
+        "provenance": provenance, "caveats": caveats,
+    }
+
+
+class TagCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> TagCollector:
+    parser = TagCollector()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+@pytest.fixture(scope="module")
+def hostile_html() -> str:
+    return render_html(**build_inputs(hostile=True))
+
+
+def test_hostile_strings_stay_text(hostile_html):
+    doc = parse(hostile_html)
+    tags = {t for t, _ in doc.tags}
+    assert tags <= ALLOWED_TAGS, tags - ALLOWED_TAGS
+    assert "script" not in tags and "i" not in tags
+    for tag, attrs in doc.tags:
+        assert not any(k.startswith("on") for k in attrs), (tag, attrs)
+        if tag == "img":
+            assert attrs["src"].startswith("data:image/png;base64,")
+    text = "".join(doc.text)
+    # the hostile values are shown, literally, as text
+    assert EVIL in text
+    assert EVIL_ID in text
+    assert EVIL_PNS in text
+    assert "liver<i>" in text
+    assert "<script>" not in hostile_html.lower()
+
+
+def test_self_contained_and_images_valid(hostile_html):
+    doc = parse(hostile_html)
+    imgs = [a for t, a in doc.tags if t == "img"]
+    # 4 gating, heatmap, repair, hostile-named, 2 population figures
+    assert len(imgs) == 9
+    for attrs in imgs:
+        png = decode_data_uri(attrs["src"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert png_size(png) == (int(attrs["width"]), int(attrs["height"]))
+        assert png_size(png)[0] > 50
+    for tag, attrs in doc.tags:
+        for key in ("src", "href"):
+            value = attrs.get(key)
+            if value is not None:
+                assert value.startswith(("data:", "#")), (tag, key, value[:60])
+    assert "http://" not in hostile_html and "https://" not in hostile_html
+    assert "@import" not in hostile_html and "url(" not in hostile_html
+    csp = [a for t, a in doc.tags if t == "meta" and a.get("http-equiv")]
+    assert "script-src" not in csp[0]["content"] and "default-src 'none'" in csp[0]["content"]
+
+
+def test_sections_content(hostile_html):
+    text = "".join(parse(hostile_html).text)
+    assert KEY_CAVEAT in text
+    assert "Anti-AREG clones" in text
+    for heading in ("Batch overview", "Gating", "Population frequencies", "Clusters",
+                    "Repair profile", "Methods", "Provenance"):
+        assert heading in text
+    # failures listed with reasons
+    assert "truncated-data" in text and "QC kept 3% of events" in text
+    assert "2 file(s) not analysed or failed QC" in text
+    assert "2 flag(s) raised" in text
+    assert "fmo_AREG.fcs" in text and "ab" * 32 in text
+
+
+@pytest.mark.parametrize("empty_kind", ["missing", "none", "empty"])
+def test_empty_tables_render(empty_kind):
+    inputs = build_inputs(hostile=False)
+    if empty_kind == "missing":
+        tables = {}
+    elif empty_kind == "none":
+        tables = dict.fromkeys(inputs["tables"])
+    else:
+        tables = {k: v.iloc[0:0] for k, v in inputs["tables"].items()}
+    html = render_html(tables=tables, metadata=None, figures=None, config={}, provenance={},
+                       caveats="")
+    doc = parse(html)
+    assert {t for t, _ in doc.tags} <= ALLOWED_TAGS
+    text = "".join(doc.text)
+    assert "No population table was produced." in text
+    assert "No flags table was produced" in text
+    assert KEY_CAVEAT in text
+    assert not [t for t, _ in doc.tags if t == "img"]
+
+
+def test_render_is_deterministic():
+    a = render_html(**build_inputs())
+    b = render_html(**build_inputs())
+    assert a == b
+
+
+def test_write_report_files_and_byte_identical(tmp_path):
+    paths = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        paths.append(write_report(out, **build_inputs(), title="Liver NK <batch 1>"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    for name in ("status", "qc", "populations", "thresholds", "clusters", "cluster_medians",
+                 "scores", "flags"):
+        assert f"tables/{name}.csv" in files_a and f"tables/{name}.parquet" in files_a
+    pngs = [f for f in files_a if f.startswith("figures/")]
+    assert "figures/populations_heatmap.png" in pngs
+    assert len(pngs) == 9
+    # the hostile figure name became a safe single path component inside figures/
+    for f in pngs:
+        assert (a / f).resolve().parent == (a / "figures").resolve()
+    assert not [p for p in a.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"]
+    assert paths[0] == a / "report.html"
+    assert "Liver NK &lt;batch 1&gt;" in paths[0].read_text(encoding="utf-8")
+
+
+def test_tables_round_trip(tmp_path):
+    inputs = build_inputs()
+    write_report(tmp_path, **inputs)
+    for name, table in inputs["tables"].items():
+        back_pq = pd.read_parquet(tmp_path / "tables" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(back_pq, table.reset_index(drop=True), check_dtype=False)
+        back_csv = pd.read_csv(tmp_path / "tables" / f"{name}.csv", keep_default_na=False,
+                               na_values=[""])
+        assert list(back_csv.columns) == list(table.columns)
+        assert len(back_csv) == len(table)
+    pops = pd.read_csv(tmp_path / "tables" / "populations.csv")
+    np.testing.assert_allclose(pops["percent_of_parent"],
+                               inputs["tables"]["populations"]["percent_of_parent"], rtol=1e-9)
+
+
+def test_parquet_safe_mixed_object_columns():
+    table = pd.DataFrame({"a": ["x", 1, None], "b": [1, 2.5, None], 3: ["u", "v", "w"]},
+                         dtype=object)
+    safe = parquet_safe(table)
+    assert list(safe.columns) == ["a", "b", "3"]
+    assert safe["a"].tolist() == ["x", "1", None]
+    assert safe["b"].dtype.kind == "f"
+
+
+def test_figure_png_deterministic_without_software_chunk():
+    png1 = figure_png(gating_figure(3, "x"))
+    png2 = figure_png(gating_figure(3, "x"))
+    assert png1 == png2
+    assert b"Software" not in png1 and b"matplotlib" not in png1.lower()
+    assert figure_png(png1) == png1
+    with pytest.raises(TypeError):
+        figure_png(b"GIF89a")
+
+
+@pytest.mark.parametrize(
+    ("name", "section", "caption"),
+    [("gating_S1", "gating", "S1"), ("gating:../x", "gating", "../x"),
+     ("cluster_heatmap", "clusters", "heatmap"), ("Repair-profile", "repair", "profile"),
+     ("populations", "populations", "populations"), ("gatekeeper", "other", "gatekeeper"),
+     (EVIL, "other", EVIL)],
+)
+def test_figure_section(name, section, caption):
+    assert figure_section(name) == (section, caption)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(12345, "12,345"), (0.012345, "0.0123"), (45.678, "45.7"), (1234.5, "1,234"),
+     (float("nan"), "–"), (None, "–"), (True, "yes"), (np.int64(7), "7"), (0.0, "0"),
+     (2.5e7, "2.5e+07")],
+)
+def test_fmt_value(value, text):
+    assert fmt_value(value) == text
+
+
+def test_esc_controls_and_surrogates():
+    assert esc("a\x00b") == "a\ufffdb"
+    assert esc("\udcff<") == "?&lt;"
+    assert esc("'\"&") == "&#x27;&quot;&amp;"
+
+
+def test_methods_text_names_every_parameter():
+    inputs = build_inputs(hostile=False)
+    cfg = config_to_dict(RunConfig())
+    text = methods_text(cfg, inputs["provenance"], inputs["tables"])
+    for needle in ("logicle", "T = 262144", "W = 0.5", "M = 4.5", "A = 0",
+                   "spillover matrix stored in each FCS file", "time-based removal",
+                   "margin (saturated) events: on", "human_nk", "ab" * 32,
+                   "99.5th percentile", "200 resamples", "fewer than 100 events",
+                   "fmo (1)", "valley (1)", "fmo_AREG.fcs", "10×10", "k = 10",
+                   "random_state = 0", "20000 cells per sample", "≥ 1 percentage points",
+                   "≥ 10 AREG+ events", "RI > 0.5", "positive-control population ILC",
+                   "nkflow 0.1.0", "flowkit 1.3.2", "6 FCS file(s)", "1 parse-failed"):
+        assert needle in text, needle
+    removed = 50000 + 48000 + 61000 + 52000 + 40000 - (48900 + 47100 + 60020 + 50900 + 1200)
+    assert f"{removed:,}" in text
+
+
+def test_methods_text_arcsinh_and_user_matrix():
+    from nkflow.config import replace_values
+
+    cfg = replace_values(RunConfig(), {"transform.method": "arcsinh", "transform.cofactor": 5,
+                                       "compensation.matrix": "comp/matrix.csv",
+                                       "clustering.enabled": False})
+    text = methods_text(cfg, {}, {})
+    assert "arcsinh transform with cofactor 5" in text
+    assert "comp/matrix.csv" in text
+    assert "Clustering was switched off" in text
+
+
+def test_population_plots_handle_hostile_and_empty():
+    inputs = build_inputs()
+    pops, meta = inputs["tables"]["populations"], inputs["metadata"]
+    for fig in (plpop.frequencies(pops, meta), plpop.frequency_heatmap(pops, meta),
+                plpop.frequencies(pops.iloc[0:0], meta), plpop.frequencies(pops, None),
+                plpop.frequency_heatmap(pops, meta, show=["nope"])):
+        assert png_size(figure_png(fig))[0] > 0
+    labels = plpop.group_labels(pops, meta)
+    assert set(labels) == {"liver · pre", "liver<i> · post", "blood · pre", "blood · post"}
+
+
+def test_thumbnail_markup_is_pure_css(hostile_html):
+    doc = parse(hostile_html)
+    inputs = [a for t, a in doc.tags if t == "input"]
+    assert inputs and all(a.get("type") == "checkbox" for a in inputs)
+    assert "label.zoom input:checked+img" in hostile_html
+    ids = [a["id"] for t, a in doc.tags if "id" in a]
+    assert len(ids) == len(set(ids))
+
+
+def test_base64_is_standard(hostile_html):
+    doc = parse(hostile_html)
+    src = next(a["src"] for t, a in doc.tags if t == "img")
+    payload = src.split(",", 1)[1]
+    assert base64.b64encode(base64.b64decode(payload)).decode() == payload
+
+
+def test_write_report_rejects_non_tables(tmp_path: Path):
+    with pytest.raises(TypeError, match="populations"):
+        write_report(tmp_path, tables={"populations": [1, 2]}, metadata=None, figures=None,
+                     config={}, provenance={}, caveats="")
