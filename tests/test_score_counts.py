@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.exceptions import (
+    BatchConsistencyError,
+    ChannelNotFoundError,
+    GatingError,
+    LowEventCountWarning,
+    MissingControlWarning,
+)
+from nkflow.tl.counts import COUNT_COLUMNS, count_positive, fmo_threshold
+
+MARKERS = ["CD56", "AREG", "IFN-g", "NKG2D", "CD107a"]
+
+
+def make_sample(n: int = 2000, *, seed: int = 0, markers=MARKERS, tissue="lung", batch="b1"):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, size=(n, len(markers))).astype(np.float32)
+    var = pd.DataFrame(
+        {"marker": markers, "kind": "fluorescence"},
+        index=[f"FL{i}-A" for i in range(len(markers))],
+    )
+    nk = rng.random(n) < 0.5
+    ilc = ~nk & (rng.random(n) < 0.2)
+    meta = np.where(nk, rng.integers(0, 3, n).astype(str), None)
+    obs = pd.DataFrame(
+        {
+            "sample_id": pd.Categorical(["s1"] * n),
+            "NK": nk,
+            "ILC": ilc,
+            "trNK": nk & (rng.random(n) < 0.3),
+            "qc_pass": rng.random(n) > 0.05,
+            "metacluster": pd.Categorical(meta, categories=["0", "1", "2"]),
+        },
+        index=[str(i) for i in range(n)],
+    )
+    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata.uns["nkflow"] = {
+        "sample": {"sample_id": "s1", "path": "s1.fcs", "tissue": tissue, "batch": batch}
+    }
+    return adata
+
+
+THRESHOLDS = pd.DataFrame(
+    [
+        dict(
+            marker=m,
+            value=v,
+            rule="fmo_percentile:99.5",
+            control_file=f"fmo_{m}.fcs",
+            tissue="lung",
+            batch="b1",
+        )
+        for m, v in [("AREG", 1.0), ("IFN-g", 0.5), ("NKG2D", 0.0), ("CD107a", 1.5)]
+    ]
+)
+
+
+def _expected(adata, member, thresholds=THRESHOLDS):
+    col = {m: adata.X[:, i] for i, m in enumerate(adata.var["marker"])}
+    cut = dict(zip(thresholds["marker"], thresholds["value"], strict=True))
+    sel = member & adata.obs["qc_pass"].to_numpy()
+    a, g = col["AREG"] > cut["AREG"], col["IFN-g"] > cut["IFN-g"]
+    return {
+        "n_events": sel.sum(),
+        "n_areg": (a & sel).sum(),
+        "n_ifng": (g & sel).sum(),
+        "n_nkg2d": ((col["NKG2D"] > cut["NKG2D"]) & sel).sum(),
+        "n_cd107a": ((col["CD107a"] > cut["CD107a"]) & sel).sum(),
+        "n_areg_only": (a & ~g & sel).sum(),
+        "n_ifng_only": (~a & g & sel).sum(),
+        "n_areg_ifng": (a & g & sel).sum(),
+        "n_trnk": (adata.obs["trNK"].to_numpy() & sel).sum(),
+    }
+
+
+def test_counts_match_numpy_for_gates_and_clusters():
+    adata = make_sample()
+    out = count_positive(adata, THRESHOLDS).set_index("population")
+    assert set(out.index) == {
+        "NK",
+        "ILC",
+        "trNK",
+        "metacluster:0",
+        "metacluster:1",
+        "metacluster:2",
+    }
+    members = {p: adata.obs[p].to_numpy() for p in ("NK", "ILC", "trNK")}
+    members |= {f"metacluster:{k}": (adata.obs["metacluster"] == k).to_numpy() for k in "012"}
+    for pop, member in members.items():
+        assert out.loc[pop, list(COUNT_COLUMNS)].astype(int).to_dict() == _expected(adata, member)
+    assert (out["sample_id"] == "s1").all()
+    assert (out["threshold_areg"] == 1.0).all()
+    assert (out["areg_control_file"] == "fmo_AREG.fcs").all()
+
+
+def test_thresholds_from_uns_and_most_specific_row_wins():
+    adata = make_sample()
+    rows = THRESHOLDS.to_dict("records")
+    rows.append(dict(marker="AREG", value=99.0, tissue="", batch="", rule="x", control_file=""))
+    rows.append(
+        dict(marker="AREG", value=-99.0, tissue="blood", batch="b1", rule="x", control_file="")
+    )
+    adata.uns["nkflow"]["thresholds"] = rows
+    out = count_positive(adata, populations=["NK"])
+    assert out.loc[0, "threshold_areg"] == 1.0
+    own = [*rows, dict(marker="AREG", value=2.0, sample_id="s1", tissue="lung", batch="b1")]
+    out = count_positive(adata, own, populations=["NK"])
+    assert out.loc[0, "threshold_areg"] == 2.0
+
+
+def test_conflicting_thresholds_raise():
+    rows = [
+        *THRESHOLDS.to_dict("records"),
+        dict(marker="AREG", value=3.0, tissue="lung", batch="b1"),
+    ]
+    with pytest.raises(BatchConsistencyError, match="AREG"):
+        count_positive(make_sample(), rows)
+
+
+def test_missing_marker_and_missing_threshold_give_na_not_zero():
+    adata = make_sample(markers=["CD56", "AREG", "IFN-g"])  # mouse-like: no NKG2D, CD107a
+    out = count_positive(adata, THRESHOLDS, populations=["NK"])
+    assert out["n_nkg2d"].isna().all() and out["n_cd107a"].isna().all()
+    assert out["n_areg"].notna().all()
+    with pytest.warns(MissingControlWarning, match="no AREG threshold"):
+        out = count_positive(make_sample(), THRESHOLDS[THRESHOLDS.marker != "AREG"])
+    assert out["n_areg"].isna().all() and out["n_areg_only"].isna().all()
+    assert out["n_ifng"].notna().all()
+
+
+def test_unknown_population_lists_available():
+    with pytest.raises(GatingError, match="available: NK, ILC, trNK"):
+        count_positive(make_sample(), THRESHOLDS, populations=["Treg"])
+
+
+def test_fmo_threshold_percentile_and_interval():
+    fmo = make_sample(20000, seed=4)
+    rec = fmo_threshold(fmo, "AREG")
+    nk = fmo.obs["NK"].to_numpy() & fmo.obs["qc_pass"].to_numpy()
+    values = fmo.X[nk, 1].astype(float)
+    assert rec["value"] == pytest.approx(np.quantile(values, 0.995))
+    assert rec["ci_low"] < rec["value"] < rec["ci_high"]
+    assert rec["n_events"] == nk.sum()
+    assert rec["rule"] == "fmo_percentile:99.5"
+    assert (rec["tissue"], rec["batch"], rec["control_file"]) == ("lung", "b1", "s1.fcs")
+    # the record feeds count_positive directly: about 0.5% of the FMO's own NK are positive
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingControlWarning)
+        counts = count_positive(fmo, [rec], populations=["NK"])
+    assert counts.loc[0, "n_areg"] / counts.loc[0, "n_events"] == pytest.approx(0.005, abs=1e-3)
+
+
+def test_fmo_threshold_errors_and_low_event_warning():
+    fmo = make_sample(300)
+    with pytest.warns(LowEventCountWarning):
+        fmo_threshold(fmo, "AREG")
+    with pytest.raises(ChannelNotFoundError, match="CD69"):
+        fmo_threshold(fmo, "CD69")
+    with pytest.raises(GatingError, match="no gate 'CD56bright'"):
+        fmo_threshold(fmo, "AREG", population="CD56bright")
