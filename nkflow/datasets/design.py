@@ -1,0 +1,252 @@
+"""Experimental designs: which tubes a simulated batch holds and what is planted in them.
+
+A design is donors x tissues x timepoints, each with an unstimulated and a stimulated tube,
+plus FMO tubes per tissue, one ILC positive-control tube and (optionally) one tube with an
+acquisition clog. AREG is planted by rules ``(donor, tissue, timepoint, label, net %)``;
+the last matching rule wins and ``"*"`` matches anything, so whole samples or single
+populations can be left at background (null) to test scoring for false flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from ..exceptions import ConfigError
+from .panels import get_panel
+from .populations import TISSUES
+
+__all__ = [
+    "Design",
+    "Tube",
+    "default_areg_rules",
+    "make_design",
+]
+
+FMO_MARKERS = {
+    "human": ("CD69", "CD103", "CD49a", "CXCR6", "AREG", "IFN-g"),
+    "mouse": ("CD69", "CD103", "CD49a", "AREG", "IFN-g"),
+}
+# FMOs of functional read-outs are stimulated tubes (the threshold must include the
+# spread that stimulation and the other stains bring).
+STIM_FMOS = ("AREG", "IFN-g", "CD107a")
+
+
+@dataclass(frozen=True)
+class Tube:
+    """One FCS file of a design.
+
+    Attributes
+    ----------
+    sample_id
+        Unique id; the file is ``<sample_id>.fcs``.
+    donor, tissue, timepoint
+        Biological sample.
+    stimulation
+        ``"unstim"`` or ``"stim"``.
+    role
+        Metadata role (docs/contracts.md): ``unstim``, ``stim``, ``fmo:<MARKER>``,
+        ``positive_control``.
+    n_events
+        Events in the file.
+    fmo
+        Marker left out of the stain (its channel carries only spread and
+        autofluorescence), or ``""``.
+    nk_enrichment, ilc_boost
+        Composition factors (see :func:`nkflow.datasets.populations.composition`).
+    clog
+        Whether the acquisition has a clog (flow-rate drop and signal shift).
+    """
+
+    sample_id: str
+    donor: str
+    tissue: str
+    timepoint: str
+    stimulation: str
+    role: str
+    n_events: int
+    fmo: str = ""
+    nk_enrichment: float = 1.0
+    ilc_boost: float = 1.0
+    clog: bool = False
+
+
+@dataclass(frozen=True)
+class Design:
+    """A batch: tubes, AREG rules and acquisition details.
+
+    Attributes
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    tubes
+        Tubes in acquisition order.
+    areg_rules
+        ``(donor, tissue, timepoint, label, net_percent)``; last match wins, ``"*"`` is a
+        wildcard. Labels are leaf labels of the species.
+    batch
+        Batch id written to the metadata sheet.
+    date
+        ``$DATE`` of the acquisition (``dd-MMM-yyyy``).
+    cytometer
+        ``$CYT``.
+    """
+
+    species: str
+    tubes: tuple[Tube, ...]
+    areg_rules: tuple[tuple[str, str, str, str, float], ...] = ()
+    batch: str = "B1"
+    date: str = "12-MAR-2024"
+    cytometer: str = "FACSymphony A5"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_panel(self.species)
+        ids = [t.sample_id for t in self.tubes]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"design has duplicate sample ids {dupes}")
+        for t in self.tubes:
+            if t.tissue not in TISSUES[self.species]:
+                raise ConfigError(
+                    f"tube {t.sample_id}: unknown {self.species} tissue {t.tissue!r}; "
+                    f"valid: {list(TISSUES[self.species])}"
+                )
+            if t.stimulation not in ("unstim", "stim"):
+                raise ConfigError(
+                    f"tube {t.sample_id}: stimulation {t.stimulation!r}; valid: unstim, stim"
+                )
+            if t.fmo and t.fmo not in get_panel(self.species).markers:
+                raise ConfigError(
+                    f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: "
+                    f"{get_panel(self.species).markers}"
+                )
+
+    def areg_net(self, tube: Tube) -> dict[str, float]:
+        """Planted net AREG percent per leaf label for ``tube`` (missing = 0)."""
+        out: dict[str, float] = {}
+        for donor, tissue, timepoint, label, value in self.areg_rules:
+            if (
+                donor in ("*", tube.donor)
+                and tissue in ("*", tube.tissue)
+                and timepoint in ("*", tube.timepoint)
+            ):
+                out[label] = float(value)
+        return out
+
+
+def default_areg_rules(species: str) -> tuple[tuple[str, str, str, str, float], ...]:
+    """AREG planted by default: responsive tissue trNK, some null samples and populations.
+
+    Human: tissue CD56bright trNK 5 % net after treatment (2 % before), CD56dim 1 % after
+    treatment; blood before treatment and donor D2's liver before treatment are null
+    (background only). Mouse: liver trNK/ILC1 5 %, DP 2 %, cNK 1 %; spleen null.
+    """
+    if species == "human":
+        rules: list[tuple[str, str, str, str, float]] = []
+        for tissue in ("liver", "lung", "tumour"):
+            rules += [
+                ("*", tissue, "post", "NK_CD56bright_tr", 5.0),
+                ("*", tissue, "post", "NK_CD56dim_tr", 1.0),
+                ("*", tissue, "post", "NK_CD56dim_circ", 1.0),
+                ("*", tissue, "pre", "NK_CD56bright_tr", 2.0),
+            ]
+        rules += [
+            ("*", "blood", "post", "NK_CD56dim_circ", 1.0),
+            ("*", "blood", "post", "NK_CD56bright_circ", 3.0),
+            ("D2", "liver", "pre", "NK_CD56bright_tr", 0.0),
+        ]
+        return tuple(rules)
+    get_panel(species)
+    return (
+        ("*", "liver", "*", "trNK", 5.0),
+        ("*", "liver", "*", "DP_CD49a_CD49b", 2.0),
+        ("*", "liver", "*", "cNK_CD27+CD11b+", 1.0),
+        ("*", "liver", "*", "cNK_CD27-CD11b+", 1.0),
+    )
+
+
+def _sid(*parts: str) -> str:
+    return "_".join(p for p in parts if p)
+
+
+def make_design(
+    species: str = "human",
+    *,
+    donors: Sequence[str] = ("D1", "D2"),
+    tissues: Sequence[str] | None = None,
+    timepoints: Sequence[str] = ("pre", "post"),
+    n_events: int = 50_000,
+    fmo_events: int | None = None,
+    fmo_markers: Sequence[str] | None = None,
+    positive_control: bool = True,
+    clog: bool = True,
+    nk_enrichment: float = 1.0,
+    areg_rules: Sequence[tuple[str, str, str, str, float]] | None = None,
+    batch: str = "B1",
+) -> Design:
+    """Build a design: donors x tissues x timepoints x (unstim, stim) plus controls.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    donors, tissues, timepoints
+        The factors; ``tissues`` defaults to every tissue of the species. A timepoint
+        of ``""`` means none.
+    n_events
+        Events per unstim/stim tube (and per positive control).
+    fmo_events
+        Events per FMO tube (default ``n_events``).
+    fmo_markers
+        FMO tubes made per tissue (default CD69, CD103, CD49a, CXCR6 (human), AREG,
+        IFN-g); the AREG and IFN-g FMOs are stimulated. Pass ``()`` for none.
+    positive_control
+        Add one stimulated, ILC-enriched tube (role ``positive_control``).
+    clog
+        Give the last donor's first stimulated tube an acquisition clog.
+    nk_enrichment
+        Partial depletion of non-NK cells in every tube (1 = none).
+    areg_rules
+        AREG rules (default :func:`default_areg_rules`).
+    batch
+        Batch id.
+
+    Returns
+    -------
+    Design
+        The design (tubes in acquisition order).
+    """
+    get_panel(species)
+    tissues = tuple(TISSUES[species] if tissues is None else tissues)
+    if n_events < 1:
+        raise ConfigError(f"n_events must be >= 1; got {n_events}")
+    fmo_n = n_events if fmo_events is None else int(fmo_events)
+    fmos = FMO_MARKERS[species] if fmo_markers is None else tuple(fmo_markers)
+    tubes: list[Tube] = []
+    for donor in donors:
+        for tissue in tissues:
+            for tp in timepoints:
+                for stim in ("unstim", "stim"):
+                    tubes.append(
+                        Tube(_sid(donor, tissue, tp, stim), donor, tissue, tp, stim, stim,
+                             int(n_events), nk_enrichment=nk_enrichment)
+                    )  # fmt: skip
+    for tissue in tissues:
+        for marker in fmos:
+            stim = "stim" if marker in STIM_FMOS else "unstim"
+            tubes.append(
+                Tube(_sid(tissue, "FMO", marker), donors[0], tissue, timepoints[0], stim,
+                     f"fmo:{marker}", fmo_n, fmo=marker, nk_enrichment=nk_enrichment)
+            )  # fmt: skip
+    if positive_control:
+        tubes.append(
+            Tube("PC_ILC_stim", donors[0], tissues[0], timepoints[0], "stim",
+                 "positive_control", int(n_events), nk_enrichment=nk_enrichment,
+                 ilc_boost=6.0)
+        )  # fmt: skip
+    if clog:
+        target = _sid(donors[-1], tissues[0], timepoints[0], "stim")
+        tubes = [replace(t, clog=True) if t.sample_id == target else t for t in tubes]
+    rules = default_areg_rules(species) if areg_rules is None else tuple(areg_rules)
+    return Design(species, tuple(tubes), tuple(rules), batch=batch)

@@ -1,0 +1,97 @@
+"""The committed sample batches: where they are and how to regenerate them exactly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..exceptions import ConfigError
+from .batch import simulate_batch
+from .design import Design, make_design
+from .panels import get_panel
+
+__all__ = ["SAMPLE_DATA_SEED", "make_sample_data", "sample_data_design", "sample_data_dir"]
+
+SAMPLE_DATA_SEED = 20240312
+ENV_VAR = "NKFLOW_SAMPLE_DATA"
+
+
+def sample_data_design(species: str = "human") -> Design:
+    """The design of the committed sample batch of ``species``.
+
+    Human (batch ``H1``): 2 donors x (blood, liver) x (pre, post) x (unstim, stim),
+    FMOs for CD69, CD103, CD49a, CXCR6, AREG and IFN-g per tissue, one ILC positive
+    control and one tube with a clog. Mouse (batch ``M1``): 2 mice x (liver, spleen) x
+    (unstim, stim), FMOs for CD69, CD103, CD49a, AREG and IFN-g per tissue, one ILC
+    positive control. Cells are NK-enriched (partial magnetic depletion of non-NK
+    cells) so that small files still hold enough NK events.
+    """
+    get_panel(species)
+    if species == "human":
+        return make_design(
+            "human",
+            donors=("D1", "D2"),
+            tissues=("blood", "liver"),
+            timepoints=("pre", "post"),
+            n_events=9_000,
+            fmo_events=5_000,
+            nk_enrichment=3.0,
+            batch="H1",
+        )
+    return make_design(
+        "mouse",
+        donors=("M1", "M2"),
+        tissues=("liver", "spleen"),
+        timepoints=("",),
+        n_events=4_000,
+        fmo_events=2_000,
+        nk_enrichment=8.0,
+        clog=False,
+        batch="M1",
+    )
+
+
+def make_sample_data(out_dir: str | Path, *, species: tuple[str, ...] = ("human", "mouse")) -> Path:
+    """Regenerate ``sample_data/`` (one sub-folder per species), byte for byte.
+
+    Parameters
+    ----------
+    out_dir
+        Destination folder, e.g. the repository's ``sample_data``.
+    species
+        Which batches to write.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = Path(out_dir)
+    for sp in species:
+        simulate_batch(out / sp, design=sample_data_design(sp), random_state=SAMPLE_DATA_SEED)
+    return out
+
+
+def sample_data_dir(species: str = "human") -> Path:
+    """Folder of the committed sample batch of ``species`` (holds ``metadata.csv``).
+
+    Looks in ``$NKFLOW_SAMPLE_DATA``, then in the source checkout this package was
+    imported from, then in ``nkflow/sample_data`` of an installed copy.
+
+    Raises
+    ------
+    ConfigError
+        When no copy is found (the locations tried are listed).
+    """
+    get_panel(species)
+    here = Path(__file__).resolve()
+    candidates = []
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    candidates += [here.parents[2] / "sample_data", here.parents[1] / "sample_data"]
+    for base in candidates:
+        folder = base / species
+        if (folder / "metadata.csv").is_file():
+            return folder
+    tried = ", ".join(str(c / species) for c in candidates)
+    raise ConfigError(f"no {species} sample data found; tried {tried}")

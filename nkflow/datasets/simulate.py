@@ -1,0 +1,327 @@
+"""Simulate one tube in linear space: cells, artefacts, spillover, noise, acquisition.
+
+How an event is made (all vectorised):
+
+1. a leaf label is drawn from the tube's composition;
+2. stain levels come from the label's marker profile (log-normal positives, no stain on
+   negatives), functional read-outs (AREG, IFN-g, CD107a) from the planted rates; the FMO
+   marker's stain is removed;
+3. doublets are two singlets summed (FSC-H/FSC-A falls off the diagonal);
+4. autofluorescence (cell-type and tissue dependent) is added per detector, the stains
+   spill into other detectors through the spillover matrix, and each detector gets
+   photon noise (variance proportional to its total signal) plus electronic noise. After
+   compensation the spilled photons leave their noise behind: spreading error and
+   negative values, as on a real instrument;
+5. events arrive as a Poisson process (``Time``); a clog slows the flow and dims the
+   signal for a stretch of the acquisition.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ConfigError
+from .panels import ELECTRONIC_SD, SCATTER_CHANNELS, get_panel
+from .populations import (
+    HUMAN_NK,
+    LYMPHOID,
+    MOUSE_NK,
+    composition,
+    labels_for,
+    marker_table,
+    scatter_table,
+    tissue_profile,
+)
+from .truth import planted_rates
+
+__all__ = ["FUNCTIONAL", "SimulatedSample", "functional_rates", "simulate_sample"]
+
+FUNCTIONAL = ("AREG", "IFN-g", "CD107a")
+MAX_VALUE = 262143.0
+TIMESTEP = 0.01
+# (median, sdlog) of a producing cell's stain, linear units.
+_FUNCTIONAL_LEVEL = {"AREG": (2600.0, 0.6), "IFN-g": (7000.0, 0.6), "CD107a": (6000.0, 0.6)}
+_BACKGROUND = {"AREG": 0.003, "IFN-g": 0.005, "CD107a": 0.01}
+
+
+@dataclass
+class SimulatedSample:
+    """One simulated FCS file held in memory.
+
+    Attributes
+    ----------
+    data
+        float32 raw (uncompensated) events, shape (events, channels).
+    channels
+        ``$PnN`` per column: FSC-A, FSC-H, SSC-A, SSC-H, fluorescence, Time.
+    markers
+        ``$PnS`` per column (``""`` for scatter and Time).
+    spillover_channels, spillover
+        Detectors and spillover matrix written to ``$SPILLOVER`` and applied.
+    keywords
+        Extra TEXT keywords (``$CYT``, ``$TIMESTEP``, ...).
+    truth
+        Per event: ``label`` (categorical), bools ``AREG``, ``IFN-g``, ``CD107a``,
+        ``qc_anomaly`` (acquired during a clog).
+    planted
+        ``population, marker, planted_percent``: expected producer percent per population.
+    label_probabilities
+        Probability of each leaf label in this tube.
+    """
+
+    data: np.ndarray
+    channels: list[str]
+    markers: list[str]
+    spillover_channels: list[str]
+    spillover: np.ndarray
+    keywords: dict[str, str]
+    truth: pd.DataFrame
+    planted: pd.DataFrame
+    label_probabilities: pd.Series
+
+    def compensated(self) -> np.ndarray:
+        """Events with the spillover removed (float64), same columns as ``data``."""
+        out = self.data.astype(float)
+        idx = [self.channels.index(c) for c in self.spillover_channels]
+        out[:, idx] = out[:, idx] @ np.linalg.inv(self.spillover)
+        return out
+
+
+def functional_rates(
+    species: str, stimulation: str, areg_net: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """Probability that a cell of each leaf label produces AREG, IFN-g and CD107a.
+
+    Unstimulated tubes keep background rates only. Stimulated tubes add the planted AREG
+    net percent per label (``areg_net``), an ILC AREG response (the positive control),
+    and IFN-g/CD107a at the rates of healthy-donor NK function studies (BIOLOGY.md 3).
+    A label without a planted AREG rate has the same AREG rate in both tubes.
+    """
+    labels = labels_for(species)
+    areg_net = dict(areg_net or {})
+    unknown = sorted(set(areg_net) - set(labels))
+    if unknown:
+        raise ConfigError(f"AREG planted in unknown labels {unknown}; valid: {list(labels)}")
+    if stimulation not in ("unstim", "stim"):
+        raise ConfigError(f"stimulation {stimulation!r}; valid: unstim, stim")
+    lymphoid = np.array([lab in LYMPHOID for lab in labels])
+    rates = {m: np.where(lymphoid, _BACKGROUND[m], 0.0) for m in FUNCTIONAL}
+    if stimulation == "unstim":
+        return rates
+    nk_labels = set(HUMAN_NK) | set(MOUSE_NK)
+    ifng = {"T": 0.10, "ILC": 0.03, "NKT-like": 0.30, "NKT": 0.40}
+    cd107 = {"T": 0.03, "NKT-like": 0.10, "NKT": 0.10}
+    for i, lab in enumerate(labels):
+        if lab in nk_labels:
+            bright = "bright" in lab or lab in ("trNK", "DP_CD49a_CD49b")
+            ifng_rate, cd107_rate = (0.35, 0.10) if bright else (0.25, 0.20)
+        else:
+            ifng_rate, cd107_rate = ifng.get(lab, 0.0), cd107.get(lab, 0.0)
+        rates["IFN-g"][i] += ifng_rate
+        rates["CD107a"][i] += cd107_rate
+        net = 25.0 if lab == "ILC" else areg_net.get(lab, 0.0)
+        rates["AREG"][i] += net / 100.0
+    return rates
+
+
+def _draw(rng: np.random.Generator, p: np.ndarray, med: np.ndarray, sd: np.ndarray, codes):
+    """Stain levels for events with label ``codes`` from per-label profile arrays."""
+    n = codes.size
+    pos = rng.random((n, p.shape[1])) < p[codes]
+    level = med[codes] * np.exp(sd[codes] * rng.standard_normal((n, p.shape[1])))
+    return np.where(pos, level, 0.0)
+
+
+def _cells(rng, codes, tables, residency, af_scale):
+    """Simulate singlets: (stains, fsc_a, fsc_h, ssc_a, ssc_h, af amplitude, functional)."""
+    p, med, sd, scat, rates, func_cols, res_idx, tr_mask = tables
+    n = codes.size
+    stains = _draw(rng, p, med, sd, codes)
+    # every resident NK carries at least one residency integrin/receptor
+    if res_idx:
+        is_tr = tr_mask[codes]
+        none = is_tr & ~(stains[:, res_idx] > 0).any(axis=1)
+        first = res_idx[0]
+        stains[none, first] = med[codes[none], first] * np.exp(
+            sd[codes[none], first] * rng.standard_normal(int(none.sum()))
+        )
+    func = np.zeros((n, len(FUNCTIONAL)), dtype=bool)
+    for k, marker in enumerate(FUNCTIONAL):
+        func[:, k] = rng.random(n) < rates[marker][codes]
+        col = func_cols[k]
+        if col is not None:
+            m, s = _FUNCTIONAL_LEVEL[marker]
+            stains[:, col] += func[:, k] * m * np.exp(s * rng.standard_normal(n))
+    prm = scat[codes]
+    fsc_a = prm[:, 0] + prm[:, 1] * rng.standard_normal(n)
+    fsc_a = np.where(fsc_a < 4000, 4000 + rng.exponential(2500, n), fsc_a)
+    ssc_a = prm[:, 2] * np.exp(prm[:, 3] * rng.standard_normal(n))
+    fsc_h = fsc_a * (0.80 + 0.045 * rng.standard_normal(n))
+    ssc_h = ssc_a * (0.84 + 0.05 * rng.standard_normal(n))
+    af = prm[:, 4] * af_scale * np.exp(0.35 * rng.standard_normal(n))
+    return stains, fsc_a, fsc_h, ssc_a, ssc_h, af, func
+
+
+def _seed(random_state: int, key: str) -> np.random.SeedSequence:
+    return np.random.SeedSequence([int(random_state) & 0xFFFFFFFF, zlib.crc32(key.encode())])
+
+
+def simulate_sample(
+    species: str = "human",
+    tissue: str = "blood",
+    *,
+    stimulation: str = "unstim",
+    n_events: int = 50_000,
+    fmo: str = "",
+    areg_net: dict[str, float] | None = None,
+    donor: str = "D1",
+    timepoint: str = "pre",
+    nk_enrichment: float = 1.0,
+    ilc_boost: float = 1.0,
+    clog: bool = False,
+    random_state: int = 0,
+) -> SimulatedSample:
+    """Simulate one tube and return its events and truth in memory.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` (panel nkflow-H16) or ``"mouse"`` (nkflow-M15).
+    tissue
+        Human: blood, liver, lung, tumour; mouse: liver, spleen.
+    stimulation
+        ``"unstim"`` or ``"stim"`` (sheds CD16/CD62L, raises CD69, induces IFN-g,
+        CD107a and the planted AREG).
+    n_events
+        Events acquired.
+    fmo
+        Marker whose stain is left out (fluorescence-minus-one), or ``""``.
+    areg_net
+        Planted net AREG percent per leaf label (stimulated tubes only).
+    donor, timepoint
+        Identify the biological sample; the same donor and tissue give the same
+        composition in every tube.
+    nk_enrichment, ilc_boost
+        Composition factors (see :func:`nkflow.datasets.populations.composition`).
+    clog
+        Simulate an acquisition clog.
+    random_state
+        Seed; the same arguments and seed give identical events.
+
+    Returns
+    -------
+    SimulatedSample
+        Events, channels, keywords, spillover and truth.
+    """
+    panel = get_panel(species)
+    prof = tissue_profile(species, tissue)
+    if n_events < 1:
+        raise ConfigError(f"n_events must be >= 1; got {n_events}")
+    if fmo and fmo not in panel.markers:
+        raise ConfigError(f"FMO marker {fmo!r} not in {panel.name}; valid: {panel.markers}")
+    labels = labels_for(species)
+    donor_rng = np.random.default_rng(_seed(random_state, f"{species}|{donor}|{tissue}"))
+    shift = donor_rng.normal(0.0, [0.25, 0.2, 0.2, 0.2])
+    prob = composition(
+        species, tissue, nk_enrichment=nk_enrichment, ilc_boost=ilc_boost, donor_shift=shift
+    )
+    key = f"{species}|{donor}|{tissue}|{timepoint}|{stimulation}|{fmo}|{ilc_boost}|{clog}"
+    rng = np.random.default_rng(_seed(random_state, key))
+
+    stim = stimulation == "stim"
+    p, med, sd = marker_table(species, tissue, stimulated=stim)
+    rates = functional_rates(species, stimulation, areg_net if stim else None)
+    func_cols = [panel.markers.index(m) if m in panel.markers else None for m in FUNCTIONAL]
+    res_idx = (
+        [panel.index(m) for m in prof.residency] if species == "human" else []
+    )
+    tr_mask = np.array([lab.endswith("_tr") for lab in labels])
+    tables = (p, med, sd, scatter_table(species), rates, func_cols, res_idx, tr_mask)
+
+    codes = rng.choice(len(labels), size=n_events, p=prob)
+    stains, fsc_a, fsc_h, ssc_a, ssc_h, af, func = _cells(rng, codes, tables, res_idx, prof.af)
+
+    # doublets: two live-ish singlets stuck together
+    dbl = np.flatnonzero(codes == labels.index("doublet"))
+    if dbl.size:
+        single_p = prob.copy()
+        single_p[[labels.index("debris"), labels.index("doublet")]] = 0.0
+        single_p /= single_p.sum()
+        pair = rng.choice(len(labels), size=2 * dbl.size, p=single_p)
+        s2, fa2, fh2, sa2, sh2, af2, fn2 = _cells(rng, pair, tables, res_idx, prof.af)
+        a, b = slice(0, dbl.size), slice(dbl.size, None)
+        stains[dbl] = s2[a] + s2[b]
+        fsc_a[dbl] = fa2[a] + fa2[b]
+        fsc_h[dbl] = np.maximum(fh2[a], fh2[b]) * rng.uniform(0.95, 1.45, dbl.size)
+        ssc_a[dbl] = sa2[a] + sa2[b]
+        ssc_h[dbl] = np.maximum(sh2[a], sh2[b]) * rng.uniform(1.0, 1.3, dbl.size)
+        af[dbl] = af2[a] + af2[b]
+        func[dbl] = fn2[a] | fn2[b]
+    if fmo:
+        stains[:, panel.index(fmo)] = 0.0
+
+    spill = panel.spillover()
+    signal = stains @ spill + af[:, None] * panel.autofluorescence()[None, :]
+    noise_sd = np.sqrt(ELECTRONIC_SD**2 + panel.photon_noise() * np.maximum(signal, 0.0))
+    raw = signal + noise_sd * rng.standard_normal(signal.shape)
+
+    # acquisition: Poisson arrivals; a clog slows the flow and dims the signal
+    rate = 1400.0 if tissue == "blood" else 900.0
+    gaps = rng.exponential(1.0 / rate, n_events)
+    anomaly = np.zeros(n_events, dtype=bool)
+    scale = np.ones(n_events)
+    if clog:
+        start, stop = int(0.55 * n_events), int(0.68 * n_events)
+        anomaly[start:stop] = True
+        ramp = np.sin(np.linspace(0.0, np.pi, stop - start))
+        gaps[start:stop] *= 1.0 + 5.0 * ramp
+        scale[start:stop] = 1.0 - 0.45 * ramp
+    time = np.cumsum(gaps) / TIMESTEP
+    raw *= scale[:, None]
+    scatter = np.column_stack([fsc_a, fsc_h, ssc_a, ssc_h]) * (0.6 + 0.4 * scale)[:, None]
+    scatter += 30.0 * rng.standard_normal(scatter.shape)
+
+    data = np.column_stack([scatter, raw, time])
+    np.clip(data, None, MAX_VALUE, out=data)
+    np.clip(data[:, :4], 0.0, None, out=data[:, :4])
+
+    truth = pd.DataFrame(
+        {
+            "label": pd.Categorical.from_codes(codes, categories=list(labels)),
+            "AREG": func[:, 0],
+            "IFN-g": func[:, 1],
+            "CD107a": func[:, 2],
+            "qc_anomaly": anomaly,
+        }
+    )
+    measured = [m for m in FUNCTIONAL if m in panel.markers]
+    planted = pd.DataFrame(
+        planted_rates(species, prob, {m: rates[m] for m in measured}),
+        columns=["population", "marker", "planted_percent"],
+    )
+    channels = [*SCATTER_CHANNELS, *panel.detectors, "Time"]
+    pns = ["" for _ in SCATTER_CHANNELS] + [c.pns for c in panel.channels] + [""]
+    keywords = {
+        "$CYT": "FACSymphony A5",
+        "$TIMESTEP": f"{TIMESTEP}",
+        "$COM": f"simulated by nkflow.datasets ({panel.name}); not real data",
+        "$SRC": f"{donor} {tissue}",
+    }
+    for i, ch in enumerate(channels, start=1):
+        keywords[f"P{i}DISPLAY"] = "LOG" if ch in panel.detectors else "LIN"
+    return SimulatedSample(
+        data=data.astype(np.float32),
+        channels=channels,
+        markers=pns,
+        spillover_channels=list(panel.detectors),
+        spillover=spill,
+        keywords=keywords,
+        truth=truth,
+        planted=planted,
+        label_probabilities=pd.Series(prob, index=list(labels), name="probability"),
+    )
+
