@@ -1,0 +1,165 @@
+"""Repair-profile figure: the separate parts of the score side by side, never summed.
+
+Panels share the population axis: AREG_net with its interval (filled marker = flagged
+AREG-responsive), polarisation index RI, the clearance axis (CD107a_net with interval) and
+context (%NKG2D+ and % in the trNK gate, both from the unstimulated tube). The caveat that AREG+
+NK cells are a hypothesis is printed under the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ..tl.caveats import SHORT_CAVEAT
+
+__all__ = ["repair_profile"]
+
+_MAX_SAMPLES = 10
+_COLOURS = (
+    "#1b6ca8",
+    "#d1495b",
+    "#2e933c",
+    "#edae49",
+    "#6a4c93",
+    "#00798c",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
+
+
+def _plain(text: object) -> str:
+    return str(text).replace("$", r"\$")
+
+
+def repair_profile(
+    result: Any,
+    *,
+    sample_id: str | Sequence[str] | None = None,
+    populations: Sequence[str] | None = None,
+    flaggable_only: bool = True,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Plot the repair profile per population: AREG_net, RI, clearance and context.
+
+    Parameters
+    ----------
+    result
+        A :class:`nkflow.tl.ScoreResult` or its ``scores`` table.
+    sample_id
+        Stimulated tube(s) to show; ``None`` shows all of them (at most 10), offset
+        vertically and coloured by tube.
+    populations
+        Populations to show, in this order (top to bottom); ``None`` shows every population
+        (only flaggable NK populations when ``flaggable_only``).
+    flaggable_only
+        Leave out populations that can never be flagged (lineage gates, ILC control).
+    figsize
+        Figure size in inches; grows with the number of populations by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Four panels sharing the population axis.
+    """
+    scores = result.scores if hasattr(result, "scores") else result
+    s = scores.copy()
+    if sample_id is not None:
+        wanted = [sample_id] if isinstance(sample_id, str) else list(sample_id)
+        unknown = sorted(set(wanted) - set(s["sample_id"]))
+        if unknown:
+            raise ValueError(
+                f"sample_id {unknown} not scored; valid: {', '.join(sorted(s['sample_id']))}"
+            )
+        s = s[s["sample_id"].isin(wanted)]
+    if flaggable_only and "flaggable" in s.columns and populations is None:
+        s = s[s["flaggable"].astype(bool)]
+    if populations is not None:
+        unknown = sorted(set(populations) - set(s["population"]))
+        if unknown:
+            raise ValueError(
+                f"population(s) {unknown} not in the scores; valid: "
+                f"{', '.join(sorted(set(s['population'])))}"
+            )
+        s = s[s["population"].isin(populations)]
+        order = list(populations)
+    else:
+        order = list(dict.fromkeys(s["population"]))
+    samples = list(dict.fromkeys(s["sample_id"]))
+    if len(samples) > _MAX_SAMPLES:
+        raise ValueError(
+            f"{len(samples)} stimulated tubes; pass sample_id= with at most {_MAX_SAMPLES}"
+        )
+    n_pop = max(len(order), 1)
+    fig = Figure(figsize=figsize or (13.0, 1.6 + 0.35 * n_pop * max(1, len(samples)) ** 0.5))
+    axes = fig.subplots(1, 4, sharey=True, gridspec_kw={"width_ratios": [3, 2, 3, 2]})
+    ypos = {p: i for i, p in enumerate(order)}
+    height = 0.7
+    step = height / max(len(samples), 1)
+    handles = []
+    for j, sid in enumerate(samples):
+        part = s[s["sample_id"] == sid]
+        colour = _COLOURS[j % len(_COLOURS)]
+        y = np.array([ypos[p] for p in part["population"]]) - height / 2 + step * (j + 0.5)
+        flagged = part["areg_responsive"].astype(bool).to_numpy()
+        net = part["areg_net"].to_numpy(float)
+        err = np.vstack([net - part["areg_net_ci_low"], part["areg_net_ci_high"] - net])
+        axes[0].errorbar(net, y, xerr=err, fmt="none", ecolor=colour, elinewidth=1.2)
+        axes[0].scatter(net[flagged], y[flagged], color=colour, s=36, zorder=3)
+        axes[0].scatter(
+            net[~flagged], y[~flagged], facecolor="white", edgecolor=colour, s=36, zorder=3
+        )
+        axes[1].scatter(part["ri"], y, color=colour, marker="D", s=28)
+        cd = part["cd107a_net"].to_numpy(float)
+        cerr = np.vstack([cd - part["cd107a_net_ci_low"], part["cd107a_net_ci_high"] - cd])
+        axes[2].errorbar(cd, y, xerr=cerr, fmt="s", color=colour, ms=4, elinewidth=1.0)
+        axes[3].scatter(part["pct_nkg2d_unstim"], y, color=colour, marker="^", s=28)
+        axes[3].scatter(
+            100.0 * part["residency_fraction"],
+            y,
+            facecolor="white",
+            edgecolor=colour,
+            marker="o",
+            s=28,
+        )
+        handles.append(Line2D([], [], color=colour, marker="o", ls="", label=_plain(sid)))
+    min_net = None
+    if hasattr(result, "config"):
+        min_net = result.config.min_net
+        ri_cut = result.config.ri_cut
+    else:
+        ri_cut = 0.5
+    axes[0].axvline(0.0, color="0.3", lw=0.8)
+    if min_net is not None:
+        axes[0].axvline(min_net, color="0.5", lw=0.8, ls="--")
+    axes[1].axvline(ri_cut, color="0.5", lw=0.8, ls="--")
+    axes[1].set_xlim(-0.05, 1.05)
+    axes[2].axvline(0.0, color="0.3", lw=0.8)
+    axes[3].set_xlim(-5, 105)
+    titles = (
+        "Trophic: AREG_net (pts, 95% CI)\nfilled = AREG-responsive",
+        "Polarisation RI\n(>cut = repair-biased)",
+        "Clearance (separate): CD107a_net\n(pts, 95% CI)",
+        "Context, unstim tube:\n%NKG2D+ (triangle), % trNK (ring)",
+    )
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.tick_params(labelsize=8)
+    axes[0].set_yticks(range(len(order)), [_plain(p) for p in order])
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    if len(samples) > 1:
+        fig.legend(
+            handles=handles, loc="upper right", fontsize=7, title="stim tube", title_fontsize=7
+        )
+    fig.text(0.01, 0.005, _plain(SHORT_CAVEAT), fontsize=7, style="italic", va="bottom")
+    fig.subplots_adjust(
+        left=0.16, right=0.9 if len(samples) > 1 else 0.98, bottom=0.16, top=0.82, wspace=0.08
+    )
+    return fig
