@@ -4,9 +4,18 @@
   trained in BLAS mini-batches.
 - :class:`ConsensusMetaclustering`: consensus hierarchical clustering of SOM nodes
   (FlowSOM's ConsensusClusterPlus approach), fixed or automatic number of clusters.
+- :func:`metacluster_nodes`: metacluster a SOM's occupied nodes, empty ones follow their
+  nearest neighbour.
 """
 
-from nkflow.models.metacluster import ConsensusMetaclustering, cdf_area
+from nkflow.models.metacluster import ConsensusMetaclustering, cdf_area, metacluster_nodes
 from nkflow.models.som import SOM, bmu_search, grid_distances
 
-__all__ = ["SOM", "ConsensusMetaclustering", "bmu_search", "cdf_area", "grid_distances"]
+__all__ = [
+    "SOM",
+    "ConsensusMetaclustering",
+    "bmu_search",
+    "cdf_area",
+    "grid_distances",
+    "metacluster_nodes",
+]

@@ -11,11 +11,18 @@ clustering and Euclidean distance:
    ``i`` and ``j`` in which they fell in the same cluster;
 3. the final partition clusters ``1 - M_k`` hierarchically (``final_linkage``) into ``k``.
 
-With ``n_clusters=None`` the number of clusters is chosen from the area under the empirical
-CDF of the consensus values, ``A(k)``: its relative increase
-``delta(k) = (A(k) - A(k-1)) / A(k-1)`` is large while extra clusters still split stable
-groups and flattens out afterwards; the chosen ``k`` is the smallest one after which every
-further increase stays below ``delta_threshold``.
+With ``n_clusters=None`` the number of clusters is chosen from the consensus matrices:
+
+* ``k_selection="delta_area"`` (ConsensusClusterPlus): ``A(k)`` is the area under the
+  empirical CDF of the consensus values and ``delta(k) = (A(k) - A(k-1)) / A(k-1)``; the
+  chosen ``k`` is the smallest one after which every further increase stays below
+  ``delta_threshold``.
+* ``k_selection="pac"`` (default; Senbabaoglu et al., Sci Rep 2014): the proportion of
+  ambiguous clustering ``PAC(k)``, the share of item pairs with a consensus strictly between
+  0.1 and 0.9; the chosen ``k`` is the largest one within ``pac_tolerance`` of the lowest
+  PAC. SOM nodes tile continuous populations, and cutting such a tile in two still raises
+  the CDF area noticeably, so ``delta_area`` tends to over-split; PAC sees that those cuts
+  are ambiguous. Both curves are kept (``delta_area_``, ``pac_``) for plotting.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ from sklearn.utils.validation import validate_data
 
 from nkflow.exceptions import ConfigError
 
-__all__ = ["ConsensusMetaclustering", "cdf_area"]
+__all__ = ["ConsensusMetaclustering", "cdf_area", "metacluster_nodes"]
 
 logger = logging.getLogger(__name__)
 
 _INNER = ("average", "complete", "single", "ward")
 _FINAL = ("average", "complete", "single")
+_SELECTIONS = ("pac", "delta_area")
 
 
 def cdf_area(consensus: np.ndarray) -> float:
@@ -51,16 +59,18 @@ def cdf_area(consensus: np.ndarray) -> float:
     Returns
     -------
     float
-        ``sum_i (x_i - x_{i-1}) * CDF(x_i)`` over the sorted distinct values, as in
-        ConsensusClusterPlus.
+        ``integral_0^1 CDF(x) dx`` (ConsensusClusterPlus approximates it on 100 bins);
+        equals one minus the mean consensus.
     """
     iu = np.triu_indices(consensus.shape[0], k=1)
-    values = np.sort(consensus[iu])
+    values = np.clip(consensus[iu], 0.0, 1.0)
     if values.size == 0:
         return 0.0
     uniq, counts = np.unique(values, return_counts=True)
     cdf = np.cumsum(counts) / values.size
-    return float(np.sum(np.diff(uniq) * cdf[1:]))
+    # the CDF is a right-continuous step function on [0, 1]: integrate it exactly
+    edges = np.append(uniq, 1.0)
+    return float(np.sum(np.diff(edges) * cdf))
 
 
 class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
@@ -81,8 +91,12 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         Linkage of the clustering inside each resample (``innerLinkage``).
     final_linkage
         Linkage used on ``1 - consensus`` for the final partition (``finalLinkage``).
+    k_selection
+        ``"pac"`` or ``"delta_area"``: how ``n_clusters=None`` picks ``k``.
     delta_threshold
         Relative CDF-area increase below which extra clusters are not worth it.
+    pac_tolerance
+        PAC values within this of the minimum count as equally unambiguous.
     random_state
         Seed or generator for the resampling.
 
@@ -100,6 +114,8 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         ``A(k)`` for each entry of ``ks_``.
     delta_area_ : numpy.ndarray
         Relative increase of ``A(k)`` (``delta(k_min) = A(k_min)``).
+    pac_ : numpy.ndarray
+        Proportion of ambiguous clustering for each entry of ``ks_``.
     cluster_centers_ : numpy.ndarray
         Mean of the items of each metacluster.
     n_features_in_ : int
@@ -116,7 +132,9 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         resample_fraction: float = 0.9,
         linkage: str = "average",
         final_linkage: str = "average",
+        k_selection: str = "pac",
         delta_threshold: float = 0.1,
+        pac_tolerance: float = 0.01,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -126,7 +144,9 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         self.resample_fraction = resample_fraction
         self.linkage = linkage
         self.final_linkage = final_linkage
+        self.k_selection = k_selection
         self.delta_threshold = delta_threshold
+        self.pac_tolerance = pac_tolerance
         self.random_state = random_state
 
     def _check_params(self) -> None:
@@ -157,6 +177,16 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
                 f"ConsensusMetaclustering: final_linkage={self.final_linkage!r} is invalid; "
                 f"choose one of {_FINAL}"
             )
+        if self.k_selection not in _SELECTIONS:
+            raise ConfigError(
+                f"ConsensusMetaclustering: k_selection={self.k_selection!r} is invalid; "
+                f"choose one of {_SELECTIONS}"
+            )
+        if not isinstance(self.pac_tolerance, Real) or self.pac_tolerance < 0:
+            raise ConfigError(
+                "ConsensusMetaclustering: pac_tolerance="
+                f"{self.pac_tolerance!r} is invalid; expected a number >= 0"
+            )
         if not isinstance(self.delta_threshold, Real) or self.delta_threshold < 0:
             raise ConfigError(
                 "ConsensusMetaclustering: delta_threshold="
@@ -166,7 +196,7 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
     def _consensus(self, X: np.ndarray, ks: np.ndarray, rng) -> np.ndarray:
         """Consensus matrices, shape ``(len(ks), n, n)``."""
         n = X.shape[0]
-        m = max(2, int(round(n * self.resample_fraction)))
+        m = max(2, round(n * self.resample_fraction))
         m = min(m, n)
         together = np.zeros((len(ks), n, n), dtype=np.float64)
         sampled = np.zeros((n, n), dtype=np.float64)
@@ -237,20 +267,27 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         delta[0] = areas[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             delta[1:] = np.where(areas[:-1] > 0, (areas[1:] - areas[:-1]) / areas[:-1], 0.0)
-        if self.n_clusters is None:
-            chosen = len(ks) - 1
+        iu = np.triu_indices(n, k=1)
+        pac = np.array([float(((c[iu] > 0.1) & (c[iu] < 0.9)).mean()) for c in cons])
+        if self.n_clusters is None and self.k_selection == "delta_area":
+            pos = len(ks) - 1
             for i in range(len(ks)):
                 if np.all(delta[i + 1 :] < self.delta_threshold):
-                    chosen = i
+                    pos = i
                     break
-            pos = chosen
-            logger.debug("consensus CDF area deltas %s -> k=%d", delta.round(3), ks[pos])
+        elif self.n_clusters is None:
+            pos = int(np.flatnonzero(pac <= pac.min() + self.pac_tolerance).max())
         else:
             pos = 0
         k = int(ks[pos])
         self.ks_ = ks
         self.cdf_area_ = areas
         self.delta_area_ = delta
+        self.pac_ = pac
+        if self.n_clusters is None:
+            logger.debug(
+                "consensus k: delta area %s, PAC %s -> k=%d", delta.round(3), pac.round(3), ks[pos]
+            )
         self.consensus_ = cons[pos]
         self.labels_ = self._final(cons[pos], k)
         self.n_clusters_ = int(self.labels_.max()) + 1
@@ -275,3 +312,40 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
             ``(n_items,)`` metacluster labels.
         """
         return self.fit(X).labels_
+
+
+def metacluster_nodes(
+    metaclustering: ConsensusMetaclustering, codes: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Metacluster SOM nodes, leaving empty nodes out of the clustering.
+
+    Nodes that won no training cell sit between populations; clustered with the rest they
+    can use up a metacluster that then holds no cells. They are left out of the fit and
+    given the metacluster of the nearest occupied node instead.
+
+    Parameters
+    ----------
+    metaclustering
+        An unfitted (or refittable) :class:`ConsensusMetaclustering`; fitted in place.
+    codes
+        ``(n_nodes, n_features)`` SOM codebook.
+    counts
+        Training cells per node.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_nodes,)`` metacluster (0-based) of every node.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    occupied = np.asarray(counts) > 0
+    if occupied.sum() < 2:
+        occupied = np.ones(len(codes), dtype=bool)
+    metaclustering.fit(codes[occupied])
+    out = np.empty(len(codes), dtype=int)
+    out[occupied] = metaclustering.labels_
+    if (~occupied).any():
+        occ = codes[occupied]
+        d2 = ((codes[~occupied, None, :] - occ[None, :, :]) ** 2).sum(axis=2)
+        out[~occupied] = metaclustering.labels_[np.argmin(d2, axis=1)]
+    return out

@@ -1,0 +1,387 @@
+"""Readable metacluster names and per-sample tables.
+
+Each metacluster is named from its median marker profile against the batch's gating
+thresholds (``uns["nkflow"]["thresholds"]``): ``"CD56bright CD16- CD69+ CD49a+ AREG+"``.
+
+Rules:
+
+* CD56 is called ``bright``/``dim`` from the gated ``CD56bright``/``CD56dim`` obs columns
+  (majority of the metacluster's training cells) when the samples carry them; otherwise
+  against the highest CD56 threshold (the bright cut inside NK), or a density valley.
+* Every other marker is ``+`` when the median is at or above its threshold, ``-`` below.
+  A marker with no gating threshold gets one from the density valley of its pooled
+  values (rule ``"valley"``); if the distribution has no valley it falls back to the
+  pooled median (rule ``"quantile"``) and the call is written ``hi``/``lo`` instead of
+  ``+``/``-``, because it is relative, not a positivity. The log says which markers fell
+  back.
+* Markers whose call is the same in every metacluster are left out of the names (they do
+  not tell the clusters apart); CD56 is always kept.
+* Names are made unique by adding the marker that best separates the clashing
+  metaclusters (``hi``/``lo``), then a ``#n`` suffix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy.stats import gaussian_kde
+
+__all__ = [
+    "FUNCTION_MARKERS",
+    "abundance_table",
+    "median_table",
+    "metacluster_medians",
+    "name_metaclusters",
+    "resolve_thresholds",
+    "subset_calls",
+    "valley_threshold",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Function read-outs: not clustered on by default, always used in the names.
+FUNCTION_MARKERS = ("AREG", "IFN-g", "CD107a")
+_SUBSETS = ("CD56bright", "CD56dim")
+
+
+def valley_threshold(values: np.ndarray, *, max_points: int = 5000) -> tuple[float, str]:
+    """Threshold between the two main modes of a 1-D distribution.
+
+    Parameters
+    ----------
+    values
+        Pooled transformed intensities.
+    max_points
+        Values used for the kernel density estimate (evenly spaced order statistics).
+
+    Returns
+    -------
+    tuple
+        ``(value, rule)``: the density minimum between the two highest peaks and
+        ``"valley"``, or the median and ``"quantile"`` when there is no clear valley.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 20 or np.ptp(v) == 0:
+        return (float(np.median(v)) if v.size else 0.0), "quantile"
+    if v.size > max_points:
+        v = np.sort(v)[np.linspace(0, v.size - 1, max_points).astype(int)]
+    lo, hi = np.quantile(v, [0.005, 0.995])
+    grid = np.linspace(lo, hi, 256)
+    dens = gaussian_kde(v)(grid)
+    peaks = [i for i in range(1, 255) if dens[i] >= dens[i - 1] and dens[i] > dens[i + 1]]
+    if len(peaks) >= 2:
+        top = sorted(sorted(peaks, key=lambda i: dens[i])[-2:])
+        a, b = top
+        valley = a + int(np.argmin(dens[a : b + 1]))
+        smaller = min(dens[a], dens[b])
+        if smaller >= 0.05 * dens.max() and dens[valley] < 0.8 * smaller:
+            return float(grid[valley]), "valley"
+    return float(np.median(v)), "quantile"
+
+
+def subset_calls(obs: pd.DataFrame) -> pd.DataFrame:
+    """The gated CD56bright/CD56dim membership columns of ``obs`` (if present).
+
+    Parameters
+    ----------
+    obs
+        obs rows of the cells of interest.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Bool columns ``CD56bright``/``CD56dim`` that exist in ``obs`` (possibly none).
+    """
+    cols = [c for c in _SUBSETS if c in obs.columns]
+    return obs[cols].astype(bool).reset_index(drop=True)
+
+
+def metacluster_medians(
+    X: np.ndarray, cell_metacluster: np.ndarray, markers: Sequence[str]
+) -> pd.DataFrame:
+    """Median of each marker per metacluster.
+
+    Parameters
+    ----------
+    X
+        ``(n_cells, len(markers))`` values.
+    cell_metacluster
+        Metacluster id of each cell.
+    markers
+        Column names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: metacluster id (sorted); columns: markers; plus ``n_cells``.
+    """
+    df = pd.DataFrame(np.asarray(X, dtype=float), columns=list(markers))
+    df["metacluster"] = np.asarray(cell_metacluster)
+    med = df.groupby("metacluster").median()
+    med["n_cells"] = df.groupby("metacluster").size()
+    return med
+
+
+def resolve_thresholds(
+    adatas: Iterable[ad.AnnData], markers: Sequence[str], pooled: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """One threshold per marker from the samples' gating thresholds, else the data.
+
+    Gating thresholds are pooled over samples by their median (for CD56, the highest
+    value per sample, i.e. the bright cut inside NK, is used).
+
+    Parameters
+    ----------
+    adatas
+        Samples whose ``uns["nkflow"]["thresholds"]`` hold ``{marker, value, ...}``.
+    markers
+        Markers needing a threshold, in the column order of ``pooled``.
+    pooled
+        ``(n_cells, len(markers))`` pooled values for the fallback rule.
+
+    Returns
+    -------
+    dict
+        ``{marker: {"value": float, "rule": str, "source": "gating" | "data"}}``.
+    """
+    per_marker: dict[str, list[float]] = {}
+    for adata in adatas:
+        entries = adata.uns.get("nkflow", {}).get("thresholds") or []
+        sample_vals: dict[str, list[float]] = {}
+        for e in entries:
+            if isinstance(e, Mapping) and e.get("marker") in markers and e.get("value") is not None:
+                val = float(e["value"])
+                if np.isfinite(val):
+                    sample_vals.setdefault(str(e["marker"]), []).append(val)
+        for m, vals in sample_vals.items():
+            per_marker.setdefault(m, []).append(
+                max(vals) if m == "CD56" else float(np.median(vals))
+            )
+    out: dict[str, dict[str, Any]] = {}
+    fallback = []
+    for j, m in enumerate(markers):
+        if per_marker.get(m):
+            out[m] = {
+                "value": float(np.median(per_marker[m])),
+                "rule": "gating",
+                "source": "gating",
+            }
+        else:
+            value, rule = valley_threshold(pooled[:, j])
+            out[m] = {"value": value, "rule": rule, "source": "data"}
+            fallback.append(f"{m} ({rule})")
+    if fallback:
+        logger.info("metacluster names: no gating threshold for %s; used the data", fallback)
+    return out
+
+
+def _call(marker: str, median: float, thr: dict[str, Any]) -> str:
+    above = median >= thr["value"]
+    if thr["rule"] == "quantile":
+        return f"{marker}{'hi' if above else 'lo'}"
+    return f"{marker}{'+' if above else '-'}"
+
+
+def name_metaclusters(
+    medians: pd.DataFrame,
+    thresholds: Mapping[str, Mapping[str, Any]],
+    *,
+    subsets: pd.DataFrame | None = None,
+    cell_metacluster: np.ndarray | None = None,
+) -> dict[int, str]:
+    """Readable, unique names for metaclusters from their median profiles.
+
+    Parameters
+    ----------
+    medians
+        Metacluster x marker medians (:func:`metacluster_medians`).
+    thresholds
+        ``{marker: {"value", "rule", ...}}`` (:func:`resolve_thresholds`).
+    subsets
+        Gated ``CD56bright``/``CD56dim`` flags of the cells behind ``medians``.
+    cell_metacluster
+        Metacluster of each row of ``subsets``.
+
+    Returns
+    -------
+    dict
+        ``{metacluster id: name}``.
+    """
+    markers = [m for m in medians.columns if m != "n_cells" and m in thresholds]
+    calls = pd.DataFrame(index=medians.index, columns=markers, dtype=object)
+    for m in markers:
+        calls[m] = [_call(m, float(v), thresholds[m]) for v in medians[m]]
+    if "CD56" in markers:
+        cd56 = []
+        use_gates = (
+            subsets is not None
+            and cell_metacluster is not None
+            and set(_SUBSETS) <= set(subsets.columns)
+        )
+        for k in medians.index:
+            if use_gates:
+                sel = np.asarray(cell_metacluster) == k
+                bright = float(subsets["CD56bright"].to_numpy()[sel].mean()) if sel.any() else 0
+                dim = float(subsets["CD56dim"].to_numpy()[sel].mean()) if sel.any() else 0
+                if bright == 0 and dim == 0:
+                    cd56.append(_call("CD56", float(medians.loc[k, "CD56"]), thresholds["CD56"]))
+                else:
+                    cd56.append("CD56bright" if bright > dim else "CD56dim")
+            else:
+                hi = float(medians.loc[k, "CD56"]) >= thresholds["CD56"]["value"]
+                cd56.append("CD56bright" if hi else "CD56dim")
+        calls["CD56"] = cd56
+    keep = [m for m in markers if m == "CD56" or calls[m].nunique() > 1]
+    if not keep:
+        keep = markers
+    names = {int(k): " ".join(calls.loc[k, keep]) for k in medians.index}
+    return _make_unique(names, medians[markers])
+
+
+def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]:
+    out = dict(names)
+    groups: dict[str, list[int]] = {}
+    for k, n in names.items():
+        groups.setdefault(n, []).append(k)
+    for base, ks in groups.items():
+        if len(ks) < 2 or medians.shape[1] == 0:
+            continue
+        sub = medians.loc[ks]
+        marker = str(sub.std().idxmax())
+        mid = float(sub[marker].median())
+        for k in ks:
+            tag = "hi" if float(sub.loc[k, marker]) > mid else "lo"
+            out[k] = f"{base} ({marker}{tag})"
+    seen: dict[str, int] = {}
+    for k in sorted(out):
+        n = out[k]
+        seen[n] = seen.get(n, 0) + 1
+    counter: dict[str, int] = {}
+    for k in sorted(out):
+        n = out[k]
+        if seen[n] > 1:
+            counter[n] = counter.get(n, 0) + 1
+            out[k] = f"{n} #{counter[n]}"
+    return out
+
+
+def _pairs(adatas: Any) -> list[tuple[str, ad.AnnData]]:
+    from nkflow.tl.cluster import iter_samples  # annotate is imported by cluster
+
+    return iter_samples(adatas)
+
+
+def _sample_meta(adata: ad.AnnData) -> dict[str, str]:
+    info = adata.uns.get("nkflow", {}).get("sample", {}) or {}
+    return {k: str(info.get(k, "") or "") for k in ("donor", "tissue", "timepoint", "stimulation")}
+
+
+def abundance_table(
+    adatas: Any, result: Any | None = None, *, key: str = "metacluster"
+) -> pd.DataFrame:
+    """Per-sample counts and percentages of each metacluster (long format).
+
+    Parameters
+    ----------
+    adatas
+        Samples already assigned (``obs[key]`` present).
+    result
+        The :class:`~nkflow.tl.cluster.ClusteringResult` (for names); if ``None``, names
+        are read from ``obs[key + "_label"]``.
+    key
+        obs column with the metacluster id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        sample_id, metacluster, label, count, percent (of the clustered population in the
+        sample), n_population, donor, tissue, timepoint, stimulation.
+    """
+    rows = []
+    for sid, adata in _pairs(adatas):
+        col = adata.obs[key]
+        labels = _labels_for(adata, key, result)
+        total = int(col.notna().sum())
+        counts = col.value_counts(sort=False)
+        meta = _sample_meta(adata)
+        for cat in col.cat.categories:
+            c = int(counts.get(cat, 0))
+            rows.append(
+                {
+                    "sample_id": sid,
+                    "metacluster": str(cat),
+                    "label": labels.get(str(cat), ""),
+                    "count": c,
+                    "percent": 100.0 * c / total if total else np.nan,
+                    "n_population": total,
+                    **meta,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _labels_for(adata: ad.AnnData, key: str, result: Any | None) -> dict[str, str]:
+    if result is not None:
+        return {str(k): v for k, v in result.labels.items()}
+    lab_col = f"{key}_label"
+    if lab_col in adata.obs:
+        ids = adata.obs[key].cat.categories
+        names = adata.obs[lab_col].cat.categories
+        if len(ids) == len(names):
+            return dict(zip(map(str, ids), map(str, names), strict=True))
+    return {}
+
+
+def median_table(
+    adatas: Any,
+    result: Any,
+    *,
+    key: str = "metacluster",
+    markers: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per-sample median of each marker in each metacluster (long format).
+
+    Parameters
+    ----------
+    adatas
+        Samples already assigned (``obs[key]`` present).
+    result
+        The :class:`~nkflow.tl.cluster.ClusteringResult`.
+    key
+        obs column with the metacluster id.
+    markers
+        Markers to report; default ``result.label_markers``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        sample_id, metacluster, label, marker, median, n_cells.
+    """
+    from nkflow.io.fcs import channel_for
+
+    markers = list(markers) if markers is not None else list(result.label_markers)
+    labels = {str(k): v for k, v in result.labels.items()}
+    frames = []
+    for sid, adata in _pairs(adatas):
+        col = adata.obs[key]
+        keep = col.notna().to_numpy()
+        cols = adata.var_names.get_indexer([channel_for(adata, m) for m in markers])
+        x = adata.X[keep][:, cols]
+        x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+        df = pd.DataFrame(x, columns=markers)
+        df["metacluster"] = col[keep].astype(str).to_numpy()
+        med = df.groupby("metacluster").median()
+        size = df.groupby("metacluster").size()
+        long = med.reset_index().melt(id_vars="metacluster", var_name="marker", value_name="median")
+        long["n_cells"] = long["metacluster"].map(size).astype(int)
+        long.insert(0, "sample_id", sid)
+        long.insert(2, "label", long["metacluster"].map(labels).fillna(""))
+        frames.append(long)
+    cols = ["sample_id", "metacluster", "label", "marker", "median", "n_cells"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

@@ -1,0 +1,394 @@
+"""Cluster gated cells of a whole batch: SOM + consensus metaclustering, then label.
+
+Training uses a pooled subsample with a per-sample cap (so one large file does not dominate);
+afterwards every cell of every sample is mapped, one sample at a time
+(:meth:`ClusteringResult.assign`), so a batch never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.io.fcs import channel_for
+from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
+from nkflow.tl.annotate import (
+    FUNCTION_MARKERS,
+    metacluster_medians,
+    name_metaclusters,
+    resolve_thresholds,
+    subset_calls,
+)
+
+__all__ = ["ClusteringResult", "cluster", "default_markers", "iter_samples"]
+
+logger = logging.getLogger(__name__)
+
+#: Markers that define the gated lineage (constant within NK cells), not NK phenotype.
+LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20")
+
+
+def _sample_id(adata: ad.AnnData, fallback: str) -> str:
+    info = adata.uns.get("nkflow", {}).get("sample", {}) if hasattr(adata, "uns") else {}
+    sid = info.get("sample_id") if isinstance(info, Mapping) else None
+    if sid:
+        return str(sid)
+    if "sample_id" in adata.obs and adata.n_obs:
+        return str(adata.obs["sample_id"].iloc[0])
+    return fallback
+
+
+def iter_samples(
+    adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
+) -> list[tuple[str, ad.AnnData]]:
+    """Normalise a dict, list or single container into ``(sample_id, adata)`` pairs.
+
+    Parameters
+    ----------
+    adatas
+        ``{sample_id: AnnData}``, a list of AnnData (ids from ``uns["nkflow"]["sample"]``
+        or ``obs["sample_id"]``), or one AnnData.
+
+    Returns
+    -------
+    list of tuple
+        ``(sample_id, adata)`` in input order.
+    """
+    if isinstance(adatas, ad.AnnData):
+        return [(_sample_id(adatas, "sample_0"), adatas)]
+    if isinstance(adatas, Mapping):
+        pairs = [(str(k), v) for k, v in adatas.items()]
+    else:
+        pairs = [(_sample_id(a, f"sample_{i}"), a) for i, a in enumerate(adatas)]
+    if not pairs:
+        raise ConfigError("cluster: no samples given; expected a dict or list of AnnData")
+    ids = [p[0] for p in pairs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"cluster: duplicate sample ids {dup}; pass a dict with unique keys")
+    return pairs
+
+
+def default_markers(
+    adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
+    *,
+    include_function: bool = False,
+    exclude: Iterable[str] = LINEAGE_MARKERS,
+) -> list[str]:
+    """Phenotype markers shared by every sample of the batch, in panel order.
+
+    Scatter and time channels, viability/dump channels (``LD_*``), the lineage markers used
+    to gate the population (``exclude``) and, unless ``include_function``, the function
+    read-outs (AREG, IFN-g, CD107a) are left out.
+
+    Parameters
+    ----------
+    adatas
+        Samples (see :func:`iter_samples`).
+    include_function
+        Keep AREG, IFN-g and CD107a.
+    exclude
+        Further canonical markers to leave out.
+
+    Returns
+    -------
+    list of str
+        Canonical marker names.
+    """
+    pairs = iter_samples(adatas)
+    skip = set(exclude)
+    if not include_function:
+        skip |= set(FUNCTION_MARKERS)
+    common: list[str] | None = None
+    for _, adata in pairs:
+        var = adata.var
+        kind = var["kind"].astype(str) if "kind" in var else pd.Series("fluorescence", var.index)
+        names = [
+            str(m)
+            for m, k in zip(var["marker"].astype(str), kind, strict=True)
+            if m and k == "fluorescence" and not m.startswith("LD_") and m not in skip
+        ]
+        common = names if common is None else [m for m in common if m in names]
+    if not common:
+        raise ConfigError(
+            "cluster: no phenotype markers are shared by all samples; pass markers=[...]"
+        )
+    return common
+
+
+def _columns(adata: ad.AnnData, markers: Sequence[str]) -> np.ndarray:
+    names = [channel_for(adata, m) for m in markers]
+    return adata.var_names.get_indexer(names)
+
+
+def _population_mask(adata: ad.AnnData, population: str | None, sample_id: str) -> np.ndarray:
+    if population is None:
+        return np.ones(adata.n_obs, dtype=bool)
+    if population not in adata.obs:
+        have = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+        raise ChannelNotFoundError(population, have, source=sample_id)
+    return adata.obs[population].to_numpy(dtype=bool)
+
+
+def _dense(adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray) -> np.ndarray:
+    x = adata.X[rows][:, cols]
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass
+class ClusteringResult:
+    """A fitted batch clustering: model, markers, per-metacluster medians and names.
+
+    Attributes
+    ----------
+    som
+        The fitted :class:`~nkflow.models.SOM`.
+    metaclustering
+        The fitted :class:`~nkflow.models.ConsensusMetaclustering` over the SOM nodes.
+    markers
+        Canonical markers the SOM was trained on (column order of its codes).
+    label_markers
+        Markers used to name metaclusters (training markers plus function read-outs).
+    node_metacluster
+        Metacluster (1-based) of each SOM node.
+    medians
+        Metacluster x marker medians of the training subsample (transformed scale).
+    labels
+        ``{metacluster: readable name}``.
+    thresholds
+        ``{marker: {"value", "rule", "source"}}`` used for the names.
+    population
+        The gated population clustered (obs column), or ``None`` for all cells.
+    key_added
+        obs column written by :meth:`assign`.
+    params
+        Parameters of the run (JSON-able), stored in ``uns["nkflow"]["clustering"]``.
+    """
+
+    som: SOM
+    metaclustering: ConsensusMetaclustering
+    markers: list[str]
+    label_markers: list[str]
+    node_metacluster: np.ndarray
+    medians: pd.DataFrame
+    labels: dict[int, str]
+    thresholds: dict[str, dict[str, Any]]
+    population: str | None
+    key_added: str = "metacluster"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def categories(self) -> list[str]:
+        """Metacluster ids as strings (``"1"``, ``"2"``, ...), the obs categories."""
+        return [str(k) for k in sorted(self.labels)]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Metacluster (1-based) of each row of ``X`` (columns in ``markers`` order).
+
+        Parameters
+        ----------
+        X
+            ``(n_cells, len(markers))`` transformed intensities.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells,)`` int metacluster ids.
+        """
+        return self.node_metacluster[self.som.predict(X)]
+
+    def assign(self, adata: ad.AnnData, *, key_added: str | None = None) -> ad.AnnData:
+        """Map every cell of one sample and write its labels.
+
+        Writes ``obs[key_added]`` (categorical metacluster id; missing outside the
+        population), ``obs[key_added + "_label"]`` (categorical readable name),
+        ``obs["som_node"]`` (nullable Int64 node index) and
+        ``uns["nkflow"]["clustering"]``.
+
+        Parameters
+        ----------
+        adata
+            One sample, transformed, with the population column.
+        key_added
+            obs column for the metacluster; defaults to the one used at fit time.
+
+        Returns
+        -------
+        anndata.AnnData
+            The same container (modified in place).
+        """
+        key = key_added or self.key_added
+        sid = _sample_id(adata, "sample")
+        mask = _population_mask(adata, self.population, sid)
+        cols = _columns(adata, self.markers)
+        node = np.full(adata.n_obs, -1, dtype=np.int64)
+        idx = np.flatnonzero(mask)
+        chunk = 262_144
+        for start in range(0, idx.size, chunk):
+            rows = idx[start : start + chunk]
+            node[rows] = self.som.predict(_dense(adata, rows, cols))
+        meta = np.where(node >= 0, self.node_metacluster[np.maximum(node, 0)], -1)
+        cats = self.categories
+        codes = np.where(meta >= 0, meta - 1, -1)
+        adata.obs[key] = pd.Categorical.from_codes(codes, categories=cats)
+        names = [self.labels[int(c)] for c in cats]
+        adata.obs[f"{key}_label"] = pd.Categorical.from_codes(codes, categories=names)
+        adata.obs["som_node"] = pd.array(np.where(node >= 0, node, None), dtype="Int64")
+        nk = adata.uns.setdefault("nkflow", {})
+        nk["clustering"] = {**self.params, "key_added": key}
+        return adata
+
+
+def cluster(
+    adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
+    *,
+    markers: Sequence[str] | None = None,
+    population: str | None = "NK",
+    per_sample_cap: int = 20_000,
+    xdim: int = 10,
+    ydim: int = 10,
+    rlen: int = 10,
+    n_metaclusters: int | None = 10,
+    max_metaclusters: int = 20,
+    linkage: str = "average",
+    include_function: bool = False,
+    random_state: int | None = 0,
+    key_added: str = "metacluster",
+    assign: bool = True,
+) -> ClusteringResult:
+    """FlowSOM-style clustering of one population across a batch of samples.
+
+    Trains a :class:`~nkflow.models.SOM` on a pooled subsample (at most ``per_sample_cap``
+    population cells per sample), merges its nodes with
+    :class:`~nkflow.models.ConsensusMetaclustering`, names every metacluster from its
+    median profile (:func:`nkflow.tl.annotate.name_metaclusters`) and, unless
+    ``assign=False``, maps every cell of every sample.
+
+    Parameters
+    ----------
+    adatas
+        ``{sample_id: AnnData}`` or a list of per-sample AnnData (transformed ``X``, a bool
+        obs column per gated population).
+    markers
+        Canonical markers to cluster on; default :func:`default_markers`.
+    population
+        Bool obs column selecting the cells to cluster; ``None`` clusters all cells.
+    per_sample_cap
+        Maximum training cells drawn from each sample.
+    xdim, ydim, rlen
+        SOM grid and number of training passes.
+    n_metaclusters
+        Number of metaclusters; ``None`` chooses 2..``max_metaclusters`` from the
+        consensus CDF.
+    max_metaclusters
+        Upper bound of the automatic choice.
+    linkage
+        Linkage inside the consensus resamples (``"average"`` as FlowSOM, or ``"ward"``).
+    include_function
+        Cluster on AREG/IFN-g/CD107a as well (they are always used in the names).
+    random_state
+        Seed for subsampling, SOM and consensus resampling.
+    key_added
+        obs column for the metacluster id.
+    assign
+        Map every cell of every sample now (else call :meth:`ClusteringResult.assign`
+        sample by sample, e.g. while streaming from disk).
+
+    Returns
+    -------
+    ClusteringResult
+        The fitted model with markers, medians and names.
+    """
+    pairs = iter_samples(adatas)
+    if not isinstance(per_sample_cap, int) or per_sample_cap < 1:
+        raise ConfigError(f"cluster: per_sample_cap={per_sample_cap!r}; expected an integer >= 1")
+    markers = (
+        list(markers)
+        if markers is not None
+        else default_markers(adatas, include_function=include_function)
+    )
+    extra = [m for m in FUNCTION_MARKERS if m not in markers]
+    label_markers = markers + [
+        m for m in extra if all((a.var["marker"].astype(str) == m).any() for _, a in pairs)
+    ]
+    rng = np.random.default_rng(random_state)
+    train, train_lab, subset_rows = [], [], []
+    for sid, adata in pairs:
+        mask = _population_mask(adata, population, sid)
+        idx = np.flatnonzero(mask)
+        if idx.size > per_sample_cap:
+            idx = np.sort(rng.choice(idx, size=per_sample_cap, replace=False))
+        if idx.size == 0:
+            logger.warning(
+                "cluster: sample %s has no %s cells; skipped in training", sid, population
+            )
+            continue
+        train.append(_dense(adata, idx, _columns(adata, markers)))
+        train_lab.append(_dense(adata, idx, _columns(adata, label_markers)))
+        subset_rows.append(subset_calls(adata.obs.iloc[idx]))
+    if not train:
+        raise ConfigError(f"cluster: no {population} cells in any sample; nothing to cluster")
+    X = np.vstack(train)
+    n_nodes = xdim * ydim
+    seed = int(rng.integers(2**31 - 1))
+    som = SOM(xdim, ydim, rlen=rlen, random_state=seed).fit(X)
+    mc = ConsensusMetaclustering(
+        n_metaclusters if n_metaclusters is None else min(n_metaclusters, n_nodes),
+        max_clusters=min(max_metaclusters, n_nodes),
+        linkage=linkage,
+        random_state=seed,
+    )
+    node_mc = metacluster_nodes(mc, som.codes_, som.counts_) + 1
+    cell_mc = node_mc[som.labels_]
+    medians = metacluster_medians(np.vstack(train_lab), cell_mc, label_markers)
+    thresholds = resolve_thresholds([a for _, a in pairs], label_markers, np.vstack(train_lab))
+    subsets = pd.concat(subset_rows, ignore_index=True) if subset_rows else None
+    labels = name_metaclusters(medians, thresholds, subsets=subsets, cell_metacluster=cell_mc)
+    params = {
+        "population": population,
+        "markers": markers,
+        "label_markers": label_markers,
+        "per_sample_cap": per_sample_cap,
+        "n_train": int(X.shape[0]),
+        "samples": [sid for sid, _ in pairs],
+        "xdim": xdim,
+        "ydim": ydim,
+        "rlen": rlen,
+        "n_metaclusters": int(mc.n_clusters_),
+        "n_metaclusters_requested": n_metaclusters,
+        "linkage": linkage,
+        "random_state": random_state,
+        "labels": {str(k): v for k, v in labels.items()},
+        "thresholds": thresholds,
+    }
+    result = ClusteringResult(
+        som=som,
+        metaclustering=mc,
+        markers=markers,
+        label_markers=label_markers,
+        node_metacluster=node_mc,
+        medians=medians,
+        labels=labels,
+        thresholds=thresholds,
+        population=population,
+        key_added=key_added,
+        params=params,
+    )
+    logger.info(
+        "cluster: %d training cells from %d samples, %d metaclusters",
+        X.shape[0],
+        len(train),
+        mc.n_clusters_,
+    )
+    if assign:
+        for _, adata in pairs:
+            result.assign(adata, key_added=key_added)
+    return result

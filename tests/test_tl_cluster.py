@@ -1,0 +1,161 @@
+"""nkflow.tl.cluster / annotate on tiny synthetic NK batches with planted phenotypes."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from nkflow.exceptions import ChannelNotFoundError
+from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
+from nkflow.tl.cluster import cluster, default_markers
+
+CHANNELS = [
+    ("FSC-A", "", "scatter"),
+    ("BV510-A", "LD_CD14_CD19", "fluorescence"),
+    ("BUV395-A", "CD3", "fluorescence"),
+    ("BV605-A", "CD56", "fluorescence"),
+    ("FITC-A", "CD16", "fluorescence"),
+    ("BV421-A", "CD69", "fluorescence"),
+    ("PerCP-A", "CD49a", "fluorescence"),
+    ("BV786-A", "CD103", "fluorescence"),
+    ("PE-A", "AREG", "fluorescence"),
+    ("Time", "", "time"),
+]
+# planted NK phenotypes (transformed units; 1 = positive, 0 = negative), CD56 2 = bright
+PHENOTYPES = {
+    "bright_tr": {"CD56": 2.0, "CD16": 0.0, "CD69": 1.0, "CD49a": 1.0, "CD103": 0.0, "AREG": 1.0},
+    "dim_circ": {"CD56": 1.0, "CD16": 1.0, "CD69": 0.0, "CD49a": 0.0, "CD103": 0.0, "AREG": 0.0},
+    "dim_tr": {"CD56": 1.0, "CD16": 1.0, "CD69": 1.0, "CD49a": 0.0, "CD103": 1.0, "AREG": 0.0},
+}
+EXPECTED = {
+    "bright_tr": "CD56bright CD16- CD69+ CD49a+ CD103- AREG+",
+    "dim_circ": "CD56dim CD16+ CD69- CD49a- CD103- AREG-",
+    "dim_tr": "CD56dim CD16+ CD69+ CD49a- CD103+ AREG-",
+}
+
+
+def _sample(sid: str, n: int, weights, tissue: str, seed: int) -> ad.AnnData:
+    rng = np.random.default_rng(seed)
+    kinds = list(PHENOTYPES)
+    truth = rng.choice(len(kinds) + 1, size=n, p=[*weights, 0.2])  # last = non-NK
+    X = rng.normal(scale=0.12, size=(n, len(CHANNELS))).astype(np.float32)
+    X[:, 0] = rng.uniform(5e4, 1e5, n)
+    X[:, -1] = np.arange(n)
+    col = {m: i for i, (_, m, _) in enumerate(CHANNELS) if m}
+    for k, name in enumerate(kinds):
+        sel = truth == k
+        for m, v in PHENOTYPES[name].items():
+            X[sel, col[m]] += v
+    X[truth == len(kinds), col["CD3"]] += 1.5  # T cells, not NK
+    var = pd.DataFrame(
+        {
+            "marker": [m for _, m, _ in CHANNELS],
+            "pns": [m for _, m, _ in CHANNELS],
+            "kind": [k for _, _, k in CHANNELS],
+        },
+        index=[c for c, _, _ in CHANNELS],
+    )
+    obs = pd.DataFrame(index=[str(i) for i in range(n)])
+    obs["sample_id"] = pd.Categorical([sid] * n)
+    obs["NK"] = truth < len(kinds)
+    obs["CD56bright"] = truth == 0
+    obs["CD56dim"] = (truth == 1) | (truth == 2)
+    obs["truth"] = [kinds[t] if t < len(kinds) else "" for t in truth]
+    thresholds = [
+        {"marker": m, "channel": CHANNELS[col[m]][0], "value": 0.5, "rule": "fmo"}
+        for m in ("CD16", "CD69", "CD49a", "CD103", "AREG")
+    ]
+    uns = {"nkflow": {"sample": {"sample_id": sid, "tissue": tissue}, "thresholds": thresholds}}
+    return ad.AnnData(X=X, obs=obs, var=var, uns=uns)
+
+
+@pytest.fixture
+def batch() -> dict[str, ad.AnnData]:
+    return {
+        "blood1": _sample("blood1", 3000, [0.1, 0.6, 0.1], "blood", 1),
+        "liver1": _sample("liver1", 1500, [0.3, 0.2, 0.3], "liver", 2),
+        "liver2": _sample("liver2", 800, [0.3, 0.2, 0.3], "liver", 3),
+    }
+
+
+def _run(batch, **kw):
+    kw = {"xdim": 5, "ydim": 5, "n_metaclusters": 3, "per_sample_cap": 1000, **kw}
+    return cluster(batch, **kw)
+
+
+def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
+    assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
+    assert "AREG" in default_markers(batch, include_function=True)
+
+
+def test_cluster_recovers_planted_phenotypes_with_readable_names(batch):
+    res = _run(batch)
+    for sid, adata in batch.items():
+        nk = adata.obs["NK"].to_numpy()
+        got = adata.obs["metacluster_label"].astype(str).to_numpy()
+        truth = adata.obs["truth"].to_numpy()
+        assert adjusted_rand_score(truth[nk], got[nk]) > 0.95, sid
+        assert adata.obs["metacluster"][~nk].isna().all()
+        assert adata.obs["som_node"][~nk].isna().all()
+        assert adata.obs["som_node"][nk].notna().all()
+        # every planted phenotype gets its expected name
+        for name, label in EXPECTED.items():
+            assert pd.Series(got[truth == name]).mode()[0] == label
+    assert sorted(res.labels.values()) == sorted(EXPECTED.values())
+    params = batch["blood1"].uns["nkflow"]["clustering"]
+    assert params["markers"] == res.markers
+    assert params["n_train"] == 1000 + 1000 + int(batch["liver2"].obs["NK"].sum())
+    assert res.thresholds["CD56"]["source"] == "data"
+    assert res.thresholds["CD69"]["source"] == "gating"
+
+
+def test_same_random_state_same_labels_and_streaming_assign(batch):
+    a = _run(batch, random_state=7, assign=False)
+    b = _run(batch, random_state=7, assign=False)
+    np.testing.assert_array_equal(a.som.codes_, b.som.codes_)
+    assert a.labels == b.labels
+    one = batch["liver1"]
+    a.assign(one, key_added="mc")
+    first = one.obs["mc"].copy()
+    b.assign(one, key_added="mc")
+    pd.testing.assert_series_equal(first, one.obs["mc"])
+    assert str(one.obs["mc"].dtype) == "category"
+
+
+def test_tables_are_long_and_consistent(batch):
+    res = _run(batch)
+    ab = abundance_table(batch, res)
+    assert list(ab.columns[:5]) == ["sample_id", "metacluster", "label", "count", "percent"]
+    for sid, grp in ab.groupby("sample_id"):
+        assert grp["count"].sum() == batch[sid].obs["NK"].sum()
+        assert grp["percent"].sum() == pytest.approx(100.0)
+    assert set(ab["tissue"]) == {"blood", "liver"}
+    med = median_table(batch, res)
+    assert set(med["marker"]) == set(res.label_markers)
+    row = med[(med.sample_id == "liver1") & (med.marker == "CD56")]
+    assert row["n_cells"].sum() == batch["liver1"].obs["NK"].sum()
+    assert (
+        ab.merge(abundance_table(batch), on=["sample_id", "metacluster"])["label_y"] == ab["label"]
+    ).all()
+
+
+def test_automatic_number_of_metaclusters(batch):
+    res = _run(batch, n_metaclusters=None, max_metaclusters=8)
+    assert res.metaclustering.n_clusters_ == 3
+
+
+def test_missing_population_column_names_what_exists(batch):
+    with pytest.raises(ChannelNotFoundError, match="CD56bright"):
+        _run(batch, population="nope")
+
+
+def test_valley_threshold_finds_gap_and_falls_back():
+    rng = np.random.default_rng(0)
+    bimodal = np.concatenate([rng.normal(0, 0.2, 2000), rng.normal(2, 0.2, 1000)])
+    value, rule = valley_threshold(bimodal)
+    assert rule == "valley" and 0.6 < value < 1.4
+    value, rule = valley_threshold(rng.normal(1, 0.3, 2000))
+    assert rule == "quantile" and value == pytest.approx(1.0, abs=0.05)
