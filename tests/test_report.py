@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from nkflow.config import RunConfig, config_to_dict
 from nkflow.pl import populations as plpop
@@ -44,8 +45,7 @@ def gating_figure(seed: int, title: str) -> Figure:
     ax = fig.subplots()
     xy = rng.normal(size=(400, 2))
     ax.scatter(xy[:, 0], xy[:, 1], s=2, color="0.3")
-    ax.add_patch(__import__("matplotlib.patches").patches.Rectangle(
-        (0.2, -1), 2, 2, fill=False, color="C3"))
+    ax.add_patch(Rectangle((0.2, -1), 2, 2, fill=False, color="C3"))
     ax.set_title(title.replace("$", r"\$"), fontsize=7)
     return fig
 
@@ -56,8 +56,8 @@ def build_inputs(*, hostile: bool = True) -> dict:
     if hostile:
         ids[0] = EVIL_ID
     meta = pd.DataFrame({
-        "file": [f"{i}.fcs" for i in ids] + ["broken.fcs", "clogged.fcs"],
-        "sample_id": ids + ["broken", "clogged"],
+        "file": [*(f"{i}.fcs" for i in ids), "broken.fcs", "clogged.fcs"],
+        "sample_id": [*ids, "broken", "clogged"],
         "donor": ["D1", "D1", "D2", "D2", "D3", "D3"],
         "tissue": ["liver", "liver", "blood", "blood", "liver", "liver"],
         "timepoint": ["pre", "post", "pre", "post", "pre", "pre"],
@@ -75,7 +75,7 @@ def build_inputs(*, hostile: bool = True) -> dict:
         "n_events": [50000, 48000, 61000, 52000, 0, 40000],
     })
     qc = pd.DataFrame({
-        "sample_id": ids + ["clogged"], "n_in": [50000, 48000, 61000, 52000, 40000],
+        "sample_id": [*ids, "clogged"], "n_in": [50000, 48000, 61000, 52000, 40000],
         "n_out": [48900, 47100, 60020, 50900, 1200],
         "removed_time": [900, 700, 800, 900, 38000],
         "removed_margin": [200, 200, 180, 200, 800],
@@ -322,7 +322,8 @@ def test_figure_png_deterministic_without_software_chunk():
 @pytest.mark.parametrize(
     ("name", "section", "caption"),
     [("gating_S1", "gating", "S1"), ("gating:../x", "gating", "../x"),
-     ("cluster_heatmap", "clusters", "heatmap"), ("Repair-profile", "repair", "profile"),
+     ("cluster_heatmap", "clusters", "Median marker expression per metacluster"),
+     ("cluster_umap", "clusters", "umap"), ("Repair-profile", "repair", "profile"),
      ("populations", "populations", "populations"), ("gatekeeper", "other", "gatekeeper"),
      (EVIL, "other", EVIL)],
 )

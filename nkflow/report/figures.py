@@ -29,6 +29,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 __all__ = [
+    "CAPTIONS",
     "PNG_DPI",
     "FigureItem",
     "data_uri",
@@ -82,9 +83,21 @@ def figure_section(name: str) -> tuple[str, str]:
                 rest = text[len(prefix) :]
                 if rest and not _SEP.match(rest):
                     continue  # "gatekeeper" is not a gating figure
-                caption = _SEP.sub("", rest) or text
+                caption = CAPTIONS.get(text) or _SEP.sub("", rest) or text
                 return section, caption
     return "other", text
+
+
+#: Captions of the figures the report makes itself (and of common pipeline figure names).
+CAPTIONS = {
+    "populations_by_tissue_timepoint": "% of parent per sample, grouped by tissue and "
+    "timepoint (bar: median; hollow dot: too few events)",
+    "populations_heatmap": "% of parent, samples by populations (hatched: too few events)",
+    "cluster_heatmap": "Median marker expression per metacluster",
+    "cluster_abundance": "Metacluster abundance per sample",
+    "repair_profile": "Repair profile: AREG net response with intervals, polarisation and "
+    "clearance",
+}
 
 
 def figure_png(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:

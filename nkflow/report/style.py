@@ -101,7 +101,7 @@ label.zoom input:checked+img{position:fixed;inset:0;z-index:50;width:100vw;heigh
 max-width:none;max-height:none;object-fit:contain;background:rgba(20,26,36,.88);
 padding:3vh 3vw;cursor:zoom-out;margin:0}
 .hint{font-size:12px;color:var(--muted)}
-.methods p{max-width:80ch;text-align:justify}
+.methods p{max-width:88ch;overflow-wrap:anywhere}
 pre{background:#f6f8fa;border:1px solid var(--line);border-radius:6px;padding:10px 12px;
 font-size:12px;overflow:auto;max-height:420px;white-space:pre-wrap;word-break:break-all}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}

@@ -1,0 +1,115 @@
+"""The HTML report in a real headless Chromium: no console errors, every image renders.
+
+Skipped (with the reason) when Debian's ``chromium`` is not installed; ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_report import EVIL, build_inputs
+
+from nkflow.report import write_report
+from nkflow.report.figures import png_size
+from nkflow.report.style import CSP
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).exists()), None
+)
+if CHROMIUM is None:
+    pytest.skip(
+        "headless Chromium not found (/usr/bin/chromium); install Debian's 'chromium' package "
+        "to run the browser test of report.html",
+        allow_module_level=True,
+    )
+
+_CONSOLE = re.compile(r":INFO:CONSOLE[:(]|Uncaught|Refused to", re.IGNORECASE)
+_CHECK_ID = "nkflow-browser-check"
+# Runs after load inside a COPY of the report: records image decoding and any error.
+_CHECK_SCRIPT = f"""<script>
+window.__nkErrors = [];
+window.addEventListener('error', e => window.__nkErrors.push(String(e.message || e.type)), true);
+window.addEventListener('load', () => {{
+  const imgs = Array.from(document.images).map(i => ({{
+    complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, shown: i.clientWidth}}));
+  const pre = document.createElement('pre');
+  pre.id = '{_CHECK_ID}';
+  pre.textContent = JSON.stringify({{imgs: imgs, errors: window.__nkErrors,
+    title: document.title, scripts: document.scripts.length}});
+  document.body.appendChild(pre);
+}});
+</script>"""
+
+
+def chromium(*args: str, user_dir: Path, timeout: float = 90) -> subprocess.CompletedProcess:
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={user_dir}",
+        "--enable-logging=stderr", "--v=0", *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if _CONSOLE.search(line)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("browser") / "out"
+    return write_report(out, **build_inputs(hostile=True), title="Browser check <batch>")
+
+
+def test_console_error_detection_works(tmp_path):
+    probe = tmp_path / "probe.html"
+    probe.write_text('<!DOCTYPE html><p>x</p><script>console.error("nk-probe")</script>',
+                     encoding="utf-8")
+    res = chromium("--dump-dom", probe.as_uri(), user_dir=tmp_path / "ud")
+    assert any("nk-probe" in line for line in console_lines(res.stderr)), res.stderr[-2000:]
+
+
+def test_report_loads_without_console_errors_and_screenshot(report, tmp_path):
+    shot = tmp_path / "report.png"
+    res = chromium(f"--screenshot={shot}", "--window-size=1280,3000", report.as_uri(),
+                   user_dir=tmp_path / "ud")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert console_lines(res.stderr) == [], console_lines(res.stderr)
+    width, height = png_size(shot.read_bytes())
+    assert (width, height) == (1280, 3000)
+    # the page is rendered, not blank: many distinct colours in the screenshot
+    assert shot.stat().st_size > 50_000
+
+
+def test_every_image_renders_and_no_script_runs(report, tmp_path):
+    text = report.read_text(encoding="utf-8")
+    # a copy that may run exactly one inline script, the check; the report itself has none
+    allowed = CSP.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+    assert html.escape(CSP, quote=True) in text
+    copy = text.replace(html.escape(CSP, quote=True), html.escape(allowed, quote=True), 1)
+    copy = copy.replace("<head>", "<head>" + _CHECK_SCRIPT, 1)
+    page = tmp_path / "report_check.html"
+    page.write_text(copy, encoding="utf-8")
+    res = chromium("--dump-dom", "--virtual-time-budget=10000", "--window-size=1280,2000",
+                   page.as_uri(), user_dir=tmp_path / "ud")
+    assert res.returncode == 0, res.stderr[-2000:]
+    match = re.search(rf'<pre id="{_CHECK_ID}">(.*?)</pre>', res.stdout, re.S)
+    assert match, res.stdout[-2000:]
+    result = json.loads(html.unescape(match.group(1)))
+    assert result["errors"] == []
+    assert result["scripts"] == 1  # only the check: the hostile <script> strings stayed text
+    assert result["title"] == "Browser check <batch>"
+    assert len(result["imgs"]) == 9
+    for img in result["imgs"]:
+        assert img["complete"] and img["w"] > 0 and img["h"] > 0, img
+        assert img["shown"] > 0, img
+    assert html.escape(EVIL) in res.stdout  # the hostile text is in the DOM as text
+    assert console_lines(res.stderr) == [], console_lines(res.stderr)
