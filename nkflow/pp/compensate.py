@@ -1,0 +1,313 @@
+"""Spillover compensation: from the file's ``$SPILLOVER``/``$SPILL``, a user matrix, or none.
+
+Compensated events are ``raw @ inv(S)`` over the matrix's channels, where ``S`` is the
+spillover matrix (rows: the fluorochrome's detector, columns: where it spills; unit
+diagonal), the convention of the FCS standard, FlowJo and flowkit. The product is
+computed in float64 (in cache-sized row blocks) and stored as float32: a float32
+product loses absolute precision exactly where compensation cancels signal, near zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
+
+__all__ = ["compensate", "compensate_array", "read_spillover_matrix", "spillover_from_adata"]
+
+log = logging.getLogger(__name__)
+
+#: Rows processed at a time (keeps the float64 intermediate in cache).
+CHUNK_ROWS = 4096
+_DIAG_TOL = 1e-6
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _split(line: str) -> list[str]:
+    if "\t" in line:
+        parts = line.split("\t")
+    elif "," in line:
+        parts = next(csv.reader([line]))
+    elif ";" in line:
+        parts = line.split(";")
+    else:
+        try:
+            parts = shlex.split(line)
+        except ValueError:
+            parts = line.split()
+    return [p.strip().strip('"').strip("'").strip() for p in parts]
+
+
+def read_spillover_matrix(path: str | Path) -> pd.DataFrame:
+    """Read a spillover matrix file into a square DataFrame (channels x channels).
+
+    Accepts CSV, TSV or whitespace-separated text with a header row of channel
+    names, with or without a leading row-label column, and FlowJo's text export
+    (a title line and a ``<`` ``>`` line before the header, CR line endings).
+
+    Parameters
+    ----------
+    path
+        The matrix file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        float64 spillover values; index and columns are the channel names (columns
+        order), rows re-ordered to match the columns when labelled.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or is not a square matrix with a unit diagonal.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read spillover matrix file ({err})") from err
+    rows = [_split(line) for line in text.splitlines() if line.strip()]
+    header: list[str] | None = None
+    body: list[list[str]] = []
+    for r in rows:
+        cells = [t for t in r if t != ""]
+        if header is None:
+            names = [t for t in cells if not _is_number(t)]
+            if len(cells) >= 2 and len(names) == len(cells) and not set(cells) <= {"<", ">"}:
+                header = cells
+            continue
+        if cells and any(_is_number(t) for t in cells):
+            body.append(cells)
+    if header is None or not body:
+        raise ConfigError(f"{p}: no header row of channel names followed by numeric rows")
+    n = len(body)
+    if header and len(header) == n + 1:  # a corner label such as "" or "Channel"
+        header = header[1:]
+    if len(header) != n:
+        raise ConfigError(f"{p}: header names {len(header)} channels but there are {n} rows")
+    labels: list[str] = []
+    values = []
+    for i, r in enumerate(body):
+        if len(r) == n + 1 and not _is_number(r[0]):
+            labels.append(r[0])
+            r = r[1:]
+        if len(r) != n or not all(_is_number(t) for t in r):
+            raise ConfigError(f"{p}: row {i + 1} has {len(r)} values, expected {n} numbers")
+        values.append([float(t) for t in r])
+    df = pd.DataFrame(np.array(values, dtype=np.float64), index=labels or header, columns=header)
+    if labels:
+        if sorted(labels) != sorted(header):
+            raise ConfigError(f"{p}: row labels {labels} differ from header channels {header}")
+        df = df.loc[header]
+    _validate(df, str(p))
+    return df
+
+
+def _validate(df: pd.DataFrame, where: str) -> None:
+    m = df.to_numpy(dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ConfigError(f"{where}: spillover matrix must be square, got shape {m.shape}")
+    if list(map(str, df.index)) != list(map(str, df.columns)):
+        raise ConfigError(f"{where}: spillover row and column channels differ")
+    if len(set(map(str, df.columns))) != len(df.columns):
+        raise ConfigError(f"{where}: duplicate channels in spillover matrix {list(df.columns)}")
+    if not np.all(np.isfinite(m)):
+        raise ConfigError(f"{where}: spillover matrix has non-finite values")
+    diag = np.diag(m)
+    bad = [str(c) for c, v in zip(df.columns, diag, strict=True) if abs(v - 1.0) > _DIAG_TOL]
+    if bad:
+        raise ConfigError(f"{where}: spillover diagonal must be 1; not 1 for {bad}")
+    if np.linalg.cond(m) > 1e12:
+        raise ConfigError(f"{where}: spillover matrix is singular and cannot be inverted")
+
+
+def spillover_from_adata(adata: AnnData) -> pd.DataFrame | None:
+    """The file's spillover matrix from ``uns["nkflow"]["spillover"]``, or None."""
+    spill = (adata.uns.get("nkflow") or {}).get("spillover")
+    if not spill:
+        return None
+    chans = [str(c) for c in spill["channels"]]
+    return pd.DataFrame(np.asarray(spill["matrix"], dtype=np.float64), index=chans, columns=chans)
+
+
+def compensate_array(
+    values: np.ndarray,
+    spillover: np.ndarray | pd.DataFrame,
+    *,
+    columns: Sequence[int] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Compensate an event array: ``values[:, columns] @ inv(spillover)``.
+
+    Parameters
+    ----------
+    values
+        Events x channels, linear raw values.
+    spillover
+        Square spillover matrix (unit diagonal) for the channels in ``columns``.
+    columns
+        Column index of each matrix channel in ``values``; default all columns (the
+        matrix must then be channels x channels of ``values``).
+    out
+        Optional output array (same shape as ``values``); may be ``values`` itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        Compensated events; other columns copied unchanged. Same dtype as ``out``
+        (float32 for float32 input when ``out`` is None, else float64).
+    """
+    vals = np.asarray(values)
+    if vals.ndim != 2:
+        raise ConfigError(f"values must be 2-D (events x channels), got shape {vals.shape}")
+    s = np.asarray(spillover, dtype=np.float64)
+    cols = np.arange(vals.shape[1]) if columns is None else np.asarray(columns, dtype=np.intp)
+    if s.shape != (cols.size, cols.size):
+        raise ConfigError(f"spillover matrix shape {s.shape} does not match {cols.size} channels")
+    inv = np.linalg.inv(s)
+    if out is None:
+        dtype = np.float32 if vals.dtype == np.float32 else np.float64
+        out = np.array(vals, dtype=dtype, order="C", copy=True)
+    elif out is not vals:
+        out[...] = vals
+    contiguous = cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size))
+    for start in range(0, vals.shape[0], CHUNK_ROWS):
+        stop = min(vals.shape[0], start + CHUNK_ROWS)
+        if contiguous:
+            block = vals[start:stop, cols[0] : cols[0] + cols.size]
+            out[start:stop, cols[0] : cols[0] + cols.size] = block.astype(np.float64) @ inv
+        else:
+            out[start:stop, cols] = vals[start:stop, cols].astype(np.float64) @ inv
+    return out
+
+
+def _sample_label(adata: AnnData) -> str:
+    meta = adata.uns.get("nkflow") or {}
+    sample = meta.get("sample") or {}
+    return str(sample.get("path") or sample.get("sample_id") or "<sample>")
+
+
+def _resolve(adata: AnnData, matrix: Any, label: str) -> tuple[pd.DataFrame | None, str]:
+    if isinstance(matrix, pd.DataFrame):
+        df = matrix.copy()
+        df.index = df.index.map(str)
+        df.columns = df.columns.map(str)
+        if list(df.index) != list(df.columns) and sorted(df.index) == sorted(df.columns):
+            df = df.loc[list(df.columns)]
+        _validate(df, f"{label}: user DataFrame")
+        return df, "user:DataFrame"
+    if isinstance(matrix, str) and matrix == "none":
+        return None, "none"
+    if isinstance(matrix, str) and matrix == "file":
+        df = spillover_from_adata(adata)
+        if df is None:
+            raise ConfigError(
+                f"{label}: the file has no $SPILLOVER/$SPILL/SPILL keyword; "
+                "use matrix='none' or a spillover matrix file"
+            )
+        _validate(df, f"{label}: file spillover")
+        return df, "file"
+    if isinstance(matrix, str | Path):
+        p = Path(matrix)
+        if not p.is_file():
+            raise ConfigError(
+                f"{label}: compensation matrix {str(matrix)!r} is neither 'file', 'none' "
+                "nor an existing matrix file"
+            )
+        return read_spillover_matrix(p), f"user:{p}"
+    raise ConfigError(
+        f"{label}: matrix must be 'file', 'none', a path or a DataFrame, "
+        f"got {type(matrix).__name__}"
+    )
+
+
+def compensate(
+    adata: AnnData,
+    *,
+    matrix: str | Path | pd.DataFrame = "file",
+    inplace: bool = True,
+) -> AnnData | None:
+    """Compensate spillover; store ``layers["compensated"]`` and set ``X`` to it.
+
+    Parameters
+    ----------
+    adata
+        Sample container with raw linear float32 ``X`` (from :func:`nkflow.io.read_fcs`).
+    matrix
+        ``"file"`` (the file's ``$SPILLOVER``/``$SPILL``), ``"none"`` (copy raw values),
+        a path to a matrix file (see :func:`read_spillover_matrix`) or a DataFrame
+        (spillover, channels as index and columns).
+    inplace
+        Modify ``adata`` and return None; else return a compensated copy.
+
+    Returns
+    -------
+    AnnData or None
+        The compensated copy when ``inplace=False``.
+
+    Raises
+    ------
+    ConfigError
+        No spillover in the file for ``"file"``, an invalid matrix, or the sample is
+        already compensated or transformed.
+    ChannelNotFoundError
+        A matrix channel is not in the sample (the message lists the sample's channels).
+
+    Notes
+    -----
+    ``X`` and ``layers["compensated"]`` share one array after this step (memory);
+    :func:`nkflow.pp.transform` writes a new ``X``. Records
+    ``uns["nkflow"]["compensation"] = {source, channels, matrix}``.
+    """
+    label = _sample_label(adata)
+    meta = adata.uns.get("nkflow") or {}
+    if "compensation" in meta or "compensated" in adata.layers:
+        raise ConfigError(
+            f"{label}: already compensated ({meta.get('compensation')}); not applied twice"
+        )
+    if "transform" in meta:
+        raise ConfigError(
+            f"{label}: X is already transformed; compensate linear data before transform"
+        )
+    df, source = _resolve(adata, matrix, label)
+    names = [str(c) for c in adata.var_names]
+    col = {c: i for i, c in enumerate(names)}
+    channels: list[str] = []
+    if df is not None:
+        channels = [str(c) for c in df.columns]
+        missing = [c for c in channels if c not in col]
+        if missing:
+            raise ChannelNotFoundError(", ".join(missing), names, source=label)
+    if not inplace:
+        adata = adata.copy()
+    raw = np.asarray(adata.X)
+    if df is None:
+        comp = np.array(raw, dtype=np.float32, order="C", copy=True)
+    else:
+        comp = np.empty(raw.shape, dtype=np.float32)
+        compensate_array(raw, df.to_numpy(), columns=[col[c] for c in channels], out=comp)
+    adata.layers["compensated"] = comp
+    adata.X = comp
+    adata.uns.setdefault("nkflow", {})["compensation"] = {
+        "source": source,
+        "channels": channels,
+        "matrix": [] if df is None else df.to_numpy().tolist(),
+    }
+    log.info("%s: compensated %d channel(s) (source %s)", label, len(channels), source)
+    return None if inplace else adata
