@@ -323,7 +323,7 @@ def _human_specs(tissue: str) -> dict[str, dict[str, Spec]]:
 
 def _mouse_specs(tissue: str) -> dict[str, dict[str, Spec]]:
     liver = tissue == "liver"
-    nk = {"CD45": (1, 9000, 0.25), "NK1.1": (1, 9000, 0.35), "NKp46": (1, 4500, 0.3),
+    nk = {"CD45": (1, 9000, 0.25), "NK1.1": (1, 6000, 0.35), "NKp46": (1, 4500, 0.3),
           "CD69": (0.08, 2000, 0.5), "CD127": (0.02, 800, 0.4)}
     cnk = {**nk, "CD49b": (1, 9000, 0.35), "Eomes": (1, 5000, 0.35)}
     mat = {"cNK_CD27+CD11b-": ((1, 5000), (0.0, 0)), "cNK_CD27+CD11b+": ((1, 5000), (1, 8000)),

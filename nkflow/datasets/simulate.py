@@ -130,10 +130,17 @@ def functional_rates(
 
 def _draw(rng: np.random.Generator, p: np.ndarray, med: np.ndarray, sd: np.ndarray, codes):
     """Stain levels for events with label ``codes`` from per-label profile arrays."""
-    n = codes.size
-    pos = rng.random((n, p.shape[1])) < p[codes]
-    level = med[codes] * np.exp(sd[codes] * rng.standard_normal((n, p.shape[1])))
-    return np.where(pos, level, 0.0)
+    shape = (codes.size, p.shape[1])
+    f32 = np.float32
+    with np.errstate(divide="ignore"):
+        log_med = np.log(med).astype(f32)  # -inf where a label carries no stain
+    pos = rng.random(shape, dtype=f32) < p.astype(f32)[codes]
+    z = rng.standard_normal(shape, dtype=f32)
+    z *= sd.astype(f32)[codes]
+    z += log_med[codes]
+    np.exp(z, out=z)
+    z *= pos
+    return z
 
 
 def _cells(rng, codes, tables, residency, af_scale):
@@ -265,9 +272,15 @@ def simulate_sample(
         stains[:, panel.index(fmo)] = 0.0
 
     spill = panel.spillover()
-    signal = stains @ spill + af[:, None] * panel.autofluorescence()[None, :]
-    noise_sd = np.sqrt(ELECTRONIC_SD**2 + panel.photon_noise() * np.maximum(signal, 0.0))
-    raw = signal + noise_sd * rng.standard_normal(signal.shape)
+    f32 = np.float32
+    signal = stains @ spill.astype(f32)
+    signal += af.astype(f32)[:, None] * panel.autofluorescence().astype(f32)[None, :]
+    noise = np.maximum(signal, f32(0.0))
+    noise *= panel.photon_noise().astype(f32)
+    noise += f32(ELECTRONIC_SD**2)
+    np.sqrt(noise, out=noise)
+    noise *= rng.standard_normal(signal.shape, dtype=f32)
+    raw = signal + noise
 
     # acquisition: Poisson arrivals; a clog slows the flow and dims the signal
     rate = 1400.0 if tissue == "blood" else 900.0
@@ -281,13 +294,17 @@ def simulate_sample(
         gaps[start:stop] *= 1.0 + 5.0 * ramp
         scale[start:stop] = 1.0 - 0.45 * ramp
     time = np.cumsum(gaps) / TIMESTEP
-    raw *= scale[:, None]
-    scatter = np.column_stack([fsc_a, fsc_h, ssc_a, ssc_h]) * (0.6 + 0.4 * scale)[:, None]
-    scatter += 30.0 * rng.standard_normal(scatter.shape)
-
-    data = np.column_stack([scatter, raw, time])
-    np.clip(data, None, MAX_VALUE, out=data)
-    np.clip(data[:, :4], 0.0, None, out=data[:, :4])
+    n_fl = raw.shape[1]
+    data = np.empty((n_events, n_fl + 5), dtype=f32)
+    sscale = 0.6 + 0.4 * scale
+    for k, values in enumerate((fsc_a, fsc_h, ssc_a, ssc_h)):
+        data[:, k] = values * sscale + 30.0 * rng.standard_normal(n_events)
+    data[:, 4 : 4 + n_fl] = raw
+    if clog:
+        data[:, 4 : 4 + n_fl] *= scale.astype(f32)[:, None]
+    data[:, -1] = time
+    np.clip(data, None, f32(MAX_VALUE), out=data)
+    np.clip(data[:, :4], f32(0.0), None, out=data[:, :4])
 
     truth = pd.DataFrame(
         {
@@ -314,7 +331,7 @@ def simulate_sample(
     for i, ch in enumerate(channels, start=1):
         keywords[f"P{i}DISPLAY"] = "LOG" if ch in panel.detectors else "LIN"
     return SimulatedSample(
-        data=data.astype(np.float32),
+        data=data,
         channels=channels,
         markers=pns,
         spillover_channels=list(panel.detectors),
