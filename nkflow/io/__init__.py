@@ -1,1 +1,53 @@
-"""nkflow.io."""
+"""nkflow.io: reading FCS files, panels, metadata sheets and batches; writing outputs.
+
+The only place FCS bytes are parsed. ``read_fcs`` returns the AnnData container of
+docs/contracts.md; ``read_fcs_metadata`` reads HEADER+TEXT only; ``read_batch`` and
+``check_batch`` work on a folder or metadata sheet; ``inspect_files`` summarises files
+without ever raising.
+"""
+
+from __future__ import annotations
+
+from .batch import Batch, BatchCheck, check_batch, read_batch
+from .fcs import channel_for, channel_kind, parse_spillover, read_fcs
+from .fcs_text import FCSMetadata, read_fcs_metadata
+from .fcs_write import format_spillover, write_fcs
+from .inspect import inspect_files
+from .metadata import metadata_from_folder, read_metadata
+from .panel import (
+    ALIASES,
+    CANONICAL_MARKERS,
+    canonical_marker,
+    load_panel,
+    marker_from_text,
+    resolve_markers,
+)
+from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
+
+__all__ = [
+    "ALIASES",
+    "CANONICAL_MARKERS",
+    "Batch",
+    "BatchCheck",
+    "FCSMetadata",
+    "canonical_marker",
+    "channel_for",
+    "channel_kind",
+    "check_batch",
+    "format_spillover",
+    "inspect_files",
+    "load_panel",
+    "marker_from_text",
+    "metadata_from_folder",
+    "parse_spillover",
+    "read_batch",
+    "read_fcs",
+    "read_fcs_metadata",
+    "read_metadata",
+    "resolve_markers",
+    "safe_name",
+    "write_bytes_atomic",
+    "write_fcs",
+    "write_table",
+    "write_text_atomic",
+]

@@ -1,0 +1,365 @@
+"""Batches: a metadata sheet plus lazy per-sample reading, and a consistency check.
+
+``read_batch(source)`` takes a folder of FCS files or a metadata sheet and returns a
+:class:`Batch`; nothing is decoded until ``Batch.read(sample_id)`` (or iteration).
+``check_batch`` compares the HEADER/TEXT of every file (channels, markers, ranges,
+``$CYT``, ``$DATATYPE``, FCS version, spillover presence) against the most common layout
+and returns every difference plus the marker -> channel mapping nkflow will use per file.
+Differences that can be bridged by marker are reported, not fatal; a marker required by
+the analysis that a file lacks, or a marker that maps to two channels in one file, raises
+:class:`BatchConsistencyError` listing every such problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from ..exceptions import BatchConsistencyError, FCSQuirkWarning, MetadataError, NkflowError
+from .fcs import parse_spillover, read_fcs
+from .fcs_text import FCSMetadata, read_fcs_metadata
+from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata
+from .panel import PanelLike, _as_panel, canonical_marker, resolve_with_conflicts
+
+__all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
+
+logger = logging.getLogger(__name__)
+
+DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
+
+
+@dataclass
+class BatchCheck:
+    """Result of :func:`check_batch`.
+
+    Attributes
+    ----------
+    files
+        One row per file: sample_id, file, fcs_version, cyt, datatype, events, channels,
+        spillover (bool), error (``""`` when readable).
+    differences
+        Long table ``sample_id, file, aspect, item, value, reference, fatal``; aspects are
+        ``unreadable``, ``panel``, ``channel``, ``marker``, ``marker_channel``, ``range``,
+        ``fcs_version``, ``cyt``, ``datatype``, ``spillover``.
+    mapping
+        Marker (index) x sample_id (columns) -> channel; ``""`` where a file lacks it.
+    reference
+        The sample_id whose layout the others were compared with.
+    """
+
+    files: pd.DataFrame
+    differences: pd.DataFrame
+    mapping: pd.DataFrame
+    reference: str
+
+    @property
+    def ok(self) -> bool:
+        """True when no difference is fatal."""
+        return not bool(self.differences["fatal"].any()) if len(self.differences) else True
+
+    @property
+    def failed(self) -> list[str]:
+        """Sample ids whose files could not be read."""
+        return list(self.files.loc[self.files["error"] != "", "sample_id"])
+
+
+def _as_metadata(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        table = source.copy()
+        if "sample_id" not in table.columns or not {"path", "file"} & set(table.columns):
+            raise MetadataError(
+                "<DataFrame>", ["a metadata DataFrame needs 'sample_id' and 'path' or 'file'"]
+            )
+        if "path" not in table.columns:
+            table["path"] = [str(Path(f).resolve()) for f in table["file"]]
+        for col in OPTIONAL_COLUMNS:
+            if col not in table.columns:
+                table[col] = ""
+        return table
+    source = Path(source)
+    if source.is_dir():
+        return metadata_from_folder(source)
+    return read_metadata(source)
+
+
+class Batch:
+    """FCS files of one batch with their metadata; samples are read lazily.
+
+    Parameters
+    ----------
+    metadata
+        A validated sheet (:func:`nkflow.io.read_metadata` or
+        :func:`nkflow.io.metadata_from_folder`), with a ``path`` column.
+    panel
+        Panel file or mapping applied to every file (see :func:`nkflow.io.load_panel`).
+    """
+
+    def __init__(self, metadata: pd.DataFrame, *, panel: PanelLike = None) -> None:
+        self.metadata = metadata.reset_index(drop=True)
+        self.panel = _as_panel(panel)
+        self.source = metadata.attrs.get("source", "")
+
+    def __repr__(self) -> str:
+        return f"Batch({len(self)} samples from {self.source or 'a DataFrame'})"
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """Sample ids in sheet order."""
+        return [str(s) for s in self.metadata["sample_id"]]
+
+    def _row(self, sample_id: str) -> pd.Series:
+        hits = self.metadata.index[self.metadata["sample_id"].astype(str) == str(sample_id)]
+        if len(hits) == 0:
+            raise KeyError(
+                f"no sample {sample_id!r} in the batch; samples: {', '.join(self.sample_ids)}"
+            )
+        return self.metadata.loc[hits[0]]
+
+    def path(self, sample_id: str) -> Path:
+        """The FCS file of a sample."""
+        return Path(self._row(sample_id)["path"])
+
+    def read(self, sample_id: str, **kwargs: object) -> ad.AnnData:
+        """Read one sample with its metadata row (keyword arguments go to ``read_fcs``).
+
+        Parameters
+        ----------
+        sample_id
+            A sample id of the sheet.
+        **kwargs
+            ``dataset``, ``required_markers``, ``preprocess`` for :func:`read_fcs`.
+
+        Returns
+        -------
+        anndata.AnnData
+            The container.
+        """
+        row = self._row(sample_id)
+        kwargs.setdefault("panel", self.panel)
+        return read_fcs(row["path"], sample_id=str(sample_id), metadata=row, **kwargs)
+
+    def __iter__(self) -> Iterator[ad.AnnData]:
+        for sid in self.sample_ids:
+            yield self.read(sid)
+
+    def iter_samples(
+        self, **kwargs: object
+    ) -> Iterator[tuple[str, ad.AnnData | None, NkflowError | None]]:
+        """Yield ``(sample_id, adata, None)`` or ``(sample_id, None, error)`` per sample.
+
+        A file that fails does not stop the others.
+        """
+        for sid in self.sample_ids:
+            try:
+                yield sid, self.read(sid, **kwargs), None
+            except NkflowError as exc:
+                logger.warning("%s: %s", sid, exc)
+                yield sid, None, exc
+
+    def check(
+        self, *, required_markers: Iterable[str] = (), raise_on_error: bool = True
+    ) -> BatchCheck:
+        """Run :func:`check_batch` on this batch."""
+        return check_batch(
+            self.metadata,
+            panel=self.panel,
+            required_markers=required_markers,
+            raise_on_error=raise_on_error,
+        )
+
+
+def read_batch(source: str | Path | pd.DataFrame, *, panel: PanelLike = None) -> Batch:
+    """Open a batch from a folder of FCS files or a metadata sheet.
+
+    The sheet is validated as a whole first (every problem in one
+    :class:`MetadataError`); no FCS file is decoded.
+
+    Parameters
+    ----------
+    source
+        A folder (sheet built by :func:`nkflow.io.metadata_from_folder`), a CSV sheet, or a
+        metadata DataFrame.
+    panel
+        Panel file or mapping for every file.
+
+    Returns
+    -------
+    Batch
+        Lazy access to the samples.
+    """
+    return Batch(_as_metadata(source), panel=panel)
+
+
+def _diff(
+    rows: list[dict],
+    sid: str,
+    file: str,
+    aspect: str,
+    item: str,
+    value: object,
+    reference: object,
+    fatal: bool = False,
+) -> None:
+    rows.append(
+        {
+            "sample_id": sid,
+            "file": file,
+            "aspect": aspect,
+            "item": item,
+            "value": str(value),
+            "reference": str(reference),
+            "fatal": fatal,
+        }
+    )
+
+
+def check_batch(
+    source: str | Path | pd.DataFrame | Batch,
+    *,
+    panel: PanelLike = None,
+    required_markers: Iterable[str] = (),
+    raise_on_error: bool = True,
+) -> BatchCheck:
+    """Compare the HEADER/TEXT of every file of a batch before any analysis.
+
+    Parameters
+    ----------
+    source
+        Folder, sheet, metadata DataFrame or :class:`Batch`.
+    panel
+        Panel file or mapping (a Batch's own panel is used when this is None).
+    required_markers
+        Canonical markers the analysis needs in every file.
+    raise_on_error
+        Raise :class:`BatchConsistencyError` when a difference is fatal (default); with
+        False the result is returned and ``BatchCheck.ok`` is False.
+
+    Returns
+    -------
+    BatchCheck
+        Per-file summary, every difference, and the marker -> channel mapping.
+
+    Raises
+    ------
+    BatchConsistencyError
+        A required marker is missing from a file, or a file maps one marker to two channels.
+        Unreadable files are listed (aspect ``unreadable``) but do not stop the check.
+    """
+    if isinstance(source, Batch):
+        table = source.metadata
+        panel = panel if panel is not None else source.panel
+    else:
+        table = _as_metadata(source)
+    user_panel = _as_panel(panel)
+    required = [canonical_marker(m) for m in required_markers]
+    metas: dict[str, FCSMetadata] = {}
+    markers: dict[str, list[str]] = {}
+    file_rows: list[dict] = []
+    diffs: list[dict] = []
+    for _, row in table.iterrows():
+        sid, file = str(row["sample_id"]), str(row["path"])
+        info = {"sample_id": sid, "file": file, "fcs_version": "", "cyt": "", "datatype": "",
+                "events": pd.NA, "channels": pd.NA, "spillover": False, "error": ""}  # fmt: skip
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FCSQuirkWarning)
+                meta = read_fcs_metadata(file)
+                spill = parse_spillover(meta.keywords, meta.pnn, meta.pns, path=file)
+        except NkflowError as exc:
+            info["error"] = getattr(exc, "reason", str(exc))
+            _diff(diffs, sid, file, "unreadable", "file", info["error"], "")
+            file_rows.append(info)
+            continue
+        info.update({"fcs_version": meta.version, "cyt": meta.cyt, "datatype": meta.datatype,
+                     "events": meta.n_events, "channels": meta.n_channels,
+                     "spillover": spill is not None})  # fmt: skip
+        file_rows.append(info)
+        metas[sid] = meta
+        species = str(row.get("species", "") or "") or None
+        markers[sid], clashes = resolve_with_conflicts(
+            meta.pnn, meta.pns, panel=user_panel, species=species
+        )
+        for marker, chans in clashes.items():
+            _diff(diffs, sid, file, "panel", marker, f"on several channels: {chans}", "",
+                  fatal=marker in required)  # fmt: skip
+    files = pd.DataFrame(file_rows, columns=["sample_id", "file", "fcs_version", "cyt",
+                                             "datatype", "events", "channels", "spillover",
+                                             "error"])  # fmt: skip
+    reference = ""
+    if metas:
+        layouts = Counter(tuple(m.pnn) for m in metas.values())
+        common = layouts.most_common(1)[0][0]
+        reference = next(s for s, m in metas.items() if tuple(m.pnn) == common)
+        ref = metas[reference]
+        ref_markers = dict(zip(markers[reference], ref.pnn, strict=True))
+        ref_markers.pop("", None)
+        ref_range = dict(zip(ref.pnn, ref.pnr, strict=True))
+        ref_spill = bool(files.loc[files["sample_id"] == reference, "spillover"].iloc[0])
+        for sid, meta in metas.items():
+            file = str(meta.path)
+            chans = set(meta.pnn)
+            for c in ref.pnn:
+                if c not in chans:
+                    _diff(diffs, sid, file, "channel", c, "missing", "present")
+            for c in meta.pnn:
+                if c not in ref_range:
+                    _diff(diffs, sid, file, "channel", c, "extra", "absent")
+            mk = dict(zip(markers[sid], meta.pnn, strict=True))
+            mk.pop("", None)
+            for m, c in ref_markers.items():
+                if m not in mk:
+                    _diff(diffs, sid, file, "marker", m, "missing", c, fatal=m in required)
+                elif mk[m] != c:
+                    _diff(diffs, sid, file, "marker_channel", m, mk[m], c)
+            for m, c in mk.items():
+                if m not in ref_markers:
+                    _diff(diffs, sid, file, "marker", m, f"extra ({c})", "absent")
+            for m in required:
+                if m not in mk and m not in ref_markers:
+                    _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=True)
+            for c, r in zip(meta.pnn, meta.pnr, strict=True):
+                if c in ref_range and r != ref_range[c]:
+                    _diff(diffs, sid, file, "range", c, f"{r:g}", f"{ref_range[c]:g}")
+            for aspect, value, refv in (
+                ("fcs_version", meta.version, ref.version),
+                ("cyt", meta.cyt, ref.cyt),
+                ("datatype", meta.datatype, ref.datatype),
+            ):
+                if value != refv:
+                    _diff(diffs, sid, file, aspect, aspect, value, refv)
+            has_spill = bool(files.loc[files["sample_id"] == sid, "spillover"].iloc[0])
+            if has_spill != ref_spill:
+                _diff(diffs, sid, file, "spillover", "present", has_spill, ref_spill)
+    all_markers = sorted({m for ms in markers.values() for m in ms if m})
+    mapping = pd.DataFrame(
+        {
+            sid: [
+                dict(zip(markers[sid], metas[sid].pnn, strict=True)).get(m, "") for m in all_markers
+            ]
+            for sid in metas
+        },
+        index=pd.Index(all_markers, name="marker"),
+        dtype=object,
+    )
+    differences = pd.DataFrame(diffs, columns=list(DIFFERENCE_COLUMNS))
+    result = BatchCheck(files=files, differences=differences, mapping=mapping, reference=reference)
+    if raise_on_error and not result.ok:
+        fatal = differences[differences["fatal"]]
+        lines = [
+            f"{r.sample_id} ({r.file}): {r.aspect} {r.item}: {r.value}"
+            + (f" (reference: {r.reference})" if r.reference else "")
+            for r in fatal.itertuples()
+        ]
+        listing = "\n".join(f"  - {x}" for x in lines)
+        raise BatchConsistencyError(f"{len(lines)} problem(s) make the batch unusable:\n{listing}")
+    return result

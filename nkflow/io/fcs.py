@@ -1,0 +1,424 @@
+"""Read one FCS data set into nkflow's AnnData container.
+
+``read_fcs`` parses HEADER/TEXT itself (:mod:`nkflow.io.fcs_text`), decodes DATA with
+numpy (:mod:`nkflow.io.fcs_data`), resolves markers (:mod:`nkflow.io.panel`) and fills
+``var``, ``obs`` and ``uns["nkflow"]`` as docs/contracts.md describes.
+
+Decisions on damaged input (documented here and in the README):
+
+- duplicate non-empty ``$PnN`` -> :class:`FCSReadError` (channel names key compensation and
+  gating; guessing which copy is meant is unsafe). Empty ``$PnN`` are replaced by ``$PnS`` or
+  ``P<n>`` with an :class:`FCSQuirkWarning`.
+- NaN or Inf event values -> :class:`FCSReadError` naming the channels and how many values;
+  nkflow never drops events silently, because obs order must match the file (truth tables,
+  index sorts).
+- ``$TOT`` that differs from the DATA length by at most 1% -> warning, the events present
+  are read; larger disagreement -> :class:`FCSReadError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..exceptions import (
+    ChannelNotFoundError,
+    FCSQuirkWarning,
+    FCSReadError,
+    NkflowError,
+    NkflowWarning,
+    PanelError,
+)
+from .fcs_data import decode_events
+from .fcs_text import FCSMetadata, read_fcs_metadata
+from .panel import PanelLike, canonical_marker, conflict_message, resolve_with_conflicts
+
+__all__ = ["channel_for", "channel_kind", "parse_spillover", "read_fcs"]
+
+logger = logging.getLogger(__name__)
+
+_SPILL_KEYS = ("$SPILLOVER", "SPILLOVER", "$SPILL", "SPILL")
+_SAMPLE_KEYS = ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch")
+_UNEXPECTED = (ValueError, TypeError, IndexError, KeyError, OverflowError, UnicodeError,
+               MemoryError, ZeroDivisionError, OSError)  # fmt: skip
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def channel_kind(name: str) -> str:
+    """Classify a ``$PnN`` as ``"scatter"``, ``"time"`` or ``"fluorescence"``.
+
+    Parameters
+    ----------
+    name
+        The channel name.
+
+    Returns
+    -------
+    str
+        ``"scatter"`` for FSC/SSC (and Beckman ``FS``/``SS``) channels, ``"time"`` for time
+        channels, else ``"fluorescence"``.
+    """
+    low = name.strip().lower()
+    if low.startswith("time") or low in ("hdr-t", "hdr-tm"):
+        return "time"
+    head = low.replace("_", "-").replace(" ", "-")
+    for prefix in ("fsc", "ssc", "fs-", "ss-", "fs ", "ss "):
+        if head.startswith(prefix.replace(" ", "-")):
+            return "scatter"
+    if low in ("fs", "ss") or low.startswith(("forward scatter", "side scatter")):
+        return "scatter"
+    return "fluorescence"
+
+
+def parse_spillover(
+    keywords: Mapping[str, str], pnn: list[str], pns: list[str] | None = None, *, path: str = ""
+) -> dict[str, Any] | None:
+    """Parse ``$SPILLOVER`` / ``$SPILL`` / ``SPILL`` into ``{channels, matrix}``.
+
+    Channel references are mapped to ``$PnN``: names are matched exactly, then case- and
+    space-insensitively, then against ``$PnS``; numeric references are 1-based channel
+    numbers.
+
+    Parameters
+    ----------
+    keywords
+        TEXT keywords with upper-cased names.
+    pnn, pns
+        The file's channel names and stain labels.
+    path
+        For warning messages.
+
+    Returns
+    -------
+    dict or None
+        ``{"channels": [...], "matrix": [[...]]}`` or None when the file has no usable
+        spillover (a warning says why when one was present but unusable).
+    """
+    key = next((k for k in _SPILL_KEYS if keywords.get(k, "").strip()), None)
+    if key is None:
+        return None
+    raw = keywords[key]
+    parts = [p.strip() for p in raw.split(",")]
+
+    def unusable(reason: str) -> None:
+        warnings.warn(f"{path}: {key} ignored: {reason}", FCSQuirkWarning, stacklevel=3)
+
+    try:
+        n = int(float(parts[0]))
+    except ValueError:
+        unusable(f"first value {parts[0][:20]!r} is not a channel count")
+        return None
+    if n <= 0:
+        return None
+    if len(parts) != 1 + n + n * n:
+        unusable(f"{len(parts)} values, expected 1 + {n} names + {n * n} coefficients")
+        return None
+    refs = parts[1 : 1 + n]
+    try:
+        values = [float(v) for v in parts[1 + n :]]
+    except ValueError:
+        unusable("a coefficient is not a number")
+        return None
+    if not all(math.isfinite(v) for v in values):
+        unusable("a coefficient is NaN or infinite")
+        return None
+
+    def norm(s: str) -> str:
+        return s.replace(" ", "").lower()
+
+    by_norm = {norm(name): name for name in pnn}
+    by_pns = {norm(s): pnn[i] for i, s in enumerate(pns or []) if s}
+    channels: list[str] = []
+    for ref in refs:
+        if ref in pnn:
+            channels.append(ref)
+        elif norm(ref) in by_norm:
+            channels.append(by_norm[norm(ref)])
+        elif ref.isdigit() and 1 <= int(ref) <= len(pnn):
+            channels.append(pnn[int(ref) - 1])
+        elif norm(ref) in by_pns:
+            channels.append(by_pns[norm(ref)])
+        else:
+            unusable(f"channel {ref!r} is not a $PnN of the file")
+            return None
+    if len(set(channels)) != n:
+        unusable("a channel appears twice")
+        return None
+    matrix = np.asarray(values, dtype=float).reshape(n, n)
+    return {"channels": channels, "matrix": matrix.tolist()}
+
+
+def _unique_names(meta: FCSMetadata) -> list[str]:
+    names = [n.strip() for n in meta.pnn]
+    fixed = []
+    for i, name in enumerate(names):
+        if not name:
+            alt = meta.pns[i].strip()
+            name = alt if alt and alt not in names else f"P{i + 1}"
+            fixed.append(f"$P{i + 1}N empty -> {name!r}")
+            names[i] = name
+    if fixed:
+        message = "empty channel names replaced: " + ", ".join(fixed)
+        meta.quirks.append(message)
+        warnings.warn(f"{meta.path}: {message}", FCSQuirkWarning, stacklevel=3)
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        seen.setdefault(name, []).append(i + 1)
+    dups = {k: v for k, v in seen.items() if len(v) > 1}
+    if dups:
+        listing = "; ".join(f"{k!r} at $P{', $P'.join(map(str, v))}N" for k, v in dups.items())
+        raise FCSReadError(meta.path, f"duplicate channel names ($PnN): {listing}")
+    return names
+
+
+def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -> np.ndarray | None:
+    """Return None when every value is finite, else the mask of events to keep."""
+    if np.isfinite(x.sum(axis=0, dtype=np.float64)).all():
+        return None
+    bad = ~np.isfinite(x)
+    per_channel = bad.sum(axis=0)
+    listing = ", ".join(f"{names[j]} ({int(c)})" for j, c in enumerate(per_channel) if c)
+    if nonfinite != "drop":
+        raise FCSReadError(
+            path,
+            f"{int(per_channel.sum())} NaN/Inf event value(s) in {listing}; nkflow does not "
+            "drop events unless asked (read_fcs(..., nonfinite='drop'))",
+        )
+    keep = ~bad.any(axis=1)
+    if not keep.any():
+        raise FCSReadError(path, f"every event has a NaN/Inf value ({listing})")
+    warnings.warn(
+        f"{path}: dropped {int((~keep).sum())} event(s) with NaN/Inf values in {listing}; "
+        "obs_names keep the original event numbers",
+        FCSQuirkWarning,
+        stacklevel=4,
+    )
+    return keep
+
+
+def _sample_info(
+    path: Path, sample_id: str | None, metadata: Mapping[str, Any] | pd.Series | None
+) -> dict[str, str]:
+    info = {"sample_id": "", "path": str(path)}
+    info.update({k: "" for k in _SAMPLE_KEYS})
+    if metadata is not None:
+        for key in ("sample_id", *_SAMPLE_KEYS):
+            value = metadata.get(key, "") if hasattr(metadata, "get") else ""
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                value = ""
+            info[key] = str(value)
+    if sample_id is not None:
+        info["sample_id"] = str(sample_id)
+    if not info["sample_id"]:
+        info["sample_id"] = path.stem
+    if not info["role"]:
+        info["role"] = "sample"
+    return info
+
+
+def _build(
+    path: Path,
+    *,
+    sample_id: str | None,
+    panel: PanelLike,
+    metadata: Mapping[str, Any] | pd.Series | None,
+    dataset: int,
+    required_markers: Iterable[str],
+    preprocess: bool,
+    nonfinite: str,
+) -> ad.AnnData:
+    meta = read_fcs_metadata(path, dataset=dataset)
+    names = _unique_names(meta)
+    info = _sample_info(path, sample_id, metadata)
+    species = info.get("species") or None
+    markers, clashes = resolve_with_conflicts(names, meta.pns, panel=panel, species=species)
+    required = [canonical_marker(m, species=species) for m in required_markers]
+    if clashes:
+        message = f"{path}: {conflict_message(clashes, names, meta.pns)}"
+        if set(clashes) & set(required):
+            raise PanelError(message)
+        warnings.warn(message + "; left unresolved", NkflowWarning, stacklevel=3)
+    missing = [m for m in required if m not in set(markers)]
+    if missing:
+        have = [f"{m} ({c})" for m, c in zip(markers, names, strict=True) if m] or names
+        raise ChannelNotFoundError(", ".join(missing), have, source=path)
+    x = decode_events(meta, preprocess=preprocess)
+    keep = _check_finite(x, names, path, nonfinite)
+    event_ids = np.arange(x.shape[0])
+    if keep is not None:
+        x, event_ids = x[keep], event_ids[keep]
+    var = pd.DataFrame(
+        {
+            "marker": markers,
+            "pns": [s.strip() for s in meta.pns],
+            "kind": [channel_kind(n) for n in names],
+            "range": np.asarray(meta.pnr, dtype=float),
+            "transform": [""] * len(names),
+        },
+        index=pd.Index(names, dtype=object),
+    )
+    n = x.shape[0]
+    obs = pd.DataFrame(
+        {"sample_id": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [info["sample_id"]])},
+        index=pd.Index(event_ids.astype(str), dtype=object),
+    )
+    fcs = {
+        "version": meta.version,
+        "n_events": int(n),
+        "n_channels": int(meta.n_channels),
+        "cyt": meta.cyt,
+        "date": meta.date,
+        "fil": meta.fil,
+        "datatype": meta.datatype,
+        "dataset": int(meta.dataset),
+        "n_datasets": int(meta.n_datasets),
+        "quirks": list(meta.quirks),
+        "keywords": dict(meta.keywords),
+    }
+    uns = {
+        "nkflow": {
+            "version": _version(),
+            "sample": info,
+            "fcs": fcs,
+            "spillover": parse_spillover(meta.keywords, names, meta.pns, path=str(path)),
+            "marker_conflicts": {k: list(v) for k, v in clashes.items()},
+        }
+    }
+    return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
+
+
+def read_fcs(
+    path: str | Path,
+    *,
+    sample_id: str | None = None,
+    panel: PanelLike = None,
+    metadata: Mapping[str, Any] | pd.Series | None = None,
+    dataset: int = 0,
+    required_markers: Iterable[str] = (),
+    preprocess: bool = True,
+    nonfinite: str = "raise",
+) -> ad.AnnData:
+    """Read one FCS data set into the nkflow container.
+
+    Parameters
+    ----------
+    path
+        FCS 2.0, 3.0, 3.1 or 3.2 file (``.fcs``, ``.lmd``, any name).
+    sample_id
+        Stored in ``obs["sample_id"]`` and ``uns["nkflow"]["sample"]``; defaults to the
+        metadata row's ``sample_id``, then the file stem.
+    panel
+        A panel file path, a mapping ``channel -> marker`` or None; overrides the alias table
+        for the channels it names (see :func:`nkflow.io.load_panel`).
+    metadata
+        One metadata-sheet row (mapping or Series) copied into ``uns["nkflow"]["sample"]``.
+    dataset
+        Which data set to read when the file holds several (``$NEXTDATA``).
+    required_markers
+        Canonical markers the analysis needs; a missing one raises
+        :class:`ChannelNotFoundError` listing what the file has.
+    preprocess
+        Apply ``$PnE``/``$PnG``/``$TIMESTEP`` scaling as FlowKit does (default). ``False``
+        keeps the stored channel values.
+    nonfinite
+        ``"raise"`` (default): NaN/Inf event values raise :class:`FCSReadError`.
+        ``"drop"``: events holding them are dropped with a warning; ``obs_names`` keep the
+        original event numbers.
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
+        ``kind``, ``range``, ``transform``; ``obs["sample_id"]``; ``uns["nkflow"]`` with
+        ``version``, ``sample``, ``fcs`` and ``spillover``.
+
+    Raises
+    ------
+    FCSReadError
+        Anything unreadable: the message names the file and the problem.
+    PanelError
+        Two channels resolve to one required marker (other conflicts are left unresolved
+        with a warning and listed in ``uns["nkflow"]["marker_conflicts"]``).
+    ChannelNotFoundError
+        A required marker is missing.
+
+    Warns
+    -----
+    FCSQuirkWarning
+        Tolerated deviations from the standard (named).
+    """
+    path = Path(path)
+    if nonfinite not in ("raise", "drop"):
+        raise ValueError(f"nonfinite={nonfinite!r}; valid: 'raise', 'drop'")
+    try:
+        return _build(
+            path,
+            sample_id=sample_id,
+            panel=panel,
+            metadata=metadata,
+            dataset=dataset,
+            required_markers=required_markers,
+            preprocess=preprocess,
+            nonfinite=nonfinite,
+        )
+    except NkflowError:
+        raise
+    except MemoryError:
+        raise FCSReadError(path, "not enough memory to hold the events") from None
+    except _UNEXPECTED as exc:
+        logger.debug("unexpected error reading %s", path, exc_info=True)
+        raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def channel_for(adata: ad.AnnData, marker: str) -> str:
+    """Return the ``$PnN`` channel carrying a canonical marker.
+
+    Parameters
+    ----------
+    adata
+        A container from :func:`read_fcs`.
+    marker
+        Canonical marker name or an alias (``"NCAM1"`` finds ``CD56``). A channel name is
+        accepted too and returned unchanged.
+
+    Returns
+    -------
+    str
+        The channel name (a ``var_names`` entry).
+
+    Raises
+    ------
+    ChannelNotFoundError
+        The sample has no such marker; the message lists what it has.
+    """
+    markers = adata.var["marker"].astype(str)
+    wanted = canonical_marker(marker)
+    hits = list(adata.var_names[markers.to_numpy() == wanted])
+    if not hits and marker in adata.var_names:
+        return str(marker)
+    if len(hits) == 1:
+        return str(hits[0])
+    uns = adata.uns.get("nkflow", {})
+    source = uns.get("sample", {}).get("sample_id")
+    conflicts = uns.get("marker_conflicts", {}) or {}
+    if len(hits) > 1 or wanted in conflicts:
+        chans = hits if len(hits) > 1 else list(conflicts[wanted])
+        raise PanelError(
+            f"{source}: marker {wanted!r} is on several channels: {chans}; "
+            "name the right one in a panel file"
+        )
+    have = [f"{m} ({c})" for c, m in zip(adata.var_names, markers, strict=True) if m]
+    raise ChannelNotFoundError(marker, have or list(adata.var_names), source=source)

@@ -1,0 +1,605 @@
+"""FCS HEADER and TEXT parsing, and resolution of where a data set's DATA segment lies.
+
+Everything here reads only the 58-byte HEADER and the TEXT segment(s), so it is cheap
+enough to run over a whole batch before any event is decoded. The result is an
+:class:`FCSMetadata`; :mod:`nkflow.io.fcs_data` decodes the DATA segment it points to.
+
+Quirks that mature readers tolerate are accepted with an :class:`FCSQuirkWarning` that
+names the quirk; anything that cannot be read raises :class:`FCSReadError` naming the file.
+
+Reference: Spidlen et al., "Data File Standard for Flow Cytometry, version FCS 3.1",
+Cytometry A 2010;77:97-100 (and the FCS 2.0 / 3.0 standards it supersedes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..exceptions import FCSQuirkWarning, FCSReadError
+
+__all__ = ["FCSMetadata", "parse_text_segment", "read_fcs_metadata"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER_LEN = 58
+_VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1", "FCS3.2")
+_REQUIRED = ("$PAR", "$TOT", "$DATATYPE", "$BYTEORD")
+_MAX_DATASETS = 1000
+_LARGE_FILE_LIMIT = 99_999_999
+
+
+@dataclass
+class FCSMetadata:
+    """What the HEADER and TEXT of one data set say, with the DATA location resolved.
+
+    Attributes
+    ----------
+    path
+        The file.
+    version
+        ``"2.0"``, ``"3.0"``, ``"3.1"`` or ``"3.2"``.
+    dataset, n_datasets
+        Which data set this is (0-based) and how many the file chains via ``$NEXTDATA``.
+    keywords
+        Every TEXT keyword, names stripped and upper-cased (``"$CYT"``, ``"SPILL"``), values
+        stripped.
+    n_events, n_channels
+        Events the DATA segment holds (``$TOT`` unless a tolerated disagreement was
+        warned about) and ``$PAR``.
+    datatype, byteorder
+        ``"I"``, ``"F"`` or ``"D"``; ``"<"`` or ``">"``.
+    pnn, pns, pnb, pnr, pne, png
+        Per-channel ``$PnN`` (as written), ``$PnS`` (``""`` if absent), declared bit width,
+        range, ``(decades, log0)`` and gain.
+    storage_bits
+        Bits each value occupies in DATA: ``$PnB``, or the next 8/16/32/64 when ``$PnB`` is
+        not a whole number of bytes (Beckman LMD writes ``$PnB=10`` in 16-bit words).
+    data_start, data_nbytes
+        Absolute byte offset of the DATA segment and the number of bytes to decode.
+    quirks
+        One line per tolerated quirk (also emitted as warnings).
+    """
+
+    path: Path
+    version: str
+    dataset: int
+    n_datasets: int
+    keywords: dict[str, str]
+    n_events: int
+    n_channels: int
+    datatype: str
+    byteorder: str
+    pnn: list[str]
+    pns: list[str]
+    pnb: list[int]
+    storage_bits: list[int]
+    pnr: list[float]
+    pne: list[tuple[float, float]]
+    png: list[float]
+    data_start: int
+    data_nbytes: int
+    quirks: list[str] = field(default_factory=list)
+
+    @property
+    def cyt(self) -> str:
+        """Instrument (``$CYT``), ``""`` if absent."""
+        return self.keywords.get("$CYT", "")
+
+    @property
+    def date(self) -> str:
+        """Acquisition date (``$DATE``), ``""`` if absent."""
+        return self.keywords.get("$DATE", "")
+
+    @property
+    def fil(self) -> str:
+        """Original file name (``$FIL``), ``""`` if absent."""
+        return self.keywords.get("$FIL", "")
+
+    @property
+    def event_bytes(self) -> int:
+        """Bytes per event in the DATA segment."""
+        return sum(self.storage_bits) // 8
+
+
+class _Context:
+    """Collects quirk messages for one file and emits them as warnings."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.quirks: list[str] = []
+
+    def quirk(self, message: str) -> None:
+        self.quirks.append(message)
+        warnings.warn(f"{self.path}: {message}", FCSQuirkWarning, stacklevel=4)
+
+    def fail(self, reason: str) -> FCSReadError:
+        return FCSReadError(self.path, reason)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_text_segment(raw: bytes, *, path: str | Path = "<bytes>") -> tuple[dict[str, str], int]:
+    """Split a TEXT (or ANALYSIS) segment into keyword/value pairs.
+
+    The first byte is the delimiter; a doubled delimiter inside a keyword or value is a
+    literal delimiter. Keyword names are stripped of padding and upper-cased.
+
+    Parameters
+    ----------
+    raw
+        The segment bytes.
+    path
+        Only used in error messages.
+
+    Returns
+    -------
+    tuple of (dict, int)
+        The keywords and the number of keyword names that carried padding spaces.
+    """
+    if len(raw) < 2:
+        raise FCSReadError(path, f"TEXT segment of {len(raw)} byte(s) is too short for keywords")
+    text = _decode(raw)
+    delim = text[0]
+    if delim.isalnum() or delim in "$ ":
+        raise FCSReadError(path, f"TEXT segment starts with {delim!r}, not a delimiter character")
+    body = text[1:]
+    # Strip trailing padding after the final delimiter (NUL bytes, spaces, newlines).
+    stripped = body.rstrip("\x00 \r\n\t")
+    if stripped.endswith(delim):
+        body = stripped[:-1]
+    else:
+        body = stripped
+    doubled = delim * 2
+    sentinel = "\uffff"
+    if doubled in body:
+        body = body.replace(doubled, sentinel)
+    parts = body.split(delim)
+    if len(parts) % 2 == 1:
+        last = parts.pop()
+        if last.strip():
+            warnings.warn(
+                f"{path}: TEXT segment ends with a keyword without value ({last[:40]!r}); ignored",
+                FCSQuirkWarning,
+                stacklevel=3,
+            )
+    keywords: dict[str, str] = {}
+    padded = 0
+    for key_raw, value_raw in zip(parts[0::2], parts[1::2], strict=True):
+        key = key_raw.replace(sentinel, delim)
+        value = value_raw.replace(sentinel, delim)
+        clean = key.strip().upper()
+        if clean != key.upper():
+            padded += 1
+        if not clean:
+            continue
+        # The first occurrence wins (primary TEXT before supplemental TEXT).
+        keywords.setdefault(clean, value.strip())
+    return keywords, padded
+
+
+def _header_field(header: bytes, start: int, ctx: _Context, name: str) -> int | None:
+    raw = header[start : start + 8]
+    text = raw.decode("latin-1").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ctx.fail(f"HEADER {name} offset {raw!r} is not a number")
+    return int(text)
+
+
+def _int_keyword(kw: dict[str, str], key: str, ctx: _Context, *, required: bool = True) -> int:
+    value = kw.get(key)
+    if value is None or value == "":
+        if required:
+            raise ctx.fail(f"required keyword {key} is missing")
+        return 0
+    try:
+        number = float(value)
+    except ValueError:
+        raise ctx.fail(f"keyword {key} has non-numeric value {value[:40]!r}") from None
+    if not math.isfinite(number) or number != int(number) or number < 0:
+        raise ctx.fail(f"keyword {key} has invalid value {value[:40]!r}")
+    return int(number)
+
+
+def _float(value: str | None, default: float) -> float | None:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        out = float(value)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _byteorder(value: str, ctx: _Context) -> str:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if parts and all(p.isdigit() for p in parts):
+        nums = [int(p) for p in parts]
+        if nums == sorted(nums) and nums[0] == 1:
+            return "<"
+        if nums == sorted(nums, reverse=True) and nums[-1] == 1:
+            return ">"
+    raise ctx.fail(f"unsupported $BYTEORD {value!r}; valid: 1,2,3,4 (little) or 4,3,2,1 (big)")
+
+
+def _read_header(fh, offset: int, file_size: int, ctx: _Context) -> tuple[str, list]:
+    if offset + _HEADER_LEN > file_size:
+        if offset == 0:
+            raise ctx.fail(f"file of {file_size} byte(s) is too short for an FCS HEADER (58 bytes)")
+        raise ctx.fail(f"$NEXTDATA points to byte {offset}, past the end of the file")
+    fh.seek(offset)
+    header = fh.read(_HEADER_LEN)
+    magic = header[:6].decode("latin-1")
+    if not magic.startswith("FCS"):
+        raise ctx.fail(f"not an FCS file (starts with {header[:10]!r}, expected e.g. 'FCS3.1')")
+    if magic not in _VERSIONS:
+        raise ctx.fail(f"unsupported FCS version {magic!r}; valid: {', '.join(_VERSIONS)}")
+    names = ("TEXT start", "TEXT end", "DATA start", "DATA end", "ANALYSIS start", "ANALYSIS end")
+    fields = [_header_field(header, 10 + 8 * i, ctx, n) for i, n in enumerate(names)]
+    return magic[3:], fields
+
+
+def _read_text(fh, offset: int, hdr: list, file_size: int, ctx: _Context) -> dict[str, str]:
+    t_start, t_end = hdr[0], hdr[1]
+    if t_start is None or t_end is None or t_start == 0:
+        raise ctx.fail("HEADER has no TEXT segment offsets")
+    if t_end < t_start:
+        raise ctx.fail(f"HEADER TEXT segment ends ({t_end}) before it starts ({t_start})")
+    if offset + t_end >= file_size:
+        raise ctx.fail(
+            f"TEXT segment (bytes {t_start}-{t_end}) runs past the end of the file "
+            f"({file_size} bytes)"
+        )
+    fh.seek(offset + t_start)
+    keywords, padded = parse_text_segment(fh.read(t_end - t_start + 1), path=ctx.path)
+    if padded:
+        ctx.quirk(f"{padded} keyword name(s) padded with spaces (e.g. '   $DATATYPE'); stripped")
+    # Supplemental TEXT (FCS 3.x); primary keywords win.
+    s_start = _int_keyword(keywords, "$BEGINSTEXT", ctx, required=False)
+    s_end = _int_keyword(keywords, "$ENDSTEXT", ctx, required=False)
+    if s_start and s_end > s_start and (s_start, s_end) != (t_start, t_end):
+        if offset + s_end < file_size:
+            fh.seek(offset + s_start)
+            try:
+                extra, _ = parse_text_segment(fh.read(s_end - s_start + 1), path=ctx.path)
+            except FCSReadError:
+                ctx.quirk("supplemental TEXT segment is unreadable; ignored")
+                extra = {}
+            for key, value in extra.items():
+                keywords.setdefault(key, value)
+        else:
+            ctx.quirk("supplemental TEXT segment lies past the end of the file; ignored")
+    return keywords
+
+
+def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
+    pnn: list[str] = []
+    pns: list[str] = []
+    pnb: list[int] = []
+    storage: list[int] = []
+    odd: list[str] = []
+    pnr: list[float] = []
+    pne: list[tuple[float, float]] = []
+    png: list[float] = []
+    datatype = kw["$DATATYPE"].upper()
+    for i in range(1, n_par + 1):
+        pnn.append(kw.get(f"$P{i}N", ""))
+        pns.append(kw.get(f"$P{i}S", ""))
+        # Bit width.
+        b_raw = kw.get(f"$P{i}B", "")
+        if datatype in ("F", "D"):
+            width = 32 if datatype == "F" else 64
+            if b_raw.strip() not in ("", str(width)):
+                ctx.quirk(f"$P{i}B={b_raw!r} disagrees with $DATATYPE {datatype}; used {width}")
+        else:
+            if not b_raw.strip().isdigit():
+                raise ctx.fail(f"$P{i}B is {b_raw!r}; integer data needs a bit width per channel")
+            width = int(b_raw)
+            if width == 0 or width > 64:
+                raise ctx.fail(f"$P{i}B={width} is not supported; valid: 1 to 64 bits")
+        pnb.append(width)
+        if width % 8:
+            word = next(w for w in (8, 16, 32, 64) if w >= width)
+            odd.append(f"$P{i}B={width}")
+            storage.append(word)
+        else:
+            storage.append(width)
+        # Range.
+        r_raw = kw.get(f"$P{i}R")
+        if r_raw is None:
+            raise ctx.fail(f"required keyword $P{i}R is missing")
+        rng = _float(r_raw, 0.0)
+        if rng is None:
+            raise ctx.fail(f"$P{i}R has non-numeric value {r_raw[:40]!r}")
+        pnr.append(rng)
+        # Amplification (decades, log0).
+        e_raw = kw.get(f"$P{i}E", "")
+        amp = (0.0, 0.0)
+        if e_raw.strip():
+            bits = e_raw.split(",")
+            vals = [_float(b, 0.0) for b in bits]
+            if len(bits) != 2 or any(v is None for v in vals):
+                ctx.quirk(f"$P{i}E={e_raw!r} is malformed; channel treated as linear")
+            else:
+                decades, log0 = float(vals[0]), float(vals[1])  # type: ignore[arg-type]
+                if decades < 0 or log0 < 0:
+                    ctx.quirk(f"$P{i}E={e_raw!r} is negative; channel treated as linear")
+                else:
+                    if decades > 0 and log0 == 0:
+                        log0 = 1.0
+                    amp = (decades, log0)
+        pne.append(amp)
+        g = _float(kw.get(f"$P{i}G"), 1.0)
+        if g is None:
+            ctx.quirk(f"$P{i}G={kw.get(f'$P{i}G')!r} is not a number; gain 1 used")
+            g = 1.0
+        png.append(g)
+    if odd:
+        ctx.quirk(
+            f"bit widths not a whole number of bytes ({', '.join(odd[:4])}"
+            f"{' ...' if len(odd) > 4 else ''}); read as values in 8/16/32-bit words, "
+            "masked with $PnR"
+        )
+    return {"pnn": pnn, "pns": pns, "pnb": pnb, "storage_bits": storage, "pnr": pnr,
+            "pne": pne, "png": png}  # fmt: skip
+
+
+def _resolve_data(
+    kw: dict[str, str],
+    hdr: list,
+    version: str,
+    offset: int,
+    file_size: int,
+    event_bytes: int,
+    n_tot: int,
+    ctx: _Context,
+) -> tuple[int, int]:
+    """Find the DATA segment; return (absolute start, number of events)."""
+    h_start, h_end = hdr[2], hdr[3]
+    t_start = _int_keyword(kw, "$BEGINDATA", ctx, required=False) if "$BEGINDATA" in kw else None
+    t_end = _int_keyword(kw, "$ENDDATA", ctx, required=False) if "$ENDDATA" in kw else None
+    header_pair = (h_start, h_end) if h_start and h_end else None
+    text_pair = (t_start, t_end) if t_start and t_end else None
+    if header_pair is None and text_pair is None:
+        raise ctx.fail("neither HEADER nor $BEGINDATA/$ENDDATA give the DATA segment location")
+    if header_pair is None:
+        large = h_start == 0 and h_end == 0 and (t_end or 0) > _LARGE_FILE_LIMIT
+        if not large:
+            blank = "blank" if h_start is None or h_end is None else "0"
+            ctx.quirk(f"HEADER DATA offsets are {blank}; used $BEGINDATA/$ENDDATA")
+    candidates = [p for p in (text_pair, header_pair) if p is not None]
+    if version == "2.0":
+        candidates.reverse()
+    if text_pair and header_pair and text_pair != header_pair:
+        discrepancy = (
+            f"HEADER DATA offsets {header_pair} disagree with $BEGINDATA/$ENDDATA {text_pair}"
+        )
+    else:
+        discrepancy = ""
+    candidates = list(dict.fromkeys(candidates))
+
+    expected = n_tot * event_bytes
+    fallback: tuple[int, int, str] | None = None
+    problems: list[str] = []
+    for start, end in candidates:
+        if end < start:
+            problems.append(f"DATA ends ({end}) before it starts ({start})")
+            continue
+        abs_start = offset + start
+        if abs_start >= file_size:
+            problems.append(
+                f"DATA starts at byte {abs_start}, past the end of the file ({file_size} bytes)"
+            )
+            continue
+        length = end - start + 1
+        if length == expected and abs_start + expected <= file_size:
+            if discrepancy:
+                ctx.quirk(f"{discrepancy}; used {(start, end)}, which matches $TOT x event size")
+            return abs_start, n_tot
+        if abs(length - expected) == 1 and abs_start + expected <= file_size:
+            if discrepancy:
+                ctx.quirk(f"{discrepancy}; used {(start, end)}")
+            ctx.quirk(
+                f"DATA end offset is off by one ({length} bytes for {expected} bytes of "
+                f"$TOT={n_tot} events); read {expected} bytes"
+            )
+            return abs_start, n_tot
+        if abs_start + length > file_size:
+            problems.append(
+                f"DATA segment (bytes {start}-{end}) runs past the end of the file "
+                f"({file_size} bytes): the file is truncated or the offsets are wrong"
+            )
+            continue
+        held = length // event_bytes
+        if fallback is None:
+            fallback = (abs_start, held, f"{(start, end)}")
+        problems.append(
+            f"DATA segment (bytes {start}-{end}, {length} bytes) holds {length / event_bytes:g} "
+            f"events of {event_bytes} bytes but $TOT={n_tot}"
+        )
+    if fallback is not None:
+        abs_start, held, used = fallback
+        mild = held > 0 and abs(held - n_tot) <= max(1, int(0.01 * n_tot))
+        if mild:
+            if discrepancy:
+                ctx.quirk(f"{discrepancy}; used {used}")
+            ctx.quirk(
+                f"$TOT={n_tot} but the DATA segment holds {held} whole events; read {held} "
+                "(difference within 1% of $TOT)"
+            )
+            return abs_start, held
+    if n_tot > 0 and expected > file_size:
+        raise ctx.fail(
+            f"$TOT={n_tot} events x {event_bytes} bytes = {expected} bytes, more than the "
+            f"whole file ({file_size} bytes): truncated file or corrupt $TOT"
+        )
+    raise ctx.fail("; ".join(dict.fromkeys(problems)) or "cannot locate the DATA segment")
+
+
+def _parse_dataset(
+    fh, path: Path, offset: int, file_size: int
+) -> tuple[FCSMetadata, int, _Context]:
+    ctx = _Context(path)
+    version, hdr = _read_header(fh, offset, file_size, ctx)
+    kw = _read_text(fh, offset, hdr, file_size, ctx)
+    missing = [k for k in _REQUIRED if not kw.get(k)]
+    if missing:
+        raise ctx.fail(f"required keyword(s) missing: {', '.join(missing)}")
+    mode = kw.get("$MODE", "L").upper() or "L"
+    if mode != "L":
+        raise ctx.fail(f"unsupported $MODE {mode!r}; only list mode 'L' is supported")
+    datatype = kw["$DATATYPE"].upper()
+    if datatype not in ("I", "F", "D"):
+        raise ctx.fail(
+            f"unsupported $DATATYPE {kw['$DATATYPE']!r}; "
+            "valid: I (integer), F (float32), D (float64)"
+        )
+    n_par = _int_keyword(kw, "$PAR", ctx)
+    n_tot = _int_keyword(kw, "$TOT", ctx)
+    if n_par == 0:
+        raise ctx.fail("$PAR is 0: the file has no channels")
+    if n_par > 100_000:
+        raise ctx.fail(f"$PAR={n_par} is implausible")
+    if n_tot == 0:
+        raise ctx.fail("$TOT is 0: the file holds no events")
+    byteorder = _byteorder(kw["$BYTEORD"], ctx)
+    chans = _channels(kw, n_par, ctx)
+    event_bytes = sum(chans["storage_bits"]) // 8
+    data_start, n_events = _resolve_data(
+        kw, hdr, version, offset, file_size, event_bytes, n_tot, ctx
+    )
+    next_raw = kw.get("$NEXTDATA", "0") or "0"
+    try:
+        nextdata = int(float(next_raw))
+    except ValueError:
+        ctx.quirk(f"$NEXTDATA={next_raw!r} is not a number; treated as 0")
+        nextdata = 0
+    meta = FCSMetadata(
+        path=path,
+        version=version,
+        dataset=0,
+        n_datasets=1,
+        keywords=kw,
+        n_events=n_events,
+        n_channels=n_par,
+        datatype=datatype,
+        byteorder=byteorder,
+        data_start=data_start,
+        data_nbytes=n_events * event_bytes,
+        quirks=ctx.quirks,
+        **chans,
+    )
+    return meta, nextdata, ctx
+
+
+def _open_checked(path: Path):
+    if path.is_dir():
+        raise FCSReadError(path, "is a directory, not an FCS file")
+    if not path.exists():
+        raise FCSReadError(path, "file does not exist")
+    try:
+        fh = open(path, "rb")
+        size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise FCSReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        fh.close()
+        raise FCSReadError(path, "file is empty (0 bytes)")
+    return fh, size
+
+
+def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
+    """Read only the HEADER and TEXT of an FCS file (no events are decoded).
+
+    Cheap enough to run over a whole batch: it is what :func:`nkflow.io.check_batch` and
+    :func:`nkflow.io.inspect_files` use. The DATA location is resolved and checked against
+    the file size, so truncated files and absurd ``$TOT`` values are caught here.
+
+    Parameters
+    ----------
+    path
+        The FCS file.
+    dataset
+        Which data set to describe when the file chains several via ``$NEXTDATA``.
+
+    Returns
+    -------
+    FCSMetadata
+        Keywords, channels and the resolved DATA location.
+
+    Raises
+    ------
+    FCSReadError
+        The file is not a readable FCS file; the message names the file and the problem.
+
+    Warns
+    -----
+    FCSQuirkWarning
+        For each tolerated deviation from the standard (the quirk is named).
+    """
+    path = Path(path)
+    if dataset < 0:
+        raise FCSReadError(path, f"dataset={dataset} is invalid; data sets are numbered from 0")
+    fh, size = _open_checked(path)
+    chosen: FCSMetadata | None = None
+    chosen_warnings: list[warnings.WarningMessage] = []
+    extra_quirks: list[str] = []
+    offset, index, seen = 0, 0, {0}
+    with fh:
+        try:
+            while True:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", FCSQuirkWarning)
+                    try:
+                        meta, nextdata, _ = _parse_dataset(fh, path, offset, size)
+                    except FCSReadError as exc:
+                        if index <= dataset:
+                            raise
+                        extra_quirks.append(f"data set {index} is unreadable ({exc.reason})")
+                        index -= 1
+                        break
+                if index == dataset:
+                    chosen, chosen_warnings = meta, list(caught)
+                if nextdata <= 0 or index + 1 >= _MAX_DATASETS:
+                    break
+                nxt = offset + nextdata
+                if nxt in seen or nxt + _HEADER_LEN > size:
+                    if chosen is not None:
+                        extra_quirks.append(f"$NEXTDATA={nextdata} points nowhere; ignored")
+                    break
+                seen.add(nxt)
+                offset = nxt
+                index += 1
+        except FCSReadError:
+            raise
+        except OSError as exc:
+            raise FCSReadError(path, f"I/O error while reading: {exc}") from None
+    if chosen is None:
+        raise FCSReadError(
+            path, f"dataset={dataset} requested but the file holds {index + 1} data set(s)"
+        )
+    for w in chosen_warnings:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    chosen.dataset = dataset
+    chosen.n_datasets = index + 1
+    if chosen.n_datasets > 1:
+        extra_quirks.insert(
+            0,
+            f"file holds {chosen.n_datasets} data sets ($NEXTDATA); read data set {dataset} "
+            "(choose another with dataset=)",
+        )
+    for message in extra_quirks:
+        chosen.quirks.append(message)
+        warnings.warn(f"{path}: {message}", FCSQuirkWarning, stacklevel=2)
+    return chosen

@@ -1,0 +1,272 @@
+"""Metadata sheets: one row per FCS file, validated as a whole before any work starts.
+
+The sheet format is fixed by docs/contracts.md: required columns ``file`` (relative to the
+sheet) and ``sample_id``; optional ``donor``, ``tissue``, ``timepoint``, ``stimulation``
+(``unstim`` | ``stim`` | ``""``), ``role`` (``sample``, ``unstim``, ``stim``,
+``fmo:<MARKER>``, ``positive_control``, ``single_stain:<MARKER>``, ``unstained``),
+``species`` (``human`` | ``mouse``) and ``batch``. Extra columns are kept.
+
+:func:`read_metadata` collects every problem (missing files, duplicate ids, unknown roles,
+non-canonical FMO markers, bad stimulation or species values, unreadable encodings) and
+raises one :class:`MetadataError` listing them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..exceptions import MetadataError
+from .panel import CANONICAL_MARKERS, canonical_marker, marker_from_text
+
+__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "ROLES", "metadata_from_folder", "read_metadata"]
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("file", "sample_id")
+OPTIONAL_COLUMNS = ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch")
+ROLES = ("sample", "unstim", "stim", "positive_control", "unstained", "fmo:<MARKER>",
+         "single_stain:<MARKER>")  # fmt: skip
+_SIMPLE_ROLES = {"sample", "unstim", "stim", "positive_control", "unstained"}
+_STIMULATION = ("unstim", "stim", "")
+_SPECIES = ("human", "mouse", "")
+_FCS_SUFFIXES = (".fcs", ".lmd")
+
+
+def _decode_sheet(raw: bytes, problems: list[str]) -> str | None:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            problems.append(f"sheet looks like UTF-16 but cannot be decoded ({exc.reason})")
+            return None
+    if b"\x00" in raw:
+        problems.append(
+            "sheet contains NUL bytes: not a text CSV (UTF-16 without BOM or a binary file); "
+            "save it as UTF-8 CSV"
+        )
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    logger.warning("metadata sheet is not UTF-8; read it as Windows-1252/Latin-1")
+    return text
+
+
+def _check_role(role: str, where: str, problems: list[str]) -> str:
+    """Validate and normalise one role value; return the normalised role."""
+    if role == "":
+        return "sample"
+    low = role.lower()
+    if low in _SIMPLE_ROLES:
+        return low
+    prefix, sep, marker = role.partition(":")
+    if sep and prefix.strip().lower() in ("fmo", "single_stain"):
+        marker = marker.strip()
+        kind = prefix.strip().lower()
+        if marker in CANONICAL_MARKERS:
+            return f"{kind}:{marker}"
+        suggestion = canonical_marker(marker) if marker else ""
+        hint = (
+            f" (did you mean {kind}:{suggestion}?)"
+            if suggestion in CANONICAL_MARKERS
+            else f"; canonical markers: {', '.join(sorted(CANONICAL_MARKERS))}"
+        )
+        problems.append(f"{where}: role {role!r} names a non-canonical marker {marker!r}{hint}")
+        return role
+    problems.append(f"{where}: unknown role {role!r}; valid: {', '.join(ROLES)}")
+    return role
+
+
+def read_metadata(path: str | Path) -> pd.DataFrame:
+    """Read and validate a metadata sheet (CSV).
+
+    Parameters
+    ----------
+    path
+        The sheet. UTF-8 (with or without BOM), UTF-16 with BOM and Windows-1252/Latin-1
+        are accepted.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, all columns as strings (optional ones default to ``""``, ``role``
+        to ``"sample"``), plus ``path``: the absolute path of each file. ``attrs["source"]``
+        is the sheet path.
+
+    Raises
+    ------
+    MetadataError
+        Listing every problem found (all of them, not just the first).
+    """
+    path = Path(path)
+    problems: list[str] = []
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise MetadataError(path, ["is a directory; use metadata_from_folder"]) from None
+    except OSError as exc:
+        raise MetadataError(path, [f"cannot read the sheet: {exc.strerror or exc}"]) from None
+    text = _decode_sheet(raw, problems)
+    if text is None:
+        raise MetadataError(path, problems)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        sep = dialect.delimiter
+    except csv.Error:
+        sep = ","
+    try:
+        table = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise MetadataError(path, [f"not a readable CSV: {exc}"]) from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        problems.append(
+            f"missing required column(s) {missing}; found {list(table.columns)}; "
+            f"required: {list(REQUIRED_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}"
+        )
+        raise MetadataError(path, problems)
+    dup_cols = [c for c in set(table.columns) if list(table.columns).count(c) > 1]
+    if dup_cols:
+        problems.append(f"column(s) appear twice: {sorted(dup_cols)}")
+    table = table.map(lambda v: v.strip() if isinstance(v, str) else v)
+    table = table[~(table == "").all(axis=1)].reset_index(drop=True)
+    if table.empty:
+        problems.append("the sheet has no rows")
+    for col in OPTIONAL_COLUMNS:
+        if col not in table.columns:
+            table[col] = ""
+    base = path.parent
+    paths: list[str] = []
+    for i, row in table.iterrows():
+        where = f"row {int(i) + 2}"  # header is line 1
+        file_value = row["file"]
+        sid = row["sample_id"]
+        if sid:
+            where += f" (sample_id {sid!r})"
+        if not sid:
+            problems.append(f"{where}: empty sample_id")
+        if not file_value:
+            problems.append(f"{where}: empty file")
+            paths.append("")
+        else:
+            full = Path(file_value)
+            full = full if full.is_absolute() else base / full
+            paths.append(str(full.resolve()))
+            if not full.exists():
+                problems.append(f"{where}: file {file_value!r} not found (looked at {full})")
+            elif full.is_dir():
+                problems.append(f"{where}: file {file_value!r} is a directory")
+        stim = row["stimulation"].lower()
+        if stim not in _STIMULATION:
+            problems.append(
+                f"{where}: stimulation {row['stimulation']!r} invalid; valid: 'unstim', 'stim', ''"
+            )
+        else:
+            table.at[i, "stimulation"] = stim
+        species = row["species"].lower()
+        if species not in _SPECIES:
+            problems.append(
+                f"{where}: species {row['species']!r} invalid; valid: 'human', 'mouse', ''"
+            )
+        else:
+            table.at[i, "species"] = species
+        table.at[i, "role"] = _check_role(row["role"], where, problems)
+    ids = table["sample_id"]
+    for sid in sorted(set(ids[ids.duplicated() & (ids != "")])):
+        rows = [int(i) + 2 for i in table.index[ids == sid]]
+        problems.append(f"duplicate sample_id {sid!r} on rows {rows}")
+    resolved = pd.Series(paths, dtype=str)
+    for p in sorted(set(resolved[resolved.duplicated() & (resolved != "")])):
+        rows = [int(i) + 2 for i in resolved.index[resolved == p]]
+        problems.append(f"file {p!r} listed on several rows {rows}")
+    if problems:
+        raise MetadataError(path, problems)
+    table["path"] = paths
+    table.attrs["source"] = str(path)
+    return table
+
+
+_ROLE_PATTERNS = (
+    (re.compile(r"(?:^|[^a-z])unstained(?:[^a-z]|$)"), "unstained"),
+    (re.compile(r"(?:^|[^a-z])(?:unstim|unstimulated|nostim|no[-_ ]stim)(?:[^a-z]|$)"), "unstim"),
+    (re.compile(r"(?:^|[^a-z])(?:stim|stimulated|pma|pmaiono)(?:[^a-z]|$)"), "stim"),
+)
+
+
+def _guess_role(stem: str) -> tuple[str, str]:
+    """Guess (role, stimulation) from a file stem, conservatively."""
+    low = stem.lower()
+    fmo = re.search(r"(?:^|[^a-z])fmo[-_ ]*([a-z0-9.\-]+?)(?:[-_ ]|$)", low)
+    if fmo:
+        original = stem[fmo.start(1) : fmo.end(1)]
+        marker = marker_from_text(original)
+        if marker in CANONICAL_MARKERS:
+            return f"fmo:{marker}", ""
+        return "sample", ""
+    for pattern, role in _ROLE_PATTERNS:
+        if pattern.search(low):
+            if role == "unstained":
+                return role, ""
+            return role, role
+    return "sample", ""
+
+
+def metadata_from_folder(folder: str | Path) -> pd.DataFrame:
+    """Build a metadata sheet from the FCS files of a folder (not recursive).
+
+    ``sample_id`` is the file stem (made unique with ``_2``, ``_3`` ... if needed);
+    ``role`` is guessed conservatively from the name (``FMO_CD69`` -> ``fmo:CD69``,
+    ``unstained``, ``unstim``, ``stim``), else ``sample``.
+
+    Parameters
+    ----------
+    folder
+        A folder holding ``*.fcs`` / ``*.lmd`` files.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns as :func:`read_metadata`, files sorted by name.
+
+    Raises
+    ------
+    MetadataError
+        The folder does not exist or holds no FCS files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MetadataError(folder, ["not a folder"])
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FCS_SUFFIXES)
+    if not files:
+        raise MetadataError(folder, ["no *.fcs or *.lmd files in the folder"])
+    rows = []
+    used: set[str] = set()
+    for f in files:
+        sid = f.stem
+        k = 2
+        while sid in used:
+            sid = f"{f.stem}_{k}"
+            k += 1
+        used.add(sid)
+        role, stim = _guess_role(f.stem)
+        row = {"file": f.name, "sample_id": sid}
+        row.update({c: "" for c in OPTIONAL_COLUMNS})
+        row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "path"])
+    table.attrs["source"] = str(folder)
+    return table

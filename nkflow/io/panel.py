@@ -1,0 +1,432 @@
+"""Marker resolution: from free-text ``$PnS`` (or ``$PnN``) to canonical marker names.
+
+Real files label channels freely: ``"CD56 PEDazzle594"``, ``"173Yb_CD56"``,
+``"FL1-H CD4 FITC"``, ``"Zombie aqua CD14 CD19"``, ``"NK1/1"``. The text is split into
+tokens (on spaces, ``_ / , ; : ( ) -`` ...), runs of up to three tokens are looked up in an
+alias table under a normalised key (lower case, Greek letters spelled, punctuation dropped),
+and what matched decides the marker. Fluorochrome, detector and isotope tokens are simply
+not in the table, so ``"CD16 APC-Cy7"`` is ``CD16`` and ``"PE-Cy7-A"`` is no marker.
+
+A viability dye together with dump markers becomes one combined marker, e.g.
+``"Zombie aqua CD14 CD19"`` -> ``LD_CD14_CD19``, ``"L/D CD19 F4/80"`` -> ``LD_CD19_F4-80``;
+a viability dye alone is ``Viability``.
+
+A user panel (CSV ``channel,marker`` or TOML ``[channels]``) overrides the table for the
+channels it names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import tomllib
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Union
+
+from ..exceptions import PanelError
+
+__all__ = [
+    "ALIASES",
+    "CANONICAL_MARKERS",
+    "PanelLike",
+    "canonical_marker",
+    "conflict_message",
+    "load_panel",
+    "marker_from_text",
+    "resolve_markers",
+    "resolve_with_conflicts",
+]
+
+logger = logging.getLogger(__name__)
+
+PanelLike = Union[str, Path, Mapping[str, str], None]  # noqa: UP007 - runtime alias
+
+#: canonical name -> aliases (free text; matched after normalisation).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "CD45": ("CD45", "PTPRC", "LCA"),
+    "CD56": ("CD56", "NCAM1", "NCAM", "Leu-19", "Leu19", "N901", "NKH-1"),
+    "CD49a": ("CD49a", "ITGA1", "VLA-1", "VLA1"),
+    "CD49b": ("CD49b", "DX5", "ITGA2", "VLA-2"),
+    "CD103": ("CD103", "ITGAE", "alphaE", "integrin alphaE"),
+    "CD3": ("CD3", "CD3e", "CD3ε", "CD3epsilon", "CD3 epsilon"),
+    "CXCR6": ("CXCR6", "CD186"),
+    "CD69": ("CD69",),
+    "CD16": ("CD16", "CD16a", "FcgRIII", "FcγRIII", "FCGR3A", "FcRIII", "FcgammaRIII"),
+    "CD62L": ("CD62L", "SELL", "L-selectin", "LECAM-1"),
+    "AREG": ("AREG", "amphiregulin", "Areg"),
+    "CD127": ("CD127", "IL7R", "IL-7R", "IL7Ra", "IL-7Ra", "IL-7Rα", "IL7Rα"),
+    "NKG2D": ("NKG2D", "CD314", "KLRK1"),
+    "NKp46": ("NKp46", "CD335", "NCR1"),
+    "IFN-g": ("IFN-g", "IFNg", "IFNG", "IFN-γ", "IFNγ", "IFN-gamma", "IFN gamma",
+              "interferon gamma", "IFNgamma"),
+    "CD107a": ("CD107a", "LAMP1", "LAMP-1"),
+    "NK1.1": ("NK1.1", "NK1_1", "NK-1.1", "CD161c", "Klrb1c", "NK11"),
+    "CD27": ("CD27", "TNFRSF7"),
+    "CD11b": ("CD11b", "ITGAM", "Mac-1", "Mac1"),
+    "Eomes": ("Eomes", "EOMES", "Tbr2"),
+    "CD4": ("CD4",),
+    "CD8": ("CD8", "CD8a", "CD8α", "CD8alpha", "CD8b"),
+    "CD14": ("CD14",),
+    "CD19": ("CD19",),
+    "CD57": ("CD57", "HNK-1", "HNK1", "B3GAT1"),
+    "NKG2A": ("NKG2A", "CD159a", "KLRC1"),
+    "NKG2C": ("NKG2C", "CD159c", "KLRC2"),
+    "KIR2D": ("KIR2D", "CD158", "KIR2DL", "KIR2DL/S"),
+    "HLA-DR": ("HLA-DR", "HLADR", "MHCII", "MHC-II", "MHC II"),
+    "CD7": ("CD7",),
+    "CD161": ("CD161", "KLRB1"),
+    "Ki-67": ("Ki-67", "Ki67", "MKI67"),
+    "Perforin": ("Perforin", "PRF1", "Perf"),
+    "Granzyme-B": ("Granzyme-B", "Granzyme B", "GranzymeB", "GzmB", "GZMB", "GrB"),
+    "TNF": ("TNF", "TNFa", "TNF-a", "TNFα", "TNF-α", "TNF-alpha", "TNFalpha"),
+    "CD2": ("CD2",),
+    "CD25": ("CD25", "IL2RA", "IL-2Ra", "IL2Rα"),
+    "NKp44": ("NKp44", "CD336", "NCR2"),
+    "NKp30": ("NKp30", "CD337", "NCR3"),
+    "NKp80": ("NKp80", "KLRF1"),
+    "CD11c": ("CD11c", "ITGAX"),
+    "TCRgd": ("TCRgd", "TCRγδ", "TCR-gd", "TCR gd", "gdTCR", "TCRyd", "TCR-γδ", "gd TCR",
+              "TCRgammadelta"),
+    "CD20": ("CD20", "MS4A1"),
+}  # fmt: skip
+
+#: Every canonical marker name (the keys of :data:`ALIASES`, the viability combinations
+#: of docs/contracts.md and ``Viability``).
+CANONICAL_MARKERS: frozenset[str] = frozenset(
+    [*ALIASES, "LD_CD14_CD19", "LD_CD19_F4-80", "Viability"]
+)
+
+# Dump markers that only appear inside viability/dump combinations.
+_DUMP_ONLY = {"F4-80": ("F4-80", "F4/80", "F480", "Adgre1", "EMR1")}
+_VIABILITY = (
+    "LD", "L/D", "Live/Dead", "LiveDead", "Live Dead", "Zombie", "Viability", "Viab",
+    "Viakrome", "FVS", "FVD", "Fixable viability", "7AAD", "7-AAD", "DAPI", "PI",
+    "Propidium iodide", "Sytox", "Dead", "eF780 viability", "Ghost dye", "Ghost",
+)  # fmt: skip
+_GREEK = {"γ": "g", "δ": "d", "α": "a", "β": "b", "ε": "e", "κ": "k"}
+_SPLIT = re.compile(r"[\s_/,;:()\[\]{}|+\-.@#*]+")
+_MAX_NGRAM = 3
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    for greek, latin in _GREEK.items():
+        text = text.replace(greek, latin)
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+def _build_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for canon, aliases in {**ALIASES, **_DUMP_ONLY}.items():
+        for alias in (canon, *aliases):
+            table.setdefault(_norm(alias), canon)
+    for alias in _VIABILITY:
+        table.setdefault(_norm(alias), "__viability__")
+    return table
+
+
+_TABLE = _build_table()
+_CANON_BY_NORM = {_norm(c): c for c in CANONICAL_MARKERS}
+
+
+def _species_form(marker: str, species: str | None) -> str:
+    if species == "mouse" and marker == "CD3":
+        return "CD3e"
+    return marker
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in _SPLIT.split(unicodedata.normalize("NFKC", text)) if t]
+
+
+def _scan(text: str) -> list[str]:
+    """Canonical markers (and ``__viability__``) found in ``text``, in order."""
+    tokens = [_norm(t) for t in _tokens(text)]
+    tokens = [t for t in tokens if t]
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        for n in range(min(_MAX_NGRAM, len(tokens) - i), 0, -1):
+            hit = _TABLE.get("".join(tokens[i : i + n]))
+            if hit is not None:
+                found.append(hit)
+                i += n
+                break
+        else:
+            i += 1
+    return found
+
+
+def marker_from_text(text: str, *, species: str | None = None) -> str:
+    """Resolve one free-text channel label to a canonical marker (``""`` when none).
+
+    Parameters
+    ----------
+    text
+        A ``$PnS`` (or ``$PnN``) string such as ``"CD56 BUV737"`` or ``"173Yb_CD56"``.
+    species
+        ``"mouse"`` writes CD3 as ``CD3e``; ``None``/``"human"`` keep the table's names.
+
+    Returns
+    -------
+    str
+        The canonical marker, or ``""`` when the text names no marker or several unrelated
+        markers (a dump channel without viability dye, for example).
+    """
+    whole = _TABLE.get(_norm(text))
+    if whole is not None and whole != "__viability__" and whole not in _DUMP_ONLY:
+        return _species_form(whole, species)
+    found = list(dict.fromkeys(_scan(text)))
+    viability = "__viability__" in found
+    markers = [m for m in found if m != "__viability__"]
+    if viability:
+        if not markers:
+            return "Viability"
+        return "LD_" + "_".join(sorted(markers))
+    markers = [m for m in markers if m not in _DUMP_ONLY]
+    if len(markers) == 1:
+        return _species_form(markers[0], species)
+    if len(markers) > 1:
+        logger.debug("label %r names several markers %s; left unresolved", text, markers)
+    return ""
+
+
+def canonical_marker(name: str, *, species: str | None = None) -> str:
+    """Return the canonical spelling of a marker name or alias (unknown names unchanged).
+
+    Parameters
+    ----------
+    name
+        ``"NCAM1"``, ``"ifn-gamma"``, ``"CD56"`` ...
+    species
+        As in :func:`marker_from_text`.
+
+    Returns
+    -------
+    str
+        The canonical name, or ``name`` stripped when it is not in the table.
+    """
+    key = _norm(name)
+    if key in _CANON_BY_NORM:
+        return _species_form(_CANON_BY_NORM[key], species)
+    hit = marker_from_text(name, species=species)
+    return hit or name.strip()
+
+
+def _decode_bytes(raw: bytes) -> str:
+    for enc in ("utf-8-sig", "utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def load_panel(path: str | Path) -> dict[str, str]:
+    """Load a user panel: CSV with columns ``channel,marker`` or TOML with ``[channels]``.
+
+    Marker names are written in canonical form when they are aliases (``NCAM1`` ->
+    ``CD56``); other names are kept as the user wrote them; an empty marker means "this
+    channel carries no marker".
+
+    Parameters
+    ----------
+    path
+        ``.csv`` or ``.toml`` file.
+
+    Returns
+    -------
+    dict
+        ``channel -> marker``; channels match ``$PnN`` (or, failing that, ``$PnS``).
+
+    Raises
+    ------
+    PanelError
+        The file is unreadable, lacks the columns/table, or names a channel twice.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PanelError(f"{path}: cannot read panel file: {exc.strerror or exc}") from None
+    text = _decode_bytes(raw)
+    pairs: list[tuple[str, str]] = []
+    if path.suffix.lower() == ".toml":
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PanelError(f"{path}: invalid TOML: {exc}") from None
+        table = doc.get("channels")
+        if not isinstance(table, dict):
+            raise PanelError(f'{path}: needs a [channels] table of channel = "marker"')
+        for channel, marker in table.items():
+            if not isinstance(marker, str):
+                raise PanelError(f"{path}: marker for {channel!r} must be a string, not {marker!r}")
+            pairs.append((str(channel), marker))
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+        if "channel" not in fields or "marker" not in fields:
+            raise PanelError(
+                f"{path}: panel CSV needs columns 'channel' and 'marker'; "
+                f"found {list(reader.fieldnames or [])}"
+            )
+        for row in reader:
+            channel = (row.get(fields["channel"]) or "").strip()
+            if channel:
+                pairs.append((channel, (row.get(fields["marker"]) or "").strip()))
+    panel: dict[str, str] = {}
+    dups = []
+    for channel, marker in pairs:
+        if channel in panel:
+            dups.append(channel)
+        panel[channel] = canonical_marker(marker) if marker.strip() else ""
+    if dups:
+        raise PanelError(f"{path}: channel(s) listed more than once: {sorted(set(dups))}")
+    return panel
+
+
+def _as_panel(panel: PanelLike) -> dict[str, str] | None:
+    if panel is None:
+        return None
+    if isinstance(panel, str | Path):
+        return load_panel(panel)
+    return {str(k): (canonical_marker(str(v)) if str(v).strip() else "") for k, v in panel.items()}
+
+
+_SUFFIX = re.compile(r"[-_ ]?(A|H|W|Area|Height|Width)$", re.IGNORECASE)
+
+
+def _preferred(channels: list[tuple[int, str]]) -> int | None:
+    """Among channels sharing a marker, pick the area one when the rest are -H/-W twins."""
+    stems = {_SUFFIX.sub("", name) for _, name in channels}
+    if len(stems) != 1:
+        return None
+    areas = [i for i, name in channels if re.search(r"[-_ ]?(A|Area)$", name)]
+    return areas[0] if len(areas) == 1 else None
+
+
+def resolve_markers(
+    pnn: Sequence[str],
+    pns: Sequence[str],
+    *,
+    panel: PanelLike = None,
+    species: str | None = None,
+    on_conflict: str = "raise",
+) -> list[str]:
+    """Resolve every channel to a canonical marker (``""`` when it carries none).
+
+    ``$PnS`` is read first; when it is empty ``$PnN`` is used. When the area, height and
+    width versions of one detector all carry the same label (``CD123`` on ``Am Cyan-A``
+    and ``Am Cyan-H``), the area channel gets the marker.
+
+    Parameters
+    ----------
+    pnn
+        Channel names.
+    pns
+        Stain labels, same length (``""`` where absent).
+    panel
+        Panel file, mapping ``channel -> marker`` or None; its entries override the table.
+    species
+        ``"human"``, ``"mouse"`` or None (see :func:`marker_from_text`).
+    on_conflict
+        ``"raise"`` (default): two channels claiming one marker raise :class:`PanelError`.
+        ``"blank"``: such markers are left unresolved (``""`` on every claimant).
+
+    Returns
+    -------
+    list of str
+        One marker per channel.
+
+    Raises
+    ------
+    PanelError
+        Two channels resolve to the same marker; the message lists both.
+    """
+    if on_conflict not in ("raise", "blank"):
+        raise ValueError(f"on_conflict={on_conflict!r}; valid: 'raise', 'blank'")
+    markers, clashes = resolve_with_conflicts(pnn, pns, panel=panel, species=species)
+    if clashes and on_conflict == "raise":
+        raise PanelError(conflict_message(clashes, pnn, pns))
+    return markers
+
+
+def conflict_message(
+    clashes: Mapping[str, list[str]], pnn: Sequence[str], pns: Sequence[str]
+) -> str:
+    """Describe marker conflicts (marker -> channels) in one message naming every channel."""
+    label = dict(zip(pnn, list(pns) + [""] * (len(pnn) - len(pns)), strict=True))
+    parts = [
+        f"{marker} on " + ", ".join(f"{c!r} ($PnS {label.get(c, '')!r})" for c in chans)
+        for marker, chans in clashes.items()
+    ]
+    return (
+        "several channels resolve to one marker: "
+        + "; ".join(parts)
+        + " — name the right channel in a panel file (channel,marker)"
+    )
+
+
+def resolve_with_conflicts(
+    pnn: Sequence[str],
+    pns: Sequence[str],
+    *,
+    panel: PanelLike = None,
+    species: str | None = None,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Resolve markers, leaving conflicting ones blank, and report the conflicts.
+
+    Parameters
+    ----------
+    pnn, pns, panel, species
+        As in :func:`resolve_markers`.
+
+    Returns
+    -------
+    tuple
+        The markers (``""`` for unresolved and conflicting channels) and
+        ``{marker: [channels claiming it]}``.
+    """
+    pnn = list(pnn)
+    pns = list(pns) + [""] * (len(pnn) - len(pns))
+    user = _as_panel(panel) or {}
+    by_pns = {s.strip(): i for i, s in enumerate(pns) if s.strip()}
+    overridden: dict[int, str] = {}
+    for channel, marker in user.items():
+        idx = pnn.index(channel) if channel in pnn else by_pns.get(channel)
+        if idx is None:
+            logger.debug("panel channel %r not in this file", channel)
+            continue
+        overridden[idx] = marker
+    markers: list[str] = []
+    for i, (name, label) in enumerate(zip(pnn, pns, strict=True)):
+        if i in overridden:
+            markers.append(overridden[i])
+            continue
+        text = label.strip() or name
+        markers.append(marker_from_text(text, species=species))
+    user_markers = {m for m in overridden.values() if m}
+    for i, marker in enumerate(markers):
+        if i not in overridden and marker in user_markers:
+            logger.debug("channel %r: %s assigned elsewhere by the panel", pnn[i], marker)
+            markers[i] = ""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for i, marker in enumerate(markers):
+        if marker:
+            groups.setdefault(marker, []).append((i, pnn[i]))
+    clashes: dict[str, list[str]] = {}
+    for marker, chans in groups.items():
+        if len(chans) < 2:
+            continue
+        keep = _preferred(chans)
+        if keep is None:
+            clashes[marker] = [name for _, name in chans]
+        for i, _ in chans:
+            if i != keep:
+                markers[i] = ""
+    return markers, clashes
