@@ -1,1 +1,56 @@
-"""nkflow.gating."""
+"""Gating: templates, data-driven thresholds with provenance, resolved gates, populations.
+
+- :func:`load_template`, :func:`list_templates`, :func:`validate_template`,
+  :func:`template_hash`: the TOML templates in ``gating/``.
+- :func:`gate` (one sample) and :func:`gate_batch` (FMO thresholds per tissue and batch,
+  then one sample at a time).
+- :func:`compare_thresholds`: drift of thresholds across batches.
+- :mod:`nkflow.gating.gates`: resolved gate dataclasses (exported to GatingML 2.0).
+"""
+
+from __future__ import annotations
+
+from .apply import BatchGatingResult, gate, gate_batch, resolve_channel
+from .gates import (
+    BooleanGate,
+    Dimension,
+    Operand,
+    PolygonGate,
+    RectangleGate,
+    evaluate_gates,
+)
+from .stats import population_table
+from .template import Template, list_templates, load_template, template_hash, validate_template
+from .thresholds import (
+    Threshold,
+    compare_thresholds,
+    fmo_threshold,
+    mirror_threshold,
+    quantile_threshold,
+    valley_threshold,
+)
+
+__all__ = [
+    "BatchGatingResult",
+    "BooleanGate",
+    "Dimension",
+    "Operand",
+    "PolygonGate",
+    "RectangleGate",
+    "Template",
+    "Threshold",
+    "compare_thresholds",
+    "evaluate_gates",
+    "fmo_threshold",
+    "gate",
+    "gate_batch",
+    "list_templates",
+    "load_template",
+    "mirror_threshold",
+    "population_table",
+    "quantile_threshold",
+    "resolve_channel",
+    "template_hash",
+    "validate_template",
+    "valley_threshold",
+]

@@ -113,7 +113,7 @@ class DimSpec:
     percentile: float | None = None
     on: str | None = None
     unimodal: str = "negative"
-    min_prominence: float = 0.05
+    min_prominence: float = 0.02
     bw_adjust: float = 1.0
     stim: str = "keep"
 
@@ -262,7 +262,7 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
         unimodal=_choice(
             path, where, "unimodal", raw.get("unimodal", "negative"), ("negative", "positive")
         ),
-        min_prominence=_number(path, where, "min_prominence", raw.get("min_prominence", 0.05)),
+        min_prominence=_number(path, where, "min_prominence", raw.get("min_prominence", 0.02)),
         bw_adjust=_number(path, where, "bw_adjust", raw.get("bw_adjust", 1.0)),
         stim=_choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "drop")),
     )

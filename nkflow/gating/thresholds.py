@@ -132,6 +132,7 @@ def _valley_from_density(
     dens: NDArray[np.float64],
     centers: NDArray[np.float64],
     min_prominence: float,
+    between: str = "top2",
 ) -> float | None:
     top = dens.max()
     if top <= 0:
@@ -139,8 +140,16 @@ def _valley_from_density(
     peaks, props = find_peaks(dens, prominence=min_prominence * top)
     if peaks.size < 2:
         return None
-    order = np.argsort(props["prominences"])[::-1][:2]
-    a, b = np.sort(peaks[order])
+    prom = props["prominences"]
+    if between == "top2":
+        order = np.argsort(prom)[::-1][:2]
+        a, b = np.sort(peaks[order])
+    else:  # "below_main": the main peak and the most prominent peak left of it
+        main = int(np.argmax(dens[peaks]))
+        left = np.flatnonzero(peaks < peaks[main])
+        if left.size == 0:
+            return None
+        a, b = int(peaks[left[np.argmax(prom[left])]]), int(peaks[main])
     seg = dens[a : b + 1]
     i = a + int(np.argmin(seg))
     return float(centers[i])
@@ -196,6 +205,7 @@ def _binned_rule(
     n_boot: int,
     random_state: int | np.random.Generator | None,
     confidence: float,
+    between: str = "top2",
 ) -> tuple[float, float, float, str, int]:
     v = _clean(values)
     if v.size < 10:
@@ -208,7 +218,7 @@ def _binned_rule(
     def estimate(c: NDArray[np.float64]) -> tuple[float, str]:
         dens = _density(c, sig)
         if rule == "valley":
-            t = _valley_from_density(dens, centers, min_prominence)
+            t = _valley_from_density(dens, centers, min_prominence, between)
             if t is not None:
                 return t, "valley"
         return _mirror_from_density(c, dens, centers, z, unimodal), "mirror"
@@ -228,13 +238,14 @@ def _binned_rule(
 def valley_threshold(
     values: ArrayLike,
     *,
-    min_prominence: float = 0.05,
+    min_prominence: float = 0.02,
     bw_adjust: float = 1.0,
     unimodal: str = "negative",
     fallback_percentile: float = 99.5,
     n_boot: int = 200,
     random_state: int | np.random.Generator | None = 0,
     confidence: float = 0.95,
+    between: str = "top2",
 ) -> tuple[float, float, float, str, int]:
     """Density valley between the two most prominent peaks, with a bootstrap CI.
 
@@ -257,6 +268,9 @@ def valley_threshold(
         Seed or generator for the bootstrap.
     confidence
         Coverage of the percentile bootstrap interval.
+    between
+        ``"top2"``: the two most prominent peaks; ``"below_main"``: the highest peak and
+        the most prominent peak left of it (debris below cells).
 
     Returns
     -------
@@ -265,6 +279,7 @@ def valley_threshold(
     """
     return _binned_rule(
         values,
+        between=between,
         rule="valley",
         min_prominence=min_prominence,
         bw_adjust=bw_adjust,

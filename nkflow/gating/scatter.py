@@ -1,0 +1,171 @@
+"""Adaptive scatter gates that follow each sample's density (polygons in linear scatter units).
+
+- ``debris``: everything right of the FSC-A density valley between debris and cells (a
+  unimodal FSC falls back to the lower mirror bound of the cell peak).
+- ``singlets``: the band ``median +- k * MAD`` of the FSC-H / FSC-A ratio, drawn as a wedge
+  through the origin in FSC-A x FSC-H (doublets have a larger area for their height).
+- ``lymphocytes``: a Gaussian mixture on (FSC-A, SSC-A); the lymphocyte component is the one
+  with the lowest SSC among components holding at least ``min_weight`` of the events, merged
+  with every component whose mean lies within ``merge_radius`` of it (T, B and NK cells differ
+  a little in size); the gate is the merged ellipse at Mahalanobis ``radius`` (64 vertices).
+
+Each returns the polygon vertices and the scalar parameters as
+:class:`~nkflow.gating.thresholds.Threshold` records (with bootstrap CIs where cheap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.mixture import GaussianMixture
+
+from ..exceptions import GatingError
+from .thresholds import valley_threshold
+
+__all__ = ["debris_polygon", "lymphocyte_polygon", "singlet_polygon"]
+
+Vertices = tuple[tuple[float, float], ...]
+Param = tuple[str, float, float, float, int]  # name, value, ci_low, ci_high, n_events
+
+
+def _span(v: NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    pad = 0.05 * (hi - lo) + 1.0
+    return lo - pad, hi + pad
+
+
+def debris_polygon(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """Polygon right of the FSC-A valley between debris and cells."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    if x.size < 20:
+        raise GatingError(f"debris gate needs at least 20 events, got {x.size}")
+    t, lo, hi, used, n = valley_threshold(
+        x,
+        unimodal="positive",
+        between="below_main",
+        min_prominence=float(params.get("min_prominence", 0.05)),
+        n_boot=n_boot,
+        random_state=random_state,
+    )
+    x0, x1 = _span(x)
+    y0, y1 = _span(y)
+    t = max(t, x0)
+    verts = ((t, y0), (x1, y0), (x1, y1), (t, y1))
+    return verts, [(f"FSC valley ({used})", t, lo, hi, n)]
+
+
+def singlet_polygon(
+    a: NDArray[Any],
+    h: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """Wedge around the singlet FSC-H/FSC-A ratio (``median +- k MAD``)."""
+    a = np.asarray(a, float)
+    h = np.asarray(h, float)
+    ok = (a > 0) & np.isfinite(h)
+    if ok.sum() < 20:
+        raise GatingError(f"singlet gate needs at least 20 events with FSC-A > 0, got {ok.sum()}")
+    r = h[ok] / a[ok]
+    k_lo = float(params.get("k_low", 4.0))
+    k_hi = float(params.get("k_high", 4.0))
+
+    def band(v: NDArray[np.float64]) -> tuple[float, float]:
+        # the singlet mode: median of the upper 80 % of ratios (doublets sit low)
+        med = float(np.median(v))
+        mad = 1.4826 * float(np.median(np.abs(v - med)))
+        core = v[(v > med - 3 * mad)]
+        med = float(np.median(core))
+        mad = 1.4826 * float(np.median(np.abs(core - med)))
+        return med - k_lo * mad, med + k_hi * mad
+
+    r_lo, r_hi = band(r)
+    ci = [(np.nan, np.nan), (np.nan, np.nan)]
+    if n_boot > 0:
+        rng = np.random.default_rng(random_state)
+        sub = r if r.size <= 20_000 else rng.choice(r, 20_000, replace=False)
+        boots = np.array([band(sub[rng.integers(0, sub.size, sub.size)]) for _ in range(n_boot)])
+        ci = [tuple(np.quantile(boots[:, j], [0.025, 0.975])) for j in range(2)]
+    x1 = float(np.max(a)) * 1.2 + 1.0
+    verts = ((0.0, 0.0), (x1, r_lo * x1), (x1, r_hi * x1))
+    n = int(r.size)
+    return verts, [
+        ("FSC-H/FSC-A low", r_lo, float(ci[0][0]), float(ci[0][1]), n),
+        ("FSC-H/FSC-A high", r_hi, float(ci[1][0]), float(ci[1][1]), n),
+    ]
+
+
+def lymphocyte_polygon(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """Ellipse of the lowest-SSC major Gaussian component of (FSC-A, SSC-A)."""
+    del n_boot  # the ellipse has no scalar threshold to bootstrap
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    k = int(params.get("n_components", 3))
+    radius = float(params.get("radius", 3.5))
+    min_weight = float(params.get("min_weight", 0.1))
+    merge_radius = float(params.get("merge_radius", 3.0))
+    if x.size < 10 * k:
+        raise GatingError(f"lymphocyte gate needs at least {10 * k} events, got {x.size}")
+    rng = np.random.default_rng(random_state)
+    idx = np.arange(x.size) if x.size <= 20_000 else rng.choice(x.size, 20_000, replace=False)
+    pts = np.column_stack([x[idx], y[idx]])
+    centre = np.median(pts, axis=0)
+    scale = np.subtract(*np.quantile(pts, [0.75, 0.25], axis=0)) + 1e-9
+    z = (pts - centre) / scale
+    gm = GaussianMixture(
+        n_components=k, covariance_type="full", random_state=int(rng.integers(2**31 - 1))
+    ).fit(z)
+    major = np.flatnonzero(gm.weights_ >= min_weight)
+    if major.size == 0:
+        major = np.array([int(np.argmax(gm.weights_))])
+    comp = int(major[np.argmin(gm.means_[major, 1])])
+    # lymphocytes can need several components (T, B, NK differ a little in size):
+    # merge every component whose mean lies inside the chosen one's ellipse
+    inv = np.linalg.inv(gm.covariances_[comp])
+    diff = gm.means_ - gm.means_[comp]
+    d2 = np.einsum("ij,jk,ik->i", diff, inv, diff)
+    group = np.flatnonzero(d2 < merge_radius**2)
+    w = gm.weights_[group] / gm.weights_[group].sum()
+    m = (w[:, None] * gm.means_[group]).sum(axis=0)
+    dm = gm.means_[group] - m
+    cov_z = (w[:, None, None] * (gm.covariances_[group] + dm[:, :, None] * dm[:, None, :])).sum(0)
+    mean = m * scale + centre
+    cov = cov_z * np.outer(scale, scale)
+    vals, vecs = np.linalg.eigh(cov)
+    theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    circle = np.column_stack([np.cos(theta), np.sin(theta)]) * radius
+    ell = circle @ (vecs * np.sqrt(np.maximum(vals, 0))).T + mean
+    verts = tuple((float(a), float(b)) for a, b in ell)
+    n = int(x.size)
+    nan = float("nan")
+    return verts, [
+        ("lymphocyte FSC centre", float(mean[0]), nan, nan, n),
+        ("lymphocyte SSC centre", float(mean[1]), nan, nan, n),
+    ]
+
+
+DENSITY = {
+    "debris": debris_polygon,
+    "singlets": singlet_polygon,
+    "lymphocytes": lymphocyte_polygon,
+}

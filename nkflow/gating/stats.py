@@ -1,0 +1,135 @@
+"""The populations table: counts, % of parent with a Wilson CI, % of NK, medians, flags."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import LowEventCountWarning
+from ..stats import wilson_interval
+
+__all__ = ["POPULATION_COLUMNS", "population_table"]
+
+logger = logging.getLogger(__name__)
+
+POPULATION_COLUMNS = [
+    "sample_id",
+    "population",
+    "parent",
+    "count",
+    "parent_count",
+    "percent_of_parent",
+    "ci_low",
+    "ci_high",
+    "percent_of_nk",
+    "low_events",
+]
+
+
+def _dense(x: Any) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+
+def population_table(
+    adata: Any,
+    *,
+    populations: Sequence[str] | None = None,
+    parents: Mapping[str, str | None] | None = None,
+    min_events: int = 100,
+    nk_population: str = "NK",
+    confidence: float = 0.95,
+    warn: bool = True,
+) -> pd.DataFrame:
+    """Long-format populations table of a gated sample (docs/contracts.md).
+
+    Parameters
+    ----------
+    adata
+        A gated sample: bool ``obs`` columns per population.
+    populations
+        Populations to report (default: those recorded in ``uns["nkflow"]["gating"]``).
+    parents
+        Population -> parent (default: from ``uns["nkflow"]["gating"]``). A root
+        population's parent count is the number of events.
+    min_events
+        Populations with fewer events get ``low_events = True`` and a
+        :class:`LowEventCountWarning`.
+    nk_population
+        Denominator of ``percent_of_nk`` (NaN where the sample has no such column).
+    confidence
+        Coverage of the Wilson interval of ``percent_of_parent``.
+    warn
+        Issue the low-count warning.
+
+    Returns
+    -------
+    DataFrame
+        One row per population: ``sample_id, population, parent, count, parent_count,
+        percent_of_parent, ci_low, ci_high`` (percent), ``percent_of_nk, low_events`` and
+        ``median_<marker>`` for every fluorescence marker (transformed scale).
+    """
+    g = adata.uns.get("nkflow", {}).get("gating", {}) or {}
+    if populations is None:
+        populations = [p["name"] for p in g.get("populations", [])]
+    if parents is None:
+        parents = {p["name"]: p.get("parent") for p in g.get("populations", [])}
+    sid = str(adata.uns.get("nkflow", {}).get("sample", {}).get("sample_id", ""))
+    if not sid and "sample_id" in adata.obs.columns and adata.n_obs:
+        sid = str(adata.obs["sample_id"].iloc[0])
+    n = adata.n_obs
+    var = adata.var
+    if "marker" in var.columns:
+        kind = var["kind"] if "kind" in var.columns else pd.Series("fluorescence", var.index)
+        fl = (var["marker"].astype(str) != "") & (kind.astype(str) == "fluorescence")
+        cols = [int(i) for i in np.flatnonzero(fl.to_numpy())]
+        names = [str(m) for m in var["marker"].to_numpy()[cols]]
+    else:
+        cols, names = [], []
+    X = adata.X
+    has_nk = nk_population in adata.obs.columns
+    nk_count = int(np.asarray(adata.obs[nk_population]).sum()) if has_nk else 0
+    rows = []
+    for pop in populations:
+        m = np.asarray(adata.obs[pop], dtype=bool)
+        parent = parents.get(pop)
+        pm = np.asarray(adata.obs[parent], dtype=bool) if parent else np.ones(n, bool)
+        count, pcount = int(m.sum()), int(pm.sum())
+        row: dict[str, Any] = {
+            "sample_id": sid,
+            "population": pop,
+            "parent": parent or "",
+            "count": count,
+            "parent_count": pcount,
+        }
+        rows.append(row)
+        if cols and count:
+            med = np.median(_dense(X[m][:, cols]), axis=0)
+        else:
+            med = np.full(len(cols), np.nan)
+        for name, v in zip(names, med, strict=True):
+            row[f"median_{name}"] = float(v)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=POPULATION_COLUMNS)
+    lo, hi = wilson_interval(df["count"], df["parent_count"], confidence=confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df.insert(5, "percent_of_parent", 100.0 * df["count"] / df["parent_count"])
+        df.insert(6, "ci_low", 100.0 * lo)
+        df.insert(7, "ci_high", 100.0 * hi)
+        pnk = 100.0 * df["count"] / nk_count if nk_count else np.full(len(df), np.nan)
+    df.insert(8, "percent_of_nk", pnk)
+    df.insert(9, "low_events", df["count"] < int(min_events))
+    low = df.loc[df["low_events"], "population"].tolist()
+    if low and warn:
+        msg = (
+            f"sample {sid!r}: {len(low)} population(s) under {min_events} events: "
+            f"{', '.join(low)}"
+        )
+        logger.warning(msg)
+        warnings.warn(msg, LowEventCountWarning, stacklevel=2)
+    return df
