@@ -206,7 +206,7 @@ def apply_flowjo_workspace(
             try:
                 ws.analyze_samples(sample_id=sid, use_mp=False)
                 results[sid] = ws.get_gating_results(sid)
-            except (KeyError, ValueError, IndexError, NotImplementedError) as exc:
+            except (LookupError, ValueError, NotImplementedError) as exc:
                 raise GatingError(f"{wsp}: gating sample {sid!r} failed ({exc!r})") from None
     for w in caught:
         log.info("%s: flowkit: %s", wsp, w.message)

@@ -30,10 +30,15 @@ import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import GatingError, GatingTemplateError
-from nkflow.gating.gates import BooleanGate, PolygonGate, RectangleGate, topological_order
-from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, read_xml_safely
+from nkflow.gating.gates import (
+    BooleanGate,
+    PolygonGate,
+    RectangleGate,
+    topological_order,
+)
+from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, read_xml_safely
 
-__all__ = ["apply_gatingml", "export_gatingml", "read_gatingml"]
+__all__ = ["apply_gatingml", "export_gatingml", "population_names", "read_gatingml"]
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +148,16 @@ def apply_gatingml(
     p = Path(path)
     data = read_xml_safely(p, max_bytes=max_bytes)
     strategy = read_gatingml(p, max_bytes=max_bytes)
+    renames = population_names(parse_xml_safely(p, max_bytes=max_bytes))
     digest = hashlib.sha256(data).hexdigest()
     tables = []
     for sample_id, adata in _as_containers(adata_or_samples):
         members, parents = _gate_one(strategy, adata, sample_id, p)
+        if renames:
+            members = {renames.get(k, k): v for k, v in members.items()}
+            parents = {
+                renames.get(k, k): (renames.get(v, v) if v else v) for k, v in parents.items()
+            }
         for name, mask in members.items():
             adata.obs[name] = mask
         nk = adata.uns.setdefault("nkflow", {})
@@ -182,7 +193,7 @@ def _gate_one(
         for w in caught:
             log.info("%s on %s: flowkit: %s", path, sample_id, w.message)
         results = session.get_gating_results(sample.id)
-    except (KeyError, ValueError, IndexError, NotImplementedError) as exc:
+    except (LookupError, ValueError, NotImplementedError) as exc:
         raise GatingError(
             f"{path}: gating sample {sample_id!r} failed ({exc!r}); channels in the sample: "
             f"{', '.join(map(str, adata.var_names))}"
@@ -487,8 +498,8 @@ def export_gatingml(
     root = ET.Element(_q(GATING_NS, "Gating-ML"))
     specs = _transform_specs(transforms)
     gates = topological_order(resolved_gates)
-    used = {c for g in gates for c in g.channels}
-    for ch in sorted(used & set(specs)):
+    read = {c for g in gates for c in g.channels}
+    for ch in sorted(read & set(specs)):
         tag, attrs, _ = specs[ch]
         t_el = ET.SubElement(root, _q(XFORM_NS, "transformation"), {_q(XFORM_NS, "id"): _xid(ch)})
         ET.SubElement(t_el, _q(XFORM_NS, tag), {_q(XFORM_NS, k): _num(v) for k, v in attrs.items()})
@@ -521,12 +532,17 @@ def export_gatingml(
         ET.SubElement(d_el, _q(DT_NS, "fcs-dimension"), {_q(DT_NS, "name"): ch})
         return factor
 
+    used = {_xid(ch) for ch in specs}
+    ids: dict[str, str] = {}
     for g in gates:
-        attrs = {_q(GATING_NS, "id"): g.id}
+        ids[g.id] = _ncname(g.id, used)
+    for g in gates:
+        attrs = {_q(GATING_NS, "id"): ids[g.id]}
         if g.parent:
-            attrs[_q(GATING_NS, "parent_id")] = g.parent
+            attrs[_q(GATING_NS, "parent_id")] = ids[g.parent]
         if isinstance(g, RectangleGate):
             el = ET.SubElement(root, _q(GATING_NS, "RectangleGate"), attrs)
+            _name_info(el, g.id)
             bounded = [d for d in g.dims if d.min is not None or d.max is not None]
             if not bounded:
                 raise GatingError(f"rectangle gate {g.id!r} has no bounded dimension to export")
@@ -534,6 +550,7 @@ def export_gatingml(
                 dim(el, d.channel, d.min, d.max)
         elif isinstance(g, PolygonGate):
             el = ET.SubElement(root, _q(GATING_NS, "PolygonGate"), attrs)
+            _name_info(el, g.id)
             fx = dim(el, g.x_channel)
             fy = dim(el, g.y_channel)
             for x, y in g.vertices:
@@ -544,14 +561,26 @@ def export_gatingml(
                     )
         elif isinstance(g, BooleanGate):
             el = ET.SubElement(root, _q(GATING_NS, "BooleanGate"), attrs)
+            _name_info(el, g.id)
             ops = list(g.operands)
+            if g.parent and any(o.gate == g.parent for o in ops):
+                # flowkit loses the parent link when the parent is also an operand; in an
+                # AND the plain parent operand is redundant (parent AND parent AND x).
+                if g.op != "and" or any(o.gate == g.parent and o.complement for o in ops):
+                    raise GatingError(
+                        f"boolean gate {g.id!r}: its parent {g.parent!r} is also an operand of "
+                        f"{g.op!r}; GatingML readers cannot represent this, rewrite the gate"
+                    )
+                ops = [o for o in ops if o.gate != g.parent]
+                if not ops:
+                    raise GatingError(f"boolean gate {g.id!r} only repeats its parent")
             if g.op == "not" and len(ops) != 1:
                 raise GatingError(f"boolean gate {g.id!r}: 'not' takes exactly one operand")
             if g.op in ("and", "or") and len(ops) == 1:
                 ops = ops * 2  # GatingML wants two operands; A and A == A
             op_el = ET.SubElement(el, _q(GATING_NS, g.op))
             for o in ops:
-                r_attrs = {_q(GATING_NS, "ref"): o.gate}
+                r_attrs = {_q(GATING_NS, "ref"): ids[o.gate]}
                 if o.complement:
                     r_attrs[_q(GATING_NS, "use-as-complement")] = "true"
                 ET.SubElement(op_el, _q(GATING_NS, "gateReference"), r_attrs)
@@ -562,6 +591,41 @@ def export_gatingml(
     ET.indent(root)
     data = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
     return write_bytes_atomic(Path(path), data)
+
+
+def _ncname(name: str, used: set[str]) -> str:
+    """A valid, unique ``xs:ID`` for a population name (``+`` -> ``pos``, others -> ``_``)."""
+    out = "".join(
+        c if (c.isascii() and c.isalnum()) or c in "-_." else ("pos" if c == "+" else "_")
+        for c in name
+    )
+    if not out or not (out[0].isalpha() or out[0] == "_"):
+        out = "_" + out
+    base, k = out, 2
+    while out in used:
+        out, k = f"{base}_{k}", k + 1
+    used.add(out)
+    return out
+
+
+def _name_info(el: ET.Element, population: str) -> None:
+    """Record the nkflow population name (ids must be XML names; names need not be)."""
+    info = ET.SubElement(el, _q(DT_NS, "custom_info"))
+    ET.SubElement(info, "nkflow", {"population": population})
+
+
+def population_names(root: ET.Element) -> dict[str, str]:
+    """Gate id -> nkflow population name recorded by :func:`export_gatingml`."""
+    names: dict[str, str] = {}
+    for el in root:
+        gid = el.get(_q(GATING_NS, "id"))
+        if not gid:
+            continue
+        for info in el.findall(_q(DT_NS, "custom_info")):
+            for rec in info.iter("nkflow"):
+                if rec.get("population"):
+                    names[gid] = rec.get("population", gid)
+    return names
 
 
 def _xid(channel: str) -> str:
