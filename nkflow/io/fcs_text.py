@@ -289,6 +289,8 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
     pnb: list[int] = []
     storage: list[int] = []
     odd: list[str] = []
+    uncommon: set[int] = set()
+    float_log: list[str] = []
     pnr: list[float] = []
     pne: list[tuple[float, float]] = []
     png: list[float] = []
@@ -315,6 +317,8 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
             storage.append(word)
         else:
             storage.append(width)
+            if width not in (8, 16, 32, 64):
+                uncommon.add(width)
         # Range.
         r_raw = kw.get(f"$P{i}R")
         if r_raw is None:
@@ -335,6 +339,8 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
                 decades, log0 = float(vals[0]), float(vals[1])  # type: ignore[arg-type]
                 if decades < 0 or log0 < 0:
                     ctx.quirk(f"$P{i}E={e_raw!r} is negative; channel treated as linear")
+                elif decades > 0 and datatype in ("F", "D"):
+                    float_log.append(f"$P{i}E={e_raw}")
                 else:
                     if decades > 0 and log0 == 0:
                         log0 = 1.0
@@ -345,6 +351,15 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
             ctx.quirk(f"$P{i}G={kw.get(f'$P{i}G')!r} is not a number; gain 1 used")
             g = 1.0
         png.append(g)
+    if float_log:
+        ctx.quirk(
+            f"log amplification on {datatype} (floating-point) data ignored "
+            f"({', '.join(float_log[:3])}{' ...' if len(float_log) > 3 else ''}): FCS 3.1 "
+            "requires $PnE 0,0 for float data, whose values are already linear"
+        )
+    if uncommon:
+        bits = ", ".join(f"{w}-bit" for w in sorted(uncommon))
+        ctx.quirk(f"{bits} integers (uncommon width); assembled byte by byte")
     if odd:
         ctx.quirk(
             f"bit widths not a whole number of bytes ({', '.join(odd[:4])}"
