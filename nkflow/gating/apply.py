@@ -219,7 +219,8 @@ def _run(
                 continue
             if r.get("sample_id", "") not in ("", None, sid):
                 continue
-            return Threshold(**{k: r[k] for k in THRESHOLD_COLUMNS if k in r})
+            rec = {"channel": "", **{k: r[k] for k in THRESHOLD_COLUMNS if k in r}}
+            return Threshold(**rec)
         return None
 
     def threshold(dim: DimSpec, on: str | None, gate_id: str) -> Threshold:

@@ -221,7 +221,8 @@ def _binned_rule(
             t = _valley_from_density(dens, centers, min_prominence, between)
             if t is not None:
                 return t, "valley"
-        return _mirror_from_density(c, dens, centers, z, unimodal), "mirror"
+        # the mode of a wider kernel is steadier; the threshold is sensitive to it
+        return _mirror_from_density(c, _density(c, 3.0 * sig), centers, z, unimodal), "mirror"
 
     value, used = estimate(counts)
     lo = hi = float("nan")

@@ -1,0 +1,212 @@
+"""Gating core: threshold rules on known answers, resolved gates, apply, populations table."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.exceptions import (
+    LowEventCountWarning,
+    MissingControlWarning,
+    ThresholdDriftWarning,
+)
+from nkflow.gating import (
+    BooleanGate,
+    Dimension,
+    Operand,
+    PolygonGate,
+    RectangleGate,
+    compare_thresholds,
+    evaluate_gates,
+    fmo_threshold,
+    gate,
+    mirror_threshold,
+    population_table,
+    valley_threshold,
+)
+from nkflow.gating.gates import gate_from_dict, gate_to_dict
+
+RNG = np.random.default_rng(7)
+BIMODAL = np.r_[RNG.normal(0.0, 0.3, 8000), RNG.normal(2.5, 0.4, 2000)]
+UNIMODAL = RNG.normal(0.0, 0.3, 10000)
+
+
+def test_valley_on_bimodal_is_between_the_modes_with_ci():
+    v, lo, hi, rule, n = valley_threshold(BIMODAL, n_boot=100, random_state=0)
+    assert rule == "valley" and n == BIMODAL.size
+    assert 0.9 < v < 1.6
+    assert lo <= v <= hi and hi - lo < 0.3
+
+
+def test_valley_on_unimodal_falls_back_to_mirror():
+    v, _, _, rule, _ = valley_threshold(UNIMODAL, n_boot=0)
+    assert rule == "mirror"
+    assert v == pytest.approx(2.576 * 0.3, abs=0.12)  # 99.5th percentile of N(0, 0.3)
+
+
+@pytest.mark.parametrize("unimodal", ["negative", "positive"])
+def test_mirror_side(unimodal):
+    x = UNIMODAL if unimodal == "negative" else 3.0 - UNIMODAL
+    v, *_ = mirror_threshold(x, unimodal=unimodal, n_boot=0)
+    expected = 0.77 if unimodal == "negative" else 3.0 - 0.77
+    assert v == pytest.approx(expected, abs=0.12)
+
+
+def test_fmo_percentile_and_bootstrap_is_seeded():
+    a = fmo_threshold(UNIMODAL, percentile=99.5, n_boot=50, random_state=3)
+    b = fmo_threshold(UNIMODAL, percentile=99.5, n_boot=50, random_state=3)
+    assert a == b
+    assert a[0] == pytest.approx(np.percentile(UNIMODAL, 99.5))
+    assert a[1] < a[0] < a[2] and a[3] == "fmo"
+
+
+def test_compare_thresholds_flags_drift():
+    t = pd.DataFrame({
+        "tissue": ["liver"] * 3, "gate": ["NK"] * 3, "marker": ["CD69"] * 3,
+        "batch": ["B1", "B2", "B3"], "value": [0.40, 0.42, 0.70],
+    })  # fmt: skip
+    with pytest.warns(ThresholdDriftWarning, match="B3"):
+        out = compare_thresholds(t, max_shift=0.1)
+    assert out.set_index("batch")["drift"].to_dict() == {"B1": False, "B2": False, "B3": True}
+
+
+def test_resolved_gates_evaluate_and_round_trip():
+    data = {"a": np.array([0.0, 1.0, 2.0, 3.0]), "b": np.array([0.0, 1.0, 2.0, 3.0])}
+    gates = [
+        BooleanGate("notP", "A", "not", (Operand("P"),)),
+        RectangleGate("A", None, (Dimension("a", 1.0, None),)),
+        PolygonGate("P", "A", "a", "b", ((0.5, 0.5), (2.5, 0.5), (2.5, 2.5), (0.5, 2.5))),
+    ]
+    m = evaluate_gates(gates, data)
+    assert m["A"].tolist() == [False, True, True, True]
+    assert m["P"].tolist() == [False, True, True, False]
+    assert m["notP"].tolist() == [False, False, False, True]
+    assert all(gate_from_dict(gate_to_dict(g)) == g for g in gates)
+
+
+# ---- a tiny synthetic sample with a known answer -----------------------------------------
+def _tiny(n: int = 6000, seed: int = 0, stim: str = "unstim") -> tuple[ad.AnnData, pd.DataFrame]:
+    """Lymphocytes (T, NK dim/bright, B-like), debris and doublets in a logicle-like scale."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.choice(["debris", "doublet", "dead", "T", "NKdim", "NKbright"], n,
+                       p=[0.08, 0.06, 0.08, 0.50, 0.24, 0.04])  # fmt: skip
+    fsc = np.where(kinds == "debris", rng.normal(15e3, 4e3, n), rng.normal(70e3, 6e3, n))
+    ratio = np.where(kinds == "doublet", rng.normal(0.5, 0.03, n), rng.normal(0.8, 0.02, n))
+    ssc = np.where(kinds == "debris", rng.normal(8e3, 2e3, n), rng.normal(18e3, 2.5e3, n))
+    def level(pos, hi=0.7, lo=0.15, sd=0.05):
+        return np.where(pos, rng.normal(hi, sd, n), rng.normal(lo, sd, n))
+    nk = np.isin(kinds, ["NKdim", "NKbright"])
+    cols = {
+        "FSC-A": fsc, "FSC-H": fsc * ratio, "SSC-A": ssc,
+        "BUV395-A": level(kinds != "debris", 0.7, 0.3),
+        "BV510-A": level(kinds == "dead", 0.8, 0.3),
+        "BV650-A": level(kinds == "T", 0.72, 0.15),
+        "BUV737-A": np.where(kinds == "NKbright", rng.normal(0.8, 0.03, n),
+                             level(kinds == "NKdim", 0.57, 0.15, 0.04)),
+        "FITC-A": level(kinds == "NKdim", 0.75, 0.3),
+        "BV786-A": level(nk & (rng.random(n) < 0.3), 0.6, 0.15),
+        "BV421-A": level(nk & (rng.random(n) < 0.3), 0.6, 0.2),
+    }  # fmt: skip
+    markers = ["", "", "", "CD45", "LD_CD14_CD19", "CD3", "CD56", "CD16", "CD69", "CD49a"]
+    X = np.column_stack(list(cols.values())).astype(np.float32)
+    var = pd.DataFrame(index=list(cols))
+    var["marker"] = markers
+    var["kind"] = ["scatter"] * 3 + ["fluorescence"] * 7
+    adata = ad.AnnData(X=X, var=var)
+    adata.obs_names = [str(i) for i in range(n)]
+    adata.uns["nkflow"] = {"sample": {"sample_id": f"tiny{seed}", "tissue": "blood",
+                                      "batch": "B1", "stimulation": stim}}  # fmt: skip
+    truth = pd.DataFrame({"NK": nk, "CD56bright": kinds == "NKbright",
+                          "CD56dim": kinds == "NKdim", "CD3-": ~np.isin(kinds, ["T"])})  # fmt: skip
+    return adata, truth
+
+
+def _f1(pred: np.ndarray, true: np.ndarray) -> float:
+    tp = int((pred & true).sum())
+    return 2 * tp / max(1, int(pred.sum() + true.sum()))
+
+
+@pytest.fixture(scope="module")
+def tiny_gated():
+    adata, truth = _tiny()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        table = gate(adata, "human_blood", n_boot=20, random_state=0)
+    return adata, truth, table, rec
+
+
+@pytest.mark.parametrize("population", ["NK", "CD56bright", "CD56dim"])
+def test_tiny_sample_known_answer(tiny_gated, population):
+    adata, truth, _, _ = tiny_gated
+    assert _f1(adata.obs[population].to_numpy(), truth[population].to_numpy()) >= 0.95
+
+
+def test_gate_writes_container_and_provenance(tiny_gated):
+    adata, _, _, rec = tiny_gated
+    g = adata.uns["nkflow"]["gating"]
+    assert g["template"] == "human_blood" and len(g["template_hash"]) == 64
+    assert adata.obs["NK"].dtype == bool
+    th = pd.DataFrame(adata.uns["nkflow"]["thresholds"])
+    cd3 = th[(th["marker"] == "CD3") & (th["gate"] == "Lymphocytes")].iloc[0]
+    assert cd3["rule"] == "valley" and cd3["ci_low"] <= cd3["value"] <= cd3["ci_high"]
+    assert 0.3 < cd3["value"] < 0.6
+    # no FMO given: the fallback is recorded and warned about
+    cd69 = th[th["marker"] == "CD69"].iloc[0]
+    assert "fallback" in cd69["rule"] and cd69["control_file"] == "fallback:no-fmo"
+    assert any(issubclass(w.category, MissingControlWarning) for w in rec)
+    # optional gates whose markers the panel lacks are skipped, not failed
+    assert "NK_CD103+" in g["skipped"]
+
+
+def test_populations_table(tiny_gated):
+    adata, _, table, rec = tiny_gated
+    row = table.set_index("population").loc["CD56bright"]
+    nk = int(adata.obs["NK"].sum())
+    assert row["parent"] == "NK" and row["parent_count"] == nk
+    assert row["percent_of_parent"] == pytest.approx(100 * row["count"] / nk)
+    assert row["ci_low"] < row["percent_of_parent"] < row["ci_high"]
+    assert row["percent_of_nk"] == pytest.approx(row["percent_of_parent"])
+    assert "median_CD56" in table.columns
+    low = table.set_index("population")["low_events"]
+    assert bool(low["trNK"]) == (table.set_index("population").loc["trNK", "count"] < 100)
+    assert any(issubclass(w.category, LowEventCountWarning) for w in rec)
+
+
+def test_given_thresholds_take_precedence():
+    adata, _ = _tiny(seed=1)
+    given = [{"gate": "NK", "marker": "CD69", "value": 0.4, "rule": "fmo p99.5",
+              "control_file": "fmo_CD69.fcs", "tissue": "blood", "batch": "B1"}]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gate(adata, "human_blood", thresholds=given, n_boot=0)
+    th = pd.DataFrame(adata.uns["nkflow"]["thresholds"])
+    cd69 = th[th["marker"] == "CD69"].iloc[0]
+    assert cd69["value"] == 0.4 and cd69["control_file"] == "fmo_CD69.fcs"
+    x = adata.X[:, list(adata.var_names).index("BV786-A")]
+    assert (adata.obs["NK_CD69+"] == (adata.obs["NK"] & (x >= 0.4))).all()
+
+
+def test_stimulated_tube_drops_cd16_and_takes_residency_from_unstim():
+    unstim, _ = _tiny(seed=2)
+    stim, _ = _tiny(seed=3, stim="stim")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = gate(unstim, "human_blood", n_boot=0)
+        table = gate(stim, "human_blood", n_boot=0, paired_unstim=ref)
+    g = stim.uns["nkflow"]["gating"]
+    bright = next(p for p in g["populations"] if p["name"] == "CD56bright")["gate"]
+    assert [d["marker"] for d in bright["dims"]] == ["CD56"]
+    assert "trNK" not in stim.obs.columns and "trNK" in g["skipped"]
+    tr = table[table["population"] == "trNK"].iloc[0]
+    assert tr["phenotype_source"] == "tiny2" and tr["sample_id"] == "tiny3"
+
+
+def test_population_table_handles_root_and_missing_nk():
+    adata, _ = _tiny(n=500)
+    adata.obs["A"] = np.arange(500) < 50
+    t = population_table(adata, populations=["A"], parents={"A": None}, min_events=10)
+    assert t.loc[0, "parent_count"] == 500 and np.isnan(t.loc[0, "percent_of_nk"])

@@ -1,0 +1,104 @@
+"""Gating templates: the shipped ones load; edited copies fail with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nkflow.exceptions import GatingTemplateError
+from nkflow.gating import list_templates, load_template, template_hash, validate_template
+from nkflow.gating.template import template_dir
+
+CONTRACT_POPULATIONS = {
+    "human": {"Cells", "Singlets", "Live", "Lymphocytes", "CD3-", "NKT-like", "NK", "ILC",
+              "CD56bright", "CD56dim", "trNK", "circNK", "CD56bright_trNK",
+              "CD56bright_circNK", "CD56dim_trNK", "CD56dim_circNK"},
+    "mouse": {"Cells", "Singlets", "Live", "CD3e-", "NKT", "NK", "ILC", "cNK", "trNK",
+              "DP_CD49a_CD49b", "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+"},
+}  # fmt: skip
+
+NAMES = [t["name"] for t in list_templates()]
+
+
+def test_three_templates_are_shipped():
+    assert set(NAMES) == {"human_blood", "human_tissue", "mouse"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_template_loads_with_contract_populations(name):
+    tpl = load_template(name)
+    assert tpl.name == name
+    assert CONTRACT_POPULATIONS[tpl.species] <= set(tpl.populations)
+    assert set(tpl.terminal_populations) <= set(tpl.populations)
+    assert tpl.min_events > 0 and tpl.required_markers
+    index = {t["name"]: t for t in list_templates()}[name]
+    assert index["version"] == tpl.version and index["species"] == tpl.species
+
+
+def test_anchors():
+    assert load_template("human_blood").gate("NK").dims[0].marker == "CD56"
+    assert load_template("human_tissue").gate("NK").dims[0].marker == "NKp46"
+
+
+def test_hash_ignores_comments_and_changes_with_content(tmp_path):
+    src = (template_dir() / "mouse.toml").read_text()
+    a = tmp_path / "a.toml"
+    a.write_text("# a comment\n" + src)
+    assert template_hash(a) == template_hash("mouse")
+    b = tmp_path / "b.toml"
+    b.write_text(src.replace("min_events = 100", "min_events = 50"))
+    assert template_hash(b) != template_hash("mouse")
+
+
+def _edited(tmp_path: Path, old: str, new: str) -> Path:
+    src = (template_dir() / "human_blood.toml").read_text()
+    assert old in src
+    p = tmp_path / "edited.toml"
+    p.write_text(src.replace(old, new, 1))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('kind = "threshold"\nmarker = "CD3"', 'kind = "trapezoid"\nmarker = "CD3"',
+         ["gate 'CD3-'", "'trapezoid'", "polygon", "boolean"]),
+        ('marker = "CD3"\nside = "neg"\nrule = "valley"',
+         'marker = "CD3"\nside = "neg"\nrule = "otsu"',
+         ["gate 'CD3-'", "'otsu'", "valley", "fmo"]),
+        ('parent = "Lymphocytes"\nkind = "threshold"', 'parent = "Lymphs"\nkind = "threshold"',
+         ["gate 'CD3-'", "'Lymphs'", "Lymphocytes"]),
+        ('species = "human"', 'species = "zebrafish"', ["'zebrafish'", "human", "mouse"]),
+        ('fmo_percentile = 99.5', 'fmo_percentile = 100.5', ["fmo_percentile", "100.5"]),
+        ('side = "neg"', 'side = "negative"', ["'negative'", "pos", "neg"]),
+        ('"NKT-like", "ILC",\n]', '"NKT-like", "ILC", "Unicorns",\n]', ["'Unicorns'"]),
+    ],
+)  # fmt: skip
+def test_invalid_edits_name_file_gate_value_and_choices(tmp_path, old, new, expected):
+    path = _edited(tmp_path, old, new)
+    with pytest.raises(GatingTemplateError) as err:
+        validate_template(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    for part in expected:
+        assert part in msg
+
+
+def test_cycle_is_rejected(tmp_path):
+    old = 'id = "Cells"\nkind = "polygon"'
+    path = _edited(tmp_path, old, 'id = "Cells"\nparent = "NK"\nkind = "polygon"')
+    with pytest.raises(GatingTemplateError, match="cycle"):
+        validate_template(path)
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(GatingTemplateError, match="human_blood"):
+        load_template("no_such_template")
+
+
+def test_broken_toml(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[template\nname=")
+    with pytest.raises(GatingTemplateError, match="not valid TOML"):
+        validate_template(p)
