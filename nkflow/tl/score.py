@@ -25,16 +25,24 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import MetadataError
-from ..stats import newcombe_interval
 from ._score_config import ScoringConfig, load_scoring_config
+from ._score_parts import (
+    _NUMERIC_RULES,
+    PAIR_KEY,
+    _areg_rules,
+    _control_for_pairs,
+    _controls,
+    _net,
+    _pct,
+    _pool,
+)
 from .caveats import SHORT_CAVEAT, caveats_comment, caveats_text
 from .counts import COUNT_COLUMNS
 
-__all__ = ["RULES", "ScoreResult", "score"]
+__all__ = ["NOTES", "RULES", "ScoreResult", "score"]
 
 logger = logging.getLogger(__name__)
 
-PAIR_KEY = ["donor", "tissue", "timepoint", "batch"]
 _META_COLUMNS = [
     "sample_id",
     "donor",
@@ -61,6 +69,15 @@ RULES: dict[str, str] = {
     "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
 }
 
+#: data-quality notes (not rules): reported in ``flags["notes"]``
+NOTES: dict[str, str] = {
+    "UNSTIM_ABOVE_STIM": (
+        "AREG+ % is higher in the unstimulated tube than in the stimulated one (interval "
+        "entirely below 0): check that the AREG cut-off suits the unstimulated tube, whose "
+        "spillover spread can differ from the stimulated FMO's"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class ScoreResult:
@@ -73,7 +90,8 @@ class ScoreResult:
     flags
         Same rows: ``areg_responsive``, ``repair_biased``, the rule raised (``rule``), the
         rules failed (``failed_rules``, ``;``-separated codes of :data:`RULES`), a
-        ``message`` with the numbers, and the numbers themselves.
+        ``message`` with the numbers, data-quality ``notes`` (codes of :data:`NOTES`) and
+        the numbers themselves.
     controls
         One row per positive-control evaluation (control tube or stimulated tube's ILC gate).
     caveats
@@ -142,201 +160,6 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     )
     meta["kind"] = kind
     return meta[[*_META_COLUMNS, "kind"]]
-
-
-def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
-    """Sum counts over replicate tubes; a count missing in any tube makes the sum NA."""
-    cols = list(COUNT_COLUMNS)
-    numeric = frame[cols].astype("float64")
-    grouped = numeric.groupby([frame[k] for k in keys], sort=False)
-    sums = grouped.sum(min_count=1)
-    has_na = numeric.isna().groupby([frame[k] for k in keys], sort=False).any()
-    sums = sums.mask(has_na)
-    ids = frame.groupby(keys, sort=False)["sample_id"].agg(lambda s: ";".join(sorted(set(s))))
-    out = sums.add_suffix(suffix)
-    out[f"sample_id{suffix}"] = ids
-    return out.reset_index()
-
-
-def _pct(k: Any, n: Any) -> np.ndarray:
-    k, n = np.asarray(k, float), np.asarray(n, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, 100.0 * k / n, np.nan)
-
-
-def _net(frame: pd.DataFrame, col: str, conf: float) -> tuple[np.ndarray, ...]:
-    d, lo, hi = newcombe_interval(
-        frame[f"{col}_stim"].to_numpy(float),
-        frame["n_events_stim"].to_numpy(float),
-        frame[f"{col}_unstim"].to_numpy(float),
-        frame["n_events_unstim"].to_numpy(float),
-        confidence=conf,
-    )
-    return 100.0 * d, 100.0 * lo, 100.0 * hi
-
-
-def _areg_rules(
-    frame: pd.DataFrame, *, min_net: float, min_areg: int, min_events: int, conf: float
-) -> dict[str, np.ndarray]:
-    """AREG_net, its interval and one failure mask per numeric rule (NaN counts fail)."""
-    net, lo, hi = _net(frame, "n_areg", conf)
-    n_s = frame["n_events_stim"].to_numpy(float)
-    n_u = frame["n_events_unstim"].to_numpy(float)
-    k_s = frame["n_areg_stim"].to_numpy(float)
-    return {
-        "net": net,
-        "lo": lo,
-        "hi": hi,
-        "EVENTS_BELOW_MIN": ~((n_s >= min_events) & (n_u >= min_events)),
-        "AREG_EVENTS_BELOW_MIN": ~(k_s >= min_areg),
-        "CI_LOWER_NOT_ABOVE_ZERO": ~(lo > 0.0),
-        "NET_BELOW_MIN": ~(net >= min_net),
-    }
-
-
-_NUMERIC_RULES = (
-    "EVENTS_BELOW_MIN",
-    "AREG_EVENTS_BELOW_MIN",
-    "CI_LOWER_NOT_ABOVE_ZERO",
-    "NET_BELOW_MIN",
-)
-
-
-# ------------------------------------------------------------------ positive control
-def _controls(
-    counts: pd.DataFrame,
-    pairs: pd.DataFrame,
-    unstim_pooled: pd.DataFrame,
-    cfg: ScoringConfig,
-) -> pd.DataFrame:
-    pop = cfg.control_population
-    rows = []
-    tubes = counts[(counts["kind"] == "positive_control") & (counts["population"] == pop)]
-    if len(tubes):
-        stim = tubes.rename(columns={c: f"{c}_stim" for c in COUNT_COLUMNS})
-        base = unstim_pooled[unstim_pooled["population"] == pop]
-        same = stim.merge(base, on=[*PAIR_KEY, "population"], how="left")
-        # no unstim tube of the same donor/tissue/timepoint: pool the batch's unstim ILC
-        by_batch = _pool(
-            counts[(counts["kind"] == "unstim") & (counts["population"] == pop)],
-            ["batch"],
-            "_unstim",
-        )
-        missing = same["sample_id_unstim"].isna()
-        if missing.any():
-            fill = stim[missing.to_numpy()].merge(by_batch, on="batch", how="left")
-            same = pd.concat([same[~missing], fill], ignore_index=True)
-        same["control_source"] = "positive_control tube"
-        rows.append(same)
-    own = pairs[(pairs["population"] == pop) & ~pairs["batch"].isin(tubes["batch"])].copy()
-    if len(own):
-        own["control_source"] = "stimulated tube's own gate"
-        rows.append(own)
-    if not rows:
-        return pd.DataFrame(
-            columns=[
-                "batch",
-                "control_source",
-                "control_sample_id",
-                "baseline_sample_id",
-                "population",
-                "n_events",
-                "n_areg",
-                "net",
-                "ci_low",
-                "ci_high",
-                "passed",
-                "failed_rules",
-            ]
-        )
-    ctl = pd.concat(rows, ignore_index=True)
-    res = _areg_rules(
-        ctl,
-        min_net=cfg.control_min_net,
-        min_areg=cfg.control_min_areg_events,
-        min_events=cfg.control_min_events,
-        conf=cfg.confidence,
-    )
-    no_base = ctl["sample_id_unstim"].isna().to_numpy()
-    failed = [
-        ";".join(["NO_UNSTIM"] if no_base[i] else [r for r in _NUMERIC_RULES if res[r][i]])
-        for i in range(len(ctl))
-    ]
-    return pd.DataFrame(
-        {
-            "batch": ctl["batch"].to_numpy(),
-            "control_source": ctl["control_source"].to_numpy(),
-            "control_sample_id": ctl["sample_id"].to_numpy(),
-            "baseline_sample_id": ctl["sample_id_unstim"].fillna("").to_numpy(),
-            "population": pop,
-            "n_events": ctl["n_events_stim"].to_numpy(float),
-            "n_areg": ctl["n_areg_stim"].to_numpy(float),
-            "net": res["net"],
-            "ci_low": res["lo"],
-            "ci_high": res["hi"],
-            # a control without its unstimulated baseline is missing, not failed
-            "passed": pd.array(
-                [pd.NA if no_base[i] else failed[i] == "" for i in range(len(ctl))],
-                dtype="boolean",
-            ),
-            "failed_rules": failed,
-        }
-    )
-
-
-def _control_for_pairs(
-    pairs: pd.DataFrame,
-    controls: pd.DataFrame,
-    positive_control: Mapping[str, bool] | pd.DataFrame | None,
-) -> pd.DataFrame:
-    """One control verdict per stimulated tube: user verdict, control tube, or own ILC gate."""
-    out = pd.DataFrame(
-        {
-            "sample_id": pairs["sample_id"].unique(),
-        }
-    )
-    batch_of = pairs.drop_duplicates("sample_id").set_index("sample_id")["batch"]
-    out["batch"] = out["sample_id"].map(batch_of)
-    out["control_source"] = ""
-    out["control_sample_id"] = ""
-    out["control_net"] = np.nan
-    out["control_ci_low"] = np.nan
-    out["control_passed"] = pd.array([pd.NA] * len(out), dtype="boolean")
-    tube = controls[controls["control_source"] == "positive_control tube"]
-    own = controls[controls["control_source"] != "positive_control tube"]
-    for i, (sid, batch) in enumerate(zip(out["sample_id"], out["batch"], strict=True)):
-        pick = None
-        if (hits := tube[tube["batch"] == batch]).shape[0]:
-            order = hits.assign(
-                _ok=hits["passed"].fillna(False).astype(bool), _known=hits["passed"].notna()
-            )
-            pick = order.sort_values(["_ok", "_known", "ci_low"], ascending=False).iloc[0]
-        elif (hits := own[own["control_sample_id"] == sid]).shape[0]:
-            pick = hits.iloc[0]
-        if pick is not None:
-            out.loc[i, ["control_source", "control_sample_id"]] = [
-                pick["control_source"],
-                pick["control_sample_id"],
-            ]
-            out.loc[i, ["control_net", "control_ci_low"]] = [pick["net"], pick["ci_low"]]
-            out.loc[i, "control_passed"] = pick["passed"]
-    if positive_control is not None:
-        verdicts = (
-            dict(
-                zip(
-                    positive_control["batch"].astype(str),
-                    positive_control["passed"].astype(bool),
-                    strict=True,
-                )
-            )
-            if isinstance(positive_control, pd.DataFrame)
-            else {str(k): bool(v) for k, v in positive_control.items()}
-        )
-        user = out["batch"].isin(list(verdicts))
-        out.loc[user, "control_source"] = "user verdict"
-        out.loc[user, "control_sample_id"] = ""
-        out.loc[user, "control_passed"] = out.loc[user, "batch"].map(verdicts).astype("boolean")
-    return out
 
 
 # ----------------------------------------------------------------------- messages
@@ -547,6 +370,12 @@ def score(
     )
     flags["failed_rules"] = [";".join(f) for f in failed_all]
     flags["message"] = [_message(r, f, cfg) for r, f in zip(records, failed_all, strict=True)]
+    below = s["areg_net_ci_high"].to_numpy(float) < 0.0
+    flags["notes"] = np.where(below, "UNSTIM_ABOVE_STIM", "")
+    if below.any():
+        logger.warning(
+            "%d population x tube rows: %s", int(below.sum()), NOTES["UNSTIM_ABOVE_STIM"]
+        )
     for col in (
         "areg_net",
         "areg_net_ci_low",
