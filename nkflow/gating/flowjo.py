@@ -27,11 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import GatingError, GatingTemplateError
-from nkflow.gating.gatingml import gating_results_to_members, populations_table
+from nkflow.gating.gatingml import gating_results_to_members
+from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, xml_buffer
 
 __all__ = ["COMPARISON_COLUMNS", "WorkspaceResult", "apply_flowjo_workspace", "flowjo_counts"]
@@ -216,7 +218,15 @@ def apply_flowjo_workspace(
         keys: dict[str, tuple[str, ...]] = {}
         members, parents = gating_results_to_members(res, wsp, keys=keys)
         membership[sid] = pd.DataFrame(members)
-        tables.append(populations_table(None, sid, members, parents, min_events=min_events))
+        counts_only = ad.AnnData(
+            obs=membership[sid].set_axis([str(i) for i in range(len(membership[sid]))]),
+            uns={"nkflow": {"sample": {"sample_id": sid}}},
+        )
+        tables.append(
+            population_table(
+                counts_only, populations=list(members), parents=parents, min_events=min_events
+            )
+        )
         fj = counts[counts["sample_id"] == sid]
         fj_lut = {(*r.gate_path, r.gate_name): r.count_flowjo for r in fj.itertuples()}
         for pop, full in keys.items():

@@ -36,6 +36,7 @@ from nkflow.gating.gates import (
     RectangleGate,
     topological_order,
 )
+from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, read_xml_safely
 
 __all__ = ["apply_gatingml", "export_gatingml", "population_names", "read_gatingml"]
@@ -129,7 +130,7 @@ def apply_gatingml(
     min_events
         Populations with fewer events are flagged ``low_events``.
     nk_population
-        Gate id whose descendants get ``percent_of_nk`` (NaN elsewhere).
+        Gate id used as the denominator of ``percent_of_nk`` (NaN when absent).
     max_bytes
         Refuse XML files larger than this.
 
@@ -166,17 +167,18 @@ def apply_gatingml(
             "template_hash": digest,
             "populations": [{"name": n, "parent": parents[n] or ""} for n in members],
         }
-        tables.append(
-            populations_table(
-                adata,
-                sample_id,
-                members,
-                parents,
-                min_events=min_events,
-                nk_population=nk_population,
-            )
+        table = population_table(
+            adata,
+            populations=list(members),
+            parents=parents,
+            min_events=min_events,
+            nk_population=nk_population,
         )
-    return pd.concat(tables, ignore_index=True) if tables else populations_table(None, "", {}, {})
+        table["sample_id"] = sample_id
+        tables.append(table)
+    if not tables:
+        raise GatingError(f"{p}: no containers to gate")
+    return pd.concat(tables, ignore_index=True)
 
 
 def _gate_one(
@@ -327,88 +329,6 @@ def gating_results_to_members(
             keys[pop] = full
         parents[pop] = None if path_t == ("root",) else display.get(path_t, path_t[-1])
     return members, parents
-
-
-POPULATION_COLUMNS = [
-    "sample_id",
-    "population",
-    "parent",
-    "count",
-    "parent_count",
-    "percent_of_parent",
-    "ci_low",
-    "ci_high",
-    "percent_of_nk",
-    "low_events",
-]
-
-
-def populations_table(
-    adata: Any,
-    sample_id: str,
-    members: Mapping[str, np.ndarray],
-    parents: Mapping[str, str | None],
-    *,
-    min_events: int = 100,
-    nk_population: str = "NK",
-) -> pd.DataFrame:
-    """The populations table of ``docs/contracts.md`` for one sample.
-
-    ``median_<marker>`` columns are taken from ``adata.X`` (transformed scale) for every
-    channel with a canonical marker; ``adata=None`` gives counts only.
-    """
-    from nkflow.stats import wilson_interval
-
-    if not members:
-        return pd.DataFrame(columns=POPULATION_COLUMNS)
-    n_total = len(next(iter(members.values())))
-    names = list(members)
-    counts = np.array([int(members[n].sum()) for n in names])
-    parent_counts = np.array(
-        [int(members[parents[n]].sum()) if parents.get(n) in members else n_total for n in names]
-    )
-    lo, hi = wilson_interval(counts, parent_counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pct = np.where(parent_counts > 0, 100.0 * counts / parent_counts, np.nan)
-
-    def under_nk(n: str | None) -> bool:
-        seen = set()
-        while n is not None and n not in seen:
-            if n == nk_population:
-                return True
-            seen.add(n)
-            n = parents.get(n)
-        return False
-
-    nk_count = int(members[nk_population].sum()) if nk_population in members else 0
-    pct_nk = [
-        100.0 * c / nk_count if nk_count and under_nk(n) else np.nan
-        for n, c in zip(names, counts, strict=True)
-    ]
-    table = pd.DataFrame(
-        {
-            "sample_id": sample_id,
-            "population": names,
-            "parent": [parents.get(n) or "" for n in names],
-            "count": counts,
-            "parent_count": parent_counts,
-            "percent_of_parent": pct,
-            "ci_low": 100.0 * lo,
-            "ci_high": 100.0 * hi,
-            "percent_of_nk": pct_nk,
-            "low_events": counts < min_events,
-        }
-    )
-    if adata is not None and "marker" in adata.var:
-        X = adata.X
-        for j, marker in enumerate(adata.var["marker"]):
-            if not marker:
-                continue
-            col = np.asarray(X[:, j], dtype=np.float64).ravel()
-            table[f"median_{marker}"] = [
-                float(np.median(col[members[n]])) if members[n].any() else np.nan for n in names
-            ]
-    return table
 
 
 # --------------------------------------------------------------------------- export
