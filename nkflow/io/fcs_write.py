@@ -217,17 +217,19 @@ def write_fcs(
             ("$ENDANALYSIS", "0"),
             ("$BEGINSTEXT", "0"),
             ("$ENDSTEXT", "0"),
-            ("$BEGINDATA", str(begin_data)),
-            ("$ENDDATA", str(begin_data + data_len - 1 if data_len else begin_data)),
+            ("$BEGINDATA", str(begin_data if data_len else 0)),
+            ("$ENDDATA", str(begin_data + data_len - 1 if data_len else 0)),
         ]
         text = _text_segment(offsets + pairs)
         new_begin = _TEXT_START + len(text)
         if new_begin == begin_data:
             break
         begin_data = new_begin
-    end_data = begin_data + data_len - 1 if data_len else begin_data
     text_end = _TEXT_START + len(text) - 1
-    head = _header(_TEXT_START, text_end, begin_data, end_data)
+    if data_len:
+        head = _header(_TEXT_START, text_end, begin_data, begin_data + data_len - 1)
+    else:  # no DATA segment: offsets 0, as for any absent segment
+        head = _header(_TEXT_START, text_end, 0, 0)
     content = head + text + payload
     logger.debug("writing %s: %d events x %d channels", dest, n_events, n_par)
     return write_bytes_atomic(dest, content)

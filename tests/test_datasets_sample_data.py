@@ -1,0 +1,149 @@
+"""The committed sample_data/: regenerates byte for byte, opens in flowkit and flowio,
+holds enough events for gating and scoring, and its truth matches its metadata."""
+
+from __future__ import annotations
+
+import re
+
+import flowio
+import flowkit as fk
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.datasets import (
+    make_sample_data,
+    population_names,
+    sample_data_design,
+    sample_data_dir,
+    simulate_batch,
+    truth_membership,
+)
+from nkflow.datasets.batch import METADATA_COLUMNS
+
+SPECIES = ("human", "mouse")
+# minimum NK events per unstim/stim tube (mouse batch is kept small on purpose)
+MIN_NK = {"human": 1500, "mouse": 900}
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample_data")
+    return make_sample_data(out)
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_regeneration_is_byte_identical(sample_data, regenerated, species):
+    committed, fresh = sample_data / species, regenerated / species
+    assert _files(fresh) == [p for p in _files(committed) if p.name != "README.md"]
+    for rel in _files(fresh):
+        assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+
+
+def test_sample_data_dir_finds_committed_batch(sample_data):
+    for species in SPECIES:
+        assert sample_data_dir(species) == sample_data / species
+
+
+def test_total_size_under_limit(sample_data):
+    size = sum(p.stat().st_size for p in sample_data.rglob("*") if p.is_file())
+    assert size < 25 * 2**20
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_metadata_sheet_follows_contract(sample_data, species):
+    meta = pd.read_csv(sample_data / species / "metadata.csv", keep_default_na=False)
+    assert tuple(meta.columns) == METADATA_COLUMNS
+    assert meta["sample_id"].is_unique
+    assert set(meta["species"]) == {species}
+    assert set(meta["stimulation"]) == {"unstim", "stim"}
+    valid_role = re.compile(r"^(unstim|stim|positive_control|fmo:[A-Za-z0-9-]+)$")
+    assert meta["role"].map(lambda r: bool(valid_role.match(r))).all()
+    for f in meta["file"]:
+        assert (sample_data / species / f).is_file()
+    assert len(meta) == len(sample_data_design(species).tubes)
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_every_file_opens_in_flowio_and_flowkit(sample_data, species):
+    meta = pd.read_csv(sample_data / species / "metadata.csv", keep_default_na=False)
+    for f in meta["file"]:
+        path = sample_data / species / f
+        fd = flowio.FlowData(str(path))
+        sample = fk.Sample(str(path))
+        events = fd.as_array(preprocess=False)
+        np.testing.assert_array_equal(sample.get_events(source="raw")[:, :-1], events[:, :-1])
+        assert fd.version == "3.1"
+        assert fd.text["fil"] == f
+        n = int(fd.text["par"])
+        spill = fd.text["spillover"].split(",")
+        assert int(spill[0]) == n - 5  # all fluorescence channels, not scatter/Time
+        assert fd.text["cyt"] and fd.text["date"] and fd.text["timestep"] == "0.01"
+        assert sample.pnn_labels[-1] == "Time" and sample.pnn_labels[:4] == [
+            "FSC-A", "FSC-H", "SSC-A", "SSC-H"]  # fmt: skip
+
+
+@pytest.mark.parametrize("species", SPECIES)
+def test_truth_matches_files_and_has_enough_events(sample_data, species):
+    folder = sample_data / species
+    meta = pd.read_csv(folder / "metadata.csv", keep_default_na=False)
+    planted = pd.read_csv(folder / "truth" / "planted.csv")
+    assert list(planted.columns) == ["sample_id", "population", "marker", "planted_percent"]
+    assert set(planted["sample_id"]) == set(meta["sample_id"])
+    assert set(planted["population"]) <= set(population_names(species))
+    for row in meta.itertuples():
+        truth = pd.read_parquet(folder / "truth" / f"{row.sample_id}.parquet")
+        n = int(flowio.FlowData(str(folder / row.file), only_text=True).text["tot"])
+        assert len(truth) == n
+        assert isinstance(truth["label"].dtype, pd.CategoricalDtype)
+        assert truth[["AREG", "IFN-g", "CD107a"]].dtypes.eq(bool).all()
+        if row.role in ("unstim", "stim"):
+            nk = truth_membership(truth["label"], species)["NK"]
+            assert nk.sum() >= MIN_NK[species], row.sample_id
+            if species == "human":
+                bright = truth_membership(truth["label"], species)["CD56bright"]
+                assert bright.sum() >= 100, row.sample_id
+
+
+def test_planted_areg_populations_have_enough_positives(sample_data):
+    folder = sample_data / "human"
+    planted = pd.read_csv(folder / "truth" / "planted.csv")
+    responsive = planted[
+        (planted["marker"] == "AREG")
+        & (planted["planted_percent"] >= 1.3)
+        & planted["population"].isin(["CD56bright_trNK", "CD56dim_circNK", "ILC"])
+        & planted["sample_id"].str.endswith("_stim")
+        # ILCs are rare except in the ILC-enriched positive control
+        & ((planted["population"] != "ILC") | (planted["sample_id"] == "PC_ILC_stim"))
+    ]
+    assert len(responsive) >= 8
+    for row in responsive.itertuples():
+        truth = pd.read_parquet(folder / "truth" / f"{row.sample_id}.parquet")
+        member = truth_membership(truth["label"], "human")[row.population]
+        assert (member & truth["AREG"]).sum() >= 10, (row.sample_id, row.population)
+
+
+def test_null_samples_have_background_only(sample_data):
+    planted = pd.read_csv(sample_data / "human" / "truth" / "planted.csv")
+    areg = planted[planted["marker"] == "AREG"].set_index(["sample_id", "population"])
+    for donor in ("D1", "D2"):
+        for pop in ("NK", "CD56bright", "CD56dim"):
+            stim = areg.loc[(f"{donor}_blood_pre_stim", pop), "planted_percent"]
+            unstim = areg.loc[(f"{donor}_blood_pre_unstim", pop), "planted_percent"]
+            assert stim == unstim
+    assert areg.loc[("D2_liver_pre_stim", "CD56bright_trNK"), "planted_percent"] == 0.3
+    assert areg.loc[("D1_liver_pre_stim", "CD56bright_trNK"), "planted_percent"] == 2.3
+
+
+def test_simulate_batch_default_design_is_deterministic(tmp_path):
+    a = simulate_batch(tmp_path / "a", species="mouse", n_events=500, random_state=3)
+    b = simulate_batch(tmp_path / "b", species="mouse", n_events=500, random_state=3)
+    assert a.name == "metadata.csv"
+    files = _files(a.parent)
+    assert files == _files(b.parent)
+    for rel in files:
+        assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes()
