@@ -158,28 +158,33 @@ def scale_exact(
     neg = v < 0
     av = np.abs(v[finite])
     if start is None:
+        # B is convex above x1 with slope taylor[0] there, so the linear guess is an
+        # upper bound; the logarithmic guess is right for large values.
         with np.errstate(divide="ignore"):
-            x = np.where(
-                av < p.f, p.x1 + av / p.taylor[0], np.log(np.maximum(av, 1e-300) / p.a) / p.b
-            )
+            log_guess = np.log(np.maximum(av, 1e-300) / p.a) / p.b
+        x = np.minimum(p.x1 + av / p.taylor[0], np.maximum(log_guess, p.x1))
     else:
         s0 = np.asarray(start, dtype=np.float64).ravel()[finite]
         x = np.where(neg[finite], 2 * p.x1 - s0, s0)
-    for _ in range(50):
-        ae2bx = p.a * np.exp(p.b * x)
-        ce2mdx = p.c * np.exp(-p.d * x)
-        y = (ae2bx + p.f) - (ce2mdx + av)
-        near = x < p.x_taylor
+    active = np.arange(x.size)
+    for _ in range(60):
+        xa, va = x[active], av[active]
+        ae2bx = p.a * np.exp(p.b * xa)
+        ce2mdx = p.c * np.exp(-p.d * xa)
+        y = (ae2bx + p.f) - (ce2mdx + va)
+        near = xa < p.x_taylor
         if np.any(near):
-            y[near] = _series(p, x[near]) - av[near]
+            y[near] = _series(p, xa[near]) - va[near]
         abe2bx = p.b * ae2bx
         cde2mdx = p.d * ce2mdx
         dy = abe2bx + cde2mdx
         ddy = p.b * abe2bx - p.d * cde2mdx
         delta = y / (dy * (1 - y * ddy / (2 * dy * dy)))
-        x = x - delta
-        tol = 3 * _EPS * np.maximum(1.0, np.abs(x))
-        if not np.any(np.abs(delta) >= tol):
+        xa = xa - delta
+        x[active] = xa
+        moving = np.abs(delta) >= 3 * _EPS * np.maximum(1.0, np.abs(xa))
+        active = active[moving]
+        if active.size == 0:
             break
     x = np.where(av == 0, p.x1, x)
     out[finite] = np.where(neg[finite], 2 * p.x1 - x, x)
@@ -191,8 +196,8 @@ def _table(p: LogicleParams) -> tuple[np.ndarray, np.ndarray]:
     """Scale at every bin edge (``base``) and per-low-bit slope, both float32."""
     bits = np.arange(_N_BINS, dtype=np.uint64) << np.uint64(_SHIFT)
     lo = bits.astype(np.uint32).view(np.float32)
-    lo64 = lo.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
+        lo64 = lo.astype(np.float64)
         step = np.copysign(np.spacing(np.abs(lo)), lo).astype(np.float64)
         hi64 = lo64 + (1 << _SHIFT) * step
         ok = np.isfinite(lo64) & np.isfinite(hi64)

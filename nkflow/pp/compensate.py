@@ -97,7 +97,8 @@ def read_spillover_matrix(path: str | Path) -> pd.DataFrame:
     if header is None or not body:
         raise ConfigError(f"{p}: no header row of channel names followed by numeric rows")
     n = len(body)
-    if header and len(header) == n + 1:  # a corner label such as "" or "Channel"
+    labelled = all(not _is_number(r[0]) for r in body)
+    if len(header) == n + 1 and labelled:  # a corner label such as "Channel"
         header = header[1:]
     if len(header) != n:
         raise ConfigError(f"{p}: header names {len(header)} channels but there are {n} rows")

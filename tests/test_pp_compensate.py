@@ -1,0 +1,179 @@
+"""nkflow.pp.compensate against flowkit and the published truth arrays."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.io import read_fcs
+from nkflow.pp import compensate, compensate_array, read_spillover_matrix
+
+fk = pytest.importorskip("flowkit")
+
+COMP_FCS = "flowkit/data/test_comp_example.fcs"
+COMP_CSV = "flowkit/data/comp_complete_example.csv"
+COMPDATA = "flowcore/inst/extdata/compdata"
+
+
+def _read(path: Path) -> ad.AnnData:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_fcs(path)
+
+
+def _flowkit_comp(path: Path, matrix) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sample = fk.Sample(str(path), ignore_offset_error=True)
+        sample.apply_compensation(matrix)
+        return sample.get_events(source="comp")
+
+
+def _tiny(spill: dict | None = None) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    x = rng.normal(1000, 300, (50, 4)).astype(np.float32)
+    var = pd.DataFrame(
+        {"kind": ["scatter", "fluorescence", "fluorescence", "time"], "range": 262144.0},
+        index=["FSC-A", "FL1-A", "FL2-A", "Time"],
+    )
+    uns = {"nkflow": {"sample": {"sample_id": "tiny", "path": "tiny.fcs"}, "spillover": spill}}
+    return ad.AnnData(X=x, var=var, uns=uns)
+
+
+SPILL = {"channels": ["FL1-A", "FL2-A"], "matrix": [[1.0, 0.2], [0.05, 1.0]]}
+
+
+def test_user_csv_matches_flowkit(external: Path) -> None:
+    """LSRII file, 14-channel FlowJo-exported CSV matrix: equal to flowkit within 1e-6."""
+    adata = _read(external / COMP_FCS)
+    compensate(adata, matrix=external / COMP_CSV)
+    ref = _flowkit_comp(external / COMP_FCS, str(external / COMP_CSV))
+    np.testing.assert_allclose(adata.X, ref, rtol=1e-6, atol=1e-6)
+    assert adata.X.dtype == np.float32
+    np.testing.assert_array_equal(adata.layers["compensated"], adata.X)
+    rec = adata.uns["nkflow"]["compensation"]
+    assert rec["source"] == f"user:{external / COMP_CSV}"
+    assert rec["channels"][0] == "Ax488-A" and len(rec["channels"]) == 14
+
+
+def test_file_spill_matches_truth_array(external: Path) -> None:
+    """The file's own $SPILL (identity) reproduces flowkit's truth array (Time unscaled there)."""
+    truth = np.fromfile(external / "flowkit/data/test_comp_example.npy").reshape(10703, 18)
+    adata = _read(external / COMP_FCS)
+    compensate(adata, matrix="file")
+    assert adata.uns["nkflow"]["compensation"]["source"] == "file"
+    np.testing.assert_allclose(adata.X[:, :17], truth[:, :17], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("stain", ["060909.001", "060909.002", "060909.003", "060909.005"])
+@pytest.mark.parametrize("ref", ["compref1", "compmatrix"])
+def test_flowcore_compdata_matches_flowkit(external: Path, stain: str, ref: str) -> None:
+    """flowCore single-stain controls compensated with its reference matrices.
+
+    These FCS 2.0 channels are log-amplified ($PnE): decoded values are not float32
+    numbers, so the tolerance adds the float32 rounding of the raw values (the
+    container's storage type) carried through ``inv(S)``.
+    """
+    spill = read_spillover_matrix(external / COMPDATA / ref)
+    assert list(spill.columns) == ["FL1-H", "FL2-H", "FL3-H", "FL4-H"]
+    path = external / COMPDATA / "data" / stain
+    adata = _read(path)
+    raw = np.abs(adata.X.astype(np.float64))
+    compensate(adata, matrix=spill)
+    matrix = fk.Matrix(spill.to_numpy(), list(spill.columns))
+    ref_events = _flowkit_comp(path, matrix)
+    cols = [list(adata.var_names).index(c) for c in spill.columns]
+    carried = np.zeros_like(raw)
+    carried[:, cols] = raw[:, cols] @ np.abs(np.linalg.inv(spill.to_numpy()))
+    bound = 1e-6 * np.abs(ref_events) + 1e-6 + np.finfo(np.float32).eps * carried
+    assert np.all(np.abs(adata.X - ref_events) <= bound)
+
+
+def test_matrix_file_formats(external: Path, tmp_path: Path) -> None:
+    """FlowJo text export (CR line ends, title line), labelled rows and plain CSV agree."""
+    flowjo = read_spillover_matrix(external / COMPDATA / "compmatrix")
+    assert flowjo.loc["FL1-H", "FL2-H"] == pytest.approx(0.24)
+    assert flowjo.loc["FL4-H", "FL3-H"] == pytest.approx(3.23e-3)
+    ref1 = read_spillover_matrix(external / COMPDATA / "compref1")
+    assert ref1.loc["FL1-H", "FL2-H"] == pytest.approx(0.242022277630705)
+    shuffled = ref1.loc[["FL3-H", "FL1-H", "FL4-H", "FL2-H"]]
+    shuffled.to_csv(tmp_path / "labelled.csv")
+    pd.testing.assert_frame_equal(read_spillover_matrix(tmp_path / "labelled.csv"), ref1)
+    ref1.to_csv(tmp_path / "plain.tsv", sep="\t", index=False)
+    pd.testing.assert_frame_equal(read_spillover_matrix(tmp_path / "plain.tsv"), ref1)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("FL1-A,FL2-A\n1,0.2\n", "header names 2 channels but there are 1 rows"),
+        ("FL1-A,FL2-A\n1,0.2\n0.1,0.9\n", "diagonal must be 1"),
+        ("FL1-A,FL2-A\n1,0.2\n0.1\n", "row 2 has 1 values"),
+        ("1,2\n3,4\n", "no header row"),
+    ],
+)
+def test_bad_matrix_files(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        read_spillover_matrix(path)
+
+
+def test_missing_channels_listed(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("FL1-A,PE-Cy7-A\n1,0.1\n0.2,1\n")
+    with pytest.raises(
+        ChannelNotFoundError, match=r"PE-Cy7-A.*available: FSC-A, FL1-A, FL2-A, Time"
+    ):
+        compensate(_tiny(), matrix=path)
+
+
+def test_file_without_spillover_names_sample() -> None:
+    with pytest.raises(ConfigError, match=r"tiny\.fcs: the file has no \$SPILLOVER"):
+        compensate(_tiny(None), matrix="file")
+
+
+@pytest.mark.parametrize("bad", ["nonexistent.csv", 3.0])
+def test_bad_matrix_option(bad) -> None:
+    with pytest.raises(ConfigError, match="matrix"):
+        compensate(_tiny(SPILL), matrix=bad)
+
+
+def test_none_copy_and_twice() -> None:
+    adata = _tiny(SPILL)
+    raw = adata.X.copy()
+    out = compensate(adata, matrix="none", inplace=False)
+    np.testing.assert_array_equal(out.X, raw)
+    assert out.uns["nkflow"]["compensation"] == {"source": "none", "channels": [], "matrix": []}
+    assert "compensation" not in adata.uns["nkflow"] and "compensated" not in adata.layers
+    with pytest.raises(ConfigError, match="already compensated"):
+        compensate(out)
+
+
+def test_file_matrix_inverts_spillover() -> None:
+    """Spilling known true values and compensating gives them back; other columns untouched."""
+    adata = _tiny(SPILL)
+    truth = adata.X.astype(np.float64)
+    s = np.asarray(SPILL["matrix"])
+    adata.X[:, 1:3] = (truth[:, 1:3] @ s).astype(np.float32)
+    compensate(adata)
+    np.testing.assert_allclose(adata.X[:, 1:3], truth[:, 1:3], rtol=1e-5)
+    np.testing.assert_array_equal(adata.X[:, [0, 3]], truth[:, [0, 3]].astype(np.float32))
+    assert adata.uns["nkflow"]["compensation"]["matrix"] == SPILL["matrix"]
+
+
+@pytest.mark.parametrize("columns", [None, [2, 0, 3]])
+def test_compensate_array(columns) -> None:
+    rng = np.random.default_rng(1)
+    true = rng.normal(0, 1000, (9000, 4))
+    cols = list(range(4)) if columns is None else columns
+    s = np.eye(len(cols)) + np.triu(rng.uniform(0, 0.3, (len(cols), len(cols))), 1)
+    raw = true.copy()
+    raw[:, cols] = true[:, cols] @ s
+    np.testing.assert_allclose(compensate_array(raw, s, columns=columns), true, atol=1e-8)

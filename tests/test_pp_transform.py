@@ -1,0 +1,229 @@
+"""nkflow.pp transforms against flowkit (flowutils) and on the container."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.io import read_fcs
+from nkflow.pp import (
+    arcsinh,
+    arcsinh_inverse,
+    compensate,
+    estimate_logicle_w,
+    logicle,
+    logicle_inverse,
+    transform,
+)
+
+fk = pytest.importorskip("flowkit")
+
+# rtol is the issue's 1e-6; atol only matters where the scale crosses 0
+RTOL, ATOL = 1e-6, 1e-8
+
+LOGICLE_PARAMS = [
+    (262144.0, 0.5, 4.5, 0.0),
+    (262144.0, 0.0, 4.5, 0.0),
+    (262144.0, 1.5, 4.5, 0.0),
+    (262144.0, 1.0, 4.0, 1.0),
+    (10000.0, 0.5, 4.0, -0.25),
+    (1024.0, 0.3, 3.0, 0.0),
+]
+
+
+def _values(n: int = 40_000) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    edge = [0.0, -0.0, 1e-30, -1e-30, 1.0, -1.0, 262143.0, 262144.0, 1e6, -5e4]
+    return np.concatenate(
+        [
+            rng.normal(0, 300, n),
+            rng.lognormal(7, 2.5, n),
+            -rng.lognormal(3, 2, n // 4),
+            np.linspace(-2000, 2000, n // 4),
+            edge,
+        ]
+    )
+
+
+def _fk_logicle(v: np.ndarray, t: float, w: float, m: float, a: float) -> np.ndarray:
+    return fk.transforms.LogicleTransform(t, w, m, a).apply(v.reshape(-1, 1)).ravel()
+
+
+@pytest.mark.parametrize(("t", "w", "m", "a"), LOGICLE_PARAMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logicle_matches_flowkit(t: float, w: float, m: float, a: float, dtype) -> None:
+    v = _values().astype(dtype)
+    ref = _fk_logicle(v.astype(np.float64), t, w, m, a)
+    out = logicle(v, T=t, W=w, M=m, A=a)
+    assert out.dtype == dtype
+    if w == 0:
+        # flowutils' solver does not converge for |v| = 1e-30 when W = 0 (it returns
+        # +-6.87, far above the scale top 1.0); the true scale there is x1 = 0.
+        tiny = (np.abs(v) > 0) & (np.abs(v) < 1e-20)
+        np.testing.assert_allclose(out[tiny], 0.0, atol=1e-12)
+        v, ref, out = v[~tiny], ref[~tiny], out[~tiny]
+    np.testing.assert_allclose(out, ref, rtol=RTOL, atol=ATOL)
+    if dtype is np.float64:  # the exact path is double precision
+        np.testing.assert_allclose(out, ref, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(("t", "w", "m", "a"), LOGICLE_PARAMS)
+def test_logicle_inverse_round_trip(t: float, w: float, m: float, a: float) -> None:
+    scale = np.linspace(-0.2, 1.1, 5001)
+    back = logicle(logicle_inverse(scale, T=t, W=w, M=m, A=a), T=t, W=w, M=m, A=a)
+    np.testing.assert_allclose(back, scale, rtol=1e-10, atol=1e-12)
+    assert logicle_inverse(np.float64(1.0), T=t, W=w, M=m, A=a) == pytest.approx(t, rel=1e-12)
+
+
+def test_logicle_shape_and_nonfinite() -> None:
+    v = np.array([[np.nan, np.inf], [-np.inf, 0.0]], dtype=np.float32)
+    out = logicle(v)
+    assert out.shape == (2, 2)
+    assert np.isnan(out[0, 0]) and out[0, 1] == np.inf and out[1, 0] == -np.inf
+    assert out[1, 1] == pytest.approx(0.5 / 4.5)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"W": -0.1}, {"W": 3.0}, {"T": 0.0}, {"M": -1.0}, {"A": 5.0}, {"W": 1.0, "A": -2.0}],
+)
+def test_logicle_bad_params(params: dict) -> None:
+    with pytest.raises(ConfigError, match="logicle"):
+        logicle(np.ones(3), **params)
+
+
+@pytest.mark.parametrize("cofactor", [5.0, 150.0, 1000.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_arcsinh_matches_flowkit_mapping(cofactor: float, dtype) -> None:
+    """flowkit's asinh(T, M, A=0) is asinh(x sinh(M ln10) / T) / (M ln10).
+
+    With ``T = cofactor * sinh(M ln10)`` it equals ``arcsinh(x / cofactor) / (M ln10)``.
+    """
+    m = 4.5
+    t = cofactor * math.sinh(m * math.log(10))
+    v = _values().astype(dtype)
+    ref = fk.transforms.AsinhTransform(t, m, 0.0).apply(v.astype(np.float64).reshape(-1, 1))
+    out = arcsinh(v, cofactor=cofactor)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out / (m * math.log(10)), ref.ravel(), rtol=RTOL, atol=ATOL)
+    back = arcsinh_inverse(out, cofactor=cofactor)
+    np.testing.assert_allclose(back, v, rtol=1e-5, atol=1e-3 * cofactor)
+
+
+def test_estimate_w_formula() -> None:
+    rng = np.random.default_rng(3)
+    v = np.concatenate([rng.normal(-100, 50, 5000), rng.lognormal(8, 1, 5000)])
+    r = np.percentile(v[v < 0], 5)
+    expected = (4.5 - math.log10(262144 / abs(r))) / 2
+    assert estimate_logicle_w(v) == pytest.approx(expected)
+    assert estimate_logicle_w(np.abs(v)) == 0.0
+    assert estimate_logicle_w(np.array([-1e9, 1.0])) == 2.25  # clipped to M/2
+    with pytest.raises(ConfigError, match="percentile"):
+        estimate_logicle_w(v, percentile=0)
+
+
+def _container() -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = np.column_stack(
+        [
+            rng.normal(60000, 9000, n),
+            rng.normal(-50, 80, n),
+            rng.lognormal(7, 1.5, n),
+            np.linspace(0, 100, n),
+        ]
+    ).astype(np.float32)
+    var = pd.DataFrame(
+        {"kind": ["scatter", "fluorescence", "fluorescence", "time"], "transform": ""},
+        index=["FSC-A", "FL1-A", "FL2-A", "Time"],
+    )
+    return ad.AnnData(X=x, var=var, uns={"nkflow": {"sample": {"sample_id": "s1"}}})
+
+
+@pytest.mark.parametrize("method", ["logicle", "arcsinh"])
+def test_transform_container(method: str) -> None:
+    adata = _container()
+    raw = adata.X.copy()
+    out = transform(adata, method=method, inplace=False)
+    assert np.array_equal(adata.X, raw)  # inplace=False leaves the input alone
+    assert out.X.dtype == np.float32
+    np.testing.assert_array_equal(out.X[:, [0, 3]], raw[:, [0, 3]])
+    f = logicle if method == "logicle" else arcsinh
+    np.testing.assert_array_equal(out.X[:, 1:3], f(raw[:, 1:3]))
+    assert out.var["transform"].tolist() == ["linear", method, method, "linear"]
+    rec = out.uns["nkflow"]["transform"]
+    assert rec["kind"] == method and sorted(rec["params"]) == ["FL1-A", "FL2-A"]
+    key = "W" if method == "logicle" else "cofactor"
+    assert rec["params"]["FL1-A"][key] == (0.5 if method == "logicle" else 150.0)
+
+
+def test_transform_overrides_and_estimate_w() -> None:
+    adata = _container()
+    raw = adata.X.copy()
+    transform(adata, estimate_w=True, params={"FL2-A": {"W": 1.0, "T": 100000}})
+    p = adata.uns["nkflow"]["transform"]["params"]
+    assert p["FL2-A"] == {"T": 100000.0, "W": 1.0, "M": 4.5, "A": 0.0}
+    w1 = estimate_logicle_w(raw[:, 1])
+    assert p["FL1-A"]["W"] == pytest.approx(w1) and w1 > 0
+    np.testing.assert_array_equal(adata.X[:, 1], logicle(raw[:, 1], W=w1))
+    np.testing.assert_array_equal(adata.X[:, 2], logicle(raw[:, 2], T=100000, W=1.0))
+
+
+def test_transform_from_compensated_layer_and_guards() -> None:
+    adata = _container()
+    adata.uns["nkflow"]["spillover"] = {
+        "channels": ["FL1-A", "FL2-A"],
+        "matrix": [[1.0, 0.1], [0.02, 1.0]],
+    }
+    compensate(adata)
+    comp = adata.layers["compensated"].copy()
+    transform(adata, method="arcsinh", cofactor=5, channels=["FL2-A"])
+    transform(adata)  # starts again from layers["compensated"]
+    np.testing.assert_array_equal(adata.layers["compensated"], comp)
+    np.testing.assert_array_equal(adata.X[:, 1], logicle(comp[:, 1]))
+    bare = _container()
+    transform(bare)
+    with pytest.raises(ConfigError, match="already transformed"):
+        transform(bare)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "log"}, ConfigError, "valid: \\['logicle', 'arcsinh'\\]"),
+        ({"channels": ["PE-A"]}, ChannelNotFoundError, "PE-A"),
+        ({"params": {"PE-A": {"W": 1}}}, ChannelNotFoundError, "PE-A"),
+        ({"params": {"FL1-A": {"cofactor": 5}}}, ConfigError, "cofactor"),
+        ({"method": "arcsinh", "cofactor": 0}, ConfigError, "cofactor"),
+        ({"W": 4}, ConfigError, "W must lie"),
+    ],
+)
+def test_transform_errors(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        transform(_container(), **kwargs)
+
+
+def test_read_compensate_logicle_matches_flowkit(external: Path) -> None:
+    """The whole chain on a real LSRII file equals flowkit's xform events."""
+    fcs = external / "flowkit/data/test_comp_example.fcs"
+    csv = external / "flowkit/data/comp_complete_example.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = read_fcs(fcs)
+        sample = fk.Sample(str(fcs), ignore_offset_error=True)
+    compensate(adata, matrix=csv)
+    transform(adata)
+    sample.apply_compensation(str(csv))
+    sample.apply_transform(fk.transforms.LogicleTransform(262144, 0.5, 4.5, 0))
+    ref = sample.get_events(source="xform")
+    fluo = (adata.var["kind"] == "fluorescence").to_numpy()
+    assert fluo.sum() == 14
+    np.testing.assert_allclose(adata.X[:, fluo], ref[:, fluo], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(adata.X[:, ~fluo], ref[:, ~fluo], rtol=RTOL)
