@@ -38,7 +38,7 @@ from ..exceptions import (
     PanelError,
 )
 from .fcs_data import decode_events
-from .fcs_text import FCSMetadata, read_fcs_metadata
+from .fcs_text import read_fcs_metadata
 from .panel import PanelLike, canonical_marker, conflict_message, resolve_with_conflicts
 
 __all__ = ["channel_for", "channel_kind", "parse_spillover", "read_fcs"]
@@ -161,29 +161,6 @@ def parse_spillover(
     return {"channels": channels, "matrix": matrix.tolist()}
 
 
-def _unique_names(meta: FCSMetadata) -> list[str]:
-    names = [n.strip() for n in meta.pnn]
-    fixed = []
-    for i, name in enumerate(names):
-        if not name:
-            alt = meta.pns[i].strip()
-            name = alt if alt and alt not in names else f"P{i + 1}"
-            fixed.append(f"$P{i + 1}N empty -> {name!r}")
-            names[i] = name
-    if fixed:
-        message = "empty channel names replaced: " + ", ".join(fixed)
-        meta.quirks.append(message)
-        warnings.warn(f"{meta.path}: {message}", FCSQuirkWarning, stacklevel=3)
-    seen: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        seen.setdefault(name, []).append(i + 1)
-    dups = {k: v for k, v in seen.items() if len(v) > 1}
-    if dups:
-        listing = "; ".join(f"{k!r} at $P{', $P'.join(map(str, v))}N" for k, v in dups.items())
-        raise FCSReadError(meta.path, f"duplicate channel names ($PnN): {listing}")
-    return names
-
-
 def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -> np.ndarray | None:
     """Return None when every value is finite, else the mask of events to keep."""
     if np.isfinite(x.sum(axis=0, dtype=np.float64)).all():
@@ -241,7 +218,7 @@ def _build(
     nonfinite: str,
 ) -> ad.AnnData:
     meta = read_fcs_metadata(path, dataset=dataset)
-    names = _unique_names(meta)
+    names = meta.pnn
     info = _sample_info(path, sample_id, metadata)
     species = info.get("species") or None
     markers, clashes = resolve_with_conflicts(names, meta.pns, panel=panel, species=species)

@@ -54,7 +54,8 @@ class FCSMetadata:
     datatype, byteorder
         ``"I"``, ``"F"`` or ``"D"``; ``"<"`` or ``">"``.
     pnn, pns, pnb, pnr, pne, png
-        Per-channel ``$PnN`` (as written), ``$PnS`` (``""`` if absent), declared bit width,
+        Per-channel ``$PnN`` (stripped; an empty one becomes ``$PnS`` or ``P<n>`` with a
+        quirk warning; duplicates are an error), ``$PnS`` (``""`` if absent), declared bit width,
         range, ``(decades, log0)`` and gain.
     storage_bits
         Bits each value occupies in DATA: ``$PnB``, or the next 8/16/32/64 when ``$PnB`` is
@@ -291,6 +292,7 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
     odd: list[str] = []
     uncommon: set[int] = set()
     float_log: list[str] = []
+    bad_width: list[str] = []
     pnr: list[float] = []
     pne: list[tuple[float, float]] = []
     png: list[float] = []
@@ -303,7 +305,7 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
         if datatype in ("F", "D"):
             width = 32 if datatype == "F" else 64
             if b_raw.strip() not in ("", str(width)):
-                ctx.quirk(f"$P{i}B={b_raw!r} disagrees with $DATATYPE {datatype}; used {width}")
+                bad_width.append(f"$P{i}B={b_raw.strip()}")
         else:
             if not b_raw.strip().isdigit():
                 raise ctx.fail(f"$P{i}B is {b_raw!r}; integer data needs a bit width per channel")
@@ -351,6 +353,11 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
             ctx.quirk(f"$P{i}G={kw.get(f'$P{i}G')!r} is not a number; gain 1 used")
             g = 1.0
         png.append(g)
+    if bad_width:
+        ctx.quirk(
+            f"{', '.join(bad_width[:3])}{' ...' if len(bad_width) > 3 else ''} disagree with "
+            f"$DATATYPE {datatype}; used {32 if datatype == 'F' else 64} bits"
+        )
     if float_log:
         ctx.quirk(
             f"log amplification on {datatype} (floating-point) data ignored "
@@ -368,6 +375,27 @@ def _channels(kw: dict[str, str], n_par: int, ctx: _Context) -> dict[str, list]:
         )
     return {"pnn": pnn, "pns": pns, "pnb": pnb, "storage_bits": storage, "pnr": pnr,
             "pne": pne, "png": png}  # fmt: skip
+
+
+def _usable_names(pnn: list[str], pns: list[str], ctx: _Context) -> list[str]:
+    """Strip names, replace empty ones (quirk), refuse duplicates."""
+    names = [n.strip() for n in pnn]
+    fixed = []
+    for i, name in enumerate(names):
+        if not name:
+            alt = pns[i].strip()
+            names[i] = alt if alt and alt not in names else f"P{i + 1}"
+            fixed.append(f"$P{i + 1}N -> {names[i]!r}")
+    if fixed:
+        ctx.quirk("empty channel names replaced: " + ", ".join(fixed))
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        seen.setdefault(name, []).append(i + 1)
+    dups = {k: v for k, v in seen.items() if len(v) > 1}
+    if dups:
+        listing = "; ".join(f"{k!r} at " + ", ".join(f"$P{n}N" for n in v) for k, v in dups.items())
+        raise ctx.fail(f"duplicate channel names ($PnN): {listing}")
+    return names
 
 
 def _resolve_data(
@@ -490,6 +518,7 @@ def _parse_dataset(
         raise ctx.fail("$TOT is 0: the file holds no events")
     byteorder = _byteorder(kw["$BYTEORD"], ctx)
     chans = _channels(kw, n_par, ctx)
+    chans["pnn"] = _usable_names(chans["pnn"], chans["pns"], ctx)
     event_bytes = sum(chans["storage_bits"]) // 8
     data_start, n_events = _resolve_data(
         kw, hdr, version, offset, file_size, event_bytes, n_tot, ctx

@@ -1,0 +1,340 @@
+"""Hostile and broken FCS input, generated from a small valid file: only NkflowError escapes."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nkflow.io as nio
+from nkflow.exceptions import FCSQuirkWarning, FCSReadError, NkflowError
+
+CHANNELS = [
+    ("FSC-A", ""),
+    ("SSC-A", ""),
+    ("FL1-A", "CD56 PE"),
+    ("FL2-A", "CD16 FITC"),
+    ("Time", ""),
+]
+RNG = np.random.default_rng(7)
+EVENTS = np.round(RNG.uniform(0, 1000, size=(40, len(CHANNELS))), 2).astype(np.float32)
+
+
+def build_fcs(
+    data: np.ndarray = EVENTS,
+    *,
+    channels: list[tuple[str, str]] = CHANNELS,
+    datatype: str = "F",
+    bits: int | None = None,
+    byteord: str = "1,2,3,4",
+    delim: str = "/",
+    version: str = "FCS3.1",
+    extra: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    tot: int | None = None,
+    header_data: tuple[str, str] | None = None,
+    data_bytes: bytes | None = None,
+) -> bytes:
+    """A complete FCS file as bytes; every knob breaks one thing."""
+    order = "<" if byteord.startswith("1") else ">"
+    bits = bits or (64 if datatype == "D" else 32)
+    if data_bytes is None:
+        if datatype == "F":
+            data_bytes = data.astype(order + "f4").tobytes()
+        elif datatype == "D":
+            data_bytes = data.astype(order + "f8").tobytes()
+        else:
+            data_bytes = data.astype(order + f"u{bits // 8}").tobytes()
+    kw: dict[str, str] = {
+        "$BYTEORD": byteord,
+        "$DATATYPE": datatype,
+        "$MODE": "L",
+        "$NEXTDATA": "0",
+        "$PAR": str(len(channels)),
+        "$TOT": str(len(data) if tot is None else tot),
+        "$CYT": "TestCyt",
+        "$DATE": "24-NOV-2026",
+        "$TIMESTEP": "0.1",
+    }
+    for i, (name, stain) in enumerate(channels, start=1):
+        kw[f"$P{i}N"] = name
+        if stain:
+            kw[f"$P{i}S"] = stain
+        kw[f"$P{i}B"] = str(bits)
+        kw[f"$P{i}E"] = "0,0"
+        kw[f"$P{i}R"] = "1024"
+    kw.update(extra or {})
+    for key in drop:
+        kw.pop(key, None)
+
+    def text_for(begin: int, end: int) -> bytes:
+        full = {**kw, "$BEGINDATA": f"{begin:010d}", "$ENDDATA": f"{end:010d}"}
+        if version == "FCS2.0":
+            full.pop("$BEGINDATA")
+            full.pop("$ENDDATA")
+        esc = {k: v.replace(delim, delim * 2) for k, v in full.items()}
+        body = delim.join(f"{k}{delim}{v}" for k, v in esc.items())
+        return (delim + body + delim).encode("utf-8")
+
+    text = text_for(0, 0)
+    begin = 58 + len(text)
+    end = begin + len(data_bytes) - 1
+    text = text_for(begin, end)
+    assert 58 + len(text) == begin
+    hb, he = header_data if header_data is not None else (str(begin), str(end))
+    header = f"{version:<6}    {58:>8}{57 + len(text):>8}{hb:>8}{he:>8}{0:>8}{0:>8}"
+    return header.encode("ascii") + text + data_bytes
+
+
+def _write(tmp_path: Path, content: bytes, name: str = "x.fcs") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def _read(path: Path, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FCSQuirkWarning)
+        return nio.read_fcs(path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"datatype": "D"},
+        {"datatype": "I", "bits": 16},
+        {"datatype": "I", "bits": 32, "byteord": "4,3,2,1"},
+        {"datatype": "I", "bits": 8, "data": np.minimum(EVENTS, 255)},
+        {"version": "FCS2.0"},
+        {"version": "FCS3.0", "byteord": "4,3,2,1"},
+        {"delim": "|"},
+        {"delim": "\x0c"},
+        {"delim": "*"},
+    ],
+    ids=["f32", "f64", "u16", "u32-big", "u8", "fcs2", "fcs3-big", "pipe", "formfeed", "star"],
+)
+def test_valid_variants_roundtrip(tmp_path: Path, kwargs: dict) -> None:
+    data = kwargs.pop("data", EVENTS)
+    expect = np.floor(data) if kwargs.get("datatype") == "I" else data
+    path = _write(tmp_path, build_fcs(data, **kwargs))
+    adata = nio.read_fcs(path, preprocess=False)
+    np.testing.assert_array_equal(adata.X, expect.astype(np.float32))
+    assert list(adata.var["marker"]) == ["", "", "CD56", "CD16", ""]
+    assert list(adata.var["kind"]) == ["scatter", "scatter", "fluorescence", "fluorescence", "time"]
+    # preprocessing scales Time by $TIMESTEP only
+    pre = nio.read_fcs(path).X
+    np.testing.assert_allclose(pre[:, 4], expect[:, 4].astype(np.float64) * 0.1, rtol=1e-6)
+
+
+def test_escaped_delimiter_in_values(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(extra={"$FIL": "a/b//c.fcs", "$P3S": "CD56/NCAM1 PE"}))
+    adata = nio.read_fcs(path)
+    assert adata.uns["nkflow"]["fcs"]["fil"] == "a/b//c.fcs"
+    assert adata.var.loc["FL1-A", "pns"] == "CD56/NCAM1 PE"
+    assert adata.var.loc["FL1-A", "marker"] == "CD56"
+
+
+def test_container_layout(tmp_path: Path) -> None:
+    spill = "2,FL1-A,FL2-A,1,0.1,0.02,1"
+    path = _write(tmp_path, build_fcs(extra={"$SPILLOVER": spill}))
+    adata = nio.read_fcs(path, sample_id="s1", metadata={"donor": "D1", "tissue": "liver"})
+    assert list(adata.obs_names[:3]) == ["0", "1", "2"]
+    assert adata.obs["sample_id"].dtype == "category"
+    info = adata.uns["nkflow"]
+    assert info["sample"]["sample_id"] == "s1"
+    assert info["sample"]["donor"] == "D1" and info["sample"]["role"] == "sample"
+    assert info["fcs"]["version"] == "3.1" and info["fcs"]["cyt"] == "TestCyt"
+    assert info["spillover"] == {"channels": ["FL1-A", "FL2-A"], "matrix": [[1, 0.1], [0.02, 1]]}
+    assert list(adata.var.columns) == ["marker", "pns", "kind", "range", "transform"]
+    assert nio.channel_for(adata, "NCAM1") == "FL1-A"
+
+
+def test_spillover_numeric_channel_refs(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(extra={"SPILL": "2,3,4,1,0.5,0,1"}))
+    assert nio.read_fcs(path).uns["nkflow"]["spillover"]["channels"] == ["FL1-A", "FL2-A"]
+
+
+def test_quirk_off_by_one_end_offset(tmp_path: Path) -> None:
+    # $ENDDATA points one byte past the last event byte (MACSQuant, FC500 ...)
+    path = _write(tmp_path, build_fcs(data_bytes=EVENTS.astype("<f4").tobytes() + b"\x00"))
+    with pytest.warns(FCSQuirkWarning, match="off by one"):
+        adata = nio.read_fcs(path)
+    np.testing.assert_array_equal(adata.X[:, :4], EVENTS[:, :4])
+
+
+def test_quirk_header_offsets_zero(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(header_data=("0", "0")))
+    with pytest.warns(FCSQuirkWarning, match="HEADER DATA offsets are 0"):
+        assert nio.read_fcs(path).n_obs == 40
+
+
+def test_quirk_padded_keyword_names(tmp_path: Path) -> None:
+    raw = build_fcs().replace(b"/$DATATYPE/", b"/    $DATATYPE/")
+    # keep offsets valid: the TEXT grew by 4 bytes, so rebuild the header
+    path = _write(tmp_path, _fix_header(raw))
+    with pytest.warns(FCSQuirkWarning, match="padded"):
+        assert nio.read_fcs(path).n_obs == 40
+
+
+def _fix_header(raw: bytes) -> bytes:
+    """Recompute HEADER/TEXT offsets after editing the TEXT of a build_fcs file."""
+    text_end = raw.index(b"/", raw.rindex(b"$ENDDATA/") + 9)
+    n_data = len(EVENTS.astype("<f4").tobytes())
+    begin = text_end + 1
+    text = raw[58 : text_end + 1]
+    text = text.replace(
+        text[text.index(b"$BEGINDATA/") : text.index(b"/", text.index(b"$ENDDATA/") + 9)],
+        f"$BEGINDATA/{begin:010d}/$ENDDATA/{begin + n_data - 1:010d}".encode(),
+    )
+    header = f"FCS3.1    {58:>8}{text_end:>8}{begin:>8}{begin + n_data - 1:>8}{0:>8}{0:>8}"
+    return header.encode() + text + raw[text_end + 1 :]
+
+
+def test_quirk_header_offsets_disagree_with_text(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(header_data=("900000", "999999")))
+    with pytest.warns(FCSQuirkWarning, match="disagree with"):
+        np.testing.assert_array_equal(nio.read_fcs(path).X[:, :4], EVENTS[:, :4])
+
+
+def test_quirk_tot_mild_disagreement(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(tot=41))
+    with pytest.warns(FCSQuirkWarning, match=r"\$TOT=41 but the DATA segment holds 40"):
+        assert nio.read_fcs(path).n_obs == 40
+
+
+def test_nan_inf_values(tmp_path: Path) -> None:
+    data = EVENTS.copy()
+    data[3, 2] = np.nan
+    data[7, 3] = np.inf
+    path = _write(tmp_path, build_fcs(data))
+    with pytest.raises(FCSReadError, match=r"2 NaN/Inf .*FL1-A \(1\), FL2-A \(1\)"):
+        nio.read_fcs(path)
+    with pytest.warns(FCSQuirkWarning, match="dropped 2 event"):
+        adata = nio.read_fcs(path, nonfinite="drop")
+    assert adata.n_obs == 38 and "3" not in adata.obs_names and "39" in adata.obs_names
+
+
+def test_empty_pnn_replaced(tmp_path: Path) -> None:
+    chans = [*CHANNELS[:4], ("", "")]
+    with pytest.warns(FCSQuirkWarning, match="empty channel names"):
+        adata = nio.read_fcs(_write(tmp_path, build_fcs(channels=chans)))
+    assert adata.var_names[-1] == "P5"
+
+
+BAD_CASES = {
+    "truncated data": (lambda: build_fcs()[:-17], "truncated"),
+    "header offsets past eof": (
+        lambda: build_fcs(version="FCS2.0", header_data=("900000", "999999")),
+        "past the end",
+    ),
+    "text past eof": (lambda: build_fcs()[:200], "past the end"),
+    "missing $PAR": (lambda: build_fcs(drop=("$PAR",)), "$PAR"),
+    "missing $TOT": (lambda: build_fcs(drop=("$TOT",)), "$TOT"),
+    "missing $DATATYPE": (lambda: build_fcs(drop=("$DATATYPE",)), "$DATATYPE"),
+    "missing $BYTEORD": (lambda: build_fcs(drop=("$BYTEORD",)), "$BYTEORD"),
+    "missing $P2R": (lambda: build_fcs(drop=("$P2R",)), "$P2R"),
+    "missing $P2B int": (lambda: build_fcs(datatype="I", bits=16, drop=("$P2B",)), "$P2B"),
+    "tot disagrees": (lambda: build_fcs(tot=30), "$TOT=30"),
+    "tot billions": (lambda: build_fcs(tot=5_000_000_000), "more than the whole file"),
+    "datatype ascii": (lambda: build_fcs(extra={"$DATATYPE": "A"}), "unsupported $DATATYPE"),
+    "datatype junk": (lambda: build_fcs(extra={"$DATATYPE": "Q"}), "unsupported $DATATYPE"),
+    "mode histogram": (lambda: build_fcs(extra={"$MODE": "C"}), "unsupported $MODE"),
+    "byteord pdp": (lambda: build_fcs(byteord="3,4,1,2"), "unsupported $BYTEORD"),
+    "zero events": (lambda: build_fcs(EVENTS[:0]), "$TOT is 0"),
+    "zero channels": (lambda: build_fcs(EVENTS[:, :0], channels=[]), "$PAR is 0"),
+    "duplicate pnn": (
+        lambda: build_fcs(channels=[*CHANNELS[:3], ("FL1-A", "x"), CHANNELS[4]]),
+        "duplicate channel names",
+    ),
+    "version 1.0": (lambda: b"FCS1.0" + build_fcs()[6:], "unsupported FCS version"),
+    "non numeric tot": (lambda: build_fcs(extra={"$TOT": "many"}), "non-numeric"),
+    "bad bit width": (lambda: build_fcs(datatype="I", bits=16, extra={"$P1B": "128"}), "$P1B"),
+    "non-fcs text": (lambda: b"sample,donor\na,b\n" * 10, "not an FCS file"),
+    "empty file": (lambda: b"", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_malformed_input_raises_fcsreaderror(tmp_path: Path, case: str) -> None:
+    make, reason = BAD_CASES[case]
+    path = _write(tmp_path, make(), name="bad file.fcs")
+    with pytest.raises(FCSReadError) as info:
+        _read(path)
+    assert info.value.path == path
+    assert reason in info.value.reason
+    # the cheap readers agree and never raise anything else
+    with pytest.raises(FCSReadError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FCSQuirkWarning)
+            nio.read_fcs_metadata(path)
+    table = nio.inspect_files([path])
+    assert table.loc[0, "error"]
+
+
+def test_directory_named_fcs(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.fcs"
+    folder.mkdir()
+    with pytest.raises(FCSReadError, match="directory"):
+        nio.read_fcs(folder)
+    with pytest.raises(FCSReadError, match="does not exist"):
+        nio.read_fcs(tmp_path / "missing.fcs")
+
+
+def test_billions_of_events_do_not_allocate(tmp_path: Path) -> None:
+    path = _write(tmp_path, build_fcs(tot=4_000_000_000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FCSReadError):
+            _read(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+SMALL = build_fcs(EVENTS[:6], datatype="I", bits=16)
+
+
+@settings(
+    max_examples=200,
+    deadline=3000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(SMALL) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    cut=st.one_of(st.none(), st.integers(0, len(SMALL))),
+    insert=st.one_of(st.none(), st.tuples(st.integers(0, len(SMALL)), st.binary(max_size=12))),
+)
+def test_fuzz_only_nkflow_errors_escape(tmp_path: Path, edits, cut, insert) -> None:
+    raw = bytearray(SMALL)
+    for pos, value in edits:
+        raw[pos] = value
+    if insert is not None:
+        pos, blob = insert
+        raw[pos:pos] = blob
+    if cut is not None:
+        del raw[cut:]
+    path = tmp_path / "fuzz.fcs"
+    path.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            adata = nio.read_fcs(path)
+        except NkflowError:
+            pass
+        else:
+            assert adata.n_obs > 0 and adata.X.dtype == np.float32
+        try:
+            nio.read_fcs_metadata(path)
+        except NkflowError:
+            pass
+        nio.inspect_files([path])
