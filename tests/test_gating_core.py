@@ -210,3 +210,20 @@ def test_population_table_handles_root_and_missing_nk():
     adata.obs["A"] = np.arange(500) < 50
     t = population_table(adata, populations=["A"], parents={"A": None}, min_events=10)
     assert t.loc[0, "parent_count"] == 500 and np.isnan(t.loc[0, "percent_of_nk"])
+
+
+@pytest.mark.parametrize("gate_id", ["Cells", "Singlets", "CD3-", "CD56bright", "CD56dim"])
+def test_gate_plot_returns_figure(tiny_gated, gate_id):
+    from matplotlib.figure import Figure
+
+    from nkflow.pl.gating import gate_plot
+
+    fig = gate_plot(tiny_gated[0], gate_id, bins=32)
+    assert isinstance(fig, Figure) and gate_id in fig.axes[0].get_title()
+
+
+def test_gate_grid(tiny_gated):
+    from nkflow.pl.gating import gate_grid
+
+    fig = gate_grid(tiny_gated[0], bins=16)
+    assert len([a for a in fig.axes if a.has_data()]) >= 6
