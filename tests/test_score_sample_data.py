@@ -1,0 +1,112 @@
+"""End to end on the committed simulated batches: read -> QC -> compensate -> transform ->
+gate (FMO thresholds per tissue and batch) -> count_positive -> score, checked against the
+planted AREG truth (sample_data/<batch>/truth/planted.csv)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+
+from nkflow import pp
+from nkflow.gating.apply import gate_batch
+from nkflow.io import read_fcs
+from nkflow.tl.counts import count_positive
+from nkflow.tl.score import score
+
+TEMPLATES = {
+    "human": {"blood": "human_blood", "liver": "human_tissue"},
+    "mouse": {"liver": "mouse", "spleen": "mouse"},
+}
+
+
+def _score_batch(root):
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    rows = meta.set_index("sample_id")
+
+    def reader(sid):
+        row = rows.loc[sid]
+        adata = read_fcs(root / row["file"], sample_id=sid, metadata=dict(row, sample_id=sid))
+        pp.qc(adata, remove=True)
+        pp.compensate(adata)
+        pp.transform(adata, method="logicle")
+        return adata
+
+    frames = []
+    species = meta["species"].iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fallback-threshold and low-event warnings
+        for tissue, template in TEMPLATES[species].items():
+            gate_batch(
+                meta[meta["tissue"] == tissue],
+                reader,
+                template,
+                n_boot=0,
+                on_sample=lambda sid, adata, pops: frames.append(count_positive(adata)),
+            )
+    counts = pd.concat(frames, ignore_index=True)
+    return meta, counts, score(counts, meta)
+
+
+def _planted_net(root, meta):
+    planted = pd.read_csv(root / "truth" / "planted.csv")
+    planted = planted[planted["marker"] == "AREG"].merge(meta, on="sample_id")
+    key = ["donor", "tissue", "timepoint", "batch", "population"]
+    stim = planted[planted["stimulation"] == "stim"].set_index(key)
+    unstim = planted[planted["stimulation"] == "unstim"].set_index(key)
+    net = (stim["planted_percent"] - unstim["planted_percent"]).rename("planted_net")
+    return stim[["sample_id"]].join(net).reset_index()[["sample_id", "population", "planted_net"]]
+
+
+@pytest.fixture(scope="module", params=["human", "mouse"])
+def batch(request, sample_data):
+    root = sample_data / request.param
+    if not (root / "metadata.csv").is_file():
+        pytest.skip(f"no committed sample batch at {root}")
+    meta, counts, result = _score_batch(root)
+    scores = result.scores.merge(
+        _planted_net(root, meta), on=["sample_id", "population"], how="left"
+    )
+    return request.param, counts, result, scores
+
+
+def test_counts_cover_every_analysed_tube(batch):
+    _, counts, _, _ = batch
+    assert {"NK", "ILC"} <= set(counts["population"])
+    nk = counts[counts["population"] == "NK"]
+    assert (nk["n_events"] >= 100).all()
+    assert nk["n_areg"].notna().all()  # the AREG FMO of every tissue reached the counts
+    assert (counts["areg_rule"].str.startswith("fmo")).all()
+
+
+def test_positive_control_responds(batch):
+    _, _, result, _ = batch
+    ctl = result.controls
+    assert (ctl["control_source"] == "positive_control tube").all()
+    assert ctl["passed"].all() and (ctl["net"] > 15).all()
+
+
+def test_no_false_flags_against_planted_truth(batch):
+    _, _, result, scores = batch
+    flagged = scores[scores["areg_responsive"]]
+    assert len(flagged) >= 2
+    assert (flagged["planted_net"] > 0).all(), flagged[["sample_id", "population"]]
+    assert (result.flags["caveat"].str.contains("hypothesis")).all()
+
+
+def test_strong_planted_responses_flagged(batch):
+    _, _, _, scores = batch
+    strong = scores[
+        scores["flaggable"]
+        & (scores["planted_net"] >= 3.0)
+        & (scores["n_events_stim"] >= 400)
+        & (scores["n_events_unstim"] >= 400)
+    ]
+    assert len(strong) >= 2
+    assert strong["areg_responsive"].all(), strong[["sample_id", "population", "areg_net"]]
+    # and their intervals contain the planted net
+    assert (
+        (strong["areg_net_ci_low"] <= strong["planted_net"])
+        & (strong["planted_net"] <= strong["areg_net_ci_high"])
+    ).all()
