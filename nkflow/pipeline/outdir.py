@@ -85,8 +85,7 @@ class OutputFolder:
             )
         if exists and not (force or resume):
             raise OutputExistsError(
-                f"{root}: output folder exists; pass --force to replace it or --resume to "
-                "finish it"
+                f"{root}: output folder exists; pass --force to replace it or --resume to finish it"
             )
         if exists and force:
             shutil.rmtree(root)

@@ -1,0 +1,313 @@
+"""The ``nkflow`` command line: parse arguments, build a config, make one library call.
+
+Exit codes: 0 when every input succeeded, 1 when some inputs failed (each failure is
+printed as one line naming the file and the reason; the other inputs go on), 2 for
+usage errors (bad options, bad config, unknown template).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .exceptions import ConfigError, GatingTemplateError, NkflowError
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif verbose == 1:
+        level = logging.INFO
+    elif verbose >= 2:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("nkflow")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    warn_logger = logging.getLogger("py.warnings")
+    warn_logger.handlers[:] = [handler]
+    warn_logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+
+
+def _fail_line(path: object, reason: object) -> None:
+    click.echo(f"nkflow: FAILED {path}: {reason}", err=True)
+
+
+def _usage_error(message: str) -> None:
+    click.echo(f"nkflow: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+verbose_option = click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nkflow")
+def main() -> None:
+    """nkflow: NK-cell repair phenotypes from flow cytometry batches."""
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: INPUT's name + '_nkflow', next to INPUT).",
+)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
+@click.option("--template", help="Gating template name or file (default: by species and tissue).")
+@click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
+@click.option("--workers", type=int, help="Local worker processes (0 = one per core).")
+@click.option("--scheduler", help="Address of a Dask scheduler to run samples on.")
+@click.option("--random-state", type=int, help="Seed for every random step.")
+@click.option("--no-cluster", is_flag=True, help="Skip clustering.")
+@click.option("--no-score", is_flag=True, help="Skip repair scoring.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--resume", is_flag=True, help="Redo only samples missing or failed in OUT.")
+@verbose_option
+@quiet_option
+def run(
+    input_path: Path,
+    out: Path | None,
+    config_path: Path | None,
+    template: str | None,
+    panel: Path | None,
+    workers: int | None,
+    scheduler: str | None,
+    random_state: int | None,
+    no_cluster: bool,
+    no_score: bool,
+    force: bool,
+    resume: bool,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Run the whole pipeline on a folder of FCS files or a metadata sheet (CSV)."""
+    _setup_logging(verbose, quiet)
+    from .config import load_config, replace_values
+    from .pipeline import default_out_dir
+    from .pipeline import run as run_pipeline
+
+    if force and resume:
+        _usage_error("--force and --resume exclude each other")
+    try:
+        config = load_config(config_path)
+        config = replace_values(
+            config,
+            {
+                "gating.template": template,
+                "panel": str(panel) if panel else None,
+                "execution.workers": workers,
+                "execution.scheduler": scheduler,
+                "execution.random_state": random_state,
+                "clustering.enabled": False if no_cluster else None,
+                "scoring.enabled": False if no_score else None,
+            },
+        )
+    except ConfigError as exc:
+        _usage_error(str(exc))
+    out_dir = out if out is not None else default_out_dir(input_path)
+    progress = None if quiet else _ProgressBars()
+    try:
+        results = run_pipeline(
+            input_path,
+            out_dir,
+            config=config,
+            force=force,
+            resume=resume,
+            on_progress=progress,
+        )
+    except (ConfigError, GatingTemplateError) as exc:
+        _usage_error(str(exc))
+    except NkflowError as exc:
+        _fail_line(input_path, exc)
+        sys.exit(EXIT_FAILED_INPUTS)
+    finally:
+        if progress is not None:
+            progress.close()
+    for failure in results.failures:
+        _fail_line(failure["file"], failure["message"])
+    if not quiet:
+        click.echo(
+            f"nkflow: results in {results.out_dir} (report: {results.report_path})", err=True
+        )
+    sys.exit(EXIT_FAILED_INPUTS if results.failures else EXIT_OK)
+
+
+class _ProgressBars:
+    """tqdm bars, one per pipeline stage, fed by the pipeline's progress callback."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = tqdm(total=total, desc=stage, unit="sample", leave=False, file=sys.stderr)
+            self._bars[stage] = bar
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the table.")
+def inspect(files: Sequence[Path], csv_path: Path | None) -> None:
+    """Show each FCS file's version, events, channels, markers, spillover, instrument, date."""
+    from .io import inspect_files
+    from .io.write import write_table
+
+    table = inspect_files(list(files))
+    with_errors = table[table["error"].astype(str) != ""]
+    shown = table.drop(columns=["error"])
+    click.echo(shown.to_string(index=False))
+    for _, row in with_errors.iterrows():
+        _fail_line(row["file"], row["error"])
+    if csv_path is not None:
+        write_table(table, csv_path.with_suffix(""), formats=("csv",))
+    sys.exit(EXIT_FAILED_INPUTS if len(with_errors) else EXIT_OK)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
+def check(input_path: Path, panel: Path | None) -> None:
+    """Check that all files of a batch agree on channels, markers and ranges."""
+    from .io import check_batch
+
+    try:
+        report = check_batch(input_path, panel=panel)
+    except NkflowError as exc:
+        _fail_line(input_path, exc)
+        sys.exit(EXIT_FAILED_INPUTS)
+    click.echo(report.to_string())
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--template", required=True, help="Template name from gating/, GatingML or .wsp.")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--events", is_flag=True, help="Also write per-event membership per sample.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@verbose_option
+@quiet_option
+def gate(
+    inputs: Sequence[Path],
+    template: str,
+    out: Path,
+    events: bool,
+    config_path: Path | None,
+    force: bool,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Gate FCS files (or a metadata sheet / folder) with a template; write populations.csv."""
+    _setup_logging(verbose, quiet)
+    from .config import load_config, replace_values
+    from .pipeline import gate_files
+
+    try:
+        config = replace_values(load_config(config_path), {"gating.template": template})
+    except ConfigError as exc:
+        _usage_error(str(exc))
+    try:
+        result = gate_files(list(inputs), out, config=config, events=events, force=force)
+    except (ConfigError, GatingTemplateError) as exc:
+        _usage_error(str(exc))
+    except NkflowError as exc:
+        _fail_line(", ".join(map(str, inputs)), exc)
+        sys.exit(EXIT_FAILED_INPUTS)
+    for failure in result.failures:
+        _fail_line(failure["file"], failure["message"])
+    sys.exit(EXIT_FAILED_INPUTS if result.failures else EXIT_OK)
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--species", type=click.Choice(["human", "mouse"]), default="human", show_default=True
+)
+@click.option("--events", "n_events", type=int, default=None, help="Events per file.")
+@click.option("--random-state", type=int, default=0, show_default=True)
+def simulate(out: Path, species: str, n_events: int | None, random_state: int) -> None:
+    """Write a simulated batch (FCS files, metadata sheet, truth) to OUT."""
+    from .datasets import simulate_batch
+
+    kwargs: dict[str, Any] = {"species": species, "random_state": random_state}
+    if n_events is not None:
+        kwargs["n_events"] = n_events
+    try:
+        sheet = simulate_batch(out, **kwargs)
+    except NkflowError as exc:
+        _usage_error(str(exc))
+    click.echo(f"nkflow: wrote {sheet}", err=True)
+
+
+@main.group()
+def templates() -> None:
+    """List, show and validate gating templates."""
+
+
+@templates.command("list")
+def templates_list() -> None:
+    """List the templates shipped in gating/."""
+    import pandas as pd
+
+    from .gating.template import list_templates
+
+    click.echo(pd.DataFrame(list_templates()).to_string(index=False))
+
+
+@templates.command("show")
+@click.argument("name")
+def templates_show(name: str) -> None:
+    """Print a template's text (copy it, edit it, pass its path to --template)."""
+    from .gating.template import load_template
+
+    try:
+        template = load_template(name)
+        click.echo(Path(template.path).read_text(encoding="utf-8"))
+    except (GatingTemplateError, OSError) as exc:
+        _usage_error(str(exc))
+
+
+@templates.command("validate")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def templates_validate(path: Path) -> None:
+    """Validate an edited template; exit 1 naming every problem."""
+    from .gating.template import validate_template
+
+    try:
+        validate_template(path)
+    except GatingTemplateError as exc:
+        _fail_line(path, exc)
+        sys.exit(EXIT_FAILED_INPUTS)
+    click.echo(f"{path}: valid")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,196 @@
+"""The results of a run, as a notebook user meets them.
+
+Tables are pandas DataFrames (``res.populations``, ``res.scores`` ...), the gated NK
+events of the whole batch are one AnnData (``res.to_anndata()``), and exports go to
+``.h5ad`` for scanpy and to FCS for FlowJo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..config import RunConfig
+from ..io import write_fcs
+from ..io.write import safe_name
+from .outdir import OutputFolder
+from .sample import read_kept_events
+
+__all__ = ["Results"]
+
+
+@dataclass
+class Results:
+    """What :func:`nkflow.run` returns.
+
+    Attributes
+    ----------
+    out_dir
+        The output folder.
+    config
+        The effective configuration.
+    metadata
+        The validated metadata sheet.
+    tables
+        Every tidy table by name (``populations``, ``thresholds``, ``clusters``,
+        ``cluster_medians``, ``scores``, ``flags``, ``controls``, ``comparisons``,
+        ``qc``, ``status``, ``consistency``).
+    caveats
+        The caveats printed with every scored output.
+    report_path
+        ``report.html`` (``None`` if the report was not written).
+    clustering
+        The fitted clustering (``None`` when clustering was off or had no cells).
+    """
+
+    out_dir: Path
+    config: RunConfig
+    metadata: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    caveats: str = ""
+    report_path: Path | None = None
+    clustering: Any = None
+
+    def __repr__(self) -> str:
+        status = self.tables.get("status", pd.DataFrame(columns=["status"]))
+        counts = status["status"].value_counts().to_dict() if len(status) else {}
+        return f"<nkflow Results: {len(self.metadata)} files {counts}, out={self.out_dir}>"
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return self.tables.get(name, pd.DataFrame())
+
+    @property
+    def populations(self) -> pd.DataFrame:
+        """Gated population counts and percentages per sample."""
+        return self._table("populations")
+
+    @property
+    def thresholds(self) -> pd.DataFrame:
+        """Every threshold with its rule, control file and confidence interval."""
+        return self._table("thresholds")
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """Repair profiles per stimulated tube and population."""
+        return self._table("scores")
+
+    @property
+    def flags(self) -> pd.DataFrame:
+        """AREG-responsive / repair-biased flags with the rules that raised or failed them."""
+        return self._table("flags")
+
+    @property
+    def clusters(self) -> pd.DataFrame:
+        """Metacluster abundance per sample."""
+        return self._table("clusters")
+
+    @property
+    def status(self) -> pd.DataFrame:
+        """One row per input file: ok, qc-failed, parse-failed, failed or skipped."""
+        return self._table("status")
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """Files that failed, each with ``sample_id``, ``file``, ``status`` and ``message``."""
+        st = self.status
+        if st.empty:
+            return []
+        bad = st[st["status"].isin(["parse-failed", "failed", "qc-failed"])]
+        return bad[["sample_id", "file", "status", "message"]].to_dict("records")
+
+    def kept_events(self, sample_id: str) -> ad.AnnData:
+        """The gated NK events of one sample (transformed ``X``, gate and cluster columns)."""
+        folder = OutputFolder(self.out_dir)
+        adata = read_kept_events(folder.sample_dir(sample_id))
+        if adata is None:
+            raise KeyError(f"no kept events for sample {sample_id!r} in {self.out_dir}")
+        labels = self._table("cluster_assignments")
+        if not labels.empty:
+            mine = labels[labels["sample_id"] == sample_id]
+            if len(mine) == adata.n_obs:
+                adata.obs["metacluster"] = pd.Categorical(mine["metacluster"].astype(str))
+        return adata
+
+    def to_anndata(self) -> ad.AnnData:
+        """The gated NK events of every analysed sample in one AnnData (scanpy-ready).
+
+        ``obs`` carries ``sample_id`` and the metadata columns (donor, tissue, timepoint,
+        stimulation, role), the gate columns and ``metacluster``; ``var`` is the panel of
+        the first sample (samples are joined on channel names).
+        """
+        ok = self.status[self.status["status"] == "ok"]["sample_id"].astype(str)
+        parts = []
+        for sid in ok:
+            try:
+                parts.append(self.kept_events(sid))
+            except KeyError:
+                continue
+        if not parts:
+            return ad.AnnData(np.zeros((0, 0), dtype=np.float32))
+        for part in parts:
+            part.uns = {}
+        joined = ad.concat(parts, join="inner", merge="first", index_unique="-")
+        meta = self.metadata.set_index("sample_id")
+        for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
+            if col in meta.columns:
+                joined.obs[col] = pd.Categorical(
+                    joined.obs["sample_id"].astype(str).map(meta[col].astype(str))
+                )
+        joined.uns["nkflow"] = {"out_dir": str(self.out_dir)}
+        return joined
+
+    def write_h5ad(self, path: str | Path) -> Path:
+        """Write :meth:`to_anndata` to ``.h5ad`` for scanpy / pytometry."""
+        dest = Path(path)
+        self.to_anndata().write_h5ad(dest)
+        return dest
+
+    def export_fcs(self, out: str | Path, *, population: str = "NK") -> list[Path]:
+        """Write each sample's events of a gated population as FCS 3.1 for FlowJo.
+
+        Values are nkflow's compensated linear values (``$SPILLOVER`` is left out so
+        FlowJo does not compensate twice; keyword ``NKFLOW_COMPENSATED`` says so).
+
+        Parameters
+        ----------
+        out
+            Folder for the files (``<sample_id>_<population>.fcs``).
+        population
+            A gate column of the kept events (``NK`` or any NK subset).
+
+        Returns
+        -------
+        list of Path
+            The files written.
+        """
+        folder = Path(out)
+        written = []
+        for sid in self.status[self.status["status"] == "ok"]["sample_id"].astype(str):
+            try:
+                adata = self.kept_events(sid)
+            except KeyError:
+                continue
+            if population not in adata.obs.columns:
+                gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+                raise KeyError(
+                    f"population {population!r} not in sample {sid!r}; "
+                    f"available: {', '.join(gates)}"
+                )
+            sel = adata[adata.obs[population].to_numpy(dtype=bool)]
+            data = sel.layers["compensated"] if "compensated" in sel.layers else sel.X
+            name = f"{safe_name(sid)}_{safe_name(population)}.fcs"
+            written.append(
+                write_fcs(
+                    folder / name,
+                    np.asarray(data, dtype=np.float32),
+                    list(sel.var_names),
+                    markers=[str(m) for m in sel.var.get("pns", sel.var_names)],
+                    keywords={"NKFLOW_COMPENSATED": "TRUE", "NKFLOW_POPULATION": population},
+                )
+            )
+        return written

@@ -1,0 +1,618 @@
+"""Orchestration of a batch run (see :mod:`nkflow.pipeline`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Callable, Sequence
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import __version__
+from ..config import RunConfig, config_to_dict, config_to_toml
+from ..exceptions import FCSReadError, NkflowError
+from ..io import read_batch
+from ..io.write import safe_name, write_table, write_text_atomic
+from ..parallel import TaskOutcome, map_samples
+from .outdir import OutputFolder, file_sha256
+from .results import Results
+from .sample import GATING_FIGURE, SampleTask, load_sample, process_sample, read_kept_events
+from .steps import (
+    ANALYSED_ROLES,
+    choose_template,
+    cluster_batch,
+    control_thresholds,
+    is_stimulated,
+    template_hashes,
+)
+
+__all__ = ["default_out_dir", "gate_files", "run"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+QC_FAIL_FRACTION = 0.5
+STATUS_COLUMNS = ["sample_id", "file", "role", "status", "reason_code", "message", "n_events",
+                  "n_kept"]  # fmt: skip
+DEPENDENCIES = ("flowkit", "flowio", "numpy", "pandas", "scipy", "scikit-learn", "anndata",
+                "matplotlib", "pyarrow")  # fmt: skip
+
+
+def default_out_dir(input_path: str | Path) -> Path:
+    """Where results go when no output folder is given: ``<input>_nkflow`` beside the input.
+
+    For a folder ``data/batch1`` that is ``data/batch1_nkflow``; for a sheet
+    ``data/batch1/metadata.csv`` it is ``data/batch1/metadata_nkflow``.
+    """
+    p = Path(input_path)
+    base = p.resolve()
+    stem = base.name if base.is_dir() else base.stem
+    return base.parent / f"{stem}_nkflow"
+
+
+def resolve_input(input_path: str | Path | pd.DataFrame) -> Path | pd.DataFrame:
+    """A folder's own ``metadata.csv`` when it has one, else the input as given."""
+    if isinstance(input_path, pd.DataFrame):
+        return input_path
+    p = Path(input_path)
+    if p.is_dir() and (p / "metadata.csv").is_file():
+        return p / "metadata.csv"
+    return p
+
+
+def _status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
+    return {
+        "sample_id": str(row["sample_id"]),
+        "file": str(row["file"]),
+        "role": str(row.get("role", "")),
+        "status": status,
+        "reason_code": code,
+        "message": message,
+        "n_events": extra.get("n_events", pd.NA),
+        "n_kept": extra.get("n_kept", pd.NA),
+    }
+
+
+def _failure_code(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, FCSReadError):
+        return "parse-failed", "FCS_READ"
+    if isinstance(exc, NkflowError):
+        return "failed", type(exc).__name__
+    return "failed", f"UNEXPECTED_{type(exc).__name__}"
+
+
+class _Run:
+    """State of one run; methods are the steps, in order."""
+
+    def __init__(
+        self,
+        input_path: str | Path,
+        out_dir: str | Path,
+        config: RunConfig,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.input_path = Path(input_path)
+        self.config = config
+        self.folder = OutputFolder(out_dir)
+        self.progress = on_progress or (lambda stage, done, total: None)
+        batch = read_batch(resolve_input(self.input_path), panel=config.panel or None)
+        self.batch = batch
+        meta = batch.metadata.copy()
+        for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
+            if col not in meta.columns:
+                meta[col] = ""
+            meta[col] = meta[col].fillna("").astype(str)
+        meta.loc[meta["role"] == "", "role"] = "sample"
+        self.meta = meta.reset_index(drop=True)
+        self.status: dict[str, dict] = {}
+        self.summaries: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def row(self, sample_id: str) -> pd.Series:
+        return self.meta[self.meta["sample_id"] == sample_id].iloc[0]
+
+    def task(self, sample_id: str, **kwargs: Any) -> SampleTask:
+        row = self.row(sample_id)
+        plain = {k: (v if not pd.isna(v) else "") for k, v in row.to_dict().items()}
+        return SampleTask(
+            sample_id=sample_id,
+            path=str(row["path"]),
+            row=plain,
+            config=self.config,
+            template=choose_template(plain, self.config),
+            keep_population=self.config.clustering.population,
+            **kwargs,
+        )
+
+    def fail(self, sample_id: str, exc: BaseException, detail: str = "") -> None:
+        status, code = _failure_code(exc)
+        message = str(exc) if isinstance(exc, NkflowError) else f"{type(exc).__name__}: {exc}"
+        self.status[sample_id] = _status_row(self.row(sample_id), status, code, message)
+        logger.error("sample %s failed: %s", sample_id, message)
+        if detail:
+            logger.debug("%s", detail)
+
+    # ------------------------------------------------------------------ steps
+    def check_consistency(self) -> pd.DataFrame:
+        frames = []
+        for _, group in self.meta.groupby("species", sort=True):
+            check = self.batch.check() if self.meta["species"].nunique() == 1 else None
+            if check is None:
+                from ..io import check_batch
+
+                check = check_batch(group, panel=self.config.panel or None, raise_on_error=True)
+            frames.append(check.differences)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def skip_controls(self) -> None:
+        for _, row in self.meta.iterrows():
+            role = str(row["role"])
+            if role.startswith(("single_stain:", "unstained")):
+                self.status[str(row["sample_id"])] = _status_row(
+                    row, "skipped", "CONTROL_NOT_ANALYSED",
+                    "compensation/unstained control: not analysed by the pipeline",
+                )  # fmt: skip
+
+    def thresholds(self) -> pd.DataFrame:
+        fmo = self.meta[self.meta["role"].str.startswith("fmo:")]
+        self.progress("controls", 0, len(fmo))
+
+        def reader(sid: str) -> Any:
+            return load_sample(self.task(sid))
+
+        done = 0
+
+        def failed(sid: str, exc: BaseException) -> None:
+            self.fail(sid, exc)
+
+        table = control_thresholds(self.meta, reader, self.config, failed)
+        for sid in fmo["sample_id"].astype(str):
+            done += 1
+            if sid not in self.status:
+                self.status[sid] = _status_row(
+                    self.row(sid), "ok", "CONTROL", "FMO control: thresholds computed"
+                )
+        self.progress("controls", done, len(fmo))
+        return table
+
+    def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
+        todo = self.meta[self.meta["role"].isin(ANALYSED_ROLES)]
+        stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
+        waves = [todo[~stim], todo[stim]]
+        total = len(todo)
+        done = 0
+        self.progress("samples", 0, total)
+        for wave in waves:
+            items = []
+            for _, row in wave.iterrows():
+                sid = str(row["sample_id"])
+                work = self.folder.sample_dir(sid)
+                if resume:
+                    previous = self.folder.sample_result(sid)
+                    if previous is not None:
+                        self._accept(sid, previous)
+                        done += 1
+                        continue
+                items.append((sid, self.task(sid, work_dir=str(work),
+                                             thresholds=self.thresholds_for(row, thresholds),
+                                             paired_unstim=self._paired(row))))  # fmt: skip
+            ex = self.config.execution
+            for outcome in map_samples(
+                process_sample, items, workers=ex.workers, scheduler=ex.scheduler
+            ):
+                self._collect(outcome)
+                done += 1
+                self.progress("samples", done, total)
+
+    def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
+        if thresholds.empty:
+            return []
+        tpl = choose_template(row, self.config)
+        sel = thresholds[
+            (thresholds["tissue"].astype(str) == str(row["tissue"]))
+            & (thresholds["batch"].astype(str) == str(row["batch"]))
+            & (thresholds["template"] == tpl)
+        ]
+        return sel.drop(columns=["template"]).to_dict("records")
+
+    def _paired(self, row: pd.Series) -> list[dict] | None:
+        if not is_stimulated(row):
+            return None
+        key = tuple(str(row[c]) for c in PAIR_KEY)
+        for sid, summary in self.summaries.items():
+            other = self.row(sid)
+            if is_stimulated(other) or str(other["role"]) == "positive_control":
+                continue
+            if tuple(str(other[c]) for c in PAIR_KEY) == key:
+                return summary["populations"]
+        return None
+
+    def _collect(self, outcome: TaskOutcome) -> None:
+        if not outcome.ok:
+            self.fail(outcome.key, outcome.error, outcome.detail)
+            return
+        self._accept(outcome.key, outcome.value)
+
+    def _accept(self, sid: str, summary: dict) -> None:
+        self.summaries[sid] = summary
+        n_events, n_kept = int(summary["n_events"]), int(summary["n_kept"])
+        row = self.row(sid)
+        if n_events and n_kept < QC_FAIL_FRACTION * n_events:
+            self.status[sid] = _status_row(
+                row, "qc-failed", "QC_REMOVED_MOST",
+                f"QC removed {n_events - n_kept} of {n_events} events "
+                f"(more than {QC_FAIL_FRACTION:.0%}); excluded from clustering and scoring",
+                n_events=n_events, n_kept=n_kept,
+            )  # fmt: skip
+        else:
+            self.status[sid] = _status_row(
+                row, "ok", "OK", "; ".join(summary.get("warnings", [])[:3]),
+                n_events=n_events, n_kept=n_kept,
+            )  # fmt: skip
+
+    def ok_samples(self) -> list[str]:
+        return [
+            str(s) for s in self.meta["sample_id"]
+            if self.status.get(str(s), {}).get("status") == "ok" and str(s) in self.summaries
+        ]  # fmt: skip
+
+    def gather(self, key: str) -> pd.DataFrame:
+        frames = [
+            pd.DataFrame.from_records(self.summaries[s][key])
+            for s in self.meta["sample_id"].astype(str)
+            if s in self.summaries and self.summaries[s][key]
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def qc_table(self) -> pd.DataFrame:
+        rows = []
+        for sid in self.meta["sample_id"].astype(str):
+            if sid not in self.summaries:
+                continue
+            qc = self.summaries[sid].get("qc", {}) or {}
+            rows.append(
+                {
+                    "sample_id": sid,
+                    **{k: v for k, v in qc.items() if not isinstance(v, dict | list)},
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def status_table(self) -> pd.DataFrame:
+        rows = []
+        for _, row in self.meta.iterrows():
+            sid = str(row["sample_id"])
+            rows.append(self.status.get(sid) or _status_row(row, "skipped", "NOT_RUN", "not run"))
+        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def _provenance(run: _Run, templates: dict[str, str]) -> dict[str, Any]:
+    versions = {"nkflow": __version__, "python": platform.python_version()}
+    for dist in DEPENDENCIES:
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    inputs = {
+        str(row["file"]): file_sha256(row["path"])
+        for _, row in run.meta.iterrows()
+        if Path(row["path"]).is_file()
+    }
+    return {
+        "versions": versions,
+        "templates": templates,
+        "inputs_sha256": inputs,
+        "config": config_to_dict(run.config),
+        "input": str(run.input_path),
+    }
+
+
+def run(
+    input_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    config: RunConfig | None = None,
+    force: bool = False,
+    resume: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> Results:
+    """Run the whole pipeline on a batch and write tables, figures and the report.
+
+    Parameters
+    ----------
+    input_path
+        A folder of FCS files (with or without ``metadata.csv``) or a metadata sheet.
+    out_dir
+        Output folder; default :func:`default_out_dir`. Never overwritten silently.
+    config
+        Run configuration (:func:`nkflow.config.load_config`); defaults otherwise.
+    force
+        Replace an existing nkflow output folder.
+    resume
+        Keep finished samples of an existing output folder and redo only the rest.
+    on_progress
+        Called as ``on_progress(stage, done, total)``; the CLI draws progress bars.
+
+    Returns
+    -------
+    Results
+        Tables as DataFrames, the report path, and access to the gated events.
+
+    Raises
+    ------
+    MetadataError, BatchConsistencyError
+        Before any work, when the sheet or the batch cannot be used.
+    OutputExistsError
+        When ``out_dir`` exists and neither ``force`` nor ``resume`` is given.
+    """
+    cfg = config or RunConfig()
+    out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
+    state = _Run(input_path, out, cfg, on_progress)
+    consistency = state.check_consistency()
+    state.folder.prepare(force=force, resume=resume)
+    state.skip_controls()
+    thresholds = state.thresholds()
+    state.run_samples(thresholds, resume)
+
+    ok = state.ok_samples()
+    counts = state.gather("counts")
+    clustering = None
+    tables: dict[str, pd.DataFrame] = {}
+    figures: dict[str, Any] = {}
+    if cfg.clustering.enabled and ok:
+        state.progress("clustering", 0, 1)
+        kept = {}
+        for sid in ok:
+            adata = read_kept_events(state.folder.sample_dir(sid))
+            if adata is not None:
+                kept[sid] = adata
+        clustering, cluster_counts = cluster_batch(kept, cfg)
+        if clustering is not None:
+            from ..tl.annotate import abundance_table, median_table
+
+            tables["clusters"] = abundance_table(kept, clustering)
+            tables["cluster_medians"] = median_table(kept, clustering)
+            tables["cluster_assignments"] = pd.concat(
+                [
+                    pd.DataFrame({"sample_id": sid, "metacluster": a.obs["metacluster"]})
+                    for sid, a in kept.items()
+                ],
+                ignore_index=True,
+            ).astype({"metacluster": str})
+            counts = pd.concat([counts, cluster_counts], ignore_index=True)
+            figures.update(_cluster_figures(clustering, tables["clusters"], kept))
+        del kept
+        state.progress("clustering", 1, 1)
+
+    caveats = ""
+    if cfg.scoring.enabled and not counts.empty:
+        from ..tl.score import score
+
+        state.progress("scoring", 0, 1)
+        analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
+        counts = counts[counts["sample_id"].astype(str).isin(ok)]
+        result = score(counts, analysed, config=cfg.scoring.definitions or None)
+        tables["scores"], tables["flags"] = result.scores, result.flags
+        tables["controls"] = result.controls
+        tables["comparisons"] = _comparisons(result.scores)
+        caveats = result.caveats
+        figures.update(_score_figures(result))
+        state.progress("scoring", 1, 1)
+
+    tables["populations"] = state.gather("populations")
+    all_thresholds = [thresholds.drop(columns=["template"], errors="ignore"),
+                      state.gather("thresholds")]  # fmt: skip
+    tables["thresholds"] = (
+        pd.concat([t for t in all_thresholds if not t.empty], ignore_index=True)
+        if any(not t.empty for t in all_thresholds)
+        else pd.DataFrame()
+    )
+    tables["counts"] = counts
+    tables["qc"] = state.qc_table()
+    tables["status"] = state.status_table()
+    tables["consistency"] = consistency
+    for sid in ok:
+        png = state.folder.sample_dir(sid) / GATING_FIGURE
+        if png.is_file():
+            figures[f"gating_{sid}"] = png.read_bytes()
+
+    templates = template_hashes([choose_template(r, cfg) for _, r in state.meta.iterrows()
+                                 if r["role"] in ANALYSED_ROLES])  # fmt: skip
+    provenance = _provenance(state, templates)
+    from ..report import write_report
+
+    report = write_report(
+        out,
+        tables=tables,
+        metadata=state.meta.drop(columns=["path"], errors="ignore"),
+        figures=figures,
+        config=cfg,
+        provenance=provenance,
+        caveats=caveats,
+    )
+    write_text_atomic(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True))
+    write_text_atomic(out / "config.toml", config_to_toml(cfg))
+    return Results(
+        out_dir=out,
+        config=cfg,
+        metadata=state.meta,
+        tables=tables,
+        caveats=caveats,
+        report_path=report,
+        clustering=clustering,
+    )
+
+
+def _comparisons(scores: pd.DataFrame) -> pd.DataFrame:
+    from ..tl.compare import compare_paired
+
+    if scores.empty or "timepoint" not in scores.columns:
+        return pd.DataFrame()
+    points = sorted(set(scores["timepoint"].astype(str)) - {""})
+    if points != ["post", "pre"]:
+        return pd.DataFrame()
+    return compare_paired(scores, before="pre", after="post")
+
+
+def _cluster_figures(result: Any, abundance: pd.DataFrame, kept: dict) -> dict[str, Any]:
+    figs: dict[str, Any] = {}
+    try:
+        from ..pl import cluster as plc
+
+        figs["clusters_heatmap"] = plc.heatmap(result)
+        figs["clusters_abundance"] = plc.abundance(abundance)
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("cluster figures not drawn: %s", exc)
+    return figs
+
+
+def _score_figures(result: Any) -> dict[str, Any]:
+    try:
+        from ..pl import score as pls
+
+        return {"repair_profile": pls.repair_profile(result)}
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("repair profile figure not drawn: %s", exc)
+        return {}
+
+
+def gate_files(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: RunConfig | None = None,
+    events: bool = False,
+    force: bool = False,
+) -> Results:
+    """Gate files with one template and write ``populations.csv`` (``nkflow gate``).
+
+    Parameters
+    ----------
+    inputs
+        FCS files, or one folder / metadata sheet.
+    out_dir
+        Output folder.
+    config
+        Run configuration; ``config.gating.template`` is the template (a name, a
+        GatingML 2.0 file or a FlowJo ``.wsp``).
+    events
+        Also write per-event membership (``membership/<sample_id>.parquet``).
+    force
+        Replace files of an existing output folder.
+
+    Returns
+    -------
+    Results
+        With the ``populations``, ``thresholds`` and ``status`` tables.
+    """
+    cfg = config or RunConfig()
+    out = OutputFolder(out_dir)
+    out.prepare(force=force)
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".csv", ".tsv")):
+        source: Any = paths[0]
+    else:
+        source = pd.DataFrame(
+            {"sample_id": [p.stem for p in paths], "path": [str(p) for p in paths],
+             "file": [str(p) for p in paths]}
+        )  # fmt: skip
+    template = cfg.gating.template
+    kind = Path(template).suffix.lower()
+    if kind in (".wsp", ".xml") and Path(template).is_file():
+        tables, members = _gate_external(source, Path(template), cfg)
+    else:
+        tables, members = _gate_template(source, cfg)
+    for name, table in tables.items():
+        write_table(table, out.root / name, formats=("csv",))
+    if events:
+        for sid, frame in members.items():
+            write_table(frame, out.root / "membership" / safe_name(sid), formats=("parquet",))
+    meta = tables["status"][["sample_id", "file"]]
+    return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
+
+
+def _gate_external(
+    source: Any, template: Path, cfg: RunConfig
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    from ..gating.flowjo import apply_flowjo_workspace
+    from ..gating.gatingml import apply_gatingml
+    from ..io import read_fcs
+
+    batch = read_batch(source, panel=cfg.panel or None)
+    meta = batch.metadata
+    status, members, tables = [], {}, {}
+    if template.suffix.lower() == ".wsp":
+        result = apply_flowjo_workspace(template, list(meta["path"]))
+        tables["populations"] = result.populations
+        tables["flowjo_comparison"] = result.comparison
+        members = dict(result.membership)
+        status = [_status_row(r, "ok", "OK", "") for _, r in meta.iterrows()]
+    else:
+        frames = []
+        for _, row in meta.iterrows():
+            sid = str(row["sample_id"])
+            try:
+                adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
+                frames.append(apply_gatingml(template, {sid: adata}))
+            except NkflowError as exc:
+                code = _failure_code(exc)
+                status.append(_status_row(row, code[0], code[1], str(exc)))
+                continue
+            gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+            members[sid] = adata.obs[gates].reset_index(drop=True)
+            status.append(_status_row(row, "ok", "OK", "", n_events=adata.n_obs))
+        tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
+    return tables, members
+
+
+def _gate_template(
+    source: Any, cfg: RunConfig
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    from ..gating.apply import gate
+
+    state = _Run(source, Path("."), cfg, None)
+    thresholds = state.thresholds()
+    frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
+    todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
+    stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
+    unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
+    for _, row in pd.concat([todo[~stim], todo[stim]]).iterrows():
+        sid = str(row["sample_id"])
+        task = state.task(sid)
+        own = state.thresholds_for(row, thresholds)
+        key = tuple(str(row[c]) for c in PAIR_KEY)
+        try:
+            adata = load_sample(task)
+            table = gate(
+                adata,
+                task.template,
+                thresholds=pd.DataFrame(own) if own else None,
+                paired_unstim=unstim_tables.get(key) if is_stimulated(row) else None,
+                random_state=cfg.execution.random_state,
+                n_boot=cfg.gating.bootstrap,
+                fmo_percentile=cfg.gating.fmo_percentile,
+                min_events=cfg.gating.min_events,
+            )
+        except NkflowError as exc:
+            state.fail(sid, exc)
+            continue
+        if not is_stimulated(row):
+            unstim_tables[key] = table
+        frames.append(table)
+        thr.append(pd.DataFrame(adata.uns["nkflow"].get("thresholds", [])))
+        pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+        members[sid] = adata.obs[pops].reset_index(drop=True)
+        state.status[sid] = _status_row(row, "ok", "OK", "", n_events=adata.n_obs)
+    tables = {
+        "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
+        if any(not t.empty for t in thr) else pd.DataFrame(),
+        "status": state.status_table(),
+    }  # fmt: skip
+    return tables, members

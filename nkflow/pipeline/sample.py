@@ -1,0 +1,234 @@
+"""The per-sample unit of work: read -> QC -> compensate -> transform -> gate -> count.
+
+:func:`process_sample` runs in a worker process (or in the main process). It takes a
+small picklable :class:`SampleTask`, writes the sample's products into its own work
+folder (atomically; ``result.json`` last), and returns the small summary that the
+batch steps need. Nothing here holds more than one sample in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .. import __version__, pp
+from ..config import RunConfig
+from ..gating.apply import gate
+from ..io import read_fcs
+from ..io.write import write_bytes_atomic, write_text_atomic
+from ..tl.counts import count_positive
+
+__all__ = ["SampleTask", "load_sample", "process_sample", "read_kept_events", "sample_seed"]
+
+logger = logging.getLogger(__name__)
+
+NK_EVENTS_FILE = "nk.h5ad"
+RESULT_FILE = "result.json"
+GATING_FIGURE = "gating.png"
+
+
+def sample_seed(random_state: int, sample_id: str) -> int:
+    """A per-sample seed that depends only on the run seed and the sample id."""
+    return int((int(random_state) * 1_000_003 + zlib.crc32(sample_id.encode("utf-8"))) % 2**32)
+
+
+@dataclass
+class SampleTask:
+    """Everything one worker needs for one sample (picklable, small).
+
+    Attributes
+    ----------
+    sample_id, path
+        The sample and its FCS file.
+    row
+        The sample's metadata-sheet row.
+    config
+        The run configuration.
+    template
+        Gating template name or path.
+    work_dir
+        The sample's work folder (``None``: keep nothing on disk, return the container).
+    thresholds
+        Batch-level thresholds (FMO-derived) for this sample's tissue and batch.
+    paired_unstim
+        For a stimulated tube, the populations table of its unstimulated tube.
+    figures
+        Draw the gating figure.
+    keep_population
+        The population whose events are kept for clustering.
+    """
+
+    sample_id: str
+    path: str
+    row: dict[str, Any]
+    config: RunConfig
+    template: str
+    work_dir: str | None = None
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    paired_unstim: list[dict[str, Any]] | None = None
+    figures: bool = True
+    keep_population: str = "NK"
+
+
+def load_sample(task: SampleTask) -> ad.AnnData:
+    """Read, QC, compensate and transform one sample as the config says.
+
+    Parameters
+    ----------
+    task
+        The sample's task.
+
+    Returns
+    -------
+    anndata.AnnData
+        The transformed container.
+    """
+    cfg = task.config
+    adata = read_fcs(
+        task.path,
+        sample_id=task.sample_id,
+        panel=cfg.panel or None,
+        metadata=task.row,
+    )
+    if cfg.qc.enabled:
+        pp.qc(adata, time=cfg.qc.time, margins=cfg.qc.margins, remove=True)
+    pp.compensate(adata, matrix=cfg.compensation.matrix)
+    t = cfg.transform
+    if t.method == "arcsinh":
+        pp.transform(adata, method="arcsinh", cofactor=t.cofactor)
+    else:
+        pp.transform(adata, method="logicle", T=t.T, W=t.W, M=t.M, A=t.A, estimate_w=t.estimate_w)
+    return adata
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(table.to_json(orient="records", double_precision=15))
+
+
+def _figure_png(adata: ad.AnnData) -> bytes | None:
+    try:
+        from ..pl.gating import gating_overview
+
+        fig = gating_overview(adata)
+    except Exception as exc:  # a figure must never fail a sample
+        logger.warning("sample %s: gating figure not drawn (%s)", adata.obs_names.name, exc)
+        return None
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def process_sample(task: SampleTask) -> dict[str, Any]:
+    """Process one sample end to end and return its summary.
+
+    Parameters
+    ----------
+    task
+        The sample's task.
+
+    Returns
+    -------
+    dict
+        ``sample_id``, ``qc`` (dict), ``populations``, ``thresholds`` and ``counts``
+        (lists of records), ``n_events``, ``n_kept`` and the work files written.
+    """
+    cfg = task.config
+    seed = sample_seed(cfg.execution.random_state, task.sample_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = load_sample(task)
+        paired = pd.DataFrame(task.paired_unstim) if task.paired_unstim is not None else None
+        populations = gate(
+            adata,
+            task.template,
+            thresholds=pd.DataFrame(task.thresholds) if task.thresholds else None,
+            paired_unstim=paired,
+            random_state=seed,
+            n_boot=cfg.gating.bootstrap,
+            fmo_percentile=cfg.gating.fmo_percentile,
+            min_events=cfg.gating.min_events,
+        )
+        gated = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+        counts = count_positive(adata, populations=[p for p in gated if p in adata.obs])
+    nk = adata.uns["nkflow"]
+    summary: dict[str, Any] = {
+        "sample_id": task.sample_id,
+        "file": task.path,
+        "nkflow_version": __version__,
+        "n_events": int(nk.get("fcs", {}).get("n_events", adata.n_obs)),
+        "n_kept": int(adata.n_obs),
+        "qc": nk.get("qc", {}),
+        "transform": nk.get("transform", {}),
+        "compensation": nk.get("compensation", {}),
+        "gating": {k: v for k, v in nk.get("gating", {}).items() if k != "populations"},
+        "populations": _records(populations),
+        "thresholds": list(nk.get("thresholds", [])),
+        "counts": _records(counts),
+        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+    }
+    keep = task.keep_population
+    if task.work_dir is None:
+        summary["adata"] = adata
+        return summary
+    work = Path(task.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    if keep in adata.obs.columns:
+        subset = adata[adata.obs[keep].to_numpy(dtype=bool)].copy()
+        # h5ad cannot store lists of records; keep the provenance as one JSON string
+        subset.uns = {"nkflow_json": json.dumps(nk, sort_keys=True, default=_json_default)}
+        buf_path = work / f".{NK_EVENTS_FILE}.tmp"
+        subset.write_h5ad(buf_path)
+        write_bytes_atomic(work / NK_EVENTS_FILE, buf_path.read_bytes())
+        buf_path.unlink(missing_ok=True)
+    if task.figures:
+        png = _figure_png(adata)
+        if png is not None:
+            write_bytes_atomic(work / GATING_FIGURE, png)
+    text = json.dumps(summary, sort_keys=True, default=_json_default, allow_nan=True)
+    write_text_atomic(work / RESULT_FILE, text)
+    return json.loads(text)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def read_kept_events(work_dir: str | Path) -> ad.AnnData | None:
+    """The kept population's events of a processed sample, or ``None`` when it has none.
+
+    Parameters
+    ----------
+    work_dir
+        The sample's work folder.
+
+    Returns
+    -------
+    anndata.AnnData or None
+        The container with ``uns["nkflow"]`` restored.
+    """
+    path = Path(work_dir) / NK_EVENTS_FILE
+    if not path.is_file():
+        return None
+    adata = ad.read_h5ad(path)
+    text = adata.uns.pop("nkflow_json", "{}")
+    adata.uns["nkflow"] = json.loads(str(text))
+    return adata
