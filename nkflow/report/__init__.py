@@ -11,7 +11,7 @@ from __future__ import annotations
 from .figures import figure_png, figure_section
 from .html import render_html
 from .methods import methods_text
-from .sections import KEY_CAVEAT
+from .repair import KEY_CAVEAT
 from .tables import esc
 from .writer import write_report
 

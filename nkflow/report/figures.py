@@ -95,6 +95,8 @@ CAPTIONS = {
     "populations_heatmap": "% of parent, samples by populations (hatched: too few events)",
     "cluster_heatmap": "Median marker expression per metacluster",
     "cluster_abundance": "Metacluster abundance per sample",
+    "clusters_heatmap": "Median marker expression per metacluster",
+    "clusters_abundance": "Metacluster abundance per sample",
     "repair_profile": "Repair profile: AREG net response with intervals, polarisation and "
     "clearance",
 }

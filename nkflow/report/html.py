@@ -19,13 +19,12 @@ from matplotlib.figure import Figure
 from ..pl import populations as pl_populations
 from .figures import FigureItem, encode_figures, figure_png
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
+from .repair import KEY_CAVEAT, repair_section
 from .sections import (
-    KEY_CAVEAT,
     clusters_section,
     gallery,
     overview_section,
     populations_section,
-    repair_section,
 )
 from .style import CSP, CSS
 from .tables import definition_list, esc, html_table, is_empty
@@ -34,32 +33,18 @@ __all__ = ["KNOWN_TABLES", "population_figures", "render_html"]
 
 #: Tables that have their own section; any other table is shown in the appendix.
 KNOWN_TABLES = (
-    "status",
-    "qc",
-    "populations",
-    "thresholds",
-    "clusters",
-    "cluster_medians",
-    "scores",
-    "flags",
-)
+    "status", "qc", "consistency", "populations", "thresholds", "clusters", "cluster_medians",
+    "scores", "flags", "controls", "comparisons",
+)  # fmt: skip
+#: Tables with more rows than this are not shown in the appendix, only listed.
+APPENDIX_MAX_ROWS = 5000
 
 _TIME_KEYS = ("created", "started", "finished", "timestamp")
+_INPUT_KEYS = ("inputs", "inputs_sha256", "input_files")
 _PROV_SHOWN = {
-    "versions",
-    "dependencies",
-    "nkflow_version",
-    "nkflow",
-    "version",
-    "templates",
-    "template",
-    "template_hash",
-    "inputs",
-    "input_files",
-    "scoring",
-    "config",
-    *_TIME_KEYS,
-}
+    "versions", "dependencies", "nkflow_version", "nkflow", "version", "templates",
+    "template", "template_hash", "config", *_INPUT_KEYS, *_TIME_KEYS,
+}  # fmt: skip
 
 
 def population_figures(
@@ -155,7 +140,7 @@ def _provenance_section(provenance: Mapping[str, Any], config: dict[str, Any]) -
     out.append(definition_list(provenance_versions(provenance).items()))
     out.append("<h3>Gating templates</h3>")
     out.append(definition_list(provenance_templates(provenance)))
-    inputs = provenance.get("inputs", provenance.get("input_files"))
+    inputs = next((provenance[k] for k in _INPUT_KEYS if k in provenance), None)
     out.append("<h3>Input files</h3>")
     if isinstance(inputs, Mapping):
         rows = []
@@ -173,8 +158,6 @@ def _provenance_section(provenance: Mapping[str, Any], config: dict[str, Any]) -
         inputs_df = None
     out.append(html_table(inputs_df, empty="No input hashes recorded."))
     rest = {k: v for k, v in provenance.items() if k not in _PROV_SHOWN}
-    if isinstance(provenance.get("scoring"), Mapping):
-        rest["scoring"] = provenance["scoring"]
     if rest:
         out.append("<h3>Other provenance</h3>")
         out.append(f"<pre>{esc(json.dumps(rest, indent=2, sort_keys=True, default=str))}</pre>")
@@ -188,9 +171,19 @@ def _appendix(
 ) -> str:
     out = []
     extra = [name for name in tables if name not in KNOWN_TABLES]
+    big = [name for name in extra if len(tables[name]) > APPENDIX_MAX_ROWS]
     for name in extra:
+        if name in big:
+            continue
         out.append(f"<h3>{esc(name)}</h3>")
         out.append(html_table(tables[name], source=f"tables/{name}.csv"))
+    if big:
+        items = "".join(
+            f"<li>{esc(name)}: {len(tables[name]):,} rows in tables/{esc(name)}.csv and "
+            ".parquet</li>"
+            for name in big
+        )
+        out.append(f"<h3>Large tables (not shown)</h3><ul>{items}</ul>")
     if figures:
         out.append("<h3>Other figures</h3>")
         out.append(gallery(figures, counter=counter))
@@ -262,6 +255,7 @@ def render_html(
     if when is not None:
         sub.append(f"run {when}")
 
+    methods = methods_text(cfg, prov, tabs, metadata=metadata)
     sections = [
         (
             "overview",
@@ -298,7 +292,7 @@ def render_html(
         (
             "methods",
             "Methods",
-            f'<div class="methods">{_paragraphs_html(methods_text(cfg, prov, tabs))}</div>',
+            f'<div class="methods">{_paragraphs_html(methods)}</div>',
             "",
         ),
         ("provenance", "Provenance", _provenance_section(prov, cfg), ""),

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..exceptions import NkflowError
+
 __all__ = ["as_plain_dict", "methods_text", "provenance_templates", "provenance_versions"]
 
 
@@ -249,13 +251,40 @@ _SCORE_LABELS = {
     "confidence": "interval coverage {}",
     "residency_population": "residency from the {} gate of the unstimulated tube",
     "residency_in_score": "residency in the ordering score: {}",
+    "markers": "markers {}",
+    "populations": "flaggable populations: {}",
+    "ranking": "within-batch ordering score (z(AREG_net) + z(RI)): {}",
 }
 
 
-def _scoring_sentence(sc: Mapping[str, Any], provenance: Mapping[str, Any]) -> str:
+def _scoring_definitions(
+    sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
+) -> tuple[Mapping[str, Any], str]:
+    """The effective score definitions: from provenance, else loaded as tl.score would."""
+    defs = provenance.get("scoring") if isinstance(provenance, Mapping) else None
+    if isinstance(defs, Mapping) and defs:
+        return defs, str(defs.get("source") or sc.get("definitions") or "")
+    species = "human"
+    if metadata is not None and "species" in metadata.columns:
+        found = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
+        species = "mouse" if found == {"mouse"} else "human"
+    try:
+        from ..tl._score_config import load_scoring_config
+
+        loaded = load_scoring_config(str(sc.get("definitions") or "") or species)
+    except (ImportError, NkflowError, OSError):
+        return {}, ""
+    plain = dataclasses.asdict(loaded)
+    return plain, str(plain.get("source", ""))
+
+
+def _scoring_sentence(
+    sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
+) -> str:
     if sc and not sc.get("enabled", True):
         return "Repair scoring was switched off. "
-    definitions = str(sc.get("definitions") or "") or "the species default shipped with nkflow"
+    defs, source = _scoring_definitions(sc, provenance, metadata)
+    definitions = source or str(sc.get("definitions") or "") or "the species default"
     text = (
         f"Repair profiles used the score definitions from {definitions}: AREG net response "
         "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
@@ -263,11 +292,10 @@ def _scoring_sentence(sc: Mapping[str, Any], provenance: Mapping[str, Any]) -> s
         "fraction reported as context. A population was flagged AREG-responsive only when the "
         "interval's lower bound was above 0"
     )
-    defs = provenance.get("scoring") if isinstance(provenance, Mapping) else None
-    if isinstance(defs, Mapping) and defs:
+    if defs:
         items = []
         for key, value in defs.items():
-            if key in ("source", "enabled", "definitions"):
+            if key in ("source", "enabled", "definitions", "species"):
                 continue
             if isinstance(value, Mapping):
                 value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
@@ -285,6 +313,8 @@ def methods_text(
     config: Any,
     provenance: Mapping[str, Any] | None,
     tables: Mapping[str, pd.DataFrame] | None,
+    *,
+    metadata: pd.DataFrame | None = None,
 ) -> str:
     """Generate the methods paragraph for a run.
 
@@ -296,6 +326,9 @@ def methods_text(
         The provenance record (versions, templates and hashes, scoring definitions).
     tables
         The result tables (``status``, ``qc``, ``thresholds`` are summarised).
+    metadata
+        The metadata sheet; its ``species`` picks the default score definitions when the
+        provenance does not carry them.
 
     Returns
     -------
@@ -324,7 +357,7 @@ def methods_text(
     )
     p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
     p3 = _clustering_sentence(cfg.get("clustering", {}), random_state) + _scoring_sentence(
-        cfg.get("scoring", {}), prov
+        cfg.get("scoring", {}), prov, metadata
     )
     ex = cfg.get("execution", {})
     if ex:

@@ -18,19 +18,11 @@ from .figures import FigureItem, data_uri, png_size
 from .tables import esc, fmt_value, html_table, is_empty
 
 __all__ = [
-    "KEY_CAVEAT",
-    "caveats_block",
     "clusters_section",
     "gallery",
     "overview_section",
     "populations_section",
-    "repair_section",
 ]
-
-KEY_CAVEAT = (
-    "AREG+ NK is a hypothesis each assay must prove against FMO, unstimulated and "
-    "positive controls."
-)
 _STATUSES = ("ok", "qc-failed", "parse-failed", "skipped")
 _META_COLS = ("donor", "tissue", "timepoint", "stimulation", "role", "batch")
 
@@ -97,6 +89,22 @@ def gallery(
     return "".join(out)
 
 
+def _status_items(rows: pd.DataFrame) -> str:
+    items = []
+    for _, row in rows.iterrows():
+        who = row.get("sample_id", "") or row.get("file", "")
+        code = row.get("reason_code", "")
+        message = row.get("message", "")
+        items.append(
+            f"<li><b>{esc(who)}</b> ({esc(row.get('file', ''))}): "
+            f"{esc(row.get('status', ''))}"
+            + (f" <code>{esc(code)}</code>" if isinstance(code, str) and code else "")
+            + (f" — {esc(message)}" if isinstance(message, str) and message else "")
+            + "</li>"
+        )
+    return "".join(items)
+
+
 def _card(value: Any, label: str, kind: str = "") -> str:
     cls = f"card {kind}".strip()
     return (
@@ -124,7 +132,9 @@ def samples_table(
     if len(frames) == 2:
         meta = frames[1].copy()
         meta["sample_id"] = meta["sample_id"].astype(str)
-        keep = ["sample_id"] + [c for c in _META_COLS if c in meta.columns]
+        keep = ["sample_id"] + [
+            c for c in _META_COLS if c in meta.columns and c not in base.columns
+        ]
         base = base.merge(meta[keep].drop_duplicates("sample_id"), on="sample_id", how="left")
     if not is_empty(qc) and "sample_id" in qc.columns:
         q = qc.copy()
@@ -191,24 +201,21 @@ def overview_section(
     else:
         out.append('<p class="empty">No file status or QC table was produced.</p>')
     if not is_empty(status) and "status" in status.columns:
-        bad = status[status["status"].astype(str) != "ok"]
-        if len(bad):
-            items = []
-            for _, row in bad.iterrows():
-                who = row.get("sample_id", "") or row.get("file", "")
-                code = row.get("reason_code", "")
-                items.append(
-                    f"<li><b>{esc(who)}</b> ({esc(row.get('file', ''))}): "
-                    f"{esc(row.get('status', ''))}"
-                    + (f" <code>{esc(code)}</code>" if isinstance(code, str) and code else "")
-                    + f" — {esc(row.get('message', ''))}</li>"
-                )
+        st = status["status"].astype(str)
+        failed = status[st.isin(["qc-failed", "parse-failed"]) | ~st.isin(_STATUSES)]
+        skipped = status[st == "skipped"]
+        if len(failed):
             out.append(
-                f'<div class="failures"><b>{len(bad)} file(s) not analysed or failed '
-                f"QC:</b><ul>{''.join(items)}</ul></div>"
+                f'<div class="failures"><b>{len(failed)} file(s) failed</b> (the rest of the '
+                f"batch was analysed without them):<ul>{_status_items(failed)}</ul></div>"
             )
         else:
-            out.append('<div class="allgood">Every input file was read and passed QC.</div>')
+            out.append('<div class="allgood">Every analysed file was read and passed QC.</div>')
+        if len(skipped):
+            out.append(
+                f'<div class="skipped"><b>{len(skipped)} file(s) skipped</b> (not analysed by '
+                f"design):<ul>{_status_items(skipped)}</ul></div>"
+            )
     out.append("<h3>Files and samples</h3>")
     table = samples_table(status, qc, metadata)
     out.append(
@@ -225,6 +232,14 @@ def overview_section(
             empty="No files.",
         )
     )
+    consistency = tables.get("consistency")
+    if not is_empty(consistency):
+        out.append("<h3>Batch consistency</h3>")
+        out.append(
+            '<p class="lead">Where files of the batch disagree (channels, markers, ranges, '
+            "keywords), and how nkflow reconciled them.</p>"
+        )
+        out.append(html_table(consistency, source="tables/consistency.csv"))
     if figures:
         out.append("<h3>Quality control</h3>")
         out.append(gallery(figures, counter=counter))
@@ -310,6 +325,20 @@ def populations_section(
     return "".join(out)
 
 
+def _natural_keys(values: pd.Series) -> list[int]:
+    keys: list[tuple[int, float, str]] = []
+    for v in values.astype(str):
+        try:
+            keys.append((0, float(v), v))
+        except ValueError:
+            keys.append((1, 0.0, v))
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    rank = [0] * len(keys)
+    for r, i in enumerate(order):
+        rank[i] = r
+    return rank
+
+
 def _heat_style(values: pd.Series):
     v = pd.to_numeric(values, errors="coerce")
     lo, hi = v.min(), v.max()
@@ -345,27 +374,25 @@ def clusters_section(
         m["metacluster"] = m["metacluster"].astype(str)
         m["label"] = m["label"].fillna("").astype(str)
         m["marker"] = m["marker"].astype(str)
+        m["median"] = pd.to_numeric(m["median"], errors="coerce")
         markers = list(dict.fromkeys(m["marker"]))
-        wide = (
-            m.pivot_table(
-                index=["metacluster", "label"],
-                columns="marker",
-                values="median",
-                aggfunc="first",
-                sort=False,
-            )
-            .reindex(columns=markers)
-            .reset_index()
+        wide = m.pivot_table(
+            index=["metacluster", "label"], columns="marker", values="median", aggfunc="median"
         )
+        wide = wide.reindex(columns=markers).reset_index()
+        wide = wide.iloc[np.argsort(_natural_keys(wide["metacluster"]), kind="stable")]
         styles = {mk: _heat_style(wide[mk]) for mk in markers}
 
         def cell_style(col: str, value: Any, row: pd.Series) -> str:
             return styles[col](value) if col in styles else ""
 
+        per_sample = "sample_id" in m.columns and m["sample_id"].nunique() > 1
         out.append("<h3>Median marker expression per metacluster</h3>")
         out.append(
-            '<p class="lead">Transformed scale; shading runs from the lowest to the '
-            "highest metacluster within each marker.</p>"
+            '<p class="lead">Transformed scale'
+            + ("; the median over samples of each sample's median" if per_sample else "")
+            + "; shading runs from the lowest to the highest metacluster within each "
+            "marker.</p>"
         )
         out.append(html_table(wide, cell_style=cell_style, source="tables/cluster_medians.csv"))
     clusters = tables.get("clusters")
@@ -376,120 +403,19 @@ def clusters_section(
         c["sample_id"] = c["sample_id"].astype(str)
         c["metacluster"] = c["metacluster"].astype(str)
         c["label"] = c["label"].fillna("").astype(str)
+        c["percent"] = pd.to_numeric(c["percent"], errors="coerce")
+        c["column"] = (c["metacluster"] + " " + c["label"]).str.strip()
+        order = c.drop_duplicates("metacluster")
+        order = order.iloc[np.argsort(_natural_keys(order["metacluster"]), kind="stable")]
         samples = list(dict.fromkeys(c["sample_id"]))
-        wide = c.pivot_table(
-            index=["metacluster", "label"],
-            columns="sample_id",
-            values="percent",
-            aggfunc="first",
-            sort=False,
-        )
-        wide = wide.reindex(columns=samples).reset_index()
-        out.append("<h3>Abundance (% of clustered cells) per sample</h3>")
+        wide = c.pivot_table(index="sample_id", columns="column", values="percent",
+                             aggfunc="first")  # fmt: skip
+        wide = wide.reindex(index=samples, columns=list(order["column"])).reset_index()
+        out.append("<h3>Abundance per sample (% of clustered cells)</h3>")
         out.append(html_table(wide, source="tables/clusters.csv"))
     if len(out) == 0:
         out.append(
             '<p class="empty">Clustering produced no results (switched off, or no '
             "sample reached this step).</p>"
-        )
-    return "".join(out)
-
-
-def caveats_block(caveats: str) -> str:
-    """The prominent caveats box (the key statement always comes first)."""
-    return (
-        f'<div class="caveat" id="caveats"><h3>Caveats: read before interpreting</h3>'
-        f'<p class="key">{esc(KEY_CAVEAT)}</p>{_paragraphs(caveats or "")}</div>'
-    )
-
-
-_SCORE_FIRST = (
-    "sample_id",
-    "pair",
-    "sample",
-    "donor",
-    "tissue",
-    "population",
-    "AREG_net",
-    "ci_low",
-    "ci_high",
-    "RI",
-    "IFN-g_net",
-    "NKG2D",
-    "CD107a_net",
-    "resident_fraction",
-)
-
-
-def _flag_row(row: pd.Series) -> str:
-    value = row.get("passed")
-    if isinstance(value, bool | np.bool_):
-        return "pass" if value else "fail"
-    return ""
-
-
-def _flag_summary(flags: pd.DataFrame) -> str:
-    if "passed" not in flags.columns:
-        return ""
-    passed = flags[flags["passed"].fillna(False).astype(bool)]
-    who_col = next((c for c in ("sample_id", "pair", "sample") if c in flags.columns), None)
-    if passed.empty:
-        return (
-            '<div class="flagged none"><b>No population was flagged.</b> The controls '
-            "did not support a flag for any population; the reasons per population are "
-            "listed below.</div>"
-        )
-    items = []
-    for _, row in passed.iterrows():
-        who = f" — {esc(row[who_col])}" if who_col else ""
-        flag = f" ({esc(row['flag'])})" if "flag" in flags.columns else ""
-        items.append(f"<li><b>{esc(row.get('population', ''))}</b>{who}{flag}</li>")
-    return (
-        f'<div class="flagged"><b>{len(passed)} flag(s) raised</b> (each with the '
-        f"evidence in the table below):<ul>{''.join(items)}</ul></div>"
-    )
-
-
-def repair_section(
-    tables: Mapping[str, pd.DataFrame],
-    caveats: str,
-    figures: Sequence[FigureItem],
-    counter: list[int],
-) -> str:
-    """Repair profile: caveats, figures, flags with reasons, and the score table."""
-    out = [caveats_block(caveats)]
-    flags, scores = tables.get("flags"), tables.get("scores")
-    if figures:
-        out.append(gallery(figures, wide=True, counter=counter))
-    out.append("<h3>Flags</h3>")
-    if is_empty(flags):
-        out.append(
-            '<p class="empty">No flags table was produced (scoring switched off or '
-            "no stimulated/unstimulated pairs).</p>"
-        )
-    else:
-        out.append(_flag_summary(flags))
-        wrap_cols = {c for c in flags.columns if c in ("reason", "message", "rules")}
-
-        def cell(col: str, value: Any, row: pd.Series) -> str:
-            return "wrap" if col in wrap_cols else _bool_cell(col, value, row)
-
-        out.append(
-            html_table(flags, row_class=_flag_row, cell_class=cell, source="tables/flags.csv")
-        )
-    out.append("<h3>Repair profile per population</h3>")
-    if is_empty(scores):
-        out.append('<p class="empty">No scores table was produced.</p>')
-    else:
-        cols = [c for c in _SCORE_FIRST if c in scores.columns]
-        cols += [c for c in scores.columns if c not in cols]
-        out.append(
-            '<p class="lead">AREG_net: % AREG+ stimulated minus unstimulated with its '
-            "interval (ci_low–ci_high); RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
-            "AREG−IFN-γ+); NKG2D and CD107a_net: the clearance axis, kept separate; "
-            "resident_fraction: context only, not part of the score.</p>"
-        )
-        out.append(
-            html_table(scores, columns=cols, cell_class=_bool_cell, source="tables/scores.csv")
         )
     return "".join(out)

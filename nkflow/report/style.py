@@ -100,6 +100,11 @@ label.zoom input:focus-visible+img{outline:3px solid var(--accent)}
 label.zoom input:checked+img{position:fixed;inset:0;z-index:50;width:100vw;height:100vh;
 max-width:none;max-height:none;object-fit:contain;background:rgba(20,26,36,.88);
 padding:3vh 3vw;cursor:zoom-out;margin:0}
+details.legend{margin:4px 0 12px;font-size:13px}
+details.legend summary{cursor:pointer;color:var(--accent)}
+.skipped{border-left:4px solid var(--skip);background:var(--skipbg);padding:8px 14px;
+border-radius:4px;margin:8px 0 14px}
+.skipped ul{margin:4px 0;padding-left:20px}
 .hint{font-size:12px;color:var(--muted)}
 .methods p{max-width:88ch;overflow-wrap:anywhere}
 pre{background:#f6f8fa;border:1px solid var(--line);border-radius:6px;padding:10px 12px;

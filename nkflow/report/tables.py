@@ -210,10 +210,12 @@ def definition_list(items: Iterable[tuple[str, Any]]) -> str:
 
 
 def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``table`` that Arrow can write: string column names, no mixed object types.
+    """``table`` in a form Arrow can write: string column names, no mixed object columns.
 
     Object columns that mix strings with numbers (or other objects) have their non-missing
-    values turned into strings; homogeneous columns are left alone.
+    values turned into strings; object columns of plain numbers become numeric. Type
+    inference runs in pandas' C code, so per-event tables stay cheap. The table is
+    returned unchanged (not copied) when nothing needs fixing.
 
     Parameters
     ----------
@@ -223,26 +225,36 @@ def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        A copy with a default index.
+        The table, or a fixed copy.
     """
-    out = table.reset_index(drop=True).copy()
-    out.columns = [str(c) for c in out.columns]
-    if out.columns.duplicated().any():
+    names = [str(c) for c in table.columns]
+    if len(set(names)) != len(names):
         seen: dict[str, int] = {}
-        names = []
-        for c in out.columns:
+        unique = []
+        for c in names:
             n = seen.get(c, 0)
-            names.append(c if n == 0 else f"{c}.{n}")
+            unique.append(c if n == 0 else f"{c}.{n}")
             seen[c] = n + 1
-        out.columns = names
-    for col in out.columns:
-        if out[col].dtype != object:
+        names = unique
+    fixes: dict[int, str] = {}
+    for i in range(table.shape[1]):
+        series = table.iloc[:, i]
+        if series.dtype != object:
             continue
-        values = [v for v in out[col] if not _is_missing(v)]
-        if all(isinstance(v, str) for v in values) or all(isinstance(v, bool) for v in values):
+        kind = pd.api.types.infer_dtype(series, skipna=True)
+        if kind in ("string", "empty", "boolean", "bytes"):
             continue
-        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-            out[col] = pd.to_numeric(out[col], errors="coerce")
-            continue
-        out[col] = [None if _is_missing(v) else str(v) for v in out[col]]
+        fixes[i] = "numeric" if kind in ("integer", "floating", "mixed-integer-float",
+                                         "decimal") else "string"
+    if not fixes and names == list(table.columns):
+        return table
+    out = table.copy()
+    out.columns = names
+    for i, how in fixes.items():
+        series = out.iloc[:, i]
+        if how == "numeric":
+            out.isetitem(i, pd.to_numeric(series, errors="coerce"))
+        else:
+            out.isetitem(i, pd.Series([None if _is_missing(v) else str(v) for v in series],
+                                      index=series.index, dtype=object))
     return out

@@ -1,0 +1,232 @@
+"""The repair-profile section: caveats first, then flags with their evidence and reasons.
+
+Accepts the scoring tables of :func:`nkflow.tl.score` (``areg_responsive``,
+``repair_biased``, ``failed_rules``, ``message``, ``areg_net``, ``areg_net_ci_low`` ...)
+as well as simpler tables (``passed``, ``rules``, ``reason``, ``AREG_net``, ``ci_low``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .figures import FigureItem
+from .sections import gallery
+from .tables import esc, fmt_value, html_table, is_empty
+
+__all__ = ["KEY_CAVEAT", "caveats_block", "repair_section"]
+
+KEY_CAVEAT = (
+    "AREG+ NK is a hypothesis each assay must prove against FMO, unstimulated and "
+    "positive controls."
+)
+
+_WHO = ("sample_id", "pair", "sample")
+_PASSED = ("passed", "areg_responsive", "flagged")
+_FLAG_COLUMNS = (
+    "sample_id", "pair", "sample", "unstim_sample_id", "donor", "tissue", "timepoint",
+    "population", "flag", "passed", "areg_responsive", "repair_biased", "rule", "rules",
+    "failed_rules", "areg_net", "areg_net_ci_low", "areg_net_ci_high", "AREG_net", "ci_low",
+    "ci_high", "n_areg_stim", "ri", "RI", "control_passed", "reason", "message",
+)  # fmt: skip
+_SCORE_COLUMNS = (
+    "sample_id", "pair", "sample", "donor", "tissue", "timepoint", "population",
+    "AREG_net", "areg_net", "ci_low", "ci_high", "areg_net_ci_low", "areg_net_ci_high", "RI",
+    "ri", "IFN-g_net", "ifng_net", "NKG2D", "pct_nkg2d_stim", "CD107a_net", "cd107a_net",
+    "resident_fraction", "residency_fraction", "areg_responsive", "repair_biased",
+    "order_rank",
+)  # fmt: skip
+_LABELS = {
+    "areg_net": "AREG net %", "AREG_net": "AREG net %", "areg_net_ci_low": "CI low",
+    "areg_net_ci_high": "CI high", "ci_low": "CI low", "ci_high": "CI high", "ri": "RI",
+    "ifng_net": "IFN-γ net %", "IFN-g_net": "IFN-γ net %", "pct_nkg2d_stim": "NKG2D+ %",
+    "NKG2D": "NKG2D+ %", "cd107a_net": "CD107a net %", "CD107a_net": "CD107a net %",
+    "residency_fraction": "resident fraction", "resident_fraction": "resident fraction",
+    "areg_responsive": "AREG-responsive", "repair_biased": "repair-biased",
+    "failed_rules": "rules failed", "n_areg_stim": "AREG+ events", "unstim_sample_id": "unstim",
+    "control_passed": "positive control ok", "order_rank": "rank",
+}  # fmt: skip
+_WRAP = {"message", "reason", "failed_rules", "rules"}
+
+
+def _paragraphs(text: str) -> str:
+    blocks = [b.strip() for b in str(text).replace("\r\n", "\n").split("\n\n")]
+    return "".join(f"<p>{esc(b)}</p>" for b in blocks if b)
+
+
+def caveats_block(caveats: str) -> str:
+    """The prominent caveats box (the key statement always comes first)."""
+    return (
+        '<div class="caveat" id="caveats"><h3>Caveats: read before interpreting</h3>'
+        f'<p class="key">{esc(KEY_CAVEAT)}</p>{_paragraphs(caveats or "")}</div>'
+    )
+
+
+def _truthy(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: bool(v) if isinstance(v, bool | np.bool_) else False)
+
+
+def _passed_column(table: pd.DataFrame) -> str | None:
+    return next((c for c in _PASSED if c in table.columns), None)
+
+
+def _cell(col: str, value: Any, row: pd.Series) -> str:
+    if col in _WRAP:
+        return "wrap"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return ""
+
+
+def _curated(table: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
+    cols = [c for c in wanted if c in table.columns]
+    return cols if len(cols) >= 3 else [c for c in table.columns if c != "caveat"]
+
+
+def _interval(row: pd.Series) -> str:
+    net = next((row[c] for c in ("areg_net", "AREG_net") if c in row.index), None)
+    lo = next((row[c] for c in ("areg_net_ci_low", "ci_low") if c in row.index), None)
+    hi = next((row[c] for c in ("areg_net_ci_high", "ci_high") if c in row.index), None)
+    if net is None:
+        return ""
+    text = f"AREG net {fmt_value(net)}%"
+    if lo is not None and hi is not None:
+        text += f" [{fmt_value(lo)}, {fmt_value(hi)}]"
+    return text
+
+
+def _flag_summary(flags: pd.DataFrame) -> str:
+    col = _passed_column(flags)
+    if col is None:
+        return ""
+    passed = flags[_truthy(flags[col])]
+    who_col = next((c for c in _WHO if c in flags.columns), None)
+    if passed.empty:
+        return (
+            '<div class="flagged none"><b>No population was flagged.</b> The controls and '
+            "minima did not support a flag for any population; the rule each population "
+            "failed is listed below.</div>"
+        )
+    items = []
+    for _, row in passed.iterrows():
+        bits = [f"<b>{esc(row.get('population', ''))}</b>"]
+        if who_col:
+            where = " · ".join(
+                str(row[c]) for c in ("tissue", "timepoint") if c in row.index and str(row[c])
+            )
+            bits.append(f"{esc(row[who_col])}" + (f" ({esc(where)})" if where else ""))
+        rule = row.get("rule", row.get("flag", ""))
+        if isinstance(rule, str) and rule:
+            bits.append(f"<code>{esc(rule)}</code>")
+        interval = _interval(row)
+        if interval:
+            bits.append(esc(interval))
+        items.append(f"<li>{' — '.join(bits)}</li>")
+    return (
+        f'<div class="flagged"><b>{len(passed)} population(s) flagged</b> (the evidence is '
+        f"in the table below):<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def _rule_legend(flags: pd.DataFrame) -> str:
+    try:
+        from ..tl.score import RULES
+    except ImportError:  # scoring not installed in this build: no legend
+        return ""
+    codes: set[str] = set()
+    for col in ("rule", "failed_rules", "rules"):
+        if col in flags.columns:
+            for value in flags[col].dropna().astype(str):
+                codes.update(c.strip() for c in value.split(";") if c.strip())
+    known = [(c, RULES[c]) for c in sorted(codes) if c in RULES]
+    if not known:
+        return ""
+    rows = "".join(f"<tr><th><code>{esc(c)}</code></th><td>{esc(m)}</td></tr>" for c, m in known)
+    return (
+        '<details class="legend"><summary>Rule codes</summary><div class="table-wrap">'
+        f'<table class="kv">{rows}</table></div></details>'
+    )
+
+
+def _flags_block(flags: pd.DataFrame | None) -> str:
+    if is_empty(flags):
+        return (
+            '<p class="empty">No flags table was produced (scoring switched off, or no '
+            "stimulated tube with a matching unstimulated tube).</p>"
+        )
+    out = [_flag_summary(flags)]
+    col = _passed_column(flags)
+    table = flags
+    if col is not None:
+        order = np.argsort(~_truthy(flags[col]).to_numpy(), kind="stable")
+        table = flags.iloc[order]
+
+    def row_class(row: pd.Series) -> str:
+        if col is None or not isinstance(row[col], bool | np.bool_):
+            return ""
+        return "pass" if row[col] else "fail"
+
+    out.append(
+        html_table(
+            table,
+            columns=_curated(flags, _FLAG_COLUMNS),
+            labels=_LABELS,
+            row_class=row_class,
+            cell_class=_cell,
+            source="tables/flags.csv",
+        )
+    )
+    out.append(_rule_legend(flags))
+    return "".join(out)
+
+
+def repair_section(
+    tables: Mapping[str, pd.DataFrame],
+    caveats: str,
+    figures: Sequence[FigureItem],
+    counter: list[int],
+) -> str:
+    """Repair profile: caveats, figures, flags with reasons, controls, scores, comparisons."""
+    out = [caveats_block(caveats)]
+    if figures:
+        out.append(gallery(figures, wide=True, counter=counter))
+    out.append("<h3>Flags</h3>")
+    out.append(_flags_block(tables.get("flags")))
+    controls = tables.get("controls")
+    if not is_empty(controls):
+        out.append("<h3>Positive controls</h3>")
+        out.append(
+            '<p class="lead">A flag needs the batch\'s positive control (ILC gate) to '
+            "respond, net of the unstimulated tube.</p>"
+        )
+        out.append(html_table(controls, labels=_LABELS, cell_class=_cell,
+                              source="tables/controls.csv"))  # fmt: skip
+    scores = tables.get("scores")
+    out.append("<h3>Repair profile per population</h3>")
+    if is_empty(scores):
+        out.append('<p class="empty">No scores table was produced.</p>')
+    else:
+        out.append(
+            '<p class="lead">AREG net: % AREG+ in the stimulated minus the unstimulated tube, '
+            "with its confidence interval; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
+            "AREG−IFN-γ+), 0 to 1; NKG2D and CD107a: the clearance axis, kept separate; "
+            "resident fraction: context only, not part of the score. Every column is in "
+            "tables/scores.csv.</p>"
+        )
+        out.append(
+            html_table(
+                scores,
+                columns=_curated(scores, _SCORE_COLUMNS),
+                labels=_LABELS,
+                cell_class=_cell,
+                source="tables/scores.csv",
+            )
+        )
+    comparisons = tables.get("comparisons")
+    if not is_empty(comparisons):
+        out.append("<h3>Comparisons</h3>")
+        out.append(html_table(comparisons, cell_class=_cell, source="tables/comparisons.csv"))
+    return "".join(out)
