@@ -104,7 +104,7 @@ def _margin_mask(
         if upper and ranges is not None:
             rng = float(ranges.iloc[j])
             if np.isfinite(rng) and rng > 0:
-                flag |= v >= rng - 1
+                flag |= v >= (rng - 1) * (1 - 1e-6)  # rebuilt raw values may round
         if lower and n:
             vmin = float(np.min(v))
             at_min = v <= vmin
