@@ -257,3 +257,15 @@ def test_net_intervals_are_percentage_points_and_nan_without_events():
         "EVENTS_BELOW_MIN"
         in score(counts, meta).flags.set_index("population").loc["CD56dim", "failed_rules"]
     )
+
+
+def test_notes_flag_unlike_thresholds_and_unstim_above_stim():
+    counts, meta = basic()
+    counts["threshold_cd107a"] = np.where(counts["sample_id"] == "s", 1.0, 0.2)
+    high = (counts.sample_id == "u") & (counts.population == "CD56dim")
+    counts.loc[high, ["n_areg", "n_areg_only"]] = [80, 72]
+    notes = score(counts, meta).flags.set_index("population")["notes"]
+    assert notes["NK"] == "THRESHOLD_MISMATCH:CD107a"
+    assert notes["CD56dim"] == "UNSTIM_ABOVE_STIM;THRESHOLD_MISMATCH:CD107a"
+    counts["threshold_cd107a"] = 0.5
+    assert score(counts, meta).flags.set_index("population").loc["NK", "notes"] == ""

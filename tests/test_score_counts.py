@@ -165,3 +165,12 @@ def test_fmo_threshold_errors_and_low_event_warning():
         fmo_threshold(fmo, "CD69")
     with pytest.raises(GatingError, match="no gate 'CD56bright'"):
         fmo_threshold(fmo, "AREG", population="CD56bright")
+
+
+def test_threshold_set_on_the_nk_gate_wins_over_other_gates():
+    rows = [dict(r, gate="NK") for r in THRESHOLDS.to_dict("records")]
+    rows.append(dict(marker="AREG", value=3.0, tissue="lung", batch="b1", gate="ILC"))
+    out = count_positive(make_sample(), rows, populations=["NK"])
+    assert out.loc[0, "threshold_areg"] == 1.0
+    out = count_positive(make_sample(), rows, populations=["NK"], threshold_gate="ILC")
+    assert out.loc[0, "threshold_areg"] == 3.0

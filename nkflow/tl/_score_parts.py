@@ -17,6 +17,7 @@ from ._score_config import ScoringConfig
 from .counts import COUNT_COLUMNS
 
 PAIR_KEY = ["donor", "tissue", "timepoint", "batch"]
+THRESHOLD_COLUMNS = ("threshold_areg", "threshold_ifng", "threshold_nkg2d", "threshold_cd107a")
 
 
 def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
@@ -30,6 +31,12 @@ def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
     ids = frame.groupby(keys, sort=False)["sample_id"].agg(lambda s: ";".join(sorted(set(s))))
     out = sums.add_suffix(suffix)
     out[f"sample_id{suffix}"] = ids
+    # cut-offs used in the pooled tubes: kept when they agree, NaN when they differ
+    for col in THRESHOLD_COLUMNS:
+        if col in frame.columns:
+            values = frame[col].astype("float64").groupby([frame[k] for k in keys], sort=False)
+            first, lo, hi = values.first(), values.min(), values.max()
+            out[f"{col}{suffix}"] = first.where(np.isclose(lo, hi, equal_nan=True))
     return out.reset_index()
 
 

@@ -92,7 +92,7 @@ def _threshold_table(thresholds: Any, adata: AnnData) -> pd.DataFrame:
             raise GatingError(
                 f"{_where(adata)}: thresholds lack column {col!r}; have {list(table.columns)}"
             )
-    for col in ("sample_id", "tissue", "batch", "rule", "control_file", "channel"):
+    for col in ("sample_id", "tissue", "batch", "rule", "control_file", "channel", "gate"):
         if col not in table.columns:
             table[col] = ""
     if not len(table):
@@ -106,17 +106,37 @@ def _threshold_table(thresholds: Any, adata: AnnData) -> pd.DataFrame:
                 "rule",
                 "control_file",
                 "channel",
+                "gate",
             ]
         )
-    for col in ("sample_id", "tissue", "batch", "rule", "control_file", "channel", "marker"):
+    for col in (
+        "sample_id",
+        "tissue",
+        "batch",
+        "rule",
+        "control_file",
+        "channel",
+        "marker",
+        "gate",
+    ):
         table[col] = table[col].fillna("").astype(str)
     return table
 
 
 def _pick_threshold(
-    table: pd.DataFrame, marker: str, sample_id: str, tissue: str, batch: str, where: str
+    table: pd.DataFrame,
+    marker: str,
+    sample_id: str,
+    tissue: str,
+    batch: str,
+    where: str,
+    gate: str | None = None,
 ) -> dict[str, Any] | None:
-    """Most specific threshold row: the sample's own, then tissue+batch, batch, tissue, any."""
+    """Most specific threshold row: the sample's own, then tissue+batch, batch, tissue, any.
+
+    Rows set on ``gate`` (the ``gate`` column of the gating module's table) win over rows
+    set on other parent gates at the same level.
+    """
     rows = table[table["marker"] == marker]
     if rows.empty:
         return None
@@ -132,6 +152,9 @@ def _pick_threshold(
         if hit.empty:
             continue
         values = hit["value"].astype(float).unique()
+        if len(values) > 1 and gate is not None and (hit["gate"] == gate).any():
+            hit = hit[hit["gate"] == gate]
+            values = hit["value"].astype(float).unique()
         if len(values) > 1:
             raise BatchConsistencyError(
                 f"{where}: {len(values)} different {marker} thresholds {sorted(values)} apply "
@@ -172,6 +195,7 @@ def count_positive(
     cluster_key: str | None = "metacluster",
     markers: Mapping[str, str] | None = None,
     residency_population: str = "trNK",
+    threshold_gate: str | None = "NK",
     layer: str | None = None,
     qc_key: str = "qc_pass",
 ) -> pd.DataFrame:
@@ -201,6 +225,9 @@ def count_positive(
         (defaults: AREG, IFN-g, NKG2D, CD107a); found through ``var["marker"]``.
     residency_population
         Bool obs column counted inside every population as ``n_trnk`` (residency context).
+    threshold_gate
+        When a marker has cut-offs set on several parent gates (a ``gate`` column), use the
+        one set on this gate (the FMO is read in the NK gate by default).
     layer
         Read intensities from this layer instead of ``X``.
     qc_key
@@ -243,7 +270,7 @@ def count_positive(
         provenance: dict[str, dict[str, Any] | None] = {}
         for key in _MARKER_KEYS:
             marker, channel = marker_names[key], channels[key]
-            hit = _pick_threshold(table, marker, sid, tissue, batch, where)
+            hit = _pick_threshold(table, marker, sid, tissue, batch, where, threshold_gate)
             provenance[key] = hit
             if channel is None or hit is None:
                 why = "not in the panel" if channel is None else "has no threshold (no FMO?)"

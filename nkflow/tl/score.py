@@ -76,6 +76,11 @@ NOTES: dict[str, str] = {
         "entirely below 0): check that the AREG cut-off suits the unstimulated tube, whose "
         "spillover spread can differ from the stimulated FMO's"
     ),
+    "THRESHOLD_MISMATCH": (
+        "the stimulated and unstimulated tubes were cut at different thresholds for the named "
+        "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
+        "response compares unlike with unlike"
+    ),
 }
 
 
@@ -371,7 +376,29 @@ def score(
     flags["failed_rules"] = [";".join(f) for f in failed_all]
     flags["message"] = [_message(r, f, cfg) for r, f in zip(records, failed_all, strict=True)]
     below = s["areg_net_ci_high"].to_numpy(float) < 0.0
-    flags["notes"] = np.where(below, "UNSTIM_ABOVE_STIM", "")
+    mismatch = {
+        key: ~np.isclose(
+            pairs[f"threshold_{key}"].to_numpy(float),
+            pairs[f"threshold_{key}_unstim"].to_numpy(float),
+            equal_nan=True,
+        )
+        & has_unstim
+        for key in ("areg", "ifng", "cd107a")
+        if f"threshold_{key}" in pairs.columns and f"threshold_{key}_unstim" in pairs.columns
+    }
+    names = {
+        "areg": cfg.markers["areg"],
+        "ifng": cfg.markers["ifng"],
+        "cd107a": cfg.markers["cd107a"],
+    }
+    notes = []
+    for i in range(len(s)):
+        note = ["UNSTIM_ABOVE_STIM"] if below[i] else []
+        bad = [names[k] for k, m in mismatch.items() if m[i]]
+        if bad:
+            note.append("THRESHOLD_MISMATCH:" + ",".join(bad))
+        notes.append(";".join(note))
+    flags["notes"] = notes
     if below.any():
         logger.warning(
             "%d population x tube rows: %s", int(below.sum()), NOTES["UNSTIM_ABOVE_STIM"]
