@@ -19,6 +19,7 @@ from .panel import (
     CANONICAL_MARKERS,
     canonical_marker,
     load_panel,
+    marker_equivalents,
     marker_from_text,
     resolve_markers,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "format_spillover",
     "inspect_files",
     "load_panel",
+    "marker_equivalents",
     "marker_from_text",
     "metadata_from_folder",
     "parse_spillover",

@@ -26,7 +26,13 @@ from ..exceptions import BatchConsistencyError, FCSQuirkWarning, MetadataError, 
 from .fcs import parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata
-from .panel import PanelLike, _as_panel, canonical_marker, resolve_with_conflicts
+from .panel import (
+    PanelLike,
+    _as_panel,
+    canonical_marker,
+    marker_equivalents,
+    resolve_with_conflicts,
+)
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
 
@@ -318,14 +324,15 @@ def check_batch(
             mk.pop("", None)
             for m, c in ref_markers.items():
                 if m not in mk:
-                    _diff(diffs, sid, file, "marker", m, "missing", c, fatal=m in required)
+                    fatal = bool(marker_equivalents(m) & set(required))
+                    _diff(diffs, sid, file, "marker", m, "missing", c, fatal=fatal)
                 elif mk[m] != c:
                     _diff(diffs, sid, file, "marker_channel", m, mk[m], c)
             for m, c in mk.items():
                 if m not in ref_markers:
                     _diff(diffs, sid, file, "marker", m, f"extra ({c})", "absent")
             for m in required:
-                if m not in mk and m not in ref_markers:
+                if not marker_equivalents(m) & (set(mk) | set(ref_markers)):
                     _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=True)
             for c, r in zip(meta.pnn, meta.pnr, strict=True):
                 if c in ref_range and r != ref_range[c]:

@@ -39,7 +39,13 @@ from ..exceptions import (
 )
 from .fcs_data import decode_events
 from .fcs_text import read_fcs_metadata
-from .panel import PanelLike, canonical_marker, conflict_message, resolve_with_conflicts
+from .panel import (
+    PanelLike,
+    canonical_marker,
+    conflict_message,
+    marker_equivalents,
+    resolve_with_conflicts,
+)
 
 __all__ = ["channel_for", "channel_kind", "parse_spillover", "read_fcs"]
 
@@ -228,7 +234,7 @@ def _build(
         if set(clashes) & set(required):
             raise PanelError(message)
         warnings.warn(message + "; left unresolved", NkflowWarning, stacklevel=3)
-    missing = [m for m in required if m not in set(markers)]
+    missing = [m for m in required if not marker_equivalents(m) & set(markers)]
     if missing:
         have = [f"{m} ({c})" for m, c in zip(markers, names, strict=True) if m] or names
         raise ChannelNotFoundError(", ".join(missing), have, source=path)
@@ -383,7 +389,8 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
     """
     markers = adata.var["marker"].astype(str)
     wanted = canonical_marker(marker)
-    hits = list(adata.var_names[markers.to_numpy() == wanted])
+    same = marker_equivalents(wanted)
+    hits = list(adata.var_names[markers.isin(same).to_numpy()])
     if not hits and marker in adata.var_names:
         return str(marker)
     if len(hits) == 1:
@@ -391,8 +398,9 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
     uns = adata.uns.get("nkflow", {})
     source = uns.get("sample", {}).get("sample_id")
     conflicts = uns.get("marker_conflicts", {}) or {}
-    if len(hits) > 1 or wanted in conflicts:
-        chans = hits if len(hits) > 1 else list(conflicts[wanted])
+    clash = next((m for m in sorted(same) if m in conflicts), None)
+    if len(hits) > 1 or clash is not None:
+        chans = hits if len(hits) > 1 else list(conflicts[clash])
         raise PanelError(
             f"{source}: marker {wanted!r} is on several channels: {chans}; "
             "name the right one in a panel file"

@@ -36,6 +36,7 @@ __all__ = [
     "canonical_marker",
     "conflict_message",
     "load_panel",
+    "marker_equivalents",
     "marker_from_text",
     "resolve_markers",
     "resolve_with_conflicts",
@@ -52,7 +53,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "CD49a": ("CD49a", "ITGA1", "VLA-1", "VLA1"),
     "CD49b": ("CD49b", "DX5", "ITGA2", "VLA-2"),
     "CD103": ("CD103", "ITGAE", "alphaE", "integrin alphaE"),
-    "CD3": ("CD3", "CD3e", "CD3ε", "CD3epsilon", "CD3 epsilon"),
+    "CD3": ("CD3",),
+    "CD3e": ("CD3e", "CD3ε", "CD3epsilon", "CD3 epsilon"),
     "CXCR6": ("CXCR6", "CD186"),
     "CD69": ("CD69",),
     "CD16": ("CD16", "CD16a", "FcgRIII", "FcγRIII", "FCGR3A", "FcRIII", "FcgammaRIII"),
@@ -76,7 +78,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "NKG2A": ("NKG2A", "CD159a", "KLRC1"),
     "NKG2C": ("NKG2C", "CD159c", "KLRC2"),
     "KIR2D": ("KIR2D", "CD158", "KIR2DL", "KIR2DL/S"),
-    "HLA-DR": ("HLA-DR", "HLADR", "MHCII", "MHC-II", "MHC II"),
+    "HLA-DR": ("HLA-DR", "HLADR", "HLA DR"),
     "CD7": ("CD7",),
     "CD161": ("CD161", "KLRB1"),
     "Ki-67": ("Ki-67", "Ki67", "MKI67"),
@@ -133,10 +135,34 @@ _TABLE = _build_table()
 _CANON_BY_NORM = {_norm(c): c for c in CANONICAL_MARKERS}
 
 
+_EQUIVALENT = ({"CD3", "CD3e"},)
+
+
 def _species_form(marker: str, species: str | None) -> str:
     if species == "mouse" and marker == "CD3":
         return "CD3e"
+    if species == "human" and marker == "CD3e":
+        return "CD3"
     return marker
+
+
+def marker_equivalents(marker: str) -> set[str]:
+    """Canonical names that denote the same marker (``CD3`` and mouse ``CD3e``).
+
+    Parameters
+    ----------
+    marker
+        A canonical marker name.
+
+    Returns
+    -------
+    set of str
+        ``marker`` and its species spellings.
+    """
+    for group in _EQUIVALENT:
+        if marker in group:
+            return set(group)
+    return {marker}
 
 
 def _tokens(text: str) -> list[str]:
@@ -169,7 +195,8 @@ def marker_from_text(text: str, *, species: str | None = None) -> str:
     text
         A ``$PnS`` (or ``$PnN``) string such as ``"CD56 BUV737"`` or ``"173Yb_CD56"``.
     species
-        ``"mouse"`` writes CD3 as ``CD3e``; ``None``/``"human"`` keep the table's names.
+        ``"mouse"`` writes CD3 as ``CD3e``, ``"human"`` writes CD3e as ``CD3``; ``None`` keeps
+        what the text says.
 
     Returns
     -------
