@@ -299,6 +299,17 @@ def test_diva_xml_is_refused_with_a_reason(external: Path) -> None:
         apply_flowjo_workspace(d / "PE_2.xml", d / "124500.fcs")
 
 
+def test_flowjo_gatingml_export_without_compensation_ref_is_refused(external: Path) -> None:
+    # FlowSOM's manualGating.xml (FlowJo's GatingML export of the 68983 gates) omits the
+    # compensation-ref attribute the Gating-ML 2.0 schema requires; flowkit refuses it and
+    # nkflow says where.
+    xml = external / "flowsom" / "inst" / "extdata" / "manualGating.xml"
+    adata = ad.AnnData(X=np.zeros((3, 2), np.float32), var=pd.DataFrame(index=["FSC-A", "SSC-A"]))
+    with pytest.raises(GatingTemplateError, match=r"compensation-ref.*required") as err:
+        apply_gatingml(xml, adata)
+    assert "manualGating.xml" in str(err.value)
+
+
 #: Reference counts shipped with FlowJo 9 / DiVa exports (external README section 4).
 OTHER_REFERENCES = {
     "flowjo9-A2004": (

@@ -81,9 +81,26 @@ def read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -
             return fk.parse_gating_xml(buf)
     except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
         raise GatingTemplateError(
-            f"{p}: not a valid GatingML 2.0 document ({exc}); nkflow accepts GatingML 2.0 "
-            "files (schema-valid) here and FlowJo .wsp workspaces via apply_flowjo_workspace"
+            f"{p}: not a valid GatingML 2.0 document ({exc}{_schema_error(buf)}); nkflow "
+            "accepts GatingML 2.0 files (schema-valid) here and FlowJo .wsp workspaces via "
+            "apply_flowjo_workspace"
         ) from None
+
+
+def _schema_error(buf: Any) -> str:
+    """The first Gating-ML 2.0 schema violation of a (vetted) document, for the message."""
+    try:
+        from flowkit._resources import gml_schema
+        from lxml import etree
+
+        buf.seek(0)
+        doc = etree.parse(buf, etree.XMLParser(resolve_entities=False, no_network=True))
+        if gml_schema.validate(doc):
+            return ""
+        err = next(iter(gml_schema.error_log), None)
+        return f"; schema: line {err.line}: {err.message}" if err is not None else ""
+    except (ImportError, ValueError, SyntaxError):  # pragma: no cover - best effort only
+        return ""
 
 
 def _as_containers(adata_or_samples: Any) -> list[tuple[str, Any]]:
