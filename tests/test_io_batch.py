@@ -1,0 +1,205 @@
+"""Metadata sheets, batches, the batch consistency check and inspect_files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nkflow.io as nio
+from nkflow.exceptions import BatchConsistencyError, MetadataError
+
+RNG = np.random.default_rng(3)
+
+
+def _fcs(path: Path, stains: dict[str, str], *, cyt: str = "Aurora", n: int = 50) -> Path:
+    channels = ["FSC-A", "SSC-A", *stains, "Time"]
+    markers = [None, None, *stains.values(), None]
+    data = RNG.uniform(0, 1000, size=(n, len(channels))).astype(np.float32)
+    return nio.write_fcs(path, data, channels, markers=markers, keywords={"$CYT": cyt})
+
+
+PANEL = {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC", "B3-A": "CD69 PE"}
+
+
+@pytest.fixture
+def batch_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    _fcs(folder / "donor1_liver.fcs", PANEL)
+    _fcs(folder / "donor2_liver.fcs", PANEL)
+    _fcs(folder / "FMO_CD69.fcs", PANEL)
+    _fcs(folder / "donor1_unstim.fcs", PANEL)
+    return folder
+
+
+def _sheet(folder: Path, rows: list[str], name: str = "sheet.csv", encoding: str = "utf-8") -> Path:
+    path = folder / name
+    header = "file,sample_id,donor,tissue,timepoint,stimulation,role,species,batch"
+    path.write_bytes(("\n".join([header, *rows]) + "\n").encode(encoding))
+    return path
+
+
+def test_read_metadata_valid(batch_dir: Path) -> None:
+    sheet = _sheet(
+        batch_dir,
+        [
+            "donor1_liver.fcs,s1,D1,liver,d0,stim,,human,b1",
+            "FMO_CD69.fcs,fmo,D1,liver,d0,,fmo:CD69,human,b1",
+            "donor1_unstim.fcs,u1,D1,liver,d0,unstim,unstim,human,b1",
+        ],
+    )
+    table = nio.read_metadata(sheet)
+    assert list(table["role"]) == ["sample", "fmo:CD69", "unstim"]
+    assert Path(table.loc[0, "path"]) == (batch_dir / "donor1_liver.fcs").resolve()
+    assert table.attrs["source"] == str(sheet)
+
+
+def test_read_metadata_reports_every_problem_at_once(batch_dir: Path) -> None:
+    sheet = _sheet(
+        batch_dir,
+        [
+            "donor1_liver.fcs,s1,D1,liver,d0,stim,,human,b1",
+            "missing.fcs,s2,D1,liver,d0,,,human,b1",
+            "donor2_liver.fcs,s1,D2,liver,d0,,,human,b1",
+            "FMO_CD69.fcs,s3,D1,liver,d0,,fmo:NCAM1,human,b1",
+            "donor1_unstim.fcs,s4,D1,liver,d0,stimmed,control,dog,b1",
+            ",s5,D1,liver,d0,,fmo:XYZ,,b1",
+        ],
+    )
+    with pytest.raises(MetadataError) as info:
+        nio.read_metadata(sheet)
+    text = str(info.value)
+    expected = [
+        "'missing.fcs' not found",
+        "duplicate sample_id 's1' on rows [2, 4]",
+        "did you mean fmo:CD56",
+        "stimulation 'stimmed' invalid",
+        "unknown role 'control'",
+        "species 'dog' invalid",
+        "empty file",
+        "non-canonical marker 'XYZ'",
+    ]
+    for needle in expected:
+        assert needle in text, needle
+    assert len(info.value.problems) == len(expected)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "latin-1", "utf-16"])
+def test_sheet_encodings(batch_dir: Path, encoding: str) -> None:
+    sheet = _sheet(batch_dir, ["donor1_liver.fcs,s1,Dönor1,liver,,,,,"], encoding=encoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = nio.read_metadata(sheet)
+    assert table.loc[0, "donor"] == "Dönor1"
+    assert list(table.columns[:2]) == ["file", "sample_id"]
+
+
+def test_unreadable_sheets(tmp_path: Path) -> None:
+    binary = tmp_path / "sheet.csv"
+    binary.write_bytes(b"file,sample_id\x00\x01\x02\n")
+    with pytest.raises(MetadataError, match="NUL"):
+        nio.read_metadata(binary)
+    nocols = tmp_path / "nocols.csv"
+    nocols.write_text("name,id\na,b\n")
+    with pytest.raises(MetadataError, match="missing required column"):
+        nio.read_metadata(nocols)
+    with pytest.raises(MetadataError, match="cannot read"):
+        nio.read_metadata(tmp_path / "nothing.csv")
+
+
+def test_metadata_from_folder_guesses_roles(batch_dir: Path) -> None:
+    (batch_dir / "notes.txt").write_text("x")
+    table = nio.metadata_from_folder(batch_dir)
+    roles = dict(zip(table["sample_id"], table["role"], strict=True))
+    assert roles == {
+        "FMO_CD69": "fmo:CD69",
+        "donor1_liver": "sample",
+        "donor1_unstim": "unstim",
+        "donor2_liver": "sample",
+    }
+    assert table.loc[table["sample_id"] == "donor1_unstim", "stimulation"].item() == "unstim"
+    with pytest.raises(MetadataError, match="no"):
+        nio.metadata_from_folder(batch_dir.parent / "empty_nowhere")
+
+
+def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:
+    batch = nio.read_batch(batch_dir)
+    assert len(batch) == 4 and batch.sample_ids[0] == "FMO_CD69"
+    adata = batch.read("donor1_liver")
+    assert adata.uns["nkflow"]["sample"]["sample_id"] == "donor1_liver"
+    assert nio.channel_for(adata, "CD56") == "B1-A"
+    assert [a.n_obs for a in batch] == [50] * 4
+    with pytest.raises(KeyError, match="donor1_liver"):
+        batch.read("nope")
+
+
+def test_batch_failures_do_not_stop_others(batch_dir: Path) -> None:
+    (batch_dir / "broken.fcs").write_bytes(b"FCS3.1 garbage")
+    batch = nio.read_batch(batch_dir)
+    results = list(batch.iter_samples())
+    failed = [sid for sid, adata, err in results if err is not None]
+    assert failed == ["broken"]
+    assert sum(adata is not None for _, adata, _ in results) == 4
+
+
+def test_check_batch_reports_and_maps(batch_dir: Path) -> None:
+    # a file from another instrument with CD56 on another detector and an extra channel
+    _fcs(
+        batch_dir / "donor3_liver.fcs",
+        {"V7-A": "CD56 BUV737", "B2-A": "CD16 FITC", "B3-A": "CD69 PE", "R1-A": "AREG APC"},
+        cyt="Fortessa",
+    )
+    check = nio.check_batch(batch_dir, required_markers=["CD56", "CD69"])
+    assert check.ok
+    assert check.mapping.loc["CD56", "donor3_liver"] == "V7-A"
+    assert check.mapping.loc["CD56", "donor1_liver"] == "B1-A"
+    assert check.mapping.loc["AREG", "donor1_liver"] == ""
+    diffs = check.differences[check.differences["sample_id"] == "donor3_liver"]
+    aspects = set(zip(diffs["aspect"], diffs["item"], strict=True))
+    assert {
+        ("marker_channel", "CD56"),
+        ("cyt", "cyt"),
+        ("channel", "V7-A"),
+        ("channel", "B1-A"),
+    } <= aspects
+    assert ("marker", "AREG") in aspects
+    assert not diffs["fatal"].any()
+
+
+def test_check_batch_raises_when_required_marker_missing(batch_dir: Path) -> None:
+    _fcs(batch_dir / "no_cd69.fcs", {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC"})
+    (batch_dir / "zzz_broken.fcs").write_bytes(b"not fcs at all" * 10)
+    with pytest.raises(BatchConsistencyError, match=r"no_cd69 .*marker CD69: missing"):
+        nio.check_batch(batch_dir, required_markers=["CD69"])
+    check = nio.read_batch(batch_dir).check(required_markers=["CD69"], raise_on_error=False)
+    assert not check.ok
+    assert check.failed == ["zzz_broken"]
+    assert "not an FCS file" in check.files.set_index("sample_id").loc["zzz_broken", "error"]
+
+
+def test_inspect_files_never_raises(batch_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "dir.fcs").mkdir()
+    (tmp_path / "bad.fcs").write_bytes(b"\x00" * 100)
+    paths = [batch_dir / "donor1_liver.fcs", tmp_path / "dir.fcs", tmp_path / "bad.fcs"]
+    table = nio.inspect_files(paths)
+    assert list(table.columns[:8]) == [
+        "file", "fcs_version", "events", "channels", "markers", "spillover", "instrument", "date",
+    ]  # fmt: skip
+    first = table.iloc[0]
+    assert (first["fcs_version"], first["events"], first["channels"]) == ("3.1", 50, 6)
+    assert "CD56 (B1-A)" in first["markers"] and first["error"] == ""
+    assert "directory" in table.loc[1, "error"]
+    assert "not an FCS file" in table.loc[2, "error"]
+
+
+def test_inspect_external_folder(external: Path) -> None:
+    paths = sorted((external / "flowio/data/fcs_files").glob("*.fcs"))
+    table = nio.inspect_files(paths)
+    assert (table["error"] == "").all()
+    accuri = table[table["file"].str.contains("B01")].iloc[0]
+    assert accuri["spillover"] == "yes" and accuri["instrument"] == "BD Accuri C6 Plus"
+    assert isinstance(table, pd.DataFrame)
