@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nkflow.exceptions import ConfigError, MetadataError
 from nkflow.stats import newcombe_interval
@@ -269,3 +271,37 @@ def test_notes_flag_unlike_thresholds_and_unstim_above_stim():
     assert notes["CD56dim"] == "UNSTIM_ABOVE_STIM;THRESHOLD_MISMATCH:CD107a"
     counts["threshold_cd107a"] = 0.5
     assert score(counts, meta).flags.set_index("population").loc["NK", "notes"] == ""
+
+
+@st.composite
+def tube_counts(draw):
+    n = draw(st.integers(0, 3000))
+    a_only = draw(st.integers(0, n))
+    g_only = draw(st.integers(0, n - a_only))
+    both = draw(st.integers(0, n - a_only - g_only))
+    return n, a_only, g_only, both
+
+
+@settings(max_examples=60, deadline=None)
+@given(stim=tube_counts(), unstim=tube_counts(), ctl=st.booleans())
+def test_profile_invariants(stim, unstim, ctl):
+    counts = pd.DataFrame([count_row("s", "NK", *stim), count_row("u", "NK", *unstim)])
+    meta = pd.DataFrame([meta_row("s", "d1", "stim"), meta_row("u", "d1", "unstim")])
+    res = score(counts, meta, positive_control={"b1": ctl})
+    row = res.scores.iloc[0]
+    flag = res.flags.iloc[0]
+    if stim[0] and unstim[0]:
+        assert row["areg_net_ci_low"] <= row["areg_net"] <= row["areg_net_ci_high"]
+        assert -100 <= row["areg_net_ci_low"] and row["areg_net_ci_high"] <= 100
+    assert np.isnan(row["ri"]) or 0.0 <= row["ri"] <= 1.0
+    responsive = (
+        ctl
+        and stim[0] >= 100
+        and unstim[0] >= 100
+        and stim[1] + stim[3] >= 10
+        and row["areg_net_ci_low"] > 0
+        and row["areg_net"] >= 1.0
+    )
+    assert bool(flag["areg_responsive"]) == responsive
+    assert (flag["failed_rules"] == "") == responsive
+    assert not flag["repair_biased"] or (responsive and row["ri"] > 0.5)
