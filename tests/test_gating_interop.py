@@ -164,6 +164,34 @@ def test_export_round_trip_identical_membership(tmp_path: Path, kind: str, compe
     )
 
 
+def test_template_gates_on_sample_data_round_trip(sample_data: Path, tmp_path: Path) -> None:
+    """nkflow's human template on a committed sample: exported gates re-import identically."""
+    from nkflow.gating import gate
+    from nkflow.gating.gatingml import export_sample_gatingml
+    from nkflow.io import read_fcs
+    from nkflow.pp import compensate, transform
+
+    fcs = sample_data / "human" / "D1_blood_pre_unstim.fcs"
+    if not fcs.is_file():
+        pytest.skip(f"{fcs} absent")
+    adata = read_fcs(fcs, sample_id="D1_blood_pre_unstim")
+    compensate(adata)
+    transform(adata)
+    with pytest.warns(Warning):  # missing FMO tubes and small populations are announced
+        gate(adata, "human_blood", random_state=0, n_boot=20)
+    pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    path = export_sample_gatingml(adata, tmp_path / "D1.xml")
+    assert 'compensation-ref="FCS"' in path.read_text()
+    again = adata.copy()
+    again.obs = again.obs[["sample_id"]].copy()
+    table = apply_gatingml(path, again)
+    assert list(table["population"]) == pops
+    for pop in pops:
+        a, b = adata.obs[pop].to_numpy(), again.obs[pop].to_numpy()
+        assert np.array_equal(a, b), f"{pop}: {(a != b).sum()} events differ"
+    assert adata.obs["NK"].sum() > 100
+
+
 def test_exported_document_is_schema_valid_gatingml(tmp_path: Path) -> None:
     adata = _container("logicle", "file", n=2_000)
     path = export_gatingml(_gates(adata), adata.uns["nkflow"]["transform"], tmp_path / "g.xml")

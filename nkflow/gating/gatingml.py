@@ -39,7 +39,13 @@ from nkflow.gating.gates import (
 from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, read_xml_safely
 
-__all__ = ["apply_gatingml", "export_gatingml", "population_names", "read_gatingml"]
+__all__ = [
+    "apply_gatingml",
+    "export_gatingml",
+    "export_sample_gatingml",
+    "population_names",
+    "read_gatingml",
+]
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +172,14 @@ def apply_gatingml(
     p = Path(path)
     data = read_xml_safely(p, max_bytes=max_bytes)
     strategy = read_gatingml(p, max_bytes=max_bytes)
-    renames = population_names(parse_xml_safely(p, max_bytes=max_bytes))
+    doc = parse_xml_safely(p, max_bytes=max_bytes)
+    renames = population_names(doc)
+    order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
     digest = hashlib.sha256(data).hexdigest()
     tables = []
     for sample_id, adata in _as_containers(adata_or_samples):
         members, parents = _gate_one(strategy, adata, sample_id, p)
+        members = dict(sorted(members.items(), key=lambda kv: order.get(kv[0], len(order))))
         if renames:
             members = {renames.get(k, k): v for k, v in members.items()}
             parents = {
@@ -528,6 +537,48 @@ def export_gatingml(
     ET.indent(root)
     data = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
     return write_bytes_atomic(Path(path), data)
+
+
+def export_sample_gatingml(adata: Any, path: str | Path) -> Path:
+    """Export the gates :func:`nkflow.gating.gate` resolved for one gated container.
+
+    Reads the gates from ``uns["nkflow"]["gating"]["populations"][*]["gate"]``, the
+    transforms from ``uns["nkflow"]["transform"]`` and the compensation from
+    ``uns["nkflow"]["compensation"]`` (file -> ``"FCS"``, user matrix -> written into the
+    document, none -> ``"uncompensated"``), then calls :func:`export_gatingml`.
+
+    Parameters
+    ----------
+    adata
+        A container gated by :func:`nkflow.gating.gate`.
+    path
+        Output ``.xml`` file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    from nkflow.gating.gates import gate_from_dict
+
+    nk = adata.uns.get("nkflow") or {}
+    pops = (nk.get("gating") or {}).get("populations") or []
+    gates = [gate_from_dict(p["gate"]) for p in pops if p.get("gate")]
+    if not gates:
+        raise GatingError(
+            f"sample {container_sample_id(adata, default='?')!r} has no resolved gates in "
+            "uns['nkflow']['gating']; run nkflow.gating.gate first"
+        )
+    comp = nk.get("compensation") or {}
+    source = str(comp.get("source", "none"))
+    compensation: str | Mapping[str, Any]
+    if source == "file":
+        compensation = "FCS"
+    elif source == "none" or not comp.get("matrix"):
+        compensation = "uncompensated"
+    else:
+        compensation = {"channels": comp["channels"], "matrix": comp["matrix"]}
+    return export_gatingml(gates, nk.get("transform"), path, compensation=compensation)
 
 
 def _ncname(name: str, used: set[str]) -> str:
