@@ -228,6 +228,16 @@ def test_apply_to_several_containers_and_missing_channel(tmp_path: Path) -> None
         apply_gatingml(path, lacking)
 
 
+def test_gate_ids_cannot_overwrite_container_columns(tmp_path: Path) -> None:
+    adata = _container("logicle", "none", n=500)
+    adata.obs["sample_id"] = "s1"
+    gates = [RectangleGate("sample_id", None, (Dimension("FSC-A", min=1.0),))]
+    path = export_gatingml(gates, None, tmp_path / "g.xml", compensation="uncompensated")
+    with pytest.raises(GatingTemplateError, match="overwrite"):
+        apply_gatingml(path, adata)
+    assert (adata.obs["sample_id"] == "s1").all()
+
+
 # ----------------------------------------------------------------- FlowJo workspaces
 
 

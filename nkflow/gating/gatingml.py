@@ -53,6 +53,7 @@ GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
 XFORM_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/transformations"
 DT_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
 _LN10 = math.log(10.0)
+_RESERVED_OBS = {"sample_id", "qc_pass", "metacluster", "cluster"}
 #: Decades used to express an arcsinh(x / cofactor) transform as GatingML ``fasinh``.
 ASINH_DECADES = 4.5
 
@@ -185,6 +186,11 @@ def apply_gatingml(
             parents = {
                 renames.get(k, k): (renames.get(v, v) if v else v) for k, v in parents.items()
             }
+        clash = sorted(set(members) & _RESERVED_OBS)
+        if clash:
+            raise GatingTemplateError(
+                f"{p}: gate id(s) {clash} would overwrite container columns; rename the gates"
+            )
         for name, mask in members.items():
             adata.obs[name] = mask
         nk = adata.uns.setdefault("nkflow", {})
