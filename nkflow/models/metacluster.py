@@ -13,16 +13,19 @@ clustering and Euclidean distance:
 
 With ``n_clusters=None`` the number of clusters is chosen from the consensus matrices:
 
-* ``k_selection="delta_area"`` (ConsensusClusterPlus): ``A(k)`` is the area under the
-  empirical CDF of the consensus values and ``delta(k) = (A(k) - A(k-1)) / A(k-1)``; the
-  chosen ``k`` is the smallest one after which every further increase stays below
+* ``k_selection="delta_area"`` (default, ConsensusClusterPlus): ``A(k)`` is the area under
+  the empirical CDF of the consensus values and ``delta(k) = (A(k) - A(k-1)) / A(k-1)``.
+  ConsensusClusterPlus leaves the reading of the delta plot to the analyst ("the k after
+  which the increase becomes small"); here that elbow is the ``k`` with the largest drop
+  ``delta(k) / delta(k+1)`` among the ``k`` whose own increase is at least
   ``delta_threshold``.
-* ``k_selection="pac"`` (default; Senbabaoglu et al., Sci Rep 2014): the proportion of
-  ambiguous clustering ``PAC(k)``, the share of item pairs with a consensus strictly between
-  0.1 and 0.9; the chosen ``k`` is the largest one within ``pac_tolerance`` of the lowest
-  PAC. SOM nodes tile continuous populations, and cutting such a tile in two still raises
-  the CDF area noticeably, so ``delta_area`` tends to over-split; PAC sees that those cuts
-  are ambiguous. Both curves are kept (``delta_area_``, ``pac_``) for plotting.
+* ``k_selection="pac"`` (Senbabaoglu et al., Sci Rep 2014): the proportion of ambiguous
+  clustering ``PAC(k)``, the share of item pairs with a consensus strictly between 0.1 and
+  0.9; the chosen ``k`` is the largest one within ``pac_tolerance`` of the lowest PAC.
+
+Both curves are kept (``delta_area_``, ``pac_``). Neither rule is reliable when
+populations overlap or form continua (SOM nodes tile them, and consistent cuts through a
+tile look stable): use them to explore, and fix ``n_clusters`` for analyses.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
     k_selection
         ``"pac"`` or ``"delta_area"``: how ``n_clusters=None`` picks ``k``.
     delta_threshold
-        Relative CDF-area increase below which extra clusters are not worth it.
+        Smallest relative CDF-area increase ``delta(k)`` for ``k`` to be a candidate.
     pac_tolerance
         PAC values within this of the minimum count as equally unambiguous.
     random_state
@@ -132,8 +135,8 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         resample_fraction: float = 0.9,
         linkage: str = "average",
         final_linkage: str = "average",
-        k_selection: str = "pac",
-        delta_threshold: float = 0.1,
+        k_selection: str = "delta_area",
+        delta_threshold: float = 0.025,
         pac_tolerance: float = 0.01,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
     ) -> None:
@@ -270,11 +273,11 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         iu = np.triu_indices(n, k=1)
         pac = np.array([float(((c[iu] > 0.1) & (c[iu] < 0.9)).mean()) for c in cons])
         if self.n_clusters is None and self.k_selection == "delta_area":
-            pos = len(ks) - 1
-            for i in range(len(ks)):
-                if np.all(delta[i + 1 :] < self.delta_threshold):
-                    pos = i
-                    break
+            pos = 0
+            if len(ks) > 1:
+                drop = delta[:-1] / np.maximum(delta[1:], 1e-3)
+                drop[delta[:-1] < self.delta_threshold] = -np.inf
+                pos = int(np.argmax(drop)) if np.isfinite(drop).any() else 0
         elif self.n_clusters is None:
             pos = int(np.flatnonzero(pac <= pac.min() + self.pac_tolerance).max())
         else:
@@ -315,13 +318,19 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
 
 
 def metacluster_nodes(
-    metaclustering: ConsensusMetaclustering, codes: np.ndarray, counts: np.ndarray
+    metaclustering: ConsensusMetaclustering,
+    codes: np.ndarray,
+    counts: np.ndarray,
+    *,
+    min_fraction: float = 1e-4,
 ) -> np.ndarray:
-    """Metacluster SOM nodes, leaving empty nodes out of the clustering.
+    """Metacluster SOM nodes, leaving (nearly) empty nodes out of the clustering.
 
-    Nodes that won no training cell sit between populations; clustered with the rest they
-    can use up a metacluster that then holds no cells. They are left out of the fit and
-    given the metacluster of the nearest occupied node instead.
+    Nodes that won no or almost no training cell sit between populations; clustered with the
+    rest they can use up a metacluster of a handful of cells and force two real populations
+    together (seen with FlowSOM and with this SOM alike). Nodes holding fewer than
+    ``min_fraction`` of the cells are left out of the fit and given the metacluster of the
+    nearest occupied node instead. ``min_fraction=0`` keeps every non-empty node.
 
     Parameters
     ----------
@@ -331,6 +340,8 @@ def metacluster_nodes(
         ``(n_nodes, n_features)`` SOM codebook.
     counts
         Training cells per node.
+    min_fraction
+        Nodes with fewer than ``max(1, min_fraction * counts.sum())`` cells do not vote.
 
     Returns
     -------
@@ -338,7 +349,10 @@ def metacluster_nodes(
         ``(n_nodes,)`` metacluster (0-based) of every node.
     """
     codes = np.asarray(codes, dtype=np.float64)
-    occupied = np.asarray(counts) > 0
+    counts = np.asarray(counts)
+    occupied = counts >= max(1.0, min_fraction * float(counts.sum()))
+    if occupied.sum() < (metaclustering.n_clusters or 2):
+        occupied = counts > 0
     if occupied.sum() < 2:
         occupied = np.ones(len(codes), dtype=bool)
     metaclustering.fit(codes[occupied])

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from nkflow.exceptions import ConfigError
 
@@ -222,38 +223,23 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         ax, ay = np.meshgrid(gx, gy, indexing="ij")
         return mean + ax.ravel()[:, None] * comps[0] + ay.ravel()[:, None] * comps[1]
 
-    def fit(self, X, y=None) -> SOM:
-        """Train the map.
-
-        Parameters
-        ----------
-        X
-            ``(n_cells, n_features)`` array (transformed intensities).
-        y
-            Ignored.
-
-        Returns
-        -------
-        SOM
-            The fitted estimator.
-        """
-        self._check_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
-        rng = check_random_state(self.random_state)
-        n, _ = X.shape
-        n_nodes = self.xdim * self.ydim
-        nhbr = grid_distances(self.xdim, self.ydim)
-        if self.radius is None:
-            r_start, r_end = float(np.quantile(nhbr, 0.67)), 0.0
-        else:
-            r_start, r_end = map(float, self.radius)
-        a_start, a_end = map(float, self.alpha)
-
-        codes = self._initial_codes(X, rng)
+    def _train(
+        self,
+        X: np.ndarray,
+        codes: np.ndarray,
+        nhbr: np.ndarray,
+        rng: np.random.RandomState,
+        radii: tuple[float, float],
+        alphas: tuple[float, float],
+    ) -> np.ndarray:
+        """Mini-batch passes with linear radius and learning-rate schedules."""
+        n = X.shape[0]
+        n_nodes = codes.shape[0]
+        r_start, r_end = radii
+        a_start, a_end = alphas
         per_pass = n if self.max_samples_per_pass is None else min(n, self.max_samples_per_pass)
         batch = min(self.batch_size, per_pass)
-        steps_per_pass = -(-per_pass // batch)
-        total_steps = steps_per_pass * self.rlen
+        total_steps = -(-per_pass // batch) * self.rlen
         work_dtype = np.float32 if X.dtype == np.float32 else np.float64
         step = 0
         for _ in range(self.rlen):
@@ -282,16 +268,50 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
                 rate = 1.0 - np.power(1.0 - alpha, counts[hit])
                 codes[hit] += rate[:, None] * (target - codes[hit])
                 step += 1
+        return codes
+
+    def fit(self, X, y=None) -> SOM:
+        """Train the map.
+
+        Parameters
+        ----------
+        X
+            ``(n_cells, n_features)`` array (transformed intensities).
+        y
+            Ignored.
+
+        Returns
+        -------
+        SOM
+            The fitted estimator.
+        """
+        self._check_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
+        rng = check_random_state(self.random_state)
+        n, _ = X.shape
+        n_nodes = self.xdim * self.ydim
+        nhbr = grid_distances(self.xdim, self.ydim)
+        if self.radius is None:
+            r_start, r_end = float(np.quantile(nhbr, 0.67)), 0.0
+        else:
+            r_start, r_end = map(float, self.radius)
+        a_start, a_end = map(float, self.alpha)
+
+        codes = self._initial_codes(X, rng)
+        # many small products: BLAS threads only add synchronisation cost (and, on a shared
+        # machine, can make each step wait for a busy core), so train single-threaded
+        with threadpool_limits(limits=1, user_api="blas"):
+            codes = self._train(X, codes, nhbr, rng, (r_start, r_end), (a_start, a_end))
         self.codes_ = codes
         gx, gy = np.meshgrid(np.arange(self.xdim), np.arange(self.ydim), indexing="ij")
         self.grid_ = np.column_stack([gx.ravel(), gy.ravel()])
         self.labels_ = bmu_search(X, codes, chunk_size=self.chunk_size)
         self.counts_ = np.bincount(self.labels_, minlength=n_nodes)
         logger.debug(
-            "SOM fitted: %d cells, %d nodes, %d steps, %d empty nodes",
+            "SOM fitted: %d cells, %d nodes, %d passes, %d empty nodes",
             n,
             n_nodes,
-            total_steps,
+            self.rlen,
             int((self.counts_ == 0).sum()),
         )
         return self
