@@ -305,3 +305,16 @@ def test_profile_invariants(stim, unstim, ctl):
     assert bool(flag["areg_responsive"]) == responsive
     assert (flag["failed_rules"] == "") == responsive
     assert not flag["repair_biased"] or (responsive and row["ri"] > 0.5)
+
+
+@pytest.mark.parametrize("rule", ["mirror (fmo fallback)", "valley", ""])
+def test_areg_cut_off_must_come_from_an_fmo(rule):
+    counts, meta = basic()
+    counts["areg_rule"] = rule
+    nk = score(counts, meta).flags.set_index("population").loc["NK"]
+    assert nk["failed_rules"] == "AREG_THRESHOLD_NOT_FMO"
+    assert "is not an FMO" in nk["message"]
+    lax = ScoringConfig(require_fmo_threshold=False, populations=("NK",))
+    assert (
+        score(counts, meta, config=lax).flags.set_index("population").loc["NK", "areg_responsive"]
+    )

@@ -27,6 +27,7 @@ _SECTIONS = {
         "min_events",
         "ri_cut",
         "require_positive_control",
+        "require_fmo_threshold",
         "populations",
     },
     "positive_control": {"population", "min_net", "min_areg_events", "min_events"},
@@ -59,6 +60,7 @@ class ScoringConfig:
     min_events: int = 100
     ri_cut: float = 0.5
     require_positive_control: bool = True
+    require_fmo_threshold: bool = True
     populations: tuple[str, ...] = ("NK", "metacluster:*")
     control_population: str = "ILC"
     control_min_net: float = 1.0

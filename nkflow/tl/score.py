@@ -60,6 +60,7 @@ RULES: dict[str, str] = {
     "REPAIR_BIASED": "AREG-responsive and polarisation index RI above the cut",
     "NO_UNSTIM": "no unstimulated tube with the same donor, tissue, timepoint and batch",
     "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
+    "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
     "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
     "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
     "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
@@ -195,6 +196,7 @@ def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> s
     detail = {
         "NO_UNSTIM": RULES["NO_UNSTIM"],
         "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
+        "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
         "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
         "EVENTS_BELOW_MIN": f"events {row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} "
         f"< {cfg.min_events}",
@@ -307,6 +309,18 @@ def score(
     no_areg = pairs["n_areg_stim"].isna().to_numpy() | (
         has_unstim & pairs["n_areg_unstim"].isna().to_numpy()
     )
+    first = counts.drop_duplicates("sample_id").set_index("sample_id")
+    s["areg_threshold"] = s["sample_id"].map(first.get("threshold_areg", pd.Series(dtype=float)))
+    s["areg_rule"] = s["sample_id"].map(first.get("areg_rule", pd.Series(dtype=str))).fillna("")
+    s["areg_control_file"] = (
+        s["sample_id"].map(first.get("areg_control_file", pd.Series(dtype=str))).fillna("")
+    )
+    rule = s["areg_rule"].astype(str).str.lower()
+    not_fmo = (
+        (~rule.str.contains("fmo") | rule.str.contains("fallback")).to_numpy()
+        if cfg.require_fmo_threshold
+        else np.zeros(len(s), dtype=bool)
+    )
     ctl_known = ~pd.isna(s["control_passed"].to_numpy(dtype=object))
     ctl_pass = np.array(
         [bool(v) if k else False for v, k in zip(s["control_passed"], ctl_known, strict=True)]
@@ -318,6 +332,8 @@ def score(
             f.append("NO_UNSTIM")
         if no_areg[i]:
             f.append("NO_AREG_THRESHOLD")
+        elif not_fmo[i]:
+            f.append("AREG_THRESHOLD_NOT_FMO")
         if not s["flaggable"].iat[i]:
             f.append("NOT_FLAGGABLE")
         if has_unstim[i] and not no_areg[i]:
@@ -348,12 +364,6 @@ def score(
             .rank(ascending=False, method="min")
             .astype("Int64")
         )
-    first = counts.drop_duplicates("sample_id").set_index("sample_id")
-    s["areg_threshold"] = s["sample_id"].map(first.get("threshold_areg", pd.Series(dtype=float)))
-    s["areg_rule"] = s["sample_id"].map(first.get("areg_rule", pd.Series(dtype=str))).fillna("")
-    s["areg_control_file"] = (
-        s["sample_id"].map(first.get("areg_control_file", pd.Series(dtype=str))).fillna("")
-    )
     s["caveat"] = SHORT_CAVEAT
 
     records = s.to_dict("records")
