@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nkflow.exceptions import GatingError, GatingTemplateError
+from nkflow.exceptions import FCSReadError, GatingError, GatingTemplateError
 from nkflow.gating.flowjo import COMPARISON_COLUMNS, apply_flowjo_workspace, flowjo_counts
 from nkflow.gating.gates import (
     BooleanGate,
@@ -268,6 +268,16 @@ def test_flowkit_workspaces_match_flowjo_exactly(external: Path, folder: str, ws
         for pop in members:
             n = comp.set_index(["sample_id", "population"]).loc[(sid, pop), "count_nkflow"]
             assert members[pop].sum() == n
+
+
+def test_unreadable_fcs_in_a_workspace_is_named(external: Path, tmp_path: Path) -> None:
+    src = _flowkit_data(external) / "simple_line_example" / "single_ellipse_51_events.wsp"
+    wsp = tmp_path / src.name
+    wsp.write_bytes(src.read_bytes())
+    bad = tmp_path / "data_set_simple_line_100.fcs"
+    bad.write_bytes(b"FCS3.0   not really an FCS file")
+    with pytest.raises(FCSReadError, match=bad.name):
+        apply_flowjo_workspace(wsp, tmp_path)
 
 
 def test_stale_flowjo_counts_are_reported_not_hidden(external: Path) -> None:

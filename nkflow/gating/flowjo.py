@@ -31,7 +31,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from nkflow.exceptions import GatingError, GatingTemplateError
+from nkflow.exceptions import FCSReadError, GatingError, GatingTemplateError
 from nkflow.gating.gatingml import gating_results_to_members
 from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, xml_buffer
@@ -181,10 +181,13 @@ def apply_flowjo_workspace(
     ------
     GatingTemplateError
         Unsafe XML, not a FlowJo 10 workspace.
+    FCSReadError
+        flowkit cannot read one of the FCS files (named).
     GatingError
         Missing FCS files or a sample flowkit cannot gate.
     """
     import flowkit as fk
+    from flowio.exceptions import FlowIOException
 
     wsp = Path(wsp_path)
     counts = flowjo_counts(wsp, max_bytes=max_bytes)
@@ -192,9 +195,22 @@ def apply_flowjo_workspace(
     files = _fcs_list(fcs_paths_or_folder)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        samples = []
+        for f in files:
+            try:
+                samples.append(fk.Sample(f, use_flowjo_labels=True, subsample=0))
+            except (FlowIOException, ValueError, KeyError, IndexError, OSError) as exc:
+                raise FCSReadError(f, f"flowkit cannot read it ({exc})") from None
         try:
-            ws = fk.Workspace(buf, fcs_samples=files)
-        except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
+            ws = fk.Workspace(buf, fcs_samples=samples)
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            NotImplementedError,
+            fk.exceptions.FlowKitException,
+        ) as exc:
             raise GatingTemplateError(
                 f"{wsp}: cannot be read as a FlowJo 10 workspace ({exc})"
             ) from None
@@ -208,7 +224,12 @@ def apply_flowjo_workspace(
             try:
                 ws.analyze_samples(sample_id=sid, use_mp=False)
                 results[sid] = ws.get_gating_results(sid)
-            except (LookupError, ValueError, NotImplementedError) as exc:
+            except (
+                LookupError,
+                ValueError,
+                NotImplementedError,
+                fk.exceptions.FlowKitException,
+            ) as exc:
                 raise GatingError(f"{wsp}: gating sample {sid!r} failed ({exc!r})") from None
     for w in caught:
         log.info("%s: flowkit: %s", wsp, w.message)

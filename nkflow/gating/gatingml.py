@@ -86,7 +86,14 @@ def read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fk.parse_gating_xml(buf)
-    except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        NotImplementedError,
+        fk.exceptions.FlowKitException,
+    ) as exc:
         raise GatingTemplateError(
             f"{p}: not a valid GatingML 2.0 document ({exc}{_schema_error(buf)}); nkflow "
             "accepts GatingML 2.0 files (schema-valid) here and FlowJo .wsp workspaces via "
@@ -227,7 +234,7 @@ def _gate_one(
         for w in caught:
             log.info("%s on %s: flowkit: %s", path, sample_id, w.message)
         results = session.get_gating_results(sample.id)
-    except (LookupError, ValueError, NotImplementedError) as exc:
+    except (LookupError, ValueError, NotImplementedError, fk.exceptions.FlowKitException) as exc:
         raise GatingError(
             f"{path}: gating sample {sample_id!r} failed ({exc!r}); channels in the sample: "
             f"{', '.join(map(str, adata.var_names))}"
