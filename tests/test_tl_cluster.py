@@ -6,9 +6,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
-from nkflow.exceptions import ChannelNotFoundError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.pl import cluster as plc
 from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
 from nkflow.tl.cluster import cluster, default_markers
 
@@ -159,3 +161,31 @@ def test_valley_threshold_finds_gap_and_falls_back():
     assert rule == "valley" and 0.6 < value < 1.4
     value, rule = valley_threshold(rng.normal(1, 0.3, 2000))
     assert rule == "quantile" and value == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda b, r: plc.heatmap(r),
+        lambda b, r: plc.heatmap(r, scale="none", markers=["CD56", "CD16"]),
+        lambda b, r: plc.abundance(abundance_table(b, r)),
+        lambda b, r: plc.abundance(abundance_table(b, r), by="tissue", value="count"),
+        lambda b, r: plc.abundance(abundance_table(b, r).iloc[0:0]),
+        lambda b, r: plc.embedding(b, r, n_cells=300),
+    ],
+    ids=["heatmap", "heatmap-raw", "abundance", "abundance-tissue", "empty", "pca"],
+)
+def test_plots_return_figures(batch, draw):
+    res = _run(batch)
+    fig = draw(batch, res)
+    assert isinstance(fig, Figure)
+    assert fig.axes
+
+
+def test_heatmap_rows_are_named_metaclusters(batch):
+    res = _run(batch)
+    fig = plc.heatmap(res)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("CD56bright" in t for t in labels)
+    with pytest.raises(ConfigError, match="scale"):
+        plc.heatmap(res, scale="log")

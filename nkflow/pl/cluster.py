@@ -1,0 +1,234 @@
+"""Cluster plots: metacluster median heatmap, abundance per sample/group, 2-D embedding.
+
+All functions build figures with :class:`matplotlib.figure.Figure` (no pyplot state),
+return them, and never save.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from nkflow.exceptions import ConfigError
+
+__all__ = ["abundance", "embedding", "heatmap"]
+
+logger = logging.getLogger(__name__)
+
+_GROUPS = ("sample_id", "tissue", "timepoint", "donor", "stimulation")
+_METHODS = ("pca", "tsne", "umap")
+
+
+def _plain(text: object) -> str:
+    """Text that matplotlib never parses as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _colours(n: int) -> list:
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def heatmap(
+    result: Any,
+    *,
+    markers: Sequence[str] | None = None,
+    scale: str = "column",
+) -> Figure:
+    """Heatmap of metacluster medians (rows: metaclusters with names; columns: markers).
+
+    Parameters
+    ----------
+    result
+        A :class:`~nkflow.tl.cluster.ClusteringResult`.
+    markers
+        Columns to show; default ``result.label_markers``.
+    scale
+        ``"column"`` rescales each marker to 0-1 across metaclusters (colours compare
+        metaclusters); ``"none"`` shows the transformed medians.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The heatmap, with the cell count of each metacluster in its row label.
+    """
+    if scale not in ("column", "none"):
+        raise ConfigError(f"heatmap: scale={scale!r} is invalid; choose 'column' or 'none'")
+    med = result.medians
+    markers = list(markers) if markers is not None else list(result.label_markers)
+    values = med[markers].to_numpy(dtype=float)
+    shown = values
+    if scale == "column":
+        lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        shown = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
+    n_rows, n_cols = values.shape
+    fig = Figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.2 + 0.4 * n_rows))
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(n_cols), [_plain(m) for m in markers], rotation=45, ha="right")
+    counts = med["n_cells"] if "n_cells" in med else pd.Series(np.nan, index=med.index)
+    ax.set_yticks(
+        range(n_rows),
+        [
+            _plain(f"{k}: {result.labels.get(int(k), '')} (n={int(counts.loc[k])})")
+            for k in med.index
+        ],
+    )
+    for i in range(n_rows):
+        for j in range(n_cols):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+    fig.colorbar(im, ax=ax, label="scaled median" if scale == "column" else "median")
+    ax.set_title("Median marker expression per metacluster")
+    fig.tight_layout()
+    return fig
+
+
+def abundance(
+    table: pd.DataFrame,
+    *,
+    by: str = "sample_id",
+    value: str = "percent",
+) -> Figure:
+    """Stacked bars of metacluster abundance per sample, or mean per tissue/timepoint.
+
+    Parameters
+    ----------
+    table
+        :func:`nkflow.tl.annotate.abundance_table` output.
+    by
+        ``"sample_id"`` (one bar per sample) or a sample attribute (``"tissue"``,
+        ``"timepoint"``, ``"donor"``, ``"stimulation"``): one bar per group, the mean of the
+        samples' percentages.
+    value
+        ``"percent"`` or ``"count"``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The bar chart.
+    """
+    if by not in _GROUPS:
+        raise ConfigError(f"abundance: by={by!r} is invalid; choose one of {_GROUPS}")
+    if value not in ("percent", "count"):
+        raise ConfigError(f"abundance: value={value!r} is invalid; choose 'percent' or 'count'")
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    if table.empty or by not in table.columns:
+        ax.text(0.5, 0.5, "no clustering results", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    df = table.copy()
+    df[by] = df[by].fillna("").astype(str).replace("", "(none)")
+    df["name"] = df["metacluster"].astype(str) + ": " + df["label"].astype(str)
+    agg = "sum" if (value == "count" or by == "sample_id") else "mean"
+    wide = df.pivot_table(index=by, columns="name", values=value, aggfunc=agg, fill_value=0.0)
+    order = (
+        df.drop_duplicates("name")
+        .assign(_k=lambda d: pd.to_numeric(d["metacluster"], errors="coerce"))
+        .sort_values("_k")["name"]
+    )
+    wide = wide[[c for c in order if c in wide.columns]]
+    bottom = np.zeros(len(wide))
+    for colour, name in zip(_colours(wide.shape[1]), wide.columns, strict=True):
+        ax.bar(range(len(wide)), wide[name], bottom=bottom, color=colour, label=_plain(name))
+        bottom += wide[name].to_numpy()
+    ax.set_xticks(range(len(wide)), [_plain(i) for i in wide.index], rotation=45, ha="right")
+    ax.set_ylabel("% of clustered cells" if value == "percent" else "cells")
+    ax.set_xlabel(by)
+    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    ax.set_title("Metacluster abundance" + ("" if by == "sample_id" else f" (mean per {by})"))
+    fig.tight_layout()
+    return fig
+
+
+def embedding(
+    adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
+    result: Any,
+    *,
+    method: str = "pca",
+    n_cells: int = 5000,
+    key: str | None = None,
+    random_state: int | None = 0,
+) -> Figure:
+    """2-D embedding of a subsample of clustered cells, coloured by metacluster.
+
+    Parameters
+    ----------
+    adatas
+        Assigned samples (``obs[key]`` present).
+    result
+        The :class:`~nkflow.tl.cluster.ClusteringResult` (markers and names).
+    method
+        ``"pca"``, ``"tsne"`` (scikit-learn) or ``"umap"`` (needs ``umap-learn``; falls back
+        to t-SNE with a log message when it is not installed).
+    n_cells
+        Cells drawn, spread evenly over samples.
+    key
+        obs column with the metacluster; default ``result.key_added``.
+    random_state
+        Seed for the subsample and the embedding.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The scatter plot.
+    """
+    from nkflow.io.fcs import channel_for
+    from nkflow.tl.cluster import iter_samples
+
+    if method not in _METHODS:
+        raise ConfigError(f"embedding: method={method!r} is invalid; choose one of {_METHODS}")
+    key = key or result.key_added
+    pairs = iter_samples(adatas)
+    rng = np.random.default_rng(random_state)
+    per = max(1, n_cells // len(pairs))
+    xs, labs = [], []
+    for _, adata in pairs:
+        lab = adata.obs[key]
+        idx = np.flatnonzero(lab.notna().to_numpy())
+        if idx.size > per:
+            idx = np.sort(rng.choice(idx, size=per, replace=False))
+        cols = adata.var_names.get_indexer([channel_for(adata, m) for m in result.markers])
+        x = adata.X[idx][:, cols]
+        xs.append(np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float))
+        labs.append(lab.to_numpy()[idx].astype(str))
+    X = np.vstack(xs)
+    y = np.concatenate(labs)
+    used = method
+    if method == "umap":
+        try:
+            import umap  # type: ignore[import-not-found]
+
+            emb = umap.UMAP(random_state=random_state).fit_transform(X)
+        except ImportError:
+            logger.info("embedding: umap-learn is not installed; using t-SNE instead")
+            used = "tsne"
+    if used == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (len(X) - 1) / 3)))
+        emb = TSNE(perplexity=perplexity, init="pca", random_state=random_state).fit_transform(X)
+    elif used == "pca":
+        from sklearn.decomposition import PCA
+
+        emb = PCA(n_components=2, random_state=random_state).fit_transform(X)
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.add_subplot()
+    cats = [c for c in result.categories if c in set(y)]
+    for colour, cat in zip(_colours(len(cats)), cats, strict=True):
+        sel = y == cat
+        name = _plain(f"{cat}: {result.labels.get(int(cat), '')}")
+        ax.scatter(emb[sel, 0], emb[sel, 1], s=3, color=colour, label=name, rasterized=True)
+    ax.set_xlabel(f"{used.upper()} 1")
+    ax.set_ylabel(f"{used.upper()} 2")
+    ax.set_title(f"{len(X)} cells, {used.upper()} of {len(result.markers)} markers")
+    ax.legend(fontsize=6, markerscale=3, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
