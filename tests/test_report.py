@@ -31,12 +31,54 @@ EVIL = '<script>alert("x")</script>'
 EVIL_ID = f'D1_liver{EVIL}"><img src=x onerror=alert(1)>'
 EVIL_PNS = "CD56 <b onmouseover=alert(2)>bright</b> & $\\frac{a}{"
 POPS = ["Lymphocytes", "NK", "CD56bright", "CD56dim", "trNK", "circNK", "ILC"]
-PARENT = {"Lymphocytes": "Live", "NK": "CD3-", "CD56bright": "NK", "CD56dim": "NK",
-          "trNK": "NK", "circNK": "NK", "ILC": "CD3-"}
-ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3",
-                "p", "nav", "a", "main", "section", "div", "table", "caption", "thead",
-                "tbody", "tr", "th", "td", "b", "ul", "li", "code", "figure", "label",
-                "input", "img", "figcaption", "br", "pre", "footer", "details", "summary"}
+PARENT = {
+    "Lymphocytes": "Live",
+    "NK": "CD3-",
+    "CD56bright": "NK",
+    "CD56dim": "NK",
+    "trNK": "NK",
+    "circNK": "NK",
+    "ILC": "CD3-",
+}
+ALLOWED_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "header",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "nav",
+    "a",
+    "main",
+    "section",
+    "div",
+    "table",
+    "caption",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "b",
+    "ul",
+    "li",
+    "code",
+    "figure",
+    "label",
+    "input",
+    "img",
+    "figcaption",
+    "br",
+    "pre",
+    "footer",
+    "details",
+    "summary",
+}
 
 
 def gating_figure(seed: int, title: str) -> Figure:
@@ -55,31 +97,45 @@ def build_inputs(*, hostile: bool = True) -> dict:
     ids = ["D1_liver_pre", "D1_liver_post", "D2_blood_pre", "D2_blood_post"]
     if hostile:
         ids[0] = EVIL_ID
-    meta = pd.DataFrame({
-        "file": [*(f"{i}.fcs" for i in ids), "broken.fcs", "clogged.fcs"],
-        "sample_id": [*ids, "broken", "clogged"],
-        "donor": ["D1", "D1", "D2", "D2", "D3", "D3"],
-        "tissue": ["liver", "liver", "blood", "blood", "liver", "liver"],
-        "timepoint": ["pre", "post", "pre", "post", "pre", "pre"],
-        "stimulation": ["stim", "stim", "stim", "stim", "unstim", "stim"],
-        "role": ["sample"] * 6,
-    })
+    meta = pd.DataFrame(
+        {
+            "file": [*(f"{i}.fcs" for i in ids), "broken.fcs", "clogged.fcs"],
+            "sample_id": [*ids, "broken", "clogged"],
+            "donor": ["D1", "D1", "D2", "D2", "D3", "D3"],
+            "tissue": ["liver", "liver", "blood", "blood", "liver", "liver"],
+            "timepoint": ["pre", "post", "pre", "post", "pre", "pre"],
+            "stimulation": ["stim", "stim", "stim", "stim", "unstim", "stim"],
+            "role": ["sample"] * 6,
+        }
+    )
     if hostile:
         meta.loc[1, "tissue"] = "liver<i>"
-    status = pd.DataFrame({
-        "sample_id": meta["sample_id"], "file": meta["file"],
-        "status": ["ok", "ok", "ok", "ok", "parse-failed", "qc-failed"],
-        "reason_code": ["", "", "", "", "truncated-data", "qc-too-few-events"],
-        "message": ["", "", "", "", "DATA segment ends at byte 812 but $ENDDATA says 90000"
-                    + (EVIL if hostile else ""), "QC kept 3% of events (< 50%)"],
-        "n_events": [50000, 48000, 61000, 52000, 0, 40000],
-    })
-    qc = pd.DataFrame({
-        "sample_id": [*ids, "clogged"], "n_in": [50000, 48000, 61000, 52000, 40000],
-        "n_out": [48900, 47100, 60020, 50900, 1200],
-        "removed_time": [900, 700, 800, 900, 38000],
-        "removed_margin": [200, 200, 180, 200, 800],
-    })
+    status = pd.DataFrame(
+        {
+            "sample_id": meta["sample_id"],
+            "file": meta["file"],
+            "status": ["ok", "ok", "ok", "ok", "parse-failed", "qc-failed"],
+            "reason_code": ["", "", "", "", "truncated-data", "qc-too-few-events"],
+            "message": [
+                "",
+                "",
+                "",
+                "",
+                "DATA segment ends at byte 812 but $ENDDATA says 90000" + (EVIL if hostile else ""),
+                "QC kept 3% of events (< 50%)",
+            ],
+            "n_events": [50000, 48000, 61000, 52000, 0, 40000],
+        }
+    )
+    qc = pd.DataFrame(
+        {
+            "sample_id": [*ids, "clogged"],
+            "n_in": [50000, 48000, 61000, 52000, 40000],
+            "n_out": [48900, 47100, 60020, 50900, 1200],
+            "removed_time": [900, 700, 800, 900, 38000],
+            "removed_margin": [200, 200, 180, 200, 800],
+        }
+    )
     rng = np.random.default_rng(1)
     rows = []
     for s in ids:
@@ -87,70 +143,147 @@ def build_inputs(*, hostile: bool = True) -> dict:
             parent_count = int(rng.integers(2000, 20000))
             count = int(parent_count * rng.uniform(0.02, 0.6)) if p != "ILC" else 40
             pct = 100 * count / parent_count
-            rows.append({"sample_id": s, "population": p, "parent": PARENT[p], "count": count,
-                         "parent_count": parent_count, "percent_of_parent": pct,
-                         "ci_low": max(0.0, pct - 1.0), "ci_high": min(100.0, pct + 1.0),
-                         "percent_of_nk": pct / 2, "low_events": count < 100,
-                         "median_CD56": float(rng.uniform(1, 4))})
+            rows.append(
+                {
+                    "sample_id": s,
+                    "population": p,
+                    "parent": PARENT[p],
+                    "count": count,
+                    "parent_count": parent_count,
+                    "percent_of_parent": pct,
+                    "ci_low": max(0.0, pct - 1.0),
+                    "ci_high": min(100.0, pct + 1.0),
+                    "percent_of_nk": pct / 2,
+                    "low_events": count < 100,
+                    "median_CD56": float(rng.uniform(1, 4)),
+                }
+            )
     populations = pd.DataFrame(rows)
-    thresholds = pd.DataFrame({
-        "sample_id": ["", ""], "tissue": ["liver", "blood"], "batch": ["b1", "b1"],
-        "marker": ["AREG", EVIL_PNS if hostile else "CD69"], "channel": ["BV421-A", "PE-A"],
-        "value": [1.23, 0.98], "ci_low": [1.2, 0.95], "ci_high": [1.27, 1.01],
-        "rule": ["fmo", "valley"], "control_file": ["fmo_AREG.fcs", ""],
-        "n_events": [12000, 40000],
-    })
-    clusters = pd.DataFrame([
-        {"sample_id": s, "metacluster": str(k), "label": f"CD56{'bright' if k > 1 else 'dim'}",
-         "count": 100 * k, "percent": 100 * k / 13} for s in ids for k in (10, 2, 1)
-    ])
-    cluster_medians = pd.DataFrame([
-        {"sample_id": s, "metacluster": str(k), "label": f"mc{k}", "marker": m,
-         "median": float(k + j * 0.3 + i * 0.1)}
-        for i, s in enumerate(ids) for k in (10, 2, 1)
-        for j, m in enumerate(["CD56", "CD16", "CD49a", "AREG"])
-    ])
+    thresholds = pd.DataFrame(
+        {
+            "sample_id": ["", ""],
+            "tissue": ["liver", "blood"],
+            "batch": ["b1", "b1"],
+            "marker": ["AREG", EVIL_PNS if hostile else "CD69"],
+            "channel": ["BV421-A", "PE-A"],
+            "value": [1.23, 0.98],
+            "ci_low": [1.2, 0.95],
+            "ci_high": [1.27, 1.01],
+            "rule": ["fmo", "valley"],
+            "control_file": ["fmo_AREG.fcs", ""],
+            "n_events": [12000, 40000],
+        }
+    )
+    clusters = pd.DataFrame(
+        [
+            {
+                "sample_id": s,
+                "metacluster": str(k),
+                "label": f"CD56{'bright' if k > 1 else 'dim'}",
+                "count": 100 * k,
+                "percent": 100 * k / 13,
+            }
+            for s in ids
+            for k in (10, 2, 1)
+        ]
+    )
+    cluster_medians = pd.DataFrame(
+        [
+            {
+                "sample_id": s,
+                "metacluster": str(k),
+                "label": f"mc{k}",
+                "marker": m,
+                "median": float(k + j * 0.3 + i * 0.1),
+            }
+            for i, s in enumerate(ids)
+            for k in (10, 2, 1)
+            for j, m in enumerate(["CD56", "CD16", "CD49a", "AREG"])
+        ]
+    )
     # scores/flags as nkflow.tl.score writes them (subset of columns)
-    scores = pd.DataFrame({
-        "batch": "b1", "donor": ["D1", "D1", "D1", "D1"], "tissue": "liver",
-        "timepoint": ["pre", "post", "pre", "post"],
-        "sample_id": ids[:2] * 2, "unstim_sample_id": ["u1", "u2", "u1", "u2"],
-        "population": ["NK", "NK", "CD56bright", "CD56bright"],
-        "areg_net": [2.5, 0.2, 4.1, np.nan], "areg_net_ci_low": [0.8, -0.5, 2.0, np.nan],
-        "areg_net_ci_high": [4.2, 0.9, 6.3, np.nan], "ri": [0.7, 0.4, 0.8, np.nan],
-        "ifng_net": [1.0, 3.0, 0.9, np.nan], "pct_nkg2d_stim": [60.0, 55.0, 40.0, 42.0],
-        "cd107a_net": [3.0, 5.0, 1.0, 2.0], "residency_fraction": [0.6, 0.5, 0.8, 0.7],
-        "areg_responsive": [True, False, True, False],
-        "repair_biased": [True, False, True, False],
-        "caveat": "AREG+ NK is a hypothesis",
-    })
-    flags = scores[["batch", "donor", "tissue", "timepoint", "sample_id", "unstim_sample_id",
-                    "population", "areg_responsive", "repair_biased"]].copy()
+    scores = pd.DataFrame(
+        {
+            "batch": "b1",
+            "donor": ["D1", "D1", "D1", "D1"],
+            "tissue": "liver",
+            "timepoint": ["pre", "post", "pre", "post"],
+            "sample_id": ids[:2] * 2,
+            "unstim_sample_id": ["u1", "u2", "u1", "u2"],
+            "population": ["NK", "NK", "CD56bright", "CD56bright"],
+            "areg_net": [2.5, 0.2, 4.1, np.nan],
+            "areg_net_ci_low": [0.8, -0.5, 2.0, np.nan],
+            "areg_net_ci_high": [4.2, 0.9, 6.3, np.nan],
+            "ri": [0.7, 0.4, 0.8, np.nan],
+            "ifng_net": [1.0, 3.0, 0.9, np.nan],
+            "pct_nkg2d_stim": [60.0, 55.0, 40.0, 42.0],
+            "cd107a_net": [3.0, 5.0, 1.0, 2.0],
+            "residency_fraction": [0.6, 0.5, 0.8, 0.7],
+            "areg_responsive": [True, False, True, False],
+            "repair_biased": [True, False, True, False],
+            "caveat": "AREG+ NK is a hypothesis",
+        }
+    )
+    flags = scores[
+        [
+            "batch",
+            "donor",
+            "tissue",
+            "timepoint",
+            "sample_id",
+            "unstim_sample_id",
+            "population",
+            "areg_responsive",
+            "repair_biased",
+        ]
+    ].copy()
     flags["rule"] = ["REPAIR_BIASED", "", "REPAIR_BIASED", ""]
-    flags["failed_rules"] = ["", "CI_LOWER_NOT_ABOVE_ZERO;NET_BELOW_MIN", "",
-                             "EVENTS_BELOW_MIN"]
-    flags["message"] = ["all rules passed", "CI lower bound -0.50 <= 0",
-                        "all rules passed", "events 58/900 < 100" + (EVIL if hostile else "")]
+    flags["failed_rules"] = ["", "CI_LOWER_NOT_ABOVE_ZERO;NET_BELOW_MIN", "", "EVENTS_BELOW_MIN"]
+    flags["message"] = [
+        "all rules passed",
+        "CI lower bound -0.50 <= 0",
+        "all rules passed",
+        "events 58/900 < 100" + (EVIL if hostile else ""),
+    ]
     flags["areg_net"] = scores["areg_net"]
     flags["areg_net_ci_low"] = scores["areg_net_ci_low"]
     flags["areg_net_ci_high"] = scores["areg_net_ci_high"]
     flags["control_passed"] = pd.array([True, True, True, pd.NA], dtype="boolean")
     flags["caveat"] = "AREG+ NK is a hypothesis"
-    controls = pd.DataFrame({
-        "batch": ["b1"], "control_source": ["positive_control tube"],
-        "control_sample_id": ["ilc_ctrl"], "net": [5.2], "ci_low": [3.1], "ci_high": [7.4],
-        "passed": [True], "failed_rules": [""],
-    })
-    comparisons = pd.DataFrame({
-        "population": ["NK"], "tissue": ["liver"], "n_pairs": [1], "median_difference": [-2.3],
-        "p_value": [1.0], "p_adjusted": [1.0],
-    })
-    consistency = pd.DataFrame({
-        "file": ["D2_blood_post.fcs"], "field": ["$P7S"], "value": ["CD16 " + EVIL],
-        "reference": ["CD16"], "resolution": ["mapped by alias table"],
-    })
-    assignments = pd.DataFrame({"sample_id": np.repeat(ids, 2000),
-                                "metacluster": np.tile(["1", "2", "3", "10"], 2000)})
+    controls = pd.DataFrame(
+        {
+            "batch": ["b1"],
+            "control_source": ["positive_control tube"],
+            "control_sample_id": ["ilc_ctrl"],
+            "net": [5.2],
+            "ci_low": [3.1],
+            "ci_high": [7.4],
+            "passed": [True],
+            "failed_rules": [""],
+        }
+    )
+    comparisons = pd.DataFrame(
+        {
+            "population": ["NK"],
+            "tissue": ["liver"],
+            "n_pairs": [1],
+            "median_difference": [-2.3],
+            "p_value": [1.0],
+            "p_adjusted": [1.0],
+        }
+    )
+    consistency = pd.DataFrame(
+        {
+            "file": ["D2_blood_post.fcs"],
+            "field": ["$P7S"],
+            "value": ["CD16 " + EVIL],
+            "reference": ["CD16"],
+            "resolution": ["mapped by alias table"],
+        }
+    )
+    assignments = pd.DataFrame(
+        {"sample_id": np.repeat(ids, 2000), "metacluster": np.tile(["1", "2", "3", "10"], 2000)}
+    )
     figures = {f"gating_{s}": gating_figure(i, s) for i, s in enumerate(ids)}
     heat = Figure(figsize=(4, 2.5))
     heat.subplots().imshow(np.arange(12).reshape(3, 4))
@@ -167,20 +300,40 @@ def build_inputs(*, hostile: bool = True) -> dict:
         "versions": {"numpy": "2.0", "pandas": "2.3", "flowkit": "1.3.2"},
         "templates": [{"name": "human_nk", "hash": "ab" * 32}],
         "inputs": {f: hashlib.sha256(f.encode()).hexdigest() for f in meta["file"]},
-        "scoring": {"min_net": 1.0, "min_areg_events": 10, "min_events": 100, "ri_cut": 0.5,
-                    "require_positive_control": True, "control_population": "ILC"},
+        "scoring": {
+            "min_net": 1.0,
+            "min_areg_events": 10,
+            "min_events": 100,
+            "ri_cut": 0.5,
+            "require_positive_control": True,
+            "control_population": "ILC",
+        },
     }
-    caveats = ("Anti-AREG clones for flow have little independent validation.\n\n"
-               "PMA/ionomycin is supraphysiological." + (EVIL if hostile else ""))
+    caveats = (
+        "Read these first.\n1. Anti-AREG clones for flow have little independent\n"
+        "validation.\n2. PMA/ionomycin is supraphysiological." + (EVIL if hostile else "")
+    )
     return {
-        "tables": {"status": status, "qc": qc, "populations": populations,
-                   "thresholds": thresholds, "clusters": clusters,
-                   "cluster_medians": cluster_medians, "scores": scores, "flags": flags,
-                   "controls": controls, "comparisons": comparisons,
-                   "consistency": consistency, "cluster_assignments": assignments,
-                   "counts": populations[["sample_id", "population", "count"]]},
-        "metadata": meta, "figures": figures, "config": config_to_dict(RunConfig()),
-        "provenance": provenance, "caveats": caveats,
+        "tables": {
+            "status": status,
+            "qc": qc,
+            "populations": populations,
+            "thresholds": thresholds,
+            "clusters": clusters,
+            "cluster_medians": cluster_medians,
+            "scores": scores,
+            "flags": flags,
+            "controls": controls,
+            "comparisons": comparisons,
+            "consistency": consistency,
+            "cluster_assignments": assignments,
+            "counts": populations[["sample_id", "population", "count"]],
+        },
+        "metadata": meta,
+        "figures": figures,
+        "config": config_to_dict(RunConfig()),
+        "provenance": provenance,
+        "caveats": caveats,
     }
 
 
@@ -254,9 +407,16 @@ def test_self_contained_and_images_valid(hostile_html):
 def test_sections_content(hostile_html):
     text = "".join(parse(hostile_html).text)
     assert KEY_CAVEAT in text
-    assert "Anti-AREG clones" in text
-    for heading in ("Batch overview", "Gating", "Population frequencies", "Clusters",
-                    "Repair profile", "Methods", "Provenance"):
+    assert "Anti-AREG clones for flow have little independent validation." in text
+    for heading in (
+        "Batch overview",
+        "Gating",
+        "Population frequencies",
+        "Clusters",
+        "Repair profile",
+        "Methods",
+        "Provenance",
+    ):
         assert heading in text
     # failures listed with reasons
     assert "truncated-data" in text and "QC kept 3% of events" in text
@@ -275,9 +435,16 @@ def test_sections_content(hostile_html):
 
 def test_flag_summary_simple_schema():
     inputs = build_inputs(hostile=False)
-    flags = pd.DataFrame({"population": ["NK", "ILC"], "pair": ["D1 pre", "D1 post"],
-                          "flag": ["AREG-responsive"] * 2, "passed": [False, False],
-                          "rules": ["ci_low<=0", "min_events"], "reason": ["x", "y"]})
+    flags = pd.DataFrame(
+        {
+            "population": ["NK", "ILC"],
+            "pair": ["D1 pre", "D1 post"],
+            "flag": ["AREG-responsive"] * 2,
+            "passed": [False, False],
+            "rules": ["ci_low<=0", "min_events"],
+            "reason": ["x", "y"],
+        }
+    )
     inputs["tables"] = {"flags": flags}
     text = "".join(parse(render_html(**inputs)).text)
     assert "No population was flagged." in text
@@ -293,8 +460,9 @@ def test_empty_tables_render(empty_kind):
         tables = dict.fromkeys(inputs["tables"])
     else:
         tables = {k: v.iloc[0:0] for k, v in inputs["tables"].items()}
-    html = render_html(tables=tables, metadata=None, figures=None, config={}, provenance={},
-                       caveats="")
+    html = render_html(
+        tables=tables, metadata=None, figures=None, config={}, provenance={}, caveats=""
+    )
     doc = parse(html)
     assert {t for t, _ in doc.tags} <= ALLOWED_TAGS
     text = "".join(doc.text)
@@ -315,8 +483,16 @@ def test_write_report_files_and_byte_identical(tmp_path):
     assert files_a == files_b
     for rel in files_a:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    for name in ("status", "qc", "populations", "thresholds", "clusters", "cluster_medians",
-                 "scores", "flags"):
+    for name in (
+        "status",
+        "qc",
+        "populations",
+        "thresholds",
+        "clusters",
+        "cluster_medians",
+        "scores",
+        "flags",
+    ):
         assert f"tables/{name}.csv" in files_a and f"tables/{name}.parquet" in files_a
     pngs = [f for f in files_a if f.startswith("figures/")]
     assert "figures/populations_heatmap.png" in pngs
@@ -335,18 +511,21 @@ def test_tables_round_trip(tmp_path):
     for name, table in inputs["tables"].items():
         back_pq = pd.read_parquet(tmp_path / "tables" / f"{name}.parquet")
         pd.testing.assert_frame_equal(back_pq, table.reset_index(drop=True), check_dtype=False)
-        back_csv = pd.read_csv(tmp_path / "tables" / f"{name}.csv", keep_default_na=False,
-                               na_values=[""])
+        back_csv = pd.read_csv(
+            tmp_path / "tables" / f"{name}.csv", keep_default_na=False, na_values=[""]
+        )
         assert list(back_csv.columns) == list(table.columns)
         assert len(back_csv) == len(table)
     pops = pd.read_csv(tmp_path / "tables" / "populations.csv")
-    np.testing.assert_allclose(pops["percent_of_parent"],
-                               inputs["tables"]["populations"]["percent_of_parent"], rtol=1e-9)
+    np.testing.assert_allclose(
+        pops["percent_of_parent"], inputs["tables"]["populations"]["percent_of_parent"], rtol=1e-9
+    )
 
 
 def test_parquet_safe_mixed_object_columns():
-    table = pd.DataFrame({"a": ["x", 1, None], "b": [1, 2.5, None], 3: ["u", "v", "w"]},
-                         dtype=object)
+    table = pd.DataFrame(
+        {"a": ["x", 1, None], "b": [1, 2.5, None], 3: ["u", "v", "w"]}, dtype=object
+    )
     safe = parquet_safe(table)
     assert list(safe.columns) == ["a", "b", "3"]
     assert safe["a"].tolist() == ["x", "1", None]
@@ -365,11 +544,16 @@ def test_figure_png_deterministic_without_software_chunk():
 
 @pytest.mark.parametrize(
     ("name", "section", "caption"),
-    [("gating_S1", "gating", "S1"), ("gating:../x", "gating", "../x"),
-     ("cluster_heatmap", "clusters", "Median marker expression per metacluster"),
-     ("cluster_umap", "clusters", "umap"), ("Repair-profile", "repair", "profile"),
-     ("populations", "populations", "populations"), ("gatekeeper", "other", "gatekeeper"),
-     (EVIL, "other", EVIL)],
+    [
+        ("gating_S1", "gating", "S1"),
+        ("gating:../x", "gating", "../x"),
+        ("cluster_heatmap", "clusters", "Median marker expression per metacluster"),
+        ("cluster_umap", "clusters", "umap"),
+        ("Repair-profile", "repair", "profile"),
+        ("populations", "populations", "populations"),
+        ("gatekeeper", "other", "gatekeeper"),
+        (EVIL, "other", EVIL),
+    ],
 )
 def test_figure_section(name, section, caption):
     assert figure_section(name) == (section, caption)
@@ -377,12 +561,29 @@ def test_figure_section(name, section, caption):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(12345, "12,345"), (0.012345, "0.0123"), (45.678, "45.7"), (1234.5, "1,234"),
-     (float("nan"), "–"), (None, "–"), (True, "yes"), (np.int64(7), "7"), (0.0, "0"),
-     (2.5e7, "2.5e+07")],
+    [
+        (12345, "12,345"),
+        (0.012345, "0.0123"),
+        (45.678, "45.7"),
+        (1234.5, "1,234"),
+        (float("nan"), "–"),
+        (None, "–"),
+        (True, "yes"),
+        (np.int64(7), "7"),
+        (0.0, "0"),
+        (2.5e7, "2.5e+07"),
+    ],
 )
 def test_fmt_value(value, text):
     assert fmt_value(value) == text
+
+
+def test_text_blocks_numbered_lists_and_paragraphs():
+    from nkflow.report.repair import text_blocks
+
+    html = text_blocks("Intro line\ncontinues.\n\n1. first\nwraps\n2) second <b>\n\nTail.")
+    assert html == ("<p>Intro line continues.</p><ol><li>first wraps</li>"
+                    "<li>second &lt;b&gt;</li></ol><p>Tail.</p>")
 
 
 def test_esc_controls_and_surrogates():
@@ -395,14 +596,36 @@ def test_methods_text_names_every_parameter():
     inputs = build_inputs(hostile=False)
     cfg = config_to_dict(RunConfig())
     text = methods_text(cfg, inputs["provenance"], inputs["tables"])
-    for needle in ("logicle", "T = 262144", "W = 0.5", "M = 4.5", "A = 0",
-                   "spillover matrix stored in each FCS file", "time-based removal",
-                   "margin (saturated) events: on", "human_nk", "ab" * 32,
-                   "99.5th percentile", "200 resamples", "fewer than 100 events",
-                   "fmo (1)", "valley (1)", "fmo_AREG.fcs", "10×10", "k = 10",
-                   "random_state = 0", "20000 cells per sample", "≥ 1 percentage points",
-                   "≥ 10 AREG+ events", "RI > 0.5", "positive-control population ILC",
-                   "nkflow 0.1.0", "flowkit 1.3.2", "6 FCS file(s)", "1 parse-failed"):
+    for needle in (
+        "logicle",
+        "T = 262144",
+        "W = 0.5",
+        "M = 4.5",
+        "A = 0",
+        "spillover matrix stored in each FCS file",
+        "time-based removal",
+        "margin (saturated) events: on",
+        "human_nk",
+        "ab" * 32,
+        "99.5th percentile",
+        "200 resamples",
+        "fewer than 100 events",
+        "fmo (1)",
+        "valley (1)",
+        "fmo_AREG.fcs",
+        "10×10",
+        "k = 10",
+        "random_state = 0",
+        "20000 cells per sample",
+        "≥ 1 percentage points",
+        "≥ 10 AREG+ events",
+        "RI > 0.5",
+        "positive-control population ILC",
+        "nkflow 0.1.0",
+        "flowkit 1.3.2",
+        "6 FCS file(s)",
+        "1 parse-failed",
+    ):
         assert needle in text, needle
     removed = 50000 + 48000 + 61000 + 52000 + 40000 - (48900 + 47100 + 60020 + 50900 + 1200)
     assert f"{removed:,}" in text
@@ -411,9 +634,15 @@ def test_methods_text_names_every_parameter():
 def test_methods_text_arcsinh_and_user_matrix():
     from nkflow.config import replace_values
 
-    cfg = replace_values(RunConfig(), {"transform.method": "arcsinh", "transform.cofactor": 5,
-                                       "compensation.matrix": "comp/matrix.csv",
-                                       "clustering.enabled": False})
+    cfg = replace_values(
+        RunConfig(),
+        {
+            "transform.method": "arcsinh",
+            "transform.cofactor": 5,
+            "compensation.matrix": "comp/matrix.csv",
+            "clustering.enabled": False,
+        },
+    )
     text = methods_text(cfg, {}, {})
     assert "arcsinh transform with cofactor 5" in text
     assert "comp/matrix.csv" in text
@@ -423,9 +652,13 @@ def test_methods_text_arcsinh_and_user_matrix():
 def test_population_plots_handle_hostile_and_empty():
     inputs = build_inputs()
     pops, meta = inputs["tables"]["populations"], inputs["metadata"]
-    for fig in (plpop.frequencies(pops, meta), plpop.frequency_heatmap(pops, meta),
-                plpop.frequencies(pops.iloc[0:0], meta), plpop.frequencies(pops, None),
-                plpop.frequency_heatmap(pops, meta, show=["nope"])):
+    for fig in (
+        plpop.frequencies(pops, meta),
+        plpop.frequency_heatmap(pops, meta),
+        plpop.frequencies(pops.iloc[0:0], meta),
+        plpop.frequencies(pops, None),
+        plpop.frequency_heatmap(pops, meta, show=["nope"]),
+    ):
         assert png_size(figure_png(fig))[0] > 0
     labels = plpop.group_labels(pops, meta)
     assert set(labels) == {"liver · pre", "liver<i> · post", "blood · pre", "blood · post"}
@@ -449,5 +682,12 @@ def test_base64_is_standard(hostile_html):
 
 def test_write_report_rejects_non_tables(tmp_path: Path):
     with pytest.raises(TypeError, match="populations"):
-        write_report(tmp_path, tables={"populations": [1, 2]}, metadata=None, figures=None,
-                     config={}, provenance={}, caveats="")
+        write_report(
+            tmp_path,
+            tables={"populations": [1, 2]},
+            metadata=None,
+            figures=None,
+            config={},
+            provenance={},
+            caveats="",
+        )

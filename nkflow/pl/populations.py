@@ -254,8 +254,8 @@ def frequency_heatmap(
                     1,
                     1,
                     fill=False,
-                    hatch="///",
-                    edgecolor="white",
+                    hatch="//",
+                    edgecolor=(1.0, 1.0, 1.0, 0.45),
                     linewidth=0,
                 )
             )

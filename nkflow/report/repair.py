@@ -7,6 +7,7 @@ as well as simpler tables (``passed``, ``rules``, ``reason``, ``AREG_net``, ``ci
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,11 +28,17 @@ KEY_CAVEAT = (
 _WHO = ("sample_id", "pair", "sample")
 _PASSED = ("passed", "areg_responsive", "flagged")
 _FLAG_COLUMNS = (
-    "sample_id", "pair", "sample", "unstim_sample_id", "donor", "tissue", "timepoint",
-    "population", "flag", "passed", "areg_responsive", "repair_biased", "rule", "rules",
-    "failed_rules", "areg_net", "areg_net_ci_low", "areg_net_ci_high", "AREG_net", "ci_low",
-    "ci_high", "n_areg_stim", "ri", "RI", "control_passed", "reason", "message",
+    "sample_id", "pair", "sample", "tissue", "timepoint", "population", "flag", "passed",
+    "areg_responsive", "repair_biased", "rules", "failed_rules", "areg_net",
+    "areg_net_ci_low", "areg_net_ci_high", "AREG_net", "ci_low", "ci_high", "n_areg_stim",
+    "ri", "RI", "control_passed", "reason", "message",
 )  # fmt: skip
+#: When the flags carry a worded ``message`` (with the numbers), it replaces the number columns.
+_FLAG_COLUMNS_WORDED = (
+    "sample_id", "pair", "sample", "tissue", "timepoint", "population", "flag", "passed",
+    "areg_responsive", "repair_biased", "message", "reason", "notes",
+)  # fmt: skip
+_NEVER_FLAGGED = "NOT_FLAGGABLE"
 _SCORE_COLUMNS = (
     "sample_id", "pair", "sample", "donor", "tissue", "timepoint", "population",
     "AREG_net", "areg_net", "ci_low", "ci_high", "areg_net_ci_low", "areg_net_ci_high", "RI",
@@ -48,20 +55,64 @@ _LABELS = {
     "areg_responsive": "AREG-responsive", "repair_biased": "repair-biased",
     "failed_rules": "rules failed", "n_areg_stim": "AREG+ events", "unstim_sample_id": "unstim",
     "control_passed": "positive control ok", "order_rank": "rank",
+    "message": "evidence and reason",
 }  # fmt: skip
 _WRAP = {"message", "reason", "failed_rules", "rules"}
 
 
-def _paragraphs(text: str) -> str:
-    blocks = [b.strip() for b in str(text).replace("\r\n", "\n").split("\n\n")]
-    return "".join(f"<p>{esc(b)}</p>" for b in blocks if b)
+_ITEM = re.compile(r"^\s*(\d+)[.)]\s+(.*)$")
+
+
+def text_blocks(text: str) -> str:
+    """Plain text as escaped HTML: numbered lines become a list, blank lines split paragraphs.
+
+    Parameters
+    ----------
+    text
+        Untrusted plain text (for example the scoring caveats).
+
+    Returns
+    -------
+    str
+        HTML.
+    """
+    out: list[str] = []
+    para: list[str] = []
+    items: list[str] = []
+
+    def flush_para() -> None:
+        if para:
+            out.append(f"<p>{esc(' '.join(para))}</p>")
+            para.clear()
+
+    def flush_items() -> None:
+        if items:
+            out.append("<ol>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ol>")
+            items.clear()
+
+    for line in str(text).replace("\r\n", "\n").split("\n"):
+        stripped = line.strip()
+        match = _ITEM.match(line)
+        if match:
+            flush_para()
+            items.append(match.group(2).strip())
+        elif not stripped:
+            flush_para()
+            flush_items()
+        elif items:
+            items[-1] += " " + stripped
+        else:
+            para.append(stripped)
+    flush_para()
+    flush_items()
+    return "".join(out)
 
 
 def caveats_block(caveats: str) -> str:
     """The prominent caveats box (the key statement always comes first)."""
     return (
         '<div class="caveat" id="caveats"><h3>Caveats: read before interpreting</h3>'
-        f'<p class="key">{esc(KEY_CAVEAT)}</p>{_paragraphs(caveats or "")}</div>'
+        f'<p class="key">{esc(KEY_CAVEAT)}</p>{text_blocks(caveats or "")}</div>'
     )
 
 
@@ -160,9 +211,14 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
     out = [_flag_summary(flags)]
     col = _passed_column(flags)
     table = flags
+    hidden = 0
+    if "failed_rules" in flags.columns:
+        never = flags["failed_rules"].fillna("").astype(str).str.contains(_NEVER_FLAGGED)
+        hidden = int(never.sum())
+        table = flags[~never]
     if col is not None:
-        order = np.argsort(~_truthy(flags[col]).to_numpy(), kind="stable")
-        table = flags.iloc[order]
+        order = np.argsort(~_truthy(table[col]).to_numpy(), kind="stable")
+        table = table.iloc[order]
 
     def row_class(row: pd.Series) -> str:
         if col is None or not isinstance(row[col], bool | np.bool_):
@@ -172,13 +228,22 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
     out.append(
         html_table(
             table,
-            columns=_curated(flags, _FLAG_COLUMNS),
+            columns=_curated(
+                flags, _FLAG_COLUMNS_WORDED if "message" in flags.columns else _FLAG_COLUMNS
+            ),
             labels=_LABELS,
             row_class=row_class,
             cell_class=_cell,
             source="tables/flags.csv",
+            empty="Every scored population is outside the flaggable set.",
         )
     )
+    if hidden:
+        out.append(
+            f'<p class="note">{hidden:,} row(s) of populations that are never flagged '
+            f"(<code>{_NEVER_FLAGGED}</code>: not an NK population of the flag list) are "
+            "left out here; they are in tables/flags.csv.</p>"
+        )
     out.append(_rule_legend(flags))
     return "".join(out)
 
@@ -213,9 +278,12 @@ def repair_section(
             '<p class="lead">AREG net: % AREG+ in the stimulated minus the unstimulated tube, '
             "with its confidence interval; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
             "AREG−IFN-γ+), 0 to 1; NKG2D and CD107a: the clearance axis, kept separate; "
-            "resident fraction: context only, not part of the score. Every column is in "
-            "tables/scores.csv.</p>"
+            "resident fraction: context only, not part of the score. Populations that can be "
+            "flagged come first; every column is in tables/scores.csv.</p>"
         )
+        if "flaggable" in scores.columns:
+            order = np.argsort(~_truthy(scores["flaggable"]).to_numpy(), kind="stable")
+            scores = scores.iloc[order]
         out.append(
             html_table(
                 scores,

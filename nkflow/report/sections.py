@@ -404,7 +404,7 @@ def clusters_section(
         c["metacluster"] = c["metacluster"].astype(str)
         c["label"] = c["label"].fillna("").astype(str)
         c["percent"] = pd.to_numeric(c["percent"], errors="coerce")
-        c["column"] = (c["metacluster"] + " " + c["label"]).str.strip()
+        c["column"] = c["metacluster"]
         order = c.drop_duplicates("metacluster")
         order = order.iloc[np.argsort(_natural_keys(order["metacluster"]), kind="stable")]
         samples = list(dict.fromkeys(c["sample_id"]))
@@ -412,6 +412,9 @@ def clusters_section(
                              aggfunc="first")  # fmt: skip
         wide = wide.reindex(index=samples, columns=list(order["column"])).reset_index()
         out.append("<h3>Abundance per sample (% of clustered cells)</h3>")
+        out.append(
+            '<p class="lead">Columns are metaclusters; their labels are in the table above.</p>'
+        )
         out.append(html_table(wide, source="tables/clusters.csv"))
     if len(out) == 0:
         out.append(

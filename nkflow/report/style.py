@@ -55,7 +55,7 @@ white-space:nowrap}
 thead th{position:sticky;top:0;background:#f0f3f7;font-weight:600;z-index:1}
 tbody tr:nth-child(even){background:#fafbfc}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.wrap{white-space:normal;min-width:220px}
+td.wrap{white-space:normal;min-width:420px;max-width:720px}
 table.kv th{background:#f6f8fa;width:1%;white-space:nowrap}
 table.kv td{white-space:normal;word-break:break-all}
 .badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600}
@@ -77,6 +77,7 @@ border-radius:4px;margin:8px 0 14px}
 .caveat{border:2px solid #c98a00;background:var(--warnbg);border-radius:8px;
 padding:12px 18px;margin:10px 0 16px}
 .caveat h3{margin:0 0 6px;color:var(--warn);font-size:16px}
+.caveat ol{margin:4px 0 4px;padding-left:22px}.caveat li{margin:3px 0}
 .caveat .key{font-size:16px;font-weight:700;color:#5c3c00}
 .banner{border-left:5px solid #c98a00;background:var(--warnbg);padding:10px 16px;
 border-radius:4px;margin:18px 0 0;font-size:14px}
@@ -90,7 +91,7 @@ margin:8px 0 12px}
 figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px;background:#fff}
 figure img{display:block;max-width:100%;height:auto;margin:0 auto}
 .gallery figure img{max-height:220px;width:auto}
-.gallery.wide figure img{max-height:none}
+.gallery.wide figure img{max-height:1000px;width:auto}
 figcaption{font-size:13px;color:var(--muted);margin-top:6px;text-align:center;
 word-break:break-word}
 figcaption b{color:var(--ink)}

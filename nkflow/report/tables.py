@@ -244,8 +244,11 @@ def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
         kind = pd.api.types.infer_dtype(series, skipna=True)
         if kind in ("string", "empty", "boolean", "bytes"):
             continue
-        fixes[i] = "numeric" if kind in ("integer", "floating", "mixed-integer-float",
-                                         "decimal") else "string"
+        fixes[i] = (
+            "numeric"
+            if kind in ("integer", "floating", "mixed-integer-float", "decimal")
+            else "string"
+        )
     if not fixes and names == list(table.columns):
         return table
     out = table.copy()
@@ -255,6 +258,12 @@ def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
         if how == "numeric":
             out.isetitem(i, pd.to_numeric(series, errors="coerce"))
         else:
-            out.isetitem(i, pd.Series([None if _is_missing(v) else str(v) for v in series],
-                                      index=series.index, dtype=object))
+            out.isetitem(
+                i,
+                pd.Series(
+                    [None if _is_missing(v) else str(v) for v in series],
+                    index=series.index,
+                    dtype=object,
+                ),
+            )
     return out
