@@ -318,3 +318,11 @@ def test_areg_cut_off_must_come_from_an_fmo(rule):
     assert (
         score(counts, meta, config=lax).flags.set_index("population").loc["NK", "areg_responsive"]
     )
+
+
+def test_empty_or_foreign_counts():
+    counts, meta = basic()
+    with pytest.raises(ConfigError, match="lacks column"):
+        score(pd.DataFrame(), meta)
+    only_unstim = score(counts[counts.sample_id == "u"], meta)
+    assert only_unstim.scores.empty and only_unstim.flags.empty

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..exceptions import MetadataError
+from ..exceptions import ConfigError, MetadataError
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_parts import (
     _NUMERIC_RULES,
@@ -253,6 +253,13 @@ def score(
         species = set(meta["species"].str.lower()) - {""}
         config = "mouse" if species == {"mouse"} else "human"
     cfg = load_scoring_config(config)
+    need = ["sample_id", "population", *COUNT_COLUMNS]
+    lacking = [col for col in need if col not in counts.columns]
+    if lacking:
+        raise ConfigError(
+            f"counts table lacks column(s) {lacking}; it must come from "
+            f"nkflow.tl.count_positive (columns: {', '.join(need)})"
+        )
     missing = sorted(set(counts["sample_id"].astype(str)) - set(meta["sample_id"]))
     if missing:
         raise MetadataError(
