@@ -192,15 +192,18 @@ class _Run:
             for _, row in wave.iterrows():
                 sid = str(row["sample_id"])
                 work = self.folder.sample_dir(sid)
+                task = self.task(sid, work_dir=str(work),
+                                 thresholds=self.thresholds_for(row, thresholds),
+                                 paired_unstim=self._paired(row))  # fmt: skip
                 if resume:
+                    # reuse a finished sample only if everything it was computed from is
+                    # unchanged (its thresholds, its paired unstimulated tube, the config)
                     previous = self.folder.sample_result(sid)
-                    if previous is not None:
+                    if previous is not None and previous.get("fingerprint") == task.fingerprint():
                         self._accept(sid, previous)
                         done += 1
                         continue
-                items.append((sid, self.task(sid, work_dir=str(work),
-                                             thresholds=self.thresholds_for(row, thresholds),
-                                             paired_unstim=self._paired(row))))  # fmt: skip
+                items.append((sid, task))
             ex = self.config.execution
             for outcome in map_samples(
                 process_sample, items, workers=ex.workers, scheduler=ex.scheduler

@@ -8,6 +8,7 @@ batch steps need. Nothing here holds more than one sample in memory.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -78,6 +79,26 @@ class SampleTask:
     paired_unstim: list[dict[str, Any]] | None = None
     figures: bool = True
     keep_population: str = "NK"
+
+    def fingerprint(self) -> str:
+        """Hash of everything the sample's results depend on (used by ``--resume``)."""
+        from ..config import config_to_dict
+
+        blob = json.dumps(
+            {
+                "path": self.path,
+                "size": Path(self.path).stat().st_size if Path(self.path).is_file() else -1,
+                "row": self.row,
+                "config": config_to_dict(self.config),
+                "template": self.template,
+                "thresholds": self.thresholds,
+                "paired_unstim": self.paired_unstim,
+                "version": __version__,
+            },
+            sort_keys=True,
+            default=_json_default,
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def load_sample(task: SampleTask) -> ad.AnnData:
@@ -166,6 +187,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     nk = adata.uns["nkflow"]
     summary: dict[str, Any] = {
         "sample_id": task.sample_id,
+        "fingerprint": task.fingerprint(),
         "file": task.path,
         "nkflow_version": __version__,
         "n_events": int(nk.get("fcs", {}).get("n_events", adata.n_obs)),

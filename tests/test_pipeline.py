@@ -1,0 +1,130 @@
+"""End-to-end pipeline on a tiny simulated batch: outputs, failures, resume, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import nkflow
+from nkflow.config import RunConfig, load_config, replace_values
+from nkflow.datasets import make_design, simulate_batch
+from nkflow.exceptions import OutputExistsError
+from nkflow.pipeline import default_out_dir, run
+
+FAST = replace_values(
+    RunConfig(),
+    {
+        "gating.bootstrap": 20,
+        "clustering.xdim": 5,
+        "clustering.ydim": 5,
+        "clustering.n_metaclusters": 5,
+        "clustering.per_sample_cap": 3000,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One donor, blood + liver, pre only, with FMOs, a positive control and a clog."""
+    folder = tmp_path_factory.mktemp("tiny_batch")
+    design = make_design(
+        "human", donors=("D1",), tissues=("blood", "liver"), timepoints=("pre",),
+        n_events=12_000, fmo_events=6_000, nk_enrichment=3.0, fmo_markers=("AREG", "CD69"),
+    )  # fmt: skip
+    simulate_batch(folder, design=design, random_state=3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_batch: Path, tmp_path_factory: pytest.TempPathFactory) -> nkflow.pipeline.Results:
+    out = tmp_path_factory.mktemp("runs") / "out"
+    return run(tiny_batch, out, config=FAST)
+
+
+TABLES = ["populations", "thresholds", "clusters", "scores", "flags", "qc", "status"]
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_every_table_written_as_csv_and_parquet(tiny_run, name: str) -> None:
+    out = tiny_run.out_dir / "tables"
+    csv = pd.read_csv(out / f"{name}.csv", comment="#")
+    parquet = pd.read_parquet(out / f"{name}.parquet")
+    assert len(csv) == len(parquet) == len(tiny_run.tables[name])
+
+
+def test_run_outputs(tiny_run) -> None:
+    out = tiny_run.out_dir
+    for rel in ("report.html", "provenance.json", "config.toml", ".nkflow"):
+        assert (out / rel).is_file(), rel
+    assert load_config(out / "config.toml") == FAST
+    status = tiny_run.status
+    analysed = status[status["role"].isin(["unstim", "stim", "positive_control"])]
+    assert set(analysed["status"]) <= {"ok", "qc-failed"}
+    assert not tiny_run.populations.empty
+    nk = tiny_run.populations[tiny_run.populations["population"] == "NK"]
+    assert (nk["count"] > 100).all()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "hypothesis" in html
+
+
+def test_results_container_and_exports(tiny_run, tmp_path: Path) -> None:
+    adata = tiny_run.to_anndata()
+    assert adata.n_obs > 0
+    assert {"sample_id", "tissue", "metacluster"} <= set(adata.obs.columns)
+    assert adata.obs["NK"].all()
+    h5ad = tiny_run.write_h5ad(tmp_path / "nk.h5ad")
+    assert h5ad.stat().st_size > 0
+    files = tiny_run.export_fcs(tmp_path / "fcs", population="CD56bright")
+    assert files
+    back = nkflow.io.read_fcs(files[0])
+    assert back.n_obs > 0
+
+
+def test_existing_output_is_never_overwritten_silently(tiny_batch: Path, tiny_run) -> None:
+    with pytest.raises(OutputExistsError, match="--force"):
+        run(tiny_batch, tiny_run.out_dir, config=FAST)
+
+
+def test_foreign_folder_is_never_replaced(tiny_batch: Path, tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not made by nkflow"):
+        run(tiny_batch, tmp_path, config=FAST, force=True)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((folder / "tables").glob("*.csv"))
+    }
+
+
+def test_bad_file_fails_alone_and_resume_matches(
+    tiny_batch: Path, tiny_run, tmp_path: Path
+) -> None:
+    batch = tmp_path / "batch"
+    shutil.copytree(tiny_batch, batch)
+    sheet = pd.read_csv(batch / "metadata.csv")
+    victim = sheet.loc[sheet["role"] == "unstim", "file"].iloc[0]
+    original = (batch / victim).read_bytes()
+    (batch / victim).write_bytes(original[: len(original) // 3])
+    broken = run(batch, tmp_path / "out", config=FAST)
+    st = broken.status.set_index("file")
+    assert st.loc[victim, "status"] == "parse-failed"
+    assert victim in st.loc[victim, "message"]
+    assert (st.drop(index=victim)["status"] != "parse-failed").all()
+    # repair the file, resume: only the failed sample is redone and the tables equal a
+    # clean run's tables byte for byte
+    (batch / victim).write_bytes(original)
+    resumed = run(batch, tmp_path / "out", config=FAST, resume=True)
+    assert (resumed.status["status"] != "parse-failed").all()
+    assert _digest(resumed.out_dir) == _digest(tiny_run.out_dir)
+
+
+def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
+    (tmp_path / "batch1").mkdir()
+    assert default_out_dir(tmp_path / "batch1") == tmp_path / "batch1_nkflow"
