@@ -10,7 +10,10 @@
 :func:`export_gatingml`
     Writes nkflow's resolved gates for one sample (:mod:`nkflow.gating.gates`) as GatingML
     2.0 with the logicle/arcsinh transforms nkflow used, so the gates, drawn on the
-    transformed scale, select the same events in FlowKit, FlowJo or Cytobank.
+    transformed scale, select the same events in FlowKit, FlowJo or Cytobank. Gate ids
+    must be XML names, so a population name such as ``cNK_CD27+CD11b-`` becomes the id
+    ``cNK_CD27posCD11b-`` and the name is kept in the gate's ``custom_info``
+    (``<nkflow population="..."/>``); :func:`apply_gatingml` restores it.
 
 flowkit objects never leave this module.
 """
@@ -449,6 +452,7 @@ def export_gatingml(
     logicle parameters are written unchanged. Events lying exactly on a gate boundary may
     fall on either side after the round trip (floating-point rounding of the transform).
     """
+    from nkflow.io.fcs import channel_kind
     from nkflow.io.write import write_bytes_atomic
 
     ET.register_namespace("gating", GATING_NS)
@@ -472,12 +476,9 @@ def export_gatingml(
             f"compensation {compensation!r} is not valid; use 'FCS', 'uncompensated' or "
             "a dict with 'channels' and 'matrix'"
         )
-    comp_channels = (
-        set(compensation.get("channels", [])) if isinstance(compensation, Mapping) else None
-    )
 
     def dim(parent: ET.Element, ch: str, lo: float | None = None, hi: float | None = None) -> float:
-        fluor = ch in specs or (comp_channels is not None and ch in comp_channels)
+        fluor = ch in specs or channel_kind(ch) == "fluorescence"
         attrs = {_q(GATING_NS, "compensation-ref"): comp_ref if fluor else "uncompensated"}
         factor = 1.0
         if ch in specs:
