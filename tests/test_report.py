@@ -78,6 +78,7 @@ ALLOWED_TAGS = {
     "footer",
     "details",
     "summary",
+    "ol",
 }
 
 
