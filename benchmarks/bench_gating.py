@@ -57,11 +57,11 @@ def main() -> None:
 
     from nkflow.gating.apply import gate
     from nkflow.gating.gates import evaluate_gates, gate_from_dict
+    from nkflow.gating.gatingml import _read_gatingml as read_gatingml
     from nkflow.gating.gatingml import (
         export_gatingml,
         flowkit_sample_from_container,
         gating_results_to_members,
-        read_gatingml,
     )
 
     warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ import pytest
 
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating.flowjo import apply_flowjo_workspace, flowjo_counts
-from nkflow.gating.gatingml import apply_gatingml, read_gatingml
+from nkflow.gating.gatingml import apply_gatingml, validate_gatingml
 from nkflow.gating.xml_safety import parse_xml_safely, read_xml_safely
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nkflow"
@@ -143,9 +143,9 @@ def test_bad_xml_is_a_clear_error(tmp_path: Path, content: str, match: str) -> N
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(GatingTemplateError, match="cannot read"):
-        read_gatingml(tmp_path / "absent.xml")
+        validate_gatingml(tmp_path / "absent.xml")
     with pytest.raises(GatingTemplateError, match="not a file"):
-        read_gatingml(tmp_path)
+        validate_gatingml(tmp_path)
 
 
 _FORBIDDEN_CALLS = {"eval", "exec"}

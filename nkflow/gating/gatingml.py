@@ -15,7 +15,7 @@
     ``cNK_CD27posCD11b-`` and the name is kept in the gate's ``custom_info``
     (``<nkflow population="..."/>``); :func:`apply_gatingml` restores it.
 
-flowkit objects never leave this module.
+flowkit objects never leave :mod:`nkflow.gating`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ __all__ = [
     "export_gatingml",
     "export_sample_gatingml",
     "population_names",
-    "read_gatingml",
+    "validate_gatingml",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,10 @@ _RESERVED_OBS = {"sample_id", "qc_pass", "metacluster", "cluster"}
 ASINH_DECADES = 4.5
 
 
-def read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> Any:
+def _read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> Any:
     """Parse a GatingML 2.0 document safely into a flowkit ``GatingStrategy``.
 
-    For use inside :mod:`nkflow.gating` only (flowkit objects do not leave the package's
-    gating and io layers).
+    Private: flowkit objects do not leave :mod:`nkflow.gating`.
 
     Parameters
     ----------
@@ -102,6 +101,37 @@ def read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -
             "accepts GatingML 2.0 files (schema-valid) here and FlowJo .wsp workspaces via "
             "apply_flowjo_workspace"
         ) from None
+
+
+def validate_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> list[str]:
+    """Check a GatingML 2.0 file (safe XML, schema, gate tree) and list its populations.
+
+    Parameters
+    ----------
+    path
+        The GatingML 2.0 file.
+    max_bytes
+        Refuse larger files.
+
+    Returns
+    -------
+    list of str
+        Population names in document order (gate ids; quadrant ids for quadrant gates;
+        names recorded by :func:`export_gatingml` where present).
+
+    Raises
+    ------
+    GatingTemplateError
+        Unsafe XML, schema violations (the first is named) or an invalid gate tree.
+    """
+    p = Path(path)
+    strategy = _read_gatingml(p, max_bytes=max_bytes)
+    doc = parse_xml_safely(p, max_bytes=max_bytes)
+    renames = population_names(doc)
+    quad_gates = {el.get(_q(GATING_NS, "id")) for el in doc.iter(_q(GATING_NS, "QuadrantGate"))}
+    known = {gid for gid, _ in strategy.get_gate_ids()}
+    ids = [el.get(_q(GATING_NS, "id")) for el in doc.iter()]
+    return [renames.get(i, i) for i in ids if i in known and i not in quad_gates]
 
 
 def _schema_error(buf: Any) -> str:
@@ -182,7 +212,7 @@ def apply_gatingml(
     """
     p = Path(path)
     data = read_xml_safely(p, max_bytes=max_bytes)
-    strategy = read_gatingml(p, max_bytes=max_bytes)
+    strategy = _read_gatingml(p, max_bytes=max_bytes)
     doc = parse_xml_safely(p, max_bytes=max_bytes)
     renames = population_names(doc)
     order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
