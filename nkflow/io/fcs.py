@@ -192,6 +192,32 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
     return keep
 
 
+_EVENT_NAMES_CAP = 1 << 21
+_event_names_cache: pd.Index = pd.Index([], dtype=object)
+
+
+def _event_names(ids: np.ndarray) -> pd.Index:
+    """``obs_names`` for event numbers ``ids`` ("0", "1", ...).
+
+    Building a million Python strings and checking that they are unique costs far more
+    than decoding the events, so the names 0..N-1 are built once (up to 2**21), their
+    uniqueness is computed once, and each file gets a slice (pandas carries the cached
+    uniqueness over to slices).
+    """
+    global _event_names_cache
+    n = len(ids)
+    contiguous = n == 0 or (ids[0] == 0 and ids[-1] == n - 1)
+    if not contiguous or n > _EVENT_NAMES_CAP:
+        return pd.Index(ids.astype(str).astype(object), dtype=object, copy=False)
+    if len(_event_names_cache) < n:
+        size = min(_EVENT_NAMES_CAP, max(n, 2 * len(_event_names_cache)))
+        names = np.arange(size).astype(str).astype(object)
+        cache = pd.Index(names, dtype=object, copy=False)
+        _ = cache.is_unique  # computed once, inherited by slices
+        _event_names_cache = cache
+    return _event_names_cache[:n]
+
+
 def _sample_info(
     path: Path, sample_id: str | None, metadata: Mapping[str, Any] | pd.Series | None
 ) -> dict[str, str]:
@@ -256,7 +282,7 @@ def _build(
     n = x.shape[0]
     obs = pd.DataFrame(
         {"sample_id": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [info["sample_id"]])},
-        index=pd.Index(event_ids.astype(str), dtype=object),
+        index=_event_names(event_ids),
     )
     fcs = {
         "version": meta.version,
@@ -280,6 +306,18 @@ def _build(
             "marker_conflicts": {k: list(v) for k, v in clashes.items()},
         }
     }
+    return _anndata(x, obs, var, uns)
+
+
+def _anndata(x: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame, uns: dict) -> ad.AnnData:
+    """Build the AnnData; names are unique by construction, so skip anndata's re-check.
+
+    Re-hashing a million ``obs_names`` costs several times the DATA decode itself.
+    """
+    settings = getattr(ad, "settings", None)
+    if settings is not None and hasattr(settings, "check_uniqueness"):
+        with settings.override(check_uniqueness=False):
+            return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
     return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
 
 
