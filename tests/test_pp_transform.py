@@ -176,6 +176,17 @@ def test_transform_overrides_and_estimate_w() -> None:
     np.testing.assert_array_equal(adata.X[:, 2], logicle(raw[:, 2], T=100000, W=1.0))
 
 
+def test_transform_scattered_channels() -> None:
+    """Channels out of file order, a scatter channel included, two logicle settings."""
+    adata = _container()
+    raw = adata.X.copy()
+    transform(adata, channels=["FL2-A", "FSC-A"], params={"FSC-A": {"W": 0.0}})
+    np.testing.assert_array_equal(adata.X[:, 2], logicle(raw[:, 2]))
+    np.testing.assert_array_equal(adata.X[:, 0], logicle(raw[:, 0], W=0.0))
+    np.testing.assert_array_equal(adata.X[:, [1, 3]], raw[:, [1, 3]])
+    assert adata.var["transform"].tolist() == ["logicle", "linear", "logicle", "linear"]
+
+
 def test_transform_from_compensated_layer_and_guards() -> None:
     adata = _container()
     adata.uns["nkflow"]["spillover"] = {

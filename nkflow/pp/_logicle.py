@@ -208,9 +208,14 @@ def _table(p: LogicleParams) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scale_float32(p: LogicleParams, block: np.ndarray, out: np.ndarray) -> None:
-    """Fast table path: float32 ``block`` -> scale written into float32 ``out``."""
+    """Fast table path: float32 ``block`` -> scale written into float32 ``out``.
+
+    Both may be strided views (e.g. a column range of a row chunk); nothing is copied.
+    """
     base, slope = _table(p)
-    u = np.ascontiguousarray(block, dtype=np.float32).view(np.uint32)
+    if block.dtype != np.float32:
+        block = block.astype(np.float32)
+    u = block.view(np.uint32)
     idx = np.right_shift(u, _SHIFT)
     low = np.bitwise_and(u, _LOW_MASK)
     np.multiply(low, slope.take(idx), out=out, dtype=np.float32, casting="unsafe")

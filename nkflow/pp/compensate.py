@@ -9,6 +9,7 @@ product loses absolute precision exactly where compensation cancels signal, near
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import shlex
@@ -183,19 +184,51 @@ def compensate_array(
         raise ConfigError(f"spillover matrix shape {s.shape} does not match {cols.size} channels")
     inv = np.linalg.inv(s)
     if out is None:
-        dtype = np.float32 if vals.dtype == np.float32 else np.float64
-        out = np.array(vals, dtype=dtype, order="C", copy=True)
-    elif out is not vals:
-        out[...] = vals
-    contiguous = cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size))
-    for start in range(0, vals.shape[0], CHUNK_ROWS):
-        stop = min(vals.shape[0], start + CHUNK_ROWS)
-        if contiguous:
-            block = vals[start:stop, cols[0] : cols[0] + cols.size]
-            out[start:stop, cols[0] : cols[0] + cols.size] = block.astype(np.float64) @ inv
-        else:
-            out[start:stop, cols] = vals[start:stop, cols].astype(np.float64) @ inv
+        out = np.empty(vals.shape, dtype=np.float32 if vals.dtype == np.float32 else np.float64)
+    other = _column_runs(np.setdiff1d(np.arange(vals.shape[1]), cols))
+    first = int(cols[0]) if cols.size else 0
+    span = slice(first, first + cols.size)
+    contiguous = cols.size > 0 and np.array_equal(cols, np.arange(span.start, span.stop))
+    rows = min(CHUNK_ROWS, vals.shape[0])
+    block = np.empty((rows, cols.size))
+    prod = np.empty((rows, cols.size))
+    cast = np.empty((rows, cols.size), dtype=out.dtype)
+    with _single_thread_blas():
+        for start in range(0, vals.shape[0], CHUNK_ROWS):
+            stop = min(vals.shape[0], start + CHUNK_ROWS)
+            m = stop - start
+            if out is not vals:
+                for sl in other:
+                    out[start:stop, sl] = vals[start:stop, sl]
+            if not cols.size:
+                continue
+            src = vals[start:stop, span] if contiguous else vals[start:stop][:, cols]
+            np.copyto(block[:m], src, casting="unsafe")
+            np.matmul(block[:m], inv, out=prod[:m])
+            np.copyto(cast[:m], prod[:m], casting="unsafe")
+            if contiguous:
+                out[start:stop, span] = cast[:m]
+            else:
+                out[start:stop, cols] = cast[:m]
     return out
+
+
+def _column_runs(columns: np.ndarray) -> list[slice]:
+    """Sorted column indices as slices of consecutive runs (basic indexing is cheaper)."""
+    cols = np.asarray(columns, dtype=np.intp)
+    if cols.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(cols) != 1) + 1
+    return [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(cols, breaks)]
+
+
+def _single_thread_blas():
+    """Small matrix products thrash when BLAS starts threads for each of them."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def _sample_label(adata: AnnData) -> str:

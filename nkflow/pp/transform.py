@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +17,7 @@ from anndata import AnnData
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.pp import _logicle
+from nkflow.pp.compensate import _column_runs
 
 __all__ = [
     "arcsinh",
@@ -268,27 +269,54 @@ def _channel_params(
     return params
 
 
-def _apply_logicle(
-    src: np.ndarray, out: np.ndarray, idx: np.ndarray, plist: list[LogicleKey]
+def _transform_rows(
+    src: np.ndarray,
+    out: np.ndarray,
+    idx: np.ndarray,
+    fn: Callable[[np.ndarray, np.ndarray], None],
 ) -> None:
-    n = src.shape[0]
-    groups: dict[LogicleKey, list[int]] = {}
-    for j, key in enumerate(plist):
-        groups.setdefault(key, []).append(j)
-    tables = {key: _logicle.logicle_params(*key) for key in groups}
-    full = len(groups) == 1
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(n, start + CHUNK_ROWS)
-        block = src[start:stop, idx]
-        res = np.empty(block.shape, dtype=np.float32)
-        if full:
-            _logicle.scale_float32(tables[plist[0]], block, res)
+    """``out[:, idx] = fn(src[:, idx])`` and ``out[:, other] = src[:, other]``, by row chunks."""
+    other = _column_runs(np.setdiff1d(np.arange(src.shape[1]), idx))
+    span = slice(int(idx[0]), int(idx[0]) + idx.size)
+    contiguous = np.array_equal(idx, np.arange(span.start, span.stop))
+    for start in range(0, src.shape[0], CHUNK_ROWS):
+        stop = min(src.shape[0], start + CHUNK_ROWS)
+        for sl in other:
+            out[start:stop, sl] = src[start:stop, sl]
+        if contiguous:
+            fn(src[start:stop, span], out[start:stop, span])
         else:
-            for key, js in groups.items():
-                sub = np.empty((block.shape[0], len(js)), dtype=np.float32)
-                _logicle.scale_float32(tables[key], block[:, js], sub)
-                res[:, js] = sub
-        out[start:stop, idx] = res
+            res = np.empty((stop - start, idx.size), dtype=np.float32)
+            fn(np.take(src[start:stop], idx, axis=1), res)
+            out[start:stop, idx] = res
+
+
+def _logicle_fn(keys: list[LogicleKey]) -> Callable[[np.ndarray, np.ndarray], None]:
+    groups: dict[LogicleKey, list[int]] = {}
+    for j, key in enumerate(keys):
+        groups.setdefault(key, []).append(j)
+    consts = {key: _logicle.logicle_params(*key) for key in groups}
+    if len(groups) == 1:
+        only = consts[keys[0]]
+        return lambda block, res: _logicle.scale_float32(only, block, res)
+
+    def fn(block: np.ndarray, res: np.ndarray) -> None:
+        for key, js in groups.items():
+            sub = np.empty((block.shape[0], len(js)), dtype=np.float32)
+            _logicle.scale_float32(consts[key], block[:, js], sub)
+            res[:, js] = sub
+
+    return fn
+
+
+def _arcsinh_fn(cofactors: list[float]) -> Callable[[np.ndarray, np.ndarray], None]:
+    inv = (1.0 / np.asarray(cofactors, dtype=np.float64)).astype(np.float32)
+
+    def fn(block: np.ndarray, res: np.ndarray) -> None:
+        np.multiply(block, inv, out=res)
+        np.arcsinh(res, out=res)
+
+    return fn
 
 
 def transform(
@@ -373,18 +401,17 @@ def transform(
     )
     if not inplace:
         adata = adata.copy()
-    out = np.array(src, dtype=np.float32, order="C", copy=True)
     idx = np.array([col[c] for c in chans], dtype=np.intp)
     if idx.size:
+        out = np.empty(src.shape, dtype=np.float32)
         if method == "logicle":
             keys = [tuple(per[c][k] for k in _LOGICLE_KEYS) for c in chans]
-            _apply_logicle(src, out, idx, keys)  # type: ignore[arg-type]
+            fn = _logicle_fn(keys)  # type: ignore[arg-type]
         else:
-            cof = np.array([per[c]["cofactor"] for c in chans], dtype=np.float32)
-            inv = (1.0 / cof).astype(np.float32)
-            for start in range(0, out.shape[0], CHUNK_ROWS):
-                stop = min(out.shape[0], start + CHUNK_ROWS)
-                out[start:stop, idx] = np.arcsinh(src[start:stop, idx] * inv)
+            fn = _arcsinh_fn([per[c]["cofactor"] for c in chans])
+        _transform_rows(src, out, idx, fn)
+    else:
+        out = np.array(src, dtype=np.float32, copy=True)
     adata.X = out
     kinds = ["linear"] * adata.n_vars
     for c in chans:

@@ -1,0 +1,231 @@
+"""Benchmark: read + compensate + logicle, nkflow vs flowkit vs a raw numpy read.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_preprocess.py [--events 1000000] [--repeats 5]
+
+Generates (once, cached in ``benchmarks/_data/``, gitignored) a float32 FCS 3.1 file
+with FSC-A, FSC-H, SSC-A, 16 fluorescence channels, Time and a ``$SPILLOVER`` over
+the 16 fluorescence channels, then times in the same run (minimum of N repeats, page
+cache warm):
+
+(a) raw numpy read of the DATA segment (``np.fromfile`` at ``$BEGINDATA``);
+(b) ``nkflow.io.read_fcs`` + ``nkflow.pp.compensate`` + ``nkflow.pp.transform`` (logicle);
+(c) ``flowkit.Sample(path)`` + ``apply_compensation`` + ``apply_transform`` (logicle)
+    + ``get_events("xform")``.
+
+It checks that (b) equals (c) within 1e-6 relative, prints the ratios and the peak
+memory of each pipeline (peak of the allocations tracemalloc sees, numpy buffers
+included, in a fresh child process). Targets from issue 2: nkflow >= 3x faster than flowkit,
+and within 5x of the raw read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data"
+N_FLUO = 16
+T, W, M, A = 262144.0, 0.5, 4.5, 0.0
+
+
+def fluo_names() -> list[str]:
+    lasers = {"B": (515, 610, 710), "Y": (586, 610, 670, 710, 780), "R": (670, 730, 780)}
+    lasers["V"] = (450, 525, 605, 660, 710)
+    return [f"{k}{nm}-A" for k, nms in lasers.items() for nm in nms][:N_FLUO]
+
+
+def make_file(n_events: int, seed: int = 20240601) -> Path:
+    """Write (or reuse) the benchmark FCS file."""
+    from nkflow.io import write_fcs
+
+    path = DATA / f"bench_{n_events}ev_{N_FLUO}fl_v1.fcs"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    fluo = fluo_names()
+    # populations with different brightness, log-normal spread, unstained noise
+    pops = rng.integers(0, 6, n_events)
+    centres = rng.uniform(1.0, 4.5, (6, N_FLUO)) * (rng.random((6, N_FLUO)) < 0.4)
+    true = np.where(
+        centres[pops] > 0, 10 ** (centres[pops] + rng.normal(0, 0.25, (n_events, N_FLUO))), 0.0
+    )
+    true += rng.normal(0, 60, true.shape)
+    spill = np.eye(N_FLUO)
+    for i in range(N_FLUO):  # spill into the 3 next detectors, 1-25%
+        for j in range(i + 1, min(N_FLUO, i + 4)):
+            spill[i, j] = rng.uniform(0.01, 0.25)
+        if i > 0:
+            spill[i, i - 1] = rng.uniform(0.0, 0.05)
+    raw = true @ spill
+    fsc = rng.normal(80000, 20000, n_events).clip(100, 262143)
+    data = np.column_stack(
+        [
+            fsc,
+            fsc * rng.normal(0.8, 0.05, n_events),
+            rng.lognormal(10, 0.6, n_events).clip(10, 262143),
+            np.clip(raw, -5000, 262143),
+            np.sort(rng.uniform(0, 600, n_events)),
+        ]
+    ).astype(np.float32)
+    channels = ["FSC-A", "FSC-H", "SSC-A", *fluo, "Time"]
+    write_fcs(
+        path,
+        data,
+        channels,
+        keywords={"$CYT": "nkflow benchmark", "$TIMESTEP": "1"},
+        spillover=(fluo, spill),
+    )
+    return path
+
+
+def raw_read(path: Path) -> np.ndarray:
+    """Events of a list-mode float32 FCS file with plain numpy (the floor)."""
+    with open(path, "rb") as fh:
+        head = fh.read(58)
+        t0, t1 = int(head[10:18]), int(head[18:26])
+        fh.seek(t0)
+        text = fh.read(t1 - t0 + 1).decode("latin-1")
+    delim = text[0]
+    parts = text[1:].split(delim)
+    kw = {parts[i].upper(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    begin = int(kw["$BEGINDATA"])
+    n, p = int(kw["$TOT"]), int(kw["$PAR"])
+    dtype = "<f4" if kw["$BYTEORD"].strip() == "1,2,3,4" else ">f4"
+    return np.fromfile(path, dtype=dtype, count=n * p, offset=begin).reshape(n, p)
+
+
+def run_nkflow(path: Path):
+    from nkflow.io import read_fcs
+    from nkflow.pp import compensate, transform
+
+    adata = read_fcs(path)
+    compensate(adata, matrix="file")
+    transform(adata, method="logicle", T=T, W=W, M=M, A=A)
+    return adata
+
+
+def run_flowkit(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import flowkit as fk
+
+    sample = fk.Sample(str(path))
+    sample.apply_compensation(sample.metadata["spillover"])
+    sample.apply_transform(fk.transforms.LogicleTransform(T, W, M, A))
+    return sample.get_events(source="comp"), sample.get_events(source="xform")
+
+
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        out = None
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def child_peak(which: str, path: Path) -> int:
+    """Peak traced allocation (bytes) of a fresh process running one pipeline once."""
+    cmd = [sys.executable, __file__, "--_child", which, "--_path", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return int(json.loads(res.stdout.strip().splitlines()[-1])["peak"])
+
+
+def _child(which: str, path: Path) -> None:
+    import flowkit  # noqa: F401  (same imports in every child)
+
+    import nkflow.io
+    import nkflow.pp  # noqa: F401
+
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if which == "raw":
+            raw_read(path)
+        elif which == "nkflow":
+            run_nkflow(path)
+        elif which == "flowkit":
+            run_flowkit(path)
+    print(json.dumps({"peak": tracemalloc.get_traced_memory()[1]}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of raw and nkflow")
+    ap.add_argument("--flowkit-repeats", type=int, default=3)
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    ap.add_argument("--_path", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        _child(args._child, Path(args._path))
+        return 0
+
+    import flowkit
+
+    import nkflow
+    from nkflow.io import read_fcs
+    from nkflow.pp import compensate, transform
+
+    warnings.simplefilter("ignore")
+    path = make_file(args.events)
+    size = path.stat().st_size
+    print(f"file: {path} ({size / 2**20:.1f} MiB), {args.events} events, {N_FLUO} fluorescence")
+    print(f"nkflow {nkflow.__version__}, flowkit {flowkit.__version__}, numpy {np.__version__}")
+    raw_read(path)  # warm the page cache
+    t_raw, _ = best_of(lambda: raw_read(path), args.repeats)
+    t_read, _ = best_of(lambda: read_fcs(path), args.repeats)
+
+    def comp_only():
+        a = read_fcs(path)
+        t0 = time.perf_counter()
+        compensate(a)
+        t1 = time.perf_counter()
+        transform(a, T=T, W=W, M=M, A=A)
+        return t1 - t0, time.perf_counter() - t1
+
+    steps = [comp_only() for _ in range(args.repeats)]
+    t_comp = min(s[0] for s in steps)
+    t_xform = min(s[1] for s in steps)
+    t_nk, adata = best_of(lambda: run_nkflow(path), args.repeats)
+    t_fk, (fk_comp, fk_xform) = best_of(lambda: run_flowkit(path), args.flowkit_repeats)
+
+    fluo = (adata.var["kind"] == "fluorescence").to_numpy()
+    comp_ok = np.allclose(adata.layers["compensated"], fk_comp, rtol=1e-6, atol=1e-6)
+    xf = adata.X[:, fluo].astype(np.float64)
+    ref = fk_xform[:, fluo]
+    err = np.abs(xf - ref)
+    xform_ok = bool(np.all(err <= 1e-6 * np.abs(ref) + 1e-8))
+    rel = float(np.max(err / np.maximum(np.abs(ref), 1e-2)))
+
+    print(f"(a) raw numpy read of DATA        {t_raw * 1e3:9.1f} ms")
+    print(f"(b) nkflow read+comp+logicle      {t_nk * 1e3:9.1f} ms")
+    print(f"      read_fcs                    {t_read * 1e3:9.1f} ms")
+    print(f"      compensate                  {t_comp * 1e3:9.1f} ms")
+    print(f"      transform (logicle)         {t_xform * 1e3:9.1f} ms")
+    print(f"(c) flowkit Sample+comp+logicle   {t_fk * 1e3:9.1f} ms")
+    print(f"speed-up nkflow vs flowkit        {t_fk / t_nk:9.2f} x   (target >= 3)")
+    print(f"nkflow / raw numpy read           {t_nk / t_raw:9.2f} x   (target <= 5)")
+    print(f"compensated equal to flowkit (rtol 1e-6): {comp_ok}")
+    print(f"logicle equal to flowkit (rtol 1e-6, atol 1e-8): {xform_ok}  max rel err {rel:.2e}")
+    if not args.no_memory:
+        for which in ("raw", "nkflow", "flowkit"):
+            peak = child_peak(which, path)
+            print(f"peak memory {which:8s} {peak / 2**20:9.1f} MiB (tracemalloc, fresh process)")
+    return 0 if (comp_ok and xform_ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
