@@ -12,7 +12,7 @@ import pandas as pd
 from ..exceptions import FCSQuirkWarning, NkflowError
 from .fcs import parse_spillover
 from .fcs_text import read_fcs_metadata
-from .panel import resolve_markers
+from .panel import conflict_message, resolve_with_conflicts
 
 __all__ = ["INSPECT_COLUMNS", "inspect_files"]
 
@@ -35,12 +35,11 @@ def _one(path: Path) -> dict[str, object]:
             row["error"] = getattr(exc, "reason", str(exc))
             return row
         spill = parse_spillover(meta.keywords, meta.pnn, meta.pns, path=str(path))
-        try:
-            markers = resolve_markers(meta.pnn, meta.pns)
-            shown = ", ".join(f"{m} ({c})" for m, c in zip(markers, meta.pnn, strict=True) if m)
-        except NkflowError as exc:
-            shown = ""
-            row["error"] = str(exc)
+        markers, clashes = resolve_with_conflicts(meta.pnn, meta.pns)
+        shown = ", ".join(f"{m} ({c})" for m, c in zip(markers, meta.pnn, strict=True) if m)
+    quirks = list(meta.quirks)
+    if clashes:
+        quirks.append(conflict_message(clashes, meta.pnn, meta.pns))
     row.update(
         {
             "fcs_version": meta.version,
@@ -51,7 +50,7 @@ def _one(path: Path) -> dict[str, object]:
             "instrument": meta.cyt,
             "date": meta.date,
             "datasets": meta.n_datasets,
-            "quirks": "; ".join(meta.quirks),
+            "quirks": "; ".join(quirks),
         }
     )
     return row
@@ -70,7 +69,8 @@ def inspect_files(paths: Iterable[str | Path]) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``file, fcs_version, events, channels, markers, spillover, instrument, date,
         datasets, quirks, error``; ``error`` is ``""`` for readable files and the reason
-        otherwise. ``markers`` lists ``marker (channel)`` pairs.
+        otherwise; ``quirks`` lists tolerated deviations and marker conflicts; ``markers``
+        lists ``marker (channel)`` pairs.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
