@@ -168,6 +168,8 @@ def test_check_batch_reports_and_maps(batch_dir: Path) -> None:
     } <= aspects
     assert ("marker", "AREG") in aspects
     assert not diffs["fatal"].any()
+    text = check.to_string()
+    assert "OK" in text and "V7-A" in text and "marker_channel" in text
 
 
 def test_check_batch_raises_when_required_marker_missing(batch_dir: Path) -> None:

@@ -75,6 +75,28 @@ class BatchCheck:
         """Sample ids whose files could not be read."""
         return list(self.files.loc[self.files["error"] != "", "sample_id"])
 
+    def to_string(self) -> str:
+        """A plain-text report: files, differences (fatal first) and the marker mapping."""
+        lines = [
+            f"{len(self.files)} file(s); reference layout: {self.reference or 'none'}; "
+            f"{'OK' if self.ok else 'NOT RECONCILABLE'}",
+            "",
+            "Files:",
+            self.files.to_string(index=False),
+            "",
+        ]
+        if len(self.differences):
+            diffs = self.differences.sort_values("fatal", ascending=False, kind="stable")
+            lines += ["Differences:", diffs.to_string(index=False), ""]
+        else:
+            lines += ["Differences: none", ""]
+        if len(self.mapping):
+            lines += ["Marker -> channel per sample:", self.mapping.to_string()]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
 
 def _as_metadata(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
