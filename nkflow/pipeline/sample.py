@@ -138,17 +138,15 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _figure_png(adata: ad.AnnData) -> bytes | None:
     try:
-        from ..pl.gating import gating_overview
+        from ..pl.gating import gate_grid
 
-        fig = gating_overview(adata)
+        fig = gate_grid(adata)
     except Exception as exc:  # a figure must never fail a sample
-        logger.warning("sample %s: gating figure not drawn (%s)", adata.obs_names.name, exc)
+        sid = adata.uns.get("nkflow", {}).get("sample", {}).get("sample_id", "?")
+        logger.warning("sample %s: gating figure not drawn (%s)", sid, exc)
         return None
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
     return buf.getvalue()
 
 
