@@ -1,87 +1,125 @@
-"""Golden truth: gate simulated tubes (with FMO tubes) and score F1 against the simulator.
+"""Golden truth: gate the committed sample batches and score F1 against the simulator's truth.
 
-Uses the simulator in memory (nkflow.datasets), with the same FMO design as sample_data/.
+Each batch goes through the real path: metadata sheet -> read_fcs -> compensate ->
+transform -> gate_batch (FMO thresholds per tissue and batch from the FMO tubes, then one
+sample at a time). F1 is scored per file and population against
+``sample_data/<species>/truth/<sample_id>.parquet`` through ``truth_membership``.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
-import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
 
-datasets = pytest.importorskip("nkflow.datasets.simulate")
-from nkflow.datasets.panels import get_panel  # noqa: E402
-from nkflow.datasets.truth import truth_membership  # noqa: E402
-from nkflow.gating import gate_batch  # noqa: E402
-from nkflow.pp.transform import transform  # noqa: E402
+from nkflow.gating import gate_batch
 
-FMOS = ("CD69", "CD49a", "CD103", "CXCR6")
-TISSUES = {"blood": "human_blood", "liver": "human_tissue"}
-POPS = ("NK", "CD56bright", "CD56dim", "trNK", "circNK")
-# Blood holds ~1,000 NK of which ~90 CD56bright and ~13 trNK in this fixture: the
-# CD56 bright/dim valley is shallow there (measured F1 0.78 bright, 0.93 dim, 0.945 NK).
-KNOWN_GAPS = {("blood", p) for p in POPS}  # NK recall 0.9 in blood caps circNK too
-
-
-def _adata(
-    tissue: str, sid: str, seed: int, n: int, fmo: str = ""
-) -> tuple[ad.AnnData, pd.DataFrame]:
-    s = datasets.simulate_sample("human", tissue, n_events=n, random_state=seed, fmo=fmo)
-    comp = s.compensated().astype(np.float32)
-    pm = {c.pnn: c.marker for c in get_panel("human").channels}
-    var = pd.DataFrame(index=s.channels)
-    var["marker"] = [pm.get(c, "") for c in s.channels]
-    var["kind"] = ["scatter" if c[:3] in ("FSC", "SSC") else "time" if c == "Time"
-                   else "fluorescence" for c in s.channels]  # fmt: skip
-    a = ad.AnnData(X=comp.copy(), var=var)
-    a.obs_names = [str(i) for i in range(a.n_obs)]
-    a.layers["compensated"] = comp
-    a.uns["nkflow"] = {"sample": {"sample_id": sid, "tissue": tissue, "batch": "H1",
-                                  "stimulation": "unstim"}}  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        transform(a)
-    return a, truth_membership(s.truth["label"], "human")
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+TEMPLATES = {("human", "blood"): "human_blood", ("human", "liver"): "human_tissue",
+             ("mouse", "liver"): "mouse", ("mouse", "spleen"): "mouse"}  # fmt: skip
+GATED_ROLES = ("unstim", "stim", "sample", "positive_control")
+# Populations scored per species; residency is only called in unstimulated tubes.
+SCORED = {
+    "human": {"all": ("NK", "CD56bright", "CD56dim"), "unstim": ("trNK", "circNK")},
+    "mouse": {"all": ("NK", "cNK", "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+"),
+              "unstim": ("trNK",)},
+}  # fmt: skip
+# Documented exceptions (measured F1 in brackets). Blood trNK are ~1.5 % of NK (10-33
+# events per tube): circulating NK with dim real CD69 plus one integrin just above the FMO
+# 99.5th percentile become false positives [0.80-0.94]. Spleen trNK are ~15 events per
+# 4,000-event tube [0.83-0.88]. The FMO rule is what analysts use, so it stays.
+MIN_F1 = {("human", "blood", "trNK"): 0.75, ("mouse", "spleen", "trNK"): 0.75}
 
 
-@pytest.fixture(scope="module", params=list(TISSUES))
-def gated(request):
-    tissue = request.param
-    store, rows = {}, []
-    a, truth = _adata(tissue, f"{tissue}_unstim", 1, 20_000)
-    store[f"{tissue}_unstim"] = a
-    rows.append({"file": f"{tissue}.fcs", "sample_id": f"{tissue}_unstim", "tissue": tissue,
-                 "batch": "H1", "role": "unstim", "stimulation": "unstim"})  # fmt: skip
-    for m in FMOS:
-        sid = f"{tissue}_fmo_{m}"
-        store[sid] = _adata(tissue, sid, 2, 8_000, fmo=m)[0]
-        rows.append({"file": f"{sid}.fcs", "sample_id": sid, "tissue": tissue, "batch": "H1",
-                     "role": f"fmo:{m}", "stimulation": "unstim"})  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = gate_batch(pd.DataFrame(rows), store, TISSUES[tissue], n_boot=20)
-    return tissue, store[f"{tissue}_unstim"], truth, res
+def _meta(species: str) -> pd.DataFrame:
+    path = SAMPLE_DATA / species / "metadata.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["sample_id", "tissue", "role", "stimulation"])
+    return pd.read_csv(path, dtype=str).fillna("")
 
 
-def test_fmo_thresholds_recorded_per_tissue_and_batch(gated):
-    tissue, _, _, res = gated
-    fmo = res.thresholds[res.thresholds["sample_id"] == ""]
-    assert sorted(fmo["marker"]) == sorted(FMOS)
-    assert (fmo["tissue"] == tissue).all() and (fmo["batch"] == "H1").all()
-    assert fmo["control_file"].str.contains("fmo_").all()
-    assert (fmo["ci_low"] <= fmo["value"]).all() and (fmo["value"] <= fmo["ci_high"]).all()
+def _cases() -> list[tuple[str, str, str, str]]:
+    out = []
+    for species in ("human", "mouse"):
+        meta = _meta(species)
+        for _, r in meta[meta["role"].isin(GATED_ROLES)].iterrows():
+            stim = r["stimulation"] == "stim" or r["role"] == "stim"
+            pops = SCORED[species]["all"] + (() if stim else SCORED[species]["unstim"])
+            out += [(species, r["tissue"], r["sample_id"], p) for p in pops]
+    return out
 
 
-@pytest.mark.parametrize("population", POPS)
-def test_golden_f1(gated, population, request):
-    tissue, adata, truth, _ = gated
-    if (tissue, population) in KNOWN_GAPS:
-        reason = "blood: NK recall ~0.9, shallow CD56 bright/dim valley"
-        request.applymarker(pytest.mark.xfail(reason=reason))
-    pred = adata.obs[population].to_numpy()
-    true = truth[population].to_numpy()
+@pytest.fixture(scope="module")
+def gated() -> dict[str, dict]:
+    io = pytest.importorskip("nkflow.io")
+    pp = pytest.importorskip("nkflow.pp")
+    truth_mod = pytest.importorskip("nkflow.datasets.truth")
+    results: dict[str, dict] = {}
+    for species in ("human", "mouse"):
+        root = SAMPLE_DATA / species
+        meta = _meta(species)
+        if meta.empty:
+            continue
+
+        def read(sid: str, root: Path = root, meta: pd.DataFrame = meta):
+            row = meta[meta["sample_id"] == sid].iloc[0]
+            adata = io.read_fcs(root / row["file"], metadata=row)
+            pp.compensate(adata)
+            pp.transform(adata)
+            return adata
+
+        def keep(sid, adata, table, species=species, root=root):
+            truth = pd.read_parquet(root / "truth" / f"{sid}.parquet")["label"]
+            results[species]["samples"][sid] = {
+                "pred": adata.obs.copy(),
+                "truth": truth_mod.truth_membership(truth, species),
+                "table": table,
+            }
+
+        results[species] = {"samples": {}, "thresholds": []}
+        for tissue in sorted(set(meta["tissue"]) - {""}):
+            sub = meta[meta["tissue"] == tissue]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = gate_batch(sub, read, TEMPLATES[(species, tissue)], n_boot=0,
+                                 on_sample=keep)  # fmt: skip
+            results[species]["thresholds"].append(res.thresholds)
+    return results
+
+
+@pytest.mark.parametrize(("species", "tissue", "sample_id", "population"), _cases())
+def test_golden_f1(gated, species, tissue, sample_id, population):
+    if species not in gated:
+        pytest.skip(f"no sample_data/{species}")
+    s = gated[species]["samples"][sample_id]
+    pred = s["pred"][population].to_numpy(bool)
+    true = s["truth"][population].to_numpy(bool)
     f1 = 2 * int((pred & true).sum()) / max(1, int(pred.sum() + true.sum()))
-    assert f1 >= 0.95, f"{tissue} {population}: F1 {f1:.3f}"
+    floor = MIN_F1.get((species, tissue, population), 0.95)
+    assert f1 >= floor, f"{sample_id} {population}: F1 {f1:.3f} < {floor}"
+
+
+@pytest.mark.parametrize("species", ["human", "mouse"])
+def test_fmo_thresholds_come_from_the_fmo_tubes(gated, species):
+    if species not in gated:
+        pytest.skip(f"no sample_data/{species}")
+    th = pd.concat(gated[species]["thresholds"], ignore_index=True)
+    fmo = th[th["sample_id"] == ""]
+    meta = _meta(species)
+    tubes = meta[meta["role"].str.startswith("fmo:")]
+    used = {"CD69", "CD49a", "CD103", "CXCR6", "AREG", "IFN-g"}
+    expected = {(r["tissue"], r["role"][4:]) for _, r in tubes.iterrows() if r["role"][4:] in used}
+    assert set(zip(fmo["tissue"], fmo["marker"], strict=True)) >= expected
+    assert fmo["control_file"].str.endswith(".fcs").all()
+    assert (fmo["ci_low"].isna() | (fmo["ci_low"] <= fmo["value"])).all()
+
+
+def test_stim_tubes_take_residency_from_the_paired_unstim(gated):
+    if "human" not in gated:
+        pytest.skip("no sample_data/human")
+    table = gated["human"]["samples"]["D1_liver_pre_stim"]["table"]
+    tr = table[table["population"] == "trNK"].iloc[0]
+    assert tr["phenotype_source"] == "D1_liver_pre_unstim"
+    assert "trNK" not in gated["human"]["samples"]["D1_liver_pre_stim"]["pred"].columns

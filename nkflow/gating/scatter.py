@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.mixture import GaussianMixture
 
 from ..exceptions import GatingError
 from .thresholds import valley_threshold
@@ -108,6 +107,47 @@ def singlet_polygon(
     ]
 
 
+class _Mixture:
+    def __init__(self, w: NDArray[np.float64], m: NDArray[np.float64], c: NDArray[np.float64]):
+        self.weights_, self.means_, self.covariances_ = w, m, c
+
+
+def _gmm2d(z: NDArray[np.float64], k: int, n_iter: int = 60) -> _Mixture:
+    """Deterministic EM for a k-component 2-D Gaussian mixture (closed-form 2x2 algebra).
+
+    Initialised from k quantile slices of the second axis (SSC), so no random restarts are
+    needed and the fit is fast and identical on every machine.
+    """
+    n = z.shape[0]
+    order = np.argsort(z[:, 1], kind="stable")
+    resp = np.zeros((n, k))
+    for j, part in enumerate(np.array_split(order, k)):
+        resp[part, j] = 1.0
+    ridge = 1e-6
+    for _ in range(n_iter):
+        nk = resp.sum(axis=0) + 1e-12
+        w = nk / n
+        m = (resp.T @ z) / nk[:, None]
+        d = z[None, :, :] - m[:, None, :]  # k, n, 2
+        c = np.einsum("kn,kni,knj->kij", resp.T, d, d) / nk[:, None, None]
+        c[:, 0, 0] += ridge
+        c[:, 1, 1] += ridge
+        det = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] ** 2
+        inv = np.stack(
+            [np.stack([c[:, 1, 1], -c[:, 0, 1]], -1), np.stack([-c[:, 1, 0], c[:, 0, 0]], -1)], 1
+        ) / det[:, None, None]
+        maha = np.einsum("kni,kij,knj->kn", d, inv, d)
+        logp = np.log(w)[:, None] - 0.5 * np.log(det)[:, None] - 0.5 * maha
+        logp -= logp.max(axis=0, keepdims=True)
+        p = np.exp(logp)
+        new = (p / p.sum(axis=0, keepdims=True)).T
+        if np.abs(new - resp).max() < 1e-4:
+            resp = new
+            break
+        resp = new
+    return _Mixture(w, m, c)
+
+
 def lymphocyte_polygon(
     x: NDArray[Any],
     y: NDArray[Any],
@@ -127,14 +167,12 @@ def lymphocyte_polygon(
     if x.size < 10 * k:
         raise GatingError(f"lymphocyte gate needs at least {10 * k} events, got {x.size}")
     rng = np.random.default_rng(random_state)
-    idx = np.arange(x.size) if x.size <= 20_000 else rng.choice(x.size, 20_000, replace=False)
+    idx = np.arange(x.size) if x.size <= 10_000 else rng.choice(x.size, 10_000, replace=False)
     pts = np.column_stack([x[idx], y[idx]])
     centre = np.median(pts, axis=0)
     scale = np.subtract(*np.quantile(pts, [0.75, 0.25], axis=0)) + 1e-9
     z = (pts - centre) / scale
-    gm = GaussianMixture(
-        n_components=k, covariance_type="full", random_state=int(rng.integers(2**31 - 1))
-    ).fit(z)
+    gm = _gmm2d(z, k)
     major = np.flatnonzero(gm.weights_ >= min_weight)
     if major.size == 0:
         major = np.array([int(np.argmax(gm.weights_))])
