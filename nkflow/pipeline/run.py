@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
+from .. import __version__, pp
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError
 from ..io import read_batch
@@ -561,6 +561,8 @@ def _gate_external(
             sid = str(row["sample_id"])
             try:
                 adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
+                if adata.uns["nkflow"].get("spillover") is not None:
+                    pp.compensate(adata)
                 frames.append(apply_gatingml(template, {sid: adata}))
             except NkflowError as exc:
                 code = _failure_code(exc)
