@@ -327,3 +327,12 @@ def test_empty_or_foreign_counts():
         score(pd.DataFrame(), meta)
     only_unstim = score(counts[counts.sample_id == "u"], meta)
     assert only_unstim.scores.empty and only_unstim.flags.empty
+
+
+def test_user_verdict_table():
+    counts, meta = basic(ilc_stim=(2, 0, 0))
+    table = pd.DataFrame({"batch": ["b1"], "passed": [True]})
+    nk = score(counts, meta, positive_control=table).flags.set_index("population").loc["NK"]
+    assert nk["areg_responsive"] and nk["control_source"] == "user verdict"
+    with pytest.raises(ConfigError, match="'batch' and 'passed'"):
+        score(counts, meta, positive_control=pd.DataFrame({"batch": ["b1"]}))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import ConfigError
 from ..stats import newcombe_interval
 from ._score_config import ScoringConfig
 from .counts import COUNT_COLUMNS
@@ -228,6 +229,13 @@ def _control_for_pairs(
             ]
             out.loc[i, ["control_net", "control_ci_low"]] = [pick["net"], pick["ci_low"]]
             out.loc[i, "control_passed"] = pick["passed"]
+    if isinstance(positive_control, pd.DataFrame) and not {"batch", "passed"} <= set(
+        positive_control.columns
+    ):
+        raise ConfigError(
+            "positive_control table needs columns 'batch' and 'passed'; has "
+            f"{list(positive_control.columns)}"
+        )
     if positive_control is not None:
         verdicts = (
             dict(
