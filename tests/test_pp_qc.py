@@ -147,7 +147,7 @@ def test_peacoqc_file(external: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata = read_fcs(external / "peacoqc/inst/extdata/111.fcs")
-    qc(adata, remove=False)
+    qc(adata, remove=False, margin_kwargs={"key_added": "qc_margin_pass"})
     rec = adata.uns["nkflow"]["qc"]
     assert 8_500 <= rec["n_out"] <= 9_617
     assert 30 <= rec["removed_margin"] <= 200

@@ -166,6 +166,9 @@ def scale_exact(
     else:
         s0 = np.asarray(start, dtype=np.float64).ravel()[finite]
         x = np.where(neg[finite], 2 * p.x1 - s0, s0)
+        bad = ~np.isfinite(x)  # float64 values beyond the float32 range
+        if np.any(bad):
+            x[bad] = np.log(av[bad] / p.a) / p.b
     active = np.arange(x.size)
     for _ in range(60):
         xa, va = x[active], av[active]
@@ -179,7 +182,9 @@ def scale_exact(
         cde2mdx = p.d * ce2mdx
         dy = abe2bx + cde2mdx
         ddy = p.b * abe2bx - p.d * cde2mdx
-        delta = y / (dy * (1 - y * ddy / (2 * dy * dy)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            halley = 1 - y * ddy / (2 * dy * dy)
+        delta = y / (dy * np.where(np.isfinite(halley), halley, 1.0))  # Newton if overflow
         xa = xa - delta
         x[active] = xa
         moving = np.abs(delta) >= 3 * _EPS * np.maximum(1.0, np.abs(xa))

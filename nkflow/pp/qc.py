@@ -21,6 +21,7 @@ from anndata import AnnData
 from scipy.ndimage import median_filter
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.pp.compensate import compensate_array
 
 __all__ = ["qc", "qc_margins", "qc_time"]
 
@@ -58,20 +59,27 @@ def _kinds(adata: AnnData) -> list[str]:
     return out
 
 
-def _linear_raw(adata: AnnData) -> np.ndarray:
-    """Raw (uncompensated, untransformed) linear values, rebuilt when needed."""
+def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
+    """Raw (uncompensated, untransformed) float32 values of ``cols``, rebuilt if needed."""
     meta = adata.uns.get("nkflow") or {}
-    comp = meta.get("compensation")
     if "compensated" in adata.layers:
-        x = np.array(adata.layers["compensated"], dtype=np.float64)
+        src = np.asarray(adata.layers["compensated"])
     elif "transform" in meta:
         raise ConfigError(f"{_label(adata)}: margins need linear data; run qc before transform")
     else:
-        x = np.asarray(adata.X, dtype=np.float64)
-    if comp and comp.get("channels") and comp.get("matrix"):
-        col = {str(c): i for i, c in enumerate(adata.var_names)}
-        idx = [col[c] for c in comp["channels"]]
-        x[:, idx] = x[:, idx] @ np.asarray(comp["matrix"], dtype=np.float64)
+        src = np.asarray(adata.X)
+    x = np.take(src, cols, axis=1).astype(np.float32, copy=False)
+    comp = meta.get("compensation") or {}
+    if "compensated" in adata.layers and comp.get("channels") and comp.get("matrix"):
+        names = [str(c) for c in adata.var_names]
+        pos = {j: i for i, j in enumerate(cols)}
+        chans = [names.index(c) for c in comp["channels"]]
+        spill = np.asarray(comp["matrix"], dtype=np.float64)
+        full = np.take(src, chans, axis=1)
+        raw = compensate_array(full, np.linalg.inv(spill))  # comp @ S
+        for k, j in enumerate(chans):
+            if j in pos:
+                x[:, pos[j]] = raw[:, k]
     return x
 
 
@@ -92,27 +100,23 @@ def _margin_mask(
         if missing:
             raise ChannelNotFoundError(", ".join(missing), names, source=_label(adata))
         chans = list(channels)
-    x = _linear_raw(adata)
-    n = x.shape[0]
-    bad = np.zeros(n, dtype=bool)
-    per: dict[str, int] = {}
-    ranges = adata.var["range"] if "range" in adata.var.columns else None
-    for ch in chans:
-        j = names.index(ch)
-        v = x[:, j]
-        flag = np.zeros(n, dtype=bool)
-        if upper and ranges is not None:
-            rng = float(ranges.iloc[j])
-            if np.isfinite(rng) and rng > 0:
-                flag |= v >= (rng - 1) * (1 - 1e-6)  # rebuilt raw values may round
-        if lower and n:
-            vmin = float(np.min(v))
-            at_min = v <= vmin
-            if at_min.sum() >= max(2, min_pile_fraction * n):
-                flag |= at_min
-        per[ch] = int(flag.sum())
-        bad |= flag
-    return bad, per, chans
+    n = adata.n_obs
+    if not chans or n == 0:
+        return np.zeros(n, dtype=bool), dict.fromkeys(chans, 0), chans
+    cols = [names.index(c) for c in chans]
+    x = _linear_raw(adata, cols)
+    flags = np.zeros(x.shape, dtype=bool)
+    if upper and "range" in adata.var.columns:
+        rng = adata.var["range"].to_numpy(dtype=np.float64)[cols]
+        ok = np.isfinite(rng) & (rng > 0)
+        thr = np.where(ok, (rng - 1) * (1 - 1e-6), np.inf)  # rebuilt raw values may round
+        flags |= x >= thr.astype(np.float32)
+    if lower:
+        at_min = x <= x.min(axis=0)
+        pile = at_min.sum(axis=0) >= max(2.0, min_pile_fraction * n)
+        flags |= at_min & pile
+    per = dict(zip(chans, (int(v) for v in flags.sum(axis=0)), strict=True))
+    return flags.any(axis=1), per, chans
 
 
 def qc_margins(
@@ -123,7 +127,7 @@ def qc_margins(
     upper: bool = True,
     lower: bool = True,
     min_pile_fraction: float = 0.001,
-    key_added: str = "qc_margin_pass",
+    key_added: str | None = "qc_margin_pass",
 ) -> dict[str, Any]:
     """Flag saturated (margin) events.
 
@@ -146,16 +150,19 @@ def qc_margins(
     min_pile_fraction
         Fraction of events that must sit at the minimum for it to count as a margin.
     key_added
-        Bool obs column written (True = passes).
+        Bool obs column written (True = passes); None writes nothing.
 
     Returns
     -------
     dict
-        ``removed`` (events failing), ``per_channel`` counts and ``params``.
+        ``passed`` (bool array), ``removed`` (events failing), ``per_channel`` counts
+        and ``params``.
     """
     bad, per, chans = _margin_mask(adata, channels, kinds, upper, lower, min_pile_fraction)
-    adata.obs[key_added] = ~bad
+    if key_added is not None:
+        adata.obs[key_added] = ~bad
     return {
+        "passed": ~bad,
         "removed": int(bad.sum()),
         "per_channel": per,
         "params": {
@@ -189,20 +196,27 @@ def _robust_z(s: np.ndarray) -> np.ndarray:
 
 
 def _bin_signals(
-    x: np.ndarray, t: np.ndarray, edges: np.ndarray, transformed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin log flow rate and per-bin channel medians (asinh scale if linear)."""
-    nb = edges.size - 1
-    rate = np.full(nb, np.nan)
+    x: np.ndarray, t: np.ndarray, epb: int, transformed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin edges, per-bin log flow rate and channel medians (asinh scale if linear).
+
+    Bins hold ``epb`` consecutive events; the last one also takes the remainder.
+    """
+    n = x.shape[0]
+    nb = max(1, n // epb)
+    edges = np.append(np.arange(nb) * epb, n)
+    first, last = edges[:-1], edges[1:] - 1
+    dt = t[last] - t[first]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(dt > 0, np.log((last - first) / dt), np.nan)
     med = np.empty((nb, x.shape[1]))
-    for i in range(nb):
-        a, b = edges[i], edges[i + 1]
-        dt = float(t[b - 1] - t[a]) if b - a > 1 else 0.0
-        if dt > 0:
-            rate[i] = np.log((b - a - 1) / dt)
-        med[i] = np.median(x[a:b], axis=0)
-    med = np.where(transformed, med, np.arcsinh(med / 150.0))
-    return rate, med
+    if x.shape[1]:
+        bulk = (nb - 1) * epb
+        if nb > 1:
+            med[:-1] = np.median(x[:bulk].reshape(nb - 1, epb, -1), axis=1)
+        med[-1] = np.median(x[bulk:], axis=0)
+        med = np.where(transformed, med, np.arcsinh(med / 150.0))
+    return edges, rate, med
 
 
 def qc_time(
@@ -216,7 +230,7 @@ def qc_time(
     min_run: int = 3,
     max_gap: int = 2,
     edge_threshold: float = 3.0,
-    key_added: str = "qc_time_pass",
+    key_added: str | None = "qc_time_pass",
     mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Flag unstable acquisition stretches from Time (PeacoQC-like).
@@ -243,14 +257,15 @@ def qc_time(
         A sustained shift grows into neighbouring bins (mixed bins at its edges)
         while one of their scores exceeds this.
     key_added
-        Bool obs column written (True = passes).
+        Bool obs column written (True = passes); None writes nothing.
     mask
         Events to consider (others are left out of the bins and marked as failing).
 
     Returns
     -------
     dict
-        ``skipped`` (reason or None), ``removed``, ``bins``, ``bins_removed`` and ``params``.
+        ``passed`` (bool array), ``skipped`` (reason or None), ``removed``, ``bins``,
+        ``bins_removed`` and ``params``.
     """
     n = adata.n_obs
     use = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
@@ -279,8 +294,10 @@ def qc_time(
     if reason is not None:
         log.info("%s: time QC skipped: %s", _label(adata), reason)
         result["skipped"] = reason
-        adata.obs[key_added] = pass_
+        if key_added is not None:
+            adata.obs[key_added] = pass_
         result["params"] = params
+        result["passed"] = pass_
         return result
     epb = events_per_bin or int(np.clip(ev.size // 100, 100, 1000))
     params["events_per_bin"] = int(epb)
@@ -299,9 +316,8 @@ def qc_time(
     transformed = np.array(
         [bool(tf is not None and tf.iloc[j] in ("logicle", "arcsinh")) for j in cidx]
     )
-    nb = max(1, round(ev.size / epb))
-    edges = np.linspace(0, ev.size, nb + 1).round().astype(int)
-    rate, med = _bin_signals(x, t, edges, transformed)
+    edges, rate, med = _bin_signals(x, t, epb, transformed)
+    nb = edges.size - 1
     sig = np.column_stack([rate, med]) if med.size else rate[:, None]
     z = np.nan_to_num(_robust_z(sig), nan=0.0)
     zmax = np.abs(z).max(axis=1)
@@ -323,8 +339,10 @@ def qc_time(
             bad[a:b] = True
     for i in np.flatnonzero(bad):
         pass_[ev[edges[i] : edges[i + 1]]] = False
-    adata.obs[key_added] = pass_
+    if key_added is not None:
+        adata.obs[key_added] = pass_
     result.update(
+        passed=pass_,
         removed=int(use.sum() - pass_.sum()),
         bins=int(nb),
         bins_removed=int(bad.sum()),
@@ -374,15 +392,13 @@ def qc(
     params: dict[str, Any] = {"time": bool(time), "margins": bool(margins), "remove": bool(remove)}
     removed_margin = removed_time = bins_removed = 0
     if margins:
-        res = qc_margins(adata, **(margin_kwargs or {}))
-        key = (margin_kwargs or {}).get("key_added", "qc_margin_pass")
-        passed &= adata.obs[key].to_numpy(dtype=bool)
+        res = qc_margins(adata, **({"key_added": None} | (margin_kwargs or {})))
+        passed &= res["passed"]
         removed_margin = res["removed"]
         params["margin"] = res["params"] | {"per_channel": res["per_channel"]}
     if time:
-        res = qc_time(adata, mask=passed, **(time_kwargs or {}))
-        key = (time_kwargs or {}).get("key_added", "qc_time_pass")
-        passed &= adata.obs[key].to_numpy(dtype=bool)
+        res = qc_time(adata, mask=passed, **({"key_added": None} | (time_kwargs or {})))
+        passed &= res["passed"]
         removed_time = res["removed"]
         bins_removed = res["bins_removed"]
         params["time_qc"] = res["params"] | {"bins": res["bins"], "skipped": res["skipped"]}
