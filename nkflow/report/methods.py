@@ -191,14 +191,15 @@ def _gating_sentence(
     gating: Mapping[str, Any], provenance: Mapping[str, Any], thresholds: pd.DataFrame | None
 ) -> str:
     templates = provenance_templates(provenance)
+    setting = str(gating.get("template", "auto"))
     if templates:
-        named = "; ".join(f'"{n}" (SHA-256 {h})' if h else f'"{n}"' for n, h in templates)
-        text = f"Populations were gated with the template {named}"
+        named = [f'"{n}" (SHA-256 {h})' if h else f'"{n}"' for n, h in templates]
+        joined = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        plural = "template" if len(named) == 1 else "templates"
+        text = f"Populations were gated with the {plural} {joined} (template setting: {setting})"
     else:
-        text = (
-            f'Populations were gated with the template setting "{gating.get("template", "auto")}"'
-        )
-    text += " (requested: " + str(gating.get("template", "auto")) + "). "
+        text = f'Populations were gated with the template setting "{setting}"'
+    text += ". "
     text += (
         "Positivity thresholds were computed per batch and tissue from the data: from FMO "
         f"controls at the {_ordinal(gating.get('fmo_percentile', 99.5))} percentile of the "
@@ -237,24 +238,40 @@ def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
     )
 
 
-_SCORE_LABELS = {
+#: Flag criteria (all must hold), in the order they are worded.
+_FLAG_RULES = {
     "min_net": "AREG net response (stim − unstim) ≥ {} percentage points",
     "min_areg_events": "≥ {} AREG+ events in the stimulated tube",
     "min_events": "≥ {} events in the population in both tubes",
-    "ri_cut": "repair-biased when the polarisation index RI > {}",
-    "require_positive_control": "positive control required to respond: {}",
+    "require_fmo_threshold": "an AREG cut-off from an FMO control required: {}",
+    "require_positive_control": "the batch's positive control responded (required: {})",
     "control_population": "positive-control population {}",
     "control_min_net": "positive-control net response ≥ {} percentage points",
     "control_min_areg_events": "positive control ≥ {} AREG+ events",
     "control_min_events": "positive control ≥ {} events",
-    "percentile": "score thresholds at the {} percentile of the FMO",
-    "confidence": "interval coverage {}",
-    "residency_population": "residency from the {} gate of the unstimulated tube",
-    "residency_in_score": "residency in the ordering score: {}",
-    "markers": "markers {}",
-    "populations": "flaggable populations: {}",
-    "ranking": "within-batch ordering score (z(AREG_net) + z(RI)): {}",
+    "populations": "the population is one of the flaggable ones ({})",
 }
+#: Other score definitions.
+_SCORE_SETTINGS = {
+    "ri_cut": "repair-biased = AREG-responsive and polarisation index RI > {}",
+    "markers": "markers {}",
+    "percentile": "AREG cut-offs computed by scoring at the {} percentile of the FMO",
+    "confidence": "interval coverage {}",
+    "residency_population": "residency read from the {} gate of the unstimulated tube",
+    "residency_in_score": "residency in the ordering score: {}",
+    "ranking": "within-batch ordering score z(AREG_net) + z(RI), for ordering only: {}",
+}
+_SKIP_KEYS = ("source", "enabled", "definitions", "species")
+
+
+def _definition_text(key: str, value: Any, labels: Mapping[str, str]) -> str:
+    if isinstance(value, Mapping):
+        value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        value = ", ".join(map(str, value))
+    shown = _ordinal(value) if key == "percentile" else _num(value)
+    label = labels.get(key)
+    return label.format(shown) if label else f"{key} = {shown}"
 
 
 def _scoring_definitions(
@@ -289,23 +306,16 @@ def _scoring_sentence(
         f"Repair profiles used the score definitions from {definitions}: AREG net response "
         "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
         "the clearance axis (NKG2D+, CD107a net) kept separate, and the tissue-resident "
-        "fraction reported as context. A population was flagged AREG-responsive only when the "
-        "interval's lower bound was above 0"
+        "fraction reported as context. A population was flagged AREG-responsive only when "
+        "all of these held: the lower bound of the AREG net interval was above 0"
     )
-    if defs:
-        items = []
-        for key, value in defs.items():
-            if key in ("source", "enabled", "definitions", "species"):
-                continue
-            if isinstance(value, Mapping):
-                value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
-            elif isinstance(value, list | tuple):
-                value = ", ".join(map(str, value))
-            label = _SCORE_LABELS.get(str(key))
-            shown = _ordinal(value) if key == "percentile" else _num(value)
-            items.append(label.format(shown) if label else f"{key} = {_num(value)}")
-        text += " and all of: " + "; ".join(items)
-    text += ". "
+    keys = [str(k) for k in defs if str(k) not in _SKIP_KEYS]
+    rules = [_definition_text(k, defs[k], _FLAG_RULES) for k in _FLAG_RULES if k in keys]
+    others = [_definition_text(k, defs[k], _SCORE_SETTINGS) for k in keys
+              if k not in _FLAG_RULES]  # fmt: skip
+    text += "".join(f"; {r}" for r in rules) + ". "
+    if others:
+        text += "Other score settings: " + "; ".join(others) + ". "
     return text
 
 
