@@ -29,17 +29,20 @@ __all__ = [
 
 HUMAN_LABELS = (
     "debris", "doublet", "dead", "nonleukocyte", "granulocyte", "monocyte", "B", "T",
-    "NKT-like", "ILC", "NK_CD56bright_circ", "NK_CD56bright_tr", "NK_CD56dim_circ",
+    "NKT-like", "ILC", "other_lin_neg", "NK_CD56bright_circ", "NK_CD56bright_tr", "NK_CD56dim_circ",
     "NK_CD56dim_tr",
 )  # fmt: skip
 MOUSE_LABELS = (
     "debris", "doublet", "dead", "nonleukocyte", "granulocyte", "macrophage", "B", "T",
-    "NKT", "ILC", "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+", "cNK_CD27-CD11b-",
-    "trNK", "DP_CD49a_CD49b",
+    "NKT", "ILC", "other_lin_neg", "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+",
+    "cNK_CD27-CD11b-", "trNK", "DP_CD49a_CD49b",
 )  # fmt: skip
 TISSUES = {"human": ("blood", "liver", "lung", "tumour"), "mouse": ("liver", "spleen")}
 HUMAN_NK = ("NK_CD56bright_circ", "NK_CD56bright_tr", "NK_CD56dim_circ", "NK_CD56dim_tr")
-MOUSE_NK = MOUSE_LABELS[10:]
+MOUSE_NK = (
+    "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+", "cNK_CD27-CD11b-", "trNK",
+    "DP_CD49a_CD49b",
+)  # fmt: skip
 # Labels whose cells sit in the lymphocyte scatter gate.
 LYMPHOID = {"B", "T", "NKT-like", "NKT", "ILC", *HUMAN_NK, *MOUSE_NK}
 
@@ -104,7 +107,7 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"debris": 0.05, "doublet": 0.04, "dead": 0.06},
         {"nonleukocyte": 0.003, "granulocyte": 0.02, "monocyte": 0.16, "B": 0.09,
          "lymph": 0.727},
-        {"T": 0.82, "NKT-like": 0.04, "ILC": 0.004, "NK": 0.12},
+        {"T": 0.82, "NKT-like": 0.04, "ILC": 0.004, "other_lin_neg": 0.02, "NK": 0.12},
         _nk_human(0.08, 0.03, 0.01),
         {"CXCR6": 0.6, "CD49a": 0.3, "CD103": 0.1},
     ),
@@ -112,7 +115,7 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"debris": 0.18, "doublet": 0.08, "dead": 0.20},
         {"nonleukocyte": 0.25, "granulocyte": 0.06, "monocyte": 0.14, "B": 0.05,
          "lymph": 0.50},
-        {"T": 0.55, "NKT-like": 0.10, "ILC": 0.006, "NK": 0.35},
+        {"T": 0.55, "NKT-like": 0.10, "ILC": 0.006, "other_lin_neg": 0.01, "NK": 0.35},
         _nk_human(0.45, 0.75, 0.25),
         {"CXCR6": 0.92, "CD49a": 0.35, "CD103": 0.08},
         af=1.5,
@@ -122,7 +125,7 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"debris": 0.15, "doublet": 0.07, "dead": 0.18},
         {"nonleukocyte": 0.30, "granulocyte": 0.10, "monocyte": 0.20, "B": 0.05,
          "lymph": 0.35},
-        {"T": 0.75, "NKT-like": 0.03, "ILC": 0.01, "NK": 0.15},
+        {"T": 0.75, "NKT-like": 0.03, "ILC": 0.01, "other_lin_neg": 0.02, "NK": 0.15},
         _nk_human(0.20, 0.60, 0.08),
         {"CD49a": 0.8, "CD103": 0.5, "CXCR6": 0.4},
         af=1.8,
@@ -132,7 +135,7 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"debris": 0.25, "doublet": 0.10, "dead": 0.30},
         {"nonleukocyte": 0.45, "granulocyte": 0.05, "monocyte": 0.15, "B": 0.05,
          "lymph": 0.30},
-        {"T": 0.88, "NKT-like": 0.03, "ILC": 0.01, "NK": 0.06},
+        {"T": 0.88, "NKT-like": 0.03, "ILC": 0.01, "other_lin_neg": 0.02, "NK": 0.06},
         _nk_human(0.50, 0.60, 0.20),
         {"CD103": 0.6, "CD49a": 0.7, "CXCR6": 0.4},
         af=1.6,
@@ -142,14 +145,14 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"debris": 0.06, "doublet": 0.05, "dead": 0.08},
         {"nonleukocyte": 0.02, "granulocyte": 0.04, "macrophage": 0.06, "B": 0.52,
          "lymph": 0.36},
-        {"T": 0.85, "NKT": 0.03, "ILC": 0.006, "NK": 0.10},
+        {"T": 0.85, "NKT": 0.03, "ILC": 0.006, "other_lin_neg": 0.02, "NK": 0.10},
         _nk_mouse(0.93, 0.04, 0.03, (0.20, 0.30, 0.45, 0.05)),
     ),
     ("mouse", "liver"): TissueProfile(
         {"debris": 0.15, "doublet": 0.07, "dead": 0.15},
         {"nonleukocyte": 0.15, "granulocyte": 0.05, "macrophage": 0.15, "B": 0.25,
          "lymph": 0.40},
-        {"T": 0.45, "NKT": 0.30, "ILC": 0.01, "NK": 0.24},
+        {"T": 0.45, "NKT": 0.30, "ILC": 0.01, "other_lin_neg": 0.015, "NK": 0.24},
         _nk_mouse(0.50, 0.42, 0.08, (0.30, 0.35, 0.30, 0.05)),
         af=1.5,
     ),
@@ -255,6 +258,8 @@ _SCATTER = {
     "NKT-like": (69000, 8000, 20000, 0.22, 1.0),
     "NKT": (69000, 8000, 20000, 0.22, 1.0),
     "ILC": (67000, 7500, 18000, 0.22, 1.0),
+    # basophils, dendritic cells, progenitors: lineage-negative, CD56-/NKp46-
+    "other_lin_neg": (73000, 9500, 27000, 0.28, 1.5),
 }
 
 
@@ -314,6 +319,9 @@ def _human_specs(tissue: str) -> dict[str, dict[str, Spec]]:
         "ILC": {"CD45": (1, 10000, 0.25), "CD127": (1, 6500, 0.3), "NKp46": (0.15, 1500, 0.4),
                 "CD62L": (0.5, 3000, 0.4), "CD69": (0.5 if tis else 0.05, 2500, 0.5),
                 "CD49a": (0.2 if tis else 0.02, 2000, 0.5), "NKG2D": (0.2, 1500, 0.4)},
+        "other_lin_neg": {"CD45": (1, 6000, 0.35), "CD62L": (0.2, 2000, 0.5),
+                          "CD69": (0.1, 1500, 0.5), "CD16": (0.05, 3000, 0.5),
+                          "CD127": (0.05, 800, 0.4)},
         "NK_CD56bright_circ": {**nk_common, **circ, **bright, "CD62L": (0.92, 5200, 0.4)},
         "NK_CD56bright_tr": {**nk_common, **tr, **bright},
         "NK_CD56dim_circ": {**nk_common, **circ, **dim, "CD62L": (0.35, 2500, 0.5)},
@@ -355,6 +363,8 @@ def _mouse_specs(tissue: str) -> dict[str, dict[str, Spec]]:
         "NKT": {"CD45": (1, 12000, 0.25), "CD3e": (1, 8000, 0.35), "NK1.1": (1, 5000, 0.4),
                 "CD69": (0.6, 3000, 0.5), "CD27": (0.6, 3000, 0.4), "CD11b": (0.2, 4000, 0.5),
                 "CD49a": (0.1, 2000, 0.5), "NKp46": (0.05, 1200, 0.4)},
+        "other_lin_neg": {"CD45": (1, 6000, 0.35), "CD11b": (0.3, 3000, 0.5),
+                          "CD69": (0.1, 1500, 0.5)},
         "ILC": {"CD45": (1, 10000, 0.25), "CD127": (1, 7000, 0.3), "CD69": (0.4, 2500, 0.5),
                 "CD27": (0.3, 2500, 0.4), "CD103": (0.1, 2000, 0.5)},
     })  # fmt: skip

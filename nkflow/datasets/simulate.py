@@ -163,10 +163,14 @@ def _cells(rng, codes, tables, residency, af_scale):
         if col is not None:
             m, s = _FUNCTIONAL_LEVEL[marker]
             stains[:, col] += func[:, k] * m * np.exp(s * rng.standard_normal(n))
+    # cell size: bigger cells scatter more and carry more antigen (surface ~ size^2),
+    # which gives real populations their slight diagonal elongation
+    size = np.exp(0.1 * rng.standard_normal(n))
+    stains *= (size**1.6).astype(stains.dtype)[:, None]
     prm = scat[codes]
-    fsc_a = prm[:, 0] + prm[:, 1] * rng.standard_normal(n)
+    fsc_a = (prm[:, 0] + prm[:, 1] * rng.standard_normal(n)) * size
     fsc_a = np.where(fsc_a < 4000, 4000 + rng.exponential(2500, n), fsc_a)
-    ssc_a = prm[:, 2] * np.exp(prm[:, 3] * rng.standard_normal(n))
+    ssc_a = prm[:, 2] * np.exp(prm[:, 3] * rng.standard_normal(n)) * size**0.8
     fsc_h = fsc_a * (0.80 + 0.045 * rng.standard_normal(n))
     ssc_h = ssc_a * (0.84 + 0.05 * rng.standard_normal(n))
     af = prm[:, 4] * af_scale * np.exp(0.35 * rng.standard_normal(n))

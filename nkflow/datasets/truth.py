@@ -19,14 +19,14 @@ from .populations import HUMAN_NK, MOUSE_NK, labels_for
 
 __all__ = ["population_leaves", "population_names", "truth_membership"]
 
-_HUMAN_LYMPH = ("T", "NKT-like", "ILC", *HUMAN_NK)
-_MOUSE_LIVE = ("granulocyte", "T", "NKT", "ILC", *MOUSE_NK)
+_HUMAN_LYMPH = ("T", "NKT-like", "ILC", "other_lin_neg", *HUMAN_NK)
+_MOUSE_LIVE = ("granulocyte", "T", "NKT", "ILC", "other_lin_neg", *MOUSE_NK)
 _MOUSE_CNK = MOUSE_NK[:4]
 
 _POPULATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "human": {
         "Lymphocytes": _HUMAN_LYMPH,
-        "CD3-": ("ILC", *HUMAN_NK),
+        "CD3-": ("ILC", "other_lin_neg", *HUMAN_NK),
         "NKT-like": ("NKT-like",),
         "NK": HUMAN_NK,
         "ILC": ("ILC",),
@@ -40,7 +40,7 @@ _POPULATIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "CD56dim_circNK": ("NK_CD56dim_circ",),
     },
     "mouse": {
-        "CD3e-": ("ILC", *MOUSE_NK),
+        "CD3e-": ("ILC", "other_lin_neg", *MOUSE_NK),
         "NKT": ("NKT",),
         "NK": MOUSE_NK,
         "ILC": ("ILC",),
