@@ -12,8 +12,9 @@ Rules:
   A marker with no gating threshold gets one from the density valley of its pooled
   values (rule ``"valley"``); if the distribution has no valley it falls back to the
   pooled median (rule ``"quantile"``) and the call is written ``hi``/``lo`` instead of
-  ``+``/``-``, because it is relative, not a positivity. The log says which markers fell
-  back.
+  ``+``/``-``, because it is relative, not a positivity; such a marker is named only when
+  the metacluster median is at least half a pooled SD away from the pooled median. The log
+  says which markers fell back.
 * Markers whose call is the same in every metacluster are left out of the names (they do
   not tell the clusters apart); CD56 is always kept.
 * Names are made unique by adding the marker that best separates the clashing
@@ -174,16 +175,21 @@ def resolve_thresholds(
             }
         else:
             value, rule = valley_threshold(pooled[:, j])
-            out[m] = {"value": value, "rule": rule, "source": "data"}
+            col = pooled[:, j]
+            spread = float(np.nanstd(col)) if col.size else 0.0
+            out[m] = {"value": value, "rule": rule, "source": "data", "spread": spread}
             fallback.append(f"{m} ({rule})")
     if fallback:
         logger.info("metacluster names: no gating threshold for %s; used the data", fallback)
     return out
 
 
-def _call(marker: str, median: float, thr: dict[str, Any]) -> str:
+def _call(marker: str, median: float, thr: Mapping[str, Any]) -> str:
     above = median >= thr["value"]
     if thr["rule"] == "quantile":
+        # relative call on a unimodal marker: only when clearly away from the pooled median
+        if abs(median - thr["value"]) < 0.5 * float(thr.get("spread", 0.0)):
+            return ""
         return f"{marker}{'hi' if above else 'lo'}"
     return f"{marker}{'+' if above else '-'}"
 
@@ -240,7 +246,7 @@ def name_metaclusters(
     keep = [m for m in markers if m == "CD56" or calls[m].nunique() > 1]
     if not keep:
         keep = markers
-    names = {int(k): " ".join(calls.loc[k, keep]) for k in medians.index}
+    names = {int(k): " ".join(c for c in calls.loc[k, keep] if c) for k in medians.index}
     return _make_unique(names, medians[markers])
 
 

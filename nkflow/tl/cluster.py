@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import anndata as ad
@@ -278,7 +279,7 @@ def cluster(
         ``{sample_id: AnnData}`` or a list of per-sample AnnData (transformed ``X``, a bool
         obs column per gated population).
     markers
-        Canonical markers to cluster on; default :func:`default_markers`.
+        Canonical markers to cluster on; ``None`` or empty: :func:`default_markers`.
     population
         Bool obs column selecting the cells to cluster; ``None`` clusters all cells.
     per_sample_cap
@@ -308,11 +309,11 @@ def cluster(
         The fitted model with markers, medians and names.
     """
     pairs = iter_samples(adatas)
-    if not isinstance(per_sample_cap, int) or per_sample_cap < 1:
+    if not isinstance(per_sample_cap, Integral) or per_sample_cap < 1:
         raise ConfigError(f"cluster: per_sample_cap={per_sample_cap!r}; expected an integer >= 1")
     markers = (
         list(markers)
-        if markers is not None
+        if markers  # None or empty (the config's default) means the panel's markers
         else default_markers(adatas, include_function=include_function)
     )
     extra = [m for m in FUNCTION_MARKERS if m not in markers]
