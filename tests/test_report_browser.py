@@ -40,10 +40,21 @@ window.addEventListener('error', e => window.__nkErrors.push(String(e.message ||
 window.addEventListener('load', () => {{
   const imgs = Array.from(document.images).map(i => ({{
     complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, shown: i.clientWidth}}));
+  let zoom = null;
+  const box = document.querySelector('label.zoom input');
+  if (box) {{
+    const img = box.nextElementSibling;
+    const before = img.getBoundingClientRect();
+    box.checked = true;
+    const r = img.getBoundingClientRect();
+    zoom = {{before: before.width, w: r.width, h: r.height, vw: innerWidth, vh: innerHeight,
+             pos: getComputedStyle(img).position}};
+    box.checked = false;
+  }}
   const pre = document.createElement('pre');
   pre.id = '{_CHECK_ID}';
   pre.textContent = JSON.stringify({{imgs: imgs, errors: window.__nkErrors,
-    title: document.title, scripts: document.scripts.length}});
+    title: document.title, scripts: document.scripts.length, zoom: zoom}});
   document.body.appendChild(pre);
 }});
 </script>"""
@@ -112,4 +123,9 @@ def test_every_image_renders_and_no_script_runs(report, tmp_path):
         assert img["complete"] and img["w"] > 0 and img["h"] > 0, img
         assert img["shown"] > 0, img
     assert html.escape(EVIL) in res.stdout  # the hostile text is in the DOM as text
+    # a click on a thumbnail (its checkbox) fills the window with the figure (pure CSS)
+    zoom = result["zoom"]
+    assert zoom["pos"] == "fixed"
+    assert zoom["w"] >= 0.95 * zoom["vw"] and zoom["h"] >= 0.95 * zoom["vh"]
+    assert zoom["before"] < 0.5 * zoom["vw"]
     assert console_lines(res.stderr) == [], console_lines(res.stderr)
