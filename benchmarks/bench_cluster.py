@@ -13,6 +13,9 @@ the fit + mapping of every cell, process peak RSS (ru_maxrss) and how far the fi
 it above the RSS holding the data (no tracemalloc: it slows numpy loops ~10x), F1
 (Hungarian one-to-one matching, unweighted mean over true populations) and ARI.
 
+``--simulator`` scores ``nkflow.tl.cluster`` and flowsom (same markers, k=6, seeds 0-2)
+on the NK cells of two simulated human tubes against the simulator's truth labels.
+
 ``--real`` also scores both on the FlowSOM paper's data (68983.fcs, manual labels, the 7
 markers of the FlowSOM vignette, compensated + logicle) over seeds 0-4; those flowsom
 numbers are the ones recorded in tests/test_models_som.py.
@@ -21,7 +24,7 @@ Usage::
 
     /work/venv/bin/python benchmarks/bench_cluster.py                 # 100k and 1M
     /work/venv/bin/python benchmarks/bench_cluster.py --big           # + 5M
-    /work/venv/bin/python benchmarks/bench_cluster.py --real --sizes 100000
+    /work/venv/bin/python benchmarks/bench_cluster.py --real --simulator --sizes 100000
 """
 
 from __future__ import annotations
@@ -166,12 +169,63 @@ def real(seeds=range(5)) -> None:
         print(f"68983.fcs {tool:8s} mean F1 {f1:.3f} (seeds: {per})  mean ARI {ari:.3f}")
 
 
+def simulator(seeds=range(3), k: int = 6) -> None:
+    """nkflow.tl.cluster vs flowsom on NK cells of two simulated human tubes (truth labels)."""
+    import tempfile
+    import warnings
+
+    import pandas as pd
+
+    import nkflow.pp as pp
+    from nkflow.datasets.batch import write_sample
+    from nkflow.datasets.simulate import simulate_sample
+    from nkflow.io.fcs import channel_for, read_fcs
+    from nkflow.tl.cluster import cluster
+
+    adatas, truth = {}, {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, tissue in enumerate(["blood", "liver"]):
+            sim = simulate_sample("human", tissue, n_events=30_000, random_state=i)
+            adata = read_fcs(write_sample(sim, f"{tmp}/s{i}.fcs"))
+            pp.compensate(adata)  # in place
+            pp.transform(adata)
+            labels = sim.truth["label"].astype(str).to_numpy()
+            nk = pd.Series(labels).str.startswith("NK_").to_numpy()
+            adata.obs["NK"] = nk
+            adatas[f"s{i}"], truth[f"s{i}"] = adata, labels[nk]
+    y = np.concatenate(list(truth.values()))
+    scores: dict[str, list[float]] = {"nkflow": [], "flowsom": []}
+    for seed in seeds:
+        res = cluster(adatas, n_metaclusters=k, per_sample_cap=10**7, random_state=seed)
+        pred = np.concatenate(
+            [
+                a.obs["metacluster"].to_numpy()[a.obs["NK"].to_numpy()].astype(str)
+                for a in adatas.values()
+            ]
+        )
+        scores["nkflow"].append(hungarian_f1(y, pred))
+        X = np.vstack(
+            [
+                a.X[a.obs["NK"].to_numpy()][
+                    :, a.var_names.get_indexer([channel_for(a, m) for m in res.markers])
+                ]
+                for a in adatas.values()
+            ]
+        ).astype(np.float64)
+        scores["flowsom"].append(hungarian_f1(y, run_flowsom(X, k, seed)))
+    for tool, f1 in scores.items():
+        per = ", ".join(f"{v:.3f}" for v in f1)
+        print(f"simulator NK (k={k}) {tool:8s} mean F1 {np.mean(f1):.3f} (seeds: {per})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--big", action="store_true", help="also run 5,000,000 cells")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--real", action="store_true", help="score on 68983.fcs manual labels")
+    ap.add_argument("--simulator", action="store_true", help="score on nkflow's simulator truth")
     ap.add_argument("--child", nargs=3, metavar=("TOOL", "N", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -179,6 +233,8 @@ def main() -> None:
         return
     if args.real:
         real()
+    if args.simulator:
+        simulator()
     sizes = list(args.sizes) + ([5_000_000] if args.big else [])
     results = {}
     for n in sizes:
