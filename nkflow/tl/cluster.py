@@ -307,6 +307,13 @@ def cluster(
     -------
     ClusteringResult
         The fitted model with markers, medians and names.
+
+    Notes
+    -----
+    To stream a batch that does not fit in memory, pass per-sample *subsamples* (for example
+    :func:`nkflow.pp.subsample` of each sample's population, read one file at a time) with
+    ``assign=False``, then load each full sample again and call
+    :meth:`ClusteringResult.assign` on it.
     """
     pairs = iter_samples(adatas)
     if not isinstance(per_sample_cap, Integral) or per_sample_cap < 1:
