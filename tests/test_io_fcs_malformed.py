@@ -284,6 +284,9 @@ def test_directory_named_fcs(tmp_path: Path) -> None:
         nio.read_fcs(folder)
     with pytest.raises(FCSReadError, match="does not exist"):
         nio.read_fcs(tmp_path / "missing.fcs")
+    with pytest.raises(FCSReadError):
+        nio.read_fcs_metadata(str(tmp_path / "nul\x00byte.fcs"))
+    assert nio.inspect_files([folder, "nul\x00.fcs"])["error"].str.len().gt(0).all()
 
 
 def test_billions_of_events_do_not_allocate(tmp_path: Path) -> None:

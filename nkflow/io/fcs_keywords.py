@@ -1,7 +1,7 @@
 """Interpretation of FCS TEXT keywords: channel layout, names and the DATA location.
 
 Split from :mod:`nkflow.io.fcs_text` (which reads the bytes); everything here works on the
-keyword dictionary and the HEADER offsets and reports quirks through a :class:`_Context`.
+keyword dictionary and the HEADER offsets and reports quirks through a :class:`Context`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,15 @@ import warnings
 from pathlib import Path
 
 from ..exceptions import FCSQuirkWarning, FCSReadError
+
+__all__ = [
+    "Context",
+    "channel_layout",
+    "int_keyword",
+    "parse_byteorder",
+    "resolve_data",
+    "usable_names",
+]
 
 _LARGE_FILE_LIMIT = 99_999_999
 

@@ -295,15 +295,21 @@ def _parse_dataset(fh, path: Path, offset: int, file_size: int) -> tuple[FCSMeta
 
 
 def _open_checked(path: Path):
-    if path.is_dir():
-        raise FCSReadError(path, "is a directory, not an FCS file")
-    if not path.exists():
-        raise FCSReadError(path, "file does not exist")
     try:
+        if path.is_dir():
+            raise FCSReadError(path, "is a directory, not an FCS file")
+        if not path.exists():
+            raise FCSReadError(path, "file does not exist")
         fh = open(path, "rb")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FCSReadError):
+            raise
+        raise FCSReadError(path, f"cannot open: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
         size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        raise FCSReadError(path, f"cannot open: {exc.strerror or exc}") from None
+        fh.close()
+        raise FCSReadError(path, f"cannot stat: {exc.strerror or exc}") from None
     if size == 0:
         fh.close()
         raise FCSReadError(path, "file is empty (0 bytes)")
