@@ -382,6 +382,10 @@ def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
             raise
         except OSError as exc:
             raise FCSReadError(path, f"I/O error while reading: {exc}") from None
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError) as exc:
+            # Explicit checks above cover known damage; this is the last line of defence.
+            logger.debug("unexpected error parsing %s", path, exc_info=True)
+            raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
     if chosen is None:
         raise FCSReadError(
             path, f"dataset={dataset} requested but the file holds {index + 1} data set(s)"
