@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -699,3 +701,43 @@ def test_write_report_rejects_non_tables(tmp_path: Path):
             provenance={},
             caveats="",
         )
+
+
+HOSTILE_TEXT = st.lists(
+    st.sampled_from([*"<>\"'&/=;:$\\ \x00\x07\n\tab\u202e\ud800é中", "<script>", "</td>",
+                     "<!--", "]]>", "javascript:", "onerror=", "<img src=x>"]),
+    max_size=10,
+).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sample_id=HOSTILE_TEXT, marker=HOSTILE_TEXT, tissue=HOSTILE_TEXT, title=HOSTILE_TEXT,
+       table_name=HOSTILE_TEXT)
+def test_any_text_stays_text(sample_id, marker, tissue, title, table_name):
+    status = pd.DataFrame({"sample_id": [sample_id], "file": [sample_id + ".fcs"],
+                           "status": ["parse-failed"], "reason_code": [marker],
+                           "message": [tissue], "n_events": [0]})
+    meta = pd.DataFrame({"sample_id": [sample_id], "tissue": [tissue], "timepoint": [marker]})
+    pops = pd.DataFrame({"sample_id": [sample_id], "population": [marker], "parent": [tissue],
+                         "count": [5], "parent_count": [10], "percent_of_parent": [50.0],
+                         "low_events": [True]})
+    flags = pd.DataFrame({"population": [marker], "sample_id": [sample_id], "passed": [True],
+                          "reason": [tissue]})
+    html = render_html(
+        tables={"status": status, "populations": pops, "flags": flags,
+                table_name or "x": pd.DataFrame({marker or "c": [sample_id]})},
+        metadata=meta, figures=None, config={"panel": marker},
+        provenance={"versions": {marker: tissue}, "templates": {sample_id: marker}},
+        caveats=tissue, title=title, population_plots=False,
+    )
+    html.encode("utf-8")  # always encodable (lone surrogates replaced)
+    doc = parse(html)
+    assert {t for t, _ in doc.tags} <= ALLOWED_TAGS
+    for _, attrs in doc.tags:
+        assert not any(k.startswith("on") for k in attrs)
+        for key in ("src", "href"):
+            if attrs.get(key) is not None:
+                assert attrs[key].startswith(("data:image/png;base64,", "#"))
+    assert html.count("<section ") == len(
+        [t for t, _ in doc.tags if t == "section"]
+    )

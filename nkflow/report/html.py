@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..io.write import safe_name
 from ..pl import populations as pl_populations
 from .figures import FigureItem, encode_figures, figure_png
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
@@ -176,11 +177,12 @@ def _appendix(
         if name in big:
             continue
         out.append(f"<h3>{esc(name)}</h3>")
-        out.append(html_table(tables[name], source=f"tables/{name}.csv"))
+        stem = safe_name(name, default="table")
+        out.append(html_table(tables[name], source=f"tables/{stem}.csv"))
     if big:
         items = "".join(
-            f"<li>{esc(name)}: {len(tables[name]):,} rows in tables/{esc(name)}.csv and "
-            ".parquet</li>"
+            f"<li>{esc(name)}: {len(tables[name]):,} rows in "
+            f"tables/{esc(safe_name(name, default='table'))}.csv and .parquet</li>"
             for name in big
         )
         out.append(f"<h3>Large tables (not shown)</h3><ul>{items}</ul>")
