@@ -284,7 +284,9 @@ def simulate_sample(
     noise += f32(ELECTRONIC_SD**2)
     np.sqrt(noise, out=noise)
     noise *= rng.standard_normal(signal.shape, dtype=f32)
-    raw = signal + noise
+    raw = signal
+    raw += noise
+    del noise
 
     # acquisition: Poisson arrivals; a clog slows the flow and dims the signal
     rate = 1400.0 if tissue == "blood" else 900.0
