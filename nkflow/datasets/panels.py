@@ -194,6 +194,15 @@ _PHOTON_Q = {
     "APC-A": 45.0, "Alexa Fluor 700-A": 60.0, "APC-Cy7-A": 65.0,
 }  # fmt: skip
 
+# Detector voltages written as $PnV (a FACSymphony-like CS&T setting).
+VOLTAGES = {
+    "FSC-A": 320, "FSC-H": 320, "SSC-A": 265, "SSC-H": 265, "BUV395-A": 455,
+    "BUV737-A": 520, "BV421-A": 410, "BV510-A": 430, "BV605-A": 445, "BV650-A": 470,
+    "BV711-A": 495, "BV786-A": 540, "FITC-A": 480, "PerCP-Cy5-5-A": 560, "PE-A": 455,
+    "PE-CF594-A": 490, "PE-Cy7-A": 545, "APC-A": 505, "Alexa Fluor 700-A": 560,
+    "APC-Cy7-A": 580,
+}  # fmt: skip
+
 ELECTRONIC_SD = 18.0
 SPILL_FLOOR_SEED = 20240312
 

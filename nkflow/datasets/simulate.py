@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError
-from .panels import ELECTRONIC_SD, SCATTER_CHANNELS, get_panel
+from .panels import ELECTRONIC_SD, SCATTER_CHANNELS, VOLTAGES, get_panel
 from .populations import (
     HUMAN_NK,
     LYMPHOID,
@@ -335,6 +335,8 @@ def simulate_sample(
         "$SRC": f"{donor} {tissue}",
     }
     for i, ch in enumerate(channels, start=1):
+        if ch in VOLTAGES:
+            keywords[f"$P{i}V"] = str(VOLTAGES[ch])
         keywords[f"P{i}DISPLAY"] = "LOG" if ch in panel.detectors else "LIN"
     return SimulatedSample(
         data=data,
