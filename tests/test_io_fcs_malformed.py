@@ -140,6 +140,13 @@ def test_escaped_delimiter_in_values(tmp_path: Path) -> None:
     assert adata.var.loc["FL1-A", "marker"] == "CD56"
 
 
+def test_quirk_empty_value_as_doubled_delimiter() -> None:
+    raw = b"/$P1N/FSC-A/$P1S//$P1E/0,0/$FIL/a//b.fcs/"
+    with pytest.warns(FCSQuirkWarning, match=r"doubled delimiter for \$P1S"):
+        kw, _ = nio.fcs_text.parse_text_segment(raw)
+    assert kw == {"$P1N": "FSC-A", "$P1S": "", "$P1E": "0,0", "$FIL": "a/b.fcs"}
+
+
 def test_container_layout(tmp_path: Path) -> None:
     spill = "2,FL1-A,FL2-A,1,0.1,0.02,1"
     path = _write(tmp_path, build_fcs(extra={"$SPILLOVER": spill}))
@@ -222,8 +229,12 @@ def test_nan_inf_values(tmp_path: Path) -> None:
 
 def test_empty_pnn_replaced(tmp_path: Path) -> None:
     chans = [*CHANNELS[:4], ("", "")]
-    with pytest.warns(FCSQuirkWarning, match="empty channel names"):
+    # the writer puts "$P5N//" (an empty value as a doubled delimiter): two quirks
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         adata = nio.read_fcs(_write(tmp_path, build_fcs(channels=chans)))
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "empty channel names" in messages and "doubled delimiter" in messages
     assert adata.var_names[-1] == "P5"
 
 

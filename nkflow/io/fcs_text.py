@@ -166,7 +166,18 @@ def parse_text_segment(raw: bytes, *, path: str | Path = "<bytes>") -> tuple[dic
             )
     keywords: dict[str, str] = {}
     padded = 0
+    empty: list[str] = []
     for key_raw, value_raw in zip(parts[0::2], parts[1::2], strict=True):
+        if sentinel + "$" in key_raw:
+            # An empty value written as a doubled delimiter ("/$P1S//$P1E/0,0/") swallows
+            # the next keyword name; give the earlier keyword(s) an empty value.
+            *blank, key_raw = key_raw.split(sentinel + "$")
+            for i, name in enumerate(blank):
+                name = (name if i == 0 else "$" + name).strip().upper()
+                if name:
+                    keywords.setdefault(name, "")
+                    empty.append(name)
+            key_raw = "$" + key_raw
         key = key_raw.replace(sentinel, delim)
         value = value_raw.replace(sentinel, delim)
         clean = key.strip().upper()
@@ -176,6 +187,13 @@ def parse_text_segment(raw: bytes, *, path: str | Path = "<bytes>") -> tuple[dic
             continue
         # The first occurrence wins (primary TEXT before supplemental TEXT).
         keywords.setdefault(clean, value.strip())
+    if empty:
+        warnings.warn(
+            f"{path}: empty value(s) written as a doubled delimiter for {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''}; read as empty",
+            FCSQuirkWarning,
+            stacklevel=3,
+        )
     return keywords, padded
 
 
