@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import anndata as ad
@@ -24,6 +25,7 @@ from nkflow.gating import (
     evaluate_gates,
     fmo_threshold,
     gate,
+    gmm_threshold,
     mirror_threshold,
     population_table,
     valley_threshold,
@@ -46,6 +48,20 @@ def test_valley_on_unimodal_falls_back_to_mirror():
     v, _, _, rule, _ = valley_threshold(UNIMODAL, n_boot=0)
     assert rule == "mirror"
     assert v == pytest.approx(2.576 * 0.3, abs=0.12)  # 99.5th percentile of N(0, 0.3)
+
+
+def test_gmm_finds_the_equal_posterior_point_of_a_small_overlapping_population():
+    rng = np.random.default_rng(11)
+    x = np.r_[rng.normal(0.57, 0.04, 9000), rng.normal(0.77, 0.03, 1000)]
+    # Bayes boundary of 0.9 N(0.57, 0.04) vs 0.1 N(0.77, 0.03), solved numerically
+    grid = np.linspace(0.6, 0.77, 20001)
+    lr = (np.log(0.1 / 0.03) - 0.5 * ((grid - 0.77) / 0.03) ** 2) - (
+        np.log(0.9 / 0.04) - 0.5 * ((grid - 0.57) / 0.04) ** 2
+    )
+    bayes = grid[np.flatnonzero(lr > 0)[0]]
+    v, lo, hi, rule, _ = gmm_threshold(x, n_boot=50, random_state=0)
+    assert rule == "gmm" and abs(v - bayes) < 0.01 and lo <= v <= hi
+    assert gmm_threshold(UNIMODAL, n_boot=0)[3] == "mirror"
 
 
 @pytest.mark.parametrize("unimodal", ["negative", "positive"])
@@ -108,14 +124,16 @@ def _tiny(n: int = 6000, seed: int = 0, stim: str = "unstim") -> tuple[ad.AnnDat
         "BUV737-A": np.where(kinds == "NKbright", rng.normal(0.8, 0.03, n),
                              level(kinds == "NKdim", 0.57, 0.15, 0.04)),
         "FITC-A": level(kinds == "NKdim", 0.75, 0.3),
+        "APC-A": np.where(kinds == "NKbright", rng.normal(0.65, 0.03, n),
+                          level(kinds == "NKdim", 0.55, 0.15, 0.03)),
         "BV786-A": level(nk & (rng.random(n) < 0.3), 0.6, 0.15),
         "BV421-A": level(nk & (rng.random(n) < 0.3), 0.6, 0.2),
     }  # fmt: skip
-    markers = ["", "", "", "CD45", "LD_CD14_CD19", "CD3", "CD56", "CD16", "CD69", "CD49a"]
+    markers = ["", "", "", "CD45", "LD_CD14_CD19", "CD3", "CD56", "CD16", "NKp46", "CD69", "CD49a"]
     X = np.column_stack(list(cols.values())).astype(np.float32)
     var = pd.DataFrame(index=list(cols))
     var["marker"] = markers
-    var["kind"] = ["scatter"] * 3 + ["fluorescence"] * 7
+    var["kind"] = ["scatter"] * 3 + ["fluorescence"] * 8
     adata = ad.AnnData(X=X, var=var)
     adata.obs_names = [str(i) for i in range(n)]
     adata.uns["nkflow"] = {"sample": {"sample_id": f"tiny{seed}", "tissue": "blood",
@@ -199,7 +217,9 @@ def test_stimulated_tube_drops_cd16_and_takes_residency_from_unstim():
         table = gate(stim, "human_blood", n_boot=0, paired_unstim=ref)
     g = stim.uns["nkflow"]["gating"]
     bright = next(p for p in g["populations"] if p["name"] == "CD56bright")["gate"]
-    assert [d["marker"] for d in bright["dims"]] == ["CD56"]
+    assert bright["kind"] == "polygon" and bright["x_channel"] == "BUV737-A"
+    assert "CD16" not in json.dumps(bright) and "FITC-A" not in json.dumps(bright)
+    assert "NK_CD16+" in g["skipped"]
     assert "trNK" not in stim.obs.columns and "trNK" in g["skipped"]
     tr = table[table["population"] == "trNK"].iloc[0]
     assert tr["phenotype_source"] == "tiny2" and tr["sample_id"] == "tiny3"

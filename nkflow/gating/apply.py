@@ -56,6 +56,7 @@ from .thresholds import (
     Threshold,
     compare_thresholds,
     fmo_threshold,
+    gmm_threshold,
     mirror_threshold,
     quantile_threshold,
     valley_threshold,
@@ -209,17 +210,23 @@ def _run(
     def parent_mask(parent: str | None) -> np.ndarray:
         return np.ones(n, bool) if parent is None else run.members[parent]
 
+    def blank(v: Any) -> str:
+        return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
     def find_given(on: str, marker: str) -> Threshold | None:
         for r in given:
-            if r.get("gate", on) != on or r.get("marker") != marker:
+            if blank(r.get("gate", on)) != on or r.get("marker") != marker:
                 continue
-            if r.get("tissue", "") not in ("", None, tissue) and tissue:
+            if blank(r.get("tissue")) not in ("", tissue) and tissue:
                 continue
-            if r.get("batch", "") not in ("", None, batch) and batch:
+            if blank(r.get("batch")) not in ("", batch) and batch:
                 continue
-            if r.get("sample_id", "") not in ("", None, sid):
+            if blank(r.get("sample_id")) not in ("", sid):
                 continue
             rec = {"channel": "", **{k: r[k] for k in THRESHOLD_COLUMNS if k in r}}
+            for k in ("sample_id", "tissue", "batch", "gate", "rule", "control_file", "channel"):
+                rec[k] = blank(rec.get(k))
+            rec["n_events"] = int(rec["n_events"]) if blank(rec.get("n_events")) else 0
             return Threshold(**rec)
         return None
 
@@ -260,6 +267,16 @@ def _run(
             v, lo, hi, used, ne = np.nan, np.nan, np.nan, rule, int(vals.size)
         elif rule == "valley":
             v, lo, hi, used, ne = valley_threshold(
+                vals,
+                min_prominence=dim.min_prominence,
+                bw_adjust=dim.bw_adjust,
+                unimodal=dim.unimodal,
+                fallback_percentile=p,
+                n_boot=n_boot,
+                random_state=seed(),
+            )
+        elif rule == "gmm":
+            v, lo, hi, used, ne = gmm_threshold(
                 vals,
                 min_prominence=dim.min_prominence,
                 bw_adjust=dim.bw_adjust,

@@ -9,6 +9,12 @@
   with every component whose mean lies within ``merge_radius`` of it (T, B and NK cells differ
   a little in size); the gate is the merged ellipse at Mahalanobis ``radius`` (64 vertices).
 
+- ``upper_cluster``: a two-component Gaussian mixture in two markers (e.g. CD56 x NKp46
+  within NK); the gate is the region where the component with the higher ``x`` mean has
+  the higher posterior (the quadratic discriminant boundary, traced as a polygon). Splits a
+  small population that overlaps a big one better than a 1-D cut (CD56bright are also
+  NKp46-bright), and needs no CD16, which PMA sheds.
+
 Each returns the polygon vertices and the scalar parameters as
 :class:`~nkflow.gating.thresholds.Threshold` records (with bootstrap CIs where cheap).
 """
@@ -24,7 +30,12 @@ from numpy.typing import NDArray
 from ..exceptions import GatingError
 from .thresholds import valley_threshold
 
-__all__ = ["debris_polygon", "lymphocyte_polygon", "singlet_polygon"]
+__all__ = [
+    "debris_polygon",
+    "lymphocyte_polygon",
+    "singlet_polygon",
+    "upper_cluster_polygon",
+]
 
 Vertices = tuple[tuple[float, float], ...]
 Param = tuple[str, float, float, float, int]  # name, value, ci_low, ci_high, n_events
@@ -202,8 +213,66 @@ def lymphocyte_polygon(
     ]
 
 
+def upper_cluster_polygon(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """Region where the higher-``x`` component of a 2-component mixture wins."""
+    del n_boot, random_state  # deterministic EM; the boundary is not a scalar threshold
+    from contourpy import contour_generator
+
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    if x.size < 50:
+        raise GatingError(f"upper_cluster gate needs at least 50 events, got {x.size}")
+    pts = np.column_stack([x, y])
+    centre = np.median(pts, axis=0)
+    scale = np.subtract(*np.quantile(pts, [0.75, 0.25], axis=0)) + 1e-9
+    gm = _gmm2d((pts - centre) / scale, 2)
+    hi = int(np.argmax(gm.means_[:, 0]))
+    lo = 1 - hi
+    (x0, x1), (y0, y1) = _pad(x), _pad(y)
+    gx, gy = np.linspace(x0, x1, 160), np.linspace(y0, y1, 160)
+    zz = np.stack(np.meshgrid((gx - centre[0]) / scale[0], (gy - centre[1]) / scale[1]), -1)
+    inv = np.linalg.inv(gm.covariances_)
+    det = np.linalg.det(gm.covariances_)
+
+    def logp(k: int) -> NDArray[np.float64]:
+        d = zz - gm.means_[k]
+        maha = np.einsum("...i,ij,...j->...", d, inv[k], d)
+        return np.log(gm.weights_[k]) - 0.5 * np.log(det[k]) - 0.5 * maha
+
+    field = logp(hi) - logp(lo)
+    field[[0, -1], :] = -1.0  # close the contour at the padded border
+    field[:, [0, -1]] = -1.0
+    lines = contour_generator(gx, gy, field).lines(0.0)
+    if not lines:
+        raise GatingError("upper_cluster gate: the mixture found no upper population")
+    ring = max(lines, key=len)
+    step = max(1, len(ring) // 200)
+    verts = tuple((float(a), float(b)) for a, b in ring[::step])
+    n = int(x.size)
+    nan = float("nan")
+    mean_hi = gm.means_[hi] * scale + centre
+    return verts, [
+        ("upper cluster weight", float(gm.weights_[hi]), nan, nan, n),
+        ("upper cluster x mean", float(mean_hi[0]), nan, nan, n),
+    ]
+
+
+def _pad(v: NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = float(np.min(v)), float(np.max(v))
+    pad = 0.25 * (hi - lo) + 1e-6
+    return lo - pad, hi + pad
+
+
 DENSITY = {
     "debris": debris_polygon,
     "singlets": singlet_polygon,
     "lymphocytes": lymphocyte_polygon,
+    "upper_cluster": upper_cluster_polygon,
 }

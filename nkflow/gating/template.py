@@ -14,7 +14,8 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
 
     - ``polygon`` with ``rule = "density"`` and ``method`` one of ``debris`` (FSC valley),
       ``singlets`` (FSC-A/FSC-H ratio band), ``lymphocytes`` (low-SSC scatter cluster);
-      axes ``x`` and ``y`` (scatter channel names or markers); optional ``params`` table.
+      or ``upper_cluster`` (the higher-``x`` cluster of a 2-component mixture, e.g. CD56bright
+      in CD56 x NKp46); axes ``x`` and ``y`` (scatter channels or markers); ``params``.
     - ``threshold``: one marker, ``side`` (``pos`` | ``neg``) and a threshold rule.
     - ``rectangle``: ``dims``, a list of inline tables, each like a threshold.
     - ``quadrant``: ``x`` and ``y`` inline tables (marker + rule) and ``quadrants``, a table
@@ -22,7 +23,7 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     - ``boolean``: ``op`` (``and`` | ``or`` | ``not``) and ``operands`` (gate ids; prefix
       ``!`` to complement); ``by_tissue`` maps a tissue name to other operands.
 
-    Threshold keys: ``marker``, ``side``, ``rule`` (``valley`` | ``fmo`` | ``mirror`` |
+    Threshold keys: ``marker``, ``side``, ``rule`` (``valley`` | ``gmm`` | ``fmo`` | ``mirror`` |
     ``quantile`` | ``fixed``), ``value`` (fixed), ``percentile``, ``on`` (gate whose events
     set the threshold; default the parent), ``unimodal`` (``negative`` | ``positive``),
     ``min_prominence``, ``bw_adjust``, ``stim`` (``keep`` | ``drop``: drop this condition in
@@ -57,8 +58,8 @@ __all__ = [
 ]
 
 KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
-RULES = ("valley", "fmo", "mirror", "quantile", "fixed")
-DENSITY_METHODS = ("debris", "singlets", "lymphocytes")
+RULES = ("valley", "gmm", "fmo", "mirror", "quantile", "fixed")
+DENSITY_METHODS = ("debris", "singlets", "lymphocytes", "upper_cluster")
 SIDES = ("pos", "neg")
 SPECIES = ("human", "mouse")
 OPS = ("and", "or", "not")

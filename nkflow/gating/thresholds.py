@@ -10,6 +10,11 @@ Rules
     is taken as the negative (``unimodal="negative"``) or the positive
     (``unimodal="positive"``) population and the threshold sits ``z`` robust standard
     deviations beyond its mode, measured on the side away from the other population.
+``gmm``
+    Where the posteriors of a two-component 1-D Gaussian mixture are equal (between the two
+    means). Less biased than the valley when one population is small and the two overlap
+    (CD56bright among NK: the density minimum sits inside the minority population's flank).
+    Falls back to ``valley`` when the components are not separated (d' < 1.5).
 ``fmo``
     The ``percentile`` (default 99.5) of the marker in the FMO control's parent gate.
 ``mirror``
@@ -47,6 +52,7 @@ __all__ = [
     "Threshold",
     "compare_thresholds",
     "fmo_threshold",
+    "gmm_threshold",
     "mirror_threshold",
     "quantile_threshold",
     "valley_threshold",
@@ -190,6 +196,40 @@ def _mirror_from_density(
     return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
 
 
+def _gmm_crossing(counts: NDArray[np.float64], x: NDArray[np.float64]) -> float | None:
+    """Equal-posterior point of a 2-component Gaussian mixture fitted by EM to binned data."""
+    w = counts / counts.sum()
+    cdf = np.cumsum(w)
+    m = np.array([x[np.searchsorted(cdf, 0.3)], x[min(np.searchsorted(cdf, 0.95), x.size - 1)]])
+    sd0 = np.sqrt(np.sum(w * (x - np.sum(w * x)) ** 2)) / 2 + 1e-9
+    sd = np.array([sd0, sd0])
+    pi = np.array([0.7, 0.3])
+    for _ in range(300):
+        z = (x - m[:, None]) / sd[:, None]
+        logp = np.log(pi)[:, None] - np.log(sd)[:, None] - 0.5 * z**2
+        logp -= logp.max(axis=0)
+        r = np.exp(logp)
+        r /= r.sum(axis=0)
+        rw = r * w
+        nk = rw.sum(axis=1) + 1e-12
+        new_m = (rw @ x) / nk
+        sd = np.sqrt((rw * (x - new_m[:, None]) ** 2).sum(axis=1) / nk) + 1e-9
+        pi = nk / nk.sum()
+        done = np.max(np.abs(new_m - m)) < 1e-7
+        m = new_m
+        if done:
+            break
+    lo, hi = np.argsort(m)
+    if (m[hi] - m[lo]) / np.sqrt(sd[lo] * sd[hi]) < 1.5 or min(pi) < 0.005:
+        return None
+    grid = np.linspace(m[lo], m[hi], 512)
+    ratio = (np.log(pi[hi]) - np.log(sd[hi]) - 0.5 * ((grid - m[hi]) / sd[hi]) ** 2) - (
+        np.log(pi[lo]) - np.log(sd[lo]) - 0.5 * ((grid - m[lo]) / sd[lo]) ** 2
+    )
+    cross = np.flatnonzero(ratio > 0)
+    return float(grid[cross[0]]) if cross.size else None
+
+
 def _z_for(percentile: float) -> float:
     return float(_sps.norm.ppf(percentile / 100.0))
 
@@ -217,7 +257,11 @@ def _binned_rule(
 
     def estimate(c: NDArray[np.float64]) -> tuple[float, str]:
         dens = _density(c, sig)
-        if rule == "valley":
+        if rule == "gmm":
+            t = _gmm_crossing(c, centers)
+            if t is not None:
+                return t, "gmm"
+        if rule in ("valley", "gmm"):
             t = _valley_from_density(dens, centers, min_prominence, between)
             if t is not None:
                 return t, "valley"
@@ -282,6 +326,40 @@ def valley_threshold(
         values,
         between=between,
         rule="valley",
+        min_prominence=min_prominence,
+        bw_adjust=bw_adjust,
+        unimodal=unimodal,
+        z=_z_for(fallback_percentile),
+        n_boot=n_boot,
+        random_state=random_state,
+        confidence=confidence,
+    )
+
+
+def gmm_threshold(
+    values: ArrayLike,
+    *,
+    unimodal: str = "negative",
+    fallback_percentile: float = 99.5,
+    min_prominence: float = 0.02,
+    bw_adjust: float = 1.0,
+    n_boot: int = 200,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float, str, int]:
+    """Equal-posterior threshold of a two-component Gaussian mixture, with a bootstrap CI.
+
+    Falls back to :func:`valley_threshold` (then its mirror) when the mixture does not find
+    two separated components.
+
+    Returns
+    -------
+    value, ci_low, ci_high, rule_used, n_events
+        ``rule_used`` is ``"gmm"``, ``"valley"`` or ``"mirror"``.
+    """
+    return _binned_rule(
+        values,
+        rule="gmm",
         min_prominence=min_prominence,
         bw_adjust=bw_adjust,
         unimodal=unimodal,
