@@ -177,6 +177,20 @@ def build_inputs(*, hostile: bool = True) -> dict:
             "n_events": [12000, 40000],
         }
     )
+    scatter = {
+        "sample_id": ids[2],
+        "tissue": "blood",
+        "batch": "b1",
+        "marker": "FSC-A",
+        "channel": "FSC-A",
+        "value": 30000.0,
+        "ci_low": 29000.0,
+        "ci_high": 31000.0,
+        "rule": "density:debris",
+        "control_file": "",
+        "n_events": 61000,
+    }
+    thresholds = pd.concat([thresholds, pd.DataFrame([scatter])], ignore_index=True)
     clusters = pd.DataFrame(
         [
             {
@@ -434,6 +448,8 @@ def test_sections_content(hostile_html):
     # per-event tables are listed, not rendered
     assert "cluster_assignments: 8,000 rows in tables/cluster_assignments.csv" in text
     assert "Large tables (not shown)" in text
+    assert "1 per-sample thresholds (1 samples" in text and "density:debris" in text
+    assert "analysed file(s) came with warnings" not in text
 
 
 def test_flag_summary_simple_schema():
@@ -592,8 +608,10 @@ def test_text_blocks_numbered_lists_and_paragraphs():
     from nkflow.report.repair import text_blocks
 
     html = text_blocks("Intro line\ncontinues.\n\n1. first\nwraps\n2) second <b>\n\nTail.")
-    assert html == ("<p>Intro line continues.</p><ol><li>first wraps</li>"
-                    "<li>second &lt;b&gt;</li></ol><p>Tail.</p>")
+    assert html == (
+        "<p>Intro line continues.</p><ol><li>first wraps</li>"
+        "<li>second &lt;b&gt;</li></ol><p>Tail.</p>"
+    )
 
 
 def test_esc_controls_and_surrogates():
@@ -704,31 +722,70 @@ def test_write_report_rejects_non_tables(tmp_path: Path):
 
 
 HOSTILE_TEXT = st.lists(
-    st.sampled_from([*"<>\"'&/=;:$\\ \x00\x07\n\tab\u202e\ud800é中", "<script>", "</td>",
-                     "<!--", "]]>", "javascript:", "onerror=", "<img src=x>"]),
+    st.sampled_from(
+        [
+            *"<>\"'&/=;:$\\ \x00\x07\n\tab\u202e\ud800é中",
+            "<script>",
+            "</td>",
+            "<!--",
+            "]]>",
+            "javascript:",
+            "onerror=",
+            "<img src=x>",
+        ]
+    ),
     max_size=10,
 ).map("".join)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sample_id=HOSTILE_TEXT, marker=HOSTILE_TEXT, tissue=HOSTILE_TEXT, title=HOSTILE_TEXT,
-       table_name=HOSTILE_TEXT)
+@given(
+    sample_id=HOSTILE_TEXT,
+    marker=HOSTILE_TEXT,
+    tissue=HOSTILE_TEXT,
+    title=HOSTILE_TEXT,
+    table_name=HOSTILE_TEXT,
+)
 def test_any_text_stays_text(sample_id, marker, tissue, title, table_name):
-    status = pd.DataFrame({"sample_id": [sample_id], "file": [sample_id + ".fcs"],
-                           "status": ["parse-failed"], "reason_code": [marker],
-                           "message": [tissue], "n_events": [0]})
+    status = pd.DataFrame(
+        {
+            "sample_id": [sample_id],
+            "file": [sample_id + ".fcs"],
+            "status": ["parse-failed"],
+            "reason_code": [marker],
+            "message": [tissue],
+            "n_events": [0],
+        }
+    )
     meta = pd.DataFrame({"sample_id": [sample_id], "tissue": [tissue], "timepoint": [marker]})
-    pops = pd.DataFrame({"sample_id": [sample_id], "population": [marker], "parent": [tissue],
-                         "count": [5], "parent_count": [10], "percent_of_parent": [50.0],
-                         "low_events": [True]})
-    flags = pd.DataFrame({"population": [marker], "sample_id": [sample_id], "passed": [True],
-                          "reason": [tissue]})
+    pops = pd.DataFrame(
+        {
+            "sample_id": [sample_id],
+            "population": [marker],
+            "parent": [tissue],
+            "count": [5],
+            "parent_count": [10],
+            "percent_of_parent": [50.0],
+            "low_events": [True],
+        }
+    )
+    flags = pd.DataFrame(
+        {"population": [marker], "sample_id": [sample_id], "passed": [True], "reason": [tissue]}
+    )
     html = render_html(
-        tables={"status": status, "populations": pops, "flags": flags,
-                table_name or "x": pd.DataFrame({marker or "c": [sample_id]})},
-        metadata=meta, figures=None, config={"panel": marker},
+        tables={
+            "status": status,
+            "populations": pops,
+            "flags": flags,
+            table_name or "x": pd.DataFrame({marker or "c": [sample_id]}),
+        },
+        metadata=meta,
+        figures=None,
+        config={"panel": marker},
         provenance={"versions": {marker: tissue}, "templates": {sample_id: marker}},
-        caveats=tissue, title=title, population_plots=False,
+        caveats=tissue,
+        title=title,
+        population_plots=False,
     )
     html.encode("utf-8")  # always encodable (lone surrogates replaced)
     doc = parse(html)
@@ -738,6 +795,4 @@ def test_any_text_stays_text(sample_id, marker, tissue, title, table_name):
         for key in ("src", "href"):
             if attrs.get(key) is not None:
                 assert attrs[key].startswith(("data:image/png;base64,", "#"))
-    assert html.count("<section ") == len(
-        [t for t, _ in doc.tags if t == "section"]
-    )
+    assert html.count("<section ") == len([t for t, _ in doc.tags if t == "section"])

@@ -62,10 +62,19 @@ window.addEventListener('load', () => {{
 
 def chromium(*args: str, user_dir: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={user_dir}",
-        "--enable-logging=stderr", "--v=0", *args,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={user_dir}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -82,16 +91,18 @@ def report(tmp_path_factory) -> Path:
 
 def test_console_error_detection_works(tmp_path):
     probe = tmp_path / "probe.html"
-    probe.write_text('<!DOCTYPE html><p>x</p><script>console.error("nk-probe")</script>',
-                     encoding="utf-8")
+    probe.write_text(
+        '<!DOCTYPE html><p>x</p><script>console.error("nk-probe")</script>', encoding="utf-8"
+    )
     res = chromium("--dump-dom", probe.as_uri(), user_dir=tmp_path / "ud")
     assert any("nk-probe" in line for line in console_lines(res.stderr)), res.stderr[-2000:]
 
 
 def test_report_loads_without_console_errors_and_screenshot(report, tmp_path):
     shot = tmp_path / "report.png"
-    res = chromium(f"--screenshot={shot}", "--window-size=1280,3000", report.as_uri(),
-                   user_dir=tmp_path / "ud")
+    res = chromium(
+        f"--screenshot={shot}", "--window-size=1280,3000", report.as_uri(), user_dir=tmp_path / "ud"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert console_lines(res.stderr) == [], console_lines(res.stderr)
     width, height = png_size(shot.read_bytes())
@@ -109,8 +120,13 @@ def test_every_image_renders_and_no_script_runs(report, tmp_path):
     copy = copy.replace("<head>", "<head>" + _CHECK_SCRIPT, 1)
     page = tmp_path / "report_check.html"
     page.write_text(copy, encoding="utf-8")
-    res = chromium("--dump-dom", "--virtual-time-budget=10000", "--window-size=1280,2000",
-                   page.as_uri(), user_dir=tmp_path / "ud")
+    res = chromium(
+        "--dump-dom",
+        "--virtual-time-budget=10000",
+        "--window-size=1280,2000",
+        page.as_uri(),
+        user_dir=tmp_path / "ud",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     match = re.search(rf'<pre id="{_CHECK_ID}">(.*?)</pre>', res.stdout, re.S)
     assert match, res.stdout[-2000:]

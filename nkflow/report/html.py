@@ -84,32 +84,33 @@ def _gating_section(
     figures: Sequence[FigureItem],
     counter: list[int],
 ) -> str:
-    out = []
+    out = ["<h3>Data-driven thresholds</h3>"]
     thresholds = tables.get("thresholds")
-    out.append("<h3>Data-driven thresholds</h3>")
-    cols = [
-        "sample_id",
-        "tissue",
-        "batch",
-        "marker",
-        "channel",
-        "value",
-        "ci_low",
-        "ci_high",
-        "rule",
-        "control_file",
-        "n_events",
-    ]
-    if not is_empty(thresholds):
+    cols = ["sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low",
+            "ci_high", "rule", "control_file", "n_events"]  # fmt: skip
+    if is_empty(thresholds):
+        out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
+    else:
         cols += [c for c in thresholds.columns if c not in cols]
-    out.append(
-        html_table(
-            thresholds,
-            columns=cols if not is_empty(thresholds) else None,
-            source="tables/thresholds.csv",
-            empty="No data-driven thresholds were recorded.",
-        )
-    )
+        per_sample = pd.Series(False, index=thresholds.index)
+        if "sample_id" in thresholds.columns:
+            per_sample = thresholds["sample_id"].fillna("").astype(str) != ""
+        batch_level, sample_level = thresholds[~per_sample], thresholds[per_sample]
+        if not batch_level.empty:
+            out.append(
+                '<p class="lead">Set once per batch and tissue (from FMO controls where '
+                "available), with the rule, the control file and a bootstrap interval.</p>"
+            )
+            out.append(html_table(batch_level, columns=[c for c in cols if c != "sample_id"],
+                                  source="tables/thresholds.csv"))  # fmt: skip
+        if not sample_level.empty:
+            table = html_table(sample_level, columns=cols, source="tables/thresholds.csv")
+            n_samples = sample_level["sample_id"].nunique()
+            out.append(
+                f'<details class="legend"><summary>{len(sample_level):,} per-sample '
+                f"thresholds ({n_samples} samples; scatter, viability and fallback gates)"
+                f"</summary>{table}</details>"
+            )
     out.append("<h3>Gating per sample</h3>")
     if figures:
         captions: dict[str, str] = {}

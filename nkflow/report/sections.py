@@ -211,6 +211,14 @@ def overview_section(
             )
         else:
             out.append('<div class="allgood">Every analysed file was read and passed QC.</div>')
+        noted = status[(st == "ok") & status.get("message", pd.Series("", index=status.index))
+                       .fillna("").astype(str).str.strip().ne("")]  # fmt: skip
+        if len(noted):
+            out.append(
+                f'<details class="legend"><summary>{len(noted)} analysed file(s) came with '
+                "warnings (low event counts, fallback thresholds ...)</summary>"
+                f"<ul>{_status_items(noted)}</ul></details>"
+            )
         if len(skipped):
             out.append(
                 f'<div class="skipped"><b>{len(skipped)} file(s) skipped</b> (not analysed by '
