@@ -1,0 +1,157 @@
+"""Tests of the report's parts: formatting, escaping, PNG encoding, methods text, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report import EVIL, build_inputs, gating_figure
+
+from nkflow.config import RunConfig, config_to_dict, replace_values
+from nkflow.pl import populations as plpop
+from nkflow.report import esc, figure_png, figure_section, methods_text
+from nkflow.report.figures import png_size
+from nkflow.report.tables import fmt_value, parquet_safe
+
+
+def test_parquet_safe_mixed_object_columns():
+    table = pd.DataFrame(
+        {"a": ["x", 1, None], "b": [1, 2.5, None], 3: ["u", "v", "w"]}, dtype=object
+    )
+    safe = parquet_safe(table)
+    assert list(safe.columns) == ["a", "b", "3"]
+    assert safe["a"].tolist() == ["x", "1", None]
+    assert safe["b"].dtype.kind == "f"
+
+
+def test_figure_png_deterministic_without_software_chunk():
+    png1 = figure_png(gating_figure(3, "x"))
+    png2 = figure_png(gating_figure(3, "x"))
+    assert png1 == png2
+    assert b"Software" not in png1 and b"matplotlib" not in png1.lower()
+    assert figure_png(png1) == png1
+    with pytest.raises(TypeError):
+        figure_png(b"GIF89a")
+
+
+@pytest.mark.parametrize(
+    ("name", "section", "caption"),
+    [
+        ("gating_S1", "gating", "S1"),
+        ("gating:../x", "gating", "../x"),
+        ("cluster_heatmap", "clusters", "Median marker expression per metacluster"),
+        ("cluster_umap", "clusters", "umap"),
+        ("Repair-profile", "repair", "profile"),
+        ("populations", "populations", "populations"),
+        ("gatekeeper", "other", "gatekeeper"),
+        (EVIL, "other", EVIL),
+    ],
+)
+def test_figure_section(name, section, caption):
+    assert figure_section(name) == (section, caption)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (12345, "12,345"),
+        (0.012345, "0.0123"),
+        (45.678, "45.7"),
+        (1234.5, "1,234"),
+        (float("nan"), "–"),
+        (None, "–"),
+        (True, "yes"),
+        (np.int64(7), "7"),
+        (0.0, "0"),
+        (2.5e7, "2.5e+07"),
+    ],
+)
+def test_fmt_value(value, text):
+    assert fmt_value(value) == text
+
+
+def test_text_blocks_numbered_lists_and_paragraphs():
+    from nkflow.report.repair import text_blocks
+
+    html = text_blocks("Intro line\ncontinues.\n\n1. first\nwraps\n2) second <b>\n\nTail.")
+    assert html == (
+        "<p>Intro line continues.</p><ol><li>first wraps</li>"
+        "<li>second &lt;b&gt;</li></ol><p>Tail.</p>"
+    )
+
+
+def test_esc_controls_and_surrogates():
+    assert esc("a\x00b") == "a\ufffdb"
+    assert esc("\udcff<") == "?&lt;"
+    assert esc("'\"&") == "&#x27;&quot;&amp;"
+
+
+def test_methods_text_names_every_parameter():
+    inputs = build_inputs(hostile=False)
+    cfg = config_to_dict(RunConfig())
+    text = methods_text(cfg, inputs["provenance"], inputs["tables"])
+    for needle in (
+        "logicle",
+        "T = 262144",
+        "W = 0.5",
+        "M = 4.5",
+        "A = 0",
+        "spillover matrix stored in each FCS file",
+        "time-based removal",
+        "margin (saturated) events: on",
+        "human_nk",
+        "ab" * 32,
+        "99.5th percentile",
+        "200 resamples",
+        "fewer than 100 events",
+        "fmo (1)",
+        "valley (1)",
+        "fmo_AREG.fcs",
+        "10×10",
+        "k = 10",
+        "random_state = 0",
+        "20000 cells per sample",
+        "≥ 1 percentage points",
+        "≥ 10 AREG+ events",
+        "RI > 0.5",
+        "positive-control population ILC",
+        "nkflow 0.1.0",
+        "flowkit 1.3.2",
+        "6 FCS file(s)",
+        "1 parse-failed",
+    ):
+        assert needle in text, needle
+    removed = 50000 + 48000 + 61000 + 52000 + 40000 - (48900 + 47100 + 60020 + 50900 + 1200)
+    assert f"{removed:,}" in text
+
+
+def test_methods_text_arcsinh_and_user_matrix():
+
+    cfg = replace_values(
+        RunConfig(),
+        {
+            "transform.method": "arcsinh",
+            "transform.cofactor": 5,
+            "compensation.matrix": "comp/matrix.csv",
+            "clustering.enabled": False,
+        },
+    )
+    text = methods_text(cfg, {}, {})
+    assert "arcsinh transform with cofactor 5" in text
+    assert "comp/matrix.csv" in text
+    assert "Clustering was switched off" in text
+
+
+def test_population_plots_handle_hostile_and_empty():
+    inputs = build_inputs()
+    pops, meta = inputs["tables"]["populations"], inputs["metadata"]
+    for fig in (
+        plpop.frequencies(pops, meta),
+        plpop.frequency_heatmap(pops, meta),
+        plpop.frequencies(pops.iloc[0:0], meta),
+        plpop.frequencies(pops, None),
+        plpop.frequency_heatmap(pops, meta, show=["nope"]),
+    ):
+        assert png_size(figure_png(fig))[0] > 0
+    labels = plpop.group_labels(pops, meta)
+    assert set(labels) == {"liver · pre", "liver<i> · post", "blood · pre", "blood · post"}
