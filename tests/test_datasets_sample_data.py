@@ -147,3 +147,15 @@ def test_simulate_batch_default_design_is_deterministic(tmp_path):
     assert files == _files(b.parent)
     for rel in files:
         assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes()
+
+
+def test_sample_data_dir_env_override_and_error(tmp_path, monkeypatch):
+    from nkflow.datasets import paths
+    from nkflow.exceptions import ConfigError
+
+    (tmp_path / "mouse").mkdir()
+    (tmp_path / "mouse" / "metadata.csv").write_text("file,sample_id\n")
+    monkeypatch.setenv(paths.ENV_VAR, str(tmp_path))
+    assert sample_data_dir("mouse") == tmp_path / "mouse"
+    with pytest.raises(ConfigError, match="unknown species"):
+        sample_data_dir("rat")

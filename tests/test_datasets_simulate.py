@@ -206,3 +206,22 @@ def test_design_counts_and_roles():
 def test_invalid_arguments_raise(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         simulate_sample(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("marker", "positive", "negative", "cut"),
+    [
+        ("CD3", ("T", "NKT-like"), ("NK_CD56dim_circ", "NK_CD56bright_circ", "ILC"), 2500.0),
+        ("CD56", ("NK_CD56bright_circ", "NK_CD56bright_tr"), ("NK_CD56dim_circ",), 7000.0),
+        ("CD127", ("ILC",), ("NK_CD56dim_circ", "other_lin_neg"), 2500.0),
+        ("LD_CD14_CD19", ("dead",), ("T", "NK_CD56dim_circ"), 15000.0),
+    ],
+)
+def test_compensated_data_carry_the_label_frequencies(liver_unstim, marker, positive, negative,
+                                                      cut):
+    """A plain cut on the compensated channel recovers the simulated populations."""
+    labels = liver_unstim.truth["label"].to_numpy()
+    x = liver_unstim.compensated()[:, _col(liver_unstim, marker)]
+    pos, neg = np.isin(labels, positive), np.isin(labels, negative)
+    assert (x[pos] > cut).mean() > 0.95
+    assert (x[neg] <= cut).mean() > 0.95
