@@ -172,6 +172,19 @@ def test_check_batch_reports_and_maps(batch_dir: Path) -> None:
     assert "OK" in text and "V7-A" in text and "marker_channel" in text
 
 
+def test_check_batch_fmo_may_lack_its_marker(tmp_path: Path) -> None:
+    folder = tmp_path / "fmo"
+    folder.mkdir()
+    _fcs(folder / "s1.fcs", PANEL)
+    _fcs(folder / "s2.fcs", PANEL)
+    _fcs(folder / "FMO_CD69.fcs", {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC", "B3-A": ""})
+    check = nio.check_batch(folder, required_markers=["CD69", "CD56"])
+    assert check.ok
+    assert check.mapping.loc["CD69", "FMO_CD69"] == "B3-A"
+    row = check.differences.query("sample_id == 'FMO_CD69' and item == 'CD69'").iloc[0]
+    assert "expected for fmo:CD69" in row["value"] and not row["fatal"]
+
+
 def test_check_batch_raises_when_required_marker_missing(batch_dir: Path) -> None:
     _fcs(batch_dir / "no_cd69.fcs", {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC"})
     (batch_dir / "zzz_broken.fcs").write_bytes(b"not fcs at all" * 10)

@@ -57,7 +57,8 @@ class BatchCheck:
     mapping
         Marker (index) x sample_id (columns) -> channel; ``""`` where a file lacks it.
     reference
-        The sample_id whose layout the others were compared with.
+        The sample_id whose layout the others were compared with: one with the most common
+        channel layout, preferring samples over controls and more resolved markers.
     """
 
     files: pd.DataFrame
@@ -251,6 +252,15 @@ def _diff(
     )
 
 
+def _control_lacks(role: str, marker: str) -> bool:
+    """Whether a control of this role may legitimately lack ``marker``."""
+    if role == "unstained" or role.startswith("single_stain:"):
+        return True
+    if role.startswith("fmo:"):
+        return bool(marker_equivalents(canonical_marker(role[4:])) & marker_equivalents(marker))
+    return False
+
+
 def check_batch(
     source: str | Path | pd.DataFrame | Batch,
     *,
@@ -280,8 +290,11 @@ def check_batch(
     Raises
     ------
     BatchConsistencyError
-        A required marker is missing from a file, or a file maps one marker to two channels.
-        Unreadable files are listed (aspect ``unreadable``) but do not stop the check.
+        A required marker is missing from a file, or a file maps one required marker to two
+        channels. Unreadable files are listed (aspect ``unreadable``) but do not stop the
+        check. Controls may lack markers: an ``fmo:<M>`` file may lack ``M`` (the mapping
+        then uses the reference's channel for ``M`` when the file has it), ``unstained`` and
+        ``single_stain:`` files may lack any marker; these are reported, not fatal.
     """
     if isinstance(source, Batch):
         table = source.metadata
@@ -323,11 +336,23 @@ def check_batch(
     files = pd.DataFrame(file_rows, columns=["sample_id", "file", "fcs_version", "cyt",
                                              "datatype", "events", "channels", "spillover",
                                              "error"])  # fmt: skip
+    roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
+    filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())
         common = layouts.most_common(1)[0][0]
-        reference = next(s for s, m in metas.items() if tuple(m.pnn) == common)
+        # The reference: the most common channel layout; among those a sample (not a
+        # control) with the most resolved markers; then sheet order.
+        candidates = [s for s, m in metas.items() if tuple(m.pnn) == common]
+        reference = min(
+            candidates,
+            key=lambda s: (
+                roles.get(s, "sample") not in ("sample", "stim", "unstim"),
+                -sum(bool(m) for m in markers[s]),
+                candidates.index(s),
+            ),
+        )
         ref = metas[reference]
         ref_markers = dict(zip(markers[reference], ref.pnn, strict=True))
         ref_markers.pop("", None)
@@ -344,10 +369,16 @@ def check_batch(
                     _diff(diffs, sid, file, "channel", c, "extra", "absent")
             mk = dict(zip(markers[sid], meta.pnn, strict=True))
             mk.pop("", None)
+            role = roles.get(sid, "sample")
             for m, c in ref_markers.items():
                 if m not in mk:
-                    fatal = bool(marker_equivalents(m) & set(required))
-                    _diff(diffs, sid, file, "marker", m, "missing", c, fatal=fatal)
+                    exempt = _control_lacks(role, m)
+                    fatal = bool(marker_equivalents(m) & set(required)) and not exempt
+                    value = f"missing (expected for {role})" if exempt else "missing"
+                    if exempt and role.startswith("fmo:") and c in chans:
+                        filled[sid][m] = c
+                        value += f"; mapped to the reference channel {c}"
+                    _diff(diffs, sid, file, "marker", m, value, c, fatal=fatal)
                 elif mk[m] != c:
                     _diff(diffs, sid, file, "marker_channel", m, mk[m], c)
             for m, c in mk.items():
@@ -355,7 +386,8 @@ def check_batch(
                     _diff(diffs, sid, file, "marker", m, f"extra ({c})", "absent")
             for m in required:
                 if not marker_equivalents(m) & (set(mk) | set(ref_markers)):
-                    _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=True)
+                    exempt = _control_lacks(role, m)
+                    _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=not exempt)
             for c, r in zip(meta.pnn, meta.pnr, strict=True):
                 if c in ref_range and r != ref_range[c]:
                     _diff(diffs, sid, file, "range", c, f"{r:g}", f"{ref_range[c]:g}")
@@ -373,7 +405,9 @@ def check_batch(
     mapping = pd.DataFrame(
         {
             sid: [
-                dict(zip(markers[sid], metas[sid].pnn, strict=True)).get(m, "") for m in all_markers
+                dict(zip(markers[sid], metas[sid].pnn, strict=True)).get(m, "")
+                or filled[sid].get(m, "")
+                for m in all_markers
             ]
             for sid in metas
         },
