@@ -11,7 +11,7 @@ biexponential ``B(y) = a e^{b y} - c e^{-d y} + f``. Two evaluation paths:
   consecutive floats; within such a bin the value is an exact linear function of the
   13 low bits. The scale is tabulated (with :func:`scale_exact`) at the 2^19 bin edges
   (both signs, 1024 bins per octave) and linearly interpolated in the low bits, so
-  each event costs one shift, one mask, two table look-ups and one multiply-add,
+  each event costs one shift, one mask, one table look-up and one multiply-add,
   with no search. The interpolation error is below 1e-8 scale units (the scale is
   nearly logarithmic within 1/1024 of an octave), far under float32 resolution
   of the result.
@@ -197,8 +197,11 @@ def scale_exact(
 
 
 @lru_cache(maxsize=16)
-def _table(p: LogicleParams) -> tuple[np.ndarray, np.ndarray]:
-    """Scale at every bin edge (``base``) and per-low-bit slope, both float32."""
+def _table(p: LogicleParams) -> np.ndarray:
+    """complex64 table: real = scale at each bin edge, imag = slope per low bit.
+
+    One complex look-up fetches both numbers in one pass (faster than two takes).
+    """
     bits = np.arange(_N_BINS, dtype=np.uint64) << np.uint64(_SHIFT)
     lo = bits.astype(np.uint32).view(np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -209,7 +212,10 @@ def _table(p: LogicleParams) -> tuple[np.ndarray, np.ndarray]:
         base = scale_exact(p, lo64)
         top = np.where(ok, scale_exact(p, np.where(ok, hi64, 0.0)), base)
         slope = np.where(ok, (top - base) / (1 << _SHIFT), 0.0)
-    return base.astype(np.float32), slope.astype(np.float32)
+    table = np.empty(_N_BINS, dtype=np.complex64)
+    table.real = base
+    table.imag = slope
+    return table
 
 
 def scale_float32(p: LogicleParams, block: np.ndarray, out: np.ndarray) -> None:
@@ -217,11 +223,11 @@ def scale_float32(p: LogicleParams, block: np.ndarray, out: np.ndarray) -> None:
 
     Both may be strided views (e.g. a column range of a row chunk); nothing is copied.
     """
-    base, slope = _table(p)
+    table = _table(p)
     if block.dtype != np.float32:
         block = block.astype(np.float32)
     u = block.view(np.uint32)
-    idx = np.right_shift(u, _SHIFT)
+    entry = table.take(np.right_shift(u, _SHIFT))
     low = np.bitwise_and(u, _LOW_MASK)
-    np.multiply(low, slope.take(idx), out=out, dtype=np.float32, casting="unsafe")
-    out += base.take(idx)
+    np.multiply(low, entry.imag, out=out, dtype=np.float32, casting="unsafe")
+    out += entry.real
