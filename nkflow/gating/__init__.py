@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from .apply import BatchGatingResult, gate, gate_batch, resolve_channel
+from .apply import BatchGatingResult, fmo_thresholds, gate, gate_batch, resolve_channel
 from .gates import (
     BooleanGate,
     Dimension,
@@ -43,6 +43,7 @@ __all__ = [
     "compare_thresholds",
     "evaluate_gates",
     "fmo_threshold",
+    "fmo_thresholds",
     "gate",
     "gate_batch",
     "gmm_threshold",

@@ -1,0 +1,389 @@
+"""The gating engine: walk a template over one sample, resolving thresholds and gates.
+
+Used by :func:`nkflow.gating.gate` (one sample) and by the batch functions, which stop
+early (``stop_after``) to gate FMO tubes down to the parent of the FMO marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import (
+    ChannelNotFoundError,
+    GatingError,
+    LowEventCountWarning,
+    MissingControlWarning,
+)
+from .gates import (
+    BooleanGate,
+    Dimension,
+    Gate,
+    Operand,
+    PolygonGate,
+    RectangleGate,
+)
+from .scatter import DENSITY
+from .template import DimSpec, GateSpec, Template
+from .thresholds import (
+    THRESHOLD_COLUMNS,
+    Threshold,
+    gmm_threshold,
+    mirror_threshold,
+    quantile_threshold,
+    valley_threshold,
+)
+
+__all__ = ["GatingRun", "resolve_channel", "run_template"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_channel(adata: Any, name: str) -> str:
+    """``$PnN`` channel of a marker or channel name (``var_names`` first, then markers)."""
+    if name in adata.var_names:
+        return str(name)
+    if "marker" in adata.var.columns:
+        exact = list(adata.var_names[adata.var["marker"].astype(str) == name])
+        if len(exact) == 1:
+            return str(exact[0])
+    try:
+        from ..io import channel_for  # type: ignore[attr-defined]
+    except ImportError:
+        channel_for = None
+    if channel_for is not None:
+        return str(channel_for(adata, name))
+    if "marker" in adata.var.columns:
+        hits = list(adata.var_names[adata.var["marker"].astype(str) == name])
+        if len(hits) == 1:
+            return str(hits[0])
+    sid = _sample_info(adata).get("sample_id")
+    have = list(adata.var_names)
+    if "marker" in adata.var.columns:
+        pairs = zip(adata.var_names, adata.var["marker"], strict=True)
+        have = [f"{c} ({m})" if m else c for c, m in pairs]
+    raise ChannelNotFoundError(name, have, sid)
+
+
+def _sample_info(adata: Any) -> dict[str, Any]:
+    return dict(adata.uns.get("nkflow", {}).get("sample", {}) or {})
+
+
+class _Columns(Mapping[str, np.ndarray]):
+    """Lazy channel -> column view of ``adata.X`` (dense float64 copies, cached)."""
+
+    def __init__(self, adata: Any) -> None:
+        self._adata = adata
+        self._pos = {str(c): i for i, c in enumerate(adata.var_names)}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            col = self._adata.X[:, self._pos[key]]
+            col = col.toarray().ravel() if hasattr(col, "toarray") else np.asarray(col).ravel()
+            self._cache[key] = col.astype(np.float64)
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pos)
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+
+@dataclass
+class GatingRun:
+    """Everything :func:`gate` resolved for one sample."""
+
+    gates: list[Gate] = field(default_factory=list)
+    members: dict[str, np.ndarray] = field(default_factory=dict)
+    thresholds: list[Threshold] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    parents: dict[str, str | None] = field(default_factory=dict)
+
+
+def _threshold_lookup(table: Any) -> list[dict[str, Any]]:
+    if table is None:
+        return []
+    if isinstance(table, pd.DataFrame):
+        return table.to_dict("records")
+    return [t.to_record() if isinstance(t, Threshold) else dict(t) for t in table]
+
+
+def _spec_order(tpl: Template) -> list[GateSpec]:
+    by_pop = {p: g for g in tpl.gates for p in g.populations}
+    out: list[GateSpec] = []
+    seen: set[str] = set()
+
+    def visit(g: GateSpec) -> None:
+        if g.id in seen:
+            return
+        seen.add(g.id)
+        deps = [g.parent] if g.parent else []
+        deps += [d.on for d in g.dims if d.on]
+        deps += [o.lstrip("!") for o in g.operands]
+        deps += [o.lstrip("!") for v in g.by_tissue.values() for o in v]
+        for d in deps:
+            visit(by_pop[d])
+        out.append(g)
+
+    for g in tpl.gates:
+        visit(g)
+    return out
+
+
+def _ancestors(tpl: Template, targets: set[str]) -> set[str]:
+    """The targets and every population they depend on (parents, ``on`` gates, operands)."""
+    by_pop = {p: g for g in tpl.gates for p in g.populations}
+    out: set[str] = set()
+    todo = list(targets)
+    while todo:
+        p = todo.pop()
+        if p in out or p not in by_pop:
+            continue
+        out.add(p)
+        g = by_pop[p]
+        todo += [g.parent] if g.parent else []
+        todo += [d.on for d in g.dims if d.on]
+        todo += [o.lstrip("!") for o in g.operands]
+    return out
+
+
+def _run(
+    adata: Any,
+    tpl: Template,
+    *,
+    thresholds: Any = None,
+    random_state: int = 0,
+    n_boot: int | None = None,
+    fmo_percentile: float | None = None,
+    stimulated: bool | None = None,
+    warn_missing: bool = True,
+    stop_after: set[str] | None = None,
+) -> GatingRun:
+    info = _sample_info(adata)
+    sid = str(info.get("sample_id", ""))
+    tissue = str(info.get("tissue", "") or "")
+    batch = str(info.get("batch", "") or "")
+    if stimulated is None:
+        stimulated = info.get("stimulation") == "stim" or info.get("role") == "stim"
+    n_boot = tpl.bootstrap if n_boot is None else int(n_boot)
+    pct = tpl.fmo_percentile if fmo_percentile is None else float(fmo_percentile)
+    data = _Columns(adata)
+    n = adata.n_obs
+    run = GatingRun()
+    given = _threshold_lookup(thresholds)
+    cache: dict[tuple[str, str], Threshold] = {}
+    rng = np.random.default_rng(random_state)
+
+    def seed() -> int:
+        return int(rng.integers(2**31 - 1))
+
+    def parent_mask(parent: str | None) -> np.ndarray:
+        return np.ones(n, bool) if parent is None else run.members[parent]
+
+    def blank(v: Any) -> str:
+        return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+    def find_given(on: str, marker: str) -> Threshold | None:
+        for r in given:
+            if blank(r.get("gate", on)) != on or r.get("marker") != marker:
+                continue
+            if blank(r.get("tissue")) not in ("", tissue) and tissue:
+                continue
+            if blank(r.get("batch")) not in ("", batch) and batch:
+                continue
+            if blank(r.get("sample_id")) not in ("", sid):
+                continue
+            rec = {"channel": "", **{k: r[k] for k in THRESHOLD_COLUMNS if k in r}}
+            for k in ("sample_id", "tissue", "batch", "gate", "rule", "control_file", "channel"):
+                rec[k] = blank(rec.get(k))
+            rec["n_events"] = int(rec["n_events"]) if blank(rec.get("n_events")) else 0
+            return Threshold(**rec)
+        return None
+
+    def threshold(dim: DimSpec, on: str | None, gate_id: str) -> Threshold:
+        on_key = on or ""
+        key = (on_key, dim.marker)
+        if key in cache:
+            return cache[key]
+        ch = resolve_channel(adata, dim.marker)
+        hit = find_given(on_key, dim.marker)
+        if hit is not None:
+            th = Threshold(**{**hit.to_record(), "channel": ch, "gate": on_key})
+            cache[key] = th
+            run.thresholds.append(th)
+            return th
+        vals = data[ch][parent_mask(on)]
+        rule = dim.rule
+        control = ""
+        if rule == "fmo":
+            rule = tpl.fmo_fallback
+            if warn_missing:
+                msg = (
+                    f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "
+                    f"for {dim.marker} on {on_key!r}; fallback rule {rule!r} on the sample"
+                )
+                logger.warning(msg)
+                warnings.warn(msg, MissingControlWarning, stacklevel=3)
+            control = "fallback:no-fmo"
+        p = dim.percentile if dim.percentile is not None else pct
+        if vals.size < 10 and rule != "fixed":
+            msg = (
+                f"sample {sid!r}: gate {gate_id!r}: only {vals.size} events in {on_key!r} "
+                f"to set the {dim.marker} threshold ({rule}); the gate is left empty"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, LowEventCountWarning, stacklevel=3)
+            rule = "insufficient events"
+            v, lo, hi, used, ne = np.nan, np.nan, np.nan, rule, int(vals.size)
+        elif rule == "valley":
+            v, lo, hi, used, ne = valley_threshold(
+                vals,
+                min_prominence=dim.min_prominence,
+                bw_adjust=dim.bw_adjust,
+                unimodal=dim.unimodal,
+                fallback_percentile=p,
+                n_boot=n_boot,
+                random_state=seed(),
+            )
+        elif rule == "gmm":
+            v, lo, hi, used, ne = gmm_threshold(
+                vals,
+                min_prominence=dim.min_prominence,
+                bw_adjust=dim.bw_adjust,
+                unimodal=dim.unimodal,
+                fallback_percentile=p,
+                n_boot=n_boot,
+                random_state=seed(),
+            )
+        elif rule == "mirror":
+            v, lo, hi, used, ne = mirror_threshold(
+                vals,
+                percentile=p,
+                unimodal=dim.unimodal,
+                bw_adjust=dim.bw_adjust,
+                n_boot=n_boot,
+                random_state=seed(),
+            )
+        elif rule == "quantile":
+            v, lo, hi, used, ne = quantile_threshold(
+                vals, percentile=p, n_boot=n_boot, random_state=seed()
+            )
+        elif rule == "fixed":
+            v, lo, hi, used, ne = float(dim.value), np.nan, np.nan, "fixed", int(vals.size)
+        else:  # pragma: no cover - validated by the template loader
+            raise GatingError(f"gate {gate_id!r}: unknown rule {rule!r}")
+        th = Threshold(
+            marker=dim.marker,
+            channel=ch,
+            value=float(v),
+            ci_low=float(lo),
+            ci_high=float(hi),
+            rule=used if dim.rule != "fmo" else f"{used} (fmo fallback)",
+            control_file=control,
+            n_events=int(ne),
+            gate=on_key,
+            sample_id=sid,
+            tissue=tissue,
+            batch=batch,
+        )
+        cache[key] = th
+        run.thresholds.append(th)
+        return th
+
+    def dim_for(d: DimSpec, th: Threshold, side: str) -> Dimension:
+        if side in ("pos", "+"):
+            return Dimension(th.channel, min=th.value, max=None, marker=d.marker)
+        return Dimension(th.channel, min=None, max=th.value, marker=d.marker)
+
+    def add(g: Gate) -> None:
+        own = g.combine(run.members) if isinstance(g, BooleanGate) else g.contains(data)
+        run.members[g.id] = own & parent_mask(g.parent)
+        run.gates.append(g)
+        run.parents[g.id] = g.parent
+
+    for spec in _spec_order(tpl):
+        if stop_after is not None and not (set(spec.populations) & stop_after):
+            continue
+        parent = spec.parent
+        if parent is not None and parent not in run.members:
+            for p in spec.populations:
+                run.skipped[p] = f"parent {parent!r} skipped"
+            continue
+        if stimulated and spec.stim == "skip":
+            for p in spec.populations:
+                run.skipped[p] = "stimulated tube: taken from the paired unstimulated tube"
+            continue
+        try:
+            if spec.kind == "polygon":
+                xc, yc = resolve_channel(adata, spec.x), resolve_channel(adata, spec.y)
+                m = parent_mask(parent)
+                verts, params = DENSITY[spec.method](
+                    data[xc][m], data[yc][m], spec.params, n_boot=n_boot, random_state=seed()
+                )
+                for name, v, lo, hi, ne in params:
+                    run.thresholds.append(
+                        Threshold(
+                            marker=name,
+                            channel=f"{xc}|{yc}",
+                            value=float(v),
+                            ci_low=float(lo),
+                            ci_high=float(hi),
+                            rule=f"density:{spec.method}",
+                            n_events=int(ne),
+                            gate=parent or "",
+                            sample_id=sid,
+                            tissue=tissue,
+                            batch=batch,
+                        )
+                    )
+                add(PolygonGate(spec.id, parent, xc, yc, verts))
+            elif spec.kind in ("threshold", "rectangle"):
+                dims = []
+                for d in spec.dims:
+                    if stimulated and d.stim == "drop":
+                        continue
+                    th = threshold(d, d.on or parent, spec.id)
+                    dims.append(dim_for(d, th, d.side))
+                add(RectangleGate(spec.id, parent, tuple(dims)))
+            elif spec.kind == "quadrant":
+                dx, dy = spec.dims
+                tx = threshold(dx, dx.on or parent, spec.id)
+                ty = threshold(dy, dy.on or parent, spec.id)
+                for name, signs in spec.quadrants.items():
+                    add(
+                        RectangleGate(
+                            name,
+                            parent,
+                            (dim_for(dx, tx, signs[0]), dim_for(dy, ty, signs[1])),
+                        )
+                    )
+            else:
+                ops = spec.by_tissue.get(tissue, spec.operands)
+                operands = []
+                for o in ops:
+                    name = o.lstrip("!")
+                    if name in run.members:
+                        operands.append(Operand(name, o.startswith("!")))
+                    elif spec.op != "or":
+                        raise ChannelNotFoundError(name, list(run.members), sid)
+                if not operands:
+                    raise ChannelNotFoundError(",".join(ops), list(run.members), sid)
+                add(BooleanGate(spec.id, parent, spec.op, tuple(operands)))  # type: ignore[arg-type]
+        except ChannelNotFoundError as err:
+            if not spec.optional:
+                raise
+            for p in spec.populations:
+                run.skipped[p] = f"missing: {err.name}"
+            logger.info("sample %r: optional gate %r skipped (%s)", sid, spec.id, err.name)
+    return run
+
+
+run_template = _run
