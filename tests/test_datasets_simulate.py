@@ -225,3 +225,12 @@ def test_compensated_data_carry_the_label_frequencies(liver_unstim, marker, posi
     pos, neg = np.isin(labels, positive), np.isin(labels, negative)
     assert (x[pos] > cut).mean() > 0.95
     assert (x[neg] <= cut).mean() > 0.95
+
+
+def test_design_rejects_unsafe_sample_ids():
+    from dataclasses import replace
+
+    d = make_design("mouse", tissues=("liver",), timepoints=("",), n_events=10)
+    bad = replace(d.tubes[0], sample_id="../escape")
+    with pytest.raises(ConfigError, match="safe file name"):
+        type(d)(d.species, (bad,))

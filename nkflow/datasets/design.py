@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ..exceptions import ConfigError
+from ..io.write import safe_name
 from .panels import get_panel
 from .populations import TISSUES
 
@@ -107,6 +108,11 @@ class Design:
         if dupes:
             raise ConfigError(f"design has duplicate sample ids {dupes}")
         for t in self.tubes:
+            if safe_name(t.sample_id) != t.sample_id:
+                raise ConfigError(
+                    f"sample id {t.sample_id!r} is not a safe file name (letters, digits, "
+                    f"'._+-' only); e.g. {safe_name(t.sample_id)!r}"
+                )
             if t.tissue not in TISSUES[self.species]:
                 raise ConfigError(
                     f"tube {t.sample_id}: unknown {self.species} tissue {t.tissue!r}; "
