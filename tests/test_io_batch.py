@@ -183,6 +183,9 @@ def test_check_batch_fmo_may_lack_its_marker(tmp_path: Path) -> None:
     assert check.mapping.loc["CD69", "FMO_CD69"] == "B3-A"
     row = check.differences.query("sample_id == 'FMO_CD69' and item == 'CD69'").iloc[0]
     assert "expected for fmo:CD69" in row["value"] and not row["fatal"]
+    # reading the FMO tube through the batch labels its channel for threshold setting
+    adata = nio.read_batch(folder).read("FMO_CD69", required_markers=["CD69"])
+    assert nio.channel_for(adata, "CD69") == "B3-A"
 
 
 def test_check_batch_raises_when_required_marker_missing(batch_dir: Path) -> None:

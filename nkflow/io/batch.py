@@ -22,7 +22,13 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from ..exceptions import BatchConsistencyError, FCSQuirkWarning, MetadataError, NkflowError
+from ..exceptions import (
+    BatchConsistencyError,
+    ChannelNotFoundError,
+    FCSQuirkWarning,
+    MetadataError,
+    NkflowError,
+)
 from .fcs import parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata
@@ -134,6 +140,7 @@ class Batch:
         self.metadata = metadata.reset_index(drop=True)
         self.panel = _as_panel(panel)
         self.source = metadata.attrs.get("source", "")
+        self._check: BatchCheck | None = None
 
     def __repr__(self) -> str:
         return f"Batch({len(self)} samples from {self.source or 'a DataFrame'})"
@@ -175,7 +182,36 @@ class Batch:
         """
         row = self._row(sample_id)
         kwargs.setdefault("panel", self.panel)
-        return read_fcs(row["path"], sample_id=str(sample_id), metadata=row, **kwargs)
+        role = str(row.get("role", "") or "")
+        if not role.startswith("fmo:"):
+            return read_fcs(row["path"], sample_id=str(sample_id), metadata=row, **kwargs)
+        # An FMO tube often leaves its own marker unlabelled; take the channel the rest of
+        # the batch uses for it (see check_batch) so thresholds can find it.
+        fmo = canonical_marker(role[4:])
+        required = list(kwargs.pop("required_markers", ()) or ())
+        others = [m for m in required if not marker_equivalents(canonical_marker(m)) & {fmo}]
+        adata = read_fcs(
+            row["path"], sample_id=str(sample_id), metadata=row, required_markers=others, **kwargs
+        )
+        if not marker_equivalents(fmo) & set(adata.var["marker"]):
+            channel = self._batch_channel(str(sample_id), fmo)
+            if channel in adata.var_names and adata.var.loc[channel, "marker"] == "":
+                adata.var.loc[channel, "marker"] = fmo
+                logger.info("%s: FMO marker %s assigned to %s from the batch", sample_id, fmo,
+                            channel)  # fmt: skip
+        if len(others) != len(required) and not marker_equivalents(fmo) & set(adata.var["marker"]):
+            have = [f"{m} ({c})" for c, m in adata.var["marker"].items() if m]
+            raise ChannelNotFoundError(fmo, have, source=row["path"])
+        return adata
+
+    def _batch_channel(self, sample_id: str, marker: str) -> str:
+        """The channel check_batch maps ``marker`` to in this sample ("" if none)."""
+        if self._check is None:
+            self._check = self.check(raise_on_error=False)
+        mapping = self._check.mapping
+        if marker in mapping.index and sample_id in mapping.columns:
+            return str(mapping.loc[marker, sample_id])
+        return ""
 
     def __iter__(self) -> Iterator[ad.AnnData]:
         for sid in self.sample_ids:
