@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -393,6 +394,7 @@ def run(
         state.progress("clustering", 1, 1)
 
     caveats = ""
+    scoring_definitions: dict[str, Any] | None = None
     if cfg.scoring.enabled and not counts.empty:
         from ..tl.score import score
 
@@ -404,6 +406,7 @@ def run(
         tables["controls"] = result.controls
         tables["comparisons"] = _comparisons(result.scores)
         caveats = result.caveats
+        scoring_definitions = dataclasses.asdict(result.config)
         figures.update(_score_figures(result))
         state.progress("scoring", 1, 1)
 
@@ -427,6 +430,8 @@ def run(
     templates = template_hashes([choose_template(r, cfg) for _, r in state.meta.iterrows()
                                  if r["role"] in ANALYSED_ROLES])  # fmt: skip
     provenance = _provenance(state, templates)
+    if scoring_definitions is not None:
+        provenance["scoring"] = scoring_definitions
     from ..report import write_report
 
     report = write_report(

@@ -195,7 +195,10 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
         "compensation": nk.get("compensation", {}),
         "gating": {k: v for k, v in nk.get("gating", {}).items() if k != "populations"},
         "populations": _records(populations),
-        "thresholds": list(nk.get("thresholds", [])),
+        # only the thresholds this sample set itself; batch-level (FMO) ones are reported once
+        "thresholds": [
+            t for t in nk.get("thresholds", []) if str(t.get("sample_id", "")) == task.sample_id
+        ],
         "counts": _records(counts),
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
