@@ -189,6 +189,8 @@ def test_populations_table(tiny_gated):
     assert row["ci_low"] < row["percent_of_parent"] < row["ci_high"]
     assert row["percent_of_nk"] == pytest.approx(row["percent_of_parent"])
     assert "median_CD56" in table.columns
+    assert np.isnan(table.set_index("population").loc["Lymphocytes", "percent_of_nk"])
+    assert table.set_index("population").loc["NK", "percent_of_nk"] == 100.0
     low = table.set_index("population")["low_events"]
     assert bool(low["trNK"]) == (table.set_index("population").loc["trNK", "count"] < 100)
     assert any(issubclass(w.category, LowEventCountWarning) for w in rec)

@@ -60,7 +60,8 @@ def population_table(
         Populations with fewer events get ``low_events = True`` and a
         :class:`LowEventCountWarning`.
     nk_population
-        Denominator of ``percent_of_nk`` (NaN where the sample has no such column).
+        Denominator of ``percent_of_nk``; NaN for populations that are not subsets of it
+        (and where the sample has no such column).
     confidence
         Coverage of the Wilson interval of ``percent_of_parent``.
     warn
@@ -92,13 +93,16 @@ def population_table(
         cols, names = [], []
     X = adata.X
     has_nk = nk_population in adata.obs.columns
-    nk_count = int(np.asarray(adata.obs[nk_population]).sum()) if has_nk else 0
+    nk_mask = np.asarray(adata.obs[nk_population], dtype=bool) if has_nk else None
+    nk_count = int(nk_mask.sum()) if nk_mask is not None else 0
+    within_nk: list[bool] = []
     rows = []
     for pop in populations:
         m = np.asarray(adata.obs[pop], dtype=bool)
         parent = parents.get(pop)
         pm = np.asarray(adata.obs[parent], dtype=bool) if parent else np.ones(n, bool)
         count, pcount = int(m.sum()), int(pm.sum())
+        within_nk.append(nk_mask is not None and not bool(np.any(m & ~nk_mask)))
         row: dict[str, Any] = {
             "sample_id": sid,
             "population": pop,
@@ -122,6 +126,7 @@ def population_table(
         df.insert(6, "ci_low", 100.0 * lo)
         df.insert(7, "ci_high", 100.0 * hi)
         pnk = 100.0 * df["count"] / nk_count if nk_count else np.full(len(df), np.nan)
+        pnk = np.where(within_nk, pnk, np.nan)  # only populations inside NK
     df.insert(8, "percent_of_nk", pnk)
     df.insert(9, "low_events", df["count"] < int(min_events))
     low = df.loc[df["low_events"], "population"].tolist()
