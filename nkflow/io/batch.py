@@ -120,7 +120,9 @@ def _as_metadata(source: str | Path | pd.DataFrame) -> pd.DataFrame:
         return table
     source = Path(source)
     if source.is_dir():
-        return metadata_from_folder(source)
+        # a folder that carries its own sheet is described by it
+        sheet = source / "metadata.csv"
+        return read_metadata(sheet) if sheet.is_file() else metadata_from_folder(source)
     return read_metadata(source)
 
 
@@ -252,7 +254,8 @@ def read_batch(source: str | Path | pd.DataFrame, *, panel: PanelLike = None) ->
     Parameters
     ----------
     source
-        A folder (sheet built by :func:`nkflow.io.metadata_from_folder`), a CSV sheet, or a
+        A folder (its own ``metadata.csv``, else a sheet built by
+        :func:`nkflow.io.metadata_from_folder`), a CSV sheet, or a
         metadata DataFrame.
     panel
         Panel file or mapping for every file.

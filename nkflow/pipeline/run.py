@@ -56,16 +56,6 @@ def default_out_dir(input_path: str | Path) -> Path:
     return base.parent / f"{stem}_nkflow"
 
 
-def resolve_input(input_path: str | Path | pd.DataFrame) -> Path | pd.DataFrame:
-    """A folder's own ``metadata.csv`` when it has one, else the input as given."""
-    if isinstance(input_path, pd.DataFrame):
-        return input_path
-    p = Path(input_path)
-    if p.is_dir() and (p / "metadata.csv").is_file():
-        return p / "metadata.csv"
-    return p
-
-
 def _status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
     return {
         "sample_id": str(row["sample_id"]),
@@ -101,7 +91,7 @@ class _Run:
         self.config = config
         self.folder = OutputFolder(out_dir)
         self.progress = on_progress or (lambda stage, done, total: None)
-        batch = read_batch(resolve_input(self.input_path), panel=config.panel or None)
+        batch = read_batch(self.input_path, panel=config.panel or None)
         self.batch = batch
         meta = batch.metadata.copy()
         for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
