@@ -272,6 +272,16 @@ def simulate_sample(
         ssc_h[dbl] = np.maximum(sh2[a], sh2[b]) * rng.uniform(1.0, 1.3, dbl.size)
         af[dbl] = af2[a] + af2[b]
         func[dbl] = fn2[a] | fn2[b]
+        # one in ten is a larger aggregate (3-6 cells): scatter often hits the ceiling,
+        # giving the margin events QC must drop
+        big = dbl[rng.random(dbl.size) < 0.1]
+        k = rng.integers(3, 7, big.size) / 2.0
+        stains[big] *= k.astype(stains.dtype)[:, None]
+        fsc_a[big] *= k
+        ssc_a[big] *= k
+        fsc_h[big] *= 1.0 + 0.15 * k
+        ssc_h[big] *= 1.0 + 0.2 * k
+        af[big] *= k
     if fmo:
         stains[:, panel.index(fmo)] = 0.0
 
