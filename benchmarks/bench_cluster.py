@@ -38,25 +38,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
+
+from nkflow.models import hungarian_f1
 
 HERE = Path(__file__).resolve().parent
 EXTDATA = HERE.parent.parent / "shared" / "external" / "flowsom" / "inst" / "extdata"
 N_MARKERS = 12
 N_POPS = 12
-
-
-def hungarian_f1(truth: np.ndarray, pred: np.ndarray) -> float:
-    t_ids, t = np.unique(truth, return_inverse=True)
-    p_ids, p = np.unique(pred, return_inverse=True)
-    table = np.zeros((len(t_ids), len(p_ids)))
-    np.add.at(table, (t, p), 1)
-    f1 = 2 * table / (table.sum(1)[:, None] + table.sum(0)[None, :])
-    rows, cols = linear_sum_assignment(-f1)
-    out = np.zeros(len(t_ids))
-    out[rows] = f1[rows, cols]
-    return float(out.mean())
 
 
 def simulate(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

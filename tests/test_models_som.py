@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from nkflow.exceptions import ConfigError
-from nkflow.models import SOM, ConsensusMetaclustering, cdf_area, grid_distances, metacluster_nodes
+from nkflow.models import (
+    SOM,
+    ConsensusMetaclustering,
+    cdf_area,
+    grid_distances,
+    hungarian_f1,
+    metacluster_nodes,
+)
 
 FLOWSOM_68983_F1 = 0.887
 FLOWSOM_68983_ARI = 0.829
@@ -30,18 +36,6 @@ VIGNETTE_CHANNELS = [
     "PE-Cy5-A",  # CD19
     "PE-Cy7-A",  # CD3
 ]
-
-
-def hungarian_f1(truth, pred) -> float:
-    t_ids, t = np.unique(truth, return_inverse=True)
-    p_ids, p = np.unique(pred, return_inverse=True)
-    table = np.zeros((len(t_ids), len(p_ids)))
-    np.add.at(table, (t, p), 1)
-    f1 = 2 * table / (table.sum(1)[:, None] + table.sum(0)[None, :])
-    rows, cols = linear_sum_assignment(-f1)
-    out = np.zeros(len(t_ids))
-    out[rows] = f1[rows, cols]
-    return float(out.mean())
 
 
 def blobs(n=6000, k=6, d=8, seed=0):
@@ -166,3 +160,11 @@ def test_68983_manual_labels_at_least_as_good_as_flowsom(flowsom_68983):
         ari.append(adjusted_rand_score(labels[keep], pred[keep]))
     assert np.mean(f1) >= FLOWSOM_68983_F1 - 0.01
     assert np.mean(ari) >= FLOWSOM_68983_ARI - 0.01
+
+
+def test_hungarian_f1_one_to_one():
+    truth = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2)
+    assert hungarian_f1(truth, np.array([1] * 4 + [2] * 4 + [3] * 2)) == 1.0
+    # two populations merged into one cluster: only one of them can be matched to it
+    merged = hungarian_f1(truth, np.array([1] * 8 + [3] * 2))
+    assert merged == pytest.approx((2 * 4 / 12 + 0 + 1) / 3)

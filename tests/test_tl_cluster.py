@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.models import hungarian_f1
 from nkflow.pl import cluster as plc
 from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
 from nkflow.tl.cluster import cluster, default_markers
@@ -189,3 +190,42 @@ def test_heatmap_rows_are_named_metaclusters(batch):
     assert any("CD56bright" in t for t in labels)
     with pytest.raises(ConfigError, match="scale"):
         plc.heatmap(res, scale="log")
+
+
+# flowsom (saeyslab 0.2.2) mean F1 on the same cells, markers and k, seeds 0-2, printed by
+# ``benchmarks/bench_cluster.py --simulator`` (per seed: 0.827, 0.802, 0.816)
+FLOWSOM_SIMULATOR_F1 = 0.815
+
+
+def test_simulated_batch_nk_truth_at_least_as_good_as_flowsom(tmp_path):
+    import warnings
+
+    import nkflow.pp as pp
+    from nkflow.datasets.batch import write_sample
+    from nkflow.datasets.simulate import simulate_sample
+    from nkflow.io.fcs import read_fcs
+
+    adatas, truth = {}, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, tissue in enumerate(["blood", "liver"]):
+            sim = simulate_sample("human", tissue, n_events=30_000, random_state=i)
+            adata = read_fcs(write_sample(sim, tmp_path / f"s{i}.fcs"))
+            pp.compensate(adata)
+            pp.transform(adata)
+            labels = sim.truth["label"].astype(str).to_numpy()
+            adata.obs["NK"] = pd.Series(labels).str.startswith("NK_").to_numpy()
+            adatas[f"s{i}"] = adata
+            truth.append(labels[adata.obs["NK"].to_numpy()])
+    y = np.concatenate(truth)
+    f1 = []
+    for seed in range(3):
+        cluster(adatas, n_metaclusters=6, per_sample_cap=10**7, random_state=seed)
+        pred = np.concatenate(
+            [
+                a.obs["metacluster"].to_numpy()[a.obs["NK"].to_numpy()].astype(str)
+                for a in adatas.values()
+            ]
+        )
+        f1.append(hungarian_f1(y, pred))
+    assert np.mean(f1) >= FLOWSOM_SIMULATOR_F1 - 0.02

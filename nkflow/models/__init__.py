@@ -6,9 +6,15 @@
   (FlowSOM's ConsensusClusterPlus approach), fixed or automatic number of clusters.
 - :func:`metacluster_nodes`: metacluster a SOM's occupied nodes, empty ones follow their
   nearest neighbour.
+- :func:`hungarian_f1`: agreement of clusters with labels (one-to-one matching, mean F1).
 """
 
-from nkflow.models.metacluster import ConsensusMetaclustering, cdf_area, metacluster_nodes
+from nkflow.models.metacluster import (
+    ConsensusMetaclustering,
+    cdf_area,
+    hungarian_f1,
+    metacluster_nodes,
+)
 from nkflow.models.som import SOM, bmu_search, grid_distances
 
 __all__ = [
@@ -17,5 +23,6 @@ __all__ = [
     "bmu_search",
     "cdf_area",
     "grid_distances",
+    "hungarian_f1",
     "metacluster_nodes",
 ]

@@ -42,7 +42,7 @@ from sklearn.utils.validation import validate_data
 
 from nkflow.exceptions import ConfigError
 
-__all__ = ["ConsensusMetaclustering", "cdf_area", "metacluster_nodes"]
+__all__ = ["ConsensusMetaclustering", "cdf_area", "hungarian_f1", "metacluster_nodes"]
 
 logger = logging.getLogger(__name__)
 
@@ -363,3 +363,35 @@ def metacluster_nodes(
         d2 = ((codes[~occupied, None, :] - occ[None, :, :]) ** 2).sum(axis=2)
         out[~occupied] = metaclustering.labels_[np.argmin(d2, axis=1)]
     return out
+
+
+def hungarian_f1(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Mean F1 of true populations after one-to-one (Hungarian) matching to clusters.
+
+    The protocol of Weber & Robinson (Cytometry A 2016): every true population is matched
+    to at most one cluster so that the summed F1 is largest; unmatched populations score 0;
+    the result is the unweighted mean over true populations.
+
+    Parameters
+    ----------
+    truth
+        True label of each cell.
+    pred
+        Cluster of each cell.
+
+    Returns
+    -------
+    float
+        Mean F1 in [0, 1].
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    t_ids, t = np.unique(np.asarray(truth), return_inverse=True)
+    p_ids, p = np.unique(np.asarray(pred), return_inverse=True)
+    table = np.zeros((len(t_ids), len(p_ids)))
+    np.add.at(table, (t, p), 1)
+    f1 = 2 * table / (table.sum(1)[:, None] + table.sum(0)[None, :])
+    rows, cols = linear_sum_assignment(-f1)
+    out = np.zeros(len(t_ids))
+    out[rows] = f1[rows, cols]
+    return float(out.mean())
