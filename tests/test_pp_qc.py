@@ -97,16 +97,48 @@ def test_margins() -> None:
     adata = acquisition(2_000, seed=4)
     adata.X[:5, 0] = 262143.0  # saturated FSC
     adata.X[10:20, 3] = adata.X[:, 3].min() - 5  # pile-up at the minimum of FL2-A
-    res = qc_margins(adata)
+    res = qc_margins(adata)  # lower margin on scatter only by default
+    assert res["removed"] == 5 and (~adata.obs["qc_margin_pass"].to_numpy()[:5]).all()
+    res = qc_margins(adata, lower_kinds=("scatter", "fluorescence"))
     flagged = ~adata.obs["qc_margin_pass"].to_numpy()
     assert res["removed"] == 15 and flagged[:5].all() and flagged[10:20].all()
     assert res["per_channel"]["FSC-A"] == 5 and res["per_channel"]["FL2-A"] == 10
-    res = qc_margins(adata, lower=False)
-    assert res["removed"] == 5
     res = qc_margins(adata, channels=["FL2-A"], upper=False)
     assert res["removed"] == 10
     with pytest.raises(ChannelNotFoundError, match="PE-A"):
         qc_margins(adata, channels=["PE-A"])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "ceiling"),
+    [
+        ({}, 1023.0),
+        ({"$P2G": "4"}, 1023.0 / 4),
+        ({"$P2E": "4,0"}, 10 ** (4 * 1023 / 1024)),
+        ({"$P2E": "3,2"}, 2 * 10 ** (3 * 1023 / 1024)),
+    ],
+)
+def test_margin_ceiling_decoded_like_events(keywords: dict, ceiling: float) -> None:
+    """FACSCalibur-style channels: $PnR=1024 is a channel number, not a value."""
+    adata = acquisition(1_000, seed=6, time=False)
+    adata.var["range"] = 1024.0
+    adata.uns["nkflow"]["fcs"] = {"keywords": keywords}
+    adata.X[:, 1] = np.linspace(0, ceiling, adata.n_obs)
+    adata.X[:, 0] = 10.0
+    adata.X[:, 2:] = 1.0
+    adata.X[:7, 1] = ceiling
+    res = qc_margins(adata, lower=False)
+    assert res["per_channel"]["SSC-A"] == 8  # 7 set + the last of the ramp
+    assert res["params"]["no_ceiling"] == []
+
+
+def test_margin_skips_channels_without_ceiling() -> None:
+    """Mass cytometry: $PnR is far below the counts, so it is no ceiling."""
+    adata = acquisition(1_000, seed=7, time=False)
+    adata.var["range"] = 100.0
+    res = qc_margins(adata)
+    assert res["params"]["no_ceiling"] == ["FSC-A", "SSC-A", "FL1-A", "FL2-A", "FL3-A", "FL4-A"]
+    assert res["removed"] == 0
 
 
 def test_margins_after_compensation_use_raw_values() -> None:
@@ -153,3 +185,32 @@ def test_peacoqc_file(external: Path) -> None:
     assert 30 <= rec["removed_margin"] <= 200
     failed_time = ~adata.obs["qc_pass"].to_numpy() & adata.obs["qc_margin_pass"].to_numpy()
     assert failed_time[:1000].sum() >= 0.8 * failed_time.sum()
+
+
+def test_time_qc_skips_unusable_time() -> None:
+    few = acquisition(1_500)
+    res = qc_time(few)
+    assert res["skipped"].startswith("too few events") and res["removed"] == 0
+    shuffled = acquisition(10_000)
+    shuffled.X[:, 6] = np.random.default_rng(0).permutation(shuffled.X[:, 6])
+    assert "not increasing" in qc_time(shuffled)["skipped"]
+
+
+def test_coarse_time_resolution_drops_flow_rate() -> None:
+    """Time in whole seconds: most bins have no measurable duration; medians still work."""
+    adata = acquisition(clog=(12_000, 14_000), rate_drop=1.0)
+    adata.X[:, 6] = np.floor(adata.X[:, 6] / 20)
+    res = qc_time(adata)
+    assert res["params"]["flow_rate_used"] is False
+    passed = adata.obs["qc_time_pass"].to_numpy()
+    assert not passed[12_400:13_600].any() and passed[:11_000].all()
+
+
+def test_implausible_margin_channel_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    adata = acquisition(2_000, seed=8, time=False)
+    adata.X[:600, 1] = adata.X[:, 1].min()  # 30% (+ the minimum itself) of SSC at its floor
+    adata.X[:4, 0] = 262143.0
+    res = qc_margins(adata)
+    assert res["params"]["implausible"] == ["SSC-A"] and res["per_channel"]["SSC-A"] == 601
+    assert res["removed"] == 4
+    assert "SSC-A" in caplog.text

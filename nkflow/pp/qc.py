@@ -83,40 +83,87 @@ def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
     return x
 
 
+def _ceilings(adata: AnnData, cols: list[int]) -> np.ndarray:
+    """Largest value each channel can hold: ``$PnR - 1`` decoded like the events.
+
+    Log-amplified channels (``$PnE = f1,f2``, f1 > 0) hold ``f2 * 10^(f1 (R-1)/R)``;
+    linear ones ``(R - 1) / $PnG``. NaN when the range is unknown.
+    """
+    fcs = (adata.uns.get("nkflow") or {}).get("fcs") or {}
+    kw = {str(k).upper(): v for k, v in (fcs.get("keywords") or {}).items()}
+    if "range" in adata.var.columns:
+        ranges = adata.var["range"].to_numpy(dtype=np.float64)
+    else:
+        ranges = np.full(adata.n_vars, np.nan)
+    out = np.full(len(cols), np.nan)
+    for i, j in enumerate(cols):
+        r = ranges[j]
+        if not (np.isfinite(r) and r > 0):
+            continue
+        try:
+            f1, f2 = (float(v) for v in str(kw.get(f"$P{j + 1}E", "0,0")).split(",")[:2])
+        except ValueError:
+            f1, f2 = 0.0, 0.0
+        try:
+            gain = float(kw.get(f"$P{j + 1}G", 1.0)) or 1.0
+        except ValueError:
+            gain = 1.0
+        if f1 > 0:
+            out[i] = (f2 if f2 > 0 else 1.0) * 10.0 ** (f1 * (r - 1) / r)
+        else:
+            out[i] = (r - 1) / gain
+    return out
+
+
 def _margin_mask(
     adata: AnnData,
     channels: Sequence[str] | None,
     kinds: Sequence[str],
+    lower_kinds: Sequence[str],
     upper: bool,
     lower: bool,
     min_pile_fraction: float,
-) -> tuple[np.ndarray, dict[str, int], list[str]]:
+    max_channel_fraction: float,
+) -> tuple[np.ndarray, dict[str, int], list[str], list[str], list[str]]:
     names = [str(c) for c in adata.var_names]
     all_kinds = _kinds(adata)
     if channels is None:
-        chans = [c for c, k in zip(names, all_kinds, strict=True) if k in kinds]
+        chans = [c for c, k in zip(names, all_kinds, strict=True) if k in kinds or k in lower_kinds]
+        up_sel = np.array([all_kinds[names.index(c)] in kinds for c in chans], dtype=bool)
+        low_sel = np.array([all_kinds[names.index(c)] in lower_kinds for c in chans], dtype=bool)
     else:
         missing = [c for c in channels if c not in names]
         if missing:
             raise ChannelNotFoundError(", ".join(missing), names, source=_label(adata))
         chans = list(channels)
+        up_sel = low_sel = np.ones(len(chans), dtype=bool)
     n = adata.n_obs
     if not chans or n == 0:
-        return np.zeros(n, dtype=bool), dict.fromkeys(chans, 0), chans
+        return np.zeros(n, dtype=bool), dict.fromkeys(chans, 0), chans, [], []
     cols = [names.index(c) for c in chans]
     x = _linear_raw(adata, cols)
     flags = np.zeros(x.shape, dtype=bool)
-    if upper and "range" in adata.var.columns:
-        rng = adata.var["range"].to_numpy(dtype=np.float64)[cols]
-        ok = np.isfinite(rng) & (rng > 0)
-        thr = np.where(ok, (rng - 1) * (1 - 1e-6), np.inf)  # rebuilt raw values may round
+    no_ceiling: list[str] = []
+    if upper:
+        ceil = _ceilings(adata, cols)
+        top = x.max(axis=0).astype(np.float64)
+        # a channel whose data exceed the decoded $PnR has no hard ceiling (e.g. CyTOF)
+        beyond = np.isfinite(ceil) & (top > ceil * (1 + 1e-3))
+        no_ceiling = [c for c, b, u in zip(chans, beyond, up_sel, strict=True) if b and u]
+        use = up_sel & np.isfinite(ceil) & ~beyond
+        thr = np.where(use, ceil * (1 - 1e-6), np.inf)  # rebuilt raw values may round
         flags |= x >= thr.astype(np.float32)
-    if lower:
+    if lower and low_sel.any():
         at_min = x <= x.min(axis=0)
-        pile = at_min.sum(axis=0) >= max(2.0, min_pile_fraction * n)
+        pile = (at_min.sum(axis=0) >= max(2.0, min_pile_fraction * n)) & low_sel
         flags |= at_min & pile
-    per = dict(zip(chans, (int(v) for v in flags.sum(axis=0)), strict=True))
-    return flags.any(axis=1), per, chans
+    counts = flags.sum(axis=0)
+    implausible = counts > max_channel_fraction * n
+    if implausible.any():
+        flags[:, implausible] = False
+    per = dict(zip(chans, (int(v) for v in counts), strict=True))
+    skipped = [c for c, b in zip(chans, implausible, strict=True) if b]
+    return flags.any(axis=1), per, chans, no_ceiling, skipped
 
 
 def qc_margins(
@@ -124,31 +171,43 @@ def qc_margins(
     *,
     channels: Sequence[str] | None = None,
     kinds: Sequence[str] = ("scatter", "fluorescence"),
+    lower_kinds: Sequence[str] = ("scatter",),
     upper: bool = True,
     lower: bool = True,
     min_pile_fraction: float = 0.001,
+    max_channel_fraction: float = 0.2,
     key_added: str | None = "qc_margin_pass",
 ) -> dict[str, Any]:
     """Flag saturated (margin) events.
 
-    An event fails when, on any checked channel, its raw value is ``>= $PnR - 1``
-    (upper margin) or equals the channel's minimum while at least
-    ``min_pile_fraction`` of the events pile up there (lower margin). Works on raw
-    linear data; after compensation the raw values are rebuilt from the recorded
-    matrix.
+    Upper margin: the raw value reaches the channel's ceiling, ``$PnR - 1`` decoded
+    like the events (``$PnE`` anti-log, ``$PnG`` gain). Channels whose data exceed
+    that ceiling (mass cytometry, where ``$PnR`` is no limit) are skipped and listed.
+    Lower margin: the value equals the channel's minimum while at least
+    ``min_pile_fraction`` of the events pile up there; by default only on scatter,
+    because a pile at the bottom of a fluorescence channel (log amplifiers, zero
+    counts in mass cytometry) holds ordinary negative cells. Works on raw linear
+    data; after compensation the raw values are rebuilt from the recorded matrix.
 
     Parameters
     ----------
     adata
         Sample container (linear ``X``).
     channels
-        Channels to check; default all of the given ``kinds``.
+        Channels to check (both margins); default the channels of ``kinds`` (upper)
+        and ``lower_kinds`` (lower).
     kinds
-        ``var["kind"]`` values checked when ``channels`` is None.
+        ``var["kind"]`` values checked for the upper margin when ``channels`` is None.
+    lower_kinds
+        ``var["kind"]`` values checked for the lower margin when ``channels`` is None.
     upper, lower
         Check the upper / lower margin.
     min_pile_fraction
         Fraction of events that must sit at the minimum for it to count as a margin.
+    max_channel_fraction
+        A channel flagging more than this fraction of the events is not removing
+        margin artefacts (e.g. a width channel piled at 0, a log FSC at its floor):
+        it is left out, listed in ``params["implausible"]`` and logged as a warning.
     key_added
         Bool obs column written (True = passes); None writes nothing.
 
@@ -156,9 +215,21 @@ def qc_margins(
     -------
     dict
         ``passed`` (bool array), ``removed`` (events failing), ``per_channel`` counts
-        and ``params``.
+        (before the ``max_channel_fraction`` rule) and ``params`` (including
+        ``no_ceiling``: channels skipped for the upper margin, and ``implausible``).
     """
-    bad, per, chans = _margin_mask(adata, channels, kinds, upper, lower, min_pile_fraction)
+    bad, per, chans, no_ceiling, implausible = _margin_mask(
+        adata, channels, kinds, lower_kinds, upper, lower, min_pile_fraction, max_channel_fraction
+    )
+    if implausible:
+        log.warning(
+            "%s: margin check left out %s: they flag more than %.0f%% of the events",
+            _label(adata),
+            {c: per[c] for c in implausible},
+            100 * max_channel_fraction,
+        )
+    if no_ceiling:
+        log.info("%s: no upper margin on %s (data exceed $PnR)", _label(adata), no_ceiling)
     if key_added is not None:
         adata.obs[key_added] = ~bad
     return {
@@ -167,9 +238,14 @@ def qc_margins(
         "per_channel": per,
         "params": {
             "channels": chans,
+            "kinds": list(kinds),
+            "lower_kinds": list(lower_kinds),
             "upper": bool(upper),
             "lower": bool(lower),
             "min_pile_fraction": float(min_pile_fraction),
+            "max_channel_fraction": float(max_channel_fraction),
+            "no_ceiling": no_ceiling,
+            "implausible": implausible,
         },
     }
 
@@ -230,6 +306,7 @@ def qc_time(
     min_run: int = 3,
     max_gap: int = 2,
     edge_threshold: float = 3.0,
+    min_bins: int = 20,
     key_added: str | None = "qc_time_pass",
     mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
@@ -256,6 +333,8 @@ def qc_time(
     edge_threshold
         A sustained shift grows into neighbouring bins (mixed bins at its edges)
         while one of their scores exceeds this.
+    min_bins
+        Time QC is skipped (reason recorded) when the events fill fewer bins.
     key_added
         Bool obs column written (True = passes); None writes nothing.
     mask
@@ -282,15 +361,23 @@ def qc_time(
     result: dict[str, Any] = {"skipped": None, "removed": 0, "bins": 0, "bins_removed": 0}
     ev = np.flatnonzero(use)
     reason = None
+    epb = int(events_per_bin or np.clip(ev.size // 100, 100, 1000))
+    params["events_per_bin"] = epb
+    params["min_bins"] = int(min_bins)
     if time_ch is None:
         reason = "no Time channel"
-    elif ev.size < 2 * 100:
-        reason = f"too few events for time QC ({ev.size} < 200)"
+    elif ev.size // epb < min_bins:
+        reason = (
+            f"too few events for time QC ({ev.size} events give {ev.size // epb} bins "
+            f"of {epb}; at least {min_bins} needed)"
+        )
     if reason is None:
         col = list(map(str, adata.var_names)).index(time_ch)
         t = np.asarray(adata.X[:, col], dtype=np.float64)[ev]  # Time is never transformed
         if np.ptp(t) <= 0:
             reason = f"Time channel {time_ch!r} is constant"
+        elif np.mean(np.diff(t) < 0) > 0.01:
+            reason = f"Time channel {time_ch!r} is not increasing (events not in acquisition order)"
     if reason is not None:
         log.info("%s: time QC skipped: %s", _label(adata), reason)
         result["skipped"] = reason
@@ -299,8 +386,6 @@ def qc_time(
         result["params"] = params
         result["passed"] = pass_
         return result
-    epb = events_per_bin or int(np.clip(ev.size // 100, 100, 1000))
-    params["events_per_bin"] = int(epb)
     params["time_channel"] = time_ch
     names = list(map(str, adata.var_names))
     kinds = _kinds(adata)
@@ -318,7 +403,13 @@ def qc_time(
     )
     edges, rate, med = _bin_signals(x, t, epb, transformed)
     nb = edges.size - 1
-    sig = np.column_stack([rate, med]) if med.size else rate[:, None]
+    # a coarse Time resolution leaves most bins without a measurable duration
+    rate_ok = bool(np.mean(np.isfinite(rate)) >= 0.5)
+    params["flow_rate_used"] = rate_ok
+    signals = ([rate[:, None]] if rate_ok else []) + ([med] if med.size else [])
+    if not signals:
+        signals = [np.zeros((nb, 1))]
+    sig = np.column_stack(signals)
     z = np.nan_to_num(_robust_z(sig), nan=0.0)
     zmax = np.abs(z).max(axis=1)
     spike = zmax > mad_threshold
@@ -341,6 +432,15 @@ def qc_time(
         pass_[ev[edges[i] : edges[i + 1]]] = False
     if key_added is not None:
         adata.obs[key_added] = pass_
+    frac = float(bad.mean()) if nb else 0.0
+    if frac > 0.2:
+        log.warning(
+            "%s: time QC removes %.0f%% of the events (%d of %d bins); check the acquisition",
+            _label(adata),
+            100 * frac,
+            int(bad.sum()),
+            nb,
+        )
     result.update(
         passed=pass_,
         removed=int(use.sum() - pass_.sum()),
