@@ -263,12 +263,44 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
 
 
-def _robust_z(s: np.ndarray) -> np.ndarray:
-    """Per-column ``(s - median) / (1.4826 MAD)``; constant columns score 0."""
+def _robust_z(s: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
+    """Per-column ``(s - median) / max(1.4826 MAD, floor)``; constant columns score 0.
+
+    ``floor`` is the sampling noise a bin statistic has in a stable acquisition; it
+    keeps quantised data (10-bit channels, coarse Time) from scoring huge z values
+    when the bins happen to agree more closely than chance allows.
+    """
     med = np.nanmedian(s, axis=0)
     mad = _MAD_SCALE * np.nanmedian(np.abs(s - med), axis=0)
+    if floor is not None:
+        mad = np.maximum(mad, floor)
     mad = np.where(mad > 0, mad, np.inf)
     return (s - med) / mad
+
+
+def _noise_floor(
+    x: np.ndarray, t: np.ndarray, epb: int, transformed: np.ndarray, rate_used: bool
+) -> np.ndarray:
+    """Standard error of a bin's log flow rate and of its channel medians, if stable.
+
+    Median: ``1.2533 sigma / sqrt(epb)`` with sigma the robust spread of the events
+    (on the scale the medians are compared on). Log rate: Poisson ``1 / sqrt(epb)``
+    combined with the Time resolution relative to a bin's duration.
+    """
+    out = []
+    if rate_used:
+        steps = np.diff(t)
+        res = float(steps[steps > 0].min()) if np.any(steps > 0) else 0.0
+        durations = np.diff(t[:: max(1, epb)])
+        dur = float(np.median(durations)) if durations.size else 0.0
+        rel = res / dur if dur > 0 else 0.0
+        out.append(np.sqrt(1.0 / epb + rel * rel))
+    if x.shape[1]:
+        sub = x[:: max(1, x.shape[0] // 20_000)].astype(np.float64)
+        sub = np.where(transformed, sub, np.arcsinh(sub / 150.0))
+        sigma = _MAD_SCALE * np.median(np.abs(sub - np.median(sub, axis=0)), axis=0)
+        out.extend(1.2533 * sigma / np.sqrt(epb))
+    return np.asarray(out, dtype=np.float64)
 
 
 def _bin_signals(
@@ -410,7 +442,8 @@ def qc_time(
     if not signals:
         signals = [np.zeros((nb, 1))]
     sig = np.column_stack(signals)
-    z = np.nan_to_num(_robust_z(sig), nan=0.0)
+    floor = _noise_floor(x, t, epb, transformed, rate_ok) if (rate_ok or med.size) else None
+    z = np.nan_to_num(_robust_z(sig, floor), nan=0.0)
     zmax = np.abs(z).max(axis=1)
     spike = zmax > mad_threshold
     k = max(1, int(smooth_bins))
