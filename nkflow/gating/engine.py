@@ -246,6 +246,7 @@ def _run(
         elif rule == "valley":
             v, lo, hi, used, ne = valley_threshold(
                 vals,
+                between=dim.between,
                 min_prominence=dim.min_prominence,
                 bw_adjust=dim.bw_adjust,
                 unimodal=dim.unimodal,

@@ -26,7 +26,8 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     Threshold keys: ``marker``, ``side``, ``rule`` (``valley`` | ``gmm`` | ``fmo`` | ``mirror`` |
     ``quantile`` | ``fixed``), ``value`` (fixed), ``percentile``, ``on`` (gate whose events
     set the threshold; default the parent), ``unimodal`` (``negative`` | ``positive``),
-    ``min_prominence``, ``bw_adjust``, ``stim`` (``keep`` | ``drop``: drop this condition in
+    ``min_prominence``, ``bw_adjust``, ``between`` (valley between ``top2`` peaks, the
+    ``first_two`` or ``below_main``), ``stim`` (``keep`` | ``drop``: drop this condition in
     stimulated tubes, e.g. CD16, which PMA sheds).
 
     Gate-level ``stim = "skip"`` leaves the gate out of stimulated tubes (residency: it comes
@@ -74,6 +75,7 @@ _DIM_KEYS = {
     "min_prominence",
     "bw_adjust",
     "stim",
+    "between",
 }
 _GATE_KEYS = {
     "id",
@@ -92,6 +94,7 @@ _GATE_KEYS = {
     "unimodal",
     "min_prominence",
     "bw_adjust",
+    "between",
     "dims",
     "quadrants",
     "op",
@@ -117,6 +120,7 @@ class DimSpec:
     min_prominence: float = 0.02
     bw_adjust: float = 1.0
     stim: str = "keep"
+    between: str = "top2"
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,9 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
         min_prominence=_number(path, where, "min_prominence", raw.get("min_prominence", 0.02)),
         bw_adjust=_number(path, where, "bw_adjust", raw.get("bw_adjust", 1.0)),
         stim=_choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "drop")),
+        between=_choice(
+            path, where, "between", raw.get("between", "top2"), ("top2", "first_two", "below_main")
+        ),
     )
 
 

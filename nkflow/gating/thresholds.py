@@ -150,6 +150,8 @@ def _valley_from_density(
     if between == "top2":
         order = np.argsort(prom)[::-1][:2]
         a, b = np.sort(peaks[order])
+    elif between == "first_two":  # the lowest peak and the next one (negative | dim | bright)
+        a, b = int(peaks[0]), int(peaks[1])
     else:  # "below_main": the main peak and the most prominent peak left of it
         main = int(np.argmax(dens[peaks]))
         left = np.flatnonzero(peaks < peaks[main])
@@ -314,8 +316,10 @@ def valley_threshold(
     confidence
         Coverage of the percentile bootstrap interval.
     between
-        ``"top2"``: the two most prominent peaks; ``"below_main"``: the highest peak and
-        the most prominent peak left of it (debris below cells).
+        ``"top2"``: the two most prominent peaks; ``"first_two"``: the lowest peak and the
+        next one (a negative, a dim and a bright peak: cut negative from dim);
+        ``"below_main"``: the highest peak and the most prominent peak left of it (debris
+        below cells).
 
     Returns
     -------
