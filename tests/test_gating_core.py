@@ -249,3 +249,25 @@ def test_gate_grid(tiny_gated):
 
     fig = gate_grid(tiny_gated[0], bins=16)
     assert len([a for a in fig.axes if a.has_data()]) >= 6
+
+
+def test_gate_batch_flags_threshold_drift_between_batches():
+    from nkflow.gating import gate_batch
+
+    store, rows = {}, []
+    for i, batch in enumerate(["B1", "B1", "B2"]):
+        adata, _ = _tiny(n=3000, seed=10 + i)
+        if batch == "B2":  # CD3 brighter in this batch: its valley moves up
+            adata.X[:, list(adata.var_names).index("BV650-A")] += 0.3
+        sid = f"s{i}"
+        adata.uns["nkflow"]["sample"].update(sample_id=sid, batch=batch)
+        store[sid] = adata
+        rows.append({"file": f"{sid}.fcs", "sample_id": sid, "tissue": "blood",
+                     "batch": batch, "role": "unstim", "stimulation": "unstim"})  # fmt: skip
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = gate_batch(pd.DataFrame(rows), store, "human_blood", n_boot=0, max_shift=0.1)
+    assert set(res.populations["sample_id"]) == {"s0", "s1", "s2"}
+    cd3 = res.drift[(res.drift["marker"] == "CD3") & (res.drift["gate"] == "Lymphocytes")]
+    assert cd3.set_index("batch")["drift"].any()
+    assert any(issubclass(w.category, ThresholdDriftWarning) for w in rec)
