@@ -306,7 +306,9 @@ def compensate(
     Notes
     -----
     ``X`` and ``layers["compensated"]`` share one array after this step (memory);
-    :func:`nkflow.pp.transform` writes a new ``X``. Records
+    :func:`nkflow.pp.transform` writes a new ``X``. With ``inplace=True`` a float32
+    ``X`` is compensated in its own buffer, so an outside reference to the raw ``X``
+    array sees compensated values afterwards (as with other in-place steps). Records
     ``uns["nkflow"]["compensation"] = {source, channels, matrix}``.
     """
     label = _sample_label(adata)
@@ -330,12 +332,24 @@ def compensate(
             raise ChannelNotFoundError(", ".join(missing), names, source=label)
     if not inplace:
         adata = adata.copy()
-    raw = np.asarray(adata.X)
+    raw = adata.X
+    reuse = (
+        isinstance(raw, np.ndarray)
+        and not isinstance(raw, np.memmap)
+        and raw.dtype == np.float32
+        and raw.flags.c_contiguous
+        and raw.flags.writeable
+        and not adata.is_view
+    )
     if df is None:
-        comp = np.array(raw, dtype=np.float32, order="C", copy=True)
+        comp = raw if reuse else np.array(raw, dtype=np.float32, order="C", copy=True)
     else:
-        comp = np.empty(raw.shape, dtype=np.float32)
-        compensate_array(raw, df.to_numpy(), columns=[col[c] for c in channels], out=comp)
+        # the raw buffer is overwritten block by block (each block is read first):
+        # no second events-sized array, and no page faults on a fresh one
+        comp = raw if reuse else np.empty(raw.shape, dtype=np.float32)
+        compensate_array(
+            np.asarray(raw), df.to_numpy(), columns=[col[c] for c in channels], out=comp
+        )
     adata.layers["compensated"] = comp
     adata.X = comp
     adata.uns.setdefault("nkflow", {})["compensation"] = {
