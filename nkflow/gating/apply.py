@@ -5,8 +5,10 @@ Where thresholds are computed
 - ``fmo`` thresholds are computed ONCE per tissue and batch by :func:`gate_batch`, from the
   FMO tube (metadata ``role = "fmo:<MARKER>"``) of that tissue and batch, gated with the same
   template down to the same parent gate. Without an FMO tube the sample's own events are
-  used with the template's ``fmo_fallback`` rule (default ``mirror``: the negative peak's
-  mode + z(99.5 %) robust SDs) and a :class:`MissingControlWarning` is issued.
+  used with the template's ``fmo_fallback`` rule (default ``valley``, which becomes
+  ``mirror`` -- the negative peak's mode + z(99.5 %) robust SDs of its lower half -- when the
+  marker is unimodal) and a :class:`MissingControlWarning` is issued; the rule is recorded
+  as e.g. ``"valley (fmo fallback)"`` with ``control_file = "fallback:no-fmo"``.
 - ``valley`` / ``mirror`` / ``quantile`` thresholds and the scatter gates are computed PER
   SAMPLE (they follow each sample's density; tissue digests differ too much between samples
   for a pooled scatter gate). Each is recorded with its bootstrap CI, so drift between

@@ -7,7 +7,8 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
 ``[manifest]``
     ``required_markers``, ``optional_markers``, ``terminal_populations``, ``min_events``.
 ``[defaults]``
-    ``fmo_percentile`` (99.5), ``bootstrap`` (200), ``fmo_fallback`` (``mirror``).
+    ``fmo_percentile`` (99.5), ``bootstrap`` (200), ``fmo_fallback`` (``valley``: a missing
+    FMO falls back to the density valley, or to ``mirror`` when the marker is unimodal).
 ``[[gates]]``
     One table per gate, in any order. Keys: ``id`` (the population name), ``parent``
     (``""`` for the root), ``kind`` and the kind's own keys:
@@ -435,7 +436,7 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
             path,
             "[defaults]",
             "fmo_fallback",
-            defaults.get("fmo_fallback", "mirror"),
+            defaults.get("fmo_fallback", "valley"),
             ("mirror", "valley"),
         ),
         gates=tuple(gates),
