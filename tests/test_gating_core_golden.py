@@ -123,3 +123,29 @@ def test_stim_tubes_take_residency_from_the_paired_unstim(gated):
     tr = table[table["population"] == "trNK"].iloc[0]
     assert tr["phenotype_source"] == "D1_liver_pre_unstim"
     assert "trNK" not in gated["human"]["samples"]["D1_liver_pre_stim"]["pred"].columns
+
+
+def test_missing_fmo_falls_back_to_the_valley_in_tissue():
+    """Without FMO tubes a liver tube still separates trNK (clear CD69/CXCR6 valleys)."""
+    from nkflow.exceptions import MissingControlWarning
+    from nkflow.gating import gate
+
+    io = pytest.importorskip("nkflow.io")
+    pp = pytest.importorskip("nkflow.pp")
+    truth_mod = pytest.importorskip("nkflow.datasets.truth")
+    meta = _meta("human")
+    if meta.empty:
+        pytest.skip("no sample_data/human")
+    row = meta[meta["sample_id"] == "D1_liver_pre_unstim"].iloc[0]
+    adata = io.read_fcs(SAMPLE_DATA / "human" / row["file"], metadata=row)
+    pp.compensate(adata)
+    pp.transform(adata)
+    with pytest.warns(MissingControlWarning, match="CD69"):
+        gate(adata, "human_tissue", n_boot=0)
+    th = pd.DataFrame(adata.uns["nkflow"]["thresholds"])
+    cd69 = th[th["marker"] == "CD69"].iloc[0]
+    assert cd69["rule"] == "valley (fmo fallback)" and cd69["control_file"] == "fallback:no-fmo"
+    labels = pd.read_parquet(SAMPLE_DATA / "human" / "truth" / "D1_liver_pre_unstim.parquet")
+    truth = truth_mod.truth_membership(labels["label"], "human")
+    pred, true = adata.obs["trNK"].to_numpy(bool), truth["trNK"].to_numpy(bool)
+    assert 2 * int((pred & true).sum()) / int(pred.sum() + true.sum()) >= 0.95
