@@ -28,7 +28,7 @@ __all__ = ["compensate", "compensate_array", "read_spillover_matrix", "spillover
 log = logging.getLogger(__name__)
 
 #: Rows processed at a time (keeps the float64 intermediate in cache).
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 2048
 _DIAG_TOL = 1e-6
 
 

@@ -31,7 +31,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Rows processed at a time: blocks stay in the CPU cache between numpy passes.
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 2048
 
 _METHODS = ("logicle", "arcsinh")
 _LOGICLE_KEYS = ("T", "W", "M", "A")
