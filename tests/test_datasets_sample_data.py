@@ -44,6 +44,15 @@ def test_regeneration_is_byte_identical(sample_data, regenerated, species):
         assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), rel
 
 
+def test_top_level_sheet_points_into_human_batch(sample_data, regenerated):
+    top = sample_data / "metadata.csv"
+    assert top.read_bytes() == (regenerated / "metadata.csv").read_bytes()
+    meta = pd.read_csv(top, keep_default_na=False)
+    human = pd.read_csv(sample_data / "human" / "metadata.csv", keep_default_na=False)
+    assert list(meta["file"]) == [f"human/{f}" for f in human["file"]]
+    assert all((sample_data / f).is_file() for f in meta["file"])
+
+
 def test_sample_data_dir_finds_committed_batch(sample_data):
     for species in SPECIES:
         assert sample_data_dir(species) == sample_data / species

@@ -151,8 +151,10 @@ def get_panel(species: str) -> Panel:
 
 # Spillover of a fluorochrome (key: its primary detector) into other detectors, as a
 # fraction of its primary signal. Orders of magnitude from BIOLOGY.md section 5: most
-# values 0-5 %, a few 10-40 % between neighbours (FITC->PE, PE->PE-CF594, BV605->BV650,
-# BV650->BV711, APC->AF700, AF700->APC-Cy7) and tandem cross-talk.
+# values 0-5 %, a few 10-40 % between neighbours on the same laser (PE->PE-CF594,
+# BV605->BV650, BV650->BV711, APC->AF700, AF700->APC-Cy7) and tandem cross-talk. On a
+# five-laser instrument PE is read off the yellow-green (561 nm) laser, which barely
+# excites FITC, so FITC->PE is a few percent instead of the 10-25 % of blue-laser PE.
 _MAJOR_SPILL: dict[str, dict[str, float]] = {
     "BUV395-A": {"BV421-A": 0.021, "BV510-A": 0.008},
     "BUV737-A": {"BV711-A": 0.031, "BV786-A": 0.052, "Alexa Fluor 700-A": 0.024,
@@ -164,7 +166,7 @@ _MAJOR_SPILL: dict[str, dict[str, float]] = {
                 "PE-CF594-A": 0.009},
     "BV711-A": {"BV786-A": 0.158, "Alexa Fluor 700-A": 0.046, "PerCP-Cy5-5-A": 0.012},
     "BV786-A": {"APC-Cy7-A": 0.027, "BV711-A": 0.018},
-    "FITC-A": {"PE-A": 0.184, "PE-CF594-A": 0.043, "PerCP-Cy5-5-A": 0.031},
+    "FITC-A": {"PE-A": 0.015, "PE-CF594-A": 0.008, "PerCP-Cy5-5-A": 0.031},
     "PerCP-Cy5-5-A": {"PE-Cy7-A": 0.092, "Alexa Fluor 700-A": 0.057, "BV711-A": 0.021,
                       "APC-A": 0.014},
     "PE-A": {"PE-CF594-A": 0.276, "PE-Cy7-A": 0.024, "PerCP-Cy5-5-A": 0.038,

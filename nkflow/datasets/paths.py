@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from ..exceptions import ConfigError
+from ..io.write import write_text_atomic
 from .batch import simulate_batch
 from .design import Design, make_design
 from .panels import get_panel
@@ -54,6 +57,9 @@ def sample_data_design(species: str = "human") -> Design:
 def make_sample_data(out_dir: str | Path, *, species: tuple[str, ...] = ("human", "mouse")) -> Path:
     """Regenerate ``sample_data/`` (one sub-folder per species), byte for byte.
 
+    Also writes ``out_dir/metadata.csv``, the human sheet with paths into ``human/``, so
+    that ``nkflow run sample_data/`` analyses the human batch.
+
     Parameters
     ----------
     out_dir
@@ -68,7 +74,15 @@ def make_sample_data(out_dir: str | Path, *, species: tuple[str, ...] = ("human"
     """
     out = Path(out_dir)
     for sp in species:
-        simulate_batch(out / sp, design=sample_data_design(sp), random_state=SAMPLE_DATA_SEED)
+        sheet = simulate_batch(
+            out / sp, design=sample_data_design(sp), random_state=SAMPLE_DATA_SEED
+        )
+        if sp == "human":
+            # a top-level sheet pointing into human/, so `nkflow run sample_data/` runs the
+            # human batch (paths in a sheet are relative to the sheet)
+            meta = pd.read_csv(sheet, dtype=str, keep_default_na=False)
+            meta["file"] = f"{sp}/" + meta["file"]
+            write_text_atomic(out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n"))
     return out
 
 
