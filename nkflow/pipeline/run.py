@@ -183,9 +183,8 @@ class _Run:
             for _, row in wave.iterrows():
                 sid = str(row["sample_id"])
                 work = self.folder.sample_dir(sid)
-                task = self.task(sid, work_dir=str(work),
-                                 thresholds=self.thresholds_for(row, thresholds),
-                                 paired_unstim=self._paired(row))  # fmt: skip
+                own, paired = self.stim_inputs(row, self.thresholds_for(row, thresholds))
+                task = self.task(sid, work_dir=str(work), thresholds=own, paired_unstim=paired)
                 if resume:
                     # reuse a finished sample only if everything it was computed from is
                     # unchanged (its thresholds, its paired unstimulated tube, the config)
@@ -214,7 +213,8 @@ class _Run:
         ]
         return sel.drop(columns=["template"]).to_dict("records")
 
-    def _paired(self, row: pd.Series) -> list[dict] | None:
+    def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
+        """The processed unstimulated partner (same donor, tissue, timepoint, batch)."""
         if not is_stimulated(row):
             return None
         key = tuple(str(row[c]) for c in PAIR_KEY)
@@ -223,8 +223,35 @@ class _Run:
             if is_stimulated(other) or str(other["role"]) == "positive_control":
                 continue
             if tuple(str(other[c]) for c in PAIR_KEY) == key:
-                return summary["populations"]
+                return sid, summary
         return None
+
+    def stim_inputs(
+        self, row: pd.Series, batch_thresholds: list[dict]
+    ) -> tuple[list[dict], list[dict] | None]:
+        """Thresholds and paired populations for a tube.
+
+        A stimulated tube takes the residency phenotype from its unstimulated partner,
+        and, for markers without an FMO control, the partner's own cut-off: stimulated
+        and unstimulated tubes must be cut at the same value for a net response to mean
+        anything (BIOLOGY.md section 4: gates set on unstimulated cells or FMOs).
+        """
+        paired = self._paired(row)
+        if paired is None:
+            return batch_thresholds, None
+        sid, summary = paired
+        covered = {(str(t.get("gate", "")), str(t.get("marker"))) for t in batch_thresholds}
+        borrowed = []
+        for t in summary["thresholds"]:
+            key = (str(t.get("gate", "")), str(t.get("marker")))
+            if "fmo fallback" in str(t.get("rule", "")) and key not in covered:
+                borrowed.append({
+                    **t,
+                    "sample_id": "",
+                    "rule": f"unstimulated tube: {t['rule']}",
+                    "control_file": str(self.row(sid)["file"]),
+                })  # fmt: skip
+        return batch_thresholds + borrowed, summary["populations"]
 
     def _collect(self, outcome: TaskOutcome) -> None:
         if not outcome.ok:

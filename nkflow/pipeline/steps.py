@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError
-from ..gating.apply import _fmo_thresholds
+from ..gating.apply import fmo_thresholds
 from ..gating.template import load_template
 from ..tl.cluster import ClusteringResult, cluster
 from ..tl.counts import count_positive
@@ -92,7 +92,7 @@ def control_thresholds(
             tpl = load_template(choose_template(row, config))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                found = _fmo_thresholds(
+                found = fmo_thresholds(
                     metadata.loc[[idx]],
                     reader,
                     tpl,
