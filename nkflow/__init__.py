@@ -1,20 +1,48 @@
 """nkflow: flow-cytometry analysis of NK-cell repair phenotypes.
 
-Use it as ``import nkflow as nk``. The subpackages follow scanpy's layout:
+Use it as ``import nkflow as nk``:
+
+>>> res = nk.run("sample_data/", "results/")          # doctest: +SKIP
+>>> res.populations, res.scores, res.flags             # doctest: +SKIP
+
+The subpackages follow scanpy's layout:
 
 - :mod:`nkflow.io` reads FCS files, panels and metadata sheets;
 - :mod:`nkflow.pp` quality control, compensation and transforms;
-- :mod:`nkflow.gating` gating templates and data-driven thresholds;
-- :mod:`nkflow.models` scikit-learn-style estimators (SOM, metaclustering);
-- :mod:`nkflow.tl` clustering, annotation and repair scoring over the container;
-- :mod:`nkflow.pl` plots (functions return matplotlib figures).
+- :mod:`nkflow.gating` gating templates, data-driven thresholds, GatingML/FlowJo interop;
+- :mod:`nkflow.models` scikit-learn-style estimators (SOM, consensus metaclustering);
+- :mod:`nkflow.tl` clustering, annotation, counting and repair scoring;
+- :mod:`nkflow.pl` plots (functions return matplotlib figures);
+- :mod:`nkflow.datasets` the simulator and the sample data.
+
+AREG+ NK cells are a hypothesis, not a finding: every scored output says so.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import exceptions
+from . import datasets, exceptions, gating, io, models, pl, pp, tl
+from .config import RunConfig, load_config
 from .exceptions import NkflowError
+from .io import read_batch, read_fcs
+from .pipeline import Results, run
 
-__all__ = ["NkflowError", "__version__", "exceptions"]
+__all__ = [
+    "NkflowError",
+    "Results",
+    "RunConfig",
+    "__version__",
+    "datasets",
+    "exceptions",
+    "gating",
+    "io",
+    "load_config",
+    "models",
+    "pl",
+    "pp",
+    "read_batch",
+    "read_fcs",
+    "run",
+    "tl",
+]

@@ -6,11 +6,14 @@
   then one sample at a time).
 - :func:`compare_thresholds`: drift of thresholds across batches.
 - :mod:`nkflow.gating.gates`: resolved gate dataclasses (exported to GatingML 2.0).
+- :func:`apply_gatingml`, :func:`export_gatingml`, :func:`apply_flowjo_workspace`:
+  interoperability with GatingML 2.0 files and FlowJo workspaces through flowkit.
 """
 
 from __future__ import annotations
 
 from .apply import BatchGatingResult, fmo_thresholds, gate, gate_batch, resolve_channel
+from .flowjo import WorkspaceResult, apply_flowjo_workspace, flowjo_counts
 from .gates import (
     BooleanGate,
     Dimension,
@@ -19,6 +22,7 @@ from .gates import (
     RectangleGate,
     evaluate_gates,
 )
+from .gatingml import apply_gatingml, export_gatingml, export_sample_gatingml, validate_gatingml
 from .stats import population_table
 from .template import Template, list_templates, load_template, template_hash, validate_template
 from .thresholds import (
@@ -40,8 +44,14 @@ __all__ = [
     "RectangleGate",
     "Template",
     "Threshold",
+    "WorkspaceResult",
+    "apply_flowjo_workspace",
+    "apply_gatingml",
     "compare_thresholds",
     "evaluate_gates",
+    "export_gatingml",
+    "export_sample_gatingml",
+    "flowjo_counts",
     "fmo_threshold",
     "fmo_thresholds",
     "gate",
@@ -54,6 +64,7 @@ __all__ = [
     "quantile_threshold",
     "resolve_channel",
     "template_hash",
+    "validate_gatingml",
     "validate_template",
     "valley_threshold",
 ]

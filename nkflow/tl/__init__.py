@@ -1,1 +1,42 @@
-"""nkflow.tl."""
+"""nkflow.tl: tools over the container — clustering, annotation, counting, repair scoring.
+
+- :func:`cluster` trains a FlowSOM-style SOM + consensus metaclustering on a pooled,
+  per-sample-capped subsample and maps every cell (:class:`ClusteringResult`).
+- :func:`abundance_table`, :func:`median_table`, :func:`name_metaclusters` describe clusters.
+- :func:`count_positive` counts marker-positive events per population of one sample.
+- :func:`score` turns those counts into repair profiles and flags (:class:`ScoreResult`),
+  :func:`compare_paired` and :func:`compare_groups` compare them across samples.
+"""
+
+from __future__ import annotations
+
+from ._score_config import ScoringConfig, load_scoring_config
+from .annotate import abundance_table, median_table, name_metaclusters
+from .caveats import CAVEATS, caveats_comment, caveats_text
+from .cluster import ClusteringResult, cluster, default_markers
+from .compare import benjamini_hochberg, compare_groups, compare_paired
+from .counts import count_positive, fmo_threshold
+from .score import NOTES, RULES, ScoreResult, score
+
+__all__ = [
+    "CAVEATS",
+    "NOTES",
+    "RULES",
+    "ClusteringResult",
+    "ScoreResult",
+    "ScoringConfig",
+    "abundance_table",
+    "benjamini_hochberg",
+    "caveats_comment",
+    "caveats_text",
+    "cluster",
+    "compare_groups",
+    "compare_paired",
+    "count_positive",
+    "default_markers",
+    "fmo_threshold",
+    "load_scoring_config",
+    "median_table",
+    "name_metaclusters",
+    "score",
+]
