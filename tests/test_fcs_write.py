@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 import flowio
 import flowkit as fk
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from nkflow.io import fcs_write
 from nkflow.io.fcs_write import format_spillover, write_fcs
@@ -156,3 +160,28 @@ def test_invalid_input_raises(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         write_fcs(tmp_path / "x.fcs", np.zeros((3, 2)), channels, **args)
     assert not (tmp_path / "x.fcs").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_events=st.integers(1, 40),
+    names=st.lists(
+        st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8),
+        min_size=1, max_size=5, unique=True,
+    ),
+    note=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20),
+)
+def test_any_names_and_values_round_trip(n_events, names, note):
+    """Channel names and keyword values with delimiters or spaces survive a flowio read."""
+    # FCS forbids leading/trailing delimiters in values; flowio deletes every "$" in TEXT
+    # (flowdata.py: text.replace("$", "")), so leave "$" out of what it must read back
+    assume(not note.startswith("/") and not note.endswith("/") and note.strip() == note)
+    assume(all(not n.startswith("/") and not n.endswith("/") for n in names))
+    assume("$" not in note and not any("$" in n for n in names))
+    data = np.arange(n_events * len(names), dtype=np.float32).reshape(n_events, len(names))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_fcs(Path(tmp) / "p.fcs", data, names, keywords={"$COM": note})
+        fd = flowio.FlowData(str(path))
+        np.testing.assert_array_equal(fd.as_array(preprocess=False), data)
+        assert [fd.text[f"p{i + 1}n"] for i in range(len(names))] == names
+        assert fd.text["com"] == note
