@@ -109,11 +109,11 @@ class Results:
         adata = read_kept_events(folder.sample_dir(sample_id))
         if adata is None:
             raise KeyError(f"no kept events for sample {sample_id!r} in {self.out_dir}")
-        labels = self._table("cluster_assignments")
-        if not labels.empty:
-            mine = labels[labels["sample_id"] == sample_id]
+        labels = folder.sample_dir(sample_id) / "metacluster.parquet"
+        if labels.is_file():
+            mine = pd.read_parquet(labels)["metacluster"].astype(str)
             if len(mine) == adata.n_obs:
-                adata.obs["metacluster"] = pd.Categorical(mine["metacluster"].astype(str))
+                adata.obs["metacluster"] = pd.Categorical(mine.to_numpy())
         return adata
 
     def to_anndata(self) -> ad.AnnData:

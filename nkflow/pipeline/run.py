@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import platform
@@ -387,27 +388,21 @@ def run(
     figures: dict[str, Any] = {}
     if cfg.clustering.enabled and ok:
         state.progress("clustering", 0, 1)
-        kept = {}
-        for sid in ok:
-            adata = read_kept_events(state.folder.sample_dir(sid))
-            if adata is not None:
-                kept[sid] = adata
-        clustering, cluster_counts = cluster_batch(kept, cfg)
-        if clustering is not None:
-            from ..tl.annotate import abundance_table, median_table
+        loaders = {
+            sid: functools.partial(read_kept_events, state.folder.sample_dir(sid)) for sid in ok
+        }
 
-            tables["clusters"] = abundance_table(kept, clustering)
-            tables["cluster_medians"] = median_table(kept, clustering)
-            tables["cluster_assignments"] = pd.concat(
-                [
-                    pd.DataFrame({"sample_id": sid, "metacluster": a.obs["metacluster"]})
-                    for sid, a in kept.items()
-                ],
-                ignore_index=True,
-            ).astype({"metacluster": str})
-            counts = pd.concat([counts, cluster_counts], ignore_index=True)
-            figures.update(_cluster_figures(clustering, tables["clusters"], kept))
-        del kept
+        def save_labels(sid: str, adata: Any) -> None:
+            labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
+            write_table(labels, state.folder.sample_dir(sid) / "metacluster", formats=("parquet",))
+
+        clusters = cluster_batch(loaders, cfg, on_assigned=save_labels)
+        if clusters is not None:
+            clustering = clusters.result
+            tables["clusters"] = clusters.abundance
+            tables["cluster_medians"] = clusters.medians
+            counts = pd.concat([counts, clusters.counts], ignore_index=True)
+            figures.update(_cluster_figures(clustering, clusters.abundance))
         state.progress("clustering", 1, 1)
 
     caveats = ""
@@ -484,7 +479,7 @@ def _comparisons(scores: pd.DataFrame) -> pd.DataFrame:
     return compare_paired(scores, before="pre", after="post")
 
 
-def _cluster_figures(result: Any, abundance: pd.DataFrame, kept: dict) -> dict[str, Any]:
+def _cluster_figures(result: Any, abundance: pd.DataFrame) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     try:
         from ..pl import cluster as plc

@@ -9,20 +9,25 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError
 from ..gating.apply import fmo_thresholds
 from ..gating.template import load_template
+from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import ClusteringResult, cluster
 from ..tl.counts import count_positive
+from .sample import sample_seed
 
 __all__ = [
     "ANALYSED_ROLES",
+    "BatchClusters",
     "choose_template",
     "cluster_batch",
     "control_thresholds",
@@ -110,46 +115,99 @@ def control_thresholds(
     return pd.DataFrame.from_records(records)
 
 
+@dataclass
+class BatchClusters:
+    """What :func:`cluster_batch` returns.
+
+    Attributes
+    ----------
+    result
+        The fitted clustering.
+    counts
+        Per-sample metacluster counts for scoring (``count_positive`` rows).
+    abundance
+        Per-sample metacluster abundance.
+    medians
+        Per-sample metacluster median expression (long format).
+    """
+
+    result: ClusteringResult
+    counts: pd.DataFrame
+    abundance: pd.DataFrame
+    medians: pd.DataFrame
+
+
 def cluster_batch(
-    kept: Mapping[str, ad.AnnData],
+    kept: Mapping[str, Callable[[], ad.AnnData | None]],
     config: RunConfig,
-) -> tuple[ClusteringResult | None, pd.DataFrame]:
-    """Cluster the kept population of every sample and count positives per metacluster.
+    on_assigned: Callable[[str, ad.AnnData], None] | None = None,
+) -> BatchClusters | None:
+    """Cluster the kept population of every sample, streaming one sample at a time.
+
+    Pass 1 draws at most ``per_sample_cap`` cells from each sample (seeded per sample)
+    and fits the SOM and the metaclustering on the pooled draw; pass 2 maps every cell
+    of each sample, counts positives per metacluster and summarises it, then releases it.
+    Memory is the pooled training set plus one sample.
 
     Parameters
     ----------
     kept
-        ``{sample_id: AnnData}`` of the kept (NK) events of each sample.
+        ``{sample_id: loader}``; each loader returns the sample's kept (NK) events.
     config
         The run configuration.
+    on_assigned
+        Called with each sample after its cells were mapped (e.g. to save the labels).
 
     Returns
     -------
-    result, counts
-        The fitted clustering (``None`` when there was nothing to cluster) and the
-        per-sample metacluster counts for scoring.
+    BatchClusters or None
+        ``None`` when no sample had cells to cluster.
     """
     c = config.clustering
-    usable = {sid: a for sid, a in kept.items() if a.n_obs > 0}
-    if not usable:
+    seed = config.execution.random_state
+    training: dict[str, ad.AnnData] = {}
+    for sid, load in kept.items():
+        adata = load()
+        if adata is None or adata.n_obs == 0:
+            continue
+        if adata.n_obs > c.per_sample_cap:
+            rng = np.random.default_rng(sample_seed(seed, sid))
+            rows = np.sort(rng.choice(adata.n_obs, size=c.per_sample_cap, replace=False))
+            adata = adata[rows].copy()
+        training[sid] = adata
+    if not training:
         logger.warning("clustering skipped: no sample has %s events", c.population)
-        return None, pd.DataFrame()
+        return None
     result = cluster(
-        usable,
+        training,
         markers=list(c.markers) or None,
         population=c.population,
         per_sample_cap=c.per_sample_cap,
         xdim=c.xdim,
         ydim=c.ydim,
         n_metaclusters=c.n_metaclusters,
-        random_state=config.execution.random_state,
-        assign=True,
+        random_state=seed,
+        assign=False,
     )
-    frames = []
-    for adata in usable.values():
-        pops = [f"metacluster:{k}" for k in result.categories]
-        frames.append(count_positive(adata, populations=pops, cluster_key="metacluster"))
-    return result, pd.concat(frames, ignore_index=True)
+    del training
+    pops = [f"metacluster:{k}" for k in result.categories]
+    counts, abundance, medians = [], [], []
+    for sid, load in kept.items():
+        adata = load()
+        if adata is None or adata.n_obs == 0:
+            continue
+        result.assign(adata)
+        counts.append(count_positive(adata, populations=pops, cluster_key="metacluster"))
+        abundance.append(abundance_table({sid: adata}, result))
+        medians.append(median_table({sid: adata}, result))
+        if on_assigned is not None:
+            on_assigned(sid, adata)
+    return BatchClusters(
+        result=result,
+        counts=pd.concat(counts, ignore_index=True),
+        abundance=pd.concat(abundance, ignore_index=True),
+        medians=pd.concat(medians, ignore_index=True),
+    )
 
 
 def template_hashes(names: list[str]) -> dict[str, str]:
