@@ -33,8 +33,31 @@ POPULATION_COLUMNS = [
 ]
 
 
-def _dense(x: Any) -> np.ndarray:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+def _columns(x: Any) -> np.ndarray:
+    """Marker-major (markers x events) copy in the data's own float type (no upcast)."""
+    x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return np.ascontiguousarray(x.T)
+
+
+def _medians(cols: np.ndarray, idx: np.ndarray, has_nan: bool) -> np.ndarray:
+    """Per-marker medians of the events ``idx``: ``np.median(X[idx], axis=0)``, faster.
+
+    Partitioning contiguous marker rows in the stored precision selects exactly the same
+    middle values as ``np.median`` on a float64 copy; the two middle values of an even
+    count are averaged in float64, as ``np.median`` does. Columns with NaN take
+    ``np.median`` itself (NaN propagates).
+    """
+    sub = cols[:, idx]
+    if has_nan:
+        return np.median(sub.astype(np.float64), axis=1)
+    k = sub.shape[1] // 2
+    if sub.shape[1] % 2:
+        sub.partition(k, axis=1)
+        return sub[:, k].astype(np.float64)
+    sub.partition([k - 1, k], axis=1)
+    return (sub[:, k - 1].astype(np.float64) + sub[:, k].astype(np.float64)) / 2.0
 
 
 def population_table(
@@ -94,7 +117,8 @@ def population_table(
         names = [str(m) for m in var["marker"].to_numpy()[cols]]
     else:
         cols, names = [], []
-    Xc = _dense(adata.X[:, cols]) if cols else None
+    Xc = _columns(adata.X[:, cols]) if cols else None
+    has_nan = bool(np.isnan(Xc).any()) if Xc is not None else False
     has_nk = nk_population in adata.obs.columns
     nk_mask = np.asarray(adata.obs[nk_population], dtype=bool) if has_nk else None
     nk_count = int(nk_mask.sum()) if nk_mask is not None else 0
@@ -118,7 +142,7 @@ def population_table(
             idx = np.flatnonzero(m)
             if idx.size > _MEDIAN_MAX:  # fixed-stride subsample: deterministic, SE ~1e-3
                 idx = idx[:: int(np.ceil(idx.size / _MEDIAN_MAX))]
-            med = np.median(Xc[idx], axis=0)
+            med = _medians(Xc, idx, has_nan)
         else:
             med = np.full(len(cols), np.nan)
         for name, v in zip(names, med, strict=True):
