@@ -24,6 +24,11 @@ THRESHOLD_COLUMNS = ("threshold_areg", "threshold_ifng", "threshold_nkg2d", "thr
 def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
     """Sum counts over replicate tubes; a count missing in any tube makes the sum NA."""
     cols = list(COUNT_COLUMNS)
+    if frame.empty:  # e.g. every unstimulated tube failed: same columns, no rows
+        extra = [c for c in THRESHOLD_COLUMNS if c in frame.columns]
+        names = [*keys, *(f"{c}{suffix}" for c in [*cols, "sample_id", *extra])]
+        return pd.DataFrame({n: pd.Series(dtype=frame[n].dtype if n in frame else "float64")
+                             for n in names})  # fmt: skip
     numeric = frame[cols].astype("float64")
     grouped = numeric.groupby([frame[k] for k in keys], sort=False)
     sums = grouped.sum(min_count=1)
@@ -120,8 +125,10 @@ def _control_tube_baselines(
                 break
         chosen.append(best if best is not None else tube)
     out = pd.concat(chosen, ignore_index=True)
-    if "sample_id_unstim" not in out.columns:
-        out["sample_id_unstim"] = np.nan
+    # a control tube with no unstimulated baseline anywhere in its batch keeps NaN counts
+    for col in [*(f"{c}_unstim" for c in COUNT_COLUMNS), "sample_id_unstim"]:
+        if col not in out.columns:
+            out[col] = np.nan
     out["control_source"] = "positive_control tube"
     return out
 

@@ -1,0 +1,149 @@
+"""The CLI in-process (click's CliRunner): help, exit codes, one line per failed file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from nkflow.cli import main
+from nkflow.datasets import make_design, simulate_batch
+
+COMMANDS = [
+    ["--help"],
+    ["run", "--help"],
+    ["inspect", "--help"],
+    ["check", "--help"],
+    ["gate", "--help"],
+    ["simulate", "--help"],
+    ["templates", "--help"],
+    ["templates", "list", "--help"],
+    ["templates", "show", "--help"],
+    ["templates", "validate", "--help"],
+]
+
+FAST = """
+[gating]
+bootstrap = 10
+[clustering]
+xdim = 4
+ydim = 4
+n_metaclusters = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli_batch")
+    design = make_design(
+        "human", donors=("D1",), tissues=("liver",), timepoints=("pre",), n_events=8_000,
+        fmo_events=4_000, fmo_markers=("AREG",), clog=False, nk_enrichment=3.0,
+    )  # fmt: skip
+    simulate_batch(folder, design=design, random_state=5)
+    (folder.parent / "fast.toml").write_text(FAST)
+    return folder
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+def test_help(runner: CliRunner, args: list[str]) -> None:
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and "nkflow" in result.output
+
+
+def test_usage_error_exit_2(runner: CliRunner, small_batch: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[transform]\nmethod = 'cubic'\n")
+    result = runner.invoke(main, ["run", str(small_batch), "-o", str(tmp_path / "o"),
+                                  "--config", str(bad)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "logicle" in result.output  # the valid choices are named
+    assert runner.invoke(main, ["run"]).exit_code == 2
+
+
+def test_templates(runner: CliRunner, tmp_path: Path) -> None:
+    listed = runner.invoke(main, ["templates", "list"])
+    assert listed.exit_code == 0 and "human_blood" in listed.output
+    shown = runner.invoke(main, ["templates", "show", "mouse"])
+    assert shown.exit_code == 0
+    copy = tmp_path / "mine.toml"
+    copy.write_text(shown.output)
+    assert runner.invoke(main, ["templates", "validate", str(copy)]).exit_code == 0
+    copy.write_text(shown.output.replace('kind = "', 'kind = "hexagon', 1))
+    bad = runner.invoke(main, ["templates", "validate", str(copy)])
+    assert bad.exit_code == 1 and "hexagon" in bad.output
+
+
+def test_inspect_reports_bad_files(runner: CliRunner, small_batch: Path, tmp_path: Path) -> None:
+    good = sorted(small_batch.glob("*.fcs"))[0]
+    junk = tmp_path / "junk.fcs"
+    junk.write_bytes(b"not an fcs file at all")
+    result = runner.invoke(main, ["inspect", str(good), str(junk)])
+    assert result.exit_code == 1
+    assert f"FAILED {junk}" in result.output
+    assert good.name in result.output
+
+
+def test_full_run_with_a_broken_file(runner: CliRunner, small_batch: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    shutil.copytree(small_batch, batch)
+    victim = batch / pd.read_csv(batch / "metadata.csv")["file"].iloc[0]
+    victim.write_bytes(victim.read_bytes()[:500])
+    out = tmp_path / "out"
+    args = [
+        "run",
+        str(batch),
+        "-o",
+        str(out),
+        "--config",
+        str(small_batch.parent / "fast.toml"),
+        "-q",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    failed = [line for line in result.output.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == 1 and victim.name in failed[0], result.output
+    assert (out / "report.html").is_file()
+    status = pd.read_csv(out / "tables" / "status.csv")
+    assert (status["status"] == "parse-failed").sum() == 1
+    # a second run refuses to overwrite; --force replaces
+    again = runner.invoke(main, args)
+    assert again.exit_code == 1 and "--force" in again.output
+    assert runner.invoke(main, [*args, "--force"]).exit_code == 1
+
+
+def test_gate_with_template_writes_membership(
+    runner: CliRunner, small_batch: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "gated"
+    result = runner.invoke(
+        main, ["gate", str(small_batch), "--template", "human_tissue", "-o", str(out), "--events"]
+    )
+    assert result.exit_code == 0, result.output
+    pops = pd.read_csv(out / "populations.csv")
+    assert {"sample_id", "population", "parent", "count", "percent_of_parent", "ci_low",
+            "ci_high"} <= set(pops.columns)  # fmt: skip
+    members = sorted((out / "membership").glob("*.parquet"))
+    assert members
+    assert pd.read_parquet(members[0])["NK"].dtype == bool
+
+
+def test_simulate(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["simulate", str(tmp_path / "sim"), "--species", "mouse",
+                                  "--events", "2000"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sim" / "metadata.csv").is_file()
