@@ -23,3 +23,49 @@ def external() -> Path:
 def sample_data() -> Path:
     """The committed sample batch."""
     return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated human batch: one donor, blood + liver, pre only, unstim + stim,
+    AREG and CD69 FMOs per tissue, a positive control and a clogged file."""
+    from nkflow.datasets import make_design, simulate_batch
+
+    folder = tmp_path_factory.mktemp("tiny_batch")
+    design = make_design(
+        "human",
+        donors=("D1",),
+        tissues=("blood", "liver"),
+        timepoints=("pre",),
+        n_events=12_000,
+        fmo_events=6_000,
+        nk_enrichment=3.0,
+        fmo_markers=("AREG", "CD69"),
+    )
+    simulate_batch(folder, design=design, random_state=3)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fast_config():
+    """A run configuration that keeps tests quick (few bootstrap draws, small SOM)."""
+    from nkflow.config import RunConfig, replace_values
+
+    return replace_values(
+        RunConfig(),
+        {
+            "gating.bootstrap": 20,
+            "clustering.xdim": 5,
+            "clustering.ydim": 5,
+            "clustering.n_metaclusters": 5,
+            "clustering.per_sample_cap": 3000,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_batch: Path, fast_config, tmp_path_factory: pytest.TempPathFactory):
+    """A clean pipeline run of ``tiny_batch`` (the reference for resume and determinism)."""
+    from nkflow.pipeline import run
+
+    return run(tiny_batch, tmp_path_factory.mktemp("runs") / "out", config=fast_config)

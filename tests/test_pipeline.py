@@ -10,40 +10,9 @@ import pandas as pd
 import pytest
 
 import nkflow
-from nkflow.config import RunConfig, load_config, replace_values
-from nkflow.datasets import make_design, simulate_batch
+from nkflow.config import RunConfig, load_config
 from nkflow.exceptions import OutputExistsError
 from nkflow.pipeline import default_out_dir, run
-
-FAST = replace_values(
-    RunConfig(),
-    {
-        "gating.bootstrap": 20,
-        "clustering.xdim": 5,
-        "clustering.ydim": 5,
-        "clustering.n_metaclusters": 5,
-        "clustering.per_sample_cap": 3000,
-    },
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One donor, blood + liver, pre only, with FMOs, a positive control and a clog."""
-    folder = tmp_path_factory.mktemp("tiny_batch")
-    design = make_design(
-        "human", donors=("D1",), tissues=("blood", "liver"), timepoints=("pre",),
-        n_events=12_000, fmo_events=6_000, nk_enrichment=3.0, fmo_markers=("AREG", "CD69"),
-    )  # fmt: skip
-    simulate_batch(folder, design=design, random_state=3)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_batch: Path, tmp_path_factory: pytest.TempPathFactory) -> nkflow.pipeline.Results:
-    out = tmp_path_factory.mktemp("runs") / "out"
-    return run(tiny_batch, out, config=FAST)
-
 
 TABLES = ["populations", "thresholds", "clusters", "scores", "flags", "qc", "status"]
 
@@ -56,11 +25,11 @@ def test_every_table_written_as_csv_and_parquet(tiny_run, name: str) -> None:
     assert len(csv) == len(parquet) == len(tiny_run.tables[name])
 
 
-def test_run_outputs(tiny_run) -> None:
+def test_run_outputs(tiny_run, fast_config: RunConfig) -> None:
     out = tiny_run.out_dir
     for rel in ("report.html", "provenance.json", "config.toml", ".nkflow"):
         assert (out / rel).is_file(), rel
-    assert load_config(out / "config.toml") == FAST
+    assert load_config(out / "config.toml") == fast_config
     status = tiny_run.status
     analysed = status[status["role"].isin(["unstim", "stim", "positive_control"])]
     assert set(analysed["status"]) <= {"ok", "qc-failed"}
@@ -84,15 +53,19 @@ def test_results_container_and_exports(tiny_run, tmp_path: Path) -> None:
     assert back.n_obs > 0
 
 
-def test_existing_output_is_never_overwritten_silently(tiny_batch: Path, tiny_run) -> None:
+def test_existing_output_is_never_overwritten_silently(
+    tiny_batch: Path, tiny_run, fast_config: RunConfig
+) -> None:
     with pytest.raises(OutputExistsError, match="--force"):
-        run(tiny_batch, tiny_run.out_dir, config=FAST)
+        run(tiny_batch, tiny_run.out_dir, config=fast_config)
 
 
-def test_foreign_folder_is_never_replaced(tiny_batch: Path, tmp_path: Path) -> None:
+def test_foreign_folder_is_never_replaced(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(OutputExistsError, match="not made by nkflow"):
-        run(tiny_batch, tmp_path, config=FAST, force=True)
+        run(tiny_batch, tmp_path, config=fast_config, force=True)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
@@ -104,7 +77,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_bad_file_fails_alone_and_resume_matches(
-    tiny_batch: Path, tiny_run, tmp_path: Path
+    tiny_batch: Path, tiny_run, tmp_path: Path, fast_config: RunConfig
 ) -> None:
     batch = tmp_path / "batch"
     shutil.copytree(tiny_batch, batch)
@@ -112,7 +85,7 @@ def test_bad_file_fails_alone_and_resume_matches(
     victim = sheet.loc[sheet["role"] == "unstim", "file"].iloc[0]
     original = (batch / victim).read_bytes()
     (batch / victim).write_bytes(original[: len(original) // 3])
-    broken = run(batch, tmp_path / "out", config=FAST)
+    broken = run(batch, tmp_path / "out", config=fast_config)
     st = broken.status.set_index("file")
     assert st.loc[victim, "status"] == "parse-failed"
     assert victim in st.loc[victim, "message"]
@@ -120,7 +93,7 @@ def test_bad_file_fails_alone_and_resume_matches(
     # repair the file, resume: only the failed sample is redone and the tables equal a
     # clean run's tables byte for byte
     (batch / victim).write_bytes(original)
-    resumed = run(batch, tmp_path / "out", config=FAST, resume=True)
+    resumed = run(batch, tmp_path / "out", config=fast_config, resume=True)
     assert (resumed.status["status"] != "parse-failed").all()
     assert _digest(resumed.out_dir) == _digest(tiny_run.out_dir)
 
