@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TaskOutcome", "default_workers", "map_samples"]
+__all__ = ["SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ def map_samples(
 ) -> Iterator[TaskOutcome]:
     """Run ``func(argument)`` for every ``(key, argument)`` and yield the outcomes.
 
+    A one-shot :class:`SampleExecutor`; use the executor itself to run several waves
+    of tasks on the same worker processes (or Dask client).
+
     Parameters
     ----------
     func
@@ -93,32 +96,107 @@ def map_samples(
     TaskOutcome
         One per key, in completion order.
     """
+    _check_keys(items)
+    with SampleExecutor(workers=workers, scheduler=scheduler) as ex:
+        yield from ex.map(func, items)
+
+
+def _check_keys(items: Sequence[tuple[str, Any]]) -> None:
     keys = [k for k, _ in items]
     if len(set(keys)) != len(keys):
         raise ValueError("map_samples: keys must be unique")
-    if scheduler:
-        yield from _map_dask(func, items, scheduler)
-        return
-    n = default_workers() if workers == 0 else workers
-    if n <= 1 or len(items) <= 1:
-        for key, arg in items:
-            yield _call(func, key, arg)
-        return
-    yield from _map_pool(func, items, min(n, len(items)))
 
 
-def _new_pool(n: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+class SampleExecutor:
+    """Runs waves of per-sample tasks on workers that live as long as the executor.
 
+    A batch run has several waves (FMO controls, unstimulated tubes, stimulated tubes
+    that need their unstimulated partner's results). Starting worker processes costs
+    about two seconds each (importing nkflow and its dependencies); one executor per run
+    pays that once instead of once per wave. Processes start on the first parallel wave.
 
-def _map_pool(
-    func: Callable[[Any], Any], items: Sequence[tuple[str, Any]], n: int
-) -> Iterator[TaskOutcome]:
-    pending: dict[Future[TaskOutcome], tuple[str, Any]] = {}
-    unfinished: list[tuple[str, Any]] = []
-    with _new_pool(n) as pool:
-        for key, arg in items:
-            pending[pool.submit(_call, func, key, arg)] = (key, arg)
+    Parameters
+    ----------
+    workers
+        1 runs in this process; more uses a local ``spawn`` process pool; 0 means one
+        per core.
+    scheduler
+        Address of a running Dask distributed scheduler; when given, ``workers`` is
+        ignored and one client is kept open for the executor's lifetime.
+
+    Examples
+    --------
+    >>> with SampleExecutor(workers=2) as ex:  # doctest: +SKIP
+    ...     first = list(ex.map(process_control, controls))
+    ...     second = list(ex.map(process_sample, samples))
+    """
+
+    def __init__(self, *, workers: int = 1, scheduler: str = "") -> None:
+        self.scheduler = scheduler
+        self.workers = default_workers() if workers == 0 else max(1, int(workers))
+        self._pool: ProcessPoolExecutor | None = None
+        self._client: Any = None
+        self._wave = 0
+
+    def __enter__(self) -> SampleExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (or close the Dask client)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def map(
+        self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
+    ) -> Iterator[TaskOutcome]:
+        """Run ``func(argument)`` for every ``(key, argument)``; yield outcomes as they end.
+
+        An exception in one task is that task's outcome. A worker process that dies takes
+        no other sample with it: the tasks it left unfinished run again, each in a fresh
+        process of its own, and the next wave gets a new pool.
+
+        Parameters
+        ----------
+        func
+            A module-level (picklable) function of one argument.
+        items
+            ``(key, argument)`` pairs; keys must be unique within the call.
+
+        Yields
+        ------
+        TaskOutcome
+            One per key, in completion order.
+        """
+        _check_keys(items)
+        self._wave += 1
+        if self.scheduler:
+            yield from self._map_dask(func, items)
+        elif self.workers <= 1 or len(items) <= 1:
+            for key, arg in items:
+                yield _call(func, key, arg)
+        else:
+            yield from self._map_pool(func, items)
+
+    def _map_pool(
+        self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
+    ) -> Iterator[TaskOutcome]:
+        if self._pool is None:
+            self._pool = _new_pool(self.workers)
+        pending: dict[Future[TaskOutcome], tuple[str, Any]] = {}
+        unfinished: list[tuple[str, Any]] = []
+        try:
+            for key, arg in items:
+                pending[self._pool.submit(_call, func, key, arg)] = (key, arg)
+        except BrokenProcessPool:  # a worker died while this wave was being submitted
+            done_keys = {pending[f][0] for f in pending}
+            unfinished.extend(it for it in items if it[0] not in done_keys)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -127,13 +205,46 @@ def _map_pool(
                     yield fut.result()
                 except BrokenProcessPool:
                     unfinished.append(item)
-    if unfinished:
-        logger.warning(
-            "a worker process died; re-running %d sample(s), each in its own process",
-            len(unfinished),
-        )
-        for key, arg in unfinished:
-            yield _run_isolated(func, key, arg)
+        if unfinished:
+            logger.warning(
+                "a worker process died; re-running %d sample(s), each in its own process",
+                len(unfinished),
+            )
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            for key, arg in unfinished:
+                yield _run_isolated(func, key, arg)
+
+    def _map_dask(
+        self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
+    ) -> Iterator[TaskOutcome]:
+        try:
+            from distributed import Client, as_completed
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
+            ) from exc
+        if self._client is None:
+            self._client = Client(self.scheduler)
+        futures = {
+            self._client.submit(
+                _call, func, key, arg, key=f"nkflow-{self._wave}-{i}-{key}", pure=False,
+                retries=2,
+            ): key
+            for i, (key, arg) in enumerate(items)
+        }  # fmt: skip
+        for fut in as_completed(futures):
+            key = futures[fut]
+            try:
+                yield fut.result()
+            except Exception as exc:  # a lost worker past its retries, a cancelled task
+                yield TaskOutcome(key, None, exc, traceback.format_exc())
+            finally:
+                fut.release()
+
+
+def _new_pool(n: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
@@ -144,27 +255,3 @@ def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome
             return TaskOutcome(
                 key, None, exc, "the worker process died while processing this sample"
             )
-
-
-def _map_dask(
-    func: Callable[[Any], Any], items: Sequence[tuple[str, Any]], address: str
-) -> Iterator[TaskOutcome]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
-        ) from exc
-    with Client(address) as client:
-        futures = {
-            client.submit(
-                _call, func, key, arg, key=f"nkflow-{i}-{key}", pure=False, retries=2
-            ): key
-            for i, (key, arg) in enumerate(items)
-        }
-        for fut in as_completed(futures):
-            key = futures[fut]
-            try:
-                yield fut.result()
-            except Exception as exc:  # a lost worker past its retries, a cancelled task
-                yield TaskOutcome(key, None, exc, traceback.format_exc())

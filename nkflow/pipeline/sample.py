@@ -24,12 +24,20 @@ import pandas as pd
 
 from .. import __version__, pp
 from ..config import RunConfig
-from ..gating.apply import gate
+from ..gating.apply import fmo_thresholds, gate
+from ..gating.template import load_template
 from ..io import read_fcs
 from ..io.write import write_bytes_atomic, write_text_atomic
 from ..tl.counts import count_positive
 
-__all__ = ["SampleTask", "load_sample", "process_sample", "read_kept_events", "sample_seed"]
+__all__ = [
+    "SampleTask",
+    "load_sample",
+    "process_control",
+    "process_sample",
+    "read_kept_events",
+    "sample_seed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +156,40 @@ def _figure_png(adata: ad.AnnData) -> bytes | None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
     return buf.getvalue()
+
+
+def process_control(task: SampleTask) -> list[dict[str, Any]]:
+    """FMO thresholds of one FMO tube, as records (the per-control unit of work).
+
+    The same computation as :func:`nkflow.pipeline.steps.control_thresholds` for one
+    metadata row (same seed), as a picklable function so that the FMO tubes of a batch
+    can run on the worker pool like the samples.
+
+    Parameters
+    ----------
+    task
+        The FMO tube's task; ``task.row`` is its metadata row (``role = "fmo:<MARKER>"``).
+
+    Returns
+    -------
+    list of dict
+        One record per threshold (docs/contracts.md ``thresholds`` columns) plus
+        ``template``, the template's name.
+    """
+    cfg = task.config
+    tpl = load_template(task.template)
+    meta = pd.DataFrame([{**task.row, "sample_id": task.sample_id}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = fmo_thresholds(
+            meta,
+            lambda _sid: load_sample(task),
+            tpl,
+            random_state=cfg.execution.random_state,
+            n_boot=cfg.gating.bootstrap,
+            fmo_percentile=cfg.gating.fmo_percentile,
+        )
+    return [{**t.to_record(), "template": tpl.name} for t in found]
 
 
 def process_sample(task: SampleTask) -> dict[str, Any]:

@@ -1,0 +1,270 @@
+"""End-to-end batch benchmark: ``nkflow.run`` with 1 and 2 workers (and Dask), issue 8.
+
+Usage (from the repository root)::
+
+    /work/venv/bin/python benchmarks/bench_pipeline.py [--events 200000] [--workers 1,2]
+        [--dask] [--peers 4] [--rss-1m 0]
+
+Generates once (cached in ``benchmarks/_data/``, gitignored) a simulated human batch of 48
+FCS files (3 donors x blood/liver/lung x pre/post x unstim/stim = 36 tubes, plus 12 FMO
+tubes: CD69, CD103, AREG, IFN-g per tissue), ``--events`` events each, 16 fluorescence
+channels. Then, in the same invocation, each configuration runs ``nkflow.run`` in a fresh
+child process (so its peak-memory counters are its own) on the whole batch, report
+included:
+
+* ``--workers 1,2``: local process pools of that size (1 = in process);
+* ``--dask``: a ``dask.distributed.LocalCluster`` of two single-threaded worker processes,
+  passed as ``execution.scheduler``.
+
+Printed per configuration: wall time per stage (from the run's progress callback), total
+wall and CPU time, events/s, the peak RSS of the main process and of the largest worker
+(``getrusage``: the workers' own counters for Dask, ``RUSAGE_CHILDREN`` for the pool),
+and whether every CSV table is byte-identical to the first configuration's. Then the
+throughput ratio of 2 workers over 1 (target >= 1.6x) and the 60 s target.
+
+``--peers N`` times read + compensate + logicle on the first N files of the batch: nkflow
+vs flowkit (``Sample`` + ``apply_compensation`` + ``LogicleTransform``) vs a raw numpy read
+of the DATA segment (functions of ``bench_preprocess.py``), and prints the ratios.
+
+``--rss-1m K`` (default 0: skipped) simulates K files of 1,000,000 events (2 donors x
+blood x pre/post x unstim/stim per 8) and runs them with 2 workers, printing the peak RSS
+of the largest worker: the per-worker memory bound of issue 8 (under 2 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data"
+OUT = HERE / "_out"
+STAGES = ("controls", "samples", "clustering", "scoring")
+
+
+def make_batch(n_events: int) -> Path:
+    """Write (or reuse) the 48-file batch; returns its folder."""
+    from nkflow.datasets import make_design, simulate_batch
+
+    folder = DATA / f"pipeline_48x{n_events}_v1"
+    if (folder / "metadata.csv").is_file():
+        return folder
+    design = make_design(
+        "human",
+        donors=("D1", "D2", "D3"),
+        tissues=("blood", "liver", "lung"),
+        timepoints=("pre", "post"),
+        n_events=n_events,
+        fmo_markers=("CD69", "CD103", "AREG", "IFN-g"),
+        positive_control=False,
+    )
+    t0 = time.perf_counter()
+    simulate_batch(folder, design=design, random_state=0)
+    print(f"simulated {len(design.tubes)} files x {n_events} events into {folder} "
+          f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return folder
+
+
+def make_big_batch(n_files: int, n_events: int = 1_000_000) -> Path:
+    """Files of 1M events for the per-worker memory bound (unstim/stim tubes, no FMO)."""
+    from nkflow.datasets import make_design, simulate_batch
+
+    folder = DATA / f"pipeline_{n_files}x{n_events}_v1"
+    if (folder / "metadata.csv").is_file():
+        return folder
+    donors = tuple(f"D{i + 1}" for i in range(max(1, -(-n_files // 4))))
+    design = make_design("human", donors=donors, tissues=("blood",), n_events=n_events,
+                         fmo_markers=(), positive_control=False, clog=False)  # fmt: skip
+    t0 = time.perf_counter()
+    simulate_batch(folder, design=design, random_state=0)
+    print(f"simulated {len(design.tubes)} files x {n_events} events into {folder} "
+          f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return folder
+
+
+def _batch_events(folder: Path) -> int:
+    """Events in the batch, from each file's ``$TOT`` keyword."""
+    total = 0
+    for path in sorted(folder.glob("*.fcs")):
+        with open(path, "rb") as fh:
+            head = fh.read(58)
+            t0, t1 = int(head[10:18]), int(head[18:26])
+            fh.seek(t0)
+            text = fh.read(t1 - t0 + 1).decode("latin-1")
+        parts = text[1:].split(text[0])
+        kw = {parts[i].upper(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+        total += int(kw["$TOT"])
+    return total
+
+
+def _tables_digest(out: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "tables").glob("*.csv"))
+    }
+
+
+def _one(mode: str, folder: Path, out: Path) -> None:
+    """Child process: one timed ``nkflow.run``; prints a JSON line."""
+    import logging
+
+    import nkflow
+    from nkflow.config import RunConfig, replace_values
+
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    marks: dict[str, float] = {}
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        marks.setdefault(stage, now)
+        last[0] = now
+
+    cluster = client = None
+    worker_rss: list[float] = []
+    if mode == "dask":
+        from distributed import Client, LocalCluster
+
+        t_start = time.perf_counter()
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # fmt: skip
+        client = Client(cluster)
+        values = {"execution.scheduler": cluster.scheduler_address}
+    else:
+        t_start = time.perf_counter()
+        values = {"execution.workers": int(mode)}
+    cfg = replace_values(RunConfig(), values)
+    t0 = time.perf_counter()
+    nkflow.run(folder, out, config=cfg, force=True, on_progress=progress)
+    t1 = time.perf_counter()
+    if client is not None:
+        rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        worker_rss = [v / 1024 for v in rss.values()]
+        client.close()
+        cluster.close()
+    self_ru = resource.getrusage(resource.RUSAGE_SELF)
+    child_ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seen = [s for s in STAGES if s in marks]
+    stages = {}
+    for a, b in zip(seen, [*seen[1:], None], strict=True):
+        stages[a] = (marks[b] if b else last[0]) - marks[a]
+    stages["setup (before controls)"] = (marks[seen[0]] if seen else t1) - t0
+    stages["report + write"] = t1 - last[0]
+    if not worker_rss and int(mode) > 1:
+        worker_rss = [child_ru.ru_maxrss / 1024]
+    print(json.dumps({
+        "mode": mode,
+        "wall": t1 - t0,
+        "wall_with_cluster_start": t1 - t_start,
+        "cpu": self_ru.ru_utime + self_ru.ru_stime + child_ru.ru_utime + child_ru.ru_stime,
+        "stages": stages,
+        "main_rss_mb": self_ru.ru_maxrss / 1024,
+        "worker_rss_mb": max(worker_rss) if worker_rss else None,
+        "tables": _tables_digest(out),
+    }))  # fmt: skip
+
+
+def measure(mode: str, folder: Path, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--_one", mode, "--_input", str(folder), "--_out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.stderr.write(res.stderr[-4000:])
+        raise SystemExit(f"run {mode!r} failed (exit {res.returncode})")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def peers(folder: Path, n_files: int, repeats: int = 2) -> None:
+    """Read + compensate + logicle per file: nkflow vs flowkit vs raw numpy read."""
+    sys.path.insert(0, str(HERE))
+    from bench_preprocess import raw_read, run_flowkit, run_nkflow
+
+    warnings.simplefilter("ignore")
+    files = sorted(folder.glob("*.fcs"))[:n_files]
+    tot = {"raw": 0.0, "nkflow": 0.0, "flowkit": 0.0}
+    for path in files:
+        for name, fn in (("raw", raw_read), ("nkflow", run_nkflow), ("flowkit", run_flowkit)):
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn(path)
+                best = min(best, time.perf_counter() - t0)
+            tot[name] += best
+    n = len(files)
+    print(f"\nread + compensate + logicle, mean of {n} files (best of {repeats} each):")
+    for name, v in tot.items():
+        print(f"  {name:8s} {1000 * v / n:8.1f} ms/file")
+    print(f"  flowkit / nkflow = {tot['flowkit'] / tot['nkflow']:.1f}x; "
+          f"nkflow / raw read = {tot['nkflow'] / tot['raw']:.1f}x")  # fmt: skip
+
+
+def _report(results: list[dict], n_events: int, n_files: int) -> None:
+    print(f"\nbatch: {n_files} files, {n_events:,} events")
+    ref = results[0]["tables"]
+    for r in results:
+        label = "dask 2 workers" if r["mode"] == "dask" else f"{r['mode']} worker(s)"
+        same = "identical" if r["tables"] == ref else "DIFFERENT"
+        wrss = f"{r['worker_rss_mb']:.0f} MB" if r["worker_rss_mb"] else "-"
+        print(f"\n{label}: wall {r['wall']:.1f} s (cpu {r['cpu']:.1f} s), "
+              f"{n_events / r['wall'] / 1e6:.2f} M events/s, peak RSS main "
+              f"{r['main_rss_mb']:.0f} MB, largest worker {wrss}; "
+              f"{len(r['tables'])} CSV tables {same} to the first run")  # fmt: skip
+        if r["mode"] == "dask":
+            print(f"  (with LocalCluster start/stop: {r['wall_with_cluster_start']:.1f} s)")
+        for stage, v in r["stages"].items():
+            print(f"  {stage:26s} {v:6.1f} s")
+    by = {r["mode"]: r for r in results}
+    if "1" in by and "2" in by:
+        ratio = by["1"]["wall"] / by["2"]["wall"]
+        print(f"\nthroughput 2 workers / 1 worker = {ratio:.2f}x (target >= 1.6x)")
+        print(f"2 workers end to end {by['2']['wall']:.1f} s (target < 60 s)")
+    if "dask" in by and "1" in by:
+        print(f"throughput dask(2) / 1 worker = {by['1']['wall'] / by['dask']['wall']:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--dask", action="store_true")
+    ap.add_argument("--peers", type=int, default=4)
+    ap.add_argument("--rss-1m", type=int, default=0)
+    ap.add_argument("--_one", default="")
+    ap.add_argument("--_input", default="")
+    ap.add_argument("--_out", default="")
+    args = ap.parse_args(argv)
+    if args._one:
+        _one(args._one, Path(args._input), Path(args._out))
+        return 0
+    folder = make_batch(args.events)
+    n_events = _batch_events(folder)
+    n_files = len(list(folder.glob("*.fcs")))
+    results = []
+    modes = [m.strip() for m in args.workers.split(",") if m.strip()]
+    if args.dask:
+        modes.append("dask")
+    for mode in modes:
+        results.append(measure(mode, folder, OUT / f"pipeline_{mode}"))
+        r = results[-1]
+        print(f"{mode}: {r['wall']:.1f} s", flush=True)
+    _report(results, n_events, n_files)
+    if args.peers:
+        peers(folder, args.peers)
+    if args.rss_1m:
+        big = make_big_batch(args.rss_1m)
+        r = measure("2", big, OUT / "pipeline_1m")
+        print(f"\n{args.rss_1m} files x 1M events, 2 workers: wall {r['wall']:.1f} s, "
+              f"peak RSS largest worker {r['worker_rss_mb']:.0f} MB, main "
+              f"{r['main_rss_mb']:.0f} MB (target < 2048 MB per worker)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
