@@ -22,13 +22,11 @@ EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING
+    # per-sample warnings (low event counts, fallback thresholds) are in the status table
+    # and the report; the console shows errors unless asked for more
+    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
     if quiet:
         level = logging.ERROR
-    elif verbose == 1:
-        level = logging.INFO
-    elif verbose >= 2:
-        level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("nkflow")
@@ -37,7 +35,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.captureWarnings(True)
     warn_logger = logging.getLogger("py.warnings")
     warn_logger.handlers[:] = [handler]
-    warn_logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    warn_logger.setLevel(level)
 
 
 def _fail_line(path: object, reason: object) -> None:
@@ -49,7 +47,9 @@ def _usage_error(message: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
-verbose_option = click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
+verbose_option = click.option(
+    "-v", "--verbose", count=True, help="More log output: -v warnings, -vv info, -vvv debug."
+)
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
 
 
@@ -159,7 +159,8 @@ class _ProgressBars:
 
         bar = self._bars.get(stage)
         if bar is None:
-            bar = tqdm(total=total, desc=stage, unit="sample", leave=False, file=sys.stderr)
+            self.close()  # one stage at a time: the previous stage is finished
+            bar = tqdm(total=total, desc=stage, unit="step", leave=False, file=sys.stderr)
             self._bars[stage] = bar
         bar.total = total
         bar.n = done
