@@ -224,7 +224,7 @@ def _run(
         rule = dim.rule
         control = ""
         if rule == "fmo":
-            rule = tpl.fmo_fallback
+            rule = dim.fallback or tpl.fmo_fallback
             if warn_missing:
                 msg = (
                     f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "

@@ -61,6 +61,7 @@ __all__ = [
 
 KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
 RULES = ("valley", "gmm", "fmo", "mirror", "quantile", "fixed")
+FALLBACK_RULES = ("valley", "gmm", "mirror", "quantile")
 DENSITY_METHODS = ("debris", "singlets", "lymphocytes", "upper_cluster")
 SIDES = ("pos", "neg")
 SPECIES = ("human", "mouse")
@@ -77,6 +78,7 @@ _DIM_KEYS = {
     "bw_adjust",
     "stim",
     "between",
+    "fallback",
 }
 _GATE_KEYS = {
     "id",
@@ -96,6 +98,7 @@ _GATE_KEYS = {
     "min_prominence",
     "bw_adjust",
     "between",
+    "fallback",
     "dims",
     "quadrants",
     "op",
@@ -122,6 +125,7 @@ class DimSpec:
     bw_adjust: float = 1.0
     stim: str = "keep"
     between: str = "top2"
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,11 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
         stim=_choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "drop")),
         between=_choice(
             path, where, "between", raw.get("between", "top2"), ("top2", "first_two", "below_main")
+        ),
+        fallback=(
+            _choice(path, where, "fallback", raw["fallback"], FALLBACK_RULES)
+            if "fallback" in raw
+            else None
         ),
     )
 
