@@ -243,8 +243,25 @@ class SampleExecutor:
                 fut.release()
 
 
+def _init_worker(level: int) -> None:
+    """Worker logging: the parent's level, and no last-resort printing to stderr.
+
+    A spawned worker has no handlers, so Python's last-resort handler would print every
+    warning to the terminal. The sample's warnings reach the parent in its summary.
+    """
+    root = logging.getLogger("nkflow")
+    root.setLevel(level)
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
 def _new_pool(n: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(logging.getLogger("nkflow").getEffectiveLevel(),),
+    )
 
 
 def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
