@@ -414,7 +414,9 @@ def run(
         analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
         counts = counts[counts["sample_id"].astype(str).isin(ok)]
         result = score(counts, analysed, config=cfg.scoring.definitions or None)
-        tables["scores"], tables["flags"] = result.scores, result.flags
+        names = _population_labels(clustering)
+        tables["scores"] = result.scores.assign(label=result.scores["population"].map(names))
+        tables["flags"] = result.flags.assign(label=result.flags["population"].map(names))
         tables["controls"] = result.controls
         tables["comparisons"] = _comparisons(result.scores)
         caveats = result.caveats
@@ -466,6 +468,13 @@ def run(
         report_path=report,
         clustering=clustering,
     )
+
+
+def _population_labels(clustering: Any) -> dict[str, str]:
+    """``{"metacluster:3": "CD56bright CD16- CD69+ ..."}`` so tables say what a cluster is."""
+    if clustering is None:
+        return {}
+    return {f"metacluster:{k}": name for k, name in clustering.labels.items()}
 
 
 def _comparisons(scores: pd.DataFrame) -> pd.DataFrame:
