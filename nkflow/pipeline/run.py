@@ -415,8 +415,12 @@ def run(
         counts = counts[counts["sample_id"].astype(str).isin(ok)]
         result = score(counts, analysed, config=cfg.scoring.definitions or None)
         names = _population_labels(clustering)
-        tables["scores"] = result.scores.assign(label=result.scores["population"].map(names))
-        tables["flags"] = result.flags.assign(label=result.flags["population"].map(names))
+        tables["scores"] = result.scores.assign(
+            label=result.scores["population"].map(names).fillna(result.scores["population"])
+        )
+        tables["flags"] = result.flags.assign(
+            label=result.flags["population"].map(names).fillna(result.flags["population"])
+        )
         tables["controls"] = result.controls
         tables["comparisons"] = _comparisons(result.scores)
         caveats = result.caveats
