@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(measure(mode, folder, OUT / f"pipeline_{mode}"))
         r = results[-1]
         print(f"{mode}: {r['wall']:.1f} s", flush=True)
-    _report(results, n_events, n_files)
+    if results:
+        _report(results, n_events, n_files)
     if args.peers:
         peers(folder, args.peers)
     if args.rss_1m:
