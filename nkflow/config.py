@@ -169,14 +169,14 @@ class ExecutionConfig:
     Attributes
     ----------
     workers
-        Local worker processes; 0 means one per core.
+        Local worker processes; 0 (the default) means one per core, 1 runs in-process.
     scheduler
         Address of a Dask distributed scheduler; empty runs locally.
     random_state
         Seed for every random step (subsampling, SOM, bootstrap).
     """
 
-    workers: int = 1
+    workers: int = 0
     scheduler: str = ""
     random_state: int = 0
 

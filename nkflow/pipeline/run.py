@@ -19,15 +19,21 @@ from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError
 from ..io import read_batch
 from ..io.write import safe_name, write_table, write_text_atomic
-from ..parallel import TaskOutcome, map_samples
+from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder, file_sha256
 from .results import Results
-from .sample import GATING_FIGURE, SampleTask, load_sample, process_sample, read_kept_events
+from .sample import (
+    GATING_FIGURE,
+    SampleTask,
+    load_sample,
+    process_control,
+    process_sample,
+    read_kept_events,
+)
 from .steps import (
     ANALYSED_ROLES,
     choose_template,
     cluster_batch,
-    control_thresholds,
     is_stimulated,
     template_hashes,
 )
@@ -103,6 +109,7 @@ class _Run:
         self.meta = meta.reset_index(drop=True)
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
+        self.executor = SampleExecutor()  # serial unless run() opens a pool
 
     # ------------------------------------------------------------------ helpers
     def row(self, sample_id: str) -> pd.Series:
@@ -153,24 +160,23 @@ class _Run:
     def thresholds(self) -> pd.DataFrame:
         fmo = self.meta[self.meta["role"].str.startswith("fmo:")]
         self.progress("controls", 0, len(fmo))
-
-        def reader(sid: str) -> Any:
-            return load_sample(self.task(sid))
-
+        items = [(str(sid), self.task(str(sid))) for sid in fmo["sample_id"]]
+        found: dict[str, list] = {}
         done = 0
-
-        def failed(sid: str, exc: BaseException) -> None:
-            self.fail(sid, exc)
-
-        table = control_thresholds(self.meta, reader, self.config, failed)
-        for sid in fmo["sample_id"].astype(str):
+        for outcome in self.executor.map(process_control, items):
             done += 1
+            if outcome.ok:
+                found[outcome.key] = outcome.value
+            else:
+                self.fail(outcome.key, outcome.error, outcome.detail)
+            self.progress("controls", done, len(fmo))
+        records = [r for sid, _ in items for r in found.get(sid, [])]
+        for sid, _ in items:
             if sid not in self.status:
                 self.status[sid] = _status_row(
                     self.row(sid), "ok", "CONTROL", "FMO control: thresholds computed"
                 )
-        self.progress("controls", done, len(fmo))
-        return table
+        return pd.DataFrame.from_records(records)
 
     def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
         todo = self.meta[self.meta["role"].isin(ANALYSED_ROLES)]
@@ -195,10 +201,7 @@ class _Run:
                         done += 1
                         continue
                 items.append((sid, task))
-            ex = self.config.execution
-            for outcome in map_samples(
-                process_sample, items, workers=ex.workers, scheduler=ex.scheduler
-            ):
+            for outcome in self.executor.map(process_sample, items):
                 self._collect(outcome)
                 done += 1
                 self.progress("samples", done, total)
@@ -378,8 +381,11 @@ def run(
     consistency = state.check_consistency()
     state.folder.prepare(force=force, resume=resume)
     state.skip_controls()
-    thresholds = state.thresholds()
-    state.run_samples(thresholds, resume)
+    ex = cfg.execution
+    with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
+        state.executor = executor
+        thresholds = state.thresholds()
+        state.run_samples(thresholds, resume)
 
     ok = state.ok_samples()
     counts = state.gather("counts")

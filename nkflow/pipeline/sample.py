@@ -161,9 +161,8 @@ def _figure_png(adata: ad.AnnData) -> bytes | None:
 def process_control(task: SampleTask) -> list[dict[str, Any]]:
     """FMO thresholds of one FMO tube, as records (the per-control unit of work).
 
-    The same computation as :func:`nkflow.pipeline.steps.control_thresholds` for one
-    metadata row (same seed), as a picklable function so that the FMO tubes of a batch
-    can run on the worker pool like the samples.
+    A picklable function, so the FMO tubes of a batch run on the worker pool like the
+    samples; one failing tube fails alone.
 
     Parameters
     ----------

@@ -7,7 +7,6 @@ Each function takes plain tables and per-sample work products and returns tables
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..exceptions import GatingTemplateError, NkflowError
-from ..gating.apply import fmo_thresholds
+from ..exceptions import GatingTemplateError
 from ..gating.template import load_template
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import ClusteringResult, cluster
@@ -30,7 +28,6 @@ __all__ = [
     "BatchClusters",
     "choose_template",
     "cluster_batch",
-    "control_thresholds",
     "is_stimulated",
 ]
 
@@ -63,56 +60,6 @@ def choose_template(row: Mapping[str, Any], config: RunConfig) -> str:
 def is_stimulated(row: Mapping[str, Any]) -> bool:
     """True for a stimulated tube (``stimulation == "stim"`` or ``role == "stim"``)."""
     return str(row.get("stimulation", "")) == "stim" or str(row.get("role", "")) == "stim"
-
-
-def control_thresholds(
-    metadata: pd.DataFrame,
-    reader: Callable[[str], ad.AnnData],
-    config: RunConfig,
-    on_failure: Callable[[str, BaseException], None],
-) -> pd.DataFrame:
-    """FMO-derived thresholds per tissue and batch, one FMO tube at a time.
-
-    Parameters
-    ----------
-    metadata
-        The metadata sheet.
-    reader
-        ``sample_id -> AnnData`` (read, QC, compensate, transform).
-    config
-        The run configuration.
-    on_failure
-        Called with the sample id and the error of an FMO tube that failed; the others go
-        on and tissues without a usable FMO fall back to the template's documented rule.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per threshold (docs/contracts.md ``thresholds`` columns).
-    """
-    fmo = metadata[metadata["role"].astype(str).str.startswith("fmo:")]
-    records: list[dict[str, Any]] = []
-    for idx, row in fmo.iterrows():
-        try:
-            tpl = load_template(choose_template(row, config))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                found = fmo_thresholds(
-                    metadata.loc[[idx]],
-                    reader,
-                    tpl,
-                    random_state=config.execution.random_state,
-                    n_boot=config.gating.bootstrap,
-                    fmo_percentile=config.gating.fmo_percentile,
-                )
-        except NkflowError as exc:
-            on_failure(str(row["sample_id"]), exc)
-            continue
-        for t in found:
-            rec = t.to_record()
-            rec["template"] = tpl.name
-            records.append(rec)
-    return pd.DataFrame.from_records(records)
 
 
 @dataclass

@@ -35,9 +35,7 @@ def _label(adata: Any, channel: str) -> str:
 
 
 def _draw(adata: Any, gate: Any, ax: Axes, gates: dict[str, Any], bins: int) -> None:
-    parent = (
-        np.asarray(adata.obs[gate.parent], bool) if gate.parent else np.ones(adata.n_obs, bool)
-    )
+    parent = np.asarray(adata.obs[gate.parent], bool) if gate.parent else np.ones(adata.n_obs, bool)
     title = f"{gate.id}  (in {gate.parent or 'all events'})"
     if isinstance(gate, BooleanGate):
         ax.axis("off")
@@ -55,7 +53,8 @@ def _draw(adata: Any, gate: Any, ax: Axes, gates: dict[str, Any], bins: int) -> 
     inside = int(np.asarray(adata.obs[gate.id], bool).sum()) if gate.id in adata.obs else 0
     pct = 100.0 * inside / max(1, int(parent.sum()))
     if yc is None:
-        ax.hist(x, bins=bins, color="0.5")
+        counts, edges = np.histogram(x, bins=bins)
+        ax.stairs(counts, edges, fill=True, color="0.5")
         d = gate.dims[0]
         for v in (d.min, d.max):
             if v is not None:
@@ -125,10 +124,11 @@ def gate_grid(
     if not names:
         raise GatingError("no geometric gates to draw")
     nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(3.4 * min(ncols, len(names)), 3.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(3.4 * min(ncols, len(names)), 3.0 * nrows))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.45, hspace=0.55)
     axes = fig.subplots(nrows, min(ncols, len(names)), squeeze=False).ravel()
     for ax, name in zip(axes, names, strict=False):
         _draw(adata, allg[name], ax, allg, bins)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.axis("off")
     return fig
