@@ -55,6 +55,10 @@ class FCSReadError(NkflowError, OSError):
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 
+    def __reduce__(self) -> tuple:
+        # errors cross process boundaries (worker pools, Dask): rebuild from the fields
+        return (type(self), (self.path, self.reason))
+
 
 class ChannelNotFoundError(NkflowError, KeyError):
     """A channel or marker was asked for that the data does not have.
@@ -83,6 +87,9 @@ class ChannelNotFoundError(NkflowError, KeyError):
     def __str__(self) -> str:  # KeyError would add quotes around the message
         return self.message
 
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.name, self.available, self.source))
+
 
 class PanelError(NkflowError, ValueError):
     """Markers cannot be resolved unambiguously from a file's channels and panel."""
@@ -104,6 +111,9 @@ class MetadataError(NkflowError, ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{self.path}: {len(self.problems)} problem(s)\n{lines}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.problems))
 
 
 class BatchConsistencyError(NkflowError, ValueError):
