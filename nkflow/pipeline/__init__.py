@@ -9,7 +9,8 @@ with their reason in ``status`` and the rest of the batch goes on.
 
 from __future__ import annotations
 
+from .gate import gate_files
 from .results import Results
-from .run import default_out_dir, gate_files, run
+from .run import default_out_dir, run
 
 __all__ = ["Results", "default_out_dir", "gate_files", "run"]

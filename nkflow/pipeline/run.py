@@ -7,25 +7,24 @@ import functools
 import json
 import logging
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .. import __version__, pp
+from .. import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError
 from ..io import read_batch
-from ..io.write import safe_name, write_table, write_text_atomic
+from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder, file_sha256
 from .results import Results
 from .sample import (
     GATING_FIGURE,
     SampleTask,
-    load_sample,
     process_control,
     process_sample,
     read_kept_events,
@@ -38,7 +37,7 @@ from .steps import (
     template_hashes,
 )
 
-__all__ = ["default_out_dir", "gate_files", "run"]
+__all__ = ["default_out_dir", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def default_out_dir(input_path: str | Path) -> Path:
     return base.parent / f"{stem}_nkflow"
 
 
-def _status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
+def status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
     return {
         "sample_id": str(row["sample_id"]),
         "file": str(row["file"]),
@@ -76,7 +75,7 @@ def _status_row(row: pd.Series, status: str, code: str, message: str, **extra: A
     }
 
 
-def _failure_code(exc: BaseException) -> tuple[str, str]:
+def failure_code(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, FCSReadError):
         return "parse-failed", "FCS_READ"
     if isinstance(exc, NkflowError):
@@ -84,7 +83,7 @@ def _failure_code(exc: BaseException) -> tuple[str, str]:
     return "failed", f"UNEXPECTED_{type(exc).__name__}"
 
 
-class _Run:
+class RunState:
     """State of one run; methods are the steps, in order."""
 
     def __init__(
@@ -129,9 +128,9 @@ class _Run:
         )
 
     def fail(self, sample_id: str, exc: BaseException, detail: str = "") -> None:
-        status, code = _failure_code(exc)
+        status, code = failure_code(exc)
         message = str(exc) if isinstance(exc, NkflowError) else f"{type(exc).__name__}: {exc}"
-        self.status[sample_id] = _status_row(self.row(sample_id), status, code, message)
+        self.status[sample_id] = status_row(self.row(sample_id), status, code, message)
         logger.error("sample %s failed: %s", sample_id, message)
         if detail:
             logger.debug("%s", detail)
@@ -152,7 +151,7 @@ class _Run:
         for _, row in self.meta.iterrows():
             role = str(row["role"])
             if role.startswith(("single_stain:", "unstained")):
-                self.status[str(row["sample_id"])] = _status_row(
+                self.status[str(row["sample_id"])] = status_row(
                     row, "skipped", "CONTROL_NOT_ANALYSED",
                     "compensation/unstained control: not analysed by the pipeline",
                 )  # fmt: skip
@@ -173,7 +172,7 @@ class _Run:
         records = [r for sid, _ in items for r in found.get(sid, [])]
         for sid, _ in items:
             if sid not in self.status:
-                self.status[sid] = _status_row(
+                self.status[sid] = status_row(
                     self.row(sid), "ok", "CONTROL", "FMO control: thresholds computed"
                 )
         return pd.DataFrame.from_records(records)
@@ -268,14 +267,14 @@ class _Run:
         n_events, n_kept = int(summary["n_events"]), int(summary["n_kept"])
         row = self.row(sid)
         if n_events and n_kept < QC_FAIL_FRACTION * n_events:
-            self.status[sid] = _status_row(
+            self.status[sid] = status_row(
                 row, "qc-failed", "QC_REMOVED_MOST",
                 f"QC removed {n_events - n_kept} of {n_events} events "
                 f"(more than {QC_FAIL_FRACTION:.0%}); excluded from clustering and scoring",
                 n_events=n_events, n_kept=n_kept,
             )  # fmt: skip
         else:
-            self.status[sid] = _status_row(
+            self.status[sid] = status_row(
                 row, "ok", "OK", "; ".join(summary.get("warnings", [])[:3]),
                 n_events=n_events, n_kept=n_kept,
             )  # fmt: skip
@@ -312,11 +311,11 @@ class _Run:
         rows = []
         for _, row in self.meta.iterrows():
             sid = str(row["sample_id"])
-            rows.append(self.status.get(sid) or _status_row(row, "skipped", "NOT_RUN", "not run"))
+            rows.append(self.status.get(sid) or status_row(row, "skipped", "NOT_RUN", "not run"))
         return pd.DataFrame(rows, columns=STATUS_COLUMNS)
 
 
-def _provenance(run: _Run, templates: dict[str, str]) -> dict[str, Any]:
+def _provenance(run: RunState, templates: dict[str, str]) -> dict[str, Any]:
     versions = {"nkflow": __version__, "python": platform.python_version()}
     for dist in DEPENDENCIES:
         try:
@@ -377,7 +376,7 @@ def run(
     """
     cfg = config or RunConfig()
     out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
-    state = _Run(input_path, out, cfg, on_progress)
+    state = RunState(input_path, out, cfg, on_progress)
     consistency = state.check_consistency()
     state.folder.prepare(force=force, resume=resume)
     state.skip_controls()
@@ -518,142 +517,3 @@ def _score_figures(result: Any) -> dict[str, Any]:
     except Exception as exc:  # a figure must never fail the run
         logger.warning("repair profile figure not drawn: %s", exc)
         return {}
-
-
-def gate_files(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    *,
-    config: RunConfig | None = None,
-    events: bool = False,
-    force: bool = False,
-) -> Results:
-    """Gate files with one template and write ``populations.csv`` (``nkflow gate``).
-
-    Parameters
-    ----------
-    inputs
-        FCS files, or one folder / metadata sheet.
-    out_dir
-        Output folder.
-    config
-        Run configuration; ``config.gating.template`` is the template (a name, a
-        GatingML 2.0 file or a FlowJo ``.wsp``).
-    events
-        Also write per-event membership (``membership/<sample_id>.parquet``).
-    force
-        Replace files of an existing output folder.
-
-    Returns
-    -------
-    Results
-        With the ``populations``, ``thresholds`` and ``status`` tables.
-    """
-    cfg = config or RunConfig()
-    out = OutputFolder(out_dir)
-    out.prepare(force=force)
-    paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".csv", ".tsv")):
-        source: Any = paths[0]
-    else:
-        source = pd.DataFrame(
-            {"sample_id": [p.stem for p in paths], "path": [str(p) for p in paths],
-             "file": [str(p) for p in paths]}
-        )  # fmt: skip
-    template = cfg.gating.template
-    kind = Path(template).suffix.lower()
-    if kind in (".wsp", ".xml") and Path(template).is_file():
-        tables, members = _gate_external(source, Path(template), cfg)
-    else:
-        tables, members = _gate_template(source, cfg)
-    for name, table in tables.items():
-        write_table(table, out.root / name, formats=("csv",))
-    if events:
-        for sid, frame in members.items():
-            write_table(frame, out.root / "membership" / safe_name(sid), formats=("parquet",))
-    meta = tables["status"][["sample_id", "file"]]
-    return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
-
-
-def _gate_external(
-    source: Any, template: Path, cfg: RunConfig
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    from ..gating.flowjo import apply_flowjo_workspace
-    from ..gating.gatingml import apply_gatingml
-    from ..io import read_fcs
-
-    batch = read_batch(source, panel=cfg.panel or None)
-    meta = batch.metadata
-    status, members, tables = [], {}, {}
-    if template.suffix.lower() == ".wsp":
-        result = apply_flowjo_workspace(template, list(meta["path"]))
-        tables["populations"] = result.populations
-        tables["flowjo_comparison"] = result.comparison
-        members = dict(result.membership)
-        status = [_status_row(r, "ok", "OK", "") for _, r in meta.iterrows()]
-    else:
-        frames = []
-        for _, row in meta.iterrows():
-            sid = str(row["sample_id"])
-            try:
-                adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
-                if adata.uns["nkflow"].get("spillover") is not None:
-                    pp.compensate(adata)
-                frames.append(apply_gatingml(template, {sid: adata}))
-            except NkflowError as exc:
-                code = _failure_code(exc)
-                status.append(_status_row(row, code[0], code[1], str(exc)))
-                continue
-            gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-            members[sid] = adata.obs[gates].reset_index(drop=True)
-            status.append(_status_row(row, "ok", "OK", "", n_events=adata.n_obs))
-        tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
-    return tables, members
-
-
-def _gate_template(
-    source: Any, cfg: RunConfig
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    from ..gating.apply import gate
-
-    state = _Run(source, Path("."), cfg, None)
-    thresholds = state.thresholds()
-    frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
-    todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
-    stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
-    unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
-    for _, row in pd.concat([todo[~stim], todo[stim]]).iterrows():
-        sid = str(row["sample_id"])
-        task = state.task(sid)
-        own = state.thresholds_for(row, thresholds)
-        key = tuple(str(row[c]) for c in PAIR_KEY)
-        try:
-            adata = load_sample(task)
-            table = gate(
-                adata,
-                task.template,
-                thresholds=pd.DataFrame(own) if own else None,
-                paired_unstim=unstim_tables.get(key) if is_stimulated(row) else None,
-                random_state=cfg.execution.random_state,
-                n_boot=cfg.gating.bootstrap,
-                fmo_percentile=cfg.gating.fmo_percentile,
-                min_events=cfg.gating.min_events,
-            )
-        except NkflowError as exc:
-            state.fail(sid, exc)
-            continue
-        if not is_stimulated(row):
-            unstim_tables[key] = table
-        frames.append(table)
-        thr.append(pd.DataFrame(adata.uns["nkflow"].get("thresholds", [])))
-        pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
-        members[sid] = adata.obs[pops].reset_index(drop=True)
-        state.status[sid] = _status_row(row, "ok", "OK", "", n_events=adata.n_obs)
-    tables = {
-        "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-        "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
-        if any(not t.empty for t in thr) else pd.DataFrame(),
-        "status": state.status_table(),
-    }  # fmt: skip
-    return tables, members

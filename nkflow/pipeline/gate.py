@@ -1,0 +1,161 @@
+"""``nkflow gate``: gate files with one template, GatingML file or FlowJo workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import pp
+from ..config import RunConfig
+from ..exceptions import NkflowError
+from ..io import read_batch
+from ..io.write import safe_name, write_table
+from .outdir import OutputFolder
+from .results import Results
+from .run import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
+from .sample import load_sample
+from .steps import ANALYSED_ROLES, is_stimulated
+
+__all__ = ["gate_files"]
+
+
+def gate_files(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    config: RunConfig | None = None,
+    events: bool = False,
+    force: bool = False,
+) -> Results:
+    """Gate files with one template and write ``populations.csv`` (``nkflow gate``).
+
+    Parameters
+    ----------
+    inputs
+        FCS files, or one folder / metadata sheet.
+    out_dir
+        Output folder.
+    config
+        Run configuration; ``config.gating.template`` is the template (a name, a
+        GatingML 2.0 file or a FlowJo ``.wsp``).
+    events
+        Also write per-event membership (``membership/<sample_id>.parquet``).
+    force
+        Replace files of an existing output folder.
+
+    Returns
+    -------
+    Results
+        With the ``populations``, ``thresholds`` and ``status`` tables.
+    """
+    cfg = config or RunConfig()
+    out = OutputFolder(out_dir)
+    out.prepare(force=force)
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".csv", ".tsv")):
+        source: Any = paths[0]
+    else:
+        source = pd.DataFrame(
+            {"sample_id": [p.stem for p in paths], "path": [str(p) for p in paths],
+             "file": [str(p) for p in paths]}
+        )  # fmt: skip
+    template = cfg.gating.template
+    kind = Path(template).suffix.lower()
+    if kind in (".wsp", ".xml") and Path(template).is_file():
+        tables, members = _gate_external(source, Path(template), cfg)
+    else:
+        tables, members = _gate_template(source, cfg)
+    for name, table in tables.items():
+        write_table(table, out.root / name, formats=("csv",))
+    if events:
+        for sid, frame in members.items():
+            write_table(frame, out.root / "membership" / safe_name(sid), formats=("parquet",))
+    meta = tables["status"][["sample_id", "file"]]
+    return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
+
+
+def _gate_external(
+    source: Any, template: Path, cfg: RunConfig
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    from ..gating.flowjo import apply_flowjo_workspace
+    from ..gating.gatingml import apply_gatingml
+    from ..io import read_fcs
+
+    batch = read_batch(source, panel=cfg.panel or None)
+    meta = batch.metadata
+    status, members, tables = [], {}, {}
+    if template.suffix.lower() == ".wsp":
+        result = apply_flowjo_workspace(template, list(meta["path"]))
+        tables["populations"] = result.populations
+        tables["flowjo_comparison"] = result.comparison
+        members = dict(result.membership)
+        status = [status_row(r, "ok", "OK", "") for _, r in meta.iterrows()]
+    else:
+        frames = []
+        for _, row in meta.iterrows():
+            sid = str(row["sample_id"])
+            try:
+                adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
+                if adata.uns["nkflow"].get("spillover") is not None:
+                    pp.compensate(adata)
+                frames.append(apply_gatingml(template, {sid: adata}))
+            except NkflowError as exc:
+                code = failure_code(exc)
+                status.append(status_row(row, code[0], code[1], str(exc)))
+                continue
+            gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+            members[sid] = adata.obs[gates].reset_index(drop=True)
+            status.append(status_row(row, "ok", "OK", "", n_events=adata.n_obs))
+        tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
+    return tables, members
+
+
+def _gate_template(
+    source: Any, cfg: RunConfig
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    from ..gating.apply import gate
+
+    state = RunState(source, Path("."), cfg, None)
+    thresholds = state.thresholds()
+    frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
+    todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
+    stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
+    unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
+    for _, row in pd.concat([todo[~stim], todo[stim]]).iterrows():
+        sid = str(row["sample_id"])
+        task = state.task(sid)
+        own = state.thresholds_for(row, thresholds)
+        key = tuple(str(row[c]) for c in PAIR_KEY)
+        try:
+            adata = load_sample(task)
+            table = gate(
+                adata,
+                task.template,
+                thresholds=pd.DataFrame(own) if own else None,
+                paired_unstim=unstim_tables.get(key) if is_stimulated(row) else None,
+                random_state=cfg.execution.random_state,
+                n_boot=cfg.gating.bootstrap,
+                fmo_percentile=cfg.gating.fmo_percentile,
+                min_events=cfg.gating.min_events,
+            )
+        except NkflowError as exc:
+            state.fail(sid, exc)
+            continue
+        if not is_stimulated(row):
+            unstim_tables[key] = table
+        frames.append(table)
+        thr.append(pd.DataFrame(adata.uns["nkflow"].get("thresholds", [])))
+        pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+        members[sid] = adata.obs[pops].reset_index(drop=True)
+        state.status[sid] = status_row(row, "ok", "OK", "", n_events=adata.n_obs)
+    tables = {
+        "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
+        if any(not t.empty for t in thr) else pd.DataFrame(),
+        "status": state.status_table(),
+    }  # fmt: skip
+    return tables, members
