@@ -17,7 +17,7 @@ import pandas as pd
 from .. import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError
-from ..io import read_batch
+from ..io import check_batch, read_batch
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder, file_sha256
@@ -63,6 +63,7 @@ def default_out_dir(input_path: str | Path) -> Path:
 
 
 def status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
+    """One row of the status table (one per input file)."""
     return {
         "sample_id": str(row["sample_id"]),
         "file": str(row["file"]),
@@ -76,6 +77,7 @@ def status_row(row: pd.Series, status: str, code: str, message: str, **extra: An
 
 
 def failure_code(exc: BaseException) -> tuple[str, str]:
+    """``(status, reason_code)`` for an exception raised while processing a file."""
     if isinstance(exc, FCSReadError):
         return "parse-failed", "FCS_READ"
     if isinstance(exc, NkflowError):
@@ -97,9 +99,7 @@ class RunState:
         self.config = config
         self.folder = OutputFolder(out_dir)
         self.progress = on_progress or (lambda stage, done, total: None)
-        batch = read_batch(self.input_path, panel=config.panel or None)
-        self.batch = batch
-        meta = batch.metadata.copy()
+        meta = read_batch(self.input_path, panel=config.panel or None).metadata.copy()
         for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
             if col not in meta.columns:
                 meta[col] = ""
@@ -137,14 +137,11 @@ class RunState:
 
     # ------------------------------------------------------------------ steps
     def check_consistency(self) -> pd.DataFrame:
-        frames = []
-        for _, group in self.meta.groupby("species", sort=True):
-            check = self.batch.check() if self.meta["species"].nunique() == 1 else None
-            if check is None:
-                from ..io import check_batch
-
-                check = check_batch(group, panel=self.config.panel or None, raise_on_error=True)
-            frames.append(check.differences)
+        """Compare the files of each species (panels differ between species by design)."""
+        frames = [
+            check_batch(group, panel=self.config.panel or None, raise_on_error=True).differences
+            for _, group in self.meta.groupby("species", sort=True)
+        ]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def skip_controls(self) -> None:
