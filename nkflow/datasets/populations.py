@@ -108,7 +108,7 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         {"nonleukocyte": 0.003, "granulocyte": 0.02, "monocyte": 0.16, "B": 0.09,
          "lymph": 0.727},
         {"T": 0.82, "NKT-like": 0.04, "ILC": 0.004, "other_lin_neg": 0.02, "NK": 0.12},
-        _nk_human(0.08, 0.03, 0.01),
+        _nk_human(0.08, 0.06, 0.025),  # trNK ~2.8% of blood NK (BIOLOGY.md 5: 0-3%)
         {"CXCR6": 0.6, "CD49a": 0.3, "CD103": 0.1},
     ),
     ("human", "liver"): TissueProfile(

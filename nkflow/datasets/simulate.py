@@ -145,9 +145,13 @@ def _draw(rng: np.random.Generator, p: np.ndarray, med: np.ndarray, sd: np.ndarr
 
 def _cells(rng, codes, tables, residency, af_scale):
     """Simulate singlets: (stains, fsc_a, fsc_h, ssc_a, ssc_h, af amplitude, functional)."""
-    p, med, sd, scat, rates, func_cols, res_idx, tr_mask = tables
+    p, med, sd, scat, rates, func_cols, res_idx, tr_mask, circ_cd69 = tables
     n = codes.size
     stains = _draw(rng, p, med, sd, codes)
+    if circ_cd69 is not None:
+        circ_mask, cd69 = circ_cd69
+        activated = circ_mask[codes] & (stains[:, cd69] > 0)
+        stains[np.ix_(activated, res_idx)] = 0.0
     # every resident NK carries at least one residency integrin/receptor
     if res_idx:
         is_tr = tr_mask[codes]
@@ -251,7 +255,13 @@ def simulate_sample(
         [panel.index(m) for m in prof.residency] if species == "human" else []
     )
     tr_mask = np.array([lab.endswith("_tr") for lab in labels])
-    tables = (p, med, sd, scatter_table(species), rates, func_cols, res_idx, tr_mask)
+    # a CD69+ circulating NK is activated, not resident: it carries no residency receptor
+    circ_cd69 = (
+        (np.array([lab.endswith("_circ") for lab in labels]), panel.index("CD69"))
+        if res_idx
+        else None
+    )
+    tables = (p, med, sd, scatter_table(species), rates, func_cols, res_idx, tr_mask, circ_cd69)
 
     codes = rng.choice(len(labels), size=n_events, p=prob)
     stains, fsc_a, fsc_h, ssc_a, ssc_h, af, func = _cells(rng, codes, tables, res_idx, prof.af)
