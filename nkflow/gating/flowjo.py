@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import FCSReadError, GatingError, GatingTemplateError
-from nkflow.gating.gatingml import gating_results_to_members
+from nkflow.gating.gatingml import flowkit_parse_errors, gating_results_to_members
 from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, xml_buffer
 
@@ -203,14 +203,7 @@ def apply_flowjo_workspace(
                 raise FCSReadError(f, f"flowkit cannot read it ({exc})") from None
         try:
             ws = fk.Workspace(buf, fcs_samples=samples)
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            NotImplementedError,
-            fk.exceptions.FlowKitException,
-        ) as exc:
+        except flowkit_parse_errors(fk) as exc:
             raise GatingTemplateError(
                 f"{wsp}: cannot be read as a FlowJo 10 workspace ({exc})"
             ) from None

@@ -55,6 +55,18 @@ log = logging.getLogger(__name__)
 _RESERVED_OBS = {"sample_id", "qc_pass", "metacluster", "cluster"}
 
 
+def flowkit_parse_errors(fk: Any) -> tuple[type[BaseException], ...]:
+    """What flowkit raises for a document (GatingML or workspace) it cannot parse."""
+    return (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        NotImplementedError,
+        fk.exceptions.FlowKitException,
+    )
+
+
 def _read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> Any:
     """Parse a GatingML 2.0 document safely into a flowkit ``GatingStrategy``.
 
@@ -82,14 +94,7 @@ def _read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fk.parse_gating_xml(buf)
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        NotImplementedError,
-        fk.exceptions.FlowKitException,
-    ) as exc:
+    except flowkit_parse_errors(fk) as exc:
         raise GatingTemplateError(
             f"{p}: not a valid GatingML 2.0 document ({exc}{_schema_error(buf)}); nkflow "
             "accepts GatingML 2.0 files (schema-valid) here and FlowJo .wsp workspaces via "
