@@ -35,7 +35,8 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import GatingError, MissingControlWarning
-from .engine import GatingRun, _ancestors, _Columns, _run, _sample_info, resolve_channel
+from ..io import sample_info
+from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
 from .stats import population_table
 from .template import Template, load_template
@@ -132,7 +133,7 @@ def gate(
         min_events=tpl.min_events if min_events is None else int(min_events),
     )
     if paired_unstim is not None:
-        table = _add_unstim_rows(table, paired_unstim, run.skipped, _sample_info(adata))
+        table = _add_unstim_rows(table, paired_unstim, run.skipped, sample_info(adata))
     if copy:
         table.attrs["adata"] = adata
     return table

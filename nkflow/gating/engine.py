@@ -21,6 +21,7 @@ from ..exceptions import (
     LowEventCountWarning,
     MissingControlWarning,
 )
+from ..io.fcs import sample_info
 from .gates import (
     BooleanGate,
     Dimension,
@@ -63,16 +64,12 @@ def resolve_channel(adata: Any, name: str) -> str:
         hits = list(adata.var_names[adata.var["marker"].astype(str) == name])
         if len(hits) == 1:
             return str(hits[0])
-    sid = _sample_info(adata).get("sample_id")
+    sid = sample_info(adata).get("sample_id")
     have = list(adata.var_names)
     if "marker" in adata.var.columns:
         pairs = zip(adata.var_names, adata.var["marker"], strict=True)
         have = [f"{c} ({m})" if m else c for c, m in pairs]
     raise ChannelNotFoundError(name, have, sid)
-
-
-def _sample_info(adata: Any) -> dict[str, Any]:
-    return dict(adata.uns.get("nkflow", {}).get("sample", {}) or {})
 
 
 class _Columns(Mapping[str, np.ndarray]):
@@ -167,7 +164,7 @@ def _run(
     warn_missing: bool = True,
     stop_after: set[str] | None = None,
 ) -> GatingRun:
-    info = _sample_info(adata)
+    info = sample_info(adata)
     sid = str(info.get("sample_id", ""))
     tissue = str(info.get("tissue", "") or "")
     batch = str(info.get("batch", "") or "")

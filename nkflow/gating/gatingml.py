@@ -34,13 +34,13 @@ from nkflow.exceptions import GatingError, GatingTemplateError
 from nkflow.gating.gatingml_export import (
     GATING_NS,
     _q,
-    container_sample_id,
     export_gatingml,
     export_sample_gatingml,
     population_names,
 )
 from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, read_xml_safely
+from nkflow.io.fcs import sample_id as container_sample_id
 
 __all__ = [
     "apply_gatingml",

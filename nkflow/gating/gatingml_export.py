@@ -18,9 +18,9 @@ import numpy as np
 
 from nkflow.exceptions import GatingError
 from nkflow.gating.gates import BooleanGate, PolygonGate, RectangleGate, topological_order
+from nkflow.io.fcs import sample_id
 
 __all__ = [
-    "container_sample_id",
     "export_gatingml",
     "export_sample_gatingml",
     "population_names",
@@ -34,17 +34,6 @@ DT_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"
 _LN10 = math.log(10.0)
 #: Decades used to express an arcsinh(x / cofactor) transform as GatingML ``fasinh``.
 ASINH_DECADES = 4.5
-
-
-def container_sample_id(adata: Any, *, default: str) -> str:
-    """Sample id of a container: ``uns["nkflow"]["sample"]["sample_id"]``, else ``obs``."""
-    sample = (adata.uns.get("nkflow") or {}).get("sample") or {}
-    sid = sample.get("sample_id")
-    if sid:
-        return str(sid)
-    if "sample_id" in adata.obs and adata.n_obs:
-        return str(adata.obs["sample_id"].iloc[0])
-    return default
 
 
 def _q(ns: str, tag: str) -> str:
@@ -251,7 +240,7 @@ def export_sample_gatingml(adata: Any, path: str | Path) -> Path:
     gates = [gate_from_dict(p["gate"]) for p in pops if p.get("gate")]
     if not gates:
         raise GatingError(
-            f"sample {container_sample_id(adata, default='?')!r} has no resolved gates in "
+            f"sample {sample_id(adata, default='?')!r} has no resolved gates in "
             "uns['nkflow']['gating']; run nkflow.gating.gate first"
         )
     comp = nk.get("compensation") or {}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import LowEventCountWarning
+from ..io.fcs import sample_id
 from ..stats import wilson_interval
 
 __all__ = ["POPULATION_COLUMNS", "population_table"]
@@ -105,9 +106,7 @@ def population_table(
         populations = [p["name"] for p in g.get("populations", [])]
     if parents is None:
         parents = {p["name"]: p.get("parent") for p in g.get("populations", [])}
-    sid = str(adata.uns.get("nkflow", {}).get("sample", {}).get("sample_id", ""))
-    if not sid and "sample_id" in adata.obs.columns and adata.n_obs:
-        sid = str(adata.obs["sample_id"].iloc[0])
+    sid = sample_id(adata)
     n = adata.n_obs
     var = adata.var
     if "marker" in var.columns:
@@ -162,8 +161,7 @@ def population_table(
     low = df.loc[df["low_events"], "population"].tolist()
     if low and warn:
         msg = (
-            f"sample {sid!r}: {len(low)} population(s) under {min_events} events: "
-            f"{', '.join(low)}"
+            f"sample {sid!r}: {len(low)} population(s) under {min_events} events: {', '.join(low)}"
         )
         logger.warning(msg)
         warnings.warn(msg, LowEventCountWarning, stacklevel=2)

@@ -9,7 +9,7 @@ without ever raising.
 from __future__ import annotations
 
 from .batch import Batch, BatchCheck, check_batch, read_batch
-from .fcs import channel_for, channel_kind, parse_spillover, read_fcs
+from .fcs import channel_for, channel_kind, parse_spillover, read_fcs, sample_id, sample_info
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .fcs_write import format_spillover, write_fcs
 from .inspect import inspect_files
@@ -48,6 +48,8 @@ __all__ = [
     "read_metadata",
     "resolve_markers",
     "safe_name",
+    "sample_id",
+    "sample_info",
     "write_bytes_atomic",
     "write_fcs",
     "write_table",

@@ -47,7 +47,14 @@ from .panel import (
     resolve_with_conflicts,
 )
 
-__all__ = ["channel_for", "channel_kind", "parse_spillover", "read_fcs"]
+__all__ = [
+    "channel_for",
+    "channel_kind",
+    "parse_spillover",
+    "read_fcs",
+    "sample_id",
+    "sample_info",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -408,6 +415,49 @@ def read_fcs(
         raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
+def sample_info(adata: Any) -> dict[str, Any]:
+    """The sample's metadata, ``uns["nkflow"]["sample"]`` (an empty dict when absent).
+
+    Parameters
+    ----------
+    adata
+        A container (docs/contracts.md).
+
+    Returns
+    -------
+    dict
+        A copy: sample_id, path, donor, tissue, timepoint, stimulation, role, ...
+    """
+    uns = getattr(adata, "uns", None)
+    nk = uns.get("nkflow") if isinstance(uns, Mapping) else None
+    sample = nk.get("sample") if isinstance(nk, Mapping) else None
+    return dict(sample) if isinstance(sample, Mapping) else {}
+
+
+def sample_id(adata: Any, *, default: str = "", obs_key: str = "sample_id") -> str:
+    """A container's sample id: ``uns["nkflow"]["sample"]``, else ``obs[obs_key]``, else default.
+
+    Parameters
+    ----------
+    adata
+        A container.
+    default
+        Returned when neither place names the sample.
+    obs_key
+        obs column holding the sample id (its first value is used).
+
+    Returns
+    -------
+    str
+    """
+    sid = sample_info(adata).get("sample_id")
+    if sid:
+        return str(sid)
+    if obs_key in adata.obs.columns and adata.n_obs:
+        return str(adata.obs[obs_key].iloc[0])
+    return default
+
+
 def channel_for(adata: ad.AnnData, marker: str) -> str:
     """Return the ``$PnN`` channel carrying a canonical marker.
 
@@ -438,7 +488,7 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
     if len(hits) == 1:
         return str(hits[0])
     uns = adata.uns.get("nkflow", {})
-    source = uns.get("sample", {}).get("sample_id")
+    source = sample_info(adata).get("sample_id")
     conflicts = uns.get("marker_conflicts", {}) or {}
     clash = next((m for m in sorted(same) if m in conflicts), None)
     if len(hits) > 1 or clash is not None:

@@ -26,7 +26,7 @@ from .. import __version__, pp
 from ..config import RunConfig
 from ..gating.apply import fmo_thresholds, gate
 from ..gating.template import load_template
-from ..io import read_fcs
+from ..io import read_fcs, sample_id
 from ..io.write import write_bytes_atomic, write_text_atomic
 from ..tl.counts import count_positive
 
@@ -150,8 +150,7 @@ def _figure_png(adata: ad.AnnData) -> bytes | None:
 
         fig = gate_grid(adata)
     except Exception as exc:  # a figure must never fail a sample
-        sid = adata.uns.get("nkflow", {}).get("sample", {}).get("sample_id", "?")
-        logger.warning("sample %s: gating figure not drawn (%s)", sid, exc)
+        logger.warning("sample %s: gating figure not drawn (%s)", sample_id(adata), exc)
         return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})

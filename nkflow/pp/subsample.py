@@ -10,6 +10,7 @@ import numpy as np
 from anndata import AnnData
 
 from nkflow.exceptions import BatchConsistencyError, ConfigError
+from nkflow.io.fcs import sample_id
 
 __all__ = ["pooled_subsample", "subsample"]
 
@@ -113,7 +114,7 @@ def pooled_subsample(
     parts: list[AnnData] = []
     counts: dict[str, int] = {}
     for i, (a, seed) in enumerate(zip(items, seeds, strict=True)):
-        sid = _sample_id(a, i, sample_key)
+        sid = sample_id(a, default=str(i), obs_key=sample_key)
         if list(map(str, a.var_names)) != ref:
             raise BatchConsistencyError(
                 f"sample {sid!r} has channels {list(a.var_names)}; expected {ref}"
@@ -139,12 +140,3 @@ def pooled_subsample(
     }
     log.info("pooled %d events from %d samples", pooled.n_obs, len(items))
     return pooled
-
-
-def _sample_id(a: AnnData, i: int, key: str) -> str:
-    sample = (a.uns.get("nkflow") or {}).get("sample") or {}
-    if sample.get("sample_id"):
-        return str(sample["sample_id"])
-    if key in a.obs.columns and a.n_obs:
-        return str(a.obs[key].iloc[0])
-    return str(i)

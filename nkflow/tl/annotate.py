@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
+from ..io.fcs import sample_info
+
 __all__ = [
     "FUNCTION_MARKERS",
     "abundance_table",
@@ -284,7 +286,7 @@ def _pairs(adatas: Any) -> list[tuple[str, ad.AnnData]]:
 
 
 def _sample_meta(adata: ad.AnnData) -> dict[str, str]:
-    info = adata.uns.get("nkflow", {}).get("sample", {}) or {}
+    info = sample_info(adata)
     return {k: str(info.get(k, "") or "") for k in ("donor", "tissue", "timepoint", "stimulation")}
 
 

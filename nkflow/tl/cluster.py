@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.io.fcs import channel_for
+from nkflow.io.fcs import channel_for, sample_id
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 from nkflow.tl.annotate import (
     FUNCTION_MARKERS,
@@ -34,16 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: Markers that define the gated lineage (constant within NK cells), not NK phenotype.
 LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20")
-
-
-def _sample_id(adata: ad.AnnData, fallback: str) -> str:
-    info = adata.uns.get("nkflow", {}).get("sample", {}) if hasattr(adata, "uns") else {}
-    sid = info.get("sample_id") if isinstance(info, Mapping) else None
-    if sid:
-        return str(sid)
-    if "sample_id" in adata.obs and adata.n_obs:
-        return str(adata.obs["sample_id"].iloc[0])
-    return fallback
 
 
 def iter_samples(
@@ -63,11 +53,11 @@ def iter_samples(
         ``(sample_id, adata)`` in input order.
     """
     if isinstance(adatas, ad.AnnData):
-        return [(_sample_id(adatas, "sample_0"), adatas)]
+        return [(sample_id(adatas, default="sample_0"), adatas)]
     if isinstance(adatas, Mapping):
         pairs = [(str(k), v) for k, v in adatas.items()]
     else:
-        pairs = [(_sample_id(a, f"sample_{i}"), a) for i, a in enumerate(adatas)]
+        pairs = [(sample_id(a, default=f"sample_{i}"), a) for i, a in enumerate(adatas)]
     if not pairs:
         raise ConfigError("cluster: no samples given; expected a dict or list of AnnData")
     ids = [p[0] for p in pairs]
@@ -227,7 +217,7 @@ class ClusteringResult:
             The same container (modified in place).
         """
         key = key_added or self.key_added
-        sid = _sample_id(adata, "sample")
+        sid = sample_id(adata, default="sample")
         mask = _population_mask(adata, self.population, sid)
         cols = _columns(adata, self.markers)
         node = np.full(adata.n_obs, -1, dtype=np.int64)

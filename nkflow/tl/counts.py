@@ -26,6 +26,7 @@ from ..exceptions import (
     MissingControlWarning,
     PanelError,
 )
+from ..io.fcs import sample_info
 from ._score_config import ScoringConfig
 
 __all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
@@ -47,12 +48,6 @@ COUNT_COLUMNS = (
 _MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
 
 
-def _sample_info(adata: AnnData) -> dict[str, Any]:
-    info = adata.uns.get("nkflow", {}) if isinstance(adata.uns, Mapping) else {}
-    sample = info.get("sample", {}) if isinstance(info, Mapping) else {}
-    return dict(sample) if isinstance(sample, Mapping) else {}
-
-
 def _channel(adata: AnnData, marker: str) -> str | None:
     if "marker" not in adata.var.columns:
         raise ChannelNotFoundError(marker, list(adata.var_names), source=_where(adata))
@@ -66,7 +61,7 @@ def _channel(adata: AnnData, marker: str) -> str | None:
 
 
 def _where(adata: AnnData) -> str:
-    sample = _sample_info(adata)
+    sample = sample_info(adata)
     return str(sample.get("path") or sample.get("sample_id") or "AnnData")
 
 
@@ -243,7 +238,7 @@ def count_positive(
     """
     marker_names = dict(ScoringConfig().markers if markers is None else markers)
     table = _threshold_table(thresholds, adata)
-    info = _sample_info(adata)
+    info = sample_info(adata)
     where = _where(adata)
     keep = (
         adata.obs[qc_key].to_numpy(dtype=bool)
@@ -402,7 +397,7 @@ def fmo_threshold(
     hi_rank = int(sps.binom.ppf(1.0 - alpha / 2.0, n, q)) + 1
     ci_low = float(values[max(lo_rank, 1) - 1])
     ci_high = float(values[min(hi_rank, n) - 1])
-    info = _sample_info(fmo_adata)
+    info = sample_info(fmo_adata)
     return {
         "sample_id": "",
         "tissue": str(info.get("tissue", "") or ""),
