@@ -12,7 +12,14 @@
 
 from __future__ import annotations
 
-from .apply import BatchGatingResult, fmo_thresholds, gate, gate_batch, resolve_channel
+from .apply import (
+    BatchGatingResult,
+    borrow_unstim_thresholds,
+    fmo_thresholds,
+    gate,
+    gate_batch,
+    resolve_channel,
+)
 from .flowjo import WorkspaceResult, apply_flowjo_workspace, flowjo_counts
 from .gates import (
     BooleanGate,
@@ -47,6 +54,7 @@ __all__ = [
     "WorkspaceResult",
     "apply_flowjo_workspace",
     "apply_gatingml",
+    "borrow_unstim_thresholds",
     "compare_thresholds",
     "evaluate_gates",
     "export_gatingml",

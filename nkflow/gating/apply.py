@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,44 @@ def _add_unstim_rows(
     table = table.copy()
     table["phenotype_source"] = table.get("phenotype_source", "")
     return pd.concat([table, take], ignore_index=True)
+
+
+def borrow_unstim_thresholds(
+    unstim_thresholds: Iterable[Mapping[str, Any]],
+    given: Iterable[Mapping[str, Any]] = (),
+    *,
+    control_file: str = "",
+) -> list[dict[str, Any]]:
+    """Cut-offs a stimulated tube takes from its unstimulated partner.
+
+    For a marker without an FMO control the unstimulated tube's own cut-off (rule ending
+    in ``(fmo fallback)``) is the baseline; the stimulated tube must be cut at the same
+    value or a net response (stim - unstim) means nothing (BIOLOGY.md section 4: gates set
+    on unstimulated cells or FMOs). Markers already covered by ``given`` (FMO thresholds)
+    are not borrowed.
+
+    Parameters
+    ----------
+    unstim_thresholds
+        The unstimulated tube's threshold records (``uns["nkflow"]["thresholds"]``).
+    given
+        Thresholds the stimulated tube already has (batch-level FMO ones).
+    control_file
+        The unstimulated tube's file, recorded as the control of each borrowed cut-off.
+
+    Returns
+    -------
+    list of dict
+        Threshold records with ``sample_id`` cleared and rule ``unstimulated tube: <rule>``.
+    """
+    covered = {(str(t.get("gate", "")), str(t.get("marker"))) for t in given}
+    borrowed = []
+    for t in unstim_thresholds:
+        key = (str(t.get("gate", "")), str(t.get("marker")))
+        if "fmo fallback" in str(t.get("rule", "")) and key not in covered:
+            borrowed.append({**t, "sample_id": "", "rule": f"unstimulated tube: {t['rule']}",
+                             "control_file": control_file})  # fmt: skip
+    return borrowed
 
 
 @dataclass
@@ -327,6 +365,7 @@ def gate_batch(
     todo["_stim"] = (todo["stimulation"] == "stim") | (todo["role"] == "stim")
     todo = todo.sort_values("_stim", kind="stable")
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
+    unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
     tables: list[pd.DataFrame] = []
     thr: list[pd.DataFrame] = [fmo_df]
     pair_cols = ["donor", "tissue", "timepoint", "batch"]
@@ -336,6 +375,12 @@ def gate_batch(
         key = tuple(str(row[c]) for c in pair_cols)
         sub = fmo_df[(fmo_df["tissue"] == row["tissue"]) & (fmo_df["batch"] == row["batch"])]
         paired = unstim_tables.get(key) if row["_stim"] else None
+        if paired is not None:
+            unstim_file, unstim_own = unstim_thresholds[key]
+            borrowed = borrow_unstim_thresholds(
+                unstim_own, sub.to_dict("records"), control_file=unstim_file
+            )
+            sub = pd.concat([sub, pd.DataFrame(borrowed, columns=sub.columns)], ignore_index=True)
         if row["_stim"] and paired is None:
             msg = f"stimulated tube {sid!r}: no unstimulated tube with the same {pair_cols}"
             logger.warning(msg)
@@ -352,6 +397,8 @@ def gate_batch(
         )
         if not row["_stim"]:
             unstim_tables[key] = table
+            own = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
+            unstim_thresholds[key] = (str(row["file"]), own)
         tables.append(table)
         per = pd.DataFrame(adata.uns["nkflow"]["thresholds"], columns=THRESHOLD_COLUMNS)
         thr.append(per[per["sample_id"] == sid])

@@ -117,7 +117,7 @@ def _gate_external(
 def _gate_template(
     source: Any, cfg: RunConfig
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    from ..gating.apply import gate
+    from ..gating.apply import borrow_unstim_thresholds, gate
 
     state = RunState(source, Path("."), cfg, None)
     thresholds = state.thresholds()
@@ -125,11 +125,14 @@ def _gate_template(
     todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
     stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
+    unstim_cuts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for _, row in pd.concat([todo[~stim], todo[stim]]).iterrows():
         sid = str(row["sample_id"])
         task = state.task(sid)
         own = state.thresholds_for(row, thresholds)
         key = tuple(str(row[c]) for c in PAIR_KEY)
+        if is_stimulated(row):
+            own = own + unstim_cuts.get(key, [])
         try:
             adata = load_sample(task)
             table = gate(
@@ -147,6 +150,8 @@ def _gate_template(
             continue
         if not is_stimulated(row):
             unstim_tables[key] = table
+            mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
+            unstim_cuts[key] = borrow_unstim_thresholds(mine, own, control_file=str(row["file"]))
         frames.append(table)
         thr.append(pd.DataFrame(adata.uns["nkflow"].get("thresholds", [])))
         pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]

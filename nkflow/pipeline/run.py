@@ -17,6 +17,7 @@ import pandas as pd
 from .. import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError
+from ..gating.apply import borrow_unstim_thresholds
 from ..io import check_batch, read_batch
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor, TaskOutcome
@@ -240,17 +241,9 @@ class RunState:
         if paired is None:
             return batch_thresholds, None
         sid, summary = paired
-        covered = {(str(t.get("gate", "")), str(t.get("marker"))) for t in batch_thresholds}
-        borrowed = []
-        for t in summary["thresholds"]:
-            key = (str(t.get("gate", "")), str(t.get("marker")))
-            if "fmo fallback" in str(t.get("rule", "")) and key not in covered:
-                borrowed.append({
-                    **t,
-                    "sample_id": "",
-                    "rule": f"unstimulated tube: {t['rule']}",
-                    "control_file": str(self.row(sid)["file"]),
-                })  # fmt: skip
+        borrowed = borrow_unstim_thresholds(
+            summary["thresholds"], batch_thresholds, control_file=str(self.row(sid)["file"])
+        )
         return batch_thresholds + borrowed, summary["populations"]
 
     def _collect(self, outcome: TaskOutcome) -> None:
