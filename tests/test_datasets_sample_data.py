@@ -1,5 +1,5 @@
-"""The committed sample_data/: regenerates byte for byte, opens in flowkit and flowio,
-holds enough events for gating and scoring, and its truth matches its metadata."""
+"""The committed sample_data/: regenerates (events to float32 rounding), opens in flowkit
+and flowio, holds enough events for gating and scoring, and its truth matches its metadata."""
 
 from __future__ import annotations
 
@@ -36,12 +36,38 @@ def _files(folder):
     return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
 
 
+def _fcs_text_and_events(path):
+    """The FCS file's TEXT keywords and its event matrix (flowio, an independent reader)."""
+    fcs = flowio.FlowData(str(path))
+    keywords = dict(fcs.text)
+    for offset_key in ("begindata", "enddata", "beginstext", "endstext"):
+        keywords.pop(offset_key, None)
+    events = np.asarray(fcs.events, dtype=np.float32).reshape(-1, fcs.channel_count)
+    return keywords, events
+
+
 @pytest.mark.parametrize("species", SPECIES)
-def test_regeneration_is_byte_identical(sample_data, regenerated, species):
+def test_regeneration_reproduces_committed_files(sample_data, regenerated, species):
+    """Sheets, truth and keywords regenerate byte for byte; events to float32 rounding.
+
+    Within one environment the simulator is byte-for-byte deterministic
+    (``test_simulate_batch_default_design_is_deterministic``). Across numpy/BLAS builds,
+    ``exp``/``log`` and the spillover matrix product may round an intermediate to its
+    float32 neighbour. After the spillover sums (values up to 2**18, where a float32 step is
+    1/32), that step can land on a small value, so events are compared to two float32
+    steps at full scale: far below any gate's resolution.
+    """
     committed, fresh = sample_data / species, regenerated / species
     assert _files(fresh) == [p for p in _files(committed) if p.name != "README.md"]
     for rel in _files(fresh):
-        assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+        if rel.suffix != ".fcs":
+            assert (committed / rel).read_bytes() == (fresh / rel).read_bytes(), rel
+            continue
+        kw_committed, ev_committed = _fcs_text_and_events(committed / rel)
+        kw_fresh, ev_fresh = _fcs_text_and_events(fresh / rel)
+        assert kw_committed == kw_fresh, rel
+        full_scale_step = np.spacing(np.float32(2**18))
+        np.testing.assert_allclose(ev_fresh, ev_committed, rtol=1e-6, atol=2 * full_scale_step)
 
 
 def test_top_level_sheet_points_into_human_batch(sample_data, regenerated):

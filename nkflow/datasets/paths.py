@@ -55,7 +55,10 @@ def sample_data_design(species: str = "human") -> Design:
 
 
 def make_sample_data(out_dir: str | Path, *, species: tuple[str, ...] = ("human", "mouse")) -> Path:
-    """Regenerate ``sample_data/`` (one sub-folder per species), byte for byte.
+    """Regenerate ``sample_data/`` (one sub-folder per species).
+
+    Byte for byte on the same numpy/BLAS build; across builds, event values may differ
+    by float32 rounding (a few units in the last place), sheets and truth not at all.
 
     Also writes ``out_dir/metadata.csv``, the human sheet with paths into ``human/``, so
     that ``nkflow run sample_data/`` analyses the human batch.
