@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
+
+from ._threads import available_cores, set_default_threads
 
 __all__ = ["SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
@@ -54,10 +55,7 @@ class TaskOutcome:
 
 def default_workers() -> int:
     """The number of cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 def _call(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
@@ -243,12 +241,15 @@ class SampleExecutor:
                 fut.release()
 
 
-def _init_worker(level: int) -> None:
-    """Worker logging: the parent's level, and no last-resort printing to stderr.
+def _init_worker(level: int, threads: int) -> None:
+    """Worker logging and threads: the parent's level, no last-resort printing to stderr.
 
     A spawned worker has no handlers, so Python's last-resort handler would print every
     warning to the terminal. The sample's warnings reach the parent in its summary.
+    ``threads`` is the worker's share of the cores for the per-event numpy work
+    (:mod:`nkflow._threads`).
     """
+    set_default_threads(threads)
     root = logging.getLogger("nkflow")
     root.setLevel(level)
     if not root.handlers:
@@ -260,7 +261,10 @@ def _new_pool(n: int) -> ProcessPoolExecutor:
         max_workers=n,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(logging.getLogger("nkflow").getEffectiveLevel(),),
+        initargs=(
+            logging.getLogger("nkflow").getEffectiveLevel(),
+            max(1, available_cores() // n),
+        ),
     )
 
 

@@ -22,6 +22,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,14 @@ def _event_names(ids: np.ndarray) -> pd.Index:
         cache = pd.Index(names, dtype=object, copy=False)
         _ = cache.is_unique  # computed once, inherited by slices
         _event_names_cache = cache
-    return _event_names_cache[:n]
+    names = _event_names_cache[:n]
+    # AnnData checks obs_names for missing values; pandas caches that answer per Index
+    # object but not through slices. The names are built above, none is missing: seed
+    # the cache (a no-op on a pandas without this private cache).
+    cache_dict = getattr(names, "_cache", None)
+    if isinstance(cache_dict, dict):
+        cache_dict["_isnan"] = np.zeros(n, dtype=bool)
+    return names
 
 
 def _sample_info(
@@ -275,11 +283,7 @@ def _build(
     if missing:
         have = [f"{m} ({c})" for m, c in zip(markers, names, strict=True) if m] or names
         raise ChannelNotFoundError(", ".join(missing), have, source=path)
-    x = decode_events(meta, preprocess=preprocess)
-    keep = _check_finite(x, names, path, nonfinite)
-    event_ids = np.arange(x.shape[0])
-    if keep is not None:
-        x, event_ids = x[keep], event_ids[keep]
+    n_events = int(meta.n_events)
     var = pd.DataFrame(
         {
             "marker": markers,
@@ -290,14 +294,9 @@ def _build(
         },
         index=pd.Index(names, dtype=object),
     )
-    n = x.shape[0]
-    obs = pd.DataFrame(
-        {"sample_id": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [info["sample_id"]])},
-        index=_event_names(event_ids),
-    )
     fcs = {
         "version": meta.version,
-        "n_events": int(n),
+        "n_events": n_events,
         "n_channels": int(meta.n_channels),
         "cyt": meta.cyt,
         "date": meta.date,
@@ -317,7 +316,37 @@ def _build(
             "marker_conflicts": {k: list(v) for k, v in clashes.items()},
         }
     }
-    return _anndata(x, obs, var, uns)
+    # AnnData validates a million obs_names (holding the GIL) while another thread
+    # decodes DATA (numpy's file read and reductions release it): the two overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-decode") as pool:
+        pending = pool.submit(_decode_checked, meta, preprocess, path, nonfinite)
+        placeholder = np.empty((n_events, len(names)), dtype=np.float32)  # pages untouched
+        adata = _anndata(placeholder, _obs(info, np.arange(n_events)), var, uns)
+        x, keep = pending.result()
+    if keep is None and x.shape == placeholder.shape:
+        adata.X = x
+        return adata
+    event_ids = np.arange(x.shape[0])
+    if keep is not None:
+        x, event_ids = x[keep], event_ids[keep]
+    fcs["n_events"] = int(x.shape[0])
+    return _anndata(x, _obs(info, event_ids), var, uns)
+
+
+def _decode_checked(
+    meta: Any, preprocess: bool, path: Path, nonfinite: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The decoded events and the mask of finite events to keep (None: all)."""
+    x = decode_events(meta, preprocess=preprocess)
+    return x, _check_finite(x, meta.pnn, path, nonfinite)
+
+
+def _obs(info: dict[str, str], event_ids: np.ndarray) -> pd.DataFrame:
+    n = len(event_ids)
+    return pd.DataFrame(
+        {"sample_id": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [info["sample_id"]])},
+        index=_event_names(event_ids),
+    )
 
 
 def _anndata(x: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame, uns: dict) -> ad.AnnData:

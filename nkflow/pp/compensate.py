@@ -9,7 +9,6 @@ product loses absolute precision exactly where compensation cancels signal, near
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import shlex
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from nkflow._threads import run_row_ranges, single_thread_blas
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 
 __all__ = ["compensate", "compensate_array", "read_spillover_matrix", "spillover_from_adata"]
@@ -154,6 +154,7 @@ def compensate_array(
     *,
     columns: Sequence[int] | None = None,
     out: np.ndarray | None = None,
+    n_threads: int | None = None,
 ) -> np.ndarray:
     """Compensate an event array: ``values[:, columns] @ inv(spillover)``.
 
@@ -168,6 +169,9 @@ def compensate_array(
         matrix must then be channels x channels of ``values``).
     out
         Optional output array (same shape as ``values``); may be ``values`` itself.
+    n_threads
+        Threads sharing the rows (default: the process default, see
+        :func:`nkflow._threads.resolve_threads`). The result does not depend on it.
 
     Returns
     -------
@@ -189,13 +193,14 @@ def compensate_array(
     first = int(cols[0]) if cols.size else 0
     span = slice(first, first + cols.size)
     contiguous = cols.size > 0 and np.array_equal(cols, np.arange(span.start, span.stop))
-    rows = min(CHUNK_ROWS, vals.shape[0])
-    block = np.empty((rows, cols.size))
-    prod = np.empty((rows, cols.size))
-    cast = np.empty((rows, cols.size), dtype=out.dtype)
-    with _single_thread_blas():
-        for start in range(0, vals.shape[0], CHUNK_ROWS):
-            stop = min(vals.shape[0], start + CHUNK_ROWS)
+
+    def work(lo: int, hi: int) -> None:
+        rows = max(1, min(CHUNK_ROWS, hi - lo))
+        block = np.empty((rows, cols.size))
+        prod = np.empty((rows, cols.size))
+        cast = np.empty((rows, cols.size), dtype=out.dtype)
+        for start in range(lo, hi, CHUNK_ROWS):
+            stop = min(hi, start + CHUNK_ROWS)
             m = stop - start
             if out is not vals:
                 for sl in other:
@@ -210,6 +215,9 @@ def compensate_array(
                 out[start:stop, span] = cast[:m]
             else:
                 out[start:stop, cols] = cast[:m]
+
+    with single_thread_blas():
+        run_row_ranges(vals.shape[0], work, n_threads=n_threads)
     return out
 
 
@@ -220,15 +228,6 @@ def _column_runs(columns: np.ndarray) -> list[slice]:
         return []
     breaks = np.flatnonzero(np.diff(cols) != 1) + 1
     return [slice(int(r[0]), int(r[-1]) + 1) for r in np.split(cols, breaks)]
-
-
-def _single_thread_blas():
-    """Small matrix products thrash when BLAS starts threads for each of them."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def _sample_label(adata: AnnData) -> str:
@@ -276,6 +275,7 @@ def compensate(
     *,
     matrix: str | Path | pd.DataFrame = "file",
     inplace: bool = True,
+    n_threads: int | None = None,
 ) -> AnnData | None:
     """Compensate spillover; store ``layers["compensated"]`` and set ``X`` to it.
 
@@ -289,6 +289,9 @@ def compensate(
         (spillover, channels as index and columns).
     inplace
         Modify ``adata`` and return None; else return a compensated copy.
+    n_threads
+        Threads sharing the events (default: every core, or the worker's share inside
+        :class:`nkflow.parallel.SampleExecutor`; ``NKFLOW_NUM_THREADS`` overrides).
 
     Returns
     -------
@@ -348,7 +351,11 @@ def compensate(
         # no second events-sized array, and no page faults on a fresh one
         comp = raw if reuse else np.empty(raw.shape, dtype=np.float32)
         compensate_array(
-            np.asarray(raw), df.to_numpy(), columns=[col[c] for c in channels], out=comp
+            np.asarray(raw),
+            df.to_numpy(),
+            columns=[col[c] for c in channels],
+            out=comp,
+            n_threads=n_threads,
         )
     adata.layers["compensated"] = comp
     adata.X = comp

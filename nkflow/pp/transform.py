@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from anndata import AnnData
 
+from nkflow._threads import run_row_ranges
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
@@ -274,21 +275,26 @@ def _transform_rows(
     out: np.ndarray,
     idx: np.ndarray,
     fn: Callable[[np.ndarray, np.ndarray], None],
+    n_threads: int | None,
 ) -> None:
     """``out[:, idx] = fn(src[:, idx])`` and ``out[:, other] = src[:, other]``, by row chunks."""
     other = _column_runs(np.setdiff1d(np.arange(src.shape[1]), idx))
     span = slice(int(idx[0]), int(idx[0]) + idx.size)
     contiguous = np.array_equal(idx, np.arange(span.start, span.stop))
-    for start in range(0, src.shape[0], CHUNK_ROWS):
-        stop = min(src.shape[0], start + CHUNK_ROWS)
-        for sl in other:
-            out[start:stop, sl] = src[start:stop, sl]
-        if contiguous:
-            fn(src[start:stop, span], out[start:stop, span])
-        else:
-            res = np.empty((stop - start, idx.size), dtype=np.float32)
-            fn(np.take(src[start:stop], idx, axis=1), res)
-            out[start:stop, idx] = res
+
+    def work(lo: int, hi: int) -> None:
+        for start in range(lo, hi, CHUNK_ROWS):
+            stop = min(hi, start + CHUNK_ROWS)
+            for sl in other:
+                out[start:stop, sl] = src[start:stop, sl]
+            if contiguous:
+                fn(src[start:stop, span], out[start:stop, span])
+            else:
+                res = np.empty((stop - start, idx.size), dtype=np.float32)
+                fn(np.take(src[start:stop], idx, axis=1), res)
+                out[start:stop, idx] = res
+
+    run_row_ranges(src.shape[0], work, n_threads=n_threads)
 
 
 def _logicle_fn(keys: list[LogicleKey]) -> Callable[[np.ndarray, np.ndarray], None]:
@@ -333,6 +339,7 @@ def transform(
     cofactor: float = 150.0,
     percentile: float = 5.0,
     inplace: bool = True,
+    n_threads: int | None = None,
 ) -> AnnData | None:
     """Transform fluorescence channels to the logicle or arcsinh scale.
 
@@ -362,6 +369,10 @@ def transform(
         Percentile of negative data for ``estimate_w``.
     inplace
         Modify ``adata`` and return None; else return a transformed copy.
+    n_threads
+        Threads sharing the events (default: every core, or the worker's share inside
+        :class:`nkflow.parallel.SampleExecutor`; ``NKFLOW_NUM_THREADS`` overrides). The
+        result does not depend on it.
 
     Returns
     -------
@@ -409,7 +420,7 @@ def transform(
             fn = _logicle_fn(keys)  # type: ignore[arg-type]
         else:
             fn = _arcsinh_fn([per[c]["cofactor"] for c in chans])
-        _transform_rows(src, out, idx, fn)
+        _transform_rows(src, out, idx, fn, n_threads)
     else:
         out = np.array(src, dtype=np.float32, copy=True)
     adata.X = out

@@ -1,0 +1,128 @@
+"""Threads inside one sample: row ranges of an events matrix processed side by side.
+
+numpy releases the GIL in its array loops, so the per-event work of compensation and the
+logicle table look-up runs on several cores when the rows are split into contiguous
+ranges, one per thread. Results do not depend on the number of threads: every row is
+computed by the same arithmetic whichever thread takes it.
+
+How many threads: the ``n_threads`` argument of the caller when given, else the
+process default. That default is every core this process may use, except in the
+workers of :class:`nkflow.parallel.SampleExecutor`, which share the cores between
+samples and set it to ``cores // workers``; the environment variable
+``NKFLOW_NUM_THREADS`` overrides it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+__all__ = [
+    "available_cores",
+    "resolve_threads",
+    "run_row_ranges",
+    "set_default_threads",
+    "single_thread_blas",
+]
+
+ENV_VAR = "NKFLOW_NUM_THREADS"
+#: Below this many rows per thread, starting threads costs more than it saves.
+MIN_ROWS_PER_THREAD = 32768
+
+_default_threads: int | None = None
+
+
+def available_cores() -> int:
+    """The number of cores this process may use (its CPU affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_default_threads(n_threads: int | None) -> None:
+    """Set this process's default number of threads (None: every available core)."""
+    global _default_threads
+    _default_threads = None if n_threads is None else max(1, int(n_threads))
+
+
+def resolve_threads(n_threads: int | None = None) -> int:
+    """The number of threads to use: ``n_threads``, ``NKFLOW_NUM_THREADS``, the default.
+
+    Parameters
+    ----------
+    n_threads
+        Explicit count (>= 1), or None for the process default.
+
+    Raises
+    ------
+    ValueError
+        ``n_threads`` or ``NKFLOW_NUM_THREADS`` is not a positive integer.
+    """
+    if n_threads is not None:
+        if int(n_threads) < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads!r}")
+        return int(n_threads)
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"{ENV_VAR}={env!r} is not a positive integer")
+        return int(env)
+    return _default_threads if _default_threads is not None else available_cores()
+
+
+def run_row_ranges(
+    n_rows: int, work: Callable[[int, int], None], *, n_threads: int | None = None
+) -> None:
+    """Call ``work(start, stop)`` over contiguous row ranges that cover ``range(n_rows)``.
+
+    Parameters
+    ----------
+    n_rows
+        Number of rows to cover.
+    work
+        Processes rows ``start:stop``; it must only write its own rows. Called once
+        per thread (``work(0, n_rows)`` when a single thread is used).
+    n_threads
+        See :func:`resolve_threads`; fewer are used for small inputs.
+
+    Raises
+    ------
+    Exception
+        The first exception raised by ``work`` (after every range has finished).
+    """
+    threads = min(resolve_threads(n_threads), max(1, n_rows // MIN_ROWS_PER_THREAD))
+    if threads <= 1:
+        work(0, n_rows)
+        return
+    bounds = [n_rows * i // threads for i in range(threads + 1)]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nkflow-rows") as pool:
+        futures = [pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    for future in futures:
+        future.result()
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return None
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (about 1 ms)
+
+
+def single_thread_blas() -> contextlib.AbstractContextManager[Any]:
+    """Context in which BLAS runs on the calling thread only.
+
+    Many small matrix products, each on its own row block and thread, thrash when BLAS
+    starts its own threads for each of them.
+    """
+    controller = _blas_controller()
+    if controller is None:  # pragma: no cover
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
