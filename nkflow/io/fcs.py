@@ -320,7 +320,8 @@ def _build(
     # decodes DATA (numpy's file read and reductions release it): the two overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-decode") as pool:
         pending = pool.submit(_decode_checked, meta, preprocess, path, nonfinite)
-        placeholder = np.empty((n_events, len(names)), dtype=np.float32)  # pages untouched
+        # a read-only zero-stride view of the right shape: no memory until X is set
+        placeholder = np.broadcast_to(np.float32(0), (n_events, len(names)))
         adata = _anndata(placeholder, _obs(info, np.arange(n_events)), var, uns)
         x, keep = pending.result()
     if keep is None and x.shape == placeholder.shape:

@@ -302,6 +302,8 @@ def _logicle_fn(keys: list[LogicleKey]) -> Callable[[np.ndarray, np.ndarray], No
     for j, key in enumerate(keys):
         groups.setdefault(key, []).append(j)
     consts = {key: _logicle.logicle_params(*key) for key in groups}
+    for const in consts.values():
+        _logicle._table(const)  # built once here, not by each row thread at the same time
     if len(groups) == 1:
         only = consts[keys[0]]
         return lambda block, res: _logicle.scale_float32(only, block, res)
