@@ -26,11 +26,9 @@ SCORED = {
     "mouse": {"all": ("NK", "cNK", "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+"),
               "unstim": ("trNK",)},
 }  # fmt: skip
-# Documented exception (measured F1 in brackets): spleen trNK are ~15 events per
-# 4,000-event mouse tube [0.83-0.88]. Blood trNK (~2.8 % of NK, 37-78 events per tube) meet
-# the 0.95 of issue 4 since the simulator stopped giving CD69+ circulating NK residency
-# receptors independently of their activation (they would carry the trNK phenotype).
-MIN_F1 = {("mouse", "spleen", "trNK"): 0.75}
+# Every scored population must reach F1 >= 0.95 (issue 4). Blood trNK (~2.8 % of NK) and
+# mouse spleen trNK (~2 % of NK, 15-40 events per tube) are the rarest; no exception is left.
+MIN_F1: dict[tuple[str, str, str], float] = {}
 
 
 def _meta(species: str) -> pd.DataFrame:
