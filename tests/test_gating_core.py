@@ -72,12 +72,51 @@ def test_mirror_side(unimodal):
     assert v == pytest.approx(expected, abs=0.12)
 
 
-def test_fmo_percentile_and_bootstrap_is_seeded():
+def test_fmo_percentile_and_exact_interval():
     a = fmo_threshold(UNIMODAL, percentile=99.5, n_boot=50, random_state=3)
-    b = fmo_threshold(UNIMODAL, percentile=99.5, n_boot=50, random_state=3)
-    assert a == b
+    b = fmo_threshold(UNIMODAL, percentile=99.5, n_boot=50, random_state=4)
+    assert a == b  # order statistics: nothing random
     assert a[0] == pytest.approx(np.percentile(UNIMODAL, 99.5))
     assert a[1] < a[0] < a[2] and a[3] == "fmo"
+    assert np.isnan(fmo_threshold(UNIMODAL, n_boot=0)[1])
+
+
+def test_gating_and_scoring_fmo_thresholds_agree():
+    """nk.gating.fmo_threshold (arrays) and nk.tl.fmo_threshold (a gated FMO container)
+    report the same value and interval."""
+    import anndata as ad
+    import pandas as pd
+
+    from nkflow.tl import fmo_threshold as tl_fmo_threshold
+
+    n = UNIMODAL.size
+    fmo = ad.AnnData(
+        X=np.column_stack([UNIMODAL, UNIMODAL[::-1]]).astype(np.float32),
+        obs=pd.DataFrame({"NK": np.arange(n) % 3 > 0}, index=[str(i) for i in range(n)]),
+        var=pd.DataFrame({"marker": ["AREG", "CD69"]}, index=["PE-A", "APC-A"]),
+    )
+    rec = tl_fmo_threshold(fmo, "AREG")
+    nk = fmo.obs["NK"].to_numpy()
+    value, lo, hi, _, count = fmo_threshold(fmo.X[nk, 0])
+    assert (rec["value"], rec["ci_low"], rec["ci_high"], rec["n_events"]) == (value, lo, hi, count)
+
+
+@pytest.mark.parametrize("shape", ["normal", "exponential", "uniform"])
+def test_quantile_interval_covers_the_true_quantile(shape):
+    from nkflow.stats import quantile_interval
+
+    rng = np.random.default_rng(5)
+    draw = {
+        "normal": lambda n: rng.standard_normal(n),
+        "exponential": lambda n: rng.exponential(size=n),
+        "uniform": lambda n: rng.random(n),
+    }
+    truth = {"normal": 2.5758293, "exponential": -np.log(0.005), "uniform": 0.995}[shape]
+    hits = 0
+    for _ in range(400):
+        lo, hi = quantile_interval(np.sort(draw[shape](2000)), 0.995)
+        hits += lo <= truth <= hi
+    assert hits / 400 >= 0.93  # exact method: coverage >= 95% up to simulation noise
 
 
 def test_compare_thresholds_flags_drift():

@@ -25,10 +25,12 @@ Rules
 ``fixed``
     A literal ``value``.
 
-Confidence intervals: ``n_boot`` resamples (``random_state`` seeds a local generator). The
-valley and mirror rules are computed on a fine histogram, so a bootstrap resample is an exact
-multinomial redraw of the bin counts (fast for any event count); percentile rules redraw
-events from at most ``max_events`` (20,000) subsampled events.
+Confidence intervals: the density rules (valley, gmm, mirror) take ``n_boot`` bootstrap
+resamples (``random_state`` seeds a local generator); they are computed on a fine histogram,
+so a resample is an exact multinomial redraw of the bin counts (fast for any event count).
+Percentile rules (fmo, quantile) need no resampling: their interval is the exact
+distribution-free order-statistic interval (:func:`nkflow.stats.quantile_interval`), the
+same one :func:`nkflow.tl.fmo_threshold` reports. ``n_boot=0`` skips every interval.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from ..exceptions import GatingError, ThresholdDriftWarning
+from ..stats import quantile_interval
 
 __all__ = [
     "THRESHOLD_COLUMNS",
@@ -459,30 +462,40 @@ def quantile_threshold(
     *,
     percentile: float = 99.5,
     n_boot: int = 200,
-    max_events: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float, float, str, int]:
-    """Percentile of ``values`` with a bootstrap CI (events subsampled to ``max_events``).
+    """Percentile of ``values`` with its distribution-free (order-statistic) CI.
+
+    Parameters
+    ----------
+    values
+        Marker values on the transformed scale.
+    percentile
+        In (0, 100).
+    n_boot
+        0 skips the interval (as for the other rules); any other value gives the exact
+        interval of :func:`nkflow.stats.quantile_interval`, which needs no resampling.
+    random_state
+        Unused (no resampling); accepted so that every rule takes the same arguments.
+    confidence
+        Coverage of the interval.
 
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
     """
+    del random_state  # the interval is exact
     v = _clean(values)
     if v.size == 0:
         raise GatingError("percentile threshold on an empty population")
     if not 0.0 < percentile < 100.0:
         raise GatingError(f"percentile = {percentile!r}; valid: 0 < percentile < 100")
+    v.sort()
     value = float(np.percentile(v, percentile))
     lo = hi = float("nan")
     if n_boot > 0:
-        rng = np.random.default_rng(random_state)
-        sub = v if v.size <= max_events else rng.choice(v, max_events, replace=False)
-        idx = rng.integers(0, sub.size, size=(n_boot, sub.size))
-        boots = np.percentile(sub[idx], percentile, axis=1)
-        a = (1.0 - confidence) / 2.0
-        lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
+        lo, hi = quantile_interval(v, percentile / 100.0, confidence=confidence)
     return value, lo, hi, "quantile", int(v.size)
 
 
@@ -491,11 +504,12 @@ def fmo_threshold(
     *,
     percentile: float = 99.5,
     n_boot: int = 200,
-    max_events: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float, float, str, int]:
     """FMO threshold: the ``percentile`` of the marker in the FMO tube's parent gate.
+
+    Same computation as :func:`quantile_threshold` (value and order-statistic interval).
 
     Returns
     -------
@@ -506,7 +520,6 @@ def fmo_threshold(
         values,
         percentile=percentile,
         n_boot=n_boot,
-        max_events=max_events,
         random_state=random_state,
         confidence=confidence,
     )

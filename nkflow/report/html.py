@@ -99,7 +99,7 @@ def _gating_section(
         if not batch_level.empty:
             out.append(
                 '<p class="lead">Set once per batch and tissue (from FMO controls where '
-                "available), with the rule, the control file and a bootstrap interval.</p>"
+                "available), with the rule, the control file and a 95% interval.</p>"
             )
             out.append(html_table(batch_level, columns=[c for c in cols if c != "sample_id"],
                                   source="tables/thresholds.csv"))  # fmt: skip

@@ -203,8 +203,9 @@ def _gating_sentence(
     text += (
         "Positivity thresholds were computed per batch and tissue from the data: from FMO "
         f"controls at the {_ordinal(gating.get('fmo_percentile', 99.5))} percentile of the "
-        "control, otherwise from density valleys; each threshold carries a bootstrap "
-        f"confidence interval ({_num(gating.get('bootstrap', 200))} resamples), and a shift of "
+        "control (with the exact order-statistic 95% interval of that percentile), otherwise "
+        "from density valleys (with a bootstrap 95% interval of "
+        f"{_num(gating.get('bootstrap', 200))} resamples), and a shift of "
         f"a threshold between batches above {_num(gating.get('max_threshold_drift', 0.1))} "
         "transformed units raises a drift warning. Percent-of-parent values carry Wilson 95% "
         f"intervals; populations with fewer than {_num(gating.get('min_events', 100))} events "

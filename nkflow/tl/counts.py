@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
-from scipy import stats as sps
 
 from ..exceptions import (
     BatchConsistencyError,
@@ -26,6 +25,7 @@ from ..exceptions import (
     MissingControlWarning,
     PanelError,
 )
+from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info
 from ._score_config import ScoringConfig
 
@@ -379,7 +379,7 @@ def fmo_threshold(
                 f"{where}: FMO has no gate {population!r}; available: {', '.join(gates) or 'none'}"
             )
         keep &= fmo_adata.obs[population].to_numpy(dtype=bool)
-    values = np.sort(_values(fmo_adata, channel, layer)[keep])
+    values = _values(fmo_adata, channel, layer)[keep]
     n = values.size
     if n == 0:
         raise GatingError(f"{where}: no {population or 'QC-passing'} events in the FMO tube")
@@ -391,12 +391,9 @@ def fmo_threshold(
             LowEventCountWarning,
             stacklevel=2,
         )
-    value = float(np.quantile(values, q))
-    alpha = 1.0 - confidence
-    lo_rank = int(sps.binom.ppf(alpha / 2.0, n, q))  # order statistics, 1-based ranks
-    hi_rank = int(sps.binom.ppf(1.0 - alpha / 2.0, n, q)) + 1
-    ci_low = float(values[max(lo_rank, 1) - 1])
-    ci_high = float(values[min(hi_rank, n) - 1])
+    value, ci_low, ci_high, _, _ = gating_fmo_threshold(
+        values, percentile=percentile, confidence=confidence
+    )
     info = sample_info(fmo_adata)
     return {
         "sample_id": "",
