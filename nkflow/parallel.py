@@ -65,6 +65,15 @@ def _call(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
         return TaskOutcome(key, None, exc, traceback.format_exc())
 
 
+def _call_on_dask_worker(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
+    """``_call`` on a Dask worker, whose own threads already run one task per core they own.
+
+    One numpy thread per task (:mod:`nkflow._threads`): more would oversubscribe the cores.
+    """
+    set_default_threads(1)
+    return _call(func, key, arg)
+
+
 def map_samples(
     func: Callable[[Any], Any],
     items: Sequence[tuple[str, Any]],
@@ -226,7 +235,8 @@ class SampleExecutor:
             self._client = Client(self.scheduler)
         futures = {
             self._client.submit(
-                _call, func, key, arg, key=f"nkflow-{self._wave}-{i}-{key}", pure=False,
+                _call_on_dask_worker, func, key, arg, key=f"nkflow-{self._wave}-{i}-{key}",
+                pure=False,
                 retries=2,
             ): key
             for i, (key, arg) in enumerate(items)

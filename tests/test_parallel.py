@@ -61,5 +61,15 @@ def test_dask_local_cluster_matches_serial() -> None:
             o.key: o
             for o in map_samples(_square_or_fail, items, scheduler=cluster.scheduler_address)
         }
+        threads = list(
+            map_samples(_numpy_threads, [("t", None)], scheduler=cluster.scheduler_address)
+        )
     assert {k: outcomes[k].value for k in serial} == serial
     assert isinstance(outcomes["bad"].error, ValueError)
+    assert threads[0].value == 1  # Dask runs one task per worker thread: no oversubscription
+
+
+def _numpy_threads(_: object) -> int:
+    from nkflow._threads import resolve_threads
+
+    return resolve_threads()
