@@ -139,15 +139,17 @@ def _gmm2d(z: NDArray[np.float64], k: int, n_iter: int = 60) -> _Mixture:
         nk = resp.sum(axis=0) + 1e-12
         w = nk / n
         m = (resp.T @ z) / nk[:, None]
-        d = z[None, :, :] - m[:, None, :]  # k, n, 2
-        c = np.einsum("kn,kni,knj->kij", resp.T, d, d) / nk[:, None, None]
-        c[:, 0, 0] += ridge
-        c[:, 1, 1] += ridge
-        det = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] ** 2
-        inv = np.stack(
-            [np.stack([c[:, 1, 1], -c[:, 0, 1]], -1), np.stack([-c[:, 1, 0], c[:, 0, 0]], -1)], 1
-        ) / det[:, None, None]
-        maha = np.einsum("kni,kij,knj->kn", d, inv, d)
+        dx = z[None, :, 0] - m[:, 0, None]  # k, n
+        dy = z[None, :, 1] - m[:, 1, None]
+        rt = resp.T
+        cxx = np.einsum("kn,kn->k", rt * dx, dx) / nk + ridge
+        cxy = np.einsum("kn,kn->k", rt * dx, dy) / nk
+        cyy = np.einsum("kn,kn->k", rt * dy, dy) / nk + ridge
+        c = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], 1)
+        det = cxx * cyy - cxy**2
+        # Mahalanobis distance with the closed-form 2x2 inverse
+        maha = (cyy[:, None] * dx * dx - 2.0 * cxy[:, None] * dx * dy + cxx[:, None] * dy * dy)
+        maha /= det[:, None]
         logp = np.log(w)[:, None] - 0.5 * np.log(det)[:, None] - 0.5 * maha
         logp -= logp.max(axis=0, keepdims=True)
         p = np.exp(logp)
