@@ -12,7 +12,9 @@ channels. Then, in the same invocation, each configuration runs ``nkflow.run`` i
 child process (so its peak-memory counters are its own) on the whole batch, report
 included:
 
-* ``--workers 1,2``: local process pools of that size (1 = in process);
+* ``--workers 1,2``: local process pools of that size (1 = in process, its per-event numpy
+  work on every core, nkflow's default); ``1t`` = in process with ``NKFLOW_NUM_THREADS=1``
+  (one core: the baseline of the process-scaling ratio);
 * ``--dask``: a ``dask.distributed.LocalCluster`` of two single-threaded worker processes,
   passed as ``execution.scheduler``.
 
@@ -20,7 +22,8 @@ Printed per configuration: wall time per stage (from the run's progress callback
 wall and CPU time, events/s, the peak RSS of the main process and of the largest worker
 (``getrusage``: the workers' own counters for Dask, ``RUSAGE_CHILDREN`` for the pool),
 and whether every CSV table is byte-identical to the first configuration's. Then the
-throughput ratio of 2 workers over 1 (target >= 1.6x) and the 60 s target.
+throughput ratio of 2 workers over 1 worker on one core (``1t``, else ``1``; target >= 1.6x)
+and the 60 s target.
 
 ``--peers N`` times read + compensate + logicle on the first N files of the batch: nkflow
 vs flowkit (``Sample`` + ``apply_compensation`` + ``LogicleTransform``) vs a raw numpy read
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -140,7 +144,7 @@ def _one(mode: str, folder: Path, out: Path) -> None:
         values = {"execution.scheduler": cluster.scheduler_address}
     else:
         t_start = time.perf_counter()
-        values = {"execution.workers": int(mode)}
+        values = {"execution.workers": int(mode.rstrip("t"))}
     cfg = replace_values(RunConfig(), values)
     t0 = time.perf_counter()
     nkflow.run(folder, out, config=cfg, force=True, on_progress=progress)
@@ -158,7 +162,7 @@ def _one(mode: str, folder: Path, out: Path) -> None:
         stages[a] = (marks[b] if b else last[0]) - marks[a]
     stages["setup (before controls)"] = (marks[seen[0]] if seen else t1) - t0
     stages["report + write"] = t1 - last[0]
-    if not worker_rss and int(mode) > 1:
+    if not worker_rss and int(mode.rstrip("t")) > 1:
         worker_rss = [child_ru.ru_maxrss / 1024]
     print(json.dumps({
         "mode": mode,
@@ -174,7 +178,8 @@ def _one(mode: str, folder: Path, out: Path) -> None:
 
 def measure(mode: str, folder: Path, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--_one", mode, "--_input", str(folder), "--_out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "NKFLOW_NUM_THREADS": "1"} if mode.endswith("t") else None
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-4000:])
         raise SystemExit(f"run {mode!r} failed (exit {res.returncode})")
@@ -209,7 +214,9 @@ def _report(results: list[dict], n_events: int, n_files: int) -> None:
     print(f"\nbatch: {n_files} files, {n_events:,} events")
     ref = results[0]["tables"]
     for r in results:
-        label = "dask 2 workers" if r["mode"] == "dask" else f"{r['mode']} worker(s)"
+        label = {"dask": "dask 2 workers", "1t": "1 worker, 1 thread"}.get(
+            r["mode"], f"{r['mode']} worker(s)"
+        )
         same = "identical" if r["tables"] == ref else "DIFFERENT"
         wrss = f"{r['worker_rss_mb']:.0f} MB" if r["worker_rss_mb"] else "-"
         print(f"\n{label}: wall {r['wall']:.1f} s (cpu {r['cpu']:.1f} s), "
@@ -221,18 +228,24 @@ def _report(results: list[dict], n_events: int, n_files: int) -> None:
         for stage, v in r["stages"].items():
             print(f"  {stage:26s} {v:6.1f} s")
     by = {r["mode"]: r for r in results}
-    if "1" in by and "2" in by:
-        ratio = by["1"]["wall"] / by["2"]["wall"]
-        print(f"\nthroughput 2 workers / 1 worker = {ratio:.2f}x (target >= 1.6x)")
+    base = "1t" if "1t" in by else "1"
+    base_label = "1 worker on 1 core" if base == "1t" else "1 worker"
+    if base in by and "2" in by:
+        ratio = by[base]["wall"] / by["2"]["wall"]
+        print(f"\nthroughput 2 workers / {base_label} = {ratio:.2f}x (target >= 1.6x)")
         print(f"2 workers end to end {by['2']['wall']:.1f} s (target < 60 s)")
-    if "dask" in by and "1" in by:
-        print(f"throughput dask(2) / 1 worker = {by['1']['wall'] / by['dask']['wall']:.2f}x")
+    if "1" in by and "2" in by and base != "1":
+        threads_ratio = by["1"]["wall"] / by["2"]["wall"]
+        print(f"throughput 2 workers / 1 worker (threads) = {threads_ratio:.2f}x")
+    if "dask" in by and base in by:
+        dask_ratio = by[base]["wall"] / by["dask"]["wall"]
+        print(f"throughput dask(2) / {base_label} = {dask_ratio:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--workers", default="1t,1,2", help="comma list: 1t, 1, 2, ...")
     ap.add_argument("--dask", action="store_true")
     ap.add_argument("--peers", type=int, default=4)
     ap.add_argument("--rss-1m", type=int, default=0)
