@@ -11,7 +11,7 @@ Where thresholds are computed
   as e.g. ``"valley (fmo fallback)"`` with ``control_file = "fallback:no-fmo"``.
 - ``valley`` / ``mirror`` / ``quantile`` thresholds and the scatter gates are computed PER
   SAMPLE (they follow each sample's density; tissue digests differ too much between samples
-  for a pooled scatter gate). Each is recorded with its bootstrap CI, so drift between
+  for a pooled scatter gate). Each is recorded with its 95% CI, so drift between
   samples and batches stays visible (:func:`~nkflow.gating.thresholds.compare_thresholds`).
 - Thresholds passed in ``thresholds=`` take precedence, matched on (gate, marker) and, when
   the table has them, tissue and batch.
@@ -226,7 +226,7 @@ def fmo_thresholds(
 
     Each FMO tube is read, gated with the template down to the gate(s) on which its marker
     is thresholded (its thresholds computed on the tube itself), and the marker's
-    ``fmo_percentile`` in that gate, with a bootstrap CI, becomes the threshold of the
+    ``fmo_percentile`` in that gate, with its exact order-statistic CI, becomes the threshold of the
     tube's tissue and batch (``sample_id == ""``, ``control_file`` = the tube's file).
 
     Parameters
