@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from ._threads import available_cores, set_default_threads
+from ._threads import available_cores, restore_adaptive_mmap_threshold, set_default_threads
 
 __all__ = ["SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
@@ -69,8 +69,11 @@ def _call_on_dask_worker(func: Callable[[Any], Any], key: str, arg: Any) -> Task
     """``_call`` on a Dask worker, whose own threads already run one task per core they own.
 
     One numpy thread per task (:mod:`nkflow._threads`): more would oversubscribe the cores.
+    glibc's adaptive mmap threshold, which the nanny's ``MALLOC_TRIM_THRESHOLD_`` turns off,
+    is put back (:func:`nkflow._threads.restore_adaptive_mmap_threshold`).
     """
     set_default_threads(1)
+    restore_adaptive_mmap_threshold()
     return _call(func, key, arg)
 
 
