@@ -15,8 +15,6 @@ samples and set it to ``cores // workers``; the environment variable
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import itertools
 import os
@@ -27,7 +25,6 @@ from typing import Any
 __all__ = [
     "available_cores",
     "resolve_threads",
-    "restore_adaptive_mmap_threshold",
     "run_row_ranges",
     "set_default_threads",
     "single_thread_blas",
@@ -129,45 +126,3 @@ def single_thread_blas() -> contextlib.AbstractContextManager[Any]:
     if controller is None:  # pragma: no cover
         return contextlib.nullcontext()
     return controller.limit(limits=1, user_api="blas")
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-#: glibc's ceiling for its adaptive mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX)
-ADAPTIVE_MMAP_CEILING = 32 * 1024 * 1024
-_mmap_threshold_set = False
-
-
-def restore_adaptive_mmap_threshold() -> bool:
-    """Undo the side effect of ``MALLOC_TRIM_THRESHOLD_`` on glibc's mmap threshold.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any malloc
-    tunable turns off glibc's adaptive mmap threshold (mallopt(3)), so every array above
-    128 KiB is mmap-ed and page-faulted afresh: gating a sample took 1.8x the CPU time of
-    the same call in a process pool worker (measured 2.3-2.7 s vs 1.4-1.5 s per 200,000-event
-    sample). This sets the mmap threshold to the ceiling the adaptive rule would reach
-    (32 MiB) and leaves the trim threshold as Dask set it. Done once per process, only when
-    ``MALLOC_TRIM_THRESHOLD_`` is set and ``MALLOC_MMAP_THRESHOLD_`` is not, and only with
-    glibc.
-
-    Returns
-    -------
-    bool
-        True when the threshold was set (now or by an earlier call).
-    """
-    global _mmap_threshold_set
-    if _mmap_threshold_set:
-        return True
-    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    _mmap_threshold_set = bool(mallopt(_M_MMAP_THRESHOLD, ADAPTIVE_MMAP_CEILING))
-    return _mmap_threshold_set

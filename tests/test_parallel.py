@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from nkflow import parallel
 from nkflow.parallel import map_samples
 
 
@@ -73,3 +74,18 @@ def _numpy_threads(_: object) -> int:
     from nkflow._threads import resolve_threads
 
     return resolve_threads()
+
+
+def test_mmap_threshold_is_restored_only_under_a_malloc_tunable(monkeypatch):
+    import platform
+
+    monkeypatch.setattr(parallel, "_mmap_threshold_set", False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert parallel.restore_adaptive_mmap_threshold() is False  # nothing to undo
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as Dask's nanny sets it
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert parallel.restore_adaptive_mmap_threshold() is False  # the user chose one
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert parallel.restore_adaptive_mmap_threshold() is glibc
+    assert parallel.restore_adaptive_mmap_threshold() is glibc  # once per process

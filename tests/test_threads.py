@@ -121,18 +121,3 @@ def test_read_fcs_event_names_report_no_missing_values(tmp_path):
     assert not adata.obs_names.isna().any()
     assert list(adata.obs_names[:3]) == ["0", "1", "2"]
     assert pd.Index(adata.obs_names).equals(pd.Index([str(i) for i in range(20)]))
-
-
-def test_mmap_threshold_is_restored_only_under_a_malloc_tunable(monkeypatch):
-    import platform
-
-    monkeypatch.setattr(_threads, "_mmap_threshold_set", False)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    assert _threads.restore_adaptive_mmap_threshold() is False  # nothing to undo
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as Dask's nanny sets it
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
-    assert _threads.restore_adaptive_mmap_threshold() is False  # the user chose one
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    glibc = platform.libc_ver()[0] == "glibc"
-    assert _threads.restore_adaptive_mmap_threshold() is glibc
-    assert _threads.restore_adaptive_mmap_threshold() is glibc  # once per process
