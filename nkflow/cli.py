@@ -2,7 +2,9 @@
 
 Exit codes: 0 when every input succeeded, 1 when some inputs failed (each failure is
 printed as one line naming the file and the reason; the other inputs go on), 2 for
-usage errors (bad options, bad config, unknown template).
+usage errors (bad options, bad config, unknown template, an output folder that may not
+be used), 3 when the environment stops the run (no space left, read-only file system,
+no permission, another run holding the output folder, links inside it).
 """
 
 from __future__ import annotations
@@ -16,9 +18,15 @@ from typing import Any
 import click
 
 from . import __version__
-from .exceptions import ConfigError, GatingTemplateError, NkflowError
+from .exceptions import (
+    ConfigError,
+    GatingTemplateError,
+    NkflowError,
+    OutputExistsError,
+    OutputFolderError,
+)
 
-EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -45,6 +53,11 @@ def _fail_line(path: object, reason: object) -> None:
 def _usage_error(message: str) -> None:
     click.echo(f"nkflow: error: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def _environment_error(exc: OSError) -> None:
+    click.echo(f"nkflow: error: {exc}", err=True)
+    sys.exit(EXIT_ENVIRONMENT)
 
 
 verbose_option = click.option(
@@ -131,8 +144,10 @@ def run(
             resume=resume,
             on_progress=progress,
         )
-    except (ConfigError, GatingTemplateError) as exc:
+    except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
+    except OutputFolderError as exc:
+        _environment_error(exc)
     except NkflowError as exc:
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
@@ -145,7 +160,14 @@ def run(
         click.echo(
             f"nkflow: results in {results.out_dir} (report: {results.report_path})", err=True
         )
-    sys.exit(EXIT_FAILED_INPUTS if results.failures else EXIT_OK)
+    sys.exit(_exit_code(results.failures))
+
+
+def _exit_code(failures: Sequence[dict[str, Any]]) -> int:
+    """0, 1 (some inputs failed) or 3 (outputs could not be written: the environment)."""
+    if any(f.get("reason_code") == "OUTPUT_WRITE" for f in failures):
+        return EXIT_ENVIRONMENT
+    return EXIT_FAILED_INPUTS if failures else EXIT_OK
 
 
 class _ProgressBars:
@@ -237,14 +259,16 @@ def gate(
         _usage_error(str(exc))
     try:
         result = gate_files(list(inputs), out, config=config, events=events, force=force)
-    except (ConfigError, GatingTemplateError) as exc:
+    except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
+    except OutputFolderError as exc:
+        _environment_error(exc)
     except NkflowError as exc:
         _fail_line(", ".join(map(str, inputs)), exc)
         sys.exit(EXIT_FAILED_INPUTS)
     for failure in result.failures:
         _fail_line(failure["file"], failure["message"])
-    sys.exit(EXIT_FAILED_INPUTS if result.failures else EXIT_OK)
+    sys.exit(_exit_code(result.failures))
 
 
 @main.command()

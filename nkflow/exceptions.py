@@ -27,6 +27,7 @@ __all__ = [
     "NkflowError",
     "NkflowWarning",
     "OutputExistsError",
+    "OutputFolderError",
     "PanelError",
     "ThresholdDriftWarning",
 ]
@@ -134,6 +135,26 @@ class ConfigError(NkflowError, ValueError):
 
 class OutputExistsError(NkflowError, FileExistsError):
     """The output folder exists and overwriting it was not allowed."""
+
+
+class OutputFolderError(NkflowError, OSError):
+    """The output folder cannot be used or written.
+
+    No space left, a read-only file system, no permission, a symbolic link inside the
+    folder, or another nkflow run holding its lock. ``errno`` is set when the cause was
+    an operating-system error. The message names the path and the cause in one line.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        self.message = message
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.message, self.errno))
 
 
 class NkflowWarning(UserWarning):

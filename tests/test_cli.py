@@ -135,9 +135,9 @@ def test_full_run_with_a_broken_file(runner: CliRunner, small_batch: Path, tmp_p
     assert (out / "report.html").is_file()
     status = pd.read_csv(out / "tables" / "status.csv")
     assert (status["status"] == "parse-failed").sum() == 1
-    # a second run refuses to overwrite; --force replaces
+    # a second run refuses to overwrite (a usage error, README: exit 2); --force replaces
     again = runner.invoke(main, args)
-    assert again.exit_code == 1 and "--force" in again.output
+    assert again.exit_code == 2 and "--force" in again.output
     assert runner.invoke(main, [*args, "--force"]).exit_code == 1
 
 

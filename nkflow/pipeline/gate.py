@@ -52,9 +52,18 @@ def gate_files(
         With the ``populations``, ``thresholds`` and ``status`` tables.
     """
     cfg = config or RunConfig()
+    template = cfg.gating.template
     out = OutputFolder(out_dir)
-    out.prepare(force=force)
-    paths = [Path(p) for p in inputs]
+    extra = [Path(template)] if Path(template).is_file() else []
+    out.prepare(force=force, inputs=[*inputs, *extra])
+    try:
+        return _gate_into(out, [Path(p) for p in inputs], cfg, events)
+    finally:
+        out.release()
+
+
+def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: bool) -> Results:
+    """The work of :func:`gate_files` once the output folder is prepared and locked."""
     if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".csv", ".tsv")):
         source: Any = paths[0]
     else:
@@ -69,10 +78,15 @@ def gate_files(
     else:
         tables, members = _gate_template(source, cfg)
     for name, table in tables.items():
-        write_table(table, out.root / name, formats=("csv",))
+        write_table(table, out.root / name, formats=("csv",), root=out.root)
     if events:
         for sid, frame in members.items():
-            write_table(frame, out.root / "membership" / safe_name(sid), formats=("parquet",))
+            write_table(
+                frame,
+                out.root / "membership" / safe_name(sid),
+                formats=("parquet",),
+                root=out.root,
+            )
     meta = tables["status"][["sample_id", "file"]]
     return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
 

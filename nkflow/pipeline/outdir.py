@@ -1,34 +1,62 @@
-"""The output folder: creation, overwrite protection, per-sample work products, status.
+"""The output folder: creation, overwrite protection, locking, per-sample work products.
 
 Layout of ``OUT``::
 
     .nkflow               marker: this folder was made by nkflow (``--force`` only
                           replaces folders that carry it)
+    .nkflow.lock          held (``flock``) by the run working in the folder; holds its PID
     config.toml           the effective configuration
     provenance.json       versions, template hashes, input file hashes
     report.html           the batch report
     tables/, figures/     tidy tables (CSV + Parquet) and figures
-    work/<sample>/        per-sample products; ``result.json`` is written last, so a
-                          sample counts as done only when all its files are complete
+    work/<sample>/        per-sample products; ``result.json`` is written last and lists
+                          every product with its size and SHA-256, so a sample counts as
+                          done only when all its files are there and intact
 
-Every file is written atomically (temporary file + rename), so a run killed at any
-point leaves complete files or none, and ``--resume`` redoes exactly what is missing.
+The whole discipline lives here, and every writer of a run goes through it:
+
+- every file is written atomically (temporary file + rename, :mod:`nkflow.io.write`);
+  a run killed at any point leaves complete files or none, and the temporary files it
+  left are removed when the next run takes the folder;
+- ``--force`` is refused when an input (a file, the input folder, the sheet or what it
+  lists) lies inside ``OUT`` or ``OUT`` inside an input folder, so replacing the output
+  can never delete data;
+- nothing is written through a symbolic link inside ``OUT``: ``--resume`` refuses a
+  folder that holds links, and writers refuse a link in the path they write to;
+- one run at a time: a second run on the same ``OUT`` stops at once, naming the PID of
+  the run that holds the lock;
+- ``--resume`` reuses a sample only when its ``result.json`` lists products that are all
+  present with the recorded size and hash; otherwise the sample is redone. The batch
+  report and provenance of the previous run are removed first, so an interrupted
+  resume never leaves an old report that looks like the new one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import logging
+import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import OutputExistsError
-from ..io.write import safe_name, write_text_atomic
+from ..exceptions import OutputExistsError, OutputFolderError
+from ..io.write import TEMP_SUFFIX, ensure_folder, os_error_message, safe_name, write_text_atomic
 
-__all__ = ["OutputFolder", "file_sha256"]
+__all__ = ["OutputFolder", "file_sha256", "product_record"]
+
+logger = logging.getLogger(__name__)
 
 MARKER = ".nkflow"
+LOCK = ".nkflow.lock"
+#: Files of a finished run that say "this folder is complete": removed when a resume
+#: starts and written again at its end.
+COMPLETION_FILES = ("report.html", "provenance.json")
+MAX_LISTED = 5
 
 
 class OutputFolder:
@@ -38,10 +66,22 @@ class OutputFolder:
     ----------
     root
         The output folder.
+
+    Notes
+    -----
+    Use it as a context manager (or call :meth:`release`) so the lock taken by
+    :meth:`prepare` is let go when the run ends.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> OutputFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     @property
     def tables(self) -> Path:
@@ -58,28 +98,39 @@ class OutputFolder:
         """Folder of per-sample work products."""
         return self.root / "work"
 
-    def prepare(self, *, force: bool = False, resume: bool = False) -> None:
-        """Create the folder, refusing to overwrite silently.
+    # ------------------------------------------------------------------ preparing
+    def prepare(
+        self, *, force: bool = False, resume: bool = False, inputs: Iterable[str | Path] = ()
+    ) -> None:
+        """Create or take over the folder, refusing to overwrite or lose anything.
 
         Parameters
         ----------
         force
-            Replace an existing nkflow output folder (never a folder nkflow did not make).
+            Replace an existing nkflow output folder (never a folder nkflow did not make,
+            and never one that holds an input or lies inside an input folder).
         resume
             Keep an existing nkflow output folder and reuse its finished samples.
+        inputs
+            Every input of the run (the input folder or sheet, each data file, panel and
+            config files), checked against the folder before ``force`` deletes anything.
 
         Raises
         ------
         OutputExistsError
-            When the folder exists and neither option allows using it, or when it was
-            not made by nkflow.
+            The folder exists and neither option allows using it, it was not made by
+            nkflow, or ``force`` would delete an input.
+        OutputFolderError
+            Another run holds the folder, it holds symbolic links (``resume``), or it
+            cannot be written (no space, read-only, permission).
         """
         root = self.root
+        if root.is_symlink() and not root.exists():
+            raise OutputExistsError(f"{root}: is a broken symbolic link; choose another -o/--out")
         if root.exists() and not root.is_dir():
             raise OutputExistsError(f"{root}: exists and is not a folder")
-        exists = root.is_dir() and any(root.iterdir())
-        ours = (root / MARKER).is_file()
-        if exists and not ours:
+        exists = root.is_dir() and any(p.name != LOCK for p in root.iterdir())
+        if exists and not (root / MARKER).is_file():
             raise OutputExistsError(
                 f"{root}: folder exists and was not made by nkflow; choose another -o/--out"
             )
@@ -87,23 +138,161 @@ class OutputFolder:
             raise OutputExistsError(
                 f"{root}: output folder exists; pass --force to replace it or --resume to finish it"
             )
-        if exists and force:
-            shutil.rmtree(root)
-        root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(root / MARKER, "nkflow output folder\n")
+        if force:
+            self._refuse_inputs_inside(inputs)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputFolderError(
+                os_error_message(exc, root, "cannot create the output folder"), exc.errno
+            ) from exc
+        self._lock()
+        try:
+            if exists and force:
+                self._empty()
+            elif exists and resume:
+                self._refuse_links()
+                self._remove_stale_temporaries()
+                for name in COMPLETION_FILES:
+                    (root / name).unlink(missing_ok=True)
+            write_text_atomic(root / MARKER, "nkflow output folder\n", root=root)
+        except OSError as exc:
+            self.release()
+            if isinstance(exc, OutputFolderError):
+                raise
+            raise OutputFolderError(
+                os_error_message(exc, root, "cannot prepare"), exc.errno
+            ) from exc
+        except BaseException:
+            self.release()
+            raise
 
+    def _refuse_inputs_inside(self, inputs: Iterable[str | Path]) -> None:
+        out = self.root.resolve()
+        for item in inputs:
+            path = Path(item).resolve()
+            if path == out or path.is_relative_to(out):
+                raise OutputExistsError(
+                    f"{self.root}: --force would delete an input: {item} is inside the output "
+                    "folder; choose another -o/--out"
+                )
+            if path.is_dir() and out.is_relative_to(path):
+                raise OutputExistsError(
+                    f"{self.root}: --force refused: the output folder is inside the input "
+                    f"folder {item}; choose an -o/--out outside it"
+                )
+
+    def _lock(self) -> None:
+        path = self.root / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputFolderError(
+                    f"{path}: is a symbolic link; nkflow never writes through links"
+                ) from exc
+            raise OutputFolderError(
+                os_error_message(exc, path, "cannot create the lock file"), exc.errno
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputFolderError(
+                f"{self.root}: another nkflow run (PID {holder}) is using this output folder; "
+                "wait for it to finish or choose another -o/--out",
+                errno.EBUSY,
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Let go of the folder's lock (the lock file stays; it is harmless)."""
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _empty(self) -> None:
+        """Remove everything but the lock file, never following a link."""
+        for entry in self.root.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _refuse_links(self) -> None:
+        links: list[str] = []
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            for name in dirs + files:
+                path = Path(folder) / name
+                if path.is_symlink():
+                    links.append(str(path))
+        if links:
+            shown = ", ".join(links[:MAX_LISTED])
+            more = f" and {len(links) - MAX_LISTED} more" if len(links) > MAX_LISTED else ""
+            raise OutputFolderError(
+                f"{self.root}: --resume refused: the output folder holds symbolic links "
+                f"({shown}{more}); nkflow never writes through links; remove them or use --force"
+            )
+
+    def _remove_stale_temporaries(self) -> None:
+        for folder, _dirs, files in os.walk(self.root, followlinks=False):
+            for name in files:
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    (Path(folder) / name).unlink(missing_ok=True)
+                    logger.info("removed a temporary file left by a killed run: %s", name)
+
+    # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
         """The work folder of one sample (its name is made safe)."""
         digest = hashlib.sha1(str(sample_id).encode("utf-8")).hexdigest()[:8]
         return self.work / f"{safe_name(sample_id)}-{digest}"
 
+    def sample_folder(self, sample_id: str) -> Path:
+        """Create and return the sample's work folder (no link on the way)."""
+        return ensure_folder(self.sample_dir(sample_id), self.root)
+
     def sample_result(self, sample_id: str) -> dict[str, Any] | None:
-        """A finished sample's summary, or ``None`` when it is missing or unreadable."""
-        path = self.sample_dir(sample_id) / "result.json"
+        """A finished sample's summary, or ``None`` when it must be redone.
+
+        ``None`` when ``result.json`` is missing or unreadable, or when any product it
+        lists is missing, has another size or another SHA-256 (a truncated or replaced
+        file), or lies behind a link.
+        """
+        folder = self.sample_dir(sample_id)
+        path = folder / "result.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            if folder.is_symlink() or path.is_symlink():
+                return None
+            summary = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        products = summary.get("products") if isinstance(summary, dict) else None
+        if not isinstance(products, dict):
+            return None
+        for name, expected in products.items():
+            if product_record(folder / safe_name(name)) != expected:
+                logger.info("sample %s: %s is missing or changed; redoing it", sample_id, name)
+                return None
+        return summary
+
+
+def product_record(path: str | Path) -> dict[str, Any] | None:
+    """``{"size": bytes, "sha256": hex}`` of a product file, or ``None`` if unusable."""
+    p = Path(path)
+    try:
+        if p.is_symlink() or not p.is_file():
+            return None
+        return {"size": p.stat().st_size, "sha256": file_sha256(p)}
+    except OSError:
+        return None
 
 
 def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:

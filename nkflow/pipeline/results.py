@@ -96,12 +96,18 @@ class Results:
 
     @property
     def failures(self) -> list[dict[str, Any]]:
-        """Files that failed, each with ``sample_id``, ``file``, ``status`` and ``message``."""
+        """Files that failed: ``sample_id``, ``file``, ``status``, ``reason_code``, ``message``.
+
+        ``reason_code`` ``OUTPUT_WRITE`` means the sample was analysed but its products
+        could not be written (no space, read-only, permission): the environment, not
+        the file, is at fault.
+        """
         st = self.status
         if st.empty:
             return []
         bad = st[st["status"].isin(["parse-failed", "failed", "qc-failed"])]
-        return bad[["sample_id", "file", "status", "message"]].to_dict("records")
+        cols = [c for c in ("sample_id", "file", "status", "reason_code", "message") if c in bad]
+        return bad[cols].to_dict("records")
 
     def kept_events(self, sample_id: str) -> ad.AnnData:
         """The gated NK events of one sample (transformed ``X``, gate and cluster columns)."""

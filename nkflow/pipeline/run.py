@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
-from ..exceptions import FCSReadError, NkflowError
+from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..io import check_batch, read_batch
 from ..io.write import write_table, write_text_atomic
@@ -81,6 +81,8 @@ def failure_code(exc: BaseException) -> tuple[str, str]:
     """``(status, reason_code)`` for an exception raised while processing a file."""
     if isinstance(exc, FCSReadError):
         return "parse-failed", "FCS_READ"
+    if isinstance(exc, OutputFolderError):
+        return "failed", "OUTPUT_WRITE"
     if isinstance(exc, NkflowError):
         return "failed", type(exc).__name__
     return "failed", f"UNEXPECTED_{type(exc).__name__}"
@@ -132,11 +134,19 @@ class RunState:
         status, code = failure_code(exc)
         message = str(exc) if isinstance(exc, NkflowError) else f"{type(exc).__name__}: {exc}"
         self.status[sample_id] = status_row(self.row(sample_id), status, code, message)
-        logger.error("sample %s failed: %s", sample_id, message)
+        # the CLI prints one FAILED line per file; the log says it once more only with -v
+        logger.warning("sample %s failed: %s", sample_id, message)
         if detail:
             logger.debug("%s", detail)
 
     # ------------------------------------------------------------------ steps
+    def inputs(self) -> list[Path]:
+        """Every input path of the run: the folder or sheet, each file, the panel."""
+        paths = [self.input_path, *(Path(p) for p in self.meta["path"].astype(str))]
+        if self.config.panel:
+            paths.append(Path(self.config.panel))
+        return paths
+
     def check_consistency(self) -> pd.DataFrame:
         """Compare the files of each species (panels differ between species by design)."""
         frames = [
@@ -188,7 +198,13 @@ class RunState:
                 sid = str(row["sample_id"])
                 work = self.folder.sample_dir(sid)
                 own, paired = self.stim_inputs(row, self.thresholds_for(row, thresholds))
-                task = self.task(sid, work_dir=str(work), thresholds=own, paired_unstim=paired)
+                task = self.task(
+                    sid,
+                    work_dir=str(work),
+                    out_root=str(self.folder.root),
+                    thresholds=own,
+                    paired_unstim=paired,
+                )
                 if resume:
                     # reuse a finished sample only if everything it was computed from is
                     # unchanged (its thresholds, its paired unstimulated tube, the config)
@@ -362,13 +378,29 @@ def run(
     MetadataError, BatchConsistencyError
         Before any work, when the sheet or the batch cannot be used.
     OutputExistsError
-        When ``out_dir`` exists and neither ``force`` nor ``resume`` is given.
+        When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, or when
+        ``force`` would delete an input.
+    OutputFolderError
+        When the output folder cannot be used or written: another run holds it, it holds
+        symbolic links (``resume``), no space, read-only, no permission. A sample whose
+        own products cannot be written fails alone (its status row says why).
     """
     cfg = config or RunConfig()
     out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
     state = RunState(input_path, out, cfg, on_progress)
     consistency = state.check_consistency()
-    state.folder.prepare(force=force, resume=resume)
+    state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    try:
+        return _run_prepared(state, cfg, resume, consistency)
+    finally:
+        state.folder.release()
+
+
+def _run_prepared(
+    state: RunState, cfg: RunConfig, resume: bool, consistency: pd.DataFrame
+) -> Results:
+    """The steps of :func:`run` once the output folder is prepared and locked."""
+    out = state.folder.root
     state.skip_controls()
     ex = cfg.execution
     with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
@@ -389,7 +421,12 @@ def run(
 
         def save_labels(sid: str, adata: Any) -> None:
             labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
-            write_table(labels, state.folder.sample_dir(sid) / "metacluster", formats=("parquet",))
+            write_table(
+                labels,
+                state.folder.sample_dir(sid) / "metacluster",
+                formats=("parquet",),
+                root=out,
+            )
 
         clusters = cluster_batch(loaders, cfg, on_assigned=save_labels)
         if clusters is not None:
@@ -456,8 +493,11 @@ def run(
         provenance=provenance,
         caveats=caveats,
     )
-    write_text_atomic(out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True))
-    write_text_atomic(out / "config.toml", config_to_toml(cfg))
+    write_text_atomic(out / "config.toml", config_to_toml(cfg), root=out)
+    # provenance last: with report.html it marks the folder as complete
+    write_text_atomic(
+        out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True), root=out
+    )
     return Results(
         out_dir=out,
         config=cfg,

@@ -27,8 +27,13 @@ from ..config import RunConfig
 from ..gating.apply import fmo_thresholds, gate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
-from ..io.write import write_bytes_atomic, write_text_atomic
+from ..io.write import (
+    ensure_folder,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from ..tl.counts import count_positive
+from .outdir import product_record
 
 __all__ = [
     "SampleTask",
@@ -67,6 +72,8 @@ class SampleTask:
         Gating template name or path.
     work_dir
         The sample's work folder (``None``: keep nothing on disk, return the container).
+    out_root
+        The run's output folder that ``work_dir`` lies in (links below it are refused).
     thresholds
         Batch-level thresholds (FMO-derived) for this sample's tissue and batch.
     paired_unstim
@@ -83,6 +90,7 @@ class SampleTask:
     config: RunConfig
     template: str
     work_dir: str | None = None
+    out_root: str | None = None
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     paired_unstim: list[dict[str, Any]] | None = None
     figures: bool = True
@@ -246,23 +254,42 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     if task.work_dir is None:
         summary["adata"] = adata
         return summary
-    work = Path(task.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work = ensure_folder(Path(task.work_dir), task.out_root)
+    products: list[str] = []
     if keep in adata.obs.columns:
         subset = adata[adata.obs[keep].to_numpy(dtype=bool)].copy()
         # h5ad cannot store lists of records; keep the provenance as one JSON string
         subset.uns = {"nkflow_json": json.dumps(nk, sort_keys=True, default=_json_default)}
-        buf_path = work / f".{NK_EVENTS_FILE}.tmp"
-        subset.write_h5ad(buf_path)
-        write_bytes_atomic(work / NK_EVENTS_FILE, buf_path.read_bytes())
-        buf_path.unlink(missing_ok=True)
+        write_bytes_atomic(work / NK_EVENTS_FILE, _h5ad_bytes(subset), root=task.out_root)
+        products.append(NK_EVENTS_FILE)
     if task.figures:
         png = _figure_png(adata)
         if png is not None:
-            write_bytes_atomic(work / GATING_FIGURE, png)
+            write_bytes_atomic(work / GATING_FIGURE, png, root=task.out_root)
+            products.append(GATING_FIGURE)
+    # result.json comes last and records each product's size and hash, so --resume can
+    # tell a complete sample from one whose files were cut short or replaced
+    summary["products"] = {name: product_record(work / name) for name in products}
     text = json.dumps(summary, sort_keys=True, default=_json_default, allow_nan=True)
-    write_text_atomic(work / RESULT_FILE, text)
+    write_text_atomic(work / RESULT_FILE, text, root=task.out_root)
     return json.loads(text)
+
+
+def _h5ad_bytes(subset: ad.AnnData) -> bytes:
+    """The container as h5ad bytes, built in memory.
+
+    HDF5 writing straight to disk cannot fail cleanly: on a full disk h5py reports errors
+    from object destructors and can crash the process. Built in memory, the bytes reach
+    the disk through :func:`~nkflow.io.write.write_bytes_atomic` like every other file.
+    """
+    import h5py
+    from anndata.io import write_elem
+
+    subset.strings_to_categoricals()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        write_elem(handle, "/", subset)
+    return buffer.getvalue()
 
 
 def _json_default(obj: Any) -> Any:

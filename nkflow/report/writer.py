@@ -15,7 +15,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..io.write import safe_name, write_bytes_atomic, write_table, write_text_atomic
+from ..io.write import (
+    ensure_folder,
+    safe_name,
+    write_bytes_atomic,
+    write_table,
+    write_text_atomic,
+)
 from .figures import figure_png
 from .html import population_figures, render_html
 from .tables import parquet_safe
@@ -75,8 +81,7 @@ def write_report(
     Path
         The path of ``report.html``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out_dir))
     used: set[str] = set()
     for name, table in (tables or {}).items():
         if table is None:
@@ -86,7 +91,7 @@ def write_report(
                 f"table {name!r} must be a pandas DataFrame, got {type(table).__name__}"
             )
         stem = _unique(safe_name(name, default="table"), used)
-        write_table(parquet_safe(table), out / "tables" / stem)
+        write_table(parquet_safe(table), out / "tables" / stem, root=out)
         log.debug("wrote table %s (%d rows)", stem, len(table))
 
     figs: dict[str, Figure | bytes] = dict(figures or {})
@@ -101,7 +106,7 @@ def write_report(
         png = figure_png(fig)
         pngs[str(name)] = png
         stem = _unique(safe_name(name, default="figure"), used_fig)
-        write_bytes_atomic(out / "figures" / f"{stem}.png", png)
+        write_bytes_atomic(out / "figures" / f"{stem}.png", png, root=out)
     log.debug("wrote %d figures", len(pngs))
 
     text = render_html(
@@ -114,6 +119,6 @@ def write_report(
         title=title,
         population_plots=False,
     )
-    path = write_text_atomic(out / "report.html", text)
+    path = write_text_atomic(out / "report.html", text, root=out)
     log.info("report written to %s", path)
     return path
