@@ -114,7 +114,9 @@ def test_formula_risk_refuses(value: str) -> None:
     assert formula_risk(value)
 
 
-@pytest.mark.parametrize("value", [*NUMBERS, "D1", "fmo:CD69", "a-b", "3+4", "x=y", "", "é@"])
+@pytest.mark.parametrize(
+    "value", [*NUMBERS, "D1", "fmo:CD69", "a-b", "3+4", "x=y", "", "é@", "'=1+1"]
+)
 def test_formula_risk_accepts(value: str) -> None:
     assert formula_risk(value) == ""
 
@@ -182,6 +184,10 @@ def test_sheet_neutralise_option_prefixes_and_warns(tmp_path: Path) -> None:
     assert "a\\tb" in message
     for value in table["sample_id"]:
         assert formula_risk(value) == ""
+    # the neutralised table passes the DataFrame screen again (as the pipeline does)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert nio.read_batch(table).sample_ids == list(table["sample_id"])
 
 
 @pytest.mark.parametrize("name", ["=HYPERLINK(1)", "+cmd|x", "@SUM(1)", "-2+3"])
@@ -282,3 +288,23 @@ def test_sheet_naming_a_hostile_file_is_refused_on_one_line(tmp_path: Path) -> N
         warnings.simplefilter("ignore", NkflowWarning)
         table = nio.read_metadata(sheet, neutralise_formulas=True)
     assert Path(table.loc[0, "path"]).is_file()  # the path comes from the real name
+
+
+def test_config_key_neutralises_for_the_pipeline(tmp_path: Path) -> None:
+    from nkflow.config import config_to_toml, load_config
+    from nkflow.pipeline.run import RunState
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    _fcs(folder / "=HYPERLINK(1).fcs")
+    _fcs(folder / "good.fcs")
+    with pytest.raises(MetadataError, match="HYPERLINK"):
+        RunState(folder, tmp_path / "out", load_config(None), None)
+    toml = tmp_path / "run.toml"
+    toml.write_text("[metadata]\nneutralise_formulas = true\n")
+    config = load_config(toml)
+    assert "[metadata]\nneutralise_formulas = true" in config_to_toml(config)
+    with pytest.warns(NkflowWarning, match="HYPERLINK"):
+        state = RunState(folder, tmp_path / "out", config, None)
+    assert sorted(state.meta["sample_id"]) == ["'=HYPERLINK(1)", "good"]
+    assert not state.check_consistency()["fatal"].any()

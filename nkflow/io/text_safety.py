@@ -101,8 +101,11 @@ def formula_risk(value: str) -> str:
     str
         ``""``, or the reason: it starts with ``=``, ``+``, ``-`` or ``@`` and is not a plain
         number (a spreadsheet would evaluate it as a formula), or it contains a control
-        character (tab, CR, LF, other C0/C1 controls, DEL).
+        character (tab, CR, LF, other C0/C1 controls, DEL). A value that starts with ``'``
+        is already neutralised (:func:`neutralise_formula`): spreadsheets show it as text.
     """
+    if value.startswith("'"):
+        return ""
     controls = sorted({ch for ch in value if unicodedata.category(ch) == "Cc"})
     if controls:
         shown = ", ".join(_escape_char(ch) for ch in controls)
