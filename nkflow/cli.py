@@ -22,6 +22,13 @@ from .io.text_safety import escape_frame, escape_text
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 
 
+class _EscapingFormatter(logging.Formatter):
+    """Log lines quote file names and sample ids: escape them like every other message."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_text(super().formatMessage(record))
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     # per-sample warnings (low event counts, fallback thresholds) are in the status table
     # and the report; the console shows errors unless asked for more
@@ -29,7 +36,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if quiet:
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("nkflow")
     root.handlers[:] = [handler]
     root.setLevel(level)

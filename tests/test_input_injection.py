@@ -308,3 +308,14 @@ def test_config_key_neutralises_for_the_pipeline(tmp_path: Path) -> None:
         state = RunState(folder, tmp_path / "out", config, None)
     assert sorted(state.meta["sample_id"]) == ["'=HYPERLINK(1)", "good"]
     assert not state.check_consistency()["fatal"].any()
+
+
+def test_cli_log_lines_are_escaped() -> None:
+    from nkflow.cli import _EscapingFormatter
+
+    args = ("a\nnkflow: OK", "\x1b[2J")
+    record = logging.LogRecord(
+        "nkflow.pipeline", logging.ERROR, __file__, 1, "sample %s failed: %s", args, None
+    )
+    line = _EscapingFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "ERROR nkflow.pipeline: sample a\\nnkflow: OK failed: \\x1b[2J"
