@@ -25,8 +25,16 @@ from .exceptions import (
     OutputExistsError,
     OutputFolderError,
 )
+from .io.text_safety import escape_frame, escape_text
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log lines quote file names and sample ids: escape them like every other message."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_text(super().formatMessage(record))
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -36,7 +44,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if quiet:
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("nkflow")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -46,17 +54,30 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     warn_logger.setLevel(level)
 
 
+def _one_line(text: object) -> str:
+    r"""Untrusted text (file names, sheet values, messages quoting them) safe on one line.
+
+    Controls, ANSI escapes and bidi overrides print as visible escapes (``\n``,
+    ``\x1b``), so a crafted file name can neither split a line nor repaint the terminal;
+    an error's list of problems is joined with ``"; "``.
+    """
+    problems = getattr(text, "problems", None)
+    if isinstance(text, Exception) and isinstance(problems, list) and problems:
+        return f"{len(problems)} problem(s): " + "; ".join(escape_text(p) for p in problems)
+    return escape_text(text)
+
+
 def _fail_line(path: object, reason: object) -> None:
-    click.echo(f"nkflow: FAILED {path}: {reason}", err=True)
+    click.echo(f"nkflow: FAILED {escape_text(path)}: {_one_line(reason)}", err=True)
 
 
-def _usage_error(message: str) -> None:
-    click.echo(f"nkflow: error: {message}", err=True)
+def _usage_error(message: object) -> None:
+    click.echo(f"nkflow: error: {_one_line(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
 def _environment_error(exc: OSError) -> None:
-    click.echo(f"nkflow: error: {exc}", err=True)
+    click.echo(f"nkflow: error: {_one_line(exc)}", err=True)
     sys.exit(EXIT_ENVIRONMENT)
 
 
@@ -158,7 +179,9 @@ def run(
         _fail_line(failure["file"], failure["message"])
     if not quiet:
         click.echo(
-            f"nkflow: results in {results.out_dir} (report: {results.report_path})", err=True
+            f"nkflow: results in {escape_text(results.out_dir)} "
+            f"(report: {escape_text(results.report_path)})",
+            err=True,
         )
     sys.exit(_exit_code(results.failures))
 
@@ -205,7 +228,7 @@ def inspect(files: Sequence[Path], csv_path: Path | None) -> None:
     table = inspect_files(list(files))
     with_errors = table[table["error"].astype(str) != ""]
     shown = table.drop(columns=["error"])
-    click.echo(shown.to_string(index=False))
+    click.echo(escape_frame(shown).to_string(index=False))
     for _, row in with_errors.iterrows():
         _fail_line(row["file"], row["error"])
     if csv_path is not None:
@@ -217,16 +240,24 @@ def inspect(files: Sequence[Path], csv_path: Path | None) -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
 def check(input_path: Path, panel: Path | None) -> None:
-    """Check that all files of a batch agree on channels, markers and ranges."""
+    """Check that all files of a batch agree on channels, markers and ranges.
+
+    Exit 1, with one FAILED line per file, when a file is unreadable, holds none of the
+    panel's channels, has no marker of the batch or cannot be reconciled with the others;
+    the report for the files that could be read is printed first.
+    """
     from .io import check_batch
 
     try:
-        report = check_batch(input_path, panel=panel)
+        report = check_batch(input_path, panel=panel, raise_on_error=False)
     except NkflowError as exc:
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
     click.echo(report.to_string())
-    sys.exit(EXIT_OK)
+    problems = report.problems
+    for row in problems.itertuples():
+        _fail_line(row.file, row.reason)
+    sys.exit(EXIT_FAILED_INPUTS if len(problems) else EXIT_OK)
 
 
 @main.command()
@@ -289,7 +320,7 @@ def simulate(out: Path, species: str, n_events: int | None, random_state: int) -
         sheet = simulate_batch(out, **kwargs)
     except NkflowError as exc:
         _usage_error(str(exc))
-    click.echo(f"nkflow: wrote {sheet}", err=True)
+    click.echo(f"nkflow: wrote {escape_text(sheet)}", err=True)
 
 
 @main.group()
@@ -331,7 +362,7 @@ def templates_validate(path: Path) -> None:
     except GatingTemplateError as exc:
         _fail_line(path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
-    click.echo(f"{path}: valid")
+    click.echo(f"{escape_text(path)}: valid")
 
 
 if __name__ == "__main__":  # pragma: no cover

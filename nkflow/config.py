@@ -23,6 +23,7 @@ __all__ = [
     "CompensationConfig",
     "ExecutionConfig",
     "GatingConfig",
+    "MetadataConfig",
     "QCConfig",
     "RunConfig",
     "ScoringConfig",
@@ -32,6 +33,22 @@ __all__ = [
     "load_config",
     "replace_values",
 ]
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    """How the metadata sheet is read.
+
+    Attributes
+    ----------
+    neutralise_formulas
+        Sheet values (and sample ids taken from file names) that a spreadsheet would run
+        as formulas (starting with ``=``, ``+``, ``-``, ``@``; plain numbers excepted) or
+        that hold control characters are refused (false, the default); true prefixes them
+        with ``'`` instead and warns (see :func:`nkflow.io.read_metadata`).
+    """
+
+    neutralise_formulas: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,7 @@ class RunConfig:
     """Everything a run needs besides its inputs and output folder."""
 
     panel: str = ""
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     qc: QCConfig = field(default_factory=QCConfig)
     compensation: CompensationConfig = field(default_factory=CompensationConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)

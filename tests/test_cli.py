@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -162,3 +163,43 @@ def test_simulate(runner: CliRunner, tmp_path: Path) -> None:
                                   "--events", "2000"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sim" / "metadata.csv").is_file()
+
+
+def _tiny_fcs(path: Path, channels: list[str], markers: list[str | None]) -> None:
+    from nkflow.io import write_fcs
+
+    data = np.random.default_rng(1).uniform(0, 1000, size=(30, len(channels))).astype(np.float32)
+    write_fcs(path, data, channels, markers=markers)
+
+
+STAINED = (["FSC-A", "B1-A", "B2-A", "Time"], [None, "CD56 BV421", "CD16 FITC", None])
+
+
+@pytest.mark.parametrize(
+    ("n_bad", "foreign"), [(0, False), (1, False), (5, False), (0, True), (5, True)]
+)
+def test_check_fails_on_unusable_files(
+    runner: CliRunner, tmp_path: Path, n_bad: int, foreign: bool
+) -> None:
+    """Unreadable files and a file with none of the panel's channels: exit 1, one line each."""
+    for name in ("good1", "good2"):
+        _tiny_fcs(tmp_path / f"{name}.fcs", *STAINED)
+    bad = [tmp_path / f"bad{i}.fcs" for i in range(n_bad)]
+    for path in bad:
+        path.write_bytes(b"\x00garbage" * 20)
+    if foreign:  # another instrument: none of the panel's channels, no marker
+        bad.append(tmp_path / "other.fcs")
+        _tiny_fcs(bad[-1], ["FSC-H", "FL1-H", "FL2-H"], [None, None, None])
+    panel = tmp_path.parent / f"{tmp_path.name}_panel.csv"
+    panel.write_text("channel,marker\nB1-A,CD56\nB2-A,CD16\n")
+    result = runner.invoke(main, ["check", str(tmp_path), "--panel", str(panel)])
+    assert result.exit_code == (1 if bad else 0), result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == len(bad), result.stderr
+    for path in bad:
+        (line,) = [x for x in failed if x.startswith(f"nkflow: FAILED {path.resolve()}: ")]
+        reason = "none of the panel's 2 channel(s)" if path.stem == "other" else "not an FCS"
+        assert reason in line, line
+    # the consistency report for the readable files is still printed
+    assert "good1" in result.stdout and "Marker -> channel" in result.stdout
+    assert ("OK" in result.stdout.splitlines()[0]) == (not bad)

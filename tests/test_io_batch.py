@@ -221,3 +221,38 @@ def test_inspect_external_folder(external: Path) -> None:
     accuri = table[table["file"].str.contains("B01")].iloc[0]
     assert accuri["spillover"] == "yes" and accuri["instrument"] == "BD Accuri C6 Plus"
     assert isinstance(table, pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    ("role", "unusable"),
+    [("sample", True), ("fmo:CD69", True), ("unstained", False), ("single_stain:CD56", False)],
+)
+def test_check_batch_problems_name_unusable_files(
+    batch_dir: Path, role: str, unusable: bool
+) -> None:
+    """Unreadable files and files with no marker of the batch are problems, one row each."""
+    _fcs(batch_dir / "bare.fcs", {"V1-A": "", "V2-A": ""})
+    (batch_dir / "broken.fcs").write_bytes(b"not fcs at all" * 10)
+    files = sorted(p.name for p in batch_dir.glob("*.fcs"))
+    rows = [f"{f},{Path(f).stem},D1,liver,d0,,{role if f == 'bare.fcs' else ''},,"
+            for f in files]  # fmt: skip
+    check = nio.check_batch(_sheet(batch_dir, rows), raise_on_error=False)
+    assert check.ok  # no fatal difference: the other files stay usable
+    problems = check.problems.set_index("sample_id")
+    expected = {"broken", "bare"} if unusable else {"broken"}
+    assert set(problems.index) == expected
+    assert "not an FCS file" in problems.loc["broken", "reason"]
+    if unusable:
+        assert "no channel carries a marker of the batch" in problems.loc["bare", "reason"]
+    assert "file(s) unusable" in check.to_string().splitlines()[0]
+
+
+def test_check_batch_file_without_panel_channels(batch_dir: Path) -> None:
+    _fcs(batch_dir / "other.fcs", {"FL1-H": "CD56", "FL2-H": "CD16"})
+    panel = {"B1-A": "CD56", "B2-A": "CD16", "B3-A": "CD69"}
+    check = nio.check_batch(batch_dir, panel=panel, raise_on_error=False)
+    (row,) = check.problems.itertuples()
+    assert row.sample_id == "other"
+    assert row.reason.startswith("none of the panel's 3 channel(s) is in this file")
+    # without a panel its labelled channels resolve, so it is usable
+    assert nio.check_batch(batch_dir).problems.empty

@@ -7,7 +7,9 @@
 and returns every difference plus the marker -> channel mapping nkflow will use per file.
 Differences that can be bridged by marker are reported, not fatal; a marker required by
 the analysis that a file lacks, or a marker that maps to two channels in one file, raises
-:class:`BatchConsistencyError` listing every such problem.
+:class:`BatchConsistencyError` listing every such problem. Files that cannot be used on
+their own (unreadable, none of the panel's channels, no marker of the batch) do not stop
+the others; :attr:`BatchCheck.problems` lists them, one row per file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..exceptions import (
 )
 from .fcs import parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
-from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata
+from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata, screen_cells
 from .panel import (
     PanelLike,
     _as_panel,
@@ -39,12 +41,15 @@ from .panel import (
     marker_equivalents,
     resolve_with_conflicts,
 )
+from .text_safety import escape_frame, escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
 
 logger = logging.getLogger(__name__)
 
 DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
+# (aspect, item) of differences that make one file unusable without making the batch so
+_FILE_FAILURES = {("unreadable", "file"), ("panel", "channels"), ("marker", "all markers")}
 
 
 @dataclass
@@ -59,7 +64,10 @@ class BatchCheck:
     differences
         Long table ``sample_id, file, aspect, item, value, reference, fatal``; aspects are
         ``unreadable``, ``panel``, ``channel``, ``marker``, ``marker_channel``, ``range``,
-        ``fcs_version``, ``cyt``, ``datatype``, ``spillover``.
+        ``fcs_version``, ``cyt``, ``datatype``, ``spillover``. ``panel``/``channels`` (none
+        of the user panel's channels is in the file) and ``marker``/``all markers`` (no
+        channel carries any marker of the reference) make that file unusable, like
+        ``unreadable``; see :attr:`problems`.
     mapping
         Marker (index) x sample_id (columns) -> channel; ``""`` where a file lacks it.
     reference
@@ -82,36 +90,78 @@ class BatchCheck:
         """Sample ids whose files could not be read."""
         return list(self.files.loc[self.files["error"] != "", "sample_id"])
 
+    @property
+    def problems(self) -> pd.DataFrame:
+        """One row per file that cannot be used as it is: ``sample_id, file, reason``.
+
+        A file is listed when it is unreadable, holds none of the user panel's channels,
+        has no channel carrying a marker of the reference (unstained and single-stain
+        controls excepted), or has a fatal difference; ``reason`` joins its problems with
+        ``"; "``. Empty when every file is usable.
+        """
+        reasons: dict[tuple[str, str], list[str]] = {}
+        for r in self.differences.itertuples():
+            if (r.aspect, r.item) in _FILE_FAILURES:
+                text = str(r.value)
+            elif r.fatal:
+                text = f"{r.aspect} {r.item}: {r.value}"
+                text += f" (reference: {r.reference})" if r.reference else ""
+            else:
+                continue
+            reasons.setdefault((str(r.sample_id), str(r.file)), []).append(text)
+        rows = [(sid, file, "; ".join(texts)) for (sid, file), texts in reasons.items()]
+        return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
+
     def to_string(self) -> str:
-        """A plain-text report: files, differences (fatal first) and the marker mapping."""
+        """A plain-text report: files, differences (fatal first) and the marker mapping.
+
+        Names and values from files and sheets are escaped (:func:`escape_text`), so a
+        newline or terminal escape in a file name cannot start a line of its own.
+        """
+        n_bad = len(self.problems)
+        verdict = "OK" if self.ok and not n_bad else "NOT RECONCILABLE" if not self.ok else ""
+        if n_bad:
+            verdict += ("; " if verdict else "") + f"{n_bad} file(s) unusable"
         lines = [
-            f"{len(self.files)} file(s); reference layout: {self.reference or 'none'}; "
-            f"{'OK' if self.ok else 'NOT RECONCILABLE'}",
+            f"{len(self.files)} file(s); reference layout: "
+            f"{escape_text(self.reference) or 'none'}; {verdict}",
             "",
             "Files:",
-            self.files.to_string(index=False),
+            escape_frame(self.files).to_string(index=False),
             "",
         ]
         if len(self.differences):
             diffs = self.differences.sort_values("fatal", ascending=False, kind="stable")
-            lines += ["Differences:", diffs.to_string(index=False), ""]
+            lines += ["Differences:", escape_frame(diffs).to_string(index=False), ""]
         else:
             lines += ["Differences: none", ""]
         if len(self.mapping):
-            lines += ["Marker -> channel per sample:", self.mapping.to_string()]
+            lines += ["Marker -> channel per sample:", escape_frame(self.mapping).to_string()]
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_string()
 
 
-def _as_metadata(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def _as_metadata(
+    source: str | Path | pd.DataFrame, *, neutralise_formulas: bool = False
+) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         table = source.copy()
         if "sample_id" not in table.columns or not {"path", "file"} & set(table.columns):
             raise MetadataError(
                 "<DataFrame>", ["a metadata DataFrame needs 'sample_id' and 'path' or 'file'"]
             )
+        problems: list[str] = []
+        screen_cells(
+            table,
+            "<DataFrame>",
+            problems,
+            neutralise_formulas=neutralise_formulas,
+            locate=lambda i: f"index '{escape_text(i)}'",
+        )
+        if problems:
+            raise MetadataError("<DataFrame>", problems)
         if "path" not in table.columns:
             table["path"] = [str(Path(f).resolve()) for f in table["file"]]
         for col in OPTIONAL_COLUMNS:
@@ -122,8 +172,10 @@ def _as_metadata(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     if source.is_dir():
         # a folder that carries its own sheet is described by it
         sheet = source / "metadata.csv"
-        return read_metadata(sheet) if sheet.is_file() else metadata_from_folder(source)
-    return read_metadata(source)
+        if sheet.is_file():
+            return read_metadata(sheet, neutralise_formulas=neutralise_formulas)
+        return metadata_from_folder(source, neutralise_formulas=neutralise_formulas)
+    return read_metadata(source, neutralise_formulas=neutralise_formulas)
 
 
 class Batch:
@@ -245,7 +297,12 @@ class Batch:
         )
 
 
-def read_batch(source: str | Path | pd.DataFrame, *, panel: PanelLike = None) -> Batch:
+def read_batch(
+    source: str | Path | pd.DataFrame,
+    *,
+    panel: PanelLike = None,
+    neutralise_formulas: bool = False,
+) -> Batch:
     """Open a batch from a folder of FCS files or a metadata sheet.
 
     The sheet is validated as a whole first (every problem in one
@@ -259,13 +316,16 @@ def read_batch(source: str | Path | pd.DataFrame, *, panel: PanelLike = None) ->
         metadata DataFrame.
     panel
         Panel file or mapping for every file.
+    neutralise_formulas
+        Prefix ``'`` to sheet values a spreadsheet would run as formulas instead of
+        refusing them (see :func:`nkflow.io.read_metadata`).
 
     Returns
     -------
     Batch
         Lazy access to the samples.
     """
-    return Batch(_as_metadata(source), panel=panel)
+    return Batch(_as_metadata(source, neutralise_formulas=neutralise_formulas), panel=panel)
 
 
 def _diff(
@@ -291,6 +351,18 @@ def _diff(
     )
 
 
+def _preview(items: Iterable[str], limit: int = 6) -> str:
+    items = list(items)
+    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
+    """Whether any panel channel names a channel of the file ($PnN, else $PnS)."""
+    names = set(meta.pnn) | {s.strip() for s in meta.pns if s.strip()}
+    return bool(set(panel) & names)
+
+
 def _control_lacks(role: str, marker: str) -> bool:
     """Whether a control of this role may legitimately lack ``marker``."""
     if role == "unstained" or role.startswith("single_stain:"):
@@ -306,6 +378,7 @@ def check_batch(
     panel: PanelLike = None,
     required_markers: Iterable[str] = (),
     raise_on_error: bool = True,
+    neutralise_formulas: bool = False,
 ) -> BatchCheck:
     """Compare the HEADER/TEXT of every file of a batch before any analysis.
 
@@ -320,6 +393,8 @@ def check_batch(
     raise_on_error
         Raise :class:`BatchConsistencyError` when a difference is fatal (default); with
         False the result is returned and ``BatchCheck.ok`` is False.
+    neutralise_formulas
+        As in :func:`read_batch`, when ``source`` is a folder, sheet or DataFrame.
 
     Returns
     -------
@@ -330,16 +405,18 @@ def check_batch(
     ------
     BatchConsistencyError
         A required marker is missing from a file, or a file maps one required marker to two
-        channels. Unreadable files are listed (aspect ``unreadable``) but do not stop the
-        check. Controls may lack markers: an ``fmo:<M>`` file may lack ``M`` (the mapping
-        then uses the reference's channel for ``M`` when the file has it), ``unstained`` and
-        ``single_stain:`` files may lack any marker; these are reported, not fatal.
+        channels. Unreadable files (aspect ``unreadable``), files holding none of the
+        panel's channels and files with no marker of the reference are listed in
+        ``BatchCheck.problems`` but do not stop the check. Controls may lack markers: an
+        ``fmo:<M>`` file may lack ``M`` (the mapping then uses the reference's channel for
+        ``M`` when the file has it), ``unstained`` and ``single_stain:`` files may lack any
+        marker; these are reported, not fatal.
     """
     if isinstance(source, Batch):
         table = source.metadata
         panel = panel if panel is not None else source.panel
     else:
-        table = _as_metadata(source)
+        table = _as_metadata(source, neutralise_formulas=neutralise_formulas)
     user_panel = _as_panel(panel)
     required = [canonical_marker(m) for m in required_markers]
     metas: dict[str, FCSMetadata] = {}
@@ -372,6 +449,10 @@ def check_batch(
         for marker, chans in clashes.items():
             _diff(diffs, sid, file, "panel", marker, f"on several channels: {chans}", "",
                   fatal=marker in required)  # fmt: skip
+        if user_panel and not _panel_channels_in(user_panel, meta):
+            _diff(diffs, sid, file, "panel", "channels",
+                  f"none of the panel's {len(user_panel)} channel(s) is in this file "
+                  f"(panel: {_preview(user_panel)}; file: {_preview(meta.pnn)})", "")  # fmt: skip
     files = pd.DataFrame(file_rows, columns=["sample_id", "file", "fcs_version", "cyt",
                                              "datatype", "events", "channels", "spillover",
                                              "error"])  # fmt: skip
@@ -420,6 +501,11 @@ def check_batch(
                     _diff(diffs, sid, file, "marker", m, value, c, fatal=fatal)
                 elif mk[m] != c:
                     _diff(diffs, sid, file, "marker_channel", m, mk[m], c)
+            if ref_markers and not mk and not role.startswith(("unstained", "single_stain:")):
+                _diff(diffs, sid, file, "marker", "all markers",
+                      f"no channel carries a marker of the batch (reference {reference} has "
+                      f"{_preview(ref_markers)}); label the channels or give a panel",
+                      "")  # fmt: skip
             for m, c in mk.items():
                 if m not in ref_markers:
                     _diff(diffs, sid, file, "marker", m, f"extra ({c})", "absent")

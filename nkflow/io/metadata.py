@@ -7,8 +7,13 @@ sheet) and ``sample_id``; optional ``donor``, ``tissue``, ``timepoint``, ``stimu
 ``species`` (``human`` | ``mouse``) and ``batch``. Extra columns are kept.
 
 :func:`read_metadata` collects every problem (missing files, duplicate ids, unknown roles,
-non-canonical FMO markers, bad stimulation or species values, unreadable encodings) and
-raises one :class:`MetadataError` listing them all.
+non-canonical FMO markers, bad stimulation or species values, unreadable encodings, values
+a spreadsheet would run as formulas) and raises one :class:`MetadataError` listing them all.
+
+Sheet values reach every CSV table nkflow writes, so a value (in any column, the header
+included) that starts with ``=``, ``+``, ``-`` or ``@`` and is not a plain number, or that
+contains a control character (tab, CR, LF, other C0/C1), is refused (OWASP CSV injection);
+``neutralise_formulas=True`` prefixes such values with ``'`` instead and warns.
 """
 
 from __future__ import annotations
@@ -17,14 +22,24 @@ import csv
 import io
 import logging
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from ..exceptions import MetadataError
+from ..exceptions import MetadataError, NkflowWarning
 from .panel import CANONICAL_MARKERS, canonical_marker, marker_from_text
+from .text_safety import escape_text, formula_risk, neutralise_formula
 
-__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "ROLES", "metadata_from_folder", "read_metadata"]
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ROLES",
+    "metadata_from_folder",
+    "read_metadata",
+    "screen_cells",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +103,75 @@ def _check_role(role: str, where: str, problems: list[str]) -> str:
     return role
 
 
-def read_metadata(path: str | Path) -> pd.DataFrame:
+def _sheet_line(index: object) -> str:
+    return f"row {int(str(index)) + 2}"
+
+
+def screen_cells(
+    table: pd.DataFrame,
+    source: str | Path,
+    problems: list[str],
+    *,
+    neutralise_formulas: bool = False,
+    locate: Callable[[object], str] | None = None,
+) -> pd.DataFrame:
+    """Refuse (or neutralise) sheet values a spreadsheet would run as formulas.
+
+    Every text cell of every column except ``path`` (nkflow's own absolute path) and every
+    column name is checked with :func:`nkflow.io.text_safety.formula_risk`.
+
+    Parameters
+    ----------
+    table
+        The sheet; changed in place when neutralising.
+    source
+        The sheet or folder, for the warning.
+    problems
+        Each refused cell is appended as ``"<where>, column '<col>': value '<v>' <reason>"``
+        (the value escaped, so it prints on one line).
+    neutralise_formulas
+        Prefix ``'`` to each risky value instead (OWASP), with one :class:`NkflowWarning`
+        listing them.
+    locate
+        Row index label -> location text (default: ``row <sheet line>``, header = line 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table``.
+    """
+    locate = locate or _sheet_line
+    found: list[str] = []
+    for col in table.columns:
+        reason = formula_risk(str(col))
+        if reason:
+            problems.append(f"header: column name '{escape_text(col)}' {reason}")
+    for col in table.columns:
+        if col == "path":
+            continue
+        for i, value in table[col].items():
+            if not isinstance(value, str):
+                continue
+            reason = formula_risk(value)
+            if not reason:
+                continue
+            text = f"{locate(i)}, column '{escape_text(col)}': value '{escape_text(value)}'"
+            if neutralise_formulas:
+                table.at[i, col] = neutralise_formula(value)
+                found.append(text)
+            else:
+                problems.append(f"{text} {reason}")
+    if found:
+        warnings.warn(
+            f"{source}: {len(found)} value(s) a spreadsheet would run as formulas or that hold "
+            f'control characters were prefixed with "\'": ' + "; ".join(found),
+            NkflowWarning,
+            stacklevel=3,
+        )
+    return table
+
+
+def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.DataFrame:
     """Read and validate a metadata sheet (CSV).
 
     Parameters
@@ -96,6 +179,11 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     path
         The sheet. UTF-8 (with or without BOM), UTF-16 with BOM and Windows-1252/Latin-1
         are accepted.
+    neutralise_formulas
+        Values that start with ``=``, ``+``, ``-``, ``@`` (plain numbers and a lone ``-``
+        excepted) or hold control characters are refused by default; with True they are
+        prefixed with ``'`` (so spreadsheets show them as text) and a
+        :class:`~nkflow.exceptions.NkflowWarning` lists them.
 
     Returns
     -------
@@ -185,6 +273,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
         else:
             table.at[i, "species"] = species
         table.at[i, "role"] = _check_role(row["role"], where, problems)
+    screen_cells(table, path, problems, neutralise_formulas=neutralise_formulas)
     ids = table["sample_id"]
     for sid in sorted(set(ids[ids.duplicated() & (ids != "")])):
         rows = [int(i) + 2 for i in table.index[ids == sid]]
@@ -225,7 +314,7 @@ def _guess_role(stem: str) -> tuple[str, str]:
     return "sample", ""
 
 
-def metadata_from_folder(folder: str | Path) -> pd.DataFrame:
+def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = False) -> pd.DataFrame:
     """Build a metadata sheet from the FCS files of a folder (not recursive).
 
     ``sample_id`` is the file stem (made unique with ``_2``, ``_3`` ... if needed);
@@ -236,6 +325,10 @@ def metadata_from_folder(folder: str | Path) -> pd.DataFrame:
     ----------
     folder
         A folder holding ``*.fcs`` / ``*.lmd`` files.
+    neutralise_formulas
+        As in :func:`read_metadata`: file names (and so sample ids) that a spreadsheet
+        would run as formulas or that hold control characters are refused, or with True
+        prefixed with ``'``.
 
     Returns
     -------
@@ -245,7 +338,8 @@ def metadata_from_folder(folder: str | Path) -> pd.DataFrame:
     Raises
     ------
     MetadataError
-        The folder does not exist or holds no FCS files.
+        The folder does not exist, holds no FCS files, or file names are refused (each
+        one listed).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -268,5 +362,15 @@ def metadata_from_folder(folder: str | Path) -> pd.DataFrame:
         row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "path"])
+    problems: list[str] = []
+    screen_cells(
+        table,
+        folder,
+        problems,
+        neutralise_formulas=neutralise_formulas,
+        locate=lambda i: f"file '{escape_text(files[int(str(i))].name)}'",
+    )
+    if problems:
+        raise MetadataError(folder, problems)
     table.attrs["source"] = str(folder)
     return table

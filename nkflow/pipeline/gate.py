@@ -98,7 +98,11 @@ def _gate_external(
     from ..gating.gatingml import apply_gatingml
     from ..io import read_fcs
 
-    batch = read_batch(source, panel=cfg.panel or None)
+    batch = read_batch(
+        source,
+        panel=cfg.panel or None,
+        neutralise_formulas=cfg.metadata.neutralise_formulas,
+    )
     meta = batch.metadata
     status, members, tables = [], {}, {}
     if template.suffix.lower() == ".wsp":

@@ -102,7 +102,11 @@ class RunState:
         self.config = config
         self.folder = OutputFolder(out_dir)
         self.progress = on_progress or (lambda stage, done, total: None)
-        meta = read_batch(self.input_path, panel=config.panel or None).metadata.copy()
+        meta = read_batch(
+            self.input_path,
+            panel=config.panel or None,
+            neutralise_formulas=config.metadata.neutralise_formulas,
+        ).metadata.copy()
         for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
             if col not in meta.columns:
                 meta[col] = ""
