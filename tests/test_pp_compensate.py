@@ -205,7 +205,7 @@ def test_aurora_raw_file_refused(external: Path) -> None:
     path = external / "cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs"
     adata = _read(path)
     assert adata.uns["nkflow"]["technology"]["kind"] == "raw_spectral"
-    with pytest.raises(UnmixingRequiredError, match="NL-2000.*unmix.*SpectroFlo") as err:
+    with pytest.raises(UnmixingRequiredError, match=r"NL-2000.*unmix.*SpectroFlo") as err:
         compensate(adata)
     assert isinstance(err.value, ValueError)
 
