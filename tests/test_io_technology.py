@@ -262,3 +262,30 @@ def test_inspect_shows_technology(external: Path) -> None:
     table = inspect_files([external / r for r in rels])
     assert table["technology"].tolist() == [_expected(r) for r in rels]
     assert table["error"].tolist() == [""] * len(rels)
+
+
+def test_pipeline_load_sample_uses_technology_defaults(external: Path) -> None:
+    """The run's per-sample step with the default config: a CyTOF pair gets no
+    compensation (reason recorded) and arcsinh / 5, without a warning; the raw Aurora file
+    is refused with the unmixing message."""
+    from nkflow.config import RunConfig
+    from nkflow.exceptions import UnmixingRequiredError
+    from nkflow.pipeline.sample import SampleTask, load_sample
+
+    def task(rel: str) -> SampleTask:
+        return SampleTask("s", str(external / rel), {}, RunConfig(), "human_blood")
+
+    for rel in [f"cytonorm/inst/extdata/Gates_PTLG021_Unstim_Control_{i}.fcs" for i in (1, 2)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            adata = load_sample(task(rel))
+        nk = adata.uns["nkflow"]
+        assert nk["compensation"]["source"] == "none"
+        assert nk["compensation"]["reason"].startswith("mass cytometry")
+        assert nk["transform"]["kind"] == "arcsinh" and nk["transform"]["requested"] == "auto"
+        assert {p["cofactor"] for p in nk["transform"]["params"].values()} == {5.0}
+        cd56 = adata.var_names[adata.var["marker"] == "CD56"][0]
+        raw = adata.layers["compensated"][:, adata.var_names.get_loc(cd56)]
+        np.testing.assert_allclose(adata[:, cd56].X.ravel(), np.arcsinh(raw / 5), rtol=1e-6)
+    with pytest.raises(UnmixingRequiredError, match=r"need unmixing.*SpectroFlo.*B1-B14, R1-R8"):
+        load_sample(task("cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs"))

@@ -222,8 +222,8 @@ def _defaults(kind: str, *, has_spill: bool) -> Technology:
     elif kind == "raw_spectral":
         comp = "refuse"
         reason = (
-            "raw spectral detector channels: unmix the file in SpectroFlo (or another "
-            "unmixing tool) and export the unmixed FCS first"
+            "raw spectral detector channels need unmixing: unmix the file in SpectroFlo "
+            "(or another unmixing tool) and export the unmixed FCS first"
         )
     elif kind == "spectral" and not has_spill:
         comp = "none"

@@ -368,7 +368,7 @@ def compensate(
     tech = technology_of(adata)
     if tech.compensation == "refuse":
         raise UnmixingRequiredError(
-            f"{label}: {tech.label} ({'; '.join(tech.evidence)}); {tech.compensation_reason}"
+            f"{label}: {tech.compensation_reason} (evidence: {'; '.join(tech.evidence)})"
         )
     df, source, reason = _resolve(adata, matrix, label)
     names = [str(c) for c in adata.var_names]
