@@ -20,8 +20,8 @@ __all__ = ["INSPECT_COLUMNS", "inspect_files"]
 logger = logging.getLogger(__name__)
 
 INSPECT_COLUMNS = (
-    "file", "fcs_version", "events", "channels", "markers", "spillover", "technology",
-    "instrument", "date", "datasets", "quirks", "error",
+    "file", "fcs_version", "events", "channels", "markers", "spillover", "instrument",
+    "date", "technology", "datasets", "quirks", "error",
 )  # fmt: skip
 
 
@@ -70,8 +70,8 @@ def inspect_files(paths: Iterable[str | Path]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``file, fcs_version, events, channels, markers, spillover, technology,
-        instrument, date, datasets, quirks, error``; ``technology`` is the kind
+        Columns ``file, fcs_version, events, channels, markers, spillover, instrument,
+        date, technology, datasets, quirks, error``; ``technology`` is the kind
         :func:`nkflow.io.detect_technology` finds (``raw_spectral`` files need unmixing
         before analysis); ``error`` is ``""`` for readable files and the reason otherwise;
         ``quirks`` lists tolerated deviations and marker conflicts; ``markers``
