@@ -289,3 +289,19 @@ def test_pipeline_load_sample_uses_technology_defaults(external: Path) -> None:
         np.testing.assert_allclose(adata[:, cd56].X.ravel(), np.arcsinh(raw / 5), rtol=1e-6)
     with pytest.raises(UnmixingRequiredError, match=r"need unmixing.*SpectroFlo.*B1-B14, R1-R8"):
         load_sample(task("cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs"))
+
+
+def test_sample_summary_carries_technology(sample_data: Path) -> None:
+    """process_sample's summary (status/report/provenance input) has the technology record."""
+    from nkflow.config import RunConfig, replace_values
+    from nkflow.pipeline.sample import SampleTask, process_sample
+
+    path = sorted((sample_data / "human").glob("*_blood_pre_unstim.fcs"))[0]
+    cfg = replace_values(RunConfig(), {"gating.bootstrap": 0})
+    row = {"tissue": "blood", "species": "human"}
+    task = SampleTask("s", str(path), row, cfg, "human_blood", figures=False)
+    summary = process_sample(task)
+    assert summary["technology"]["kind"] == "flow"  # simulated BD-style file with $SPILLOVER
+    assert summary["technology"] == summary["adata"].uns["nkflow"]["technology"]
+    assert summary["compensation"]["source"] == "file" and summary["compensation"]["reason"] == ""
+    assert summary["transform"]["kind"] == "logicle" and summary["transform"]["requested"] == "auto"
