@@ -85,6 +85,26 @@ verbose_option = click.option(
     "-v", "--verbose", count=True, help="More log output: -v warnings, -vv info, -vvv debug."
 )
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+compensation_option = click.option(
+    "--compensation",
+    metavar="file|none|PATH",
+    help="Spillover: 'file' (each file's own, by its technology), 'none', or a matrix file.",
+)
+transform_option = click.option(
+    "--transform",
+    "transform_method",
+    type=click.Choice(["auto", "logicle", "arcsinh"]),
+    help="Transform: 'auto' (arcsinh/5 for mass cytometry, logicle otherwise), or force one.",
+)
+
+
+def _compensation_value(value: str | None) -> str | None:
+    """``--compensation`` checked: 'file', 'none' or an existing matrix file."""
+    if value is None or value in ("file", "none"):
+        return value
+    if not Path(value).is_file():
+        _usage_error(f"--compensation {value!r}: neither 'file', 'none' nor a matrix file")
+    return str(Path(value))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,6 +132,8 @@ def main() -> None:
 @click.option("--no-score", is_flag=True, help="Skip repair scoring.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--resume", is_flag=True, help="Redo only samples missing or failed in OUT.")
+@compensation_option
+@transform_option
 @verbose_option
 @quiet_option
 def run(
@@ -127,6 +149,8 @@ def run(
     no_score: bool,
     force: bool,
     resume: bool,
+    compensation: str | None,
+    transform_method: str | None,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -150,6 +174,8 @@ def run(
                 "execution.random_state": random_state,
                 "clustering.enabled": False if no_cluster else None,
                 "scoring.enabled": False if no_score else None,
+                "compensation.matrix": _compensation_value(compensation),
+                "transform.method": transform_method,
             },
         )
     except ConfigError as exc:
@@ -267,6 +293,8 @@ def check(input_path: Path, panel: Path | None) -> None:
 @click.option("--events", is_flag=True, help="Also write per-event membership per sample.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
+@compensation_option
+@transform_option
 @verbose_option
 @quiet_option
 def gate(
@@ -276,6 +304,8 @@ def gate(
     events: bool,
     config_path: Path | None,
     force: bool,
+    compensation: str | None,
+    transform_method: str | None,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -285,7 +315,14 @@ def gate(
     from .pipeline import gate_files
 
     try:
-        config = replace_values(load_config(config_path), {"gating.template": template})
+        config = replace_values(
+            load_config(config_path),
+            {
+                "gating.template": template,
+                "compensation.matrix": _compensation_value(compensation),
+                "transform.method": transform_method,
+            },
+        )
     except ConfigError as exc:
         _usage_error(str(exc))
     try:

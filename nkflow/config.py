@@ -77,7 +77,10 @@ class CompensationConfig:
     Attributes
     ----------
     matrix
-        ``"file"`` (the file's ``$SPILLOVER``), ``"none"``, or a path to a matrix file.
+        ``"file"`` (default: what each file's technology implies: its ``$SPILLOVER`` for
+        conventional flow and spectral files, none with the reason recorded for mass
+        cytometry and compensated exports, none with a warning for a flow file without
+        one), ``"none"``, or a path to a matrix file.
     """
 
     matrix: str = "file"
@@ -90,17 +93,19 @@ class TransformConfig:
     Attributes
     ----------
     method
-        ``"logicle"`` (flow) or ``"arcsinh"`` (mass cytometry, spectral).
+        ``"auto"`` (default: each file's technology decides, arcsinh for mass cytometry
+        and logicle otherwise), ``"logicle"`` or ``"arcsinh"``.
     cofactor
-        Arcsinh cofactor (150 for fluorescence, 5 for CyTOF).
+        Arcsinh cofactor; 0 (default) takes the technology's (5 for mass cytometry, 150
+        otherwise).
     T, W, M, A
         Logicle parameters (Parks, Roederer & Moore 2006).
     estimate_w
         Estimate W per channel from the negative data.
     """
 
-    method: str = "logicle"
-    cofactor: float = 150.0
+    method: str = "auto"
+    cofactor: float = 0.0
     T: float = 262144.0
     W: float = 0.5
     M: float = 4.5
@@ -216,7 +221,7 @@ class RunConfig:
         _validate(self)
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {"transform.method": ("logicle", "arcsinh")}
+_CHOICES: dict[str, tuple[str, ...]] = {"transform.method": ("auto", "logicle", "arcsinh")}
 
 
 def _validate(cfg: RunConfig) -> None:
@@ -225,8 +230,15 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"transform.method = {method!r}; valid: {', '.join(_CHOICES['transform.method'])}"
         )
+    cofactor = cfg.transform.cofactor
+    if not (isinstance(cofactor, int | float) and math.isfinite(cofactor) and cofactor >= 0):
+        raise ConfigError(
+            f"transform.cofactor = {cofactor!r}; it must be a number >= 0 "
+            "(0: by technology, 5 for mass cytometry, 150 otherwise)"
+        )
+    if not cfg.compensation.matrix.strip():
+        raise ConfigError("compensation.matrix is empty; valid: 'file', 'none' or a matrix path")
     positive = {
-        "transform.cofactor": cfg.transform.cofactor,
         "transform.T": cfg.transform.T,
         "transform.M": cfg.transform.M,
         "clustering.xdim": cfg.clustering.xdim,

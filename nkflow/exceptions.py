@@ -24,12 +24,14 @@ __all__ = [
     "LowEventCountWarning",
     "MetadataError",
     "MissingControlWarning",
+    "MissingSpilloverWarning",
     "NkflowError",
     "NkflowWarning",
     "OutputExistsError",
     "OutputFolderError",
     "PanelError",
     "ThresholdDriftWarning",
+    "UnmixingRequiredError",
 ]
 
 
@@ -133,6 +135,10 @@ class ConfigError(NkflowError, ValueError):
     """A run configuration value is invalid."""
 
 
+class UnmixingRequiredError(NkflowError, ValueError):
+    """A spectral file holds raw detector channels; it must be unmixed before analysis."""
+
+
 class OutputExistsError(NkflowError, FileExistsError):
     """The output folder exists and overwriting it was not allowed."""
 
@@ -171,6 +177,10 @@ class LowEventCountWarning(NkflowWarning):
 
 class MissingControlWarning(NkflowWarning):
     """A control (FMO, unstimulated, positive) is missing; a fallback rule was used."""
+
+
+class MissingSpilloverWarning(NkflowWarning):
+    """A conventional flow file has no spillover matrix; it was left uncompensated."""
 
 
 class ThresholdDriftWarning(NkflowWarning):

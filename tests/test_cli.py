@@ -203,3 +203,81 @@ def test_check_fails_on_unusable_files(
     # the consistency report for the readable files is still printed
     assert "good1" in result.stdout and "Marker -> channel" in result.stdout
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
+@pytest.mark.parametrize("command", ["run", "gate"])
+@pytest.mark.parametrize(
+    ("flags", "matrix", "method"),
+    [
+        ([], "file", "auto"),  # the defaults: each file's technology decides
+        (["--compensation", "none", "--transform", "arcsinh"], "none", "arcsinh"),
+        (["--compensation", "MATRIX", "--transform", "logicle"], "MATRIX", "logicle"),
+    ],
+    ids=["defaults", "none-arcsinh", "path-logicle"],
+)
+def test_compensation_and_transform_reach_the_config(
+    runner: CliRunner, monkeypatch, tmp_path: Path, command, flags, matrix, method
+) -> None:
+    import types
+
+    import nkflow.pipeline as pipeline
+
+    seen = {}
+
+    def fake(*args, config, **kwargs):
+        seen["config"] = config
+        return types.SimpleNamespace(failures=[], out_dir=tmp_path, report_path=tmp_path)
+
+    monkeypatch.setattr(pipeline, "run" if command == "run" else "gate_files", fake)
+    spill = tmp_path / "spill.csv"
+    spill.write_text("FL1-A,FL2-A\n1,0.1\n0.2,1\n")
+    flags = [str(spill) if f == "MATRIX" else f for f in flags]
+    extra = ["--template", "human_tissue"] if command == "gate" else []
+    result = runner.invoke(
+        main, [command, str(tmp_path), *extra, "-o", str(tmp_path / "o"), *flags]
+    )
+    assert result.exit_code == 0, result.output
+    cfg = seen["config"]
+    assert cfg.compensation.matrix == (str(spill) if matrix == "MATRIX" else matrix)
+    assert cfg.transform.method == method
+
+
+@pytest.mark.parametrize("command", ["run", "gate"])
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [
+        (["--compensation", "no/such/matrix.csv"], "no/such/matrix.csv"),
+        (["--transform", "log"], "log"),
+    ],
+)
+def test_bad_compensation_or_transform_is_usage_error(
+    runner: CliRunner, tmp_path: Path, command: str, flags: list[str], word: str
+) -> None:
+    extra = ["--template", "human_tissue"] if command == "gate" else []
+    result = runner.invoke(
+        main, [command, str(tmp_path), *extra, "-o", str(tmp_path / "o"), *flags]
+    )
+    assert result.exit_code == 2 and word in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "error"),
+    [
+        ('[compensation]\nmatrix = "none"\n[transform]\nmethod = "auto"\ncofactor = 0\n', None),
+        ('[transform]\nmethod = "arcsinh"\ncofactor = 5\n', None),
+        ("[transform]\ncofactor = -1\n", "transform.cofactor"),
+        ('[compensation]\nmatrix = " "\n', "compensation.matrix"),
+    ],
+    ids=["none-auto", "arcsinh-5", "negative-cofactor", "empty-matrix"],
+)
+def test_config_compensation_and_transform_keys(tmp_path: Path, toml: str, error) -> None:
+    from nkflow.config import config_to_toml, load_config
+    from nkflow.exceptions import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    if error is not None:
+        with pytest.raises(ConfigError, match=error):
+            load_config(path)
+        return
+    cfg = load_config(path)
+    path.write_text(config_to_toml(cfg))
+    assert load_config(path) == cfg  # a run's config.toml reproduces it

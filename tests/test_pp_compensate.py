@@ -10,8 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.io import read_fcs
+from nkflow.exceptions import (
+    ChannelNotFoundError,
+    ConfigError,
+    MissingSpilloverWarning,
+    UnmixingRequiredError,
+)
+from nkflow.io import detect_technology, read_fcs
 from nkflow.pp import compensate, compensate_array, read_spillover_matrix
 
 fk = pytest.importorskip("flowkit")
@@ -134,9 +139,75 @@ def test_missing_channels_listed(tmp_path: Path) -> None:
         compensate(_tiny(), matrix=path)
 
 
-def test_file_without_spillover_names_sample() -> None:
-    with pytest.raises(ConfigError, match=r"tiny\.fcs: the file has no \$SPILLOVER"):
-        compensate(_tiny(None), matrix="file")
+def test_flow_file_without_spillover_warns_and_records_reason() -> None:
+    """Conventional flow (no technology record: flow assumed) without spillover: warned."""
+    adata = _tiny(None)
+    raw = adata.X.copy()
+    with pytest.warns(MissingSpilloverWarning, match=r"tiny\.fcs: conventional flow file"):
+        compensate(adata, matrix="file")
+    np.testing.assert_array_equal(adata.X, raw)
+    rec = adata.uns["nkflow"]["compensation"]
+    assert rec["source"] == "none" and rec["channels"] == [] and "$SPILLOVER" in rec["reason"]
+
+
+def _with_technology(spill: dict | None, keywords: dict, names: list[str]) -> ad.AnnData:
+    adata = _tiny(spill)
+    tech = detect_technology(keywords, names)
+    adata.uns["nkflow"]["technology"] = tech.to_dict()
+    return adata
+
+
+# (keywords, channel names as the technology saw them, expected reason fragment)
+NO_COMP = {
+    "mass_cytometry": ({"$CYT": "Helios"}, ["Time", "Event_length", "Yb173Di", "Nd142Di"], "mass"),
+    "compensated_export": ({}, ["FSC-A", "Comp-FL1-A", "Comp-FL2-A", "Time"], "compensated"),
+    "spectral": ({"$CYT": "Aurora"}, ["FSC-A", "BV421-A", "PE-A", "Time"], "unmixed spectral"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NO_COMP))
+def test_file_without_spillover_by_technology_no_warning(kind: str) -> None:
+    keywords, names, reason = NO_COMP[kind]
+    adata = _with_technology(None, keywords, names)
+    assert adata.uns["nkflow"]["technology"]["kind"] == kind
+    raw = adata.X.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compensate(adata)
+    np.testing.assert_array_equal(adata.X, raw)
+    rec = adata.uns["nkflow"]["compensation"]
+    assert rec["source"] == "none" and reason in rec["reason"]
+
+
+def test_compensated_export_ignores_carried_over_spillover() -> None:
+    """An FJComp- export that kept its $SPILL is not compensated a second time."""
+    adata = _with_technology(SPILL, {"SPILL": "2,FL1-A,FL2-A,1,0.2,0.05,1"}, ["FJComp-FL1-A"])
+    raw = adata.X.copy()
+    compensate(adata)
+    np.testing.assert_array_equal(adata.X, raw)
+    assert "compensated before export" in adata.uns["nkflow"]["compensation"]["reason"]
+
+
+@pytest.mark.parametrize("matrix", ["file", "none", "user"])
+def test_raw_spectral_refused_whatever_matrix(matrix: str, tmp_path: Path) -> None:
+    names = ["Time", "FSC-A", "SSC-A"] + [f"V{i}-A" for i in range(1, 17)]
+    adata = _with_technology(None, {"$CYT": "Aurora", "CREATOR": "SpectroFlo 3.0"}, names)
+    if matrix == "user":
+        matrix = tmp_path / "m.csv"
+        matrix.write_text("FL1-A,FL2-A\n1,0.1\n0.2,1\n")
+    with pytest.raises(UnmixingRequiredError, match=r"tiny\.fcs: .*unmix.*SpectroFlo"):
+        compensate(adata, matrix=matrix)
+    assert "compensation" not in adata.uns["nkflow"]
+
+
+def test_aurora_raw_file_refused(external: Path) -> None:
+    """The Cytek NL-2000 file reads (22 raw detectors B1-B14, R1-R8) but is not compensated."""
+    path = external / "cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs"
+    adata = _read(path)
+    assert adata.uns["nkflow"]["technology"]["kind"] == "raw_spectral"
+    with pytest.raises(UnmixingRequiredError, match=r"NL-2000.*unmix.*SpectroFlo") as err:
+        compensate(adata)
+    assert isinstance(err.value, ValueError)
 
 
 @pytest.mark.parametrize("bad", ["nonexistent.csv", 3.0])
@@ -150,7 +221,12 @@ def test_none_copy_and_twice() -> None:
     raw = adata.X.copy()
     out = compensate(adata, matrix="none", inplace=False)
     np.testing.assert_array_equal(out.X, raw)
-    assert out.uns["nkflow"]["compensation"] == {"source": "none", "channels": [], "matrix": []}
+    assert out.uns["nkflow"]["compensation"] == {
+        "source": "none",
+        "channels": [],
+        "matrix": [],
+        "reason": "compensation switched off (matrix='none')",
+    }
     assert "compensation" not in adata.uns["nkflow"] and "compensated" not in adata.layers
     with pytest.raises(ConfigError, match="already compensated"):
         compensate(out)

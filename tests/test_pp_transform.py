@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.io import read_fcs
+from nkflow.io import detect_technology, read_fcs
 from nkflow.pp import (
     arcsinh,
     arcsinh_inverse,
@@ -211,7 +211,7 @@ def test_transform_from_compensated_layer_and_guards() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"method": "log"}, ConfigError, "valid: \\['logicle', 'arcsinh'\\]"),
+        ({"method": "log"}, ConfigError, "valid: \\['auto', 'logicle', 'arcsinh'\\]"),
         ({"channels": ["PE-A"]}, ChannelNotFoundError, "PE-A"),
         ({"params": {"PE-A": {"W": 1}}}, ChannelNotFoundError, "PE-A"),
         ({"params": {"FL1-A": {"cofactor": 5}}}, ConfigError, "cofactor"),
@@ -222,6 +222,35 @@ def test_transform_from_compensated_layer_and_guards() -> None:
 def test_transform_errors(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         transform(_container(), **kwargs)
+
+
+MASS = detect_technology({"$CYT": "Helios"}, ["Time", "Event_length", "Yb173Di", "Nd142Di"])
+
+
+@pytest.mark.parametrize(
+    ("record", "kwargs", "kind", "key", "value"),
+    [
+        (None, {}, "logicle", "W", 0.5),  # no record: conventional flow assumed
+        (MASS, {}, "arcsinh", "cofactor", 5.0),  # mass cytometry: arcsinh / 5
+        (MASS, {"method": "arcsinh"}, "arcsinh", "cofactor", 5.0),  # its cofactor too
+        (MASS, {"cofactor": 15.0}, "arcsinh", "cofactor", 15.0),  # a given cofactor wins
+        (MASS, {"method": "logicle"}, "logicle", "W", 0.5),  # an explicit method wins
+        (None, {"method": "arcsinh"}, "arcsinh", "cofactor", 150.0),  # flow arcsinh: 150
+    ],
+    ids=["flow-auto", "mass-auto", "mass-arcsinh", "mass-cofactor", "mass-logicle", "flow-asinh"],
+)
+def test_auto_follows_recorded_technology(record, kwargs, kind, key, value) -> None:
+    adata = _container()
+    if record is not None:
+        adata.uns["nkflow"]["technology"] = record.to_dict()
+    raw = adata.X.copy()
+    transform(adata, **kwargs)
+    rec = adata.uns["nkflow"]["transform"]
+    assert rec["kind"] == kind and rec["requested"] == kwargs.get("method", "auto")
+    assert {p[key] for p in rec["params"].values()} == {value}
+    expected = arcsinh(raw[:, 1:3], cofactor=value) if kind == "arcsinh" else logicle(raw[:, 1:3])
+    np.testing.assert_array_equal(adata.X[:, 1:3], expected)
+    assert rec["reason"]
 
 
 def test_read_compensate_logicle_matches_flowkit(external: Path) -> None:

@@ -23,18 +23,22 @@ from .panel import (
     marker_from_text,
     resolve_markers,
 )
+from .technology import KINDS, Technology, detect_technology, technology_of
 from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
 
 __all__ = [
     "ALIASES",
     "CANONICAL_MARKERS",
+    "KINDS",
     "Batch",
     "BatchCheck",
     "FCSMetadata",
+    "Technology",
     "canonical_marker",
     "channel_for",
     "channel_kind",
     "check_batch",
+    "detect_technology",
     "format_spillover",
     "inspect_files",
     "load_panel",
@@ -50,6 +54,7 @@ __all__ = [
     "safe_name",
     "sample_id",
     "sample_info",
+    "technology_of",
     "write_bytes_atomic",
     "write_fcs",
     "write_table",

@@ -47,6 +47,7 @@ from .panel import (
     marker_equivalents,
     resolve_with_conflicts,
 )
+from .technology import detect_technology
 
 __all__ = [
     "channel_for",
@@ -314,6 +315,7 @@ def _build(
             "fcs": fcs,
             "spillover": parse_spillover(meta.keywords, names, meta.pns, path=str(path)),
             "marker_conflicts": {k: list(v) for k, v in clashes.items()},
+            "technology": detect_technology(meta.keywords, names, meta.pns).to_dict(),
         }
     }
     # AnnData validates a million obs_names (holding the GIL) while another thread
@@ -405,7 +407,8 @@ def read_fcs(
     anndata.AnnData
         ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
         ``kind``, ``range``, ``transform``; ``obs["sample_id"]``; ``uns["nkflow"]`` with
-        ``version``, ``sample``, ``fcs`` and ``spillover``.
+        ``version``, ``sample``, ``fcs``, ``spillover`` and ``technology``
+        (:func:`nkflow.io.detect_technology`: kind, evidence, implied defaults).
 
     Raises
     ------

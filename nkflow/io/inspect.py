@@ -13,6 +13,7 @@ from ..exceptions import FCSQuirkWarning, NkflowError
 from .fcs import parse_spillover
 from .fcs_text import read_fcs_metadata
 from .panel import conflict_message, resolve_with_conflicts
+from .technology import detect_technology
 
 __all__ = ["INSPECT_COLUMNS", "inspect_files"]
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 INSPECT_COLUMNS = (
     "file", "fcs_version", "events", "channels", "markers", "spillover", "instrument",
-    "date", "datasets", "quirks", "error",
+    "date", "technology", "datasets", "quirks", "error",
 )  # fmt: skip
 
 
@@ -37,6 +38,7 @@ def _one(path: Path) -> dict[str, object]:
         spill = parse_spillover(meta.keywords, meta.pnn, meta.pns, path=str(path))
         markers, clashes = resolve_with_conflicts(meta.pnn, meta.pns)
         shown = ", ".join(f"{m} ({c})" for m, c in zip(markers, meta.pnn, strict=True) if m)
+        tech = detect_technology(meta.keywords, meta.pnn, meta.pns)
     quirks = list(meta.quirks)
     if clashes:
         quirks.append(conflict_message(clashes, meta.pnn, meta.pns))
@@ -47,6 +49,7 @@ def _one(path: Path) -> dict[str, object]:
             "channels": meta.n_channels,
             "markers": shown,
             "spillover": "yes" if spill else "no",
+            "technology": tech.kind,
             "instrument": meta.cyt,
             "date": meta.date,
             "datasets": meta.n_datasets,
@@ -67,9 +70,11 @@ def inspect_files(paths: Iterable[str | Path]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``file, fcs_version, events, channels, markers, spillover, instrument, date,
-        datasets, quirks, error``; ``error`` is ``""`` for readable files and the reason
-        otherwise; ``quirks`` lists tolerated deviations and marker conflicts; ``markers``
+        Columns ``file, fcs_version, events, channels, markers, spillover, instrument,
+        date, technology, datasets, quirks, error``; ``technology`` is the kind
+        :func:`nkflow.io.detect_technology` finds (``raw_spectral`` files need unmixing
+        before analysis); ``error`` is ``""`` for readable files and the reason otherwise;
+        ``quirks`` lists tolerated deviations and marker conflicts; ``markers``
         lists ``marker (channel)`` pairs.
     """
     if isinstance(paths, str | Path):

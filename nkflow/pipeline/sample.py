@@ -141,10 +141,16 @@ def load_sample(task: SampleTask) -> ad.AnnData:
         pp.qc(adata, time=cfg.qc.time, margins=cfg.qc.margins, remove=True)
     pp.compensate(adata, matrix=cfg.compensation.matrix)
     t = cfg.transform
-    if t.method == "arcsinh":
-        pp.transform(adata, method="arcsinh", cofactor=t.cofactor)
-    else:
-        pp.transform(adata, method="logicle", T=t.T, W=t.W, M=t.M, A=t.A, estimate_w=t.estimate_w)
+    pp.transform(
+        adata,
+        method=t.method,  # type: ignore[arg-type]  # validated by RunConfig
+        cofactor=t.cofactor or None,  # 0: the file's technology decides
+        T=t.T,
+        W=t.W,
+        M=t.M,
+        A=t.A,
+        estimate_w=t.estimate_w,
+    )
     return adata
 
 
@@ -209,7 +215,8 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``sample_id``, ``qc`` (dict), ``populations``, ``thresholds`` and ``counts``
+        ``sample_id``, ``technology``, ``qc``, ``compensation`` and ``transform`` (dicts,
+        as recorded in ``uns["nkflow"]``), ``populations``, ``thresholds`` and ``counts``
         (lists of records), ``n_events``, ``n_kept`` and the work files written.
     """
     cfg = task.config
@@ -238,6 +245,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
         "nkflow_version": __version__,
         "n_events": int(nk.get("fcs", {}).get("n_events", adata.n_obs)),
         "n_kept": int(adata.n_obs),
+        "technology": nk.get("technology", {}),
         "qc": nk.get("qc", {}),
         "transform": nk.get("transform", {}),
         "compensation": nk.get("compensation", {}),

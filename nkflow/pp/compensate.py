@@ -1,5 +1,13 @@
 """Spillover compensation: from the file's ``$SPILLOVER``/``$SPILL``, a user matrix, or none.
 
+What ``matrix="file"`` means follows the technology :func:`nkflow.io.read_fcs` recorded in
+``uns["nkflow"]["technology"]`` (:mod:`nkflow.io.technology`); it is read here, not
+guessed again: conventional flow and unmixed spectral files use their spillover keyword
+(flow without one: :class:`~nkflow.exceptions.MissingSpilloverWarning`, left
+uncompensated); mass cytometry and compensated exports are left uncompensated with the
+reason recorded; raw spectral detector data raise
+:class:`~nkflow.exceptions.UnmixingRequiredError` whatever ``matrix`` says.
+
 Compensated events are ``raw @ inv(S)`` over the matrix's channels, where ``S`` is the
 spillover matrix (rows: the fluorochrome's detector, columns: where it spills; unit
 diagonal), the convention of the FCS standard, FlowJo and flowkit. The product is
@@ -12,6 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import shlex
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +30,13 @@ import pandas as pd
 from anndata import AnnData
 
 from nkflow._threads import run_row_ranges, single_thread_blas
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.exceptions import (
+    ChannelNotFoundError,
+    ConfigError,
+    MissingSpilloverWarning,
+    UnmixingRequiredError,
+)
+from nkflow.io.technology import technology_of
 
 __all__ = ["compensate", "compensate_array", "read_spillover_matrix", "spillover_from_adata"]
 
@@ -236,7 +251,8 @@ def _sample_label(adata: AnnData) -> str:
     return str(sample.get("path") or sample.get("sample_id") or "<sample>")
 
 
-def _resolve(adata: AnnData, matrix: Any, label: str) -> tuple[pd.DataFrame | None, str]:
+def _resolve(adata: AnnData, matrix: Any, label: str) -> tuple[pd.DataFrame | None, str, str]:
+    """The matrix to apply (None: none), its source and the reason when none is applied."""
     if isinstance(matrix, pd.DataFrame):
         df = matrix.copy()
         df.index = df.index.map(str)
@@ -244,18 +260,11 @@ def _resolve(adata: AnnData, matrix: Any, label: str) -> tuple[pd.DataFrame | No
         if list(df.index) != list(df.columns) and sorted(df.index) == sorted(df.columns):
             df = df.loc[list(df.columns)]
         _validate(df, f"{label}: user DataFrame")
-        return df, "user:DataFrame"
+        return df, "user:DataFrame", ""
     if isinstance(matrix, str) and matrix == "none":
-        return None, "none"
+        return None, "none", "compensation switched off (matrix='none')"
     if isinstance(matrix, str) and matrix == "file":
-        df = spillover_from_adata(adata)
-        if df is None:
-            raise ConfigError(
-                f"{label}: the file has no $SPILLOVER/$SPILL/SPILL keyword; "
-                "use matrix='none' or a spillover matrix file"
-            )
-        _validate(df, f"{label}: file spillover")
-        return df, "file"
+        return _from_file(adata, label)
     if isinstance(matrix, str | Path):
         p = Path(matrix)
         if not p.is_file():
@@ -263,11 +272,30 @@ def _resolve(adata: AnnData, matrix: Any, label: str) -> tuple[pd.DataFrame | No
                 f"{label}: compensation matrix {str(matrix)!r} is neither 'file', 'none' "
                 "nor an existing matrix file"
             )
-        return read_spillover_matrix(p), f"user:{p}"
+        return read_spillover_matrix(p), f"user:{p}", ""
     raise ConfigError(
         f"{label}: matrix must be 'file', 'none', a path or a DataFrame, "
         f"got {type(matrix).__name__}"
     )
+
+
+def _from_file(adata: AnnData, label: str) -> tuple[pd.DataFrame | None, str, str]:
+    """``matrix="file"``: the file's spillover, or none as its recorded technology implies."""
+    tech = technology_of(adata)
+    if tech.compensation == "none":
+        return None, "none", tech.compensation_reason
+    df = spillover_from_adata(adata)
+    if df is not None:
+        _validate(df, f"{label}: file spillover")
+        return df, "file", ""
+    if tech.kind == "flow":
+        reason = (
+            "conventional flow file without a $SPILLOVER/$SPILL/SPILL keyword: left "
+            "uncompensated; pass a matrix file if its fluorochromes spill"
+        )
+        warnings.warn(f"{label}: {reason}", MissingSpilloverWarning, stacklevel=4)
+        return None, "none", reason
+    return None, "none", tech.compensation_reason or f"{tech.label}: no spillover keyword"
 
 
 def compensate(
@@ -284,9 +312,13 @@ def compensate(
     adata
         Sample container with raw linear float32 ``X`` (from :func:`nkflow.io.read_fcs`).
     matrix
-        ``"file"`` (the file's ``$SPILLOVER``/``$SPILL``), ``"none"`` (copy raw values),
-        a path to a matrix file (see :func:`read_spillover_matrix`) or a DataFrame
-        (spillover, channels as index and columns).
+        ``"file"`` (default: what the file's recorded technology implies, see below),
+        ``"none"`` (copy raw values), a path to a matrix file (see
+        :func:`read_spillover_matrix`) or a DataFrame (spillover, channels as index and
+        columns). With ``"file"``: the file's ``$SPILLOVER``/``$SPILL`` for conventional
+        flow and unmixed spectral files; none, with the reason recorded, for mass
+        cytometry, compensated exports (``Comp-``/``FJComp-`` channels, whose carried-over
+        spillover is not applied again) and spectral files without a spillover keyword.
     inplace
         Modify ``adata`` and return None; else return a compensated copy.
     n_threads
@@ -300,11 +332,19 @@ def compensate(
 
     Raises
     ------
+    UnmixingRequiredError
+        The file holds raw spectral detector channels (technology ``raw_spectral``); they
+        must be unmixed (SpectroFlo or another unmixing tool) before analysis.
     ConfigError
-        No spillover in the file for ``"file"``, an invalid matrix, or the sample is
-        already compensated or transformed.
+        An invalid matrix, or the sample is already compensated or transformed.
     ChannelNotFoundError
         A matrix channel is not in the sample (the message lists the sample's channels).
+
+    Warns
+    -----
+    MissingSpilloverWarning
+        ``"file"`` on a conventional flow file without a spillover keyword; the events are
+        left uncompensated and the reason is recorded.
 
     Notes
     -----
@@ -312,7 +352,8 @@ def compensate(
     :func:`nkflow.pp.transform` writes a new ``X``. With ``inplace=True`` a float32
     ``X`` is compensated in its own buffer, so an outside reference to the raw ``X``
     array sees compensated values afterwards (as with other in-place steps). Records
-    ``uns["nkflow"]["compensation"] = {source, channels, matrix}``.
+    ``uns["nkflow"]["compensation"] = {source, channels, matrix, reason}``; ``reason``
+    says why no matrix was applied (``""`` when one was).
     """
     label = _sample_label(adata)
     meta = adata.uns.get("nkflow") or {}
@@ -324,7 +365,12 @@ def compensate(
         raise ConfigError(
             f"{label}: X is already transformed; compensate linear data before transform"
         )
-    df, source = _resolve(adata, matrix, label)
+    tech = technology_of(adata)
+    if tech.compensation == "refuse":
+        raise UnmixingRequiredError(
+            f"{label}: {tech.compensation_reason} (evidence: {'; '.join(tech.evidence)})"
+        )
+    df, source, reason = _resolve(adata, matrix, label)
     names = [str(c) for c in adata.var_names]
     col = {c: i for i, c in enumerate(names)}
     channels: list[str] = []
@@ -363,6 +409,9 @@ def compensate(
         "source": source,
         "channels": channels,
         "matrix": [] if df is None else df.to_numpy().tolist(),
+        "reason": reason,
     }
     log.info("%s: compensated %d channel(s) (source %s)", label, len(channels), source)
+    if reason:
+        log.info("%s: no compensation: %s", label, reason)
     return None if inplace else adata

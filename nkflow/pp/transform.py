@@ -3,6 +3,10 @@
 ``logicle`` equals flowkit's ``LogicleTransform`` (flowutils, Moore's reference code):
 to double precision for float64 input, and to float32 resolution for float32 input
 through a table look-up that needs no search (see :mod:`nkflow.pp._logicle`).
+
+``transform(adata)`` (``method="auto"``) takes the method from the technology
+:func:`nkflow.io.read_fcs` recorded (:mod:`nkflow.io.technology`): arcsinh with cofactor 5
+for mass cytometry, logicle for conventional and spectral flow.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from anndata import AnnData
 
 from nkflow._threads import run_row_ranges
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.io.technology import technology_of
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 2048
 
 _METHODS = ("logicle", "arcsinh")
+_CHOICES = ("auto", *_METHODS)
 _LOGICLE_KEYS = ("T", "W", "M", "A")
 LogicleKey = tuple[float, float, float, float]
 
@@ -330,7 +336,7 @@ def _arcsinh_fn(cofactors: list[float]) -> Callable[[np.ndarray, np.ndarray], No
 def transform(
     adata: AnnData,
     *,
-    method: Literal["logicle", "arcsinh"] = "logicle",
+    method: Literal["auto", "logicle", "arcsinh"] = "auto",
     channels: Sequence[str] | None = None,
     params: Mapping[str, Mapping[str, float]] | None = None,
     estimate_w: bool = False,
@@ -338,7 +344,7 @@ def transform(
     W: float = 0.5,
     M: float = 4.5,
     A: float = 0.0,
-    cofactor: float = 150.0,
+    cofactor: float | None = None,
     percentile: float = 5.0,
     inplace: bool = True,
     n_threads: int | None = None,
@@ -348,14 +354,17 @@ def transform(
     Reads ``layers["compensated"]`` when present (else ``X``), writes float32 ``X``
     with the chosen channels transformed and the others linear, sets
     ``var["transform"]`` and records every parameter in
-    ``uns["nkflow"]["transform"] = {kind, params: {channel: {...}}}``.
+    ``uns["nkflow"]["transform"] = {kind, requested, reason, params: {channel: {...}}}``
+    (``requested`` is the ``method`` asked for, ``reason`` why ``kind`` was chosen).
 
     Parameters
     ----------
     adata
         The sample container.
     method
-        ``"logicle"`` (flow cytometry) or ``"arcsinh"`` (mass cytometry, or flow).
+        ``"auto"`` (default: the recorded technology's transform, arcsinh for mass
+        cytometry and logicle otherwise; see :func:`nkflow.io.technology_of`),
+        ``"logicle"`` or ``"arcsinh"``.
     channels
         ``$PnN`` names to transform; default all channels of kind ``fluorescence``.
     params
@@ -366,7 +375,8 @@ def transform(
     T, W, M, A
         Default logicle parameters.
     cofactor
-        Default arcsinh cofactor (150 for flow, 5 for mass cytometry).
+        Default arcsinh cofactor; None (default) takes the recorded technology's: 5 for
+        mass cytometry, 150 otherwise.
     percentile
         Percentile of negative data for ``estimate_w``.
     inplace
@@ -389,8 +399,19 @@ def transform(
     ChannelNotFoundError
         A channel in ``channels`` or ``params`` is not in the sample.
     """
-    if method not in _METHODS:
-        raise ConfigError(f"unknown transform method {method!r}; valid: {list(_METHODS)}")
+    if method not in _CHOICES:
+        raise ConfigError(f"unknown transform method {method!r}; valid: {list(_CHOICES)}")
+    requested = method
+    tech = technology_of(adata)
+    if method == "auto":
+        method = "arcsinh" if tech.transform == "arcsinh" else "logicle"
+        reason = f"{tech.label}: {method} by default"
+    else:
+        reason = f"{method} requested"
+    if cofactor is None:
+        cofactor = tech.cofactor
+        if method == "arcsinh":
+            reason += f", cofactor {cofactor:g} for {tech.label}"
     sample = _sample_name(adata)
     col = {str(c): i for i, c in enumerate(adata.var_names)}
     chans = _default_channels(adata) if channels is None else [str(c) for c in channels]
@@ -431,7 +452,13 @@ def transform(
         kinds[col[c]] = method
     adata.var["transform"] = kinds
     meta = adata.uns.setdefault("nkflow", {})
-    record: dict[str, Any] = {"kind": method, "params": per, "estimate_w": bool(estimate_w)}
+    record: dict[str, Any] = {
+        "kind": method,
+        "requested": requested,
+        "reason": reason,
+        "params": per,
+        "estimate_w": bool(estimate_w),
+    }
     if estimate_w:
         record["percentile"] = float(percentile)
     meta["transform"] = record

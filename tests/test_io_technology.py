@@ -1,0 +1,307 @@
+"""Technology per file (nkflow.io.technology): one rule per test, then every real file."""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from nkflow.exceptions import FCSReadError
+from nkflow.io import (
+    KINDS,
+    Technology,
+    detect_technology,
+    inspect_files,
+    read_fcs,
+    read_fcs_metadata,
+    technology_of,
+)
+
+EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
+
+AURORA_V = [f"V{i}-A" for i in range(1, 17)]
+SCATTER = ["Time", "FSC-A", "SSC-A"]
+
+# (keywords, $PnN, $PnS or None, expected kind); the id says which rule decides
+RULES = {
+    "mass-cyt-helios": ({"$CYT": "Helios"}, ["Time", "CD3"], None, "mass_cytometry"),
+    "mass-cyt-standard-biotools": (
+        {"$CYT": "CyTOF XT (Standard BioTools)"},
+        ["Time"],
+        None,
+        "mass_cytometry",
+    ),
+    "mass-cyt-lowercase-key": ({"$cyt": "cytof2"}, ["Time"], None, "mass_cytometry"),
+    "mass-event-length": ({}, ["Time", "Event_length", "CD3"], None, "mass_cytometry"),
+    "mass-gaussian-params": (
+        {},
+        ["Time", "Center", "Offset", "Width", "Residual"],
+        None,
+        "mass_cytometry",
+    ),
+    "mass-metal-pnn": ({}, ["Ir191Di", "Ir193Di", "FSC-A"], None, "mass_cytometry"),
+    "mass-bracketed-pnn": ({}, ["(Pt195)Di", "(Ir191)Dd"], None, "mass_cytometry"),
+    "mass-isotope-pns": ({}, ["Ch1", "Ch2"], ["173Yb_CD56", "89Y_CD45"], "mass_cytometry"),
+    "flow-one-metal-name-is-not-enough": ({}, ["FSC-A", "Ir191Di"], None, "flow"),
+    "flow-not-an-element": ({}, ["Xx191Di", "Qq193Di"], None, "flow"),
+    "flow-accuri-width-time": ({}, ["FSC-A", "FL1-A", "Width", "Time"], None, "flow"),
+    "raw-aurora-v1-v16": ({"$CYT": "Aurora"}, SCATTER + AURORA_V, None, "raw_spectral"),
+    "raw-spectroflo-creator-a-and-h": (
+        {"CREATOR": "SpectroFlo 3.1"},
+        SCATTER + [f"B{i}-{s}" for i in range(1, 9) for s in "AH"],
+        None,
+        "raw_spectral",
+    ),
+    "raw-no-instrument-many-detectors": (
+        {},
+        SCATTER + AURORA_V + [f"B{i}-A" for i in range(1, 15)],
+        None,
+        "raw_spectral",
+    ),
+    "flow-no-instrument-16-detectors-but-max-8-per-laser": (
+        {},
+        SCATTER + [f"{laser}{i}-A" for laser in "VBR" for i in range(1, 7)],
+        None,
+        "flow",
+    ),
+    "flow-macsquant-detector-names": (
+        {"$CYT": "MACSQuant"},
+        [*SCATTER, "V1-A", "V2-A", "B1-A", "B2-A", "Y2-A", "R1-A"],
+        None,
+        "flow",
+    ),
+    "spectral-aurora-unmixed": (
+        {"$CYT": "Aurora", "CREATOR": "SpectroFlo 3.0"},
+        [*SCATTER, "BV421-A", "FITC-A", "PE-A", "AF-A"],
+        None,
+        "spectral",
+    ),
+    "spectral-detectors-and-unmixed-together": (
+        {"$CYT": "Aurora"},
+        SCATTER + AURORA_V + ["PE-A"],
+        None,
+        "spectral",
+    ),
+    "flow-cytek-dxp-is-not-spectral": (
+        {"$CYT": "Cytek xP5", "$INST": "Cytekbio"},
+        ["FSC", "SSC", "FL1"],
+        None,
+        "flow",
+    ),
+    "export-fjcomp": ({}, ["FSC-A", "FJComp-PE-A", "FJComp-APC-A"], None, "compensated_export"),
+    "export-comp": ({"SPILL": "1,PE-A,1"}, ["FSC-A", "Comp-PE-A"], None, "compensated_export"),
+    "flow-diva-apply-compensation-is-not-evidence": (
+        {"APPLY COMPENSATION": "TRUE", "SPILL": "1,PE-A,1"},
+        ["FSC-A", "PE-A"],
+        None,
+        "flow",
+    ),
+    "flow-nothing-known": ({}, ["channel_A", "channel_B"], None, "flow"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_rule(rule: str) -> None:
+    keywords, pnn, pns, kind = RULES[rule]
+    tech = detect_technology(keywords, pnn, pns)
+    assert tech.kind == kind, tech.evidence
+    assert tech.evidence and all(isinstance(e, str) and e for e in tech.evidence)
+    assert tech.label == KINDS[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "compensation", "method", "cofactor"),
+    [
+        ("mass_cytometry", "none", "arcsinh", 5.0),
+        ("compensated_export", "none", "logicle", 150.0),
+        ("raw_spectral", "refuse", "logicle", 150.0),
+        ("spectral", "none", "logicle", 150.0),  # no spillover keyword in the RULES example
+        ("flow", "file", "logicle", 150.0),
+    ],
+)
+def test_implied_defaults(kind: str, compensation: str, method: str, cofactor: float) -> None:
+    rule = next(r for r in sorted(RULES) if RULES[r][3] == kind and "spillover" not in r)
+    tech = detect_technology(*RULES[rule][:3])
+    assert (tech.compensation, tech.transform, tech.cofactor) == (compensation, method, cofactor)
+    # a reason is given whenever compensation is not the file's own spillover
+    assert bool(tech.compensation_reason) == (compensation != "file" or kind == "flow")
+
+
+def test_flow_reason_depends_on_spillover() -> None:
+    with_spill = detect_technology({"$SPILLOVER": "1,FL1-A,1"}, ["FL1-A"])
+    without = detect_technology({}, ["FL1-A"])
+    assert with_spill.compensation == without.compensation == "file"
+    assert with_spill.compensation_reason == ""
+    assert "$SPILLOVER" in without.compensation_reason
+    assert "spillover keyword present" in with_spill.evidence
+
+
+def test_spectral_with_spillover_uses_file() -> None:
+    tech = detect_technology({"$CYT": "Aurora", "$SPILLOVER": "1,PE-A,1"}, ["FSC-A", "PE-A"])
+    assert (tech.kind, tech.compensation) == ("spectral", "file")
+
+
+def test_evidence_names_the_deciding_channels() -> None:
+    tech = detect_technology({}, ["FSC-A"] + [f"FJComp-{c}-A" for c in ("PE", "APC")])
+    assert tech.evidence == (
+        "2 of 3 channel names start with 'FJComp-' (FJComp-PE-A, FJComp-APC-A)",
+    )
+    raw = detect_technology({"$CYT": "Aurora"}, SCATTER + AURORA_V + ["B1-A", "B2-A"])
+    assert "18 numbered detectors (B1-B2, V1-V16)" in raw.evidence[-1]
+
+
+def test_record_round_trip_and_technology_of() -> None:
+    tech = detect_technology({"$CYT": "Helios"}, ["Time", "Event_length", "Yb173Di"])
+    record = tech.to_dict()
+    assert record["kind"] == "mass_cytometry" and record["label"] == "mass cytometry"
+    assert record["defaults"] == {
+        "compensation": "none",
+        "compensation_reason": tech.compensation_reason,
+        "transform": "arcsinh",
+        "cofactor": 5.0,
+    }
+    assert Technology.from_dict(record) == tech
+    adata = ad.AnnData(np.zeros((2, 1), dtype=np.float32), uns={"nkflow": {"technology": record}})
+    assert technology_of(adata) == tech
+    bare = technology_of(ad.AnnData(np.zeros((2, 1), dtype=np.float32)))
+    assert bare.kind == "flow" and "no technology record" in bare.evidence[0]
+
+
+# ---------------------------------------------------------------- the real files
+def _is_fcs(path: Path) -> bool:
+    if path.suffix.lower() in (".fcs", ".lmd"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(3) == b"FCS"
+
+
+FILES = (
+    sorted(str(p.relative_to(EXTERNAL)) for p in EXTERNAL.rglob("*") if p.is_file() and _is_fcs(p))
+    if EXTERNAL.is_dir()
+    else []
+)
+
+# What each file's keywords and channel names show (inspected with read_fcs_metadata);
+# every file not matched here is conventional flow (BD, Beckman, Thermo Attune, Accuri,
+# Miltenyi, Cytek xP3/xP5 DxP, Stratedigm, Partec, Sysmex, iCyt; MACSQuant's V2-A/B1-A
+# detector names are too few to be spectral).
+EXPECTED = [
+    # $CYT = DVSSCIENCES-CYTOF, Event_length, 52 metal channels Y89Di .. (6 files)
+    ("cytonorm/*", "mass_cytometry"),
+    # $CYT = DVSSCIENCES-CYTOF-6.5.358, Bi209Di .., $PnS 209Bi_CD11b .. 173Yb_CD56 (2 files)
+    ("supercellcyto/*", "mass_cytometry"),
+    # $CYT = Aurora, CREATOR = SpectroFlo 2.2.0, 22 detectors B1-A..B14-A, R1-A..R8-A, $PnS empty
+    ("cytoflow/*/Cytek NL-2000.fcs", "raw_spectral"),
+    # FlowJo exports: all 19 $PnN start with FJComp-, no SPILL left, FLOWCORE_ ranges < 0
+    # (DiVa's APPLY COMPENSATION = TRUE is carried over and is not evidence)
+    ("flowatlas/*", "compensated_export"),
+]
+
+
+def _expected(rel: str) -> str:
+    return next((kind for pattern, kind in EXPECTED if fnmatch.fnmatch(rel, pattern)), "flow")
+
+
+def _metadata(rel: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return read_fcs_metadata(EXTERNAL / rel)
+        except FCSReadError as exc:
+            pytest.skip(f"unreadable on purpose (test_io_fcs_external covers it): {exc.reason}")
+
+
+@pytest.mark.parametrize("rel", FILES)
+def test_real_file_technology(rel: str) -> None:
+    meta = _metadata(rel)
+    tech = detect_technology(meta.keywords, meta.pnn, meta.pns)
+    assert tech.kind == _expected(rel), tech.evidence
+
+
+def test_every_expectation_matches_a_file() -> None:
+    if not FILES:
+        pytest.skip(f"external test data not found at {EXTERNAL}")
+    for pattern, _ in EXPECTED:
+        assert any(fnmatch.fnmatch(rel, pattern) for rel in FILES), pattern
+    # the zoo holds no unmixed spectral export (both Cytek NL files are raw detectors)
+    assert sum(fnmatch.fnmatch(r, "cytonorm/*") for r in FILES) == 6
+
+
+@pytest.mark.parametrize(
+    ("rel", "kind"),
+    [
+        ("supercellcyto/inst/extdata/Data23_Panel3_base_R5_Patient15.fcs", "mass_cytometry"),
+        ("cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs", "raw_spectral"),
+        ("flowkit/data/gate_ref/data1.fcs", "flow"),
+    ],
+)
+def test_read_fcs_records_technology(external: Path, rel: str, kind: str, tmp_path: Path) -> None:
+    """read_fcs records the plain-dict technology; it survives an h5ad round trip."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = read_fcs(external / rel)
+    record = adata.uns["nkflow"]["technology"]
+    assert record["kind"] == kind and technology_of(adata).kind == kind
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["nkflow"]["technology"]
+    assert back["kind"] == kind and list(back["evidence"]) == record["evidence"]
+    assert Technology.from_dict(back) == technology_of(adata)
+
+
+def test_inspect_shows_technology(external: Path) -> None:
+    rels = [
+        "cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs",
+        "cytonorm/inst/extdata/Gates_PTLG021_Unstim_Control_1.fcs",
+        "flowatlas/data/390C/390C_Lung_029.fcs",
+        "flowkit/data/test_comp_example.fcs",
+    ]
+    table = inspect_files([external / r for r in rels])
+    assert table["technology"].tolist() == [_expected(r) for r in rels]
+    assert table["error"].tolist() == [""] * len(rels)
+
+
+def test_pipeline_load_sample_uses_technology_defaults(external: Path) -> None:
+    """The run's per-sample step with the default config: a CyTOF pair gets no
+    compensation (reason recorded) and arcsinh / 5, without a warning; the raw Aurora file
+    is refused with the unmixing message."""
+    from nkflow.config import RunConfig
+    from nkflow.exceptions import UnmixingRequiredError
+    from nkflow.pipeline.sample import SampleTask, load_sample
+
+    def task(rel: str) -> SampleTask:
+        return SampleTask("s", str(external / rel), {}, RunConfig(), "human_blood")
+
+    for rel in [f"cytonorm/inst/extdata/Gates_PTLG021_Unstim_Control_{i}.fcs" for i in (1, 2)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            adata = load_sample(task(rel))
+        nk = adata.uns["nkflow"]
+        assert nk["compensation"]["source"] == "none"
+        assert nk["compensation"]["reason"].startswith("mass cytometry")
+        assert nk["transform"]["kind"] == "arcsinh" and nk["transform"]["requested"] == "auto"
+        assert {p["cofactor"] for p in nk["transform"]["params"].values()} == {5.0}
+        cd56 = adata.var_names[adata.var["marker"] == "CD56"][0]
+        raw = adata.layers["compensated"][:, adata.var_names.get_loc(cd56)]
+        np.testing.assert_allclose(adata[:, cd56].X.ravel(), np.arcsinh(raw / 5), rtol=1e-6)
+    with pytest.raises(UnmixingRequiredError, match=r"need unmixing.*SpectroFlo.*B1-B14, R1-R8"):
+        load_sample(task("cytoflow/cytoflow/tests/data/instruments/Cytek NL-2000.fcs"))
+
+
+def test_sample_summary_carries_technology(sample_data: Path) -> None:
+    """process_sample's summary (status/report/provenance input) has the technology record."""
+    from nkflow.config import RunConfig, replace_values
+    from nkflow.pipeline.sample import SampleTask, process_sample
+
+    path = sorted((sample_data / "human").glob("*_blood_pre_unstim.fcs"))[0]
+    cfg = replace_values(RunConfig(), {"gating.bootstrap": 0})
+    row = {"tissue": "blood", "species": "human"}
+    task = SampleTask("s", str(path), row, cfg, "human_blood", figures=False)
+    summary = process_sample(task)
+    assert summary["technology"]["kind"] == "flow"  # simulated BD-style file with $SPILLOVER
+    assert summary["technology"] == summary["adata"].uns["nkflow"]["technology"]
+    assert summary["compensation"]["source"] == "file" and summary["compensation"]["reason"] == ""
+    assert summary["transform"]["kind"] == "logicle" and summary["transform"]["requested"] == "auto"
