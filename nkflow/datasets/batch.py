@@ -181,6 +181,4 @@ def simulate_batch(
         table.to_csv(index=False, lineterminator="\n", float_format="%.6g"),
     )
     meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
-    return write_text_atomic(
-        out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n")
-    )
+    return write_text_atomic(out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n"))

@@ -138,8 +138,7 @@ class Design:
                 )
             if t.fmo and t.fmo not in self.markers:
                 raise ConfigError(
-                    f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: "
-                    f"{self.markers}"
+                    f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: {self.markers}"
                 )
 
     def areg_net(self, tube: Tube) -> dict[str, float]:

@@ -105,8 +105,7 @@ class MassPanel:
             if key in (c.marker, c.pnn):
                 return i
         raise ConfigError(
-            f"mass panel {self.name} has no marker or channel {key!r}; markers: "
-            f"{self.markers}"
+            f"mass panel {self.name} has no marker or channel {key!r}; markers: {self.markers}"
         )
 
     def crosstalk(self) -> np.ndarray:

@@ -304,9 +304,7 @@ def simulate_sample(
     p, med, sd = marker_table(species, tissue, stimulated=stim)
     rates = functional_rates(species, stimulation, areg_net if stim else None)
     func_cols = [panel.markers.index(m) if m in panel.markers else None for m in FUNCTIONAL]
-    res_idx = (
-        [panel.index(m) for m in prof.residency] if species == "human" else []
-    )
+    res_idx = [panel.index(m) for m in prof.residency] if species == "human" else []
     tr_mask = np.array([lab.endswith("_tr") for lab in labels])
     # a CD69+ circulating NK is activated, not resident: it carries no residency receptor
     circ_cd69 = (
@@ -422,4 +420,3 @@ def simulate_sample(
         planted=planted,
         label_probabilities=pd.Series(prob, index=list(labels), name="probability"),
     )
-
