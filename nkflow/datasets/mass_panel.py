@@ -26,10 +26,12 @@ from .panels import get_panel
 from .populations import HUMAN_LABELS, HUMAN_NK, marker_table
 
 __all__ = [
+    "BACKGROUND",
     "GAUSSIAN_CHANNELS",
     "HUMAN_MASS_LABELS",
     "MassChannel",
     "MassPanel",
+    "background_means",
     "get_mass_panel",
     "mass_marker_table",
 ]
