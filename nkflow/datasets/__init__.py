@@ -1,6 +1,8 @@
 """Simulated NK-cell flow cytometry batches with ground truth, and the committed sample data.
 
-- :func:`simulate_sample` simulates one tube in memory (events, keywords, truth);
+- :func:`simulate_sample` simulates one tube in memory (events, keywords, truth), as
+  conventional flow cytometry (``technology="flow"``) or mass cytometry (``"mass"``:
+  Helios-like ion counts, DNA, cisplatin, event length, beads; human panel nkflow-HM18);
 - :func:`simulate_batch` writes FCS 3.1 files, ``metadata.csv`` and ``truth/``;
 - :func:`make_design` builds donors x tissues x timepoints x (unstim, stim) + controls;
 - :func:`truth_membership` turns leaf labels into gate memberships for scoring gating;
@@ -12,19 +14,25 @@ from __future__ import annotations
 
 from .batch import simulate_batch, write_sample
 from .design import Design, Tube, default_areg_rules, make_design
+from .mass_panel import HUMAN_MASS_LABELS, MassChannel, MassPanel, get_mass_panel
 from .panels import Panel, get_panel
 from .paths import make_sample_data, sample_data_design, sample_data_dir
 from .populations import labels_for
-from .simulate import SimulatedSample, functional_rates, simulate_sample
+from .simulate import TECHNOLOGIES, SimulatedSample, functional_rates, simulate_sample
 from .truth import population_leaves, population_names, truth_membership
 
 __all__ = [
+    "HUMAN_MASS_LABELS",
+    "TECHNOLOGIES",
     "Design",
+    "MassChannel",
+    "MassPanel",
     "Panel",
     "SimulatedSample",
     "Tube",
     "default_areg_rules",
     "functional_rates",
+    "get_mass_panel",
     "get_panel",
     "labels_for",
     "make_design",

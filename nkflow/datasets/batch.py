@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..exceptions import ConfigError
 from ..io.fcs_write import write_fcs
 from ..io.write import write_bytes_atomic, write_text_atomic
 from .design import Design, Tube, make_design
@@ -45,13 +46,14 @@ def simulate_tube(design: Design, tube: Tube, *, random_state: int = 0) -> Simul
         ilc_boost=tube.ilc_boost,
         clog=tube.clog,
         random_state=random_state,
+        technology=design.technology,
     )
 
 
 def write_sample(
     sample: SimulatedSample, path: str | Path, *, keywords: dict[str, str] | None = None
 ) -> Path:
-    """Write a simulated sample as FCS 3.1 (raw events, ``$SPILLOVER`` attached).
+    """Write a simulated sample as FCS 3.1 (raw events, ``$SPILLOVER`` attached if any).
 
     Parameters
     ----------
@@ -75,7 +77,10 @@ def write_sample(
         sample.channels,
         markers=sample.markers,
         keywords=kw,
-        spillover=(sample.spillover_channels, sample.spillover),
+        spillover=(
+            (sample.spillover_channels, sample.spillover) if sample.spillover_channels else None
+        ),
+        ranges=sample.ranges,
     )
 
 
@@ -92,6 +97,7 @@ def simulate_batch(
     design: Design | None = None,
     n_events: int = 50_000,
     random_state: int = 0,
+    technology: str | None = None,
 ) -> Path:
     """Simulate a batch and write it to ``out_dir``.
 
@@ -112,6 +118,9 @@ def simulate_batch(
         Events per tube of the default design.
     random_state
         Seed.
+    technology
+        ``"flow"`` (default) or ``"mass"`` (Helios-like CyTOF files, human only). With a
+        ``design``, ``None`` takes the design's technology; a different value is an error.
 
     Returns
     -------
@@ -120,20 +129,26 @@ def simulate_batch(
     """
     out = Path(out_dir)
     if design is None:
-        design = make_design(species, n_events=n_events)
+        design = make_design(species, n_events=n_events, technology=technology or "flow")
+    elif technology is not None and technology != design.technology:
+        raise ConfigError(
+            f"technology {technology!r} differs from the design's {design.technology!r}; "
+            f"build the design with make_design(..., technology={technology!r})"
+        )
     rows = []
     planted = []
     clock = float(_START_SECONDS)
     for tube in design.tubes:
         sample = simulate_tube(design, tube, random_state=random_state)
-        duration = float(sample.data[-1, -1]) * 0.01 if len(sample.data) else 0.0
+        time = sample.data[-1, sample.channels.index("Time")] if len(sample.data) else 0.0
+        duration = float(time) * sample.timestep
         fname = f"{tube.sample_id}.fcs"
         write_sample(
             sample,
             out / fname,
             keywords={
                 "$DATE": design.date,
-                "$CYT": design.cytometer,
+                "$CYT": design.cytometer or sample.keywords["$CYT"],
                 "$BTIM": _hms(clock),
                 "$ETIM": _hms(clock + duration),
                 "TUBE NAME": tube.sample_id,
@@ -166,6 +181,4 @@ def simulate_batch(
         table.to_csv(index=False, lineterminator="\n", float_format="%.6g"),
     )
     meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
-    return write_text_atomic(
-        out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n")
-    )
+    return write_text_atomic(out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from ..exceptions import ConfigError
 from ..io.write import safe_name
+from .mass_panel import get_mass_panel
 from .panels import get_panel
 from .populations import TISSUES
 
@@ -90,7 +91,10 @@ class Design:
     date
         ``$DATE`` of the acquisition (``dd-MMM-yyyy``).
     cytometer
-        ``$CYT``.
+        ``$CYT``; ``""`` means the technology's instrument (FACSymphony A5 for flow,
+        Helios for mass cytometry).
+    technology
+        ``"flow"`` or ``"mass"`` (human only).
     """
 
     species: str
@@ -98,11 +102,21 @@ class Design:
     areg_rules: tuple[tuple[str, str, str, str, float], ...] = ()
     batch: str = "B1"
     date: str = "12-MAR-2024"
-    cytometer: str = "FACSymphony A5"
+    cytometer: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    technology: str = "flow"
+
+    @property
+    def markers(self) -> list[str]:
+        """Canonical markers of the design's panel (what an FMO may leave out)."""
+        if self.technology == "mass":
+            return get_mass_panel(self.species).markers
+        return get_panel(self.species).markers
 
     def __post_init__(self) -> None:
         get_panel(self.species)
+        if self.technology not in ("flow", "mass"):
+            raise ConfigError(f"technology {self.technology!r}; valid: flow, mass")
         ids = [t.sample_id for t in self.tubes]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -122,10 +136,9 @@ class Design:
                 raise ConfigError(
                     f"tube {t.sample_id}: stimulation {t.stimulation!r}; valid: unstim, stim"
                 )
-            if t.fmo and t.fmo not in get_panel(self.species).markers:
+            if t.fmo and t.fmo not in self.markers:
                 raise ConfigError(
-                    f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: "
-                    f"{get_panel(self.species).markers}"
+                    f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: {self.markers}"
                 )
 
     def areg_net(self, tube: Tube) -> dict[str, float]:
@@ -190,6 +203,7 @@ def make_design(
     nk_enrichment: float = 1.0,
     areg_rules: Sequence[tuple[str, str, str, str, float]] | None = None,
     batch: str = "B1",
+    technology: str = "flow",
 ) -> Design:
     """Build a design: donors x tissues x timepoints x (unstim, stim) plus controls.
 
@@ -217,6 +231,8 @@ def make_design(
         AREG rules (default :func:`default_areg_rules`).
     batch
         Batch id.
+    technology
+        ``"flow"`` or ``"mass"`` (mass cytometry, human only).
 
     Returns
     -------
@@ -224,6 +240,8 @@ def make_design(
         The design (tubes in acquisition order).
     """
     get_panel(species)
+    if technology == "mass":
+        get_mass_panel(species)
     tissues = tuple(TISSUES[species] if tissues is None else tissues)
     if n_events < 1:
         raise ConfigError(f"n_events must be >= 1; got {n_events}")
@@ -255,4 +273,4 @@ def make_design(
         target = _sid(donors[-1], tissues[0], timepoints[0], "stim")
         tubes = [replace(t, clog=True) if t.sample_id == target else t for t in tubes]
     rules = default_areg_rules(species) if areg_rules is None else tuple(areg_rules)
-    return Design(species, tuple(tubes), tuple(rules), batch=batch)
+    return Design(species, tuple(tubes), tuple(rules), batch=batch, technology=technology)

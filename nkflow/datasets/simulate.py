@@ -38,9 +38,17 @@ from .populations import (
 )
 from .truth import planted_rates
 
-__all__ = ["FUNCTIONAL", "SimulatedSample", "functional_rates", "simulate_sample"]
+__all__ = [
+    "FUNCTIONAL",
+    "TECHNOLOGIES",
+    "SimulatedSample",
+    "draw_stains",
+    "functional_rates",
+    "simulate_sample",
+]
 
 FUNCTIONAL = ("AREG", "IFN-g", "CD107a")
+TECHNOLOGIES = ("flow", "mass")
 MAX_VALUE = 262143.0
 TIMESTEP = 0.01
 # (median, sdlog) of a producing cell's stain, linear units.
@@ -57,9 +65,10 @@ class SimulatedSample:
     data
         float32 raw (uncompensated) events, shape (events, channels).
     channels
-        ``$PnN`` per column: FSC-A, FSC-H, SSC-A, SSC-H, fluorescence, Time.
+        ``$PnN`` per column: FSC-A, FSC-H, SSC-A, SSC-H, fluorescence, Time (flow); see
+        :mod:`nkflow.datasets.mass` for mass cytometry.
     markers
-        ``$PnS`` per column (``""`` for scatter and Time).
+        ``$PnS`` per column (``""`` for scatter, Time and instrument parameters).
     spillover_channels, spillover
         Detectors and spillover matrix written to ``$SPILLOVER`` and applied.
     keywords
@@ -71,6 +80,13 @@ class SimulatedSample:
         ``population, marker, planted_percent``: expected producer percent per population.
     label_probabilities
         Probability of each leaf label in this tube.
+    ranges
+        ``$PnR`` per column, or ``None`` for the 18-bit default (262144).
+    timestep
+        Seconds per unit of the ``Time`` column.
+    technology
+        ``"flow"`` or ``"mass"``. Mass-cytometry samples have no spillover (empty
+        ``spillover_channels``, a 0 x 0 ``spillover``) and hold ion counts.
     """
 
     data: np.ndarray
@@ -82,10 +98,15 @@ class SimulatedSample:
     truth: pd.DataFrame
     planted: pd.DataFrame
     label_probabilities: pd.Series
+    ranges: list[float] | None = None
+    timestep: float = TIMESTEP
+    technology: str = "flow"
 
     def compensated(self) -> np.ndarray:
         """Events with the spillover removed (float64), same columns as ``data``."""
         out = self.data.astype(float)
+        if not self.spillover_channels:
+            return out
         idx = [self.channels.index(c) for c in self.spillover_channels]
         out[:, idx] = out[:, idx] @ np.linalg.inv(self.spillover)
         return out
@@ -143,9 +164,16 @@ def _draw(rng: np.random.Generator, p: np.ndarray, med: np.ndarray, sd: np.ndarr
     return z
 
 
-def _cells(rng, codes, tables, residency, af_scale):
-    """Simulate singlets: (stains, fsc_a, fsc_h, ssc_a, ssc_h, af amplitude, functional)."""
-    p, med, sd, scat, rates, func_cols, res_idx, tr_mask, circ_cd69 = tables
+def draw_stains(rng, codes, tables, levels=None):
+    """Stain levels and functional truth of singlets with leaf label ``codes``.
+
+    ``tables`` is ``(p, median, sdlog, _, rates, func_cols, res_idx, tr_mask, circ_cd69)``
+    (the fourth item is not used here); ``levels`` maps each functional marker to the
+    ``(median, sdlog)`` of a producing cell (default: fluorescence units). Shared by the
+    flow and the mass-cytometry simulators; the random draws come in a fixed order.
+    """
+    p, med, sd, _, rates, func_cols, res_idx, tr_mask, circ_cd69 = tables
+    levels = _FUNCTIONAL_LEVEL if levels is None else levels
     n = codes.size
     stains = _draw(rng, p, med, sd, codes)
     if circ_cd69 is not None:
@@ -165,8 +193,16 @@ def _cells(rng, codes, tables, residency, af_scale):
         func[:, k] = rng.random(n) < rates[marker][codes]
         col = func_cols[k]
         if col is not None:
-            m, s = _FUNCTIONAL_LEVEL[marker]
+            m, s = levels[marker]
             stains[:, col] += func[:, k] * m * np.exp(s * rng.standard_normal(n))
+    return stains, func
+
+
+def _cells(rng, codes, tables, residency, af_scale):
+    """Simulate singlets: (stains, fsc_a, fsc_h, ssc_a, ssc_h, af amplitude, functional)."""
+    scat = tables[3]
+    n = codes.size
+    stains, func = draw_stains(rng, codes, tables)
     # cell size: bigger cells scatter more and carry more antigen (surface ~ size^2),
     # which gives real populations their slight diagonal elongation
     size = np.exp(0.1 * rng.standard_normal(n))
@@ -199,13 +235,15 @@ def simulate_sample(
     ilc_boost: float = 1.0,
     clog: bool = False,
     random_state: int = 0,
+    technology: str = "flow",
 ) -> SimulatedSample:
     """Simulate one tube and return its events and truth in memory.
 
     Parameters
     ----------
     species
-        ``"human"`` (panel nkflow-H16) or ``"mouse"`` (nkflow-M15).
+        ``"human"`` (panel nkflow-H16; mass cytometry: nkflow-HM18) or ``"mouse"``
+        (nkflow-M15, flow only).
     tissue
         Human: blood, liver, lung, tumour; mouse: liver, spleen.
     stimulation
@@ -226,12 +264,27 @@ def simulate_sample(
         Simulate an acquisition clog.
     random_state
         Seed; the same arguments and seed give identical events.
+    technology
+        ``"flow"`` (scatter, fluorescence with spillover) or ``"mass"`` (a Helios-like
+        CyTOF tube of ion counts: DNA, cisplatin, event length, beads; see
+        :func:`nkflow.datasets.mass.simulate_mass`).
 
     Returns
     -------
     SimulatedSample
         Events, channels, keywords, spillover and truth.
     """
+    if technology == "mass":
+        from .mass import simulate_mass  # builds on this module's helpers
+
+        return simulate_mass(
+            species, tissue, stimulation=stimulation, n_events=n_events, fmo=fmo,
+            areg_net=areg_net, donor=donor, timepoint=timepoint,
+            nk_enrichment=nk_enrichment, ilc_boost=ilc_boost, clog=clog,
+            random_state=random_state,
+        )  # fmt: skip
+    if technology != "flow":
+        raise ConfigError(f"technology {technology!r}; valid: {list(TECHNOLOGIES)}")
     panel = get_panel(species)
     prof = tissue_profile(species, tissue)
     if n_events < 1:
@@ -251,9 +304,7 @@ def simulate_sample(
     p, med, sd = marker_table(species, tissue, stimulated=stim)
     rates = functional_rates(species, stimulation, areg_net if stim else None)
     func_cols = [panel.markers.index(m) if m in panel.markers else None for m in FUNCTIONAL]
-    res_idx = (
-        [panel.index(m) for m in prof.residency] if species == "human" else []
-    )
+    res_idx = [panel.index(m) for m in prof.residency] if species == "human" else []
     tr_mask = np.array([lab.endswith("_tr") for lab in labels])
     # a CD69+ circulating NK is activated, not resident: it carries no residency receptor
     circ_cd69 = (
@@ -369,4 +420,3 @@ def simulate_sample(
         planted=planted,
         label_probabilities=pd.Series(prob, index=list(labels), name="probability"),
     )
-
