@@ -203,6 +203,8 @@ def test_check_fails_on_unusable_files(
     # the consistency report for the readable files is still printed
     assert "good1" in result.stdout and "Marker -> channel" in result.stdout
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
+
+
 @pytest.mark.parametrize("command", ["run", "gate"])
 @pytest.mark.parametrize(
     ("flags", "matrix", "method"),
