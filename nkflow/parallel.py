@@ -6,16 +6,23 @@ order, whatever happens: an exception in one sample becomes that sample's outcom
 and the others go on. A worker process that dies (killed, out of memory, crashed in
 native code) does not lose the batch: the unfinished samples are run again, each in
 a fresh process of its own, so only the sample that kills its worker fails.
+
+Workers are started with ``spawn``, and nkflow starts them without re-running the
+caller's script: a plain ``.py`` file calling :func:`nkflow.run` works with or without
+an ``if __name__ == "__main__":`` guard (workers only ever run nkflow's own functions).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import multiprocessing
 import os
+import sys
 import traceback
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -247,8 +254,9 @@ class SampleExecutor:
         pending: dict[Future[TaskOutcome], tuple[str, Any]] = {}
         unfinished: list[tuple[str, Any]] = []
         try:
-            for key, arg in items:
-                pending[self._pool.submit(_call, func, key, arg)] = (key, arg)
+            with _caller_script_hidden():  # submit() starts the worker processes
+                for key, arg in items:
+                    pending[self._pool.submit(_call, func, key, arg)] = (key, arg)
         except BrokenProcessPool:  # a worker died while this wave was being submitted
             done_keys = {pending[f][0] for f in pending}
             unfinished.extend(it for it in items if it[0] not in done_keys)
@@ -326,10 +334,34 @@ def _new_pool(n: int) -> ProcessPoolExecutor:
     )
 
 
+@contextlib.contextmanager
+def _caller_script_hidden() -> Iterator[None]:
+    """Start ``spawn`` workers without them re-importing the caller's ``__main__``.
+
+    A spawned worker imports the parent's main script (as ``__mp_main__``) so that
+    functions defined there can be unpickled. nkflow's workers only run nkflow's own
+    functions, and re-importing a script without an ``if __name__ == "__main__":``
+    guard would run the script's ``nk.run(...)`` again inside every worker, which
+    breaks the pool. While workers start, the parent's ``__main__`` is a blank module,
+    so the workers have no script to import.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or not (getattr(main, "__file__", None) or getattr(main, "__spec__", None)):
+        yield  # a notebook or an interactive session: nothing to hide
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
     with _new_pool(1) as pool:
         try:
-            return pool.submit(_call, func, key, arg).result()
+            with _caller_script_hidden():
+                future = pool.submit(_call, func, key, arg)
+            return future.result()
         except BrokenProcessPool as exc:
             return TaskOutcome(
                 key, None, exc, "the worker process died while processing this sample"
