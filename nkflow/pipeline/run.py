@@ -37,6 +37,7 @@ from .steps import (
     is_stimulated,
     template_hashes,
 )
+from .tables import POPULATION_COLUMNS, THRESHOLD_COLUMNS, add_linear_thresholds, order_columns
 
 __all__ = ["default_out_dir", "run"]
 
@@ -303,6 +304,23 @@ class RunState:
         ]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def thresholds_table(self, batch_level: pd.DataFrame) -> pd.DataFrame:
+        """Batch-level and per-sample thresholds, in contract order, with linear units."""
+        parts = [batch_level.drop(columns=["template"], errors="ignore"),
+                 self.gather("thresholds")]  # fmt: skip
+        parts = [t for t in parts if not t.empty]
+        if not parts:
+            return pd.DataFrame()
+        transforms = {
+            sid: s["transform"] for sid, s in self.summaries.items() if s.get("transform")
+        }
+        groups = {
+            str(r["sample_id"]): (str(r["tissue"]), str(r["batch"]))
+            for _, r in self.meta.iterrows()
+        }
+        table = add_linear_thresholds(pd.concat(parts, ignore_index=True), transforms, groups)
+        return order_columns(table, THRESHOLD_COLUMNS)
+
     def qc_table(self) -> pd.DataFrame:
         rows = []
         for sid in self.meta["sample_id"].astype(str):
@@ -464,14 +482,8 @@ def _run_prepared(
         figures.update(_score_figures(result))
         state.progress("scoring", 1, 1)
 
-    tables["populations"] = state.gather("populations")
-    all_thresholds = [thresholds.drop(columns=["template"], errors="ignore"),
-                      state.gather("thresholds")]  # fmt: skip
-    tables["thresholds"] = (
-        pd.concat([t for t in all_thresholds if not t.empty], ignore_index=True)
-        if any(not t.empty for t in all_thresholds)
-        else pd.DataFrame()
-    )
+    tables["populations"] = order_columns(state.gather("populations"), POPULATION_COLUMNS)
+    tables["thresholds"] = state.thresholds_table(thresholds)
     tables["counts"] = counts
     tables["qc"] = state.qc_table()
     tables["status"] = state.status_table()

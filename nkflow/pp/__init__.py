@@ -17,6 +17,7 @@ from .transform import (
     estimate_logicle_w,
     logicle,
     logicle_inverse,
+    to_linear,
     transform,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "read_spillover_matrix",
     "spillover_from_adata",
     "subsample",
+    "to_linear",
     "transform",
 ]

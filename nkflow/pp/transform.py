@@ -31,6 +31,7 @@ __all__ = [
     "estimate_logicle_w",
     "logicle",
     "logicle_inverse",
+    "to_linear",
     "transform",
 ]
 
@@ -121,6 +122,36 @@ def logicle_inverse(
     arr = np.asarray(values)
     out = _logicle.inverse(p, arr)
     return out.astype(np.float32) if arr.dtype == np.float32 else out
+
+
+def to_linear(
+    values: np.ndarray | Sequence[float], channel: str, record: Mapping[str, Any]
+) -> np.ndarray | None:
+    """Values on a channel's transformed scale back in the instrument's linear units.
+
+    Parameters
+    ----------
+    values
+        Transformed values (a threshold, its interval, a median).
+    channel
+        The ``$PnN`` channel they belong to.
+    record
+        The container's transform record, ``uns["nkflow"]["transform"]`` (also kept in
+        a pipeline sample's ``result.json``).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Linear values (float64), or ``None`` when the record has no parameters for the
+        channel (it was not transformed, e.g. scatter: its values are already linear).
+    """
+    params = (record.get("params") or {}).get(channel)
+    if not params:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if record.get("kind") == "arcsinh":
+        return arcsinh_inverse(arr, cofactor=float(params["cofactor"]))
+    return logicle_inverse(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
 
 
 def _check_cofactor(cofactor: float) -> float:
