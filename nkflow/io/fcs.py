@@ -39,7 +39,8 @@ from ..exceptions import (
     PanelError,
 )
 from .fcs_data import decode_events
-from .fcs_text import read_fcs_metadata
+from .fcs_keywords import unexpected_reason, whole_number
+from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
     PanelLike,
     canonical_marker,
@@ -130,10 +131,9 @@ def parse_spillover(
     def unusable(reason: str) -> None:
         warnings.warn(f"{path}: {key} ignored: {reason}", FCSQuirkWarning, stacklevel=3)
 
-    try:
-        n = int(float(parts[0]))
-    except ValueError:
-        unusable(f"first value {parts[0][:20]!r} is not a channel count")
+    n = whole_number(parts[0], "channels")
+    if isinstance(n, str):
+        unusable(f"first value {parts[0][:20]!r} is {n}")
         return None
     if n <= 0:
         return None
@@ -161,7 +161,7 @@ def parse_spillover(
             channels.append(ref)
         elif norm(ref) in by_norm:
             channels.append(by_norm[norm(ref)])
-        elif ref.isdigit() and 1 <= int(ref) <= len(pnn):
+        elif ref.isascii() and ref.isdigit() and 1 <= int(ref) <= len(pnn):
             channels.append(pnn[int(ref) - 1])
         elif norm(ref) in by_pns:
             channels.append(by_pns[norm(ref)])
@@ -185,7 +185,10 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
     if not bad.any():
         return None
     per_channel = bad.sum(axis=0)
-    listing = ", ".join(f"{names[j]} ({int(c)})" for j, c in enumerate(per_channel) if c)
+    hit = np.flatnonzero(per_channel)
+    listing = ", ".join(f"{names[j]} ({int(per_channel[j])})" for j in hit[:10])
+    if len(hit) > 10:
+        listing += f" ... ({len(hit)} channels in all)"
     if nonfinite != "drop":
         raise FCSReadError(
             path,
@@ -267,8 +270,9 @@ def _build(
     required_markers: Iterable[str],
     preprocess: bool,
     nonfinite: str,
+    max_parameters: int,
 ) -> ad.AnnData:
-    meta = read_fcs_metadata(path, dataset=dataset)
+    meta = read_fcs_metadata(path, dataset=dataset, max_parameters=max_parameters)
     names = meta.pnn
     info = _sample_info(path, sample_id, metadata)
     species = info.get("species") or None
@@ -372,6 +376,7 @@ def read_fcs(
     required_markers: Iterable[str] = (),
     preprocess: bool = True,
     nonfinite: str = "raise",
+    max_parameters: int = MAX_PARAMETERS,
 ) -> ad.AnnData:
     """Read one FCS data set into the nkflow container.
 
@@ -399,8 +404,12 @@ def read_fcs(
         ``"raise"`` (default): NaN/Inf event values raise :class:`FCSReadError`.
         ``"drop"``: events holding them are dropped with a warning; ``obs_names`` keep the
         original event numbers.
-
-    Returns
+    max_parameters
+        Refuse (:class:`FCSReadError`) a file whose ``$PAR`` declares more parameters
+        than this. The default, :data:`nkflow.io.fcs_text.MAX_PARAMETERS` (5,000), is
+        ten times what spectral cytometers write (440+), so only damaged or hostile
+        files hit it; everything downstream (QC, compensation, clustering) scales with
+        the channel count.
     -------
     anndata.AnnData
         ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
@@ -435,6 +444,7 @@ def read_fcs(
             required_markers=required_markers,
             preprocess=preprocess,
             nonfinite=nonfinite,
+            max_parameters=max_parameters,
         )
     except NkflowError:
         raise
@@ -442,7 +452,7 @@ def read_fcs(
         raise FCSReadError(path, "not enough memory to hold the events") from None
     except _UNEXPECTED as exc:
         logger.debug("unexpected error reading %s", path, exc_info=True)
-        raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+        raise FCSReadError(path, unexpected_reason(exc, "decoding events")) from None
 
 
 def sample_info(adata: Any) -> dict[str, Any]:
