@@ -39,7 +39,7 @@ from ..exceptions import (
     PanelError,
 )
 from .fcs_data import decode_events
-from .fcs_keywords import unexpected_reason, whole_number
+from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
 from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
     PanelLike,
@@ -96,6 +96,19 @@ def channel_kind(name: str) -> str:
     if low in ("fs", "ss") or low.startswith(("forward scatter", "side scatter")):
         return "scatter"
     return "fluorescence"
+
+
+_TYPE_KIND = {"forward_scatter": "scatter", "side_scatter": "scatter", "time": "time"}
+
+
+def _kinds(names: list[str], types: list[str] | None) -> list[str]:
+    """``var["kind"]``: FCS 3.2 ``$PnTYPE`` when it says scatter or time, else the name."""
+    kinds = [channel_kind(n) for n in names]
+    for j, value in enumerate(types or []):
+        kind = _TYPE_KIND.get(value.lower())
+        if kind is not None:
+            kinds[j] = kind
+    return kinds
 
 
 def parse_spillover(
@@ -288,16 +301,18 @@ def _build(
         have = [f"{m} ({c})" for m, c in zip(markers, names, strict=True) if m] or names
         raise ChannelNotFoundError(", ".join(missing), have, source=path)
     n_events = int(meta.n_events)
-    var = pd.DataFrame(
-        {
-            "marker": markers,
-            "pns": [s.strip() for s in meta.pns],
-            "kind": [channel_kind(n) for n in names],
-            "range": np.asarray(meta.pnr, dtype=float),
-            "transform": [""] * len(names),
-        },
-        index=pd.Index(names, dtype=object),
-    )
+    described = channel_descriptors(meta.keywords, len(names))
+    columns = {
+        "marker": markers,
+        "pns": [s.strip() for s in meta.pns],
+        "kind": _kinds(names, described.get("type")),
+        "range": np.asarray(meta.pnr, dtype=float),
+        "transform": [""] * len(names),
+    }
+    columns.update(described)
+    if len(set(meta.datatypes)) > 1:
+        columns["datatype"] = list(meta.datatypes)
+    var = pd.DataFrame(columns, index=pd.Index(names, dtype=object))
     fcs = {
         "version": meta.version,
         "n_events": n_events,
@@ -309,6 +324,7 @@ def _build(
         "dataset": int(meta.dataset),
         "n_datasets": int(meta.n_datasets),
         "quirks": list(meta.quirks),
+        "unstained_centers": meta.unstained_centers,
         "keywords": dict(meta.keywords),
     }
     uns = {
@@ -414,7 +430,14 @@ def read_fcs(
     anndata.AnnData
         ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
         ``kind``, ``range``, ``transform``; ``obs["sample_id"]``; ``uns["nkflow"]`` with
-        ``version``, ``sample``, ``fcs`` and ``spillover``.
+        ``version``, ``sample``, ``fcs`` and ``spillover``. FCS 3.2 channel descriptions
+        add ``var`` columns ``type`` (``$PnTYPE``: Forward_Scatter, Side_Scatter,
+        Raw_Fluorescence, Unmixed_Fluorescence, Mass, Time, ...), ``detector``
+        (``$PnDET``), ``tag`` (``$PnTAG``), ``analyte`` (``$PnANALYTE``) and ``feature``
+        (``$PnFEATURE``: Area, Height, Width), each only when the file has it (``""`` for
+        channels without); ``datatype`` (I/F/D) when ``$PnDATATYPE`` mixes data types.
+        ``uns["nkflow"]["fcs"]["unstained_centers"]`` is ``$UNSTAINEDCENTERS`` as
+        ``{channel: value}`` (None when absent).
 
     Raises
     ------

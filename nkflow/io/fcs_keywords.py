@@ -14,11 +14,15 @@ from pathlib import Path
 from ..exceptions import FCSQuirkWarning, FCSReadError
 
 __all__ = [
+    "CHANNEL_DESCRIPTORS",
     "Context",
+    "channel_descriptors",
     "channel_layout",
+    "check_fcs32",
     "int_keyword",
     "number_value",
     "parse_byteorder",
+    "parse_unstained_centers",
     "resolve_data",
     "shown",
     "unexpected_reason",
@@ -416,3 +420,88 @@ def resolve_data(
             f"whole file ({file_size} bytes): truncated file or corrupt $TOT"
         )
     raise ctx.fail("; ".join(dict.fromkeys(problems)) or "cannot locate the DATA segment")
+
+
+#: FCS 3.2 per-channel descriptions exposed as ``var`` columns: column -> keyword ``$Pn<X>``.
+CHANNEL_DESCRIPTORS = {
+    "type": "TYPE",
+    "detector": "DET",
+    "tag": "TAG",
+    "analyte": "ANALYTE",
+    "feature": "FEATURE",
+}
+_FEATURES = ("Area", "Height", "Width")
+
+
+def channel_descriptors(kw: dict[str, str], n_par: int) -> dict[str, list[str]]:
+    """The FCS 3.2 ``$PnTYPE/$PnDET/$PnTAG/$PnANALYTE/$PnFEATURE`` the file carries.
+
+    Only keywords present on at least one channel get a column; channels without the
+    keyword get ``""``. Values are kept as written (stripped).
+    """
+    out: dict[str, list[str]] = {}
+    for column, suffix in CHANNEL_DESCRIPTORS.items():
+        values = [kw.get(f"$P{i}{suffix}", "").strip() for i in range(1, n_par + 1)]
+        if any(values):
+            out[column] = values
+    return out
+
+
+def check_fcs32(kw: dict[str, str], version: str, chans: dict[str, list], ctx: Context) -> None:
+    """Name (as quirks) departures from the FCS 3.2 rules that do not stop reading.
+
+    FCS 3.2 requires ``$CYT``; ``$PnDATATYPE`` does not exist before 3.2 (honoured
+    anyway); ``$PnFEATURE`` is one of Area, Height, Width; ``$PnG`` must not be combined
+    with logarithmic ``$PnE`` (both are applied, as FlowKit does).
+    """
+    n_par = len(chans["pnn"])
+    if version == "3.2" and not kw.get("$CYT", "").strip():
+        ctx.quirk("FCS 3.2 requires $CYT (the cytometer); it is missing")
+    own_types = [f"$P{i}DATATYPE" for i in range(1, n_par + 1) if kw.get(f"$P{i}DATATYPE")]
+    if own_types and version != "3.2":
+        ctx.quirk(
+            f"{_listing(own_types)}: per-channel data types are an FCS 3.2 keyword in an "
+            f"FCS {version} file; honoured"
+        )
+    odd_features = [
+        f"$P{i}FEATURE={shown(v)}"
+        for i in range(1, n_par + 1)
+        if (v := kw.get(f"$P{i}FEATURE", "").strip()) and v not in _FEATURES
+    ]
+    if odd_features:
+        ctx.quirk(f"{_listing(odd_features)}: FCS 3.2 $PnFEATURE is one of Area, Height, Width")
+    log_gain = [
+        f"$P{i + 1}"
+        for i, ((decades, _), gain) in enumerate(zip(chans["pne"], chans["png"], strict=True))
+        if decades > 0 and gain not in (0.0, 1.0)
+    ]
+    if log_gain:
+        ctx.quirk(
+            f"{_listing(log_gain)}: gain ($PnG) on a logarithmic channel ($PnE), which FCS "
+            "3.2 forbids; both applied"
+        )
+
+
+def parse_unstained_centers(
+    kw: dict[str, str], pnn: list[str], ctx: Context
+) -> dict[str, float] | None:
+    """FCS 3.2 ``$UNSTAINEDCENTERS`` (``n,name_1..name_n,value_1..value_n``) as a dict.
+
+    None when absent; a quirk names the problem when present but unusable.
+    """
+    raw = kw.get("$UNSTAINEDCENTERS", "").strip()
+    if not raw:
+        return None
+    parts = [p.strip() for p in raw.split(",")]
+    n = whole_number(parts[0], "channels")
+    if isinstance(n, str) or n == 0 or len(parts) != 1 + 2 * n:
+        ctx.quirk(f"$UNSTAINEDCENTERS={shown(raw)} is not n,names,values; ignored")
+        return None
+    names, values = parts[1 : 1 + n], [number_value(v, math.nan) for v in parts[1 + n :]]
+    known = set(pnn)
+    unknown = [name for name in names if name not in known]
+    if unknown or any(v is None for v in values):
+        why = f"names {unknown[:3]} are not $PnN" if unknown else "a value is not a number"
+        ctx.quirk(f"$UNSTAINEDCENTERS ignored: {why}")
+        return None
+    return {name: float(v) for name, v in zip(names, values, strict=True)}  # type: ignore[arg-type]

@@ -7,8 +7,15 @@ enough to run over a whole batch before any event is decoded. The result is an
 Quirks that mature readers tolerate are accepted with an :class:`FCSQuirkWarning` that
 names the quirk; anything that cannot be read raises :class:`FCSReadError` naming the file.
 
+FCS 3.2 (ISAC 2020) is read too: per-channel data types (``$PnDATATYPE``, so integer and
+float channels can share one DATA segment), an optional ``$MODE``, ``$BEGINDATETIME`` in
+place of ``$DATE``, ``$UNSTAINEDCENTERS``, and the channel descriptions ``$PnTYPE``,
+``$PnDET``, ``$PnTAG``, ``$PnANALYTE``, ``$PnFEATURE`` (exposed in ``var`` by
+:func:`nkflow.io.read_fcs`).
+
 Reference: Spidlen et al., "Data File Standard for Flow Cytometry, version FCS 3.1",
-Cytometry A 2010;77:97-100 (and the FCS 2.0 / 3.0 standards it supersedes).
+Cytometry A 2010;77:97-100 (and the FCS 2.0 / 3.0 standards it supersedes); ISAC, "Data
+File Standard for Flow Cytometry, version FCS 3.2" (2020).
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from ..exceptions import FCSQuirkWarning, FCSReadError
 from .fcs_keywords import (
     Context,
     channel_layout,
+    check_fcs32,
     int_keyword,
     parse_byteorder,
+    parse_unstained_centers,
     resolve_data,
     shown,
     unexpected_reason,
@@ -81,6 +90,8 @@ class FCSMetadata:
         Absolute byte offset of the DATA segment and the number of bytes to decode.
     quirks
         One line per tolerated quirk (also emitted as warnings).
+    unstained_centers
+        FCS 3.2 ``$UNSTAINEDCENTERS`` as ``{$PnN: value}``, or None.
     """
 
     path: Path
@@ -103,6 +114,7 @@ class FCSMetadata:
     data_start: int
     data_nbytes: int
     quirks: list[str] = field(default_factory=list)
+    unstained_centers: dict[str, float] | None = None
 
     @property
     def cyt(self) -> str:
@@ -111,8 +123,15 @@ class FCSMetadata:
 
     @property
     def date(self) -> str:
-        """Acquisition date (``$DATE``), ``""`` if absent."""
-        return self.keywords.get("$DATE", "")
+        """Acquisition date: ``$DATE``, else the date of FCS 3.2 ``$BEGINDATETIME``.
+
+        ``$BEGINDATETIME`` is ISO 8601, so the date reads ``"2024-03-12"``; ``""`` when
+        neither keyword is present.
+        """
+        date = self.keywords.get("$DATE", "")
+        if date:
+            return date
+        return self.keywords.get("$BEGINDATETIME", "").split("T")[0].strip()
 
     @property
     def fil(self) -> str:
@@ -303,6 +322,8 @@ def _parse_dataset(
     order = parse_byteorder(kw["$BYTEORD"], ctx)
     chans = channel_layout(kw, n_par, ctx)
     chans["pnn"] = usable_names(chans["pnn"], chans["pns"], ctx)
+    check_fcs32(kw, version, chans, ctx)
+    centers = parse_unstained_centers(kw, chans["pnn"], ctx)
     event_bytes = sum(chans["storage_bits"]) // 8
     data_start, n_events = resolve_data(
         kw, hdr, version, offset, file_size, event_bytes, n_tot, ctx
@@ -328,6 +349,7 @@ def _parse_dataset(
         data_start=data_start,
         data_nbytes=n_events * event_bytes,
         quirks=ctx.quirks,
+        unstained_centers=centers,
         **chans,
     )
     return meta, nextdata, ctx
