@@ -226,7 +226,9 @@ def write_fcs(
         ``$PnR`` per channel (or one value for all); default 262144 for float channels,
         ``2**bits`` for integer ones.
     version
-        ``"3.1"`` (default) or ``"3.2"``.
+        ``"3.1"`` (default) or ``"3.2"``. FlowIO 1.x (and FlowKit, which reads through
+        it) needs ``$MODE`` and ignores ``$PnDATATYPE``, so it cannot read 3.2 files;
+        write 3.1 for such tools.
     datatypes
         Per channel (or one for all) ``"F"`` (float32, default), ``"D"`` (float64) or
         ``"I"`` (unsigned integer of ``bits``). Mixing them needs ``version="3.2"``:
