@@ -246,6 +246,24 @@ def test_empty_pnn_replaced(tmp_path: Path) -> None:
     assert adata.var_names[-1] == "P5"
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("$NEXTDATA", "inf", "keyword $NEXTDATA has value 'inf', not a whole number of bytes"),
+        ("$NEXTDATA", "-58", "keyword $NEXTDATA has value '-58', a negative number of bytes"),
+        ("$BEGINSTEXT", "nan", "keyword $BEGINSTEXT has value 'nan', not a whole number"),
+    ],
+)
+def test_bad_chain_offsets_are_tolerated_in_words(
+    tmp_path: Path, key: str, value: str, reason: str
+) -> None:
+    # Only the link to further data sets / supplemental TEXT is lost: the data set loads.
+    path = _write(tmp_path, build_fcs(extra={key: value}))
+    with pytest.warns(FCSQuirkWarning, match=re.escape(reason)):
+        adata = nio.read_fcs(path)
+    np.testing.assert_array_equal(adata.X[:, :4], EVENTS[:, :4])
+
+
 BAD_CASES = {
     "truncated data": (lambda: build_fcs()[:-17], "truncated"),
     "header offsets past eof": (
