@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nkflow.io as nio
-from nkflow.exceptions import FCSQuirkWarning, FCSReadError, NkflowError
+from nkflow.exceptions import FCSQuirkWarning, FCSReadError
 
 CHANNELS = [
     ("FSC-A", ""),
@@ -39,8 +40,14 @@ def build_fcs(
     tot: int | None = None,
     header_data: tuple[str, str] | None = None,
     data_bytes: bytes | None = None,
+    override: dict[str, str] | None = None,
 ) -> bytes:
-    """A complete FCS file as bytes; every knob breaks one thing."""
+    """A complete FCS file as bytes; every knob breaks one thing.
+
+    ``override`` replaces keywords after the DATA offsets are filled in (it can break
+    ``$BEGINDATA``/``$ENDDATA`` too); its values must not change length between the two
+    passes that place DATA.
+    """
     order = "<" if byteord.startswith("1") else ">"
     bits = bits or (64 if datatype == "D" else 32)
     if data_bytes is None:
@@ -77,6 +84,7 @@ def build_fcs(
         if version == "FCS2.0":
             full.pop("$BEGINDATA")
             full.pop("$ENDDATA")
+        full.update(override or {})
         esc = {k: v.replace(delim, delim * 2) for k, v in full.items()}
         body = delim.join(f"{k}{delim}{v}" for k, v in esc.items())
         return (delim + body + delim).encode("utf-8")
@@ -88,7 +96,7 @@ def build_fcs(
     assert 58 + len(text) == begin
     hb, he = header_data if header_data is not None else (str(begin), str(end))
     header = f"{version:<6}    {58:>8}{57 + len(text):>8}{hb:>8}{he:>8}{0:>8}{0:>8}"
-    return header.encode("ascii") + text + data_bytes
+    return header.encode("latin-1") + text + data_bytes
 
 
 def _write(tmp_path: Path, content: bytes, name: str = "x.fcs") -> Path:
@@ -238,6 +246,24 @@ def test_empty_pnn_replaced(tmp_path: Path) -> None:
     assert adata.var_names[-1] == "P5"
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("$NEXTDATA", "inf", "keyword $NEXTDATA has value 'inf', not a whole number of bytes"),
+        ("$NEXTDATA", "-58", "keyword $NEXTDATA has value '-58', a negative number of bytes"),
+        ("$BEGINSTEXT", "nan", "keyword $BEGINSTEXT has value 'nan', not a whole number"),
+    ],
+)
+def test_bad_chain_offsets_are_tolerated_in_words(
+    tmp_path: Path, key: str, value: str, reason: str
+) -> None:
+    # Only the link to further data sets / supplemental TEXT is lost: the data set loads.
+    path = _write(tmp_path, build_fcs(extra={key: value}))
+    with pytest.warns(FCSQuirkWarning, match=re.escape(reason)):
+        adata = nio.read_fcs(path)
+    np.testing.assert_array_equal(adata.X[:, :4], EVENTS[:, :4])
+
+
 BAD_CASES = {
     "truncated data": (lambda: build_fcs()[:-17], "truncated"),
     "header offsets past eof": (
@@ -264,7 +290,48 @@ BAD_CASES = {
         "duplicate channel names",
     ),
     "version 1.0": (lambda: b"FCS1.0" + build_fcs()[6:], "unsupported FCS version"),
-    "non numeric tot": (lambda: build_fcs(extra={"$TOT": "many"}), "non-numeric"),
+    "non numeric tot": (
+        lambda: build_fcs(extra={"$TOT": "many"}),
+        "keyword $TOT has value 'many', not a whole number of events",
+    ),
+    "superscript digit tot": (
+        lambda: build_fcs(extra={"$TOT": "4²"}),
+        "keyword $TOT has value '4²', not a whole number of events (it contains the "
+        "non-ASCII character '²')",
+    ),
+    "arabic-indic digits par": (
+        lambda: build_fcs(extra={"$PAR": "\u0665"}),
+        "keyword $PAR has value '٥', not a whole number of parameters",
+    ),
+    "negative tot": (lambda: build_fcs(extra={"$TOT": "-40"}), "a negative number of events"),
+    "fractional par": (lambda: build_fcs(extra={"$PAR": "4.5"}), "not a whole number"),
+    "infinite begindata": (
+        lambda: build_fcs(
+            override={"$BEGINDATA": "inf", "$ENDDATA": "1e999"}, header_data=("0", "0")
+        ),
+        "keyword $BEGINDATA has value 'inf', not a whole number of bytes",
+    ),
+    "nan enddata": (
+        lambda: build_fcs(override={"$ENDDATA": "nan"}, header_data=("0", "0")),
+        "keyword $ENDDATA has value 'nan', not a whole number of bytes",
+    ),
+    "huge begindata": (
+        lambda: build_fcs(override={"$BEGINDATA": "9" * 30}, header_data=("0", "0")),
+        "too large to be a number of bytes",
+    ),
+    "superscript header offset": (
+        lambda: build_fcs(header_data=("²", "999")),
+        "HEADER DATA start offset",
+    ),
+    "superscript bit width": (
+        lambda: build_fcs(datatype="I", bits=16, extra={"$P2B": "1⁶"}),
+        "keyword $P2B has value '1⁶', not a whole number of bits",
+    ),
+    "infinite range": (lambda: build_fcs(extra={"$P1R": "inf"}), "keyword $P1R has value 'inf'"),
+    "too many parameters": (
+        lambda: build_fcs(extra={"$PAR": "100000"}),
+        "$PAR=100000 declares more parameters than the limit of 5000",
+    ),
     "bad bit width": (lambda: build_fcs(datatype="I", bits=16, extra={"$P1B": "128"}), "$P1B"),
     "non-fcs text": (lambda: b"sample,donor\na,b\n" * 10, "not an FCS file"),
     "empty file": (lambda: b"", "empty"),
@@ -315,6 +382,33 @@ def test_billions_of_events_do_not_allocate(tmp_path: Path) -> None:
 SMALL = build_fcs(EVENTS[:6], datatype="I", bits=16)
 
 
+def _assert_worded(exc: FCSReadError, path: Path) -> None:
+    """A reason in words, naming the file: no bare exception repr, no catch-all."""
+    assert exc.path == path
+    reason = exc.reason
+    assert reason and "unexpected" not in reason, reason
+    assert not re.match(r"^\w*(Error|Exception)\b", reason), reason
+    assert not re.search(r"\((ValueError|OverflowError|TypeError|IndexError|KeyError)", reason)
+
+
+def _only_fcs_errors(path: Path) -> None:
+    """read_fcs, read_fcs_metadata and inspect_files: load, or a worded FCSReadError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            adata = nio.read_fcs(path)
+        except FCSReadError as exc:
+            _assert_worded(exc, path)
+        else:
+            assert adata.n_obs > 0 and adata.X.dtype == np.float32
+        try:
+            nio.read_fcs_metadata(path)
+        except FCSReadError as exc:
+            _assert_worded(exc, path)
+        row = nio.inspect_files([path]).iloc[0]
+        assert "unexpected" not in row["error"]
+
+
 @settings(
     max_examples=200,
     deadline=3000,
@@ -339,16 +433,57 @@ def test_fuzz_only_nkflow_errors_escape(tmp_path: Path, edits, cut, insert) -> N
         del raw[cut:]
     path = tmp_path / "fuzz.fcs"
     path.write_bytes(bytes(raw))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            adata = nio.read_fcs(path)
-        except NkflowError:
-            pass
-        else:
-            assert adata.n_obs > 0 and adata.X.dtype == np.float32
-        try:
-            nio.read_fcs_metadata(path)
-        except NkflowError:
-            pass
-        nio.inspect_files([path])
+    _only_fcs_errors(path)
+
+
+# Structural damage: keywords that place DATA or size it, set to hostile values.
+STRUCTURAL_KEYS = [
+    "$PAR", "$TOT", "$P1B", "$P3B", "$BEGINDATA", "$ENDDATA", "$NEXTDATA", "$BEGINSTEXT",
+    "$ENDSTEXT", "$P2R", "$P2E", "$P4G", "$TIMESTEP", "$DATATYPE", "$BYTEORD", "$SPILLOVER",
+    "$P1DATATYPE", "$P5DATATYPE", "$MODE",
+]  # fmt: skip
+HOSTILE_VALUES = [
+    "inf", "-inf", "Infinity", "nan", "NaN", "-1", "-0", "0", "1", "4", "6", "8", "64", "1.5",
+    "1e3", "1e999", "9" * 25, "99999999", "100000", "4²", "١٢", "٣", "①", "0x10", "1_0",
+    " 7 ", "", "∞", "I", "F", "D", "A", "2,5,abc", "1,2", "4,3,2,1", "2,FL1-A,FL2-A,1,inf,0,1",
+]  # fmt: skip
+_value = st.one_of(
+    st.sampled_from(HOSTILE_VALUES),
+    st.integers(-(10**20), 10**20).map(str),
+    st.text(max_size=6),
+)
+_header_value = st.sampled_from([v for v in HOSTILE_VALUES if len(v) <= 8 and v.isascii()])
+
+
+@settings(
+    max_examples=250,
+    deadline=3000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
+@given(
+    edits=st.lists(st.tuples(st.sampled_from(STRUCTURAL_KEYS), _value), min_size=1, max_size=4),
+    header=st.one_of(st.none(), st.tuples(_header_value, _header_value)),
+    layout=st.sampled_from(["F", "I16", "I32", "mixed", "many"]),
+)
+def test_fuzz_structural_keywords(tmp_path: Path, edits, header, layout: str) -> None:
+    data, channels = EVENTS[:6], CHANNELS
+    kwargs: dict = {"datatype": "I", "bits": 16}
+    if layout == "F":
+        kwargs = {}
+    elif layout == "I32":
+        kwargs = {"datatype": "I", "bits": 32}
+    elif layout == "mixed":  # FCS 3.2: per-channel data types, 4 bytes each
+        kwargs = {"datatype": "I", "bits": 32, "version": "FCS3.2",
+                  "extra": {"$P2DATATYPE": "F", "$P4DATATYPE": "F"}}  # fmt: skip
+        data = np.floor(data)
+    elif layout == "many":  # hundreds of parameters, a few events
+        channels = [(f"C{i}", f"S{i}") for i in range(300)]
+        data = np.ones((3, 300), dtype=np.float32)
+    override = {}
+    for key, value in edits:
+        override[key] = value
+    raw = build_fcs(data, channels=channels, override=override, header_data=header, **kwargs)
+    path = tmp_path / "structural.fcs"
+    path.write_bytes(raw)
+    _only_fcs_errors(path)

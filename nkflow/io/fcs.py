@@ -39,7 +39,8 @@ from ..exceptions import (
     PanelError,
 )
 from .fcs_data import decode_events
-from .fcs_text import read_fcs_metadata
+from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
+from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
     PanelLike,
     canonical_marker,
@@ -98,6 +99,19 @@ def channel_kind(name: str) -> str:
     return "fluorescence"
 
 
+_TYPE_KIND = {"forward_scatter": "scatter", "side_scatter": "scatter", "time": "time"}
+
+
+def _kinds(names: list[str], types: list[str] | None) -> list[str]:
+    """``var["kind"]``: FCS 3.2 ``$PnTYPE`` when it says scatter or time, else the name."""
+    kinds = [channel_kind(n) for n in names]
+    for j, value in enumerate(types or []):
+        kind = _TYPE_KIND.get(value.lower())
+        if kind is not None:
+            kinds[j] = kind
+    return kinds
+
+
 def parse_spillover(
     keywords: Mapping[str, str], pnn: list[str], pns: list[str] | None = None, *, path: str = ""
 ) -> dict[str, Any] | None:
@@ -131,10 +145,9 @@ def parse_spillover(
     def unusable(reason: str) -> None:
         warnings.warn(f"{path}: {key} ignored: {reason}", FCSQuirkWarning, stacklevel=3)
 
-    try:
-        n = int(float(parts[0]))
-    except ValueError:
-        unusable(f"first value {parts[0][:20]!r} is not a channel count")
+    n = whole_number(parts[0], "channels")
+    if isinstance(n, str):
+        unusable(f"first value {parts[0][:20]!r} is {n}")
         return None
     if n <= 0:
         return None
@@ -162,7 +175,7 @@ def parse_spillover(
             channels.append(ref)
         elif norm(ref) in by_norm:
             channels.append(by_norm[norm(ref)])
-        elif ref.isdigit() and 1 <= int(ref) <= len(pnn):
+        elif ref.isascii() and ref.isdigit() and 1 <= int(ref) <= len(pnn):
             channels.append(pnn[int(ref) - 1])
         elif norm(ref) in by_pns:
             channels.append(by_pns[norm(ref)])
@@ -186,7 +199,10 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
     if not bad.any():
         return None
     per_channel = bad.sum(axis=0)
-    listing = ", ".join(f"{names[j]} ({int(c)})" for j, c in enumerate(per_channel) if c)
+    hit = np.flatnonzero(per_channel)
+    listing = ", ".join(f"{names[j]} ({int(per_channel[j])})" for j in hit[:10])
+    if len(hit) > 10:
+        listing += f" ... ({len(hit)} channels in all)"
     if nonfinite != "drop":
         raise FCSReadError(
             path,
@@ -268,8 +284,9 @@ def _build(
     required_markers: Iterable[str],
     preprocess: bool,
     nonfinite: str,
+    max_parameters: int,
 ) -> ad.AnnData:
-    meta = read_fcs_metadata(path, dataset=dataset)
+    meta = read_fcs_metadata(path, dataset=dataset, max_parameters=max_parameters)
     names = meta.pnn
     info = _sample_info(path, sample_id, metadata)
     species = info.get("species") or None
@@ -285,16 +302,18 @@ def _build(
         have = [f"{m} ({c})" for m, c in zip(markers, names, strict=True) if m] or names
         raise ChannelNotFoundError(", ".join(missing), have, source=path)
     n_events = int(meta.n_events)
-    var = pd.DataFrame(
-        {
-            "marker": markers,
-            "pns": [s.strip() for s in meta.pns],
-            "kind": [channel_kind(n) for n in names],
-            "range": np.asarray(meta.pnr, dtype=float),
-            "transform": [""] * len(names),
-        },
-        index=pd.Index(names, dtype=object),
-    )
+    described = channel_descriptors(meta.keywords, len(names))
+    columns = {
+        "marker": markers,
+        "pns": [s.strip() for s in meta.pns],
+        "kind": _kinds(names, described.get("type")),
+        "range": np.asarray(meta.pnr, dtype=float),
+        "transform": [""] * len(names),
+    }
+    columns.update(described)
+    if len(set(meta.datatypes)) > 1:
+        columns["datatype"] = list(meta.datatypes)
+    var = pd.DataFrame(columns, index=pd.Index(names, dtype=object))
     fcs = {
         "version": meta.version,
         "n_events": n_events,
@@ -306,6 +325,7 @@ def _build(
         "dataset": int(meta.dataset),
         "n_datasets": int(meta.n_datasets),
         "quirks": list(meta.quirks),
+        "unstained_centers": meta.unstained_centers,
         "keywords": dict(meta.keywords),
     }
     uns = {
@@ -374,6 +394,7 @@ def read_fcs(
     required_markers: Iterable[str] = (),
     preprocess: bool = True,
     nonfinite: str = "raise",
+    max_parameters: int = MAX_PARAMETERS,
 ) -> ad.AnnData:
     """Read one FCS data set into the nkflow container.
 
@@ -401,14 +422,25 @@ def read_fcs(
         ``"raise"`` (default): NaN/Inf event values raise :class:`FCSReadError`.
         ``"drop"``: events holding them are dropped with a warning; ``obs_names`` keep the
         original event numbers.
-
-    Returns
+    max_parameters
+        Refuse (:class:`FCSReadError`) a file whose ``$PAR`` declares more parameters
+        than this. The default, :data:`nkflow.io.fcs_text.MAX_PARAMETERS` (5,000), is
+        ten times what spectral cytometers write (440+), so only damaged or hostile
+        files hit it; everything downstream (QC, compensation, clustering) scales with
+        the channel count.
     -------
     anndata.AnnData
         ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
         ``kind``, ``range``, ``transform``; ``obs["sample_id"]``; ``uns["nkflow"]`` with
         ``version``, ``sample``, ``fcs``, ``spillover`` and ``technology``
-        (:func:`nkflow.io.detect_technology`: kind, evidence, implied defaults).
+        (:func:`nkflow.io.detect_technology`: kind, evidence, implied defaults). FCS 3.2
+        channel descriptions add ``var`` columns ``type`` (``$PnTYPE``: Forward_Scatter,
+        Side_Scatter, Raw_Fluorescence, Unmixed_Fluorescence, Mass, Time, ...),
+        ``detector`` (``$PnDET``), ``tag`` (``$PnTAG``), ``analyte`` (``$PnANALYTE``) and
+        ``feature`` (``$PnFEATURE``: Area, Height, Width), each only when the file has it
+        (``""`` for channels without); ``datatype`` (I/F/D) when ``$PnDATATYPE`` mixes
+        data types. ``uns["nkflow"]["fcs"]["unstained_centers"]`` is ``$UNSTAINEDCENTERS``
+        as ``{channel: value}`` (None when absent).
 
     Raises
     ------
@@ -438,6 +470,7 @@ def read_fcs(
             required_markers=required_markers,
             preprocess=preprocess,
             nonfinite=nonfinite,
+            max_parameters=max_parameters,
         )
     except NkflowError:
         raise
@@ -445,7 +478,7 @@ def read_fcs(
         raise FCSReadError(path, "not enough memory to hold the events") from None
     except _UNEXPECTED as exc:
         logger.debug("unexpected error reading %s", path, exc_info=True)
-        raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+        raise FCSReadError(path, unexpected_reason(exc, "decoding events")) from None
 
 
 def sample_info(adata: Any) -> dict[str, Any]:

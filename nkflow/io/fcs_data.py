@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from ..exceptions import FCSQuirkWarning, FCSReadError
+from .fcs_keywords import number_value
 from .fcs_text import FCSMetadata
 
 __all__ = ["decode_events", "time_channel_index"]
@@ -59,58 +60,125 @@ def _read_block(meta: FCSMetadata, dtype: np.dtype, count: int) -> np.ndarray:
 
 
 def _masks(meta: FCSMetadata) -> list[int | None]:
-    """Per channel, the bit mask ``$PnR`` asks for, or None when no bit is to be dropped."""
+    """Per channel, the bit mask ``$PnR`` asks for, or None when no bit is to be dropped.
+
+    Only integer channels are masked; float channels (``$PnDATATYPE`` F/D) never are.
+    """
     masks: list[int | None] = []
-    for bits, rng in zip(meta.storage_bits, meta.pnr, strict=True):
+    for bits, rng, kind in zip(meta.storage_bits, meta.pnr, meta.datatypes, strict=True):
         limit = _next_power_of_2(rng)
-        masks.append(limit - 1 if limit < (1 << bits) else None)
+        masks.append(limit - 1 if kind == "I" and limit < (1 << bits) else None)
     return masks
 
 
-def _int_matrix(meta: FCSMetadata, dtype: type) -> np.ndarray:
-    """Decode integer data of any byte widths, masked, into a float matrix of ``dtype``."""
-    n, p, order = meta.n_events, meta.n_channels, meta.byteorder
+def _field_code(order: str, kind: str, width: int) -> str:
+    return order + (f"f{width}" if kind in ("F", "D") else _UINT[width])
+
+
+def _columns(meta: FCSMetadata) -> list[np.ndarray]:
+    """Every channel's values (masked integers or floats) for layouts that are not uniform.
+
+    Whole-byte widths are read with one structured dtype; odd widths (24, 40 ... bits)
+    are assembled from their bytes. Float channels (FCS 3.2 ``$PnDATATYPE`` F/D) may
+    sit between integer ones.
+    """
+    n, order = meta.n_events, meta.byteorder
     widths = [b // 8 for b in meta.storage_bits]
-    masks = _masks(meta)
-    if all(w in _UINT for w in widths) and len(set(widths)) == 1:
-        code = order + _UINT[widths[0]]
-        mat = _read_block(meta, np.dtype(code), n * p).reshape(n, p)
-        if any(m is not None for m in masks):
-            full = (1 << meta.storage_bits[0]) - 1
-            vec = np.array([full if m is None else m for m in masks], dtype=mat.dtype)
-            mat = mat & vec
-        return mat.astype(dtype)
+    kinds = meta.datatypes
     if all(w in _UINT for w in widths):
-        rec_dtype = np.dtype([(f"c{j}", order + _UINT[w]) for j, w in enumerate(widths)])
-        rec = _read_block(meta, rec_dtype, n)
-        cols = [rec[f"c{j}"] for j in range(p)]
+        fields = [
+            (f"c{j}", _field_code(order, k, w))
+            for j, (k, w) in enumerate(zip(kinds, widths, strict=True))
+        ]
+        rec = _read_block(meta, np.dtype(fields), n)
+        cols = [rec[name] for name, _ in fields]
     else:
         raw = _read_block(meta, np.dtype("u1"), n * meta.event_bytes).reshape(n, meta.event_bytes)
         cols = []
         pos = 0
-        for w in widths:
-            block = raw[:, pos : pos + w].astype(np.uint64)
+        for kind, w in zip(kinds, widths, strict=True):
+            block = raw[:, pos : pos + w]
             pos += w
+            if kind in ("F", "D"):
+                cols.append(np.ascontiguousarray(block).view(order + f"f{w}").reshape(n))
+                continue
+            block = block.astype(np.uint64)
             value = np.zeros(n, dtype=np.uint64)
             byte_order = range(w) if order == ">" else range(w - 1, -1, -1)
             for k in byte_order:
                 value = (value << np.uint64(8)) | block[:, k]
             cols.append(value)
-    out = np.empty((n, p), dtype=dtype)
-    for j, col in enumerate(cols):
-        mask = masks[j]
-        out[:, j] = col if mask is None else (col & col.dtype.type(mask))
-    return out
+    for j, mask in enumerate(_masks(meta)):
+        if mask is not None:
+            cols[j] = cols[j] & cols[j].dtype.type(mask)
+    return cols
 
 
 def _decode_raw(meta: FCSMetadata, int_dtype: type = np.float32) -> np.ndarray:
-    """Return the (events, channels) matrix before preprocessing (file dtype or float32)."""
+    """Return the (events, channels) matrix before preprocessing (file dtype or float).
+
+    Integer and mixed layouts come back as ``int_dtype`` (float64 when a channel is
+    double precision, so no value is rounded twice).
+    """
     n, p = meta.n_events, meta.n_channels
-    if meta.datatype in ("F", "D"):
-        code = "f4" if meta.datatype == "F" else "f8"
+    kinds = set(meta.datatypes)
+    if kinds in ({"F"}, {"D"}):
+        code = "f4" if kinds == {"F"} else "f8"
         flat = _read_block(meta, np.dtype(meta.byteorder + code), n * p)
         return flat.reshape(n, p)
-    return _int_matrix(meta, int_dtype)
+    widths = {b // 8 for b in meta.storage_bits}
+    if kinds == {"I"} and len(widths) == 1 and next(iter(widths)) in _UINT:
+        code = meta.byteorder + _UINT[next(iter(widths))]
+        mat = _read_block(meta, np.dtype(code), n * p).reshape(n, p)
+        masks = _masks(meta)
+        if any(m is not None for m in masks):
+            full = (1 << meta.storage_bits[0]) - 1
+            vec = np.array([full if m is None else m for m in masks], dtype=mat.dtype)
+            mat = mat & vec
+        return mat.astype(int_dtype)
+    out = np.empty((n, p), dtype=np.float64 if "D" in kinds else int_dtype)
+    for j, col in enumerate(_columns(meta)):
+        out[:, j] = col
+    return out
+
+
+_CHUNK_VALUES = 1 << 18
+
+
+def _scale(
+    mat: np.ndarray, out: np.ndarray, cols: np.ndarray, params: np.ndarray, meta: FCSMetadata
+) -> None:
+    """Write scaled ``mat[:, cols]`` into ``out[:, cols]``, vectorised over channels.
+
+    ``params`` holds one row per scaled channel: decades, log0, gain, time step, range.
+    Rows are processed in blocks of about 256k values, so the float64 work arrays stay
+    in cache however many events and channels the file has: the cost is linear in
+    events x scaled channels.
+    """
+    decades, log0, gain, step, rng = (params[:, k] for k in range(5))
+    logs = np.flatnonzero(decades > 0)
+    bad = logs[rng[logs] <= 0]
+    if bad.size:
+        j = int(cols[bad[0]])
+        raise FCSReadError(
+            meta.path, f"$P{j + 1}E is logarithmic but $P{j + 1}R={meta.pnr[j]:g} is not positive"
+        )
+    every = len(cols) == mat.shape[1]
+    scaled_step = bool((step != 1.0).any())
+    rows = max(1, _CHUNK_VALUES // len(cols))
+    for lo in range(0, mat.shape[0], rows):
+        part = mat[lo : lo + rows] if every else mat[lo : lo + rows, cols]
+        block = part.astype(np.float64)
+        if scaled_step:
+            block *= step
+        if logs.size:
+            with np.errstate(over="ignore", invalid="ignore"):
+                block[:, logs] = 10.0 ** (decades[logs] * block[:, logs] / rng[logs]) * log0[logs]
+        block /= gain
+        if every:
+            out[lo : lo + rows] = block
+        else:
+            out[lo : lo + rows, cols] = block
 
 
 def decode_events(meta: FCSMetadata, *, preprocess: bool = True) -> np.ndarray:
@@ -135,10 +203,8 @@ def decode_events(meta: FCSMetadata, *, preprocess: bool = True) -> np.ndarray:
     timestep = 1.0
     if time_idx is not None:
         raw = meta.keywords.get("$TIMESTEP", "").strip()
-        try:
-            timestep = float(raw) if raw else 1.0
-        except ValueError:
-            timestep = float("nan")
+        parsed = number_value(raw, 1.0)
+        timestep = float("nan") if parsed is None else parsed
         if not np.isfinite(timestep):
             warnings.warn(
                 f"{meta.path}: $TIMESTEP={raw[:20]!r} is not a number; time not scaled",
@@ -146,32 +212,21 @@ def decode_events(meta: FCSMetadata, *, preprocess: bool = True) -> np.ndarray:
                 stacklevel=3,
             )
             timestep = 1.0
-    scale_cols: dict[int, tuple[float, float, float, float]] = {}
+    params: list[tuple[float, float, float, float, float]] = []
+    cols: list[int] = []
     for j in range(meta.n_channels):
         decades, log0 = meta.pne[j]
         gain = 1.0 if j == time_idx else meta.png[j]
         step = timestep if j == time_idx else 1.0
         has_gain = gain not in (0.0, 1.0)
         if decades > 0 or has_gain or step != 1.0:
-            scale_cols[j] = (decades, log0, gain if has_gain else 1.0, step)
+            cols.append(j)
+            params.append((decades, log0, gain if has_gain else 1.0, step, meta.pnr[j]))
     # Integers wider than 24 bits are not exact in float32: scale them from float64.
-    exact = any(meta.storage_bits[j] > 24 for j in scale_cols) and meta.datatype == "I"
+    exact = any(meta.datatypes[j] == "I" and meta.storage_bits[j] > 24 for j in cols)
     mat = _decode_raw(meta, np.float64 if exact else np.float32)
-    needs_copy = bool(scale_cols) or mat.dtype != np.float32 or not mat.dtype.isnative
+    needs_copy = bool(cols) or mat.dtype != np.float32 or not mat.dtype.isnative
     out = mat.astype(np.float32) if needs_copy else mat
-    for j, (decades, log0, gain, step) in scale_cols.items():
-        col = mat[:, j].astype(np.float64)
-        if step != 1.0:
-            col = col * step
-        if decades > 0:
-            rng = meta.pnr[j]
-            if rng <= 0:
-                raise FCSReadError(
-                    meta.path, f"$P{j + 1}E is logarithmic but $P{j + 1}R={rng:g} is not positive"
-                )
-            with np.errstate(over="ignore"):
-                col = 10.0 ** (decades * col / rng) * log0
-        if gain != 1.0:
-            col = col / gain
-        out[:, j] = col
+    if cols:
+        _scale(mat, out, np.asarray(cols), np.asarray(params, dtype=np.float64), meta)
     return out

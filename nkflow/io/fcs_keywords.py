@@ -7,18 +7,27 @@ keyword dictionary and the HEADER offsets and reports quirks through a :class:`C
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from pathlib import Path
 
 from ..exceptions import FCSQuirkWarning, FCSReadError
 
 __all__ = [
+    "CHANNEL_DESCRIPTORS",
     "Context",
+    "channel_descriptors",
     "channel_layout",
+    "check_fcs32",
     "int_keyword",
+    "number_value",
     "parse_byteorder",
+    "parse_unstained_centers",
     "resolve_data",
+    "shown",
+    "unexpected_reason",
     "usable_names",
+    "whole_number",
 ]
 
 _LARGE_FILE_LIMIT = 99_999_999
@@ -41,36 +50,111 @@ class Context:
         return FCSReadError(self.path, reason)
 
 
-def int_keyword(kw: dict[str, str], key: str, ctx: Context, *, required: bool = True) -> int:
-    """A non-negative integer keyword (0 when absent and not required)."""
+# Offsets and counts beyond 64 bits cannot address anything real.
+_MAX_WHOLE = (1 << 63) - 1
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def _non_ascii(text: str) -> str:
+    bad = next((c for c in text if not c.isascii()), None)
+    return "" if bad is None else f" (it contains the non-ASCII character {bad!r})"
+
+
+def whole_number(text: str, unit: str) -> int | str:
+    """Parse a keyword or HEADER value that must be a whole number of ``unit``.
+
+    The one place where FCS counts and offsets (``$PAR``, ``$TOT``, ``$PnB``,
+    ``$BEGINDATA``, ``$NEXTDATA``, HEADER offsets ...) become integers. Only ASCII
+    decimal numbers are accepted (``"1200"``, ``"+1200"``, ``"1.2E3"``): Python's own
+    ``int``/``float`` also accept other scripts' digits, ``"inf"``, ``"nan"`` and
+    ``"1_000"``, none of which an FCS writer means.
+
+    Parameters
+    ----------
+    text
+        The value as written (surrounding spaces are ignored).
+    unit
+        What the number counts (``"bytes"``, ``"events"``, ``"bits"`` ...), for the
+        reason.
+
+    Returns
+    -------
+    int or str
+        The number, or a reason in words (``"not a whole number of bytes"``,
+        ``"a negative number of events"``, ...) to append to ``"<what> has value
+        '...', "``.
+    """
+    value = text.strip()
+    if not _NUMBER.fullmatch(value):
+        return f"not a whole number of {unit}{_non_ascii(value)}"
+    digits = value.lstrip("+")
+    if digits.isdigit():
+        if len(digits.lstrip("0")) > 19:
+            return f"too large to be a number of {unit} (more than 2**63 - 1)"
+        number = int(digits)
+    else:
+        as_float = float(value)
+        if not math.isfinite(as_float):
+            return f"too large to be a number of {unit}"
+        if as_float != int(as_float):
+            return f"not a whole number of {unit}"
+        number = int(as_float)
+    if number < 0:
+        return f"a negative number of {unit}"
+    if number > _MAX_WHOLE:
+        return f"too large to be a number of {unit} (more than 2**63 - 1)"
+    return number
+
+
+def shown(value: str) -> str:
+    """A keyword value for a message: quoted, at most 40 characters."""
+    return repr(value[:40] + ("..." if len(value) > 40 else ""))
+
+
+def int_keyword(
+    kw: dict[str, str], key: str, ctx: Context, *, required: bool = True, unit: str = "bytes"
+) -> int:
+    """A non-negative whole-number keyword (0 when absent and not required).
+
+    Raises :class:`FCSReadError` saying what is wrong, e.g. ``keyword $NEXTDATA has value
+    'inf', not a whole number of bytes``.
+    """
     value = kw.get(key)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         if required:
             raise ctx.fail(f"required keyword {key} is missing")
         return 0
-    try:
-        number = float(value)
-    except ValueError:
-        raise ctx.fail(f"keyword {key} has non-numeric value {value[:40]!r}") from None
-    if not math.isfinite(number) or number != int(number) or number < 0:
-        raise ctx.fail(f"keyword {key} has invalid value {value[:40]!r}")
-    return int(number)
+    number = whole_number(value, unit)
+    if isinstance(number, str):
+        raise ctx.fail(f"keyword {key} has value {shown(value)}, {number}")
+    return number
 
 
-def _float(value: str | None, default: float) -> float | None:
+def unexpected_reason(exc: BaseException, stage: str) -> str:
+    """The reason for damage no explicit check caught (a bug to report, not a bare repr)."""
+    detail = str(exc)[:80]
+    return (
+        f"could not be read: an unexpected {type(exc).__name__} while {stage}"
+        f"{f' ({detail})' if detail else ''}; nkflow's checks missed this damage, "
+        "please report the file"
+    )
+
+
+def number_value(value: str | None, default: float) -> float | None:
+    """A finite decimal number (ASCII only), ``default`` when blank, None when unusable."""
     if value is None or value.strip() == "":
         return default
-    try:
-        out = float(value)
-    except ValueError:
+    text = value.strip()
+    if not _NUMBER.fullmatch(text):
         return None
+    out = float(text)
     return out if math.isfinite(out) else None
 
 
 def parse_byteorder(value: str, ctx: Context) -> str:
     """``$BYTEORD`` -> numpy byte-order character (``"<"`` or ``">"``)."""
     parts = [p.strip() for p in value.split(",") if p.strip()]
-    if parts and all(p.isdigit() for p in parts):
+    if parts and all(p.isascii() and p.isdigit() for p in parts):
         nums = [int(p) for p in parts]
         if nums == sorted(nums) and nums[0] == 1:
             return "<"
@@ -79,35 +163,78 @@ def parse_byteorder(value: str, ctx: Context) -> str:
     raise ctx.fail(f"unsupported $BYTEORD {value!r}; valid: 1,2,3,4 (little) or 4,3,2,1 (big)")
 
 
+_DATATYPES = "I (integer), F (float32), D (float64)"
+
+
+def _listing(items: list[str], limit: int = 3) -> str:
+    """``a, b, c ...`` for quirk messages (never thousands of entries)."""
+    more = f" ... ({len(items)} in all)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _channel_datatypes(kw: dict[str, str], n_par: int, ctx: Context) -> list[str]:
+    """Per-channel data type: FCS 3.2 ``$PnDATATYPE`` where given, else ``$DATATYPE``."""
+    default = kw["$DATATYPE"].strip().upper()
+    types: list[str] = []
+    for i in range(1, n_par + 1):
+        own = kw.get(f"$P{i}DATATYPE", "").strip().upper()
+        if own:
+            if own not in ("I", "F", "D"):
+                raise ctx.fail(f"keyword $P{i}DATATYPE has value {shown(own)}; valid: {_DATATYPES}")
+            types.append(own)
+        elif default in ("I", "F", "D"):
+            types.append(default)
+        else:
+            raise ctx.fail(
+                f"unsupported $DATATYPE {shown(kw['$DATATYPE'])} for channel {i} (no "
+                f"$P{i}DATATYPE); valid: {_DATATYPES}"
+            )
+    return types
+
+
+def _bit_width(kw: dict[str, str], i: int, datatype: str, ctx: Context, bad: list[str]) -> int:
+    """``$PnB`` of channel ``i``; float channels are 32/64 bits whatever ``$PnB`` says."""
+    b_raw = kw.get(f"$P{i}B", "")
+    if datatype in ("F", "D"):
+        width = 32 if datatype == "F" else 64
+        if b_raw.strip() not in ("", str(width)):
+            bad.append(f"$P{i}B={b_raw.strip()[:12]} ({datatype})")
+        return width
+    if not b_raw.strip():
+        raise ctx.fail(f"$P{i}B is missing; integer data needs a bit width per channel")
+    width = whole_number(b_raw, "bits")
+    if isinstance(width, str):
+        raise ctx.fail(f"keyword $P{i}B has value {shown(b_raw)}, {width}")
+    if width == 0 or width > 64:
+        raise ctx.fail(f"$P{i}B={width} is not supported; valid: 1 to 64 bits")
+    return width
+
+
 def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, list]:
-    """Per-channel $PnN/$PnS/$PnB/storage bits/$PnR/$PnE/$PnG, with quirks named."""
+    """Per-channel $PnN/$PnS/data type/$PnB/storage bits/$PnR/$PnE/$PnG, quirks named.
+
+    Costs one pass over the channels; per-channel quirks are collected and reported in
+    one message each, so a file with thousands of channels stays cheap to open.
+    """
+    datatypes = _channel_datatypes(kw, n_par, ctx)
     pnn: list[str] = []
     pns: list[str] = []
     pnb: list[int] = []
     storage: list[int] = []
+    pnr: list[float] = []
+    pne: list[tuple[float, float]] = []
+    png: list[float] = []
     odd: list[str] = []
     uncommon: set[int] = set()
     float_log: list[str] = []
     bad_width: list[str] = []
-    pnr: list[float] = []
-    pne: list[tuple[float, float]] = []
-    png: list[float] = []
-    datatype = kw["$DATATYPE"].upper()
-    for i in range(1, n_par + 1):
+    bad_amp: list[str] = []
+    neg_amp: list[str] = []
+    bad_gain: list[str] = []
+    for i, datatype in enumerate(datatypes, start=1):
         pnn.append(kw.get(f"$P{i}N", ""))
         pns.append(kw.get(f"$P{i}S", ""))
-        # Bit width.
-        b_raw = kw.get(f"$P{i}B", "")
-        if datatype in ("F", "D"):
-            width = 32 if datatype == "F" else 64
-            if b_raw.strip() not in ("", str(width)):
-                bad_width.append(f"$P{i}B={b_raw.strip()}")
-        else:
-            if not b_raw.strip().isdigit():
-                raise ctx.fail(f"$P{i}B is {b_raw!r}; integer data needs a bit width per channel")
-            width = int(b_raw)
-            if width == 0 or width > 64:
-                raise ctx.fail(f"$P{i}B={width} is not supported; valid: 1 to 64 bits")
+        width = _bit_width(kw, i, datatype, ctx, bad_width)
         pnb.append(width)
         if width % 8:
             word = next(w for w in (8, 16, 32, 64) if w >= width)
@@ -121,76 +248,85 @@ def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, li
         r_raw = kw.get(f"$P{i}R")
         if r_raw is None:
             raise ctx.fail(f"required keyword $P{i}R is missing")
-        rng = _float(r_raw, 0.0)
+        rng = number_value(r_raw, 0.0)
         if rng is None:
-            raise ctx.fail(f"$P{i}R has non-numeric value {r_raw[:40]!r}")
+            raise ctx.fail(f"keyword $P{i}R has value {shown(r_raw)}, not a finite number")
         pnr.append(rng)
         # Amplification (decades, log0).
         e_raw = kw.get(f"$P{i}E", "")
         amp = (0.0, 0.0)
         if e_raw.strip():
-            bits = e_raw.split(",")
-            vals = [_float(b, 0.0) for b in bits]
-            if len(bits) != 2 or any(v is None for v in vals):
-                ctx.quirk(f"$P{i}E={e_raw!r} is malformed; channel treated as linear")
+            parts = e_raw.split(",")
+            vals = [number_value(b, 0.0) for b in parts]
+            if len(parts) != 2 or any(v is None for v in vals):
+                bad_amp.append(f"$P{i}E={shown(e_raw)}")
             else:
                 decades, log0 = float(vals[0]), float(vals[1])  # type: ignore[arg-type]
                 if decades < 0 or log0 < 0:
-                    ctx.quirk(f"$P{i}E={e_raw!r} is negative; channel treated as linear")
+                    neg_amp.append(f"$P{i}E={shown(e_raw)}")
                 elif decades > 0 and datatype in ("F", "D"):
-                    float_log.append(f"$P{i}E={e_raw}")
+                    float_log.append(f"$P{i}E={e_raw[:20]}")
                 else:
                     if decades > 0 and log0 == 0:
                         log0 = 1.0
                     amp = (decades, log0)
         pne.append(amp)
-        g = _float(kw.get(f"$P{i}G"), 1.0)
+        g = number_value(kw.get(f"$P{i}G"), 1.0)
         if g is None:
-            ctx.quirk(f"$P{i}G={kw.get(f'$P{i}G')!r} is not a number; gain 1 used")
+            bad_gain.append(f"$P{i}G={shown(kw.get(f'$P{i}G', ''))}")
             g = 1.0
         png.append(g)
+    if bad_amp:
+        ctx.quirk(f"{_listing(bad_amp)}: malformed $PnE; channel(s) treated as linear")
+    if neg_amp:
+        ctx.quirk(f"{_listing(neg_amp)}: negative $PnE; channel(s) treated as linear")
+    if bad_gain:
+        ctx.quirk(f"{_listing(bad_gain)}: $PnG is not a finite number; gain 1 used")
     if bad_width:
         ctx.quirk(
-            f"{', '.join(bad_width[:3])}{' ...' if len(bad_width) > 3 else ''} disagree with "
-            f"$DATATYPE {datatype}; used {32 if datatype == 'F' else 64} bits"
+            f"{_listing(bad_width)} disagree with the channel's floating-point data type; "
+            "used 32 bits for F, 64 for D"
         )
     if float_log:
         ctx.quirk(
-            f"log amplification on {datatype} (floating-point) data ignored "
-            f"({', '.join(float_log[:3])}{' ...' if len(float_log) > 3 else ''}): FCS 3.1 "
-            "requires $PnE 0,0 for float data, whose values are already linear"
+            f"log amplification on floating-point data ignored ({_listing(float_log)}): "
+            "FCS 3.1/3.2 require $PnE 0,0 for float data, whose values are already linear"
         )
     if uncommon:
         bits = ", ".join(f"{w}-bit" for w in sorted(uncommon))
         ctx.quirk(f"{bits} integers (uncommon width); assembled byte by byte")
     if odd:
         ctx.quirk(
-            f"bit widths not a whole number of bytes ({', '.join(odd[:4])}"
-            f"{' ...' if len(odd) > 4 else ''}); read as values in 8/16/32-bit words, "
-            "masked with $PnR"
+            f"bit widths not a whole number of bytes ({_listing(odd, 4)}); read as values "
+            "in 8/16/32-bit words, masked with $PnR"
         )
-    return {"pnn": pnn, "pns": pns, "pnb": pnb, "storage_bits": storage, "pnr": pnr,
-            "pne": pne, "png": png}  # fmt: skip
+    return {"pnn": pnn, "pns": pns, "datatypes": datatypes, "pnb": pnb,
+            "storage_bits": storage, "pnr": pnr, "pne": pne, "png": png}  # fmt: skip
 
 
 def usable_names(pnn: list[str], pns: list[str], ctx: Context) -> list[str]:
-    """Strip names, replace empty ones (quirk), refuse duplicates."""
+    """Strip names, replace empty ones (quirk), refuse duplicates (linear in channels)."""
     names = [n.strip() for n in pnn]
+    taken = set(names)
     fixed = []
     for i, name in enumerate(names):
         if not name:
             alt = pns[i].strip()
-            names[i] = alt if alt and alt not in names else f"P{i + 1}"
+            names[i] = alt if alt and alt not in taken else f"P{i + 1}"
+            taken.add(names[i])
             fixed.append(f"$P{i + 1}N -> {names[i]!r}")
     if fixed:
-        ctx.quirk("empty channel names replaced: " + ", ".join(fixed))
+        ctx.quirk("empty channel names replaced: " + _listing(fixed, 10))
     seen: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         seen.setdefault(name, []).append(i + 1)
-    dups = {k: v for k, v in seen.items() if len(v) > 1}
+    dups = [(k, v) for k, v in seen.items() if len(v) > 1]
     if dups:
-        listing = "; ".join(f"{k!r} at " + ", ".join(f"$P{n}N" for n in v) for k, v in dups.items())
-        raise ctx.fail(f"duplicate channel names ($PnN): {listing}")
+        listing = "; ".join(
+            f"{k[:40]!r} at " + _listing([f"$P{n}N" for n in v], 5) for k, v in dups[:5]
+        )
+        more = f"; ... ({len(dups)} names in all)" if len(dups) > 5 else ""
+        raise ctx.fail(f"duplicate channel names ($PnN): {listing}{more}")
     return names
 
 
@@ -284,3 +420,88 @@ def resolve_data(
             f"whole file ({file_size} bytes): truncated file or corrupt $TOT"
         )
     raise ctx.fail("; ".join(dict.fromkeys(problems)) or "cannot locate the DATA segment")
+
+
+#: FCS 3.2 per-channel descriptions exposed as ``var`` columns: column -> keyword ``$Pn<X>``.
+CHANNEL_DESCRIPTORS = {
+    "type": "TYPE",
+    "detector": "DET",
+    "tag": "TAG",
+    "analyte": "ANALYTE",
+    "feature": "FEATURE",
+}
+_FEATURES = ("Area", "Height", "Width")
+
+
+def channel_descriptors(kw: dict[str, str], n_par: int) -> dict[str, list[str]]:
+    """The FCS 3.2 ``$PnTYPE/$PnDET/$PnTAG/$PnANALYTE/$PnFEATURE`` the file carries.
+
+    Only keywords present on at least one channel get a column; channels without the
+    keyword get ``""``. Values are kept as written (stripped).
+    """
+    out: dict[str, list[str]] = {}
+    for column, suffix in CHANNEL_DESCRIPTORS.items():
+        values = [kw.get(f"$P{i}{suffix}", "").strip() for i in range(1, n_par + 1)]
+        if any(values):
+            out[column] = values
+    return out
+
+
+def check_fcs32(kw: dict[str, str], version: str, chans: dict[str, list], ctx: Context) -> None:
+    """Name (as quirks) departures from the FCS 3.2 rules that do not stop reading.
+
+    FCS 3.2 requires ``$CYT``; ``$PnDATATYPE`` does not exist before 3.2 (honoured
+    anyway); ``$PnFEATURE`` is one of Area, Height, Width; ``$PnG`` must not be combined
+    with logarithmic ``$PnE`` (both are applied, as FlowKit does).
+    """
+    n_par = len(chans["pnn"])
+    if version == "3.2" and not kw.get("$CYT", "").strip():
+        ctx.quirk("FCS 3.2 requires $CYT (the cytometer); it is missing")
+    own_types = [f"$P{i}DATATYPE" for i in range(1, n_par + 1) if kw.get(f"$P{i}DATATYPE")]
+    if own_types and version != "3.2":
+        ctx.quirk(
+            f"{_listing(own_types)}: per-channel data types are an FCS 3.2 keyword in an "
+            f"FCS {version} file; honoured"
+        )
+    odd_features = [
+        f"$P{i}FEATURE={shown(v)}"
+        for i in range(1, n_par + 1)
+        if (v := kw.get(f"$P{i}FEATURE", "").strip()) and v not in _FEATURES
+    ]
+    if odd_features:
+        ctx.quirk(f"{_listing(odd_features)}: FCS 3.2 $PnFEATURE is one of Area, Height, Width")
+    log_gain = [
+        f"$P{i + 1}"
+        for i, ((decades, _), gain) in enumerate(zip(chans["pne"], chans["png"], strict=True))
+        if decades > 0 and gain not in (0.0, 1.0)
+    ]
+    if log_gain:
+        ctx.quirk(
+            f"{_listing(log_gain)}: gain ($PnG) on a logarithmic channel ($PnE), which FCS "
+            "3.2 forbids; both applied"
+        )
+
+
+def parse_unstained_centers(
+    kw: dict[str, str], pnn: list[str], ctx: Context
+) -> dict[str, float] | None:
+    """FCS 3.2 ``$UNSTAINEDCENTERS`` (``n,name_1..name_n,value_1..value_n``) as a dict.
+
+    None when absent; a quirk names the problem when present but unusable.
+    """
+    raw = kw.get("$UNSTAINEDCENTERS", "").strip()
+    if not raw:
+        return None
+    parts = [p.strip() for p in raw.split(",")]
+    n = whole_number(parts[0], "channels")
+    if isinstance(n, str) or n == 0 or len(parts) != 1 + 2 * n:
+        ctx.quirk(f"$UNSTAINEDCENTERS={shown(raw)} is not n,names,values; ignored")
+        return None
+    names, values = parts[1 : 1 + n], [number_value(v, math.nan) for v in parts[1 + n :]]
+    known = set(pnn)
+    unknown = [name for name in names if name not in known]
+    if unknown or any(v is None for v in values):
+        why = f"names {unknown[:3]} are not $PnN" if unknown else "a value is not a number"
+        ctx.quirk(f"$UNSTAINEDCENTERS ignored: {why}")
+        return None
+    return {name: float(v) for name, v in zip(names, values, strict=True)}  # type: ignore[arg-type]

@@ -7,8 +7,15 @@ enough to run over a whole batch before any event is decoded. The result is an
 Quirks that mature readers tolerate are accepted with an :class:`FCSQuirkWarning` that
 names the quirk; anything that cannot be read raises :class:`FCSReadError` naming the file.
 
+FCS 3.2 (ISAC 2020) is read too: per-channel data types (``$PnDATATYPE``, so integer and
+float channels can share one DATA segment), an optional ``$MODE``, ``$BEGINDATETIME`` in
+place of ``$DATE``, ``$UNSTAINEDCENTERS``, and the channel descriptions ``$PnTYPE``,
+``$PnDET``, ``$PnTAG``, ``$PnANALYTE``, ``$PnFEATURE`` (exposed in ``var`` by
+:func:`nkflow.io.read_fcs`).
+
 Reference: Spidlen et al., "Data File Standard for Flow Cytometry, version FCS 3.1",
-Cytometry A 2010;77:97-100 (and the FCS 2.0 / 3.0 standards it supersedes).
+Cytometry A 2010;77:97-100 (and the FCS 2.0 / 3.0 standards it supersedes); ISAC, "Data
+File Standard for Flow Cytometry, version FCS 3.2" (2020).
 """
 
 from __future__ import annotations
@@ -23,13 +30,18 @@ from ..exceptions import FCSQuirkWarning, FCSReadError
 from .fcs_keywords import (
     Context,
     channel_layout,
+    check_fcs32,
     int_keyword,
     parse_byteorder,
+    parse_unstained_centers,
     resolve_data,
+    shown,
+    unexpected_reason,
     usable_names,
+    whole_number,
 )
 
-__all__ = ["FCSMetadata", "parse_text_segment", "read_fcs_metadata"]
+__all__ = ["MAX_PARAMETERS", "FCSMetadata", "parse_text_segment", "read_fcs_metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +49,11 @@ _HEADER_LEN = 58
 _VERSIONS = ("FCS2.0", "FCS3.0", "FCS3.1", "FCS3.2")
 _REQUIRED = ("$PAR", "$TOT", "$DATATYPE", "$BYTEORD")
 _MAX_DATASETS = 1000
+#: Default limit on ``$PAR``. Real files have up to a few hundred parameters (spectral
+#: cytometers 440+, mass cytometers ~150); a file declaring more than this is refused
+#: before any per-channel work, because everything downstream scales with the channel
+#: count. Raise it per call with ``read_fcs(..., max_parameters=...)``.
+MAX_PARAMETERS = 5000
 
 
 @dataclass
@@ -58,7 +75,10 @@ class FCSMetadata:
         Events the DATA segment holds (``$TOT`` unless a tolerated disagreement was
         warned about) and ``$PAR``.
     datatype, byteorder
-        ``"I"``, ``"F"`` or ``"D"``; ``"<"`` or ``">"``.
+        ``"I"``, ``"F"`` or ``"D"`` (``$DATATYPE``), or the channels' types joined by
+        ``"/"`` (e.g. ``"F/I"``) when FCS 3.2 ``$PnDATATYPE`` mixes them; ``"<"`` or ``">"``.
+    datatypes
+        Per-channel data type: ``$PnDATATYPE`` (FCS 3.2) where given, else ``$DATATYPE``.
     pnn, pns, pnb, pnr, pne, png
         Per-channel ``$PnN`` (stripped; an empty one becomes ``$PnS`` or ``P<n>`` with a
         quirk warning; duplicates are an error), ``$PnS`` (``""`` if absent), declared bit width,
@@ -70,6 +90,8 @@ class FCSMetadata:
         Absolute byte offset of the DATA segment and the number of bytes to decode.
     quirks
         One line per tolerated quirk (also emitted as warnings).
+    unstained_centers
+        FCS 3.2 ``$UNSTAINEDCENTERS`` as ``{$PnN: value}``, or None.
     """
 
     path: Path
@@ -88,9 +110,11 @@ class FCSMetadata:
     pnr: list[float]
     pne: list[tuple[float, float]]
     png: list[float]
+    datatypes: list[str]
     data_start: int
     data_nbytes: int
     quirks: list[str] = field(default_factory=list)
+    unstained_centers: dict[str, float] | None = None
 
     @property
     def cyt(self) -> str:
@@ -99,8 +123,15 @@ class FCSMetadata:
 
     @property
     def date(self) -> str:
-        """Acquisition date (``$DATE``), ``""`` if absent."""
-        return self.keywords.get("$DATE", "")
+        """Acquisition date: ``$DATE``, else the date of FCS 3.2 ``$BEGINDATETIME``.
+
+        ``$BEGINDATETIME`` is ISO 8601, so the date reads ``"2024-03-12"``; ``""`` when
+        neither keyword is present.
+        """
+        date = self.keywords.get("$DATE", "")
+        if date:
+            return date
+        return self.keywords.get("$BEGINDATETIME", "").split("T")[0].strip()
 
     @property
     def fil(self) -> str:
@@ -202,9 +233,11 @@ def _header_field(header: bytes, start: int, ctx: Context, name: str) -> int | N
     text = raw.decode("latin-1").strip()
     if not text:
         return None
-    if not text.isdigit():
-        raise ctx.fail(f"HEADER {name} offset {raw!r} is not a number")
-    return int(text)
+    number = whole_number(text, "bytes")
+    if isinstance(number, str) or not text.isdigit():
+        problem = number if isinstance(number, str) else "not a whole number of bytes"
+        raise ctx.fail(f"HEADER {name} offset {raw!r} is {problem}")
+    return number
 
 
 def _read_header(fh, offset: int, file_size: int, ctx: Context) -> tuple[str, list]:
@@ -240,8 +273,12 @@ def _read_text(fh, offset: int, hdr: list, file_size: int, ctx: Context) -> dict
     if padded:
         ctx.quirk(f"{padded} keyword name(s) padded with spaces (e.g. '   $DATATYPE'); stripped")
     # Supplemental TEXT (FCS 3.x); primary keywords win.
-    s_start = int_keyword(keywords, "$BEGINSTEXT", ctx, required=False)
-    s_end = int_keyword(keywords, "$ENDSTEXT", ctx, required=False)
+    try:
+        s_start = int_keyword(keywords, "$BEGINSTEXT", ctx, required=False)
+        s_end = int_keyword(keywords, "$ENDSTEXT", ctx, required=False)
+    except FCSReadError as exc:
+        ctx.quirk(f"{exc.reason}; supplemental TEXT segment ignored")
+        s_start = s_end = 0
     if s_start and s_end > s_start and (s_start, s_end) != (t_start, t_end):
         if offset + s_end < file_size:
             fh.seek(offset + s_start)
@@ -257,43 +294,48 @@ def _read_text(fh, offset: int, hdr: list, file_size: int, ctx: Context) -> dict
     return keywords
 
 
-def _parse_dataset(fh, path: Path, offset: int, file_size: int) -> tuple[FCSMetadata, int, Context]:
+def _parse_dataset(
+    fh, path: Path, offset: int, file_size: int, max_parameters: int
+) -> tuple[FCSMetadata, int, Context]:
     ctx = Context(path)
     version, hdr = _read_header(fh, offset, file_size, ctx)
     kw = _read_text(fh, offset, hdr, file_size, ctx)
     missing = [k for k in _REQUIRED if not kw.get(k)]
     if missing:
         raise ctx.fail(f"required keyword(s) missing: {', '.join(missing)}")
+    # FCS 3.2 makes $MODE optional (list mode is the only mode left).
     mode = kw.get("$MODE", "L").upper() or "L"
     if mode != "L":
-        raise ctx.fail(f"unsupported $MODE {mode!r}; only list mode 'L' is supported")
-    datatype = kw["$DATATYPE"].upper()
-    if datatype not in ("I", "F", "D"):
-        raise ctx.fail(
-            f"unsupported $DATATYPE {kw['$DATATYPE']!r}; "
-            "valid: I (integer), F (float32), D (float64)"
-        )
-    n_par = int_keyword(kw, "$PAR", ctx)
-    n_tot = int_keyword(kw, "$TOT", ctx)
+        raise ctx.fail(f"unsupported $MODE {shown(mode)}; only list mode 'L' is supported")
+    n_par = int_keyword(kw, "$PAR", ctx, unit="parameters")
+    n_tot = int_keyword(kw, "$TOT", ctx, unit="events")
     if n_par == 0:
         raise ctx.fail("$PAR is 0: the file has no channels")
-    if n_par > 100_000:
-        raise ctx.fail(f"$PAR={n_par} is implausible")
+    if n_par > max_parameters:
+        raise ctx.fail(
+            f"$PAR={n_par} declares more parameters than the limit of {max_parameters} "
+            "(real instruments write a few hundred); read it anyway with "
+            "read_fcs(..., max_parameters=...)"
+        )
     if n_tot == 0:
         raise ctx.fail("$TOT is 0: the file holds no events")
     order = parse_byteorder(kw["$BYTEORD"], ctx)
     chans = channel_layout(kw, n_par, ctx)
     chans["pnn"] = usable_names(chans["pnn"], chans["pns"], ctx)
+    check_fcs32(kw, version, chans, ctx)
+    centers = parse_unstained_centers(kw, chans["pnn"], ctx)
     event_bytes = sum(chans["storage_bits"]) // 8
     data_start, n_events = resolve_data(
         kw, hdr, version, offset, file_size, event_bytes, n_tot, ctx
     )
-    next_raw = kw.get("$NEXTDATA", "0") or "0"
-    try:
-        nextdata = int(float(next_raw))
-    except ValueError:
-        ctx.quirk(f"$NEXTDATA={next_raw!r} is not a number; treated as 0")
+    next_raw = kw.get("$NEXTDATA", "").strip() or "0"
+    nextdata = whole_number(next_raw, "bytes")
+    if isinstance(nextdata, str):
+        # Only the chain to further data sets is lost: this data set stays readable.
+        ctx.quirk(f"keyword $NEXTDATA has value {shown(next_raw)}, {nextdata}; treated as 0")
         nextdata = 0
+    kinds = sorted(set(chans["datatypes"]))
+    datatype = kinds[0] if len(kinds) == 1 else "/".join(kinds)
     meta = FCSMetadata(
         path=path,
         version=version,
@@ -307,6 +349,7 @@ def _parse_dataset(fh, path: Path, offset: int, file_size: int) -> tuple[FCSMeta
         data_start=data_start,
         data_nbytes=n_events * event_bytes,
         quirks=ctx.quirks,
+        unstained_centers=centers,
         **chans,
     )
     return meta, nextdata, ctx
@@ -334,7 +377,9 @@ def _open_checked(path: Path):
     return fh, size
 
 
-def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
+def read_fcs_metadata(
+    path: str | Path, *, dataset: int = 0, max_parameters: int = MAX_PARAMETERS
+) -> FCSMetadata:
     """Read only the HEADER and TEXT of an FCS file (no events are decoded).
 
     Cheap enough to run over a whole batch: it is what :func:`nkflow.io.check_batch` and
@@ -347,6 +392,8 @@ def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
         The FCS file.
     dataset
         Which data set to describe when the file chains several via ``$NEXTDATA``.
+    max_parameters
+        Refuse a data set whose ``$PAR`` exceeds this (default :data:`MAX_PARAMETERS`).
 
     Returns
     -------
@@ -377,7 +424,7 @@ def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", FCSQuirkWarning)
                     try:
-                        meta, nextdata, _ = _parse_dataset(fh, path, offset, size)
+                        meta, nextdata, _ = _parse_dataset(fh, path, offset, size, max_parameters)
                     except FCSReadError as exc:
                         if index <= dataset:
                             raise
@@ -403,7 +450,7 @@ def read_fcs_metadata(path: str | Path, *, dataset: int = 0) -> FCSMetadata:
         except (ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError) as exc:
             # Explicit checks above cover known damage; this is the last line of defence.
             logger.debug("unexpected error parsing %s", path, exc_info=True)
-            raise FCSReadError(path, f"unreadable ({type(exc).__name__}: {exc})") from None
+            raise FCSReadError(path, unexpected_reason(exc, "parsing HEADER/TEXT")) from None
     if chosen is None:
         raise FCSReadError(
             path, f"dataset={dataset} requested but the file holds {index + 1} data set(s)"
