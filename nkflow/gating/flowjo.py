@@ -43,8 +43,7 @@ from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import (
     DEFAULT_MAX_XML_BYTES,
     XmlLimits,
-    parse_xml_bytes,
-    read_xml_safely,
+    read_xml_tree_safely,
 )
 
 __all__ = ["COMPARISON_COLUMNS", "WorkspaceResult", "apply_flowjo_workspace", "flowjo_counts"]
@@ -132,13 +131,12 @@ def flowjo_counts(
     GatingTemplateError
         Unsafe XML or a limit of ``xml_limits`` exceeded.
     """
-    p = Path(wsp_path)
-    return _counts(read_xml_safely(p, max_bytes=max_bytes, limits=xml_limits), p)
+    _, root = read_xml_tree_safely(wsp_path, max_bytes=max_bytes, limits=xml_limits)
+    return _counts(root)
 
 
-def _counts(data: bytes, wsp: Path) -> pd.DataFrame:
-    """:func:`flowjo_counts` of vetted workspace bytes (gate tree walked without recursion)."""
-    root = parse_xml_bytes(data, wsp)
+def _counts(root: Any) -> pd.DataFrame:
+    """:func:`flowjo_counts` of a workspace's element tree, walked without recursion."""
     rows: list[dict[str, object]] = []
     for sample_node in root.iter():
         if _local(sample_node.tag) != "SampleNode":
@@ -233,8 +231,8 @@ def apply_flowjo_workspace(
     from flowio.exceptions import FlowIOException
 
     wsp = Path(wsp_path)
-    data = read_xml_safely(wsp, max_bytes=max_bytes, limits=xml_limits)
-    counts = _counts(data, wsp)
+    data, root = read_xml_tree_safely(wsp, max_bytes=max_bytes, limits=xml_limits)
+    counts = _counts(root)
     buf = io.BytesIO(data)
     files = _fcs_list(fcs_paths_or_folder)
     with warnings.catch_warnings(record=True) as caught:

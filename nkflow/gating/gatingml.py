@@ -42,8 +42,7 @@ from nkflow.gating.stats import population_table
 from nkflow.gating.xml_safety import (
     DEFAULT_MAX_XML_BYTES,
     XmlLimits,
-    parse_xml_bytes,
-    read_xml_safely,
+    read_xml_tree_safely,
 )
 from nkflow.io.fcs import sample_id as container_sample_id
 
@@ -149,9 +148,8 @@ def validate_gatingml(
         gate tree.
     """
     p = Path(path)
-    data = read_xml_safely(p, max_bytes=max_bytes, limits=xml_limits)
+    data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
     strategy = _strategy(data, p)
-    doc = parse_xml_bytes(data, p)
     renames = population_names(doc)
     quad_gates = {el.get(_q(GATING_NS, "id")) for el in doc.iter(_q(GATING_NS, "QuadrantGate"))}
     known = {gid for gid, _ in strategy.get_gate_ids()}
@@ -240,9 +238,8 @@ def apply_gatingml(
         A container lacks what the gates need (a channel, a matrix).
     """
     p = Path(path)
-    data = read_xml_safely(p, max_bytes=max_bytes, limits=xml_limits)
+    data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
     strategy = _strategy(data, p)
-    doc = parse_xml_bytes(data, p)
     renames = population_names(doc)
     order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
     digest = hashlib.sha256(data).hexdigest()

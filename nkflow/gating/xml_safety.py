@@ -40,9 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.parsers import expat
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser
-
 from nkflow.exceptions import GatingTemplateError
 
 __all__ = [
@@ -57,6 +54,7 @@ __all__ = [
     "parse_xml_bytes",
     "parse_xml_safely",
     "read_xml_safely",
+    "read_xml_tree_safely",
     "xml_buffer",
 ]
 
@@ -163,8 +161,9 @@ class _Gates:
 class _StreamCheck:
     """Expat handlers enforcing the safety rules and :class:`XmlLimits`, without a tree."""
 
-    def __init__(self, limits: XmlLimits) -> None:
+    def __init__(self, limits: XmlLimits, builder: stdlib_et.TreeBuilder | None = None) -> None:
         self.limits = limits
+        self.builder = builder
         self.depth = 0
         self.elements = 0
         self.text = 0
@@ -219,6 +218,8 @@ class _StreamCheck:
     def _chars(self, data: str) -> None:
         self.text += len(data)
         self._too_long("a text run", self.text)
+        if self.builder is not None:
+            self.builder.data(data)
 
     def _comment(self, data: str) -> None:
         self.text = 0
@@ -245,6 +246,8 @@ class _StreamCheck:
             if len(value) > lim.max_text:
                 self._too_long(f"attribute {key.rsplit('}', 1)[-1]!r} of <{local}>", len(value))
         self._gate_start(name, local, attrs)
+        if self.builder is not None:
+            self.builder.start(_clark(name), {_clark(k): v for k, v in attrs.items()})
 
     def _end(self, name: str) -> None:
         self.text = 0
@@ -254,6 +257,8 @@ class _StreamCheck:
             g.flowjo_level -= 1
         if g.gatingml and self.depth == 1:
             g.current = None
+        if self.builder is not None:
+            self.builder.end(_clark(name))
 
     # ---------------------------------------------------------------- gate structure
     def _gate_start(self, name: str, local: str, attrs: dict[str, str]) -> None:
@@ -295,6 +300,11 @@ class _StreamCheck:
         """Checks that need the whole document: the GatingML gate hierarchy's depth."""
         if self.gates.gatingml:
             _check_gate_depth(self.gates.parents, self.limits.max_gate_depth)
+
+
+def _clark(name: str) -> str:
+    """Expat's ``uri}local`` as ElementTree's ``{uri}local``."""
+    return "{" + name if "}" in name else name
 
 
 _GATES_WHY = (
@@ -361,13 +371,18 @@ def check_xml(data: bytes, source: str | Path, *, limits: XmlLimits | None = Non
         declaration, external reference, external DTD or internal DTD subset), or a limit
         of ``limits`` exceeded; the message names ``source`` and the problem.
     """
-    lim = limits or XmlLimits()
+    _vet(data, source, limits or XmlLimits(), None)
+
+
+def _vet(
+    data: bytes, source: str | Path, lim: XmlLimits, builder: stdlib_et.TreeBuilder | None
+) -> None:
     if data[:4] in _UTF32:
         raise GatingTemplateError(
             f"{source}: the document is encoded as UTF-32, which the safety check cannot "
             "decode; save the file as UTF-8 (GatingML and FlowJo write UTF-8)"
         )
-    check = _StreamCheck(lim)
+    check = _StreamCheck(lim, builder)
     parser = check.parser
     view = memoryview(data)
     # A token expat is still buffering when more than this many bytes have been fed past
@@ -459,29 +474,64 @@ def _read_bytes(p: Path, max_bytes: int) -> bytes:
     return data
 
 
-def parse_xml_bytes(data: bytes, source: str | Path) -> stdlib_et.Element:
-    """Element tree of bytes already vetted by :func:`check_xml` (entities still refused).
+def parse_xml_bytes(
+    data: bytes, source: str | Path, *, limits: XmlLimits | None = None
+) -> stdlib_et.Element:
+    """Check a document as :func:`check_xml` does and build its element tree in one pass.
 
     Parameters
     ----------
     data
-        Bytes returned by :func:`read_xml_safely` (or passed through :func:`check_xml`).
+        The document's bytes.
     source
         Where they came from (named in error messages).
+    limits
+        Structural limits (default :class:`XmlLimits`).
 
     Returns
     -------
     xml.etree.ElementTree.Element
-        The document's root element.
+        The document's root element (comments and processing instructions dropped).
+
+    Raises
+    ------
+    GatingTemplateError
+        As :func:`check_xml`.
     """
-    parser = DefusedXMLParser(forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    try:
-        parser.feed(data)
-        return parser.close()
-    except DefusedXmlException as exc:  # pragma: no cover - check_xml refused these first
-        raise GatingTemplateError(f"{source}: unsafe XML refused: {exc}") from None
-    except stdlib_et.ParseError as exc:  # pragma: no cover - check_xml refused these first
-        raise GatingTemplateError(f"{source}: not well-formed XML ({exc})") from None
+    builder = stdlib_et.TreeBuilder()
+    _vet(data, source, limits or XmlLimits(), builder)
+    return builder.close()
+
+
+def read_xml_tree_safely(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES, limits: XmlLimits | None = None
+) -> tuple[bytes, stdlib_et.Element]:
+    """Read an XML document, check it and build its element tree, all from one read.
+
+    Parameters
+    ----------
+    path
+        A GatingML 2.0 file or a FlowJo workspace.
+    max_bytes
+        Refuse files larger than this.
+    limits
+        Structural limits of the check (default :class:`XmlLimits`).
+
+    Returns
+    -------
+    bytes
+        The vetted content (hand this, as a buffer, to flowkit).
+    xml.etree.ElementTree.Element
+        The root element of the same content.
+
+    Raises
+    ------
+    GatingTemplateError
+        As :func:`read_xml_safely`.
+    """
+    p = Path(path)
+    data = _read_bytes(p, max_bytes)
+    return data, parse_xml_bytes(data, p, limits=limits)
 
 
 def parse_xml_safely(
@@ -508,8 +558,7 @@ def parse_xml_safely(
     GatingTemplateError
         As :func:`read_xml_safely`.
     """
-    p = Path(path)
-    return parse_xml_bytes(read_xml_safely(p, max_bytes=max_bytes, limits=limits), p)
+    return read_xml_tree_safely(path, max_bytes=max_bytes, limits=limits)[1]
 
 
 def xml_buffer(
