@@ -301,3 +301,41 @@ def test_streaming_check_memory_stays_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert peak < len(data) / 20, f"peak {peak} bytes for a {len(data)}-byte document"
+
+
+@pytest.mark.filterwarnings("ignore::nkflow.exceptions.LowEventCountWarning")
+@pytest.mark.parametrize(
+    ("encoding", "codec"),
+    [("UTF-16", "utf-16"), ("ISO-8859-1", "latin-1"), ("windows-1252", "cp1252")],
+)
+def test_decodable_encodings_still_work(
+    encoding: str, codec: str, tmp_path: Path, container: ad.AnnData
+) -> None:
+    path = tmp_path / "encoded.xml"
+    doc = f'<?xml version="1.0" encoding="{encoding}"?>{GML_OPEN}{_rect("R1")}{GML_CLOSE}'
+    path.write_bytes(doc.encode(codec))
+    table = apply_gatingml(path, container)
+    assert table.loc[0, "count"] == int((container.X[:, 0] >= 20).sum())
+
+
+def test_repeated_gate_ids_count_as_gates(tmp_path: Path) -> None:
+    path = tmp_path / "same_id.xml"
+    path.write_bytes((GML_OPEN + _rect("G") * (DEFAULT_MAX_GATES + 1) + GML_CLOSE).encode())
+    with pytest.raises(GatingTemplateError, match="more than 1000 gates"):
+        read_xml_safely(path)
+
+
+def test_gate_count_is_per_sample_and_group_node(tmp_path: Path) -> None:
+    # FlowJo gives every group and sample its own gate tree; flowkit builds them one by one
+    nodes = "".join(
+        f'<{kind} name="{kind}{i}"><Subpopulations>'
+        + '<Population name="P"/>' * 15
+        + f"</Subpopulations></{kind}>"
+        for kind in ("GroupNode", "SampleNode")
+        for i in range(3)
+    )
+    path = tmp_path / "many_nodes.wsp"
+    path.write_text(f"<Workspace>{nodes}</Workspace>")
+    read_xml_safely(path, limits=XmlLimits(max_gates=15))
+    with pytest.raises(GatingTemplateError, match="group node 'GroupNode0' holds more than 14"):
+        read_xml_safely(path, limits=XmlLimits(max_gates=14))

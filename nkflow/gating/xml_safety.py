@@ -85,14 +85,14 @@ DEFAULT_MAX_XML_TEXT = 2 * 1024 * 1024
 #: Most gates accepted by default in one gating strategy (a GatingML document, or one
 #: sample of a FlowJo workspace). flowkit rebuilds its whole gate graph for every gate it
 #: adds and searches the tree for every gate it evaluates, so its cost grows with the
-#: square of the number of gates: 1,000 sibling gates take about 4 s, 2,000 about 14 s,
-#: 20,000 would take about half an hour. NK-cell strategies have tens of gates.
+#: square of the number of gates: 1,000 sibling gates take about 4 s of CPU, 2,000 about
+#: 14 s, 20,000 would take over 20 minutes. NK-cell strategies have tens of gates.
 DEFAULT_MAX_GATES = 1_000
 
 #: Deepest gate hierarchy accepted by default (a gate without a parent is level 1). Real
 #: gating hierarchies are under 30 levels; flowkit evaluates gate trees recursively and
 #: its cost grows with the square of the depth (128 levels take 0.7 s, 600 levels 10 s,
-#: 1,000 levels exhaust Python's recursion limit after minutes).
+#: 1,000 levels exhaust Python's recursion limit after 40 s to 3 minutes).
 DEFAULT_MAX_GATE_DEPTH = 64
 
 GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
@@ -151,11 +151,12 @@ class _Gates:
 
     gatingml: bool = False
     parents: dict[str, list[str]] = field(default_factory=dict)  # gate id -> gates it needs
+    count: int = 0  # GatingML gate elements (ids may repeat)
     current: str | None = None  # GatingML gate element being read
     flowjo_level: int = 0  # FlowJo population nodes enclosing the current element
     flowjo_stack: list[bool] = field(default_factory=list)  # per open element: population?
-    sample: str = ""  # FlowJo SampleNode being read
-    sample_gates: int = 0
+    owner: str = "the workspace"  # FlowJo SampleNode or GroupNode being read
+    owner_gates: int = 0
 
 
 class _StreamCheck:
@@ -267,21 +268,20 @@ class _StreamCheck:
             g.gatingml = name == f"{GATING_NS}}}Gating-ML"
         is_pop = local in _FLOWJO_NODES and "}" not in name
         g.flowjo_stack.append(is_pop)
-        if local == "SampleNode":
-            g.sample, g.sample_gates = attrs.get("name", ""), 0
+        if local in ("SampleNode", "GroupNode") and "}" not in name:
+            kind = "sample node" if local == "SampleNode" else "group node"
+            g.owner, g.owner_gates = f"{kind} {attrs.get('name', '')!r}", 0
         elif is_pop:
             g.flowjo_level += 1
-            g.sample_gates += 1
-            who = f"population {attrs.get('name', '')!r} of sample node {g.sample!r}"
+            g.owner_gates += 1
+            who = f"population {attrs.get('name', '')!r} of {g.owner}"
             if g.flowjo_level > lim.max_gate_depth:
                 raise _Refused(
                     f"{who} is nested {g.flowjo_level} gates deep, deeper than the limit of "
                     f"{lim.max_gate_depth} gate levels (real gating hierarchies are under 30)"
                 )
-            if g.sample_gates > lim.max_gates:
-                raise _Refused(
-                    f"sample node {g.sample!r} holds more than {lim.max_gates} gates; {_GATES_WHY}"
-                )
+            if g.owner_gates > lim.max_gates:
+                raise _Refused(f"{g.owner} holds more than {lim.max_gates} gates; {_GATES_WHY}")
         if not g.gatingml or not name.startswith(f"{GATING_NS}}}"):
             return
         if self.depth == 2 and local in _GATE_TAGS:
@@ -289,7 +289,8 @@ class _StreamCheck:
             parent = attrs.get(f"{GATING_NS}}}parent_id")
             g.parents.setdefault(gid, []).extend([parent] if parent else [])
             g.current = gid
-            if len(g.parents) > lim.max_gates:
+            g.count += 1
+            if g.count > lim.max_gates:
                 raise _Refused(f"the document holds more than {lim.max_gates} gates; {_GATES_WHY}")
         elif local == "gateReference" and g.current is not None:
             ref = attrs.get(f"{GATING_NS}}}ref")
@@ -309,7 +310,7 @@ def _clark(name: str) -> str:
 
 _GATES_WHY = (
     "flowkit's cost grows with the square of the number of gates (1,000 gates take "
-    "seconds, 20,000 would take about half an hour); NK-cell strategies have tens of gates"
+    "seconds, 20,000 would take over 20 minutes); NK-cell strategies have tens of gates"
 )
 
 
