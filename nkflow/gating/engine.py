@@ -114,24 +114,36 @@ def _threshold_lookup(table: Any) -> list[dict[str, Any]]:
 
 
 def _spec_order(tpl: Template) -> list[GateSpec]:
+    """Gate specs with every dependency first (template order otherwise).
+
+    Depth-first with an explicit stack, so a deep gate hierarchy cannot exhaust Python's
+    recursion limit; the order is the one a recursive post-order visit gives.
+    """
     by_pop = {p: g for g in tpl.gates for p in g.populations}
     out: list[GateSpec] = []
     seen: set[str] = set()
 
-    def visit(g: GateSpec) -> None:
-        if g.id in seen:
-            return
-        seen.add(g.id)
-        deps = [g.parent] if g.parent else []
-        deps += [d.on for d in g.dims if d.on]
-        deps += [o.lstrip("!") for o in g.operands]
-        deps += [o.lstrip("!") for v in g.by_tissue.values() for o in v]
-        for d in deps:
-            visit(by_pop[d])
-        out.append(g)
+    def deps(g: GateSpec) -> Iterator[GateSpec]:
+        names = [g.parent] if g.parent else []
+        names += [d.on for d in g.dims if d.on]
+        names += [o.lstrip("!") for o in g.operands]
+        names += [o.lstrip("!") for v in g.by_tissue.values() for o in v]
+        return (by_pop[d] for d in names)
 
-    for g in tpl.gates:
-        visit(g)
+    for first in tpl.gates:
+        if first.id in seen:
+            continue
+        seen.add(first.id)
+        stack = [(first, deps(first))]
+        while stack:
+            g, todo = stack[-1]
+            nxt = next((d for d in todo if d.id not in seen), None)
+            if nxt is None:
+                stack.pop()
+                out.append(g)
+            else:
+                seen.add(nxt.id)
+                stack.append((nxt, deps(nxt)))
     return out
 
 

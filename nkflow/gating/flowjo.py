@@ -21,20 +21,30 @@ a gate FlowJo could not evaluate, stored as ``count="-1"``).
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import FCSReadError, GatingError, GatingTemplateError
-from nkflow.gating.gatingml import flowkit_parse_errors, gating_results_to_members
+from nkflow.gating.gatingml import (
+    flowkit_failure,
+    flowkit_parse_errors,
+    gating_results_to_members,
+)
 from nkflow.gating.stats import population_table
-from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, xml_buffer
+from nkflow.gating.xml_safety import (
+    DEFAULT_MAX_XML_BYTES,
+    XmlLimits,
+    read_xml_tree_safely,
+)
 
 __all__ = ["COMPARISON_COLUMNS", "WorkspaceResult", "apply_flowjo_workspace", "flowjo_counts"]
 
@@ -80,7 +90,23 @@ def _local(tag: object) -> str:
     return str(tag).rsplit("}", 1)[-1]
 
 
-def flowjo_counts(wsp_path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> pd.DataFrame:
+def _gate_children(node: Any) -> list[Any]:
+    """Population, NOT, OR and AND nodes in a node's ``Subpopulations``, in document order."""
+    return [
+        child
+        for sub in node
+        if _local(sub.tag) == "Subpopulations"
+        for child in sub
+        if _local(child.tag) in _NODE_TAGS
+    ]
+
+
+def flowjo_counts(
+    wsp_path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_XML_BYTES,
+    xml_limits: XmlLimits | None = None,
+) -> pd.DataFrame:
     """The event counts FlowJo saved in a workspace, per sample and gate.
 
     Parameters
@@ -89,6 +115,9 @@ def flowjo_counts(wsp_path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTE
         FlowJo workspace (parsed with entities and external DTDs refused).
     max_bytes
         Refuse larger files.
+    xml_limits
+        Structural limits of the XML safety check (nesting, elements, text size, gates per
+        sample and gate depth); default :class:`~nkflow.gating.xml_safety.XmlLimits`.
 
     Returns
     -------
@@ -96,36 +125,43 @@ def flowjo_counts(wsp_path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTE
         Columns ``sample_id`` (the sample node's name, as flowkit names samples),
         ``gate_path`` (tuple starting with ``"root"``), ``gate_name``, ``count_flowjo``
         (float; NaN where FlowJo stored ``-1``, i.e. not computed).
+
+    Raises
+    ------
+    GatingTemplateError
+        Unsafe XML or a limit of ``xml_limits`` exceeded.
     """
-    root = parse_xml_safely(wsp_path, max_bytes=max_bytes)
+    _, root = read_xml_tree_safely(wsp_path, max_bytes=max_bytes, limits=xml_limits)
+    return _counts(root)
+
+
+def _counts(root: Any) -> pd.DataFrame:
+    """:func:`flowjo_counts` of a workspace's element tree, walked without recursion."""
     rows: list[dict[str, object]] = []
-
-    def walk(node: object, sample_id: str, path: tuple[str, ...]) -> None:
-        for sub in node:  # type: ignore[attr-defined]
-            if _local(sub.tag) != "Subpopulations":
-                continue
-            for child in sub:
-                if _local(child.tag) not in _NODE_TAGS:
-                    continue
-                name = child.get("name", "")
-                raw = child.get("count")
-                try:
-                    count = float(raw) if raw is not None else np.nan
-                except ValueError:
-                    count = np.nan
-                rows.append(
-                    {
-                        "sample_id": sample_id,
-                        "gate_path": path,
-                        "gate_name": name,
-                        "count_flowjo": count if count >= 0 else np.nan,
-                    }
-                )
-                walk(child, sample_id, (*path, name))
-
     for sample_node in root.iter():
-        if _local(sample_node.tag) == "SampleNode":
-            walk(sample_node, sample_node.get("name", ""), ("root",))
+        if _local(sample_node.tag) != "SampleNode":
+            continue
+        sample_id = sample_node.get("name", "")
+        # depth first (a gate, then its subpopulations, then its next sibling), as FlowJo
+        # lists them; an explicit stack, so deep hierarchies cannot exhaust the recursion
+        stack = [(child, ("root",)) for child in reversed(_gate_children(sample_node))]
+        while stack:
+            node, path = stack.pop()
+            name = node.get("name", "")
+            raw = node.get("count")
+            try:
+                count = float(raw) if raw is not None else np.nan
+            except ValueError:
+                count = np.nan
+            rows.append(
+                {
+                    "sample_id": sample_id,
+                    "gate_path": path,
+                    "gate_name": name,
+                    "count_flowjo": count if count >= 0 else np.nan,
+                }
+            )
+            stack.extend((child, (*path, name)) for child in reversed(_gate_children(node)))
     return pd.DataFrame(rows, columns=["sample_id", "gate_path", "gate_name", "count_flowjo"])
 
 
@@ -153,6 +189,7 @@ def apply_flowjo_workspace(
     group: str | None = None,
     min_events: int = 100,
     max_bytes: int = DEFAULT_MAX_XML_BYTES,
+    xml_limits: XmlLimits | None = None,
 ) -> WorkspaceResult:
     """Apply a FlowJo 10 workspace to its FCS files; compare nkflow's counts with FlowJo's.
 
@@ -171,6 +208,9 @@ def apply_flowjo_workspace(
         Populations with fewer events are flagged ``low_events``.
     max_bytes
         Refuse larger XML files.
+    xml_limits
+        Structural limits of the XML safety check (nesting, elements, text size, gates per
+        sample and gate depth); default :class:`~nkflow.gating.xml_safety.XmlLimits`.
 
     Returns
     -------
@@ -180,7 +220,8 @@ def apply_flowjo_workspace(
     Raises
     ------
     GatingTemplateError
-        Unsafe XML, not a FlowJo 10 workspace.
+        Unsafe XML, a limit of ``xml_limits`` exceeded, not a FlowJo 10 workspace, or
+        flowkit failed on its gate tree (recursion, memory).
     FCSReadError
         flowkit cannot read one of the FCS files (named).
     GatingError
@@ -190,8 +231,9 @@ def apply_flowjo_workspace(
     from flowio.exceptions import FlowIOException
 
     wsp = Path(wsp_path)
-    counts = flowjo_counts(wsp, max_bytes=max_bytes)
-    buf = xml_buffer(wsp, max_bytes=max_bytes)
+    data, root = read_xml_tree_safely(wsp, max_bytes=max_bytes, limits=xml_limits)
+    counts = _counts(root)
+    buf = io.BytesIO(data)
     files = _fcs_list(fcs_paths_or_folder)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -205,7 +247,7 @@ def apply_flowjo_workspace(
             ws = fk.Workspace(buf, fcs_samples=samples)
         except flowkit_parse_errors(fk) as exc:
             raise GatingTemplateError(
-                f"{wsp}: cannot be read as a FlowJo 10 workspace ({exc})"
+                f"{wsp}: cannot be read as a FlowJo 10 workspace ({flowkit_failure(exc)})"
             ) from None
         sample_ids = ws.get_sample_ids(group_name=group)
         if not sample_ids:
@@ -217,6 +259,10 @@ def apply_flowjo_workspace(
             try:
                 ws.analyze_samples(sample_id=sid, use_mp=False)
                 results[sid] = ws.get_gating_results(sid)
+            except (RecursionError, MemoryError) as exc:
+                raise GatingTemplateError(
+                    f"{wsp}: gating sample {sid!r} failed: {flowkit_failure(exc)}"
+                ) from None
             except (
                 LookupError,
                 ValueError,

@@ -39,7 +39,11 @@ from nkflow.gating.gatingml_export import (
     population_names,
 )
 from nkflow.gating.stats import population_table
-from nkflow.gating.xml_safety import DEFAULT_MAX_XML_BYTES, parse_xml_safely, read_xml_safely
+from nkflow.gating.xml_safety import (
+    DEFAULT_MAX_XML_BYTES,
+    XmlLimits,
+    read_xml_tree_safely,
+)
 from nkflow.io.fcs import sample_id as container_sample_id
 
 __all__ = [
@@ -56,53 +60,69 @@ _RESERVED_OBS = {"sample_id", "qc_pass", "metacluster", "cluster"}
 
 
 def flowkit_parse_errors(fk: Any) -> tuple[type[BaseException], ...]:
-    """What flowkit raises for a document (GatingML or workspace) it cannot parse."""
+    """What flowkit raises for a document (GatingML or workspace) it cannot parse.
+
+    Besides flowkit's own errors: lxml's (a limit of libxml2 the safety check did not catch,
+    e.g. when the caller raised :class:`~nkflow.gating.xml_safety.XmlLimits`), an encoding
+    lxml does not know, and recursion or memory exhaustion inside flowkit.
+    """
+    from lxml import etree
+
     return (
         ValueError,
-        KeyError,
+        LookupError,
         TypeError,
         AttributeError,
         NotImplementedError,
+        RecursionError,
+        MemoryError,
+        etree.Error,
         fk.exceptions.FlowKitException,
     )
 
 
-def _read_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> Any:
-    """Parse a GatingML 2.0 document safely into a flowkit ``GatingStrategy``.
+def flowkit_failure(exc: BaseException) -> str:
+    """Words for an exception flowkit (or lxml under it) raised, for an error message."""
+    if isinstance(exc, RecursionError):
+        return "the gate tree is nested too deeply for flowkit's recursive evaluation"
+    if isinstance(exc, MemoryError):
+        return "flowkit ran out of memory"
+    return str(exc) or type(exc).__name__
+
+
+def _strategy(data: bytes, p: Path) -> Any:
+    """A flowkit ``GatingStrategy`` from vetted GatingML 2.0 bytes.
 
     Private: flowkit objects do not leave :mod:`nkflow.gating`.
-
-    Parameters
-    ----------
-    path
-        The GatingML 2.0 file.
-    max_bytes
-        Size limit passed to :func:`nkflow.gating.xml_safety.read_xml_safely`.
 
     Raises
     ------
     GatingTemplateError
-        Unsafe XML, not GatingML 2.0 (schema-invalid) or a FlowJo workspace.
+        Not GatingML 2.0 (schema-invalid), a FlowJo workspace, or flowkit failed on it.
     """
+    import io
+
     import flowkit as fk
 
-    from nkflow.gating.xml_safety import xml_buffer
-
-    p = Path(path)
-    buf = xml_buffer(p, max_bytes=max_bytes)
+    buf = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fk.parse_gating_xml(buf)
     except flowkit_parse_errors(fk) as exc:
         raise GatingTemplateError(
-            f"{p}: not a valid GatingML 2.0 document ({exc}{_schema_error(buf)}); nkflow "
-            "accepts GatingML 2.0 files (schema-valid) here and FlowJo .wsp workspaces via "
-            "apply_flowjo_workspace"
+            f"{p}: not a valid GatingML 2.0 document ({flowkit_failure(exc)}"
+            f"{_schema_error(buf)}); nkflow accepts GatingML 2.0 files (schema-valid) here "
+            "and FlowJo .wsp workspaces via apply_flowjo_workspace"
         ) from None
 
 
-def validate_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> list[str]:
+def validate_gatingml(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_XML_BYTES,
+    xml_limits: XmlLimits | None = None,
+) -> list[str]:
     """Check a GatingML 2.0 file (safe XML, schema, gate tree) and list its populations.
 
     Parameters
@@ -111,6 +131,9 @@ def validate_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTE
         The GatingML 2.0 file.
     max_bytes
         Refuse larger files.
+    xml_limits
+        Structural limits of the XML safety check (nesting, elements, text size, number
+        and depth of gates); default :class:`~nkflow.gating.xml_safety.XmlLimits`.
 
     Returns
     -------
@@ -121,11 +144,12 @@ def validate_gatingml(path: str | Path, *, max_bytes: int = DEFAULT_MAX_XML_BYTE
     Raises
     ------
     GatingTemplateError
-        Unsafe XML, schema violations (the first is named) or an invalid gate tree.
+        Unsafe XML, a limit exceeded, schema violations (the first is named) or an invalid
+        gate tree.
     """
     p = Path(path)
-    strategy = _read_gatingml(p, max_bytes=max_bytes)
-    doc = parse_xml_safely(p, max_bytes=max_bytes)
+    data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
+    strategy = _strategy(data, p)
     renames = population_names(doc)
     quad_gates = {el.get(_q(GATING_NS, "id")) for el in doc.iter(_q(GATING_NS, "QuadrantGate"))}
     known = {gid for gid, _ in strategy.get_gate_ids()}
@@ -145,7 +169,7 @@ def _schema_error(buf: Any) -> str:
             return ""
         err = next(iter(gml_schema.error_log), None)
         return f"; schema: line {err.line}: {err.message}" if err is not None else ""
-    except (ImportError, ValueError, SyntaxError):  # pragma: no cover - best effort only
+    except (ImportError, ValueError, SyntaxError, RecursionError, MemoryError):  # best effort
         return ""
 
 
@@ -178,6 +202,7 @@ def apply_gatingml(
     min_events: int = 100,
     nk_population: str = "NK",
     max_bytes: int = DEFAULT_MAX_XML_BYTES,
+    xml_limits: XmlLimits | None = None,
 ) -> pd.DataFrame:
     """Apply an analyst's GatingML 2.0 file to nkflow containers.
 
@@ -196,6 +221,9 @@ def apply_gatingml(
         Gate id used as the denominator of ``percent_of_nk`` (NaN when absent).
     max_bytes
         Refuse XML files larger than this.
+    xml_limits
+        Structural limits of the XML safety check (nesting, elements, text size, number
+        and depth of gates); default :class:`~nkflow.gating.xml_safety.XmlLimits`.
 
     Returns
     -------
@@ -205,14 +233,13 @@ def apply_gatingml(
     Raises
     ------
     GatingTemplateError
-        The file is unsafe or not GatingML 2.0.
+        The file is unsafe, exceeds a limit of ``xml_limits``, or is not GatingML 2.0.
     GatingError
         A container lacks what the gates need (a channel, a matrix).
     """
     p = Path(path)
-    data = read_xml_safely(p, max_bytes=max_bytes)
-    strategy = _read_gatingml(p, max_bytes=max_bytes)
-    doc = parse_xml_safely(p, max_bytes=max_bytes)
+    data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
+    strategy = _strategy(data, p)
     renames = population_names(doc)
     order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
     digest = hashlib.sha256(data).hexdigest()
@@ -230,8 +257,7 @@ def apply_gatingml(
             raise GatingTemplateError(
                 f"{p}: gate id(s) {clash} would overwrite container columns; rename the gates"
             )
-        for name, mask in members.items():
-            adata.obs[name] = mask
+        _set_obs_columns(adata, members)
         nk = adata.uns.setdefault("nkflow", {})
         nk["gating"] = {
             "template": str(p),
@@ -252,6 +278,16 @@ def apply_gatingml(
     return pd.concat(tables, ignore_index=True)
 
 
+def _set_obs_columns(adata: Any, columns: Mapping[str, np.ndarray]) -> None:
+    """Write bool columns to ``adata.obs`` at once (column by column fragments the frame)."""
+    existing = [name for name in columns if name in adata.obs.columns]
+    for name in existing:  # keep the position of a column being re-gated
+        adata.obs[name] = columns[name]
+    new = {name: mask for name, mask in columns.items() if name not in adata.obs.columns}
+    if new:
+        adata.obs = pd.concat([adata.obs, pd.DataFrame(new, index=adata.obs.index)], axis=1)
+
+
 def _gate_one(
     strategy: Any, adata: Any, sample_id: str, path: Path
 ) -> tuple[dict[str, np.ndarray], dict[str, str | None]]:
@@ -266,6 +302,10 @@ def _gate_one(
         for w in caught:
             log.info("%s on %s: flowkit: %s", path, sample_id, w.message)
         results = session.get_gating_results(sample.id)
+    except (RecursionError, MemoryError) as exc:
+        raise GatingTemplateError(
+            f"{path}: gating sample {sample_id!r} failed: {flowkit_failure(exc)}"
+        ) from None
     except (LookupError, ValueError, NotImplementedError, fk.exceptions.FlowKitException) as exc:
         raise GatingError(
             f"{path}: gating sample {sample_id!r} failed ({exc!r}); channels in the sample: "
