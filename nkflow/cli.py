@@ -246,20 +246,49 @@ class _ProgressBars:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Also write the table.")
-def inspect(files: Sequence[Path], csv_path: Path | None) -> None:
-    """Show each FCS file's version, events, channels, markers, spillover, instrument, date."""
+@click.option("--wide", is_flag=True, help="One table row per file (long lines).")
+def inspect(files: Sequence[Path], csv_path: Path | None, wide: bool) -> None:
+    """Show each FCS file's version, events, channels, markers, spillover, instrument, date.
+
+    By default one short block per file, wrapped to the terminal (at most 100 columns);
+    ``--wide`` prints one table row per file, ``--csv F`` writes the table.
+    """
     from .io import inspect_files
     from .io.write import write_table
 
     table = inspect_files(list(files))
     with_errors = table[table["error"].astype(str) != ""]
-    shown = table.drop(columns=["error"])
-    click.echo(escape_frame(shown).to_string(index=False))
+    readable = table[table["error"].astype(str) == ""]
+    if wide:
+        click.echo(escape_frame(readable.drop(columns=["error"])).to_string(index=False))
+    else:
+        for _, row in escape_frame(readable).iterrows():
+            click.echo(_inspect_block(row))
     for _, row in with_errors.iterrows():
         _fail_line(row["file"], row["error"])
     if csv_path is not None:
         write_table(table, csv_path.with_suffix(""), formats=("csv",))
     sys.exit(EXIT_FAILED_INPUTS if len(with_errors) else EXIT_OK)
+
+
+def _inspect_block(row: Any) -> str:
+    """One file of ``nkflow inspect``, wrapped to fit the terminal (at most 100 columns)."""
+    import shutil
+    import textwrap
+
+    width = max(40, min(100, shutil.get_terminal_size((100, 24)).columns))
+    head = (
+        f"FCS {row['fcs_version']} | {row['events']} events | {row['channels']} channels | "
+        f"{row.get('technology', '')} | spillover {row['spillover']} | "
+        f"{row['instrument'] or 'instrument ?'} | {row['date'] or 'date ?'}"
+    )
+    lines = [str(row["file"]), *textwrap.wrap(head, width, initial_indent="  ",
+                                             subsequent_indent="    ")]  # fmt: skip
+    for key in ("markers", "quirks"):
+        if str(row.get(key, "")):
+            lines += textwrap.wrap(f"{key}: {row[key]}", width, initial_indent="  ",
+                                   subsequent_indent="    ", break_on_hyphens=False)  # fmt: skip
+    return "\n".join(lines)
 
 
 @main.command()

@@ -113,6 +113,22 @@ def test_inspect_reports_bad_files(runner: CliRunner, small_batch: Path, tmp_pat
     assert good.name in result.output
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["blocks", "wide"])
+def test_inspect_fits_a_100_column_terminal(
+    runner: CliRunner, small_batch: Path, tmp_path: Path, wide: bool
+) -> None:
+    files = [str(p) for p in sorted(small_batch.glob("*.fcs"))[:3]]
+    result = runner.invoke(main, ["inspect", *files, *(["--wide"] if wide else [])],
+                           env={"COLUMNS": "100"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    long = [line for line in lines if len(line) > 100 and line not in files]
+    assert bool(long) == wide  # --wide is the one-row-per-file table
+    for path in files:
+        assert path in result.output
+    assert "CD56 (" in result.output and "spillover" in result.output
+
+
 def test_full_run_with_a_broken_file(runner: CliRunner, small_batch: Path, tmp_path: Path) -> None:
     batch = tmp_path / "batch"
     shutil.copytree(small_batch, batch)
