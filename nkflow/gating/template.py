@@ -42,7 +42,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ _DIM_KEYS = {
     "stim",
     "between",
     "fallback",
+    "any_of",
+    "optional",
 }
 _GATE_KEYS = {
     "id",
@@ -107,7 +109,11 @@ _GATE_KEYS = {
     "stim",
     "optional",
     "description",
+    "alternatives",
+    "bypass",
+    "technology",
 }
+TECHNOLOGIES = ("flow", "cytof")
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,8 @@ class DimSpec:
     stim: str = "keep"
     between: str = "top2"
     fallback: str | None = None
+    any_of: tuple[str, ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,9 @@ class GateSpec:
     stim: str = "keep"
     optional: bool = False
     description: str = ""
+    alternatives: tuple[GateSpec, ...] = ()
+    bypass: bool = False
+    technology: tuple[str, ...] = ()
 
     @property
     def populations(self) -> list[str]:
@@ -164,6 +175,8 @@ class Template:
     species: str
     description: str
     anchor: str
+    anchor_gate: str
+    technology: str
     required_markers: tuple[str, ...]
     optional_markers: tuple[str, ...]
     terminal_populations: tuple[str, ...]
@@ -283,12 +296,58 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
             if "fallback" in raw
             else None
         ),
+        any_of=_names(path, where, "any_of", raw.get("any_of", [])),
+        optional=bool(raw.get("optional", False)),
     )
 
 
+def _names(path: str, where: str, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _err(path, where, f"{key} = {value!r}; valid: a list of names")
+    return tuple(value)
+
+
 def _gate(path: str, i: int, raw: Any) -> GateSpec:
+    """One gate and its ``alternatives`` (each a table of keys that override the gate's)."""
     if not isinstance(raw, Mapping):
         raise _err(path, f"gates[{i}]", "each [[gates]] entry must be a table")
+    alts_raw = raw.get("alternatives", [])
+    base = {k: v for k, v in raw.items() if k != "alternatives"}
+    spec = _one_gate(path, i, base)
+    if not isinstance(alts_raw, list) or not all(isinstance(a, Mapping) for a in alts_raw):
+        raise _err(
+            path, f"gate {spec.id!r}", f"alternatives = {alts_raw!r}; valid: a list of tables"
+        )
+    alts = []
+    for j, alt in enumerate(alts_raw):
+        bad = {"id", "parent", "alternatives"} & set(alt)
+        if bad:
+            raise _err(
+                path,
+                f"gate {spec.id!r} alternatives[{j}]",
+                f"cannot change {sorted(bad)}; an alternative replaces how the gate is drawn",
+            )
+        merged = dict(base)
+        if "kind" in alt:  # a new kind: drop the old kind's own keys
+            merged = {k: v for k, v in base.items() if k in _COMMON_KEYS}
+        merged.update(alt)
+        a = _one_gate(path, i, merged)
+        if a.populations != spec.populations:
+            raise _err(
+                path,
+                f"gate {spec.id!r} alternatives[{j}]",
+                f"produces {a.populations}, not {spec.populations}",
+            )
+        alts.append(a)
+    return replace(spec, alternatives=tuple(alts))
+
+
+_COMMON_KEYS = {"id", "parent", "stim", "optional", "description", "bypass", "technology"}
+
+
+def _one_gate(path: str, i: int, raw: Any) -> GateSpec:
     gid = raw.get("id")
     if not isinstance(gid, str) or not gid:
         raise _err(path, f"gates[{i}]", f"id = {gid!r}; valid: a population name")
@@ -305,6 +364,11 @@ def _gate(path: str, i: int, raw: Any) -> GateSpec:
         "stim": _choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "skip")),
         "optional": bool(raw.get("optional", False)),
         "description": str(raw.get("description", "")),
+        "bypass": bool(raw.get("bypass", False)),
+        "technology": tuple(
+            _choice(path, where, "technology", t, TECHNOLOGIES)
+            for t in _names(path, where, "technology", raw.get("technology", []))
+        ),
     }
     if kind == "polygon":
         _choice(path, where, "rule", raw.get("rule", "density"), ("density",))
@@ -319,7 +383,7 @@ def _gate(path: str, i: int, raw: Any) -> GateSpec:
             **common, rule="density", method=method, x=raw["x"], y=raw["y"], params=dict(params)
         )
     if kind == "threshold":
-        dim_raw = {k: raw[k] for k in _DIM_KEYS - {"stim"} if k in raw}
+        dim_raw = {k: raw[k] for k in _DIM_KEYS - {"stim", "optional"} if k in raw}
         return GateSpec(**common, dims=(_dim(path, where, dim_raw),))
     if kind == "rectangle":
         dims = raw.get("dims")
@@ -362,7 +426,7 @@ def _check_graph(path: str, gates: list[GateSpec]) -> None:
                 raise _err(path, f"gate {g.id!r}", f"population {p!r} is defined twice")
             names[p] = g.id
     valid = ", ".join(names)
-    for g in gates:
+    for g in [v for g0 in gates for v in (g0, *g0.alternatives)]:
         refs = [("parent", g.parent)] if g.parent else []
         refs += [("on", d.on) for d in g.dims if d.on]
         refs += [("operands", o.lstrip("!")) for o in g.operands]
@@ -435,6 +499,10 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
         species=species,
         description=str(head.get("description", "")),
         anchor=str(head.get("anchor", "")),
+        anchor_gate=str(head.get("anchor_gate", "NK")),
+        technology=_choice(
+            path, "[template]", "technology", head.get("technology", "any"), (*TECHNOLOGIES, "any")
+        ),
         required_markers=tuple(man.get("required_markers", ())),
         optional_markers=tuple(man.get("optional_markers", ())),
         terminal_populations=terminal,
