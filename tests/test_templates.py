@@ -21,8 +21,8 @@ CONTRACT_POPULATIONS = {
 NAMES = [t["name"] for t in list_templates()]
 
 
-def test_three_templates_are_shipped():
-    assert set(NAMES) == {"human_blood", "human_tissue", "mouse"}
+def test_four_templates_are_shipped():
+    assert set(NAMES) == {"human_blood", "human_tissue", "human_cytof", "mouse"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,6 +39,8 @@ def test_shipped_template_loads_with_contract_populations(name):
 def test_anchors():
     assert load_template("human_blood").gate("NK").dims[0].marker == "CD56"
     assert load_template("human_tissue").gate("NK").dims[0].marker == "NKp46"
+    assert load_template("human_cytof").gate("NK").dims[0].marker == "CD7"
+    assert load_template("human_cytof").technology == "cytof"
 
 
 def test_hash_ignores_comments_and_changes_with_content(tmp_path):

@@ -270,6 +270,12 @@ def _binned_rule(
         raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")
     if unimodal not in ("negative", "positive"):
         raise GatingError(f"unimodal = {unimodal!r}; valid: negative, positive")
+    n0 = _zero_spike(v) if unimodal == "negative" else 0
+    if n0:
+        # zero-inflated (mass cytometry): the spike at the floor is part of the negative
+        # population; peaks and valleys are sought among the other events, and the mirror
+        # becomes the censored mirror (see _censored_mirror)
+        v = v[v > v.min()]
     counts, centers, width = _grid(v)
     sig = _sigma_bins(v, width, bw_adjust)
 
@@ -282,6 +288,17 @@ def _binned_rule(
             t = _gmm_crossing(c, centers)
             if t is not None:
                 return t, "gmm"
+        if n0:
+            # the negative population is the spike plus the events below the valley (all
+            # events when there is none); a valley inside its own spread is counting noise
+            t = None
+            if rule in ("valley", "gmm"):
+                t = _valley_from_density(dens, centers, min_prominence, between)
+            neg = c if t is None else np.where(centers <= t, c, 0.0)
+            bound = _censored_mirror(neg, centers, n0, z)
+            if t is not None and t > bound:
+                return t, "valley"
+            return bound, "mirror (zero-inflated)"
         if rule in ("valley", "gmm"):
             t = _valley_from_density(dens, centers, min_prominence, between)
             if t is not None:
@@ -294,7 +311,48 @@ def _binned_rule(
         boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=rule == "mirror")
         a = (1.0 - confidence) / 2.0
         lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
-    return value, lo, hi, used, int(v.size)
+    return value, lo, hi, used, int(v.size) + n0
+
+
+#: A spike holding at least this fraction of the events at the lowest value makes a channel
+#: zero-inflated (mass cytometry: most cells give no ion count on a negative channel).
+ZERO_SPIKE = 0.10
+
+
+def _zero_spike(v: NDArray[np.float64]) -> int:
+    """Number of events at the floor when they are a spike (>= ZERO_SPIKE), else 0.
+
+    At least 10 other events must remain, or the channel is handled as usual.
+    """
+    n0 = int(np.count_nonzero(v <= v.min()))
+    if n0 < ZERO_SPIKE * v.size or v.size - n0 < 10:
+        return 0
+    return n0
+
+
+def _censored_mirror(
+    counts: NDArray[np.float64], centers: NDArray[np.float64], n0: int, z: float
+) -> float:
+    """Mirror bound of a negative population censored at the floor (a zero spike).
+
+    The negative population is taken as a normal whose lower part is piled up at the floor
+    (``n0`` events, fraction ``p0``); its mean and SD come from two quantiles of the whole
+    sample above the spike, at ``p0 + (1 - p0) / 4`` and ``p0 + (1 - p0) / 2``, and the
+    bound is mean + z SD. ``counts`` hold the negative population only (the caller leaves
+    out the events above a density valley, the positives). The plain mirror would measure
+    the spread on the lower half, which is all spike, and cut just above the floor --
+    removing every live cell with a single ion count.
+    """
+    total = n0 + counts.sum()
+    p0 = n0 / total
+    cdf = (n0 + np.cumsum(counts)) / total
+    p1, p2 = p0 + (1 - p0) * 0.25, p0 + (1 - p0) * 0.5
+    q1 = centers[min(int(np.searchsorted(cdf, p1)), centers.size - 1)]
+    q2 = centers[min(int(np.searchsorted(cdf, p2)), centers.size - 1)]
+    z1, z2 = _sps.norm.ppf(p1), _sps.norm.ppf(p2)
+    sd = (q2 - q1) / (z2 - z1) if q2 > q1 else float(centers[1] - centers[0])
+    mean = q1 - sd * z1
+    return float(mean + z * sd)
 
 
 _BOOT_CHUNK = 256
