@@ -58,6 +58,7 @@ _SPECIAL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 #: markers that only mouse panels carry (NK1.1 is absent from human; DX5 is anti-mouse CD49b)
 _MOUSE_MARKERS = ("NK1.1", "Ly49", "DX5", "F4-80", "LD_CD19_F4-80", "CD3e")
+_HUMAN_MARKERS = ("CD56", "HLA-DR", "CD57", "KIR2D", "NKp30", "NKp44", "NKp80")
 
 
 def _norm(text: str) -> str:
@@ -175,24 +176,30 @@ def detect_technology(panel: Any) -> str:
 
 
 def infer_species(markers: Iterable[str]) -> str | None:
-    """``"mouse"`` when the panel has a mouse-only marker (NK1.1, DX5, Ly49, F4/80), else None.
+    """Species told by the panel: ``"mouse"``, ``"human"`` or None (cannot tell).
 
-    A human panel is not recognisable from its markers (human and mouse share CD3, CD56 is
-    human-only but its absence says nothing), so the caller falls back to the metadata or
-    raises. ``None`` means "cannot tell".
+    Mouse-only markers: NK1.1, DX5 (anti-mouse CD49b), Ly49, F4/80, the mouse ``CD3e``
+    spelling. Human-only NK-panel markers: CD56, HLA-DR, CD57, KIRs, NKp30, NKp44, NKp80
+    (mouse NK carry none of them). A panel with both kinds, or neither, gives None and the
+    caller asks for the species (metadata ``species`` column).
 
     Parameters
     ----------
     markers
         Canonical marker names and/or raw ``$PnS`` labels.
     """
+    mouse = human = False
     for m in markers:
         text = str(m)
         canon = canonical_marker(text)
         norm = _norm(text)
         if canon in _MOUSE_MARKERS or norm.startswith("ly49") or norm in ("dx5", "nk11", "f480"):
-            return "mouse"
-    return None
+            mouse = True
+        elif canon in _HUMAN_MARKERS:
+            human = True
+    if mouse == human:
+        return None
+    return "mouse" if mouse else "human"
 
 
 @dataclass

@@ -523,18 +523,24 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
 
 
 def _resolve_path(name_or_path: str | Path) -> Path:
+    """A path to a file is that file; otherwise a shipped name comes before the file system.
+
+    So a folder called ``human_blood`` in the working directory does not shadow the shipped
+    ``human_blood`` template.
+    """
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise GatingTemplateError(f"{p}: template file not found")
+    if p.is_file():
         return p
     index = _index()
-    if str(name_or_path) not in index:
-        raise GatingTemplateError(
-            f"{name_or_path!r} is neither a template file nor a shipped template; "
-            f"valid names: {', '.join(index)}"
-        )
-    return template_dir() / index[str(name_or_path)]["file"]
+    if str(name_or_path) in index:
+        return template_dir() / index[str(name_or_path)]["file"]
+    if p.suffix == ".toml" or p.exists():
+        what = "is a folder, not a template file" if p.is_dir() else "template file not found"
+        raise GatingTemplateError(f"{p}: {what}")
+    raise GatingTemplateError(
+        f"{name_or_path!r} is neither a template file nor a shipped template; "
+        f"valid names: {', '.join(index)}"
+    )
 
 
 def load_template(name_or_path: str | Path | Template) -> Template:
