@@ -461,6 +461,11 @@ def resolve_template(
         return None if name in reroot else name
 
     for spec in _order(tpl):
+        candidates = [
+            c for c in (spec, *spec.alternatives) if not c.technology or tech in c.technology
+        ]
+        if tpl.anchor_gate in spec.populations:
+            anchor_needs = [_needs(c) for c in candidates]
         if spec.parent and spec.parent in dropped:
             dropped.update(spec.populations)
             why = f"parent {spec.parent!r} is not gated"
@@ -468,9 +473,6 @@ def resolve_template(
             if tpl.anchor_gate in spec.populations:
                 anchor_reason = why
             continue
-        candidates = [
-            c for c in (spec, *spec.alternatives) if not c.technology or tech in c.technology
-        ]
         missing: list[str] = []
         chosen = None
         for cand in candidates:
@@ -481,8 +483,6 @@ def resolve_template(
                 continue
             chosen = (cand, fitted, notes)
             break
-        if tpl.anchor_gate in spec.populations:
-            anchor_needs = [_needs(c) for c in candidates]
         if chosen is None:
             lacks = "; ".join(dict.fromkeys(missing)) or f"no variant for {tech}"
             if spec.bypass:

@@ -284,21 +284,23 @@ def _binned_rule(
         dens: NDArray[np.float64],
         wide: NDArray[np.float64] | None = None,
     ) -> tuple[float, str]:
+        if n0:
+            # the negative population is the spike plus the events below the cut (all
+            # events when there is none); a cut inside its own spread is counting noise
+            for name, find in (
+                ("gmm", lambda: _gmm_crossing(c, centers) if rule == "gmm" else None),
+                ("valley", lambda: _valley_from_density(dens, centers, min_prominence, between)),
+            ):
+                t = find() if rule in ("valley", "gmm") else None
+                if t is not None:
+                    neg = np.where(centers <= t, c, 0.0)
+                    if t > _censored_mirror(neg, centers, n0, z):
+                        return t, name
+            return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
         if rule == "gmm":
             t = _gmm_crossing(c, centers)
             if t is not None:
                 return t, "gmm"
-        if n0:
-            # the negative population is the spike plus the events below the valley (all
-            # events when there is none); a valley inside its own spread is counting noise
-            t = None
-            if rule in ("valley", "gmm"):
-                t = _valley_from_density(dens, centers, min_prominence, between)
-            neg = c if t is None else np.where(centers <= t, c, 0.0)
-            bound = _censored_mirror(neg, centers, n0, z)
-            if t is not None and t > bound:
-                return t, "valley"
-            return bound, "mirror (zero-inflated)"
         if rule in ("valley", "gmm"):
             t = _valley_from_density(dens, centers, min_prominence, between)
             if t is not None:
