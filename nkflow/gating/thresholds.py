@@ -49,6 +49,9 @@ from scipy.signal import find_peaks
 
 from ..exceptions import GatingError, ThresholdDriftWarning
 from ..stats import quantile_interval
+from .censored import above_negatives
+from .censored import censored_mirror as _censored_mirror
+from .censored import zero_spike as _zero_spike
 
 __all__ = [
     "THRESHOLD_COLUMNS",
@@ -271,10 +274,7 @@ def _binned_rule(
     if unimodal not in ("negative", "positive"):
         raise GatingError(f"unimodal = {unimodal!r}; valid: negative, positive")
     n0 = _zero_spike(v) if unimodal == "negative" else 0
-    if n0:
-        # zero-inflated (mass cytometry): the spike at the floor is part of the negative
-        # population; peaks and valleys are sought among the other events, and the mirror
-        # becomes the censored mirror (see _censored_mirror)
+    if n0:  # zero-inflated (mass cytometry): see nkflow.gating.censored
         v = v[v > v.min()]
     counts, centers, width = _grid(v)
     sig = _sigma_bins(v, width, bw_adjust)
@@ -284,27 +284,16 @@ def _binned_rule(
         dens: NDArray[np.float64],
         wide: NDArray[np.float64] | None = None,
     ) -> tuple[float, str]:
-        if n0:
-            # the negative population is the spike plus the events below the cut (all
-            # events when there is none); a cut inside its own spread is counting noise
-            for name, find in (
-                ("gmm", lambda: _gmm_crossing(c, centers) if rule == "gmm" else None),
-                ("valley", lambda: _valley_from_density(dens, centers, min_prominence, between)),
-            ):
-                t = find() if rule in ("valley", "gmm") else None
-                if t is not None:
-                    neg = np.where(centers <= t, c, 0.0)
-                    if t > _censored_mirror(neg, centers, n0, z):
-                        return t, name
-            return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
+        cuts = []
         if rule == "gmm":
-            t = _gmm_crossing(c, centers)
-            if t is not None:
-                return t, "gmm"
+            cuts.append((_gmm_crossing(c, centers), "gmm"))
         if rule in ("valley", "gmm"):
-            t = _valley_from_density(dens, centers, min_prominence, between)
-            if t is not None:
-                return t, "valley"
+            cuts.append((_valley_from_density(dens, centers, min_prominence, between), "valley"))
+        for t, name in cuts:
+            if t is not None and (not n0 or above_negatives(t, c, centers, n0, z)):
+                return t, name
+        if n0:
+            return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
         return _mirror_from_density(c, dens, centers, z, unimodal, sig, wide), "mirror"
 
     value, used = estimate(counts, _density(counts, sig))
@@ -314,47 +303,6 @@ def _binned_rule(
         a = (1.0 - confidence) / 2.0
         lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
     return value, lo, hi, used, int(v.size) + n0
-
-
-#: A spike holding at least this fraction of the events at the lowest value makes a channel
-#: zero-inflated (mass cytometry: most cells give no ion count on a negative channel).
-ZERO_SPIKE = 0.10
-
-
-def _zero_spike(v: NDArray[np.float64]) -> int:
-    """Number of events at the floor when they are a spike (>= ZERO_SPIKE), else 0.
-
-    At least 10 other events must remain, or the channel is handled as usual.
-    """
-    n0 = int(np.count_nonzero(v <= v.min()))
-    if n0 < ZERO_SPIKE * v.size or v.size - n0 < 10:
-        return 0
-    return n0
-
-
-def _censored_mirror(
-    counts: NDArray[np.float64], centers: NDArray[np.float64], n0: int, z: float
-) -> float:
-    """Mirror bound of a negative population censored at the floor (a zero spike).
-
-    The negative population is taken as a normal whose lower part is piled up at the floor
-    (``n0`` events, fraction ``p0``); its mean and SD come from two quantiles of the whole
-    sample above the spike, at ``p0 + (1 - p0) / 4`` and ``p0 + (1 - p0) / 2``, and the
-    bound is mean + z SD. ``counts`` hold the negative population only (the caller leaves
-    out the events above a density valley, the positives). The plain mirror would measure
-    the spread on the lower half, which is all spike, and cut just above the floor --
-    removing every live cell with a single ion count.
-    """
-    total = n0 + counts.sum()
-    p0 = n0 / total
-    cdf = (n0 + np.cumsum(counts)) / total
-    p1, p2 = p0 + (1 - p0) * 0.25, p0 + (1 - p0) * 0.5
-    q1 = centers[min(int(np.searchsorted(cdf, p1)), centers.size - 1)]
-    q2 = centers[min(int(np.searchsorted(cdf, p2)), centers.size - 1)]
-    z1, z2 = _sps.norm.ppf(p1), _sps.norm.ppf(p2)
-    sd = (q2 - q1) / (z2 - z1) if q2 > q1 else float(centers[1] - centers[0])
-    mean = q1 - sd * z1
-    return float(mean + z * sd)
 
 
 _BOOT_CHUNK = 256
