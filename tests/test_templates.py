@@ -75,6 +75,12 @@ def _edited(tmp_path: Path, old: str, new: str) -> Path:
         ('fmo_percentile = 99.5', 'fmo_percentile = 100.5', ["fmo_percentile", "100.5"]),
         ('side = "neg"', 'side = "negative"', ["'negative'", "pos", "neg"]),
         ('"NKT-like", "ILC",\n]', '"NKT-like", "ILC", "Unicorns",\n]', ["'Unicorns'"]),
+        ('{ marker = "NKp46", on = "", between = "top2" },',
+         '{ id = "NK2", marker = "NKp46" },', ["gate 'NK' alternatives[0]", "cannot change", "id"]),
+        ('{ marker = "CD7", on = "", between = "top2" },', '{ marker = "CD7", on = "Lymphs" },',
+         ["gate 'NK'", "'Lymphs'", "Lymphocytes"]),
+        ('{ y = "CD16" },', '{ y = "CD16", technology = "imc" },', ["'imc'", "flow", "cytof"]),
+        ('anchor = "CD56"', 'anchor = "CD56"\nanchor_gate = "NKs"', ["anchor_gate", "'NKs'"]),
     ],
 )  # fmt: skip
 def test_invalid_edits_name_file_gate_value_and_choices(tmp_path, old, new, expected):

@@ -3,7 +3,9 @@
 A template (see ``gating/human_blood.toml`` for a commented example) has
 
 ``[template]``
-    ``name``, ``version``, ``species`` (``human`` | ``mouse``), ``description``, ``anchor``.
+    ``name``, ``version``, ``species`` (``human`` | ``mouse``), ``description``, ``anchor``,
+    ``anchor_gate`` (the NK gate, default ``"NK"``: a panel that cannot draw it is refused),
+    ``technology`` (``flow`` | ``cytof`` | ``any``, the data it was written for).
 ``[manifest]``
     ``required_markers``, ``optional_markers``, ``terminal_populations``, ``min_events``.
 ``[defaults]``
@@ -32,8 +34,23 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     stimulated tubes, e.g. CD16, which PMA sheds).
 
     Gate-level ``stim = "skip"`` leaves the gate out of stimulated tubes (residency: it comes
-    from the paired unstimulated tube) and ``optional = true`` skips a gate whose markers the
-    panel lacks.
+    from the paired unstimulated tube) and ``optional = true`` marks a gate whose markers
+    panels often lack.
+
+Panel adaptivity (applied by :func:`nkflow.gating.resolve_template` before any sample):
+
+- ``alternatives``: a list of tables, each overriding keys of the gate (not ``id`` or
+  ``parent``; a new ``kind`` drops the old kind's keys), tried in order when the panel
+  cannot draw the gate as written, e.g. ``[{ marker = "NK1.1" }, { marker = "CD49b" }]``.
+- ``technology = "flow"`` (or ``"cytof"``) on a gate or an alternative: only for that data.
+- ``bypass = true``: when no variant can be drawn the gate is left out and its children
+  hang on its parent (scatter gates on files exported pre-gated without scatter).
+- Conditions: ``any_of = [...]`` markers that stand in for a missing one (each becomes its
+  own condition, e.g. a combined viability/dump channel or a separate viability dye) and
+  ``optional = true`` (dropped when neither it nor a stand-in is in the panel).
+
+Special names for mass-cytometry channels: ``DNA1``, ``DNA2``, ``Event_length``,
+``Cisplatin`` (see :mod:`nkflow.gating.resolve`).
 """
 
 from __future__ import annotations
@@ -484,6 +501,13 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
                 "[manifest]",
                 f"terminal population {t!r} is not a gate; valid: {', '.join(sorted(pops))}",
             )
+    anchor_gate = str(head.get("anchor_gate", "NK"))
+    if "anchor_gate" in head and anchor_gate not in pops:
+        raise _err(
+            path,
+            "[template]",
+            f"anchor_gate = {anchor_gate!r} is not a gate; valid: {sorted(pops)}",
+        )
     min_events = man.get("min_events", 100)
     if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 0:
         raise _err(path, "[manifest]", f"min_events = {min_events!r}; valid: an integer >= 0")
@@ -499,7 +523,7 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
         species=species,
         description=str(head.get("description", "")),
         anchor=str(head.get("anchor", "")),
-        anchor_gate=str(head.get("anchor_gate", "NK")),
+        anchor_gate=anchor_gate,
         technology=_choice(
             path, "[template]", "technology", head.get("technology", "any"), (*TECHNOLOGIES, "any")
         ),
