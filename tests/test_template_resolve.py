@@ -146,7 +146,16 @@ def test_infer_species(markers, species):
     assert infer_species(markers) == species
 
 
-@pytest.mark.parametrize(("panel", "tech"), [(BLOOD, "flow"), (CYTOF, "cytof"), (TCELL, "flow")])
+@pytest.mark.parametrize(
+    ("panel", "tech"),
+    [
+        (BLOOD, "flow"),
+        (CYTOF, "cytof"),
+        (TCELL, "flow"),
+        ({"V450": "CD3", "B530": "CD56", "R660": "CD16", "Y585": "CD45"}, "flow"),
+        ({"Yb176Di": "CD56", "Er170Di": "CD3", "Ho165Di": "CD16"}, "cytof"),
+    ],
+)
 def test_detect_technology(panel, tech):
     assert detect_technology(panel) == tech
 

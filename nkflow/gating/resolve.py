@@ -45,7 +45,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCATTER = re.compile(r"^(FSC|SSC)[-_ ]?(A|H|W)?$", re.IGNORECASE)
-_MASS = re.compile(r"^(\d{2,3}[A-Z][a-z]?|[A-Z][a-z]?\d{2,3})(Di|Dd)?$")
+#: mass channel names as CyTOF software writes them (``Yb176Di``, ``176Yb(Di)``)
+_MASS = re.compile(r"^([A-Z][a-z]?\d{2,3}D[id]|\d{2,3}[A-Z][a-z]?\(?D[id]\)?)$")
 #: special name -> (PnN patterns in preference order, PnS words)
 _SPECIAL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "DNA1": ((r"^(Ir)?191(Ir)?(Di|Dd)?$",), ("dna1", "191ir", "ir191")),
@@ -157,7 +158,11 @@ class PanelView:
 
 
 def detect_technology(panel: Any) -> str:
-    """``"cytof"`` for mass-cytometry channel names (``Yb176Di``, ``Ir191Di``), else ``"flow"``.
+    """``"cytof"`` for mass-cytometry data, else ``"flow"``.
+
+    Mass cytometry: no scatter channel and either three or more isotope channels named the
+    way CyTOF software writes them (``Yb176Di``, ``176Yb(Di)``) or a DNA intercalator
+    channel (Ir191). Flow names such as ``V450`` or ``B530`` do not count.
 
     Parameters
     ----------
