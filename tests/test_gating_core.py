@@ -152,8 +152,10 @@ def _tiny(n: int = 6000, seed: int = 0, stim: str = "unstim") -> tuple[ad.AnnDat
     fsc = np.where(kinds == "debris", rng.normal(15e3, 4e3, n), rng.normal(70e3, 6e3, n))
     ratio = np.where(kinds == "doublet", rng.normal(0.5, 0.03, n), rng.normal(0.8, 0.02, n))
     ssc = np.where(kinds == "debris", rng.normal(8e3, 2e3, n), rng.normal(18e3, 2.5e3, n))
+
     def level(pos, hi=0.7, lo=0.15, sd=0.05):
         return np.where(pos, rng.normal(hi, sd, n), rng.normal(lo, sd, n))
+
     nk = np.isin(kinds, ["NKdim", "NKbright"])
     cols = {
         "FSC-A": fsc, "FSC-H": fsc * ratio, "SSC-A": ssc,
@@ -310,3 +312,49 @@ def test_gate_batch_flags_threshold_drift_between_batches():
     cd3 = res.drift[(res.drift["marker"] == "CD3") & (res.drift["gate"] == "Lymphocytes")]
     assert cd3.set_index("batch")["drift"].any()
     assert any(issubclass(w.category, ThresholdDriftWarning) for w in rec)
+
+
+def test_a_gate_with_too_few_events_is_empty_and_flagged_the_sample_goes_on():
+    adata, truth = _tiny()
+    nk = truth["NK"].to_numpy()
+    keep = np.flatnonzero(~nk).tolist() + np.flatnonzero(nk)[:12].tolist()
+    small = adata[sorted(keep)].copy()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        table = gate(small, "human_blood", n_boot=0)
+    rows = table.set_index("population")
+    assert 0 < rows.loc["NK", "count"] < 50  # too few for the CD56 x NKp46 mixture
+    assert rows.loc["CD56bright", "count"] == 0 and rows.loc["CD56bright", "low_events"]
+    assert rows.loc["NK", "low_events"]
+    assert "CD56bright_circNK" in set(rows.index)  # gated below the empty gate, not failed
+    assert rows.loc["CD56bright_circNK", "count"] == 0
+    assert any(
+        issubclass(w.category, LowEventCountWarning) and "CD56bright" in str(w.message) for w in rec
+    )
+
+
+def _zero_inflated(rng, n, p_zero, positives=0.0):
+    """Mass-cytometry-like negative channel: a spike at 0 plus the count-noise shoulder."""
+    v = np.abs(rng.normal(0.0, 0.15, n))
+    v[rng.random(n) < p_zero] = 0.0
+    pos = rng.random(n) < positives
+    v[pos] = rng.normal(3.5, 0.4, pos.sum())
+    return v, pos
+
+
+@pytest.mark.parametrize("p_zero", [0.5, 0.75, 0.9])
+@pytest.mark.parametrize("rule", [valley_threshold, gmm_threshold, mirror_threshold])
+def test_zero_inflated_negative_channel_keeps_live_cells(p_zero, rule):
+    v, _ = _zero_inflated(np.random.default_rng(3), 5000, p_zero)
+    t, lo, hi, used, n = rule(v, n_boot=20)
+    assert n == v.size and "zero-inflated" in used
+    assert lo <= t <= hi
+    assert np.mean(v > t) < 0.01  # the plain mirror cut away every non-zero event
+
+
+@pytest.mark.parametrize("p_zero", [0.4, 0.75])
+def test_zero_inflated_channel_with_positives_cuts_in_the_valley(p_zero):
+    v, pos = _zero_inflated(np.random.default_rng(4), 5000, p_zero, positives=0.3)
+    t, _, _, used, _ = valley_threshold(v, n_boot=0)
+    assert used == "valley" and 0.5 < t < 3.0
+    assert np.mean((v > t) == pos) > 0.99

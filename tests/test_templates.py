@@ -21,8 +21,8 @@ CONTRACT_POPULATIONS = {
 NAMES = [t["name"] for t in list_templates()]
 
 
-def test_three_templates_are_shipped():
-    assert set(NAMES) == {"human_blood", "human_tissue", "mouse"}
+def test_four_templates_are_shipped():
+    assert set(NAMES) == {"human_blood", "human_tissue", "human_cytof", "mouse"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,6 +39,8 @@ def test_shipped_template_loads_with_contract_populations(name):
 def test_anchors():
     assert load_template("human_blood").gate("NK").dims[0].marker == "CD56"
     assert load_template("human_tissue").gate("NK").dims[0].marker == "NKp46"
+    assert load_template("human_cytof").gate("NK").dims[0].marker == "CD7"
+    assert load_template("human_cytof").technology == "cytof"
 
 
 def test_hash_ignores_comments_and_changes_with_content(tmp_path):
@@ -73,6 +75,12 @@ def _edited(tmp_path: Path, old: str, new: str) -> Path:
         ('fmo_percentile = 99.5', 'fmo_percentile = 100.5', ["fmo_percentile", "100.5"]),
         ('side = "neg"', 'side = "negative"', ["'negative'", "pos", "neg"]),
         ('"NKT-like", "ILC",\n]', '"NKT-like", "ILC", "Unicorns",\n]', ["'Unicorns'"]),
+        ('{ marker = "NKp46", on = "", between = "top2" },',
+         '{ id = "NK2", marker = "NKp46" },', ["gate 'NK' alternatives[0]", "cannot change", "id"]),
+        ('{ marker = "CD7", on = "", between = "top2" },', '{ marker = "CD7", on = "Lymphs" },',
+         ["gate 'NK'", "'Lymphs'", "Lymphocytes"]),
+        ('{ y = "CD16" },', '{ y = "CD16", technology = "imc" },', ["'imc'", "flow", "cytof"]),
+        ('anchor = "CD56"', 'anchor = "CD56"\nanchor_gate = "NKs"', ["anchor_gate", "'NKs'"]),
     ],
 )  # fmt: skip
 def test_invalid_edits_name_file_gate_value_and_choices(tmp_path, old, new, expected):

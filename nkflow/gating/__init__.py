@@ -2,6 +2,9 @@
 
 - :func:`load_template`, :func:`list_templates`, :func:`validate_template`,
   :func:`template_hash`: the TOML templates in ``gating/``.
+- :func:`resolve_template`: a template against a batch's panel and technology -> the
+  hierarchy applied (kept, substituted and skipped gates, populations not reportable);
+  :func:`infer_species`, :func:`detect_technology` read the panel.
 - :func:`gate` (one sample) and :func:`gate_batch` (FMO thresholds per tissue and batch,
   then one sample at a time).
 - :func:`compare_thresholds`: drift of thresholds across batches.
@@ -30,6 +33,13 @@ from .gates import (
     evaluate_gates,
 )
 from .gatingml import apply_gatingml, export_gatingml, export_sample_gatingml, validate_gatingml
+from .resolve import (
+    PanelView,
+    ResolvedTemplate,
+    detect_technology,
+    infer_species,
+    resolve_template,
+)
 from .stats import population_table
 from .template import Template, list_templates, load_template, template_hash, validate_template
 from .thresholds import (
@@ -47,8 +57,10 @@ __all__ = [
     "BooleanGate",
     "Dimension",
     "Operand",
+    "PanelView",
     "PolygonGate",
     "RectangleGate",
+    "ResolvedTemplate",
     "Template",
     "Threshold",
     "WorkspaceResult",
@@ -56,6 +68,7 @@ __all__ = [
     "apply_gatingml",
     "borrow_unstim_thresholds",
     "compare_thresholds",
+    "detect_technology",
     "evaluate_gates",
     "export_gatingml",
     "export_sample_gatingml",
@@ -65,12 +78,14 @@ __all__ = [
     "gate",
     "gate_batch",
     "gmm_threshold",
+    "infer_species",
     "list_templates",
     "load_template",
     "mirror_threshold",
     "population_table",
     "quantile_threshold",
     "resolve_channel",
+    "resolve_template",
     "template_hash",
     "validate_gatingml",
     "validate_template",

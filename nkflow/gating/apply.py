@@ -38,6 +38,7 @@ from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
+from .resolve import ResolvedTemplate, resolve_template
 from .stats import population_table
 from .template import Template, load_template
 from .thresholds import THRESHOLD_COLUMNS, Threshold, compare_thresholds, fmo_threshold
@@ -45,6 +46,7 @@ from .thresholds import THRESHOLD_COLUMNS, Threshold, compare_thresholds, fmo_th
 __all__ = [
     "BatchGatingResult",
     "GatingRun",
+    "applied_template",
     "fmo_thresholds",
     "gate",
     "gate_batch",
@@ -56,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 def gate(
     adata: Any,
-    template: str | Path | Template,
+    template: str | Path | Template | ResolvedTemplate,
     *,
     thresholds: pd.DataFrame | list[Any] | None = None,
     paired_unstim: Any = None,
@@ -100,7 +102,8 @@ def gate(
         The populations table (docs/contracts.md). ``adata.obs`` gains one bool column per
         population; ``adata.uns["nkflow"]`` gains ``gating`` and ``thresholds``.
     """
-    tpl = load_template(template)
+    resolved = applied_template(template, adata)
+    tpl = resolved.template
     if copy:
         adata = adata.copy()
     run = _run(
@@ -119,11 +122,12 @@ def gate(
         "template": tpl.name,
         "template_path": tpl.path,
         "template_version": tpl.version,
-        "template_hash": tpl.hash,
+        "template_hash": resolved.source.hash,
         "populations": [
             {"name": g.id, "parent": g.parent, "gate": gate_to_dict(g)} for g in run.gates
         ],
-        "skipped": dict(run.skipped),
+        "skipped": {**resolved.skipped_populations, **run.skipped},
+        "resolution": resolved.to_dict(),
     }
     uns["thresholds"] = [t.to_record() for t in run.thresholds]
     table = population_table(
@@ -137,6 +141,20 @@ def gate(
     if copy:
         table.attrs["adata"] = adata
     return table
+
+
+def applied_template(
+    template: str | Path | Template | ResolvedTemplate, adata: Any
+) -> ResolvedTemplate:
+    """The template as applied to this sample's panel.
+
+    A :class:`~nkflow.gating.resolve.ResolvedTemplate` (resolved once for the batch) is used
+    as it is; a name, path or :class:`Template` is resolved against ``adata``'s panel.
+    """
+    if isinstance(template, ResolvedTemplate):
+        return template
+    tech = sample_info(adata).get("technology") or None
+    return resolve_template(template, adata, technology=tech)
 
 
 def _add_unstim_rows(
@@ -216,7 +234,7 @@ class BatchGatingResult:
 def fmo_thresholds(
     meta: pd.DataFrame,
     reader: Callable[[str], Any],
-    tpl: Template,
+    tpl: Template | ResolvedTemplate,
     *,
     random_state: int = 0,
     n_boot: int | None = None,
@@ -244,7 +262,8 @@ def fmo_thresholds(
     -------
     list of Threshold
     """
-    tpl = load_template(tpl)
+    source = tpl
+    tpl = tpl.template if isinstance(tpl, ResolvedTemplate) else load_template(tpl)
     meta = meta.copy()
     for col in ("role", "tissue", "batch"):
         if col not in meta.columns:
@@ -266,17 +285,24 @@ def fmo_thresholds(
             logger.info("FMO tube %s (%s) unused by template %s", row["file"], marker, tpl.name)
             continue
         adata = reader(str(row["sample_id"]))
+        applied = applied_template(source, adata).template
+        uses = [
+            (spec, d)
+            for spec in applied.gates
+            for d in spec.dims
+            if d.marker == marker and d.rule == "fmo"
+        ]
         ons = {d.on or spec.parent for spec, d in uses}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MissingControlWarning)
             run = _run(
                 adata,
-                tpl,
+                applied,
                 random_state=random_state,
                 n_boot=0,
                 stimulated=False,
                 warn_missing=False,
-                stop_after=_ancestors(tpl, {o for o in ons if o}),
+                stop_after=_ancestors(applied, {o for o in ons if o}),
             )
         for on in sorted(o for o in ons if o):
             if on not in run.members:
@@ -312,7 +338,7 @@ def fmo_thresholds(
 def gate_batch(
     metadata: pd.DataFrame,
     samples: Callable[[str], Any] | Mapping[str, Any],
-    template: str | Path | Template,
+    template: str | Path | Template | ResolvedTemplate,
     *,
     random_state: int = 0,
     n_boot: int | None = None,
@@ -349,7 +375,7 @@ def gate_batch(
         ``populations``, ``thresholds`` (FMO ones with ``sample_id == ""``, then per sample)
         and ``drift`` (per tissue/gate/marker and batch).
     """
-    tpl = load_template(template)
+    tpl = template if isinstance(template, ResolvedTemplate) else load_template(template)
     reader = samples if callable(samples) else samples.__getitem__
     meta = metadata.copy()
     for col in ("role", "tissue", "batch", "donor", "timepoint", "stimulation"):
@@ -358,7 +384,12 @@ def gate_batch(
         meta[col] = meta[col].fillna("").astype(str)
     meta.loc[meta["role"] == "", "role"] = "sample"
     fmo = fmo_thresholds(
-        meta, reader, tpl, random_state=random_state, n_boot=n_boot, fmo_percentile=fmo_percentile
+        meta,
+        reader,
+        template if isinstance(template, ResolvedTemplate) else tpl,
+        random_state=random_state,
+        n_boot=n_boot,
+        fmo_percentile=fmo_percentile,
     )
     fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)
     todo = meta[meta["role"].isin(["sample", "unstim", "stim", "positive_control"])].copy()
@@ -387,7 +418,7 @@ def gate_batch(
             warnings.warn(msg, MissingControlWarning, stacklevel=2)
         table = gate(
             adata,
-            tpl,
+            template if isinstance(template, ResolvedTemplate) else tpl,
             thresholds=sub,
             paired_unstim=paired,
             random_state=random_state,

@@ -335,9 +335,22 @@ def _run(
             if spec.kind == "polygon":
                 xc, yc = resolve_channel(adata, spec.x), resolve_channel(adata, spec.y)
                 m = parent_mask(parent)
-                verts, params = DENSITY[spec.method](
-                    data[xc][m], data[yc][m], spec.params, n_boot=n_boot, random_state=seed()
-                )
+                try:
+                    verts, params = DENSITY[spec.method](
+                        data[xc][m], data[yc][m], spec.params, n_boot=n_boot, random_state=seed()
+                    )
+                except GatingError as err:
+                    # too few events (or no structure) to fit: the gate is empty and flagged,
+                    # its children are empty too, and the sample goes on
+                    msg = (
+                        f"sample {sid!r}: gate {spec.id!r} ({spec.method} on {int(m.sum())} "
+                        f"events of {parent or 'all events'!r}) left empty: {err}"
+                    )
+                    logger.warning(msg)
+                    warnings.warn(msg, LowEventCountWarning, stacklevel=2)
+                    nan = float("nan")
+                    verts = ((nan, nan),) * 3
+                    params = [("insufficient events", nan, nan, nan, int(m.sum()))]
                 for name, v, lo, hi, ne in params:
                     run.thresholds.append(
                         Threshold(

@@ -21,6 +21,7 @@ flowkit objects never leave :mod:`nkflow.gating`.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nkflow.exceptions import GatingError, GatingTemplateError
+from nkflow.exceptions import GatingError, GatingTemplateError, NkflowWarning
 from nkflow.gating.gatingml_export import (
+    DT_NS,
     GATING_NS,
     _q,
     export_gatingml,
@@ -47,6 +49,7 @@ from nkflow.gating.xml_safety import (
 from nkflow.io.fcs import sample_id as container_sample_id
 
 __all__ = [
+    "GatingMLQuirkWarning",
     "apply_gatingml",
     "export_gatingml",
     "export_sample_gatingml",
@@ -104,7 +107,7 @@ def _strategy(data: bytes, p: Path) -> Any:
 
     import flowkit as fk
 
-    buf = io.BytesIO(data)
+    buf = _flowjo_compensation_refs(p, io.BytesIO(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -155,6 +158,48 @@ def validate_gatingml(
     known = {gid for gid, _ in strategy.get_gate_ids()}
     ids = [el.get(_q(GATING_NS, "id")) for el in doc.iter()]
     return [renames.get(i, i) for i in ids if i in known and i not in quad_gates]
+
+
+class GatingMLQuirkWarning(NkflowWarning):
+    """A GatingML file departs from the standard in a known, repairable way (named)."""
+
+
+def _flowjo_compensation_refs(path: Path, buf: Any) -> Any:
+    """Add the ``compensation-ref`` FlowJo's GatingML export leaves out, with a warning.
+
+    Gating-ML 2.0 requires it on every dimension; FlowJo instead names compensated channels
+    ``Comp-<channel>``. Such a dimension becomes ``<channel>`` with
+    ``compensation-ref="FCS"`` (the file's spillover), any other one ``uncompensated``.
+    """
+    from lxml import etree
+
+    buf.seek(0)
+    doc = etree.parse(buf, etree.XMLParser(resolve_entities=False, no_network=True))
+    ref, dt_name = _q(GATING_NS, "compensation-ref"), f"{{{DT_NS}}}name"
+    fixed: list[str] = []
+    for dim in doc.iter(_q(GATING_NS, "dimension")):
+        if dim.get(ref) is not None:
+            continue
+        fcs = next(iter(dim.iter(f"{{{DT_NS}}}fcs-dimension")), None)
+        name = fcs.get(dt_name, "") if fcs is not None else ""
+        if fcs is not None and name.startswith("Comp-"):
+            fcs.set(dt_name, name[len("Comp-") :])
+            dim.set(ref, "FCS")
+        else:
+            dim.set(ref, "uncompensated")
+        fixed.append(name)
+    buf.seek(0)
+    if not fixed:
+        return buf
+    msg = (
+        f"{path}: {len(fixed)} gate dimension(s) without the compensation-ref Gating-ML 2.0 "
+        "requires (FlowJo's export); 'Comp-' channels are read as compensated with the FCS "
+        "spillover (compensation-ref='FCS'), the others as uncompensated: "
+        + ", ".join(sorted(set(fixed)))
+    )
+    log.warning(msg)
+    warnings.warn(msg, GatingMLQuirkWarning, stacklevel=3)
+    return io.BytesIO(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
 
 
 def _schema_error(buf: Any) -> str:

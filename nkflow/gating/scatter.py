@@ -15,6 +15,10 @@
   small population that overlaps a big one better than a 1-D cut (CD56bright are also
   NKp46-bright), and needs no CD16, which PMA sheds.
 
+- ``cytof_singlets``: mass cytometry has no scatter; singlets are the events whose event
+  length is at most ``median + k_length MAD`` and whose DNA intercalator signal lies within
+  ``median +- k_dna MAD`` (doublets: two cells' DNA, a longer ion cloud).
+
 Each returns the polygon vertices and the scalar parameters as
 :class:`~nkflow.gating.thresholds.Threshold` records (with bootstrap CIs where cheap).
 """
@@ -31,6 +35,7 @@ from ..exceptions import GatingError
 from .thresholds import valley_threshold
 
 __all__ = [
+    "cytof_singlet_polygon",
     "debris_polygon",
     "lymphocyte_polygon",
     "singlet_polygon",
@@ -148,7 +153,7 @@ def _gmm2d(z: NDArray[np.float64], k: int, n_iter: int = 60) -> _Mixture:
         c = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], 1)
         det = cxx * cyy - cxy**2
         # Mahalanobis distance with the closed-form 2x2 inverse
-        maha = (cyy[:, None] * dx * dx - 2.0 * cxy[:, None] * dx * dy + cxx[:, None] * dy * dy)
+        maha = cyy[:, None] * dx * dx - 2.0 * cxy[:, None] * dx * dy + cxx[:, None] * dy * dy
         maha /= det[:, None]
         logp = np.log(w)[:, None] - 0.5 * np.log(det)[:, None] - 0.5 * maha
         logp -= logp.max(axis=0, keepdims=True)
@@ -269,6 +274,52 @@ def upper_cluster_polygon(
     ]
 
 
+def cytof_singlet_polygon(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """Mass-cytometry singlets: a band in event length (``x``) and DNA intercalator (``y``).
+
+    Event length up to ``median + k_length MAD``, DNA within ``median +- k_dna MAD``.
+    Doublets carry two cells' DNA and a longer ion cloud; both are right tails, not separate
+    peaks, so a robust band is steadier than a density valley on a few thousand events.
+    """
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    if x.size < 20:
+        raise GatingError(f"cytof singlet gate needs at least 20 events, got {x.size}")
+    k_len = float(params.get("k_length", 4.0))
+    k_dna = float(params.get("k_dna", 4.0))
+
+    def band(a: NDArray[np.float64], b: NDArray[np.float64]) -> tuple[float, float, float]:
+        ma, mb = float(np.median(a)), float(np.median(b))
+        sa = 1.4826 * float(np.median(np.abs(a - ma)))
+        sb = 1.4826 * float(np.median(np.abs(b - mb)))
+        return ma + k_len * sa, mb - k_dna * sb, mb + k_dna * sb
+
+    est = band(x, y)
+    ci = [(np.nan, np.nan)] * 3
+    if n_boot > 0:
+        rng = np.random.default_rng(random_state)
+        idx = np.arange(x.size) if x.size <= 20_000 else rng.choice(x.size, 20_000, False)
+        boots = np.array(
+            [band(x[j], y[j]) for j in (rng.choice(idx, idx.size) for _ in range(n_boot))]
+        )
+        ci = [tuple(np.quantile(boots[:, i], [0.025, 0.975])) for i in range(3)]
+    x_hi, y_lo, y_hi = est
+    x0 = _span(x)[0]
+    verts = ((x0, y_lo), (x_hi, y_lo), (x_hi, y_hi), (x0, y_hi))
+    n = int(x.size)
+    names = ("event length high", "DNA low", "DNA high")
+    return verts, [
+        (nm, float(v), float(c[0]), float(c[1]), n) for nm, v, c in zip(names, est, ci, strict=True)
+    ]
+
+
 def _pad(v: NDArray[np.float64]) -> tuple[float, float]:
     lo, hi = float(np.min(v)), float(np.max(v))
     pad = 0.25 * (hi - lo) + 1e-6
@@ -280,4 +331,5 @@ DENSITY = {
     "singlets": singlet_polygon,
     "lymphocytes": lymphocyte_polygon,
     "upper_cluster": upper_cluster_polygon,
+    "cytof_singlets": cytof_singlet_polygon,
 }

@@ -3,7 +3,9 @@
 A template (see ``gating/human_blood.toml`` for a commented example) has
 
 ``[template]``
-    ``name``, ``version``, ``species`` (``human`` | ``mouse``), ``description``, ``anchor``.
+    ``name``, ``version``, ``species`` (``human`` | ``mouse``), ``description``, ``anchor``,
+    ``anchor_gate`` (the NK gate, default ``"NK"``: a panel that cannot draw it is refused),
+    ``technology`` (``flow`` | ``cytof`` | ``any``, the data it was written for).
 ``[manifest]``
     ``required_markers``, ``optional_markers``, ``terminal_populations``, ``min_events``.
 ``[defaults]``
@@ -32,8 +34,23 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     stimulated tubes, e.g. CD16, which PMA sheds).
 
     Gate-level ``stim = "skip"`` leaves the gate out of stimulated tubes (residency: it comes
-    from the paired unstimulated tube) and ``optional = true`` skips a gate whose markers the
-    panel lacks.
+    from the paired unstimulated tube) and ``optional = true`` marks a gate whose markers
+    panels often lack.
+
+Panel adaptivity (applied by :func:`nkflow.gating.resolve_template` before any sample):
+
+- ``alternatives``: a list of tables, each overriding keys of the gate (not ``id`` or
+  ``parent``; a new ``kind`` drops the old kind's keys), tried in order when the panel
+  cannot draw the gate as written, e.g. ``[{ marker = "NK1.1" }, { marker = "CD49b" }]``.
+- ``technology = "flow"`` (or ``"cytof"``) on a gate or an alternative: only for that data.
+- ``bypass = true``: when no variant can be drawn the gate is left out and its children
+  hang on its parent (scatter gates on files exported pre-gated without scatter).
+- Conditions: ``any_of = [...]`` markers that stand in for a missing one (each becomes its
+  own condition, e.g. a combined viability/dump channel or a separate viability dye) and
+  ``optional = true`` (dropped when neither it nor a stand-in is in the panel).
+
+Special names for mass-cytometry channels: ``DNA1``, ``DNA2``, ``Event_length``,
+``Cisplatin`` (see :mod:`nkflow.gating.resolve`).
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +79,7 @@ __all__ = [
 KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
 RULES = ("valley", "gmm", "fmo", "mirror", "quantile", "fixed")
 FALLBACK_RULES = ("valley", "gmm", "mirror", "quantile")
-DENSITY_METHODS = ("debris", "singlets", "lymphocytes", "upper_cluster")
+DENSITY_METHODS = ("debris", "singlets", "lymphocytes", "upper_cluster", "cytof_singlets")
 SIDES = ("pos", "neg")
 SPECIES = ("human", "mouse")
 OPS = ("and", "or", "not")
@@ -79,6 +96,8 @@ _DIM_KEYS = {
     "stim",
     "between",
     "fallback",
+    "any_of",
+    "optional",
 }
 _GATE_KEYS = {
     "id",
@@ -107,7 +126,11 @@ _GATE_KEYS = {
     "stim",
     "optional",
     "description",
+    "alternatives",
+    "bypass",
+    "technology",
 }
+TECHNOLOGIES = ("flow", "cytof")
 
 
 @dataclass(frozen=True)
@@ -126,6 +149,8 @@ class DimSpec:
     stim: str = "keep"
     between: str = "top2"
     fallback: str | None = None
+    any_of: tuple[str, ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +173,9 @@ class GateSpec:
     stim: str = "keep"
     optional: bool = False
     description: str = ""
+    alternatives: tuple[GateSpec, ...] = ()
+    bypass: bool = False
+    technology: tuple[str, ...] = ()
 
     @property
     def populations(self) -> list[str]:
@@ -164,6 +192,8 @@ class Template:
     species: str
     description: str
     anchor: str
+    anchor_gate: str
+    technology: str
     required_markers: tuple[str, ...]
     optional_markers: tuple[str, ...]
     terminal_populations: tuple[str, ...]
@@ -283,12 +313,58 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
             if "fallback" in raw
             else None
         ),
+        any_of=_names(path, where, "any_of", raw.get("any_of", [])),
+        optional=bool(raw.get("optional", False)),
     )
 
 
+def _names(path: str, where: str, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _err(path, where, f"{key} = {value!r}; valid: a list of names")
+    return tuple(value)
+
+
 def _gate(path: str, i: int, raw: Any) -> GateSpec:
+    """One gate and its ``alternatives`` (each a table of keys that override the gate's)."""
     if not isinstance(raw, Mapping):
         raise _err(path, f"gates[{i}]", "each [[gates]] entry must be a table")
+    alts_raw = raw.get("alternatives", [])
+    base = {k: v for k, v in raw.items() if k != "alternatives"}
+    spec = _one_gate(path, i, base)
+    if not isinstance(alts_raw, list) or not all(isinstance(a, Mapping) for a in alts_raw):
+        raise _err(
+            path, f"gate {spec.id!r}", f"alternatives = {alts_raw!r}; valid: a list of tables"
+        )
+    alts = []
+    for j, alt in enumerate(alts_raw):
+        bad = {"id", "parent", "alternatives"} & set(alt)
+        if bad:
+            raise _err(
+                path,
+                f"gate {spec.id!r} alternatives[{j}]",
+                f"cannot change {sorted(bad)}; an alternative replaces how the gate is drawn",
+            )
+        merged = dict(base)
+        if "kind" in alt:  # a new kind: drop the old kind's own keys
+            merged = {k: v for k, v in base.items() if k in _COMMON_KEYS}
+        merged.update(alt)
+        a = _one_gate(path, i, merged)
+        if a.populations != spec.populations:
+            raise _err(
+                path,
+                f"gate {spec.id!r} alternatives[{j}]",
+                f"produces {a.populations}, not {spec.populations}",
+            )
+        alts.append(a)
+    return replace(spec, alternatives=tuple(alts))
+
+
+_COMMON_KEYS = {"id", "parent", "stim", "optional", "description", "bypass", "technology"}
+
+
+def _one_gate(path: str, i: int, raw: Any) -> GateSpec:
     gid = raw.get("id")
     if not isinstance(gid, str) or not gid:
         raise _err(path, f"gates[{i}]", f"id = {gid!r}; valid: a population name")
@@ -305,6 +381,11 @@ def _gate(path: str, i: int, raw: Any) -> GateSpec:
         "stim": _choice(path, where, "stim", raw.get("stim", "keep"), ("keep", "skip")),
         "optional": bool(raw.get("optional", False)),
         "description": str(raw.get("description", "")),
+        "bypass": bool(raw.get("bypass", False)),
+        "technology": tuple(
+            _choice(path, where, "technology", t, TECHNOLOGIES)
+            for t in _names(path, where, "technology", raw.get("technology", []))
+        ),
     }
     if kind == "polygon":
         _choice(path, where, "rule", raw.get("rule", "density"), ("density",))
@@ -319,7 +400,7 @@ def _gate(path: str, i: int, raw: Any) -> GateSpec:
             **common, rule="density", method=method, x=raw["x"], y=raw["y"], params=dict(params)
         )
     if kind == "threshold":
-        dim_raw = {k: raw[k] for k in _DIM_KEYS - {"stim"} if k in raw}
+        dim_raw = {k: raw[k] for k in _DIM_KEYS - {"stim", "optional"} if k in raw}
         return GateSpec(**common, dims=(_dim(path, where, dim_raw),))
     if kind == "rectangle":
         dims = raw.get("dims")
@@ -362,7 +443,7 @@ def _check_graph(path: str, gates: list[GateSpec]) -> None:
                 raise _err(path, f"gate {g.id!r}", f"population {p!r} is defined twice")
             names[p] = g.id
     valid = ", ".join(names)
-    for g in gates:
+    for g in [v for g0 in gates for v in (g0, *g0.alternatives)]:
         refs = [("parent", g.parent)] if g.parent else []
         refs += [("on", d.on) for d in g.dims if d.on]
         refs += [("operands", o.lstrip("!")) for o in g.operands]
@@ -420,6 +501,13 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
                 "[manifest]",
                 f"terminal population {t!r} is not a gate; valid: {', '.join(sorted(pops))}",
             )
+    anchor_gate = str(head.get("anchor_gate", "NK"))
+    if "anchor_gate" in head and anchor_gate not in pops:
+        raise _err(
+            path,
+            "[template]",
+            f"anchor_gate = {anchor_gate!r} is not a gate; valid: {sorted(pops)}",
+        )
     min_events = man.get("min_events", 100)
     if isinstance(min_events, bool) or not isinstance(min_events, int) or min_events < 0:
         raise _err(path, "[manifest]", f"min_events = {min_events!r}; valid: an integer >= 0")
@@ -435,6 +523,10 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
         species=species,
         description=str(head.get("description", "")),
         anchor=str(head.get("anchor", "")),
+        anchor_gate=anchor_gate,
+        technology=_choice(
+            path, "[template]", "technology", head.get("technology", "any"), (*TECHNOLOGIES, "any")
+        ),
         required_markers=tuple(man.get("required_markers", ())),
         optional_markers=tuple(man.get("optional_markers", ())),
         terminal_populations=terminal,
@@ -455,18 +547,24 @@ def _parse(raw: Mapping[str, Any], path: str) -> Template:
 
 
 def _resolve_path(name_or_path: str | Path) -> Path:
+    """A path to a file is that file; otherwise a shipped name comes before the file system.
+
+    So a folder called ``human_blood`` in the working directory does not shadow the shipped
+    ``human_blood`` template.
+    """
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
-            raise GatingTemplateError(f"{p}: template file not found")
+    if p.is_file():
         return p
     index = _index()
-    if str(name_or_path) not in index:
-        raise GatingTemplateError(
-            f"{name_or_path!r} is neither a template file nor a shipped template; "
-            f"valid names: {', '.join(index)}"
-        )
-    return template_dir() / index[str(name_or_path)]["file"]
+    if str(name_or_path) in index:
+        return template_dir() / index[str(name_or_path)]["file"]
+    if p.suffix == ".toml" or p.exists():
+        what = "is a folder, not a template file" if p.is_dir() else "template file not found"
+        raise GatingTemplateError(f"{p}: {what}")
+    raise GatingTemplateError(
+        f"{name_or_path!r} is neither a template file nor a shipped template; "
+        f"valid names: {', '.join(index)}"
+    )
 
 
 def load_template(name_or_path: str | Path | Template) -> Template:

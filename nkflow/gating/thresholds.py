@@ -49,6 +49,9 @@ from scipy.signal import find_peaks
 
 from ..exceptions import GatingError, ThresholdDriftWarning
 from ..stats import quantile_interval
+from .censored import above_negatives
+from .censored import censored_mirror as _censored_mirror
+from .censored import zero_spike as _zero_spike
 
 __all__ = [
     "THRESHOLD_COLUMNS",
@@ -270,6 +273,9 @@ def _binned_rule(
         raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")
     if unimodal not in ("negative", "positive"):
         raise GatingError(f"unimodal = {unimodal!r}; valid: negative, positive")
+    n0 = _zero_spike(v) if unimodal == "negative" else 0
+    if n0:  # zero-inflated (mass cytometry): see nkflow.gating.censored
+        v = v[v > v.min()]
     counts, centers, width = _grid(v)
     sig = _sigma_bins(v, width, bw_adjust)
 
@@ -278,14 +284,16 @@ def _binned_rule(
         dens: NDArray[np.float64],
         wide: NDArray[np.float64] | None = None,
     ) -> tuple[float, str]:
+        cuts = []
         if rule == "gmm":
-            t = _gmm_crossing(c, centers)
-            if t is not None:
-                return t, "gmm"
+            cuts.append((_gmm_crossing(c, centers), "gmm"))
         if rule in ("valley", "gmm"):
-            t = _valley_from_density(dens, centers, min_prominence, between)
-            if t is not None:
-                return t, "valley"
+            cuts.append((_valley_from_density(dens, centers, min_prominence, between), "valley"))
+        for t, name in cuts:
+            if t is not None and (not n0 or above_negatives(t, c, centers, n0, z)):
+                return t, name
+        if n0:
+            return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
         return _mirror_from_density(c, dens, centers, z, unimodal, sig, wide), "mirror"
 
     value, used = estimate(counts, _density(counts, sig))
@@ -294,7 +302,7 @@ def _binned_rule(
         boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=rule == "mirror")
         a = (1.0 - confidence) / 2.0
         lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
-    return value, lo, hi, used, int(v.size)
+    return value, lo, hi, used, int(v.size) + n0
 
 
 _BOOT_CHUNK = 256

@@ -7,7 +7,7 @@ Each function takes plain tables and per-sample work products and returns tables
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError
+from ..gating.resolve import infer_species
 from ..gating.template import load_template
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import ClusteringResult, cluster
@@ -36,23 +37,65 @@ logger = logging.getLogger(__name__)
 ANALYSED_ROLES = ("sample", "unstim", "stim", "positive_control")
 
 
-def choose_template(row: Mapping[str, Any], config: RunConfig) -> str:
-    """The gating template for one sample: the configured one, or by species and tissue.
+def choose_template(
+    row: Mapping[str, Any],
+    config: RunConfig,
+    *,
+    panel_markers: Iterable[str] | None = None,
+    technology: str | None = None,
+) -> str:
+    """The gating template for one sample: the configured one, or by species, technology, tissue.
 
-    ``"auto"`` picks ``mouse`` for mouse samples, ``human_blood`` for human blood/PBMC
-    and ``human_tissue`` (NKp46-anchored, for digests) for any other human tissue.
+    ``"auto"`` picks ``mouse`` for mouse samples; for human ones ``human_cytof`` on mass
+    cytometry, ``human_blood`` for blood/PBMC and ``human_tissue`` (NKp46-anchored, for
+    digests) for any other tissue.
+
+    Parameters
+    ----------
+    row
+        The sample's metadata row (``species``, ``tissue``, ``technology`` where known).
+    config
+        The run configuration (``gating.template``).
+    panel_markers
+        The batch's markers. Species comes from the sheet, else from these
+        (:func:`nkflow.gating.resolve.infer_species`: NK1.1, DX5, Ly49 -> mouse; CD56, HLA-DR
+        ... -> human), else a :class:`GatingTemplateError`. Without them a missing species
+        is taken as human (the behaviour before panels were consulted).
+    technology
+        ``"flow"`` or ``"cytof"``; default the row's ``technology``, else flow.
+
+    Raises
+    ------
+    GatingTemplateError
+        Unknown species, or no species in the sheet and none the panel can tell.
     """
     name = config.gating.template
     if name != "auto":
         return name
-    species = str(row.get("species", "") or "human").lower()
+    species = str(row.get("species", "") or "").lower()
+    if not species:
+        if panel_markers is None:
+            species = "human"
+        else:
+            markers = list(panel_markers)
+            species = infer_species(markers) or ""
+            if not species:
+                raise GatingTemplateError(
+                    f"sample {row.get('sample_id')!r}: no species in the metadata and the "
+                    f"panel ({', '.join(m for m in markers if m) or 'no named markers'}) does "
+                    "not tell (mouse: NK1.1, DX5, Ly49, F4/80; human: CD56, HLA-DR, CD57, KIR, "
+                    "NKp30/44/80); add a 'species' column (human | mouse) or pass --template"
+                )
     if species == "mouse":
         return "mouse"
-    if species not in ("human", ""):
+    if species != "human":
         raise GatingTemplateError(
             f"sample {row.get('sample_id')!r}: species {species!r} has no default template; "
             "valid: human, mouse (or pass --template)"
         )
+    tech = str(technology or row.get("technology", "") or "flow").lower()
+    if tech in ("cytof", "mass", "mass cytometry", "imc"):
+        return "human_cytof"
     tissue = str(row.get("tissue", "") or "blood").lower()
     return "human_blood" if tissue in ("blood", "pbmc", "peripheral blood") else "human_tissue"
 
