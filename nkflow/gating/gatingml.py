@@ -174,7 +174,11 @@ def _flowjo_compensation_refs(path: Path, buf: Any) -> Any:
     from lxml import etree
 
     buf.seek(0)
-    doc = etree.parse(buf, etree.XMLParser(resolve_entities=False, no_network=True))
+    try:
+        doc = etree.parse(buf, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.Error:  # flowkit parses it next and its failure is turned into words
+        buf.seek(0)
+        return buf
     ref, dt_name = _q(GATING_NS, "compensation-ref"), f"{{{DT_NS}}}name"
     fixed: list[str] = []
     for dim in doc.iter(_q(GATING_NS, "dimension")):
