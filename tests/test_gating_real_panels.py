@@ -20,7 +20,7 @@ import pytest
 
 from nkflow import io, pp
 from nkflow.exceptions import GatingTemplateError
-from nkflow.gating import detect_technology, gate, resolve_template
+from nkflow.gating import gate, panel_technology, resolve_template
 
 HERE = Path(__file__).resolve().parent
 EXTERNAL = HERE.parent.parent / "shared" / "external"
@@ -57,7 +57,7 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 @pytest.mark.parametrize("path", CYTONORM or [Path("absent")], ids=_ids(CYTONORM))
 def test_cytonorm_cytof_nk_share_of_lymphocytes(path):
     adata, rows = _cytof(path)
-    assert detect_technology(adata) == "cytof"
+    assert panel_technology(adata) == "cytof"
     res = adata.uns["nkflow"]["gating"]["resolution"]
     assert res["technology"] == "cytof" and res["anchor"] == "CD7"
     # whole blood: the CD45 valley drops CD45-dim granulocytes, CD14- drops monocytes

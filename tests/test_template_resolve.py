@@ -9,10 +9,10 @@ import pytest
 from nkflow.config import RunConfig, replace_values
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating import (
-    detect_technology,
     infer_species,
     list_templates,
     load_template,
+    panel_technology,
     resolve_template,
 )
 from nkflow.gating.template import template_dir
@@ -157,7 +157,7 @@ def test_infer_species(markers, species):
     ],
 )
 def test_detect_technology(panel, tech):
-    assert detect_technology(panel) == tech
+    assert panel_technology(panel) == tech
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@
   :func:`template_hash`: the TOML templates in ``gating/``.
 - :func:`resolve_template`: a template against a batch's panel and technology -> the
   hierarchy applied (kept, substituted and skipped gates, populations not reportable);
-  :func:`infer_species`, :func:`detect_technology` read the panel.
+  :func:`infer_species`, :func:`panel_technology` read the panel.
 - :func:`gate` (one sample) and :func:`gate_batch` (FMO thresholds per tissue and batch,
   then one sample at a time).
 - :func:`compare_thresholds`: drift of thresholds across batches.
@@ -36,8 +36,8 @@ from .gatingml import apply_gatingml, export_gatingml, export_sample_gatingml, v
 from .resolve import (
     PanelView,
     ResolvedTemplate,
-    detect_technology,
     infer_species,
+    panel_technology,
     resolve_template,
 )
 from .stats import population_table
@@ -68,7 +68,6 @@ __all__ = [
     "apply_gatingml",
     "borrow_unstim_thresholds",
     "compare_thresholds",
-    "detect_technology",
     "evaluate_gates",
     "export_gatingml",
     "export_sample_gatingml",
@@ -82,6 +81,7 @@ __all__ = [
     "list_templates",
     "load_template",
     "mirror_threshold",
+    "panel_technology",
     "population_table",
     "quantile_threshold",
     "resolve_channel",

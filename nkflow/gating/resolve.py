@@ -32,13 +32,14 @@ from typing import Any
 
 from ..exceptions import GatingTemplateError
 from ..io.panel import canonical_marker, marker_equivalents
+from ..io.technology import detect_technology as detect_io_technology
 from .template import DimSpec, GateSpec, Template, load_template
 
 __all__ = [
     "PanelView",
     "ResolvedTemplate",
-    "detect_technology",
     "infer_species",
+    "panel_technology",
     "resolve_template",
 ]
 
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 _SCATTER = re.compile(r"^(FSC|SSC)[-_ ]?(A|H|W)?$", re.IGNORECASE)
 #: mass channel names as CyTOF software writes them (``Yb176Di``, ``176Yb(Di)``)
-_MASS = re.compile(r"^([A-Z][a-z]?\d{2,3}D[id]|\d{2,3}[A-Z][a-z]?\(?D[id]\)?)$")
 #: special name -> (PnN patterns in preference order, PnS words)
 _SPECIAL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "DNA1": ((r"^(Ir)?191(Ir)?(Di|Dd)?$",), ("dna1", "191ir", "ir191")),
@@ -157,12 +157,13 @@ class PanelView:
         return any(_SCATTER.match(c) for c in self.channels)
 
 
-def detect_technology(panel: Any) -> str:
-    """``"cytof"`` for mass-cytometry data, else ``"flow"``.
+def panel_technology(panel: Any) -> str:
+    """``"cytof"`` for mass-cytometry data, else ``"flow"`` (the two hierarchies templates know).
 
-    Mass cytometry: no scatter channel and either three or more isotope channels named the
-    way CyTOF software writes them (``Yb176Di``, ``176Yb(Di)``) or a DNA intercalator
-    channel (Ir191). Flow names such as ``V450`` or ``B530`` do not count.
+    A container read by :func:`nkflow.read_fcs` carries its file's technology
+    (``uns["nkflow"]["technology"]``, from keywords and channel names); otherwise the same
+    rules (:func:`nkflow.io.detect_technology`) are applied to the panel's channel names
+    and labels, without keywords.
 
     Parameters
     ----------
@@ -173,11 +174,12 @@ def detect_technology(panel: Any) -> str:
     -------
     str
     """
-    view = PanelView.of(panel)
-    mass = sum(bool(_MASS.match(c)) for c in view.channels)
-    if view.has_scatter():
-        return "flow"
-    return "cytof" if mass >= 3 or view.find("DNA1") else "flow"
+    record = (getattr(panel, "uns", None) or {}).get("nkflow", {}).get("technology") or {}
+    kind = record.get("kind") if isinstance(record, Mapping) else None
+    if kind is None:
+        view = PanelView.of(panel)
+        kind = detect_io_technology({}, list(view.channels), list(view.labels)).kind
+    return "cytof" if kind == "mass_cytometry" else "flow"
 
 
 def infer_species(markers: Iterable[str]) -> str | None:
@@ -449,7 +451,7 @@ def resolve_template(
     """
     tpl = load_template(template)
     view = PanelView.of(panel)
-    tech = technology or detect_technology(view)
+    tech = technology or panel_technology(panel)
     if tech not in ("flow", "cytof"):
         raise GatingTemplateError(f"technology {technology!r}; valid: flow, cytof")
     redirect: dict[str, str] = {}
