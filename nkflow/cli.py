@@ -24,6 +24,7 @@ from .exceptions import (
     NkflowError,
     OutputExistsError,
     OutputFolderError,
+    PanelMismatchError,
 )
 from .io.text_safety import escape_frame, escape_text
 
@@ -190,7 +191,13 @@ def run(
             force=force,
             resume=resume,
             on_progress=progress,
+            on_plan=None if quiet else _print_plan,
         )
+    except PanelMismatchError as exc:
+        if progress is not None:
+            progress.close()
+        _fail_line(input_path, exc)
+        sys.exit(EXIT_FAILED_INPUTS)
     except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
     except OutputFolderError as exc:
@@ -294,14 +301,19 @@ def _inspect_block(row: Any) -> str:
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
-def check(input_path: Path, panel: Path | None) -> None:
-    """Check that all files of a batch agree on channels, markers and ranges.
+@click.option("--template", help="Gating template name or file (default: by species and tissue).")
+def check(input_path: Path, panel: Path | None, template: str | None) -> None:
+    """Check a batch: files agree on channels, markers and ranges; the gating plan.
 
-    Exit 1, with one FAILED line per file, when a file is unreadable, holds none of the
-    panel's channels, has no marker of the batch or cannot be reconciled with the others;
-    the report for the files that could be read is printed first.
+    Prints the consistency report, then the hierarchy each template will apply to the
+    batch's panel (gates kept, substituted, skipped; populations that cannot be
+    reported). Exit 1, with one FAILED line per problem, when a file is unreadable, holds
+    none of the panel's channels, has no marker of the batch or cannot be reconciled with
+    the others, or when the panel cannot support the template (no NK anchor).
     """
-    from .io import check_batch
+    from .config import RunConfig, replace_values
+    from .io import check_batch, read_batch
+    from .pipeline.plan import plan_batch
 
     try:
         report = check_batch(input_path, panel=panel, raise_on_error=False)
@@ -310,9 +322,39 @@ def check(input_path: Path, panel: Path | None) -> None:
         sys.exit(EXIT_FAILED_INPUTS)
     click.echo(report.to_string())
     problems = report.problems
+    failed = len(problems)
+    config = replace_values(
+        RunConfig(), {"panel": str(panel) if panel else None, "gating.template": template}
+    )
+    try:
+        plan = plan_batch(read_batch(input_path, panel=panel).metadata, config)
+        click.echo("")
+        click.echo(_lines(plan.to_text()))
+    except PanelMismatchError as exc:
+        partial = getattr(exc, "resolution", None)
+        if partial is not None:
+            click.echo("\nWhat this panel supports (no NK population can be reported):")
+            click.echo(_lines(partial.to_text()))
+        _fail_line(input_path, exc)
+        failed += 1
+    except GatingTemplateError as exc:
+        _usage_error(exc)
+    except NkflowError as exc:  # the sheet itself; the report above names the files
+        _fail_line(input_path, exc)
+        failed += 1
     for row in problems.itertuples():
         _fail_line(row.file, row.reason)
-    sys.exit(EXIT_FAILED_INPUTS if len(problems) else EXIT_OK)
+    sys.exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
+
+
+def _print_plan(plan: Any) -> None:
+    """``nkflow run`` states the gating hierarchy it will apply before any sample runs."""
+    click.echo(_lines(plan.to_text()), err=True)
+
+
+def _lines(text: str) -> str:
+    """Multi-line text from the library (a plan), each line escaped on its own."""
+    return "\n".join(escape_text(line) for line in text.splitlines())
 
 
 @main.command()

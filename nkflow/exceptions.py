@@ -30,6 +30,7 @@ __all__ = [
     "OutputExistsError",
     "OutputFolderError",
     "PanelError",
+    "PanelMismatchError",
     "ThresholdDriftWarning",
     "UnmixingRequiredError",
 ]
@@ -125,6 +126,15 @@ class BatchConsistencyError(NkflowError, ValueError):
 
 class GatingTemplateError(NkflowError, ValueError):
     """A gating template (nkflow TOML, GatingML or FlowJo workspace) is invalid."""
+
+
+class PanelMismatchError(GatingTemplateError):
+    """A batch's panel cannot support the gating template (found before any work).
+
+    No NK anchor at all (the message names what the panel has and what would be needed),
+    or no species in the sheet and none the panel can tell. An input problem, not a
+    usage error: the CLI exits 1.
+    """
 
 
 class GatingError(NkflowError, RuntimeError):

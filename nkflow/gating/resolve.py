@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import re
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -298,7 +299,12 @@ class ResolvedTemplate:
             lines.append("skipped:")
             lines += [f"  {g}: {r}" for g, r in self.skipped]
         if self.unreportable:
-            lines.append("not reportable with this panel: " + ", ".join(self.unreportable))
+            lines += textwrap.wrap(
+                "not reportable with this panel: " + ", ".join(self.unreportable),
+                width=100,
+                subsequent_indent="  ",
+                break_on_hyphens=False,
+            )
         return "\n".join(lines)
 
 

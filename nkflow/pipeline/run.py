@@ -18,10 +18,12 @@ from .. import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
+from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder, file_sha256
+from .plan import BatchPlan, plan_batch
 from .results import Results
 from .sample import (
     GATING_FIGURE,
@@ -32,7 +34,6 @@ from .sample import (
 )
 from .steps import (
     ANALYSED_ROLES,
-    choose_template,
     cluster_batch,
     is_stimulated,
     template_hashes,
@@ -117,6 +118,7 @@ class RunState:
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
         self.executor = SampleExecutor()  # serial unless run() opens a pool
+        self.plan = BatchPlan()  # set by run() before any work
 
     # ------------------------------------------------------------------ helpers
     def row(self, sample_id: str) -> pd.Series:
@@ -130,7 +132,7 @@ class RunState:
             path=str(row["path"]),
             row=plain,
             config=self.config,
-            template=choose_template(plain, self.config),
+            template=self.plan.for_sample(sample_id),
             keep_population=self.config.clustering.population,
             **kwargs,
         )
@@ -227,7 +229,8 @@ class RunState:
     def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
         if thresholds.empty:
             return []
-        tpl = choose_template(row, self.config)
+        tpl = self.plan.for_sample(str(row["sample_id"]))
+        tpl = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl
         sel = thresholds[
             (thresholds["tissue"].astype(str) == str(row["tissue"]))
             & (thresholds["batch"].astype(str) == str(row["batch"]))
@@ -372,6 +375,7 @@ def run(
     force: bool = False,
     resume: bool = False,
     on_progress: ProgressCallback | None = None,
+    on_plan: Callable[[BatchPlan], None] | None = None,
 ) -> Results:
     """Run the whole pipeline on a batch and write tables, figures and the report.
 
@@ -389,6 +393,9 @@ def run(
         Keep finished samples of an existing output folder and redo only the rest.
     on_progress
         Called as ``on_progress(stage, done, total)``; the CLI draws progress bars.
+    on_plan
+        Called once with the batch's gating plan (:class:`~nkflow.pipeline.plan.BatchPlan`:
+        the hierarchy each template applies to the panel) before any sample is processed.
 
     Returns
     -------
@@ -399,6 +406,9 @@ def run(
     ------
     MetadataError, BatchConsistencyError
         Before any work, when the sheet or the batch cannot be used.
+    PanelMismatchError
+        Before any work, when the batch's panel cannot support the template (no NK
+        anchor), or the species is neither in the sheet nor told by the panel.
     OutputExistsError
         When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, or when
         ``force`` would delete an input.
@@ -411,6 +421,10 @@ def run(
     out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
     state = RunState(input_path, out, cfg, on_progress)
     consistency = state.check_consistency()
+    state.plan = plan_batch(state.meta, cfg)  # no anchor in the panel: stop before any work
+    logger.info("gating plan:\n%s", state.plan.to_text())
+    if on_plan is not None:
+        on_plan(state.plan)
     state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
     try:
         return _run_prepared(state, cfg, resume, consistency)
@@ -493,9 +507,9 @@ def _run_prepared(
         if png.is_file():
             figures[f"gating_{sid}"] = png.read_bytes()
 
-    templates = template_hashes([choose_template(r, cfg) for _, r in state.meta.iterrows()
-                                 if r["role"] in ANALYSED_ROLES])  # fmt: skip
+    templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates)
+    provenance["gating_plan"] = state.plan.to_dict()
     if scoring_definitions is not None:
         provenance["scoring"] = scoring_definitions
     from ..report import write_report

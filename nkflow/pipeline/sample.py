@@ -25,6 +25,7 @@ import pandas as pd
 from .. import __version__, pp
 from ..config import RunConfig
 from ..gating.apply import fmo_thresholds, gate
+from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
 from ..io.write import (
@@ -69,7 +70,8 @@ class SampleTask:
     config
         The run configuration.
     template
-        Gating template name or path.
+        Gating template name or path, or the batch's resolved template
+        (:class:`~nkflow.gating.resolve.ResolvedTemplate`, :mod:`nkflow.pipeline.plan`).
     work_dir
         The sample's work folder (``None``: keep nothing on disk, return the container).
     out_root
@@ -88,7 +90,7 @@ class SampleTask:
     path: str
     row: dict[str, Any]
     config: RunConfig
-    template: str
+    template: str | ResolvedTemplate
     work_dir: str | None = None
     out_root: str | None = None
     thresholds: list[dict[str, Any]] = field(default_factory=list)
@@ -106,7 +108,11 @@ class SampleTask:
                 "size": Path(self.path).stat().st_size if Path(self.path).is_file() else -1,
                 "row": self.row,
                 "config": config_to_dict(self.config),
-                "template": self.template,
+                "template": (
+                    self.template.to_dict()
+                    if isinstance(self.template, ResolvedTemplate)
+                    else self.template
+                ),
                 "thresholds": self.thresholds,
                 "paired_unstim": self.paired_unstim,
                 "version": __version__,
@@ -189,7 +195,12 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
         ``template``, the template's name.
     """
     cfg = task.config
-    tpl = load_template(task.template)
+    tpl = (
+        task.template
+        if isinstance(task.template, ResolvedTemplate)
+        else load_template(task.template)
+    )
+    name = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl.name
     meta = pd.DataFrame([{**task.row, "sample_id": task.sample_id}])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -201,7 +212,7 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
             n_boot=cfg.gating.bootstrap,
             fmo_percentile=cfg.gating.fmo_percentile,
         )
-    return [{**t.to_record(), "template": tpl.name} for t in found]
+    return [{**t.to_record(), "template": name} for t in found]
 
 
 def process_sample(task: SampleTask) -> dict[str, Any]:

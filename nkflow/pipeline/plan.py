@@ -1,0 +1,178 @@
+"""The gating plan of a batch: which template each file gets and the hierarchy its panel supports.
+
+Before any sample is processed the batch's panels are read (TEXT segments only, no
+events), each analysed file gets its template (the configured one, or by species,
+technology and tissue, the species from the sheet or else from the panel), and each
+template is resolved once against the panel of the files that use it
+(:func:`nkflow.gating.resolve_template`): gates kept, substituted, skipped, and the
+populations that can therefore not be reported. A batch whose panel has no NK anchor
+stops here, before anything is written. ``nkflow check`` prints the plan and
+``nkflow run`` states it at the top; the report and provenance record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..config import RunConfig
+from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
+from ..gating.resolve import ResolvedTemplate, panel_technology, resolve_template
+from ..io.fcs_text import read_fcs_metadata
+from ..io.panel import resolve_markers
+from ..io.technology import detect_technology
+from .steps import ANALYSED_ROLES, choose_template
+
+__all__ = ["BatchPlan", "file_panel", "plan_batch"]
+
+
+@dataclass
+class BatchPlan:
+    """Templates per file and their resolution against the batch's panel.
+
+    Attributes
+    ----------
+    template_of
+        ``sample_id -> template name`` for every analysed file and FMO control.
+    resolved
+        ``template name -> ResolvedTemplate`` (the hierarchy applied).
+    reference
+        ``template name -> file`` whose panel the template was resolved against.
+    unreadable
+        ``sample_id -> reason`` for files whose panel could not be read (they fail on
+        their own when processed; the plan does not stop the batch for them).
+    """
+
+    template_of: dict[str, str] = field(default_factory=dict)
+    resolved: dict[str, ResolvedTemplate] = field(default_factory=dict)
+    reference: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
+        """The resolved template of a sample (its name when the panel was unreadable)."""
+        name = self.template_of.get(sample_id, "")
+        return self.resolved.get(name, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able record for provenance: each template's resolution and its files."""
+        return {
+            name: {
+                **res.to_dict(),
+                "reference_file": self.reference.get(name, ""),
+                "samples": sorted(s for s, t in self.template_of.items() if t == name),
+            }
+            for name, res in sorted(self.resolved.items())
+        }
+
+    def to_text(self) -> str:
+        """What will be applied, one block per template, for a terminal or a log."""
+        blocks = []
+        for name, res in sorted(self.resolved.items()):
+            n = sum(1 for t in self.template_of.values() if t == name)
+            blocks.append(f"{n} file(s) -> {res.to_text()}")
+        return "\n\n".join(blocks)
+
+
+def file_panel(path: str | Path, panel: Any = None, species: str | None = None) -> ad.AnnData:
+    """An empty container (no events) with a file's channels, markers and technology.
+
+    Only the HEADER and TEXT are read, so planning a batch costs no event decoding.
+
+    Parameters
+    ----------
+    path
+        The FCS file.
+    panel
+        Panel file or ``channel -> marker`` mapping (as for :func:`nkflow.read_fcs`).
+    species
+        ``"human"``, ``"mouse"`` or None, for marker names that differ by species.
+
+    Returns
+    -------
+    anndata.AnnData
+        0 x channels; ``var["marker"]``, ``var["pns"]``; ``uns["nkflow"]["technology"]``.
+    """
+    meta = read_fcs_metadata(path)
+    pns = [str(s or "") for s in meta.pns]
+    markers = resolve_markers(meta.pnn, pns, panel=panel, species=species, on_conflict="blank")
+    var = pd.DataFrame({"marker": markers, "pns": pns}, index=pd.Index(meta.pnn, dtype=object))
+    container = ad.AnnData(X=np.zeros((0, len(meta.pnn)), dtype=np.float32), var=var)
+    tech = detect_technology(meta.keywords, meta.pnn, pns)
+    container.uns["nkflow"] = {"technology": tech.to_dict(), "sample": {"file": str(path)}}
+    return container
+
+
+def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
+    """Choose and resolve the templates of a batch before any sample is processed.
+
+    Parameters
+    ----------
+    meta
+        The batch's metadata (``read_batch(...).metadata``: ``sample_id``, ``path``,
+        ``role``, ``species``, ``tissue``, ...).
+    config
+        The run configuration (``gating.template``, ``panel``).
+
+    Returns
+    -------
+    BatchPlan
+
+    Raises
+    ------
+    PanelMismatchError
+        A template cannot be applied to the batch's panel: no NK anchor at all (the
+        message names what the panel has and what would be needed), or no species in the
+        sheet and none the panel can tell.
+    GatingTemplateError
+        The configured template does not exist or is invalid.
+    """
+    plan = BatchPlan()
+    panels: dict[str, ad.AnnData] = {}
+    roles = meta["role"].astype(str)
+    wanted = meta[roles.isin(ANALYSED_ROLES) | roles.str.startswith("fmo:")]
+    for _, row in wanted.iterrows():
+        sid = str(row["sample_id"])
+        species = str(row.get("species", "") or "") or None
+        try:
+            container = file_panel(row["path"], config.panel or None, species)
+        except (NkflowError, OSError) as exc:
+            plan.unreadable[sid] = str(exc)
+            continue
+        panels[sid] = container
+        markers = [m for m in container.var["marker"] if m]
+        try:
+            name = choose_template(
+                _plain(row),
+                config,
+                panel_markers=[*markers, *container.var["pns"]],
+                technology=panel_technology(container),
+            )
+        except GatingTemplateError as exc:
+            raise PanelMismatchError(f"{row['file']}: {exc}") from exc
+        plan.template_of[sid] = name
+    for sid, name in plan.template_of.items():
+        if name in plan.resolved:
+            continue
+        reference = panels[sid]
+        try:
+            plan.resolved[name] = resolve_template(name, reference)
+        except GatingTemplateError as exc:
+            partial = getattr(exc, "resolution", None)
+            if partial is None:
+                raise  # the template itself is unusable: a usage error
+            # one line for the terminal; what the panel could support travels beside it
+            error = PanelMismatchError(str(exc).split(" What this panel supports")[0].strip())
+            error.resolution = partial
+            raise error from exc
+        plan.reference[name] = str(reference.uns["nkflow"]["sample"]["file"])
+    return plan
+
+
+def _plain(row: pd.Series) -> Mapping[str, Any]:
+    return {k: ("" if pd.isna(v) else v) for k, v in row.to_dict().items()}
