@@ -358,10 +358,22 @@ def _provenance(run: RunState, templates: dict[str, str]) -> dict[str, Any]:
         for _, row in run.meta.iterrows()
         if Path(row["path"]).is_file()
     }
+    # per analysed file: the technology read from it and the compensation/transform it got
+    preprocessing = {
+        str(run.row(sid)["file"]): {
+            "technology": (summary.get("technology") or {}).get("kind", ""),
+            "evidence": (summary.get("technology") or {}).get("evidence", []),
+            "compensation": (summary.get("compensation") or {}).get("source", ""),
+            "compensation_reason": (summary.get("compensation") or {}).get("reason", ""),
+            "transform": (summary.get("transform") or {}).get("kind", ""),
+        }
+        for sid, summary in sorted(run.summaries.items())
+    }
     return {
         "versions": versions,
         "templates": templates,
         "inputs_sha256": inputs,
+        "preprocessing": preprocessing,
         "config": config_to_dict(run.config),
         "input": str(run.input_path),
     }
