@@ -1,0 +1,115 @@
+"""``nkflow run`` with default settings on real public files (issue 14's "done when").
+
+Every file is used as it was published: no edited template, no sheet unless the
+folder has one. Mass cytometry is recognised and gated without scatter or spillover;
+a mouse NK1.1 panel is recognised as mouse and gated with the shipped template; a
+T-cell panel without any NK anchor stops before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nkflow.exceptions import PanelMismatchError
+from nkflow.pipeline import run
+
+CYTOF = {
+    "cytonorm": "cytonorm/inst/extdata",
+    "supercellcyto": "supercellcyto/inst/extdata",
+}
+
+
+def _batch(external: Path, rel: str, tmp_path: Path, pattern: str = "*.fcs") -> Path:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for fcs in sorted((external / rel).glob(pattern)):
+        shutil.copy(fcs, folder / fcs.name)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CYTOF))
+def test_cytof_batches_run_with_defaults(
+    external: Path, tmp_path: Path, fast_config, name: str
+) -> None:
+    batch = _batch(external, CYTOF[name], tmp_path)
+    res = run(batch, tmp_path / "out", config=fast_config)
+    status = res.status
+    assert (status["status"] == "ok").all(), status.to_string()
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    for record in provenance["preprocessing"].values():
+        assert record["technology"] == "mass_cytometry"
+        assert (
+            record["compensation"] == "none" and "mass cytometry" in record["compensation_reason"]
+        )
+        assert record["transform"] == "arcsinh"
+    plan = provenance["gating_plan"]
+    assert list(plan) == ["human_cytof"]
+    assert {"NK", "CD56bright", "CD56dim"} <= set(plan["human_cytof"]["kept"]) | {
+        s["gate"] for s in plan["human_cytof"]["substitutions"]
+    }
+    pops = res.populations.set_index(["sample_id", "population"])
+    for sid in status["sample_id"]:
+        nk = pops.loc[(sid, "NK"), "count"]
+        assert nk > 0, sid
+        bright = pops.loc[(sid, "CD56bright"), "count"]
+        dim = pops.loc[(sid, "CD56dim"), "count"]
+        assert bright + dim == nk, sid  # the two subsets partition NK
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_mouse_panel_is_recognised_and_gated_without_a_sheet(
+    external: Path, tmp_path: Path, fast_config
+) -> None:
+    """68983.fcs: NK1.1 tells the species; manual counts NK 312, NK T 535 (gating.wsp)."""
+    batch = _batch(external, "flowsom/inst/extdata", tmp_path, "68983.fcs")
+    res = run(batch, tmp_path / "out", config=fast_config)
+    assert (res.status["status"] == "ok").all(), res.status.to_string()
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert list(provenance["gating_plan"]) == ["mouse"]
+    counts = res.populations.set_index("population")["count"]
+    assert counts["NK"] == pytest.approx(312, rel=0.15)
+    assert counts["NKT"] == pytest.approx(535, rel=0.15)
+
+
+def test_panel_without_nk_anchor_stops_before_anything_is_written(
+    external: Path, tmp_path: Path
+) -> None:
+    donor = sorted(p for p in (external / "flowatlas" / "data").iterdir() if p.is_dir())[0]
+    out = tmp_path / "out"
+    with pytest.raises(PanelMismatchError, match="no NK anchor") as info:
+        run(donor, out)
+    message = str(info.value)
+    assert "\n" not in message and "CD56" in message and "NKp46" in message
+    assert "the panel has" in message and "CD3" in message
+    assert not out.exists()
+
+
+def test_check_lists_what_a_t_cell_panel_supports(external: Path) -> None:
+    from click.testing import CliRunner
+
+    from nkflow.cli import main
+
+    donor = sorted(p for p in (external / "flowatlas" / "data").iterdir() if p.is_dir())[0]
+    result = CliRunner().invoke(main, ["check", str(donor)])
+    assert result.exit_code == 1
+    assert "What this panel supports" in result.output
+    assert "Lymphocytes" in result.output or "Live" in result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == 1 and "no NK anchor" in failed[0]
+
+
+def test_check_prints_the_plan_of_the_sample_batch(sample_data: Path) -> None:
+    from click.testing import CliRunner
+
+    from nkflow.cli import main
+
+    result = CliRunner().invoke(main, ["check", str(sample_data / "human")])
+    assert result.exit_code == 0, result.output
+    assert "template 'human_blood' resolved for a flow panel" in result.output
+    assert "template 'human_tissue' resolved for a flow panel" in result.output
