@@ -414,7 +414,7 @@ def gate_batch(
             sub = pd.concat([sub, pd.DataFrame(borrowed, columns=sub.columns)], ignore_index=True)
         if row["_stim"] and paired is None:
             msg = f"stimulated tube {sid!r}: no unstimulated tube with the same {pair_cols}"
-            logger.warning(msg)
+            logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, MissingControlWarning, stacklevel=2)
         table = gate(
             adata,

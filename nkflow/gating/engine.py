@@ -239,7 +239,7 @@ def _run(
                     f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "
                     f"for {dim.marker} on {on_key!r}; fallback rule {rule!r} on the sample"
                 )
-                logger.warning(msg)
+                logger.debug(msg)  # shown once, as the warning below
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
         p = dim.percentile if dim.percentile is not None else pct
@@ -248,7 +248,7 @@ def _run(
                 f"sample {sid!r}: gate {gate_id!r}: only {vals.size} events in {on_key!r} "
                 f"to set the {dim.marker} threshold ({rule}); the gate is left empty"
             )
-            logger.warning(msg)
+            logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, LowEventCountWarning, stacklevel=3)
             rule = "insufficient events"
             v, lo, hi, used, ne = np.nan, np.nan, np.nan, rule, int(vals.size)
@@ -346,7 +346,7 @@ def _run(
                         f"sample {sid!r}: gate {spec.id!r} ({spec.method} on {int(m.sum())} "
                         f"events of {parent or 'all events'!r}) left empty: {err}"
                     )
-                    logger.warning(msg)
+                    logger.debug(msg)  # shown once, as the warning below
                     warnings.warn(msg, LowEventCountWarning, stacklevel=2)
                     nan = float("nan")
                     verts = ((nan, nan),) * 3

@@ -201,7 +201,7 @@ def _flowjo_compensation_refs(path: Path, buf: Any) -> Any:
         "spillover (compensation-ref='FCS'), the others as uncompensated: "
         + ", ".join(sorted(set(fixed)))
     )
-    log.warning(msg)
+    log.debug(msg)  # shown once, as the warning below
     warnings.warn(msg, GatingMLQuirkWarning, stacklevel=3)
     return io.BytesIO(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
 

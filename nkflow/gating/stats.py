@@ -163,6 +163,6 @@ def population_table(
         msg = (
             f"sample {sid!r}: {len(low)} population(s) under {min_events} events: {', '.join(low)}"
         )
-        logger.warning(msg)
+        logger.debug(msg)  # shown once, as the warning below
         warnings.warn(msg, LowEventCountWarning, stacklevel=2)
     return df

@@ -590,6 +590,6 @@ def compare_thresholds(
                 f"threshold drift: {what}, batch {r['batch']!r}: {r['value']:.3f} vs "
                 f"reference {r['reference']:.3f} (shift {r['shift']:+.3f} > {max_shift})"
             )
-            logger.warning(msg)
+            logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, ThresholdDriftWarning, stacklevel=2)
     return per_batch[cols]
