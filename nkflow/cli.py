@@ -181,6 +181,7 @@ def run(
         )
     except ConfigError as exc:
         _usage_error(str(exc))
+    _validate_panel(config.panel)
     out_dir = out if out is not None else default_out_dir(input_path)
     progress = None if quiet else _ProgressBars()
     try:
@@ -345,6 +346,19 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     for row in problems.itertuples():
         _fail_line(row.file, row.reason)
     sys.exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
+
+
+def _validate_panel(path: str) -> None:
+    """A panel file that cannot be used is a usage error, found before any work."""
+    if not path:
+        return
+    from .exceptions import PanelError
+    from .io.panel import load_panel
+
+    try:
+        load_panel(path)
+    except PanelError as exc:
+        _usage_error(exc)
 
 
 def _print_plan(plan: Any) -> None:

@@ -320,3 +320,28 @@ def test_outputs_follow_the_users_umask(tmp_path: Path, umask: int) -> None:
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "phrase"),
+    [
+        ("--template", "no_such_template", "no_such_template"),
+        ("--panel", "missing_panel.csv", "missing_panel.csv"),
+        ("--config", "bad.toml", "bad.toml"),
+    ],
+    ids=["template", "panel", "config"],
+)
+def test_bad_template_panel_or_config_stops_before_anything_is_written(
+    tiny_batch: Path, tmp_path: Path, option: str, value: str, phrase: str
+) -> None:
+    from click.testing import CliRunner
+
+    from nkflow.cli import main
+
+    (tmp_path / "bad.toml").write_text("[gating]\nbootstrap = 'many'\n")
+    arg = value if option == "--template" else str(tmp_path / value)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(tiny_batch), "-o", str(out), option, arg, "-q"])
+    assert result.exit_code == 2, result.output
+    assert phrase in result.output
+    assert not out.exists()
