@@ -38,13 +38,28 @@ class _EscapingFormatter(logging.Formatter):
         return escape_text(super().formatMessage(record))
 
 
+class _AboveProgressHandler(logging.StreamHandler):
+    """Log lines printed above the progress bars (tqdm.write), never glued onto one."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     # per-sample warnings (low event counts, fallback thresholds) are in the status table
     # and the report; the console shows errors unless asked for more
     level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
     if quiet:
         level = logging.ERROR
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _AboveProgressHandler()
     handler.setFormatter(_EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("nkflow")
     root.handlers[:] = [handler]

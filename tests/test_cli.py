@@ -188,7 +188,11 @@ def _tiny_fcs(path: Path, channels: list[str], markers: list[str | None]) -> Non
     write_fcs(path, data, channels, markers=markers)
 
 
-STAINED = (["FSC-A", "B1-A", "B2-A", "Time"], [None, "CD56 BV421", "CD16 FITC", None])
+# a panel a template can gate (CD3 for the lineage gate, CD56 as NK anchor)
+STAINED = (
+    ["FSC-A", "B1-A", "B2-A", "R1-A", "Time"],
+    [None, "CD56 BV421", "CD16 FITC", "CD3 APC", None],
+)
 
 
 @pytest.mark.parametrize(
@@ -207,14 +211,14 @@ def test_check_fails_on_unusable_files(
         bad.append(tmp_path / "other.fcs")
         _tiny_fcs(bad[-1], ["FSC-H", "FL1-H", "FL2-H"], [None, None, None])
     panel = tmp_path.parent / f"{tmp_path.name}_panel.csv"
-    panel.write_text("channel,marker\nB1-A,CD56\nB2-A,CD16\n")
+    panel.write_text("channel,marker\nB1-A,CD56\nB2-A,CD16\nR1-A,CD3\n")
     result = runner.invoke(main, ["check", str(tmp_path), "--panel", str(panel)])
     assert result.exit_code == (1 if bad else 0), result.output
     failed = [line for line in result.stderr.splitlines() if line.startswith("nkflow: FAILED")]
     assert len(failed) == len(bad), result.stderr
     for path in bad:
         (line,) = [x for x in failed if x.startswith(f"nkflow: FAILED {path.resolve()}: ")]
-        reason = "none of the panel's 2 channel(s)" if path.stem == "other" else "not an FCS"
+        reason = "none of the panel's 3 channel(s)" if path.stem == "other" else "not an FCS"
         assert reason in line, line
     # the consistency report for the readable files is still printed
     assert "good1" in result.stdout and "Marker -> channel" in result.stdout

@@ -24,7 +24,7 @@ from nkflow.cli import main
 from nkflow.exceptions import MetadataError, NkflowWarning
 from nkflow.io.text_safety import escape_frame, escape_text, formula_risk, neutralise_formula
 
-STAINS = {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC", "B3-A": "CD69 PE"}
+STAINS = {"B1-A": "CD56 BV421", "B2-A": "CD16 FITC", "B3-A": "CD69 PE", "R1-A": "CD3 APC"}
 HEADER = "file,sample_id,donor,tissue,timepoint,stimulation,role,species,batch"
 
 # (value as written, escaped form that must be visible)
