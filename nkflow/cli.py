@@ -427,6 +427,9 @@ def gate(
         _usage_error(str(exc))
     try:
         result = gate_files(list(inputs), out, config=config, events=events, force=force)
+    except PanelMismatchError as exc:
+        _fail_line(", ".join(map(str, inputs)), exc)
+        sys.exit(EXIT_FAILED_INPUTS)
     except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
     except OutputFolderError as exc:

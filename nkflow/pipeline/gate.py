@@ -15,6 +15,7 @@ from ..exceptions import FCSReadError, NkflowError
 from ..io import metadata_from_folder, read_batch
 from ..io.write import safe_name, write_table
 from .outdir import OutputFolder
+from .plan import plan_batch
 from .results import Results
 from .run import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
 from .sample import load_sample
@@ -164,6 +165,7 @@ def _gate_template(
     from ..gating.apply import borrow_unstim_thresholds, gate
 
     state = RunState(source, Path("."), cfg, None)
+    state.plan = plan_batch(state.meta, cfg)
     thresholds = state.thresholds()
     frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
     todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]

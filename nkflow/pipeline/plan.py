@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
-from ..gating.resolve import ResolvedTemplate, panel_technology, resolve_template
+from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
 from ..io.panel import resolve_markers
 from ..io.technology import detect_technology
@@ -134,23 +134,29 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     """
     plan = BatchPlan()
     panels: dict[str, ad.AnnData] = {}
+    rows: dict[str, pd.Series] = {}
     roles = meta["role"].astype(str)
     wanted = meta[roles.isin(ANALYSED_ROLES) | roles.str.startswith("fmo:")]
     for _, row in wanted.iterrows():
         sid = str(row["sample_id"])
         species = str(row.get("species", "") or "") or None
         try:
-            container = file_panel(row["path"], config.panel or None, species)
+            panels[sid] = file_panel(row["path"], config.panel or None, species)
         except (NkflowError, OSError) as exc:
             plan.unreadable[sid] = str(exc)
             continue
-        panels[sid] = container
-        markers = [m for m in container.var["marker"] if m]
+        rows[sid] = row
+    # a file whose own labels cannot tell the species (no named markers) takes the batch's
+    batch_markers = [m for c in panels.values() for m in (*c.var["marker"], *c.var["pns"]) if m]
+    for sid, row in rows.items():
+        container = panels[sid]
+        own = [m for m in (*container.var["marker"], *container.var["pns"]) if m]
+        markers = own if infer_species(own) is not None else batch_markers
         try:
             name = choose_template(
                 _plain(row),
                 config,
-                panel_markers=[*markers, *container.var["pns"]],
+                panel_markers=markers,
                 technology=panel_technology(container),
             )
         except GatingTemplateError as exc:
