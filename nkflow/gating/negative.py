@@ -152,9 +152,7 @@ def reference_threshold(
     return v, lo, hi, n
 
 
-def disagreement(
-    own: tuple[float, float, float, str], batch_value: float
-) -> tuple[bool, str]:
+def disagreement(own: tuple[float, float, float, str], batch_value: float) -> tuple[bool, str]:
     """Does a sample's own valley disagree with the batch threshold beyond its CI?
 
     Parameters
