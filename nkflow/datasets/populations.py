@@ -38,6 +38,8 @@ MOUSE_LABELS = (
     "cNK_CD27-CD11b-", "trNK", "DP_CD49a_CD49b",
 )  # fmt: skip
 TISSUES = {"human": ("blood", "liver", "lung", "tumour"), "mouse": ("liver", "spleen")}
+#: simulated on request only (not in a default design): ileum, ~90 % CD69+ NK
+EXTRA_TISSUES = {"human": ("ileum",), "mouse": ()}
 HUMAN_NK = ("NK_CD56bright_circ", "NK_CD56bright_tr", "NK_CD56dim_circ", "NK_CD56dim_tr")
 MOUSE_NK = (
     "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+", "cNK_CD27-CD11b-", "trNK",
@@ -141,6 +143,18 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         af=1.6,
         cd56_loss=0.7,
     ),
+    # gut epithelium/lamina propria: ~90 % of NK are CD69+ resident (CD103+), the extreme a
+    # per-sample density rule misreads without a control (issue 15); not a default tissue
+    ("human", "ileum"): TissueProfile(
+        {"debris": 0.15, "doublet": 0.07, "dead": 0.18},
+        {"nonleukocyte": 0.30, "granulocyte": 0.05, "monocyte": 0.10, "B": 0.10,
+         "lymph": 0.45},
+        {"T": 0.70, "NKT-like": 0.04, "ILC": 0.02, "other_lin_neg": 0.02, "NK": 0.22},
+        _nk_human(0.50, 0.95, 0.88),
+        {"CD103": 0.9, "CD49a": 0.6, "CXCR6": 0.3},
+        af=1.6,
+        cd56_loss=0.8,
+    ),
     ("mouse", "spleen"): TissueProfile(
         {"debris": 0.06, "doublet": 0.05, "dead": 0.08},
         {"nonleukocyte": 0.02, "granulocyte": 0.04, "macrophage": 0.06, "B": 0.52,
@@ -164,7 +178,8 @@ def tissue_profile(species: str, tissue: str) -> TissueProfile:
     get_panel(species)
     if (species, tissue) not in _PROFILES:
         raise ConfigError(
-            f"unknown {species} tissue {tissue!r}; valid: {list(TISSUES[species])}"
+            f"unknown {species} tissue {tissue!r}; "
+            f"valid: {list(TISSUES[species] + EXTRA_TISSUES[species])}"
         )
     return _PROFILES[(species, tissue)]
 
@@ -287,12 +302,25 @@ def _human_specs(tissue: str) -> dict[str, dict[str, Spec]]:
     tr = {"CD69": (1, 4200, 0.5), "CD62L": (0.04, 1800, 0.4)}
     for m in ("CD49a", "CD103", "CXCR6"):
         tr[m] = (res[m], {"CD49a": 3200, "CD103": 2600, "CXCR6": 2200}[m], 0.5)
-    circ = {"CD69": (0.01, 1800, 0.5), "CD49a": (0.02, 1500, 0.5),
-            "CD103": (0.01, 1500, 0.5), "CXCR6": (0.03, 1500, 0.5)}
-    bright = {"CD56": (1, 28000, 0.35), "CD16": (0.35, 900, 0.7), "NKp46": (1, 5200, 0.3),
-              "CD127": (0.4, 900, 0.4), "NKG2D": (1, 5200, 0.3)}
-    dim = {"CD56": (1, 2800, 0.4), "CD16": (0.93, 20000, 0.65), "NKp46": (1, 2500, 0.35),
-           "CD127": (0.03, 600, 0.4)}
+    circ = {
+        "CD69": (0.01, 1800, 0.5),
+        "CD49a": (0.02, 1500, 0.5),
+        "CD103": (0.01, 1500, 0.5),
+        "CXCR6": (0.03, 1500, 0.5),
+    }
+    bright = {
+        "CD56": (1, 28000, 0.35),
+        "CD16": (0.35, 900, 0.7),
+        "NKp46": (1, 5200, 0.3),
+        "CD127": (0.4, 900, 0.4),
+        "NKG2D": (1, 5200, 0.3),
+    }
+    dim = {
+        "CD56": (1, 2800, 0.4),
+        "CD16": (0.93, 20000, 0.65),
+        "NKp46": (1, 2500, 0.35),
+        "CD127": (0.03, 600, 0.4),
+    }
     return {
         "debris": {"CD45": (0.4, 1500, 0.8), "LD_CD14_CD19": (0.5, 20000, 1.0)},
         "dead": {"CD45": (0.7, 3000, 0.6), "LD_CD14_CD19": (1, 60000, 0.4),
@@ -331,21 +359,42 @@ def _human_specs(tissue: str) -> dict[str, dict[str, Spec]]:
 
 def _mouse_specs(tissue: str) -> dict[str, dict[str, Spec]]:
     liver = tissue == "liver"
-    nk = {"CD45": (1, 9000, 0.25), "NK1.1": (1, 6000, 0.35), "NKp46": (1, 4500, 0.3),
-          "CD69": (0.08, 2000, 0.5), "CD127": (0.02, 800, 0.4)}
+    nk = {
+        "CD45": (1, 9000, 0.25),
+        "NK1.1": (1, 6000, 0.35),
+        "NKp46": (1, 4500, 0.3),
+        "CD69": (0.08, 2000, 0.5),
+        "CD127": (0.02, 800, 0.4),
+    }
     cnk = {**nk, "CD49b": (1, 9000, 0.35), "Eomes": (1, 5000, 0.35)}
-    mat = {"cNK_CD27+CD11b-": ((1, 5000), (0.0, 0)), "cNK_CD27+CD11b+": ((1, 5000), (1, 8000)),
-           "cNK_CD27-CD11b+": ((0.0, 0), (1, 12000)), "cNK_CD27-CD11b-": ((0.0, 0), (0.0, 0))}
+    mat = {
+        "cNK_CD27+CD11b-": ((1, 5000), (0.0, 0)),
+        "cNK_CD27+CD11b+": ((1, 5000), (1, 8000)),
+        "cNK_CD27-CD11b+": ((0.0, 0), (1, 12000)),
+        "cNK_CD27-CD11b-": ((0.0, 0), (0.0, 0)),
+    }
     specs: dict[str, dict[str, Spec]] = {}
     for name, ((p27, m27), (p11, m11)) in mat.items():
         specs[name] = {**cnk, "CD27": (p27, m27, 0.4), "CD11b": (p11, m11, 0.4)}
-    specs["trNK"] = {**nk, "CD49a": (1, 6000, 0.4), "CD69": (0.8, 3500, 0.5),
-                     "CD103": (0.06 if liver else 0.15, 2000, 0.5), "Eomes": (0.05, 1500, 0.5),
-                     "CD27": (0.8, 4000, 0.4), "CD11b": (0.15, 3000, 0.5),
-                     "CD127": (0.35, 1500, 0.4)}
-    specs["DP_CD49a_CD49b"] = {**nk, "CD49a": (1, 3500, 0.4), "CD49b": (1, 4000, 0.4),
-                               "Eomes": (0.6, 3000, 0.5), "CD27": (0.7, 4000, 0.4),
-                               "CD11b": (0.5, 6000, 0.5), "CD69": (0.4, 2500, 0.5)}
+    specs["trNK"] = {
+        **nk,
+        "CD49a": (1, 6000, 0.4),
+        "CD69": (0.8, 3500, 0.5),
+        "CD103": (0.06 if liver else 0.15, 2000, 0.5),
+        "Eomes": (0.05, 1500, 0.5),
+        "CD27": (0.8, 4000, 0.4),
+        "CD11b": (0.15, 3000, 0.5),
+        "CD127": (0.35, 1500, 0.4),
+    }
+    specs["DP_CD49a_CD49b"] = {
+        **nk,
+        "CD49a": (1, 3500, 0.4),
+        "CD49b": (1, 4000, 0.4),
+        "Eomes": (0.6, 3000, 0.5),
+        "CD27": (0.7, 4000, 0.4),
+        "CD11b": (0.5, 6000, 0.5),
+        "CD69": (0.4, 2500, 0.5),
+    }
     specs.update({
         "debris": {"CD45": (0.4, 1500, 0.8), "LD_CD19_F4-80": (0.5, 20000, 1.0)},
         "dead": {"CD45": (0.7, 3000, 0.6), "LD_CD19_F4-80": (1, 60000, 0.4),

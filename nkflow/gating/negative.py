@@ -153,7 +153,7 @@ def reference_threshold(
 
 
 def disagreement(own: tuple[float, float, float, str], batch_value: float) -> tuple[bool, str]:
-    """Does a sample's own valley disagree with the batch threshold beyond its CI?
+    """Whether a sample's own valley disagrees with the batch threshold beyond its CI.
 
     Parameters
     ----------

@@ -162,7 +162,6 @@ def _gate_template(
     source: Any, cfg: RunConfig
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     from ..gating.apply import borrow_unstim_thresholds, gate
-
     from .pooled import batch_stage
 
     state = RunState(source, Path("."), cfg, None)
