@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..exceptions import GatingTemplateError
 from ..gating.overrides import load_overrides
 from ..gating.pooled import batch_pool_thresholds, pool_targets
 from ..gating.resolve import ResolvedTemplate
@@ -30,12 +31,15 @@ __all__ = ["batch_stage", "override_records", "pooled_thresholds"]
 logger = logging.getLogger(__name__)
 
 
-def _template(state: Any, sid: str) -> tuple[str, Template]:
+def _template(state: Any, sid: str) -> tuple[str, Template | None]:
+    """The sample's template name and object (``None``: not planned, or not a TOML one)."""
     tpl = state.plan.for_sample(sid)
     if isinstance(tpl, ResolvedTemplate):
         return tpl.source.name, tpl.template
-    loaded = load_template(tpl)
-    return str(tpl), loaded
+    try:
+        return str(tpl), load_template(tpl) if tpl else None
+    except GatingTemplateError:  # GatingML / FlowJo gates: no pool conditions
+        return str(tpl), None
 
 
 def _pool_rows(meta: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +73,8 @@ def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
     by_template: dict[str, tuple[Template, list[str]]] = {}
     for sid in rows["sample_id"].astype(str):
         name, tpl = _template(state, sid)
-        by_template.setdefault(name, (tpl, []))[1].append(sid)
+        if tpl is not None:
+            by_template.setdefault(name, (tpl, []))[1].append(sid)
     cfg = state.config
     records: list[dict[str, Any]] = []
     for name, (tpl, sids) in sorted(by_template.items()):
