@@ -114,6 +114,13 @@ transform_option = click.option(
 )
 
 
+overrides_option = click.option(
+    "--overrides",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Manual threshold overrides (TOML); see `nkflow thresholds OUT`.",
+)
+
+
 def _compensation_value(value: str | None) -> str | None:
     """``--compensation`` checked: 'file', 'none' or an existing matrix file."""
     if value is None or value in ("file", "none"):
@@ -148,6 +155,7 @@ def main() -> None:
 @click.option("--no-score", is_flag=True, help="Skip repair scoring.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--resume", is_flag=True, help="Redo only samples missing or failed in OUT.")
+@overrides_option
 @compensation_option
 @transform_option
 @verbose_option
@@ -165,6 +173,7 @@ def run(
     no_score: bool,
     force: bool,
     resume: bool,
+    overrides: Path | None,
     compensation: str | None,
     transform_method: str | None,
     verbose: int,
@@ -192,6 +201,7 @@ def run(
                 "scoring.enabled": False if no_score else None,
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
+                "gating.overrides": str(overrides) if overrides else None,
             },
         )
     except ConfigError as exc:
@@ -387,12 +397,33 @@ def _lines(text: str) -> str:
 
 
 @main.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def thresholds(out: Path) -> None:
+    """Print the thresholds of a finished run OUT as a starting overrides file."""
+    import pandas as pd
+
+    from .gating.overrides import overrides_toml
+
+    table = next((p for p in (out / "tables" / "thresholds.parquet",
+                              out / "tables" / "thresholds.csv") if p.is_file()), None)  # fmt: skip
+    if table is None:
+        _usage_error(f"{out}: no tables/thresholds.csv or .parquet (not an nkflow output folder)")
+    frame = (
+        pd.read_parquet(table)
+        if table.suffix == ".parquet"
+        else pd.read_csv(table, dtype={"sample_id": str, "tissue": str, "batch": str})
+    )
+    click.echo(overrides_toml(frame), nl=False)
+
+
+@main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--template", required=True, help="Template name from gating/, GatingML or .wsp.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--events", is_flag=True, help="Also write per-event membership per sample.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
+@overrides_option
 @compensation_option
 @transform_option
 @verbose_option
@@ -404,6 +435,7 @@ def gate(
     events: bool,
     config_path: Path | None,
     force: bool,
+    overrides: Path | None,
     compensation: str | None,
     transform_method: str | None,
     verbose: int,
@@ -421,6 +453,7 @@ def gate(
                 "gating.template": template,
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
+                "gating.overrides": str(overrides) if overrides else None,
             },
         )
     except ConfigError as exc:

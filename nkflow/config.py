@@ -130,6 +130,9 @@ class GatingConfig:
         Bootstrap resamples for threshold confidence intervals (0 disables them).
     max_threshold_drift
         Largest tolerated shift of a threshold between batches (transformed units).
+    overrides
+        A manual threshold overrides file (TOML, :mod:`nkflow.gating.overrides`); ``""``
+        for none.
     """
 
     template: str = "auto"
@@ -137,6 +140,7 @@ class GatingConfig:
     min_events: int = 100
     bootstrap: int = 200
     max_threshold_drift: float = 0.1
+    overrides: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..exceptions import ConfigError
 from ..io.write import safe_name
 from .mass_panel import get_mass_panel
 from .panels import get_panel
-from .populations import TISSUES
+from .populations import EXTRA_TISSUES, TISSUES
 
 __all__ = [
     "Design",
@@ -127,10 +127,11 @@ class Design:
                     f"sample id {t.sample_id!r} is not a safe file name (letters, digits, "
                     f"'._+-' only); e.g. {safe_name(t.sample_id)!r}"
                 )
-            if t.tissue not in TISSUES[self.species]:
+            known = TISSUES[self.species] + EXTRA_TISSUES[self.species]
+            if t.tissue not in known:
                 raise ConfigError(
                     f"tube {t.sample_id}: unknown {self.species} tissue {t.tissue!r}; "
-                    f"valid: {list(TISSUES[self.species])}"
+                    f"valid: {list(known)}"
                 )
             if t.stimulation not in ("unstim", "stim"):
                 raise ConfigError(

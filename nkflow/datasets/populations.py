@@ -38,6 +38,8 @@ MOUSE_LABELS = (
     "cNK_CD27-CD11b-", "trNK", "DP_CD49a_CD49b",
 )  # fmt: skip
 TISSUES = {"human": ("blood", "liver", "lung", "tumour"), "mouse": ("liver", "spleen")}
+#: simulated on request only (not in a default design): ileum, ~90 % CD69+ NK
+EXTRA_TISSUES = {"human": ("ileum",), "mouse": ()}
 HUMAN_NK = ("NK_CD56bright_circ", "NK_CD56bright_tr", "NK_CD56dim_circ", "NK_CD56dim_tr")
 MOUSE_NK = (
     "cNK_CD27+CD11b-", "cNK_CD27+CD11b+", "cNK_CD27-CD11b+", "cNK_CD27-CD11b-", "trNK",
@@ -141,6 +143,18 @@ _PROFILES: dict[tuple[str, str], TissueProfile] = {
         af=1.6,
         cd56_loss=0.7,
     ),
+    # gut epithelium/lamina propria: ~90 % of NK are CD69+ resident (CD103+), the extreme a
+    # per-sample density rule misreads without a control (issue 15); not a default tissue
+    ("human", "ileum"): TissueProfile(
+        {"debris": 0.15, "doublet": 0.07, "dead": 0.18},
+        {"nonleukocyte": 0.30, "granulocyte": 0.05, "monocyte": 0.10, "B": 0.10,
+         "lymph": 0.45},
+        {"T": 0.70, "NKT-like": 0.04, "ILC": 0.02, "other_lin_neg": 0.02, "NK": 0.22},
+        _nk_human(0.50, 0.95, 0.88),
+        {"CD103": 0.9, "CD49a": 0.6, "CXCR6": 0.3},
+        af=1.6,
+        cd56_loss=0.8,
+    ),
     ("mouse", "spleen"): TissueProfile(
         {"debris": 0.06, "doublet": 0.05, "dead": 0.08},
         {"nonleukocyte": 0.02, "granulocyte": 0.04, "macrophage": 0.06, "B": 0.52,
@@ -164,7 +178,8 @@ def tissue_profile(species: str, tissue: str) -> TissueProfile:
     get_panel(species)
     if (species, tissue) not in _PROFILES:
         raise ConfigError(
-            f"unknown {species} tissue {tissue!r}; valid: {list(TISSUES[species])}"
+            f"unknown {species} tissue {tissue!r}; "
+            f"valid: {list(TISSUES[species] + EXTRA_TISSUES[species])}"
         )
     return _PROFILES[(species, tissue)]
 

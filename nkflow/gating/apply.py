@@ -38,6 +38,7 @@ from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
+from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
 from .resolve import ResolvedTemplate, resolve_template
 from .stats import population_table
 from .template import Template, load_template
@@ -345,6 +346,7 @@ def gate_batch(
     fmo_percentile: float | None = None,
     max_shift: float = 0.1,
     on_sample: Callable[[str, Any, pd.DataFrame], None] | None = None,
+    pool: bool = True,
 ) -> BatchGatingResult:
     """Gate every sample of one or more batches, one sample in memory at a time.
 
@@ -368,6 +370,9 @@ def gate_batch(
     on_sample
         Called as ``on_sample(sample_id, adata, populations)`` after each sample is gated
         (e.g. to write its membership) before the sample is released.
+    pool
+        For ``pool = true`` conditions without an FMO tube, read the unstimulated samples
+        once more to pool the marker per batch (:mod:`nkflow.gating.pooled`).
 
     Returns
     -------
@@ -391,9 +396,11 @@ def gate_batch(
         n_boot=n_boot,
         fmo_percentile=fmo_percentile,
     )
-    fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)
     todo = meta[meta["role"].isin(["sample", "unstim", "stim", "positive_control"])].copy()
     todo["_stim"] = (todo["stimulation"] == "stim") | (todo["role"] == "stim")
+    if pool and pool_targets(tpl.template if isinstance(tpl, ResolvedTemplate) else tpl):
+        fmo += _batch_pool(todo, reader, template, tpl, fmo, random_state, n_boot, fmo_percentile)
+    fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)
     todo = todo.sort_values("_stim", kind="stable")
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
@@ -441,6 +448,42 @@ def gate_batch(
     data_driven = ~thresholds["rule"].astype(str).str.startswith(("density", "fixed"))
     drift = compare_thresholds(thresholds[data_driven], max_shift=max_shift)
     return BatchGatingResult(populations=populations, thresholds=thresholds, drift=drift)
+
+
+def _batch_pool(
+    todo: pd.DataFrame,
+    reader: Callable[[str], Any],
+    template: Any,
+    tpl: Template | ResolvedTemplate,
+    fmo: list[Threshold],
+    random_state: int,
+    n_boot: int | None,
+    fmo_percentile: float | None,
+) -> list[Threshold]:
+    """Batch-pool thresholds of the unstimulated samples (one extra read of each)."""
+    base = tpl.template if isinstance(tpl, ResolvedTemplate) else tpl
+    rows = todo[~todo["_stim"] & (todo["role"] != "positive_control")]
+    covered = {(t.tissue, t.batch, t.gate, t.marker) for t in fmo}
+    targets = pool_targets(base)
+    needed = {b for t, b in zip(rows["tissue"], rows["batch"], strict=True)
+              for on, m in targets if (t, b, on, m) not in covered}  # fmt: skip
+    rows = rows[rows["batch"].isin(needed)]
+    contributions, groups = {}, {}
+    for _, row in rows.iterrows():
+        sid = str(row["sample_id"])
+        adata = reader(sid)
+        given = [t for t in fmo if (t.tissue, t.batch) == (row["tissue"], row["batch"])]
+        applied = applied_template(template if isinstance(template, ResolvedTemplate) else tpl,
+                                   adata).template  # fmt: skip
+        contributions[sid] = pool_contribution(
+            adata, applied, thresholds=given or None, random_state=random_state
+        )
+        groups[sid] = (str(row["tissue"]), str(row["batch"]))
+        del adata
+    return batch_pool_thresholds(
+        contributions, groups, base, covered=covered, percentile=fmo_percentile,
+        n_boot=n_boot, random_state=random_state,
+    )  # fmt: skip
 
 
 _fmo_thresholds = fmo_thresholds  # name used by nkflow.pipeline.steps

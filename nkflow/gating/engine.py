@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from ..exceptions import (
     GatingError,
     LowEventCountWarning,
     MissingControlWarning,
+    ThresholdDriftWarning,
 )
 from ..io.fcs import sample_info
 from .gates import (
@@ -30,6 +31,8 @@ from .gates import (
     PolygonGate,
     RectangleGate,
 )
+from .negative import disagreement, evidence_of, reference_threshold
+from .overrides import manual_value, override_rank
 from .scatter import DENSITY
 from .template import DimSpec, GateSpec, Template
 from .thresholds import (
@@ -126,6 +129,7 @@ def _spec_order(tpl: Template) -> list[GateSpec]:
     def deps(g: GateSpec) -> Iterator[GateSpec]:
         names = [g.parent] if g.parent else []
         names += [d.on for d in g.dims if d.on]
+        names += [d.reference for d in g.dims if d.reference in by_pop]
         names += [o.lstrip("!") for o in g.operands]
         names += [o.lstrip("!") for v in g.by_tissue.values() for o in v]
         return (by_pop[d] for d in names)
@@ -160,6 +164,7 @@ def _ancestors(tpl: Template, targets: set[str]) -> set[str]:
         g = by_pop[p]
         todo += [g.parent] if g.parent else []
         todo += [d.on for d in g.dims if d.on]
+        todo += [d.reference for d in g.dims if d.reference]
         todo += [o.lstrip("!") for o in g.operands]
     return out
 
@@ -201,6 +206,7 @@ def _run(
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
     def find_given(on: str, marker: str) -> Threshold | None:
+        found: list[tuple[int, dict[str, Any]]] = []
         for r in given:
             if blank(r.get("gate", on)) != on or r.get("marker") != marker:
                 continue
@@ -210,12 +216,20 @@ def _run(
                 continue
             if blank(r.get("sample_id")) not in ("", sid):
                 continue
-            rec = {"channel": "", **{k: r[k] for k in THRESHOLD_COLUMNS if k in r}}
-            for k in ("sample_id", "tissue", "batch", "gate", "rule", "control_file", "channel"):
-                rec[k] = blank(rec.get(k))
-            rec["n_events"] = int(rec["n_events"]) if blank(rec.get("n_events")) else 0
-            return Threshold(**rec)
-        return None
+            found.append((override_rank(r), r))
+        if not found:
+            return None
+        # a manual override wins over any computed threshold, the most specific one first
+        r = max(found, key=lambda x: x[0])[1] if max(x[0] for x in found) else found[0][1]
+        rec = {"channel": "", **{k: r[k] for k in THRESHOLD_COLUMNS if k in r}}
+        for k in ("sample_id", "tissue", "batch", "gate", "rule", "control_file", "channel",
+                  "evidence", "note"):  # fmt: skip
+            rec[k] = blank(rec.get(k))
+        rec["n_events"] = int(rec["n_events"]) if blank(rec.get("n_events")) else 0
+        rec["disagrees"] = bool(rec.get("disagrees")) if blank(rec.get("disagrees")) else False
+        if rec["rule"] == "manual":
+            rec["value"] = manual_value(r, resolve_channel(adata, marker), adata)
+        return Threshold(**rec)
 
     def threshold(dim: DimSpec, on: str | None, gate_id: str) -> Threshold:
         on_key = on or ""
@@ -224,12 +238,33 @@ def _run(
             return cache[key]
         ch = resolve_channel(adata, dim.marker)
         hit = find_given(on_key, dim.marker)
+        vals = data[ch][parent_mask(on)]
         if hit is not None:
             th = Threshold(**{**hit.to_record(), "channel": ch, "gate": on_key})
+            if th.evidence == "batch_pool":  # applied per sample: compare with its own valley
+                th = pooled_for_sample(th, vals, dim)
+            elif th.rule == "manual":
+                th = replace(th, sample_id=sid, tissue=tissue, batch=batch)
             cache[key] = th
             run.thresholds.append(th)
             return th
-        vals = data[ch][parent_mask(on)]
+        if dim.reference and dim.reference in run.members and vals.size >= 10:
+            ref_vals = data[ch][run.members[dim.reference]]
+            if ref_vals.size >= 10:
+                p = dim.percentile if dim.percentile is not None else pct
+                v, lo, hi, ne = reference_threshold(
+                    ref_vals, percentile=p, n_boot=n_boot, random_state=seed()
+                )
+                th = Threshold(
+                    marker=dim.marker, channel=ch, value=float(v), ci_low=float(lo),
+                    ci_high=float(hi), rule=f"reference p{p:g}", n_events=int(ne),
+                    gate=on_key, sample_id=sid, tissue=tissue, batch=batch,
+                    control_file="fallback:no-fmo" if dim.rule == "fmo" else "",
+                    evidence=f"reference:{dim.reference}",
+                )  # fmt: skip
+                cache[key] = th
+                run.thresholds.append(th)
+                return th
         rule = dim.rule
         control = ""
         if rule == "fmo":
@@ -303,10 +338,40 @@ def _run(
             sample_id=sid,
             tissue=tissue,
             batch=batch,
+            evidence=evidence_of(used),
         )
+        if dim.pool and used.startswith("mirror") and warn_missing:
+            msg = (
+                f"sample {sid!r}: {dim.marker} on {on_key!r}: no control, batch pool or "
+                f"reference population identifies the negative peak; the mirror rule takes "
+                f"the lowest peak as negative (a dominant positive peak would read as negative)"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, MissingControlWarning, stacklevel=3)
         cache[key] = th
         run.thresholds.append(th)
         return th
+
+    def pooled_for_sample(th: Threshold, vals: np.ndarray, dim: DimSpec) -> Threshold:
+        note = "too few events for an own valley"
+        flag = False
+        if vals.size >= 10:
+            p = dim.percentile if dim.percentile is not None else pct
+            v, lo, hi, used, _ = valley_threshold(
+                vals, between=dim.between, min_prominence=dim.min_prominence,
+                bw_adjust=dim.bw_adjust, unimodal=dim.unimodal, fallback_percentile=p,
+                n_boot=n_boot, random_state=seed(),
+            )  # fmt: skip
+            flag, note = disagreement((v, lo, hi, used), th.value)
+        if flag:
+            msg = (
+                f"sample {sid!r}: {th.marker} on {th.gate!r}: batch threshold {th.value:.4g} "
+                f"({th.control_file}) disagrees with the sample's {note}"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, ThresholdDriftWarning, stacklevel=3)
+        return replace(th, sample_id=sid, tissue=tissue, disagrees=flag, note=note,
+                       n_events=int(vals.size))  # fmt: skip
 
     def dim_for(d: DimSpec, th: Threshold, side: str) -> Dimension:
         if side in ("pos", "+"):

@@ -31,7 +31,11 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     set the threshold; default the parent), ``unimodal`` (``negative`` | ``positive``),
     ``min_prominence``, ``bw_adjust``, ``between`` (valley between ``top2`` peaks, the
     ``first_two`` or ``below_main``), ``stim`` (``keep`` | ``drop``: drop this condition in
-    stimulated tubes, e.g. CD16, which PMA sheds).
+    stimulated tubes, e.g. CD16, which PMA sheds), ``pool`` (true: the positive population
+    can dominate a sample, so without a control the threshold is the valley of the marker
+    pooled over the batch, :mod:`nkflow.gating.negative`), ``reference`` (a gate whose cells
+    are known to be negative for the marker in the same tube: the next evidence after the
+    batch pool).
 
     Gate-level ``stim = "skip"`` leaves the gate out of stimulated tubes (residency: it comes
     from the paired unstimulated tube) and ``optional = true`` marks a gate whose markers
@@ -98,6 +102,8 @@ _DIM_KEYS = {
     "fallback",
     "any_of",
     "optional",
+    "pool",
+    "reference",
 }
 _GATE_KEYS = {
     "id",
@@ -129,6 +135,8 @@ _GATE_KEYS = {
     "alternatives",
     "bypass",
     "technology",
+    "pool",
+    "reference",
 }
 TECHNOLOGIES = ("flow", "cytof")
 
@@ -151,6 +159,8 @@ class DimSpec:
     fallback: str | None = None
     any_of: tuple[str, ...] = ()
     optional: bool = False
+    pool: bool = False
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +325,23 @@ def _dim(path: str, where: str, raw: Any, *, need_side: bool = True) -> DimSpec:
         ),
         any_of=_names(path, where, "any_of", raw.get("any_of", [])),
         optional=bool(raw.get("optional", False)),
+        pool=_flag(path, where, "pool", raw.get("pool", False)),
+        reference=_reference(path, where, raw.get("reference")),
     )
+
+
+def _flag(path: str, where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _err(path, where, f"{key} = {value!r}; valid: true or false")
+    return value
+
+
+def _reference(path: str, where: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _err(path, where, f"reference = {value!r}; valid: the id of a gate (population)")
+    return value
 
 
 def _names(path: str, where: str, key: str, value: Any) -> tuple[str, ...]:
@@ -446,6 +472,7 @@ def _check_graph(path: str, gates: list[GateSpec]) -> None:
     for g in [v for g0 in gates for v in (g0, *g0.alternatives)]:
         refs = [("parent", g.parent)] if g.parent else []
         refs += [("on", d.on) for d in g.dims if d.on]
+        refs += [("reference", d.reference) for d in g.dims if d.reference]
         refs += [("operands", o.lstrip("!")) for o in g.operands]
         refs += [("by_tissue", o.lstrip("!")) for v in g.by_tissue.values() for o in v]
         for key, ref in refs:

@@ -79,6 +79,9 @@ THRESHOLD_COLUMNS = [
     "rule",
     "control_file",
     "n_events",
+    "evidence",
+    "disagrees",
+    "note",
 ]
 
 _N_BINS = 1024
@@ -104,6 +107,9 @@ class Threshold:
     sample_id: str = ""
     tissue: str = ""
     batch: str = ""
+    evidence: str = ""  # where "negative" came from: see nkflow.gating.negative.EVIDENCE
+    disagrees: bool = False  # the sample's own valley disagrees with a batch threshold
+    note: str = ""  # manual: reason and who set it; batch pool: the sample's own valley
 
     def to_record(self) -> dict[str, object]:
         """Dict in :data:`THRESHOLD_COLUMNS` order (JSON-able)."""

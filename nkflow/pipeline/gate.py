@@ -163,10 +163,11 @@ def _gate_template(
     source: Any, cfg: RunConfig
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     from ..gating.apply import borrow_unstim_thresholds, gate
+    from .pooled import batch_stage
 
     state = RunState(source, Path("."), cfg, None)
     state.plan = plan_batch(state.meta, cfg)
-    thresholds = state.thresholds()
+    thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
     frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
     todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
     stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)

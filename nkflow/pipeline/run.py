@@ -24,6 +24,7 @@ from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder, file_sha256
 from .plan import BatchPlan, plan_batch
+from .pooled import batch_stage
 from .results import Results
 from .sample import (
     GATING_FIGURE,
@@ -235,6 +236,10 @@ class RunState:
             (thresholds["tissue"].astype(str) == str(row["tissue"]))
             & (thresholds["batch"].astype(str) == str(row["batch"]))
             & (thresholds["template"] == tpl)
+            & thresholds.get("sample_id", pd.Series("", thresholds.index))
+            .fillna("")
+            .astype(str)
+            .isin(["", str(row["sample_id"])])
         ]
         return sel.drop(columns=["template"]).to_dict("records")
 
@@ -453,7 +458,7 @@ def _run_prepared(
     ex = cfg.execution
     with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
         state.executor = executor
-        thresholds = state.thresholds()
+        thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         state.run_samples(thresholds, resume)
 
     ok = state.ok_samples()
@@ -522,6 +527,8 @@ def _run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates)
     provenance["gating_plan"] = state.plan.to_dict()
+    if cfg.gating.overrides:
+        provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
     if scoring_definitions is not None:
         provenance["scoring"] = scoring_definitions
     from ..report import write_report

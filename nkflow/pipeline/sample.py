@@ -39,6 +39,7 @@ from .outdir import product_record
 __all__ = [
     "SampleTask",
     "load_sample",
+    "pool_sample",
     "process_control",
     "process_sample",
     "read_kept_events",
@@ -107,7 +108,7 @@ class SampleTask:
                 "path": self.path,
                 "size": Path(self.path).stat().st_size if Path(self.path).is_file() else -1,
                 "row": self.row,
-                "config": config_to_dict(self.config),
+                "config": _without_overrides(config_to_dict(self.config)),
                 "template": (
                     self.template.to_dict()
                     if isinstance(self.template, ResolvedTemplate)
@@ -121,6 +122,12 @@ class SampleTask:
             default=_json_default,
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _without_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """The config minus ``gating.overrides``: its entries reach a sample as thresholds."""
+    gating = {k: v for k, v in config.get("gating", {}).items() if k != "overrides"}
+    return {**config, "gating": gating}
 
 
 def load_sample(task: SampleTask) -> ad.AnnData:
@@ -213,6 +220,28 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
             fmo_percentile=cfg.gating.fmo_percentile,
         )
     return [{**t.to_record(), "template": name} for t in found]
+
+
+def pool_sample(task: SampleTask) -> list[dict[str, Any]]:
+    """One sample's contribution to the batch pools (the per-sample unit of the pool stage).
+
+    The sample is read, gated down to the parent gate of each ``pool = true`` condition
+    (with ``task.thresholds``, its batch's FMO thresholds) and a capped, seeded subsample
+    of the marker there is returned (:func:`nkflow.gating.pooled.pool_contribution`).
+    """
+    from ..gating.apply import applied_template
+    from ..gating.pooled import pool_contribution
+
+    adata = load_sample(task)
+    tpl = applied_template(task.template, adata).template
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pool_contribution(
+            adata,
+            tpl,
+            thresholds=pd.DataFrame(task.thresholds) if task.thresholds else None,
+            random_state=task.config.execution.random_state,
+        )
 
 
 def process_sample(task: SampleTask) -> dict[str, Any]:

@@ -1,0 +1,137 @@
+"""The batch stage after the FMO stage: batch-pool thresholds and manual overrides.
+
+Pooling is orchestrated like the FMO stage: each sample's contribution (a capped, seeded
+subsample of the marker in its parent gate, :func:`~nkflow.pipeline.sample.pool_sample`)
+runs on the run's executor, so it parallelises; the valley of the pooled batch is then
+computed once (:func:`nkflow.gating.pooled.batch_pool_thresholds`). Only batches where some
+tissue lacks an FMO control for a ``pool = true`` marker are read, so a batch with every
+control costs nothing more.
+
+Manual overrides (``config.gating.overrides``) are expanded to every (tissue, batch,
+template) group in their scope and put first, so they win wherever they apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import GatingTemplateError
+from ..gating.overrides import load_overrides
+from ..gating.pooled import batch_pool_thresholds, pool_targets
+from ..gating.resolve import ResolvedTemplate
+from ..gating.template import Template, load_template
+from .sample import pool_sample
+from .steps import ANALYSED_ROLES, is_stimulated
+
+__all__ = ["batch_stage", "override_records", "pooled_thresholds"]
+
+logger = logging.getLogger(__name__)
+
+
+def _template(state: Any, sid: str) -> tuple[str, Template | None]:
+    """The sample's template name and object (``None``: not planned, or not a TOML one)."""
+    tpl = state.plan.for_sample(sid)
+    if isinstance(tpl, ResolvedTemplate):
+        return tpl.source.name, tpl.template
+    try:
+        return str(tpl), load_template(tpl) if tpl else None
+    except GatingTemplateError:  # GatingML / FlowJo gates: no pool conditions
+        return str(tpl), None
+
+
+def _pool_rows(meta: pd.DataFrame) -> pd.DataFrame:
+    """Analysed, unstimulated tubes (stimulation raises CD69: not in the pool)."""
+    rows = meta[meta["role"].isin(ANALYSED_ROLES) & (meta["role"] != "positive_control")]
+    if rows.empty:
+        return rows
+    return rows[~rows.apply(is_stimulated, axis=1)]
+
+
+def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
+    """Batch-pool threshold records (with ``template``) for the run's batches.
+
+    Parameters
+    ----------
+    state
+        The run's :class:`~nkflow.pipeline.run.RunState` (plan, executor, metadata).
+    fmo
+        The FMO stage's records: markers they cover are not pooled.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per tissue, batch, gate and marker pooled.
+    """
+    rows = _pool_rows(state.meta)
+    covered: set[tuple[str, str, str, str]] = set()
+    if not fmo.empty:
+        covered = {(str(r["tissue"]), str(r["batch"]), str(r["gate"]), str(r["marker"]))
+                   for r in fmo.to_dict("records")}  # fmt: skip
+    by_template: dict[str, tuple[Template, list[str]]] = {}
+    for sid in rows["sample_id"].astype(str):
+        name, tpl = _template(state, sid)
+        if tpl is not None:
+            by_template.setdefault(name, (tpl, []))[1].append(sid)
+    cfg = state.config
+    records: list[dict[str, Any]] = []
+    for name, (tpl, sids) in sorted(by_template.items()):
+        targets = pool_targets(tpl)
+        groups = {s: (str(state.row(s)["tissue"]), str(state.row(s)["batch"])) for s in sids}
+        needed = {b for t, b in groups.values()
+                  for on, m in targets if (t, b, on, m) not in covered}  # fmt: skip
+        todo = [s for s in sids if groups[s][1] in needed]
+        if not todo:
+            continue
+        items = [(s, state.task(s, thresholds=state.thresholds_for(state.row(s), fmo)))
+                 for s in todo]  # fmt: skip
+        contributions: dict[str, list[dict[str, Any]]] = {}
+        state.progress("pooling", 0, len(items))
+        for done, outcome in enumerate(state.executor.map(pool_sample, items), start=1):
+            if outcome.ok:
+                contributions[outcome.key] = outcome.value
+            else:  # the sample fails on its own in the sample stage; the pool goes on
+                logger.warning("sample %s left out of the batch pool: %s", outcome.key,
+                               outcome.error)  # fmt: skip
+            state.progress("pooling", done, len(items))
+        found = batch_pool_thresholds(
+            contributions, groups, tpl, covered=covered,
+            percentile=cfg.gating.fmo_percentile, n_boot=cfg.gating.bootstrap,
+            random_state=cfg.execution.random_state,
+        )  # fmt: skip
+        records += [{**t.to_record(), "template": name} for t in found]
+    return pd.DataFrame.from_records(records)
+
+
+def override_records(state: Any) -> pd.DataFrame:
+    """The overrides file's entries, one per (tissue, batch, template) group in scope."""
+    path = state.config.gating.overrides
+    if not path:
+        return pd.DataFrame()
+    overrides = load_overrides(path)
+    groups = set()
+    for _, row in state.meta[state.meta["role"].isin(ANALYSED_ROLES)].iterrows():
+        sid = str(row["sample_id"])
+        groups.add((sid, str(row["tissue"]), str(row["batch"]), _template(state, sid)[0]))
+    out = []
+    for rec in overrides.records:
+        seen = set()
+        for sid, tissue, batch, name in sorted(groups):
+            if any(rec[k] and rec[k] != v for k, v in
+                   (("sample_id", sid), ("tissue", tissue), ("batch", batch))):  # fmt: skip
+                continue
+            if (tissue, batch, name) not in seen:
+                seen.add((tissue, batch, name))
+                out.append({**rec, "tissue": tissue, "batch": batch, "template": name})
+    if overrides.records and not out:
+        logger.warning("%s: no entry applies to a sample of this batch", path)
+    return pd.DataFrame.from_records(out)
+
+
+def batch_stage(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
+    """FMO thresholds plus batch-pool ones, with manual overrides first (they win)."""
+    parts = [override_records(state), fmo, pooled_thresholds(state, fmo)]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -1,0 +1,142 @@
+"""CD69 on CD3+ T cells of real human tissues (FlowAtlas): the batch pool restores biology.
+
+FlowAtlas (../shared/external/flowatlas, gszep/FlowAtlas.jl) holds FlowJo-compensated
+exports of blood (donor 412C), bone marrow (390C), lung, liver and ileum (390C, 423C) with
+CD69 and CD103. Per-sample rules read CD69+ ~0 % in files where one positive peak
+dominates (the valley rule finds no valley and the mirror takes the positive peak for the
+negative one). Treated as one batch with the residency conditions marked ``pool = true``
+(the shipped rule, on a CD3+ parent here), the pooled valley is applied per sample.
+
+Biology (BIOLOGY.md 2; the FlowAtlas paper): CD69+ is low in blood, higher in bone marrow,
+high in lung, liver and ileum. Donors with several tissues must keep that order.
+
+412C's files carry no $PnS labels. They have exactly the 423C detector set (the same 19
+detectors, including 405 585_15 which 390C lacks) and FlowAtlas' data/thresholds.csv lists
+412C with the same markers as 423C, so 412C is read with 423C's channel -> marker map.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nkflow import io, pp
+from nkflow.gating import gate, resolve_template
+from nkflow.gating.pooled import batch_pool_thresholds, pool_contribution
+
+HERE = Path(__file__).resolve().parent
+FLOWATLAS = HERE.parent.parent / "shared" / "external" / "flowatlas" / "data"
+#: 423C's labels by detector; 412C shares the detector set (module docstring)
+PANEL_423C = {"FJComp-355 379_28-A": "CD3", "FJComp-355 560_40-A": "CD8",
+              "FJComp-355 740_35-A": "CD69", "FJComp-355 820_60-A": "CD4",
+              "FJComp-405 450_50-A": "CD103", "FJComp-405 515_20-A": "HLA-DR",
+              "FJComp-405 585_15-A": "CD19"}  # fmt: skip
+TISSUE_WORDS = ("Blood", "BM", "Ileum", "Liver", "Lung")
+TEMPLATE = """
+[template]
+name = "tcell_residency"
+version = "1"
+species = "human"
+anchor = "CD3"
+anchor_gate = "T"
+[manifest]
+required_markers = ["CD3", "CD69"]
+min_events = 50
+[defaults]
+bootstrap = 50
+[[gates]]
+id = "T"
+kind = "threshold"
+marker = "CD3"
+side = "pos"
+rule = "valley"
+[[gates]]
+id = "T_CD69+"
+parent = "T"
+kind = "threshold"
+marker = "CD69"
+side = "pos"
+rule = "fmo"
+pool = true
+"""
+
+
+def _tissue(path: Path) -> str:
+    return next(w for w in TISSUE_WORDS if w in path.stem).lower().replace("bm", "bone_marrow")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    files = sorted(FLOWATLAS.glob("*/*.fcs"))
+    if not files:
+        pytest.skip(f"FlowAtlas files not found under {FLOWATLAS} (../shared/external)")
+    tpl_path = tmp_path_factory.mktemp("tpl") / "tcell.toml"
+    tpl_path.write_text(TEMPLATE)
+    samples = {}
+    for f in files:
+        meta = {"tissue": _tissue(f), "batch": "flowatlas", "donor": f.parent.name}
+        adata = io.read_fcs(f, panel=PANEL_423C if f.parent.name == "412C" else None,
+                            metadata=meta)  # fmt: skip
+        pp.compensate(adata)  # FJComp- export: detected, not compensated again
+        pp.transform(adata)
+        samples[f.stem] = adata
+    tpl = {sid: resolve_template(str(tpl_path), a).template for sid, a in samples.items()}
+    contributions = {sid: pool_contribution(a, tpl[sid]) for sid, a in samples.items()}
+    groups = {sid: (a.uns["nkflow"]["sample"]["tissue"], "flowatlas")
+              for sid, a in samples.items()}  # fmt: skip
+    pooled = batch_pool_thresholds(contributions, groups, next(iter(tpl.values())))
+    out = {}
+    for sid, a in samples.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per = gate(a.copy(), str(tpl_path), n_boot=50).set_index("population")
+            rows = gate(a, str(tpl_path), thresholds=[t.to_record() for t in pooled],
+                        n_boot=50).set_index("population")  # fmt: skip
+        cd69 = a[:, io.channel_for(a, "CD69")].X.ravel()[a.obs["T"].to_numpy(bool)]
+        th = next(t for t in a.uns["nkflow"]["thresholds"] if t["marker"] == "CD69")
+        out[sid] = {"donor": groups[sid] and a.uns["nkflow"]["sample"]["donor"],
+                    "tissue": groups[sid][0], "before": per.loc["T_CD69+", "percent_of_parent"],
+                    "after": rows.loc["T_CD69+", "percent_of_parent"], "cd69": cd69,
+                    "threshold": th}  # fmt: skip
+    return out
+
+
+def test_pooled_threshold_recorded_with_its_evidence(batch):
+    for sid, r in batch.items():
+        th = r["threshold"]
+        assert th["evidence"] == "batch_pool", (sid, th)
+        assert th["rule"] == "valley (batch pool)" and th["sample_id"] == sid
+        assert th["control_file"].startswith("batch pool: 8 samples")
+        assert th["note"]  # the sample's own valley (or why it has none) is stated
+
+
+def test_cd69_order_blood_marrow_tissue_in_every_donor(batch):
+    blood = [r["after"] for r in batch.values() if r["tissue"] == "blood"]
+    assert blood, "no blood file"
+    donors = sorted({r["donor"] for r in batch.values()})
+    for donor in donors:
+        mine = {r["tissue"]: r["after"] for r in batch.values() if r["donor"] == donor}
+        tissues = [mine[t] for t in ("lung", "liver", "ileum") if t in mine]
+        floor = max(blood + ([mine["bone_marrow"]] if "bone_marrow" in mine else []))
+        if "bone_marrow" in mine:
+            assert max(blood) < mine["bone_marrow"], (donor, mine)
+        assert all(t > floor for t in tissues), (donor, mine, blood)
+
+
+def test_no_dominant_positive_peak_reads_negative(batch):
+    # a file whose CD69 mode lies above the blood's 95th percentile has one dominant
+    # positive peak (blood T cells are mostly CD69-): it must not read < 5 % CD69+
+    blood = np.concatenate([r["cd69"] for r in batch.values() if r["tissue"] == "blood"])
+    ceiling = np.percentile(blood, 95)
+    dominant = []
+    for sid, r in batch.items():
+        hist, edges = np.histogram(r["cd69"], bins=64)
+        mode = 0.5 * (edges[np.argmax(hist)] + edges[np.argmax(hist) + 1])
+        if mode > ceiling:
+            dominant.append(sid)
+            assert r["after"] >= 5.0, (sid, r["after"])
+    # the per-sample rules failed on at least one such file (what the issue measured)
+    assert dominant and min(batch[s]["before"] for s in dominant) < 5.0
