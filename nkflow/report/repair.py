@@ -14,16 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tl.caveats import KEY_CAVEAT
 from .figures import FigureItem
 from .sections import gallery
 from .tables import esc, fmt_value, html_table, is_empty
 
 __all__ = ["KEY_CAVEAT", "caveats_block", "repair_section"]
-
-KEY_CAVEAT = (
-    "AREG+ NK is a hypothesis each assay must prove against FMO, unstimulated and "
-    "positive controls."
-)
 
 _WHO = ("sample_id", "pair", "sample")
 _PASSED = ("passed", "areg_responsive", "flagged")
