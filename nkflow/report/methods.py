@@ -228,14 +228,20 @@ def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
     if cl and not cl.get("enabled", True):
         return "Clustering was switched off. "
     markers = cl.get("markers") or []
-    on = f"on {', '.join(map(str, markers))}" if markers else "on the panel's phenotype markers"
+    on = (
+        f"on {', '.join(map(str, markers))}"
+        if markers
+        else "on the panel's phenotype markers other than those stimulation moves (CD69, "
+        "CD62L, CD16)"
+    )
     return (
         f'Gated "{cl.get("population", "NK")}" cells were pooled across the batch (at most '
         f"{_num(cl.get('per_sample_cap', 20000))} cells per sample for training) and clustered "
         f"{on} with a {_num(cl.get('xdim', 10))}×{_num(cl.get('ydim', 10))} self-organising "
         f"map and consensus metaclustering into k = {_num(cl.get('n_metaclusters', 10))} "
-        f"metaclusters (random_state = {_num(random_state)}); every cell was then mapped to "
-        "its metacluster sample by sample. "
+        f"metaclusters (random_state = {_num(random_state)}), fitted on the unstimulated "
+        "tubes so that stimulation cannot create metaclusters of its own; every cell of every "
+        "tube (stimulated ones included) was then mapped to its metacluster sample by sample. "
     )
 
 
