@@ -556,9 +556,7 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     by = ["condition", "population"]
     if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
         by.insert(1, "tissue_kind")
-    frames = [
-        compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]
-    ]
+    frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
