@@ -191,6 +191,8 @@ def test_comparisons_per_condition_in_sheet_timepoint_order():
     assert set(comp["comparison"]) == {"post - pre"}
     assert nk.loc["stim", "mean_difference"] == pytest.approx(2.0)
     assert nk.loc["IL-15", "mean_difference"] == pytest.approx(0.0)
+    one_timepoint = result.scores.assign(timepoint="")
+    assert _comparisons(one_timepoint, timepoint_order(meta.assign(timepoint=""))).empty
 
 
 def test_one_repair_figure_per_condition_and_no_nkg2d_without_a_cut_off():

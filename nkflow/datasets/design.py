@@ -228,6 +228,7 @@ def make_design(
     technology: str = "flow",
     conditions: Sequence[str] = (),
     condition_tissues: Sequence[str] | None = None,
+    condition_timepoints: Sequence[str] | None = None,
     context: Sequence[tuple[str, str, str, str, str]] = (),
 ) -> Design:
     """Build a design: donors x tissues x timepoints x (unstim, stim) plus controls.
@@ -263,8 +264,8 @@ def make_design(
         :data:`nkflow.datasets.simulate.CONDITIONS`, e.g. ``"IL-15"``): one stimulated tube
         per donor, tissue and timepoint each (``<donor>_<tissue>_<timepoint>_<condition>``,
         ``/`` written ``+``), appended after the positive control.
-    condition_tissues
-        Tissues that get the further conditions (default: all).
+    condition_tissues, condition_timepoints
+        Tissues and timepoints that get the further conditions (default: all).
     context
         ``(donor, tissue, timepoint, field, value)`` with ``field`` in
         :data:`CONTEXT_FIELDS`; ``"*"`` matches anything, last match wins. Applies to every
@@ -309,6 +310,7 @@ def make_design(
         target = _sid(donors[-1], tissues[0], timepoints[0], "stim")
         tubes = [replace(t, clog=True) if t.sample_id == target else t for t in tubes]
     extra = tuple(TISSUES[species] if condition_tissues is None else condition_tissues)
+    extra_tp = tuple(timepoints if condition_timepoints is None else condition_timepoints)
     for cond in conditions:
         if cond == "stim" or cond not in CONDITIONS:
             raise ConfigError(
@@ -317,7 +319,7 @@ def make_design(
             )
         for donor in donors:
             for tissue in (t for t in tissues if t in extra):
-                for tp in timepoints:
+                for tp in (t for t in timepoints if t in extra_tp):
                     tubes.append(
                         Tube(_sid(donor, tissue, tp, cond.replace("/", "+")), donor, tissue, tp,
                              cond, "stim", int(n_events), nk_enrichment=nk_enrichment)

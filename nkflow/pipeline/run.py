@@ -553,6 +553,8 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     if scores.empty or "timepoint" not in scores.columns:
         return pd.DataFrame()
     points = [t for t in order if t in set(scores["timepoint"].astype(str))]
+    if len(points) < 2:
+        return pd.DataFrame()
     by = ["condition", "population"]
     if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
         by.insert(1, "tissue_kind")
