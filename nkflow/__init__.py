@@ -15,7 +15,8 @@ The subpackages follow scanpy's layout:
 - :mod:`nkflow.pl` plots (functions return matplotlib figures);
 - :mod:`nkflow.datasets` the simulator and the sample data.
 
-AREG+ NK cells are a hypothesis, not a finding: every scored output says so.
+AREG+ NK is reported in human NK (not mouse) and may be pro-tumour after glucocorticoids or in
+tumour: every scored output says so, and a flag is a hypothesis to test.
 """
 
 from __future__ import annotations

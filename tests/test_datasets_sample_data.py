@@ -20,6 +20,7 @@ from nkflow.datasets import (
     truth_membership,
 )
 from nkflow.datasets.batch import METADATA_COLUMNS
+from nkflow.datasets.design import CONTEXT_FIELDS
 
 SPECIES = ("human", "mouse")
 # minimum NK events per unstim/stim tube (mouse batch is kept small on purpose)
@@ -92,10 +93,21 @@ def test_total_size_under_limit(sample_data):
 @pytest.mark.parametrize("species", SPECIES)
 def test_metadata_sheet_follows_contract(sample_data, species):
     meta = pd.read_csv(sample_data / species / "metadata.csv", keep_default_na=False)
-    assert tuple(meta.columns) == METADATA_COLUMNS
+    # the human batch records sample context (tissue kind, glucocorticoid, treatment)
+    context = CONTEXT_FIELDS if species == "human" else ()
+    assert tuple(meta.columns) == (*METADATA_COLUMNS, *context)
     assert meta["sample_id"].is_unique
     assert set(meta["species"]) == {species}
-    assert set(meta["stimulation"]) == {"unstim", "stim"}
+    # the human batch adds a cytokine condition (IL-15) to the generic stimulation
+    assert set(meta["stimulation"]) == (
+        {"unstim", "stim", "IL-15"} if context else {"unstim", "stim"}
+    )
+    if context:
+        assert set(meta["tissue_kind"]) == {"blood", "normal tissue"}
+        gc = meta.set_index("sample_id")["glucocorticoid"]
+        assert gc["D2_blood_post_stim"] == gc["D2_liver_post_stim"] == "yes"
+        assert (gc.drop(meta.loc[meta["donor"].eq("D2") & meta["timepoint"].eq("post"),
+                                 "sample_id"]) == "no").all()  # fmt: skip
     valid_role = re.compile(r"^(unstim|stim|positive_control|fmo:[A-Za-z0-9-]+)$")
     assert meta["role"].map(lambda r: bool(valid_role.match(r))).all()
     for f in meta["file"]:
@@ -160,6 +172,22 @@ def test_planted_areg_populations_have_enough_positives(sample_data):
         truth = pd.read_parquet(folder / "truth" / f"{row.sample_id}.parquet")
         member = truth_membership(truth["label"], "human")[row.population]
         assert (member & truth["AREG"]).sum() >= 10, (row.sample_id, row.population)
+
+
+def test_il15_condition_is_cd56bright_enriched(sample_data):
+    planted = pd.read_csv(sample_data / "human" / "truth" / "planted.csv")
+    areg = planted[planted["marker"] == "AREG"].set_index(["sample_id", "population"])
+    for donor in ("D1", "D2"):
+        stim = f"{donor}_blood_pre_IL-15"
+        unstim = f"{donor}_blood_pre_unstim"
+        net = {
+            pop: areg.loc[(stim, pop), "planted_percent"]
+            - areg.loc[(unstim, pop), "planted_percent"]
+            for pop in ("CD56bright", "CD56dim")
+        }
+        assert net["CD56bright"] == pytest.approx(6.0, abs=0.5)  # bright_circ 6 %, tr 0
+        assert net["CD56dim"] == pytest.approx(1.5, abs=0.1)
+        assert net["CD56bright"] > net["CD56dim"]
 
 
 def test_null_samples_have_background_only(sample_data):

@@ -201,16 +201,22 @@ def test_metadata_problems_are_reported():
 def test_caveats_travel_with_every_output():
     counts, meta = basic()
     res = score(counts, meta)
-    assert res.caveats.startswith("1. AREG+ NK cells are a hypothesis")
+    assert res.caveats.startswith("1. What is reported: human blood NK cells make AREG")
     assert len(res.caveats.splitlines()) == len(CAVEATS)
-    for table in (res.scores, res.flags, res.controls):
+    # corrected literature: reported in human (Wang 2023), not mouse, context (Wei 2025)
+    for needle in ("EMBO J 2023", "CD56bright", "IL-15", "TGF-beta1", "mouse NK cells have not",
+                   "NR3C1", "10.1002/advs.202512620", "dexamethasone", "FMO",
+                   "unstimulated", "positive control", "exploratory"):  # fmt: skip
+        assert needle.lower() in res.caveats.lower(), needle
+    assert "no published" not in res.caveats.lower()
+    for table in (res.scores, res.flags, res.controls, res.bright_dim):
         assert table.attrs["caveats"] == res.caveats
     assert (res.scores["caveat"] == SHORT_CAVEAT).all()
     text = res.csv_text("flags")
     assert text.startswith(caveats_comment())
     back = pd.read_csv(io.StringIO(text), comment="#")
     assert list(back["population"]) == list(res.flags["population"])
-    with pytest.raises(ValueError, match="valid: scores, flags, controls"):
+    with pytest.raises(ValueError, match="valid: scores, flags, controls, bright_dim"):
         res.csv_text("nope")
 
 

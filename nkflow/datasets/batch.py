@@ -11,7 +11,7 @@ import pandas as pd
 from ..exceptions import ConfigError
 from ..io.fcs_write import write_fcs
 from ..io.write import write_bytes_atomic, write_text_atomic
-from .design import Design, Tube, make_design
+from .design import CONTEXT_FIELDS, Design, Tube, make_design
 from .simulate import SimulatedSample, simulate_sample
 
 __all__ = ["METADATA_COLUMNS", "simulate_batch", "simulate_tube", "write_sample"]
@@ -170,6 +170,7 @@ def simulate_batch(
                 "role": tube.role,
                 "species": design.species,
                 "batch": design.batch,
+                **{name: getattr(tube, name) for name in CONTEXT_FIELDS},
             }
         )
         logger.info("simulated %s (%d events)", fname, tube.n_events)
@@ -180,5 +181,8 @@ def simulate_batch(
         out / "truth" / "planted.csv",
         table.to_csv(index=False, lineterminator="\n", float_format="%.6g"),
     )
-    meta = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
+    # the optional context columns only when the design records any context
+    has_context = any(getattr(t, n) for t in design.tubes for n in CONTEXT_FIELDS)
+    columns = [*METADATA_COLUMNS, *(CONTEXT_FIELDS if has_context else ())]
+    meta = pd.DataFrame(rows, columns=columns)
     return write_text_atomic(out / "metadata.csv", meta.to_csv(index=False, lineterminator="\n"))

@@ -5,20 +5,31 @@ plus FMO tubes per tissue, one ILC positive-control tube and (optionally) one tu
 acquisition clog. AREG is planted by rules ``(donor, tissue, timepoint, label, net %)``;
 the last matching rule wins and ``"*"`` matches anything, so whole samples or single
 populations can be left at background (null) to test scoring for false flags.
+
+Further stimulation conditions (IL-15, IL-2, IL-12/IL-15/IL-18, PMA/iono, dexamethasone;
+:data:`nkflow.datasets.simulate.CONDITIONS`) add one tube per donor, tissue and timepoint,
+appended after the positive control so that the tubes of a design without them are
+unchanged. Condition rules ``(condition, donor, tissue, timepoint, label, net %)`` are read
+after the plain rules (last match wins), so a cytokine condition can plant CD56bright-enriched
+AREG (Wang et al., EMBO J 2023). Context rules ``(donor, tissue, timepoint, field, value)``
+fill the sheet's optional ``tissue_kind``, ``glucocorticoid`` and ``treatment`` columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..exceptions import ConfigError
 from ..io.write import safe_name
 from .mass_panel import get_mass_panel
 from .panels import get_panel
 from .populations import EXTRA_TISSUES, TISSUES
+from .simulate import CONDITIONS, is_stimulated_condition
 
 __all__ = [
+    "CONTEXT_FIELDS",
     "Design",
     "Tube",
     "default_areg_rules",
@@ -32,6 +43,8 @@ FMO_MARKERS = {
 # FMOs of functional read-outs are stimulated tubes (the threshold must include the
 # spread that stimulation and the other stains bring).
 STIM_FMOS = ("AREG", "IFN-g", "CD107a")
+#: optional context columns of the metadata sheet a design can fill
+CONTEXT_FIELDS = ("tissue_kind", "glucocorticoid", "treatment")
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,8 @@ class Tube:
     donor, tissue, timepoint
         Biological sample.
     stimulation
-        ``"unstim"`` or ``"stim"``.
+        ``"unstim"`` or a condition of :data:`nkflow.datasets.simulate.CONDITIONS`
+        (``"stim"`` is the generic PMA/iono-like one).
     role
         Metadata role (docs/contracts.md): ``unstim``, ``stim``, ``fmo:<MARKER>``,
         ``positive_control``.
@@ -58,6 +72,8 @@ class Tube:
         Composition factors (see :func:`nkflow.datasets.populations.composition`).
     clog
         Whether the acquisition has a clog (flow-rate drop and signal shift).
+    tissue_kind, glucocorticoid, treatment
+        Sample context written to the sheet (``""`` = not recorded).
     """
 
     sample_id: str
@@ -71,6 +87,9 @@ class Tube:
     nk_enrichment: float = 1.0
     ilc_boost: float = 1.0
     clog: bool = False
+    tissue_kind: str = ""
+    glucocorticoid: str = ""
+    treatment: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,8 +103,9 @@ class Design:
     tubes
         Tubes in acquisition order.
     areg_rules
-        ``(donor, tissue, timepoint, label, net_percent)``; last match wins, ``"*"`` is a
-        wildcard. Labels are leaf labels of the species.
+        ``(donor, tissue, timepoint, label, net_percent)`` for every stimulated condition,
+        then ``(condition, donor, tissue, timepoint, label, net_percent)`` for one condition;
+        last match wins, ``"*"`` is a wildcard. Labels are leaf labels of the species.
     batch
         Batch id written to the metadata sheet.
     date
@@ -99,7 +119,7 @@ class Design:
 
     species: str
     tubes: tuple[Tube, ...]
-    areg_rules: tuple[tuple[str, str, str, str, float], ...] = ()
+    areg_rules: tuple[tuple[Any, ...], ...] = ()
     batch: str = "B1"
     date: str = "12-MAR-2024"
     cytometer: str = ""
@@ -133,10 +153,10 @@ class Design:
                     f"tube {t.sample_id}: unknown {self.species} tissue {t.tissue!r}; "
                     f"valid: {list(known)}"
                 )
-            if t.stimulation not in ("unstim", "stim"):
-                raise ConfigError(
-                    f"tube {t.sample_id}: stimulation {t.stimulation!r}; valid: unstim, stim"
-                )
+            try:
+                is_stimulated_condition(t.stimulation)
+            except ConfigError as exc:
+                raise ConfigError(f"tube {t.sample_id}: {exc}") from None
             if t.fmo and t.fmo not in self.markers:
                 raise ConfigError(
                     f"tube {t.sample_id}: FMO marker {t.fmo!r} not in panel; valid: {self.markers}"
@@ -145,7 +165,9 @@ class Design:
     def areg_net(self, tube: Tube) -> dict[str, float]:
         """Planted net AREG percent per leaf label for ``tube`` (missing = 0)."""
         out: dict[str, float] = {}
-        for donor, tissue, timepoint, label, value in self.areg_rules:
+        plain = [r for r in self.areg_rules if len(r) == 5]
+        per_condition = [r[1:] for r in self.areg_rules if len(r) == 6 and r[0] == tube.stimulation]
+        for donor, tissue, timepoint, label, value in plain + per_condition:
             if (
                 donor in ("*", tube.donor)
                 and tissue in ("*", tube.tissue)
@@ -202,9 +224,13 @@ def make_design(
     positive_control: bool = True,
     clog: bool = True,
     nk_enrichment: float = 1.0,
-    areg_rules: Sequence[tuple[str, str, str, str, float]] | None = None,
+    areg_rules: Sequence[tuple[Any, ...]] | None = None,
     batch: str = "B1",
     technology: str = "flow",
+    conditions: Sequence[str] = (),
+    condition_tissues: Sequence[str] | None = None,
+    condition_timepoints: Sequence[str] | None = None,
+    context: Sequence[tuple[str, str, str, str, str]] = (),
 ) -> Design:
     """Build a design: donors x tissues x timepoints x (unstim, stim) plus controls.
 
@@ -234,6 +260,17 @@ def make_design(
         Batch id.
     technology
         ``"flow"`` or ``"mass"`` (mass cytometry, human only).
+    conditions
+        Further stimulation conditions (names of
+        :data:`nkflow.datasets.simulate.CONDITIONS`, e.g. ``"IL-15"``): one stimulated tube
+        per donor, tissue and timepoint each (``<donor>_<tissue>_<timepoint>_<condition>``,
+        ``/`` written ``+``), appended after the positive control.
+    condition_tissues, condition_timepoints
+        Tissues and timepoints that get the further conditions (default: all).
+    context
+        ``(donor, tissue, timepoint, field, value)`` with ``field`` in
+        :data:`CONTEXT_FIELDS`; ``"*"`` matches anything, last match wins. Applies to every
+        tube of the matching sample (FMOs and controls too).
 
     Returns
     -------
@@ -273,5 +310,36 @@ def make_design(
     if clog:
         target = _sid(donors[-1], tissues[0], timepoints[0], "stim")
         tubes = [replace(t, clog=True) if t.sample_id == target else t for t in tubes]
+    extra = tuple(TISSUES[species] if condition_tissues is None else condition_tissues)
+    extra_tp = tuple(timepoints if condition_timepoints is None else condition_timepoints)
+    for cond in conditions:
+        if cond == "stim" or cond not in CONDITIONS:
+            raise ConfigError(
+                f"condition {cond!r}; valid further conditions: "
+                + ", ".join(c for c in CONDITIONS if c != "stim")
+            )
+        for donor in donors:
+            for tissue in (t for t in tissues if t in extra):
+                for tp in (t for t in timepoints if t in extra_tp):
+                    tubes.append(
+                        Tube(_sid(donor, tissue, tp, cond.replace("/", "+")), donor, tissue, tp,
+                             cond, "stim", int(n_events), nk_enrichment=nk_enrichment)
+                    )  # fmt: skip
+    if context:
+        tubes = [_with_context(t, context) for t in tubes]
     rules = default_areg_rules(species) if areg_rules is None else tuple(areg_rules)
     return Design(species, tuple(tubes), tuple(rules), batch=batch, technology=technology)
+
+
+def _with_context(tube: Tube, rules: Sequence[tuple[str, str, str, str, str]]) -> Tube:
+    values: dict[str, str] = {}
+    for donor, tissue, timepoint, name, value in rules:
+        if name not in CONTEXT_FIELDS:
+            raise ConfigError(f"context field {name!r}; valid: {', '.join(CONTEXT_FIELDS)}")
+        if (
+            donor in ("*", tube.donor)
+            and tissue in ("*", tube.tissue)
+            and timepoint in ("*", tube.timepoint)
+        ):
+            values[name] = str(value)
+    return replace(tube, **values)

@@ -10,7 +10,7 @@ import pandas as pd
 from ..exceptions import ConfigError
 from ..io.write import write_text_atomic
 from .batch import simulate_batch
-from .design import Design, make_design
+from .design import Design, default_areg_rules, make_design
 from .panels import get_panel
 
 __all__ = ["SAMPLE_DATA_SEED", "make_sample_data", "sample_data_design", "sample_data_dir"]
@@ -24,10 +24,13 @@ def sample_data_design(species: str = "human") -> Design:
 
     Human (batch ``H1``): 2 donors x (blood, liver) x (pre, post) x (unstim, stim),
     FMOs for CD69, CD103, CD49a, CXCR6, AREG and IFN-g per tissue, one ILC positive
-    control and one tube with a clog. Mouse (batch ``M1``): 2 mice x (liver, spleen) x
-    (unstim, stim), FMOs for CD69, CD103, CD49a, AREG and IFN-g per tissue, one ILC
-    positive control. Cells are NK-enriched (partial magnetic depletion of non-NK
-    cells) so that small files still hold enough NK events.
+    control and one tube with a clog, then an IL-15 condition for blood before treatment
+    (CD56bright-enriched AREG: CD56bright 6 %, CD56dim 1.5 % net) and sample context:
+    blood / normal tissue (liver), no glucocorticoid before treatment, and donor D2
+    glucocorticoid-exposed after it (chemotherapy + dexamethasone). Mouse (batch ``M1``):
+    2 mice x (liver, spleen) x (unstim, stim), FMOs for CD69, CD103, CD49a, AREG and IFN-g
+    per tissue, one ILC positive control. Cells are NK-enriched (partial magnetic
+    depletion of non-NK cells) so that small files still hold enough NK events.
     """
     get_panel(species)
     if species == "human":
@@ -40,6 +43,22 @@ def sample_data_design(species: str = "human") -> Design:
             fmo_events=5_000,
             nk_enrichment=3.0,
             batch="H1",
+            conditions=("IL-15",),
+            condition_tissues=("blood",),
+            condition_timepoints=("pre",),
+            areg_rules=(
+                *default_areg_rules("human"),
+                ("IL-15", "*", "blood", "*", "NK_CD56bright_circ", 6.0),
+                ("IL-15", "*", "blood", "*", "NK_CD56dim_circ", 1.5),
+            ),
+            context=(
+                ("*", "blood", "*", "tissue_kind", "blood"),
+                ("*", "liver", "*", "tissue_kind", "normal tissue"),
+                ("*", "*", "*", "glucocorticoid", "no"),
+                ("*", "*", "post", "treatment", "chemotherapy"),
+                ("D2", "*", "post", "glucocorticoid", "yes"),
+                ("D2", "*", "post", "treatment", "chemotherapy + dexamethasone"),
+            ),
         )
     return make_design(
         "mouse",

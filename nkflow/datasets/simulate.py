@@ -112,27 +112,56 @@ class SimulatedSample:
         return out
 
 
+#: stimulation conditions the simulator knows, with the IFN-g / CD107a response they bring
+#: relative to PMA/ionomycin ("stim" is the generic PMA/iono-like stimulation): IL-2 and IL-15
+#: alone are weak IFN-g inducers, IL-12/IL-15/IL-18 a strong one, glucocorticoids suppress it
+CONDITIONS: dict[str, float] = {
+    "stim": 1.0,
+    "PMA/iono": 1.0,
+    "IL-15": 0.3,
+    "IL-2": 0.3,
+    "IL-12/IL-15/IL-18": 1.2,
+    "dexamethasone": 0.1,
+}
+
+
+def is_stimulated_condition(stimulation: str) -> bool:
+    """``False`` for ``"unstim"``, ``True`` for a condition of :data:`CONDITIONS`.
+
+    Raises
+    ------
+    ConfigError
+        For any other name.
+    """
+    if stimulation == "unstim":
+        return False
+    if stimulation not in CONDITIONS:
+        raise ConfigError(f"stimulation {stimulation!r}; valid: unstim, {', '.join(CONDITIONS)}")
+    return True
+
+
 def functional_rates(
     species: str, stimulation: str, areg_net: dict[str, float] | None = None
 ) -> dict[str, np.ndarray]:
     """Probability that a cell of each leaf label produces AREG, IFN-g and CD107a.
 
-    Unstimulated tubes keep background rates only. Stimulated tubes add the planted AREG
-    net percent per label (``areg_net``), an ILC AREG response (the positive control),
-    and IFN-g/CD107a at the rates of healthy-donor NK function studies (BIOLOGY.md 3).
-    A label without a planted AREG rate has the same AREG rate in both tubes.
+    Unstimulated tubes keep background rates only. Stimulated tubes (any condition of
+    :data:`CONDITIONS`) add the planted AREG net percent per label (``areg_net``), an ILC
+    AREG response (the positive control), and IFN-g/CD107a at the rates of healthy-donor NK
+    function studies (BIOLOGY.md 3) scaled by the condition's factor. A label without a
+    planted AREG rate has the same AREG rate in both tubes.
     """
     labels = labels_for(species)
     areg_net = dict(areg_net or {})
     unknown = sorted(set(areg_net) - set(labels))
     if unknown:
         raise ConfigError(f"AREG planted in unknown labels {unknown}; valid: {list(labels)}")
-    if stimulation not in ("unstim", "stim"):
-        raise ConfigError(f"stimulation {stimulation!r}; valid: unstim, stim")
+    stimulated = is_stimulated_condition(stimulation)
     lymphoid = np.array([lab in LYMPHOID for lab in labels])
     rates = {m: np.where(lymphoid, _BACKGROUND[m], 0.0) for m in FUNCTIONAL}
-    if stimulation == "unstim":
+    if not stimulated:
         return rates
+    factor = CONDITIONS[stimulation]
     nk_labels = set(HUMAN_NK) | set(MOUSE_NK)
     ifng = {"T": 0.10, "ILC": 0.03, "NKT-like": 0.30, "NKT": 0.40}
     cd107 = {"T": 0.03, "NKT-like": 0.10, "NKT": 0.10}
@@ -142,8 +171,8 @@ def functional_rates(
             ifng_rate, cd107_rate = (0.35, 0.10) if bright else (0.25, 0.20)
         else:
             ifng_rate, cd107_rate = ifng.get(lab, 0.0), cd107.get(lab, 0.0)
-        rates["IFN-g"][i] += ifng_rate
-        rates["CD107a"][i] += cd107_rate
+        rates["IFN-g"][i] += factor * ifng_rate
+        rates["CD107a"][i] += factor * cd107_rate
         net = 25.0 if lab == "ILC" else areg_net.get(lab, 0.0)
         rates["AREG"][i] += net / 100.0
     return rates
@@ -247,8 +276,9 @@ def simulate_sample(
     tissue
         Human: blood, liver, lung, tumour; mouse: liver, spleen.
     stimulation
-        ``"unstim"`` or ``"stim"`` (sheds CD16/CD62L, raises CD69, induces IFN-g,
-        CD107a and the planted AREG).
+        ``"unstim"`` or a condition of :data:`CONDITIONS` (``"stim"``, ``"IL-15"`` ...):
+        sheds CD16/CD62L and raises CD69 (the same phenotype change for every condition),
+        induces IFN-g and CD107a scaled by the condition, and the planted AREG.
     n_events
         Events acquired.
     fmo
@@ -300,7 +330,7 @@ def simulate_sample(
     key = f"{species}|{donor}|{tissue}|{timepoint}|{stimulation}|{fmo}|{ilc_boost}|{clog}"
     rng = np.random.default_rng(_seed(random_state, key))
 
-    stim = stimulation == "stim"
+    stim = is_stimulated_condition(stimulation)
     p, med, sd = marker_table(species, tissue, stimulated=stim)
     rates = functional_rates(species, stimulation, areg_net if stim else None)
     func_cols = [panel.markers.index(m) if m in panel.markers else None for m in FUNCTIONAL]

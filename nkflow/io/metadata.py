@@ -2,9 +2,16 @@
 
 The sheet format is fixed by docs/contracts.md: required columns ``file`` (relative to the
 sheet) and ``sample_id``; optional ``donor``, ``tissue``, ``timepoint``, ``stimulation``
-(``unstim`` | ``stim`` | ``""``), ``role`` (``sample``, ``unstim``, ``stim``,
-``fmo:<MARKER>``, ``positive_control``, ``single_stain:<MARKER>``, ``unstained``),
-``species`` (``human`` | ``mouse``) and ``batch``. Extra columns are kept.
+(``unstim``, ``stim``, ``""`` or the name of a stimulation condition such as ``IL-15``,
+``IL-2``, ``IL-12/IL-15/IL-18``, ``PMA/iono``, ``dexamethasone``), ``role`` (``sample``,
+``unstim``, ``stim``, ``fmo:<MARKER>``, ``positive_control``, ``single_stain:<MARKER>``,
+``unstained``), ``species`` (``human`` | ``mouse``) and ``batch``. Extra columns are kept.
+
+Optional context columns (:data:`CONTEXT_COLUMNS`), validated only when present:
+``tissue_kind`` (``blood``, ``normal tissue``, ``peri-tumour``, ``tumour``; ``tumor``,
+``normal``, ``PBMC`` ... are normalised), ``glucocorticoid`` (``yes``, ``no``, ``unknown``)
+and ``treatment`` (free text). Repair scoring uses them to say when AREG+ NK may be
+pro-tumour rather than repair.
 
 :func:`read_metadata` collects every problem (missing files, duplicate ids, unknown roles,
 non-canonical FMO markers, bad stimulation or species values, unreadable encodings, values
@@ -33,9 +40,13 @@ from .panel import CANONICAL_MARKERS, canonical_marker, marker_from_text
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
+    "CONTEXT_COLUMNS",
+    "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "ROLES",
+    "TISSUE_KINDS",
+    "TISSUE_KIND_ALIASES",
     "metadata_from_folder",
     "read_metadata",
     "screen_cells",
@@ -49,6 +60,19 @@ ROLES = ("sample", "unstim", "stim", "positive_control", "unstained", "fmo:<MARK
          "single_stain:<MARKER>")  # fmt: skip
 _SIMPLE_ROLES = {"sample", "unstim", "stim", "positive_control", "unstained"}
 _STIMULATION = ("unstim", "stim", "")
+#: optional context columns, validated when the sheet has them (never added when absent)
+CONTEXT_COLUMNS = ("tissue_kind", "glucocorticoid", "treatment")
+TISSUE_KINDS = ("blood", "normal tissue", "peri-tumour", "tumour")
+TISSUE_KIND_ALIASES = {
+    "blood": "blood", "pbmc": "blood", "peripheral blood": "blood",
+    "normal": "normal tissue", "normal tissue": "normal tissue", "healthy tissue": "normal tissue",
+    "peri-tumour": "peri-tumour", "peri-tumor": "peri-tumour", "peritumour": "peri-tumour",
+    "peritumor": "peri-tumour", "peri tumour": "peri-tumour", "peri tumor": "peri-tumour",
+    "tumour": "tumour", "tumor": "tumour",
+}  # fmt: skip
+GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
+# a condition named like a variant of "stim"/"unstim" names no stimulus: refused
+_STIM_VARIANT = re.compile(r"^(?:un)?stim[a-z]*$")
 _SPECIES = ("human", "mouse", "")
 _FCS_SUFFIXES = (".fcs", ".lmd")
 
@@ -101,6 +125,62 @@ def _check_role(role: str, where: str, problems: list[str]) -> str:
         return role
     problems.append(f"{where}: unknown role {role!r}; valid: {', '.join(ROLES)}")
     return role
+
+
+def _check_stimulation(row: pd.Series, where: str, problems: list[str]) -> str:
+    """Validate one ``stimulation`` value against its role; return it normalised.
+
+    ``unstim`` / ``stim`` / ``""`` are lower-cased; any other value names a stimulation
+    condition and is kept as written (``IL-15``), unless it is a variant of ``stim`` that
+    names no stimulus (``stimmed``) or contradicts the role.
+    """
+    value = str(row["stimulation"])
+    low = value.lower()
+    if low in _STIMULATION:
+        value = low
+    elif _STIM_VARIANT.match(low):
+        problems.append(
+            f"{where}: stimulation {row['stimulation']!r} invalid; valid: 'unstim', 'stim', '' "
+            "or the name of a stimulation condition (e.g. IL-15, IL-2, PMA/iono, dexamethasone)"
+        )
+        return value
+    role = str(row["role"]).strip().lower()
+    if role == "unstim" and value not in ("unstim", ""):
+        problems.append(
+            f"{where}: role 'unstim' with stimulation {value!r}: an unstimulated tube names no "
+            "condition (use stimulation 'unstim')"
+        )
+    elif role == "stim" and value == "unstim":
+        problems.append(f"{where}: role 'stim' with stimulation 'unstim' contradict each other")
+    return value
+
+
+def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
+    """Validate and normalise the optional context columns that the sheet has."""
+    for i, row in table.iterrows():
+        where = f"row {int(str(i)) + 2}" + (
+            f" (sample_id {row['sample_id']!r})" if row.get("sample_id") else ""
+        )
+        if "tissue_kind" in table.columns and row["tissue_kind"]:
+            text = " ".join(str(row["tissue_kind"]).lower().replace("_", " ").split())
+            kind = TISSUE_KIND_ALIASES.get(text)
+            if kind is None:
+                problems.append(
+                    f"{where}: tissue_kind {row['tissue_kind']!r} invalid; valid: "
+                    + ", ".join(repr(k) for k in TISSUE_KINDS)
+                    + " or empty"
+                )
+            else:
+                table.at[i, "tissue_kind"] = kind
+        if "glucocorticoid" in table.columns and row["glucocorticoid"]:
+            value = str(row["glucocorticoid"]).lower()
+            if value not in GLUCOCORTICOID_VALUES:
+                problems.append(
+                    f"{where}: glucocorticoid {row['glucocorticoid']!r} invalid; valid: "
+                    "'yes', 'no', 'unknown' or empty"
+                )
+            else:
+                table.at[i, "glucocorticoid"] = value
 
 
 def _sheet_line(index: object) -> str:
@@ -258,13 +338,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
                 problems.append(f"{where}: file {file_value!r} not found (looked at {full})")
             elif full.is_dir():
                 problems.append(f"{where}: file {file_value!r} is a directory")
-        stim = row["stimulation"].lower()
-        if stim not in _STIMULATION:
-            problems.append(
-                f"{where}: stimulation {row['stimulation']!r} invalid; valid: 'unstim', 'stim', ''"
-            )
-        else:
-            table.at[i, "stimulation"] = stim
+        table.at[i, "stimulation"] = _check_stimulation(row, where, problems)
         species = row["species"].lower()
         if species not in _SPECIES:
             problems.append(
@@ -273,6 +347,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         else:
             table.at[i, "species"] = species
         table.at[i, "role"] = _check_role(row["role"], where, problems)
+    _check_context(table, problems)
     screen_cells(table, path, problems, neutralise_formulas=neutralise_formulas)
     ids = table["sample_id"]
     for sid in sorted(set(ids[ids.duplicated() & (ids != "")])):

@@ -35,6 +35,7 @@ from .sample import (
 )
 from .steps import (
     ANALYSED_ROLES,
+    STIMULATION_LABILE_MARKERS,
     cluster_batch,
     is_stimulated,
     template_hashes,
@@ -481,7 +482,16 @@ def _run_prepared(
                 root=out,
             )
 
-        clusters = cluster_batch(loaders, cfg, on_assigned=save_labels)
+        # metaclusters must not split by stimulation: train on the unstimulated tubes, on
+        # markers stimulation does not move, and map every tube (stimulated ones included)
+        resting = {sid for sid in ok if _is_resting(state.row(sid))}
+        clusters = cluster_batch(
+            loaders,
+            cfg,
+            on_assigned=save_labels,
+            fit_on=resting or None,
+            exclude_markers=STIMULATION_LABILE_MARKERS,
+        )
         if clusters is not None:
             clustering = clusters.result
             tables["clusters"] = clusters.abundance
@@ -507,7 +517,10 @@ def _run_prepared(
             label=result.flags["population"].map(names).fillna(result.flags["population"])
         )
         tables["controls"] = result.controls
-        tables["comparisons"] = _comparisons(result.scores)
+        tables["bright_dim"] = result.bright_dim
+        order = timepoint_order(state.meta, result.config.timepoint_order)
+        state.meta.attrs["timepoint_order"] = order
+        tables["comparisons"] = _comparisons(result.scores, order)
         caveats = result.caveats
         scoring_definitions = dataclasses.asdict(result.config)
         figures.update(_score_figures(result))
@@ -565,15 +578,34 @@ def _population_labels(clustering: Any) -> dict[str, str]:
     return {f"metacluster:{k}": name for k, name in clustering.labels.items()}
 
 
-def _comparisons(scores: pd.DataFrame) -> pd.DataFrame:
+def _is_resting(row: pd.Series) -> bool:
+    """An unstimulated sample tube (not a stimulated tube, not the positive control)."""
+    return not is_stimulated(row) and str(row["role"]) != "positive_control"
+
+
+def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
+    """Timepoints in the configured order, then the rest in the sheet's order."""
+    seen = [str(t) for t in dict.fromkeys(meta.get("timepoint", pd.Series(dtype=str)))]
+    seen = [t for t in seen if t]
+    first = [str(t) for t in configured if str(t) in seen]
+    return first + [t for t in seen if t not in first]
+
+
+def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The first timepoint against each later one, per condition (and tissue kind, if known)."""
     from ..tl.compare import compare_paired
 
     if scores.empty or "timepoint" not in scores.columns:
         return pd.DataFrame()
-    points = sorted(set(scores["timepoint"].astype(str)) - {""})
-    if points != ["post", "pre"]:
+    points = [t for t in order if t in set(scores["timepoint"].astype(str))]
+    if len(points) < 2:
         return pd.DataFrame()
-    return compare_paired(scores, before="pre", after="post")
+    by = ["condition", "population"]
+    if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
+        by.insert(1, "tissue_kind")
+    frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _cluster_figures(result: Any, abundance: pd.DataFrame) -> dict[str, Any]:
@@ -589,10 +621,17 @@ def _cluster_figures(result: Any, abundance: pd.DataFrame) -> dict[str, Any]:
 
 
 def _score_figures(result: Any) -> dict[str, Any]:
+    """One repair-profile figure per stimulation condition (conditions side by side)."""
     try:
         from ..pl import score as pls
 
-        return {"repair_profile": pls.repair_profile(result)}
+        figures = pls.repair_profiles(result)
     except Exception as exc:  # a figure must never fail the run
         logger.warning("repair profile figure not drawn: %s", exc)
         return {}
+    if len(figures) == 1:
+        return {"repair_profile": next(iter(figures.values()))}
+    return {
+        f"repair_condition {cond}: AREG net, polarisation, clearance": fig
+        for cond, fig in figures.items()
+    }

@@ -7,7 +7,7 @@ Each function takes plain tables and per-sample work products and returns tables
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +20,13 @@ from ..exceptions import GatingTemplateError
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
 from ..tl.annotate import abundance_table, median_table
-from ..tl.cluster import ClusteringResult, cluster
+from ..tl.cluster import LINEAGE_MARKERS, ClusteringResult, cluster, default_markers
 from ..tl.counts import count_positive
 from .sample import sample_seed
 
 __all__ = [
     "ANALYSED_ROLES",
+    "STIMULATION_LABILE_MARKERS",
     "BatchClusters",
     "choose_template",
     "cluster_batch",
@@ -35,6 +36,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ANALYSED_ROLES = ("sample", "unstim", "stim", "positive_control")
+#: phenotype markers stimulation moves (BIOLOGY.md section 4: PMA/ADAM17 sheds CD16 and CD62L,
+#: CD69 rises within hours): left out of the default clustering markers
+STIMULATION_LABILE_MARKERS = ("CD69", "CD62L", "CD16")
 
 
 def choose_template(
@@ -101,8 +105,15 @@ def choose_template(
 
 
 def is_stimulated(row: Mapping[str, Any]) -> bool:
-    """True for a stimulated tube (``stimulation == "stim"`` or ``role == "stim"``)."""
-    return str(row.get("stimulation", "")) == "stim" or str(row.get("role", "")) == "stim"
+    """True for a stimulated tube: ``role == "stim"``, or a named condition in ``stimulation``.
+
+    ``stimulation`` names the condition (``stim``, ``IL-15``, ``PMA/iono`` ...); ``role ==
+    "unstim"`` always means unstimulated.
+    """
+    role = str(row.get("role", "")).lower()
+    if role in ("stim", "unstim"):
+        return role == "stim"
+    return str(row.get("stimulation", "")).lower() not in ("", "unstim")
 
 
 @dataclass
@@ -131,6 +142,9 @@ def cluster_batch(
     kept: Mapping[str, Callable[[], ad.AnnData | None]],
     config: RunConfig,
     on_assigned: Callable[[str, ad.AnnData], None] | None = None,
+    *,
+    fit_on: Collection[str] | None = None,
+    exclude_markers: Sequence[str] = (),
 ) -> BatchClusters | None:
     """Cluster the kept population of every sample, streaming one sample at a time.
 
@@ -147,6 +161,13 @@ def cluster_batch(
         The run configuration.
     on_assigned
         Called with each sample after its cells were mapped (e.g. to save the labels).
+    fit_on
+        Sample ids whose cells train the SOM (e.g. the unstimulated tubes, so that
+        stimulation cannot create its own metaclusters); ``None``: every sample. Every
+        sample is mapped either way.
+    exclude_markers
+        Markers left out of the default marker set (``clustering.markers`` empty), e.g.
+        those stimulation moves (CD69, CD62L, CD16).
 
     Returns
     -------
@@ -157,6 +178,8 @@ def cluster_batch(
     seed = config.execution.random_state
     training: dict[str, ad.AnnData] = {}
     for sid, load in kept.items():
+        if fit_on is not None and sid not in fit_on:
+            continue
         adata = load()
         if adata is None or adata.n_obs == 0:
             continue
@@ -168,9 +191,12 @@ def cluster_batch(
     if not training:
         logger.warning("clustering skipped: no sample has %s events", c.population)
         return None
+    markers = list(c.markers) or None
+    if markers is None and exclude_markers:
+        markers = default_markers(training, exclude=(*LINEAGE_MARKERS, *exclude_markers))
     result = cluster(
         training,
-        markers=list(c.markers) or None,
+        markers=markers,
         population=c.population,
         per_sample_cap=c.per_sample_cap,
         xdim=c.xdim,

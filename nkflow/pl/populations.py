@@ -4,6 +4,12 @@ Both functions take the tidy table (``sample_id, population, parent, count,
 percent_of_parent, ..., low_events``) and, optionally, the metadata sheet for grouping by
 tissue and timepoint. They build figures with :class:`matplotlib.figure.Figure` directly
 (no pyplot state), never save, and are deterministic (no random jitter).
+
+With a metadata sheet, frequencies count each donor, tissue and timepoint once
+(:func:`phenotype_rows`): stimulated tubes take their phenotype from the unstimulated partner
+(so their rows are copies) and the positive-control and FMO tubes are not samples. Groups
+follow the sheet's order (timepoints in ``timepoint_order`` or
+``metadata.attrs["timepoint_order"]`` when given), not the alphabet.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["frequencies", "frequency_heatmap", "group_labels"]
+__all__ = ["frequencies", "frequency_heatmap", "group_labels", "group_order", "phenotype_rows"]
 
 _VALUE_LABELS = {
     "percent_of_parent": "% of parent",
@@ -73,6 +79,104 @@ def group_labels(
     return label
 
 
+_PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+_NOT_SAMPLES = ("fmo:", "single_stain:", "unstained", "positive_control")
+
+
+def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows of one tube per donor, tissue, timepoint and batch; control tubes left out.
+
+    The unstimulated tube is used (the first in the sheet when there are replicates); a key
+    with no unstimulated tube keeps its first stimulated tube. Without a sheet (or without
+    ``role``/``stimulation`` columns) the table is returned unchanged.
+
+    Parameters
+    ----------
+    populations
+        Long table with a ``sample_id`` column.
+    metadata
+        The metadata sheet.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows of ``populations`` (index preserved).
+    """
+    if (
+        metadata is None
+        or metadata.empty
+        or not {"sample_id", "role", "stimulation"} <= set(metadata.columns)
+    ):
+        return populations
+    meta = metadata.drop_duplicates("sample_id").copy()
+    role = meta["role"].fillna("").astype(str).str.lower()
+    stim = meta["stimulation"].fillna("").astype(str).str.lower()
+    sample = ~role.str.startswith(_NOT_SAMPLES)
+    stimulated = (role == "stim") | (role.isin(["", "sample"]) & ~stim.isin(["", "unstim"]))
+    meta = meta[sample].assign(_stim=stimulated[sample].to_numpy())
+    keys = [c for c in _PAIR_KEY if c in meta.columns]
+    meta["_order"] = range(len(meta))
+    if keys:
+        meta[keys] = meta[keys].fillna("").astype(str)
+        chosen = meta.sort_values(["_stim", "_order"], kind="mergesort").drop_duplicates(keys)
+    else:
+        chosen = meta[~meta["_stim"]]
+    keep = set(chosen["sample_id"].astype(str))
+    return populations[populations["sample_id"].astype(str).isin(keep)]
+
+
+def group_order(
+    labels: Sequence[str] | pd.Series,
+    metadata: pd.DataFrame | None,
+    *,
+    groupby: Sequence[str] = ("tissue", "timepoint"),
+    timepoint_order: Sequence[str] | None = None,
+) -> list[str]:
+    """Group labels in the sheet's order (timepoints in ``timepoint_order`` when given).
+
+    Parameters
+    ----------
+    labels
+        Labels made by :func:`group_labels`.
+    metadata
+        The metadata sheet; ``None`` sorts the labels alphabetically.
+    groupby
+        The columns the labels were made from.
+    timepoint_order
+        Timepoints first, in this order; ``None`` uses ``metadata.attrs["timepoint_order"]``
+        when set, else the sheet's order.
+
+    Returns
+    -------
+    list of str
+        Each distinct label once.
+    """
+    present = list(dict.fromkeys(str(v) for v in labels))
+    cols = [] if metadata is None else [c for c in groupby if c in metadata.columns]
+    if not cols:
+        return sorted(present)
+    if timepoint_order is None:
+        timepoint_order = metadata.attrs.get("timepoint_order") or ()
+    ranks = {}
+    for col in cols:
+        values = metadata[col].fillna("").astype(str).replace("", "(none)")
+        seen = list(dict.fromkeys(values))
+        if col == "timepoint":
+            given = [str(t) for t in timepoint_order if str(t) in seen]
+            seen = given + [v for v in seen if v not in given]
+        ranks[col] = {v: i for i, v in enumerate(seen)}
+    keyed = {}
+    for label in present:
+        parts = label.split(" · ")
+        if len(parts) != len(cols):
+            keyed[label] = (len(ranks) + 1, label)
+            continue
+        keyed[label] = tuple(
+            ranks[c].get(p, len(ranks[c])) for c, p in zip(cols, parts, strict=True)
+        )
+    return sorted(present, key=lambda lab: (keyed[lab], lab))
+
+
 def _populations_shown(table: pd.DataFrame, show: Sequence[str] | None) -> list[str]:
     names = list(dict.fromkeys(table["population"].astype(str)))
     if show is not None:
@@ -98,6 +202,8 @@ def frequencies(
     value: str = "percent_of_parent",
     groupby: Sequence[str] = ("tissue", "timepoint"),
     ncols: int = 4,
+    one_per_unit: bool = True,
+    timepoint_order: Sequence[str] | None = None,
 ) -> Figure:
     """Strip plot of one population statistic per sample, grouped by tissue and timepoint.
 
@@ -118,6 +224,11 @@ def frequencies(
         Metadata columns that make the x-axis groups.
     ncols
         Panels per row.
+    one_per_unit
+        Count each donor, tissue and timepoint once, controls left out
+        (:func:`phenotype_rows`).
+    timepoint_order
+        Order of the timepoints (see :func:`group_order`).
 
     Returns
     -------
@@ -126,13 +237,15 @@ def frequencies(
     """
     if populations is None or populations.empty or value not in populations.columns:
         return _empty_figure("No population frequencies to plot")
-    table = populations.copy()
+    table = (phenotype_rows(populations, metadata) if one_per_unit else populations).copy()
     table["_group"] = group_labels(table, metadata, groupby=groupby)
     table["_value"] = pd.to_numeric(table[value], errors="coerce")
     names = _populations_shown(table, show)
     if not names:
         return _empty_figure("None of the requested populations are in the table")
-    groups = sorted(table["_group"].unique())
+    groups = group_order(
+        table["_group"], metadata, groupby=groupby, timepoint_order=timepoint_order
+    )
     ncols = max(1, min(ncols, len(names)))
     nrows = math.ceil(len(names) / ncols)
     width_per = max(2.4, 0.55 * len(groups) + 1.2)
@@ -181,6 +294,8 @@ def frequency_heatmap(
     show: Sequence[str] | None = None,
     value: str = "percent_of_parent",
     groupby: Sequence[str] = ("tissue", "timepoint"),
+    one_per_unit: bool = True,
+    timepoint_order: Sequence[str] | None = None,
 ) -> Figure:
     """Heatmap of one statistic, samples (rows, ordered by group) by populations (columns).
 
@@ -198,6 +313,10 @@ def frequency_heatmap(
         Column to show.
     groupby
         Metadata columns used to order and label the samples.
+    one_per_unit
+        One row per donor, tissue and timepoint, controls left out (:func:`phenotype_rows`).
+    timepoint_order
+        Order of the timepoints (see :func:`group_order`).
 
     Returns
     -------
@@ -206,7 +325,7 @@ def frequency_heatmap(
     """
     if populations is None or populations.empty or value not in populations.columns:
         return _empty_figure("No population frequencies to plot")
-    table = populations.copy()
+    table = (phenotype_rows(populations, metadata) if one_per_unit else populations).copy()
     table["sample_id"] = table["sample_id"].astype(str)
     table["population"] = table["population"].astype(str)
     table["_group"] = group_labels(table, metadata, groupby=groupby)
@@ -214,10 +333,15 @@ def frequency_heatmap(
     names = _populations_shown(table, show)
     if not names:
         return _empty_figure("None of the requested populations are in the table")
-    order = (
-        table[["sample_id", "_group"]]
-        .drop_duplicates("sample_id")
-        .sort_values(["_group", "sample_id"], kind="mergesort")
+    rank = {
+        g: i
+        for i, g in enumerate(
+            group_order(table["_group"], metadata, groupby=groupby, timepoint_order=timepoint_order)
+        )
+    }
+    order = table[["sample_id", "_group"]].drop_duplicates("sample_id")
+    order = order.assign(_rank=order["_group"].map(rank)).sort_values(
+        ["_rank", "sample_id"], kind="mergesort"
     )
     samples = order["sample_id"].tolist()
     grid = table.pivot_table(

@@ -2,8 +2,10 @@
 
 Panels share the population axis: AREG_net with its interval (filled marker = flagged
 AREG-responsive), polarisation index RI, the clearance axis (CD107a_net with interval) and
-context (%NKG2D+ and % in the trNK gate, both from the unstimulated tube). The caveat that AREG+
-NK cells are a hypothesis is printed under the figure.
+context (%NKG2D+ when the panel gates NKG2D, and % in the trNK gate, both from the unstimulated
+tube). One figure per stimulation condition (:func:`repair_profiles`): conditions are never
+mixed in one panel. The short caveat (reported in human NK, not mouse; context decides) is
+printed under the figure, and a mouse figure is titled exploratory.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from matplotlib.lines import Line2D
 
 from ..tl.caveats import SHORT_CAVEAT
 
-__all__ = ["repair_profile"]
+__all__ = ["repair_profile", "repair_profiles"]
 
 _MAX_SAMPLES = 10
 _COLOURS = (
@@ -45,6 +47,7 @@ def repair_profile(
     populations: Sequence[str] | None = None,
     flaggable_only: bool = True,
     figsize: tuple[float, float] | None = None,
+    condition: str | None = None,
 ) -> Figure:
     """Plot the repair profile per population: AREG_net, RI, clearance and context.
 
@@ -62,6 +65,9 @@ def repair_profile(
         Leave out populations that can never be flagged (lineage gates, ILC control).
     figsize
         Figure size in inches; grows with the number of populations by default.
+    condition
+        Stimulation condition to show (``scores["condition"]``); required when the scores
+        hold several (each condition is its own read-out).
 
     Returns
     -------
@@ -70,6 +76,21 @@ def repair_profile(
     """
     scores = result.scores if hasattr(result, "scores") else result
     s = scores.copy()
+    if "condition" in s.columns:
+        conditions = list(dict.fromkeys(s["condition"].astype(str)))
+        if condition is not None:
+            if condition not in conditions:
+                raise ValueError(
+                    f"condition {condition!r} not scored; valid: {', '.join(conditions)}"
+                )
+            s = s[s["condition"].astype(str) == condition]
+        elif len(conditions) > 1:
+            raise ValueError(
+                f"{len(conditions)} stimulation conditions ({', '.join(conditions)}); pass "
+                "condition= or use repair_profiles() for one figure each"
+            )
+        else:
+            condition = conditions[0] if conditions else None
     if sample_id is not None:
         wanted = [sample_id] if isinstance(sample_id, str) else list(sample_id)
         unknown = sorted(set(wanted) - set(s["sample_id"]))
@@ -102,6 +123,10 @@ def repair_profile(
     ypos = {p: i for i, p in enumerate(order)}
     height = 0.7
     step = height / max(len(samples), 1)
+    # the clearance axis shows NKG2D only when the panel has a cut-off for it
+    has_nkg2d = "pct_nkg2d_unstim" in s.columns and bool(
+        np.isfinite(s["pct_nkg2d_unstim"].to_numpy(float)).any()
+    )
     handles = []
     for j, sid in enumerate(samples):
         part = s[s["sample_id"] == sid]
@@ -119,7 +144,8 @@ def repair_profile(
         cd = part["cd107a_net"].to_numpy(float)
         cerr = np.vstack([cd - part["cd107a_net_ci_low"], part["cd107a_net_ci_high"] - cd])
         axes[2].errorbar(cd, y, xerr=cerr, fmt="s", color=colour, ms=4, elinewidth=1.0)
-        axes[3].scatter(part["pct_nkg2d_unstim"], y, color=colour, marker="^", s=28)
+        if has_nkg2d:
+            axes[3].scatter(part["pct_nkg2d_unstim"], y, color=colour, marker="^", s=28)
         axes[3].scatter(
             100.0 * part["residency_fraction"],
             y,
@@ -146,7 +172,9 @@ def repair_profile(
         "Trophic: AREG_net (pts, 95% CI)\nfilled = AREG-responsive",
         "Polarisation RI\n(>cut = repair-biased)",
         "Clearance (separate): CD107a_net\n(pts, 95% CI)",
-        "Context, unstim tube:\n%NKG2D+ (triangle), % trNK (ring)",
+        "Context, unstim tube:\n%NKG2D+ (triangle), % trNK (ring)"
+        if has_nkg2d
+        else "Context, unstim tube:\n% trNK (ring); NKG2D not gated",
     )
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title, fontsize=9)
@@ -158,8 +186,37 @@ def repair_profile(
         fig.legend(
             handles=handles, loc="upper right", fontsize=7, title="stim tube", title_fontsize=7
         )
-    fig.text(0.01, 0.005, _plain(SHORT_CAVEAT), fontsize=7, style="italic", va="bottom")
+    exploratory = "exploratory" in s.columns and bool(s["exploratory"].astype(bool).any())
+    head = f"Stimulation condition: {condition}" if condition else "Repair profile"
+    if exploratory:
+        head += " | EXPLORATORY: AREG has not been shown in mouse NK cells"
+    fig.suptitle(_plain(head), fontsize=10, x=0.01, ha="left")
+    fig.text(0.01, 0.005, _plain(SHORT_CAVEAT), fontsize=7, style="italic", va="bottom", wrap=True)
     fig.subplots_adjust(
-        left=0.16, right=0.9 if len(samples) > 1 else 0.98, bottom=0.16, top=0.82, wspace=0.08
+        left=0.16, right=0.9 if len(samples) > 1 else 0.98, bottom=0.2, top=0.78, wspace=0.08
     )
     return fig
+
+
+def repair_profiles(result: Any, **kwargs: Any) -> dict[str, Figure]:
+    """One :func:`repair_profile` figure per stimulation condition, in the scores' order.
+
+    Parameters
+    ----------
+    result
+        A :class:`nkflow.tl.ScoreResult` or its ``scores`` table.
+    **kwargs
+        Passed to :func:`repair_profile` (``populations``, ``flaggable_only``, ...).
+
+    Returns
+    -------
+    dict
+        ``{condition: Figure}``.
+    """
+    scores = result.scores if hasattr(result, "scores") else result
+    if "condition" not in scores.columns:
+        return {"": repair_profile(result, **kwargs)}
+    return {
+        str(cond): repair_profile(result, condition=str(cond), **kwargs)
+        for cond in dict.fromkeys(scores["condition"].astype(str))
+    }

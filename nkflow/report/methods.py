@@ -228,14 +228,20 @@ def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
     if cl and not cl.get("enabled", True):
         return "Clustering was switched off. "
     markers = cl.get("markers") or []
-    on = f"on {', '.join(map(str, markers))}" if markers else "on the panel's phenotype markers"
+    on = (
+        f"on {', '.join(map(str, markers))}"
+        if markers
+        else "on the panel's phenotype markers other than those stimulation moves (CD69, "
+        "CD62L, CD16)"
+    )
     return (
         f'Gated "{cl.get("population", "NK")}" cells were pooled across the batch (at most '
         f"{_num(cl.get('per_sample_cap', 20000))} cells per sample for training) and clustered "
         f"{on} with a {_num(cl.get('xdim', 10))}×{_num(cl.get('ydim', 10))} self-organising "
         f"map and consensus metaclustering into k = {_num(cl.get('n_metaclusters', 10))} "
-        f"metaclusters (random_state = {_num(random_state)}); every cell was then mapped to "
-        "its metacluster sample by sample. "
+        f"metaclusters (random_state = {_num(random_state)}), fitted on the unstimulated "
+        "tubes so that stimulation cannot create metaclusters of its own; every cell of every "
+        "tube (stimulated ones included) was then mapped to its metacluster sample by sample. "
     )
 
 
@@ -251,6 +257,7 @@ _FLAG_RULES = {
     "control_min_areg_events": "positive control ≥ {} AREG+ events",
     "control_min_events": "positive control ≥ {} events",
     "populations": "the population is one of the flaggable ones ({})",
+    "conditions": "the stimulation condition may raise a flag ({})",
 }
 #: Other score definitions.
 _SCORE_SETTINGS = {
@@ -260,7 +267,13 @@ _SCORE_SETTINGS = {
     "confidence": "interval coverage {}",
     "residency_population": "residency read from the {} gate of the unstimulated tube",
     "residency_in_score": "residency in the ordering score: {}",
-    "ranking": "within-batch ordering score z(AREG_net) + z(RI), for ordering only: {}",
+    "ranking": "within-batch and -condition ordering score z(AREG_net) + z(RI), for "
+    "ordering only: {}",
+    "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
+    "interpretation): {}",
+    "consistency_bright": "consistency read-out: {} AREG net",
+    "consistency_dim": "compared with {} (reported, not a rule)",
+    "timepoint_order": "timepoint order: {}",
 }
 _SKIP_KEYS = ("source", "enabled", "definitions", "species")
 
@@ -317,6 +330,17 @@ def _scoring_sentence(
     text += "".join(f"; {r}" for r in rules) + ". "
     if others:
         text += "Other score settings: " + "; ".join(others) + ". "
+    text += (
+        "Each stimulation condition (the sheet's stimulation value of a stimulated tube) was "
+        "scored against the unstimulated tube of the same donor, tissue, timepoint and batch, "
+        "and conditions were never pooled. Human blood NK cells have been reported to make "
+        "AREG (Wang et al., EMBO J 2023; most in CD56bright, induced by IL-2/IL-15), so the "
+        "CD56bright versus CD56dim AREG net is reported per tube as a consistency read-out; "
+        "mouse NK cells have not been shown to make AREG and mouse AREG scores are labelled "
+        "exploratory. Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
+        "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
+        "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
+    )
     return text
 
 

@@ -14,16 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tl.caveats import KEY_CAVEAT
 from .figures import FigureItem
 from .sections import gallery
 from .tables import esc, fmt_value, html_table, is_empty
 
 __all__ = ["KEY_CAVEAT", "caveats_block", "repair_section"]
-
-KEY_CAVEAT = (
-    "AREG+ NK is a hypothesis each assay must prove against FMO, unstimulated and "
-    "positive controls."
-)
 
 _WHO = ("sample_id", "pair", "sample")
 _PASSED = ("passed", "areg_responsive", "flagged")
@@ -35,16 +31,17 @@ _FLAG_COLUMNS = (
 )  # fmt: skip
 #: When the flags carry a worded ``message`` (with the numbers), it replaces the number columns.
 _FLAG_COLUMNS_WORDED = (
-    "sample_id", "pair", "sample", "tissue", "timepoint", "population", "flag", "passed",
+    "sample_id", "pair", "sample", "tissue", "timepoint", "condition", "population", "flag",
+    "passed",
     "areg_responsive", "repair_biased", "message", "reason", "notes",
 )  # fmt: skip
 _NEVER_FLAGGED = "NOT_FLAGGABLE"
 _SCORE_COLUMNS = (
-    "sample_id", "pair", "sample", "donor", "tissue", "timepoint", "population",
+    "sample_id", "pair", "sample", "donor", "tissue", "timepoint", "condition", "population",
     "AREG_net", "areg_net", "ci_low", "ci_high", "areg_net_ci_low", "areg_net_ci_high", "RI",
     "ri", "IFN-g_net", "ifng_net", "NKG2D", "pct_nkg2d_stim", "CD107a_net", "cd107a_net",
     "resident_fraction", "residency_fraction", "areg_responsive", "repair_biased",
-    "order_rank",
+    "order_rank", "evidence", "interpretation",
 )  # fmt: skip
 _LABELS = {
     "areg_net": "AREG net %", "AREG_net": "AREG net %", "areg_net_ci_low": "CI low",
@@ -55,9 +52,13 @@ _LABELS = {
     "areg_responsive": "AREG-responsive", "repair_biased": "repair-biased",
     "failed_rules": "rules failed", "n_areg_stim": "AREG+ events", "unstim_sample_id": "unstim",
     "control_passed": "positive control ok", "order_rank": "rank",
-    "message": "evidence and reason",
+    "message": "evidence and reason", "evidence": "AREG in NK of this species",
+    "interpretation": "context", "bright_net": "CD56bright net %", "dim_net": "CD56dim net %",
+    "bright_ci_low": "bright CI low", "bright_ci_high": "bright CI high",
+    "dim_ci_low": "dim CI low", "dim_ci_high": "dim CI high",
+    "difference": "bright − dim", "bright_below_dim": "bright < dim",
 }  # fmt: skip
-_WRAP = {"message", "reason", "failed_rules", "rules"}
+_WRAP = {"message", "reason", "failed_rules", "rules", "interpretation", "evidence", "note"}
 
 
 _ITEM = re.compile(r"^\s*(\d+)[.)]\s+(.*)$")
@@ -169,12 +170,20 @@ def _flag_summary(flags: pd.DataFrame) -> str:
                 str(row[c]) for c in ("tissue", "timepoint") if c in row.index and str(row[c])
             )
             bits.append(f"{esc(row[who_col])}" + (f" ({esc(where)})" if where else ""))
+        condition = row.get("condition", "")
+        if isinstance(condition, str) and condition:
+            bits.append(f"condition {esc(condition)}")
         rule = row.get("rule", row.get("flag", ""))
         if isinstance(rule, str) and rule:
             bits.append(f"<code>{esc(rule)}</code>")
         interval = _interval(row)
         if interval:
             bits.append(esc(interval))
+        if row.get("exploratory") is True or row.get("exploratory") is np.True_:
+            bits.append("<b>exploratory (mouse: AREG not shown in mouse NK)</b>")
+        context = row.get("interpretation", "")
+        if isinstance(context, str) and context:
+            bits.append(f'<span class="context"><b>{esc(context)}</b></span>')
         items.append(f"<li>{' — '.join(bits)}</li>")
     return (
         f'<div class="flagged"><b>{len(passed)} population(s) flagged</b> (the evidence is '
@@ -248,6 +257,67 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
     return "".join(out)
 
 
+def _side_by_side(scores: pd.DataFrame) -> str:
+    """Flaggable populations (rows) by stimulation condition (columns): median AREG net."""
+    need = {"condition", "population", "areg_net"}
+    if is_empty(scores) or not need <= set(scores.columns):
+        return ""
+    table = scores
+    if "flaggable" in table.columns:
+        table = table[_truthy(table["flaggable"])]
+    if table.empty:
+        return ""
+    keys = [c for c in ("tissue", "timepoint", "population") if c in table.columns]
+    conditions = list(dict.fromkeys(table["condition"].astype(str)))
+    rows = []
+    for key, part in table.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        for cond in conditions:
+            sub = part[part["condition"].astype(str) == cond]
+            net = pd.to_numeric(sub["areg_net"], errors="coerce").dropna()
+            if net.empty:
+                row[cond] = "–"
+                continue
+            flagged = int(_truthy(sub["areg_responsive"]).sum()) if "areg_responsive" in sub else 0
+            row[cond] = (
+                f"{net.median():.2f} ({net.min():.2f} to {net.max():.2f}); "
+                f"flagged {flagged}/{len(sub)}"
+            )
+        rows.append(row)
+    return (
+        "<h3>Stimulation conditions side by side</h3>"
+        '<p class="lead">Median (range) AREG net % over the stimulated tubes of each '
+        "condition, each against its own unstimulated partner, and how many tubes were "
+        "flagged. IL-2 and IL-15 are the reported natural inducers of NK AREG; PMA/ionomycin "
+        "is supraphysiological; AREG induced by a glucocorticoid condition may be pro-tumour."
+        "</p>" + html_table(pd.DataFrame(rows), source="tables/scores.csv")
+    )
+
+
+_BRIGHT_DIM_COLUMNS = (
+    "sample_id", "tissue", "timepoint", "condition", "bright_net", "bright_ci_low",
+    "bright_ci_high", "dim_net", "dim_ci_low", "dim_ci_high", "bright_below_dim", "note",
+)  # fmt: skip
+
+
+def _bright_dim_block(table: pd.DataFrame | None) -> str:
+    if is_empty(table):
+        return ""
+    below = int(_truthy(table["bright_below_dim"]).sum()) if "bright_below_dim" in table else 0
+    cols = [c for c in _BRIGHT_DIM_COLUMNS if c in table.columns]
+    return (
+        "<h3>Consistency: CD56bright vs CD56dim AREG</h3>"
+        '<p class="lead">Human blood CD56bright NK make more AREG than CD56dim (Wang et al., '
+        "EMBO J 2023), so the CD56bright net is expected to be at least the CD56dim net. "
+        f"{below} tube(s) show CD56bright below CD56dim beyond both intervals. This is a "
+        "read-out to check gates and cut-offs, not a flag rule.</p>"
+        + html_table(
+            table, columns=cols, labels=_LABELS, cell_class=_cell, source="tables/bright_dim.csv"
+        )
+    )
+
+
 def repair_section(
     tables: Mapping[str, pd.DataFrame],
     caveats: str,
@@ -270,6 +340,8 @@ def repair_section(
         out.append(html_table(controls, labels=_LABELS, cell_class=_cell,
                               source="tables/controls.csv"))  # fmt: skip
     scores = tables.get("scores")
+    out.append(_side_by_side(scores))
+    out.append(_bright_dim_block(tables.get("bright_dim")))
     out.append("<h3>Repair profile per population</h3>")
     if is_empty(scores):
         out.append('<p class="empty">No scores table was produced.</p>')

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..pl.populations import group_labels
+from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem, data_uri, png_size
 from .tables import esc, fmt_value, html_table, is_empty
 
@@ -255,12 +255,12 @@ def overview_section(
 
 
 def _population_summary(pops: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
-    table = pops.copy()
+    table = phenotype_rows(pops, metadata).copy()
     table["group"] = group_labels(table, metadata)
     table["_v"] = pd.to_numeric(table["percent_of_parent"], errors="coerce")
     rows = []
     populations = list(dict.fromkeys(table["population"].astype(str)))
-    groups = sorted(table["group"].unique())
+    groups = group_order(table["group"], metadata)
     for name in populations:
         row: dict[str, Any] = {"population": name}
         sub = table[table["population"].astype(str) == name]
@@ -294,11 +294,14 @@ def populations_section(
     out.append("<h3>% of parent by tissue and timepoint</h3>")
     out.append(
         '<p class="lead">Median (range) of the % of parent across samples, '
-        "and the number of samples, per group of the metadata sheet.</p>"
+        "and the number of samples, per group of the metadata sheet (in the sheet's order). "
+        "Each donor, tissue and timepoint counts once: stimulated tubes take their phenotype "
+        "from the unstimulated partner, and positive-control and FMO tubes are not samples "
+        "(all rows are in tables/populations.csv).</p>"
     )
     out.append(html_table(_population_summary(pops, metadata), source="tables/populations.csv"))
     out.append("<h3>% of parent per sample</h3>")
-    table = pops.copy()
+    table = phenotype_rows(pops, metadata).copy()
     table["sample_id"] = table["sample_id"].astype(str)
     table["population"] = table["population"].astype(str)
     table["_v"] = pd.to_numeric(table["percent_of_parent"], errors="coerce")

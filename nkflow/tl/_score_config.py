@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
+from ._score_context import matches_condition
 
 __all__ = ["SPECIES", "ScoringConfig", "load_scoring_config"]
 
@@ -29,10 +30,14 @@ _SECTIONS = {
         "require_positive_control",
         "require_fmo_threshold",
         "populations",
+        "conditions",
     },
     "positive_control": {"population", "min_net", "min_areg_events", "min_events"},
     "residency": {"population", "in_score"},
     "ranking": {"enabled"},
+    "context": {"glucocorticoid_conditions"},
+    "consistency": {"bright", "dim"},
+    "design": {"timepoint_order"},
 }
 
 
@@ -41,7 +46,8 @@ class ScoringConfig:
     """Everything that defines the repair profile and its flags.
 
     Attributes mirror the TOML keys (``[flag] min_net`` becomes ``min_net``; the positive
-    control keys are prefixed ``control_``). Percentages are percentage points.
+    control keys are prefixed ``control_``, the ``[consistency]`` keys ``consistency_``;
+    ``[context]`` and ``[design]`` keys keep their names). Percentages are percentage points.
     """
 
     species: str = "human"
@@ -62,6 +68,7 @@ class ScoringConfig:
     require_positive_control: bool = True
     require_fmo_threshold: bool = True
     populations: tuple[str, ...] = ("NK", "metacluster:*")
+    conditions: tuple[str, ...] = ("*",)
     control_population: str = "ILC"
     control_min_net: float = 1.0
     control_min_areg_events: int = 10
@@ -69,6 +76,17 @@ class ScoringConfig:
     residency_population: str = "trNK"
     residency_in_score: bool = False
     ranking: bool = True
+    glucocorticoid_conditions: tuple[str, ...] = (
+        "dexamethasone",
+        "dex",
+        "hydrocortisone",
+        "prednisolone",
+        "methylprednisolone",
+        "glucocorticoid",
+    )
+    consistency_bright: str = "CD56bright"
+    consistency_dim: str = "CD56dim"
+    timepoint_order: tuple[str, ...] = ()
     source: str = "defaults"
 
     def __post_init__(self) -> None:
@@ -89,6 +107,12 @@ class ScoringConfig:
         for name in ("min_net", "control_min_net"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} {getattr(self, name)!r}; valid: >= 0")
+        for name in ("conditions", "glucocorticoid_conditions", "timepoint_order"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {name} {value!r}; valid: a list of strings")
+        if not self.conditions:
+            raise ConfigError(f'{where}: [flag] conditions is empty; use ["*"] for all')
         for name in (
             "min_areg_events",
             "min_events",
@@ -98,6 +122,14 @@ class ScoringConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{where}: {name} {value!r}; valid: an integer >= 0")
+
+    def condition_may_flag(self, condition: str) -> bool:
+        """Whether a stimulation condition may raise an AREG flag (``[flag] conditions``).
+
+        Names match spelling-tolerantly (case, ``-``, ``/`` and spaces ignored: ``IL-15`` =
+        ``il15``); ``"*"`` allows every condition.
+        """
+        return matches_condition(condition, self.conditions)
 
     def is_flaggable(self, population: str) -> bool:
         """Whether ``population`` may be flagged (listed, or matches ``prefix:*``)."""
@@ -135,7 +167,14 @@ def _from_mapping(data: dict[str, Any], source: str) -> ScoringConfig:
                 kwargs["markers"] = {**base, **{k: str(v) for k, v in table.items()}}
         elif section == "thresholds" or section == "flag":
             for key, value in table.items():
-                kwargs[key] = tuple(value) if key == "populations" else value
+                listed = key in ("populations", "conditions") and isinstance(value, list)
+                kwargs[key] = tuple(value) if listed else value
+        elif section == "context" or section == "design":
+            for key, value in table.items():
+                kwargs[key] = tuple(value) if isinstance(value, list) else value
+        elif section == "consistency":
+            for key, value in table.items():
+                kwargs[f"consistency_{key}"] = str(value)
         elif section == "positive_control":
             for key, value in table.items():
                 kwargs[f"control_{key}"] = value

@@ -152,6 +152,7 @@ def _controls(
         return pd.DataFrame(
             columns=[
                 "batch",
+                "condition",
                 "control_source",
                 "control_sample_id",
                 "baseline_sample_id",
@@ -181,6 +182,11 @@ def _controls(
     return pd.DataFrame(
         {
             "batch": ctl["batch"].to_numpy(),
+            "condition": (
+                ctl["condition"].fillna("").astype(str).to_numpy()
+                if "condition" in ctl.columns
+                else ""
+            ),
             "control_source": ctl["control_source"].to_numpy(),
             "control_sample_id": ctl["sample_id"].to_numpy(),
             "baseline_sample_id": ctl["sample_id_unstim"].fillna("").to_numpy(),
@@ -205,14 +211,24 @@ def _control_for_pairs(
     controls: pd.DataFrame,
     positive_control: Mapping[str, bool] | pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """One control verdict per stimulated tube: user verdict, control tube, or own ILC gate."""
+    """One control verdict per stimulated tube: user verdict, control tube, or own ILC gate.
+
+    A positive-control tube of the same batch and stimulation condition is preferred; any
+    control tube of the batch comes next (it shows that the AREG stain works in the batch),
+    then the stimulated tube's own ILC gate.
+    """
     out = pd.DataFrame(
         {
             "sample_id": pairs["sample_id"].unique(),
         }
     )
-    batch_of = pairs.drop_duplicates("sample_id").set_index("sample_id")["batch"]
-    out["batch"] = out["sample_id"].map(batch_of)
+    first = pairs.drop_duplicates("sample_id").set_index("sample_id")
+    out["batch"] = out["sample_id"].map(first["batch"])
+    condition_of = (
+        out["sample_id"].map(first["condition"]).fillna("").astype(str)
+        if "condition" in first.columns
+        else pd.Series("", index=out.index)
+    )
     out["control_source"] = ""
     out["control_sample_id"] = ""
     out["control_net"] = np.nan
@@ -224,9 +240,11 @@ def _control_for_pairs(
         pick = None
         if (hits := tube[tube["batch"] == batch]).shape[0]:
             order = hits.assign(
-                _ok=hits["passed"].fillna(False).astype(bool), _known=hits["passed"].notna()
+                _same=hits["condition"].astype(str) == condition_of.iat[i],
+                _ok=hits["passed"].fillna(False).astype(bool),
+                _known=hits["passed"].notna(),
             )
-            pick = order.sort_values(["_ok", "_known", "ci_low"], ascending=False).iloc[0]
+            pick = order.sort_values(["_same", "_ok", "_known", "ci_low"], ascending=False).iloc[0]
         elif (hits := own[own["control_sample_id"] == sid]).shape[0]:
             pick = hits.iloc[0]
         if pick is not None:

@@ -1,30 +1,69 @@
 """What every repair score must be read with (BIOLOGY.md sections 3, 4 and 6c, in our words).
 
+Corrected with the AREG literature: human blood NK cells make AREG protein (Wang et al.,
+EMBO J 2023;42:e114153), most in CD56bright NK, induced by IL-2, IL-15 or TCF7/WNT and not by
+inflammatory cytokines, inhibited by TGF-beta1; mouse NK cells have not been shown to make it.
+Glucocorticoids induce AREG in NK cells through NR3C1, and AREG+ NK in skin tumours are
+pro-tumour and immunosuppressive (Wei et al., Adv Sci 2025, doi 10.1002/advs.202512620), so
+the sample's context (tissue kind, glucocorticoid exposure) decides what a flag means.
+
 The text travels with every :class:`~nkflow.tl.score.ScoreResult` (``result.caveats``), in
-each scored table (``DataFrame.attrs["caveats"]`` and a short ``caveat`` column) and is meant
-to be printed at the top of every CSV (:func:`caveats_comment`) and in the HTML report.
+each scored table (``DataFrame.attrs["caveats"]`` and a short ``caveat`` column), at the top
+of every CSV (:func:`caveats_comment`) and in the HTML report.
 """
 
 from __future__ import annotations
 
-__all__ = ["CAVEATS", "SHORT_CAVEAT", "caveats_comment", "caveats_text"]
+__all__ = [
+    "CAVEATS",
+    "CONTEXT_INTERPRETATION",
+    "EVIDENCE",
+    "KEY_CAVEAT",
+    "SHORT_CAVEAT",
+    "caveats_comment",
+    "caveats_text",
+]
 
+#: one line for figures and the ``caveat`` column of every scored table
 SHORT_CAVEAT = (
-    "AREG+ NK is an unproven hypothesis (no published report of AREG protein in NK cells); "
-    "a flag is evidence to test, not a demonstrated repair function"
+    "AREG+ NK is reported in human blood NK (CD56bright-enriched, IL-2/IL-15-induced), not in "
+    "mouse NK; each assay must still prove it against FMO, unstimulated and positive controls; "
+    "in tumour or after glucocorticoids AREG+ NK may be pro-tumour, not repair; a flag is a "
+    "hypothesis to test"
+)
+
+#: the statement the report puts first
+KEY_CAVEAT = (
+    "Human blood NK cells make AREG (most in CD56bright, induced by IL-2/IL-15); mouse NK have "
+    "not been shown to, so mouse AREG scores are exploratory. Every assay must still prove "
+    "AREG+ NK against FMO, unstimulated and positive controls, and in tumour tissue or after "
+    "glucocorticoids (e.g. dexamethasone) AREG+ NK may be pro-tumour rather than repair."
 )
 
 CAVEATS: tuple[str, ...] = (
-    "AREG+ NK cells are a hypothesis. We know of no published primary report of AREG protein "
-    "in human or mouse NK cells, so every assay has to prove it: an AREG FMO sets the cut-off, "
-    "an unstimulated tube sets the background, and an AREG-producing positive control (ILC2 or "
-    "Treg in the ILC gate) must respond in the same batch before any NK population is flagged.",
+    "What is reported: human blood NK cells make AREG protein (Wang et al., EMBO J "
+    "2023;42:e114153), more in CD56bright than in CD56dim NK or ILCs; it is induced by IL-2, "
+    "IL-15 or TCF7/WNT signalling, not by inflammatory cytokines, and inhibited by TGF-beta1. "
+    "Expect CD56bright >= CD56dim: nkflow reports that comparison per tube (a consistency "
+    "read-out, not a flag rule).",
+    "What is not reported: mouse NK cells have not been shown to make AREG. Mouse AREG scores "
+    "and flags are exploratory and labelled so in every table and in the report.",
+    "Context decides the meaning: glucocorticoids induce AREG in NK cells through NR3C1, and "
+    "AREG+ NK in skin tumours are pro-tumour and immunosuppressive (Wei et al., Adv Sci 2025, "
+    "doi 10.1002/advs.202512620). Dexamethasone is routine in cancer treatment, so AREG+ NK "
+    "after treatment, in tumour tissue or in a glucocorticoid condition can mean steroid-driven "
+    "immunosuppression rather than repair; such rows carry that interpretation beside the flag.",
+    "Every assay must still show it: an AREG FMO sets the cut-off, the unstimulated tube of the "
+    "same donor, tissue, timepoint and batch sets the background for each stimulation "
+    "condition, and an AREG-producing positive control (ILC2 or Treg in the ILC gate) must "
+    "respond in the same batch before any NK population is flagged.",
     "Anti-AREG antibodies for flow cytometry have little independent validation. Confirm with an "
     "AREG-high control and, where possible, AREG in the culture supernatant (ELISA).",
     "Intracellular staining sees the membrane precursor (pro-AREG). ADAM17 sheds it, and the "
     "choice of brefeldin A and/or monensin changes how much stays in the cell.",
-    "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD16 and CD62L). "
-    "Run a cytokine condition too (IL-18/IL-33, or IL-12/IL-15/IL-18).",
+    "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD16 and CD62L); "
+    "the natural inducers are IL-2 and IL-15, so score a cytokine condition too. Each condition "
+    "is scored against its own unstimulated partner and shown side by side.",
     "Enzymatic digestion (collagenase) changes CD56 and other epitopes; CD69 rises with "
     "digestion and with stimulation, so residency is read from the unstimulated tube and is "
     "context, not part of the score.",
@@ -38,6 +77,20 @@ CAVEATS: tuple[str, ...] = (
     "mouse wound models NK cells can even delay repair (Cavalcante-Silva 2023).",
     "A high score or a flag is a hypothesis to test, not a demonstrated repair function.",
 )
+
+#: ``evidence`` column of every scored row, by species
+EVIDENCE: dict[str, str] = {
+    "human": "reported in human NK (Wang 2023); this assay must still prove it with its controls",
+    "mouse": "exploratory: AREG has not been shown in mouse NK cells",
+}
+
+#: ``interpretation`` of a row by context code (tumour, peri-tumour, glucocorticoid)
+CONTEXT_INTERPRETATION: dict[str, str] = {
+    "tumour": "tumour tissue",
+    "peri-tumour": "peri-tumour tissue",
+    "glucocorticoid": "glucocorticoid exposure",
+    "glucocorticoid condition": "a glucocorticoid stimulation condition",
+}
 
 
 def caveats_text() -> str:

@@ -5,6 +5,11 @@ feasible: sign-flip permutation of paired differences (exact enumeration up to 1
 label permutation between groups (exact up to 20 000 arrangements), with Hodges-Lehmann
 effects and their distribution-free intervals where the sample size allows a 95% interval.
 p-values are Benjamini-Hochberg adjusted across the rows of each output table.
+
+Tests are per stimulation condition and population by default (``by=None``): an IL-15 and a
+PMA/iono response are different read-outs and are never pooled. Add context columns to ``by``
+to stratify, e.g. ``by=("condition", "tissue_kind", "population")`` so that tumour and
+normal tissue (where AREG+ NK may mean different things) are tested apart.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ __all__ = ["benjamini_hochberg", "compare_groups", "compare_paired"]
 logger = logging.getLogger(__name__)
 
 _EXACT_PAIRS = 16
+_DEFAULT_BY = ("condition", "population")
 _EXACT_ARRANGEMENTS = 20_000
+
+
+def _strata(scores: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
+    """``by`` as given, or condition and population (those present) when ``None``."""
+    if by is not None:
+        return list(by)
+    return [c for c in _DEFAULT_BY if c in scores.columns] or ["population"]
 
 
 def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -108,7 +121,7 @@ def compare_paired(
     value: str = "areg_net",
     timepoint_key: str = "timepoint",
     pair_on: Sequence[str] = ("donor", "tissue"),
-    by: Sequence[str] = ("population",),
+    by: Sequence[str] | None = None,
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
@@ -130,7 +143,10 @@ def compare_paired(
         Columns identifying one unit measured twice; add ``"batch"`` to pair only within
         a batch (BIOLOGY.md asks for matched tissue and batch where the design allows).
     by
-        One test per combination of these columns (each population by default).
+        One test per combination of these columns; ``None``: per stimulation condition and
+        population (``condition`` when the table has it). Add context columns
+        (``tissue_kind``) to stratify; a column that changes between the two timepoints
+        (``glucocorticoid`` when steroids came with the treatment) would break the pairs.
     confidence
         Coverage of the Hodges-Lehmann interval.
     n_resamples
@@ -147,6 +163,7 @@ def compare_paired(
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_sign`` (exact sign test),
         ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
     """
+    by = _strata(scores, by)
     for col in [value, timepoint_key, *pair_on, *by]:
         if col not in scores.columns:
             raise ConfigError(
@@ -268,7 +285,7 @@ def compare_groups(
     groups: Sequence[str] | None = None,
     value: str = "areg_net",
     unit_on: Sequence[str] = ("donor", "tissue"),
-    by: Sequence[str] = ("population",),
+    by: Sequence[str] | None = None,
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
@@ -289,7 +306,9 @@ def compare_groups(
         Columns identifying one independent unit; its tubes are averaged first, so a donor
         never counts twice.
     by
-        One test per combination of these columns (each population by default).
+        One test per combination of these columns; ``None``: per stimulation condition and
+        population (``condition`` when the table has it). Add context columns
+        (``tissue_kind``, ``glucocorticoid``) to stratify.
     confidence
         Coverage of the Hodges-Lehmann shift interval (exact Mann-Whitney distribution).
     n_resamples
@@ -305,6 +324,7 @@ def compare_groups(
         ``ci_low``, ``ci_high``, ``p_value`` (label permutation of the mean difference),
         ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
     """
+    by = _strata(scores, by)
     for col in [value, group_key, *unit_on, *by]:
         if col not in scores.columns:
             raise ConfigError(

@@ -1,7 +1,9 @@
 """Stage 2 of repair scoring: the repair profile and its flags, from per-sample counts.
 
 Per population and stimulated/unstimulated pair (same donor, tissue, timepoint and batch),
-BIOLOGY.md 6(c) asks for separate, auditable parts, never one opaque number:
+per stimulation condition (the sheet's ``stimulation`` of each stimulated tube: IL-15, IL-2,
+PMA/iono, dexamethasone ...), BIOLOGY.md 6(c) asks for separate, auditable parts, never one
+opaque number:
 
 1. trophic response: AREG_net = %AREG+ (stim) - %AREG+ (unstim), Newcombe interval;
 2. polarisation: RI = net AREG+IFN-g- / (net AREG+IFN-g- + net AREG-IFN-g+), next to IFN-g_net;
@@ -9,15 +11,20 @@ BIOLOGY.md 6(c) asks for separate, auditable parts, never one opaque number:
 4. residency context: fraction in the trNK gate, from the unstimulated tube (not in the score).
 
 A population is flagged AREG-responsive only when every rule passes, including the batch's
-positive control; each flag row lists the numbers, the rule that raised it or the rules that
-failed. AREG+ NK cells are a hypothesis (see :mod:`nkflow.tl.caveats`).
+positive control and the condition may flag (config ``[flag] conditions``); each flag row lists
+the numbers, the rule that raised it or the rules that failed. Every row carries its
+``evidence`` (human: reported, Wang 2023; mouse: exploratory) and, in tumour / peri-tumour
+tissue, after glucocorticoid exposure or in a glucocorticoid condition, the
+``interpretation`` that AREG+ NK there may be pro-tumour (Wei 2025). A CD56bright vs CD56dim
+read-out per tube (``bright_dim``) is reported, never used as a rule (see
+:mod:`nkflow.tl.caveats`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ import pandas as pd
 
 from ..exceptions import ConfigError, MetadataError
 from ._score_config import ScoringConfig, load_scoring_config
+from ._score_context import EXPLORATORY_PREFIX, add_context, bright_dim, evidence, interpretation
 from ._score_parts import (
     _NUMERIC_RULES,
     PAIR_KEY,
@@ -52,6 +60,9 @@ _META_COLUMNS = [
     "role",
     "batch",
     "species",
+    "tissue_kind",
+    "glucocorticoid",
+    "treatment",
 ]
 
 #: rule codes a flag row can carry, with what they mean
@@ -62,6 +73,7 @@ RULES: dict[str, str] = {
     "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
     "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
     "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
+    "CONDITION_NOT_FLAGGABLE": "stimulation condition not in the config's [flag] conditions",
     "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
     "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
     "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
@@ -82,6 +94,11 @@ NOTES: dict[str, str] = {
         "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
         "response compares unlike with unlike"
     ),
+    "BRIGHT_BELOW_DIM": (
+        "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
+        "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
+        "read-out, not a rule"
+    ),
 }
 
 
@@ -100,6 +117,8 @@ class ScoreResult:
         the numbers themselves.
     controls
         One row per positive-control evaluation (control tube or stimulated tube's ILC gate).
+    bright_dim
+        CD56bright vs CD56dim AREG net per stimulated tube (consistency read-out).
     caveats
         The text to print with every scored output.
     config
@@ -111,6 +130,7 @@ class ScoreResult:
     controls: pd.DataFrame
     caveats: str
     config: ScoringConfig
+    bright_dim: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def flagged(self) -> pd.DataFrame:
         """Return the flag rows of AREG-responsive populations."""
@@ -122,14 +142,19 @@ class ScoreResult:
         Parameters
         ----------
         table
-            ``"scores"``, ``"flags"`` or ``"controls"``.
+            ``"scores"``, ``"flags"``, ``"controls"`` or ``"bright_dim"``.
 
         Returns
         -------
         str
             Readable back with ``pandas.read_csv(..., comment="#")``.
         """
-        frames = {"scores": self.scores, "flags": self.flags, "controls": self.controls}
+        frames = {
+            "scores": self.scores,
+            "flags": self.flags,
+            "controls": self.controls,
+            "bright_dim": self.bright_dim,
+        }
         if table not in frames:
             raise ValueError(f"unknown table {table!r}; valid: {', '.join(frames)}")
         body = frames[table].to_csv(index=False, lineterminator="\n", float_format="%.10g")
@@ -154,11 +179,13 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     if len(dup):
         raise MetadataError(where, [f"sample_id {s!r} appears more than once" for s in dup])
     role, stim = meta["role"].str.lower(), meta["stimulation"].str.lower()
+    # `role` says stim/unstim; `stimulation` names the condition (any name but "unstim" and
+    # "" is a stimulated tube of a plain `sample` row)
     kind = np.select(
         [
             role.str.startswith(("fmo:", "single_stain:")) | (role == "unstained"),
             role == "positive_control",
-            (role == "stim") | ((stim == "stim") & role.isin(["", "sample"])),
+            (role == "stim") | (~stim.isin(["", "unstim"]) & role.isin(["", "sample"])),
             (role == "unstim") | ((stim == "unstim") & role.isin(["", "sample"])),
         ],
         ["control_stain", "positive_control", "stim", "unstim"],
@@ -166,6 +193,13 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     )
     meta["kind"] = kind
     return meta[[*_META_COLUMNS, "kind"]]
+
+
+def _context_meta(meta: pd.DataFrame, cfg: ScoringConfig) -> pd.DataFrame:
+    out = add_context(meta, cfg.glucocorticoid_conditions)
+    species = out["species"].str.lower()
+    out["species"] = np.where(species == "", cfg.species, species)
+    return out
 
 
 # ----------------------------------------------------------------------- messages
@@ -198,6 +232,8 @@ def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> s
         "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
         "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
         "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
+        "CONDITION_NOT_FLAGGABLE": f"condition {row['condition']!r} not in "
+        f"[flag] conditions {list(cfg.conditions)}",
         "EVENTS_BELOW_MIN": f"events {row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} "
         f"< {cfg.min_events}",
         "AREG_EVENTS_BELOW_MIN": f"AREG+ events {row['n_areg_stim']:.0f} < {cfg.min_areg_events}",
@@ -207,6 +243,15 @@ def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> s
         "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
     }
     return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
+
+
+def _worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
+    """Prefix mouse rows as exploratory; add the context interpretation to every flag."""
+    if row["exploratory"]:
+        message = EXPLORATORY_PREFIX + message
+    if flagged and row["interpretation"]:
+        message += f"; {row['interpretation']}"
+    return message
 
 
 def _zscore(x: pd.Series) -> pd.Series:
@@ -253,6 +298,7 @@ def score(
         species = set(meta["species"].str.lower()) - {""}
         config = "mouse" if species == {"mouse"} else "human"
     cfg = load_scoring_config(config)
+    meta = _context_meta(meta, cfg)
     need = ["sample_id", "population", *COUNT_COLUMNS]
     lacking = [col for col in need if col not in counts.columns]
     if lacking:
@@ -285,10 +331,16 @@ def score(
         min_events=cfg.min_events,
         conf=conf,
     )
-    s = pairs[["batch", "donor", "tissue", "timepoint", "sample_id"]].copy()
+    s = pairs[["batch", "donor", "tissue", "timepoint", "condition", "sample_id"]].copy()
     s["unstim_sample_id"] = pairs["sample_id_unstim"].fillna("").to_numpy()
     s["population"] = pairs["population"].to_numpy()
     s["flaggable"] = [cfg.is_flaggable(p) for p in s["population"]]
+    s["condition_may_flag"] = [cfg.condition_may_flag(k) for k in s["condition"]]
+    for col in ("species", "tissue_kind", "glucocorticoid", "treatment", "context"):
+        s[col] = pairs[col].fillna("").astype(str).to_numpy()
+    s["exploratory"] = (s["species"] == "mouse").to_numpy()
+    s["evidence"] = [evidence(sp) for sp in s["species"]]
+    s["interpretation"] = [interpretation(ctx) for ctx in s["context"]]
     for col in ("n_events", "n_areg"):
         s[f"{col}_stim"] = pairs[f"{col}_stim"].to_numpy(float)
         s[f"{col}_unstim"] = pairs[f"{col}_unstim"].to_numpy(float)
@@ -343,6 +395,8 @@ def score(
             f.append("AREG_THRESHOLD_NOT_FMO")
         if not s["flaggable"].iat[i]:
             f.append("NOT_FLAGGABLE")
+        if not s["condition_may_flag"].iat[i]:
+            f.append("CONDITION_NOT_FLAGGABLE")
         if has_unstim[i] and not no_areg[i]:
             f += [r for r in _NUMERIC_RULES if res[r][i]]
         if cfg.require_positive_control:
@@ -359,15 +413,16 @@ def score(
     if cfg.ranking and len(s):
         ok = s["flaggable"].to_numpy() & np.isfinite(s["areg_net"].to_numpy())
         sub = s[ok]
-        z = sub.groupby("batch")["areg_net"].transform(_zscore) + sub.groupby("batch")[
+        within = ["batch", "condition"]  # conditions are never ranked against each other
+        z = sub.groupby(within)["areg_net"].transform(_zscore) + sub.groupby(within)[
             "ri"
         ].transform(_zscore)
         if cfg.residency_in_score:
-            z = z + sub.groupby("batch")["residency_fraction"].transform(_zscore)
+            z = z + sub.groupby(within)["residency_fraction"].transform(_zscore)
         s.loc[ok, "order_score"] = z
         s.loc[ok, "order_rank"] = (
             s.loc[ok]
-            .groupby("batch")["order_score"]
+            .groupby(within)["order_score"]
             .rank(ascending=False, method="min")
             .astype("Int64")
         )
@@ -380,18 +435,29 @@ def score(
             "donor",
             "tissue",
             "timepoint",
+            "condition",
             "sample_id",
             "unstim_sample_id",
             "population",
             "areg_responsive",
             "repair_biased",
+            "species",
+            "exploratory",
+            "tissue_kind",
+            "glucocorticoid",
+            "treatment",
+            "context",
         ]
     ].copy()
     flags["rule"] = np.where(
         s["repair_biased"], "REPAIR_BIASED", np.where(responsive, "AREG_RESPONSIVE", "")
     )
     flags["failed_rules"] = [";".join(f) for f in failed_all]
-    flags["message"] = [_message(r, f, cfg) for r, f in zip(records, failed_all, strict=True)]
+    flags["message"] = [
+        _worded(_message(r, f, cfg), r, not f) for r, f in zip(records, failed_all, strict=True)
+    ]
+    pairs_bd = bright_dim(s, cfg.consistency_bright, cfg.consistency_dim)
+    low_bright = set(pairs_bd.loc[pairs_bd["bright_below_dim"].astype(bool), "sample_id"])
     below = s["areg_net_ci_high"].to_numpy(float) < 0.0
     mismatch = {
         key: ~np.isclose(
@@ -414,6 +480,11 @@ def score(
         bad = [names[k] for k, m in mismatch.items() if m[i]]
         if bad:
             note.append("THRESHOLD_MISMATCH:" + ",".join(bad))
+        if s["sample_id"].iat[i] in low_bright and s["population"].iat[i] in (
+            cfg.consistency_bright,
+            cfg.consistency_dim,
+        ):
+            note.append("BRIGHT_BELOW_DIM")
         notes.append(";".join(note))
     flags["notes"] = notes
     if below.any():
@@ -433,11 +504,13 @@ def score(
         "control_passed",
         "control_net",
         "control_ci_low",
+        "evidence",
+        "interpretation",
         "caveat",
     ):
         flags[col] = s[col].to_numpy()
     text = caveats_text()
-    for table in (s, flags, controls):
+    for table in (s, flags, controls, pairs_bd):
         table.attrs["caveats"] = text
     logger.info(
         "scored %d population x tube rows; %d AREG-responsive", len(s), int(responsive.sum())
@@ -448,4 +521,5 @@ def score(
         controls=controls,
         caveats=text,
         config=cfg,
+        bright_dim=pairs_bd,
     )

@@ -1,0 +1,229 @@
+"""Analysis design around scoring: clustering that stimulation cannot split, one phenotype row
+per donor/tissue/timepoint in frequency summaries, timepoints in the sheet's order, per-condition
+figures, and the clearance axis without an NKG2D cut-off."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from nkflow.config import ClusteringConfig, RunConfig
+from nkflow.pipeline.run import _comparisons, _score_figures, timepoint_order
+from nkflow.pipeline.steps import STIMULATION_LABILE_MARKERS, cluster_batch, is_stimulated
+from nkflow.pl.populations import frequencies, group_labels, group_order, phenotype_rows
+from nkflow.pl.score import repair_profile, repair_profiles
+from nkflow.report.repair import repair_section
+from nkflow.report.sections import _population_summary
+from nkflow.tl.score import score
+
+# --------------------------------------------------------------------------- clustering
+MARKERS = ["CD56", "CD16", "CD69", "CD62L", "CD49a", "AREG"]
+
+
+def _tube(sid: str, stim: bool, seed: int, n: int = 600) -> ad.AnnData:
+    """NK tube: 20 % CD56bright (CD16-, CD62L+), 30 % CD49a+ CD69+; stimulation sheds CD16
+    and CD62L and raises CD69 (BIOLOGY.md section 4) but leaves CD56 and CD49a alone."""
+    rng = np.random.default_rng(seed)
+    bright, tr = rng.random(n) < 0.2, rng.random(n) < 0.3
+    shift = 2.5 if stim else 0.0
+    x = np.column_stack(
+        [
+            np.where(bright, 3.5, 2.0),
+            np.where(bright, 0.3, 3.0) - shift,
+            np.where(tr, 3.0, 0.3) + shift,
+            np.where(bright, 3.0, 1.0) - 0.6 * shift,
+            np.where(tr, 3.0, 0.3),
+            np.full(n, 0.3),
+        ]
+    ) + rng.normal(0.0, 0.2, (n, len(MARKERS)))
+    var = pd.DataFrame({"marker": MARKERS, "kind": "fluorescence"},
+                       index=[f"ch{i}" for i in range(len(MARKERS))])  # fmt: skip
+    adata = ad.AnnData(x.astype(np.float32), var=var)
+    adata.obs_names = [f"{sid}_{i}" for i in range(n)]
+    adata.obs["NK"] = True
+    adata.uns["nkflow"] = {"sample": {"sample_id": sid, "tissue": "blood", "batch": "b"}}
+    return adata
+
+
+def _cluster(**kwargs):
+    tubes = {"u1": _tube("u1", False, 1), "s1": _tube("s1", True, 2),
+             "u2": _tube("u2", False, 3), "s2": _tube("s2", True, 4)}  # fmt: skip
+    loads = dict.fromkeys(tubes, 0)
+
+    def loader(sid):
+        def load():
+            loads[sid] += 1
+            return tubes[sid].copy()
+
+        return load
+
+    cfg = dataclasses.replace(
+        RunConfig(), clustering=ClusteringConfig(xdim=4, ydim=4, n_metaclusters=4)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no AREG thresholds in these tubes
+        res = cluster_batch({k: loader(k) for k in tubes}, cfg, **kwargs)
+    wide = res.abundance.pivot_table(index="sample_id", columns="metacluster", values="percent")
+    return res, wide.fillna(0.0), loads
+
+
+def _split(wide: pd.DataFrame) -> float:
+    """Largest metacluster abundance difference between a stim and an unstim tube (pts)."""
+    stim, unstim = wide.loc[["s1", "s2"]].mean(), wide.loc[["u1", "u2"]].mean()
+    return float((stim - unstim).abs().max())
+
+
+def test_pooled_clustering_on_labile_markers_splits_by_stimulation():
+    _, wide, _ = _cluster()
+    assert _split(wide) > 50  # the failure the issue found: metaclusters = stimulation
+
+
+def test_fit_on_unstim_tubes_and_stable_markers_keeps_metaclusters_shared():
+    res, wide, loads = _cluster(fit_on={"u1", "u2"}, exclude_markers=STIMULATION_LABILE_MARKERS)
+    assert res.result.markers == ["CD56", "CD49a"]
+    assert _split(wide) < 5
+    # stimulated tubes are read once (mapped), never used to train
+    assert loads == {"u1": 2, "s1": 1, "u2": 2, "s2": 1}
+    assert set(res.counts["sample_id"]) == {"u1", "s1", "u2", "s2"}
+
+
+@pytest.mark.parametrize(
+    ("row", "stimulated"),
+    [
+        ({"role": "stim", "stimulation": "IL-15"}, True),
+        ({"role": "unstim", "stimulation": "unstim"}, False),
+        ({"role": "sample", "stimulation": "PMA/iono"}, True),
+        ({"role": "sample", "stimulation": ""}, False),
+        ({"role": "positive_control", "stimulation": "stim"}, True),
+        ({"role": "", "stimulation": "stim"}, True),
+    ],
+)
+def test_is_stimulated_reads_condition_names(row, stimulated):
+    assert is_stimulated(row) is stimulated
+
+
+# ------------------------------------------------------------------ frequency summaries
+def _sheet() -> pd.DataFrame:
+    rows = []
+    for donor in ("D1", "D2"):
+        for tp in ("pre", "post"):  # the sheet lists pre before post
+            for stim, role in (("unstim", "unstim"), ("stim", "stim"), ("IL-15", "stim")):
+                sid = f"{donor}_{tp}_{stim}"
+                rows.append(dict(sample_id=sid, donor=donor, tissue="blood", timepoint=tp,
+                                 stimulation=stim, role=role, batch="H1"))  # fmt: skip
+    rows.append(dict(sample_id="PC", donor="D1", tissue="blood", timepoint="pre",
+                     stimulation="stim", role="positive_control", batch="H1"))  # fmt: skip
+    rows.append(dict(sample_id="FMO", donor="D1", tissue="blood", timepoint="pre",
+                     stimulation="stim", role="fmo:AREG", batch="H1"))  # fmt: skip
+    rows.append(dict(sample_id="D3_pre_stim", donor="D3", tissue="blood", timepoint="pre",
+                     stimulation="stim", role="stim", batch="H1"))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _pops(meta: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        [dict(sample_id=s, population="NK", parent="CD3-", percent_of_parent=10.0 + i,
+              count=100, low_events=False) for i, s in enumerate(meta["sample_id"])]
+    )  # fmt: skip
+
+
+def test_phenotype_rows_one_per_donor_tissue_timepoint_controls_left_out():
+    meta = _sheet()
+    kept = phenotype_rows(_pops(meta), meta)
+    # the unstim tube of each key; D3 has only a stimulated tube, which then stands in
+    assert sorted(kept["sample_id"]) == sorted(
+        ["D1_pre_unstim", "D1_post_unstim", "D2_pre_unstim", "D2_post_unstim", "D3_pre_stim"]
+    )
+    summary = _population_summary(_pops(meta), meta)
+    assert list(summary.columns) == ["population", "parent", "blood · pre", "blood · post"]
+    assert summary.loc[0, "blood · pre"].endswith("n=3")  # not 7 (stim, IL-15, PC, FMO)
+    assert summary.loc[0, "blood · post"].endswith("n=2")
+
+
+def test_groups_follow_the_sheet_or_the_configured_timepoint_order():
+    meta = _sheet()
+    labels = group_labels(_pops(meta), meta)
+    assert group_order(labels, meta) == ["blood · pre", "blood · post"]
+    assert group_order(labels, meta, timepoint_order=["post"]) == ["blood · post", "blood · pre"]
+    meta.attrs["timepoint_order"] = ["post", "pre"]
+    assert group_order(labels, meta) == ["blood · post", "blood · pre"]
+    assert timepoint_order(_sheet()) == ["pre", "post"]
+    assert timepoint_order(_sheet(), ("post", "later")) == ["post", "pre"]
+    fig = frequencies(_pops(meta), meta)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["blood · post", "blood · pre"]
+
+
+# --------------------------------------------------------- scoring outputs in the run
+def _scored():
+    counts, meta = [], []
+    for donor, base in (("D1", 0), ("D2", 3)):
+        for tp, extra in (("pre", 0), ("post", 20)):
+            for stim, role, k in (("unstim", "unstim", 5), ("stim", "stim", 30 + extra + base),
+                                  ("IL-15", "stim", 25 + base)):  # fmt: skip
+                sid = f"{donor}_{tp}_{stim}"
+                meta.append(dict(sample_id=sid, donor=donor, tissue="blood", timepoint=tp,
+                                 stimulation=stim, role=role, batch="H1"))  # fmt: skip
+                for pop, n in (("NK", 1000), ("CD56bright", 200), ("CD56dim", 800), ("ILC", 200)):
+                    areg = k * n // 1000 if pop != "ILC" else (40 if role == "stim" else 2)
+                    counts.append(dict(sample_id=sid, population=pop, n_events=n, n_areg=areg,
+                                       n_ifng=0, n_nkg2d=pd.NA, n_cd107a=0, n_areg_only=areg,
+                                       n_ifng_only=0, n_areg_ifng=0, n_trnk=0,
+                                       threshold_areg=1.0, areg_rule="fmo_percentile:99.5",
+                                       areg_control_file="f.fcs"))  # fmt: skip
+    counts = pd.DataFrame(counts)
+    counts["n_nkg2d"] = counts["n_nkg2d"].astype("Int64")
+    return score(counts, pd.DataFrame(meta)), pd.DataFrame(meta)
+
+
+def test_comparisons_per_condition_in_sheet_timepoint_order():
+    result, meta = _scored()
+    comp = _comparisons(result.scores, timepoint_order(meta))
+    nk = comp[comp["population"] == "NK"].set_index("condition")
+    assert set(nk.index) == {"stim", "IL-15"}
+    assert set(comp["comparison"]) == {"post - pre"}
+    assert nk.loc["stim", "mean_difference"] == pytest.approx(2.0)
+    assert nk.loc["IL-15", "mean_difference"] == pytest.approx(0.0)
+    one_timepoint = result.scores.assign(timepoint="")
+    assert _comparisons(one_timepoint, timepoint_order(meta.assign(timepoint=""))).empty
+
+
+def test_one_repair_figure_per_condition_and_no_nkg2d_without_a_cut_off():
+    result, _ = _scored()
+    figures = _score_figures(result)
+    assert sorted(figures) == [
+        "repair_condition IL-15: AREG net, polarisation, clearance",
+        "repair_condition stim: AREG net, polarisation, clearance",
+    ]
+    with pytest.raises(ValueError, match="2 stimulation conditions"):
+        repair_profile(result)
+    profiles = repair_profiles(result)
+    assert list(profiles) == ["stim", "IL-15"]
+    fig = profiles["IL-15"]
+    assert isinstance(fig, Figure)
+    assert "IL-15" in fig._suptitle.get_text()
+    title = fig.axes[3].get_title()
+    assert "NKG2D not gated" in title and "triangle" not in title
+    assert len(fig.axes[3].collections) == 4  # trNK rings of the four IL-15 tubes, no NKG2D
+    fig.savefig(io.BytesIO(), format="png")
+
+
+def test_report_shows_conditions_side_by_side_and_the_bright_dim_read_out():
+    result, _ = _scored()
+    html = repair_section(
+        {"scores": result.scores, "flags": result.flags, "bright_dim": result.bright_dim},
+        result.caveats,
+        [],
+        [0],
+    )
+    assert "Stimulation conditions side by side" in html
+    assert "<th>IL-15</th>" in html and "<th>stim</th>" in html
+    assert "CD56bright vs CD56dim" in html
+    assert "Wang et al." in html and "Wei et al." in html
