@@ -292,7 +292,7 @@ def test_sheet_naming_a_hostile_file_is_refused_on_one_line(tmp_path: Path) -> N
 
 def test_config_key_neutralises_for_the_pipeline(tmp_path: Path) -> None:
     from nkflow.config import config_to_toml, load_config
-    from nkflow.pipeline.run import RunState
+    from nkflow.pipeline.state import RunState
 
     folder = tmp_path / "batch"
     folder.mkdir()

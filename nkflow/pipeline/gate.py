@@ -17,8 +17,8 @@ from ..io.write import safe_name, write_table
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
-from .run import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
 from .sample import load_sample
+from .state import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
 from .steps import ANALYSED_ROLES, is_stimulated
 
 __all__ = ["gate_files"]

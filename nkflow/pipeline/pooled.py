@@ -56,7 +56,7 @@ def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     state
-        The run's :class:`~nkflow.pipeline.run.RunState` (plan, executor, metadata).
+        The run's :class:`~nkflow.pipeline.state.RunState` (plan, executor, metadata).
     fmo
         The FMO stage's records: markers they cover are not pooled.
 

@@ -1,0 +1,339 @@
+"""The state of one batch run: metadata, per-sample status and summaries, the steps.
+
+:func:`nkflow.pipeline.run` drives a :class:`RunState` through its steps (FMO controls,
+samples in waves, tables); ``nkflow gate`` reuses it for its own loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import RunConfig
+from ..exceptions import FCSReadError, NkflowError, OutputFolderError
+from ..gating.apply import borrow_unstim_thresholds
+from ..gating.resolve import ResolvedTemplate
+from ..io import check_batch, read_batch
+from ..parallel import SampleExecutor, TaskOutcome
+from .outdir import OutputFolder
+from .plan import BatchPlan
+from .sample import SampleTask, process_control, process_sample
+from .steps import ANALYSED_ROLES, is_stimulated
+from .tables import THRESHOLD_COLUMNS, add_linear_thresholds, order_columns
+
+__all__ = [
+    "PAIR_KEY",
+    "STATUS_COLUMNS",
+    "ProgressCallback",
+    "RunState",
+    "failure_code",
+    "status_row",
+]
+
+logger = logging.getLogger("nkflow.pipeline.run")
+
+ProgressCallback = Callable[[str, int, int], None]
+PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+QC_FAIL_FRACTION = 0.5
+STATUS_COLUMNS = ["sample_id", "file", "role", "status", "reason_code", "message", "n_events",
+                  "n_kept"]  # fmt: skip
+
+
+def status_row(row: pd.Series, status: str, code: str, message: str, **extra: Any) -> dict:
+    """One row of the status table (one per input file)."""
+    return {
+        "sample_id": str(row["sample_id"]),
+        "file": str(row["file"]),
+        "role": str(row.get("role", "")),
+        "status": status,
+        "reason_code": code,
+        "message": message,
+        "n_events": extra.get("n_events", pd.NA),
+        "n_kept": extra.get("n_kept", pd.NA),
+    }
+
+
+def failure_code(exc: BaseException) -> tuple[str, str]:
+    """``(status, reason_code)`` for an exception raised while processing a file."""
+    if isinstance(exc, FCSReadError):
+        return "parse-failed", "FCS_READ"
+    if isinstance(exc, OutputFolderError):
+        return "failed", "OUTPUT_WRITE"
+    if isinstance(exc, NkflowError):
+        return "failed", type(exc).__name__
+    return "failed", f"UNEXPECTED_{type(exc).__name__}"
+
+
+class RunState:
+    """State of one run; methods are the steps, in order."""
+
+    def __init__(
+        self,
+        input_path: str | Path,
+        out_dir: str | Path,
+        config: RunConfig,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.input_path = Path(input_path)
+        self.config = config
+        self.folder = OutputFolder(out_dir)
+        self.progress = on_progress or (lambda stage, done, total: None)
+        meta = read_batch(
+            self.input_path,
+            panel=config.panel or None,
+            neutralise_formulas=config.metadata.neutralise_formulas,
+        ).metadata.copy()
+        for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
+            if col not in meta.columns:
+                meta[col] = ""
+            meta[col] = meta[col].fillna("").astype(str)
+        meta.loc[meta["role"] == "", "role"] = "sample"
+        self.meta = meta.reset_index(drop=True)
+        self.status: dict[str, dict] = {}
+        self.summaries: dict[str, dict] = {}
+        self.executor = SampleExecutor()  # serial unless run() opens a pool
+        self.plan = BatchPlan()  # set by run() before any work
+
+    # ------------------------------------------------------------------ helpers
+    def row(self, sample_id: str) -> pd.Series:
+        """The metadata row of a sample."""
+        return self.meta[self.meta["sample_id"] == sample_id].iloc[0]
+
+    def task(self, sample_id: str, **kwargs: Any) -> SampleTask:
+        """The picklable task of a sample: its row, config and planned template."""
+        row = self.row(sample_id)
+        plain = {k: (v if not pd.isna(v) else "") for k, v in row.to_dict().items()}
+        return SampleTask(
+            sample_id=sample_id,
+            path=str(row["path"]),
+            row=plain,
+            config=self.config,
+            template=self.plan.for_sample(sample_id),
+            keep_population=self.config.clustering.population,
+            **kwargs,
+        )
+
+    def fail(self, sample_id: str, exc: BaseException, detail: str = "") -> None:
+        """Record a sample's failure as its status row (and log it once, at -v)."""
+        status, code = failure_code(exc)
+        message = str(exc) if isinstance(exc, NkflowError) else f"{type(exc).__name__}: {exc}"
+        self.status[sample_id] = status_row(self.row(sample_id), status, code, message)
+        # the CLI prints one FAILED line per file; the log says it once more only with -v
+        logger.warning("sample %s failed: %s", sample_id, message)
+        if detail:
+            logger.debug("%s", detail)
+
+    # ------------------------------------------------------------------ steps
+    def inputs(self) -> list[Path]:
+        """Every input path of the run: the folder or sheet, each file, the panel."""
+        paths = [self.input_path, *(Path(p) for p in self.meta["path"].astype(str))]
+        if self.config.panel:
+            paths.append(Path(self.config.panel))
+        return paths
+
+    def check_consistency(self) -> pd.DataFrame:
+        """Compare the files of each species (panels differ between species by design)."""
+        frames = [
+            check_batch(group, panel=self.config.panel or None, raise_on_error=True).differences
+            for _, group in self.meta.groupby("species", sort=True)
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def skip_controls(self) -> None:
+        """Status rows for compensation and unstained controls, which are not analysed."""
+        for _, row in self.meta.iterrows():
+            role = str(row["role"])
+            if role.startswith(("single_stain:", "unstained")):
+                self.status[str(row["sample_id"])] = status_row(
+                    row, "skipped", "CONTROL_NOT_ANALYSED",
+                    "compensation/unstained control: not analysed by the pipeline",
+                )  # fmt: skip
+
+    def thresholds(self) -> pd.DataFrame:
+        """Batch-level FMO thresholds, one worker task per FMO tube."""
+        fmo = self.meta[self.meta["role"].str.startswith("fmo:")]
+        self.progress("controls", 0, len(fmo))
+        items = [(str(sid), self.task(str(sid))) for sid in fmo["sample_id"]]
+        found: dict[str, list] = {}
+        done = 0
+        for outcome in self.executor.map(process_control, items):
+            done += 1
+            if outcome.ok:
+                found[outcome.key] = outcome.value
+            else:
+                self.fail(outcome.key, outcome.error, outcome.detail)
+            self.progress("controls", done, len(fmo))
+        records = [r for sid, _ in items for r in found.get(sid, [])]
+        for sid, _ in items:
+            if sid not in self.status:
+                self.status[sid] = status_row(
+                    self.row(sid), "ok", "CONTROL", "FMO control: thresholds computed"
+                )
+        return pd.DataFrame.from_records(records)
+
+    def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
+        """Process the analysed tubes: unstimulated ones first, then their stimulated partners."""
+        todo = self.meta[self.meta["role"].isin(ANALYSED_ROLES)]
+        stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
+        waves = [todo[~stim], todo[stim]]
+        total = len(todo)
+        done = 0
+        self.progress("samples", 0, total)
+        for wave in waves:
+            items = []
+            for _, row in wave.iterrows():
+                sid = str(row["sample_id"])
+                work = self.folder.sample_dir(sid)
+                own, paired = self.stim_inputs(row, self.thresholds_for(row, thresholds))
+                task = self.task(
+                    sid,
+                    work_dir=str(work),
+                    out_root=str(self.folder.root),
+                    thresholds=own,
+                    paired_unstim=paired,
+                )
+                if resume:
+                    # reuse a finished sample only if everything it was computed from is
+                    # unchanged (its thresholds, its paired unstimulated tube, the config)
+                    previous = self.folder.sample_result(sid)
+                    if previous is not None and previous.get("fingerprint") == task.fingerprint():
+                        self._accept(sid, previous)
+                        done += 1
+                        continue
+                items.append((sid, task))
+            for outcome in self.executor.map(process_sample, items):
+                self._collect(outcome)
+                done += 1
+                self.progress("samples", done, total)
+
+    def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
+        """The batch-level thresholds that apply to one sample (tissue, batch, template)."""
+        if thresholds.empty:
+            return []
+        tpl = self.plan.for_sample(str(row["sample_id"]))
+        tpl = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl
+        sel = thresholds[
+            (thresholds["tissue"].astype(str) == str(row["tissue"]))
+            & (thresholds["batch"].astype(str) == str(row["batch"]))
+            & (thresholds["template"] == tpl)
+            & thresholds.get("sample_id", pd.Series("", thresholds.index))
+            .fillna("")
+            .astype(str)
+            .isin(["", str(row["sample_id"])])
+        ]
+        return sel.drop(columns=["template"]).to_dict("records")
+
+    def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
+        """The processed unstimulated partner (same donor, tissue, timepoint, batch)."""
+        if not is_stimulated(row):
+            return None
+        key = tuple(str(row[c]) for c in PAIR_KEY)
+        for sid, summary in self.summaries.items():
+            other = self.row(sid)
+            if is_stimulated(other) or str(other["role"]) == "positive_control":
+                continue
+            if tuple(str(other[c]) for c in PAIR_KEY) == key:
+                return sid, summary
+        return None
+
+    def stim_inputs(
+        self, row: pd.Series, batch_thresholds: list[dict]
+    ) -> tuple[list[dict], list[dict] | None]:
+        """Thresholds and paired populations for a tube.
+
+        A stimulated tube takes the residency phenotype from its unstimulated partner,
+        and, for markers without an FMO control, the partner's own cut-off: stimulated
+        and unstimulated tubes must be cut at the same value for a net response to mean
+        anything (BIOLOGY.md section 4: gates set on unstimulated cells or FMOs).
+        """
+        paired = self._paired(row)
+        if paired is None:
+            return batch_thresholds, None
+        sid, summary = paired
+        borrowed = borrow_unstim_thresholds(
+            summary["thresholds"], batch_thresholds, control_file=str(self.row(sid)["file"])
+        )
+        return batch_thresholds + borrowed, summary["populations"]
+
+    def _collect(self, outcome: TaskOutcome) -> None:
+        if not outcome.ok:
+            self.fail(outcome.key, outcome.error, outcome.detail)
+            return
+        self._accept(outcome.key, outcome.value)
+
+    def _accept(self, sid: str, summary: dict) -> None:
+        self.summaries[sid] = summary
+        n_events, n_kept = int(summary["n_events"]), int(summary["n_kept"])
+        row = self.row(sid)
+        if n_events and n_kept < QC_FAIL_FRACTION * n_events:
+            self.status[sid] = status_row(
+                row, "qc-failed", "QC_REMOVED_MOST",
+                f"QC removed {n_events - n_kept} of {n_events} events "
+                f"(more than {QC_FAIL_FRACTION:.0%}); excluded from clustering and scoring",
+                n_events=n_events, n_kept=n_kept,
+            )  # fmt: skip
+        else:
+            self.status[sid] = status_row(
+                row, "ok", "OK", "; ".join(summary.get("warnings", [])[:3]),
+                n_events=n_events, n_kept=n_kept,
+            )  # fmt: skip
+
+    def ok_samples(self) -> list[str]:
+        """Samples that were analysed and passed QC, in sheet order."""
+        return [
+            str(s) for s in self.meta["sample_id"]
+            if self.status.get(str(s), {}).get("status") == "ok" and str(s) in self.summaries
+        ]  # fmt: skip
+
+    def gather(self, key: str) -> pd.DataFrame:
+        """One table from every processed sample's summary (``populations``, ``counts``, ...)."""
+        frames = [
+            pd.DataFrame.from_records(self.summaries[s][key])
+            for s in self.meta["sample_id"].astype(str)
+            if s in self.summaries and self.summaries[s][key]
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def thresholds_table(self, batch_level: pd.DataFrame) -> pd.DataFrame:
+        """Batch-level and per-sample thresholds, in contract order, with linear units."""
+        parts = [batch_level.drop(columns=["template"], errors="ignore"),
+                 self.gather("thresholds")]  # fmt: skip
+        parts = [t for t in parts if not t.empty]
+        if not parts:
+            return pd.DataFrame()
+        transforms = {
+            sid: s["transform"] for sid, s in self.summaries.items() if s.get("transform")
+        }
+        groups = {
+            str(r["sample_id"]): (str(r["tissue"]), str(r["batch"]))
+            for _, r in self.meta.iterrows()
+        }
+        table = add_linear_thresholds(pd.concat(parts, ignore_index=True), transforms, groups)
+        return order_columns(table, THRESHOLD_COLUMNS)
+
+    def qc_table(self) -> pd.DataFrame:
+        """One QC row per processed sample."""
+        rows = []
+        for sid in self.meta["sample_id"].astype(str):
+            if sid not in self.summaries:
+                continue
+            qc = self.summaries[sid].get("qc", {}) or {}
+            rows.append(
+                {
+                    "sample_id": sid,
+                    **{k: v for k, v in qc.items() if not isinstance(v, dict | list)},
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def status_table(self) -> pd.DataFrame:
+        """One status row per input file, in sheet order."""
+        rows = []
+        for _, row in self.meta.iterrows():
+            sid = str(row["sample_id"])
+            rows.append(self.status.get(sid) or status_row(row, "skipped", "NOT_RUN", "not run"))
+        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
