@@ -110,3 +110,35 @@ def test_broken_toml(tmp_path):
     p.write_text("[template\nname=")
     with pytest.raises(GatingTemplateError, match="not valid TOML"):
         validate_template(p)
+
+
+def test_deep_template_hierarchy_is_checked_without_recursion(tmp_path) -> None:
+    """A 2,000-deep chain of gates validates (no RecursionError); a cycle is still named."""
+    from nkflow.gating.template import validate_template
+
+    head = '[template]\nname = "deep"\nversion = "1"\nspecies = "human"\nanchor = "CD56"\n'
+    gates = [
+        f'[[gates]]\nid = "G{i}"\n'
+        + (f'parent = "G{i - 1}"\n' if i else "")
+        + 'kind = "threshold"\nmarker = "CD56"\nside = "pos"\nrule = "fixed"\nvalue = 0.5\n'
+        for i in range(2000)
+    ]
+    deep = tmp_path / "deep.toml"
+    deep.write_text(head + "\n".join(gates))
+    assert len(validate_template(deep).gates) == 2000
+    cyclic = tmp_path / "cyclic.toml"
+    cyclic.write_text(
+        head + "\n".join(gates[:3]).replace('id = "G0"\n', 'id = "G0"\nparent = "G2"\n')
+    )
+    with pytest.raises(GatingTemplateError, match="cycle"):
+        validate_template(cyclic)
+
+
+def test_deep_gate_list_orders_without_recursion() -> None:
+    """topological_order on a 5,000-deep chain (given leaf first) puts parents first."""
+    from nkflow.gating.gates import Dimension, RectangleGate, topological_order
+
+    dims = (Dimension("FL1", 0.0, None),)
+    chain = [RectangleGate(f"g{i}", f"g{i - 1}" if i else None, dims) for i in range(5000)]
+    ordered = topological_order(reversed(chain))
+    assert [g.id for g in ordered] == [g.id for g in chain]

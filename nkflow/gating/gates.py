@@ -245,25 +245,34 @@ def topological_order(gates: Iterable[Gate]) -> list[Gate]:
             raise GatingError(f"duplicate gate id {g.id!r}")
         by_id[g.id] = g
     out: list[Gate] = []
-    state: dict[str, int] = {}
-
-    def visit(gid: str, chain: tuple[str, ...]) -> None:
-        if state.get(gid) == 2:
-            return
-        if state.get(gid) == 1:
-            raise GatingError(f"gate cycle: {' -> '.join((*chain, gid))}")
-        if gid not in by_id:
-            raise GatingError(
-                f"gate {chain[-1]!r} refers to unknown gate {gid!r}; known: {', '.join(by_id)}"
-            )
-        state[gid] = 1
-        for d in _deps(by_id[gid]):
-            visit(d, (*chain, gid))
-        state[gid] = 2
-        out.append(by_id[gid])
-
+    done: set[str] = set()
+    # iterative depth-first search: a deep hierarchy cannot hit Python's recursion limit
     for g in glist:
-        visit(g.id, ())
+        if g.id in done:
+            continue
+        chain = [g.id]
+        on_chain = {g.id}
+        stack = [iter(_deps(g))]
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                stack.pop()
+                finished = chain.pop()
+                on_chain.discard(finished)
+                done.add(finished)
+                out.append(by_id[finished])
+                continue
+            if dep in done:
+                continue
+            if dep in on_chain:
+                raise GatingError(f"gate cycle: {' -> '.join((*chain, dep))}")
+            if dep not in by_id:
+                raise GatingError(
+                    f"gate {chain[-1]!r} refers to unknown gate {dep!r}; known: {', '.join(by_id)}"
+                )
+            chain.append(dep)
+            on_chain.add(dep)
+            stack.append(iter(_deps(by_id[dep])))
     return out
 
 

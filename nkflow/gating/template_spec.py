@@ -1,0 +1,126 @@
+"""What a gating template is made of: the frozen specs :mod:`nkflow.gating.template` parses.
+
+Kept apart from the parser so the resolver, the engine and the parser share one
+definition without importing each other (see :mod:`nkflow.gating.template` for the
+TOML format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import GatingTemplateError
+
+__all__ = [
+    "DENSITY_METHODS",
+    "FALLBACK_RULES",
+    "KINDS",
+    "OPS",
+    "RULES",
+    "SIDES",
+    "SPECIES",
+    "TECHNOLOGIES",
+    "DimSpec",
+    "GateSpec",
+    "Template",
+]
+
+KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
+RULES = ("valley", "gmm", "fmo", "mirror", "quantile", "fixed")
+FALLBACK_RULES = ("valley", "gmm", "mirror", "quantile")
+DENSITY_METHODS = ("debris", "singlets", "lymphocytes", "upper_cluster", "cytof_singlets")
+SIDES = ("pos", "neg")
+SPECIES = ("human", "mouse")
+OPS = ("and", "or", "not")
+TECHNOLOGIES = ("flow", "cytof")
+
+
+@dataclass(frozen=True)
+class DimSpec:
+    """How one marker condition of a gate is thresholded (see the module docstring)."""
+
+    marker: str
+    side: str = "pos"
+    rule: str = "valley"
+    value: float | None = None
+    percentile: float | None = None
+    on: str | None = None
+    unimodal: str = "negative"
+    min_prominence: float = 0.02
+    bw_adjust: float = 1.0
+    stim: str = "keep"
+    between: str = "top2"
+    fallback: str | None = None
+    any_of: tuple[str, ...] = ()
+    optional: bool = False
+    pool: bool = False
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """One gate of a template, before thresholds are known."""
+
+    id: str
+    parent: str | None
+    kind: str
+    rule: str = ""
+    method: str = ""
+    x: str = ""
+    y: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    dims: tuple[DimSpec, ...] = ()
+    quadrants: Mapping[str, str] = field(default_factory=dict)
+    op: str = ""
+    operands: tuple[str, ...] = ()
+    by_tissue: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    stim: str = "keep"
+    optional: bool = False
+    description: str = ""
+    alternatives: tuple[GateSpec, ...] = ()
+    bypass: bool = False
+    technology: tuple[str, ...] = ()
+
+    @property
+    def populations(self) -> list[str]:
+        """Population names this gate produces (its quadrants, or itself)."""
+        return list(self.quadrants) if self.kind == "quadrant" else [self.id]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A validated gating template."""
+
+    name: str
+    version: str
+    species: str
+    description: str
+    anchor: str
+    anchor_gate: str
+    technology: str
+    required_markers: tuple[str, ...]
+    optional_markers: tuple[str, ...]
+    terminal_populations: tuple[str, ...]
+    min_events: int
+    fmo_percentile: float
+    bootstrap: int
+    fmo_fallback: str
+    gates: tuple[GateSpec, ...]
+    path: str
+    hash: str
+
+    @property
+    def populations(self) -> list[str]:
+        """Every population name, in template order."""
+        return [p for g in self.gates for p in g.populations]
+
+    def gate(self, gate_id: str) -> GateSpec:
+        """The gate spec producing population ``gate_id``."""
+        for g in self.gates:
+            if gate_id in g.populations:
+                return g
+        raise GatingTemplateError(
+            f"{self.path}: no gate {gate_id!r}; gates: {', '.join(self.populations)}"
+        )
