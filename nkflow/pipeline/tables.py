@@ -29,7 +29,8 @@ POPULATION_COLUMNS = (
 )  # fmt: skip
 THRESHOLD_COLUMNS = (
     "sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low", "ci_high",
-    "value_linear", "ci_low_linear", "ci_high_linear", "rule", "control_file", "n_events",
+    "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence", "control_file",
+    "n_events", "disagrees", "note",
 )  # fmt: skip
 LINEAR = {"value": "value_linear", "ci_low": "ci_low_linear", "ci_high": "ci_high_linear"}
 
