@@ -241,10 +241,13 @@ def _summary(rec: dict[str, Any], time_run: bool, skipped: str | None) -> str:
             for s in rec["time_stretches"][:3]
         )
         more = f" and {n - 3} more" if n > 3 else ""
-        parts.append(
-            f"{rec['removed_time']:,} by time QC in {n} unstable stretch"
-            f"{'es' if n != 1 else ''}{': ' + where + more if n else ''}"
-        )
+        if n:
+            plural = "es" if n > 1 else ""
+            parts.append(
+                f"{rec['removed_time']:,} by time QC in {n} unstable stretch{plural}: {where}{more}"
+            )
+        else:
+            parts.append("0 by time QC (no unstable stretch)")
     text += (": " + "; ".join(parts) if parts else "") + ")."
     if time_run and skipped is not None:
         text += f" Time QC was skipped: {skipped}."

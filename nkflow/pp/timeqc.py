@@ -41,7 +41,7 @@ __all__ = ["qc_time"]
 log = logging.getLogger(__name__)
 
 _MAD_SCALE = 1.4826
-_REF_EVENTS = 100_000  # events of the reference distribution the ranks are taken in
+_REF_EVENTS = 20_000  # events of the reference distribution the ranks are taken in
 RATE = "flow rate"
 
 
@@ -120,11 +120,16 @@ def _rank_signals(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndar
     step = max(1, n // _REF_EVENTS)
     means = np.empty((edges.size - 1, p))
     se = np.empty(p)
+    cols = np.ascontiguousarray(x.T)  # one channel per row: fast column access
     for j in range(p):
-        col = x[:, j]
+        col = cols[j]
         ref = np.sort(col[::step])
-        u = np.searchsorted(ref, col, side="left") + np.searchsorted(ref, col, side="right")
-        u = u.astype(np.float64) / (2.0 * ref.size)
+        uniq, first = np.unique(ref, return_index=True)
+        below = np.append(first, ref.size).astype(np.float64)  # reference values < uniq[k]
+        k = np.searchsorted(uniq, col, side="right")  # uniq[k - 1] <= value < uniq[k]
+        tie = (k > 0) & (uniq[np.maximum(k - 1, 0)] == col)
+        # mid-rank: those below plus half those equal (below[k] when nothing is equal)
+        u = np.where(tie, 0.5 * (below[k - 1] + below[k]), below[k]) / ref.size
         means[:, j] = np.add.reduceat(u, edges[:-1]) / counts
         se[j] = float(u.std()) / np.sqrt(epb)
     return means, se
