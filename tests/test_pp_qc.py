@@ -306,7 +306,7 @@ def test_cost_linear_in_channels() -> None:
 
     def cost(p: int) -> float:
         best = np.inf
-        for _ in range(3):
+        for _ in range(3):  # best of 3: the machine may be busy
             adata = wide(p)
             t0 = time.perf_counter()
             qc(adata, remove=False)
@@ -314,4 +314,6 @@ def test_cost_linear_in_channels() -> None:
         return best
 
     cost(500)  # warm-up
-    assert cost(8_000) / cost(4_000) < 3.0  # linear ~2, quadratic ~4
+    sizes = np.array([2_000, 8_000, 32_000])
+    slope = np.polyfit(np.log(sizes), np.log([cost(p) for p in sizes]), 1)[0]
+    assert slope < 1.5  # time ~ channels^slope: linear 1, quadratic 2
