@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import anndata as ad
@@ -197,6 +198,22 @@ def test_time_qc_on_transformed_data() -> None:
     passed = adata.obs["qc_time_pass"].to_numpy()
     assert res["removed"] == adata.n_obs - passed.sum()
     assert not passed[12_100:13_900].any() and passed[:11_000].all()
+
+
+@pytest.mark.parametrize("guard", [0.0, 0.5, 3.0])
+def test_stretches_partition_the_removed_events(guard: float) -> None:
+    """Two clogs close together: stretches never overlap and add up to ``removed``."""
+    adata = acquisition(clog=(12_000, 14_000))
+    adata.X[15_500:17_000, 2:6] *= 0.6  # a second, signal-only shift
+    res = qc_time(adata, guard=guard)
+    failed = ~res["passed"]
+    stretches = res["stretches"]
+    assert sum(s["events"] for s in stretches) == res["removed"] == failed.sum()
+    for s, nxt in itertools.pairwise(stretches):
+        assert s["last_event"] < nxt["first_event"]
+    for s in stretches:
+        assert failed[s["first_event"] : s["last_event"] + 1].all()
+    assert failed[12_400:13_600].all() and failed[15_600:16_800].all()  # whole bins
 
 
 def test_time_qc_skips_unusable_time() -> None:

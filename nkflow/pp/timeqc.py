@@ -308,19 +308,23 @@ def qc_time(
     for a, b in _runs(~bad):
         if 0 < a and b < nb and b - a <= max_gap:
             bad[a:b] = True
-    stretches = []
+    gone = np.zeros(ev.size, dtype=bool)  # over the considered events
     pad = round(guard * epb)
     for a, b in _runs(bad):
         lo, hi = edges[a], edges[b]
         if shifted[a:b].any():
             lo, hi = max(0, lo - pad), min(ev.size, hi + pad)
-        rows = ev[lo:hi]
-        pass_[rows] = False
+        gone[lo:hi] = True
+    pass_[ev[gone]] = False
+    bin_of = np.minimum(np.arange(ev.size) // epb, nb - 1)
+    stretches = []
+    for lo, hi in _runs(gone):
+        a, b = int(bin_of[lo]), int(bin_of[hi - 1]) + 1
         stretches.append(
             {
-                "first_event": int(rows[0]),
-                "last_event": int(rows[-1]),
-                "events": int(rows.size),
+                "first_event": int(ev[lo]),
+                "last_event": int(ev[hi - 1]),
+                "events": int(hi - lo),
                 "time_start": float(t[lo]),
                 "time_end": float(t[hi - 1]),
                 "kind": "shift" if shifted[a:b].any() else "spike",
