@@ -1,13 +1,10 @@
 """Acquisition quality control: margin (saturated) events and unstable Time stretches.
 
-``qc_time`` follows the idea of PeacoQC (Emmaneel et al. 2022): cut the acquisition
-into consecutive bins of events, compute per bin the flow rate (events per unit of
-Time) and the median of every fluorescence channel, and remove whole bins whose
-signals are anomalous. Robust statistics only: a signal's bins are scored by
-``(value - median) / (1.4826 * MAD)``. A bin is anomalous when one score exceeds
-``mad_threshold`` (a spike), or when a run of at least ``min_run`` consecutive bins
-has a rolling-median score above ``shift_threshold`` (a sustained shift: a clog, a
-bubble, a drift). Short kept gaps between removed stretches are removed too.
+:func:`qc_margins` flags events at a channel's ceiling (and scatter piled at its
+floor); :func:`qc_time` (in :mod:`nkflow.pp.timeqc`) removes unstable stretches of the
+acquisition; :func:`qc` runs both and records what each removed, per file.
+Every step costs time linear in events x channels (a file declaring 100,000
+parameters is as cheap per value as one with 20).
 """
 
 from __future__ import annotations
@@ -18,16 +15,13 @@ from typing import Any
 
 import numpy as np
 from anndata import AnnData
-from scipy.ndimage import median_filter
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.pp.compensate import compensate_array
+from nkflow.pp.timeqc import _kinds, _label, qc_time
 
 __all__ = ["qc", "qc_margins", "qc_time"]
 
 log = logging.getLogger(__name__)
-
-_MAD_SCALE = 1.4826
 
 
 def _meta(adata: AnnData) -> dict[str, Any]:
@@ -36,27 +30,6 @@ def _meta(adata: AnnData) -> dict[str, Any]:
         meta = {}
         adata.uns["nkflow"] = meta
     return meta
-
-
-def _label(adata: AnnData) -> str:
-    sample = (adata.uns.get("nkflow") or {}).get("sample") or {}
-    return str(sample.get("sample_id") or sample.get("path") or "<sample>")
-
-
-def _kinds(adata: AnnData) -> list[str]:
-    if "kind" in adata.var.columns:
-        return [str(k) for k in adata.var["kind"]]
-    out = []
-    for name in map(str, adata.var_names):
-        up = name.upper()
-        out.append(
-            "time"
-            if up == "TIME"
-            else "scatter"
-            if up.startswith(("FSC", "SSC"))
-            else "fluorescence"
-        )
-    return out
 
 
 def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
@@ -71,15 +44,16 @@ def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
     x = np.take(src, cols, axis=1).astype(np.float32, copy=False)
     comp = meta.get("compensation") or {}
     if "compensated" in adata.layers and comp.get("channels") and comp.get("matrix"):
-        names = [str(c) for c in adata.var_names]
+        # raw = compensated @ S, only for the compensated channels among ``cols``
+        col_of = {str(c): j for j, c in enumerate(adata.var_names)}
         pos = {j: i for i, j in enumerate(cols)}
-        chans = [names.index(c) for c in comp["channels"]]
-        spill = np.asarray(comp["matrix"], dtype=np.float64)
-        full = np.take(src, chans, axis=1)
-        raw = compensate_array(full, np.linalg.inv(spill))  # comp @ S
-        for k, j in enumerate(chans):
-            if j in pos:
-                x[:, pos[j]] = raw[:, k]
+        chans = [col_of[c] for c in comp["channels"]]
+        need = [k for k, j in enumerate(chans) if j in pos]
+        if need:
+            spill = np.asarray(comp["matrix"], dtype=np.float64)[:, need]
+            raw = np.take(src, chans, axis=1).astype(np.float64) @ spill
+            for i, k in enumerate(need):
+                x[:, pos[chans[k]]] = raw[:, i]
     return x
 
 
@@ -128,19 +102,20 @@ def _margin_mask(
     names = [str(c) for c in adata.var_names]
     all_kinds = _kinds(adata)
     if channels is None:
-        chans = [c for c, k in zip(names, all_kinds, strict=True) if k in kinds or k in lower_kinds]
-        up_sel = np.array([all_kinds[names.index(c)] in kinds for c in chans], dtype=bool)
-        low_sel = np.array([all_kinds[names.index(c)] in lower_kinds for c in chans], dtype=bool)
+        cols = [j for j, k in enumerate(all_kinds) if k in kinds or k in lower_kinds]
+        up_sel = np.array([all_kinds[j] in kinds for j in cols], dtype=bool)
+        low_sel = np.array([all_kinds[j] in lower_kinds for j in cols], dtype=bool)
     else:
-        missing = [c for c in channels if c not in names]
+        col_of = {c: j for j, c in enumerate(names)}
+        missing = [c for c in channels if c not in col_of]
         if missing:
             raise ChannelNotFoundError(", ".join(missing), names, source=_label(adata))
-        chans = list(channels)
-        up_sel = low_sel = np.ones(len(chans), dtype=bool)
+        cols = [col_of[c] for c in channels]
+        up_sel = low_sel = np.ones(len(cols), dtype=bool)
+    chans = [names[j] for j in cols]
     n = adata.n_obs
     if not chans or n == 0:
         return np.zeros(n, dtype=bool), dict.fromkeys(chans, 0), chans, [], []
-    cols = [names.index(c) for c in chans]
     x = _linear_raw(adata, cols)
     flags = np.zeros(x.shape, dtype=bool)
     no_ceiling: list[str] = []
@@ -250,238 +225,35 @@ def qc_margins(
     }
 
 
-def _time_channel(adata: AnnData) -> str | None:
-    for name, kind in zip(map(str, adata.var_names), _kinds(adata), strict=True):
-        if kind == "time":
-            return name
-    return None
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Start/stop (exclusive) of each run of True."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
-
-
-def _robust_z(s: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
-    """Per-column ``(s - median) / max(1.4826 MAD, floor)``; constant columns score 0.
-
-    ``floor`` is the sampling noise a bin statistic has in a stable acquisition; it
-    keeps quantised data (10-bit channels, coarse Time) from scoring huge z values
-    when the bins happen to agree more closely than chance allows.
-    """
-    med = np.nanmedian(s, axis=0)
-    mad = _MAD_SCALE * np.nanmedian(np.abs(s - med), axis=0)
-    if floor is not None:
-        mad = np.maximum(mad, floor)
-    mad = np.where(mad > 0, mad, np.inf)
-    return (s - med) / mad
-
-
-def _noise_floor(
-    x: np.ndarray, t: np.ndarray, epb: int, transformed: np.ndarray, rate_used: bool
-) -> np.ndarray:
-    """Standard error of a bin's log flow rate and of its channel medians, if stable.
-
-    Median: ``1.2533 sigma / sqrt(epb)`` with sigma the robust spread of the events
-    (on the scale the medians are compared on). Log rate: Poisson ``1 / sqrt(epb)``
-    combined with the Time resolution relative to a bin's duration.
-    """
-    out = []
-    if rate_used:
-        steps = np.diff(t)
-        res = float(steps[steps > 0].min()) if np.any(steps > 0) else 0.0
-        durations = np.diff(t[:: max(1, epb)])
-        dur = float(np.median(durations)) if durations.size else 0.0
-        rel = res / dur if dur > 0 else 0.0
-        out.append(np.sqrt(1.0 / epb + rel * rel))
-    if x.shape[1]:
-        sub = x[:: max(1, x.shape[0] // 20_000)].astype(np.float64)
-        sub = np.where(transformed, sub, np.arcsinh(sub / 150.0))
-        sigma = _MAD_SCALE * np.median(np.abs(sub - np.median(sub, axis=0)), axis=0)
-        out.extend(1.2533 * sigma / np.sqrt(epb))
-    return np.asarray(out, dtype=np.float64)
-
-
-def _bin_signals(
-    x: np.ndarray, t: np.ndarray, epb: int, transformed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bin edges, per-bin log flow rate and channel medians (asinh scale if linear).
-
-    Bins hold ``epb`` consecutive events; the last one also takes the remainder.
-    """
-    n = x.shape[0]
-    nb = max(1, n // epb)
-    edges = np.append(np.arange(nb) * epb, n)
-    first, last = edges[:-1], edges[1:] - 1
-    dt = t[last] - t[first]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(dt > 0, np.log((last - first) / dt), np.nan)
-    med = np.empty((nb, x.shape[1]))
-    if x.shape[1]:
-        bulk = (nb - 1) * epb
-        if nb > 1:
-            med[:-1] = np.median(x[:bulk].reshape(nb - 1, epb, -1), axis=1)
-        med[-1] = np.median(x[bulk:], axis=0)
-        med = np.where(transformed, med, np.arcsinh(med / 150.0))
-    return edges, rate, med
-
-
-def qc_time(
-    adata: AnnData,
-    *,
-    events_per_bin: int | None = None,
-    channels: Sequence[str] | None = None,
-    mad_threshold: float = 6.0,
-    shift_threshold: float = 3.5,
-    smooth_bins: int = 5,
-    min_run: int = 3,
-    max_gap: int = 2,
-    edge_threshold: float = 3.0,
-    min_bins: int = 20,
-    key_added: str | None = "qc_time_pass",
-    mask: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Flag unstable acquisition stretches from Time (PeacoQC-like).
-
-    Parameters
-    ----------
-    adata
-        Sample container with a channel of kind ``time``.
-    events_per_bin
-        Events per bin; default ``n // 100`` clipped to [100, 1000].
-    channels
-        Channels whose per-bin medians are checked; default the fluorescence channels.
-    mad_threshold
-        Robust z-score above which one bin is a spike.
-    shift_threshold
-        Rolling-median z-score above which a run of bins is a sustained shift.
-    smooth_bins
-        Width (bins) of the rolling median.
-    min_run
-        Minimum length (bins) of a sustained shift.
-    max_gap
-        Kept stretches of at most this many bins between removed ones are removed.
-    edge_threshold
-        A sustained shift grows into neighbouring bins (mixed bins at its edges)
-        while one of their scores exceeds this.
-    min_bins
-        Time QC is skipped (reason recorded) when the events fill fewer bins.
-    key_added
-        Bool obs column written (True = passes); None writes nothing.
-    mask
-        Events to consider (others are left out of the bins and marked as failing).
-
-    Returns
-    -------
-    dict
-        ``passed`` (bool array), ``skipped`` (reason or None), ``removed``, ``bins``,
-        ``bins_removed`` and ``params``.
-    """
-    n = adata.n_obs
-    use = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    params: dict[str, Any] = {
-        "mad_threshold": float(mad_threshold),
-        "shift_threshold": float(shift_threshold),
-        "smooth_bins": int(smooth_bins),
-        "min_run": int(min_run),
-        "max_gap": int(max_gap),
-        "edge_threshold": float(edge_threshold),
-    }
-    time_ch = _time_channel(adata)
-    pass_ = use.copy()
-    result: dict[str, Any] = {"skipped": None, "removed": 0, "bins": 0, "bins_removed": 0}
-    ev = np.flatnonzero(use)
-    reason = None
-    epb = int(events_per_bin or np.clip(ev.size // 100, 100, 1000))
-    params["events_per_bin"] = epb
-    params["min_bins"] = int(min_bins)
-    if time_ch is None:
-        reason = "no Time channel"
-    elif ev.size // epb < min_bins:
-        reason = (
-            f"too few events for time QC ({ev.size} events give {ev.size // epb} bins "
-            f"of {epb}; at least {min_bins} needed)"
+def _summary(rec: dict[str, Any], time_run: bool, skipped: str | None) -> str:
+    """One true sentence on what QC removed from this file."""
+    n_in, n_out = rec["n_in"], rec["n_out"]
+    pct = 100.0 * (n_in - n_out) / n_in if n_in else 0.0
+    text = f"QC kept {n_out:,} of {n_in:,} events ({pct:.1f}% removed"
+    parts = []
+    if rec["margins_checked"]:
+        parts.append(f"{rec['removed_margin']:,} as margin events")
+    if time_run and skipped is None:
+        n = len(rec["time_stretches"])
+        where = "; ".join(
+            f"events {s['first_event']:,}-{s['last_event']:,} ({s['kind']}: "
+            f"{', '.join(s['signals']) or 'neighbouring stretches'})"
+            for s in rec["time_stretches"][:3]
         )
-    if reason is None:
-        col = list(map(str, adata.var_names)).index(time_ch)
-        t = np.asarray(adata.X[:, col], dtype=np.float64)[ev]  # Time is never transformed
-        if np.ptp(t) <= 0:
-            reason = f"Time channel {time_ch!r} is constant"
-        elif np.mean(np.diff(t) < 0) > 0.01:
-            reason = f"Time channel {time_ch!r} is not increasing (events not in acquisition order)"
-    if reason is not None:
-        log.info("%s: time QC skipped: %s", _label(adata), reason)
-        result["skipped"] = reason
-        if key_added is not None:
-            adata.obs[key_added] = pass_
-        result["params"] = params
-        result["passed"] = pass_
-        return result
-    params["time_channel"] = time_ch
-    names = list(map(str, adata.var_names))
-    kinds = _kinds(adata)
-    chans = (
-        [c for c, k in zip(names, kinds, strict=True) if k == "fluorescence"]
-        if channels is None
-        else list(channels)
-    )
-    params["channels"] = chans
-    cidx = [names.index(c) for c in chans]
-    x = np.asarray(adata.X, dtype=np.float32)[np.ix_(ev, cidx)] if cidx else np.empty((ev.size, 0))
-    tf = adata.var["transform"] if "transform" in adata.var.columns else None
-    transformed = np.array(
-        [bool(tf is not None and tf.iloc[j] in ("logicle", "arcsinh")) for j in cidx]
-    )
-    edges, rate, med = _bin_signals(x, t, epb, transformed)
-    nb = edges.size - 1
-    # a coarse Time resolution leaves most bins without a measurable duration
-    rate_ok = bool(np.mean(np.isfinite(rate)) >= 0.5)
-    params["flow_rate_used"] = rate_ok
-    signals = ([rate[:, None]] if rate_ok else []) + ([med] if med.size else [])
-    if not signals:
-        signals = [np.zeros((nb, 1))]
-    sig = np.column_stack(signals)
-    floor = _noise_floor(x, t, epb, transformed, rate_ok) if (rate_ok or med.size) else None
-    z = np.nan_to_num(_robust_z(sig, floor), nan=0.0)
-    zmax = np.abs(z).max(axis=1)
-    spike = zmax > mad_threshold
-    k = max(1, int(smooth_bins))
-    zs = median_filter(z, size=(k, 1), mode="nearest") if nb >= k else z
-    shift = np.any(np.abs(zs) > shift_threshold, axis=1)
-    shift_runs = np.zeros(nb, dtype=bool)
-    for a, b in _runs(shift):
-        if b - a >= min_run:
-            while a > 0 and zmax[a - 1] > edge_threshold:
-                a -= 1
-            while b < nb and zmax[b] > edge_threshold:
-                b += 1
-            shift_runs[a:b] = True
-    bad = spike | shift_runs
-    for a, b in _runs(~bad):
-        if 0 < a and b < nb and b - a <= max_gap:
-            bad[a:b] = True
-    for i in np.flatnonzero(bad):
-        pass_[ev[edges[i] : edges[i + 1]]] = False
-    if key_added is not None:
-        adata.obs[key_added] = pass_
-    frac = float(bad.mean()) if nb else 0.0
-    if frac > 0.2:
-        log.warning(
-            "%s: time QC removes %.0f%% of the events (%d of %d bins); check the acquisition",
-            _label(adata),
-            100 * frac,
-            int(bad.sum()),
-            nb,
-        )
-    result.update(
-        passed=pass_,
-        removed=int(use.sum() - pass_.sum()),
-        bins=int(nb),
-        bins_removed=int(bad.sum()),
-        params=params,
-    )
-    return result
+        more = f" and {n - 3} more" if n > 3 else ""
+        if n:
+            plural = "es" if n > 1 else ""
+            parts.append(
+                f"{rec['removed_time']:,} by time QC in {n} unstable stretch{plural}: {where}{more}"
+            )
+        else:
+            parts.append("0 by time QC (no unstable stretch)")
+    text += (": " + "; ".join(parts) if parts else "") + ")."
+    if time_run and skipped is not None:
+        text += f" Time QC was skipped: {skipped}."
+    elif not time_run:
+        text += " Time QC was off."
+    return text
 
 
 def qc(
@@ -496,9 +268,28 @@ def qc(
 ) -> AnnData | None:
     """Run margin QC, then time QC on the events that pass it.
 
-    Writes bool ``obs["qc_pass"]`` and ``uns["nkflow"]["qc"] = {n_in, n_out,
-    removed_time, removed_margin, bins_removed, params}`` (``params`` also records
-    why time QC was skipped, e.g. a file without a Time channel).
+    Writes bool ``obs["qc_pass"]`` and ``uns["nkflow"]["qc"]``, the per-file record:
+
+    ``n_in``, ``n_out``
+        Events before and after QC.
+    ``removed_margin``, ``removed_time``
+        Events removed as margin events, and by time QC (among those passing margins).
+    ``removed_fraction``, ``removed_margin_fraction``, ``removed_time_fraction``
+        The same as fractions of ``n_in``.
+    ``bins_removed``
+        Time bins removed.
+    ``time_qc``
+        ``"ran"``, ``"skipped"`` or ``"off"``; ``time_qc_skipped`` holds the reason
+        (e.g. ``"no Time channel"``) or None.
+    ``margins_checked``
+        Whether margin QC ran.
+    ``time_stretches``
+        One dict per removed stretch (see :func:`qc_time`): first/last event,
+        events, Time span, kind and the signals out of line.
+    ``summary``
+        One sentence saying what was removed and why.
+    ``params``
+        Every setting, per step.
 
     Parameters
     ----------
@@ -524,6 +315,8 @@ def qc(
     passed = np.ones(n_in, dtype=bool)
     params: dict[str, Any] = {"time": bool(time), "margins": bool(margins), "remove": bool(remove)}
     removed_margin = removed_time = bins_removed = 0
+    stretches: list[dict[str, Any]] = []
+    skipped = None
     if margins:
         res = qc_margins(adata, **({"key_added": None} | (margin_kwargs or {})))
         passed &= res["passed"]
@@ -534,25 +327,30 @@ def qc(
         passed &= res["passed"]
         removed_time = res["removed"]
         bins_removed = res["bins_removed"]
-        params["time_qc"] = res["params"] | {"bins": res["bins"], "skipped": res["skipped"]}
+        stretches = res["stretches"]
+        skipped = res["skipped"]
+        params["time_qc"] = res["params"] | {"bins": res["bins"], "skipped": skipped}
     adata.obs["qc_pass"] = passed
-    record = {
+    frac = (lambda k: float(k / n_in)) if n_in else (lambda k: 0.0)
+    n_out = int(passed.sum())
+    record: dict[str, Any] = {
         "n_in": int(n_in),
-        "n_out": int(passed.sum()),
+        "n_out": n_out,
         "removed_time": int(removed_time),
         "removed_margin": int(removed_margin),
+        "removed_fraction": frac(n_in - n_out),
+        "removed_time_fraction": frac(removed_time),
+        "removed_margin_fraction": frac(removed_margin),
         "bins_removed": int(bins_removed),
-        "params": params,
+        "time_qc": "off" if not time else "skipped" if skipped is not None else "ran",
+        "time_qc_skipped": skipped,
+        "margins_checked": bool(margins),
+        "time_stretches": stretches,
     }
+    record["summary"] = _summary(record, bool(time), skipped)
+    record["params"] = params
     _meta(adata)["qc"] = record
-    log.info(
-        "%s: QC kept %d of %d events (margin %d, time %d removed)",
-        _label(adata),
-        record["n_out"],
-        n_in,
-        removed_margin,
-        removed_time,
-    )
+    log.info("%s: %s", _label(adata), record["summary"])
     if remove and not passed.all():
         if inplace:
             adata._inplace_subset_obs(passed)
