@@ -166,8 +166,10 @@ def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
         return "Acquisition quality control was switched off. "
     steps = []
     steps.append(
-        "time-based removal of unstable acquisition stretches (flow-rate and "
-        f"signal drift over Time bins): {'on' if qc.get('time', True) else 'off'}"
+        "time-based removal of unstable acquisition stretches (bins of consecutive events "
+        "whose flow rate or signal distribution departs from the rest of the file by more "
+        "than 6 sampling errors in one bin, or 3.5 over a run of bins; smooth drift is kept): "
+        f"{'on' if qc.get('time', True) else 'off'}"
     )
     steps.append(
         f"removal of margin (saturated) events: {'on' if qc.get('margins', True) else 'off'}"

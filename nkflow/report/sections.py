@@ -169,6 +169,24 @@ def samples_table(
     return base[cols]
 
 
+def _qc_verdict(qc: pd.DataFrame | None) -> str:
+    """One true sentence on what QC removed, per file at its worst (not "passed QC")."""
+    if is_empty(qc) or "n_in" not in qc.columns or "n_out" not in qc.columns:
+        return "Every analysed file was read."
+    n_in = pd.to_numeric(qc["n_in"], errors="coerce")
+    n_out = pd.to_numeric(qc["n_out"], errors="coerce")
+    frac = ((n_in - n_out) / n_in.where(n_in > 0)).fillna(0.0)
+    touched = int((frac > 0).sum())
+    if not touched:
+        return "Every analysed file was read; QC removed no events."
+    worst = int(frac.to_numpy().argmax())
+    sid = esc(str(qc["sample_id"].iloc[worst])) if "sample_id" in qc.columns else "one file"
+    return (
+        f"Every analysed file was read; QC removed events from {touched} of {len(qc)} "
+        f"file(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per file below."
+    )
+
+
 def overview_section(
     tables: Mapping[str, pd.DataFrame],
     metadata: pd.DataFrame | None,
@@ -183,7 +201,8 @@ def overview_section(
         counts = status["status"].astype(str).value_counts()
         cards.append(_card(len(status), "input files"))
         cards.append(_card(int(counts.get("ok", 0)), "analysed (ok)", "ok"))
-        failed = int(counts.get("qc-failed", 0) + counts.get("parse-failed", 0))
+        # every status that is neither ok nor skipped is a failure (parse, QC, processing)
+        failed = int(sum(n for s, n in counts.items() if s not in ("ok", "skipped")))
         cards.append(_card(failed, "failed", "bad" if failed else ""))
         if counts.get("skipped", 0):
             cards.append(_card(int(counts.get("skipped", 0)), "skipped"))
@@ -202,17 +221,38 @@ def overview_section(
         out.append('<p class="empty">No file status or QC table was produced.</p>')
     if not is_empty(status) and "status" in status.columns:
         st = status["status"].astype(str)
-        failed = status[st.isin(["qc-failed", "parse-failed"]) | ~st.isin(_STATUSES)]
+        failed = status[~st.isin(["ok", "skipped"])]
         skipped = status[st == "skipped"]
+        n_ok = int((st == "ok").sum())
         if len(failed):
-            out.append(
-                f'<div class="failures"><b>{len(failed)} file(s) failed</b> (the rest of the '
-                f"batch was analysed without them):<ul>{_status_items(failed)}</ul></div>"
+            rest = (
+                "the rest of the batch was analysed without them"
+                if n_ok
+                else "no file could be analysed"
             )
-        else:
-            out.append('<div class="allgood">Every analysed file was read and passed QC.</div>')
-        noted = status[(st == "ok") & status.get("message", pd.Series("", index=status.index))
-                       .fillna("").astype(str).str.strip().ne("")]  # fmt: skip
+            out.append(
+                f'<div class="failures"><b>{len(failed)} file(s) failed</b> ({rest}):'
+                f"<ul>{_status_items(failed)}</ul></div>"
+            )
+        elif n_ok:
+            out.append(f'<div class="allgood">{_qc_verdict(qc)}</div>')
+        if not is_empty(qc) and "summary" in qc.columns:
+            removed = qc[pd.to_numeric(qc.get("n_in"), errors="coerce")
+                         > pd.to_numeric(qc.get("n_out"), errors="coerce")]  # fmt: skip
+            if len(removed):
+                items = "".join(
+                    f"<li><b>{esc(r.sample_id)}</b>: {esc(r.summary)}</li>"
+                    for r in removed.itertuples()
+                )
+                out.append(
+                    f'<details class="legend"><summary>What QC removed, per file '
+                    f"({len(removed)})</summary><ul>{items}</ul></details>"
+                )
+        message = status.get("message", pd.Series("", index=status.index)).fillna("").astype(str)
+        code = status.get("reason_code", pd.Series("OK", index=status.index)).astype(str)
+        # controls carry an informative message ("FMO control: thresholds computed"), not a
+        # warning: only analysed samples whose message is not empty came with warnings
+        noted = status[(st == "ok") & (code == "OK") & message.str.strip().ne("")]
         if len(noted):
             out.append(
                 f'<details class="legend"><summary>{len(noted)} analysed file(s) came with '
