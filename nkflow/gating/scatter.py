@@ -13,7 +13,11 @@
   within NK); the gate is the region where the component with the higher ``x`` mean has
   the higher posterior (the quadratic discriminant boundary, traced as a polygon). Splits a
   small population that overlaps a big one better than a 1-D cut (CD56bright are also
-  NKp46-bright), and needs no CD16, which PMA sheds.
+  NKp46-bright), and needs no CD16, which PMA sheds. With ``params.split = "valley"`` the
+  upper cluster is instead the highest peak of ``x``, cut at the density valley below it,
+  and checked against ``y`` (``y_side``): see :func:`upper_peak_polygon`. That is the rule
+  for CD56 x CD16 (mass cytometry), where a 2-component mixture splits CD16- from CD16+
+  and the CD56- cells of a CD7-anchored NK gate instead of CD56bright from CD56dim.
 
 - ``cytof_singlets``: mass cytometry has no scatter; singlets are the events whose event
   length is at most ``median + k_length MAD`` and whose DNA intercalator signal lies within
@@ -26,13 +30,15 @@ Each returns the polygon vertices and the scalar parameters as
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
-from .thresholds import valley_threshold
+from .thresholds import _bootstrap, _density, _grid, _sigma_bins, valley_threshold
 
 __all__ = [
     "cytof_singlet_polygon",
@@ -40,6 +46,7 @@ __all__ = [
     "lymphocyte_polygon",
     "singlet_polygon",
     "upper_cluster_polygon",
+    "upper_peak_polygon",
 ]
 
 Vertices = tuple[tuple[float, float], ...]
@@ -228,7 +235,15 @@ def upper_cluster_polygon(
     n_boot: int,
     random_state: int | np.random.Generator | None,
 ) -> tuple[Vertices, list[Param]]:
-    """Region where the higher-``x`` component of a 2-component mixture wins."""
+    """Region where the higher-``x`` component of a 2-component mixture wins.
+
+    ``params.split = "valley"`` hands over to :func:`upper_peak_polygon`.
+    """
+    split = str(params.get("split", "mixture"))
+    if split == "valley":
+        return upper_peak_polygon(x, y, params, n_boot=n_boot, random_state=random_state)
+    if split != "mixture":
+        raise GatingError(f"upper_cluster split = {split!r}; valid: mixture, valley")
     del n_boot  # the boundary is not a scalar threshold
     from contourpy import contour_generator
 
@@ -271,6 +286,87 @@ def upper_cluster_polygon(
     return verts, [
         ("upper cluster weight", float(gm.weights_[hi]), nan, nan, n),
         ("upper cluster x mean", float(mean_hi[0]), nan, nan, n),
+    ]
+
+
+def _peak_valleys(
+    dens: NDArray[np.float64], centers: NDArray[np.float64], min_prominence: float
+) -> tuple[NDArray[np.intp], list[float]]:
+    """Peaks of a smoothed histogram (ascending) and the valley between each neighbour pair."""
+    top = dens.max()
+    if top <= 0:
+        return np.array([], dtype=np.intp), []
+    peaks, _ = find_peaks(dens, prominence=min_prominence * top)
+    valleys = [float(centers[a + int(np.argmin(dens[a : b + 1]))]) for a, b in pairwise(peaks)]
+    return peaks, valleys
+
+
+def upper_peak_polygon(
+    x: NDArray[Any],
+    y: NDArray[Any],
+    params: Mapping[str, Any],
+    *,
+    n_boot: int,
+    random_state: int | np.random.Generator | None,
+) -> tuple[Vertices, list[Param]]:
+    """The highest-``x`` cluster: ``x`` above the density valley below its top peak.
+
+    Within NK, CD56 has up to three peaks: CD56- cells (a CD7 or NKp46 anchor admits
+    them), CD56dim and CD56bright. CD56bright is the top peak; the cut is the valley
+    between it and the next peak down (a smoothed histogram as for the ``valley`` rule,
+    peaks of at least ``min_prominence`` (0.02) of the highest). Two peaks can be CD56- and
+    CD56dim with no bright peak at all, so the top cluster must differ from the one below
+    it on ``y`` as the subset does: ``y_side = "low"`` (CD56bright are CD16-/lo),
+    ``"high"`` (NKp46-bright) or ``"any"``; its median ``y`` must lie on that side of the
+    median of the cluster below. Without a second peak or with ``y`` on the wrong side
+    there is no upper cluster and :class:`GatingError` says so (the engine leaves the gate
+    empty and flags it). The gate is the band ``x > cut`` over the whole ``y`` range; the
+    cut's CI is the bootstrap interval of the valley (``n_boot`` multinomial redraws).
+    """
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 50:
+        raise GatingError(f"upper_cluster gate needs at least 50 events, got {x.size}")
+    side = str(params.get("y_side", "any"))
+    if side not in ("low", "high", "any"):
+        raise GatingError(f"upper_cluster y_side = {side!r}; valid: low, high, any")
+    prom = float(params.get("min_prominence", 0.02))
+    counts, centers, width = _grid(x)
+    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)))
+    peaks, valleys = _peak_valleys(_density(counts, sig), centers, prom)
+    if peaks.size < 2:
+        raise GatingError("upper_cluster gate: x has a single peak, no upper cluster")
+    cut = valleys[-1]
+    lower = valleys[-2] if len(valleys) > 1 else -np.inf
+    upper = x > cut
+    below = (x > lower) & ~upper
+    my_up, my_below = float(np.median(y[upper])), float(np.median(y[below]))
+    if (side == "low" and my_up >= my_below) or (side == "high" and my_up <= my_below):
+        raise GatingError(
+            f"upper_cluster gate: the top x peak (above {cut:.2f}) is not y-{side} "
+            f"(median y {my_up:.2f} vs {my_below:.2f} below it): no distinct upper cluster"
+        )
+    lo = hi = float("nan")
+    if n_boot > 0:
+
+        def estimate(
+            c: NDArray[np.float64], dens: NDArray[np.float64], wide: object = None
+        ) -> tuple[float, str]:
+            _, v = _peak_valleys(dens, centers, prom)
+            return (v[-1] if v else float("nan")), "valley"
+
+        boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=False)
+        if np.isfinite(boots).any():
+            lo, hi = (float(b) for b in np.nanquantile(boots, [0.025, 0.975]))
+    (_, x1), (y0, y1) = _pad(x), _pad(y)
+    verts = ((cut, y0), (x1, y0), (x1, y1), (cut, y1))
+    n = int(x.size)
+    nan = float("nan")
+    return verts, [
+        ("upper cluster x cut (valley)", float(cut), lo, hi, n),
+        ("upper cluster fraction", float(upper.mean()), nan, nan, n),
     ]
 
 
