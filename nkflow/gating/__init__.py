@@ -23,6 +23,7 @@ from .apply import (
     gate_batch,
     resolve_channel,
 )
+from .drift import compare_thresholds
 from .flowjo import WorkspaceResult, apply_flowjo_workspace, flowjo_counts
 from .gates import (
     BooleanGate,
@@ -44,7 +45,6 @@ from .stats import population_table
 from .template import Template, list_templates, load_template, template_hash, validate_template
 from .thresholds import (
     Threshold,
-    compare_thresholds,
     fmo_threshold,
     gmm_threshold,
     mirror_threshold,

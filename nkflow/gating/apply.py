@@ -12,7 +12,7 @@ Where thresholds are computed
 - ``valley`` / ``mirror`` / ``quantile`` thresholds and the scatter gates are computed PER
   SAMPLE (they follow each sample's density; tissue digests differ too much between samples
   for a pooled scatter gate). Each is recorded with its 95% CI, so drift between
-  samples and batches stays visible (:func:`~nkflow.gating.thresholds.compare_thresholds`).
+  samples and batches stays visible (:func:`~nkflow.gating.drift.compare_thresholds`).
 - Thresholds passed in ``thresholds=`` take precedence, matched on (gate, marker) and, when
   the table has them, tissue and batch.
 
@@ -36,13 +36,14 @@ import pandas as pd
 
 from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
+from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
 from .resolve import ResolvedTemplate, resolve_template
 from .stats import population_table
 from .template import Template, load_template
-from .thresholds import THRESHOLD_COLUMNS, Threshold, compare_thresholds, fmo_threshold
+from .thresholds import THRESHOLD_COLUMNS, Threshold, fmo_threshold
 
 __all__ = [
     "BatchGatingResult",
@@ -366,7 +367,7 @@ def gate_batch(
     random_state, n_boot, fmo_percentile
         As in :func:`gate`.
     max_shift
-        Drift bound for :func:`~nkflow.gating.thresholds.compare_thresholds`.
+        Drift bound for :func:`~nkflow.gating.drift.compare_thresholds`.
     on_sample
         Called as ``on_sample(sample_id, adata, populations)`` after each sample is gated
         (e.g. to write its membership) before the sample is released.
