@@ -11,6 +11,23 @@ EXTERNAL = REPO.parent / "shared" / "external"
 SAMPLE_DATA = REPO / "sample_data"
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures logging for its process; in-process CLI tests must not leak it
+    (a leaked ERROR level on the ``nkflow`` logger hides warnings from ``caplog``)."""
+    import logging
+
+    saved = {
+        name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers))
+        for name in ("nkflow", "py.warnings")
+    }
+    yield
+    logging.captureWarnings(False)
+    for name, (level, handlers) in saved.items():
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).handlers[:] = handlers
+
+
 @pytest.fixture(scope="session")
 def external() -> Path:
     """The folder of real public FCS files (skips when it is not beside the checkout)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -40,20 +39,6 @@ n_metaclusters = 4
 @pytest.fixture(scope="module")
 def runner() -> CliRunner:
     return CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI configures logging for its process; in-process tests must not leak it."""
-    saved = {
-        name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers))
-        for name in ("nkflow", "py.warnings")
-    }
-    yield
-    logging.captureWarnings(False)
-    for name, (level, handlers) in saved.items():
-        logging.getLogger(name).setLevel(level)
-        logging.getLogger(name).handlers[:] = handlers
 
 
 @pytest.fixture(scope="module")

@@ -45,14 +45,14 @@ class BatchPlan:
     reference
         ``template name -> file`` whose panel the template was resolved against.
     unreadable
-        ``sample_id -> reason`` for files whose panel could not be read (they fail on
-        their own when processed; the plan does not stop the batch for them).
+        ``sample_id -> the error`` for files whose panel could not be read: they fail with
+        that error (their status row) and the plan does not stop the batch for them.
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, ResolvedTemplate] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, BaseException] = field(default_factory=dict)
 
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
         """The resolved template of a sample (its name when the panel was unreadable)."""
@@ -143,7 +143,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         try:
             panels[sid] = file_panel(row["path"], config.panel or None, species)
         except (NkflowError, OSError) as exc:
-            plan.unreadable[sid] = str(exc)
+            plan.unreadable[sid] = exc
             continue
         rows[sid] = row
     # a file whose own labels cannot tell the species (no named markers) takes the batch's

@@ -157,7 +157,12 @@ class RunState:
         """Batch-level FMO thresholds, one worker task per FMO tube."""
         fmo = self.meta[self.meta["role"].str.startswith("fmo:")]
         self.progress("controls", 0, len(fmo))
-        items = [(str(sid), self.task(str(sid))) for sid in fmo["sample_id"]]
+        items = []
+        for sid in map(str, fmo["sample_id"]):
+            if sid in self.plan.unreadable:  # the planner already failed to read it
+                self.fail(sid, self.plan.unreadable[sid])
+            else:
+                items.append((sid, self.task(sid)))
         found: dict[str, list] = {}
         done = 0
         for outcome in self.executor.map(process_control, items):
@@ -187,6 +192,10 @@ class RunState:
             items = []
             for _, row in wave.iterrows():
                 sid = str(row["sample_id"])
+                if sid in self.plan.unreadable:
+                    self.fail(sid, self.plan.unreadable[sid])
+                    done += 1
+                    continue
                 work = self.folder.sample_dir(sid)
                 own, paired = self.stim_inputs(row, self.thresholds_for(row, thresholds))
                 task = self.task(
