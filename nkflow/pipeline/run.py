@@ -75,6 +75,10 @@ def _provenance(run: RunState, templates: dict[str, str]) -> dict[str, Any]:
             "compensation": (summary.get("compensation") or {}).get("source", ""),
             "compensation_reason": (summary.get("compensation") or {}).get("reason", ""),
             "transform": (summary.get("transform") or {}).get("kind", ""),
+            # the parameters of the first transformed channel (T/W/M/A, or the cofactor)
+            "transform_params": next(
+                iter(((summary.get("transform") or {}).get("params") or {}).values()), {}
+            ),
         }
         for sid, summary in sorted(run.summaries.items())
     }

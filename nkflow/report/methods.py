@@ -14,6 +14,7 @@ definitions, e.g. ``min_net``, ``min_areg_events``, ``min_events``, ``ri_cut``,
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,6 +162,58 @@ def _compensation_sentence(comp: Mapping[str, Any]) -> str:
     return f"Compensation used {what}. "
 
 
+_TECHNOLOGY_LABELS = {
+    "flow": "conventional flow cytometry",
+    "spectral": "spectral flow cytometry (unmixed)",
+    "mass_cytometry": "mass cytometry",
+    "compensated_export": "exports already compensated by their software",
+}
+
+
+def _preprocessing_sentences(cfg: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
+    """Compensation and transform as applied, per technology (provenance), else as configured."""
+    applied = prov.get("preprocessing") or {}
+    if not applied:
+        return _compensation_sentence(cfg.get("compensation", {})) + _transform_sentence(
+            cfg.get("transform", {})
+        )
+    groups: dict[tuple[str, str, str, str, str], int] = {}
+    for record in applied.values():
+        params = record.get("transform_params") or {}
+        key = (
+            str(record.get("technology", "")),
+            str(record.get("compensation", "")),
+            str(record.get("compensation_reason", "")),
+            str(record.get("transform", "")),
+            json.dumps(params, sort_keys=True),
+        )
+        groups[key] = groups.get(key, 0) + 1
+    sentences = []
+    for (tech, comp, reason, kind, params), n in sorted(groups.items()):
+        label = _TECHNOLOGY_LABELS.get(tech, tech or "an unrecognised technology")
+        if comp == "file":
+            how = "compensated with the spillover matrix stored in each file"
+        elif comp.startswith("user"):
+            how = f"compensated with the user-supplied matrix {comp.split(':', 1)[-1]}"
+        else:
+            how = f"not compensated ({reason or 'compensation was switched off'})"
+        p = json.loads(params)
+        if kind == "arcsinh":
+            tf = f"arcsinh-transformed with cofactor {_num(p.get('cofactor'))}"
+        elif kind == "logicle":
+            tf = (
+                f"logicle-transformed (Parks, Roederer & Moore 2006; T = {_num(p.get('T'))}, "
+                f"W = {_num(p.get('W'))}, M = {_num(p.get('M'))}, A = {_num(p.get('A'))})"
+            )
+        else:
+            tf = "left on their linear scale"
+        sentences.append(
+            f"{n} analysed file(s) were recognised as {label} from their keywords and channel "
+            f"names; they were {how}, and their fluorescence or metal channels {tf}"
+        )
+    return "; ".join(sentences) + ". Scatter and Time channels kept their linear scale. "
+
+
 def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
     if qc and not qc.get("enabled", True):
         return "Acquisition quality control was switched off. "
@@ -223,7 +276,23 @@ def _gating_sentence(
             if files:
                 text += f"; control files: {', '.join(files)}"
         text += ". "
-    return text
+    return text + _plan_sentence(provenance.get("gating_plan") or {})
+
+
+def _plan_sentence(plan: Mapping[str, Any]) -> str:
+    """How each template was adapted to the batch's panel (substituted, skipped gates)."""
+    parts = []
+    for name, record in sorted(plan.items()):
+        subs = [f"{s['gate']} as {s['applied']}" for s in record.get("substitutions", [])]
+        lost = list(record.get("unreportable", []))
+        detail = f'Template "{name}" was resolved against the panel of the batch'
+        detail += f" ({record.get('technology', '')}; NK anchor {record.get('anchor', '?')})"
+        if subs:
+            detail += "; substituted: " + "; ".join(subs)
+        if lost:
+            detail += "; not reportable with this panel: " + ", ".join(lost)
+        parts.append(detail)
+    return ". ".join(parts) + ". " if parts else ""
 
 
 def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
@@ -387,10 +456,7 @@ def methods_text(
         + ". "
     )
     p1 = (
-        read
-        + _compensation_sentence(cfg.get("compensation", {}))
-        + _transform_sentence(cfg.get("transform", {}))
-        + _qc_sentence(cfg.get("qc", {}), tabs.get("qc"))
+        read + _preprocessing_sentences(cfg, prov) + _qc_sentence(cfg.get("qc", {}), tabs.get("qc"))
     )
     p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
     p3 = _clustering_sentence(cfg.get("clustering", {}), random_state) + _scoring_sentence(
