@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
+from ..pp.transform import from_linear
 
 __all__ = ["gate_grid", "gate_plot"]
 
@@ -20,6 +21,44 @@ __all__ = ["gate_grid", "gate_plot"]
 # half of the drawing time of a sample's gate grid).
 _TITLE_Y = 1.02
 _MAX_TICKS = 4
+# linear decades for the ticks of a transformed axis, labelled as FlowJo does
+# (in order of preference: a decade too close to one already placed is left out)
+_DECADES = (0.0, 1e2, 1e3, 1e4, 1e5, 1e6, -1e3, -1e4, 1e1, -1e2)
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def _decade_label(value: float) -> str:
+    if value == 0:
+        return "0"
+    exponent = round(math.log10(abs(value)))
+    return ("-" if value < 0 else "") + "10" + str(exponent).translate(_SUPERSCRIPT)
+
+
+def _decade_ticks(adata: Any, channel: str, lo: float, hi: float) -> tuple[list, list] | None:
+    """Tick positions and labels at linear decades for a transformed channel, or None."""
+    record = adata.uns.get("nkflow", {}).get("transform") or {}
+    pos = from_linear(_DECADES, channel, record)
+    if pos is None:
+        return None
+    gap = 0.06 * (hi - lo)
+    keep: list[tuple[float, str]] = []
+    for p, v in zip(pos, _DECADES, strict=True):
+        if np.isfinite(p) and lo <= p <= hi and all(abs(p - q) >= gap for q, _ in keep):
+            keep.append((float(p), _decade_label(v)))
+    if len(keep) < 2:
+        return None
+    keep.sort()
+    return [p for p, _ in keep], [label for _, label in keep]
+
+
+def _axis_ticks(ax: Axes, adata: Any, xc: str, yc: str | None) -> None:
+    """Decade ticks in linear units on transformed axes; a few plain ticks elsewhere."""
+    for channel, axis, limits in ((xc, ax.xaxis, ax.get_xlim()), (yc, ax.yaxis, ax.get_ylim())):
+        ticks = _decade_ticks(adata, channel, *sorted(limits)) if channel else None
+        if ticks is None:
+            axis.set_major_locator(MaxNLocator(_MAX_TICKS))
+        else:
+            axis.set_ticks(ticks[0], ticks[1])
 
 
 def _gates(adata: Any) -> dict[str, Any]:
@@ -84,9 +123,9 @@ def _draw(adata: Any, gate: Any, ax: Axes, gates: dict[str, Any], bins: int) -> 
         ax.set_xlabel(_label(adata, xc))
         ax.set_ylabel(_label(adata, yc))
     ax.set_title(f"{title}: {inside} ({pct:.1f}%)", fontsize=9, y=_TITLE_Y)
-    # few ticks: each one is two lines and two texts for matplotlib to lay out and draw
-    ax.xaxis.set_major_locator(MaxNLocator(_MAX_TICKS))
-    ax.yaxis.set_major_locator(MaxNLocator(_MAX_TICKS))
+    # transformed axes read in linear decades as in FlowJo; few ticks otherwise (each tick
+    # is two lines and two texts for matplotlib to lay out and draw)
+    _axis_ticks(ax, adata, xc, yc)
 
 
 def gate_plot(adata: Any, gate_id: str, *, bins: int = 128, ax: Axes | None = None) -> Figure:

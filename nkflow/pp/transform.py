@@ -29,6 +29,7 @@ __all__ = [
     "arcsinh",
     "arcsinh_inverse",
     "estimate_logicle_w",
+    "from_linear",
     "logicle",
     "logicle_inverse",
     "to_linear",
@@ -152,6 +153,23 @@ def to_linear(
     if record.get("kind") == "arcsinh":
         return arcsinh_inverse(arr, cofactor=float(params["cofactor"]))
     return logicle_inverse(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
+
+
+def from_linear(
+    values: np.ndarray | Sequence[float], channel: str, record: Mapping[str, Any]
+) -> np.ndarray | None:
+    """Linear values on a channel's transformed scale (the inverse of :func:`to_linear`).
+
+    Used to place axis ticks at linear decades (``10^2``, ``10^3`` ...) on plots of
+    transformed data. ``None`` when the record has no parameters for the channel.
+    """
+    params = (record.get("params") or {}).get(channel)
+    if not params:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if record.get("kind") == "arcsinh":
+        return arcsinh(arr, cofactor=float(params["cofactor"]))
+    return logicle(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
 
 
 def _check_cofactor(cofactor: float) -> float:
