@@ -86,8 +86,11 @@ def _gating_section(
 ) -> str:
     out = ["<h3>Data-driven thresholds</h3>"]
     thresholds = tables.get("thresholds")
+    # the cut-off on the transformed scale and in the instrument's linear units, then how
+    # it was found (rule, evidence for the negative peak, control)
     cols = ["sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low",
-            "ci_high", "rule", "control_file", "n_events"]  # fmt: skip
+            "ci_high", "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence",
+            "control_file", "n_events", "disagrees"]  # fmt: skip
     if is_empty(thresholds):
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:
