@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from ..io.write import safe_name
 from ..pl import populations as pl_populations
 from .figures import FigureItem, encode_figures, figure_png
+from .findings import findings_section
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
 from .repair import KEY_CAVEAT, repair_section
 from .sections import (
@@ -263,6 +264,13 @@ def render_html(
 
     methods = methods_text(cfg, prov, tabs, metadata=metadata)
     sections = [
+        (
+            "findings",
+            "Findings",
+            findings_section(tabs, metadata),
+            "What differs between tissues and timepoints, which NK populations responded, and "
+            "what could not be judged; the evidence follows.",
+        ),
         (
             "overview",
             "Batch overview",

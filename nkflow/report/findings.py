@@ -1,0 +1,164 @@
+"""The report's first section: what was found, in the numbers an analyst asks for first.
+
+1. NK composition by tissue and timepoint: CD56bright and tissue-resident (trNK) shares
+   of NK, from one phenotype tube per donor, tissue and timepoint (controls left out);
+2. which NK populations responded: AREG net response with its 95% interval, by
+   stimulation condition, with the context's interpretation;
+3. what could not be judged, and why (missing controls, too few events, conditions
+   not allowed to flag).
+
+The evidence (files, gating, frequencies, clusters, the full repair profile) follows in
+the later sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from ..tl.score import RULES
+from .tables import esc, html_table, is_empty
+
+__all__ = ["findings_section"]
+
+#: NK subsets shown per tissue and timepoint, as ``(population, label)``.
+SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
+#: Failed rules that mean "could not be judged" (a control or data was missing), as
+#: opposed to "judged, and did not respond" (interval or net below the bar).
+NOT_JUDGED = (
+    "NO_UNSTIM",
+    "NO_AREG_THRESHOLD",
+    "AREG_THRESHOLD_NOT_FMO",
+    "EVENTS_BELOW_MIN",
+    "AREG_EVENTS_BELOW_MIN",
+    "CONDITION_NOT_FLAGGABLE",
+)
+PHENOTYPE_ROLES = ("sample", "unstim")
+
+
+def _phenotype_tubes(metadata: pd.DataFrame) -> pd.DataFrame:
+    """One row per donor, tissue and timepoint: the unstimulated (phenotype) tube."""
+    meta = metadata.copy()
+    for col in ("role", "donor", "tissue", "timepoint"):
+        if col not in meta.columns:
+            meta[col] = ""
+        meta[col] = meta[col].fillna("").astype(str)
+    meta.loc[meta["role"] == "", "role"] = "sample"
+    tubes = meta[meta["role"].isin(PHENOTYPE_ROLES)]
+    return tubes.drop_duplicates(["donor", "tissue", "timepoint"])
+
+
+def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
+    if len(values) == 1:
+        return f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
+    return f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
+
+
+def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.DataFrame:
+    """CD56bright and trNK shares of NK per tissue and timepoint.
+
+    One donor: the value with its Wilson 95% interval; several: the median across
+    donors with their range. ``n`` counts donors.
+    """
+    if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
+        return pd.DataFrame()
+    tubes = _phenotype_tubes(metadata)
+    pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
+    rows = []
+    order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
+    for tissue, timepoint in order:
+        ids = tubes.loc[(tubes["tissue"] == tissue) & (tubes["timepoint"] == timepoint),
+                        "sample_id"].astype(str)  # fmt: skip
+        row: dict[str, object] = {"tissue": tissue, "timepoint": timepoint, "n": len(ids)}
+        for population, label in SHARES:
+            sub = pops[(pops["population"] == population) & pops["sample_id"].isin(ids)]
+            sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
+            row[label] = (
+                _range(sub["percent_of_parent"], sub["ci_low"], sub["ci_high"]) if len(sub) else "-"
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    shown = [label for _, label in SHARES if (table[label] != "-").any()]
+    return table[["tissue", "timepoint", "n", *shown]] if len(table) else table
+
+
+def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
+    """Flagged (AREG-responsive) populations with their net response and interval."""
+    if is_empty(flags) or "areg_responsive" not in flags.columns:
+        return pd.DataFrame()
+    hit = flags[flags["areg_responsive"].astype(bool)]
+    if hit.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(
+        {
+            "condition": hit.get("condition", pd.Series("", index=hit.index)),
+            "tissue": hit.get("tissue", ""),
+            "timepoint": hit.get("timepoint", ""),
+            "donor": hit.get("donor", ""),
+            "population": hit.get("label", hit["population"]),
+            "AREG net (pp, 95% CI)": [
+                f"{n:+.1f} ({lo:+.1f} to {hi:+.1f})"
+                for n, lo, hi in zip(
+                    hit["areg_net"], hit["areg_net_ci_low"], hit["areg_net_ci_high"], strict=True
+                )
+            ],
+            "meaning in this context": hit.get("interpretation", ""),
+        }
+    )
+    return out.sort_values(["condition", "tissue", "timepoint", "donor"], kind="stable")
+
+
+def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
+    """Why scored NK populations could not be judged: rule, its meaning, how many rows."""
+    if is_empty(flags) or "failed_rules" not in flags.columns:
+        return pd.DataFrame()
+    # only populations that could raise a flag (NK subsets named in the scoring config)
+    nk = flags[~flags["failed_rules"].fillna("").astype(str).str.contains("NOT_FLAGGABLE")]
+    counts: dict[str, int] = {}
+    for cell in nk["failed_rules"].fillna("").astype(str):
+        for code in filter(None, cell.split(";")):
+            if code in NOT_JUDGED:
+                counts[code] = counts.get(code, 0) + 1
+    return pd.DataFrame(
+        [
+            {"reason": RULES.get(c, c), "rule": c, "population x tube rows": n}
+            for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
+        ]
+    )
+
+
+def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
+    """HTML of the findings: composition, responses, what could not be judged."""
+    out = []
+    populations = tables.get("populations")
+    comp = (
+        composition_table(populations, metadata)
+        if populations is not None and metadata is not None
+        else pd.DataFrame()
+    )
+    out.append("<h3>NK composition by tissue and timepoint</h3>")
+    out.append(
+        '<p class="lead">One unstimulated tube per donor, tissue and timepoint (stimulated '
+        "tubes and controls left out). One donor: value (Wilson 95% interval); several: "
+        "median across donors (range).</p>"
+    )
+    out.append(html_table(comp, empty="No NK subset frequencies were produced."))
+    flags = tables.get("flags")
+    responses = responses_table(flags) if flags is not None else pd.DataFrame()
+    out.append("<h3>Populations that responded (AREG, by condition)</h3>")
+    if is_empty(flags):
+        out.append('<p class="empty">No repair scoring was run (no stimulated tubes).</p>')
+    elif responses.empty:
+        out.append(
+            '<p class="empty">No NK population met every AREG rule (net response above the '
+            "FMO cut-off, interval above zero, enough events, a responding positive control)."
+            "</p>"
+        )
+    else:
+        out.append(html_table(responses, source="tables/flags.csv"))
+    judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
+    if not judged.empty:
+        out.append("<h3>What could not be judged</h3>")
+        out.append(html_table(judged, source="tables/flags.csv"))
+    return "".join(out) or f"<p>{esc('No findings.')}</p>"

@@ -1,0 +1,97 @@
+"""The report opens with findings: composition by tissue/timepoint, responses, not judged."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nkflow.report.findings import (
+    composition_table,
+    findings_section,
+    not_judged_table,
+    responses_table,
+)
+
+META = pd.DataFrame(
+    {
+        "sample_id": ["A_blood", "B_blood", "A_liver", "A_liver_stim", "FMO"],
+        "donor": ["A", "B", "A", "A", "A"],
+        "tissue": ["blood", "blood", "liver", "liver", "liver"],
+        "timepoint": ["pre"] * 5,
+        "role": ["unstim", "unstim", "unstim", "stim", "fmo:AREG"],
+    }
+)
+
+
+def _pop(sid: str, population: str, pct: float) -> dict:
+    return {"sample_id": sid, "population": population, "parent": "NK",
+            "percent_of_parent": pct, "ci_low": pct - 1, "ci_high": pct + 1}  # fmt: skip
+
+
+POPS = pd.DataFrame(
+    [
+        _pop("A_blood", "CD56bright", 5.0), _pop("B_blood", "CD56bright", 9.0),
+        _pop("A_liver", "CD56bright", 40.0), _pop("A_liver_stim", "CD56bright", 99.0),
+        _pop("FMO", "CD56bright", 99.0), _pop("A_liver", "trNK", 45.0),
+    ]
+)  # fmt: skip
+
+
+def test_composition_uses_one_phenotype_tube_per_donor_tissue_timepoint() -> None:
+    table = composition_table(POPS, META).set_index("tissue")
+    assert table.loc["blood", "n"] == 2
+    assert table.loc["blood", "CD56bright % of NK"] == "7.0 (5.0-9.0)"  # median (range)
+    assert table.loc["liver", "n"] == 1
+    assert table.loc["liver", "CD56bright % of NK"] == "40.0 (39.0-41.0)"  # value (CI)
+    assert table.loc["liver", "trNK % of NK"] == "45.0 (44.0-46.0)"
+    assert table.loc["blood", "trNK % of NK"] == "-"
+
+
+FLAGS = pd.DataFrame(
+    {
+        "condition": ["IL-15", "IL-15", "stim", "stim"],
+        "tissue": ["liver", "liver", "blood", "blood"],
+        "timepoint": ["pre"] * 4,
+        "donor": ["A"] * 4,
+        "population": ["CD56bright", "CD56dim", "NK", "Cells"],
+        "label": ["CD56bright", "CD56dim", "NK", "Cells"],
+        "areg_responsive": [True, False, False, False],
+        "areg_net": [3.2, 0.4, 0.1, 0.0],
+        "areg_net_ci_low": [1.1, -0.5, -0.2, -0.1],
+        "areg_net_ci_high": [5.0, 1.2, 0.4, 0.1],
+        "interpretation": ["", "", "", ""],
+        "failed_rules": ["", "CI_LOWER_NOT_ABOVE_ZERO", "NO_AREG_THRESHOLD;EVENTS_BELOW_MIN",
+                         "NOT_FLAGGABLE;NO_AREG_THRESHOLD"],
+    }
+)  # fmt: skip
+
+
+def test_responses_list_flagged_rows_with_their_interval() -> None:
+    table = responses_table(FLAGS)
+    assert list(table["population"]) == ["CD56bright"]
+    assert table["AREG net (pp, 95% CI)"].iloc[0] == "+3.2 (+1.1 to +5.0)"
+
+
+def test_not_judged_counts_missing_controls_for_flaggable_rows_only() -> None:
+    table = not_judged_table(FLAGS).set_index("rule")
+    assert table.loc["NO_AREG_THRESHOLD", "population x tube rows"] == 1  # not the Cells row
+    assert table.loc["EVENTS_BELOW_MIN", "population x tube rows"] == 1
+    assert "CI_LOWER_NOT_ABOVE_ZERO" not in table.index  # judged, did not respond
+
+
+@pytest.mark.parametrize("flags", [FLAGS, FLAGS.assign(areg_responsive=False), None])
+def test_findings_section_renders(flags) -> None:
+    tables = {"populations": POPS} | ({"flags": flags} if flags is not None else {})
+    html = findings_section(tables, META)
+    assert "NK composition by tissue and timepoint" in html
+    if flags is None:
+        assert "No repair scoring was run" in html
+    elif flags["areg_responsive"].any():
+        assert "+3.2 (+1.1 to +5.0)" in html
+    else:
+        assert "No NK population met every AREG rule" in html
+
+
+def test_report_opens_with_findings(tiny_run) -> None:
+    text = tiny_run.report_path.read_text(encoding="utf-8")
+    assert text.index('id="findings"') < text.index('id="overview"')
