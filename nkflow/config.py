@@ -188,7 +188,7 @@ class ClusteringConfig:
     alpha_start: float = 0.05
     alpha_end: float = 0.01
     batch_size: int = 2048
-    min_updates_per_pass: int = 32
+    min_updates_per_pass: int = 16
     som_init: str = "random"
     linkage: str = "average"
     final_linkage: str = "average"

@@ -250,18 +250,19 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         n = X.shape[0]
         m = max(2, round(n * self.resample_fraction))
         m = min(m, n)
-        dist = squareform(pdist(X, metric="euclidean"))
-        iu = np.triu_indices(m, k=1)
+        dist = pdist(X, metric="euclidean")  # condensed: pair (i < j) at n*i - i*(i+3)/2 + j - 1
+        a, b = np.triu_indices(m, k=1)
         cuts_k = np.minimum(ks, m)
         drawn = np.empty((self.n_resamples, m), dtype=np.int64)
         labels = np.empty((len(ks), self.n_resamples, m), dtype=np.int64)
         for r in range(self.n_resamples):
             idx = np.sort(rng.choice(n, size=m, replace=False))
             drawn[r] = idx
-            if np.ptp(X[idx], axis=0).max() == 0:
+            i, j = idx[a], idx[b]
+            sub = dist[n * i - (i * (i + 3)) // 2 + j - 1]
+            if sub.max() == 0:  # every drawn item identical: one cluster
                 labels[:, r] = 0
             else:
-                sub = dist[np.ix_(idx, idx)][iu]
                 labels[:, r] = cut_linkage(linkage(sub, method=self.linkage), cuts_k)
         # co-occurrence counts as products of sparse indicator matrices:
         # item x (resample, cluster) for "clustered together", item x resample for "drawn"

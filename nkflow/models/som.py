@@ -171,7 +171,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         radius: tuple[float, float] | None = None,
         init: str = "random",
         batch_size: int = 2048,
-        min_updates_per_pass: int = 32,
+        min_updates_per_pass: int = 16,
         max_samples_per_pass: int | None = None,
         chunk_size: int = 65536,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,

@@ -219,7 +219,7 @@ def cluster(
     rlen: int = 10,
     alpha: tuple[float, float] = (0.05, 0.01),
     batch_size: int = 2048,
-    min_updates_per_pass: int = 32,
+    min_updates_per_pass: int = 16,
     som_init: str = "random",
     n_metaclusters: int | None = 10,
     max_metaclusters: int = 20,
