@@ -44,6 +44,8 @@ __all__ = ["SOM", "bmu_search", "grid_distances"]
 logger = logging.getLogger(__name__)
 
 _INITS = ("random", "pca")
+#: Cells x nodes up to which the final mapping also runs on one BLAS thread (~10 ms).
+_SINGLE_THREAD_MAPPING = 10_000_000
 
 
 def grid_distances(xdim: int, ydim: int) -> np.ndarray:
@@ -332,12 +334,18 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         codes = self._initial_codes(X, rng)
         # many small products: BLAS threads only add synchronisation cost (and, on a shared
         # machine, can make each step wait for a busy core), so train single-threaded
+        labels = None
         with threadpool_limits(limits=1, user_api="blas"):
             codes = self._train(X, codes, nhbr, rng, (r_start, r_end), (a_start, a_end))
+            if n * n_nodes <= _SINGLE_THREAD_MAPPING:
+                # waking BLAS threads for a small mapping costs more than it saves
+                labels = bmu_search(X, codes, chunk_size=self.chunk_size)
+        if labels is None:
+            labels = bmu_search(X, codes, chunk_size=self.chunk_size)
         self.codes_ = codes
         gx, gy = np.meshgrid(np.arange(self.xdim), np.arange(self.ydim), indexing="ij")
         self.grid_ = np.column_stack([gx.ravel(), gy.ravel()])
-        self.labels_ = bmu_search(X, codes, chunk_size=self.chunk_size)
+        self.labels_ = labels
         self.counts_ = np.bincount(self.labels_, minlength=n_nodes)
         logger.debug(
             "SOM fitted: %d cells, %d nodes, %d passes, %d empty nodes",
