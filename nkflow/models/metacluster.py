@@ -34,7 +34,6 @@ import logging
 from numbers import Integral, Real
 
 import numpy as np
-from scipy import sparse
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -42,6 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
 from nkflow.exceptions import ConfigError
+from nkflow.models.som import one_blas_thread
 
 __all__ = [
     "ConsensusMetaclustering",
@@ -264,19 +264,20 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
                 labels[:, r] = 0
             else:
                 labels[:, r] = cut_linkage(linkage(sub, method=self.linkage), cuts_k)
-        # co-occurrence counts as products of sparse indicator matrices:
-        # item x (resample, cluster) for "clustered together", item x resample for "drawn"
+        # co-occurrence counts as products of indicator matrices: item x resample for
+        # "drawn together", item x (resample, cluster) for "clustered together"
         rows = drawn.ravel()
-        ones = np.ones(rows.size)
-        width = 2 * m - 1  # cluster ids are linkage node ids, below 2m - 1
         col_r = np.repeat(np.arange(self.n_resamples), m)
-        drawn_m = sparse.csr_matrix((ones, (rows, col_r)), shape=(n, self.n_resamples))
-        sampled = (drawn_m @ drawn_m.T).toarray()
+        drawn_m = np.zeros((n, self.n_resamples))
+        drawn_m[rows, col_r] = 1.0
+        sampled = drawn_m @ drawn_m.T
+        width = 2 * m - 1  # cluster ids are linkage node ids, below 2m - 1
         together = np.empty((len(ks), n, n), dtype=np.float64)
         for j in range(len(ks)):
-            cols = col_r * width + labels[j].ravel()
-            member = sparse.csr_matrix((ones, (rows, cols)), shape=(n, self.n_resamples * width))
-            together[j] = (member @ member.T).toarray()
+            _, cols = np.unique(col_r * width + labels[j].ravel(), return_inverse=True)
+            member = np.zeros((n, int(cols.max()) + 1))
+            member[rows, cols] = 1.0
+            together[j] = member @ member.T
         with np.errstate(invalid="ignore", divide="ignore"):
             cons = np.where(sampled > 0, together / np.maximum(sampled, 1.0), 0.0)
         diag = np.arange(n)
@@ -324,7 +325,8 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
                 ks = np.array([min(self.min_clusters, n)])
         else:
             ks = np.array([min(self.n_clusters, n)])
-        cons = self._consensus(X, ks, rng)
+        with one_blas_thread():  # many small products: threads only add overhead
+            cons = self._consensus(X, ks, rng)
         areas = np.array([cdf_area(c) for c in cons])
         delta = np.empty_like(areas)
         delta[0] = areas[0]

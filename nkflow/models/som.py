@@ -35,13 +35,28 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nkflow.exceptions import ConfigError
 
 __all__ = ["SOM", "bmu_search", "grid_distances"]
 
 logger = logging.getLogger(__name__)
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """Context limiting BLAS to one thread (the library scan, ~5 ms, is done once).
+
+    Many small products gain nothing from BLAS threads, and on a busy machine waking them
+    (and their spin-waiting) costs more CPU than the products themselves.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
 
 _INITS = ("random", "pca")
 #: Cells x nodes up to which the final mapping also runs on one BLAS thread (~10 ms).
@@ -335,7 +350,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         # many small products: BLAS threads only add synchronisation cost (and, on a shared
         # machine, can make each step wait for a busy core), so train single-threaded
         labels = None
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             codes = self._train(X, codes, nhbr, rng, (r_start, r_end), (a_start, a_end))
             if n * n_nodes <= _SINGLE_THREAD_MAPPING:
                 # waking BLAS threads for a small mapping costs more than it saves
