@@ -11,6 +11,13 @@ clustering and Euclidean distance:
    ``i`` and ``j`` in which they fell in the same cluster;
 3. the final partition clusters ``1 - M_k`` hierarchically (``final_linkage``) into ``k``.
 
+Cost: the item distances are computed once, each resample is one scipy ``linkage`` of its
+rows plus a cut by pointer doubling (:func:`cut_linkage`), and the co-occurrences are two
+indicator-matrix products; 100 resamples of 90 of 100 nodes take ~20 ms of CPU, about what
+the SOM costs on a pool of 1-2k cells. ``n_resamples=1, resample_fraction=1`` is a single
+hierarchical clustering of the nodes (what the flowsom Python package's
+``FlowSOMEstimator.fit_predict`` does).
+
 With ``n_clusters=None`` the number of clusters is chosen from the consensus matrices:
 
 * ``k_selection="delta_area"`` (default, ConsensusClusterPlus): ``A(k)`` is the area under

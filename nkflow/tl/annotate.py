@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
-from ..io.fcs import sample_info
+from ..io.fcs import channel_for, sample_info
 from ._samples import iter_samples
 
 __all__ = [
@@ -366,8 +366,6 @@ def median_table(
     pandas.DataFrame
         sample_id, metacluster, label, marker, median, n_cells.
     """
-    from nkflow.io.fcs import channel_for
-
     markers = list(markers) if markers is not None else list(result.label_markers)
     labels = {str(k): v for k, v in result.labels.items()}
     frames = []
