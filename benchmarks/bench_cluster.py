@@ -4,7 +4,8 @@ Both tools get the same matrix, grid (``--grid``, default 10x10), ``rlen=10``, n
 metaclusters ``k`` and seed; the only difference is the clustering:
 
 * nkflow:  ``SOM(xdim, ydim, rlen=10)`` + ``metacluster_nodes(ConsensusMetaclustering(k))``
-  (all other parameters at their defaults: batch 2048, at least 16 updates per pass,
+  (all other parameters at their defaults: batches of at most 2048 cells, at least 128
+  updates per pass while batches keep 64 cells,
   100 consensus resamples of 90% of the nodes, average linkage);
 * flowsom: ``FlowSOMEstimator(xdim, ydim, rlen=10, n_clusters=k).fit_predict`` (numba;
   JIT-compiled on a small array before any clock starts).

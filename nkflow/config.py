@@ -164,7 +164,9 @@ class ClusteringConfig:
     batch_size
         Largest SOM mini-batch (cells per update).
     min_updates_per_pass
-        Smallest number of SOM updates per pass (small pools get smaller batches).
+        Smallest number of SOM updates per pass (smaller pools get smaller batches).
+    min_batch_size
+        Smallest batch that minimum may split a pass into.
     som_init
         SOM codebook start: ``"random"`` (FlowSOM) or ``"pca"``.
     linkage
@@ -188,7 +190,8 @@ class ClusteringConfig:
     alpha_start: float = 0.05
     alpha_end: float = 0.01
     batch_size: int = 2048
-    min_updates_per_pass: int = 16
+    min_updates_per_pass: int = 128
+    min_batch_size: int = 64
     som_init: str = "random"
     linkage: str = "average"
     final_linkage: str = "average"
@@ -196,7 +199,7 @@ class ClusteringConfig:
     resample_fraction: float = 0.9
 
     def __post_init__(self) -> None:
-        for key in ("rlen", "batch_size", "min_updates_per_pass", "n_resamples"):
+        for key in ("rlen", "batch_size", "min_updates_per_pass", "min_batch_size", "n_resamples"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"clustering.{key} = {value!r}; it must be a whole number >= 1")

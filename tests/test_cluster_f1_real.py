@@ -58,8 +58,12 @@ CASES = {
     "vignette-k6": (VIGNETTE, 6, 0.7925, 0.0045),
     "all-stained-k10": (ALL_STAINED, 10, 0.7887, 0.0027),
 }
-# SD of nkflow's per-seed F1 on the simulated pool below (k=4, seeds 0-9, same benchmark run)
-POOL_F1_SD = 0.0127
+# SD of nkflow's per-seed F1 on the simulated mass-cytometry pool below, k=4, seeds 0-19:
+# 0.009 with the default schedule, 0.008 with batches of 8 cells (measured 2026-12-05). The
+# flow-cytometry pool of the benchmark is not used here: there every schedule, and flowsom,
+# has about one seed in twenty near F1 0.67 (two populations merged), too rare to average
+# out over three seeds.
+POOL_F1_SD = 0.010
 
 
 def fit_predict(X: np.ndarray, k: int, seed: int, **som_kw) -> np.ndarray:
@@ -102,7 +106,7 @@ def test_68983_mean_f1_not_below_flowsom(file_68983, case):
 
 @pytest.fixture(scope="module")
 def small_pool(tmp_path_factory):
-    """NK cells (1-2k) of a simulated human liver tube, with the simulator's truth labels."""
+    """NK cells (1-2k) of a simulated human liver mass-cytometry tube, with truth labels."""
     import nkflow.pp as pp
     from nkflow.datasets import simulate_sample, write_sample
     from nkflow.io.fcs import channel_for, read_fcs
@@ -111,10 +115,9 @@ def small_pool(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pool")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sim = simulate_sample("human", "liver", n_events=15_000, random_state=1)
+        sim = simulate_sample("human", "liver", n_events=15_000, random_state=1, technology="mass")
         adata = read_fcs(write_sample(sim, folder / "pool.fcs"))
-        pp.compensate(adata)
-        pp.transform(adata)
+        pp.transform(adata)  # arcsinh, cofactor 5, for mass cytometry
     labels = sim.truth["label"].astype(str).to_numpy()
     nk = pd.Series(labels).str.startswith("NK_").to_numpy()
     cols = adata.var_names.get_indexer([channel_for(adata, m) for m in default_markers(adata)])
@@ -124,7 +127,7 @@ def small_pool(tmp_path_factory):
 
 def test_small_pool_f1_not_worse_than_with_a_tiny_batch(small_pool):
     # the old schedule made rlen updates when the pool was smaller than a batch; now the
-    # default batch must do as well as batches of 8 cells (~170 updates per pass)
+    # default schedule must do as well as batches of 8 cells (~170 updates per pass)
     X, y = small_pool
     assert 1000 <= X.shape[0] <= 2000
     assert len(np.unique(y)) == 4

@@ -111,17 +111,21 @@ def test_cut_linkage_gives_cut_tree_partitions(method):
 
 
 def test_small_input_schedule_does_not_depend_on_batch_size():
-    # 1,500 cells: 16 updates per pass of ~94 cells, whatever batch_size >= 94 is
+    # 1,500 cells: ceil(1500 / 64) = 24 updates per pass of 62-63 cells, whatever
+    # batch_size >= 63 is
     X, _ = blobs(n=1500)
     a = SOM(xdim=6, ydim=6, random_state=1).fit(X)
     b = SOM(xdim=6, ydim=6, batch_size=256, random_state=1).fit(X)
     np.testing.assert_array_equal(a.codes_, b.codes_)
-    assert a._batches_per_pass(1500) == 16
+    assert a._batches_per_pass(1500) == 24
+    # mid-size inputs: 128 updates per pass (19,225 cells: batches of ~150)
+    assert a._batches_per_pass(19_225) == 128
     # large inputs: batch_size bounds the batch, ceil(n / batch_size) updates per pass
     assert a._batches_per_pass(1_000_000) == -(-1_000_000 // 2048)
-    # fewer cells than the minimum: one cell per update
-    assert a._batches_per_pass(5) == 5
-    # a batch smaller than the input / minimum changes the map
+    # fewer cells than a batch: one batch (and never more updates than cells)
+    assert a._batches_per_pass(5) == 1
+    assert SOM(min_batch_size=1)._batches_per_pass(5) == 5
+    # a batch smaller than the minimum's changes the map
     c = SOM(xdim=6, ydim=6, batch_size=32, random_state=1).fit(X)
     assert not np.array_equal(a.codes_, c.codes_)
 
@@ -162,6 +166,7 @@ def test_cdf_area_is_one_minus_mean_consensus():
     [
         (SOM(xdim=0), "xdim"),
         (SOM(min_updates_per_pass=0), "min_updates_per_pass"),
+        (SOM(min_batch_size=0), "min_batch_size"),
         (SOM(alpha=(0.05,)), "alpha"),
         (SOM(init="kmeans"), "init"),
         (ConsensusMetaclustering(linkage="median"), "linkage"),

@@ -285,6 +285,7 @@ def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
             "clustering.alpha_start": 0.08,
             "clustering.batch_size": 64,
             "clustering.min_updates_per_pass": 8,
+            "clustering.min_batch_size": 16,
             "clustering.som_init": "pca",
             "clustering.final_linkage": "complete",
             "clustering.n_resamples": 9,
@@ -294,7 +295,7 @@ def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
     out = cluster_batch({sid: (lambda a=a: a) for sid, a in batch.items()}, cfg)
     som, mc = out.result.som, out.result.metaclustering
     assert (som.rlen, som.alpha, som.batch_size) == (5, (0.08, 0.01), 64)
-    assert (som.min_updates_per_pass, som.init) == (8, "pca")
+    assert (som.min_updates_per_pass, som.min_batch_size, som.init) == (8, 16, "pca")
     assert (mc.final_linkage, mc.n_resamples, mc.resample_fraction) == ("complete", 9, 0.75)
     # the effective configuration round-trips through TOML
     path = tmp_path / "run.toml"
@@ -304,4 +305,4 @@ def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
         replace_values(cfg, {"clustering.som_init": "kmeans"})
     with pytest.raises(ConfigError, match=r"clustering\.resample_fraction"):
         replace_values(cfg, {"clustering.resample_fraction": 0.0})
-    assert load_config(None).clustering.min_updates_per_pass == 16
+    assert load_config(None).clustering.min_updates_per_pass == 128

@@ -17,11 +17,15 @@ the work is done by BLAS:
   ``alpha`` towards a common target, so the learning-rate schedule keeps its meaning.
 
 The schedules advance once per mini-batch, and best-matching units are recomputed once per
-mini-batch, so a schedule with too few steps would follow the online SOM poorly: with a batch
+mini-batch, so a schedule with too few steps follows the online SOM poorly: with a batch
 larger than the input (a gated pool of 1,500 cells against batches of 2,048), ten passes
-would be ten updates. Every pass is therefore split into at least ``min_updates_per_pass``
-near-equal batches; below ``batch_size * min_updates_per_pass`` cells the schedule depends on
-the number of cells only, not on ``batch_size``.
+would be ten updates. Every pass is therefore split into
+``max(ceil(n / batch_size), min(min_updates_per_pass, ceil(n / min_batch_size)))``
+near-equal batches: at least ``min_updates_per_pass`` (128) updates per pass as long as a
+batch keeps ``min_batch_size`` (64) cells, never batches above ``batch_size``. Below
+``batch_size * min_updates_per_pass`` cells the schedule depends on the number of cells
+only, not on ``batch_size``. (On 68983.fcs, 19k cells, batches of ~1,200 cells gave a mean
+F1 0.03 below the online SOM at k = 10 over 30 seeds; batches of 64-150 cells matched it.)
 
 Memory stays at one chunk of distances (``chunk_size x n_nodes``) beyond the data itself.
 """
@@ -147,9 +151,13 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         Largest number of cells per mini-batch update. Smaller batches follow the online SOM
         more closely; larger ones are faster.
     min_updates_per_pass
-        Each pass makes at least this many mini-batch updates (batches of
-        ``ceil(n / min_updates_per_pass)`` cells when that is below ``batch_size``), so small
-        inputs still get a finely stepped schedule whatever ``batch_size`` is.
+        Each pass makes at least this many mini-batch updates, as long as every batch keeps
+        ``min_batch_size`` cells, so small inputs get a finely stepped schedule whatever
+        ``batch_size`` is.
+    min_batch_size
+        Smallest batch the minimum number of updates may split a pass into (bounds the
+        cost on small inputs: a pass of ``n`` cells makes at most ``n / min_batch_size``
+        updates unless ``batch_size`` is smaller).
     max_samples_per_pass
         If set, each pass presents a fresh random subsample of at most this many cells
         instead of all of them (the whole data set is still mapped at the end).
@@ -188,7 +196,8 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         radius: tuple[float, float] | None = None,
         init: str = "random",
         batch_size: int = 2048,
-        min_updates_per_pass: int = 16,
+        min_updates_per_pass: int = 128,
+        min_batch_size: int = 64,
         max_samples_per_pass: int | None = None,
         chunk_size: int = 65536,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -201,13 +210,23 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         self.init = init
         self.batch_size = batch_size
         self.min_updates_per_pass = min_updates_per_pass
+        self.min_batch_size = min_batch_size
         self.max_samples_per_pass = max_samples_per_pass
         self.chunk_size = chunk_size
         self.random_state = random_state
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        for name in ("xdim", "ydim", "rlen", "batch_size", "min_updates_per_pass", "chunk_size"):
+        names = (
+            "xdim",
+            "ydim",
+            "rlen",
+            "batch_size",
+            "min_updates_per_pass",
+            "min_batch_size",
+            "chunk_size",
+        )
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SOM: {name}={value!r} is invalid; expected an integer >= 1")
@@ -256,7 +275,8 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
     def _batches_per_pass(self, per_pass: int) -> int:
         """Mini-batch updates per pass: enough for ``batch_size``, at least the minimum."""
         by_size = -(-per_pass // self.batch_size)
-        return max(1, min(per_pass, max(by_size, self.min_updates_per_pass)))
+        floor = min(self.min_updates_per_pass, -(-per_pass // self.min_batch_size))
+        return max(1, min(per_pass, max(by_size, floor)))
 
     def _train(
         self,

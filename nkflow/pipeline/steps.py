@@ -136,6 +136,7 @@ def cluster_batch(
         alpha=(c.alpha_start, c.alpha_end),
         batch_size=c.batch_size,
         min_updates_per_pass=c.min_updates_per_pass,
+        min_batch_size=c.min_batch_size,
         som_init=c.som_init,
         n_metaclusters=c.n_metaclusters,
         linkage=c.linkage,

@@ -219,7 +219,8 @@ def cluster(
     rlen: int = 10,
     alpha: tuple[float, float] = (0.05, 0.01),
     batch_size: int = 2048,
-    min_updates_per_pass: int = 16,
+    min_updates_per_pass: int = 128,
+    min_batch_size: int = 64,
     som_init: str = "random",
     n_metaclusters: int | None = 10,
     max_metaclusters: int = 20,
@@ -258,10 +259,10 @@ def cluster(
         SOM learning rate at the start and end of training (FlowSOM: 0.05 to 0.01).
     batch_size
         Largest SOM mini-batch (cells per update); larger is faster on big pools.
-    min_updates_per_pass
-        Smallest number of SOM updates per pass: pools below ``batch_size *
-        min_updates_per_pass`` cells are split into this many batches, so their training
-        schedule does not depend on ``batch_size``.
+    min_updates_per_pass, min_batch_size
+        Smallest number of SOM updates per pass, as long as batches keep ``min_batch_size``
+        cells: pools below ``batch_size * min_updates_per_pass`` cells get a schedule that
+        does not depend on ``batch_size`` (see :class:`~nkflow.models.SOM`).
     som_init
         SOM codebook start: ``"random"`` cells (FlowSOM) or ``"pca"``.
     n_metaclusters
@@ -340,6 +341,7 @@ def cluster(
         init=som_init,
         batch_size=batch_size,
         min_updates_per_pass=min_updates_per_pass,
+        min_batch_size=min_batch_size,
         random_state=seed,
     ).fit(X)
     mc = ConsensusMetaclustering(
@@ -371,6 +373,7 @@ def cluster(
         "alpha": [float(a) for a in alpha],
         "batch_size": batch_size,
         "min_updates_per_pass": min_updates_per_pass,
+        "min_batch_size": min_batch_size,
         "som_init": som_init,
         "n_metaclusters": int(mc.n_clusters_),
         "n_metaclusters_requested": n_metaclusters,
