@@ -1,30 +1,50 @@
 """nkflow SOM + consensus metaclustering vs the flowsom package (saeyslab), same settings.
 
-Each (tool, size) run happens in a fresh subprocess so that peak memory (ru_maxrss) is its
-own; inside it the data are simulated first, then timed:
+Both tools get the same matrix, grid (``--grid``, default 10x10), ``rlen=10``, number of
+metaclusters ``k`` and seed; the only difference is the clustering:
 
-* nkflow:  ``SOM(10, 10, rlen=10)`` + ``metacluster_nodes(ConsensusMetaclustering(k))``
-* flowsom: ``FlowSOMEstimator(xdim=10, ydim=10, rlen=10, n_clusters=k).fit_predict``
-  (numba; JIT-compiled on a small array before the clock starts)
+* nkflow:  ``SOM(xdim, ydim, rlen=10)`` + ``metacluster_nodes(ConsensusMetaclustering(k))``
+  (all other parameters at their defaults: batches of at most 2048 cells, at least 128
+  updates per pass while batches keep 64 cells,
+  100 consensus resamples of 90% of the nodes, average linkage);
+* flowsom: ``FlowSOMEstimator(xdim, ydim, rlen=10, n_clusters=k).fit_predict`` (numba;
+  JIT-compiled on a small array before any clock starts).
 
-Both get the same float32 matrix (12 markers, 12 simulated populations of very different
-size, some differing in one or two markers only) and the same seed. Reported: wall time of
-the fit + mapping of every cell, process peak RSS (ru_maxrss) and how far the fit raised
-it above the RSS holding the data (no tracemalloc: it slows numpy loops ~10x), F1
-(Hungarian one-to-one matching, unweighted mean over true populations) and ARI.
+Accuracy follows Weber & Robinson (Cytometry A 2016): cluster all cells, score the labelled
+ones, match every true population to at most one cluster (Hungarian, best summed F1),
+unweighted mean F1 over populations. Per seed the two tools run back to back so that both
+see the same machine load; reported are the mean and SD of the mean F1 over seeds, the
+median wall time per fit (fit + mapping of every cell) and the ratios nkflow/flowsom.
 
-``--simulator`` scores ``nkflow.tl.cluster`` and flowsom (same markers, k=6, seeds 0-2)
-on the NK cells of two simulated human tubes against the simulator's truth labels.
+Sections:
 
-``--real`` also scores both on the FlowSOM paper's data (68983.fcs, manual labels, the 7
-markers of the FlowSOM vignette, compensated + logicle) over seeds 0-4; those flowsom
-numbers are the ones recorded in tests/test_models_som.py.
+``--real``
+    68983.fcs (FlowSOM paper, mouse, 19,225 cells) with its per-event manual labels
+    (gatingResult.csv; "Unlabeled" cells are clustered, not scored), preprocessed as the
+    FlowSOM vignette does: compensated with the file's $SPILL, logicle (T 262144, W 0.5,
+    M 4.5, A 0, flowCore's defaults), scaled to mean 0 / SD 1. Marker sets: the vignette's
+    7, every stained fluorescence channel (10), and those without GFP and live/dead (8);
+    k = 6, 10, 20.
+``--small``
+    Small pools (1-2k cells): the NK cells of a simulated human liver tube (mass cytometry
+    and flow; nkflow's simulator, truth labels, the default phenotype markers), k = 4
+    (the number of NK truth populations) and 6, and 1,500 cells of the 12-population
+    simulation below, k = 12.
+``--large``
+    The 12-population simulation (12 markers, sizes 0.5%-30%, some populations differing
+    in one marker) at 1M cells, k = 12, over ``--seeds`` seeds.
+``--sizes``
+    Time and peak memory, one fresh subprocess per (tool, size) so that ru_maxrss is its
+    own; default 10k, 100k and 1M cells of the 12-population simulation (``--big``: 5M).
+``--simulator``
+    ``nkflow.tl.cluster`` against flowsom on the NK cells of two simulated human tubes,
+    k = 6, seeds 0-2 (the reference of tests/test_tl_cluster.py).
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_cluster.py                 # 100k and 1M
-    /work/venv/bin/python benchmarks/bench_cluster.py --big           # + 5M
-    /work/venv/bin/python benchmarks/bench_cluster.py --real --simulator --sizes 100000
+    /work/venv/bin/python benchmarks/bench_cluster.py --real --small --seeds 10
+    /work/venv/bin/python benchmarks/bench_cluster.py --large --seeds 10
+    /work/venv/bin/python benchmarks/bench_cluster.py --sizes 10000 100000 1000000 --big
 """
 
 from __future__ import annotations
@@ -34,7 +54,10 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +69,42 @@ HERE = Path(__file__).resolve().parent
 EXTDATA = HERE.parent.parent / "shared" / "external" / "flowsom" / "inst" / "extdata"
 N_MARKERS = 12
 N_POPS = 12
+RLEN = 10
+
+#: 68983.fcs channels per marker set (FlowSOM vignette: colsToUse = c(9, 12, 14:18)).
+MARKER_SETS_68983 = {
+    "vignette (7)": [
+        "Pacific Blue-A",  # CD8
+        "APC-A",  # TCRgd
+        "APC-Cy7-A",  # TCRb
+        "PE-A",  # NK1.1
+        "PE-Texas Red-A",  # CD4
+        "PE-Cy5-A",  # CD19
+        "PE-Cy7-A",  # CD3
+    ],
+    "all stained (10)": [
+        "FITC-A",  # GFP
+        "Pacific Blue-A",
+        "AmCyan-A",  # live/dead
+        "APC-A",
+        "Alexa Fluor 700-A",  # CD45
+        "APC-Cy7-A",
+        "PE-A",
+        "PE-Texas Red-A",
+        "PE-Cy5-A",
+        "PE-Cy7-A",
+    ],
+    "lineage (8)": [
+        "Pacific Blue-A",
+        "APC-A",
+        "Alexa Fluor 700-A",
+        "APC-Cy7-A",
+        "PE-A",
+        "PE-Texas Red-A",
+        "PE-Cy5-A",
+        "PE-Cy7-A",
+    ],
+}
 
 
 def simulate(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -72,26 +131,147 @@ def simulate(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def run_nkflow(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+def run_nkflow(X: np.ndarray, k: int, seed: int, grid: int = 10) -> np.ndarray:
     from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 
-    som = SOM(10, 10, rlen=10, random_state=seed).fit(X)
+    som = SOM(grid, grid, rlen=RLEN, random_state=seed).fit(X)
     nodes = metacluster_nodes(
         ConsensusMetaclustering(k, random_state=seed), som.codes_, som.counts_
     )
     return nodes[som.labels_]
 
 
-def run_flowsom(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+def run_flowsom(X: np.ndarray, k: int, seed: int, grid: int = 10) -> np.ndarray:
     from flowsom.models import FlowSOMEstimator
 
-    est = FlowSOMEstimator(xdim=10, ydim=10, rlen=10, n_clusters=k, seed=seed)
+    est = FlowSOMEstimator(xdim=grid, ydim=grid, rlen=RLEN, n_clusters=k, seed=seed)
     return np.asarray(est.fit_predict(X))
 
 
-RUNNERS = {"nkflow": run_nkflow, "flowsom": run_flowsom}
+RUNNERS: dict[str, Callable[..., np.ndarray]] = {"nkflow": run_nkflow, "flowsom": run_flowsom}
 
 
+def warm_up() -> None:
+    """JIT-compile flowsom (and touch nkflow's code paths) outside every clock."""
+    X, _ = simulate(2000, 0)
+    for fn in RUNNERS.values():
+        fn(X, 4, 0, 5)
+
+
+# ------------------------------------------------------------------ data sets
+def load_68983(channels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """68983.fcs as the FlowSOM vignette prepares it: $SPILL, logicle, scaled; labels."""
+    import pandas as pd
+
+    import nkflow.pp as pp
+    from nkflow.io.fcs import read_fcs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = read_fcs(EXTDATA / "68983.fcs")
+    pp.compensate(adata)  # the file's $SPILL, in place
+    cols = adata.var_names.get_indexer(list(channels))
+    X = pp.logicle(np.asarray(adata.X)[:, cols], T=262144.0, W=0.5, M=4.5, A=0.0)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    labels = pd.read_csv(EXTDATA / "gatingResult.csv", header=None)[0].to_numpy(dtype=str)
+    return np.ascontiguousarray(X, dtype=np.float32), labels
+
+
+def simulated_nk_pool(technology: str, n_events: int = 15_000, seed: int = 1):
+    """NK cells of one simulated human liver tube: transformed matrix, truth, markers."""
+    import pandas as pd
+
+    import nkflow.pp as pp
+    from nkflow.datasets import simulate_sample, write_sample
+    from nkflow.io.fcs import channel_for, read_fcs
+    from nkflow.tl.cluster import default_markers
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = simulate_sample(
+            "human", "liver", n_events=n_events, random_state=seed, technology=technology
+        )
+        adata = read_fcs(write_sample(sim, Path(tmp) / "pool.fcs"))
+        if technology == "flow":
+            pp.compensate(adata)
+        pp.transform(adata)  # the technology's default (arcsinh 5 for mass, logicle)
+    labels = sim.truth["label"].astype(str).to_numpy()
+    nk = pd.Series(labels).str.startswith("NK_").to_numpy()
+    markers = default_markers(adata)
+    cols = adata.var_names.get_indexer([channel_for(adata, m) for m in markers])
+    X = np.ascontiguousarray(np.asarray(adata.X)[nk][:, cols], dtype=np.float32)
+    return X, labels[nk], markers
+
+
+# ------------------------------------------------------------------ comparison
+def compare(
+    name: str,
+    X: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    seeds: Sequence[int],
+    grid: int,
+    scored: np.ndarray | None = None,
+) -> dict:
+    """Both tools on the same matrix, seed by seed; mean F1, SD, median time, ratios."""
+    keep = np.ones(len(labels), dtype=bool) if scored is None else scored
+    out: dict = {"set": name, "k": k, "grid": grid, "n": int(X.shape[0]), "d": int(X.shape[1])}
+    f1: dict[str, list[float]] = {t: [] for t in RUNNERS}
+    secs: dict[str, list[float]] = {t: [] for t in RUNNERS}
+    for seed in seeds:
+        for tool, fn in RUNNERS.items():
+            t0 = time.perf_counter()
+            pred = fn(X, k, seed, grid)
+            secs[tool].append(time.perf_counter() - t0)
+            f1[tool].append(hungarian_f1(labels[keep], pred[keep]))
+    for tool in RUNNERS:
+        out[tool] = {
+            "f1_mean": float(np.mean(f1[tool])),
+            "f1_sd": float(np.std(f1[tool], ddof=1)) if len(seeds) > 1 else 0.0,
+            "f1_per_seed": [round(v, 4) for v in f1[tool]],
+            "seconds_median": float(np.median(secs[tool])),
+        }
+    a, b = out["nkflow"], out["flowsom"]
+    out["f1_difference"] = a["f1_mean"] - b["f1_mean"]
+    out["time_ratio"] = a["seconds_median"] / b["seconds_median"]
+    print(
+        f"{name:26s} n={out['n']:>7,d} d={out['d']:2d} k={k:2d} {grid}x{grid}  "
+        f"F1 nkflow {a['f1_mean']:.3f} +- {a['f1_sd']:.3f}  flowsom {b['f1_mean']:.3f} +- "
+        f"{b['f1_sd']:.3f}  (nkflow - flowsom {out['f1_difference']:+.3f})  "
+        f"time {a['seconds_median']:.3f} s vs {b['seconds_median']:.3f} s "
+        f"(nkflow/flowsom {out['time_ratio']:.2f}x)",
+        flush=True,
+    )
+    return out
+
+
+def real(seeds: Sequence[int], grid: int, ks: Sequence[int] = (6, 10, 20)) -> list[dict]:
+    rows = []
+    for set_name, channels in MARKER_SETS_68983.items():
+        X, labels = load_68983(channels)
+        scored = labels != "Unlabeled"
+        for k in ks:
+            rows.append(compare(f"68983 {set_name}", X, labels, k, seeds, grid, scored))
+    return rows
+
+
+def small(seeds: Sequence[int], grid: int) -> list[dict]:
+    rows = []
+    for tech in ("mass", "flow"):
+        X, labels, _ = simulated_nk_pool(tech)
+        for k in (4, 6):
+            rows.append(compare(f"simulated NK liver {tech}", X, labels, k, seeds, grid))
+    X, y = simulate(1500, 0)
+    rows.append(compare("12 populations 1.5k", X, y, N_POPS, seeds, grid))
+    return rows
+
+
+def large(seeds: Sequence[int], grid: int, n: int = 1_000_000) -> list[dict]:
+    X, y = simulate(n, 0)
+    return [compare(f"12 populations {n // 1000}k", X, y, N_POPS, seeds, grid)]
+
+
+# ------------------------------------------------------------------ time and memory
 def _rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -100,13 +280,12 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def child(tool: str, n: int, seed: int) -> dict:
+def child(tool: str, n: int, seed: int, grid: int) -> dict:
     X, y = simulate(n, seed)
-    if tool == "flowsom":  # JIT warm-up outside the clock
-        run_flowsom(X[:2000].copy(), N_POPS, seed)
+    warm_up()
     before = _rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    pred = RUNNERS[tool](X, N_POPS, seed)
+    pred = RUNNERS[tool](X, N_POPS, seed, grid)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -123,47 +302,39 @@ def child(tool: str, n: int, seed: int) -> dict:
     }
 
 
-def load_68983() -> tuple[np.ndarray, np.ndarray]:
-    """68983.fcs compensated with its $SPILL, logicle, the FlowSOM vignette's 7 markers."""
-    import flowkit as fk
-    import pandas as pd
-
-    sample = fk.Sample(str(EXTDATA / "68983.fcs"))
-    sample.apply_compensation(sample.metadata["spill"])
-    sample.apply_transform(
-        fk.transforms.LogicleTransform(param_t=262144, param_w=0.5, param_m=4.5, param_a=0)
-    )
-    df = sample.as_dataframe(source="xform")
-    cols = ["Pacific Blue-A", "APC-A", "APC-Cy7-A", "PE-A", "PE-Texas Red-A", "PE-Cy5-A"]
-    cols.append("PE-Cy7-A")  # CD8, TCRgd, TCRb, NK1.1, CD4, CD19, CD3
-    X = np.ascontiguousarray(df.loc[:, [c for c in df.columns if c[0] in cols]], dtype=np.float64)
-    labels = pd.read_csv(EXTDATA / "gatingResult.csv", header=None)[0].to_numpy()
-    return X, labels
-
-
-def real(seeds=range(5)) -> None:
-    X, labels = load_68983()
-    keep = labels != "Unlabeled"
-    for tool, fn in RUNNERS.items():
-        scores = []
-        for seed in seeds:
-            pred = fn(X, 10, seed)
-            scores.append(
-                (
-                    hungarian_f1(labels[keep], pred[keep]),
-                    adjusted_rand_score(labels[keep], pred[keep]),
-                )
+def sizes(ns: Sequence[int], seed: int, grid: int) -> list[dict]:
+    rows = []
+    for n in ns:
+        results = {}
+        for tool in RUNNERS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", tool, str(n), str(seed), str(grid)],
+                check=True,
+                capture_output=True,
+                text=True,
             )
-        f1, ari = np.mean(scores, axis=0)
-        per = ", ".join(f"{a:.3f}" for a, _ in scores)
-        print(f"68983.fcs {tool:8s} mean F1 {f1:.3f} (seeds: {per})  mean ARI {ari:.3f}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results[tool] = r
+            rows.append(r)
+            print(
+                f"{tool:8s} n={n:>9,d}  {r['seconds']:7.2f} s (cpu {r['cpu_seconds']:7.2f} s)  "
+                f"peak RSS above data {r['fit_extra_mb']:7.1f} MB  maxRSS "
+                f"{r['maxrss_mb']:7.1f} MB (data {r['data_mb']:.0f} MB)  F1 {r['f1']:.3f}  "
+                f"ARI {r['ari']:.3f}",
+                flush=True,
+            )
+        a, b = results["nkflow"], results["flowsom"]
+        print(
+            f"   n={n:,d}: time nkflow/flowsom {a['seconds'] / b['seconds']:.2f}x "
+            f"(cpu {a['cpu_seconds'] / b['cpu_seconds']:.2f}x), maxRSS "
+            f"{a['maxrss_mb'] / b['maxrss_mb']:.2f}x; F1 {a['f1']:.3f} vs {b['f1']:.3f}",
+            flush=True,
+        )
+    return rows
 
 
-def simulator(seeds=range(3), k: int = 6) -> None:
+def simulator(seeds: Sequence[int] = range(3), k: int = 6) -> None:
     """nkflow.tl.cluster vs flowsom on NK cells of two simulated human tubes (truth labels)."""
-    import tempfile
-    import warnings
-
     import pandas as pd
 
     import nkflow.pp as pp
@@ -211,52 +382,54 @@ def simulator(seeds=range(3), k: int = 6) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
-    ap.add_argument("--big", action="store_true", help="also run 5,000,000 cells")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", action="store_true", help="score on 68983.fcs manual labels")
-    ap.add_argument("--simulator", action="store_true", help="score on nkflow's simulator truth")
-    ap.add_argument("--child", nargs=3, metavar=("TOOL", "N", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("--real", action="store_true", help="68983.fcs, 3 marker sets, k 6/10/20")
+    ap.add_argument("--small", action="store_true", help="1-2k-cell simulated pools")
+    ap.add_argument("--large", action="store_true", help="F1 over seeds on 1M simulated cells")
+    ap.add_argument("--sizes", type=int, nargs="*", default=None, help="time/memory per size")
+    ap.add_argument("--big", action="store_true", help="add 5,000,000 cells to --sizes")
+    ap.add_argument("--simulator", action="store_true", help="tl.cluster on simulated NK")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 for F1 (default 10)")
+    ap.add_argument("--grid", type=int, default=10, help="SOM grid side (default 10)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --sizes runs")
+    ap.add_argument("--json", type=Path, help="also write every result row here")
+    ap.add_argument(
+        "--child", nargs=4, metavar=("TOOL", "N", "SEED", "GRID"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
+        tool, n, seed, grid = args.child
+        print(json.dumps(child(tool, int(n), int(seed), int(grid))))
         return
+    seeds = range(args.seeds)
+    rows: list[dict] = []
+    if args.real or args.small or args.large:
+        warm_up()
     if args.real:
-        real()
+        rows += real(seeds, args.grid)
+    if args.small:
+        rows += small(seeds, args.grid)
+    if args.large:
+        rows += large(seeds, args.grid)
     if args.simulator:
         simulator()
-    sizes = list(args.sizes) + ([5_000_000] if args.big else [])
-    results = {}
-    for n in sizes:
-        for tool in RUNNERS:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", tool, str(n), str(args.seed)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results[tool, n] = r
-            print(
-                f"{tool:8s} n={n:>9,d}  {r['seconds']:7.2f} s (cpu {r['cpu_seconds']:7.2f} s)  "
-                f"peak RSS above data "
-                f"{r['fit_extra_mb']:7.1f} MB  maxRSS {r['maxrss_mb']:7.1f} MB "
-                f"(data {r['data_mb']:.0f} MB)  F1 {r['f1']:.3f}  ARI {r['ari']:.3f}",
-                flush=True,
-            )
-        a, b = results["nkflow", n], results["flowsom", n]
+    ns = list(args.sizes or []) + ([5_000_000] if args.big else [])
+    if args.sizes is None and not (args.real or args.small or args.large or args.simulator):
+        ns = [10_000, 100_000, 1_000_000] + ([5_000_000] if args.big else [])
+    if ns:
+        rows += sizes(ns, args.seed, args.grid)
+    scored = [r for r in rows if "f1_difference" in r]
+    if scored:
+        worst = min(scored, key=lambda r: r["f1_difference"])
+        slowest = max(scored, key=lambda r: r["time_ratio"])
         print(
-            f"   ratio flowsom/nkflow at n={n:,d}: time {b['seconds'] / a['seconds']:.1f}x "
-            f"(cpu {b['cpu_seconds'] / a['cpu_seconds']:.1f}x), "
-            f"maxRSS {b['maxrss_mb'] / a['maxrss_mb']:.2f}x, peak RSS above data "
-            f"{b['fit_extra_mb'] / max(a['fit_extra_mb'], 1e-9):.2f}x; "
-            f"F1 {a['f1']:.3f} vs {b['f1']:.3f}",
-            flush=True,
+            f"summary over {len(scored)} comparisons: nkflow mean F1 >= flowsom's in "
+            f"{sum(r['f1_difference'] >= 0 for r in scored)}; worst difference "
+            f"{worst['f1_difference']:+.3f} ({worst['set']}, k={worst['k']}); nkflow faster in "
+            f"{sum(r['time_ratio'] <= 1 for r in scored)}; largest time ratio "
+            f"{slowest['time_ratio']:.2f}x ({slowest['set']}, k={slowest['k']})"
         )
-    for tool in RUNNERS:
-        ts = [(n, results[tool, n]["seconds"]) for n in sizes]
-        growth = ", ".join(f"{n:,d}: {t:.2f} s" for n, t in ts)
-        print(f"{tool} time growth: {growth}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,26 @@ class ClusteringConfig:
         Number of consensus metaclusters.
     per_sample_cap
         Largest number of cells any sample contributes to training.
+    rlen
+        SOM training passes.
+    alpha_start, alpha_end
+        SOM learning rate at the start and end of training (FlowSOM: 0.05, 0.01).
+    batch_size
+        Largest SOM mini-batch (cells per update).
+    min_updates_per_pass
+        Smallest number of SOM updates per pass (smaller pools get smaller batches).
+    min_batch_size
+        Smallest batch that minimum may split a pass into.
+    som_init
+        SOM codebook start: ``"random"`` (FlowSOM) or ``"pca"``.
+    linkage
+        Linkage inside the consensus resamples: average, complete, single or ward.
+    final_linkage
+        Linkage on ``1 - consensus``: average, complete or single.
+    n_resamples
+        Consensus resampling rounds (FlowSOM: 100).
+    resample_fraction
+        Fraction of SOM nodes drawn per round, in (0, 1] (FlowSOM: 0.9).
     """
 
     enabled: bool = True
@@ -170,6 +190,38 @@ class ClusteringConfig:
     ydim: int = 10
     n_metaclusters: int = 10
     per_sample_cap: int = 20000
+    rlen: int = 10
+    alpha_start: float = 0.05
+    alpha_end: float = 0.01
+    batch_size: int = 2048
+    min_updates_per_pass: int = 128
+    min_batch_size: int = 64
+    som_init: str = "random"
+    linkage: str = "average"
+    final_linkage: str = "average"
+    n_resamples: int = 100
+    resample_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        for key in ("rlen", "batch_size", "min_updates_per_pass", "min_batch_size", "n_resamples"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"clustering.{key} = {value!r}; it must be a whole number >= 1")
+        for key in ("alpha_start", "alpha_end", "resample_fraction"):
+            value = getattr(self, key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (ok and math.isfinite(value) and 0.0 < value <= 1.0):
+                raise ConfigError(f"clustering.{key} = {value!r}; valid: 0 < value <= 1")
+        choices = {
+            "som_init": ("random", "pca"),
+            "linkage": ("average", "complete", "single", "ward"),
+            "final_linkage": ("average", "complete", "single"),
+        }
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise ConfigError(
+                    f"clustering.{key} = {getattr(self, key)!r}; valid: {', '.join(valid)}"
+                )
 
 
 @dataclass(frozen=True)

@@ -230,3 +230,79 @@ def test_simulated_batch_nk_truth_at_least_as_good_as_flowsom(tmp_path):
         )
         f1.append(hungarian_f1(y, pred))
     assert np.mean(f1) >= FLOWSOM_SIMULATOR_F1 - 0.02
+
+
+def test_som_and_metaclustering_parameters_reach_the_estimators(batch):
+    res = _run(
+        batch,
+        rlen=4,
+        alpha=(0.1, 0.02),
+        batch_size=64,
+        min_updates_per_pass=4,
+        som_init="pca",
+        linkage="ward",
+        final_linkage="complete",
+        n_resamples=7,
+        resample_fraction=0.8,
+        assign=False,
+    )
+    som, mc = res.som.get_params(), res.metaclustering.get_params()
+    assert (som["rlen"], som["alpha"], som["batch_size"]) == (4, (0.1, 0.02), 64)
+    assert (som["min_updates_per_pass"], som["init"]) == (4, "pca")
+    assert (mc["linkage"], mc["final_linkage"]) == ("ward", "complete")
+    assert (mc["n_resamples"], mc["resample_fraction"]) == (7, 0.8)
+    for key, value in {"batch_size": 64, "som_init": "pca", "n_resamples": 7}.items():
+        assert res.params[key] == value
+    assert res.params["alpha"] == [0.1, 0.02]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"som_init": "kmeans"}, "init"),
+        ({"min_updates_per_pass": 0}, "min_updates_per_pass"),
+        ({"n_resamples": 0}, "n_resamples"),
+        ({"resample_fraction": 1.5}, "resample_fraction"),
+        ({"final_linkage": "ward"}, "final_linkage"),
+    ],
+)
+def test_invalid_clustering_parameter_is_named(batch, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        _run(batch, assign=False, **kw)
+
+
+def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
+    from nkflow.config import RunConfig, config_to_toml, load_config, replace_values
+    from nkflow.pipeline.steps import cluster_batch
+
+    cfg = replace_values(
+        RunConfig(),
+        {
+            "clustering.xdim": 5,
+            "clustering.ydim": 5,
+            "clustering.n_metaclusters": 3,
+            "clustering.rlen": 5,
+            "clustering.alpha_start": 0.08,
+            "clustering.batch_size": 64,
+            "clustering.min_updates_per_pass": 8,
+            "clustering.min_batch_size": 16,
+            "clustering.som_init": "pca",
+            "clustering.final_linkage": "complete",
+            "clustering.n_resamples": 9,
+            "clustering.resample_fraction": 0.75,
+        },
+    )
+    out = cluster_batch({sid: (lambda a=a: a) for sid, a in batch.items()}, cfg)
+    som, mc = out.result.som, out.result.metaclustering
+    assert (som.rlen, som.alpha, som.batch_size) == (5, (0.08, 0.01), 64)
+    assert (som.min_updates_per_pass, som.min_batch_size, som.init) == (8, 16, "pca")
+    assert (mc.final_linkage, mc.n_resamples, mc.resample_fraction) == ("complete", 9, 0.75)
+    # the effective configuration round-trips through TOML
+    path = tmp_path / "run.toml"
+    path.write_text(config_to_toml(cfg), encoding="utf-8")
+    assert load_config(path).clustering == cfg.clustering
+    with pytest.raises(ConfigError, match=r"clustering\.som_init"):
+        replace_values(cfg, {"clustering.som_init": "kmeans"})
+    with pytest.raises(ConfigError, match=r"clustering\.resample_fraction"):
+        replace_values(cfg, {"clustering.resample_fraction": 0.0})
+    assert load_config(None).clustering.min_updates_per_pass == 128

@@ -16,6 +16,17 @@ the work is done by BLAS:
   cells by ``1 - (1 - alpha)^h_j``: the exact effect of ``h_j`` online updates of size
   ``alpha`` towards a common target, so the learning-rate schedule keeps its meaning.
 
+The schedules advance once per mini-batch, and best-matching units are recomputed once per
+mini-batch, so a schedule with too few steps follows the online SOM poorly: with a batch
+larger than the input (a gated pool of 1,500 cells against batches of 2,048), ten passes
+would be ten updates. Every pass is therefore split into
+``max(ceil(n / batch_size), min(min_updates_per_pass, ceil(n / min_batch_size)))``
+near-equal batches: at least ``min_updates_per_pass`` (128) updates per pass as long as a
+batch keeps ``min_batch_size`` (64) cells, never batches above ``batch_size``. Below
+``batch_size * min_updates_per_pass`` cells the schedule depends on the number of cells
+only, not on ``batch_size``. (On 68983.fcs, 19k cells, batches of ~1,200 cells gave a mean
+F1 0.03 below the online SOM at k = 10 over 30 seeds; batches of 64-150 cells matched it.)
+
 Memory stays at one chunk of distances (``chunk_size x n_nodes``) beyond the data itself.
 """
 
@@ -28,7 +39,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nkflow.exceptions import ConfigError
 
@@ -36,7 +47,24 @@ __all__ = ["SOM", "bmu_search", "grid_distances"]
 
 logger = logging.getLogger(__name__)
 
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def one_blas_thread():
+    """Context limiting BLAS to one thread (the library scan, ~5 ms, is done once).
+
+    Many small products gain nothing from BLAS threads, and on a busy machine waking them
+    (and their spin-waiting) costs more CPU than the products themselves.
+    """
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
 _INITS = ("random", "pca")
+#: Cells x nodes up to which the final mapping also runs on one BLAS thread (~10 ms).
+_SINGLE_THREAD_MAPPING = 10_000_000
 
 
 def grid_distances(xdim: int, ydim: int) -> np.ndarray:
@@ -120,8 +148,16 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         ``"random"`` (FlowSOM: ``xdim * ydim`` random cells) or ``"pca"`` (a grid spanning
         the first two principal components).
     batch_size
-        Cells per mini-batch update. Smaller batches follow the online SOM more closely;
-        larger ones are faster.
+        Largest number of cells per mini-batch update. Smaller batches follow the online SOM
+        more closely; larger ones are faster.
+    min_updates_per_pass
+        Each pass makes at least this many mini-batch updates, as long as every batch keeps
+        ``min_batch_size`` cells, so small inputs get a finely stepped schedule whatever
+        ``batch_size`` is.
+    min_batch_size
+        Smallest batch the minimum number of updates may split a pass into (bounds the
+        cost on small inputs: a pass of ``n`` cells makes at most ``n / min_batch_size``
+        updates unless ``batch_size`` is smaller).
     max_samples_per_pass
         If set, each pass presents a fresh random subsample of at most this many cells
         instead of all of them (the whole data set is still mapped at the end).
@@ -160,6 +196,8 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         radius: tuple[float, float] | None = None,
         init: str = "random",
         batch_size: int = 2048,
+        min_updates_per_pass: int = 128,
+        min_batch_size: int = 64,
         max_samples_per_pass: int | None = None,
         chunk_size: int = 65536,
         random_state: int | np.random.Generator | np.random.RandomState | None = None,
@@ -171,13 +209,24 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         self.radius = radius
         self.init = init
         self.batch_size = batch_size
+        self.min_updates_per_pass = min_updates_per_pass
+        self.min_batch_size = min_batch_size
         self.max_samples_per_pass = max_samples_per_pass
         self.chunk_size = chunk_size
         self.random_state = random_state
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        for name in ("xdim", "ydim", "rlen", "batch_size", "chunk_size"):
+        names = (
+            "xdim",
+            "ydim",
+            "rlen",
+            "batch_size",
+            "min_updates_per_pass",
+            "min_batch_size",
+            "chunk_size",
+        )
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SOM: {name}={value!r} is invalid; expected an integer >= 1")
@@ -223,6 +272,12 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         ax, ay = np.meshgrid(gx, gy, indexing="ij")
         return mean + ax.ravel()[:, None] * comps[0] + ay.ravel()[:, None] * comps[1]
 
+    def _batches_per_pass(self, per_pass: int) -> int:
+        """Mini-batch updates per pass: enough for ``batch_size``, at least the minimum."""
+        by_size = -(-per_pass // self.batch_size)
+        floor = min(self.min_updates_per_pass, -(-per_pass // self.min_batch_size))
+        return max(1, min(per_pass, max(by_size, floor)))
+
     def _train(
         self,
         X: np.ndarray,
@@ -234,39 +289,53 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> np.ndarray:
         """Mini-batch passes with linear radius and learning-rate schedules."""
         n = X.shape[0]
-        n_nodes = codes.shape[0]
+        n_nodes, n_features = codes.shape
         r_start, r_end = radii
         a_start, a_end = alphas
         per_pass = n if self.max_samples_per_pass is None else min(n, self.max_samples_per_pass)
-        batch = min(self.batch_size, per_pass)
-        total_steps = -(-per_pass // batch) * self.rlen
+        n_batches = self._batches_per_pass(per_pass)
+        bounds = np.linspace(0, per_pass, n_batches + 1).round().astype(np.int64)
+        total_steps = n_batches * self.rlen
         work_dtype = np.float32 if X.dtype == np.float32 else np.float64
+        # grid distances are whole numbers: the neighbourhood only changes at integer radii
+        hoods: dict[int, np.ndarray] = {}
+        offsets = np.arange(n_features)
         step = 0
         for _ in range(self.rlen):
             if per_pass == n:
                 order = rng.permutation(n)
             else:
                 order = rng.choice(n, size=per_pass, replace=False)
-            for start in range(0, per_pass, batch):
+            for b in range(n_batches):
                 frac = step / max(total_steps - 1, 1)
                 radius = r_start + (r_end - r_start) * frac
                 alpha = a_start + (a_end - a_start) * frac
-                # FlowSOM: below a radius of 1 only the best-matching unit is updated
-                hood = (nhbr <= radius).astype(np.float64) if radius >= 1.0 else None
-                idx = np.sort(order[start : start + batch])
+                idx = np.sort(order[bounds[b] : bounds[b + 1]])
                 xb = np.asarray(X[idx], dtype=work_dtype)
-                bmu = bmu_search(xb, codes, chunk_size=batch)
+                c = codes.astype(work_dtype)
+                d2 = xb @ c.T
+                d2 *= -2.0
+                d2 += np.einsum("ij,ij->i", c, c)
+                bmu = np.argmin(d2, axis=1)
                 counts = np.bincount(bmu, minlength=n_nodes).astype(np.float64)
-                sums = np.empty((n_nodes, xb.shape[1]))
-                for j in range(xb.shape[1]):
-                    sums[:, j] = np.bincount(bmu, weights=xb[:, j], minlength=n_nodes)
-                if hood is not None:
+                flat = (bmu[:, None] * n_features + offsets).ravel()
+                sums = np.bincount(
+                    flat, weights=xb.ravel().astype(np.float64), minlength=n_nodes * n_features
+                ).reshape(n_nodes, n_features)
+                # FlowSOM: below a radius of 1 only the best-matching unit is updated
+                if radius >= 1.0:
+                    key = int(np.floor(radius))
+                    hood = hoods.get(key)
+                    if hood is None:
+                        hood = hoods[key] = (nhbr <= key).astype(np.float64)
                     counts = hood @ counts
                     sums = hood @ sums
-                hit = counts > 0
-                target = sums[hit] / counts[hit, None]
-                rate = 1.0 - np.power(1.0 - alpha, counts[hit])
-                codes[hit] += rate[:, None] * (target - codes[hit])
+                # nodes not reached have counts 0, hence rate 0: they do not move
+                target = sums / np.maximum(counts, 1.0)[:, None]
+                rate = 1.0 - np.power(1.0 - alpha, counts)
+                target -= codes
+                target *= rate[:, None]
+                codes += target
                 step += 1
         return codes
 
@@ -300,12 +369,18 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         codes = self._initial_codes(X, rng)
         # many small products: BLAS threads only add synchronisation cost (and, on a shared
         # machine, can make each step wait for a busy core), so train single-threaded
-        with threadpool_limits(limits=1, user_api="blas"):
+        labels = None
+        with one_blas_thread():
             codes = self._train(X, codes, nhbr, rng, (r_start, r_end), (a_start, a_end))
+            if n * n_nodes <= _SINGLE_THREAD_MAPPING:
+                # waking BLAS threads for a small mapping costs more than it saves
+                labels = bmu_search(X, codes, chunk_size=self.chunk_size)
+        if labels is None:
+            labels = bmu_search(X, codes, chunk_size=self.chunk_size)
         self.codes_ = codes
         gx, gy = np.meshgrid(np.arange(self.xdim), np.arange(self.ydim), indexing="ij")
         self.grid_ = np.column_stack([gx.ravel(), gy.ravel()])
-        self.labels_ = bmu_search(X, codes, chunk_size=self.chunk_size)
+        self.labels_ = labels
         self.counts_ = np.bincount(self.labels_, minlength=n_nodes)
         logger.debug(
             "SOM fitted: %d cells, %d nodes, %d passes, %d empty nodes",

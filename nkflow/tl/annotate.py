@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
-from ..io.fcs import sample_info
+from ..io.fcs import channel_for, sample_info
+from ._samples import iter_samples
 
 __all__ = [
     "FUNCTION_MARKERS",
@@ -279,12 +280,6 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
     return out
 
 
-def _pairs(adatas: Any) -> list[tuple[str, ad.AnnData]]:
-    from nkflow.tl.cluster import iter_samples  # annotate is imported by cluster
-
-    return iter_samples(adatas)
-
-
 def _sample_meta(adata: ad.AnnData) -> dict[str, str]:
     info = sample_info(adata)
     return {k: str(info.get(k, "") or "") for k in ("donor", "tissue", "timepoint", "stimulation")}
@@ -312,7 +307,7 @@ def abundance_table(
         sample), n_population, donor, tissue, timepoint, stimulation.
     """
     rows = []
-    for sid, adata in _pairs(adatas):
+    for sid, adata in iter_samples(adatas):
         col = adata.obs[key]
         labels = _labels_for(adata, key, result)
         total = int(col.notna().sum())
@@ -371,12 +366,10 @@ def median_table(
     pandas.DataFrame
         sample_id, metacluster, label, marker, median, n_cells.
     """
-    from nkflow.io.fcs import channel_for
-
     markers = list(markers) if markers is not None else list(result.label_markers)
     labels = {str(k): v for k, v in result.labels.items()}
     frames = []
-    for sid, adata in _pairs(adatas):
+    for sid, adata in iter_samples(adatas):
         col = adata.obs[key]
         keep = col.notna().to_numpy()
         cols = adata.var_names.get_indexer([channel_for(adata, m) for m in markers])

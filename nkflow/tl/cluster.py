@@ -20,6 +20,7 @@ import pandas as pd
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.io.fcs import channel_for, sample_id
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
+from nkflow.tl._samples import iter_samples
 from nkflow.tl.annotate import (
     FUNCTION_MARKERS,
     metacluster_medians,
@@ -34,37 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: Markers that define the gated lineage (constant within NK cells), not NK phenotype.
 LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20")
-
-
-def iter_samples(
-    adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
-) -> list[tuple[str, ad.AnnData]]:
-    """Normalise a dict, list or single container into ``(sample_id, adata)`` pairs.
-
-    Parameters
-    ----------
-    adatas
-        ``{sample_id: AnnData}``, a list of AnnData (ids from ``uns["nkflow"]["sample"]``
-        or ``obs["sample_id"]``), or one AnnData.
-
-    Returns
-    -------
-    list of tuple
-        ``(sample_id, adata)`` in input order.
-    """
-    if isinstance(adatas, ad.AnnData):
-        return [(sample_id(adatas, default="sample_0"), adatas)]
-    if isinstance(adatas, Mapping):
-        pairs = [(str(k), v) for k, v in adatas.items()]
-    else:
-        pairs = [(sample_id(a, default=f"sample_{i}"), a) for i, a in enumerate(adatas)]
-    if not pairs:
-        raise ConfigError("cluster: no samples given; expected a dict or list of AnnData")
-    ids = [p[0] for p in pairs]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ConfigError(f"cluster: duplicate sample ids {dup}; pass a dict with unique keys")
-    return pairs
 
 
 def default_markers(
@@ -247,9 +217,18 @@ def cluster(
     xdim: int = 10,
     ydim: int = 10,
     rlen: int = 10,
+    alpha: tuple[float, float] = (0.05, 0.01),
+    batch_size: int = 2048,
+    min_updates_per_pass: int = 128,
+    min_batch_size: int = 64,
+    som_init: str = "random",
     n_metaclusters: int | None = 10,
     max_metaclusters: int = 20,
     linkage: str = "average",
+    final_linkage: str = "average",
+    n_resamples: int = 100,
+    resample_fraction: float = 0.9,
+    k_selection: str = "delta_area",
     include_function: bool = False,
     random_state: int | None = 0,
     key_added: str = "metacluster",
@@ -276,13 +255,30 @@ def cluster(
         Maximum training cells drawn from each sample.
     xdim, ydim, rlen
         SOM grid and number of training passes.
+    alpha
+        SOM learning rate at the start and end of training (FlowSOM: 0.05 to 0.01).
+    batch_size
+        Largest SOM mini-batch (cells per update); larger is faster on big pools.
+    min_updates_per_pass, min_batch_size
+        Smallest number of SOM updates per pass, as long as batches keep ``min_batch_size``
+        cells: pools below ``batch_size * min_updates_per_pass`` cells get a schedule that
+        does not depend on ``batch_size`` (see :class:`~nkflow.models.SOM`).
+    som_init
+        SOM codebook start: ``"random"`` cells (FlowSOM) or ``"pca"``.
     n_metaclusters
         Number of metaclusters; ``None`` chooses 2..``max_metaclusters`` from the
-        consensus CDF.
+        consensus matrices (see ``k_selection``).
     max_metaclusters
         Upper bound of the automatic choice.
     linkage
         Linkage inside the consensus resamples (``"average"`` as FlowSOM, or ``"ward"``).
+    final_linkage
+        Linkage on ``1 - consensus`` for the final metaclusters.
+    n_resamples, resample_fraction
+        Consensus resampling rounds and the fraction of SOM nodes drawn in each
+        (ConsensusClusterPlus ``reps`` and ``pItem``; FlowSOM: 100 and 0.9).
+    k_selection
+        How ``n_metaclusters=None`` picks the number: ``"delta_area"`` or ``"pac"``.
     include_function
         Cluster on AREG/IFN-g/CD107a as well (they are always used in the names).
     random_state
@@ -337,11 +333,25 @@ def cluster(
     X = np.vstack(train)
     n_nodes = xdim * ydim
     seed = int(rng.integers(2**31 - 1))
-    som = SOM(xdim, ydim, rlen=rlen, random_state=seed).fit(X)
+    som = SOM(
+        xdim,
+        ydim,
+        rlen=rlen,
+        alpha=alpha,
+        init=som_init,
+        batch_size=batch_size,
+        min_updates_per_pass=min_updates_per_pass,
+        min_batch_size=min_batch_size,
+        random_state=seed,
+    ).fit(X)
     mc = ConsensusMetaclustering(
         n_metaclusters if n_metaclusters is None else min(n_metaclusters, n_nodes),
         max_clusters=min(max_metaclusters, n_nodes),
+        n_resamples=n_resamples,
+        resample_fraction=resample_fraction,
         linkage=linkage,
+        final_linkage=final_linkage,
+        k_selection=k_selection,
         random_state=seed,
     )
     node_mc = metacluster_nodes(mc, som.codes_, som.counts_) + 1
@@ -360,9 +370,18 @@ def cluster(
         "xdim": xdim,
         "ydim": ydim,
         "rlen": rlen,
+        "alpha": [float(a) for a in alpha],
+        "batch_size": batch_size,
+        "min_updates_per_pass": min_updates_per_pass,
+        "min_batch_size": min_batch_size,
+        "som_init": som_init,
         "n_metaclusters": int(mc.n_clusters_),
         "n_metaclusters_requested": n_metaclusters,
         "linkage": linkage,
+        "final_linkage": final_linkage,
+        "n_resamples": n_resamples,
+        "resample_fraction": float(resample_fraction),
+        "k_selection": k_selection,
         "random_state": random_state,
         "labels": {str(k): v for k, v in labels.items()},
         "thresholds": thresholds,
