@@ -24,7 +24,7 @@ BLOOD = {**SCATTER, "BUV395-A": "CD45", "BV510-A": "LD_CD14_CD19", "BV650-A": "C
          "BUV737-A": "CD56", "FITC-A": "CD16", "APC-A": "NKp46", "BV786-A": "CD69",
          "PE-A": "CD49a", "PE-Cy7-A": "CD103", "BV605-A": "CXCR6", "BV711-A": "CD62L",
          "PE-CF594-A": "AREG", "AF700-A": "IFN-g", "BB700-A": "CD107a",
-         "BUV805-A": "CD127"}  # fmt: skip
+         "BUV805-A": "CD127", "BUV563-A": "NKG2D"}  # fmt: skip
 #: a CyTOF panel as CytoNorm's files name it (isotope channels, DNA, event length, Pt195)
 CYTOF = {"Time": "", "Event_length": "", "In115Di": "CD45", "Pr141Di": "CD7",
          "Nd142Di": "CD19", "Ho165Di": "CD16", "Er170Di": "CD3", "Lu175Di": "CD14",
