@@ -130,8 +130,12 @@ def _gating_section(
                         if c in meta.columns and str(row[c]) not in ("", "nan", "None")
                     ]
                     captions[item.name] = " · ".join(bits)
-        out.append('<p class="hint">Click a plot to enlarge it; click again to close.</p>')
-        out.append(gallery(figures, captions=captions, counter=counter))
+        out.append(
+            '<p class="hint">One sample per row; click a plot to fill the window, click again '
+            "to close.</p>"
+        )
+        # one sample per row at full width: the gate grid is legible as shown (click to zoom)
+        out.append(gallery(figures, wide=True, captions=captions, counter=counter))
     else:
         out.append('<p class="empty">No gating plots were produced.</p>')
     return "".join(out)
