@@ -21,13 +21,18 @@ tumour: every scored output says so, and a flag is a hypothesis to test.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from . import datasets, exceptions, gating, io, models, pl, pp, tl
+from . import exceptions
+from ._lazy import attach
+from ._version import __version__
 from .config import RunConfig, load_config
 from .exceptions import NkflowError
-from .io import read_batch, read_fcs
-from .pipeline import Results, run
+
+if TYPE_CHECKING:  # at run time each sub-package loads on first use (nkflow._lazy)
+    from . import datasets, gating, io, models, pl, pp, tl
+    from .io import read_batch, read_fcs
+    from .pipeline import Results, run
 
 __all__ = [
     "NkflowError",
@@ -47,3 +52,9 @@ __all__ = [
     "run",
     "tl",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {"io": ["read_batch", "read_fcs"], "pipeline": ["Results", "run"]},
+    submodules=["datasets", "gating", "io", "models", "pipeline", "pl", "pp", "report", "tl"],
+)

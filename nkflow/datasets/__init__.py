@@ -12,14 +12,19 @@
 
 from __future__ import annotations
 
-from .batch import simulate_batch, write_sample
-from .design import Design, Tube, default_areg_rules, make_design
-from .mass_panel import HUMAN_MASS_LABELS, MassChannel, MassPanel, get_mass_panel
-from .panels import Panel, get_panel
-from .paths import make_sample_data, sample_data_design, sample_data_dir
-from .populations import labels_for
-from .simulate import TECHNOLOGIES, SimulatedSample, functional_rates, simulate_sample
-from .truth import population_leaves, population_names, truth_membership
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from .batch import simulate_batch, write_sample
+    from .design import Design, Tube, default_areg_rules, make_design
+    from .mass_panel import HUMAN_MASS_LABELS, MassChannel, MassPanel, get_mass_panel
+    from .panels import Panel, get_panel
+    from .paths import make_sample_data, sample_data_design, sample_data_dir
+    from .populations import labels_for
+    from .simulate import TECHNOLOGIES, SimulatedSample, functional_rates, simulate_sample
+    from .truth import population_leaves, population_names, truth_membership
 
 __all__ = [
     "HUMAN_MASS_LABELS",
@@ -46,3 +51,17 @@ __all__ = [
     "truth_membership",
     "write_sample",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "batch": ["simulate_batch", "write_sample"],
+        "design": ["Design", "Tube", "default_areg_rules", "make_design"],
+        "mass_panel": ["HUMAN_MASS_LABELS", "MassChannel", "MassPanel", "get_mass_panel"],
+        "panels": ["Panel", "get_panel"],
+        "paths": ["make_sample_data", "sample_data_design", "sample_data_dir"],
+        "populations": ["labels_for"],
+        "simulate": ["TECHNOLOGIES", "SimulatedSample", "functional_rates", "simulate_sample"],
+        "truth": ["population_leaves", "population_names", "truth_membership"],
+    },
+)

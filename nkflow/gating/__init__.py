@@ -15,42 +15,47 @@
 
 from __future__ import annotations
 
-from .apply import (
-    BatchGatingResult,
-    borrow_unstim_thresholds,
-    fmo_thresholds,
-    gate,
-    gate_batch,
-    resolve_channel,
-)
-from .drift import compare_thresholds
-from .flowjo import WorkspaceResult, apply_flowjo_workspace, flowjo_counts
-from .gates import (
-    BooleanGate,
-    Dimension,
-    Operand,
-    PolygonGate,
-    RectangleGate,
-    evaluate_gates,
-)
-from .gatingml import apply_gatingml, export_gatingml, export_sample_gatingml, validate_gatingml
-from .resolve import (
-    PanelView,
-    ResolvedTemplate,
-    infer_species,
-    panel_technology,
-    resolve_template,
-)
-from .stats import population_table
-from .template import Template, list_templates, load_template, template_hash, validate_template
-from .thresholds import (
-    Threshold,
-    fmo_threshold,
-    gmm_threshold,
-    mirror_threshold,
-    quantile_threshold,
-    valley_threshold,
-)
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from .apply import (
+        BatchGatingResult,
+        borrow_unstim_thresholds,
+        fmo_thresholds,
+        gate,
+        gate_batch,
+        resolve_channel,
+    )
+    from .drift import compare_thresholds
+    from .flowjo import WorkspaceResult, apply_flowjo_workspace, flowjo_counts
+    from .gates import (
+        BooleanGate,
+        Dimension,
+        Operand,
+        PolygonGate,
+        RectangleGate,
+        evaluate_gates,
+    )
+    from .gatingml import apply_gatingml, export_gatingml, export_sample_gatingml, validate_gatingml
+    from .resolve import (
+        PanelView,
+        ResolvedTemplate,
+        infer_species,
+        panel_technology,
+        resolve_template,
+    )
+    from .stats import population_table
+    from .template import Template, list_templates, load_template, template_hash, validate_template
+    from .thresholds import (
+        Threshold,
+        fmo_threshold,
+        gmm_threshold,
+        mirror_threshold,
+        quantile_threshold,
+        valley_threshold,
+    )
 
 __all__ = [
     "BatchGatingResult",
@@ -91,3 +96,56 @@ __all__ = [
     "validate_template",
     "valley_threshold",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "apply": [
+            "BatchGatingResult",
+            "borrow_unstim_thresholds",
+            "fmo_thresholds",
+            "gate",
+            "gate_batch",
+            "resolve_channel",
+        ],
+        "drift": ["compare_thresholds"],
+        "flowjo": ["WorkspaceResult", "apply_flowjo_workspace", "flowjo_counts"],
+        "gates": [
+            "BooleanGate",
+            "Dimension",
+            "Operand",
+            "PolygonGate",
+            "RectangleGate",
+            "evaluate_gates",
+        ],
+        "gatingml": [
+            "apply_gatingml",
+            "export_gatingml",
+            "export_sample_gatingml",
+            "validate_gatingml",
+        ],
+        "resolve": [
+            "PanelView",
+            "ResolvedTemplate",
+            "infer_species",
+            "panel_technology",
+            "resolve_template",
+        ],
+        "stats": ["population_table"],
+        "template": [
+            "Template",
+            "list_templates",
+            "load_template",
+            "template_hash",
+            "validate_template",
+        ],
+        "thresholds": [
+            "Threshold",
+            "fmo_threshold",
+            "gmm_threshold",
+            "mirror_threshold",
+            "quantile_threshold",
+            "valley_threshold",
+        ],
+    },
+)

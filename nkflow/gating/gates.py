@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from matplotlib.path import Path as _MplPath
 from numpy.typing import NDArray
 
 from ..exceptions import GatingError
@@ -157,6 +156,8 @@ class PolygonGate:
         pts = np.column_stack(
             [np.asarray(data[self.x_channel], float), np.asarray(data[self.y_channel], float)]
         )
+        from matplotlib.path import Path as _MplPath  # gating without loading matplotlib
+
         path = _MplPath(np.asarray(self.vertices, float), closed=False)
         return np.asarray(path.contains_points(pts), dtype=bool)
 

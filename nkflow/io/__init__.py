@@ -8,23 +8,28 @@ without ever raising.
 
 from __future__ import annotations
 
-from .batch import Batch, BatchCheck, check_batch, read_batch
-from .fcs import channel_for, channel_kind, parse_spillover, read_fcs, sample_id, sample_info
-from .fcs_text import FCSMetadata, read_fcs_metadata
-from .fcs_write import format_spillover, write_fcs
-from .inspect import inspect_files
-from .metadata import metadata_from_folder, read_metadata
-from .panel import (
-    ALIASES,
-    CANONICAL_MARKERS,
-    canonical_marker,
-    load_panel,
-    marker_equivalents,
-    marker_from_text,
-    resolve_markers,
-)
-from .technology import KINDS, Technology, detect_technology, technology_of
-from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from .batch import Batch, BatchCheck, check_batch, read_batch
+    from .fcs import channel_for, channel_kind, parse_spillover, read_fcs, sample_id, sample_info
+    from .fcs_text import FCSMetadata, read_fcs_metadata
+    from .fcs_write import format_spillover, write_fcs
+    from .inspect import inspect_files
+    from .metadata import metadata_from_folder, read_metadata
+    from .panel import (
+        ALIASES,
+        CANONICAL_MARKERS,
+        canonical_marker,
+        load_panel,
+        marker_equivalents,
+        marker_from_text,
+        resolve_markers,
+    )
+    from .technology import KINDS, Technology, detect_technology, technology_of
+    from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
 
 __all__ = [
     "ALIASES",
@@ -60,3 +65,33 @@ __all__ = [
     "write_table",
     "write_text_atomic",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "batch": ["Batch", "BatchCheck", "check_batch", "read_batch"],
+        "fcs": [
+            "channel_for",
+            "channel_kind",
+            "parse_spillover",
+            "read_fcs",
+            "sample_id",
+            "sample_info",
+        ],
+        "fcs_text": ["FCSMetadata", "read_fcs_metadata"],
+        "fcs_write": ["format_spillover", "write_fcs"],
+        "inspect": ["inspect_files"],
+        "metadata": ["metadata_from_folder", "read_metadata"],
+        "panel": [
+            "ALIASES",
+            "CANONICAL_MARKERS",
+            "canonical_marker",
+            "load_panel",
+            "marker_equivalents",
+            "marker_from_text",
+            "resolve_markers",
+        ],
+        "technology": ["KINDS", "Technology", "detect_technology", "technology_of"],
+        "write": ["safe_name", "write_bytes_atomic", "write_table", "write_text_atomic"],
+    },
+)

@@ -68,7 +68,7 @@ _UNEXPECTED = (ValueError, TypeError, IndexError, KeyError, OverflowError, Unico
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

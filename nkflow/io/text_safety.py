@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # only annotations: the CLI imports this module before pandas is needed
+    import pandas as pd
 
 __all__ = ["escape_frame", "escape_text", "formula_risk", "neutralise_formula"]
 

@@ -9,13 +9,18 @@
 - :func:`hungarian_f1`: agreement of clusters with labels (one-to-one matching, mean F1).
 """
 
-from nkflow.models.metacluster import (
-    ConsensusMetaclustering,
-    cdf_area,
-    hungarian_f1,
-    metacluster_nodes,
-)
-from nkflow.models.som import SOM, bmu_search, grid_distances
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from nkflow.models.metacluster import (
+        ConsensusMetaclustering,
+        cdf_area,
+        hungarian_f1,
+        metacluster_nodes,
+    )
+    from nkflow.models.som import SOM, bmu_search, grid_distances
 
 __all__ = [
     "SOM",
@@ -26,3 +31,11 @@ __all__ = [
     "hungarian_f1",
     "metacluster_nodes",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "metacluster": ["ConsensusMetaclustering", "cdf_area", "hungarian_f1", "metacluster_nodes"],
+        "som": ["SOM", "bmu_search", "grid_distances"],
+    },
+)

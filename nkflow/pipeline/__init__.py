@@ -9,8 +9,23 @@ with their reason in ``status`` and the rest of the batch goes on.
 
 from __future__ import annotations
 
-from .gate import gate_files
-from .results import Results
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+# run shares its module's name, so it cannot be lazy (nkflow._lazy)
 from .run import default_out_dir, run
 
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from .gate import gate_files
+    from .results import Results
+
 __all__ = ["Results", "default_out_dir", "gate_files", "run"]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "gate": ["gate_files"],
+        "results": ["Results"],
+    },
+)

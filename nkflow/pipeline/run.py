@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import __version__
+from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor

@@ -22,7 +22,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .. import __version__, pp
+from .. import pp
+from .._version import __version__
 from ..config import RunConfig
 from ..gating.apply import fmo_thresholds, gate
 from ..gating.resolve import ResolvedTemplate

@@ -8,11 +8,16 @@
 
 from __future__ import annotations
 
-from . import cluster, gating, populations, score
-from .cluster import abundance, embedding, heatmap
-from .gating import gate_grid, gate_plot
-from .populations import frequencies, frequency_heatmap
-from .score import repair_profile
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from . import cluster, gating, populations, score
+    from .cluster import abundance, embedding, heatmap
+    from .gating import gate_grid, gate_plot
+    from .populations import frequencies, frequency_heatmap
+    from .score import repair_profile
 
 __all__ = [
     "abundance",
@@ -28,3 +33,14 @@ __all__ = [
     "repair_profile",
     "score",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "cluster": ["abundance", "embedding", "heatmap"],
+        "gating": ["gate_grid", "gate_plot"],
+        "populations": ["frequencies", "frequency_heatmap"],
+        "score": ["repair_profile"],
+    },
+    submodules=["cluster", "gating", "populations", "score"],
+)

@@ -8,6 +8,8 @@ draw events for clustering.
 
 from __future__ import annotations
 
+# Not lazy (nkflow._lazy): qc, compensate, subsample and transform share their module's
+# name, and those four modules define every public name here.
 from .compensate import compensate, compensate_array, read_spillover_matrix, spillover_from_adata
 from .qc import qc, qc_margins, qc_time
 from .subsample import pooled_subsample, subsample

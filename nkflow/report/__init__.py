@@ -8,12 +8,17 @@
 
 from __future__ import annotations
 
-from .figures import figure_png, figure_section
-from .html import render_html
-from .methods import methods_text
-from .repair import KEY_CAVEAT
-from .tables import esc
-from .writer import write_report
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from .figures import figure_png, figure_section
+    from .html import render_html
+    from .methods import methods_text
+    from .repair import KEY_CAVEAT
+    from .tables import esc
+    from .writer import write_report
 
 __all__ = [
     "KEY_CAVEAT",
@@ -24,3 +29,15 @@ __all__ = [
     "render_html",
     "write_report",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "figures": ["figure_png", "figure_section"],
+        "html": ["render_html"],
+        "methods": ["methods_text"],
+        "repair": ["KEY_CAVEAT"],
+        "tables": ["esc"],
+        "writer": ["write_report"],
+    },
+)

@@ -10,13 +10,20 @@
 
 from __future__ import annotations
 
-from ._score_config import ScoringConfig, load_scoring_config
-from .annotate import abundance_table, median_table, name_metaclusters
-from .caveats import CAVEATS, caveats_comment, caveats_text
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+# cluster and score share their module's name, so they cannot be lazy (nkflow._lazy)
 from .cluster import ClusteringResult, cluster, default_markers
-from .compare import benjamini_hochberg, compare_groups, compare_paired
-from .counts import count_positive, fmo_threshold
 from .score import NOTES, RULES, ScoreResult, score
+
+if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
+    from ._score_config import ScoringConfig, load_scoring_config
+    from .annotate import abundance_table, median_table, name_metaclusters
+    from .caveats import CAVEATS, caveats_comment, caveats_text
+    from .compare import benjamini_hochberg, compare_groups, compare_paired
+    from .counts import count_positive, fmo_threshold
 
 __all__ = [
     "CAVEATS",
@@ -40,3 +47,14 @@ __all__ = [
     "name_metaclusters",
     "score",
 ]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "_score_config": ["ScoringConfig", "load_scoring_config"],
+        "annotate": ["abundance_table", "median_table", "name_metaclusters"],
+        "caveats": ["CAVEATS", "caveats_comment", "caveats_text"],
+        "compare": ["benjamini_hochberg", "compare_groups", "compare_paired"],
+        "counts": ["count_positive", "fmo_threshold"],
+    },
+)
