@@ -227,3 +227,17 @@ def test_report_shows_conditions_side_by_side_and_the_bright_dim_read_out():
     assert "<th>IL-15</th>" in html and "<th>stim</th>" in html
     assert "CD56bright vs CD56dim" in html
     assert "Wang et al." in html and "Wei et al." in html
+
+
+@pytest.mark.parametrize(
+    ("role", "stimulation", "expected"),
+    [("sample", "IL-15", True), ("sample", "unstim", False), ("stim", "", True),
+     ("unstim", "IL-15", False), ("sample", "", False), ("positive_control", "stim", True)],
+)  # fmt: skip
+def test_gating_and_pairing_share_one_stimulation_rule(role, stimulation, expected) -> None:
+    """A named condition on a role=sample row is a stimulated tube for gating too."""
+    from nkflow.io.metadata import is_stimulated as io_rule
+
+    row = {"role": role, "stimulation": stimulation}
+    assert is_stimulated(row) is expected
+    assert io_rule(row) is expected

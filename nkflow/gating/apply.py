@@ -16,7 +16,8 @@ Where thresholds are computed
 - Thresholds passed in ``thresholds=`` take precedence, matched on (gate, marker) and, when
   the table has them, tissue and batch.
 
-Stimulated tubes (``stimulation == "stim"`` or ``role == "stim"``): conditions marked
+Stimulated tubes (:func:`nkflow.io.metadata.is_stimulated`: ``role == "stim"`` or a named
+condition such as ``IL-15`` in ``stimulation``): conditions marked
 ``stim = "drop"`` (CD16) are ignored, so subsets rest on CD56/NKp46 only; gates marked
 ``stim = "skip"`` (CD69, CD62L, residency) are not called per event, and their rows in the
 populations table come from the paired unstimulated tube (``paired_unstim``), with
@@ -36,6 +37,7 @@ import pandas as pd
 
 from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
+from ..io.metadata import is_stimulated
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
@@ -398,7 +400,7 @@ def gate_batch(
         fmo_percentile=fmo_percentile,
     )
     todo = meta[meta["role"].isin(["sample", "unstim", "stim", "positive_control"])].copy()
-    todo["_stim"] = (todo["stimulation"] == "stim") | (todo["role"] == "stim")
+    todo["_stim"] = todo.apply(is_stimulated, axis=1).astype(bool) if len(todo) else False
     if pool and pool_targets(tpl.template if isinstance(tpl, ResolvedTemplate) else tpl):
         fmo += _batch_pool(todo, reader, template, tpl, fmo, random_state, n_boot, fmo_percentile)
     fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)

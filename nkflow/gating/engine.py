@@ -23,6 +23,7 @@ from ..exceptions import (
     ThresholdDriftWarning,
 )
 from ..io.fcs import sample_info
+from ..io.metadata import is_stimulated
 from .gates import (
     BooleanGate,
     Dimension,
@@ -186,7 +187,7 @@ def _run(
     tissue = str(info.get("tissue", "") or "")
     batch = str(info.get("batch", "") or "")
     if stimulated is None:
-        stimulated = info.get("stimulation") == "stim" or info.get("role") == "stim"
+        stimulated = is_stimulated(info)
     n_boot = tpl.bootstrap if n_boot is None else int(n_boot)
     pct = tpl.fmo_percentile if fmo_percentile is None else float(fmo_percentile)
     data = _Columns(adata)

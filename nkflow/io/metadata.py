@@ -30,8 +30,9 @@ import io
 import logging
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -47,12 +48,27 @@ __all__ = [
     "ROLES",
     "TISSUE_KINDS",
     "TISSUE_KIND_ALIASES",
+    "is_stimulated",
     "metadata_from_folder",
     "read_metadata",
     "screen_cells",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def is_stimulated(row: Mapping[str, Any]) -> bool:
+    """True for a stimulated tube: ``role == "stim"``, or a named condition in ``stimulation``.
+
+    ``stimulation`` names the condition (``stim``, ``IL-15``, ``PMA/iono`` ...); ``role ==
+    "unstim"`` always means unstimulated. The one rule every step (gating, pairing,
+    scoring, clustering) uses.
+    """
+    role = str(row.get("role", "") or "").lower()
+    if role in ("stim", "unstim"):
+        return role == "stim"
+    return str(row.get("stimulation", "") or "").lower() not in ("", "unstim", "nan", "none")
+
 
 REQUIRED_COLUMNS = ("file", "sample_id")
 OPTIONAL_COLUMNS = ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch")

@@ -19,6 +19,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
+from ..io.metadata import is_stimulated
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import LINEAGE_MARKERS, ClusteringResult, cluster, default_markers
 from ..tl.counts import count_positive
@@ -102,18 +103,6 @@ def choose_template(
         return "human_cytof"
     tissue = str(row.get("tissue", "") or "blood").lower()
     return "human_blood" if tissue in ("blood", "pbmc", "peripheral blood") else "human_tissue"
-
-
-def is_stimulated(row: Mapping[str, Any]) -> bool:
-    """True for a stimulated tube: ``role == "stim"``, or a named condition in ``stimulation``.
-
-    ``stimulation`` names the condition (``stim``, ``IL-15``, ``PMA/iono`` ...); ``role ==
-    "unstim"`` always means unstimulated.
-    """
-    role = str(row.get("role", "")).lower()
-    if role in ("stim", "unstim"):
-        return role == "stim"
-    return str(row.get("stimulation", "")).lower() not in ("", "unstim")
 
 
 @dataclass
