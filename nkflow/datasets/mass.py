@@ -41,7 +41,14 @@ from .mass_panel import (
     mass_marker_table,
 )
 from .populations import composition, tissue_profile
-from .simulate import FUNCTIONAL, SimulatedSample, _seed, draw_stains, functional_rates
+from .simulate import (
+    FUNCTIONAL,
+    SimulatedSample,
+    _seed,
+    draw_stains,
+    functional_rates,
+    is_stimulated_condition,
+)
 from .truth import planted_rates
 
 __all__ = ["BEAD_FRACTION", "MASS_CYTOMETER", "MASS_TIMESTEP", "simulate_mass"]
@@ -127,7 +134,7 @@ def simulate_mass(
     key = f"mass|{species}|{donor}|{tissue}|{timepoint}|{stimulation}|{fmo}|{ilc_boost}|{clog}"
     rng = np.random.default_rng(_seed(random_state, key))
 
-    stim = stimulation == "stim"
+    stim = is_stimulated_condition(stimulation)  # any named condition, as in flow mode
     p, med, sd = mass_marker_table(species, tissue, stimulated=stim)
     cell_rates = functional_rates(species, stimulation, areg_net if stim else None)
     rates = {m: np.append(r, 0.0) for m, r in cell_rates.items()}
