@@ -1,9 +1,9 @@
 """Pipeline reports in headless Chromium: the numbers on the cards are the status table's,
 and the page never scrolls sideways (wide tables scroll inside their own box).
 
-Two batches: a small simulated batch that runs, and the same batch with every file cut
-short so every file fails. Screenshots are kept as test artefacts (in ``$NKFLOW_ARTIFACTS``
-when set, else in pytest's temporary folder). Skipped when Debian's ``chromium`` is absent.
+Two batches: the committed human sample batch (the README's), and a small simulated batch
+with every file cut short so every file fails. Screenshots are kept as test artefacts
+(in ``$NKFLOW_ARTIFACTS`` when set, else in pytest's temporary folder). Skipped when Debian's ``chromium`` is absent.
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def _cards(result: dict) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def sample_run(sample_data: Path, fast_config, tmp_path_factory: pytest.TempPathFactory):
+    return run(sample_data / "human", tmp_path_factory.mktemp("sample_run") / "out",
+               config=fast_config)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
 def failing_run(tiny_batch: Path, fast_config, tmp_path_factory: pytest.TempPathFactory):
     batch = tmp_path_factory.mktemp("all_fail") / "batch"
     shutil.copytree(tiny_batch, batch)
@@ -77,9 +83,9 @@ def failing_run(tiny_batch: Path, fast_config, tmp_path_factory: pytest.TempPath
 @pytest.mark.parametrize("which", ["runs", "all_fail"])
 @pytest.mark.parametrize("width", [1280, 800])
 def test_cards_equal_the_status_table_and_no_sideways_scroll(
-    tiny_run, failing_run, tmp_path: Path, which: str, width: int
+    sample_run, failing_run, tmp_path: Path, which: str, width: int
 ) -> None:
-    res = tiny_run if which == "runs" else failing_run
+    res = sample_run if which == "runs" else failing_run
     status = pd.read_csv(res.out_dir / "tables" / "status.csv")
     result = _inspect(res.report_path, tmp_path, width)
     cards = _cards(result)
