@@ -3,7 +3,8 @@ and the page never scrolls sideways (wide tables scroll inside their own box).
 
 Two batches: the committed human sample batch (the README's), and a small simulated batch
 with every file cut short so every file fails. Screenshots are kept as test artefacts
-(in ``$NKFLOW_ARTIFACTS`` when set, else in pytest's temporary folder). Skipped when Debian's ``chromium`` is absent.
+(in ``$NKFLOW_ARTIFACTS`` when set, else in pytest's temporary folder). Skipped when
+Debian's ``chromium`` is absent.
 """
 
 from __future__ import annotations
