@@ -165,9 +165,8 @@ def gate_grid(
     nrows = math.ceil(len(names) / ncols)
     fig = Figure(figsize=(3.4 * min(ncols, len(names)), 3.0 * nrows))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.45, hspace=0.55)
-    axes = fig.subplots(nrows, min(ncols, len(names)), squeeze=False).ravel()
-    for ax, name in zip(axes, names, strict=False):
-        _draw(adata, allg[name], ax, allg, bins)
-    for ax in axes[len(names) :]:
-        ax.axis("off")
+    # axes only where a gate goes: an empty cell would cost an axes and its ticks, unseen
+    grid = fig.add_gridspec(nrows, min(ncols, len(names)))
+    for i, name in enumerate(names):
+        _draw(adata, allg[name], fig.add_subplot(grid[divmod(i, ncols)]), allg, bins)
     return fig
