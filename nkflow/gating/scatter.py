@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
-from .thresholds import _bootstrap, _density, _grid, _sigma_bins, valley_threshold
+from .thresholds import _bootstrap, _density, _grid, _quantiles, _sigma_bins, valley_threshold
 
 __all__ = [
     "cytof_singlet_polygon",
@@ -350,8 +350,9 @@ def upper_peak_polygon(
     if side not in ("low", "high", "any"):
         raise GatingError(f"upper_cluster y_side = {side!r}; valid: low, high, any")
     prom = float(params.get("min_prominence", 0.02))
-    counts, centers, width = _grid(x)
-    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)))
+    q = _quantiles(x)
+    counts, centers, width = _grid(x, q)
+    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)), q)
     peaks, valleys = _peak_valleys(_density(counts, sig), centers, prom)
     if peaks.size < 2:
         raise GatingError("upper_cluster gate: x has a single peak, no upper cluster")

@@ -118,8 +118,22 @@ def _clean(values: ArrayLike) -> NDArray[np.float64]:
     return v[np.isfinite(v)]
 
 
-def _grid(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    lo, hi = np.quantile(v, [0.0005, 0.9995])
+_QUANTILES = [0.0005, 0.9995, 0.75, 0.25]  # the grid's range, then the quartiles
+
+
+def _quantiles(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The quantiles :func:`_grid` and :func:`_sigma_bins` need, in one partition of ``v``.
+
+    Each quantile is the same number as when asked for alone (same order statistics, same
+    interpolation), at half the cost of two calls.
+    """
+    return np.quantile(v, _QUANTILES)
+
+
+def _grid(
+    v: NDArray[np.float64], q: NDArray[np.float64] | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    lo, hi = (_quantiles(v) if q is None else q)[:2]
     if not hi > lo:
         lo, hi = float(v.min()) - 0.5, float(v.max()) + 0.5
     pad = 0.05 * (hi - lo)
@@ -129,9 +143,11 @@ def _grid(v: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float
     return counts.astype(np.float64), centers, float(edges[1] - edges[0])
 
 
-def _sigma_bins(v: NDArray[np.float64], width: float, bw_adjust: float) -> float:
+def _sigma_bins(
+    v: NDArray[np.float64], width: float, bw_adjust: float, q: NDArray[np.float64] | None = None
+) -> float:
     sd = np.std(v)
-    iqr = np.subtract(*np.quantile(v, [0.75, 0.25]))
+    iqr = np.subtract(*(_quantiles(v) if q is None else q)[2:])
     s = min(sd, iqr / 1.349) if iqr > 0 else sd
     if s <= 0:
         s = width
@@ -279,8 +295,9 @@ def _binned_rule(
     n0 = _zero_spike(v) if unimodal == "negative" else 0
     if n0:  # zero-inflated (mass cytometry): see nkflow.gating.censored
         v = v[v > v.min()]
-    counts, centers, width = _grid(v)
-    sig = _sigma_bins(v, width, bw_adjust)
+    q = _quantiles(v)
+    counts, centers, width = _grid(v, q)
+    sig = _sigma_bins(v, width, bw_adjust, q)
 
     def estimate(
         c: NDArray[np.float64],
