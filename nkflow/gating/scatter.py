@@ -375,7 +375,7 @@ def upper_peak_polygon(
             _, v = _peak_valleys(dens, centers, prom)
             return (v[-1] if v else float("nan")), "valley"
 
-        boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=False)
+        boots = _bootstrap(counts, sig, n_boot, random_state, estimate)
         if np.isfinite(boots).any():
             lo, hi = (float(b) for b in np.nanquantile(boots, [0.025, 0.975]))
     (_, x1), (y0, y1) = _pad(x), _pad(y)

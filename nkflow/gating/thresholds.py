@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -195,14 +196,15 @@ def _mirror_from_density(
     z: float,
     unimodal: str,
     sigma_bins: float,
-    wide: NDArray[np.float64] | None = None,
+    wide: Callable[[], NDArray[np.float64]] | None = None,
 ) -> float:
     """Mode +- z * sigma, sigma from the half of the outermost peak away from the others.
 
     The peak is the lowest (``negative``) or highest (``positive``) one of the density with
     at least 10 % of the top height; its position is then refined on a 3x wider kernel,
-    which is steadier for a broad negative population. ``wide`` is that 3x-wider density
-    when the caller already has it (the bootstrap smooths all resamples in one call).
+    which is steadier for a broad negative population. ``wide`` returns that 3x-wider
+    density when the caller can give it cheaper (the bootstrap smooths all resamples of a
+    chunk in one call, the first time one of them needs it).
     """
     total = counts.sum()
     top = dens.max()
@@ -211,11 +213,10 @@ def _mirror_from_density(
     if peaks.size == 0:
         peaks = np.array([int(np.argmax(dens))])
     mode_i = int(peaks[0] if unimodal == "negative" else peaks[-1])
-    if wide is None:
-        wide = _density(counts, 3.0 * sigma_bins)
+    smooth = _density(counts, 3.0 * sigma_bins) if wide is None else wide()
     w = int(np.ceil(3.0 * sigma_bins))
-    lo_i, hi_i = max(0, mode_i - w), min(wide.size, mode_i + w + 1)
-    mode_i = lo_i + int(np.argmax(wide[lo_i:hi_i]))
+    lo_i, hi_i = max(0, mode_i - w), min(smooth.size, mode_i + w + 1)
+    mode_i = lo_i + int(np.argmax(smooth[lo_i:hi_i]))
     mode = centers[mode_i]
     if unimodal == "negative":
         half = counts[: mode_i + 1]
@@ -302,7 +303,7 @@ def _binned_rule(
     def estimate(
         c: NDArray[np.float64],
         dens: NDArray[np.float64],
-        wide: NDArray[np.float64] | None = None,
+        wide: Callable[[], NDArray[np.float64]] | None = None,
     ) -> tuple[float, str]:
         cuts = []
         if rule == "gmm":
@@ -319,7 +320,7 @@ def _binned_rule(
     value, used = estimate(counts, _density(counts, sig))
     lo = hi = float("nan")
     if n_boot > 0:
-        boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=rule == "mirror")
+        boots = _bootstrap(counts, sig, n_boot, random_state, estimate)
         a = (1.0 - confidence) / 2.0
         lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
     return value, lo, hi, used, int(v.size) + n0
@@ -334,14 +335,15 @@ def _bootstrap(
     n_boot: int,
     random_state: int | np.random.Generator | None,
     estimate: Callable[..., tuple[float, str]],
-    *,
-    wide: bool,
 ) -> NDArray[np.float64]:
     """Threshold of ``n_boot`` multinomial redraws of the binned data.
 
     All redraws of a chunk are drawn in one call (the generator yields the same values as
     one call per redraw) and smoothed in one 2-D filter call, so a resample costs one
-    peak search instead of a histogram, a filter call and Python overhead each.
+    peak search instead of a histogram, a filter call and Python overhead each. The 3x
+    wider smoothing of the mirror rule is made the same way, for the whole chunk, the
+    first time a resample asks for it (``estimate``'s third argument returns its row);
+    each row is bit for bit the 1-D smoothing of that redraw.
     """
     rng = np.random.default_rng(random_state)
     n = int(counts.sum())
@@ -351,13 +353,23 @@ def _bootstrap(
         size = min(_BOOT_CHUNK, n_boot - start)
         draws = rng.multinomial(n, p, size=size).astype(np.float64)
         dens = gaussian_filter1d(draws, sigma_bins, axis=1, mode="constant")
-        wides = (
-            gaussian_filter1d(draws, 3.0 * sigma_bins, axis=1, mode="constant") if wide else None
-        )
+        wide = _WideRows(draws, 3.0 * sigma_bins)
         for i in range(size):
-            w = wides[i] if wides is not None else None
-            out[start + i] = estimate(draws[i], dens[i], w)[0]
+            out[start + i] = estimate(draws[i], dens[i], partial(wide.row, i))[0]
     return out
+
+
+class _WideRows:
+    """Rows of a wider smoothing of a chunk of redraws, all smoothed on the first request."""
+
+    def __init__(self, draws: NDArray[np.float64], sigma_bins: float) -> None:
+        self._draws, self._sigma = draws, sigma_bins
+        self._rows: NDArray[np.float64] | None = None
+
+    def row(self, i: int) -> NDArray[np.float64]:
+        if self._rows is None:
+            self._rows = gaussian_filter1d(self._draws, self._sigma, axis=1, mode="constant")
+        return self._rows[i]
 
 
 def valley_threshold(
