@@ -16,7 +16,7 @@ import pytest
 from nkflow.gating.apply import gate
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
-from nkflow.gating.thresholds import _QUANTILES, _quantiles
+from nkflow.gating.thresholds import _QUANTILES, _quantiles, _WideRows
 from nkflow.pl.gating import _bin_index
 
 
@@ -67,6 +67,25 @@ def test_quantiles_in_one_call_equal_separate_calls() -> None:
         one = _quantiles(v)
         each = [np.quantile(v, q) for q in _QUANTILES]
         assert np.array_equal(one, np.array(each))
+
+
+@pytest.mark.parametrize("pattern", ["all", "every_third", "late_dense", "first_only"])
+def test_wide_rows_equal_one_redraw_smoothing(pattern: str) -> None:
+    """Rows of the lazily batched wide smoothing equal the 1-D smoothing of each redraw."""
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = np.random.default_rng(5)
+    draws = rng.multinomial(50_000, rng.dirichlet(np.ones(256)), size=60).astype(float)
+    asked = {
+        "all": range(60),
+        "every_third": range(0, 60, 3),
+        "late_dense": [*range(0, 30, 5), *range(30, 60)],
+        "first_only": [0],
+    }[pattern]
+    wide = _WideRows(draws, 7.5)
+    for i in asked:
+        expected = gaussian_filter1d(draws[i], 7.5, mode="constant")
+        assert np.array_equal(wide.row(i), expected), i
 
 
 def test_gate_memberships_equal_whole_sample_evaluation(tiny_gated) -> None:
