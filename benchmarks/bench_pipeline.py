@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     /work/venv/bin/python benchmarks/bench_pipeline.py [--events 200000] [--workers 1,2]
-        [--dask] [--peers 4] [--rss-1m 0]
+        [--dask] [--peers 4] [--rss-1m 0] [--against DIR]
 
 Generates once (cached in ``benchmarks/_data/``, gitignored) a simulated human batch of 48
 FCS files (3 donors x blood/liver/lung x pre/post x unstim/stim = 36 tubes, plus 12 FMO
@@ -28,6 +28,12 @@ and the 60 s target.
 ``--peers N`` times read + compensate + logicle on the first N files of the batch: nkflow
 vs flowkit (``Sample`` + ``apply_compensation`` + ``LogicleTransform``) vs a raw numpy read
 of the DATA segment (functions of ``bench_preprocess.py``), and prints the ratios.
+
+``--against DIR`` runs every configuration a second time with another checkout of
+nkflow first on ``PYTHONPATH`` (e.g. an ``git archive`` of the commit before a change),
+alternating the two so both see the same machine load, and prints both timings per
+stage and whether every CSV table is byte-identical between the two codes (issue 18:
+speedups must not change any output).
 
 ``--rss-1m K`` (default 0: skipped) simulates K files of 1,000,000 events (2 donors x
 blood x pre/post x unstim/stim per 8) and runs them with 2 workers, printing the peak RSS
@@ -176,9 +182,12 @@ def _one(mode: str, folder: Path, out: Path) -> None:
     }))  # fmt: skip
 
 
-def measure(mode: str, folder: Path, out: Path) -> dict:
+def measure(mode: str, folder: Path, out: Path, code: str = "") -> dict:
+    """One child-process run; ``code``: a checkout put first on ``PYTHONPATH``."""
     cmd = [sys.executable, __file__, "--_one", mode, "--_input", str(folder), "--_out", str(out)]
-    env = {**os.environ, "NKFLOW_NUM_THREADS": "1"} if mode.endswith("t") else None
+    env = {**os.environ, "NKFLOW_NUM_THREADS": "1"} if mode.endswith("t") else dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-4000:])
@@ -242,6 +251,17 @@ def _report(results: list[dict], n_events: int, n_files: int) -> None:
         print(f"throughput dask(2) / {base_label} = {dask_ratio:.2f}x")
 
 
+def _compare(results: list[dict], others: list[dict], code: str) -> None:
+    """This checkout against ``code``, configuration by configuration."""
+    print(f"\nagainst {code}:")
+    for r, o in zip(results, others, strict=True):
+        same = "identical" if r["tables"] == o["tables"] else "DIFFERENT"
+        print(f"  {r['mode']}: wall {o['wall']:.1f} -> {r['wall']:.1f} s, cpu {o['cpu']:.1f} -> "
+              f"{r['cpu']:.1f} s; {len(r['tables'])} CSV tables {same}")  # fmt: skip
+        for stage, v in r["stages"].items():
+            print(f"    {stage:26s} {o['stages'].get(stage, float('nan')):6.1f} -> {v:6.1f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -249,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dask", action="store_true")
     ap.add_argument("--peers", type=int, default=4)
     ap.add_argument("--rss-1m", type=int, default=0)
+    ap.add_argument("--against", default="", help="another nkflow checkout to compare with")
     ap.add_argument("--_one", default="")
     ap.add_argument("--_input", default="")
     ap.add_argument("--_out", default="")
@@ -263,12 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.workers.split(",") if m.strip()]
     if args.dask:
         modes.append("dask")
+    others = []
     for mode in modes:
+        if args.against:
+            others.append(measure(mode, folder, OUT / f"pipeline_{mode}_against", args.against))
+            print(f"{mode} ({args.against}): {others[-1]['wall']:.1f} s", flush=True)
         results.append(measure(mode, folder, OUT / f"pipeline_{mode}"))
         r = results[-1]
         print(f"{mode}: {r['wall']:.1f} s", flush=True)
     if results:
         _report(results, n_events, n_files)
+    if others:
+        _compare(results, others, args.against)
     if args.peers:
         peers(folder, args.peers)
     if args.rss_1m:

@@ -380,8 +380,17 @@ def _run(
         return Dimension(th.channel, min=None, max=th.value, marker=d.marker)
 
     def add(g: Gate) -> None:
-        own = g.combine(run.members) if isinstance(g, BooleanGate) else g.contains(data)
-        run.members[g.id] = own & parent_mask(g.parent)
+        inside = parent_mask(g.parent)
+        if isinstance(g, BooleanGate):
+            own = g.combine(run.members)
+        elif isinstance(g, PolygonGate) and g.parent is not None:
+            # a point-in-polygon test costs per event: test the parent's events only
+            rows = np.flatnonzero(inside)
+            own = np.zeros(n, bool)
+            own[rows] = g.contains({c: data[c][rows] for c in g.channels})
+        else:
+            own = g.contains(data)
+        run.members[g.id] = own & inside
         run.gates.append(g)
         run.parents[g.id] = g.parent
 

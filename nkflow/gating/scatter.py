@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
-from .thresholds import _bootstrap, _density, _grid, _sigma_bins, valley_threshold
+from .thresholds import _bootstrap, _density, _grid, _quantiles, _sigma_bins, valley_threshold
 
 __all__ = [
     "cytof_singlet_polygon",
@@ -87,6 +87,23 @@ def debris_polygon(
     return verts, [(f"FSC valley ({used})", t, lo, hi, n)]
 
 
+def _median(v: NDArray[np.float64]) -> float:
+    """``float(np.median(v))`` of a 1-D float array, bit for bit, at a quarter of the cost.
+
+    :func:`numpy.median` partitions at up to three positions (the two middle ones and the
+    last, to find a NaN); one partition at the upper middle and the maximum of the lower
+    half give the same two order statistics. NaN input takes :func:`numpy.median` itself.
+    """
+    n = v.size
+    if n == 0 or np.isnan(v).any():
+        return float(np.median(v))
+    half = n // 2
+    part = np.partition(v, half)
+    # the mean of the middle value(s) exactly as numpy.median computes it (-0.0 included)
+    mid = [part[half]] if n % 2 else [part[:half].max(), part[half]]
+    return float(np.mean(np.array(mid)))
+
+
 def singlet_polygon(
     a: NDArray[Any],
     h: NDArray[Any],
@@ -107,11 +124,11 @@ def singlet_polygon(
 
     def band(v: NDArray[np.float64]) -> tuple[float, float]:
         # the singlet mode: median of the upper 80 % of ratios (doublets sit low)
-        med = float(np.median(v))
-        mad = 1.4826 * float(np.median(np.abs(v - med)))
+        med = _median(v)
+        mad = 1.4826 * _median(np.abs(v - med))
         core = v[(v > med - 3 * mad)]
-        med = float(np.median(core))
-        mad = 1.4826 * float(np.median(np.abs(core - med)))
+        med = _median(core)
+        mad = 1.4826 * _median(np.abs(core - med))
         return med - k_lo * mad, med + k_hi * mad
 
     r_lo, r_hi = band(r)
@@ -333,8 +350,9 @@ def upper_peak_polygon(
     if side not in ("low", "high", "any"):
         raise GatingError(f"upper_cluster y_side = {side!r}; valid: low, high, any")
     prom = float(params.get("min_prominence", 0.02))
-    counts, centers, width = _grid(x)
-    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)))
+    q = _quantiles(x)
+    counts, centers, width = _grid(x, q)
+    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)), q)
     peaks, valleys = _peak_valleys(_density(counts, sig), centers, prom)
     if peaks.size < 2:
         raise GatingError("upper_cluster gate: x has a single peak, no upper cluster")
@@ -357,7 +375,7 @@ def upper_peak_polygon(
             _, v = _peak_valleys(dens, centers, prom)
             return (v[-1] if v else float("nan")), "valley"
 
-        boots = _bootstrap(counts, sig, n_boot, random_state, estimate, wide=False)
+        boots = _bootstrap(counts, sig, n_boot, random_state, estimate)
         if np.isfinite(boots).any():
             lo, hi = (float(b) for b in np.nanquantile(boots, [0.025, 0.975]))
     (_, x1), (y0, y1) = _pad(x), _pad(y)

@@ -181,7 +181,10 @@ def _figure_png(adata: ad.AnnData) -> bytes | None:
         logger.warning("sample %s: gating figure not drawn (%s)", sample_id(adata), exc)
         return None
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
+    # zlib level 3 instead of 6: a third less encoding time for a 1 % larger file
+    fig.savefig(
+        buf, format="png", dpi=72, metadata={"Software": None}, pil_kwargs={"compress_level": 3}
+    )
     return buf.getvalue()
 
 

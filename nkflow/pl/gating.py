@@ -79,6 +79,36 @@ def _label(adata: Any, channel: str) -> str:
     return f"{m} ({channel})" if m else channel
 
 
+def _bin_index(v: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.histogram2d``'s edges and bin of each value along one axis, without a search.
+
+    The bin is computed from the value as :func:`numpy.histogram` does for equal bins (then
+    corrected by one where rounding put it across an edge), so the counts are exactly those
+    of ``np.histogram2d`` at a fraction of its cost (which binary-searches every event).
+    """
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    idx = ((v - lo) * (bins / (hi - lo))).astype(np.intp)
+    np.clip(idx, 0, bins - 1, out=idx)
+    idx -= v < edges[idx]
+    idx += (v >= edges[idx + 1]) & (idx != bins - 1)
+    return edges, idx
+
+
+def _hist2d(ax: Axes, x: np.ndarray, y: np.ndarray, bins: int) -> None:
+    """``ax.hist2d(x, y, bins=bins, cmin=1, cmap="viridis")``, the same picture, faster."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        ax.hist2d(x, y, bins=bins, cmin=1, cmap="viridis")  # numpy names the problem
+        return
+    xedges, ix = _bin_index(x, bins)
+    yedges, iy = _bin_index(y, bins)
+    h = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins).astype(float)
+    h[h < 1] = np.nan
+    ax.pcolormesh(xedges, yedges, h.T, cmap="viridis")
+
+
 def _draw(adata: Any, gate: Any, ax: Axes, gates: dict[str, Any], bins: int) -> None:
     parent = np.asarray(adata.obs[gate.parent], bool) if gate.parent else np.ones(adata.n_obs, bool)
     title = f"{gate.id}  (in {gate.parent or 'all events'})"
@@ -109,7 +139,7 @@ def _draw(adata: Any, gate: Any, ax: Axes, gates: dict[str, Any], bins: int) -> 
     else:
         y = _col(adata, yc)[parent]
         if x.size:
-            ax.hist2d(x, y, bins=bins, cmin=1, cmap="viridis")
+            _hist2d(ax, x, y, bins)
         if isinstance(gate, PolygonGate):
             ax.add_patch(Polygon(gate.vertices, closed=True, fill=False, color="crimson", lw=1.5))
         else:
@@ -174,9 +204,8 @@ def gate_grid(
     nrows = math.ceil(len(names) / ncols)
     fig = Figure(figsize=(3.4 * min(ncols, len(names)), 3.0 * nrows))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.45, hspace=0.55)
-    axes = fig.subplots(nrows, min(ncols, len(names)), squeeze=False).ravel()
-    for ax, name in zip(axes, names, strict=False):
-        _draw(adata, allg[name], ax, allg, bins)
-    for ax in axes[len(names) :]:
-        ax.axis("off")
+    # axes only where a gate goes: an empty cell would cost an axes and its ticks, unseen
+    grid = fig.add_gridspec(nrows, min(ncols, len(names)))
+    for i, name in enumerate(names):
+        _draw(adata, allg[name], fig.add_subplot(grid[divmod(i, ncols)]), allg, bins)
     return fig

@@ -1,0 +1,112 @@
+"""The fast paths of issue 18 give exactly the numbers of the numpy calls they replace.
+
+Golden truth is numpy itself: ``np.median`` (singlet band bootstrap), ``np.histogram2d``
+(gate-grid densities), ``np.quantile`` asked once per quantile (density-rule grid), and the
+whole-sample evaluation of every resolved gate (polygon gates now test parent events only).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nkflow.gating.apply import gate
+from nkflow.gating.gates import evaluate_gates, gate_from_dict
+from nkflow.gating.scatter import _median
+from nkflow.gating.thresholds import _QUANTILES, _quantiles, _WideRows
+from nkflow.pl.gating import _bin_index
+
+
+def _samples(seed: int) -> list[np.ndarray]:
+    """Odd and even sizes, ties, rounded values (signed zeros), a constant array."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (1, 2, 3, 4, 7, 10, 101, 1000, 20_000, 20_001):
+        out.append(rng.normal(size=n))
+        out.append(np.round(rng.normal(scale=0.05, size=n), 1))  # many ties, -0.0
+        out.append(rng.choice(rng.normal(size=max(2, n // 10)), n))  # bootstrap-like repeats
+    out.append(np.full(9, 3.25))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_median_bit_identical_to_numpy(seed: int) -> None:
+    for v in _samples(seed):
+        expected = np.float64(np.median(v))
+        assert np.float64(_median(v)).tobytes() == expected.tobytes(), v.size
+
+
+@pytest.mark.parametrize("values", [[1.0, np.nan, 2.0], [np.inf, 1.0], [-0.0, -0.0], [-0.0]])
+def test_median_special_values(values: list[float]) -> None:
+    """NaN propagates, inf and signed zeros come out as numpy gives them."""
+    expected = np.float64(np.median(np.array(values)))
+    assert np.float64(_median(np.array(values))).tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("bins", [1, 2, 16, 96, 128])
+def test_bin_index_counts_equal_histogram2d(bins: int) -> None:
+    rng = np.random.default_rng(bins)
+    x = np.r_[rng.normal(5e4, 2e4, 3000), np.round(rng.normal(size=500), 1)]
+    y = np.r_[np.round(rng.exponential(size=3000) * 3), np.full(500, 2.0)]
+    for a, b in ((x, y), (y, x), (np.full(50, 1.5), x[:50])):  # constant axis included
+        h, xe, ye = np.histogram2d(a, b, bins=bins)
+        ex, ix = _bin_index(a, bins)
+        ey, iy = _bin_index(b, bins)
+        counts = np.bincount(ix * bins + iy, minlength=bins * bins).reshape(bins, bins)
+        assert np.array_equal(ex, xe) and np.array_equal(ey, ye)
+        assert np.array_equal(counts.astype(float), h)
+
+
+def test_quantiles_in_one_call_equal_separate_calls() -> None:
+    rng = np.random.default_rng(3)
+    for v in _samples(3):
+        v = v + rng.normal(scale=1e-3, size=v.size)
+        one = _quantiles(v)
+        each = [np.quantile(v, q) for q in _QUANTILES]
+        assert np.array_equal(one, np.array(each))
+
+
+@pytest.mark.parametrize("pattern", ["all", "every_third", "late_dense", "first_only"])
+def test_wide_rows_equal_one_redraw_smoothing(pattern: str) -> None:
+    """Rows of the lazily batched wide smoothing equal the 1-D smoothing of each redraw."""
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = np.random.default_rng(5)
+    draws = rng.multinomial(50_000, rng.dirichlet(np.ones(256)), size=60).astype(float)
+    asked = {
+        "all": range(60),
+        "every_third": range(0, 60, 3),
+        "late_dense": [*range(0, 30, 5), *range(30, 60)],
+        "first_only": [0],
+    }[pattern]
+    wide = _WideRows(draws, 7.5)
+    for i in asked:
+        expected = gaussian_filter1d(draws[i], 7.5, mode="constant")
+        assert np.array_equal(wide.row(i), expected), i
+
+
+def test_gate_memberships_equal_whole_sample_evaluation(tiny_gated) -> None:
+    """Every population from :func:`gate` equals its gate evaluated on all events."""
+    adata = tiny_gated[0]
+    pops = adata.uns["nkflow"]["gating"]["populations"]
+    gates = [gate_from_dict(p["gate"]) for p in pops]
+    assert any(g.kind == "polygon" and g.parent for g in gates)
+    expected = evaluate_gates(gates, pd.DataFrame(adata.X, columns=list(adata.var_names)))
+    for g in gates:
+        assert np.array_equal(adata.obs[g.id].to_numpy(bool), expected[g.id]), g.id
+
+
+@pytest.fixture(scope="module")
+def tiny_gated(sample_data):
+    import nkflow as nk
+
+    adata = nk.read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
+    nk.pp.compensate(adata)
+    nk.pp.transform(adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gate(adata, "human_tissue", n_boot=10)
+    return (adata,)
