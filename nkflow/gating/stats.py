@@ -57,8 +57,10 @@ def _medians(cols: np.ndarray, idx: np.ndarray, has_nan: bool) -> np.ndarray:
     if sub.shape[1] % 2:
         sub.partition(k, axis=1)
         return sub[:, k].astype(np.float64)
-    sub.partition([k - 1, k], axis=1)
-    return (sub[:, k - 1].astype(np.float64) + sub[:, k].astype(np.float64)) / 2.0
+    # one partition: the lower middle value is the largest of the k values below the k-th
+    sub.partition(k, axis=1)
+    lower = sub[:, :k].max(axis=1)
+    return (lower.astype(np.float64) + sub[:, k].astype(np.float64)) / 2.0
 
 
 def population_table(
