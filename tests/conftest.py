@@ -9,6 +9,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "external"
 SAMPLE_DATA = REPO / "sample_data"
+FCS_SUFFIXES = (".fcs", ".lmd")
+
+
+def _is_fcs(path: Path) -> bool:
+    """Every file named like FCS, and every file that starts like one (.B08, .001 ...)."""
+    if path.suffix.lower() in FCS_SUFFIXES:
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(3) == b"FCS"
+
+
+#: Every FCS/LMD file of ../shared/external, relative to it (empty when it is absent).
+EXTERNAL_FCS_FILES = (
+    sorted(str(p.relative_to(EXTERNAL)) for p in EXTERNAL.rglob("*") if p.is_file() and _is_fcs(p))
+    if EXTERNAL.is_dir()
+    else []
+)
 
 
 @pytest.fixture(autouse=True)
@@ -86,3 +103,19 @@ def tiny_run(tiny_batch: Path, fast_config, tmp_path_factory: pytest.TempPathFac
     from nkflow.pipeline import run
 
     return run(tiny_batch, tmp_path_factory.mktemp("runs") / "out", config=fast_config)
+
+
+@pytest.fixture
+def container():
+    """A 50-event container with two scatter channels (FSC-H, SSC-H) for XML gate tests."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 100, size=(50, 2)).astype(np.float32)
+    var = pd.DataFrame(
+        {"marker": ["", ""], "pns": ["", ""], "kind": "scatter", "range": 1024.0, "transform": ""},
+        index=["FSC-H", "SSC-H"],
+    )
+    return ad.AnnData(X=x, var=var, uns={"nkflow": {"sample": {"sample_id": "s1"}}})

@@ -9,27 +9,15 @@ import flowio
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import EXTERNAL_FCS_FILES
 
 import nkflow.io as nio
 from nkflow.exceptions import FCSQuirkWarning, FCSReadError
 
 EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
-FCS_SUFFIXES = (".fcs", ".lmd")
 
 
-def _is_fcs(path: Path) -> bool:
-    """Every file named like FCS, and every file that starts like one (.B08, .001 ...)."""
-    if path.suffix.lower() in FCS_SUFFIXES:
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(3) == b"FCS"
-
-
-FILES = (
-    sorted(str(p.relative_to(EXTERNAL)) for p in EXTERNAL.rglob("*") if p.is_file() and _is_fcs(p))
-    if EXTERNAL.is_dir()
-    else []
-)
+FILES = EXTERNAL_FCS_FILES
 
 # Files that must fail, with a word the reason must contain.
 EXPECTED_ERRORS = {

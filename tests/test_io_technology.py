@@ -9,6 +9,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+from conftest import EXTERNAL_FCS_FILES
 
 from nkflow.exceptions import FCSReadError
 from nkflow.io import (
@@ -172,18 +173,7 @@ def test_record_round_trip_and_technology_of() -> None:
 
 
 # ---------------------------------------------------------------- the real files
-def _is_fcs(path: Path) -> bool:
-    if path.suffix.lower() in (".fcs", ".lmd"):
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(3) == b"FCS"
-
-
-FILES = (
-    sorted(str(p.relative_to(EXTERNAL)) for p in EXTERNAL.rglob("*") if p.is_file() and _is_fcs(p))
-    if EXTERNAL.is_dir()
-    else []
-)
+FILES = EXTERNAL_FCS_FILES
 
 # What each file's keywords and channel names show (inspected with read_fcs_metadata);
 # every file not matched here is conventional flow (BD, Beckman, Thermo Attune, Accuri,

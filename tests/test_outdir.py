@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nkflow.exceptions import OutputExistsError, OutputFolderError
-from nkflow.io.write import write_bytes_atomic, write_table
+from nkflow.io.write import ensure_folder, write_bytes_atomic, write_table
 from nkflow.pipeline import run
 from nkflow.pipeline.outdir import LOCK, MARKER, OutputFolder
 
@@ -181,7 +181,7 @@ def _sample_with_products(root: Path) -> tuple[OutputFolder, Path]:
     from nkflow.pipeline.outdir import product_record
 
     folder = OutputFolder(root)
-    work = folder.sample_folder("S1")
+    work = ensure_folder(folder.sample_dir("S1"), folder.root)
     (work / "nk.h5ad").write_bytes(b"h5ad bytes " * 100)
     summary = {"sample_id": "S1", "products": {"nk.h5ad": product_record(work / "nk.h5ad")}}
     (work / "result.json").write_text(pd.Series(summary).to_json())

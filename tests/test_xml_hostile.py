@@ -15,7 +15,6 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 
 from nkflow.exceptions import GatingTemplateError
@@ -148,17 +147,6 @@ RECIPES: dict[str, tuple[Callable[[], bytes], XmlLimits | None, str]] = {
         "sample node 's1.fcs' holds more than 20 gates",
     ),
 }
-
-
-@pytest.fixture
-def container() -> ad.AnnData:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 100, size=(50, 2)).astype(np.float32)
-    var = pd.DataFrame(
-        {"marker": ["", ""], "pns": ["", ""], "kind": "scatter", "range": 1024.0, "transform": ""},
-        index=["FSC-H", "SSC-H"],
-    )
-    return ad.AnnData(X=x, var=var, uns={"nkflow": {"sample": {"sample_id": "s1"}}})
 
 
 ENTRY_POINTS = ["read_xml_safely", "validate_gatingml", "apply_gatingml", "flowjo_counts"]

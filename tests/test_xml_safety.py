@@ -8,9 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 
 from nkflow.exceptions import GatingTemplateError
@@ -72,17 +70,6 @@ def secret(tmp_path: Path) -> Path:
     path = tmp_path / "secret.txt"
     path.write_text("TOP-SECRET-CONTENT")
     return path
-
-
-@pytest.fixture
-def container() -> ad.AnnData:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 100, size=(50, 2)).astype(np.float32)
-    var = pd.DataFrame(
-        {"marker": ["", ""], "pns": ["", ""], "kind": "scatter", "range": 1024.0, "transform": ""},
-        index=["FSC-H", "SSC-H"],
-    )
-    return ad.AnnData(X=x, var=var, uns={"nkflow": {"sample": {"sample_id": "s1"}}})
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))

@@ -291,10 +291,7 @@ def _run(
         elif rule == "valley":
             v, lo, hi, used, ne = valley_threshold(
                 vals,
-                between=dim.between,
-                min_prominence=dim.min_prominence,
-                bw_adjust=dim.bw_adjust,
-                unimodal=dim.unimodal,
+                **dim.valley_options(),
                 fallback_percentile=p,
                 n_boot=n_boot,
                 random_state=seed(),
@@ -359,10 +356,12 @@ def _run(
         if vals.size >= 10:
             p = dim.percentile if dim.percentile is not None else pct
             v, lo, hi, used, _ = valley_threshold(
-                vals, between=dim.between, min_prominence=dim.min_prominence,
-                bw_adjust=dim.bw_adjust, unimodal=dim.unimodal, fallback_percentile=p,
-                n_boot=n_boot, random_state=seed(),
-            )  # fmt: skip
+                vals,
+                **dim.valley_options(),
+                fallback_percentile=p,
+                n_boot=n_boot,
+                random_state=seed(),
+            )
             flag, note = disagreement((v, lo, hi, used), th.value)
         if flag:
             msg = (

@@ -125,10 +125,7 @@ def pool_threshold(
         return None
     v, lo, hi, used, n = valley_threshold(
         pooled,
-        between=dim.between,
-        min_prominence=dim.min_prominence,
-        bw_adjust=dim.bw_adjust,
-        unimodal=dim.unimodal,
+        **dim.valley_options(),
         fallback_percentile=percentile,
         n_boot=n_boot,
         random_state=random_state,

@@ -58,6 +58,15 @@ class DimSpec:
     pool: bool = False
     reference: str | None = None
 
+    def valley_options(self) -> dict[str, Any]:
+        """The condition's keywords of :func:`~nkflow.gating.thresholds.valley_threshold`."""
+        return {
+            "between": self.between,
+            "min_prominence": self.min_prominence,
+            "bw_adjust": self.bw_adjust,
+            "unimodal": self.unimodal,
+        }
+
 
 @dataclass(frozen=True)
 class GateSpec:

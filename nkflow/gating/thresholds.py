@@ -53,6 +53,7 @@ from .censored import censored_mirror as _censored_mirror
 from .censored import zero_spike as _zero_spike
 
 __all__ = [
+    "TABLE_COLUMNS",
     "THRESHOLD_COLUMNS",
     "Threshold",
     "fmo_threshold",
@@ -81,6 +82,15 @@ THRESHOLD_COLUMNS = [
     "disagrees",
     "note",
 ]
+
+#: The thresholds table as nkflow writes it: the record's columns with the cut-off also in
+#: the instrument's linear units (added by the pipeline, which knows each sample's transform)
+#: and how it was found next to the rule.
+TABLE_COLUMNS = (
+    "sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low", "ci_high",
+    "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence", "control_file",
+    "n_events", "disagrees", "note",
+)  # fmt: skip
 
 _N_BINS = 1024
 

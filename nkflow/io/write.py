@@ -32,6 +32,7 @@ __all__ = [
     "TEMP_SUFFIX",
     "ensure_folder",
     "os_error_message",
+    "output_error",
     "safe_name",
     "write_bytes_atomic",
     "write_table",
@@ -97,7 +98,8 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _as_output_error(exc: OSError, path: str | Path, action: str) -> OutputFolderError:
+def output_error(exc: OSError, path: str | Path, action: str) -> OutputFolderError:
+    """``exc`` as one :class:`OutputFolderError` line naming ``path`` and the cause."""
     if isinstance(exc, OutputFolderError):
         return exc
     return OutputFolderError(os_error_message(exc, path, action), exc.errno)
@@ -156,7 +158,7 @@ def ensure_folder(folder: str | Path, root: str | Path | None = None) -> Path:
     except OutputFolderError:
         raise
     except OSError as exc:
-        raise _as_output_error(exc, target, "cannot create folder") from exc
+        raise output_error(exc, target, "cannot create folder") from exc
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, root: str | Path | None = None) -> Path:
@@ -198,7 +200,7 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, root: str | Path | None
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise _as_output_error(exc, dest, "cannot write") from exc
+            raise output_error(exc, dest, "cannot write") from exc
         raise
     return dest
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import OutputExistsError, OutputFolderError
-from ..io.write import TEMP_SUFFIX, ensure_folder, os_error_message, safe_name, write_text_atomic
+from ..io.write import TEMP_SUFFIX, output_error, safe_name, write_text_atomic
 
 __all__ = ["OutputFolder", "file_sha256", "product_record"]
 
@@ -143,26 +143,22 @@ class OutputFolder:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputFolderError(
-                os_error_message(exc, root, "cannot create the output folder"), exc.errno
-            ) from exc
+            raise output_error(exc, root, "cannot create the output folder") from exc
         self._lock()
         try:
             if exists and force:
                 self._empty()
             elif exists and resume:
-                self._refuse_links()
-                self._remove_stale_temporaries()
+                self._clean_for_resume()
                 for name in COMPLETION_FILES:
                     (root / name).unlink(missing_ok=True)
             write_text_atomic(root / MARKER, "nkflow output folder\n", root=root)
+        except OutputFolderError:
+            self.release()
+            raise
         except OSError as exc:
             self.release()
-            if isinstance(exc, OutputFolderError):
-                raise
-            raise OutputFolderError(
-                os_error_message(exc, root, "cannot prepare"), exc.errno
-            ) from exc
+            raise output_error(exc, root, "cannot prepare") from exc
         except BaseException:
             self.release()
             raise
@@ -191,9 +187,7 @@ class OutputFolder:
                 raise OutputFolderError(
                     f"{path}: is a symbolic link; nkflow never writes through links"
                 ) from exc
-            raise OutputFolderError(
-                os_error_message(exc, path, "cannot create the lock file"), exc.errno
-            ) from exc
+            raise output_error(exc, path, "cannot create the lock file") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -227,13 +221,17 @@ class OutputFolder:
             else:
                 entry.unlink()
 
-    def _refuse_links(self) -> None:
+    def _clean_for_resume(self) -> None:
+        """One walk: refuse links inside the folder, else remove killed runs' temporaries."""
         links: list[str] = []
+        stale: list[Path] = []
         for folder, dirs, files in os.walk(self.root, followlinks=False):
             for name in dirs + files:
                 path = Path(folder) / name
                 if path.is_symlink():
                     links.append(str(path))
+                elif name in files and name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    stale.append(path)
         if links:
             shown = ", ".join(links[:MAX_LISTED])
             more = f" and {len(links) - MAX_LISTED} more" if len(links) > MAX_LISTED else ""
@@ -241,23 +239,15 @@ class OutputFolder:
                 f"{self.root}: --resume refused: the output folder holds symbolic links "
                 f"({shown}{more}); nkflow never writes through links; remove them or use --force"
             )
-
-    def _remove_stale_temporaries(self) -> None:
-        for folder, _dirs, files in os.walk(self.root, followlinks=False):
-            for name in files:
-                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                    (Path(folder) / name).unlink(missing_ok=True)
-                    logger.info("removed a temporary file left by a killed run: %s", name)
+        for path in stale:
+            path.unlink(missing_ok=True)
+            logger.info("removed a temporary file left by a killed run: %s", path.name)
 
     # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
         """The work folder of one sample (its name is made safe)."""
         digest = hashlib.sha1(str(sample_id).encode("utf-8")).hexdigest()[:8]
         return self.work / f"{safe_name(sample_id)}-{digest}"
-
-    def sample_folder(self, sample_id: str) -> Path:
-        """Create and return the sample's work folder (no link on the way)."""
-        return ensure_folder(self.sample_dir(sample_id), self.root)
 
     def sample_result(self, sample_id: str) -> dict[str, Any] | None:
         """A finished sample's summary, or ``None`` when it must be redone.

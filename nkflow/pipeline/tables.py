@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..gating.thresholds import TABLE_COLUMNS
 from ..pp.transform import to_linear
 
 __all__ = [
@@ -27,11 +28,7 @@ POPULATION_COLUMNS = (
     "sample_id", "population", "parent", "count", "parent_count", "percent_of_parent",
     "ci_low", "ci_high", "percent_of_nk", "low_events", "phenotype_source",
 )  # fmt: skip
-THRESHOLD_COLUMNS = (
-    "sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low", "ci_high",
-    "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence", "control_file",
-    "n_events", "disagrees", "note",
-)  # fmt: skip
+THRESHOLD_COLUMNS = TABLE_COLUMNS  # one definition, shared with the report
 LINEAR = {"value": "value_linear", "ci_low": "ci_low_linear", "ci_high": "ci_high_linear"}
 
 

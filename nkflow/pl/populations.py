@@ -22,6 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..io.metadata import is_stimulated
+
 __all__ = ["frequencies", "frequency_heatmap", "group_labels", "group_order", "phenotype_rows"]
 
 _VALUE_LABELS = {
@@ -110,9 +112,8 @@ def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> 
         return populations
     meta = metadata.drop_duplicates("sample_id").copy()
     role = meta["role"].fillna("").astype(str).str.lower()
-    stim = meta["stimulation"].fillna("").astype(str).str.lower()
     sample = ~role.str.startswith(_NOT_SAMPLES)
-    stimulated = (role == "stim") | (role.isin(["", "sample"]) & ~stim.isin(["", "unstim"]))
+    stimulated = meta.apply(is_stimulated, axis=1).astype(bool)
     meta = meta[sample].assign(_stim=stimulated[sample].to_numpy())
     keys = [c for c in _PAIR_KEY if c in meta.columns]
     meta["_order"] = range(len(meta))

@@ -146,13 +146,7 @@ def to_linear(
         Linear values (float64), or ``None`` when the record has no parameters for the
         channel (it was not transformed, e.g. scatter: its values are already linear).
     """
-    params = (record.get("params") or {}).get(channel)
-    if not params:
-        return None
-    arr = np.asarray(values, dtype=np.float64)
-    if record.get("kind") == "arcsinh":
-        return arcsinh_inverse(arr, cofactor=float(params["cofactor"]))
-    return logicle_inverse(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
+    return _recorded(values, channel, record, inverse=True)
 
 
 def from_linear(
@@ -163,13 +157,22 @@ def from_linear(
     Used to place axis ticks at linear decades (``10^2``, ``10^3`` ...) on plots of
     transformed data. ``None`` when the record has no parameters for the channel.
     """
+    return _recorded(values, channel, record, inverse=False)
+
+
+def _recorded(
+    values: np.ndarray | Sequence[float], channel: str, record: Mapping[str, Any], *, inverse: bool
+) -> np.ndarray | None:
+    """The channel's recorded transform (or its inverse) applied to ``values``, as float64."""
     params = (record.get("params") or {}).get(channel)
     if not params:
         return None
     arr = np.asarray(values, dtype=np.float64)
     if record.get("kind") == "arcsinh":
-        return arcsinh(arr, cofactor=float(params["cofactor"]))
-    return logicle(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
+        fn = arcsinh_inverse if inverse else arcsinh
+        return fn(arr, cofactor=float(params["cofactor"]))
+    fn = logicle_inverse if inverse else logicle
+    return fn(arr, **{k: float(params[k]) for k in _LOGICLE_KEYS})
 
 
 def _check_cofactor(cofactor: float) -> float:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from ..pl.populations import phenotype_rows
 from ..tl.score import RULES
 from .tables import esc, html_table, is_empty
 
@@ -34,19 +35,6 @@ NOT_JUDGED = (
     "AREG_EVENTS_BELOW_MIN",
     "CONDITION_NOT_FLAGGABLE",
 )
-PHENOTYPE_ROLES = ("sample", "unstim")
-
-
-def _phenotype_tubes(metadata: pd.DataFrame) -> pd.DataFrame:
-    """One row per donor, tissue and timepoint: the unstimulated (phenotype) tube."""
-    meta = metadata.copy()
-    for col in ("role", "donor", "tissue", "timepoint"):
-        if col not in meta.columns:
-            meta[col] = ""
-        meta[col] = meta[col].fillna("").astype(str)
-    meta.loc[meta["role"] == "", "role"] = "sample"
-    tubes = meta[meta["role"].isin(PHENOTYPE_ROLES)]
-    return tubes.drop_duplicates(["donor", "tissue", "timepoint"])
 
 
 def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
@@ -63,8 +51,12 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
-    tubes = _phenotype_tubes(metadata)
-    pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
+    meta = metadata.drop_duplicates("sample_id").copy()
+    for col in ("role", "stimulation", "donor", "tissue", "timepoint"):
+        meta[col] = meta[col].fillna("").astype(str) if col in meta.columns else ""
+    # the frequency summaries' rule: one phenotype tube per donor, tissue, timepoint
+    pops = phenotype_rows(populations, meta)
+    tubes = meta[meta["sample_id"].astype(str).isin(pops["sample_id"].astype(str))]
     rows = []
     order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
     for tissue, timepoint in order:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from ..pl import populations as pl_populations
 from .figures import FigureItem, encode_figures, figure_png
@@ -89,9 +90,7 @@ def _gating_section(
     thresholds = tables.get("thresholds")
     # the cut-off on the transformed scale and in the instrument's linear units, then how
     # it was found (rule, evidence for the negative peak, control)
-    cols = ["sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low",
-            "ci_high", "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence",
-            "control_file", "n_events", "disagrees"]  # fmt: skip
+    cols = [c for c in TABLE_COLUMNS if c != "note"]
     if is_empty(thresholds):
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError, MetadataError
+from ..io.metadata import is_stimulated
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import EXPLORATORY_PREFIX, add_context, bright_dim, evidence, interpretation
 from ._score_parts import (
@@ -179,13 +180,12 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     if len(dup):
         raise MetadataError(where, [f"sample_id {s!r} appears more than once" for s in dup])
     role, stim = meta["role"].str.lower(), meta["stimulation"].str.lower()
-    # `role` says stim/unstim; `stimulation` names the condition (any name but "unstim" and
-    # "" is a stimulated tube of a plain `sample` row)
+    # `role` says stim/unstim; `stimulation` names the condition (io.metadata.is_stimulated)
     kind = np.select(
         [
             role.str.startswith(("fmo:", "single_stain:")) | (role == "unstained"),
             role == "positive_control",
-            (role == "stim") | (~stim.isin(["", "unstim"]) & role.isin(["", "sample"])),
+            meta.apply(is_stimulated, axis=1).to_numpy(dtype=bool),
             (role == "unstim") | ((stim == "unstim") & role.isin(["", "sample"])),
         ],
         ["control_stain", "positive_control", "stim", "unstim"],
