@@ -55,8 +55,8 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     for col in ("role", "stimulation", "donor", "tissue", "timepoint"):
         meta[col] = meta[col].fillna("").astype(str) if col in meta.columns else ""
     # the frequency summaries' rule: one phenotype tube per donor, tissue, timepoint
-    pops = phenotype_rows(populations, meta)
-    tubes = meta[meta["sample_id"].astype(str).isin(pops["sample_id"].astype(str))]
+    tubes = phenotype_rows(meta, meta)
+    pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
     rows = []
     order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
     for tissue, timepoint in order:
@@ -71,8 +71,10 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
             )
         rows.append(row)
     table = pd.DataFrame(rows)
+    if table.empty:
+        return table
     shown = [label for _, label in SHARES if (table[label] != "-").any()]
-    return table[["tissue", "timepoint", "n", *shown]] if len(table) else table
+    return table[["tissue", "timepoint", "n", *shown]]
 
 
 def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
