@@ -56,7 +56,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data"
 OUT = HERE / "_out"
-STAGES = ("controls", "samples", "clustering", "scoring")
+STAGES = ("controls", "pooling", "samples", "clustering", "scoring")
 
 
 def make_batch(n_events: int) -> Path:
