@@ -30,6 +30,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._events import names_known_unique
 from ..exceptions import (
     ChannelNotFoundError,
     FCSQuirkWarning,
@@ -377,11 +378,8 @@ def _anndata(x: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame, uns: dict) -> 
 
     Re-hashing a million ``obs_names`` costs several times the DATA decode itself.
     """
-    settings = getattr(ad, "settings", None)
-    if settings is not None and hasattr(settings, "check_uniqueness"):
-        with settings.override(check_uniqueness=False):
-            return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
-    return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
+    with names_known_unique():
+        return ad.AnnData(X=x, obs=obs, var=var, uns=uns)
 
 
 def read_fcs(

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import pp
+from .._events import subset_events
 from .._version import __version__
 from ..config import RunConfig
 from ..gating.apply import fmo_thresholds, gate
@@ -309,7 +310,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     work = ensure_folder(Path(task.work_dir), task.out_root)
     products: list[str] = []
     if keep in adata.obs.columns:
-        subset = adata[adata.obs[keep].to_numpy(dtype=bool)].copy()
+        subset = subset_events(adata, adata.obs[keep].to_numpy(dtype=bool), inplace=False)
         # h5ad cannot store lists of records; keep the provenance as one JSON string
         subset.uns = {"nkflow_json": json.dumps(nk, sort_keys=True, default=_json_default)}
         write_bytes_atomic(work / NK_EVENTS_FILE, _h5ad_bytes(subset), root=task.out_root)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
+from nkflow._events import subset_events
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.pp.timeqc import _kinds, _label, qc_time
 
@@ -352,8 +353,5 @@ def qc(
     _meta(adata)["qc"] = record
     log.info("%s: %s", _label(adata), record["summary"])
     if remove and not passed.all():
-        if inplace:
-            adata._inplace_subset_obs(passed)
-            return None
-        return adata[passed].copy()
+        return subset_events(adata, passed, inplace=inplace)
     return None if inplace else adata
