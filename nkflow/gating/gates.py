@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..exceptions import GatingError
+from .polygon import points_in_polygon
 
 __all__ = [
     "BooleanGate",
@@ -153,13 +154,7 @@ class PolygonGate:
         """Events inside the polygon (ignores the parent)."""
         if len(self.vertices) < 3:
             raise GatingError(f"polygon gate {self.id!r} needs at least 3 vertices")
-        pts = np.column_stack(
-            [np.asarray(data[self.x_channel], float), np.asarray(data[self.y_channel], float)]
-        )
-        from matplotlib.path import Path as _MplPath  # gating without loading matplotlib
-
-        path = _MplPath(np.asarray(self.vertices, float), closed=False)
-        return np.asarray(path.contains_points(pts), dtype=bool)
+        return points_in_polygon(data[self.x_channel], data[self.y_channel], self.vertices)
 
 
 @dataclass(frozen=True)
