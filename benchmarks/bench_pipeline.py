@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     /work/venv/bin/python benchmarks/bench_pipeline.py [--events 200000] [--workers 1,2]
-        [--dask] [--peers 4] [--rss-1m 0] [--against DIR]
+        [--dask] [--peers 4] [--peer-pipeline] [--rss-1m 0] [--against DIR]
 
 Generates once (cached in ``benchmarks/_data/``, gitignored) a simulated human batch of 48
 FCS files (3 donors x blood/liver/lung x pre/post x unstim/stim = 36 tubes, plus 12 FMO
@@ -28,6 +28,29 @@ and the 60 s target.
 ``--peers N`` times read + compensate + logicle on the first N files of the batch: nkflow
 vs flowkit (``Sample`` + ``apply_compensation`` + ``LogicleTransform``) vs a raw numpy read
 of the DATA segment (functions of ``bench_preprocess.py``), and prints the ratios.
+
+``--peer-pipeline`` measures issue 18's two end-to-end targets against the nkflow run of
+this invocation (the 2-worker run when ``--workers`` has ``2``, else the last one;
+functions in ``peer_pipeline.py``):
+
+* the batch's own read + compensate + transform: every file through ``read_fcs`` +
+  ``pp.compensate`` + ``pp.transform`` as the pipeline's ``load_sample`` does (QC left out),
+  one after the other in one process, and the raw numpy read of every DATA segment. Printed:
+  run wall / serial sum (target <= 10x) and run wall / (serial sum / 2 workers), the
+  stricter reading;
+* the equivalent flowkit + flowsom pipeline, in fresh child processes: per file
+  ``flowkit.Sample`` + spillover compensation + logicle, the gating hierarchy as GatingML
+  (the gates nkflow resolved for that sample, exported from its ``nk.h5ad``; an FMO tube
+  gets those of a resting sample of its tissue) applied by ``Session.analyze_samples``,
+  then FlowSOM (``flowsom``, 10x10, nkflow's metacluster count and per-sample cap, nkflow's
+  clustering markers) fitted on the unstimulated tubes' NK events pooled and every tube
+  mapped. Run serially and with the per-file part on a 2-process pool (flowkit's own
+  ``use_mp`` takes ``cpu_count - 1`` processes, one on 2 cores, and one gating strategy per
+  Session). Printed: wall, CPU, per-stage times, peak RSS, peer wall / nkflow run wall
+  (target >= 10x) and whether the peer's NK events (those nkflow's QC kept) are nkflow's NK
+  events on every analysed file, and equal the populations table's NK count. The peer does
+  less than nkflow: no QC, no threshold search, no bootstrap CIs, no FMO/batch-pool
+  statistics, no scoring, figures, tables or report.
 
 ``--against DIR`` runs every configuration a second time with another checkout of
 nkflow first on ``PYTHONPATH`` (e.g. an ``git archive`` of the commit before a change),
