@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     /work/venv/bin/python benchmarks/bench_pipeline.py [--events 200000] [--workers 1,2]
-        [--dask] [--peers 4] [--rss-1m 0] [--against DIR]
+        [--dask] [--peers 4] [--peer-pipeline] [--rss-1m 0] [--against DIR]
 
 Generates once (cached in ``benchmarks/_data/``, gitignored) a simulated human batch of 48
 FCS files (3 donors x blood/liver/lung x pre/post x unstim/stim = 36 tubes, plus 12 FMO
@@ -28,6 +28,29 @@ and the 60 s target.
 ``--peers N`` times read + compensate + logicle on the first N files of the batch: nkflow
 vs flowkit (``Sample`` + ``apply_compensation`` + ``LogicleTransform``) vs a raw numpy read
 of the DATA segment (functions of ``bench_preprocess.py``), and prints the ratios.
+
+``--peer-pipeline`` measures issue 18's two end-to-end targets against the nkflow run of
+this invocation (the 2-worker run when ``--workers`` has ``2``, else the last one;
+functions in ``peer_pipeline.py``):
+
+* the batch's own read + compensate + transform: every file through ``read_fcs`` +
+  ``pp.compensate`` + ``pp.transform`` as the pipeline's ``load_sample`` does (QC left out),
+  one after the other in one process, and the raw numpy read of every DATA segment. Printed:
+  run wall / serial sum (target <= 10x) and run wall / (serial sum / 2 workers), the
+  stricter reading;
+* the equivalent flowkit + flowsom pipeline, in fresh child processes: per file
+  ``flowkit.Sample`` + spillover compensation + logicle, the gating hierarchy as GatingML
+  (the gates nkflow resolved for that sample, exported from its ``nk.h5ad``; an FMO tube
+  gets those of a resting sample of its tissue) applied by ``Session.analyze_samples``,
+  then FlowSOM (``flowsom``, 10x10, nkflow's metacluster count and per-sample cap, nkflow's
+  clustering markers) fitted on the unstimulated tubes' NK events pooled and every tube
+  mapped. Run serially and with the per-file part on a 2-process pool (flowkit's own
+  ``use_mp`` takes ``cpu_count - 1`` processes, one on 2 cores, and one gating strategy per
+  Session). Printed: wall, CPU, per-stage times, peak RSS, peer wall / nkflow run wall
+  (target >= 10x) and whether the peer's NK events (those nkflow's QC kept) are nkflow's NK
+  events on every analysed file, and equal the populations table's NK count. The peer does
+  less than nkflow: no QC, no threshold search, no bootstrap CIs, no FMO/batch-pool
+  statistics, no scoring, figures, tables or report.
 
 ``--against DIR`` runs every configuration a second time with another checkout of
 nkflow first on ``PYTHONPATH`` (e.g. an ``git archive`` of the commit before a change),
@@ -219,6 +242,95 @@ def peers(folder: Path, n_files: int, repeats: int = 2) -> None:
           f"nkflow / raw read = {tot['nkflow'] / tot['raw']:.1f}x")  # fmt: skip
 
 
+def peer_pipeline(folder: Path, results: list[dict]) -> None:
+    """Issue 18's end-to-end ratios: the batch's own preprocessing, and the flowkit +
+    flowsom pipeline on the gates the nkflow run resolved (``peer_pipeline.py``)."""
+    sys.path.insert(0, str(HERE))
+    import flowkit
+    import flowsom
+    from peer_pipeline import check_membership, make_plan, preprocess_cost
+
+    from nkflow.config import RunConfig
+
+    by = {r["mode"]: r for r in results}
+    ref = by.get("2", results[-1])
+    run_out = OUT / f"pipeline_{ref['mode']}"
+    label = f"nkflow run ({ref['mode']} worker(s))"
+    work = OUT / "peer_pipeline"
+    jobs, nk_sets = make_plan(folder, run_out, work / "gatingml")
+    cfg = RunConfig()
+    plan = {"jobs": jobs, "cap": cfg.clustering.per_sample_cap,
+            "k": cfg.clustering.n_metaclusters, "seed": cfg.execution.random_state}  # fmt: skip
+    (work / "plan.json").write_text(json.dumps(plan))
+
+    cost = preprocess_cost(folder)
+    n, wall = cost["n_files"], ref["wall"]
+    threads = os.environ.get("NKFLOW_NUM_THREADS", "every core")
+    print(f"\nbatch read + compensate + transform, {n} files one after the other in one "
+          f"process (as load_sample, QC left out; NKFLOW_NUM_THREADS: {threads}):")  # fmt: skip
+    for key in ("read_fcs", "compensate", "transform", "nkflow", "raw"):
+        name = {"nkflow": "nkflow total", "raw": "raw numpy read"}.get(key, f"  {key}")
+        print(f"  {name:22s} {cost[key]:7.2f} s")
+    print(f"  {label} wall {wall:.1f} s / serial sum {cost['nkflow']:.2f} s = "
+          f"{wall / cost['nkflow']:.1f}x (target <= 10x; denominator: the serial sum)")  # fmt: skip
+    per_worker = cost["nkflow"] / 2
+    print(f"  {label} wall / (serial sum / 2 workers = {per_worker:.2f} s) = "
+          f"{wall / per_worker:.1f}x (the stricter reading: the preprocessing spread "
+          "over the run's 2 workers)")  # fmt: skip
+    print(f"  {label} wall / raw numpy read sum {cost['raw']:.2f} s = {wall / cost['raw']:.1f}x")
+
+    print(f"\npeer pipeline: flowkit {flowkit.__version__} + flowsom "
+          f"{getattr(flowsom, '__version__', '?')} on the {n} files; it does LESS than nkflow: "
+          "no QC, no threshold search (it is handed nkflow's resolved gates as GatingML), no "
+          "bootstrap CIs, no FMO/batch-pool statistics, no scoring, no figures, no tables, "
+          "no report")  # fmt: skip
+    peer = {}
+    for mode in ("serial", "pool2"):
+        cmd = [sys.executable, __file__, "--_peer", mode, "--_out", str(work)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.stderr.write(res.stderr[-4000:])
+            raise SystemExit(f"peer pipeline {mode!r} failed (exit {res.returncode})")
+        peer[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+    for mode, p in peer.items():
+        what = {"serial": "serial, one process",
+                "pool2": "per-file part on a 2-process spawn pool"}[mode]  # fmt: skip
+        wrss = f", largest worker {p['worker_rss_mb']:.0f} MB" if p["worker_rss_mb"] else ""
+        print(f"  {what}: wall {p['wall']:.1f} s (cpu {p['cpu']:.1f} s); per-file part "
+              f"{p['per_file_wall']:.1f} s, clustering {p['cluster_wall']:.1f} s; peak RSS "
+              f"main {p['main_rss_mb']:.0f} MB{wrss}")  # fmt: skip
+        print("    per-file stages, summed over files (worker time when pooled):")
+        for stage, v in p["stages"].items():
+            print(f"      {stage:26s} {v:6.1f} s")
+        c = p["cluster"]
+        for stage in ("FlowSOM fit (unstim pool)", "FlowSOM map (every tube)"):
+            print(f"      {stage:26s} {c[stage]:6.1f} s")
+        print(f"    (FlowSOM on {c['pool_cells']:,} pooled NK cells, 10x10, {plan['k']} "
+              f"metaclusters; {c['mapped_cells']:,} cells mapped; not timed: imports "
+              f"{p['import']:.1f} s, flowsom numba warm-up "
+              f"{p['flowsom_warmup']:.1f} s)")  # fmt: skip
+    from bench_preprocess import raw_read
+    from flowkit._utils.gating_utils import _estimate_cpu_count_for_workload
+
+    size = _batch_events(folder) * raw_read(Path(jobs[0]["path"])).shape[1]
+    procs = _estimate_cpu_count_for_workload(n, size)
+    print(f"  flowkit's own multiprocessing (Session.analyze_samples(use_mp=True)) would use "
+          f"{procs} process(es) here (flowkit takes cpu_count - 1 = {os.cpu_count() - 1}); it "
+          "also needs one gating strategy for every sample of a Session, and the gates differ "
+          "per sample, so the 2-process pool over files above is the 2-core peer")  # fmt: skip
+    for mode, p in peer.items():
+        print(f"  peer ({mode}) wall {p['wall']:.1f} s / {label} wall {wall:.1f} s = "
+              f"{p['wall'] / wall:.2f}x (target >= 10x)")  # fmt: skip
+    chk = check_membership(jobs, run_out, nk_sets, work / "nk_serial.npz")
+    chk2 = check_membership(jobs, run_out, nk_sets, work / "nk_pool2.npz")
+    print(f"  NK membership, peer events nkflow's QC kept vs nkflow's NK events, on the "
+          f"{chk['n']} analysed files (FMO tubes: no NK table in nkflow): identical sets "
+          f"{chk['same_set']}/{chk['n']}, count equal to populations.csv "
+          f"{chk['same_count']}/{chk['n']} (pool run: {chk2['same_set']}/{chk2['n']}); the "
+          f"peer gated {chk['outside_qc']:,} more NK events that nkflow's QC removed"
+          + (f"; differing: {', '.join(chk['bad'])}" if chk["bad"] else ""))  # fmt: skip
+
+
 def _report(results: list[dict], n_events: int, n_files: int) -> None:
     print(f"\nbatch: {n_files} files, {n_events:,} events")
     ref = results[0]["tables"]
@@ -270,10 +382,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", type=int, default=4)
     ap.add_argument("--rss-1m", type=int, default=0)
     ap.add_argument("--against", default="", help="another nkflow checkout to compare with")
+    ap.add_argument(
+        "--peer-pipeline",
+        action="store_true",
+        help="issue 18: batch preprocessing cost and the flowkit + flowsom pipeline",
+    )
     ap.add_argument("--_one", default="")
+    ap.add_argument("--_peer", default="")
     ap.add_argument("--_input", default="")
     ap.add_argument("--_out", default="")
     args = ap.parse_args(argv)
+    if args._peer:
+        sys.path.insert(0, str(HERE))
+        from peer_pipeline import run_peer
+
+        work = Path(args._out)
+        plan = json.loads((work / "plan.json").read_text())
+        print(json.dumps(run_peer(args._peer, plan["jobs"], plan["cap"], plan["k"],
+                                  plan["seed"], work / f"nk_{args._peer}.npz")))  # fmt: skip
+        return 0
     if args._one:
         _one(args._one, Path(args._input), Path(args._out))
         return 0
@@ -298,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         _compare(results, others, args.against)
     if args.peers:
         peers(folder, args.peers)
+    if args.peer_pipeline:
+        if not results:
+            raise SystemExit("--peer-pipeline needs an nkflow run (--workers 2) to compare with")
+        peer_pipeline(folder, results)
     if args.rss_1m:
         big = make_big_batch(args.rss_1m)
         r = measure("2", big, OUT / "pipeline_1m")
