@@ -76,28 +76,35 @@ def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
         if tpl is not None:
             by_template.setdefault(name, (tpl, []))[1].append(sid)
     cfg = state.config
-    records: list[dict[str, Any]] = []
+    groups = {s: (str(state.row(s)["tissue"]), str(state.row(s)["batch"]))
+              for _, sids in by_template.values() for s in sids}  # fmt: skip
+    pooled: dict[str, tuple[Template, list[str], list[str]]] = {}
     for name, (tpl, sids) in sorted(by_template.items()):
         targets = pool_targets(tpl)
-        groups = {s: (str(state.row(s)["tissue"]), str(state.row(s)["batch"])) for s in sids}
-        needed = {b for t, b in groups.values()
-                  for on, m in targets if (t, b, on, m) not in covered}  # fmt: skip
+        needed = {groups[s][1] for s in sids
+                  for on, m in targets if (*groups[s], on, m) not in covered}  # fmt: skip
         todo = [s for s in sids if groups[s][1] in needed]
-        if not todo:
-            continue
-        items = [(s, state.task(s, thresholds=state.thresholds_for(state.row(s), fmo)))
-                 for s in todo]  # fmt: skip
-        contributions: dict[str, list[dict[str, Any]]] = {}
-        state.progress("pooling", 0, len(items))
-        for done, outcome in enumerate(state.executor.map(pool_sample, items), start=1):
-            if outcome.ok:
-                contributions[outcome.key] = outcome.value
-            else:  # the sample fails on its own in the sample stage; the pool goes on
-                logger.warning("sample %s left out of the batch pool: %s", outcome.key,
-                               outcome.error)  # fmt: skip
-            state.progress("pooling", done, len(items))
+        if todo:
+            pooled[name] = (tpl, sids, todo)
+    if not pooled:
+        return pd.DataFrame()
+    # every template's samples in one wave: no worker waits for another template's last one
+    items = [(s, state.task(s, thresholds=state.thresholds_for(state.row(s), fmo)))
+             for _, _, todo in pooled.values() for s in todo]  # fmt: skip
+    contributions: dict[str, list[dict[str, Any]]] = {}
+    state.progress("pooling", 0, len(items))
+    for done, outcome in enumerate(state.executor.map(pool_sample, items), start=1):
+        if outcome.ok:
+            contributions[outcome.key] = outcome.value
+        else:  # the sample fails on its own in the sample stage; the pool goes on
+            logger.warning("sample %s left out of the batch pool: %s", outcome.key,
+                           outcome.error)  # fmt: skip
+        state.progress("pooling", done, len(items))
+    records: list[dict[str, Any]] = []
+    for name, (tpl, sids, todo) in pooled.items():
         found = batch_pool_thresholds(
-            contributions, groups, tpl, covered=covered,
+            {s: contributions[s] for s in todo if s in contributions},
+            {s: groups[s] for s in sids}, tpl, covered=covered,
             percentile=cfg.gating.fmo_percentile, n_boot=cfg.gating.bootstrap,
             random_state=cfg.execution.random_state,
         )  # fmt: skip
