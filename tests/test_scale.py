@@ -39,7 +39,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def serial(batch: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("serial") / "out"
-    nkflow.run(batch, out, config=RunConfig())
+    nkflow.run(batch, out, config=replace_values(RunConfig(), {"execution.workers": 1}))
     tables = _tables(out)
     assert {"populations.csv", "thresholds.csv", "counts.csv", "status.csv"} <= set(tables)
     return tables
@@ -63,6 +63,18 @@ def test_local_cluster_run_is_byte_identical_to_serial(
     cfg = replace_values(RunConfig(), {"execution.scheduler": cluster.scheduler_address})
     res = nkflow.run(batch, tmp_path / "out", config=cfg)
     assert set(res.tables["status"]["status"]) <= {"ok", "skipped"}
+    got = _tables(tmp_path / "out")
+    assert got.keys() == serial.keys()
+    for name in serial:
+        assert got[name] == serial[name], name
+
+
+def test_process_pool_run_is_byte_identical_to_serial(
+    batch: Path, serial: dict[str, bytes], tmp_path: Path
+) -> None:
+    # the samples, the batch pool and the clustering's pass 2 all run on the two workers
+    cfg = replace_values(RunConfig(), {"execution.workers": 2})
+    nkflow.run(batch, tmp_path / "out", config=cfg)
     got = _tables(tmp_path / "out")
     assert got.keys() == serial.keys()
     for name in serial:

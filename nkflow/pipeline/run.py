@@ -168,43 +168,23 @@ def _run_prepared(
         state.executor = executor
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         state.run_samples(thresholds, resume)
+        ok = state.ok_samples()
+        counts = state.gather("counts")
+        clusters = None
+        if cfg.clustering.enabled and ok:
+            state.progress("clustering", 0, 1)
+            clusters = _cluster_stage(state, cfg, ok, executor)
 
-    ok = state.ok_samples()
-    counts = state.gather("counts")
     clustering = None
     tables: dict[str, pd.DataFrame] = {}
     figures: dict[str, Any] = {}
+    if clusters is not None:
+        clustering = clusters.result
+        tables["clusters"] = clusters.abundance
+        tables["cluster_medians"] = clusters.medians
+        counts = pd.concat([counts, clusters.counts], ignore_index=True)
+        figures.update(_cluster_figures(clustering, clusters.abundance))
     if cfg.clustering.enabled and ok:
-        state.progress("clustering", 0, 1)
-        loaders = {
-            sid: functools.partial(read_kept_events, state.folder.sample_dir(sid)) for sid in ok
-        }
-
-        def save_labels(sid: str, adata: Any) -> None:
-            labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
-            write_table(
-                labels,
-                state.folder.sample_dir(sid) / "metacluster",
-                formats=("parquet",),
-                root=out,
-            )
-
-        # metaclusters must not split by stimulation: train on the unstimulated tubes, on
-        # markers stimulation does not move, and map every tube (stimulated ones included)
-        resting = {sid for sid in ok if _is_resting(state.row(sid))}
-        clusters = cluster_batch(
-            loaders,
-            cfg,
-            on_assigned=save_labels,
-            fit_on=resting or None,
-            exclude_markers=STIMULATION_LABILE_MARKERS,
-        )
-        if clusters is not None:
-            clustering = clusters.result
-            tables["clusters"] = clusters.abundance
-            tables["cluster_medians"] = clusters.medians
-            counts = pd.concat([counts, clusters.counts], ignore_index=True)
-            figures.update(_cluster_figures(clustering, clusters.abundance))
         state.progress("clustering", 1, 1)
 
     caveats = ""
@@ -276,6 +256,32 @@ def _run_prepared(
         report_path=report,
         clustering=clustering,
     )
+
+
+def _cluster_stage(state: RunState, cfg: RunConfig, ok: list[str], executor: SampleExecutor) -> Any:
+    """Cluster the kept (NK) events of the samples that succeeded; map them on the workers.
+
+    Metaclusters must not split by stimulation: the SOM trains on the unstimulated tubes,
+    on markers stimulation does not move, and every tube (stimulated ones included) is
+    mapped. Returns :class:`~nkflow.pipeline.steps.BatchClusters` or None.
+    """
+    dirs = {sid: str(state.folder.sample_dir(sid)) for sid in ok}
+    loaders = {sid: functools.partial(read_kept_events, dirs[sid]) for sid in ok}
+    resting = {sid for sid in ok if _is_resting(state.row(sid))}
+    return cluster_batch(
+        loaders,
+        cfg,
+        on_assigned=functools.partial(_save_labels, str(state.folder.root), dirs),
+        fit_on=resting or None,
+        exclude_markers=STIMULATION_LABILE_MARKERS,
+        executor=executor,
+    )
+
+
+def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> None:
+    """A sample's metacluster labels, next to its other products (picklable for workers)."""
+    labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
+    write_table(labels, Path(dirs[sid]) / "metacluster", formats=("parquet",), root=out_root)
 
 
 def _population_labels(clustering: Any) -> dict[str, str]:

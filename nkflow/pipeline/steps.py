@@ -20,6 +20,7 @@ from ..exceptions import GatingTemplateError
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
 from ..io.metadata import is_stimulated
+from ..parallel import SampleExecutor
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import LINEAGE_MARKERS, ClusteringResult, cluster, default_markers
 from ..tl.counts import count_positive
@@ -134,6 +135,7 @@ def cluster_batch(
     *,
     fit_on: Collection[str] | None = None,
     exclude_markers: Sequence[str] = (),
+    executor: SampleExecutor | None = None,
 ) -> BatchClusters | None:
     """Cluster the kept population of every sample, streaming one sample at a time.
 
@@ -157,6 +159,9 @@ def cluster_batch(
     exclude_markers
         Markers left out of the default marker set (``clustering.markers`` empty), e.g.
         those stimulation moves (CD69, CD62L, CD16).
+    executor
+        Run pass 2 one sample per task on these workers (then ``kept``'s loaders and
+        ``on_assigned`` must be picklable); ``None``: in this process. Tables are the same.
 
     Returns
     -------
@@ -206,23 +211,46 @@ def cluster_batch(
     )
     del training
     pops = [f"metacluster:{k}" for k in result.categories]
-    counts, abundance, medians = [], [], []
-    for sid, load in kept.items():
-        adata = load()
-        if adata is None or adata.n_obs == 0:
-            continue
-        result.assign(adata)
-        counts.append(count_positive(adata, populations=pops, cluster_key="metacluster"))
-        abundance.append(abundance_table({sid: adata}, result))
-        medians.append(median_table({sid: adata}, result))
-        if on_assigned is not None:
-            on_assigned(sid, adata)
+    items = [(sid, (sid, load, result, pops, on_assigned)) for sid, load in kept.items()]
+    if executor is None:
+        mapped = {sid: _map_sample(arg) for sid, arg in items}
+    else:  # one sample per task on the run's workers; a failure fails the step as serially
+        mapped = {}
+        for outcome in executor.map(_map_sample, items):
+            if not outcome.ok:
+                raise outcome.error  # type: ignore[misc]
+            mapped[outcome.key] = outcome.value
+    parts = [mapped[sid] for sid in kept if mapped[sid] is not None]  # the samples' order
+    counts, abundance, medians = ([p[i] for p in parts] for i in range(3))
     return BatchClusters(
         result=result,
         counts=pd.concat(counts, ignore_index=True),
         abundance=pd.concat(abundance, ignore_index=True),
         medians=pd.concat(medians, ignore_index=True),
     )
+
+
+def _map_sample(
+    arg: tuple[
+        str,
+        Callable[[], ad.AnnData | None],
+        ClusteringResult,
+        list[str],
+        Callable[[str, ad.AnnData], None] | None,
+    ],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Pass 2 for one sample: map its cells, count and summarise them (None: no cells)."""
+    sid, load, result, pops, on_assigned = arg
+    adata = load()
+    if adata is None or adata.n_obs == 0:
+        return None
+    result.assign(adata)
+    counts = count_positive(adata, populations=pops, cluster_key="metacluster")
+    abundance = abundance_table({sid: adata}, result)
+    medians = median_table({sid: adata}, result)
+    if on_assigned is not None:
+        on_assigned(sid, adata)
+    return counts, abundance, medians
 
 
 def template_hashes(names: list[str]) -> dict[str, str]:
