@@ -108,10 +108,8 @@ def _decade_label(value: float) -> str:
     return ("-" if value < 0 else "") + "10" + str(exponent).translate(_SUPERSCRIPT)
 
 
-def _decade_ticks(adata: Any, channel: str, lo: float, hi: float) -> tuple[list, list] | None:
-    """Tick positions and labels at linear decades for a transformed channel, or None."""
-    record = adata.uns.get("nkflow", {}).get("transform") or {}
-    pos = from_linear(_DECADES, channel, record)
+def _decade_ticks(pos: np.ndarray | None, lo: float, hi: float) -> tuple[list, list] | None:
+    """Tick positions and labels at linear decades (``pos``: where they land), or None."""
     if pos is None:
         return None
     gap = 0.06 * (hi - lo)
@@ -145,9 +143,9 @@ def _nice_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     return ticks, labels
 
 
-def _axis(adata: Any, channel: str | None, label: str, lo: float, hi: float) -> Axis:
+def _axis(cols: _Columns, channel: str | None, label: str, lo: float, hi: float) -> Axis:
     """Decade ticks in linear units on transformed axes; a few plain ticks elsewhere."""
-    ticks = _decade_ticks(adata, channel, lo, hi) if channel else None
+    ticks = _decade_ticks(cols.decades(channel), lo, hi) if channel else None
     if ticks is None:
         ticks = _nice_ticks(lo, hi)
     return Axis(label, float(lo), float(hi), tuple(ticks[0]), tuple(ticks[1]))
@@ -206,12 +204,22 @@ def _hist2d(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, ...]:
 
 
 class _Columns:
-    """Channel columns and population masks of one sample, each read once."""
+    """Channel values and population masks of one sample, each read once."""
 
     def __init__(self, adata: Any) -> None:
         self.adata = adata
         self._index = {str(c): i for i, c in enumerate(adata.var_names)}
         self._masks: dict[str | None, np.ndarray] = {}
+        self._rows: dict[str | None, np.ndarray] = {}
+        self._values: dict[tuple[str, str | None], np.ndarray] = {}
+        self._decades: dict[str, np.ndarray | None] = {}
+
+    def decades(self, channel: str) -> np.ndarray | None:
+        """Where the linear decades land on a transformed channel (None: not transformed)."""
+        if channel not in self._decades:
+            record = self.adata.uns.get("nkflow", {}).get("transform") or {}
+            self._decades[channel] = from_linear(_DECADES, channel, record)
+        return self._decades[channel]
 
     def mask(self, name: str | None) -> np.ndarray:
         if name not in self._masks:
@@ -223,9 +231,21 @@ class _Columns:
         return self._masks[name]
 
     def values(self, channel: str, parent: str | None) -> np.ndarray:
-        x = self.adata.X[:, self._index[channel]]
-        x = x.toarray() if hasattr(x, "toarray") else x
-        return np.asarray(x).ravel()[self.mask(parent)].astype(float)
+        """The parent's events on one channel, as float64."""
+        key = (channel, parent)
+        if key not in self._values:
+            x = self.adata.X
+            j = self._index[channel]
+            if hasattr(x, "toarray"):  # sparse: one column, then the parent's rows
+                col = np.asarray(x[:, j].toarray()).ravel()[self.mask(parent)]
+            elif parent is None:
+                col = np.asarray(x)[:, j]
+            else:  # a gather of the parent's rows in one column, no column copy
+                if parent not in self._rows:
+                    self._rows[parent] = np.flatnonzero(self.mask(parent))
+                col = np.asarray(x)[self._rows[parent], j]
+            self._values[key] = col.astype(float)
+        return self._values[key]
 
 
 def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
@@ -254,8 +274,8 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
         ylim = (0.0, top * (1 + _MARGIN)) if top > 0 else (0.0, 1.0)
         return Panel(
             gate.id, gate.parent, "histogram",
-            x=_axis(adata, xc, _label(adata, xc), *_limits(None, [edges[0], edges[-1], *lines])),
-            y=_axis(adata, None, "events", *ylim),
+            x=_axis(cols, xc, _label(adata, xc), *_limits(None, [edges[0], edges[-1], *lines])),
+            y=_axis(cols, None, "events", *ylim),
             counts=counts, xedges=edges, thresholds=lines, **common,
         )  # fmt: skip
     y = cols.values(yc, gate.parent)
@@ -275,8 +295,8 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
     ydata = (float(yedges[0]), float(yedges[-1])) if yedges is not None else None
     return Panel(
         gate.id, gate.parent, "density",
-        x=_axis(adata, xc, _label(adata, xc), *_limits(xdata, list(outline[:, 0]))),
-        y=_axis(adata, yc, _label(adata, yc), *_limits(ydata, list(outline[:, 1]))),
+        x=_axis(cols, xc, _label(adata, xc), *_limits(xdata, list(outline[:, 0]))),
+        y=_axis(cols, yc, _label(adata, yc), *_limits(ydata, list(outline[:, 1]))),
         counts=counts, xedges=xedges, yedges=yedges, outline=outline, **common,
     )  # fmt: skip
 
