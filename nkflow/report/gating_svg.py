@@ -107,9 +107,8 @@ def density_rgba(counts: np.ndarray) -> np.ndarray:
     if filled.any():
         lo, hi = float(h[filled].min()), float(h[filled].max())
         norm = (h[filled] - lo) / (hi - lo) if hi > lo else np.zeros(int(filled.sum()))
-        scaled = norm * 256.0
-        scaled[scaled == 256.0] = 255.0
-        idx[filled] = np.clip(scaled, 0, 255).astype(np.intp)
+        # matplotlib's Colormap: index int(x * N), the top value folded into the last colour
+        idx[filled] = np.clip(norm * 256.0, 0, 255).astype(np.intp)
     return _viridis()[idx]
 
 
