@@ -6,7 +6,8 @@ The panels (which gates, counts, outlines, limits, ticks, titles) come from
 density is a small embedded PNG (viridis, empty bins transparent, as ``hist2d(cmin=1)``),
 1-D gates a grey step histogram with crimson threshold lines. Text from the data is
 escaped, and identical input gives identical bytes (fixed number formatting, no time).
-About 30 times cheaper than drawing and rasterising the matplotlib figure.
+About 15 times cheaper than drawing and rasterising the matplotlib grid (0.045 s against
+0.65 s of CPU for a 200k-event sample with 19 panels).
 """
 
 from __future__ import annotations
