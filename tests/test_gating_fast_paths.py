@@ -17,7 +17,7 @@ from nkflow.gating.apply import gate
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
 from nkflow.gating.thresholds import _QUANTILES, _quantiles, _WideRows
-from nkflow.pl.gating import _bin_index
+from nkflow.pl.gating_panels import _bin_index
 
 
 def _samples(seed: int) -> list[np.ndarray]:

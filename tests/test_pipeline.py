@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import json
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 import nkflow
 from nkflow.config import RunConfig, load_config
 from nkflow.exceptions import OutputExistsError
 from nkflow.pipeline import default_out_dir, run
+from nkflow.pipeline.outdir import OutputFolder, product_record
+from nkflow.pipeline.sample import GATING_FIGURE, LEGACY_GATING_FIGURE
+from nkflow.pipeline.steps import ANALYSED_ROLES
+from nkflow.report.figures import decode_data_uri, figure_format, figure_png
 
 TABLES = ["populations", "thresholds", "clusters", "scores", "flags", "qc", "status"]
 
@@ -101,3 +109,53 @@ def test_bad_file_fails_alone_and_resume_matches(
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
     (tmp_path / "batch1").mkdir()
     assert default_out_dir(tmp_path / "batch1") == tmp_path / "batch1_nkflow"
+
+
+def _gating_images(report: Path) -> dict[str, str]:
+    """``sample_id -> img src`` of the report's gating plots."""
+    text = report.read_text(encoding="utf-8")
+    return {
+        html.unescape(alt)[len("gating_") :]: src
+        for src, alt in re.findall(r'<img src="([^"]*)" alt="(gating_[^"]*)"', text)
+    }
+
+
+def test_each_analysed_sample_has_its_svg_gating_figure_in_the_report(tiny_run) -> None:
+    status = tiny_run.status
+    ok = status.loc[(status["status"] == "ok") & status["role"].isin(ANALYSED_ROLES), "sample_id"]
+    folder = OutputFolder(tiny_run.out_dir)
+    shown = _gating_images(tiny_run.report_path)
+    assert sorted(shown) == sorted(ok)
+    for sid in ok:
+        work = folder.sample_dir(sid)
+        products = json.loads((work / "result.json").read_text(encoding="utf-8"))["products"]
+        assert products[GATING_FIGURE] == product_record(work / GATING_FIGURE)
+        assert decode_data_uri(shown[sid]) == (work / GATING_FIGURE).read_bytes()
+        assert figure_format((work / GATING_FIGURE).read_bytes()) == "svg"
+
+
+def test_resume_shows_the_gating_figure_each_sample_lists(
+    tiny_batch: Path, tiny_run, fast_config: RunConfig, tmp_path: Path
+) -> None:
+    """A sample finished before the SVG figure keeps its PNG; a file result.json does not
+    list (left by another run) is never shown."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    folder = OutputFolder(out)
+    legacy, stray, *rest = sorted(_gating_images(tiny_run.report_path))
+    png = figure_png(Figure(figsize=(1, 1)))
+    for sid in (legacy, stray):
+        work = folder.sample_dir(sid)
+        summary = json.loads((work / "result.json").read_text(encoding="utf-8"))
+        del summary["products"][GATING_FIGURE]
+        if sid == legacy:
+            (work / GATING_FIGURE).unlink()
+            (work / LEGACY_GATING_FIGURE).write_bytes(png)
+            summary["products"][LEGACY_GATING_FIGURE] = product_record(work / LEGACY_GATING_FIGURE)
+        (work / "result.json").write_text(json.dumps(summary), encoding="utf-8")
+    again = run(tiny_batch, out, config=fast_config, resume=True)
+    shown = _gating_images(again.report_path)
+    assert decode_data_uri(shown.pop(legacy)) == png
+    assert stray not in shown
+    assert sorted(shown) == sorted(rest)
+    assert all(src.startswith("data:image/svg+xml") for src in shown.values())

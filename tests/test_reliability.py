@@ -31,7 +31,13 @@ def test_two_runs_give_byte_identical_outputs(
 ) -> None:
     inputs_before = _hashes(tiny_batch, "**/*")
     again = run(tiny_batch, tmp_path / "again", config=fast_config)
-    for pattern in ("tables/*.csv", "tables/*.parquet", "figures/*.png", "report.html"):
+    for pattern in (
+        "tables/*.csv",
+        "tables/*.parquet",
+        "figures/*.png",
+        "figures/*.svg",
+        "report.html",
+    ):
         assert _hashes(again.out_dir, pattern) == _hashes(tiny_run.out_dir, pattern), pattern
     # input files are never modified
     assert _hashes(tiny_batch, "**/*") == inputs_before

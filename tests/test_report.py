@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,13 +18,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from nkflow.config import RunConfig, config_to_dict
+from nkflow.pl.gating_panels import Axis, Panel
 from nkflow.report import (
     KEY_CAVEAT,
     render_html,
     write_report,
 )
-from nkflow.report.figures import decode_data_uri, png_size
+from nkflow.report.figures import decode_data_uri, figure_format, image_size
+from nkflow.report.gating_svg import panels_svg
 
+SVG_NS = "{http://www.w3.org/2000/svg}"
 EVIL = '<script>alert("x")</script>'
 EVIL_ID = f'D1_liver{EVIL}"><img src=x onerror=alert(1)>'
 EVIL_PNS = "CD56 <b onmouseover=alert(2)>bright</b> & $\\frac{a}{"
@@ -87,6 +92,29 @@ def gating_figure(seed: int, title: str) -> Figure:
     ax.add_patch(Rectangle((0.2, -1), 2, 2, fill=False, color="C3"))
     ax.set_title(title.replace("$", r"\$"), fontsize=7)
     return fig
+
+
+def gating_svg_figure(seed: int, sample: str) -> bytes:
+    """A gate grid as the pipeline writes it (SVG): a density and a 1-D gate, hostile text."""
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(size=(400, 2))
+    counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=24)
+    hist, he = np.histogram(xy[:, 0], bins=24)
+    ticks = (0.0,), ("0",)
+    density = Panel(
+        "NK", "CD3-", "density", f"NK  (in CD3-): {sample}",
+        x=Axis(EVIL_PNS, float(xe[0]), float(xe[-1]), *ticks),
+        y=Axis("CD3 (BV650-A)", float(ye[0]), float(ye[-1]), *ticks),
+        counts=counts.astype(np.int64), xedges=xe, yedges=ye,
+        outline=np.array([[0.2, -1.0], [2.2, -1.0], [2.2, 1.0], [0.2, 1.0]]),
+    )  # fmt: skip
+    histogram = Panel(
+        "CD56bright", "NK", "histogram", f"CD56bright  (in NK): {sample}",
+        x=Axis(EVIL_PNS, float(he[0]), float(he[-1]), *ticks),
+        y=Axis("events", 0.0, float(hist.max()) * 1.05, *ticks),
+        counts=hist, xedges=he, thresholds=(0.5,),
+    )  # fmt: skip
+    return panels_svg([density, histogram])
 
 
 def build_inputs(*, hostile: bool = True) -> dict:
@@ -295,7 +323,7 @@ def build_inputs(*, hostile: bool = True) -> dict:
     assignments = pd.DataFrame(
         {"sample_id": np.repeat(ids, 2000), "metacluster": np.tile(["1", "2", "3", "10"], 2000)}
     )
-    figures = {f"gating_{s}": gating_figure(i, s) for i, s in enumerate(ids)}
+    figures: dict = {f"gating_{s}": gating_svg_figure(i, s) for i, s in enumerate(ids)}
     heat = Figure(figsize=(4, 2.5))
     heat.subplots().imshow(np.arange(12).reshape(3, 4))
     figures["cluster_heatmap"] = heat
@@ -384,7 +412,9 @@ def test_hostile_strings_stay_text(hostile_html):
     for tag, attrs in doc.tags:
         assert not any(k.startswith("on") for k in attrs), (tag, attrs)
         if tag == "img":
-            assert attrs["src"].startswith("data:image/png;base64,")
+            assert attrs["src"].startswith(
+                ("data:image/png;base64,", "data:image/svg+xml;charset=utf-8,")
+            )
     text = "".join(doc.text)
     # the hostile values are shown, literally, as text
     assert EVIL in text
@@ -399,17 +429,29 @@ def test_self_contained_and_images_valid(hostile_html):
     imgs = [a for t, a in doc.tags if t == "img"]
     # 4 gating, heatmap, repair, hostile-named, 2 population figures
     assert len(imgs) == 9
+    formats = []
     for attrs in imgs:
-        png = decode_data_uri(attrs["src"])
-        assert png.startswith(b"\x89PNG\r\n\x1a\n")
-        assert png_size(png) == (int(attrs["width"]), int(attrs["height"]))
-        assert png_size(png)[0] > 50
+        image = decode_data_uri(attrs["src"])
+        formats.append(figure_format(image))
+        assert image_size(image) == (int(attrs["width"]), int(attrs["height"]))
+        assert image_size(image)[0] > 50
+        if formats[-1] == "svg":  # the gate grids: well formed, no script, hostile text as text
+            root = ET.fromstring(image)
+            assert not [e for e in root.iter() if e.tag.endswith("script")]
+            assert EVIL_PNS in [t.text for t in root.iter(f"{SVG_NS}text")]
+            # self-contained too: embedded images only, no URL but the namespace name
+            assert all(e.get("href").startswith("data:image/png;base64,")
+                       for e in root.iter(f"{SVG_NS}image"))  # fmt: skip
+            assert b"http" not in image.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")
+    assert formats.count("svg") == 4 and formats.count("png") == 5
+    # the page outside the (checked) SVG documents
+    page = re.sub(r'src="data:image/svg\+xml[^"]*"', "", hostile_html)
     for tag, attrs in doc.tags:
         for key in ("src", "href"):
             value = attrs.get(key)
             if value is not None:
                 assert value.startswith(("data:", "#")), (tag, key, value[:60])
-    assert "http://" not in hostile_html and "https://" not in hostile_html
+    assert "http://" not in page and "https://" not in page
     assert "@import" not in hostile_html and "url(" not in hostile_html
     csp = [a for t, a in doc.tags if t == "meta" and a.get("http-equiv")]
     assert "script-src" not in csp[0]["content"] and "default-src 'none'" in csp[0]["content"]
@@ -514,11 +556,15 @@ def test_write_report_files_and_byte_identical(two_runs):
         "flags",
     ):
         assert f"tables/{name}.csv" in files_a and f"tables/{name}.parquet" in files_a
-    pngs = [f for f in files_a if f.startswith("figures/")]
-    assert "figures/populations_heatmap.png" in pngs
-    assert len(pngs) == 9
+    images = [f for f in files_a if f.startswith("figures/")]
+    assert "figures/populations_heatmap.png" in images
+    assert len(images) == 9
+    # the gate grids keep their format (SVG), the matplotlib figures are PNG
+    svgs = [f for f in images if f.endswith(".svg")]
+    assert len(svgs) == 4 and all(f.startswith("figures/gating_") for f in svgs)
+    assert "figures/gating_D2_blood_pre.svg" in svgs
     # the hostile figure name became a safe single path component inside figures/
-    for f in pngs:
+    for f in images:
         assert (a / f).resolve().parent == (a / "figures").resolve()
     assert not [p for p in a.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"]
     assert paths[0].is_file()
@@ -553,9 +599,11 @@ def test_thumbnail_markup_is_pure_css(hostile_html):
 
 def test_base64_is_standard(hostile_html):
     doc = parse(hostile_html)
-    src = next(a["src"] for t, a in doc.tags if t == "img")
-    payload = src.split(",", 1)[1]
-    assert base64.b64encode(base64.b64decode(payload)).decode() == payload
+    srcs = [a["src"] for t, a in doc.tags if t == "img" and a["src"].startswith("data:image/png")]
+    assert srcs
+    for src in srcs:
+        payload = src.split(",", 1)[1]
+        assert base64.b64encode(base64.b64decode(payload)).decode() == payload
 
 
 def test_write_report_rejects_non_tables(tmp_path: Path):

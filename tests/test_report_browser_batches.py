@@ -21,6 +21,7 @@ import pytest
 from test_report_browser import CHROMIUM, chromium, console_lines
 
 from nkflow.pipeline import run
+from nkflow.pipeline.steps import ANALYSED_ROLES
 from nkflow.report.style import CSP
 
 pytestmark = pytest.mark.browser
@@ -31,11 +32,29 @@ _CHECK_SCRIPT = f"""<script>
 window.addEventListener('load', () => {{
   const cards = Array.from(document.querySelectorAll('.cards .card')).map(c => ({{
     v: c.querySelector('.v').textContent, k: c.querySelector('.k').textContent}}));
+  // each gating plot (an SVG): its size, and the share of inked and of coloured pixels
+  // (viridis densities, crimson gates) once the browser has rasterised it
+  const gating = Array.from(document.querySelectorAll('#gating img')).map(i => {{
+    const c = document.createElement('canvas');
+    c.width = i.naturalWidth; c.height = i.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(i, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let ink = 0, colour = 0;
+    for (let k = 0; k < d.length; k += 4) {{
+      const hi = Math.max(d[k], d[k + 1], d[k + 2]), lo = Math.min(d[k], d[k + 1], d[k + 2]);
+      if (lo < 240) ink++;
+      if (hi - lo > 60) colour++;
+    }}
+    const n = Math.max(1, d.length / 4);
+    return {{src: i.src.slice(0, 30), w: i.naturalWidth, h: i.naturalHeight,
+             shown: i.clientWidth, ink: ink / n, colour: colour / n}};
+  }});
   const doc = document.documentElement;
   const pre = document.createElement('pre');
   pre.id = '{_CHECK_ID}';
   pre.textContent = JSON.stringify({{cards: cards, scrollWidth: doc.scrollWidth,
-    clientWidth: doc.clientWidth, text: document.body.innerText}});
+    clientWidth: doc.clientWidth, text: document.body.innerText, gating: gating}});
   document.body.appendChild(pre);
 }});
 </script>"""
@@ -98,6 +117,13 @@ def test_cards_equal_the_status_table_and_no_sideways_scroll(
         assert cards["skipped"] == str(int((st == "skipped").sum()))
     # the page itself never scrolls sideways; wide tables scroll inside their box
     assert result["scrollWidth"] <= result["clientWidth"], result["scrollWidth"]
+    # every analysed sample's gating plot (SVG) is drawn: full size, inked, in colour
+    analysed = (st == "ok") & status["role"].isin(ANALYSED_ROLES)  # FMO tubes have no plot
+    assert len(result["gating"]) == int(analysed.sum())
+    for plot in result["gating"]:
+        assert plot["src"].startswith("data:image/svg+xml"), plot
+        assert plot["w"] >= 500 and plot["h"] >= 200 and plot["shown"] >= 0.3 * width, plot
+        assert plot["ink"] > 0.05 and plot["colour"] > 0.01, plot
     if which == "all_fail":
         assert "no file could be analysed" in result["text"]
         assert "the rest of the batch was analysed" not in result["text"]

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import EVIL, build_inputs, gating_figure
+from test_report import EVIL, build_inputs, gating_figure, gating_svg_figure
 
 from nkflow.config import RunConfig, config_to_dict, replace_values
 from nkflow.pl import populations as plpop
 from nkflow.report import esc, figure_png, figure_section, methods_text
-from nkflow.report.figures import png_size
+from nkflow.report.figures import (
+    data_uri,
+    decode_data_uri,
+    figure_bytes,
+    figure_format,
+    image_size,
+    png_size,
+    svg_size,
+)
 from nkflow.report.tables import fmt_value, parquet_safe
 
 
@@ -32,6 +40,27 @@ def test_figure_png_deterministic_without_software_chunk():
     assert figure_png(png1) == png1
     with pytest.raises(TypeError):
         figure_png(b"GIF89a")
+
+
+def test_figure_bytes_keeps_png_and_svg_and_rejects_others():
+    svg = gating_svg_figure(0, EVIL)
+    png = figure_png(gating_figure(0, "x"))
+    assert figure_bytes(svg) == svg and figure_format(svg) == "svg"
+    assert figure_bytes(png) == png and figure_format(png) == "png"
+    assert figure_bytes(gating_figure(0, "x")) == png
+    assert svg_size(svg) == image_size(svg) == (520, 230)
+    assert image_size(png) == png_size(png) and png_size(png)[0] > 0
+    for data in (svg, png):
+        assert decode_data_uri(data_uri(data)) == data
+    assert svg_size(b'<?xml version="1.0"?>\n<svg width="12.4px" height="7">') == (12, 7)
+    assert svg_size(b'<svg viewBox="0 0 1 1">') == (0, 0)
+    for bad in (b"GIF89a", b"<html><svg>", b""):
+        with pytest.raises(TypeError, match="neither a PNG"):
+            figure_bytes(bad)
+    with pytest.raises(TypeError, match="SVG bytes"):
+        figure_bytes("<svg/>")  # text, not bytes
+    with pytest.raises(ValueError, match="not a PNG or SVG data URI"):
+        decode_data_uri("data:image/gif;base64,R0lG")
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from .pooled import batch_stage
 from .results import Results
 from .sample import (
     GATING_FIGURE,
+    LEGACY_GATING_FIGURE,
     read_kept_events,
 )
 from .state import ProgressCallback, RunState
@@ -220,9 +221,13 @@ def _run_prepared(
     tables["status"] = state.status_table()
     tables["consistency"] = consistency
     for sid in ok:
-        png = state.folder.sample_dir(sid) / GATING_FIGURE
-        if png.is_file():
-            figures[f"gating_{sid}"] = png.read_bytes()
+        # the figure the sample's result.json lists (a stale file from an earlier run is not)
+        listed = state.summaries[sid].get("products") or {}
+        for name in (GATING_FIGURE, LEGACY_GATING_FIGURE):
+            figure = state.folder.sample_dir(sid) / name
+            if name in listed and figure.is_file():
+                figures[f"gating_{sid}"] = figure.read_bytes()
+                break
 
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates)

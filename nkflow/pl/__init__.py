@@ -1,6 +1,8 @@
 """nkflow.pl: plots. Every function returns a matplotlib Figure and never saves it.
 
-- gating: :func:`gate_plot` (one gate on its parent's density), :func:`gate_grid`;
+- gating: :func:`gate_plot` (one gate on its parent's density), :func:`gate_grid`; what
+  each gating panel shows is plain data from :mod:`nkflow.pl.gating_panels` (shared with
+  the report's SVG gate grid, which draws without matplotlib figures);
 - populations: :func:`frequencies`, :func:`frequency_heatmap`;
 - clusters: :func:`heatmap`, :func:`abundance`, :func:`embedding`;
 - scoring: :func:`repair_profile`.

@@ -1,6 +1,7 @@
 """nkflow.report: the only writer of report files.
 
-- :func:`write_report` writes ``tables/`` (CSV + Parquet), ``figures/`` (PNG) and one
+- :func:`write_report` writes ``tables/`` (CSV + Parquet), ``figures/`` (PNG; SVG for
+  the per-sample gate grids of :mod:`nkflow.report.gating_svg`) and one
   self-contained ``report.html`` into a run's output folder, atomically.
 - :func:`render_html` renders the report as a string (pure; used by ``write_report``).
 - :func:`methods_text` generates the methods paragraph naming every parameter.

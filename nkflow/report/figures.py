@@ -1,6 +1,8 @@
-"""Figures for the report: deterministic PNG bytes, data URIs and section assignment.
+"""Figures for the report: deterministic image bytes, data URIs and section assignment.
 
-Figures arrive as a ``name -> matplotlib Figure`` mapping (PNG bytes are accepted too).
+Figures arrive as a ``name -> matplotlib Figure`` mapping; PNG bytes and SVG bytes (the
+per-sample gate grids of :mod:`nkflow.report.gating_svg`) are accepted too. Figures are
+encoded as PNG; image bytes pass through unchanged.
 The name decides the report section, by prefix (case-insensitive; the separator after
 the prefix may be ``_``, ``:``, ``/``, ``-`` or ``.``):
 
@@ -22,6 +24,7 @@ import base64
 import binascii
 import io
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +36,25 @@ __all__ = [
     "PNG_DPI",
     "FigureItem",
     "data_uri",
+    "figure_bytes",
+    "figure_format",
     "figure_png",
     "figure_section",
+    "image_size",
     "png_size",
+    "svg_size",
 ]
 
 PNG_DPI = 110
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_URI = "data:image/png;base64,"
+_SVG_URI = "data:image/svg+xml;charset=utf-8,"
+# the root element's size attributes (in px or unitless), read from the document's start
+_SVG_ROOT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<svg\b([^>]*)>")
+_SVG_SIZE = re.compile(rb'\b(width|height)="([0-9]+(?:\.[0-9]+)?)(?:px)?"')
+# left as they are in an SVG data URI: none of them ends a double-quoted HTML attribute or
+# starts an entity, a fragment or an escape (base64 images inside the SVG stay readable)
+_URI_SAFE = "/+=:;,.()!*~_-"
 
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gating", ("gating", "gate", "gates")),
@@ -53,12 +68,17 @@ _SEP = re.compile(r"^[_:/.\-\s]")
 
 @dataclass(frozen=True)
 class FigureItem:
-    """One encoded figure: its given name, section, caption, file stem and PNG bytes."""
+    """One encoded figure: its given name, section, caption and image (PNG or SVG) bytes."""
 
     name: str
     section: str
     caption: str
-    png: bytes
+    data: bytes
+
+    @property
+    def format(self) -> str:
+        """``"png"`` or ``"svg"``."""
+        return figure_format(self.data)
 
 
 def figure_section(name: str) -> tuple[str, str]:
@@ -147,6 +167,53 @@ def figure_png(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:
     return buf.getvalue()
 
 
+def figure_format(data: bytes) -> str:
+    """``"png"`` or ``"svg"`` from an image's first bytes.
+
+    Raises
+    ------
+    TypeError
+        When ``data`` is neither a PNG file nor an SVG document.
+    """
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if _SVG_ROOT.match(data[:4096]):
+        return "svg"
+    raise TypeError("figure bytes are neither a PNG file (bad signature) nor an SVG document")
+
+
+def figure_bytes(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:
+    """A figure's image bytes: a matplotlib Figure as PNG, PNG or SVG bytes unchanged.
+
+    Parameters
+    ----------
+    figure
+        A matplotlib Figure, PNG bytes or SVG bytes.
+    dpi
+        Resolution of a Figure's PNG.
+
+    Returns
+    -------
+    bytes
+        The PNG file or the SVG document.
+
+    Raises
+    ------
+    TypeError
+        When ``figure`` is none of these.
+    """
+    if isinstance(figure, bytes | bytearray | memoryview):
+        data = bytes(figure)
+        figure_format(data)
+        return data
+    if not isinstance(figure, Figure):
+        raise TypeError(
+            "figure must be a matplotlib Figure, PNG bytes or SVG bytes, "
+            f"got {type(figure).__name__}"
+        )
+    return figure_png(figure, dpi=dpi)
+
+
 def png_size(png: bytes) -> tuple[int, int]:
     """Width and height in pixels read from a PNG's IHDR chunk (0, 0 if unreadable)."""
     if len(png) < 24 or not png.startswith(_PNG_MAGIC) or png[12:16] != b"IHDR":
@@ -154,9 +221,32 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
-def data_uri(png: bytes) -> str:
-    """A ``data:image/png;base64,...`` URI for inline images."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def svg_size(svg: bytes) -> tuple[int, int]:
+    """Width and height in px from an SVG root's ``width``/``height`` (0, 0 if absent)."""
+    root = _SVG_ROOT.match(svg[:4096])
+    if root is None:
+        return 0, 0
+    size = {k: float(v) for k, v in _SVG_SIZE.findall(root.group(1))}
+    if b"width" not in size or b"height" not in size:
+        return 0, 0
+    return round(size[b"width"]), round(size[b"height"])
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height in pixels of a PNG or SVG figure (0, 0 if unreadable)."""
+    return png_size(data) if data.startswith(_PNG_MAGIC) else svg_size(data)
+
+
+def data_uri(data: bytes) -> str:
+    """A data URI for an inline image.
+
+    PNG as ``data:image/png;base64,...``; SVG percent-encoded as text (a third smaller
+    than base64, and its embedded base64 images pass through as they are). The URI holds
+    no ``"``, ``&``, ``<`` or ``>``, so it is safe in a double-quoted HTML attribute.
+    """
+    if figure_format(data) == "svg":
+        return _SVG_URI + urllib.parse.quote(data, safe=_URI_SAFE)
+    return _PNG_URI + base64.b64encode(data).decode("ascii")
 
 
 def decode_data_uri(uri: str) -> bytes:
@@ -165,13 +255,14 @@ def decode_data_uri(uri: str) -> bytes:
     Raises
     ------
     ValueError
-        When ``uri`` is not a base64 PNG data URI.
+        When ``uri`` is not a PNG or SVG data URI as :func:`data_uri` makes them.
     """
-    prefix = "data:image/png;base64,"
-    if not uri.startswith(prefix):
-        raise ValueError(f"not a PNG data URI: {uri[:40]!r}")
+    if uri.startswith(_SVG_URI):
+        return urllib.parse.unquote_to_bytes(uri[len(_SVG_URI) :])
+    if not uri.startswith(_PNG_URI):
+        raise ValueError(f"not a PNG or SVG data URI: {uri[:40]!r}")
     try:
-        return base64.b64decode(uri[len(prefix) :], validate=True)
+        return base64.b64decode(uri[len(_PNG_URI) :], validate=True)
     except binascii.Error as exc:
         raise ValueError(f"invalid base64 in data URI: {exc}") from exc
 
@@ -183,5 +274,5 @@ def encode_figures(figures: Mapping[str, Any] | None) -> list[FigureItem]:
         if fig is None:
             continue
         section, caption = figure_section(str(name))
-        items.append(FigureItem(str(name), section, caption, figure_png(fig)))
+        items.append(FigureItem(str(name), section, caption, figure_bytes(fig)))
     return items

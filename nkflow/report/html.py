@@ -223,7 +223,7 @@ def render_html(
         The metadata sheet (``sample_id``, ``donor``, ``tissue``, ``timepoint``, ...).
     figures
         Figures by name; the name's prefix picks the section (see
-        :mod:`nkflow.report.figures`). PNG bytes are accepted in place of a Figure.
+        :mod:`nkflow.report.figures`). PNG or SVG bytes are accepted in place of a Figure.
     config
         The effective run configuration (dict or ``RunConfig``).
     provenance

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..pl.populations import group_labels, group_order, phenotype_rows
-from .figures import FigureItem, data_uri, png_size
+from .figures import FigureItem, data_uri, image_size
 from .tables import esc, fmt_value, html_table, is_empty
 
 __all__ = [
@@ -75,14 +75,14 @@ def gallery(
     out = [f'<div class="gallery{" wide" if wide else ""}">']
     for item in items:
         counter[0] += 1
-        width, height = png_size(item.png)
+        width, height = image_size(item.data)
         size = f' width="{width}" height="{height}"' if width and height else ""
         extra = captions.get(item.name, "")
         cap = f"<b>{esc(item.caption)}</b>" + (f"<br>{esc(extra)}" if extra else "")
         out.append(
             f'<figure id="fig-{counter[0]}"><label class="zoom" title="Click to enlarge">'
             f'<input type="checkbox" aria-label="Enlarge figure {counter[0]}">'
-            f'<img src="{data_uri(item.png)}" alt="{esc(item.name)}"{size}>'
+            f'<img src="{data_uri(item.data)}" alt="{esc(item.name)}"{size}>'
             f"</label><figcaption>Figure {counter[0]}. {cap}</figcaption></figure>"
         )
     out.append("</div>")

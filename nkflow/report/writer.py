@@ -1,4 +1,4 @@
-"""Write a run's report files: tables (CSV + Parquet), figures (PNG) and report.html.
+"""Write a run's report files: tables (CSV + Parquet), figures (PNG, SVG) and report.html.
 
 Every file goes through :mod:`nkflow.io.write` (temporary file, fsync, rename), names from
 data pass through :func:`~nkflow.io.write.safe_name` so nothing lands outside the output
@@ -22,7 +22,7 @@ from ..io.write import (
     write_table,
     write_text_atomic,
 )
-from .figures import figure_png
+from .figures import figure_bytes, figure_format
 from .html import population_figures, render_html
 from .tables import parquet_safe
 
@@ -64,7 +64,8 @@ def write_report(
     metadata
         The metadata sheet, used for grouping and captions.
     figures
-        Figures by name, written as ``figures/<name>.png``; the population-frequency
+        Figures by name (matplotlib Figures, PNG or SVG bytes), written as
+        ``figures/<name>.png`` (or ``.svg`` for SVG bytes); the population-frequency
         figures of :mod:`nkflow.pl.populations` are added unless already present.
     config
         The effective run configuration (dict or ``RunConfig``).
@@ -98,21 +99,21 @@ def write_report(
     if not any(str(k).lower().startswith(("populations", "frequenc")) for k in figs):
         pops = (tables or {}).get("populations")
         figs.update(population_figures(pops if isinstance(pops, pd.DataFrame) else None, metadata))
-    pngs: dict[str, bytes] = {}
+    images: dict[str, bytes] = {}
     used_fig: set[str] = set()
     for name, fig in figs.items():
         if fig is None:
             continue
-        png = figure_png(fig)
-        pngs[str(name)] = png
+        data = figure_bytes(fig)
+        images[str(name)] = data
         stem = _unique(safe_name(name, default="figure"), used_fig)
-        write_bytes_atomic(out / "figures" / f"{stem}.png", png, root=out)
-    log.debug("wrote %d figures", len(pngs))
+        write_bytes_atomic(out / "figures" / f"{stem}.{figure_format(data)}", data, root=out)
+    log.debug("wrote %d figures", len(images))
 
     text = render_html(
         tables={k: v for k, v in (tables or {}).items() if v is not None},
         metadata=metadata,
-        figures=pngs,
+        figures=images,
         config=config,
         provenance=provenance,
         caveats=caveats,
