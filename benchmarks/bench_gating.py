@@ -17,9 +17,9 @@ printed. Loading data into flowkit (building its ``Sample``) is not timed.
 
 Before that, the per-sample stages of ``nkflow run`` are timed on the same events (best of
 ``--repeats``, issue 18): ``gate()`` with and without bootstrap intervals (the difference
-is the cost of the intervals), the gate grid built (:func:`nkflow.pl.gating.gate_grid`) and
-the gating figure as the pipeline writes it (grid + PNG,
-:func:`nkflow.pipeline.sample._figure_png`). ``--no-flowkit`` stops after these.
+is the cost of the intervals), the matplotlib gate grid built for notebooks
+(:func:`nkflow.pl.gating.gate_grid`) and the gating figure as the pipeline writes it (the
+report's SVG, :func:`nkflow.pipeline.sample._gating_figure`). ``--no-flowkit`` stops after these.
 
 Run::
 
@@ -65,19 +65,19 @@ def _best(fn, repeats: int) -> float:
 def stages(adata, template: str, seed: int, repeats: int) -> None:
     """Best-of-``repeats`` wall time of each per-sample stage after preprocessing."""
     from nkflow.gating.apply import gate
-    from nkflow.pipeline.sample import _figure_png
+    from nkflow.pipeline.sample import _gating_figure
     from nkflow.pl.gating import gate_grid
 
     t_gate = _best(lambda: gate(adata, template, random_state=seed), repeats)
     t_nob = _best(lambda: gate(adata, template, random_state=seed, n_boot=0), repeats)
     gate(adata, template, random_state=seed)  # the figure shows the default gating
     t_grid = _best(lambda: gate_grid(adata), repeats)
-    t_fig = _best(lambda: _figure_png(adata), repeats)
+    t_fig = _best(lambda: _gating_figure(adata), repeats)
     print(f"per-sample stages, best of {repeats}:")
     print(f"  gate() with bootstrap CIs:   {t_gate:7.3f} s")
     print(f"  gate() n_boot=0:             {t_nob:7.3f} s  (intervals: {t_gate - t_nob:.3f} s)")
     print(f"  gate_grid (figure built):    {t_grid:7.3f} s")
-    print(f"  gating figure (grid + PNG):  {t_fig:7.3f} s")
+    print(f"  gating figure (report SVG):  {t_fig:7.3f} s")
 
 
 def main() -> None:
