@@ -18,6 +18,12 @@ It checks that (b) equals (c) within 1e-6 relative, prints the ratios and the pe
 memory of each pipeline (peak of the allocations tracemalloc sees, numpy buffers
 included, in a fresh child process). Targets from issue 2: nkflow >= 3x faster than flowkit,
 and within 5x of the raw read.
+
+``--open`` instead times opening wide files (issue 18: linear in parameters x events,
+1,000 parameters x 10,000 events in < 1 s): ``read_fcs`` of float32 files written by
+nkflow with 250 to 2,000 parameters x 10,000 events and 1,000 parameters x 20,000 events
+(best of 3, cached in ``benchmarks/_data/``), then the log-log slope of time against
+parameters and against events (1 = linear).
 """
 
 from __future__ import annotations
@@ -150,18 +156,54 @@ def _child(which: str, path: Path) -> None:
     print(json.dumps({"peak": tracemalloc.get_traced_memory()[1]}))
 
 
+def open_wide_files() -> int:
+    """Time ``read_fcs`` of wide files; print times and log-log slopes (``--open``)."""
+    from nkflow.io import read_fcs
+    from nkflow.io.fcs_write import write_fcs
+
+    warnings.simplefilter("ignore")
+    shapes = [(250, 10_000), (500, 10_000), (1000, 10_000), (2000, 10_000), (1000, 20_000)]
+    times = {}
+    for n_par, n_ev in shapes:
+        path = DATA / f"wide_{n_par}x{n_ev}.fcs"
+        if not path.is_file():
+            DATA.mkdir(parents=True, exist_ok=True)
+            data = np.random.default_rng(0).uniform(0, 1000, (n_ev, n_par)).astype(np.float32)
+            names = [f"C{i}-A" for i in range(n_par)]
+            write_fcs(path, data, names, markers=[f"M{i}" for i in range(n_par)])
+        read_fcs(path, max_parameters=n_par)  # warm the page cache
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            read_fcs(path, max_parameters=n_par)
+            best = min(best, time.perf_counter() - t0)
+        times[(n_par, n_ev)] = best
+        print(f"read_fcs {n_par:5d} parameters x {n_ev:6d} events  {best * 1e3:8.1f} ms")
+    pars = np.array([p for p, e in shapes if e == 10_000], float)
+    slope_p = np.polyfit(np.log(pars), np.log([times[(int(p), 10_000)] for p in pars]), 1)[0]
+    slope_e = np.log(times[(1000, 20_000)] / times[(1000, 10_000)]) / np.log(2.0)
+    print(f"log-log slope in parameters (10k events): {slope_p:.2f}  (1 = linear)")
+    print(f"log-log slope in events (1,000 parameters): {slope_e:.2f}")
+    ok = times[(1000, 10_000)] < 1.0
+    print(f"1,000 parameters x 10,000 events under 1 s: {ok}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=5, help="repeats of raw and nkflow")
     ap.add_argument("--flowkit-repeats", type=int, default=3)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    ap.add_argument("--open", action="store_true", help="time opening wide files instead")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     ap.add_argument("--_path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
         _child(args._child, Path(args._path))
         return 0
+    if args.open:
+        return open_wide_files()
 
     import flowkit
 
