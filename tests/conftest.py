@@ -60,6 +60,23 @@ def sample_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def gated_liver(sample_data: Path):
+    """``(container, populations table)``: a sample-data liver tube read, compensated,
+    transformed and gated with ``human_tissue`` (no bootstrap). Do not modify it."""
+    import warnings
+
+    import nkflow as nk
+
+    adata = nk.read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
+    nk.pp.compensate(adata)
+    nk.pp.transform(adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = nk.gating.gate(adata, "human_tissue", n_boot=0)
+    return adata, table
+
+
+@pytest.fixture(scope="session")
 def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated human batch: one donor, blood + liver, pre only, unstim + stim,
     AREG and CD69 FMOs per tissue, a positive control and a clogged file."""

@@ -11,7 +11,6 @@ import base64
 import copy
 import io
 import re
-import warnings
 import xml.etree.ElementTree as ET
 
 import anndata as ad
@@ -24,7 +23,6 @@ from PIL import Image
 
 import nkflow as nk
 from nkflow.exceptions import GatingError
-from nkflow.gating.apply import gate
 from nkflow.gating.gates import PolygonGate, RectangleGate, gate_from_dict
 from nkflow.pl.gating import gate_grid
 from nkflow.pl.gating_panels import gate_panels
@@ -36,14 +34,8 @@ HOSTILE_MARKER = "<script>alert(\"x\")</script> & 'CD56'"
 
 
 @pytest.fixture(scope="module")
-def gated(sample_data):
-    adata = nk.read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
-    nk.pp.compensate(adata)
-    nk.pp.transform(adata)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = gate(adata, "human_tissue", n_boot=0)
-    return adata, table
+def gated(gated_liver):
+    return gated_liver
 
 
 @pytest.fixture(scope="module")

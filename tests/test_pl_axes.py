@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -11,14 +9,8 @@ import nkflow as nk
 
 
 @pytest.fixture(scope="module")
-def gated(sample_data):
-    adata = nk.read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
-    nk.pp.compensate(adata)
-    nk.pp.transform(adata)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        nk.gating.gate(adata, "human_tissue", n_boot=10)
-    return adata
+def gated(gated_liver):
+    return gated_liver[0]
 
 
 def test_transformed_axis_has_linear_decade_ticks(gated) -> None:
