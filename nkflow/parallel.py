@@ -31,7 +31,7 @@ from typing import Any
 
 from ._threads import available_cores, set_default_threads
 
-__all__ = ["SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
+__all__ = ["Pending", "SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,21 @@ class TaskOutcome:
     def ok(self) -> bool:
         """True when the task succeeded."""
         return self.error is None
+
+
+class Pending:
+    """A task started with :meth:`SampleExecutor.submit`; :meth:`outcome` waits for it."""
+
+    def __init__(self, wait: Callable[[], TaskOutcome]) -> None:
+        self._wait: Callable[[], TaskOutcome] | None = wait
+        self._outcome: TaskOutcome | None = None
+
+    def outcome(self) -> TaskOutcome:
+        """The task's outcome (its failure is an outcome too), waiting for it if needed."""
+        if self._wait is not None:
+            self._outcome, self._wait = self._wait(), None
+        assert self._outcome is not None
+        return self._outcome
 
 
 def default_workers() -> int:
@@ -245,6 +260,60 @@ class SampleExecutor:
                 yield _call(func, key, arg)
         else:
             yield from self._map_pool(func, items)
+
+    def submit(self, func: Callable[[Any], Any], key: str, arg: Any) -> Pending:
+        """Start ``func(arg)`` on a worker and go on; ``.outcome()`` of the result waits.
+
+        For work the main process does not need until later (the report's figures while
+        it clusters). In process (one worker) the task runs when its outcome is asked for,
+        so the order of the work is the caller's. Ask for every outcome before the
+        executor closes: closing cancels tasks not started yet.
+
+        Parameters
+        ----------
+        func
+            A module-level (picklable) function of one argument.
+        key
+            A name for the task (logs, Dask keys).
+        arg
+            Its argument.
+
+        Returns
+        -------
+        Pending
+        """
+        self._wave += 1
+        if self.scheduler:
+            from distributed import Client
+
+            if self._client is None:
+                self._client = Client(self.scheduler)
+            fut = self._client.submit(_call_on_dask_worker, func, key, arg,
+                                      key=f"nkflow-{self._wave}-{key}", pure=False)  # fmt: skip
+
+            def wait_dask() -> TaskOutcome:
+                try:
+                    return fut.result()
+                except Exception as exc:  # a lost worker, a cancelled task
+                    return TaskOutcome(key, None, exc, traceback.format_exc())
+                finally:
+                    fut.release()
+
+            return Pending(wait_dask)
+        if self.workers <= 1:
+            return Pending(lambda: _call(func, key, arg))
+        if self._pool is None:
+            self._pool = _new_pool(self.workers)
+        with _caller_script_hidden():
+            future = self._pool.submit(_call, func, key, arg)
+
+        def wait_pool() -> TaskOutcome:
+            try:
+                return future.result()
+            except BrokenProcessPool:  # the worker died: once more in a process of its own
+                return _run_isolated(func, key, arg)
+
+        return Pending(wait_pool)
 
     def _map_pool(
         self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]

@@ -46,6 +46,36 @@ def test_dead_worker_loses_only_its_sample() -> None:
     assert all(outcomes[f"s{i}"].value == i * i for i in range(6))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_submitted_tasks_run_beside_a_map_and_keep_their_outcomes(workers: int) -> None:
+    with parallel.SampleExecutor(workers=workers) as ex:
+        jobs = {
+            "ok": ex.submit(_square_or_fail, "ok", ("ok", 5)),
+            "bad": ex.submit(_square_or_fail, "bad", ("raise", 2)),
+        }
+        mapped = {o.key: o.value for o in ex.map(_square_or_fail, ITEMS)}  # meanwhile
+        outcomes = {key: job.outcome() for key, job in jobs.items()}
+    assert mapped == {f"s{i}": i * i for i in range(6)}
+    assert outcomes["ok"].ok and outcomes["ok"].value == 25
+    assert not outcomes["bad"].ok and "bad sample 2" in outcomes["bad"].detail
+    assert jobs["ok"].outcome() is outcomes["ok"]  # asked twice, run once
+
+
+def test_in_process_submit_runs_when_asked() -> None:
+    calls: list[int] = []
+    with parallel.SampleExecutor(workers=1) as ex:
+        job = ex.submit(calls.append, "append", 1)
+        assert calls == []  # the caller's order of work is kept
+        assert job.outcome().ok and calls == [1]
+
+
+def test_submitted_task_whose_worker_dies_runs_again_alone() -> None:
+    with parallel.SampleExecutor(workers=2) as ex:
+        job = ex.submit(_square_or_fail, "dies", ("crash", 0))
+        outcome = job.outcome()
+    assert outcome.key == "dies" and not outcome.ok
+
+
 def test_duplicate_keys_rejected() -> None:
     with pytest.raises(ValueError, match="unique"):
         list(map_samples(_square_or_fail, [ITEMS[0], ITEMS[0]]))

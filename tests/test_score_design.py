@@ -15,7 +15,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from nkflow.config import ClusteringConfig, RunConfig
-from nkflow.pipeline.run import _comparisons, _score_figures, timepoint_order
+from nkflow.pipeline.figures import score_figures
+from nkflow.pipeline.run import _comparisons, timepoint_order
 from nkflow.pipeline.steps import STIMULATION_LABILE_MARKERS, cluster_batch, is_stimulated
 from nkflow.pl.populations import frequencies, group_labels, group_order, phenotype_rows
 from nkflow.pl.score import repair_profile, repair_profiles
@@ -197,7 +198,8 @@ def test_comparisons_per_condition_in_sheet_timepoint_order():
 
 def test_one_repair_figure_per_condition_and_no_nkg2d_without_a_cut_off():
     result, _ = _scored()
-    figures = _score_figures(result)
+    figures = score_figures(result)
+    assert all(png.startswith(b"\x89PNG") for png in figures.values())
     assert sorted(figures) == [
         "repair_condition IL-15: AREG net, polarisation, clearance",
         "repair_condition stim: AREG net, polarisation, clearance",

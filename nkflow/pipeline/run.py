@@ -18,6 +18,8 @@ from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor
+from ..tl.score import score, scoring_config_for
+from .figures import cluster_figures, population_figures, score_figures
 from .outdir import file_sha256
 from .plan import BatchPlan, plan_batch
 from .pooled import batch_stage
@@ -165,56 +167,69 @@ def _run_prepared(
     out = state.folder.root
     state.skip_controls()
     ex = cfg.execution
+    tables: dict[str, pd.DataFrame] = {}
+    clustering = None
+    caveats = ""
+    scoring_definitions: dict[str, Any] | None = None
     with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
         state.executor = executor
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         state.run_samples(thresholds, resume)
         ok = state.ok_samples()
         counts = state.gather("counts")
-        clusters = None
+        populations = order_columns(state.gather("populations"), POPULATION_COLUMNS)
+        scoring = cfg.scoring.enabled and not counts.empty
+        if scoring:  # the timepoint order of the scores and of the population figures
+            analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
+            definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
+            state.meta.attrs["timepoint_order"] = timepoint_order(
+                state.meta, definitions.timepoint_order
+            )
+        # the report's batch figures are drawn on a free core while this process goes on
+        pending = {
+            "populations": executor.submit(
+                population_figures, "population figures",
+                (populations, _report_metadata(state)),
+            )
+        }  # fmt: skip
         if cfg.clustering.enabled and ok:
             state.progress("clustering", 0, 1)
             clusters = _cluster_stage(state, cfg, ok, executor)
+            if clusters is not None:
+                clustering = clusters.result
+                tables["clusters"] = clusters.abundance
+                tables["cluster_medians"] = clusters.medians
+                counts = pd.concat([counts, clusters.counts], ignore_index=True)
+                pending["clusters"] = executor.submit(
+                    cluster_figures, "cluster figures", (clustering, clusters.abundance)
+                )
+            state.progress("clustering", 1, 1)
 
-    clustering = None
-    tables: dict[str, pd.DataFrame] = {}
-    figures: dict[str, Any] = {}
-    if clusters is not None:
-        clustering = clusters.result
-        tables["clusters"] = clusters.abundance
-        tables["cluster_medians"] = clusters.medians
-        counts = pd.concat([counts, clusters.counts], ignore_index=True)
-        figures.update(_cluster_figures(clustering, clusters.abundance))
-    if cfg.clustering.enabled and ok:
-        state.progress("clustering", 1, 1)
+        if scoring:
+            state.progress("scoring", 0, 1)
+            analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
+            counts = counts[counts["sample_id"].astype(str).isin(ok)]
+            result = score(counts, analysed, config=cfg.scoring.definitions or None)
+            names = _population_labels(clustering)
+            tables["scores"] = result.scores.assign(
+                label=result.scores["population"].map(names).fillna(result.scores["population"])
+            )
+            tables["flags"] = result.flags.assign(
+                label=result.flags["population"].map(names).fillna(result.flags["population"])
+            )
+            tables["controls"] = result.controls
+            tables["bright_dim"] = result.bright_dim
+            order = timepoint_order(state.meta, result.config.timepoint_order)
+            state.meta.attrs["timepoint_order"] = order
+            tables["comparisons"] = _comparisons(result.scores, order)
+            caveats = result.caveats
+            scoring_definitions = dataclasses.asdict(result.config)
+            pending["repair"] = executor.submit(score_figures, "repair figures", result)
+            state.progress("scoring", 1, 1)
+        drawn = {part: job.outcome() for part, job in pending.items()}
 
-    caveats = ""
-    scoring_definitions: dict[str, Any] | None = None
-    if cfg.scoring.enabled and not counts.empty:
-        from ..tl.score import score
-
-        state.progress("scoring", 0, 1)
-        analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
-        counts = counts[counts["sample_id"].astype(str).isin(ok)]
-        result = score(counts, analysed, config=cfg.scoring.definitions or None)
-        names = _population_labels(clustering)
-        tables["scores"] = result.scores.assign(
-            label=result.scores["population"].map(names).fillna(result.scores["population"])
-        )
-        tables["flags"] = result.flags.assign(
-            label=result.flags["population"].map(names).fillna(result.flags["population"])
-        )
-        tables["controls"] = result.controls
-        tables["bright_dim"] = result.bright_dim
-        order = timepoint_order(state.meta, result.config.timepoint_order)
-        state.meta.attrs["timepoint_order"] = order
-        tables["comparisons"] = _comparisons(result.scores, order)
-        caveats = result.caveats
-        scoring_definitions = dataclasses.asdict(result.config)
-        figures.update(_score_figures(result))
-        state.progress("scoring", 1, 1)
-
-    tables["populations"] = order_columns(state.gather("populations"), POPULATION_COLUMNS)
+    figures = _drawn_figures(drawn, ("clusters", "repair"))
+    tables["populations"] = populations
     tables["thresholds"] = state.thresholds_table(thresholds)
     tables["counts"] = counts
     tables["qc"] = state.qc_table()
@@ -229,6 +244,8 @@ def _run_prepared(
                 figures[f"gating_{sid}"] = figure.read_bytes()
                 break
 
+    figures.update(_drawn_figures(drawn, ("populations",)))  # after the gating figures
+
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates)
     provenance["gating_plan"] = state.plan.to_dict()
@@ -241,7 +258,7 @@ def _run_prepared(
     report = write_report(
         out,
         tables=tables,
-        metadata=state.meta.drop(columns=["path"], errors="ignore"),
+        metadata=_report_metadata(state),
         figures=figures,
         config=cfg,
         provenance=provenance,
@@ -326,30 +343,18 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _cluster_figures(result: Any, abundance: pd.DataFrame) -> dict[str, Any]:
-    figs: dict[str, Any] = {}
-    try:
-        from ..pl import cluster as plc
-
-        figs["clusters_heatmap"] = plc.heatmap(result)
-        figs["clusters_abundance"] = plc.abundance(abundance)
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("cluster figures not drawn: %s", exc)
-    return figs
+def _report_metadata(state: RunState) -> pd.DataFrame:
+    """The sheet as the report shows it (no file paths; ``attrs`` keep the timepoint order)."""
+    return state.meta.drop(columns=["path"], errors="ignore")
 
 
-def _score_figures(result: Any) -> dict[str, Any]:
-    """One repair-profile figure per stimulation condition (conditions side by side)."""
-    try:
-        from ..pl import score as pls
-
-        figures = pls.repair_profiles(result)
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("repair profile figure not drawn: %s", exc)
-        return {}
-    if len(figures) == 1:
-        return {"repair_profile": next(iter(figures.values()))}
-    return {
-        f"repair_condition {cond}: AREG net, polarisation, clearance": fig
-        for cond, fig in figures.items()
-    }
+def _drawn_figures(drawn: dict[str, Any], parts: tuple[str, ...]) -> dict[str, bytes]:
+    """PNG bytes of the figure tasks of ``parts`` that ran; a failure is only logged."""
+    out: dict[str, bytes] = {}
+    for part in parts:
+        outcome = drawn.get(part)
+        if outcome is not None and outcome.ok:
+            out.update(outcome.value)
+        elif outcome is not None:  # a figure must never fail the run
+            logger.warning("%s figures not drawn: %s", part, outcome.error)
+    return out

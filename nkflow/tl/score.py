@@ -48,7 +48,7 @@ from ._score_parts import (
 from .caveats import SHORT_CAVEAT, caveats_comment, caveats_text
 from .counts import COUNT_COLUMNS
 
-__all__ = ["NOTES", "RULES", "ScoreResult", "score"]
+__all__ = ["NOTES", "RULES", "ScoreResult", "score", "scoring_config_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +262,30 @@ def _zscore(x: pd.Series) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- score
+def scoring_config_for(
+    metadata: pd.DataFrame | str | Path, config: str | Path | ScoringConfig | None = None
+) -> ScoringConfig:
+    """The definitions :func:`score` applies to this sheet.
+
+    Parameters
+    ----------
+    metadata
+        The metadata sheet (DataFrame or CSV path).
+    config
+        As for :func:`score`: ``None`` picks the sheet's species (mouse only when every
+        tube is mouse, else human).
+
+    Returns
+    -------
+    ScoringConfig
+    """
+    if config is None:
+        meta = _metadata(metadata)
+        species = set(meta["species"].str.lower()) - {""}
+        config = "mouse" if species == {"mouse"} else "human"
+    return load_scoring_config(config)
+
+
 def score(
     counts: pd.DataFrame,
     metadata: pd.DataFrame | str | Path,
@@ -294,10 +318,7 @@ def score(
         in percentage points.
     """
     meta = _metadata(metadata)
-    if config is None:
-        species = set(meta["species"].str.lower()) - {""}
-        config = "mouse" if species == {"mouse"} else "human"
-    cfg = load_scoring_config(config)
+    cfg = scoring_config_for(meta, config)
     meta = _context_meta(meta, cfg)
     need = ["sample_id", "population", *COUNT_COLUMNS]
     lacking = [col for col in need if col not in counts.columns]

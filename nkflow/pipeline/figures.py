@@ -1,0 +1,69 @@
+"""The report's batch figures, drawn where a core is free and handed over as PNG bytes.
+
+The population, cluster and repair-profile figures are matplotlib figures of the batch's
+tables. A run starts each one on the worker pool as soon as its inputs exist
+(:meth:`nkflow.parallel.SampleExecutor.submit`), so they are drawn while the main
+process clusters, scores and writes tables; each function here is one such task and
+returns ``{figure name: PNG bytes}``. A figure never fails the run: a failure is logged
+and the figure left out, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from ..report.figures import figure_png
+
+__all__ = ["cluster_figures", "population_figures", "score_figures"]
+
+logger = logging.getLogger("nkflow.pipeline.run")
+
+
+def _png(figures: dict[str, Any]) -> dict[str, bytes]:
+    return {name: figure_png(fig) for name, fig in figures.items()}
+
+
+def population_figures(arg: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, bytes]:
+    """The population-frequency figures of ``(populations table, metadata sheet)``."""
+    from ..report.html import population_figures as draw
+
+    populations, metadata = arg
+    try:
+        return _png(draw(populations, metadata))
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("population figures not drawn: %s", exc)
+        return {}
+
+
+def cluster_figures(arg: tuple[Any, pd.DataFrame]) -> dict[str, bytes]:
+    """Metacluster heatmap and abundance of ``(ClusteringResult, abundance table)``."""
+    result, abundance = arg
+    figures: dict[str, Any] = {}
+    try:
+        from ..pl import cluster as plc
+
+        figures["clusters_heatmap"] = plc.heatmap(result)
+        figures["clusters_abundance"] = plc.abundance(abundance)
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("cluster figures not drawn: %s", exc)
+    return _png(figures)
+
+
+def score_figures(result: Any) -> dict[str, bytes]:
+    """One repair-profile figure per stimulation condition of a ``ScoreResult``."""
+    try:
+        from ..pl import score as pls
+
+        figures = _png(pls.repair_profiles(result))
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("repair profile figure not drawn: %s", exc)
+        return {}
+    if len(figures) == 1:
+        return {"repair_profile": next(iter(figures.values()))}
+    return {
+        f"repair_condition {cond}: AREG net, polarisation, clearance": fig
+        for cond, fig in figures.items()
+    }
