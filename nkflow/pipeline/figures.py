@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from ..report.figures import figure_png
-
 __all__ = ["cluster_figures", "population_figures", "score_figures"]
 
 logger = logging.getLogger("nkflow.pipeline.run")
 
 
 def _png(figures: dict[str, Any]) -> dict[str, bytes]:
+    from ..report.figures import figure_png  # matplotlib only where a figure is drawn
+
     return {name: figure_png(fig) for name, fig in figures.items()}
 
 
