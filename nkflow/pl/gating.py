@@ -57,12 +57,9 @@ def gate_plot(adata: Any, gate_id: str, *, bins: int = 128, ax: Axes | None = No
 
     Parameters
     ----------
-    adata
-        A sample gated by :func:`nkflow.gating.gate`.
-    gate_id
-        Population name (gate id).
-    bins
-        Histogram bins per axis.
+    adata, gate_id, bins
+        The sample, the gate and the bins per axis, as for
+        :func:`nkflow.pl.gating_panels.gate_panel` (which computes what is drawn).
     ax
         Draw into this axes instead of a new figure.
 
