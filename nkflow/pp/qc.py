@@ -131,9 +131,9 @@ def _margin_mask(
         flags |= x >= thr.astype(np.float32)
     if lower and low_sel.any():
         at_min = x <= x.min(axis=0)
-        pile = (at_min.sum(axis=0) >= max(2.0, min_pile_fraction * n)) & low_sel
+        pile = (np.count_nonzero(at_min, axis=0) >= max(2.0, min_pile_fraction * n)) & low_sel
         flags |= at_min & pile
-    counts = flags.sum(axis=0)
+    counts = np.count_nonzero(flags, axis=0)  # as flags.sum(axis=0), without the int cast
     implausible = counts > max_channel_fraction * n
     if implausible.any():
         flags[:, implausible] = False
