@@ -87,8 +87,10 @@ class _Columns(Mapping[str, np.ndarray]):
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._cache:
             col = self._adata.X[:, self._pos[key]]
-            col = col.toarray().ravel() if hasattr(col, "toarray") else np.asarray(col).ravel()
-            self._cache[key] = col.astype(np.float64)
+            if hasattr(col, "toarray"):
+                col = col.toarray()
+            # one strided pass into float64 (ravel-then-astype copied the column twice)
+            self._cache[key] = np.asarray(col, dtype=np.float64).ravel()
         return self._cache[key]
 
     def __iter__(self) -> Iterator[str]:
