@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..exceptions import GatingError
+from .depgraph import DependencyCycle, UnknownDependency, dependency_order
 from .polygon import points_in_polygon
 
 __all__ = [
@@ -240,36 +241,16 @@ def topological_order(gates: Iterable[Gate]) -> list[Gate]:
         if g.id in by_id:
             raise GatingError(f"duplicate gate id {g.id!r}")
         by_id[g.id] = g
-    out: list[Gate] = []
-    done: set[str] = set()
-    # iterative depth-first search: a deep hierarchy cannot hit Python's recursion limit
-    for g in glist:
-        if g.id in done:
-            continue
-        chain = [g.id]
-        on_chain = {g.id}
-        stack = [iter(_deps(g))]
-        while stack:
-            dep = next(stack[-1], None)
-            if dep is None:
-                stack.pop()
-                finished = chain.pop()
-                on_chain.discard(finished)
-                done.add(finished)
-                out.append(by_id[finished])
-                continue
-            if dep in done:
-                continue
-            if dep in on_chain:
-                raise GatingError(f"gate cycle: {' -> '.join((*chain, dep))}")
-            if dep not in by_id:
-                raise GatingError(
-                    f"gate {chain[-1]!r} refers to unknown gate {dep!r}; known: {', '.join(by_id)}"
-                )
-            chain.append(dep)
-            on_chain.add(dep)
-            stack.append(iter(_deps(by_id[dep])))
-    return out
+    try:
+        order = dependency_order({gid: _deps(g) for gid, g in by_id.items()})
+    except DependencyCycle as exc:
+        raise GatingError(f"gate cycle: {exc}") from None
+    except UnknownDependency as exc:
+        raise GatingError(
+            f"gate {exc.gate!r} refers to unknown gate {exc.dependency!r}; "
+            f"known: {', '.join(by_id)}"
+        ) from None
+    return [by_id[gid] for gid in order]
 
 
 def evaluate_gates(

@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import GatingTemplateError
+from .depgraph import DependencyCycle, dependency_order
 from .template_spec import (
     DENSITY_METHODS,
     FALLBACK_RULES,
@@ -402,29 +403,10 @@ def _check_graph(path: str, gates: list[GateSpec]) -> None:
         for g in gates
         for p in g.populations
     }
-    # iterative depth-first search: a deep hierarchy cannot hit Python's recursion limit
-    done: set[str] = set()
-    for start in deps:
-        if start in done:
-            continue
-        chain: list[str] = [start]
-        on_chain = {start}
-        stack = [iter(deps[start])]
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                stack.pop()
-                finished = chain.pop()
-                on_chain.discard(finished)
-                done.add(finished)
-                continue
-            if nxt in on_chain:
-                raise _err(path, f"gate {nxt!r}", f"cycle {' -> '.join((*chain, nxt))}")
-            if nxt in done:
-                continue
-            chain.append(nxt)
-            on_chain.add(nxt)
-            stack.append(iter(deps[nxt]))
+    try:
+        dependency_order(deps)
+    except DependencyCycle as exc:
+        raise _err(path, f"gate {exc.chain[-1]!r}", f"cycle {exc}") from None
 
 
 def _parse(raw: Mapping[str, Any], path: str) -> Template:
