@@ -10,6 +10,17 @@ REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "external"
 SAMPLE_DATA = REPO / "sample_data"
 FCS_SUFFIXES = (".fcs", ".lmd")
+#: 68983.fcs (FlowSOM's example file) channels the FlowSOM vignette clusters on
+#: (colsToUse = c(9, 12, 14:18)), the marker set the clustering tests compare with flowsom on
+FLOWSOM_VIGNETTE_CHANNELS = [
+    "Pacific Blue-A",  # CD8
+    "APC-A",  # TCRgd
+    "APC-Cy7-A",  # TCRb
+    "PE-A",  # NK1.1
+    "PE-Texas Red-A",  # CD4
+    "PE-Cy5-A",  # CD19
+    "PE-Cy7-A",  # CD3
+]
 
 
 def _is_fcs(path: Path) -> bool:

@@ -29,19 +29,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FLOWSOM_VIGNETTE_CHANNELS
 
 from nkflow.models import SOM, ConsensusMetaclustering, hungarian_f1, metacluster_nodes
 
 SEEDS = (0, 1, 2)
-VIGNETTE = [
-    "Pacific Blue-A",  # CD8
-    "APC-A",  # TCRgd
-    "APC-Cy7-A",  # TCRb
-    "PE-A",  # NK1.1
-    "PE-Texas Red-A",  # CD4
-    "PE-Cy5-A",  # CD19
-    "PE-Cy7-A",  # CD3
-]
+VIGNETTE = FLOWSOM_VIGNETTE_CHANNELS
 ALL_STAINED = [
     "FITC-A",  # GFP
     "Pacific Blue-A",

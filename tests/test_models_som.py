@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import FLOWSOM_VIGNETTE_CHANNELS
 from sklearn.metrics import adjusted_rand_score
 
 from nkflow.exceptions import ConfigError
@@ -30,15 +31,7 @@ from nkflow.models.metacluster import cut_linkage
 
 FLOWSOM_68983_F1 = 0.887
 FLOWSOM_68983_ARI = 0.829
-VIGNETTE_CHANNELS = [
-    "Pacific Blue-A",  # CD8
-    "APC-A",  # TCRgd
-    "APC-Cy7-A",  # TCRb
-    "PE-A",  # NK1.1
-    "PE-Texas Red-A",  # CD4
-    "PE-Cy5-A",  # CD19
-    "PE-Cy7-A",  # CD3
-]
+VIGNETTE_CHANNELS = FLOWSOM_VIGNETTE_CHANNELS
 
 
 def blobs(n=6000, k=6, d=8, seed=0):
