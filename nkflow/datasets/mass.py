@@ -45,6 +45,7 @@ from .simulate import (
     FUNCTIONAL,
     SimulatedSample,
     _seed,
+    acquisition,
     draw_stains,
     functional_rates,
     is_stimulated_condition,
@@ -181,17 +182,8 @@ def simulate_mass(
     stains[:, ir191] = dna
     stains[:, ir193] = dna * IR193_PER_IR191 * np.exp(0.04 * rng.standard_normal(n_events))
 
-    # acquisition: Poisson arrivals; a clog slows the flow and dims the signal
-    rate = 350.0 if tissue == "blood" else 250.0
-    gaps = rng.exponential(1.0 / rate, n_events)
-    anomaly = np.zeros(n_events, dtype=bool)
-    scale = np.ones(n_events)
-    if clog:
-        start, stop = int(0.55 * n_events), int(0.68 * n_events)
-        anomaly[start:stop] = True
-        ramp = np.sin(np.linspace(0.0, np.pi, stop - start))
-        gaps[start:stop] *= 1.0 + 5.0 * ramp
-        scale[start:stop] = 1.0 - 0.45 * ramp
+    # a CyTOF acquires a quarter as many events per second as a flow cytometer
+    gaps, anomaly, scale = acquisition(rng, n_events, 350.0 if tissue == "blood" else 250.0, clog)
 
     expected = stains.astype(float) @ panel.crosstalk()
     expected *= scale[:, None]

@@ -42,6 +42,7 @@ __all__ = [
     "FUNCTIONAL",
     "TECHNOLOGIES",
     "SimulatedSample",
+    "acquisition",
     "draw_stains",
     "functional_rates",
     "simulate_sample",
@@ -246,6 +247,26 @@ def _cells(rng, codes, tables, residency, af_scale):
     return stains, fsc_a, fsc_h, ssc_a, ssc_h, af, func
 
 
+def acquisition(
+    rng: np.random.Generator, n_events: int, rate: float, clog: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poisson arrivals at ``rate`` events/s; a clog slows the flow and dims the signal.
+
+    Returns the gaps between events (s), the events acquired during the clog and the
+    signal scale of each event (1 outside the clog).
+    """
+    gaps = rng.exponential(1.0 / rate, n_events)
+    anomaly = np.zeros(n_events, dtype=bool)
+    scale = np.ones(n_events)
+    if clog:
+        start, stop = int(0.55 * n_events), int(0.68 * n_events)
+        anomaly[start:stop] = True
+        ramp = np.sin(np.linspace(0.0, np.pi, stop - start))
+        gaps[start:stop] *= 1.0 + 5.0 * ramp
+        scale[start:stop] = 1.0 - 0.45 * ramp
+    return gaps, anomaly, scale
+
+
 def _seed(random_state: int, key: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(random_state) & 0xFFFFFFFF, zlib.crc32(key.encode())])
 
@@ -389,17 +410,7 @@ def simulate_sample(
     raw += noise
     del noise
 
-    # acquisition: Poisson arrivals; a clog slows the flow and dims the signal
-    rate = 1400.0 if tissue == "blood" else 900.0
-    gaps = rng.exponential(1.0 / rate, n_events)
-    anomaly = np.zeros(n_events, dtype=bool)
-    scale = np.ones(n_events)
-    if clog:
-        start, stop = int(0.55 * n_events), int(0.68 * n_events)
-        anomaly[start:stop] = True
-        ramp = np.sin(np.linspace(0.0, np.pi, stop - start))
-        gaps[start:stop] *= 1.0 + 5.0 * ramp
-        scale[start:stop] = 1.0 - 0.45 * ramp
+    gaps, anomaly, scale = acquisition(rng, n_events, 1400.0 if tissue == "blood" else 900.0, clog)
     time = np.cumsum(gaps) / TIMESTEP
     n_fl = raw.shape[1]
     data = np.empty((n_events, n_fl + 5), dtype=f32)
