@@ -284,11 +284,7 @@ class SampleExecutor:
         """
         self._wave += 1
         if self.scheduler:
-            from distributed import Client
-
-            if self._client is None:
-                self._client = Client(self.scheduler)
-            fut = self._client.submit(_call_on_dask_worker, func, key, arg,
+            fut = self._dask_client().submit(_call_on_dask_worker, func, key, arg,
                                       key=f"nkflow-{self._wave}-{key}", pure=False)  # fmt: skip
 
             def wait_dask() -> TaskOutcome:
@@ -347,19 +343,26 @@ class SampleExecutor:
             for key, arg in unfinished:
                 yield _run_isolated(func, key, arg)
 
+    def _dask_client(self) -> Any:
+        """The client of ``scheduler``, connected on first use."""
+        if self._client is None:
+            try:
+                from distributed import Client
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ImportError(
+                    "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
+                ) from exc
+            self._client = Client(self.scheduler)
+        return self._client
+
     def _map_dask(
         self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
     ) -> Iterator[TaskOutcome]:
-        try:
-            from distributed import Client, as_completed
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
-            ) from exc
-        if self._client is None:
-            self._client = Client(self.scheduler)
+        from distributed import as_completed
+
+        client = self._dask_client()
         futures = {
-            self._client.submit(
+            client.submit(
                 _call_on_dask_worker, func, key, arg, key=f"nkflow-{self._wave}-{i}-{key}",
                 pure=False,
                 retries=2,

@@ -182,9 +182,8 @@ def _run_prepared(
         if scoring:  # the timepoint order of the scores and of the population figures
             analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
             definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
-            state.meta.attrs["timepoint_order"] = timepoint_order(
-                state.meta, definitions.timepoint_order
-            )
+            order = timepoint_order(state.meta, definitions.timepoint_order)
+            state.meta.attrs["timepoint_order"] = order
         # the report's batch figures are drawn on a free core while this process goes on
         pending = {
             "populations": executor.submit(
@@ -207,9 +206,8 @@ def _run_prepared(
 
         if scoring:
             state.progress("scoring", 0, 1)
-            analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
             counts = counts[counts["sample_id"].astype(str).isin(ok)]
-            result = score(counts, analysed, config=cfg.scoring.definitions or None)
+            result = score(counts, analysed, config=definitions)
             names = _population_labels(clustering)
             tables["scores"] = result.scores.assign(
                 label=result.scores["population"].map(names).fillna(result.scores["population"])
@@ -219,8 +217,6 @@ def _run_prepared(
             )
             tables["controls"] = result.controls
             tables["bright_dim"] = result.bright_dim
-            order = timepoint_order(state.meta, result.config.timepoint_order)
-            state.meta.attrs["timepoint_order"] = order
             tables["comparisons"] = _comparisons(result.scores, order)
             caveats = result.caveats
             scoring_definitions = dataclasses.asdict(result.config)
