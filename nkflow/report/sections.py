@@ -27,20 +27,9 @@ _STATUSES = ("ok", "qc-failed", "parse-failed", "skipped")
 _META_COLS = ("donor", "tissue", "timepoint", "stimulation", "role", "batch")
 
 
-def _paragraphs(text: str) -> str:
-    blocks = [b.strip() for b in str(text).replace("\r\n", "\n").split("\n\n")]
-    return "".join(f"<p>{esc(b)}</p>" for b in blocks if b)
-
-
 def _status_cell(col: str, value: Any, row: pd.Series) -> str:
     if col == "status" and str(value) in _STATUSES:
         return f"st-{value}"
-    return ""
-
-
-def _bool_cell(col: str, value: Any, row: pd.Series) -> str:
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
     return ""
 
 
