@@ -30,7 +30,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ConfigError
 from .mass_panel import (
     BACKGROUND_SHAPE,
     BEAD_LEVELS,
@@ -40,7 +39,7 @@ from .mass_panel import (
     get_mass_panel,
     mass_marker_table,
 )
-from .populations import composition, tissue_profile
+from .populations import tissue_profile
 from .simulate import (
     FUNCTIONAL,
     SimulatedSample,
@@ -49,6 +48,7 @@ from .simulate import (
     draw_stains,
     functional_rates,
     is_stimulated_condition,
+    tube_composition,
 )
 from .truth import planted_rates
 
@@ -119,18 +119,12 @@ def simulate_mass(
     """
     panel = get_mass_panel(species)
     prof = tissue_profile(species, tissue)
-    if n_events < 1:
-        raise ConfigError(f"n_events must be >= 1; got {n_events}")
-    if fmo and fmo not in panel.markers:
-        raise ConfigError(f"FMO marker {fmo!r} not in {panel.name}; valid: {panel.markers}")
     labels = HUMAN_MASS_LABELS
     n_cell_labels = len(labels) - 1
-    # the same donor shift (and so the same cell composition) as the donor's flow tubes
-    donor_rng = np.random.default_rng(_seed(random_state, f"{species}|{donor}|{tissue}"))
-    shift = donor_rng.normal(0.0, [0.25, 0.2, 0.2, 0.2])
-    cells_p = composition(
-        species, tissue, nk_enrichment=nk_enrichment, ilc_boost=ilc_boost, donor_shift=shift
-    )
+    # the same cell composition as the donor's flow tubes
+    cells_p = tube_composition(panel, species, tissue, n_events=n_events, fmo=fmo, donor=donor,
+                               nk_enrichment=nk_enrichment, ilc_boost=ilc_boost,
+                               random_state=random_state)  # fmt: skip
     prob = np.append(cells_p * (1.0 - BEAD_FRACTION), BEAD_FRACTION)
     key = f"mass|{species}|{donor}|{tissue}|{timepoint}|{stimulation}|{fmo}|{ilc_boost}|{clog}"
     rng = np.random.default_rng(_seed(random_state, key))

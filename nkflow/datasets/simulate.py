@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ __all__ = [
     "draw_stains",
     "functional_rates",
     "simulate_sample",
+    "tube_composition",
 ]
 
 FUNCTIONAL = ("AREG", "IFN-g", "CD107a")
@@ -267,6 +269,34 @@ def acquisition(
     return gaps, anomaly, scale
 
 
+def tube_composition(
+    panel: Any,
+    species: str,
+    tissue: str,
+    *,
+    n_events: int,
+    fmo: str,
+    donor: str,
+    nk_enrichment: float,
+    ilc_boost: float,
+    random_state: int,
+) -> np.ndarray:
+    """Check a tube's request against its panel; the donor's cell mix in that tissue.
+
+    The donor's shift depends only on species, donor, tissue and seed, so every tube of a
+    donor and tissue (flow or mass, any stimulation) has the same composition.
+    """
+    if n_events < 1:
+        raise ConfigError(f"n_events must be >= 1; got {n_events}")
+    if fmo and fmo not in panel.markers:
+        raise ConfigError(f"FMO marker {fmo!r} not in {panel.name}; valid: {panel.markers}")
+    donor_rng = np.random.default_rng(_seed(random_state, f"{species}|{donor}|{tissue}"))
+    shift = donor_rng.normal(0.0, [0.25, 0.2, 0.2, 0.2])
+    return composition(
+        species, tissue, nk_enrichment=nk_enrichment, ilc_boost=ilc_boost, donor_shift=shift
+    )
+
+
 def _seed(random_state: int, key: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(random_state) & 0xFFFFFFFF, zlib.crc32(key.encode())])
 
@@ -338,16 +368,10 @@ def simulate_sample(
         raise ConfigError(f"technology {technology!r}; valid: {list(TECHNOLOGIES)}")
     panel = get_panel(species)
     prof = tissue_profile(species, tissue)
-    if n_events < 1:
-        raise ConfigError(f"n_events must be >= 1; got {n_events}")
-    if fmo and fmo not in panel.markers:
-        raise ConfigError(f"FMO marker {fmo!r} not in {panel.name}; valid: {panel.markers}")
     labels = labels_for(species)
-    donor_rng = np.random.default_rng(_seed(random_state, f"{species}|{donor}|{tissue}"))
-    shift = donor_rng.normal(0.0, [0.25, 0.2, 0.2, 0.2])
-    prob = composition(
-        species, tissue, nk_enrichment=nk_enrichment, ilc_boost=ilc_boost, donor_shift=shift
-    )
+    prob = tube_composition(panel, species, tissue, n_events=n_events, fmo=fmo, donor=donor,
+                            nk_enrichment=nk_enrichment, ilc_boost=ilc_boost,
+                            random_state=random_state)  # fmt: skip
     key = f"{species}|{donor}|{tissue}|{timepoint}|{stimulation}|{fmo}|{ilc_boost}|{clog}"
     rng = np.random.default_rng(_seed(random_state, key))
 
