@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,8 @@ from nkflow.config import RunConfig, config_to_dict, replace_values
 from nkflow.pl import populations as plpop
 from nkflow.report import esc, figure_png, figure_section, methods_text
 from nkflow.report.figures import (
+    _URI_SAFE,
+    _percent_encode,
     data_uri,
     decode_data_uri,
     figure_bytes,
@@ -61,6 +65,24 @@ def test_figure_bytes_keeps_png_and_svg_and_rejects_others():
         figure_bytes("<svg/>")  # text, not bytes
     with pytest.raises(ValueError, match="not a PNG or SVG data URI"):
         decode_data_uri("data:image/gif;base64,R0lG")
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        b"",
+        bytes(range(256)),
+        '<svg width="10" height="5"><text>CD56 µ &amp; "x" <\'y\'></text></svg>'.encode(),
+        np.random.default_rng(7).integers(0, 256, 5_000, dtype=np.uint8).tobytes(),
+    ],
+    ids=["empty", "every_byte", "markup", "random"],
+)
+def test_svg_percent_encoding_equals_urllib_quote(svg: bytes) -> None:
+    """The vectorised encoder writes what urllib.parse.quote writes, and it decodes back."""
+    expected = urllib.parse.quote(svg, safe=_URI_SAFE)
+    assert _percent_encode(svg) == expected
+    assert not set('"&<>') & set(expected)
+    assert urllib.parse.unquote_to_bytes(expected) == svg
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -55,6 +56,12 @@ _SVG_SIZE = re.compile(rb'\b(width|height)="([0-9]+(?:\.[0-9]+)?)(?:px)?"')
 # left as they are in an SVG data URI: none of them ends a double-quoted HTML attribute or
 # starts an entity, a fragment or an escape (base64 images inside the SVG stay readable)
 _URI_SAFE = "/+=:;,.()!*~_-"
+# bytes urllib.parse.quote(..., safe=_URI_SAFE) leaves as they are: letters, digits, "_.-~"
+_KEEP = np.zeros(256, dtype=bool)
+_KEEP[np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+    + _URI_SAFE.encode("ascii"), dtype=np.uint8)] = True  # fmt: skip
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 
 _SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gating", ("gating", "gate", "gates")),
@@ -245,8 +252,27 @@ def data_uri(data: bytes) -> str:
     no ``"``, ``&``, ``<`` or ``>``, so it is safe in a double-quoted HTML attribute.
     """
     if figure_format(data) == "svg":
-        return _SVG_URI + urllib.parse.quote(data, safe=_URI_SAFE)
+        return _SVG_URI + _percent_encode(data)
     return _PNG_URI + base64.b64encode(data).decode("ascii")
+
+
+def _percent_encode(data: bytes) -> str:
+    """``urllib.parse.quote(data, safe=_URI_SAFE)``, character for character.
+
+    Vectorised: urllib's encoder loops over the bytes in Python (~30 ms for one
+    sample's gating SVG, and the report embeds one per sample).
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    keep = _KEEP[raw]
+    width = np.where(keep, 1, 3)
+    start = np.cumsum(width) - width
+    out = np.empty(int(width.sum()), dtype=np.uint8)
+    out[start[keep]] = raw[keep]
+    escaped, where = raw[~keep], start[~keep]
+    out[where] = ord("%")
+    out[where + 1] = _HEX[escaped >> 4]
+    out[where + 2] = _HEX[escaped & 15]
+    return out.tobytes().decode("ascii")
 
 
 def decode_data_uri(uri: str) -> bytes:
