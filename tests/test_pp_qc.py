@@ -334,3 +334,30 @@ def test_cost_linear_in_channels() -> None:
     sizes = np.array([2_000, 8_000, 32_000])
     slope = np.polyfit(np.log(sizes), np.log([cost(p) for p in sizes]), 1)[0]
     assert slope < 1.5  # time ~ channels^slope: linear 1, quadratic 2
+
+
+@pytest.mark.parametrize("case", ["continuous", "ties", "signed_zeros", "infinite", "constant"])
+def test_rank_signals_equal_mid_ranks_searched_per_event(case: str) -> None:
+    """Mean mid-ranks per bin equal the definition: (#ref < v + #ref <= v) / 2 / ref size."""
+    from nkflow.pp.timeqc import _bin_edges, _rank_signals
+
+    rng = np.random.default_rng(11)
+    n = 30_000
+    col = rng.normal(size=n).astype(np.float32)
+    if case == "ties":
+        col = np.round(col * 3)
+    elif case == "signed_zeros":
+        col[::3], col[1::7] = 0.0, -0.0
+    elif case == "infinite":
+        col[::17], col[::19] = np.inf, -np.inf
+    elif case == "constant":
+        col[:] = 2.0
+    x = col[:, None]
+    edges = _bin_edges(n, 300)
+    means, se = _rank_signals(x, edges)
+    ref = np.sort(col[:: max(1, n // 20_000)])
+    u = (np.searchsorted(ref, col, "left") + np.searchsorted(ref, col, "right")) / 2 / ref.size
+    expected = np.add.reduceat(u, edges[:-1]) / np.diff(edges)
+    np.testing.assert_allclose(means[:, 0], expected, rtol=0, atol=1e-12)
+    epb = float(np.diff(edges)[:-1].min())
+    assert se[0] == pytest.approx(u.std() / np.sqrt(epb), rel=1e-12)

@@ -107,6 +107,19 @@ def _rate_signal(t: np.ndarray, edges: np.ndarray, epb: int) -> tuple[np.ndarray
     return rate, float(np.sqrt(1.0 / max(epb - 1, 1) + rel * rel))
 
 
+def _counts_below(ordered: np.ndarray, uniq: np.ndarray, *, or_equal: bool) -> np.ndarray:
+    """How many ``uniq`` values lie below (or at) each value of ``ordered``; both sorted.
+
+    ``np.searchsorted(uniq, ordered, "right" if or_equal else "left")``, from 20k
+    searches instead of one per event: ``ordered[j] >= uniq[i]`` exactly when ``j >=
+    searchsorted(ordered, uniq[i], "left")`` (``>`` with ``"right"``), so the count
+    steps up by one at each of those sorted positions.
+    """
+    starts = np.searchsorted(ordered, uniq, side="left" if or_equal else "right")
+    runs = np.diff(starts, prepend=0, append=ordered.size)
+    return np.repeat(np.arange(starts.size + 1), runs)
+
+
 def _rank_signals(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin mean mid-rank of each channel's events in the file, and its sampling error.
 
@@ -126,16 +139,22 @@ def _rank_signals(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndar
         ref = np.sort(col[::step])
         uniq, first = np.unique(ref, return_index=True)
         below = np.append(first, ref.size).astype(np.float64)  # reference values < uniq[k]
-        # the values are searched in sorted order (a vectorised argsort, then a search
-        # whose keys increase: cache-friendly) and the ranks put back in event order;
-        # each rank is the same number as searching the events as they come, ~3x cheaper
+        # the events are sorted once (a vectorised argsort) and the reference is merged
+        # into them: where each reference value falls among the sorted events counts,
+        # for every event, the reference values at or below it (k) and below it, with
+        # 2 x 20k searches instead of one per event; the ranks go back to event order
         order = np.argsort(col)
         ordered = col[order]
-        k = np.searchsorted(uniq, ordered, side="right")  # uniq[k - 1] <= value < uniq[k]
-        tie = (k > 0) & (uniq[np.maximum(k - 1, 0)] == ordered)
-        # mid-rank: those below plus half those equal (below[k] when nothing is equal)
+        k = _counts_below(ordered, uniq, or_equal=True)  # uniq[k - 1] <= value < uniq[k]
+        tie = (k != _counts_below(ordered, uniq, or_equal=False)) & (ordered == ordered)
+        # mid-rank: those below plus half those equal (below[k] when nothing is equal),
+        # looked up in a table of both kinds of rank for each k (row 2k: no tie, 2k + 1: tie)
+        table = np.empty((below.size, 2))
+        table[:, 0] = below / ref.size
+        table[1:, 1] = 0.5 * (below[:-1] + below[1:]) / ref.size
+        table[0, 1] = np.nan  # k = 0 is never a tie
         u = np.empty(n)
-        u[order] = np.where(tie, 0.5 * (below[k - 1] + below[k]), below[k]) / ref.size
+        u[order] = table.ravel()[2 * k + tie]
         means[:, j] = np.add.reduceat(u, edges[:-1]) / counts
         se[j] = float(u.std()) / np.sqrt(epb)
     return means, se
