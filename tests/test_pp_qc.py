@@ -352,9 +352,8 @@ def test_rank_signals_equal_mid_ranks_searched_per_event(case: str) -> None:
         col[::17], col[::19] = np.inf, -np.inf
     elif case == "constant":
         col[:] = 2.0
-    x = col[:, None]
     edges = _bin_edges(n, 300)
-    means, se = _rank_signals(x, edges)
+    means, se = _rank_signals(col[None, :], edges)
     ref = np.sort(col[:: max(1, n // 20_000)])
     u = (np.searchsorted(ref, col, "left") + np.searchsorted(ref, col, "right")) / 2 / ref.size
     expected = np.add.reduceat(u, edges[:-1]) / np.diff(edges)

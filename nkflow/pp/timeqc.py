@@ -120,20 +120,21 @@ def _counts_below(ordered: np.ndarray, uniq: np.ndarray, *, or_equal: bool) -> n
     return np.repeat(np.arange(starts.size + 1), runs)
 
 
-def _rank_signals(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rank_signals(cols: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin mean mid-rank of each channel's events in the file, and its sampling error.
+
+    ``cols`` holds one channel per row (channels x events), ``edges`` the bin edges.
 
     Ranks are taken in a reference of at most ``_REF_EVENTS`` events spread over the
     acquisition; a rank is the fraction of the reference below the value plus half
     the fraction equal to it, so ties (zeros, quantised channels) share one rank.
     """
-    n, p = x.shape
+    p, n = cols.shape
     counts = np.diff(edges).astype(np.float64)
     epb = float(counts[:-1].min()) if counts.size > 1 else float(counts[0])
     step = max(1, n // _REF_EVENTS)
     means = np.empty((edges.size - 1, p))
     se = np.empty(p)
-    cols = np.ascontiguousarray(x.T)  # one channel per row: fast column access
     for j in range(p):
         col = cols[j]
         ref = np.sort(col[::step])
@@ -297,14 +298,17 @@ def qc_time(
             raise ChannelNotFoundError(", ".join(missing), names, source=_label(adata))
     params["channels"] = chans
     cidx = [col_of[c] for c in chans]
-    x = np.asarray(adata.X)[np.ix_(ev, cidx)] if cidx else np.empty((ev.size, 0))
+    x = np.asarray(adata.X)
+    rows = x.T[cidx] if cidx else np.empty((0, n), dtype=x.dtype)  # one channel per row
+    if ev.size < n:
+        rows = rows[:, ev]
     edges = _bin_edges(ev.size, epb)
     nb = edges.size - 1
     rate, rate_se = _rate_signal(t, edges, epb)
     # a coarse Time resolution leaves most bins without a measurable duration
     rate_ok = bool(np.mean(np.isfinite(rate)) >= 0.5)
     params["flow_rate_used"] = rate_ok
-    ranks, rank_se = _rank_signals(x, edges)
+    ranks, rank_se = _rank_signals(rows, edges)
     sig_names = ([RATE] if rate_ok else []) + chans
     sig = np.column_stack(([rate] if rate_ok else []) + [ranks]) if sig_names else None
     if sig is None or sig.shape[1] == 0:
