@@ -48,6 +48,17 @@ def test_run_outputs(tiny_run, fast_config: RunConfig) -> None:
     assert "hypothesis" in html
 
 
+def test_provenance_hashes_every_input_file(tiny_run, tiny_batch: Path) -> None:
+    """inputs_sha256 holds the SHA-256 of each file of the sheet, as the bytes on disk."""
+    provenance = json.loads((tiny_run.out_dir / "provenance.json").read_text(encoding="utf-8"))
+    meta = pd.read_csv(tiny_batch / "metadata.csv")
+    expected = {
+        str(name): hashlib.sha256((tiny_batch / str(name)).read_bytes()).hexdigest()
+        for name in meta["file"]
+    }
+    assert provenance["inputs_sha256"] == expected
+
+
 def test_results_container_and_exports(tiny_run, tmp_path: Path) -> None:
     adata = tiny_run.to_anndata()
     assert adata.n_obs > 0

@@ -8,6 +8,7 @@ import json
 import logging
 import platform
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -58,18 +59,22 @@ def default_out_dir(input_path: str | Path) -> Path:
     return base.parent / f"{stem}_nkflow"
 
 
-def _provenance(run: RunState, templates: dict[str, str]) -> dict[str, Any]:
+def _input_hashes(meta: pd.DataFrame) -> dict[str, str]:
+    """SHA-256 of every input file of the sheet that exists, by its ``file`` entry."""
+    return {
+        str(row["file"]): file_sha256(row["path"])
+        for _, row in meta.iterrows()
+        if Path(row["path"]).is_file()
+    }
+
+
+def _provenance(run: RunState, templates: dict[str, str], inputs: dict[str, str]) -> dict[str, Any]:
     versions = {"nkflow": __version__, "python": platform.python_version()}
     for dist in DEPENDENCIES:
         try:
             versions[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    inputs = {
-        str(row["file"]): file_sha256(row["path"])
-        for _, row in run.meta.iterrows()
-        if Path(row["path"]).is_file()
-    }
     # per analysed file: the technology read from it and the compensation/transform it got
     preprocessing = {
         str(run.row(sid)["file"]): {
@@ -171,6 +176,11 @@ def _run_prepared(
     clustering = None
     caveats = ""
     scoring_definitions: dict[str, Any] | None = None
+    # the inputs are hashed by a thread of this process, which otherwise mostly waits for
+    # the workers (hashlib and file reads release the GIL), not after the last sample
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
+    input_hashes = hashing.submit(_input_hashes, state.meta.copy())
+    hashing.shutdown(wait=False)
     with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
         state.executor = executor
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
@@ -243,7 +253,7 @@ def _run_prepared(
     figures.update(_drawn_figures(drawn, ("populations",)))  # after the gating figures
 
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
-    provenance = _provenance(state, templates)
+    provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
     if cfg.gating.overrides:
         provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
