@@ -107,27 +107,37 @@ def _rate_signal(t: np.ndarray, edges: np.ndarray, epb: int) -> tuple[np.ndarray
     return rate, float(np.sqrt(1.0 / max(epb - 1, 1) + rel * rel))
 
 
-def _counts_below(ordered: np.ndarray, uniq: np.ndarray, *, or_equal: bool) -> np.ndarray:
-    """How many ``uniq`` values lie below (or at) each value of ``ordered``; both sorted.
+def _mid_ranks(col: np.ndarray, step: int) -> np.ndarray:
+    """Each event's mid-rank in the reference ``col[::step]``, as a fraction of its size.
 
-    ``np.searchsorted(uniq, ordered, "right" if or_equal else "left")``, from 20k
-    searches instead of one per event: ``ordered[j] >= uniq[i]`` exactly when ``j >=
-    searchsorted(ordered, uniq[i], "left")`` (``>`` with ``"right"``), so the count
-    steps up by one at each of those sorted positions.
+    The rank of a value is the fraction of reference values below it plus half the
+    fraction equal to it; NaN ranks 1. The events are sorted once and the reference
+    events counted along the sorted order, so a run of equal values (a tie) reads
+    both counts at its ends: no search in the reference and no sort of it.
     """
-    starts = np.searchsorted(ordered, uniq, side="left" if or_equal else "right")
-    runs = np.diff(starts, prepend=0, append=ordered.size)
-    return np.repeat(np.arange(starts.size + 1), runs)
+    n = col.size
+    size = -(-n // step)  # reference events: 0, step, 2 step, ...
+    order = np.argsort(col)
+    ordered = col[order]
+    is_ref = np.zeros(n, dtype=bool)
+    is_ref[::step] = True
+    seen = np.cumsum(is_ref[order])  # reference events at or before each sorted position
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    ends = np.append(starts[1:], n) - 1
+    below = np.where(starts > 0, seen[starts - 1], 0)  # reference values < the run's value
+    ranks = 0.5 * (below + seen[ends]) / size  # + half those equal to it
+    u = np.empty(n)
+    u[order] = np.repeat(ranks, ends - starts + 1)
+    u[np.isnan(col)] = 1.0
+    return u
 
 
 def _rank_signals(cols: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin mean mid-rank of each channel's events in the file, and its sampling error.
 
     ``cols`` holds one channel per row (channels x events), ``edges`` the bin edges.
-
     Ranks are taken in a reference of at most ``_REF_EVENTS`` events spread over the
-    acquisition; a rank is the fraction of the reference below the value plus half
-    the fraction equal to it, so ties (zeros, quantised channels) share one rank.
+    acquisition (:func:`_mid_ranks`), so ties (zeros, quantised channels) share one rank.
     """
     p, n = cols.shape
     counts = np.diff(edges).astype(np.float64)
@@ -136,26 +146,7 @@ def _rank_signals(cols: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.n
     means = np.empty((edges.size - 1, p))
     se = np.empty(p)
     for j in range(p):
-        col = cols[j]
-        ref = np.sort(col[::step])
-        uniq, first = np.unique(ref, return_index=True)
-        below = np.append(first, ref.size).astype(np.float64)  # reference values < uniq[k]
-        # the events are sorted once (a vectorised argsort) and the reference is merged
-        # into them: where each reference value falls among the sorted events counts,
-        # for every event, the reference values at or below it (k) and below it, with
-        # 2 x 20k searches instead of one per event; the ranks go back to event order
-        order = np.argsort(col)
-        ordered = col[order]
-        k = _counts_below(ordered, uniq, or_equal=True)  # uniq[k - 1] <= value < uniq[k]
-        tie = (k != _counts_below(ordered, uniq, or_equal=False)) & (ordered == ordered)
-        # mid-rank: those below plus half those equal (below[k] when nothing is equal),
-        # looked up in a table of both kinds of rank for each k (row 2k: no tie, 2k + 1: tie)
-        table = np.empty((below.size, 2))
-        table[:, 0] = below / ref.size
-        table[1:, 1] = 0.5 * (below[:-1] + below[1:]) / ref.size
-        table[0, 1] = np.nan  # k = 0 is never a tie
-        u = np.empty(n)
-        u[order] = table.ravel()[2 * k + tie]
+        u = _mid_ranks(cols[j], step)
         means[:, j] = np.add.reduceat(u, edges[:-1]) / counts
         se[j] = float(u.std()) / np.sqrt(epb)
     return means, se
