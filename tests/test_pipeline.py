@@ -117,6 +117,33 @@ def test_bad_file_fails_alone_and_resume_matches(
     assert _digest(resumed.out_dir) == _digest(tiny_run.out_dir)
 
 
+def test_qc_runs_once_per_file_and_tables_equal(
+    tiny_batch: Path, tiny_run, tmp_path: Path, fast_config: RunConfig, monkeypatch
+) -> None:
+    """The sample pass reuses the QC outcome of the batch-pool pass: same tables."""
+    import collections
+
+    from nkflow import pp
+    from nkflow.config import replace_values
+
+    qc_events = pp.qc_events
+    calls: collections.Counter[str] = collections.Counter()
+
+    def counted(adata, **kwargs):
+        calls[adata.uns["nkflow"]["sample"]["sample_id"]] += 1
+        return qc_events(adata, **kwargs)
+
+    monkeypatch.setattr(pp, "qc_events", counted)
+    config = replace_values(fast_config, {"execution.workers": 1})  # in process: counted
+    result = run(tiny_batch, tmp_path / "out", config=config)
+    # every file once, including the unstimulated tubes both the batch pool and the
+    # sample pass read (twice without the reuse)
+    unstim = result.status.loc[result.status["role"] == "unstim", "sample_id"]
+    assert len(unstim) and all(calls[str(s)] == 1 for s in unstim), calls
+    assert set(calls.values()) == {1}, calls
+    assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
+
+
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
     (tmp_path / "batch1").mkdir()
     assert default_out_dir(tmp_path / "batch1") == tmp_path / "batch1_nkflow"

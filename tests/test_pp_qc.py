@@ -13,7 +13,7 @@ import pytest
 from nkflow.datasets import simulate_sample
 from nkflow.exceptions import ChannelNotFoundError
 from nkflow.io import channel_kind
-from nkflow.pp import compensate, qc, qc_margins, qc_time, transform
+from nkflow.pp import apply_qc, compensate, qc, qc_events, qc_margins, qc_time, transform
 
 NAMES = ["FSC-A", "SSC-A", "FL1-A", "FL2-A", "FL3-A", "FL4-A", "Time"]
 KINDS = ["scatter", "scatter", "fluorescence", "fluorescence", "fluorescence", "fluorescence"]
@@ -119,6 +119,30 @@ def test_remove_and_record() -> None:
     p = rec["params"]["time_qc"]
     assert p["mad_threshold"] == 6.0 and p["time_channel"] == "Time" and p["skipped"] is None
     assert p["events_per_bin"] == 400 and p["bins"] == 100
+
+
+@pytest.mark.parametrize("remove", [True, False])
+def test_qc_is_its_outcome_applied(remove: bool) -> None:
+    """qc() = qc_events() (which leaves the container alone) + apply_qc()."""
+    adata = acquisition(clog=(12_000, 14_000))
+    passed, record = qc_events(adata)
+    assert "qc" not in adata.uns["nkflow"] and "qc_pass" not in adata.obs
+    assert int(passed.sum()) == record["n_out"] < adata.n_obs
+    whole = qc(adata, remove=remove, inplace=False)
+    applied = apply_qc(adata, passed, record, remove=remove, inplace=False)
+    assert whole.uns["nkflow"]["qc"] == applied.uns["nkflow"]["qc"]
+    assert applied.uns["nkflow"]["qc"]["params"]["remove"] is remove
+    assert whole.obs_names.equals(applied.obs_names)
+    assert np.array_equal(whole.X, applied.X)
+    assert np.array_equal(whole.obs["qc_pass"], applied.obs["qc_pass"])
+
+
+def test_apply_qc_refuses_an_outcome_of_other_events() -> None:
+    adata = acquisition()
+    passed, record = qc_events(acquisition(n=30_000))
+    with pytest.raises(ValueError, match="does not fit 40000 events"):
+        apply_qc(adata, passed, record)
+    assert "qc" not in adata.uns["nkflow"]
 
 
 def test_margins() -> None:

@@ -95,7 +95,9 @@ def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
     state.progress("pooling", 0, len(items))
     for done, outcome in enumerate(state.executor.map(pool_sample, items), start=1):
         if outcome.ok:
-            contributions[outcome.key] = outcome.value
+            contributions[outcome.key] = outcome.value["contributions"]
+            if outcome.value["qc"] is not None:  # the sample pass reuses it
+                state.qc_outcomes[outcome.key] = outcome.value["qc"]
         else:  # the sample fails on its own in the sample stage; the pool goes on
             logger.warning("sample %s left out of the batch pool: %s", outcome.key,
                            outcome.error)  # fmt: skip

@@ -89,6 +89,9 @@ class SampleTask:
         Draw the gating figure.
     keep_population
         The population whose events are kept for clustering.
+    qc_outcome
+        The file's QC outcome from earlier in the run (the batch-pool pass read the file
+        with the same config, :func:`qc_outcome`), reused instead of running QC again.
     """
 
     sample_id: str
@@ -102,6 +105,7 @@ class SampleTask:
     paired_unstim: list[dict[str, Any]] | None = None
     figures: bool = True
     keep_population: str = "NK"
+    qc_outcome: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """Hash of everything the sample's results depend on (used by ``--resume``)."""
@@ -147,6 +151,22 @@ def load_sample(task: SampleTask) -> ad.AnnData:
     anndata.AnnData
         The transformed container.
     """
+    return _load(task)[0]
+
+
+def qc_outcome(passed: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+    """A QC outcome as a small picklable record: the pass flags packed 8 to a byte."""
+    return {"n": int(passed.size), "passed": np.packbits(passed), "record": record}
+
+
+def _unpacked(outcome: dict[str, Any] | None, n_events: int) -> np.ndarray | None:
+    if outcome is None or outcome.get("n") != n_events:
+        return None
+    return np.unpackbits(outcome["passed"], count=n_events).astype(bool)
+
+
+def _load(task: SampleTask) -> tuple[ad.AnnData, dict[str, Any] | None]:
+    """:func:`load_sample`, and the file's QC outcome (None with QC off)."""
     cfg = task.config
     adata = read_fcs(
         task.path,
@@ -154,8 +174,15 @@ def load_sample(task: SampleTask) -> ad.AnnData:
         panel=cfg.panel or None,
         metadata=task.row,
     )
+    outcome = None
     if cfg.qc.enabled:
-        pp.qc(adata, time=cfg.qc.time, margins=cfg.qc.margins, remove=True)
+        passed = _unpacked(task.qc_outcome, adata.n_obs)
+        if passed is None:
+            passed, record = pp.qc_events(adata, time=cfg.qc.time, margins=cfg.qc.margins)
+            outcome = qc_outcome(passed, record)
+        else:
+            outcome, record = task.qc_outcome, task.qc_outcome["record"]
+        pp.apply_qc(adata, passed, record, remove=True)
     pp.compensate(adata, matrix=cfg.compensation.matrix)
     t = cfg.transform
     pp.transform(
@@ -168,7 +195,7 @@ def load_sample(task: SampleTask) -> ad.AnnData:
         A=t.A,
         estimate_w=t.estimate_w,
     )
-    return adata
+    return adata, outcome
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -224,26 +251,33 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
     return [{**t.to_record(), "template": name} for t in found]
 
 
-def pool_sample(task: SampleTask) -> list[dict[str, Any]]:
+def pool_sample(task: SampleTask) -> dict[str, Any]:
     """One sample's contribution to the batch pools (the per-sample unit of the pool stage).
 
     The sample is read, gated down to the parent gate of each ``pool = true`` condition
     (with ``task.thresholds``, its batch's FMO thresholds) and a capped, seeded subsample
     of the marker there is returned (:func:`nkflow.gating.pooled.pool_contribution`).
+
+    Returns
+    -------
+    dict
+        ``contributions`` (the pools' records) and ``qc`` (the file's QC outcome, for the
+        sample pass to reuse; None with QC off).
     """
     from ..gating.apply import applied_template
     from ..gating.pooled import pool_contribution
 
-    adata = load_sample(task)
+    adata, outcome = _load(task)
     tpl = applied_template(task.template, adata).template
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pool_contribution(
+        contributions = pool_contribution(
             adata,
             tpl,
             thresholds=pd.DataFrame(task.thresholds) if task.thresholds else None,
             random_state=task.config.execution.random_state,
         )
+    return {"contributions": contributions, "qc": outcome}
 
 
 def process_sample(task: SampleTask) -> dict[str, Any]:

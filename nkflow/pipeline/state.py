@@ -96,6 +96,8 @@ class RunState:
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
         self.executor = SampleExecutor()  # serial unless run() opens a pool
+        # QC outcomes of files the batch-pool pass read, for the sample pass to reuse
+        self.qc_outcomes: dict[str, dict[str, Any]] = {}
         self.plan = BatchPlan()  # set by run() before any work
 
     # ------------------------------------------------------------------ helpers
@@ -204,6 +206,7 @@ class RunState:
                     out_root=str(self.folder.root),
                     thresholds=own,
                     paired_unstim=paired,
+                    qc_outcome=self.qc_outcomes.pop(sid, None),
                 )
                 if resume:
                     # reuse a finished sample only if everything it was computed from is

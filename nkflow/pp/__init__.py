@@ -11,7 +11,7 @@ from __future__ import annotations
 # Not lazy (nkflow._lazy): qc, compensate, subsample and transform share their module's
 # name, and those four modules define every public name here.
 from .compensate import compensate, compensate_array, read_spillover_matrix, spillover_from_adata
-from .qc import qc, qc_margins, qc_time
+from .qc import apply_qc, qc, qc_events, qc_margins, qc_time
 from .subsample import pooled_subsample, subsample
 from .transform import (
     arcsinh,
@@ -25,6 +25,7 @@ from .transform import (
 )
 
 __all__ = [
+    "apply_qc",
     "arcsinh",
     "arcsinh_inverse",
     "compensate",
@@ -35,6 +36,7 @@ __all__ = [
     "logicle_inverse",
     "pooled_subsample",
     "qc",
+    "qc_events",
     "qc_margins",
     "qc_time",
     "read_spillover_matrix",

@@ -9,6 +9,7 @@ parameters is as cheap per value as one with 20).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,7 @@ from nkflow._events import subset_events
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.pp.timeqc import _kinds, _label, qc_time
 
-__all__ = ["qc", "qc_margins", "qc_time"]
+__all__ = ["apply_qc", "qc", "qc_events", "qc_margins", "qc_time"]
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,122 @@ def _summary(rec: dict[str, Any], time_run: bool, skipped: str | None) -> str:
     return text
 
 
+def qc_events(
+    adata: AnnData,
+    *,
+    time: bool = True,
+    margins: bool = True,
+    margin_kwargs: dict[str, Any] | None = None,
+    time_kwargs: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """What :func:`qc` would do to ``adata``, without changing it.
+
+    Parameters
+    ----------
+    adata
+        Sample container with linear data.
+    time, margins, margin_kwargs, time_kwargs
+        As in :func:`qc`.
+
+    Returns
+    -------
+    passed : ndarray of bool
+        Events that pass.
+    record : dict
+        The per-file record :func:`qc` stores (``remove`` is added by :func:`apply_qc`).
+    """
+    n_in = adata.n_obs
+    passed = np.ones(n_in, dtype=bool)
+    params: dict[str, Any] = {"time": bool(time), "margins": bool(margins)}
+    removed_margin = removed_time = bins_removed = 0
+    stretches: list[dict[str, Any]] = []
+    skipped = None
+    if margins:
+        res = qc_margins(adata, **({"key_added": None} | (margin_kwargs or {})))
+        passed &= res["passed"]
+        removed_margin = res["removed"]
+        params["margin"] = res["params"] | {"per_channel": res["per_channel"]}
+    if time:
+        res = qc_time(adata, mask=passed, **({"key_added": None} | (time_kwargs or {})))
+        passed &= res["passed"]
+        removed_time = res["removed"]
+        bins_removed = res["bins_removed"]
+        stretches = res["stretches"]
+        skipped = res["skipped"]
+        params["time_qc"] = res["params"] | {"bins": res["bins"], "skipped": skipped}
+    frac = (lambda k: float(k / n_in)) if n_in else (lambda k: 0.0)
+    n_out = int(passed.sum())
+    record: dict[str, Any] = {
+        "n_in": int(n_in),
+        "n_out": n_out,
+        "removed_time": int(removed_time),
+        "removed_margin": int(removed_margin),
+        "removed_fraction": frac(n_in - n_out),
+        "removed_time_fraction": frac(removed_time),
+        "removed_margin_fraction": frac(removed_margin),
+        "bins_removed": int(bins_removed),
+        "time_qc": "off" if not time else "skipped" if skipped is not None else "ran",
+        "time_qc_skipped": skipped,
+        "margins_checked": bool(margins),
+        "time_stretches": stretches,
+    }
+    record["summary"] = _summary(record, bool(time), skipped)
+    record["params"] = params
+    return passed, record
+
+
+def apply_qc(
+    adata: AnnData,
+    passed: np.ndarray,
+    record: dict[str, Any],
+    *,
+    remove: bool = True,
+    inplace: bool = True,
+) -> AnnData | None:
+    """Record a QC outcome from :func:`qc_events` on the same events, as :func:`qc` does.
+
+    Writes ``obs["qc_pass"]`` and ``uns["nkflow"]["qc"]`` (a copy of ``record`` with
+    ``params.remove``) and drops the failing events when ``remove``.
+
+    Parameters
+    ----------
+    adata
+        The container the outcome was computed on (same events, same order).
+    passed, record
+        The outcome.
+    remove, inplace
+        As in :func:`qc`.
+
+    Returns
+    -------
+    AnnData or None
+        The QC'd container when ``inplace=False``.
+
+    Raises
+    ------
+    ValueError
+        When the outcome does not fit the container's events.
+    """
+    passed = np.asarray(passed, dtype=bool)
+    if passed.shape != (adata.n_obs,) or record.get("n_in") != adata.n_obs:
+        raise ValueError(
+            f"{_label(adata)}: QC outcome for {record.get('n_in')} events "
+            f"({passed.size} flags) does not fit {adata.n_obs} events"
+        )
+    if not inplace:
+        adata = adata.copy()
+    record = copy.deepcopy(record)
+    params = record.pop("params")
+    record["params"] = {"time": params["time"], "margins": params["margins"],
+                        "remove": bool(remove)} | params  # fmt: skip
+    adata.obs["qc_pass"] = passed
+    _meta(adata)["qc"] = record
+    log.info("%s: %s", _label(adata), record["summary"])
+    if remove and not passed.all():
+        return subset_events(adata, passed, inplace=inplace)
+    return None if inplace else adata
+
+
 def qc(
     adata: AnnData,
     *,
@@ -292,6 +409,9 @@ def qc(
     ``params``
         Every setting, per step.
 
+    The two halves are :func:`qc_events` (what to remove) and :func:`apply_qc` (record
+    and remove), for callers that reuse one outcome.
+
     Parameters
     ----------
     adata
@@ -310,48 +430,7 @@ def qc(
     AnnData or None
         The QC'd container when ``inplace=False``.
     """
-    if not inplace:
-        adata = adata.copy()
-    n_in = adata.n_obs
-    passed = np.ones(n_in, dtype=bool)
-    params: dict[str, Any] = {"time": bool(time), "margins": bool(margins), "remove": bool(remove)}
-    removed_margin = removed_time = bins_removed = 0
-    stretches: list[dict[str, Any]] = []
-    skipped = None
-    if margins:
-        res = qc_margins(adata, **({"key_added": None} | (margin_kwargs or {})))
-        passed &= res["passed"]
-        removed_margin = res["removed"]
-        params["margin"] = res["params"] | {"per_channel": res["per_channel"]}
-    if time:
-        res = qc_time(adata, mask=passed, **({"key_added": None} | (time_kwargs or {})))
-        passed &= res["passed"]
-        removed_time = res["removed"]
-        bins_removed = res["bins_removed"]
-        stretches = res["stretches"]
-        skipped = res["skipped"]
-        params["time_qc"] = res["params"] | {"bins": res["bins"], "skipped": skipped}
-    adata.obs["qc_pass"] = passed
-    frac = (lambda k: float(k / n_in)) if n_in else (lambda k: 0.0)
-    n_out = int(passed.sum())
-    record: dict[str, Any] = {
-        "n_in": int(n_in),
-        "n_out": n_out,
-        "removed_time": int(removed_time),
-        "removed_margin": int(removed_margin),
-        "removed_fraction": frac(n_in - n_out),
-        "removed_time_fraction": frac(removed_time),
-        "removed_margin_fraction": frac(removed_margin),
-        "bins_removed": int(bins_removed),
-        "time_qc": "off" if not time else "skipped" if skipped is not None else "ran",
-        "time_qc_skipped": skipped,
-        "margins_checked": bool(margins),
-        "time_stretches": stretches,
-    }
-    record["summary"] = _summary(record, bool(time), skipped)
-    record["params"] = params
-    _meta(adata)["qc"] = record
-    log.info("%s: %s", _label(adata), record["summary"])
-    if remove and not passed.all():
-        return subset_events(adata, passed, inplace=inplace)
-    return None if inplace else adata
+    passed, record = qc_events(
+        adata, time=time, margins=margins, margin_kwargs=margin_kwargs, time_kwargs=time_kwargs
+    )
+    return apply_qc(adata, passed, record, remove=remove, inplace=inplace)
