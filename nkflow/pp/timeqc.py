@@ -145,6 +145,7 @@ def _rank_signals(cols: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.n
     step = max(1, n // _REF_EVENTS)
     means = np.empty((edges.size - 1, p))
     se = np.empty(p)
+    cols = np.ascontiguousarray(cols)
     for j in range(p):
         u = _mid_ranks(cols[j], step)
         means[:, j] = np.add.reduceat(u, edges[:-1]) / counts
@@ -290,9 +291,10 @@ def qc_time(
     params["channels"] = chans
     cidx = [col_of[c] for c in chans]
     x = np.asarray(adata.X)
-    rows = x.T[cidx] if cidx else np.empty((0, n), dtype=x.dtype)  # one channel per row
     if ev.size < n:
-        rows = rows[:, ev]
+        x = x[ev]
+    # one channel per row, C-ordered (each channel's events contiguous for the sort)
+    rows = x.T[cidx] if cidx else np.empty((0, ev.size), dtype=x.dtype)
     edges = _bin_edges(ev.size, epb)
     nb = edges.size - 1
     rate, rate_se = _rate_signal(t, edges, epb)
