@@ -91,7 +91,8 @@ class SampleTask:
         The population whose events are kept for clustering.
     qc_outcome
         The file's QC outcome from earlier in the run (the batch-pool pass read the file
-        with the same config, :func:`qc_outcome`), reused instead of running QC again.
+        with the same config: the pass flags packed 8 per byte and the record), reused
+        instead of running QC again.
     """
 
     sample_id: str
@@ -154,7 +155,7 @@ def load_sample(task: SampleTask) -> ad.AnnData:
     return _load(task)[0]
 
 
-def qc_outcome(passed: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
+def _packed_qc(passed: np.ndarray, record: dict[str, Any]) -> dict[str, Any]:
     """A QC outcome as a small picklable record: the pass flags packed 8 to a byte."""
     return {"n": int(passed.size), "passed": np.packbits(passed), "record": record}
 
@@ -179,7 +180,7 @@ def _load(task: SampleTask) -> tuple[ad.AnnData, dict[str, Any] | None]:
         passed = _unpacked(task.qc_outcome, adata.n_obs)
         if passed is None:
             passed, record = pp.qc_events(adata, time=cfg.qc.time, margins=cfg.qc.margins)
-            outcome = qc_outcome(passed, record)
+            outcome = _packed_qc(passed, record)
         else:
             outcome, record = task.qc_outcome, task.qc_outcome["record"]
         pp.apply_qc(adata, passed, record, remove=True)
