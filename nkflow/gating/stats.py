@@ -121,14 +121,14 @@ def population_table(
     Xc = _columns(adata.X[:, cols]) if cols else None
     has_nan = bool(np.isnan(Xc).any()) if Xc is not None else False
     has_nk = nk_population in adata.obs.columns
-    nk_mask = np.asarray(adata.obs[nk_population], dtype=bool) if has_nk else None
+    nk_mask = adata.obs[nk_population].to_numpy(dtype=bool) if has_nk else None
     nk_count = int(nk_mask.sum()) if nk_mask is not None else 0
     within_nk: list[bool] = []
     rows = []
     for pop in populations:
-        m = np.asarray(adata.obs[pop], dtype=bool)
+        m = adata.obs[pop].to_numpy(dtype=bool)
         parent = parents.get(pop)
-        pm = np.asarray(adata.obs[parent], dtype=bool) if parent else np.ones(n, bool)
+        pm = adata.obs[parent].to_numpy(dtype=bool) if parent else np.ones(n, bool)
         count, pcount = int(m.sum()), int(pm.sum())
         within_nk.append(nk_mask is not None and not bool(np.any(m & ~nk_mask)))
         row: dict[str, Any] = {

@@ -224,7 +224,7 @@ class _Columns:
     def mask(self, name: str | None) -> np.ndarray:
         if name not in self._masks:
             self._masks[name] = (
-                np.asarray(self.adata.obs[name], bool)
+                self.adata.obs[name].to_numpy(dtype=bool)
                 if name is not None
                 else np.ones(self.adata.n_obs, bool)
             )
