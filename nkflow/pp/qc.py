@@ -131,9 +131,11 @@ def _margin_mask(
         thr = np.where(use, ceil * (1 - 1e-6), np.inf)  # rebuilt raw values may round
         flags |= x >= thr.astype(np.float32)
     if lower and low_sel.any():
-        at_min = x <= x.min(axis=0)
-        pile = (np.count_nonzero(at_min, axis=0) >= max(2.0, min_pile_fraction * n)) & low_sel
-        flags |= at_min & pile
+        lows = np.flatnonzero(low_sel)  # only these can pile at their floor (scatter)
+        xl = x[:, lows]
+        at_min = xl <= xl.min(axis=0)
+        pile = np.count_nonzero(at_min, axis=0) >= max(2.0, min_pile_fraction * n)
+        flags[:, lows] |= at_min & pile
     counts = np.count_nonzero(flags, axis=0)  # as flags.sum(axis=0), without the int cast
     implausible = counts > max_channel_fraction * n
     if implausible.any():
