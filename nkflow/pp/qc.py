@@ -2,7 +2,9 @@
 
 :func:`qc_margins` flags events at a channel's ceiling (and scatter piled at its
 floor); :func:`qc_time` (in :mod:`nkflow.pp.timeqc`) removes unstable stretches of the
-acquisition; :func:`qc` runs both and records what each removed, per file.
+acquisition; :func:`qc` runs both and records what each removed, per file. Its two
+halves, :func:`qc_events` (what to remove) and :func:`apply_qc` (record and remove), let
+a caller that reads a file twice (the pipeline's batch-pool and sample passes) run QC once.
 Every step costs time linear in events x channels (a file declaring 100,000
 parameters is as cheap per value as one with 20).
 """
