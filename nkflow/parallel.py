@@ -358,9 +358,9 @@ class SampleExecutor:
     def _map_dask(
         self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
     ) -> Iterator[TaskOutcome]:
+        client = self._dask_client()  # first: it says how to install distributed
         from distributed import as_completed
 
-        client = self._dask_client()
         futures = {
             client.submit(
                 _call_on_dask_worker, func, key, arg, key=f"nkflow-{self._wave}-{i}-{key}",

@@ -1,9 +1,10 @@
 """Which events lie inside a polygon gate: matplotlib's answer, without its cost.
 
 A polygon gate's membership has to be the one every other tool computes: GatingML's
-polygon test is the even-odd crossing rule, and flowkit (and nkflow until now) answer it
-with matplotlib's ``Path.contains_points``, which runs that rule over every edge for every
-event (events x vertices comparisons; a 1M-event, 100-vertex gate costs ~0.2 s).
+polygon test is the even-odd crossing rule, and flowkit (as nkflow did before this
+module) answers it with matplotlib's ``Path.contains_points``, which runs that rule over
+every edge for every event (events x vertices comparisons; a 1M-event, 100-vertex gate
+costs ~0.2 s).
 
 :func:`points_in_polygon` computes the same crossing rule, with the same arithmetic, for
 each event only on the edges whose height range holds it: events are sorted by y once,

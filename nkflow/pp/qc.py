@@ -367,7 +367,7 @@ def apply_qc(
     if not inplace:
         adata = adata.copy()
     record = copy.deepcopy(record)
-    params = record.pop("params")
+    params = record["params"]  # "remove" goes after "time" and "margins", as qc() records it
     record["params"] = {"time": params["time"], "margins": params["margins"],
                         "remove": bool(remove)} | params  # fmt: skip
     adata.obs["qc_pass"] = passed
