@@ -114,8 +114,9 @@ def test_valley_split_takes_the_top_cd56_peak_with_low_cd16(bright_share):
     )
     called = _inside(verts, x, y)
     assert _f1(called, truth == 2) > 0.97
-    cut = dict((p[0], p[1:4]) for p in params)["upper cluster x cut (valley)"]
-    assert 3.8 < cut[0] < 5.0 and cut[1] <= cut[0] <= cut[2]
+    cut = {p.name: p for p in params}["upper cluster x cut (valley)"]
+    lo, hi = cut.interval.result()
+    assert 3.8 < cut.value < 5.0 and lo <= cut.value <= hi
 
 
 def test_valley_split_finds_no_bright_cluster_in_cd56_negative_and_dim():

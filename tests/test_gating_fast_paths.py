@@ -1,8 +1,9 @@
 """The fast paths of issue 18 give exactly the numbers of the numpy calls they replace.
 
 Golden truth is numpy itself: ``np.median`` (singlet band bootstrap), ``np.histogram2d``
-(gate-grid densities), ``np.quantile`` asked once per quantile (density-rule grid), and the
-whole-sample evaluation of every resolved gate (polygon gates now test parent events only).
+(gate-grid densities), ``np.quantile`` asked once per quantile (density-rule grid),
+and the whole-sample evaluation of every resolved gate (polygon gates now
+test parent events only).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import pandas as pd
 import pytest
 
 from nkflow.gating.apply import gate
+from nkflow.gating.density import GRID_QUANTILES, WideRows, grid_quantiles
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
-from nkflow.gating.thresholds import _QUANTILES, _quantiles, _WideRows
 from nkflow.pl.gating_panels import _bin_index
 
 
@@ -64,8 +65,8 @@ def test_quantiles_in_one_call_equal_separate_calls() -> None:
     rng = np.random.default_rng(3)
     for v in _samples(3):
         v = v + rng.normal(scale=1e-3, size=v.size)
-        one = _quantiles(v)
-        each = [np.quantile(v, q) for q in _QUANTILES]
+        one = grid_quantiles(v)
+        each = [np.quantile(v, q) for q in GRID_QUANTILES]
         assert np.array_equal(one, np.array(each))
 
 
@@ -82,7 +83,7 @@ def test_wide_rows_equal_one_redraw_smoothing(pattern: str) -> None:
         "late_dense": [*range(0, 30, 5), *range(30, 60)],
         "first_only": [0],
     }[pattern]
-    wide = _WideRows(draws, 7.5)
+    wide = WideRows(draws, 7.5)
     for i in asked:
         expected = gaussian_filter1d(draws[i], 7.5, mode="constant")
         assert np.array_equal(wide.row(i), expected), i

@@ -41,6 +41,7 @@ from ..io.metadata import is_stimulated
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
+from .intervals import background_thread
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
 from .resolve import ResolvedTemplate, resolve_template
 from .stats import population_table
@@ -110,36 +111,41 @@ def gate(
     tpl = resolved.template
     if copy:
         adata = adata.copy()
-    run = _run(
-        adata,
-        tpl,
-        thresholds=thresholds,
-        random_state=random_state,
-        n_boot=n_boot,
-        fmo_percentile=fmo_percentile,
-        stimulated=stimulated,
-    )
-    for g in run.gates:
-        adata.obs[g.id] = run.members[g.id]
-    uns = adata.uns.setdefault("nkflow", {})
-    uns["gating"] = {
-        "template": tpl.name,
-        "template_path": tpl.path,
-        "template_version": tpl.version,
-        "template_hash": resolved.source.hash,
-        "populations": [
-            {"name": g.id, "parent": g.parent, "gate": gate_to_dict(g)} for g in run.gates
-        ],
-        "skipped": {**resolved.skipped_populations, **run.skipped},
-        "resolution": resolved.to_dict(),
-    }
+    # bootstrap intervals run on a second core, when there is one, while the sample is
+    # gated and its populations counted (nkflow.gating.intervals)
+    with background_thread() as interval_executor:
+        run = _run(
+            adata,
+            tpl,
+            thresholds=thresholds,
+            random_state=random_state,
+            n_boot=n_boot,
+            fmo_percentile=fmo_percentile,
+            stimulated=stimulated,
+            interval_executor=interval_executor,
+        )
+        for g in run.gates:
+            adata.obs[g.id] = run.members[g.id]
+        uns = adata.uns.setdefault("nkflow", {})
+        uns["gating"] = {
+            "template": tpl.name,
+            "template_path": tpl.path,
+            "template_version": tpl.version,
+            "template_hash": resolved.source.hash,
+            "populations": [
+                {"name": g.id, "parent": g.parent, "gate": gate_to_dict(g)} for g in run.gates
+            ],
+            "skipped": {**resolved.skipped_populations, **run.skipped},
+            "resolution": resolved.to_dict(),
+        }
+        table = population_table(
+            adata,
+            populations=[g.id for g in run.gates],
+            parents=run.parents,
+            min_events=tpl.min_events if min_events is None else int(min_events),
+        )
+        run.resolve_intervals()
     uns["thresholds"] = [t.to_record() for t in run.thresholds]
-    table = population_table(
-        adata,
-        populations=[g.id for g in run.gates],
-        parents=run.parents,
-        min_events=tpl.min_events if min_events is None else int(min_events),
-    )
     if paired_unstim is not None:
         table = _add_unstim_rows(table, paired_unstim, run.skipped, sample_info(adata))
     if copy:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,15 +33,15 @@ from .gates import (
     PolygonGate,
     RectangleGate,
 )
+from .intervals import NO_INTERVAL, Deferred
 from .negative import disagreement, evidence_of, reference_threshold
 from .overrides import manual_value, override_rank
-from .scatter import DENSITY
+from .scatter import DENSITY, Param
 from .template import DimSpec, GateSpec, Template
 from .thresholds import (
     THRESHOLD_COLUMNS,
     Threshold,
-    gmm_threshold,
-    mirror_threshold,
+    density_fit,
     quantile_threshold,
     valley_threshold,
 )
@@ -109,6 +110,15 @@ class GatingRun:
     thresholds: list[Threshold] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
+    #: Intervals still being computed: position in ``thresholds`` -> ``(ci_low, ci_high)``.
+    pending: dict[int, Deferred[tuple[float, float]]] = field(default_factory=dict)
+
+    def resolve_intervals(self) -> None:
+        """Wait for the deferred intervals and write them into ``thresholds``."""
+        for i, interval in self.pending.items():
+            lo, hi = interval.result()
+            self.thresholds[i] = replace(self.thresholds[i], ci_low=float(lo), ci_high=float(hi))
+        self.pending.clear()
 
 
 def _threshold_lookup(table: Any) -> list[dict[str, Any]]:
@@ -183,6 +193,7 @@ def _run(
     stimulated: bool | None = None,
     warn_missing: bool = True,
     stop_after: set[str] | None = None,
+    interval_executor: Executor | None = None,
 ) -> GatingRun:
     info = sample_info(adata)
     sid = str(info.get("sample_id", ""))
@@ -201,6 +212,18 @@ def _run(
 
     def seed() -> int:
         return int(rng.integers(2**31 - 1))
+
+    def record(th: Threshold, interval: Deferred[tuple[float, float]]) -> Threshold:
+        # the value gates on at once; the interval is computed now or, with an executor,
+        # on its thread while gating goes on (GatingRun.resolve_intervals collects it)
+        if interval_executor is None or interval.ready:
+            lo, hi = interval.result()
+            th = replace(th, ci_low=float(lo), ci_high=float(hi))
+        else:
+            interval.start(interval_executor)
+            run.pending[len(run.thresholds)] = interval
+        run.thresholds.append(th)
+        return th
 
     def parent_mask(parent: str | None) -> np.ndarray:
         return np.ones(n, bool) if parent is None else run.members[parent]
@@ -281,6 +304,8 @@ def _run(
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
         p = dim.percentile if dim.percentile is not None else pct
+        lo = hi = np.nan
+        interval = None  # a density rule's interval, computed by record()
         if vals.size < 10 and rule != "fixed":
             msg = (
                 f"sample {sid!r}: gate {gate_id!r}: only {vals.size} events in {on_key!r} "
@@ -289,40 +314,28 @@ def _run(
             logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, LowEventCountWarning, stacklevel=3)
             rule = "insufficient events"
-            v, lo, hi, used, ne = np.nan, np.nan, np.nan, rule, int(vals.size)
-        elif rule == "valley":
-            v, lo, hi, used, ne = valley_threshold(
-                vals,
-                **dim.valley_options(),
-                fallback_percentile=p,
-                n_boot=n_boot,
-                random_state=seed(),
-            )
-        elif rule == "gmm":
-            v, lo, hi, used, ne = gmm_threshold(
-                vals,
-                min_prominence=dim.min_prominence,
-                bw_adjust=dim.bw_adjust,
-                unimodal=dim.unimodal,
-                fallback_percentile=p,
-                n_boot=n_boot,
-                random_state=seed(),
-            )
-        elif rule == "mirror":
-            v, lo, hi, used, ne = mirror_threshold(
+            v, used, ne = np.nan, rule, int(vals.size)
+        elif rule in ("valley", "gmm", "mirror"):
+            options = {"min_prominence": dim.min_prominence, "between": dim.between}
+            if rule == "gmm":  # the gmm rule's valley fallback takes the two top peaks
+                options["between"] = "top2"
+            fit = density_fit(
+                rule,
                 vals,
                 percentile=p,
-                unimodal=dim.unimodal,
                 bw_adjust=dim.bw_adjust,
+                unimodal=dim.unimodal,
                 n_boot=n_boot,
                 random_state=seed(),
+                **options,
             )
+            v, interval, used, ne = fit
         elif rule == "quantile":
             v, lo, hi, used, ne = quantile_threshold(
                 vals, percentile=p, n_boot=n_boot, random_state=seed()
             )
         elif rule == "fixed":
-            v, lo, hi, used, ne = float(dim.value), np.nan, np.nan, "fixed", int(vals.size)
+            v, used, ne = float(dim.value), "fixed", int(vals.size)
         else:  # pragma: no cover - validated by the template loader
             raise GatingError(f"gate {gate_id!r}: unknown rule {rule!r}")
         th = Threshold(
@@ -348,8 +361,8 @@ def _run(
             )
             logger.warning(msg)
             warnings.warn(msg, MissingControlWarning, stacklevel=3)
+        th = record(th, interval or Deferred.known((lo, hi)))
         cache[key] = th
-        run.thresholds.append(th)
         return th
 
     def pooled_for_sample(th: Threshold, vals: np.ndarray, dim: DimSpec) -> Threshold:
@@ -426,23 +439,20 @@ def _run(
                     warnings.warn(msg, LowEventCountWarning, stacklevel=2)
                     nan = float("nan")
                     verts = ((nan, nan),) * 3
-                    params = [("insufficient events", nan, nan, nan, int(m.sum()))]
-                for name, v, lo, hi, ne in params:
-                    run.thresholds.append(
-                        Threshold(
-                            marker=name,
-                            channel=f"{xc}|{yc}",
-                            value=float(v),
-                            ci_low=float(lo),
-                            ci_high=float(hi),
-                            rule=f"density:{spec.method}",
-                            n_events=int(ne),
-                            gate=parent or "",
-                            sample_id=sid,
-                            tissue=tissue,
-                            batch=batch,
-                        )
+                    params = [Param("insufficient events", nan, NO_INTERVAL, int(m.sum()))]
+                for prm in params:
+                    th = Threshold(
+                        marker=prm.name,
+                        channel=f"{xc}|{yc}",
+                        value=float(prm.value),
+                        rule=f"density:{spec.method}",
+                        n_events=int(prm.n_events),
+                        gate=parent or "",
+                        sample_id=sid,
+                        tissue=tissue,
+                        batch=batch,
                     )
+                    record(th, prm.interval)
                 add(PolygonGate(spec.id, parent, xc, yc, verts))
             elif spec.kind in ("threshold", "rectangle"):
                 dims = []

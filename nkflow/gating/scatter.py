@@ -23,22 +23,31 @@
   length is at most ``median + k_length MAD`` and whose DNA intercalator signal lies within
   ``median +- k_dna MAD`` (doublets: two cells' DNA, a longer ion cloud).
 
-Each returns the polygon vertices and the scalar parameters as
-:class:`~nkflow.gating.thresholds.Threshold` records (with bootstrap CIs where cheap).
+Each returns the polygon vertices and its scalar parameters (:class:`Param`), which the
+engine records as :class:`~nkflow.gating.thresholds.Threshold` rows; bootstrap intervals
+come deferred (:mod:`nkflow.gating.intervals`): ``param.interval.result()`` computes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
-from .thresholds import _bootstrap, _density, _grid, _quantiles, _sigma_bins, valley_threshold
+from .density import (
+    bandwidth_bins,
+    bootstrap_thresholds,
+    grid_quantiles,
+    histogram_grid,
+    smoothed,
+)
+from .intervals import NO_INTERVAL, Deferred
+from .thresholds import deferred_interval, density_fit
 
 __all__ = [
     "cytof_singlet_polygon",
@@ -50,7 +59,15 @@ __all__ = [
 ]
 
 Vertices = tuple[tuple[float, float], ...]
-Param = tuple[str, float, float, float, int]  # name, value, ci_low, ci_high, n_events
+
+
+class Param(NamedTuple):
+    """A scalar parameter of a scatter gate, with its (deferred) confidence interval."""
+
+    name: str
+    value: float
+    interval: Deferred[tuple[float, float]]
+    n_events: int
 
 
 def _span(v: NDArray[np.float64]) -> tuple[float, float]:
@@ -72,7 +89,8 @@ def debris_polygon(
     y = np.asarray(y, float)
     if x.size < 20:
         raise GatingError(f"debris gate needs at least 20 events, got {x.size}")
-    t, lo, hi, used, n = valley_threshold(
+    fit = density_fit(
+        "valley",
         x,
         unimodal="positive",
         between="below_main",
@@ -82,9 +100,9 @@ def debris_polygon(
     )
     x0, x1 = _span(x)
     y0, y1 = _span(y)
-    t = max(t, x0)
+    t = max(fit.value, x0)
     verts = ((t, y0), (x1, y0), (x1, y1), (t, y1))
-    return verts, [(f"FSC valley ({used})", t, lo, hi, n)]
+    return verts, [Param(f"FSC valley ({fit.rule_used})", t, fit.interval, fit.n_events)]
 
 
 def _median(v: NDArray[np.float64]) -> float:
@@ -132,19 +150,32 @@ def singlet_polygon(
         return med - k_lo * mad, med + k_hi * mad
 
     r_lo, r_hi = band(r)
-    ci = [(np.nan, np.nan), (np.nan, np.nan)]
+    ci_lo = ci_hi = NO_INTERVAL
     if n_boot > 0:
-        rng = np.random.default_rng(random_state)
-        sub = r if r.size <= 20_000 else rng.choice(r, 20_000, replace=False)
-        boots = np.array([band(sub[rng.integers(0, sub.size, sub.size)]) for _ in range(n_boot)])
-        ci = [tuple(np.quantile(boots[:, j], [0.025, 0.975])) for j in range(2)]
+
+        def intervals() -> list[tuple[float, float]]:
+            rng = np.random.default_rng(random_state)
+            sub = r if r.size <= 20_000 else rng.choice(r, 20_000, replace=False)
+            boots = np.array(
+                [band(sub[rng.integers(0, sub.size, sub.size)]) for _ in range(n_boot)]
+            )
+            return [_percentile_interval(boots[:, j]) for j in range(2)]
+
+        both = deferred_interval(intervals, random_state)
+        ci_lo, ci_hi = both.item(0), both.item(1)
     x1 = float(np.max(a)) * 1.2 + 1.0
     verts = ((0.0, 0.0), (x1, r_lo * x1), (x1, r_hi * x1))
     n = int(r.size)
     return verts, [
-        ("FSC-H/FSC-A low", r_lo, float(ci[0][0]), float(ci[0][1]), n),
-        ("FSC-H/FSC-A high", r_hi, float(ci[1][0]), float(ci[1][1]), n),
+        Param("FSC-H/FSC-A low", r_lo, ci_lo, n),
+        Param("FSC-H/FSC-A high", r_hi, ci_hi, n),
     ]
+
+
+def _percentile_interval(boots: NDArray[np.float64]) -> tuple[float, float]:
+    """The 95 % percentile-bootstrap interval of one parameter's resampled values."""
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 class _Mixture:
@@ -237,10 +268,9 @@ def lymphocyte_polygon(
     ell = circle @ (vecs * np.sqrt(np.maximum(vals, 0))).T + mean
     verts = tuple((float(a), float(b)) for a, b in ell)
     n = int(x.size)
-    nan = float("nan")
     return verts, [
-        ("lymphocyte FSC centre", float(mean[0]), nan, nan, n),
-        ("lymphocyte SSC centre", float(mean[1]), nan, nan, n),
+        Param("lymphocyte FSC centre", float(mean[0]), NO_INTERVAL, n),
+        Param("lymphocyte SSC centre", float(mean[1]), NO_INTERVAL, n),
     ]
 
 
@@ -298,11 +328,10 @@ def upper_cluster_polygon(
     step = max(1, len(ring) // 200)
     verts = tuple((float(a), float(b)) for a, b in ring[::step])
     n = int(x.size)
-    nan = float("nan")
     mean_hi = gm.means_[hi] * scale + centre
     return verts, [
-        ("upper cluster weight", float(gm.weights_[hi]), nan, nan, n),
-        ("upper cluster x mean", float(mean_hi[0]), nan, nan, n),
+        Param("upper cluster weight", float(gm.weights_[hi]), NO_INTERVAL, n),
+        Param("upper cluster x mean", float(mean_hi[0]), NO_INTERVAL, n),
     ]
 
 
@@ -350,10 +379,10 @@ def upper_peak_polygon(
     if side not in ("low", "high", "any"):
         raise GatingError(f"upper_cluster y_side = {side!r}; valid: low, high, any")
     prom = float(params.get("min_prominence", 0.02))
-    q = _quantiles(x)
-    counts, centers, width = _grid(x, q)
-    sig = _sigma_bins(x, width, float(params.get("bw_adjust", 1.0)), q)
-    peaks, valleys = _peak_valleys(_density(counts, sig), centers, prom)
+    q = grid_quantiles(x)
+    counts, centers, width = histogram_grid(x, q)
+    sig = bandwidth_bins(x, width, float(params.get("bw_adjust", 1.0)), q)
+    peaks, valleys = _peak_valleys(smoothed(counts, sig), centers, prom)
     if peaks.size < 2:
         raise GatingError("upper_cluster gate: x has a single peak, no upper cluster")
     cut = valleys[-1]
@@ -366,7 +395,7 @@ def upper_peak_polygon(
             f"upper_cluster gate: the top x peak (above {cut:.2f}) is not y-{side} "
             f"(median y {my_up:.2f} vs {my_below:.2f} below it): no distinct upper cluster"
         )
-    lo = hi = float("nan")
+    ci = NO_INTERVAL
     if n_boot > 0:
 
         def estimate(
@@ -375,16 +404,20 @@ def upper_peak_polygon(
             _, v = _peak_valleys(dens, centers, prom)
             return (v[-1] if v else float("nan")), "valley"
 
-        boots = _bootstrap(counts, sig, n_boot, random_state, estimate)
-        if np.isfinite(boots).any():
-            lo, hi = (float(b) for b in np.nanquantile(boots, [0.025, 0.975]))
+        def interval() -> tuple[float, float]:
+            boots = bootstrap_thresholds(counts, sig, n_boot, random_state, estimate)
+            if not np.isfinite(boots).any():
+                return float("nan"), float("nan")
+            lo, hi = np.nanquantile(boots, [0.025, 0.975])
+            return float(lo), float(hi)
+
+        ci = deferred_interval(interval, random_state)
     (_, x1), (y0, y1) = _pad(x), _pad(y)
     verts = ((cut, y0), (x1, y0), (x1, y1), (cut, y1))
     n = int(x.size)
-    nan = float("nan")
     return verts, [
-        ("upper cluster x cut (valley)", float(cut), lo, hi, n),
-        ("upper cluster fraction", float(upper.mean()), nan, nan, n),
+        Param("upper cluster x cut (valley)", float(cut), ci, n),
+        Param("upper cluster fraction", float(upper.mean()), NO_INTERVAL, n),
     ]
 
 
@@ -402,8 +435,8 @@ def cytof_singlet_polygon(
     Doublets carry two cells' DNA and a longer ion cloud; both are right tails, not separate
     peaks, so a robust band is steadier than a density valley on a few thousand events.
     """
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
+    x = np.array(x, dtype=float)  # copies: the deferred interval reads them later
+    y = np.array(y, dtype=float)
     if x.size < 20:
         raise GatingError(f"cytof singlet gate needs at least 20 events, got {x.size}")
     k_len = float(params.get("k_length", 4.0))
@@ -416,22 +449,25 @@ def cytof_singlet_polygon(
         return ma + k_len * sa, mb - k_dna * sb, mb + k_dna * sb
 
     est = band(x, y)
-    ci = [(np.nan, np.nan)] * 3
+    cis = [NO_INTERVAL] * 3
     if n_boot > 0:
-        rng = np.random.default_rng(random_state)
-        idx = np.arange(x.size) if x.size <= 20_000 else rng.choice(x.size, 20_000, False)
-        boots = np.array(
-            [band(x[j], y[j]) for j in (rng.choice(idx, idx.size) for _ in range(n_boot))]
-        )
-        ci = [tuple(np.quantile(boots[:, i], [0.025, 0.975])) for i in range(3)]
+
+        def intervals() -> list[tuple[float, float]]:
+            rng = np.random.default_rng(random_state)
+            idx = np.arange(x.size) if x.size <= 20_000 else rng.choice(x.size, 20_000, False)
+            boots = np.array(
+                [band(x[j], y[j]) for j in (rng.choice(idx, idx.size) for _ in range(n_boot))]
+            )
+            return [_percentile_interval(boots[:, i]) for i in range(3)]
+
+        every = deferred_interval(intervals, random_state)
+        cis = [every.item(i) for i in range(3)]
     x_hi, y_lo, y_hi = est
     x0 = _span(x)[0]
     verts = ((x0, y_lo), (x_hi, y_lo), (x_hi, y_hi), (x0, y_hi))
     n = int(x.size)
     names = ("event length high", "DNA low", "DNA high")
-    return verts, [
-        (nm, float(v), float(c[0]), float(c[1]), n) for nm, v, c in zip(names, est, ci, strict=True)
-    ]
+    return verts, [Param(nm, float(v), c, n) for nm, v, c in zip(names, est, cis, strict=True)]
 
 
 def _pad(v: NDArray[np.float64]) -> tuple[float, float]:

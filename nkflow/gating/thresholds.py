@@ -38,24 +38,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as _sps
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
 from ..stats import quantile_interval
 from .censored import above_negatives
 from .censored import censored_mirror as _censored_mirror
 from .censored import zero_spike as _zero_spike
+from .density import (
+    bandwidth_bins,
+    bootstrap_thresholds,
+    gmm_crossing,
+    grid_quantiles,
+    histogram_grid,
+    mirror_from_density,
+    smoothed,
+    valley_from_density,
+)
+from .intervals import NO_INTERVAL, Deferred
 
 __all__ = [
     "TABLE_COLUMNS",
     "THRESHOLD_COLUMNS",
+    "RuleFit",
     "Threshold",
+    "density_fit",
     "fmo_threshold",
     "gmm_threshold",
     "mirror_threshold",
@@ -92,8 +103,6 @@ TABLE_COLUMNS = (
     "n_events", "disagrees", "note",
 )  # fmt: skip
 
-_N_BINS = 1024
-
 
 @dataclass(frozen=True)
 class Threshold:
@@ -129,160 +138,93 @@ def _clean(values: ArrayLike) -> NDArray[np.float64]:
     return v[np.isfinite(v)]
 
 
-_QUANTILES = [0.0005, 0.9995, 0.75, 0.25]  # the grid's range, then the quartiles
-
-
-def _quantiles(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The quantiles :func:`_grid` and :func:`_sigma_bins` need, in one partition of ``v``.
-
-    Each quantile is the same number as when asked for alone (same order statistics, same
-    interpolation), at half the cost of two calls.
-    """
-    return np.quantile(v, _QUANTILES)
-
-
-def _grid(
-    v: NDArray[np.float64], q: NDArray[np.float64] | None = None
-) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    lo, hi = (_quantiles(v) if q is None else q)[:2]
-    if not hi > lo:
-        lo, hi = float(v.min()) - 0.5, float(v.max()) + 0.5
-    pad = 0.05 * (hi - lo)
-    edges = np.linspace(lo - pad, hi + pad, _N_BINS + 1)
-    counts, _ = np.histogram(v, bins=edges)
-    centers = 0.5 * (edges[:-1] + edges[1:])
-    return counts.astype(np.float64), centers, float(edges[1] - edges[0])
-
-
-def _sigma_bins(
-    v: NDArray[np.float64], width: float, bw_adjust: float, q: NDArray[np.float64] | None = None
-) -> float:
-    sd = np.std(v)
-    iqr = np.subtract(*(_quantiles(v) if q is None else q)[2:])
-    s = min(sd, iqr / 1.349) if iqr > 0 else sd
-    if s <= 0:
-        s = width
-    bw = bw_adjust * 0.9 * s * v.size ** (-0.2)
-    return max(bw / width, 1.0)
-
-
-def _density(counts: NDArray[np.float64], sigma_bins: float) -> NDArray[np.float64]:
-    return gaussian_filter1d(counts, sigma_bins, mode="constant")
-
-
-def _valley_from_density(
-    dens: NDArray[np.float64],
-    centers: NDArray[np.float64],
-    min_prominence: float,
-    between: str = "top2",
-) -> float | None:
-    top = dens.max()
-    if top <= 0:
-        return None
-    peaks, props = find_peaks(dens, prominence=min_prominence * top)
-    if peaks.size < 2:
-        return None
-    prom = props["prominences"]
-    if between == "top2":
-        order = np.argsort(prom)[::-1][:2]
-        a, b = np.sort(peaks[order])
-    elif between == "first_two":  # the lowest peak and the next one (negative | dim | bright)
-        a, b = int(peaks[0]), int(peaks[1])
-    else:  # "below_main": the main peak and the most prominent peak left of it
-        main = int(np.argmax(dens[peaks]))
-        left = np.flatnonzero(peaks < peaks[main])
-        if left.size == 0:
-            return None
-        a, b = int(peaks[left[np.argmax(prom[left])]]), int(peaks[main])
-    seg = dens[a : b + 1]
-    i = a + int(np.argmin(seg))
-    return float(centers[i])
-
-
-def _mirror_from_density(
-    counts: NDArray[np.float64],
-    dens: NDArray[np.float64],
-    centers: NDArray[np.float64],
-    z: float,
-    unimodal: str,
-    sigma_bins: float,
-    wide: Callable[[], NDArray[np.float64]] | None = None,
-) -> float:
-    """Mode +- z * sigma, sigma from the half of the outermost peak away from the others.
-
-    The peak is the lowest (``negative``) or highest (``positive``) one of the density with
-    at least 10 % of the top height; its position is then refined on a 3x wider kernel,
-    which is steadier for a broad negative population. ``wide`` returns that 3x-wider
-    density when the caller can give it cheaper (the bootstrap smooths all resamples of a
-    chunk in one call, the first time one of them needs it).
-    """
-    total = counts.sum()
-    top = dens.max()
-    peaks, _ = find_peaks(np.r_[0.0, dens, 0.0], height=0.1 * top, prominence=0.05 * top)
-    peaks = peaks - 1
-    if peaks.size == 0:
-        peaks = np.array([int(np.argmax(dens))])
-    mode_i = int(peaks[0] if unimodal == "negative" else peaks[-1])
-    smooth = _density(counts, 3.0 * sigma_bins) if wide is None else wide()
-    w = int(np.ceil(3.0 * sigma_bins))
-    lo_i, hi_i = max(0, mode_i - w), min(smooth.size, mode_i + w + 1)
-    mode_i = lo_i + int(np.argmax(smooth[lo_i:hi_i]))
-    mode = centers[mode_i]
-    if unimodal == "negative":
-        half = counts[: mode_i + 1]
-        dev = mode - centers[: mode_i + 1]
-    else:
-        half = counts[mode_i:]
-        dev = centers[mode_i:] - mode
-    # half-normal: median of |dev| = 0.6745 sigma
-    if half.sum() <= 0:
-        sigma = float(np.sqrt(np.average((centers - mode) ** 2, weights=counts + 1e-12)))
-    else:
-        cum = np.cumsum(half[::-1] if unimodal == "negative" else half)
-        d = dev[::-1] if unimodal == "negative" else dev
-        med = d[int(np.searchsorted(cum, 0.5 * cum[-1]))]
-        sigma = float(med / 0.6745)
-    if sigma <= 0 or not np.isfinite(sigma):
-        sigma = float(centers[1] - centers[0]) if total else 1.0
-    return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
-
-
-def _gmm_crossing(counts: NDArray[np.float64], x: NDArray[np.float64]) -> float | None:
-    """Equal-posterior point of a 2-component Gaussian mixture fitted by EM to binned data."""
-    w = counts / counts.sum()
-    cdf = np.cumsum(w)
-    m = np.array([x[np.searchsorted(cdf, 0.3)], x[min(np.searchsorted(cdf, 0.95), x.size - 1)]])
-    sd0 = np.sqrt(np.sum(w * (x - np.sum(w * x)) ** 2)) / 2 + 1e-9
-    sd = np.array([sd0, sd0])
-    pi = np.array([0.7, 0.3])
-    for _ in range(300):
-        z = (x - m[:, None]) / sd[:, None]
-        logp = np.log(pi)[:, None] - np.log(sd)[:, None] - 0.5 * z**2
-        logp -= logp.max(axis=0)
-        r = np.exp(logp)
-        r /= r.sum(axis=0)
-        rw = r * w
-        nk = rw.sum(axis=1) + 1e-12
-        new_m = (rw @ x) / nk
-        sd = np.sqrt((rw * (x - new_m[:, None]) ** 2).sum(axis=1) / nk) + 1e-9
-        pi = nk / nk.sum()
-        done = np.max(np.abs(new_m - m)) < 1e-7
-        m = new_m
-        if done:
-            break
-    lo, hi = np.argsort(m)
-    if (m[hi] - m[lo]) / np.sqrt(sd[lo] * sd[hi]) < 1.5 or min(pi) < 0.005:
-        return None
-    grid = np.linspace(m[lo], m[hi], 512)
-    ratio = (np.log(pi[hi]) - np.log(sd[hi]) - 0.5 * ((grid - m[hi]) / sd[hi]) ** 2) - (
-        np.log(pi[lo]) - np.log(sd[lo]) - 0.5 * ((grid - m[lo]) / sd[lo]) ** 2
-    )
-    cross = np.flatnonzero(ratio > 0)
-    return float(grid[cross[0]]) if cross.size else None
-
-
 def _z_for(percentile: float) -> float:
     return float(_sps.norm.ppf(percentile / 100.0))
+
+
+class RuleFit(NamedTuple):
+    """A density rule's threshold, with its bootstrap interval still to compute.
+
+    ``interval`` yields ``(ci_low, ci_high)`` (NaN without resamples); see
+    :mod:`nkflow.gating.intervals` for why it is deferred.
+    """
+
+    value: float
+    interval: Deferred[tuple[float, float]]
+    rule_used: str
+    n_events: int
+
+    def resolved(self) -> tuple[float, float, float, str, int]:
+        """``(value, ci_low, ci_high, rule_used, n_events)``, computing the interval."""
+        lo, hi = self.interval.result()
+        return self.value, lo, hi, self.rule_used, self.n_events
+
+
+def deferred_interval(
+    compute: Callable[[], tuple[float, float]],
+    random_state: int | np.random.Generator | None,
+) -> Deferred[tuple[float, float]]:
+    """``compute`` as a :class:`Deferred`, or computed now when it draws from a Generator.
+
+    A seed fixes the resamples whenever they are drawn; a caller's Generator would give
+    other resamples if the caller drew from it in between.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return Deferred.known(compute())
+    return Deferred(compute)
+
+
+def density_fit(
+    rule: str,
+    values: ArrayLike,
+    *,
+    percentile: float = 99.5,
+    min_prominence: float = 0.02,
+    bw_adjust: float = 1.0,
+    unimodal: str = "negative",
+    between: str = "top2",
+    n_boot: int = 200,
+    random_state: int | np.random.Generator | None = 0,
+    confidence: float = 0.95,
+) -> RuleFit:
+    """The ``valley``, ``gmm`` or ``mirror`` threshold now, its bootstrap interval deferred.
+
+    The computation of :func:`valley_threshold`, :func:`gmm_threshold` and
+    :func:`mirror_threshold` (which return this fit resolved); the gating engine uses it to
+    compute intervals on a background thread while it gates with the values.
+
+    Parameters
+    ----------
+    rule
+        ``"valley"``, ``"gmm"`` or ``"mirror"``.
+    values
+        Marker values on the transformed scale.
+    percentile
+        The mirror rule's percentile (the fallback percentile of valley and gmm).
+    min_prominence, bw_adjust, unimodal, between
+        As for :func:`valley_threshold` (the mirror rule takes the highest peak and
+        ignores ``min_prominence`` and ``between``).
+    n_boot, random_state, confidence
+        Resamples (0: no interval), their seed and the interval's coverage.
+
+    Returns
+    -------
+    RuleFit
+    """
+    if rule not in ("valley", "gmm", "mirror"):
+        raise GatingError(f"density rule {rule!r}; valid: valley, gmm, mirror")
+    return _binned_rule(
+        values,
+        rule=rule,
+        min_prominence=1.0 if rule == "mirror" else min_prominence,
+        bw_adjust=bw_adjust,
+        unimodal=unimodal,
+        z=_z_for(percentile),
+        n_boot=n_boot,
+        random_state=random_state,
+        confidence=confidence,
+        between=between,
+    )
 
 
 def _binned_rule(
@@ -297,7 +239,7 @@ def _binned_rule(
     random_state: int | np.random.Generator | None,
     confidence: float,
     between: str = "top2",
-) -> tuple[float, float, float, str, int]:
+) -> RuleFit:
     v = _clean(values)
     if v.size < 10:
         raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")
@@ -306,9 +248,9 @@ def _binned_rule(
     n0 = _zero_spike(v) if unimodal == "negative" else 0
     if n0:  # zero-inflated (mass cytometry): see nkflow.gating.censored
         v = v[v > v.min()]
-    q = _quantiles(v)
-    counts, centers, width = _grid(v, q)
-    sig = _sigma_bins(v, width, bw_adjust, q)
+    q = grid_quantiles(v)
+    counts, centers, width = histogram_grid(v, q)
+    sig = bandwidth_bins(v, width, bw_adjust, q)
 
     def estimate(
         c: NDArray[np.float64],
@@ -317,80 +259,28 @@ def _binned_rule(
     ) -> tuple[float, str]:
         cuts = []
         if rule == "gmm":
-            cuts.append((_gmm_crossing(c, centers), "gmm"))
+            cuts.append((gmm_crossing(c, centers), "gmm"))
         if rule in ("valley", "gmm"):
-            cuts.append((_valley_from_density(dens, centers, min_prominence, between), "valley"))
+            cuts.append((valley_from_density(dens, centers, min_prominence, between), "valley"))
         for t, name in cuts:
             if t is not None and (not n0 or above_negatives(t, c, centers, n0, z)):
                 return t, name
         if n0:
             return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
-        return _mirror_from_density(c, dens, centers, z, unimodal, sig, wide), "mirror"
+        return mirror_from_density(c, dens, centers, z, unimodal, sig, wide), "mirror"
 
-    value, used = estimate(counts, _density(counts, sig))
-    lo = hi = float("nan")
-    if n_boot > 0:
-        boots = _bootstrap(counts, sig, n_boot, random_state, estimate)
+    value, used = estimate(counts, smoothed(counts, sig))
+    n_events = int(v.size) + n0
+    if n_boot <= 0:
+        return RuleFit(value, NO_INTERVAL, used, n_events)
+
+    def interval() -> tuple[float, float]:
+        boots = bootstrap_thresholds(counts, sig, n_boot, random_state, estimate)
         a = (1.0 - confidence) / 2.0
         lo, hi = (float(x) for x in np.quantile(boots, [a, 1.0 - a]))
-    return value, lo, hi, used, int(v.size) + n0
+        return lo, hi
 
-
-_BOOT_CHUNK = 256
-
-
-def _bootstrap(
-    counts: NDArray[np.float64],
-    sigma_bins: float,
-    n_boot: int,
-    random_state: int | np.random.Generator | None,
-    estimate: Callable[..., tuple[float, str]],
-) -> NDArray[np.float64]:
-    """Threshold of ``n_boot`` multinomial redraws of the binned data.
-
-    All redraws of a chunk are drawn in one call (the generator yields the same values as
-    one call per redraw) and smoothed in one 2-D filter call, so a resample costs one
-    peak search instead of a histogram, a filter call and Python overhead each. The 3x
-    wider smoothing of the mirror rule is made only for the redraws that need it
-    (``estimate``'s third argument returns it), in one call for the rest of the chunk
-    when most do (:class:`_WideRows`).
-    """
-    rng = np.random.default_rng(random_state)
-    n = int(counts.sum())
-    p = counts / counts.sum()
-    out = np.empty(n_boot)
-    for start in range(0, n_boot, _BOOT_CHUNK):
-        size = min(_BOOT_CHUNK, n_boot - start)
-        draws = rng.multinomial(n, p, size=size).astype(np.float64)
-        dens = gaussian_filter1d(draws, sigma_bins, axis=1, mode="constant")
-        wide = _WideRows(draws, 3.0 * sigma_bins)
-        for i in range(size):
-            out[start + i] = estimate(draws[i], dens[i], partial(wide.row, i))[0]
-    return out
-
-
-class _WideRows:
-    """Rows of a wider smoothing of a chunk of redraws, asked for in increasing row order.
-
-    The first requests are smoothed one redraw at a time; once at least 16 have come and
-    they are at least half of the rows seen, the rest of the chunk is smoothed in one 2-D
-    call (about a third of the cost per row). Every row is bit for bit the same either way.
-    """
-
-    def __init__(self, draws: NDArray[np.float64], sigma_bins: float) -> None:
-        self._draws, self._sigma = draws, sigma_bins
-        self._rows: NDArray[np.float64] | None = None
-        self._first = 0
-        self._asked = 0
-
-    def row(self, i: int) -> NDArray[np.float64]:
-        if self._rows is None or i < self._first:
-            self._asked += 1
-            if self._rows is not None or self._asked < max(16, 0.5 * (i + 1)):
-                return gaussian_filter1d(self._draws[i], self._sigma, mode="constant")
-            self._first = i
-            self._rows = gaussian_filter1d(self._draws[i:], self._sigma, axis=1, mode="constant")
-        return self._rows[i - self._first]
+    return RuleFit(value, deferred_interval(interval, random_state), used, n_events)
 
 
 def valley_threshold(
@@ -437,18 +327,18 @@ def valley_threshold(
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"valley"`` or ``"mirror"`` (unimodal fallback).
     """
-    return _binned_rule(
+    return density_fit(
+        "valley",
         values,
-        between=between,
-        rule="valley",
+        percentile=fallback_percentile,
         min_prominence=min_prominence,
         bw_adjust=bw_adjust,
         unimodal=unimodal,
-        z=_z_for(fallback_percentile),
+        between=between,
         n_boot=n_boot,
         random_state=random_state,
         confidence=confidence,
-    )
+    ).resolved()
 
 
 def gmm_threshold(
@@ -472,17 +362,17 @@ def gmm_threshold(
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"gmm"``, ``"valley"`` or ``"mirror"``.
     """
-    return _binned_rule(
+    return density_fit(
+        "gmm",
         values,
-        rule="gmm",
+        percentile=fallback_percentile,
         min_prominence=min_prominence,
         bw_adjust=bw_adjust,
         unimodal=unimodal,
-        z=_z_for(fallback_percentile),
         n_boot=n_boot,
         random_state=random_state,
         confidence=confidence,
-    )
+    ).resolved()
 
 
 def mirror_threshold(
@@ -505,17 +395,16 @@ def mirror_threshold(
     -------
     value, ci_low, ci_high, rule_used, n_events
     """
-    return _binned_rule(
+    return density_fit(
+        "mirror",
         values,
-        rule="mirror",
-        min_prominence=1.0,
+        percentile=percentile,
         bw_adjust=bw_adjust,
         unimodal=unimodal,
-        z=_z_for(percentile),
         n_boot=n_boot,
         random_state=random_state,
         confidence=confidence,
-    )
+    ).resolved()
 
 
 def quantile_threshold(
