@@ -2,7 +2,8 @@
 
 Golden truth is numpy itself: ``np.median`` (singlet band bootstrap), ``np.histogram2d``
 (gate-grid densities), ``np.quantile`` asked once per quantile (density-rule grid),
-and the whole-sample evaluation of every resolved gate (polygon gates now
+``np.histogram`` on the explicit edge array (the density rules' grid, now binned by
+arithmetic), and the whole-sample evaluation of every resolved gate (polygon gates now
 test parent events only).
 """
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nkflow.gating.apply import gate
-from nkflow.gating.density import GRID_QUANTILES, WideRows, grid_quantiles
+from nkflow.gating.density import GRID_QUANTILES, N_BINS, WideRows, grid_quantiles, histogram_grid
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
 from nkflow.pl.gating_panels import _bin_index
@@ -68,6 +69,27 @@ def test_quantiles_in_one_call_equal_separate_calls() -> None:
         one = grid_quantiles(v)
         each = [np.quantile(v, q) for q in GRID_QUANTILES]
         assert np.array_equal(one, np.array(each))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 5e4])
+def test_grid_counts_equal_histogram_of_the_edge_array(scale: float) -> None:
+    """Counts binned by arithmetic equal the sorted-search counts of the same edges.
+
+    Events sit exactly on every edge and one float either side, and beyond both ends.
+    """
+    rng = np.random.default_rng(int(scale * 10) % 97)
+    for _ in range(20):
+        v = np.r_[rng.normal(size=3000), rng.normal(3.0, 0.2, 500)] * scale
+        q = grid_quantiles(v)
+        lo, hi = q[:2]
+        pad = 0.05 * (hi - lo)
+        edges = np.linspace(lo - pad, hi + pad, N_BINS + 1)
+        probe = np.r_[v, edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)]
+        counts, centers, width = histogram_grid(probe, q)
+        expected, _ = np.histogram(probe, bins=edges)
+        assert np.array_equal(counts, expected.astype(np.float64))
+        assert np.array_equal(centers, 0.5 * (edges[:-1] + edges[1:]))
+        assert width == edges[1] - edges[0]
 
 
 @pytest.mark.parametrize("pattern", ["all", "every_third", "late_dense", "first_only"])
