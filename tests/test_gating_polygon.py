@@ -1,7 +1,8 @@
 """Polygon membership equals matplotlib's ``Path.contains_points`` event for event.
 
 matplotlib is the golden truth here: GatingML polygon gates are applied with it by flowkit,
-and nkflow's memberships are compared with flowkit's on real and simulated files.
+and nkflow's memberships are compared with flowkit's on real and simulated files. Every
+test runs with both ways nkflow tests events (sorted by height, or against every edge).
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
+from nkflow.gating import polygon
 from nkflow.gating.polygon import points_in_polygon
+
+
+@pytest.fixture(autouse=True, params=["sorted events", "every edge"])
+def _strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    edges = 0 if request.param == "sorted events" else 10**6
+    monkeypatch.setattr(polygon, "DIRECT_MAX_EDGES", edges)
 
 
 def _matplotlib(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.ndarray:
