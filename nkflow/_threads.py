@@ -1,9 +1,10 @@
-"""Threads inside one sample: row ranges of an events matrix processed side by side.
+"""Threads inside one sample: row ranges of an events matrix, or independent numpy calls.
 
 numpy releases the GIL in its array loops, so the per-event work of compensation and the
 logicle table look-up runs on several cores when the rows are split into contiguous
 ranges, one per thread. Results do not depend on the number of threads: every row is
-computed by the same arithmetic whichever thread takes it.
+computed by the same arithmetic whichever thread takes it. :func:`thread_map` does the
+same for independent calls (the medians of each population).
 
 How many threads: the ``n_threads`` argument of the caller when given, else the
 process default. That default is every core this process may use, except in the
@@ -18,9 +19,9 @@ import contextlib
 import functools
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "available_cores",
@@ -28,7 +29,11 @@ __all__ = [
     "run_row_ranges",
     "set_default_threads",
     "single_thread_blas",
+    "thread_map",
 ]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 ENV_VAR = "NKFLOW_NUM_THREADS"
 #: Below this many rows per thread, starting threads costs more than it saves.
@@ -105,6 +110,26 @@ def run_row_ranges(
         futures = [pool.submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]
     for future in futures:
         future.result()
+
+
+def thread_map(
+    fn: Callable[[_T], _R], items: Sequence[_T], *, n_threads: int | None = None
+) -> list[_R]:
+    """``[fn(x) for x in items]``, on up to ``n_threads`` threads, results in order.
+
+    For calls that spend their time in numpy's array loops (which release the GIL); with
+    one thread (see :func:`resolve_threads`) the calls run on the caller's thread.
+
+    Raises
+    ------
+    Exception
+        The first exception raised by ``fn`` (in the order of ``items``).
+    """
+    threads = min(resolve_threads(n_threads), len(items))
+    if threads <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nkflow-map") as pool:
+        return list(pool.map(fn, items))
 
 
 @functools.lru_cache(maxsize=1)

@@ -133,3 +133,25 @@ def tiny_gated(sample_data):
         warnings.simplefilter("ignore")
         gate(adata, "human_tissue", n_boot=10)
     return (adata,)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_population_medians_equal_numpy_median(tiny_gated, threads: str, monkeypatch) -> None:
+    """Per-population medians (partitioned in float32, one thread per population where
+    cores are free) equal ``np.median`` of the float64 events, on any number of threads."""
+    from nkflow.gating.stats import population_table
+
+    monkeypatch.setenv("NKFLOW_NUM_THREADS", threads)
+    adata = tiny_gated[0]
+    table = population_table(adata, warn=False).set_index("population")
+    markers = {m: i for i, m in enumerate(adata.var["marker"]) if f"median_{m}" in table}
+    assert len(markers) >= 10
+    for pop, row in table.iterrows():
+        mask = adata.obs[pop].to_numpy(bool)
+        for marker, col in markers.items():
+            got = row[f"median_{marker}"]
+            if not mask.any():
+                assert np.isnan(got)
+                continue
+            expected = np.median(adata.X[mask, col].astype(np.float64))
+            assert got == expected, (pop, marker)

@@ -51,6 +51,25 @@ def test_error_in_a_range_reaches_the_caller_after_all_ranges_end():
     assert len(finished) == 2
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_thread_map_keeps_the_order_of_items(n_threads):
+    rng = np.random.default_rng(1)
+    parts = [rng.normal(size=n) for n in (5, 50_000, 1, 3_000, 20)]
+    out = _threads.thread_map(np.median, parts, n_threads=n_threads)
+    assert [float(m) for m in out] == [float(np.median(p)) for p in parts]
+    assert _threads.thread_map(np.median, [], n_threads=n_threads) == []
+
+
+def test_thread_map_errors_reach_the_caller():
+    def fn(x):
+        if x == 2:
+            raise ValueError("item 2")
+        return x
+
+    with pytest.raises(ValueError, match="item 2"):
+        _threads.thread_map(fn, [1, 2, 3], n_threads=2)
+
+
 def test_thread_count_precedence(monkeypatch):
     assert _threads.resolve_threads() == _threads.available_cores()
     _threads.set_default_threads(3)
