@@ -155,3 +155,25 @@ def test_population_medians_equal_numpy_median(tiny_gated, threads: str, monkeyp
                 continue
             expected = np.median(adata.X[mask, col].astype(np.float64))
             assert got == expected, (pop, marker)
+
+
+@pytest.mark.parametrize("n_rows", [0, 5, 8192, 8193, 70_001])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_marker_major_copy_equals_the_transposed_columns(n_rows: int, threads: int) -> None:
+    """The blocked, threaded copy for the medians equals ``X[:, cols].T``; NaN is found."""
+    from nkflow._threads import set_default_threads
+    from nkflow.gating.stats import _columns
+
+    rng = np.random.default_rng(n_rows)
+    x = rng.normal(size=(n_rows, 9)).astype(np.float32)
+    cols = [7, 0, 3, 4]
+    set_default_threads(threads)
+    try:
+        out, has_nan = _columns(x, cols)
+        assert out.flags.c_contiguous and out.dtype == np.float32 and not has_nan
+        assert np.array_equal(out, x[:, cols].T)
+        if n_rows:
+            x[n_rows - 1, 3] = np.nan
+            assert _columns(x, cols)[1] and not _columns(x, [7, 0])[1]
+    finally:
+        set_default_threads(None)

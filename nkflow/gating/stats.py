@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._threads import thread_map
+from .._threads import run_row_ranges, thread_map
 from ..exceptions import LowEventCountWarning
 from ..io.fcs import sample_id
 from ..stats import wilson_interval
@@ -20,6 +20,7 @@ __all__ = ["POPULATION_COLUMNS", "population_table"]
 logger = logging.getLogger(__name__)
 
 _MEDIAN_MAX = 200_000
+_BLOCK_ROWS = 8192
 
 POPULATION_COLUMNS = [
     "sample_id",
@@ -35,12 +36,29 @@ POPULATION_COLUMNS = [
 ]
 
 
-def _columns(x: Any) -> np.ndarray:
-    """Marker-major (markers x events) copy in the data's own float type (no upcast)."""
+def _columns(x: Any, cols: Sequence[int]) -> tuple[np.ndarray, bool]:
+    """Marker-major copy of columns ``cols`` and whether it holds a NaN.
+
+    The copy (markers x events) keeps the data's own float type (no upcast); the events
+    are split over the free cores.
+    """
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    return np.ascontiguousarray(x.T)
+    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    out = np.empty((len(cols), x.shape[0]), dtype=dtype)
+    nan_in = []
+
+    def copy(start: int, stop: int) -> None:
+        found = False
+        # blocks of rows small enough for the cache: the transposed write stays cheap
+        for lo in range(start, stop, _BLOCK_ROWS):
+            hi = min(lo + _BLOCK_ROWS, stop)
+            block = out[:, lo:hi]
+            block[...] = x[lo:hi, cols].T
+            found = found or bool(np.isnan(block).any())
+        nan_in.append(found)
+
+    run_row_ranges(x.shape[0], copy)
+    return out, any(nan_in)
 
 
 def _medians(cols: np.ndarray, idx: np.ndarray, has_nan: bool) -> np.ndarray:
@@ -119,8 +137,7 @@ def population_table(
         names = [str(m) for m in var["marker"].to_numpy()[cols]]
     else:
         cols, names = [], []
-    Xc = _columns(adata.X[:, cols]) if cols else None
-    has_nan = bool(np.isnan(Xc).any()) if Xc is not None else False
+    Xc, has_nan = _columns(adata.X, cols) if cols else (None, False)
     has_nk = nk_population in adata.obs.columns
     nk_mask = adata.obs[nk_population].to_numpy(dtype=bool) if has_nk else None
     nk_count = int(nk_mask.sum()) if nk_mask is not None else 0
