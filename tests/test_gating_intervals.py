@@ -73,6 +73,26 @@ def test_background_thread_only_with_a_core_to_spare(threads: int, expect_thread
         assert (executor is not None) == expect_thread
 
 
+def test_leaving_with_an_error_cancels_the_intervals_not_started() -> None:
+    ran: list[int] = []
+    gate_open = threading.Event()
+
+    def slow(i: int) -> int:
+        gate_open.wait(5)
+        ran.append(i)
+        return i
+
+    pending = [Deferred(lambda i=i: slow(i)) for i in range(5)]
+    release = threading.Timer(0.2, gate_open.set)  # lets a running interval finish
+    release.start()
+    with pytest.raises(KeyError), background_thread(2) as executor:
+        for d in pending:
+            d.start(executor)
+        raise KeyError("stop")
+    release.join()
+    assert len(ran) <= 1  # at most the one running; the queued ones were cancelled
+
+
 @pytest.mark.parametrize(
     ("rule", "public"),
     [("valley", valley_threshold), ("gmm", gmm_threshold), ("mirror", mirror_threshold)],

@@ -112,12 +112,18 @@ def background_thread(n_threads: int | None = None) -> Iterator[Executor | None]
     Yields
     ------
     concurrent.futures.Executor or None
-        Leaving the context waits for whatever is still running on it.
+        Leaving the context waits for whatever is still running on it; leaving it with an
+        exception (an error, Ctrl-C) cancels the intervals not yet started.
     """
     if resolve_threads(n_threads) < 2:
         yield None
         return
     # one pool per call, not per process: a forked worker must not inherit a pool whose
     # thread did not survive the fork
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-intervals") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-intervals")
+    try:
         yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
