@@ -47,12 +47,14 @@ from .density import (
     smoothed,
 )
 from .intervals import NO_INTERVAL, Deferred
+from .redraws import median_band_redraws
 from .thresholds import deferred_interval, density_fit
 
 __all__ = [
     "cytof_singlet_polygon",
     "debris_polygon",
     "lymphocyte_polygon",
+    "singlet_band",
     "singlet_polygon",
     "upper_cluster_polygon",
     "upper_peak_polygon",
@@ -122,6 +124,20 @@ def _median(v: NDArray[np.float64]) -> float:
     return float(np.mean(np.array(mid)))
 
 
+def singlet_band(v: NDArray[np.float64], k_low: float, k_high: float) -> tuple[float, float]:
+    """The singlet band of FSC-H/FSC-A ratios ``v``: ``median -+ k MAD`` of their core.
+
+    The core is the ratios above ``median - 3 MAD`` (doublets sit low); its median is the
+    singlet mode.
+    """
+    med = _median(v)
+    mad = 1.4826 * _median(np.abs(v - med))
+    core = v[(v > med - 3 * mad)]
+    med = _median(core)
+    mad = 1.4826 * _median(np.abs(core - med))
+    return med - k_low * mad, med + k_high * mad
+
+
 def singlet_polygon(
     a: NDArray[Any],
     h: NDArray[Any],
@@ -139,26 +155,18 @@ def singlet_polygon(
     r = h[ok] / a[ok]
     k_lo = float(params.get("k_low", 4.0))
     k_hi = float(params.get("k_high", 4.0))
-
-    def band(v: NDArray[np.float64]) -> tuple[float, float]:
-        # the singlet mode: median of the upper 80 % of ratios (doublets sit low)
-        med = _median(v)
-        mad = 1.4826 * _median(np.abs(v - med))
-        core = v[(v > med - 3 * mad)]
-        med = _median(core)
-        mad = 1.4826 * _median(np.abs(core - med))
-        return med - k_lo * mad, med + k_hi * mad
-
-    r_lo, r_hi = band(r)
+    r_lo, r_hi = singlet_band(r, k_lo, k_hi)
     ci_lo = ci_hi = NO_INTERVAL
     if n_boot > 0:
 
         def intervals() -> list[tuple[float, float]]:
             rng = np.random.default_rng(random_state)
             sub = r if r.size <= 20_000 else rng.choice(r, 20_000, replace=False)
-            boots = np.array(
-                [band(sub[rng.integers(0, sub.size, sub.size)]) for _ in range(n_boot)]
-            )
+            draws = (rng.integers(0, sub.size, sub.size) for _ in range(n_boot))
+            if np.isfinite(sub).all():  # the same bands, read off each redraw's counts
+                boots = median_band_redraws(sub, draws, k_lo, k_hi)
+            else:  # an infinite ratio (FSC-A near 0): each redraw through singlet_band
+                boots = np.array([singlet_band(sub[d], k_lo, k_hi) for d in draws])
             return [_percentile_interval(boots[:, j]) for j in range(2)]
 
         both = deferred_interval(intervals, random_state)
