@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 __all__ = ["median_band_redraws"]
 
-_CHUNK_ROWS = 128  # redraws per pass: bounds the counts matrices (rows x values)
+_CHUNK_ROWS = 64  # redraws per pass: ~30 MB of counts for 20k values (rows x values)
 
 
 def median_band_redraws(
@@ -62,8 +62,16 @@ def median_band_redraws(
     rank[order] = np.arange(sub.size)
     bands = [np.empty((0, 2))]
     draws = iter(draws)
-    while chunk := list(islice(draws, _CHUNK_ROWS)):
-        bands.append(_Redraws(values, rank[np.stack(chunk)]).band(k_low, k_high))
+    while (first := next(draws, None)) is not None:
+        # each redraw's sorted positions, one row per redraw (the draws themselves are
+        # not kept: a generator's arrays are freed as they are read)
+        ranks = np.empty((_CHUNK_ROWS, np.size(first)), dtype=np.intp)
+        n_rows = 0
+        for d in (first, *islice(draws, _CHUNK_ROWS - 1)):
+            rank.take(d, out=ranks[n_rows])
+            n_rows += 1
+        bands.append(_Redraws(values, ranks[:n_rows]).band(k_low, k_high))
+        del ranks
     return np.concatenate(bands)
 
 
@@ -71,26 +79,31 @@ class _Redraws:
     """Counts of a chunk of redraws over the sorted values, and searches in them."""
 
     def __init__(self, values: NDArray[np.float64], ranks: NDArray[np.intp]) -> None:
+        """``ranks``: each redraw's sorted positions, one row per redraw (overwritten)."""
         n_rows, length = ranks.shape
         self.values, self.m = values, values.size
         self.rows = np.arange(n_rows)
-        flat = (ranks + (self.rows * self.m)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=n_rows * self.m).reshape(n_rows, self.m)
-        # below[r, j]: values of redraw r at sorted positions < j
-        self.below = np.zeros((n_rows, self.m + 1), dtype=np.int64)
-        np.cumsum(counts, axis=1, out=self.below[:, 1:])
-        # the rows' cumulative counts in one increasing array, each row offset past the
-        # previous row's largest count
+        ranks += (self.rows * self.m)[:, None]
+        counts = np.bincount(ranks.ravel(), minlength=n_rows * self.m).reshape(n_rows, self.m)
+        # _cum[r, j] - r * _step: values of redraw r at sorted positions < j. Each row is
+        # offset past the previous row's largest count, so the flattened rows increase and
+        # one search finds a rank in every row.
         self._step = length + 1
-        self._keys = (self.below[:, 1:] + (self.rows * self._step)[:, None]).ravel()
+        self._cum = np.zeros((n_rows, self.m + 1), dtype=np.int64)
+        np.cumsum(counts, axis=1, out=self._cum[:, 1:])
+        del counts
+        self._offset = self.rows * self._step
+        self._cum += self._offset[:, None]
+        self._flat = self._cum.ravel()
 
     def _at(self, j: NDArray[np.intp]) -> NDArray[np.int64]:
-        return self.below[self.rows, j]
+        return self._cum[self.rows, j] - self._offset
 
     def order_statistic(self, k: NDArray[np.int64]) -> NDArray[np.float64]:
         """The value of rank ``k`` (0-based, over all sorted positions) of each redraw."""
-        pos = np.searchsorted(self._keys, k + self.rows * self._step, side="right")
-        return self.values[np.minimum(pos - self.rows * self.m, self.m - 1)]
+        hits = np.searchsorted(self._flat, k + self._offset, side="right")
+        pos = hits - self.rows * (self.m + 1) - 1
+        return self.values[np.clip(pos, 0, self.m - 1)]
 
     def median(self, first: NDArray[np.intp]) -> NDArray[np.float64]:
         """Median of each redraw's values at sorted positions ``>= first``."""
