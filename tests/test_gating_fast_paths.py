@@ -177,3 +177,16 @@ def test_marker_major_copy_equals_the_transposed_columns(n_rows: int, threads: i
             assert _columns(x, cols)[1] and not _columns(x, [7, 0])[1]
     finally:
         set_default_threads(None)
+
+
+def test_prefetched_columns_equal_columns_read_one_at_a_time(tiny_gated) -> None:
+    from nkflow.gating.engine import _Columns
+
+    adata = tiny_gated[0]
+    names = [str(c) for c in adata.var_names]
+    lazy, fetched = _Columns(adata), _Columns(adata)
+    fetched.prefetch([names[3], names[0], names[3], "no such channel", names[-1]])
+    for name in (names[3], names[0], names[-1]):
+        assert fetched._cache[name].dtype == np.float64
+        assert np.array_equal(fetched[name], lazy[name]), name
+    assert names[1] not in fetched._cache

@@ -140,3 +140,20 @@ def test_read_fcs_event_names_report_no_missing_values(tmp_path):
     assert not adata.obs_names.isna().any()
     assert list(adata.obs_names[:3]) == ["0", "1", "2"]
     assert pd.Index(adata.obs_names).equals(pd.Index([str(i) for i in range(20)]))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n_rows", [0, 3, 8192, 8193, 70_001])
+def test_column_rows_equal_the_transposed_columns(n_rows, n_threads):
+    rng = np.random.default_rng(n_rows)
+    x = rng.normal(size=(n_rows, 7)).astype(np.float32)
+    cols = [6, 1, 3]
+    out, has_nan = _threads.column_rows(x, cols, np.float64, n_threads=n_threads)
+    assert out.dtype == np.float64 and out.flags.c_contiguous and not has_nan
+    np.testing.assert_array_equal(out, x[:, cols].T.astype(np.float64))
+    ints, _ = _threads.column_rows(np.arange(12).reshape(4, 3), [2, 0], n_threads=n_threads)
+    np.testing.assert_array_equal(ints, [[2, 5, 8, 11], [0, 3, 6, 9]])
+    if n_rows:
+        x[n_rows // 2, 1] = np.nan
+        assert _threads.column_rows(x, cols, n_threads=n_threads)[1]
+        assert not _threads.column_rows(x, [6, 3], n_threads=n_threads)[1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._threads import column_rows
 from ..exceptions import (
     ChannelNotFoundError,
     GatingError,
     LowEventCountWarning,
     MissingControlWarning,
+    PanelError,
     ThresholdDriftWarning,
 )
 from ..io.fcs import sample_info
@@ -84,6 +86,19 @@ class _Columns(Mapping[str, np.ndarray]):
         self._adata = adata
         self._pos = {str(c): i for i, c in enumerate(adata.var_names)}
         self._cache: dict[str, np.ndarray] = {}
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Copy the channels ``keys`` (those not cached yet) in one blocked pass.
+
+        The same float64 columns as one at a time (``column_rows``), at about a third of
+        the cost for a template's 15-20 channels.
+        """
+        todo = [k for k in dict.fromkeys(keys) if k in self._pos and k not in self._cache]
+        x = self._adata.X
+        if len(todo) < 2 or not isinstance(x, np.ndarray):
+            return
+        rows, _ = column_rows(x, [self._pos[k] for k in todo], np.float64)
+        self._cache.update(zip(todo, rows, strict=True))
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._cache:
@@ -161,6 +176,19 @@ def _spec_order(tpl: Template) -> list[GateSpec]:
             else:
                 seen.add(nxt.id)
                 stack.append((nxt, deps(nxt)))
+    return out
+
+
+def _channels_read(adata: Any, specs: list[GateSpec]) -> list[str]:
+    """The channels the gate specs read, those the panel has (for one prefetch)."""
+    out = []
+    for spec in specs:
+        names = [spec.x, spec.y] if spec.kind == "polygon" else []
+        for name in [*names, *(d.marker for d in spec.dims)]:
+            try:
+                out.append(resolve_channel(adata, name))
+            except (ChannelNotFoundError, PanelError):  # raised where the gate is reached
+                continue
     return out
 
 
@@ -408,9 +436,13 @@ def _run(
         run.gates.append(g)
         run.parents[g.id] = g.parent
 
-    for spec in _spec_order(tpl):
-        if stop_after is not None and not (set(spec.populations) & stop_after):
-            continue
+    specs = [
+        spec
+        for spec in _spec_order(tpl)
+        if stop_after is None or set(spec.populations) & stop_after
+    ]
+    data.prefetch(_channels_read(adata, specs))
+    for spec in specs:
         parent = spec.parent
         if parent is not None and parent not in run.members:
             for p in spec.populations:

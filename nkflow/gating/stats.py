@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._threads import run_row_ranges, thread_map
+from .._threads import column_rows, thread_map
 from ..exceptions import LowEventCountWarning
 from ..io.fcs import sample_id
 from ..stats import wilson_interval
@@ -20,7 +20,6 @@ __all__ = ["POPULATION_COLUMNS", "population_table"]
 logger = logging.getLogger(__name__)
 
 _MEDIAN_MAX = 200_000
-_BLOCK_ROWS = 8192
 
 POPULATION_COLUMNS = [
     "sample_id",
@@ -39,26 +38,11 @@ POPULATION_COLUMNS = [
 def _columns(x: Any, cols: Sequence[int]) -> tuple[np.ndarray, bool]:
     """Marker-major copy of columns ``cols`` and whether it holds a NaN.
 
-    The copy (markers x events) keeps the data's own float type (no upcast); the events
-    are split over the free cores.
+    The copy (markers x events) keeps the data's own float type (no upcast).
     """
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
     dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    out = np.empty((len(cols), x.shape[0]), dtype=dtype)
-    nan_in = []
-
-    def copy(start: int, stop: int) -> None:
-        found = False
-        # blocks of rows small enough for the cache: the transposed write stays cheap
-        for lo in range(start, stop, _BLOCK_ROWS):
-            hi = min(lo + _BLOCK_ROWS, stop)
-            block = out[:, lo:hi]
-            block[...] = x[lo:hi, cols].T
-            found = found or bool(np.isnan(block).any())
-        nan_in.append(found)
-
-    run_row_ranges(x.shape[0], copy)
-    return out, any(nan_in)
+    return column_rows(x, cols, dtype)
 
 
 def _medians(cols: np.ndarray, idx: np.ndarray, has_nan: bool) -> np.ndarray:
