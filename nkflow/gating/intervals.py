@@ -18,7 +18,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._threads import resolve_threads
 
@@ -86,7 +86,7 @@ class Deferred(Generic[T]):
                 self._compute = self._future = None
             return self._value  # type: ignore[return-value]
 
-    def item(self, index: int) -> Deferred[float]:
+    def item(self, index: int) -> Deferred[Any]:
         """Element ``index`` of this (sequence) value, deferred as well.
 
         Starting the element runs this computation (once, for all its elements).
