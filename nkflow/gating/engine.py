@@ -332,8 +332,7 @@ def _run(
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
         p = dim.percentile if dim.percentile is not None else pct
-        lo = hi = np.nan
-        interval = None  # a density rule's interval, computed by record()
+        interval = NO_INTERVAL  # computed (or started) by record()
         if vals.size < 10 and rule != "fixed":
             msg = (
                 f"sample {sid!r}: gate {gate_id!r}: only {vals.size} events in {on_key!r} "
@@ -344,24 +343,23 @@ def _run(
             rule = "insufficient events"
             v, used, ne = np.nan, rule, int(vals.size)
         elif rule in ("valley", "gmm", "mirror"):
-            options = {"min_prominence": dim.min_prominence, "between": dim.between}
-            if rule == "gmm":  # the gmm rule's valley fallback takes the two top peaks
-                options["between"] = "top2"
-            fit = density_fit(
+            v, interval, used, ne = density_fit(
                 rule,
                 vals,
                 percentile=p,
+                min_prominence=dim.min_prominence,
                 bw_adjust=dim.bw_adjust,
                 unimodal=dim.unimodal,
+                # the gmm rule's valley fallback takes the two top peaks
+                between="top2" if rule == "gmm" else dim.between,
                 n_boot=n_boot,
                 random_state=seed(),
-                **options,
             )
-            v, interval, used, ne = fit
         elif rule == "quantile":
             v, lo, hi, used, ne = quantile_threshold(
                 vals, percentile=p, n_boot=n_boot, random_state=seed()
             )
+            interval = Deferred.known((lo, hi))
         elif rule == "fixed":
             v, used, ne = float(dim.value), "fixed", int(vals.size)
         else:  # pragma: no cover - validated by the template loader
@@ -370,8 +368,6 @@ def _run(
             marker=dim.marker,
             channel=ch,
             value=float(v),
-            ci_low=float(lo),
-            ci_high=float(hi),
             rule=used if dim.rule != "fmo" else f"{used} (fmo fallback)",
             control_file=control,
             n_events=int(ne),
@@ -389,7 +385,7 @@ def _run(
             )
             logger.warning(msg)
             warnings.warn(msg, MissingControlWarning, stacklevel=3)
-        th = record(th, interval or Deferred.known((lo, hi)))
+        th = record(th, interval)
         cache[key] = th
         return th
 

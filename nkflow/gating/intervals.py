@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from .._threads import resolve_threads
 
-__all__ = ["NO_INTERVAL", "Deferred", "background_thread"]
+__all__ = ["NO_INTERVAL", "Deferred", "background_thread", "deferred_interval"]
 
 T = TypeVar("T")
 
@@ -96,6 +98,20 @@ class Deferred(Generic[T]):
 
 #: The interval of a rule run with ``n_boot=0`` (or of one without an interval).
 NO_INTERVAL: Deferred[tuple[float, float]] = Deferred.known((_NAN, _NAN))
+
+
+def deferred_interval(
+    compute: Callable[[], tuple[float, float]],
+    random_state: int | np.random.Generator | None,
+) -> Deferred[tuple[float, float]]:
+    """``compute`` as a :class:`Deferred`, or computed now when it draws from a Generator.
+
+    A seed fixes the resamples whenever they are drawn; a caller's Generator would give
+    other resamples if the caller drew from it in between.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return Deferred.known(compute())
+    return Deferred(compute)
 
 
 @contextlib.contextmanager

@@ -46,9 +46,9 @@ from .density import (
     histogram_grid,
     smoothed,
 )
-from .intervals import NO_INTERVAL, Deferred
+from .intervals import NO_INTERVAL, Deferred, deferred_interval
 from .redraws import median_band_redraws
-from .thresholds import deferred_interval, density_fit
+from .thresholds import density_fit
 
 __all__ = [
     "cytof_singlet_polygon",

@@ -59,7 +59,7 @@ from .density import (
     smoothed,
     valley_from_density,
 )
-from .intervals import NO_INTERVAL, Deferred
+from .intervals import NO_INTERVAL, Deferred, deferred_interval
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -158,20 +158,6 @@ class RuleFit(NamedTuple):
         """``(value, ci_low, ci_high, rule_used, n_events)``, computing the interval."""
         lo, hi = self.interval.result()
         return self.value, lo, hi, self.rule_used, self.n_events
-
-
-def deferred_interval(
-    compute: Callable[[], tuple[float, float]],
-    random_state: int | np.random.Generator | None,
-) -> Deferred[tuple[float, float]]:
-    """``compute`` as a :class:`Deferred`, or computed now when it draws from a Generator.
-
-    A seed fixes the resamples whenever they are drawn; a caller's Generator would give
-    other resamples if the caller drew from it in between.
-    """
-    if isinstance(random_state, np.random.Generator):
-        return Deferred.known(compute())
-    return Deferred(compute)
 
 
 def density_fit(

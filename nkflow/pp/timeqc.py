@@ -34,6 +34,7 @@ import numpy as np
 from anndata import AnnData
 from scipy.ndimage import median_filter
 
+from nkflow._threads import column_rows
 from nkflow.exceptions import ChannelNotFoundError
 
 __all__ = ["qc_time"]
@@ -293,8 +294,8 @@ def qc_time(
     x = np.asarray(adata.X)
     if ev.size < n:
         x = x[ev]
-    # one channel per row, C-ordered (each channel's events contiguous for the sort)
-    rows = x.T[cidx] if cidx else np.empty((0, ev.size), dtype=x.dtype)
+    # one channel per row (each channel's events contiguous for the sort)
+    rows, _ = column_rows(x, cidx)
     edges = _bin_edges(ev.size, epb)
     nb = edges.size - 1
     rate, rate_se = _rate_signal(t, edges, epb)
