@@ -292,3 +292,23 @@ def test_logicle_table_path_is_exact_and_monotone(values: np.ndarray, w: float) 
     np.testing.assert_allclose(fast, exact, rtol=RTOL, atol=ATOL)
     order = np.argsort(values, kind="stable")
     assert np.all(np.diff(fast[order]) >= -2.5e-7)
+
+
+@pytest.mark.parametrize("block_strided", [False, True])
+@pytest.mark.parametrize("out_strided", [False, True])
+def test_logicle_table_path_same_bits_on_strided_views(block_strided: bool, out_strided: bool):
+    """A column range of a row chunk (as transform() passes) gives the contiguous bits."""
+    from nkflow.pp import _logicle
+
+    p = _logicle.logicle_params(262144.0, 0.5, 4.5, 0.0)
+    values = _values(2_500).astype(np.float32)  # 6,260 values, the edge cases last
+    wide = values[-6_000:][::-1].reshape(1_000, 6)  # edge cases in the first rows
+    expected = np.empty((1_000, 4), dtype=np.float32)
+    _logicle.scale_float32(p, np.ascontiguousarray(wide[:, 1:5]), expected)
+    block = wide[:, 1:5] if block_strided else np.ascontiguousarray(wide[:, 1:5])
+    target = np.full((1_000, 6), np.nan, dtype=np.float32)
+    out = target[:, 1:5] if out_strided else np.empty((1_000, 4), dtype=np.float32)
+    _logicle.scale_float32(p, block, out)
+    assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
+    if out_strided:  # the columns around the range are left alone
+        assert np.isnan(target[:, [0, 5]]).all()

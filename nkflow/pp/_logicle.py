@@ -221,13 +221,20 @@ def _table(p: LogicleParams) -> np.ndarray:
 def scale_float32(p: LogicleParams, block: np.ndarray, out: np.ndarray) -> None:
     """Fast table path: float32 ``block`` -> scale written into float32 ``out``.
 
-    Both may be strided views (e.g. a column range of a row chunk); nothing is copied.
+    Both may be strided views (e.g. a column range of a row chunk). A strided block is
+    copied once into a contiguous one and a strided ``out`` written once from one: numpy
+    runs an operation on a view of 16 of 20 columns as one short inner loop per row,
+    which took twice the time of the same passes over contiguous rows. The values are
+    the same either way (same float32 operations).
     """
     table = _table(p)
     if block.dtype != np.float32:
         block = block.astype(np.float32)
-    u = block.view(np.uint32)
+    u = np.ascontiguousarray(block.view(np.uint32))
     entry = table.take(np.right_shift(u, _SHIFT))
     low = np.bitwise_and(u, _LOW_MASK)
-    np.multiply(low, entry.imag, out=out, dtype=np.float32, casting="unsafe")
-    out += entry.real
+    res = out if out.flags.c_contiguous else np.empty(u.shape, dtype=np.float32)
+    np.multiply(low, entry.imag, out=res, dtype=np.float32, casting="unsafe")
+    res += entry.real
+    if res is not out:
+        out[...] = res
