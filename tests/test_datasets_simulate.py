@@ -44,8 +44,10 @@ def _col(sample, marker):
     return sample.channels.index(pnn)
 
 
-@pytest.mark.parametrize(("species", "tissue"), [("human", "blood"), ("human", "tumour"),
-                                                 ("mouse", "spleen"), ("mouse", "liver")])
+@pytest.mark.parametrize(
+    ("species", "tissue"),
+    [("human", "blood"), ("human", "tumour"), ("mouse", "spleen"), ("mouse", "liver")],
+)
 def test_label_frequencies_match_composition(species, tissue):
     sample = simulate_sample(species, tissue, n_events=N, random_state=3)
     counts = sample.truth["label"].value_counts()
@@ -219,8 +221,9 @@ def test_invalid_arguments_raise(kwargs, match):
         ("LD_CD14_CD19", ("dead",), ("T", "NK_CD56dim_circ"), 15000.0),
     ],
 )
-def test_compensated_data_carry_the_label_frequencies(liver_unstim, marker, positive, negative,
-                                                      cut):
+def test_compensated_data_carry_the_label_frequencies(
+    liver_unstim, marker, positive, negative, cut
+):
     """A plain cut on the compensated channel recovers the simulated populations."""
     labels = liver_unstim.truth["label"].to_numpy()
     x = liver_unstim.compensated()[:, _col(liver_unstim, marker)]

@@ -167,7 +167,9 @@ def test_invalid_input_raises(tmp_path, kwargs, match):
     n_events=st.integers(1, 40),
     names=st.lists(
         st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8),
-        min_size=1, max_size=5, unique=True,
+        min_size=1,
+        max_size=5,
+        unique=True,
     ),
     note=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20),
 )
