@@ -253,3 +253,22 @@ def test_compensate_array(columns) -> None:
     raw = true.copy()
     raw[:, cols] = true[:, cols] @ s
     np.testing.assert_allclose(compensate_array(raw, s, columns=columns), true, atol=1e-8)
+
+
+@pytest.mark.parametrize("columns", [[1, 2, 3, 4, 5], [5, 1, 3, 2, 4], [0, 2, 3, 5, 6]])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compensate_array_bits_do_not_depend_on_the_other_channels(columns, inplace) -> None:
+    """Whole float64 rows (matrix on most channels) and a column copy (matrix on few of
+    many channels) give the same bits, and the other channels keep theirs."""
+    rng = np.random.default_rng(5)
+    x = (rng.lognormal(6, 2, (5000, 7)) * rng.choice([-1.0, 1.0], (5000, 7))).astype(np.float32)
+    x[:3] = [[0.0], [-0.0], [np.float32(1e-40)]]  # zeros of both signs, a subnormal
+    s = np.eye(5) + np.triu(rng.uniform(0.0, 0.25, (5, 5)), 1)
+    wide = np.concatenate([x, rng.normal(0, 50, (5000, 40)).astype(np.float32)], axis=1)
+    narrow_in, wide_in = x.copy(), wide.copy()
+    narrow = compensate_array(narrow_in, s, columns=columns, out=narrow_in if inplace else None)
+    spread = compensate_array(wide_in, s, columns=columns, out=wide_in if inplace else None)
+    assert narrow.tobytes() == np.ascontiguousarray(spread[:, :7]).tobytes()
+    assert spread[:, 7:].tobytes() == wide[:, 7:].tobytes()
+    other = [j for j in range(7) if j not in columns]
+    assert narrow[:, other].tobytes() == x[:, other].tobytes()

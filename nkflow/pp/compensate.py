@@ -208,12 +208,17 @@ def compensate_array(
     first = int(cols[0]) if cols.size else 0
     span = slice(first, first + cols.size)
     contiguous = cols.size > 0 and np.array_equal(cols, np.arange(span.start, span.stop))
+    # Casting whole rows to float64 is one contiguous pass; casting a column subset runs
+    # one short inner loop per row (several times slower), so whole rows are cast unless
+    # the matrix covers few of many channels. BLAS reads a column range of the float64
+    # rows through their row stride; the products are the same as from a compact copy.
+    whole_rows = cols.size > 0 and 4 * cols.size >= vals.shape[1]
 
     def work(lo: int, hi: int) -> None:
         rows = max(1, min(CHUNK_ROWS, hi - lo))
-        block = np.empty((rows, cols.size))
+        stage = np.empty((rows, vals.shape[1] if whole_rows else cols.size))
+        block = np.empty((rows, cols.size)) if whole_rows and not contiguous else None
         prod = np.empty((rows, cols.size))
-        cast = np.empty((rows, cols.size), dtype=out.dtype)
         for start in range(lo, hi, CHUNK_ROWS):
             stop = min(hi, start + CHUNK_ROWS)
             m = stop - start
@@ -222,14 +227,21 @@ def compensate_array(
                     out[start:stop, sl] = vals[start:stop, sl]
             if not cols.size:
                 continue
-            src = vals[start:stop, span] if contiguous else vals[start:stop][:, cols]
-            np.copyto(block[:m], src, casting="unsafe")
-            np.matmul(block[:m], inv, out=prod[:m])
-            np.copyto(cast[:m], prod[:m], casting="unsafe")
-            if contiguous:
-                out[start:stop, span] = cast[:m]
+            if whole_rows:
+                np.copyto(stage[:m], vals[start:stop], casting="unsafe")
+                if contiguous:
+                    src = stage[:m, span]
+                else:
+                    src = np.take(stage[:m], cols, axis=1, out=block[:m])  # type: ignore[index]
             else:
-                out[start:stop, cols] = cast[:m]
+                part = vals[start:stop, span] if contiguous else vals[start:stop][:, cols]
+                np.copyto(stage[:m], part, casting="unsafe")
+                src = stage[:m]
+            np.matmul(src, inv, out=prod[:m])
+            if contiguous:
+                np.copyto(out[start:stop, span], prod[:m], casting="unsafe")
+            else:
+                out[start:stop, cols] = prod[:m]
 
     with single_thread_blas():
         run_row_ranges(vals.shape[0], work, n_threads=n_threads)
