@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib
 import logging
 import multiprocessing
 import os
@@ -184,13 +185,19 @@ def _check_keys(items: Sequence[tuple[str, Any]]) -> None:
         raise ValueError("map_samples: keys must be unique")
 
 
+#: What a batch run's tasks import in a worker (the per-sample steps and all they use);
+#: :meth:`SampleExecutor.start` imports it ahead of the first task.
+RUN_TASK_MODULES = ("nkflow.pipeline.sample",)
+
+
 class SampleExecutor:
     """Runs waves of per-sample tasks on workers that live as long as the executor.
 
     A batch run has several waves (FMO controls, unstimulated tubes, stimulated tubes
     that need their unstimulated partner's results). Starting worker processes costs
     about two seconds each (importing nkflow and its dependencies); one executor per run
-    pays that once instead of once per wave. Processes start on the first parallel wave.
+    pays that once instead of once per wave. Processes start on the first parallel wave,
+    or earlier with :meth:`start`, while this process does other work.
 
     Parameters
     ----------
@@ -221,10 +228,39 @@ class SampleExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Stop the worker processes (or close the Dask client)."""
+    def start(self, modules: Sequence[str] = RUN_TASK_MODULES) -> None:
+        """Start the local worker processes now and import ``modules`` in each.
+
+        Returns at once: the workers import nkflow and its dependencies (about two
+        seconds) while this process goes on, instead of after the first wave is
+        submitted. Nothing happens in process (one worker), on a Dask scheduler or
+        once the workers run. A module that fails to import is left to fail the first
+        task that needs it.
+
+        Parameters
+        ----------
+        modules
+            Modules the coming tasks need (default: a batch run's per-sample steps).
+        """
+        if self.scheduler or self.workers <= 1 or self._pool is not None:
+            return  # in process, on Dask, or started already
+        self._pool = _new_pool(self.workers)
+        with _caller_script_hidden():  # submit() starts the worker processes
+            for _ in range(self.workers):
+                self._pool.submit(_import_modules, tuple(modules))
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the worker processes (or close the Dask client).
+
+        Parameters
+        ----------
+        wait
+            Wait for the workers to exit (default). ``False`` returns at once and lets
+            them finish the task they are on: only for tasks that write nothing, e.g.
+            the imports of :meth:`start` when a run stops before its first wave.
+        """
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
         if self._client is not None:
             self._client.close()
@@ -377,6 +413,12 @@ class SampleExecutor:
                 yield TaskOutcome(key, None, exc, traceback.format_exc())
             finally:
                 fut.release()
+
+
+def _import_modules(names: tuple[str, ...]) -> None:
+    """A worker's first task after :meth:`SampleExecutor.start`: import what tasks need."""
+    for name in names:
+        importlib.import_module(name)
 
 
 def _init_worker(level: int, threads: int) -> None:

@@ -119,3 +119,26 @@ def test_mmap_threshold_is_restored_only_under_a_malloc_tunable(monkeypatch):
     glibc = platform.libc_ver()[0] == "glibc"
     assert parallel.restore_adaptive_mmap_threshold() is glibc
     assert parallel.restore_adaptive_mmap_threshold() is glibc  # once per process
+
+
+def _has_module(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_started_workers_run_the_same_and_leave_failed_imports_to_tasks(workers: int) -> None:
+    """start() imports ahead of the tasks; a module it cannot import fails no task."""
+    with parallel.SampleExecutor(workers=workers) as ex:
+        ex.start(("colorsys", "nkflow_no_such_module"))
+        out = {o.key: o.value for o in ex.map(_square_or_fail, ITEMS)}
+    assert out == {f"s{i}": i * i for i in range(6)}
+
+
+def test_a_second_start_submits_nothing() -> None:
+    with parallel.SampleExecutor(workers=2) as ex:
+        ex.start(("colorsys",))
+        ex.start(("wave",))  # the workers run already
+        seen = [o.value for o in ex.map(_has_module, [(f"w{i}", "wave") for i in range(4)])]
+    assert seen == [False] * 4

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 import nkflow
 from nkflow.config import RunConfig, load_config
-from nkflow.exceptions import OutputExistsError
+from nkflow.exceptions import MetadataError, OutputExistsError
+from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import OutputFolder, product_record
 from nkflow.pipeline.sample import GATING_FIGURE, LEGACY_GATING_FIGURE
@@ -142,6 +143,41 @@ def test_qc_runs_once_per_file_and_tables_equal(
     assert len(unstim) and all(calls[str(s)] == 1 for s in unstim), calls
     assert set(calls.values()) == {1}, calls
     assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
+
+
+class _RecordedExecutor(SampleExecutor):
+    """An executor that records how it was closed (``wait`` of each close)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.closes: list[bool] = []
+
+    def close(self, *, wait: bool = True) -> None:
+        self.closes.append(wait)
+        super().close(wait=wait)
+
+
+def test_run_on_started_workers_gives_the_same_outputs_and_closes_them(
+    tiny_batch: Path, tiny_run, tmp_path: Path, fast_config: RunConfig
+) -> None:
+    """The CLI starts the workers before it imports the pipeline and hands them over."""
+    executor = _RecordedExecutor(workers=2)
+    executor.start()
+    result = run(tiny_batch, tmp_path / "out", config=fast_config, executor=executor)
+    assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
+    assert executor.closes[:1] == [True]  # by the run, once its tasks had ended
+
+
+def test_run_stopped_before_any_task_does_not_wait_for_starting_workers(
+    tmp_path: Path, fast_config: RunConfig
+) -> None:
+    (tmp_path / "empty").mkdir()
+    executor = _RecordedExecutor(workers=2)
+    executor.start()
+    with pytest.raises(MetadataError, match=r"no \*\.fcs"):
+        run(tmp_path / "empty", tmp_path / "out", config=fast_config, executor=executor)
+    assert executor.closes == [False]
+    assert not (tmp_path / "out").exists()
 
 
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:

@@ -109,6 +109,7 @@ def run(
     resume: bool = False,
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
+    executor: SampleExecutor | None = None,
 ) -> Results:
     """Run the whole pipeline on a batch and write tables, figures and the report.
 
@@ -129,6 +130,11 @@ def run(
     on_plan
         Called once with the batch's gating plan (:class:`~nkflow.pipeline.plan.BatchPlan`:
         the hierarchy each template applies to the panel) before any sample is processed.
+    executor
+        Where the per-sample work runs; default: a new one as ``config.execution`` says.
+        Pass one whose workers were started already (:meth:`SampleExecutor.start`, as
+        the CLI does before importing the pipeline) to overlap their start with this
+        process's. The run closes it when it ends.
 
     Returns
     -------
@@ -151,27 +157,37 @@ def run(
         own products cannot be written fails alone (its status row says why).
     """
     cfg = config or RunConfig()
-    out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
-    state = RunState(input_path, out, cfg, on_progress)
-    consistency = state.check_consistency()
-    state.plan = plan_batch(state.meta, cfg)  # no anchor in the panel: stop before any work
-    logger.info("gating plan:\n%s", state.plan.to_text())
-    if on_plan is not None:
-        on_plan(state.plan)
-    state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    if executor is None:
+        executor = SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler)
     try:
-        return _run_prepared(state, cfg, resume, consistency)
+        out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
+        state = RunState(input_path, out, cfg, on_progress)
+        consistency = state.check_consistency()
+        state.plan = plan_batch(state.meta, cfg)  # no anchor in the panel: stop before any work
+        logger.info("gating plan:\n%s", state.plan.to_text())
+        if on_plan is not None:
+            on_plan(state.plan)
+        executor.start()  # the workers import while the output folder is prepared
+        state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    except BaseException:
+        executor.close(wait=False)  # no task has run: the error is not held up by the start
+        raise
+    try:
+        return _run_prepared(state, cfg, resume, consistency, executor)
     finally:
         state.folder.release()
 
 
 def _run_prepared(
-    state: RunState, cfg: RunConfig, resume: bool, consistency: pd.DataFrame
+    state: RunState,
+    cfg: RunConfig,
+    resume: bool,
+    consistency: pd.DataFrame,
+    executor: SampleExecutor,
 ) -> Results:
     """The steps of :func:`run` once the output folder is prepared and locked."""
     out = state.folder.root
     state.skip_controls()
-    ex = cfg.execution
     tables: dict[str, pd.DataFrame] = {}
     clustering = None
     caveats = ""
@@ -181,7 +197,7 @@ def _run_prepared(
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
     input_hashes = hashing.submit(_input_hashes, state.meta.copy())
     hashing.shutdown(wait=False)
-    with SampleExecutor(workers=ex.workers, scheduler=ex.scheduler) as executor:
+    with executor:
         state.executor = executor
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         state.run_samples(thresholds, resume)
