@@ -22,6 +22,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -255,13 +257,18 @@ class SampleExecutor:
         Parameters
         ----------
         wait
-            Wait for the workers to exit (default). ``False`` returns at once and lets
-            them finish the task they are on: only for tasks that write nothing, e.g.
-            the imports of :meth:`start` when a run stops before its first wave.
+            Let the workers finish the task they are on and wait for them to exit
+            (default). ``False`` stops them at once, whatever they are doing: only for
+            tasks that write nothing, e.g. the imports of :meth:`start` when a run stops
+            on bad input before its first wave (its error then waits for no import).
         """
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            # the pool's processes (a private attribute of concurrent.futures, 3.11-3.13)
+            workers = [] if wait else list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=wait, cancel_futures=True)
+            for process in workers:
+                process.terminate()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -421,19 +428,36 @@ def _import_modules(names: tuple[str, ...]) -> None:
         importlib.import_module(name)
 
 
+def _exit_without_parent(parent: int, every: float = 1.0) -> None:
+    """Stop this worker once the process that started it is gone.
+
+    A pool's worker waits for its next task on a pipe it holds both ends of, so it never
+    sees its parent die: a run killed by SIGKILL or the out-of-memory killer left its
+    workers (a few hundred MB each) waiting for ever. Run on a daemon thread.
+    """
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
 def _init_worker(level: int, threads: int) -> None:
     """Worker logging and threads: the parent's level, no last-resort printing to stderr.
 
     A spawned worker has no handlers, so Python's last-resort handler would print every
     warning to the terminal. The sample's warnings reach the parent in its summary.
     ``threads`` is the worker's share of the cores for the per-event numpy work
-    (:mod:`nkflow._threads`).
+    (:mod:`nkflow._threads`). The worker ends itself when its parent process is gone
+    (:func:`_exit_without_parent`).
     """
     set_default_threads(threads)
     root = logging.getLogger("nkflow")
     root.setLevel(level)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
+    watch = threading.Thread(
+        target=_exit_without_parent, args=(os.getppid(),), name="nkflow-parent", daemon=True
+    )
+    watch.start()
 
 
 def _new_pool(n: int) -> ProcessPoolExecutor:

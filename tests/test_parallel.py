@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,47 @@ def test_a_second_start_submits_nothing() -> None:
         ex.start(("wave",))  # the workers run already
         seen = [o.value for o in ex.map(_has_module, [(f"w{i}", "wave") for i in range(4)])]
     assert seen == [False] * 4
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (no /proc entry, or a zombie nobody reaps in a container)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
+    """A run killed with SIGKILL (or by the OOM killer) leaves no worker behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "pid_helper.py").write_text("import os\n\ndef pid(_):\n    return os.getpid()\n")
+    script = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import pid_helper\n"
+        "from nkflow.parallel import SampleExecutor\n"
+        "ex = SampleExecutor(workers=2)\n"
+        "pids = {o.value for o in ex.map(pid_helper.pid, [('a', 0), ('b', 1), ('c', 2)])}\n"
+        "print(*sorted(pids), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers and not any(_gone(p) for p in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(_gone(p) for p in workers):
+        time.sleep(0.2)
+    left = [p for p in workers if not _gone(p)]
+    for p in left:  # do not leave them to the next test either
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"
