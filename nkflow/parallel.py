@@ -440,14 +440,15 @@ def _exit_without_parent(parent: int, every: float = 1.0) -> None:
     os._exit(1)
 
 
-def _init_worker(level: int, threads: int) -> None:
+def _init_worker(level: int, threads: int, parent: int) -> None:
     """Worker logging and threads: the parent's level, no last-resort printing to stderr.
 
     A spawned worker has no handlers, so Python's last-resort handler would print every
     warning to the terminal. The sample's warnings reach the parent in its summary.
     ``threads`` is the worker's share of the cores for the per-event numpy work
-    (:mod:`nkflow._threads`). The worker ends itself when its parent process is gone
-    (:func:`_exit_without_parent`).
+    (:mod:`nkflow._threads`). The worker ends itself when its parent process (pid
+    ``parent``, passed in: a parent killed while this worker started would already have
+    handed it to init) is gone (:func:`_exit_without_parent`).
     """
     set_default_threads(threads)
     root = logging.getLogger("nkflow")
@@ -455,7 +456,7 @@ def _init_worker(level: int, threads: int) -> None:
     if not root.handlers:
         root.addHandler(logging.NullHandler())
     watch = threading.Thread(
-        target=_exit_without_parent, args=(os.getppid(),), name="nkflow-parent", daemon=True
+        target=_exit_without_parent, args=(parent,), name="nkflow-parent", daemon=True
     )
     watch.start()
 
@@ -468,6 +469,7 @@ def _new_pool(n: int) -> ProcessPoolExecutor:
         initargs=(
             logging.getLogger("nkflow").getEffectiveLevel(),
             max(1, available_cores() // n),
+            os.getpid(),
         ),
     )
 

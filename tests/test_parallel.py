@@ -170,6 +170,8 @@ def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
         "from nkflow.parallel import SampleExecutor\n"
         "ex = SampleExecutor(workers=2)\n"
         "pids = {o.value for o in ex.map(pid_helper.pid, [('a', 0), ('b', 1), ('c', 2)])}\n"
+        "import multiprocessing\n"
+        "pids |= {p.pid for p in multiprocessing.active_children()}  # idle ones too\n"
         "print(*sorted(pids), flush=True)\n"
         "time.sleep(600)\n"
     )
