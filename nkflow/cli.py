@@ -182,7 +182,8 @@ def run(
     """Run the whole pipeline on a folder of FCS files or a metadata sheet (CSV)."""
     _setup_logging(verbose, quiet)
     from .config import load_config, replace_values
-    from .parallel import SampleExecutor
+    from .pipeline import default_out_dir
+    from .pipeline import run as run_pipeline
 
     if force and resume:
         _usage_error("--force and --resume exclude each other")
@@ -206,14 +207,6 @@ def run(
     except ConfigError as exc:
         _usage_error(str(exc))
     _validate_panel(config.panel)
-    # the workers import nkflow's pipeline while this process does the same (~2 s each)
-    executor = SampleExecutor(
-        workers=config.execution.workers, scheduler=config.execution.scheduler
-    )
-    executor.start()
-    from .pipeline import default_out_dir
-    from .pipeline import run as run_pipeline
-
     out_dir = out if out is not None else default_out_dir(input_path)
     progress = None if quiet else _ProgressBars()
     try:
@@ -225,7 +218,6 @@ def run(
             resume=resume,
             on_progress=progress,
             on_plan=None if quiet else _print_plan,
-            executor=executor,
         )
     except PanelMismatchError as exc:
         if progress is not None:
@@ -240,7 +232,6 @@ def run(
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
     finally:
-        executor.close(wait=False)  # the run closed it; else only the start's imports ran
         if progress is not None:
             progress.close()
     for failure in results.failures:

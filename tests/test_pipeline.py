@@ -14,8 +14,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import nkflow
-from nkflow.config import RunConfig, load_config
-from nkflow.exceptions import MetadataError, OutputExistsError
+from nkflow.config import RunConfig, load_config, replace_values
+from nkflow.exceptions import OutputExistsError
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import OutputFolder, product_record
@@ -145,39 +145,35 @@ def test_qc_runs_once_per_file_and_tables_equal(
     assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
 
 
-class _RecordedExecutor(SampleExecutor):
-    """An executor that records how it was closed (``wait`` of each close)."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.closes: list[bool] = []
-
-    def close(self, *, wait: bool = True) -> None:
-        self.closes.append(wait)
-        super().close(wait=wait)
-
-
-def test_run_on_started_workers_gives_the_same_outputs_and_closes_them(
-    tiny_batch: Path, tiny_run, tmp_path: Path, fast_config: RunConfig
+def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, monkeypatch
 ) -> None:
-    """The CLI starts the workers before it imports the pipeline and hands them over."""
-    executor = _RecordedExecutor(workers=2)
-    executor.start()
-    result = run(tiny_batch, tmp_path / "out", config=fast_config, executor=executor)
-    assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
-    assert executor.closes[:1] == [True]  # by the run, once its tasks had ended
+    """The workers start after the batch checks; an output folder that cannot be used
+    stops the run before any task, and the workers are stopped without waiting for them."""
+    import importlib
 
+    run_module = importlib.import_module("nkflow.pipeline.run")  # the module, not run()
+    made: list[SampleExecutor] = []
 
-def test_run_stopped_before_any_task_does_not_wait_for_starting_workers(
-    tmp_path: Path, fast_config: RunConfig
-) -> None:
-    (tmp_path / "empty").mkdir()
-    executor = _RecordedExecutor(workers=2)
-    executor.start()
-    with pytest.raises(MetadataError, match=r"no \*\.fcs"):
-        run(tmp_path / "empty", tmp_path / "out", config=fast_config, executor=executor)
-    assert executor.closes == [False]
-    assert not (tmp_path / "out").exists()
+    class Recorded(SampleExecutor):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.closes: list[bool] = []
+            made.append(self)
+
+        def close(self, *, wait: bool = True) -> None:
+            self.closes.append(wait)
+            super().close(wait=wait)
+
+    monkeypatch.setattr(run_module, "SampleExecutor", Recorded)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("not an nkflow folder")
+    config = replace_values(fast_config, {"execution.workers": 2})
+    with pytest.raises(OutputExistsError):
+        run(tiny_batch, out, config=config)
+    assert [e.closes for e in made] == [[False]]
+    assert (out / "notes.txt").read_text() == "not an nkflow folder"
 
 
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:

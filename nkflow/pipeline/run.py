@@ -109,7 +109,6 @@ def run(
     resume: bool = False,
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
-    executor: SampleExecutor | None = None,
 ) -> Results:
     """Run the whole pipeline on a batch and write tables, figures and the report.
 
@@ -130,11 +129,6 @@ def run(
     on_plan
         Called once with the batch's gating plan (:class:`~nkflow.pipeline.plan.BatchPlan`:
         the hierarchy each template applies to the panel) before any sample is processed.
-    executor
-        Where the per-sample work runs; default: a new one as ``config.execution`` says.
-        Pass one whose workers were started already (:meth:`SampleExecutor.start`, as
-        the CLI does before importing the pipeline) to overlap their start with this
-        process's. The run closes it when it ends.
 
     Returns
     -------
@@ -157,24 +151,24 @@ def run(
         own products cannot be written fails alone (its status row says why).
     """
     cfg = config or RunConfig()
-    if executor is None:
-        executor = SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
+    state = RunState(input_path, out, cfg, on_progress)
+    consistency = state.check_consistency()
+    state.plan = plan_batch(state.meta, cfg)  # no anchor in the panel: stop before any work
+    logger.info("gating plan:\n%s", state.plan.to_text())
+    if on_plan is not None:
+        on_plan(state.plan)
+    executor = SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler)
+    executor.start()  # the workers import nkflow (~2 s) while the output folder is prepared
     try:
-        out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
-        state = RunState(input_path, out, cfg, on_progress)
-        consistency = state.check_consistency()
-        state.plan = plan_batch(state.meta, cfg)  # no anchor in the panel: stop before any work
-        logger.info("gating plan:\n%s", state.plan.to_text())
-        if on_plan is not None:
-            on_plan(state.plan)
-        executor.start()  # the workers import while the output folder is prepared
         state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
     except BaseException:
-        executor.close(wait=False)  # no task has run: the error is not held up by the start
+        executor.close(wait=False)  # no task has run: stop the starting workers at once
         raise
     try:
         return _run_prepared(state, cfg, resume, consistency, executor)
     finally:
+        executor.close()  # closed already once the stages end, unless they did not start
         state.folder.release()
 
 
