@@ -267,8 +267,10 @@ def frequencies(
                 continue
             offsets = np.linspace(-0.18, 0.18, len(y)) if len(y) > 1 else np.zeros(1)
             x = gi + offsets
-            ax.scatter(x[~low], y[~low], s=18, color=colors[gi], zorder=3, linewidths=0)
-            ax.scatter(x[low], y[low], s=18, facecolors="none", edgecolors=colors[gi], zorder=3)
+            if (~low).any():
+                ax.scatter(x[~low], y[~low], s=18, color=colors[gi], zorder=3, linewidths=0)
+            if low.any():
+                ax.scatter(x[low], y[low], s=18, facecolors="none", edgecolors=colors[gi], zorder=3)
             finite = y[np.isfinite(y)]
             if finite.size:
                 med = float(np.median(finite))
