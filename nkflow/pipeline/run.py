@@ -32,6 +32,7 @@ from .sample import (
 )
 from .state import ProgressCallback, RunState
 from .steps import (
+    ANALYSED_ROLES,
     STIMULATION_LABILE_MARKERS,
     cluster_batch,
     is_stimulated,
@@ -159,7 +160,10 @@ def run(
     if on_plan is not None:
         on_plan(state.plan)
     executor = SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler)
-    executor.start()  # the workers import nkflow (~2 s) while the output folder is prepared
+    # the workers import nkflow (~2 s) while the output folder is prepared; with one sample
+    # the waves may all be single tasks, which run in this process (the pool starts lazily)
+    if int(state.meta["role"].isin(ANALYSED_ROLES).sum()) > 1:
+        executor.start()
     try:
         state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
     except BaseException:
