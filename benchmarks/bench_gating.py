@@ -36,6 +36,7 @@ import logging
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +56,14 @@ def _prepare(n_events: int, seed: int, workdir: Path):
     return adata
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
+def _best(fn, repeats: int) -> tuple[float, object]:
+    """Best wall time of ``repeats`` calls of ``fn``, and the last call's result."""
+    best, result = float("inf"), None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         best = min(best, time.perf_counter() - t0)
-    return best
+    return best, result
 
 
 def stages(adata, template: str, seed: int, repeats: int) -> None:
@@ -70,11 +72,11 @@ def stages(adata, template: str, seed: int, repeats: int) -> None:
     from nkflow.pipeline.sample import _gating_figure
     from nkflow.pl.gating import gate_grid
 
-    t_gate = _best(lambda: gate(adata, template, random_state=seed), repeats)
-    t_nob = _best(lambda: gate(adata, template, random_state=seed, n_boot=0), repeats)
+    t_gate, _ = _best(lambda: gate(adata, template, random_state=seed), repeats)
+    t_nob, _ = _best(lambda: gate(adata, template, random_state=seed, n_boot=0), repeats)
     gate(adata, template, random_state=seed)  # the figure shows the default gating
-    t_grid = _best(lambda: gate_grid(adata), repeats)
-    t_fig = _best(lambda: _gating_figure(adata), repeats)
+    t_grid, _ = _best(lambda: gate_grid(adata), repeats)
+    t_fig, _ = _best(lambda: _gating_figure(adata), repeats)
     print(f"per-sample stages, best of {repeats}:")
     print(f"  gate() with bootstrap CIs:   {t_gate:7.3f} s")
     print(f"  gate() n_boot=0:             {t_nob:7.3f} s  (intervals: {t_gate - t_nob:.3f} s)")
@@ -119,15 +121,13 @@ def main() -> None:
         if args.no_flowkit:
             return
         reps = max(1, args.ratio_repeats)
-        t_full = _best(lambda: gate(adata, args.template, random_state=args.seed), reps)
-        table = gate(adata, args.template, random_state=args.seed)
+        t_full, table = _best(lambda: gate(adata, args.template, random_state=args.seed), reps)
         pops = adata.uns["nkflow"]["gating"]["populations"]
         gates = [gate_from_dict(p["gate"]) for p in pops]
         print(f"populations: {len(gates)}  ({', '.join(g.id for g in gates)})")
 
         data = pd.DataFrame(adata.X, columns=list(adata.var_names), copy=False)
-        t_eval = _best(lambda: evaluate_gates(gates, data), reps)
-        nk_members = evaluate_gates(gates, data)
+        t_eval, nk_members = _best(lambda: evaluate_gates(gates, data), reps)
 
         import flowkit as fk
 
@@ -137,7 +137,8 @@ def main() -> None:
         strategy = _strategy(Path(xml).read_bytes(), Path(xml))
         sample = flowkit_sample_from_container(adata, "bench_blood")
         session = fk.Session(gating_strategy=strategy, fcs_samples=[sample])
-        t_fk = _best(lambda: session.analyze_samples(sample_id="bench_blood", use_mp=False), reps)
+        analyze = partial(session.analyze_samples, sample_id="bench_blood", use_mp=False)
+        t_fk, _ = _best(analyze, reps)
         fk_members, _ = gating_results_to_members(session.get_gating_results("bench_blood"), xml)
 
         from nkflow.gating.gatingml import population_names

@@ -187,11 +187,6 @@ def _check_keys(items: Sequence[tuple[str, Any]]) -> None:
         raise ValueError("map_samples: keys must be unique")
 
 
-#: What a batch run's tasks import in a worker (the per-sample steps and all they use);
-#: :meth:`SampleExecutor.start` imports it ahead of the first task.
-RUN_TASK_MODULES = ("nkflow.pipeline.sample",)
-
-
 class SampleExecutor:
     """Runs waves of per-sample tasks on workers that live as long as the executor.
 
@@ -230,7 +225,7 @@ class SampleExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, modules: Sequence[str] = RUN_TASK_MODULES) -> None:
+    def start(self, modules: Sequence[str]) -> None:
         """Start the local worker processes now and import ``modules`` in each.
 
         Returns at once: the workers import nkflow and its dependencies (about two
@@ -242,7 +237,7 @@ class SampleExecutor:
         Parameters
         ----------
         modules
-            Modules the coming tasks need (default: a batch run's per-sample steps).
+            Modules the coming tasks need (e.g. the module of their function).
         """
         if self.scheduler or self.workers <= 1 or self._pool is not None:
             return  # in process, on Dask, or started already

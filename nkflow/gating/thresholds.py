@@ -199,33 +199,7 @@ def density_fit(
     """
     if rule not in ("valley", "gmm", "mirror"):
         raise GatingError(f"density rule {rule!r}; valid: valley, gmm, mirror")
-    return _binned_rule(
-        values,
-        rule=rule,
-        min_prominence=1.0 if rule == "mirror" else min_prominence,
-        bw_adjust=bw_adjust,
-        unimodal=unimodal,
-        z=_z_for(percentile),
-        n_boot=n_boot,
-        random_state=random_state,
-        confidence=confidence,
-        between=between,
-    )
-
-
-def _binned_rule(
-    values: ArrayLike,
-    *,
-    rule: str,
-    min_prominence: float,
-    bw_adjust: float,
-    unimodal: str,
-    z: float,
-    n_boot: int,
-    random_state: int | np.random.Generator | None,
-    confidence: float,
-    between: str = "top2",
-) -> RuleFit:
+    z = _z_for(percentile)
     v = _clean(values)
     if v.size < 10:
         raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")

@@ -28,6 +28,7 @@ from .results import Results
 from .sample import (
     GATING_FIGURE,
     LEGACY_GATING_FIGURE,
+    process_sample,
     read_kept_events,
 )
 from .state import ProgressCallback, RunState
@@ -163,7 +164,7 @@ def run(
     # the workers import nkflow (~2 s) while the output folder is prepared; with one sample
     # the waves may all be single tasks, which run in this process (the pool starts lazily)
     if int(state.meta["role"].isin(ANALYSED_ROLES).sum()) > 1:
-        executor.start()
+        executor.start([process_sample.__module__])  # what the per-sample tasks import
     try:
         state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
     except BaseException:
