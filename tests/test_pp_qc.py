@@ -360,26 +360,55 @@ def test_cost_linear_in_channels() -> None:
     assert slope < 1.5  # time ~ channels^slope: linear 1, quadratic 2
 
 
-@pytest.mark.parametrize("case", ["continuous", "ties", "signed_zeros", "infinite", "constant"])
-def test_rank_signals_equal_mid_ranks_searched_per_event(case: str) -> None:
-    """Mean mid-ranks per bin equal the definition: (#ref < v + #ref <= v) / 2 / ref size."""
-    from nkflow.pp.timeqc import _bin_edges, _rank_signals
+RANK_CASES = ["continuous", "ties", "signed_zeros", "infinite", "nan", "constant", "sorted"]
 
+
+def rank_column(case: str, dtype: type, n: int = 30_000) -> np.ndarray:
     rng = np.random.default_rng(11)
-    n = 30_000
-    col = rng.normal(size=n).astype(np.float32)
+    col = rng.normal(size=n).astype(dtype)
     if case == "ties":
         col = np.round(col * 3)
     elif case == "signed_zeros":
         col[::3], col[1::7] = 0.0, -0.0
     elif case == "infinite":
         col[::17], col[::19] = np.inf, -np.inf
+    elif case == "nan":  # NaN of both signs: their bits order them first and last
+        col[::13], col[5::11] = np.nan, -np.nan
     elif case == "constant":
         col[:] = 2.0
+    elif case == "sorted":
+        col = np.sort(col)
+    return col
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", RANK_CASES)
+def test_sort_order_sorts_like_argsort(case: str, dtype: type) -> None:
+    """The radix order gives np.sort's values (NaN last); only equal values may swap."""
+    from nkflow.pp.timeqc import _sort_order
+
+    col = rank_column(case, dtype)
+    order = _sort_order(col)
+    assert np.array_equal(np.sort(order), np.arange(col.size))
+    np.testing.assert_array_equal(col[order], np.sort(col))  # NaN positions must match too
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", RANK_CASES)
+def test_rank_signals_equal_mid_ranks_searched_per_event(case: str, dtype: type) -> None:
+    """Mean mid-ranks per bin equal the definition: (#ref < v + #ref <= v) / 2 / ref size.
+
+    A NaN event ranks 1; a NaN in the reference counts in its size, below no value.
+    """
+    from nkflow.pp.timeqc import _bin_edges, _rank_signals
+
+    n = 30_000
+    col = rank_column(case, dtype, n)
     edges = _bin_edges(n, 300)
     means, se = _rank_signals(col[None, :], edges)
     ref = np.sort(col[:: max(1, n // 20_000)])
     u = (np.searchsorted(ref, col, "left") + np.searchsorted(ref, col, "right")) / 2 / ref.size
+    u[np.isnan(col)] = 1.0
     expected = np.add.reduceat(u, edges[:-1]) / np.diff(edges)
     np.testing.assert_allclose(means[:, 0], expected, rtol=0, atol=1e-12)
     epb = float(np.diff(edges)[:-1].min())
