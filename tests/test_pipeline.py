@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib
 import json
 import re
 import shutil
@@ -229,3 +230,40 @@ def test_resume_shows_the_gating_figure_each_sample_lists(
     assert stray not in shown
     assert sorted(shown) == sorted(rest)
     assert all(src.startswith("data:image/svg+xml") for src in shown.values())
+
+
+def test_input_hashes_read_files_in_stage_order(tmp_path: Path, monkeypatch) -> None:
+    """FMO tubes are read first, then unstimulated tubes, then the rest (the stages' order),
+    so the hashing thread brings files into the page cache before the workers open them;
+    the hashes keep the sheet's order and skip missing files."""
+    run_module = importlib.import_module("nkflow.pipeline.run")  # the module, not run()
+    sheet = [
+        ("a_stim.fcs", "stim", "stim"),
+        ("b_unstim.fcs", "unstim", "unstim"),
+        ("c_fmo.fcs", "fmo:AREG", "stim"),
+        ("d_missing.fcs", "unstim", "unstim"),
+        ("e_unstim.fcs", "unstim", "unstim"),
+        ("f_fmo.fcs", "fmo:CD69", "unstim"),
+    ]
+    for name, _, _ in sheet:
+        if name != "d_missing.fcs":
+            (tmp_path / name).write_bytes(name.encode())
+    meta = pd.DataFrame(
+        {
+            "file": [s[0] for s in sheet],
+            "path": [str(tmp_path / s[0]) for s in sheet],
+            "role": [s[1] for s in sheet],
+            "stimulation": [s[2] for s in sheet],
+        }
+    )
+    read: list[str] = []
+
+    def sha256(path: str) -> str:
+        read.append(Path(path).name)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(run_module, "file_sha256", sha256)
+    hashes = run_module._input_hashes(meta)
+    assert read == ["c_fmo.fcs", "f_fmo.fcs", "b_unstim.fcs", "e_unstim.fcs", "a_stim.fcs"]
+    assert list(hashes) == ["a_stim.fcs", "b_unstim.fcs", "c_fmo.fcs", "e_unstim.fcs", "f_fmo.fcs"]
+    assert hashes["c_fmo.fcs"] == hashlib.sha256(b"c_fmo.fcs").hexdigest()
