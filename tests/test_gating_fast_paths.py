@@ -157,6 +157,33 @@ def test_population_medians_equal_numpy_median(tiny_gated, threads: str, monkeyp
             assert got == expected, (pop, marker)
 
 
+@pytest.mark.parametrize("n_picked", [20_000, 20_001, 60_001])
+@pytest.mark.parametrize("case", ["normal", "ties", "infinite", "signed_zeros", "median_zero"])
+def test_bucket_medians_equal_partition_medians(n_picked: int, case: str, monkeypatch) -> None:
+    """Medians taken from one histogram bucket are the partition's bits and np.median's
+    values, also where the middle value is a zero of either sign (the partition decides)."""
+    from nkflow.gating import stats
+
+    assert n_picked >= stats._BUCKET_MIN  # the bucket path is the one tested
+    n_events = n_picked + 1_000
+    rng = np.random.default_rng(n_picked)
+    x = rng.normal(0.4, 0.2, (6, n_events)).astype(np.float32)
+    if case == "ties":
+        x = np.round(x * 20) / 20
+    elif case == "infinite":
+        x[:, ::7], x[:, 1::11] = np.inf, -np.inf
+    elif case == "signed_zeros":
+        x[:, ::3], x[:, 1::5] = 0.0, -0.0
+    elif case == "median_zero":  # most events zero, a quarter of them -0.0
+        x[:, : n_events * 2 // 3], x[:, : n_events // 4] = 0.0, -0.0
+    x = np.ascontiguousarray(rng.permuted(x, axis=1))
+    idx = np.sort(rng.choice(n_events, n_picked, replace=False))
+    got = stats._medians(x, idx, False)
+    monkeypatch.setattr(stats, "_BUCKET_MIN", 10**12)  # partition only
+    assert got.tobytes() == stats._medians(x, idx, False).tobytes()
+    np.testing.assert_array_equal(got, np.median(x[:, idx].astype(np.float64), axis=1))
+
+
 @pytest.mark.parametrize("n_rows", [0, 5, 8192, 8193, 70_001])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_marker_major_copy_equals_the_transposed_columns(n_rows: int, threads: int) -> None:
