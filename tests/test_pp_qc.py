@@ -383,12 +383,12 @@ def rank_column(case: str, dtype: type, n: int = 30_000) -> np.ndarray:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", RANK_CASES)
-def test_sort_order_sorts_like_argsort(case: str, dtype: type) -> None:
+def test_radix_argsort_sorts_like_argsort(case: str, dtype: type) -> None:
     """The radix order gives np.sort's values (NaN last); only equal values may swap."""
-    from nkflow.pp.timeqc import _sort_order
+    from nkflow._order import radix_argsort
 
     col = rank_column(case, dtype)
-    order = _sort_order(col)
+    order = radix_argsort(col)
     assert np.array_equal(np.sort(order), np.arange(col.size))
     np.testing.assert_array_equal(col[order], np.sort(col))  # NaN positions must match too
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._order import float_keys
 from .._threads import column_rows, thread_map
 from ..exceptions import LowEventCountWarning
 from ..io.fcs import sample_id
@@ -49,14 +50,13 @@ def _columns(x: Any, cols: Sequence[int]) -> tuple[np.ndarray, bool]:
 def _bucket_select(sub: np.ndarray, ranks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Values at sorted positions ``ranks`` of each float32 row (no NaN), and where zero.
 
-    Each float is mapped to an unsigned key of the same order; a histogram of the keys'
-    top 16 bits tells which bucket holds each rank, and only that bucket's values (a few
-    per cent of the row) are partitioned instead of the whole row: the same order
-    statistics. The second array flags rows where one of them is zero: a partition of the
-    row may give either sign of zero there, and the caller's partition decides it.
+    A histogram of the top 16 bits of the values' :func:`~nkflow._order.float_keys` tells
+    which bucket holds each rank, and only that bucket's values (a few per cent of the row)
+    are partitioned instead of the whole row: the same order statistics. The second array
+    flags rows where one of them is zero: a partition of the row may give either sign of
+    zero there, and the caller's partition decides it.
     """
-    key = sub.view(np.uint32) ^ ((sub.view(np.int32) >> 31).view(np.uint32) | np.uint32(1 << 31))
-    top = (key >> np.uint32(16)).astype(np.uint16)
+    top = (float_keys(sub) >> np.uint32(16)).astype(np.uint16)
     out = np.empty((sub.shape[0], len(ranks)), dtype=sub.dtype)
     for i in range(sub.shape[0]):
         counts = np.bincount(top[i], minlength=1 << 16)
