@@ -19,7 +19,7 @@ from .plan import plan_batch
 from .results import Results
 from .sample import load_sample
 from .state import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
-from .steps import ANALYSED_ROLES, is_stimulated
+from .steps import is_stimulated, sample_waves
 
 __all__ = ["gate_files"]
 
@@ -169,11 +169,9 @@ def _gate_template(
     state.plan = plan_batch(state.meta, cfg)
     thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
     frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
-    todo = state.meta[state.meta["role"].isin(ANALYSED_ROLES)]
-    stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_cuts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for _, row in pd.concat([todo[~stim], todo[stim]]).iterrows():
+    for _, row in pd.concat(sample_waves(state.meta)).iterrows():
         sid = str(row["sample_id"])
         task = state.task(sid)
         own = state.thresholds_for(row, thresholds)

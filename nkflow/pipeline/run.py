@@ -37,6 +37,7 @@ from .steps import (
     STIMULATION_LABILE_MARKERS,
     cluster_batch,
     is_stimulated,
+    reading_order,
     template_hashes,
 )
 from .tables import POPULATION_COLUMNS, order_columns
@@ -64,23 +65,17 @@ def default_out_dir(input_path: str | Path) -> Path:
 def _input_hashes(meta: pd.DataFrame) -> dict[str, str]:
     """SHA-256 of every input file of the sheet that exists, by its ``file`` entry.
 
-    The files are read in the order the stages read them (FMO tubes, then unstimulated
-    tubes, then the rest): hashed by a thread while the workers start and work, each file
-    then reaches the page cache a little before a worker opens it, which overlaps the
-    reads with computing when the files come from a cold disk or a network share. The
-    result keeps the sheet's order.
+    The files are read in the order the stages read them (:func:`reading_order`): hashed
+    by a thread while the workers start and work, each file then reaches the page cache
+    a little before a worker opens it, which overlaps the reads with computing when the
+    files come from a cold disk or a network share. The result keeps the sheet's order.
     """
-    rows = [row for _, row in meta.iterrows()]
-
-    def stage(row: pd.Series) -> int:
-        return 0 if str(row["role"]).startswith("fmo:") else 2 if is_stimulated(row) else 1
-
     found = {}
-    for i in sorted(range(len(rows)), key=lambda i: stage(rows[i])):  # stable: sheet order
-        row = rows[i]
+    for i in reading_order(meta):
+        row = meta.loc[i]
         if Path(row["path"]).is_file():
             found[i] = (str(row["file"]), file_sha256(row["path"]))
-    return dict(found[i] for i in sorted(found))
+    return dict(found[i] for i in meta.index if i in found)
 
 
 def _provenance(run: RunState, templates: dict[str, str], inputs: dict[str, str]) -> dict[str, Any]:

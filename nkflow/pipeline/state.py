@@ -22,7 +22,7 @@ from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
 from .plan import BatchPlan
 from .sample import SampleTask, process_control, process_sample
-from .steps import ANALYSED_ROLES, is_stimulated
+from .steps import fmo_tubes, is_stimulated, sample_waves
 from .tables import THRESHOLD_COLUMNS, add_linear_thresholds, order_columns
 
 __all__ = [
@@ -157,7 +157,7 @@ class RunState:
 
     def thresholds(self) -> pd.DataFrame:
         """Batch-level FMO thresholds, one worker task per FMO tube."""
-        fmo = self.meta[self.meta["role"].str.startswith("fmo:")]
+        fmo = fmo_tubes(self.meta)
         self.progress("controls", 0, len(fmo))
         items = []
         for sid in map(str, fmo["sample_id"]):
@@ -184,10 +184,8 @@ class RunState:
 
     def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
         """Process the analysed tubes: unstimulated ones first, then their stimulated partners."""
-        todo = self.meta[self.meta["role"].isin(ANALYSED_ROLES)]
-        stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
-        waves = [todo[~stim], todo[stim]]
-        total = len(todo)
+        waves = sample_waves(self.meta)
+        total = sum(len(wave) for wave in waves)
         done = 0
         self.progress("samples", 0, total)
         for wave in waves:

@@ -43,6 +43,32 @@ ANALYSED_ROLES = ("sample", "unstim", "stim", "positive_control")
 STIMULATION_LABILE_MARKERS = ("CD69", "CD62L", "CD16")
 
 
+def fmo_tubes(meta: pd.DataFrame) -> pd.DataFrame:
+    """The sheet's FMO tubes (``role = "fmo:<MARKER>"``): the controls stage's tubes."""
+    return meta[meta["role"].str.startswith("fmo:")]
+
+
+def sample_waves(meta: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The analysed tubes in the order they run: unstimulated ones, then stimulated ones.
+
+    A stimulated tube needs its unstimulated partner's results.
+    """
+    todo = meta[meta["role"].isin(ANALYSED_ROLES)]
+    stim = todo.apply(is_stimulated, axis=1) if len(todo) else pd.Series(dtype=bool)
+    return todo[~stim], todo[stim]
+
+
+def reading_order(meta: pd.DataFrame) -> list[Any]:
+    """Index labels of the sheet's rows in the order a run reads their files.
+
+    FMO tubes (:func:`fmo_tubes`), then the :func:`sample_waves` (the batch pool reads
+    unstimulated tubes of the first), then the rows no stage reads.
+    """
+    first = [*fmo_tubes(meta).index, *(i for wave in sample_waves(meta) for i in wave.index)]
+    taken = set(first)
+    return first + [i for i in meta.index if i not in taken]
+
+
 def choose_template(
     row: Mapping[str, Any],
     config: RunConfig,
