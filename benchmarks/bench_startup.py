@@ -8,8 +8,8 @@ Each run is a fresh process that imports nkflow and runs the whole pipeline on
 ``--input`` with 2 workers; the time from the process's start to the first finished task
 of each stage, and to the end, is read off the progress callback. A worker spends about
 two seconds importing nkflow before its first task: this shows where that start-up goes
-(``run()`` starts the workers once the batch is checked, so they import while the output
-folder is prepared). Compare with another checkout by putting it first on
+(``run()`` starts the workers before it imports the stages, so they import while this
+process imports the same libraries and checks the batch). Compare with another checkout by putting it first on
 ``PYTHONPATH``; the tables are the same either way (the test suite checks it).
 """
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 import nkflow
 from nkflow.config import RunConfig, load_config, replace_values
-from nkflow.exceptions import OutputExistsError
+from nkflow.exceptions import MetadataError, OutputExistsError
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import OutputFolder, product_record
@@ -146,13 +146,13 @@ def test_qc_runs_once_per_file_and_tables_equal(
     assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
 
 
+@pytest.mark.parametrize("problem", ["sheet", "output folder"])
 def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
-    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, monkeypatch
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, monkeypatch, problem: str
 ) -> None:
-    """The workers start after the batch checks; an output folder that cannot be used
-    stops the run before any task, and the workers are stopped without waiting for them."""
-    import importlib
-
+    """The workers start first (they import while the batch is checked); a sheet or an
+    output folder that cannot be used stops the run before any task, and the workers are
+    stopped without waiting for their imports."""
     run_module = importlib.import_module("nkflow.pipeline.run")  # the module, not run()
     made: list[SampleExecutor] = []
 
@@ -167,14 +167,27 @@ def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
             super().close(wait=wait)
 
     monkeypatch.setattr(run_module, "SampleExecutor", Recorded)
-    out = tmp_path / "out"
+    source, out = tiny_batch, tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("not an nkflow folder")
+    if problem == "sheet":
+        source = tmp_path / "metadata.csv"
+        source.write_text("sample_id,foo\nA,1\n", encoding="utf-8")  # no file column
+        out = tmp_path / "new"
     config = replace_values(fast_config, {"execution.workers": 2})
-    with pytest.raises(OutputExistsError):
-        run(tiny_batch, out, config=config)
+    error = MetadataError if problem == "sheet" else OutputExistsError
+    with pytest.raises(error):
+        run(source, out, config=config)
     assert [e.closes for e in made] == [[False]]
-    assert (out / "notes.txt").read_text() == "not an nkflow folder"
+    assert (tmp_path / "out" / "notes.txt").read_text() == "not an nkflow folder"
+    assert not (tmp_path / "new").exists()
+
+
+def test_workers_start_by_importing_the_module_of_the_sample_tasks() -> None:
+    from nkflow.pipeline.run import SAMPLE_TASKS_MODULE
+    from nkflow.pipeline.sample import pool_sample, process_sample
+
+    assert SAMPLE_TASKS_MODULE == process_sample.__module__ == pool_sample.__module__
 
 
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
@@ -236,7 +249,7 @@ def test_input_hashes_read_files_in_stage_order(tmp_path: Path, monkeypatch) -> 
     """FMO tubes are read first, then unstimulated tubes, then the rest (the stages' order),
     so the hashing thread brings files into the page cache before the workers open them;
     the hashes keep the sheet's order and skip missing files."""
-    run_module = importlib.import_module("nkflow.pipeline.run")  # the module, not run()
+    stages = importlib.import_module("nkflow.pipeline.stages")
     sheet = [
         ("a_stim.fcs", "stim", "stim"),
         ("b_unstim.fcs", "unstim", "unstim"),
@@ -262,8 +275,8 @@ def test_input_hashes_read_files_in_stage_order(tmp_path: Path, monkeypatch) -> 
         read.append(Path(path).name)
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
-    monkeypatch.setattr(run_module, "file_sha256", sha256)
-    hashes = run_module._input_hashes(meta)
+    monkeypatch.setattr(stages, "file_sha256", sha256)
+    hashes = stages._input_hashes(meta)
     assert read == ["c_fmo.fcs", "f_fmo.fcs", "b_unstim.fcs", "e_unstim.fcs", "a_stim.fcs"]
     assert list(hashes) == ["a_stim.fcs", "b_unstim.fcs", "c_fmo.fcs", "e_unstim.fcs", "f_fmo.fcs"]
     assert hashes["c_fmo.fcs"] == hashlib.sha256(b"c_fmo.fcs").hexdigest()

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from nkflow.config import ClusteringConfig, RunConfig
 from nkflow.pipeline.figures import score_figures
-from nkflow.pipeline.run import _comparisons, timepoint_order
+from nkflow.pipeline.stages import _comparisons, timepoint_order
 from nkflow.pipeline.steps import STIMULATION_LABILE_MARKERS, cluster_batch, is_stimulated
 from nkflow.pl.populations import frequencies, group_labels, group_order, phenotype_rows
 from nkflow.pl.score import repair_profile, repair_profiles

@@ -1,0 +1,338 @@
+"""The stages of a batch run, once :func:`nkflow.pipeline.run` has started its workers.
+
+:func:`prepare_batch` checks the sheet, the batch and the output folder before any work;
+:func:`run_prepared` then runs the stages in ARCHITECTURE.md's order (FMO controls, batch
+pool, samples, clustering, scoring, report) on the run's executor and writes the report,
+the configuration and, last, the provenance. This module imports most of nkflow and its
+dependencies (pandas, anndata, scipy, scikit-learn), so ``run`` imports it only after the
+worker processes have started importing the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import platform
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._version import __version__
+from ..config import RunConfig, config_to_dict, config_to_toml
+from ..io.write import write_table, write_text_atomic
+from ..parallel import SampleExecutor
+from ..tl.score import score, scoring_config_for
+from .figures import cluster_figures, population_figures, score_figures
+from .outdir import file_sha256
+from .plan import BatchPlan, plan_batch
+from .pooled import batch_stage
+from .results import Results
+from .sample import (
+    GATING_FIGURE,
+    LEGACY_GATING_FIGURE,
+    read_kept_events,
+)
+from .state import ProgressCallback, RunState
+from .steps import (
+    STIMULATION_LABILE_MARKERS,
+    cluster_batch,
+    is_stimulated,
+    reading_order,
+    template_hashes,
+)
+from .tables import POPULATION_COLUMNS, order_columns
+
+__all__ = ["prepare_batch", "run_prepared", "timepoint_order"]
+
+logger = logging.getLogger("nkflow.pipeline.run")
+
+DEPENDENCIES = ("flowkit", "flowio", "numpy", "pandas", "scipy", "scikit-learn", "anndata",
+                "matplotlib", "pyarrow")  # fmt: skip
+
+
+def _input_hashes(meta: pd.DataFrame) -> dict[str, str]:
+    """SHA-256 of every input file of the sheet that exists, by its ``file`` entry.
+
+    The files are read in the order the stages read them (:func:`reading_order`): hashed
+    by a thread while the workers start and work, each file then reaches the page cache
+    a little before a worker opens it, which overlaps the reads with computing when the
+    files come from a cold disk or a network share. The result keeps the sheet's order.
+    """
+    found = {}
+    for i in reading_order(meta):
+        row = meta.loc[i]
+        if Path(row["path"]).is_file():
+            found[i] = (str(row["file"]), file_sha256(row["path"]))
+    return dict(found[i] for i in meta.index if i in found)
+
+
+def _provenance(run: RunState, templates: dict[str, str], inputs: dict[str, str]) -> dict[str, Any]:
+    versions = {"nkflow": __version__, "python": platform.python_version()}
+    for dist in DEPENDENCIES:
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    # per analysed file: the technology read from it and the compensation/transform it got
+    preprocessing = {
+        str(run.row(sid)["file"]): {
+            "technology": (summary.get("technology") or {}).get("kind", ""),
+            "evidence": (summary.get("technology") or {}).get("evidence", []),
+            "compensation": (summary.get("compensation") or {}).get("source", ""),
+            "compensation_reason": (summary.get("compensation") or {}).get("reason", ""),
+            "transform": (summary.get("transform") or {}).get("kind", ""),
+            # the parameters of the first transformed channel (T/W/M/A, or the cofactor)
+            "transform_params": next(
+                iter(((summary.get("transform") or {}).get("params") or {}).values()), {}
+            ),
+        }
+        for sid, summary in sorted(run.summaries.items())
+    }
+    return {
+        "versions": versions,
+        "templates": templates,
+        "inputs_sha256": inputs,
+        "preprocessing": preprocessing,
+        "config": config_to_dict(run.config),
+        "input": str(run.input_path),
+    }
+
+
+def prepare_batch(
+    input_path: str | Path,
+    out: Path,
+    config: RunConfig,
+    *,
+    force: bool,
+    resume: bool,
+    on_progress: ProgressCallback | None,
+    on_plan: Callable[[BatchPlan], None] | None,
+) -> tuple[RunState, pd.DataFrame]:
+    """Check the sheet, the batch and its panel, then prepare and lock the output folder.
+
+    Parameters are those of :func:`nkflow.pipeline.run`. Raises its errors before any work.
+
+    Returns
+    -------
+    tuple of RunState and pandas.DataFrame
+        The run's state (its folder locked: :meth:`OutputFolder.release` it) and the
+        batch's consistency table.
+    """
+    state = RunState(input_path, out, config, on_progress)
+    consistency = state.check_consistency()
+    state.plan = plan_batch(state.meta, config)  # no anchor in the panel: stop before any work
+    logger.info("gating plan:\n%s", state.plan.to_text())
+    if on_plan is not None:
+        on_plan(state.plan)
+    state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    return state, consistency
+
+
+def run_prepared(
+    state: RunState,
+    cfg: RunConfig,
+    resume: bool,
+    consistency: pd.DataFrame,
+    executor: SampleExecutor,
+) -> Results:
+    """The stages of :func:`nkflow.pipeline.run` once the output folder is prepared and locked."""
+    out = state.folder.root
+    state.skip_controls()
+    tables: dict[str, pd.DataFrame] = {}
+    clustering = None
+    caveats = ""
+    scoring_definitions: dict[str, Any] | None = None
+    # the inputs are hashed by a thread of this process, which otherwise mostly waits for
+    # the workers (hashlib and file reads release the GIL), not after the last sample
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
+    input_hashes = hashing.submit(_input_hashes, state.meta.copy())
+    hashing.shutdown(wait=False)
+    with executor:
+        state.executor = executor
+        thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
+        state.run_samples(thresholds, resume)
+        ok = state.ok_samples()
+        counts = state.gather("counts")
+        populations = order_columns(state.gather("populations"), POPULATION_COLUMNS)
+        scoring = cfg.scoring.enabled and not counts.empty
+        if scoring:  # the timepoint order of the scores and of the population figures
+            analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
+            definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
+            order = timepoint_order(state.meta, definitions.timepoint_order)
+            state.meta.attrs["timepoint_order"] = order
+        # the report's batch figures are drawn on a free core while this process goes on
+        pending = {
+            "populations": executor.submit(
+                population_figures, "population figures",
+                (populations, _report_metadata(state)),
+            )
+        }  # fmt: skip
+        if cfg.clustering.enabled and ok:
+            state.progress("clustering", 0, 1)
+            clusters = _cluster_stage(state, cfg, ok, executor)
+            if clusters is not None:
+                clustering = clusters.result
+                tables["clusters"] = clusters.abundance
+                tables["cluster_medians"] = clusters.medians
+                counts = pd.concat([counts, clusters.counts], ignore_index=True)
+                pending["clusters"] = executor.submit(
+                    cluster_figures, "cluster figures", (clustering, clusters.abundance)
+                )
+            state.progress("clustering", 1, 1)
+
+        if scoring:
+            state.progress("scoring", 0, 1)
+            counts = counts[counts["sample_id"].astype(str).isin(ok)]
+            result = score(counts, analysed, config=definitions)
+            names = _population_labels(clustering)
+            tables["scores"] = result.scores.assign(
+                label=result.scores["population"].map(names).fillna(result.scores["population"])
+            )
+            tables["flags"] = result.flags.assign(
+                label=result.flags["population"].map(names).fillna(result.flags["population"])
+            )
+            tables["controls"] = result.controls
+            tables["bright_dim"] = result.bright_dim
+            tables["comparisons"] = _comparisons(result.scores, order)
+            caveats = result.caveats
+            scoring_definitions = dataclasses.asdict(result.config)
+            pending["repair"] = executor.submit(score_figures, "repair figures", result)
+            state.progress("scoring", 1, 1)
+        drawn = {part: job.outcome() for part, job in pending.items()}
+
+    figures = _drawn_figures(drawn, ("clusters", "repair"))
+    tables["populations"] = populations
+    tables["thresholds"] = state.thresholds_table(thresholds)
+    tables["counts"] = counts
+    tables["qc"] = state.qc_table()
+    tables["status"] = state.status_table()
+    tables["consistency"] = consistency
+    for sid in ok:
+        # the figure the sample's result.json lists (a stale file from an earlier run is not)
+        listed = state.summaries[sid].get("products") or {}
+        for name in (GATING_FIGURE, LEGACY_GATING_FIGURE):
+            figure = state.folder.sample_dir(sid) / name
+            if name in listed and figure.is_file():
+                figures[f"gating_{sid}"] = figure.read_bytes()
+                break
+
+    figures.update(_drawn_figures(drawn, ("populations",)))  # after the gating figures
+
+    templates = template_hashes(sorted(set(state.plan.template_of.values())))
+    provenance = _provenance(state, templates, input_hashes.result())
+    provenance["gating_plan"] = state.plan.to_dict()
+    if cfg.gating.overrides:
+        provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
+    if scoring_definitions is not None:
+        provenance["scoring"] = scoring_definitions
+    from ..report import write_report
+
+    report = write_report(
+        out,
+        tables=tables,
+        metadata=_report_metadata(state),
+        figures=figures,
+        config=cfg,
+        provenance=provenance,
+        caveats=caveats,
+    )
+    write_text_atomic(out / "config.toml", config_to_toml(cfg), root=out)
+    # provenance last: with report.html it marks the folder as complete
+    write_text_atomic(
+        out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True), root=out
+    )
+    return Results(
+        out_dir=out,
+        config=cfg,
+        metadata=state.meta,
+        tables=tables,
+        caveats=caveats,
+        report_path=report,
+        clustering=clustering,
+    )
+
+
+def _cluster_stage(state: RunState, cfg: RunConfig, ok: list[str], executor: SampleExecutor) -> Any:
+    """Cluster the kept (NK) events of the samples that succeeded; map them on the workers.
+
+    Metaclusters must not split by stimulation: the SOM trains on the unstimulated tubes,
+    on markers stimulation does not move, and every tube (stimulated ones included) is
+    mapped. Returns :class:`~nkflow.pipeline.steps.BatchClusters` or None.
+    """
+    dirs = {sid: str(state.folder.sample_dir(sid)) for sid in ok}
+    loaders = {sid: functools.partial(read_kept_events, dirs[sid]) for sid in ok}
+    resting = {sid for sid in ok if _is_resting(state.row(sid))}
+    return cluster_batch(
+        loaders,
+        cfg,
+        on_assigned=functools.partial(_save_labels, str(state.folder.root), dirs),
+        fit_on=resting or None,
+        exclude_markers=STIMULATION_LABILE_MARKERS,
+        executor=executor,
+    )
+
+
+def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> None:
+    """A sample's metacluster labels, next to its other products (picklable for workers)."""
+    labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
+    write_table(labels, Path(dirs[sid]) / "metacluster", formats=("parquet",), root=out_root)
+
+
+def _population_labels(clustering: Any) -> dict[str, str]:
+    """``{"metacluster:3": "CD56bright CD16- CD69+ ..."}`` so tables say what a cluster is."""
+    if clustering is None:
+        return {}
+    return {f"metacluster:{k}": name for k, name in clustering.labels.items()}
+
+
+def _is_resting(row: pd.Series) -> bool:
+    """An unstimulated sample tube (not a stimulated tube, not the positive control)."""
+    return not is_stimulated(row) and str(row["role"]) != "positive_control"
+
+
+def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
+    """Timepoints in the configured order, then the rest in the sheet's order."""
+    seen = [str(t) for t in dict.fromkeys(meta.get("timepoint", pd.Series(dtype=str)))]
+    seen = [t for t in seen if t]
+    first = [str(t) for t in configured if str(t) in seen]
+    return first + [t for t in seen if t not in first]
+
+
+def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The first timepoint against each later one, per condition (and tissue kind, if known)."""
+    from ..tl.compare import compare_paired
+
+    if scores.empty or "timepoint" not in scores.columns:
+        return pd.DataFrame()
+    points = [t for t in order if t in set(scores["timepoint"].astype(str))]
+    if len(points) < 2:
+        return pd.DataFrame()
+    by = ["condition", "population"]
+    if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
+        by.insert(1, "tissue_kind")
+    frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _report_metadata(state: RunState) -> pd.DataFrame:
+    """The sheet as the report shows it (no file paths; ``attrs`` keep the timepoint order)."""
+    return state.meta.drop(columns=["path"], errors="ignore")
+
+
+def _drawn_figures(drawn: dict[str, Any], parts: tuple[str, ...]) -> dict[str, bytes]:
+    """PNG bytes of the figure tasks of ``parts`` that ran; a failure is only logged."""
+    out: dict[str, bytes] = {}
+    for part in parts:
+        outcome = drawn.get(part)
+        if outcome is not None and outcome.ok:
+            out.update(outcome.value)
+        elif outcome is not None:  # a figure must never fail the run
+            logger.warning("%s figures not drawn: %s", part, outcome.error)
+    return out
