@@ -144,7 +144,7 @@ def _tables_digest(out: Path) -> dict[str, str]:
     }
 
 
-def _one(mode: str, folder: Path, out: Path) -> None:
+def _one(mode: str, folder: Path, out: Path, settings: dict | None = None) -> None:
     """Child process: one timed ``nkflow.run``; prints a JSON line."""
     import logging
 
@@ -174,7 +174,7 @@ def _one(mode: str, folder: Path, out: Path) -> None:
     else:
         t_start = time.perf_counter()
         values = {"execution.workers": int(mode.rstrip("t"))}
-    cfg = replace_values(RunConfig(), values)
+    cfg = replace_values(RunConfig(), {**(settings or {}), **values})
     t0 = time.perf_counter()
     nkflow.run(folder, out, config=cfg, force=True, on_progress=progress)
     t1 = time.perf_counter()
@@ -205,9 +205,13 @@ def _one(mode: str, folder: Path, out: Path) -> None:
     }))  # fmt: skip
 
 
-def measure(mode: str, folder: Path, out: Path, code: str = "") -> dict:
-    """One child-process run; ``code``: a checkout put first on ``PYTHONPATH``."""
-    cmd = [sys.executable, __file__, "--_one", mode, "--_input", str(folder), "--_out", str(out)]
+def measure(
+    mode: str, folder: Path, out: Path, code: str = "", settings: dict | None = None
+) -> dict:
+    """One child-process run; ``code``: a checkout put first on ``PYTHONPATH``;
+    ``settings``: configuration values (``{"gating.bootstrap": 0}``)."""
+    cmd = [sys.executable, __file__, "--_one", mode, "--_input", str(folder), "--_out", str(out),
+           "--_set", json.dumps(settings or {})]  # fmt: skip
     env = {**os.environ, "NKFLOW_NUM_THREADS": "1"} if mode.endswith("t") else dict(os.environ)
     if code:
         env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -374,6 +378,17 @@ def _compare(results: list[dict], others: list[dict], code: str) -> None:
             print(f"    {stage:26s} {o['stages'].get(stage, float('nan')):6.1f} -> {v:6.1f} s")
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``"gating.bootstrap=0"`` -> ``("gating.bootstrap", 0)`` (JSON values, else text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -387,7 +402,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="issue 18: batch preprocessing cost and the flowkit + flowsom pipeline",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration value for every nkflow run, e.g. gating.bootstrap=0 (repeatable)",
+    )
     ap.add_argument("--_one", default="")
+    ap.add_argument("--_set", default="{}")
     ap.add_argument("--_peer", default="")
     ap.add_argument("--_input", default="")
     ap.add_argument("--_out", default="")
@@ -402,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                                   plan["seed"], work / f"nk_{args._peer}.npz")))  # fmt: skip
         return 0
     if args._one:
-        _one(args._one, Path(args._input), Path(args._out))
+        _one(args._one, Path(args._input), Path(args._out), json.loads(args._set))
         return 0
+    settings = dict(_setting(text) for text in args.set)
     folder = make_batch(args.events)
     n_events = _batch_events(folder)
     n_files = len(list(folder.glob("*.fcs")))
@@ -414,9 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     others = []
     for mode in modes:
         if args.against:
-            others.append(measure(mode, folder, OUT / f"pipeline_{mode}_against", args.against))
+            others.append(measure(mode, folder, OUT / f"pipeline_{mode}_against", args.against,
+                                  settings))  # fmt: skip
             print(f"{mode} ({args.against}): {others[-1]['wall']:.1f} s", flush=True)
-        results.append(measure(mode, folder, OUT / f"pipeline_{mode}"))
+        results.append(measure(mode, folder, OUT / f"pipeline_{mode}", settings=settings))
         r = results[-1]
         print(f"{mode}: {r['wall']:.1f} s", flush=True)
     if results:

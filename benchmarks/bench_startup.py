@@ -9,8 +9,8 @@ Each run is a fresh process that imports nkflow and runs the whole pipeline on
 of each stage, and to the end, is read off the progress callback. A worker spends about
 two seconds importing nkflow before its first task: this shows where that start-up goes
 (``run()`` starts the workers before it imports the stages, so they import while this
-process imports the same libraries and checks the batch). Compare with another checkout by putting it first on
-``PYTHONPATH``; the tables are the same either way (the test suite checks it).
+process imports the same libraries and checks the batch). Compare with another checkout by
+putting it first on ``PYTHONPATH``; the tables are the same either way (the test suite checks it).
 """
 
 from __future__ import annotations

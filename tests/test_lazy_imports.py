@@ -73,8 +73,16 @@ def test_nkflow_help_loads_no_heavy_dependency() -> None:
     assert _heavy_loaded(code) == []
 
 
+def test_run_starts_its_workers_before_any_heavy_import() -> None:
+    """``run`` starts the workers first: its module loads none of what they import."""
+    assert _heavy_loaded("import nkflow as nk\nnk.run") == []
+
+
 def test_gating_and_run_load_no_matplotlib_until_a_figure_is_drawn() -> None:
-    loaded = _heavy_loaded("import nkflow as nk\nnk.gating.gate\nnk.run")
+    """A run's main process gets its figures as bytes from the workers."""
+    code = ("import nkflow as nk\nnk.gating.gate\nnk.run\nimport nkflow.pipeline.stages\n"
+            "from nkflow.report import write_report")  # fmt: skip
+    loaded = _heavy_loaded(code)
     assert "matplotlib" not in loaded
     assert "matplotlib" in _heavy_loaded("import nkflow as nk\nnk.pl.gate_grid")
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from ..io.metadata import is_stimulated
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["frequencies", "frequency_heatmap", "group_labels", "group_order", "phenotype_rows"]
 
@@ -187,8 +189,19 @@ def _populations_shown(table: pd.DataFrame, show: Sequence[str] | None) -> list[
     return (kept or names)[:_MAX_PANELS]
 
 
+def _new_figure(**kwargs: Any) -> Figure:
+    """A new matplotlib Figure.
+
+    matplotlib is imported here, not with the module: the report uses the table helpers
+    above without drawing.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _empty_figure(message: str) -> Figure:
-    fig = Figure(figsize=(5, 1.2))
+    fig = _new_figure(figsize=(5, 1.2))
     ax = fig.subplots()
     ax.axis("off")
     ax.text(0.5, 0.5, _plain(message), ha="center", va="center", fontsize=11, color="0.4")
@@ -250,7 +263,7 @@ def frequencies(
     ncols = max(1, min(ncols, len(names)))
     nrows = math.ceil(len(names) / ncols)
     width_per = max(2.4, 0.55 * len(groups) + 1.2)
-    fig = Figure(figsize=(width_per * ncols, 2.5 * nrows + 0.4), layout="constrained")
+    fig = _new_figure(figsize=(width_per * ncols, 2.5 * nrows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     colors = [f"C{i % 10}" for i in range(len(groups))]
     for ax, name in zip(axes, names, strict=False):
@@ -359,7 +372,7 @@ def frequency_heatmap(
             .fillna(False)
             .astype(bool)
         )
-    fig = Figure(
+    fig = _new_figure(
         figsize=(1.0 + 0.62 * len(names) + 2.2, 1.2 + 0.28 * len(samples)),
         layout="constrained",
     )
@@ -373,6 +386,8 @@ def frequency_heatmap(
     groups = dict(zip(order["sample_id"], order["_group"], strict=True))
     ax.set_yticklabels([_plain(f"{s}  ({groups[s]})") for s in samples], fontsize=8)
     if low is not None:
+        from matplotlib.patches import Rectangle
+
         rows, cols = np.nonzero(low.to_numpy())
         for r, c in zip(rows, cols, strict=True):
             ax.add_patch(

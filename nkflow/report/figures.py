@@ -24,13 +24,16 @@ import base64
 import binascii
 import io
 import re
+import sys
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CAPTIONS",
@@ -129,6 +132,16 @@ CAPTIONS = {
 }
 
 
+def _is_figure(obj: object) -> bool:
+    """True for a matplotlib Figure; bytes need no matplotlib import.
+
+    A batch run's figures arrive as bytes, and an object can only be a Figure once
+    matplotlib is imported.
+    """
+    module = sys.modules.get("matplotlib.figure")
+    return module is not None and isinstance(obj, module.Figure)
+
+
 def figure_png(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:
     """Encode a figure as PNG bytes that are identical for identical figures.
 
@@ -157,7 +170,7 @@ def figure_png(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:
         if not data.startswith(_PNG_MAGIC):
             raise TypeError("figure bytes are not a PNG file (bad signature)")
         return data
-    if not isinstance(figure, Figure):
+    if not _is_figure(figure):
         raise TypeError(
             f"figure must be a matplotlib Figure or PNG bytes, got {type(figure).__name__}"
         )
@@ -213,7 +226,7 @@ def figure_bytes(figure: Figure | bytes, *, dpi: int = PNG_DPI) -> bytes:
         data = bytes(figure)
         figure_format(data)
         return data
-    if not isinstance(figure, Figure):
+    if not _is_figure(figure):
         raise TypeError(
             "figure must be a matplotlib Figure, PNG bytes or SVG bytes, "
             f"got {type(figure).__name__}"

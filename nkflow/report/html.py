@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
-from ..pl import populations as pl_populations
 from .figures import FigureItem, encode_figures, figure_png
 from .findings import findings_section
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
@@ -31,6 +29,9 @@ from .sections import (
 )
 from .style import CSP, CSS
 from .tables import definition_list, esc, html_table, is_empty
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["KNOWN_TABLES", "population_figures", "render_html"]
 
@@ -69,6 +70,8 @@ def population_figures(
     """
     if is_empty(populations) or "percent_of_parent" not in populations.columns:
         return {}
+    from ..pl import populations as pl_populations  # matplotlib: only when drawn here
+
     return {
         "populations_by_tissue_timepoint": pl_populations.frequencies(populations, metadata),
         "populations_heatmap": pl_populations.frequency_heatmap(populations, metadata),

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..io.write import (
     ensure_folder,
@@ -25,6 +24,9 @@ from ..io.write import (
 from .figures import figure_bytes, figure_format
 from .html import population_figures, render_html
 from .tables import parquet_safe
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["write_report"]
 
