@@ -218,6 +218,7 @@ class SampleExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._client: Any = None
         self._wave = 0
+        self._exiting: threading.Thread | None = None
 
     def __enter__(self) -> SampleExecutor:
         return self
@@ -267,6 +268,25 @@ class SampleExecutor:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._exiting is not None and wait:
+            self._exiting.join()
+            self._exiting = None
+
+    def close_in_background(self) -> None:
+        """Let the worker processes exit while this process goes on; :meth:`close` waits.
+
+        For when every task's outcome has been collected, e.g. before a run writes its
+        report: a worker takes about half a second to exit (it frees its heap), which
+        then overlaps this process's own work. A later :meth:`map` or :meth:`submit`
+        starts new workers. Nothing happens in process or on Dask.
+        """
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if self._exiting is not None:
+            self._exiting.join()  # one exiting pool at a time
+        self._exiting = threading.Thread(target=pool.shutdown, name="nkflow-workers-exit")
+        self._exiting.start()
 
     def map(
         self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]

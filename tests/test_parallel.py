@@ -154,6 +154,31 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
+def _pid(arg: object) -> int:
+    return os.getpid()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_exit_in_the_background_and_close_waits_for_them(workers: int) -> None:
+    """close_in_background() lets the workers go while the caller works on; a later wave
+    gets new workers; close() returns once every worker has exited."""
+    ex = parallel.SampleExecutor(workers=workers)
+    first = {o.value for o in ex.map(_pid, ITEMS)}
+    ex.close_in_background()
+    second = {o.value for o in ex.map(_pid, ITEMS)}
+    assert {o.key: o.value for o in ex.map(_square_or_fail, ITEMS)} == {
+        f"s{i}": i * i for i in range(6)
+    }
+    ex.close_in_background()
+    ex.close()
+    if workers == 1:  # in process: nothing to stop
+        assert first == second == {os.getpid()}
+    else:
+        assert os.getpid() not in first | second and not first & second
+        assert all(_gone(pid) for pid in first | second)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
 def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
     """A run killed with SIGKILL (or by the OOM killer) leaves no worker behind."""

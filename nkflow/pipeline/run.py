@@ -108,5 +108,5 @@ def run(
     try:
         return run_prepared(state, cfg, resume, consistency, executor)
     finally:
-        executor.close()  # closed already once the stages end, unless they did not start
+        executor.close()  # waits for the workers, which exit in the background once the stages end
         state.folder.release()

@@ -153,58 +153,60 @@ def run_prepared(
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
     input_hashes = hashing.submit(_input_hashes, state.meta.copy())
     hashing.shutdown(wait=False)
-    with executor:
-        state.executor = executor
-        thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
-        state.run_samples(thresholds, resume)
-        ok = state.ok_samples()
-        counts = state.gather("counts")
-        populations = order_columns(state.gather("populations"), POPULATION_COLUMNS)
-        scoring = cfg.scoring.enabled and not counts.empty
-        if scoring:  # the timepoint order of the scores and of the population figures
-            analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
-            definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
-            order = timepoint_order(state.meta, definitions.timepoint_order)
-            state.meta.attrs["timepoint_order"] = order
-        # the report's batch figures are drawn on a free core while this process goes on
-        pending = {
-            "populations": executor.submit(
-                population_figures, "population figures",
-                (populations, _report_metadata(state)),
+    state.executor = executor
+    thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
+    state.run_samples(thresholds, resume)
+    ok = state.ok_samples()
+    counts = state.gather("counts")
+    populations = order_columns(state.gather("populations"), POPULATION_COLUMNS)
+    scoring = cfg.scoring.enabled and not counts.empty
+    if scoring:  # the timepoint order of the scores and of the population figures
+        analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
+        definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
+        order = timepoint_order(state.meta, definitions.timepoint_order)
+        state.meta.attrs["timepoint_order"] = order
+    # the report's batch figures are drawn on a free core while this process goes on
+    pending = {
+        "populations": executor.submit(
+            population_figures, "population figures",
+            (populations, _report_metadata(state)),
+        )
+    }  # fmt: skip
+    if cfg.clustering.enabled and ok:
+        state.progress("clustering", 0, 1)
+        clusters = _cluster_stage(state, cfg, ok, executor)
+        if clusters is not None:
+            clustering = clusters.result
+            tables["clusters"] = clusters.abundance
+            tables["cluster_medians"] = clusters.medians
+            counts = pd.concat([counts, clusters.counts], ignore_index=True)
+            pending["clusters"] = executor.submit(
+                cluster_figures, "cluster figures", (clustering, clusters.abundance)
             )
-        }  # fmt: skip
-        if cfg.clustering.enabled and ok:
-            state.progress("clustering", 0, 1)
-            clusters = _cluster_stage(state, cfg, ok, executor)
-            if clusters is not None:
-                clustering = clusters.result
-                tables["clusters"] = clusters.abundance
-                tables["cluster_medians"] = clusters.medians
-                counts = pd.concat([counts, clusters.counts], ignore_index=True)
-                pending["clusters"] = executor.submit(
-                    cluster_figures, "cluster figures", (clustering, clusters.abundance)
-                )
-            state.progress("clustering", 1, 1)
+        state.progress("clustering", 1, 1)
 
-        if scoring:
-            state.progress("scoring", 0, 1)
-            counts = counts[counts["sample_id"].astype(str).isin(ok)]
-            result = score(counts, analysed, config=definitions)
-            names = _population_labels(clustering)
-            tables["scores"] = result.scores.assign(
-                label=result.scores["population"].map(names).fillna(result.scores["population"])
-            )
-            tables["flags"] = result.flags.assign(
-                label=result.flags["population"].map(names).fillna(result.flags["population"])
-            )
-            tables["controls"] = result.controls
-            tables["bright_dim"] = result.bright_dim
-            tables["comparisons"] = _comparisons(result.scores, order)
-            caveats = result.caveats
-            scoring_definitions = dataclasses.asdict(result.config)
-            pending["repair"] = executor.submit(score_figures, "repair figures", result)
-            state.progress("scoring", 1, 1)
-        drawn = {part: job.outcome() for part, job in pending.items()}
+    if scoring:
+        state.progress("scoring", 0, 1)
+        counts = counts[counts["sample_id"].astype(str).isin(ok)]
+        result = score(counts, analysed, config=definitions)
+        names = _population_labels(clustering)
+        tables["scores"] = result.scores.assign(
+            label=result.scores["population"].map(names).fillna(result.scores["population"])
+        )
+        tables["flags"] = result.flags.assign(
+            label=result.flags["population"].map(names).fillna(result.flags["population"])
+        )
+        tables["controls"] = result.controls
+        tables["bright_dim"] = result.bright_dim
+        tables["comparisons"] = _comparisons(result.scores, order)
+        caveats = result.caveats
+        scoring_definitions = dataclasses.asdict(result.config)
+        pending["repair"] = executor.submit(score_figures, "repair figures", result)
+        state.progress("scoring", 1, 1)
+    drawn = {part: job.outcome() for part, job in pending.items()}
+    # every task is done: the workers exit (~0.5 s each) while the report is written;
+    # run() waits for them at the end
+    executor.close_in_background()
 
     figures = _drawn_figures(drawn, ("clusters", "repair"))
     tables["populations"] = populations
