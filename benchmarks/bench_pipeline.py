@@ -56,7 +56,9 @@ functions in ``peer_pipeline.py``):
 nkflow first on ``PYTHONPATH`` (e.g. an ``git archive`` of the commit before a change),
 alternating the two so both see the same machine load, and prints both timings per
 stage and whether every CSV table is byte-identical between the two codes (issue 18:
-speedups must not change any output).
+speedups must not change any output). ``--pairs N`` runs N such pairs and swaps which
+code goes first from one pair to the next: on the shared VM the second run of a pair was
+1-3 s slower than the first whichever code it was, so one pair favours the code run first.
 
 ``--rss-1m K`` (default 0: skipped) simulates K files of 1,000,000 events (2 donors x
 blood x pre/post x unstim/stim per 8) and runs them with 2 workers, printing the peak RSS
@@ -70,6 +72,7 @@ import hashlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -367,15 +370,25 @@ def _report(results: list[dict], n_events: int, n_files: int) -> None:
         print(f"throughput dask(2) / {base_label} = {dask_ratio:.2f}x")
 
 
-def _compare(results: list[dict], others: list[dict], code: str) -> None:
-    """This checkout against ``code``, configuration by configuration."""
-    print(f"\nagainst {code}:")
-    for r, o in zip(results, others, strict=True):
+def _compare(pairs: list[tuple[dict, dict, bool]], code: str) -> None:
+    """This checkout against ``code``: every pair, then the medians per configuration."""
+    print(f"\nagainst {code} (other -> this checkout):")
+    for r, o, other_first in pairs:
         same = "identical" if r["tables"] == o["tables"] else "DIFFERENT"
-        print(f"  {r['mode']}: wall {o['wall']:.1f} -> {r['wall']:.1f} s, cpu {o['cpu']:.1f} -> "
-              f"{r['cpu']:.1f} s; {len(r['tables'])} CSV tables {same}")  # fmt: skip
+        first = "other" if other_first else "this"
+        print(f"  {r['mode']} ({first} first): wall {o['wall']:.1f} -> {r['wall']:.1f} s, "
+              f"cpu {o['cpu']:.1f} -> {r['cpu']:.1f} s; {len(r['tables'])} CSV tables "
+              f"{same}")  # fmt: skip
         for stage, v in r["stages"].items():
             print(f"    {stage:26s} {o['stages'].get(stage, float('nan')):6.1f} -> {v:6.1f} s")
+    for mode in dict.fromkeys(r["mode"] for r, _, _ in pairs):
+        mine = [(r["wall"], r["cpu"]) for r, _, _ in pairs if r["mode"] == mode]
+        theirs = [(o["wall"], o["cpu"]) for r, o, _ in pairs if r["mode"] == mode]
+        if len(mine) > 1:
+            ow, oc = (statistics.median(v) for v in zip(*theirs, strict=True))
+            mw, mc = (statistics.median(v) for v in zip(*mine, strict=True))
+            print(f"  {mode}: median of {len(mine)} pairs, wall {ow:.1f} -> {mw:.1f} s, "
+                  f"cpu {oc:.1f} -> {mc:.1f} s")  # fmt: skip
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -397,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", type=int, default=4)
     ap.add_argument("--rss-1m", type=int, default=0)
     ap.add_argument("--against", default="", help="another nkflow checkout to compare with")
+    ap.add_argument(
+        "--pairs", type=int, default=1, help="--against: runs per code, taking turns going first"
+    )
     ap.add_argument(
         "--peer-pipeline",
         action="store_true",
@@ -435,19 +451,28 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.workers.split(",") if m.strip()]
     if args.dask:
         modes.append("dask")
-    others = []
+    pairs: list[tuple[dict, dict, bool]] = []
     for mode in modes:
-        if args.against:
-            others.append(measure(mode, folder, OUT / f"pipeline_{mode}_against", args.against,
-                                  settings))  # fmt: skip
-            print(f"{mode} ({args.against}): {others[-1]['wall']:.1f} s", flush=True)
-        results.append(measure(mode, folder, OUT / f"pipeline_{mode}", settings=settings))
-        r = results[-1]
-        print(f"{mode}: {r['wall']:.1f} s", flush=True)
+        if not args.against:
+            results.append(measure(mode, folder, OUT / f"pipeline_{mode}", settings=settings))
+            print(f"{mode}: {results[-1]['wall']:.1f} s", flush=True)
+            continue
+        for number in range(max(1, args.pairs)):
+            other_first = number % 2 == 0
+            runs = {}
+            for which in ("other", "this") if other_first else ("this", "other"):
+                code, name = (args.against, "_against") if which == "other" else ("", "")
+                runs[which] = measure(mode, folder, OUT / f"pipeline_{mode}{name}", code,
+                                      settings)  # fmt: skip
+                print(f"{mode} ({code or 'this checkout'}): {runs[which]['wall']:.1f} s",
+                      flush=True)  # fmt: skip
+            pairs.append((runs["this"], runs["other"], other_first))
+        mine = [r for r, _, _ in pairs if r["mode"] == mode]
+        results.append(sorted(mine, key=lambda r: r["wall"])[(len(mine) - 1) // 2])  # median
     if results:
         _report(results, n_events, n_files)
-    if others:
-        _compare(results, others, args.against)
+    if pairs:
+        _compare(pairs, args.against)
     if args.peers:
         peers(folder, args.peers)
     if args.peer_pipeline:
