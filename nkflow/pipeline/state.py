@@ -1,7 +1,8 @@
 """The state of one batch run: metadata, per-sample status and summaries, the steps.
 
-:func:`nkflow.pipeline.run` drives a :class:`RunState` through its steps (FMO controls,
-samples in waves, tables); ``nkflow gate`` reuses it for its own loop.
+:func:`nkflow.pipeline.run` (its stages: :mod:`nkflow.pipeline.stages`) drives a
+:class:`RunState` through its steps (FMO controls, samples in waves, tables);
+``nkflow gate`` reuses it for its own loop.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Batch-level steps of a run: templates, control thresholds, clustering, scoring.
 
 Each function takes plain tables and per-sample work products and returns tables, so
-:func:`nkflow.pipeline.run` reads as the data flow of ARCHITECTURE.md.
+:func:`nkflow.pipeline.stages.run_prepared` reads as the data flow of ARCHITECTURE.md.
 """
 
 from __future__ import annotations
