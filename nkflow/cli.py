@@ -112,6 +112,13 @@ transform_option = click.option(
     type=click.Choice(["auto", "logicle", "arcsinh"]),
     help="Transform: 'auto' (arcsinh/5 for mass cytometry, logicle otherwise), or force one.",
 )
+bootstrap_option = click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    help="Bootstrap redraws for each density threshold's 95% interval (200 unless the config "
+    "says otherwise). 0 skips every threshold interval (a batch of 200k-event tubes runs "
+    "~25% faster), but batch thresholds are then not checked against each sample's own valley.",
+)
 
 
 overrides_option = click.option(
@@ -158,6 +165,7 @@ def main() -> None:
 @overrides_option
 @compensation_option
 @transform_option
+@bootstrap_option
 @verbose_option
 @quiet_option
 def run(
@@ -176,6 +184,7 @@ def run(
     overrides: Path | None,
     compensation: str | None,
     transform_method: str | None,
+    bootstrap: int | None,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -201,6 +210,7 @@ def run(
                 "scoring.enabled": False if no_score else None,
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
+                "gating.bootstrap": bootstrap,
                 "gating.overrides": str(overrides) if overrides else None,
             },
         )
@@ -426,6 +436,7 @@ def thresholds(out: Path) -> None:
 @overrides_option
 @compensation_option
 @transform_option
+@bootstrap_option
 @verbose_option
 @quiet_option
 def gate(
@@ -438,6 +449,7 @@ def gate(
     overrides: Path | None,
     compensation: str | None,
     transform_method: str | None,
+    bootstrap: int | None,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -453,6 +465,7 @@ def gate(
                 "gating.template": template,
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
+                "gating.bootstrap": bootstrap,
                 "gating.overrides": str(overrides) if overrides else None,
             },
         )

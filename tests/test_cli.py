@@ -210,6 +210,22 @@ def test_check_fails_on_unusable_files(
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
 
 
+def _record_config(monkeypatch, tmp_path: Path, command: str) -> dict:
+    """Replace the command's pipeline call; the returned dict gets the config it was given."""
+    import types
+
+    import nkflow.pipeline as pipeline
+
+    seen: dict = {}
+
+    def fake(*args, config, **kwargs):
+        seen["config"] = config
+        return types.SimpleNamespace(failures=[], out_dir=tmp_path, report_path=tmp_path)
+
+    monkeypatch.setattr(pipeline, "run" if command == "run" else "gate_files", fake)
+    return seen
+
+
 @pytest.mark.parametrize("command", ["run", "gate"])
 @pytest.mark.parametrize(
     ("flags", "matrix", "method"),
@@ -223,17 +239,7 @@ def test_check_fails_on_unusable_files(
 def test_compensation_and_transform_reach_the_config(
     runner: CliRunner, monkeypatch, tmp_path: Path, command, flags, matrix, method
 ) -> None:
-    import types
-
-    import nkflow.pipeline as pipeline
-
-    seen = {}
-
-    def fake(*args, config, **kwargs):
-        seen["config"] = config
-        return types.SimpleNamespace(failures=[], out_dir=tmp_path, report_path=tmp_path)
-
-    monkeypatch.setattr(pipeline, "run" if command == "run" else "gate_files", fake)
+    seen = _record_config(monkeypatch, tmp_path, command)
     spill = tmp_path / "spill.csv"
     spill.write_text("FL1-A,FL2-A\n1,0.1\n0.2,1\n")
     flags = [str(spill) if f == "MATRIX" else f for f in flags]
@@ -245,6 +251,33 @@ def test_compensation_and_transform_reach_the_config(
     cfg = seen["config"]
     assert cfg.compensation.matrix == (str(spill) if matrix == "MATRIX" else matrix)
     assert cfg.transform.method == method
+
+
+@pytest.mark.parametrize("command", ["run", "gate"])
+@pytest.mark.parametrize(
+    ("flags", "boots"),
+    [
+        ([], 200),
+        (["--bootstrap", "0"], 0),
+        (["--bootstrap", "50"], 50),
+        (["--bootstrap", "-1"], None),
+    ],
+)
+def test_bootstrap_reaches_the_config(
+    runner: CliRunner, monkeypatch, tmp_path: Path, command: str, flags: list[str], boots
+) -> None:
+    """``--bootstrap N`` sets the redraws of every density threshold; 0 turns them off."""
+    seen = _record_config(monkeypatch, tmp_path, command)
+    extra = ["--template", "human_tissue"] if command == "gate" else []
+    result = runner.invoke(
+        main, [command, str(tmp_path), *extra, "-o", str(tmp_path / "o"), *flags]
+    )
+    if boots is None:  # a negative count is a usage error naming the option
+        assert result.exit_code == 2 and "--bootstrap" in result.output, result.output
+        assert not seen
+    else:
+        assert result.exit_code == 0, result.output
+        assert seen["config"].gating.bootstrap == boots
 
 
 @pytest.mark.parametrize("command", ["run", "gate"])

@@ -176,6 +176,19 @@ def test_methods_text_names_every_parameter():
     assert f"{removed:,}" in text
 
 
+@pytest.mark.parametrize("bootstrap", [0, 50])
+def test_methods_text_says_whether_thresholds_have_intervals(bootstrap: int) -> None:
+    text = methods_text(replace_values(RunConfig(), {"gating.bootstrap": bootstrap}), {}, {})
+    if bootstrap:
+        assert "bootstrap 95% interval of 50 resamples" in text
+        assert "order-statistic 95% interval" in text
+        assert "no threshold intervals" not in text
+    else:
+        assert "no threshold intervals were computed (bootstrap = 0)" in text
+        assert "not checked against each sample's own valley" in text
+        assert "resamples" not in text and "95% interval of that percentile" not in text
+
+
 def test_methods_text_arcsinh_and_user_matrix():
 
     cfg = replace_values(

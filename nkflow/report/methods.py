@@ -255,12 +255,23 @@ def _gating_sentence(
     else:
         text = f'Populations were gated with the template setting "{setting}"'
     text += ". "
+    pct = _ordinal(gating.get("fmo_percentile", 99.5))
+    boots = gating.get("bootstrap", 200)
+    if boots:
+        sources = (
+            f"from FMO controls at the {pct} percentile of the control (with the exact "
+            "order-statistic 95% interval of that percentile), otherwise from density valleys "
+            f"(with a bootstrap 95% interval of {_num(boots)} resamples)"
+        )
+    else:
+        sources = (
+            f"from FMO controls at the {pct} percentile of the control, otherwise from "
+            "density valleys; no threshold intervals were computed (bootstrap = 0), so a batch "
+            "threshold was not checked against each sample's own valley"
+        )
     text += (
-        "Positivity thresholds were computed per batch and tissue from the data: from FMO "
-        f"controls at the {_ordinal(gating.get('fmo_percentile', 99.5))} percentile of the "
-        "control (with the exact order-statistic 95% interval of that percentile), otherwise "
-        "from density valleys (with a bootstrap 95% interval of "
-        f"{_num(gating.get('bootstrap', 200))} resamples), and a shift of "
+        f"Positivity thresholds were computed per batch and tissue from the data: {sources}, "
+        "and a shift of "
         f"a threshold between batches above {_num(gating.get('max_threshold_drift', 0.1))} "
         "transformed units raises a drift warning. Percent-of-parent values carry Wilson 95% "
         f"intervals; populations with fewer than {_num(gating.get('min_events', 100))} events "
