@@ -190,6 +190,32 @@ def test_workers_start_by_importing_the_module_of_the_sample_tasks() -> None:
     assert SAMPLE_TASKS_MODULE == process_sample.__module__ == pool_sample.__module__
 
 
+def test_gate_on_workers_writes_what_gate_in_process_writes(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+) -> None:
+    """``nkflow gate`` runs its tubes on the workers: the same populations, thresholds
+    (stimulated tubes borrowing their partner's cut-offs), status and per-event membership
+    as one tube after the other in this process."""
+    from nkflow.pipeline import gate_files
+
+    written = {}
+    for workers in (1, 2):
+        config = replace_values(
+            fast_config, {"execution.workers": workers, "gating.template": "human_tissue"}
+        )
+        res = gate_files([tiny_batch], tmp_path / f"w{workers}", config=config, events=True)
+        assert (res.tables["status"]["status"] == "ok").sum() >= 4
+        written[workers] = {
+            str(f.relative_to(res.out_dir)): f.read_bytes()
+            for f in sorted(res.out_dir.rglob("*"))
+            if f.suffix in (".csv", ".parquet")
+        }
+    assert "membership" in " ".join(written[1])
+    assert written[2] == written[1]
+    thresholds = pd.read_csv(tmp_path / "w2" / "thresholds.csv")
+    assert thresholds["control_file"].fillna("").str.contains("unstim").any()  # borrowed
+
+
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
     (tmp_path / "batch1").mkdir()
     assert default_out_dir(tmp_path / "batch1") == tmp_path / "batch1_nkflow"

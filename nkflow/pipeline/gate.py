@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,11 @@ from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError
 from ..io import metadata_from_folder, read_batch
 from ..io.write import safe_name, write_table
+from ..parallel import SampleExecutor
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
-from .sample import load_sample
+from .sample import SampleTask, load_sample
 from .state import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
 from .steps import is_stimulated, sample_waves
 
@@ -162,46 +165,50 @@ def _gate_external(
 def _gate_template(
     source: Any, cfg: RunConfig
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    from ..gating.apply import borrow_unstim_thresholds, gate
     from .pooled import batch_stage
 
     state = RunState(source, Path("."), cfg, None)
-    state.plan = plan_batch(state.meta, cfg)
-    thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
-    frames, thr, members = [], [thresholds.drop(columns=["template"], errors="ignore")], {}
+    frames, thr, members = [], [], {}
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_cuts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for _, row in pd.concat(sample_waves(state.meta)).iterrows():
-        sid = str(row["sample_id"])
-        task = state.task(sid)
-        own = state.thresholds_for(row, thresholds)
-        key = tuple(str(row[c]) for c in PAIR_KEY)
-        if is_stimulated(row):
-            own = own + unstim_cuts.get(key, [])
-        try:
-            adata = load_sample(task)
-            table = gate(
-                adata,
-                task.template,
-                thresholds=pd.DataFrame(own) if own else None,
-                paired_unstim=unstim_tables.get(key) if is_stimulated(row) else None,
-                random_state=cfg.execution.random_state,
-                n_boot=cfg.gating.bootstrap,
-                fmo_percentile=cfg.gating.fmo_percentile,
-                min_events=cfg.gating.min_events,
-            )
-        except NkflowError as exc:
-            state.fail(sid, exc)
-            continue
-        if not is_stimulated(row):
-            unstim_tables[key] = table
-            mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
-            unstim_cuts[key] = borrow_unstim_thresholds(mine, own, control_file=str(row["file"]))
-        frames.append(table)
-        thr.append(pd.DataFrame(adata.uns["nkflow"].get("thresholds", [])))
-        pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
-        members[sid] = adata.obs[pops].reset_index(drop=True)
-        state.status[sid] = status_row(row, "ok", "OK", "", n_events=adata.n_obs)
+    with SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler) as ex:
+        if len(state.meta) > 1:  # the workers import nkflow (~2 s) while the plan is made
+            ex.start([__name__])
+        state.plan = plan_batch(state.meta, cfg)
+        state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
+        thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
+        thr.append(thresholds.drop(columns=["template"], errors="ignore"))
+        # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs
+        for wave in sample_waves(state.meta):
+            jobs = {}
+            for _, row in wave.iterrows():
+                sid, key = str(row["sample_id"]), tuple(str(row[c]) for c in PAIR_KEY)
+                own = state.thresholds_for(row, thresholds)
+                stimulated = is_stimulated(row)
+                jobs[sid] = _GateJob(
+                    task=state.task(sid),
+                    thresholds=own + unstim_cuts.get(key, []) if stimulated else own,
+                    paired_unstim=unstim_tables.get(key) if stimulated else None,
+                    control_file=str(row["file"]),
+                )
+            outcomes = {o.key: o for o in ex.map(_gate_one, list(jobs.items()))}
+            for _, row in wave.iterrows():  # the sheet's order, whichever ended first
+                sid, key = str(row["sample_id"]), tuple(str(row[c]) for c in PAIR_KEY)
+                outcome = outcomes[sid]
+                if not outcome.ok:
+                    if not isinstance(outcome.error, NkflowError):
+                        raise outcome.error  # type: ignore[misc]
+                    state.fail(sid, outcome.error)
+                    continue
+                gated = outcome.value
+                for category, message in gated.warnings:
+                    warnings.warn(message, category, stacklevel=2)
+                if not is_stimulated(row):
+                    unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
+                frames.append(gated.table)
+                thr.append(pd.DataFrame(gated.thresholds))
+                members[sid] = gated.members
+                state.status[sid] = status_row(row, "ok", "OK", "", n_events=gated.n_events)
     tables = {
         "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
         "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
@@ -209,3 +216,58 @@ def _gate_template(
         "status": state.status_table(),
     }  # fmt: skip
     return tables, members
+
+
+@dataclass
+class _GateJob:
+    """One tube of ``nkflow gate`` (picklable for the workers)."""
+
+    task: SampleTask
+    thresholds: list[dict[str, Any]]
+    paired_unstim: pd.DataFrame | None
+    control_file: str
+
+
+@dataclass
+class _Gated:
+    """What :func:`_gate_one` returns for a tube."""
+
+    table: pd.DataFrame
+    thresholds: list[dict[str, Any]]
+    members: pd.DataFrame
+    n_events: int
+    cuts: list[dict[str, Any]]
+    warnings: list[tuple[type[Warning], str]]
+
+
+def _gate_one(job: _GateJob) -> _Gated:
+    """Read, QC, compensate, transform and gate one tube; its warnings come back with it."""
+    from ..gating.apply import borrow_unstim_thresholds, gate
+
+    cfg, sid = job.task.config, job.task.sample_id
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = load_sample(job.task)
+        table = gate(
+            adata,
+            job.task.template,
+            thresholds=pd.DataFrame(job.thresholds) if job.thresholds else None,
+            paired_unstim=job.paired_unstim,
+            random_state=cfg.execution.random_state,
+            n_boot=cfg.gating.bootstrap,
+            fmo_percentile=cfg.gating.fmo_percentile,
+            min_events=cfg.gating.min_events,
+        )
+    mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
+    cuts = []  # an unstimulated tube's cut-offs, for its stimulated partner
+    if not is_stimulated(job.task.row):
+        cuts = borrow_unstim_thresholds(mine, job.thresholds, control_file=job.control_file)
+    pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    return _Gated(
+        table=table,
+        thresholds=list(adata.uns["nkflow"].get("thresholds", [])),
+        members=adata.obs[pops].reset_index(drop=True),
+        n_events=int(adata.n_obs),
+        cuts=cuts,
+        warnings=[(w.category, str(w.message)) for w in caught],
+    )
