@@ -216,6 +216,38 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert thresholds["control_file"].fillna("").str.contains("unstim").any()  # borrowed
 
 
+def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(
+    tmp_path: Path, fast_config: RunConfig, monkeypatch
+) -> None:
+    """Files whose panel has no NK anchor stop ``nkflow gate`` before any tube; the workers
+    it started meanwhile are stopped without waiting for their imports."""
+    import numpy as np
+
+    from nkflow.exceptions import PanelMismatchError
+    from nkflow.io import write_fcs
+    from nkflow.pipeline import gate_files
+
+    gate_module = importlib.import_module("nkflow.pipeline.gate")
+    closes: list[bool] = []
+
+    class Recorded(SampleExecutor):
+        def close(self, *, wait: bool = True) -> None:
+            closes.append(wait)
+            super().close(wait=wait)
+
+    monkeypatch.setattr(gate_module, "SampleExecutor", Recorded)
+    data = np.random.default_rng(0).uniform(0, 1000, size=(50, 3)).astype(np.float32)
+    files = [tmp_path / f"t{i}.fcs" for i in range(2)]
+    for path in files:  # CD3 but no CD56: nothing anchors NK
+        write_fcs(path, data, ["FSC-A", "R1-A", "Time"], markers=[None, "CD3 APC", None])
+    config = replace_values(
+        fast_config, {"execution.workers": 2, "gating.template": "human_tissue"}
+    )
+    with pytest.raises(PanelMismatchError):
+        gate_files(files, tmp_path / "out", config=config)
+    assert closes[0] is False
+
+
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:
     (tmp_path / "batch1").mkdir()
     assert default_out_dir(tmp_path / "batch1") == tmp_path / "batch1_nkflow"

@@ -174,7 +174,11 @@ def _gate_template(
     with SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler) as ex:
         if len(state.meta) > 1:  # the workers import nkflow (~2 s) while the plan is made
             ex.start([__name__])
-        state.plan = plan_batch(state.meta, cfg)
+        try:
+            state.plan = plan_batch(state.meta, cfg)
+        except BaseException:
+            ex.close(wait=False)  # no task has run: the error waits for no import
+            raise
         state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         thr.append(thresholds.drop(columns=["template"], errors="ignore"))
