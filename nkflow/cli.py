@@ -112,6 +112,9 @@ transform_option = click.option(
     type=click.Choice(["auto", "logicle", "arcsinh"]),
     help="Transform: 'auto' (arcsinh/5 for mass cytometry, logicle otherwise), or force one.",
 )
+workers_option = click.option(
+    "--workers", type=click.IntRange(min=0), help="Local worker processes (0 = one per core)."
+)
 bootstrap_option = click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
@@ -155,7 +158,7 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
 @click.option("--template", help="Gating template name or file (default: by species and tissue).")
 @click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
-@click.option("--workers", type=int, help="Local worker processes (0 = one per core).")
+@workers_option
 @click.option("--scheduler", help="Address of a Dask scheduler to run samples on.")
 @click.option("--random-state", type=int, help="Seed for every random step.")
 @click.option("--no-cluster", is_flag=True, help="Skip clustering.")
@@ -436,6 +439,7 @@ def thresholds(out: Path) -> None:
 @overrides_option
 @compensation_option
 @transform_option
+@workers_option
 @bootstrap_option
 @verbose_option
 @quiet_option
@@ -449,6 +453,7 @@ def gate(
     overrides: Path | None,
     compensation: str | None,
     transform_method: str | None,
+    workers: int | None,
     bootstrap: int | None,
     verbose: int,
     quiet: bool,
@@ -465,6 +470,7 @@ def gate(
                 "gating.template": template,
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
+                "execution.workers": workers,
                 "gating.bootstrap": bootstrap,
                 "gating.overrides": str(overrides) if overrides else None,
             },

@@ -267,17 +267,36 @@ def test_bootstrap_reaches_the_config(
     runner: CliRunner, monkeypatch, tmp_path: Path, command: str, flags: list[str], boots
 ) -> None:
     """``--bootstrap N`` sets the redraws of every density threshold; 0 turns them off."""
+    _check_count_option(runner, monkeypatch, tmp_path, command, flags, boots, "gating.bootstrap")
+
+
+@pytest.mark.parametrize("command", ["run", "gate"])
+@pytest.mark.parametrize(
+    ("flags", "workers"),
+    [([], 0), (["--workers", "1"], 1), (["--workers", "3"], 3), (["--workers", "-2"], None)],
+)
+def test_workers_reaches_the_config(
+    runner: CliRunner, monkeypatch, tmp_path: Path, command: str, flags: list[str], workers
+) -> None:
+    """``--workers N`` on both commands (``nkflow gate`` runs its tubes on workers too)."""
+    _check_count_option(runner, monkeypatch, tmp_path, command, flags, workers,
+                        "execution.workers")  # fmt: skip
+
+
+def _check_count_option(runner, monkeypatch, tmp_path, command, flags, expected, key) -> None:
+    """The option's value reaches config ``key``; a negative count is a usage error."""
     seen = _record_config(monkeypatch, tmp_path, command)
     extra = ["--template", "human_tissue"] if command == "gate" else []
     result = runner.invoke(
         main, [command, str(tmp_path), *extra, "-o", str(tmp_path / "o"), *flags]
     )
-    if boots is None:  # a negative count is a usage error naming the option
-        assert result.exit_code == 2 and "--bootstrap" in result.output, result.output
+    if expected is None:  # the usage error names the option
+        assert result.exit_code == 2 and flags[0] in result.output, result.output
         assert not seen
     else:
         assert result.exit_code == 0, result.output
-        assert seen["config"].gating.bootstrap == boots
+        section, name = key.split(".")
+        assert getattr(getattr(seen["config"], section), name) == expected
 
 
 @pytest.mark.parametrize("command", ["run", "gate"])
