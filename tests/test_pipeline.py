@@ -146,6 +146,24 @@ def test_qc_runs_once_per_file_and_tables_equal(
     assert _digest(result.out_dir) == _digest(tiny_run.out_dir)
 
 
+def _recorded_closes(monkeypatch, module: str) -> list[list[bool]]:
+    """Replace ``module``'s SampleExecutor; per executor made, the ``wait`` of each close."""
+    made: list[list[bool]] = []
+
+    class Recorded(SampleExecutor):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.closes: list[bool] = []
+            made.append(self.closes)
+
+        def close(self, *, wait: bool = True) -> None:
+            self.closes.append(wait)
+            super().close(wait=wait)
+
+    monkeypatch.setattr(importlib.import_module(module), "SampleExecutor", Recorded)
+    return made
+
+
 @pytest.mark.parametrize("problem", ["sheet", "output folder"])
 def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
     tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, monkeypatch, problem: str
@@ -153,20 +171,7 @@ def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
     """The workers start first (they import while the batch is checked); a sheet or an
     output folder that cannot be used stops the run before any task, and the workers are
     stopped without waiting for their imports."""
-    run_module = importlib.import_module("nkflow.pipeline.run")  # the module, not run()
-    made: list[SampleExecutor] = []
-
-    class Recorded(SampleExecutor):
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.closes: list[bool] = []
-            made.append(self)
-
-        def close(self, *, wait: bool = True) -> None:
-            self.closes.append(wait)
-            super().close(wait=wait)
-
-    monkeypatch.setattr(run_module, "SampleExecutor", Recorded)
+    made = _recorded_closes(monkeypatch, "nkflow.pipeline.run")  # the module, not run()
     source, out = tiny_batch, tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("not an nkflow folder")
@@ -178,7 +183,7 @@ def test_run_stopped_before_any_task_stops_its_starting_workers_at_once(
     error = MetadataError if problem == "sheet" else OutputExistsError
     with pytest.raises(error):
         run(source, out, config=config)
-    assert [e.closes for e in made] == [[False]]
+    assert made == [[False]]
     assert (tmp_path / "out" / "notes.txt").read_text() == "not an nkflow folder"
     assert not (tmp_path / "new").exists()
 
@@ -227,15 +232,7 @@ def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(
     from nkflow.io import write_fcs
     from nkflow.pipeline import gate_files
 
-    gate_module = importlib.import_module("nkflow.pipeline.gate")
-    closes: list[bool] = []
-
-    class Recorded(SampleExecutor):
-        def close(self, *, wait: bool = True) -> None:
-            closes.append(wait)
-            super().close(wait=wait)
-
-    monkeypatch.setattr(gate_module, "SampleExecutor", Recorded)
+    made = _recorded_closes(monkeypatch, "nkflow.pipeline.gate")
     data = np.random.default_rng(0).uniform(0, 1000, size=(50, 3)).astype(np.float32)
     files = [tmp_path / f"t{i}.fcs" for i in range(2)]
     for path in files:  # CD3 but no CD56: nothing anchors NK
@@ -245,7 +242,7 @@ def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(
     )
     with pytest.raises(PanelMismatchError):
         gate_files(files, tmp_path / "out", config=config)
-    assert closes[0] is False
+    assert made[0][0] is False
 
 
 def test_default_out_dir_is_beside_the_input(tmp_path: Path) -> None:

@@ -174,30 +174,26 @@ def _gate_template(
     with SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler) as ex:
         if len(state.meta) > 1:  # the workers import nkflow (~2 s) while the plan is made
             ex.start([__name__])
-        try:
+        with ex.before_tasks():
             state.plan = plan_batch(state.meta, cfg)
-        except BaseException:
-            ex.close(wait=False)  # no task has run: the error waits for no import
-            raise
         state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         thr.append(thresholds.drop(columns=["template"], errors="ignore"))
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs
-        for wave in sample_waves(state.meta):
-            jobs = {}
-            for _, row in wave.iterrows():
-                sid, key = str(row["sample_id"]), tuple(str(row[c]) for c in PAIR_KEY)
+        for stimulated, wave in zip((False, True), sample_waves(state.meta), strict=True):
+            rows = [(str(r["sample_id"]), tuple(str(r[c]) for c in PAIR_KEY), r)
+                    for _, r in wave.iterrows()]  # fmt: skip
+            jobs = []
+            for sid, key, row in rows:
                 own = state.thresholds_for(row, thresholds)
-                stimulated = is_stimulated(row)
-                jobs[sid] = _GateJob(
+                jobs.append((sid, _GateJob(
                     task=state.task(sid),
                     thresholds=own + unstim_cuts.get(key, []) if stimulated else own,
                     paired_unstim=unstim_tables.get(key) if stimulated else None,
                     control_file=str(row["file"]),
-                )
-            outcomes = {o.key: o for o in ex.map(_gate_one, list(jobs.items()))}
-            for _, row in wave.iterrows():  # the sheet's order, whichever ended first
-                sid, key = str(row["sample_id"]), tuple(str(row[c]) for c in PAIR_KEY)
+                )))  # fmt: skip
+            outcomes = {o.key: o for o in ex.map(_gate_one, jobs)}
+            for sid, key, row in rows:  # the sheet's order, whichever ended first
                 outcome = outcomes[sid]
                 if not outcome.ok:
                     if not isinstance(outcome.error, NkflowError):
@@ -207,7 +203,7 @@ def _gate_template(
                 gated = outcome.value
                 for category, message in gated.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                if not is_stimulated(row):
+                if not stimulated:
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
                 thr.append(pd.DataFrame(gated.thresholds))

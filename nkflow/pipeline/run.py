@@ -95,16 +95,13 @@ def run(
     # the workers import nkflow (~2 s) while this process imports the stages and checks the
     # sheet, the batch and the output folder (no-op in process and on Dask)
     executor.start([SAMPLE_TASKS_MODULE])
-    try:
+    with executor.before_tasks():
         from .stages import prepare_batch, run_prepared
 
         state, consistency = prepare_batch(
             input_path, out, cfg, force=force, resume=resume,
             on_progress=on_progress, on_plan=on_plan,
         )  # fmt: skip
-    except BaseException:
-        executor.close(wait=False)  # no task has run: stop the starting workers at once
-        raise
     try:
         return run_prepared(state, cfg, resume, consistency, executor)
     finally:
