@@ -258,9 +258,9 @@ def _gate_one(job: _GateJob) -> _Gated:
             fmo_percentile=cfg.gating.fmo_percentile,
             min_events=cfg.gating.min_events,
         )
-    mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
     cuts = []  # an unstimulated tube's cut-offs, for its stimulated partner
     if not is_stimulated(job.task.row):
+        mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
         cuts = borrow_unstim_thresholds(mine, job.thresholds, control_file=job.control_file)
     pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
     return _Gated(
