@@ -23,9 +23,12 @@ from nkflow.report import (
     KEY_CAVEAT,
     render_html,
     write_report,
+    write_tables,
+    writer,
 )
 from nkflow.report.figures import decode_data_uri, figure_format, image_size
 from nkflow.report.gating_svg import panels_svg
+from nkflow.report.html import POPULATION_FIGURES, population_figures
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 EVIL = '<script>alert("x")</script>'
@@ -694,3 +697,30 @@ def test_any_text_stays_text(sample_id, marker, tissue, title, table_name):
             if attrs.get(key) is not None:
                 assert attrs[key].startswith(("data:image/png;base64,", "#"))
     assert html.count("<section ") == len([t for t, _ in doc.tags if t == "section"])
+
+
+def test_tables_written_first_give_the_same_report(two_runs, tmp_path: Path, monkeypatch):
+    """A run writes its tables while the last figures are drawn, then only the report."""
+    inputs = build_inputs()
+    write_tables(tmp_path, inputs["tables"])
+    written = sorted(p.name for p in (tmp_path / "tables").iterdir())
+    monkeypatch.setattr(writer, "write_table", _no_table_write)
+    write_report(tmp_path, **inputs, title="Liver NK <batch 1>", tables_written=True)
+    a = two_runs / "a"
+    for rel in [*(f"tables/{name}" for name in written), "report.html"]:
+        assert (tmp_path / rel).read_bytes() == (a / rel).read_bytes(), rel
+    assert written == sorted(p.name for p in (a / "tables").iterdir())
+
+
+def _no_table_write(*args, **kwargs):
+    raise AssertionError("write_report wrote a table the caller had written")
+
+
+def test_population_figures_by_name():
+    tables = build_inputs()["tables"]
+    both = population_figures(tables["populations"], None)
+    assert list(both) == list(POPULATION_FIGURES)
+    one = population_figures(tables["populations"], None, names=(POPULATION_FIGURES[1],))
+    assert list(one) == [POPULATION_FIGURES[1]]
+    with pytest.raises(ValueError, match="populations_pie"):
+        population_figures(tables["populations"], None, names=("populations_pie",))

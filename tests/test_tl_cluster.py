@@ -306,3 +306,47 @@ def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
     with pytest.raises(ConfigError, match=r"clustering\.resample_fraction"):
         replace_values(cfg, {"clustering.resample_fraction": 0.0})
     assert load_config(None).clustering.min_updates_per_pass == 128
+
+
+def test_cluster_batch_hands_over_the_fit_before_mapping(batch):
+    """``on_fitted`` gets the clustering before any sample is mapped (a run draws its
+    heatmap then), and the mapping does not change what it got."""
+    from nkflow.config import RunConfig, replace_values
+    from nkflow.pipeline.steps import cluster_batch
+
+    cfg = replace_values(RunConfig(), {"clustering.xdim": 5, "clustering.ydim": 5})
+    events: list[tuple[str, object]] = []
+    medians: list[pd.DataFrame] = []
+
+    def fitted(result):
+        events.append(("fitted", result))
+        medians.append(result.medians.copy())
+
+    out = cluster_batch(
+        {sid: (lambda a=a: a.copy()) for sid, a in batch.items()},
+        cfg,
+        on_assigned=lambda sid, adata: events.append(("mapped", sid)),
+        on_fitted=fitted,
+    )
+    assert [e[0] for e in events] == ["fitted", "mapped", "mapped", "mapped"]
+    assert events[0][1] is out.result
+    pd.testing.assert_frame_equal(medians[0], out.result.medians)
+
+
+def test_each_cluster_figure_is_drawn_or_left_out_on_its_own(batch, caplog):
+    """The heatmap and the abundance bars are separate tasks of a run: one that cannot be
+    drawn is logged and left out, the other is still drawn."""
+    from nkflow.pipeline.figures import cluster_abundance, cluster_heatmap
+    from nkflow.tl.annotate import abundance_table
+
+    result = _run(batch)
+    abundance = abundance_table(batch, result)
+    heat = cluster_heatmap(result)
+    bars = cluster_abundance(abundance)
+    assert list(heat) == ["clusters_heatmap"] and list(bars) == ["clusters_abundance"]
+    assert heat["clusters_heatmap"].startswith(b"\x89PNG")
+    assert bars["clusters_abundance"].startswith(b"\x89PNG")
+    with caplog.at_level("WARNING", logger="nkflow.pipeline.run"):
+        assert cluster_heatmap(object()) == {}
+        assert cluster_abundance(abundance) == bars
+    assert "cluster heatmap not drawn" in caplog.text

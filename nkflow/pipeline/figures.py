@@ -15,7 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["cluster_figures", "population_figures", "score_figures"]
+__all__ = [
+    "cluster_abundance",
+    "cluster_heatmap",
+    "population_figures",
+    "score_figures",
+]
 
 logger = logging.getLogger("nkflow.pipeline.run")
 
@@ -26,30 +31,45 @@ def _png(figures: dict[str, Any]) -> dict[str, bytes]:
     return {name: figure_png(fig) for name, fig in figures.items()}
 
 
-def population_figures(arg: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, bytes]:
-    """The population-frequency figures of ``(populations table, metadata sheet)``."""
+def population_figures(arg: tuple[pd.DataFrame, pd.DataFrame, str]) -> dict[str, bytes]:
+    """Population-frequency figure ``name`` of ``(populations table, metadata sheet, name)``.
+
+    ``name`` is one of :data:`nkflow.report.html.POPULATION_FIGURES`; a run draws each on
+    its own worker.
+    """
     from ..report.html import population_figures as draw
 
-    populations, metadata = arg
+    populations, metadata, name = arg
     try:
-        return _png(draw(populations, metadata))
+        return _png(draw(populations, metadata, names=(name,)))
     except Exception as exc:  # a figure must never fail the run
-        logger.warning("population figures not drawn: %s", exc)
+        logger.warning("population figure %s not drawn: %s", name, exc)
         return {}
 
 
-def cluster_figures(arg: tuple[Any, pd.DataFrame]) -> dict[str, bytes]:
-    """Metacluster heatmap and abundance of ``(ClusteringResult, abundance table)``."""
-    result, abundance = arg
-    figures: dict[str, Any] = {}
+def cluster_heatmap(result: Any) -> dict[str, bytes]:
+    """The metacluster heatmap of a ``ClusteringResult`` (its training medians).
+
+    It needs only the fitted clustering, so a run draws it while the samples are mapped.
+    """
     try:
         from ..pl import cluster as plc
 
-        figures["clusters_heatmap"] = plc.heatmap(result)
-        figures["clusters_abundance"] = plc.abundance(abundance)
+        return _png({"clusters_heatmap": plc.heatmap(result)})
     except Exception as exc:  # a figure must never fail the run
-        logger.warning("cluster figures not drawn: %s", exc)
-    return _png(figures)
+        logger.warning("cluster heatmap not drawn: %s", exc)
+        return {}
+
+
+def cluster_abundance(abundance: pd.DataFrame) -> dict[str, bytes]:
+    """The metacluster abundance bars of the abundance table (every mapped sample)."""
+    try:
+        from ..pl import cluster as plc
+
+        return _png({"clusters_abundance": plc.abundance(abundance)})
+    except Exception as exc:  # a figure must never fail the run
+        logger.warning("cluster abundance figure not drawn: %s", exc)
+        return {}
 
 
 def score_figures(result: Any) -> dict[str, bytes]:

@@ -28,7 +28,7 @@ from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor
 from ..tl.score import score, scoring_config_for
-from .figures import cluster_figures, population_figures, score_figures
+from .figures import cluster_abundance, cluster_heatmap, population_figures, score_figures
 from .outdir import file_sha256
 from .plan import BatchPlan, plan_batch
 from .pooled import batch_stage
@@ -165,23 +165,31 @@ def run_prepared(
         definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
         order = timepoint_order(state.meta, definitions.timepoint_order)
         state.meta.attrs["timepoint_order"] = order
-    # the report's batch figures are drawn on a free core while this process goes on
+    from ..report.html import POPULATION_FIGURES
+
+    # the report's batch figures are drawn on a free core while this process goes on, each
+    # on its own as soon as its inputs exist
+    shown_meta = _report_metadata(state)
     pending = {
-        "populations": executor.submit(
-            population_figures, "population figures",
-            (populations, _report_metadata(state)),
-        )
-    }  # fmt: skip
+        name: executor.submit(population_figures, name, (populations, shown_meta, name))
+        for name in POPULATION_FIGURES
+    }
     if cfg.clustering.enabled and ok:
         state.progress("clustering", 0, 1)
-        clusters = _cluster_stage(state, cfg, ok, executor)
+
+        def draw_heatmap(result: Any) -> None:  # before the samples are mapped
+            pending["clusters_heatmap"] = executor.submit(
+                cluster_heatmap, "cluster heatmap", result
+            )
+
+        clusters = _cluster_stage(state, cfg, ok, executor, on_fitted=draw_heatmap)
         if clusters is not None:
             clustering = clusters.result
             tables["clusters"] = clusters.abundance
             tables["cluster_medians"] = clusters.medians
             counts = pd.concat([counts, clusters.counts], ignore_index=True)
-            pending["clusters"] = executor.submit(
-                cluster_figures, "cluster figures", (clustering, clusters.abundance)
+            pending["clusters_abundance"] = executor.submit(
+                cluster_abundance, "cluster abundance", clusters.abundance
             )
         state.progress("clustering", 1, 1)
 
@@ -203,18 +211,21 @@ def run_prepared(
         scoring_definitions = dataclasses.asdict(result.config)
         pending["repair"] = executor.submit(score_figures, "repair figures", result)
         state.progress("scoring", 1, 1)
-    drawn = {part: job.outcome() for part, job in pending.items()}
-    # every task is done: the workers exit (~0.5 s each) while the report is written;
-    # run() waits for them at the end
-    executor.close_in_background()
-
-    figures = _drawn_figures(drawn, ("clusters", "repair"))
     tables["populations"] = populations
     tables["thresholds"] = state.thresholds_table(thresholds)
     tables["counts"] = counts
     tables["qc"] = state.qc_table()
     tables["status"] = state.status_table()
     tables["consistency"] = consistency
+    from ..report import write_report, write_tables
+
+    write_tables(out, tables)  # while the last figures are drawn
+    drawn = {part: job.outcome() for part, job in pending.items()}
+    # every task is done: the workers exit (~0.5 s each) while the report is written;
+    # run() waits for them at the end
+    executor.close_in_background()
+
+    figures = _drawn_figures(drawn, ("clusters_heatmap", "clusters_abundance", "repair"))
     for sid in ok:
         # the figure the sample's result.json lists (a stale file from an earlier run is not)
         listed = state.summaries[sid].get("products") or {}
@@ -224,7 +235,7 @@ def run_prepared(
                 figures[f"gating_{sid}"] = figure.read_bytes()
                 break
 
-    figures.update(_drawn_figures(drawn, ("populations",)))  # after the gating figures
+    figures.update(_drawn_figures(drawn, POPULATION_FIGURES))  # after the gating figures
 
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
@@ -233,11 +244,10 @@ def run_prepared(
         provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
     if scoring_definitions is not None:
         provenance["scoring"] = scoring_definitions
-    from ..report import write_report
-
     report = write_report(
         out,
         tables=tables,
+        tables_written=True,
         metadata=_report_metadata(state),
         figures=figures,
         config=cfg,
@@ -260,12 +270,19 @@ def run_prepared(
     )
 
 
-def _cluster_stage(state: RunState, cfg: RunConfig, ok: list[str], executor: SampleExecutor) -> Any:
+def _cluster_stage(
+    state: RunState,
+    cfg: RunConfig,
+    ok: list[str],
+    executor: SampleExecutor,
+    on_fitted: Callable[[Any], None] | None = None,
+) -> Any:
     """Cluster the kept (NK) events of the samples that succeeded; map them on the workers.
 
     Metaclusters must not split by stimulation: the SOM trains on the unstimulated tubes,
     on markers stimulation does not move, and every tube (stimulated ones included) is
-    mapped. Returns :class:`~nkflow.pipeline.steps.BatchClusters` or None.
+    mapped. ``on_fitted`` gets the clustering before the mapping. Returns
+    :class:`~nkflow.pipeline.steps.BatchClusters` or None.
     """
     dirs = {sid: str(state.folder.sample_dir(sid)) for sid in ok}
     loaders = {sid: functools.partial(read_kept_events, dirs[sid]) for sid in ok}
@@ -277,6 +294,7 @@ def _cluster_stage(state: RunState, cfg: RunConfig, ok: list[str], executor: Sam
         fit_on=resting or None,
         exclude_markers=STIMULATION_LABILE_MARKERS,
         executor=executor,
+        on_fitted=on_fitted,
     )
 
 

@@ -162,6 +162,7 @@ def cluster_batch(
     fit_on: Collection[str] | None = None,
     exclude_markers: Sequence[str] = (),
     executor: SampleExecutor | None = None,
+    on_fitted: Callable[[ClusteringResult], None] | None = None,
 ) -> BatchClusters | None:
     """Cluster the kept population of every sample, streaming one sample at a time.
 
@@ -188,6 +189,9 @@ def cluster_batch(
     executor
         Run pass 2 one sample per task on these workers (then ``kept``'s loaders and
         ``on_assigned`` must be picklable); ``None``: in this process. Tables are the same.
+    on_fitted
+        Called with the fitted clustering before pass 2 (e.g. to draw its heatmap while
+        the samples are mapped); pass 2 does not change it.
 
     Returns
     -------
@@ -236,6 +240,8 @@ def cluster_batch(
         assign=False,
     )
     del training
+    if on_fitted is not None:
+        on_fitted(result)
     pops = [f"metacluster:{k}" for k in result.categories]
     items = [(sid, (sid, load, result, pops, on_assigned)) for sid, load in kept.items()]
     if executor is None:

@@ -2,7 +2,9 @@
 
 - :func:`write_report` writes ``tables/`` (CSV + Parquet), ``figures/`` (PNG; SVG for
   the per-sample gate grids of :mod:`nkflow.report.gating_svg`) and one
-  self-contained ``report.html`` into a run's output folder, atomically.
+  self-contained ``report.html`` into a run's output folder, atomically;
+  :func:`write_tables` writes only the tables (a run writes them before its last figures
+  are drawn).
 - :func:`render_html` renders the report as a string (pure; used by ``write_report``).
 - :func:`methods_text` generates the methods paragraph naming every parameter.
 """
@@ -19,7 +21,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .methods import methods_text
     from .repair import KEY_CAVEAT
     from .tables import esc
-    from .writer import write_report
+    from .writer import write_report, write_tables
 
 __all__ = [
     "KEY_CAVEAT",
@@ -29,6 +31,7 @@ __all__ = [
     "methods_text",
     "render_html",
     "write_report",
+    "write_tables",
 ]
 
 __getattr__, __dir__ = attach(
@@ -39,6 +42,6 @@ __getattr__, __dir__ = attach(
         "methods": ["methods_text"],
         "repair": ["KEY_CAVEAT"],
         "tables": ["esc"],
-        "writer": ["write_report"],
+        "writer": ["write_report", "write_tables"],
     },
 )

@@ -10,7 +10,7 @@ inputs: no clock is read (a time appears only if the provenance carries one).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -33,7 +33,7 @@ from .tables import definition_list, esc, html_table, is_empty
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["KNOWN_TABLES", "population_figures", "render_html"]
+__all__ = ["KNOWN_TABLES", "POPULATION_FIGURES", "population_figures", "render_html"]
 
 #: Tables that have their own section; any other table is shown in the appendix.
 KNOWN_TABLES = (
@@ -51,8 +51,14 @@ _PROV_SHOWN = {
 }  # fmt: skip
 
 
+#: The report's population-frequency figures, in the report's order.
+POPULATION_FIGURES = ("populations_by_tissue_timepoint", "populations_heatmap")
+
+
 def population_figures(
-    populations: pd.DataFrame | None, metadata: pd.DataFrame | None
+    populations: pd.DataFrame | None,
+    metadata: pd.DataFrame | None,
+    names: Collection[str] = POPULATION_FIGURES,
 ) -> dict[str, Figure]:
     """The report's population-frequency figures (empty when there is no table).
 
@@ -62,20 +68,30 @@ def population_figures(
         The long populations table.
     metadata
         The metadata sheet (groups by tissue and timepoint).
+    names
+        The figures to draw, of :data:`POPULATION_FIGURES` (a run draws each one on its
+        own worker).
 
     Returns
     -------
     dict
-        ``{"populations_by_tissue_timepoint": ..., "populations_heatmap": ...}``.
+        ``{"populations_by_tissue_timepoint": ..., "populations_heatmap": ...}``, in that
+        order, with the figures of ``names``.
     """
+    unknown = set(names) - set(POPULATION_FIGURES)
+    if unknown:
+        raise ValueError(
+            f"unknown population figures {sorted(unknown)}; valid: {POPULATION_FIGURES}"
+        )
     if is_empty(populations) or "percent_of_parent" not in populations.columns:
         return {}
     from ..pl import populations as pl_populations  # matplotlib: only when drawn here
 
-    return {
-        "populations_by_tissue_timepoint": pl_populations.frequencies(populations, metadata),
-        "populations_heatmap": pl_populations.frequency_heatmap(populations, metadata),
+    draw = {
+        "populations_by_tissue_timepoint": pl_populations.frequencies,
+        "populations_heatmap": pl_populations.frequency_heatmap,
     }
+    return {name: draw[name](populations, metadata) for name in POPULATION_FIGURES if name in names}
 
 
 def _section(anchor: str, title: str, body: str, lead: str = "") -> str:

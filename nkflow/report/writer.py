@@ -28,7 +28,7 @@ from .tables import parquet_safe
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,32 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
+def write_tables(out_dir: str | Path, tables: Mapping[str, pd.DataFrame | None]) -> None:
+    """Write each table as ``tables/<name>.csv`` and ``.parquet`` in ``out_dir``.
+
+    Empty tables are written too, so the set of outputs does not depend on the data;
+    ``None`` entries are skipped. :func:`write_report` calls this unless told the caller
+    did (a run writes its tables while the last figures are drawn).
+
+    Raises
+    ------
+    TypeError
+        A table is not a DataFrame.
+    """
+    out = ensure_folder(Path(out_dir))
+    used: set[str] = set()
+    for name, table in tables.items():
+        if table is None:
+            continue
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(
+                f"table {name!r} must be a pandas DataFrame, got {type(table).__name__}"
+            )
+        stem = _unique(safe_name(name, default="table"), used)
+        write_table(parquet_safe(table), out / "tables" / stem, root=out)
+        log.debug("wrote table %s (%d rows)", stem, len(table))
+
+
 def write_report(
     out_dir: str | Path,
     *,
@@ -52,6 +78,7 @@ def write_report(
     provenance: Mapping[str, Any] | None,
     caveats: str,
     title: str = "nkflow batch report",
+    tables_written: bool = False,
 ) -> Path:
     """Write every table, every figure and the self-contained ``report.html`` to ``out_dir``.
 
@@ -78,6 +105,9 @@ def write_report(
         Caveat text for the repair profile.
     title
         Report title.
+    tables_written
+        ``tables`` are already in ``out_dir`` (:func:`write_tables`); only the report
+        shows them.
 
     Returns
     -------
@@ -85,17 +115,8 @@ def write_report(
         The path of ``report.html``.
     """
     out = ensure_folder(Path(out_dir))
-    used: set[str] = set()
-    for name, table in (tables or {}).items():
-        if table is None:
-            continue
-        if not isinstance(table, pd.DataFrame):
-            raise TypeError(
-                f"table {name!r} must be a pandas DataFrame, got {type(table).__name__}"
-            )
-        stem = _unique(safe_name(name, default="table"), used)
-        write_table(parquet_safe(table), out / "tables" / stem, root=out)
-        log.debug("wrote table %s (%d rows)", stem, len(table))
+    if not tables_written:
+        write_tables(out, tables or {})
 
     figs: dict[str, Figure | bytes] = dict(figures or {})
     if not any(str(k).lower().startswith(("populations", "frequenc")) for k in figs):
