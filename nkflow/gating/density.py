@@ -10,16 +10,17 @@ binned KDE). A bootstrap resample is then an exact multinomial redraw of the bin
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
+
+from .peaks import Peaks, RowPeaks, find_peaks
 
 __all__ = [
     "GRID_QUANTILES",
     "N_BINS",
+    "Redraw",
     "WideRows",
     "bandwidth_bins",
     "bootstrap_thresholds",
@@ -88,19 +89,25 @@ def valley_from_density(
     centers: NDArray[np.float64],
     min_prominence: float,
     between: str = "top2",
+    local_peaks: Peaks | None = None,
 ) -> float | None:
     """Centre of the lowest bin between two peaks of ``dens``, or None with fewer peaks.
 
     Peaks count with a prominence of at least ``min_prominence`` of the top; ``between``
     picks the pair (see :func:`nkflow.gating.thresholds.valley_threshold`).
+    ``local_peaks``: every local maximum of ``dens`` when the caller has them
+    (:meth:`Redraw.peaks`).
     """
     top = dens.max()
     if top <= 0:
         return None
-    peaks, props = find_peaks(dens, prominence=min_prominence * top)
+    if local_peaks is None:
+        found = find_peaks(dens, prominence=min_prominence * top)
+    else:
+        found = local_peaks.select(min_prominence * top)
+    peaks, prom = found.positions, found.prominences
     if peaks.size < 2:
         return None
-    prom = props["prominences"]
     if between == "top2":
         order = np.argsort(prom)[::-1][:2]
         a, b = np.sort(peaks[order])
@@ -124,24 +131,28 @@ def mirror_from_density(
     z: float,
     unimodal: str,
     sigma_bins: float,
-    wide: Callable[[], NDArray[np.float64]] | None = None,
+    redraw: Redraw | None = None,
 ) -> float:
     """Mode +- z * sigma, sigma from the half of the outermost peak away from the others.
 
     The peak is the lowest (``negative``) or highest (``positive``) one of the density with
-    at least 10 % of the top height; its position is then refined on a 3x wider kernel,
-    which is steadier for a broad negative population. ``wide`` returns that 3x-wider
-    density when the caller can give it cheaper (the bootstrap smooths all resamples of a
-    chunk in one call, the first time one of them needs it).
+    at least 10 % of the top height (the density padded with a zero bin on each side, so an
+    edge bin can be that peak); its position is then refined on a 3x wider kernel, which is
+    steadier for a broad negative population. ``redraw`` gives the padded density's peaks
+    and the 3x-wider density when the caller has them cheaper (a bootstrap redraw: both are
+    computed for a whole chunk of redraws at once, the first time one of them needs it).
     """
     total = counts.sum()
     top = dens.max()
-    peaks, _ = find_peaks(np.r_[0.0, dens, 0.0], height=0.1 * top, prominence=0.05 * top)
-    peaks = peaks - 1
+    if redraw is None:
+        found = find_peaks(np.r_[0.0, dens, 0.0], prominence=0.05 * top, height=0.1 * top)
+    else:
+        found = redraw.padded_peaks().select(0.05 * top, 0.1 * top)
+    peaks = found.positions - 1
     if peaks.size == 0:
         peaks = np.array([int(np.argmax(dens))])
     mode_i = int(peaks[0] if unimodal == "negative" else peaks[-1])
-    smooth = smoothed(counts, 3.0 * sigma_bins) if wide is None else wide()
+    smooth = smoothed(counts, 3.0 * sigma_bins) if redraw is None else redraw.wide()
     w = int(np.ceil(3.0 * sigma_bins))
     lo_i, hi_i = max(0, mode_i - w), min(smooth.size, mode_i + w + 1)
     mode_i = lo_i + int(np.argmax(smooth[lo_i:hi_i]))
@@ -207,16 +218,16 @@ def bootstrap_thresholds(
     sigma_bins: float,
     n_boot: int,
     random_state: int | np.random.Generator | None,
-    estimate: Callable[..., tuple[float, str]],
+    estimate: Callable[[NDArray[np.float64], NDArray[np.float64], Redraw], tuple[float, str]],
 ) -> NDArray[np.float64]:
     """Threshold of ``n_boot`` multinomial redraws of the binned data.
 
     All redraws of a chunk are drawn in one call (the generator yields the same values as
     one call per redraw) and smoothed in one 2-D filter call, so a resample costs one
-    peak search instead of a histogram, a filter call and Python overhead each. The 3x
-    wider smoothing of the mirror rule is made only for the redraws that need it
-    (``estimate``'s third argument returns it), in one call for the rest of the chunk
-    when most do (:class:`WideRows`).
+    peak search instead of a histogram, a filter call and Python overhead each. What the
+    rules ask of a redraw beyond its density (its peaks, the mirror rule's 3x wider
+    smoothing) is computed for the whole chunk too (:class:`Redraw`): ``estimate`` is
+    called as ``estimate(counts, density, redraw)``.
     """
     rng = np.random.default_rng(random_state)
     n = int(counts.sum())
@@ -225,11 +236,56 @@ def bootstrap_thresholds(
     for start in range(0, n_boot, _BOOT_CHUNK):
         size = min(_BOOT_CHUNK, n_boot - start)
         draws = rng.multinomial(n, p, size=size).astype(np.float64)
-        dens = gaussian_filter1d(draws, sigma_bins, axis=1, mode="constant")
-        wide = WideRows(draws, 3.0 * sigma_bins)
+        chunk = _Chunk(draws, sigma_bins)
         for i in range(size):
-            out[start + i] = estimate(draws[i], dens[i], partial(wide.row, i))[0]
+            out[start + i] = estimate(draws[i], chunk.dens[i], Redraw(chunk, i))[0]
     return out
+
+
+class _Chunk:
+    """A chunk of redraws: their densities, and the rest computed for all rows when asked."""
+
+    def __init__(self, draws: NDArray[np.float64], sigma_bins: float) -> None:
+        self.dens = gaussian_filter1d(draws, sigma_bins, axis=1, mode="constant")
+        self.wide = WideRows(draws, 3.0 * sigma_bins)
+        self._peaks: RowPeaks | None = None
+        self._padded: RowPeaks | None = None
+
+    def peaks(self) -> RowPeaks:
+        if self._peaks is None:
+            self._peaks = RowPeaks(self.dens)
+        return self._peaks
+
+    def padded_peaks(self) -> RowPeaks:
+        if self._padded is None:
+            self._padded = RowPeaks(np.pad(self.dens, ((0, 0), (1, 1))))
+        return self._padded
+
+
+class Redraw:
+    """One bootstrap redraw of a chunk, and what the density rules ask of it.
+
+    Each answer is computed for every redraw of the chunk the first time one of them asks
+    (:class:`~nkflow.gating.peaks.RowPeaks`, :class:`WideRows`); every row is bit for bit
+    what the rule computes from the redraw alone.
+    """
+
+    __slots__ = ("_chunk", "_i")
+
+    def __init__(self, chunk: _Chunk, i: int) -> None:
+        self._chunk, self._i = chunk, i
+
+    def peaks(self) -> Peaks:
+        """Every local maximum of the redraw's density, with its prominence."""
+        return self._chunk.peaks().row(self._i)
+
+    def padded_peaks(self) -> Peaks:
+        """Those of the density with a zero bin added at each end (the mirror rule's)."""
+        return self._chunk.padded_peaks().row(self._i)
+
+    def wide(self) -> NDArray[np.float64]:
+        """The redraw smoothed with the mirror rule's 3x wider kernel."""
+        return self._chunk.wide.row(self._i)
 
 
 class WideRows:

@@ -36,10 +36,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import find_peaks
 
 from ..exceptions import GatingError
 from .density import (
+    Redraw,
     bandwidth_bins,
     bootstrap_thresholds,
     grid_quantiles,
@@ -47,6 +47,7 @@ from .density import (
     smoothed,
 )
 from .intervals import NO_INTERVAL, Deferred, deferred_interval
+from .peaks import Peaks, find_peaks
 from .redraws import median_band_redraws
 from .thresholds import density_fit
 
@@ -344,13 +345,22 @@ def upper_cluster_polygon(
 
 
 def _peak_valleys(
-    dens: NDArray[np.float64], centers: NDArray[np.float64], min_prominence: float
+    dens: NDArray[np.float64],
+    centers: NDArray[np.float64],
+    min_prominence: float,
+    local_peaks: Peaks | None = None,
 ) -> tuple[NDArray[np.intp], list[float]]:
-    """Peaks of a smoothed histogram (ascending) and the valley between each neighbour pair."""
+    """Peaks of a smoothed histogram (ascending) and the valley between each neighbour pair.
+
+    ``local_peaks``: every local maximum of ``dens``, when the caller has them.
+    """
     top = dens.max()
     if top <= 0:
         return np.array([], dtype=np.intp), []
-    peaks, _ = find_peaks(dens, prominence=min_prominence * top)
+    if local_peaks is None:
+        peaks = find_peaks(dens, prominence=min_prominence * top).positions
+    else:
+        peaks = local_peaks.select(min_prominence * top).positions
     valleys = [float(centers[a + int(np.argmin(dens[a : b + 1]))]) for a, b in pairwise(peaks)]
     return peaks, valleys
 
@@ -407,9 +417,9 @@ def upper_peak_polygon(
     if n_boot > 0:
 
         def estimate(
-            c: NDArray[np.float64], dens: NDArray[np.float64], wide: object = None
+            c: NDArray[np.float64], dens: NDArray[np.float64], redraw: Redraw | None = None
         ) -> tuple[float, str]:
-            _, v = _peak_valleys(dens, centers, prom)
+            _, v = _peak_valleys(dens, centers, prom, None if redraw is None else redraw.peaks())
             return (v[-1] if v else float("nan")), "valley"
 
         def interval() -> tuple[float, float]:

@@ -36,7 +36,6 @@ same one :func:`nkflow.tl.fmo_threshold` reports. ``n_boot=0`` skips every inter
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -50,6 +49,7 @@ from .censored import above_negatives
 from .censored import censored_mirror as _censored_mirror
 from .censored import zero_spike as _zero_spike
 from .density import (
+    Redraw,
     bandwidth_bins,
     bootstrap_thresholds,
     gmm_crossing,
@@ -213,21 +213,22 @@ def density_fit(
     sig = bandwidth_bins(v, width, bw_adjust, q)
 
     def estimate(
-        c: NDArray[np.float64],
-        dens: NDArray[np.float64],
-        wide: Callable[[], NDArray[np.float64]] | None = None,
+        c: NDArray[np.float64], dens: NDArray[np.float64], redraw: Redraw | None = None
     ) -> tuple[float, str]:
         cuts = []
         if rule == "gmm":
             cuts.append((gmm_crossing(c, centers), "gmm"))
         if rule in ("valley", "gmm"):
-            cuts.append((valley_from_density(dens, centers, min_prominence, between), "valley"))
+            peaks = None if redraw is None else redraw.peaks()
+            cuts.append(
+                (valley_from_density(dens, centers, min_prominence, between, peaks), "valley")
+            )
         for t, name in cuts:
             if t is not None and (not n0 or above_negatives(t, c, centers, n0, z)):
                 return t, name
         if n0:
             return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
-        return mirror_from_density(c, dens, centers, z, unimodal, sig, wide), "mirror"
+        return mirror_from_density(c, dens, centers, z, unimodal, sig, redraw), "mirror"
 
     value, used = estimate(counts, smoothed(counts, sig))
     n_events = int(v.size) + n0
