@@ -174,3 +174,81 @@ def test_threshold_set_on_the_nk_gate_wins_over_other_gates():
     assert out.loc[0, "threshold_areg"] == 1.0
     out = count_positive(make_sample(), rows, populations=["NK"], threshold_gate="ILC")
     assert out.loc[0, "threshold_areg"] == 3.0
+
+
+def _pick_reference(table, marker, sample_id, tissue, batch, gate):
+    """The specification of the pick, one DataFrame filter per level (the former code)."""
+    rows = table[table["marker"] == marker]
+    levels = [
+        rows["sample_id"] == sample_id,
+        (rows["sample_id"] == "") & (rows["tissue"] == tissue) & (rows["batch"] == batch),
+        (rows["sample_id"] == "") & (rows["tissue"] == "") & (rows["batch"] == batch),
+        (rows["sample_id"] == "") & (rows["tissue"] == tissue) & (rows["batch"] == ""),
+        (rows["sample_id"] == "") & (rows["tissue"] == "") & (rows["batch"] == ""),
+    ]
+    for mask in levels:
+        hit = rows[mask]
+        if hit.empty:
+            continue
+        values = hit["value"].astype(float).unique()
+        if len(values) > 1 and gate is not None and (hit["gate"] == gate).any():
+            hit = hit[hit["gate"] == gate]
+            values = hit["value"].astype(float).unique()
+        if len(values) > 1:
+            return "conflict"
+        return hit.iloc[0].to_dict()
+    return None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_threshold_pick_follows_its_specification(seed):
+    """Random tables of shared, tissue, batch and per-sample rows on several gates."""
+    from nkflow.tl.counts import _threshold_table, _ThresholdPicker
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    rows = pd.DataFrame(
+        {
+            "marker": rng.choice(["AREG", "IFN-g", "CD69"], n),
+            "value": rng.choice([0.5, 1.0, 2.0], n),
+            "sample_id": rng.choice(["", "", "s1", "s2"], n),
+            "tissue": rng.choice(["", "lung", "blood"], n),
+            "batch": rng.choice(["", "b1", "b2"], n),
+            "gate": rng.choice(["NK", "ILC", ""], n),
+            "rule": "x",
+        }
+    )
+    table = _threshold_table(rows, make_sample())
+    picker = _ThresholdPicker(table)
+    for marker in ("AREG", "IFN-g", "CD69", "NKG2D"):
+        for sid in ("s1", "s3"):
+            for tissue in ("lung", "liver"):
+                for batch in ("b1", "b3"):
+                    for gate in ("NK", None):
+                        expected = _pick_reference(table, marker, sid, tissue, batch, gate)
+                        if expected == "conflict":
+                            with pytest.raises(BatchConsistencyError, match=marker):
+                                picker.pick(marker, sid, tissue, batch, "here", gate)
+                        else:
+                            assert picker.pick(marker, sid, tissue, batch, "here", gate) == (
+                                expected
+                            )
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series(pd.Categorical(["s2", "s1", "s2", "s3"], categories=["s3", "s1", "s2", "s9"])),
+        pd.Series(pd.Categorical(["s2", None, "s2"])),  # a missing id reads "nan"
+        pd.Series(pd.Categorical([2, 1, 2])),  # non-string ids
+        pd.Series(["b", "a", "b"]),
+        pd.Series([1, 1.0, "1"], dtype=object),  # ids that are equal as strings
+    ],
+)
+def test_sample_codes_are_those_of_the_ids_as_strings(column):
+    from nkflow.tl.counts import _sample_codes
+
+    codes, names = _sample_codes(column)
+    expected_codes, expected_names = pd.factorize(column.astype(str))
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(names) == list(expected_names)
