@@ -20,7 +20,8 @@ included:
 
 Printed per configuration: wall time per stage (from the run's progress callback), total
 wall and CPU time, events/s, the peak RSS of the main process and of the largest worker
-(``getrusage``: the workers' own counters for Dask, ``RUSAGE_CHILDREN`` for the pool),
+(``getrusage``: the workers' own counters for Dask, ``RUSAGE_CHILDREN`` for the pool, the
+fork server reaped first),
 and whether every CSV table is byte-identical to the first configuration's. Then the
 throughput ratio of 2 workers over 1 worker on one core (``1t``, else ``1``; target >= 1.6x)
 and the 60 s target.
@@ -140,6 +141,21 @@ def _batch_events(folder: Path) -> int:
     return total
 
 
+def _reap_fork_server() -> None:
+    """Stop and reap this process's fork server, so RUSAGE_CHILDREN counts its workers.
+
+    On Linux nkflow's workers fork from multiprocessing's fork server: they are its
+    children, and their CPU time and peak RSS reach this process's RUSAGE_CHILDREN only
+    once the server itself is reaped. multiprocessing has no public call for that;
+    ``_stop`` (the one its own tests use) closes the server's pipe and waits for it.
+    """
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
+
+
 def _tables_digest(out: Path) -> dict[str, str]:
     return {
         str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -186,6 +202,7 @@ def _one(mode: str, folder: Path, out: Path, settings: dict | None = None) -> No
         worker_rss = [v / 1024 for v in rss.values()]
         client.close()
         cluster.close()
+    _reap_fork_server()
     self_ru = resource.getrusage(resource.RUSAGE_SELF)
     child_ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     seen = [s for s in STAGES if s in marks]

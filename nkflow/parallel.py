@@ -7,9 +7,11 @@ and the others go on. A worker process that dies (killed, out of memory, crashed
 native code) does not lose the batch: the unfinished samples are run again, each in
 a fresh process of its own, so only the sample that kills its worker fails.
 
-Workers are started with ``spawn``, and nkflow starts them without re-running the
-caller's script: a plain ``.py`` file calling :func:`nkflow.run` works with or without
-an ``if __name__ == "__main__":`` guard (workers only ever run nkflow's own functions).
+Local workers are forked from a ``forkserver`` on Linux (one process imports what the
+tasks need once, :meth:`SampleExecutor.start`) and spawned elsewhere
+(:mod:`nkflow._workers`). Either way nkflow starts them without re-running the caller's
+script: a plain ``.py`` file calling :func:`nkflow.run` works with or without an
+``if __name__ == "__main__":`` guard (workers only ever run nkflow's own functions).
 """
 
 from __future__ import annotations
@@ -17,15 +19,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import importlib
 import logging
-import multiprocessing
 import os
-import sys
 import threading
-import time
 import traceback
-import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._threads import available_cores, set_default_threads
+from ._workers import START_METHOD, caller_script_hidden, import_modules, new_pool, start_forkserver
 
 __all__ = ["Pending", "SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
@@ -191,16 +189,17 @@ class SampleExecutor:
     """Runs waves of per-sample tasks on workers that live as long as the executor.
 
     A batch run has several waves (FMO controls, unstimulated tubes, stimulated tubes
-    that need their unstimulated partner's results). Starting worker processes costs
-    about two seconds each (importing nkflow and its dependencies); one executor per run
-    pays that once instead of once per wave. Processes start on the first parallel wave,
-    or earlier with :meth:`start`, while this process does other work.
+    that need their unstimulated partner's results). A spawned worker spends about two
+    seconds importing nkflow and its dependencies, so one executor per run pays that once
+    instead of once per wave; a worker forked from the fork server (Linux) shares the
+    imports the server made once (:meth:`start`). Processes start on the first parallel
+    wave, or earlier with :meth:`start`, while this process does other work.
 
     Parameters
     ----------
     workers
-        1 runs in this process; more uses a local ``spawn`` process pool; 0 means one
-        per core.
+        1 runs in this process; more uses a local process pool (``forkserver`` on
+        Linux, ``spawn`` elsewhere); 0 means one per core.
     scheduler
         Address of a running Dask distributed scheduler; when given, ``workers`` is
         ignored and one client is kept open for the executor's lifetime.
@@ -219,6 +218,8 @@ class SampleExecutor:
         self._client: Any = None
         self._wave = 0
         self._exiting: threading.Thread | None = None
+        self._modules: tuple[str, ...] = ()  # what start() was told the tasks need
+        self._started = False
 
     def __enter__(self) -> SampleExecutor:
         return self
@@ -227,32 +228,38 @@ class SampleExecutor:
         self.close()
 
     def start(self, modules: Sequence[str]) -> None:
-        """Start the local worker processes now and import ``modules`` in each.
+        """Start importing ``modules`` for the workers now, while this process goes on.
 
-        Returns at once: the workers import nkflow and its dependencies (about two
-        seconds) while this process goes on, instead of after the first wave is
-        submitted. Nothing happens in process (one worker), on a Dask scheduler or
-        once the workers run. A module that fails to import is left to fail the first
-        task that needs it.
+        Returns at once. With a ``forkserver`` (Linux) its server process imports them
+        (about two seconds for nkflow's pipeline), once for every worker this process will
+        start, and the workers fork from it when the first wave is submitted. With
+        ``spawn`` the workers start now and each imports them. Nothing happens in process
+        (one worker), on a Dask scheduler, or after the first call or the first wave. A
+        module that fails to import is left to fail the first task that needs it.
 
         Parameters
         ----------
         modules
             Modules the coming tasks need (e.g. the module of their function).
         """
-        if self.scheduler or self.workers <= 1 or self._pool is not None:
+        if self.scheduler or self.workers <= 1 or self._started or self._pool is not None:
             return  # in process, on Dask, or started already
-        self._pool = _new_pool(self.workers)
-        with _caller_script_hidden():  # submit() starts the worker processes
+        self._started, self._modules = True, tuple(modules)
+        if START_METHOD == "forkserver":
+            start_forkserver(self._modules)
+            return
+        self._pool = new_pool(self.workers, self._modules)
+        with caller_script_hidden():  # submit() starts the worker processes
             for _ in range(self.workers):
-                self._pool.submit(_import_modules, tuple(modules))
+                self._pool.submit(import_modules, self._modules)
 
     @contextlib.contextmanager
     def before_tasks(self) -> Iterator[None]:
         """Work done before the first task: an error in it stops the workers at once.
 
-        Started workers (:meth:`start`) spend about two seconds importing; when the
-        batch turns out unusable before any task ran, its error should not wait for them.
+        Started workers (:meth:`start`) spend about two seconds importing (a fork
+        server's import goes on alone and ends with it); when the batch turns out unusable
+        before any task ran, its error should not wait for them.
         """
         try:
             yield
@@ -370,8 +377,8 @@ class SampleExecutor:
         if self.workers <= 1:
             return Pending(lambda: _call(func, key, arg))
         if self._pool is None:
-            self._pool = _new_pool(self.workers)
-        with _caller_script_hidden():
+            self._pool = new_pool(self.workers, self._modules)
+        with caller_script_hidden():
             future = self._pool.submit(_call, func, key, arg)
 
         def wait_pool() -> TaskOutcome:
@@ -386,11 +393,11 @@ class SampleExecutor:
         self, func: Callable[[Any], Any], items: Sequence[tuple[str, Any]]
     ) -> Iterator[TaskOutcome]:
         if self._pool is None:
-            self._pool = _new_pool(self.workers)
+            self._pool = new_pool(self.workers, self._modules)
         pending: dict[Future[TaskOutcome], tuple[str, Any]] = {}
         unfinished: list[tuple[str, Any]] = []
         try:
-            with _caller_script_hidden():  # submit() starts the worker processes
+            with caller_script_hidden():  # submit() starts the worker processes
                 for key, arg in items:
                     pending[self._pool.submit(_call, func, key, arg)] = (key, arg)
         except BrokenProcessPool:  # a worker died while this wave was being submitted
@@ -450,84 +457,10 @@ class SampleExecutor:
                 fut.release()
 
 
-def _import_modules(names: tuple[str, ...]) -> None:
-    """A worker's first task after :meth:`SampleExecutor.start`: import what tasks need."""
-    for name in names:
-        importlib.import_module(name)
-
-
-def _exit_without_parent(parent: int, every: float = 1.0) -> None:
-    """Stop this worker once the process that started it is gone.
-
-    A pool's worker waits for its next task on a pipe it holds both ends of, so it never
-    sees its parent die: a run killed by SIGKILL or the out-of-memory killer left its
-    workers (a few hundred MB each) waiting for ever. Run on a daemon thread.
-    """
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(1)
-
-
-def _init_worker(level: int, threads: int, parent: int) -> None:
-    """Worker logging and threads: the parent's level, no last-resort printing to stderr.
-
-    A spawned worker has no handlers, so Python's last-resort handler would print every
-    warning to the terminal. The sample's warnings reach the parent in its summary.
-    ``threads`` is the worker's share of the cores for the per-event numpy work
-    (:mod:`nkflow._threads`). The worker ends itself when its parent process (pid
-    ``parent``, passed in: a parent killed while this worker started would already have
-    handed it to init) is gone (:func:`_exit_without_parent`).
-    """
-    set_default_threads(threads)
-    root = logging.getLogger("nkflow")
-    root.setLevel(level)
-    if not root.handlers:
-        root.addHandler(logging.NullHandler())
-    watch = threading.Thread(
-        target=_exit_without_parent, args=(parent,), name="nkflow-parent", daemon=True
-    )
-    watch.start()
-
-
-def _new_pool(n: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        max_workers=n,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(
-            logging.getLogger("nkflow").getEffectiveLevel(),
-            max(1, available_cores() // n),
-            os.getpid(),
-        ),
-    )
-
-
-@contextlib.contextmanager
-def _caller_script_hidden() -> Iterator[None]:
-    """Start ``spawn`` workers without them re-importing the caller's ``__main__``.
-
-    A spawned worker imports the parent's main script (as ``__mp_main__``) so that
-    functions defined there can be unpickled. nkflow's workers only run nkflow's own
-    functions, and re-importing a script without an ``if __name__ == "__main__":``
-    guard would run the script's ``nk.run(...)`` again inside every worker, which
-    breaks the pool. While workers start, the parent's ``__main__`` is a blank module,
-    so the workers have no script to import.
-    """
-    main = sys.modules.get("__main__")
-    if main is None or not (getattr(main, "__file__", None) or getattr(main, "__spec__", None)):
-        yield  # a notebook or an interactive session: nothing to hide
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
-
-
 def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:
-    with _new_pool(1) as pool:
+    with new_pool(1) as pool:
         try:
-            with _caller_script_hidden():
+            with caller_script_hidden():
                 future = pool.submit(_call, func, key, arg)
             return future.result()
         except BrokenProcessPool as exc:

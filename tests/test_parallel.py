@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,23 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
+def _descendants(pid: int) -> list[int]:
+    """Processes started by ``pid``, their children, and so on (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def _pid(arg: object) -> int:
     return os.getpid()
 
@@ -204,6 +222,8 @@ def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
     try:
         workers = [int(p) for p in parent.stdout.readline().split()]
         assert workers and not any(_gone(p) for p in workers)
+        # and every other process it started: a fork server, a resource tracker
+        workers += [p for p in _descendants(parent.pid) if p not in workers]
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
@@ -214,3 +234,34 @@ def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
     for p in left:  # do not leave them to the next test either
         os.kill(p, signal.SIGKILL)
     assert not left, f"workers {left} outlived their killed parent"
+
+
+def _environ(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_workers_see_the_environment_their_pool_was_made_in(monkeypatch) -> None:
+    """A fork server keeps the environment it started with; its workers take the
+    caller's (NKFLOW_NUM_THREADS set in a notebook between two runs must reach them)."""
+    with parallel.SampleExecutor(workers=2) as ex:
+        list(ex.map(_pid, ITEMS))  # a fork server (Linux) runs from here on
+    monkeypatch.setenv("NKFLOW_TEST_LATER", "set after the first pool")
+    with parallel.SampleExecutor(workers=2) as ex:
+        seen = {o.value for o in ex.map(_environ, [(f"e{i}", "NKFLOW_TEST_LATER") for i in "abc"])}
+    assert seen == {"set after the first pool"}
+
+
+def _ppid(arg: object) -> int:
+    return os.getppid()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork server: Linux")
+def test_workers_fork_from_one_server_on_linux() -> None:
+    """Every pool's workers are children of one fork server, not of this process: they
+    import nothing the server imported, and a second run starts no server again."""
+    parents = set()
+    for _ in range(2):
+        with parallel.SampleExecutor(workers=2) as ex:
+            ex.start(("colorsys",))
+            parents |= {o.value for o in ex.map(_ppid, ITEMS)}
+    assert len(parents) == 1 and os.getpid() not in parents

@@ -1,10 +1,10 @@
 """``run(input, out)``: a batch run's entry, which starts its workers first.
 
-Kept light on purpose (the configuration and the executor only): ``run`` starts the worker
-processes, which spend about two seconds importing nkflow and its dependencies, and only
-then imports the stages (:mod:`nkflow.pipeline.stages`), so that this process's import of
-the same libraries and its checks of the batch overlap the workers' start instead of
-preceding it.
+Kept light on purpose (the configuration and the executor only): ``run`` starts the
+workers' imports (a fork server's on Linux, the spawned workers' elsewhere: about two
+seconds of nkflow and its dependencies), and only then imports the stages
+(:mod:`nkflow.pipeline.stages`), so that this process's import of the same libraries and
+its checks of the batch overlap the workers' start instead of preceding it.
 """
 
 from __future__ import annotations
