@@ -32,6 +32,8 @@ from numpy.typing import NDArray
 
 __all__ = ["Peaks", "RowPeaks", "find_peaks"]
 
+_FEW_PEAKS = 32  # up to this many peaks in a block, walk them one by one
+
 
 class Peaks(NamedTuple):
     """The local maxima of one row: positions (ascending), heights and prominences."""
@@ -92,8 +94,9 @@ class RowPeaks:
         local = np.arange(pos.size) - start[row]  # index of each peak within its row
         first_valley = valley_start[row] + local  # the valley just left of each peak
         count = start[row + 1] - start[row]
-        left = _walk(height, valleys, first_valley, local, count, step=-1)
-        right = _walk(height, valleys, first_valley + 1, local, count, step=1)
+        walk = _walk if pos.size > _FEW_PEAKS else _walk_few
+        left = walk(height, valleys, first_valley, local, count, step=-1)
+        right = walk(height, valleys, first_valley + 1, local, count, step=1)
         self._start, self._pos, self._height = start, pos, height
         self._prom = height - np.maximum(left, right)
 
@@ -159,6 +162,27 @@ def _walk(
         active[idx[(nxt >= 0) & (nxt < count[idx])]] = True
         d += 1
     return low
+
+
+def _walk_few(
+    height: NDArray[np.float64],
+    valleys: NDArray[np.float64],
+    first: NDArray[np.intp],
+    local: NDArray[np.intp],
+    count: NDArray[np.intp],
+    step: int,
+) -> NDArray[np.float64]:
+    """:func:`_walk` peak by peak, for a few peaks (one row): fewer array calls."""
+    h, v = height.tolist(), valleys.tolist()
+    out = []
+    rows = zip(first.tolist(), local.tolist(), count.tolist(), strict=True)
+    for g, (f, i, n) in enumerate(rows):
+        low, d = v[f], 1
+        while 0 <= i + step * d < n and h[g + step * d] <= h[g]:
+            low = min(low, v[f + step * d])
+            d += 1
+        out.append(low)
+    return np.array(out, dtype=np.float64)
 
 
 def find_peaks(x: NDArray[np.float64], *, prominence: float, height: float | None = None) -> Peaks:
