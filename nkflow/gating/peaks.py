@@ -25,6 +25,7 @@ per peak, a walk over the neighbouring peaks, done for all peaks of the block to
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -94,9 +95,8 @@ class RowPeaks:
         local = np.arange(pos.size) - start[row]  # index of each peak within its row
         first_valley = valley_start[row] + local  # the valley just left of each peak
         count = start[row + 1] - start[row]
-        walk = _walk if pos.size > _FEW_PEAKS else _walk_few
-        left = walk(height, valleys, first_valley, local, count, step=-1)
-        right = walk(height, valleys, first_valley + 1, local, count, step=1)
+        left = _walk(height, valleys, first_valley, local, count, step=-1)
+        right = _walk(height, valleys, first_valley + 1, local, count, step=1)
         self._start, self._pos, self._height = start, pos, height
         self._prom = height - np.maximum(left, right)
 
@@ -146,8 +146,12 @@ def _walk(
     """Lowest valley each peak's walk passes before a higher peak, in direction ``step``.
 
     ``first`` is the valley next to each peak on that side; the walk passes the next peak
-    when it is not higher and goes on to the valley beyond it.
+    when it is not higher and goes on to the valley beyond it. All peaks walk at once;
+    a few (one row's) walk one by one, in fewer calls.
     """
+    if height.size <= _FEW_PEAKS:
+        rows = zip(first.tolist(), local.tolist(), count.tolist(), strict=True)
+        return _walk_each(height.tolist(), valleys.tolist(), rows, step)
     low = valleys[first].copy()
     nxt = local + step  # the neighbouring peak's index within the row
     active = (nxt >= 0) & (nxt < count)
@@ -164,18 +168,11 @@ def _walk(
     return low
 
 
-def _walk_few(
-    height: NDArray[np.float64],
-    valleys: NDArray[np.float64],
-    first: NDArray[np.intp],
-    local: NDArray[np.intp],
-    count: NDArray[np.intp],
-    step: int,
+def _walk_each(
+    h: list[float], v: list[float], rows: Iterable[tuple[int, int, int]], step: int
 ) -> NDArray[np.float64]:
-    """:func:`_walk` peak by peak, for a few peaks (one row): fewer array calls."""
-    h, v = height.tolist(), valleys.tolist()
+    """:func:`_walk` peak by peak; ``rows``: each peak's first valley, index and row count."""
     out = []
-    rows = zip(first.tolist(), local.tolist(), count.tolist(), strict=True)
     for g, (f, i, n) in enumerate(rows):
         low, d = v[f], 1
         while 0 <= i + step * d < n and h[g + step * d] <= h[g]:
