@@ -11,6 +11,10 @@ and its dependencies itself (~2 s of CPU each); elsewhere they are started with
 * ends itself when the process that made its pool is gone, even one killed by SIGKILL
   (:func:`_exit_without_parent`).
 
+A fork server lives as long as the process that started it and keeps what it imported:
+nkflow code edited after a notebook's first run reaches forked workers only after the
+kernel restarts.
+
 :mod:`nkflow.parallel` runs tasks on these pools.
 """
 
