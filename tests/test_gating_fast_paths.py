@@ -16,7 +16,14 @@ import pandas as pd
 import pytest
 
 from nkflow.gating.apply import gate
-from nkflow.gating.density import GRID_QUANTILES, N_BINS, WideRows, grid_quantiles, histogram_grid
+from nkflow.gating.density import (
+    GRID_QUANTILES,
+    N_BINS,
+    _refined,
+    _refined_modes,
+    grid_quantiles,
+    histogram_grid,
+)
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
 from nkflow.pl.gating_panels import _bin_index
@@ -92,23 +99,64 @@ def test_grid_counts_equal_histogram_of_the_edge_array(scale: float) -> None:
         assert width == edges[1] - edges[0]
 
 
-@pytest.mark.parametrize("pattern", ["all", "every_third", "late_dense", "first_only"])
-def test_wide_rows_equal_one_redraw_smoothing(pattern: str) -> None:
-    """Rows of the lazily batched wide smoothing equal the 1-D smoothing of each redraw."""
+@pytest.mark.parametrize("sigma_bins", [1.0, 2.5, 7.5, 21.3])
+def test_windowed_wide_smoothing_gives_the_filter_s_mode(sigma_bins: float) -> None:
+    """The mirror rule's mode refined on windows of the wider smoothing equals the mode
+    refined on the whole 1-D filter output, peaks at the edges of the bins included."""
     from scipy.ndimage import gaussian_filter1d
 
     rng = np.random.default_rng(5)
-    draws = rng.multinomial(50_000, rng.dirichlet(np.ones(256)), size=60).astype(float)
-    asked = {
+    draws = rng.multinomial(50_000, rng.dirichlet(np.full(256, 0.4)), size=60).astype(float)
+    rough = rng.integers(0, 256, size=60)
+    rough[:4] = [0, 1, 254, 255]
+    modes = _refined_modes(draws, rough, sigma_bins)
+    for i in range(60):
+        wide = gaussian_filter1d(draws[i], 3.0 * sigma_bins, mode="constant")
+        assert modes[i] == _refined(wide, int(rough[i]), sigma_bins), i
+
+
+@pytest.mark.parametrize("unimodal", ["negative", "positive"])
+@pytest.mark.parametrize("asked", ["all", "every_third", "late_dense", "first_only"])
+def test_chunk_mirror_modes_equal_one_redraw_at_a_time(unimodal: str, asked: str) -> None:
+    """Whichever rows ask (one by one first, then the rest of the chunk together), each
+    gets the mode the mirror rule finds on that redraw alone."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from nkflow.gating.density import _Chunk, _outer_peak, mirror_from_density
+    from nkflow.gating.peaks import find_peaks
+
+    rng = np.random.default_rng(6)
+    p = rng.dirichlet(np.full(300, 0.3))
+    draws = rng.multinomial(20_000, p, size=60).astype(float)
+    rows = {
         "all": range(60),
         "every_third": range(0, 60, 3),
         "late_dense": [*range(0, 30, 5), *range(30, 60)],
         "first_only": [0],
-    }[pattern]
-    wide = WideRows(draws, 7.5)
-    for i in asked:
-        expected = gaussian_filter1d(draws[i], 7.5, mode="constant")
-        assert np.array_equal(wide.row(i), expected), i
+    }[asked]
+    chunk = _Chunk(draws, 4.0)
+    centers = np.arange(300.0)
+    for i in rows:
+        dens = chunk.dens[i]
+        top = dens.max()
+        found = find_peaks(np.r_[0.0, dens, 0.0], prominence=0.05 * top, height=0.1 * top)
+        wide = gaussian_filter1d(draws[i], 12.0, mode="constant")
+        mode = chunk.mirror_mode(i, unimodal)
+        assert mode == _refined(wide, _outer_peak(found, dens, unimodal), 4.0), i
+        alone = mirror_from_density(draws[i], dens, centers, 2.0, unimodal, 4.0)
+        assert mirror_from_density(draws[i], dens, centers, 2.0, unimodal, 4.0, _Fixed(mode)) == (
+            alone
+        ), i
+
+
+class _Fixed:
+    """A redraw whose mirror mode is given (to compare the rest of the rule)."""
+
+    def __init__(self, mode: int) -> None:
+        self._mode = mode
+
+    def mirror_mode(self, unimodal: str) -> int:
+        return self._mode
 
 
 def test_gate_memberships_equal_whole_sample_evaluation(tiny_gated) -> None:

@@ -21,7 +21,6 @@ __all__ = [
     "GRID_QUANTILES",
     "N_BINS",
     "Redraw",
-    "WideRows",
     "bandwidth_bins",
     "bootstrap_thresholds",
     "gmm_crossing",
@@ -143,19 +142,13 @@ def mirror_from_density(
     computed for a whole chunk of redraws at once, the first time one of them needs it).
     """
     total = counts.sum()
-    top = dens.max()
     if redraw is None:
+        top = dens.max()
         found = find_peaks(np.r_[0.0, dens, 0.0], prominence=0.05 * top, height=0.1 * top)
+        rough = _outer_peak(found, dens, unimodal)
+        mode_i = _refined(smoothed(counts, 3.0 * sigma_bins), rough, sigma_bins)
     else:
-        found = redraw.padded_peaks().select(0.05 * top, 0.1 * top)
-    peaks = found.positions - 1
-    if peaks.size == 0:
-        peaks = np.array([int(np.argmax(dens))])
-    mode_i = int(peaks[0] if unimodal == "negative" else peaks[-1])
-    smooth = smoothed(counts, 3.0 * sigma_bins) if redraw is None else redraw.wide()
-    w = int(np.ceil(3.0 * sigma_bins))
-    lo_i, hi_i = max(0, mode_i - w), min(smooth.size, mode_i + w + 1)
-    mode_i = lo_i + int(np.argmax(smooth[lo_i:hi_i]))
+        mode_i = redraw.mirror_mode(unimodal)
     mode = centers[mode_i]
     if unimodal == "negative":
         half = counts[: mode_i + 1]
@@ -174,6 +167,21 @@ def mirror_from_density(
     if sigma <= 0 or not np.isfinite(sigma):
         sigma = float(centers[1] - centers[0]) if total else 1.0
     return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
+
+
+def _outer_peak(found: Peaks, dens: NDArray[np.float64], unimodal: str) -> int:
+    """The mirror rule's peak: the lowest or highest of ``found`` (padded positions)."""
+    peaks = found.positions - 1
+    if peaks.size == 0:
+        return int(np.argmax(dens))
+    return int(peaks[0] if unimodal == "negative" else peaks[-1])
+
+
+def _refined(wide: NDArray[np.float64], rough: int, sigma_bins: float) -> int:
+    """The highest bin of the 3x wider density within ``ceil(3 sigma)`` bins of ``rough``."""
+    w = int(np.ceil(3.0 * sigma_bins))
+    lo, hi = max(0, rough - w), min(wide.size, rough + w + 1)
+    return lo + int(np.argmax(wide[lo:hi]))
 
 
 def gmm_crossing(counts: NDArray[np.float64], x: NDArray[np.float64]) -> float | None:
@@ -246,10 +254,12 @@ class _Chunk:
     """A chunk of redraws: their densities, and the rest computed for all rows when asked."""
 
     def __init__(self, draws: NDArray[np.float64], sigma_bins: float) -> None:
+        self.draws, self.sigma_bins = draws, sigma_bins
         self.dens = gaussian_filter1d(draws, sigma_bins, axis=1, mode="constant")
-        self.wide = WideRows(draws, 3.0 * sigma_bins)
         self._peaks: RowPeaks | None = None
         self._padded: RowPeaks | None = None
+        self._modes: tuple[str, int, NDArray[np.intp]] | None = None
+        self._asked = 0
 
     def peaks(self) -> RowPeaks:
         if self._peaks is None:
@@ -261,13 +271,73 @@ class _Chunk:
             self._padded = RowPeaks(np.pad(self.dens, ((0, 0), (1, 1))))
         return self._padded
 
+    def mirror_mode(self, i: int, unimodal: str) -> int:
+        """The mirror rule's refined mode of redraw ``i`` (rows asked in increasing order).
+
+        The first requests smooth their redraw whole (one filter call each); once at least
+        16 have come and they are at least half of the rows seen, the modes of the rest of
+        the chunk are refined together on windows of the wider smoothing
+        (:func:`_refined_modes`): the same bins, bit for bit.
+        """
+        if self._modes is not None and self._modes[0] == unimodal and i >= self._modes[1]:
+            return int(self._modes[2][i - self._modes[1]])
+        self._asked += 1
+        if self._modes is None and self._asked >= max(16, 0.5 * (i + 1)):
+            rough = [self._rough(r, unimodal) for r in range(i, len(self.dens))]
+            modes = _refined_modes(self.draws[i:], np.array(rough), self.sigma_bins)
+            self._modes = (unimodal, i, modes)
+            return int(modes[0])
+        wide = gaussian_filter1d(self.draws[i], 3.0 * self.sigma_bins, mode="constant")
+        return _refined(wide, self._rough(i, unimodal), self.sigma_bins)
+
+    def _rough(self, i: int, unimodal: str) -> int:
+        top = self.dens[i].max()
+        found = self.padded_peaks().row(i).select(0.05 * top, 0.1 * top)
+        return _outer_peak(found, self.dens[i], unimodal)
+
+
+def _refined_modes(
+    draws: NDArray[np.float64], rough: NDArray[np.intp], sigma_bins: float
+) -> NDArray[np.intp]:
+    """:func:`_refined` of every row, smoothing only each row's window of bins.
+
+    ``gaussian_filter1d(row, 3 sigma, mode="constant")`` at bin ``p`` is the centre weight
+    times ``row[p]``, plus ``(row[p - j] + row[p + j])`` times the weight of ``j``, added
+    from the farthest ``j`` to the nearest (scipy's symmetric-kernel loop; zeros beyond the
+    row). The same sums in the same order, over the ``2 ceil(3 sigma) + 1`` bins around
+    each row's peak instead of all bins, give the same values to the bit
+    (``tests/test_gating_fast_paths.py`` compares them with the filter).
+    """
+    sigma = 3.0 * sigma_bins
+    radius = int(4.0 * float(sigma) + 0.5)  # scipy's truncate = 4
+    x = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * x**2)
+    weights = weights / weights.sum()
+    n_rows, n = draws.shape
+    w = int(np.ceil(3.0 * sigma_bins))
+    width = 2 * w + 1
+    start = rough - w  # each row's window: bins start .. start + width - 1
+    padded = np.zeros((n_rows, n + 2 * (radius + w)))
+    padded[:, radius + w : radius + w + n] = draws
+    # the bins the window's sums read, from start - radius on
+    reads = np.take_along_axis(padded, (start + w)[:, None] + np.arange(width + 2 * radius), 1)
+    wide = reads[:, radius : radius + width] * weights[radius]
+    for j in range(radius, 0, -1):
+        left = reads[:, radius - j : radius - j + width]
+        right = reads[:, radius + j : radius + j + width]
+        wide += (left + right) * weights[radius - j]
+    bins = start[:, None] + np.arange(width)
+    wide[(bins < 0) | (bins >= n)] = -np.inf
+    return start + np.argmax(wide, axis=1)
+
 
 class Redraw:
     """One bootstrap redraw of a chunk, and what the density rules ask of it.
 
     Each answer is computed for every redraw of the chunk the first time one of them asks
-    (:class:`~nkflow.gating.peaks.RowPeaks`, :class:`WideRows`); every row is bit for bit
-    what the rule computes from the redraw alone.
+    (:class:`~nkflow.gating.peaks.RowPeaks`), or for the rest of the chunk once most rows
+    ask (:meth:`_Chunk.mirror_mode`); every row is bit for bit what the rule computes from
+    the redraw alone.
     """
 
     __slots__ = ("_chunk", "_i")
@@ -283,31 +353,6 @@ class Redraw:
         """Those of the density with a zero bin added at each end (the mirror rule's)."""
         return self._chunk.padded_peaks().row(self._i)
 
-    def wide(self) -> NDArray[np.float64]:
-        """The redraw smoothed with the mirror rule's 3x wider kernel."""
-        return self._chunk.wide.row(self._i)
-
-
-class WideRows:
-    """Rows of a wider smoothing of a chunk of redraws, asked for in increasing row order.
-
-    The first requests are smoothed one redraw at a time; once at least 16 have come and
-    they are at least half of the rows seen, the rest of the chunk is smoothed in one 2-D
-    call (about a third of the cost per row). Every row is bit for bit the same either way.
-    """
-
-    def __init__(self, draws: NDArray[np.float64], sigma_bins: float) -> None:
-        self._draws, self._sigma = draws, sigma_bins
-        self._rows: NDArray[np.float64] | None = None
-        self._first = 0
-        self._asked = 0
-
-    def row(self, i: int) -> NDArray[np.float64]:
-        """The wider smoothing of redraw ``i``."""
-        if self._rows is None or i < self._first:
-            self._asked += 1
-            if self._rows is not None or self._asked < max(16, 0.5 * (i + 1)):
-                return gaussian_filter1d(self._draws[i], self._sigma, mode="constant")
-            self._first = i
-            self._rows = gaussian_filter1d(self._draws[i:], self._sigma, axis=1, mode="constant")
-        return self._rows[i - self._first]
+    def mirror_mode(self, unimodal: str) -> int:
+        """The mirror rule's mode bin: its outer peak refined on the 3x wider smoothing."""
+        return self._chunk.mirror_mode(self._i, unimodal)
