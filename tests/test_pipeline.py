@@ -219,6 +219,11 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert written[2] == written[1]
     thresholds = pd.read_csv(tmp_path / "w2" / "thresholds.csv")
     assert thresholds["control_file"].fillna("").str.contains("unstim").any()  # borrowed
+    # without --events the workers send no membership back, and the tables are the same
+    res = gate_files([tiny_batch], tmp_path / "no_events", config=config)
+    tables = {str(f.relative_to(res.out_dir)): f.read_bytes() for f in res.out_dir.rglob("*.csv")}
+    assert tables == {k: v for k, v in written[2].items() if k.endswith(".csv")}
+    assert not (res.out_dir / "membership").exists()
 
 
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(

@@ -79,9 +79,9 @@ def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: boo
             source = Path(tmp) / "metadata.csv"
             files_sheet(paths).to_csv(source, index=False)
         if kind in (".wsp", ".xml") and Path(template).is_file():
-            tables, members = _gate_external(source, Path(template), cfg)
+            tables, members = _gate_external(source, Path(template), cfg, events)
         else:
-            tables, members = _gate_template(source, cfg)
+            tables, members = _gate_template(source, cfg, events)
     for name, table in tables.items():
         write_table(table, out.root / name, formats=("csv",), root=out.root)
     if events:
@@ -122,8 +122,9 @@ def files_sheet(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def _gate_external(
-    source: Any, template: Path, cfg: RunConfig
+    source: Any, template: Path, cfg: RunConfig, events: bool
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Gate with a FlowJo workspace or a GatingML file; per-event membership if ``events``."""
     from ..gating.flowjo import apply_flowjo_workspace
     from ..gating.gatingml import apply_gatingml
     from ..io import read_fcs
@@ -139,7 +140,7 @@ def _gate_external(
         result = apply_flowjo_workspace(template, list(meta["path"]))
         tables["populations"] = result.populations
         tables["flowjo_comparison"] = result.comparison
-        members = dict(result.membership)
+        members = dict(result.membership) if events else {}
         status = [status_row(r, "ok", "OK", "") for _, r in meta.iterrows()]
     else:
         frames = []
@@ -154,8 +155,9 @@ def _gate_external(
                 code = failure_code(exc)
                 status.append(status_row(row, code[0], code[1], str(exc)))
                 continue
-            gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-            members[sid] = adata.obs[gates].reset_index(drop=True)
+            if events:
+                gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+                members[sid] = adata.obs[gates].reset_index(drop=True)
             status.append(status_row(row, "ok", "OK", "", n_events=adata.n_obs))
         tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
@@ -163,8 +165,13 @@ def _gate_external(
 
 
 def _gate_template(
-    source: Any, cfg: RunConfig
+    source: Any, cfg: RunConfig, events: bool
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Gate with a template on the workers; per-event membership only if ``events``.
+
+    200,000 events x 30 gates are ~6 MB a tube, which would otherwise be sent to this
+    process and held for the whole batch without being written.
+    """
     from .pooled import batch_stage
 
     state = RunState(source, Path("."), cfg, None)
@@ -191,6 +198,7 @@ def _gate_template(
                     thresholds=own + unstim_cuts.get(key, []) if stimulated else own,
                     paired_unstim=unstim_tables.get(key) if stimulated else None,
                     control_file=str(row["file"]),
+                    events=events,
                 )))  # fmt: skip
             outcomes = {o.key: o for o in ex.map(_gate_one, jobs)}
             for sid, key, row in rows:  # the sheet's order, whichever ended first
@@ -207,7 +215,8 @@ def _gate_template(
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
                 thr.append(pd.DataFrame(gated.thresholds))
-                members[sid] = gated.members
+                if gated.members is not None:
+                    members[sid] = gated.members
                 state.status[sid] = status_row(row, "ok", "OK", "", n_events=gated.n_events)
     tables = {
         "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
@@ -226,6 +235,7 @@ class _GateJob:
     thresholds: list[dict[str, Any]]
     paired_unstim: pd.DataFrame | None
     control_file: str
+    events: bool = False  # return the per-event membership
 
 
 @dataclass
@@ -234,7 +244,7 @@ class _Gated:
 
     table: pd.DataFrame
     thresholds: list[dict[str, Any]]
-    members: pd.DataFrame
+    members: pd.DataFrame | None
     n_events: int
     cuts: list[dict[str, Any]]
     warnings: list[tuple[type[Warning], str]]
@@ -266,7 +276,7 @@ def _gate_one(job: _GateJob) -> _Gated:
     return _Gated(
         table=table,
         thresholds=list(adata.uns["nkflow"].get("thresholds", [])),
-        members=adata.obs[pops].reset_index(drop=True),
+        members=adata.obs[pops].reset_index(drop=True) if job.events else None,
         n_events=int(adata.n_obs),
         cuts=cuts,
         warnings=[(w.category, str(w.message)) for w in caught],
