@@ -131,7 +131,7 @@ def test_bootstrap_with_chunk_peaks_equals_scipy_per_redraw(monkeypatch, rule, u
         return density.mirror_from_density(c, dens, centers, 2.5, unimodal, sigma, redraw), "m"
 
     fast = bootstrap_thresholds(counts, sigma, 300, 7, valley_or_mirror)
-    monkeypatch.setattr(density, "find_peaks", _scipy_peaks)
+    monkeypatch.setattr(density, "local_maxima", _scipy_local_maxima)
     slow = bootstrap_thresholds(
         counts, sigma, 300, 7, lambda c, dens, redraw: valley_or_mirror(c, dens)
     )
@@ -139,6 +139,6 @@ def test_bootstrap_with_chunk_peaks_equals_scipy_per_redraw(monkeypatch, rule, u
     assert np.isfinite(fast).all()
 
 
-def _scipy_peaks(x, *, prominence, height=None):
-    peaks, props = scipy_find_peaks(x, height=height, prominence=prominence)
+def _scipy_local_maxima(x):
+    peaks, props = scipy_find_peaks(x, prominence=0.0)  # every local maximum
     return Peaks(peaks, x[peaks], props["prominences"])

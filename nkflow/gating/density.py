@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
-from .peaks import Peaks, RowPeaks, find_peaks
+from .peaks import Peaks, RowPeaks, local_maxima
 
 __all__ = [
     "GRID_QUANTILES",
@@ -101,9 +101,8 @@ def valley_from_density(
     if top <= 0:
         return None
     if local_peaks is None:
-        found = find_peaks(dens, prominence=min_prominence * top)
-    else:
-        found = local_peaks.select(min_prominence * top)
+        local_peaks = local_maxima(dens)
+    found = local_peaks.select(min_prominence * top)
     peaks, prom = found.positions, found.prominences
     if peaks.size < 2:
         return None
@@ -137,15 +136,13 @@ def mirror_from_density(
     The peak is the lowest (``negative``) or highest (``positive``) one of the density with
     at least 10 % of the top height (the density padded with a zero bin on each side, so an
     edge bin can be that peak); its position is then refined on a 3x wider kernel, which is
-    steadier for a broad negative population. ``redraw`` gives the padded density's peaks
-    and the 3x-wider density when the caller has them cheaper (a bootstrap redraw: both are
-    computed for a whole chunk of redraws at once, the first time one of them needs it).
+    steadier for a broad negative population. ``redraw`` gives that refined mode when the
+    caller has it cheaper (a bootstrap redraw: computed for the rest of its chunk once most
+    redraws ask, :meth:`_Chunk.mirror_mode`).
     """
     total = counts.sum()
     if redraw is None:
-        top = dens.max()
-        found = find_peaks(np.r_[0.0, dens, 0.0], prominence=0.05 * top, height=0.1 * top)
-        rough = _outer_peak(found, dens, unimodal)
+        rough = _outer_peak(local_maxima(np.r_[0.0, dens, 0.0]), dens, unimodal)
         mode_i = _refined(smoothed(counts, 3.0 * sigma_bins), rough, sigma_bins)
     else:
         mode_i = redraw.mirror_mode(unimodal)
@@ -169,17 +166,27 @@ def mirror_from_density(
     return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
 
 
-def _outer_peak(found: Peaks, dens: NDArray[np.float64], unimodal: str) -> int:
-    """The mirror rule's peak: the lowest or highest of ``found`` (padded positions)."""
-    peaks = found.positions - 1
+def _outer_peak(padded: Peaks, dens: NDArray[np.float64], unimodal: str) -> int:
+    """The mirror rule's peak in ``dens``: the lowest or highest of its padded maxima.
+
+    ``padded``: the local maxima of ``dens`` with a zero bin added at each end; those with
+    at least 10 % of the top height and 5 % of it in prominence count.
+    """
+    top = dens.max()
+    peaks = padded.select(0.05 * top, 0.1 * top).positions - 1
     if peaks.size == 0:
         return int(np.argmax(dens))
     return int(peaks[0] if unimodal == "negative" else peaks[-1])
 
 
+def _half_window(sigma_bins: float) -> int:
+    """Bins on each side of the rough mode searched on the 3x wider density."""
+    return int(np.ceil(3.0 * sigma_bins))
+
+
 def _refined(wide: NDArray[np.float64], rough: int, sigma_bins: float) -> int:
     """The highest bin of the 3x wider density within ``ceil(3 sigma)`` bins of ``rough``."""
-    w = int(np.ceil(3.0 * sigma_bins))
+    w = _half_window(sigma_bins)
     lo, hi = max(0, rough - w), min(wide.size, rough + w + 1)
     return lo + int(np.argmax(wide[lo:hi]))
 
@@ -291,9 +298,7 @@ class _Chunk:
         return _refined(wide, self._rough(i, unimodal), self.sigma_bins)
 
     def _rough(self, i: int, unimodal: str) -> int:
-        top = self.dens[i].max()
-        found = self.padded_peaks().row(i).select(0.05 * top, 0.1 * top)
-        return _outer_peak(found, self.dens[i], unimodal)
+        return _outer_peak(self.padded_peaks().row(i), self.dens[i], unimodal)
 
 
 def _refined_modes(
@@ -314,7 +319,7 @@ def _refined_modes(
     weights = np.exp(-0.5 / (sigma * sigma) * x**2)
     weights = weights / weights.sum()
     n_rows, n = draws.shape
-    w = int(np.ceil(3.0 * sigma_bins))
+    w = _half_window(sigma_bins)
     width = 2 * w + 1
     start = rough - w  # each row's window: bins start .. start + width - 1
     padded = np.zeros((n_rows, n + 2 * (radius + w)))
@@ -348,10 +353,6 @@ class Redraw:
     def peaks(self) -> Peaks:
         """Every local maximum of the redraw's density, with its prominence."""
         return self._chunk.peaks().row(self._i)
-
-    def padded_peaks(self) -> Peaks:
-        """Those of the density with a zero bin added at each end (the mirror rule's)."""
-        return self._chunk.padded_peaks().row(self._i)
 
     def mirror_mode(self, unimodal: str) -> int:
         """The mirror rule's mode bin: its outer peak refined on the 3x wider smoothing."""

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Peaks", "RowPeaks", "find_peaks"]
+__all__ = ["Peaks", "RowPeaks", "find_peaks", "local_maxima"]
 
 _FEW_PEAKS = 32  # up to this many peaks in a block, walk them one by one
 
@@ -182,10 +182,15 @@ def _walk_each(
     return np.array(out, dtype=np.float64)
 
 
+def local_maxima(x: NDArray[np.float64]) -> Peaks:
+    """Every local maximum of one finite 1-D row, with its prominence (ascending)."""
+    return RowPeaks(np.asarray(x, dtype=np.float64)[None, :]).row(0)
+
+
 def find_peaks(x: NDArray[np.float64], *, prominence: float, height: float | None = None) -> Peaks:
     """Peaks of one row with at least ``prominence`` (and ``height``), ascending.
 
     The same peaks and prominences as ``scipy.signal.find_peaks(x, height=height,
     prominence=prominence)`` for a finite 1-D ``x``.
     """
-    return RowPeaks(np.asarray(x, dtype=np.float64)[None, :]).row(0).select(prominence, height)
+    return local_maxima(x).select(prominence, height)

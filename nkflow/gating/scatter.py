@@ -47,7 +47,7 @@ from .density import (
     smoothed,
 )
 from .intervals import NO_INTERVAL, Deferred, deferred_interval
-from .peaks import Peaks, find_peaks
+from .peaks import Peaks, local_maxima
 from .redraws import median_band_redraws
 from .thresholds import density_fit
 
@@ -358,9 +358,8 @@ def _peak_valleys(
     if top <= 0:
         return np.array([], dtype=np.intp), []
     if local_peaks is None:
-        peaks = find_peaks(dens, prominence=min_prominence * top).positions
-    else:
-        peaks = local_peaks.select(min_prominence * top).positions
+        local_peaks = local_maxima(dens)
+    peaks = local_peaks.select(min_prominence * top).positions
     valleys = [float(centers[a + int(np.argmin(dens[a : b + 1]))]) for a, b in pairwise(peaks)]
     return peaks, valleys
 
