@@ -248,10 +248,10 @@ class SampleExecutor:
         if START_METHOD == "forkserver":
             start_forkserver(self._modules)
             return
-        self._pool = new_pool(self.workers, self._modules)
-        with caller_script_hidden():  # submit() starts the worker processes
+        self._pool = new_pool(self.workers, self._modules)  # each worker imports them
+        with caller_script_hidden():  # a submit() starts a worker process: one each
             for _ in range(self.workers):
-                self._pool.submit(import_modules, self._modules)
+                self._pool.submit(import_modules, ())
 
     @contextlib.contextmanager
     def before_tasks(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ and the figure left out, as before.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -31,20 +32,29 @@ def _png(figures: dict[str, Any]) -> dict[str, bytes]:
     return {name: figure_png(fig) for name, fig in figures.items()}
 
 
+def _drawn(what: str, draw: Callable[[], dict[str, Any]]) -> dict[str, bytes]:
+    """``draw()``'s figures as PNG bytes; a figure must never fail the run (logged, left out)."""
+    try:
+        return _png(draw())
+    except Exception as exc:
+        logger.warning("%s not drawn: %s", what, exc)
+        return {}
+
+
 def population_figures(arg: tuple[pd.DataFrame, pd.DataFrame, str]) -> dict[str, bytes]:
     """Population-frequency figure ``name`` of ``(populations table, metadata sheet, name)``.
 
     ``name`` is one of :data:`nkflow.report.html.POPULATION_FIGURES`; a run draws each on
     its own worker.
     """
-    from ..report.html import population_figures as draw
-
     populations, metadata, name = arg
-    try:
-        return _png(draw(populations, metadata, names=(name,)))
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("population figure %s not drawn: %s", name, exc)
-        return {}
+
+    def draw() -> dict[str, Any]:
+        from ..report.html import population_figures
+
+        return population_figures(populations, metadata, names=(name,))
+
+    return _drawn(f"population figure {name}", draw)
 
 
 def cluster_heatmap(result: Any) -> dict[str, bytes]:
@@ -52,35 +62,35 @@ def cluster_heatmap(result: Any) -> dict[str, bytes]:
 
     It needs only the fitted clustering, so a run draws it while the samples are mapped.
     """
-    try:
+
+    def draw() -> dict[str, Any]:
         from ..pl import cluster as plc
 
-        return _png({"clusters_heatmap": plc.heatmap(result)})
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("cluster heatmap not drawn: %s", exc)
-        return {}
+        return {"clusters_heatmap": plc.heatmap(result)}
+
+    return _drawn("cluster heatmap", draw)
 
 
 def cluster_abundance(abundance: pd.DataFrame) -> dict[str, bytes]:
     """The metacluster abundance bars of the abundance table (every mapped sample)."""
-    try:
+
+    def draw() -> dict[str, Any]:
         from ..pl import cluster as plc
 
-        return _png({"clusters_abundance": plc.abundance(abundance)})
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("cluster abundance figure not drawn: %s", exc)
-        return {}
+        return {"clusters_abundance": plc.abundance(abundance)}
+
+    return _drawn("cluster abundance figure", draw)
 
 
 def score_figures(result: Any) -> dict[str, bytes]:
     """One repair-profile figure per stimulation condition of a ``ScoreResult``."""
-    try:
+
+    def draw() -> dict[str, Any]:
         from ..pl import score as pls
 
-        figures = _png(pls.repair_profiles(result))
-    except Exception as exc:  # a figure must never fail the run
-        logger.warning("repair profile figure not drawn: %s", exc)
-        return {}
+        return pls.repair_profiles(result)
+
+    figures = _drawn("repair profile figure", draw)
     if len(figures) == 1:
         return {"repair_profile": next(iter(figures.values()))}
     return {
