@@ -126,6 +126,22 @@ def test_metadata_from_folder_guesses_roles(batch_dir: Path) -> None:
         nio.metadata_from_folder(batch_dir.parent / "empty_nowhere")
 
 
+def test_folder_with_files_only_in_subfolders_says_where_they_are(tmp_path: Path) -> None:
+    for donor in ("D2", "D1"):
+        (tmp_path / donor).mkdir()
+        _fcs(tmp_path / donor / f"{donor}_liver.fcs", PANEL)
+    (tmp_path / "D1" / "nested").mkdir()
+    _fcs(tmp_path / "D1" / "nested" / "D1_lung.fcs", PANEL)
+    with pytest.raises(MetadataError) as err:
+        nio.metadata_from_folder(tmp_path)
+    message = str(err.value)
+    assert "3 in its subfolders D1/ (2), D2/ (1)" in message
+    assert "'D1/D1_liver.fcs'" in message  # a sheet's file column, relative to the folder
+    # following the message: a sheet in the folder runs the files of every subfolder
+    sheet = _sheet(tmp_path, ["D1/D1_liver.fcs,a", "D2/D2_liver.fcs,b", "D1/nested/D1_lung.fcs,c"])
+    assert list(nio.read_metadata(sheet)["sample_id"]) == ["a", "b", "c"]
+
+
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:
     batch = nio.read_batch(batch_dir)
     assert len(batch) == 4 and batch.sample_ids[0] == "FMO_CD69"

@@ -437,7 +437,7 @@ def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = Fals
         raise MetadataError(folder, ["not a folder"])
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FCS_SUFFIXES)
     if not files:
-        raise MetadataError(folder, ["no *.fcs or *.lmd files in the folder"])
+        raise MetadataError(folder, [_no_files_here(folder)])
     rows = []
     used: set[str] = set()
     for f in files:
@@ -465,3 +465,32 @@ def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = Fals
         raise MetadataError(folder, problems)
     table.attrs["source"] = str(folder)
     return table
+
+
+def _no_files_here(folder: Path, limit: int = 10_000) -> str:
+    """Why a folder gives no batch, and where its FCS files are when they sit in subfolders.
+
+    Subfolders are not read (they may hold exports of the same events); when they hold FCS
+    files, the message names them and says how to run them: a metadata sheet in the folder
+    lists each file by its path relative to the sheet. At most ``limit`` entries are walked.
+    """
+    found: dict[str, list[Path]] = {}
+    for n, p in enumerate(folder.rglob("*")):
+        if n >= limit:
+            break
+        if p.suffix.lower() in _FCS_SUFFIXES and p.is_file():
+            found.setdefault(p.relative_to(folder).parts[0], []).append(p)
+    if not found:
+        return "no *.fcs or *.lmd files in the folder"
+    total = sum(len(v) for v in found.values())
+    names = sorted(found)
+    shown = ", ".join(f"{escape_text(d)}/ ({len(found[d])})" for d in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    example = min(found[names[0]]).relative_to(folder).as_posix()
+    return (
+        f"no *.fcs or *.lmd files in the folder itself, {total} in its subfolders "
+        f"{shown}{more} (subfolders are not read): run one subfolder, or put a "
+        f"metadata.csv in this folder listing each file by its path relative to it "
+        f"(columns file and sample_id, e.g. {escape_text(example)!r}; the README's "
+        "'The metadata sheet' has the rest)"
+    )
