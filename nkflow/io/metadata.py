@@ -475,11 +475,14 @@ def _no_files_here(folder: Path, limit: int = 10_000) -> str:
     lists each file by its path relative to the sheet. At most ``limit`` entries are walked.
     """
     found: dict[str, list[Path]] = {}
-    for n, p in enumerate(folder.rglob("*")):
-        if n >= limit:
-            break
-        if p.suffix.lower() in _FCS_SUFFIXES and p.is_file():
-            found.setdefault(p.relative_to(folder).parts[0], []).append(p)
+    try:
+        for n, p in enumerate(folder.rglob("*")):
+            if n >= limit:
+                break
+            if p.suffix.lower() in _FCS_SUFFIXES and p.is_file():
+                found.setdefault(p.relative_to(folder).parts[0], []).append(p)
+    except OSError:  # a subfolder that cannot be listed: say what was found before it
+        pass
     if not found:
         return "no *.fcs or *.lmd files in the folder"
     total = sum(len(v) for v in found.values())
