@@ -226,6 +226,39 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert not (res.out_dir / "membership").exists()
 
 
+@pytest.mark.parametrize(
+    ("tubes", "paired"),
+    [
+        (("D1_blood_pre_unstim", "D1_blood_pre_stim"), True),  # one donor: its one partner
+        (("D1_blood_pre_unstim", "D1_liver_pre_unstim", "D1_blood_pre_stim"), False),
+    ],
+)
+def test_a_folder_without_a_sheet_pairs_a_stimulated_tube_only_with_a_sure_partner(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, tubes: tuple[str, ...], paired: bool
+) -> None:
+    """Without a sheet no donor, tissue or timepoint is known: every tube has the same
+    empty key. One unstimulated tube is the stimulated tube's partner; two may be two
+    donors, so the stimulated tube borrows no cut-off (run and gate) and gets no baseline
+    to be scored against, rather than the first tube found."""
+    from nkflow.pipeline import gate_files
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in tubes:
+        shutil.copy(tiny_batch / f"{name}.fcs", bare)
+    res = run(bare, tmp_path / "run", config=fast_config)
+    counts = pd.read_csv(res.out_dir / "tables" / "counts.csv")
+    rules = counts.loc[counts["sample_id"] == "D1_blood_pre_stim", "areg_rule"]
+    assert rules.str.startswith("unstimulated tube:").all() == paired  # the AREG cut-off
+    gated = gate_files([bare], tmp_path / "gate", config=fast_config)
+    borrowed = gated.tables["thresholds"]["control_file"].fillna("").str.contains("unstim")
+    assert borrowed.any() == paired  # borrowed cut-offs name the partner's file
+    flags = res.tables["flags"]
+    first_rule = flags["failed_rules"].str.split(";").str[0]
+    assert (first_rule == "UNSTIM_AMBIGUOUS").all() != paired
+    assert (flags["unstim_sample_id"] == "D1_blood_pre_unstim").all() == paired
+
+
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(
     tmp_path: Path, fast_config: RunConfig, monkeypatch
 ) -> None:

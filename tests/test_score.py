@@ -184,6 +184,26 @@ def test_replicate_unstim_tubes_are_pooled():
     assert nk["n_events_unstim"] == 2000 and nk["n_areg_unstim"] == 20
 
 
+@pytest.mark.parametrize("donor", ["", "d1"])
+def test_several_unstim_tubes_without_a_donor_are_no_baseline(donor):
+    counts, meta = basic()
+    extra = counts[counts.sample_id == "u"].assign(sample_id="u2")
+    counts = pd.concat([counts, extra], ignore_index=True)
+    meta = pd.concat([meta, pd.DataFrame([meta_row("u2", "d1", "unstim")])], ignore_index=True)
+    meta["donor"] = donor  # "": a folder without a sheet; u and u2 may be two donors
+    nk = score(counts, meta).flags.set_index("population").loc["NK"]
+    if donor:  # replicates of one donor: pooled, and the tube is judged
+        assert nk["unstim_sample_id"] == "u;u2" and nk["areg_responsive"]
+    else:
+        assert nk["failed_rules"].split(";")[0] == "UNSTIM_AMBIGUOUS"
+        assert not nk["areg_responsive"] and nk["unstim_sample_id"] == ""
+        assert np.isnan(nk["areg_net"])  # no net against another donor's tube
+        assert RULES["UNSTIM_AMBIGUOUS"] in nk["message"]
+    # one unstimulated tube without a donor is still the partner (a one-donor experiment)
+    single = score(counts[counts.sample_id != "u2"], meta[meta.sample_id != "u2"])
+    assert single.flags.set_index("population").loc["NK", "areg_responsive"]
+
+
 def test_tubes_pair_only_within_timepoint_and_batch():
     counts, meta = basic()
     meta.loc[meta.sample_id == "u", "timepoint"] = "post"

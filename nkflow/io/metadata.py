@@ -44,10 +44,12 @@ __all__ = [
     "CONTEXT_COLUMNS",
     "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
+    "PAIR_KEY",
     "REQUIRED_COLUMNS",
     "ROLES",
     "TISSUE_KINDS",
     "TISSUE_KIND_ALIASES",
+    "ambiguous_pair_keys",
     "is_stimulated",
     "metadata_from_folder",
     "read_metadata",
@@ -68,6 +70,28 @@ def is_stimulated(row: Mapping[str, Any]) -> bool:
     if role in ("stim", "unstim"):
         return role == "stim"
     return str(row.get("stimulation", "") or "").lower() not in ("", "unstim", "nan", "none")
+
+
+#: the columns that pair a stimulated tube with its unstimulated tube(s)
+PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+
+
+def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
+    """Pair keys that several of the unstimulated tubes ``unstim`` share, with no donor.
+
+    Unstimulated tubes of one donor, tissue, timepoint and batch are replicates, pooled as
+    one baseline. Without a donor (a folder run without a sheet, or an empty ``donor``
+    cell), tubes that agree on tissue, timepoint and batch may come from different
+    donors, so none of them can be a stimulated tube's partner, nor stand for a donor's
+    phenotype. The keys returned (``PAIR_KEY`` values, as strings) have an empty donor
+    and more than one ``sample_id`` among ``unstim``; a missing column counts as empty.
+    """
+    if unstim.empty or "sample_id" not in unstim.columns:
+        return set()
+    blank = pd.Series("", index=unstim.index)
+    keys = [unstim.get(c, blank).fillna("").astype(str) for c in PAIR_KEY]
+    tubes = unstim["sample_id"].astype(str).groupby(keys, sort=False).nunique()
+    return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
 
 
 REQUIRED_COLUMNS = ("file", "sample_id")

@@ -15,13 +15,14 @@ from .. import pp
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError
 from ..io import metadata_from_folder, read_batch
+from ..io.metadata import PAIR_KEY, ambiguous_pair_keys
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
 from .sample import SampleTask, load_sample
-from .state import PAIR_KEY, STATUS_COLUMNS, RunState, failure_code, status_row
+from .state import STATUS_COLUMNS, RunState, failure_code, status_row
 from .steps import is_stimulated, sample_waves
 
 __all__ = ["gate_files"]
@@ -187,7 +188,10 @@ def _gate_template(
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         thr.append(thresholds.drop(columns=["template"], errors="ignore"))
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs
-        for stimulated, wave in zip((False, True), sample_waves(state.meta), strict=True):
+        waves = sample_waves(state.meta)
+        # a key of several unstimulated tubes and no donor names no partner
+        ambiguous = ambiguous_pair_keys(waves[0][waves[0]["role"] != "positive_control"])
+        for stimulated, wave in zip((False, True), waves, strict=True):
             rows = [(str(r["sample_id"]), tuple(str(r[c]) for c in PAIR_KEY), r)
                     for _, r in wave.iterrows()]  # fmt: skip
             jobs = []
@@ -211,7 +215,7 @@ def _gate_template(
                 gated = outcome.value
                 for category, message in gated.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                if not stimulated:
+                if not stimulated and key not in ambiguous:
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
                 thr.append(pd.DataFrame(gated.thresholds))

@@ -19,6 +19,7 @@ from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
+from ..io.metadata import PAIR_KEY, ambiguous_pair_keys
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
 from .plan import BatchPlan
@@ -27,7 +28,6 @@ from .steps import fmo_tubes, is_stimulated, sample_waves
 from .tables import THRESHOLD_COLUMNS, add_linear_thresholds, order_columns
 
 __all__ = [
-    "PAIR_KEY",
     "STATUS_COLUMNS",
     "ProgressCallback",
     "RunState",
@@ -38,7 +38,6 @@ __all__ = [
 logger = logging.getLogger("nkflow.pipeline.run")
 
 ProgressCallback = Callable[[str, int, int], None]
-PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
 QC_FAIL_FRACTION = 0.5
 STATUS_COLUMNS = ["sample_id", "file", "role", "status", "reason_code", "message", "n_events",
                   "n_kept"]  # fmt: skip
@@ -239,10 +238,16 @@ class RunState:
         return sel.drop(columns=["template"]).to_dict("records")
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
-        """The processed unstimulated partner (same donor, tissue, timepoint, batch)."""
+        """The processed unstimulated partner (same donor, tissue, timepoint, batch).
+
+        None also when several unstimulated tubes of the sheet share the key and no donor
+        tells them apart (:func:`~nkflow.io.metadata.ambiguous_pair_keys`).
+        """
         if not is_stimulated(row):
             return None
         key = tuple(str(row[c]) for c in PAIR_KEY)
+        if key in self._ambiguous_keys():
+            return None
         for sid, summary in self.summaries.items():
             other = self.row(sid)
             if is_stimulated(other) or str(other["role"]) == "positive_control":
@@ -250,6 +255,11 @@ class RunState:
             if tuple(str(other[c]) for c in PAIR_KEY) == key:
                 return sid, summary
         return None
+
+    def _ambiguous_keys(self) -> set[tuple[str, ...]]:
+        """Pair keys no stimulated tube pairs on: several unstimulated tubes, no donor."""
+        unstim = sample_waves(self.meta)[0]
+        return ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
 
     def stim_inputs(
         self, row: pd.Series, batch_thresholds: list[dict]

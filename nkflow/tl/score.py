@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError, MetadataError
-from ..io.metadata import is_stimulated
+from ..io.metadata import ambiguous_pair_keys, is_stimulated
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import EXPLORATORY_PREFIX, add_context, bright_dim, evidence, interpretation
 from ._score_parts import (
@@ -71,6 +71,10 @@ RULES: dict[str, str] = {
     "AREG_RESPONSIVE": "all AREG rules passed",
     "REPAIR_BIASED": "AREG-responsive and polarisation index RI above the cut",
     "NO_UNSTIM": "no unstimulated tube with the same donor, tissue, timepoint and batch",
+    "UNSTIM_AMBIGUOUS": (
+        "several unstimulated tubes share this tube's tissue, timepoint and batch and no "
+        "donor tells them apart: name each tube's donor in the metadata sheet"
+    ),
     "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
     "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
     "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
@@ -229,6 +233,7 @@ def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> s
         )
     detail = {
         "NO_UNSTIM": RULES["NO_UNSTIM"],
+        "UNSTIM_AMBIGUOUS": RULES["UNSTIM_AMBIGUOUS"],
         "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
         "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
         "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
@@ -334,13 +339,24 @@ def score(
         )
     c = counts.drop(columns=[k for k in ("tissue", "batch") if k in counts.columns])
     c = c.assign(sample_id=c["sample_id"].astype(str)).merge(meta, on="sample_id", how="left")
-    unstim_pooled = _pool(c[c["kind"] == "unstim"], [*PAIR_KEY, "population"], "_unstim")
+    # several unstimulated tubes of a key with no donor may be different donors: no baseline
+    ambiguous = ambiguous_pair_keys(meta[meta["kind"] == "unstim"])
+    unstim = c[c["kind"] == "unstim"]
+    shared = [tuple(k) in ambiguous for k in unstim[PAIR_KEY].to_numpy()]
+    unstim = unstim[~np.array(shared, dtype=bool)]
+    unstim_pooled = _pool(unstim, [*PAIR_KEY, "population"], "_unstim")
     stim = c[c["kind"] == "stim"].rename(columns={k: f"{k}_stim" for k in COUNT_COLUMNS})
     pairs = stim.merge(unstim_pooled, on=[*PAIR_KEY, "population"], how="left")
-    unstim_keys = set(map(tuple, c.loc[c["kind"] == "unstim", PAIR_KEY].to_numpy()))
+    unstim_keys = set(map(tuple, unstim[PAIR_KEY].to_numpy()))
     has_unstim = np.array([tuple(k) in unstim_keys for k in pairs[PAIR_KEY].to_numpy()], dtype=bool)
+    shared_unstim = np.array(
+        [tuple(k) in ambiguous for k in pairs[PAIR_KEY].to_numpy()], dtype=bool
+    )
     if not len(pairs):
         logger.warning("no stimulated tubes in the metadata sheet: nothing to score")
+    if shared_unstim.any():
+        tubes = pairs.loc[shared_unstim, "sample_id"].nunique()
+        logger.warning("%d stimulated tube(s) not scored: %s", tubes, RULES["UNSTIM_AMBIGUOUS"])
     controls = _controls(c, pairs, unstim_pooled, cfg)
     ctl = _control_for_pairs(pairs, controls, positive_control)
     pairs = pairs.merge(ctl.drop(columns="batch"), on="sample_id", how="left")
@@ -408,7 +424,9 @@ def score(
     failed_all: list[list[str]] = []
     for i in range(len(s)):
         f: list[str] = []
-        if not has_unstim[i]:
+        if shared_unstim[i]:
+            f.append("UNSTIM_AMBIGUOUS")
+        elif not has_unstim[i]:
             f.append("NO_UNSTIM")
         if no_areg[i]:
             f.append("NO_AREG_THRESHOLD")
