@@ -21,6 +21,7 @@ from nkflow.pipeline.stages import _comparisons, timepoint_order
 from nkflow.pipeline.steps import STIMULATION_LABILE_MARKERS, cluster_batch, is_stimulated
 from nkflow.pl.populations import frequencies, group_labels, group_order, phenotype_rows
 from nkflow.pl.score import repair_profile, repair_profiles
+from nkflow.report.findings import composition_table
 from nkflow.report.repair import repair_section
 from nkflow.report.sections import _population_summary
 from nkflow.tl.score import score
@@ -147,6 +148,20 @@ def test_phenotype_rows_one_per_donor_tissue_timepoint_controls_left_out():
     assert list(summary.columns) == ["population", "parent", "blood · pre", "blood · post"]
     assert summary.loc[0, "blood · pre"].endswith("n=3")  # not 7 (stim, IL-15, PC, FMO)
     assert summary.loc[0, "blood · post"].endswith("n=2")
+
+
+def test_phenotype_rows_without_donors_count_each_unstimulated_tube():
+    meta = _sheet()
+    meta["donor"] = ""  # a folder run without a sheet: D1 and D2 cannot be told apart
+    kept = phenotype_rows(_pops(meta), meta)
+    # each unstimulated tube is a unit; stimulated tubes beside them stand for none;
+    # D3's lone stimulated tube of "blood, pre" now shares its key with unstimulated ones
+    assert sorted(kept["sample_id"]) == sorted(
+        ["D1_pre_unstim", "D1_post_unstim", "D2_pre_unstim", "D2_post_unstim"]
+    )
+    comp = composition_table(_pops(meta).assign(population="CD56bright", parent="NK",
+                                                ci_low=0.0, ci_high=1.0), meta)  # fmt: skip
+    assert list(comp["n"]) == [2, 2] and comp.attrs["tubes_without_donor"] == 4
 
 
 def test_groups_follow_the_sheet_or_the_configured_timepoint_order():

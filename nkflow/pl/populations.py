@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..io.metadata import is_stimulated
+from ..io.metadata import PAIR_KEY, ambiguous_pair_keys, is_stimulated
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,7 +83,6 @@ def group_labels(
     return label
 
 
-_PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
 _NOT_SAMPLES = ("fmo:", "single_stain:", "unstained", "positive_control")
 
 
@@ -91,8 +90,10 @@ def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     """Rows of one tube per donor, tissue, timepoint and batch; control tubes left out.
 
     The unstimulated tube is used (the first in the sheet when there are replicates); a key
-    with no unstimulated tube keeps its first stimulated tube. Without a sheet (or without
-    ``role``/``stimulation`` columns) the table is returned unchanged.
+    with no unstimulated tube keeps its first stimulated tube. Unstimulated tubes that share
+    tissue, timepoint and batch with no donor named may be different donors: each counts
+    as one. Without a sheet (or without ``role``/``stimulation`` columns) the table is
+    returned unchanged.
 
     Parameters
     ----------
@@ -117,15 +118,35 @@ def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> 
     sample = ~role.str.startswith(_NOT_SAMPLES)
     stimulated = meta.apply(is_stimulated, axis=1).astype(bool)
     meta = meta[sample].assign(_stim=stimulated[sample].to_numpy())
-    keys = [c for c in _PAIR_KEY if c in meta.columns]
+    keys = [c for c in PAIR_KEY if c in meta.columns]
     meta["_order"] = range(len(meta))
     if keys:
         meta[keys] = meta[keys].fillna("").astype(str)
+        meta = _own_units_without_donor(meta, keys)
         chosen = meta.sort_values(["_stim", "_order"], kind="mergesort").drop_duplicates(keys)
     else:
         chosen = meta[~meta["_stim"]]
     keep = set(chosen["sample_id"].astype(str))
     return populations[populations["sample_id"].astype(str).isin(keep)]
+
+
+def _own_units_without_donor(meta: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Tubes that no donor tells apart: each unstimulated one is a unit of its own.
+
+    Where several unstimulated tubes share tissue, timepoint and batch without a donor
+    (:func:`~nkflow.io.metadata.ambiguous_pair_keys`) they may be different donors: each
+    keeps its own row (its sample id stands in for the donor), and the stimulated tubes of
+    that key are left out (their phenotype is among those unstimulated tubes).
+    """
+    ambiguous = ambiguous_pair_keys(meta[~meta["_stim"]])
+    if not ambiguous or "donor" not in keys:
+        return meta
+    full = meta.reindex(columns=list(PAIR_KEY), fill_value="").astype(str).to_numpy()
+    shared = np.array([tuple(k) in ambiguous for k in full], dtype=bool)
+    stim = meta["_stim"].to_numpy(dtype=bool)
+    own_donor = "\x00" + meta["sample_id"].astype(str)  # no donor in a sheet looks like it
+    meta = meta.assign(donor=np.where(shared & ~stim, own_donor, meta["donor"]))
+    return meta[~(shared & stim)]
 
 
 def group_order(

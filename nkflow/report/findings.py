@@ -29,6 +29,7 @@ SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
 #: opposed to "judged, and did not respond" (interval or net below the bar).
 NOT_JUDGED = (
     "NO_UNSTIM",
+    "UNSTIM_AMBIGUOUS",
     "NO_AREG_THRESHOLD",
     "AREG_THRESHOLD_NOT_FMO",
     "EVENTS_BELOW_MIN",
@@ -47,7 +48,8 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     """CD56bright and trNK shares of NK per tissue and timepoint.
 
     One donor: the value with its Wilson 95% interval; several: the median across
-    donors with their range. ``n`` counts donors.
+    donors with their range. ``n`` counts donors; a tube with no donor named counts as a
+    donor of its own (``attrs["tubes_without_donor"]`` says how many).
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
@@ -74,7 +76,9 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     if table.empty:
         return table
     shown = [label for _, label in SHARES if (table[label] != "-").any()]
-    return table[["tissue", "timepoint", "n", *shown]]
+    table = table[["tissue", "timepoint", "n", *shown]]
+    table.attrs["tubes_without_donor"] = int((tubes["donor"] == "").sum())
+    return table
 
 
 def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
@@ -137,6 +141,14 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
         "tubes and controls left out). One donor: value (Wilson 95% interval); several: "
         "median across donors (range).</p>"
     )
+    unnamed = comp.attrs.get("tubes_without_donor", 0)
+    if unnamed:
+        out.append(
+            f'<p class="note">{unnamed} of these tubes name no donor: each counts as a donor '
+            "of its own, and tubes without a tissue or timepoint are counted together. Give "
+            "donor, tissue and timepoint in a metadata sheet (stimulated tubes are paired "
+            "with their unstimulated tube by them).</p>"
+        )
     out.append(html_table(comp, empty="No NK subset frequencies were produced."))
     flags = tables.get("flags")
     responses = responses_table(flags) if flags is not None else pd.DataFrame()
