@@ -139,6 +139,7 @@ def test_tissue_kind_inferred_from_the_tissue_name_when_the_sheet_has_none():
     assert infer_tissue_kind("Tumour") == "tumour"
     assert infer_tissue_kind("peri-tumor skin") == "peri-tumour"
     assert infer_tissue_kind("PBMC") == "blood"
+    assert infer_tissue_kind("Whole blood") == infer_tissue_kind("PBMCs") == "blood"
     assert infer_tissue_kind("liver") == ""
     counts, meta = three_conditions()
     meta["tissue"] = "skin tumour"

@@ -168,6 +168,24 @@ def test_detect_technology(panel, tech):
         ({}, ["CD3", "NK1.1"], None, "mouse"),
         ({}, ["CD3", "CD56"], "cytof", "human_cytof"),
         ({"species": "human", "technology": "cytof"}, None, None, "human_cytof"),
+        # blood however the sheet spells it; anything else is a tissue digest
+        *(
+            ({"tissue": t}, None, None, "human_blood")
+            for t in (
+                "Blood",
+                "PBMCs",
+                "whole_blood",
+                "Peripheral blood mononuclear cells",
+                "cord blood",
+                "PB",
+                "buffy coat",
+                "",
+            )
+        ),
+        *(
+            ({"tissue": t}, None, None, "human_tissue")
+            for t in ("bone marrow", "PBS", "blood vessel", "tonsil")
+        ),
     ],
 )
 def test_choose_template_by_species_panel_and_technology(row, markers, tech, expected):

@@ -50,6 +50,7 @@ __all__ = [
     "TISSUE_KINDS",
     "TISSUE_KIND_ALIASES",
     "ambiguous_pair_keys",
+    "is_blood",
     "is_stimulated",
     "metadata_from_folder",
     "read_metadata",
@@ -111,6 +112,25 @@ TISSUE_KIND_ALIASES = {
     "tumour": "tumour", "tumor": "tumour",
 }  # fmt: skip
 GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
+_BLOOD_NAMES = {"pb", "pbmc", "cbmc", "peripheral blood mononuclear cells", "buffy coat"}
+
+
+def is_blood(tissue: object) -> bool:
+    """Whether a sheet's ``tissue`` names blood: ``blood``, ``PBMC(s)``, ``whole blood`` ...
+
+    Case, spaces, ``_`` and ``-`` are ignored; any name whose last word is ``blood``
+    (``peripheral``, ``whole``, ``cord`` blood) counts, and so do PB, PBMC, CBMC, buffy
+    coat and peripheral blood mononuclear cells (plurals too). The one rule for the
+    template choice and the scoring context.
+    """
+    words = re.sub(r"[\s_\-]+", " ", str(tissue).strip().lower()).split()
+    if not words:
+        return False
+    text = " ".join(words)
+    plural = text.endswith("s") and text[:-1] in _BLOOD_NAMES - {"pb"}  # PBMCs, not PBS
+    return words[-1] == "blood" or text in _BLOOD_NAMES or plural
+
+
 # a condition named like a variant of "stim"/"unstim" names no stimulus: refused
 _STIM_VARIANT = re.compile(r"^(?:un)?stim[a-z]*$")
 _SPECIES = ("human", "mouse", "")

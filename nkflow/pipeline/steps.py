@@ -19,7 +19,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
-from ..io.metadata import is_stimulated
+from ..io.metadata import is_blood, is_stimulated
 from ..parallel import SampleExecutor
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import LINEAGE_MARKERS, ClusteringResult, cluster, default_markers
@@ -128,8 +128,8 @@ def choose_template(
     tech = str(technology or row.get("technology", "") or "flow").lower()
     if tech in ("cytof", "mass", "mass cytometry", "imc"):
         return "human_cytof"
-    tissue = str(row.get("tissue", "") or "blood").lower()
-    return "human_blood" if tissue in ("blood", "pbmc", "peripheral blood") else "human_tissue"
+    tissue = str(row.get("tissue", "") or "blood")
+    return "human_blood" if is_blood(tissue) else "human_tissue"
 
 
 @dataclass

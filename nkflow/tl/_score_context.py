@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES
+from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES, is_blood
 from .caveats import CONTEXT_INTERPRETATION, EVIDENCE
 
 _GC_ALIASES = {v: v for v in GLUCOCORTICOID_VALUES}
@@ -62,7 +62,7 @@ def normalise_glucocorticoid(value: object) -> str | None:
 def infer_tissue_kind(tissue: object) -> str:
     """Tissue kind from a tissue name when the sheet gives none (``""`` if unclear)."""
     text = str(tissue).strip().lower()
-    if text in ("blood", "pbmc", "peripheral blood"):
+    if is_blood(text):
         return "blood"
     if "tumo" in text:
         return "peri-tumour" if "peri" in text or "adjacent" in text else "tumour"
