@@ -243,6 +243,32 @@ def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
                 table.at[i, "glucocorticoid"] = value
 
 
+def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
+    """Refuse values of a grouping column that differ only in case or spaces.
+
+    Pairing, FMO controls, batch pools and summaries match ``donor``, ``tissue``,
+    ``timepoint``, ``batch`` and ``stimulation`` exactly, so ``Liver`` and ``liver`` would
+    be two tissues, each without the other's controls.
+    """
+    for col in ("donor", "tissue", "timepoint", "batch", "stimulation"):
+        forms: dict[str, dict[str, list[int]]] = {}
+        for i, value in table[col].items():
+            if value:
+                key = " ".join(str(value).casefold().split())
+                forms.setdefault(key, {}).setdefault(str(value), []).append(int(str(i)) + 2)
+        for spelt in forms.values():
+            if len(spelt) > 1:
+                listed = " and ".join(
+                    f"'{escape_text(v)}' (row{'s' if len(r) > 1 else ''} "
+                    f"{', '.join(map(str, r[:5]))}{' ...' if len(r) > 5 else ''})"
+                    for v, r in spelt.items()
+                )
+                problems.append(
+                    f"column '{col}': {listed} differ only in case or spaces, and nkflow "
+                    "matches them exactly (pairing, FMO controls, summaries): write one spelling"
+                )
+
+
 def _sheet_line(index: object) -> str:
     return f"row {int(str(index)) + 2}"
 
@@ -408,6 +434,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             table.at[i, "species"] = species
         table.at[i, "role"] = _check_role(row["role"], where, problems)
     _check_context(table, problems)
+    _check_spellings(table, problems)
     screen_cells(table, path, problems, neutralise_formulas=neutralise_formulas)
     ids = table["sample_id"]
     for sid in sorted(set(ids[ids.duplicated() & (ids != "")])):
