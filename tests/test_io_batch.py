@@ -11,6 +11,7 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
+from nkflow.io.metadata import pairing_summary
 
 RNG = np.random.default_rng(3)
 
@@ -158,6 +159,35 @@ def test_folder_with_files_only_in_subfolders_says_where_they_are(tmp_path: Path
     # following the message: a sheet in the folder runs the files of every subfolder
     sheet = _sheet(tmp_path, ["D1/D1_liver.fcs,a", "D2/D2_liver.fcs,b", "D1/nested/D1_lung.fcs,c"])
     assert list(nio.read_metadata(sheet)["sample_id"]) == ["a", "b", "c"]
+
+
+def _tubes(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
+    cols = ["sample_id", "donor", "tissue", "role"]
+    return pd.DataFrame(rows, columns=cols).assign(timepoint="pre", batch="b1", stimulation="")
+
+
+@pytest.mark.parametrize(
+    ("sheet", "expected"),
+    [
+        (  # two donors named: each stimulated tube has its one partner
+            _tubes(("u1", "D1", "liver", "unstim"), ("s1", "D1", "liver", "stim"),
+                   ("u2", "D2", "liver", "unstim"), ("s2", "D2", "liver", "stim"),
+                   ("f", "D1", "liver", "fmo:AREG")),
+            "pairing: 2 stimulated tube(s), 2 with their unstimulated tube",
+        ),
+        (  # no donors: the two unstimulated liver tubes may be two donors
+            _tubes(("u1", "", "liver", "unstim"), ("s1", "", "liver", "stim"),
+                   ("u2", "", "liver", "unstim"), ("s2", "", "blood", "stim")),
+            "pairing: 2 stimulated tube(s), 0 with their unstimulated tube; 1 without a sure "
+            "one",
+        ),
+        (_tubes(("s1", "D1", "liver", "stim")), "1 without any"),
+        (_tubes(("u1", "D1", "liver", "unstim")), ""),  # nothing stimulated: nothing to say
+    ],
+)  # fmt: skip
+def test_pairing_summary(sheet: pd.DataFrame, expected: str) -> None:
+    text = pairing_summary(sheet)
+    assert expected in text if expected else text == ""
 
 
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "is_blood",
     "is_stimulated",
     "metadata_from_folder",
+    "pairing_summary",
     "read_metadata",
     "screen_cells",
 ]
@@ -93,6 +94,40 @@ def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
     keys = [unstim.get(c, blank).fillna("").astype(str) for c in PAIR_KEY]
     tubes = unstim["sample_id"].astype(str).groupby(keys, sort=False).nunique()
     return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
+
+
+def pairing_summary(meta: pd.DataFrame) -> str:
+    """One line on how the sheet's stimulated tubes pair with unstimulated ones.
+
+    Counts the stimulated sample tubes (``role`` sample, unstim or stim) with their
+    unstimulated tube (same :data:`PAIR_KEY`), without a sure one
+    (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
+    """
+    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str).str.lower()
+    tubes = meta[role.isin(["", "sample", "unstim", "stim"])]
+    if tubes.empty:
+        return ""
+    stimulated = tubes.apply(is_stimulated, axis=1).to_numpy(dtype=bool)
+    blank = pd.Series("", index=tubes.index)
+    keys = list(zip(*(tubes.get(c, blank).fillna("").astype(str) for c in PAIR_KEY), strict=True))
+    unstim_keys = {k for k, s in zip(keys, stimulated, strict=True) if not s}
+    ambiguous = ambiguous_pair_keys(tubes[~stimulated])
+    stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
+    if not stim_keys:
+        return ""
+    unsure = sum(k in ambiguous for k in stim_keys)
+    alone = sum(k not in unstim_keys for k in stim_keys)
+    parts = [f"{len(stim_keys) - unsure - alone} with their unstimulated tube"]
+    if unsure:
+        parts.append(
+            f"{unsure} without a sure one (several unstimulated tubes share their tissue, "
+            "timepoint and batch and no donor tells them apart: not scored; name each "
+            "tube's donor in a metadata sheet)"
+        )
+    if alone:
+        parts.append(f"{alone} without any (no unstimulated tube of the same donor, tissue, "
+                     "timepoint and batch: not scored)")  # fmt: skip
+    return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
 
 
 REQUIRED_COLUMNS = ("file", "sample_id")
