@@ -11,7 +11,7 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
-from nkflow.io.metadata import pairing_summary
+from nkflow.io.pairing import pairing_summary, shared_controls_summary
 
 RNG = np.random.default_rng(3)
 
@@ -188,6 +188,18 @@ def _tubes(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
 def test_pairing_summary(sheet: pd.DataFrame, expected: str) -> None:
     text = pairing_summary(sheet)
     assert expected in text if expected else text == ""
+
+
+@pytest.mark.parametrize(("tissues", "shared"), [(("blood", "liver"), False), (("", ""), True)])
+def test_fmo_tubes_sharing_a_tissue_and_batch_are_named(tissues, shared) -> None:
+    sheet = _tubes(("f1", "D1", tissues[0], "fmo:AREG"), ("f2", "D1", tissues[1], "fmo:AREG"),
+                   ("f3", "D1", tissues[1], "fmo:CD69"))  # fmt: skip
+    sheet["file"] = ["x/blood_FMO_AREG.fcs", "x/liver_FMO_AREG.fcs", "x/FMO_CD69.fcs"]
+    text = shared_controls_summary(sheet)
+    assert bool(text) == shared
+    if shared:  # the files by name, once per marker (CD69 has one tube)
+        assert "AREG (tissue '', batch 'b1'): blood_FMO_AREG.fcs, liver_FMO_AREG.fcs" in text
+        assert "CD69" not in text
 
 
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:

@@ -44,16 +44,13 @@ __all__ = [
     "CONTEXT_COLUMNS",
     "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
-    "PAIR_KEY",
     "REQUIRED_COLUMNS",
     "ROLES",
     "TISSUE_KINDS",
     "TISSUE_KIND_ALIASES",
-    "ambiguous_pair_keys",
     "is_blood",
     "is_stimulated",
     "metadata_from_folder",
-    "pairing_summary",
     "read_metadata",
     "screen_cells",
 ]
@@ -72,62 +69,6 @@ def is_stimulated(row: Mapping[str, Any]) -> bool:
     if role in ("stim", "unstim"):
         return role == "stim"
     return str(row.get("stimulation", "") or "").lower() not in ("", "unstim", "nan", "none")
-
-
-#: the columns that pair a stimulated tube with its unstimulated tube(s)
-PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
-
-
-def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
-    """Pair keys that several of the unstimulated tubes ``unstim`` share, with no donor.
-
-    Unstimulated tubes of one donor, tissue, timepoint and batch are replicates, pooled as
-    one baseline. Without a donor (a folder run without a sheet, or an empty ``donor``
-    cell), tubes that agree on tissue, timepoint and batch may come from different
-    donors, so none of them can be a stimulated tube's partner, nor stand for a donor's
-    phenotype. The keys returned (``PAIR_KEY`` values, as strings) have an empty donor
-    and more than one ``sample_id`` among ``unstim``; a missing column counts as empty.
-    """
-    if unstim.empty or "sample_id" not in unstim.columns:
-        return set()
-    blank = pd.Series("", index=unstim.index)
-    keys = [unstim.get(c, blank).fillna("").astype(str) for c in PAIR_KEY]
-    tubes = unstim["sample_id"].astype(str).groupby(keys, sort=False).nunique()
-    return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
-
-
-def pairing_summary(meta: pd.DataFrame) -> str:
-    """One line on how the sheet's stimulated tubes pair with unstimulated ones.
-
-    Counts the stimulated sample tubes (``role`` sample, unstim or stim) with their
-    unstimulated tube (same :data:`PAIR_KEY`), without a sure one
-    (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
-    """
-    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str).str.lower()
-    tubes = meta[role.isin(["", "sample", "unstim", "stim"])]
-    if tubes.empty:
-        return ""
-    stimulated = tubes.apply(is_stimulated, axis=1).to_numpy(dtype=bool)
-    blank = pd.Series("", index=tubes.index)
-    keys = list(zip(*(tubes.get(c, blank).fillna("").astype(str) for c in PAIR_KEY), strict=True))
-    unstim_keys = {k for k, s in zip(keys, stimulated, strict=True) if not s}
-    ambiguous = ambiguous_pair_keys(tubes[~stimulated])
-    stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
-    if not stim_keys:
-        return ""
-    unsure = sum(k in ambiguous for k in stim_keys)
-    alone = sum(k not in unstim_keys for k in stim_keys)
-    parts = [f"{len(stim_keys) - unsure - alone} with their unstimulated tube"]
-    if unsure:
-        parts.append(
-            f"{unsure} without a sure one (several unstimulated tubes share their tissue, "
-            "timepoint and batch and no donor tells them apart: not scored; name each "
-            "tube's donor in a metadata sheet)"
-        )
-    if alone:
-        parts.append(f"{alone} without any (no unstimulated tube of the same donor, tissue, "
-                     "timepoint and batch: not scored)")  # fmt: skip
-    return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
 
 
 REQUIRED_COLUMNS = ("file", "sample_id")

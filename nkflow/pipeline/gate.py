@@ -15,7 +15,7 @@ from .. import pp
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError
 from ..io import metadata_from_folder, read_batch
-from ..io.metadata import PAIR_KEY, ambiguous_pair_keys
+from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
 from .outdir import OutputFolder

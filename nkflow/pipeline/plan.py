@@ -25,7 +25,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
-from ..io.metadata import pairing_summary
+from ..io.pairing import pairing_summary, shared_controls_summary
 from ..io.panel import resolve_markers
 from ..io.technology import detect_technology
 from .steps import ANALYSED_ROLES, choose_template
@@ -51,6 +51,9 @@ class BatchPlan:
     pairing
         How the stimulated tubes pair with unstimulated ones
         (:func:`~nkflow.io.metadata.pairing_summary`; ``""`` without stimulated tubes).
+    controls
+        FMO tubes of one marker that share a tissue and batch
+        (:func:`~nkflow.io.metadata.shared_controls_summary`; ``""`` when none do).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
@@ -58,6 +61,7 @@ class BatchPlan:
     reference: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, BaseException] = field(default_factory=dict)
     pairing: str = ""
+    controls: str = ""
 
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
         """The resolved template of a sample (its name when the panel was unreadable)."""
@@ -81,7 +85,7 @@ class BatchPlan:
         for name, res in sorted(self.resolved.items()):
             n = sum(1 for t in self.template_of.values() if t == name)
             blocks.append(f"{n} file(s) -> {res.to_text()}")
-        return "\n\n".join([*blocks, *([self.pairing] if self.pairing else [])])
+        return "\n\n".join([*blocks, *(t for t in (self.pairing, self.controls) if t)])
 
 
 def file_panel(path: str | Path, panel: Any = None, species: str | None = None) -> ad.AnnData:
@@ -137,7 +141,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     GatingTemplateError
         The configured template does not exist or is invalid.
     """
-    plan = BatchPlan(pairing=pairing_summary(meta))
+    plan = BatchPlan(pairing=pairing_summary(meta), controls=shared_controls_summary(meta))
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}
     roles = meta["role"].astype(str)

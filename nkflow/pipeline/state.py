@@ -19,7 +19,7 @@ from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
-from ..io.metadata import PAIR_KEY, ambiguous_pair_keys
+from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
 from .plan import BatchPlan

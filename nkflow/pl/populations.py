@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..io.metadata import PAIR_KEY, ambiguous_pair_keys, is_stimulated
+from ..io.metadata import is_stimulated
+from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

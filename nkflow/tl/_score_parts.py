@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError
-from ..io import metadata as io_metadata
+from ..io.pairing import PAIR_KEY as _PAIR_COLUMNS
 from ..stats import newcombe_interval
 from ._score_config import ScoringConfig
 from .counts import COUNT_COLUMNS
 
-PAIR_KEY = list(io_metadata.PAIR_KEY)
+PAIR_KEY = list(_PAIR_COLUMNS)
 THRESHOLD_COLUMNS = ("threshold_areg", "threshold_ifng", "threshold_nkg2d", "threshold_cd107a")
 
 

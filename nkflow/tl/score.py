@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError, MetadataError
-from ..io.metadata import ambiguous_pair_keys, is_stimulated
+from ..io.metadata import is_stimulated
+from ..io.pairing import ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import EXPLORATORY_PREFIX, add_context, bright_dim, evidence, interpretation
 from ._score_parts import (

@@ -1,0 +1,107 @@
+"""How the tubes of a metadata sheet relate: stimulated to unstimulated tubes, tubes to FMOs.
+
+A stimulated tube is scored against the unstimulated tube(s) of the same :data:`PAIR_KEY`
+(donor, tissue, timepoint, batch); an FMO threshold applies to the tubes of its tissue and
+batch. Where the sheet cannot tell tubes apart (no donor, no tissue), these functions say
+so, so that no tube is compared with, or cut by, another donor's or tissue's tube.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .metadata import is_stimulated
+from .text_safety import escape_text
+
+__all__ = ["PAIR_KEY", "ambiguous_pair_keys", "pairing_summary", "shared_controls_summary"]
+
+#: the columns that pair a stimulated tube with its unstimulated tube(s)
+PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+
+
+def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
+    """Pair keys that several of the unstimulated tubes ``unstim`` share, with no donor.
+
+    Unstimulated tubes of one donor, tissue, timepoint and batch are replicates, pooled as
+    one baseline. Without a donor (a folder run without a sheet, or an empty ``donor``
+    cell), tubes that agree on tissue, timepoint and batch may come from different
+    donors, so none of them can be a stimulated tube's partner, nor stand for a donor's
+    phenotype. The keys returned (``PAIR_KEY`` values, as strings) have an empty donor
+    and more than one ``sample_id`` among ``unstim``; a missing column counts as empty.
+    """
+    if unstim.empty or "sample_id" not in unstim.columns:
+        return set()
+    blank = pd.Series("", index=unstim.index)
+    keys = [unstim.get(c, blank).fillna("").astype(str) for c in PAIR_KEY]
+    tubes = unstim["sample_id"].astype(str).groupby(keys, sort=False).nunique()
+    return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
+
+
+def pairing_summary(meta: pd.DataFrame) -> str:
+    """One line on how the sheet's stimulated tubes pair with unstimulated ones.
+
+    Counts the stimulated sample tubes (``role`` sample, unstim or stim) with their
+    unstimulated tube (same :data:`PAIR_KEY`), without a sure one
+    (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
+    """
+    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str).str.lower()
+    tubes = meta[role.isin(["", "sample", "unstim", "stim"])]
+    if tubes.empty:
+        return ""
+    stimulated = tubes.apply(is_stimulated, axis=1).to_numpy(dtype=bool)
+    blank = pd.Series("", index=tubes.index)
+    keys = list(zip(*(tubes.get(c, blank).fillna("").astype(str) for c in PAIR_KEY), strict=True))
+    unstim_keys = {k for k, s in zip(keys, stimulated, strict=True) if not s}
+    ambiguous = ambiguous_pair_keys(tubes[~stimulated])
+    stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
+    if not stim_keys:
+        return ""
+    unsure = sum(k in ambiguous for k in stim_keys)
+    alone = sum(k not in unstim_keys for k in stim_keys)
+    parts = [f"{len(stim_keys) - unsure - alone} with their unstimulated tube"]
+    if unsure:
+        parts.append(
+            f"{unsure} without a sure one (several unstimulated tubes share their tissue, "
+            "timepoint and batch and no donor tells them apart: not scored; name each "
+            "tube's donor in a metadata sheet)"
+        )
+    if alone:
+        parts.append(f"{alone} without any (no unstimulated tube of the same donor, tissue, "
+                     "timepoint and batch: not scored)")  # fmt: skip
+    return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
+
+
+def shared_controls_summary(meta: pd.DataFrame) -> str:
+    """One line naming FMO tubes of one marker that share a tissue and batch, or ``""``.
+
+    An FMO threshold applies to the tubes of its tissue and batch, and with several FMO
+    tubes of a marker there the first in the sheet is the one used: without a tissue in
+    the sheet, a blood FMO would cut liver tubes.
+    """
+    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str)
+    fmo = meta[role.str.lower().str.startswith("fmo:")]
+    blank = pd.Series("", index=fmo.index)
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for marker, tissue, batch, file in zip(
+        role[fmo.index].str.split(":", n=1).str[1],
+        fmo.get("tissue", blank).fillna("").astype(str),
+        fmo.get("batch", blank).fillna("").astype(str),
+        fmo.get("file", blank).fillna("").astype(str),
+        strict=True,
+    ):
+        groups.setdefault((marker, tissue, batch), []).append(Path(file).name)
+    shared = [
+        f"{marker} (tissue '{escape_text(tissue)}', batch '{escape_text(batch)}'): "
+        + ", ".join(escape_text(f) for f in files)
+        for (marker, tissue, batch), files in groups.items()
+        if len(files) > 1
+    ]
+    if not shared:
+        return ""
+    return (
+        "controls: several FMO tubes of one marker share a tissue and batch, and the first "
+        "in the sheet cuts every tube there: " + "; ".join(shared) + " (name each tube's "
+        "tissue and batch in a metadata sheet)"
+    )
