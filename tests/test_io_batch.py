@@ -182,6 +182,11 @@ def _tubes(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
             "one",
         ),
         (_tubes(("s1", "D1", "liver", "stim")), "1 without any"),
+        (  # D1's two unstimulated liver tubes (pre and post without a timepoint column?)
+            _tubes(("u1", "D1", "liver", "unstim"), ("u2", "D1", "liver", "unstim"),
+                   ("s1", "D1", "liver", "stim")),
+            "1 with their unstimulated tube (1 of them with several, pooled as replicates",
+        ),
         (_tubes(("u1", "D1", "liver", "unstim")), ""),  # nothing stimulated: nothing to say
     ],
 )  # fmt: skip

@@ -8,6 +8,7 @@ so, so that no tube is compared with, or cut by, another donor's or tissue's tub
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -43,8 +44,8 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     """One line on how the sheet's stimulated tubes pair with unstimulated ones.
 
     Counts the stimulated sample tubes (``role`` sample, unstim or stim) with their
-    unstimulated tube (same :data:`PAIR_KEY`), without a sure one
-    (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
+    unstimulated tube (same :data:`PAIR_KEY`; how many with replicate tubes, pooled), without
+    a sure one (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
     """
     role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str).str.lower()
     tubes = meta[role.isin(["", "sample", "unstim", "stim"])]
@@ -53,14 +54,20 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     stimulated = tubes.apply(is_stimulated, axis=1).to_numpy(dtype=bool)
     blank = pd.Series("", index=tubes.index)
     keys = list(zip(*(tubes.get(c, blank).fillna("").astype(str) for c in PAIR_KEY), strict=True))
-    unstim_keys = {k for k, s in zip(keys, stimulated, strict=True) if not s}
+    per_key = Counter(k for k, s in zip(keys, stimulated, strict=True) if not s)
     ambiguous = ambiguous_pair_keys(tubes[~stimulated])
     stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
     if not stim_keys:
         return ""
     unsure = sum(k in ambiguous for k in stim_keys)
-    alone = sum(k not in unstim_keys for k in stim_keys)
+    alone = sum(k not in per_key for k in stim_keys)
+    pooled = sum(per_key[k] > 1 and k not in ambiguous for k in stim_keys)
     parts = [f"{len(stim_keys) - unsure - alone} with their unstimulated tube"]
+    if pooled:
+        parts[0] += (
+            f" ({pooled} of them with several, pooled as replicates of one donor, tissue, "
+            "timepoint and batch: check the timepoint column if they are not)"
+        )
     if unsure:
         parts.append(
             f"{unsure} without a sure one (several unstimulated tubes share their tissue, "
