@@ -11,7 +11,7 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
-from nkflow.io.pairing import pairing_summary, shared_controls_summary
+from nkflow.io.pairing import controls_summary, pairing_summary
 
 RNG = np.random.default_rng(3)
 
@@ -195,16 +195,25 @@ def test_pairing_summary(sheet: pd.DataFrame, expected: str) -> None:
     assert expected in text if expected else text == ""
 
 
-@pytest.mark.parametrize(("tissues", "shared"), [(("blood", "liver"), False), (("", ""), True)])
-def test_fmo_tubes_sharing_a_tissue_and_batch_are_named(tissues, shared) -> None:
-    sheet = _tubes(("f1", "D1", tissues[0], "fmo:AREG"), ("f2", "D1", tissues[1], "fmo:AREG"),
-                   ("f3", "D1", tissues[1], "fmo:CD69"))  # fmt: skip
-    sheet["file"] = ["x/blood_FMO_AREG.fcs", "x/liver_FMO_AREG.fcs", "x/FMO_CD69.fcs"]
-    text = shared_controls_summary(sheet)
-    assert bool(text) == shared
-    if shared:  # the files by name, once per marker (CD69 has one tube)
-        assert "AREG (tissue '', batch 'b1'): blood_FMO_AREG.fcs, liver_FMO_AREG.fcs" in text
-        assert "CD69" not in text
+@pytest.mark.parametrize(
+    ("fmo_tissues", "sample_tissues", "expected"),
+    [
+        (("blood", "liver"), ("blood", "liver"), []),  # one FMO per tissue: nothing to say
+        (("", ""), ("", ""), ["AREG (tissue '', batch 'b1'): blood_FMO_AREG.fcs, liver_FMO"]),
+        (("blood", "liver"), ("PBMC", "liver"),  # the sheet names blood two ways
+         ["no FMO tube, so the fallback rule, for AREG (tissue 'PBMC', batch 'b1')",
+          "no sample tube has: blood_FMO_AREG.fcs"]),
+    ],
+)  # fmt: skip
+def test_controls_summary_names_fmo_tubes_that_do_not_match_one_to_one(
+    fmo_tissues, sample_tissues, expected
+) -> None:
+    sheet = _tubes(("f1", "D1", fmo_tissues[0], "fmo:AREG"), ("f2", "D1", fmo_tissues[1],
+                   "fmo:AREG"), ("u1", "D1", sample_tissues[0], "unstim"),
+                   ("u2", "D1", sample_tissues[1], "unstim"))  # fmt: skip
+    sheet["file"] = ["x/blood_FMO_AREG.fcs", "x/liver_FMO_AREG.fcs", "u1.fcs", "u2.fcs"]
+    text = controls_summary(sheet)
+    assert all(e in text for e in expected) and bool(text) == bool(expected)
 
 
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:

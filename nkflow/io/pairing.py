@@ -16,7 +16,7 @@ import pandas as pd
 from .metadata import is_stimulated
 from .text_safety import escape_text
 
-__all__ = ["PAIR_KEY", "ambiguous_pair_keys", "pairing_summary", "shared_controls_summary"]
+__all__ = ["PAIR_KEY", "ambiguous_pair_keys", "controls_summary", "pairing_summary"]
 
 #: the columns that pair a stimulated tube with its unstimulated tube(s)
 PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
@@ -80,35 +80,56 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
 
 
-def shared_controls_summary(meta: pd.DataFrame) -> str:
-    """One line naming FMO tubes of one marker that share a tissue and batch, or ``""``.
+def controls_summary(meta: pd.DataFrame) -> str:
+    """One line on FMO tubes that do not match the sample tubes one to one, or ``""``.
 
-    An FMO threshold applies to the tubes of its tissue and batch, and with several FMO
-    tubes of a marker there the first in the sheet is the one used: without a tissue in
-    the sheet, a blood FMO would cut liver tubes.
+    An FMO threshold applies to the tubes of its exact tissue and batch. Named: FMO tubes of
+    one marker that share a tissue and batch (the first in the sheet cuts every tube
+    there: without tissues in the sheet a blood FMO would cut liver tubes), tissues and
+    batches whose tubes lack an FMO the batch has elsewhere (they get the fallback rule),
+    and FMO tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
     """
     role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str)
-    fmo = meta[role.str.lower().str.startswith("fmo:")]
-    blank = pd.Series("", index=fmo.index)
+    low = role.str.lower()
+    blank = pd.Series("", index=meta.index)
+    tissue = meta.get("tissue", blank).fillna("").astype(str)
+    batch = meta.get("batch", blank).fillna("").astype(str)
+    file = meta.get("file", blank).fillna("").astype(str).map(lambda f: Path(f).name)
+    fmo = low.str.startswith("fmo:")
     groups: dict[tuple[str, str, str], list[str]] = {}
-    for marker, tissue, batch, file in zip(
-        role[fmo.index].str.split(":", n=1).str[1],
-        fmo.get("tissue", blank).fillna("").astype(str),
-        fmo.get("batch", blank).fillna("").astype(str),
-        fmo.get("file", blank).fillna("").astype(str),
-        strict=True,
-    ):
-        groups.setdefault((marker, tissue, batch), []).append(Path(file).name)
+    for i in meta.index[fmo]:
+        marker = role[i].split(":", 1)[1]
+        groups.setdefault((marker, tissue[i], batch[i]), []).append(file[i])
+    sampled = set(zip(tissue[low.isin(["", "sample", "unstim", "stim"])],
+                      batch[low.isin(["", "sample", "unstim", "stim"])], strict=True))  # fmt: skip
+
+    def where(t: str, b: str) -> str:
+        return f"tissue '{escape_text(t)}', batch '{escape_text(b)}'"
+
+    parts = []
     shared = [
-        f"{marker} (tissue '{escape_text(tissue)}', batch '{escape_text(batch)}'): "
-        + ", ".join(escape_text(f) for f in files)
-        for (marker, tissue, batch), files in groups.items()
+        f"{m} ({where(t, b)}): " + ", ".join(escape_text(f) for f in files)
+        for (m, t, b), files in groups.items()
         if len(files) > 1
     ]
-    if not shared:
+    if shared:
+        parts.append("several FMO tubes of one marker share a tissue and batch, and the first "
+                     "in the sheet cuts every tube there: " + "; ".join(shared))  # fmt: skip
+    markers = sorted({m for m, _, _ in groups})
+    lacking = [
+        f"{', '.join(missing)} ({where(t, b)})"
+        for t, b in sorted(sampled)
+        if (missing := [m for m in markers if (m, t, b) not in groups])
+    ]
+    if lacking:
+        parts.append("no FMO tube, so the fallback rule, for " + "; ".join(lacking))
+    unused = [escape_text(f) for (m, t, b), files in groups.items() if (t, b) not in sampled
+              for f in files]  # fmt: skip
+    if unused:
+        parts.append("FMO tubes whose tissue and batch no sample tube has: " + ", ".join(unused))
+    if not parts:
         return ""
     return (
-        "controls: several FMO tubes of one marker share a tissue and batch, and the first "
-        "in the sheet cuts every tube there: " + "; ".join(shared) + " (name each tube's "
-        "tissue and batch in a metadata sheet)"
+        "controls: " + "; ".join(parts) + " (an FMO serves the tubes of exactly its tissue "
+        "and batch: name them alike in the metadata sheet)"
     )

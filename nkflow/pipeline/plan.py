@@ -25,7 +25,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
-from ..io.pairing import pairing_summary, shared_controls_summary
+from ..io.pairing import controls_summary, pairing_summary
 from ..io.panel import resolve_markers
 from ..io.technology import detect_technology
 from .steps import ANALYSED_ROLES, choose_template
@@ -53,7 +53,7 @@ class BatchPlan:
         (:func:`~nkflow.io.metadata.pairing_summary`; ``""`` without stimulated tubes).
     controls
         FMO tubes of one marker that share a tissue and batch
-        (:func:`~nkflow.io.metadata.shared_controls_summary`; ``""`` when none do).
+        (:func:`~nkflow.io.metadata.controls_summary`; ``""`` when none do).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
@@ -141,7 +141,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     GatingTemplateError
         The configured template does not exist or is invalid.
     """
-    plan = BatchPlan(pairing=pairing_summary(meta), controls=shared_controls_summary(meta))
+    plan = BatchPlan(pairing=pairing_summary(meta), controls=controls_summary(meta))
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}
     roles = meta["role"].astype(str)
