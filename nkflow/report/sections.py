@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io.pairing import controls_summary, pairing_summary
 from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem, data_uri, image_size
 from .tables import esc, fmt_value, html_table, is_empty
@@ -253,6 +254,10 @@ def overview_section(
                 f'<div class="skipped"><b>{len(skipped)} file(s) skipped</b> (not analysed by '
                 f"design):<ul>{_status_items(skipped)}</ul></div>"
             )
+    if not is_empty(metadata):  # how the tubes relate (also printed by nkflow check / run)
+        for line in (pairing_summary(metadata), controls_summary(metadata)):
+            if line:
+                out.append(f'<p class="note">{esc(line)}</p>')
     out.append("<h3>Files and samples</h3>")
     table = samples_table(status, qc, metadata)
     out.append(
