@@ -164,6 +164,32 @@ def test_phenotype_rows_without_donors_count_each_unstimulated_tube():
     assert list(comp["n"]) == [2, 2] and comp.attrs["tubes_without_donor"] == 4
 
 
+@pytest.mark.parametrize(
+    ("sheet_order", "natural"),
+    [
+        (["post", "pre"], ["pre", "post"]),  # a sheet sorted by file name
+        (["Post-treatment", "Baseline"], ["Baseline", "Post-treatment"]),
+        (["D14", "D0", "D7"], ["D0", "D7", "D14"]),  # by number, not as text
+        (["week 12", "baseline", "week 4"], ["baseline", "week 4", "week 12"]),
+        (["follow-up", "pre", "on"], ["pre", "on", "follow-up"]),
+        (["D7", "week 4"], ["D7", "week 4"]),  # two scales: the sheet's order
+        (["visit B", "visit A"], ["visit B", "visit A"]),  # the lab's own names: the sheet's
+    ],
+)
+def test_timepoints_in_natural_order_unless_configured(sheet_order, natural):
+    meta = pd.DataFrame({"timepoint": sheet_order})
+    assert timepoint_order(meta) == natural
+    assert timepoint_order(meta, configured=sheet_order) == sheet_order
+
+
+def test_findings_list_the_baseline_first():
+    meta = _sheet()
+    meta = pd.concat([meta[meta.timepoint == "post"], meta[meta.timepoint != "post"]])
+    pops = _pops(meta).assign(population="CD56bright", parent="NK", ci_low=0.0, ci_high=1.0)
+    meta.attrs["timepoint_order"] = timepoint_order(meta)  # as a run sets it
+    assert list(composition_table(pops, meta)["timepoint"]) == ["pre", "post"]
+
+
 def test_groups_follow_the_sheet_or_the_configured_timepoint_order():
     meta = _sheet()
     labels = group_labels(_pops(meta), meta)

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import platform
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata as importlib_metadata
@@ -160,11 +161,13 @@ def run_prepared(
     counts = state.gather("counts")
     populations = order_columns(state.gather("populations"), POPULATION_COLUMNS)
     scoring = cfg.scoring.enabled and not counts.empty
+    configured_order: Any = ()
     if scoring:  # the timepoint order of the scores and of the population figures
         analysed = state.meta[state.meta["sample_id"].astype(str).isin(ok)]
         definitions = scoring_config_for(analysed, cfg.scoring.definitions or None)
-        order = timepoint_order(state.meta, definitions.timepoint_order)
-        state.meta.attrs["timepoint_order"] = order
+        configured_order = definitions.timepoint_order
+    order = timepoint_order(state.meta, configured_order)
+    state.meta.attrs["timepoint_order"] = order
     from ..report.html import POPULATION_FIGURES
 
     # the report's batch figures are drawn on a free core while this process goes on, each
@@ -316,12 +319,47 @@ def _is_resting(row: pd.Series) -> bool:
     return not is_stimulated(row) and str(row["role"]) != "positive_control"
 
 
+#: timepoint names read as before / after treatment, in their order
+_BEFORE = ("screening", "baseline", "pre", "before", "pretreatment", "untreated", "naive")
+_AFTER = ("on", "ontreatment", "during", "post", "after", "posttreatment", "followup")
+_NUMBERED = re.compile(r"^(\D*?)(\d+(?:\.\d+)?)(\D*)$")
+
+
 def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
-    """Timepoints in the configured order, then the rest in the sheet's order."""
+    """Timepoints in the configured order, then the rest in their natural order.
+
+    The natural order is the order of the words (``screening``, ``baseline``, ``pre``,
+    ``before`` ... then ``on``, ``during``, ``post``, ``after``, ``follow-up``; case, spaces,
+    ``-`` and ``_`` ignored) with numbered timepoints of one pattern (``D0``, ``D7``,
+    ``D14``; ``week 4``, ``week 12``) between them, by number; when a timepoint is none of
+    these, the sheet's order. A sheet sorted by file name lists ``post`` before ``pre``,
+    and the first timepoint is the baseline of every comparison.
+    """
     seen = [str(t) for t in dict.fromkeys(meta.get("timepoint", pd.Series(dtype=str)))]
     seen = [t for t in seen if t]
     first = [str(t) for t in configured if str(t) in seen]
-    return first + [t for t in seen if t not in first]
+    rest = [t for t in seen if t not in first]
+    return first + _natural_order(rest)
+
+
+def _natural_order(timepoints: list[str]) -> list[str]:
+    keys: dict[str, tuple[int, float]] = {}
+    patterns = set()
+    for t in timepoints:
+        word = re.sub(r"[\s_\-]+", "", t.casefold())
+        numbered = _NUMBERED.match(t.casefold().strip())
+        if word in _BEFORE:
+            keys[t] = (0, _BEFORE.index(word))
+        elif word in _AFTER:
+            keys[t] = (2, _AFTER.index(word))
+        elif numbered:
+            patterns.add((numbered.group(1).strip(), numbered.group(3).strip()))
+            keys[t] = (1, float(numbered.group(2)))
+        else:
+            return timepoints  # a name of the lab's own: its sheet order
+    if len(patterns) > 1:  # D7 beside week 4: no common scale
+        return timepoints
+    return sorted(timepoints, key=keys.__getitem__)
 
 
 def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:

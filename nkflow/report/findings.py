@@ -61,6 +61,10 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
     rows = []
     order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
+    # tissues in the sheet's order; timepoints in the run's order (baseline first) if known
+    ranked = {t: i for i, t in enumerate(metadata.attrs.get("timepoint_order") or ())}
+    tissues = {t: i for i, t in enumerate(dict.fromkeys(t for t, _ in order))}
+    order.sort(key=lambda k: (tissues[k[0]], ranked.get(k[1], len(ranked))))
     for tissue, timepoint in order:
         ids = tubes.loc[(tubes["tissue"] == tissue) & (tubes["timepoint"] == timepoint),
                         "sample_id"].astype(str)  # fmt: skip
