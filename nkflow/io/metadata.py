@@ -120,6 +120,12 @@ def _decode_sheet(raw: bytes, problems: list[str]) -> str | None:
         except UnicodeDecodeError as exc:
             problems.append(f"sheet looks like UTF-16 but cannot be decoded ({exc.reason})")
             return None
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (.xlsx, .ods), OLE (.xls)
+        problems.append(
+            "sheet is a spreadsheet workbook (Excel .xlsx/.xls or .ods), not a CSV: save it "
+            "from the spreadsheet as 'CSV UTF-8' and pass the .csv"
+        )
+        return None
     if b"\x00" in raw:
         problems.append(
             "sheet contains NUL bytes: not a text CSV (UTF-16 without BOM or a binary file); "
