@@ -130,7 +130,7 @@ def test_unreadable_sheets(tmp_path: Path) -> None:
         nio.read_metadata(tmp_path / "nothing.csv")
     for name, magic in (("sheet.xlsx", b"PK\x03\x04"), ("sheet.xls", b"\xd0\xcf\x11\xe0")):
         (tmp_path / name).write_bytes(magic + b"\x14\x00\x06\x00workbook")
-        with pytest.raises(MetadataError, match="spreadsheet workbook .* save it .* CSV UTF-8"):
+        with pytest.raises(MetadataError, match=r"spreadsheet workbook .* save it .*CSV UTF-8"):
             nio.read_metadata(tmp_path / name)
 
 
