@@ -50,10 +50,10 @@ class BatchPlan:
         that error (their status row) and the plan does not stop the batch for them.
     pairing
         How the stimulated tubes pair with unstimulated ones
-        (:func:`~nkflow.io.metadata.pairing_summary`; ``""`` without stimulated tubes).
+        (:func:`~nkflow.io.pairing.pairing_summary`; ``""`` without stimulated tubes).
     controls
-        FMO tubes of one marker that share a tissue and batch
-        (:func:`~nkflow.io.metadata.controls_summary`; ``""`` when none do).
+        FMO tubes that do not match the sample tubes one to one
+        (:func:`~nkflow.io.pairing.controls_summary`; ``""`` when all do).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)

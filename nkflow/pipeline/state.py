@@ -241,7 +241,7 @@ class RunState:
         """The processed unstimulated partner (same donor, tissue, timepoint, batch).
 
         None also when several unstimulated tubes of the sheet share the key and no donor
-        tells them apart (:func:`~nkflow.io.metadata.ambiguous_pair_keys`).
+        tells them apart (:func:`~nkflow.io.pairing.ambiguous_pair_keys`).
         """
         if not is_stimulated(row):
             return None

@@ -135,7 +135,7 @@ def _own_units_without_donor(meta: pd.DataFrame, keys: list[str]) -> pd.DataFram
     """Tubes that no donor tells apart: each unstimulated one is a unit of its own.
 
     Where several unstimulated tubes share tissue, timepoint and batch without a donor
-    (:func:`~nkflow.io.metadata.ambiguous_pair_keys`) they may be different donors: each
+    (:func:`~nkflow.io.pairing.ambiguous_pair_keys`) they may be different donors: each
     keeps its own row (its sample id stands in for the donor), and the stimulated tubes of
     that key are left out (their phenotype is among those unstimulated tubes).
     """
