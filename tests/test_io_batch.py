@@ -11,7 +11,7 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
-from nkflow.io.pairing import controls_summary, pairing_summary
+from nkflow.io.pairing import controls_summary, own_donor_controls_first, pairing_summary
 
 RNG = np.random.default_rng(3)
 
@@ -204,6 +204,7 @@ def test_pairing_summary(sheet: pd.DataFrame, expected: str) -> None:
     [
         (("blood", "liver"), ("blood", "liver"), []),  # one FMO per tissue: nothing to say
         (("", ""), ("", ""), ["AREG (tissue '', batch 'b1'): blood_FMO_AREG.fcs, liver_FMO"]),
+        (("liver", "liver"), ("liver", "liver"), []),  # one FMO per donor: each its own
         (("blood", "liver"), ("PBMC", "liver"),  # the sheet names blood two ways
          ["no FMO tube, so the fallback rule, for AREG (tissue 'PBMC', batch 'b1')",
           "no sample tube has: blood_FMO_AREG.fcs"]),
@@ -212,12 +213,26 @@ def test_pairing_summary(sheet: pd.DataFrame, expected: str) -> None:
 def test_controls_summary_names_fmo_tubes_that_do_not_match_one_to_one(
     fmo_tissues, sample_tissues, expected
 ) -> None:
-    sheet = _tubes(("f1", "D1", fmo_tissues[0], "fmo:AREG"), ("f2", "D1", fmo_tissues[1],
+    # the FMO tubes belong to D1, and to D2 when they share a tissue
+    second = "D2" if fmo_tissues == ("liver", "liver") else "D1"
+    sheet = _tubes(("f1", "D1", fmo_tissues[0], "fmo:AREG"), ("f2", second, fmo_tissues[1],
                    "fmo:AREG"), ("u1", "D1", sample_tissues[0], "unstim"),
-                   ("u2", "D1", sample_tissues[1], "unstim"))  # fmt: skip
+                   ("u2", second, sample_tissues[1], "unstim"))  # fmt: skip
     sheet["file"] = ["x/blood_FMO_AREG.fcs", "x/liver_FMO_AREG.fcs", "u1.fcs", "u2.fcs"]
     text = controls_summary(sheet)
     assert all(e in text for e in expected) and bool(text) == bool(expected)
+
+
+def test_own_donor_controls_come_first() -> None:
+    rows = [
+        {"marker": "AREG", "control_file": "d2/FMO_AREG.fcs"},
+        {"marker": "CD69", "control_file": ""},  # a batch-pool or fallback row
+        {"marker": "AREG", "control_file": "d1/FMO_AREG.fcs"},
+    ]
+    donors = {"d1/FMO_AREG.fcs": "D1", "d2/FMO_AREG.fcs": "D2"}
+    assert own_donor_controls_first(rows, "D1", donors) == [rows[2], rows[0], rows[1]]
+    assert own_donor_controls_first(rows, "D3", donors) == rows  # none of its own: as listed
+    assert own_donor_controls_first(rows, "", donors) == rows
 
 
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:

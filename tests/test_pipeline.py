@@ -259,6 +259,26 @@ def test_a_folder_without_a_sheet_pairs_a_stimulated_tube_only_with_a_sure_partn
     assert (flags["unstim_sample_id"] == "D1_blood_pre_unstim").all() == paired
 
 
+def test_each_donor_is_cut_at_its_own_fmo_tube(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+) -> None:
+    """With one AREG FMO tube per donor in a tissue and batch, a tube takes its own donor's
+    FMO, even when another donor's is listed first in the sheet."""
+    batch = tmp_path / "batch"
+    shutil.copytree(tiny_batch, batch)
+    shutil.copy(batch / "blood_FMO_AREG.fcs", batch / "D2_liver_FMO_AREG.fcs")
+    sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
+    other = sheet[sheet["sample_id"] == "liver_FMO_AREG"].assign(
+        file="D2_liver_FMO_AREG.fcs", sample_id="D2_liver_FMO_AREG", donor="D2"
+    )
+    pd.concat([other, sheet]).to_csv(batch / "metadata.csv", index=False)  # D2's first
+    res = run(batch, tmp_path / "out", config=fast_config)
+    counts = pd.read_csv(res.out_dir / "tables" / "counts.csv")
+    liver = counts[counts["sample_id"].str.startswith("D1_liver")]
+    assert set(liver["areg_control_file"]) == {"liver_FMO_AREG.fcs"}
+    assert "D2_liver_FMO_AREG.fcs" in set(res.tables["thresholds"]["control_file"])
+
+
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(
     tmp_path: Path, fast_config: RunConfig, monkeypatch
 ) -> None:

@@ -9,14 +9,22 @@ so, so that no tube is compared with, or cut by, another donor's or tissue's tub
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .metadata import is_stimulated
 from .text_safety import escape_text
 
-__all__ = ["PAIR_KEY", "ambiguous_pair_keys", "controls_summary", "pairing_summary"]
+__all__ = [
+    "PAIR_KEY",
+    "ambiguous_pair_keys",
+    "controls_summary",
+    "own_donor_controls_first",
+    "pairing_summary",
+]
 
 #: the columns that pair a stimulated tube with its unstimulated tube(s)
 PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
@@ -80,12 +88,33 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
 
 
+def own_donor_controls_first(
+    thresholds: list[dict[str, Any]], donor: str, donor_of_file: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """``thresholds`` with those set on an FMO tube of ``donor`` first, the rest in order.
+
+    Of several FMO thresholds of one gate and marker in a tissue and batch the gating
+    engine takes the first. With one FMO tube per donor (common for human tissue, whose
+    autofluorescence and spread differ between donors) each tube is then cut at its own
+    donor's FMO; a donor without one takes the first of the others, as before.
+    ``donor_of_file`` maps the sheet's ``file`` values (a threshold's ``control_file``)
+    to their donor.
+    """
+    if not donor:
+        return list(thresholds)
+    own = [donor_of_file.get(str(t.get("control_file", ""))) == donor for t in thresholds]
+    return [t for t, o in zip(thresholds, own, strict=True) if o] + [
+        t for t, o in zip(thresholds, own, strict=True) if not o
+    ]
+
+
 def controls_summary(meta: pd.DataFrame) -> str:
     """One line on FMO tubes that do not match the sample tubes one to one, or ``""``.
 
-    An FMO threshold applies to the tubes of its exact tissue and batch. Named: FMO tubes of
-    one marker that share a tissue and batch (the first in the sheet cuts every tube
-    there: without tissues in the sheet a blood FMO would cut liver tubes), tissues and
+    An FMO threshold applies to the tubes of its exact tissue and batch (its own donor's
+    first: :func:`own_donor_controls_first`). Named: FMO tubes of one marker that share a
+    tissue, batch and donor (the first in the sheet cuts every tube there: without tissues
+    in the sheet a blood FMO would cut liver tubes), tissues and
     batches whose tubes lack an FMO the batch has elsewhere (they get the fallback rule),
     and FMO tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
     """
@@ -94,12 +123,15 @@ def controls_summary(meta: pd.DataFrame) -> str:
     blank = pd.Series("", index=meta.index)
     tissue = meta.get("tissue", blank).fillna("").astype(str)
     batch = meta.get("batch", blank).fillna("").astype(str)
+    donor = meta.get("donor", blank).fillna("").astype(str)
     file = meta.get("file", blank).fillna("").astype(str).map(lambda f: Path(f).name)
     fmo = low.str.startswith("fmo:")
     groups: dict[tuple[str, str, str], list[str]] = {}
+    per_donor: Counter[tuple[str, str, str, str]] = Counter()
     for i in meta.index[fmo]:
         marker = role[i].split(":", 1)[1]
         groups.setdefault((marker, tissue[i], batch[i]), []).append(file[i])
+        per_donor[(marker, tissue[i], batch[i], donor[i])] += 1
     sampled = set(zip(tissue[low.isin(["", "sample", "unstim", "stim"])],
                       batch[low.isin(["", "sample", "unstim", "stim"])], strict=True))  # fmt: skip
 
@@ -110,11 +142,11 @@ def controls_summary(meta: pd.DataFrame) -> str:
     shared = [
         f"{m} ({where(t, b)}): " + ", ".join(escape_text(f) for f in files)
         for (m, t, b), files in groups.items()
-        if len(files) > 1
+        if any(n > 1 for (m2, t2, b2, _), n in per_donor.items() if (m2, t2, b2) == (m, t, b))
     ]
     if shared:
-        parts.append("several FMO tubes of one marker share a tissue and batch, and the first "
-                     "in the sheet cuts every tube there: " + "; ".join(shared))  # fmt: skip
+        parts.append("several FMO tubes of one marker share a tissue, batch and donor, and the "
+                     "first in the sheet cuts every tube there: " + "; ".join(shared))  # fmt: skip
     markers = sorted({m for m, _, _ in groups})
     lacking = [
         f"{', '.join(missing)} ({where(t, b)})"

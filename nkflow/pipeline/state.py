@@ -19,7 +19,7 @@ from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
-from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
+from ..io.pairing import PAIR_KEY, ambiguous_pair_keys, own_donor_controls_first
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
 from .plan import BatchPlan
@@ -221,7 +221,11 @@ class RunState:
                 self.progress("samples", done, total)
 
     def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
-        """The batch-level thresholds that apply to one sample (tissue, batch, template)."""
+        """The batch-level thresholds that apply to one sample (tissue, batch, template).
+
+        Those set on an FMO tube of the sample's own donor come first
+        (:func:`~nkflow.io.pairing.own_donor_controls_first`).
+        """
         if thresholds.empty:
             return []
         tpl = self.plan.for_sample(str(row["sample_id"]))
@@ -235,7 +239,9 @@ class RunState:
             .astype(str)
             .isin(["", str(row["sample_id"])])
         ]
-        return sel.drop(columns=["template"]).to_dict("records")
+        donor_of = dict(zip(self.meta["file"].astype(str), self.meta["donor"], strict=True))
+        records = sel.drop(columns=["template"]).to_dict("records")
+        return own_donor_controls_first(records, str(row["donor"]), donor_of)
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
         """The processed unstimulated partner (same donor, tissue, timepoint, batch).
