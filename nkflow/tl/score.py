@@ -308,7 +308,9 @@ def score(
     metadata
         The metadata sheet (DataFrame or CSV path; columns per docs/contracts.md). Tubes
         are paired on donor, tissue, timepoint and batch; replicate unstimulated tubes of one
-        key are pooled. ``role`` ``positive_control`` tubes supply the batch's control.
+        key are pooled, but several of one key with no donor named are no baseline (they
+        may be different donors: rule ``UNSTIM_AMBIGUOUS``). ``role`` ``positive_control``
+        tubes supply the batch's control.
     config
         ``"human"`` / ``"mouse"`` defaults, a lab TOML path or a :class:`ScoringConfig`;
         ``None`` picks the species of the sheet (human if not given).
