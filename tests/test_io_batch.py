@@ -107,6 +107,15 @@ def test_sheet_values_that_differ_only_in_case_are_refused(batch_dir: Path) -> N
     assert set(fixed["tissue"]) == {"liver"}
 
 
+def test_sheet_written_on_windows_finds_files_in_subfolders(tmp_path: Path) -> None:
+    (tmp_path / "human").mkdir()
+    _fcs(tmp_path / "human" / "D1_liver.fcs", PANEL)
+    table = nio.read_metadata(_sheet(tmp_path, ["human\\D1_liver.fcs,s1,D1,liver,,,,,"]))
+    assert table.loc[0, "path"] == str((tmp_path / "human" / "D1_liver.fcs").resolve())
+    with pytest.raises(MetadataError, match=r"'human\\\\missing.fcs' not found"):
+        nio.read_metadata(_sheet(tmp_path, ["human\\missing.fcs,s1,D1,liver,,,,,"]))
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "latin-1", "utf-16"])
 def test_sheet_encodings(batch_dir: Path, encoding: str) -> None:
     sheet = _sheet(batch_dir, ["donor1_liver.fcs,s1,Dönor1,liver,,,,,"], encoding=encoding)

@@ -225,6 +225,22 @@ def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
                 table.at[i, "glucocorticoid"] = value
 
 
+def _sheet_path(value: str, base: Path) -> Path:
+    r"""A sheet's ``file`` value as a path, relative ones from the sheet's folder.
+
+    A sheet written on Windows (``human\D1.fcs``) names the same file on Linux or macOS:
+    its backslashes are read as folder separators when the path as written does not exist.
+    """
+    full = Path(value)
+    full = full if full.is_absolute() else base / full
+    if "\\" in value and not full.exists():
+        other = Path(value.replace("\\", "/"))
+        other = other if other.is_absolute() else base / other
+        if other.exists():
+            return other
+    return full
+
+
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
     """Refuse values of a grouping column that differ only in case or spaces.
 
@@ -399,8 +415,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             problems.append(f"{where}: empty file")
             paths.append("")
         else:
-            full = Path(file_value)
-            full = full if full.is_absolute() else base / full
+            full = _sheet_path(file_value, base)
             paths.append(str(full.resolve()))
             if not full.exists():
                 problems.append(f"{where}: file {file_value!r} not found (looked at {full})")
