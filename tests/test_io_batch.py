@@ -107,11 +107,13 @@ def test_sheet_values_that_differ_only_in_case_are_refused(batch_dir: Path) -> N
     assert set(fixed["tissue"]) == {"liver"}
 
 
-def test_sheet_written_on_windows_finds_files_in_subfolders(tmp_path: Path) -> None:
+def test_sheet_paths_written_on_windows_or_without_extension(tmp_path: Path) -> None:
     (tmp_path / "human").mkdir()
     _fcs(tmp_path / "human" / "D1_liver.fcs", PANEL)
     table = nio.read_metadata(_sheet(tmp_path, ["human\\D1_liver.fcs,s1,D1,liver,,,,,"]))
     assert table.loc[0, "path"] == str((tmp_path / "human" / "D1_liver.fcs").resolve())
+    named = nio.read_metadata(_sheet(tmp_path, ["human/D1_liver,s1,D1,liver,,,,,"]))
+    assert named.loc[0, "path"] == table.loc[0, "path"]  # the extension left out
     with pytest.raises(MetadataError, match=r"'human\\\\missing.fcs' not found"):
         nio.read_metadata(_sheet(tmp_path, ["human\\missing.fcs,s1,D1,liver,,,,,"]))
 

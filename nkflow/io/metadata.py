@@ -228,16 +228,19 @@ def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
 def _sheet_path(value: str, base: Path) -> Path:
     r"""A sheet's ``file`` value as a path, relative ones from the sheet's folder.
 
-    A sheet written on Windows (``human\D1.fcs``) names the same file on Linux or macOS:
-    its backslashes are read as folder separators when the path as written does not exist.
+    When the path as written does not exist, two common ways of writing it are tried: a
+    sheet written on Windows (``human\D1.fcs``: backslashes as folder separators) and a
+    sample name without its extension (``D1_liver`` for ``D1_liver.fcs``).
     """
     full = Path(value)
     full = full if full.is_absolute() else base / full
-    if "\\" in value and not full.exists():
-        other = Path(value.replace("\\", "/"))
-        other = other if other.is_absolute() else base / other
-        if other.exists():
-            return other
+    if full.exists():
+        return full
+    slashed = value.replace("\\", "/")
+    for other in (slashed, *(f"{slashed}{ext}" for ext in _FCS_SUFFIXES if not full.suffix)):
+        path = Path(other) if Path(other).is_absolute() else base / other
+        if other != value and path.exists():
+            return path
     return full
 
 
