@@ -246,6 +246,24 @@ def test_own_donor_controls_come_first() -> None:
     assert own_donor_controls_first(rows, "", donors) == rows
 
 
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("liver_FMO_AREG", "fmo:AREG"),
+        ("blood_FMO_IFN-g", "fmo:IFN-g"),  # a marker with a hyphen
+        ("liver_AREG_FMO", "fmo:AREG"),  # the marker before FMO
+        ("CD69 FMO", "fmo:CD69"),
+        ("FMO-CD49a_liver", "fmo:CD49a"),
+        ("FMOAREG_liver", "fmo:AREG"),
+        ("D1_FMO", "sample"),  # no marker named: not a guess
+        ("informo_liver", "sample"),
+    ],
+)
+def test_folder_reads_the_fmo_marker_on_either_side(tmp_path: Path, name: str, role: str) -> None:
+    _fcs(tmp_path / f"{name}.fcs", PANEL)
+    assert nio.metadata_from_folder(tmp_path).loc[0, "role"] == role
+
+
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:
     batch = nio.read_batch(batch_dir)
     assert len(batch) == 4 and batch.sample_ids[0] == "FMO_CD69"

@@ -458,16 +458,34 @@ _ROLE_PATTERNS = (
 )
 
 
+def _fmo_marker(stem: str) -> str | None:
+    """The canonical marker an FMO file name names, before or after ``FMO``, or None.
+
+    ``liver_FMO_AREG``, ``FMO-IFN-g_liver``, ``liver_AREG_FMO``, ``CD69 FMO``: the one or
+    two words next to ``FMO`` (joined with ``-`` or not) are read as a marker name, those
+    after it first.
+    """
+    words = [w for w in re.split(r"[-_ .]+", stem) if w]
+    for k, word in enumerate(words):
+        if word.lower() != "fmo":
+            continue
+        after, before = words[k + 1 : k + 3], words[max(0, k - 2) : k]
+        for pair, nearest in ((after, after[:1]), (before, before[-1:])):
+            for text in ("-".join(pair), "".join(pair), *nearest):
+                if text and marker_from_text(text) in CANONICAL_MARKERS:
+                    return marker_from_text(text)
+    glued = re.search(r"(?:^|[^a-z])fmo([a-z0-9]+)", stem.lower())  # FMOAREG
+    if glued and marker_from_text(glued.group(1)) in CANONICAL_MARKERS:
+        return marker_from_text(glued.group(1))
+    return None
+
+
 def _guess_role(stem: str) -> tuple[str, str]:
     """Guess (role, stimulation) from a file stem, conservatively."""
     low = stem.lower()
-    fmo = re.search(r"(?:^|[^a-z])fmo[-_ ]*([a-z0-9.\-]+?)(?:[-_ ]|$)", low)
-    if fmo:
-        original = stem[fmo.start(1) : fmo.end(1)]
-        marker = marker_from_text(original)
-        if marker in CANONICAL_MARKERS:
-            return f"fmo:{marker}", ""
-        return "sample", ""
+    if re.search(r"(?:^|[^a-z])fmo(?:[^a-z]|$)|(?:^|[^a-z])fmo[a-z0-9]", low):
+        marker = _fmo_marker(stem)
+        return (f"fmo:{marker}", "") if marker else ("sample", "")
     for pattern, role in _ROLE_PATTERNS:
         if pattern.search(low):
             if role == "unstained":
