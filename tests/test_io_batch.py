@@ -247,21 +247,31 @@ def test_own_donor_controls_come_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "role"),
+    ("name", "role", "stimulation"),
     [
-        ("liver_FMO_AREG", "fmo:AREG"),
-        ("blood_FMO_IFN-g", "fmo:IFN-g"),  # a marker with a hyphen
-        ("liver_AREG_FMO", "fmo:AREG"),  # the marker before FMO
-        ("CD69 FMO", "fmo:CD69"),
-        ("FMO-CD49a_liver", "fmo:CD49a"),
-        ("FMOAREG_liver", "fmo:AREG"),
-        ("D1_FMO", "sample"),  # no marker named: not a guess
-        ("informo_liver", "sample"),
+        ("liver_FMO_AREG", "fmo:AREG", ""),
+        ("blood_FMO_IFN-g", "fmo:IFN-g", ""),  # a marker with a hyphen
+        ("liver_AREG_FMO", "fmo:AREG", ""),  # the marker before FMO
+        ("CD69 FMO", "fmo:CD69", ""),
+        ("FMO-CD49a_liver", "fmo:CD49a", ""),
+        ("FMOAREG_liver", "fmo:AREG", ""),
+        ("D1_FMO", "sample", ""),  # no marker named: not a guess
+        ("informo_liver", "sample", ""),
+        # stimulation conditions named in the file name
+        ("D1_blood_pre_IL-15", "stim", "IL-15"),
+        ("D1 liver IL2 stim", "stim", "IL-2"),
+        ("D1_liver_dex", "stim", "dexamethasone"),
+        ("D1_liver_PMA", "stim", "stim"),
+        ("D1_liver_unstim", "unstim", "unstim"),
+        ("IL2RA_D1_liver", "sample", ""),  # a stain's name, not a cytokine
     ],
 )
-def test_folder_reads_the_fmo_marker_on_either_side(tmp_path: Path, name: str, role: str) -> None:
+def test_folder_guesses_fmo_markers_and_conditions(
+    tmp_path: Path, name: str, role: str, stimulation: str
+) -> None:
     _fcs(tmp_path / f"{name}.fcs", PANEL)
-    assert nio.metadata_from_folder(tmp_path).loc[0, "role"] == role
+    row = nio.metadata_from_folder(tmp_path).loc[0]
+    assert (row["role"], row["stimulation"]) == (role, stimulation)
 
 
 def test_read_batch_lazy_and_iterable(batch_dir: Path) -> None:

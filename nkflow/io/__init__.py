@@ -17,8 +17,9 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .fcs import channel_for, channel_kind, parse_spillover, read_fcs, sample_id, sample_info
     from .fcs_text import FCSMetadata, read_fcs_metadata
     from .fcs_write import format_spillover, write_fcs
+    from .folder import metadata_from_folder
     from .inspect import inspect_files
-    from .metadata import metadata_from_folder, read_metadata
+    from .metadata import read_metadata
     from .panel import (
         ALIASES,
         CANONICAL_MARKERS,
@@ -81,7 +82,8 @@ __getattr__, __dir__ = attach(
         "fcs_text": ["FCSMetadata", "read_fcs_metadata"],
         "fcs_write": ["format_spillover", "write_fcs"],
         "inspect": ["inspect_files"],
-        "metadata": ["metadata_from_folder", "read_metadata"],
+        "folder": ["metadata_from_folder"],
+        "metadata": ["read_metadata"],
         "panel": [
             "ALIASES",
             "CANONICAL_MARKERS",

@@ -33,7 +33,8 @@ from ..exceptions import (
 )
 from .fcs import parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
-from .metadata import OPTIONAL_COLUMNS, metadata_from_folder, read_metadata, screen_cells
+from .folder import metadata_from_folder
+from .metadata import OPTIONAL_COLUMNS, read_metadata, screen_cells
 from .panel import (
     PanelLike,
     _as_panel,

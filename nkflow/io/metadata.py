@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import MetadataError, NkflowWarning
-from .panel import CANONICAL_MARKERS, canonical_marker, marker_from_text
+from .panel import CANONICAL_MARKERS, canonical_marker
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "TISSUE_KIND_ALIASES",
     "is_blood",
     "is_stimulated",
-    "metadata_from_folder",
     "read_metadata",
     "screen_cells",
 ]
@@ -110,7 +109,8 @@ def is_blood(tissue: object) -> bool:
 # a condition named like a variant of "stim"/"unstim" names no stimulus: refused
 _STIM_VARIANT = re.compile(r"^(?:un)?stim[a-z]*$")
 _SPECIES = ("human", "mouse", "")
-_FCS_SUFFIXES = (".fcs", ".lmd")
+#: file name endings read as FCS files (a folder's files, a sheet's names without one)
+FCS_SUFFIXES = (".fcs", ".lmd")
 
 
 def _decode_sheet(raw: bytes, problems: list[str]) -> str | None:
@@ -237,7 +237,7 @@ def _sheet_path(value: str, base: Path) -> Path:
     if full.exists():
         return full
     slashed = value.replace("\\", "/")
-    for other in (slashed, *(f"{slashed}{ext}" for ext in _FCS_SUFFIXES if not full.suffix)):
+    for other in (slashed, *(f"{slashed}{ext}" for ext in FCS_SUFFIXES if not full.suffix)):
         path = Path(other) if Path(other).is_absolute() else base / other
         if other != value and path.exists():
             return path
@@ -449,140 +449,3 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
     table["path"] = paths
     table.attrs["source"] = str(path)
     return table
-
-
-_ROLE_PATTERNS = (
-    (re.compile(r"(?:^|[^a-z])unstained(?:[^a-z]|$)"), "unstained"),
-    (re.compile(r"(?:^|[^a-z])(?:unstim|unstimulated|nostim|no[-_ ]stim)(?:[^a-z]|$)"), "unstim"),
-    (re.compile(r"(?:^|[^a-z])(?:stim|stimulated|pma|pmaiono)(?:[^a-z]|$)"), "stim"),
-)
-
-
-def _fmo_marker(stem: str) -> str | None:
-    """The canonical marker an FMO file name names, before or after ``FMO``, or None.
-
-    ``liver_FMO_AREG``, ``FMO-IFN-g_liver``, ``liver_AREG_FMO``, ``CD69 FMO``: the one or
-    two words next to ``FMO`` (joined with ``-`` or not) are read as a marker name, those
-    after it first.
-    """
-    words = [w for w in re.split(r"[-_ .]+", stem) if w]
-    for k, word in enumerate(words):
-        if word.lower() != "fmo":
-            continue
-        after, before = words[k + 1 : k + 3], words[max(0, k - 2) : k]
-        for pair, nearest in ((after, after[:1]), (before, before[-1:])):
-            for text in ("-".join(pair), "".join(pair), *nearest):
-                if text and marker_from_text(text) in CANONICAL_MARKERS:
-                    return marker_from_text(text)
-    glued = re.search(r"(?:^|[^a-z])fmo([a-z0-9]+)", stem.lower())  # FMOAREG
-    if glued and marker_from_text(glued.group(1)) in CANONICAL_MARKERS:
-        return marker_from_text(glued.group(1))
-    return None
-
-
-def _guess_role(stem: str) -> tuple[str, str]:
-    """Guess (role, stimulation) from a file stem, conservatively."""
-    low = stem.lower()
-    if re.search(r"(?:^|[^a-z])fmo(?:[^a-z]|$)|(?:^|[^a-z])fmo[a-z0-9]", low):
-        marker = _fmo_marker(stem)
-        return (f"fmo:{marker}", "") if marker else ("sample", "")
-    for pattern, role in _ROLE_PATTERNS:
-        if pattern.search(low):
-            if role == "unstained":
-                return role, ""
-            return role, role
-    return "sample", ""
-
-
-def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = False) -> pd.DataFrame:
-    """Build a metadata sheet from the FCS files of a folder (not recursive).
-
-    ``sample_id`` is the file stem (made unique with ``_2``, ``_3`` ... if needed);
-    ``role`` is guessed conservatively from the name (``FMO_CD69`` -> ``fmo:CD69``,
-    ``unstained``, ``unstim``, ``stim``), else ``sample``.
-
-    Parameters
-    ----------
-    folder
-        A folder holding ``*.fcs`` / ``*.lmd`` files.
-    neutralise_formulas
-        As in :func:`read_metadata`: file names (and so sample ids) that a spreadsheet
-        would run as formulas or that hold control characters are refused, or with True
-        prefixed with ``'``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Same columns as :func:`read_metadata`, files sorted by name.
-
-    Raises
-    ------
-    MetadataError
-        The folder does not exist, holds no FCS files, or file names are refused (each
-        one listed).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MetadataError(folder, ["not a folder"])
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FCS_SUFFIXES)
-    if not files:
-        raise MetadataError(folder, [_no_files_here(folder)])
-    rows = []
-    used: set[str] = set()
-    for f in files:
-        sid = f.stem
-        k = 2
-        while sid in used:
-            sid = f"{f.stem}_{k}"
-            k += 1
-        used.add(sid)
-        role, stim = _guess_role(f.stem)
-        row = {"file": f.name, "sample_id": sid}
-        row.update({c: "" for c in OPTIONAL_COLUMNS})
-        row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "path"])
-    problems: list[str] = []
-    screen_cells(
-        table,
-        folder,
-        problems,
-        neutralise_formulas=neutralise_formulas,
-        locate=lambda i: f"file '{escape_text(files[int(str(i))].name)}'",
-    )
-    if problems:
-        raise MetadataError(folder, problems)
-    table.attrs["source"] = str(folder)
-    return table
-
-
-def _no_files_here(folder: Path, limit: int = 10_000) -> str:
-    """Why a folder gives no batch, and where its FCS files are when they sit in subfolders.
-
-    Subfolders are not read (they may hold exports of the same events); when they hold FCS
-    files, the message names them and says how to run them: a metadata sheet in the folder
-    lists each file by its path relative to the sheet. At most ``limit`` entries are walked.
-    """
-    found: dict[str, list[Path]] = {}
-    try:
-        for n, p in enumerate(folder.rglob("*")):
-            if n >= limit:
-                break
-            if p.suffix.lower() in _FCS_SUFFIXES and p.is_file():
-                found.setdefault(p.relative_to(folder).parts[0], []).append(p)
-    except OSError:  # a subfolder that cannot be listed: say what was found before it
-        pass
-    if not found:
-        return "no *.fcs or *.lmd files in the folder"
-    total = sum(len(v) for v in found.values())
-    names = sorted(found)
-    shown = ", ".join(f"{escape_text(d)}/ ({len(found[d])})" for d in names[:5])
-    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-    example = min(found[names[0]]).relative_to(folder).as_posix()
-    return (
-        f"no *.fcs or *.lmd files in the folder itself, {total} in its subfolders "
-        f"{shown}{more} (subfolders are not read): run one subfolder, or put a "
-        f"metadata.csv in this folder listing each file by its path relative to it "
-        f"(columns file and sample_id, e.g. {escape_text(example)!r}; the README's "
-        "'The metadata sheet' has the rest)"
-    )
