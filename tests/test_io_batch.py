@@ -264,6 +264,9 @@ def test_own_donor_controls_come_first() -> None:
         ("D1_liver_PMA", "stim", "stim"),
         ("D1_liver_unstim", "unstim", "unstim"),
         ("IL2RA_D1_liver", "sample", ""),  # a stain's name, not a cytokine
+        ("PC_ILC_stim", "positive_control", "stim"),
+        ("ILC positive control", "positive_control", "stim"),
+        ("D1_PBMC_unstim", "unstim", "unstim"),  # PBMC is not PC
     ],
 )
 def test_folder_guesses_fmo_markers_and_conditions(

@@ -20,6 +20,9 @@ from .text_safety import escape_text
 
 __all__ = ["metadata_from_folder"]
 
+_POSITIVE_CONTROL = re.compile(
+    r"(?:^|[^a-z])(?:pc|posctrl|poscontrol|positive[-_ ]?control)(?:[^a-z]|$)"
+)
 _ROLE_PATTERNS = (
     (re.compile(r"(?:^|[^a-z])unstained(?:[^a-z]|$)"), "unstained"),
     (re.compile(r"(?:^|[^a-z])(?:unstim|unstimulated|nostim|no[-_ ]stim)(?:[^a-z]|$)"), "unstim"),
@@ -50,11 +53,18 @@ def _fmo_marker(stem: str) -> str | None:
 
 
 def _guess_role(stem: str) -> tuple[str, str]:
-    """Guess (role, stimulation) from a file stem, conservatively."""
+    """Guess (role, stimulation) from a file stem, conservatively.
+
+    ``FMO`` with a marker -> ``fmo:<MARKER>``; ``PC`` or ``positive control`` -> the
+    (stimulated) positive control; ``unstained``; ``unstim``; ``stim``/``PMA`` or a named
+    condition (``IL-15``, ``IL2``, ``dex``) -> a stimulated tube; else ``sample``.
+    """
     low = stem.lower()
     if re.search(r"(?:^|[^a-z])fmo(?:[^a-z]|$)|(?:^|[^a-z])fmo[a-z0-9]", low):
         marker = _fmo_marker(stem)
         return (f"fmo:{marker}", "") if marker else ("sample", "")
+    if _POSITIVE_CONTROL.search(low):  # e.g. PC_ILC_stim: judged as the batch's control
+        return "positive_control", "stim"
     for pattern, role in _ROLE_PATTERNS:
         if pattern.search(low):
             if role == "stim" and (named := _named_condition(low)):
