@@ -44,11 +44,11 @@ def _fmo_marker(stem: str) -> str | None:
         after, before = words[k + 1 : k + 3], words[max(0, k - 2) : k]
         for pair, nearest in ((after, after[:1]), (before, before[-1:])):
             for text in ("-".join(pair), "".join(pair), *nearest):
-                if text and marker_from_text(text) in CANONICAL_MARKERS:
-                    return marker_from_text(text)
+                if text and (marker := marker_from_text(text)) in CANONICAL_MARKERS:
+                    return marker
     glued = re.search(r"(?:^|[^a-z])fmo([a-z0-9]+)", stem.lower())  # FMOAREG
-    if glued and marker_from_text(glued.group(1)) in CANONICAL_MARKERS:
-        return marker_from_text(glued.group(1))
+    if glued and (marker := marker_from_text(glued.group(1))) in CANONICAL_MARKERS:
+        return marker
     return None
 
 
@@ -60,7 +60,7 @@ def _guess_role(stem: str) -> tuple[str, str]:
     condition (``IL-15``, ``IL2``, ``dex``) -> a stimulated tube; else ``sample``.
     """
     low = stem.lower()
-    if re.search(r"(?:^|[^a-z])fmo(?:[^a-z]|$)|(?:^|[^a-z])fmo[a-z0-9]", low):
+    if re.search(r"(?:^|[^a-z])fmo", low):
         marker = _fmo_marker(stem)
         return (f"fmo:{marker}", "") if marker else ("sample", "")
     if _POSITIVE_CONTROL.search(low):  # e.g. PC_ILC_stim: judged as the batch's control

@@ -50,6 +50,7 @@ __all__ = [
     "TISSUE_KIND_ALIASES",
     "is_blood",
     "is_stimulated",
+    "name_words",
     "read_metadata",
     "screen_cells",
 ]
@@ -90,6 +91,11 @@ GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
 _BLOOD_NAMES = {"pb", "pbmc", "cbmc", "peripheral blood mononuclear cells", "buffy coat"}
 
 
+def name_words(value: object) -> list[str]:
+    """The words of a sheet value, lower-cased; spaces, ``_`` and ``-`` separate them."""
+    return [w for w in re.split(r"[\s_\-]+", str(value).casefold()) if w]
+
+
 def is_blood(tissue: object) -> bool:
     """Whether a sheet's ``tissue`` names blood: ``blood``, ``PBMC(s)``, ``whole blood`` ...
 
@@ -98,7 +104,7 @@ def is_blood(tissue: object) -> bool:
     coat and peripheral blood mononuclear cells (plurals too). The one rule for the
     template choice and the scoring context.
     """
-    words = re.sub(r"[\s_\-]+", " ", str(tissue).strip().lower()).split()
+    words = name_words(tissue)
     if not words:
         return False
     text = " ".join(words)
@@ -232,16 +238,10 @@ def _sheet_path(value: str, base: Path) -> Path:
     sheet written on Windows (``human\D1.fcs``: backslashes as folder separators) and a
     sample name without its extension (``D1_liver`` for ``D1_liver.fcs``).
     """
-    full = Path(value)
-    full = full if full.is_absolute() else base / full
-    if full.exists():
-        return full
+    full = base / value  # an absolute value stays itself
     slashed = value.replace("\\", "/")
-    for other in (slashed, *(f"{slashed}{ext}" for ext in FCS_SUFFIXES if not full.suffix)):
-        path = Path(other) if Path(other).is_absolute() else base / other
-        if other != value and path.exists():
-            return path
-    return full
+    extended = [] if full.suffix else [slashed + ext for ext in FCS_SUFFIXES]
+    return next((p for w in (value, slashed, *extended) if (p := base / w).exists()), full)
 
 
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:

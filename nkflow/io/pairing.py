@@ -20,6 +20,7 @@ from .text_safety import escape_text
 
 __all__ = [
     "PAIR_KEY",
+    "SAMPLE_ROLES",
     "ambiguous_pair_keys",
     "controls_summary",
     "own_donor_controls_first",
@@ -28,6 +29,15 @@ __all__ = [
 
 #: the columns that pair a stimulated tube with its unstimulated tube(s)
 PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
+#: roles of the sample tubes (not controls); ``""`` is a sample
+SAMPLE_ROLES = ("", "sample", "unstim", "stim")
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as strings, ``""`` for missing values and for a missing column."""
+    if column not in frame.columns:
+        return pd.Series("", index=frame.index)
+    return frame[column].fillna("").astype(str)
 
 
 def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
@@ -42,8 +52,7 @@ def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
     """
     if unstim.empty or "sample_id" not in unstim.columns:
         return set()
-    blank = pd.Series("", index=unstim.index)
-    keys = [unstim.get(c, blank).fillna("").astype(str) for c in PAIR_KEY]
+    keys = [_text(unstim, c) for c in PAIR_KEY]
     tubes = unstim["sample_id"].astype(str).groupby(keys, sort=False).nunique()
     return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
 
@@ -55,13 +64,11 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     unstimulated tube (same :data:`PAIR_KEY`; how many with replicate tubes, pooled), without
     a sure one (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
     """
-    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str).str.lower()
-    tubes = meta[role.isin(["", "sample", "unstim", "stim"])]
+    tubes = meta[_text(meta, "role").str.lower().isin(SAMPLE_ROLES)]
     if tubes.empty:
         return ""
     stimulated = tubes.apply(is_stimulated, axis=1).to_numpy(dtype=bool)
-    blank = pd.Series("", index=tubes.index)
-    keys = list(zip(*(tubes.get(c, blank).fillna("").astype(str) for c in PAIR_KEY), strict=True))
+    keys = list(zip(*(_text(tubes, c) for c in PAIR_KEY), strict=True))
     per_key = Counter(k for k, s in zip(keys, stimulated, strict=True) if not s)
     ambiguous = ambiguous_pair_keys(tubes[~stimulated])
     stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
@@ -118,22 +125,17 @@ def controls_summary(meta: pd.DataFrame) -> str:
     batches whose tubes lack an FMO the batch has elsewhere (they get the fallback rule),
     and FMO tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
     """
-    role = meta.get("role", pd.Series("", index=meta.index)).fillna("").astype(str)
-    low = role.str.lower()
-    blank = pd.Series("", index=meta.index)
-    tissue = meta.get("tissue", blank).fillna("").astype(str)
-    batch = meta.get("batch", blank).fillna("").astype(str)
-    donor = meta.get("donor", blank).fillna("").astype(str)
-    file = meta.get("file", blank).fillna("").astype(str).map(lambda f: Path(f).name)
-    fmo = low.str.startswith("fmo:")
-    groups: dict[tuple[str, str, str], list[str]] = {}
+    role, tissue, batch, donor = (_text(meta, c) for c in ("role", "tissue", "batch", "donor"))
+    file = _text(meta, "file").map(lambda f: Path(f).name)
+    groups: dict[tuple[str, str, str], list[str]] = {}  # (marker, tissue, batch): files
     per_donor: Counter[tuple[str, str, str, str]] = Counter()
-    for i in meta.index[fmo]:
+    for i in meta.index[role.str.lower().str.startswith("fmo:")]:
         marker = role[i].split(":", 1)[1]
         groups.setdefault((marker, tissue[i], batch[i]), []).append(file[i])
         per_donor[(marker, tissue[i], batch[i], donor[i])] += 1
-    sampled = set(zip(tissue[low.isin(["", "sample", "unstim", "stim"])],
-                      batch[low.isin(["", "sample", "unstim", "stim"])], strict=True))  # fmt: skip
+    replicated = {(m, t, b) for (m, t, b, _), n in per_donor.items() if n > 1}
+    samples = role.str.lower().isin(SAMPLE_ROLES)
+    sampled = set(zip(tissue[samples], batch[samples], strict=True))
 
     def where(t: str, b: str) -> str:
         return f"tissue '{escape_text(t)}', batch '{escape_text(b)}'"
@@ -142,7 +144,7 @@ def controls_summary(meta: pd.DataFrame) -> str:
     shared = [
         f"{m} ({where(t, b)}): " + ", ".join(escape_text(f) for f in files)
         for (m, t, b), files in groups.items()
-        if any(n > 1 for (m2, t2, b2, _), n in per_donor.items() if (m2, t2, b2) == (m, t, b))
+        if (m, t, b) in replicated
     ]
     if shared:
         parts.append("several FMO tubes of one marker share a tissue, batch and donor, and the "

@@ -15,7 +15,7 @@ from .. import pp
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError
 from ..io import metadata_from_folder, read_batch
-from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
+from ..io.pairing import PAIR_KEY
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
 from .outdir import OutputFolder
@@ -188,10 +188,7 @@ def _gate_template(
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         thr.append(thresholds.drop(columns=["template"], errors="ignore"))
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs
-        waves = sample_waves(state.meta)
-        # a key of several unstimulated tubes and no donor names no partner
-        ambiguous = ambiguous_pair_keys(waves[0][waves[0]["role"] != "positive_control"])
-        for stimulated, wave in zip((False, True), waves, strict=True):
+        for stimulated, wave in zip((False, True), sample_waves(state.meta), strict=True):
             rows = [(str(r["sample_id"]), tuple(str(r[c]) for c in PAIR_KEY), r)
                     for _, r in wave.iterrows()]  # fmt: skip
             jobs = []
@@ -215,7 +212,7 @@ def _gate_template(
                 gated = outcome.value
                 for category, message in gated.warnings:
                     warnings.warn(message, category, stacklevel=2)
-                if not stimulated and key not in ambiguous:
+                if not stimulated and key not in state.ambiguous_keys:  # a sure partner
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
                 thr.append(pd.DataFrame(gated.thresholds))

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
+from ..io.metadata import name_words
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor
 from ..tl.score import score, scoring_config_for
@@ -343,10 +344,11 @@ def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
 
 
 def _natural_order(timepoints: list[str]) -> list[str]:
+    """``timepoints`` by their words and numbers (:func:`timepoint_order`), else as given."""
     keys: dict[str, tuple[int, float]] = {}
     patterns = set()
     for t in timepoints:
-        word = re.sub(r"[\s_\-]+", "", t.casefold())
+        word = "".join(name_words(t))
         numbered = _NUMBERED.match(t.casefold().strip())
         if word in _BEFORE:
             keys[t] = (0, _BEFORE.index(word))

@@ -93,6 +93,11 @@ class RunState:
             meta[col] = meta[col].fillna("").astype(str)
         meta.loc[meta["role"] == "", "role"] = "sample"
         self.meta = meta.reset_index(drop=True)
+        unstim = sample_waves(self.meta)[0]
+        #: pair keys no stimulated tube pairs on: several unstimulated tubes, no donor
+        self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
+        self._donor_of_file = dict(zip(self.meta["file"].astype(str), self.meta["donor"],
+                                       strict=True))  # fmt: skip
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
         self.executor = SampleExecutor()  # serial unless run() opens a pool
@@ -239,9 +244,8 @@ class RunState:
             .astype(str)
             .isin(["", str(row["sample_id"])])
         ]
-        donor_of = dict(zip(self.meta["file"].astype(str), self.meta["donor"], strict=True))
         records = sel.drop(columns=["template"]).to_dict("records")
-        return own_donor_controls_first(records, str(row["donor"]), donor_of)
+        return own_donor_controls_first(records, str(row["donor"]), self._donor_of_file)
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
         """The processed unstimulated partner (same donor, tissue, timepoint, batch).
@@ -252,7 +256,7 @@ class RunState:
         if not is_stimulated(row):
             return None
         key = tuple(str(row[c]) for c in PAIR_KEY)
-        if key in self._ambiguous_keys():
+        if key in self.ambiguous_keys:
             return None
         for sid, summary in self.summaries.items():
             other = self.row(sid)
@@ -261,11 +265,6 @@ class RunState:
             if tuple(str(other[c]) for c in PAIR_KEY) == key:
                 return sid, summary
         return None
-
-    def _ambiguous_keys(self) -> set[tuple[str, ...]]:
-        """Pair keys no stimulated tube pairs on: several unstimulated tubes, no donor."""
-        unstim = sample_waves(self.meta)[0]
-        return ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
 
     def stim_inputs(
         self, row: pd.Series, batch_thresholds: list[dict]

@@ -345,16 +345,15 @@ def score(
     # several unstimulated tubes of a key with no donor may be different donors: no baseline
     ambiguous = ambiguous_pair_keys(meta[meta["kind"] == "unstim"])
     unstim = c[c["kind"] == "unstim"]
-    shared = [tuple(k) in ambiguous for k in unstim[PAIR_KEY].to_numpy()]
-    unstim = unstim[~np.array(shared, dtype=bool)]
+    sure = [k not in ambiguous for k in map(tuple, unstim[PAIR_KEY].to_numpy())]
+    unstim = unstim[np.array(sure, dtype=bool)]  # an array: an empty list selects columns
     unstim_pooled = _pool(unstim, [*PAIR_KEY, "population"], "_unstim")
     stim = c[c["kind"] == "stim"].rename(columns={k: f"{k}_stim" for k in COUNT_COLUMNS})
     pairs = stim.merge(unstim_pooled, on=[*PAIR_KEY, "population"], how="left")
     unstim_keys = set(map(tuple, unstim[PAIR_KEY].to_numpy()))
-    has_unstim = np.array([tuple(k) in unstim_keys for k in pairs[PAIR_KEY].to_numpy()], dtype=bool)
-    shared_unstim = np.array(
-        [tuple(k) in ambiguous for k in pairs[PAIR_KEY].to_numpy()], dtype=bool
-    )
+    pair_keys = list(map(tuple, pairs[PAIR_KEY].to_numpy()))
+    has_unstim = np.array([k in unstim_keys for k in pair_keys], dtype=bool)
+    shared_unstim = np.array([k in ambiguous for k in pair_keys], dtype=bool)
     if not len(pairs):
         logger.warning("no stimulated tubes in the metadata sheet: nothing to score")
     if shared_unstim.any():
