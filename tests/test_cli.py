@@ -210,6 +210,17 @@ def test_check_fails_on_unusable_files(
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
 
 
+def test_check_names_sheet_columns_it_does_not_read(runner: CliRunner, tmp_path: Path) -> None:
+    """A sheet naming its donors ``Patient``: the plan says to rename it, before any work."""
+    for name in ("a", "b"):
+        _tiny_fcs(tmp_path / f"{name}.fcs", *STAINED)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("File,Sample ID,Patient,species\na.fcs,a,P1,human\nb.fcs,b,P2,human\n")
+    result = runner.invoke(main, ["check", str(sheet)])
+    assert result.exit_code == 0, result.output
+    assert "look like its own: 'patient' -> 'donor' (" in result.stdout
+
+
 def _record_config(monkeypatch, tmp_path: Path, command: str) -> dict:
     """Replace the command's pipeline call; the returned dict gets the config it was given."""
     import types

@@ -145,6 +145,56 @@ def test_unreadable_sheets(tmp_path: Path) -> None:
             nio.read_metadata(tmp_path / name)
 
 
+def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
+    path = folder / "custom.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("File,Sample ID,Donor", ["file", "sample_id", "donor"]),
+        ("FILE,Sample.ID,Tissue Kind", ["file", "sample_id", "tissue_kind"]),  # R's names
+        (" file , sample-id ,Time-point", ["file", "sample_id", "time_point"]),
+    ],
+)
+def test_sheet_headers_are_read_case_blind_with_spaces_as_underscores(
+    batch_dir: Path, header: str, expected: list[str]
+) -> None:
+    table = nio.read_metadata(_custom_sheet(batch_dir, header, ["donor1_liver.fcs,s1,blood"]))
+    assert list(table.columns[:3]) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "rename"),
+    [
+        ("Filename,sample_id", "rename 'filename' -> 'file'"),
+        ("FCS file,Sample Name", "rename 'fcs_file' -> 'file', 'sample_name' -> 'sample_id'"),
+        ("file,tube", "rename 'tube' -> 'sample_id'"),
+    ],
+)
+def test_a_missing_required_column_names_the_one_to_rename(
+    batch_dir: Path, header: str, rename: str
+) -> None:
+    with pytest.raises(MetadataError, match="missing required column") as info:
+        nio.read_metadata(_custom_sheet(batch_dir, header, ["donor1_liver.fcs,s1"]))
+    assert info.value.problems[0].endswith(rename)
+
+
+def test_unread_columns_that_look_like_nkflow_columns_are_named(batch_dir: Path) -> None:
+    header = "file,sample_id,Patient,Condition,Plate,Control,Organ,Notes"
+    rows = ["donor1_liver.fcs,s1,P1,IL-15,,FMO,,x", "donor1_unstim.fcs,s2,P1,none,,,,y"]
+    table = nio.read_metadata(_custom_sheet(batch_dir, header, rows))
+    text = nio.metadata.unread_columns_summary(table)
+    assert text.startswith(
+        "sheet: column(s) nkflow does not read that look like its own: 'patient' -> 'donor', "
+        "'condition' -> 'stimulation', 'control' -> 'role' ("
+    )  # empty Plate and Organ columns hold nothing to read; Notes looks like nothing
+    named = _custom_sheet(batch_dir, "file,sample_id,donor,Patient", ["donor1_liver.fcs,s1,D1,P1"])
+    assert nio.metadata.unread_columns_summary(nio.read_metadata(named)) == ""
+
+
 def test_metadata_from_folder_guesses_roles(batch_dir: Path) -> None:
     (batch_dir / "notes.txt").write_text("x")
     table = nio.metadata_from_folder(batch_dir)

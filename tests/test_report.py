@@ -134,6 +134,7 @@ def build_inputs(*, hostile: bool = True) -> dict:
             "timepoint": ["pre", "post", "pre", "post", "pre", "pre"],
             "stimulation": ["stim", "stim", "stim", "stim", "unstim", "stim"],
             "role": ["sample"] * 6,
+            "plate": ["P1"] * 6,  # the batch under another name
         }
     )
     if hostile:
@@ -491,6 +492,7 @@ def test_sections_content(hostile_html):
     assert "analysed file(s) came with warnings" not in text
     # how the tubes pair, as nkflow check says it (the broken file is the one unstim tube)
     assert "pairing: 5 stimulated tube(s), 1 with their unstimulated tube; 4 without any" in text
+    assert "does not read that look like its own: 'plate' -> 'batch'" in text
 
 
 def test_flag_summary_simple_schema():

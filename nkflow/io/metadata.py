@@ -5,7 +5,10 @@ sheet) and ``sample_id``; optional ``donor``, ``tissue``, ``timepoint``, ``stimu
 (``unstim``, ``stim``, ``""`` or the name of a stimulation condition such as ``IL-15``,
 ``IL-2``, ``IL-12/IL-15/IL-18``, ``PMA/iono``, ``dexamethasone``), ``role`` (``sample``,
 ``unstim``, ``stim``, ``fmo:<MARKER>``, ``positive_control``, ``single_stain:<MARKER>``,
-``unstained``), ``species`` (``human`` | ``mouse``) and ``batch``. Extra columns are kept.
+``unstained``), ``species`` (``human`` | ``mouse``) and ``batch``. Headers are read
+case-blind, with spaces, ``.`` and ``-`` as ``_`` (``Sample ID`` is ``sample_id``). Extra
+columns are kept; :func:`unread_columns_summary` names those that look like an empty
+nkflow column (``Patient`` beside no ``donor``).
 
 Optional context columns (:data:`CONTEXT_COLUMNS`), validated only when present:
 ``tissue_kind`` (``blood``, ``normal tissue``, ``peri-tumour``, ``tumour``; ``tumor``,
@@ -41,6 +44,7 @@ from .panel import CANONICAL_MARKERS, canonical_marker
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
+    "COLUMN_SYNONYMS",
     "CONTEXT_COLUMNS",
     "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
@@ -53,6 +57,8 @@ __all__ = [
     "name_words",
     "read_metadata",
     "screen_cells",
+    "sheet_header",
+    "unread_columns_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,12 +94,83 @@ TISSUE_KIND_ALIASES = {
     "tumour": "tumour", "tumor": "tumour",
 }  # fmt: skip
 GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
+#: headers that analysts' sheets use for nkflow's columns (after :func:`sheet_header`): a
+#: missing required column's error names the one to rename, and
+#: :func:`unread_columns_summary` names those that hold what an empty nkflow column would
+COLUMN_SYNONYMS = {
+    "file": ("filename", "file_name", "fcs", "fcs_file", "fcs_filename", "fcs_file_name",
+             "filepath", "file_path", "fcs_path", "path"),
+    "sample_id": ("sample", "sample_name", "samplename", "sampleid", "sample_label",
+                  "tube", "tube_name", "name", "id"),
+    "donor": ("patient", "patient_id", "subject", "subject_id", "participant",
+              "participant_id", "individual", "donor_id", "mouse", "mouse_id", "animal",
+              "animal_id"),
+    "tissue": ("organ", "tissue_type", "sample_type", "compartment", "site", "tissue_site",
+               "specimen", "sample_source"),
+    "timepoint": ("time_point", "visit", "day", "time", "treatment_timepoint"),
+    "stimulation": ("stim", "stimulus", "stimulant", "condition", "culture_condition",
+                    "activation"),
+    "role": ("tube_type", "sample_role", "control", "control_type"),
+    "species": ("organism",),
+    "batch": ("plate", "run", "experiment", "acquisition_batch", "staining_batch",
+              "run_date", "acquisition_date"),
+    "tissue_kind": ("tumour_status", "tumor_status", "tissue_class", "tumour_normal",
+                    "tumor_normal"),
+    "glucocorticoid": ("glucocorticoids", "corticosteroid", "corticosteroids", "steroid",
+                       "steroids", "dexamethasone"),
+    "treatment": ("therapy", "regimen", "treatment_regimen"),
+}  # fmt: skip
 _BLOOD_NAMES = {"pb", "pbmc", "cbmc", "peripheral blood mononuclear cells", "buffy coat"}
 
 
 def name_words(value: object) -> list[str]:
     """The words of a sheet value, lower-cased; spaces, ``_`` and ``-`` separate them."""
     return [w for w in re.split(r"[\s_\-]+", str(value).casefold()) if w]
+
+
+def sheet_header(name: object) -> str:
+    """A sheet's column header as nkflow reads it: lower-cased, spaces, ``.`` and ``-`` as ``_``.
+
+    ``Sample ID``, ``sample-id`` and R's ``Sample.ID`` all read as ``sample_id``.
+    """
+    return re.sub(r"[\s.\-]+", "_", str(name).strip().lower()).strip("_")
+
+
+def _filled(table: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` exists and holds a value other than ``""`` (and role ``sample``)."""
+    if column not in table.columns:
+        return False
+    values = table[column].fillna("").astype(str).str.strip()
+    return bool((~values.isin(["", "sample"] if column == "role" else [""])).any())
+
+
+def _renames(table: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
+    """``'patient' -> 'donor'`` for each of ``columns`` a filled synonym column may hold."""
+    out = []
+    for column in columns:
+        found = [s for s in COLUMN_SYNONYMS.get(column, ()) if _filled(table, s)]
+        if found:
+            out.append(f"'{escape_text(found[0])}' -> '{column}'")
+    return out
+
+
+def unread_columns_summary(meta: pd.DataFrame) -> str:
+    """One line on sheet columns nkflow does not read that look like one it does, or ``""``.
+
+    A sheet that names its donors ``Patient`` (or its conditions ``Condition``, its
+    batches ``Plate`` ...) leaves nkflow's own column empty: tubes of different donors
+    are then not told apart. Named when nkflow's column is empty (``role`` all
+    ``sample``) and a :data:`COLUMN_SYNONYMS` column holds values.
+    """
+    renames = _renames(meta, [c for c in COLUMN_SYNONYMS if not _filled(meta, c)])
+    if not renames:
+        return ""
+    return (
+        "sheet: column(s) nkflow does not read that look like its own: "
+        + ", ".join(renames)
+        + " (nkflow reads only its own column names, listed in the README's metadata "
+        "sheet section: rename them if they hold that, or they stay unused)"
+    )
 
 
 def is_blood(tissue: object) -> bool:
@@ -386,12 +463,14 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise MetadataError(path, [f"not a readable CSV: {exc}"]) from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
+    table.columns = [sheet_header(c) for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
+        renames = _renames(table, missing)
         problems.append(
             f"missing required column(s) {missing}; found {list(table.columns)}; "
             f"required: {list(REQUIRED_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}"
+            + (f"; rename {', '.join(renames)}" if renames else "")
         )
         raise MetadataError(path, problems)
     dup_cols = [c for c in set(table.columns) if list(table.columns).count(c) > 1]

@@ -25,6 +25,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
+from ..io.metadata import unread_columns_summary
 from ..io.pairing import controls_summary, pairing_summary
 from ..io.panel import resolve_markers
 from ..io.technology import detect_technology
@@ -54,6 +55,9 @@ class BatchPlan:
     controls
         FMO tubes that do not match the sample tubes one to one
         (:func:`~nkflow.io.pairing.controls_summary`; ``""`` when all do).
+    sheet
+        Sheet columns nkflow does not read that look like one of its empty columns
+        (:func:`~nkflow.io.metadata.unread_columns_summary`; ``""`` when none).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
@@ -62,6 +66,7 @@ class BatchPlan:
     unreadable: dict[str, BaseException] = field(default_factory=dict)
     pairing: str = ""
     controls: str = ""
+    sheet: str = ""
 
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
         """The resolved template of a sample (its name when the panel was unreadable)."""
@@ -85,7 +90,8 @@ class BatchPlan:
         for name, res in sorted(self.resolved.items()):
             n = sum(1 for t in self.template_of.values() if t == name)
             blocks.append(f"{n} file(s) -> {res.to_text()}")
-        return "\n\n".join([*blocks, *(t for t in (self.pairing, self.controls) if t)])
+        notes = (self.sheet, self.pairing, self.controls)
+        return "\n\n".join([*blocks, *(t for t in notes if t)])
 
 
 def file_panel(path: str | Path, panel: Any = None, species: str | None = None) -> ad.AnnData:
@@ -141,7 +147,11 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     GatingTemplateError
         The configured template does not exist or is invalid.
     """
-    plan = BatchPlan(pairing=pairing_summary(meta), controls=controls_summary(meta))
+    plan = BatchPlan(
+        pairing=pairing_summary(meta),
+        controls=controls_summary(meta),
+        sheet=unread_columns_summary(meta),
+    )
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}
     roles = meta["role"].astype(str)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..io.metadata import unread_columns_summary
 from ..io.pairing import controls_summary, pairing_summary
 from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem, data_uri, image_size
@@ -255,7 +256,8 @@ def overview_section(
                 f"design):<ul>{_status_items(skipped)}</ul></div>"
             )
     if not is_empty(metadata):  # how the tubes relate (also printed by nkflow check / run)
-        for line in (pairing_summary(metadata), controls_summary(metadata)):
+        notes = (unread_columns_summary, pairing_summary, controls_summary)
+        for line in (note(metadata) for note in notes):
             if line:
                 out.append(f'<p class="note">{esc(line)}</p>')
     out.append("<h3>Files and samples</h3>")
