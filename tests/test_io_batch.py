@@ -11,7 +11,7 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
-from nkflow.io.pairing import controls_summary, own_donor_controls_first, pairing_summary
+from nkflow.io.pairing import controls_summary, nearest_controls_first, pairing_summary
 
 RNG = np.random.default_rng(3)
 
@@ -284,16 +284,36 @@ def test_controls_summary_names_fmo_tubes_that_do_not_match_one_to_one(
     assert all(e in text for e in expected) and bool(text) == bool(expected)
 
 
-def test_own_donor_controls_come_first() -> None:
+def test_one_donors_fmo_tubes_at_two_timepoints_are_not_replicates() -> None:
+    sheet = _tubes(("f1", "D1", "liver", "fmo:AREG"), ("f2", "D1", "liver", "fmo:AREG"),
+                   ("u1", "D1", "liver", "unstim"))  # fmt: skip
+    sheet["file"] = ["pre_FMO_AREG.fcs", "post_FMO_AREG.fcs", "u1.fcs"]
+    assert "share a tissue, batch, donor and timepoint" in controls_summary(sheet)
+    sheet.loc[1, "timepoint"] = "post"  # each timepoint's tubes cut at their own
+    assert controls_summary(sheet) == ""
+
+
+@pytest.mark.parametrize(
+    ("donor", "timepoint", "order"),
+    [
+        ("D1", "pre", [3, 2, 0, 1]),  # own donor and timepoint, own donor, then as listed
+        ("D1", "post", [2, 3, 0, 1]),
+        ("D2", "post", [0, 2, 1, 3]),  # D2's own (another timepoint), then the timepoint's
+        ("D3", "", [0, 1, 2, 3]),  # none of its own: as listed
+        ("", "pre", [0, 3, 1, 2]),  # no donor: the timepoint's, as listed
+    ],
+)
+def test_nearest_controls_come_first(donor: str, timepoint: str, order: list[int]) -> None:
     rows = [
         {"marker": "AREG", "control_file": "d2/FMO_AREG.fcs"},
         {"marker": "CD69", "control_file": ""},  # a batch-pool or fallback row
-        {"marker": "AREG", "control_file": "d1/FMO_AREG.fcs"},
+        {"marker": "AREG", "control_file": "d1_post/FMO_AREG.fcs"},
+        {"marker": "AREG", "control_file": "d1_pre/FMO_AREG.fcs"},
     ]
-    donors = {"d1/FMO_AREG.fcs": "D1", "d2/FMO_AREG.fcs": "D2"}
-    assert own_donor_controls_first(rows, "D1", donors) == [rows[2], rows[0], rows[1]]
-    assert own_donor_controls_first(rows, "D3", donors) == rows  # none of its own: as listed
-    assert own_donor_controls_first(rows, "", donors) == rows
+    origin = {"d2/FMO_AREG.fcs": ("D2", "pre"), "d1_post/FMO_AREG.fcs": ("D1", "post"),
+              "d1_pre/FMO_AREG.fcs": ("D1", "pre")}  # fmt: skip
+    ordered = nearest_controls_first(rows, donor, timepoint, origin)
+    assert ordered == [rows[i] for i in order]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import importlib
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -226,6 +227,29 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert not (res.out_dir / "membership").exists()
 
 
+def _gate_batch_thresholds(folder: Path, sheet: pd.DataFrame, template: str) -> dict[str, list]:
+    """The thresholds each tube of ``sheet`` was cut at by the library's ``gate_batch``."""
+    from nkflow import pp
+    from nkflow.gating import gate_batch
+    from nkflow.io import read_fcs
+
+    rows = sheet.set_index("sample_id")
+
+    def reader(sid: str):
+        adata = read_fcs(folder / rows.loc[sid, "file"], sample_id=sid)
+        pp.compensate(adata)
+        pp.transform(adata, method="logicle")
+        return adata
+
+    used: dict[str, list] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gate_batch(sheet, reader, template, n_boot=0, pool=False,
+                   on_sample=lambda sid, adata, _: used.setdefault(
+                       sid, adata.uns["nkflow"]["thresholds"]))  # fmt: skip
+    return used
+
+
 @pytest.mark.parametrize(
     ("tubes", "paired"),
     [
@@ -253,30 +277,42 @@ def test_a_folder_without_a_sheet_pairs_a_stimulated_tube_only_with_a_sure_partn
     gated = gate_files([bare], tmp_path / "gate", config=fast_config)
     borrowed = gated.tables["thresholds"]["control_file"].fillna("").str.contains("unstim")
     assert borrowed.any() == paired  # borrowed cut-offs name the partner's file
+    from nkflow.io import metadata_from_folder
+
+    used = _gate_batch_thresholds(bare, metadata_from_folder(bare), "human_blood")
+    files = {str(t.get("control_file") or "") for t in used["D1_blood_pre_stim"]}
+    assert any("unstim" in f for f in files) == paired  # the library API alike
     flags = res.tables["flags"]
     first_rule = flags["failed_rules"].str.split(";").str[0]
     assert (first_rule == "UNSTIM_AMBIGUOUS").all() != paired
     assert (flags["unstim_sample_id"] == "D1_blood_pre_unstim").all() == paired
 
 
-def test_each_donor_is_cut_at_its_own_fmo_tube(
-    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+@pytest.mark.parametrize("other", [{"donor": "D2"}, {"timepoint": "post"}])
+def test_each_tube_is_cut_at_its_own_donors_and_timepoints_fmo_tube(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, other: dict[str, str]
 ) -> None:
-    """With one AREG FMO tube per donor in a tissue and batch, a tube takes its own donor's
-    FMO, even when another donor's is listed first in the sheet."""
+    """With one AREG FMO tube per donor (or per timepoint) in a tissue and batch, a tube
+    takes its own donor's (timepoint's) FMO, even when another is listed first in the
+    sheet: in ``nkflow run`` and in the library's ``gate_batch`` alike."""
     batch = tmp_path / "batch"
     shutil.copytree(tiny_batch, batch)
-    shutil.copy(batch / "blood_FMO_AREG.fcs", batch / "D2_liver_FMO_AREG.fcs")
+    shutil.copy(batch / "blood_FMO_AREG.fcs", batch / "other_liver_FMO_AREG.fcs")
     sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
-    other = sheet[sheet["sample_id"] == "liver_FMO_AREG"].assign(
-        file="D2_liver_FMO_AREG.fcs", sample_id="D2_liver_FMO_AREG", donor="D2"
+    first = sheet[sheet["sample_id"] == "liver_FMO_AREG"].assign(
+        file="other_liver_FMO_AREG.fcs", sample_id="other_liver_FMO_AREG", **other
     )
-    pd.concat([other, sheet]).to_csv(batch / "metadata.csv", index=False)  # D2's first
+    sheet = pd.concat([first, sheet], ignore_index=True)  # the other FMO first
+    sheet.to_csv(batch / "metadata.csv", index=False)
     res = run(batch, tmp_path / "out", config=fast_config)
     counts = pd.read_csv(res.out_dir / "tables" / "counts.csv")
     liver = counts[counts["sample_id"].str.startswith("D1_liver")]
     assert set(liver["areg_control_file"]) == {"liver_FMO_AREG.fcs"}
-    assert "D2_liver_FMO_AREG.fcs" in set(res.tables["thresholds"]["control_file"])
+    assert "other_liver_FMO_AREG.fcs" in set(res.tables["thresholds"]["control_file"])
+
+    used = _gate_batch_thresholds(batch, sheet[sheet["tissue"] == "liver"], "human_tissue")
+    picked = {next(t["control_file"] for t in u if t["marker"] == "AREG") for u in used.values()}
+    assert picked == {"liver_FMO_AREG.fcs"}
 
 
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(

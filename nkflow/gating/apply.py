@@ -38,6 +38,12 @@ import pandas as pd
 from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
 from ..io.metadata import is_stimulated
+from ..io.pairing import (
+    PAIR_KEY,
+    ambiguous_pair_keys,
+    donor_and_timepoint_of_file,
+    nearest_controls_first,
+)
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
 from .gates import gate_to_dict
@@ -362,7 +368,11 @@ def gate_batch(
     First the FMO thresholds of each tissue and batch are computed from the FMO tubes
     (``role = "fmo:<MARKER>"``); then each sample is read, gated with them and released.
     Unstimulated tubes are gated before stimulated ones so a stimulated tube gets its
-    residency rows from the unstimulated tube of the same donor, tissue, timepoint and batch.
+    residency rows from the unstimulated tube of the same donor, tissue, timepoint and batch
+    (the first in the sheet of replicates; none when several share the key and no donor
+    tells them apart). Of several FMO tubes of one marker in a tissue and batch, a tube is
+    cut at its own donor's and timepoint's (:func:`~nkflow.io.pairing.nearest_controls_first`):
+    the rules of ``nkflow run``.
 
     Parameters
     ----------
@@ -411,17 +421,25 @@ def gate_batch(
         fmo += _batch_pool(todo, reader, template, tpl, fmo, random_state, n_boot, fmo_percentile)
     fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)
     todo = todo.sort_values("_stim", kind="stable")
+    baselines = todo[~todo["_stim"].astype(bool) & (todo["role"] != "positive_control")]
+    ambiguous = ambiguous_pair_keys(baselines)
+    origin_of_file = donor_and_timepoint_of_file(meta)
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
     tables: list[pd.DataFrame] = []
     thr: list[pd.DataFrame] = [fmo_df]
-    pair_cols = ["donor", "tissue", "timepoint", "batch"]
+    pair_cols = list(PAIR_KEY)
     for _, row in todo.iterrows():
         sid = str(row["sample_id"])
         adata = reader(sid)
         key = tuple(str(row[c]) for c in pair_cols)
         sub = fmo_df[(fmo_df["tissue"] == row["tissue"]) & (fmo_df["batch"] == row["batch"])]
-        paired = unstim_tables.get(key) if row["_stim"] else None
+        sub = pd.DataFrame(
+            nearest_controls_first(sub.to_dict("records"), str(row["donor"]),
+                                   str(row["timepoint"]), origin_of_file),
+            columns=sub.columns,
+        )  # fmt: skip
+        paired = unstim_tables.get(key) if row["_stim"] and key not in ambiguous else None
         if paired is not None:
             unstim_file, unstim_own = unstim_thresholds[key]
             borrowed = borrow_unstim_thresholds(
@@ -430,6 +448,9 @@ def gate_batch(
             sub = pd.concat([sub, pd.DataFrame(borrowed, columns=sub.columns)], ignore_index=True)
         if row["_stim"] and paired is None:
             msg = f"stimulated tube {sid!r}: no unstimulated tube with the same {pair_cols}"
+            if key in ambiguous:
+                msg = (f"stimulated tube {sid!r}: several unstimulated tubes share its tissue, "
+                       "timepoint and batch and no donor tells them apart")  # fmt: skip
             logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, MissingControlWarning, stacklevel=2)
         table = gate(
@@ -442,7 +463,7 @@ def gate_batch(
             fmo_percentile=fmo_percentile,
             stimulated=bool(row["_stim"]),
         )
-        if not row["_stim"]:
+        if not row["_stim"] and row["role"] != "positive_control" and key not in unstim_tables:
             unstim_tables[key] = table
             own = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
             unstim_thresholds[key] = (str(row["file"]), own)

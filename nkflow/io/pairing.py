@@ -23,7 +23,8 @@ __all__ = [
     "SAMPLE_ROLES",
     "ambiguous_pair_keys",
     "controls_summary",
-    "own_donor_controls_first",
+    "donor_and_timepoint_of_file",
+    "nearest_controls_first",
     "pairing_summary",
 ]
 
@@ -95,45 +96,74 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
 
 
-def own_donor_controls_first(
-    thresholds: list[dict[str, Any]], donor: str, donor_of_file: Mapping[str, str]
+def nearest_controls_first(
+    thresholds: list[dict[str, Any]],
+    donor: str,
+    timepoint: str,
+    origin_of_file: Mapping[str, tuple[str, str]],
 ) -> list[dict[str, Any]]:
-    """``thresholds`` with those set on an FMO tube of ``donor`` first, the rest in order.
+    """``thresholds`` with those set on the tube's nearest FMO tubes first, the rest in order.
 
     Of several FMO thresholds of one gate and marker in a tissue and batch the gating
     engine takes the first. With one FMO tube per donor (common for human tissue, whose
-    autofluorescence and spread differ between donors) each tube is then cut at its own
-    donor's FMO; a donor without one takes the first of the others, as before.
-    ``donor_of_file`` maps the sheet's ``file`` values (a threshold's ``control_file``)
-    to their donor.
+    autofluorescence and spread differ between donors), or per donor and timepoint (each
+    visit's tubes stained and acquired with their own FMO), each tube is cut at its own
+    donor's FMO of its own timepoint, then its own donor's, then its timepoint's; a tube
+    with none of these takes the first of the others, as listed.
+
+    Parameters
+    ----------
+    thresholds
+        Threshold records; an FMO's ``control_file`` is the sheet's ``file`` value.
+    donor, timepoint
+        The tube's; ``""`` matches nothing.
+    origin_of_file
+        The sheet's ``file`` -> (donor, timepoint) (:func:`donor_and_timepoint_of_file`).
     """
-    if not donor:
-        return list(thresholds)
-    own = [donor_of_file.get(str(t.get("control_file", ""))) == donor for t in thresholds]
-    return [t for t, o in zip(thresholds, own, strict=True) if o] + [
-        t for t, o in zip(thresholds, own, strict=True) if not o
-    ]
+
+    def rank(threshold: dict[str, Any]) -> int:
+        own_donor, own_time = origin_of_file.get(str(threshold.get("control_file", "")),
+                                                 ("", ""))  # fmt: skip
+        return (0 if donor and own_donor == donor else 2) + (
+            0 if timepoint and own_time == timepoint else 1
+        )
+
+    return sorted(thresholds, key=rank)  # stable: the sheet's order within a rank
+
+
+def donor_and_timepoint_of_file(meta: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """The sheet's ``file`` -> (donor, timepoint), for :func:`nearest_controls_first`."""
+    return dict(
+        zip(
+            _text(meta, "file"),
+            zip(_text(meta, "donor"), _text(meta, "timepoint"), strict=True),
+            strict=True,
+        )
+    )
 
 
 def controls_summary(meta: pd.DataFrame) -> str:
     """One line on FMO tubes that do not match the sample tubes one to one, or ``""``.
 
-    An FMO threshold applies to the tubes of its exact tissue and batch (its own donor's
-    first: :func:`own_donor_controls_first`). Named: FMO tubes of one marker that share a
-    tissue, batch and donor (the first in the sheet cuts every tube there: without tissues
-    in the sheet a blood FMO would cut liver tubes), tissues and
+    An FMO threshold applies to the tubes of its exact tissue and batch (the nearest
+    first: own donor and timepoint, :func:`nearest_controls_first`). Named: FMO tubes of one
+    marker that share a tissue, batch, donor and timepoint (the first in the sheet cuts every
+    tube there: without tissues in the sheet a blood FMO would cut liver tubes), tissues and
     batches whose tubes lack an FMO the batch has elsewhere (they get the fallback rule),
     and FMO tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
     """
-    role, tissue, batch, donor = (_text(meta, c) for c in ("role", "tissue", "batch", "donor"))
+    role, tissue, batch = (_text(meta, c) for c in ("role", "tissue", "batch"))
+    origin = list(zip(_text(meta, "donor"), _text(meta, "timepoint"), strict=True))
     file = _text(meta, "file").map(lambda f: Path(f).name)
     groups: dict[tuple[str, str, str], list[str]] = {}  # (marker, tissue, batch): files
-    per_donor: Counter[tuple[str, str, str, str]] = Counter()
-    for i in meta.index[role.str.lower().str.startswith("fmo:")]:
+    per_origin: Counter[tuple[str, str, str, tuple[str, str]]] = Counter()
+    for n, i in enumerate(meta.index):
+        if not role[i].lower().startswith("fmo:"):
+            continue
         marker = role[i].split(":", 1)[1]
         groups.setdefault((marker, tissue[i], batch[i]), []).append(file[i])
-        per_donor[(marker, tissue[i], batch[i], donor[i])] += 1
-    replicated = {(m, t, b) for (m, t, b, _), n in per_donor.items() if n > 1}
+        per_origin[(marker, tissue[i], batch[i], origin[n])] += 1
+    replicated = {(m, t, b) for (m, t, b, _), n in per_origin.items() if n > 1}
     samples = role.str.lower().isin(SAMPLE_ROLES)
     sampled = set(zip(tissue[samples], batch[samples], strict=True))
 
@@ -147,8 +177,9 @@ def controls_summary(meta: pd.DataFrame) -> str:
         if (m, t, b) in replicated
     ]
     if shared:
-        parts.append("several FMO tubes of one marker share a tissue, batch and donor, and the "
-                     "first in the sheet cuts every tube there: " + "; ".join(shared))  # fmt: skip
+        parts.append("several FMO tubes of one marker share a tissue, batch, donor and "
+                     "timepoint, and the first in the sheet cuts every tube there: "
+                     + "; ".join(shared))  # fmt: skip
     markers = sorted({m for m, _, _ in groups})
     lacking = [
         f"{', '.join(missing)} ({where(t, b)})"

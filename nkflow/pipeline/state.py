@@ -19,7 +19,12 @@ from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
-from ..io.pairing import PAIR_KEY, ambiguous_pair_keys, own_donor_controls_first
+from ..io.pairing import (
+    PAIR_KEY,
+    ambiguous_pair_keys,
+    donor_and_timepoint_of_file,
+    nearest_controls_first,
+)
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
 from .plan import BatchPlan
@@ -96,8 +101,7 @@ class RunState:
         unstim = sample_waves(self.meta)[0]
         #: pair keys no stimulated tube pairs on: several unstimulated tubes, no donor
         self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
-        self._donor_of_file = dict(zip(self.meta["file"].astype(str), self.meta["donor"],
-                                       strict=True))  # fmt: skip
+        self._origin_of_file = donor_and_timepoint_of_file(self.meta)
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
         self.executor = SampleExecutor()  # serial unless run() opens a pool
@@ -228,8 +232,8 @@ class RunState:
     def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
         """The batch-level thresholds that apply to one sample (tissue, batch, template).
 
-        Those set on an FMO tube of the sample's own donor come first
-        (:func:`~nkflow.io.pairing.own_donor_controls_first`).
+        Those set on an FMO tube of the sample's own donor and timepoint come first
+        (:func:`~nkflow.io.pairing.nearest_controls_first`).
         """
         if thresholds.empty:
             return []
@@ -245,7 +249,9 @@ class RunState:
             .isin(["", str(row["sample_id"])])
         ]
         records = sel.drop(columns=["template"]).to_dict("records")
-        return own_donor_controls_first(records, str(row["donor"]), self._donor_of_file)
+        return nearest_controls_first(
+            records, str(row["donor"]), str(row["timepoint"]), self._origin_of_file
+        )
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
         """The processed unstimulated partner (same donor, tissue, timepoint, batch).
