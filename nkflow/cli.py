@@ -191,7 +191,7 @@ def run(
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Run the whole pipeline on a folder of FCS files or a metadata sheet (CSV)."""
+    """Run the whole pipeline on a folder of FCS files, a metadata sheet (CSV) or one FCS file."""
     _setup_logging(verbose, quiet)
     from .config import load_config, replace_values
     from .pipeline import default_out_dir

@@ -210,6 +210,14 @@ def test_check_fails_on_unusable_files(
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
 
 
+def test_check_one_fcs_file(runner: CliRunner, tmp_path: Path) -> None:
+    """``nkflow check file.fcs`` checks that file (it was read as a metadata sheet)."""
+    _tiny_fcs(tmp_path / "one.fcs", *STAINED)
+    result = runner.invoke(main, ["check", str(tmp_path / "one.fcs")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 file(s); reference layout: one; OK")
+
+
 def test_check_names_sheet_columns_it_does_not_read(runner: CliRunner, tmp_path: Path) -> None:
     """A sheet naming its donors ``Patient``: the plan says to rename it, before any work."""
     for name in ("a", "b"):

@@ -145,6 +145,21 @@ def test_unreadable_sheets(tmp_path: Path) -> None:
             nio.read_metadata(tmp_path / name)
 
 
+@pytest.mark.parametrize("name", ["FMO_CD69.fcs", "FMO_CD69.FCS", "FMO_CD69.dat"])
+def test_one_fcs_file_is_a_batch_of_one(batch_dir: Path, name: str) -> None:
+    """``nkflow check file.fcs``: read as its folder would read it, not as a sheet."""
+    path = batch_dir / name
+    if name != "FMO_CD69.fcs":  # another extension: told by the file's first bytes
+        (batch_dir / "FMO_CD69.fcs").rename(path)
+    table = nio.read_batch(path).metadata
+    assert list(table["sample_id"]) == ["FMO_CD69"] and list(table["role"]) == ["fmo:CD69"]
+    assert table.loc[0, "path"] == str(path.resolve())
+    again = nio.metadata_from_files([path, path])  # the same name twice: told apart
+    assert list(again["sample_id"]) == ["FMO_CD69", "FMO_CD69_2"]
+    with pytest.raises(MetadataError, match="no such file"):
+        nio.metadata_from_files([batch_dir / "missing.fcs"])
+
+
 def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
     path = folder / "custom.csv"
     path.write_text("\n".join([header, *rows]) + "\n")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .fcs import channel_for, channel_kind, parse_spillover, read_fcs, sample_id, sample_info
     from .fcs_text import FCSMetadata, read_fcs_metadata
     from .fcs_write import format_spillover, write_fcs
-    from .folder import metadata_from_folder
+    from .folder import metadata_from_files, metadata_from_folder
     from .inspect import inspect_files
     from .metadata import read_metadata
     from .panel import (
@@ -50,6 +50,7 @@ __all__ = [
     "load_panel",
     "marker_equivalents",
     "marker_from_text",
+    "metadata_from_files",
     "metadata_from_folder",
     "parse_spillover",
     "read_batch",
@@ -82,7 +83,7 @@ __getattr__, __dir__ = attach(
         "fcs_text": ["FCSMetadata", "read_fcs_metadata"],
         "fcs_write": ["format_spillover", "write_fcs"],
         "inspect": ["inspect_files"],
-        "folder": ["metadata_from_folder"],
+        "folder": ["metadata_from_files", "metadata_from_folder"],
         "metadata": ["read_metadata"],
         "panel": [
             "ALIASES",

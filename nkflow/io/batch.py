@@ -33,8 +33,8 @@ from ..exceptions import (
 )
 from .fcs import parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
-from .folder import metadata_from_folder
-from .metadata import OPTIONAL_COLUMNS, read_metadata, screen_cells
+from .folder import metadata_from_files, metadata_from_folder
+from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, read_metadata, screen_cells
 from .panel import (
     PanelLike,
     _as_panel,
@@ -176,7 +176,20 @@ def _as_metadata(
         if sheet.is_file():
             return read_metadata(sheet, neutralise_formulas=neutralise_formulas)
         return metadata_from_folder(source, neutralise_formulas=neutralise_formulas)
+    if _is_fcs_file(source):  # one FCS file: a batch of one, as a folder of it would be
+        return metadata_from_files([source], neutralise_formulas=neutralise_formulas)
     return read_metadata(source, neutralise_formulas=neutralise_formulas)
+
+
+def _is_fcs_file(path: Path) -> bool:
+    """An FCS file by its name (``.fcs``, ``.lmd``) or its first bytes (``FCS2.0`` ...)."""
+    if path.suffix.lower() in FCS_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(3) == b"FCS"
+    except OSError:
+        return False
 
 
 class Batch:
@@ -313,8 +326,8 @@ def read_batch(
     ----------
     source
         A folder (its own ``metadata.csv``, else a sheet built by
-        :func:`nkflow.io.metadata_from_folder`), a CSV sheet, or a
-        metadata DataFrame.
+        :func:`nkflow.io.metadata_from_folder`), a CSV sheet, one FCS file (a batch of
+        one, :func:`nkflow.io.metadata_from_files`), or a metadata DataFrame.
     panel
         Panel file or mapping for every file.
     neutralise_formulas

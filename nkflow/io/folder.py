@@ -9,6 +9,7 @@ and timepoint are left empty: :mod:`nkflow.io.pairing` says what that means for 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, screen_c
 from .panel import CANONICAL_MARKERS, marker_from_text
 from .text_safety import escape_text
 
-__all__ = ["metadata_from_folder"]
+__all__ = ["metadata_from_files", "metadata_from_folder"]
 
 _POSITIVE_CONTROL = re.compile(
     r"(?:^|[^a-z])(?:pc|posctrl|poscontrol|positive[-_ ]?control)(?:[^a-z]|$)"
@@ -120,9 +121,49 @@ def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = Fals
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FCS_SUFFIXES)
     if not files:
         raise MetadataError(folder, [_no_files_here(folder)])
+    return _files_table(files, folder, [f.name for f in files], neutralise_formulas)
+
+
+def metadata_from_files(
+    paths: Sequence[str | Path], *, neutralise_formulas: bool = False
+) -> pd.DataFrame:
+    """Build a metadata sheet for FCS files given one by one, as a folder's would be.
+
+    ``sample_id`` and ``role`` as in :func:`metadata_from_folder`; ``file`` is the absolute
+    path, so the sheet can be written and read anywhere.
+
+    Parameters
+    ----------
+    paths
+        FCS files, in the order wanted.
+    neutralise_formulas
+        As in :func:`metadata_from_folder`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns as :func:`read_metadata`.
+
+    Raises
+    ------
+    MetadataError
+        A path is not a file, or file names are refused (each one listed).
+    """
+    files = [Path(p).resolve() for p in paths]
+    missing = [f"{escape_text(f)}: no such file" for f in files if not f.is_file()]
+    if missing:
+        raise MetadataError("<files>", missing)
+    source = files[0] if len(files) == 1 else "<files>"
+    return _files_table(files, source, [str(f) for f in files], neutralise_formulas)
+
+
+def _files_table(
+    files: list[Path], source: str | Path, names: list[str], neutralise_formulas: bool
+) -> pd.DataFrame:
+    """The sheet of ``files`` (``file`` column: ``names``), each role guessed from its name."""
     rows = []
     used: set[str] = set()
-    for f in files:
+    for f, name in zip(files, names, strict=True):
         sid = f.stem
         k = 2
         while sid in used:
@@ -130,7 +171,7 @@ def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = Fals
             k += 1
         used.add(sid)
         role, stim = _guess_role(f.stem)
-        row = {"file": f.name, "sample_id": sid}
+        row = {"file": name, "sample_id": sid}
         row.update({c: "" for c in OPTIONAL_COLUMNS})
         row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})
         rows.append(row)
@@ -138,14 +179,14 @@ def metadata_from_folder(folder: str | Path, *, neutralise_formulas: bool = Fals
     problems: list[str] = []
     screen_cells(
         table,
-        folder,
+        source,
         problems,
         neutralise_formulas=neutralise_formulas,
         locate=lambda i: f"file '{escape_text(files[int(str(i))].name)}'",
     )
     if problems:
-        raise MetadataError(folder, problems)
-    table.attrs["source"] = str(folder)
+        raise MetadataError(source, problems)
+    table.attrs["source"] = str(source)
     return table
 
 

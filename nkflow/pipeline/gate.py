@@ -13,8 +13,8 @@ import pandas as pd
 
 from .. import pp
 from ..config import RunConfig
-from ..exceptions import FCSReadError, NkflowError
-from ..io import metadata_from_folder, read_batch
+from ..exceptions import NkflowError
+from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
@@ -78,7 +78,7 @@ def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: boo
         else:
             # FCS files: a sheet like the one a folder gets, written beside nothing the user owns
             source = Path(tmp) / "metadata.csv"
-            files_sheet(paths).to_csv(source, index=False)
+            metadata_from_files(paths).to_csv(source, index=False)
         if kind in (".wsp", ".xml") and Path(template).is_file():
             tables, members = _gate_external(source, Path(template), cfg, events)
         else:
@@ -95,31 +95,6 @@ def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: boo
             )
     meta = tables["status"][["sample_id", "file"]]
     return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
-
-
-def files_sheet(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """Metadata rows for FCS files given one by one (as :func:`metadata_from_folder` would).
-
-    ``sample_id`` is the file stem, ``role`` guessed from the name; ``file`` is the absolute
-    path, so the sheet can be read from anywhere.
-    """
-    rows = []
-    for p in (Path(x).resolve() for x in paths):
-        if not p.is_file():
-            raise FCSReadError(p, "no such file")
-        folder = metadata_from_folder(p.parent)
-        hit = folder[folder["file"].map(lambda f, name=p.name: Path(f).name == name)]
-        row = hit.iloc[0].to_dict() if len(hit) else {"sample_id": p.stem}
-        row.pop("path", None)
-        row["file"] = str(p)
-        rows.append(row)
-    sheet = pd.DataFrame(rows).fillna("")
-    dup = sheet["sample_id"].duplicated(keep=False)
-    if dup.any():
-        sheet.loc[dup, "sample_id"] = [
-            f"{sid}_{i}" for i, sid in enumerate(sheet.loc[dup, "sample_id"], start=1)
-        ]
-    return sheet
 
 
 def _gate_external(
