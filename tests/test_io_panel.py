@@ -54,6 +54,17 @@ LABELS = {
     "Zombie aqua CD14 CD19": "LD_CD14_CD19",
     "Live/Dead Aqua CD14/CD19": "LD_CD14_CD19",
     "LD_CD14_CD19": "LD_CD14_CD19",
+    "FVS780": "Viability",  # BD's fixable viability stains, the dye's number glued on
+    "FVS 510": "Viability",
+    # dump / lineage channels: several markers without a viability dye, or so named
+    "CD3/CD14/CD19 BV510": "Dump_CD14_CD19_CD3",
+    "Lineage (CD3/CD14/CD19/CD20) FITC": "Dump_CD14_CD19_CD20_CD3",
+    "Dump CD3": "Dump_CD3",
+    "Lineage FITC": "Dump",
+    "Lin-FITC": "Dump",
+    "Lin": "Dump",
+    "FS Lin": "",  # a linear scatter channel (Beckman Coulter), not a lineage channel
+    "CD19 F4/80 PE": "Dump_CD19_F4-80",
     # mouse
     "LD_CD19_F4-80": "LD_CD19_F4-80",
     "L/D CD19 F4/80 eF780": "LD_CD19_F4-80",

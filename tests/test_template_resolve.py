@@ -96,6 +96,32 @@ def test_a_panel_without_any_nk_anchor_stops_naming_what_is_needed():
     assert "CD3-" in msg  # the hierarchy it could apply is stated
 
 
+@pytest.mark.parametrize(
+    ("dump", "note"),
+    [
+        ("Dump_CD14_CD19_CD3", "CD3 -> Dump_CD14_CD19_CD3 (a dump channel that holds CD3)"),
+        ("Dump", "taken to hold CD14, CD19, CD3"),  # "Lineage": its markers not named
+    ],
+)
+def test_a_lineage_dump_channel_draws_the_cd3_negative_gate(dump: str, note: str) -> None:
+    """NK panels often put CD3 with CD14 and CD19 in one dump channel, and the viability
+    dye on its own: Lin- CD56+ NK. The dump draws CD3-; CD3+ NKT-like cells cannot be
+    told from B cells or monocytes in it, so they are not reportable."""
+    panel = {**BLOOD, "BV510-A": "Viability", "BV650-A": dump}
+    res = resolve_template("human_blood", panel)
+    assert [d.marker for d in res.template.gate("CD3-").dims] == [dump]
+    assert [d.marker for d in res.template.gate("Live").dims] == ["Viability", "CD45"]
+    assert "NKT-like" in res.unreportable and "NK" in res.template.populations
+    assert note in {s["gate"]: s for s in res.substitutions}["CD3-"]["reason"]
+
+
+def test_a_dump_channel_without_cd3_does_not_stand_in_and_the_error_says_why() -> None:
+    panel = {**BLOOD, "BV510-A": "Viability", "BV650-A": "Dump_CD14_CD19"}
+    with pytest.raises(GatingTemplateError) as err:
+        resolve_template("human_blood", panel)
+    assert "(parent 'CD3-' is not gated: gate 'CD3-' needs CD3)" in str(err.value)
+
+
 def test_mouse_panel_without_nkp46_anchors_nk_on_nk11():
     panel = {**SCATTER, "V500-A": "Viability", "PE-A": "NK1.1", "PE-Cy7-A": "CD3",
              "PE-Cy5-A": "CD19", "AF700-A": "CD45"}  # fmt: skip
@@ -140,6 +166,7 @@ def test_every_shipped_template_resolves_or_names_the_missing_anchor(name, panel
         (["CD3", "HLA-DR", "CD14"], "human"),
         (["CD3", "CD4", "CD8"], None),
         (["NK1.1", "CD56"], None),
+        (["CD3/CD19/F4-80 BV510", "CD45"], "mouse"),  # F4/80 in a dump channel
     ],
 )
 def test_infer_species(markers, species):

@@ -92,6 +92,15 @@ def _run(batch, **kw):
 def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
     assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
     assert "AREG" in default_markers(batch, include_function=True)
+    # a viability dye on its own and a lineage dump channel are no phenotype either
+    relabelled = {}
+    for sid, adata in batch.items():
+        other = adata.copy()
+        other.var["marker"] = other.var["marker"].replace(
+            {"LD_CD14_CD19": "Viability", "CD3": "Dump_CD14_CD19_CD3"}
+        )
+        relabelled[sid] = other
+    assert default_markers(relabelled) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
 
 
 def test_cluster_recovers_planted_phenotypes_with_readable_names(batch):

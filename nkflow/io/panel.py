@@ -9,7 +9,11 @@ not in the table, so ``"CD16 APC-Cy7"`` is ``CD16`` and ``"PE-Cy7-A"`` is no mar
 
 A viability dye together with dump markers becomes one combined marker, e.g.
 ``"Zombie aqua CD14 CD19"`` -> ``LD_CD14_CD19``, ``"L/D CD19 F4/80"`` -> ``LD_CD19_F4-80``;
-a viability dye alone is ``Viability``.
+a viability dye alone is ``Viability`` (``FVS780`` too). A channel of several markers
+without a viability dye, or one called a dump or lineage channel, is a dump channel:
+``"CD3/CD14/CD19 BV510"`` -> ``Dump_CD14_CD19_CD3``, ``"Lineage FITC"`` -> ``Dump`` (its
+markers not named). Gating templates use a dump channel for a negative condition on a
+marker it holds (:mod:`nkflow.gating.resolve`).
 
 A user panel (CSV ``channel,marker`` or TOML ``[channels]``) overrides the table for the
 channels it names.
@@ -109,6 +113,14 @@ _VIABILITY = (
     "Viakrome", "FVS", "FVD", "Fixable viability", "7AAD", "7-AAD", "DAPI", "PI",
     "Propidium iodide", "Sytox", "Dead", "eF780 viability", "Ghost dye", "Ghost",
 )  # fmt: skip
+#: a dump or lineage channel by its label: "Dump", "Lineage", "Lin cocktail", or "Lin"
+#: alone or before a fluorochrome ("Lin-FITC"; not "FS Lin", a linear scatter channel)
+_DUMP_LABEL = re.compile(
+    r"(?:^|[^a-z])(?:dump|lineage|lin[-\s]*cocktail)(?:[^a-z]|$)|^\s*lin(?:[-\s_+]+[a-z0-9-]*)?\s*$",
+    re.IGNORECASE,
+)
+#: viability aliases also read with a dye's number glued on (FVS780, FVD506, Zombie405)
+_NUMBERED_DYE = re.compile(r"([a-z]{3,})\d+[a-z]*")
 _GREEK = {"γ": "g", "δ": "d", "α": "a", "β": "b", "ε": "e", "κ": "k"}
 _SPLIT = re.compile(r"[\s_/,;:()\[\]{}|+\-.@#*]+")
 _MAX_NGRAM = 3
@@ -177,7 +189,10 @@ def _scan(text: str) -> list[str]:
     i = 0
     while i < len(tokens):
         for n in range(min(_MAX_NGRAM, len(tokens) - i), 0, -1):
-            hit = _TABLE.get("".join(tokens[i : i + n]))
+            key = "".join(tokens[i : i + n])
+            hit = _TABLE.get(key)
+            if hit is None and n == 1 and (dye := _NUMBERED_DYE.fullmatch(key)):
+                hit = "__viability__" if _TABLE.get(dye.group(1)) == "__viability__" else None
             if hit is not None:
                 found.append(hit)
                 i += n
@@ -201,8 +216,10 @@ def marker_from_text(text: str, *, species: str | None = None) -> str:
     Returns
     -------
     str
-        The canonical marker, or ``""`` when the text names no marker or several unrelated
-        markers (a dump channel without viability dye, for example).
+        The canonical marker; ``LD_<markers>`` for a viability dye with dump markers,
+        ``Dump_<markers>`` (sorted) for a channel of several markers or one called a dump
+        or lineage channel (``Dump`` when it names none); ``""`` when the text names no
+        marker.
     """
     whole = _TABLE.get(_norm(text))
     if whole is not None and whole != "__viability__" and whole not in _DUMP_ONLY:
@@ -214,11 +231,11 @@ def marker_from_text(text: str, *, species: str | None = None) -> str:
         if not markers:
             return "Viability"
         return "LD_" + "_".join(sorted(markers))
-    markers = [m for m in markers if m not in _DUMP_ONLY]
-    if len(markers) == 1:
+    if len(markers) > 1 or _DUMP_LABEL.search(text):
+        named = sorted({_species_form(m, species) for m in markers})
+        return "_".join(["Dump", *named])
+    if markers and markers[0] not in _DUMP_ONLY:
         return _species_form(markers[0], species)
-    if len(markers) > 1:
-        logger.debug("label %r names several markers %s; left unresolved", text, markers)
     return ""
 
 

@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20")
 
 
+def _viability_or_dump(marker: str) -> bool:
+    """A viability dye or dump channel: nothing to cluster phenotypes on."""
+    return marker == "Viability" or marker.startswith(("LD_", "Dump"))
+
+
 def default_markers(
     adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
     *,
@@ -45,9 +50,9 @@ def default_markers(
 ) -> list[str]:
     """Phenotype markers shared by every sample of the batch, in panel order.
 
-    Scatter and time channels, viability/dump channels (``LD_*``), the lineage markers used
-    to gate the population (``exclude``) and, unless ``include_function``, the function
-    read-outs (AREG, IFN-g, CD107a) are left out.
+    Scatter and time channels, viability and dump channels (``Viability``, ``LD_*``,
+    ``Dump*``), the lineage markers used to gate the population (``exclude``) and, unless
+    ``include_function``, the function read-outs (AREG, IFN-g, CD107a) are left out.
 
     Parameters
     ----------
@@ -74,7 +79,7 @@ def default_markers(
         names = [
             str(m)
             for m, k in zip(var["marker"].astype(str), kind, strict=True)
-            if m and k == "fluorescence" and not m.startswith("LD_") and m not in skip
+            if m and k == "fluorescence" and not _viability_or_dump(m) and m not in skip
         ]
         common = names if common is None else [m for m in common if m in names]
     if not common:
