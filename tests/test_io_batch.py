@@ -89,6 +89,42 @@ def test_read_metadata_reports_every_problem_at_once(batch_dir: Path) -> None:
     assert len(info.value.problems) == len(expected)
 
 
+@pytest.mark.parametrize(
+    ("stimulation", "species", "expected"),
+    [
+        ("Unstimulated", "Homo sapiens", ("unstim", "human")),
+        ("medium", "H. sapiens", ("unstim", "human")),  # medium alone: the baseline
+        ("Non-stimulated", "Mus musculus", ("unstim", "mouse")),
+        ("none", "murine", ("unstim", "mouse")),
+        ("Stimulated", "mice", ("stim", "mouse")),
+        ("IL-15", "Human", ("IL-15", "human")),  # a named condition, as written
+    ],
+)
+def test_sheet_spellings_of_unstim_stim_and_species(
+    batch_dir: Path, stimulation: str, species: str, expected: tuple[str, str]
+) -> None:
+    rows = [f"donor1_liver.fcs,s1,D1,liver,,{stimulation},,{species},"]
+    table = nio.read_metadata(_sheet(batch_dir, rows))
+    assert (table.loc[0, "stimulation"], table.loc[0, "species"]) == expected
+    assert nio.metadata.is_stimulated(table.loc[0]) == (expected[0] != "unstim")
+
+
+@pytest.mark.parametrize(
+    ("role", "guess"),
+    [
+        ("FMO CD69", "fmo:CD69"),
+        ("FMO-IFNg", "fmo:IFN-g"),
+        ("SS CD56", "single_stain:CD56"),
+        ("Positive control", "positive_control"),
+    ],
+)
+def test_an_unknown_role_names_the_role_it_looks_like(batch_dir: Path, role: str, guess: str):
+    with pytest.raises(MetadataError, match=rf"unknown role '{role}' \(did you mean {guess}\?\)"):
+        nio.read_metadata(_sheet(batch_dir, [f"donor1_liver.fcs,s1,D1,liver,,,{role},,"]))
+    table = nio.read_metadata(_sheet(batch_dir, ["donor1_liver.fcs,s1,D1,liver,,,Unstimulated,,"]))
+    assert table.loc[0, "role"] == "unstim"  # the generic roles' other spellings are read
+
+
 def test_sheet_values_that_differ_only_in_case_are_refused(batch_dir: Path) -> None:
     rows = [
         "donor1_liver.fcs,s1,D1,liver,pre,unstim,unstim,human,b1",

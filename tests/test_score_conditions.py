@@ -265,7 +265,7 @@ def test_sheet_refuses_bad_context_and_contradictions(tmp_path: Path):
         "a.fcs,a,D1,skin,pre,unstim,unstim,tumourish,maybe,",
         "b.fcs,b,D1,skin,pre,IL-15,unstim,,,",
         "c.fcs,c,D1,skin,pre,unstim,stim,,,",
-        "d.fcs,d,D1,skin,pre,stimulated,stim,,,",
+        "d.fcs,d,D1,skin,pre,stimmed,stim,,,",  # "stimulated" reads as stim
     ])  # fmt: skip
     with pytest.raises(MetadataError) as info:
         nio.read_metadata(sheet)
@@ -275,7 +275,7 @@ def test_sheet_refuses_bad_context_and_contradictions(tmp_path: Path):
         "glucocorticoid 'maybe' invalid",
         "role 'unstim' with stimulation 'IL-15'",
         "role 'stim' with stimulation 'unstim'",
-        "stimulation 'stimulated' invalid",
+        "stimulation 'stimmed' invalid",
     ):
         assert needle in text, needle
     assert len(info.value.problems) == 5

@@ -191,7 +191,22 @@ def is_blood(tissue: object) -> bool:
 
 # a condition named like a variant of "stim"/"unstim" names no stimulus: refused
 _STIM_VARIANT = re.compile(r"^(?:un)?stim[a-z]*$")
+#: sheet words for the two generic conditions (compared as :func:`name_words`): a tube in
+#: medium alone is the unstimulated baseline, not a condition called "medium"
+STIMULATION_WORDS = {
+    "unstim": ("unstimulated", "non stimulated", "nonstimulated", "non stim", "nonstim",
+               "no stim", "nostim", "not stimulated", "none", "medium", "media",
+               "medium only", "media only", "medium alone", "vehicle", "resting", "rest"),
+    "stim": ("stimulated", "stimulation"),
+}  # fmt: skip
+_STIM_BY_WORDS = {w: k for k, words in STIMULATION_WORDS.items() for w in words}
 _SPECIES = ("human", "mouse", "")
+#: other ways sheets name the two species
+SPECIES_WORDS = {
+    "human": ("humans", "homo sapiens", "h sapiens", "h. sapiens"),
+    "mouse": ("mice", "murine", "mus musculus", "m musculus", "m. musculus"),
+}
+_SPECIES_BY_WORDS = {w: k for k, words in SPECIES_WORDS.items() for w in words}
 #: file name endings read as FCS files (a folder's files, a sheet's names without one)
 FCS_SUFFIXES = (".fcs", ".lmd")
 
@@ -234,6 +249,8 @@ def _check_role(role: str, where: str, problems: list[str]) -> str:
     low = role.lower()
     if low in _SIMPLE_ROLES:
         return low
+    if generic := _STIM_BY_WORDS.get(" ".join(name_words(role))):  # Unstimulated, Stimulated
+        return generic
     prefix, sep, marker = role.partition(":")
     if sep and prefix.strip().lower() in ("fmo", "single_stain"):
         marker = marker.strip()
@@ -248,19 +265,39 @@ def _check_role(role: str, where: str, problems: list[str]) -> str:
         )
         problems.append(f"{where}: role {role!r} names a non-canonical marker {marker!r}{hint}")
         return role
-    problems.append(f"{where}: unknown role {role!r}; valid: {', '.join(ROLES)}")
+    guess = _role_guess(role)
+    hint = f" (did you mean {guess}?)" if guess else ""
+    problems.append(f"{where}: unknown role {role!r}{hint}; valid: {', '.join(ROLES)}")
     return role
+
+
+def _role_guess(role: str) -> str:
+    """The role a sheet likely meant (``FMO CD69`` -> ``fmo:CD69``), or ``""``."""
+    words = name_words(role)
+    kinds = {"fmo": "fmo", "ss": "single_stain", "single stain": "single_stain",
+             "singlestain": "single_stain", "comp": "single_stain"}  # fmt: skip
+    for n in (2, 1):
+        kind = kinds.get(" ".join(words[:n]))
+        if kind and len(words) > n:
+            marker = canonical_marker(" ".join(words[n:]))
+            if marker in CANONICAL_MARKERS:
+                return f"{kind}:{marker}"
+    joined = " ".join(words)
+    if joined in ("pc", "pos ctrl", "positive ctrl", "positive control", "pos control"):
+        return "positive_control"
+    return ""
 
 
 def _check_stimulation(row: pd.Series, where: str, problems: list[str]) -> str:
     """Validate one ``stimulation`` value against its role; return it normalised.
 
-    ``unstim`` / ``stim`` / ``""`` are lower-cased; any other value names a stimulation
-    condition and is kept as written (``IL-15``), unless it is a variant of ``stim`` that
-    names no stimulus (``stimmed``) or contradicts the role.
+    ``unstim`` / ``stim`` / ``""`` are lower-cased, and their other spellings
+    (:data:`STIMULATION_WORDS`: ``Unstimulated``, ``medium``, ``none`` ...) read as them; any
+    other value names a stimulation condition and is kept as written (``IL-15``), unless it
+    is a variant of ``stim`` that names no stimulus (``stimmed``) or contradicts the role.
     """
     value = str(row["stimulation"])
-    low = value.lower()
+    low = _STIM_BY_WORDS.get(" ".join(name_words(value)), value.lower())
     if low in _STIMULATION:
         value = low
     elif _STIM_VARIANT.match(low):
@@ -504,7 +541,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             elif full.is_dir():
                 problems.append(f"{where}: file {file_value!r} is a directory")
         table.at[i, "stimulation"] = _check_stimulation(row, where, problems)
-        species = row["species"].lower()
+        species = _SPECIES_BY_WORDS.get(row["species"].strip().lower(), row["species"].lower())
         if species not in _SPECIES:
             problems.append(
                 f"{where}: species {row['species']!r} invalid; valid: 'human', 'mouse', ''"
