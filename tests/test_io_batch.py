@@ -444,6 +444,25 @@ def test_check_batch_reports_and_maps(batch_dir: Path) -> None:
     assert "OK" in text and "V7-A" in text and "marker_channel" in text
 
 
+@pytest.mark.parametrize(
+    ("cyt", "channels", "listed"),
+    [
+        ("Fortessa", ["FSC-A", "B1-A", "Time"], {"B1-A"}),  # a setting: the transform moves
+        ("Helios", ["Event_length", "Yb176Di", "Time"], set()),  # CyTOF: each file's maximum
+    ],
+)
+def test_check_batch_lists_range_differences_that_are_settings(
+    tmp_path: Path, cyt: str, channels: list[str], listed: set[str]
+) -> None:
+    markers = [None, "CD56", None]
+    for name, top in (("a", 1000.0), ("b", 4000.0)):
+        data = RNG.uniform(0, 100, size=(40, 3)).astype(np.float32)
+        nio.write_fcs(tmp_path / f"{name}.fcs", data, channels, markers=markers,
+                      keywords={"$CYT": cyt}, ranges=[262144.0, top, top])  # fmt: skip
+    diffs = nio.check_batch(tmp_path).differences
+    assert set(diffs.loc[diffs["aspect"] == "range", "item"]) == listed  # never Time
+
+
 def test_check_batch_fmo_may_lack_its_marker(tmp_path: Path) -> None:
     folder = tmp_path / "fmo"
     folder.mkdir()

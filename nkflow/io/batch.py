@@ -31,7 +31,7 @@ from ..exceptions import (
     MetadataError,
     NkflowError,
 )
-from .fcs import parse_spillover, read_fcs
+from .fcs import channel_kind, parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .folder import metadata_from_files, metadata_from_folder
 from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, read_metadata, screen_cells
@@ -42,6 +42,7 @@ from .panel import (
     marker_equivalents,
     resolve_with_conflicts,
 )
+from .technology import detect_technology
 from .text_safety import escape_frame, escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
@@ -365,6 +366,20 @@ def _diff(
     )
 
 
+def _range_is_data(channel: str, meta: FCSMetadata, ref: FCSMetadata) -> bool:
+    """Whether ``$PnR`` of ``channel`` follows the data, so files may differ: not a setting.
+
+    Mass cytometry software writes each channel's largest value as its range, and a time
+    channel's range is the acquisition's length; neither is an instrument setting that
+    moves a transform between files.
+    """
+    if channel_kind(channel) == "time":
+        return True
+    return all(
+        detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry" for m in (meta, ref)
+    )
+
+
 def _preview(items: Iterable[str], limit: int = 6) -> str:
     items = list(items)
     more = f", ... ({len(items)} in all)" if len(items) > limit else ""
@@ -528,7 +543,7 @@ def check_batch(
                     exempt = _control_lacks(role, m)
                     _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=not exempt)
             for c, r in zip(meta.pnn, meta.pnr, strict=True):
-                if c in ref_range and r != ref_range[c]:
+                if c in ref_range and r != ref_range[c] and not _range_is_data(c, meta, ref):
                     _diff(diffs, sid, file, "range", c, f"{r:g}", f"{ref_range[c]:g}")
             for aspect, value, refv in (
                 ("fcs_version", meta.version, ref.version),
