@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from nkflow.exceptions import (
+    GatingError,
     LowEventCountWarning,
     MissingControlWarning,
     ThresholdDriftWarning,
@@ -358,3 +359,38 @@ def test_zero_inflated_channel_with_positives_cuts_in_the_valley(p_zero):
     t, _, _, used, _ = valley_threshold(v, n_boot=0)
     assert used == "valley" and 0.5 < t < 3.0
     assert np.mean((v > t) == pos) > 0.99
+
+
+@pytest.mark.parametrize(
+    ("steps", "refused"),
+    [
+        ((), True),  # read only: raw linear values
+        (("compensate",), True),  # compensated, still linear
+        (("compensate", "transform"), False),
+    ],
+)
+def test_gating_refuses_a_sample_that_was_never_transformed(sample_data, steps, refused):
+    """Templates find their thresholds on the logicle/arcsinh scale: on linear values the
+    gates look plausible and are wrong (sample_data's liver tube: 1 NKT-like cell instead
+    of 194), so a container whose fluorescence was never transformed is refused."""
+    from nkflow import pp
+    from nkflow.io import read_fcs
+
+    adata = read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
+    for step in steps:
+        getattr(pp, step)(adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if refused:
+            with pytest.raises(GatingError, match=r"not transformed .* nk\.pp\.transform"):
+                gate(adata, "human_tissue", n_boot=0)
+        else:
+            assert gate(adata, "human_tissue", n_boot=0)["count"].sum() > 0
+
+
+def test_a_container_transformed_by_hand_is_gated():
+    adata, _ = _tiny(n=2000)  # logicle-like values, var["transform"] not filled in
+    assert not set(adata.var.get("transform", pd.Series([""])).astype(str)) - {""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert gate(adata, "human_blood", n_boot=0)["count"].sum() > 0

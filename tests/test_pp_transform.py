@@ -312,3 +312,24 @@ def test_logicle_table_path_same_bits_on_strided_views(block_strided: bool, out_
     assert np.array_equal(out.view(np.uint32), expected.view(np.uint32))
     if out_strided:  # the columns around the range are left alone
         assert np.isnan(target[:, [0, 5]]).all()
+
+
+@pytest.mark.parametrize(
+    ("compensation", "warned"), [(None, True), ("file", False), ("none", False)]
+)
+def test_transform_warns_when_a_spillover_was_never_applied(
+    sample_data: Path, compensation: str | None, warned: bool
+) -> None:
+    """A notebook that skips ``compensate`` on a file with a spillover matrix is told so;
+    ``compensate(matrix="none")`` records the choice and silences it."""
+    from nkflow.exceptions import NkflowWarning
+
+    adata = read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
+    if compensation is not None:
+        compensate(adata, matrix=compensation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        transform(adata)
+    told = [w for w in caught if issubclass(w.category, NkflowWarning)]
+    assert bool(told) == warned
+    assert all("without compensation" in str(w.message) for w in told)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import GatingError, MissingControlWarning
@@ -61,10 +62,46 @@ __all__ = [
     "fmo_thresholds",
     "gate",
     "gate_batch",
+    "require_transformed",
     "resolve_channel",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+#: a transformed fluorescence channel stays far below this (logicle 0-1, arcsinh ~15)
+_LINEAR_ABOVE = 100.0
+
+
+def require_transformed(adata: Any) -> None:
+    """Refuse a container whose fluorescence channels were never transformed.
+
+    Templates find their thresholds on the logicle/arcsinh scale; on linear values their
+    density rules give plausible but wrong populations. Refused when every fluorescence
+    channel has an empty ``var["transform"]`` and the values reach the linear range (a
+    container transformed by hand, with its own values, passes; set ``var["transform"]``
+    to say how).
+
+    Raises
+    ------
+    GatingError
+        Naming the sample and the fix (:func:`nkflow.pp.transform`).
+    """
+    var = adata.var
+    if "transform" not in var.columns or "kind" not in var.columns:
+        return
+    fluorescence = (var["kind"].astype(str) == "fluorescence").to_numpy()
+    if not fluorescence.any() or (var["transform"].astype(str)[fluorescence] != "").any():
+        return
+    rows = np.asarray(adata.X[:: max(1, adata.n_obs // 20_000)])[:, fluorescence]
+    top = float(np.nanpercentile(rows, 99.9)) if rows.size else 0.0
+    if top > _LINEAR_ABOVE:
+        name = sample_info(adata).get("sample_id") or "sample"
+        raise GatingError(
+            f"{name}: the fluorescence channels are not transformed (linear values up to "
+            f"{top:,.0f}); run nk.pp.compensate(adata) and nk.pp.transform(adata) before "
+            "gating: templates find their thresholds on the logicle/arcsinh scale"
+        )
 
 
 def gate(
@@ -112,7 +149,13 @@ def gate(
     DataFrame
         The populations table (docs/contracts.md). ``adata.obs`` gains one bool column per
         population; ``adata.uns["nkflow"]`` gains ``gating`` and ``thresholds``.
+
+    Raises
+    ------
+    GatingError
+        The fluorescence channels were never transformed (:func:`require_transformed`).
     """
+    require_transformed(adata)
     resolved = applied_template(template, adata)
     tpl = resolved.template
     if copy:
@@ -301,6 +344,7 @@ def fmo_thresholds(
             logger.info("FMO tube %s (%s) unused by template %s", row["file"], marker, tpl.name)
             continue
         adata = reader(str(row["sample_id"]))
+        require_transformed(adata)
         applied = applied_template(source, adata).template
         uses = [
             (spec, d)

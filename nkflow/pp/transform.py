@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import numpy as np
 from anndata import AnnData
 
 from nkflow._threads import run_row_ranges
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.io.technology import technology_of
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
@@ -387,6 +388,19 @@ def _arcsinh_fn(cofactors: list[float]) -> Callable[[np.ndarray, np.ndarray], No
     return fn
 
 
+def _warn_if_uncompensated(adata: AnnData, default: str, sample: str) -> None:
+    """Warn when a file that carries a spillover matrix is transformed uncompensated."""
+    meta = adata.uns.get("nkflow", {}) or {}
+    if default == "file" and meta.get("spillover") and not meta.get("compensation"):
+        warnings.warn(
+            f"{sample}: transformed without compensation although the file carries a "
+            "spillover matrix; run nk.pp.compensate(adata) first (matrix='none' to leave it "
+            "uncompensated on purpose)",
+            NkflowWarning,
+            stacklevel=3,
+        )
+
+
 def transform(
     adata: AnnData,
     *,
@@ -452,6 +466,12 @@ def transform(
         ``compensated`` layer to start again from.
     ChannelNotFoundError
         A channel in ``channels`` or ``params`` is not in the sample.
+
+    Warns
+    -----
+    NkflowWarning
+        The file carries a spillover matrix, its technology is compensated by default,
+        and :func:`~nkflow.pp.compensate` was not run.
     """
     if method not in _CHOICES:
         raise ConfigError(f"unknown transform method {method!r}; valid: {list(_CHOICES)}")
@@ -475,6 +495,7 @@ def transform(
     if "compensated" in adata.layers:
         src = adata.layers["compensated"]
     else:
+        _warn_if_uncompensated(adata, tech.compensation, sample)
         done = adata.var["transform"] if "transform" in adata.var.columns else None
         if done is not None and done.isin(list(_METHODS)).any():
             raise ConfigError(
