@@ -75,17 +75,26 @@ class ChannelNotFoundError(NkflowError, KeyError):
         What the data has, listed in the message.
     source
         Where the lookup happened (a file path or sample id), if known.
+    what
+        What was looked for: ``"channel or marker"``, or ``"population"`` (a gate's
+        population in ``obs``; with none there the message says to gate first).
     """
 
     def __init__(
-        self, name: str, available: Iterable[str] = (), source: str | Path | None = None
+        self,
+        name: str,
+        available: Iterable[str] = (),
+        source: str | Path | None = None,
+        what: str = "channel or marker",
     ) -> None:
         self.name = name
         self.available = list(available)
         self.source = source
         where = f"{source}: " if source is not None else ""
         have = ", ".join(map(str, self.available)) or "none"
-        self.message = f"{where}no channel or marker {name!r}; available: {have}"
+        if what == "population" and not self.available:
+            have += " (the sample is not gated: run nk.gating.gate first)"
+        self.message = f"{where}no {what} {name!r}; available: {have}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would add quotes around the message

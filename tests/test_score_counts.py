@@ -252,3 +252,17 @@ def test_sample_codes_are_those_of_the_ids_as_strings(column):
     expected_codes, expected_names = pd.factorize(column.astype(str))
     np.testing.assert_array_equal(codes, expected_codes)
     assert list(names) == list(expected_names)
+
+
+@pytest.mark.parametrize("step", ["count_positive", "cluster"])
+def test_an_ungated_sample_says_to_gate_first(gated_liver, step):
+    """Counting or clustering before gating gave an empty table, or 'no channel or
+    marker NK'; both now name the missing step."""
+    from nkflow.tl.cluster import cluster
+
+    adata = gated_liver[0].copy()
+    adata.obs = adata.obs[[c for c in adata.obs.columns if adata.obs[c].dtype != bool]]
+    adata.uns["nkflow"] = {k: v for k, v in adata.uns["nkflow"].items() if k != "gating"}
+    error = GatingError if step == "count_positive" else ChannelNotFoundError
+    with pytest.raises(error, match=r"run nk\.gating\.gate first"):
+        count_positive(adata) if step == "count_positive" else cluster(adata)

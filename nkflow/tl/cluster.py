@@ -99,7 +99,7 @@ def _population_mask(adata: ad.AnnData, population: str | None, sample_id: str) 
         return np.ones(adata.n_obs, dtype=bool)
     if population not in adata.obs:
         have = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-        raise ChannelNotFoundError(population, have, source=sample_id)
+        raise ChannelNotFoundError(population, have, source=sample_id, what="population")
     return adata.obs[population].to_numpy(dtype=bool)
 
 

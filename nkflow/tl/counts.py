@@ -191,6 +191,10 @@ def _populations(
         codes = labels.cat.codes.to_numpy()
         for code, cat in enumerate(labels.cat.categories):
             out[f"{cluster_key}:{cat}"] = codes == code
+    if not out:  # counting nothing would be an empty table that looks like a result
+        raise GatingError(
+            f"{_where(adata)}: no gated population or cluster to count: run nk.gating.gate first"
+        )
     if populations is None:
         return out
     missing = [p for p in populations if p not in out]
