@@ -172,6 +172,15 @@ def test_phenotype_rows_without_donors_count_each_unstimulated_tube():
         (["D14", "D0", "D7"], ["D0", "D7", "D14"]),  # by number, not as text
         (["week 12", "baseline", "week 4"], ["baseline", "week 4", "week 12"]),
         (["follow-up", "pre", "on"], ["pre", "on", "follow-up"]),
+        (
+            ["C2D1", "baseline", "C1D15", "C1D1", "EOT"],  # trial visits: cycle, then day
+            ["baseline", "C1D1", "C1D15", "C2D1", "EOT"],
+        ),
+        (
+            ["Progression", "Cycle 2", "Screening", "Cycle 1"],
+            ["Screening", "Cycle 1", "Cycle 2", "Progression"],
+        ),
+        (["48h", "0h", "24h"], ["0h", "24h", "48h"]),
         (["D7", "week 4"], ["D7", "week 4"]),  # two scales: the sheet's order
         (["visit B", "visit A"], ["visit B", "visit A"]),  # the lab's own names: the sheet's
     ],

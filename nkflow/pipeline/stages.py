@@ -322,19 +322,21 @@ def _is_resting(row: pd.Series) -> bool:
 
 #: timepoint names read as before / after treatment, in their order
 _BEFORE = ("screening", "baseline", "pre", "before", "pretreatment", "untreated", "naive")
-_AFTER = ("on", "ontreatment", "during", "post", "after", "posttreatment", "followup")
-_NUMBERED = re.compile(r"^(\D*?)(\d+(?:\.\d+)?)(\D*)$")
+_AFTER = ("on", "ontreatment", "during", "post", "after", "posttreatment", "eot",
+          "endoftreatment", "followup", "progression", "relapse", "recurrence")  # fmt: skip
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
     """Timepoints in the configured order, then the rest in their natural order.
 
     The natural order is the order of the words (``screening``, ``baseline``, ``pre``,
-    ``before`` ... then ``on``, ``during``, ``post``, ``after``, ``follow-up``; case, spaces,
-    ``-`` and ``_`` ignored) with numbered timepoints of one pattern (``D0``, ``D7``,
-    ``D14``; ``week 4``, ``week 12``) between them, by number; when a timepoint is none of
-    these, the sheet's order. A sheet sorted by file name lists ``post`` before ``pre``,
-    and the first timepoint is the baseline of every comparison.
+    ``before`` ... then ``on``, ``during``, ``post``, ``after``, ``EOT``, ``follow-up``,
+    ``progression``; case, spaces, ``-`` and ``_`` ignored) with numbered timepoints of one
+    pattern (``D0``, ``D7``, ``D14``; ``week 4``, ``week 12``; ``C1D1``, ``C2D1``) between
+    them, by their numbers in turn; when a timepoint is none of these, the sheet's order.
+    A sheet sorted by file name lists ``post`` before ``pre``, and the first timepoint is
+    the baseline of every comparison.
     """
     seen = [str(t) for t in dict.fromkeys(meta.get("timepoint", pd.Series(dtype=str)))]
     seen = [t for t in seen if t]
@@ -345,18 +347,19 @@ def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
 
 def _natural_order(timepoints: list[str]) -> list[str]:
     """``timepoints`` by their words and numbers (:func:`timepoint_order`), else as given."""
-    keys: dict[str, tuple[int, float]] = {}
+    keys: dict[str, tuple[int, tuple[float, ...]]] = {}
     patterns = set()
     for t in timepoints:
         word = "".join(name_words(t))
-        numbered = _NUMBERED.match(t.casefold().strip())
+        text = " ".join(name_words(t))
+        numbers = tuple(float(n) for n in _NUMBER.findall(text))
         if word in _BEFORE:
-            keys[t] = (0, _BEFORE.index(word))
+            keys[t] = (0, (_BEFORE.index(word),))
         elif word in _AFTER:
-            keys[t] = (2, _AFTER.index(word))
-        elif numbered:
-            patterns.add((numbered.group(1).strip(), numbered.group(3).strip()))
-            keys[t] = (1, float(numbered.group(2)))
+            keys[t] = (2, (_AFTER.index(word),))
+        elif numbers:  # D7, week 4, 48h, C2D1 (cycle 2, day 1): by their numbers in turn
+            patterns.add(_NUMBER.sub("#", text))
+            keys[t] = (1, numbers)
         else:
             return timepoints  # a name of the lab's own: its sheet order
     if len(patterns) > 1:  # D7 beside week 4: no common scale
