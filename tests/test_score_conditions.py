@@ -135,12 +135,28 @@ def test_context_interpretation_beside_every_flag(context, expected):
         assert col in res.scores.columns and col in res.flags.columns
 
 
-def test_tissue_kind_inferred_from_the_tissue_name_when_the_sheet_has_none():
-    assert infer_tissue_kind("Tumour") == "tumour"
-    assert infer_tissue_kind("peri-tumor skin") == "peri-tumour"
-    assert infer_tissue_kind("PBMC") == "blood"
-    assert infer_tissue_kind("Whole blood") == infer_tissue_kind("PBMCs") == "blood"
-    assert infer_tissue_kind("liver") == ""
+@pytest.mark.parametrize(
+    ("tissue", "kind"),
+    [
+        ("Tumour", "tumour"),
+        ("peri-tumor skin", "peri-tumour"),
+        ("TILs", "tumour"),  # the names labs give tumour samples carry the caveat too
+        ("Melanoma metastasis", "tumour"),
+        ("liver met", "tumour"),
+        ("Lung carcinoma", "tumour"),
+        ("NAT", "peri-tumour"),  # normal adjacent tissue
+        ("PBMC", "blood"),
+        ("Whole blood", "blood"),
+        ("PBMCs", "blood"),
+        ("liver", ""),
+        ("lymph node", ""),
+    ],
+)
+def test_tissue_kind_inferred_from_the_tissue_name(tissue: str, kind: str):
+    assert infer_tissue_kind(tissue) == kind
+
+
+def test_tissue_kind_inferred_when_the_sheet_has_none():
     counts, meta = three_conditions()
     meta["tissue"] = "skin tumour"
     res = score(counts, meta)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES, is_blood
+from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES, is_blood, name_words
 from .caveats import CONTEXT_INTERPRETATION, EVIDENCE
 
 _GC_ALIASES = {v: v for v in GLUCOCORTICOID_VALUES}
@@ -59,13 +59,25 @@ def normalise_glucocorticoid(value: object) -> str | None:
     return _GC_ALIASES.get(text)
 
 
+#: words of a tissue name that say tumour, and those that say beside one
+_TUMOUR_WORDS = {"til", "tils", "tme", "carcinoma", "cancer", "metastasis", "metastases",
+                 "met", "mets", "neoplasm", "malignant"}  # fmt: skip
+_BESIDE_WORDS = {"adjacent", "nat", "margin", "peritumour", "peritumor", "peritumoral"}
+
+
 def infer_tissue_kind(tissue: object) -> str:
-    """Tissue kind from a tissue name when the sheet gives none (``""`` if unclear)."""
+    """Tissue kind from a tissue name when the sheet gives none (``""`` if unclear).
+
+    ``tumour``/``tumor`` anywhere, or a word such as TIL, carcinoma, metastasis, met:
+    tumour; with ``peri``, ``adjacent``, ``NAT`` or ``margin``: peri-tumour.
+    """
     text = str(tissue).strip().lower()
     if is_blood(text):
         return "blood"
-    if "tumo" in text:
-        return "peri-tumour" if "peri" in text or "adjacent" in text else "tumour"
+    words = set(name_words(text))
+    if "tumo" in text or words & _TUMOUR_WORDS or words & _BESIDE_WORDS:
+        beside = "peri" in text or words & _BESIDE_WORDS
+        return "peri-tumour" if beside else "tumour"
     return ""
 
 
