@@ -105,6 +105,17 @@ def test_conditions_config_key_decides_which_conditions_may_flag(tmp_path: Path)
         ScoringConfig(conditions="IL-15")
 
 
+@pytest.mark.parametrize("name", ["dexamethasone", "IL-15 + dex", "Dex 100nM", "IL-15/DEX"])
+def test_a_condition_that_combines_a_glucocorticoid_carries_its_context(name: str):
+    counts, meta = three_conditions()
+    meta.loc[meta["stimulation"] == "dexamethasone", "stimulation"] = name
+    res = score(counts, meta)
+    rows = res.scores[res.scores["condition"] == name]
+    assert len(rows) and (rows["context"] == "glucocorticoid condition").all()
+    others = res.scores[res.scores["condition"].isin(["IL-15", "PMA/iono"])]
+    assert (others["context"] == "").all()
+
+
 @pytest.mark.parametrize(
     ("context", "expected"),
     [

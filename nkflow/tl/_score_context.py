@@ -43,6 +43,17 @@ def matches_condition(condition: str, patterns: Iterable[str]) -> bool:
     return any(p == "*" or condition_key(p) == key for p in patterns)
 
 
+def contains_condition(condition: str, patterns: Iterable[str]) -> bool:
+    """Whether ``condition`` is, or combines, one of ``patterns``.
+
+    A combination's parts are split at spaces, ``+``, ``/``, ``,``, ``;``, ``&`` and ``_``:
+    ``IL-15 + dex`` and ``Dex 100nM`` contain ``dex``.
+    """
+    wanted = {condition_key(p) for p in patterns}
+    parts = [condition_key(x) for x in re.split(r"[\s+/,;&_]+", str(condition))]
+    return condition_key(condition) in wanted or any(x in wanted for x in parts if x)
+
+
 def normalise_tissue_kind(value: object) -> str | None:
     """Canonical tissue kind, ``""`` for empty, ``None`` when not recognised."""
     text = " ".join(str(value).strip().lower().replace("_", " ").split())
@@ -114,7 +125,7 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
             c.append(kind)
         if gc == "yes":
             c.append("glucocorticoid")
-        if role == "stim" and gc_conditions and matches_condition(cond, gc_conditions):
+        if role == "stim" and gc_conditions and contains_condition(cond, gc_conditions):
             c.append("glucocorticoid condition")
         codes.append(";".join(c))
     out["context"] = codes
