@@ -442,6 +442,9 @@ def test_check_batch_reports_and_maps(batch_dir: Path) -> None:
     assert not diffs["fatal"].any()
     text = check.to_string()
     assert "OK" in text and "V7-A" in text and "marker_channel" in text
+    # one column per distinct mapping, not one per file, with the files of each
+    assert "Marker -> channel (2 different mappings in the batch):" in text
+    assert "  B: 1 file(s): donor3_liver" in text
 
 
 @pytest.mark.parametrize(
@@ -461,6 +464,12 @@ def test_check_batch_lists_range_differences_that_are_settings(
                       keywords={"$CYT": cyt}, ranges=[262144.0, top, top])  # fmt: skip
     diffs = nio.check_batch(tmp_path).differences
     assert set(diffs.loc[diffs["aspect"] == "range", "item"]) == listed  # never Time
+
+
+def test_a_batch_mapped_alike_prints_one_mapping_column(batch_dir: Path) -> None:
+    text = nio.check_batch(batch_dir).to_string()
+    assert "Marker -> channel (the same in every file):" in text
+    assert "all 4 file(s)" in text and "donor2_liver" not in text.split("Marker ->")[1]
 
 
 def test_check_batch_fmo_may_lack_its_marker(tmp_path: Path) -> None:

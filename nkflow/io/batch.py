@@ -18,7 +18,6 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -31,6 +30,7 @@ from ..exceptions import (
     MetadataError,
     NkflowError,
 )
+from .batch_check import DIFFERENCE_COLUMNS, BatchCheck, _preview
 from .fcs import channel_kind, parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .folder import metadata_from_files, metadata_from_folder
@@ -43,106 +43,11 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .technology import detect_technology
-from .text_safety import escape_frame, escape_text
+from .text_safety import escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
 
 logger = logging.getLogger(__name__)
-
-DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
-# (aspect, item) of differences that make one file unusable without making the batch so
-_FILE_FAILURES = {("unreadable", "file"), ("panel", "channels"), ("marker", "all markers")}
-
-
-@dataclass
-class BatchCheck:
-    """Result of :func:`check_batch`.
-
-    Attributes
-    ----------
-    files
-        One row per file: sample_id, file, fcs_version, cyt, datatype, events, channels,
-        spillover (bool), error (``""`` when readable).
-    differences
-        Long table ``sample_id, file, aspect, item, value, reference, fatal``; aspects are
-        ``unreadable``, ``panel``, ``channel``, ``marker``, ``marker_channel``, ``range``,
-        ``fcs_version``, ``cyt``, ``datatype``, ``spillover``. ``panel``/``channels`` (none
-        of the user panel's channels is in the file) and ``marker``/``all markers`` (no
-        channel carries any marker of the reference) make that file unusable, like
-        ``unreadable``; see :attr:`problems`.
-    mapping
-        Marker (index) x sample_id (columns) -> channel; ``""`` where a file lacks it.
-    reference
-        The sample_id whose layout the others were compared with: one with the most common
-        channel layout, preferring samples over controls and more resolved markers.
-    """
-
-    files: pd.DataFrame
-    differences: pd.DataFrame
-    mapping: pd.DataFrame
-    reference: str
-
-    @property
-    def ok(self) -> bool:
-        """True when no difference is fatal."""
-        return not bool(self.differences["fatal"].any()) if len(self.differences) else True
-
-    @property
-    def failed(self) -> list[str]:
-        """Sample ids whose files could not be read."""
-        return list(self.files.loc[self.files["error"] != "", "sample_id"])
-
-    @property
-    def problems(self) -> pd.DataFrame:
-        """One row per file that cannot be used as it is: ``sample_id, file, reason``.
-
-        A file is listed when it is unreadable, holds none of the user panel's channels,
-        has no channel carrying a marker of the reference (unstained and single-stain
-        controls excepted), or has a fatal difference; ``reason`` joins its problems with
-        ``"; "``. Empty when every file is usable.
-        """
-        reasons: dict[tuple[str, str], list[str]] = {}
-        for r in self.differences.itertuples():
-            if (r.aspect, r.item) in _FILE_FAILURES:
-                text = str(r.value)
-            elif r.fatal:
-                text = f"{r.aspect} {r.item}: {r.value}"
-                text += f" (reference: {r.reference})" if r.reference else ""
-            else:
-                continue
-            reasons.setdefault((str(r.sample_id), str(r.file)), []).append(text)
-        rows = [(sid, file, "; ".join(texts)) for (sid, file), texts in reasons.items()]
-        return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
-
-    def to_string(self) -> str:
-        """A plain-text report: files, differences (fatal first) and the marker mapping.
-
-        Names and values from files and sheets are escaped (:func:`escape_text`), so a
-        newline or terminal escape in a file name cannot start a line of its own.
-        """
-        n_bad = len(self.problems)
-        verdict = "OK" if self.ok and not n_bad else "NOT RECONCILABLE" if not self.ok else ""
-        if n_bad:
-            verdict += ("; " if verdict else "") + f"{n_bad} file(s) unusable"
-        lines = [
-            f"{len(self.files)} file(s); reference layout: "
-            f"{escape_text(self.reference) or 'none'}; {verdict}",
-            "",
-            "Files:",
-            escape_frame(self.files).to_string(index=False),
-            "",
-        ]
-        if len(self.differences):
-            diffs = self.differences.sort_values("fatal", ascending=False, kind="stable")
-            lines += ["Differences:", escape_frame(diffs).to_string(index=False), ""]
-        else:
-            lines += ["Differences: none", ""]
-        if len(self.mapping):
-            lines += ["Marker -> channel per sample:", escape_frame(self.mapping).to_string()]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.to_string()
 
 
 def _as_metadata(
@@ -378,12 +283,6 @@ def _range_is_data(channel: str, meta: FCSMetadata, ref: FCSMetadata) -> bool:
     return all(
         detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry" for m in (meta, ref)
     )
-
-
-def _preview(items: Iterable[str], limit: int = 6) -> str:
-    items = list(items)
-    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:

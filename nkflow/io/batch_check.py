@@ -1,0 +1,149 @@
+"""The result of :func:`nkflow.io.check_batch` and its plain-text report.
+
+:class:`BatchCheck` holds the per-file summary, every difference against the reference
+layout and the marker -> channel mapping; :meth:`BatchCheck.to_string` is what ``nkflow
+check`` prints, with one column per distinct mapping rather than one per file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .text_safety import escape_frame, escape_text
+
+__all__ = ["DIFFERENCE_COLUMNS", "BatchCheck"]
+
+DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
+# (aspect, item) of differences that make one file unusable without making the batch so
+_FILE_FAILURES = {("unreadable", "file"), ("panel", "channels"), ("marker", "all markers")}
+
+
+@dataclass
+class BatchCheck:
+    """Result of :func:`check_batch`.
+
+    Attributes
+    ----------
+    files
+        One row per file: sample_id, file, fcs_version, cyt, datatype, events, channels,
+        spillover (bool), error (``""`` when readable).
+    differences
+        Long table ``sample_id, file, aspect, item, value, reference, fatal``; aspects are
+        ``unreadable``, ``panel``, ``channel``, ``marker``, ``marker_channel``, ``range``,
+        ``fcs_version``, ``cyt``, ``datatype``, ``spillover``. ``panel``/``channels`` (none
+        of the user panel's channels is in the file) and ``marker``/``all markers`` (no
+        channel carries any marker of the reference) make that file unusable, like
+        ``unreadable``; see :attr:`problems`.
+    mapping
+        Marker (index) x sample_id (columns) -> channel; ``""`` where a file lacks it.
+    reference
+        The sample_id whose layout the others were compared with: one with the most common
+        channel layout, preferring samples over controls and more resolved markers.
+    """
+
+    files: pd.DataFrame
+    differences: pd.DataFrame
+    mapping: pd.DataFrame
+    reference: str
+
+    @property
+    def ok(self) -> bool:
+        """True when no difference is fatal."""
+        return not bool(self.differences["fatal"].any()) if len(self.differences) else True
+
+    @property
+    def failed(self) -> list[str]:
+        """Sample ids whose files could not be read."""
+        return list(self.files.loc[self.files["error"] != "", "sample_id"])
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        """One row per file that cannot be used as it is: ``sample_id, file, reason``.
+
+        A file is listed when it is unreadable, holds none of the user panel's channels,
+        has no channel carrying a marker of the reference (unstained and single-stain
+        controls excepted), or has a fatal difference; ``reason`` joins its problems with
+        ``"; "``. Empty when every file is usable.
+        """
+        reasons: dict[tuple[str, str], list[str]] = {}
+        for r in self.differences.itertuples():
+            if (r.aspect, r.item) in _FILE_FAILURES:
+                text = str(r.value)
+            elif r.fatal:
+                text = f"{r.aspect} {r.item}: {r.value}"
+                text += f" (reference: {r.reference})" if r.reference else ""
+            else:
+                continue
+            reasons.setdefault((str(r.sample_id), str(r.file)), []).append(text)
+        rows = [(sid, file, "; ".join(texts)) for (sid, file), texts in reasons.items()]
+        return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
+
+    def to_string(self) -> str:
+        """A plain-text report: files, differences (fatal first) and the marker mapping.
+
+        Names and values from files and sheets are escaped (:func:`escape_text`), so a
+        newline or terminal escape in a file name cannot start a line of its own.
+        """
+        n_bad = len(self.problems)
+        verdict = "OK" if self.ok and not n_bad else "NOT RECONCILABLE" if not self.ok else ""
+        if n_bad:
+            verdict += ("; " if verdict else "") + f"{n_bad} file(s) unusable"
+        lines = [
+            f"{len(self.files)} file(s); reference layout: "
+            f"{escape_text(self.reference) or 'none'}; {verdict}",
+            "",
+            "Files:",
+            escape_frame(self.files).to_string(index=False),
+            "",
+        ]
+        if len(self.differences):
+            diffs = self.differences.sort_values("fatal", ascending=False, kind="stable")
+            lines += ["Differences:", escape_frame(diffs).to_string(index=False), ""]
+        else:
+            lines += ["Differences: none", ""]
+        if len(self.mapping):
+            lines += _mapping_lines(self.mapping)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def _mapping_lines(mapping: pd.DataFrame, limit: int = 6) -> list[str]:
+    """The marker -> channel table, one column per distinct mapping of the batch's files.
+
+    A batch from one instrument maps every file alike: one column, not one per file (a
+    60-file batch would print 60 identical columns). Up to ``limit`` files that all
+    differ keep a column each, under their sample ids.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for sid in mapping.columns:
+        groups.setdefault(tuple(mapping[sid].astype(str)), []).append(str(sid))
+    if len(groups) == len(mapping.columns) and len(groups) <= limit and len(groups) > 1:
+        return ["Marker -> channel per sample:", escape_frame(mapping).to_string()]
+    if len(groups) == 1:
+        table = pd.DataFrame({f"all {len(mapping.columns)} file(s)": mapping.iloc[:, 0]})
+        return ["Marker -> channel (the same in every file):", escape_frame(table).to_string()]
+    names = [chr(ord("A") + i) if i < 26 else f"L{i + 1}" for i in range(len(groups))]
+    table = pd.DataFrame(
+        {name: list(layout) for name, layout in zip(names, groups, strict=True)},
+        index=mapping.index,
+    )
+    legend = [
+        f"  {name}: {len(sids)} file(s): {_preview(escape_text(s) for s in sids)}"
+        for name, sids in zip(names, groups.values(), strict=True)
+    ]
+    return [
+        f"Marker -> channel ({len(groups)} different mappings in the batch):",
+        escape_frame(table).to_string(),
+        *legend,
+    ]
+
+
+def _preview(items: Iterable[str], limit: int = 6) -> str:
+    items = list(items)
+    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
