@@ -207,7 +207,8 @@ def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
     [
         ("File,Sample ID,Donor", ["file", "sample_id", "donor"]),
         ("FILE,Sample.ID,Tissue Kind", ["file", "sample_id", "tissue_kind"]),  # R's names
-        (" file , sample-id ,Time-point", ["file", "sample_id", "time_point"]),
+        (" file , sample-id ,Time-point", ["file", "sample_id", "timepoint"]),
+        ("FILE,SampleID,Time point", ["file", "sample_id", "timepoint"]),  # no separator
     ],
 )
 def test_sheet_headers_are_read_case_blind_with_spaces_as_underscores(

@@ -85,6 +85,10 @@ _SIMPLE_ROLES = {"sample", "unstim", "stim", "positive_control", "unstained"}
 _STIMULATION = ("unstim", "stim", "")
 #: optional context columns, validated when the sheet has them (never added when absent)
 CONTEXT_COLUMNS = ("tissue_kind", "glucocorticoid", "treatment")
+#: nkflow's column names by their letters alone (``timepoint`` for ``Time point``)
+_COLUMN_BY_LETTERS = {
+    c.replace("_", ""): c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *CONTEXT_COLUMNS)
+}
 TISSUE_KINDS = ("blood", "normal tissue", "peri-tumour", "tumour")
 TISSUE_KIND_ALIASES = {
     "blood": "blood", "pbmc": "blood", "peripheral blood": "blood",
@@ -100,14 +104,14 @@ GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
 COLUMN_SYNONYMS = {
     "file": ("filename", "file_name", "fcs", "fcs_file", "fcs_filename", "fcs_file_name",
              "filepath", "file_path", "fcs_path", "path"),
-    "sample_id": ("sample", "sample_name", "samplename", "sampleid", "sample_label",
+    "sample_id": ("sample", "sample_name", "samplename", "sample_label",
                   "tube", "tube_name", "name", "id"),
     "donor": ("patient", "patient_id", "subject", "subject_id", "participant",
               "participant_id", "individual", "donor_id", "mouse", "mouse_id", "animal",
               "animal_id"),
     "tissue": ("organ", "tissue_type", "sample_type", "compartment", "site", "tissue_site",
                "specimen", "sample_source"),
-    "timepoint": ("time_point", "visit", "day", "time", "treatment_timepoint"),
+    "timepoint": ("visit", "day", "time", "treatment_timepoint"),
     "stimulation": ("stim", "stimulus", "stimulant", "condition", "culture_condition",
                     "activation"),
     "role": ("tube_type", "sample_role", "control", "control_type"),
@@ -131,9 +135,12 @@ def name_words(value: object) -> list[str]:
 def sheet_header(name: object) -> str:
     """A sheet's column header as nkflow reads it: lower-cased, spaces, ``.`` and ``-`` as ``_``.
 
-    ``Sample ID``, ``sample-id`` and R's ``Sample.ID`` all read as ``sample_id``.
+    ``Sample ID``, ``sample-id`` and R's ``Sample.ID`` all read as ``sample_id``; a header
+    that spells one of nkflow's columns with other separators or none (``Time point``,
+    ``SampleID``, ``tissue kind``) reads as that column.
     """
-    return re.sub(r"[\s.\-]+", "_", str(name).strip().lower()).strip("_")
+    header = re.sub(r"[\s.\-]+", "_", str(name).strip().lower()).strip("_")
+    return _COLUMN_BY_LETTERS.get(header.replace("_", ""), header)
 
 
 def _filled(table: pd.DataFrame, column: str) -> bool:
