@@ -181,6 +181,8 @@ def test_phenotype_rows_without_donors_count_each_unstimulated_tube():
             ["Screening", "Cycle 1", "Cycle 2", "Progression"],
         ),
         (["48h", "0h", "24h"], ["0h", "24h", "48h"]),
+        (["2024-04-05", "2024-03-12"], ["2024-03-12", "2024-04-05"]),  # ISO dates
+        (["12/03/2024", "05/04/2024"], ["12/03/2024", "05/04/2024"]),  # d/m or m/d: as given
         (["D7", "week 4"], ["D7", "week 4"]),  # two scales: the sheet's order
         (["visit B", "visit A"], ["visit B", "visit A"]),  # the lab's own names: the sheet's
     ],

@@ -325,6 +325,8 @@ _BEFORE = ("screening", "baseline", "pre", "before", "pretreatment", "untreated"
 _AFTER = ("on", "ontreatment", "during", "post", "after", "posttreatment", "eot",
           "endoftreatment", "followup", "progression", "relapse", "recurrence")  # fmt: skip
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: 12/03/2024, 12.03.2024: day and month in an order the name does not say
+_LOCAL_DATE = re.compile(r"\d+[/.]\d+[/.]\d+")
 
 
 def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
@@ -357,6 +359,8 @@ def _natural_order(timepoints: list[str]) -> list[str]:
             keys[t] = (0, (_BEFORE.index(word),))
         elif word in _AFTER:
             keys[t] = (2, (_AFTER.index(word),))
+        elif _LOCAL_DATE.search(text):
+            return timepoints  # ISO dates (2024-03-12) sort by number; these cannot
         elif numbers:  # D7, week 4, 48h, C2D1 (cycle 2, day 1): by their numbers in turn
             patterns.add(_NUMBER.sub("#", text))
             keys[t] = (1, numbers)
