@@ -271,18 +271,17 @@ def _diff(
     )
 
 
-def _range_is_data(channel: str, meta: FCSMetadata, ref: FCSMetadata) -> bool:
-    """Whether ``$PnR`` of ``channel`` follows the data, so files may differ: not a setting.
+def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
+    """Channels whose ``$PnR`` follows the data, so files may differ: not a setting.
 
     Mass cytometry software writes each channel's largest value as its range, and a time
     channel's range is the acquisition's length; neither is an instrument setting that
     moves a transform between files.
     """
-    if channel_kind(channel) == "time":
-        return True
-    return all(
-        detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry" for m in (meta, ref)
-    )
+    if all(detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry"
+           for m in (meta, ref)):  # fmt: skip
+        return set(meta.pnn)
+    return {c for c in meta.pnn if channel_kind(c) == "time"}
 
 
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
@@ -441,8 +440,9 @@ def check_batch(
                 if not marker_equivalents(m) & (set(mk) | set(ref_markers)):
                     exempt = _control_lacks(role, m)
                     _diff(diffs, sid, file, "marker", m, "missing", "required", fatal=not exempt)
+            not_settings = _ranges_are_data(meta, ref)
             for c, r in zip(meta.pnn, meta.pnr, strict=True):
-                if c in ref_range and r != ref_range[c] and not _range_is_data(c, meta, ref):
+                if c in ref_range and r != ref_range[c] and c not in not_settings:
                     _diff(diffs, sid, file, "range", c, f"{r:g}", f"{ref_range[c]:g}")
             for aspect, value, refv in (
                 ("fcs_version", meta.version, ref.version),
