@@ -11,7 +11,12 @@ import pytest
 
 import nkflow.io as nio
 from nkflow.exceptions import BatchConsistencyError, MetadataError
-from nkflow.io.pairing import controls_summary, nearest_controls_first, pairing_summary
+from nkflow.io.pairing import (
+    control_origins,
+    controls_summary,
+    nearest_controls_first,
+    pairing_summary,
+)
 
 RNG = np.random.default_rng(3)
 
@@ -340,31 +345,40 @@ def test_one_donors_fmo_tubes_at_two_timepoints_are_not_replicates() -> None:
     sheet = _tubes(("f1", "D1", "liver", "fmo:AREG"), ("f2", "D1", "liver", "fmo:AREG"),
                    ("u1", "D1", "liver", "unstim"))  # fmt: skip
     sheet["file"] = ["pre_FMO_AREG.fcs", "post_FMO_AREG.fcs", "u1.fcs"]
-    assert "share a tissue, batch, donor and timepoint" in controls_summary(sheet)
+    assert "share a tissue, batch, donor, timepoint and condition" in controls_summary(sheet)
     sheet.loc[1, "timepoint"] = "post"  # each timepoint's tubes cut at their own
     assert controls_summary(sheet) == ""
 
 
 @pytest.mark.parametrize(
-    ("donor", "timepoint", "order"),
+    ("tube", "order"),
     [
-        ("D1", "pre", [3, 2, 0, 1]),  # own donor and timepoint, own donor, then as listed
-        ("D1", "post", [2, 3, 0, 1]),
-        ("D2", "post", [0, 2, 1, 3]),  # D2's own (another timepoint), then the timepoint's
-        ("D3", "", [0, 1, 2, 3]),  # none of its own: as listed
-        ("", "pre", [0, 3, 1, 2]),  # no donor: the timepoint's, as listed
+        # own donor and timepoint, own donor, then as listed; the pool row last
+        ({"donor": "D1", "timepoint": "pre"}, [3, 2, 0, 1]),
+        ({"donor": "D1", "timepoint": "post"}, [2, 3, 0, 1]),
+        ({"donor": "D2", "timepoint": "post"}, [0, 2, 3, 1]),  # D2's own, then the timepoint's
+        ({"donor": "D3"}, [0, 2, 3, 1]),  # none of its own: as listed
+        ({"timepoint": "pre"}, [0, 3, 2, 1]),  # no donor: the timepoint's first
+        # a stimulated tube: the stimulated FMO first, whoever's it is
+        ({"donor": "D1", "timepoint": "pre", "stimulation": "IL-15"}, [4, 3, 2, 0, 1]),
     ],
 )
-def test_nearest_controls_come_first(donor: str, timepoint: str, order: list[int]) -> None:
+def test_nearest_controls_come_first(tube: dict[str, str], order: list[int]) -> None:
     rows = [
         {"marker": "AREG", "control_file": "d2/FMO_AREG.fcs"},
         {"marker": "CD69", "control_file": ""},  # a batch-pool or fallback row
         {"marker": "AREG", "control_file": "d1_post/FMO_AREG.fcs"},
         {"marker": "AREG", "control_file": "d1_pre/FMO_AREG.fcs"},
     ]
-    origin = {"d2/FMO_AREG.fcs": ("D2", "pre"), "d1_post/FMO_AREG.fcs": ("D1", "post"),
-              "d1_pre/FMO_AREG.fcs": ("D1", "pre")}  # fmt: skip
-    ordered = nearest_controls_first(rows, donor, timepoint, origin)
+    sheet = pd.DataFrame(
+        [("d2/FMO_AREG.fcs", "D2", "pre", "unstim"), ("d1_post/FMO_AREG.fcs", "D1", "post", ""),
+         ("d1_pre/FMO_AREG.fcs", "D1", "pre", "unstim")],
+        columns=["file", "donor", "timepoint", "stimulation"],
+    ).assign(role="fmo:AREG")  # fmt: skip
+    if "stimulation" in tube:  # a stimulated FMO of another donor and timepoint
+        rows.append({"marker": "AREG", "control_file": "d2_stim/FMO_AREG.fcs"})
+        sheet.loc[len(sheet)] = ["d2_stim/FMO_AREG.fcs", "D2", "post", "IL-15", "fmo:AREG"]
+    ordered = nearest_controls_first(rows, tube, control_origins(sheet))
     assert ordered == [rows[i] for i in order]
 
 

@@ -288,13 +288,26 @@ def test_a_folder_without_a_sheet_pairs_a_stimulated_tube_only_with_a_sure_partn
     assert (flags["unstim_sample_id"] == "D1_blood_pre_unstim").all() == paired
 
 
-@pytest.mark.parametrize("other", [{"donor": "D2"}, {"timepoint": "post"}])
-def test_each_tube_is_cut_at_its_own_donors_and_timepoints_fmo_tube(
-    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig, other: dict[str, str]
+@pytest.mark.parametrize(
+    ("other", "unstim_fmo"),
+    [
+        ({"donor": "D2"}, "liver_FMO_AREG.fcs"),
+        ({"timepoint": "post"}, "liver_FMO_AREG.fcs"),
+        # a resting AREG FMO beside the stimulated one: each tube takes its own condition's
+        ({"stimulation": "unstim"}, "other_liver_FMO_AREG.fcs"),
+    ],
+)
+def test_each_tube_is_cut_at_its_nearest_fmo_tube(
+    tiny_batch: Path,
+    tmp_path: Path,
+    fast_config: RunConfig,
+    other: dict[str, str],
+    unstim_fmo: str,
 ) -> None:
-    """With one AREG FMO tube per donor (or per timepoint) in a tissue and batch, a tube
-    takes its own donor's (timepoint's) FMO, even when another is listed first in the
-    sheet: in ``nkflow run`` and in the library's ``gate_batch`` alike."""
+    """With one AREG FMO tube per donor, timepoint or condition in a tissue and batch, a
+    tube takes its own donor's, timepoint's or condition's FMO, even when another is listed
+    first in the sheet: in ``nkflow run`` and in the library's ``gate_batch`` alike. A
+    stimulated tube cut at a resting FMO would read activation background as AREG."""
     batch = tmp_path / "batch"
     shutil.copytree(tiny_batch, batch)
     shutil.copy(batch / "blood_FMO_AREG.fcs", batch / "other_liver_FMO_AREG.fcs")
@@ -304,15 +317,18 @@ def test_each_tube_is_cut_at_its_own_donors_and_timepoints_fmo_tube(
     )
     sheet = pd.concat([first, sheet], ignore_index=True)  # the other FMO first
     sheet.to_csv(batch / "metadata.csv", index=False)
+    expected = {"D1_liver_pre_stim": "liver_FMO_AREG.fcs", "D1_liver_pre_unstim": unstim_fmo}
     res = run(batch, tmp_path / "out", config=fast_config)
     counts = pd.read_csv(res.out_dir / "tables" / "counts.csv")
-    liver = counts[counts["sample_id"].str.startswith("D1_liver")]
-    assert set(liver["areg_control_file"]) == {"liver_FMO_AREG.fcs"}
-    assert "other_liver_FMO_AREG.fcs" in set(res.tables["thresholds"]["control_file"])
-
+    liver = counts[counts["sample_id"].isin(expected)]
+    assert liver.groupby("sample_id")["areg_control_file"].agg(set).to_dict() == {
+        sid: {f} for sid, f in expected.items()
+    }
     used = _gate_batch_thresholds(batch, sheet[sheet["tissue"] == "liver"], "human_tissue")
-    picked = {next(t["control_file"] for t in u if t["marker"] == "AREG") for u in used.values()}
-    assert picked == {"liver_FMO_AREG.fcs"}
+    picked = {
+        sid: next(t["control_file"] for t in used[sid] if t["marker"] == "AREG") for sid in expected
+    }
+    assert picked == expected
 
 
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(

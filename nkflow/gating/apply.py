@@ -42,7 +42,7 @@ from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
     ambiguous_pair_keys,
-    donor_and_timepoint_of_file,
+    control_origins,
     nearest_controls_first,
 )
 from .drift import compare_thresholds
@@ -415,8 +415,8 @@ def gate_batch(
     residency rows from the unstimulated tube of the same donor, tissue, timepoint and batch
     (the first in the sheet of replicates; none when several share the key and no donor
     tells them apart). Of several FMO tubes of one marker in a tissue and batch, a tube is
-    cut at its own donor's and timepoint's (:func:`~nkflow.io.pairing.nearest_controls_first`):
-    the rules of ``nkflow run``.
+    cut at the nearest: its own condition's, donor's, timepoint's
+    (:func:`~nkflow.io.pairing.nearest_controls_first`): the rules of ``nkflow run``.
 
     Parameters
     ----------
@@ -467,7 +467,7 @@ def gate_batch(
     todo = todo.sort_values("_stim", kind="stable")
     baselines = todo[~todo["_stim"].astype(bool) & (todo["role"] != "positive_control")]
     ambiguous = ambiguous_pair_keys(baselines)
-    origin_of_file = donor_and_timepoint_of_file(meta)
+    origin_of_file = control_origins(meta)
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
     tables: list[pd.DataFrame] = []
@@ -479,10 +479,9 @@ def gate_batch(
         key = tuple(str(row[c]) for c in pair_cols)
         sub = fmo_df[(fmo_df["tissue"] == row["tissue"]) & (fmo_df["batch"] == row["batch"])]
         sub = pd.DataFrame(
-            nearest_controls_first(sub.to_dict("records"), str(row["donor"]),
-                                   str(row["timepoint"]), origin_of_file),
+            nearest_controls_first(sub.to_dict("records"), row, origin_of_file),
             columns=sub.columns,
-        )  # fmt: skip
+        )
         paired = unstim_tables.get(key) if row["_stim"] and key not in ambiguous else None
         if paired is not None:
             unstim_file, unstim_own = unstim_thresholds[key]

@@ -22,8 +22,8 @@ __all__ = [
     "PAIR_KEY",
     "SAMPLE_ROLES",
     "ambiguous_pair_keys",
+    "control_origins",
     "controls_summary",
-    "donor_and_timepoint_of_file",
     "nearest_controls_first",
     "pairing_summary",
 ]
@@ -98,65 +98,82 @@ def pairing_summary(meta: pd.DataFrame) -> str:
 
 def nearest_controls_first(
     thresholds: list[dict[str, Any]],
-    donor: str,
-    timepoint: str,
-    origin_of_file: Mapping[str, tuple[str, str]],
+    tube: Mapping[str, Any],
+    origin_of_file: Mapping[str, Mapping[str, str]],
 ) -> list[dict[str, Any]]:
-    """``thresholds`` with those set on the tube's nearest FMO tubes first, the rest in order.
+    """``thresholds`` with those set on the tube's nearest FMO tubes first, the rest after.
 
     Of several FMO thresholds of one gate and marker in a tissue and batch the gating
-    engine takes the first. With one FMO tube per donor (common for human tissue, whose
-    autofluorescence and spread differ between donors), or per donor and timepoint (each
-    visit's tubes stained and acquired with their own FMO), each tube is cut at its own
-    donor's FMO of its own timepoint, then its own donor's, then its timepoint's; a tube
-    with none of these takes the first of the others, as listed.
+    engine takes the first. Nearest is, in turn: an FMO of the tube's own condition
+    (``stimulation``; else one stimulated, or not, like the tube: activated cells carry
+    more background, so a stimulated tube cut at a resting FMO would read too many
+    AREG+ cells), of its own donor (human tissue differs between donors in
+    autofluorescence and spread), of its own timepoint (each visit stained and acquired
+    with its own FMO). Within a rank the sheet's order holds; thresholds not set on an
+    FMO tube (batch pools, borrowed cut-offs) come last.
 
     Parameters
     ----------
     thresholds
         Threshold records; an FMO's ``control_file`` is the sheet's ``file`` value.
-    donor, timepoint
-        The tube's; ``""`` matches nothing.
+    tube
+        The tube's sheet row (``donor``, ``timepoint``, ``stimulation``, ``role``); ``""``
+        matches nothing.
     origin_of_file
-        The sheet's ``file`` -> (donor, timepoint) (:func:`donor_and_timepoint_of_file`).
+        The sheet's ``file`` -> its row's ``donor``, ``timepoint``, ``stimulation`` and
+        ``role`` (:func:`control_origins`).
     """
+    donor, timepoint = (str(tube.get(c, "") or "") for c in ("donor", "timepoint"))
+    condition = str(tube.get("stimulation", "") or "").lower()
+    stimulated = is_stimulated(tube)
 
-    def rank(threshold: dict[str, Any]) -> int:
-        own_donor, own_time = origin_of_file.get(str(threshold.get("control_file", "")),
-                                                 ("", ""))  # fmt: skip
-        return (0 if donor and own_donor == donor else 2) + (
-            0 if timepoint and own_time == timepoint else 1
+    def rank(threshold: dict[str, Any]) -> tuple[int, int, int]:
+        origin = origin_of_file.get(str(threshold.get("control_file", "") or ""))
+        if origin is None:
+            return (3, 1, 1)
+        same_state = is_stimulated(origin) == stimulated
+        same_condition = same_state and (
+            not stimulated or str(origin.get("stimulation", "")).lower() == condition
+        )
+        return (
+            0 if same_condition else 1 if same_state else 2,
+            0 if donor and origin.get("donor") == donor else 1,
+            0 if timepoint and origin.get("timepoint") == timepoint else 1,
         )
 
     return sorted(thresholds, key=rank)  # stable: the sheet's order within a rank
 
 
-def donor_and_timepoint_of_file(meta: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """The sheet's ``file`` -> (donor, timepoint), for :func:`nearest_controls_first`."""
-    return dict(
-        zip(
-            _text(meta, "file"),
-            zip(_text(meta, "donor"), _text(meta, "timepoint"), strict=True),
-            strict=True,
-        )
-    )
+def control_origins(meta: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """The sheet's ``file`` -> its ``donor``, ``timepoint``, ``stimulation`` and ``role``.
+
+    What :func:`nearest_controls_first` compares an FMO tube with a sample tube on.
+    """
+    columns = ("donor", "timepoint", "stimulation", "role")
+    values = zip(*(_text(meta, c) for c in columns), strict=True)
+    return {
+        file: dict(zip(columns, row, strict=True))
+        for file, row in zip(_text(meta, "file"), values, strict=True)
+    }
 
 
 def controls_summary(meta: pd.DataFrame) -> str:
     """One line on FMO tubes that do not match the sample tubes one to one, or ``""``.
 
     An FMO threshold applies to the tubes of its exact tissue and batch (the nearest
-    first: own donor and timepoint, :func:`nearest_controls_first`). Named: FMO tubes of one
-    marker that share a tissue, batch, donor and timepoint (the first in the sheet cuts every
-    tube there: without tissues in the sheet a blood FMO would cut liver tubes), tissues and
-    batches whose tubes lack an FMO the batch has elsewhere (they get the fallback rule),
-    and FMO tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
+    first: own condition, donor and timepoint, :func:`nearest_controls_first`). Named: FMO
+    tubes of one marker that share a tissue, batch, donor, timepoint and condition (the
+    first in the sheet cuts every tube there: without tissues in the sheet a blood FMO
+    would cut liver tubes), tissues and batches whose tubes lack an FMO the batch has
+    elsewhere (they get the fallback rule), and FMO tubes whose tissue and batch hold no
+    sample tube (``PBMC`` beside ``blood``).
     """
     role, tissue, batch = (_text(meta, c) for c in ("role", "tissue", "batch"))
-    origin = list(zip(_text(meta, "donor"), _text(meta, "timepoint"), strict=True))
+    origin = list(zip(*(_text(meta, c) for c in ("donor", "timepoint", "stimulation")),
+                      strict=True))  # fmt: skip
     file = _text(meta, "file").map(lambda f: Path(f).name)
     groups: dict[tuple[str, str, str], list[str]] = {}  # (marker, tissue, batch): files
-    per_origin: Counter[tuple[str, str, str, tuple[str, str]]] = Counter()
+    per_origin: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()
     for n, i in enumerate(meta.index):
         if not role[i].lower().startswith("fmo:"):
             continue
@@ -177,8 +194,8 @@ def controls_summary(meta: pd.DataFrame) -> str:
         if (m, t, b) in replicated
     ]
     if shared:
-        parts.append("several FMO tubes of one marker share a tissue, batch, donor and "
-                     "timepoint, and the first in the sheet cuts every tube there: "
+        parts.append("several FMO tubes of one marker share a tissue, batch, donor, "
+                     "timepoint and condition, and the first in the sheet cuts every tube there: "
                      + "; ".join(shared))  # fmt: skip
     markers = sorted({m for m, _, _ in groups})
     lacking = [

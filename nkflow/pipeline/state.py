@@ -22,7 +22,7 @@ from ..io import check_batch, read_batch
 from ..io.pairing import (
     PAIR_KEY,
     ambiguous_pair_keys,
-    donor_and_timepoint_of_file,
+    control_origins,
     nearest_controls_first,
 )
 from ..parallel import SampleExecutor, TaskOutcome
@@ -101,7 +101,7 @@ class RunState:
         unstim = sample_waves(self.meta)[0]
         #: pair keys no stimulated tube pairs on: several unstimulated tubes, no donor
         self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
-        self._origin_of_file = donor_and_timepoint_of_file(self.meta)
+        self._origin_of_file = control_origins(self.meta)
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
         self.executor = SampleExecutor()  # serial unless run() opens a pool
@@ -232,8 +232,8 @@ class RunState:
     def thresholds_for(self, row: pd.Series, thresholds: pd.DataFrame) -> list[dict]:
         """The batch-level thresholds that apply to one sample (tissue, batch, template).
 
-        Those set on an FMO tube of the sample's own donor and timepoint come first
-        (:func:`~nkflow.io.pairing.nearest_controls_first`).
+        Those set on the sample's nearest FMO tubes come first (own condition, donor,
+        timepoint: :func:`~nkflow.io.pairing.nearest_controls_first`).
         """
         if thresholds.empty:
             return []
@@ -249,9 +249,7 @@ class RunState:
             .isin(["", str(row["sample_id"])])
         ]
         records = sel.drop(columns=["template"]).to_dict("records")
-        return nearest_controls_first(
-            records, str(row["donor"]), str(row["timepoint"]), self._origin_of_file
-        )
+        return nearest_controls_first(records, row, self._origin_of_file)
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
         """The processed unstimulated partner (same donor, tissue, timepoint, batch).
