@@ -207,7 +207,7 @@ class SampleExecutor:
     Examples
     --------
     >>> with SampleExecutor(workers=2) as ex:  # doctest: +SKIP
-    ...     first = list(ex.map(process_control, controls))
+    ...     first = list(ex.map(process_control, controls))  # (key, outcome) pairs
     ...     second = list(ex.map(process_sample, samples))
     """
 

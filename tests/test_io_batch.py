@@ -345,7 +345,11 @@ def test_one_donors_fmo_tubes_at_two_timepoints_are_not_replicates() -> None:
     sheet = _tubes(("f1", "D1", "liver", "fmo:AREG"), ("f2", "D1", "liver", "fmo:AREG"),
                    ("u1", "D1", "liver", "unstim"))  # fmt: skip
     sheet["file"] = ["pre_FMO_AREG.fcs", "post_FMO_AREG.fcs", "u1.fcs"]
-    assert "share a tissue, batch, donor, timepoint and condition" in controls_summary(sheet)
+    assert (
+        "replicate FMO tubes (one marker, tissue, batch, donor, timepoint and condition), "
+        "pooled into one cut-off: AREG (tissue 'liver', batch 'b1'): pre_FMO_AREG.fcs, "
+        "post_FMO_AREG.fcs" in controls_summary(sheet)
+    )
     sheet.loc[1, "timepoint"] = "post"  # each timepoint's tubes cut at their own
     assert controls_summary(sheet) == ""
 

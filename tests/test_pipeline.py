@@ -227,8 +227,11 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert not (res.out_dir / "membership").exists()
 
 
-def _gate_batch_thresholds(folder: Path, sheet: pd.DataFrame, template: str) -> dict[str, list]:
-    """The thresholds each tube of ``sheet`` was cut at by the library's ``gate_batch``."""
+def _gate_batch_thresholds(
+    folder: Path, sheet: pd.DataFrame, template: str, *, qc: bool = False
+) -> dict[str, list]:
+    """The thresholds each tube of ``sheet`` was cut at by the library's ``gate_batch``
+    (events read as a run reads them with ``qc``)."""
     from nkflow import pp
     from nkflow.gating import gate_batch
     from nkflow.io import read_fcs
@@ -237,6 +240,8 @@ def _gate_batch_thresholds(folder: Path, sheet: pd.DataFrame, template: str) -> 
 
     def reader(sid: str):
         adata = read_fcs(folder / rows.loc[sid, "file"], sample_id=sid)
+        if qc:
+            pp.qc(adata, remove=True)
         pp.compensate(adata)
         pp.transform(adata, method="logicle")
         return adata
@@ -329,6 +334,55 @@ def test_each_tube_is_cut_at_its_nearest_fmo_tube(
         sid: next(t["control_file"] for t in used[sid] if t["marker"] == "AREG") for sid in expected
     }
     assert picked == expected
+
+
+def test_replicate_fmo_tubes_are_pooled_into_one_cut_off(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+) -> None:
+    """Two AREG FMO tubes of one donor, timepoint, condition, tissue and batch are one
+    control: their events are pooled and the percentile taken once, in ``nkflow run`` and
+    in ``gate_batch`` alike; the plan names them."""
+    from nkflow import pp
+    from nkflow.gating.apply import fmo_thresholds
+    from nkflow.io import read_fcs
+
+    batch = tmp_path / "batch"
+    shutil.copytree(tiny_batch, batch)
+    shutil.copy(batch / "blood_FMO_AREG.fcs", batch / "liver_FMO_AREG_2.fcs")
+    sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
+    second = sheet[sheet["sample_id"] == "liver_FMO_AREG"].assign(
+        file="liver_FMO_AREG_2.fcs", sample_id="liver_FMO_AREG_2"
+    )
+    sheet = pd.concat([sheet, second], ignore_index=True)
+    sheet.to_csv(batch / "metadata.csv", index=False)
+    res = run(batch, tmp_path / "out", config=fast_config)
+    th = res.tables["thresholds"]
+    fmo = th[(th["marker"] == "AREG") & (th["tissue"] == "liver") & (th["sample_id"] == "")]
+    assert len(fmo) == 1 and fmo["rule"].iloc[0].endswith("pooled")
+    assert fmo["note"].iloc[0].endswith("liver_FMO_AREG.fcs, liver_FMO_AREG_2.fcs")
+
+    def reader(sid: str):
+        adata = read_fcs(batch / f"{sid}.fcs", sample_id=sid)
+        pp.qc(adata, remove=True)  # as a run reads it
+        pp.compensate(adata)
+        pp.transform(adata)
+        return adata
+
+    alone = [  # each tube's own FMO threshold
+        t for name in ("liver_FMO_AREG", "liver_FMO_AREG_2")
+        for t in fmo_thresholds(sheet[sheet["sample_id"] == name], reader, "human_tissue",
+                                n_boot=0)
+        if t.marker == "AREG"
+    ]  # fmt: skip
+    assert len(alone) == 2 and sum(t.n_events for t in alone) == fmo["n_events"].iloc[0]
+    counts = pd.read_csv(res.out_dir / "tables" / "counts.csv")
+    liver = counts[counts["sample_id"].str.startswith("D1_liver")]
+    assert set(liver["areg_rule"]) == {fmo["rule"].iloc[0]}
+    # the library: the same pooled cut-off
+    used = _gate_batch_thresholds(batch, sheet[sheet["tissue"] == "liver"], "human_tissue",
+                                  qc=True)  # fmt: skip
+    areg = [next(t["value"] for t in u if t["marker"] == "AREG") for u in used.values()]
+    assert areg == pytest.approx([fmo["value"].iloc[0]] * len(areg), abs=1e-6)
 
 
 def test_gate_stopped_by_its_panel_stops_its_starting_workers_at_once(

@@ -43,10 +43,12 @@ from ..io.pairing import (
     PAIR_KEY,
     ambiguous_pair_keys,
     control_origins,
+    fmo_replicates,
     nearest_controls_first,
 )
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
+from .fmo_pool import pool_fmo_replicates
 from .gates import gate_to_dict
 from .intervals import background_thread
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
@@ -298,6 +300,7 @@ def fmo_thresholds(
     random_state: int = 0,
     n_boot: int | None = None,
     fmo_percentile: float | None = None,
+    values_out: dict[tuple[str, str, str], tuple[Any, float, int]] | None = None,
 ) -> list[Threshold]:
     """FMO thresholds of every FMO tube in ``meta`` (``role = "fmo:<MARKER>"``).
 
@@ -316,10 +319,15 @@ def fmo_thresholds(
         A loaded template.
     random_state, n_boot, fmo_percentile
         As in :func:`gate`.
+    values_out
+        When given, each tube's events behind its thresholds are stored in it
+        (:data:`nkflow.gating.fmo_pool.FmoValues`), for pooling replicates found later.
 
     Returns
     -------
     list of Threshold
+        Replicate FMO tubes of ``meta`` (:func:`nkflow.io.pairing.fmo_replicates`) give one
+        pooled threshold per gate (:func:`~nkflow.gating.fmo_pool.pool_fmo_replicates`).
     """
     source = tpl
     tpl = tpl.template if isinstance(tpl, ResolvedTemplate) else load_template(tpl)
@@ -331,6 +339,10 @@ def fmo_thresholds(
     pct = tpl.fmo_percentile if fmo_percentile is None else float(fmo_percentile)
     boots = tpl.bootstrap if n_boot is None else int(n_boot)
     out: list[Threshold] = []
+    replicate_of = fmo_replicates(meta)
+    values: dict[tuple[str, str, str], tuple[Any, float, int]] = (
+        {} if values_out is None else values_out
+    )
     fmo_rows = meta[meta["role"].astype(str).str.startswith("fmo:")]
     for _, row in fmo_rows.iterrows():
         marker = str(row["role"]).split(":", 1)[1]
@@ -372,6 +384,8 @@ def fmo_thresholds(
                 )
             ch = resolve_channel(adata, marker)
             vals = _Columns(adata)[ch][run.members[on]]
+            if values_out is not None or str(row["file"]) in replicate_of:
+                values[(str(row["file"]), on, marker)] = (vals, pct, boots)
             v, lo, hi, _, ne = fmo_threshold(
                 vals, percentile=pct, n_boot=boots, random_state=random_state
             )
@@ -392,7 +406,10 @@ def fmo_thresholds(
                 )
             )
         del adata
-    return out
+    if not replicate_of:
+        return out
+    pooled = pool_fmo_replicates([t.to_record() for t in out], values, replicate_of)
+    return [Threshold(**rec) for rec in pooled]  # type: ignore[arg-type]
 
 
 def gate_batch(

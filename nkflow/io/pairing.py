@@ -24,6 +24,8 @@ __all__ = [
     "ambiguous_pair_keys",
     "control_origins",
     "controls_summary",
+    "fmo_replicate_key",
+    "fmo_replicates",
     "nearest_controls_first",
     "pairing_summary",
 ]
@@ -157,30 +159,57 @@ def control_origins(meta: pd.DataFrame) -> dict[str, dict[str, str]]:
     }
 
 
+def fmo_replicate_key(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """What makes FMO tubes replicates of one control.
+
+    The marker, tissue, batch, donor, timepoint and condition (``""`` for a resting tube;
+    the ``stimulation`` name, lower-cased, for a stimulated one). Replicates are pooled
+    into one threshold (:func:`nkflow.gating.fmo_pool.pool_fmo_replicates`).
+    """
+    role = str(row.get("role", "") or "")
+    marker = role.split(":", 1)[1] if role.lower().startswith("fmo:") else ""
+    condition = str(row.get("stimulation", "") or "").lower() if is_stimulated(row) else ""
+    where = (str(row.get(c, "") or "") for c in ("tissue", "batch", "donor", "timepoint"))
+    return (marker, *where, condition)
+
+
+def fmo_replicates(meta: pd.DataFrame, *, donorless: bool = False) -> dict[str, tuple[str, ...]]:
+    """The sheet's FMO ``file`` -> :func:`fmo_replicate_key`, for tubes with replicates.
+
+    Only tubes that name their tissue and donor are replicates (pooled); with
+    ``donorless`` the tubes that share a key without one of them are returned instead:
+    they may be different donors' or tissues' FMOs (a folder without a sheet), so the
+    first in the sheet is used and the others are named.
+    """
+    rows = meta[_text(meta, "role").str.lower().str.startswith("fmo:")]
+    keys = {str(r["file"]): fmo_replicate_key(r) for _, r in rows.iterrows()}
+    counts = Counter(keys.values())
+    named = {k: bool(k[1] and k[3]) for k in counts}  # tissue and donor
+    return {f: k for f, k in keys.items() if counts[k] > 1 and named[k] != donorless}
+
+
 def controls_summary(meta: pd.DataFrame) -> str:
     """One line on FMO tubes that do not match the sample tubes one to one, or ``""``.
 
     An FMO threshold applies to the tubes of its exact tissue and batch (the nearest
-    first: own condition, donor and timepoint, :func:`nearest_controls_first`). Named: FMO
-    tubes of one marker that share a tissue, batch, donor, timepoint and condition (the
-    first in the sheet cuts every tube there: without tissues in the sheet a blood FMO
-    would cut liver tubes), tissues and batches whose tubes lack an FMO the batch has
-    elsewhere (they get the fallback rule), and FMO tubes whose tissue and batch hold no
-    sample tube (``PBMC`` beside ``blood``).
+    first: own condition, donor and timepoint, :func:`nearest_controls_first`). Named:
+    replicate FMO tubes of one tissue and donor (:func:`fmo_replicates`: pooled into one
+    cut-off), FMO tubes alike without a tissue or donor (the first cuts every tube there:
+    without tissues in the sheet a blood FMO would cut liver tubes), tissues and batches
+    whose tubes lack an FMO the batch has elsewhere (they get the fallback rule), and FMO
+    tubes whose tissue and batch hold no sample tube (``PBMC`` beside ``blood``).
     """
     role, tissue, batch = (_text(meta, c) for c in ("role", "tissue", "batch"))
-    origin = list(zip(*(_text(meta, c) for c in ("donor", "timepoint", "stimulation")),
-                      strict=True))  # fmt: skip
     file = _text(meta, "file").map(lambda f: Path(f).name)
     groups: dict[tuple[str, str, str], list[str]] = {}  # (marker, tissue, batch): files
-    per_origin: Counter[tuple[str, str, str, tuple[str, ...]]] = Counter()
-    for n, i in enumerate(meta.index):
-        if not role[i].lower().startswith("fmo:"):
-            continue
-        marker = role[i].split(":", 1)[1]
-        groups.setdefault((marker, tissue[i], batch[i]), []).append(file[i])
-        per_origin[(marker, tissue[i], batch[i], origin[n])] += 1
-    replicated = {(m, t, b) for (m, t, b, _), n in per_origin.items() if n > 1}
+    for i in meta.index[role.str.lower().str.startswith("fmo:")]:
+        groups.setdefault((role[i].split(":", 1)[1], tissue[i], batch[i]), []).append(file[i])
+    replicated: dict[tuple[str, ...], list[str]] = {}
+    for sheet_file, key in fmo_replicates(meta).items():
+        replicated.setdefault(key, []).append(Path(sheet_file).name)
+    unsure: dict[tuple[str, ...], list[str]] = {}
+    for sheet_file, key in fmo_replicates(meta, donorless=True).items():
+        unsure.setdefault(key, []).append(Path(sheet_file).name)
     samples = role.str.lower().isin(SAMPLE_ROLES)
     sampled = set(zip(tissue[samples], batch[samples], strict=True))
 
@@ -189,14 +218,20 @@ def controls_summary(meta: pd.DataFrame) -> str:
 
     parts = []
     shared = [
-        f"{m} ({where(t, b)}): " + ", ".join(escape_text(f) for f in files)
-        for (m, t, b), files in groups.items()
-        if (m, t, b) in replicated
+        f"{key[0]} ({where(key[1], key[2])}): " + ", ".join(escape_text(f) for f in files)
+        for key, files in replicated.items()
     ]
     if shared:
-        parts.append("several FMO tubes of one marker share a tissue, batch, donor, "
-                     "timepoint and condition, and the first in the sheet cuts every tube there: "
-                     + "; ".join(shared))  # fmt: skip
+        parts.append("replicate FMO tubes (one marker, tissue, batch, donor, timepoint and "
+                     "condition), pooled into one cut-off: " + "; ".join(shared))  # fmt: skip
+    alike = [
+        f"{key[0]} ({where(key[1], key[2])}): " + ", ".join(escape_text(f) for f in files)
+        for key, files in unsure.items()
+    ]
+    if alike:
+        parts.append("several FMO tubes of one marker that no tissue or donor tells apart, "
+                     "and the first in the sheet cuts every tube there: "
+                     + "; ".join(alike))  # fmt: skip
     markers = sorted({m for m, _, _ in groups})
     lacking = [
         f"{', '.join(missing)} ({where(t, b)})"

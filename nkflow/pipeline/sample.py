@@ -214,7 +214,7 @@ def _gating_figure(adata: ad.AnnData) -> bytes | None:
         return None
 
 
-def process_control(task: SampleTask) -> list[dict[str, Any]]:
+def process_control(task: SampleTask) -> dict[str, Any]:
     """FMO thresholds of one FMO tube, as records (the per-control unit of work).
 
     A picklable function, so the FMO tubes of a batch run on the worker pool like the
@@ -227,9 +227,10 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
 
     Returns
     -------
-    list of dict
-        One record per threshold (docs/contracts.md ``thresholds`` columns) plus
-        ``template``, the template's name.
+    dict
+        ``records``: one per threshold (docs/contracts.md ``thresholds`` columns) plus
+        ``template``, the template's name; ``values``: the tube's events behind each
+        (:data:`nkflow.gating.fmo_pool.FmoValues`), for pooling it with its replicates.
     """
     cfg = task.config
     tpl = (
@@ -239,6 +240,7 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
     )
     name = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl.name
     meta = pd.DataFrame([{**task.row, "sample_id": task.sample_id}])
+    values: dict[tuple[str, str, str], tuple[Any, float, int]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = fmo_thresholds(
@@ -248,8 +250,9 @@ def process_control(task: SampleTask) -> list[dict[str, Any]]:
             random_state=cfg.execution.random_state,
             n_boot=cfg.gating.bootstrap,
             fmo_percentile=cfg.gating.fmo_percentile,
+            values_out=values,
         )
-    return [{**t.to_record(), "template": name} for t in found]
+    return {"records": [{**t.to_record(), "template": name} for t in found], "values": values}
 
 
 def pool_sample(task: SampleTask) -> dict[str, Any]:

@@ -17,12 +17,14 @@ import pandas as pd
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
+from ..gating.fmo_pool import pool_fmo_replicates
 from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
 from ..io.pairing import (
     PAIR_KEY,
     ambiguous_pair_keys,
     control_origins,
+    fmo_replicates,
     nearest_controls_first,
 )
 from ..parallel import SampleExecutor, TaskOutcome
@@ -165,7 +167,7 @@ class RunState:
                 )  # fmt: skip
 
     def thresholds(self) -> pd.DataFrame:
-        """Batch-level FMO thresholds, one worker task per FMO tube."""
+        """Batch-level FMO thresholds, one worker task per FMO tube, replicates pooled."""
         fmo = fmo_tubes(self.meta)
         self.progress("controls", 0, len(fmo))
         items = []
@@ -175,15 +177,21 @@ class RunState:
             else:
                 items.append((sid, self.task(sid)))
         found: dict[str, list] = {}
+        replicate_of = fmo_replicates(self.meta)
+        values: dict[tuple[str, str, str], Any] = {}
         done = 0
         for outcome in self.executor.map(process_control, items):
             done += 1
             if outcome.ok:
-                found[outcome.key] = outcome.value
+                found[outcome.key] = outcome.value["records"]
+                if str(self.row(outcome.key)["file"]) in replicate_of:  # pooled below
+                    values.update(outcome.value["values"])
             else:
                 self.fail(outcome.key, outcome.error, outcome.detail)
             self.progress("controls", done, len(fmo))
         records = [r for sid, _ in items for r in found.get(sid, [])]
+        if replicate_of:
+            records = pool_fmo_replicates(records, values, replicate_of)
         for sid, _ in items:
             if sid not in self.status:
                 self.status[sid] = status_row(
