@@ -235,7 +235,11 @@ def measure(
     env = {**os.environ, "NKFLOW_NUM_THREADS": "1"} if mode.endswith("t") else dict(os.environ)
     if code:
         env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    # each run starts in its own checkout: Python 3.11's fork server ignores the parent's
+    # sys.path and puts its working directory first, so a run started in this checkout
+    # gave the other code's workers this checkout's nkflow
+    root = code or str(HERE.parent)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
     if res.returncode != 0:
         sys.stderr.write(res.stderr[-4000:])
         raise SystemExit(f"run {mode!r} failed (exit {res.returncode})")
