@@ -13,7 +13,10 @@ and its dependencies itself (~2 s of CPU each); elsewhere they are started with
 
 A fork server lives as long as the process that started it and keeps what it imported:
 nkflow code edited after a notebook's first run reaches forked workers only after the
-kernel restarts.
+kernel restarts. On Python 3.11 the server does not take the caller's ``sys.path``: it
+looks in its working directory first, so a run started inside another nkflow source tree
+gives its workers that tree's code (benchmarks compare checkouts by starting each run in
+its own).
 
 :mod:`nkflow.parallel` runs tasks on these pools.
 """
