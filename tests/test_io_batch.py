@@ -201,6 +201,30 @@ def test_one_fcs_file_is_a_batch_of_one(batch_dir: Path, name: str) -> None:
         nio.metadata_from_files([batch_dir / "missing.fcs"])
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["samples.xlsx", "notes.txt"], "it holds samples.xlsx;"),  # a workbook: named
+        (["layout.csv"], "it holds layout.csv;"),
+        (["notes.txt"], ""),  # nothing that looks like a sheet
+        (["metadata.csv"], None),  # the folder's own sheet is read: nothing to say
+    ],
+)
+def test_a_folder_run_names_a_sheet_it_did_not_read(
+    batch_dir: Path, extra: list[str], named: str | None
+) -> None:
+    from nkflow.io.folder import folder_sheet_hint
+
+    for name in extra:
+        text = "file,sample_id\ndonor1_liver.fcs,s1\n" if name == "metadata.csv" else "x"
+        (batch_dir / name).write_text(text)
+    hint = folder_sheet_hint(nio.read_batch(batch_dir).metadata)
+    if named:
+        assert hint.startswith("sheet: none read: without a metadata.csv") and named in hint
+    else:
+        assert hint == ""
+
+
 def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
     path = folder / "custom.csv"
     path.write_text("\n".join([header, *rows]) + "\n")

@@ -19,7 +19,7 @@ from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, screen_c
 from .panel import CANONICAL_MARKERS, marker_from_text
 from .text_safety import escape_text
 
-__all__ = ["metadata_from_files", "metadata_from_folder"]
+__all__ = ["folder_sheet_hint", "metadata_from_files", "metadata_from_folder"]
 
 _POSITIVE_CONTROL = re.compile(
     r"(?:^|[^a-z])(?:pc|posctrl|poscontrol|positive[-_ ]?control)(?:[^a-z]|$)"
@@ -188,6 +188,35 @@ def _files_table(
         raise MetadataError(source, problems)
     table.attrs["source"] = str(source)
     return table
+
+
+#: files beside a folder's FCS files that may be the batch's metadata sheet
+_SHEET_SUFFIXES = (".csv", ".tsv", ".xlsx", ".xls", ".ods")
+
+
+def folder_sheet_hint(meta: pd.DataFrame) -> str:
+    """One line when a folder run read file names although the folder holds a sheet, or ``""``.
+
+    A folder is described by its ``metadata.csv``; without one, donors, tissues and
+    timepoints are unknown (:func:`metadata_from_folder`). A sheet under another name
+    (``samples.csv``, ``layout.xlsx``) is not read: this names it and how to use it.
+    ``meta.attrs["source"]`` is the folder.
+    """
+    folder = Path(str(meta.attrs.get("source", "") or ""))
+    if not str(meta.attrs.get("source", "")) or not folder.is_dir():
+        return ""
+    if (folder / "metadata.csv").is_file():
+        return ""
+    found = sorted(p.name for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in _SHEET_SUFFIXES)  # fmt: skip
+    if not found:
+        return ""
+    names = ", ".join(escape_text(n) for n in found[:5]) + (" ..." if len(found) > 5 else "")
+    return (
+        f"sheet: none read: without a metadata.csv the folder's FCS files are read by their "
+        f"names alone (no donor, tissue or timepoint), and it holds {names}; to use a sheet, "
+        f"give its path instead of the folder (a workbook saved as CSV UTF-8 first)"
+    )
 
 
 def _no_files_here(folder: Path, limit: int = 10_000) -> str:
