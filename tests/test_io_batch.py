@@ -159,6 +159,19 @@ def test_sheet_paths_written_on_windows_or_without_extension(tmp_path: Path) -> 
         nio.read_metadata(_sheet(tmp_path, ["human\\missing.fcs,s1,D1,liver,,,,,"]))
 
 
+def test_a_missing_file_found_elsewhere_says_where(tmp_path: Path, monkeypatch) -> None:
+    """Sheet paths are relative to the sheet; one written from the project's root (or
+    kept beside its files) is told where the file is."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "meta").mkdir()
+    _fcs(tmp_path / "data" / "D1_liver.fcs", PANEL)
+    sheet = _sheet(tmp_path / "meta", ["data/D1_liver.fcs,s1,D1,liver,,,,,"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MetadataError, match=r"it is at .*data.D1_liver\.fcs: paths in the sheet "
+                       r"are relative to the sheet's folder"):  # fmt: skip
+        nio.read_metadata(sheet)
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "latin-1", "utf-16"])
 def test_sheet_encodings(batch_dir: Path, encoding: str) -> None:
     sheet = _sheet(batch_dir, ["donor1_liver.fcs,s1,Dönor1,liver,,,,,"], encoding=encoding)

@@ -365,6 +365,20 @@ def _sheet_path(value: str, base: Path) -> Path:
     return next((p for w in (value, slashed, *extended) if (p := base / w).exists()), full)
 
 
+def _elsewhere(value: str, base: Path) -> str:
+    """Where a sheet's missing file is found instead, as advice (``""`` when nowhere).
+
+    Paths in a sheet are relative to the sheet's folder; a sheet written with paths from
+    the working directory, or kept in a subfolder of its files, finds nothing there.
+    """
+    name = Path(value.replace("\\", "/")).name
+    for candidate in (Path.cwd() / value, base.parent / value, base / name):
+        if candidate.is_file():
+            return (f"; it is at {candidate}: paths in the sheet are relative to the "
+                    f"sheet's folder ({base})")  # fmt: skip
+    return ""
+
+
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
     """Refuse values of a grouping column that differ only in case or spaces.
 
@@ -544,7 +558,8 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             full = _sheet_path(file_value, base)
             paths.append(str(full.resolve()))
             if not full.exists():
-                problems.append(f"{where}: file {file_value!r} not found (looked at {full})")
+                problems.append(f"{where}: file {file_value!r} not found (looked at {full})"
+                                + _elsewhere(file_value, base))  # fmt: skip
             elif full.is_dir():
                 problems.append(f"{where}: file {file_value!r} is a directory")
         table.at[i, "stimulation"] = _check_stimulation(row, where, problems)
