@@ -173,19 +173,18 @@ def fmo_replicate_key(row: Mapping[str, Any]) -> tuple[str, ...]:
     return (marker, *where, condition)
 
 
-def fmo_replicates(meta: pd.DataFrame, *, donorless: bool = False) -> dict[str, tuple[str, ...]]:
+def fmo_replicates(meta: pd.DataFrame, *, named: bool = True) -> dict[str, tuple[str, ...]]:
     """The sheet's FMO ``file`` -> :func:`fmo_replicate_key`, for tubes with replicates.
 
-    Only tubes that name their tissue and donor are replicates (pooled); with
-    ``donorless`` the tubes that share a key without one of them are returned instead:
-    they may be different donors' or tissues' FMOs (a folder without a sheet), so the
-    first in the sheet is used and the others are named.
+    Only tubes whose sheet rows name their tissue and donor are replicates (pooled).
+    With ``named=False`` the tubes that share a key without naming both are returned
+    instead: they may be different donors' or tissues' FMOs (a folder without a sheet),
+    so the first in the sheet is used and the others are named.
     """
     rows = meta[_text(meta, "role").str.lower().str.startswith("fmo:")]
     keys = {str(r["file"]): fmo_replicate_key(r) for _, r in rows.iterrows()}
     counts = Counter(keys.values())
-    named = {k: bool(k[1] and k[3]) for k in counts}  # tissue and donor
-    return {f: k for f, k in keys.items() if counts[k] > 1 and named[k] != donorless}
+    return {f: k for f, k in keys.items() if counts[k] > 1 and bool(k[1] and k[3]) == named}
 
 
 def controls_summary(meta: pd.DataFrame) -> str:
@@ -208,7 +207,7 @@ def controls_summary(meta: pd.DataFrame) -> str:
     for sheet_file, key in fmo_replicates(meta).items():
         replicated.setdefault(key, []).append(Path(sheet_file).name)
     unsure: dict[tuple[str, ...], list[str]] = {}
-    for sheet_file, key in fmo_replicates(meta, donorless=True).items():
+    for sheet_file, key in fmo_replicates(meta, named=False).items():
         unsure.setdefault(key, []).append(Path(sheet_file).name)
     samples = role.str.lower().isin(SAMPLE_ROLES)
     sampled = set(zip(tissue[samples], batch[samples], strict=True))
