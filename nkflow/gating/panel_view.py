@@ -212,6 +212,19 @@ def dump_stand_in(marker: str, view: PanelView) -> tuple[str, str] | None:
     ``Dump_CD14_CD19_CD3-`` (T cells, monocytes and B cells out: the NK panels' lineage
     gate). A dump channel that names none of its markers is taken to hold CD3, CD14 and
     CD19, and the note says so.
+
+    Parameters
+    ----------
+    marker
+        The condition's marker (a canonical name, or an ``LD_`` combination).
+    view
+        The panel.
+
+    Returns
+    -------
+    tuple of str, or None
+        The dump channel's marker name and the note for the plan; None when no dump
+        channel holds ``marker``.
     """
     needed = _parts(marker) or frozenset({marker})
     for panel_marker in view.marker_names:
