@@ -134,7 +134,7 @@ def test_sheet_values_that_differ_only_in_case_are_refused(batch_dir: Path) -> N
     rows = [
         "donor1_liver.fcs,s1,D1,liver,pre,unstim,unstim,human,b1",
         "donor1_unstim.fcs,s2,D1,Liver,pre,IL-15,stim,human,b1",
-        "donor2_liver.fcs,s3,d1,liver ,Pre,il-15,stim,human,b1",
+        "donor2_liver.fcs,s3,d1,liver ,Pre,IL15,stim,human,b1",  # IL15 beside IL-15
         "FMO_CD69.fcs,s4,D1,liver,pre,unstim,fmo:CD69,human,b1",
     ]
     with pytest.raises(MetadataError) as info:
@@ -142,9 +142,9 @@ def test_sheet_values_that_differ_only_in_case_are_refused(batch_dir: Path) -> N
     problems = info.value.problems
     assert len(problems) == 4  # donor, tissue, timepoint, stimulation; not batch
     assert "column 'tissue': 'liver' (rows 2, 4, 5) and 'Liver' (row 3)" in problems[1]
-    assert all("differ only in case or spaces" in p for p in problems)
+    assert all("differ only in case, spaces or punctuation" in p for p in problems)
     rows = [r.replace("Liver", "liver").replace("d1", "D1").replace("Pre", "pre") for r in rows]
-    fixed = nio.read_metadata(_sheet(batch_dir, [r.replace("il-15", "IL-15") for r in rows]))
+    fixed = nio.read_metadata(_sheet(batch_dir, [r.replace("IL15", "IL-15") for r in rows]))
     assert set(fixed["tissue"]) == {"liver"}
 
 

@@ -380,17 +380,18 @@ def _elsewhere(value: str, base: Path) -> str:
 
 
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
-    """Refuse values of a grouping column that differ only in case or spaces.
+    """Refuse values of a grouping column that differ only in case, spaces or punctuation.
 
     Pairing, FMO controls, batch pools and summaries match ``donor``, ``tissue``,
     ``timepoint``, ``batch`` and ``stimulation`` exactly, so ``Liver`` and ``liver`` would
-    be two tissues, each without the other's controls.
+    be two tissues, each without the other's controls, and ``IL-15`` and ``IL15`` two
+    conditions.
     """
     for col in ("donor", "tissue", "timepoint", "batch", "stimulation"):
         forms: dict[str, dict[str, list[int]]] = {}
         for i, value in table[col].items():
             if value:
-                key = " ".join(str(value).casefold().split())
+                key = re.sub(r"[^0-9a-z]+", "", str(value).casefold()) or str(value)
                 forms.setdefault(key, {}).setdefault(str(value), []).append(int(str(i)) + 2)
         for spelt in forms.values():
             if len(spelt) > 1:
@@ -400,8 +401,9 @@ def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
                     for v, r in spelt.items()
                 )
                 problems.append(
-                    f"column '{col}': {listed} differ only in case or spaces, and nkflow "
-                    "matches them exactly (pairing, FMO controls, summaries): write one spelling"
+                    f"column '{col}': {listed} differ only in case, spaces or punctuation, "
+                    "and nkflow matches them exactly (pairing, FMO controls, summaries): "
+                    "write one spelling"
                 )
 
 
