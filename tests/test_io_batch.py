@@ -238,6 +238,19 @@ def test_a_folder_run_names_a_sheet_it_did_not_read(
         assert hint == ""
 
 
+def test_fcs_files_beside_the_sheets_that_it_does_not_list_are_named(batch_dir: Path) -> None:
+    """A tube (or an FMO) left out of the sheet is not analysed: the plan names it."""
+    from nkflow.io.folder import unlisted_files_summary
+
+    rows = ["donor1_liver.fcs,s1,D1,liver,,,,,", "donor2_liver.fcs,s2,D2,liver,,,,,"]
+    text = unlisted_files_summary(nio.read_metadata(_sheet(batch_dir, rows)))
+    assert text.startswith("sheet: 2 FCS file(s) beside the sheet's files are not in it")
+    assert "FMO_CD69.fcs, donor1_unstim.fcs" in text
+    rows += ["FMO_CD69.fcs,f,D1,liver,,,fmo:CD69,,", "donor1_unstim.fcs,u,D1,liver,,,,,"]
+    assert unlisted_files_summary(nio.read_metadata(_sheet(batch_dir, rows))) == ""
+    assert unlisted_files_summary(nio.read_batch(batch_dir).metadata) == ""  # a folder run
+
+
 def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
     path = folder / "custom.csv"
     path.write_text("\n".join([header, *rows]) + "\n")

@@ -19,7 +19,12 @@ from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, screen_c
 from .panel import CANONICAL_MARKERS, marker_from_text
 from .text_safety import escape_text
 
-__all__ = ["folder_sheet_hint", "metadata_from_files", "metadata_from_folder"]
+__all__ = [
+    "folder_sheet_hint",
+    "metadata_from_files",
+    "metadata_from_folder",
+    "unlisted_files_summary",
+]
 
 _POSITIVE_CONTROL = re.compile(
     r"(?:^|[^a-z])(?:pc|posctrl|poscontrol|positive[-_ ]?control)(?:[^a-z]|$)"
@@ -216,6 +221,32 @@ def folder_sheet_hint(meta: pd.DataFrame) -> str:
         f"sheet: none read: without a metadata.csv the folder's FCS files are read by their "
         f"names alone (no donor, tissue or timepoint), and it holds {names}; to use a sheet, "
         f"give its path instead of the folder (a workbook saved as CSV UTF-8 first)"
+    )
+
+
+def unlisted_files_summary(meta: pd.DataFrame) -> str:
+    """One line naming FCS files beside a sheet's files that the sheet does not list, or ``""``.
+
+    A tube left out of the sheet is not analysed, and a forgotten FMO leaves its marker
+    on the fallback rule; this names them. Only a sheet's batch (``attrs["source"]`` a
+    file) is checked, in the folders its files are in (not their subfolders).
+    """
+    source = str(meta.attrs.get("source", "") or "")
+    if not source or not Path(source).is_file() or "path" not in meta.columns:
+        return ""
+    listed = {Path(str(p)).resolve() for p in meta["path"] if str(p)}
+    folders = {p.parent for p in listed}
+    unlisted = sorted(
+        f for d in folders if d.is_dir() for f in d.iterdir()
+        if f.is_file() and f.suffix.lower() in FCS_SUFFIXES and f.resolve() not in listed
+    )  # fmt: skip
+    if not unlisted:
+        return ""
+    names = ", ".join(escape_text(f.name) for f in unlisted[:8])
+    more = f" ... ({len(unlisted)} in all)" if len(unlisted) > 8 else ""
+    return (
+        f"sheet: {len(unlisted)} FCS file(s) beside the sheet's files are not in it, so not "
+        f"analysed: {names}{more} (an FMO left out leaves its marker on the fallback rule)"
     )
 
 

@@ -25,7 +25,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
-from ..io.folder import folder_sheet_hint
+from ..io.folder import folder_sheet_hint, unlisted_files_summary
 from ..io.metadata import unread_columns_summary
 from ..io.pairing import controls_summary, pairing_summary
 from ..io.panel import resolve_markers
@@ -58,8 +58,10 @@ class BatchPlan:
         (:func:`~nkflow.io.pairing.controls_summary`; ``""`` when all do).
     sheet
         Sheet columns nkflow does not read that look like one of its empty columns
-        (:func:`~nkflow.io.metadata.unread_columns_summary`), or a sheet that a folder run
-        did not read (:func:`~nkflow.io.folder.folder_sheet_hint`); ``""`` when none.
+        (:func:`~nkflow.io.metadata.unread_columns_summary`), a sheet that a folder run
+        did not read (:func:`~nkflow.io.folder.folder_sheet_hint`), FCS files beside the
+        sheet's that it does not list (:func:`~nkflow.io.folder.unlisted_files_summary`);
+        ``""`` when none.
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
@@ -152,7 +154,11 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     plan = BatchPlan(
         pairing=pairing_summary(meta),
         controls=controls_summary(meta),
-        sheet=unread_columns_summary(meta) or folder_sheet_hint(meta),
+        sheet="\n".join(
+            note(meta)
+            for note in (unread_columns_summary, folder_sheet_hint, unlisted_files_summary)
+            if note(meta)
+        ),
     )
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io.folder import folder_sheet_hint
+from ..io.folder import folder_sheet_hint, unlisted_files_summary
 from ..io.metadata import unread_columns_summary
 from ..io.pairing import controls_summary, pairing_summary
 from ..pl.populations import group_labels, group_order, phenotype_rows
@@ -257,7 +257,8 @@ def overview_section(
                 f"design):<ul>{_status_items(skipped)}</ul></div>"
             )
     if not is_empty(metadata):  # how the tubes relate (also printed by nkflow check / run)
-        notes = (unread_columns_summary, folder_sheet_hint, pairing_summary, controls_summary)
+        notes = (unread_columns_summary, folder_sheet_hint, unlisted_files_summary,
+                 pairing_summary, controls_summary)  # fmt: skip
         for line in (note(metadata) for note in notes):
             if line:
                 out.append(f'<p class="note">{esc(line)}</p>')
