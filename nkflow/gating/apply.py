@@ -44,6 +44,7 @@ from ..io.pairing import (
     ambiguous_pair_keys,
     control_origins,
     fmo_replicates,
+    is_resting,
     nearest_controls_first,
 )
 from .drift import compare_thresholds
@@ -340,9 +341,7 @@ def fmo_thresholds(
     boots = tpl.bootstrap if n_boot is None else int(n_boot)
     out: list[Threshold] = []
     replicate_of = fmo_replicates(meta)
-    values: dict[tuple[str, str, str], tuple[Any, float, int]] = (
-        {} if values_out is None else values_out
-    )
+    values = {} if values_out is None else values_out
     fmo_rows = meta[meta["role"].astype(str).str.startswith("fmo:")]
     for _, row in fmo_rows.iterrows():
         marker = str(row["role"]).split(":", 1)[1]
@@ -384,8 +383,7 @@ def fmo_thresholds(
                 )
             ch = resolve_channel(adata, marker)
             vals = _Columns(adata)[ch][run.members[on]]
-            if values_out is not None or str(row["file"]) in replicate_of:
-                values[(str(row["file"]), on, marker)] = (vals, pct, boots)
+            values[(str(row["file"]), on, marker)] = (vals, pct, boots)
             v, lo, hi, _, ne = fmo_threshold(
                 vals, percentile=pct, n_boot=boots, random_state=random_state
             )
@@ -482,8 +480,8 @@ def gate_batch(
         fmo += _batch_pool(todo, reader, template, tpl, fmo, random_state, n_boot, fmo_percentile)
     fmo_df = pd.DataFrame([t.to_record() for t in fmo], columns=THRESHOLD_COLUMNS)
     todo = todo.sort_values("_stim", kind="stable")
-    baselines = todo[~todo["_stim"].astype(bool) & (todo["role"] != "positive_control")]
-    ambiguous = ambiguous_pair_keys(baselines)
+    resting = todo.apply(is_resting, axis=1).to_numpy(dtype=bool) if len(todo) else []
+    ambiguous = ambiguous_pair_keys(todo[np.array(resting, dtype=bool)])
     origin_of_file = control_origins(meta)
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
@@ -523,7 +521,7 @@ def gate_batch(
             fmo_percentile=fmo_percentile,
             stimulated=bool(row["_stim"]),
         )
-        if not row["_stim"] and row["role"] != "positive_control" and key not in unstim_tables:
+        if is_resting(row) and key not in unstim_tables:  # the first of replicates
             unstim_tables[key] = table
             own = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
             unstim_thresholds[key] = (str(row["file"]), own)

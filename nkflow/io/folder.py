@@ -207,10 +207,9 @@ def folder_sheet_hint(meta: pd.DataFrame) -> str:
     (``samples.csv``, ``layout.xlsx``) is not read: this names it and how to use it.
     ``meta.attrs["source"]`` is the folder.
     """
-    folder = Path(str(meta.attrs.get("source", "") or ""))
-    if not str(meta.attrs.get("source", "")) or not folder.is_dir():
-        return ""
-    if (folder / "metadata.csv").is_file():
+    source = str(meta.attrs.get("source", "") or "")
+    folder = Path(source)
+    if not source or not folder.is_dir() or (folder / "metadata.csv").is_file():
         return ""
     found = sorted(p.name for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in _SHEET_SUFFIXES)  # fmt: skip

@@ -207,6 +207,13 @@ STIMULATION_WORDS = {
     "stim": ("stimulated", "stimulation"),
 }  # fmt: skip
 _STIM_BY_WORDS = {w: k for k, words in STIMULATION_WORDS.items() for w in words}
+
+
+def _generic_condition(value: str) -> str | None:
+    """``unstim`` / ``stim`` for another spelling of them (:data:`STIMULATION_WORDS`)."""
+    return _STIM_BY_WORDS.get(" ".join(name_words(value)))
+
+
 _SPECIES = ("human", "mouse", "")
 #: other ways sheets name the two species
 SPECIES_WORDS = {
@@ -256,7 +263,7 @@ def _check_role(role: str, where: str, problems: list[str]) -> str:
     low = role.lower()
     if low in _SIMPLE_ROLES:
         return low
-    if generic := _STIM_BY_WORDS.get(" ".join(name_words(role))):  # Unstimulated, Stimulated
+    if generic := _generic_condition(role):  # Unstimulated, Stimulated
         return generic
     prefix, sep, marker = role.partition(":")
     if sep and prefix.strip().lower() in ("fmo", "single_stain"):
@@ -304,7 +311,7 @@ def _check_stimulation(row: pd.Series, where: str, problems: list[str]) -> str:
     is a variant of ``stim`` that names no stimulus (``stimmed``) or contradicts the role.
     """
     value = str(row["stimulation"])
-    low = _STIM_BY_WORDS.get(" ".join(name_words(value)), value.lower())
+    low = _generic_condition(value) or value.lower()
     if low in _STIMULATION:
         value = low
     elif _STIM_VARIANT.match(low):

@@ -15,17 +15,20 @@ from typing import Any
 
 import pandas as pd
 
-from .metadata import is_stimulated
+from .folder import folder_sheet_hint, unlisted_files_summary
+from .metadata import is_stimulated, unread_columns_summary
 from .text_safety import escape_text
 
 __all__ = [
     "PAIR_KEY",
     "SAMPLE_ROLES",
     "ambiguous_pair_keys",
+    "batch_notes",
     "control_origins",
     "controls_summary",
     "fmo_replicate_key",
     "fmo_replicates",
+    "is_resting",
     "nearest_controls_first",
     "pairing_summary",
 ]
@@ -34,6 +37,15 @@ __all__ = [
 PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
 #: roles of the sample tubes (not controls); ``""`` is a sample
 SAMPLE_ROLES = ("", "sample", "unstim", "stim")
+
+
+def is_resting(row: Mapping[str, Any]) -> bool:
+    """An unstimulated sample tube, the baseline a stimulated tube pairs with.
+
+    Not stimulated (:func:`~nkflow.io.metadata.is_stimulated`) and not the positive
+    control; the one rule for pairing in ``nkflow run``, ``nkflow gate`` and ``gate_batch``.
+    """
+    return not is_stimulated(row) and str(row.get("role", "") or "") != "positive_control"
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -249,3 +261,17 @@ def controls_summary(meta: pd.DataFrame) -> str:
         "controls: " + "; ".join(parts) + " (an FMO serves the tubes of exactly its tissue "
         "and batch: name them alike in the metadata sheet)"
     )
+
+
+def batch_notes(meta: pd.DataFrame) -> list[str]:
+    """What a batch's sheet leaves unsure, one line each, before any tube runs.
+
+    Sheet columns under other names (:func:`~nkflow.io.metadata.unread_columns_summary`),
+    a sheet a folder run did not read and FCS files a sheet leaves out
+    (:mod:`nkflow.io.folder`), how the stimulated tubes pair (:func:`pairing_summary`) and
+    FMO tubes that do not match the samples one to one (:func:`controls_summary`).
+    ``nkflow check`` and ``run`` print them with the plan; the report shows them.
+    """
+    notes = (unread_columns_summary, folder_sheet_hint, unlisted_files_summary,
+             pairing_summary, controls_summary)  # fmt: skip
+    return [line for line in (note(meta) for note in notes) if line]

@@ -25,9 +25,7 @@ from ..config import RunConfig
 from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
-from ..io.folder import folder_sheet_hint, unlisted_files_summary
-from ..io.metadata import unread_columns_summary
-from ..io.pairing import controls_summary, pairing_summary
+from ..io.pairing import batch_notes
 from ..io.panel import resolve_markers
 from ..io.technology import detect_technology
 from .steps import ANALYSED_ROLES, choose_template
@@ -50,27 +48,17 @@ class BatchPlan:
     unreadable
         ``sample_id -> the error`` for files whose panel could not be read: they fail with
         that error (their status row) and the plan does not stop the batch for them.
-    pairing
-        How the stimulated tubes pair with unstimulated ones
-        (:func:`~nkflow.io.pairing.pairing_summary`; ``""`` without stimulated tubes).
-    controls
-        FMO tubes that do not match the sample tubes one to one
-        (:func:`~nkflow.io.pairing.controls_summary`; ``""`` when all do).
-    sheet
-        Sheet columns nkflow does not read that look like one of its empty columns
-        (:func:`~nkflow.io.metadata.unread_columns_summary`), a sheet that a folder run
-        did not read (:func:`~nkflow.io.folder.folder_sheet_hint`), FCS files beside the
-        sheet's that it does not list (:func:`~nkflow.io.folder.unlisted_files_summary`);
-        ``""`` when none.
+    notes
+        What the sheet leaves unsure, one line each: columns under other names, unread
+        sheets and unlisted files, the pairing, FMO tubes that do not match the samples
+        (:func:`~nkflow.io.pairing.batch_notes`).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, ResolvedTemplate] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, BaseException] = field(default_factory=dict)
-    pairing: str = ""
-    controls: str = ""
-    sheet: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
         """The resolved template of a sample (its name when the panel was unreadable)."""
@@ -94,8 +82,7 @@ class BatchPlan:
         for name, res in sorted(self.resolved.items()):
             n = sum(1 for t in self.template_of.values() if t == name)
             blocks.append(f"{n} file(s) -> {res.to_text()}")
-        notes = (self.sheet, self.pairing, self.controls)
-        return "\n\n".join([*blocks, *(t for t in notes if t)])
+        return "\n\n".join([*blocks, *self.notes])
 
 
 def file_panel(path: str | Path, panel: Any = None, species: str | None = None) -> ad.AnnData:
@@ -151,15 +138,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     GatingTemplateError
         The configured template does not exist or is invalid.
     """
-    plan = BatchPlan(
-        pairing=pairing_summary(meta),
-        controls=controls_summary(meta),
-        sheet="\n".join(
-            note(meta)
-            for note in (unread_columns_summary, folder_sheet_hint, unlisted_files_summary)
-            if note(meta)
-        ),
-    )
+    plan = BatchPlan(notes=batch_notes(meta))
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}
     roles = meta["role"].astype(str)

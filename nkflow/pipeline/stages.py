@@ -27,6 +27,7 @@ import pandas as pd
 from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.metadata import name_words
+from ..io.pairing import is_resting
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor
 from ..tl.score import score, scoring_config_for
@@ -44,7 +45,6 @@ from .state import ProgressCallback, RunState
 from .steps import (
     STIMULATION_LABILE_MARKERS,
     cluster_batch,
-    is_stimulated,
     reading_order,
     template_hashes,
 )
@@ -290,7 +290,7 @@ def _cluster_stage(
     """
     dirs = {sid: str(state.folder.sample_dir(sid)) for sid in ok}
     loaders = {sid: functools.partial(read_kept_events, dirs[sid]) for sid in ok}
-    resting = {sid for sid in ok if _is_resting(state.row(sid))}
+    resting = {sid for sid in ok if is_resting(state.row(sid))}
     return cluster_batch(
         loaders,
         cfg,
@@ -313,11 +313,6 @@ def _population_labels(clustering: Any) -> dict[str, str]:
     if clustering is None:
         return {}
     return {f"metacluster:{k}": name for k, name in clustering.labels.items()}
-
-
-def _is_resting(row: pd.Series) -> bool:
-    """An unstimulated sample tube (not a stimulated tube, not the positive control)."""
-    return not is_stimulated(row) and str(row["role"]) != "positive_control"
 
 
 #: timepoint names read as before / after treatment, in their order
@@ -352,8 +347,8 @@ def _natural_order(timepoints: list[str]) -> list[str]:
     keys: dict[str, tuple[int, tuple[float, ...]]] = {}
     patterns = set()
     for t in timepoints:
-        word = "".join(name_words(t))
-        text = " ".join(name_words(t))
+        words = name_words(t)
+        word, text = "".join(words), " ".join(words)
         numbers = tuple(float(n) for n in _NUMBER.findall(text))
         if word in _BEFORE:
             keys[t] = (0, (_BEFORE.index(word),))

@@ -25,6 +25,7 @@ from ..io.pairing import (
     ambiguous_pair_keys,
     control_origins,
     fmo_replicates,
+    is_resting,
     nearest_controls_first,
 )
 from ..parallel import SampleExecutor, TaskOutcome
@@ -102,7 +103,7 @@ class RunState:
         self.meta = meta.reset_index(drop=True)
         unstim = sample_waves(self.meta)[0]
         #: pair keys no stimulated tube pairs on: several unstimulated tubes, no donor
-        self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim["role"] != "positive_control"])
+        self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim.apply(is_resting, axis=1)])
         self._origin_of_file = control_origins(self.meta)
         self.status: dict[str, dict] = {}
         self.summaries: dict[str, dict] = {}
@@ -272,7 +273,7 @@ class RunState:
             return None
         for sid, summary in self.summaries.items():
             other = self.row(sid)
-            if is_stimulated(other) or str(other["role"]) == "positive_control":
+            if not is_resting(other):
                 continue
             if tuple(str(other[c]) for c in PAIR_KEY) == key:
                 return sid, summary

@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io.folder import folder_sheet_hint, unlisted_files_summary
-from ..io.metadata import unread_columns_summary
-from ..io.pairing import controls_summary, pairing_summary
+from ..io.pairing import batch_notes
 from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem, data_uri, image_size
 from .tables import esc, fmt_value, html_table, is_empty
@@ -257,11 +255,7 @@ def overview_section(
                 f"design):<ul>{_status_items(skipped)}</ul></div>"
             )
     if not is_empty(metadata):  # how the tubes relate (also printed by nkflow check / run)
-        notes = (unread_columns_summary, folder_sheet_hint, unlisted_files_summary,
-                 pairing_summary, controls_summary)  # fmt: skip
-        for line in (note(metadata) for note in notes):
-            if line:
-                out.append(f'<p class="note">{esc(line)}</p>')
+        out += [f'<p class="note">{esc(line)}</p>' for line in batch_notes(metadata)]
     out.append("<h3>Files and samples</h3>")
     table = samples_table(status, qc, metadata)
     out.append(
