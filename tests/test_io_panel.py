@@ -65,6 +65,12 @@ LABELS = {
     "Lin": "Dump",
     "FS Lin": "",  # a linear scatter channel (Beckman Coulter), not a lineage channel
     "CD19 F4/80 PE": "Dump_CD19_F4-80",
+    "CD3/14/19 BV510": "Dump_CD14_CD19_CD3",  # a number after "CD3/" is a CD marker
+    # the clinical panels' one CD16 + CD56 channel (TBNK) is an NK channel, not a dump
+    "CD16+56 PE": "CD16_CD56",
+    "CD16/CD56": "CD16_CD56",
+    "CD56/16 APC": "CD16_CD56",
+    "Lineage CD16 CD56": "Dump_CD16_CD56",  # unless it is called a lineage channel
     # mouse
     "LD_CD19_F4-80": "LD_CD19_F4-80",
     "L/D CD19 F4/80 eF780": "LD_CD19_F4-80",

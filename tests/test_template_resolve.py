@@ -16,6 +16,7 @@ from nkflow.gating import (
     resolve_template,
 )
 from nkflow.gating.template import template_dir
+from nkflow.io.panel import marker_from_text
 from nkflow.pipeline.steps import choose_template
 
 SCATTER = {"FSC-A": "", "FSC-H": "", "SSC-A": ""}
@@ -89,7 +90,7 @@ def test_a_panel_without_any_nk_anchor_stops_naming_what_is_needed():
     with pytest.raises(GatingTemplateError) as err:
         resolve_template("human_blood", TCELL)
     msg = str(err.value)
-    assert "no NK anchor" in msg and "CD56 | NKp46 | CD7" in msg
+    assert "no NK anchor" in msg and "CD56 | NKp46 | CD16_CD56 | CD7" in msg
     assert "CD3, CD8, CD4, CD69, CD45, CD103" in msg
     partial = err.value.resolution  # type: ignore[attr-defined]
     assert "CD3-" in partial.template.populations and "NK" in partial.unreportable
@@ -113,6 +114,30 @@ def test_a_lineage_dump_channel_draws_the_cd3_negative_gate(dump: str, note: str
     assert [d.marker for d in res.template.gate("Live").dims] == ["Viability", "CD45"]
     assert "NKT-like" in res.unreportable and "NK" in res.template.populations
     assert note in {s["gate"]: s for s in res.substitutions}["CD3-"]["reason"]
+
+
+@pytest.mark.parametrize("template", ["human_blood", "human_tissue"])
+def test_a_clinical_tbnk_panel_anchors_nk_on_its_cd16_cd56_channel(template: str) -> None:
+    """BD Multitest 6-colour TBNK: CD3 FITC, CD16+56 PE, CD45 PerCP-Cy5.5, CD4 PE-Cy7,
+    CD19 APC, CD8 APC-Cy7. NK are the CD3- cells positive on the combined channel, cut
+    like CD56 (between its negative and first positive peak, on lymphocytes); the
+    CD56bright/dim split needs CD56 and CD16 apart, so it is not reportable, and the plan
+    says what the channel means."""
+    labels = {"FITC-A": "CD3 FITC", "PE-A": "CD16+56 PE",
+              "PerCP-Cy5-5-A": "CD45 PerCP-Cy5.5", "PE-Cy7-A": "CD4 PE-Cy7",
+              "APC-A": "CD19 APC", "APC-Cy7-A": "CD8 APC-Cy7"}  # fmt: skip
+    panel = {**SCATTER, **{ch: marker_from_text(text) for ch, text in labels.items()}}
+    assert panel["PE-A"] == "CD16_CD56"
+    assert infer_species(panel.values()) == "human"
+    res = resolve_template(template, panel)
+    nk = res.template.gate("NK")
+    assert [(d.marker, d.side, d.on, d.between) for d in nk.dims] == [
+        ("CD16_CD56", "pos", "Lymphocytes", "first_two")
+    ]
+    assert res.template.anchor == "CD16_CD56"
+    assert {"CD56bright", "CD56dim", "NK_CD16+"} <= set(res.unreportable)
+    reason = {s["gate"]: s for s in res.substitutions}["NK"]["reason"]
+    assert "one channel for CD16 and CD56" in reason and "CD56bright and CD56dim" in reason
 
 
 def test_a_dump_channel_without_cd3_does_not_stand_in_and_the_error_says_why() -> None:

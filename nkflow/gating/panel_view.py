@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import GatingTemplateError
-from ..io.panel import canonical_marker, marker_equivalents
+from ..io.panel import NK_COMBINED, canonical_marker, marker_equivalents
 from ..io.technology import detect_technology as detect_io_technology
 
-__all__ = ["PanelView", "dump_stand_in", "infer_species", "panel_technology"]
+__all__ = [
+    "PanelView",
+    "combined_channel_note",
+    "dump_stand_in",
+    "infer_species",
+    "panel_technology",
+]
 
 _SCATTER = re.compile(r"^(FSC|SSC)[-_ ]?(A|H|W)?$", re.IGNORECASE)
 #: mass channel names as CyTOF software writes them (``Yb176Di``, ``176Yb(Di)``)
@@ -174,7 +180,8 @@ def infer_species(markers: Iterable[str]) -> str | None:
         text = str(m)
         canon = canonical_marker(text)
         norm = _norm(text)
-        held = _parts(canon) or frozenset()  # a dump channel's markers (F4/80: mouse)
+        # a dump channel's markers (F4/80: mouse), a combined channel's (CD16_CD56: human)
+        held = (_parts(canon) or frozenset()) | set(canon.split("_"))
         if (
             canon in _MOUSE_MARKERS
             or held & set(_MOUSE_MARKERS)
@@ -182,7 +189,7 @@ def infer_species(markers: Iterable[str]) -> str | None:
             or norm in ("dx5", "nk11", "f480")
         ):
             mouse = True
-        elif canon in _HUMAN_MARKERS:
+        elif canon in _HUMAN_MARKERS or held & set(_HUMAN_MARKERS):
             human = True
     if mouse == human:
         return None
@@ -241,3 +248,20 @@ def dump_stand_in(marker: str, view: PanelView) -> tuple[str, str] | None:
                 )
             return panel_marker, f"{marker} -> {panel_marker} (a dump channel that holds {marker})"
     return None
+
+
+def combined_channel_note(marker: str) -> str | None:
+    """What gating on a channel that holds two NK markers means, for the plan; else None.
+
+    Clinical panels (BD Multitest TBNK and the like) put CD16 and CD56 in one channel
+    (:data:`nkflow.io.panel.NK_COMBINED`): its positive cells are CD16+ or CD56+, the
+    clinical NK definition within CD3- lymphocytes, and CD56bright and CD56dim NK cannot
+    be told apart on it.
+    """
+    parts = set(marker.split("_"))
+    if len(parts) < 2 or not parts <= NK_COMBINED:
+        return None
+    return (
+        f"{marker} is one channel for {' and '.join(sorted(parts))}: NK are its positive "
+        "CD3- cells (either marker); CD56bright and CD56dim need the two apart"
+    )

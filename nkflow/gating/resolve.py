@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import GatingTemplateError
-from .panel_view import PanelView, dump_stand_in, infer_species, panel_technology
+from .panel_view import (
+    PanelView,
+    combined_channel_note,
+    dump_stand_in,
+    infer_species,
+    panel_technology,
+)
 from .template import DimSpec, GateSpec, Template, load_template
 
 __all__ = [
@@ -179,6 +185,8 @@ def _fit_dims(g: GateSpec, view: PanelView, ref: Any, notes: list[str]) -> tuple
         if hit is not None:
             if hit != d.marker:
                 notes.append(f"{d.marker} = {hit}")
+            if (combined := combined_channel_note(hit)) is not None:
+                notes.append(combined)
             out.append(replace(d, marker=hit, on=on, any_of=()))
             continue
         subs = [(a, view.find(a)) for a in d.any_of]

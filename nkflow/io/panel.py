@@ -13,7 +13,10 @@ a viability dye alone is ``Viability`` (``FVS780`` too). A channel of several ma
 without a viability dye, or one called a dump or lineage channel, is a dump channel:
 ``"CD3/CD14/CD19 BV510"`` -> ``Dump_CD14_CD19_CD3``, ``"Lineage FITC"`` -> ``Dump`` (its
 markers not named). Gating templates use a dump channel for a negative condition on a
-marker it holds (:mod:`nkflow.gating.resolve`).
+marker it holds (:mod:`nkflow.gating.resolve`). The exception is the one channel that
+clinical panels (BD Multitest TBNK and the like) give CD16 and CD56 together to find NK
+cells: ``"CD16+56 PE"`` is ``CD16_CD56``, a positive NK channel, not a dump. A number after
+a CD marker and ``/`` or ``+`` is a CD marker too (``"CD3/14/19"``, ``"CD56/16"``).
 
 A user panel (CSV ``channel,marker`` or TOML ``[channels]``) overrides the table for the
 channels it names.
@@ -36,6 +39,7 @@ from ..exceptions import PanelError
 __all__ = [
     "ALIASES",
     "CANONICAL_MARKERS",
+    "NK_COMBINED",
     "PanelLike",
     "canonical_marker",
     "conflict_message",
@@ -124,6 +128,11 @@ _NUMBERED_DYE = re.compile(r"([a-z]{3,})\d+[a-z]*")
 _GREEK = {"γ": "g", "δ": "d", "α": "a", "β": "b", "ε": "e", "κ": "k"}
 _SPLIT = re.compile(r"[\s_/,;:()\[\]{}|+\-.@#*]+")
 _MAX_NGRAM = 3
+#: "CD16/56", "CD16+56", "CD3/14/19": the bare number is a CD marker too
+_CD_SHORTHAND = re.compile(r"(?i)(\bcd\d+[a-z]?\s*[/+&]\s*)(?=\d)")
+#: markers a panel puts together in one channel to find NK cells (clinical TBNK panels'
+#: "CD16+56"): positive on NK, so not a dump channel
+NK_COMBINED = frozenset({"CD16", "CD56"})
 
 
 def _norm(text: str) -> str:
@@ -178,7 +187,10 @@ def marker_equivalents(marker: str) -> set[str]:
 
 
 def _tokens(text: str) -> list[str]:
-    return [t for t in _SPLIT.split(unicodedata.normalize("NFKC", text)) if t]
+    text = unicodedata.normalize("NFKC", text)
+    while (spelled := _CD_SHORTHAND.sub(r"\1CD", text)) != text:
+        text = spelled
+    return [t for t in _SPLIT.split(text) if t]
 
 
 def _scan(text: str) -> list[str]:
@@ -218,8 +230,8 @@ def marker_from_text(text: str, *, species: str | None = None) -> str:
     str
         The canonical marker; ``LD_<markers>`` for a viability dye with dump markers,
         ``Dump_<markers>`` (sorted) for a channel of several markers or one called a dump
-        or lineage channel (``Dump`` when it names none); ``""`` when the text names no
-        marker.
+        or lineage channel (``Dump`` when it names none); ``CD16_CD56`` for the clinical
+        panels' combined NK channel; ``""`` when the text names no marker.
     """
     whole = _TABLE.get(_norm(text))
     if whole is not None and whole != "__viability__" and whole not in _DUMP_ONLY:
@@ -231,7 +243,10 @@ def marker_from_text(text: str, *, species: str | None = None) -> str:
         if not markers:
             return "Viability"
         return "LD_" + "_".join(sorted(markers))
-    if len(markers) > 1 or _DUMP_LABEL.search(text):
+    dump_label = _DUMP_LABEL.search(text)
+    if len(markers) > 1 and set(markers) <= NK_COMBINED and not dump_label:
+        return "_".join(sorted(markers))
+    if len(markers) > 1 or dump_label:
         named = sorted({_species_form(m, species) for m in markers})
         return "_".join(["Dump", *named])
     if markers and markers[0] not in _DUMP_ONLY:
