@@ -84,7 +84,11 @@ def _one_line(text: object) -> str:
 
 
 def _fail_line(path: object, reason: object) -> None:
-    click.echo(f"nkflow: FAILED {escape_text(path)}: {_one_line(reason)}", err=True)
+    shown, text = escape_text(path), _one_line(reason)
+    head, sep, rest = text.partition(": ")
+    if sep and (head == shown or head.endswith(("/" + shown, "\\" + shown))):
+        shown, text = head, rest  # the error names its file already (its full path)
+    click.echo(f"nkflow: FAILED {shown}: {text}", err=True)
 
 
 def _usage_error(message: object) -> None:

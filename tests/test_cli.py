@@ -134,6 +134,7 @@ def test_full_run_with_a_broken_file(runner: CliRunner, small_batch: Path, tmp_p
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     failed = [line for line in result.output.splitlines() if line.startswith("nkflow: FAILED")]
     assert len(failed) == 1 and victim.name in failed[0], result.output
+    assert failed[0].count(victim.name) == 1, failed[0]  # named once, not "path: path: ..."
     assert (out / "report.html").is_file()
     status = pd.read_csv(out / "tables" / "status.csv")
     assert (status["status"] == "parse-failed").sum() == 1
