@@ -113,3 +113,32 @@ def test_check_prints_the_plan_of_the_sample_batch(sample_data: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "template 'human_blood' resolved for a flow panel" in result.output
     assert "template 'human_tissue' resolved for a flow panel" in result.output
+
+
+def test_a_mass_cytometry_file_in_a_flow_batch_fails_alone(
+    external: Path, sample_data: Path, tmp_path: Path, fast_config
+) -> None:
+    """Two flow tubes and one CytoNorm CyTOF file in one folder: the CyTOF file fails with
+    a line that says why, the flow tubes run, and nothing is pooled across technologies.
+    Before, all three came back ok and the clustering had one shared marker (CD56)."""
+    from nkflow.io import check_batch
+
+    cytof = sorted((external / CYTOF["cytonorm"]).glob("*.fcs"))
+    if not cytof:
+        pytest.skip("CytoNorm files not available (../shared/external)")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("D1_blood_pre_unstim.fcs", "D2_blood_pre_unstim.fcs"):
+        shutil.copy(sample_data / "human" / name, folder / name)
+    shutil.copy(cytof[0], folder / cytof[0].name)
+    why = "mass cytometry data in a batch of flow cytometry files (2 of 3)"
+    check = check_batch(folder, raise_on_error=False)
+    (row,) = check.problems.itertuples()
+    assert row.sample_id == cytof[0].stem and why in row.reason
+    assert set(check.differences["sample_id"]) == {cytof[0].stem}  # no channel-by-channel noise
+    res = run(folder, tmp_path / "out", config=fast_config)
+    status = res.status.set_index("sample_id")
+    assert status.loc[cytof[0].stem, "status"] == "failed"
+    assert why in status.loc[cytof[0].stem, "message"]
+    assert (status.drop(cytof[0].stem)["status"] == "ok").all()
+    assert len(res.clustering.markers) > 5

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.models import hungarian_f1
 from nkflow.pl import cluster as plc
 from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
@@ -359,3 +359,43 @@ def test_each_cluster_figure_is_drawn_or_left_out_on_its_own(batch, caplog):
         assert cluster_heatmap(object()) == {}
         assert cluster_abundance(abundance) == bars
     assert "cluster heatmap not drawn" in caplog.text
+
+
+def _relabel(adata: ad.AnnData, aspect: str) -> ad.AnnData:
+    other = adata.copy()
+    if aspect == "species":
+        other.uns["nkflow"]["sample"]["species"] = "mouse"
+    elif aspect == "technology":
+        other.uns["nkflow"]["technology"] = {"kind": "mass_cytometry"}
+    else:
+        other.var["transform"] = ["", *["arcsinh"] * (len(CHANNELS) - 2), ""]
+    return other
+
+
+@pytest.mark.parametrize(
+    ("aspect", "values"),
+    [
+        ("species", "human: blood1, liver1; mouse: liver2"),
+        ("technology", "flow cytometry: blood1, liver1; mass cytometry: liver2"),
+        ("transform", "logicle: blood1, liver1; arcsinh: liver2"),
+    ],
+)
+def test_samples_that_cannot_be_pooled_are_refused(batch, aspect, values):
+    """Human with mouse NK, flow with mass cytometry, logicle with arcsinh values: pooled,
+    their cells would cluster by sample, not phenotype."""
+    for sid in ("blood1", "liver1"):
+        batch[sid].uns["nkflow"]["sample"]["species"] = "human"
+        batch[sid].uns["nkflow"]["technology"] = {"kind": "flow"}
+        batch[sid].var["transform"] = ["", *["logicle"] * (len(CHANNELS) - 2), ""]
+    batch["liver2"].uns["nkflow"]["sample"]["species"] = "human"
+    batch["liver2"].uns["nkflow"]["technology"] = {"kind": "flow"}
+    batch["liver2"].var["transform"] = ["", *["logicle"] * (len(CHANNELS) - 2), ""]
+    batch["liver2"] = _relabel(batch["liver2"], aspect)
+    with pytest.raises(ConfigError, match=f"differ in {aspect} \\({values}\\)"):
+        _run(batch)
+
+
+def test_markers_some_samples_lack_are_named_when_left_out(batch):
+    batch["liver2"] = batch["liver2"][:, batch["liver2"].var["marker"] != "CD103"].copy()
+    with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 4 shared"):
+        assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a"]

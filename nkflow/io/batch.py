@@ -284,6 +284,29 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     return {c for c in meta.pnn if channel_kind(c) == "time"}
 
 
+def _other_technology(metas: dict[str, FCSMetadata]) -> dict[str, str]:
+    """Files of another technology than most (mass vs flow cytometry), with the reason.
+
+    They cannot share a batch's transforms, gates and clusters; ties go to the first file.
+    """
+    mass = {
+        sid: detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry"
+        for sid, m in metas.items()
+    }
+    n_mass = sum(mass.values())
+    main = n_mass > len(mass) - n_mass or (
+        2 * n_mass == len(mass) and bool(mass) and next(iter(mass.values()))
+    )
+    word = {True: "mass cytometry", False: "flow cytometry"}
+    count = n_mass if main else len(mass) - n_mass
+    return {
+        sid: f"{word[is_mass]} data in a batch of {word[main]} files ({count} of "
+        f"{len(mass)}): run it as a batch of its own"
+        for sid, is_mass in mass.items()
+        if is_mass != main
+    }
+
+
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
     """Whether any panel channel names a channel of the file ($PnN, else $PnS)."""
     names = set(meta.pnn) | {s.strip() for s in meta.pns if s.strip()}
@@ -386,6 +409,8 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
+    for sid, text in _other_technology(metas).items():
+        _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())
         common = layouts.most_common(1)[0][0]
@@ -454,7 +479,7 @@ def check_batch(
             has_spill = bool(files.loc[files["sample_id"] == sid, "spillover"].iloc[0])
             if has_spill != ref_spill:
                 _diff(diffs, sid, file, "spillover", "present", has_spill, ref_spill)
-    all_markers = sorted({m for ms in markers.values() for m in ms if m})
+    all_markers = sorted({m for sid in metas for m in markers[sid] if m})
     mapping = pd.DataFrame(
         {
             sid: [

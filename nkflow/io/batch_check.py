@@ -18,7 +18,12 @@ __all__ = ["DIFFERENCE_COLUMNS", "BatchCheck"]
 
 DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
 # (aspect, item) of differences that make one file unusable without making the batch so
-_FILE_FAILURES = {("unreadable", "file"), ("panel", "channels"), ("marker", "all markers")}
+_FILE_FAILURES = {
+    ("unreadable", "file"),
+    ("panel", "channels"),
+    ("marker", "all markers"),
+    ("technology", "file"),
+}
 
 
 @dataclass
@@ -65,8 +70,9 @@ class BatchCheck:
 
         A file is listed when it is unreadable, holds none of the user panel's channels,
         has no channel carrying a marker of the reference (unstained and single-stain
-        controls excepted), or has a fatal difference; ``reason`` joins its problems with
-        ``"; "``. Empty when every file is usable.
+        controls excepted), holds data of another technology than most files (mass
+        among flow cytometry files, or the reverse), or has a fatal difference;
+        ``reason`` joins its problems with ``"; "``. Empty when every file is usable.
         """
         reasons: dict[tuple[str, str], list[str]] = {}
         for r in self.differences.itertuples():

@@ -22,7 +22,12 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..exceptions import GatingTemplateError, NkflowError, PanelMismatchError
+from ..exceptions import (
+    BatchConsistencyError,
+    GatingTemplateError,
+    NkflowError,
+    PanelMismatchError,
+)
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
@@ -46,8 +51,10 @@ class BatchPlan:
     reference
         ``template name -> file`` whose panel the template was resolved against.
     unreadable
-        ``sample_id -> the error`` for files whose panel could not be read: they fail with
-        that error (their status row) and the plan does not stop the batch for them.
+        ``sample_id -> the error`` for files the batch cannot use: a panel that could not
+        be read, or data of another technology than the rest of the batch (mass cytometry
+        among flow files, or the reverse). They fail with that error (their status row)
+        and the plan does not stop the batch for them.
     notes
         What the sheet leaves unsure, one line each: columns under other names, unread
         sheets and unlisted files, the pairing, FMO tubes that do not match the samples
@@ -152,6 +159,9 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
             plan.unreadable[sid] = exc
             continue
         rows[sid] = row
+    for sid, exc in _other_technology(rows, panels).items():
+        plan.unreadable[sid] = exc
+        del rows[sid]
     # a file whose own labels cannot tell the species (no named markers) takes the batch's
     batch_markers = [m for c in panels.values() for m in (*c.var["marker"], *c.var["pns"]) if m]
     for sid, row in rows.items():
@@ -184,6 +194,37 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
             raise error from exc
         plan.reference[name] = str(reference.uns["nkflow"]["sample"]["file"])
     return plan
+
+
+_TECHNOLOGY_WORDS = {"flow": "flow cytometry", "cytof": "mass cytometry"}
+
+
+def _other_technology(
+    rows: Mapping[str, pd.Series], panels: Mapping[str, ad.AnnData]
+) -> dict[str, BatchConsistencyError]:
+    """Files whose technology is not that of most of their species' files, with the error.
+
+    Flow and mass cytometry data take different transforms, gates and FMO cut-offs, and
+    their markers cannot be clustered together: a file of the other technology is run as
+    a batch of its own, not pooled. Ties go to the technology of the sheet's first file.
+    """
+    by_species: dict[str, list[str]] = {}
+    for sid, row in rows.items():
+        by_species.setdefault(str(row.get("species", "") or ""), []).append(sid)
+    out: dict[str, BatchConsistencyError] = {}
+    for sids in by_species.values():
+        tech = {sid: panel_technology(panels[sid]) for sid in sids}
+        counts = pd.Series(list(tech.values())).value_counts(sort=False)
+        main = counts.index[int(np.argmax(counts.to_numpy()))]
+        for sid, kind in tech.items():
+            if kind != main:
+                out[sid] = BatchConsistencyError(
+                    f"{rows[sid]['path']}: {_TECHNOLOGY_WORDS[kind]} data in a batch of "
+                    f"{_TECHNOLOGY_WORDS[main]} files ({counts[main]} of {len(sids)}): "
+                    "transforms, gates, FMO cut-offs and clusters are not shared between "
+                    "them; run this file as a batch of its own"
+                )
+    return out
 
 
 def _plain(row: pd.Series) -> Mapping[str, Any]:

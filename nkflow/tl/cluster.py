@@ -8,6 +8,7 @@ afterwards every cell of every sample is mapped, one sample at a time
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -17,10 +18,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.io.fcs import channel_for, sample_id
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
-from nkflow.tl._samples import iter_samples
+from nkflow.tl._samples import iter_samples, require_comparable
 from nkflow.tl.annotate import (
     FUNCTION_MARKERS,
     metacluster_medians,
@@ -67,13 +68,20 @@ def default_markers(
     -------
     list of str
         Canonical marker names.
+
+    Warns
+    -----
+    NkflowWarning
+        When markers are left out because some samples lack them (panels differ), naming
+        them and the samples without them.
     """
     pairs = iter_samples(adatas)
     skip = set(exclude)
     if not include_function:
         skip |= set(FUNCTION_MARKERS)
     common: list[str] | None = None
-    for _, adata in pairs:
+    names_of: dict[str, list[str]] = {}
+    for sid, adata in pairs:
         var = adata.var
         kind = var["kind"].astype(str) if "kind" in var else pd.Series("fluorescence", var.index)
         names = [
@@ -81,7 +89,25 @@ def default_markers(
             for m, k in zip(var["marker"].astype(str), kind, strict=True)
             if m and k == "fluorescence" and not _viability_or_dump(m) and m not in skip
         ]
+        names_of[sid] = names
         common = names if common is None else [m for m in common if m in names]
+    everywhere = set(common or ())
+    lacking = {  # marker -> the samples without it
+        m: [sid for sid, names in names_of.items() if m not in names]
+        for m in dict.fromkeys(m for names in names_of.values() for m in names)
+        if m not in everywhere
+    }
+    if lacking and common:
+        warnings.warn(
+            f"cluster: {len(lacking)} marker(s) left out, not in every sample: "
+            + "; ".join(
+                f"{m} (not in {', '.join(s[:3])}{' ...' if len(s) > 3 else ''})"
+                for m, s in lacking.items()
+            )
+            + f"; clustering on the {len(common)} shared: {', '.join(common)}",
+            NkflowWarning,
+            stacklevel=3,
+        )
     if not common:
         raise ConfigError(
             "cluster: no phenotype markers are shared by all samples; pass markers=[...]"
@@ -299,6 +325,13 @@ def cluster(
     ClusteringResult
         The fitted model with markers, medians and names.
 
+    Raises
+    ------
+    ConfigError
+        The samples differ in species, technology (flow or mass cytometry) or the
+        transform of a clustered marker (:func:`nkflow.tl._samples.require_comparable`),
+        or share no phenotype marker.
+
     Notes
     -----
     To stream a batch that does not fit in memory, pass per-sample *subsamples* (for example
@@ -314,6 +347,7 @@ def cluster(
         if markers  # None or empty (the config's default) means the panel's markers
         else default_markers(adatas, include_function=include_function)
     )
+    require_comparable(pairs, markers)
     extra = [m for m in FUNCTION_MARKERS if m not in markers]
     label_markers = markers + [
         m for m in extra if all((a.var["marker"].astype(str) == m).any() for _, a in pairs)
