@@ -44,7 +44,7 @@ STEPS = [
     ("    compensate", "pp/compensate.py", "compensate"),
     ("    transform", "pp/transform.py", "transform"),
     ("    gating figure (SVG)", "report/gating_svg.py", "gating_svg"),
-    ("    kept events as h5ad", "pipeline/sample.py", "_h5ad_bytes"),
+    ("    kept events as h5ad", "io/h5ad.py", "h5ad_bytes"),
     ("  clustering (fit and mapping)", "pipeline/steps.py", "cluster_batch"),
     ("  batch figures (PNG)", "report/figures.py", "figure_png"),
 ]

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .fcs_text import FCSMetadata, read_fcs_metadata
     from .fcs_write import format_spillover, write_fcs
     from .folder import metadata_from_files, metadata_from_folder
+    from .h5ad import read_h5ad, write_h5ad
     from .inspect import inspect_files
     from .metadata import read_metadata
     from .panel import (
@@ -56,6 +57,7 @@ __all__ = [
     "read_batch",
     "read_fcs",
     "read_fcs_metadata",
+    "read_h5ad",
     "read_metadata",
     "resolve_markers",
     "safe_name",
@@ -64,6 +66,7 @@ __all__ = [
     "technology_of",
     "write_bytes_atomic",
     "write_fcs",
+    "write_h5ad",
     "write_table",
     "write_text_atomic",
 ]
@@ -84,6 +87,7 @@ __getattr__, __dir__ = attach(
         "fcs_write": ["format_spillover", "write_fcs"],
         "inspect": ["inspect_files"],
         "folder": ["metadata_from_files", "metadata_from_folder"],
+        "h5ad": ["read_h5ad", "write_h5ad"],
         "metadata": ["read_metadata"],
         "panel": [
             "ALIASES",

@@ -9,7 +9,6 @@ batch steps need. Nothing here holds more than one sample in memory.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import warnings
@@ -30,6 +29,7 @@ from ..gating.apply import fmo_thresholds, gate
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
+from ..io.h5ad import h5ad_bytes, json_default, read_h5ad
 from ..io.write import (
     ensure_folder,
     write_bytes_atomic,
@@ -128,7 +128,7 @@ class SampleTask:
                 "version": __version__,
             },
             sort_keys=True,
-            default=_json_default,
+            default=json_default,
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -346,9 +346,8 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     products: list[str] = []
     if keep in adata.obs.columns:
         subset = subset_events(adata, adata.obs[keep].to_numpy(dtype=bool), inplace=False)
-        # h5ad cannot store lists of records; keep the provenance as one JSON string
-        subset.uns = {"nkflow_json": json.dumps(nk, sort_keys=True, default=_json_default)}
-        write_bytes_atomic(work / NK_EVENTS_FILE, _h5ad_bytes(subset), root=task.out_root)
+        subset.uns = {"nkflow": nk}  # h5ad_bytes keeps it as one JSON string
+        write_bytes_atomic(work / NK_EVENTS_FILE, h5ad_bytes(subset), root=task.out_root)
         products.append(NK_EVENTS_FILE)
     if task.figures:
         figure = _gating_figure(adata)
@@ -358,36 +357,9 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     # result.json comes last and records each product's size and hash, so --resume can
     # tell a complete sample from one whose files were cut short or replaced
     summary["products"] = {name: product_record(work / name) for name in products}
-    text = json.dumps(summary, sort_keys=True, default=_json_default, allow_nan=True)
+    text = json.dumps(summary, sort_keys=True, default=json_default, allow_nan=True)
     write_text_atomic(work / RESULT_FILE, text, root=task.out_root)
     return json.loads(text)
-
-
-def _h5ad_bytes(subset: ad.AnnData) -> bytes:
-    """The container as h5ad bytes, built in memory.
-
-    HDF5 writing straight to disk cannot fail cleanly: on a full disk h5py reports errors
-    from object destructors and can crash the process. Built in memory, the bytes reach
-    the disk through :func:`~nkflow.io.write.write_bytes_atomic` like every other file.
-    """
-    import h5py
-    from anndata.io import write_elem
-
-    subset.strings_to_categoricals()
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as handle:
-        write_elem(handle, "/", subset)
-    return buffer.getvalue()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
 
 
 def read_kept_events(work_dir: str | Path) -> ad.AnnData | None:
@@ -406,7 +378,6 @@ def read_kept_events(work_dir: str | Path) -> ad.AnnData | None:
     path = Path(work_dir) / NK_EVENTS_FILE
     if not path.is_file():
         return None
-    adata = ad.read_h5ad(path)
-    text = adata.uns.pop("nkflow_json", "{}")
-    adata.uns["nkflow"] = json.loads(str(text))
+    adata = read_h5ad(path)
+    adata.uns.setdefault("nkflow", {})
     return adata

@@ -1,0 +1,130 @@
+"""Containers to and from ``.h5ad``, with nkflow's records kept.
+
+``uns["nkflow"]`` holds lists of records (thresholds, gates, QC steps) that h5ad cannot
+store: ``adata.write_h5ad`` stops with "Can't implicitly convert non-string objects to
+strings" once a sample is gated. :func:`write_h5ad` stores that record as one JSON string
+(``uns["nkflow_json"]``) and :func:`read_h5ad` puts it back, so a gated, clustered or
+scored container can be saved in a notebook and taken up again. Every other part of the
+container (``X``, ``obs``, ``var``, ``layers``, ``obsm``, other ``uns`` keys) is written as
+AnnData writes it, so scanpy and pytometry read the file as any other ``.h5ad``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+
+from .write import write_bytes_atomic
+
+__all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "read_h5ad", "write_h5ad"]
+
+#: the ``uns`` key that carries ``uns["nkflow"]`` as JSON in a written file
+JSON_KEY = "nkflow_json"
+
+
+def json_default(obj: Any) -> Any:
+    """JSON form of the numpy values and paths found in nkflow's records."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def _storable(adata: ad.AnnData) -> ad.AnnData:
+    """A container sharing ``adata``'s arrays whose ``uns["nkflow"]`` is one JSON string."""
+    source = adata.copy() if adata.is_view else adata
+    uns = {k: v for k, v in source.uns.items() if k != "nkflow"}
+    if "nkflow" in source.uns:
+        uns[JSON_KEY] = json.dumps(source.uns["nkflow"], sort_keys=True, default=json_default)
+    return ad.AnnData(
+        X=source.X,
+        obs=source.obs.copy(),
+        var=source.var.copy(),
+        uns=uns,
+        obsm=dict(source.obsm),
+        varm=dict(source.varm),
+        layers=dict(source.layers),
+        obsp=dict(source.obsp),
+        varp=dict(source.varp),
+    )
+
+
+def h5ad_bytes(adata: ad.AnnData) -> bytes:
+    """The container as h5ad bytes, built in memory, ``uns["nkflow"]`` as JSON.
+
+    HDF5 writing straight to disk cannot fail cleanly: on a full disk h5py reports errors
+    from object destructors and can crash the process. Built in memory, the bytes reach
+    the disk through :func:`~nkflow.io.write.write_bytes_atomic` like every other file.
+
+    Parameters
+    ----------
+    adata
+        Any container; it is not modified.
+
+    Returns
+    -------
+    bytes
+    """
+    import h5py
+    from anndata.io import write_elem
+
+    storable = _storable(adata)
+    storable.strings_to_categoricals()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        write_elem(handle, "/", storable)
+    return buffer.getvalue()
+
+
+def write_h5ad(adata: ad.AnnData, path: str | Path) -> Path:
+    """Write a container to ``.h5ad`` with its nkflow records, atomically.
+
+    Use it instead of ``adata.write_h5ad`` once a sample is gated: AnnData cannot store
+    the lists of records in ``uns["nkflow"]``. The file appears whole or not at all.
+
+    Parameters
+    ----------
+    adata
+        The container (it is not modified).
+    path
+        Destination ``.h5ad`` file.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    OutputFolderError
+        The file cannot be written (the message names it and why).
+    """
+    return write_bytes_atomic(Path(path), h5ad_bytes(adata))
+
+
+def read_h5ad(path: str | Path) -> ad.AnnData:
+    """Read an ``.h5ad`` file, restoring ``uns["nkflow"]`` written by :func:`write_h5ad`.
+
+    Files written by AnnData itself read as they are.
+
+    Parameters
+    ----------
+    path
+        An ``.h5ad`` file.
+
+    Returns
+    -------
+    anndata.AnnData
+    """
+    adata = ad.read_h5ad(path)
+    if JSON_KEY in adata.uns:
+        adata.uns["nkflow"] = json.loads(str(adata.uns.pop(JSON_KEY)))
+    return adata
