@@ -204,6 +204,23 @@ def test_several_unstim_tubes_without_a_donor_are_no_baseline(donor):
     assert single.flags.set_index("population").loc["NK", "areg_responsive"]
 
 
+def test_counts_joined_from_records_of_several_panels_score_alike():
+    """A run joins each tube's counts from JSON records: a tube whose panel lacks the
+    read-outs has None there, and the cluster counts bring pd.NA, so the columns are of
+    object dtype. Scoring stopped with "float() argument must be ... not 'NAType'"."""
+    counts, meta = basic()
+    mixed = counts.astype({c: object for c in counts.columns if c.startswith("n_")})
+    mixed.loc[mixed["population"] == "CD56dim", "n_cd107a"] = None
+    mixed.loc[mixed["population"] == "ILC", "n_nkg2d"] = pd.NA
+    plain = counts.astype({"n_cd107a": "Float64", "n_nkg2d": "Float64"})
+    plain.loc[plain["population"] == "CD56dim", "n_cd107a"] = pd.NA
+    plain.loc[plain["population"] == "ILC", "n_nkg2d"] = pd.NA
+    pd.testing.assert_frame_equal(score(mixed, meta).scores, score(plain, meta).scores)
+    bad = mixed.assign(n_areg=mixed["n_areg"].astype(str).str.replace("50", "fifty"))
+    with pytest.raises(ConfigError, match="'n_areg' holds a value that is no count"):
+        score(bad, meta)
+
+
 def test_tubes_pair_only_within_timepoint_and_batch():
     counts, meta = basic()
     meta.loc[meta.sample_id == "u", "timepoint"] = "post"

@@ -292,6 +292,25 @@ def scoring_config_for(
     return load_scoring_config(config)
 
 
+def _numeric_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    """Count columns as numbers: tables joined from records mix ints, None and pd.NA.
+
+    A tube whose panel lacks a read-out has no count for it (None once read back from
+    JSON); joined with tubes that have counts, the column is of object dtype, which the
+    sums below cannot take.
+    """
+    fixed = {}
+    for col in COUNT_COLUMNS:
+        if counts[col].dtype == object:
+            try:
+                fixed[col] = pd.to_numeric(counts[col])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"counts column {col!r} holds a value that is no count: {exc}"
+                ) from None
+    return counts.assign(**fixed) if fixed else counts
+
+
 def score(
     counts: pd.DataFrame,
     metadata: pd.DataFrame | str | Path,
@@ -335,6 +354,7 @@ def score(
             f"counts table lacks column(s) {lacking}; it must come from "
             f"nkflow.tl.count_positive (columns: {', '.join(need)})"
         )
+    counts = _numeric_counts(counts)
     missing = sorted(set(counts["sample_id"].astype(str)) - set(meta["sample_id"]))
     if missing:
         raise MetadataError(
