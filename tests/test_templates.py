@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 
 from nkflow.exceptions import GatingTemplateError
-from nkflow.gating import list_templates, load_template, template_hash, validate_template
+from nkflow.gating import (
+    gate,
+    list_templates,
+    load_template,
+    template_hash,
+    validate_template,
+)
 from nkflow.gating.template import template_dir
 
 CONTRACT_POPULATIONS = {
@@ -19,6 +26,7 @@ CONTRACT_POPULATIONS = {
 }  # fmt: skip
 
 NAMES = [t["name"] for t in list_templates()]
+FIXED = 'rule = "fixed"\nvalue = 3.0'  # a CD56 cut no NK cell passes
 
 
 def test_four_templates_are_shipped():
@@ -81,6 +89,12 @@ def _edited(tmp_path: Path, old: str, new: str) -> Path:
          ["gate 'NK'", "'Lymphs'", "Lymphocytes"]),
         ('{ y = "CD16" },', '{ y = "CD16", technology = "imc" },', ["'imc'", "flow", "cytof"]),
         ('anchor = "CD56"', 'anchor = "CD56"\nanchor_gate = "NKs"', ["anchor_gate", "'NKs'"]),
+        # NK and NKT-like both cut CD56 on Lymphocytes: a fixed NK cut would have been
+        # ignored for the NKT-like gate's valley, which is computed first
+        ('marker = "CD56"\nside = "pos"\nrule = "valley"\non = "Lymphocytes"',
+         'marker = "CD56"\nside = "pos"\nrule = "fixed"\nvalue = 3.0\non = "Lymphocytes"',
+         ["gates 'NKT-like' and 'NK' both cut CD56 on 'Lymphocytes'",
+          "rule 'valley' vs 'fixed'", "value None vs 3.0"]),
     ],
 )  # fmt: skip
 def test_invalid_edits_name_file_gate_value_and_choices(tmp_path, old, new, expected):
@@ -91,6 +105,26 @@ def test_invalid_edits_name_file_gate_value_and_choices(tmp_path, old, new, expe
     assert str(path) in msg
     for part in expected:
         assert part in msg
+
+
+@pytest.mark.parametrize(("rule", "nk_count"), [('rule = "valley"', None), (FIXED, 0)])
+def test_an_nk_cut_on_its_own_population_applies(tmp_path, gated_liver, rule, nk_count):
+    """The NK gate's CD56 cut computed within its parent (``on`` removed) is its own cut:
+    edited to ``fixed``, it applies, and the NKT-like gate keeps its valley."""
+    old = 'marker = "CD56"\nside = "pos"\nrule = "valley"\non = "Lymphocytes"'
+    path = _edited(tmp_path, old, f'marker = "CD56"\nside = "pos"\n{rule}\n#')
+    validate_template(path)
+    tables = {}
+    for name, template in (("shipped", "human_blood"), ("edited", path)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = gate(gated_liver[0].copy(), template, n_boot=0)
+        tables[name] = table.set_index("population")["count"]
+    if nk_count is not None:
+        assert tables["edited"]["NK"] == nk_count  # CD56 above 3.0: nobody
+    else:
+        assert tables["edited"]["NK"] > 0
+    assert tables["edited"]["NKT-like"] == tables["shipped"]["NKT-like"]
 
 
 def test_cycle_is_rejected(tmp_path):

@@ -38,7 +38,7 @@ from .panel_view import (
     infer_species,
     panel_technology,
 )
-from .template import DimSpec, GateSpec, Template, load_template
+from .template import DimSpec, GateSpec, Template, load_template, shared_cut_conflicts
 
 __all__ = [
     "PanelView",
@@ -385,6 +385,11 @@ def resolve_template(
                 }
             )
         applied.append(fitted)
+    if conflicts := shared_cut_conflicts(applied):  # substitutions can bring them in
+        raise GatingTemplateError(
+            f"{view.source or 'panel'}: template {tpl.name!r} as resolved for this panel: "
+            + "; ".join(conflicts)
+        )
     reportable = {p for g in applied for p in g.populations}
     res.unreportable = [p for p in tpl.populations if p not in reportable]
     res.template = _applied_template(tpl, applied, res)

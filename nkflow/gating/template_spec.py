@@ -58,6 +58,25 @@ class DimSpec:
     pool: bool = False
     reference: str | None = None
 
+    def cut_settings(self) -> dict[str, Any]:
+        """What sets the condition's cut-off, not its side.
+
+        Two conditions on one marker and population share one threshold, so they must
+        agree on these.
+        """
+        return {
+            "rule": self.rule,
+            "value": self.value,
+            "percentile": self.percentile,
+            "unimodal": self.unimodal,
+            "min_prominence": self.min_prominence,
+            "bw_adjust": self.bw_adjust,
+            "between": self.between,
+            "fallback": self.fallback,
+            "pool": self.pool,
+            "reference": self.reference,
+        }
+
     def valley_options(self) -> dict[str, Any]:
         """The condition's keywords of :func:`~nkflow.gating.thresholds.valley_threshold`."""
         return {
