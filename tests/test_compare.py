@@ -173,3 +173,21 @@ def test_compare_errors_name_the_column():
             ),
             "g",
         )
+
+
+def test_a_donors_tissues_are_one_pair_not_several():
+    """Donor d0 measured in lung and in bone marrow: two tissues of one donor are not two
+    independent pairs. They are averaged into one, so n_pairs counts donors (3) and the
+    exact sign-flip test sees 3 differences (p = 2/8), not 4 (p = 2/16)."""
+    table = _paired_table({"NK": [1.0, 2.0, 3.0]})
+    marrow = table[table["donor"] == "d0"].assign(tissue="bone marrow")
+    marrow.loc[marrow["timepoint"] == "post", "areg_net"] += 4.0  # d0's marrow: +5
+    res = compare_paired(pd.concat([table, marrow]), before="pre", after="post").iloc[0]
+    assert (res["n_pairs"], res["n_units"]) == (3, 4)
+    assert res["mean_difference"] == pytest.approx(np.mean([(1.0 + 5.0) / 2, 2.0, 3.0]))
+    assert res["p_value"] == pytest.approx(2 / 8)
+    by_tissue = compare_paired(
+        pd.concat([table, marrow]), before="pre", after="post", by=["tissue", "population"]
+    ).set_index("tissue")
+    assert by_tissue["n_pairs"].to_dict() == {"bone marrow": 1, "lung": 3}
+    assert (by_tissue["n_units"] == by_tissue["n_pairs"]).all()

@@ -367,7 +367,11 @@ def _natural_order(timepoints: list[str]) -> list[str]:
 
 
 def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """The first timepoint against each later one, per condition (and tissue kind, if known)."""
+    """The first timepoint against each later one, per condition and tissue.
+
+    Each tissue is its own test: within it every donor is one independent pair. The tissue
+    kind (tumour, normal ...), when known, is kept beside it.
+    """
     from ..tl.compare import compare_paired
 
     if scores.empty or "timepoint" not in scores.columns:
@@ -375,7 +379,7 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     points = [t for t in order if t in set(scores["timepoint"].astype(str))]
     if len(points) < 2:
         return pd.DataFrame()
-    by = ["condition", "population"]
+    by = ["condition", *(c for c in ("tissue",) if c in scores.columns), "population"]
     if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
         by.insert(1, "tissue_kind")
     frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]

@@ -368,5 +368,11 @@ def repair_section(
     comparisons = tables.get("comparisons")
     if not is_empty(comparisons):
         out.append("<h3>Comparisons</h3>")
+        out.append(
+            '<p class="lead">First timepoint against each later one, per condition and '
+            "tissue. <code>n_pairs</code> counts donors, the test's independent units; a "
+            "donor measured twice in one row (several tissues) is one pair, its values "
+            "averaged (<code>n_units</code>: the pairs before that).</p>"
+        )
         out.append(html_table(comparisons, cell_class=_cell, source="tables/comparisons.csv"))
     return "".join(out)

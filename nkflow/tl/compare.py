@@ -157,7 +157,10 @@ def compare_paired(
     Returns
     -------
     pandas.DataFrame
-        One row per ``by`` group: ``n_pairs``, ``mean_before``, ``mean_after``,
+        One row per ``by`` group: ``n_pairs`` (donors: a donor measured in several tissues
+        of one group is one pair, its tissues' values averaged, since they are not
+        independent), ``n_units`` (the ``pair_on`` units before that), ``mean_before``,
+        ``mean_after``,
         ``mean_difference``, ``median_difference``, ``hl_estimate``, ``ci_low``,
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_sign`` (exact sign test),
@@ -172,7 +175,7 @@ def compare_paired(
     if before == after:
         raise ConfigError(f"before and after are both {before!r}; give two timepoints")
     rng = np.random.default_rng(random_state)
-    keys = [*by, *pair_on]
+    keys = list(dict.fromkeys([*by, *pair_on]))  # a column may be in both
     sub = scores[scores[timepoint_key].isin([before, after])]
     wide = (
         sub.groupby([*keys, timepoint_key], dropna=False, observed=True)[value]
@@ -185,10 +188,15 @@ def compare_paired(
     rows = []
     for group, part in wide.groupby(list(by), dropna=False, sort=True):
         group = group if isinstance(group, tuple) else (group,)
+        n_units = len(part)
+        part = _one_unit_per_donor(part, pair_on, before, after)
         d = (part[after] - part[before]).to_numpy(float)
         row = dict(zip(by, group, strict=True))
         row.update(
-            n_pairs=int(d.size), mean_before=part[before].mean(), mean_after=part[after].mean()
+            n_pairs=int(d.size),
+            n_units=n_units,
+            mean_before=part[before].mean(),
+            mean_after=part[after].mean(),
         )
         if d.size == 0:
             continue
@@ -221,6 +229,21 @@ def compare_paired(
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
     return out
+
+
+def _one_unit_per_donor(
+    part: pd.DataFrame, pair_on: Sequence[str], before: str, after: str
+) -> pd.DataFrame:
+    """Average the pairs of a donor measured in several tissues into one pair.
+
+    Two tissues of one donor are not two independent pairs: counted as such they inflate
+    ``n`` and make the p-value look stronger than the data allow. The test's unit is the
+    donor, so a donor's tissues (or other ``pair_on`` units) are averaged first.
+    """
+    others = [c for c in pair_on if c != "donor"]
+    if "donor" not in pair_on or not others or not part["donor"].duplicated().any():
+        return part
+    return part.groupby("donor", dropna=False, sort=False)[[before, after]].mean().reset_index()
 
 
 # -------------------------------------------------------------------- group tests
