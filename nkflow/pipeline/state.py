@@ -33,7 +33,12 @@ from .outdir import OutputFolder
 from .plan import BatchPlan
 from .sample import SampleTask, process_control, process_sample
 from .steps import fmo_tubes, is_stimulated, sample_waves
-from .tables import THRESHOLD_COLUMNS, add_linear_thresholds, order_columns
+from .tables import (
+    THRESHOLD_COLUMNS,
+    add_linear_thresholds,
+    order_columns,
+    without_applied_overrides,
+)
 
 __all__ = [
     "STATUS_COLUMNS",
@@ -339,8 +344,11 @@ class RunState:
 
     def thresholds_table(self, batch_level: pd.DataFrame) -> pd.DataFrame:
         """Batch-level and per-sample thresholds, in contract order, with linear units."""
-        parts = [batch_level.drop(columns=["template"], errors="ignore"),
-                 self.gather("thresholds")]  # fmt: skip
+        per_sample = self.gather("thresholds")
+        batch_level = without_applied_overrides(
+            batch_level.drop(columns=["template"], errors="ignore"), per_sample
+        )
+        parts = [batch_level, per_sample]
         parts = [t for t in parts if not t.empty]
         if not parts:
             return pd.DataFrame()

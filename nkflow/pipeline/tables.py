@@ -22,6 +22,7 @@ __all__ = [
     "THRESHOLD_COLUMNS",
     "add_linear_thresholds",
     "order_columns",
+    "without_applied_overrides",
 ]
 
 POPULATION_COLUMNS = (
@@ -45,6 +46,46 @@ def order_columns(table: pd.DataFrame, leading: Sequence[str]) -> pd.DataFrame:
     medians = sorted(c for c in rest if str(c).startswith("median_"))
     others = [c for c in rest if not str(c).startswith("median_")]
     return table[first + others + medians]
+
+
+def without_applied_overrides(batch_level: pd.DataFrame, per_sample: pd.DataFrame) -> pd.DataFrame:
+    """The batch-level rows minus manual overrides that a sample's row already records.
+
+    An override reaches each sample as a threshold and is recorded there, with the
+    sample's channel and both scales; its batch-level entry (no channel, one scale) would
+    be a second, incomplete row. An override no sample applied keeps its entry, so the
+    table still shows it.
+
+    Parameters
+    ----------
+    batch_level
+        FMO, batch-pool and override rows (``sample_id`` empty for the first two).
+    per_sample
+        The thresholds recorded by the processed samples.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    need = {"rule", "gate", "marker", "tissue", "batch", "sample_id"}
+    if batch_level.empty or per_sample.empty or not need <= set(per_sample.columns):
+        return batch_level
+    applied = per_sample[per_sample["rule"] == "manual"]
+    seen = {
+        tuple(str(r[k]) for k in ("gate", "marker", "tissue", "batch", "sample_id"))
+        for _, r in applied.iterrows()
+    }
+    sample_ids = set(applied["sample_id"].astype(str))
+
+    def applied_somewhere(r: pd.Series) -> bool:
+        if r.get("rule") != "manual":
+            return False
+        key = tuple(str(r.get(k, "") or "") for k in ("gate", "marker", "tissue", "batch"))
+        own = str(r.get("sample_id", "") or "")
+        return any((*key, sid) in seen for sid in ([own] if own else sample_ids))
+
+    keep = [not applied_somewhere(r) for _, r in batch_level.iterrows()]
+    return batch_level[np.array(keep, dtype=bool)].reset_index(drop=True)
 
 
 def add_linear_thresholds(
@@ -85,6 +126,11 @@ def add_linear_thresholds(
     columns = {target: np.full(len(out), np.nan) for target in LINEAR.values()}
     for i, row in enumerate(out.itertuples(index=False)):
         record = _record_for(row, transforms, by_group, fallback)
+        if not str(row.channel or ""):  # an override no sample applied: no channel known
+            for target in LINEAR.values():
+                if target in out.columns:
+                    columns[target][i] = pd.to_numeric(getattr(row, target), errors="coerce")
+            continue
         if record is None:
             continue
         for source, target in LINEAR.items():
