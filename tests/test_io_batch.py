@@ -293,13 +293,45 @@ def test_unread_columns_that_look_like_nkflow_columns_are_named(batch_dir: Path)
     header = "file,sample_id,Patient,Condition,Plate,Control,Organ,Notes"
     rows = ["donor1_liver.fcs,s1,P1,IL-15,,FMO,,x", "donor1_unstim.fcs,s2,P1,none,,,,y"]
     table = nio.read_metadata(_custom_sheet(batch_dir, header, rows))
-    text = nio.metadata.unread_columns_summary(table)
+    text = nio.sheet_notes.unread_columns_summary(table)
     assert text.startswith(
         "sheet: column(s) nkflow does not read that look like its own: 'patient' -> 'donor', "
         "'condition' -> 'stimulation', 'control' -> 'role' ("
     )  # empty Plate and Organ columns hold nothing to read; Notes looks like nothing
     named = _custom_sheet(batch_dir, "file,sample_id,donor,Patient", ["donor1_liver.fcs,s1,D1,P1"])
-    assert nio.metadata.unread_columns_summary(nio.read_metadata(named)) == ""
+    assert nio.sheet_notes.unread_columns_summary(nio.read_metadata(named)) == ""
+
+
+@pytest.mark.parametrize(
+    ("tube", "named"),
+    [("unstim,stim,fmo:CD69", True), ("unstim,,FMO:CD69", True), ("A,B,C", False),
+     ("sample,sample,", False)],
+)  # fmt: skip
+def test_a_column_of_roles_under_another_name_is_named(
+    batch_dir: Path, tube: str, named: bool
+) -> None:
+    """A ``Tube`` column holding nkflow's roles left every tube a sample: FMO tubes were
+    gated and scored as donors' samples."""
+    files = ["donor1_liver.fcs", "donor1_unstim.fcs", "FMO_CD69.fcs"]
+    rows = [f"{f},s{i},{r}" for i, (f, r) in enumerate(zip(files, tube.split(","), strict=True))]
+    table = nio.read_metadata(_custom_sheet(batch_dir, "file,sample_id,Tube", rows))
+    assert ("'tube' -> 'role'" in nio.sheet_notes.unread_columns_summary(table)) == named
+
+
+@pytest.mark.parametrize("role", ["", "fmo:CD69"])
+def test_files_named_like_controls_in_a_sheet_without_roles_are_named(
+    batch_dir: Path, role: str
+) -> None:
+    rows = ["donor1_liver.fcs,s1,", f"FMO_CD69.fcs,f1,{role}"]
+    table = nio.read_metadata(_custom_sheet(batch_dir, "file,sample_id,role", rows))
+    text = nio.sheet_notes.unnamed_controls_summary(table)
+    if role:
+        assert text == ""  # the sheet says what the tube is
+    else:
+        assert text.startswith(
+            "sheet: no role column, so 1 file(s) named like controls are analysed as samples: "
+            "'FMO_CD69.fcs' (fmo:CD69)"
+        )
 
 
 def test_metadata_from_folder_guesses_roles(batch_dir: Path) -> None:

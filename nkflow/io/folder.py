@@ -23,6 +23,7 @@ __all__ = [
     "folder_sheet_hint",
     "metadata_from_files",
     "metadata_from_folder",
+    "role_from_name",
     "unlisted_files_summary",
 ]
 
@@ -58,7 +59,7 @@ def _fmo_marker(stem: str) -> str | None:
     return None
 
 
-def _guess_role(stem: str) -> tuple[str, str]:
+def role_from_name(stem: str) -> tuple[str, str]:
     """Guess (role, stimulation) from a file stem, conservatively.
 
     ``FMO`` with a marker -> ``fmo:<MARKER>``; ``PC`` or ``positive control`` -> the
@@ -175,7 +176,7 @@ def _files_table(
             sid = f"{f.stem}_{k}"
             k += 1
         used.add(sid)
-        role, stim = _guess_role(f.stem)
+        role, stim = role_from_name(f.stem)
         row = {"file": name, "sample_id": sid}
         row.update({c: "" for c in OPTIONAL_COLUMNS})
         row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})

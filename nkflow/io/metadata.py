@@ -41,10 +41,10 @@ import pandas as pd
 
 from ..exceptions import MetadataError, NkflowWarning
 from .panel import CANONICAL_MARKERS, canonical_marker
+from .sheet_columns import column_renames
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
-    "COLUMN_SYNONYMS",
     "CONTEXT_COLUMNS",
     "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
@@ -56,9 +56,9 @@ __all__ = [
     "is_stimulated",
     "name_words",
     "read_metadata",
+    "role_of",
     "screen_cells",
     "sheet_header",
-    "unread_columns_summary",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,29 +101,6 @@ GLUCOCORTICOID_VALUES = ("yes", "no", "unknown")
 #: headers that analysts' sheets use for nkflow's columns (after :func:`sheet_header`): a
 #: missing required column's error names the one to rename, and
 #: :func:`unread_columns_summary` names those that hold what an empty nkflow column would
-COLUMN_SYNONYMS = {
-    "file": ("filename", "file_name", "fcs", "fcs_file", "fcs_filename", "fcs_file_name",
-             "filepath", "file_path", "fcs_path", "path"),
-    "sample_id": ("sample", "sample_name", "samplename", "sample_label",
-                  "tube", "tube_name", "name", "id"),
-    "donor": ("patient", "patient_id", "subject", "subject_id", "participant",
-              "participant_id", "individual", "donor_id", "mouse", "mouse_id", "animal",
-              "animal_id"),
-    "tissue": ("organ", "tissue_type", "sample_type", "compartment", "site", "tissue_site",
-               "specimen", "sample_source"),
-    "timepoint": ("visit", "day", "time", "treatment_timepoint"),
-    "stimulation": ("stim", "stimulus", "stimulant", "condition", "culture_condition",
-                    "activation"),
-    "role": ("tube_type", "sample_role", "control", "control_type"),
-    "species": ("organism",),
-    "batch": ("plate", "run", "experiment", "acquisition_batch", "staining_batch",
-              "run_date", "acquisition_date"),
-    "tissue_kind": ("tumour_status", "tumor_status", "tissue_class", "tumour_normal",
-                    "tumor_normal"),
-    "glucocorticoid": ("glucocorticoids", "corticosteroid", "corticosteroids", "steroid",
-                       "steroids", "dexamethasone"),
-    "treatment": ("therapy", "regimen", "treatment_regimen"),
-}  # fmt: skip
 _BLOOD_NAMES = {"pb", "pbmc", "cbmc", "peripheral blood mononuclear cells", "buffy coat"}
 
 
@@ -141,43 +118,6 @@ def sheet_header(name: object) -> str:
     """
     header = re.sub(r"[\s.\-]+", "_", str(name).strip().lower()).strip("_")
     return _COLUMN_BY_LETTERS.get(header.replace("_", ""), header)
-
-
-def _filled(table: pd.DataFrame, column: str) -> bool:
-    """Whether ``column`` exists and holds a value other than ``""`` (and role ``sample``)."""
-    if column not in table.columns:
-        return False
-    values = table[column].fillna("").astype(str).str.strip()
-    return bool((~values.isin(["", "sample"] if column == "role" else [""])).any())
-
-
-def _renames(table: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
-    """``'patient' -> 'donor'`` for each of ``columns`` a filled synonym column may hold."""
-    out = []
-    for column in columns:
-        found = [s for s in COLUMN_SYNONYMS.get(column, ()) if _filled(table, s)]
-        if found:
-            out.append(f"'{escape_text(found[0])}' -> '{column}'")
-    return out
-
-
-def unread_columns_summary(meta: pd.DataFrame) -> str:
-    """One line on sheet columns nkflow does not read that look like one it does, or ``""``.
-
-    A sheet that names its donors ``Patient`` (or its conditions ``Condition``, its
-    batches ``Plate`` ...) leaves nkflow's own column empty: tubes of different donors
-    are then not told apart. Named when nkflow's column is empty (``role`` all
-    ``sample``) and a :data:`COLUMN_SYNONYMS` column holds values.
-    """
-    renames = _renames(meta, [c for c in COLUMN_SYNONYMS if not _filled(meta, c)])
-    if not renames:
-        return ""
-    return (
-        "sheet: column(s) nkflow does not read that look like its own: "
-        + ", ".join(renames)
-        + " (nkflow reads only its own column names, listed in the README's metadata "
-        "sheet section: rename them if they hold that, or they stay unused)"
-    )
 
 
 def is_blood(tissue: object) -> bool:
@@ -254,6 +194,17 @@ def _decode_sheet(raw: bytes, problems: list[str]) -> str | None:
         text = raw.decode("latin-1")
     logger.warning("metadata sheet is not UTF-8; read it as Windows-1252/Latin-1")
     return text
+
+
+def role_of(value: object) -> str | None:
+    """The role a sheet value names, normalised, or None when it names none.
+
+    ``"FMO:CD69"`` -> ``"fmo:CD69"``, ``"Unstimulated"`` -> ``"unstim"``, ``""`` ->
+    ``"sample"``; ``"FMO CD69"`` (not nkflow's spelling) -> None.
+    """
+    problems: list[str] = []
+    role = _check_role(str(value).strip(), "", problems)
+    return None if problems else role
 
 
 def _check_role(role: str, where: str, problems: list[str]) -> str:
@@ -533,7 +484,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
     table.columns = [sheet_header(c) for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        renames = _renames(table, missing)
+        renames = column_renames(table, missing)
         problems.append(
             f"missing required column(s) {missing}; found {list(table.columns)}; "
             f"required: {list(REQUIRED_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}"

@@ -1,0 +1,107 @@
+"""What a sheet leaves unread: columns under other names, controls it calls samples.
+
+Both are said, never acted on: a ``Patient`` column may be the donor or a study code, a
+file named ``FMO CD69`` may be a sample of a study of FMO artefacts. The notes go to
+``nkflow check``, the run's plan and the report (:func:`nkflow.io.pairing.batch_notes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .folder import role_from_name
+from .metadata import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
+from .sheet_columns import COLUMN_SYNONYMS, column_renames, filled
+from .text_safety import escape_text
+
+__all__ = ["unnamed_controls_summary", "unread_columns_summary"]
+
+_CONTROL_ROLES = ("fmo:", "positive_control", "unstained", "single_stain:")
+
+
+def _role_columns(meta: pd.DataFrame) -> list[str]:
+    """Unread columns whose every value is an nkflow role, not all of them ``sample``.
+
+    For example a ``Tube`` column of ``unstim``, ``stim``, ``fmo:CD69`` ...
+    """
+    own = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *COLUMN_SYNONYMS, "path"}
+    out = []
+    for column in meta.columns:
+        if column in own:
+            continue
+        values = meta[column].fillna("").astype(str).str.strip()
+        roles = [role_of(v) for v in values if v]
+        if roles and None not in roles and set(roles) != {"sample"}:
+            out.append(column)
+    return out
+
+
+def unread_columns_summary(meta: pd.DataFrame) -> str:
+    """One line on sheet columns nkflow does not read that look like one it does, or ``""``.
+
+    A sheet that names its donors ``Patient`` (or its conditions ``Condition``, its
+    batches ``Plate`` ...) leaves nkflow's own column empty: tubes of different donors
+    are then not told apart. Named when nkflow's column is empty (``role`` all
+    ``sample``) and a :data:`~nkflow.io.sheet_columns.COLUMN_SYNONYMS` column holds values,
+    or, for ``role``, a column whose values are all roles (``Tube``: ``fmo:CD69``,
+    ``unstim`` ...).
+
+    Parameters
+    ----------
+    meta
+        The sheet as :func:`nkflow.io.read_metadata` returns it.
+
+    Returns
+    -------
+    str
+    """
+    renames = column_renames(meta, [c for c in COLUMN_SYNONYMS if not filled(meta, c)])
+    if not filled(meta, "role") and (roles := _role_columns(meta)):
+        renames.append(f"'{escape_text(roles[0])}' -> 'role'")
+    if not renames:
+        return ""
+    return (
+        "sheet: column(s) nkflow does not read that look like its own: "
+        + ", ".join(renames)
+        + " (nkflow reads only its own column names, listed in the README's metadata "
+        "sheet section: rename them if they hold that, or they stay unused)"
+    )
+
+
+def unnamed_controls_summary(meta: pd.DataFrame, *, shown: int = 4) -> str:
+    """One line on files a sheet without roles analyses as samples though named as controls.
+
+    Without a ``role`` column every tube is a sample: an FMO tube is then gated, scored
+    and pooled as a donor's sample, and its marker is cut by the fallback rule. A folder
+    run guesses roles from file names (:func:`~nkflow.io.folder.role_from_name`); a sheet
+    says what each tube is, so here the guesses are only named.
+
+    Parameters
+    ----------
+    meta
+        The sheet as :func:`nkflow.io.read_metadata` returns it.
+    shown
+        Files named in the line (the rest are counted).
+
+    Returns
+    -------
+    str
+        ``""`` when the sheet gives roles or no file is named like a control.
+    """
+    if filled(meta, "role") or "file" not in meta.columns:
+        return ""
+    named = []
+    for file in meta["file"].astype(str):
+        role = role_from_name(Path(file).stem)[0]
+        if role.startswith(_CONTROL_ROLES):
+            named.append(f"'{escape_text(Path(file).name)}' ({role})")
+    if not named:
+        return ""
+    more = f" and {len(named) - shown} more" if len(named) > shown else ""
+    return (
+        f"sheet: no role column, so {len(named)} file(s) named like controls are analysed as "
+        f"samples: {', '.join(named[:shown])}{more}; add a role column (fmo:<MARKER>, "
+        "positive_control, unstained, unstim, stim) to use them as controls"
+    )
