@@ -1,7 +1,7 @@
 """nk.pl figures show themselves in Jupyter without pyplot, and stay out of pyplot's registry.
 
 IPython displays an object through a formatter registered for its type (the inline backend
-registers one for matplotlib Figures once pyplot is activated) or, failing that, through
+registers one for matplotlib Figures once it is activated) or, failing that, through
 its ``_repr_png_``. A fresh :class:`IPython.core.formatters.DisplayFormatter` has no
 Figure formatter, as in a kernel where pyplot was never imported.
 """

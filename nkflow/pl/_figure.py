@@ -3,8 +3,9 @@
 nkflow builds figures without pyplot, so they never enter pyplot's registry (no leaked
 figures, no memory kept after the caller drops them, nothing drawn twice by
 ``plt.show()``). IPython's inline backend, though, registers its image formatter for
-:class:`matplotlib.figure.Figure` only once pyplot (or ``matplotlib_inline``) is
-activated; in a fresh kernel a bare Figure shows as ``<Figure size ... with N Axes>``.
+:class:`matplotlib.figure.Figure` only once it is activated (``%matplotlib inline``, or
+matplotlib resolving its backend at the first pyplot figure; importing pyplot is not
+enough); until then a bare Figure shows as ``<Figure size ... with N Axes>``.
 
 :class:`Figure` adds ``_repr_png_``, which IPython calls when no formatter is registered
 for the type: the figure draws itself through its own canvas (Agg) into PNG bytes. When
