@@ -1,5 +1,8 @@
 """nkflow.pl: plots. Every function returns a matplotlib Figure and never saves it.
 
+The figures are made outside pyplot (``plt.get_fignums()`` stays empty) and show
+themselves in Jupyter even when pyplot was never imported (:mod:`nkflow.pl._figure`).
+
 - gating: :func:`gate_plot` (one gate on its parent's density), :func:`gate_grid`; what
   each gating panel shows is plain data from :mod:`nkflow.pl.gating_panels` (shared with
   the report's SVG gate grid, which draws without matplotlib figures);

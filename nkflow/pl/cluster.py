@@ -1,7 +1,7 @@
 """Cluster plots: metacluster median heatmap, abundance per sample/group, 2-D embedding.
 
-All functions build figures with :class:`matplotlib.figure.Figure` (no pyplot state),
-return them, and never save.
+All functions build figures with :func:`nkflow.pl._figure.new_figure` (no pyplot state;
+they show themselves in Jupyter), return them, and never save.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from nkflow.exceptions import ConfigError
+
+from ._figure import new_figure
 
 __all__ = ["abundance", "embedding", "heatmap"]
 
@@ -69,7 +71,7 @@ def heatmap(
         lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         shown = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
     n_rows, n_cols = values.shape
-    fig = Figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.2 + 0.4 * n_rows))
+    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.2 + 0.4 * n_rows))
     ax = fig.add_subplot()
     im = ax.imshow(shown, aspect="auto", cmap="viridis")
     ax.set_xticks(range(n_cols), [_plain(m) for m in markers], rotation=45, ha="right")
@@ -118,7 +120,7 @@ def abundance(
         raise ConfigError(f"abundance: by={by!r} is invalid; choose one of {_GROUPS}")
     if value not in ("percent", "count"):
         raise ConfigError(f"abundance: value={value!r} is invalid; choose 'percent' or 'count'")
-    fig = Figure(figsize=(8, 4.5))
+    fig = new_figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     if table.empty or by not in table.columns:
         ax.text(0.5, 0.5, "no clustering results", ha="center", va="center")
@@ -219,7 +221,7 @@ def embedding(
         from sklearn.decomposition import PCA
 
         emb = PCA(n_components=2, random_state=random_state).fit_transform(X)
-    fig = Figure(figsize=(7.5, 5))
+    fig = new_figure(figsize=(7.5, 5))
     ax = fig.add_subplot()
     cats = [c for c in result.categories if c in set(y)]
     for colour, cat in zip(_colours(len(cats)), cats, strict=True):

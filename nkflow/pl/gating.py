@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
+from ._figure import new_figure
 from .gating_panels import Panel, gate_panel, gate_panels
 
 __all__ = ["gate_grid", "gate_plot"]
@@ -69,7 +70,7 @@ def gate_plot(adata: Any, gate_id: str, *, bins: int = 128, ax: Axes | None = No
     """
     panel = gate_panel(adata, gate_id, bins=bins)
     if ax is None:
-        fig = Figure(figsize=(4.0, 3.6), layout="constrained")
+        fig = new_figure(figsize=(4.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure()
@@ -90,7 +91,7 @@ def gate_grid(
     """
     panels = gate_panels(adata, gates=gates, bins=bins)
     nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(3.4 * min(ncols, len(panels)), 3.0 * nrows))
+    fig = new_figure(figsize=(3.4 * min(ncols, len(panels)), 3.0 * nrows))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.45, hspace=0.55)
     # axes only where a gate goes: an empty cell would cost an axes and its ticks, unseen
     grid = fig.add_gridspec(nrows, min(ncols, len(panels)))

@@ -2,8 +2,9 @@
 
 Both functions take the tidy table (``sample_id, population, parent, count,
 percent_of_parent, ..., low_events``) and, optionally, the metadata sheet for grouping by
-tissue and timepoint. They build figures with :class:`matplotlib.figure.Figure` directly
-(no pyplot state), never save, and are deterministic (no random jitter).
+tissue and timepoint. They build figures with :func:`nkflow.pl._figure.new_figure`
+(matplotlib Figures outside pyplot's state that show themselves in Jupyter), never save,
+and are deterministic (no random jitter).
 
 With a metadata sheet, frequencies count each donor, tissue and timepoint once
 (:func:`phenotype_rows`): stimulated tubes take their phenotype from the unstimulated partner
@@ -212,14 +213,14 @@ def _populations_shown(table: pd.DataFrame, show: Sequence[str] | None) -> list[
 
 
 def _new_figure(**kwargs: Any) -> Figure:
-    """A new matplotlib Figure.
+    """A new figure from :func:`nkflow.pl._figure.new_figure`.
 
     matplotlib is imported here, not with the module: the report uses the table helpers
     above without drawing.
     """
-    from matplotlib.figure import Figure
+    from ._figure import new_figure
 
-    return Figure(**kwargs)
+    return new_figure(**kwargs)
 
 
 def _empty_figure(message: str) -> Figure:

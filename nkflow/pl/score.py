@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..tl.caveats import SHORT_CAVEAT
+from ._figure import new_figure
 
 __all__ = ["repair_profile", "repair_profiles"]
 
@@ -118,7 +119,7 @@ def repair_profile(
             f"{len(samples)} stimulated tubes; pass sample_id= with at most {_MAX_SAMPLES}"
         )
     n_pop = max(len(order), 1)
-    fig = Figure(figsize=figsize or (13.0, 1.6 + 0.35 * n_pop * max(1, len(samples)) ** 0.5))
+    fig = new_figure(figsize=figsize or (13.0, 1.6 + 0.35 * n_pop * max(1, len(samples)) ** 0.5))
     axes = fig.subplots(1, 4, sharey=True, gridspec_kw={"width_ratios": [3, 2, 3, 2]})
     ypos = {p: i for i, p in enumerate(order)}
     height = 0.7
