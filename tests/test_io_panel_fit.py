@@ -7,9 +7,24 @@ non-fatal notes, only for rows no file of the batch has. Markers resolve as befo
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+import nkflow.io as nio
+from nkflow.exceptions import PanelWarning
 from nkflow.io.panel_fit import fit_panel
+
+CHANNELS = ["FSC-A", "BV605-A", "B2-A", "R1-A", "Time"]
+STAINS = [None, "CD56 BV605", "CD16 FITC", "CD3 APC", None]
+
+
+def _fcs(path: Path, channels: list[str] = CHANNELS, stains: list | None = None) -> Path:
+    stains = STAINS if stains is None else stains
+    data = np.random.default_rng(0).uniform(0, 1000, (20, len(channels))).astype(np.float32)
+    return nio.write_fcs(path, data, channels, markers=stains)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +58,88 @@ def test_fit_panel_unknown_markers(marker: str, closest: str) -> None:
     fit = fit_panel({"A-A": marker, "B-A": "CD56", "C-A": ""}, [(["A-A", "B-A", "C-A"], [])])
     assert fit.unknown == {marker: closest}
     assert not fit.unmatched
+
+
+def _read(path: Path, panel: object) -> tuple[list[str], list[str]]:
+    """Markers of the file and the PanelWarning messages of one read."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = nio.read_fcs(path, panel=panel)
+    messages = [str(w.message) for w in caught if issubclass(w.category, PanelWarning)]
+    return list(adata.var["marker"]), messages
+
+
+@pytest.mark.parametrize(
+    ("panel", "expected", "absent"),
+    [
+        ({"NOPE-A": "CD56"}, ["'NOPE-A' -> CD56", "1 of the panel's 1 row(s)"], ["did you mean"]),
+        ({"BV605A": "CD56"}, ["'BV605A' -> CD56", "did you mean 'BV605-A'?"], []),
+        ({"bv605 a": "CD69"}, ["did you mean 'BV605-A'?"], []),  # case and spaces
+        ({"r1a": ""}, ["'r1a' -> (no marker)", "did you mean 'R1-A'?"], []),
+        ({"BV605-A": "CD5six"}, ["'CD5six' on 'BV605-A'", "closest known: CD56"], ["row(s)"]),
+        ({"BV605-A": "Granzym B"}, ["closest known: Granzyme-B"], ["row(s)"]),
+        ({"BV605-A": "PD-1"}, ["'PD-1' on 'BV605-A'"], ["closest known", "row(s)"]),
+        (
+            {"BV605-A": "CD56", "XX-A": "CD3", "B2-A": "CD16x"},
+            ["1 of the panel's 3 row(s)", "'XX-A' -> CD3", "'CD16x' on 'B2-A'"],
+            ["'BV605-A' ->"],
+        ),
+    ],
+)
+def test_read_fcs_warns_once_naming_what_does_not_fit(
+    tmp_path: Path, panel: dict[str, str], expected: list[str], absent: list[str]
+) -> None:
+    path = _fcs(tmp_path / "a.fcs")
+    _, messages = _read(path, panel)
+    assert len(messages) == 1, messages
+    (message,) = messages
+    assert message.startswith(f"{path}: ")
+    for text in expected:
+        assert text in message, message
+    for text in absent:
+        assert text not in message, message
+
+
+@pytest.mark.parametrize(
+    ("panel", "markers"),
+    [
+        ({"NOPE-A": "CD69"}, ["", "CD56", "CD16", "CD3", ""]),  # ignored, as before
+        ({"BV605A": "CD69"}, ["", "CD56", "CD16", "CD3", ""]),  # not taken for BV605-A
+        ({"BV605-A": "CD5six"}, ["", "CD5six", "CD16", "CD3", ""]),  # kept as written
+    ],
+)
+def test_warning_does_not_change_resolution(
+    tmp_path: Path, panel: dict[str, str], markers: list[str]
+) -> None:
+    assert _read(_fcs(tmp_path / "a.fcs"), panel)[0] == markers
+
+
+@pytest.mark.parametrize(
+    "panel",
+    [
+        None,
+        {},
+        {"BV605-A": "CD56", "B2-A": "CD16", "R1-A": "CD3"},
+        {"BV605-A": "NCAM1"},  # an alias
+        {"CD56 BV605": "CD56"},  # matched on $PnS
+        {"FSC-A": "", "Time": ""},  # no marker
+        {"BV605-A": "Dump_CD3_CD19", "B2-A": "LD_CD14_CD19", "R1-A": "CD16+56"},
+        {"BV605-A": "Viability", "B2-A": "F4/80", "R1-A": "CD3e"},
+    ],
+)
+def test_no_warning_when_the_panel_fits(tmp_path: Path, panel: dict[str, str] | None) -> None:
+    path = _fcs(tmp_path / "a.fcs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PanelWarning)
+        nio.read_fcs(path, panel=panel)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "toml"])
+def test_panel_file_warns_too(tmp_path: Path, suffix: str) -> None:
+    panel = tmp_path / f"panel.{suffix}"
+    if suffix == "csv":
+        panel.write_text("channel,marker\nBV605A,CD56\nB2-A,CD5six\n")
+    else:
+        panel.write_text('[channels]\n"BV605A" = "CD56"\n"B2-A" = "CD5six"\n')
+    (message,) = _read(_fcs(tmp_path / "a.fcs"), panel)[1]
+    assert "did you mean 'BV605-A'?" in message and "'CD5six' on 'B2-A'" in message
