@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import nkflow.io as nio
+from nkflow.cli import main
 from nkflow.exceptions import PanelWarning
 from nkflow.io.panel_fit import fit_panel
 
@@ -143,3 +145,68 @@ def test_panel_file_warns_too(tmp_path: Path, suffix: str) -> None:
         panel.write_text('[channels]\n"BV605A" = "CD56"\n"B2-A" = "CD5six"\n')
     (message,) = _read(_fcs(tmp_path / "a.fcs"), panel)[1]
     assert "did you mean 'BV605-A'?" in message and "'CD5six' on 'B2-A'" in message
+
+
+@pytest.fixture
+def shared_batch(tmp_path: Path) -> Path:
+    """Two instruments' files: R1-A only in the first."""
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    _fcs(folder / "a.fcs")
+    _fcs(folder / "b.fcs", [*CHANNELS[:3], "Time"], [*STAINS[:3], None])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("panel", "notes"),
+    [
+        ({"BV605-A": "CD56", "R1-A": "CD3"}, []),  # R1-A in one file of the batch: fits
+        (
+            {"BV605A": "CD56", "B2-A": "CD16", "R1-A": "CD3"},
+            [
+                "panel row 'BV605A' -> CD56 matches no channel in any of the 2 files read "
+                "(did you mean 'BV605-A'?)"
+            ],
+        ),
+        (
+            {"BV605-A": "CD56", "NOPE-A": "CD16"},
+            ["panel row 'NOPE-A' -> CD16 matches no channel in any of the 2 files read"],
+        ),
+        (
+            {"BV605-A": "CD5six"},
+            [
+                "panel marker 'CD5six' on 'BV605-A' is not in the alias table; kept as written "
+                "(closest known: CD56 or CD57)"
+            ],
+        ),
+    ],
+)
+def test_check_batch_notes_rows_no_file_has(
+    shared_batch: Path, panel: dict[str, str], notes: list[str]
+) -> None:
+    check = nio.check_batch(shared_batch, panel=panel, raise_on_error=False)
+    assert check.notes == notes
+    assert check.ok and check.problems.empty  # notes are never fatal
+    report = check.to_string()
+    assert ("Panel notes (not fatal):" in report) == bool(notes)
+    assert all(f"  - {n}" in report for n in notes)
+
+
+def test_check_batch_without_panel_has_no_notes(shared_batch: Path) -> None:
+    assert nio.check_batch(shared_batch, raise_on_error=False).notes == []
+
+
+def test_cli_check_lists_panel_typos_without_failing(tmp_path: Path) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("a", "b"):
+        _fcs(folder / f"{name}.fcs")
+    panel = tmp_path / "panel.csv"
+    panel.write_text("channel,marker\nBV605A,CD56\nB2-A,CD16\nR1-A,CD3\nNOPE-A,CD5six\n")
+    result = CliRunner().invoke(main, ["check", str(folder), "--panel", str(panel)])
+    assert result.exit_code == 0, result.output
+    assert "'BV605A' -> CD56 matches no channel" in result.stdout
+    assert "(did you mean 'BV605-A'?)" in result.stdout
+    assert "'NOPE-A' -> CD5six matches no channel" in result.stdout
+    assert "'CD5six' on 'NOPE-A' is not in the alias table" in result.stdout
+    assert "B2-A" not in result.stdout.split("Panel notes")[1].split("\n\n")[0]
