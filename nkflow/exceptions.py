@@ -31,6 +31,7 @@ __all__ = [
     "OutputFolderError",
     "PanelError",
     "PanelMismatchError",
+    "PanelWarning",
     "ThresholdDriftWarning",
     "UnmixingRequiredError",
 ]
@@ -200,6 +201,13 @@ class MissingControlWarning(NkflowWarning):
 
 class MissingSpilloverWarning(NkflowWarning):
     """A conventional flow file has no spillover matrix; it was left uncompensated."""
+
+
+class PanelWarning(NkflowWarning):
+    """A user panel names channels a file lacks, or markers the alias table does not know.
+
+    Nothing is changed: such entries are ignored (channels) or kept as written (markers).
+    """
 
 
 class ThresholdDriftWarning(NkflowWarning):

@@ -42,6 +42,7 @@ from .panel import (
     marker_equivalents,
     resolve_with_conflicts,
 )
+from .panel_fit import fit_panel
 from .technology import detect_technology
 from .text_safety import escape_text
 
@@ -313,6 +314,18 @@ def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
     return bool(set(panel) & names)
 
 
+def _panel_notes(panel: dict[str, str] | None, metas: list[FCSMetadata]) -> list[str]:
+    """Panel rows that match no channel of any readable file, and unknown marker names.
+
+    Not fatal: a panel shared across instruments names channels some files lack, so a row
+    is only listed when no file of the batch has its channel.
+    """
+    if not panel:
+        return []
+    scope = "the file" if len(metas) == 1 else f"any of the {len(metas)} files read"
+    return fit_panel(panel, [(m.pnn, m.pns) for m in metas]).lines(scope)
+
+
 def _control_lacks(role: str, marker: str) -> bool:
     """Whether a control of this role may legitimately lack ``marker``."""
     if role == "unstained" or role.startswith("single_stain:"):
@@ -349,7 +362,10 @@ def check_batch(
     Returns
     -------
     BatchCheck
-        Per-file summary, every difference, and the marker -> channel mapping.
+        Per-file summary, every difference, the marker -> channel mapping, and notes on
+        the user panel: rows whose channel no readable file has (with a file's channel
+        that differs only in case or punctuation) and marker names the alias table does
+        not know; notes are never fatal.
 
     Raises
     ------
@@ -403,6 +419,7 @@ def check_batch(
             _diff(diffs, sid, file, "panel", "channels",
                   f"none of the panel's {len(user_panel)} channel(s) is in this file "
                   f"(panel: {_preview(user_panel)}; file: {_preview(meta.pnn)})", "")  # fmt: skip
+    notes = _panel_notes(user_panel, list(metas.values()))
     files = pd.DataFrame(file_rows, columns=["sample_id", "file", "fcs_version", "cyt",
                                              "datatype", "events", "channels", "spillover",
                                              "error"])  # fmt: skip
@@ -493,7 +510,9 @@ def check_batch(
         dtype=object,
     )
     differences = pd.DataFrame(diffs, columns=list(DIFFERENCE_COLUMNS))
-    result = BatchCheck(files=files, differences=differences, mapping=mapping, reference=reference)
+    result = BatchCheck(
+        files=files, differences=differences, mapping=mapping, reference=reference, notes=notes
+    )
     if raise_on_error and not result.ok:
         fatal = differences[differences["fatal"]]
         lines = [

@@ -8,7 +8,7 @@ check`` prints, with one column per distinct mapping rather than one per file.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -47,12 +47,18 @@ class BatchCheck:
     reference
         The sample_id whose layout the others were compared with: one with the most common
         channel layout, preferring samples over controls and more resolved markers.
+    notes
+        Non-fatal remarks on the user panel, one line each: rows whose channel is in no
+        readable file of the batch (ignored; a file's channel that differs only in case or
+        punctuation is named) and marker names the alias table does not know (kept as
+        written; the closest canonical marker is named). Empty without a panel.
     """
 
     files: pd.DataFrame
     differences: pd.DataFrame
     mapping: pd.DataFrame
     reference: str
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -88,7 +94,7 @@ class BatchCheck:
         return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
 
     def to_string(self) -> str:
-        """A plain-text report: files, differences (fatal first) and the marker mapping.
+        """A plain-text report: files, differences (fatal first), panel notes, marker mapping.
 
         Names and values from files and sheets are escaped (:func:`escape_text`), so a
         newline or terminal escape in a file name cannot start a line of its own.
@@ -110,6 +116,9 @@ class BatchCheck:
             lines += ["Differences:", escape_frame(diffs).to_string(index=False), ""]
         else:
             lines += ["Differences: none", ""]
+        if self.notes:
+            notes = [f"  - {escape_text(n)}" for n in self.notes]
+            lines += ["Panel notes (not fatal):", *notes, ""]
         if len(self.mapping):
             lines += _mapping_lines(self.mapping)
         return "\n".join(lines)

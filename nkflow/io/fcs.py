@@ -38,17 +38,20 @@ from ..exceptions import (
     NkflowError,
     NkflowWarning,
     PanelError,
+    PanelWarning,
 )
 from .fcs_data import decode_events
 from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
 from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
     PanelLike,
+    _as_panel,
     canonical_marker,
     conflict_message,
     marker_equivalents,
     resolve_with_conflicts,
 )
+from .panel_fit import fit_panel
 from .technology import detect_technology
 
 __all__ = [
@@ -291,7 +294,10 @@ def _build(
     names = meta.pnn
     info = _sample_info(path, sample_id, metadata)
     species = info.get("species") or None
-    markers, clashes = resolve_with_conflicts(names, meta.pns, panel=panel, species=species)
+    user = _as_panel(panel)
+    if user and (fit := fit_panel(user, [(names, meta.pns)])):
+        warnings.warn(f"{path}: {fit.message('this file')}", PanelWarning, stacklevel=3)
+    markers, clashes = resolve_with_conflicts(names, meta.pns, panel=user, species=species)
     required = [canonical_marker(m, species=species) for m in required_markers]
     if clashes:
         message = f"{path}: {conflict_message(clashes, names, meta.pns)}"
@@ -454,6 +460,11 @@ def read_fcs(
     -----
     FCSQuirkWarning
         Tolerated deviations from the standard (named).
+    PanelWarning
+        Once per call, when ``panel`` has rows naming no channel of the file (with the
+        file's channel that differs only in case or punctuation, if any) or markers the
+        alias table does not know (with the closest canonical marker, if any); such rows
+        are ignored and such markers kept as written (:func:`nkflow.io.panel_fit.fit_panel`).
     """
     path = Path(path)
     if nonfinite not in ("raise", "drop"):
