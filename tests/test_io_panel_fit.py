@@ -210,3 +210,24 @@ def test_cli_check_lists_panel_typos_without_failing(tmp_path: Path) -> None:
     assert "'NOPE-A' -> CD5six matches no channel" in result.stdout
     assert "'CD5six' on 'NOPE-A' is not in the alias table" in result.stdout
     assert "B2-A" not in result.stdout.split("Panel notes")[1].split("\n\n")[0]
+
+
+@pytest.mark.slow
+def test_a_run_says_a_panels_stray_row_once_in_the_plan(tiny_batch, fast_config, tmp_path):
+    """A run reads its files one at a time; a panel row no file has is said once, with
+    the plan, not as a warning on every file's status row."""
+    import dataclasses
+
+    from nkflow.pipeline import run
+
+    first = next(tiny_batch.glob("*.fcs"))
+    layout = nio.read_fcs(first)
+    panel = tmp_path / "panel.csv"
+    rows = [f"{c},{m}" for c, m in zip(layout.var_names, layout.var["pns"], strict=True) if m]
+    panel.write_text("channel,marker\n" + "\n".join([*rows, "BV999-A,CD56"]) + "\n")
+    config = dataclasses.replace(fast_config, panel=str(panel))
+    plans = []
+    res = run(tiny_batch, tmp_path / "out", config=config, on_plan=plans.append)
+    (note,) = [n for n in plans[0].notes if n.startswith("panel:")]
+    assert "BV999-A" in note
+    assert not res.status["message"].fillna("").str.contains("PanelWarning").any()

@@ -25,6 +25,7 @@ from .. import pp
 from .._events import subset_events
 from .._version import __version__
 from ..config import RunConfig
+from ..exceptions import PanelWarning
 from ..gating.apply import fmo_thresholds, gate
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
@@ -169,12 +170,16 @@ def _unpacked(outcome: dict[str, Any] | None, n_events: int) -> np.ndarray | Non
 def _load(task: SampleTask) -> tuple[ad.AnnData, dict[str, Any] | None]:
     """:func:`load_sample`, and the file's QC outcome (None with QC off)."""
     cfg = task.config
-    adata = read_fcs(
-        task.path,
-        sample_id=task.sample_id,
-        panel=cfg.panel or None,
-        metadata=task.row,
-    )
+    with warnings.catch_warnings():
+        # said once for the whole batch, with the plan (BatchCheck.notes), not per file:
+        # a panel shared across instruments names channels some files lack
+        warnings.simplefilter("ignore", PanelWarning)
+        adata = read_fcs(
+            task.path,
+            sample_id=task.sample_id,
+            panel=cfg.panel or None,
+            metadata=task.row,
+        )
     outcome = None
     if cfg.qc.enabled:
         passed = _unpacked(task.qc_outcome, adata.n_obs)

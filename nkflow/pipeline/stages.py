@@ -129,6 +129,7 @@ def prepare_batch(
     state = RunState(input_path, out, config, on_progress)
     consistency = state.check_consistency()
     state.plan = plan_batch(state.meta, config)  # no anchor in the panel: stop before any work
+    state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)

@@ -116,6 +116,7 @@ class RunState:
         # QC outcomes of files the batch-pool pass read, for the sample pass to reuse
         self.qc_outcomes: dict[str, dict[str, Any]] = {}
         self.plan = BatchPlan()  # set by run() before any work
+        self.panel_notes: list[str] = []  # set by check_consistency()
 
     # ------------------------------------------------------------------ helpers
     def row(self, sample_id: str) -> pd.Series:
@@ -155,11 +156,17 @@ class RunState:
         return paths
 
     def check_consistency(self) -> pd.DataFrame:
-        """Compare the files of each species (panels differ between species by design)."""
-        frames = [
-            check_batch(group, panel=self.config.panel or None, raise_on_error=True).differences
+        """Compare the files of each species (panels differ between species by design).
+
+        The user panel's notes (rows no file has, unknown markers) are kept in
+        ``panel_notes`` for the plan.
+        """
+        checks = [
+            check_batch(group, panel=self.config.panel or None, raise_on_error=True)
             for _, group in self.meta.groupby("species", sort=True)
         ]
+        self.panel_notes = list(dict.fromkeys(n for c in checks for n in c.notes))
+        frames = [c.differences for c in checks]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def skip_controls(self) -> None:
