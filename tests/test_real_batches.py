@@ -142,3 +142,24 @@ def test_a_mass_cytometry_file_in_a_flow_batch_fails_alone(
     assert why in status.loc[cytof[0].stem, "message"]
     assert (status.drop(cytof[0].stem)["status"] == "ok").all()
     assert len(res.clustering.markers) > 5
+
+
+def test_two_cytof_panels_in_one_batch_each_get_their_hierarchy(
+    external: Path, tmp_path: Path, fast_config
+) -> None:
+    """CytoNorm's and SuperCellCyto's CyTOF files in one folder: two panels (cisplatin
+    Pt195 without a label vs a labelled Pt198 viability channel; event length in one
+    only). One hierarchy resolved on the first file failed the other panel's 6 files
+    ("no channel or marker 'Viability'"); each panel now gets its own."""
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for rel in CYTOF.values():
+        for fcs in sorted((external / rel).glob("*.fcs")):
+            shutil.copy(fcs, folder / fcs.name)
+    if len(list(folder.glob("*.fcs"))) < 8:
+        pytest.skip("CyTOF files not available (../shared/external)")
+    res = run(folder, tmp_path / "out", config=fast_config)
+    assert (res.status["status"] == "ok").all(), res.status.to_string()
+    plan = json.loads((tmp_path / "out" / "provenance.json").read_text())["gating_plan"]
+    assert sorted(plan) == ["human_cytof", "human_cytof (panel 2)"]
+    assert sorted(len(p["samples"]) for p in plan.values()) == [2, 6]

@@ -28,10 +28,11 @@ from ..exceptions import (
     NkflowError,
     PanelMismatchError,
 )
+from ..gating.panel_view import PanelView
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
-from ..io.panel import resolve_markers
+from ..io.panel import marker_equivalents, resolve_markers
 from ..io.technology import detect_technology
 from .steps import ANALYSED_ROLES, choose_template
 
@@ -46,10 +47,14 @@ class BatchPlan:
     ----------
     template_of
         ``sample_id -> template name`` for every analysed file and FMO control.
+    hierarchy_of
+        ``sample_id -> key of resolved``: the template name, or ``"<name> (panel 2)"`` ...
+        for files whose panel lacks a marker the first hierarchy needs (a batch of two
+        panels gets two hierarchies, each resolved against its own files).
     resolved
-        ``template name -> ResolvedTemplate`` (the hierarchy applied).
+        ``key -> ResolvedTemplate`` (the hierarchy applied).
     reference
-        ``template name -> file`` whose panel the template was resolved against.
+        ``key -> file`` whose panel the template was resolved against.
     unreadable
         ``sample_id -> the error`` for files the batch cannot use: a panel that could not
         be read, or data of another technology than the rest of the batch (mass cytometry
@@ -62,6 +67,7 @@ class BatchPlan:
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
+    hierarchy_of: dict[str, str] = field(default_factory=dict)
     resolved: dict[str, ResolvedTemplate] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, BaseException] = field(default_factory=dict)
@@ -70,7 +76,7 @@ class BatchPlan:
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
         """The resolved template of a sample (its name when the panel was unreadable)."""
         name = self.template_of.get(sample_id, "")
-        return self.resolved.get(name, name)
+        return self.resolved.get(self.hierarchy_of.get(sample_id, name), name)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record for provenance: each template's resolution and its files."""
@@ -78,7 +84,7 @@ class BatchPlan:
             name: {
                 **res.to_dict(),
                 "reference_file": self.reference.get(name, ""),
-                "samples": sorted(s for s, t in self.template_of.items() if t == name),
+                "samples": sorted(s for s, t in self.hierarchy_of.items() if t == name),
             }
             for name, res in sorted(self.resolved.items())
         }
@@ -87,8 +93,9 @@ class BatchPlan:
         """What will be applied, one block per template, for a terminal or a log."""
         blocks = []
         for name, res in sorted(self.resolved.items()):
-            n = sum(1 for t in self.template_of.values() if t == name)
-            blocks.append(f"{n} file(s) -> {res.to_text()}")
+            n = sum(1 for t in self.hierarchy_of.values() if t == name)
+            which = name[len(res.source.name) :].strip()  # "(panel 2)" for a second panel
+            blocks.append(f"{n} file(s){' ' + which if which else ''} -> {res.to_text()}")
         return "\n\n".join([*blocks, *self.notes])
 
 
@@ -178,12 +185,18 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         except GatingTemplateError as exc:
             raise PanelMismatchError(f"{row['file']}: {exc}") from exc
         plan.template_of[sid] = name
-    for sid, name in plan.template_of.items():
-        if name in plan.resolved:
+    # samples before FMO tubes: a hierarchy is resolved against a file with every stain
+    order = sorted(plan.template_of, key=lambda s: str(rows[s]["role"]).startswith("fmo:"))
+    for sid in order:
+        name, panel = plan.template_of[sid], panels[sid]
+        keys = [k for k in plan.resolved if k == name or k.startswith(f"{name} (panel ")]
+        fits = [k for k in keys if _fits(plan.resolved[k], panel, str(rows[sid]["role"]))]
+        if fits:
+            plan.hierarchy_of[sid] = fits[0]
             continue
-        reference = panels[sid]
+        key = f"{name} (panel {len(keys) + 1})" if keys else name
         try:
-            plan.resolved[name] = resolve_template(name, reference)
+            plan.resolved[key] = resolve_template(name, panel)
         except GatingTemplateError as exc:
             partial = getattr(exc, "resolution", None)
             if partial is None:
@@ -191,9 +204,25 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
             # one line for the terminal; what the panel could support travels beside it
             error = PanelMismatchError(str(exc).split(" What this panel supports")[0].strip())
             error.resolution = partial
-            raise error from exc
-        plan.reference[name] = str(reference.uns["nkflow"]["sample"]["file"])
+            if not keys:
+                raise error from exc  # the batch's first panel: nothing can run
+            plan.unreadable[sid] = error  # a second panel without an anchor: its files fail
+            continue
+        plan.hierarchy_of[sid] = key
+        plan.reference[key] = str(panel.uns["nkflow"]["sample"]["file"])
     return plan
+
+
+def _fits(resolved: ResolvedTemplate, panel: ad.AnnData, role: str) -> bool:
+    """Whether a file's panel has every marker and channel a resolved hierarchy uses.
+
+    An FMO tube may lack its own marker (the stain it leaves out).
+    """
+    view = PanelView.of(panel)
+    left_out = marker_equivalents(role[4:]) if role.startswith("fmo:") else set()
+    return all(
+        view.find(m) is not None or m in left_out for m in resolved.template.required_markers
+    )
 
 
 _TECHNOLOGY_WORDS = {"flow": "flow cytometry", "cytof": "mass cytometry"}

@@ -392,6 +392,7 @@ def frequency_heatmap(
             table.assign(_low=table["low_events"].fillna(False).astype(bool))
             .pivot_table(index="sample_id", columns="population", values="_low", aggfunc="max")
             .reindex(index=samples, columns=names)
+            .astype("boolean")  # reindexing leaves NaN in an object frame
             .fillna(False)
             .astype(bool)
         )
