@@ -11,6 +11,8 @@ import shutil
 import warnings
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
@@ -73,6 +75,29 @@ def test_results_container_and_exports(tiny_run, tmp_path: Path) -> None:
     assert files
     back = nkflow.io.read_fcs(files[0])
     assert back.n_obs > 0
+
+
+def test_to_anndata_keeps_gates_only_some_samples_have(tiny_run, tmp_path: Path) -> None:
+    """A stimulated tube has no residency gates (they come from its unstimulated partner);
+    the inner join dropped trNK for every sample. Now: NA where not measured, kept where
+    it was, and the file written by write_h5ad reads back the same."""
+    adata = tiny_run.to_anndata()
+    stim = adata.obs["stimulation"].astype(str).to_numpy() == "stim"
+    unstim = adata.obs["stimulation"].astype(str).to_numpy() == "unstim"
+    assert stim.any() and unstim.any()
+    assert adata.obs["trNK"].dtype == "boolean"
+    assert adata.obs["trNK"][stim].isna().all()
+    assert adata.obs["NK"].dtype == bool  # a gate every sample has stays plain bool
+    for sid in adata.obs["sample_id"][unstim].unique():
+        mine = adata.obs.loc[adata.obs["sample_id"] == sid, "trNK"]
+        own = tiny_run.kept_events(str(sid)).obs["trNK"]
+        np.testing.assert_array_equal(mine.to_numpy(dtype=bool), own.to_numpy())
+    shared = set.intersection(
+        *(set(tiny_run.kept_events(str(s)).var_names) for s in adata.obs["sample_id"].unique())
+    )
+    assert set(adata.var_names) == shared
+    back = ad.read_h5ad(tiny_run.write_h5ad(tmp_path / "nk.h5ad"))
+    pd.testing.assert_series_equal(back.obs["trNK"], adata.obs["trNK"])
 
 
 def test_existing_output_is_never_overwritten_silently(

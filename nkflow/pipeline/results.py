@@ -126,8 +126,15 @@ class Results:
         """The gated NK events of every analysed sample in one AnnData (scanpy-ready).
 
         ``obs`` carries ``sample_id`` and the metadata columns (donor, tissue, timepoint,
-        stimulation, role), the gate columns and ``metacluster``; ``var`` is the panel of
-        the first sample (samples are joined on channel names).
+        stimulation, role, species, batch), every sample's gate columns and
+        ``metacluster``; ``var`` holds the channels every sample has (samples are joined
+        on channel names; the first sample's ``var`` columns).
+
+        A gate column that every sample has stays ``bool``. One that only some samples
+        have (a stimulated tube takes residency, CD16, CD62L and CD69 from its
+        unstimulated partner, so it has no ``trNK``, ``circNK``, ``NK_CD69+`` ...
+        columns) is pandas' nullable ``"boolean"``: ``<NA>`` for the samples where the
+        gate was not set (not measured, not negative). It writes to ``.h5ad`` as it is.
         """
         ok = self.status[self.status["status"] == "ok"]["sample_id"].astype(str)
         parts = []
@@ -141,6 +148,7 @@ class Results:
         for part in parts:
             part.uns = {}
         joined = ad.concat(parts, join="inner", merge="first", index_unique="-")
+        joined.obs = _outer_obs(parts, joined.obs_names)
         meta = self.metadata.set_index("sample_id")
         for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
             if col in meta.columns:
@@ -200,3 +208,21 @@ class Results:
                 )
             )
         return written
+
+
+def _outer_obs(parts: list[ad.AnnData], names: pd.Index) -> pd.DataFrame:
+    """The samples' ``obs`` joined on every column; gates some samples lack are ``<NA>``.
+
+    ``ad.concat(join="inner")`` would keep only the columns every sample has, dropping
+    the residency gates of the unstimulated tubes too. Categoricals get the union of
+    their categories (AnnData's outer join).
+    """
+    frames = [ad.AnnData(obs=part.obs) for part in parts]
+    obs = ad.concat(frames, join="outer", index_unique="-").obs
+    obs.index = names
+    for col in obs.columns:
+        having = [part.obs[col] for part in parts if col in part.obs.columns]
+        if not all(pd.api.types.is_bool_dtype(values) for values in having):
+            continue
+        obs[col] = obs[col].astype(bool if len(having) == len(parts) else "boolean")
+    return obs
