@@ -19,7 +19,12 @@ from matplotlib.figure import Figure
 
 import nkflow
 from nkflow.config import RunConfig, load_config, replace_values
-from nkflow.exceptions import MetadataError, OutputExistsError
+from nkflow.exceptions import (
+    ChannelNotFoundError,
+    MetadataError,
+    NkflowWarning,
+    OutputExistsError,
+)
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import OutputFolder, product_record
@@ -98,6 +103,31 @@ def test_to_anndata_keeps_gates_only_some_samples_have(tiny_run, tmp_path: Path)
     assert set(adata.var_names) == shared
     back = ad.read_h5ad(tiny_run.write_h5ad(tmp_path / "nk.h5ad"))
     pd.testing.assert_series_equal(back.obs["trNK"], adata.obs["trNK"])
+
+
+def test_export_fcs_skips_samples_without_the_population(tiny_run, tmp_path: Path) -> None:
+    """Stimulated tubes have no trNK gate: exporting it raised KeyError at the first one,
+    after earlier samples' files were written. Now they are skipped with one warning."""
+    kept = set(tiny_run.to_anndata().obs["sample_id"].astype(str))  # FMO tubes keep none
+    lacking = [s for s in kept if "trNK" not in tiny_run.kept_events(s).obs.columns]
+    assert lacking and len(lacking) < len(kept)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = tiny_run.export_fcs(tmp_path / "fcs", population="trNK")
+    mine = [w for w in caught if issubclass(w.category, NkflowWarning)]
+    assert len(mine) == 1
+    assert all(sid in str(mine[0].message) for sid in lacking)
+    assert sorted(p.name for p in (tmp_path / "fcs").iterdir()) == sorted(f.name for f in files)
+    assert len(files) == len(kept) - len(lacking)
+    for path in files:
+        back = nkflow.io.read_fcs(path)
+        assert back.uns["nkflow"]["fcs"]["keywords"]["NKFLOW_POPULATION"] == "trNK"
+
+
+def test_export_fcs_of_a_population_no_sample_has_writes_nothing(tiny_run, tmp_path: Path) -> None:
+    with pytest.raises(ChannelNotFoundError, match=r"no population 'CD57\+'; available: .*trNK"):
+        tiny_run.export_fcs(tmp_path / "fcs", population="CD57+")
+    assert not (tmp_path / "fcs").exists()
 
 
 def test_existing_output_is_never_overwritten_silently(
