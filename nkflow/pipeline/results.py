@@ -137,6 +137,10 @@ class Results:
         unstimulated partner, so it has no ``trNK``, ``circNK``, ``NK_CD69+`` ...
         columns) is pandas' nullable ``"boolean"``: ``<NA>`` for the samples where the
         gate was not set (not measured, not negative). It writes to ``.h5ad`` as it is.
+
+        It is for looking at cells across samples (scanpy, plots); the per-sample tools
+        :func:`nkflow.tl.count_positive` and :func:`nkflow.tl.abundance_table` refuse it
+        (its ``uns`` holds no sample's thresholds): give them :meth:`kept_events`.
         """
         ok = self.status[self.status["status"] == "ok"]["sample_id"].astype(str)
         parts = []
