@@ -11,13 +11,20 @@ import shutil
 import warnings
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
 import nkflow
 from nkflow.config import RunConfig, load_config, replace_values
-from nkflow.exceptions import MetadataError, OutputExistsError
+from nkflow.exceptions import (
+    ChannelNotFoundError,
+    MetadataError,
+    NkflowWarning,
+    OutputExistsError,
+)
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import OutputFolder, product_record
@@ -73,6 +80,54 @@ def test_results_container_and_exports(tiny_run, tmp_path: Path) -> None:
     assert files
     back = nkflow.io.read_fcs(files[0])
     assert back.n_obs > 0
+
+
+def test_to_anndata_keeps_gates_only_some_samples_have(tiny_run, tmp_path: Path) -> None:
+    """A stimulated tube has no residency gates (they come from its unstimulated partner);
+    the inner join dropped trNK for every sample. Now: NA where not measured, kept where
+    it was, and the file written by write_h5ad reads back the same."""
+    adata = tiny_run.to_anndata()
+    stim = adata.obs["stimulation"].astype(str).to_numpy() == "stim"
+    unstim = adata.obs["stimulation"].astype(str).to_numpy() == "unstim"
+    assert stim.any() and unstim.any()
+    assert adata.obs["trNK"].dtype == "boolean"
+    assert adata.obs["trNK"][stim].isna().all()
+    assert adata.obs["NK"].dtype == bool  # a gate every sample has stays plain bool
+    for sid in adata.obs["sample_id"][unstim].unique():
+        mine = adata.obs.loc[adata.obs["sample_id"] == sid, "trNK"]
+        own = tiny_run.kept_events(str(sid)).obs["trNK"]
+        np.testing.assert_array_equal(mine.to_numpy(dtype=bool), own.to_numpy())
+    shared = set.intersection(
+        *(set(tiny_run.kept_events(str(s)).var_names) for s in adata.obs["sample_id"].unique())
+    )
+    assert set(adata.var_names) == shared
+    back = ad.read_h5ad(tiny_run.write_h5ad(tmp_path / "nk.h5ad"))
+    pd.testing.assert_series_equal(back.obs["trNK"], adata.obs["trNK"])
+
+
+def test_export_fcs_skips_samples_without_the_population(tiny_run, tmp_path: Path) -> None:
+    """Stimulated tubes have no trNK gate: exporting it raised KeyError at the first one,
+    after earlier samples' files were written. Now they are skipped with one warning."""
+    kept = set(tiny_run.to_anndata().obs["sample_id"].astype(str))  # FMO tubes keep none
+    lacking = [s for s in kept if "trNK" not in tiny_run.kept_events(s).obs.columns]
+    assert lacking and len(lacking) < len(kept)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = tiny_run.export_fcs(tmp_path / "fcs", population="trNK")
+    mine = [w for w in caught if issubclass(w.category, NkflowWarning)]
+    assert len(mine) == 1
+    assert all(sid in str(mine[0].message) for sid in lacking)
+    assert sorted(p.name for p in (tmp_path / "fcs").iterdir()) == sorted(f.name for f in files)
+    assert len(files) == len(kept) - len(lacking)
+    for path in files:
+        back = nkflow.io.read_fcs(path)
+        assert back.uns["nkflow"]["fcs"]["keywords"]["NKFLOW_POPULATION"] == "trNK"
+
+
+def test_export_fcs_of_a_population_no_sample_has_writes_nothing(tiny_run, tmp_path: Path) -> None:
+    with pytest.raises(ChannelNotFoundError, match=r"no population 'CD57\+'; available: .*trNK"):
+        tiny_run.export_fcs(tmp_path / "fcs", population="CD57+")
+    assert not (tmp_path / "fcs").exists()
 
 
 def test_existing_output_is_never_overwritten_silently(

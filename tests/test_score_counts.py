@@ -10,10 +10,12 @@ import pytest
 from nkflow.exceptions import (
     BatchConsistencyError,
     ChannelNotFoundError,
+    ConfigError,
     GatingError,
     LowEventCountWarning,
     MissingControlWarning,
 )
+from nkflow.tl.annotate import abundance_table
 from nkflow.tl.counts import COUNT_COLUMNS, count_positive, fmo_threshold
 
 MARKERS = ["CD56", "AREG", "IFN-g", "NKG2D", "CD107a"]
@@ -266,3 +268,18 @@ def test_an_ungated_sample_says_to_gate_first(gated_liver, step):
     error = GatingError if step == "count_positive" else ChannelNotFoundError
     with pytest.raises(error, match=r"run nk\.gating\.gate first"):
         count_positive(adata) if step == "count_positive" else cluster(adata)
+
+
+@pytest.mark.parametrize(
+    ("tool", "advice"),
+    [(count_positive, r"res\.kept_events\(sid\)"), (abundance_table, r"adata\[adata\.obs")],
+    ids=["count_positive", "abundance_table"],
+)
+def test_a_container_of_several_samples_is_refused(tool, advice):
+    """A combined container (as Results.to_anndata gives) was counted as one sample: one
+    sample_id from abundance_table, all-NA AREG counts from count_positive."""
+    second = make_sample(seed=1)
+    second.obs["sample_id"] = pd.Categorical(["s2"] * second.n_obs)
+    combined = ad.concat([make_sample(), second], index_unique="-")
+    with pytest.raises(ConfigError, match=rf"holds 2 samples.*{advice}"):
+        tool(combined)

@@ -7,6 +7,7 @@ events of the whole batch are one AnnData (``res.to_anndata()``), and exports go
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
+from ..exceptions import ChannelNotFoundError, NkflowWarning
 from ..io import write_fcs
 from ..io.write import safe_name
 from .outdir import OutputFolder
-from .sample import read_kept_events
+from .sample import NK_EVENTS_FILE, read_kept_events
 
 __all__ = ["Results"]
 
@@ -126,8 +128,19 @@ class Results:
         """The gated NK events of every analysed sample in one AnnData (scanpy-ready).
 
         ``obs`` carries ``sample_id`` and the metadata columns (donor, tissue, timepoint,
-        stimulation, role), the gate columns and ``metacluster``; ``var`` is the panel of
-        the first sample (samples are joined on channel names).
+        stimulation, role, species, batch), every sample's gate columns and
+        ``metacluster``; ``var`` holds the channels every sample has (samples are joined
+        on channel names; the first sample's ``var`` columns).
+
+        A gate column that every sample has stays ``bool``. One that only some samples
+        have (a stimulated tube takes residency, CD16, CD62L and CD69 from its
+        unstimulated partner, so it has no ``trNK``, ``circNK``, ``NK_CD69+`` ...
+        columns) is pandas' nullable ``"boolean"``: ``<NA>`` for the samples where the
+        gate was not set (not measured, not negative). It writes to ``.h5ad`` as it is.
+
+        It is for looking at cells across samples (scanpy, plots); the per-sample tools
+        :func:`nkflow.tl.count_positive` and :func:`nkflow.tl.abundance_table` refuse it
+        (its ``uns`` holds no sample's thresholds): give them :meth:`kept_events`.
         """
         ok = self.status[self.status["status"] == "ok"]["sample_id"].astype(str)
         parts = []
@@ -141,6 +154,7 @@ class Results:
         for part in parts:
             part.uns = {}
         joined = ad.concat(parts, join="inner", merge="first", index_unique="-")
+        joined.obs = _outer_obs(parts, joined.obs_names)
         meta = self.metadata.set_index("sample_id")
         for col in ("donor", "tissue", "timepoint", "stimulation", "role", "species", "batch"):
             if col in meta.columns:
@@ -161,32 +175,58 @@ class Results:
 
         Values are nkflow's compensated linear values (``$SPILLOVER`` is left out so
         FlowJo does not compensate twice; keyword ``NKFLOW_COMPENSATED`` says so).
+        Every sample's gates are checked before the first file is written, and each
+        file is written atomically (it appears whole or not at all).
 
         Parameters
         ----------
         out
             Folder for the files (``<sample_id>_<population>.fcs``).
         population
-            A gate column of the kept events (``NK`` or any NK subset).
+            A gate column of the kept events (``NK`` or any NK subset). Samples without
+            it are skipped with one warning: a stimulated tube has no residency, CD16,
+            CD62L or CD69 gates (they come from its unstimulated partner).
 
         Returns
         -------
         list of Path
             The files written.
+
+        Raises
+        ------
+        ChannelNotFoundError
+            No sample has the population (nothing is written); the message lists the
+            gates the samples have.
+        OutputFolderError
+            A file cannot be written (the message names it and why).
+
+        Warns
+        -----
+        NkflowWarning
+            Naming the samples skipped because they lack the population.
         """
+        having, lacking, gates = [], [], set()
+        for sid in self.status[self.status["status"] == "ok"]["sample_id"].astype(str):
+            columns = self._gate_columns(sid)
+            if columns is None:
+                continue
+            gates.update(columns)
+            (having if population in columns else lacking).append(sid)
+        if lacking and not having:
+            raise ChannelNotFoundError(
+                population, sorted(gates), source=self.out_dir, what="population"
+            )
+        if lacking:
+            warnings.warn(
+                f"{self.out_dir}: population {population!r} is not gated in "
+                f"{len(lacking)} sample(s), no FCS written for them: {', '.join(lacking)}",
+                NkflowWarning,
+                stacklevel=2,
+            )
         folder = Path(out)
         written = []
-        for sid in self.status[self.status["status"] == "ok"]["sample_id"].astype(str):
-            try:
-                adata = self.kept_events(sid)
-            except KeyError:
-                continue
-            if population not in adata.obs.columns:
-                gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-                raise KeyError(
-                    f"population {population!r} not in sample {sid!r}; "
-                    f"available: {', '.join(gates)}"
-                )
+        for sid in having:
+            adata = self.kept_events(sid)
             sel = adata[adata.obs[population].to_numpy(dtype=bool)]
             data = sel.layers["compensated"] if "compensated" in sel.layers else sel.X
             name = f"{safe_name(sid)}_{safe_name(population)}.fcs"
@@ -200,3 +240,36 @@ class Results:
                 )
             )
         return written
+
+    def _gate_columns(self, sample_id: str) -> list[str] | None:
+        """The bool ``obs`` columns of a sample's kept events, read without its events.
+
+        ``None`` when the sample kept no events (as :meth:`kept_events` raises).
+        """
+        import h5py
+        from anndata.io import read_elem
+
+        path = OutputFolder(self.out_dir).sample_dir(sample_id) / NK_EVENTS_FILE
+        if not path.is_file():
+            return None
+        with h5py.File(path, "r") as handle:
+            obs = read_elem(handle["obs"])
+        return [c for c in obs.columns if pd.api.types.is_bool_dtype(obs[c])]
+
+
+def _outer_obs(parts: list[ad.AnnData], names: pd.Index) -> pd.DataFrame:
+    """The samples' ``obs`` joined on every column; gates some samples lack are ``<NA>``.
+
+    ``ad.concat(join="inner")`` would keep only the columns every sample has, dropping
+    the residency gates of the unstimulated tubes too. Categoricals get the union of
+    their categories (AnnData's outer join).
+    """
+    frames = [ad.AnnData(obs=part.obs) for part in parts]
+    obs = ad.concat(frames, join="outer", index_unique="-").obs
+    obs.index = names
+    for col in obs.columns:
+        having = [part.obs[col] for part in parts if col in part.obs.columns]
+        if not all(pd.api.types.is_bool_dtype(values) for values in having):
+            continue
+        obs[col] = obs[col].astype(bool if len(having) == len(parts) else "boolean")
+    return obs

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
+from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
 from ._samples import iter_samples
 
@@ -293,7 +294,8 @@ def abundance_table(
     Parameters
     ----------
     adatas
-        Samples already assigned (``obs[key]`` present).
+        Samples already assigned (``obs[key]`` present): ``{sample_id: AnnData}``, a list,
+        or one AnnData of one sample.
     result
         The :class:`~nkflow.tl.cluster.ClusteringResult` (for names); if ``None``, names
         are read from ``obs[key + "_label"]``.
@@ -305,7 +307,23 @@ def abundance_table(
     pandas.DataFrame
         sample_id, metacluster, label, count, percent (of the clustered population in the
         sample), n_population, donor, tissue, timepoint, stimulation.
+
+    Raises
+    ------
+    ConfigError
+        One AnnData whose ``obs["sample_id"]`` holds several samples (such as
+        ``Results.to_anndata()``): it would be counted as one sample.
     """
+    if isinstance(adatas, ad.AnnData) and "sample_id" in adatas.obs.columns:
+        n_samples = adatas.obs["sample_id"].nunique()
+        if n_samples > 1:
+            raise ConfigError(
+                f"abundance_table: the AnnData holds {n_samples} samples in "
+                "obs['sample_id'] and would be counted as one; pass one AnnData per sample: "
+                "{sid: adata[adata.obs['sample_id'] == sid] for sid in "
+                "adata.obs['sample_id'].unique()} (nk.run's Results has this table as "
+                "res.clusters)"
+            )
     rows = []
     for sid, adata in iter_samples(adatas):
         col = adata.obs[key]

@@ -20,6 +20,7 @@ from scipy import sparse
 from ..exceptions import (
     BatchConsistencyError,
     ChannelNotFoundError,
+    ConfigError,
     GatingError,
     LowEventCountWarning,
     MissingControlWarning,
@@ -241,7 +242,10 @@ def count_positive(
     adata
         One sample (container per docs/contracts.md). ``obs`` holds one bool column per gated
         population and optionally the categorical ``cluster_key``; events with
-        ``obs[qc_key] == False`` are left out when that column exists.
+        ``obs[qc_key] == False`` are left out when that column exists. A container of
+        several samples (``obs["sample_id"]`` with more than one value, such as
+        ``Results.to_anndata()``) is refused: its ``uns`` holds no sample's tissue and
+        thresholds. Count each sample's own container (``Results.kept_events``).
     thresholds
         Positivity cut-offs on the scale of ``X`` (or ``layer``): a table or list of records
         with ``marker``, ``value`` and, for provenance, ``rule``, ``control_file``,
@@ -275,7 +279,19 @@ def count_positive(
         ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
         marker is not in the panel or has no threshold, never a silent zero), and the cut-offs
         used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``).
+
+    Raises
+    ------
+    ConfigError
+        ``adata`` holds several samples.
     """
+    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
+        raise ConfigError(
+            f"count_positive: the AnnData holds {n_samples} samples in obs['sample_id']; it "
+            "counts one sample with the tissue and thresholds in its uns['nkflow']: call it "
+            "per sample on res.kept_events(sid) of nk.run's Results (res.tables['counts'] "
+            "already holds these counts)"
+        )
     marker_names = dict(ScoringConfig().markers if markers is None else markers)
     picker = _ThresholdPicker(_threshold_table(thresholds, adata))
     info = sample_info(adata)
