@@ -16,6 +16,7 @@ from nkflow.exceptions import (
     MissingControlWarning,
 )
 from nkflow.tl.annotate import abundance_table
+from nkflow.tl.cluster import cluster
 from nkflow.tl.counts import COUNT_COLUMNS, count_positive, fmo_threshold
 
 MARKERS = ["CD56", "AREG", "IFN-g", "NKG2D", "CD107a"]
@@ -272,8 +273,12 @@ def test_an_ungated_sample_says_to_gate_first(gated_liver, step):
 
 @pytest.mark.parametrize(
     ("tool", "advice"),
-    [(count_positive, r"res\.kept_events\(sid\)"), (abundance_table, r"adata\[adata\.obs")],
-    ids=["count_positive", "abundance_table"],
+    [
+        (count_positive, r"res\.kept_events\(sid\)"),
+        (abundance_table, r"adata\[adata\.obs"),
+        (cluster, r"adata\[adata\.obs"),
+    ],
+    ids=["count_positive", "abundance_table", "cluster"],
 )
 def test_a_container_of_several_samples_is_refused(tool, advice):
     """A combined container (as Results.to_anndata gives) was counted as one sample: one

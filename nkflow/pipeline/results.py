@@ -19,6 +19,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..exceptions import ChannelNotFoundError, NkflowWarning
 from ..io import write_fcs
+from ..io.h5ad import write_h5ad
 from ..io.write import safe_name
 from .outdir import OutputFolder
 from .sample import NK_EVENTS_FILE, read_kept_events
@@ -165,10 +166,11 @@ class Results:
         return joined
 
     def write_h5ad(self, path: str | Path) -> Path:
-        """Write :meth:`to_anndata` to ``.h5ad`` for scanpy / pytometry."""
-        dest = Path(path)
-        self.to_anndata().write_h5ad(dest)
-        return dest
+        """Write :meth:`to_anndata` to ``.h5ad`` for scanpy / pytometry.
+
+        The file appears whole or not at all (:func:`nkflow.io.write_h5ad`).
+        """
+        return write_h5ad(self.to_anndata(), path)
 
     def export_fcs(self, out: str | Path, *, population: str = "NK") -> list[Path]:
         """Write each sample's events of a gated population as FCS 3.1 for FlowJo.

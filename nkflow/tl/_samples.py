@@ -22,6 +22,8 @@ __all__ = ["iter_samples", "require_comparable"]
 
 def iter_samples(
     adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
+    *,
+    what: str = "cluster",
 ) -> list[tuple[str, ad.AnnData]]:
     """Normalise a dict, list or single container into ``(sample_id, adata)`` pairs.
 
@@ -31,6 +33,9 @@ def iter_samples(
         ``{sample_id: AnnData}``, a list of AnnData (ids from ``uns["nkflow"]["sample"]``
         or ``obs["sample_id"]``), or one AnnData.
 
+    what
+        The caller's name, for messages.
+
     Returns
     -------
     list of tuple
@@ -39,20 +44,30 @@ def iter_samples(
     Raises
     ------
     ConfigError
-        When no sample is given or two samples share an id.
+        When no sample is given, two samples share an id, or one AnnData holds several
+        samples in ``obs["sample_id"]`` (``Results.to_anndata()``): taken as one sample,
+        its cells would be capped, counted and named as one.
     """
     if isinstance(adatas, ad.AnnData):
+        ids = adatas.obs["sample_id"] if "sample_id" in adatas.obs.columns else None
+        if ids is not None and (n_samples := ids.nunique()) > 1:
+            raise ConfigError(
+                f"{what}: the AnnData holds {n_samples} samples in obs['sample_id'] and would "
+                "be taken as one; pass one AnnData per sample: {sid: adata[adata.obs["
+                "'sample_id'] == sid] for sid in adata.obs['sample_id'].unique()} (nk.run's "
+                "Results has per-sample containers: res.kept_events(sid))"
+            )
         return [(sample_id(adatas, default="sample_0"), adatas)]
     if isinstance(adatas, Mapping):
         pairs = [(str(k), v) for k, v in adatas.items()]
     else:
         pairs = [(sample_id(a, default=f"sample_{i}"), a) for i, a in enumerate(adatas)]
     if not pairs:
-        raise ConfigError("cluster: no samples given; expected a dict or list of AnnData")
+        raise ConfigError(f"{what}: no samples given; expected a dict or list of AnnData")
     ids = [p[0] for p in pairs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ConfigError(f"cluster: duplicate sample ids {dup}; pass a dict with unique keys")
+        raise ConfigError(f"{what}: duplicate sample ids {dup}; pass a dict with unique keys")
     return pairs
 
 

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
-from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
 from ._samples import iter_samples
 
@@ -314,18 +313,8 @@ def abundance_table(
         One AnnData whose ``obs["sample_id"]`` holds several samples (such as
         ``Results.to_anndata()``): it would be counted as one sample.
     """
-    if isinstance(adatas, ad.AnnData) and "sample_id" in adatas.obs.columns:
-        n_samples = adatas.obs["sample_id"].nunique()
-        if n_samples > 1:
-            raise ConfigError(
-                f"abundance_table: the AnnData holds {n_samples} samples in "
-                "obs['sample_id'] and would be counted as one; pass one AnnData per sample: "
-                "{sid: adata[adata.obs['sample_id'] == sid] for sid in "
-                "adata.obs['sample_id'].unique()} (nk.run's Results has this table as "
-                "res.clusters)"
-            )
     rows = []
-    for sid, adata in iter_samples(adatas):
+    for sid, adata in iter_samples(adatas, what="abundance_table"):
         col = adata.obs[key]
         labels = _labels_for(adata, key, result)
         total = int(col.notna().sum())
@@ -387,7 +376,7 @@ def median_table(
     markers = list(markers) if markers is not None else list(result.label_markers)
     labels = {str(k): v for k, v in result.labels.items()}
     frames = []
-    for sid, adata in iter_samples(adatas):
+    for sid, adata in iter_samples(adatas, what="median_table"):
         col = adata.obs[key]
         keep = col.notna().to_numpy()
         cols = adata.var_names.get_indexer([channel_for(adata, m) for m in markers])
