@@ -280,6 +280,20 @@ def test_invalid_clustering_parameter_is_named(batch, kw, match):
         _run(batch, assign=False, **kw)
 
 
+def test_a_batch_with_fewer_cells_than_som_nodes_is_not_clustered(batch, caplog):
+    """22 NK cells in a 10 x 10 SOM gave 10 'metaclusters' of one or two cells each."""
+    from nkflow.config import RunConfig
+    from nkflow.pipeline.steps import cluster_batch
+
+    few = {sid: a[:12].copy() for sid, a in batch.items()}  # ~30 NK cells in all
+    n_nk = sum(int(a.obs["NK"].sum()) for a in few.values())
+    assert 0 < n_nk < 100
+    with caplog.at_level("WARNING", logger="nkflow"):
+        assert cluster_batch({sid: (lambda a=a: a) for sid, a in few.items()}, RunConfig()) is None
+    assert f"clustering skipped: {n_nk} NK cell(s)" in caplog.text
+    assert "fewer than the SOM's 100 nodes" in caplog.text
+
+
 def test_config_clustering_keys_reach_the_fit(batch, tmp_path):
     from nkflow.config import RunConfig, config_to_toml, load_config, replace_values
     from nkflow.pipeline.steps import cluster_batch

@@ -215,6 +215,18 @@ def cluster_batch(
     if not training:
         logger.warning("clustering skipped: no sample has %s events", c.population)
         return None
+    n_cells = sum(
+        int(a.obs[c.population].sum()) if c.population in a.obs else a.n_obs
+        for a in training.values()
+    )
+    n_nodes = c.xdim * c.ydim
+    if n_cells < n_nodes:  # a SOM node per cell at best: no clusters to speak of
+        logger.warning(
+            "clustering skipped: %d %s cell(s) in the batch's training tubes, fewer than the "
+            "SOM's %d nodes (clustering.xdim x ydim); lower them for a small batch",
+            n_cells, c.population, n_nodes,
+        )  # fmt: skip
+        return None
     markers = list(c.markers) or None
     if markers is None and exclude_markers:
         markers = default_markers(training, exclude=(*LINEAGE_MARKERS, *exclude_markers))
