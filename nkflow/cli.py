@@ -225,7 +225,8 @@ def run(
         _usage_error(str(exc))
     _validate_panel(config.panel)
     out_dir = out if out is not None else default_out_dir(input_path)
-    progress = None if quiet else _ProgressBars()
+    # bars redraw with carriage returns: only on a terminal, not into a log file
+    progress = None if quiet or not sys.stderr.isatty() else _ProgressBars()
     try:
         results = run_pipeline(
             input_path,
@@ -279,6 +280,8 @@ class _ProgressBars:
         from tqdm import tqdm
 
         bar = self._bars.get(stage)
+        if bar is None and total == 0:  # a stage with nothing to do (no FMO tubes)
+            return
         if bar is None:
             self.close()  # one stage at a time: the previous stage is finished
             bar = tqdm(total=total, desc=stage, unit="step", leave=False, file=sys.stderr)

@@ -360,3 +360,15 @@ def test_config_compensation_and_transform_keys(tmp_path: Path, toml: str, error
     cfg = load_config(path)
     path.write_text(config_to_toml(cfg))
     assert load_config(path) == cfg  # a run's config.toml reproduces it
+
+
+def test_a_stage_with_nothing_to_do_draws_no_bar() -> None:
+    """A batch without FMO tubes printed an empty 'controls: 0step' bar."""
+    from nkflow.cli import _ProgressBars
+
+    bars = _ProgressBars()
+    bars("controls", 0, 0)
+    assert bars._bars == {}
+    bars("samples", 1, 3)
+    assert list(bars._bars) == ["samples"]
+    bars.close()
