@@ -158,6 +158,9 @@ def test_gate_with_template_writes_membership(
     members = sorted((out / "membership").glob("*.parquet"))
     assert members
     assert pd.read_parquet(members[0])["NK"].dtype == bool
+    # as nkflow run's: each tube's status row says what it was warned about
+    status = pd.read_csv(out / "status.csv").fillna("")
+    assert status.loc[status["status"] == "ok", "message"].str.contains("Warning: ").any()
 
 
 def test_simulate(runner: CliRunner, tmp_path: Path) -> None:

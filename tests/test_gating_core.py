@@ -394,3 +394,14 @@ def test_a_container_transformed_by_hand_is_gated():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert gate(adata, "human_blood", n_boot=0)["count"].sum() > 0
+
+
+def test_a_quantile_fallback_says_its_positives_are_set_by_construction(gated_liver):
+    """Without an AREG FMO a tube is cut at its own 99.5th percentile: AREG+ is then ~0.5 %
+    of NK in every tube, stimulated or not, and the warning says so."""
+    adata = gated_liver[0].copy()
+    with pytest.warns(MissingControlWarning) as caught:
+        gate(adata, "human_tissue", n_boot=0)
+    areg = [str(w.message) for w in caught if "for AREG" in str(w.message)]
+    assert areg and "fallback rule 'quantile'" in areg[0]
+    assert "top 0.5 % are positive by construction" in areg[0]

@@ -324,9 +324,17 @@ def _run(
         if rule == "fmo":
             rule = dim.fallback or tpl.fmo_fallback
             if warn_missing:
+                p_fb = dim.percentile if dim.percentile is not None else pct
+                by_rule = (
+                    f" (its top {100 - p_fb:g} % are positive by construction, whatever "
+                    "the tube: an FMO tube is needed to measure it)"
+                    if rule == "quantile"
+                    else ""
+                )
                 msg = (
                     f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "
                     f"for {dim.marker} on {on_key!r}; fallback rule {rule!r} on the sample"
+                    + by_rule
                 )
                 logger.debug(msg)  # shown once, as the warning below
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)

@@ -193,7 +193,11 @@ def _gate_template(
                 thr.append(pd.DataFrame(gated.thresholds))
                 if gated.members is not None:
                     members[sid] = gated.members
-                state.status[sid] = status_row(row, "ok", "OK", "", n_events=gated.n_events)
+                said = sorted({f"{category.__name__}: {text}" for category, text in gated.warnings})
+                # as nkflow run's status rows: the first warnings, so the table says why
+                state.status[sid] = status_row(
+                    row, "ok", "OK", "; ".join(said[:3]), n_events=gated.n_events
+                )
     tables = {
         "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
         "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
