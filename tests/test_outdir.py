@@ -312,6 +312,20 @@ def test_cli_refuses_before_any_work(
     assert list(outside.iterdir()) == []
 
 
+def test_an_existing_output_folder_stops_the_run_before_the_plan(
+    tiny_batch: Path, tmp_path: Path
+) -> None:
+    """The batch was checked and its 70-line plan printed before 'output folder exists'."""
+    from nkflow.exceptions import OutputExistsError
+    from nkflow.pipeline import run
+
+    out = _ours(tmp_path / "out")
+    plans: list = []
+    with pytest.raises(OutputExistsError, match="output folder exists"):
+        run(tiny_batch, out, on_plan=plans.append)
+    assert plans == []
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_outputs_follow_the_users_umask(tmp_path: Path, umask: int) -> None:
     previous = os.umask(umask)

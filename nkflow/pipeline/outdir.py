@@ -125,19 +125,7 @@ class OutputFolder:
             cannot be written (no space, read-only, permission).
         """
         root = self.root
-        if root.is_symlink() and not root.exists():
-            raise OutputExistsError(f"{root}: is a broken symbolic link; choose another -o/--out")
-        if root.exists() and not root.is_dir():
-            raise OutputExistsError(f"{root}: exists and is not a folder")
-        exists = root.is_dir() and any(p.name != LOCK for p in root.iterdir())
-        if exists and not (root / MARKER).is_file():
-            raise OutputExistsError(
-                f"{root}: folder exists and was not made by nkflow; choose another -o/--out"
-            )
-        if exists and not (force or resume):
-            raise OutputExistsError(
-                f"{root}: output folder exists; pass --force to replace it or --resume to finish it"
-            )
+        exists = self.refuse_existing(force=force, resume=resume)
         if force:
             self._refuse_inputs_inside(inputs)
         try:
@@ -162,6 +150,43 @@ class OutputFolder:
         except BaseException:
             self.release()
             raise
+
+    def refuse_existing(self, *, force: bool = False, resume: bool = False) -> bool:
+        """Refuse a folder :meth:`prepare` would refuse, before any work; nothing is written.
+
+        A run calls it first, so a folder that exists stops the run at once, not after the
+        batch was checked and planned.
+
+        Parameters
+        ----------
+        force, resume
+            As in :meth:`prepare`.
+
+        Returns
+        -------
+        bool
+            Whether the folder exists with content.
+
+        Raises
+        ------
+        OutputExistsError
+            As in :meth:`prepare` (except for inputs inside the folder, checked there).
+        """
+        root = self.root
+        if root.is_symlink() and not root.exists():
+            raise OutputExistsError(f"{root}: is a broken symbolic link; choose another -o/--out")
+        if root.exists() and not root.is_dir():
+            raise OutputExistsError(f"{root}: exists and is not a folder")
+        exists = root.is_dir() and any(p.name != LOCK for p in root.iterdir())
+        if exists and not (root / MARKER).is_file():
+            raise OutputExistsError(
+                f"{root}: folder exists and was not made by nkflow; choose another -o/--out"
+            )
+        if exists and not (force or resume):
+            raise OutputExistsError(
+                f"{root}: output folder exists; pass --force to replace it or --resume to finish it"
+            )
+        return exists
 
     def _refuse_inputs_inside(self, inputs: Iterable[str | Path]) -> None:
         out = self.root.resolve()

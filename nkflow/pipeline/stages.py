@@ -127,6 +127,7 @@ def prepare_batch(
         batch's consistency table.
     """
     state = RunState(input_path, out, config, on_progress)
+    state.folder.refuse_existing(force=force, resume=resume)  # at once, not after the plan
     consistency = state.check_consistency()
     state.plan = plan_batch(state.meta, config)  # no anchor in the panel: stop before any work
     state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
