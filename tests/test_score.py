@@ -379,3 +379,14 @@ def test_user_verdict_table():
     assert nk["areg_responsive"] and nk["control_source"] == "user verdict"
     with pytest.raises(ConfigError, match="'batch' and 'passed'"):
         score(counts, meta, positive_control=pd.DataFrame({"batch": ["b1"]}))
+
+
+def test_a_population_without_events_reads_undefined_not_nan():
+    """An empty metacluster's flag read 'CI lower bound nan <= 0; AREG_net nan < 1'."""
+    counts, meta = basic()
+    empty = counts["population"] == "CD56dim"
+    counts.loc[empty, [c for c in counts.columns if c.startswith("n_")]] = 0
+    message = score(counts, meta).flags.set_index("population").loc["CD56dim", "message"]
+    assert "nan" not in message
+    assert "AREG_net undefined (no events to compare" in message
+    assert "CI_LOWER_NOT_ABOVE_ZERO: no interval without AREG_net" in message

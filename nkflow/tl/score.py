@@ -26,7 +26,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,8 @@ from ..exceptions import ConfigError, MetadataError
 from ..io.metadata import is_stimulated
 from ..io.pairing import ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
-from ._score_context import EXPLORATORY_PREFIX, add_context, bright_dim, evidence, interpretation
+from ._score_context import add_context, bright_dim, evidence, interpretation
+from ._score_messages import NOTES, RULES, message_for, worded
 from ._score_parts import (
     _NUMERIC_RULES,
     PAIR_KEY,
@@ -66,46 +66,6 @@ _META_COLUMNS = [
     "glucocorticoid",
     "treatment",
 ]
-
-#: rule codes a flag row can carry, with what they mean
-RULES: dict[str, str] = {
-    "AREG_RESPONSIVE": "all AREG rules passed",
-    "REPAIR_BIASED": "AREG-responsive and polarisation index RI above the cut",
-    "NO_UNSTIM": "no unstimulated tube with the same donor, tissue, timepoint and batch",
-    "UNSTIM_AMBIGUOUS": (
-        "several unstimulated tubes share this tube's tissue, timepoint and batch and no "
-        "donor tells them apart: name each tube's donor in the metadata sheet"
-    ),
-    "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
-    "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
-    "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
-    "CONDITION_NOT_FLAGGABLE": "stimulation condition not in the config's [flag] conditions",
-    "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
-    "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
-    "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
-    "NET_BELOW_MIN": "AREG_net below the configured minimum",
-    "POSITIVE_CONTROL_MISSING": "no positive control (ILC gate) for this batch",
-    "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
-}
-
-#: data-quality notes (not rules): reported in ``flags["notes"]``
-NOTES: dict[str, str] = {
-    "UNSTIM_ABOVE_STIM": (
-        "AREG+ % is higher in the unstimulated tube than in the stimulated one (interval "
-        "entirely below 0): check that the AREG cut-off suits the unstimulated tube, whose "
-        "spillover spread can differ from the stimulated FMO's"
-    ),
-    "THRESHOLD_MISMATCH": (
-        "the stimulated and unstimulated tubes were cut at different thresholds for the named "
-        "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
-        "response compares unlike with unlike"
-    ),
-    "BRIGHT_BELOW_DIM": (
-        "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
-        "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
-        "read-out, not a rule"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -205,59 +165,6 @@ def _context_meta(meta: pd.DataFrame, cfg: ScoringConfig) -> pd.DataFrame:
     species = out["species"].str.lower()
     out["species"] = np.where(species == "", cfg.species, species)
     return out
-
-
-# ----------------------------------------------------------------------- messages
-def _message(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
-    num = (
-        f"AREG_net {row['areg_net']:.2f} pts (CI {row['areg_net_ci_low']:.2f} to "
-        f"{row['areg_net_ci_high']:.2f}), {row['n_areg_stim']:.0f} AREG+ events, "
-        f"{row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} events stim/unstim"
-    )
-    ctl = f"positive control {row['control_source'] or 'none'}" + (
-        f" net {row['control_net']:.2f} (CI low {row['control_ci_low']:.2f})"
-        if np.isfinite(row["control_net"])
-        else ""
-    )
-    if not failed:
-        ri = row["ri"]
-        bias = (
-            f"repair-biased (RI {ri:.2f} > {cfg.ri_cut:g})"
-            if row["repair_biased"]
-            else f"not repair-biased (RI {ri:.2f} <= {cfg.ri_cut:g})"
-            if np.isfinite(ri)
-            else "RI undefined"
-        )
-        return (
-            f"AREG-responsive: {num}; CI low > 0, net >= {cfg.min_net:g}, AREG+ >= "
-            f"{cfg.min_areg_events}, events >= {cfg.min_events}; {ctl}; {bias}"
-        )
-    detail = {
-        "NO_UNSTIM": RULES["NO_UNSTIM"],
-        "UNSTIM_AMBIGUOUS": RULES["UNSTIM_AMBIGUOUS"],
-        "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
-        "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
-        "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
-        "CONDITION_NOT_FLAGGABLE": f"condition {row['condition']!r} not in "
-        f"[flag] conditions {list(cfg.conditions)}",
-        "EVENTS_BELOW_MIN": f"events {row['n_events_stim']:.0f}/{row['n_events_unstim']:.0f} "
-        f"< {cfg.min_events}",
-        "AREG_EVENTS_BELOW_MIN": f"AREG+ events {row['n_areg_stim']:.0f} < {cfg.min_areg_events}",
-        "CI_LOWER_NOT_ABOVE_ZERO": f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
-        "NET_BELOW_MIN": f"AREG_net {row['areg_net']:.2f} < {cfg.min_net:g}",
-        "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
-        "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
-    }
-    return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
-
-
-def _worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
-    """Prefix mouse rows as exploratory; add the context interpretation to every flag."""
-    if row["exploratory"]:
-        message = EXPLORATORY_PREFIX + message
-    if flagged and row["interpretation"]:
-        message += f"; {row['interpretation']}"
-    return message
 
 
 def _zscore(x: pd.Series) -> pd.Series:
@@ -515,7 +422,7 @@ def score(
     )
     flags["failed_rules"] = [";".join(f) for f in failed_all]
     flags["message"] = [
-        _worded(_message(r, f, cfg), r, not f) for r, f in zip(records, failed_all, strict=True)
+        worded(message_for(r, f, cfg), r, not f) for r, f in zip(records, failed_all, strict=True)
     ]
     pairs_bd = bright_dim(s, cfg.consistency_bright, cfg.consistency_dim)
     low_bright = set(pairs_bd.loc[pairs_bd["bright_below_dim"].astype(bool), "sample_id"])

@@ -1,0 +1,142 @@
+"""The words of a repair flag: what each rule code means, and each row's message.
+
+:data:`RULES` names the codes a flag row carries (every rule that failed), :data:`NOTES`
+the data-quality notes beside them; :func:`message_for` writes a row's message with its
+numbers, and :func:`worded` adds the species and context interpretation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._score_config import ScoringConfig
+from ._score_context import EXPLORATORY_PREFIX
+
+__all__ = ["NOTES", "RULES", "message_for", "worded"]
+
+#: rule codes a flag row can carry, with what they mean
+RULES: dict[str, str] = {
+    "AREG_RESPONSIVE": "all AREG rules passed",
+    "REPAIR_BIASED": "AREG-responsive and polarisation index RI above the cut",
+    "NO_UNSTIM": "no unstimulated tube with the same donor, tissue, timepoint and batch",
+    "UNSTIM_AMBIGUOUS": (
+        "several unstimulated tubes share this tube's tissue, timepoint and batch and no "
+        "donor tells them apart: name each tube's donor in the metadata sheet"
+    ),
+    "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
+    "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
+    "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
+    "CONDITION_NOT_FLAGGABLE": "stimulation condition not in the config's [flag] conditions",
+    "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
+    "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
+    "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
+    "NET_BELOW_MIN": "AREG_net below the configured minimum",
+    "POSITIVE_CONTROL_MISSING": "no positive control (ILC gate) for this batch",
+    "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
+}
+
+#: data-quality notes (not rules): reported in ``flags["notes"]``
+NOTES: dict[str, str] = {
+    "UNSTIM_ABOVE_STIM": (
+        "AREG+ % is higher in the unstimulated tube than in the stimulated one (interval "
+        "entirely below 0): check that the AREG cut-off suits the unstimulated tube, whose "
+        "spillover spread can differ from the stimulated FMO's"
+    ),
+    "THRESHOLD_MISMATCH": (
+        "the stimulated and unstimulated tubes were cut at different thresholds for the named "
+        "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
+        "response compares unlike with unlike"
+    ),
+    "BRIGHT_BELOW_DIM": (
+        "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
+        "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
+        "read-out, not a rule"
+    ),
+}
+
+
+def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
+    """A flag row's message: why it is (not) flagged, with its numbers.
+
+    Parameters
+    ----------
+    row
+        One scores row (nets, intervals, counts, positive control, RI).
+    failed
+        The rule codes that failed (empty: flagged).
+    cfg
+        The scoring definitions (minima, RI cut).
+
+    Returns
+    -------
+    str
+        A tube without events reads "AREG_net undefined", never "nan".
+    """
+    no_net = not np.isfinite(row["areg_net"])  # no events in one of the tubes
+    net_text = (
+        "AREG_net undefined (no events to compare in the stimulated or unstimulated tube)"
+        if no_net
+        else f"AREG_net {row['areg_net']:.2f} pts (CI {row['areg_net_ci_low']:.2f} to "
+        f"{row['areg_net_ci_high']:.2f})"
+    )
+    num = (
+        f"{net_text}, {_count(row['n_areg_stim'])} AREG+ events, "
+        f"{_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
+    )
+    ctl = f"positive control {row['control_source'] or 'none'}" + (
+        f" net {row['control_net']:.2f} (CI low {row['control_ci_low']:.2f})"
+        if np.isfinite(row["control_net"])
+        else ""
+    )
+    if not failed:
+        ri = row["ri"]
+        bias = (
+            f"repair-biased (RI {ri:.2f} > {cfg.ri_cut:g})"
+            if row["repair_biased"]
+            else f"not repair-biased (RI {ri:.2f} <= {cfg.ri_cut:g})"
+            if np.isfinite(ri)
+            else "RI undefined"
+        )
+        return (
+            f"AREG-responsive: {num}; CI low > 0, net >= {cfg.min_net:g}, AREG+ >= "
+            f"{cfg.min_areg_events}, events >= {cfg.min_events}; {ctl}; {bias}"
+        )
+    detail = {
+        "NO_UNSTIM": RULES["NO_UNSTIM"],
+        "UNSTIM_AMBIGUOUS": RULES["UNSTIM_AMBIGUOUS"],
+        "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
+        "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
+        "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
+        "CONDITION_NOT_FLAGGABLE": f"condition {row['condition']!r} not in "
+        f"[flag] conditions {list(cfg.conditions)}",
+        "EVENTS_BELOW_MIN": f"events {_count(row['n_events_stim'])}/"
+        f"{_count(row['n_events_unstim'])} < {cfg.min_events}",
+        "AREG_EVENTS_BELOW_MIN": f"AREG+ events {_count(row['n_areg_stim'])} < "
+        f"{cfg.min_areg_events}",
+        "CI_LOWER_NOT_ABOVE_ZERO": "no interval without AREG_net"
+        if no_net
+        else f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
+        "NET_BELOW_MIN": "AREG_net undefined"
+        if no_net
+        else f"AREG_net {row['areg_net']:.2f} < {cfg.min_net:g}",
+        "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
+        "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
+    }
+    return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
+
+
+def _count(value: Any) -> str:
+    """An event count for a message: ``"0"`` for a tube without the population (NaN)."""
+    return f"{float(value):.0f}" if value is not None and np.isfinite(float(value)) else "0"
+
+
+def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
+    """Prefix mouse rows as exploratory; add the context interpretation to every flag."""
+    if row["exploratory"]:
+        message = EXPLORATORY_PREFIX + message
+    if flagged and row["interpretation"]:
+        message += f"; {row['interpretation']}"
+    return message
