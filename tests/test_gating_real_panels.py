@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nkflow import io, pp
@@ -71,10 +72,17 @@ def test_cytonorm_cytof_nk_share_of_lymphocytes(path):
     # published range (measured 2.9-11.9 %, point estimates)
     lo, hi = _wilson(nk, lym)
     assert lo <= NK_RANGE[1] and hi >= NK_RANGE[0], f"NK {nk}/{lym} lymphocytes"
-    # CD56 is in the panel: the subsets are gated (low-event flagged where NK are few)
-    assert rows.loc["CD56bright", "count"] + rows.loc["CD56dim", "count"] == nk
-    if nk < 50:
-        assert rows.loc["CD56bright", "low_events"]
+    # CD56 is in the panel: the subsets are gated where NK are enough to split (the
+    # upper-cluster gate needs 50 events); with fewer they are not measured (NA), not
+    # 0 % CD56bright and 100 % CD56dim
+    if nk >= 50:
+        assert rows.loc["CD56bright", "count"] + rows.loc["CD56dim", "count"] == nk
+    else:
+        assert pd.isna(rows.loc["CD56bright", "count"]) and pd.isna(rows.loc["CD56dim", "count"])
+        assert np.isnan(rows.loc["CD56dim", "percent_of_parent"])
+        unset = adata.uns["nkflow"]["gating"]["unset"]
+        assert unset["CD56bright"].startswith("no cut-off")
+        assert unset["CD56dim"] == "operand 'CD56bright' not set"
 
 
 @pytest.mark.parametrize("path", SUPERCELL or [Path("absent")], ids=_ids(SUPERCELL))

@@ -188,6 +188,7 @@ def gate(
                 {"name": g.id, "parent": g.parent, "gate": gate_to_dict(g)} for g in run.gates
             ],
             "skipped": {**resolved.skipped_populations, **run.skipped},
+            "unset": dict(run.unset),
             "resolution": resolved.to_dict(),
         }
         table = population_table(

@@ -124,6 +124,9 @@ class GatingRun:
     members: dict[str, np.ndarray] = field(default_factory=dict)
     thresholds: list[Threshold] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Gates drawn but not set (a threshold or polygon without a value: too few events),
+    #: and the gates that hang on them: their 0 events mean "not measured", not "none".
+    unset: dict[str, str] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
     #: Intervals still being computed: position in ``thresholds`` -> ``(ci_low, ci_high)``.
     pending: dict[int, Deferred[tuple[float, float]]] = field(default_factory=dict)
@@ -439,6 +442,8 @@ def _run(
         run.members[g.id] = own & inside
         run.gates.append(g)
         run.parents[g.id] = g.parent
+        if (why := _unset_reason(g, run.unset)) is not None:
+            run.unset[g.id] = why
 
     specs = [
         spec
@@ -529,6 +534,25 @@ def _run(
                 run.skipped[p] = f"missing: {err.name}"
             logger.info("sample %r: optional gate %r skipped (%s)", sid, spec.id, err.name)
     return run
+
+
+def _unset_reason(g: Gate, unset: dict[str, str]) -> str | None:
+    """Why a drawn gate measures nothing, or None.
+
+    Its own cut-off has no value, or it hangs on (or combines) a gate that has none.
+    """
+    if g.parent is not None and g.parent in unset:
+        return f"parent {g.parent!r} not set"
+    if isinstance(g, BooleanGate):
+        missing = [o.gate for o in g.operands if o.gate in unset]
+        return f"operand {missing[0]!r} not set" if missing else None
+    if isinstance(g, RectangleGate):
+        values = [v for d in g.dims for v in (d.min, d.max) if v is not None]
+    elif isinstance(g, PolygonGate):
+        values = [v for vertex in g.vertices for v in vertex]
+    else:
+        return None
+    return "no cut-off (too few events to set it)" if np.isnan(values).any() else None
 
 
 run_template = _run

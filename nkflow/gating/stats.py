@@ -113,6 +113,7 @@ def population_table(
     nk_population: str = "NK",
     confidence: float = 0.95,
     warn: bool = True,
+    unset: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Long-format populations table of a gated sample (docs/contracts.md).
 
@@ -135,6 +136,10 @@ def population_table(
         Coverage of the Wilson interval of ``percent_of_parent``.
     warn
         Issue the low-count warning.
+    unset
+        Population -> why its gate could not be set (too few events for its cut-off, or
+        hanging on such a gate); default: ``uns["nkflow"]["gating"]["unset"]``. Their
+        ``count`` and percentages are NA: not measured, rather than none found.
 
     Returns
     -------
@@ -204,6 +209,15 @@ def population_table(
         pnk = np.where(within_nk, pnk, np.nan)  # only populations inside NK
     df.insert(8, "percent_of_nk", pnk)
     df.insert(9, "low_events", df["count"] < int(min_events))
+    if unset is None:
+        unset = g.get("unset") or {}
+    if not_set := [p for p in df["population"] if p in unset]:
+        rows_unset = df["population"].isin(not_set).to_numpy()
+        df["count"] = df["count"].astype("Int64").mask(rows_unset)
+        cols = ["percent_of_parent", "ci_low", "ci_high", "percent_of_nk"]
+        cols += [c for c in df.columns if c.startswith("median_")]
+        df.loc[rows_unset, cols] = np.nan
+        df.loc[rows_unset, "low_events"] = False
     low = df.loc[df["low_events"], "population"].tolist()
     if low and warn:
         msg = (

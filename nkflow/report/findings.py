@@ -48,8 +48,9 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     """CD56bright and trNK shares of NK per tissue and timepoint.
 
     One donor: the value with its Wilson 95% interval; several: the median across
-    donors with their range. ``n`` counts donors; a tube with no donor named counts as a
-    donor of its own (``attrs["tubes_without_donor"]`` says how many).
+    donors with their range. ``n`` counts the donors whose tube was analysed; a tube with
+    no donor named counts as a donor of its own (``attrs["tubes_without_donor"]`` says how
+    many). A share whose gate could not be set in any tube reads ``not gated``.
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
@@ -59,6 +60,7 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     # the frequency summaries' rule: one phenotype tube per donor, tissue, timepoint
     tubes = phenotype_rows(meta, meta)
     pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
+    analysed = set(populations["sample_id"].astype(str))
     rows = []
     order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
     # tissues in the sheet's order; timepoints in the run's order (baseline first) if known
@@ -68,12 +70,18 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     for tissue, timepoint in order:
         ids = tubes.loc[(tubes["tissue"] == tissue) & (tubes["timepoint"] == timepoint),
                         "sample_id"].astype(str)  # fmt: skip
+        ids = ids[ids.isin(analysed)]  # a tube that failed is no donor of the summary
+        if ids.empty:
+            continue
         row: dict[str, object] = {"tissue": tissue, "timepoint": timepoint, "n": len(ids)}
         for population, label in SHARES:
             sub = pops[(pops["population"] == population) & pops["sample_id"].isin(ids)]
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
+            measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
             row[label] = (
-                _range(sub["percent_of_parent"], sub["ci_low"], sub["ci_high"]) if len(sub) else "-"
+                _range(measured["percent_of_parent"], measured["ci_low"], measured["ci_high"])
+                if len(measured)
+                else ("not gated" if len(sub) else "-")
             )
         rows.append(row)
     table = pd.DataFrame(rows)
