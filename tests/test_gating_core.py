@@ -408,3 +408,17 @@ def test_a_quantile_fallback_says_its_positives_are_set_by_construction(gated_li
     areg = [str(w.message) for w in caught if "for AREG" in str(w.message)]
     assert areg and "fallback rule 'quantile'" in areg[0]
     assert "top 0.5 % are positive by construction" in areg[0]
+
+
+def test_gate_on_a_copy_returns_the_table_and_the_copy_apart(gated_liver):
+    """The copy rode in the table's attrs: pd.concat of two tables raised (AnnData has no
+    equality) and to_parquet could not serialise it."""
+    adata = gated_liver[0].copy()
+    adata.obs = adata.obs[[c for c in adata.obs.columns if adata.obs[c].dtype != bool]]
+    before = set(adata.obs.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, gated = gate(adata, "human_tissue", n_boot=0, copy=True)
+    assert set(adata.obs.columns) == before and "NK" in gated.obs.columns
+    assert table.attrs == {}
+    assert len(pd.concat([table, table])) == 2 * len(table)

@@ -22,6 +22,7 @@ from .._lazy import attach
 if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .apply import (
         BatchGatingResult,
+        GatedCopy,
         borrow_unstim_thresholds,
         fmo_thresholds,
         gate,
@@ -61,6 +62,7 @@ __all__ = [
     "BatchGatingResult",
     "BooleanGate",
     "Dimension",
+    "GatedCopy",
     "Operand",
     "PanelView",
     "PolygonGate",
@@ -102,6 +104,7 @@ __getattr__, __dir__ = attach(
     {
         "apply": [
             "BatchGatingResult",
+            "GatedCopy",
             "borrow_unstim_thresholds",
             "fmo_thresholds",
             "gate",

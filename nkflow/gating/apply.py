@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,7 @@ from .thresholds import THRESHOLD_COLUMNS, Threshold, fmo_threshold
 
 __all__ = [
     "BatchGatingResult",
+    "GatedCopy",
     "GatingRun",
     "applied_template",
     "fmo_thresholds",
@@ -119,7 +120,7 @@ def gate(
     min_events: int | None = None,
     stimulated: bool | None = None,
     copy: bool = False,
-) -> pd.DataFrame:
+) -> pd.DataFrame | GatedCopy:
     """Gate one sample with a template; write membership and provenance into the container.
 
     Parameters
@@ -145,13 +146,15 @@ def gate(
     stimulated
         Overrides the tube type read from ``uns["nkflow"]["sample"]``.
     copy
-        Work on a copy (returned in ``result.attrs["adata"]``) instead of ``adata``.
+        Gate a copy and leave ``adata`` as it is; then ``table, gated = gate(...,
+        copy=True)`` (:class:`GatedCopy`).
 
     Returns
     -------
-    DataFrame
+    DataFrame or GatedCopy
         The populations table (docs/contracts.md). ``adata.obs`` gains one bool column per
-        population; ``adata.uns["nkflow"]`` gains ``gating`` and ``thresholds``.
+        population; ``adata.uns["nkflow"]`` gains ``gating`` and ``thresholds``. With
+        ``copy=True``: the table and the gated copy.
 
     Raises
     ------
@@ -201,9 +204,18 @@ def gate(
     uns["thresholds"] = [t.to_record() for t in run.thresholds]
     if paired_unstim is not None:
         table = _add_unstim_rows(table, paired_unstim, run.skipped, sample_info(adata))
-    if copy:
-        table.attrs["adata"] = adata
-    return table
+    return GatedCopy(table, adata) if copy else table
+
+
+class GatedCopy(NamedTuple):
+    """What :func:`gate` returns with ``copy=True``: the table and the gated copy.
+
+    A plain pair, so the table stays an ordinary DataFrame (it can be concatenated and
+    saved) and the copy is not carried inside it.
+    """
+
+    table: pd.DataFrame
+    adata: Any
 
 
 def applied_template(
