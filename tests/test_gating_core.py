@@ -422,3 +422,14 @@ def test_gate_on_a_copy_returns_the_table_and_the_copy_apart(gated_liver):
     assert set(adata.obs.columns) == before and "NK" in gated.obs.columns
     assert table.attrs == {}
     assert len(pd.concat([table, table])) == 2 * len(table)
+
+
+def test_one_populations_events_are_refused_as_a_sample(gated_liver):
+    """Results.kept_events (the NK events of a gated tube) gated again gave NK 0,
+    CD56bright 0 and trNK 0 with 20 low-event warnings, and overwrote obs['NK']."""
+    adata = gated_liver[0]
+    nk_only = adata[adata.obs["NK"].to_numpy(bool)].copy()
+    with pytest.raises(GatingError, match="every one of its .* events is in its gated "
+                       "population 'NK'.*gate the whole sample"):  # fmt: skip
+        gate(nk_only, "human_tissue", n_boot=0)
+    assert nk_only.obs["NK"].all()  # left as it was

@@ -53,6 +53,7 @@ from .fmo_pool import pool_fmo_replicates
 from .gates import gate_to_dict
 from .intervals import background_thread
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
+from .preconditions import require_transformed, require_whole_sample
 from .resolve import ResolvedTemplate, resolve_template
 from .stats import population_table
 from .template import Template, load_template
@@ -71,41 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-#: a transformed fluorescence channel stays far below this (logicle 0-1, arcsinh ~15)
-_LINEAR_ABOVE = 100.0
-
-
-def require_transformed(adata: Any) -> None:
-    """Refuse a container whose fluorescence channels were never transformed.
-
-    Templates find their thresholds on the logicle/arcsinh scale; on linear values their
-    density rules give plausible but wrong populations. Refused when every fluorescence
-    channel has an empty ``var["transform"]`` and the values reach the linear range (a
-    container transformed by hand, with its own values, passes; set ``var["transform"]``
-    to say how).
-
-    Raises
-    ------
-    GatingError
-        Naming the sample and the fix (:func:`nkflow.pp.transform`).
-    """
-    var = adata.var
-    if "transform" not in var.columns or "kind" not in var.columns:
-        return
-    fluorescence = (var["kind"].astype(str) == "fluorescence").to_numpy()
-    if not fluorescence.any() or (var["transform"].astype(str)[fluorescence] != "").any():
-        return
-    rows = np.asarray(adata.X[:: max(1, adata.n_obs // 20_000)])[:, fluorescence]
-    top = float(np.nanpercentile(rows, 99.9)) if rows.size else 0.0
-    if top > _LINEAR_ABOVE:
-        name = sample_info(adata).get("sample_id") or "sample"
-        raise GatingError(
-            f"{name}: the fluorescence channels are not transformed (linear values up to "
-            f"{top:,.0f}); run nk.pp.compensate(adata) and nk.pp.transform(adata) before "
-            "gating: templates find their thresholds on the logicle/arcsinh scale"
-        )
 
 
 def gate(
@@ -159,9 +125,12 @@ def gate(
     Raises
     ------
     GatingError
-        The fluorescence channels were never transformed (:func:`require_transformed`).
+        The fluorescence channels were never transformed (:func:`require_transformed`),
+        or the container holds only the events of one of its gated populations (such as
+        ``Results.kept_events``).
     """
     require_transformed(adata)
+    require_whole_sample(adata)
     resolved = applied_template(template, adata)
     tpl = resolved.template
     if copy:
