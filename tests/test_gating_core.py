@@ -429,7 +429,7 @@ def test_one_populations_events_are_refused_as_a_sample(gated_liver):
     CD56bright 0 and trNK 0 with 20 low-event warnings, and overwrote obs['NK']."""
     adata = gated_liver[0]
     nk_only = adata[adata.obs["NK"].to_numpy(bool)].copy()
-    with pytest.raises(GatingError, match="every one of its .* events is in its gated "
-                       "population 'NK'.*gate the whole sample"):  # fmt: skip
+    with pytest.raises(GatingError, match=r"every one of its .* events is in its gated "
+                       r"population 'NK'.*gate the whole sample"):  # fmt: skip
         gate(nk_only, "human_tissue", n_boot=0)
     assert nk_only.obs["NK"].all()  # left as it was

@@ -124,6 +124,19 @@ def test_export_fcs_skips_samples_without_the_population(tiny_run, tmp_path: Pat
         assert back.uns["nkflow"]["fcs"]["keywords"]["NKFLOW_POPULATION"] == "trNK"
 
 
+def test_export_fcs_keeps_sample_ids_that_share_a_file_name_apart(
+    tiny_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'D1 liver' and 'D1_liver' are one file name: the second sample's file overwrote the
+    first's. Every sample is made to collide here; each still gets its own file."""
+    import nkflow.pipeline.results as results
+
+    monkeypatch.setattr(results, "safe_name", lambda name, **_: "same")
+    files = tiny_run.export_fcs(tmp_path / "fcs", population="NK")
+    assert len(files) > 1 and len({f.name for f in files}) == len(files)
+    assert all(f.name.startswith("same-") for f in files)
+
+
 def test_export_fcs_of_a_population_no_sample_has_writes_nothing(tiny_run, tmp_path: Path) -> None:
     with pytest.raises(ChannelNotFoundError, match=r"no population 'CD57\+'; available: .*trNK"):
         tiny_run.export_fcs(tmp_path / "fcs", population="CD57+")

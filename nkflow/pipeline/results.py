@@ -7,6 +7,7 @@ events of the whole batch are one AnnData (``res.to_anndata()``), and exports go
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,9 @@ class Results:
         Parameters
         ----------
         out
-            Folder for the files (``<sample_id>_<population>.fcs``).
+            Folder for the files (``<sample_id>_<population>.fcs``; sample ids that
+            would share a file name, such as ``D1 liver`` and ``D1_liver``, get a short
+            hash of the id after it).
         population
             A gate column of the kept events (``NK`` or any NK subset). Samples without
             it are skipped with one warning: a stimulated tube has no residency, CD16,
@@ -227,11 +230,14 @@ class Results:
             )
         folder = Path(out)
         written = []
-        for sid in having:
+        stems = [safe_name(sid) for sid in having]
+        for sid, stem in zip(having, stems, strict=True):
             adata = self.kept_events(sid)
             sel = adata[adata.obs[population].to_numpy(dtype=bool)]
             data = sel.layers["compensated"] if "compensated" in sel.layers else sel.X
-            name = f"{safe_name(sid)}_{safe_name(population)}.fcs"
+            if stems.count(stem) > 1:  # "D1 liver" and "D1_liver": one file name
+                stem += "-" + hashlib.sha1(sid.encode("utf-8")).hexdigest()[:8]
+            name = f"{stem}_{safe_name(population)}.fcs"
             written.append(
                 write_fcs(
                     folder / name,
