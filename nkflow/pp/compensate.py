@@ -370,9 +370,9 @@ def compensate(
     label = _sample_label(adata)
     meta = adata.uns.get("nkflow") or {}
     if "compensation" in meta or "compensated" in adata.layers:
-        raise ConfigError(
-            f"{label}: already compensated ({meta.get('compensation')}); not applied twice"
-        )
+        done = meta.get("compensation") or {}
+        how = done.get("source") or done.get("reason") or "compensated layer present"
+        raise ConfigError(f"{label}: already compensated ({how}); not applied twice")
     if "transform" in meta:
         raise ConfigError(
             f"{label}: X is already transformed; compensate linear data before transform"
