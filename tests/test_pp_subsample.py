@@ -68,3 +68,16 @@ def test_pooled_subsample_errors() -> None:
         pooled_subsample([])
     with pytest.raises(BatchConsistencyError, match="'b' has channels"):
         pooled_subsample([sample(10, "a"), sample(10, "b", ("FL1-A", "PE-A"))])
+
+
+def test_repeated_calls_without_a_seed_draw_the_same_events() -> None:
+    """The default seed made every call draw other events: not reproducible unless the
+    user knew to pass one (scanpy's subsample defaults to 0 as well)."""
+    import anndata as ad
+    import numpy as np
+
+    from nkflow.pp import subsample
+
+    adata = ad.AnnData(np.arange(200, dtype=np.float32).reshape(100, 2))
+    first, second = subsample(adata, 10), subsample(adata, 10)
+    np.testing.assert_array_equal(first.X, second.X)

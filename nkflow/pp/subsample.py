@@ -34,7 +34,7 @@ def subsample(
     adata: AnnData,
     n: int,
     *,
-    random_state: int | np.random.Generator | None = None,
+    random_state: int | np.random.Generator | None = 0,
     copy: bool = True,
 ) -> AnnData | None:
     """Keep ``n`` events drawn at random without replacement (file order kept).
@@ -46,7 +46,8 @@ def subsample(
     n
         Number of events to keep; all are kept when the sample has fewer.
     random_state
-        Seed or Generator; the same seed gives the same events.
+        Seed or Generator; the same seed gives the same events (default 0, as
+        scanpy's: a repeated call draws the same events; None draws afresh).
     copy
         Return a subsampled copy (default); else subsample ``adata`` in place and
         return None.
@@ -70,7 +71,7 @@ def pooled_subsample(
     adatas: Iterable[AnnData],
     *,
     per_sample: int = 10_000,
-    random_state: int | None = None,
+    random_state: int | None = 0,
     sample_key: str = "sample_id",
 ) -> AnnData:
     """Pool up to ``per_sample`` random events from each sample into one container.
@@ -86,7 +87,7 @@ def pooled_subsample(
     per_sample
         Cap on events taken from each sample.
     random_state
-        Seed of the draws.
+        Seed of the draws (default 0: the same pool every call; None draws afresh).
     sample_key
         obs column naming each event's sample (filled from
         ``uns["nkflow"]["sample"]["sample_id"]`` or the position when absent).
