@@ -261,7 +261,25 @@ class ExecutionConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs besides its inputs and output folder."""
+    """Everything a run needs besides its inputs and output folder.
+
+    Each section is the TOML table of the same name (:func:`load_config`).
+
+    Attributes
+    ----------
+    panel
+        Panel file (channel -> marker) passed to :func:`nkflow.io.read_fcs`; ``""``: the
+        files' own ``$PnS`` labels and the alias table.
+    metadata, qc, compensation, transform, gating, clustering, scoring, execution
+        The sections: :class:`MetadataConfig`, :class:`QCConfig`,
+        :class:`CompensationConfig`, :class:`TransformConfig`, :class:`GatingConfig`,
+        :class:`ClusteringConfig`, :class:`ScoringConfig`, :class:`ExecutionConfig`.
+
+    Raises
+    ------
+    ConfigError
+        On construction, when a value is out of range or not one of its choices.
+    """
 
     panel: str = ""
     metadata: MetadataConfig = field(default_factory=MetadataConfig)

@@ -126,6 +126,12 @@ def simulate_batch(
     -------
     Path
         The metadata sheet written.
+
+    Raises
+    ------
+    ConfigError
+        ``technology`` differs from the ``design``'s, or the design asks for something the
+        species' panel does not have (unknown species, tissue or FMO marker).
     """
     out = Path(out_dir)
     if design is None:

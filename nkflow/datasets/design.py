@@ -113,6 +113,9 @@ class Design:
     cytometer
         ``$CYT``; ``""`` means the technology's instrument (FACSymphony A5 for flow,
         Helios for mass cytometry).
+    extra
+        Free-form string fields carried with the design; the simulator does not read them
+        (nothing is written from them).
     technology
         ``"flow"`` or ``"mass"`` (human only).
     """
@@ -183,6 +186,22 @@ def default_areg_rules(species: str) -> tuple[tuple[str, str, str, str, float], 
     Human: tissue CD56bright trNK 5 % net after treatment (2 % before), CD56dim 1 % after
     treatment; blood before treatment and donor D2's liver before treatment are null
     (background only). Mouse: liver trNK/ILC1 5 %, DP 2 %, cNK 1 %; spleen null.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    tuple of tuple
+        ``(donor, tissue, timepoint, label, net_percent)`` rules as in
+        :attr:`Design.areg_rules` (``"*"`` matches anything, last match wins).
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
     """
     if species == "human":
         rules: list[tuple[str, str, str, str, float]] = []
@@ -276,6 +295,13 @@ def make_design(
     -------
     Design
         The design (tubes in acquisition order).
+
+    Raises
+    ------
+    ConfigError
+        An unknown species, ``technology="mass"`` for mouse, ``n_events`` below 1, a
+        condition not in :data:`nkflow.datasets.simulate.CONDITIONS` (or ``"stim"``), or a
+        ``context`` field not in :data:`CONTEXT_FIELDS`.
     """
     get_panel(species)
     if technology == "mass":

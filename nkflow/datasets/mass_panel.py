@@ -167,7 +167,23 @@ HUMAN_HM18 = MassPanel(
 
 
 def get_mass_panel(species: str = "human") -> MassPanel:
-    """The mass-cytometry panel of ``species`` (human only: nkflow-HM18)."""
+    """The mass-cytometry panel of ``species`` (human only: nkflow-HM18).
+
+    Parameters
+    ----------
+    species
+        ``"human"``; ``"mouse"`` is a known species without a mass panel.
+
+    Returns
+    -------
+    MassPanel
+        The simulator's CyTOF panel: metal channels, their markers and masses.
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is unknown or is not ``"human"``.
+    """
     get_panel(species)
     if species != "human":
         raise ConfigError(

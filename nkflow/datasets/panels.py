@@ -142,7 +142,24 @@ _PANELS = {"human": HUMAN_H16, "mouse": MOUSE_M15}
 
 
 def get_panel(species: str) -> Panel:
-    """Return the reference panel of ``species`` (``"human"`` or ``"mouse"``)."""
+    """Return the reference panel of ``species`` (``"human"`` or ``"mouse"``).
+
+    Parameters
+    ----------
+    species
+        ``"human"`` (nkflow-H16) or ``"mouse"`` (nkflow-M15).
+
+    Returns
+    -------
+    Panel
+        The flow panel the simulator writes: its fluorescence channels in file order, each
+        with ``$PnN``, ``$PnS`` and canonical marker.
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
+    """
     try:
         return _PANELS[species]
     except KeyError:

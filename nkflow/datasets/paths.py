@@ -31,6 +31,21 @@ def sample_data_design(species: str = "human") -> Design:
     2 mice x (liver, spleen) x (unstim, stim), FMOs for CD69, CD103, CD49a, AREG and IFN-g
     per tissue, one ILC positive control. Cells are NK-enriched (partial magnetic
     depletion of non-NK cells) so that small files still hold enough NK events.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    Design
+        The design :func:`make_sample_data` simulates (with seed ``SAMPLE_DATA_SEED``).
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
     """
     get_panel(species)
     if species == "human":
@@ -114,10 +129,21 @@ def sample_data_dir(species: str = "human") -> Path:
     Looks in ``$NKFLOW_SAMPLE_DATA``, then in the source checkout this package was
     imported from, then in ``nkflow/sample_data`` of an installed copy.
 
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``: the subfolder of the sample data.
+
+    Returns
+    -------
+    Path
+        The first ``<location>/<species>`` that holds a ``metadata.csv``.
+
     Raises
     ------
     ConfigError
-        When no copy is found (the locations tried are listed).
+        When no copy is found (the locations tried are listed), or ``species`` is neither
+        ``"human"`` nor ``"mouse"``.
     """
     get_panel(species)
     here = Path(__file__).resolve()

@@ -50,7 +50,24 @@ LYMPHOID = {"B", "T", "NKT-like", "NKT", "ILC", *HUMAN_NK, *MOUSE_NK}
 
 
 def labels_for(species: str) -> tuple[str, ...]:
-    """Leaf labels of ``species`` in their fixed categorical order."""
+    """Leaf labels of ``species`` in their fixed categorical order.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    tuple of str
+        The labels a simulated event can carry (the truth files' ``label`` column), in the
+        order of the simulator's per-label arrays.
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
+    """
     get_panel(species)
     return HUMAN_LABELS if species == "human" else MOUSE_LABELS
 

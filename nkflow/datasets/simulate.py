@@ -153,6 +153,27 @@ def functional_rates(
     AREG response (the positive control), and IFN-g/CD107a at the rates of healthy-donor NK
     function studies (BIOLOGY.md 3) scaled by the condition's factor. A label without a
     planted AREG rate has the same AREG rate in both tubes.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    stimulation
+        ``"unstim"`` or a condition of :data:`CONDITIONS`.
+    areg_net
+        Planted net AREG percent (0-100) per leaf label; used for stimulated tubes only.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"AREG"``, ``"IFN-g"`` and ``"CD107a"`` -> one probability per leaf label, in the
+        order of :func:`labels_for`.
+
+    Raises
+    ------
+    ConfigError
+        ``areg_net`` names a label the species does not have, ``stimulation`` is not a
+        known condition, or ``species`` is unknown.
     """
     labels = labels_for(species)
     areg_net = dict(areg_net or {})
@@ -354,6 +375,12 @@ def simulate_sample(
     -------
     SimulatedSample
         Events, channels, keywords, spillover and truth.
+
+    Raises
+    ------
+    ConfigError
+        An unknown species, tissue, stimulation or ``technology``, ``n_events`` below 1,
+        an ``fmo`` marker not in the panel, or AREG planted in an unknown label.
     """
     if technology == "mass":
         from .mass import simulate_mass  # builds on this module's helpers

@@ -55,7 +55,24 @@ _POPULATIONS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def population_leaves(species: str) -> dict[str, tuple[str, ...]]:
-    """Map each population name of ``species`` to the leaf labels it contains."""
+    """Map each population name of ``species`` to the leaf labels it contains.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    dict of str to tuple of str
+        Population name (docs/contracts.md, hierarchy order) -> the leaf labels
+        (:func:`labels_for`) whose events belong to it.
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
+    """
     get_panel(species)
     labels = labels_for(species)
     cells = tuple(lab for lab in labels if lab != "debris")
@@ -70,7 +87,23 @@ def population_leaves(species: str) -> dict[str, tuple[str, ...]]:
 
 
 def population_names(species: str) -> list[str]:
-    """Population names of ``species`` in hierarchy order (docs/contracts.md)."""
+    """Population names of ``species`` in hierarchy order (docs/contracts.md).
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    list of str
+        The keys of :func:`population_leaves`, parents before their children.
+
+    Raises
+    ------
+    ConfigError
+        ``species`` is neither ``"human"`` nor ``"mouse"``.
+    """
     return list(population_leaves(species))
 
 

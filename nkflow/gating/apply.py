@@ -268,7 +268,18 @@ def borrow_unstim_thresholds(
 
 @dataclass
 class BatchGatingResult:
-    """Output of :func:`gate_batch`."""
+    """Output of :func:`gate_batch`.
+
+    Attributes
+    ----------
+    populations
+        The populations tables of every gated sample, concatenated (docs/contracts.md).
+    thresholds
+        The thresholds table: FMO thresholds (``sample_id == ""``), then each sample's.
+    drift
+        :func:`compare_thresholds` of the data-driven thresholds (not ``density`` or
+        ``fixed`` rules), per tissue, gate, marker and batch.
+    """
 
     populations: pd.DataFrame
     thresholds: pd.DataFrame
@@ -311,6 +322,12 @@ def fmo_thresholds(
     list of Threshold
         Replicate FMO tubes of ``meta`` (:func:`nkflow.io.pairing.fmo_replicates`) give one
         pooled threshold per gate (:func:`~nkflow.gating.fmo_pool.pool_fmo_replicates`).
+
+    Raises
+    ------
+    GatingError
+        An FMO tube was never transformed, or the gate its marker is thresholded on
+        cannot be reached in it.
     """
     source = tpl
     tpl = tpl.template if isinstance(tpl, ResolvedTemplate) else load_template(tpl)

@@ -49,6 +49,11 @@ def compare_thresholds(
     DataFrame
         One row per group and batch: the ``by`` columns, ``batch``, ``value``, ``reference``,
         ``shift``, ``n_batches``, ``drift`` (bool).
+
+    Raises
+    ------
+    GatingError
+        A table lacks one of the ``by`` columns, ``batch`` or ``value``.
     """
     if isinstance(tables, pd.DataFrame):
         df = tables

@@ -54,7 +54,28 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_channel(adata: Any, name: str) -> str:
-    """``$PnN`` channel of a marker or channel name (``var_names`` first, then markers)."""
+    """``$PnN`` channel of a marker or channel name (``var_names`` first, then markers).
+
+    Parameters
+    ----------
+    adata
+        One sample container (``var_names`` are ``$PnN``, ``var["marker"]`` if present).
+    name
+        A channel name, a canonical marker or an alias (``"NCAM1"`` finds ``CD56``).
+
+    Returns
+    -------
+    str
+        The channel: ``name`` itself when it is a channel, else the one channel whose
+        marker is exactly ``name``, else :func:`nkflow.io.channel_for`'s answer.
+
+    Raises
+    ------
+    ChannelNotFoundError
+        No channel carries ``name``; the message lists the sample's channels and markers.
+    PanelError
+        The marker is on several channels (:func:`nkflow.io.channel_for`).
+    """
     if name in adata.var_names:
         return str(name)
     if "marker" in adata.var.columns:

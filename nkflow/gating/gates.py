@@ -160,7 +160,15 @@ class PolygonGate:
 
 @dataclass(frozen=True)
 class Operand:
-    """An operand of a boolean gate: another gate's full membership, optionally negated."""
+    """An operand of a boolean gate: another gate's full membership, optionally negated.
+
+    Parameters
+    ----------
+    gate
+        Id of the gate whose membership (its parent's included) is combined.
+    complement
+        Use the events outside that gate instead (``NOT gate``).
+    """
 
     gate: str
     complement: bool = False
@@ -271,6 +279,12 @@ def evaluate_gates(
     -------
     dict
         Gate id -> boolean array, in topological order.
+
+    Raises
+    ------
+    GatingError
+        A gate reads a channel not in ``data``, two gates share an id, the gates form a
+        cycle or refer to a gate not given, or a polygon has fewer than 3 vertices.
     """
     ordered = topological_order(gates)
     members: dict[str, NDArray[np.bool_]] = {}

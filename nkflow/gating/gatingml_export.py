@@ -111,6 +111,16 @@ def export_gatingml(
     ``M = 4.5`` and ``T = c sinh(M ln 10)``, and coordinates divided by ``M ln 10``; the
     logicle parameters are written unchanged. Events lying exactly on a gate boundary may
     fall on either side after the round trip (floating-point rounding of the transform).
+
+    Raises
+    ------
+    GatingError
+        A gate cannot be written as GatingML: a channel transform other than logicle,
+        arcsinh or linear, an invalid ``compensation``, a rectangle without a bound, a
+        boolean gate whose parent is also its operand (other than in an AND) or a NOT
+        without exactly one operand, or a gate type GatingML does not have.
+    OutputFolderError
+        The file cannot be written.
     """
     from nkflow.io.fcs import channel_kind
     from nkflow.io.write import write_bytes_atomic
@@ -232,6 +242,12 @@ def export_sample_gatingml(adata: Any, path: str | Path) -> Path:
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    GatingError
+        The container holds no resolved gates (it was never gated), or a gate cannot be
+        written as GatingML (see :func:`export_gatingml`).
     """
     from nkflow.gating.gates import gate_from_dict
 

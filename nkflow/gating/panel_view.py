@@ -48,7 +48,21 @@ def _norm(text: str) -> str:
 
 @dataclass(frozen=True)
 class PanelView:
-    """What a batch's panel offers: channels, their markers and ``$PnS`` labels."""
+    """What a batch's panel offers: channels, their markers and ``$PnS`` labels.
+
+    Build one with :meth:`of`. The three tuples run in parallel, one entry per channel.
+
+    Attributes
+    ----------
+    channels
+        ``$PnN`` channel names.
+    markers
+        Each channel's marker (``""`` when it has none).
+    labels
+        Each channel's ``$PnS`` label (``""`` when unknown, e.g. a mapping was given).
+    source
+        Where the panel came from (a file or sample id), for messages.
+    """
 
     channels: tuple[str, ...]
     markers: tuple[str, ...]
@@ -174,6 +188,11 @@ def infer_species(markers: Iterable[str]) -> str | None:
     ----------
     markers
         Canonical marker names and/or raw ``$PnS`` labels.
+
+    Returns
+    -------
+    str or None
+        ``"mouse"`` or ``"human"`` when only that species' markers are present, else None.
     """
     mouse = human = False
     for m in markers:

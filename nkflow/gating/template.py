@@ -164,7 +164,14 @@ def _index() -> dict[str, dict[str, Any]]:
 
 
 def list_templates() -> list[dict[str, Any]]:
-    """The shipped templates: name, version, species, file, description."""
+    """The shipped templates: name, version, species, file, description.
+
+    Returns
+    -------
+    list of dict
+        One dict per template of the shipped ``manifest.toml``, in its order; ``file`` is
+        relative to the template folder.
+    """
     return [{"name": k, **v} for k, v in _index().items()]
 
 
@@ -174,7 +181,23 @@ def _canonical_hash(raw: Mapping[str, Any]) -> str:
 
 
 def template_hash(template: Template | str | Path) -> str:
-    """SHA-256 of a template's parsed content (comments and layout do not change it)."""
+    """SHA-256 of a template's parsed content (comments and layout do not change it).
+
+    Parameters
+    ----------
+    template
+        A loaded template, a shipped template name or a TOML path.
+
+    Returns
+    -------
+    str
+        64 hex digits, as recorded in ``uns["nkflow"]["gating"]["template_hash"]``.
+
+    Raises
+    ------
+    GatingTemplateError
+        The template cannot be found or is not valid (:func:`load_template`).
+    """
     if isinstance(template, Template):
         return template.hash
     return load_template(template).hash
@@ -547,6 +570,16 @@ def _resolve_path(name_or_path: str | Path) -> Path:
 def load_template(name_or_path: str | Path | Template) -> Template:
     """Load and validate a template by shipped name (``"human_blood"``) or TOML path.
 
+    Parameters
+    ----------
+    name_or_path
+        A path to an existing file is read; otherwise a shipped name comes before the file
+        system. A :class:`Template` is returned as it is.
+
+    Returns
+    -------
+    Template
+
     Raises
     ------
     GatingTemplateError
@@ -564,5 +597,21 @@ def load_template(name_or_path: str | Path | Template) -> Template:
 
 
 def validate_template(path: str | Path) -> Template:
-    """Validate a template file; return it, or raise :class:`GatingTemplateError`."""
+    """Validate a template file; return it, or raise :class:`GatingTemplateError`.
+
+    Parameters
+    ----------
+    path
+        A template TOML file, or a shipped template name (as for :func:`load_template`).
+
+    Returns
+    -------
+    Template
+        The loaded template.
+
+    Raises
+    ------
+    GatingTemplateError
+        Naming the file, the gate, the bad value and the valid choices.
+    """
     return load_template(path)

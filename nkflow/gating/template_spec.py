@@ -119,7 +119,38 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class Template:
-    """A validated gating template."""
+    """A validated gating template.
+
+    Made by :func:`nkflow.gating.load_template`; the TOML keys are described in
+    :mod:`nkflow.gating.template`.
+
+    Attributes
+    ----------
+    name, version, species, description
+        From ``[template]``; ``species`` is ``"human"`` or ``"mouse"``.
+    anchor
+        The marker NK cells are anchored on (``"CD56"``, ``"NKp46"``, ``"CD7"``...).
+    anchor_gate
+        The NK gate (default ``"NK"``): a panel that cannot draw it is refused.
+    technology
+        The data the template was written for: ``"flow"``, ``"cytof"`` or ``"any"``.
+    required_markers, optional_markers, terminal_populations
+        From ``[manifest]``.
+    min_events
+        Populations with fewer events are flagged ``low_events`` (default 100).
+    fmo_percentile
+        Percentile of the FMO events a threshold is put at (default 99.5).
+    bootstrap
+        Bootstrap resamples per data-driven threshold (default 200).
+    fmo_fallback
+        Rule for an FMO threshold whose FMO tube is missing (default ``"valley"``).
+    gates
+        The gate specs, parents before children.
+    path
+        The TOML file it was read from.
+    hash
+        SHA-256 of the parsed content (:func:`nkflow.gating.template_hash`).
+    """
 
     name: str
     version: str

@@ -110,6 +110,32 @@ class Threshold:
 
     ``gate`` is the id of the gate whose events the threshold was computed on (so the same
     marker can carry different thresholds in different parents).
+
+    Attributes
+    ----------
+    marker, channel
+        The canonical marker and its ``$PnN`` channel.
+    value
+        The cut-off on the ``adata.X`` (transformed) scale.
+    ci_low, ci_high
+        Its confidence interval on the same scale (NaN when none was computed).
+    rule
+        How it was found, e.g. ``"fmo p99.5"``, ``"valley"``, ``"mirror"``.
+    control_file
+        The FMO (or other control) file it was computed on; ``""`` for a sample's own.
+    n_events
+        Events the threshold was computed on.
+    gate
+        Id of the gate whose events were used (see above).
+    sample_id, tissue, batch
+        Whose threshold it is; ``sample_id == ""`` for one shared by a tissue and batch.
+    evidence
+        Where "negative" came from: one of :data:`nkflow.gating.negative.EVIDENCE`.
+    disagrees
+        The sample's own valley disagrees with a batch threshold it was given.
+    note
+        Free text: a manual threshold's reason and who set it; for a batch pool, the
+        sample's own valley.
     """
 
     marker: str
@@ -287,6 +313,11 @@ def valley_threshold(
     -------
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"valley"`` or ``"mirror"`` (unimodal fallback).
+
+    Raises
+    ------
+    GatingError
+        Fewer than 10 finite values, or ``unimodal`` not ``"negative"``/``"positive"``.
     """
     return density_fit(
         "valley",
@@ -318,10 +349,33 @@ def gmm_threshold(
     Falls back to :func:`valley_threshold` (then its mirror) when the mixture does not find
     two separated components.
 
+    Parameters
+    ----------
+    values
+        Marker values on the transformed scale (events of the parent gate).
+    unimodal
+        What a single peak is, for the mirror fallback: ``"negative"`` or ``"positive"``.
+    fallback_percentile
+        The mirror fallback puts the threshold at this percentile of a normal fitted to the
+        main peak's outer half.
+    min_prominence, bw_adjust
+        For the valley fallback, as in :func:`valley_threshold`.
+    n_boot
+        Bootstrap resamples (0: no CI).
+    random_state
+        Seed or generator for the bootstrap.
+    confidence
+        Coverage of the percentile bootstrap interval.
+
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"gmm"``, ``"valley"`` or ``"mirror"``.
+
+    Raises
+    ------
+    GatingError
+        As for :func:`valley_threshold`.
     """
     return density_fit(
         "gmm",
@@ -352,9 +406,36 @@ def mirror_threshold(
     on its lower half, where positive cells do not contribute. This is the fallback for a
     missing FMO control.
 
+    Parameters
+    ----------
+    values
+        Marker values on the transformed scale (events of the parent gate).
+    percentile
+        In (0, 100): the threshold is this percentile of a normal with the peak's mode and
+        robust SD (99.5: mode + 2.58 SD).
+    unimodal
+        ``"negative"``: the main peak is the lowest one (of at least 10 % of the top
+        density) and the threshold lies above it; ``"positive"``: the highest one, the
+        threshold below it (its spread measured on its upper half).
+    bw_adjust
+        Multiplier of Silverman's bandwidth.
+    n_boot
+        Bootstrap resamples (0: no CI).
+    random_state
+        Seed or generator for the bootstrap.
+    confidence
+        Coverage of the percentile bootstrap interval.
+
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
+        ``rule_used`` is ``"mirror"`` (``"mirror (zero-inflated)"`` when a spike of
+        events at the minimum, as in mass cytometry, is set aside).
+
+    Raises
+    ------
+    GatingError
+        Fewer than 10 finite values, or ``unimodal`` not ``"negative"``/``"positive"``.
     """
     return density_fit(
         "mirror",
@@ -395,6 +476,13 @@ def quantile_threshold(
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
+        ``rule_used`` is ``"quantile"``; ``ci_low``/``ci_high`` are NaN when ``n_boot``
+        is 0.
+
+    Raises
+    ------
+    GatingError
+        No finite values, or ``percentile`` outside (0, 100).
     """
     del random_state  # the interval is exact
     v = _clean(values)
@@ -422,10 +510,29 @@ def fmo_threshold(
 
     Same computation as :func:`quantile_threshold` (value and order-statistic interval).
 
+    Parameters
+    ----------
+    values
+        The marker's values on the transformed scale, in the FMO tube's events of the gate
+        the marker is thresholded on.
+    percentile
+        In (0, 100); 99.5 leaves 0.5 % of the FMO events above the threshold.
+    n_boot
+        0 skips the interval; any other value gives the exact order-statistic interval.
+    random_state
+        Unused (no resampling); accepted so that every rule takes the same arguments.
+    confidence
+        Coverage of the interval.
+
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"fmo"``.
+
+    Raises
+    ------
+    GatingError
+        No finite values, or ``percentile`` outside (0, 100).
     """
     value, lo, hi, _, n = quantile_threshold(
         values,

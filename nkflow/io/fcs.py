@@ -432,6 +432,8 @@ def read_fcs(
         ten times what spectral cytometers write (440+), so only damaged or hostile
         files hit it; everything downstream (QC, compensation, clustering) scales with
         the channel count.
+
+    Returns
     -------
     anndata.AnnData
         ``X`` float32 linear events (not compensated), ``var`` with ``marker``, ``pns``,
@@ -553,6 +555,9 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
     ------
     ChannelNotFoundError
         The sample has no such marker; the message lists what it has.
+    PanelError
+        The marker is on several channels (or was left in ``marker_conflicts`` by
+        :func:`read_fcs`); a panel file must name the right one.
     """
     markers = adata.var["marker"].astype(str)
     wanted = canonical_marker(marker)

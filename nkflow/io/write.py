@@ -208,7 +208,31 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, root: str | Path | None
 def write_text_atomic(
     path: str | Path, text: str, *, encoding: str = "utf-8", root: str | Path | None = None
 ) -> Path:
-    """Write ``text`` to ``path`` atomically; see :func:`write_bytes_atomic`."""
+    """Write ``text`` to ``path`` atomically; see :func:`write_bytes_atomic`.
+
+    Parameters
+    ----------
+    path
+        Destination; its folder is created if needed.
+    text
+        The complete content.
+    encoding
+        Encoding of ``text`` in the file.
+    root
+        The output folder the destination belongs to; links between it and the
+        destination are refused (:func:`ensure_folder`).
+
+    Returns
+    -------
+    Path
+        The destination path.
+
+    Raises
+    ------
+    OutputFolderError
+        The file cannot be written (no space, read-only, permission, a link); no
+        temporary file is left behind and an existing destination is unchanged.
+    """
     return write_bytes_atomic(path, text.encode(encoding), root=root)
 
 

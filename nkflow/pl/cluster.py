@@ -60,6 +60,11 @@ def heatmap(
     -------
     matplotlib.figure.Figure
         The heatmap, with the cell count of each metacluster in its row label.
+
+    Raises
+    ------
+    ConfigError
+        ``scale`` is neither ``"column"`` nor ``"none"``.
     """
     if scale not in ("column", "none"):
         raise ConfigError(f"heatmap: scale={scale!r} is invalid; choose 'column' or 'none'")
@@ -115,6 +120,11 @@ def abundance(
     -------
     matplotlib.figure.Figure
         The bar chart.
+
+    Raises
+    ------
+    ConfigError
+        ``by`` or ``value`` is not one of the choices above.
     """
     if by not in _GROUPS:
         raise ConfigError(f"abundance: by={by!r} is invalid; choose one of {_GROUPS}")
@@ -181,6 +191,11 @@ def embedding(
     -------
     matplotlib.figure.Figure
         The scatter plot.
+
+    Raises
+    ------
+    ConfigError
+        ``method`` is not one of the choices above.
     """
     from nkflow.io.fcs import channel_for
     from nkflow.tl.cluster import iter_samples

@@ -85,9 +85,27 @@ def gate_grid(
 
     Boolean gates (no data of their own) are left out.
 
+    Parameters
+    ----------
+    adata
+        A sample gated by :func:`nkflow.gating.gate` (``X`` on the transformed scale).
+    gates
+        Gate ids to draw, in this order (default: all, in template order).
+    ncols
+        Panels per row; the figure has as many rows as it needs.
+    bins
+        Histogram bins per axis of each panel's parent density.
+
     Returns
     -------
     Figure
+        One panel per gate: its parent's events with the gate drawn over them.
+
+    Raises
+    ------
+    GatingError
+        The sample is not gated, a gate in ``gates`` does not exist, or no gate is
+        geometric (:func:`nkflow.pl.gating_panels.gate_panels`).
     """
     panels = gate_panels(adata, gates=gates, bins=bins)
     nrows = math.ceil(len(panels) / ncols)

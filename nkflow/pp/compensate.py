@@ -155,7 +155,23 @@ def _validate(df: pd.DataFrame, where: str) -> None:
 
 
 def spillover_from_adata(adata: AnnData) -> pd.DataFrame | None:
-    """The file's spillover matrix from ``uns["nkflow"]["spillover"]``, or None."""
+    """The file's spillover matrix from ``uns["nkflow"]["spillover"]``, or None.
+
+    :func:`nkflow.io.read_fcs` stores there the ``$SPILLOVER`` (or ``$SPILL``) keyword
+    of the file, its channel references mapped to ``$PnN`` names.
+
+    Parameters
+    ----------
+    adata
+        A container from :func:`nkflow.io.read_fcs`.
+
+    Returns
+    -------
+    DataFrame or None
+        Square float64 matrix, index and columns the ``$PnN`` channels it covers (rows:
+        the spilling channel, as in the keyword); None when the file had no usable
+        spillover.
+    """
     spill = (adata.uns.get("nkflow") or {}).get("spillover")
     if not spill:
         return None
@@ -193,6 +209,11 @@ def compensate_array(
     numpy.ndarray
         Compensated events; other columns copied unchanged. Same dtype as ``out``
         (float32 for float32 input when ``out`` is None, else float64).
+
+    Raises
+    ------
+    ConfigError
+        ``values`` is not 2-D, or the matrix shape does not match ``columns``.
     """
     vals = np.asarray(values)
     if vals.ndim != 2:

@@ -232,6 +232,11 @@ def qc_time(
         ``time_start``, ``time_end``, ``kind`` (``"shift"`` or ``"spike"``) and
         ``signals``: the signals most out of line, e.g. ``"flow rate down (z 9.2)"``)
         and ``params``.
+
+    Raises
+    ------
+    ChannelNotFoundError
+        ``channels`` names a channel the sample does not have.
     """
     n = adata.n_obs
     use = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)

@@ -158,7 +158,24 @@ def from_linear(
     """Linear values on a channel's transformed scale (the inverse of :func:`to_linear`).
 
     Used to place axis ticks at linear decades (``10^2``, ``10^3`` ...) on plots of
-    transformed data. ``None`` when the record has no parameters for the channel.
+    transformed data.
+
+    Parameters
+    ----------
+    values
+        Values in the instrument's linear units (compensated, as the transform saw them).
+    channel
+        The ``$PnN`` channel they belong to.
+    record
+        The container's transform record, ``uns["nkflow"]["transform"]`` (also kept in
+        a pipeline sample's ``result.json``): ``kind`` (logicle or arcsinh) and the
+        channel's ``params``.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Transformed values (float64), or ``None`` when the record has no parameters for
+        the channel (it was not transformed, e.g. scatter: its values stay linear).
     """
     return _recorded(values, channel, record, inverse=False)
 
@@ -257,6 +274,11 @@ def estimate_logicle_w(
     -------
     float
         ``W`` clipped to ``[0, M/2]``; 0 when there are no negative values.
+
+    Raises
+    ------
+    ConfigError
+        ``percentile`` is not in (0, 100).
     """
     if not 0 < percentile < 100:
         raise ConfigError(f"percentile must lie in (0, 100), got {percentile!r}")

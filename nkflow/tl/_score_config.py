@@ -48,6 +48,55 @@ class ScoringConfig:
     Attributes mirror the TOML keys (``[flag] min_net`` becomes ``min_net``; the positive
     control keys are prefixed ``control_``, the ``[consistency]`` keys ``consistency_``;
     ``[context]`` and ``[design]`` keys keep their names). Percentages are percentage points.
+    ``nkflow/data/scoring_human.toml`` explains each key; in short:
+
+    Attributes
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    markers
+        ``areg``, ``ifng``, ``nkg2d``, ``cd107a`` -> the canonical marker scored for each.
+    percentile
+        FMO percentile of a positivity cut-off scoring computes itself (50 < p < 100).
+    confidence
+        Coverage of every interval (Newcombe for stim - unstim, Wilson for proportions).
+    min_net, min_areg_events, min_events
+        An AREG-responsive flag needs ``AREG_net >= min_net``, that many AREG+ events in
+        the stimulated tube and that many events in the population in both tubes.
+    ri_cut
+        Repair-biased: AREG-responsive and polarisation index above this (0 <= ri_cut < 1).
+    require_positive_control
+        No flag unless the batch's positive control responded.
+    require_fmo_threshold
+        No flag unless the AREG cut-off comes from an AREG FMO (not a fallback).
+    populations
+        Populations that may be flagged; ``"prefix:*"`` matches by prefix
+        (``"metacluster:*"``). Others are scored, never flagged.
+    conditions
+        Stimulation conditions that may raise a flag (``"*"``: all); names match ignoring
+        case, spaces, ``-`` and ``/``.
+    control_population, control_min_net, control_min_areg_events, control_min_events
+        The AREG+ positive-control population and what counts as its response.
+    residency_population
+        Gate whose fraction (from the unstimulated tube) is reported as residency.
+    residency_in_score
+        Also use that fraction in the ordering score.
+    ranking
+        Add the within-batch ordering score (z of AREG_net + z of RI), for ordering only.
+    glucocorticoid_conditions
+        Conditions that are glucocorticoids: their rows carry the pro-tumour reading.
+    consistency_bright, consistency_dim
+        Populations of the consistency read-out (bright expected to make at least as much
+        AREG as dim); reported, never a flag rule.
+    timepoint_order
+        Order of timepoints, the first the baseline; ``()``: the natural order.
+    source
+        Where the definitions came from (a file path or the shipped defaults).
+
+    Raises
+    ------
+    ConfigError
+        On construction, when a value is out of range or of the wrong type.
     """
 
     species: str = "human"

@@ -94,7 +94,13 @@ CONTEXT_INTERPRETATION: dict[str, str] = {
 
 
 def caveats_text() -> str:
-    """Return the caveats as numbered plain-text lines (one paragraph per caveat)."""
+    """Return the caveats as numbered plain-text lines (one paragraph per caveat).
+
+    Returns
+    -------
+    str
+        :data:`CAVEATS` numbered from 1 (``"1. ..."``), one per line, no trailing newline.
+    """
     return "\n".join(f"{i}. {text}" for i, text in enumerate(CAVEATS, start=1))
 
 

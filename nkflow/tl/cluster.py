@@ -69,6 +69,11 @@ def default_markers(
     list of str
         Canonical marker names.
 
+    Raises
+    ------
+    ConfigError
+        No phenotype marker is shared by every sample.
+
     Warns
     -----
     NkflowWarning

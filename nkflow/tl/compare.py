@@ -165,6 +165,11 @@ def compare_paired(
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_sign`` (exact sign test),
         ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+
+    Raises
+    ------
+    ConfigError
+        A column named above is missing from ``scores``, or ``before == after``.
     """
     by = _strata(scores, by)
     for col in [value, timepoint_key, *pair_on, *by]:
@@ -346,6 +351,11 @@ def compare_groups(
         ``n_b``, ``mean_a``, ``mean_b``, ``mean_difference`` (a - b), ``hl_shift``,
         ``ci_low``, ``ci_high``, ``p_value`` (label permutation of the mean difference),
         ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+
+    Raises
+    ------
+    ConfigError
+        A column named above is missing from ``scores``, or fewer than two groups.
     """
     by = _strata(scores, by)
     for col in [value, group_key, *unit_on, *by]:

@@ -416,6 +416,15 @@ def fmo_threshold(
         One threshold record per docs/contracts.md: ``sample_id``, ``tissue``, ``batch``,
         ``marker``, ``channel``, ``value``, ``ci_low``, ``ci_high``, ``rule``,
         ``control_file``, ``n_events``.
+
+    Raises
+    ------
+    ValueError
+        ``percentile`` is not in (0, 100).
+    ChannelNotFoundError
+        The FMO tube has no channel for ``marker``.
+    GatingError
+        The FMO tube has no obs column ``population``, or no events in it (after QC).
     """
     where = _where(fmo_adata)
     if not 0.0 < percentile < 100.0:

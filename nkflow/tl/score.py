@@ -250,6 +250,15 @@ def score(
         ``scores``, ``flags``, ``controls`` tables and the ``caveats`` text (also in each
         table's ``attrs["caveats"]`` and a short ``caveat`` column). Percentages and nets are
         in percentage points.
+
+    Raises
+    ------
+    ConfigError
+        ``counts`` lacks a column of :func:`count_positive`'s output or holds a value that
+        is no count, or the scoring config cannot be loaded (:func:`load_scoring_config`).
+    MetadataError
+        The sheet has no ``sample_id`` column or repeats one, or a sample in ``counts`` is
+        not in it.
     """
     meta = _metadata(metadata)
     cfg = scoring_config_for(meta, config)
