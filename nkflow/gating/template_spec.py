@@ -7,7 +7,7 @@ TOML format).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "DimSpec",
     "GateSpec",
     "Template",
+    "shared_cut_conflicts",
 ]
 
 KINDS = ("polygon", "rectangle", "threshold", "quadrant", "boolean")
@@ -183,3 +184,44 @@ class Template:
         raise GatingTemplateError(
             f"{self.path}: no gate {gate_id!r}; gates: {', '.join(self.populations)}"
         )
+
+
+def shared_cut_conflicts(gates: Iterable[GateSpec]) -> list[str]:
+    """Conditions that cut one marker on one population with different settings.
+
+    A marker is cut once per population it is thresholded on (the thresholds table, the
+    overrides and the batch pool have one row per population and marker): the first gate
+    that needs it sets it and later gates reuse it. Two conditions that ask for it with
+    different settings (say ``rule = "fixed"`` on one, the valley on the other) would
+    silently get the first one's cut.
+
+    Parameters
+    ----------
+    gates
+        Gates of one hierarchy (a template's written gates, or a resolved hierarchy).
+
+    Returns
+    -------
+    list of str
+        One line per conflict, naming both gates, the marker, the population and the
+        settings that differ; empty when every shared cut agrees.
+    """
+    first: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    out: list[str] = []
+    for g in gates:
+        for d in g.dims:
+            on = d.on or g.parent or ""
+            key, settings = (on, d.marker), d.cut_settings()
+            if key not in first:
+                first[key] = (g.id, settings)
+                continue
+            other, before = first[key]
+            differ = [f"{k} {before[k]!r} vs {settings[k]!r}" for k in settings
+                      if settings[k] != before[k]]  # fmt: skip
+            if differ:
+                out.append(
+                    f"gates {other!r} and {g.id!r} both cut {d.marker} on {on or 'all events'!r} "
+                    f"but differ in {', '.join(differ)}: one cut is shared, so give both the "
+                    f"same settings (or cut one on another population with on = ...)"
+                )
+    return out
