@@ -147,3 +147,32 @@ def container():
         index=["FSC-H", "SSC-H"],
     )
     return ad.AnnData(X=x, var=var, uns={"nkflow": {"sample": {"sample_id": "s1"}}})
+
+
+@pytest.fixture
+def summed_channels(tmp_path: Path):
+    """A function that rewrites a compensated container as a panel with two markers in one
+    channel (a lineage dump, a clinical CD16+56 channel) and reads it back.
+
+    ``make(adata, into, added, label, blank=())``: channel of marker ``into`` holds its
+    linear values plus those of ``added`` and is labelled ``label``; ``added`` and every
+    marker in ``blank`` lose their labels. Returns the new file read by ``read_fcs``.
+    """
+    import numpy as np
+
+    from nkflow import io
+
+    def make(adata, into: str, added: str, label: str, blank: tuple[str, ...] = ()):
+        names, labels = list(adata.var_names), list(adata.var["pns"])
+        target, extra = (names.index(io.channel_for(adata, m)) for m in (into, added))
+        events = np.asarray(adata.X, dtype=np.float64)
+        events[:, target] += events[:, extra]
+        labels[target], labels[extra] = label, ""
+        for marker in blank:
+            if marker in set(adata.var["marker"]):
+                labels[names.index(io.channel_for(adata, marker))] = ""
+        path = io.write_fcs(tmp_path / f"{into}_{added}.fcs", events.astype(np.float32), names,
+                            markers=labels, ranges=list(adata.var["range"]))  # fmt: skip
+        return io.read_fcs(path)
+
+    return make
