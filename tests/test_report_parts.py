@@ -219,3 +219,14 @@ def test_population_plots_handle_hostile_and_empty():
         assert png_size(figure_png(fig))[0] > 0
     labels = plpop.group_labels(pops, meta)
     assert set(labels) == {"liver · pre", "liver<i> · post", "blood · pre", "blood · post"}
+
+
+def test_the_qc_sentence_says_what_it_counts():
+    """'QC removed events from 33 of 33 file(s)' sat under '57 analysed': the FMO tubes
+    were left out of the count without a word."""
+    from nkflow.report.sections import _qc_verdict
+
+    qc = pd.DataFrame({"sample_id": ["a", "b"], "n_in": [1000, 1000], "n_out": [990, 1000]})
+    text = _qc_verdict(qc)
+    assert "from 1 of the 2 analysed tube(s), at most 1.0% (a)" in text
+    assert "FMO tubes go through the same QC" in text

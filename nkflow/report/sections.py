@@ -172,8 +172,9 @@ def _qc_verdict(qc: pd.DataFrame | None) -> str:
     worst = int(frac.to_numpy().argmax())
     sid = esc(str(qc["sample_id"].iloc[worst])) if "sample_id" in qc.columns else "one file"
     return (
-        f"Every analysed file was read; QC removed events from {touched} of {len(qc)} "
-        f"file(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per file below."
+        f"Every analysed file was read; QC removed events from {touched} of the {len(qc)} "
+        f"analysed tube(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per tube below "
+        "(FMO tubes go through the same QC before their cut-offs and are not listed)."
     )
 
 
