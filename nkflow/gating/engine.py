@@ -345,12 +345,12 @@ def _run(
                 return th
         rule = dim.rule
         control = ""
+        p = dim.percentile if dim.percentile is not None else pct
         if rule == "fmo":
             rule = dim.fallback or tpl.fmo_fallback
             if warn_missing:
-                p_fb = dim.percentile if dim.percentile is not None else pct
                 by_rule = (
-                    f" (its top {100 - p_fb:g} % are positive by construction, whatever "
+                    f" (its top {100 - p:g} % are positive by construction, whatever "
                     "the tube: an FMO tube is needed to measure it)"
                     if rule == "quantile"
                     else ""
@@ -363,7 +363,6 @@ def _run(
                 logger.debug(msg)  # shown once, as the warning below
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
-        p = dim.percentile if dim.percentile is not None else pct
         interval = NO_INTERVAL  # computed (or started) by record()
         if vals.size < 10 and rule != "fixed":
             msg = (

@@ -43,7 +43,7 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .panel_fit import fit_panel
-from .technology import detect_technology
+from .technology import detect_technology, other_technology
 from .text_safety import escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
@@ -279,33 +279,13 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     channel's range is the acquisition's length; neither is an instrument setting that
     moves a transform between files.
     """
-    if all(detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry"
-           for m in (meta, ref)):  # fmt: skip
+    if _is_mass(meta) and _is_mass(ref):
         return set(meta.pnn)
     return {c for c in meta.pnn if channel_kind(c) == "time"}
 
 
-def _other_technology(metas: dict[str, FCSMetadata]) -> dict[str, str]:
-    """Files of another technology than most (mass vs flow cytometry), with the reason.
-
-    They cannot share a batch's transforms, gates and clusters; ties go to the first file.
-    """
-    mass = {
-        sid: detect_technology(m.keywords, m.pnn, m.pns).kind == "mass_cytometry"
-        for sid, m in metas.items()
-    }
-    n_mass = sum(mass.values())
-    main = n_mass > len(mass) - n_mass or (
-        2 * n_mass == len(mass) and bool(mass) and next(iter(mass.values()))
-    )
-    word = {True: "mass cytometry", False: "flow cytometry"}
-    count = n_mass if main else len(mass) - n_mass
-    return {
-        sid: f"{word[is_mass]} data in a batch of {word[main]} files ({count} of "
-        f"{len(mass)}): run it as a batch of its own"
-        for sid, is_mass in mass.items()
-        if is_mass != main
-    }
+def _is_mass(meta: FCSMetadata) -> bool:
+    return detect_technology(meta.keywords, meta.pnn, meta.pns).kind == "mass_cytometry"
 
 
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
@@ -426,7 +406,8 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
-    for sid, text in _other_technology(metas).items():
+    mass = {sid: _is_mass(m) for sid, m in metas.items()}
+    for sid, text in other_technology(mass).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())

@@ -17,17 +17,15 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .panel import _TABLE, ALIASES, CANONICAL_MARKERS, _norm, marker_from_text
+from .panel import _CANON_BY_NORM, _TABLE, CANONICAL_MARKERS, _norm, marker_from_text
 
 __all__ = ["PanelFit", "fit_panel"]
 
-#: normalised canonical names and aliases -> canonical name, for suggestions
+#: normalised canonical names and aliases -> canonical name, for suggestions: the alias
+#: table marker_from_text reads, without its viability words and dump-only markers
 _SUGGEST: dict[str, str] = {
-    _norm(alias): canon
-    for canon, aliases in ALIASES.items()
-    for alias in (canon, *aliases)
-    if _norm(alias)
-} | {_norm(c): c for c in CANONICAL_MARKERS}
+    key: canon for key, canon in _TABLE.items() if key and canon in CANONICAL_MARKERS
+} | _CANON_BY_NORM
 #: how alike (difflib ratio of normalised names) a canonical marker must be to be suggested
 _CUTOFF = 0.6
 

@@ -50,6 +50,7 @@ __all__ = [
     "KINDS",
     "Technology",
     "detect_technology",
+    "other_technology",
     "technology_of",
 ]
 
@@ -357,3 +358,35 @@ def technology_of(adata: Any) -> Technology:
         base.transform,
         base.cofactor,
     )
+
+
+def other_technology(mass: Mapping[str, bool]) -> dict[str, str]:
+    """Files of another technology than most of a batch (mass vs flow cytometry), and why.
+
+    Flow and mass cytometry data take different transforms, gates and FMO cut-offs, and
+    their markers cannot be clustered together, so a file of the other technology is run
+    as a batch of its own. Ties go to the technology of the first file.
+
+    Parameters
+    ----------
+    mass
+        ``sample_id -> whether the file holds mass cytometry data``, in sheet order.
+
+    Returns
+    -------
+    dict
+        ``sample_id -> reason`` for each file of the minority technology.
+    """
+    n_mass = sum(mass.values())
+    main = n_mass > len(mass) - n_mass or (
+        2 * n_mass == len(mass) and bool(mass) and next(iter(mass.values()))
+    )
+    word = {True: "mass cytometry", False: "flow cytometry"}
+    count = n_mass if main else len(mass) - n_mass
+    return {
+        sid: f"{word[is_mass]} data in a batch of {word[main]} files ({count} of {len(mass)}): "
+        "transforms, gates, FMO cut-offs and clusters are not shared between them; run it "
+        "as a batch of its own"
+        for sid, is_mass in mass.items()
+        if is_mass != main
+    }

@@ -16,6 +16,7 @@ leave no temporary file behind.
 from __future__ import annotations
 
 import errno as errno_codes
+import hashlib
 import io
 import os
 import re
@@ -31,9 +32,11 @@ from ..exceptions import OutputFolderError
 __all__ = [
     "TEMP_SUFFIX",
     "ensure_folder",
+    "name_digest",
     "os_error_message",
     "output_error",
     "safe_name",
+    "unique_name",
     "write_bytes_atomic",
     "write_table",
     "write_text_atomic",
@@ -73,6 +76,39 @@ def safe_name(name: object, *, default: str = "sample") -> str:
     if len(text) > _MAX_NAME:
         text = text[:_MAX_NAME]
     return text
+
+
+def name_digest(name: object) -> str:
+    """Eight hex digits of a name's SHA-1, to keep apart names that share a safe name.
+
+    Parameters
+    ----------
+    name
+        A sample id or other name.
+
+    Returns
+    -------
+    str
+    """
+    return hashlib.sha1(str(name).encode("utf-8")).hexdigest()[:8]
+
+
+def unique_name(name: object) -> str:
+    """:func:`safe_name` plus :func:`name_digest`, so names stay apart.
+
+    ``D1 liver`` and ``D1_liver`` have one safe name but two unique names.
+
+    Parameters
+    ----------
+    name
+        A sample id or other name.
+
+    Returns
+    -------
+    str
+        ``<safe name>-<8 hex digits>``.
+    """
+    return f"{safe_name(name)}-{name_digest(name)}"
 
 
 def os_error_message(exc: OSError, path: str | Path, action: str = "cannot write") -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import OutputExistsError, OutputFolderError
-from ..io.write import TEMP_SUFFIX, output_error, safe_name, write_text_atomic
+from ..io.write import TEMP_SUFFIX, output_error, safe_name, unique_name, write_text_atomic
 
 __all__ = ["OutputFolder", "file_sha256", "product_record"]
 
@@ -271,8 +271,7 @@ class OutputFolder:
     # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
         """The work folder of one sample (its name is made safe)."""
-        digest = hashlib.sha1(str(sample_id).encode("utf-8")).hexdigest()[:8]
-        return self.work / f"{safe_name(sample_id)}-{digest}"
+        return self.work / unique_name(sample_id)
 
     def sample_result(self, sample_id: str) -> dict[str, Any] | None:
         """A finished sample's summary, or ``None`` when it must be redone.

@@ -33,7 +33,7 @@ from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, 
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
 from ..io.panel import marker_equivalents, resolve_markers
-from ..io.technology import detect_technology
+from ..io.technology import detect_technology, other_technology
 from .steps import ANALYSED_ROLES, choose_template
 
 __all__ = ["BatchPlan", "file_panel", "plan_batch"]
@@ -225,35 +225,19 @@ def _fits(resolved: ResolvedTemplate, panel: ad.AnnData, role: str) -> bool:
     )
 
 
-_TECHNOLOGY_WORDS = {"flow": "flow cytometry", "cytof": "mass cytometry"}
-
-
 def _other_technology(
     rows: Mapping[str, pd.Series], panels: Mapping[str, ad.AnnData]
 ) -> dict[str, BatchConsistencyError]:
-    """Files whose technology is not that of most of their species' files, with the error.
-
-    Flow and mass cytometry data take different transforms, gates and FMO cut-offs, and
-    their markers cannot be clustered together: a file of the other technology is run as
-    a batch of its own, not pooled. Ties go to the technology of the sheet's first file.
-    """
-    by_species: dict[str, list[str]] = {}
+    """Files of another technology than most of their species' files, with the error."""
+    by_species: dict[str, dict[str, bool]] = {}
     for sid, row in rows.items():
-        by_species.setdefault(str(row.get("species", "") or ""), []).append(sid)
-    out: dict[str, BatchConsistencyError] = {}
-    for sids in by_species.values():
-        tech = {sid: panel_technology(panels[sid]) for sid in sids}
-        counts = pd.Series(list(tech.values())).value_counts(sort=False)
-        main = counts.index[int(np.argmax(counts.to_numpy()))]
-        for sid, kind in tech.items():
-            if kind != main:
-                out[sid] = BatchConsistencyError(
-                    f"{rows[sid]['path']}: {_TECHNOLOGY_WORDS[kind]} data in a batch of "
-                    f"{_TECHNOLOGY_WORDS[main]} files ({counts[main]} of {len(sids)}): "
-                    "transforms, gates, FMO cut-offs and clusters are not shared between "
-                    "them; run this file as a batch of its own"
-                )
-    return out
+        species = str(row.get("species", "") or "")
+        by_species.setdefault(species, {})[sid] = panel_technology(panels[sid]) == "cytof"
+    return {
+        sid: BatchConsistencyError(f"{rows[sid]['path']}: {why}")
+        for mass in by_species.values()
+        for sid, why in other_technology(mass).items()
+    }
 
 
 def _plain(row: pd.Series) -> Mapping[str, Any]:

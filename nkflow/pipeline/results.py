@@ -7,7 +7,6 @@ events of the whole batch are one AnnData (``res.to_anndata()``), and exports go
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..config import RunConfig
 from ..exceptions import ChannelNotFoundError, NkflowWarning
 from ..io import write_fcs
 from ..io.h5ad import write_h5ad
-from ..io.write import safe_name
+from ..io.write import name_digest, safe_name
 from .outdir import OutputFolder
 from .sample import NK_EVENTS_FILE, read_kept_events
 
@@ -236,7 +235,7 @@ class Results:
             sel = adata[adata.obs[population].to_numpy(dtype=bool)]
             data = sel.layers["compensated"] if "compensated" in sel.layers else sel.X
             if stems.count(stem) > 1:  # "D1 liver" and "D1_liver": one file name
-                stem += "-" + hashlib.sha1(sid.encode("utf-8")).hexdigest()[:8]
+                stem += "-" + name_digest(sid)
             name = f"{stem}_{safe_name(population)}.fcs"
             written.append(
                 write_fcs(
