@@ -187,9 +187,10 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         plan.template_of[sid] = name
     # samples before FMO tubes: a hierarchy is resolved against a file with every stain
     order = sorted(plan.template_of, key=lambda s: str(rows[s]["role"]).startswith("fmo:"))
+    keys_of: dict[str, list[str]] = {}  # template name -> its hierarchies, one per panel
     for sid in order:
         name, panel = plan.template_of[sid], panels[sid]
-        keys = [k for k in plan.resolved if k == name or k.startswith(f"{name} (panel ")]
+        keys = keys_of.setdefault(name, [])
         fits = [k for k in keys if _fits(plan.resolved[k], panel, str(rows[sid]["role"]))]
         if fits:
             plan.hierarchy_of[sid] = fits[0]
@@ -208,6 +209,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
                 raise error from exc  # the batch's first panel: nothing can run
             plan.unreadable[sid] = error  # a second panel without an anchor: its files fail
             continue
+        keys.append(key)
         plan.hierarchy_of[sid] = key
         plan.reference[key] = str(panel.uns["nkflow"]["sample"]["file"])
     return plan
