@@ -283,7 +283,7 @@ def _run(
     def blank(v: Any) -> str:
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
 
-    def find_given(on: str, marker: str) -> Threshold | None:
+    def find_given(on: str, marker: str, channel: str) -> Threshold | None:
         found: list[tuple[int, dict[str, Any]]] = []
         for r in given:
             if blank(r.get("gate", on)) != on or r.get("marker") != marker:
@@ -293,6 +293,12 @@ def _run(
             if blank(r.get("batch")) not in ("", batch) and batch:
                 continue
             if blank(r.get("sample_id")) not in ("", sid):
+                continue
+            if blank(r.get("channel")) not in ("", channel):  # set on another panel's scale
+                msg = (f"{sid}: {marker} cut-off from {blank(r.get('control_file')) or 'a control'}"
+                       f" not applied: it was set on channel {r['channel']}, this sample has "
+                       f"{marker} on {channel}")  # fmt: skip
+                warnings.warn(msg, MissingControlWarning, stacklevel=4)
                 continue
             found.append((override_rank(r), r))
         if not found:
@@ -306,7 +312,7 @@ def _run(
         rec["n_events"] = int(rec["n_events"]) if blank(rec.get("n_events")) else 0
         rec["disagrees"] = bool(rec.get("disagrees")) if blank(rec.get("disagrees")) else False
         if rec["rule"] == "manual":
-            rec["value"] = manual_value(r, resolve_channel(adata, marker), adata)
+            rec["value"] = manual_value(r, channel, adata)
         return Threshold(**rec)
 
     def threshold(dim: DimSpec, on: str | None, gate_id: str) -> Threshold:
@@ -315,7 +321,7 @@ def _run(
         if key in cache:
             return cache[key]
         ch = resolve_channel(adata, dim.marker)
-        hit = find_given(on_key, dim.marker)
+        hit = find_given(on_key, dim.marker, ch)
         vals = data[ch][parent_mask(on)]
         if hit is not None:
             th = Threshold(**{**hit.to_record(), "channel": ch, "gate": on_key})

@@ -28,6 +28,7 @@ from ..exceptions import (
     NkflowError,
     PanelMismatchError,
 )
+from ..gating.engine import resolve_channel
 from ..gating.panel_view import PanelView
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
@@ -49,8 +50,10 @@ class BatchPlan:
         ``sample_id -> template name`` for every analysed file and FMO control.
     hierarchy_of
         ``sample_id -> key of resolved``: the template name, or ``"<name> (panel 2)"`` ...
-        for files whose panel lacks a marker the first hierarchy needs (a batch of two
-        panels gets two hierarchies, each resolved against its own files).
+        for files whose panel lacks a marker the first hierarchy needs or carries one of
+        its markers on another channel (a batch of two panels gets two hierarchies, each
+        resolved against its own files; thresholds set on one panel's controls are not
+        applied to the other's).
     resolved
         ``key -> ResolvedTemplate`` (the hierarchy applied).
     reference
@@ -77,6 +80,14 @@ class BatchPlan:
         """The resolved template of a sample (its name when the panel was unreadable)."""
         name = self.template_of.get(sample_id, "")
         return self.resolved.get(self.hierarchy_of.get(sample_id, name), name)
+
+    def hierarchy_key(self, sample_id: str) -> str:
+        """The key of a sample's hierarchy (its template name when it has none resolved).
+
+        Batch-level thresholds (FMO, batch pool, overrides) are grouped by it: a control
+        sets thresholds only for the files of its own panel.
+        """
+        return self.hierarchy_of.get(sample_id, self.template_of.get(sample_id, ""))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record for provenance: each template's resolution and its files."""
@@ -188,10 +199,12 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     # samples before FMO tubes: a hierarchy is resolved against a file with every stain
     order = sorted(plan.template_of, key=lambda s: str(rows[s]["role"]).startswith("fmo:"))
     keys_of: dict[str, list[str]] = {}  # template name -> its hierarchies, one per panel
+    reference_panel: dict[str, ad.AnnData] = {}  # hierarchy key -> the panel it was resolved on
     for sid in order:
         name, panel = plan.template_of[sid], panels[sid]
         keys = keys_of.setdefault(name, [])
-        fits = [k for k in keys if _fits(plan.resolved[k], panel, str(rows[sid]["role"]))]
+        role = str(rows[sid]["role"])
+        fits = [k for k in keys if _fits(plan.resolved[k], reference_panel[k], panel, role)]
         if fits:
             plan.hierarchy_of[sid] = fits[0]
             continue
@@ -212,19 +225,36 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         keys.append(key)
         plan.hierarchy_of[sid] = key
         plan.reference[key] = str(panel.uns["nkflow"]["sample"]["file"])
+        reference_panel[key] = panel
     return plan
 
 
-def _fits(resolved: ResolvedTemplate, panel: ad.AnnData, role: str) -> bool:
-    """Whether a file's panel has every marker and channel a resolved hierarchy uses.
+def _fits(resolved: ResolvedTemplate, reference: ad.AnnData, panel: ad.AnnData, role: str) -> bool:
+    """Whether a file's panel carries every marker of a hierarchy on its reference channel.
 
-    An FMO tube may lack its own marker (the stain it leaves out).
+    The reference is the panel the hierarchy was resolved on. A marker on another channel
+    (another fluorochrome or detector) has another scale, so a threshold set on one panel's
+    controls would not hold on the other. An FMO tube may lack its own marker (the stain it
+    leaves out).
     """
     view = PanelView.of(panel)
     left_out = marker_equivalents(role[4:]) if role.startswith("fmo:") else set()
+    tpl = resolved.template
+    if any(view.find(m) is None and m not in left_out for m in tpl.required_markers):
+        return False
+    used = {d.marker for g in tpl.gates for d in g.dims}
+    used |= {n for g in tpl.gates if g.kind == "polygon" for n in (g.x, g.y)}
     return all(
-        view.find(m) is not None or m in left_out for m in resolved.template.required_markers
+        _channel_of(panel, name) == _channel_of(reference, name) for name in sorted(used - left_out)
     )
+
+
+def _channel_of(panel: ad.AnnData, name: str) -> str | None:
+    """The channel carrying a marker or channel name (None when none or several do)."""
+    try:
+        return resolve_channel(panel, name)
+    except NkflowError:
+        return None
 
 
 def _other_technology(

@@ -32,10 +32,13 @@ logger = logging.getLogger(__name__)
 
 
 def _template(state: Any, sid: str) -> tuple[str, Template | None]:
-    """The sample's template name and object (``None``: not planned, or not a TOML one)."""
+    """The key of the sample's hierarchy and its template (``None``: not planned, or not TOML).
+
+    Each panel's hierarchy is its own pool: a marker on another channel has another scale.
+    """
     tpl = state.plan.for_sample(sid)
     if isinstance(tpl, ResolvedTemplate):
-        return tpl.source.name, tpl.template
+        return state.plan.hierarchy_key(sid), tpl.template
     try:
         return str(tpl), load_template(tpl) if tpl else None
     except GatingTemplateError:  # GatingML / FlowJo gates: no pool conditions

@@ -18,7 +18,6 @@ from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.fmo_pool import pool_fmo_replicates
-from ..gating.resolve import ResolvedTemplate
 from ..io import check_batch, read_batch
 from ..io.pairing import (
     PAIR_KEY,
@@ -202,7 +201,9 @@ class RunState:
             else:
                 self.fail(outcome.key, outcome.error, outcome.detail)
             self.progress("controls", done, len(fmo))
-        records = [r for sid, _ in items for r in found.get(sid, [])]
+        # keyed by the tube's hierarchy: a control sets thresholds for its own panel only
+        records = [{**r, "template": self.plan.hierarchy_key(sid)}
+                   for sid, _ in items for r in found.get(sid, [])]  # fmt: skip
         if replicate_of:
             records = pool_fmo_replicates(records, values, replicate_of)
         for sid, _ in items:
@@ -258,8 +259,7 @@ class RunState:
         """
         if thresholds.empty:
             return []
-        tpl = self.plan.for_sample(str(row["sample_id"]))
-        tpl = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl
+        tpl = self.plan.hierarchy_key(str(row["sample_id"]))
         sel = thresholds[
             (thresholds["tissue"].astype(str) == str(row["tissue"]))
             & (thresholds["batch"].astype(str) == str(row["batch"]))
