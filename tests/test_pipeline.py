@@ -43,6 +43,18 @@ def test_every_table_written_as_csv_and_parquet(tiny_run, name: str) -> None:
     assert len(csv) == len(parquet) == len(tiny_run.tables[name])
 
 
+def test_every_csv_table_has_its_header_even_when_empty(tiny_run) -> None:
+    """A script reading ``tables/*.csv`` never meets a file without columns: the tiny
+    batch has one timepoint, so ``comparisons`` is empty (it was a bare newline)."""
+    written = sorted((tiny_run.out_dir / "tables").glob("*.csv"))
+    assert "comparisons.csv" in {p.name for p in written}
+    for path in written:
+        table = pd.read_csv(path, comment="#")
+        assert len(table.columns) > 1, path.name
+    comparisons = pd.read_csv(tiny_run.out_dir / "tables" / "comparisons.csv")
+    assert comparisons.empty and {"population", "n_pairs", "p_adj"} <= set(comparisons.columns)
+
+
 def test_run_outputs(tiny_run, fast_config: RunConfig) -> None:
     out = tiny_run.out_dir
     for rel in ("report.html", "provenance.json", "config.toml", ".nkflow"):

@@ -374,19 +374,20 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     Each tissue is its own test: within it every donor is one independent pair. The tissue
     kind (tumour, normal ...), when known, is kept beside it.
     """
-    from ..tl.compare import compare_paired
+    from ..tl.compare import PAIRED_COLUMNS, compare_paired
 
-    if scores.empty or "timepoint" not in scores.columns:
-        return pd.DataFrame()
-    points = [t for t in order if t in set(scores["timepoint"].astype(str))]
-    if len(points) < 2:
-        return pd.DataFrame()
     by = ["condition", *(c for c in ("tissue",) if c in scores.columns), "population"]
     if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
         by.insert(1, "tissue_kind")
+    none = pd.DataFrame(columns=[*by, *PAIRED_COLUMNS])  # a table a script can still read
+    if scores.empty or "timepoint" not in scores.columns:
+        return none
+    points = [t for t in order if t in set(scores["timepoint"].astype(str))]
+    if len(points) < 2:
+        return none
     frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]
     frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if frames else none
 
 
 def _report_metadata(state: RunState) -> pd.DataFrame:

@@ -25,13 +25,19 @@ from scipy import stats as sps
 
 from ..exceptions import ConfigError
 
-__all__ = ["benjamini_hochberg", "compare_groups", "compare_paired"]
+__all__ = ["PAIRED_COLUMNS", "benjamini_hochberg", "compare_groups", "compare_paired"]
 
 logger = logging.getLogger(__name__)
 
 _EXACT_PAIRS = 16
 _DEFAULT_BY = ("condition", "population")
 _EXACT_ARRANGEMENTS = 20_000
+#: the columns :func:`compare_paired` adds after its ``by`` columns (an empty result too)
+PAIRED_COLUMNS = (
+    "n_pairs", "n_units", "mean_before", "mean_after", "mean_difference",
+    "median_difference", "hl_estimate", "ci_low", "ci_high", "n_increase", "n_decrease",
+    "p_value", "p_sign", "test", "p_adj", "value", "comparison",
+)  # fmt: skip
 
 
 def _strata(scores: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
@@ -229,7 +235,7 @@ def compare_paired(
     out = pd.DataFrame(rows)
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
-        return out
+        return pd.DataFrame(columns=[*by, *PAIRED_COLUMNS])
     out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
