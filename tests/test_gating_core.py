@@ -269,6 +269,26 @@ def test_stimulated_tube_drops_cd16_and_takes_residency_from_unstim():
     assert tr["phenotype_source"] == "tiny2" and tr["sample_id"] == "tiny3"
 
 
+def test_a_borrowed_row_of_an_unset_gate_joins_without_a_pandas_warning():
+    """The unstimulated partner's gates had no cut-off (NA counts and medians, as a run's
+    task sends them): the stimulated tube still takes their rows, as NA, and pandas'
+    FutureWarning about all-NA columns no longer reaches the tube's status message."""
+    unstim, _ = _tiny(seed=2)
+    stim, _ = _tiny(seed=3, stim="stim")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = gate(unstim, "human_blood", n_boot=0)
+    medians = [c for c in ref.columns if c.startswith("median_")]
+    ref.loc[:, ["count", "percent_of_parent", "ci_low", "ci_high", *medians]] = np.nan
+    ref = pd.DataFrame(json.loads(ref.to_json(orient="records")))  # as a run's task sends it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", FutureWarning)
+        table = gate(stim, "human_blood", n_boot=0, paired_unstim=ref)
+    tr = table[table["population"] == "trNK"].iloc[0]
+    assert tr["phenotype_source"] == "tiny2" and pd.isna(tr["count"])
+
+
 def test_population_table_handles_root_and_missing_nk():
     adata, _ = _tiny(n=500)
     adata.obs["A"] = np.arange(500) < 50

@@ -579,3 +579,30 @@ def test_input_hashes_read_files_in_stage_order(tmp_path: Path, monkeypatch) -> 
     assert read == ["c_fmo.fcs", "f_fmo.fcs", "b_unstim.fcs", "e_unstim.fcs", "a_stim.fcs"]
     assert list(hashes) == ["a_stim.fcs", "b_unstim.fcs", "c_fmo.fcs", "e_unstim.fcs", "f_fmo.fcs"]
     assert hashes["c_fmo.fcs"] == hashlib.sha256(b"c_fmo.fcs").hexdigest()
+
+
+def test_a_tubes_status_carries_nkflows_warnings_not_other_libraries(
+    sample_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pandas deprecation raised while a tube is processed went into its status message
+    ("FutureWarning: The behavior of DataFrame concatenation ..."); only nkflow's own
+    warnings, which say something about the data, do now."""
+    from nkflow.exceptions import LowEventCountWarning
+    from nkflow.pipeline import sample as sample_module
+
+    real = sample_module.count_positive
+
+    def noisy(*args, **kwargs):
+        warnings.warn("The behavior of DataFrame concatenation ...", FutureWarning, stacklevel=2)
+        warnings.warn("sample 's': 12 NK events", LowEventCountWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sample_module, "count_positive", noisy)
+    path = sorted((sample_data / "human").glob("*_blood_pre_unstim.fcs"))[0]
+    cfg = replace_values(RunConfig(), {"gating.bootstrap": 0})
+    task = sample_module.SampleTask(
+        "s", str(path), {"tissue": "blood", "species": "human"}, cfg, "human_blood", figures=False
+    )
+    said = sample_module.process_sample(task)["warnings"]
+    assert "LowEventCountWarning: sample 's': 12 NK events" in said
+    assert not [w for w in said if w.startswith("FutureWarning")]

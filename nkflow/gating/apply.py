@@ -225,7 +225,11 @@ def _add_unstim_rows(
     take["sample_id"] = str(info.get("sample_id", ""))
     table = table.copy()
     table["phenotype_source"] = table.get("phenotype_source", "")
-    return pd.concat([table, take], ignore_index=True)
+    # a borrowed row of a gate without a cut-off has NA counts and medians: concatenated
+    # without its all-NA columns, which would otherwise decide no column's type
+    columns = list(dict.fromkeys([*table.columns, *take.columns]))
+    parts = [table, take.dropna(axis=1, how="all")]
+    return pd.concat(parts, ignore_index=True).reindex(columns=columns)
 
 
 def borrow_unstim_thresholds(

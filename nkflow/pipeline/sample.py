@@ -25,7 +25,7 @@ from .. import pp
 from .._events import subset_events
 from .._version import __version__
 from ..config import RunConfig
-from ..exceptions import PanelWarning
+from ..exceptions import NkflowWarning, PanelWarning
 from ..gating.apply import fmo_thresholds, gate
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
@@ -341,7 +341,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
             t for t in nk.get("thresholds", []) if str(t.get("sample_id", "")) == task.sample_id
         ],
         "counts": _records(counts),
-        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+        "warnings": _own_warnings(caught, task.sample_id),
     }
     keep = task.keep_population
     if task.work_dir is None:
@@ -365,6 +365,21 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     text = json.dumps(summary, sort_keys=True, default=json_default, allow_nan=True)
     write_text_atomic(work / RESULT_FILE, text, root=task.out_root)
     return json.loads(text)
+
+
+def _own_warnings(caught: list[warnings.WarningMessage], sample: str) -> list[str]:
+    """The warnings of nkflow's own classes, as the status table shows them.
+
+    Other libraries' warnings (a pandas deprecation, a numpy empty-slice notice) say
+    nothing about the data: they go to the debug log.
+    """
+    for w in caught:
+        if not issubclass(w.category, NkflowWarning):
+            logger.debug("%s: %s: %s", sample, w.category.__name__, w.message)
+    return sorted(
+        {f"{w.category.__name__}: {w.message}" for w in caught
+         if issubclass(w.category, NkflowWarning)}
+    )  # fmt: skip
 
 
 def read_kept_events(work_dir: str | Path) -> ad.AnnData | None:
