@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,18 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("nkflow")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.captureWarnings(True)
+    logging.captureWarnings(True)  # keeps Python's own showwarning to restore
+    warnings.showwarning = _show_warning
+    warn_handler = _AboveProgressHandler()
+    warn_handler.setFormatter(_EscapingFormatter("nkflow: warning: %(message)s"))
     warn_logger = logging.getLogger("py.warnings")
-    warn_logger.handlers[:] = [handler]
+    warn_logger.handlers[:] = [warn_handler]
     warn_logger.setLevel(level)
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line: its text, which names the file, not the code that raised it."""
+    logging.getLogger("py.warnings").warning("%s", message)
 
 
 def _one_line(text: object) -> str:
@@ -361,6 +370,7 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     from .io import check_batch, read_batch
     from .pipeline.plan import plan_batch
 
+    _setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
     try:
         report = check_batch(input_path, panel=panel, raise_on_error=False)
     except NkflowError as exc:

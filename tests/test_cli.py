@@ -233,6 +233,22 @@ def test_check_names_sheet_columns_it_does_not_read(runner: CliRunner, tmp_path:
     assert "look like its own: 'patient' -> 'donor' (" in result.stdout
 
 
+def test_check_states_a_files_quirk_on_one_line(
+    runner: CliRunner, external: Path, tmp_path: Path
+) -> None:
+    """SuperCellCyto's CyTOF files declare log amplification on float data. ``check`` said
+    so as a raw Python warning: the nkflow source path and line, then the code line."""
+    source = external / "supercellcyto" / "inst" / "extdata" / "Data23_Panel3_base_R5_Patient15.fcs"
+    if not source.is_file():
+        pytest.skip("SuperCellCyto files not available (../shared/external)")
+    shutil.copy(source, tmp_path / source.name)
+    result = runner.invoke(main, ["check", str(tmp_path / source.name)])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "log amplification" in line]
+    assert len(said) == 1 and said[0].startswith(f"nkflow: warning: {tmp_path / source.name}: ")
+    assert "fcs_text.py" not in result.stderr and "_parse_dataset(" not in result.stderr
+
+
 def _record_config(monkeypatch, tmp_path: Path, command: str) -> dict:
     """Replace the command's pipeline call; the returned dict gets the config it was given."""
     import types
