@@ -263,6 +263,8 @@ def run(
             progress.close()
     for failure in results.failures:
         _fail_line(failure["file"], failure["message"])
+    for note in results.notes:
+        click.echo(f"nkflow: note: {_one_line(note)}", err=True)
     if not quiet:
         click.echo(
             f"nkflow: results in {escape_text(results.out_dir)} "

@@ -214,6 +214,25 @@ def test_check_fails_on_unusable_files(
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
 
 
+def test_run_says_why_it_skipped_clustering(
+    runner: CliRunner, small_batch: Path, tmp_path: Path
+) -> None:
+    """A batch with fewer NK cells than the SOM has nodes is not clustered. The reason was
+    only in a log hidden by default; the report said "switched off, or no sample reached
+    this step"."""
+    config = tmp_path / "big_som.toml"
+    config.write_text(FAST.replace("xdim = 4", "xdim = 100").replace("ydim = 4", "ydim = 100"))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["run", str(small_batch), "-o", str(out), "--config",
+                                  str(config), "--no-score", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("nkflow: note:")]
+    assert len(notes) == 1 and "fewer than the SOM's 10000 nodes" in notes[0], result.stderr
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Clustering was skipped: " in html and "switched off, or no sample" not in html
+    assert not (out / "tables" / "clusters.csv").exists()
+
+
 def test_check_one_fcs_file(runner: CliRunner, tmp_path: Path) -> None:
     """``nkflow check file.fcs`` checks that file (it was read as a metadata sheet)."""
     _tiny_fcs(tmp_path / "one.fcs", *STAINED)

@@ -150,6 +150,7 @@ def run_prepared(
     state.skip_controls()
     tables: dict[str, pd.DataFrame] = {}
     clustering = None
+    clustering_skipped: list[str] = []  # why, when the batch has too few cells
     caveats = ""
     scoring_definitions: dict[str, Any] | None = None
     # the inputs are hashed by a thread of this process, which otherwise mostly waits for
@@ -188,7 +189,9 @@ def run_prepared(
                 cluster_heatmap, "cluster heatmap", result
             )
 
-        clusters = _cluster_stage(state, cfg, ok, executor, on_fitted=draw_heatmap)
+        clusters = _cluster_stage(
+            state, cfg, ok, executor, on_fitted=draw_heatmap, skipped=clustering_skipped
+        )
         if clusters is not None:
             clustering = clusters.result
             tables["clusters"] = clusters.abundance
@@ -246,6 +249,8 @@ def run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
+    if clustering_skipped:
+        provenance["clustering_skipped"] = clustering_skipped[0]
     if cfg.gating.overrides:
         provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
     if scoring_definitions is not None:
@@ -273,6 +278,7 @@ def run_prepared(
         caveats=caveats,
         report_path=report,
         clustering=clustering,
+        notes=[f"clustering skipped: {why}" for why in clustering_skipped],
     )
 
 
@@ -282,13 +288,14 @@ def _cluster_stage(
     ok: list[str],
     executor: SampleExecutor,
     on_fitted: Callable[[Any], None] | None = None,
+    skipped: list[str] | None = None,
 ) -> Any:
     """Cluster the kept (NK) events of the samples that succeeded; map them on the workers.
 
     Metaclusters must not split by stimulation: the SOM trains on the unstimulated tubes,
     on markers stimulation does not move, and every tube (stimulated ones included) is
-    mapped. ``on_fitted`` gets the clustering before the mapping. Returns
-    :class:`~nkflow.pipeline.steps.BatchClusters` or None.
+    mapped. ``on_fitted`` gets the clustering before the mapping; ``skipped`` the reason
+    when there is none. Returns :class:`~nkflow.pipeline.steps.BatchClusters` or None.
     """
     dirs = {sid: str(state.folder.sample_dir(sid)) for sid in ok}
     loaders = {sid: functools.partial(read_kept_events, dirs[sid]) for sid in ok}
@@ -301,6 +308,7 @@ def _cluster_stage(
         exclude_markers=STIMULATION_LABILE_MARKERS,
         executor=executor,
         on_fitted=on_fitted,
+        skipped=skipped,
     )
 
 

@@ -163,6 +163,7 @@ def cluster_batch(
     exclude_markers: Sequence[str] = (),
     executor: SampleExecutor | None = None,
     on_fitted: Callable[[ClusteringResult], None] | None = None,
+    skipped: list[str] | None = None,
 ) -> BatchClusters | None:
     """Cluster the kept population of every sample, streaming one sample at a time.
 
@@ -192,6 +193,8 @@ def cluster_batch(
     on_fitted
         Called with the fitted clustering before pass 2 (e.g. to draw its heatmap while
         the samples are mapped); pass 2 does not change it.
+    skipped
+        Appended with the reason, in words for the report, when no clustering is made.
 
     Returns
     -------
@@ -213,7 +216,10 @@ def cluster_batch(
             adata = adata[rows].copy()
         training[sid] = adata
     if not training:
-        logger.warning("clustering skipped: no sample has %s events", c.population)
+        why = f"no sample has {c.population} events"
+        logger.warning("clustering skipped: %s", why)
+        if skipped is not None:
+            skipped.append(why)
         return None
     n_cells = sum(
         int(a.obs[c.population].sum()) if c.population in a.obs else a.n_obs
@@ -221,11 +227,13 @@ def cluster_batch(
     )
     n_nodes = c.xdim * c.ydim
     if n_cells < n_nodes:  # a SOM node per cell at best: no clusters to speak of
-        logger.warning(
-            "clustering skipped: %d %s cell(s) in the batch's training tubes, fewer than the "
-            "SOM's %d nodes (clustering.xdim x ydim); lower them for a small batch",
-            n_cells, c.population, n_nodes,
-        )  # fmt: skip
+        why = (
+            f"{n_cells} {c.population} cell(s) in the batch's training tubes, fewer than the "
+            f"SOM's {n_nodes} nodes (clustering.xdim x ydim); lower them for a small batch"
+        )
+        logger.warning("clustering skipped: %s", why)
+        if skipped is not None:
+            skipped.append(why)
         return None
     markers = list(c.markers) or None
     if markers is None and exclude_markers:

@@ -315,7 +315,12 @@ def render_html(
         (
             "clusters",
             "Clusters",
-            clusters_section(tabs, by_section.get("clusters", []), counter),
+            clusters_section(
+                tabs,
+                by_section.get("clusters", []),
+                counter,
+                skipped=str(prov.get("clustering_skipped", "")),
+            ),
             "FlowSOM-style metaclusters of gated NK cells pooled across the batch.",
         ),
         (

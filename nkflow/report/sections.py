@@ -404,9 +404,15 @@ def _heat_style(values: pd.Series):
 
 
 def clusters_section(
-    tables: Mapping[str, pd.DataFrame], figures: Sequence[FigureItem], counter: list[int]
+    tables: Mapping[str, pd.DataFrame],
+    figures: Sequence[FigureItem],
+    counter: list[int],
+    skipped: str = "",
 ) -> str:
-    """Cluster heatmap and abundance (figures), median marker table and abundance table."""
+    """Cluster heatmap and abundance (figures), median marker table and abundance table.
+
+    ``skipped``: why the run made no clustering (the provenance's ``clustering_skipped``).
+    """
     out = []
     if figures:
         out.append(gallery(figures, wide=True, counter=counter))
@@ -436,7 +442,10 @@ def clusters_section(
             '<p class="lead">Transformed scale'
             + ("; the median over samples of each sample's median" if per_sample else "")
             + "; shading runs from the lowest to the highest metacluster within each "
-            "marker.</p>"
+            "marker. In the labels, <code>+</code>/<code>-</code> are calls against the "
+            "marker's gating cut-off (or a density valley of the clustered cells); "
+            "<code>hi</code>/<code>lo</code> only say above or below the clustered cells' "
+            "median, for markers with neither: relative, not positivity calls.</p>"
         )
         out.append(html_table(wide, cell_style=cell_style, source="tables/cluster_medians.csv"))
     clusters = tables.get("clusters")
@@ -460,7 +469,9 @@ def clusters_section(
             '<p class="lead">Columns are metaclusters; their labels are in the table above.</p>'
         )
         out.append(html_table(wide, source="tables/clusters.csv"))
-    if len(out) == 0:
+    if len(out) == 0 and skipped:
+        out.append(f'<p class="empty">Clustering was skipped: {esc(skipped)}.</p>')
+    elif len(out) == 0:
         out.append(
             '<p class="empty">Clustering produced no results (switched off, or no '
             "sample reached this step).</p>"
