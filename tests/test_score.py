@@ -174,6 +174,25 @@ def test_missing_unstim_and_missing_areg_threshold():
     assert "NO_AREG_THRESHOLD" in nk["failed_rules"].split(";")
 
 
+@pytest.mark.parametrize(
+    ("areg_channel", "code"),
+    [("", "AREG_NOT_IN_PANEL"), ("PE-A", "NO_AREG_THRESHOLD")],
+    ids=["panel without AREG", "AREG without a cut-off"],
+)
+def test_missing_areg_counts_say_whether_the_panel_has_areg(areg_channel: str, code: str):
+    """A panel without AREG read "no AREG cut-off (AREG FMO missing ...)", which sent the
+    analyst looking for an FMO file; the counts table's ``areg_channel`` tells the two
+    apart."""
+    counts, meta = basic()
+    counts = counts.assign(n_areg=pd.array([pd.NA] * len(counts), dtype="Int64"),
+                           areg_channel=areg_channel)  # fmt: skip
+    nk = score(counts, meta).flags.set_index("population").loc["NK"]
+    failed = nk["failed_rules"].split(";")
+    (other,) = {"AREG_NOT_IN_PANEL", "NO_AREG_THRESHOLD"} - {code}
+    assert code in failed and other not in failed
+    assert RULES[code] in nk["message"]
+
+
 def test_replicate_unstim_tubes_are_pooled():
     counts, meta = basic()
     extra = counts[counts.sample_id == "u"].assign(sample_id="u2")

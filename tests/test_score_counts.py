@@ -15,6 +15,7 @@ from nkflow.exceptions import (
     LowEventCountWarning,
     MissingControlWarning,
 )
+from nkflow.io import channel_for
 from nkflow.tl.annotate import abundance_table
 from nkflow.tl.cluster import cluster
 from nkflow.tl.counts import COUNT_COLUMNS, count_positive, fmo_threshold
@@ -136,6 +137,9 @@ def test_missing_marker_and_missing_threshold_give_na_not_zero():
         out = count_positive(make_sample(), THRESHOLDS[THRESHOLDS.marker != "AREG"])
     assert out["n_areg"].isna().all() and out["n_areg_only"].isna().all()
     assert out["n_ifng"].notna().all()
+    assert set(out["areg_channel"]) == {str(channel_for(make_sample(), "AREG"))}
+    without = count_positive(make_sample(markers=["CD56", "IFN-g"]), THRESHOLDS)
+    assert without["n_areg"].isna().all() and set(without["areg_channel"]) == {""}
 
 
 def test_unknown_population_lists_available():

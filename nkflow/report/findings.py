@@ -30,6 +30,7 @@ SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
 NOT_JUDGED = (
     "NO_UNSTIM",
     "UNSTIM_AMBIGUOUS",
+    "AREG_NOT_IN_PANEL",
     "NO_AREG_THRESHOLD",
     "AREG_THRESHOLD_NOT_FMO",
     "EVENTS_BELOW_MIN",

@@ -26,7 +26,11 @@ RULES: dict[str, str] = {
         "several unstimulated tubes share this tube's tissue, timepoint and batch and no "
         "donor tells them apart: name each tube's donor in the metadata sheet"
     ),
-    "NO_AREG_THRESHOLD": "no AREG cut-off (AREG FMO missing for this tissue and batch)",
+    "AREG_NOT_IN_PANEL": "the panel has no AREG channel: AREG was not measured",
+    "NO_AREG_THRESHOLD": (
+        "no AREG cut-off: no AREG FMO for this tissue and batch, and none could be set "
+        "from the tube"
+    ),
     "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
     "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
     "CONDITION_NOT_FLAGGABLE": "stimulation condition not in the config's [flag] conditions",
@@ -107,6 +111,7 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
     detail = {
         "NO_UNSTIM": RULES["NO_UNSTIM"],
         "UNSTIM_AMBIGUOUS": RULES["UNSTIM_AMBIGUOUS"],
+        "AREG_NOT_IN_PANEL": RULES["AREG_NOT_IN_PANEL"],
         "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],
         "AREG_THRESHOLD_NOT_FMO": f"AREG cut-off rule {row['areg_rule']!r} is not an FMO",
         "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],

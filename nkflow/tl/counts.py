@@ -278,7 +278,8 @@ def count_positive(
         One row per sample and population: ``sample_id``, ``population``, ``tissue``,
         ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
         marker is not in the panel or has no threshold, never a silent zero), and the cut-offs
-        used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``).
+        used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``), and
+        ``areg_channel``, the channel AREG was read on (``""``: the panel has no AREG).
 
     Raises
     ------
@@ -369,6 +370,7 @@ def count_positive(
             hit = provenance["areg"]
             row["areg_rule"] = "" if hit is None else str(hit.get("rule", ""))
             row["areg_control_file"] = "" if hit is None else str(hit.get("control_file", ""))
+            row["areg_channel"] = channels["areg"] or ""  # "": the panel has no AREG
             rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:

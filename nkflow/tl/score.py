@@ -349,6 +349,12 @@ def score(
     s["areg_control_file"] = (
         s["sample_id"].map(first.get("areg_control_file", pd.Series(dtype=str))).fillna("")
     )
+    channel = first["areg_channel"] if "areg_channel" in first.columns else None
+    not_in_panel = (
+        np.zeros(len(s), dtype=bool)
+        if channel is None
+        else (s["sample_id"].map(channel.fillna("").astype(str)) == "").to_numpy()
+    )
     rule = s["areg_rule"].astype(str).str.lower()
     not_fmo = (
         (~rule.str.contains("fmo") | rule.str.contains("fallback")).to_numpy()
@@ -367,7 +373,7 @@ def score(
         elif not has_unstim[i]:
             f.append("NO_UNSTIM")
         if no_areg[i]:
-            f.append("NO_AREG_THRESHOLD")
+            f.append("AREG_NOT_IN_PANEL" if not_in_panel[i] else "NO_AREG_THRESHOLD")
         elif not_fmo[i]:
             f.append("AREG_THRESHOLD_NOT_FMO")
         if not s["flaggable"].iat[i]:
