@@ -71,3 +71,15 @@ def test_a_control_too_small_to_bound_its_percentile_is_named_with_its_count():
     assert len(got) == 1  # 736 events bound the 99.5th percentile: no warning
     value, low, high, _, n = fmo_threshold(RNG.normal(size=40), percentile=99.5)
     assert n == 40 and high == np.inf and low < value
+
+
+def test_density_gate_parameters_name_the_axis_they_are_measured_on():
+    """A 2-D gate's cut-off on one axis is converted to linear units with that axis's
+    transform (the CyTOF singlet band's DNA bounds were left on the arcsinh scale)."""
+    from nkflow.gating.scatter import cytof_singlet_polygon
+
+    x, y = RNG.normal(4.0, 0.1, 200), RNG.normal(5.0, 0.2, 200)
+    _, params = cytof_singlet_polygon(x, y, {}, n_boot=0, random_state=0)
+    assert {p.name: p.axis for p in params} == {
+        "event length high": "x", "DNA low": "y", "DNA high": "y",
+    }  # fmt: skip

@@ -509,8 +509,8 @@ def _run(
                     params = [Param("insufficient events", nan, NO_INTERVAL, int(m.sum()))]
                 for prm in params:
                     th = Threshold(
-                        marker=prm.name,
-                        channel=f"{xc}|{yc}",
+                        marker=prm.name,  # on one axis: that channel, converted with it
+                        channel={"x": xc, "y": yc}.get(prm.axis, f"{xc}|{yc}"),
                         value=float(prm.value),
                         rule=f"density:{spec.method}",
                         n_events=int(prm.n_events),
