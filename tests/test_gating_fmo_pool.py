@@ -58,3 +58,28 @@ def test_replicates_of_different_gates_or_templates_stay_apart():
     values = {(r["control_file"], r["gate"], "AREG"): (np.ones(5), 99.5, 0) for r in records}
     replicate_of = {f: ("AREG",) for f in ("a.fcs", "b.fcs", "c.fcs")}
     assert pool_fmo_replicates(records, values, replicate_of) == records
+
+
+def test_a_control_too_small_to_bound_its_percentile_is_named_with_its_count():
+    from nkflow.exceptions import LowEventCountWarning
+    from nkflow.gating.fmo_pool import warn_small_controls
+
+    small = {**_record("FMO_CD16.fcs", "CD16"), "n_events": 40}
+    large = {**_record("FMO_AREG.fcs"), "n_events": 736}
+    with pytest.warns(LowEventCountWarning, match=r"FMO_CD16\.fcs.*only 40 events.*736") as got:
+        warn_small_controls([small, large], 99.5)
+    assert len(got) == 1  # 736 events bound the 99.5th percentile: no warning
+    value, low, high, _, n = fmo_threshold(RNG.normal(size=40), percentile=99.5)
+    assert n == 40 and high == np.inf and low < value
+
+
+def test_density_gate_parameters_name_the_axis_they_are_measured_on():
+    """A 2-D gate's cut-off on one axis is converted to linear units with that axis's
+    transform (the CyTOF singlet band's DNA bounds were left on the arcsinh scale)."""
+    from nkflow.gating.scatter import cytof_singlet_polygon
+
+    x, y = RNG.normal(4.0, 0.1, 200), RNG.normal(5.0, 0.2, 200)
+    _, params = cytof_singlet_polygon(x, y, {}, n_boot=0, random_state=0)
+    assert {p.name: p.axis for p in params} == {
+        "event length high": "x", "DNA low": "y", "DNA high": "y",
+    }  # fmt: skip

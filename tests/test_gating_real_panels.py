@@ -139,3 +139,40 @@ def test_nkflow_gate_on_a_single_fcs_file(sample_data, tmp_path, fast_config):
     assert set(pops["sample_id"]) == {"D1_blood_pre_unstim"}
     assert pops.set_index("population").loc["NK", "count"] > 0
     assert (tmp_path / "out" / "populations.csv").is_file()
+
+
+CYTOF = CYTONORM + SUPERCELL
+
+
+@pytest.mark.parametrize("path", CYTOF or [Path("absent")], ids=_ids(CYTOF))
+def test_cytof_nk_cd16_uses_the_lymphocyte_cut(path):
+    """Blood NK are mostly CD56dim CD16+. The NK_CD16+ cut was a valley of 7-40 NK events
+    whose single CD16 peak the mirror rule took for the negative one: 0 % CD16+ while the
+    NK median lay above the lymphocytes' CD16 cut of the same tube. It is now that cut,
+    the one that admitted CD16+ NK into the NK gate."""
+    adata, rows = _cytof(path)
+    cuts = {(t["gate"], t["marker"]): t["value"] for t in adata.uns["nkflow"]["thresholds"]}
+    assert ("NK", "CD16") not in cuts
+    cut = cuts[("Lymphocytes", "CD16")]
+    cd16 = adata[:, io.channel_for(adata, "CD16")].X.ravel()[adata.obs["NK"].to_numpy(bool)]
+    nk, pos = rows.loc["NK", "count"], rows.loc["NK_CD16+", "count"]
+    assert nk == cd16.size > 0 and pos == int(np.sum(cd16 >= cut))
+    if np.median(cd16) >= cut:  # the analyst's case: most NK above the tube's CD16 cut
+        assert pos / nk >= 0.5, f"NK_CD16+ {pos}/{nk}"
+
+
+@pytest.mark.parametrize("path", CYTONORM[:1] or [Path("absent")], ids=_ids(CYTONORM[:1]))
+def test_cytof_dna_bounds_of_the_singlet_gate_convert_with_the_dna_channel(path):
+    from nkflow.pipeline.tables import add_linear_thresholds
+
+    adata, _ = _cytof(path)
+    table = pd.DataFrame(adata.uns["nkflow"]["thresholds"])
+    table["sample_id"] = "s"
+    out = add_linear_thresholds(table, {"s": adata.uns["nkflow"]["transform"]}).set_index("marker")
+    dna = "Ir191Di"  # CytoNorm's DNA intercalator channel (the Cells gate's marker)
+    for name in ("DNA low", "DNA high"):
+        assert out.loc[name, "channel"] == dna
+        assert out.loc[name, "value_linear"] == pytest.approx(5 * np.sinh(out.loc[name, "value"]))
+        # the Cells gate's DNA cut and the band agree on one scale
+        assert out.loc[name, "value_linear"] > 1.0 + out.loc[name, "value"]
+    assert out.loc["event length high", "channel"] == "Event_length"

@@ -49,7 +49,7 @@ from ..io.pairing import (
 )
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
-from .fmo_pool import pool_fmo_replicates
+from .fmo_pool import pool_fmo_replicates, warn_small_controls
 from .gates import gate_to_dict
 from .intervals import background_thread
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
@@ -407,10 +407,11 @@ def fmo_thresholds(
                 )
             )
         del adata
-    if not replicate_of:
-        return out
-    pooled = pool_fmo_replicates([t.to_record() for t in out], values, replicate_of)
-    return [Threshold(**rec) for rec in pooled]  # type: ignore[arg-type]
+    if replicate_of:
+        pooled = pool_fmo_replicates([t.to_record() for t in out], values, replicate_of)
+        out = [Threshold(**rec) for rec in pooled]  # type: ignore[arg-type]
+    warn_small_controls([t.to_record() for t in out], pct)
+    return out
 
 
 def gate_batch(

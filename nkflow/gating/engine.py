@@ -52,6 +52,10 @@ __all__ = ["GatingRun", "resolve_channel", "run_template"]
 
 logger = logging.getLogger(__name__)
 
+#: Fewest NK events a density cut-off inside NK (valley, gmm, mirror: a subset split such as
+#: CD16+) is set on, as for the CD56bright/dim split: below it the gate is not measured
+MIN_NK_SPLIT = 50
+
 
 def resolve_channel(adata: Any, name: str) -> str:
     """``$PnN`` channel of a marker or channel name (``var_names`` first, then markers).
@@ -315,6 +319,11 @@ def _run(
             rec["value"] = manual_value(r, channel, adata)
         return Threshold(**rec)
 
+    def in_nk(gate: str) -> bool:  # the NK gate or a population inside it
+        while gate and gate != tpl.anchor_gate:
+            gate = run.parents.get(gate) or ""
+        return bool(gate)
+
     def threshold(dim: DimSpec, on: str | None, gate_id: str) -> Threshold:
         on_key = on or ""
         key = (on_key, dim.marker)
@@ -370,10 +379,12 @@ def _run(
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
         interval = NO_INTERVAL  # computed (or started) by record()
-        if vals.size < 10 and rule != "fixed":
+        need = MIN_NK_SPLIT if rule in ("valley", "gmm", "mirror") and in_nk(on_key) else 10
+        if vals.size < need and rule != "fixed":
             msg = (
                 f"sample {sid!r}: gate {gate_id!r}: only {vals.size} events in {on_key!r} "
-                f"to set the {dim.marker} threshold ({rule}); the gate is left empty"
+                f"to set the {dim.marker} threshold ({rule}, needs {need}); the gate is left "
+                "empty (not measured)"
             )
             logger.debug(msg)  # shown once, as the warning below
             warnings.warn(msg, LowEventCountWarning, stacklevel=3)
@@ -509,8 +520,8 @@ def _run(
                     params = [Param("insufficient events", nan, NO_INTERVAL, int(m.sum()))]
                 for prm in params:
                     th = Threshold(
-                        marker=prm.name,
-                        channel=f"{xc}|{yc}",
+                        marker=prm.name,  # on one axis: that channel, converted with it
+                        channel={"x": xc, "y": yc}.get(prm.axis, f"{xc}|{yc}"),
                         value=float(prm.value),
                         rule=f"density:{spec.method}",
                         n_events=int(prm.n_events),

@@ -9,14 +9,17 @@ instead of the first tube's alone.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..exceptions import LowEventCountWarning
+from ..stats import quantile_bound_min_n
 from .thresholds import fmo_threshold
 
-__all__ = ["FmoValues", "pool_fmo_replicates"]
+__all__ = ["FmoValues", "pool_fmo_replicates", "warn_small_controls"]
 
 #: ``(control_file, gate, marker) -> (values, percentile, n_boot)``: an FMO tube's events in
 #: the gate its threshold was set on, and the settings it was set with
@@ -84,3 +87,42 @@ def pool_fmo_replicates(
         if new is not None:
             out.append(new)
     return out
+
+
+def warn_small_controls(
+    records: Sequence[Mapping[str, Any]], percentile: float
+) -> dict[str, list[str]]:
+    """Warn of each FMO cut-off set on too few events for its interval to be bounded.
+
+    Below :func:`nkflow.stats.quantile_bound_min_n` events (736 at the 99.5th percentile)
+    the sample maximum lies below the percentile too often for a 95 % bound: the
+    threshold's ``ci_high`` is open (``inf``) and the cut-off itself, an interpolation
+    between the top events, is a rough one.
+
+    Parameters
+    ----------
+    records
+        FMO threshold records (``control_file``, ``gate``, ``marker``, ``n_events``), after
+        replicate pooling (a pool may reach the count its tubes miss alone).
+    percentile
+        The FMO percentile the cut-offs were set at.
+
+    Returns
+    -------
+    dict
+        ``control_file -> messages`` of the controls warned about (for status rows).
+    """
+    need = quantile_bound_min_n(percentile / 100.0)
+    said: dict[str, list[str]] = {}
+    for rec in records:
+        n = int(rec.get("n_events", 0) or 0)
+        if n < need:
+            msg = (
+                f"FMO control {rec.get('control_file', '')}: {rec.get('marker', '')} cut-off "
+                f"set on only {n} events of {rec.get('gate', '')!r}; its {percentile:g}th "
+                f"percentile needs at least {need} to be bounded above at 95 % (ci_high is "
+                "open: inf)"
+            )
+            warnings.warn(msg, LowEventCountWarning, stacklevel=3)
+            said.setdefault(str(rec.get("control_file", "")), []).append(msg)
+    return said

@@ -65,12 +65,19 @@ Vertices = tuple[tuple[float, float], ...]
 
 
 class Param(NamedTuple):
-    """A scalar parameter of a scatter gate, with its (deferred) confidence interval."""
+    """A scalar parameter of a scatter gate, with its (deferred) confidence interval.
+
+    ``axis`` is ``"x"`` or ``"y"`` for a parameter on one of the gate's axes (a cut-off or
+    centre, in that axis's units: its threshold row names that channel, so its linear
+    value is converted with that channel's transform), ``""`` for one of both axes or none
+    (a ratio, a weight, a fraction).
+    """
 
     name: str
     value: float
     interval: Deferred[tuple[float, float]]
     n_events: int
+    axis: str = ""
 
 
 def _span(v: NDArray[np.float64]) -> tuple[float, float]:
@@ -105,7 +112,7 @@ def debris_polygon(
     y0, y1 = _span(y)
     t = max(fit.value, x0)
     verts = ((t, y0), (x1, y0), (x1, y1), (t, y1))
-    return verts, [Param(f"FSC valley ({fit.rule_used})", t, fit.interval, fit.n_events)]
+    return verts, [Param(f"FSC valley ({fit.rule_used})", t, fit.interval, fit.n_events, "x")]
 
 
 def _median(v: NDArray[np.float64]) -> float:
@@ -278,8 +285,8 @@ def lymphocyte_polygon(
     verts = tuple((float(a), float(b)) for a, b in ell)
     n = int(x.size)
     return verts, [
-        Param("lymphocyte FSC centre", float(mean[0]), NO_INTERVAL, n),
-        Param("lymphocyte SSC centre", float(mean[1]), NO_INTERVAL, n),
+        Param("lymphocyte FSC centre", float(mean[0]), NO_INTERVAL, n, "x"),
+        Param("lymphocyte SSC centre", float(mean[1]), NO_INTERVAL, n, "y"),
     ]
 
 
@@ -340,7 +347,7 @@ def upper_cluster_polygon(
     mean_hi = gm.means_[hi] * scale + centre
     return verts, [
         Param("upper cluster weight", float(gm.weights_[hi]), NO_INTERVAL, n),
-        Param("upper cluster x mean", float(mean_hi[0]), NO_INTERVAL, n),
+        Param("upper cluster x mean", float(mean_hi[0]), NO_INTERVAL, n, "x"),
     ]
 
 
@@ -433,7 +440,7 @@ def upper_peak_polygon(
     verts = ((cut, y0), (x1, y0), (x1, y1), (cut, y1))
     n = int(x.size)
     return verts, [
-        Param("upper cluster x cut (valley)", float(cut), ci, n),
+        Param("upper cluster x cut (valley)", float(cut), ci, n, "x"),
         Param("upper cluster fraction", float(upper.mean()), NO_INTERVAL, n),
     ]
 
@@ -483,8 +490,10 @@ def cytof_singlet_polygon(
     x0 = _span(x)[0]
     verts = ((x0, y_lo), (x_hi, y_lo), (x_hi, y_hi), (x0, y_hi))
     n = int(x.size)
-    names = ("event length high", "DNA low", "DNA high")
-    return verts, [Param(nm, float(v), c, n) for nm, v, c in zip(names, est, cis, strict=True)]
+    names = (("event length high", "x"), ("DNA low", "y"), ("DNA high", "y"))
+    return verts, [
+        Param(nm, float(v), c, n, axis) for (nm, axis), v, c in zip(names, est, cis, strict=True)
+    ]
 
 
 def _pad(v: NDArray[np.float64]) -> tuple[float, float]:

@@ -118,7 +118,9 @@ class Threshold:
     value
         The cut-off on the ``adata.X`` (transformed) scale.
     ci_low, ci_high
-        Its confidence interval on the same scale (NaN when none was computed).
+        Its confidence interval on the same scale (NaN when none was computed; ``-inf`` /
+        ``inf`` for a bound left open: a percentile of too few events, see
+        :func:`nkflow.stats.quantile_interval`).
     rule
         How it was found, e.g. ``"fmo p99.5"``, ``"valley"``, ``"mirror"``.
     control_file
@@ -477,7 +479,8 @@ def quantile_threshold(
     -------
     value, ci_low, ci_high, rule_used, n_events
         ``rule_used`` is ``"quantile"``; ``ci_low``/``ci_high`` are NaN when ``n_boot``
-        is 0.
+        is 0, and ``-inf``/``inf`` where the sample is too small to bound the percentile
+        (``ci_high = inf`` below 736 events at the 99.5th).
 
     Raises
     ------

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
-from ..gating.fmo_pool import pool_fmo_replicates
+from ..gating.fmo_pool import pool_fmo_replicates, warn_small_controls
 from ..io import check_batch, read_batch
 from ..io.pairing import (
     PAIR_KEY,
@@ -206,11 +207,15 @@ class RunState:
                    for sid, _ in items for r in found.get(sid, [])]  # fmt: skip
         if replicate_of:
             records = pool_fmo_replicates(records, values, replicate_of)
+        with warnings.catch_warnings():  # said once here, and in the tube's status row
+            warnings.simplefilter("ignore")
+            small = warn_small_controls(records, self.config.gating.fmo_percentile)
         for sid, _ in items:
+            for msg in (said := small.get(str(self.row(sid)["file"]), [])):
+                logger.warning("%s", msg)
             if sid not in self.status:
-                self.status[sid] = status_row(
-                    self.row(sid), "ok", "CONTROL", "FMO control: thresholds computed"
-                )
+                self.status[sid] = status_row(self.row(sid), "ok", "CONTROL", "; ".join(
+                    ["FMO control: thresholds computed", *said]))  # fmt: skip
         return pd.DataFrame.from_records(records)
 
     def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
