@@ -129,7 +129,7 @@ def prepare_batch(
     state = RunState(input_path, out, config, on_progress)
     state.folder.refuse_existing(force=force, resume=resume)  # at once, not after the plan
     consistency = state.check_consistency()
-    state.plan = plan_batch(state.meta, config)  # no anchor in the panel: stop before any work
+    state.use_plan(plan_batch(state.meta, config))  # no NK anchor in the panel: stop here
     state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
@@ -246,6 +246,10 @@ def run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
+    if state.plan.species_of:  # files the sheet gave no species: the panel's
+        provenance["species_from_panel"] = {
+            str(state.row(sid)["file"]): species for sid, species in state.plan.species_of.items()
+        }
     if cfg.gating.overrides:
         provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
     if scoring_definitions is not None:
