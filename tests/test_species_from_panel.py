@@ -99,6 +99,11 @@ def test_a_run_scores_and_reports_the_panel_species(mouse_folder: Path, tmp_path
     html = (out / "report.html").read_text()
     methods = re.search(r"Repair profiles used the score definitions from ([^:]+):", html)
     assert methods is not None and methods.group(1).endswith("scoring_mouse.toml")
+    # the methods say what the run did: its workers, its (absent) timepoints and batches
+    assert provenance["execution"]["workers"] >= 1
+    assert "0 local worker" not in html and "timepoint order: ." not in html
+    assert "timepoint order: none (the sheet gives no timepoints)" in html
+    assert "per batch and tissue from the data" not in html
 
 
 def test_a_real_mouse_file_without_a_sheet_is_planned_as_mouse(

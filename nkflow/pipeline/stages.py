@@ -246,6 +246,8 @@ def run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
+    # the workers the run used (the setting 0 means one per core of this machine)
+    provenance["execution"] = {"workers": executor.workers, "scheduler": executor.scheduler}
     if state.plan.species_of:  # files the sheet gave no species: the panel's
         provenance["species_from_panel"] = {
             str(state.row(sid)["file"]): species for sid, species in state.plan.species_of.items()
