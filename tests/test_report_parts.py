@@ -189,6 +189,85 @@ def test_methods_text_says_whether_thresholds_have_intervals(bootstrap: int) -> 
         assert "resamples" not in text and "95% interval of that percentile" not in text
 
 
+@pytest.mark.parametrize(
+    ("setting", "used", "expected"),
+    [
+        (0, 2, "ran on up to 2 local worker processes (one per core)"),
+        (0, 1, "ran in one process (one per core)"),
+        (3, 3, "ran on up to 3 local worker processes;"),
+        (1, None, "ran in one process;"),
+        (0, None, "ran on one local worker process per core"),
+    ],
+)
+def test_methods_text_names_the_workers_the_run_used(setting, used, expected) -> None:
+    cfg = replace_values(RunConfig(), {"execution.workers": setting})
+    provenance = {} if used is None else {"execution": {"workers": used, "scheduler": ""}}
+    text = methods_text(cfg, provenance, {})
+    assert expected in text
+    assert "0 local worker" not in text
+
+
+@pytest.mark.parametrize(
+    ("applied", "expected"),
+    [
+        ([], "timepoint order: none (the sheet gives no timepoints)"),
+        (["pre", "post"], "timepoint order: pre, post (none configured: the natural order)"),
+        (None, "timepoint order: none configured"),
+    ],
+)
+def test_methods_text_states_the_timepoint_order_applied(applied, expected) -> None:
+    meta = pd.DataFrame({"sample_id": ["a"], "species": ["human"]})
+    if applied is not None:
+        meta.attrs["timepoint_order"] = applied
+    text = methods_text(RunConfig(), {}, {}, metadata=meta)
+    assert expected in text
+    assert "timepoint order: ." not in text
+
+
+def _thresholds(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["sample_id", "tissue", "batch", "rule"])
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            [("s1", "", "", "valley"), ("s2", "", "", "density:debris")],
+            "no FMO control or batch pool set a threshold: all 2 threshold(s) were set per "
+            "sample from its own events",
+        ),
+        (
+            [("", "", "", "fmo p99.5"), ("s1", "", "", "valley")],
+            "1 threshold(s) from FMO controls were set once for the whole run (the sheet gives "
+            "no tissue or batch); 1 threshold(s) were set per sample",
+        ),
+        (
+            [("", "liver", "H1", "fmo p99.5"), ("", "blood", "H1", "valley (batch pool)")],
+            "2 threshold(s) from FMO controls and the batch pool were set once per tissue and "
+            "batch (blood/H1, liver/H1).",
+        ),
+        (
+            [("", "", "B2", "fmo p99.5"), ("", "", "B1", "fmo p99.5")],
+            "were set once per batch (B1, B2)",
+        ),
+    ],
+)
+def test_methods_text_says_where_this_batch_set_its_thresholds(rows, expected) -> None:
+    text = methods_text(RunConfig(), {}, {"thresholds": _thresholds(rows)})
+    assert expected in text
+    assert "per batch and tissue from the data" not in text
+
+
+def test_methods_text_of_a_mouse_run_has_no_cd56_read_out() -> None:
+    meta = pd.DataFrame({"sample_id": ["a"], "species": ["mouse"]})
+    text = methods_text(RunConfig(), {}, {}, metadata=meta)
+    assert "scoring_mouse.toml" in text
+    assert "The tubes were scored as mouse" in text
+    assert "CD56bright AREG net" not in text and "so the CD56bright versus" not in text
+    human = methods_text(RunConfig(), {}, {}, metadata=meta.assign(species="human"))
+    assert "consistency read-out: CD56bright AREG net" in human
+
+
 def test_methods_text_arcsinh_and_user_matrix():
 
     cfg = replace_values(

@@ -15,6 +15,7 @@ from nkflow.gating import (
     panel_technology,
     resolve_template,
 )
+from nkflow.gating.panel_view import species_markers
 from nkflow.gating.template import template_dir
 from nkflow.io.panel import marker_from_text
 from nkflow.pipeline.steps import choose_template
@@ -196,6 +197,11 @@ def test_every_shipped_template_resolves_or_names_the_missing_anchor(name, panel
 )
 def test_infer_species(markers, species):
     assert infer_species(markers) == species
+
+
+def test_species_markers_name_the_evidence_once_each():
+    told = species_markers(["CD3", "NK1.1 PE", "NK1.1", "CD56", "DX5", "CD4"])
+    assert told == {"mouse": ["NK1.1", "CD49b"], "human": ["CD56"]}
 
 
 @pytest.mark.parametrize(

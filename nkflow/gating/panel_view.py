@@ -23,6 +23,7 @@ __all__ = [
     "dump_stand_in",
     "infer_species",
     "panel_technology",
+    "species_markers",
 ]
 
 _SCATTER = re.compile(r"^(FSC|SSC)[-_ ]?(A|H|W)?$", re.IGNORECASE)
@@ -194,7 +195,27 @@ def infer_species(markers: Iterable[str]) -> str | None:
     str or None
         ``"mouse"`` or ``"human"`` when only that species' markers are present, else None.
     """
-    mouse = human = False
+    told = species_markers(markers)
+    if bool(told["mouse"]) == bool(told["human"]):
+        return None
+    return "mouse" if told["mouse"] else "human"
+
+
+def species_markers(markers: Iterable[str]) -> dict[str, list[str]]:
+    """The markers that tell each species (:func:`infer_species`'s evidence).
+
+    Parameters
+    ----------
+    markers
+        Canonical marker names and/or raw ``$PnS`` labels.
+
+    Returns
+    -------
+    dict
+        ``{"mouse": [...], "human": [...]}``: the canonical names of the markers only that
+        species carries, each once, in the order given.
+    """
+    told: dict[str, list[str]] = {"mouse": [], "human": []}
     for m in markers:
         text = str(m)
         canon = canonical_marker(text)
@@ -207,12 +228,14 @@ def infer_species(markers: Iterable[str]) -> str | None:
             or norm.startswith("ly49")
             or norm in ("dx5", "nk11", "f480")
         ):
-            mouse = True
+            species = "mouse"
         elif canon in _HUMAN_MARKERS or held & set(_HUMAN_MARKERS):
-            human = True
-    if mouse == human:
-        return None
-    return "mouse" if mouse else "human"
+            species = "human"
+        else:
+            continue
+        if canon not in told[species]:
+            told[species].append(canon)
+    return told
 
 
 #: what a dump channel that names none of its markers ("Lineage", "Dump") is taken to hold:

@@ -2,7 +2,8 @@
 
 Before any sample is processed the batch's panels are read (TEXT segments only, no
 events), each analysed file gets its template (the configured one, or by species,
-technology and tissue, the species from the sheet or else from the panel), and each
+technology and tissue, the species from the sheet or else from the panel, which the plan
+records and states), and each
 template is resolved once against the panel of the files that use it
 (:func:`nkflow.gating.resolve_template`): gates kept, substituted, skipped, and the
 populations that can therefore not be reported. A batch whose panel has no NK anchor
@@ -29,7 +30,7 @@ from ..exceptions import (
     PanelMismatchError,
 )
 from ..gating.engine import resolve_channel
-from ..gating.panel_view import PanelView
+from ..gating.panel_view import PanelView, species_markers
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
@@ -63,10 +64,15 @@ class BatchPlan:
         be read, or data of another technology than the rest of the batch (mass cytometry
         among flow files, or the reverse). They fail with that error (their status row)
         and the plan does not stop the batch for them.
+    species_of
+        ``sample_id -> species`` told by the panel (:func:`~nkflow.gating.infer_species`)
+        for the files whose sheet gives no species: the species the run then scores,
+        flags and reports them as (:meth:`RunState.use_plan
+        <nkflow.pipeline.state.RunState.use_plan>` writes it into the metadata).
     notes
-        What the sheet leaves unsure, one line each: columns under other names, unread
-        sheets and unlisted files, the pairing, FMO tubes that do not match the samples
-        (:func:`~nkflow.io.pairing.batch_notes`).
+        What the sheet leaves unsure, one line each: the species inferred from the panel,
+        columns under other names, unread sheets and unlisted files, the pairing, FMO tubes
+        that do not match the samples (:func:`~nkflow.io.pairing.batch_notes`).
     """
 
     template_of: dict[str, str] = field(default_factory=dict)
@@ -74,6 +80,7 @@ class BatchPlan:
     resolved: dict[str, ResolvedTemplate] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, BaseException] = field(default_factory=dict)
+    species_of: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def for_sample(self, sample_id: str) -> ResolvedTemplate | str:
@@ -182,13 +189,22 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         del rows[sid]
     # a file whose own labels cannot tell the species (no named markers) takes the batch's
     batch_markers = [m for c in panels.values() for m in (*c.var["marker"], *c.var["pns"]) if m]
+    told: dict[str, list[str]] = {}  # species inferred -> the markers that told it
     for sid, row in rows.items():
         container = panels[sid]
         own = [m for m in (*container.var["marker"], *container.var["pns"]) if m]
         markers = own if infer_species(own) is not None else batch_markers
+        plain = _plain(row)
+        species = infer_species(markers) if not str(plain.get("species") or "") else None
+        if species is not None:  # the sheet gives none: the panel's is the run's species
+            plan.species_of[sid] = plain["species"] = species
+            seen = told.setdefault(species, [])
+            seen += [m for m in species_markers(markers)[species] if m not in seen]
+            # the markers as the samples will be read (mouse CD3e, human CD3)
+            panels[sid] = container = file_panel(row["path"], config.panel or None, species)
         try:
             name = choose_template(
-                _plain(row),
+                plain,
                 config,
                 panel_markers=markers,
                 technology=panel_technology(container),
@@ -196,6 +212,12 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         except GatingTemplateError as exc:
             raise PanelMismatchError(f"{row['file']}: {exc}") from exc
         plan.template_of[sid] = name
+    plan.notes[:0] = [
+        f"species: {species}, inferred from the panel ({', '.join(markers)}) for "
+        f"{sum(s == species for s in plan.species_of.values())} file(s) without a species "
+        "in the sheet"
+        for species, markers in sorted(told.items())
+    ]
     # samples before FMO tubes: a hierarchy is resolved against a file with every stain
     order = sorted(plan.template_of, key=lambda s: str(rows[s]["role"]).startswith("fmo:"))
     keys_of: dict[str, list[str]] = {}  # template name -> its hierarchies, one per panel
@@ -272,5 +294,5 @@ def _other_technology(
     }
 
 
-def _plain(row: pd.Series) -> Mapping[str, Any]:
+def _plain(row: pd.Series) -> dict[str, Any]:
     return {k: ("" if pd.isna(v) else v) for k, v in row.to_dict().items()}

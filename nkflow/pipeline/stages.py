@@ -129,7 +129,7 @@ def prepare_batch(
     state = RunState(input_path, out, config, on_progress)
     state.folder.refuse_existing(force=force, resume=resume)  # at once, not after the plan
     consistency = state.check_consistency()
-    state.plan = plan_batch(state.meta, config)  # no anchor in the panel: stop before any work
+    state.use_plan(plan_batch(state.meta, config))  # no NK anchor in the panel: stop here
     state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
@@ -251,6 +251,12 @@ def run_prepared(
     provenance["gating_plan"] = state.plan.to_dict()
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
+    # the workers the run used (the setting 0 means one per core of this machine)
+    provenance["execution"] = {"workers": executor.workers, "scheduler": executor.scheduler}
+    if state.plan.species_of:  # files the sheet gave no species: the panel's
+        provenance["species_from_panel"] = {
+            str(state.row(sid)["file"]): species for sid, species in state.plan.species_of.items()
+        }
     if cfg.gating.overrides:
         provenance["overrides_sha256"] = {cfg.gating.overrides: file_sha256(cfg.gating.overrides)}
     if scoring_definitions is not None:

@@ -148,6 +148,16 @@ class RunState:
             logger.debug("%s", detail)
 
     # ------------------------------------------------------------------ steps
+    def use_plan(self, plan: BatchPlan) -> None:
+        """Adopt the batch's gating plan, with the species it told for rows that had none.
+
+        A file the sheet gives no species is gated, scored, flagged and reported as the
+        species its panel tells (:attr:`BatchPlan.species_of`), never as the human default.
+        """
+        self.plan = plan
+        for sid, species in plan.species_of.items():
+            self.meta.loc[self.meta["sample_id"].astype(str) == sid, "species"] = species
+
     def inputs(self) -> list[Path]:
         """Every input path of the run: the folder or sheet, each file, the panel."""
         paths = [self.input_path, *(Path(p) for p in self.meta["path"].astype(str))]

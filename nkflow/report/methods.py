@@ -8,7 +8,12 @@ Provenance keys read (all optional): ``nkflow_version`` (or ``versions["nkflow"]
 ``versions`` (package -> version), ``templates`` (list of ``{name, hash}`` or a mapping
 name -> hash; ``template``/``template_hash`` also work), ``scoring`` (the effective score
 definitions, e.g. ``min_net``, ``min_areg_events``, ``min_events``, ``ri_cut``,
-``require_positive_control``, ``control_population``...), ``random_state``.
+``require_positive_control``, ``control_population``...), ``random_state``, ``execution``
+(``workers``: the number of local worker processes the run used).
+
+Every sentence states what the run did, not what it could have done: the worker count
+used (not the setting 0), the timepoint order applied (``metadata.attrs
+["timepoint_order"]``), where this batch's thresholds came from (the thresholds table).
 """
 
 from __future__ import annotations
@@ -270,13 +275,14 @@ def _gating_sentence(
             "threshold was not checked against each sample's own valley"
         )
     text += (
-        f"Positivity thresholds were computed per batch and tissue from the data: {sources}, "
-        "and a shift of "
-        f"a threshold between batches above {_num(gating.get('max_threshold_drift', 0.1))} "
-        "transformed units raises a drift warning. Percent-of-parent values carry Wilson 95% "
-        f"intervals; populations with fewer than {_num(gating.get('min_events', 100))} events "
-        "are flagged as low-event. "
+        f"Positivity thresholds were computed from the data: {sources}; an FMO or batch-pool "
+        "threshold is set once per tissue and batch, a density or scatter threshold per "
+        "sample, and a shift of a threshold between batches above "
+        f"{_num(gating.get('max_threshold_drift', 0.1))} transformed units raises a drift "
+        "warning. Percent-of-parent values carry Wilson 95% intervals; populations with fewer "
+        f"than {_num(gating.get('min_events', 100))} events are flagged as low-event. "
     )
+    text += _threshold_scope_sentence(thresholds)
     if thresholds is not None and not thresholds.empty and "rule" in thresholds.columns:
         counts = thresholds["rule"].fillna("").astype(str).replace("", "unspecified")
         counts = counts.value_counts().sort_index()
@@ -288,6 +294,36 @@ def _gating_sentence(
                 text += f"; control files: {', '.join(files)}"
         text += ". "
     return text + _plan_sentence(provenance.get("gating_plan") or {})
+
+
+def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
+    """Where this batch's thresholds were set: once per tissue and batch, or per sample.
+
+    Batch-level rows (FMO controls, the batch pool, manual overrides) have no
+    ``sample_id``; their groups are named as the sheet gives them (a sheet without tissue
+    or batch makes one group, the whole run).
+    """
+    if thresholds is None or thresholds.empty or "sample_id" not in thresholds.columns:
+        return ""
+    own = thresholds["sample_id"].fillna("").astype(str) != ""
+    shared = thresholds[~own].fillna("")
+    per_sample = f"{int(own.sum())} threshold(s) were set per sample from its own events"
+    if shared.empty:
+        return f"In this batch no FMO control or batch pool set a threshold: all {per_sample}. "
+    rules = shared["rule"].astype(str) if "rule" in shared.columns else pd.Series(dtype=str)
+    origins = [name for name, hit in (
+        ("FMO controls", rules.str.startswith("fmo").any()),
+        ("the batch pool", rules.str.contains("batch pool").any()),
+        ("manual overrides", (rules == "manual").any()),
+    ) if hit] or ["batch-level rules"]  # fmt: skip
+    cols = [c for c in ("tissue", "batch") if (shared.get(c, pd.Series(dtype=str)) != "").any()]
+    if cols:
+        groups = sorted({"/".join(str(r[c]) for c in cols) for r in shared.to_dict("records")})
+        where = f"once per {' and '.join(cols)} ({', '.join(groups)})"
+    else:
+        where = "once for the whole run (the sheet gives no tissue or batch)"
+    text = f"In this batch {len(shared)} threshold(s) from {' and '.join(origins)} were set {where}"
+    return text + (f"; {per_sample}. " if own.any() else ". ")
 
 
 def _plan_sentence(plan: Mapping[str, Any]) -> str:
@@ -391,6 +427,23 @@ def _scoring_definitions(
     return plain, str(plain.get("source", ""))
 
 
+def _timepoint_text(configured: Any, metadata: pd.DataFrame | None) -> str:
+    """The timepoint order the run applied (``metadata.attrs``), and whether it was configured."""
+    configured = [str(t) for t in configured or ()]
+    applied = None if metadata is None else metadata.attrs.get("timepoint_order")
+    if applied is None:  # not from a run: the setting alone
+        if configured:
+            return f"timepoint order: {', '.join(configured)}"
+        return "timepoint order: none configured (the sheet's timepoints in their natural order)"
+    applied = [str(t) for t in applied]
+    if not applied:
+        return "timepoint order: none (the sheet gives no timepoints)"
+    if configured and applied == configured:
+        return f"timepoint order: {', '.join(applied)} (configured)"
+    how = f"configured {', '.join(configured)}, then" if configured else "none configured:"
+    return f"timepoint order: {', '.join(applied)} ({how} the natural order)"
+
+
 def _scoring_sentence(
     sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
 ) -> str:
@@ -405,25 +458,61 @@ def _scoring_sentence(
         "fraction reported as context. A population was flagged AREG-responsive only when "
         "all of these held: the lower bound of the AREG net interval was above 0"
     )
-    keys = [str(k) for k in defs if str(k) not in _SKIP_KEYS]
+    mouse = str(defs.get("species", "")).lower() == "mouse"
+    # mouse NK carry no CD56: the CD56bright vs CD56dim read-out does not exist there
+    skip = (*_SKIP_KEYS, "consistency_bright", "consistency_dim") if mouse else _SKIP_KEYS
+    keys = [str(k) for k in defs if str(k) not in skip]
     rules = [_definition_text(k, defs[k], _FLAG_RULES) for k in _FLAG_RULES if k in keys]
-    others = [_definition_text(k, defs[k], _SCORE_SETTINGS) for k in keys
-              if k not in _FLAG_RULES]  # fmt: skip
+    others = [
+        _timepoint_text(defs[k], metadata)
+        if k == "timepoint_order"
+        else _definition_text(k, defs[k], _SCORE_SETTINGS)
+        for k in keys
+        if k not in _FLAG_RULES
+    ]
     text += "".join(f"; {r}" for r in rules) + ". "
     if others:
         text += "Other score settings: " + "; ".join(others) + ". "
     text += (
         "Each stimulation condition (the sheet's stimulation value of a stimulated tube) was "
         "scored against the unstimulated tube of the same donor, tissue, timepoint and batch, "
-        "and conditions were never pooled. Human blood NK cells have been reported to make "
-        "AREG (Wang et al., EMBO J 2023; most in CD56bright, induced by IL-2/IL-15), so the "
-        "CD56bright versus CD56dim AREG net is reported per tube as a consistency read-out; "
-        "mouse NK cells have not been shown to make AREG and mouse AREG scores are labelled "
-        "exploratory. Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
+        "and conditions were never pooled. "
+    )
+    if mouse:
+        text += (
+            "The tubes were scored as mouse: mouse NK cells have not been shown to make AREG "
+            "(human blood NK cells have, Wang et al., EMBO J 2023), so every AREG score is "
+            "labelled exploratory, and the CD56bright versus CD56dim read-out does not apply "
+            "(mouse NK cells carry no CD56). "
+        )
+    else:
+        text += (
+            "Human blood NK cells have been reported to make AREG (Wang et al., EMBO J 2023; "
+            "most in CD56bright, induced by IL-2/IL-15), so the CD56bright versus CD56dim AREG "
+            "net is reported per tube as a consistency read-out; mouse NK cells have not been "
+            "shown to make AREG and mouse AREG scores are labelled exploratory. "
+        )
+    text += (
+        "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
         "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
         "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
     )
     return text
+
+
+def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
+    """Where the per-sample steps ran: the worker count the run used, else the setting's."""
+    if ex.get("scheduler"):
+        return f"on the Dask scheduler {ex['scheduler']}"
+    setting = int(ex.get("workers", 1) or 0)
+    used = (prov.get("execution") or {}).get("workers")
+    if used is None and setting == 0:
+        return "on one local worker process per core"
+    n = int(used if used is not None else setting)
+    per_core = " (one per core)" if setting == 0 else ""
+    if n <= 1:
+        return f"in one process{per_core}"
+    return f"on up to {n} local worker processes{per_core}"
 
 
 def methods_text(
@@ -475,13 +564,8 @@ def methods_text(
     )
     ex = cfg.get("execution", {})
     if ex:
-        where = (
-            f"the Dask scheduler {ex['scheduler']}"
-            if ex.get("scheduler")
-            else (f"{_num(ex.get('workers', 1))} local worker process(es) (0 = one per core)")
-        )
         p3 += (
-            f"Per-sample steps ran on {where}; every random step used "
+            f"Per-sample steps ran {_where_sentence(ex, prov)}; every random step used "
             f"random_state = {_num(random_state)}."
         )
     return "\n\n".join(p.strip() for p in (p1, p2, p3) if p.strip())
