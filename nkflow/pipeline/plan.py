@@ -13,6 +13,7 @@ stops here, before anything is written. ``nkflow check`` prints the plan and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,8 +201,11 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
             plan.species_of[sid] = plain["species"] = species
             seen = told.setdefault(species, [])
             seen += [m for m in species_markers(markers)[species] if m not in seen]
-            # the markers as the samples will be read (mouse CD3e, human CD3)
-            panels[sid] = container = file_panel(row["path"], config.panel or None, species)
+            # the markers as the samples will be read (mouse CD3e, human CD3); the file's
+            # quirks were said at the first read
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                panels[sid] = container = file_panel(row["path"], config.panel or None, species)
         try:
             name = choose_template(
                 plain,
