@@ -142,3 +142,20 @@ def test_bootstrap_with_chunk_peaks_equals_scipy_per_redraw(monkeypatch, rule, u
 def _scipy_local_maxima(x):
     peaks, props = scipy_find_peaks(x, prominence=0.0)  # every local maximum
     return Peaks(peaks, x[peaks], props["prominences"])
+
+
+@pytest.mark.parametrize(
+    ("dens", "expected"),
+    [
+        ([0.1, 2, 5, 2, 0.5, 0, 0, 0, 0, 0, 0.4, 3, 1], 7.0),  # one empty stretch: its middle
+        ([0.1, 2, 5, 2, 0, 0, 0.2, 0, 0, 0, 0, 0.4, 3, 1], 8.5),  # two: the widest one's
+        ([0.1, 2, 5, 2, 0.5, 0.3, 0.6, 0.9, 3, 1], 5.0),  # a single lowest bin, as before
+    ],
+)
+def test_a_valley_across_an_empty_stretch_is_its_middle(dens, expected) -> None:
+    """Two tight peaks far apart (CyTOF CD3- and CD3+): the smoothed density is exactly 0
+    across the gap (the kernel is truncated). The valley was the stretch's first bin, at
+    the foot of the lower peak; it is the middle of the (widest) empty stretch now."""
+    dens = np.asarray(dens, dtype=float)
+    centers = np.arange(dens.size, dtype=float)
+    assert density.valley_from_density(dens, centers, 0.02) == expected

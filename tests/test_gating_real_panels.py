@@ -176,3 +176,22 @@ def test_cytof_dna_bounds_of_the_singlet_gate_convert_with_the_dna_channel(path)
         # the Cells gate's DNA cut and the band agree on one scale
         assert out.loc[name, "value_linear"] > 1.0 + out.loc[name, "value"]
     assert out.loc["event length high", "channel"] == "Event_length"
+
+
+def test_the_cytof_cd3_valley_lies_inside_its_interval() -> None:
+    """CytoNorm's CD3- and CD3+ lymphocytes leave an empty stretch of ~1.0-2.2 (arcsinh):
+    the valley was its first bin and equal to ci_high in all six tubes, an interval that
+    could only reach below the cut. It is the stretch's middle, inside its interval."""
+    if len(CYTONORM) < 6:
+        pytest.skip("CytoNorm files not available (../shared/external)")
+    for path in CYTONORM:
+        adata = io.read_fcs(path)
+        pp.compensate(adata)
+        pp.transform(adata)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gate(adata, "human_cytof", n_boot=200)
+        (cd3,) = [t for t in adata.uns["nkflow"]["thresholds"]
+                  if t["marker"] == "CD3" and t["gate"] == "Lymphocytes"]  # fmt: skip
+        assert cd3["rule"] == "valley", path.name
+        assert cd3["ci_low"] < cd3["value"] < cd3["ci_high"], (path.name, cd3)

@@ -92,6 +92,9 @@ def valley_from_density(
 ) -> float | None:
     """Centre of the lowest bin between two peaks of ``dens``, or None with fewer peaks.
 
+    Where several bins share the lowest density (an empty stretch between two peaks far
+    apart), the middle of the widest such stretch.
+
     Peaks count with a prominence of at least ``min_prominence`` of the top; ``between``
     picks the pair (see :func:`nkflow.gating.thresholds.valley_threshold`).
     ``local_peaks``: every local maximum of ``dens`` when the caller has them
@@ -118,8 +121,15 @@ def valley_from_density(
             return None
         a, b = int(peaks[left[np.argmax(prom[left])]]), int(peaks[main])
     seg = dens[a : b + 1]
-    i = a + int(np.argmin(seg))
-    return float(centers[i])
+    low = np.flatnonzero(seg == seg.min())
+    if low.size == 1:
+        return float(centers[a + int(low[0])])
+    # an empty stretch (the truncated kernel leaves exact zeros between well-separated
+    # peaks): its middle, not its first bin at the foot of the lower peak; of several such
+    # stretches the widest
+    runs = np.split(low, np.flatnonzero(np.diff(low) > 1) + 1)
+    run = max(runs, key=len)
+    return float((centers[a + int(run[0])] + centers[a + int(run[-1])]) / 2.0)
 
 
 def mirror_from_density(
