@@ -496,6 +496,9 @@ def gate(
     except NkflowError as exc:
         _fail_line(", ".join(map(str, inputs)), exc)
         sys.exit(EXIT_FAILED_INPUTS)
+    if not quiet:
+        for note in result.notes:  # e.g. options a FlowJo workspace does not use
+            click.echo(f"nkflow: note: {_one_line(note)}", err=True)
     for failure in result.failures:
         _fail_line(failure["file"], failure["message"])
     sys.exit(_exit_code(result.failures))

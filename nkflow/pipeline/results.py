@@ -49,6 +49,9 @@ class Results:
         ``report.html`` (``None`` if the report was not written).
     clustering
         The fitted clustering (``None`` when clustering was off or had no cells).
+    notes
+        What the run could not do as configured, one sentence each (``nkflow gate`` with a
+        workspace: the settings that do not apply); the CLI prints them once.
     """
 
     out_dir: Path
@@ -58,6 +61,7 @@ class Results:
     caveats: str = ""
     report_path: Path | None = None
     clustering: Any = None
+    notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         status = self.tables.get("status", pd.DataFrame(columns=["status"]))
