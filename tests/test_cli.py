@@ -243,7 +243,7 @@ def _record_config(monkeypatch, tmp_path: Path, command: str) -> dict:
 
     def fake(*args, config, **kwargs):
         seen["config"] = config
-        return types.SimpleNamespace(failures=[], out_dir=tmp_path, report_path=tmp_path)
+        return types.SimpleNamespace(failures=[], notes=[], out_dir=tmp_path, report_path=tmp_path)
 
     monkeypatch.setattr(pipeline, "run" if command == "run" else "gate_files", fake)
     return seen
