@@ -263,9 +263,9 @@ def run(
             progress.close()
     for failure in results.failures:
         _fail_line(failure["file"], failure["message"])
-    for note in results.notes:
-        click.echo(f"nkflow: note: {_one_line(note)}", err=True)
     if not quiet:
+        for note in results.notes:  # e.g. clustering skipped, with why
+            click.echo(f"nkflow: note: {_one_line(note)}", err=True)
         click.echo(
             f"nkflow: results in {escape_text(results.out_dir)} "
             f"(report: {escape_text(results.report_path)})",
@@ -508,6 +508,9 @@ def gate(
     except NkflowError as exc:
         _fail_line(", ".join(map(str, inputs)), exc)
         sys.exit(EXIT_FAILED_INPUTS)
+    if not quiet:
+        for note in result.notes:  # e.g. options a FlowJo workspace does not use
+            click.echo(f"nkflow: note: {_one_line(note)}", err=True)
     for failure in result.failures:
         _fail_line(failure["file"], failure["message"])
     sys.exit(_exit_code(result.failures))

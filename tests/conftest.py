@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "external"
+#: ../shared/external beside the checkout; NKFLOW_EXTERNAL points elsewhere (a git worktree
+#: outside the project folder)
+EXTERNAL = Path(os.environ.get("NKFLOW_EXTERNAL") or REPO.parent / "shared" / "external")
 SAMPLE_DATA = REPO / "sample_data"
 FCS_SUFFIXES = (".fcs", ".lmd")
 #: 68983.fcs (FlowSOM's example file) channels the FlowSOM vignette clusters on

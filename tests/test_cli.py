@@ -224,7 +224,7 @@ def test_run_says_why_it_skipped_clustering(
     config.write_text(FAST.replace("xdim = 4", "xdim = 100").replace("ydim = 4", "ydim = 100"))
     out = tmp_path / "out"
     result = runner.invoke(main, ["run", str(small_batch), "-o", str(out), "--config",
-                                  str(config), "--no-score", "-q"])  # fmt: skip
+                                  str(config), "--no-score"])  # fmt: skip
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("nkflow: note:")]
     assert len(notes) == 1 and "fewer than the SOM's 10000 nodes" in notes[0], result.stderr

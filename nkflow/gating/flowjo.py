@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from nkflow.gating.gatingml import (
     gating_results_to_members,
 )
 from nkflow.gating.stats import population_table
+from nkflow.gating.xml_kind import unsupported_document, xml_kind
 from nkflow.gating.xml_safety import (
     DEFAULT_MAX_XML_BYTES,
     XmlLimits,
@@ -79,11 +80,14 @@ class WorkspaceResult:
         intervals; no marker medians, as the events stay in flowkit's workspace scale).
     membership
         ``sample_id -> DataFrame`` of bool columns, one per population, in file event order.
+    n_events
+        ``sample_id -> events`` of each gated file.
     """
 
     comparison: pd.DataFrame
     populations: pd.DataFrame
     membership: dict[str, pd.DataFrame] = field(default_factory=dict)
+    n_events: dict[str, int] = field(default_factory=dict)
 
 
 def _local(tag: object) -> str:
@@ -187,6 +191,7 @@ def apply_flowjo_workspace(
     fcs_paths_or_folder: str | Path | Iterable[str | Path],
     *,
     group: str | None = None,
+    sample_ids: Mapping[str, str] | None = None,
     min_events: int = 100,
     max_bytes: int = DEFAULT_MAX_XML_BYTES,
     xml_limits: XmlLimits | None = None,
@@ -204,6 +209,9 @@ def apply_flowjo_workspace(
         are skipped (logged).
     group
         Only this sample group of the workspace (default: all samples).
+    sample_ids
+        ``FCS path -> sample id`` for the tables (as given in ``fcs_paths_or_folder``);
+        default, and for a file not in it, the workspace's sample name (its file name).
     min_events
         Populations with fewer events are flagged ``low_events``.
     max_bytes
@@ -220,8 +228,9 @@ def apply_flowjo_workspace(
     Raises
     ------
     GatingTemplateError
-        Unsafe XML, a limit of ``xml_limits`` exceeded, not a FlowJo 10 workspace, or
-        flowkit failed on its gate tree (recursion, memory).
+        Unsafe XML, a limit of ``xml_limits`` exceeded, not a FlowJo 10 workspace (a
+        FlowJo 9 XML workspace or a BD FACSDiva export is named as such), or flowkit
+        failed on its gate tree (recursion, memory).
     FCSReadError
         flowkit cannot read one of the FCS files (named).
     GatingError
@@ -232,9 +241,19 @@ def apply_flowjo_workspace(
 
     wsp = Path(wsp_path)
     data, root = read_xml_tree_safely(wsp, max_bytes=max_bytes, limits=xml_limits)
+    kind = xml_kind(root)
+    if kind.kind == "gatingml":
+        raise GatingTemplateError(
+            f"{wsp}: a GatingML 2.0 document, not a FlowJo workspace; apply it as GatingML"
+        )
+    if kind.kind != "flowjo10":  # before any FCS file is read: say what the document is
+        raise unsupported_document(wsp, kind)
     counts = _counts(root)
     buf = io.BytesIO(data)
     files = _fcs_list(fcs_paths_or_folder)
+    given = {str(Path(k)): str(v) for k, v in (sample_ids or {}).items()}
+    rename: dict[str, str] = {}  # flowkit's sample id (the file name) -> the caller's
+    n_events: dict[str, int] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         samples = []
@@ -243,6 +262,9 @@ def apply_flowjo_workspace(
                 samples.append(fk.Sample(f, use_flowjo_labels=True, subsample=0))
             except (FlowIOException, ValueError, KeyError, IndexError, OSError) as exc:
                 raise FCSReadError(f, f"flowkit cannot read it ({exc})") from None
+            sid = str(samples[-1].id)
+            rename[sid] = given.get(str(Path(f)), sid)
+            n_events[rename[sid]] = int(samples[-1].event_count)
         try:
             ws = fk.Workspace(buf, fcs_samples=samples)
         except flowkit_parse_errors(fk) as exc:
@@ -274,7 +296,8 @@ def apply_flowjo_workspace(
         log.info("%s: flowkit: %s", wsp, w.message)
 
     comparison, tables, membership = [], [], {}
-    for sid, res in results.items():
+    for wsp_sid, res in results.items():
+        sid = rename.get(wsp_sid, wsp_sid)
         keys: dict[str, tuple[str, ...]] = {}
         members, parents = gating_results_to_members(res, wsp, keys=keys)
         membership[sid] = pd.DataFrame(members)
@@ -287,7 +310,7 @@ def apply_flowjo_workspace(
                 counts_only, populations=list(members), parents=parents, min_events=min_events
             )
         )
-        fj = counts[counts["sample_id"] == sid]
+        fj = counts[counts["sample_id"] == wsp_sid]
         fj_lut = {(*r.gate_path, r.gate_name): r.count_flowjo for r in fj.itertuples()}
         for pop, full in keys.items():
             fj_count = fj_lut.get(full)
@@ -310,4 +333,7 @@ def apply_flowjo_workspace(
             comp["count_flowjo"] > 0, 100.0 * comp["difference"] / comp["count_flowjo"], np.nan
         )
     populations = pd.concat(tables, ignore_index=True)
-    return WorkspaceResult(comparison=comp, populations=populations, membership=membership)
+    gated = {sid: n for sid, n in n_events.items() if sid in membership}
+    return WorkspaceResult(
+        comparison=comp, populations=populations, membership=membership, n_events=gated
+    )

@@ -41,6 +41,7 @@ from nkflow.gating.gatingml_export import (
     population_names,
 )
 from nkflow.gating.stats import population_table
+from nkflow.gating.xml_kind import unsupported_document, xml_kind
 from nkflow.gating.xml_safety import (
     DEFAULT_MAX_XML_BYTES,
     XmlLimits,
@@ -93,20 +94,29 @@ def flowkit_failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _strategy(data: bytes, p: Path) -> Any:
-    """A flowkit ``GatingStrategy`` from vetted GatingML 2.0 bytes.
+def _strategy(data: bytes, p: Path, root: Any) -> Any:
+    """A flowkit ``GatingStrategy`` from vetted GatingML 2.0 bytes (``root``: their root element).
 
     Private: flowkit objects do not leave :mod:`nkflow.gating`.
 
     Raises
     ------
     GatingTemplateError
-        Not GatingML 2.0 (schema-invalid), a FlowJo workspace, or flowkit failed on it.
+        Not GatingML 2.0 (schema-invalid), a FlowJo workspace or FACSDiva export (named),
+        or flowkit failed on it.
     """
     import io
 
     import flowkit as fk
 
+    kind = xml_kind(root)
+    if kind.kind != "gatingml":  # say what it is, not which schema rule it breaks
+        if kind.kind == "flowjo10":
+            raise GatingTemplateError(
+                f"{p}: a FlowJo 10 workspace, not a GatingML 2.0 document; apply it as a "
+                "workspace (a .wsp file)"
+            )
+        raise unsupported_document(p, kind)
     buf = _flowjo_compensation_refs(p, io.BytesIO(data))
     try:
         with warnings.catch_warnings():
@@ -115,8 +125,8 @@ def _strategy(data: bytes, p: Path) -> Any:
     except flowkit_parse_errors(fk) as exc:
         raise GatingTemplateError(
             f"{p}: not a valid GatingML 2.0 document ({flowkit_failure(exc)}"
-            f"{_schema_error(buf)}); nkflow accepts GatingML 2.0 files (schema-valid) here "
-            "and FlowJo .wsp workspaces via apply_flowjo_workspace"
+            f"{_schema_error(buf)}); nkflow accepts GatingML 2.0 files (schema-valid) and "
+            "FlowJo 10 workspaces (.wsp)"
         ) from None
 
 
@@ -152,7 +162,7 @@ def validate_gatingml(
     """
     p = Path(path)
     data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
-    strategy = _strategy(data, p)
+    strategy = _strategy(data, p, doc)
     renames = population_names(doc)
     quad_gates = {el.get(_q(GATING_NS, "id")) for el in doc.iter(_q(GATING_NS, "QuadrantGate"))}
     known = {gid for gid, _ in strategy.get_gate_ids()}
@@ -288,7 +298,7 @@ def apply_gatingml(
     """
     p = Path(path)
     data, doc = read_xml_tree_safely(p, max_bytes=max_bytes, limits=xml_limits)
-    strategy = _strategy(data, p)
+    strategy = _strategy(data, p, doc)
     renames = population_names(doc)
     order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
     digest = hashlib.sha256(data).hexdigest()

@@ -300,7 +300,9 @@ def resolve_template(
     GatingTemplateError
         The panel cannot draw the NK anchor gate (``[template] anchor_gate``, default ``NK``)
         by any of its alternatives; the message names what the panel has, what would be
-        needed and the hierarchy that could be applied (also in ``err.resolution``).
+        needed and the hierarchy that could be applied (also in ``err.resolution``). Or a
+        marker of the manifest's ``required_markers`` is neither in the panel nor stood in
+        for by an alternative of a gate written on it (named, with the same attachments).
     """
     tpl = load_template(template)
     view = PanelView.of(panel)
@@ -403,11 +405,46 @@ def resolve_template(
         )
         err.resolution = res  # type: ignore[attr-defined]
         raise err
+    if lacking := _missing_required(tpl, view, {g.id for g in applied}):
+        err = GatingTemplateError(
+            f"{view.source or 'panel'}: template {tpl.name!r} requires "
+            f"{', '.join(lacking)} ([manifest] required_markers), which the panel lacks and "
+            "no gate of the template stands in for; the panel has "
+            f"{', '.join(view.marker_names) or 'no named markers'} (label the channels or "
+            f"give a panel file). What this panel supports:\n{res.to_text()}"
+        )
+        err.resolution = res  # type: ignore[attr-defined]
+        raise err
     for sub in res.substitutions:
         logger.info("template %s: %s: %s -> %s (%s)", tpl.name, *sub.values())
     for gid, why in res.skipped:
         logger.info("template %s: gate %s skipped: %s", tpl.name, gid, why)
     return res
+
+
+def _written_markers(g: GateSpec) -> set[str]:
+    """Every marker or channel name a gate is written on (its own keys, not alternatives)."""
+    if g.kind == "polygon":
+        return {g.x, g.y}
+    return {name for d in g.dims for name in (d.marker, *d.any_of)}
+
+
+def _missing_required(tpl: Template, view: PanelView, applied: set[str]) -> list[str]:
+    """The manifest's required markers that neither the panel nor a stand-in provides.
+
+    A required marker is provided when the panel carries it, or when a gate written on it
+    was drawn anyway (by one of its alternatives: an NKp46 anchor for CD56, a dump channel
+    for CD3-). A required marker whose gates are all left out, or that no gate uses, is
+    missing: the template's author said the analysis needs it.
+    """
+    missing = []
+    for marker in tpl.required_markers:
+        if view.find(marker) is not None:
+            continue
+        if any(g.id in applied and marker in _written_markers(g) for g in tpl.gates):
+            continue
+        missing.append(marker)
+    return missing
 
 
 def _applied_template(tpl: Template, gates: list[GateSpec], res: ResolvedTemplate) -> Template:

@@ -8,6 +8,9 @@ A template (see ``gating/human_blood.toml`` for a commented example) has
     ``technology`` (``flow`` | ``cytof`` | ``any``, the data it was written for).
 ``[manifest]``
     ``required_markers``, ``optional_markers``, ``terminal_populations``, ``min_events``.
+    A panel that lacks a required marker, with no gate written on it drawn by an
+    alternative instead, is refused (:func:`nkflow.gating.resolve_template`); without an
+    optional one, the gates that need it are skipped.
 ``[defaults]``
     ``fmo_percentile`` (99.5), ``bootstrap`` (200), ``fmo_fallback`` (``valley``: a missing
     FMO falls back to the density valley, or to ``mirror`` when the marker is unimodal).

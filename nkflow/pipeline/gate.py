@@ -13,7 +13,8 @@ import pandas as pd
 
 from .. import pp
 from ..config import RunConfig
-from ..exceptions import NkflowError
+from ..exceptions import GatingError, NkflowError
+from ..gating.xml_kind import template_format
 from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
 from ..io.write import safe_name, write_table
@@ -24,8 +25,9 @@ from .results import Results
 from .sample import SampleTask, load_sample
 from .state import STATUS_COLUMNS, RunState, failure_code, status_row
 from .steps import is_stimulated, sample_waves
+from .tables import batch_thresholds_table
 
-__all__ = ["gate_files"]
+__all__ = ["external_template_note", "gate_files"]
 
 
 def gate_files(
@@ -59,19 +61,63 @@ def gate_files(
     """
     cfg = config or RunConfig()
     template = cfg.gating.template
-    out = OutputFolder(out_dir)
+    # by content, before the output folder: a FlowJo 9 / FACSDiva XML is a bad template
+    kind = template_format(template)
+    out = OutputFolder(out_dir, resumable=False)  # nkflow gate has no --resume
     extra = [Path(template)] if Path(template).is_file() else []
     out.prepare(force=force, inputs=[*inputs, *extra])
     try:
-        return _gate_into(out, [Path(p) for p in inputs], cfg, events)
+        return _gate_into(out, [Path(p) for p in inputs], cfg, events, kind)
     finally:
         out.release()
 
 
-def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: bool) -> Results:
+def external_template_note(config: RunConfig, kind: str) -> str:
+    """What a GatingML file or FlowJo workspace leaves unused of the configuration.
+
+    Such a document carries its own compensation and transforms, and its gates are drawn
+    where the document puts them: the settings for nkflow templates do not apply.
+
+    Parameters
+    ----------
+    config
+        The run configuration.
+    kind
+        :func:`~nkflow.gating.xml_kind.template_format` of the template.
+
+    Returns
+    -------
+    str
+        One sentence naming the settings that differ from their defaults and are not
+        applied; empty for an nkflow template or when every such setting is the default.
+    """
+    if kind == "template":
+        return ""
+    default = RunConfig()
+    unused = [
+        f"{name} = {value!r}"
+        for name, value, usual in (
+            ("compensation", config.compensation.matrix, default.compensation.matrix),
+            ("transform", config.transform.method, default.transform.method),
+            ("bootstrap", config.gating.bootstrap, default.gating.bootstrap),
+            ("overrides", config.gating.overrides, default.gating.overrides),
+        )
+        if value != usual
+    ]
+    if not unused:
+        return ""
+    what = "FlowJo workspace" if kind == "workspace" else "GatingML file"
+    return (
+        f"the {what}'s own compensation and transforms are used and its gates are fixed: "
+        f"{', '.join(unused)} (settings for nkflow templates) do not apply"
+    )
+
+
+def _gate_into(
+    out: OutputFolder, paths: list[Path], cfg: RunConfig, events: bool, kind: str
+) -> Results:
     """The work of :func:`gate_files` once the output folder is prepared and locked."""
     template = cfg.gating.template
-    kind = Path(template).suffix.lower()
     with tempfile.TemporaryDirectory(prefix="nkflow-gate-") as tmp:
         if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".csv", ".tsv")):
             source: Path = paths[0]
@@ -79,8 +125,8 @@ def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: boo
             # FCS files: a sheet like the one a folder gets, written beside nothing the user owns
             source = Path(tmp) / "metadata.csv"
             metadata_from_files(paths).to_csv(source, index=False)
-        if kind in (".wsp", ".xml") and Path(template).is_file():
-            tables, members = _gate_external(source, Path(template), cfg, events)
+        if kind != "template":
+            tables, members = _gate_external(source, Path(template), kind, cfg, events)
         else:
             tables, members = _gate_template(source, cfg, events)
     for name, table in tables.items():
@@ -94,15 +140,22 @@ def _gate_into(out: OutputFolder, paths: list[Path], cfg: RunConfig, events: boo
                 root=out.root,
             )
     meta = tables["status"][["sample_id", "file"]]
-    return Results(out_dir=out.root, config=cfg, metadata=meta, tables=tables)
+    note = external_template_note(cfg, kind)
+    return Results(
+        out_dir=out.root, config=cfg, metadata=meta, tables=tables, notes=[note] if note else []
+    )
 
 
 def _gate_external(
-    source: Any, template: Path, cfg: RunConfig, events: bool
+    source: Any, template: Path, kind: str, cfg: RunConfig, events: bool
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Gate with a FlowJo workspace or a GatingML file; per-event membership if ``events``."""
+    """Gate with a FlowJo workspace or a GatingML file; per-event membership if ``events``.
+
+    Every table names a file by the sheet's ``sample_id`` (the file name without ``.fcs``
+    when FCS files are given), as with an nkflow template.
+    """
     from ..gating.flowjo import apply_flowjo_workspace
-    from ..gating.gatingml import apply_gatingml
+    from ..gating.gatingml import apply_gatingml, validate_gatingml
     from ..io import read_fcs
 
     batch = read_batch(
@@ -112,13 +165,22 @@ def _gate_external(
     )
     meta = batch.metadata
     status, members, tables = [], {}, {}
-    if template.suffix.lower() == ".wsp":
-        result = apply_flowjo_workspace(template, list(meta["path"]))
+    note = external_template_note(cfg, kind)
+    if kind == "workspace":
+        ids = {str(r["path"]): str(r["sample_id"]) for _, r in meta.iterrows()}
+        result = apply_flowjo_workspace(template, list(ids), sample_ids=ids)
         tables["populations"] = result.populations
         tables["flowjo_comparison"] = result.comparison
         members = dict(result.membership) if events else {}
-        status = [status_row(r, "ok", "OK", "") for _, r in meta.iterrows()]
+        for _, row in meta.iterrows():
+            sid = str(row["sample_id"])
+            if sid in result.n_events:
+                status.append(status_row(row, "ok", "OK", note, n_events=result.n_events[sid]))
+            else:
+                missing = GatingError(f"{template}: the workspace has no sample for this file")
+                status.append(status_row(row, *failure_code(missing), str(missing)))
     else:
+        validate_gatingml(template)  # a bad document is the template's fault, not a file's
         frames = []
         for _, row in meta.iterrows():
             sid = str(row["sample_id"])
@@ -134,7 +196,7 @@ def _gate_external(
             if events:
                 gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
                 members[sid] = adata.obs[gates].reset_index(drop=True)
-            status.append(status_row(row, "ok", "OK", "", n_events=adata.n_obs))
+            status.append(status_row(row, "ok", "OK", note, n_events=adata.n_obs))
         tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
     return tables, members
@@ -151,7 +213,7 @@ def _gate_template(
     from .pooled import batch_stage
 
     state = RunState(source, Path("."), cfg, None)
-    frames, thr, members = [], [], {}
+    frames, own_cuts, members, transforms = [], [], {}, {}
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_cuts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     with SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler) as ex:
@@ -161,13 +223,14 @@ def _gate_template(
             state.use_plan(plan_batch(state.meta, cfg))
         state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
-        thr.append(thresholds.drop(columns=["template"], errors="ignore"))
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs
         for stimulated, wave in zip((False, True), sample_waves(state.meta), strict=True):
             rows = [(str(r["sample_id"]), tuple(str(r[c]) for c in PAIR_KEY), r)
                     for _, r in wave.iterrows()]  # fmt: skip
             jobs = []
             for sid, key, row in rows:
+                if sid in state.plan.unreadable:  # unreadable panel, or lacks what it needs
+                    continue
                 own = state.thresholds_for(row, thresholds)
                 jobs.append((sid, _GateJob(
                     task=state.task(sid),
@@ -178,6 +241,9 @@ def _gate_template(
                 )))  # fmt: skip
             outcomes = {o.key: o for o in ex.map(_gate_one, jobs)}
             for sid, key, row in rows:  # the sheet's order, whichever ended first
+                if sid in state.plan.unreadable:
+                    state.fail(sid, state.plan.unreadable[sid])
+                    continue
                 outcome = outcomes[sid]
                 if not outcome.ok:
                     if not isinstance(outcome.error, NkflowError):
@@ -190,7 +256,8 @@ def _gate_template(
                 if not stimulated and key not in state.ambiguous_keys:  # a sure partner
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
-                thr.append(pd.DataFrame(gated.thresholds))
+                own_cuts.append(pd.DataFrame(gated.thresholds))
+                transforms[sid] = gated.transform
                 if gated.members is not None:
                     members[sid] = gated.members
                 said = sorted({f"{category.__name__}: {text}" for category, text in gated.warnings})
@@ -198,12 +265,16 @@ def _gate_template(
                 state.status[sid] = status_row(
                     row, "ok", "OK", "; ".join(said[:3]), n_events=gated.n_events
                 )
+    own = [t for t in own_cuts if not t.empty]
+    per_sample = pd.concat(own, ignore_index=True) if own else pd.DataFrame()
     tables = {
         "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-        "thresholds": pd.concat([t for t in thr if not t.empty], ignore_index=True)
-        if any(not t.empty for t in thr) else pd.DataFrame(),
+        # as nkflow run's: a batch-level (FMO, pool) threshold once, not once per sample
+        "thresholds": batch_thresholds_table(
+            thresholds, per_sample, transforms, state.sample_groups()
+        ),
         "status": state.status_table(),
-    }  # fmt: skip
+    }
     return tables, members
 
 
@@ -227,6 +298,7 @@ class _Gated:
     members: pd.DataFrame | None
     n_events: int
     cuts: list[dict[str, Any]]
+    transform: dict[str, Any]
     warnings: list[tuple[type[Warning], str]]
 
 
@@ -252,12 +324,31 @@ def _gate_one(job: _GateJob) -> _Gated:
     if not is_stimulated(job.task.row):
         mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
         cuts = borrow_unstim_thresholds(mine, job.thresholds, control_file=job.control_file)
-    pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    nk = adata.uns["nkflow"]
+    pops = [p["name"] for p in nk["gating"]["populations"]]
     return _Gated(
         table=table,
-        thresholds=list(adata.uns["nkflow"].get("thresholds", [])),
+        thresholds=_own_thresholds(nk.get("thresholds", []), sid),
         members=adata.obs[pops].reset_index(drop=True) if job.events else None,
         n_events=int(adata.n_obs),
         cuts=cuts,
+        transform=dict(nk.get("transform", {})),
         warnings=[(w.category, str(w.message)) for w in caught],
     )
+
+
+def _own_thresholds(recorded: list[dict[str, Any]], sample_id: str) -> list[dict[str, Any]]:
+    """The thresholds a tube lists: those it set, and those it took from its partner.
+
+    A batch-level threshold (FMO, batch pool: ``sample_id`` empty) is listed once for the
+    batch, not once per tube that applied it. A cut-off borrowed from the unstimulated
+    partner (rule ``unstimulated tube: ...``, naming the partner's file) holds for this
+    tube alone, so it is listed under the tube's id.
+    """
+    out = []
+    for t in recorded:
+        if str(t.get("sample_id", "") or "") == sample_id:
+            out.append(t)
+        elif str(t.get("rule", "")).startswith("unstimulated tube:"):
+            out.append({**t, "sample_id": sample_id})
+    return out

@@ -66,6 +66,9 @@ class OutputFolder:
     ----------
     root
         The output folder.
+    resumable
+        Whether the command writing it can finish an interrupted run (``nkflow run
+        --resume``); messages suggest only the options the command has.
 
     Notes
     -----
@@ -73,8 +76,9 @@ class OutputFolder:
     :meth:`prepare` is let go when the run ends.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, resumable: bool = True) -> None:
         self.root = Path(root)
+        self.resumable = resumable
         self._lock_fd: int | None = None
 
     def __enter__(self) -> OutputFolder:
@@ -183,8 +187,9 @@ class OutputFolder:
                 f"{root}: folder exists and was not made by nkflow; choose another -o/--out"
             )
         if exists and not (force or resume):
+            finish = " or --resume to finish it" if self.resumable else ""
             raise OutputExistsError(
-                f"{root}: output folder exists; pass --force to replace it or --resume to finish it"
+                f"{root}: output folder exists; pass --force to replace it{finish}"
             )
         return exists
 

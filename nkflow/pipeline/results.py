@@ -50,8 +50,9 @@ class Results:
     clustering
         The fitted clustering (``None`` when clustering was off or had no cells).
     notes
-        What the batch as a whole could not do, one line each (clustering skipped, with
-        why); the report says the same.
+        What the run could not do as configured, one sentence each: clustering skipped
+        (with why), or with ``nkflow gate`` and a workspace, the settings that do not
+        apply. The CLI prints them; the report says the same.
     """
 
     out_dir: Path

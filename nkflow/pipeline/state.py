@@ -33,12 +33,7 @@ from .outdir import OutputFolder
 from .plan import BatchPlan
 from .sample import SampleTask, process_control, process_sample
 from .steps import fmo_tubes, is_stimulated, sample_waves
-from .tables import (
-    THRESHOLD_COLUMNS,
-    add_linear_thresholds,
-    order_columns,
-    without_applied_overrides,
-)
+from .tables import batch_thresholds_table
 
 __all__ = [
     "STATUS_COLUMNS",
@@ -366,23 +361,19 @@ class RunState:
 
     def thresholds_table(self, batch_level: pd.DataFrame) -> pd.DataFrame:
         """Batch-level and per-sample thresholds, in contract order, with linear units."""
-        per_sample = self.gather("thresholds")
-        batch_level = without_applied_overrides(
-            batch_level.drop(columns=["template"], errors="ignore"), per_sample
-        )
-        parts = [batch_level, per_sample]
-        parts = [t for t in parts if not t.empty]
-        if not parts:
-            return pd.DataFrame()
         transforms = {
             sid: s["transform"] for sid, s in self.summaries.items() if s.get("transform")
         }
-        groups = {
+        return batch_thresholds_table(
+            batch_level, self.gather("thresholds"), transforms, self.sample_groups()
+        )
+
+    def sample_groups(self) -> dict[str, tuple[str, str]]:
+        """``sample_id -> (tissue, batch)`` of every file of the sheet."""
+        return {
             str(r["sample_id"]): (str(r["tissue"]), str(r["batch"]))
             for _, r in self.meta.iterrows()
         }
-        table = add_linear_thresholds(pd.concat(parts, ignore_index=True), transforms, groups)
-        return order_columns(table, THRESHOLD_COLUMNS)
 
     def qc_table(self) -> pd.DataFrame:
         """One QC row per processed sample."""

@@ -21,6 +21,7 @@ __all__ = [
     "POPULATION_COLUMNS",
     "THRESHOLD_COLUMNS",
     "add_linear_thresholds",
+    "batch_thresholds_table",
     "order_columns",
     "without_applied_overrides",
 ]
@@ -86,6 +87,42 @@ def without_applied_overrides(batch_level: pd.DataFrame, per_sample: pd.DataFram
 
     keep = [not applied_somewhere(r) for _, r in batch_level.iterrows()]
     return batch_level[np.array(keep, dtype=bool)].reset_index(drop=True)
+
+
+def batch_thresholds_table(
+    batch_level: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    transforms: Mapping[str, Mapping[str, Any]],
+    sample_groups: Mapping[str, tuple[str, str]],
+) -> pd.DataFrame:
+    """The thresholds table of a batch (``nkflow run`` and ``nkflow gate``): one row each.
+
+    A batch-level threshold (an FMO cut-off, the batch pool: ``sample_id`` empty, it
+    applies to every sample of its tissue and batch) is listed once, however many samples
+    applied it; each sample lists only the thresholds it set itself.
+
+    Parameters
+    ----------
+    batch_level
+        FMO, batch-pool and override rows (a ``template`` column is dropped).
+    per_sample
+        The thresholds each sample set itself (its own ``sample_id``).
+    transforms, sample_groups
+        As in :func:`add_linear_thresholds`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Contract columns first, with the linear values; empty when there is no threshold.
+    """
+    batch_level = without_applied_overrides(
+        batch_level.drop(columns=["template"], errors="ignore"), per_sample
+    )
+    parts = [t for t in (batch_level, per_sample) if not t.empty]
+    if not parts:
+        return pd.DataFrame()
+    table = add_linear_thresholds(pd.concat(parts, ignore_index=True), transforms, sample_groups)
+    return order_columns(table, THRESHOLD_COLUMNS)
 
 
 def add_linear_thresholds(
