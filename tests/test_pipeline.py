@@ -606,3 +606,27 @@ def test_a_tubes_status_carries_nkflows_warnings_not_other_libraries(
     said = sample_module.process_sample(task)["warnings"]
     assert "LowEventCountWarning: sample 's': 12 NK events" in said
     assert not [w for w in said if w.startswith("FutureWarning")]
+
+
+def test_an_fmo_tube_no_gate_uses_is_named_unused(
+    tiny_batch: Path, tmp_path: Path, fast_config: RunConfig
+) -> None:
+    """An FMO tube of a marker every gate cuts from the data (CD56: valleys) read
+    "FMO control: thresholds computed" although no threshold cites it; the plan and the
+    tube's status row now say it is not used."""
+    from nkflow.io import read_batch
+    from nkflow.pipeline.plan import plan_batch
+
+    batch = tmp_path / "batch"
+    shutil.copytree(tiny_batch, batch)
+    sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
+    sheet.loc[sheet["sample_id"] == "blood_FMO_CD69", "role"] = "fmo:CD56"
+    sheet.to_csv(batch / "metadata.csv", index=False)
+    plan = plan_batch(read_batch(batch).metadata, fast_config)
+    (note,) = [n for n in plan.notes if n.startswith("FMO tubes not used")]
+    assert "fmo:CD56 tube(s) (blood_FMO_CD69.fcs)" in note and "human_blood" in note
+    res = run(batch, tmp_path / "out", config=fast_config)
+    status = res.status.set_index("sample_id")
+    assert status.loc["blood_FMO_CD69", "reason_code"] == "CONTROL_UNUSED"
+    assert status.loc["blood_FMO_AREG", "reason_code"] == "CONTROL"  # a used one, as before
+    assert "blood_FMO_CD69.fcs" not in set(res.tables["thresholds"]["control_file"].astype(str))

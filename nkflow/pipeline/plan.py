@@ -39,7 +39,7 @@ from ..io.panel import marker_equivalents, resolve_markers
 from ..io.technology import detect_technology, other_technology
 from .steps import ANALYSED_ROLES, choose_template
 
-__all__ = ["BatchPlan", "file_panel", "plan_batch"]
+__all__ = ["BatchPlan", "file_panel", "fmo_users", "plan_batch"]
 
 
 @dataclass
@@ -252,7 +252,28 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         plan.hierarchy_of[sid] = key
         plan.reference[key] = str(panel.uns["nkflow"]["sample"]["file"])
         reference_panel[key] = panel
+    plan.notes += _unused_fmo_notes(plan, rows)
     return plan
+
+
+def fmo_users(resolved: ResolvedTemplate, marker: str) -> list[str]:
+    """The gates of a hierarchy that take their ``marker`` cut-off from an FMO tube."""
+    return [g.id for g in resolved.template.gates
+            for d in g.dims if d.marker == marker and d.rule == "fmo"]  # fmt: skip
+
+
+def _unused_fmo_notes(plan: BatchPlan, rows: Mapping[str, pd.Series]) -> list[str]:
+    """One line per FMO marker whose tubes no gate of their hierarchy cuts at (not used)."""
+    unused: dict[tuple[str, str], list[str]] = {}
+    for sid, key in plan.hierarchy_of.items():
+        role = str(rows[sid]["role"])
+        if role.startswith("fmo:") and not fmo_users(plan.resolved[key], role[4:]):
+            unused.setdefault((role[4:], key), []).append(str(rows[sid]["file"]))
+    return [
+        f"FMO tubes not used: {len(files)} fmo:{marker} tube(s) ({', '.join(files)}): no gate "
+        f"of {key} takes its {marker} cut-off from an FMO (its rules set it from the data)"
+        for (marker, key), files in sorted(unused.items())
+    ]
 
 
 def _fits(resolved: ResolvedTemplate, reference: ad.AnnData, panel: ad.AnnData, role: str) -> bool:

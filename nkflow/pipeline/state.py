@@ -30,7 +30,7 @@ from ..io.pairing import (
 )
 from ..parallel import SampleExecutor, TaskOutcome
 from .outdir import OutputFolder
-from .plan import BatchPlan
+from .plan import BatchPlan, fmo_users
 from .sample import SampleTask, process_control, process_sample
 from .steps import fmo_tubes, is_stimulated, sample_waves
 from .tables import batch_thresholds_table
@@ -218,9 +218,19 @@ class RunState:
         for sid, _ in items:
             for msg in (said := small.get(str(self.row(sid)["file"]), [])):
                 logger.warning("%s", msg)
-            if sid not in self.status:
+            if sid in self.status:
+                continue
+            marker = str(self.row(sid)["role"])[4:]
+            resolved = self.plan.resolved.get(self.plan.hierarchy_key(sid))
+            if resolved is not None and not fmo_users(resolved, marker):  # the plan says so
+                self.status[sid] = status_row(
+                    self.row(sid), "ok", "CONTROL_UNUSED",
+                    f"FMO control not used: no gate takes its {marker} cut-off from an FMO",
+                )  # fmt: skip
+            else:
+                done_text = "thresholds computed" if found.get(sid) else "no cut-off set"
                 self.status[sid] = status_row(self.row(sid), "ok", "CONTROL", "; ".join(
-                    ["FMO control: thresholds computed", *said]))  # fmt: skip
+                    [f"FMO control: {done_text}", *said]))  # fmt: skip
         return pd.DataFrame.from_records(records)
 
     def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
