@@ -384,10 +384,17 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     config = replace_values(
         RunConfig(), {"panel": str(panel) if panel else None, "gating.template": template}
     )
+    refused: list[tuple[str, BaseException]] = []  # files the plan cannot gate
     try:
-        plan = plan_batch(read_batch(input_path, panel=panel).metadata, config)
+        meta = read_batch(input_path, panel=panel).metadata
+        plan = plan_batch(meta, config)
         click.echo("")
         click.echo(_lines(plan.to_text()))
+        paths = dict(zip(meta["sample_id"].astype(str), meta["path"].astype(str), strict=True))
+        listed = set(problems["file"].astype(str)) if "file" in problems.columns else set()
+        refused = [(paths.get(sid, sid), exc) for sid, exc in plan.unreadable.items()
+                   if paths.get(sid, sid) not in listed]  # fmt: skip
+        failed += len(refused)
     except PanelMismatchError as exc:
         partial = getattr(exc, "resolution", None)
         if partial is not None:
@@ -402,6 +409,8 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
         failed += 1
     for row in problems.itertuples():
         _fail_line(row.file, row.reason)
+    for path, exc in refused:  # e.g. a second panel without an NK anchor
+        _fail_line(path, exc)
     sys.exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
 
 

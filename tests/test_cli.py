@@ -233,6 +233,23 @@ def test_run_says_why_it_skipped_clustering(
     assert not (out / "tables" / "clusters.csv").exists()
 
 
+def test_check_fails_a_file_whose_panel_has_no_nk_anchor(runner: CliRunner, tmp_path: Path) -> None:
+    """A file of the batch without the NK anchor (its CD56 channel unlabelled) dropped out
+    of check's plan without a word and check exited 0; run then failed it. It is a FAILED
+    line and exit 1 now, named once."""
+    for name in ("a", "b"):
+        _tiny_fcs(tmp_path / f"{name}.fcs", *STAINED)
+    channels, markers = STAINED
+    _tiny_fcs(tmp_path / "c.fcs", channels, [None if m and "CD56" in m else m for m in markers])
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("file,sample_id,species\n" + "".join(
+        f"{n}.fcs,{n},human\n" for n in "abc"))  # fmt: skip
+    result = runner.invoke(main, ["check", str(sheet)])
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == 1 and "c.fcs" in failed[0] and "no NK anchor" in failed[0], failed
+
+
 def test_check_one_fcs_file(runner: CliRunner, tmp_path: Path) -> None:
     """``nkflow check file.fcs`` checks that file (it was read as a metadata sheet)."""
     _tiny_fcs(tmp_path / "one.fcs", *STAINED)
