@@ -413,3 +413,33 @@ def test_markers_some_samples_lack_are_named_when_left_out(batch):
     batch["liver2"] = batch["liver2"][:, batch["liver2"].var["marker"] != "CD103"].copy()
     with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 4 shared"):
         assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a"]
+
+
+@pytest.mark.parametrize(
+    ("medians", "expected"),
+    [
+        # two CD127- metaclusters apart on CD127 most: told apart by NKG2D, not "CD127hi"
+        (
+            {"CD56": [1, 1, 0], "CD127": [0.1, 0.4, 0.9], "NKG2D": [0.9, 1.2, 1.0]},
+            {"CD56bright CD127- (NKG2Dlo)", "CD56bright CD127- (NKG2Dhi)", "CD56dim CD127+"},
+        ),
+        # named by a relative call only: a number, not "CD4hi (CD4lo)"
+        (
+            {"CD56": [1, 1, 0], "CD4": [0.9, 0.8, 0.1]},
+            {"CD56bright CD4hi #1", "CD56bright CD4hi #2", "CD56dim CD4lo"},
+        ),
+    ],
+    ids=["marker already called", "only called markers"],
+)
+def test_metaclusters_sharing_a_name_are_told_apart_by_a_marker_it_does_not_call(
+    medians: dict, expected: set
+) -> None:
+    """The reviewer read "CD56bright ... CD127- NKG2D+ (CD127hi)" and "CD4hi (CD4lo)": the
+    marker added to tell clashing names apart was one the name already called."""
+    from nkflow.tl.annotate import name_metaclusters
+
+    table = pd.DataFrame(medians, index=[1, 2, 3], dtype=float)
+    thresholds = {"CD56": {"value": 0.5, "rule": "fmo"}, "CD127": {"value": 0.5, "rule": "valley"},
+                  "NKG2D": {"value": 0.5, "rule": "valley"},
+                  "CD4": {"value": 0.5, "rule": "quantile", "spread": 0.2}}  # fmt: skip
+    assert set(name_metaclusters(table, thresholds).values()) == expected

@@ -253,6 +253,17 @@ def name_metaclusters(
     return _make_unique(names, medians[markers])
 
 
+def _called_markers(name: str, markers: Iterable[str]) -> list[str]:
+    """The markers a metacluster name already calls (``CD127-``, ``CD4hi``, ``CD56bright``)."""
+    words = name.split()
+    return [m for m in markers
+            if any(w == f"{m}{tag}" for w in words for tag in _CALLS)]  # fmt: skip
+
+
+#: what a metacluster name appends to a marker
+_CALLS = ("+", "-", "hi", "lo", "bright", "dim")
+
+
 def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]:
     out = dict(names)
     groups: dict[str, list[int]] = {}
@@ -261,7 +272,11 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
     for base, ks in groups.items():
         if len(ks) < 2 or medians.shape[1] == 0:
             continue
-        sub = medians.loc[ks]
+        # the separating marker must not be one the name already calls: "CD127- (CD127hi)"
+        # or "CD4hi (CD4lo)" reads as a contradiction
+        sub = medians.loc[ks].drop(columns=_called_markers(base, medians.columns))
+        if sub.shape[1] == 0:
+            continue  # the "#n" suffix below tells them apart
         marker = str(sub.std().idxmax())
         mid = float(sub[marker].median())
         for k in ks:
