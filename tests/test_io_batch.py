@@ -334,6 +334,26 @@ def test_files_named_like_controls_in_a_sheet_without_roles_are_named(
         )
 
 
+@pytest.mark.parametrize("same_ends", [False, True], ids=["a copy", "same ends, other middle"])
+def test_files_with_the_same_content_are_named(tmp_path: Path, same_ends: bool) -> None:
+    """A tube copied under a second donor's name was analysed as that donor's without a
+    word. Files of equal size whose ends agree but whose middles differ are not the same."""
+    body = bytes(range(256)) * 2048  # 512 KiB: the ends (64 KiB each) and a middle apart
+    (tmp_path / "D1_blood.fcs").write_bytes(body)
+    (tmp_path / "D2_blood.fcs").write_bytes(body)
+    other = bytearray(body)
+    other[len(body) // 2] ^= 1  # one byte in the middle
+    (tmp_path / "D3_blood.fcs").write_bytes(bytes(other) if same_ends else body[:-1] + b"x")
+    (tmp_path / "short.fcs").write_bytes(body[:100])
+    names = ("D1_blood.fcs", "D2_blood.fcs", "D3_blood.fcs", "short.fcs")
+    meta = pd.DataFrame({"path": [str(tmp_path / n) for n in names]})
+    text = nio.sheet_notes.identical_files_summary(meta)
+    assert text.startswith("files: 1 group(s) of files with identical content: "
+                           "'D1_blood.fcs' = 'D2_blood.fcs';"), text  # fmt: skip
+    assert "D3_blood" not in text
+    assert nio.sheet_notes.identical_files_summary(meta.iloc[[0, 2, 3]]) == ""
+
+
 def test_metadata_from_folder_guesses_roles(batch_dir: Path) -> None:
     (batch_dir / "notes.txt").write_text("x")
     table = nio.metadata_from_folder(batch_dir)

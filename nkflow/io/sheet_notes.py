@@ -7,6 +7,8 @@ file named ``FMO CD69`` may be a sample of a study of FMO artefacts. The notes g
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from .metadata import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
 from .sheet_columns import COLUMN_SYNONYMS, column_renames, filled
 from .text_safety import escape_text
 
-__all__ = ["unnamed_controls_summary", "unread_columns_summary"]
+__all__ = ["identical_files_summary", "unnamed_controls_summary", "unread_columns_summary"]
 
 _CONTROL_ROLES = ("fmo:", "positive_control", "unstained", "single_stain:")
 
@@ -105,3 +107,75 @@ def unnamed_controls_summary(meta: pd.DataFrame, *, shown: int = 4) -> str:
         f"samples: {', '.join(named[:shown])}{more}; add a role column (fmo:<MARKER>, "
         "positive_control, unstained, unstim, stim) to use them as controls"
     )
+
+
+def identical_files_summary(meta: pd.DataFrame, *, shown: int = 3) -> str:
+    """One line on rows whose files hold the very same bytes, or ``""``.
+
+    A tube copied under a second name (``D2_blood.fcs`` from ``D1_blood.fcs``) is analysed
+    as a second donor's, tissue's or timepoint's tube. Files are compared by size first,
+    then by content (only files of equal size are read).
+
+    Parameters
+    ----------
+    meta
+        The sheet with each row's ``path`` (:func:`nkflow.io.read_batch`).
+    shown
+        Groups named in the line (the rest are counted).
+
+    Returns
+    -------
+    str
+    """
+    if "path" not in meta.columns:
+        return ""
+    by_size: dict[int, list[Path]] = {}
+    for path in dict.fromkeys(Path(p) for p in meta["path"].astype(str)):
+        try:
+            by_size.setdefault(path.stat().st_size, []).append(path)
+        except OSError:  # said where the file is read
+            continue
+    same: list[list[str]] = []
+    for paths in by_size.values():
+        if len(paths) < 2:
+            continue
+        # the ends first (TEXT and the last events tell acquisitions apart), all bytes only
+        # for files whose ends agree
+        for group in _grouped(paths, _ends_digest):
+            same += [[escape_text(p.name) for p in g] for g in _grouped(group, _digest)]
+    if not same:
+        return ""
+    groups = ["'" + "' = '".join(names) + "'" for names in sorted(same)[:shown]]
+    more = f" and {len(same) - shown} more group(s)" if len(same) > shown else ""
+    return (
+        f"files: {len(same)} group(s) of files with identical content: {'; '.join(groups)}"
+        f"{more}; each is analysed as its row says (check that no tube was copied under "
+        "another name)"
+    )
+
+
+def _grouped(paths: list[Path], digest: Callable[[Path], str | None]) -> list[list[Path]]:
+    """The groups of two or more paths with the same digest (unreadable ones left out)."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        if (key := digest(path)) is not None:
+            groups.setdefault(key, []).append(path)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _ends_digest(path: Path, size: int = 1 << 16) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(size)
+            fh.seek(max(0, path.stat().st_size - size))
+            return hashlib.sha1(head + fh.read(size)).hexdigest()
+    except OSError:
+        return None
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha1").hexdigest()
+    except OSError:
+        return None
