@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import urllib.parse
 
 import numpy as np
@@ -309,3 +310,24 @@ def test_the_qc_sentence_says_what_it_counts():
     text = _qc_verdict(qc)
     assert "from 1 of the 2 analysed tube(s), at most 1.0% (a)" in text
     assert "FMO tubes go through the same QC" in text
+
+
+def test_the_cluster_tables_give_the_cells_behind_each_percentage() -> None:
+    """A CyTOF batch's abundance row read "37.5" for 3 of 8 cells and a metacluster's
+    medians came from a dozen cells, with no count shown: each table now has its n."""
+    from nkflow.report.sections import clusters_section
+
+    medians = pd.DataFrame({
+        "sample_id": ["a", "a", "b", "b"], "metacluster": [1, 1, 1, 2], "label": "x",
+        "marker": ["CD56", "CD16", "CD56", "CD56"], "median": [0.5, 0.2, 0.6, 0.1],
+        "n_cells": [3, 3, 5, 8],
+    })  # fmt: skip
+    clusters = pd.DataFrame({
+        "sample_id": ["a", "b", "b"], "metacluster": [1, 1, 2], "count": [3, 5, 8],
+        "percent": [100.0, 38.46, 61.54], "n_population": [3, 13, 13],
+    })  # fmt: skip
+    html = clusters_section({"cluster_medians": medians, "clusters": clusters}, [], [0])
+    tables = pd.read_html(io.StringIO(html))
+    by_cluster = tables[0].set_index("metacluster")["cells"].to_dict()
+    assert by_cluster == {1: 8, 2: 8}  # a's 3 and b's 5 cells in metacluster 1
+    assert tables[1].set_index("sample_id")["clustered cells"].to_dict() == {"a": 3, "b": 13}

@@ -430,6 +430,10 @@ def clusters_section(
             index=["metacluster", "label"], columns="marker", values="median", aggfunc="median"
         )
         wide = wide.reindex(columns=markers).reset_index()
+        if "n_cells" in m.columns:  # the cells behind each row's medians, all samples
+            cells = m.drop_duplicates(["metacluster", *(["sample_id"] if "sample_id" in m else [])])
+            n = pd.to_numeric(cells["n_cells"], errors="coerce").groupby(cells["metacluster"])
+            wide.insert(2, "cells", wide["metacluster"].map(n.sum()).astype("Int64"))
         wide = wide.iloc[np.argsort(_natural_keys(wide["metacluster"]), kind="stable")]
         styles = {mk: _heat_style(wide[mk]) for mk in markers}
 
@@ -464,9 +468,15 @@ def clusters_section(
         wide = c.pivot_table(index="sample_id", columns="column", values="percent",
                              aggfunc="first")  # fmt: skip
         wide = wide.reindex(index=samples, columns=list(order["column"])).reset_index()
+        if "n_population" in c.columns:  # the denominator of each row's percentages
+            n = pd.to_numeric(c.drop_duplicates("sample_id").set_index("sample_id")["n_population"],
+                              errors="coerce")  # fmt: skip
+            wide.insert(1, "clustered cells", wide["sample_id"].map(n).astype("Int64"))
         out.append("<h3>Abundance per sample (% of clustered cells)</h3>")
         out.append(
-            '<p class="lead">Columns are metaclusters; their labels are in the table above.</p>'
+            '<p class="lead">Columns are metaclusters; their labels are in the table above. '
+            "<code>clustered cells</code> is each tube's denominator: a percentage of a few "
+            "cells moves by whole cells.</p>"
         )
         out.append(html_table(wide, source="tables/clusters.csv"))
     if len(out) == 0 and skipped:
