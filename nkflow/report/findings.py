@@ -94,19 +94,74 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     return table
 
 
+def _fmt_ri(ri: object) -> str:
+    value = pd.to_numeric(pd.Series([ri]), errors="coerce").iloc[0]
+    return "–" if pd.isna(value) else f"{value:.2f}"
+
+
+def flag_meaning(row: pd.Series) -> str:
+    """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
+
+    Parameters
+    ----------
+    row
+        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``).
+
+    Returns
+    -------
+    str
+        Responsive against its controls; then either "repair-biased: a hypothesis to test"
+        or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
+        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; mouse rows are
+        marked exploratory.
+    """
+    parts = ["AREG-responsive against its FMO, unstimulated tube and positive control"]
+    ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
+    if str(row.get("repair_biased")).lower() == "true":
+        parts.append("repair-biased (AREG over IFN-γ): a hypothesis to test, not proof of repair")
+    elif pd.isna(ri):
+        parts.append("not repair-biased: polarisation not measurable (no single-positive events)")
+    elif ri < 0.5:
+        parts.append(f"not repair-biased: IFN-γ dominates (RI {ri:.2f})")
+    else:
+        parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
+    text = "; ".join(parts)
+    context = str(row.get("interpretation") or "").strip()
+    if context and context.lower() != "nan":
+        text += f". {context[0].upper()}{context[1:]}"
+    if str(row.get("exploratory", "")).lower() == "true":
+        text = "Exploratory (mouse NK have not been shown to make AREG): " + text
+    return text + "."
+
+
 def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
-    """Flagged (AREG-responsive) populations with their net response and interval."""
+    """Flagged (AREG-responsive) populations with net response, RI and meaning.
+
+    Parameters
+    ----------
+    flags
+        ``tables/flags.csv``: one row per population and stimulated tube.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The AREG-responsive rows (empty when none): condition, tissue, timepoint, donor,
+        population, AREG net in percentage points with its interval, RI, repair-biased and
+        what the row means in its context (:func:`flag_meaning`).
+    """
     if is_empty(flags) or "areg_responsive" not in flags.columns:
         return pd.DataFrame()
     hit = flags[flags["areg_responsive"].astype(bool)]
     if hit.empty:
         return pd.DataFrame()
+    blank = pd.Series("", index=hit.index)
+    biased = hit.get("repair_biased", pd.Series(False, index=hit.index))
     out = pd.DataFrame(
         {
-            "condition": hit.get("condition", pd.Series("", index=hit.index)),
-            "tissue": hit.get("tissue", ""),
-            "timepoint": hit.get("timepoint", ""),
-            "donor": hit.get("donor", ""),
+            "condition": hit.get("condition", blank),
+            "tissue": hit.get("tissue", blank),
+            "timepoint": hit.get("timepoint", blank),
+            "donor": hit.get("donor", blank),
             "population": hit.get("label", hit["population"]),
             "AREG net (pp, 95% CI)": [
                 f"{n:+.1f} ({lo:+.1f} to {hi:+.1f})"
@@ -114,7 +169,9 @@ def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
                     hit["areg_net"], hit["areg_net_ci_low"], hit["areg_net_ci_high"], strict=True
                 )
             ],
-            "meaning in this context": hit.get("interpretation", ""),
+            "RI": [_fmt_ri(v) for v in hit.get("ri", blank)],
+            "repair-biased": ["yes" if str(v) == "True" else "no" for v in biased],
+            "meaning in this context": [flag_meaning(r) for _, r in hit.iterrows()],
         }
     )
     return out.sort_values(["condition", "tissue", "timepoint", "donor"], kind="stable")
@@ -175,6 +232,16 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
             "</p>"
         )
     else:
+        n_pops = responses["population"].nunique()
+        n_biased = int((responses["repair-biased"] == "yes").sum())
+        out.append(
+            f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
+            f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
+            "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
+            "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
+            "repair-biased = AREG-responsive and RI above the scoring's cut-off (0.5 by "
+            "default). A response proves AREG+ NK in this assay, not repair.</p>"
+        )
         out.append(html_table(responses, source="tables/flags.csv"))
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
     if not judged.empty:
