@@ -78,3 +78,81 @@ def test_responses_show_ri_repair_bias_and_a_meaning_for_every_row():
     html = findings_section({"flags": _flags()}, None)
     assert "3 population × tube row(s) covering 2 population(s)" in html
     assert "1 of them are repair-biased" in html
+
+
+def _methods(provenance: dict | None = None, **tables: pd.DataFrame) -> str:
+    from nkflow.config import RunConfig, config_to_dict
+    from nkflow.report import methods_text
+
+    meta = tables.pop("metadata", None)
+    return methods_text(config_to_dict(RunConfig()), provenance or {}, tables, metadata=meta)
+
+
+def test_methods_say_scoring_had_nothing_to_score_and_why():
+    """A single unstimulated mouse tube with no AREG channel was described as 'Repair
+    profiles used the score definitions ... The tubes were scored as mouse'."""
+    meta = pd.DataFrame({"sample_id": ["m1"], "role": ["unstim"]})
+    counts = pd.DataFrame({"sample_id": ["m1"], "population": ["NK"], "areg_channel": [""]})
+    text = _methods(scores=pd.DataFrame(columns=["population"]), counts=counts, metadata=meta)
+    assert (
+        "Repair scoring had nothing to score: the batch has no stimulated tube and the panel "
+        "has no AREG channel" in text
+    )
+    assert "Repair profiles used" not in text and "scored as mouse" not in text
+    scored = _methods(scores=pd.DataFrame({"population": ["NK"]}), metadata=meta)
+    assert "Repair profiles used" in scored
+
+
+def test_methods_say_time_qc_was_skipped_in_every_file():
+    qc = pd.DataFrame(
+        {
+            "n_in": [1000, 1000],
+            "n_out": [999, 998],
+            "removed_time": [0, 0],
+            "removed_margin": [1, 2],
+            "time_qc": ["skipped", "skipped"],
+            "time_qc_skipped": [
+                "too few events for time QC (999 events give 9 bins of 100; at least 20 needed)",
+                "too few events for time QC (998 events give 9 bins of 100; at least 20 needed)",
+            ],
+        }
+    )
+    text = _methods(qc=qc)
+    assert "on, but skipped in every file (too few events for time QC)" in text
+    assert "by time QC" not in text and "no time QC was applied" in text
+    partly = _methods(qc=qc.assign(time_qc=["ran", "skipped"]))
+    assert "skipped in 1 of 2 files (too few events for time QC)" in partly
+    assert "(0 by time QC, 3 as margin events)" in partly
+
+
+def test_methods_name_the_clustered_markers_and_consensus_settings():
+    fit = {"markers": ["CD56", "CD16", "NKG2D"], "n_train": 5000, "rlen": 7, "xdim": 6,
+           "ydim": 5, "alpha": [0.05, 0.01], "n_resamples": 40, "resample_fraction": 0.8,
+           "linkage": "complete", "final_linkage": "average", "n_metaclusters": 8,
+           "n_metaclusters_requested": 10}  # fmt: skip
+    text = _methods({"clustering": fit})
+    assert "on 3 marker(s): CD56, CD16, NKG2D" in text
+    assert "6×5 grid (7 training passes" in text
+    assert "40 resampling rounds, each drawing 80% of the nodes, complete linkage" in text
+    assert "k = 8 (of 10 requested)" in text and "5,000 cells" in text
+
+
+def test_provenance_records_what_the_clustering_fit_used():
+    from types import SimpleNamespace
+
+    from nkflow.pipeline.stages import _clustering_record
+
+    fit = SimpleNamespace(
+        markers=["CD56", "CD16"],
+        params={
+            "markers": ["CD56", "CD16"],
+            "n_resamples": 100,
+            "resample_fraction": 0.9,
+            "labels": {"1": "x"},
+            "samples": ["a", "b"],
+            "rlen": 10,
+        },
+    )
+    record = _clustering_record(fit)
+    assert record["markers"] == ["CD56", "CD16"] and record["n_samples"] == 2
+    assert record["n_resamples"] == 100 and "labels" not in record

@@ -251,6 +251,8 @@ def run_prepared(
     provenance["gating_plan"] = state.plan.to_dict()
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
+    if clustering is not None:  # what the fit used: the methods text names it
+        provenance["clustering"] = _clustering_record(clustering)
     # the workers the run used (the setting 0 means one per core of this machine)
     provenance["execution"] = {"workers": executor.workers, "scheduler": executor.scheduler}
     if state.plan.species_of:  # files the sheet gave no species: the panel's
@@ -322,6 +324,23 @@ def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> N
     """A sample's metacluster labels, next to its other products (picklable for workers)."""
     labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
     write_table(labels, Path(dirs[sid]) / "metacluster", formats=("parquet",), root=out_root)
+
+
+#: the fit settings of a clustering the provenance keeps (not its labels or thresholds)
+_CLUSTERING_KEYS = (
+    "population", "markers", "n_train", "per_sample_cap", "xdim", "ydim", "rlen", "alpha",
+    "som_init", "n_metaclusters", "n_metaclusters_requested", "linkage", "final_linkage",
+    "n_resamples", "resample_fraction", "k_selection", "random_state",
+)  # fmt: skip
+
+
+def _clustering_record(clustering: Any) -> dict[str, Any]:
+    """The markers a clustering was trained on and the SOM/consensus settings it used."""
+    params = dict(getattr(clustering, "params", {}) or {})
+    record = {k: params[k] for k in _CLUSTERING_KEYS if k in params}
+    record["markers"] = [str(m) for m in record.get("markers", clustering.markers)]
+    record["n_samples"] = len(params.get("samples", ()))
+    return json.loads(json.dumps(record, default=str))
 
 
 def _population_labels(clustering: Any) -> dict[str, str]:

@@ -190,6 +190,11 @@ def compare_paired(
         population (``condition`` when the table has it). Add context columns
         (``tissue_kind``) to stratify; a column that changes between the two timepoints
         (``glucocorticoid`` when steroids came with the treatment) would break the pairs.
+    exposures
+        Context columns counted, not stratified on (``("glucocorticoid",)``): for each,
+        ``n_<column>_before`` and ``n_<column>_after`` give how many of the row's pairs
+        (donors) had a tube marked ``yes`` at that timepoint, so a row that mixes
+        dexamethasone-exposed donors with unexposed ones says so.
     confidence
         Coverage of the Hodges-Lehmann interval.
     n_resamples
