@@ -156,3 +156,41 @@ def test_provenance_records_what_the_clustering_fit_used():
     record = _clustering_record(fit)
     assert record["markers"] == ["CD56", "CD16"] and record["n_samples"] == 2
     assert record["n_resamples"] == 100 and "labels" not in record
+
+
+def test_overview_counts_fmo_controls_apart_from_analysed_tubes():
+    """'31 analysed (ok)' sat beside 'QC removed events from 19 of the 19 analysed tube(s)':
+    the 31 counted 12 FMO tubes that only set cut-offs."""
+    from nkflow.report.sections import overview_section
+
+    status = pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "fmo1"],
+            "status": ["ok", "ok", "ok"],
+            "reason_code": ["OK", "OK", "CONTROL"],
+        }
+    )
+    qc = pd.DataFrame({"sample_id": ["a", "b"], "n_in": [100, 100], "n_out": [99, 100]})
+    html = overview_section({"status": status, "qc": qc}, None, [], [0])
+    assert "analysed tubes (ok)" in html and "FMO controls (ok)" in html
+    assert "analysed (ok)" not in html
+    assert "QC removed events from 1 of the 2 analysed tube(s)" in html
+
+
+def test_flag_summary_counts_rows_and_populations_and_not_judged_rows_are_distinct():
+    from nkflow.report.findings import not_judged_table
+    from nkflow.report.repair import _flag_summary
+
+    flags = _flags()
+    assert "3 population × tube rows (2 populations) flagged" in _flag_summary(flags)
+    failing = pd.DataFrame(
+        {"failed_rules": ["EVENTS_BELOW_MIN;AREG_EVENTS_BELOW_MIN", "AREG_EVENTS_BELOW_MIN", ""]}
+    )
+    table = not_judged_table(failing)
+    assert table["population x tube rows"].sum() == 3
+    assert table.attrs["distinct_rows"] == 2
+    from nkflow.report.findings import findings_section
+
+    html = findings_section({"flags": failing.assign(areg_responsive=False)}, None)
+    assert "2 distinct population × tube row(s) could not be judged" in html
+    assert "counts per rule overlap" in html

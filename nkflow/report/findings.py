@@ -178,22 +178,30 @@ def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
 
 
 def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
-    """Why scored NK populations could not be judged: rule, its meaning, how many rows."""
+    """Why scored NK populations could not be judged: rule, its meaning, how many rows.
+
+    A row may fail several rules, so the per-rule counts overlap; ``attrs["distinct_rows"]``
+    holds how many distinct rows failed at least one.
+    """
     if is_empty(flags) or "failed_rules" not in flags.columns:
         return pd.DataFrame()
     # only populations that could raise a flag (NK subsets named in the scoring config)
     nk = flags[~flags["failed_rules"].fillna("").astype(str).str.contains("NOT_FLAGGABLE")]
     counts: dict[str, int] = {}
+    distinct = 0
     for cell in nk["failed_rules"].fillna("").astype(str):
-        for code in filter(None, cell.split(";")):
-            if code in NOT_JUDGED:
-                counts[code] = counts.get(code, 0) + 1
-    return pd.DataFrame(
+        codes = [c for c in filter(None, cell.split(";")) if c in NOT_JUDGED]
+        distinct += bool(codes)
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    table = pd.DataFrame(
         [
             {"reason": RULES.get(c, c), "rule": c, "population x tube rows": n}
             for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
         ]
     )
+    table.attrs["distinct_rows"] = distinct
+    return table
 
 
 def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
@@ -246,5 +254,11 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
     if not judged.empty:
         out.append("<h3>What could not be judged</h3>")
+        distinct = judged.attrs.get("distinct_rows", 0)
+        out.append(
+            f'<p class="lead">{distinct} distinct population × tube row(s) could not be judged. '
+            "A row can fail several of these rules, so the counts per rule overlap and add up "
+            "to more than that.</p>"
+        )
         out.append(html_table(judged, source="tables/flags.csv"))
     return "".join(out) or f"<p>{esc('No findings.')}</p>"

@@ -150,6 +150,16 @@ def _interval(row: pd.Series) -> str:
     return text
 
 
+def _flagged_count(passed: pd.DataFrame) -> str:
+    """``"19 population × tube rows (6 populations)"``: a flag is one population in one tube."""
+    n = len(passed)
+    if "population" not in passed.columns:
+        return f"{n} population(s)"
+    pops = passed["population"].nunique()
+    rows = "row" if n == 1 else "rows"
+    return f"{n} population × tube {rows} ({pops} population{'' if pops == 1 else 's'})"
+
+
 def _flag_summary(flags: pd.DataFrame) -> str:
     col = _passed_column(flags)
     if col is None:
@@ -186,7 +196,7 @@ def _flag_summary(flags: pd.DataFrame) -> str:
             bits.append(f'<span class="context"><b>{esc(context)}</b></span>')
         items.append(f"<li>{' — '.join(bits)}</li>")
     return (
-        f'<div class="flagged"><b>{len(passed)} population(s) flagged</b> (the evidence is '
+        f'<div class="flagged"><b>{_flagged_count(passed)} flagged</b> (the evidence is '
         f"in the table below):<ul>{''.join(items)}</ul></div>"
     )
 
