@@ -194,3 +194,69 @@ def test_flag_summary_counts_rows_and_populations_and_not_judged_rows_are_distin
     html = findings_section({"flags": failing.assign(areg_responsive=False)}, None)
     assert "2 distinct population × tube row(s) could not be judged" in html
     assert "counts per rule overlap" in html
+
+
+def test_note_codes_are_in_the_legend_and_terms_are_defined():
+    from nkflow.report.findings import findings_section
+    from nkflow.report.repair import _rule_legend
+
+    flags = _flags().assign(
+        failed_rules=["", "", "", "CI_LOWER_NOT_ABOVE_ZERO"],
+        notes=["", "UNSTIM_ABOVE_STIM", "THRESHOLD_MISMATCH:CD107a", ""],
+    )
+    legend = _rule_legend(flags)
+    assert "Rule and note codes" in legend
+    for code in ("UNSTIM_ABOVE_STIM", "THRESHOLD_MISMATCH", "CI_LOWER_NOT_ABOVE_ZERO"):
+        assert f"<code>{code}</code>" in legend
+    html = findings_section({"flags": flags}, None)
+    assert "Terms used in this report" in html
+    for term in ("FMO", "pp", "trNK", "circNK", "RI"):
+        assert f"<th>{term}</th>" in html
+
+
+def _scores() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sample_id": ["s1"],
+            "population": ["NK"],
+            "condition": ["stim"],
+            "areg_net": [1.15],
+            "areg_net_ci_low": [0.4],
+            "areg_net_ci_high": [1.9],
+            "ri": [0.03],
+            "residency_fraction": [0.0279],
+            "order_rank": [1],
+            "flaggable": [True],
+        }
+    )
+
+
+def test_nets_read_pp_resident_share_reads_percent_and_rank_is_explained():
+    """Net AREG read '1.15%' in the flag list, 'pts' in the messages and 'pp' in findings;
+    the resident fraction 0.0279 sat beside % columns while findings said 2.8."""
+    from nkflow.report.repair import _flag_summary, repair_section
+
+    assert "AREG net 1.1 pp [0.3, 1.9]" in _flag_summary(_flags())
+    html = repair_section({"scores": _scores(), "flags": _flags()}, "", [], [0])
+    assert "AREG net (pp)" in html and "AREG net %" not in html
+    assert "resident % of population" in html and ">2.8<" in html and "0.0279" not in html
+    assert "rank: order of the population within its batch and condition" in html
+
+
+def test_thresholds_table_says_what_value_and_gate_are():
+    from nkflow.report.html import _gating_section
+
+    thresholds = pd.DataFrame(
+        {
+            "tissue": ["blood"],
+            "gate": ["NK"],
+            "marker": ["AREG"],
+            "channel": ["PE-A"],
+            "value": [0.39],
+            "rule": ["fmo p99.5"],
+        }
+    )
+    html = _gating_section({"thresholds": thresholds}, None, [], [0])
+    assert "the population the cut-off was set in" in html
+    assert "transformed scale" in html and "scatter channels stay linear" in html
+    assert "ratios are unitless" in html

@@ -21,7 +21,7 @@ from ..pl.populations import phenotype_rows
 from ..tl.score import RULES
 from .tables import esc, html_table, is_empty
 
-__all__ = ["findings_section"]
+__all__ = ["GLOSSARY", "findings_section", "glossary_block"]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
@@ -37,6 +37,44 @@ NOT_JUDGED = (
     "AREG_EVENTS_BELOW_MIN",
     "CONDITION_NOT_FLAGGABLE",
 )
+
+
+#: short definitions of the abbreviations the report uses, shown at the top of the findings
+GLOSSARY = (
+    ("FMO", "fluorescence-minus-one control: every stain except one; its events set the "
+     "negative boundary (cut-off) of the missing marker"),
+    ("pp", "percentage points: the difference of two percentages (e.g. 5% AREG+ stimulated "
+     "minus 3% unstimulated = 2 pp)"),
+    ("stim / unstim", "the stimulated tube and its unstimulated (medium) partner of the same "
+     "donor, tissue, timepoint and batch"),
+    ("positive control", "a tube or gate known to make AREG (ILC gate by default); a flag "
+     "needs it to respond"),
+    ("CD56bright / CD56dim", "the two main human NK subsets; CD56bright make most AREG "
+     "(Wang 2023)"),
+    ("trNK", "tissue-resident NK: CD69+ with a tissue integrin or chemokine receptor "
+     "(CD49a, CD103, CXCR6), read from the unstimulated tube"),
+    ("circNK", "circulating NK: NK outside the trNK gate"),
+    ("ILC", "innate lymphoid cells (CD127+ lineage-negative, non-NK)"),
+    ("RI", "polarisation index AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1"),
+    ("repair-biased", "AREG-responsive and RI above the cut-off: a hypothesis to test"),
+    ("metacluster", "a cluster of NK cells with a shared marker profile (SOM + consensus)"),
+    ("BH", "Benjamini-Hochberg adjustment of p-values (false discovery rate)"),
+)  # fmt: skip
+
+
+def glossary_block() -> str:
+    """A collapsed list of the report's abbreviations and their meaning.
+
+    Returns
+    -------
+    str
+        HTML ``details`` block.
+    """
+    rows = "".join(f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in GLOSSARY)
+    return (
+        '<details class="legend"><summary>Terms used in this report</summary>'
+        f'<div class="table-wrap"><table class="kv">{rows}</table></div></details>'
+    )
 
 
 def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
@@ -205,8 +243,8 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
-    """HTML of the findings: composition, responses, what could not be judged."""
-    out = []
+    """HTML of the findings: terms, composition, responses, what could not be judged."""
+    out = [glossary_block()]
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)

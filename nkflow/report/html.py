@@ -55,6 +55,16 @@ _PROV_SHOWN = {
 POPULATION_FIGURES = ("populations_by_tissue_timepoint", "populations_heatmap")
 
 
+#: what the thresholds table's columns are on (read beside every thresholds table)
+THRESHOLD_COLUMNS_NOTE = (
+    "gate: the population the cut-off was set in (its parent), not the population it "
+    "defines. value, ci_low, ci_high: on each channel's transformed scale (logicle or arcsinh "
+    "for fluorescence and metal channels; scatter channels stay linear; FSC-H/FSC-A and other "
+    "ratios are unitless); the *_linear columns give the same cut-off in the instrument's "
+    "linear units."
+)
+
+
 def population_figures(
     populations: pd.DataFrame | None,
     metadata: pd.DataFrame | None,
@@ -113,6 +123,7 @@ def _gating_section(
     if is_empty(thresholds):
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:
+        out.append(f'<p class="hint">{THRESHOLD_COLUMNS_NOTE}</p>')
         cols += [c for c in thresholds.columns if c not in cols]
         per_sample = pd.Series(False, index=thresholds.index)
         if "sample_id" in thresholds.columns:

@@ -44,16 +44,18 @@ _SCORE_COLUMNS = (
     "order_rank", "evidence", "interpretation",
 )  # fmt: skip
 _LABELS = {
-    "areg_net": "AREG net %", "AREG_net": "AREG net %", "areg_net_ci_low": "CI low",
+    "areg_net": "AREG net (pp)", "AREG_net": "AREG net (pp)", "areg_net_ci_low": "CI low",
     "areg_net_ci_high": "CI high", "ci_low": "CI low", "ci_high": "CI high", "ri": "RI",
-    "ifng_net": "IFN-γ net %", "IFN-g_net": "IFN-γ net %", "pct_nkg2d_stim": "NKG2D+ %",
-    "NKG2D": "NKG2D+ %", "cd107a_net": "CD107a net %", "CD107a_net": "CD107a net %",
-    "residency_fraction": "resident fraction", "resident_fraction": "resident fraction",
+    "ifng_net": "IFN-γ net (pp)", "IFN-g_net": "IFN-γ net (pp)", "pct_nkg2d_stim": "NKG2D+ %",
+    "NKG2D": "NKG2D+ %", "cd107a_net": "CD107a net (pp)", "CD107a_net": "CD107a net (pp)",
+    "residency_fraction": "resident % of population",
+    "resident_fraction": "resident % of population",
     "areg_responsive": "AREG-responsive", "repair_biased": "repair-biased",
     "failed_rules": "rules failed", "n_areg_stim": "AREG+ events", "unstim_sample_id": "unstim",
     "control_passed": "positive control ok", "order_rank": "rank",
     "message": "evidence and reason", "evidence": "AREG in NK of this species",
-    "interpretation": "context", "bright_net": "CD56bright net %", "dim_net": "CD56dim net %",
+    "interpretation": "context", "bright_net": "CD56bright net (pp)",
+    "dim_net": "CD56dim net (pp)",
     "bright_ci_low": "bright CI low", "bright_ci_high": "bright CI high",
     "dim_ci_low": "dim CI low", "dim_ci_high": "dim CI high",
     "difference": "bright − dim", "bright_below_dim": "bright < dim",
@@ -133,6 +135,12 @@ def _cell(col: str, value: Any, row: pd.Series) -> str:
     return ""
 
 
+def _percent(value: Any) -> str:
+    """A 0-1 fraction as a percentage (``0.0279`` -> ``2.8``), ``–`` when missing."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return "–" if pd.isna(number) else f"{100 * number:.1f}"
+
+
 def _curated(table: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
     cols = [c for c in wanted if c in table.columns]
     return cols if len(cols) >= 3 else [c for c in table.columns if c != "caveat"]
@@ -144,7 +152,7 @@ def _interval(row: pd.Series) -> str:
     hi = next((row[c] for c in ("areg_net_ci_high", "ci_high") if c in row.index), None)
     if net is None:
         return ""
-    text = f"AREG net {fmt_value(net)}%"
+    text = f"AREG net {fmt_value(net)} pp"
     if lo is not None and hi is not None:
         text += f" [{fmt_value(lo)}, {fmt_value(hi)}]"
     return text
@@ -202,21 +210,25 @@ def _flag_summary(flags: pd.DataFrame) -> str:
 
 
 def _rule_legend(flags: pd.DataFrame) -> str:
+    """The rule codes and data-quality note codes the flags carry, with their meaning."""
     try:
+        from ..tl._score_messages import NOTES
         from ..tl.score import RULES
     except ImportError:  # scoring not installed in this build: no legend
         return ""
+    meanings = {**RULES, **NOTES}
     codes: set[str] = set()
-    for col in ("rule", "failed_rules", "rules"):
+    for col in ("rule", "failed_rules", "rules", "notes"):
         if col in flags.columns:
             for value in flags[col].dropna().astype(str):
-                codes.update(c.strip() for c in value.split(";") if c.strip())
-    known = [(c, RULES[c]) for c in sorted(codes) if c in RULES]
+                # a note may name what it concerns: THRESHOLD_MISMATCH:CD107a
+                codes.update(c.split(":")[0].strip() for c in value.split(";") if c.strip())
+    known = [(c, meanings[c]) for c in sorted(codes) if c in meanings]
     if not known:
         return ""
     rows = "".join(f"<tr><th><code>{esc(c)}</code></th><td>{esc(m)}</td></tr>" for c, m in known)
     return (
-        '<details class="legend"><summary>Rule codes</summary><div class="table-wrap">'
+        '<details class="legend"><summary>Rule and note codes</summary><div class="table-wrap">'
         f'<table class="kv">{rows}</table></div></details>'
     )
 
@@ -297,7 +309,8 @@ def _side_by_side(scores: pd.DataFrame) -> str:
         rows.append(row)
     return (
         "<h3>Stimulation conditions side by side</h3>"
-        '<p class="lead">Median (range) AREG net % over the stimulated tubes of each '
+        '<p class="lead">Median (range) AREG net in percentage points (pp) over the '
+        "stimulated tubes of each "
         "condition, each against its own unstimulated partner, and how many tubes were "
         "flagged. IL-2 and IL-15 are the reported natural inducers of NK AREG; PMA/ionomycin "
         "is supraphysiological; AREG induced by a glucocorticoid condition may be pro-tumour."
@@ -357,11 +370,15 @@ def repair_section(
         out.append('<p class="empty">No scores table was produced.</p>')
     else:
         out.append(
-            '<p class="lead">AREG net: % AREG+ in the stimulated minus the unstimulated tube, '
-            "with its confidence interval; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
+            '<p class="lead">AREG net: % AREG+ in the stimulated minus % AREG+ in the '
+            "unstimulated tube, in percentage points (pp), with its confidence interval; IFN-γ "
+            "and CD107a nets likewise; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
             "AREG−IFN-γ+), 0 to 1; NKG2D and CD107a: the clearance axis, kept separate; "
-            "resident fraction: context only, not part of the score. Populations that can be "
-            "flagged come first; every column is in tables/scores.csv.</p>"
+            "resident %: share of the population in the tissue-resident (trNK) gate of the "
+            "unstimulated tube, context only, not part of the score; rank: order of the "
+            "population within its batch and condition by z(AREG net) + z(RI), 1 first, for "
+            "sorting only (not a test). Populations that can be flagged come first; every "
+            "column is in tables/scores.csv (resident fraction there as 0-1).</p>"
         )
         if "flaggable" in scores.columns:
             order = np.argsort(~_truthy(scores["flaggable"]).to_numpy(), kind="stable")
@@ -372,6 +389,7 @@ def repair_section(
                 columns=_curated(scores, _SCORE_COLUMNS),
                 labels=_LABELS,
                 cell_class=_cell,
+                formatters={c: _percent for c in ("residency_fraction", "resident_fraction")},
                 source="tables/scores.csv",
             )
         )
