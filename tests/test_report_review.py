@@ -260,3 +260,45 @@ def test_thresholds_table_says_what_value_and_gate_are():
     assert "the population the cut-off was set in" in html
     assert "transformed scale" in html and "scatter channels stay linear" in html
     assert "ratios are unitless" in html
+
+
+def test_mouse_findings_say_why_composition_and_scoring_are_empty():
+    """A single unstimulated mouse tube: the composition table showed a row of blanks and
+    'No repair scoring was run (no stimulated tubes)' did not say the panel has no AREG."""
+    from nkflow.report.findings import composition_table, findings_section
+
+    meta = pd.DataFrame(
+        {
+            "sample_id": ["m1"],
+            "donor": [""],
+            "tissue": [""],
+            "timepoint": [""],
+            "role": ["unstim"],
+            "species": ["mouse"],
+        }
+    )
+    pops = pd.DataFrame(
+        {
+            "sample_id": ["m1"],
+            "population": ["NK"],
+            "parent": ["Live"],
+            "percent_of_parent": [3.0],
+            "ci_low": [2.0],
+            "ci_high": [4.0],
+        }
+    )
+    assert composition_table(pops, meta).empty
+    counts = pd.DataFrame({"sample_id": ["m1"], "population": ["NK"], "areg_channel": [""]})
+    html = findings_section({"populations": pops, "counts": counts}, meta)
+    assert "mouse NK carry no CD56" in html and "trNK needs CD69" in html
+    assert (
+        "No repair scoring was run: the batch has no stimulated tube and the panel has no "
+        "AREG channel." in html
+    )
+
+
+def test_empty_bright_dim_appendix_table_says_it_is_a_human_read_out():
+    from nkflow.report.html import _appendix
+
+    html = _appendix({"bright_dim": pd.DataFrame(columns=["sample_id"])}, [], [0])
+    assert "human NK read-out" in html and "mouse NK carry no CD56" in html

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..pl.populations import phenotype_rows
 from ..tl.score import RULES
+from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
 __all__ = ["GLOSSARY", "findings_section", "glossary_block"]
@@ -127,6 +128,8 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     if table.empty:
         return table
     shown = [label for _, label in SHARES if (table[label] != "-").any()]
+    if not shown:  # rows of donor counts alone read as an empty finding
+        return pd.DataFrame()
     table = table[["tissue", "timepoint", "n", *shown]]
     table.attrs["tubes_without_donor"] = int((tubes["donor"] == "").sum())
     return table
@@ -242,6 +245,23 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _no_composition(metadata: pd.DataFrame | None) -> str:
+    """Why no CD56bright or trNK share of NK could be shown."""
+    species: set[str] = set()
+    if metadata is not None and "species" in metadata.columns:
+        species = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
+    bright = (
+        "CD56bright is a human NK subset (mouse NK carry no CD56)"
+        if species == {"mouse"}
+        else "CD56bright needs CD56 (or a CD56 substitute) in the panel"
+    )
+    return (
+        "No CD56bright or trNK share of NK could be reported for these tubes: "
+        f"{bright}, and trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6) in the "
+        "panel; the gating plan in Methods lists the gates this panel could not report."
+    )
+
+
 def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
     """HTML of the findings: terms, composition, responses, what could not be judged."""
     out = [glossary_block()]
@@ -265,12 +285,15 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
             "donor, tissue and timepoint in a metadata sheet (stimulated tubes are paired "
             "with their unstimulated tube by them).</p>"
         )
-    out.append(html_table(comp, empty="No NK subset frequencies were produced."))
+    out.append(html_table(comp, empty=_no_composition(metadata)))
     flags = tables.get("flags")
     responses = responses_table(flags) if flags is not None else pd.DataFrame()
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
     if is_empty(flags):
-        out.append('<p class="empty">No repair scoring was run (no stimulated tubes).</p>')
+        why = nothing_scored_reasons(
+            {"scores": pd.DataFrame(), "counts": tables.get("counts")}, metadata
+        )
+        out.append(f'<p class="empty">No repair scoring was run: {esc(" and ".join(why))}.</p>')
     elif responses.empty:
         out.append(
             '<p class="empty">No NK population met every AREG rule (net response above the '
