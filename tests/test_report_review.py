@@ -132,7 +132,7 @@ def test_methods_name_the_clustered_markers_and_consensus_settings():
            "n_metaclusters_requested": 10}  # fmt: skip
     text = _methods({"clustering": fit})
     assert "on 3 marker(s): CD56, CD16, NKG2D" in text
-    assert "6×5 grid (7 training passes" in text
+    assert "6×5 grid (7 training passes, learning rate 0.05 to 0.01, random start)" in text
     assert "40 resampling rounds, each drawing 80% of the nodes, complete linkage" in text
     assert "k = 8 (of 10 requested)" in text and "5,000 cells" in text
 
@@ -302,3 +302,11 @@ def test_empty_bright_dim_appendix_table_says_it_is_a_human_read_out():
 
     html = _appendix({"bright_dim": pd.DataFrame(columns=["sample_id"])}, [], [0])
     assert "human NK read-out" in html and "mouse NK carry no CD56" in html
+
+
+def test_methods_count_fmo_controls_apart():
+    status = pd.DataFrame(
+        {"status": ["ok", "ok", "ok", "parse-failed"], "reason_code": ["OK", "OK", "CONTROL", "X"]}
+    )
+    text = _methods(status=status)
+    assert "4 FCS file(s) (3 ok: 2 analysed tube(s), 1 FMO control(s); 1 parse-failed)" in text

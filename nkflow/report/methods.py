@@ -117,7 +117,12 @@ def _batch_sentence(tables: Mapping[str, pd.DataFrame]) -> str:
         for s, n in sorted(counts.items())
         if s not in ("ok", "qc-failed", "parse-failed", "skipped")
     ]
-    return f"The batch comprised {len(status)} FCS file(s) ({', '.join(parts + others)}). "
+    if "reason_code" in status.columns and parts and parts[0].endswith(" ok"):
+        ok = status["status"].astype(str) == "ok"
+        control = int((ok & (status["reason_code"].astype(str) == "CONTROL")).sum())
+        if control:  # FMO tubes only set cut-offs: said apart from the analysed tubes
+            parts[0] += f": {int(ok.sum()) - control} analysed tube(s), {control} FMO control(s)"
+    return f"The batch comprised {len(status)} FCS file(s) ({'; '.join(parts + others)}). "
 
 
 def _transform_sentence(tf: Mapping[str, Any]) -> str:

@@ -89,7 +89,7 @@ def clustering_sentence(
         f"at most {_num(get('per_sample_cap', 20000))} cells per sample, for training) and "
         f"clustered {on}, with a self-organising map on a "
         f"{_num(get('xdim', 10))}×{_num(get('ydim', 10))} grid ({_num(get('rlen', 10))} "
-        "training passes, learning rate {_num(alpha[0])} to "
+        f"training passes, learning rate {_num(alpha[0])} to "
         f"{_num(alpha[-1])}, {get('som_init', 'random')} start) and consensus metaclustering "
         f"of its nodes ({_num(get('n_resamples', 100))} resampling rounds, each drawing "
         f"{float(get('resample_fraction', 0.9)):.0%} of the nodes, {get('linkage', 'average')} "
