@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nkflow.report.repair import comparisons_block
-
 
 def _comparisons() -> pd.DataFrame:
     return pd.DataFrame(
@@ -29,6 +27,8 @@ def _comparisons() -> pd.DataFrame:
 
 
 def test_comparisons_name_bh_explain_columns_and_say_what_n_allows():
+    from nkflow.report.repair import comparisons_block
+
     html = comparisons_block(_comparisons())
     assert "Benjamini-Hochberg" in html
     for term in ("hl_estimate", "p_sign", "n_units", "p_min"):
