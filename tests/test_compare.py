@@ -191,3 +191,32 @@ def test_a_donors_tissues_are_one_pair_not_several():
     ).set_index("tissue")
     assert by_tissue["n_pairs"].to_dict() == {"bone marrow": 1, "lung": 3}
     assert (by_tissue["n_units"] == by_tissue["n_pairs"]).all()
+
+
+@pytest.mark.parametrize(("n", "expected"), [(1, 1.0), (2, 0.5), (5, 2 / 32), (16, 2 / 2**16)])
+def test_smallest_p_each_row_allows_is_reported(n, expected):
+    """With 2 donors an exact sign-flip test never goes below 0.5: ``p_min`` says so, and it
+    is what the observed p reaches when every donor moves the same way."""
+    from nkflow.tl.compare import signflip_min_p
+
+    out = compare_paired(_paired_table({"NK": [1.0 + i for i in range(n)]}), before="pre",
+                         after="post").iloc[0]  # fmt: skip
+    assert out["p_min"] == pytest.approx(expected)
+    assert out["p_value"] == pytest.approx(expected)
+    assert signflip_min_p(17, n_resamples=999) == pytest.approx(1 / 1000)
+    assert np.isnan(signflip_min_p(0))
+
+
+def test_exposure_counted_per_row_not_stratified():
+    """Donor d1's post tube came with dexamethasone, d0's and d2's did not: one row, which
+    says 1 of its 3 donors was exposed after and none before."""
+    table = _paired_table({"NK": [1.0, 2.0, 3.0]}).assign(glucocorticoid="no")
+    table.loc[(table["donor"] == "d1") & (table["timepoint"] == "post"), "glucocorticoid"] = "yes"
+    out = compare_paired(table, before="pre", after="post", exposures=("glucocorticoid",))
+    assert len(out) == 1
+    row = out.iloc[0]
+    assert (row["n_glucocorticoid_before"], row["n_glucocorticoid_after"]) == (0, 1)
+    cols = list(out.columns)
+    assert cols.index("n_glucocorticoid_before") == cols.index("n_units") + 1
+    empty = compare_paired(table, before="pre", after="never", exposures=("glucocorticoid",))
+    assert list(empty.columns) == cols

@@ -478,7 +478,7 @@ def test_sections_content(hostile_html):
     # failures listed with reasons
     assert "truncated-data" in text and "QC kept 3% of events" in text
     assert "2 file(s) failed" in text
-    assert "2 population(s) flagged" in text
+    assert "2 population × tube rows (2 populations) flagged" in text
     assert "fmo_AREG.fcs" in text and "ab" * 32 in text
     # rule codes explained, controls, comparisons and batch consistency shown
     assert "CI_LOWER_NOT_ABOVE_ZERO" in text and "confidence interval of AREG_net" in text

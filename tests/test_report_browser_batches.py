@@ -111,7 +111,9 @@ def test_cards_equal_the_status_table_and_no_sideways_scroll(
     cards = _cards(result)
     st = status["status"].astype(str)
     assert cards["input files"] == str(len(status))
-    assert cards["analysed (ok)"] == str(int((st == "ok").sum()))
+    control = (st == "ok") & (status["reason_code"].astype(str) == "CONTROL")
+    assert cards["analysed tubes (ok)"] == str(int(((st == "ok") & ~control).sum()))
+    assert cards.get("FMO controls (ok)", "0") == str(int(control.sum()))
     assert cards["failed"] == str(int((~st.isin(["ok", "skipped"])).sum()))
     if (st == "skipped").any():
         assert cards["skipped"] == str(int((st == "skipped").sum()))

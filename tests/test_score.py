@@ -85,7 +85,10 @@ def test_profile_numbers_by_hand():
     assert nk["areg_responsive"] and nk["repair_biased"]
     flag = res.flags.set_index("population").loc["NK"]
     assert flag["rule"] == "REPAIR_BIASED" and flag["failed_rules"] == ""
-    assert "AREG-responsive" in flag["message"] and "stimulated tube's own gate" in flag["message"]
+    assert (
+        "AREG-responsive" in flag["message"]
+        and "the control gate of this stimulated tube" in flag["message"]
+    )
 
 
 def test_non_responder_says_which_rules_failed():
@@ -409,3 +412,21 @@ def test_a_population_without_events_reads_undefined_not_nan():
     assert "nan" not in message
     assert "AREG_net undefined (no events to compare" in message
     assert "CI_LOWER_NOT_ABOVE_ZERO: no interval without AREG_net" in message
+
+
+def test_message_words_the_control_source_and_gives_nets_in_pp():
+    """'positive control positive_control tube net 25.37' repeated a raw code, and the net
+    read 'pts' where the report says pp."""
+    from nkflow.tl._score_messages import _control_text
+
+    row = {"control_source": "positive_control tube", "control_sample_id": "PC_ILC_stim",
+           "control_net": 25.37, "control_ci_low": 18.37}  # fmt: skip
+    text = _control_text(row)
+    assert text == (
+        "positive control (the batch's positive-control tube PC_ILC_stim): net 25.37 pp "
+        "(CI low 18.37)"
+    )
+    assert _control_text({"control_source": ""}) == "no positive control"
+    counts, meta = basic()
+    message = score(counts, meta).flags.set_index("population").loc["NK", "message"]
+    assert " pp (CI " in message and "pts" not in message

@@ -252,6 +252,24 @@ def test_comparisons_per_condition_in_sheet_timepoint_order():
     assert _comparisons(one_timepoint, timepoint_order(meta.assign(timepoint=""))).empty
 
 
+def test_comparisons_cover_flaggable_populations_and_count_glucocorticoid_donors():
+    """Cells, Live or the ILC positive-control gate are not NK read-outs: only flaggable
+    populations are compared. D2's post tubes came with dexamethasone, D1's did not: each
+    row says 1 of its 2 donors was exposed after, and that 2 pairs allow p >= 0.5."""
+    result, _ = _scored()
+    scores = result.scores.copy()
+    exposed = (scores["donor"] == "D2") & (scores["timepoint"] == "post")
+    scores["glucocorticoid"] = np.where(exposed, "yes", "no")
+    comp = _comparisons(scores, ["pre", "post"])
+    assert set(comp["population"]) == set(scores.loc[scores["flaggable"], "population"])
+    assert "ILC" not in set(comp["population"])
+    assert (comp["n_glucocorticoid_before"] == 0).all()
+    assert (comp["n_glucocorticoid_after"] == 1).all()
+    assert (comp["p_min"] == 0.5).all()
+    empty = _comparisons(scores.assign(timepoint=""), ["pre", "post"])
+    assert {"n_glucocorticoid_after", "p_min"} <= set(empty.columns)
+
+
 def test_one_repair_figure_per_condition_and_no_nkg2d_without_a_cut_off():
     result, _ = _scored()
     figures = score_figures(result)

@@ -251,6 +251,8 @@ def run_prepared(
     provenance["gating_plan"] = state.plan.to_dict()
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
+    if clustering is not None:  # what the fit used: the methods text names it
+        provenance["clustering"] = _clustering_record(clustering)
     # the workers the run used (the setting 0 means one per core of this machine)
     provenance["execution"] = {"workers": executor.workers, "scheduler": executor.scheduler}
     if state.plan.species_of:  # files the sheet gave no species: the panel's
@@ -324,6 +326,23 @@ def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> N
     write_table(labels, Path(dirs[sid]) / "metacluster", formats=("parquet",), root=out_root)
 
 
+#: the fit settings of a clustering the provenance keeps (not its labels or thresholds)
+_CLUSTERING_KEYS = (
+    "population", "markers", "n_train", "per_sample_cap", "xdim", "ydim", "rlen", "alpha",
+    "som_init", "n_metaclusters", "n_metaclusters_requested", "linkage", "final_linkage",
+    "n_resamples", "resample_fraction", "k_selection", "random_state",
+)  # fmt: skip
+
+
+def _clustering_record(clustering: Any) -> dict[str, Any]:
+    """The markers a clustering was trained on and the SOM/consensus settings it used."""
+    params = dict(getattr(clustering, "params", {}) or {})
+    record = {k: params[k] for k in _CLUSTERING_KEYS if k in params}
+    record["markers"] = [str(m) for m in record.get("markers", clustering.markers)]
+    record["n_samples"] = len(params.get("samples", ()))
+    return json.loads(json.dumps(record, default=str))
+
+
 def _population_labels(clustering: Any) -> dict[str, str]:
     """``{"metacluster:3": "CD56bright CD16- CD69+ ..."}`` so tables say what a cluster is."""
     if clustering is None:
@@ -386,20 +405,32 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """The first timepoint against each later one, per condition and tissue.
 
     Each tissue is its own test: within it every donor is one independent pair. The tissue
-    kind (tumour, normal ...), when known, is kept beside it.
+    kind (tumour, normal ...), when known, is kept beside it. Only the populations the
+    scoring may flag (``flaggable``: the ``[flag] populations``, metaclusters included when
+    listed) are compared: a change in AREG net of Cells, Live or the ILC positive-control
+    gate says nothing about NK cells. Glucocorticoid exposure is counted per row
+    (``n_glucocorticoid_before``/``_after``): steroids given with the treatment change
+    between the two timepoints, so they cannot stratify the pairs, but a row mixing exposed
+    and unexposed donors must say so.
     """
-    from ..tl.compare import PAIRED_COLUMNS, compare_paired
+    from ..tl.compare import compare_paired, paired_columns
 
     by = ["condition", *(c for c in ("tissue",) if c in scores.columns), "population"]
     if "tissue_kind" in scores.columns and (scores["tissue_kind"].astype(str) != "").any():
         by.insert(1, "tissue_kind")
-    none = pd.DataFrame(columns=[*by, *PAIRED_COLUMNS])  # a table a script can still read
+    exposures = [c for c in ("glucocorticoid",) if c in scores.columns]
+    none = pd.DataFrame(columns=paired_columns(by, exposures))  # a table a script can read
     if scores.empty or "timepoint" not in scores.columns:
         return none
+    if "flaggable" in scores.columns:
+        scores = scores[scores["flaggable"].astype(str).str.lower().isin(("true", "1"))]
     points = [t for t in order if t in set(scores["timepoint"].astype(str))]
     if len(points) < 2:
         return none
-    frames = [compare_paired(scores, before=points[0], after=later, by=by) for later in points[1:]]
+    frames = [
+        compare_paired(scores, before=points[0], after=later, by=by, exposures=exposures)
+        for later in points[1:]
+    ]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else none
 

@@ -19,9 +19,10 @@ import pandas as pd
 
 from ..pl.populations import phenotype_rows
 from ..tl.score import RULES
+from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
-__all__ = ["findings_section"]
+__all__ = ["GLOSSARY", "findings_section", "glossary_block"]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
@@ -37,6 +38,44 @@ NOT_JUDGED = (
     "AREG_EVENTS_BELOW_MIN",
     "CONDITION_NOT_FLAGGABLE",
 )
+
+
+#: short definitions of the abbreviations the report uses, shown at the top of the findings
+GLOSSARY = (
+    ("FMO", "fluorescence-minus-one control: every stain except one; its events set the "
+     "negative boundary (cut-off) of the missing marker"),
+    ("pp", "percentage points: the difference of two percentages (e.g. 5% AREG+ stimulated "
+     "minus 3% unstimulated = 2 pp)"),
+    ("stim / unstim", "the stimulated tube and its unstimulated (medium) partner of the same "
+     "donor, tissue, timepoint and batch"),
+    ("positive control", "a tube or gate known to make AREG (ILC gate by default); a flag "
+     "needs it to respond"),
+    ("CD56bright / CD56dim", "the two main human NK subsets; CD56bright make most AREG "
+     "(Wang 2023)"),
+    ("trNK", "tissue-resident NK: CD69+ with a tissue integrin or chemokine receptor "
+     "(CD49a, CD103, CXCR6), read from the unstimulated tube"),
+    ("circNK", "circulating NK: NK outside the trNK gate"),
+    ("ILC", "innate lymphoid cells (CD127+ lineage-negative, non-NK)"),
+    ("RI", "polarisation index AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1"),
+    ("repair-biased", "AREG-responsive and RI above the cut-off: a hypothesis to test"),
+    ("metacluster", "a cluster of NK cells with a shared marker profile (SOM + consensus)"),
+    ("BH", "Benjamini-Hochberg adjustment of p-values (false discovery rate)"),
+)  # fmt: skip
+
+
+def glossary_block() -> str:
+    """A collapsed list of the report's abbreviations and their meaning.
+
+    Returns
+    -------
+    str
+        HTML ``details`` block.
+    """
+    rows = "".join(f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in GLOSSARY)
+    return (
+        '<details class="legend"><summary>Terms used in this report</summary>'
+        f'<div class="table-wrap"><table class="kv">{rows}</table></div></details>'
+    )
 
 
 def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
@@ -89,24 +128,81 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     if table.empty:
         return table
     shown = [label for _, label in SHARES if (table[label] != "-").any()]
+    if not shown:  # rows of donor counts alone read as an empty finding
+        return pd.DataFrame()
     table = table[["tissue", "timepoint", "n", *shown]]
     table.attrs["tubes_without_donor"] = int((tubes["donor"] == "").sum())
     return table
 
 
+def _fmt_ri(ri: object) -> str:
+    value = pd.to_numeric(pd.Series([ri]), errors="coerce").iloc[0]
+    return "–" if pd.isna(value) else f"{value:.2f}"
+
+
+def flag_meaning(row: pd.Series) -> str:
+    """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
+
+    Parameters
+    ----------
+    row
+        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``).
+
+    Returns
+    -------
+    str
+        Responsive against its controls; then either "repair-biased: a hypothesis to test"
+        or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
+        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; mouse rows are
+        marked exploratory.
+    """
+    parts = ["AREG-responsive against its FMO, unstimulated tube and positive control"]
+    ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
+    if str(row.get("repair_biased")).lower() == "true":
+        parts.append("repair-biased (AREG over IFN-γ): a hypothesis to test, not proof of repair")
+    elif pd.isna(ri):
+        parts.append("not repair-biased: polarisation not measurable (no single-positive events)")
+    elif ri < 0.5:
+        parts.append(f"not repair-biased: IFN-γ dominates (RI {ri:.2f})")
+    else:
+        parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
+    text = "; ".join(parts)
+    context = str(row.get("interpretation") or "").strip()
+    if context and context.lower() != "nan":
+        text += f". {context[0].upper()}{context[1:]}"
+    if str(row.get("exploratory", "")).lower() == "true":
+        text = "Exploratory (mouse NK have not been shown to make AREG): " + text
+    return text + "."
+
+
 def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
-    """Flagged (AREG-responsive) populations with their net response and interval."""
+    """Flagged (AREG-responsive) populations with net response, RI and meaning.
+
+    Parameters
+    ----------
+    flags
+        ``tables/flags.csv``: one row per population and stimulated tube.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The AREG-responsive rows (empty when none): condition, tissue, timepoint, donor,
+        population, AREG net in percentage points with its interval, RI, repair-biased and
+        what the row means in its context (:func:`flag_meaning`).
+    """
     if is_empty(flags) or "areg_responsive" not in flags.columns:
         return pd.DataFrame()
     hit = flags[flags["areg_responsive"].astype(bool)]
     if hit.empty:
         return pd.DataFrame()
+    blank = pd.Series("", index=hit.index)
+    biased = hit.get("repair_biased", pd.Series(False, index=hit.index))
     out = pd.DataFrame(
         {
-            "condition": hit.get("condition", pd.Series("", index=hit.index)),
-            "tissue": hit.get("tissue", ""),
-            "timepoint": hit.get("timepoint", ""),
-            "donor": hit.get("donor", ""),
+            "condition": hit.get("condition", blank),
+            "tissue": hit.get("tissue", blank),
+            "timepoint": hit.get("timepoint", blank),
+            "donor": hit.get("donor", blank),
             "population": hit.get("label", hit["population"]),
             "AREG net (pp, 95% CI)": [
                 f"{n:+.1f} ({lo:+.1f} to {hi:+.1f})"
@@ -114,34 +210,61 @@ def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
                     hit["areg_net"], hit["areg_net_ci_low"], hit["areg_net_ci_high"], strict=True
                 )
             ],
-            "meaning in this context": hit.get("interpretation", ""),
+            "RI": [_fmt_ri(v) for v in hit.get("ri", blank)],
+            "repair-biased": ["yes" if str(v) == "True" else "no" for v in biased],
+            "meaning in this context": [flag_meaning(r) for _, r in hit.iterrows()],
         }
     )
     return out.sort_values(["condition", "tissue", "timepoint", "donor"], kind="stable")
 
 
 def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
-    """Why scored NK populations could not be judged: rule, its meaning, how many rows."""
+    """Why scored NK populations could not be judged: rule, its meaning, how many rows.
+
+    A row may fail several rules, so the per-rule counts overlap; ``attrs["distinct_rows"]``
+    holds how many distinct rows failed at least one.
+    """
     if is_empty(flags) or "failed_rules" not in flags.columns:
         return pd.DataFrame()
     # only populations that could raise a flag (NK subsets named in the scoring config)
     nk = flags[~flags["failed_rules"].fillna("").astype(str).str.contains("NOT_FLAGGABLE")]
     counts: dict[str, int] = {}
+    distinct = 0
     for cell in nk["failed_rules"].fillna("").astype(str):
-        for code in filter(None, cell.split(";")):
-            if code in NOT_JUDGED:
-                counts[code] = counts.get(code, 0) + 1
-    return pd.DataFrame(
+        codes = [c for c in filter(None, cell.split(";")) if c in NOT_JUDGED]
+        distinct += bool(codes)
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    table = pd.DataFrame(
         [
             {"reason": RULES.get(c, c), "rule": c, "population x tube rows": n}
             for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
         ]
     )
+    table.attrs["distinct_rows"] = distinct
+    return table
+
+
+def _no_composition(metadata: pd.DataFrame | None) -> str:
+    """Why no CD56bright or trNK share of NK could be shown."""
+    species: set[str] = set()
+    if metadata is not None and "species" in metadata.columns:
+        species = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
+    bright = (
+        "CD56bright is a human NK subset (mouse NK carry no CD56)"
+        if species == {"mouse"}
+        else "CD56bright needs CD56 (or a CD56 substitute) in the panel"
+    )
+    return (
+        "No CD56bright or trNK share of NK could be reported for these tubes: "
+        f"{bright}, and trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6) in the "
+        "panel; the gating plan in Methods lists the gates this panel could not report."
+    )
 
 
 def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
-    """HTML of the findings: composition, responses, what could not be judged."""
-    out = []
+    """HTML of the findings: terms, composition, responses, what could not be judged."""
+    out = [glossary_block()]
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)
@@ -162,12 +285,15 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
             "donor, tissue and timepoint in a metadata sheet (stimulated tubes are paired "
             "with their unstimulated tube by them).</p>"
         )
-    out.append(html_table(comp, empty="No NK subset frequencies were produced."))
+    out.append(html_table(comp, empty=_no_composition(metadata)))
     flags = tables.get("flags")
     responses = responses_table(flags) if flags is not None else pd.DataFrame()
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
     if is_empty(flags):
-        out.append('<p class="empty">No repair scoring was run (no stimulated tubes).</p>')
+        why = nothing_scored_reasons(
+            {"scores": pd.DataFrame(), "counts": tables.get("counts")}, metadata
+        )
+        out.append(f'<p class="empty">No repair scoring was run: {esc(" and ".join(why))}.</p>')
     elif responses.empty:
         out.append(
             '<p class="empty">No NK population met every AREG rule (net response above the '
@@ -175,9 +301,25 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
             "</p>"
         )
     else:
+        n_pops = responses["population"].nunique()
+        n_biased = int((responses["repair-biased"] == "yes").sum())
+        out.append(
+            f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
+            f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
+            "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
+            "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
+            "repair-biased = AREG-responsive and RI above the scoring's cut-off (0.5 by "
+            "default). A response proves AREG+ NK in this assay, not repair.</p>"
+        )
         out.append(html_table(responses, source="tables/flags.csv"))
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
     if not judged.empty:
         out.append("<h3>What could not be judged</h3>")
+        distinct = judged.attrs.get("distinct_rows", 0)
+        out.append(
+            f'<p class="lead">{distinct} distinct population × tube row(s) could not be judged. '
+            "A row can fail several of these rules, so the counts per rule overlap and add up "
+            "to more than that.</p>"
+        )
         out.append(html_table(judged, source="tables/flags.csv"))
     return "".join(out) or f"<p>{esc('No findings.')}</p>"

@@ -55,6 +55,25 @@ _PROV_SHOWN = {
 POPULATION_FIGURES = ("populations_by_tissue_timepoint", "populations_heatmap")
 
 
+#: why an appendix table can be empty, said in place of a bare "No rows."
+APPENDIX_EMPTY = {
+    "bright_dim": (
+        "No rows. CD56bright vs CD56dim AREG is a human NK read-out (Wang et al., EMBO J 2023): "
+        "it needs both subsets gated (CD56 in the panel; mouse NK carry no CD56) and scored in "
+        "a stimulated tube."
+    ),
+}
+
+#: what the thresholds table's columns are on (read beside every thresholds table)
+THRESHOLD_COLUMNS_NOTE = (
+    "gate: the population the cut-off was set in (its parent), not the population it "
+    "defines. value, ci_low, ci_high: on each channel's transformed scale (logicle or arcsinh "
+    "for fluorescence and metal channels; scatter channels stay linear; FSC-H/FSC-A and other "
+    "ratios are unitless); the *_linear columns give the same cut-off in the instrument's "
+    "linear units."
+)
+
+
 def population_figures(
     populations: pd.DataFrame | None,
     metadata: pd.DataFrame | None,
@@ -113,6 +132,7 @@ def _gating_section(
     if is_empty(thresholds):
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:
+        out.append(f'<p class="hint">{THRESHOLD_COLUMNS_NOTE}</p>')
         cols += [c for c in thresholds.columns if c not in cols]
         per_sample = pd.Series(False, index=thresholds.index)
         if "sample_id" in thresholds.columns:
@@ -205,7 +225,8 @@ def _appendix(
             continue
         out.append(f"<h3>{esc(name)}</h3>")
         stem = safe_name(name, default="table")
-        out.append(html_table(tables[name], source=f"tables/{stem}.csv"))
+        empty = APPENDIX_EMPTY.get(name, "No rows.")
+        out.append(html_table(tables[name], source=f"tables/{stem}.csv", empty=empty))
     if big:
         items = "".join(
             f"<li>{esc(name)}: {len(tables[name]):,} rows in "

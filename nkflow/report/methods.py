@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..exceptions import NkflowError
+from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
 
 __all__ = ["as_plain_dict", "methods_text", "provenance_templates", "provenance_versions"]
 
@@ -95,25 +95,6 @@ def provenance_templates(provenance: Mapping[str, Any] | None) -> list[tuple[str
     return out
 
 
-def _num(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value)) if abs(value) < 1e15 else repr(value)
-    return str(value)
-
-
-def _ordinal(value: Any) -> str:
-    text = _num(value)
-    if text.endswith("1") and not text.endswith("11"):
-        return text + "st"
-    if text.endswith("2") and not text.endswith("12"):
-        return text + "nd"
-    if text.endswith("3") and not text.endswith("13"):
-        return text + "rd"
-    return text + "th"
-
-
 def _sum(table: pd.DataFrame | None, column: str) -> float | None:
     if table is None or table.empty or column not in table.columns:
         return None
@@ -136,7 +117,12 @@ def _batch_sentence(tables: Mapping[str, pd.DataFrame]) -> str:
         for s, n in sorted(counts.items())
         if s not in ("ok", "qc-failed", "parse-failed", "skipped")
     ]
-    return f"The batch comprised {len(status)} FCS file(s) ({', '.join(parts + others)}). "
+    if "reason_code" in status.columns and parts and parts[0].endswith(" ok"):
+        ok = status["status"].astype(str) == "ok"
+        control = int((ok & (status["reason_code"].astype(str) == "CONTROL")).sum())
+        if control:  # FMO tubes only set cut-offs: said apart from the analysed tubes
+            parts[0] += f": {int(ok.sum()) - control} analysed tube(s), {control} FMO control(s)"
+    return f"The batch comprised {len(status)} FCS file(s) ({'; '.join(parts + others)}). "
 
 
 def _transform_sentence(tf: Mapping[str, Any]) -> str:
@@ -219,15 +205,36 @@ def _preprocessing_sentences(cfg: Mapping[str, Any], prov: Mapping[str, Any]) ->
     return "; ".join(sentences) + ". Scatter and Time channels kept their linear scale. "
 
 
+def _time_qc_skips(table: pd.DataFrame | None) -> tuple[int, int, list[str]]:
+    """``(skipped, files, reasons)``: files whose time QC was skipped, and why (distinct)."""
+    if table is None or table.empty or "time_qc" not in table.columns:
+        return 0, 0, []
+    skipped = table["time_qc"].fillna("").astype(str) == "skipped"
+    why = table.loc[skipped, "time_qc_skipped"] if "time_qc_skipped" in table else pd.Series()
+    reasons = list(dict.fromkeys(str(r).split(" (")[0] for r in why.dropna() if str(r)))
+    return int(skipped.sum()), len(table), reasons
+
+
 def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
     if qc and not qc.get("enabled", True):
         return "Acquisition quality control was switched off. "
+    skipped, files, reasons = _time_qc_skips(table)
+    time_on = qc.get("time", True)
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    if not time_on:
+        state = "off"
+    elif skipped and skipped == files:
+        state = f"on, but skipped in every file{why}"
+    elif skipped:
+        state = f"on; skipped in {skipped} of {files} files{why}"
+    else:
+        state = "on"
     steps = []
     steps.append(
         "time-based removal of unstable acquisition stretches (bins of consecutive events "
         "whose flow rate or signal distribution departs from the rest of the file by more "
         "than 6 sampling errors in one bin, or 3.5 over a run of bins; smooth drift is kept): "
-        f"{'on' if qc.get('time', True) else 'off'}"
+        f"{state}"
     )
     steps.append(
         f"removal of margin (saturated) events: {'on' if qc.get('margins', True) else 'off'}"
@@ -241,8 +248,11 @@ def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
             f"({100 * removed / n_in:.2f}%) were removed"
         )
         rt, rm = _sum(table, "removed_time"), _sum(table, "removed_margin")
-        if rt is not None or rm is not None:
+        time_ran = time_on and not (skipped and skipped == files)
+        if time_ran and (rt is not None or rm is not None):
             text += f" ({rt or 0:,.0f} by time QC, {rm or 0:,.0f} as margin events)"
+        elif rm is not None:
+            text += f" ({rm:,.0f} as margin events; no time QC was applied)"
         text += ". "
     return text
 
@@ -342,164 +352,6 @@ def _plan_sentence(plan: Mapping[str, Any]) -> str:
     return ". ".join(parts) + ". " if parts else ""
 
 
-def _clustering_sentence(cl: Mapping[str, Any], random_state: Any) -> str:
-    if cl and not cl.get("enabled", True):
-        return "Clustering was switched off. "
-    markers = cl.get("markers") or []
-    on = (
-        f"on {', '.join(map(str, markers))}"
-        if markers
-        else "on the panel's phenotype markers other than those stimulation moves (CD69, "
-        "CD62L, CD16)"
-    )
-    return (
-        f'Gated "{cl.get("population", "NK")}" cells were pooled across the batch (at most '
-        f"{_num(cl.get('per_sample_cap', 20000))} cells per sample for training) and clustered "
-        f"{on} with a {_num(cl.get('xdim', 10))}×{_num(cl.get('ydim', 10))} self-organising "
-        f"map and consensus metaclustering into k = {_num(cl.get('n_metaclusters', 10))} "
-        f"metaclusters (random_state = {_num(random_state)}), fitted on the unstimulated "
-        "tubes so that stimulation cannot create metaclusters of its own; every cell of every "
-        "tube (stimulated ones included) was then mapped to its metacluster sample by sample. "
-    )
-
-
-#: Flag criteria (all must hold), in the order they are worded.
-_FLAG_RULES = {
-    "min_net": "AREG net response (stim − unstim) ≥ {} percentage points",
-    "min_areg_events": "≥ {} AREG+ events in the stimulated tube",
-    "min_events": "≥ {} events in the population in both tubes",
-    "require_fmo_threshold": "an AREG cut-off from an FMO control required: {}",
-    "require_positive_control": "the batch's positive control responded (required: {})",
-    "control_population": "positive-control population {}",
-    "control_min_net": "positive-control net response ≥ {} percentage points",
-    "control_min_areg_events": "positive control ≥ {} AREG+ events",
-    "control_min_events": "positive control ≥ {} events",
-    "populations": "the population is one of the flaggable ones ({})",
-    "conditions": "the stimulation condition may raise a flag ({})",
-}
-#: Other score definitions.
-_SCORE_SETTINGS = {
-    "ri_cut": "repair-biased = AREG-responsive and polarisation index RI > {}",
-    "markers": "markers {}",
-    "percentile": "AREG cut-offs computed by scoring at the {} percentile of the FMO",
-    "confidence": "interval coverage {}",
-    "residency_population": "residency read from the {} gate of the unstimulated tube",
-    "residency_in_score": "residency in the ordering score: {}",
-    "ranking": "within-batch and -condition ordering score z(AREG_net) + z(RI), for "
-    "ordering only: {}",
-    "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
-    "interpretation): {}",
-    "consistency_bright": "consistency read-out: {} AREG net",
-    "consistency_dim": "compared with {} (reported, not a rule)",
-    "timepoint_order": "timepoint order: {}",
-}
-_SKIP_KEYS = ("source", "enabled", "definitions", "species")
-
-
-def _definition_text(key: str, value: Any, labels: Mapping[str, str]) -> str:
-    if isinstance(value, Mapping):
-        value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
-    elif isinstance(value, list | tuple):
-        value = ", ".join(map(str, value))
-    shown = _ordinal(value) if key == "percentile" else _num(value)
-    label = labels.get(key)
-    return label.format(shown) if label else f"{key} = {shown}"
-
-
-def _scoring_definitions(
-    sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
-) -> tuple[Mapping[str, Any], str]:
-    """The effective score definitions: from provenance, else loaded as tl.score would."""
-    defs = provenance.get("scoring") if isinstance(provenance, Mapping) else None
-    if isinstance(defs, Mapping) and defs:
-        return defs, str(defs.get("source") or sc.get("definitions") or "")
-    species = "human"
-    if metadata is not None and "species" in metadata.columns:
-        found = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
-        species = "mouse" if found == {"mouse"} else "human"
-    try:
-        from ..tl._score_config import load_scoring_config
-
-        loaded = load_scoring_config(str(sc.get("definitions") or "") or species)
-    except (ImportError, NkflowError, OSError):
-        return {}, ""
-    plain = dataclasses.asdict(loaded)
-    return plain, str(plain.get("source", ""))
-
-
-def _timepoint_text(configured: Any, metadata: pd.DataFrame | None) -> str:
-    """The timepoint order the run applied (``metadata.attrs``), and whether it was configured."""
-    configured = [str(t) for t in configured or ()]
-    applied = None if metadata is None else metadata.attrs.get("timepoint_order")
-    if applied is None:  # not from a run: the setting alone
-        if configured:
-            return f"timepoint order: {', '.join(configured)}"
-        return "timepoint order: none configured (the sheet's timepoints in their natural order)"
-    applied = [str(t) for t in applied]
-    if not applied:
-        return "timepoint order: none (the sheet gives no timepoints)"
-    if configured and applied == configured:
-        return f"timepoint order: {', '.join(applied)} (configured)"
-    how = f"configured {', '.join(configured)}, then" if configured else "none configured:"
-    return f"timepoint order: {', '.join(applied)} ({how} the natural order)"
-
-
-def _scoring_sentence(
-    sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
-) -> str:
-    if sc and not sc.get("enabled", True):
-        return "Repair scoring was switched off. "
-    defs, source = _scoring_definitions(sc, provenance, metadata)
-    definitions = source or str(sc.get("definitions") or "") or "the species default"
-    text = (
-        f"Repair profiles used the score definitions from {definitions}: AREG net response "
-        "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
-        "the clearance axis (NKG2D+, CD107a net) kept separate, and the tissue-resident "
-        "fraction reported as context. A population was flagged AREG-responsive only when "
-        "all of these held: the lower bound of the AREG net interval was above 0"
-    )
-    mouse = str(defs.get("species", "")).lower() == "mouse"
-    # mouse NK carry no CD56: the CD56bright vs CD56dim read-out does not exist there
-    skip = (*_SKIP_KEYS, "consistency_bright", "consistency_dim") if mouse else _SKIP_KEYS
-    keys = [str(k) for k in defs if str(k) not in skip]
-    rules = [_definition_text(k, defs[k], _FLAG_RULES) for k in _FLAG_RULES if k in keys]
-    others = [
-        _timepoint_text(defs[k], metadata)
-        if k == "timepoint_order"
-        else _definition_text(k, defs[k], _SCORE_SETTINGS)
-        for k in keys
-        if k not in _FLAG_RULES
-    ]
-    text += "".join(f"; {r}" for r in rules) + ". "
-    if others:
-        text += "Other score settings: " + "; ".join(others) + ". "
-    text += (
-        "Each stimulation condition (the sheet's stimulation value of a stimulated tube) was "
-        "scored against the unstimulated tube of the same donor, tissue, timepoint and batch, "
-        "and conditions were never pooled. "
-    )
-    if mouse:
-        text += (
-            "The tubes were scored as mouse: mouse NK cells have not been shown to make AREG "
-            "(human blood NK cells have, Wang et al., EMBO J 2023), so every AREG score is "
-            "labelled exploratory, and the CD56bright versus CD56dim read-out does not apply "
-            "(mouse NK cells carry no CD56). "
-        )
-    else:
-        text += (
-            "Human blood NK cells have been reported to make AREG (Wang et al., EMBO J 2023; "
-            "most in CD56bright, induced by IL-2/IL-15), so the CD56bright versus CD56dim AREG "
-            "net is reported per tube as a consistency read-out; mouse NK cells have not been "
-            "shown to make AREG and mouse AREG scores are labelled exploratory. "
-        )
-    text += (
-        "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
-        "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
-        "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
-    )
-    return text
-
-
 def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
     """Where the per-sample steps ran: the worker count the run used, else the setting's."""
     if ex.get("scheduler"):
@@ -559,9 +411,8 @@ def methods_text(
         read + _preprocessing_sentences(cfg, prov) + _qc_sentence(cfg.get("qc", {}), tabs.get("qc"))
     )
     p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
-    p3 = _clustering_sentence(cfg.get("clustering", {}), random_state) + _scoring_sentence(
-        cfg.get("scoring", {}), prov, metadata
-    )
+    p3 = clustering_sentence(cfg.get("clustering", {}), prov, random_state)
+    p3 += scoring_sentence(cfg.get("scoring", {}), prov, metadata, tabs)
     ex = cfg.get("execution", {})
     if ex:
         p3 += (

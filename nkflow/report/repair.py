@@ -19,7 +19,7 @@ from .figures import FigureItem
 from .sections import gallery
 from .tables import esc, fmt_value, html_table, is_empty
 
-__all__ = ["KEY_CAVEAT", "caveats_block", "repair_section"]
+__all__ = ["KEY_CAVEAT", "caveats_block", "comparisons_block", "repair_section"]
 
 _WHO = ("sample_id", "pair", "sample")
 _PASSED = ("passed", "areg_responsive", "flagged")
@@ -44,16 +44,18 @@ _SCORE_COLUMNS = (
     "order_rank", "evidence", "interpretation",
 )  # fmt: skip
 _LABELS = {
-    "areg_net": "AREG net %", "AREG_net": "AREG net %", "areg_net_ci_low": "CI low",
+    "areg_net": "AREG net (pp)", "AREG_net": "AREG net (pp)", "areg_net_ci_low": "CI low",
     "areg_net_ci_high": "CI high", "ci_low": "CI low", "ci_high": "CI high", "ri": "RI",
-    "ifng_net": "IFN-γ net %", "IFN-g_net": "IFN-γ net %", "pct_nkg2d_stim": "NKG2D+ %",
-    "NKG2D": "NKG2D+ %", "cd107a_net": "CD107a net %", "CD107a_net": "CD107a net %",
-    "residency_fraction": "resident fraction", "resident_fraction": "resident fraction",
+    "ifng_net": "IFN-γ net (pp)", "IFN-g_net": "IFN-γ net (pp)", "pct_nkg2d_stim": "NKG2D+ %",
+    "NKG2D": "NKG2D+ %", "cd107a_net": "CD107a net (pp)", "CD107a_net": "CD107a net (pp)",
+    "residency_fraction": "resident % of population",
+    "resident_fraction": "resident % of population",
     "areg_responsive": "AREG-responsive", "repair_biased": "repair-biased",
     "failed_rules": "rules failed", "n_areg_stim": "AREG+ events", "unstim_sample_id": "unstim",
     "control_passed": "positive control ok", "order_rank": "rank",
     "message": "evidence and reason", "evidence": "AREG in NK of this species",
-    "interpretation": "context", "bright_net": "CD56bright net %", "dim_net": "CD56dim net %",
+    "interpretation": "context", "bright_net": "CD56bright net (pp)",
+    "dim_net": "CD56dim net (pp)",
     "bright_ci_low": "bright CI low", "bright_ci_high": "bright CI high",
     "dim_ci_low": "dim CI low", "dim_ci_high": "dim CI high",
     "difference": "bright − dim", "bright_below_dim": "bright < dim",
@@ -133,6 +135,12 @@ def _cell(col: str, value: Any, row: pd.Series) -> str:
     return ""
 
 
+def _percent(value: Any) -> str:
+    """A 0-1 fraction as a percentage (``0.0279`` -> ``2.8``), ``–`` when missing."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return "–" if pd.isna(number) else f"{100 * number:.1f}"
+
+
 def _curated(table: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
     cols = [c for c in wanted if c in table.columns]
     return cols if len(cols) >= 3 else [c for c in table.columns if c != "caveat"]
@@ -144,10 +152,20 @@ def _interval(row: pd.Series) -> str:
     hi = next((row[c] for c in ("areg_net_ci_high", "ci_high") if c in row.index), None)
     if net is None:
         return ""
-    text = f"AREG net {fmt_value(net)}%"
+    text = f"AREG net {fmt_value(net)} pp"
     if lo is not None and hi is not None:
         text += f" [{fmt_value(lo)}, {fmt_value(hi)}]"
     return text
+
+
+def _flagged_count(passed: pd.DataFrame) -> str:
+    """``"19 population × tube rows (6 populations)"``: a flag is one population in one tube."""
+    n = len(passed)
+    if "population" not in passed.columns:
+        return f"{n} population(s)"
+    pops = passed["population"].nunique()
+    rows = "row" if n == 1 else "rows"
+    return f"{n} population × tube {rows} ({pops} population{'' if pops == 1 else 's'})"
 
 
 def _flag_summary(flags: pd.DataFrame) -> str:
@@ -186,27 +204,31 @@ def _flag_summary(flags: pd.DataFrame) -> str:
             bits.append(f'<span class="context"><b>{esc(context)}</b></span>')
         items.append(f"<li>{' — '.join(bits)}</li>")
     return (
-        f'<div class="flagged"><b>{len(passed)} population(s) flagged</b> (the evidence is '
+        f'<div class="flagged"><b>{_flagged_count(passed)} flagged</b> (the evidence is '
         f"in the table below):<ul>{''.join(items)}</ul></div>"
     )
 
 
 def _rule_legend(flags: pd.DataFrame) -> str:
+    """The rule codes and data-quality note codes the flags carry, with their meaning."""
     try:
+        from ..tl._score_messages import NOTES
         from ..tl.score import RULES
     except ImportError:  # scoring not installed in this build: no legend
         return ""
+    meanings = {**RULES, **NOTES}
     codes: set[str] = set()
-    for col in ("rule", "failed_rules", "rules"):
+    for col in ("rule", "failed_rules", "rules", "notes"):
         if col in flags.columns:
             for value in flags[col].dropna().astype(str):
-                codes.update(c.strip() for c in value.split(";") if c.strip())
-    known = [(c, RULES[c]) for c in sorted(codes) if c in RULES]
+                # a note may name what it concerns: THRESHOLD_MISMATCH:CD107a
+                codes.update(c.split(":")[0].strip() for c in value.split(";") if c.strip())
+    known = [(c, meanings[c]) for c in sorted(codes) if c in meanings]
     if not known:
         return ""
     rows = "".join(f"<tr><th><code>{esc(c)}</code></th><td>{esc(m)}</td></tr>" for c, m in known)
     return (
-        '<details class="legend"><summary>Rule codes</summary><div class="table-wrap">'
+        '<details class="legend"><summary>Rule and note codes</summary><div class="table-wrap">'
         f'<table class="kv">{rows}</table></div></details>'
     )
 
@@ -287,7 +309,8 @@ def _side_by_side(scores: pd.DataFrame) -> str:
         rows.append(row)
     return (
         "<h3>Stimulation conditions side by side</h3>"
-        '<p class="lead">Median (range) AREG net % over the stimulated tubes of each '
+        '<p class="lead">Median (range) AREG net in percentage points (pp) over the '
+        "stimulated tubes of each "
         "condition, each against its own unstimulated partner, and how many tubes were "
         "flagged. IL-2 and IL-15 are the reported natural inducers of NK AREG; PMA/ionomycin "
         "is supraphysiological; AREG induced by a glucocorticoid condition may be pro-tumour."
@@ -347,11 +370,15 @@ def repair_section(
         out.append('<p class="empty">No scores table was produced.</p>')
     else:
         out.append(
-            '<p class="lead">AREG net: % AREG+ in the stimulated minus the unstimulated tube, '
-            "with its confidence interval; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
+            '<p class="lead">AREG net: % AREG+ in the stimulated minus % AREG+ in the '
+            "unstimulated tube, in percentage points (pp), with its confidence interval; IFN-γ "
+            "and CD107a nets likewise; RI: polarisation AREG+IFN-γ− / (AREG+IFN-γ− + "
             "AREG−IFN-γ+), 0 to 1; NKG2D and CD107a: the clearance axis, kept separate; "
-            "resident fraction: context only, not part of the score. Populations that can be "
-            "flagged come first; every column is in tables/scores.csv.</p>"
+            "resident %: share of the population in the tissue-resident (trNK) gate of the "
+            "unstimulated tube, context only, not part of the score; rank: order of the "
+            "population within its batch and condition by z(AREG net) + z(RI), 1 first, for "
+            "sorting only (not a test). Populations that can be flagged come first; every "
+            "column is in tables/scores.csv (resident fraction there as 0-1).</p>"
         )
         if "flaggable" in scores.columns:
             order = np.argsort(~_truthy(scores["flaggable"]).to_numpy(), kind="stable")
@@ -362,17 +389,91 @@ def repair_section(
                 columns=_curated(scores, _SCORE_COLUMNS),
                 labels=_LABELS,
                 cell_class=_cell,
+                formatters={c: _percent for c in ("residency_fraction", "resident_fraction")},
                 source="tables/scores.csv",
             )
         )
-    comparisons = tables.get("comparisons")
-    if not is_empty(comparisons):
-        out.append("<h3>Comparisons</h3>")
-        out.append(
-            '<p class="lead">First timepoint against each later one, per condition and '
-            "tissue. <code>n_pairs</code> counts donors, the test's independent units; a "
-            "donor measured twice in one row (several tissues) is one pair, its values "
-            "averaged (<code>n_units</code>: the pairs before that).</p>"
-        )
-        out.append(html_table(comparisons, cell_class=_cell, source="tables/comparisons.csv"))
+    out.append(comparisons_block(tables.get("comparisons")))
     return "".join(out)
+
+
+_COMPARISON_INTRO = (
+    "First timepoint against each later one, per condition and tissue, for the populations "
+    "the scoring may flag (its <code>[flag] populations</code>, metaclusters included when "
+    "listed); the value is the AREG net in percentage points (pp), after − before. "
+    "<code>n_pairs</code> counts donors, the test's independent units; a donor measured "
+    "twice in one row (several tissues) is one pair, its values averaged "
+    "(<code>n_units</code>: the donor × tissue pairs before that). "
+    "<code>hl_estimate</code>: Hodges-Lehmann estimate of the shift (median of the "
+    "pairwise averages of the differences), with its distribution-free 95% interval "
+    "(<code>ci_low</code>–<code>ci_high</code>, blank below 6 pairs). "
+    "<code>p_value</code>: two-sided sign-flip permutation test of the mean difference "
+    "(exact up to 16 pairs); <code>p_min</code>: the smallest p-value the row's "
+    "<code>n_pairs</code> allows (2/2^n: 0.5 with 2 donors, so such a row can never "
+    "reach significance whatever the data); <code>p_sign</code>: exact sign test on how many "
+    "donors went up vs down; <code>p_adj</code>: Benjamini-Hochberg (false discovery rate) "
+    "adjustment over all rows of this table. <code>n_glucocorticoid_before</code>/"
+    "<code>_after</code>: donors of the row whose tubes were glucocorticoid-exposed at that "
+    "timepoint; glucocorticoids induce pro-tumour AREG in NK (Wei et al., Adv Sci 2025), so a "
+    "row mixing exposed and unexposed donors mixes the treatment with steroid exposure."
+)
+
+
+def _exposure_text(row: pd.Series) -> str:
+    """``"after: 1 of 2 donors (mixed)"`` from a row's glucocorticoid counts."""
+    n = row.get("n_pairs")
+    parts = []
+    for when in ("before", "after"):
+        k = row.get(f"n_glucocorticoid_{when}")
+        if k is None or pd.isna(k) or n is None or pd.isna(n) or int(k) == 0:
+            continue
+        mixed = " (mixed)" if int(k) < int(n) else ""
+        parts.append(f"{when}: {int(k)} of {int(n)} donors{mixed}")
+    return "; ".join(parts) or "none"
+
+
+def comparisons_block(comparisons: pd.DataFrame | None) -> str:
+    """The comparisons table with what each column means and what the row sizes allow.
+
+    Parameters
+    ----------
+    comparisons
+        ``tables/comparisons.csv`` (:func:`nkflow.tl.compare_paired` rows); ``None`` or
+        empty gives ``""``.
+
+    Returns
+    -------
+    str
+        HTML: heading, the column explanations, counts of rows that cannot reach p < 0.05
+        and of rows mixing glucocorticoid-exposed and unexposed donors, and the table.
+    """
+    if is_empty(comparisons):
+        return ""
+    table = comparisons.copy()
+    notes = []
+    if "p_min" in table.columns:
+        blocked = int((pd.to_numeric(table["p_min"], errors="coerce") >= 0.05).sum())
+        if blocked:
+            notes.append(
+                f"{blocked} of {len(table)} row(s) have too few donors to reach p < 0.05 "
+                "with any data (p_min ≥ 0.05): read them as description, not as tests."
+            )
+    if {"n_glucocorticoid_after", "n_glucocorticoid_before"} <= set(table.columns):
+        table["glucocorticoid_exposed"] = table.apply(_exposure_text, axis=1)
+        mixed = int(table["glucocorticoid_exposed"].str.contains("mixed").sum())
+        if mixed:
+            notes.append(
+                f"{mixed} row(s) mix glucocorticoid-exposed and unexposed donors "
+                "(column glucocorticoid-exposed)."
+            )
+        cols = list(table.columns)
+        cols.remove("glucocorticoid_exposed")
+        at = cols.index("population") + 1 if "population" in cols else len(cols)
+        table = table[[*cols[:at], "glucocorticoid_exposed", *cols[at:]]]
+    lead = _COMPARISON_INTRO + ("" if not notes else " " + " ".join(esc(n) for n in notes))
+    return f'<h3>Comparisons</h3><p class="lead">{lead}</p>' + html_table(
+        table,
+        labels={"glucocorticoid_exposed": "glucocorticoid-exposed"},
+        cell_class=_cell,
+        source="tables/comparisons.csv",
+    )

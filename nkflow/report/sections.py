@@ -191,7 +191,14 @@ def overview_section(
     if not is_empty(status) and "status" in status.columns:
         counts = status["status"].astype(str).value_counts()
         cards.append(_card(len(status), "input files"))
-        cards.append(_card(int(counts.get("ok", 0)), "analysed (ok)", "ok"))
+        ok = status["status"].astype(str) == "ok"
+        if "reason_code" in status.columns:  # FMO tubes only set cut-offs: counted apart
+            control = ok & (status["reason_code"].astype(str) == "CONTROL")
+        else:
+            control = ok & False
+        cards.append(_card(int((ok & ~control).sum()), "analysed tubes (ok)", "ok"))
+        if control.any():
+            cards.append(_card(int(control.sum()), "FMO controls (ok)", "ok"))
         # every status that is neither ok nor skipped is a failure (parse, QC, processing)
         failed = int(sum(n for s, n in counts.items() if s not in ("ok", "skipped")))
         cards.append(_card(failed, "failed", "bad" if failed else ""))

@@ -83,18 +83,14 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
     net_text = (
         "AREG_net undefined (no events to compare in the stimulated or unstimulated tube)"
         if no_net
-        else f"AREG_net {row['areg_net']:.2f} pts (CI {row['areg_net_ci_low']:.2f} to "
+        else f"AREG_net {row['areg_net']:.2f} pp (CI {row['areg_net_ci_low']:.2f} to "
         f"{row['areg_net_ci_high']:.2f})"
     )
     num = (
         f"{net_text}, {_count(row['n_areg_stim'])} AREG+ events, "
         f"{_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
     )
-    ctl = f"positive control {row['control_source'] or 'none'}" + (
-        f" net {row['control_net']:.2f} (CI low {row['control_ci_low']:.2f})"
-        if np.isfinite(row["control_net"])
-        else ""
-    )
+    ctl = _control_text(row)
     if not failed:
         ri = row["ri"]
         bias = (
@@ -126,11 +122,33 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         else f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
         "NET_BELOW_MIN": "AREG_net undefined"
         if no_net
-        else f"AREG_net {row['areg_net']:.2f} < {cfg.min_net:g}",
+        else f"AREG_net {row['areg_net']:.2f} pp < {cfg.min_net:g} pp",
         "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
         "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
     }
     return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
+
+
+#: how a control source reads in a message (the codes stay in ``control_source``)
+_CONTROL_WORDS = {
+    "positive_control tube": "the batch's positive-control tube",
+    "stimulated tube's own gate": "the control gate of this stimulated tube",
+}
+
+
+def _control_text(row: Mapping[str, Any]) -> str:
+    """``"positive control (the batch's positive-control tube PC_1): net 25.37 pp ..."``."""
+    source = str(row.get("control_source") or "")
+    if not source:
+        return "no positive control"
+    where = _CONTROL_WORDS.get(source, source)
+    sample = str(row.get("control_sample_id") or "")
+    if sample and sample not in where:
+        where += f" {sample}"
+    net = row.get("control_net")
+    if net is None or not np.isfinite(net):
+        return f"positive control ({where})"
+    return f"positive control ({where}): net {net:.2f} pp (CI low {row['control_ci_low']:.2f})"
 
 
 def _count(value: Any) -> str:

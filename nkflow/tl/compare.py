@@ -6,6 +6,10 @@ label permutation between groups (exact up to 20 000 arrangements), with Hodges-
 effects and their distribution-free intervals where the sample size allows a 95% interval.
 p-values are Benjamini-Hochberg adjusted across the rows of each output table.
 
+An exact sign-flip test over ``n`` pairs cannot give a two-sided p below ``2 / 2**n`` (every
+difference in one direction): 2 pairs never go below 0.5, 5 pairs never below 0.0625, so
+``p_min`` says beside each row what its ``n_pairs`` allows.
+
 Tests are per stimulation condition and population by default (``by=None``): an IL-15 and a
 PMA/iono response are different read-outs and are never pooled. Add context columns to ``by``
 to stratify, e.g. ``by=("condition", "tissue_kind", "population")`` so that tumour and
@@ -25,7 +29,14 @@ from scipy import stats as sps
 
 from ..exceptions import ConfigError
 
-__all__ = ["PAIRED_COLUMNS", "benjamini_hochberg", "compare_groups", "compare_paired"]
+__all__ = [
+    "PAIRED_COLUMNS",
+    "benjamini_hochberg",
+    "compare_groups",
+    "compare_paired",
+    "paired_columns",
+    "signflip_min_p",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +47,10 @@ _EXACT_ARRANGEMENTS = 20_000
 PAIRED_COLUMNS = (
     "n_pairs", "n_units", "mean_before", "mean_after", "mean_difference",
     "median_difference", "hl_estimate", "ci_low", "ci_high", "n_increase", "n_decrease",
-    "p_value", "p_sign", "test", "p_adj", "value", "comparison",
+    "p_value", "p_min", "p_sign", "test", "p_adj", "value", "comparison",
 )  # fmt: skip
+#: values of an exposure column (``glucocorticoid``) that mark a tube as exposed
+_EXPOSED = frozenset({"yes", "true", "1"})
 
 
 def _strata(scores: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
@@ -91,6 +104,29 @@ def _signflip_p(d: np.ndarray, rng: np.random.Generator, n_resamples: int) -> tu
     return float(p), f"sign-flip permutation ({n_resamples} resamples)"
 
 
+def signflip_min_p(n_pairs: int, n_resamples: int = 20_000) -> float:
+    """Smallest two-sided p-value the sign-flip test can give with ``n_pairs`` pairs.
+
+    Parameters
+    ----------
+    n_pairs
+        Number of independent pairs (donors).
+    n_resamples
+        Random sign flips used above 16 pairs.
+
+    Returns
+    -------
+    float
+        ``2 / 2**n_pairs`` (capped at 1) when the test is exact, ``1 / (n_resamples + 1)``
+        when it is resampled; NaN for no pairs.
+    """
+    if n_pairs < 1:
+        return float("nan")
+    if n_pairs <= _EXACT_PAIRS:
+        return min(1.0, 2.0 / 2.0**n_pairs)
+    return 1.0 / (n_resamples + 1.0)
+
+
 def _signed_rank_counts(n: int) -> np.ndarray:
     """Number of sign patterns giving each signed-rank sum T+ = 0..n(n+1)/2."""
     counts = np.zeros(n * (n + 1) // 2 + 1)
@@ -128,6 +164,7 @@ def compare_paired(
     timepoint_key: str = "timepoint",
     pair_on: Sequence[str] = ("donor", "tissue"),
     by: Sequence[str] | None = None,
+    exposures: Sequence[str] = (),
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
@@ -153,6 +190,11 @@ def compare_paired(
         population (``condition`` when the table has it). Add context columns
         (``tissue_kind``) to stratify; a column that changes between the two timepoints
         (``glucocorticoid`` when steroids came with the treatment) would break the pairs.
+    exposures
+        Context columns counted, not stratified on (``("glucocorticoid",)``): for each,
+        ``n_<column>_before`` and ``n_<column>_after`` give how many of the row's pairs
+        (donors) had a tube marked ``yes`` at that timepoint, so a row that mixes
+        dexamethasone-exposed donors with unexposed ones says so.
     confidence
         Coverage of the Hodges-Lehmann interval.
     n_resamples
@@ -169,8 +211,10 @@ def compare_paired(
         ``mean_after``,
         ``mean_difference``, ``median_difference``, ``hl_estimate``, ``ci_low``,
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
-        ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_sign`` (exact sign test),
-        ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+        ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_min`` (the smallest
+        ``p_value`` this ``n_pairs`` allows: ``2 / 2**n_pairs`` when exact), ``p_sign``
+        (exact sign test), ``p_adj`` (Benjamini-Hochberg over the rows), ``test``, and the
+        ``exposures`` counts after ``n_units``.
 
     Raises
     ------
@@ -178,7 +222,8 @@ def compare_paired(
         A column named above is missing from ``scores``, or ``before == after``.
     """
     by = _strata(scores, by)
-    for col in [value, timepoint_key, *pair_on, *by]:
+    exposures = list(exposures)
+    for col in [value, timepoint_key, *pair_on, *by, *exposures]:
         if col not in scores.columns:
             raise ConfigError(
                 f"scores table has no column {col!r}; have {', '.join(map(str, scores.columns))}"
@@ -196,16 +241,19 @@ def compare_paired(
         .dropna()
         .reset_index()
     )
+    wide = _with_exposures(wide, sub, keys, timepoint_key, (before, after), exposures)
     rows = []
     for group, part in wide.groupby(list(by), dropna=False, sort=True):
         group = group if isinstance(group, tuple) else (group,)
         n_units = len(part)
+        exposed = _exposed_counts(part, exposures)
         part = _one_unit_per_donor(part, pair_on, before, after)
         d = (part[after] - part[before]).to_numpy(float)
         row = dict(zip(by, group, strict=True))
         row.update(
             n_pairs=int(d.size),
             n_units=n_units,
+            **exposed,
             mean_before=part[before].mean(),
             mean_after=part[after].mean(),
         )
@@ -228,6 +276,7 @@ def compare_paired(
             n_increase=int((d > 0).sum()),
             n_decrease=int((d < 0).sum()),
             p_value=p,
+            p_min=signflip_min_p(int(d.size), n_resamples),
             p_sign=p_sign,
             test=test,
         )
@@ -235,10 +284,67 @@ def compare_paired(
     out = pd.DataFrame(rows)
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
-        return pd.DataFrame(columns=[*by, *PAIRED_COLUMNS])
+        return pd.DataFrame(columns=paired_columns(by, exposures))
     out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
+    return out[paired_columns(by, exposures)]
+
+
+def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str]:
+    """Column order of :func:`compare_paired`'s result for these ``by`` and ``exposures``.
+
+    Parameters
+    ----------
+    by
+        The stratifying columns (first).
+    exposures
+        The counted context columns; their counts follow ``n_units``.
+
+    Returns
+    -------
+    list of str
+        ``by``, then :data:`PAIRED_COLUMNS` with ``n_<col>_before``/``n_<col>_after``
+        after ``n_units``.
+    """
+    counts = [f"n_{c}_{when}" for c in exposures for when in ("before", "after")]
+    cols = list(PAIRED_COLUMNS)
+    at = cols.index("n_units") + 1
+    return [*by, *cols[:at], *counts, *cols[at:]]
+
+
+def _with_exposures(
+    wide: pd.DataFrame,
+    sub: pd.DataFrame,
+    keys: list[str],
+    timepoint_key: str,
+    points: tuple[str, str],
+    exposures: Sequence[str],
+) -> pd.DataFrame:
+    """``wide`` plus ``_<col>_before``/``_<col>_after``: a unit had an exposed tube then."""
+    for col in exposures:
+        flag = sub[col].astype(str).str.strip().str.lower().isin(_EXPOSED)
+        per_unit = (
+            sub.assign(_exposed=flag)
+            .groupby([*keys, timepoint_key], dropna=False, observed=True)["_exposed"]
+            .any()
+            .unstack(timepoint_key, fill_value=False)
+            .reindex(columns=list(points), fill_value=False)
+            .astype(bool)
+        )
+        per_unit.columns = [f"_{col}_before", f"_{col}_after"]
+        wide = wide.merge(per_unit.reset_index(), on=keys, how="left")
+    return wide
+
+
+def _exposed_counts(part: pd.DataFrame, exposures: Sequence[str]) -> dict[str, int]:
+    """Pairs (donors when known, else units) of ``part`` exposed before and after."""
+    out = {}
+    for col in exposures:
+        for when in ("before", "after"):
+            hit = part[f"_{col}_{when}"].astype("boolean").fillna(False).astype(bool)
+            n = part.loc[hit, "donor"].nunique() if "donor" in part else int(hit.sum())
+            out[f"n_{col}_{when}"] = int(n)
     return out
 
 

@@ -1,0 +1,302 @@
+"""The analysis sentences of the methods paragraph: clustering and repair scoring.
+
+Split from :mod:`nkflow.report.methods` (which keeps reading, preprocessing, QC, gating and
+execution). Each sentence states what the run did: the markers the SOM was trained on and
+the consensus settings it used (the provenance's ``clustering`` record), and whether scoring
+had anything to score (the scores table), and why not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import NkflowError
+
+__all__ = ["clustering_sentence", "nothing_scored_reasons", "scoring_sentence"]
+
+
+def _num(value: Any) -> str:
+    """A setting as text: booleans as yes/no, whole floats without ``.0``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _ordinal(value: Any) -> str:
+    """``99.5`` -> ``99.5th``, ``1`` -> ``1st``."""
+    text = _num(value)
+    if text.endswith("1") and not text.endswith("11"):
+        return text + "st"
+    if text.endswith("2") and not text.endswith("12"):
+        return text + "nd"
+    if text.endswith("3") and not text.endswith("13"):
+        return text + "rd"
+    return text + "th"
+
+
+def clustering_sentence(
+    cl: Mapping[str, Any], provenance: Mapping[str, Any], random_state: Any
+) -> str:
+    """How the batch was clustered: the markers the SOM was trained on and its settings.
+
+    Parameters
+    ----------
+    cl
+        The ``clustering`` configuration (plain dict).
+    provenance
+        The provenance record; its ``clustering`` entry (what the fit used: ``markers``,
+        ``n_train``, ``rlen``, ``n_resamples``, ``resample_fraction``, linkages, the
+        metacluster count reached) is preferred over the configuration, and
+        ``clustering_skipped`` says why there was none.
+    random_state
+        The run's seed.
+
+    Returns
+    -------
+    str
+        One or two sentences.
+    """
+    if cl and not cl.get("enabled", True):
+        return "Clustering was switched off. "
+    skipped = provenance.get("clustering_skipped")
+    if skipped:
+        return f"Clustering was not run: {skipped}. "
+    fit = provenance.get("clustering") or {}
+    get = lambda key, default=None: fit.get(key, cl.get(key, default))  # noqa: E731
+    markers = fit.get("markers") or cl.get("markers") or []
+    if markers:
+        on = f"on {len(markers)} marker(s): {', '.join(map(str, markers))}"
+    else:
+        on = (
+            "on the panel's phenotype markers other than those stimulation moves (CD69, "
+            "CD62L, CD16)"
+        )
+    pooled = f"{int(fit['n_train']):,} cells" if "n_train" in fit else "cells"
+    alpha = fit.get("alpha") or [cl.get("alpha_start", 0.05), cl.get("alpha_end", 0.01)]
+    k = get("n_metaclusters", 10)
+    asked = fit.get("n_metaclusters_requested")
+    k_text = f"k = {_num(k)}" + (
+        f" (of {_num(asked)} requested)" if asked is not None and asked != k else ""
+    )
+    return (
+        f'Gated "{get("population", "NK")}" cells were pooled across the batch ({pooled}, '
+        f"at most {_num(get('per_sample_cap', 20000))} cells per sample, for training) and "
+        f"clustered {on}, with a self-organising map on a "
+        f"{_num(get('xdim', 10))}×{_num(get('ydim', 10))} grid ({_num(get('rlen', 10))} "
+        f"training passes, learning rate {_num(alpha[0])} to "
+        f"{_num(alpha[-1])}, {get('som_init', 'random')} start) and consensus metaclustering "
+        f"of its nodes ({_num(get('n_resamples', 100))} resampling rounds, each drawing "
+        f"{float(get('resample_fraction', 0.9)):.0%} of the nodes, {get('linkage', 'average')} "
+        f"linkage within each round, {get('final_linkage', 'average')} linkage on "
+        f"1 − consensus) into {k_text} metaclusters (random_state = {_num(random_state)}), "
+        "fitted on the unstimulated tubes so that stimulation cannot create metaclusters of "
+        "its own; every cell of every tube (stimulated ones included) was then mapped to its "
+        "metacluster sample by sample. "
+    )
+
+
+#: Flag criteria (all must hold), in the order they are worded.
+_FLAG_RULES = {
+    "min_net": "AREG net response (stim − unstim) ≥ {} percentage points",
+    "min_areg_events": "≥ {} AREG+ events in the stimulated tube",
+    "min_events": "≥ {} events in the population in both tubes",
+    "require_fmo_threshold": "an AREG cut-off from an FMO control required: {}",
+    "require_positive_control": "the batch's positive control responded (required: {})",
+    "control_population": "positive-control population {}",
+    "control_min_net": "positive-control net response ≥ {} percentage points",
+    "control_min_areg_events": "positive control ≥ {} AREG+ events",
+    "control_min_events": "positive control ≥ {} events",
+    "populations": "the population is one of the flaggable ones ({})",
+    "conditions": "the stimulation condition may raise a flag ({})",
+}
+#: Other score definitions.
+_SCORE_SETTINGS = {
+    "ri_cut": "repair-biased = AREG-responsive and polarisation index RI > {}",
+    "markers": "markers {}",
+    "percentile": "AREG cut-offs computed by scoring at the {} percentile of the FMO",
+    "confidence": "interval coverage {}",
+    "residency_population": "residency read from the {} gate of the unstimulated tube",
+    "residency_in_score": "residency in the ordering score: {}",
+    "ranking": "within-batch and -condition ordering score z(AREG_net) + z(RI), for "
+    "ordering only: {}",
+    "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
+    "interpretation): {}",
+    "consistency_bright": "consistency read-out: {} AREG net",
+    "consistency_dim": "compared with {} (reported, not a rule)",
+    "timepoint_order": "timepoint order: {}",
+}
+_SKIP_KEYS = ("source", "enabled", "definitions", "species")
+
+
+def _definition_text(key: str, value: Any, labels: Mapping[str, str]) -> str:
+    if isinstance(value, Mapping):
+        value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        value = ", ".join(map(str, value))
+    shown = _ordinal(value) if key == "percentile" else _num(value)
+    label = labels.get(key)
+    return label.format(shown) if label else f"{key} = {shown}"
+
+
+def _scoring_definitions(
+    sc: Mapping[str, Any], provenance: Mapping[str, Any], metadata: pd.DataFrame | None
+) -> tuple[Mapping[str, Any], str]:
+    """The effective score definitions: from provenance, else loaded as tl.score would."""
+    defs = provenance.get("scoring") if isinstance(provenance, Mapping) else None
+    if isinstance(defs, Mapping) and defs:
+        return defs, str(defs.get("source") or sc.get("definitions") or "")
+    species = "human"
+    if metadata is not None and "species" in metadata.columns:
+        found = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
+        species = "mouse" if found == {"mouse"} else "human"
+    try:
+        from ..tl._score_config import load_scoring_config
+
+        loaded = load_scoring_config(str(sc.get("definitions") or "") or species)
+    except (ImportError, NkflowError, OSError):
+        return {}, ""
+    plain = dataclasses.asdict(loaded)
+    return plain, str(plain.get("source", ""))
+
+
+def _timepoint_text(configured: Any, metadata: pd.DataFrame | None) -> str:
+    """The timepoint order the run applied (``metadata.attrs``), and whether it was configured."""
+    configured = [str(t) for t in configured or ()]
+    applied = None if metadata is None else metadata.attrs.get("timepoint_order")
+    if applied is None:  # not from a run: the setting alone
+        if configured:
+            return f"timepoint order: {', '.join(configured)}"
+        return "timepoint order: none configured (the sheet's timepoints in their natural order)"
+    applied = [str(t) for t in applied]
+    if not applied:
+        return "timepoint order: none (the sheet gives no timepoints)"
+    if configured and applied == configured:
+        return f"timepoint order: {', '.join(applied)} (configured)"
+    how = f"configured {', '.join(configured)}, then" if configured else "none configured:"
+    return f"timepoint order: {', '.join(applied)} ({how} the natural order)"
+
+
+def nothing_scored_reasons(
+    tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None
+) -> list[str]:
+    """Why a run's scoring produced no rows (empty when it scored something).
+
+    Parameters
+    ----------
+    tables
+        The run's tables: an absent or empty ``scores`` table with an analysed batch
+        means nothing was scored; ``counts`` (its ``areg_channel``) says whether the panel
+        has AREG.
+    metadata
+        The sheet (its ``role`` says whether there were stimulated tubes).
+
+    Returns
+    -------
+    list of str
+        The reasons, worded (``[]`` when scores exist or no run tables are given).
+    """
+    scores = tables.get("scores")
+    if scores is None or not scores.empty:
+        return []
+    reasons = []
+    if metadata is not None and "role" in metadata.columns:
+        roles = metadata["role"].fillna("").astype(str).str.strip().str.lower()
+        if not (roles == "stim").any():
+            reasons.append("the batch has no stimulated tube")
+        elif not (roles == "unstim").any():
+            reasons.append("no stimulated tube has an unstimulated partner")
+    counts = tables.get("counts")
+    if counts is not None and "areg_channel" in counts.columns:
+        channels = counts["areg_channel"].fillna("").astype(str).str.strip()
+        if not (channels != "").any():
+            reasons.append("the panel has no AREG channel")
+    return reasons or ["no stimulated tube could be paired with an unstimulated one"]
+
+
+def scoring_sentence(
+    sc: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+    metadata: pd.DataFrame | None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+) -> str:
+    """The repair-scoring sentences: definitions, flag rules, context; or why none ran.
+
+    Parameters
+    ----------
+    sc
+        The ``scoring`` configuration (plain dict).
+    provenance
+        The provenance record (its ``scoring`` entry holds the effective definitions).
+    metadata
+        The sheet (species picks the default definitions; roles explain an empty run).
+    tables
+        The run's tables; an empty ``scores`` table means scoring had nothing to score.
+
+    Returns
+    -------
+    str
+        Plain text.
+    """
+    if sc and not sc.get("enabled", True):
+        return "Repair scoring was switched off. "
+    why = nothing_scored_reasons(tables or {}, metadata)
+    if why:
+        return (
+            f"Repair scoring had nothing to score: {' and '.join(why)}, so no AREG net "
+            "response, polarisation index or flag was computed. "
+        )
+    defs, source = _scoring_definitions(sc, provenance, metadata)
+    definitions = source or str(sc.get("definitions") or "") or "the species default"
+    text = (
+        f"Repair profiles used the score definitions from {definitions}: AREG net response "
+        "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
+        "the clearance axis (NKG2D+, CD107a net) kept separate, and the tissue-resident "
+        "fraction reported as context. A population was flagged AREG-responsive only when "
+        "all of these held: the lower bound of the AREG net interval was above 0"
+    )
+    mouse = str(defs.get("species", "")).lower() == "mouse"
+    # mouse NK carry no CD56: the CD56bright vs CD56dim read-out does not exist there
+    skip = (*_SKIP_KEYS, "consistency_bright", "consistency_dim") if mouse else _SKIP_KEYS
+    keys = [str(k) for k in defs if str(k) not in skip]
+    rules = [_definition_text(k, defs[k], _FLAG_RULES) for k in _FLAG_RULES if k in keys]
+    others = [
+        _timepoint_text(defs[k], metadata)
+        if k == "timepoint_order"
+        else _definition_text(k, defs[k], _SCORE_SETTINGS)
+        for k in keys
+        if k not in _FLAG_RULES
+    ]
+    text += "".join(f"; {r}" for r in rules) + ". "
+    if others:
+        text += "Other score settings: " + "; ".join(others) + ". "
+    text += (
+        "Each stimulation condition (the sheet's stimulation value of a stimulated tube) was "
+        "scored against the unstimulated tube of the same donor, tissue, timepoint and batch, "
+        "and conditions were never pooled. "
+    )
+    if mouse:
+        text += (
+            "The tubes were scored as mouse: mouse NK cells have not been shown to make AREG "
+            "(human blood NK cells have, Wang et al., EMBO J 2023), so every AREG score is "
+            "labelled exploratory, and the CD56bright versus CD56dim read-out does not apply "
+            "(mouse NK cells carry no CD56). "
+        )
+    else:
+        text += (
+            "Human blood NK cells have been reported to make AREG (Wang et al., EMBO J 2023; "
+            "most in CD56bright, induced by IL-2/IL-15), so the CD56bright versus CD56dim AREG "
+            "net is reported per tube as a consistency read-out; mouse NK cells have not been "
+            "shown to make AREG and mouse AREG scores are labelled exploratory. "
+        )
+    text += (
+        "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
+        "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
+        "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
+    )
+    return text
