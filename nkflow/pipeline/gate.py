@@ -19,6 +19,7 @@ from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
+from ..pp.compensate import check_matrix_setting
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
@@ -63,6 +64,7 @@ def gate_files(
     template = cfg.gating.template
     # by content, before the output folder: a FlowJo 9 / FACSDiva XML is a bad template
     kind = template_format(template)
+    check_matrix_setting(cfg.compensation.matrix)  # once, not once per file
     out = OutputFolder(out_dir, resumable=False)  # nkflow gate has no --resume
     extra = [Path(template)] if Path(template).is_file() else []
     out.prepare(force=force, inputs=[*inputs, *extra])

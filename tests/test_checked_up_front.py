@@ -1,4 +1,4 @@
-"""Every numeric setting is checked in one place, before any work (exit 2 in the CLI)."""
+"""Settings and setting files are checked once, before any work (exit 2 in the CLI)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,29 @@ def test_cli_refuses_a_bad_seed_before_any_work(monkeypatch, tmp_path: Path, fla
     assert result.exit_code == 2, result.output
     assert "execution.random_state" in result.output and "Traceback" not in result.output
     assert not called and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "gate"])
+def test_unparseable_matrix_file_is_one_usage_error(tmp_path: Path, command: str) -> None:
+    """An empty matrix file failed each of 31 files with the same message."""
+    matrix = tmp_path / "zero.fcs"
+    matrix.write_bytes(b"")
+    (tmp_path / "in").mkdir()
+    out = tmp_path / "o"
+    extra = ["--template", "human_tissue"] if command == "gate" else []
+    args = [command, str(tmp_path / "in"), *extra, "-o", str(out), "--compensation", str(matrix)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "zero.fcs: no header row" in result.output and "FAILED" not in result.output
+    assert not out.exists()
+
+
+def test_library_run_checks_the_matrix_before_the_output_folder(tmp_path: Path) -> None:
+    import nkflow as nk
+
+    matrix = tmp_path / "m.csv"
+    matrix.write_text("A,B\n1,0.1\n")  # one row for two channels
+    cfg = replace_values(RunConfig(), {"compensation.matrix": str(matrix)})
+    with pytest.raises(ConfigError, match=r"m\.csv: header names 2 channels"):
+        nk.run(tmp_path, tmp_path / "o", config=cfg)
+    assert not (tmp_path / "o").exists()
