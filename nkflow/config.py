@@ -63,11 +63,19 @@ class QCConfig:
         Remove unstable stretches of acquisition (flow rate and signal over Time).
     margins
         Remove saturated (margin) events.
+    nonfinite
+        Events holding NaN/Inf values: ``"raise"`` (default) fails the file, ``"drop"``
+        drops those events with a warning (``nonfinite`` of :func:`nkflow.io.read_fcs`).
+        Applies whether or not QC is enabled.
     """
 
     enabled: bool = True
     time: bool = True
     margins: bool = True
+    nonfinite: str = "raise"
+
+    def __post_init__(self) -> None:
+        _check_section("qc", self)
 
 
 @dataclass(frozen=True)
@@ -326,6 +334,7 @@ _RANGES: dict[str, tuple[bool, float, bool, float]] = {
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "transform.method": ("auto", "logicle", "arcsinh"),
+    "qc.nonfinite": ("raise", "drop"),
     "clustering.som_init": ("random", "pca"),
     "clustering.linkage": ("average", "complete", "single", "ward"),
     "clustering.final_linkage": ("average", "complete", "single"),

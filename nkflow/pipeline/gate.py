@@ -187,7 +187,10 @@ def _gate_external(
         for _, row in meta.iterrows():
             sid = str(row["sample_id"])
             try:
-                adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
+                adata = read_fcs(
+                    row["path"], sample_id=sid, panel=cfg.panel or None,
+                    nonfinite=cfg.qc.nonfinite,
+                )  # fmt: skip
                 if adata.uns["nkflow"].get("spillover") is not None:
                     pp.compensate(adata)
                 frames.append(apply_gatingml(template, {sid: adata}))
