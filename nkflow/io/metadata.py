@@ -465,6 +465,8 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         raw = path.read_bytes()
     except IsADirectoryError:
         raise MetadataError(path, ["is a directory; use metadata_from_folder"]) from None
+    except FileNotFoundError:
+        raise MetadataError(path, ["does not exist (no such file or folder)"]) from None
     except OSError as exc:
         raise MetadataError(path, [f"cannot read the sheet: {exc.strerror or exc}"]) from None
     text = _decode_sheet(raw, problems)
