@@ -373,8 +373,9 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     from .pipeline.plan import plan_batch
 
     _setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
-    try:
-        report = check_batch(input_path, panel=panel, raise_on_error=False)
+    try:  # the sheet read once: its notes (not UTF-8, ...) are said once
+        batch = read_batch(input_path, panel=panel)
+        report = check_batch(batch, panel=panel, raise_on_error=False)
     except NkflowError as exc:
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
@@ -385,7 +386,7 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
         RunConfig(), {"panel": str(panel) if panel else None, "gating.template": template}
     )
     try:
-        plan = plan_batch(read_batch(input_path, panel=panel).metadata, config)
+        plan = plan_batch(batch.metadata, config)
         click.echo("")
         click.echo(_lines(plan.to_text()))
     except PanelMismatchError as exc:
@@ -568,15 +569,28 @@ def templates_show(name: str) -> None:
 @templates.command("validate")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def templates_validate(path: Path) -> None:
-    """Validate an edited template; exit 1 naming every problem."""
-    from .gating.template import validate_template
+    """Validate an edited template (TOML) or a GatingML 2.0 file; exit 1 naming the problems.
 
+    A FlowJo workspace is recognised (safe XML); its gates are checked when
+    ``nkflow gate`` applies it to its files.
+    """
+    from .gating.gatingml import validate_gatingml
+    from .gating.template import validate_template
+    from .gating.xml_kind import template_format
+
+    what = ""
     try:
-        validate_template(path)
+        kind = template_format(path)  # by content: a GatingML file is not TOML
+        if kind == "gatingml":
+            what = f" GatingML 2.0 ({len(validate_gatingml(path))} populations)"
+        elif kind == "workspace":
+            what = " FlowJo workspace (safe XML; its gates are checked by `nkflow gate`)"
+        else:
+            validate_template(path)
     except GatingTemplateError as exc:
         _fail_line(path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
-    click.echo(f"{escape_text(path)}: valid")
+    click.echo(f"{escape_text(path)}: valid{what}")
 
 
 if __name__ == "__main__":  # pragma: no cover

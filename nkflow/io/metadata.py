@@ -482,7 +482,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise MetadataError(path, [f"not a readable CSV: {exc}"]) from None
+        raise MetadataError(path, [f"not a readable CSV: {str(exc).strip()}"]) from None
     table.columns = [sheet_header(c) for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
