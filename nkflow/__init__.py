@@ -21,6 +21,7 @@ tumour: every scored output says so, and a flag is a hypothesis to test.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from . import exceptions
@@ -52,6 +53,10 @@ __all__ = [
     "run",
     "tl",
 ]
+
+# a library configures no output: without a handler, Python's last-resort handler would
+# print every WARNING record to a notebook's stderr (the CLI installs its own handlers)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __getattr__, __dir__ = attach(
     __name__,

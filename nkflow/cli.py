@@ -9,15 +9,14 @@ no permission, another run holding the output folder, links inside it).
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ._console import ProgressBars, setup_logging
 from ._version import __version__
 from .exceptions import (
     ConfigError,
@@ -30,53 +29,6 @@ from .exceptions import (
 from .io.text_safety import escape_frame, escape_text
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
-
-
-class _EscapingFormatter(logging.Formatter):
-    """Log lines quote file names and sample ids: escape them like every other message."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_text(super().formatMessage(record))
-
-
-class _AboveProgressHandler(logging.StreamHandler):
-    """Log lines printed above the progress bars (tqdm.write), never glued onto one."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # logging must never raise
-            self.handleError(record)
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    # per-sample warnings (low event counts, fallback thresholds) are in the status table
-    # and the report; the console shows errors unless asked for more
-    level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}.get(verbose, logging.DEBUG)
-    if quiet:
-        level = logging.ERROR
-    handler = _AboveProgressHandler()
-    handler.setFormatter(_EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("nkflow")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.captureWarnings(True)  # keeps Python's own showwarning to restore
-    warnings.showwarning = _show_warning
-    warn_handler = _AboveProgressHandler()
-    warn_handler.setFormatter(_EscapingFormatter("nkflow: warning: %(message)s"))
-    warn_logger = logging.getLogger("py.warnings")
-    warn_logger.handlers[:] = [warn_handler]
-    warn_logger.setLevel(level)
-
-
-def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
-    """A warning as one line: its text, which names the file, not the code that raised it."""
-    logging.getLogger("py.warnings").warning("%s", message)
 
 
 def _one_line(text: object) -> str:
@@ -205,7 +157,7 @@ def run(
     quiet: bool,
 ) -> None:
     """Run the whole pipeline on a folder of FCS files, a metadata sheet (CSV) or one FCS file."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from .config import load_config, replace_values
     from .pipeline import default_out_dir
     from .pipeline import run as run_pipeline
@@ -235,7 +187,7 @@ def run(
     _validate_panel(config.panel)
     out_dir = out if out is not None else default_out_dir(input_path)
     # bars redraw with carriage returns: only on a terminal, not into a log file
-    progress = None if quiet or not sys.stderr.isatty() else _ProgressBars()
+    progress = None if quiet or not sys.stderr.isatty() else ProgressBars()
     try:
         results = run_pipeline(
             input_path,
@@ -279,32 +231,6 @@ def _exit_code(failures: Sequence[dict[str, Any]]) -> int:
     if any(f.get("reason_code") == "OUTPUT_WRITE" for f in failures):
         return EXIT_ENVIRONMENT
     return EXIT_FAILED_INPUTS if failures else EXIT_OK
-
-
-class _ProgressBars:
-    """tqdm bars, one per pipeline stage, fed by the pipeline's progress callback."""
-
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        bar = self._bars.get(stage)
-        if bar is None and total == 0:  # a stage with nothing to do (no FMO tubes)
-            return
-        if bar is None:
-            self.close()  # one stage at a time: the previous stage is finished
-            bar = tqdm(total=total, desc=stage, unit="step", leave=False, file=sys.stderr)
-            self._bars[stage] = bar
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
 
 
 @main.command()
@@ -372,9 +298,10 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     from .io import check_batch, read_batch
     from .pipeline.plan import plan_batch
 
-    _setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
-    try:
-        report = check_batch(input_path, panel=panel, raise_on_error=False)
+    setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
+    try:  # the sheet read once: its notes (not UTF-8, ...) are said once
+        batch = read_batch(input_path, panel=panel)
+        report = check_batch(batch, panel=panel, raise_on_error=False)
     except NkflowError as exc:
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
@@ -386,7 +313,7 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     )
     refused: list[tuple[str, BaseException]] = []  # files the plan cannot gate
     try:
-        meta = read_batch(input_path, panel=panel).metadata
+        meta = batch.metadata
         plan = plan_batch(meta, config)
         click.echo("")
         click.echo(_lines(plan.to_text()))
@@ -487,7 +414,7 @@ def gate(
     quiet: bool,
 ) -> None:
     """Gate FCS files (or a metadata sheet / folder) with a template; write populations.csv."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from .config import load_config, replace_values
     from .pipeline import gate_files
 
@@ -577,15 +504,28 @@ def templates_show(name: str) -> None:
 @templates.command("validate")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def templates_validate(path: Path) -> None:
-    """Validate an edited template; exit 1 naming every problem."""
-    from .gating.template import validate_template
+    """Validate an edited template (TOML) or a GatingML 2.0 file; exit 1 naming the problems.
 
+    A FlowJo workspace is recognised (safe XML); its gates are checked when
+    ``nkflow gate`` applies it to its files.
+    """
+    from .gating.gatingml import validate_gatingml
+    from .gating.template import validate_template
+    from .gating.xml_kind import template_format
+
+    what = ""
     try:
-        validate_template(path)
+        kind = template_format(path)  # by content: a GatingML file is not TOML
+        if kind == "gatingml":
+            what = f" GatingML 2.0 ({len(validate_gatingml(path))} populations)"
+        elif kind == "workspace":
+            what = " FlowJo workspace (safe XML; its gates are checked by `nkflow gate`)"
+        else:
+            validate_template(path)
     except GatingTemplateError as exc:
         _fail_line(path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
-    click.echo(f"{escape_text(path)}: valid")
+    click.echo(f"{escape_text(path)}: valid{what}")
 
 
 if __name__ == "__main__":  # pragma: no cover

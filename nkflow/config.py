@@ -63,11 +63,19 @@ class QCConfig:
         Remove unstable stretches of acquisition (flow rate and signal over Time).
     margins
         Remove saturated (margin) events.
+    nonfinite
+        Events holding NaN/Inf values: ``"raise"`` (default) fails the file, ``"drop"``
+        drops those events with a warning (``nonfinite`` of :func:`nkflow.io.read_fcs`).
+        Applies whether or not QC is enabled.
     """
 
     enabled: bool = True
     time: bool = True
     margins: bool = True
+    nonfinite: str = "raise"
+
+    def __post_init__(self) -> None:
+        _check_section("qc", self)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,17 @@ class TransformConfig:
     A: float = 0.0
     estimate_w: bool = False
 
+    def __post_init__(self) -> None:
+        _check_section("transform", self)
+        # the logicle parameters constrain each other (Parks, Roederer & Moore 2006)
+        if not self.W <= self.M / 2:
+            raise ConfigError(f"transform.W = {self.W!r}; valid: 0 <= W <= M/2 = {self.M / 2}")
+        if not -self.W <= self.A <= self.M - 2 * self.W:
+            raise ConfigError(
+                f"transform.A = {self.A!r}; valid: -W <= A <= M - 2W, here "
+                f"{-self.W} <= A <= {self.M - 2 * self.W}"
+            )
+
 
 @dataclass(frozen=True)
 class GatingConfig:
@@ -141,6 +160,9 @@ class GatingConfig:
     bootstrap: int = 200
     max_threshold_drift: float = 0.1
     overrides: str = ""
+
+    def __post_init__(self) -> None:
+        _check_section("gating", self)
 
 
 @dataclass(frozen=True)
@@ -203,25 +225,7 @@ class ClusteringConfig:
     resample_fraction: float = 0.9
 
     def __post_init__(self) -> None:
-        for key in ("rlen", "batch_size", "min_updates_per_pass", "min_batch_size", "n_resamples"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"clustering.{key} = {value!r}; it must be a whole number >= 1")
-        for key in ("alpha_start", "alpha_end", "resample_fraction"):
-            value = getattr(self, key)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (ok and math.isfinite(value) and 0.0 < value <= 1.0):
-                raise ConfigError(f"clustering.{key} = {value!r}; valid: 0 < value <= 1")
-        choices = {
-            "som_init": ("random", "pca"),
-            "linkage": ("average", "complete", "single", "ward"),
-            "final_linkage": ("average", "complete", "single"),
-        }
-        for key, valid in choices.items():
-            if getattr(self, key) not in valid:
-                raise ConfigError(
-                    f"clustering.{key} = {getattr(self, key)!r}; valid: {', '.join(valid)}"
-                )
+        _check_section("clustering", self)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,9 @@ class ExecutionConfig:
     workers: int = 0
     scheduler: str = ""
     random_state: int = 0
+
+    def __post_init__(self) -> None:
+        _check_section("execution", self)
 
 
 @dataclass(frozen=True)
@@ -295,45 +302,91 @@ class RunConfig:
         _validate(self)
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {"transform.method": ("auto", "logicle", "arcsinh")}
+#: Every numeric setting's valid range, checked in one place (:func:`_check_section`)
+#: whenever a section is built: from TOML, from CLI flags or in Python. Each entry:
+#: whole number or not, lowest value, whether the lowest is allowed, highest value.
+_RANGES: dict[str, tuple[bool, float, bool, float]] = {
+    "transform.cofactor": (False, 0, True, math.inf),
+    "transform.T": (False, 0, False, math.inf),
+    "transform.W": (False, 0, True, math.inf),
+    "transform.M": (False, 0, False, math.inf),
+    "transform.A": (False, -math.inf, False, math.inf),
+    "gating.fmo_percentile": (False, 50, True, 100),
+    "gating.min_events": (True, 0, True, math.inf),
+    "gating.bootstrap": (True, 0, True, math.inf),
+    "gating.max_threshold_drift": (False, 0, False, math.inf),
+    "clustering.xdim": (True, 1, True, math.inf),
+    "clustering.ydim": (True, 1, True, math.inf),
+    "clustering.n_metaclusters": (True, 1, True, math.inf),
+    "clustering.per_sample_cap": (True, 1, True, math.inf),
+    "clustering.rlen": (True, 1, True, math.inf),
+    "clustering.batch_size": (True, 1, True, math.inf),
+    "clustering.min_updates_per_pass": (True, 1, True, math.inf),
+    "clustering.min_batch_size": (True, 1, True, math.inf),
+    "clustering.n_resamples": (True, 1, True, math.inf),
+    "clustering.alpha_start": (False, 0, False, 1),
+    "clustering.alpha_end": (False, 0, False, 1),
+    "clustering.resample_fraction": (False, 0, False, 1),
+    "execution.workers": (True, 0, True, math.inf),
+    # numpy's legacy seeding (sklearn's check_random_state) takes 0 .. 2**32 - 1
+    "execution.random_state": (True, 0, True, 2**32 - 1),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "transform.method": ("auto", "logicle", "arcsinh"),
+    "qc.nonfinite": ("raise", "drop"),
+    "clustering.som_init": ("random", "pca"),
+    "clustering.linkage": ("average", "complete", "single", "ward"),
+    "clustering.final_linkage": ("average", "complete", "single"),
+}
+
+#: Upper bounds that are excluded (every other upper bound is allowed).
+_OPEN_ABOVE = frozenset({"gating.fmo_percentile"})
+
+
+def _check_section(section: str, obj: Any) -> None:
+    """Raise :class:`ConfigError` for the first value of ``obj`` outside its range.
+
+    The message names the dotted key, the value given and the valid range or choices.
+    """
+    for f in fields(obj):
+        key, value = f"{section}.{f.name}", getattr(obj, f.name)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"{key} = {value!r}; valid: {', '.join(_CHOICES[key])}")
+        if key not in _RANGES:
+            continue
+        whole, low, low_ok, high = _RANGES[key]
+        kinds = int if whole else int | float
+        ok = isinstance(value, kinds) and not isinstance(value, bool)
+        ok = ok and not math.isnan(value) and (value >= low if low_ok else value > low)
+        ok = ok and (value < high if key in _OPEN_ABOVE else value <= high)
+        if ok and not whole and high == math.inf:
+            ok = math.isfinite(value)
+        if not ok:
+            raise ConfigError(f"{key} = {value!r}; valid: {_range_text(key)}")
+
+
+def _range_text(key: str) -> str:
+    whole, low, low_ok, high = _RANGES[key]
+    what = "a whole number" if whole else "a number" if high != math.inf else "a finite number"
+    below = "<" if key in _OPEN_ABOVE else "<="
+    if low == -math.inf:
+        return f"{what} (finite)"
+    text = f"{what} {'>=' if low_ok else '>'} {_num(low)}"
+    if high != math.inf:
+        text = f"{what}, {_num(low)} {'<=' if low_ok else '<'} value {below} {_num(high)}"
+    if key == "transform.cofactor":
+        text += " (0: by technology, 5 for mass cytometry, 150 otherwise)"
+    return text
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def _validate(cfg: RunConfig) -> None:
-    method = cfg.transform.method
-    if method not in _CHOICES["transform.method"]:
-        raise ConfigError(
-            f"transform.method = {method!r}; valid: {', '.join(_CHOICES['transform.method'])}"
-        )
-    cofactor = cfg.transform.cofactor
-    if not (isinstance(cofactor, int | float) and math.isfinite(cofactor) and cofactor >= 0):
-        raise ConfigError(
-            f"transform.cofactor = {cofactor!r}; it must be a number >= 0 "
-            "(0: by technology, 5 for mass cytometry, 150 otherwise)"
-        )
     if not cfg.compensation.matrix.strip():
         raise ConfigError("compensation.matrix is empty; valid: 'file', 'none' or a matrix path")
-    positive = {
-        "transform.T": cfg.transform.T,
-        "transform.M": cfg.transform.M,
-        "clustering.xdim": cfg.clustering.xdim,
-        "clustering.ydim": cfg.clustering.ydim,
-        "clustering.n_metaclusters": cfg.clustering.n_metaclusters,
-        "clustering.per_sample_cap": cfg.clustering.per_sample_cap,
-    }
-    for key, value in positive.items():
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{key} = {value!r}; it must be a positive number")
-    if not 50.0 <= cfg.gating.fmo_percentile < 100.0:
-        raise ConfigError(
-            f"gating.fmo_percentile = {cfg.gating.fmo_percentile!r}; valid: 50 <= p < 100"
-        )
-    for key, value in {
-        "gating.min_events": cfg.gating.min_events,
-        "gating.bootstrap": cfg.gating.bootstrap,
-        "execution.workers": cfg.execution.workers,
-    }.items():
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{key} = {value!r}; it must be a whole number >= 0")
 
 
 def _section_types() -> dict[str, type]:
@@ -392,8 +445,14 @@ def _from_mapping(data: dict[str, Any], where: str = "") -> RunConfig:
                     f"{where}unknown key {name}.{key}; valid: {', '.join(valid_keys)}"
                 )
             section_kwargs[key] = _coerce(cls, key, item, f"{where}{name}.")
-        kwargs[name] = cls(**section_kwargs)
-    return RunConfig(**kwargs)
+        try:
+            kwargs[name] = cls(**section_kwargs)
+        except ConfigError as exc:  # a value out of range: name the file too
+            raise ConfigError(f"{where}{exc}") from None
+    try:
+        return RunConfig(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
 
 
 def load_config(path: str | Path | None = None) -> RunConfig:

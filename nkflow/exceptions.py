@@ -42,7 +42,7 @@ class NkflowError(Exception):
 
 
 class FCSReadError(NkflowError, OSError):
-    """An FCS file cannot be read.
+    """An events file cannot be read: an FCS file, or an ``.h5ad`` container.
 
     Parameters
     ----------

@@ -419,9 +419,9 @@ def test_config_compensation_and_transform_keys(tmp_path: Path, toml: str, error
 
 def test_a_stage_with_nothing_to_do_draws_no_bar() -> None:
     """A batch without FMO tubes printed an empty 'controls: 0step' bar."""
-    from nkflow.cli import _ProgressBars
+    from nkflow._console import ProgressBars
 
-    bars = _ProgressBars()
+    bars = ProgressBars()
     bars("controls", 0, 0)
     assert bars._bars == {}
     bars("samples", 1, 3)

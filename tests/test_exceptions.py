@@ -34,3 +34,23 @@ def test_hierarchy_message_and_pickling(error: Exception, builtin: type, text: s
     back = pickle.loads(pickle.dumps(error))
     assert type(back) is type(error)
     assert str(back) == str(error)
+
+
+def test_library_input_errors_are_nkflow_types_naming_the_file(tmp_path) -> None:
+    """h5py, pandas and a bare ValueError reached the user without nkflow's type or path."""
+    import pandas as pd
+
+    import nkflow as nk
+
+    not_h5 = tmp_path / "x.csv"
+    not_h5.write_text("a,b\n1,2\n")
+    with pytest.raises(ex.FCSReadError, match=r"x\.csv: not a readable \.h5ad") as err:
+        nk.io.read_h5ad(not_h5)
+    assert isinstance(err.value, OSError)
+    with pytest.raises(ex.FCSReadError, match=r"nope\.h5ad: no such file"):
+        nk.io.read_h5ad(tmp_path / "nope.h5ad")
+    with pytest.raises(ex.MetadataError, match=r"nope\.csv.*\n.*does not exist"):
+        nk.tl.score(pd.DataFrame(), tmp_path / "nope.csv")
+    with pytest.raises(ex.MetadataError, match=r"nope_dir.*\n.*does not exist"):
+        nk.run(tmp_path / "nope_dir", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

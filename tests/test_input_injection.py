@@ -311,7 +311,7 @@ def test_config_key_neutralises_for_the_pipeline(tmp_path: Path) -> None:
 
 
 def test_cli_log_lines_are_escaped() -> None:
-    from nkflow.cli import _EscapingFormatter
+    from nkflow._console import _EscapingFormatter
 
     args = ("a\nnkflow: OK", "\x1b[2J")
     record = logging.LogRecord(
@@ -319,3 +319,34 @@ def test_cli_log_lines_are_escaped() -> None:
     )
     line = _EscapingFormatter("%(levelname)s %(name)s: %(message)s").format(record)
     assert line == "ERROR nkflow.pipeline: sample a\\nnkflow: OK failed: \\x1b[2J"
+
+
+def test_fcs_keyword_text_is_neutralised_in_csv(tmp_path: Path) -> None:
+    """``$CYT = '=cmd|calc'`` reached tables/consistency.csv and ``inspect --csv`` as is."""
+    channels = ["FSC-A", "SSC-A", *STAINS, "Time"]
+    data = RNG.uniform(0, 1000, size=(40, len(channels))).astype(np.float32)
+    path = nio.write_fcs(
+        tmp_path / "a.fcs", data, channels, markers=[None, None, *STAINS.values(), None],
+        keywords={"$CYT": "=cmd|calc"},
+    )  # fmt: skip
+    out = tmp_path / "insp.csv"
+    result = CliRunner().invoke(main, ["inspect", str(path), "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert table["instrument"].tolist() == ["'=cmd|calc"]
+
+
+def test_write_table_neutralises_only_formula_text(tmp_path: Path) -> None:
+    from nkflow.io.write import write_table
+
+    table = pd.DataFrame(
+        {"text": ["=1+2", "-2", "-", "CD56-", "@x", "'=safe"], "value": [-1.5, 2, 3, 4, 5, 6]}
+    )
+    table["=col"] = "+cmd"
+    write_table(table, tmp_path / "t", formats=("csv", "parquet"))
+    back = pd.read_csv(tmp_path / "t.csv", dtype=str, keep_default_na=False)
+    assert back.columns.tolist() == ["text", "value", "'=col"]
+    assert back["text"].tolist() == ["'=1+2", "-2", "-", "CD56-", "'@x", "'=safe"]
+    assert back["value"].tolist()[0] == "-1.5" and set(back["'=col"]) == {"'+cmd"}
+    parquet = pd.read_parquet(tmp_path / "t.parquet")  # the data as read, for programs
+    assert parquet["text"].iloc[0] == "=1+2"

@@ -487,3 +487,40 @@ def test_fuzz_structural_keywords(tmp_path: Path, edits, header, layout: str) ->
     path = tmp_path / "structural.fcs"
     path.write_bytes(raw)
     _only_fcs_errors(path)
+
+
+def test_plus_and_minus_inf_raise_without_numpy_warning(tmp_path: Path) -> None:
+    """inf + -inf in the one-pass check made numpy warn 'invalid value encountered'."""
+    data = EVENTS.copy()
+    data[3, 2] = np.inf
+    data[7, 2] = -np.inf
+    path = _write(tmp_path, build_fcs(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        # the remedy works on the command line too: a config key, not only the library
+        with pytest.raises(FCSReadError, match=r'qc\.nonfinite = "drop".*--config'):
+            nio.read_fcs(path)
+
+
+def test_bad_nonfinite_is_a_config_error(tmp_path: Path) -> None:
+    from nkflow.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="'raise', 'drop'"):
+        nio.read_fcs(_write(tmp_path, build_fcs()), nonfinite="bogus")
+
+
+def test_run_config_can_drop_nonfinite_events(tmp_path: Path) -> None:
+    from nkflow.config import QCConfig, RunConfig, replace_values
+    from nkflow.exceptions import ConfigError
+    from nkflow.pipeline.sample import SampleTask, load_sample
+
+    data = EVENTS.copy()
+    data[3, 2] = np.nan
+    path = _write(tmp_path, build_fcs(data))
+    with pytest.raises(ConfigError, match=r"qc\.nonfinite"):
+        replace_values(RunConfig(), {"qc.nonfinite": "keep"})
+    cfg = RunConfig(qc=QCConfig(enabled=False, nonfinite="drop"))
+    task = SampleTask("s1", str(path), {}, cfg, "human_tissue")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_sample(task).n_obs == 39

@@ -28,3 +28,70 @@ def test_gating_warnings_are_not_logged_again(
     assert said, "expected MissingControlWarning for markers without an FMO"
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not set(said) & set(logged)
+
+
+MIRROR_TEMPLATE = """
+[template]
+name = "mirror_case"
+version = "1"
+species = "human"
+anchor = "CD3"
+anchor_gate = "T"
+[manifest]
+required_markers = ["CD3", "CD69"]
+min_events = 50
+[[gates]]
+id = "T"
+kind = "threshold"
+marker = "CD3"
+side = "pos"
+rule = "valley"
+[[gates]]
+id = "T_CD69+"
+parent = "T"
+kind = "threshold"
+marker = "CD69"
+side = "pos"
+rule = "fmo"
+pool = true
+"""
+
+
+def test_mirror_rule_is_said_once(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """A pooled marker on one unimodal sample: the mirror rule's caveat was also logged."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    template = tmp_path / "mirror.toml"
+    template.write_text(MIRROR_TEMPLATE)
+    rng = np.random.default_rng(0)
+    n = 4000
+    cd3 = np.where(rng.random(n) < 0.6, rng.normal(2.5, 0.2, n), rng.normal(0.5, 0.2, n))
+    var = pd.DataFrame({"marker": ["CD3", "CD69"], "kind": "fluorescence"}, index=["A", "B"])
+    x = np.column_stack([cd3, rng.normal(2.0, 0.2, n)]).astype(np.float32)
+    adata = ad.AnnData(X=x, var=var)
+    adata.uns["nkflow"] = {"sample": {"sample_id": "s1", "tissue": "blood", "batch": "B1"}}
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        nk.gating.gate(adata, str(template), n_boot=0)
+    said = [str(w.message) for w in caught if "mirror rule" in str(w.message)]
+    assert len(said) == 1
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said[0] not in logged
+
+
+def test_library_log_records_do_not_reach_stderr() -> None:
+    """Without a handler, Python's last-resort handler printed WARNING records."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's nkflow
+    env = {**os.environ, "PYTHONPATH": root}
+    code = "import logging, nkflow; logging.getLogger('nkflow.io').warning('sample X failed')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr

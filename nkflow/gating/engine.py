@@ -431,7 +431,7 @@ def _run(
                 f"reference population identifies the negative peak; the mirror rule takes "
                 f"the lowest peak as negative (a dominant positive peak would read as negative)"
             )
-            logger.warning(msg)
+            logger.debug(msg)  # said once, as the warning; the log keeps it for -vvv
             warnings.warn(msg, MissingControlWarning, stacklevel=3)
         th = record(th, interval)
         cache[key] = th
@@ -455,7 +455,7 @@ def _run(
                 f"sample {sid!r}: {th.marker} on {th.gate!r}: batch threshold {th.value:.4g} "
                 f"({th.control_file}) disagrees with the sample's {note}"
             )
-            logger.warning(msg)
+            logger.debug(msg)  # said once, as the warning
             warnings.warn(msg, ThresholdDriftWarning, stacklevel=3)
         return replace(th, sample_id=sid, tissue=tissue, disagrees=flag, note=note,
                        n_events=int(vals.size))  # fmt: skip

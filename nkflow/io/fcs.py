@@ -33,6 +33,7 @@ import pandas as pd
 from .._events import names_known_unique
 from ..exceptions import (
     ChannelNotFoundError,
+    ConfigError,
     FCSQuirkWarning,
     FCSReadError,
     NkflowError,
@@ -197,8 +198,9 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
     """Return None when every value is finite, else the mask of events to keep."""
     # One SIMD pass: NaN/Inf propagate into the sum; a finite-value overflow only costs the
     # exact check below.
-    if np.isfinite(np.add.reduce(x.reshape(-1))):
-        return None
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported below
+        if np.isfinite(np.add.reduce(x.reshape(-1))):
+            return None
     bad = ~np.isfinite(x)
     if not bad.any():
         return None
@@ -211,7 +213,8 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
         raise FCSReadError(
             path,
             f"{int(per_channel.sum())} NaN/Inf event value(s) in {listing}; nkflow does not "
-            "drop events unless asked (read_fcs(..., nonfinite='drop'))",
+            'drop events unless asked: qc.nonfinite = "drop" in a run\'s --config file, '
+            "or read_fcs(..., nonfinite='drop')",
         )
     keep = ~bad.any(axis=1)
     if not keep.any():
@@ -457,6 +460,8 @@ def read_fcs(
         with a warning and listed in ``uns["nkflow"]["marker_conflicts"]``).
     ChannelNotFoundError
         A required marker is missing.
+    ConfigError
+        ``nonfinite`` is neither ``"raise"`` nor ``"drop"``.
 
     Warns
     -----
@@ -470,7 +475,7 @@ def read_fcs(
     """
     path = Path(path)
     if nonfinite not in ("raise", "drop"):
-        raise ValueError(f"nonfinite={nonfinite!r}; valid: 'raise', 'drop'")
+        raise ConfigError(f"nonfinite={nonfinite!r}; valid: 'raise', 'drop'")
     try:
         return _build(
             path,

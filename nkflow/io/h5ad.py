@@ -19,6 +19,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
+from ..exceptions import FCSReadError
 from .write import write_bytes_atomic
 
 __all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "read_h5ad", "write_h5ad"]
@@ -123,8 +124,19 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
     Returns
     -------
     anndata.AnnData
+
+    Raises
+    ------
+    FCSReadError
+        The file is missing or is not an ``.h5ad`` (HDF5) file; the message names it. It
+        is an ``OSError``, as h5py's own error was.
     """
-    adata = ad.read_h5ad(path)
+    try:
+        adata = ad.read_h5ad(path)
+    except FileNotFoundError:
+        raise FCSReadError(path, "no such file") from None
+    except OSError as exc:  # h5py: "file signature not found" and the like, without the path
+        raise FCSReadError(path, f"not a readable .h5ad (HDF5) file ({exc})") from None
     if JSON_KEY in adata.uns:
         adata.uns["nkflow"] = json.loads(str(adata.uns.pop(JSON_KEY)))
     return adata

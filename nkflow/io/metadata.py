@@ -465,6 +465,8 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         raw = path.read_bytes()
     except IsADirectoryError:
         raise MetadataError(path, ["is a directory; use metadata_from_folder"]) from None
+    except FileNotFoundError:
+        raise MetadataError(path, ["does not exist (no such file or folder)"]) from None
     except OSError as exc:
         raise MetadataError(path, [f"cannot read the sheet: {exc.strerror or exc}"]) from None
     text = _decode_sheet(raw, problems)
@@ -480,7 +482,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise MetadataError(path, [f"not a readable CSV: {exc}"]) from None
+        raise MetadataError(path, [f"not a readable CSV: {str(exc).strip()}"]) from None
     table.columns = [sheet_header(c) for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only annotations: the CLI imports this module before pandas is needed
     import pandas as pd
 
-__all__ = ["escape_frame", "escape_text", "formula_risk", "neutralise_formula"]
+__all__ = [
+    "escape_frame",
+    "escape_text",
+    "formula_risk",
+    "formula_safe_frame",
+    "neutralise_formula",
+]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Unicode categories never shown as themselves: controls (Cc: C0, DEL, C1), format
@@ -120,3 +126,47 @@ def formula_risk(value: str) -> str:
 def neutralise_formula(value: str) -> str:
     """Prefix ``'`` so a spreadsheet shows the value as text (the OWASP remedy)."""
     return "'" + value
+
+
+def _runs_as_formula(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and value.startswith(_FORMULA_START)
+        and not _NUMBER.fullmatch(value)
+        and value != "-"
+    )
+
+
+def formula_safe_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every text cell a spreadsheet would run as a formula neutralised.
+
+    Text read from FCS files (``$CYT``, ``$SRC``, channel labels, keyword values) reaches
+    the CSV tables without the metadata sheet's check: a cell or column name such as
+    ``=cmd|calc`` gets the sheet's remedy, a leading ``'`` (:func:`neutralise_formula`).
+    Numeric columns, plain numbers written as text and every other cell are unchanged.
+
+    Parameters
+    ----------
+    table
+        A table about to be written as CSV.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``table`` itself when nothing needed it, else a copy.
+    """
+    columns = [c for c in table.columns if table[c].dtype == object]
+    hits = {c: table[c].map(_runs_as_formula).astype(bool) for c in columns}
+    hits = {c: mask for c, mask in hits.items() if mask.any()}
+    renamed = [c for c in table.columns if _runs_as_formula(c)]
+    if not hits and not renamed:
+        return table
+    out = table.copy()
+    for c, mask in hits.items():  # by position: an index may repeat labels
+        values = out[c].to_numpy(dtype=object, copy=True)
+        at = mask.to_numpy()
+        values[at] = [neutralise_formula(v) for v in values[at]]
+        out[c] = values
+    if renamed:
+        out.columns = [neutralise_formula(c) if c in renamed else c for c in out.columns]
+    return out

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..exceptions import OutputFolderError
+from .text_safety import formula_safe_frame
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -281,6 +282,10 @@ def write_table(
 ) -> list[Path]:
     """Write a tidy table as CSV and/or Parquet, each atomically and deterministically.
 
+    In the CSV, text cells and column names a spreadsheet would run as a formula (such as
+    an FCS file's ``$CYT = '=cmd|calc'``) start with ``'``
+    (:func:`~nkflow.io.text_safety.formula_safe_frame`); the Parquet file keeps them as read.
+
     Parameters
     ----------
     table
@@ -301,7 +306,9 @@ def write_table(
     written: list[Path] = []
     for fmt in formats:
         if fmt == "csv":
-            text = table.to_csv(index=False, lineterminator="\n", float_format="%.10g")
+            # text from FCS files (instrument names, labels) may read as a formula
+            safe = formula_safe_frame(table)
+            text = safe.to_csv(index=False, lineterminator="\n", float_format="%.10g")
             written.append(write_text_atomic(stem.with_suffix(".csv"), text, root=root))
         elif fmt == "parquet":
             buf = io.BytesIO()

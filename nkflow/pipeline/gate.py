@@ -19,6 +19,7 @@ from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
+from ..pp.compensate import check_matrix_setting
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
@@ -63,6 +64,7 @@ def gate_files(
     template = cfg.gating.template
     # by content, before the output folder: a FlowJo 9 / FACSDiva XML is a bad template
     kind = template_format(template)
+    check_matrix_setting(cfg.compensation.matrix)  # once, not once per file
     out = OutputFolder(out_dir, resumable=False)  # nkflow gate has no --resume
     extra = [Path(template)] if Path(template).is_file() else []
     out.prepare(force=force, inputs=[*inputs, *extra])
@@ -185,7 +187,10 @@ def _gate_external(
         for _, row in meta.iterrows():
             sid = str(row["sample_id"])
             try:
-                adata = read_fcs(row["path"], sample_id=sid, panel=cfg.panel or None)
+                adata = read_fcs(
+                    row["path"], sample_id=sid, panel=cfg.panel or None,
+                    nonfinite=cfg.qc.nonfinite,
+                )  # fmt: skip
                 if adata.uns["nkflow"].get("spillover") is not None:
                     pp.compensate(adata)
                 frames.append(apply_gatingml(template, {sid: adata}))

@@ -179,6 +179,7 @@ def _load(task: SampleTask) -> tuple[ad.AnnData, dict[str, Any] | None]:
             sample_id=task.sample_id,
             panel=cfg.panel or None,
             metadata=task.row,
+            nonfinite=cfg.qc.nonfinite,
         )
     outcome = None
     if cfg.qc.enabled:

@@ -30,6 +30,7 @@ from ..io.metadata import name_words
 from ..io.pairing import is_resting
 from ..io.write import write_table, write_text_atomic
 from ..parallel import SampleExecutor
+from ..pp.compensate import check_matrix_setting
 from ..tl.score import score, scoring_config_for
 from .figures import cluster_abundance, cluster_heatmap, population_figures, score_figures
 from .outdir import file_sha256
@@ -126,6 +127,7 @@ def prepare_batch(
         The run's state (its folder locked: :meth:`OutputFolder.release` it) and the
         batch's consistency table.
     """
+    check_matrix_setting(config.compensation.matrix)  # once, not once per sample
     state = RunState(input_path, out, config, on_progress)
     state.folder.refuse_existing(force=force, resume=resume)  # at once, not after the plan
     consistency = state.check_consistency()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._frames import concat_rows
 from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
@@ -172,7 +173,7 @@ class RunState:
         ]
         self.panel_notes = list(dict.fromkeys(n for c in checks for n in c.notes))
         frames = [c.differences for c in checks]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return concat_rows(frames) if frames else pd.DataFrame()
 
     def skip_controls(self) -> None:
         """Status rows for compensation and unstained controls, which are not analysed."""
@@ -367,7 +368,7 @@ class RunState:
             for s in self.meta["sample_id"].astype(str)
             if s in self.summaries and self.summaries[s][key]
         ]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return concat_rows(frames) if frames else pd.DataFrame()
 
     def thresholds_table(self, batch_level: pd.DataFrame) -> pd.DataFrame:
         """Batch-level and per-sample thresholds, in contract order, with linear units."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._frames import concat_rows
 from ..gating.thresholds import TABLE_COLUMNS
 from ..pp.transform import to_linear
 
@@ -121,7 +122,7 @@ def batch_thresholds_table(
     parts = [t for t in (batch_level, per_sample) if not t.empty]
     if not parts:
         return pd.DataFrame()
-    table = add_linear_thresholds(pd.concat(parts, ignore_index=True), transforms, sample_groups)
+    table = add_linear_thresholds(concat_rows(parts), transforms, sample_groups)
     return order_columns(table, THRESHOLD_COLUMNS)
 
 

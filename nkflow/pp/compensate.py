@@ -38,7 +38,13 @@ from nkflow.exceptions import (
 )
 from nkflow.io.technology import technology_of
 
-__all__ = ["compensate", "compensate_array", "read_spillover_matrix", "spillover_from_adata"]
+__all__ = [
+    "check_matrix_setting",
+    "compensate",
+    "compensate_array",
+    "read_spillover_matrix",
+    "spillover_from_adata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +140,33 @@ def read_spillover_matrix(path: str | Path) -> pd.DataFrame:
         df = df.loc[header]
     _validate(df, str(p))
     return df
+
+
+def check_matrix_setting(matrix: str | Path) -> None:
+    """Check a run's ``compensation.matrix`` once, before any sample is read.
+
+    A matrix file that cannot be parsed would otherwise fail every sample with the same
+    message; ``"file"`` and ``"none"`` need no check.
+
+    Parameters
+    ----------
+    matrix
+        ``"file"``, ``"none"`` or the path of a matrix file.
+
+    Raises
+    ------
+    ConfigError
+        The path is not a file, or the file is not a usable spillover matrix (the message
+        names the file and what is wrong).
+    """
+    if str(matrix) in ("file", "none"):
+        return
+    if not Path(matrix).is_file():
+        raise ConfigError(
+            f"compensation matrix {str(matrix)!r} is neither 'file', 'none' "
+            "nor an existing matrix file"
+        )
+    read_spillover_matrix(matrix)
 
 
 def _validate(df: pd.DataFrame, where: str) -> None:

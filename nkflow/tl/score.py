@@ -130,7 +130,12 @@ class ScoreResult:
 # ---------------------------------------------------------------------------- inputs
 def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     if isinstance(metadata, (str, Path)):
-        meta = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+        try:
+            meta = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+        except FileNotFoundError:
+            raise MetadataError(metadata, ["does not exist (no such file)"]) from None
+        except (OSError, ValueError) as exc:  # unreadable, or not a CSV pandas can parse
+            raise MetadataError(metadata, [f"cannot read the sheet: {exc}"]) from None
         where = str(metadata)
     else:
         meta = metadata.copy()
