@@ -630,3 +630,39 @@ def test_an_fmo_tube_no_gate_uses_is_named_unused(
     assert status.loc["blood_FMO_CD69", "reason_code"] == "CONTROL_UNUSED"
     assert status.loc["blood_FMO_AREG", "reason_code"] == "CONTROL"  # a used one, as before
     assert "blood_FMO_CD69.fcs" not in set(res.tables["thresholds"]["control_file"].astype(str))
+
+
+def _result_times(out: Path) -> dict[str, int]:
+    """``{work folder: mtime of its result.json}``: which samples a run wrote again."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "work").glob("*/result.json")}
+
+
+def test_resume_redoes_a_file_replaced_by_one_of_the_same_size_and_only_it(
+    tiny_batch: Path, fast_config: RunConfig, tmp_path: Path
+) -> None:
+    """The fingerprint held the file's size, not its content: a tube overwritten by
+    another of the same size kept its old results while provenance.json named the new
+    file's SHA-256. The worker count, which the tables do not depend on, made every
+    sample be redone."""
+    batch, out = tmp_path / "batch", tmp_path / "out"
+    shutil.copytree(tiny_batch, batch)
+    first = run(batch, out, config=fast_config)  # a sample's path is part of its fingerprint
+    victim, other = batch / "D1_blood_pre_stim.fcs", batch / "D1_liver_pre_stim.fcs"
+    assert victim.stat().st_size == other.stat().st_size  # stimulated: nothing pairs on it
+    shutil.copyfile(other, victim)
+    before = _result_times(out)
+    workers = replace_values(fast_config, {"execution.workers": 1})  # tiny_run: 0
+    again = run(batch, out, config=workers, resume=True)
+    redone = {name for name, mtime in _result_times(out).items() if mtime != before[name]}
+    work = OutputFolder(out).sample_dir("D1_blood_pre_stim")
+    assert redone == {work.name}
+    sha = hashlib.sha256(victim.read_bytes()).hexdigest()
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["inputs_sha256"]["D1_blood_pre_stim.fcs"] == sha
+    assert json.loads((work / "result.json").read_text(encoding="utf-8"))["input_sha256"] == sha
+    pops = again.populations.set_index(["sample_id", "population"])["count"]
+    old = first.populations.set_index(["sample_id", "population"])["count"]
+    assert not pops.loc["D1_blood_pre_stim"].equals(old.loc["D1_blood_pre_stim"])
+    kept = pops.drop(index="D1_blood_pre_stim", level="sample_id")
+    assert kept.equals(old.drop(index="D1_blood_pre_stim", level="sample_id"))
+

@@ -158,6 +158,7 @@ def run_prepared(
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
     input_hashes = hashing.submit(_input_hashes, state.meta.copy())
     hashing.shutdown(wait=False)
+    state.input_hashes = input_hashes.result  # a --resume's fingerprints use them
     state.executor = executor
     thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
     state.run_samples(thresholds, resume)
