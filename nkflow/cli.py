@@ -435,11 +435,14 @@ def thresholds(out: Path) -> None:
     import pandas as pd
 
     from .gating.overrides import overrides_toml
+    from .pipeline.outdir import OutputFolder
 
     table = next((p for p in (out / "tables" / "thresholds.parquet",
                               out / "tables" / "thresholds.csv") if p.is_file()), None)  # fmt: skip
     if table is None:
         _usage_error(f"{out}: no tables/thresholds.csv or .parquet (not an nkflow output folder)")
+    if unfinished := OutputFolder(out).unfinished():  # its tables may be another run's
+        _usage_error(unfinished)
     frame = (
         pd.read_parquet(table)
         if table.suffix == ".parquet"

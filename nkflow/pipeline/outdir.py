@@ -27,8 +27,11 @@ The whole discipline lives here, and every writer of a run goes through it:
   the run that holds the lock;
 - ``--resume`` reuses a sample only when its ``result.json`` lists products that are all
   present with the recorded size and hash; otherwise the sample is redone. The batch
-  report and provenance of the previous run are removed first, so an interrupted
-  resume never leaves an old report that looks like the new one.
+  products of the previous run (report, provenance, configuration, tables, figures) are
+  removed first, so an interrupted resume never leaves an old report that looks like the
+  new one, nor a folder mixing two runs' tables;
+- a run is finished when ``provenance.json`` is there (it is written last): commands that
+  read a folder refuse one whose run did not finish (:meth:`OutputFolder.unfinished`).
 """
 
 from __future__ import annotations
@@ -54,8 +57,12 @@ logger = logging.getLogger(__name__)
 MARKER = ".nkflow"
 LOCK = ".nkflow.lock"
 #: Files of a finished run that say "this folder is complete": removed when a resume
-#: starts and written again at its end.
-COMPLETION_FILES = ("report.html", "provenance.json")
+#: starts and written again at its end (provenance.json last).
+COMPLETION_FILES = ("report.html", "provenance.json", "config.toml")
+PROVENANCE = "provenance.json"
+#: What the batch steps write into tables/ and figures/: removed when a resume starts
+#: (the run writes them all again), so the folder never mixes two runs' products
+BATCH_PRODUCTS = {"tables": (".csv", ".parquet"), "figures": (".png", ".svg")}
 MAX_LISTED = 5
 
 
@@ -142,8 +149,7 @@ class OutputFolder:
                 self._empty()
             elif exists and resume:
                 self._clean_for_resume()
-                for name in COMPLETION_FILES:
-                    (root / name).unlink(missing_ok=True)
+                self._remove_batch_products()
             write_text_atomic(root / MARKER, "nkflow output folder\n", root=root)
         except OutputFolderError:
             self.release()
@@ -272,6 +278,37 @@ class OutputFolder:
         for path in stale:
             path.unlink(missing_ok=True)
             logger.info("removed a temporary file left by a killed run: %s", path.name)
+
+    def _remove_batch_products(self) -> None:
+        """The previous run's completion files first, then its tables and figures."""
+        for name in COMPLETION_FILES:
+            (self.root / name).unlink(missing_ok=True)
+        for folder, suffixes in BATCH_PRODUCTS.items():
+            path = self.root / folder
+            if not path.is_dir() or path.is_symlink():
+                continue
+            for entry in path.iterdir():
+                if entry.suffix in suffixes and entry.is_file() and not entry.is_symlink():
+                    entry.unlink()
+
+    def unfinished(self) -> str:
+        """Why the folder's run did not finish, or ``""`` when it did.
+
+        A folder nkflow made (``.nkflow``) is finished once ``provenance.json``, written
+        last, is there; a run that was killed, or is still going, has none.
+
+        Returns
+        -------
+        str
+            One sentence naming the folder and how to finish it; empty when finished
+            (or when the folder is not one nkflow made).
+        """
+        if not (self.root / MARKER).is_file() or (self.root / PROVENANCE).is_file():
+            return ""
+        finish = (
+            f"; finish it with `nkflow run INPUT -o {self.root} --resume`" if self.resumable else ""
+        )
+        return f"{self.root}: the run writing this folder did not finish (no {PROVENANCE}){finish}"
 
     # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
