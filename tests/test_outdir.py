@@ -150,6 +150,28 @@ def test_resume_removes_stale_temporaries_and_the_previous_runs_batch_products(
     assert "did not finish" in OutputFolder(out).unfinished()
 
 
+def _work_folder(folder: OutputFolder, sample_id: str, *names: str) -> Path:
+    work = ensure_folder(folder.sample_dir(sample_id), folder.root)
+    for name in names:
+        (work / name).write_bytes(b"x")
+    return work
+
+
+def test_resume_removes_only_nkflows_work_folders_of_samples_left_out(tmp_path: Path) -> None:
+    out = _ours(tmp_path / "out")
+    folder = OutputFolder(out)
+    kept = _work_folder(folder, "A", "result.json", "nk.h5ad", "gating.svg")
+    left_out = _work_folder(folder, "B", "result.json", "nk.h5ad", "metacluster.parquet")
+    half_done = _work_folder(folder, "C", ".nk.h5ad.1a2b.tmp")  # killed before result.json
+    foreign = _work_folder(folder, "D", "result.json", "my_analysis.R")
+    with folder:
+        folder.prepare(resume=True, samples=["A"])
+    assert kept.is_dir() and foreign.is_dir()
+    assert not left_out.exists() and not half_done.exists()
+    assert not (out / "work" / "s1").exists()  # empty
+    assert (foreign / "my_analysis.R").is_file()
+
+
 def test_a_folder_is_finished_when_its_provenance_is_there(tmp_path: Path) -> None:
     out = _ours(tmp_path / "out")
     reason = OutputFolder(out).unfinished()

@@ -666,3 +666,26 @@ def test_resume_redoes_a_file_replaced_by_one_of_the_same_size_and_only_it(
     kept = pops.drop(index="D1_blood_pre_stim", level="sample_id")
     assert kept.equals(old.drop(index="D1_blood_pre_stim", level="sample_id"))
 
+
+def test_resume_keeps_no_figure_or_work_of_a_sample_left_out_of_the_batch(
+    tiny_batch: Path, tiny_run, fast_config: RunConfig, tmp_path: Path
+) -> None:
+    """A resume on a batch with a tube removed left figures/gating_<tube>.svg and its
+    work folder behind: figures/ now holds this run's figures only."""
+    batch, out = tmp_path / "batch", tmp_path / "out"
+    shutil.copytree(tiny_batch, batch)
+    shutil.copytree(tiny_run.out_dir, out)
+    gone = "D1_liver_pre_stim"
+    sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
+    sheet[sheet["sample_id"] != gone].to_csv(batch / "metadata.csv", index=False)
+    (batch / f"{gone}.fcs").unlink()
+    folder = OutputFolder(out)
+    assert (out / "figures" / f"gating_{gone}.svg").is_file() and folder.sample_dir(gone).is_dir()
+    run(batch, out, config=fast_config, resume=True)
+    assert not (out / "figures" / f"gating_{gone}.svg").exists()
+    assert not folder.sample_dir(gone).exists()
+    kept = sorted(p.name for p in (out / "figures").glob("gating_*.svg"))
+    assert kept == sorted(p.name for p in (tiny_run.out_dir / "figures").glob("gating_*.svg")
+                          if p.name != f"gating_{gone}.svg")  # fmt: skip
+    before = {p.name for p in (tiny_run.out_dir / "work").iterdir()}
+    assert {p.name for p in (out / "work").iterdir()} == before - {folder.sample_dir(gone).name}

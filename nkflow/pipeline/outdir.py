@@ -29,7 +29,8 @@ The whole discipline lives here, and every writer of a run goes through it:
   present with the recorded size and hash; otherwise the sample is redone. The batch
   products of the previous run (report, provenance, configuration, tables, figures) are
   removed first, so an interrupted resume never leaves an old report that looks like the
-  new one, nor a folder mixing two runs' tables;
+  new one, nor a folder mixing two runs' tables; the work folders of samples no longer in
+  the batch go too;
 - a run is finished when ``provenance.json`` is there (it is written last): commands that
   read a folder refuse one whose run did not finish (:meth:`OutputFolder.unfinished`).
 """
@@ -63,6 +64,8 @@ PROVENANCE = "provenance.json"
 #: What the batch steps write into tables/ and figures/: removed when a resume starts
 #: (the run writes them all again), so the folder never mixes two runs' products
 BATCH_PRODUCTS = {"tables": (".csv", ".parquet"), "figures": (".png", ".svg")}
+#: What a sample's work folder holds (its products, result.json, metacluster labels)
+SAMPLE_FILES = ("nk.h5ad", "gating.svg", "gating.png", "result.json", "metacluster.parquet")
 MAX_LISTED = 5
 
 
@@ -111,7 +114,12 @@ class OutputFolder:
 
     # ------------------------------------------------------------------ preparing
     def prepare(
-        self, *, force: bool = False, resume: bool = False, inputs: Iterable[str | Path] = ()
+        self,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        inputs: Iterable[str | Path] = (),
+        samples: Iterable[str] | None = None,
     ) -> None:
         """Create or take over the folder, refusing to overwrite or lose anything.
 
@@ -125,6 +133,10 @@ class OutputFolder:
         inputs
             Every input of the run (the input folder or sheet, each data file, panel and
             config files), checked against the folder before ``force`` deletes anything.
+        samples
+            Every sample id of the batch: with ``resume``, the work folders of other
+            samples (left out of the batch since) are removed
+            (:meth:`remove_stale_samples`); ``None`` keeps every work folder.
 
         Raises
         ------
@@ -150,6 +162,8 @@ class OutputFolder:
             elif exists and resume:
                 self._clean_for_resume()
                 self._remove_batch_products()
+                if samples is not None:
+                    self.remove_stale_samples(samples)
             write_text_atomic(root / MARKER, "nkflow output folder\n", root=root)
         except OutputFolderError:
             self.release()
@@ -310,6 +324,40 @@ class OutputFolder:
         )
         return f"{self.root}: the run writing this folder did not finish (no {PROVENANCE}){finish}"
 
+    def remove_stale_samples(self, sample_ids: Iterable[str]) -> list[str]:
+        """Remove the work folders of samples no longer in the batch (``--resume``).
+
+        Only a folder directly in ``work/`` that holds nothing but what a sample's work
+        writes (:data:`SAMPLE_FILES` and nkflow's temporary files) is removed; any other
+        is left, with a log line.
+
+        Parameters
+        ----------
+        sample_ids
+            Every sample id of the batch (their folders stay, done or not).
+
+        Returns
+        -------
+        list of str
+            The names of the folders removed.
+        """
+        if not self.work.is_dir() or self.work.is_symlink():
+            return []
+        keep = {self.sample_dir(str(sid)).name for sid in sample_ids}
+        removed = []
+        for entry in sorted(self.work.iterdir()):
+            if entry.name in keep or entry.is_symlink() or not entry.is_dir():
+                continue
+            files = list(entry.iterdir())
+            if all(_sample_file(f) for f in files):
+                shutil.rmtree(entry)
+                removed.append(entry.name)
+                logger.info("removed the work folder of a sample no longer in the batch: %s",
+                            entry.name)  # fmt: skip
+            else:
+                logger.info("left %s: it holds files nkflow did not write", entry)
+        return removed
+
     # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
         """The work folder of one sample (its name is made safe)."""
@@ -338,6 +386,14 @@ class OutputFolder:
                 logger.info("sample %s: %s is missing or changed; redoing it", sample_id, name)
                 return None
         return summary
+
+
+def _sample_file(path: Path) -> bool:
+    """Whether ``path`` is a file a sample's work writes (a product or a temporary file)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    name = path.name
+    return name in SAMPLE_FILES or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
 
 
 def product_record(path: str | Path) -> dict[str, Any] | None:

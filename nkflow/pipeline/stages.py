@@ -134,7 +134,9 @@ def prepare_batch(
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)
-    state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    state.folder.prepare(
+        force=force, resume=resume, inputs=state.inputs(), samples=state.meta["sample_id"]
+    )
     return state, consistency
 
 
