@@ -4,7 +4,8 @@ Exit codes: 0 when every input succeeded, 1 when some inputs failed (each failur
 printed as one line naming the file and the reason; the other inputs go on), 2 for
 usage errors (bad options, bad config, unknown template, an output folder that may not
 be used), 3 when the environment stops the run (no space left, read-only file system,
-no permission, another run holding the output folder, links inside it).
+no permission, another run holding the output folder, links inside it, a Dask scheduler
+that cannot be reached).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .exceptions import (
     OutputExistsError,
     OutputFolderError,
     PanelMismatchError,
+    SchedulerError,
 )
 from .io.text_safety import escape_frame, escape_text
 
@@ -253,7 +255,7 @@ def run(
         sys.exit(EXIT_FAILED_INPUTS)
     except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
-    except OutputFolderError as exc:
+    except (OutputFolderError, SchedulerError) as exc:
         _environment_error(exc)
     except NkflowError as exc:
         _fail_line(input_path, exc)

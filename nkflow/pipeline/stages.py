@@ -115,10 +115,13 @@ def prepare_batch(
     resume: bool,
     on_progress: ProgressCallback | None,
     on_plan: Callable[[BatchPlan], None] | None,
+    executor: SampleExecutor | None = None,
 ) -> tuple[RunState, pd.DataFrame]:
     """Check the sheet, the batch and its panel, then prepare and lock the output folder.
 
-    Parameters are those of :func:`nkflow.pipeline.run`. Raises its errors before any work.
+    Parameters are those of :func:`nkflow.pipeline.run`, and the run's ``executor``,
+    connected to its Dask scheduler (when it has one) before the output folder is made.
+    Raises :func:`~nkflow.pipeline.run`'s errors before any work.
 
     Returns
     -------
@@ -134,6 +137,8 @@ def prepare_batch(
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)
+    if executor is not None:  # an unreachable scheduler stops the run with nothing written
+        executor.connect()
     state.folder.prepare(
         force=force, resume=resume, inputs=state.inputs(), samples=state.meta["sample_id"]
     )
