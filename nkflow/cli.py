@@ -4,7 +4,8 @@ Exit codes: 0 when every input succeeded, 1 when some inputs failed (each failur
 printed as one line naming the file and the reason; the other inputs go on), 2 for
 usage errors (bad options, bad config, unknown template, an output folder that may not
 be used), 3 when the environment stops the run (no space left, read-only file system,
-no permission, another run holding the output folder, links inside it).
+no permission, another run holding the output folder, links inside it, a Dask scheduler
+that cannot be reached).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .exceptions import (
     OutputExistsError,
     OutputFolderError,
     PanelMismatchError,
+    SchedulerError,
 )
 from .io.text_safety import escape_frame, escape_text
 
@@ -205,7 +207,7 @@ def run(
         sys.exit(EXIT_FAILED_INPUTS)
     except (ConfigError, GatingTemplateError, OutputExistsError) as exc:
         _usage_error(str(exc))
-    except OutputFolderError as exc:
+    except (OutputFolderError, SchedulerError) as exc:
         _environment_error(exc)
     except NkflowError as exc:
         _fail_line(input_path, exc)
@@ -371,11 +373,14 @@ def thresholds(out: Path) -> None:
     import pandas as pd
 
     from .gating.overrides import overrides_toml
+    from .pipeline.outdir import OutputFolder
 
     table = next((p for p in (out / "tables" / "thresholds.parquet",
                               out / "tables" / "thresholds.csv") if p.is_file()), None)  # fmt: skip
     if table is None:
         _usage_error(f"{out}: no tables/thresholds.csv or .parquet (not an nkflow output folder)")
+    if unfinished := OutputFolder(out).unfinished():  # its tables may be another run's
+        _usage_error(unfinished)
     frame = (
         pd.read_parquet(table)
         if table.suffix == ".parquet"

@@ -32,6 +32,7 @@ __all__ = [
     "PanelError",
     "PanelMismatchError",
     "PanelWarning",
+    "SchedulerError",
     "ThresholdDriftWarning",
     "UnmixingRequiredError",
 ]
@@ -181,6 +182,14 @@ class OutputFolderError(NkflowError, OSError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.message, self.errno))
+
+
+class SchedulerError(NkflowError, ConnectionError):
+    """The Dask scheduler a run was given cannot be used.
+
+    It cannot be reached (the message names its address and the cause), or Dask's
+    ``distributed`` is not installed. Raised before the run creates its output folder.
+    """
 
 
 class NkflowWarning(UserWarning):

@@ -31,6 +31,7 @@ from typing import Any
 
 from ._threads import available_cores, set_default_threads
 from ._workers import START_METHOD, caller_script_hidden, import_modules, new_pool, start_forkserver
+from .exceptions import SchedulerError
 
 __all__ = ["Pending", "SampleExecutor", "TaskOutcome", "default_workers", "map_samples"]
 
@@ -421,16 +422,37 @@ class SampleExecutor:
             for key, arg in unfinished:
                 yield _run_isolated(func, key, arg)
 
+    def connect(self) -> None:
+        """Connect to the Dask scheduler now (nothing happens without one, or once connected).
+
+        A run calls it before it creates its output folder, so an unreachable scheduler
+        stops the run with nothing written.
+
+        Raises
+        ------
+        SchedulerError
+            The scheduler cannot be reached (the message names the address and the
+            cause), or ``distributed`` is not installed.
+        """
+        if self.scheduler:
+            self._dask_client()
+
     def _dask_client(self) -> Any:
         """The client of ``scheduler``, connected on first use."""
         if self._client is None:
             try:
                 from distributed import Client
             except ImportError as exc:  # pragma: no cover - depends on the environment
-                raise ImportError(
-                    "running on a Dask cluster needs dask[distributed]: pip install 'nkflow[dask]'"
+                raise SchedulerError(
+                    f"Dask scheduler {self.scheduler}: running on a Dask cluster needs "
+                    "dask[distributed]: pip install 'nkflow[dask]'"
                 ) from exc
-            self._client = Client(self.scheduler)
+            try:
+                self._client = Client(self.scheduler)
+            except (OSError, ValueError) as exc:  # refused, timed out, a bad address
+                raise SchedulerError(
+                    f"Dask scheduler {self.scheduler}: cannot connect: {_cause(exc)}"
+                ) from None
         return self._client
 
     def _map_dask(
@@ -455,6 +477,20 @@ class SampleExecutor:
                 yield TaskOutcome(key, None, exc, traceback.format_exc())
             finally:
                 fut.release()
+
+
+def _cause(exc: BaseException) -> str:
+    """An error's text, with the first error behind it when that says something else.
+
+    distributed says "Timed out trying to connect ... after 30 s" for a scheduler that
+    refused every attempt: the refusal is the cause worth naming.
+    """
+    text = str(exc) or type(exc).__name__
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    first = getattr(root, "strerror", None) or str(root)
+    return f"{text} ({first})" if root is not exc and first and first not in text else text
 
 
 def _run_isolated(func: Callable[[Any], Any], key: str, arg: Any) -> TaskOutcome:

@@ -427,3 +427,39 @@ def test_a_stage_with_nothing_to_do_draws_no_bar() -> None:
     bars("samples", 1, 3)
     assert list(bars._bars) == ["samples"]
     bars.close()
+
+
+def test_thresholds_refuses_a_folder_whose_run_did_not_finish(
+    runner: CliRunner, tiny_run, tmp_path: Path
+) -> None:
+    """A resume killed while writing tables left old and new tables side by side, and
+    `nkflow thresholds` exported from them with exit 0."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    finished = runner.invoke(main, ["thresholds", str(out)])
+    assert finished.exit_code == 0, finished.output
+    assert "override" in finished.output
+    (out / "provenance.json").unlink()  # what a run killed before its end leaves
+    result = runner.invoke(main, ["thresholds", str(out)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.splitlines()
+    assert "did not finish" in line and "--resume" in line and str(out) in line
+
+
+def test_an_unreachable_scheduler_is_one_line_exit_3_and_no_output_folder(
+    runner: CliRunner, small_batch: Path, tmp_path: Path
+) -> None:
+    """It was a page of distributed's traceback, exit 1, and a folder with .nkflow and
+    its lock, so the next run needed --force."""
+    import dask
+
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        result = runner.invoke(
+            main, ["run", str(small_batch), "-o", str(out), "-q",
+                   "--scheduler", "tcp://127.0.0.1:1"],
+        )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("nkflow: error: Dask scheduler tcp://127.0.0.1:1: cannot connect")
+    assert not out.exists()

@@ -22,6 +22,7 @@ CASES = [
     (ex.ConfigError("transform.method = 'x'"), ValueError, "transform.method"),
     (ex.OutputExistsError("out exists"), FileExistsError, "out exists"),
     (ex.GatingError("no events"), RuntimeError, "no events"),
+    (ex.SchedulerError("Dask scheduler tcp://h:1: refused"), ConnectionError, "tcp://h:1"),
 ]
 
 

@@ -125,18 +125,61 @@ def test_writers_refuse_a_link_below_their_root(tmp_path: Path, writer: str) -> 
     assert (outside / "mine.csv").is_file()
 
 
-def test_resume_removes_stale_temporaries_and_completion_files(tmp_path: Path) -> None:
+def test_resume_removes_stale_temporaries_and_the_previous_runs_batch_products(
+    tmp_path: Path,
+) -> None:
+    """A resume killed while writing tables left the old run's config.toml, figures and
+    half its tables beside the new ones; they go when the resume starts, its work stays."""
     out = _ours(tmp_path / "out")
     stale = [out / "tables" / ".populations.csv.abc123.tmp", out / "work" / "s1" / ".x.tmp"]
     for path in stale:
         path.write_bytes(b"half")
-    (out / "report.html").write_text("old report")
-    (out / "provenance.json").write_text("{}")
+    (out / "figures").mkdir()
+    old = ["report.html", "provenance.json", "config.toml", "tables/populations.parquet",
+           "figures/gating_s1.svg", "figures/clusters_heatmap.png"]  # fmt: skip
+    for rel in old:
+        (out / rel).write_text("old run")
+    (out / "tables" / "my_notes.txt").write_text("mine")
+    (out / "work" / "s1" / "result.json").write_text("{}")
     with OutputFolder(out) as folder:
         folder.prepare(resume=True)
     assert not any(p.exists() for p in stale)
-    assert not (out / "report.html").exists() and not (out / "provenance.json").exists()
-    assert (out / "tables" / "populations.csv").is_file()
+    assert not [rel for rel in [*old, "tables/populations.csv"] if (out / rel).exists()]
+    assert (out / "tables" / "my_notes.txt").read_text() == "mine"
+    assert (out / "work" / "s1" / "result.json").is_file()
+    assert "did not finish" in OutputFolder(out).unfinished()
+
+
+def _work_folder(folder: OutputFolder, sample_id: str, *names: str) -> Path:
+    work = ensure_folder(folder.sample_dir(sample_id), folder.root)
+    for name in names:
+        (work / name).write_bytes(b"x")
+    return work
+
+
+def test_resume_removes_only_nkflows_work_folders_of_samples_left_out(tmp_path: Path) -> None:
+    out = _ours(tmp_path / "out")
+    folder = OutputFolder(out)
+    kept = _work_folder(folder, "A", "result.json", "nk.h5ad", "gating.svg")
+    left_out = _work_folder(folder, "B", "result.json", "nk.h5ad", "metacluster.parquet")
+    half_done = _work_folder(folder, "C", ".nk.h5ad.1a2b.tmp")  # killed before result.json
+    foreign = _work_folder(folder, "D", "result.json", "my_analysis.R")
+    with folder:
+        folder.prepare(resume=True, samples=["A"])
+    assert kept.is_dir() and foreign.is_dir()
+    assert not left_out.exists() and not half_done.exists()
+    assert not (out / "work" / "s1").exists()  # empty
+    assert (foreign / "my_analysis.R").is_file()
+
+
+def test_a_folder_is_finished_when_its_provenance_is_there(tmp_path: Path) -> None:
+    out = _ours(tmp_path / "out")
+    reason = OutputFolder(out).unfinished()
+    assert str(out) in reason and "--resume" in reason
+    assert "--resume" not in OutputFolder(out, resumable=False).unfinished()
+    (out / "provenance.json").write_text("{}")
+    assert OutputFolder(out).unfinished() == ""
+    assert OutputFolder(tmp_path).unfinished() == ""  # not a folder nkflow made
 
 
 # --------------------------------------------------------------------- the lock

@@ -630,3 +630,62 @@ def test_an_fmo_tube_no_gate_uses_is_named_unused(
     assert status.loc["blood_FMO_CD69", "reason_code"] == "CONTROL_UNUSED"
     assert status.loc["blood_FMO_AREG", "reason_code"] == "CONTROL"  # a used one, as before
     assert "blood_FMO_CD69.fcs" not in set(res.tables["thresholds"]["control_file"].astype(str))
+
+
+def _result_times(out: Path) -> dict[str, int]:
+    """``{work folder: mtime of its result.json}``: which samples a run wrote again."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "work").glob("*/result.json")}
+
+
+def test_resume_redoes_a_file_replaced_by_one_of_the_same_size_and_only_it(
+    tiny_batch: Path, fast_config: RunConfig, tmp_path: Path
+) -> None:
+    """The fingerprint held the file's size, not its content: a tube overwritten by
+    another of the same size kept its old results while provenance.json named the new
+    file's SHA-256. The worker count, which the tables do not depend on, made every
+    sample be redone."""
+    batch, out = tmp_path / "batch", tmp_path / "out"
+    shutil.copytree(tiny_batch, batch)
+    first = run(batch, out, config=fast_config)  # a sample's path is part of its fingerprint
+    victim, other = batch / "D1_blood_pre_stim.fcs", batch / "D1_liver_pre_stim.fcs"
+    assert victim.stat().st_size == other.stat().st_size  # stimulated: nothing pairs on it
+    shutil.copyfile(other, victim)
+    before = _result_times(out)
+    workers = replace_values(fast_config, {"execution.workers": 1})  # tiny_run: 0
+    again = run(batch, out, config=workers, resume=True)
+    redone = {name for name, mtime in _result_times(out).items() if mtime != before[name]}
+    work = OutputFolder(out).sample_dir("D1_blood_pre_stim")
+    assert redone == {work.name}
+    sha = hashlib.sha256(victim.read_bytes()).hexdigest()
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["inputs_sha256"]["D1_blood_pre_stim.fcs"] == sha
+    assert json.loads((work / "result.json").read_text(encoding="utf-8"))["input_sha256"] == sha
+    pops = again.populations.set_index(["sample_id", "population"])["count"]
+    old = first.populations.set_index(["sample_id", "population"])["count"]
+    assert not pops.loc["D1_blood_pre_stim"].equals(old.loc["D1_blood_pre_stim"])
+    kept = pops.drop(index="D1_blood_pre_stim", level="sample_id")
+    assert kept.equals(old.drop(index="D1_blood_pre_stim", level="sample_id"))
+
+
+def test_resume_keeps_no_figure_or_work_of_a_sample_left_out_of_the_batch(
+    tiny_batch: Path, tiny_run, fast_config: RunConfig, tmp_path: Path
+) -> None:
+    """A resume on a batch with a tube removed left figures/gating_<tube>.svg and its
+    work folder behind: figures/ now holds this run's figures only."""
+    batch, out = tmp_path / "batch", tmp_path / "out"
+    shutil.copytree(tiny_batch, batch)
+    shutil.copytree(tiny_run.out_dir, out)
+    gone = "D1_liver_pre_stim"
+    sheet = pd.read_csv(batch / "metadata.csv", dtype=str, keep_default_na=False)
+    sheet[sheet["sample_id"] != gone].to_csv(batch / "metadata.csv", index=False)
+    (batch / f"{gone}.fcs").unlink()
+    folder = OutputFolder(out)
+    assert (out / "figures" / f"gating_{gone}.svg").is_file() and folder.sample_dir(gone).is_dir()
+    run(batch, out, config=fast_config, resume=True)
+    assert not (out / "figures" / f"gating_{gone}.svg").exists()
+    assert not folder.sample_dir(gone).exists()
+    kept = sorted(p.name for p in (out / "figures").glob("gating_*.svg"))
+    assert kept == sorted(p.name for p in (tiny_run.out_dir / "figures").glob("gating_*.svg")
+                          if p.name != f"gating_{gone}.svg")  # fmt: skip
+    before = {p.name for p in (tiny_run.out_dir / "work").iterdir()}
+    assert {p.name for p in (out / "work").iterdir()} == before - {folder.sample_dir(gone).name}

@@ -27,8 +27,12 @@ The whole discipline lives here, and every writer of a run goes through it:
   the run that holds the lock;
 - ``--resume`` reuses a sample only when its ``result.json`` lists products that are all
   present with the recorded size and hash; otherwise the sample is redone. The batch
-  report and provenance of the previous run are removed first, so an interrupted
-  resume never leaves an old report that looks like the new one.
+  products of the previous run (report, provenance, configuration, tables, figures) are
+  removed first, so an interrupted resume never leaves an old report that looks like the
+  new one, nor a folder mixing two runs' tables; the work folders of samples no longer in
+  the batch go too;
+- a run is finished when ``provenance.json`` is there (it is written last): commands that
+  read a folder refuse one whose run did not finish (:meth:`OutputFolder.unfinished`).
 """
 
 from __future__ import annotations
@@ -54,8 +58,14 @@ logger = logging.getLogger(__name__)
 MARKER = ".nkflow"
 LOCK = ".nkflow.lock"
 #: Files of a finished run that say "this folder is complete": removed when a resume
-#: starts and written again at its end.
-COMPLETION_FILES = ("report.html", "provenance.json")
+#: starts and written again at its end (provenance.json last).
+COMPLETION_FILES = ("report.html", "provenance.json", "config.toml")
+PROVENANCE = "provenance.json"
+#: What the batch steps write into tables/ and figures/: removed when a resume starts
+#: (the run writes them all again), so the folder never mixes two runs' products
+BATCH_PRODUCTS = {"tables": (".csv", ".parquet"), "figures": (".png", ".svg")}
+#: What a sample's work folder holds (its products, result.json, metacluster labels)
+SAMPLE_FILES = ("nk.h5ad", "gating.svg", "gating.png", "result.json", "metacluster.parquet")
 MAX_LISTED = 5
 
 
@@ -104,7 +114,12 @@ class OutputFolder:
 
     # ------------------------------------------------------------------ preparing
     def prepare(
-        self, *, force: bool = False, resume: bool = False, inputs: Iterable[str | Path] = ()
+        self,
+        *,
+        force: bool = False,
+        resume: bool = False,
+        inputs: Iterable[str | Path] = (),
+        samples: Iterable[str] | None = None,
     ) -> None:
         """Create or take over the folder, refusing to overwrite or lose anything.
 
@@ -118,6 +133,10 @@ class OutputFolder:
         inputs
             Every input of the run (the input folder or sheet, each data file, panel and
             config files), checked against the folder before ``force`` deletes anything.
+        samples
+            Every sample id of the batch: with ``resume``, the work folders of other
+            samples (left out of the batch since) are removed
+            (:meth:`remove_stale_samples`); ``None`` keeps every work folder.
 
         Raises
         ------
@@ -142,8 +161,9 @@ class OutputFolder:
                 self._empty()
             elif exists and resume:
                 self._clean_for_resume()
-                for name in COMPLETION_FILES:
-                    (root / name).unlink(missing_ok=True)
+                self._remove_batch_products()
+                if samples is not None:
+                    self.remove_stale_samples(samples)
             write_text_atomic(root / MARKER, "nkflow output folder\n", root=root)
         except OutputFolderError:
             self.release()
@@ -273,6 +293,71 @@ class OutputFolder:
             path.unlink(missing_ok=True)
             logger.info("removed a temporary file left by a killed run: %s", path.name)
 
+    def _remove_batch_products(self) -> None:
+        """The previous run's completion files first, then its tables and figures."""
+        for name in COMPLETION_FILES:
+            (self.root / name).unlink(missing_ok=True)
+        for folder, suffixes in BATCH_PRODUCTS.items():
+            path = self.root / folder
+            if not path.is_dir() or path.is_symlink():
+                continue
+            for entry in path.iterdir():
+                if entry.suffix in suffixes and entry.is_file() and not entry.is_symlink():
+                    entry.unlink()
+
+    def unfinished(self) -> str:
+        """Why the folder's run did not finish, or ``""`` when it did.
+
+        A folder nkflow made (``.nkflow``) is finished once ``provenance.json``, written
+        last, is there; a run that was killed, or is still going, has none.
+
+        Returns
+        -------
+        str
+            One sentence naming the folder and how to finish it; empty when finished
+            (or when the folder is not one nkflow made).
+        """
+        if not (self.root / MARKER).is_file() or (self.root / PROVENANCE).is_file():
+            return ""
+        finish = (
+            f"; finish it with `nkflow run INPUT -o {self.root} --resume`" if self.resumable else ""
+        )
+        return f"{self.root}: the run writing this folder did not finish (no {PROVENANCE}){finish}"
+
+    def remove_stale_samples(self, sample_ids: Iterable[str]) -> list[str]:
+        """Remove the work folders of samples no longer in the batch (``--resume``).
+
+        Only a folder directly in ``work/`` that holds nothing but what a sample's work
+        writes (:data:`SAMPLE_FILES` and nkflow's temporary files) is removed; any other
+        is left, with a log line.
+
+        Parameters
+        ----------
+        sample_ids
+            Every sample id of the batch (their folders stay, done or not).
+
+        Returns
+        -------
+        list of str
+            The names of the folders removed.
+        """
+        if not self.work.is_dir() or self.work.is_symlink():
+            return []
+        keep = {self.sample_dir(str(sid)).name for sid in sample_ids}
+        removed = []
+        for entry in sorted(self.work.iterdir()):
+            if entry.name in keep or entry.is_symlink() or not entry.is_dir():
+                continue
+            files = list(entry.iterdir())
+            if all(_sample_file(f) for f in files):
+                shutil.rmtree(entry)
+                removed.append(entry.name)
+                logger.info("removed the work folder of a sample no longer in the batch: %s",
+                            entry.name)  # fmt: skip
+            else:
+                logger.info("left %s: it holds files nkflow did not write", entry)
+        return removed
+
     # ------------------------------------------------------------------ samples
     def sample_dir(self, sample_id: str) -> Path:
         """The work folder of one sample (its name is made safe)."""
@@ -301,6 +386,14 @@ class OutputFolder:
                 logger.info("sample %s: %s is missing or changed; redoing it", sample_id, name)
                 return None
         return summary
+
+
+def _sample_file(path: Path) -> bool:
+    """Whether ``path`` is a file a sample's work writes (a product or a temporary file)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    name = path.name
+    return name in SAMPLE_FILES or (name.startswith(".") and name.endswith(TEMP_SUFFIX))
 
 
 def product_record(path: str | Path) -> dict[str, Any] | None:

@@ -88,6 +88,9 @@ def run(
         When the output folder cannot be used or written: another run holds it, it holds
         symbolic links (``resume``), no space, read-only, no permission. A sample whose
         own products cannot be written fails alone (its status row says why).
+    SchedulerError
+        Before the output folder is made, when ``config.execution.scheduler`` names a Dask
+        scheduler that cannot be reached.
     """
     cfg = config or RunConfig()
     out = Path(out_dir) if out_dir is not None else default_out_dir(input_path)
@@ -100,7 +103,7 @@ def run(
 
         state, consistency = prepare_batch(
             input_path, out, cfg, force=force, resume=resume,
-            on_progress=on_progress, on_plan=on_plan,
+            on_progress=on_progress, on_plan=on_plan, executor=executor,
         )  # fmt: skip
     try:
         return run_prepared(state, cfg, resume, consistency, executor)

@@ -13,7 +13,7 @@ import json
 import logging
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from ..io.write import (
     write_text_atomic,
 )
 from ..tl.counts import count_positive
-from .outdir import product_record
+from .outdir import file_sha256, product_record
 
 __all__ = [
     "SampleTask",
@@ -94,6 +94,9 @@ class SampleTask:
         The file's QC outcome from earlier in the run (the batch-pool pass read the file
         with the same config: the pass flags packed 8 per byte and the record), reused
         instead of running QC again.
+    input_sha256
+        SHA-256 of the FCS file's content (``""``: :meth:`fingerprint` hashes the file).
+        A ``--resume`` passes the digest the run's provenance computes anyway.
     """
 
     sample_id: str
@@ -108,17 +111,29 @@ class SampleTask:
     figures: bool = True
     keep_population: str = "NK"
     qc_outcome: dict[str, Any] | None = None
+    input_sha256: str = ""
+
+    def content_sha256(self) -> str:
+        """SHA-256 of the FCS file's content (``input_sha256``, else read now; ``""``: no file)."""
+        if self.input_sha256:
+            return self.input_sha256
+        return file_sha256(self.path) if Path(self.path).is_file() else ""
 
     def fingerprint(self) -> str:
-        """Hash of everything the sample's results depend on (used by ``--resume``)."""
+        """Hash of everything the sample's results depend on (used by ``--resume``).
+
+        The file by its content, not its size or time: a file replaced by another of the
+        same size is redone. Where the work ran (``execution.workers``, ``scheduler``) is
+        left out: the results do not depend on it.
+        """
         from ..config import config_to_dict
 
         blob = json.dumps(
             {
                 "path": self.path,
-                "size": Path(self.path).stat().st_size if Path(self.path).is_file() else -1,
+                "sha256": self.content_sha256(),
                 "row": self.row,
-                "config": _without_overrides(config_to_dict(self.config)),
+                "config": _result_settings(config_to_dict(self.config)),
                 "template": (
                     self.template.to_dict()
                     if isinstance(self.template, ResolvedTemplate)
@@ -134,10 +149,15 @@ class SampleTask:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _without_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """The config minus ``gating.overrides``: its entries reach a sample as thresholds."""
+def _result_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The config a sample's results depend on, for its fingerprint.
+
+    Minus ``gating.overrides`` (its entries reach a sample as thresholds) and the
+    execution settings but the seed (the tables are the same on any number of workers).
+    """
     gating = {k: v for k, v in config.get("gating", {}).items() if k != "overrides"}
-    return {**config, "gating": gating}
+    execution = {k: v for k, v in config.get("execution", {}).items() if k == "random_state"}
+    return {**config, "gating": gating, "execution": execution}
 
 
 def load_sample(task: SampleTask) -> ad.AnnData:
@@ -307,6 +327,9 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     """
     cfg = task.config
     seed = sample_seed(cfg.execution.random_state, task.sample_id)
+    # the file's digest before it is read: a file replaced while it is processed then
+    # fails to match at the next --resume, never the other way round
+    task = replace(task, input_sha256=task.content_sha256())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         adata = load_sample(task)
@@ -328,6 +351,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
         "sample_id": task.sample_id,
         "fingerprint": task.fingerprint(),
         "file": task.path,
+        "input_sha256": task.input_sha256,
         "nkflow_version": __version__,
         "n_events": int(nk.get("fcs", {}).get("n_events", adata.n_obs)),
         "n_kept": int(adata.n_obs),

@@ -116,10 +116,13 @@ def prepare_batch(
     resume: bool,
     on_progress: ProgressCallback | None,
     on_plan: Callable[[BatchPlan], None] | None,
+    executor: SampleExecutor | None = None,
 ) -> tuple[RunState, pd.DataFrame]:
     """Check the sheet, the batch and its panel, then prepare and lock the output folder.
 
-    Parameters are those of :func:`nkflow.pipeline.run`. Raises its errors before any work.
+    Parameters are those of :func:`nkflow.pipeline.run`, and the run's ``executor``,
+    connected to its Dask scheduler (when it has one) before the output folder is made.
+    Raises :func:`~nkflow.pipeline.run`'s errors before any work.
 
     Returns
     -------
@@ -136,7 +139,11 @@ def prepare_batch(
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)
-    state.folder.prepare(force=force, resume=resume, inputs=state.inputs())
+    if executor is not None:  # an unreachable scheduler stops the run with nothing written
+        executor.connect()
+    state.folder.prepare(
+        force=force, resume=resume, inputs=state.inputs(), samples=state.meta["sample_id"]
+    )
     return state, consistency
 
 
@@ -160,6 +167,7 @@ def run_prepared(
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-sha256")
     input_hashes = hashing.submit(_input_hashes, state.meta.copy())
     hashing.shutdown(wait=False)
+    state.input_hashes = input_hashes.result  # a --resume's fingerprints use them
     state.executor = executor
     thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
     state.run_samples(thresholds, resume)

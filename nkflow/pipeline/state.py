@@ -113,6 +113,9 @@ class RunState:
         self.qc_outcomes: dict[str, dict[str, Any]] = {}
         self.plan = BatchPlan()  # set by run() before any work
         self.panel_notes: list[str] = []  # set by check_consistency()
+        #: SHA-256 of the inputs by their ``file`` entry (the provenance's, set by run():
+        #: a --resume compares each sample's content with these, not hashing twice)
+        self.input_hashes: Callable[[], dict[str, str]] = dict
 
     # ------------------------------------------------------------------ helpers
     def row(self, sample_id: str) -> pd.Series:
@@ -260,7 +263,9 @@ class RunState:
                 )
                 if resume:
                     # reuse a finished sample only if everything it was computed from is
-                    # unchanged (its thresholds, its paired unstimulated tube, the config)
+                    # unchanged (the file's content, its thresholds, its paired
+                    # unstimulated tube, the config)
+                    task.input_sha256 = self.input_hashes().get(str(row["file"]), "")
                     previous = self.folder.sample_result(sid)
                     if previous is not None and previous.get("fingerprint") == task.fingerprint():
                         self._accept(sid, previous)
