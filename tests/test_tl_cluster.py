@@ -418,9 +418,15 @@ def test_markers_some_samples_lack_are_named_when_left_out(batch):
 @pytest.mark.parametrize(
     ("medians", "expected"),
     [
-        # two CD127- metaclusters apart on CD127 most: told apart by NKG2D, not "CD127hi"
+        # two CD127- metaclusters apart on CD127 (and AREG) most: told apart by NKG2D, not
+        # "CD127hi", nor by a function read-out ("AREGhi" would read as AREG-producing)
         (
-            {"CD56": [1, 1, 0], "CD127": [0.1, 0.4, 0.9], "NKG2D": [0.9, 1.2, 1.0]},
+            {
+                "CD56": [1, 1, 0],
+                "CD127": [0.1, 0.4, 0.9],
+                "NKG2D": [0.9, 1.2, 1.0],
+                "AREG": [0.1, 0.9, 0.2],
+            },
             {"CD56bright CD127- (NKG2Dlo)", "CD56bright CD127- (NKG2Dhi)", "CD56dim CD127+"},
         ),
         # named by a relative call only: a number, not "CD4hi (CD4lo)"
@@ -440,6 +446,6 @@ def test_metaclusters_sharing_a_name_are_told_apart_by_a_marker_it_does_not_call
 
     table = pd.DataFrame(medians, index=[1, 2, 3], dtype=float)
     thresholds = {"CD56": {"value": 0.5, "rule": "fmo"}, "CD127": {"value": 0.5, "rule": "valley"},
-                  "NKG2D": {"value": 0.5, "rule": "valley"},
+                  "NKG2D": {"value": 0.5, "rule": "valley"}, "AREG": {"value": 1.5, "rule": "fmo"},
                   "CD4": {"value": 0.5, "rule": "quantile", "spread": 0.2}}  # fmt: skip
     assert set(name_metaclusters(table, thresholds).values()) == expected

@@ -273,8 +273,11 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         if len(ks) < 2 or medians.shape[1] == 0:
             continue
         # the separating marker must not be one the name already calls: "CD127- (CD127hi)"
-        # or "CD4hi (CD4lo)" reads as a contradiction
-        sub = medians.loc[ks].drop(columns=_called_markers(base, medians.columns))
+        # or "CD4hi (CD4lo)" reads as a contradiction; nor a function read-out: "(AREGhi)"
+        # would read as an AREG-producing cluster, a claim only the controls can make
+        left_out = [*_called_markers(base, medians.columns),
+                    *(m for m in FUNCTION_MARKERS if m in medians.columns)]  # fmt: skip
+        sub = medians.loc[ks].drop(columns=left_out)
         if sub.shape[1] == 0:
             continue  # the "#n" suffix below tells them apart
         marker = str(sub.std().idxmax())
