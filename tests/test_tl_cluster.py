@@ -101,6 +101,16 @@ def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
         )
         relabelled[sid] = other
     assert default_markers(relabelled) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
+    # T-cell markers of the lineage exclusion (mouse 68983's NK were clustered on CD4 and
+    # TCRgd) are no NK phenotype either; CD8 is (human NK carry CD8a in subsets)
+    relabelled = {}
+    for sid, adata in batch.items():
+        other = adata.copy()
+        other.var["marker"] = other.var["marker"].replace(
+            {"CD69": "CD4", "CD49a": "TCRgd", "CD103": "CD8"}
+        )
+        relabelled[sid] = other
+    assert default_markers(relabelled) == ["CD56", "CD16", "CD8"]
 
 
 def test_cluster_recovers_planted_phenotypes_with_readable_names(batch):

@@ -34,8 +34,10 @@ __all__ = ["ClusteringResult", "cluster", "default_markers", "iter_samples"]
 
 logger = logging.getLogger(__name__)
 
-#: Markers that define the gated lineage (constant within NK cells), not NK phenotype.
-LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20")
+#: Markers that define the gated lineage (constant within NK cells), not NK phenotype:
+#: the lineage gates' markers, and the T-cell and myeloid markers a panel carries to exclude
+#: those cells (CD4, TCRgd, F4/80). CD8 stays: human NK cells carry CD8a in subsets.
+LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20", "CD4", "TCRgd", "F4-80")
 
 
 def _viability_or_dump(marker: str) -> bool:
