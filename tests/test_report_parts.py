@@ -303,13 +303,26 @@ def test_population_plots_handle_hostile_and_empty():
 
 def test_the_qc_sentence_says_what_it_counts():
     """'QC removed events from 33 of 33 file(s)' sat under '57 analysed': the FMO tubes
-    were left out of the count without a word."""
+    were left out of the count without a word. They are QC rows of their own now (role
+    ``fmo:``), counted apart from the analysed tubes."""
     from nkflow.report.sections import _qc_verdict
 
-    qc = pd.DataFrame({"sample_id": ["a", "b"], "n_in": [1000, 1000], "n_out": [990, 1000]})
+    qc = pd.DataFrame({"sample_id": ["a", "b", "f"], "role": ["unstim", "stim", "fmo:AREG"],
+                       "n_in": [1000, 1000, 500], "n_out": [990, 1000, 400]})  # fmt: skip
     text = _qc_verdict(qc)
     assert "from 1 of the 2 analysed tube(s), at most 1.0% (a)" in text
-    assert "FMO tubes go through the same QC" in text
+    assert "from 1 of the 1 FMO tube(s) read for their cut-offs, at most 20.0%" in text
+    assert "FMO tubes go through the same QC" not in text
+
+
+def test_the_qc_table_lists_the_fmo_tubes_read_for_their_cut_offs(tiny_run) -> None:
+    """An FMO tube's QC (a clog removing a fifth of its events) was in no table."""
+    qc = tiny_run.tables["qc"].set_index("sample_id")
+    status = tiny_run.status.set_index("sample_id")
+    fmo = status.index[status["role"].astype(str).str.startswith("fmo:")]
+    assert len(fmo) and set(fmo) <= set(qc.index)
+    assert (qc.loc[fmo, "role"].str.startswith("fmo:")).all()
+    assert (qc.loc[fmo, "n_in"] >= qc.loc[fmo, "n_out"]).all()
 
 
 def test_the_cluster_tables_give_the_cells_behind_each_percentage() -> None:

@@ -256,7 +256,9 @@ def process_control(task: SampleTask) -> dict[str, Any]:
     dict
         ``records``: one per threshold (docs/contracts.md ``thresholds`` columns) plus
         ``template``, the template's name; ``values``: the tube's events behind each
-        (:data:`nkflow.gating.fmo_pool.FmoValues`), for pooling it with its replicates.
+        (:data:`nkflow.gating.fmo_pool.FmoValues`), for pooling it with its replicates;
+        ``qc``: the tube's QC record as the QC table shows it (empty when the tube was not
+        read: no gate takes its cut-off from an FMO).
     """
     cfg = task.config
     tpl = (
@@ -267,18 +269,26 @@ def process_control(task: SampleTask) -> dict[str, Any]:
     name = tpl.source.name if isinstance(tpl, ResolvedTemplate) else tpl.name
     meta = pd.DataFrame([{**task.row, "sample_id": task.sample_id}])
     values: dict[tuple[str, str, str], tuple[Any, float, int]] = {}
+    qc: dict[str, Any] = {}
+
+    def read(_sid: str) -> ad.AnnData:
+        adata = load_sample(task)
+        qc.update(adata.uns["nkflow"].get("qc", {}) or {})  # what QC removed from the tube
+        return adata
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = fmo_thresholds(
             meta,
-            lambda _sid: load_sample(task),
+            read,
             tpl,
             random_state=cfg.execution.random_state,
             n_boot=cfg.gating.bootstrap,
             fmo_percentile=cfg.gating.fmo_percentile,
             values_out=values,
         )
-    return {"records": [{**t.to_record(), "template": name} for t in found], "values": values}
+    records = [{**t.to_record(), "template": name} for t in found]
+    return {"records": records, "values": values, "qc": qc}
 
 
 def pool_sample(task: SampleTask) -> dict[str, Any]:

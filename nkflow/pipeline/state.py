@@ -111,6 +111,7 @@ class RunState:
         self.executor = SampleExecutor()  # serial unless run() opens a pool
         # QC outcomes of files the batch-pool pass read, for the sample pass to reuse
         self.qc_outcomes: dict[str, dict[str, Any]] = {}
+        self.control_qc: dict[str, dict[str, Any]] = {}  # FMO tubes' QC records
         self.plan = BatchPlan()  # set by run() before any work
         self.panel_notes: list[str] = []  # set by check_consistency()
         #: SHA-256 of the inputs by their ``file`` entry (the provenance's, set by run():
@@ -206,6 +207,8 @@ class RunState:
             done += 1
             if outcome.ok:
                 found[outcome.key] = outcome.value["records"]
+                if outcome.value.get("qc"):
+                    self.control_qc[outcome.key] = outcome.value["qc"]
                 if str(self.row(outcome.key)["file"]) in replicate_of:  # pooled below
                     values.update(outcome.value["values"])
             else:
@@ -392,15 +395,20 @@ class RunState:
         }
 
     def qc_table(self) -> pd.DataFrame:
-        """One QC row per processed sample."""
+        """One QC row per processed sample and per FMO tube read, with its ``role``."""
         rows = []
-        for sid in self.meta["sample_id"].astype(str):
-            if sid not in self.summaries:
+        for _, row in self.meta.iterrows():
+            sid = str(row["sample_id"])
+            if sid in self.summaries:
+                qc = self.summaries[sid].get("qc", {}) or {}
+            elif sid in self.control_qc:
+                qc = self.control_qc[sid]
+            else:
                 continue
-            qc = self.summaries[sid].get("qc", {}) or {}
             rows.append(
                 {
                     "sample_id": sid,
+                    "role": str(row["role"]),
                     **{k: v for k, v in qc.items() if not isinstance(v, dict | list)},
                 }
             )

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
+from .tables import split_qc
 
 __all__ = ["as_plain_dict", "methods_text", "provenance_templates", "provenance_versions"]
 
@@ -407,9 +408,8 @@ def methods_text(
         + (f" and the panel file {cfg['panel']}" if cfg.get("panel") else "")
         + ". "
     )
-    p1 = (
-        read + _preprocessing_sentences(cfg, prov) + _qc_sentence(cfg.get("qc", {}), tabs.get("qc"))
-    )
+    analysed_qc = split_qc(tabs.get("qc"))[0]  # FMO tubes' QC is said in the overview
+    p1 = read + _preprocessing_sentences(cfg, prov) + _qc_sentence(cfg.get("qc", {}), analysed_qc)
     p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
     p3 = clustering_sentence(cfg.get("clustering", {}), prov, random_state)
     p3 += scoring_sentence(cfg.get("scoring", {}), prov, metadata, tabs)

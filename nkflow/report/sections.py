@@ -16,7 +16,7 @@ import pandas as pd
 from ..io.pairing import batch_notes
 from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem, data_uri, image_size
-from .tables import esc, fmt_value, html_table, is_empty
+from .tables import esc, fmt_value, html_table, is_empty, split_qc
 
 __all__ = [
     "clusters_section",
@@ -159,22 +159,34 @@ def samples_table(
     return base[cols]
 
 
-def _qc_verdict(qc: pd.DataFrame | None) -> str:
-    """One true sentence on what QC removed, per file at its worst (not "passed QC")."""
-    if is_empty(qc) or "n_in" not in qc.columns or "n_out" not in qc.columns:
-        return "Every analysed file was read."
+def _removed_fraction(qc: pd.DataFrame) -> pd.Series:
     n_in = pd.to_numeric(qc["n_in"], errors="coerce")
     n_out = pd.to_numeric(qc["n_out"], errors="coerce")
-    frac = ((n_in - n_out) / n_in.where(n_in > 0)).fillna(0.0)
+    return ((n_in - n_out) / n_in.where(n_in > 0)).fillna(0.0)
+
+
+def _qc_verdict(qc: pd.DataFrame | None) -> str:
+    """One true sentence on what QC removed, per file at its worst (not "passed QC")."""
+    qc, fmo = split_qc(qc)
+    if is_empty(qc) or "n_in" not in qc.columns or "n_out" not in qc.columns:
+        return "Every analysed file was read."
+    frac = _removed_fraction(qc)
     touched = int((frac > 0).sum())
+    controls = ""
+    if not is_empty(fmo) and {"n_in", "n_out"} <= set(fmo.columns):
+        cf = _removed_fraction(fmo)
+        controls = (
+            f" QC removed events from {int((cf > 0).sum())} of the {len(fmo)} FMO tube(s) "
+            f"read for their cut-offs, at most {100 * cf.max():.1f}%."
+        )
     if not touched:
-        return "Every analysed file was read; QC removed no events."
+        return "Every analysed file was read; QC removed no events." + controls
     worst = int(frac.to_numpy().argmax())
     sid = esc(str(qc["sample_id"].iloc[worst])) if "sample_id" in qc.columns else "one file"
     return (
         f"Every analysed file was read; QC removed events from {touched} of the {len(qc)} "
-        f"analysed tube(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per tube below "
-        "(FMO tubes go through the same QC before their cut-offs and are not listed)."
+        f"analysed tube(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per tube below."
+        + controls
     )
 
 
@@ -206,10 +218,11 @@ def overview_section(
             cards.append(_card(int(counts.get("skipped", 0)), "skipped"))
     elif not is_empty(metadata):
         cards.append(_card(len(metadata), "samples in the sheet"))
-    n_events = _num_sum(status, "n_events") or _num_sum(qc, "n_in")
+    analysed_qc = split_qc(qc)[0]  # the cards count the analysed tubes' events
+    n_events = _num_sum(status, "n_events") or _num_sum(analysed_qc, "n_in")
     if n_events is not None:
         cards.append(_card(int(n_events), "events read"))
-    n_in, n_out = _num_sum(qc, "n_in"), _num_sum(qc, "n_out")
+    n_in, n_out = _num_sum(analysed_qc, "n_in"), _num_sum(analysed_qc, "n_out")
     if n_in and n_out is not None:
         cards.append(_card(int(n_out), "events after QC"))
         cards.append(_card(f"{100 * (n_in - n_out) / n_in:.2f}%", "removed by QC"))

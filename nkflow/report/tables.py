@@ -25,6 +25,7 @@ __all__ = [
     "html_table",
     "is_empty",
     "parquet_safe",
+    "split_qc",
 ]
 
 MAX_ROWS = 400
@@ -267,3 +268,22 @@ def parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
                 ),
             )
     return out
+
+
+def split_qc(qc: pd.DataFrame | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The QC rows of analysed tubes and those of the FMO tubes read for their cut-offs.
+
+    Parameters
+    ----------
+    qc
+        The run's QC table (``role`` tells FMO tubes, ``fmo:<MARKER>``, apart).
+
+    Returns
+    -------
+    analysed, fmo
+        The two parts (``fmo`` None when the table has none or no ``role`` column).
+    """
+    if is_empty(qc) or "role" not in qc.columns:
+        return qc, None
+    fmo = qc["role"].fillna("").astype(str).str.startswith("fmo:")
+    return qc[~fmo], (qc[fmo] if fmo.any() else None)
