@@ -430,3 +430,31 @@ def test_message_words_the_control_source_and_gives_nets_in_pp():
     counts, meta = basic()
     message = score(counts, meta).flags.set_index("population").loc["NK", "message"]
     assert " pp (CI " in message and "pts" not in message
+
+
+def test_numeric_sample_ids_read_back_from_csv_keep_their_flags():
+    """Sample ids 1, 2 read back from a counts CSV are integers: every row matched no
+    metadata row, lost its AREG rule and was silently not flagged."""
+    counts, meta = basic()
+    ids = {"s": "1", "u": "2"}
+    counts["sample_id"] = counts["sample_id"].map(ids)
+    meta["sample_id"] = meta["sample_id"].map(ids)
+    expected = score(counts, meta).flags
+    back = pd.read_csv(io.StringIO(counts.to_csv(index=False)))
+    assert back["sample_id"].dtype.kind == "i"
+    flags = score(back, meta).flags
+    assert flags["areg_responsive"].tolist() == expected["areg_responsive"].tolist()
+    assert bool(flags.set_index("population").loc["NK", "areg_responsive"])
+    assert not flags["failed_rules"].str.contains("AREG_THRESHOLD_NOT_FMO").any()
+
+
+def test_categorical_metadata_is_read_as_text():
+    """An ordered Categorical timepoint (the natural way to state visit order) raised
+    pandas' 'Cannot setitem on a Categorical with a new category'."""
+    counts, meta = basic()
+    expected = score(counts, meta).flags
+    meta["timepoint"] = pd.Categorical(meta["timepoint"], categories=["pre", "post"],
+                                       ordered=True)  # fmt: skip
+    meta["tissue"] = meta["tissue"].astype("category")
+    flags = score(counts, meta).flags
+    assert flags["areg_responsive"].tolist() == expected["areg_responsive"].tolist()

@@ -145,7 +145,8 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     for col in _META_COLUMNS:
         if col not in meta.columns:
             meta[col] = ""
-        meta[col] = meta[col].fillna("").astype(str).str.strip()
+        # as text first: a Categorical column (an ordered timepoint) takes no "" category
+        meta[col] = meta[col].astype(object).where(meta[col].notna(), "").astype(str).str.strip()
     dup = meta["sample_id"][meta["sample_id"].duplicated()].unique()
     if len(dup):
         raise MetadataError(where, [f"sample_id {s!r} appears more than once" for s in dup])
@@ -205,13 +206,15 @@ def scoring_config_for(
 
 
 def _numeric_counts(counts: pd.DataFrame) -> pd.DataFrame:
-    """Count columns as numbers: tables joined from records mix ints, None and pd.NA.
+    """Count columns as numbers, sample ids as text.
 
-    A tube whose panel lacks a read-out has no count for it (None once read back from
-    JSON); joined with tubes that have counts, the column is of object dtype, which the
-    sums below cannot take.
+    Tables joined from records mix ints, None and pd.NA: a tube whose panel lacks a
+    read-out has no count for it (None once read back from JSON); joined with tubes that
+    have counts, the column is of object dtype, which the sums below cannot take.
     """
-    fixed = {}
+    # sample ids as text, as the metadata's: read back from CSV, ids 1, 2 ... are integers
+    # and matched no metadata row (every flag was silently dropped)
+    fixed: dict[str, pd.Series] = {"sample_id": counts["sample_id"].astype(str).str.strip()}
     for col in COUNT_COLUMNS:
         if counts[col].dtype == object:
             try:
@@ -220,7 +223,7 @@ def _numeric_counts(counts: pd.DataFrame) -> pd.DataFrame:
                 raise ConfigError(
                     f"counts column {col!r} holds a value that is no count: {exc}"
                 ) from None
-    return counts.assign(**fixed) if fixed else counts
+    return counts.assign(**fixed)
 
 
 def score(
