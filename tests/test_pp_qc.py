@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from nkflow.datasets import simulate_sample
-from nkflow.exceptions import ChannelNotFoundError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError
 from nkflow.io import channel_kind
 from nkflow.pp import apply_qc, compensate, qc, qc_events, qc_margins, qc_time, transform
 
@@ -143,6 +143,22 @@ def test_apply_qc_refuses_an_outcome_of_other_events() -> None:
     with pytest.raises(ValueError, match="does not fit 40000 events"):
         apply_qc(adata, passed, record)
     assert "qc" not in adata.uns["nkflow"]
+
+
+def test_qc_refuses_events_it_already_removed_events_from() -> None:
+    """A second qc() read the gap the first left as a flow-rate drop, removed 100 more good
+    events ("spike: flow rate down") and overwrote the record of the real clog. Flagging
+    only (remove=False) may run again: the events are all there."""
+    adata = acquisition(clog=(12_000, 14_000))
+    qc(adata, remove=False)
+    qc(adata)  # the flags replaced, then the removal
+    first = dict(adata.uns["nkflow"]["qc"])
+    with pytest.raises(ConfigError, match=r"sim: QC already removed events .*40000 -> "):
+        qc(adata)
+    passed, record = qc_events(adata)
+    with pytest.raises(ConfigError, match="not run twice"):
+        apply_qc(adata, passed, record)
+    assert adata.uns["nkflow"]["qc"] == first and adata.n_obs == first["n_out"]
 
 
 def test_margins() -> None:

@@ -357,7 +357,10 @@ def apply_qc(
     ------
     ValueError
         When the outcome does not fit the container's events.
+    ConfigError
+        QC already removed events from this container (:func:`qc` explains).
     """
+    _refuse_second_removal(adata)
     passed = np.asarray(passed, dtype=bool)
     if passed.shape != (adata.n_obs,) or record.get("n_in") != adata.n_obs:
         raise ValueError(
@@ -433,8 +436,30 @@ def qc(
     -------
     AnnData or None
         The QC'd container when ``inplace=False``.
+
+    Raises
+    ------
+    ConfigError
+        QC already removed events from this container: a second pass would take the gap
+        the first left for a flow-rate drop and remove good events around it.
     """
+    _refuse_second_removal(adata)
     passed, record = qc_events(
         adata, time=time, margins=margins, margin_kwargs=margin_kwargs, time_kwargs=time_kwargs
     )
     return apply_qc(adata, passed, record, remove=remove, inplace=inplace)
+
+
+def _refuse_second_removal(adata: AnnData) -> None:
+    """Refuse QC on events QC already removed events from.
+
+    A second pass would read the gap the first left as a flow-rate drop, remove good events
+    around it and overwrite the first record.
+    """
+    done = _meta(adata).get("qc") or {}
+    if done and (done.get("params") or {}).get("remove", True):
+        raise ConfigError(
+            f"{_label(adata)}: QC already removed events from this container "
+            f"({done.get('n_in')} -> {done.get('n_out')}); not run twice (read the file again "
+            "to QC it with other settings, or run QC with remove=False to flag only)"
+        )
