@@ -289,6 +289,31 @@ def test_a_borrowed_row_of_an_unset_gate_joins_without_a_pandas_warning():
     assert tr["phenotype_source"] == "tiny2" and pd.isna(tr["count"])
 
 
+def test_gating_again_with_another_template_drops_the_first_templates_populations(tmp_path):
+    """Gated with human_blood, then with a T-cell template: obs kept CD56bright, trNK ...
+    beside the new gates and count_positive counted both hierarchies' populations."""
+    from nkflow.tl import count_positive
+
+    template = tmp_path / "t_cells.toml"
+    template.write_text(
+        '[template]\nname = "t_cells"\nversion = "0.1.0"\nspecies = "human"\n'
+        'anchor = "CD3"\ndescription = "T cells"\n[manifest]\nrequired_markers = ["CD3"]\n'
+        'min_events = 10\n[[gates]]\nid = "T"\nkind = "threshold"\nmarker = "CD3"\n'
+        'side = "pos"\nrule = "valley"\n'
+    )
+    adata, _ = _tiny(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = gate(adata, "human_blood", n_boot=0)
+        gate(adata, template, n_boot=0)
+        counts = count_positive(adata)
+    assert {"NK", "CD56bright"} <= set(first["population"])
+    gated = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    assert gated == ["T"]
+    assert not {"NK", "CD56bright", "trNK"} & set(adata.obs.columns)
+    assert set(counts["population"]) <= {"T", "Cells"}
+
+
 def test_population_table_handles_root_and_missing_nk():
     adata, _ = _tiny(n=500)
     adata.obs["A"] = np.arange(500) < 50

@@ -148,9 +148,13 @@ def gate(
             stimulated=stimulated,
             interval_executor=interval_executor,
         )
+        uns = adata.uns.setdefault("nkflow", {})
+        # gated again (another template): the previous gates' columns go, or counting and
+        # clustering would mix two hierarchies' populations
+        before = [p["name"] for p in (uns.get("gating") or {}).get("populations", [])]
+        adata.obs.drop(columns=[p for p in before if p in adata.obs], inplace=True)
         for g in run.gates:
             adata.obs[g.id] = run.members[g.id]
-        uns = adata.uns.setdefault("nkflow", {})
         uns["gating"] = {
             "template": tpl.name,
             "template_path": tpl.path,
