@@ -45,3 +45,13 @@ def test_repair_profile_errors_name_valid_choices(result):
         repair_profile(result, sample_id="nope")
     with pytest.raises(ValueError, match="not in the scores"):
         repair_profile(result, populations=["Treg"])
+
+
+def test_plot_argument_errors_are_nkflows_and_list_each_valid_id_once(result) -> None:
+    """A wrong sample_id raised a plain ValueError listing each id once per population."""
+    from nkflow.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="not scored; valid: ") as err:
+        repair_profile(result, sample_id="nope")
+    valid = str(err.value).split("valid: ", 1)[1].split(", ")
+    assert len(valid) == len(set(valid))

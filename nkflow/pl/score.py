@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..exceptions import ConfigError
 from ..tl.caveats import SHORT_CAVEAT
 from ._figure import new_figure
 
@@ -74,6 +75,13 @@ def repair_profile(
     -------
     matplotlib.figure.Figure
         Four panels sharing the population axis.
+
+    Raises
+    ------
+    ConfigError
+        A condition, sample or population the scores do not hold (the message lists the
+        valid ones), several conditions without ``condition=``, or more stimulated tubes
+        than one figure shows.
     """
     scores = result.scores if hasattr(result, "scores") else result
     s = scores.copy()
@@ -81,12 +89,12 @@ def repair_profile(
         conditions = list(dict.fromkeys(s["condition"].astype(str)))
         if condition is not None:
             if condition not in conditions:
-                raise ValueError(
+                raise ConfigError(
                     f"condition {condition!r} not scored; valid: {', '.join(conditions)}"
                 )
             s = s[s["condition"].astype(str) == condition]
         elif len(conditions) > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(conditions)} stimulation conditions ({', '.join(conditions)}); pass "
                 "condition= or use repair_profiles() for one figure each"
             )
@@ -96,8 +104,8 @@ def repair_profile(
         wanted = [sample_id] if isinstance(sample_id, str) else list(sample_id)
         unknown = sorted(set(wanted) - set(s["sample_id"]))
         if unknown:
-            raise ValueError(
-                f"sample_id {unknown} not scored; valid: {', '.join(sorted(s['sample_id']))}"
+            raise ConfigError(
+                f"sample_id {unknown} not scored; valid: {', '.join(sorted(set(s['sample_id'])))}"
             )
         s = s[s["sample_id"].isin(wanted)]
     if flaggable_only and "flaggable" in s.columns and populations is None:
@@ -105,7 +113,7 @@ def repair_profile(
     if populations is not None:
         unknown = sorted(set(populations) - set(s["population"]))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"population(s) {unknown} not in the scores; valid: "
                 f"{', '.join(sorted(set(s['population'])))}"
             )
@@ -115,7 +123,7 @@ def repair_profile(
         order = list(dict.fromkeys(s["population"]))
     samples = list(dict.fromkeys(s["sample_id"]))
     if len(samples) > _MAX_SAMPLES:
-        raise ValueError(
+        raise ConfigError(
             f"{len(samples)} stimulated tubes; pass sample_id= with at most {_MAX_SAMPLES}"
         )
     n_pop = max(len(order), 1)

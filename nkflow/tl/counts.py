@@ -421,7 +421,7 @@ def fmo_threshold(
 
     Raises
     ------
-    ValueError
+    ConfigError
         ``percentile`` is not in (0, 100).
     ChannelNotFoundError
         The FMO tube has no channel for ``marker``.
@@ -430,7 +430,7 @@ def fmo_threshold(
     """
     where = _where(fmo_adata)
     if not 0.0 < percentile < 100.0:
-        raise ValueError(f"{where}: percentile {percentile!r}; valid: 0 < percentile < 100")
+        raise ConfigError(f"{where}: percentile {percentile!r}; valid: 0 < percentile < 100")
     channel = _channel(fmo_adata, marker)
     if channel is None:
         have = sorted({m for m in fmo_adata.var["marker"].astype(str) if m})

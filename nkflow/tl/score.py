@@ -122,7 +122,7 @@ class ScoreResult:
             "bright_dim": self.bright_dim,
         }
         if table not in frames:
-            raise ValueError(f"unknown table {table!r}; valid: {', '.join(frames)}")
+            raise ConfigError(f"unknown table {table!r}; valid: {', '.join(frames)}")
         body = frames[table].to_csv(index=False, lineterminator="\n", float_format="%.10g")
         return caveats_comment() + body
 
