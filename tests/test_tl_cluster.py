@@ -459,3 +459,15 @@ def test_metaclusters_sharing_a_name_are_told_apart_by_a_marker_it_does_not_call
                   "NKG2D": {"value": 0.5, "rule": "valley"}, "AREG": {"value": 1.5, "rule": "fmo"},
                   "CD4": {"value": 0.5, "rule": "quantile", "spread": 0.2}}  # fmt: skip
     assert set(name_metaclusters(table, thresholds).values()) == expected
+
+
+def test_more_metaclusters_than_som_nodes_is_refused_up_front(batch, monkeypatch):
+    """xdim=3, ydim=3, n_metaclusters=20 silently gave 9 metaclusters."""
+    import importlib
+
+    tlc = importlib.import_module("nkflow.tl.cluster")  # the module, not the function
+    with monkeypatch.context() as m:
+        m.setattr(tlc, "default_markers", lambda *a, **k: pytest.fail("work was done"))
+        with pytest.raises(ConfigError, match=r"n_metaclusters=20 exceeds the 3 x 3 = 9 SOM"):
+            cluster(batch, xdim=3, ydim=3, n_metaclusters=20, assign=False)
+    assert len(_run(batch, xdim=2, ydim=2, n_metaclusters=4, assign=False).labels) == 4

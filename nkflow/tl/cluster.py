@@ -142,6 +142,21 @@ def _dense(adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray) -> np.
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _check_metaclusters(n_metaclusters: Any, xdim: Any, ydim: Any) -> None:
+    """Refuse more metaclusters than SOM nodes (they merge nodes), before any work."""
+    if n_metaclusters is None or not all(isinstance(v, Integral) for v in (xdim, ydim)):
+        return  # the SOM names a bad grid size itself
+    if not isinstance(n_metaclusters, Integral) or n_metaclusters < 1:
+        raise ConfigError(
+            f"cluster: n_metaclusters={n_metaclusters!r}; expected an integer >= 1 or None"
+        )
+    if n_metaclusters > xdim * ydim:
+        raise ConfigError(
+            f"cluster: n_metaclusters={n_metaclusters} exceeds the {xdim} x {ydim} = "
+            f"{xdim * ydim} SOM nodes it merges; lower n_metaclusters or enlarge xdim/ydim"
+        )
+
+
 @dataclass
 class ClusteringResult:
     """A fitted batch clustering: model, markers, per-metacluster medians and names.
@@ -304,8 +319,9 @@ def cluster(
     som_init
         SOM codebook start: ``"random"`` cells (FlowSOM) or ``"pca"``.
     n_metaclusters
-        Number of metaclusters; ``None`` chooses 2..``max_metaclusters`` from the
-        consensus matrices (see ``k_selection``).
+        Number of metaclusters, at most ``xdim * ydim`` (metaclusters merge SOM nodes);
+        ``None`` chooses 2..``max_metaclusters`` from the consensus matrices (see
+        ``k_selection``).
     max_metaclusters
         Upper bound of the automatic choice.
     linkage
@@ -335,7 +351,8 @@ def cluster(
     Raises
     ------
     ConfigError
-        The samples differ in species, technology (flow or mass cytometry) or the
+        ``n_metaclusters`` exceeds the ``xdim * ydim`` SOM nodes (checked before any
+        work); the samples differ in species, technology (flow or mass cytometry) or the
         transform of a clustered marker (:func:`nkflow.tl._samples.require_comparable`),
         or share no phenotype marker.
 
@@ -349,6 +366,7 @@ def cluster(
     pairs = iter_samples(adatas)
     if not isinstance(per_sample_cap, Integral) or per_sample_cap < 1:
         raise ConfigError(f"cluster: per_sample_cap={per_sample_cap!r}; expected an integer >= 1")
+    _check_metaclusters(n_metaclusters, xdim, ydim)
     markers = (
         list(markers)
         if markers  # None or empty (the config's default) means the panel's markers
@@ -391,7 +409,7 @@ def cluster(
         random_state=seed,
     ).fit(X)
     mc = ConsensusMetaclustering(
-        n_metaclusters if n_metaclusters is None else min(n_metaclusters, n_nodes),
+        n_metaclusters,
         max_clusters=min(max_metaclusters, n_nodes),
         n_resamples=n_resamples,
         resample_fraction=resample_fraction,
