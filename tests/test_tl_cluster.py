@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
+from nkflow.io.fcs import channel_for
 from nkflow.models import hungarian_f1
 from nkflow.pl import cluster as plc
 from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
@@ -471,3 +472,19 @@ def test_more_metaclusters_than_som_nodes_is_refused_up_front(batch, monkeypatch
         with pytest.raises(ConfigError, match=r"n_metaclusters=20 exceeds the 3 x 3 = 9 SOM"):
             cluster(batch, xdim=3, ydim=3, n_metaclusters=20, assign=False)
     assert len(_run(batch, xdim=2, ydim=2, n_metaclusters=4, assign=False).labels) == 4
+
+
+def test_predict_refuses_an_anndata_at_once_and_says_what_to_pass(batch):
+    """predict(adata) walked the AnnData cell by cell for minutes, eating GBs."""
+    res = _run(batch, assign=False)
+    adata = batch["liver2"]
+    with pytest.raises(ConfigError, match=r"AnnData .*result\.markers order .*assign\(adata\)"):
+        res.predict(adata)
+    with pytest.raises(ConfigError, match=f"expected {len(res.markers)}"):
+        res.predict(np.zeros((3, len(res.markers) + 1)))
+    # the array it asks for gives what assign writes
+    cols = adata.var_names.get_indexer([channel_for(adata, m) for m in res.markers])
+    nk = adata.obs["NK"].to_numpy()
+    got = res.predict(adata.X[nk][:, cols])
+    res.assign(adata)
+    assert (got.astype(str) == adata.obs["metacluster"][nk].astype(str).to_numpy()).all()

@@ -207,16 +207,41 @@ class ClusteringResult:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Metacluster (1-based) of each row of ``X`` (columns in ``markers`` order).
 
+        Like a scikit-learn estimator's ``predict`` this takes an array, not an AnnData:
+        every row is mapped, whatever its population. To label a sample's cells, call
+        :meth:`assign` on its AnnData (it picks the ``markers`` columns and the
+        population's cells).
+
         Parameters
         ----------
         X
-            ``(n_cells, len(markers))`` transformed intensities.
+            ``(n_cells, len(markers))`` transformed intensities, columns in ``markers``
+            order.
 
         Returns
         -------
         numpy.ndarray
             ``(n_cells,)`` int metacluster ids.
+
+        Raises
+        ------
+        ConfigError
+            ``X`` is an AnnData (scikit-learn would copy it cell by cell for minutes), or
+            its number of columns is not ``len(markers)``.
         """
+        if isinstance(X, ad.AnnData):
+            raise ConfigError(
+                f"ClusteringResult.predict: got an AnnData ({X.n_obs} x {X.n_vars}); pass "
+                f"an array of the {len(self.markers)} clustered markers in result.markers "
+                f"order ({', '.join(self.markers)}), or call result.assign(adata) to label "
+                "a sample's cells"
+            )
+        n_cols = np.shape(X)[1] if np.ndim(X) == 2 else None
+        if n_cols is not None and n_cols != len(self.markers):
+            raise ConfigError(
+                f"ClusteringResult.predict: X has {n_cols} columns; expected "
+                f"{len(self.markers)}, the clustered markers in order: {', '.join(self.markers)}"
+            )
         return self.node_metacluster[self.som.predict(X)]
 
     def assign(self, adata: ad.AnnData, *, key_added: str | None = None) -> ad.AnnData:
