@@ -488,3 +488,18 @@ def test_predict_refuses_an_anndata_at_once_and_says_what_to_pass(batch):
     got = res.predict(adata.X[nk][:, cols])
     res.assign(adata)
     assert (got.astype(str) == adata.obs["metacluster"][nk].astype(str).to_numpy()).all()
+
+
+def test_name_metaclusters_refuses_what_is_not_wide_medians(batch):
+    """median_table's long table gave 1040 names ' #1', ' #2', ... and no error."""
+    from nkflow.tl.annotate import name_metaclusters
+
+    res = _run(batch)
+    assert name_metaclusters(res.medians, res.thresholds) == res.labels  # wide: still named
+    long = median_table(batch, res)
+    with pytest.raises(ConfigError, match=r"wide metacluster x marker .*result\.medians.*long"):
+        name_metaclusters(long, res.thresholds)
+    with pytest.raises(ConfigError, match=r"none of its columns \(a, b\)"):
+        name_metaclusters(pd.DataFrame({"a": [1.0], "b": [2.0]}), res.thresholds)
+    with pytest.raises(ConfigError, match=r"no metacluster ids: \['x'\]"):
+        name_metaclusters(res.medians.rename(index={1: "x"}), res.thresholds)
