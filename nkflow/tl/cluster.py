@@ -30,7 +30,13 @@ from nkflow.tl.annotate import (
     subset_calls,
 )
 
-__all__ = ["ClusteringResult", "cluster", "default_markers", "iter_samples"]
+__all__ = [
+    "STIMULATION_LABILE_MARKERS",
+    "ClusteringResult",
+    "cluster",
+    "default_markers",
+    "iter_samples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,11 @@ logger = logging.getLogger(__name__)
 #: the lineage gates' markers, and the T-cell and myeloid markers a panel carries to exclude
 #: those cells (CD4, TCRgd, F4/80). CD8 stays: human NK cells carry CD8a in subsets.
 LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20", "CD4", "TCRgd", "F4-80")
+#: Phenotype markers stimulation moves (BIOLOGY.md section 4: PMA/ADAM17 sheds CD16 and CD62L,
+#: CD69 rises within hours). Left out of the default clustering markers, by the library and
+#: by ``nk.run`` alike, so that stimulated and unstimulated tubes clustered (or mapped)
+#: together do not split into metaclusters by stimulation.
+STIMULATION_LABILE_MARKERS = ("CD69", "CD62L", "CD16")
 
 
 def _viability_or_dump(marker: str) -> bool:
@@ -49,13 +60,16 @@ def default_markers(
     adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
     *,
     include_function: bool = False,
+    include_stimulation_labile: bool = False,
     exclude: Iterable[str] = LINEAGE_MARKERS,
 ) -> list[str]:
     """Phenotype markers shared by every sample of the batch, in panel order.
 
     Scatter and time channels, viability and dump channels (``Viability``, ``LD_*``,
-    ``Dump*``), the lineage markers used to gate the population (``exclude``) and, unless
-    ``include_function``, the function read-outs (AREG, IFN-g, CD107a) are left out.
+    ``Dump*``), the lineage markers used to gate the population (``exclude``), unless
+    ``include_function`` the function read-outs (AREG, IFN-g, CD107a) and, unless
+    ``include_stimulation_labile``, the markers stimulation moves
+    (:data:`STIMULATION_LABILE_MARKERS`: CD69, CD62L, CD16) are left out.
 
     Parameters
     ----------
@@ -63,6 +77,10 @@ def default_markers(
         Samples (see :func:`iter_samples`).
     include_function
         Keep AREG, IFN-g and CD107a.
+    include_stimulation_labile
+        Keep CD69, CD62L and CD16. Only for batches without stimulated tubes: stimulation
+        sheds CD16 and CD62L and raises CD69, so clustering stimulated and unstimulated
+        tubes on them splits metaclusters by stimulation. ``nk.run`` always leaves them out.
     exclude
         Further canonical markers to leave out.
 
@@ -86,6 +104,8 @@ def default_markers(
     skip = set(exclude)
     if not include_function:
         skip |= set(FUNCTION_MARKERS)
+    if not include_stimulation_labile:
+        skip |= set(STIMULATION_LABILE_MARKERS)
     common: list[str] | None = None
     names_of: dict[str, list[str]] = {}
     for sid, adata in pairs:
@@ -308,6 +328,7 @@ def cluster(
     resample_fraction: float = 0.9,
     k_selection: str = "delta_area",
     include_function: bool = False,
+    include_stimulation_labile: bool = False,
     random_state: int | None = 0,
     key_added: str = "metacluster",
     assign: bool = True,
@@ -326,7 +347,8 @@ def cluster(
         ``{sample_id: AnnData}`` or a list of per-sample AnnData (transformed ``X``, a bool
         obs column per gated population).
     markers
-        Canonical markers to cluster on; ``None`` or empty: :func:`default_markers`.
+        Canonical markers to cluster on; ``None`` or empty: :func:`default_markers`, which
+        leaves out CD69, CD62L and CD16 (moved by stimulation) as ``nk.run`` does.
     population
         Bool obs column selecting the cells to cluster; ``None`` clusters all cells.
     per_sample_cap
@@ -360,6 +382,10 @@ def cluster(
         How ``n_metaclusters=None`` picks the number: ``"delta_area"`` or ``"pac"``.
     include_function
         Cluster on AREG/IFN-g/CD107a as well (they are always used in the names).
+    include_stimulation_labile
+        Cluster on CD69, CD62L and CD16 as well (default markers only). Leave it off when
+        the batch has stimulated tubes: stimulation moves these markers, and metaclusters
+        would split by stimulation.
     random_state
         Seed for subsampling, SOM and consensus resampling.
     key_added
@@ -395,7 +421,11 @@ def cluster(
     markers = (
         list(markers)
         if markers  # None or empty (the config's default) means the panel's markers
-        else default_markers(adatas, include_function=include_function)
+        else default_markers(
+            adatas,
+            include_function=include_function,
+            include_stimulation_labile=include_stimulation_labile,
+        )
     )
     require_comparable(pairs, markers)
     extra = [m for m in FUNCTION_MARKERS if m not in markers]
