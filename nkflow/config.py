@@ -180,7 +180,7 @@ class ClusteringConfig:
     xdim, ydim
         SOM grid size.
     n_metaclusters
-        Number of consensus metaclusters.
+        Number of consensus metaclusters, at most ``xdim * ydim`` (they merge SOM nodes).
     per_sample_cap
         Largest number of cells any sample contributes to training.
     rlen
@@ -226,6 +226,13 @@ class ClusteringConfig:
 
     def __post_init__(self) -> None:
         _check_section("clustering", self)
+        # a metacluster merges SOM nodes: more metaclusters than nodes cannot be made
+        n_nodes = self.xdim * self.ydim
+        if self.n_metaclusters > n_nodes:
+            raise ConfigError(
+                f"clustering.n_metaclusters = {self.n_metaclusters!r}; valid: at most "
+                f"clustering.xdim x ydim = {self.xdim} x {self.ydim} = {n_nodes} SOM nodes"
+            )
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,16 @@ def test_out_of_range_setting_is_a_config_error(key: str, value: object) -> None
         replace_values(RunConfig(), {key: value})
 
 
+def test_more_metaclusters_than_som_nodes_is_a_config_error() -> None:
+    """A 3 x 3 SOM with 20 metaclusters silently gave 9."""
+    over = {"clustering.xdim": 3, "clustering.ydim": 3, "clustering.n_metaclusters": 20}
+    with pytest.raises(ConfigError, match=r"n_metaclusters = 20; valid: at most .* = 9 SOM"):
+        replace_values(RunConfig(), over)
+    with pytest.raises(ConfigError, match="n_metaclusters"):
+        replace_values(RunConfig(), {"clustering.xdim": 3, "clustering.ydim": 3})  # 10 > 9
+    assert replace_values(RunConfig(), {**over, "clustering.n_metaclusters": 9})
+
+
 def test_sections_check_themselves_when_built_in_python() -> None:
     with pytest.raises(ConfigError, match="random_state"):
         ExecutionConfig(random_state=-1)

@@ -210,3 +210,15 @@ def test_hungarian_f1_one_to_one():
     # two populations merged into one cluster: only one of them can be matched to it
     merged = hungarian_f1(truth, np.array([1] * 8 + [3] * 2))
     assert merged == pytest.approx((2 * 4 / 12 + 0 + 1) / 3)
+
+
+def test_an_anndata_is_refused_at_once_not_copied_cell_by_cell():
+    """scikit-learn's validate_data walked an AnnData row by row (minutes, GBs)."""
+    import anndata as ad
+
+    X, _ = blobs(n=300, k=3, d=4)
+    som = SOM(3, 3, rlen=2, random_state=0).fit(X)
+    adata = ad.AnnData(X.astype(np.float32))
+    for method in ("predict", "predict_with_distance", "transform", "fit"):
+        with pytest.raises(ConfigError, match=rf"SOM\.{method}: got an AnnData \(300 x 4\)"):
+            getattr(som, method)(adata)

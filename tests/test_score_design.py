@@ -24,6 +24,9 @@ from nkflow.pl.score import repair_profile, repair_profiles
 from nkflow.report.findings import composition_table
 from nkflow.report.repair import repair_section
 from nkflow.report.sections import _population_summary
+from nkflow.tl.annotate import abundance_table
+from nkflow.tl.cluster import cluster as nk_cluster
+from nkflow.tl.cluster import default_markers
 from nkflow.tl.score import score
 
 # --------------------------------------------------------------------------- clustering
@@ -55,9 +58,13 @@ def _tube(sid: str, stim: bool, seed: int, n: int = 600) -> ad.AnnData:
     return adata
 
 
-def _cluster(**kwargs):
-    tubes = {"u1": _tube("u1", False, 1), "s1": _tube("s1", True, 2),
-             "u2": _tube("u2", False, 3), "s2": _tube("s2", True, 4)}  # fmt: skip
+def _tubes() -> dict[str, ad.AnnData]:
+    return {"u1": _tube("u1", False, 1), "s1": _tube("s1", True, 2),
+            "u2": _tube("u2", False, 3), "s2": _tube("s2", True, 4)}  # fmt: skip
+
+
+def _cluster(markers=(), **kwargs):
+    tubes = _tubes()
     loads = dict.fromkeys(tubes, 0)
 
     def loader(sid):
@@ -68,7 +75,7 @@ def _cluster(**kwargs):
         return load
 
     cfg = dataclasses.replace(
-        RunConfig(), clustering=ClusteringConfig(xdim=4, ydim=4, n_metaclusters=4)
+        RunConfig(), clustering=ClusteringConfig(xdim=4, ydim=4, n_metaclusters=4, markers=markers)
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no AREG thresholds in these tubes
@@ -84,17 +91,35 @@ def _split(wide: pd.DataFrame) -> float:
 
 
 def test_pooled_clustering_on_labile_markers_splits_by_stimulation():
-    _, wide, _ = _cluster()
+    _, wide, _ = _cluster(markers=("CD56", "CD16", "CD69", "CD62L", "CD49a"))
     assert _split(wide) > 50  # the failure the issue found: metaclusters = stimulation
 
 
 def test_fit_on_unstim_tubes_and_stable_markers_keeps_metaclusters_shared():
-    res, wide, loads = _cluster(fit_on={"u1", "u2"}, exclude_markers=STIMULATION_LABILE_MARKERS)
+    res, wide, loads = _cluster(fit_on={"u1", "u2"})  # labile markers out by default
     assert res.result.markers == ["CD56", "CD49a"]
     assert _split(wide) < 5
     # stimulated tubes are read once (mapped), never used to train
     assert loads == {"u1": 2, "s1": 1, "u2": 2, "s2": 1}
     assert set(res.counts["sample_id"]) == {"u1", "s1", "u2", "s2"}
+
+
+def test_library_and_pipeline_leave_out_the_same_labile_markers_by_default():
+    """nk.tl.cluster clustered on CD69, CD16 and CD62L while nk.run left them out: stim
+    and unstim tubes clustered together from Python split into metaclusters by stimulation."""
+    tubes = _tubes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no AREG thresholds in these tubes
+        res = nk_cluster(tubes, xdim=4, ydim=4, n_metaclusters=4, n_resamples=20)
+    pipeline, _, _ = _cluster()
+    assert res.markers == pipeline.result.markers == ["CD56", "CD49a"]
+    assert not set(res.markers) & set(STIMULATION_LABILE_MARKERS)
+    ab = abundance_table(tubes, res)
+    wide = ab.pivot_table(index="sample_id", columns="metacluster", values="percent")
+    assert _split(wide.fillna(0.0)) < 5
+    # on a batch without stimulated tubes they can be asked for
+    kept = default_markers(tubes, include_stimulation_labile=True)
+    assert kept == ["CD56", "CD16", "CD69", "CD62L", "CD49a"]
 
 
 @pytest.mark.parametrize(

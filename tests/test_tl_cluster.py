@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import adjusted_rand_score
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
+from nkflow.io.fcs import channel_for
 from nkflow.models import hungarian_f1
 from nkflow.pl import cluster as plc
 from nkflow.tl.annotate import abundance_table, median_table, valley_threshold
@@ -85,12 +86,17 @@ def batch() -> dict[str, ad.AnnData]:
 
 
 def _run(batch, **kw):
-    kw = {"xdim": 5, "ydim": 5, "n_metaclusters": 3, "per_sample_cap": 1000, **kw}
+    # resting tubes only: CD16 and CD69 (moved by stimulation) may be clustered on
+    kw = {"xdim": 5, "ydim": 5, "n_metaclusters": 3, "per_sample_cap": 1000,
+          "include_stimulation_labile": True, **kw}  # fmt: skip
     return cluster(batch, **kw)
 
 
 def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
-    assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
+    assert default_markers(batch) == ["CD56", "CD49a", "CD103"]  # CD16, CD69: stimulation
+    assert default_markers(batch, include_stimulation_labile=True) == [
+        "CD56", "CD16", "CD69", "CD49a", "CD103"
+    ]  # fmt: skip
     assert "AREG" in default_markers(batch, include_function=True)
     # a viability dye on its own and a lineage dump channel are no phenotype either
     relabelled = {}
@@ -100,7 +106,7 @@ def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
             {"LD_CD14_CD19": "Viability", "CD3": "Dump_CD14_CD19_CD3"}
         )
         relabelled[sid] = other
-    assert default_markers(relabelled) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
+    assert default_markers(relabelled) == ["CD56", "CD49a", "CD103"]
     # T-cell markers of the lineage exclusion (mouse 68983's NK were clustered on CD4 and
     # TCRgd) are no NK phenotype either; CD8 is (human NK carry CD8a in subsets)
     relabelled = {}
@@ -110,7 +116,7 @@ def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
             {"CD69": "CD4", "CD49a": "TCRgd", "CD103": "CD8"}
         )
         relabelled[sid] = other
-    assert default_markers(relabelled) == ["CD56", "CD16", "CD8"]
+    assert default_markers(relabelled, include_stimulation_labile=True) == ["CD56", "CD16", "CD8"]
 
 
 def test_cluster_recovers_planted_phenotypes_with_readable_names(batch):
@@ -240,7 +246,13 @@ def test_simulated_batch_nk_truth_at_least_as_good_as_flowsom(tmp_path):
     y = np.concatenate(truth)
     f1 = []
     for seed in range(3):
-        cluster(adatas, n_metaclusters=6, per_sample_cap=10**7, random_state=seed)
+        cluster(  # resting samples, clustered on every marker as FlowSOM was
+            adatas,
+            n_metaclusters=6,
+            per_sample_cap=10**7,
+            random_state=seed,
+            include_stimulation_labile=True,
+        )
         pred = np.concatenate(
             [
                 a.obs["metacluster"].to_numpy()[a.obs["NK"].to_numpy()].astype(str)
@@ -421,8 +433,8 @@ def test_samples_that_cannot_be_pooled_are_refused(batch, aspect, values):
 
 def test_markers_some_samples_lack_are_named_when_left_out(batch):
     batch["liver2"] = batch["liver2"][:, batch["liver2"].var["marker"] != "CD103"].copy()
-    with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 4 shared"):
-        assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a"]
+    with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 2 shared"):
+        assert default_markers(batch) == ["CD56", "CD49a"]
 
 
 @pytest.mark.parametrize(
@@ -459,3 +471,46 @@ def test_metaclusters_sharing_a_name_are_told_apart_by_a_marker_it_does_not_call
                   "NKG2D": {"value": 0.5, "rule": "valley"}, "AREG": {"value": 1.5, "rule": "fmo"},
                   "CD4": {"value": 0.5, "rule": "quantile", "spread": 0.2}}  # fmt: skip
     assert set(name_metaclusters(table, thresholds).values()) == expected
+
+
+def test_more_metaclusters_than_som_nodes_is_refused_up_front(batch, monkeypatch):
+    """xdim=3, ydim=3, n_metaclusters=20 silently gave 9 metaclusters."""
+    import importlib
+
+    tlc = importlib.import_module("nkflow.tl.cluster")  # the module, not the function
+    with monkeypatch.context() as m:
+        m.setattr(tlc, "default_markers", lambda *a, **k: pytest.fail("work was done"))
+        with pytest.raises(ConfigError, match=r"n_metaclusters=20 exceeds the 3 x 3 = 9 SOM"):
+            cluster(batch, xdim=3, ydim=3, n_metaclusters=20, assign=False)
+    assert len(_run(batch, xdim=2, ydim=2, n_metaclusters=4, assign=False).labels) == 4
+
+
+def test_predict_refuses_an_anndata_at_once_and_says_what_to_pass(batch):
+    """predict(adata) walked the AnnData cell by cell for minutes, eating GBs."""
+    res = _run(batch, assign=False)
+    adata = batch["liver2"]
+    with pytest.raises(ConfigError, match=r"AnnData .*result\.markers order .*assign\(adata\)"):
+        res.predict(adata)
+    with pytest.raises(ConfigError, match=f"expected {len(res.markers)}"):
+        res.predict(np.zeros((3, len(res.markers) + 1)))
+    # the array it asks for gives what assign writes
+    cols = adata.var_names.get_indexer([channel_for(adata, m) for m in res.markers])
+    nk = adata.obs["NK"].to_numpy()
+    got = res.predict(adata.X[nk][:, cols])
+    res.assign(adata)
+    assert (got.astype(str) == adata.obs["metacluster"][nk].astype(str).to_numpy()).all()
+
+
+def test_name_metaclusters_refuses_what_is_not_wide_medians(batch):
+    """median_table's long table gave 1040 names ' #1', ' #2', ... and no error."""
+    from nkflow.tl.annotate import name_metaclusters
+
+    res = _run(batch)
+    assert name_metaclusters(res.medians, res.thresholds) == res.labels  # wide: still named
+    long = median_table(batch, res)
+    with pytest.raises(ConfigError, match=r"wide metacluster x marker .*result\.medians.*long"):
+        name_metaclusters(long, res.thresholds)
+    with pytest.raises(ConfigError, match=r"none of its columns \(a, b\)"):
+        name_metaclusters(pd.DataFrame({"a": [1.0], "b": [2.0]}), res.thresholds)
+    with pytest.raises(ConfigError, match=r"no metacluster ids: \['x'\]"):
+        name_metaclusters(res.medians.rename(index={1: "x"}), res.thresholds)

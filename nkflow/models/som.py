@@ -67,6 +67,15 @@ _INITS = ("random", "pca")
 _SINGLE_THREAD_MAPPING = 10_000_000
 
 
+def _refuse_anndata(X, method: str) -> None:
+    """An AnnData is no array: scikit-learn would copy it cell by cell (minutes, GBs)."""
+    if hasattr(X, "obs") and hasattr(X, "var") and hasattr(X, "X"):
+        raise ConfigError(
+            f"SOM.{method}: got an AnnData ({X.n_obs} x {X.n_vars}); pass an array "
+            "(n_cells, n_features) of the markers' columns, in the order used to fit"
+        )
+
+
 def grid_distances(xdim: int, ydim: int) -> np.ndarray:
     """Chebyshev distances between the nodes of an ``xdim x ydim`` grid.
 
@@ -355,6 +364,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._check_params()
+        _refuse_anndata(X, "fit")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
         rng = check_random_state(self.random_state)
         n, _ = X.shape
@@ -405,6 +415,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         numpy.ndarray
             ``(n_cells,)`` int64 node indices.
         """
+        _refuse_anndata(X, "predict")
         check_is_fitted(self, "codes_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return bmu_search(X, self.codes_, chunk_size=self.chunk_size)
@@ -422,6 +433,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         tuple of numpy.ndarray
             Node indices and distances.
         """
+        _refuse_anndata(X, "predict_with_distance")
         check_is_fitted(self, "codes_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return bmu_search(X, self.codes_, chunk_size=self.chunk_size, return_distance=True)
@@ -439,6 +451,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         numpy.ndarray
             ``(n_cells, n_nodes)`` distances.
         """
+        _refuse_anndata(X, "transform")
         check_is_fitted(self, "codes_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         X = np.asarray(X, dtype=np.float64)

@@ -43,12 +43,7 @@ from .sample import (
     read_kept_events,
 )
 from .state import ProgressCallback, RunState
-from .steps import (
-    STIMULATION_LABILE_MARKERS,
-    cluster_batch,
-    reading_order,
-    template_hashes,
-)
+from .steps import cluster_batch, reading_order, template_hashes
 from .tables import POPULATION_COLUMNS, order_columns
 
 __all__ = ["prepare_batch", "run_prepared", "timepoint_order"]
@@ -323,7 +318,6 @@ def _cluster_stage(
         cfg,
         on_assigned=functools.partial(_save_labels, str(state.folder.root), dirs),
         fit_on=resting or None,
-        exclude_markers=STIMULATION_LABILE_MARKERS,
         executor=executor,
         on_fitted=on_fitted,
         skipped=skipped,

@@ -22,7 +22,13 @@ from ..gating.template import load_template
 from ..io.metadata import is_blood, is_stimulated
 from ..parallel import SampleExecutor
 from ..tl.annotate import abundance_table, median_table
-from ..tl.cluster import LINEAGE_MARKERS, ClusteringResult, cluster, default_markers
+from ..tl.cluster import (
+    LINEAGE_MARKERS,
+    STIMULATION_LABILE_MARKERS,
+    ClusteringResult,
+    cluster,
+    default_markers,
+)
 from ..tl.counts import count_positive
 from .sample import sample_seed
 
@@ -38,9 +44,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ANALYSED_ROLES = ("sample", "unstim", "stim", "positive_control")
-#: phenotype markers stimulation moves (BIOLOGY.md section 4: PMA/ADAM17 sheds CD16 and CD62L,
-#: CD69 rises within hours): left out of the default clustering markers
-STIMULATION_LABILE_MARKERS = ("CD69", "CD62L", "CD16")
 
 
 def fmo_tubes(meta: pd.DataFrame) -> pd.DataFrame:
@@ -185,8 +188,9 @@ def cluster_batch(
         stimulation cannot create its own metaclusters); ``None``: every sample. Every
         sample is mapped either way.
     exclude_markers
-        Markers left out of the default marker set (``clustering.markers`` empty), e.g.
-        those stimulation moves (CD69, CD62L, CD16).
+        Further markers left out of the default marker set (``clustering.markers`` empty);
+        :func:`~nkflow.tl.cluster.default_markers` already leaves out the lineage markers
+        and those stimulation moves (:data:`STIMULATION_LABILE_MARKERS`).
     executor
         Run pass 2 one sample per task on these workers (then ``kept``'s loaders and
         ``on_assigned`` must be picklable); ``None``: in this process. Tables are the same.

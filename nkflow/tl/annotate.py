@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gaussian_kde
 
+from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
 from ._samples import iter_samples
 
@@ -221,7 +222,15 @@ def name_metaclusters(
     -------
     dict
         ``{metacluster id: name}``.
+
+    Raises
+    ------
+    ConfigError
+        ``medians`` is not wide metacluster x marker medians with integer metacluster ids
+        (for example the long per-sample table of :func:`median_table`), or none of its
+        columns is a marker of ``thresholds``.
     """
+    _check_wide_medians(medians, thresholds)
     markers = [m for m in medians.columns if m != "n_cells" and m in thresholds]
     calls = pd.DataFrame(index=medians.index, columns=markers, dtype=object)
     for m in markers:
@@ -251,6 +260,37 @@ def name_metaclusters(
         keep = markers
     names = {int(k): " ".join(c for c in calls.loc[k, keep] if c) for k in medians.index}
     return _make_unique(names, medians[markers])
+
+
+def _check_wide_medians(medians: Any, thresholds: Mapping[str, Any]) -> None:
+    """Refuse what is not metacluster x marker medians (names would be ``' #1'``, ...)."""
+    need = (
+        "name_metaclusters needs wide metacluster x marker medians: one row per metacluster "
+        "(integer id), one column per marker, e.g. result.medians"
+    )
+    if not isinstance(medians, pd.DataFrame):
+        raise ConfigError(f"{need}; got {type(medians).__name__}")
+    cols = [str(c) for c in medians.columns]
+    if {"marker", "median"} <= set(cols):
+        raise ConfigError(
+            f"{need}; got a long table ({len(medians)} rows; columns {', '.join(cols)}), "
+            "such as median_table's per-sample medians"
+        )
+    if not any(c != "n_cells" and c in thresholds for c in medians.columns):
+        raise ConfigError(
+            f"{need}; none of its columns ({', '.join(cols) or 'none'}) is a marker with a "
+            f"threshold ({', '.join(map(str, thresholds)) or 'none'})"
+        )
+    bad = [k for k in medians.index if not _is_whole(k)]
+    if bad:
+        raise ConfigError(f"{need}; got row labels that are no metacluster ids: {bad[:5]}")
+
+
+def _is_whole(value: Any) -> bool:
+    try:
+        return float(value) == int(value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _called_markers(name: str, markers: Iterable[str]) -> list[str]:

@@ -30,7 +30,13 @@ from nkflow.tl.annotate import (
     subset_calls,
 )
 
-__all__ = ["ClusteringResult", "cluster", "default_markers", "iter_samples"]
+__all__ = [
+    "STIMULATION_LABILE_MARKERS",
+    "ClusteringResult",
+    "cluster",
+    "default_markers",
+    "iter_samples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,11 @@ logger = logging.getLogger(__name__)
 #: the lineage gates' markers, and the T-cell and myeloid markers a panel carries to exclude
 #: those cells (CD4, TCRgd, F4/80). CD8 stays: human NK cells carry CD8a in subsets.
 LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20", "CD4", "TCRgd", "F4-80")
+#: Phenotype markers stimulation moves (BIOLOGY.md section 4: PMA/ADAM17 sheds CD16 and CD62L,
+#: CD69 rises within hours). Left out of the default clustering markers, by the library and
+#: by ``nk.run`` alike, so that stimulated and unstimulated tubes clustered (or mapped)
+#: together do not split into metaclusters by stimulation.
+STIMULATION_LABILE_MARKERS = ("CD69", "CD62L", "CD16")
 
 
 def _viability_or_dump(marker: str) -> bool:
@@ -49,13 +60,16 @@ def default_markers(
     adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
     *,
     include_function: bool = False,
+    include_stimulation_labile: bool = False,
     exclude: Iterable[str] = LINEAGE_MARKERS,
 ) -> list[str]:
     """Phenotype markers shared by every sample of the batch, in panel order.
 
     Scatter and time channels, viability and dump channels (``Viability``, ``LD_*``,
-    ``Dump*``), the lineage markers used to gate the population (``exclude``) and, unless
-    ``include_function``, the function read-outs (AREG, IFN-g, CD107a) are left out.
+    ``Dump*``), the lineage markers used to gate the population (``exclude``), unless
+    ``include_function`` the function read-outs (AREG, IFN-g, CD107a) and, unless
+    ``include_stimulation_labile``, the markers stimulation moves
+    (:data:`STIMULATION_LABILE_MARKERS`: CD69, CD62L, CD16) are left out.
 
     Parameters
     ----------
@@ -63,6 +77,10 @@ def default_markers(
         Samples (see :func:`iter_samples`).
     include_function
         Keep AREG, IFN-g and CD107a.
+    include_stimulation_labile
+        Keep CD69, CD62L and CD16. Only for batches without stimulated tubes: stimulation
+        sheds CD16 and CD62L and raises CD69, so clustering stimulated and unstimulated
+        tubes on them splits metaclusters by stimulation. ``nk.run`` always leaves them out.
     exclude
         Further canonical markers to leave out.
 
@@ -86,6 +104,8 @@ def default_markers(
     skip = set(exclude)
     if not include_function:
         skip |= set(FUNCTION_MARKERS)
+    if not include_stimulation_labile:
+        skip |= set(STIMULATION_LABILE_MARKERS)
     common: list[str] | None = None
     names_of: dict[str, list[str]] = {}
     for sid, adata in pairs:
@@ -142,6 +162,21 @@ def _dense(adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray) -> np.
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _check_metaclusters(n_metaclusters: Any, xdim: Any, ydim: Any) -> None:
+    """Refuse more metaclusters than SOM nodes (they merge nodes), before any work."""
+    if n_metaclusters is None or not all(isinstance(v, Integral) for v in (xdim, ydim)):
+        return  # the SOM names a bad grid size itself
+    if not isinstance(n_metaclusters, Integral) or n_metaclusters < 1:
+        raise ConfigError(
+            f"cluster: n_metaclusters={n_metaclusters!r}; expected an integer >= 1 or None"
+        )
+    if n_metaclusters > xdim * ydim:
+        raise ConfigError(
+            f"cluster: n_metaclusters={n_metaclusters} exceeds the {xdim} x {ydim} = "
+            f"{xdim * ydim} SOM nodes it merges; lower n_metaclusters or enlarge xdim/ydim"
+        )
+
+
 @dataclass
 class ClusteringResult:
     """A fitted batch clustering: model, markers, per-metacluster medians and names.
@@ -192,16 +227,41 @@ class ClusteringResult:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Metacluster (1-based) of each row of ``X`` (columns in ``markers`` order).
 
+        Like a scikit-learn estimator's ``predict`` this takes an array, not an AnnData:
+        every row is mapped, whatever its population. To label a sample's cells, call
+        :meth:`assign` on its AnnData (it picks the ``markers`` columns and the
+        population's cells).
+
         Parameters
         ----------
         X
-            ``(n_cells, len(markers))`` transformed intensities.
+            ``(n_cells, len(markers))`` transformed intensities, columns in ``markers``
+            order.
 
         Returns
         -------
         numpy.ndarray
             ``(n_cells,)`` int metacluster ids.
+
+        Raises
+        ------
+        ConfigError
+            ``X`` is an AnnData (scikit-learn would copy it cell by cell for minutes), or
+            its number of columns is not ``len(markers)``.
         """
+        if isinstance(X, ad.AnnData):
+            raise ConfigError(
+                f"ClusteringResult.predict: got an AnnData ({X.n_obs} x {X.n_vars}); pass "
+                f"an array of the {len(self.markers)} clustered markers in result.markers "
+                f"order ({', '.join(self.markers)}), or call result.assign(adata) to label "
+                "a sample's cells"
+            )
+        n_cols = np.shape(X)[1] if np.ndim(X) == 2 else None
+        if n_cols is not None and n_cols != len(self.markers):
+            raise ConfigError(
+                f"ClusteringResult.predict: X has {n_cols} columns; expected "
+                f"{len(self.markers)}, the clustered markers in order: {', '.join(self.markers)}"
+            )
         return self.node_metacluster[self.som.predict(X)]
 
     def assign(self, adata: ad.AnnData, *, key_added: str | None = None) -> ad.AnnData:
@@ -268,6 +328,7 @@ def cluster(
     resample_fraction: float = 0.9,
     k_selection: str = "delta_area",
     include_function: bool = False,
+    include_stimulation_labile: bool = False,
     random_state: int | None = 0,
     key_added: str = "metacluster",
     assign: bool = True,
@@ -286,7 +347,8 @@ def cluster(
         ``{sample_id: AnnData}`` or a list of per-sample AnnData (transformed ``X``, a bool
         obs column per gated population).
     markers
-        Canonical markers to cluster on; ``None`` or empty: :func:`default_markers`.
+        Canonical markers to cluster on; ``None`` or empty: :func:`default_markers`, which
+        leaves out CD69, CD62L and CD16 (moved by stimulation) as ``nk.run`` does.
     population
         Bool obs column selecting the cells to cluster; ``None`` clusters all cells.
     per_sample_cap
@@ -304,8 +366,9 @@ def cluster(
     som_init
         SOM codebook start: ``"random"`` cells (FlowSOM) or ``"pca"``.
     n_metaclusters
-        Number of metaclusters; ``None`` chooses 2..``max_metaclusters`` from the
-        consensus matrices (see ``k_selection``).
+        Number of metaclusters, at most ``xdim * ydim`` (metaclusters merge SOM nodes);
+        ``None`` chooses 2..``max_metaclusters`` from the consensus matrices (see
+        ``k_selection``).
     max_metaclusters
         Upper bound of the automatic choice.
     linkage
@@ -319,6 +382,10 @@ def cluster(
         How ``n_metaclusters=None`` picks the number: ``"delta_area"`` or ``"pac"``.
     include_function
         Cluster on AREG/IFN-g/CD107a as well (they are always used in the names).
+    include_stimulation_labile
+        Cluster on CD69, CD62L and CD16 as well (default markers only). Leave it off when
+        the batch has stimulated tubes: stimulation moves these markers, and metaclusters
+        would split by stimulation.
     random_state
         Seed for subsampling, SOM and consensus resampling.
     key_added
@@ -335,7 +402,8 @@ def cluster(
     Raises
     ------
     ConfigError
-        The samples differ in species, technology (flow or mass cytometry) or the
+        ``n_metaclusters`` exceeds the ``xdim * ydim`` SOM nodes (checked before any
+        work); the samples differ in species, technology (flow or mass cytometry) or the
         transform of a clustered marker (:func:`nkflow.tl._samples.require_comparable`),
         or share no phenotype marker.
 
@@ -349,10 +417,15 @@ def cluster(
     pairs = iter_samples(adatas)
     if not isinstance(per_sample_cap, Integral) or per_sample_cap < 1:
         raise ConfigError(f"cluster: per_sample_cap={per_sample_cap!r}; expected an integer >= 1")
+    _check_metaclusters(n_metaclusters, xdim, ydim)
     markers = (
         list(markers)
         if markers  # None or empty (the config's default) means the panel's markers
-        else default_markers(adatas, include_function=include_function)
+        else default_markers(
+            adatas,
+            include_function=include_function,
+            include_stimulation_labile=include_stimulation_labile,
+        )
     )
     require_comparable(pairs, markers)
     extra = [m for m in FUNCTION_MARKERS if m not in markers]
@@ -391,7 +464,7 @@ def cluster(
         random_state=seed,
     ).fit(X)
     mc = ConsensusMetaclustering(
-        n_metaclusters if n_metaclusters is None else min(n_metaclusters, n_nodes),
+        n_metaclusters,
         max_clusters=min(max_metaclusters, n_nodes),
         n_resamples=n_resamples,
         resample_fraction=resample_fraction,
