@@ -54,7 +54,9 @@ def _tube(sid: str, stim: bool, seed: int, n: int = 600) -> ad.AnnData:
     adata = ad.AnnData(x.astype(np.float32), var=var)
     adata.obs_names = [f"{sid}_{i}" for i in range(n)]
     adata.obs["NK"] = True
-    adata.uns["nkflow"] = {"sample": {"sample_id": sid, "tissue": "blood", "batch": "b"}}
+    adata.uns["nkflow"] = {"sample": {"sample_id": sid, "tissue": "blood", "batch": "b",
+                                      "role": "stim" if stim else "unstim",
+                                      "stimulation": "stim" if stim else "unstim"}}  # fmt: skip
     return adata
 
 
@@ -120,6 +122,16 @@ def test_library_and_pipeline_leave_out_the_same_labile_markers_by_default():
     # on a batch without stimulated tubes they can be asked for
     kept = default_markers(tubes, include_stimulation_labile=True)
     assert kept == ["CD56", "CD16", "CD69", "CD62L", "CD49a"]
+    # and are kept by default (CD16 tells CD56dim from CD56bright NK), by both
+    resting = {sid: tubes[sid] for sid in ("u1", "u2")}
+    assert default_markers(resting) == kept
+    loaders = {sid: (lambda a=a: a.copy()) for sid, a in resting.items()}
+    grid = ClusteringConfig(xdim=4, ydim=4, n_metaclusters=4)
+    cfg = dataclasses.replace(RunConfig(), clustering=grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        only_resting = cluster_batch(loaders, cfg, fit_on=set(resting))
+    assert only_resting.result.markers == kept
 
 
 @pytest.mark.parametrize(

@@ -93,10 +93,9 @@ def _run(batch, **kw):
 
 
 def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
-    assert default_markers(batch) == ["CD56", "CD49a", "CD103"]  # CD16, CD69: stimulation
-    assert default_markers(batch, include_stimulation_labile=True) == [
-        "CD56", "CD16", "CD69", "CD49a", "CD103"
-    ]  # fmt: skip
+    # a resting batch keeps CD16 and CD69 (no tube is stimulated); asked, they go
+    assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
+    assert default_markers(batch, include_stimulation_labile=False) == ["CD56", "CD49a", "CD103"]
     assert "AREG" in default_markers(batch, include_function=True)
     # a viability dye on its own and a lineage dump channel are no phenotype either
     relabelled = {}
@@ -106,7 +105,7 @@ def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
             {"LD_CD14_CD19": "Viability", "CD3": "Dump_CD14_CD19_CD3"}
         )
         relabelled[sid] = other
-    assert default_markers(relabelled) == ["CD56", "CD49a", "CD103"]
+    assert default_markers(relabelled) == ["CD56", "CD16", "CD69", "CD49a", "CD103"]
     # T-cell markers of the lineage exclusion (mouse 68983's NK were clustered on CD4 and
     # TCRgd) are no NK phenotype either; CD8 is (human NK carry CD8a in subsets)
     relabelled = {}
@@ -433,8 +432,8 @@ def test_samples_that_cannot_be_pooled_are_refused(batch, aspect, values):
 
 def test_markers_some_samples_lack_are_named_when_left_out(batch):
     batch["liver2"] = batch["liver2"][:, batch["liver2"].var["marker"] != "CD103"].copy()
-    with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 2 shared"):
-        assert default_markers(batch) == ["CD56", "CD49a"]
+    with pytest.warns(NkflowWarning, match=r"CD103 \(not in liver2\); clustering on the 4 shared"):
+        assert default_markers(batch) == ["CD56", "CD16", "CD69", "CD49a"]
 
 
 @pytest.mark.parametrize(

@@ -240,8 +240,15 @@ def cluster_batch(
             skipped.append(why)
         return None
     markers = list(c.markers) or None
-    if markers is None and exclude_markers:
-        markers = default_markers(training, exclude=(*LINEAGE_MARKERS, *exclude_markers))
+    if markers is None:
+        # the markers stimulation moves only when every tube mapped is resting (training
+        # holds the resting ones; the stimulated tubes are mapped onto them after)
+        resting_only = fit_on is not None and set(kept) <= set(fit_on)
+        markers = default_markers(
+            training,
+            exclude=(*LINEAGE_MARKERS, *exclude_markers),
+            include_stimulation_labile=resting_only,
+        )
     result = cluster(
         training,
         markers=markers,

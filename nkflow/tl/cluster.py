@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
-from nkflow.io.fcs import channel_for, sample_id
+from nkflow.io.fcs import channel_for, sample_id, sample_info
+from nkflow.io.metadata import is_stimulated
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 from nkflow.tl._samples import iter_samples, require_comparable
 from nkflow.tl.annotate import (
@@ -60,15 +61,15 @@ def default_markers(
     adatas: Mapping[str, ad.AnnData] | Sequence[ad.AnnData] | ad.AnnData,
     *,
     include_function: bool = False,
-    include_stimulation_labile: bool = False,
+    include_stimulation_labile: bool | None = None,
     exclude: Iterable[str] = LINEAGE_MARKERS,
 ) -> list[str]:
     """Phenotype markers shared by every sample of the batch, in panel order.
 
     Scatter and time channels, viability and dump channels (``Viability``, ``LD_*``,
     ``Dump*``), the lineage markers used to gate the population (``exclude``), unless
-    ``include_function`` the function read-outs (AREG, IFN-g, CD107a) and, unless
-    ``include_stimulation_labile``, the markers stimulation moves
+    ``include_function`` the function read-outs (AREG, IFN-g, CD107a) and, when a sample
+    is stimulated (or ``include_stimulation_labile=False``), the markers stimulation moves
     (:data:`STIMULATION_LABILE_MARKERS`: CD69, CD62L, CD16) are left out.
 
     Parameters
@@ -78,9 +79,11 @@ def default_markers(
     include_function
         Keep AREG, IFN-g and CD107a.
     include_stimulation_labile
-        Keep CD69, CD62L and CD16. Only for batches without stimulated tubes: stimulation
-        sheds CD16 and CD62L and raises CD69, so clustering stimulated and unstimulated
-        tubes on them splits metaclusters by stimulation. ``nk.run`` always leaves them out.
+        Keep CD69, CD62L and CD16. ``None``: keep them when no sample is stimulated (its
+        metadata, :func:`nkflow.io.metadata.is_stimulated`), as ``nk.run`` does: stimulation sheds
+        CD16 and CD62L and raises CD69, so clustering stimulated and unstimulated tubes on
+        them splits metaclusters by stimulation, while in resting tubes CD16 tells CD56dim
+        from CD56bright NK.
     exclude
         Further canonical markers to leave out.
 
@@ -100,10 +103,12 @@ def default_markers(
         When markers are left out because some samples lack them (panels differ), naming
         them and the samples without them.
     """
-    pairs = iter_samples(adatas)
+    pairs = list(iter_samples(adatas))
     skip = set(exclude)
     if not include_function:
         skip |= set(FUNCTION_MARKERS)
+    if include_stimulation_labile is None:
+        include_stimulation_labile = not any(is_stimulated(sample_info(a)) for _, a in pairs)
     if not include_stimulation_labile:
         skip |= set(STIMULATION_LABILE_MARKERS)
     common: list[str] | None = None
@@ -328,7 +333,7 @@ def cluster(
     resample_fraction: float = 0.9,
     k_selection: str = "delta_area",
     include_function: bool = False,
-    include_stimulation_labile: bool = False,
+    include_stimulation_labile: bool | None = None,
     random_state: int | None = 0,
     key_added: str = "metacluster",
     assign: bool = True,
@@ -383,9 +388,9 @@ def cluster(
     include_function
         Cluster on AREG/IFN-g/CD107a as well (they are always used in the names).
     include_stimulation_labile
-        Cluster on CD69, CD62L and CD16 as well (default markers only). Leave it off when
-        the batch has stimulated tubes: stimulation moves these markers, and metaclusters
-        would split by stimulation.
+        Cluster on CD69, CD62L and CD16 as well (default markers only). ``None``: when no
+        sample is stimulated (:func:`default_markers`); stimulation moves these markers,
+        and metaclusters of stimulated and resting tubes would split by stimulation.
     random_state
         Seed for subsampling, SOM and consensus resampling.
     key_added
