@@ -199,10 +199,9 @@ def _populations(
     if populations is None:
         return out
     missing = [p for p in populations if p not in out]
-    if missing:
-        raise GatingError(
-            f"{_where(adata)}: population(s) {missing} not in the container; "
-            f"available: {', '.join(out) or 'none'}"
+    if missing:  # the error the other tools give for a population asked for by name
+        raise ChannelNotFoundError(
+            ", ".join(map(str, missing)), list(out), source=_where(adata), what="population"
         )
     return {p: out[p] for p in populations}
 
@@ -285,6 +284,11 @@ def count_positive(
     ------
     ConfigError
         ``adata`` holds several samples.
+    GatingError
+        The container holds no gated population or cluster (gate it first).
+    ChannelNotFoundError
+        A population of ``populations`` is not in the container (as ``nk.tl.cluster`` and
+        ``Results.export_fcs`` say it); the message lists those it holds.
     """
     if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
         raise ConfigError(
