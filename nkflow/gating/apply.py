@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .._frames import concat_rows
 from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
 from ..io.metadata import is_stimulated
@@ -49,7 +50,7 @@ from ..io.pairing import (
 )
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
-from .fmo_pool import pool_fmo_replicates, warn_small_controls
+from .fmo_pool import fmo_uses, pool_fmo_replicates, warn_small_controls
 from .gates import gate_to_dict
 from .intervals import background_thread
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
@@ -229,11 +230,8 @@ def _add_unstim_rows(
     take["sample_id"] = str(info.get("sample_id", ""))
     table = table.copy()
     table["phenotype_source"] = table.get("phenotype_source", "")
-    # a borrowed row of a gate without a cut-off has NA counts and medians: concatenated
-    # without its all-NA columns, which would otherwise decide no column's type
-    columns = list(dict.fromkeys([*table.columns, *take.columns]))
-    parts = [table, take.dropna(axis=1, how="all")]
-    return pd.concat(parts, ignore_index=True).reindex(columns=columns)
+    # a borrowed row of a gate without a cut-off has NA counts and medians
+    return concat_rows([table, take])
 
 
 def borrow_unstim_thresholds(
@@ -352,24 +350,13 @@ def fmo_thresholds(
     fmo_rows = meta[meta["role"].astype(str).str.startswith("fmo:")]
     for _, row in fmo_rows.iterrows():
         marker = str(row["role"]).split(":", 1)[1]
-        uses = [
-            (spec, d)
-            for spec in tpl.gates
-            for d in spec.dims
-            if d.marker == marker and d.rule == "fmo"
-        ]
-        if not uses:
+        if not fmo_uses(tpl, marker):
             logger.info("FMO tube %s (%s) unused by template %s", row["file"], marker, tpl.name)
             continue
         adata = reader(str(row["sample_id"]))
         require_transformed(adata)
         applied = applied_template(source, adata).template
-        uses = [
-            (spec, d)
-            for spec in applied.gates
-            for d in spec.dims
-            if d.marker == marker and d.rule == "fmo"
-        ]
+        uses = fmo_uses(applied, marker)
         ons = {d.on or spec.parent for spec, d in uses}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MissingControlWarning)

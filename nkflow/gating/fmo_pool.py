@@ -17,9 +17,10 @@ import numpy as np
 
 from ..exceptions import LowEventCountWarning
 from ..stats import quantile_bound_min_n
+from .template import DimSpec, GateSpec, Template
 from .thresholds import fmo_threshold
 
-__all__ = ["FmoValues", "pool_fmo_replicates", "warn_small_controls"]
+__all__ = ["FmoValues", "fmo_uses", "pool_fmo_replicates", "warn_small_controls"]
 
 #: ``(control_file, gate, marker) -> (values, percentile, n_boot)``: an FMO tube's events in
 #: the gate its threshold was set on, and the settings it was set with
@@ -126,3 +127,24 @@ def warn_small_controls(
             warnings.warn(msg, LowEventCountWarning, stacklevel=3)
             said.setdefault(str(rec.get("control_file", "")), []).append(msg)
     return said
+
+
+def fmo_uses(template: Template, marker: str) -> list[tuple[GateSpec, DimSpec]]:
+    """The conditions of a template that take their ``marker`` cut-off from an FMO tube.
+
+    Parameters
+    ----------
+    template
+        The hierarchy (as written, or as resolved for a panel).
+    marker
+        The FMO tube's marker (``role = "fmo:<MARKER>"``).
+
+    Returns
+    -------
+    list of (GateSpec, DimSpec)
+        Each gate and its condition with ``rule = "fmo"`` on ``marker``; empty: a tube of
+        this marker sets no cut-off (it is not used).
+    """
+    return [
+        (g, d) for g in template.gates for d in g.dims if d.marker == marker and d.rule == "fmo"
+    ]

@@ -17,6 +17,7 @@ from .folder import role_from_name
 from .metadata import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
 from .sheet_columns import COLUMN_SYNONYMS, column_renames, filled
 from .text_safety import escape_text
+from .write import file_sha256
 
 __all__ = ["identical_files_summary", "unnamed_controls_summary", "unread_columns_summary"]
 
@@ -175,7 +176,6 @@ def _ends_digest(path: Path, size: int = 1 << 16) -> str | None:
 
 def _digest(path: Path) -> str | None:
     try:
-        with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha1").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None

@@ -33,6 +33,7 @@ from .text_safety import formula_safe_frame
 __all__ = [
     "TEMP_SUFFIX",
     "ensure_folder",
+    "file_sha256",
     "name_digest",
     "os_error_message",
     "output_error",
@@ -92,6 +93,28 @@ def name_digest(name: object) -> str:
     str
     """
     return hashlib.sha1(str(name).encode("utf-8")).hexdigest()[:8]
+
+
+def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content, read in chunks (input files are never modified).
+
+    Parameters
+    ----------
+    path
+        The file.
+    chunk
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def unique_name(name: object) -> str:

@@ -23,7 +23,7 @@ from ..pp.compensate import check_matrix_setting
 from .outdir import OutputFolder
 from .plan import plan_batch
 from .results import Results
-from .sample import SampleTask, load_sample
+from .sample import SampleTask, load_sample, own_warnings
 from .state import STATUS_COLUMNS, RunState, failure_code, status_row
 from .steps import is_stimulated, sample_waves
 from .tables import batch_thresholds_table
@@ -338,7 +338,7 @@ def _gate_one(job: _GateJob) -> _Gated:
         n_events=int(adata.n_obs),
         cuts=cuts,
         transform=dict(nk.get("transform", {})),
-        warnings=[(w.category, str(w.message)) for w in caught],
+        warnings=[(w.category, str(w.message)) for w in own_warnings(caught, sid)],
     )
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -49,9 +48,16 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import OutputExistsError, OutputFolderError
-from ..io.write import TEMP_SUFFIX, output_error, safe_name, unique_name, write_text_atomic
+from ..io.write import (
+    TEMP_SUFFIX,
+    file_sha256,
+    output_error,
+    safe_name,
+    unique_name,
+    write_text_atomic,
+)
 
-__all__ = ["OutputFolder", "file_sha256", "product_record"]
+__all__ = ["OutputFolder", "product_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -405,12 +411,3 @@ def product_record(path: str | Path) -> dict[str, Any] | None:
         return {"size": p.stat().st_size, "sha256": file_sha256(p)}
     except OSError:
         return None
-
-
-def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (input files are never modified)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -31,6 +31,7 @@ from ..exceptions import (
     PanelMismatchError,
 )
 from ..gating.engine import resolve_channel
+from ..gating.fmo_pool import fmo_uses
 from ..gating.panel_view import PanelView, species_markers
 from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
@@ -258,8 +259,7 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
 
 def fmo_users(resolved: ResolvedTemplate, marker: str) -> list[str]:
     """The gates of a hierarchy that take their ``marker`` cut-off from an FMO tube."""
-    return [g.id for g in resolved.template.gates
-            for d in g.dims if d.marker == marker and d.rule == "fmo"]  # fmt: skip
+    return [g.id for g, _ in fmo_uses(resolved.template, marker)]
 
 
 def _unused_fmo_notes(plan: BatchPlan, rows: Mapping[str, pd.Series]) -> list[str]:

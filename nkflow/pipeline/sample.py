@@ -33,15 +33,17 @@ from ..io import read_fcs, sample_id
 from ..io.h5ad import h5ad_bytes, json_default, read_h5ad
 from ..io.write import (
     ensure_folder,
+    file_sha256,
     write_bytes_atomic,
     write_text_atomic,
 )
 from ..tl.counts import count_positive
-from .outdir import file_sha256, product_record
+from .outdir import product_record
 
 __all__ = [
     "SampleTask",
     "load_sample",
+    "own_warnings",
     "pool_sample",
     "process_control",
     "process_sample",
@@ -376,7 +378,9 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
             t for t in nk.get("thresholds", []) if str(t.get("sample_id", "")) == task.sample_id
         ],
         "counts": _records(counts),
-        "warnings": _own_warnings(caught, task.sample_id),
+        "warnings": sorted(
+            {f"{w.category.__name__}: {w.message}" for w in own_warnings(caught, task.sample_id)}
+        ),
     }
     keep = task.keep_population
     if task.work_dir is None:
@@ -402,19 +406,31 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _own_warnings(caught: list[warnings.WarningMessage], sample: str) -> list[str]:
-    """The warnings of nkflow's own classes, as the status table shows them.
+def own_warnings(
+    caught: list[warnings.WarningMessage], sample: str
+) -> list[warnings.WarningMessage]:
+    """The warnings of nkflow's own classes, which a tube's status row says.
 
     Other libraries' warnings (a pandas deprecation, a numpy empty-slice notice) say
-    nothing about the data: they go to the debug log.
+    nothing about the data: they go to the debug log. ``nkflow run`` and ``nkflow gate``
+    both keep these only.
+
+    Parameters
+    ----------
+    caught
+        The warnings recorded while the tube was processed.
+    sample
+        The tube's sample id, for the debug log.
+
+    Returns
+    -------
+    list of warnings.WarningMessage
+        Those of :class:`~nkflow.exceptions.NkflowWarning` classes, in order.
     """
     for w in caught:
         if not issubclass(w.category, NkflowWarning):
             logger.debug("%s: %s: %s", sample, w.category.__name__, w.message)
-    return sorted(
-        {f"{w.category.__name__}: {w.message}" for w in caught
-         if issubclass(w.category, NkflowWarning)}
-    )  # fmt: skip
+    return [w for w in caught if issubclass(w.category, NkflowWarning)]
 
 
 def read_kept_events(work_dir: str | Path) -> ad.AnnData | None:

@@ -28,12 +28,11 @@ from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.metadata import name_words
 from ..io.pairing import is_resting
-from ..io.write import write_table, write_text_atomic
+from ..io.write import file_sha256, write_table, write_text_atomic
 from ..parallel import SampleExecutor
 from ..pp.compensate import check_matrix_setting
 from ..tl.score import score, scoring_config_for
 from .figures import cluster_abundance, cluster_heatmap, population_figures, score_figures
-from .outdir import file_sha256
 from .plan import BatchPlan, plan_batch
 from .pooled import batch_stage
 from .results import Results
