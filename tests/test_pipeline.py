@@ -27,8 +27,7 @@ from nkflow.exceptions import (
 )
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
-from nkflow.pipeline.outdir import OutputFolder, product_record
-from nkflow.pipeline.sample import GATING_FIGURE, LEGACY_GATING_FIGURE
+from nkflow.pipeline.outdir import GATING_FIGURE, LEGACY_GATING_FIGURE, OutputFolder, product_record
 from nkflow.pipeline.steps import ANALYSED_ROLES
 from nkflow.report.figures import decode_data_uri, figure_format, figure_png
 

@@ -127,8 +127,9 @@ def _gate_into(
             # FCS files: a sheet like the one a folder gets, written beside nothing the user owns
             source = Path(tmp) / "metadata.csv"
             metadata_from_files(paths).to_csv(source, index=False)
+        note = external_template_note(cfg, kind)
         if kind != "template":
-            tables, members = _gate_external(source, Path(template), kind, cfg, events)
+            tables, members = _gate_external(source, Path(template), kind, cfg, events, note)
         else:
             tables, members = _gate_template(source, cfg, events)
     for name, table in tables.items():
@@ -142,19 +143,19 @@ def _gate_into(
                 root=out.root,
             )
     meta = tables["status"][["sample_id", "file"]]
-    note = external_template_note(cfg, kind)
     return Results(
         out_dir=out.root, config=cfg, metadata=meta, tables=tables, notes=[note] if note else []
     )
 
 
 def _gate_external(
-    source: Any, template: Path, kind: str, cfg: RunConfig, events: bool
+    source: Any, template: Path, kind: str, cfg: RunConfig, events: bool, note: str
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Gate with a FlowJo workspace or a GatingML file; per-event membership if ``events``.
 
     Every table names a file by the sheet's ``sample_id`` (the file name without ``.fcs``
-    when FCS files are given), as with an nkflow template.
+    when FCS files are given), as with an nkflow template. ``note`` (the settings the
+    document does not take) goes into each file's status row.
     """
     from ..gating.flowjo import apply_flowjo_workspace
     from ..gating.gatingml import apply_gatingml, validate_gatingml
@@ -167,7 +168,6 @@ def _gate_external(
     )
     meta = batch.metadata
     status, members, tables = [], {}, {}
-    note = external_template_note(cfg, kind)
     if kind == "workspace":
         ids = {str(r["path"]): str(r["sample_id"]) for _, r in meta.iterrows()}
         result = apply_flowjo_workspace(template, list(ids), sample_ids=ids)

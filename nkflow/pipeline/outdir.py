@@ -70,8 +70,14 @@ PROVENANCE = "provenance.json"
 #: What the batch steps write into tables/ and figures/: removed when a resume starts
 #: (the run writes them all again), so the folder never mixes two runs' products
 BATCH_PRODUCTS = {"tables": (".csv", ".parquet"), "figures": (".png", ".svg")}
-#: What a sample's work folder holds (its products, result.json, metacluster labels)
-SAMPLE_FILES = ("nk.h5ad", "gating.svg", "gating.png", "result.json", "metacluster.parquet")
+#: A sample's work folder: its kept events, its summary (written last), its gating figure
+#: (``gating.png`` from before the SVG grid; a --resume reuses it) and metacluster labels
+NK_EVENTS_FILE = "nk.h5ad"
+RESULT_FILE = "result.json"
+GATING_FIGURE = "gating.svg"
+LEGACY_GATING_FIGURE = "gating.png"
+LABELS_FILE = "metacluster.parquet"
+SAMPLE_FILES = (NK_EVENTS_FILE, GATING_FIGURE, LEGACY_GATING_FIGURE, RESULT_FILE, LABELS_FILE)
 MAX_LISTED = 5
 
 

@@ -21,8 +21,8 @@ from ..exceptions import ChannelNotFoundError, NkflowWarning
 from ..io import write_fcs
 from ..io.h5ad import write_h5ad
 from ..io.write import name_digest, safe_name
-from .outdir import OutputFolder
-from .sample import NK_EVENTS_FILE, read_kept_events
+from .outdir import LABELS_FILE, NK_EVENTS_FILE, OutputFolder
+from .sample import read_kept_events
 
 __all__ = ["Results"]
 
@@ -123,7 +123,7 @@ class Results:
         adata = read_kept_events(folder.sample_dir(sample_id))
         if adata is None:
             raise KeyError(f"no kept events for sample {sample_id!r} in {self.out_dir}")
-        labels = folder.sample_dir(sample_id) / "metacluster.parquet"
+        labels = folder.sample_dir(sample_id) / LABELS_FILE
         if labels.is_file():
             mine = pd.read_parquet(labels)["metacluster"].astype(str)
             if len(mine) == adata.n_obs:

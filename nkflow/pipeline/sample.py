@@ -38,7 +38,12 @@ from ..io.write import (
     write_text_atomic,
 )
 from ..tl.counts import count_positive
-from .outdir import product_record
+from .outdir import (
+    GATING_FIGURE,
+    NK_EVENTS_FILE,
+    RESULT_FILE,
+    product_record,
+)
 
 __all__ = [
     "SampleTask",
@@ -52,12 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-NK_EVENTS_FILE = "nk.h5ad"
-RESULT_FILE = "result.json"
-GATING_FIGURE = "gating.svg"
-# what samples finished before the SVG grid wrote (a --resume reuses them as they are)
-LEGACY_GATING_FIGURE = "gating.png"
 
 
 def sample_seed(random_state: int, sample_id: str) -> int:

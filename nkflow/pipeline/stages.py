@@ -33,14 +33,11 @@ from ..parallel import SampleExecutor
 from ..pp.compensate import check_matrix_setting
 from ..tl.score import score, scoring_config_for
 from .figures import cluster_abundance, cluster_heatmap, population_figures, score_figures
+from .outdir import GATING_FIGURE, LABELS_FILE, LEGACY_GATING_FIGURE
 from .plan import BatchPlan, plan_batch
 from .pooled import batch_stage
 from .results import Results
-from .sample import (
-    GATING_FIGURE,
-    LEGACY_GATING_FIGURE,
-    read_kept_events,
-)
+from .sample import read_kept_events
 from .state import ProgressCallback, RunState
 from .steps import cluster_batch, reading_order, template_hashes
 from .tables import POPULATION_COLUMNS, order_columns
@@ -326,7 +323,8 @@ def _cluster_stage(
 def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> None:
     """A sample's metacluster labels, next to its other products (picklable for workers)."""
     labels = pd.DataFrame({"metacluster": adata.obs["metacluster"].astype(str)})
-    write_table(labels, Path(dirs[sid]) / "metacluster", formats=("parquet",), root=out_root)
+    stem = Path(dirs[sid]) / Path(LABELS_FILE).stem
+    write_table(labels, stem, formats=("parquet",), root=out_root)
 
 
 #: the fit settings of a clustering the provenance keeps (not its labels or thresholds)
