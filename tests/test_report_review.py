@@ -5,6 +5,7 @@ that agree, defined terms and consistent units."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 
 def _comparisons() -> pd.DataFrame:
@@ -78,6 +79,18 @@ def test_responses_show_ri_repair_bias_and_a_meaning_for_every_row():
     html = findings_section({"flags": _flags()}, None)
     assert "3 population × tube row(s) covering 2 population(s)" in html
     assert "1 of them are repair-biased" in html
+
+
+@pytest.mark.parametrize(
+    ("ri_cut", "wording"),
+    [(None, "cut-off (0.5 by default)"), (0.7, "this run's cut-off, 0.7"), ("0.6", "cut-off, 0.6")],
+)
+def test_findings_name_the_ri_cut_the_scoring_used(ri_cut, wording):
+    """The findings said 'RI above the scoring's cut-off (0.5 by default)' whatever the
+    run's scoring used; the report passes the recorded cut-off now."""
+    from nkflow.report.findings import findings_section
+
+    assert wording in findings_section({"flags": _flags()}, None, ri_cut=ri_cut)
 
 
 def _methods(provenance: dict | None = None, **tables: pd.DataFrame) -> str:

@@ -140,6 +140,13 @@ def _fmt_ri(ri: object) -> str:
     return "–" if pd.isna(value) else f"{value:.2f}"
 
 
+def _cut_text(ri_cut: float | None) -> str:
+    cut = pd.to_numeric(pd.Series([ri_cut]), errors="coerce").iloc[0]
+    if pd.isna(cut):
+        return "the scoring's cut-off (0.5 by default)"
+    return f"this run's cut-off, {float(cut):g}"
+
+
 def flag_meaning(row: pd.Series) -> str:
     """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
 
@@ -262,8 +269,28 @@ def _no_composition(metadata: pd.DataFrame | None) -> str:
     )
 
 
-def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None) -> str:
-    """HTML of the findings: terms, composition, responses, what could not be judged."""
+def findings_section(
+    tables: Mapping[str, pd.DataFrame],
+    metadata: pd.DataFrame | None,
+    ri_cut: float | None = None,
+) -> str:
+    """HTML of the findings: terms, composition, responses, what could not be judged.
+
+    Parameters
+    ----------
+    tables
+        The batch tables by name (``populations``, ``flags``, ``counts`` ...).
+    metadata
+        The metadata sheet, or None.
+    ri_cut
+        The RI cut-off the scoring used (provenance ``scoring.ri_cut``); None when the
+        run does not record it, and the text then names the default.
+
+    Returns
+    -------
+    str
+        The section's HTML.
+    """
     out = [glossary_block()]
     populations = tables.get("populations")
     comp = (
@@ -308,8 +335,8 @@ def findings_section(tables: Mapping[str, pd.DataFrame], metadata: pd.DataFrame 
             f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
             "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
             "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
-            "repair-biased = AREG-responsive and RI above the scoring's cut-off (0.5 by "
-            "default). A response proves AREG+ NK in this assay, not repair.</p>"
+            f"repair-biased = AREG-responsive and RI above {_cut_text(ri_cut)}. A response "
+            "proves AREG+ NK in this assay, not repair.</p>"
         )
         out.append(html_table(responses, source="tables/flags.csv"))
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()

@@ -310,7 +310,7 @@ def render_html(
         (
             "findings",
             "Findings",
-            findings_section(tabs, metadata),
+            findings_section(tabs, metadata, ri_cut=(prov.get("scoring") or {}).get("ri_cut")),
             "What differs between tissues and timepoints, which NK populations responded, and "
             "what could not be judged; the evidence follows.",
         ),
