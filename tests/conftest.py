@@ -179,3 +179,50 @@ def summed_channels(tmp_path: Path):
         return io.read_fcs(path)
 
     return make
+
+
+def _tcell_template_text(
+    marker: str, *, rule: str = "valley", pool: bool = False, bootstrap: int | None = None,
+    name: str | None = None, min_events: int = 50, alternatives: tuple[str, ...] = (),
+    anchor_gate: bool = True,
+) -> str:  # fmt: skip
+    """A two-gate T-cell template (CD3+ T, then ``T_<marker>+``) as TOML text."""
+    lines = [
+        "[template]", f'name = "{name or "t_" + marker}"', 'version = "1"', 'species = "human"',
+        'anchor = "CD3"', *(['anchor_gate = "T"'] if anchor_gate else []), "[manifest]",
+        f'required_markers = ["CD3", "{marker}"]', f'terminal_populations = ["T_{marker}+"]',
+        f"min_events = {min_events}",
+    ]  # fmt: skip
+    if bootstrap is not None:
+        lines += ["[defaults]", f"bootstrap = {bootstrap}"]
+    lines += [
+        "[[gates]]", 'id = "T"', 'kind = "threshold"', 'marker = "CD3"', 'side = "pos"',
+        'rule = "valley"', "[[gates]]", f'id = "T_{marker}+"', 'parent = "T"',
+        'kind = "threshold"', f'marker = "{marker}"', 'side = "pos"', f'rule = "{rule}"',
+    ]  # fmt: skip
+    if pool:
+        lines.append("pool = true")
+    if alternatives:
+        lines.append(
+            "alternatives = [" + ", ".join(f'{{ marker = "{m}" }}' for m in alternatives) + "]"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def tcell_template():
+    """A function writing a two-gate T-cell template (CD3+ T, then ``T_<marker>+``).
+
+    ``make(folder, marker, *, rule="valley", pool=False, bootstrap=None, name=None,
+    min_events=50, alternatives=(), anchor_gate=True)`` writes ``<folder>/<name>.toml``
+    (the name defaults to ``t_<marker>``) and returns its path. The manifest requires CD3
+    and ``marker``.
+    """
+
+    def make(folder: Path, marker: str, **options) -> Path:
+        text = _tcell_template_text(marker, **options)
+        path = Path(folder) / f"{options.get('name') or 't_' + marker}.toml"
+        path.write_text(text)
+        return path
+
+    return make

@@ -35,33 +35,6 @@ PANEL_423C = {"FJComp-355 379_28-A": "CD3", "FJComp-355 560_40-A": "CD8",
               "FJComp-405 450_50-A": "CD103", "FJComp-405 515_20-A": "HLA-DR",
               "FJComp-405 585_15-A": "CD19"}  # fmt: skip
 TISSUE_WORDS = ("Blood", "BM", "Ileum", "Liver", "Lung")
-TEMPLATE = """
-[template]
-name = "tcell_residency"
-version = "1"
-species = "human"
-anchor = "CD3"
-anchor_gate = "T"
-[manifest]
-required_markers = ["CD3", "CD69"]
-min_events = 50
-[defaults]
-bootstrap = 50
-[[gates]]
-id = "T"
-kind = "threshold"
-marker = "CD3"
-side = "pos"
-rule = "valley"
-[[gates]]
-id = "T_CD69+"
-parent = "T"
-kind = "threshold"
-marker = "CD69"
-side = "pos"
-rule = "fmo"
-pool = true
-"""
 
 
 def _tissue(path: Path) -> str:
@@ -69,12 +42,14 @@ def _tissue(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, tcell_template):
     files = sorted(FLOWATLAS.glob("*/*.fcs"))
     if not files:
         pytest.skip(f"FlowAtlas files not found under {FLOWATLAS} (../shared/external)")
-    tpl_path = tmp_path_factory.mktemp("tpl") / "tcell.toml"
-    tpl_path.write_text(TEMPLATE)
+    tpl_path = tcell_template(
+        tmp_path_factory.mktemp("tpl"), "CD69", rule="fmo", pool=True, bootstrap=50,
+        name="tcell_residency",
+    )  # fmt: skip
     samples = {}
     for f in files:
         meta = {"tissue": _tissue(f), "batch": "flowatlas", "donor": f.parent.name}

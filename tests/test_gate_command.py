@@ -15,37 +15,6 @@ from nkflow.datasets import make_design, simulate_batch
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating import resolve_template
 
-#: a T-cell template whose manifest requires a marker the sample data does not carry
-T_CD8 = """
-[template]
-name = "t_{required}"
-version = "0.1.0"
-species = "human"
-anchor = "CD3"
-description = "T cells and their CD8+ share"
-
-[manifest]
-required_markers = ["CD3", "{required}"]
-optional_markers = []
-terminal_populations = ["T_{required}+"]
-min_events = 100
-
-[[gates]]
-id = "T"
-kind = "threshold"
-marker = "CD3"
-side = "pos"
-rule = "valley"
-
-[[gates]]
-id = "T_{required}+"
-parent = "T"
-kind = "threshold"
-marker = "{required}"
-side = "pos"
-rule = "valley"
-"""
-
 
 @pytest.fixture(scope="module")
 def runner() -> CliRunner:
@@ -64,46 +33,39 @@ def fmo_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _template(tmp_path: Path, required: str) -> Path:
-    path = tmp_path / f"t_{required}.toml"
-    path.write_text(T_CD8.replace("{required}", required))
-    return path
-
-
 # ------------------------------------------------------------------ required markers
-def test_a_required_marker_the_panel_lacks_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_required_marker_the_panel_lacks_is_refused_by_name(
+    tmp_path: Path, tcell_template
+) -> None:
     panel = {"FSC-A": "", "B1-A": "CD3", "B2-A": "CD56"}
     with pytest.raises(GatingTemplateError, match=r"requires CD8 \(\[manifest\] required_markers"):
-        resolve_template(_template(tmp_path, "CD8"), panel)
+        resolve_template(tcell_template(tmp_path, "CD8"), panel)
 
 
-def test_a_required_marker_a_gate_alternative_stands_in_for_is_accepted(tmp_path: Path) -> None:
-    text = T_CD8.replace("{required}", "CD56").replace(
-        'marker = "CD56"\nside = "pos"\nrule = "valley"',
-        'marker = "CD56"\nside = "pos"\nrule = "valley"\nalternatives = [{ marker = "NKp46" }]',
-    )
-    path = tmp_path / "t.toml"
-    path.write_text(text)
+def test_a_required_marker_a_gate_alternative_stands_in_for_is_accepted(
+    tmp_path: Path, tcell_template
+) -> None:
+    path = tcell_template(tmp_path, "CD56", alternatives=("NKp46",))
     res = resolve_template(path, {"B1-A": "CD3", "B2-A": "NKp46"})
     assert [d.marker for d in res.template.gate("T_CD56+").dims] == ["NKp46"]
 
 
 @pytest.mark.parametrize("command", ["gate", "run"])
 def test_gate_and_run_fail_a_file_without_the_required_markers(
-    runner: CliRunner, sample_data: Path, tmp_path: Path, command: str
+    runner: CliRunner, sample_data: Path, tmp_path: Path, command: str, tcell_template
 ) -> None:
     """Not exit 0 with empty tables: the file fails, naming what it lacks."""
     fcs = tmp_path / "D1_blood_pre_unstim.fcs"
     shutil.copy(sample_data / "human" / fcs.name, fcs)
-    args = [command, str(fcs), "--template", str(_template(tmp_path, "CD8")),
-            "-o", str(tmp_path / "out")]  # fmt: skip
+    template = tcell_template(tmp_path, "CD8", min_events=100, anchor_gate=False)
+    args = [command, str(fcs), "--template", str(template), "-o", str(tmp_path / "out")]
     result = runner.invoke(main, args if command == "gate" else [*args, "-q"])
     assert result.exit_code == 1, result.output
     assert "FAILED" in result.output and "requires CD8" in result.output
 
 
 def test_gate_on_a_sheet_fails_only_the_file_without_the_markers(
-    runner: CliRunner, external: Path, tmp_path: Path
+    runner: CliRunner, external: Path, tmp_path: Path, tcell_template
 ) -> None:
     """FlowAtlas: 412C carries no $PnS labels, 390C does; the sheet's other files go on."""
     src = external / "flowatlas" / "data"
@@ -117,7 +79,7 @@ def test_gate_on_a_sheet_fails_only_the_file_without_the_markers(
         "390C_Liver_026.fcs,390C_Liver,390C,liver,pre,unstim,unstim,human,FA1\n"
         "412C_Blood_025.fcs,412C_Blood,412C,blood,pre,unstim,unstim,human,FA1\n"
     )
-    template = _template(tmp_path, "CD69")
+    template = tcell_template(tmp_path, "CD69", min_events=100, anchor_gate=False)
     out = tmp_path / "out"
     result = runner.invoke(main, ["gate", str(tmp_path / "metadata.csv"), "--template",
                                   str(template), "-o", str(out)])  # fmt: skip

@@ -30,41 +30,15 @@ def test_gating_warnings_are_not_logged_again(
     assert not set(said) & set(logged)
 
 
-MIRROR_TEMPLATE = """
-[template]
-name = "mirror_case"
-version = "1"
-species = "human"
-anchor = "CD3"
-anchor_gate = "T"
-[manifest]
-required_markers = ["CD3", "CD69"]
-min_events = 50
-[[gates]]
-id = "T"
-kind = "threshold"
-marker = "CD3"
-side = "pos"
-rule = "valley"
-[[gates]]
-id = "T_CD69+"
-parent = "T"
-kind = "threshold"
-marker = "CD69"
-side = "pos"
-rule = "fmo"
-pool = true
-"""
-
-
-def test_mirror_rule_is_said_once(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+def test_mirror_rule_is_said_once(
+    tmp_path, caplog: pytest.LogCaptureFixture, tcell_template
+) -> None:
     """A pooled marker on one unimodal sample: the mirror rule's caveat was also logged."""
     import anndata as ad
     import numpy as np
     import pandas as pd
 
-    template = tmp_path / "mirror.toml"
-    template.write_text(MIRROR_TEMPLATE)
+    template = tcell_template(tmp_path, "CD69", rule="fmo", pool=True, name="mirror_case")
     rng = np.random.default_rng(0)
     n = 4000
     cd3 = np.where(rng.random(n) < 0.6, rng.normal(2.5, 0.2, n), rng.normal(0.5, 0.2, n))
