@@ -55,3 +55,27 @@ def test_plot_argument_errors_are_nkflows_and_list_each_valid_id_once(result) ->
         repair_profile(result, sample_id="nope")
     valid = str(err.value).split("valid: ", 1)[1].split(", ")
     assert len(valid) == len(set(valid))
+
+
+@pytest.mark.parametrize(("recorded", "lines"), [({"min_net": 2.0, "ri_cut": 0.7}, (2.0, 0.7)),
+                                                 (None, (None, 0.5))])  # fmt: skip
+def test_repair_profile_takes_a_runs_results_and_its_recorded_cuts(
+    result, tmp_path, recorded, lines
+):
+    """``nk.pl.repair_profile(res, condition=...)`` on ``nk.run``'s Results raised
+    AttributeError: 'RunConfig' object has no attribute 'min_net'."""
+    import json
+
+    import pandas as pd
+
+    from nkflow.config import RunConfig
+    from nkflow.pipeline.results import Results
+
+    if recorded is not None:
+        (tmp_path / "provenance.json").write_text(json.dumps({"scoring": recorded}))
+    run = Results(tmp_path, RunConfig(), pd.DataFrame(), tables={"scores": result.scores})
+    fig = repair_profile(run, sample_id="d0_stim")
+    min_net, ri_cut = lines
+    net_lines = [ln.get_xdata()[0] for ln in fig.axes[0].lines]
+    assert (min_net in net_lines) if min_net is not None else net_lines == [0.0]
+    assert [ln.get_xdata()[0] for ln in fig.axes[1].lines] == [ri_cut]

@@ -448,12 +448,12 @@ def test_markers_some_samples_lack_are_named_when_left_out(batch):
                 "NKG2D": [0.9, 1.2, 1.0],
                 "AREG": [0.1, 0.9, 0.2],
             },
-            {"CD56bright CD127- (NKG2Dlo)", "CD56bright CD127- (NKG2Dhi)", "CD56dim CD127+"},
+            {"CD56+ CD127- (NKG2Dlo)", "CD56+ CD127- (NKG2Dhi)", "CD56- CD127+"},
         ),
         # named by a relative call only: a number, not "CD4hi (CD4lo)"
         (
             {"CD56": [1, 1, 0], "CD4": [0.9, 0.8, 0.1]},
-            {"CD56bright CD4hi #1", "CD56bright CD4hi #2", "CD56dim CD4lo"},
+            {"CD56+ CD4hi #1", "CD56+ CD4hi #2", "CD56- CD4lo"},
         ),
     ],
     ids=["marker already called", "only called markers"],
@@ -470,6 +470,23 @@ def test_metaclusters_sharing_a_name_are_told_apart_by_a_marker_it_does_not_call
                   "NKG2D": {"value": 0.5, "rule": "valley"}, "AREG": {"value": 1.5, "rule": "fmo"},
                   "CD4": {"value": 0.5, "rule": "quantile", "spread": 0.2}}  # fmt: skip
     assert set(name_metaclusters(table, thresholds).values()) == expected
+
+
+def test_cd56bright_and_dim_come_from_the_gated_subsets_not_from_one_cd56_cut() -> None:
+    """The README's ``name_metaclusters(res.medians, res.thresholds)`` called every
+    metacluster above the NK anchor's CD56 cut (CD56- vs CD56+) "CD56bright", CD56dim
+    clusters included: bright/dim are a 2-D gate, so only the gated subsets name them."""
+    from nkflow.tl.annotate import name_metaclusters
+
+    medians = pd.DataFrame({"CD56": [0.9, 0.55, 0.2]}, index=[1, 2, 3])
+    thresholds = {"CD56": {"value": 0.38, "rule": "valley"}}  # the NK anchor's cut
+    assert name_metaclusters(medians, thresholds) == {1: "CD56+ #1", 2: "CD56+ #2", 3: "CD56-"}
+    subsets = pd.DataFrame({"CD56bright": [True, False, False, False],
+                            "CD56dim": [False, True, True, False]})  # fmt: skip
+    named = name_metaclusters(
+        medians, thresholds, subsets=subsets, cell_metacluster=np.array([1, 2, 2, 3])
+    )
+    assert named == {1: "CD56bright", 2: "CD56dim", 3: "CD56-"}
 
 
 def test_more_metaclusters_than_som_nodes_is_refused_up_front(batch, monkeypatch):
@@ -505,7 +522,7 @@ def test_name_metaclusters_refuses_what_is_not_wide_medians(batch):
     from nkflow.tl.annotate import name_metaclusters
 
     res = _run(batch)
-    assert name_metaclusters(res.medians, res.thresholds) == res.labels  # wide: still named
+    assert set(name_metaclusters(res.medians, res.thresholds)) == set(res.labels)  # wide: named
     long = median_table(batch, res)
     with pytest.raises(ConfigError, match=r"wide metacluster x marker .*result\.medians.*long"):
         name_metaclusters(long, res.thresholds)

@@ -7,6 +7,7 @@ events of the whole batch are one AnnData (``res.to_anndata()``), and exports go
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,9 @@ class Results:
     metadata
         The validated metadata sheet.
     tables
-        Every tidy table by name (``populations``, ``thresholds``, ``clusters``,
-        ``cluster_medians``, ``scores``, ``flags``, ``controls``, ``comparisons``,
-        ``qc``, ``status``, ``consistency``).
+        Every tidy table by name (``populations``, ``thresholds``, ``counts``,
+        ``clusters``, ``cluster_medians``, ``scores``, ``flags``, ``controls``,
+        ``comparisons``, ``bright_dim``, ``qc``, ``status``, ``consistency``).
     caveats
         The caveats printed with every scored output.
     report_path
@@ -86,6 +87,20 @@ class Results:
     def scores(self) -> pd.DataFrame:
         """Repair profiles per stimulated tube and population."""
         return self._table("scores")
+
+    @property
+    def scoring_definitions(self) -> dict[str, Any]:
+        """The score definitions the run used (``min_net``, ``ri_cut`` ...).
+
+        As recorded in ``provenance.json``; empty when the run scored nothing or the file
+        is gone.
+        """
+        path = Path(self.out_dir) / "provenance.json"
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("scoring")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return dict(recorded) if isinstance(recorded, dict) else {}
 
     @property
     def flags(self) -> pd.DataFrame:

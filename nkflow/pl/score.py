@@ -42,6 +42,20 @@ def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def _score_cuts(result: Any) -> tuple[float | None, float]:
+    """``(min_net, ri_cut)`` of a ScoreResult, of a run's Results, or the defaults."""
+    config = getattr(result, "config", None)
+    if hasattr(config, "min_net"):  # a ScoreResult: its ScoringConfig
+        return config.min_net, config.ri_cut
+    recorded = getattr(result, "scoring_definitions", None) or {}  # a run's Results
+    min_net = recorded.get("min_net")
+    ri_cut = recorded.get("ri_cut")
+    return (
+        None if min_net is None else float(min_net),
+        0.5 if ri_cut is None else float(ri_cut),
+    )
+
+
 def repair_profile(
     result: Any,
     *,
@@ -56,7 +70,9 @@ def repair_profile(
     Parameters
     ----------
     result
-        A :class:`nkflow.tl.ScoreResult` or its ``scores`` table.
+        A :class:`nkflow.tl.ScoreResult`, the :class:`nkflow.Results` of a run, or a
+        ``scores`` table. The first two also give the cut-offs drawn (``min_net``,
+        ``ri_cut``); a table is drawn with the default RI cut (0.5) and no net cut.
     sample_id
         Stimulated tube(s) to show; ``None`` shows all of them (at most 10), offset
         vertically and coloured by tube.
@@ -164,12 +180,7 @@ def repair_profile(
             s=28,
         )
         handles.append(Line2D([], [], color=colour, marker="o", ls="", label=_plain(sid)))
-    min_net = None
-    if hasattr(result, "config"):
-        min_net = result.config.min_net
-        ri_cut = result.config.ri_cut
-    else:
-        ri_cut = 0.5
+    min_net, ri_cut = _score_cuts(result)
     axes[0].axvline(0.0, color="0.3", lw=0.8)
     if min_net is not None:
         axes[0].axvline(min_net, color="0.5", lw=0.8, ls="--")
@@ -213,7 +224,9 @@ def repair_profiles(result: Any, **kwargs: Any) -> dict[str, Figure]:
     Parameters
     ----------
     result
-        A :class:`nkflow.tl.ScoreResult` or its ``scores`` table.
+        A :class:`nkflow.tl.ScoreResult`, the :class:`nkflow.Results` of a run, or a
+        ``scores`` table. The first two also give the cut-offs drawn (``min_net``,
+        ``ri_cut``); a table is drawn with the default RI cut (0.5) and no net cut.
     **kwargs
         Passed to :func:`repair_profile` (``populations``, ``flaggable_only``, ...).
 

@@ -7,7 +7,8 @@ Rules:
 
 * CD56 is called ``bright``/``dim`` from the gated ``CD56bright``/``CD56dim`` obs columns
   (majority of the metacluster's training cells) when the samples carry them; otherwise
-  against the highest CD56 threshold (the bright cut inside NK), or a density valley.
+  ``+``/``-`` like any marker (the templates split bright from dim by a 2-D mixture, so no
+  single CD56 cut tells them apart).
 * Every other marker is ``+`` when the median is at or above its threshold, ``-`` below.
   A marker with no gating threshold gets one from the density valley of its pooled
   values (rule ``"valley"``); if the distribution has no valley it falls back to the
@@ -138,8 +139,8 @@ def resolve_thresholds(
 ) -> dict[str, dict[str, Any]]:
     """One threshold per marker from the samples' gating thresholds, else the data.
 
-    Gating thresholds are pooled over samples by their median (for CD56, the highest
-    value per sample, i.e. the bright cut inside NK, is used).
+    Gating thresholds are pooled over samples by their median (of each sample's median
+    when a sample holds several cuts of one marker).
 
     Parameters
     ----------
@@ -165,9 +166,7 @@ def resolve_thresholds(
                 if np.isfinite(val):
                     sample_vals.setdefault(str(e["marker"]), []).append(val)
         for m, vals in sample_vals.items():
-            per_marker.setdefault(m, []).append(
-                max(vals) if m == "CD56" else float(np.median(vals))
-            )
+            per_marker.setdefault(m, []).append(float(np.median(vals)))
     out: dict[str, dict[str, Any]] = {}
     fallback = []
     for j, m in enumerate(markers):
@@ -214,7 +213,10 @@ def name_metaclusters(
     thresholds
         ``{marker: {"value", "rule", ...}}`` (:func:`resolve_thresholds`).
     subsets
-        Gated ``CD56bright``/``CD56dim`` flags of the cells behind ``medians``.
+        Gated ``CD56bright``/``CD56dim`` flags of the cells behind ``medians``. Only these
+        name a metacluster CD56bright or CD56dim (the templates split them by a 2-D
+        mixture, not by one CD56 cut); without them CD56 is called like any marker
+        (``CD56+``/``CD56-`` against ``thresholds["CD56"]``, the NK anchor's cut).
     cell_metacluster
         Metacluster of each row of ``subsets``.
 
@@ -251,9 +253,8 @@ def name_metaclusters(
                     cd56.append(_call("CD56", float(medians.loc[k, "CD56"]), thresholds["CD56"]))
                 else:
                     cd56.append("CD56bright" if bright > dim else "CD56dim")
-            else:
-                hi = float(medians.loc[k, "CD56"]) >= thresholds["CD56"]["value"]
-                cd56.append("CD56bright" if hi else "CD56dim")
+            else:  # no gates: one CD56 cut (the NK anchor's) cannot tell bright from dim
+                cd56.append(_call("CD56", float(medians.loc[k, "CD56"]), thresholds["CD56"]))
         calls["CD56"] = cd56
     keep = [m for m in markers if m == "CD56" or calls[m].nunique() > 1]
     if not keep:
