@@ -530,3 +530,27 @@ def test_name_metaclusters_refuses_what_is_not_wide_medians(batch):
         name_metaclusters(pd.DataFrame({"a": [1.0], "b": [2.0]}), res.thresholds)
     with pytest.raises(ConfigError, match=r"no metacluster ids: \['x'\]"):
         name_metaclusters(res.medians.rename(index={1: "x"}), res.thresholds)
+
+
+def test_the_fit_does_not_depend_on_the_order_the_samples_come_in(batch):
+    """A metadata sheet listed in reverse gave other metaclusters, names and counts: the
+    SOM walked the rows in sheet order and the capped draws shared one random stream."""
+    forward = _run(batch, assign=False)
+    backward = _run(dict(reversed(list(batch.items()))), assign=False)
+    assert forward.labels == backward.labels
+    pd.testing.assert_frame_equal(forward.medians, backward.medians)
+    np.testing.assert_array_equal(forward.node_metacluster, backward.node_metacluster)
+
+
+def test_a_runs_clustering_does_not_depend_on_the_sheets_row_order(batch):
+    """nkflow run on a sheet listed in reverse gave other metacluster counts per sample."""
+    from nkflow.config import RunConfig, replace_values
+    from nkflow.pipeline.steps import cluster_batch
+
+    cfg = replace_values(RunConfig(), {"clustering.xdim": 5, "clustering.ydim": 5,
+                                       "clustering.n_metaclusters": 3})  # fmt: skip
+    tables = []
+    for order in (list(batch), list(reversed(batch))):
+        out = cluster_batch({sid: (lambda a=batch[sid]: a) for sid in order}, cfg)
+        tables.append(out.counts.sort_values(["sample_id", "population"], ignore_index=True))
+    pd.testing.assert_frame_equal(*tables)

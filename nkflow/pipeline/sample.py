@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import warnings
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 
 from .. import pp
 from .._events import subset_events
+from .._seeds import sample_seed
 from .._version import __version__
 from ..config import RunConfig
 from ..exceptions import NkflowWarning, PanelWarning
@@ -57,11 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def sample_seed(random_state: int, sample_id: str) -> int:
-    """A per-sample seed that depends only on the run seed and the sample id."""
-    return int((int(random_state) * 1_000_003 + zlib.crc32(sample_id.encode("utf-8"))) % 2**32)
 
 
 @dataclass

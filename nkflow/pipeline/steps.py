@@ -15,6 +15,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .._seeds import sample_seed
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError
 from ..gating.resolve import infer_species
@@ -30,7 +31,6 @@ from ..tl.cluster import (
     default_markers,
 )
 from ..tl.counts import count_positive
-from .sample import sample_seed
 
 __all__ = [
     "ANALYSED_ROLES",

@@ -18,6 +18,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from nkflow._seeds import sample_seed
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.io.fcs import channel_for, sample_id, sample_info
 from nkflow.io.metadata import is_stimulated
@@ -392,7 +393,9 @@ def cluster(
         sample is stimulated (:func:`default_markers`); stimulation moves these markers,
         and metaclusters of stimulated and resting tubes would split by stimulation.
     random_state
-        Seed for subsampling, SOM and consensus resampling.
+        Seed for subsampling (each sample's draw seeded by its id), SOM and consensus
+        resampling. The fit does not depend on the order of the samples: they are
+        stacked in sample-id order.
     key_added
         obs column for the metacluster id.
     assign
@@ -437,13 +440,15 @@ def cluster(
     label_markers = markers + [
         m for m in extra if all((a.var["marker"].astype(str) == m).any() for _, a in pairs)
     ]
-    rng = np.random.default_rng(random_state)
     train, train_lab, subset_rows = [], [], []
-    for sid, adata in pairs:
+    # the training rows in sample-id order and each sample's draw seeded by its id: the
+    # fit must not depend on the order the samples come in (a sheet's row order)
+    for sid, adata in sorted(pairs, key=lambda pair: pair[0]):
         mask = _population_mask(adata, population, sid)
         idx = np.flatnonzero(mask)
         if idx.size > per_sample_cap:
-            idx = np.sort(rng.choice(idx, size=per_sample_cap, replace=False))
+            draw = np.random.default_rng(sample_seed(random_state, sid))
+            idx = np.sort(draw.choice(idx, size=per_sample_cap, replace=False))
         if idx.size == 0:
             logger.warning(
                 "cluster: sample %s has no %s cells; skipped in training", sid, population
@@ -456,7 +461,7 @@ def cluster(
         raise ConfigError(f"cluster: no {population} cells in any sample; nothing to cluster")
     X = np.vstack(train)
     n_nodes = xdim * ydim
-    seed = int(rng.integers(2**31 - 1))
+    seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     som = SOM(
         xdim,
         ydim,
