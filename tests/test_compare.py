@@ -43,6 +43,21 @@ def test_benjamini_hochberg_matches_hand_computation():
     np.testing.assert_allclose(benjamini_hochberg(p), expected)
 
 
+def test_gated_populations_are_adjusted_apart_from_the_metaclusters():
+    """A gated population's p_adj moved with --random-state and the sheet's order: it was
+    adjusted together with the metaclusters of a random clustering fit."""
+    gated = {"NK": [1.0, 2.0, 0.5, 1.5, 3.0, 2.5, 0.8], "CD56dim": [0.4, -0.2, 0.1, 0.3, -0.5,
+             0.2, 0.1]}  # fmt: skip
+    alone = compare_paired(_paired_table(gated), before="pre", after="post")
+    clusters = {"metacluster:1": [1, 1, 1, 1, 1, 1, 1.0], "metacluster:2": [0, 1, -1, 0, 1, 0, 2]}
+    both = compare_paired(_paired_table({**gated, **clusters}), before="pre", after="post")
+    both = both.set_index("population")
+    expected = benjamini_hochberg(alone.set_index("population").loc[list(gated), "p_value"])
+    np.testing.assert_allclose(both.loc[list(gated), "p_adj"], expected)
+    expected_mc = benjamini_hochberg(both.loc[list(clusters), "p_value"])
+    np.testing.assert_allclose(both.loc[list(clusters), "p_adj"], expected_mc)
+
+
 @pytest.mark.parametrize("n", [1, 4, 9])
 def test_signed_rank_counts_match_enumeration(n):
     sums = [

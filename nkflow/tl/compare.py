@@ -213,8 +213,9 @@ def compare_paired(
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_min`` (the smallest
         ``p_value`` this ``n_pairs`` allows: ``2 / 2**n_pairs`` when exact), ``p_sign``
-        (exact sign test), ``p_adj`` (Benjamini-Hochberg over the rows), ``test``, and the
-        ``exposures`` counts after ``n_units``.
+        (exact sign test), ``p_adj`` (Benjamini-Hochberg over the gated populations' rows
+        and, apart, over the metaclusters' rows), ``test``, and the ``exposures`` counts
+        after ``n_units``.
 
     Raises
     ------
@@ -285,10 +286,28 @@ def compare_paired(
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
         return pd.DataFrame(columns=paired_columns(by, exposures))
-    out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
+    out["p_adj"] = _adjust_per_family(out)
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
     return out[paired_columns(by, exposures)]
+
+
+def _adjust_per_family(out: pd.DataFrame) -> np.ndarray:
+    """Benjamini-Hochberg within the gated populations and, apart, within the metaclusters.
+
+    The metaclusters come from a random fit: adjusted together with them, a gated
+    population's ``p_adj`` moved with the clustering's random state and the sheet's order.
+    """
+    adjusted = np.full(len(out), np.nan)
+    if "population" in out.columns:
+        clustered = out["population"].astype(str).str.startswith("metacluster:").to_numpy()
+    else:
+        clustered = np.zeros(len(out), dtype=bool)
+    p = out["p_value"].to_numpy(dtype=float)
+    for family in (~clustered, clustered):
+        if family.any():
+            adjusted[family] = benjamini_hochberg(p[family])
+    return adjusted
 
 
 def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str]:
@@ -462,7 +481,8 @@ def compare_groups(
         One row per ``by`` group and pair of groups: ``group_a``, ``group_b``, ``n_a``,
         ``n_b``, ``mean_a``, ``mean_b``, ``mean_difference`` (a - b), ``hl_shift``,
         ``ci_low``, ``ci_high``, ``p_value`` (label permutation of the mean difference),
-        ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the rows), ``test``.
+        ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the gated populations' rows
+        and, apart, over the metaclusters' rows), ``test``.
 
     Raises
     ------
@@ -512,6 +532,6 @@ def compare_groups(
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_adj"] = benjamini_hochberg(out["p_value"].to_numpy())
+    out["p_adj"] = _adjust_per_family(out)
     out["value"] = value
     return out
