@@ -9,13 +9,10 @@ import flowio
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXTERNAL_FCS_FILES
+from conftest import EXTERNAL, EXTERNAL_FCS_FILES
 
 import nkflow.io as nio
 from nkflow.exceptions import FCSQuirkWarning, FCSReadError
-
-EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
-
 
 FILES = EXTERNAL_FCS_FILES
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from conftest import EXTERNAL_FCS_FILES
+from conftest import EXTERNAL, EXTERNAL_FCS_FILES
 
 from nkflow.exceptions import FCSReadError
 from nkflow.io import (
@@ -21,8 +21,6 @@ from nkflow.io import (
     read_fcs_metadata,
     technology_of,
 )
-
-EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
 
 AURORA_V = [f"V{i}-A" for i in range(1, 17)]
 SCATTER = ["Time", "FSC-A", "SSC-A"]
