@@ -217,6 +217,31 @@ def test_quirk_header_offsets_disagree_with_text(tmp_path: Path) -> None:
         np.testing.assert_array_equal(nio.read_fcs(path).X[:, :4], EVENTS[:, :4])
 
 
+@pytest.mark.parametrize(
+    ("version", "rule", "not_said"),
+    [
+        (
+            "FCS3.0",
+            "this FCS 3.0 file predates the rule (FCS 3.1 requires $PnE 0,0",
+            "3.0 requires",
+        ),
+        ("FCS3.1", "FCS 3.1 requires $PnE 0,0 for floating-point data", "predates"),
+    ],
+)
+def test_quirk_float_log_amplification_cites_the_files_standard(
+    tmp_path: Path, version: str, rule: str, not_said: str
+) -> None:
+    # FCS 3.0 states no $PnE rule for float data (only $PnB 32/64); the rule is FCS 3.1's
+    path = _write(tmp_path, build_fcs(version=version, extra={"$P3E": "4,0"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = nio.read_fcs(path)
+    said = [str(w.message) for w in caught if "log amplification" in str(w.message)]
+    assert len(said) == 1 and rule in said[0] and not_said not in said[0]
+    assert "3.1/3.2" not in said[0]
+    np.testing.assert_array_equal(adata.X[:, 2], EVENTS[:, 2])  # read as stored
+
+
 def test_quirk_tot_mild_disagreement(tmp_path: Path) -> None:
     path = _write(tmp_path, build_fcs(tot=41))
     with pytest.warns(FCSQuirkWarning, match=r"\$TOT=41 but the DATA segment holds 40"):

@@ -210,11 +210,14 @@ def _bit_width(kw: dict[str, str], i: int, datatype: str, ctx: Context, bad: lis
     return width
 
 
-def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, list]:
+def channel_layout(
+    kw: dict[str, str], n_par: int, ctx: Context, version: str = "3.1"
+) -> dict[str, list]:
     """Per-channel $PnN/$PnS/data type/$PnB/storage bits/$PnR/$PnE/$PnG, quirks named.
 
     Costs one pass over the channels; per-channel quirks are collected and reported in
     one message each, so a file with thousands of channels stays cheap to open.
+    ``version`` (``"2.0"`` ... ``"3.2"``) words the quirks after the file's standard.
     """
     datatypes = _channel_datatypes(kw, n_par, ctx)
     pnn: list[str] = []
@@ -290,7 +293,7 @@ def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, li
     if float_log:
         ctx.quirk(
             f"log amplification on floating-point data ignored ({_listing(float_log)}): "
-            "FCS 3.1/3.2 require $PnE 0,0 for float data, whose values are already linear"
+            + _float_log_rule(version)
         )
     if uncommon:
         bits = ", ".join(f"{w}-bit" for w in sorted(uncommon))
@@ -302,6 +305,24 @@ def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, li
         )
     return {"pnn": pnn, "pns": pns, "datatypes": datatypes, "pnb": pnb,
             "storage_bits": storage, "pnr": pnr, "pne": pne, "png": png}  # fmt: skip
+
+
+def _float_log_rule(version: str) -> str:
+    """Why a log ``$PnE`` on float data is ignored, in the terms of the file's standard.
+
+    FCS 3.1 (and 3.2) say ``$PnE/0,0/`` shall be used for every parameter when
+    ``$DATATYPE`` is F or D. FCS 3.0 only asks float parameters for ``$PnB`` 32/64 and
+    states no ``$PnE`` rule for them: the rule dates from FCS 3.1.
+    """
+    if version in ("3.1", "3.2"):
+        return (
+            f"FCS {version} requires $PnE 0,0 for floating-point data, whose values are "
+            "stored linear; read as stored"
+        )
+    return (
+        f"this FCS {version} file predates the rule (FCS 3.1 requires $PnE 0,0 for "
+        "floating-point data, stored linear); read as stored"
+    )
 
 
 def usable_names(pnn: list[str], pns: list[str], ctx: Context) -> list[str]:
