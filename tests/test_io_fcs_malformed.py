@@ -242,6 +242,42 @@ def test_quirk_float_log_amplification_cites_the_files_standard(
     np.testing.assert_array_equal(adata.X[:, 2], EVENTS[:, 2])  # read as stored
 
 
+def _masked_bits_said(path: Path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = nio.read_fcs(path)
+    return adata, [str(w.message) for w in caught if "bits above $PnR" in str(w.message)]
+
+
+def test_quirk_bits_above_pnr_are_masked_and_said(tmp_path: Path) -> None:
+    # Coulter System II / Navios LMD: other information in the bits above a 10-bit ADC
+    values = np.minimum(EVENTS, 1023).astype(np.uint16)
+    junk = values.copy()
+    junk[::3, 2] |= 0x8400  # FL1-A: bits 10 and 15 set on every third event
+    path = _write(tmp_path, build_fcs(junk, datatype="I", bits=16))
+    adata, said = _masked_bits_said(path)
+    assert len(said) == 1  # once per file, not once per channel or event
+    assert "1 integer channel(s) (FL1-A up to" in said[0] and "(10 for 1024)" in said[0]
+    np.testing.assert_array_equal(adata.X[:, :4], values[:, :4].astype(np.float32))
+    assert said[0].split(": ", 1)[1] in adata.uns["nkflow"]["fcs"]["quirks"]
+    clean = _write(tmp_path, build_fcs(values, datatype="I", bits=16), "clean.fcs")
+    assert _masked_bits_said(clean)[1] == []
+
+
+def test_quirk_bits_above_pnr_in_a_mixed_width_layout(tmp_path: Path) -> None:
+    values = np.minimum(EVENTS, 1023).astype(np.uint32)
+    dtype = np.dtype([(f"c{j}", "<u2" if j < 4 else "<u4") for j in range(5)])
+    rec = np.zeros(len(values), dtype=dtype)
+    for j in range(5):
+        rec[f"c{j}"] = values[:, j]
+    rec["c4"] |= 1 << 20  # Time: a counter wider than its $PnR
+    raw = build_fcs(values, datatype="I", bits=16, extra={"$P5B": "32"}, data_bytes=rec.tobytes())
+    adata, said = _masked_bits_said(_write(tmp_path, raw))
+    assert len(said) == 1 and "Time up to" in said[0]
+    np.testing.assert_array_equal(adata.X[:, :4], values[:, :4].astype(np.float32))
+    np.testing.assert_allclose(adata.X[:, 4], values[:, 4] * 0.1, rtol=1e-6)  # $TIMESTEP
+
+
 def test_quirk_tot_mild_disagreement(tmp_path: Path) -> None:
     path = _write(tmp_path, build_fcs(tot=41))
     with pytest.warns(FCSQuirkWarning, match=r"\$TOT=41 but the DATA segment holds 40"):

@@ -356,6 +356,7 @@ def _build(
         placeholder = np.broadcast_to(np.float32(0), (n_events, len(names)))
         adata = _anndata(placeholder, _obs(info, np.arange(n_events)), var, uns)
         x, keep = pending.result()
+    fcs["quirks"] = list(meta.quirks)  # with those found in DATA (bits above $PnR)
     if keep is None and x.shape == placeholder.shape:
         adata.X = x
         return adata
