@@ -41,9 +41,18 @@ EXPECTED_QUIRKS = {
 }
 
 
+# Files whose HEADER and TEXT DATA offsets both span $TOT events: flowio takes the TEXT's
+# unless told otherwise; nkflow takes the span that follows the TEXT segment.
+FLOWIO_HEADER_OFFSETS = {
+    "cytoflow/cytoflow/tests/data/instruments/Beckman Coulter - Cyan.fcs",
+}
+
+
 def _flowio_events(path: Path, dataset: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(raw, preprocessed) events from flowio, None where flowio cannot produce them."""
     opts = {"ignore_offset_error": True, "ignore_offset_discrepancy": True}
+    if str(path.relative_to(EXTERNAL)) in FLOWIO_HEADER_OFFSETS:
+        opts["use_header_offsets"] = True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -245,3 +254,17 @@ def test_read_fcs_metadata_is_cheap_and_consistent(external: Path) -> None:
     assert (meta.version, meta.n_events, meta.n_channels) == ("3.0", 45363, 23)
     assert meta.cyt and meta.date
     assert meta.data_nbytes == 45363 * 23 * 4
+
+
+def test_cyan_events_are_read_from_the_header_offsets(external: Path) -> None:
+    """Summit's CyAn file: HEADER DATA (2284-141219) follows the TEXT, $BEGINDATA is 46
+    bytes later; both spans hold 5,789 x 24 bytes. Read from $BEGINDATA every channel was
+    shifted by one (FS Lin held the pulse width); from the HEADER the event counter
+    counts 2, 3, 4 ... and Time MSW steps once per wrap of the 16-bit Time LSW."""
+    path = external / "cytoflow/cytoflow/tests/data/instruments/Beckman Coulter - Cyan.fcs"
+    adata = _quiet(nio.read_fcs, path)
+    x = {c: adata.X[:, j].astype(np.float64) for j, c in enumerate(adata.var_names)}
+    np.testing.assert_array_equal(np.diff(x["Event Count"]), 1)
+    assert x["Pulse Width"].max() < 512  # its $PnR
+    lsw_wraps = int((np.diff(x["TIME"]) < 0).sum())
+    assert lsw_wraps == int(np.diff(x["Time MSW"]).sum()) == 18

@@ -278,6 +278,23 @@ def test_quirk_bits_above_pnr_in_a_mixed_width_layout(tmp_path: Path) -> None:
     np.testing.assert_allclose(adata.X[:, 4], values[:, 4] * 0.1, rtol=1e-6)  # $TIMESTEP
 
 
+def test_both_data_locations_fit_the_one_after_text_wins(tmp_path: Path) -> None:
+    # Summit (CyAn): $BEGINDATA/$ENDDATA 46 bytes past the HEADER's DATA, which follows
+    # the TEXT; both hold $TOT events' bytes, only one holds the events
+    data = EVENTS.astype("<f4").tobytes()
+    begin = int(build_fcs(data_bytes=data + b" " * 8)[26:34])
+    end = begin + len(data) - 1
+    raw = build_fcs(
+        data_bytes=data + b" " * 8,
+        header_data=(str(begin), str(end)),
+        override={"$BEGINDATA": f"{begin + 8:010d}", "$ENDDATA": f"{end + 8:010d}"},
+    )
+    path = _write(tmp_path, raw)
+    with pytest.warns(FCSQuirkWarning, match=r"used \(\d+, \d+\), .*right after the TEXT"):
+        adata = nio.read_fcs(path)
+    np.testing.assert_array_equal(adata.X[:, :4], EVENTS[:, :4])
+
+
 def test_quirk_tot_mild_disagreement(tmp_path: Path) -> None:
     path = _write(tmp_path, build_fcs(tot=41))
     with pytest.warns(FCSQuirkWarning, match=r"\$TOT=41 but the DATA segment holds 40"):

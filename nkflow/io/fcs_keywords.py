@@ -351,6 +351,23 @@ def usable_names(pnn: list[str], pns: list[str], ctx: Context) -> list[str]:
     return names
 
 
+def _after_text(
+    pairs: list[tuple[int, int]], text_end: int | None, fits: str
+) -> tuple[list[tuple[int, int]], str]:
+    """Order two DATA locations that both hold ``$TOT`` events; say why the first wins.
+
+    The one that starts right after the primary TEXT segment is taken: a writer that
+    shifts one of its two copies (Summit's CyAn files: ``$BEGINDATA`` 46 bytes past the
+    HEADER's, which follows the TEXT) leaves the other contiguous. When that does not
+    tell them apart, the given order stands.
+    """
+    right_after = [p for p in pairs if text_end is not None and p[0] == text_end + 1]
+    if len(right_after) != 1:
+        return pairs, f"{fits} (as does the other)"
+    other = [p for p in pairs if p != right_after[0]]
+    return right_after + other, f"{fits} and starts right after the TEXT segment"
+
+
 def resolve_data(
     kw: dict[str, str],
     hdr: list,
@@ -386,6 +403,10 @@ def resolve_data(
     candidates = list(dict.fromkeys(candidates))
 
     expected = n_tot * event_bytes
+    fits = "which matches $TOT x event size"
+    whole = [(a, b) for a, b in candidates if b - a + 1 == expected and offset + b < file_size]
+    if len(whole) == 2:  # both places hold $TOT events: which bytes are they?
+        candidates, fits = _after_text(whole, hdr[1], fits)
     fallback: tuple[int, int, str] | None = None
     problems: list[str] = []
     for start, end in candidates:
@@ -401,7 +422,7 @@ def resolve_data(
         length = end - start + 1
         if length == expected and abs_start + expected <= file_size:
             if discrepancy:
-                ctx.quirk(f"{discrepancy}; used {(start, end)}, which matches $TOT x event size")
+                ctx.quirk(f"{discrepancy}; used {(start, end)}, {fits}")
             return abs_start, n_tot
         if abs(length - expected) == 1 and abs_start + expected <= file_size:
             if discrepancy:
