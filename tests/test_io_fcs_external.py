@@ -119,7 +119,7 @@ def test_external_file(external: Path, rel: str) -> None:
     assert np.isfinite(adata.X).all()
     assert adata.var_names.is_unique
     assert list(adata.obs_names[:2]) == ["0", "1"][: adata.n_obs]
-    assert set(adata.var["kind"]) <= {"scatter", "time", "fluorescence"}
+    assert set(adata.var["kind"]) <= {"scatter", "time", "fluorescence", "other"}
     assert adata.obs["sample_id"].cat.categories.tolist() == [path.stem]
 
     raw = _quiet(nio.read_fcs, path, preprocess=False).X

@@ -281,7 +281,7 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     """
     if _is_mass(meta) and _is_mass(ref):
         return set(meta.pnn)
-    return {c for c in meta.pnn if channel_kind(c) == "time"}
+    return {c for c, s in zip(meta.pnn, meta.pns, strict=True) if channel_kind(c, s) == "time"}
 
 
 def _is_mass(meta: FCSMetadata) -> bool:
