@@ -293,7 +293,8 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     Prints the consistency report, then the hierarchy each template will apply to the
     batch's panel (gates kept, substituted, skipped; populations that cannot be
     reported). Exit 1, with one FAILED line per problem, when a file is unreadable, holds
-    none of the panel's channels, has no marker of the batch or cannot be reconciled with
+    none of the panel's channels, has no marker of the batch, holds data that cannot be
+    analysed as they are (raw spectral, already transformed) or cannot be reconciled with
     the others, or when the panel cannot support the template (no NK anchor).
     """
     from .config import RunConfig, replace_values

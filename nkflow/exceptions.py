@@ -34,6 +34,7 @@ __all__ = [
     "PanelWarning",
     "SchedulerError",
     "ThresholdDriftWarning",
+    "TransformedDataError",
     "UnmixingRequiredError",
 ]
 
@@ -158,6 +159,15 @@ class ConfigError(NkflowError, ValueError):
 
 class UnmixingRequiredError(NkflowError, ValueError):
     """A spectral file holds raw detector channels; it must be unmixed before analysis."""
+
+
+class TransformedDataError(NkflowError, ValueError):
+    """A file's events are already transformed (e.g. logicle in a flowCore export).
+
+    nkflow cannot know the transform's parameters, so it can neither bring the values
+    back to a linear scale nor compensate or transform them again; the untransformed
+    (linear) events must be exported instead.
+    """
 
 
 class OutputExistsError(NkflowError, FileExistsError):

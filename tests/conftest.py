@@ -181,6 +181,60 @@ def summed_channels(tmp_path: Path):
     return make
 
 
+def as_transformed_export(source: Path, dest: Path) -> Path:
+    """Rewrite an FCS file as flowCore writes one after ``compensate()`` + ``transform()``.
+
+    Fluorescence channels become arcsinh(x / 150) (a few units, like flowCore's logicle
+    with M = 4.5); the TEXT gains ``TRANSFORMATION = custom`` and ``FLOWCORE_$PnRMAX/MIN``
+    (the transformed range there, ``$PnR`` elsewhere); channels, markers, ``$PnR`` and
+    the spillover are kept, as flowCore keeps them.
+    """
+    import warnings
+
+    import numpy as np
+
+    from nkflow import io
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = io.read_fcs(source)
+    x = np.asarray(adata.X, dtype=np.float64)
+    ranges = [float(r) for r in adata.var["range"]]
+    keywords = {"TRANSFORMATION": "custom", "$CYT": "LSRII"}
+    for j, kind in enumerate(adata.var["kind"]):
+        top = ranges[j]
+        if kind == "fluorescence":
+            x[:, j] = np.arcsinh(x[:, j] / 150.0)
+            top = float(np.arcsinh(ranges[j] / 150.0))
+        keywords[f"flowCore_$P{j + 1}Rmax"] = f"{top:g}"
+        keywords[f"flowCore_$P{j + 1}Rmin"] = "0"
+    spill = adata.uns["nkflow"].get("spillover")
+    io.write_fcs(
+        dest,
+        x.astype(np.float32),
+        list(adata.var_names),
+        markers=list(adata.var["pns"]),
+        keywords=keywords,
+        spillover=(spill["channels"], np.asarray(spill["matrix"])) if spill else None,
+        ranges=ranges,
+    )
+    return dest
+
+
+@pytest.fixture
+def transformed_export(tmp_path: Path) -> Path:
+    """A 50-event flowCore-style export (compensated, then arcsinh-transformed; SPILL kept)."""
+    import numpy as np
+
+    from nkflow import io
+
+    data = np.random.default_rng(0).normal(1000, 300, (50, 4)).astype(np.float32)
+    spill = (["FL1-A", "FL2-A"], np.array([[1.0, 0.2], [0.05, 1.0]]))
+    raw = io.write_fcs(tmp_path / "raw.fcs", data, ["FSC-A", "FL1-A", "FL2-A", "Time"],
+                       markers=[None, "CD56", "CD16", None], spillover=spill)  # fmt: skip
+    return as_transformed_export(raw, tmp_path / "flowcore_export.fcs")
+
+
 def _tcell_template_text(
     marker: str, *, rule: str = "valley", pool: bool = False, bootstrap: int | None = None,
     name: str | None = None, min_events: int = 50, alternatives: tuple[str, ...] = (),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import as_transformed_export
 
 from nkflow.cli import main
 from nkflow.datasets import make_design, simulate_batch
@@ -212,6 +213,54 @@ def test_check_fails_on_unusable_files(
     # the consistency report for the readable files is still printed
     assert "good1" in result.stdout and "Marker -> channel" in result.stdout
     assert ("OK" in result.stdout.splitlines()[0]) == (not bad)
+
+
+def test_check_fails_an_already_transformed_file(runner: CliRunner, tmp_path: Path) -> None:
+    """A flowCore export after compensate() + transform() is one FAILED line naming the
+    evidence; the other files are still checked."""
+    for name in ("good1", "good2"):
+        _tiny_fcs(tmp_path / f"{name}.fcs", *STAINED)
+    source = tmp_path.parent / f"{tmp_path.name}_raw.fcs"
+    _tiny_fcs(source, *STAINED)
+    done = as_transformed_export(source, tmp_path / "flowcore.fcs")
+    result = runner.invoke(main, ["check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == 1 and failed[0].startswith(f"nkflow: FAILED {done.resolve()}: ")
+    assert "already transformed" in failed[0] and "TRANSFORMATION = 'custom'" in failed[0]
+    assert "good1" in result.stdout and "1 file(s) unusable" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "gate"])
+def test_an_already_transformed_file_fails_alone(
+    runner: CliRunner, small_batch: Path, tmp_path: Path, command: str
+) -> None:
+    batch = tmp_path / "batch"
+    shutil.copytree(small_batch, batch)
+    meta = pd.read_csv(batch / "metadata.csv")
+    victim = batch / meta.loc[meta["role"] == "unstim", "file"].iloc[0]
+    as_transformed_export(victim, tmp_path / "export.fcs").replace(victim)
+    out = tmp_path / "out"
+    args = {
+        "run": [
+            "run",
+            str(batch),
+            "-o",
+            str(out),
+            "--config",
+            str(small_batch.parent / "fast.toml"),
+        ],
+        "gate": ["gate", str(batch), "--template", "human_tissue", "-o", str(out)],
+    }[command]
+    result = runner.invoke(main, [*args, "-q"] if command == "run" else args)
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("nkflow: FAILED")]
+    assert len(failed) == 1 and f"FAILED {victim}: " in failed[0], result.output
+    assert "already transformed" in failed[0]
+    status = pd.read_csv(out / ("tables/status.csv" if command == "run" else "status.csv"))
+    bad = status[status["status"] == "failed"]
+    assert bad["reason_code"].tolist() == ["TransformedDataError"]
+    assert (status["status"] == "ok").sum() >= 2  # the rest of the batch went on
 
 
 def test_run_says_why_it_skipped_clustering(

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXTERNAL
 
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating.gatingml import GATING_NS, apply_gatingml
 from nkflow.gating.xml_safety import parse_xml_safely
 
-GATE_REF = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "flowkit"
+GATE_REF = EXTERNAL / "flowkit"
 GATE_REF = GATE_REF / "data" / "gate_ref"
 #: The one document FlowKit ships as deliberately invalid (a non-GatingML ``<sample>``
 #: element wraps the gate); it must be rejected, not evaluated.

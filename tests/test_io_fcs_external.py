@@ -9,13 +9,10 @@ import flowio
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXTERNAL_FCS_FILES
+from conftest import EXTERNAL, EXTERNAL_FCS_FILES
 
 import nkflow.io as nio
 from nkflow.exceptions import FCSQuirkWarning, FCSReadError
-
-EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
-
 
 FILES = EXTERNAL_FCS_FILES
 
@@ -35,13 +32,27 @@ EXPECTED_QUIRKS = {
     "flowkit/data/test_comp_example.fcs": "off by one",
     "fcsparser/fcsparser/tests/data/FlowCytometers/Cytek_xP5/Cytek_xP5.fcs": "24-bit",
     "flowcal/test/Data003.fcs": "24-bit",
-    "cytoflow/cytoflow/tests/data/module_examples/itn_02.fcs": "float",
+    "cytoflow/cytoflow/tests/data/module_examples/itn_02.fcs": "FCS 3.0 file predates the rule",
+    "cytoflow/cytoflow/tests/data/instruments/"
+    "System II listmode with extra info in bits D10-D15.LMD": "bits above $PnR set in 6",
+    "fcsparser/fcsparser/tests/data/FlowCytometers/fake_bitmask_error/fcs1_cleaned.lmd": (
+        "bits above $PnR set in 7"
+    ),
+}
+
+
+# Files whose HEADER and TEXT DATA offsets both span $TOT events: flowio takes the TEXT's
+# unless told otherwise; nkflow takes the span that follows the TEXT segment.
+FLOWIO_HEADER_OFFSETS = {
+    "cytoflow/cytoflow/tests/data/instruments/Beckman Coulter - Cyan.fcs",
 }
 
 
 def _flowio_events(path: Path, dataset: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(raw, preprocessed) events from flowio, None where flowio cannot produce them."""
     opts = {"ignore_offset_error": True, "ignore_offset_discrepancy": True}
+    if str(path.relative_to(EXTERNAL)) in FLOWIO_HEADER_OFFSETS:
+        opts["use_header_offsets"] = True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -108,7 +119,7 @@ def test_external_file(external: Path, rel: str) -> None:
     assert np.isfinite(adata.X).all()
     assert adata.var_names.is_unique
     assert list(adata.obs_names[:2]) == ["0", "1"][: adata.n_obs]
-    assert set(adata.var["kind"]) <= {"scatter", "time", "fluorescence"}
+    assert set(adata.var["kind"]) <= {"scatter", "time", "fluorescence", "other"}
     assert adata.obs["sample_id"].cat.categories.tolist() == [path.stem]
 
     raw = _quiet(nio.read_fcs, path, preprocess=False).X
@@ -243,3 +254,17 @@ def test_read_fcs_metadata_is_cheap_and_consistent(external: Path) -> None:
     assert (meta.version, meta.n_events, meta.n_channels) == ("3.0", 45363, 23)
     assert meta.cyt and meta.date
     assert meta.data_nbytes == 45363 * 23 * 4
+
+
+def test_cyan_events_are_read_from_the_header_offsets(external: Path) -> None:
+    """Summit's CyAn file: HEADER DATA (2284-141219) follows the TEXT, $BEGINDATA is 46
+    bytes later; both spans hold 5,789 x 24 bytes. Read from $BEGINDATA every channel was
+    shifted by one (FS Lin held the pulse width); from the HEADER the event counter
+    counts 2, 3, 4 ... and Time MSW steps once per wrap of the 16-bit Time LSW."""
+    path = external / "cytoflow/cytoflow/tests/data/instruments/Beckman Coulter - Cyan.fcs"
+    adata = _quiet(nio.read_fcs, path)
+    x = {c: adata.X[:, j].astype(np.float64) for j, c in enumerate(adata.var_names)}
+    np.testing.assert_array_equal(np.diff(x["Event Count"]), 1)
+    assert x["Pulse Width"].max() < 512  # its $PnR
+    lsw_wraps = int((np.diff(x["TIME"]) < 0).sum())
+    assert lsw_wraps == int(np.diff(x["Time MSW"]).sum()) == 18

@@ -217,6 +217,84 @@ def test_quirk_header_offsets_disagree_with_text(tmp_path: Path) -> None:
         np.testing.assert_array_equal(nio.read_fcs(path).X[:, :4], EVENTS[:, :4])
 
 
+@pytest.mark.parametrize(
+    ("version", "rule", "not_said"),
+    [
+        (
+            "FCS3.0",
+            "this FCS 3.0 file predates the rule (FCS 3.1 requires $PnE 0,0",
+            "3.0 requires",
+        ),
+        ("FCS3.1", "FCS 3.1 requires $PnE 0,0 for floating-point data", "predates"),
+    ],
+)
+def test_quirk_float_log_amplification_cites_the_files_standard(
+    tmp_path: Path, version: str, rule: str, not_said: str
+) -> None:
+    # FCS 3.0 states no $PnE rule for float data (only $PnB 32/64); the rule is FCS 3.1's
+    path = _write(tmp_path, build_fcs(version=version, extra={"$P3E": "4,0"}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = nio.read_fcs(path)
+    said = [str(w.message) for w in caught if "log amplification" in str(w.message)]
+    assert len(said) == 1 and rule in said[0] and not_said not in said[0]
+    assert "3.1/3.2" not in said[0]
+    np.testing.assert_array_equal(adata.X[:, 2], EVENTS[:, 2])  # read as stored
+
+
+def _masked_bits_said(path: Path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adata = nio.read_fcs(path)
+    return adata, [str(w.message) for w in caught if "bits above $PnR" in str(w.message)]
+
+
+def test_quirk_bits_above_pnr_are_masked_and_said(tmp_path: Path) -> None:
+    # Coulter System II / Navios LMD: other information in the bits above a 10-bit ADC
+    values = np.minimum(EVENTS, 1023).astype(np.uint16)
+    junk = values.copy()
+    junk[::3, 2] |= 0x8400  # FL1-A: bits 10 and 15 set on every third event
+    path = _write(tmp_path, build_fcs(junk, datatype="I", bits=16))
+    adata, said = _masked_bits_said(path)
+    assert len(said) == 1  # once per file, not once per channel or event
+    assert "1 integer channel(s) (FL1-A up to" in said[0] and "(10 for 1024)" in said[0]
+    np.testing.assert_array_equal(adata.X[:, :4], values[:, :4].astype(np.float32))
+    assert said[0].split(": ", 1)[1] in adata.uns["nkflow"]["fcs"]["quirks"]
+    clean = _write(tmp_path, build_fcs(values, datatype="I", bits=16), "clean.fcs")
+    assert _masked_bits_said(clean)[1] == []
+
+
+def test_quirk_bits_above_pnr_in_a_mixed_width_layout(tmp_path: Path) -> None:
+    values = np.minimum(EVENTS, 1023).astype(np.uint32)
+    dtype = np.dtype([(f"c{j}", "<u2" if j < 4 else "<u4") for j in range(5)])
+    rec = np.zeros(len(values), dtype=dtype)
+    for j in range(5):
+        rec[f"c{j}"] = values[:, j]
+    rec["c4"] |= 1 << 20  # Time: a counter wider than its $PnR
+    raw = build_fcs(values, datatype="I", bits=16, extra={"$P5B": "32"}, data_bytes=rec.tobytes())
+    adata, said = _masked_bits_said(_write(tmp_path, raw))
+    assert len(said) == 1 and "Time up to" in said[0]
+    np.testing.assert_array_equal(adata.X[:, :4], values[:, :4].astype(np.float32))
+    np.testing.assert_allclose(adata.X[:, 4], values[:, 4] * 0.1, rtol=1e-6)  # $TIMESTEP
+
+
+def test_both_data_locations_fit_the_one_after_text_wins(tmp_path: Path) -> None:
+    # Summit (CyAn): $BEGINDATA/$ENDDATA 46 bytes past the HEADER's DATA, which follows
+    # the TEXT; both hold $TOT events' bytes, only one holds the events
+    data = EVENTS.astype("<f4").tobytes()
+    begin = int(build_fcs(data_bytes=data + b" " * 8)[26:34])
+    end = begin + len(data) - 1
+    raw = build_fcs(
+        data_bytes=data + b" " * 8,
+        header_data=(str(begin), str(end)),
+        override={"$BEGINDATA": f"{begin + 8:010d}", "$ENDDATA": f"{end + 8:010d}"},
+    )
+    path = _write(tmp_path, raw)
+    with pytest.warns(FCSQuirkWarning, match=r"used \(\d+, \d+\), .*right after the TEXT"):
+        adata = nio.read_fcs(path)
+    np.testing.assert_array_equal(adata.X[:, :4], EVENTS[:, :4])
+
+
 def test_quirk_tot_mild_disagreement(tmp_path: Path) -> None:
     path = _write(tmp_path, build_fcs(tot=41))
     with pytest.warns(FCSQuirkWarning, match=r"\$TOT=41 but the DATA segment holds 40"):

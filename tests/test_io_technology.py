@@ -9,9 +9,9 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from conftest import EXTERNAL_FCS_FILES
+from conftest import EXTERNAL, EXTERNAL_FCS_FILES
 
-from nkflow.exceptions import FCSReadError
+from nkflow.exceptions import FCSReadError, TransformedDataError
 from nkflow.io import (
     KINDS,
     Technology,
@@ -21,8 +21,7 @@ from nkflow.io import (
     read_fcs_metadata,
     technology_of,
 )
-
-EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "external"
+from nkflow.pp import compensate, transform
 
 AURORA_V = [f"V{i}-A" for i in range(1, 17)]
 SCATTER = ["Time", "FSC-A", "SSC-A"]
@@ -102,6 +101,44 @@ RULES = {
         "flow",
     ),
     "flow-nothing-known": ({}, ["channel_A", "channel_B"], None, "flow"),
+    # flowCore: transform() writes TRANSFORMATION=custom and the transformed ranges
+    "transformed-flowcore-custom": (
+        {"TRANSFORMATION": "custom", "$P2R": "262144", "FLOWCORE_$P2RMAX": "4.5"},
+        ["FSC-A", "PE-A"],
+        None,
+        "transformed_export",
+    ),
+    "transformed-flowcore-range-alone": (
+        {"transformation": "applied", "$P2R": "1024", "flowCore_$P2Rmax": "4"},
+        ["FSC-A", "PE-A"],
+        None,
+        "transformed_export",
+    ),
+    "transformed-wins-over-mass": (
+        {"$CYT": "Helios", "TRANSFORMATION": "custom"},
+        ["Time", "Yb173Di", "Ir191Di"],
+        None,
+        "transformed_export",
+    ),
+    "transformed-wins-over-fjcomp": (
+        {"TRANSFORMATION": "custom"},
+        ["FSC-A", "FJComp-PE-A"],
+        None,
+        "transformed_export",
+    ),
+    # flowCore writes TRANSFORMATION=applied and FLOWCORE_$PnRMAX = $PnR on files it only read
+    "flow-flowcore-applied-is-not-evidence": (
+        {"TRANSFORMATION": "applied", "$P2R": "262144", "FLOWCORE_$P2RMAX": "262144"},
+        ["FSC-A", "PE-A"],
+        None,
+        "flow",
+    ),
+    "export-fjcomp-flowcore-applied": (
+        {"TRANSFORMATION": "applied", "$P2R": "262144", "FLOWCORE_$P2RMAX": "262144"},
+        ["FSC-A", "FJComp-PE-A"],
+        None,
+        "compensated_export",
+    ),
 }
 
 
@@ -120,6 +157,7 @@ def test_rule(rule: str) -> None:
         ("mass_cytometry", "none", "arcsinh", 5.0),
         ("compensated_export", "none", "logicle", 150.0),
         ("raw_spectral", "refuse", "logicle", 150.0),
+        ("transformed_export", "refuse", "refuse", 150.0),
         ("spectral", "none", "logicle", 150.0),  # no spillover keyword in the RULES example
         ("flow", "file", "logicle", 150.0),
     ],
@@ -189,6 +227,9 @@ EXPECTED = [
     # FlowJo exports: all 19 $PnN start with FJComp-, no SPILL left, FLOWCORE_ ranges < 0
     # (DiVa's APPLY COMPENSATION = TRUE is carried over and is not evidence)
     ("flowatlas/*", "compensated_export"),
+    # PeacoQC's flowCore export after compensate() + transform(): TRANSFORMATION = custom,
+    # FLOWCORE_$PnRMAX 4.5 on 14 channels of $PnR 262144 (111.fcs beside it is the raw file)
+    ("peacoqc/inst/extdata/111_Comp_Trans.fcs", "transformed_export"),
 ]
 
 
@@ -295,3 +336,41 @@ def test_sample_summary_carries_technology(sample_data: Path) -> None:
     assert summary["technology"] == summary["adata"].uns["nkflow"]["technology"]
     assert summary["compensation"]["source"] == "file" and summary["compensation"]["reason"] == ""
     assert summary["transform"]["kind"] == "logicle" and summary["transform"]["requested"] == "auto"
+
+
+def test_transformed_export_evidence_and_refusal() -> None:
+    keywords = {
+        "TRANSFORMATION": "custom",
+        **{f"$P{i}R": "262144" for i in (1, 2, 3)},
+        "FLOWCORE_$P1RMAX": "262144",
+        "FLOWCORE_$P2RMAX": "4.5",
+        "FLOWCORE_$P3RMAX": "4.5",
+    }
+    tech = detect_technology(keywords, ["FSC-A", "PE-A", "APC-A"])
+    assert tech.evidence[0].startswith("TRANSFORMATION = 'custom'")
+    assert "2 channel(s)" in tech.evidence[1] and "PE-A 4.5 vs $P2R 262144" in tech.evidence[1]
+    error = tech.refusal("x.fcs")
+    assert isinstance(error, TransformedDataError)
+    assert str(error).startswith("x.fcs: the events are already transformed")
+    assert "export the untransformed (linear) events" in str(error) and "custom" in str(error)
+    assert detect_technology({}, ["FSC-A"]).refusal("x.fcs") is None
+
+
+def test_peacoqc_neighbours(external: Path) -> None:
+    """The transformed export is refused; the raw acquisition beside it is plain flow and
+    compensates with its own SPILL."""
+    folder = external / "peacoqc" / "inst" / "extdata"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        done = read_fcs(folder / "111_Comp_Trans.fcs")
+        raw = read_fcs(folder / "111.fcs")
+    assert technology_of(done).kind == "transformed_export"
+    before = np.asarray(done.X).copy()
+    with pytest.raises(TransformedDataError, match=r"111_Comp_Trans\.fcs: .*already transformed"):
+        compensate(done)
+    with pytest.raises(TransformedDataError, match=r"FLOWCORE_\$PnRMAX.*SSC-A 4\.5"):
+        transform(done)
+    np.testing.assert_array_equal(done.X, before)  # nothing applied
+    assert technology_of(raw).kind == "flow"
+    compensate(raw)
+    assert raw.uns["nkflow"]["compensation"]["source"] == "file"

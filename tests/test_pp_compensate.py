@@ -14,6 +14,7 @@ from nkflow.exceptions import (
     ChannelNotFoundError,
     ConfigError,
     MissingSpilloverWarning,
+    TransformedDataError,
     UnmixingRequiredError,
 )
 from nkflow.io import detect_technology, read_fcs
@@ -198,6 +199,27 @@ def test_raw_spectral_refused_whatever_matrix(matrix: str, tmp_path: Path) -> No
     with pytest.raises(UnmixingRequiredError, match=r"tiny\.fcs: .*unmix.*SpectroFlo"):
         compensate(adata, matrix=matrix)
     assert "compensation" not in adata.uns["nkflow"]
+
+
+@pytest.mark.parametrize("matrix", ["file", "none", "user"])
+def test_transformed_export_refused_whatever_matrix(
+    matrix: str, transformed_export: Path, tmp_path: Path
+) -> None:
+    """flowCore export after compensate() + transform(): its SPILL applied to logicle
+    values collapsed every marker (111_Comp_Trans.fcs: all to about 0.11)."""
+    adata = _read(transformed_export)
+    before = adata.X.copy()
+    if matrix == "user":
+        matrix = tmp_path / "m.csv"
+        matrix.write_text("FL1-A,FL2-A\n1,0.1\n0.2,1\n")
+    with pytest.raises(TransformedDataError) as err:
+        compensate(adata, matrix=matrix)
+    text = str(err.value)
+    assert text.startswith(f"{transformed_export}: the events are already transformed")
+    assert "TRANSFORMATION = 'custom'" in text and "FL1-A 8.1" in text  # the evidence
+    assert "export the untransformed (linear) events" in text
+    assert "compensation" not in adata.uns["nkflow"] and "compensated" not in adata.layers
+    np.testing.assert_array_equal(adata.X, before)
 
 
 def test_aurora_raw_file_refused(external: Path) -> None:

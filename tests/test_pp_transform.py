@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.exceptions import ChannelNotFoundError, ConfigError, TransformedDataError
 from nkflow.io import detect_technology, read_fcs
 from nkflow.pp import (
     arcsinh,
@@ -333,3 +333,15 @@ def test_transform_warns_when_a_spillover_was_never_applied(
     told = [w for w in caught if issubclass(w.category, NkflowWarning)]
     assert bool(told) == warned
     assert all("without compensation" in str(w.message) for w in told)
+
+
+@pytest.mark.parametrize("method", ["auto", "logicle", "arcsinh"])
+def test_transformed_export_is_not_transformed_again(method: str, transformed_export: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = read_fcs(transformed_export)
+    before = np.asarray(adata.X).copy()
+    with pytest.raises(TransformedDataError, match=r"flowcore_export\.fcs: .*already transformed"):
+        transform(adata, method=method)  # type: ignore[arg-type]
+    assert "transform" not in adata.uns["nkflow"] and set(adata.var["transform"]) == {""}
+    np.testing.assert_array_equal(adata.X, before)

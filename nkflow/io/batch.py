@@ -281,7 +281,7 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     """
     if _is_mass(meta) and _is_mass(ref):
         return set(meta.pnn)
-    return {c for c in meta.pnn if channel_kind(c) == "time"}
+    return {c for c, s in zip(meta.pnn, meta.pns, strict=True) if channel_kind(c, s) == "time"}
 
 
 def _is_mass(meta: FCSMetadata) -> bool:
@@ -352,8 +352,10 @@ def check_batch(
     BatchConsistencyError
         A required marker is missing from a file, or a file maps one required marker to two
         channels. Unreadable files (aspect ``unreadable``), files holding none of the
-        panel's channels and files with no marker of the reference are listed in
-        ``BatchCheck.problems`` but do not stop the check. Controls may lack markers: an
+        panel's channels, files with no marker of the reference and files whose data
+        cannot be analysed as they are (aspect ``technology``: raw spectral detectors,
+        values already transformed) are listed in ``BatchCheck.problems`` but do not stop
+        the check. Controls may lack markers: an
         ``fmo:<M>`` file may lack ``M`` (the mapping then uses the reference's channel for
         ``M`` when the file has it), ``unstained`` and ``single_stain:`` files may lack any
         marker; these are reported, not fatal.
@@ -406,6 +408,10 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
+    for sid, meta in list(metas.items()):  # raw spectral, already transformed: per file
+        refused = detect_technology(meta.keywords, meta.pnn, meta.pns).refused
+        if refused:
+            _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", refused, "")
     mass = {sid: _is_mass(m) for sid, m in metas.items()}
     for sid, text in other_technology(mass).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")

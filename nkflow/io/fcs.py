@@ -41,6 +41,7 @@ from ..exceptions import (
     PanelError,
     PanelWarning,
 )
+from .channels import channel_kind, channel_kinds
 from .fcs_data import decode_events
 from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
 from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
@@ -76,45 +77,6 @@ def _version() -> str:
     from .._version import __version__
 
     return __version__
-
-
-def channel_kind(name: str) -> str:
-    """Classify a ``$PnN`` as ``"scatter"``, ``"time"`` or ``"fluorescence"``.
-
-    Parameters
-    ----------
-    name
-        The channel name.
-
-    Returns
-    -------
-    str
-        ``"scatter"`` for FSC/SSC (and Beckman ``FS``/``SS``) channels, ``"time"`` for time
-        channels, else ``"fluorescence"``.
-    """
-    low = name.strip().lower()
-    if low.startswith("time") or low in ("hdr-t", "hdr-tm"):
-        return "time"
-    head = low.replace("_", "-").replace(" ", "-")
-    for prefix in ("fsc", "ssc", "fs-", "ss-", "fs ", "ss "):
-        if head.startswith(prefix.replace(" ", "-")):
-            return "scatter"
-    if low in ("fs", "ss") or low.startswith(("forward scatter", "side scatter")):
-        return "scatter"
-    return "fluorescence"
-
-
-_TYPE_KIND = {"forward_scatter": "scatter", "side_scatter": "scatter", "time": "time"}
-
-
-def _kinds(names: list[str], types: list[str] | None) -> list[str]:
-    """``var["kind"]``: FCS 3.2 ``$PnTYPE`` when it says scatter or time, else the name."""
-    kinds = [channel_kind(n) for n in names]
-    for j, value in enumerate(types or []):
-        kind = _TYPE_KIND.get(value.lower())
-        if kind is not None:
-            kinds[j] = kind
-    return kinds
 
 
 def parse_spillover(
@@ -316,7 +278,7 @@ def _build(
     columns = {
         "marker": markers,
         "pns": [s.strip() for s in meta.pns],
-        "kind": _kinds(names, described.get("type")),
+        "kind": channel_kinds(names, meta.pns, described.get("type")),
         "range": np.asarray(meta.pnr, dtype=float),
         "transform": [""] * len(names),
     }
@@ -356,6 +318,7 @@ def _build(
         placeholder = np.broadcast_to(np.float32(0), (n_events, len(names)))
         adata = _anndata(placeholder, _obs(info, np.arange(n_events)), var, uns)
         x, keep = pending.result()
+    fcs["quirks"] = list(meta.quirks)  # with those found in DATA (bits above $PnR)
     if keep is None and x.shape == placeholder.shape:
         adata.X = x
         return adata

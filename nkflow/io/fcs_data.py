@@ -71,6 +71,30 @@ def _masks(meta: FCSMetadata) -> list[int | None]:
     return masks
 
 
+def _warn_masked_bits(meta: FCSMetadata, highest: dict[int, int], masks: list) -> None:
+    """Say once per read that set bits above ``$PnR`` were masked away, naming the channels.
+
+    ``highest`` holds each masked channel's largest stored value before masking. Old
+    list-mode writers (Coulter System II, some Navios LMD files) keep other information
+    in the bits above the ADC range; masking drops it, as :func:`_masks` says.
+    """
+    over = [(j, v) for j, v in highest.items() if v > masks[j]]
+    if not over:
+        return
+    shown = ", ".join(
+        f"{meta.pnn[j]} up to {v} > $P{j + 1}R {meta.pnr[j]:.12g}" for j, v in over[:3]
+    )
+    more = f" ... ({len(over)} channels in all)" if len(over) > 3 else ""
+    j = over[0][0]
+    message = (
+        f"bits above $PnR set in {len(over)} integer channel(s) ({shown}{more}); masked "
+        f"away, keeping the bits $PnR covers ({int(masks[j]).bit_length()} for "
+        f"{meta.pnr[j]:.12g})"
+    )
+    meta.quirks.append(message)
+    warnings.warn(f"{meta.path}: {message}", FCSQuirkWarning, stacklevel=4)
+
+
 def _field_code(order: str, kind: str, width: int) -> str:
     return order + (f"f{width}" if kind in ("F", "D") else _UINT[width])
 
@@ -108,7 +132,10 @@ def _columns(meta: FCSMetadata) -> list[np.ndarray]:
             for k in byte_order:
                 value = (value << np.uint64(8)) | block[:, k]
             cols.append(value)
-    for j, mask in enumerate(_masks(meta)):
+    masks = _masks(meta)
+    highest = {j: int(cols[j].max()) for j, m in enumerate(masks) if m is not None and n}
+    _warn_masked_bits(meta, highest, masks)
+    for j, mask in enumerate(masks):
         if mask is not None:
             cols[j] = cols[j] & cols[j].dtype.type(mask)
     return cols
@@ -134,6 +161,10 @@ def _decode_raw(meta: FCSMetadata, int_dtype: type = np.float32) -> np.ndarray:
         if any(m is not None for m in masks):
             full = (1 << meta.storage_bits[0]) - 1
             vec = np.array([full if m is None else m for m in masks], dtype=mat.dtype)
+            if n:
+                top = mat.max(axis=0)
+                highest = {j: int(top[j]) for j, m in enumerate(masks) if m is not None}
+                _warn_masked_bits(meta, highest, masks)
             mat = mat & vec
         return mat.astype(int_dtype)
     out = np.empty((n, p), dtype=np.float64 if "D" in kinds else int_dtype)

@@ -210,11 +210,14 @@ def _bit_width(kw: dict[str, str], i: int, datatype: str, ctx: Context, bad: lis
     return width
 
 
-def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, list]:
+def channel_layout(
+    kw: dict[str, str], n_par: int, ctx: Context, version: str = "3.1"
+) -> dict[str, list]:
     """Per-channel $PnN/$PnS/data type/$PnB/storage bits/$PnR/$PnE/$PnG, quirks named.
 
     Costs one pass over the channels; per-channel quirks are collected and reported in
     one message each, so a file with thousands of channels stays cheap to open.
+    ``version`` (``"2.0"`` ... ``"3.2"``) words the quirks after the file's standard.
     """
     datatypes = _channel_datatypes(kw, n_par, ctx)
     pnn: list[str] = []
@@ -290,7 +293,7 @@ def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, li
     if float_log:
         ctx.quirk(
             f"log amplification on floating-point data ignored ({_listing(float_log)}): "
-            "FCS 3.1/3.2 require $PnE 0,0 for float data, whose values are already linear"
+            + _float_log_rule(version)
         )
     if uncommon:
         bits = ", ".join(f"{w}-bit" for w in sorted(uncommon))
@@ -302,6 +305,24 @@ def channel_layout(kw: dict[str, str], n_par: int, ctx: Context) -> dict[str, li
         )
     return {"pnn": pnn, "pns": pns, "datatypes": datatypes, "pnb": pnb,
             "storage_bits": storage, "pnr": pnr, "pne": pne, "png": png}  # fmt: skip
+
+
+def _float_log_rule(version: str) -> str:
+    """Why a log ``$PnE`` on float data is ignored, in the terms of the file's standard.
+
+    FCS 3.1 (and 3.2) say ``$PnE/0,0/`` shall be used for every parameter when
+    ``$DATATYPE`` is F or D. FCS 3.0 only asks float parameters for ``$PnB`` 32/64 and
+    states no ``$PnE`` rule for them: the rule dates from FCS 3.1.
+    """
+    if version in ("3.1", "3.2"):
+        return (
+            f"FCS {version} requires $PnE 0,0 for floating-point data, whose values are "
+            "stored linear; read as stored"
+        )
+    return (
+        f"this FCS {version} file predates the rule (FCS 3.1 requires $PnE 0,0 for "
+        "floating-point data, stored linear); read as stored"
+    )
 
 
 def usable_names(pnn: list[str], pns: list[str], ctx: Context) -> list[str]:
@@ -328,6 +349,23 @@ def usable_names(pnn: list[str], pns: list[str], ctx: Context) -> list[str]:
         more = f"; ... ({len(dups)} names in all)" if len(dups) > 5 else ""
         raise ctx.fail(f"duplicate channel names ($PnN): {listing}{more}")
     return names
+
+
+def _after_text(
+    pairs: list[tuple[int, int]], text_end: int | None, fits: str
+) -> tuple[list[tuple[int, int]], str]:
+    """Order two DATA locations that both hold ``$TOT`` events; say why the first wins.
+
+    The one that starts right after the primary TEXT segment is taken: a writer that
+    shifts one of its two copies (Summit's CyAn files: ``$BEGINDATA`` 46 bytes past the
+    HEADER's, which follows the TEXT) leaves the other contiguous. When that does not
+    tell them apart, the given order stands.
+    """
+    right_after = [p for p in pairs if text_end is not None and p[0] == text_end + 1]
+    if len(right_after) != 1:
+        return pairs, f"{fits} (as does the other)"
+    other = [p for p in pairs if p != right_after[0]]
+    return right_after + other, f"{fits} and starts right after the TEXT segment"
 
 
 def resolve_data(
@@ -365,6 +403,10 @@ def resolve_data(
     candidates = list(dict.fromkeys(candidates))
 
     expected = n_tot * event_bytes
+    fits = "which matches $TOT x event size"
+    whole = [(a, b) for a, b in candidates if b - a + 1 == expected and offset + b < file_size]
+    if len(whole) == 2:  # both places hold $TOT events: which bytes are they?
+        candidates, fits = _after_text(whole, hdr[1], fits)
     fallback: tuple[int, int, str] | None = None
     problems: list[str] = []
     for start, end in candidates:
@@ -380,7 +422,7 @@ def resolve_data(
         length = end - start + 1
         if length == expected and abs_start + expected <= file_size:
             if discrepancy:
-                ctx.quirk(f"{discrepancy}; used {(start, end)}, which matches $TOT x event size")
+                ctx.quirk(f"{discrepancy}; used {(start, end)}, {fits}")
             return abs_start, n_tot
         if abs(length - expected) == 1 and abs_start + expected <= file_size:
             if discrepancy:

@@ -320,7 +320,7 @@ def _parse_dataset(
     if n_tot == 0:
         raise ctx.fail("$TOT is 0: the file holds no events")
     order = parse_byteorder(kw["$BYTEORD"], ctx)
-    chans = channel_layout(kw, n_par, ctx)
+    chans = channel_layout(kw, n_par, ctx, version)
     chans["pnn"] = usable_names(chans["pnn"], chans["pns"], ctx)
     check_fcs32(kw, version, chans, ctx)
     centers = parse_unstained_centers(kw, chans["pnn"], ctx)

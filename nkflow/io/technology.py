@@ -8,6 +8,15 @@ again.
 
 Kinds, tried in this order (the first that has evidence wins):
 
+``transformed_export``
+    The stored values are already on a transformed scale: flowCore marks events it
+    transformed with ``TRANSFORMATION = custom``, and its ``FLOWCORE_$PnRMAX`` keyword
+    then holds the transformed range; one at most 1/100 of ``$PnR`` (4.5 for a logicle
+    channel of ``$PnR`` 262144) is a transformed scale whatever ``TRANSFORMATION`` says.
+    ``TRANSFORMATION = applied`` alone is not evidence: flowCore writes it on files it
+    only read (linear values, ``FLOWCORE_$PnRMAX`` equal to ``$PnR``). nkflow cannot
+    know the transform's parameters, so compensation and transform both refuse
+    (:class:`~nkflow.exceptions.TransformedDataError`): export the untransformed file.
 ``mass_cytometry``
     ``$CYT`` names a CyTOF/Helios/Fluidigm/DVS/Standard BioTools instrument, or a channel
     is ``Event_length``, or the Gaussian-discrimination set ``Center``/``Offset``/
@@ -34,6 +43,10 @@ Kinds, tried in this order (the first that has evidence wins):
     Everything else: conventional flow cytometry. Defaults: the file's spillover, logicle;
     a file without one is left uncompensated with a warning.
 
+A flowCore export that was compensated but not transformed carries no keyword that says
+so (flowCore's ``compensate`` leaves the TEXT as it was): it is classified by its other
+evidence, usually ``flow``.
+
 BD FACSDiva writes ``APPLY COMPENSATION = TRUE`` into files whose stored events are not
 compensated (the events of such files match FlowKit's compensated truth only after the
 ``SPILL`` is applied), so that keyword is not evidence of compensated data and is ignored.
@@ -41,10 +54,15 @@ compensated (the events of such files match FlowKit's compensated truth only aft
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from nkflow.exceptions import NkflowError, TransformedDataError, UnmixingRequiredError
+
+from .fcs_keywords import number_value
 
 __all__ = [
     "KINDS",
@@ -61,6 +79,7 @@ KINDS: dict[str, str] = {
     "raw_spectral": "spectral flow cytometry, raw detector channels (not unmixed)",
     "mass_cytometry": "mass cytometry",
     "compensated_export": "flow cytometry, compensated export",
+    "transformed_export": "export of already transformed values",
 }
 
 _ELEMENTS = frozenset(
@@ -84,6 +103,7 @@ _NOT_FLUOR = re.compile(r"^(fsc|ssc|fs\b|ss\b|fs[ -]|ss[ -]|time|event|width|hdr
 _COMP_PREFIX = re.compile(r"^(FJ)?Comp-", re.I)
 _SPILL_KEYS = ("$SPILLOVER", "SPILLOVER", "$SPILL", "SPILL")
 _SHOWN = 4  # example channels quoted per piece of evidence
+_SHRUNK = 100.0  # FLOWCORE_$PnRMAX at most $PnR / 100: values on a transformed scale
 
 
 @dataclass(frozen=True)
@@ -98,11 +118,13 @@ class Technology:
         The keywords and channel names that decided ``kind``, in words.
     compensation
         Default compensation: ``"file"`` (the file's spillover), ``"none"``, or
-        ``"refuse"`` (raw spectral data must be unmixed first).
+        ``"refuse"`` (raw spectral data must be unmixed first; transformed values
+        cannot be compensated).
     compensation_reason
         Why, in words (recorded when compensation is not applied).
     transform
-        Default transform: ``"logicle"`` or ``"arcsinh"``.
+        Default transform: ``"logicle"``, ``"arcsinh"`` or ``"refuse"`` (the values are
+        already transformed).
     cofactor
         Arcsinh cofactor for this technology (5 for mass cytometry, else 150).
     """
@@ -118,6 +140,33 @@ class Technology:
     def label(self) -> str:
         """The kind in words."""
         return KINDS.get(self.kind, self.kind)
+
+    def refusal(self, where: str) -> NkflowError | None:
+        """The error for a file that cannot be compensated as it is, or None.
+
+        Parameters
+        ----------
+        where
+            The file (or sample) the message names.
+
+        Returns
+        -------
+        NkflowError or None
+            :class:`~nkflow.exceptions.UnmixingRequiredError` for raw spectral detector
+            data, :class:`~nkflow.exceptions.TransformedDataError` for values already
+            transformed, None when the file can be compensated.
+        """
+        if not self.refused:
+            return None
+        error = TransformedDataError if self.kind == "transformed_export" else UnmixingRequiredError
+        return error(f"{where}: {self.refused}")
+
+    @property
+    def refused(self) -> str:
+        """Why the file cannot be analysed as it is, with the evidence; ``""`` when it can."""
+        if self.compensation != "refuse":
+            return ""
+        return f"{self.compensation_reason} (evidence: {'; '.join(self.evidence)})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form stored in ``uns["nkflow"]["technology"]`` (JSON/h5ad safe)."""
@@ -186,6 +235,26 @@ def _mass_evidence(kw: Mapping[str, str], pnn: Sequence[str], pns: Sequence[str]
     return found
 
 
+def _transformed_evidence(kw: Mapping[str, str], pnn: Sequence[str]) -> list[str]:
+    """Keywords that say the stored values are already transformed (flowCore's marks)."""
+    found = []
+    how = kw.get("TRANSFORMATION", "").strip()
+    if how.lower() == "custom":
+        found.append(f"TRANSFORMATION = {how!r} (flowCore's mark of events it transformed)")
+    shrunk = []
+    for i, name in enumerate(pnn, start=1):
+        top = number_value(kw.get(f"FLOWCORE_$P{i}RMAX"), math.nan)
+        rng = number_value(kw.get(f"$P{i}R"), math.nan)
+        if top is not None and rng is not None and rng > 0 and top <= rng / _SHRUNK:
+            shrunk.append(f"{name.strip()} {top:g} vs $P{i}R {rng:g}")
+    if shrunk:
+        found.append(
+            f"{len(shrunk)} channel(s) whose flowCore range FLOWCORE_$PnRMAX is at most "
+            f"1/{_SHRUNK:g} of $PnR ({_examples(shrunk)})"
+        )
+    return found
+
+
 def _spectral_instrument(kw: Mapping[str, str]) -> list[str]:
     found = []
     for key in ("$CYT", "CREATOR", "$CREATOR"):
@@ -219,6 +288,14 @@ def _defaults(kind: str, *, has_spill: bool) -> Technology:
         reason = (
             "compensated export: the events were compensated before export "
             "(Comp-/FJComp- channel names); compensating again would be wrong"
+        )
+    elif kind == "transformed_export":
+        comp, method = "refuse", "refuse"
+        reason = (
+            "the events are already transformed: nkflow cannot know the transform's "
+            "parameters to bring them back to a linear scale, so it neither compensates "
+            "nor transforms them again; export the untransformed (linear) events instead "
+            "(the acquisition file, or write.FCS before flowCore's transform())"
         )
     elif kind == "raw_spectral":
         comp = "refuse"
@@ -278,6 +355,9 @@ def detect_technology(
             base.cofactor,
         )
 
+    transformed = _transformed_evidence(kw, names)
+    if transformed:
+        return make("transformed_export", transformed)
     mass = _mass_evidence(kw, names, labels)
     if mass:
         return make("mass_cytometry", mass)
@@ -323,7 +403,11 @@ def detect_technology(
     first = f"$CYT = {cyt!r}" if cyt else "no $CYT keyword"
     return make(
         "flow",
-        [first, "no mass-cytometry, spectral or compensated-export evidence", spill_word],
+        [
+            first,
+            "no transformed-export, mass-cytometry, spectral or compensated-export evidence",
+            spill_word,
+        ],
     )
 
 

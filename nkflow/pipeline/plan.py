@@ -37,7 +37,7 @@ from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, 
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
 from ..io.panel import marker_equivalents, resolve_markers
-from ..io.technology import detect_technology, other_technology
+from ..io.technology import Technology, detect_technology, other_technology
 from .steps import ANALYSED_ROLES, choose_template
 
 __all__ = ["BatchPlan", "file_panel", "fmo_users", "plan_batch"]
@@ -63,9 +63,12 @@ class BatchPlan:
         ``key -> file`` whose panel the template was resolved against.
     unreadable
         ``sample_id -> the error`` for files the batch cannot use: a panel that could not
-        be read, or data of another technology than the rest of the batch (mass cytometry
-        among flow files, or the reverse). They fail with that error (their status row)
-        and the plan does not stop the batch for them.
+        be read, data that cannot be analysed as they are (raw spectral detectors,
+        values already transformed: :meth:`Technology.refusal
+        <nkflow.io.technology.Technology.refusal>`), or data of another technology than
+        the rest of the batch (mass cytometry among flow files, or the reverse). They
+        fail with that error (their status row) and the plan does not stop the batch
+        for them.
     species_of
         ``sample_id -> species`` told by the panel (:func:`~nkflow.gating.infer_species`)
         for the files whose sheet gives no species: the species the run then scores,
@@ -184,6 +187,12 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
             panels[sid] = file_panel(row["path"], config.panel or None, species)
         except (NkflowError, OSError) as exc:
             plan.unreadable[sid] = exc
+            continue
+        tech = Technology.from_dict(panels[sid].uns["nkflow"]["technology"])
+        refused = tech.refusal(str(row["path"]))  # raw spectral, already transformed
+        if refused is not None:
+            plan.unreadable[sid] = refused
+            del panels[sid]
             continue
         rows[sid] = row
     for sid, exc in _other_technology(rows, panels).items():

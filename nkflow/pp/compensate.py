@@ -6,7 +6,8 @@ guessed again: conventional flow and unmixed spectral files use their spillover 
 (flow without one: :class:`~nkflow.exceptions.MissingSpilloverWarning`, left
 uncompensated); mass cytometry and compensated exports are left uncompensated with the
 reason recorded; raw spectral detector data raise
-:class:`~nkflow.exceptions.UnmixingRequiredError` whatever ``matrix`` says.
+:class:`~nkflow.exceptions.UnmixingRequiredError` and already transformed values
+:class:`~nkflow.exceptions.TransformedDataError`, whatever ``matrix`` says.
 
 Compensated events are ``raw @ inv(S)`` over the matrix's channels, where ``S`` is the
 spillover matrix (rows: the fluorochrome's detector, columns: where it spills; unit
@@ -34,7 +35,6 @@ from nkflow.exceptions import (
     ChannelNotFoundError,
     ConfigError,
     MissingSpilloverWarning,
-    UnmixingRequiredError,
 )
 from nkflow.io.technology import technology_of
 
@@ -401,6 +401,10 @@ def compensate(
     UnmixingRequiredError
         The file holds raw spectral detector channels (technology ``raw_spectral``); they
         must be unmixed (SpectroFlo or another unmixing tool) before analysis.
+    TransformedDataError
+        The file's values are already transformed (technology ``transformed_export``,
+        e.g. a flowCore export after ``transform()``): whatever ``matrix`` says, nkflow
+        does not compensate them; the message names the evidence and what to export.
     ConfigError
         An invalid matrix, or the sample is already compensated or transformed.
     ChannelNotFoundError
@@ -431,11 +435,9 @@ def compensate(
         raise ConfigError(
             f"{label}: X is already transformed; compensate linear data before transform"
         )
-    tech = technology_of(adata)
-    if tech.compensation == "refuse":
-        raise UnmixingRequiredError(
-            f"{label}: {tech.compensation_reason} (evidence: {'; '.join(tech.evidence)})"
-        )
+    refused = technology_of(adata).refusal(label)
+    if refused is not None:
+        raise refused
     df, source, reason = _resolve(adata, matrix, label)
     names = [str(c) for c in adata.var_names]
     col = {c: i for i, c in enumerate(names)}

@@ -304,6 +304,12 @@ def _default_channels(adata: AnnData) -> list[str]:
     return [str(c) for c in adata.var_names if not str(c).upper().startswith(skip)]
 
 
+def _file_name(adata: AnnData) -> str:
+    """The sample's file when known (errors name it), else its name."""
+    meta = adata.uns.get("nkflow", {}) if isinstance(adata.uns.get("nkflow"), dict) else {}
+    return str((meta.get("sample") or {}).get("path") or _sample_name(adata))
+
+
 def _sample_name(adata: AnnData) -> str:
     meta = adata.uns.get("nkflow", {}) if isinstance(adata.uns.get("nkflow"), dict) else {}
     sample = meta.get("sample") or {}
@@ -488,6 +494,10 @@ def transform(
         ``compensated`` layer to start again from.
     ChannelNotFoundError
         A channel in ``channels`` or ``params`` is not in the sample.
+    TransformedDataError
+        The file's values are already transformed (technology ``transformed_export``),
+        whatever ``method`` says: the message names the file, the evidence and what to
+        export instead.
 
     Warns
     -----
@@ -499,6 +509,9 @@ def transform(
         raise ConfigError(f"unknown transform method {method!r}; valid: {list(_CHOICES)}")
     requested = method
     tech = technology_of(adata)
+    refused = tech.refusal(_file_name(adata)) if tech.transform == "refuse" else None
+    if refused is not None:
+        raise refused
     if method == "auto":
         method = "arcsinh" if tech.transform == "arcsinh" else "logicle"
         reason = f"{tech.label}: {method} by default"
