@@ -43,7 +43,7 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .panel_fit import fit_panel
-from .technology import detect_technology, other_technology
+from .technology import Technology, detect_technology, other_technology
 from .text_safety import escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
@@ -284,8 +284,12 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     return {c for c in meta.pnn if channel_kind(c) == "time"}
 
 
+def _technology(meta: FCSMetadata) -> Technology:
+    return detect_technology(meta.keywords, meta.pnn, meta.pns)
+
+
 def _is_mass(meta: FCSMetadata) -> bool:
-    return detect_technology(meta.keywords, meta.pnn, meta.pns).kind == "mass_cytometry"
+    return _technology(meta).kind == "mass_cytometry"
 
 
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
@@ -352,8 +356,10 @@ def check_batch(
     BatchConsistencyError
         A required marker is missing from a file, or a file maps one required marker to two
         channels. Unreadable files (aspect ``unreadable``), files holding none of the
-        panel's channels and files with no marker of the reference are listed in
-        ``BatchCheck.problems`` but do not stop the check. Controls may lack markers: an
+        panel's channels, files with no marker of the reference and files of raw
+        spectral detector data (aspect ``technology``: to be unmixed; they are not
+        compared with the others) are listed in ``BatchCheck.problems`` but do not stop
+        the check. Controls may lack markers: an
         ``fmo:<M>`` file may lack ``M`` (the mapping then uses the reference's channel for
         ``M`` when the file has it), ``unstained`` and ``single_stain:`` files may lack any
         marker; these are reported, not fatal.
@@ -406,6 +412,9 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
+    for sid in list(metas):  # raw spectral detectors: unusable until unmixed
+        if refusal := _technology(metas[sid]).refusal:
+            _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", refusal, "")
     mass = {sid: _is_mass(m) for sid, m in metas.items()}
     for sid, text in other_technology(mass).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")

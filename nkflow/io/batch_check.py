@@ -76,8 +76,9 @@ class BatchCheck:
 
         A file is listed when it is unreadable, holds none of the user panel's channels,
         has no channel carrying a marker of the reference (unstained and single-stain
-        controls excepted), holds data of another technology than most files (mass
-        among flow cytometry files, or the reverse), or has a fatal difference;
+        controls excepted), holds raw spectral detector data (to be unmixed first) or
+        data of another technology than most files (mass among flow cytometry files, or
+        the reverse), or has a fatal difference;
         ``reason`` joins its problems with ``"; "``. Empty when every file is usable.
         """
         reasons: dict[tuple[str, str], list[str]] = {}
