@@ -237,6 +237,26 @@ def test_check_and_gate_say_a_raw_file_needs_unmixing(tmp_path: Path, command: s
     assert "label the channels" not in result.output and "no NK anchor" not in result.output
 
 
+# --------------------------------------------------------------------------- D5
+def test_check_s_first_line_is_not_ok_when_nothing_can_be_gated(tmp_path: Path) -> None:
+    _fcs(tmp_path / "b1.fcs", *NO_ANCHOR)
+    _fcs(tmp_path / "b2.fcs", *NO_ANCHOR)
+    result = CliRunner().invoke(main, ["check", str(tmp_path), "--template", "mouse"])
+    assert result.exit_code == 1, result.output
+    first = result.stdout.splitlines()[0]
+    assert first == "2 file(s); reference layout: b1; gating plan FAILED", first
+    assert "OK" not in first
+    assert len(_failed(result.stderr)) == 1 and "no NK anchor" in result.stderr
+
+
+def test_check_counts_files_the_plan_refuses_as_unusable(tmp_path: Path) -> None:
+    _fcs(tmp_path / "m.fcs", *MOUSE)
+    _fcs(tmp_path / "n.fcs", *NO_ANCHOR)
+    result = CliRunner().invoke(main, ["check", str(tmp_path), "--template", "mouse"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0].endswith("; 1 file(s) unusable")
+
+
 # --------------------------------------------------------------------------- real files
 def _mixed_folder(external: Path, folder: Path) -> Path:
     """The analyst's folder: FlowSOM's mouse file, the raw Cytek NL-2000 file, fcsparser's
@@ -261,3 +281,23 @@ def test_real_mixed_folder_is_planned_file_by_file(external: Path, tmp_path: Pat
     assert plan.template_of == {"mouse": "mouse"} and plan.species_of == {"mouse": "mouse"}
     assert UNMIX in str(plan.unreadable["aurora"])
     assert set(plan.unreadable) == {"aurora", "corrupted", "trunc"}
+
+
+def test_real_check_of_a_folder_of_two_species(external: Path, tmp_path: Path) -> None:
+    """FlowAtlas lung (human: HLA-DR), a CyTOF file, the mouse, Aurora and broken files."""
+    folder = _mixed_folder(external, tmp_path / "mixed")
+    lung = sorted((external / "flowatlas/data/423C").glob("*Lung*"))
+    cytof = sorted((external / "cytonorm/inst/extdata").glob("*.fcs"))
+    if not lung or not cytof:
+        pytest.skip("FlowAtlas 423C or CytoNorm files not found")
+    shutil.copy(lung[0], folder / lung[0].name)
+    shutil.copy(cytof[0], folder / cytof[0].name)
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 1
+    failed = _failed(result.stderr)
+    mixes = f"this batch mixes mouse (mouse.fcs: NK1.1) and human ({lung[0].name}: HLA-DR) files"
+    assert any(mixes in line for line in failed), failed
+    detectors = " (22 numbered detectors (B1-B14, R1-R8) and no unmixed fluorochrome channel)"
+    assert any(line.endswith(f"aurora.fcs: {UNMIX}{detectors}") for line in failed), failed
+    assert "sample 'aurora'" not in result.output and "label the channels" not in result.output
+    assert result.stdout.splitlines()[0].endswith("gating plan FAILED")
