@@ -290,58 +290,36 @@ def _inspect_block(row: Any) -> str:
 def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     """Check a batch: files agree on channels, markers and ranges; the gating plan.
 
-    Prints the consistency report, then the hierarchy each template will apply to the
-    batch's panel (gates kept, substituted, skipped; populations that cannot be
-    reported). Exit 1, with one FAILED line per problem, when a file is unreadable, holds
-    none of the panel's channels, has no marker of the batch, holds data that cannot be
-    analysed as they are (raw spectral, already transformed) or cannot be reconciled with
-    the others, or when the panel cannot support the template (no NK anchor).
+    Prints the consistency report (its first line the verdict), then the hierarchy each
+    template will apply to the batch's panel (gates kept, substituted, skipped;
+    populations that cannot be reported). Exit 1, with one FAILED line per problem, when
+    a file is unreadable, holds raw spectral or already transformed data, none of the
+    panel's channels or no marker of the batch, cannot be reconciled with the others or
+    its panel cannot support its template (no NK anchor, no species), or when no file can
+    be gated or the batch mixes species.
     """
-    from .config import RunConfig, replace_values
-    from .io import check_batch, read_batch
-    from .pipeline.plan import plan_batch
+    from .pipeline.review import review_batch
 
     setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
-    try:  # the sheet read once: its notes (not UTF-8, ...) are said once
-        batch = read_batch(input_path, panel=panel)
-        report = check_batch(batch, panel=panel, raise_on_error=False)
-    except NkflowError as exc:
+    try:
+        review = review_batch(input_path, panel=panel, template=template)
+    except GatingTemplateError as exc:  # the template itself (the batch's are in the review)
+        _usage_error(exc)
+    except NkflowError as exc:  # the sheet or folder itself
         _fail_line(input_path, exc)
         sys.exit(EXIT_FAILED_INPUTS)
-    click.echo(report.to_string())
-    problems = report.problems
-    failed = len(problems)
-    config = replace_values(
-        RunConfig(), {"panel": str(panel) if panel else None, "gating.template": template}
-    )
-    refused: list[tuple[str, BaseException]] = []  # files the plan cannot gate
-    try:
-        meta = batch.metadata
-        plan = plan_batch(meta, config)
+    click.echo(review.report_text())
+    if review.plan is not None:
         click.echo("")
-        click.echo(_lines(plan.to_text()))
-        paths = dict(zip(meta["sample_id"].astype(str), meta["path"].astype(str), strict=True))
-        listed = set(problems["file"].astype(str)) if "file" in problems.columns else set()
-        refused = [(paths.get(sid, sid), exc) for sid, exc in plan.unreadable.items()
-                   if paths.get(sid, sid) not in listed]  # fmt: skip
-        failed += len(refused)
-    except PanelMismatchError as exc:
-        partial = getattr(exc, "resolution", None)
-        if partial is not None:
-            click.echo("\nWhat this panel supports (no NK population can be reported):")
-            click.echo(_lines(partial.to_text()))
-        _fail_line(input_path, exc)
-        failed += 1
-    except GatingTemplateError as exc:
-        _usage_error(exc)
-    except NkflowError as exc:  # the sheet itself; the report above names the files
-        _fail_line(input_path, exc)
-        failed += 1
-    for row in problems.itertuples():
-        _fail_line(row.file, row.reason)
-    for path, exc in refused:  # e.g. a second panel without an NK anchor
-        _fail_line(path, exc)
-    sys.exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
+        click.echo(_lines(review.plan.to_text()))
+    partial = getattr(review.plan_error, "resolution", None)
+    if partial is not None:
+        click.echo("\nWhat this panel supports (no NK population can be reported):")
+        click.echo(_lines(partial.to_text()))
+    failures = review.failures(input_path)
+    for where, why in failures:
+        _fail_line(where, why)
+    sys.exit(EXIT_FAILED_INPUTS if failures else EXIT_OK)
 
 
 def _validate_panel(path: str) -> None:

@@ -43,7 +43,7 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .panel_fit import fit_panel
-from .technology import detect_technology, other_technology
+from .technology import Technology, detect_technology, other_technology
 from .text_safety import escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "Batch", "BatchCheck", "check_batch", "read_batch"]
@@ -284,8 +284,12 @@ def _ranges_are_data(meta: FCSMetadata, ref: FCSMetadata) -> set[str]:
     return {c for c, s in zip(meta.pnn, meta.pns, strict=True) if channel_kind(c, s) == "time"}
 
 
+def _technology(meta: FCSMetadata) -> Technology:
+    return detect_technology(meta.keywords, meta.pnn, meta.pns)
+
+
 def _is_mass(meta: FCSMetadata) -> bool:
-    return detect_technology(meta.keywords, meta.pnn, meta.pns).kind == "mass_cytometry"
+    return _technology(meta).kind == "mass_cytometry"
 
 
 def _panel_channels_in(panel: dict[str, str], meta: FCSMetadata) -> bool:
@@ -353,8 +357,9 @@ def check_batch(
         A required marker is missing from a file, or a file maps one required marker to two
         channels. Unreadable files (aspect ``unreadable``), files holding none of the
         panel's channels, files with no marker of the reference and files whose data
-        cannot be analysed as they are (aspect ``technology``: raw spectral detectors,
-        values already transformed) are listed in ``BatchCheck.problems`` but do not stop
+        cannot be analysed as they are (aspect ``technology``: raw spectral detectors to
+        be unmixed, values already transformed; they are not compared with the others)
+        are listed in ``BatchCheck.problems`` but do not stop
         the check. Controls may lack markers: an
         ``fmo:<M>`` file may lack ``M`` (the mapping then uses the reference's channel for
         ``M`` when the file has it), ``unstained`` and ``single_stain:`` files may lack any
@@ -408,9 +413,8 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
-    for sid, meta in list(metas.items()):  # raw spectral, already transformed: per file
-        refused = detect_technology(meta.keywords, meta.pnn, meta.pns).refused
-        if refused:
+    for sid in list(metas):  # raw spectral, already transformed: unusable as they are
+        if refused := _technology(metas[sid]).refused:
             _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", refused, "")
     mass = {sid: _is_mass(m) for sid, m in metas.items()}
     for sid, text in other_technology(mass).items():

@@ -95,16 +95,32 @@ class BatchCheck:
         rows = [(sid, file, "; ".join(texts)) for (sid, file), texts in reasons.items()]
         return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
 
-    def to_string(self) -> str:
+    def to_string(self, *, refused: int = 0, plan_failed: bool = False) -> str:
         """A plain-text report: files, differences (fatal first), panel notes, marker mapping.
 
         Names and values from files and sheets are escaped (:func:`escape_text`), so a
         newline or terminal escape in a file name cannot start a line of its own.
+
+        Parameters
+        ----------
+        refused
+            Further files the gating plan cannot use (counted as unusable in the verdict).
+        plan_failed
+            Whether no gating plan could be made for the batch: the verdict says so and is
+            not OK, however well the layouts agree.
+
+        Returns
+        -------
+        str
+            Its first line is the verdict: ``OK``, or what is wrong.
         """
-        n_bad = len(self.problems)
-        verdict = "OK" if self.ok and not n_bad else "NOT RECONCILABLE" if not self.ok else ""
+        n_bad = len(self.problems) + refused
+        verdict = "NOT RECONCILABLE" if not self.ok else ""
         if n_bad:
             verdict += ("; " if verdict else "") + f"{n_bad} file(s) unusable"
+        if plan_failed:
+            verdict += ("; " if verdict else "") + "gating plan FAILED"
+        verdict = verdict or "OK"
         lines = [
             f"{len(self.files)} file(s); reference layout: "
             f"{escape_text(self.reference) or 'none'}; {verdict}",

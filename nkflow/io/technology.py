@@ -70,6 +70,7 @@ __all__ = [
     "detect_technology",
     "other_technology",
     "technology_of",
+    "unmixing_reason",
 ]
 
 #: The technology kinds, with the words a report uses for them.
@@ -298,17 +299,38 @@ def _defaults(kind: str, *, has_spill: bool) -> Technology:
             "(the acquisition file, or write.FCS before flowCore's transform())"
         )
     elif kind == "raw_spectral":
-        comp = "refuse"
-        reason = (
-            "raw spectral detector channels need unmixing: unmix the file in SpectroFlo "
-            "(or another unmixing tool) and export the unmixed FCS first"
-        )
+        comp, reason = "refuse", unmixing_reason(())
     elif kind == "spectral" and not has_spill:
         comp = "none"
         reason = "unmixed spectral data without a spillover keyword: nothing to compensate"
     elif kind == "flow" and not has_spill:
         reason = "conventional flow file without a $SPILLOVER/$SPILL/SPILL keyword"
     return Technology(kind, (), comp, reason, method, cof)
+
+
+def unmixing_reason(evidence: Sequence[str]) -> str:
+    """What a file of raw spectral detector channels needs, in words, for its instrument.
+
+    Parameters
+    ----------
+    evidence
+        The evidence :func:`detect_technology` found (the instrument keywords name the
+        instrument and so the software that unmixes its files).
+
+    Returns
+    -------
+    str
+        ``"raw spectral detector data (Cytek Aurora/NL): unmix it (e.g. in SpectroFlo)
+        and export the unmixed file"``, or the same for a Sony instrument.
+    """
+    text = " ".join(evidence).lower()
+    if "id7000" in text or "sp6800" in text:
+        who, tool = "Sony ID7000/SP6800", "the Sony software"
+    else:
+        who, tool = "Cytek Aurora/NL", "SpectroFlo"
+    return (
+        f"raw spectral detector data ({who}): unmix it (e.g. in {tool}) and export the unmixed file"
+    )
 
 
 def detect_technology(
@@ -350,7 +372,7 @@ def detect_technology(
             kind,
             tuple(evidence),
             base.compensation,
-            base.compensation_reason,
+            unmixing_reason(evidence) if kind == "raw_spectral" else base.compensation_reason,
             base.transform,
             base.cofactor,
         )

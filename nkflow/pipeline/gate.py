@@ -225,7 +225,7 @@ def _gate_template(
         if len(state.meta) > 1:  # the workers import nkflow (~2 s) while the plan is made
             ex.start([__name__])
         with ex.before_tasks():
-            state.use_plan(plan_batch(state.meta, cfg))
+            state.use_plan(plan_batch(state.meta, cfg, pooled=False))  # each file on its own
         state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs

@@ -2,12 +2,14 @@
 
 Before any sample is processed the batch's panels are read (TEXT segments only, no
 events), each analysed file gets its template (the configured one, or by species,
-technology and tissue, the species from the sheet or else from the panel, which the plan
-records and states), and each
+technology and tissue, the species from the sheet or else from the file's own panel,
+which the plan records and states: :mod:`nkflow.pipeline.plan_species`), and each
 template is resolved once against the panel of the files that use it
 (:func:`nkflow.gating.resolve_template`): gates kept, substituted, skipped, and the
-populations that can therefore not be reported. A batch whose panel has no NK anchor
-stops here, before anything is written. ``nkflow check`` prints the plan and
+populations that can therefore not be reported. Every file is planned on its own: one
+that cannot be gated (raw spectral detector data, no species, no NK anchor) fails alone,
+whatever its name. A batch none of whose files can be gated, or a pooled batch of two
+species, stops here, before anything is written. ``nkflow check`` prints the plan and
 ``nkflow run`` states it at the top; the report and provenance record it.
 """
 
@@ -32,12 +34,13 @@ from ..exceptions import (
 )
 from ..gating.engine import resolve_channel
 from ..gating.fmo_pool import fmo_uses
-from ..gating.panel_view import PanelView, species_markers
-from ..gating.resolve import ResolvedTemplate, infer_species, panel_technology, resolve_template
+from ..gating.panel_view import PanelView
+from ..gating.resolve import ResolvedTemplate, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
 from ..io.pairing import batch_notes
 from ..io.panel import marker_equivalents, resolve_markers
 from ..io.technology import Technology, detect_technology, other_technology
+from .plan_species import batch_species
 from .steps import ANALYSED_ROLES, choose_template
 
 __all__ = ["BatchPlan", "file_panel", "fmo_users", "plan_batch"]
@@ -63,16 +66,19 @@ class BatchPlan:
         ``key -> file`` whose panel the template was resolved against.
     unreadable
         ``sample_id -> the error`` for files the batch cannot use: a panel that could not
-        be read, data that cannot be analysed as they are (raw spectral detectors,
-        values already transformed: :meth:`Technology.refusal
-        <nkflow.io.technology.Technology.refusal>`), or data of another technology than
-        the rest of the batch (mass cytometry among flow files, or the reverse). They
-        fail with that error (their status row) and the plan does not stop the batch
-        for them.
+        be read, data of another technology than the rest of the batch (mass cytometry
+        among flow files, or the reverse), raw spectral detector data
+        (:class:`~nkflow.exceptions.UnmixingRequiredError`) or values already transformed
+        (:class:`~nkflow.exceptions.TransformedDataError`), no species the template
+        needs, or no NK anchor for the file's template (a
+        :class:`~nkflow.exceptions.PanelMismatchError` with what its panel supports as
+        ``resolution``). They fail with that error (their status row) and the plan does
+        not stop the batch for them while another file can be gated.
     species_of
-        ``sample_id -> species`` told by the panel (:func:`~nkflow.gating.infer_species`)
-        for the files whose sheet gives no species: the species the run then scores,
-        flags and reports them as (:meth:`RunState.use_plan
+        ``sample_id -> species`` told by the file's own panel
+        (:func:`~nkflow.gating.infer_species`), or by the rest of the batch for a file
+        whose panel tells none, for the files whose sheet gives no species: the species
+        the run then scores, flags and reports them as (:meth:`RunState.use_plan
         <nkflow.pipeline.state.RunState.use_plan>` writes it into the metadata).
     notes
         What the sheet leaves unsure, one line each: the species inferred from the panel,
@@ -151,8 +157,14 @@ def file_panel(path: str | Path, panel: Any = None, species: str | None = None) 
     return container
 
 
-def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
+def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = None) -> BatchPlan:
     """Choose and resolve the templates of a batch before any sample is processed.
+
+    Each file is planned on its own: a file the plan cannot gate (raw spectral detector
+    data, no species the template needs, no NK anchor for its template) gets its error in
+    :attr:`BatchPlan.unreadable` and fails alone, whatever its name, while the rest of the
+    batch goes on. The batch stops only when no file can be gated for such reasons, or
+    when it mixes species and is to be pooled.
 
     Parameters
     ----------
@@ -161,6 +173,10 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         ``role``, ``species``, ``tissue``, ...).
     config
         The run configuration (``gating.template``, ``panel``).
+    pooled
+        Whether the batch's cells are pooled after gating (clustering or scoring); default
+        ``config.clustering.enabled or config.scoring.enabled``. A pooled batch must be
+        of one species; unpooled, each file is gated with its own species' template.
 
     Returns
     -------
@@ -169,15 +185,20 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
     Raises
     ------
     PanelMismatchError
-        A template cannot be applied to the batch's panel: no NK anchor at all (the
-        message names what the panel has and what would be needed), or no species in the
-        sheet and none the panel can tell.
+        No file of the batch can be gated: their panels have no NK anchor for their
+        template (the message names what the panels have and what would be needed), no
+        species the template needs, or raw spectral data; the message names the files
+        and why, one clause per reason.
+    BatchConsistencyError
+        The batch mixes mouse and human files (from the sheet or their panels) and is
+        pooled: the message names the files of each species and what told it.
     GatingTemplateError
         The configured template does not exist or is invalid.
     """
     plan = BatchPlan(notes=batch_notes(meta))
     panels: dict[str, ad.AnnData] = {}
     rows: dict[str, pd.Series] = {}
+    refused: dict[str, NkflowError] = {}  # files the plan cannot gate (not unreadable ones)
     roles = meta["role"].astype(str)
     wanted = meta[roles.isin(ANALYSED_ROLES) | roles.str.startswith("fmo:")]
     for _, row in wanted.iterrows():
@@ -188,29 +209,36 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         except (NkflowError, OSError) as exc:
             plan.unreadable[sid] = exc
             continue
-        tech = Technology.from_dict(panels[sid].uns["nkflow"]["technology"])
-        refused = tech.refusal(str(row["path"]))  # raw spectral, already transformed
-        if refused is not None:
-            plan.unreadable[sid] = refused
-            del panels[sid]
+        if (refusal := _refusal(panels[sid], row["path"])) is not None:
+            refused[sid] = refusal  # raw detectors, values already transformed
             continue
         rows[sid] = row
     for sid, exc in _other_technology(rows, panels).items():
         plan.unreadable[sid] = exc
         del rows[sid]
-    # a file whose own labels cannot tell the species (no named markers) takes the batch's
-    batch_markers = [m for c in panels.values() for m in (*c.var["marker"], *c.var["pns"]) if m]
+    own = {sid: _markers(panels[sid]) for sid in rows}
+    auto = config.gating.template == "auto"
+    of = batch_species({s: _plain(r) for s, r in rows.items()}, own, needed=auto)
+    if pooled is None:
+        pooled = config.clustering.enabled or config.scoring.enabled
+    if of.mixed:
+        if pooled:
+            raise BatchConsistencyError(
+                f"{of.mix_text()}: clustering pools a batch's cells and scoring applies "
+                "one species' definitions, so a run takes one species; run each species as a "
+                "batch of its own (or only gate them: --no-cluster --no-score)"
+            )
+        plan.notes.append(f"{of.mix_text()}: each is gated with its species' template")
+    refused.update(of.refused)
     told: dict[str, list[str]] = {}  # species inferred -> the markers that told it
     for sid, row in rows.items():
-        container = panels[sid]
-        own = [m for m in (*container.var["marker"], *container.var["pns"]) if m]
-        markers = own if infer_species(own) is not None else batch_markers
-        plain = _plain(row)
-        species = infer_species(markers) if not str(plain.get("species") or "") else None
-        if species is not None:  # the sheet gives none: the panel's is the run's species
-            plan.species_of[sid] = plain["species"] = species
+        if sid in refused:
+            continue
+        container, plain = panels[sid], _plain(row)
+        if sid in of.inferred:  # the sheet gives none: the panel's is the run's species
+            plan.species_of[sid] = plain["species"] = species = of.inferred[sid]
             seen = told.setdefault(species, [])
-            seen += [m for m in species_markers(markers)[species] if m not in seen]
+            seen += [m for m in of.evidence[sid] if m not in seen]
             # the markers as the samples will be read (mouse CD3e, human CD3); the file's
             # quirks were said at the first read
             with warnings.catch_warnings():
@@ -218,13 +246,11 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
                 panels[sid] = container = file_panel(row["path"], config.panel or None, species)
         try:
             name = choose_template(
-                plain,
-                config,
-                panel_markers=markers,
-                technology=panel_technology(container),
+                plain, config, panel_markers=own[sid], technology=panel_technology(container)
             )
-        except GatingTemplateError as exc:
-            raise PanelMismatchError(f"{row['file']}: {exc}") from exc
+        except GatingTemplateError as exc:  # e.g. a species without a template
+            refused[sid] = PanelMismatchError(str(exc))
+            continue
         plan.template_of[sid] = name
     plan.notes[:0] = [
         f"species: {species}, inferred from the panel ({', '.join(markers)}) for "
@@ -232,10 +258,28 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         "in the sheet"
         for species, markers in sorted(told.items())
     ]
-    # samples before FMO tubes: a hierarchy is resolved against a file with every stain
+    refused.update(_resolve_hierarchies(plan, rows, panels))
+    plan.unreadable.update(refused)
+    if refused and not plan.resolved:  # no file of the batch can be gated
+        raise _nothing_to_gate(refused, meta)
+    plan.notes += _unused_fmo_notes(plan, rows)
+    return plan
+
+
+def _resolve_hierarchies(
+    plan: BatchPlan, rows: Mapping[str, pd.Series], panels: Mapping[str, ad.AnnData]
+) -> dict[str, NkflowError]:
+    """Resolve each template once per panel; the files no hierarchy can be resolved for.
+
+    Samples come before FMO tubes: a hierarchy is resolved against a file with every stain.
+    A file whose panel has no NK anchor for its template fails alone (the error carries
+    what the panel supports as ``resolution``); files of the same panel share that error.
+    """
     order = sorted(plan.template_of, key=lambda s: str(rows[s]["role"]).startswith("fmo:"))
     keys_of: dict[str, list[str]] = {}  # template name -> its hierarchies, one per panel
     reference_panel: dict[str, ad.AnnData] = {}  # hierarchy key -> the panel it was resolved on
+    failed: dict[tuple[Any, ...], tuple[str, Any]] = {}  # (name, layout) -> reason, resolution
+    refused: dict[str, NkflowError] = {}
     for sid in order:
         name, panel = plan.template_of[sid], panels[sid]
         keys = keys_of.setdefault(name, [])
@@ -244,26 +288,52 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig) -> BatchPlan:
         if fits:
             plan.hierarchy_of[sid] = fits[0]
             continue
-        key = f"{name} (panel {len(keys) + 1})" if keys else name
-        try:
-            plan.resolved[key] = resolve_template(name, panel)
-        except GatingTemplateError as exc:
-            partial = getattr(exc, "resolution", None)
-            if partial is None:
-                raise  # the template itself is unusable: a usage error
-            # one line for the terminal; what the panel could support travels beside it
-            error = PanelMismatchError(str(exc).split(" What this panel supports")[0].strip())
-            error.resolution = partial
-            if not keys:
-                raise error from exc  # the batch's first panel: nothing can run
-            plan.unreadable[sid] = error  # a second panel without an anchor: its files fail
+        path = str(panel.uns["nkflow"]["sample"]["file"])
+        layout = (name, tuple(panel.var_names), tuple(panel.var["marker"]))
+        if layout not in failed:
+            try:
+                resolved = resolve_template(name, panel)
+            except GatingTemplateError as exc:
+                partial = getattr(exc, "resolution", None)
+                if partial is None:
+                    raise  # the template itself is unusable: a usage error
+                # one line for the terminal, without the file (files of this panel share it)
+                text = str(exc).split(" What this panel supports")[0].strip()
+                failed[layout] = (text.removeprefix(f"{path}: "), partial)
+        if layout in failed:
+            reason, partial = failed[layout]
+            refused[sid] = error = PanelMismatchError(f"{path}: {reason}")
+            error.resolution = partial  # what the panel could support travels beside it
             continue
+        key = f"{name} (panel {len(keys) + 1})" if keys else name
+        plan.resolved[key] = resolved
         keys.append(key)
         plan.hierarchy_of[sid] = key
         plan.reference[key] = str(panel.uns["nkflow"]["sample"]["file"])
         reference_panel[key] = panel
-    plan.notes += _unused_fmo_notes(plan, rows)
-    return plan
+    return refused
+
+
+def _nothing_to_gate(refused: Mapping[str, NkflowError], meta: pd.DataFrame) -> NkflowError:
+    """The error of a batch none of whose files can be gated: each reason with its files."""
+    rows = {str(r["sample_id"]): (str(r["path"]), str(r["file"])) for _, r in meta.iterrows()}
+    reasons: dict[str, list[str]] = {}
+    for sid, exc in refused.items():
+        path, file = rows.get(sid, (sid, sid))
+        text = str(exc)
+        text = text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
+        reasons.setdefault(text.rstrip("."), []).append(file)
+    clauses = [
+        f"{', '.join(names[:3])}{f', ... ({len(names)} files)' if len(names) > 3 else ''}: {why}"
+        for why, names in reasons.items()
+    ]
+    error = PanelMismatchError(
+        ("no file of the batch can be gated: " if len(clauses) > 1 else "") + "; ".join(clauses)
+    )
+    error.resolution = next(
+        (e.resolution for e in refused.values() if getattr(e, "resolution", None)), None
+    )
+    return error
 
 
 def fmo_users(resolved: ResolvedTemplate, marker: str) -> list[str]:
@@ -330,3 +400,17 @@ def _other_technology(
 
 def _plain(row: pd.Series) -> dict[str, Any]:
     return {k: ("" if pd.isna(v) else v) for k, v in row.to_dict().items()}
+
+
+def _markers(panel: ad.AnnData) -> list[str]:
+    """A file's own markers and labels, each once (what can tell its species)."""
+    return list(dict.fromkeys(m for m in (*panel.var["marker"], *panel.var["pns"]) if m))
+
+
+def _refusal(panel: ad.AnnData, path: str) -> NkflowError | None:
+    """The error of a file no analysis can use as it is, or None for any other file.
+
+    Raw spectral detector channels (:class:`~nkflow.exceptions.UnmixingRequiredError`)
+    or values already transformed (:class:`~nkflow.exceptions.TransformedDataError`).
+    """
+    return Technology.from_dict(panel.uns["nkflow"]["technology"]).refusal(str(path))

@@ -77,10 +77,12 @@ def run(
     Raises
     ------
     MetadataError, BatchConsistencyError
-        Before any work, when the sheet or the batch cannot be used.
+        Before any work, when the sheet or the batch cannot be used (e.g. it mixes mouse
+        and human files while clustering or scoring, which pool the batch, is on).
     PanelMismatchError
-        Before any work, when the batch's panel cannot support the template (no NK
-        anchor), or the species is neither in the sheet nor told by the panel.
+        Before any work, when no file of the batch can be gated: no NK anchor for the
+        template, no species in the sheet or the file's panel, raw spectral data. A
+        file that cannot be gated beside others that can fails alone (its status row).
     OutputExistsError
         When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, or when
         ``force`` would delete an input.
