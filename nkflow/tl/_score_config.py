@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
-from ._score_context import matches_condition
+from ._score_names import STEROID_NAMES, matches_condition
 
 __all__ = ["SPECIES", "ScoringConfig", "load_scoring_config"]
 
@@ -84,7 +84,10 @@ class ScoringConfig:
     ranking
         Add the within-batch ordering score (z of AREG_net + z of RI), for ordering only.
     glucocorticoid_conditions
-        Conditions that are glucocorticoids: their rows carry the pro-tumour reading.
+        Conditions that are glucocorticoids: their rows carry the pro-tumour reading. The
+        steroid names of :data:`~nkflow.tl._score_names.STEROID_NAMES` always count, here
+        and in the ``treatment`` text, whatever the list says; its other names also count
+        in the treatment text (except ambiguous abbreviations such as ``dex``).
     consistency_bright, consistency_dim
         Populations of the consistency read-out (bright expected to make at least as much
         AREG as dim); reported, never a flag rule.
@@ -125,14 +128,7 @@ class ScoringConfig:
     residency_population: str = "trNK"
     residency_in_score: bool = False
     ranking: bool = True
-    glucocorticoid_conditions: tuple[str, ...] = (
-        "dexamethasone",
-        "dex",
-        "hydrocortisone",
-        "prednisolone",
-        "methylprednisolone",
-        "glucocorticoid",
-    )
+    glucocorticoid_conditions: tuple[str, ...] = (*STEROID_NAMES, "dex", "glucocorticoid")
     consistency_bright: str = "CD56bright"
     consistency_dim: str = "CD56dim"
     timepoint_order: tuple[str, ...] = ()

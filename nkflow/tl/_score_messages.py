@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._score_config import ScoringConfig
-from ._score_context import EXPLORATORY_PREFIX
+from ._score_context import EXPLORATORY_PREFIX, exposure_statement
 
 __all__ = ["NOTES", "RULES", "message_for", "worded"]
 
@@ -157,9 +157,20 @@ def _count(value: Any) -> str:
 
 
 def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
-    """Prefix mouse rows as exploratory; add the context interpretation to every flag."""
+    """Prefix mouse rows as exploratory; add the context and the exposure to every flag.
+
+    A flag always states the glucocorticoid exposure (BIOLOGY.md 3(4)): in its context's
+    interpretation when the row was exposed or its exposure is unknown, else on its own
+    (``glucocorticoid exposure: no (sheet)``, ``... not recorded``).
+    """
     if row["exploratory"]:
         message = EXPLORATORY_PREFIX + message
-    if flagged and row["interpretation"]:
-        message += f"; {row['interpretation']}"
+    if not flagged:
+        return message
+    context = str(row.get("interpretation") or "")
+    if context:
+        message += f"; {context}"
+    if "glucocorticoid exposure" not in context:
+        stated = exposure_statement(row.get("glucocorticoid"), row.get("glucocorticoid_source"))
+        message += f"; glucocorticoid exposure: {stated}"
     return message

@@ -15,7 +15,10 @@ positive control and the condition may flag (config ``[flag] conditions``); each
 the numbers, the rule that raised it or the rules that failed. Every row carries its
 ``evidence`` (human: reported, Wang 2023; mouse: exploratory) and, in tumour / peri-tumour
 tissue, after glucocorticoid exposure or in a glucocorticoid condition, the
-``interpretation`` that AREG+ NK there may be pro-tumour (Wei 2025). A CD56bright vs CD56dim
+``interpretation`` of that context (each context its own reason that AREG+ NK there may be
+pro-tumour, Wei 2025; unknown exposure: that reading cannot be excluded). Exposure is the
+sheet's ``glucocorticoid`` or else read from its ``treatment`` text, and every flag states
+it (``glucocorticoid``, ``glucocorticoid_source``). A CD56bright vs CD56dim
 read-out per tube (``bright_dim``) is reported, never used as a rule (see
 :mod:`nkflow.tl.caveats`).
 """
@@ -319,11 +322,21 @@ def score(
     s["population"] = pairs["population"].to_numpy()
     s["flaggable"] = [cfg.is_flaggable(p) for p in s["population"]]
     s["condition_may_flag"] = [cfg.condition_may_flag(k) for k in s["condition"]]
-    for col in ("species", "tissue_kind", "glucocorticoid", "treatment", "context"):
+    for col in (
+        "species",
+        "tissue_kind",
+        "glucocorticoid",
+        "glucocorticoid_source",
+        "treatment",
+        "context",
+    ):
         s[col] = pairs[col].fillna("").astype(str).to_numpy()
     s["exploratory"] = (s["species"] == "mouse").to_numpy()
     s["evidence"] = [evidence(sp) for sp in s["species"]]
-    s["interpretation"] = [interpretation(ctx) for ctx in s["context"]]
+    s["interpretation"] = [
+        interpretation(ctx, src)
+        for ctx, src in zip(s["context"], s["glucocorticoid_source"], strict=True)
+    ]
     for col in ("n_events", "n_areg"):
         s[f"{col}_stim"] = pairs[f"{col}_stim"].to_numpy(float)
         s[f"{col}_unstim"] = pairs[f"{col}_unstim"].to_numpy(float)
@@ -436,6 +449,7 @@ def score(
             "exploratory",
             "tissue_kind",
             "glucocorticoid",
+            "glucocorticoid_source",
             "treatment",
             "context",
         ]
