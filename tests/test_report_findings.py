@@ -8,6 +8,7 @@ import pytest
 from nkflow.report.findings import (
     composition_table,
     findings_section,
+    flag_meaning,
     not_judged_table,
     responses_table,
 )
@@ -109,3 +110,10 @@ def test_findings_section_renders(flags) -> None:
 def test_report_opens_with_findings(tiny_run) -> None:
     text = tiny_run.report_path.read_text(encoding="utf-8")
     assert text.index('id="findings"') < text.index('id="overview"')
+
+
+@pytest.mark.parametrize(("notes", "said"), [("INHIBITOR_CONDITION", True), ("", False)])
+def test_meaning_of_a_flag_under_an_inhibitor_says_it_is_unexpected(notes, said) -> None:
+    row = FLAGS.iloc[0].copy()
+    row["notes"], row["condition"] = notes, "IL-15 + TGF-beta1"
+    assert ("Unexpected under IL-15 + TGF-beta1" in flag_meaning(row)) == said

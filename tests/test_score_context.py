@@ -164,3 +164,23 @@ def test_shipped_configs_list_every_steroid_name(species):
 def test_treatment_text_and_conditions_share_the_names():
     for name in STEROID_NAMES:
         assert steroid_in_treatment(f"chemotherapy + {name.upper()}")[0] == name
+
+
+@pytest.mark.parametrize(
+    ("stimulation", "inhibited"),
+    [("IL-15 + TGF-beta1", True), ("IL-15 + TGF-β1", True), ("IL-15/TGFb", True),
+     ("TGF-β", True), ("IL-15 + TGFB1 10 ng/ml", True), ("IL-15", False),
+     ("IL-15 + anti-TGF-beta", False)],
+)  # fmt: skip
+def test_a_flag_under_tgf_beta_is_unexpected(stimulation, inhibited):
+    """TGF-beta1 inhibits NK AREG (Wang 2023): a flag there went without a word."""
+    row = nk_flag(stimulation)
+    assert ("INHIBITOR_CONDITION" in row["notes"]) == inhibited
+    assert ("unexpected under" in row["message"]) == inhibited
+
+
+def test_inhibitor_conditions_are_configurable():
+    counts, meta = case("IL-15 + compound-7")
+    cfg = ScoringConfig(inhibitor_conditions=("compound 7",))
+    flags = score(counts, meta, config=cfg).flags
+    assert "INHIBITOR_CONDITION" in flags.loc[flags["population"] == "NK", "notes"].iloc[0]

@@ -174,6 +174,12 @@ def flag_meaning(row: pd.Series) -> str:
     else:
         parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
     text = "; ".join(parts)
+    if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
+        text += (
+            f". Unexpected under {row.get('condition')}, which contains an inhibitor of NK "
+            "AREG (TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its "
+            "cut-off and the culture"
+        )
     context = str(row.get("interpretation") or "").strip()
     if context and context.lower() != "nan":
         text += f". {context[0].upper()}{context[1:]}"

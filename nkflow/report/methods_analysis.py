@@ -127,6 +127,8 @@ _SCORE_SETTINGS = {
     "ordering only: {}",
     "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
     "interpretation): {}",
+    "inhibitor_conditions": "conditions with an inhibitor of NK AREG, where a flag is "
+    "unexpected and says so (TGF-β1 blocks NK AREG, Wang et al., EMBO J 2023): {}",
     "consistency_bright": "consistency read-out: {} AREG net",
     "consistency_dim": "compared with {} (reported, not a rule)",
     "timepoint_order": "timepoint order: {}",

@@ -54,6 +54,11 @@ NOTES: dict[str, str] = {
         "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
         "response compares unlike with unlike"
     ),
+    "INHIBITOR_CONDITION": (
+        "AREG-responsive in a condition with an inhibitor of NK AREG (TGF-beta1 blocks it; Wang "
+        "et al., EMBO J 2023): unexpected, so check the AREG stain, its cut-off and the "
+        "culture (TGF-beta dose and activity) before reading the flag"
+    ),
     "BRIGHT_BELOW_DIM": (
         "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
         "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
@@ -161,7 +166,8 @@ def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
 
     A flag always states the glucocorticoid exposure (BIOLOGY.md 3(4)): in its context's
     interpretation when the row was exposed or its exposure is unknown, else on its own
-    (``glucocorticoid exposure: no (sheet)``, ``... not recorded``).
+    (``glucocorticoid exposure: no (sheet)``, ``... not recorded``). A flag in a condition
+    with an AREG inhibitor (``row["inhibitor_condition"]``, TGF-β) says it is unexpected.
     """
     if row["exploratory"]:
         message = EXPLORATORY_PREFIX + message
@@ -170,6 +176,12 @@ def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
     context = str(row.get("interpretation") or "")
     if context:
         message += f"; {context}"
+    if row.get("inhibitor_condition"):
+        message += (
+            f"; unexpected under {row['condition']!r}, which contains an inhibitor of NK AREG "
+            "(TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its cut-off "
+            "and the culture"
+        )
     if "glucocorticoid exposure" not in context:
         stated = exposure_statement(row.get("glucocorticoid"), row.get("glucocorticoid_source"))
         message += f"; glucocorticoid exposure: {stated}"

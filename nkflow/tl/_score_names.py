@@ -47,6 +47,11 @@ STEROID_REGIMENS: dict[str, str] = {
 #: dexmedetomidine, dexrazoxane): a condition in culture may use them, a treatment text
 #: with one leaves exposure unknown rather than yes
 AMBIGUOUS_ABBREVIATIONS: tuple[str, ...] = ("dex",)
+#: spellings of TGF-beta, which inhibits NK AREG (Wang et al., EMBO J 2023); matched
+#: spelling-tolerantly (``TGF-β1`` = ``TGF-beta1``, ``TGFb`` = ``TGF-b``)
+TGF_BETA_NAMES: tuple[str, ...] = (
+    "TGF-beta", "TGF-beta1", "TGF-beta2", "TGF-beta3", "TGF-b", "TGF-b1", "TGF-b2", "TGF-b3",
+)  # fmt: skip
 #: words just before a steroid name that deny it (``no dexamethasone``) ...
 _DENIED_BEFORE = {"no", "not", "non", "without", "nil", "never"}
 #: ... and just after it (``steroid-free``, ``steroid-sparing``)

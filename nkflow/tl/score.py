@@ -39,6 +39,7 @@ from ..io.pairing import ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import add_context, bright_dim, evidence, interpretation
 from ._score_messages import NOTES, RULES, message_for, worded
+from ._score_names import contains_condition
 from ._score_parts import (
     _NUMERIC_RULES,
     PAIR_KEY,
@@ -433,6 +434,12 @@ def score(
     s["caveat"] = SHORT_CAVEAT
 
     records = s.to_dict("records")
+    # a condition with an inhibitor of NK AREG (TGF-beta): a flag there is unexpected
+    inhibited = np.array(
+        [contains_condition(k, cfg.inhibitor_conditions) for k in s["condition"]], dtype=bool
+    )
+    for record, value in zip(records, inhibited, strict=True):
+        record["inhibitor_condition"] = bool(value)
     flags = s[
         [
             "batch",
@@ -482,6 +489,8 @@ def score(
     notes = []
     for i in range(len(s)):
         note = ["UNSTIM_ABOVE_STIM"] if below[i] else []
+        if inhibited[i] and responsive[i]:
+            note.append("INHIBITOR_CONDITION")
         bad = [names[k] for k, m in mismatch.items() if m[i]]
         if bad:
             note.append("THRESHOLD_MISMATCH:" + ",".join(bad))
