@@ -147,23 +147,45 @@ def _cut_text(ri_cut: float | None) -> str:
     return f"this run's cut-off, {float(cut):g}"
 
 
+#: which positive control a flag was judged against, by ``control_source``
+_CONTROL_SOURCES = {
+    "positive_control tube": "the batch's positive-control tube",
+    "stimulated tube's own gate": "its own ILC gate as positive control (the batch had no "
+    "positive-control tube)",
+    "user verdict": "a positive-control verdict given for the batch",
+}
+
+
+def _control_words(row: pd.Series) -> str:
+    """The positive control a flag stood on: the batch's tube, the tube's own gate ..."""
+    if "control_source" not in row.index:  # a table from before the column existed
+        return "positive control"
+    source = str(row.get("control_source") or "").strip()
+    if not source or source.lower() == "nan":
+        return "no positive control (none was required)"
+    return _CONTROL_SOURCES.get(source, f"positive control ({source})")
+
+
 def flag_meaning(row: pd.Series) -> str:
     """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
 
     Parameters
     ----------
     row
-        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``).
+        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``,
+        ``control_source``, ``notes``).
 
     Returns
     -------
     str
-        Responsive against its controls; then either "repair-biased: a hypothesis to test"
+        Responsive against its controls (naming the positive control: the batch's tube, or
+        the tube's own ILC gate when the batch had no control tube); then either
+        "repair-biased: a hypothesis to test"
         or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
         pro-tumour reading when the tube is tumour / glucocorticoid-exposed; mouse rows are
         marked exploratory.
     """
-    parts = ["AREG-responsive against its FMO, unstimulated tube and positive control"]
+    parts = [f"AREG-responsive against its FMO, unstimulated tube and {_control_words(row)}"]
     ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
     if str(row.get("repair_biased")).lower() == "true":
         parts.append("repair-biased (AREG over IFN-γ): a hypothesis to test, not proof of repair")

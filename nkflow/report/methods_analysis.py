@@ -296,9 +296,34 @@ def scoring_sentence(
             "net is reported per tube as a consistency read-out; mouse NK cells have not been "
             "shown to make AREG and mouse AREG scores are labelled exploratory. "
         )
+    text += _control_source_text((tables or {}).get("controls"))
     text += (
         "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
         "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
         "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
     )
+    return text
+
+
+def _control_source_text(controls: pd.DataFrame | None) -> str:
+    """Which positive control the batches had: a dedicated tube, or each tube's ILC gate."""
+    if controls is None or controls.empty or "control_source" not in controls.columns:
+        return ""
+    source = controls["control_source"].astype(str)
+    batch = controls["batch"].astype(str) if "batch" in controls.columns else source
+    own = sorted(set(batch[source == "stimulated tube's own gate"]))
+    text = ""
+    if own:
+        text += (
+            f"Batch(es) {', '.join(own)} had no dedicated positive-control tube, so each "
+            "stimulated tube was judged against its own ILC gate as positive control. "
+        )
+    if "verdict" in controls.columns:
+        short = int((controls["verdict"].astype(str) == "insufficient").sum())
+        if short:
+            text += (
+                f"{short} positive-control evaluation(s) had too few events to be judged "
+                "(insufficient: neither passed nor failed) and the populations resting on them "
+                "were not judged. "
+            )
     return text

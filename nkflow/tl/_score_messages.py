@@ -38,8 +38,17 @@ RULES: dict[str, str] = {
     "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
     "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
     "NET_BELOW_MIN": "AREG_net below the configured minimum",
-    "POSITIVE_CONTROL_MISSING": "no positive control (ILC gate) for this batch",
-    "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
+    "POSITIVE_CONTROL_MISSING": (
+        "no positive control for this tube (no positive-control tube in the batch, no control "
+        "gate in the tube, or no unstimulated baseline for it)"
+    ),
+    "POSITIVE_CONTROL_INSUFFICIENT": (
+        "the positive control had too few events (or too few AREG+ events) to be judged: "
+        "neither passed nor failed, so the population could not be judged"
+    ),
+    "POSITIVE_CONTROL_FAILED": (
+        "the positive control had the events to show a response and did not respond"
+    ),
 }
 
 #: data-quality notes (not rules): reported in ``flags["notes"]``
@@ -95,7 +104,7 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         f"{net_text}, {_count(row['n_areg_stim'])} AREG+ events, "
         f"{_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
     )
-    ctl = _control_text(row)
+    ctl = _control_text(row, cfg.control_population)
     if not failed:
         ri = row["ri"]
         bias = (
@@ -129,6 +138,7 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         if no_net
         else f"AREG_net {row['areg_net']:.2f} pp < {cfg.min_net:g} pp",
         "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
+        "POSITIVE_CONTROL_INSUFFICIENT": f"{ctl} could not be judged: " + _too_few(row, cfg),
         "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
     }
     return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
@@ -137,18 +147,28 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
 #: how a control source reads in a message (the codes stay in ``control_source``)
 _CONTROL_WORDS = {
     "positive_control tube": "the batch's positive-control tube",
-    "stimulated tube's own gate": "the control gate of this stimulated tube",
+    "stimulated tube's own gate": "this stimulated tube's own {population} gate; the batch "
+    "has no positive-control tube",
 }
 
 
-def _control_text(row: Mapping[str, Any]) -> str:
+def _too_few(row: Mapping[str, Any], cfg: ScoringConfig) -> str:
+    """Why a positive control was not judged: its events, or its AREG+ events, too few."""
+    n, base = row.get("control_n_events"), row.get("control_baseline_n_events")
+    need = cfg.control_min_events
+    if n is None or base is None or not (float(n) >= need and float(base) >= need):
+        return f"{_count(n)}/{_count(base)} events stim/unstim in its gate, {need} needed in each"
+    return f"fewer than {cfg.control_min_areg_events} AREG+ events in its gate"
+
+
+def _control_text(row: Mapping[str, Any], population: str = "ILC") -> str:
     """``"positive control (the batch's positive-control tube PC_1): net 25.37 pp ..."``."""
     source = str(row.get("control_source") or "")
     if not source:
         return "no positive control"
-    where = _CONTROL_WORDS.get(source, source)
+    where = _CONTROL_WORDS.get(source, source).format(population=population)
     sample = str(row.get("control_sample_id") or "")
-    if sample and sample not in where:
+    if sample and sample not in where and source != "stimulated tube's own gate":
         where += f" {sample}"
     net = row.get("control_net")
     if net is None or not np.isfinite(net):

@@ -361,6 +361,7 @@ def score(
     s["control_net"] = pairs["control_net"].to_numpy(float)
     s["control_ci_low"] = pairs["control_ci_low"].to_numpy(float)
     s["control_passed"] = pairs["control_passed"].astype("boolean").to_numpy()
+    s["control_verdict"] = pairs["control_verdict"].fillna("").astype(str).to_numpy()
 
     no_areg = pairs["n_areg_stim"].isna().to_numpy() | (
         has_unstim & pairs["n_areg_unstim"].isna().to_numpy()
@@ -405,7 +406,9 @@ def score(
         if has_unstim[i] and not no_areg[i]:
             f += [r for r in _NUMERIC_RULES if res[r][i]]
         if cfg.require_positive_control:
-            if not ctl_known[i]:
+            if s["control_verdict"].iat[i] == "insufficient":
+                f.append("POSITIVE_CONTROL_INSUFFICIENT")
+            elif not ctl_known[i]:
                 f.append("POSITIVE_CONTROL_MISSING")
             elif not ctl_pass[i]:
                 f.append("POSITIVE_CONTROL_FAILED")
@@ -438,8 +441,10 @@ def score(
     inhibited = np.array(
         [contains_condition(k, cfg.inhibitor_conditions) for k in s["condition"]], dtype=bool
     )
-    for record, value in zip(records, inhibited, strict=True):
+    control_events = pairs[["control_n_events", "control_baseline_n_events"]].to_numpy(float)
+    for record, value, events in zip(records, inhibited, control_events, strict=True):
         record["inhibitor_condition"] = bool(value)
+        record["control_n_events"], record["control_baseline_n_events"] = events
     flags = s[
         [
             "batch",
@@ -516,6 +521,7 @@ def score(
         "ifng_net",
         "control_source",
         "control_passed",
+        "control_verdict",
         "control_net",
         "control_ci_low",
         "evidence",
