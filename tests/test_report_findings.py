@@ -12,6 +12,7 @@ from nkflow.report.findings import (
     not_judged_table,
     responses_table,
 )
+from nkflow.tl.score import RULES
 
 META = pd.DataFrame(
     {
@@ -117,3 +118,16 @@ def test_meaning_of_a_flag_under_an_inhibitor_says_it_is_unexpected(notes, said)
     row = FLAGS.iloc[0].copy()
     row["notes"], row["condition"] = notes, "IL-15 + TGF-beta1"
     assert ("Unexpected under IL-15 + TGF-beta1" in flag_meaning(row)) == said
+
+
+@pytest.mark.parametrize(
+    "rule", ["POSITIVE_CONTROL_MISSING", "POSITIVE_CONTROL_FAILED", "POSITIVE_CONTROL_INSUFFICIENT"]
+)
+def test_rows_withheld_for_the_control_are_listed_as_not_judged(rule) -> None:
+    """Rows withheld only for the control vanished from 'What could not be judged'."""
+    flags = pd.DataFrame({"population": ["NK", "CD56dim"], "failed_rules": [rule, rule]})
+    table = not_judged_table(flags).set_index("rule")
+    assert table.loc[rule, "population x tube rows"] == 2
+    assert table.loc[rule, "reason"] == RULES[rule]
+    assert table.attrs["distinct_rows"] == 2
+    assert "What could not be judged" in findings_section({"flags": flags}, META)

@@ -27,7 +27,9 @@ __all__ = ["GLOSSARY", "findings_section", "glossary_block"]
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
 #: Failed rules that mean "could not be judged" (a control or data was missing), as
-#: opposed to "judged, and did not respond" (interval or net below the bar).
+#: opposed to "judged, and did not respond" (interval or net below the bar). A positive
+#: control that is missing, insufficient or did not respond leaves the assay unproven in
+#: that tube, so its NK rows are not judged either.
 NOT_JUDGED = (
     "NO_UNSTIM",
     "UNSTIM_AMBIGUOUS",
@@ -37,6 +39,9 @@ NOT_JUDGED = (
     "EVENTS_BELOW_MIN",
     "AREG_EVENTS_BELOW_MIN",
     "CONDITION_NOT_FLAGGABLE",
+    "POSITIVE_CONTROL_MISSING",
+    "POSITIVE_CONTROL_INSUFFICIENT",
+    "POSITIVE_CONTROL_FAILED",
 )
 
 
