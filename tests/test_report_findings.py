@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from nkflow.report.findings import (
+    batch_species,
     composition_table,
     findings_section,
     flag_meaning,
+    glossary_block,
     not_judged_table,
     responses_table,
 )
@@ -131,3 +133,34 @@ def test_rows_withheld_for_the_control_are_listed_as_not_judged(rule) -> None:
     assert table.loc[rule, "reason"] == RULES[rule]
     assert table.attrs["distinct_rows"] == 2
     assert "What could not be judged" in findings_section({"flags": flags}, META)
+
+
+@pytest.mark.parametrize(
+    ("species", "has", "lacks"),
+    [
+        ({"human"}, ["CD69+ with a tissue integrin", "CD56bright / CD56dim", "circNK"],
+         ["CD49b(DX5)"]),
+        (set(), ["CD69+ with a tissue integrin"], ["CD49b(DX5)"]),
+        ({"mouse"}, ["CD49a+ CD49b(DX5)−", "conventional NK (mouse)", "Lin− NKp46− CD127+"],
+         ["CD69+ with a tissue integrin", "CD56bright / CD56dim", "circNK"]),
+        ({"human", "mouse"}, ["trNK (human)", "trNK (mouse)", "CD49a+ CD49b(DX5)−",
+                              "CD69+ with a tissue integrin"], []),
+    ],
+)  # fmt: skip
+def test_glossary_follows_the_batch_species(species, has, lacks) -> None:
+    """A mouse batch was told trNK = CD69+ with CD49a/CD103/CXCR6, the human rule."""
+    html = glossary_block(species)
+    for text in has:
+        assert text in html
+    for text in lacks:
+        assert text not in html
+
+
+def test_findings_read_the_species_from_the_sheet_and_the_panel() -> None:
+    mouse = META.assign(species="mouse")
+    assert "CD49a+ CD49b(DX5)−" in findings_section({"populations": POPS}, mouse)
+    assert batch_species(META.assign(species=""), {"species_from_panel": {"a.fcs": "mouse"}}) == {
+        "mouse"
+    }
+    empty = findings_section({"populations": POPS.iloc[:0]}, mouse)
+    assert "CD49a and CD49b (DX5)" in empty and "CD69 plus" not in empty

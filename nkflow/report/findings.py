@@ -22,7 +22,14 @@ from ..tl.score import RULES
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
-__all__ = ["GLOSSARY", "findings_section", "glossary_block"]
+__all__ = [
+    "GLOSSARY",
+    "MOUSE_GLOSSARY",
+    "batch_species",
+    "findings_section",
+    "glossary",
+    "glossary_block",
+]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
@@ -68,15 +75,87 @@ GLOSSARY = (
 )  # fmt: skip
 
 
-def glossary_block() -> str:
+#: how a mouse batch defines the terms whose human rule differs (mouse template: NKp46+ NK
+#: split by CD49a x CD49b(DX5); BIOLOGY.md section 2, Peng 2013, Daussy 2014)
+MOUSE_GLOSSARY = (
+    ("trNK", "tissue-resident NK / ILC1 (mouse): CD49a+ CD49b(DX5)− NKp46+ cells (Eomes− "
+     "where Eomes is stained)"),
+    ("cNK", "conventional NK (mouse): CD49a− CD49b(DX5)+ NKp46+ cells (Eomes+)"),
+    ("ILC", "innate lymphoid cells (mouse): Lin− NKp46− CD127+ (ILC2/3), the AREG "
+     "positive-control gate"),
+)  # fmt: skip
+#: terms of human NK only (mouse NK carry no CD56; the mouse template has no circNK gate)
+HUMAN_ONLY = ("CD56bright / CD56dim", "circNK")
+
+
+def batch_species(
+    metadata: pd.DataFrame | None, provenance: Mapping[str, object] | None = None
+) -> set[str]:
+    """The species of a batch's tubes: the sheet's, and the panel's for tubes without one.
+
+    Parameters
+    ----------
+    metadata
+        The sheet (its ``species`` column), or None.
+    provenance
+        The run's provenance; ``species_from_panel`` maps files without a species in the
+        sheet to the species their panel told.
+
+    Returns
+    -------
+    set of str
+        Lower-case species (``{"human"}``, ``{"mouse"}``, both, or empty when unknown).
+    """
+    found: set[str] = set()
+    if metadata is not None and "species" in metadata.columns:
+        found |= set(metadata["species"].fillna("").astype(str).str.strip().str.lower())
+    panel = (provenance or {}).get("species_from_panel")
+    if isinstance(panel, Mapping):
+        found |= {str(v).strip().lower() for v in panel.values()}
+    return found - {"", "nan"}
+
+
+def glossary(species: set[str] | None = None) -> list[tuple[str, str]]:
+    """The report's terms with the definitions of the batch's species.
+
+    A mouse batch gets the mouse trNK/ILC1 rule (CD49a+ CD49b(DX5)−), cNK and the mouse ILC
+    gate, and no CD56 terms; a batch of both species gets both definitions, each labelled.
+    Human (also when the species is unknown) keeps :data:`GLOSSARY`.
+    """
+    kinds = set(species or ()) & {"human", "mouse"}
+    if "mouse" not in kinds:
+        return list(GLOSSARY)
+    mouse = dict(MOUSE_GLOSSARY)
+    out: list[tuple[str, str]] = []
+    for term, text in GLOSSARY:
+        if kinds == {"mouse"}:
+            if term not in HUMAN_ONLY:
+                out.append((term, mouse.get(term, text)))
+        elif term in mouse:
+            out += [(f"{term} (human)", text), (f"{term} (mouse)", mouse[term])]
+        else:
+            out.append((term, text))
+        if term == "trNK":  # cNK next to trNK
+            out.append(("cNK" if kinds == {"mouse"} else "cNK (mouse)", mouse["cNK"]))
+    return out
+
+
+def glossary_block(species: set[str] | None = None) -> str:
     """A collapsed list of the report's abbreviations and their meaning.
+
+    Parameters
+    ----------
+    species
+        The batch's species (:func:`batch_species`); definitions follow it.
 
     Returns
     -------
     str
         HTML ``details`` block.
     """
-    rows = "".join(f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in GLOSSARY)
+    rows = "".join(
+        f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in glossary(species)
+    )
     return (
         '<details class="legend"><summary>Terms used in this report</summary>'
         f'<div class="table-wrap"><table class="kv">{rows}</table></div></details>'
@@ -285,20 +364,21 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _no_composition(metadata: pd.DataFrame | None) -> str:
+def _no_composition(species: set[str]) -> str:
     """Why no CD56bright or trNK share of NK could be shown."""
-    species: set[str] = set()
-    if metadata is not None and "species" in metadata.columns:
-        species = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
-    bright = (
-        "CD56bright is a human NK subset (mouse NK carry no CD56)"
-        if species == {"mouse"}
-        else "CD56bright needs CD56 (or a CD56 substitute) in the panel"
-    )
+    if species == {"mouse"}:
+        bright = "CD56bright is a human NK subset (mouse NK carry no CD56)"
+        resident = "trNK (ILC1) needs CD49a and CD49b (DX5) in the panel"
+    else:
+        bright = "CD56bright needs CD56 (or a CD56 substitute) in the panel"
+        resident = "trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6)"
+        if "mouse" in species:
+            resident += " (mouse tubes: CD49a and CD49b (DX5))"
+        resident += " in the panel"
     return (
         "No CD56bright or trNK share of NK could be reported for these tubes: "
-        f"{bright}, and trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6) in the "
-        "panel; the gating plan in Methods lists the gates this panel could not report."
+        f"{bright}, and {resident}; the gating plan in Methods lists the gates this panel "
+        "could not report."
     )
 
 
@@ -306,6 +386,7 @@ def findings_section(
     tables: Mapping[str, pd.DataFrame],
     metadata: pd.DataFrame | None,
     ri_cut: float | None = None,
+    species: set[str] | None = None,
 ) -> str:
     """HTML of the findings: terms, composition, responses, what could not be judged.
 
@@ -318,13 +399,18 @@ def findings_section(
     ri_cut
         The RI cut-off the scoring used (provenance ``scoring.ri_cut``); None when the
         run does not record it, and the text then names the default.
+    species
+        The batch's species (:func:`batch_species`: the sheet's, then the panel's); None
+        reads the sheet's. The glossary's trNK/ILC definitions follow it.
 
     Returns
     -------
     str
         The section's HTML.
     """
-    out = [glossary_block()]
+    if species is None:
+        species = batch_species(metadata)
+    out = [glossary_block(species)]
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)
@@ -345,7 +431,7 @@ def findings_section(
             "donor, tissue and timepoint in a metadata sheet (stimulated tubes are paired "
             "with their unstimulated tube by them).</p>"
         )
-    out.append(html_table(comp, empty=_no_composition(metadata)))
+    out.append(html_table(comp, empty=_no_composition(species)))
     flags = tables.get("flags")
     responses = responses_table(flags) if flags is not None else pd.DataFrame()
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
