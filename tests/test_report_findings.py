@@ -164,3 +164,22 @@ def test_findings_read_the_species_from_the_sheet_and_the_panel() -> None:
     }
     empty = findings_section({"populations": POPS.iloc[:0]}, mouse)
     assert "CD49a and CD49b (DX5)" in empty and "CD69 plus" not in empty
+
+
+@pytest.mark.parametrize(
+    ("exposure", "source", "interpretation", "said"),
+    [
+        ("no", "sheet", "", "Glucocorticoid exposure: no (sheet)."),
+        ("", "not recorded", "", "Glucocorticoid exposure: not recorded."),
+        ("yes", "treatment names dexamethasone",
+         "context: glucocorticoid exposure (treatment names dexamethasone): ...",
+         "Context: glucocorticoid exposure (treatment names dexamethasone)"),
+    ],
+)  # fmt: skip
+def test_meaning_of_every_flag_states_the_exposure(exposure, source, interpretation, said):
+    row = FLAGS.iloc[0].copy()
+    row["glucocorticoid"], row["glucocorticoid_source"] = exposure, source
+    row["interpretation"] = interpretation
+    text = flag_meaning(row)
+    assert said in text
+    assert text.count("lucocorticoid exposure") == 1

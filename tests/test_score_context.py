@@ -184,3 +184,13 @@ def test_inhibitor_conditions_are_configurable():
     cfg = ScoringConfig(inhibitor_conditions=("compound 7",))
     flags = score(counts, meta, config=cfg).flags
     assert "INHIBITOR_CONDITION" in flags.loc[flags["population"] == "NK", "notes"].iloc[0]
+
+
+def test_methods_say_where_exposure_was_read():
+    from nkflow.report.methods_analysis import scoring_sentence
+
+    counts, meta = case(glucocorticoid="", treatment="chemotherapy")
+    res = score(counts, meta)
+    text = scoring_sentence({}, {}, meta, {"scores": res.scores, "controls": res.controls})
+    assert "read from the treatment text" in text
+    assert "cannot be excluded" in text

@@ -250,6 +250,15 @@ def _control_words(row: pd.Series) -> str:
     return _CONTROL_SOURCES.get(source, f"positive control ({source})")
 
 
+def _exposure(row: pd.Series) -> str:
+    """``"no (sheet)"``, ``"not recorded"``: a flags row's glucocorticoid exposure."""
+    texts = [str(row.get(c) or "").strip() for c in ("glucocorticoid", "glucocorticoid_source")]
+    value, source = ("" if v.lower() == "nan" else v for v in texts)
+    if not value:
+        return "not recorded"
+    return f"{value} ({source})" if source else value
+
+
 def flag_meaning(row: pd.Series) -> str:
     """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
 
@@ -266,8 +275,9 @@ def flag_meaning(row: pd.Series) -> str:
         the tube's own ILC gate when the batch had no control tube); then either
         "repair-biased: a hypothesis to test"
         or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
-        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; mouse rows are
-        marked exploratory.
+        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; the
+        glucocorticoid exposure whenever the row records it; mouse rows are marked
+        exploratory.
     """
     parts = [f"AREG-responsive against its FMO, unstimulated tube and {_control_words(row)}"]
     ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
@@ -287,8 +297,12 @@ def flag_meaning(row: pd.Series) -> str:
             "cut-off and the culture"
         )
     context = str(row.get("interpretation") or "").strip()
-    if context and context.lower() != "nan":
+    if context.lower() == "nan":
+        context = ""
+    if context:
         text += f". {context[0].upper()}{context[1:]}"
+    if "glucocorticoid" in row.index and "glucocorticoid exposure" not in context:
+        text += f". Glucocorticoid exposure: {_exposure(row)}"
     if str(row.get("exploratory", "")).lower() == "true":
         text = "Exploratory (mouse NK have not been shown to make AREG): " + text
     return text + "."

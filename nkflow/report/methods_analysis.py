@@ -298,9 +298,15 @@ def scoring_sentence(
         )
     text += _control_source_text((tables or {}).get("controls"))
     text += (
-        "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
-        "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
-        "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
+        "Glucocorticoid exposure was taken from the sheet's glucocorticoid column or, where "
+        "that was empty, read from the treatment text (generic steroid names, and regimens "
+        "that contain one such as CHOP; a 'no' beside a treatment naming a steroid was read "
+        "as exposed, with a warning), and every flag states it. Rows from tumour or "
+        "peri-tumour tissue, glucocorticoid-exposed samples or a glucocorticoid condition "
+        "carry the reading of that context (tumour NK make more AREG; glucocorticoids induce "
+        "it through NR3C1; Wei et al., Adv Sci 2025): AREG+ NK may be pro-tumour and "
+        "immunosuppressive there, not repair. Where exposure was unknown, or not recorded "
+        "after a treatment, the flag says that reading cannot be excluded. "
     )
     return text
 
