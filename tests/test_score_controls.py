@@ -12,6 +12,7 @@ import pytest
 from nkflow.report.findings import flag_meaning
 from nkflow.report.methods_analysis import scoring_sentence
 from nkflow.report.repair import repair_section
+from nkflow.tl._score_config import ScoringConfig
 from nkflow.tl._score_parts import _control_verdict
 from nkflow.tl.score import RULES, score
 
@@ -109,3 +110,28 @@ def test_report_and_methods_say_the_batch_had_no_control_tube():
     text = scoring_sentence({}, {}, meta, tables)
     assert "had no dedicated positive-control tube" in text
     assert "1 positive-control evaluation(s) had too few events" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "op", "cut", "text"),
+    [
+        (0.9988, "<", 1.0, "0.999"),  # read "1.00 pp < 1 pp"
+        (0.5004, ">", 0.5, "0.5004"),
+        (0.4996, "<=", 0.5, "0.50"),
+        (-0.001, "<=", 0.0, "-0.00"),
+        (0.25, "<", 1.0, "0.25"),
+    ],
+)
+def test_numbers_in_a_message_are_shown_so_the_comparison_reads_true(value, op, cut, text):
+    from nkflow.tl._score_messages import shown
+
+    assert shown(value, op, cut) == text
+
+
+def test_net_just_below_the_minimum_reads_below_it():
+    counts, meta = case((200, 40))
+    unstim_nk = (counts["sample_id"] == "u") & (counts["population"] == "NK")
+    counts.loc[unstim_nk, "n_events"] = 999  # net 4.5 - 0.5005 = 3.9995 pp
+    nk = score(counts, meta, config=ScoringConfig(min_net=4.0)).flags
+    message = nk.set_index("population").loc["NK", "message"]
+    assert "NET_BELOW_MIN: AREG_net 3.999 pp < 4 pp" in message  # read "4.00 pp < 4 pp"

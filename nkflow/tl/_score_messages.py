@@ -7,7 +7,8 @@ numbers, and :func:`worded` adds the species and context interpretation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ._score_config import ScoringConfig
 from ._score_context import EXPLORATORY_PREFIX, exposure_statement
 
-__all__ = ["NOTES", "RULES", "message_for", "worded"]
+__all__ = ["NOTES", "RULES", "message_for", "shown", "worded"]
 
 #: rule codes a flag row can carry, with what they mean
 RULES: dict[str, str] = {
@@ -76,6 +77,27 @@ NOTES: dict[str, str] = {
 }
 
 
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def shown(value: float, op: str, cut: float, digits: int = 2) -> str:
+    """``value`` with enough decimals that the printed comparison with ``cut`` reads true.
+
+    ``shown(0.9988, "<", 1)`` is ``"0.999"``, not ``"1.00"`` (which read "1.00 pp < 1 pp");
+    at least ``digits`` decimals, at most 10 (then the plain ``repr``).
+    """
+    for d in range(digits, 11):
+        text = f"{value:.{d}f}"
+        if _COMPARE[op](float(text), cut):
+            return text
+    return repr(float(value))
+
+
 def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
     """A flag row's message: why it is (not) flagged, with its numbers.
 
@@ -108,9 +130,9 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
     if not failed:
         ri = row["ri"]
         bias = (
-            f"repair-biased (RI {ri:.2f} > {cfg.ri_cut:g})"
+            f"repair-biased (RI {shown(ri, '>', cfg.ri_cut)} > {cfg.ri_cut:g})"
             if row["repair_biased"]
-            else f"not repair-biased (RI {ri:.2f} <= {cfg.ri_cut:g})"
+            else f"not repair-biased (RI {shown(ri, '<=', cfg.ri_cut)} <= {cfg.ri_cut:g})"
             if np.isfinite(ri)
             else "RI undefined"
         )
@@ -133,10 +155,10 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         f"{cfg.min_areg_events}",
         "CI_LOWER_NOT_ABOVE_ZERO": "no interval without AREG_net"
         if no_net
-        else f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
+        else f"CI lower bound {shown(row['areg_net_ci_low'], '<=', 0.0)} <= 0",
         "NET_BELOW_MIN": "AREG_net undefined"
         if no_net
-        else f"AREG_net {row['areg_net']:.2f} pp < {cfg.min_net:g} pp",
+        else f"AREG_net {shown(row['areg_net'], '<', cfg.min_net)} pp < {cfg.min_net:g} pp",
         "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
         "POSITIVE_CONTROL_INSUFFICIENT": f"{ctl} could not be judged: " + _too_few(row, cfg),
         "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
