@@ -135,3 +135,23 @@ def test_net_just_below_the_minimum_reads_below_it():
     nk = score(counts, meta, config=ScoringConfig(min_net=4.0)).flags
     message = nk.set_index("population").loc["NK", "message"]
     assert "NET_BELOW_MIN: AREG_net 3.999 pp < 4 pp" in message  # read "4.00 pp < 4 pp"
+
+
+@pytest.mark.parametrize(
+    ("listed", "said"),
+    [
+        (("NK", "trNK", "CD56bright_trNK", "metacluster:*"),
+         "trNK, CD56bright_trNK were not gated in any stimulated tube"),
+        (("NK", "metacluster:*"), None),
+    ],
+)  # fmt: skip
+def test_methods_name_flaggable_populations_no_stimulated_tube_had(listed, said):
+    """Methods listed trNK populations as flaggable although stimulated tubes skip them."""
+    counts, meta = case((200, 40))
+    res = score(counts, meta, config=ScoringConfig(populations=listed))
+    tables = {"scores": res.scores, "controls": res.controls}
+    text = scoring_sentence({}, {"scoring": {"populations": list(listed)}}, meta, tables)
+    if said is None:
+        assert "were not gated in any stimulated tube" not in text
+    else:
+        assert said in text and "unstimulated tube only" in text

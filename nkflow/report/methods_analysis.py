@@ -275,6 +275,7 @@ def scoring_sentence(
         if k not in _FLAG_RULES
     ]
     text += "".join(f"; {r}" for r in rules) + ". "
+    text += _unflaggable_text(defs.get("populations"), (tables or {}).get("scores"))
     if others:
         text += "Other score settings: " + "; ".join(others) + ". "
     text += (
@@ -309,6 +310,28 @@ def scoring_sentence(
         "after a treatment, the flag says that reading cannot be excluded. "
     )
     return text
+
+
+def _unflaggable_text(populations: Any, scores: pd.DataFrame | None) -> str:
+    """Flaggable populations no stimulated tube had: listed, yet they could not be flagged."""
+    if scores is None or scores.empty or "population" not in scores.columns:
+        return ""
+    listed = [str(p) for p in (populations or ()) if not str(p).endswith(":*")]
+    scored = set(scores["population"].astype(str))
+    absent = [p for p in listed if p not in scored]
+    if not absent:
+        return ""
+    text = (
+        f"Of the flaggable populations, {', '.join(absent)} were not gated in any stimulated "
+        "tube, so they could not be flagged"
+    )
+    if any("trNK" in p or "circNK" in p for p in absent):
+        text += (
+            " (the templates gate the residency subsets in the unstimulated tube only, because "
+            "stimulation raises CD69 and sheds CD16 and CD62L; their residency is reported as "
+            "context)"
+        )
+    return text + ". "
 
 
 def _control_source_text(controls: pd.DataFrame | None) -> str:
