@@ -17,6 +17,7 @@ __all__ = [
     "BatchConsistencyError",
     "ChannelNotFoundError",
     "ConfigError",
+    "ContextWarning",
     "FCSQuirkWarning",
     "FCSReadError",
     "GatingError",
@@ -208,6 +209,14 @@ class NkflowWarning(UserWarning):
 
 class FCSQuirkWarning(NkflowWarning):
     """An FCS file breaks the standard in a way nkflow tolerates (the quirk is named)."""
+
+
+class ContextWarning(NkflowWarning):
+    """A sample's recorded context contradicts itself; the safer reading was used.
+
+    For example ``glucocorticoid`` ``no`` beside a treatment that names a glucocorticoid:
+    read as exposed, and the message names the tubes.
+    """
 
 
 class LowEventCountWarning(NkflowWarning):

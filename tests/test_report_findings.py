@@ -6,11 +6,15 @@ import pandas as pd
 import pytest
 
 from nkflow.report.findings import (
+    batch_species,
     composition_table,
     findings_section,
+    flag_meaning,
+    glossary_block,
     not_judged_table,
     responses_table,
 )
+from nkflow.tl.score import RULES
 
 META = pd.DataFrame(
     {
@@ -109,3 +113,73 @@ def test_findings_section_renders(flags) -> None:
 def test_report_opens_with_findings(tiny_run) -> None:
     text = tiny_run.report_path.read_text(encoding="utf-8")
     assert text.index('id="findings"') < text.index('id="overview"')
+
+
+@pytest.mark.parametrize(("notes", "said"), [("INHIBITOR_CONDITION", True), ("", False)])
+def test_meaning_of_a_flag_under_an_inhibitor_says_it_is_unexpected(notes, said) -> None:
+    row = FLAGS.iloc[0].copy()
+    row["notes"], row["condition"] = notes, "IL-15 + TGF-beta1"
+    assert ("Unexpected under IL-15 + TGF-beta1" in flag_meaning(row)) == said
+
+
+@pytest.mark.parametrize(
+    "rule", ["POSITIVE_CONTROL_MISSING", "POSITIVE_CONTROL_FAILED", "POSITIVE_CONTROL_INSUFFICIENT"]
+)
+def test_rows_withheld_for_the_control_are_listed_as_not_judged(rule) -> None:
+    """Rows withheld only for the control vanished from 'What could not be judged'."""
+    flags = pd.DataFrame({"population": ["NK", "CD56dim"], "failed_rules": [rule, rule]})
+    table = not_judged_table(flags).set_index("rule")
+    assert table.loc[rule, "population x tube rows"] == 2
+    assert table.loc[rule, "reason"] == RULES[rule]
+    assert table.attrs["distinct_rows"] == 2
+    assert "What could not be judged" in findings_section({"flags": flags}, META)
+
+
+@pytest.mark.parametrize(
+    ("species", "has", "lacks"),
+    [
+        ({"human"}, ["CD69+ with a tissue integrin", "CD56bright / CD56dim", "circNK"],
+         ["CD49b(DX5)"]),
+        (set(), ["CD69+ with a tissue integrin"], ["CD49b(DX5)"]),
+        ({"mouse"}, ["CD49a+ CD49b(DX5)−", "conventional NK (mouse)", "Lin− NKp46− CD127+"],
+         ["CD69+ with a tissue integrin", "CD56bright / CD56dim", "circNK"]),
+        ({"human", "mouse"}, ["trNK (human)", "trNK (mouse)", "CD49a+ CD49b(DX5)−",
+                              "CD69+ with a tissue integrin"], []),
+    ],
+)  # fmt: skip
+def test_glossary_follows_the_batch_species(species, has, lacks) -> None:
+    """A mouse batch was told trNK = CD69+ with CD49a/CD103/CXCR6, the human rule."""
+    html = glossary_block(species)
+    for text in has:
+        assert text in html
+    for text in lacks:
+        assert text not in html
+
+
+def test_findings_read_the_species_from_the_sheet_and_the_panel() -> None:
+    mouse = META.assign(species="mouse")
+    assert "CD49a+ CD49b(DX5)−" in findings_section({"populations": POPS}, mouse)
+    assert batch_species(META.assign(species=""), {"species_from_panel": {"a.fcs": "mouse"}}) == {
+        "mouse"
+    }
+    empty = findings_section({"populations": POPS.iloc[:0]}, mouse)
+    assert "CD49a and CD49b (DX5)" in empty and "CD69 plus" not in empty
+
+
+@pytest.mark.parametrize(
+    ("exposure", "source", "interpretation", "said"),
+    [
+        ("no", "sheet", "", "Glucocorticoid exposure: no (sheet)."),
+        ("", "not recorded", "", "Glucocorticoid exposure: not recorded."),
+        ("yes", "treatment names dexamethasone",
+         "context: glucocorticoid exposure (treatment names dexamethasone): ...",
+         "Context: glucocorticoid exposure (treatment names dexamethasone)"),
+    ],
+)  # fmt: skip
+def test_meaning_of_every_flag_states_the_exposure(exposure, source, interpretation, said):
+    row = FLAGS.iloc[0].copy()
+    row["glucocorticoid"], row["glucocorticoid_source"] = exposure, source
+    row["interpretation"] = interpretation
+    text = flag_meaning(row)
+    assert said in text
+    assert text.count("lucocorticoid exposure") == 1

@@ -303,7 +303,7 @@ def test_mouse_findings_say_why_composition_and_scoring_are_empty():
     assert composition_table(pops, meta).empty
     counts = pd.DataFrame({"sample_id": ["m1"], "population": ["NK"], "areg_channel": [""]})
     html = findings_section({"populations": pops, "counts": counts}, meta)
-    assert "mouse NK carry no CD56" in html and "trNK needs CD69" in html
+    assert "mouse NK carry no CD56" in html and "trNK (ILC1) needs CD49a and CD49b (DX5)" in html
     assert (
         "No repair scoring was run: the batch has no stimulated tube and the panel has no "
         "AREG channel." in html

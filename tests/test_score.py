@@ -87,7 +87,7 @@ def test_profile_numbers_by_hand():
     assert flag["rule"] == "REPAIR_BIASED" and flag["failed_rules"] == ""
     assert (
         "AREG-responsive" in flag["message"]
-        and "the control gate of this stimulated tube" in flag["message"]
+        and "this stimulated tube's own ILC gate" in flag["message"]
     )
 
 

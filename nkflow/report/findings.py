@@ -22,12 +22,21 @@ from ..tl.score import RULES
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
-__all__ = ["GLOSSARY", "findings_section", "glossary_block"]
+__all__ = [
+    "GLOSSARY",
+    "MOUSE_GLOSSARY",
+    "batch_species",
+    "findings_section",
+    "glossary",
+    "glossary_block",
+]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
 #: Failed rules that mean "could not be judged" (a control or data was missing), as
-#: opposed to "judged, and did not respond" (interval or net below the bar).
+#: opposed to "judged, and did not respond" (interval or net below the bar). A positive
+#: control that is missing, insufficient or did not respond leaves the assay unproven in
+#: that tube, so its NK rows are not judged either.
 NOT_JUDGED = (
     "NO_UNSTIM",
     "UNSTIM_AMBIGUOUS",
@@ -37,6 +46,9 @@ NOT_JUDGED = (
     "EVENTS_BELOW_MIN",
     "AREG_EVENTS_BELOW_MIN",
     "CONDITION_NOT_FLAGGABLE",
+    "POSITIVE_CONTROL_MISSING",
+    "POSITIVE_CONTROL_INSUFFICIENT",
+    "POSITIVE_CONTROL_FAILED",
 )
 
 
@@ -63,15 +75,87 @@ GLOSSARY = (
 )  # fmt: skip
 
 
-def glossary_block() -> str:
+#: how a mouse batch defines the terms whose human rule differs (mouse template: NKp46+ NK
+#: split by CD49a x CD49b(DX5); BIOLOGY.md section 2, Peng 2013, Daussy 2014)
+MOUSE_GLOSSARY = (
+    ("trNK", "tissue-resident NK / ILC1 (mouse): CD49a+ CD49b(DX5)− NKp46+ cells (Eomes− "
+     "where Eomes is stained)"),
+    ("cNK", "conventional NK (mouse): CD49a− CD49b(DX5)+ NKp46+ cells (Eomes+)"),
+    ("ILC", "innate lymphoid cells (mouse): Lin− NKp46− CD127+ (ILC2/3), the AREG "
+     "positive-control gate"),
+)  # fmt: skip
+#: terms of human NK only (mouse NK carry no CD56; the mouse template has no circNK gate)
+HUMAN_ONLY = ("CD56bright / CD56dim", "circNK")
+
+
+def batch_species(
+    metadata: pd.DataFrame | None, provenance: Mapping[str, object] | None = None
+) -> set[str]:
+    """The species of a batch's tubes: the sheet's, and the panel's for tubes without one.
+
+    Parameters
+    ----------
+    metadata
+        The sheet (its ``species`` column), or None.
+    provenance
+        The run's provenance; ``species_from_panel`` maps files without a species in the
+        sheet to the species their panel told.
+
+    Returns
+    -------
+    set of str
+        Lower-case species (``{"human"}``, ``{"mouse"}``, both, or empty when unknown).
+    """
+    found: set[str] = set()
+    if metadata is not None and "species" in metadata.columns:
+        found |= set(metadata["species"].fillna("").astype(str).str.strip().str.lower())
+    panel = (provenance or {}).get("species_from_panel")
+    if isinstance(panel, Mapping):
+        found |= {str(v).strip().lower() for v in panel.values()}
+    return found - {"", "nan"}
+
+
+def glossary(species: set[str] | None = None) -> list[tuple[str, str]]:
+    """The report's terms with the definitions of the batch's species.
+
+    A mouse batch gets the mouse trNK/ILC1 rule (CD49a+ CD49b(DX5)−), cNK and the mouse ILC
+    gate, and no CD56 terms; a batch of both species gets both definitions, each labelled.
+    Human (also when the species is unknown) keeps :data:`GLOSSARY`.
+    """
+    kinds = set(species or ()) & {"human", "mouse"}
+    if "mouse" not in kinds:
+        return list(GLOSSARY)
+    mouse = dict(MOUSE_GLOSSARY)
+    out: list[tuple[str, str]] = []
+    for term, text in GLOSSARY:
+        if kinds == {"mouse"}:
+            if term not in HUMAN_ONLY:
+                out.append((term, mouse.get(term, text)))
+        elif term in mouse:
+            out += [(f"{term} (human)", text), (f"{term} (mouse)", mouse[term])]
+        else:
+            out.append((term, text))
+        if term == "trNK":  # cNK next to trNK
+            out.append(("cNK" if kinds == {"mouse"} else "cNK (mouse)", mouse["cNK"]))
+    return out
+
+
+def glossary_block(species: set[str] | None = None) -> str:
     """A collapsed list of the report's abbreviations and their meaning.
+
+    Parameters
+    ----------
+    species
+        The batch's species (:func:`batch_species`); definitions follow it.
 
     Returns
     -------
     str
         HTML ``details`` block.
     """
-    rows = "".join(f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in GLOSSARY)
+    rows = "".join(
+        f"<tr><th>{esc(term)}</th><td>{esc(text)}</td></tr>" for term, text in glossary(species)
+    )
     return (
         '<details class="legend"><summary>Terms used in this report</summary>'
         f'<div class="table-wrap"><table class="kv">{rows}</table></div></details>'
@@ -147,23 +231,55 @@ def _cut_text(ri_cut: float | None) -> str:
     return f"this run's cut-off, {float(cut):g}"
 
 
+#: which positive control a flag was judged against, by ``control_source``
+_CONTROL_SOURCES = {
+    "positive_control tube": "the batch's positive-control tube",
+    "stimulated tube's own gate": "its own ILC gate as positive control (the batch had no "
+    "positive-control tube)",
+    "user verdict": "a positive-control verdict given for the batch",
+}
+
+
+def _control_words(row: pd.Series) -> str:
+    """The positive control a flag stood on: the batch's tube, the tube's own gate ..."""
+    if "control_source" not in row.index:  # a table from before the column existed
+        return "positive control"
+    source = str(row.get("control_source") or "").strip()
+    if not source or source.lower() == "nan":
+        return "no positive control (none was required)"
+    return _CONTROL_SOURCES.get(source, f"positive control ({source})")
+
+
+def _exposure(row: pd.Series) -> str:
+    """``"no (sheet)"``, ``"not recorded"``: a flags row's glucocorticoid exposure."""
+    texts = [str(row.get(c) or "").strip() for c in ("glucocorticoid", "glucocorticoid_source")]
+    value, source = ("" if v.lower() == "nan" else v for v in texts)
+    if not value:
+        return "not recorded"
+    return f"{value} ({source})" if source else value
+
+
 def flag_meaning(row: pd.Series) -> str:
     """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
 
     Parameters
     ----------
     row
-        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``).
+        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``,
+        ``control_source``, ``notes``).
 
     Returns
     -------
     str
-        Responsive against its controls; then either "repair-biased: a hypothesis to test"
+        Responsive against its controls (naming the positive control: the batch's tube, or
+        the tube's own ILC gate when the batch had no control tube); then either
+        "repair-biased: a hypothesis to test"
         or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
-        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; mouse rows are
-        marked exploratory.
+        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; the
+        glucocorticoid exposure whenever the row records it; mouse rows are marked
+        exploratory.
     """
-    parts = ["AREG-responsive against its FMO, unstimulated tube and positive control"]
+    parts = [f"AREG-responsive against its FMO, unstimulated tube and {_control_words(row)}"]
     ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
     if str(row.get("repair_biased")).lower() == "true":
         parts.append("repair-biased (AREG over IFN-γ): a hypothesis to test, not proof of repair")
@@ -174,9 +290,19 @@ def flag_meaning(row: pd.Series) -> str:
     else:
         parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
     text = "; ".join(parts)
+    if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
+        text += (
+            f". Unexpected under {row.get('condition')}, which contains an inhibitor of NK "
+            "AREG (TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its "
+            "cut-off and the culture"
+        )
     context = str(row.get("interpretation") or "").strip()
-    if context and context.lower() != "nan":
+    if context.lower() == "nan":
+        context = ""
+    if context:
         text += f". {context[0].upper()}{context[1:]}"
+    if "glucocorticoid" in row.index and "glucocorticoid exposure" not in context:
+        text += f". Glucocorticoid exposure: {_exposure(row)}"
     if str(row.get("exploratory", "")).lower() == "true":
         text = "Exploratory (mouse NK have not been shown to make AREG): " + text
     return text + "."
@@ -252,20 +378,21 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _no_composition(metadata: pd.DataFrame | None) -> str:
+def _no_composition(species: set[str]) -> str:
     """Why no CD56bright or trNK share of NK could be shown."""
-    species: set[str] = set()
-    if metadata is not None and "species" in metadata.columns:
-        species = set(metadata["species"].fillna("").astype(str).str.lower()) - {""}
-    bright = (
-        "CD56bright is a human NK subset (mouse NK carry no CD56)"
-        if species == {"mouse"}
-        else "CD56bright needs CD56 (or a CD56 substitute) in the panel"
-    )
+    if species == {"mouse"}:
+        bright = "CD56bright is a human NK subset (mouse NK carry no CD56)"
+        resident = "trNK (ILC1) needs CD49a and CD49b (DX5) in the panel"
+    else:
+        bright = "CD56bright needs CD56 (or a CD56 substitute) in the panel"
+        resident = "trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6)"
+        if "mouse" in species:
+            resident += " (mouse tubes: CD49a and CD49b (DX5))"
+        resident += " in the panel"
     return (
         "No CD56bright or trNK share of NK could be reported for these tubes: "
-        f"{bright}, and trNK needs CD69 plus a residency marker (CD49a, CD103 or CXCR6) in the "
-        "panel; the gating plan in Methods lists the gates this panel could not report."
+        f"{bright}, and {resident}; the gating plan in Methods lists the gates this panel "
+        "could not report."
     )
 
 
@@ -273,6 +400,7 @@ def findings_section(
     tables: Mapping[str, pd.DataFrame],
     metadata: pd.DataFrame | None,
     ri_cut: float | None = None,
+    species: set[str] | None = None,
 ) -> str:
     """HTML of the findings: terms, composition, responses, what could not be judged.
 
@@ -285,13 +413,18 @@ def findings_section(
     ri_cut
         The RI cut-off the scoring used (provenance ``scoring.ri_cut``); None when the
         run does not record it, and the text then names the default.
+    species
+        The batch's species (:func:`batch_species`: the sheet's, then the panel's); None
+        reads the sheet's. The glossary's trNK/ILC definitions follow it.
 
     Returns
     -------
     str
         The section's HTML.
     """
-    out = [glossary_block()]
+    if species is None:
+        species = batch_species(metadata)
+    out = [glossary_block(species)]
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)
@@ -312,7 +445,7 @@ def findings_section(
             "donor, tissue and timepoint in a metadata sheet (stimulated tubes are paired "
             "with their unstimulated tube by them).</p>"
         )
-    out.append(html_table(comp, empty=_no_composition(metadata)))
+    out.append(html_table(comp, empty=_no_composition(species)))
     flags = tables.get("flags")
     responses = responses_table(flags) if flags is not None else pd.DataFrame()
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")

@@ -18,7 +18,7 @@ import pandas as pd
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from .figures import FigureItem, encode_figures, figure_png
-from .findings import findings_section
+from .findings import batch_species, findings_section
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
 from .repair import KEY_CAVEAT, repair_section
 from .sections import (
@@ -310,7 +310,12 @@ def render_html(
         (
             "findings",
             "Findings",
-            findings_section(tabs, metadata, ri_cut=(prov.get("scoring") or {}).get("ri_cut")),
+            findings_section(
+                tabs,
+                metadata,
+                ri_cut=(prov.get("scoring") or {}).get("ri_cut"),
+                species=batch_species(metadata, prov),
+            ),
             "What differs between tissues and timepoints, which NK populations responded, and "
             "what could not be judged; the evidence follows.",
         ),

@@ -127,6 +127,8 @@ _SCORE_SETTINGS = {
     "ordering only: {}",
     "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
     "interpretation): {}",
+    "inhibitor_conditions": "conditions with an inhibitor of NK AREG, where a flag is "
+    "unexpected and says so (TGF-β1 blocks NK AREG, Wang et al., EMBO J 2023): {}",
     "consistency_bright": "consistency read-out: {} AREG net",
     "consistency_dim": "compared with {} (reported, not a rule)",
     "timepoint_order": "timepoint order: {}",
@@ -273,6 +275,7 @@ def scoring_sentence(
         if k not in _FLAG_RULES
     ]
     text += "".join(f"; {r}" for r in rules) + ". "
+    text += _unflaggable_text(defs.get("populations"), (tables or {}).get("scores"))
     if others:
         text += "Other score settings: " + "; ".join(others) + ". "
     text += (
@@ -294,9 +297,62 @@ def scoring_sentence(
             "net is reported per tube as a consistency read-out; mouse NK cells have not been "
             "shown to make AREG and mouse AREG scores are labelled exploratory. "
         )
+    text += _control_source_text((tables or {}).get("controls"))
     text += (
-        "Rows from tumour or peri-tumour tissue, glucocorticoid-exposed samples "
-        "or a glucocorticoid condition carry the interpretation that AREG+ NK may be "
-        "pro-tumour and immunosuppressive there (Wei et al., Adv Sci 2025), not repair. "
+        "Glucocorticoid exposure was taken from the sheet's glucocorticoid column or, where "
+        "that was empty, read from the treatment text (generic steroid names, and regimens "
+        "that contain one such as CHOP; a 'no' beside a treatment naming a steroid was read "
+        "as exposed, with a warning), and every flag states it. Rows from tumour or "
+        "peri-tumour tissue, glucocorticoid-exposed samples or a glucocorticoid condition "
+        "carry the reading of that context (tumour NK make more AREG; glucocorticoids induce "
+        "it through NR3C1; Wei et al., Adv Sci 2025): AREG+ NK may be pro-tumour and "
+        "immunosuppressive there, not repair. Where exposure was unknown, or not recorded "
+        "after a treatment, the flag says that reading cannot be excluded. "
     )
+    return text
+
+
+def _unflaggable_text(populations: Any, scores: pd.DataFrame | None) -> str:
+    """Flaggable populations no stimulated tube had: listed, yet they could not be flagged."""
+    if scores is None or scores.empty or "population" not in scores.columns:
+        return ""
+    listed = [str(p) for p in (populations or ()) if not str(p).endswith(":*")]
+    scored = set(scores["population"].astype(str))
+    absent = [p for p in listed if p not in scored]
+    if not absent:
+        return ""
+    text = (
+        f"Of the flaggable populations, {', '.join(absent)} were not gated in any stimulated "
+        "tube, so they could not be flagged"
+    )
+    if any("trNK" in p or "circNK" in p for p in absent):
+        text += (
+            " (the templates gate the residency subsets in the unstimulated tube only, because "
+            "stimulation raises CD69 and sheds CD16 and CD62L; their residency is reported as "
+            "context)"
+        )
+    return text + ". "
+
+
+def _control_source_text(controls: pd.DataFrame | None) -> str:
+    """Which positive control the batches had: a dedicated tube, or each tube's ILC gate."""
+    if controls is None or controls.empty or "control_source" not in controls.columns:
+        return ""
+    source = controls["control_source"].astype(str)
+    batch = controls["batch"].astype(str) if "batch" in controls.columns else source
+    own = sorted(set(batch[source == "stimulated tube's own gate"]))
+    text = ""
+    if own:
+        text += (
+            f"Batch(es) {', '.join(own)} had no dedicated positive-control tube, so each "
+            "stimulated tube was judged against its own ILC gate as positive control. "
+        )
+    if "verdict" in controls.columns:
+        short = int((controls["verdict"].astype(str) == "insufficient").sum())
+        if short:
+            text += (
+                f"{short} positive-control evaluation(s) had too few events to be judged "
+                "(insufficient: neither passed nor failed) and the populations resting on them "
+                "were not judged. "
+            )
     return text

@@ -341,6 +341,23 @@ def _bright_dim_block(table: pd.DataFrame | None) -> str:
     )
 
 
+def _no_control_tube_note(controls: pd.DataFrame) -> str:
+    """Say which batches had no positive-control tube (each tube's own ILC gate stood in)."""
+    if "control_source" not in controls.columns or "batch" not in controls.columns:
+        return ""
+    own = controls["control_source"].astype(str) == "stimulated tube's own gate"
+    batches = sorted(set(controls.loc[own, "batch"].astype(str)))
+    if not batches:
+        return ""
+    return (
+        f'<p class="note">Batch(es) {esc(", ".join(batches))} had no dedicated positive-control '
+        "tube: each stimulated tube's own ILC gate served as its positive control. Its ILC "
+        "gate is small in blood and digests, so such controls are often insufficient; one "
+        "biological AREG+ control tube per batch (ILC2 with IL-33, or Tregs with IL-18/IL-33) "
+        "is recommended.</p>"
+    )
+
+
 def repair_section(
     tables: Mapping[str, pd.DataFrame],
     caveats: str,
@@ -358,8 +375,11 @@ def repair_section(
         out.append("<h3>Positive controls</h3>")
         out.append(
             '<p class="lead">A flag needs the batch\'s positive control (ILC gate) to '
-            "respond, net of the unstimulated tube.</p>"
+            "respond, net of the unstimulated tube. A control with too few events is "
+            "<code>insufficient</code>: not judged, neither passed nor failed, and no flag "
+            "stands on it.</p>"
         )
+        out.append(_no_control_tube_note(controls))
         out.append(html_table(controls, labels=_LABELS, cell_class=_cell,
                               source="tables/controls.csv"))  # fmt: skip
     scores = tables.get("scores")

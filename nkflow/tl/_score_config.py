@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
-from ._score_context import matches_condition
+from ._score_names import STEROID_NAMES, TGF_BETA_NAMES, matches_condition
 
 __all__ = ["SPECIES", "ScoringConfig", "load_scoring_config"]
 
@@ -35,7 +35,7 @@ _SECTIONS = {
     "positive_control": {"population", "min_net", "min_areg_events", "min_events"},
     "residency": {"population", "in_score"},
     "ranking": {"enabled"},
-    "context": {"glucocorticoid_conditions"},
+    "context": {"glucocorticoid_conditions", "inhibitor_conditions"},
     "consistency": {"bright", "dim"},
     "design": {"timepoint_order"},
 }
@@ -84,7 +84,13 @@ class ScoringConfig:
     ranking
         Add the within-batch ordering score (z of AREG_net + z of RI), for ordering only.
     glucocorticoid_conditions
-        Conditions that are glucocorticoids: their rows carry the pro-tumour reading.
+        Conditions that are glucocorticoids: their rows carry the pro-tumour reading. The
+        steroid names of :data:`~nkflow.tl._score_names.STEROID_NAMES` always count, here
+        and in the ``treatment`` text, whatever the list says; its other names also count
+        in the treatment text (except ambiguous abbreviations such as ``dex``).
+    inhibitor_conditions
+        Conditions that contain an inhibitor of NK AREG (TGF-β1; Wang et al., EMBO J 2023):
+        a flag there is unexpected and carries a note to check the stain and the culture.
     consistency_bright, consistency_dim
         Populations of the consistency read-out (bright expected to make at least as much
         AREG as dim); reported, never a flag rule.
@@ -125,14 +131,8 @@ class ScoringConfig:
     residency_population: str = "trNK"
     residency_in_score: bool = False
     ranking: bool = True
-    glucocorticoid_conditions: tuple[str, ...] = (
-        "dexamethasone",
-        "dex",
-        "hydrocortisone",
-        "prednisolone",
-        "methylprednisolone",
-        "glucocorticoid",
-    )
+    glucocorticoid_conditions: tuple[str, ...] = (*STEROID_NAMES, "dex", "glucocorticoid")
+    inhibitor_conditions: tuple[str, ...] = TGF_BETA_NAMES
     consistency_bright: str = "CD56bright"
     consistency_dim: str = "CD56dim"
     timepoint_order: tuple[str, ...] = ()
@@ -156,7 +156,12 @@ class ScoringConfig:
         for name in ("min_net", "control_min_net"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}: {name} {getattr(self, name)!r}; valid: >= 0")
-        for name in ("conditions", "glucocorticoid_conditions", "timepoint_order"):
+        for name in (
+            "conditions",
+            "glucocorticoid_conditions",
+            "inhibitor_conditions",
+            "timepoint_order",
+        ):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: {name} {value!r}; valid: a list of strings")

@@ -4,9 +4,15 @@ Split from :mod:`nkflow.tl.score`. The literature behind it (BIOLOGY.md section 
 
 - each stimulation condition (IL-15, IL-2, IL-12/IL-15/IL-18, PMA/iono, dexamethasone ...)
   is scored against the unstimulated tube of the same donor, tissue, timepoint and batch;
-- glucocorticoids induce pro-tumour AREG in NK cells (Wei et al., Adv Sci 2025) and tumour
-  NK make more of it, so a row in tumour / peri-tumour tissue, after glucocorticoid exposure
-  or in a glucocorticoid condition carries that interpretation;
+- tumour NK make more AREG than NK beside the tumour, and glucocorticoids induce AREG in NK
+  cells through NR3C1 (Wei et al., Adv Sci 2025), so a row in tumour / peri-tumour tissue,
+  after glucocorticoid exposure or in a glucocorticoid condition carries the reading of its
+  own context (the tumour's, the steroid's, or both), and a row whose exposure is unknown
+  says that the steroid reading cannot be excluded;
+- glucocorticoid exposure is the sheet's ``glucocorticoid`` column, or else read from the
+  ``treatment`` text (one list of steroid names, :mod:`nkflow.tl._score_names`); a ``no``
+  beside a treatment that names a steroid is read as exposed, with a
+  :class:`~nkflow.exceptions.ContextWarning`;
 - human CD56bright NK make more AREG than CD56dim (Wang et al., EMBO J 2023), so a tube
   where CD56bright is below CD56dim beyond both intervals is worth a note (not a rule).
 
@@ -15,43 +21,40 @@ Nothing here is public API.
 
 from __future__ import annotations
 
-import re
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+from ..exceptions import ContextWarning
 from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES, is_blood, name_words
-from .caveats import CONTEXT_INTERPRETATION, EVIDENCE
+from ._score_names import (
+    condition_key,
+    contains_condition,
+    glucocorticoid_condition_names,
+    matches_condition,
+    steroid_in_treatment,
+)
+from .caveats import CONTEXT_INTERPRETATION, CONTEXT_READING, EVIDENCE, PRO_TUMOUR_TEXT
+
+__all__ = [
+    "EXPLORATORY_PREFIX",
+    "PRO_TUMOUR_TEXT",
+    "add_context",
+    "bright_dim",
+    "condition_key",
+    "contains_condition",
+    "evidence",
+    "exposure_statement",
+    "infer_tissue_kind",
+    "interpretation",
+    "matches_condition",
+    "read_exposure",
+]
 
 _GC_ALIASES = {v: v for v in GLUCOCORTICOID_VALUES}
-PRO_TUMOUR_TEXT = (
-    "AREG+ NK here may be pro-tumour and immunosuppressive (glucocorticoid/NR3C1-induced AREG; "
-    "Wei et al., Adv Sci 2025), not repair"
-)
 EXPLORATORY_PREFIX = "EXPLORATORY (mouse: AREG not shown in mouse NK cells): "
-
-
-def condition_key(name: object) -> str:
-    """Spelling-tolerant key of a condition name: ``"IL-12/IL-15/IL-18"`` -> ``"il12il15il18"``."""
-    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
-
-
-def matches_condition(condition: str, patterns: Iterable[str]) -> bool:
-    """Whether ``condition`` is one of ``patterns`` (``"*"`` matches any), spelling-tolerant."""
-    key = condition_key(condition)
-    return any(p == "*" or condition_key(p) == key for p in patterns)
-
-
-def contains_condition(condition: str, patterns: Iterable[str]) -> bool:
-    """Whether ``condition`` is, or combines, one of ``patterns``.
-
-    A combination's parts are split at spaces, ``+``, ``/``, ``,``, ``;``, ``&`` and ``_``:
-    ``IL-15 + dex`` and ``Dex 100nM`` contain ``dex``.
-    """
-    wanted = {condition_key(p) for p in patterns}
-    parts = [condition_key(x) for x in re.split(r"[\s+/,;&_]+", str(condition))]
-    return condition_key(condition) in wanted or any(x in wanted for x in parts if x)
 
 
 def normalise_tissue_kind(value: object) -> str | None:
@@ -92,12 +95,81 @@ def infer_tissue_kind(tissue: object) -> str:
     return ""
 
 
+def read_exposure(
+    recorded: object, treatment: object, names: Iterable[str] = ()
+) -> tuple[str, str]:
+    """Glucocorticoid exposure of a tube from the sheet's column and its treatment text.
+
+    Parameters
+    ----------
+    recorded
+        The ``glucocorticoid`` value (``yes`` / ``no`` / ``unknown`` / empty).
+    treatment
+        The ``treatment`` free text.
+    names
+        Extra glucocorticoid names (the lab's ``[context] glucocorticoid_conditions``).
+
+    Returns
+    -------
+    tuple of str
+        ``(exposure, source)``. ``exposure`` is ``yes`` / ``no`` / ``unknown`` / ``""`` (not
+        recorded; an unrecognised value is kept as given). A treatment that names a
+        glucocorticoid makes it ``yes`` when the column is empty or ``unknown``, and also
+        when the column says ``no`` (the safer reading: a flag then carries the steroid's
+        pro-tumour reading; ``source`` names the contradiction). An empty column beside a
+        treatment that names none (or only an ambiguous abbreviation such as ``dex``) reads
+        ``unknown``: steroids are routine in cancer treatment. ``source`` says where the
+        value came from, in words.
+    """
+    given = normalise_glucocorticoid(recorded)
+    text = " ".join(str(treatment).split())
+    named, maybe = steroid_in_treatment(text, names)
+    if given is None:  # a table built by hand: trusted as given
+        return str(recorded), "sheet"
+    if named:
+        if given == "yes":
+            return "yes", f"sheet; treatment names {named}"
+        if given == "no":
+            return "yes", f"treatment names {named} although the sheet says no"
+        if given == "unknown":
+            return "yes", f"treatment names {named}; the sheet says unknown"
+        return "yes", f"treatment names {named}"
+    if given:
+        told = f"; treatment {text!r}" if given == "unknown" and text else ""
+        return given, "sheet" + told
+    if maybe:
+        return "unknown", (
+            f"not recorded; treatment {text!r}: {maybe!r} may or may not be a glucocorticoid"
+        )
+    if text:
+        return "unknown", f"not recorded; treatment {text!r}"
+    return "", "not recorded"
+
+
+def exposure_statement(exposure: object, source: object) -> str:
+    """``"yes (treatment names dexamethasone)"``, ``"no (sheet)"``, ``"not recorded"``."""
+    value = str(exposure or "").strip()
+    where = str(source or "").strip()
+    if not value:
+        return "not recorded"
+    return f"{value} ({where})" if where else value
+
+
 def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) -> pd.DataFrame:
     """Add ``condition``, normalised ``tissue_kind``/``glucocorticoid`` and ``context``.
 
     ``meta`` holds ``kind`` (stim/unstim/...), ``stimulation``, ``tissue`` and the optional
     context columns (``""`` when absent). Unrecognised context values are kept as given
-    (the sheet reader refuses them; a table built by hand is trusted).
+    (the sheet reader refuses them; a table built by hand is trusted). ``glucocorticoid``
+    becomes the exposure :func:`read_exposure` reads (sheet and treatment text), with its
+    ``glucocorticoid_source``; context codes are ``tumour`` / ``peri-tumour``,
+    ``glucocorticoid`` (exposed), ``glucocorticoid unknown`` and ``glucocorticoid condition``.
+
+    Warns
+    -----
+    ContextWarning
+        A tube's sheet says ``glucocorticoid`` ``no`` while its treatment names a
+        glucocorticoid (read as exposed).
     """
     out = meta.copy()
     stim = out["stimulation"].astype(str)
@@ -111,11 +183,25 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
         norm = normalise_tissue_kind(given)
         kinds.append(norm if norm else (str(given) if norm is None else infer_tissue_kind(tissue)))
     out["tissue_kind"] = kinds
-    out["glucocorticoid"] = [
-        (normalise_glucocorticoid(v) if normalise_glucocorticoid(v) is not None else str(v))
-        for v in out["glucocorticoid"]
+    gc_names = glucocorticoid_condition_names(glucocorticoid_conditions)
+    read = [
+        read_exposure(v, t, gc_names)
+        for v, t in zip(out["glucocorticoid"], out["treatment"], strict=True)
     ]
-    gc_conditions = list(glucocorticoid_conditions)
+    out["glucocorticoid"] = [value for value, _ in read]
+    out["glucocorticoid_source"] = [source for _, source in read]
+    conflict = out.loc[out["glucocorticoid_source"].str.contains("although the sheet says no"),
+                       "sample_id"].astype(str)  # fmt: skip
+    if len(conflict):
+        shown = ", ".join(conflict.iloc[:5]) + (" ..." if len(conflict) > 5 else "")
+        warnings.warn(
+            f"{len(conflict)} tube(s) record glucocorticoid 'no' while their treatment names a "
+            f"glucocorticoid ({shown}): read as exposed, the safer reading (glucocorticoids "
+            "induce pro-tumour AREG in NK cells); correct the sheet's glucocorticoid or "
+            "treatment value",
+            ContextWarning,
+            stacklevel=3,
+        )
     codes = []
     for kind, gc, cond, role in zip(
         out["tissue_kind"], out["glucocorticoid"], out["condition"], out["kind"], strict=True
@@ -125,20 +211,33 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
             c.append(kind)
         if gc == "yes":
             c.append("glucocorticoid")
-        if role == "stim" and gc_conditions and contains_condition(cond, gc_conditions):
+        elif gc == "unknown":
+            c.append("glucocorticoid unknown")
+        if role == "stim" and contains_condition(cond, gc_names):
             c.append("glucocorticoid condition")
         codes.append(";".join(c))
     out["context"] = codes
     return out
 
 
-def interpretation(context: str) -> str:
-    """Interpretation text for a context code list (``""`` when there is no such context)."""
+def interpretation(context: str, source: str = "") -> str:
+    """Interpretation text for a context code list (``""`` when there is no such context).
+
+    Each context gets its own reading (:data:`~nkflow.tl.caveats.CONTEXT_READING`): tumour
+    tissue the tumour's, glucocorticoid exposure the steroid's (NR3C1), both when both;
+    ``source`` (where the exposure was read) follows the exposure's label.
+    """
     codes = [c for c in str(context).split(";") if c]
     if not codes:
         return ""
-    where = ", ".join(CONTEXT_INTERPRETATION.get(c, c) for c in codes)
-    return f"context: {where}: {PRO_TUMOUR_TEXT}"
+    parts = []
+    for code in codes:
+        label = CONTEXT_INTERPRETATION.get(code, code)
+        if code in ("glucocorticoid", "glucocorticoid unknown") and source:
+            label += f" ({source})"
+        reading = CONTEXT_READING.get(code, "")
+        parts.append(f"{label}: {reading}" if reading else label)
+    return "context: " + "; ".join(parts)
 
 
 def evidence(species: str) -> str:

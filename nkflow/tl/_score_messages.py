@@ -7,15 +7,16 @@ numbers, and :func:`worded` adds the species and context interpretation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ._score_config import ScoringConfig
-from ._score_context import EXPLORATORY_PREFIX
+from ._score_context import EXPLORATORY_PREFIX, exposure_statement
 
-__all__ = ["NOTES", "RULES", "message_for", "worded"]
+__all__ = ["NOTES", "RULES", "message_for", "shown", "worded"]
 
 #: rule codes a flag row can carry, with what they mean
 RULES: dict[str, str] = {
@@ -38,8 +39,17 @@ RULES: dict[str, str] = {
     "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
     "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
     "NET_BELOW_MIN": "AREG_net below the configured minimum",
-    "POSITIVE_CONTROL_MISSING": "no positive control (ILC gate) for this batch",
-    "POSITIVE_CONTROL_FAILED": "the batch's positive control did not respond",
+    "POSITIVE_CONTROL_MISSING": (
+        "no positive control for this tube (no positive-control tube in the batch, no control "
+        "gate in the tube, or no unstimulated baseline for it)"
+    ),
+    "POSITIVE_CONTROL_INSUFFICIENT": (
+        "the positive control had too few events (or too few AREG+ events) to be judged: "
+        "neither passed nor failed, so the population could not be judged"
+    ),
+    "POSITIVE_CONTROL_FAILED": (
+        "the positive control had the events to show a response and did not respond"
+    ),
 }
 
 #: data-quality notes (not rules): reported in ``flags["notes"]``
@@ -54,12 +64,38 @@ NOTES: dict[str, str] = {
         "marker(s) (e.g. a per-sample fallback rule instead of an FMO): that marker's net "
         "response compares unlike with unlike"
     ),
+    "INHIBITOR_CONDITION": (
+        "AREG-responsive in a condition with an inhibitor of NK AREG (TGF-beta1 blocks it; Wang "
+        "et al., EMBO J 2023): unexpected, so check the AREG stain, its cut-off and the "
+        "culture (TGF-beta dose and activity) before reading the flag"
+    ),
     "BRIGHT_BELOW_DIM": (
         "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
         "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
         "read-out, not a rule"
     ),
 }
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def shown(value: float, op: str, cut: float, digits: int = 2) -> str:
+    """``value`` with enough decimals that the printed comparison with ``cut`` reads true.
+
+    ``shown(0.9988, "<", 1)`` is ``"0.999"``, not ``"1.00"`` (which read "1.00 pp < 1 pp");
+    at least ``digits`` decimals, at most 10 (then the plain ``repr``).
+    """
+    for d in range(digits, 11):
+        text = f"{value:.{d}f}"
+        if _COMPARE[op](float(text), cut):
+            return text
+    return repr(float(value))
 
 
 def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
@@ -90,13 +126,13 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         f"{net_text}, {_count(row['n_areg_stim'])} AREG+ events, "
         f"{_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
     )
-    ctl = _control_text(row)
+    ctl = _control_text(row, cfg.control_population)
     if not failed:
         ri = row["ri"]
         bias = (
-            f"repair-biased (RI {ri:.2f} > {cfg.ri_cut:g})"
+            f"repair-biased (RI {shown(ri, '>', cfg.ri_cut)} > {cfg.ri_cut:g})"
             if row["repair_biased"]
-            else f"not repair-biased (RI {ri:.2f} <= {cfg.ri_cut:g})"
+            else f"not repair-biased (RI {shown(ri, '<=', cfg.ri_cut)} <= {cfg.ri_cut:g})"
             if np.isfinite(ri)
             else "RI undefined"
         )
@@ -119,11 +155,12 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         f"{cfg.min_areg_events}",
         "CI_LOWER_NOT_ABOVE_ZERO": "no interval without AREG_net"
         if no_net
-        else f"CI lower bound {row['areg_net_ci_low']:.2f} <= 0",
+        else f"CI lower bound {shown(row['areg_net_ci_low'], '<=', 0.0)} <= 0",
         "NET_BELOW_MIN": "AREG_net undefined"
         if no_net
-        else f"AREG_net {row['areg_net']:.2f} pp < {cfg.min_net:g} pp",
+        else f"AREG_net {shown(row['areg_net'], '<', cfg.min_net)} pp < {cfg.min_net:g} pp",
         "POSITIVE_CONTROL_MISSING": RULES["POSITIVE_CONTROL_MISSING"],
+        "POSITIVE_CONTROL_INSUFFICIENT": f"{ctl} could not be judged: " + _too_few(row, cfg),
         "POSITIVE_CONTROL_FAILED": f"{ctl} did not respond",
     }
     return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
@@ -132,18 +169,28 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
 #: how a control source reads in a message (the codes stay in ``control_source``)
 _CONTROL_WORDS = {
     "positive_control tube": "the batch's positive-control tube",
-    "stimulated tube's own gate": "the control gate of this stimulated tube",
+    "stimulated tube's own gate": "this stimulated tube's own {population} gate; the batch "
+    "has no positive-control tube",
 }
 
 
-def _control_text(row: Mapping[str, Any]) -> str:
+def _too_few(row: Mapping[str, Any], cfg: ScoringConfig) -> str:
+    """Why a positive control was not judged: its events, or its AREG+ events, too few."""
+    n, base = row.get("control_n_events"), row.get("control_baseline_n_events")
+    need = cfg.control_min_events
+    if n is None or base is None or not (float(n) >= need and float(base) >= need):
+        return f"{_count(n)}/{_count(base)} events stim/unstim in its gate, {need} needed in each"
+    return f"fewer than {cfg.control_min_areg_events} AREG+ events in its gate"
+
+
+def _control_text(row: Mapping[str, Any], population: str = "ILC") -> str:
     """``"positive control (the batch's positive-control tube PC_1): net 25.37 pp ..."``."""
     source = str(row.get("control_source") or "")
     if not source:
         return "no positive control"
-    where = _CONTROL_WORDS.get(source, source)
+    where = _CONTROL_WORDS.get(source, source).format(population=population)
     sample = str(row.get("control_sample_id") or "")
-    if sample and sample not in where:
+    if sample and sample not in where and source != "stimulated tube's own gate":
         where += f" {sample}"
     net = row.get("control_net")
     if net is None or not np.isfinite(net):
@@ -157,9 +204,27 @@ def _count(value: Any) -> str:
 
 
 def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
-    """Prefix mouse rows as exploratory; add the context interpretation to every flag."""
+    """Prefix mouse rows as exploratory; add the context and the exposure to every flag.
+
+    A flag always states the glucocorticoid exposure (BIOLOGY.md 3(4)): in its context's
+    interpretation when the row was exposed or its exposure is unknown, else on its own
+    (``glucocorticoid exposure: no (sheet)``, ``... not recorded``). A flag in a condition
+    with an AREG inhibitor (``row["inhibitor_condition"]``, TGF-β) says it is unexpected.
+    """
     if row["exploratory"]:
         message = EXPLORATORY_PREFIX + message
-    if flagged and row["interpretation"]:
-        message += f"; {row['interpretation']}"
+    if not flagged:
+        return message
+    context = str(row.get("interpretation") or "")
+    if context:
+        message += f"; {context}"
+    if row.get("inhibitor_condition"):
+        message += (
+            f"; unexpected under {row['condition']!r}, which contains an inhibitor of NK AREG "
+            "(TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its cut-off "
+            "and the culture"
+        )
+    if "glucocorticoid exposure" not in context:
+        stated = exposure_statement(row.get("glucocorticoid"), row.get("glucocorticoid_source"))
+        message += f"; glucocorticoid exposure: {stated}"
     return message

@@ -134,6 +134,27 @@ def _control_tube_baselines(
     return out
 
 
+#: verdicts of a positive control (``controls["verdict"]``)
+CONTROL_VERDICTS = ("passed", "failed", "insufficient", "no baseline")
+
+
+def _control_verdict(failed: str) -> str:
+    """A control's verdict from the rules it failed (``;``-separated).
+
+    ``insufficient`` (not judged) when its gate holds too few events in either tube, or too
+    few AREG+ events while its net and interval pass: "did not respond" is only said of a
+    control that had the events to show a response and showed none (BIOLOGY.md 6(c)).
+    """
+    codes = set(filter(None, failed.split(";")))
+    if "NO_UNSTIM" in codes:
+        return "no baseline"
+    if not codes:
+        return "passed"
+    if "EVENTS_BELOW_MIN" in codes or codes == {"AREG_EVENTS_BELOW_MIN"}:
+        return "insufficient"
+    return "failed"
+
+
 def _controls(
     counts: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -160,10 +181,12 @@ def _controls(
                 "population",
                 "n_events",
                 "n_areg",
+                "baseline_n_events",
                 "net",
                 "ci_low",
                 "ci_high",
                 "passed",
+                "verdict",
                 "failed_rules",
             ]
         )
@@ -180,6 +203,7 @@ def _controls(
         ";".join(["NO_UNSTIM"] if no_base[i] else [r for r in _NUMERIC_RULES if res[r][i]])
         for i in range(len(ctl))
     ]
+    verdicts = [_control_verdict(f) for f in failed]
     return pd.DataFrame(
         {
             "batch": ctl["batch"].to_numpy(),
@@ -194,14 +218,17 @@ def _controls(
             "population": pop,
             "n_events": ctl["n_events_stim"].to_numpy(float),
             "n_areg": ctl["n_areg_stim"].to_numpy(float),
+            "baseline_n_events": ctl["n_events_unstim"].to_numpy(float),
             "net": res["net"],
             "ci_low": res["lo"],
             "ci_high": res["hi"],
-            # a control without its unstimulated baseline is missing, not failed
+            # a control without its baseline is missing, one with too few events not judged:
+            # neither failed
             "passed": pd.array(
-                [pd.NA if no_base[i] else failed[i] == "" for i in range(len(ctl))],
+                [{"passed": True, "failed": False}.get(v, pd.NA) for v in verdicts],
                 dtype="boolean",
             ),
+            "verdict": verdicts,
             "failed_rules": failed,
         }
     )
@@ -235,6 +262,9 @@ def _control_for_pairs(
     out["control_net"] = np.nan
     out["control_ci_low"] = np.nan
     out["control_passed"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    out["control_verdict"] = ""
+    out["control_n_events"] = np.nan
+    out["control_baseline_n_events"] = np.nan
     tube = controls[controls["control_source"] == "positive_control tube"]
     own = controls[controls["control_source"] != "positive_control tube"]
     for i, (sid, batch) in enumerate(zip(out["sample_id"], out["batch"], strict=True)):
@@ -254,7 +284,12 @@ def _control_for_pairs(
                 pick["control_sample_id"],
             ]
             out.loc[i, ["control_net", "control_ci_low"]] = [pick["net"], pick["ci_low"]]
+            out.loc[i, ["control_n_events", "control_baseline_n_events"]] = [
+                pick["n_events"],
+                pick["baseline_n_events"],
+            ]
             out.loc[i, "control_passed"] = pick["passed"]
+            out.loc[i, "control_verdict"] = pick["verdict"]
     if isinstance(positive_control, pd.DataFrame) and not {"batch", "passed"} <= set(
         positive_control.columns
     ):
@@ -278,4 +313,7 @@ def _control_for_pairs(
         out.loc[user, "control_source"] = "user verdict"
         out.loc[user, "control_sample_id"] = ""
         out.loc[user, "control_passed"] = out.loc[user, "batch"].map(verdicts).astype("boolean")
+        out.loc[user, "control_verdict"] = np.where(
+            out.loc[user, "control_passed"].astype(bool), "passed", "failed"
+        )
     return out

@@ -17,8 +17,10 @@ from __future__ import annotations
 __all__ = [
     "CAVEATS",
     "CONTEXT_INTERPRETATION",
+    "CONTEXT_READING",
     "EVIDENCE",
     "KEY_CAVEAT",
+    "PRO_TUMOUR_TEXT",
     "SHORT_CAVEAT",
     "caveats_comment",
     "caveats_text",
@@ -84,12 +86,30 @@ EVIDENCE: dict[str, str] = {
     "mouse": "exploratory: AREG has not been shown in mouse NK cells",
 }
 
-#: ``interpretation`` of a row by context code (tumour, peri-tumour, glucocorticoid)
+#: label of each context code in a row's ``interpretation``
 CONTEXT_INTERPRETATION: dict[str, str] = {
     "tumour": "tumour tissue",
     "peri-tumour": "peri-tumour tissue",
     "glucocorticoid": "glucocorticoid exposure",
+    "glucocorticoid unknown": "glucocorticoid exposure unknown",
     "glucocorticoid condition": "a glucocorticoid stimulation condition",
+}
+
+#: the words every pro-tumour reading of a context ends with
+PRO_TUMOUR_TEXT = "pro-tumour and immunosuppressive, not repair"
+
+#: what each context means for an AREG+ NK row (Wei et al., Adv Sci 2025): its own reason
+CONTEXT_READING: dict[str, str] = {
+    "tumour": "NK cells in tumours make more AREG than NK beside them (Wei et al., Adv Sci "
+    f"2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it; Wei "
+    f"et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+    "glucocorticoid": "glucocorticoids induce NK AREG through their receptor NR3C1 (Wei et al., "
+    f"Adv Sci 2025), so AREG+ NK here may be steroid-induced: {PRO_TUMOUR_TEXT}",
+    "glucocorticoid unknown": "glucocorticoids, routine in cancer treatment, induce pro-tumour "
+    "NK AREG through NR3C1 (Wei et al., Adv Sci 2025): that reading cannot be excluded here",
+    "glucocorticoid condition": "the condition adds a glucocorticoid, which induces NK AREG "
+    f"through NR3C1 (Wei et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
 }
 
 

@@ -15,7 +15,10 @@ positive control and the condition may flag (config ``[flag] conditions``); each
 the numbers, the rule that raised it or the rules that failed. Every row carries its
 ``evidence`` (human: reported, Wang 2023; mouse: exploratory) and, in tumour / peri-tumour
 tissue, after glucocorticoid exposure or in a glucocorticoid condition, the
-``interpretation`` that AREG+ NK there may be pro-tumour (Wei 2025). A CD56bright vs CD56dim
+``interpretation`` of that context (each context its own reason that AREG+ NK there may be
+pro-tumour, Wei 2025; unknown exposure: that reading cannot be excluded). Exposure is the
+sheet's ``glucocorticoid`` or else read from its ``treatment`` text, and every flag states
+it (``glucocorticoid``, ``glucocorticoid_source``). A CD56bright vs CD56dim
 read-out per tube (``bright_dim``) is reported, never used as a rule (see
 :mod:`nkflow.tl.caveats`).
 """
@@ -36,6 +39,7 @@ from ..io.pairing import ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import add_context, bright_dim, evidence, interpretation
 from ._score_messages import NOTES, RULES, message_for, worded
+from ._score_names import contains_condition
 from ._score_parts import (
     _NUMERIC_RULES,
     PAIR_KEY,
@@ -319,11 +323,21 @@ def score(
     s["population"] = pairs["population"].to_numpy()
     s["flaggable"] = [cfg.is_flaggable(p) for p in s["population"]]
     s["condition_may_flag"] = [cfg.condition_may_flag(k) for k in s["condition"]]
-    for col in ("species", "tissue_kind", "glucocorticoid", "treatment", "context"):
+    for col in (
+        "species",
+        "tissue_kind",
+        "glucocorticoid",
+        "glucocorticoid_source",
+        "treatment",
+        "context",
+    ):
         s[col] = pairs[col].fillna("").astype(str).to_numpy()
     s["exploratory"] = (s["species"] == "mouse").to_numpy()
     s["evidence"] = [evidence(sp) for sp in s["species"]]
-    s["interpretation"] = [interpretation(ctx) for ctx in s["context"]]
+    s["interpretation"] = [
+        interpretation(ctx, src)
+        for ctx, src in zip(s["context"], s["glucocorticoid_source"], strict=True)
+    ]
     for col in ("n_events", "n_areg"):
         s[f"{col}_stim"] = pairs[f"{col}_stim"].to_numpy(float)
         s[f"{col}_unstim"] = pairs[f"{col}_unstim"].to_numpy(float)
@@ -347,6 +361,7 @@ def score(
     s["control_net"] = pairs["control_net"].to_numpy(float)
     s["control_ci_low"] = pairs["control_ci_low"].to_numpy(float)
     s["control_passed"] = pairs["control_passed"].astype("boolean").to_numpy()
+    s["control_verdict"] = pairs["control_verdict"].fillna("").astype(str).to_numpy()
 
     no_areg = pairs["n_areg_stim"].isna().to_numpy() | (
         has_unstim & pairs["n_areg_unstim"].isna().to_numpy()
@@ -391,7 +406,9 @@ def score(
         if has_unstim[i] and not no_areg[i]:
             f += [r for r in _NUMERIC_RULES if res[r][i]]
         if cfg.require_positive_control:
-            if not ctl_known[i]:
+            if s["control_verdict"].iat[i] == "insufficient":
+                f.append("POSITIVE_CONTROL_INSUFFICIENT")
+            elif not ctl_known[i]:
                 f.append("POSITIVE_CONTROL_MISSING")
             elif not ctl_pass[i]:
                 f.append("POSITIVE_CONTROL_FAILED")
@@ -420,6 +437,14 @@ def score(
     s["caveat"] = SHORT_CAVEAT
 
     records = s.to_dict("records")
+    # a condition with an inhibitor of NK AREG (TGF-beta): a flag there is unexpected
+    inhibited = np.array(
+        [contains_condition(k, cfg.inhibitor_conditions) for k in s["condition"]], dtype=bool
+    )
+    control_events = pairs[["control_n_events", "control_baseline_n_events"]].to_numpy(float)
+    for record, value, events in zip(records, inhibited, control_events, strict=True):
+        record["inhibitor_condition"] = bool(value)
+        record["control_n_events"], record["control_baseline_n_events"] = events
     flags = s[
         [
             "batch",
@@ -436,6 +461,7 @@ def score(
             "exploratory",
             "tissue_kind",
             "glucocorticoid",
+            "glucocorticoid_source",
             "treatment",
             "context",
         ]
@@ -468,6 +494,8 @@ def score(
     notes = []
     for i in range(len(s)):
         note = ["UNSTIM_ABOVE_STIM"] if below[i] else []
+        if inhibited[i] and responsive[i]:
+            note.append("INHIBITOR_CONDITION")
         bad = [names[k] for k, m in mismatch.items() if m[i]]
         if bad:
             note.append("THRESHOLD_MISMATCH:" + ",".join(bad))
@@ -493,6 +521,7 @@ def score(
         "ifng_net",
         "control_source",
         "control_passed",
+        "control_verdict",
         "control_net",
         "control_ci_low",
         "evidence",
