@@ -286,6 +286,24 @@ def test_ranking_is_within_batch_and_only_for_flaggable():
     assert pd.isna(s.loc["ILC", "order_rank"])
 
 
+def test_gated_populations_are_ranked_apart_from_the_metaclusters():
+    """A gated row's order_score moved with --random-state and the sheet's order: it was
+    z-scored together with the metaclusters of a random clustering fit."""
+    counts, meta = basic()
+    alone = score(counts, meta).scores.set_index("population")
+    clusters = pd.DataFrame([count_row("s", "metacluster:1", 500, 60, 5, 5),
+                             count_row("u", "metacluster:1", 500, 5, 5, 5),
+                             count_row("s", "metacluster:2", 300, 3, 30, 5),
+                             count_row("u", "metacluster:2", 300, 3, 3, 5)])  # fmt: skip
+    both = score(pd.concat([counts, clusters], ignore_index=True), meta).scores
+    both = both.set_index("population")
+    assert both.loc["metacluster:1", "flaggable"]  # ranked, in a family of its own
+    for column in ("order_score", "order_rank"):
+        pd.testing.assert_series_equal(alone.loc[["NK", "CD56dim"], column],
+                                       both.loc[["NK", "CD56dim"], column])  # fmt: skip
+    assert both.loc["metacluster:1", "order_rank"] == 1
+
+
 def test_mouse_defaults_chosen_from_sheet():
     counts, meta = basic()
     meta["species"] = "mouse"

@@ -123,8 +123,8 @@ _SCORE_SETTINGS = {
     "confidence": "interval coverage {}",
     "residency_population": "residency read from the {} gate of the unstimulated tube",
     "residency_in_score": "residency in the ordering score: {}",
-    "ranking": "within-batch and -condition ordering score z(AREG_net) + z(RI), for "
-    "ordering only: {}",
+    "ranking": "within-batch and -condition ordering score z(AREG_net) + z(RI), gated "
+    "populations and metaclusters ranked apart, for ordering only: {}",
     "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
     "interpretation): {}",
     "inhibitor_conditions": "conditions with an inhibitor of NK AREG, where a flag is "

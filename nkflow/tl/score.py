@@ -421,7 +421,11 @@ def score(
     if cfg.ranking and len(s):
         ok = s["flaggable"].to_numpy() & np.isfinite(s["areg_net"].to_numpy())
         sub = s[ok]
-        within = ["batch", "condition"]  # conditions are never ranked against each other
+        # conditions are never ranked against each other, nor gated populations against
+        # metaclusters: those come from a random fit, and ranked together a gated row's
+        # score moved with the clustering's random state and the sheet's order
+        clustered = sub["population"].astype(str).str.startswith("metacluster:")
+        within = [sub["batch"], sub["condition"], clustered.rename("metacluster")]
         z = sub.groupby(within)["areg_net"].transform(_zscore) + sub.groupby(within)[
             "ri"
         ].transform(_zscore)
