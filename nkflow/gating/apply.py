@@ -389,6 +389,7 @@ def fmo_thresholds(
                     ci_low=lo,
                     ci_high=hi,
                     rule=f"fmo p{pct:g}",
+                    evidence="fmo",
                     control_file=str(row["file"]),
                     n_events=ne,
                     gate=on,
