@@ -9,6 +9,7 @@ overrides file to a ``--resume`` redoes only the samples its scope matches.
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from nkflow.config import RunConfig, replace_values
 from nkflow.gating.apply import BORROWED, gate_batch, listed_thresholds
-from nkflow.pipeline import gate_files
+from nkflow.pipeline import gate_files, run
 
 ROOT = Path(__file__).resolve().parents[1]
 STIMULATED = ("D1_blood_pre_stim", "D1_liver_pre_stim", "PC_ILC_stim")
@@ -115,3 +116,30 @@ def test_every_evidence_value_written_is_documented(tiny_run, document: str) -> 
     assert "sample_quantile" in values  # the tiny batch's function markers without an FMO
     named = {re.sub(r"^reference:.*", "reference:<population>", v) for v in values}
     assert {v for v in named if f"`{v}`" not in text} == set()
+
+
+@pytest.mark.parametrize(
+    ("scope", "redone"),
+    [
+        ('tissue = "liver"', {"D1_liver_pre_unstim", "D1_liver_pre_stim"}),
+        ('sample_id = "D1_liver_pre_stim"', {"D1_liver_pre_stim"}),
+    ],
+)
+def test_adding_an_overrides_file_redoes_only_the_samples_in_its_scope(
+    tiny_batch: Path, tiny_run, tmp_path: Path, fast_config: RunConfig, scope: str, redone: set
+) -> None:
+    """The overrides file's rows brought a column (value_linear) into every sample's
+    batch-level thresholds, so every sample's fingerprint changed and all were redone."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    before = {p.parent.name: p.read_bytes() for p in (out / "work").glob("*/result.json")}
+    path = tmp_path / "ov.toml"
+    path.write_text(f'set_by = "A. Analyst"\n[[threshold]]\ngate = "NK"\nmarker = "CD69"\n'
+                    f'value_linear = 1200.0\n{scope}\nreason = "FMO tube clogged"\n')  # fmt: skip
+    config = replace_values(fast_config, {"gating.overrides": str(path)})
+    resumed = run(tiny_batch, out, config=config, resume=True)
+    after = {p.parent.name: p.read_bytes() for p in (out / "work").glob("*/result.json")}
+    changed = {name.rsplit("-", 1)[0] for name in before if before[name] != after[name]}
+    assert changed == redone
+    manual = resumed.thresholds[resumed.thresholds["rule"] == "manual"]
+    assert set(manual["sample_id"]) <= redone and len(manual)
