@@ -251,6 +251,15 @@ def _thresholds(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
             [("", "", "B2", "fmo p99.5"), ("", "", "B1", "fmo p99.5")],
             "were set once per batch (B1, B2)",
         ),
+        (  # a stimulated tube's row for its partner's cut-off: not from its own events
+            [
+                ("", "", "", "fmo p99.5"),
+                ("s1", "", "", "valley"),
+                ("s2", "", "", "unstimulated tube: quantile (fmo fallback)"),
+            ],
+            "; 1 threshold(s) were set per sample from its own events and 1 taken by a "
+            "stimulated tube from its unstimulated partner.",
+        ),
     ],
 )
 def test_methods_text_says_where_this_batch_set_its_thresholds(rows, expected) -> None:

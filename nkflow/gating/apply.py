@@ -68,11 +68,14 @@ __all__ = [
     "fmo_thresholds",
     "gate",
     "gate_batch",
+    "listed_thresholds",
     "require_transformed",
     "resolve_channel",
 ]
 
 logger = logging.getLogger(__name__)
+#: the rule prefix of a cut-off a stimulated tube took from its unstimulated partner
+BORROWED = "unstimulated tube: "
 
 
 def gate(
@@ -267,9 +270,25 @@ def borrow_unstim_thresholds(
     for t in unstim_thresholds:
         key = (str(t.get("gate", "")), str(t.get("marker")))
         if "fmo fallback" in str(t.get("rule", "")) and key not in covered:
-            borrowed.append({**t, "sample_id": "", "rule": f"unstimulated tube: {t['rule']}",
+            borrowed.append({**t, "sample_id": "", "rule": f"{BORROWED}{t['rule']}",
                              "control_file": control_file})  # fmt: skip
     return borrowed
+
+
+def listed_thresholds(recorded: list[dict[str, Any]], sample_id: str) -> list[dict[str, Any]]:
+    """The rows a tube adds to the thresholds table: those it set, those it borrowed.
+
+    A batch-level threshold (FMO, batch pool: ``sample_id`` empty) is listed once for the
+    batch, not per tube that applied it. A cut-off borrowed from the unstimulated partner
+    (:func:`borrow_unstim_thresholds`) holds for this tube alone: listed under its id.
+    ``nkflow run``, ``nkflow gate`` and :func:`gate_batch` alike.
+    """
+    out = []
+    for t in recorded:
+        own = str(t.get("sample_id", "") or "") == sample_id
+        if own or str(t.get("rule", "")).startswith(BORROWED):
+            out.append(t if own else {**t, "sample_id": sample_id})
+    return out
 
 
 @dataclass
@@ -281,7 +300,8 @@ class BatchGatingResult:
     populations
         The populations tables of every gated sample, concatenated (docs/contracts.md).
     thresholds
-        The thresholds table: FMO thresholds (``sample_id == ""``), then each sample's.
+        The thresholds table: FMO thresholds (``sample_id == ""``), then each sample's
+        (:func:`listed_thresholds`: with the cut-offs borrowed from its partner).
     drift
         :func:`compare_thresholds` of the data-driven thresholds (not ``density`` or
         ``fixed`` rules), per tissue, gate, marker and batch.
@@ -389,6 +409,7 @@ def fmo_thresholds(
                     ci_low=lo,
                     ci_high=hi,
                     rule=f"fmo p{pct:g}",
+                    evidence="fmo",
                     control_file=str(row["file"]),
                     n_events=ne,
                     gate=on,
@@ -521,14 +542,15 @@ def gate_batch(
             own = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
             unstim_thresholds[key] = (str(row["file"]), own)
         tables.append(table)
-        per = pd.DataFrame(adata.uns["nkflow"]["thresholds"], columns=THRESHOLD_COLUMNS)
-        thr.append(per[per["sample_id"] == sid])
+        listed = listed_thresholds(adata.uns["nkflow"]["thresholds"], sid)
+        thr.append(pd.DataFrame(listed, columns=THRESHOLD_COLUMNS))
         if on_sample is not None:
             on_sample(sid, adata, table)
         del adata
     populations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     thresholds = pd.concat(thr, ignore_index=True)
-    data_driven = ~thresholds["rule"].astype(str).str.startswith(("density", "fixed"))
+    # a borrowed cut-off is its partner's again: drift is on the values each tube found
+    data_driven = ~thresholds["rule"].astype(str).str.startswith(("density", "fixed", BORROWED))
     drift = compare_thresholds(thresholds[data_driven], max_shift=max_shift)
     return BatchGatingResult(populations=populations, thresholds=thresholds, drift=drift)
 

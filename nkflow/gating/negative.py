@@ -19,6 +19,9 @@ evidence used is recorded in the thresholds table (``evidence`` column):
     known to be negative for the marker: the FMO percentile of the marker in it.
 ``sample_valley``
     The sample's own valley: two peaks, the lower one negative.
+``sample_quantile``
+    A percentile of the sample itself (a function marker's ``quantile`` fallback without an
+    FMO): its top events are positive by construction, nothing told the negative peak.
 ``mirror``
     The sample's lowest peak taken as negative (the last resort; for a ``pool = true``
     marker it is used only when nothing above identified the negative peak, and a warning
@@ -62,6 +65,7 @@ EVIDENCE = (
     "batch_pool",
     "reference:<population>",
     "sample_valley",
+    "sample_quantile",
     "mirror",
     "manual",
 )
@@ -70,7 +74,10 @@ POOL_CAP = 5000
 
 
 def evidence_of(rule_used: str) -> str:
-    """The evidence a per-sample rule rests on: ``sample_valley``, ``mirror`` or the rule."""
+    """The evidence a per-sample rule rests on: ``sample_valley``, ``sample_quantile``, ``mirror``.
+
+    Any other rule (``fixed``, ``insufficient events``) is its own evidence.
+    """
     if rule_used.startswith(("valley", "gmm")):
         return "sample_valley"
     if rule_used.startswith("mirror"):

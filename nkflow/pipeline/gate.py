@@ -309,7 +309,7 @@ class _Gated:
 
 def _gate_one(job: _GateJob) -> _Gated:
     """Read, QC, compensate, transform and gate one tube; its warnings come back with it."""
-    from ..gating.apply import borrow_unstim_thresholds, gate
+    from ..gating.apply import borrow_unstim_thresholds, gate, listed_thresholds
 
     cfg, sid = job.task.config, job.task.sample_id
     with warnings.catch_warnings(record=True) as caught:
@@ -333,27 +333,10 @@ def _gate_one(job: _GateJob) -> _Gated:
     pops = [p["name"] for p in nk["gating"]["populations"]]
     return _Gated(
         table=table,
-        thresholds=_own_thresholds(nk.get("thresholds", []), sid),
+        thresholds=listed_thresholds(nk.get("thresholds", []), sid),
         members=adata.obs[pops].reset_index(drop=True) if job.events else None,
         n_events=int(adata.n_obs),
         cuts=cuts,
         transform=dict(nk.get("transform", {})),
         warnings=[(w.category, str(w.message)) for w in own_warnings(caught, sid)],
     )
-
-
-def _own_thresholds(recorded: list[dict[str, Any]], sample_id: str) -> list[dict[str, Any]]:
-    """The thresholds a tube lists: those it set, and those it took from its partner.
-
-    A batch-level threshold (FMO, batch pool: ``sample_id`` empty) is listed once for the
-    batch, not once per tube that applied it. A cut-off borrowed from the unstimulated
-    partner (rule ``unstimulated tube: ...``, naming the partner's file) holds for this
-    tube alone, so it is listed under the tube's id.
-    """
-    out = []
-    for t in recorded:
-        if str(t.get("sample_id", "") or "") == sample_id:
-            out.append(t)
-        elif str(t.get("rule", "")).startswith("unstimulated tube:"):
-            out.append({**t, "sample_id": sample_id})
-    return out

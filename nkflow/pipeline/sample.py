@@ -26,7 +26,7 @@ from .._seeds import sample_seed
 from .._version import __version__
 from ..config import RunConfig
 from ..exceptions import NkflowWarning, PanelWarning
-from ..gating.apply import fmo_thresholds, gate
+from ..gating.apply import fmo_thresholds, gate, listed_thresholds
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
@@ -367,10 +367,8 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
         "compensation": nk.get("compensation", {}),
         "gating": {k: v for k, v in nk.get("gating", {}).items() if k != "populations"},
         "populations": _records(populations),
-        # only the thresholds this sample set itself; batch-level (FMO) ones are reported once
-        "thresholds": [
-            t for t in nk.get("thresholds", []) if str(t.get("sample_id", "")) == task.sample_id
-        ],
+        # those it set and those it borrowed; batch-level (FMO) ones are reported once
+        "thresholds": listed_thresholds(nk.get("thresholds", []), task.sample_id),
         "counts": _records(counts),
         "warnings": sorted(
             {f"{w.category.__name__}: {w.message}" for w in own_warnings(caught, task.sample_id)}

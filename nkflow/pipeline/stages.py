@@ -206,7 +206,9 @@ def run_prepared(
     if scoring:
         state.progress("scoring", 0, 1)
         counts = counts[counts["sample_id"].astype(str).isin(ok)]
-        result = score(counts, analysed, config=definitions)
+        # the whole sheet: a tube that failed still makes its pair key ambiguous, as for
+        # the cut-offs the run borrowed (RunState.ambiguous_keys) and `nkflow check`
+        result = score(counts, state.meta, config=definitions)
         names = _population_labels(clustering)
         tables["scores"] = result.scores.assign(
             label=result.scores["population"].map(names).fillna(result.scores["population"])

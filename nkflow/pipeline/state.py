@@ -20,6 +20,7 @@ from ..config import RunConfig
 from ..exceptions import FCSReadError, NkflowError, OutputFolderError
 from ..gating.apply import borrow_unstim_thresholds
 from ..gating.fmo_pool import pool_fmo_replicates, warn_small_controls
+from ..gating.thresholds import THRESHOLD_COLUMNS
 from ..io import check_batch, read_batch
 from ..io.pairing import (
     PAIR_KEY,
@@ -298,7 +299,12 @@ class RunState:
             .astype(str)
             .isin(["", str(row["sample_id"])])
         ]
-        records = sel.drop(columns=["template"]).to_dict("records")
+        # without the columns only other rows have (an overrides file's value_linear): a
+        # sample's thresholds, and so its --resume fingerprint, are the rows that reach it
+        records = [
+            {k: v for k, v in r.items() if k in THRESHOLD_COLUMNS or not _missing(v)}
+            for r in sel.drop(columns=["template"]).to_dict("records")
+        ]
         return nearest_controls_first(records, row, self._origin_of_file)
 
     def _paired(self, row: pd.Series) -> tuple[str, dict] | None:
@@ -421,3 +427,8 @@ class RunState:
             sid = str(row["sample_id"])
             rows.append(self.status.get(sid) or status_row(row, "skipped", "NOT_RUN", "not run"))
         return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def _missing(value: Any) -> bool:
+    """A cell a frame filled in: ``None`` or NaN (not a list or a text)."""
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))

@@ -316,9 +316,14 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
     """
     if thresholds is None or thresholds.empty or "sample_id" not in thresholds.columns:
         return ""
-    own = thresholds["sample_id"].fillna("").astype(str) != ""
-    shared = thresholds[~own].fillna("")
+    listed = thresholds["sample_id"].fillna("").astype(str) != ""
+    borrowed = thresholds.get("rule", pd.Series("", thresholds.index)).astype(str)
+    borrowed = listed & borrowed.str.startswith("unstimulated tube:")  # its partner's cut-off
+    own, shared = listed & ~borrowed, thresholds[~listed].fillna("")
     per_sample = f"{int(own.sum())} threshold(s) were set per sample from its own events"
+    if borrowed.any():
+        per_sample += (f" and {int(borrowed.sum())} taken by a stimulated tube from its "
+                       "unstimulated partner")  # fmt: skip
     if shared.empty:
         return f"In this batch no FMO control or batch pool set a threshold: all {per_sample}. "
     rules = shared["rule"].astype(str) if "rule" in shared.columns else pd.Series(dtype=str)
@@ -334,7 +339,7 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
     else:
         where = "once for the whole run (the sheet gives no tissue or batch)"
     text = f"In this batch {len(shared)} threshold(s) from {' and '.join(origins)} were set {where}"
-    return text + (f"; {per_sample}. " if own.any() else ". ")
+    return text + (f"; {per_sample}. " if listed.any() else ". ")
 
 
 def _plan_sentence(plan: Mapping[str, Any]) -> str:

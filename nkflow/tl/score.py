@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..exceptions import ConfigError, MetadataError
 from ..io.metadata import is_stimulated
-from ..io.pairing import ambiguous_pair_keys
+from ..io.pairing import SAMPLE_ROLES, ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import add_context, bright_dim, evidence, interpretation
 from ._score_messages import NOTES, RULES, message_for, worded
@@ -154,14 +154,15 @@ def _metadata(metadata: pd.DataFrame | str | Path) -> pd.DataFrame:
     dup = meta["sample_id"][meta["sample_id"].duplicated()].unique()
     if len(dup):
         raise MetadataError(where, [f"sample_id {s!r} appears more than once" for s in dup])
-    role, stim = meta["role"].str.lower(), meta["stimulation"].str.lower()
-    # `role` says stim/unstim; `stimulation` names the condition (io.metadata.is_stimulated)
+    role = meta["role"].str.lower()
+    # `role` says stim/unstim; `stimulation` names the condition (io.metadata.is_stimulated);
+    # any other sample tube is resting (io.pairing.is_resting): the rule run and check pair by
     kind = np.select(
         [
             role.str.startswith(("fmo:", "single_stain:")) | (role == "unstained"),
             role == "positive_control",
             meta.apply(is_stimulated, axis=1).to_numpy(dtype=bool),
-            (role == "unstim") | ((stim == "unstim") & role.isin(["", "sample"])),
+            role.isin(SAMPLE_ROLES),
         ],
         ["control_stain", "positive_control", "stim", "unstim"],
         default="other",
