@@ -190,11 +190,48 @@ def test_a_file_whose_own_markers_contradict_fails_alone() -> None:
 
 def test_a_sheet_species_is_evidence_of_its_own(tmp_path: Path) -> None:
     rows = {"h": {"file": "h.fcs", "species": "human"}, "m": {"file": "m.fcs", "species": ""}}
-    told = batch_species(rows, {"h": ["NK1.1"], "m": ["NK1.1"]}, needed=True)
+    told = batch_species(rows, {"h": ["CD3"], "m": ["NK1.1"]}, needed=True)
     assert told.species == {"h": "human", "m": "mouse"} and told.inferred == {"m": "mouse"}
     assert told.mix_text() == (
         "this batch mixes mouse (m.fcs: NK1.1) and human (h.fcs: species column) files"
     )
+
+
+@pytest.mark.parametrize(
+    ("sheet", "markers", "refused"),
+    [
+        ("human", ["NK1.1", "CD49b (DX5)", "CD3e"], True),  # a mouse panel called human
+        ("mouse", ["CD56", "HLA-DR", "CD3"], True),  # a human panel called mouse
+        ("human", ["CD56", "NK1.1"], False),  # both told: the sheet decides
+        ("mouse", ["CD3", "CD19"], False),  # nothing told: the sheet decides
+    ],
+)
+def test_a_sheet_species_the_files_own_markers_contradict_is_not_believed(
+    sheet: str, markers: list[str], refused: bool
+) -> None:
+    """A mouse batch whose sheet said human was gated with the human template and its
+    AREG+ NK flagged with human evidence (exploratory=False, 'reported in human NK')."""
+    told = batch_species({"f": {"file": "f.fcs", "species": sheet}}, {"f": markers}, needed=True)
+    assert ("f" in told.refused) is refused
+    if refused:
+        assert f"the sheet says {sheet}, but the file's markers (" in str(told.refused["f"])
+        assert "correct the sheet's 'species' column" in str(told.refused["f"])
+    else:
+        assert told.species == {"f": sheet}
+
+
+def test_a_mouse_batch_whose_sheet_says_human_is_not_analysed(
+    sample_data: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mouse"
+    shutil.copytree(sample_data / "mouse", folder)
+    sheet = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
+    sheet["species"] = "human"
+    sheet.to_csv(folder / "metadata.csv", index=False)
+    result = CliRunner().invoke(main, ["check", str(folder)])
+    assert result.exit_code == 1
+    assert "the sheet says human, but the file's markers (" in result.output
+    assert "NK1.1" in result.output and "correct the sheet's 'species' column" in result.output
 
 
 # --------------------------------------------------------------------------- D4

@@ -1,5 +1,10 @@
 """The species of each file of a batch: the sheet's, else the one the file's own panel tells.
 
+A sheet species the file's own markers contradict (``human`` beside NK1.1 and no
+human-only marker, or the reverse) is not believed: the file fails on its own, since
+gated with the other species' template and scored with its evidence (human AREG biology
+for mouse NK) its results would be wrong without a word.
+
 :func:`batch_species` is a step of :func:`nkflow.pipeline.plan.plan_batch`. Each file
 without a species in the sheet is judged by its own markers
 (:func:`~nkflow.gating.infer_species`), never by the batch's markers pooled: a batch may
@@ -44,7 +49,8 @@ class BatchSpecies:
         for the sheet's, ``[]`` for a species taken from the rest of the batch.
     refused
         ``sample_id -> PanelMismatchError`` for files no species can be given although
-        the template is chosen by species.
+        the template is chosen by species, and for files whose sheet species their own
+        markers contradict (``human`` beside NK1.1 and DX5 and no human-only marker).
     files
         ``sample_id -> file name``, for messages.
     """
@@ -105,10 +111,15 @@ def batch_species(
     told: dict[str, dict[str, list[str]]] = {}
     for sid, row in rows.items():
         sheet = str(row.get("species") or "").strip().lower()
+        own = species_markers(markers[sid])
         if sheet:
+            other = [species for species, seen in own.items() if seen and species != sheet]
+            if other and not own.get(sheet):  # the panel tells the other species only
+                out.refused[sid] = PanelMismatchError(_contradiction(sheet, other[0], own))
+                continue
             out.species[sid], out.evidence[sid] = sheet, ["species column"]
             continue
-        told[sid] = species_markers(markers[sid])
+        told[sid] = own
         kinds = [species for species, seen in told[sid].items() if seen]
         if len(kinds) == 1:
             out.species[sid] = out.inferred[sid] = kinds[0]
@@ -123,6 +134,16 @@ def batch_species(
         elif needed:
             out.refused[sid] = PanelMismatchError(_untold(markers[sid], evidence, known))
     return out
+
+
+def _contradiction(sheet: str, panel: str, told: Mapping[str, list[str]]) -> str:
+    """Why a file whose sheet species its own markers contradict is not analysed."""
+    return (
+        f"the sheet says {sheet}, but the file's markers ({', '.join(told[panel])}) are "
+        f"{panel}-only and none is {sheet}-only: gated with the {sheet} template and scored "
+        f"with {sheet} evidence, its results would be wrong; correct the sheet's 'species' "
+        "column"
+    )
 
 
 def _untold(markers: Sequence[str], told: Mapping[str, list[str]], known: set[str]) -> str:
