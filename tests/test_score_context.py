@@ -58,7 +58,7 @@ def nk_flag(stimulation: str = "IL-15", **context: str) -> pd.Series:
         ("", "R-CHOP x6", "yes", "prednisone (CHOP)"),
         ("", "Methylprednisolone pulse", "yes", "methylprednisolone"),
         ("unknown", "budesonide inhaler", "yes", "the sheet says unknown"),
-        ("no", "chemotherapy + Dexamethasone", "yes", "although the sheet says no"),
+        ("no", "chemotherapy + Dexamethasone", "unknown", "sheet says no, but the treatment"),
         ("yes", "", "yes", "sheet"),
         ("no", "chemotherapy", "no", "sheet"),
         ("unknown", "chemotherapy", "unknown", "treatment 'chemotherapy'"),
@@ -66,6 +66,11 @@ def nk_flag(stimulation: str = "IL-15", **context: str) -> pd.Series:
         ("", "chemo + dex", "unknown", "'dex' may or may not be a glucocorticoid"),
         ("", "chemotherapy, no dexamethasone", "unknown", "not recorded"),
         ("", "steroid-free regimen", "unknown", "not recorded"),
+        ("no", "steroid-naive", "no", "sheet"),
+        ("no", "no prior steroids", "no", "sheet"),
+        ("no", "not on steroids", "no", "sheet"),
+        ("no", "off steroids since 2019", "no", "sheet"),
+        ("", "chemotherapy; dexamethasone discontinued", "yes", "names dexamethasone"),
         ("", "", "", "not recorded"),
         ("", "dexrazoxane", "unknown", "not recorded"),  # a whole word, not a prefix
     ],
@@ -86,13 +91,15 @@ def test_blank_glucocorticoid_column_reads_the_treatment_text():
     assert "NR3C1" in row["message"] and PRO_TUMOUR_TEXT in row["message"]
 
 
-def test_no_beside_a_steroid_in_the_treatment_warns_and_reads_exposed():
+def test_no_beside_a_steroid_in_the_treatment_warns_and_reads_unknown():
+    """Two records disagree: neither the sheet's 'no' nor the text's steroid is believed
+    over the other; the flag says the pro-tumour reading cannot be excluded."""
     counts, meta = case(glucocorticoid="no", treatment="chemotherapy + prednisolone")
-    with pytest.warns(ContextWarning, match="2 tube.*'no'.*read as exposed"):
+    with pytest.warns(ContextWarning, match="2 tube.*'no'.*read as unknown"):
         flags = score(counts, meta).flags
     row = flags[flags["population"] == "NK"].iloc[0]
-    assert row["glucocorticoid"] == "yes" and row["context"] == "glucocorticoid"
-    assert "although the sheet says no" in row["message"]
+    assert row["glucocorticoid"] == "unknown"
+    assert "the sheet says no, but the treatment names prednisolone" in row["message"]
 
 
 def test_an_agreeing_sheet_does_not_warn():

@@ -554,3 +554,13 @@ def test_a_runs_clustering_does_not_depend_on_the_sheets_row_order(batch):
         out = cluster_batch({sid: (lambda a=batch[sid]: a) for sid in order}, cfg)
         tables.append(out.counts.sort_values(["sample_id", "population"], ignore_index=True))
     pd.testing.assert_frame_equal(*tables)
+
+
+def test_random_state_none_draws_a_seed_and_records_it(batch):
+    """random_state=None raised TypeError once each sample's draw was seeded by its id."""
+    res = _run(batch, per_sample_cap=200, random_state=None, assign=False)
+    seed = res.params["random_state"]
+    assert isinstance(seed, int)
+    again = _run(batch, per_sample_cap=200, random_state=seed, assign=False)
+    assert again.labels == res.labels
+    pd.testing.assert_frame_equal(again.medians, res.medians)

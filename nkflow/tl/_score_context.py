@@ -11,7 +11,7 @@ Split from :mod:`nkflow.tl.score`. The literature behind it (BIOLOGY.md section 
   says that the steroid reading cannot be excluded;
 - glucocorticoid exposure is the sheet's ``glucocorticoid`` column, or else read from the
   ``treatment`` text (one list of steroid names, :mod:`nkflow.tl._score_names`); a ``no``
-  beside a treatment that names a steroid is read as exposed, with a
+  beside a treatment that names a steroid is read as unknown, with a
   :class:`~nkflow.exceptions.ContextWarning`;
 - human CD56bright NK make more AREG than CD56dim (Wang et al., EMBO J 2023), so a tube
   where CD56bright is below CD56dim beyond both intervals is worth a note (not a rule).
@@ -114,9 +114,10 @@ def read_exposure(
     tuple of str
         ``(exposure, source)``. ``exposure`` is ``yes`` / ``no`` / ``unknown`` / ``""`` (not
         recorded; an unrecognised value is kept as given). A treatment that names a
-        glucocorticoid makes it ``yes`` when the column is empty or ``unknown``, and also
-        when the column says ``no`` (the safer reading: a flag then carries the steroid's
-        pro-tumour reading; ``source`` names the contradiction). An empty column beside a
+        glucocorticoid makes it ``yes`` when the column is empty or ``unknown``; beside a
+        column that says ``no`` it makes it ``unknown`` (two records disagree: a flag then
+        says the steroid's pro-tumour reading cannot be excluded; ``source`` names the
+        contradiction). An empty column beside a
         treatment that names none (or only an ambiguous abbreviation such as ``dex``) reads
         ``unknown``: steroids are routine in cancer treatment. ``source`` says where the
         value came from, in words.
@@ -129,8 +130,8 @@ def read_exposure(
     if named:
         if given == "yes":
             return "yes", f"sheet; treatment names {named}"
-        if given == "no":
-            return "yes", f"treatment names {named} although the sheet says no"
+        if given == "no":  # two records disagree: neither reading can be excluded
+            return "unknown", f"the sheet says no, but the treatment names {named}"
         if given == "unknown":
             return "yes", f"treatment names {named}; the sheet says unknown"
         return "yes", f"treatment names {named}"
@@ -190,15 +191,15 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
     ]
     out["glucocorticoid"] = [value for value, _ in read]
     out["glucocorticoid_source"] = [source for _, source in read]
-    conflict = out.loc[out["glucocorticoid_source"].str.contains("although the sheet says no"),
+    conflict = out.loc[out["glucocorticoid_source"].str.startswith("the sheet says no, but"),
                        "sample_id"].astype(str)  # fmt: skip
     if len(conflict):
         shown = ", ".join(conflict.iloc[:5]) + (" ..." if len(conflict) > 5 else "")
         warnings.warn(
             f"{len(conflict)} tube(s) record glucocorticoid 'no' while their treatment names a "
-            f"glucocorticoid ({shown}): read as exposed, the safer reading (glucocorticoids "
-            "induce pro-tumour AREG in NK cells); correct the sheet's glucocorticoid or "
-            "treatment value",
+            f"glucocorticoid ({shown}): read as unknown, so their flags say the pro-tumour "
+            "reading (glucocorticoids induce pro-tumour AREG in NK cells) cannot be excluded; "
+            "correct the sheet's glucocorticoid or treatment value",
             ContextWarning,
             stacklevel=3,
         )

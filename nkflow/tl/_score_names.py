@@ -52,10 +52,14 @@ AMBIGUOUS_ABBREVIATIONS: tuple[str, ...] = ("dex",)
 TGF_BETA_NAMES: tuple[str, ...] = (
     "TGF-beta", "TGF-beta1", "TGF-beta2", "TGF-beta3", "TGF-b", "TGF-b1", "TGF-b2", "TGF-b3",
 )  # fmt: skip
-#: words just before a steroid name that deny it (``no dexamethasone``) ...
-_DENIED_BEFORE = {"no", "not", "non", "without", "nil", "never"}
-#: ... and just after it (``steroid-free``, ``steroid-sparing``)
-_DENIED_AFTER = {"free", "sparing"}
+#: words up to three before a steroid name that deny it (``no dexamethasone``, ``not on
+#: steroids``, ``no prior steroids``, ``off steroids since 2019``) ...
+_DENIED_BEFORE = {"no", "not", "non", "without", "nil", "never", "off", "none", "denies",
+                  "denied"}  # fmt: skip
+_DENIAL_WINDOW = 3
+#: ... and just after it (``steroid-free``, ``steroid-sparing``, ``steroid-naive``); a
+#: steroid "stopped" or "discontinued" was given, and counts as exposure
+_DENIED_AFTER = {"free", "sparing", "naive"}
 
 
 def condition_key(name: object) -> str:
@@ -104,9 +108,9 @@ def _named(words: list[str], names: dict[str, str]) -> str:
         for key, length in ((word, 1), (pair, 2)):
             if key not in names:
                 continue
-            before = words[i - 1] if i else ""
+            before = set(words[max(0, i - _DENIAL_WINDOW) : i])
             after = words[i + length] if i + length < len(words) else ""
-            if before not in _DENIED_BEFORE and after not in _DENIED_AFTER:
+            if not before & _DENIED_BEFORE and after not in _DENIED_AFTER:
                 return names[key]
     return ""
 
@@ -129,8 +133,9 @@ def steroid_in_treatment(treatment: object, extra: Iterable[str] = ()) -> tuple[
         (:data:`STEROID_NAMES`, :data:`STEROID_WORDS`, or a regimen of
         :data:`STEROID_REGIMENS`: ``"prednisone (CHOP)"``), ``""`` if none; and an
         abbreviation of :data:`AMBIGUOUS_ABBREVIATIONS` found (``"dex"``), else ``""``.
-        A name denied by the word before or after it (``no dexamethasone``,
-        ``steroid-free``) does not count.
+        A name denied by one of the three words before it or by the word after it (``no
+        dexamethasone``, ``not on steroids``, ``steroid-free``, ``steroid-naive``) does
+        not count.
     """
     words = _words(treatment)
     if not words:

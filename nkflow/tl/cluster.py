@@ -394,8 +394,8 @@ def cluster(
         and metaclusters of stimulated and resting tubes would split by stimulation.
     random_state
         Seed for subsampling (each sample's draw seeded by its id), SOM and consensus
-        resampling. The fit does not depend on the order of the samples: they are
-        stacked in sample-id order.
+        resampling; None draws one from fresh entropy (recorded in ``params``). The fit
+        does not depend on the order of the samples: they are stacked in sample-id order.
     key_added
         obs column for the metacluster id.
     assign
@@ -440,6 +440,8 @@ def cluster(
     label_markers = markers + [
         m for m in extra if all((a.var["marker"].astype(str) == m).any() for _, a in pairs)
     ]
+    if random_state is None:  # fresh entropy, drawn once: the samples' draws derive from it
+        random_state = int(np.random.default_rng().integers(2**31 - 1))
     train, train_lab, subset_rows = [], [], []
     # the training rows in sample-id order and each sample's draw seeded by its id: the
     # fit must not depend on the order the samples come in (a sheet's row order)
