@@ -220,6 +220,33 @@ def test_a_sheet_species_the_files_own_markers_contradict_is_not_believed(
         assert told.species == {"f": sheet}
 
 
+def test_a_contradicted_sheet_species_is_kept_with_a_note_when_it_decides_nothing() -> None:
+    """`nkflow gate --template mouse` refused mouse files whose sheet said human although
+    neither the template nor any scoring depended on the sheet's species."""
+    rows = {"f": {"file": "f.fcs", "species": "human"}}
+    told = batch_species(rows, {"f": ["NK1.1", "CD3e"]}, needed=False, scored=False)
+    assert not told.refused and told.species == {"f": "human"}
+    assert "its species is kept as the sheet says" in told.contradicted["f"]
+    scored = batch_species(rows, {"f": ["NK1.1", "CD3e"]}, needed=False, scored=True)
+    assert "scored with human evidence, its results would be wrong" in str(scored.refused["f"])
+    assert "gated with" not in str(scored.refused["f"])
+
+
+def test_the_plan_says_when_a_species_came_from_the_batch_not_the_panel(
+    tmp_path: Path,
+) -> None:
+    """The note read 'species: mouse, inferred from the panel () for 1 file(s)'."""
+    _fcs(tmp_path / "m1.fcs", *MOUSE)
+    _fcs(tmp_path / "m2.fcs", *MOUSE)
+    _fcs(tmp_path / "x.fcs", ["FSC-A", "SSC-A", "B1-A", "R1-A", "Time"],
+         [None, None, "NKp46 PE", "CD3 APC", None])  # fmt: skip
+    plan = plan_batch(read_batch(tmp_path).metadata, MOUSE_TEMPLATE)
+    text = "\n".join(plan.notes)
+    assert "inferred from the panel ()" not in text
+    assert "inferred from the panel (NK1.1, CD3e) for 2 file(s)" in text, text
+    assert "species: mouse, taken from the batch's other files for 1 file(s)" in text, text
+
+
 def test_a_mouse_batch_whose_sheet_says_human_is_not_analysed(
     sample_data: Path, tmp_path: Path
 ) -> None:

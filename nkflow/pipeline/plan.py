@@ -218,27 +218,34 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = N
         del rows[sid]
     own = {sid: _markers(panels[sid]) for sid in rows}
     auto = config.gating.template == "auto"
-    of = batch_species({s: _plain(r) for s, r in rows.items()}, own, needed=auto)
     if pooled is None:
         pooled = config.clustering.enabled or config.scoring.enabled
+    scored = pooled and config.scoring.enabled  # `nkflow gate` (pooled=False) scores nothing
+    of = batch_species({s: _plain(r) for s, r in rows.items()}, own, needed=auto, scored=scored)
+    plan.notes += [f"{of.files[sid]}: {why}" for sid, why in of.contradicted.items()]
     if of.mixed:
         if pooled:
             raise BatchConsistencyError(
                 f"{of.mix_text()}: clustering pools a batch's cells and scoring applies "
                 "one species' definitions, so a run takes one species; run each species as a "
-                "batch of its own (or only gate them: --no-cluster --no-score)"
+                "batch of its own (or only gate them: nkflow gate, or nkflow run --no-cluster "
+                "--no-score)"
             )
         plan.notes.append(f"{of.mix_text()}: each is gated with its species' template")
     refused.update(of.refused)
     told: dict[str, list[str]] = {}  # species inferred -> the markers that told it
+    inherited: dict[str, int] = {}  # species taken from the batch -> files
     for sid, row in rows.items():
         if sid in refused:
             continue
         container, plain = panels[sid], _plain(row)
         if sid in of.inferred:  # the sheet gives none: the panel's is the run's species
             plan.species_of[sid] = plain["species"] = species = of.inferred[sid]
-            seen = told.setdefault(species, [])
-            seen += [m for m in of.evidence[sid] if m not in seen]
+            if of.evidence[sid]:
+                seen = told.setdefault(species, [])
+                seen += [m for m in of.evidence[sid] if m not in seen]
+            else:  # its markers tell none: the species the batch's other files agree on
+                inherited[species] = inherited.get(species, 0) + 1
             # the markers as the samples will be read (mouse CD3e, human CD3); the file's
             # quirks were said at the first read
             with warnings.catch_warnings():
@@ -254,9 +261,13 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = N
         plan.template_of[sid] = name
     plan.notes[:0] = [
         f"species: {species}, inferred from the panel ({', '.join(markers)}) for "
-        f"{sum(s == species for s in plan.species_of.values())} file(s) without a species "
-        "in the sheet"
+        f"{sum(s == species for s in plan.species_of.values()) - inherited.get(species, 0)} "
+        "file(s) without a species in the sheet"
         for species, markers in sorted(told.items())
+    ] + [
+        f"species: {species}, taken from the batch's other files for {n} file(s) without a "
+        "species in the sheet whose markers tell none"
+        for species, n in sorted(inherited.items())
     ]
     refused.update(_resolve_hierarchies(plan, rows, panels))
     plan.unreadable.update(refused)

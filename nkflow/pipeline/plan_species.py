@@ -53,6 +53,9 @@ class BatchSpecies:
         markers contradict (``human`` beside NK1.1 and DX5 and no human-only marker).
     files
         ``sample_id -> file name``, for messages.
+    contradicted
+        ``sample_id -> why``: files whose sheet species their markers contradict but that
+        are kept (a given template, nothing scored), for a plan note.
     """
 
     species: dict[str, str] = field(default_factory=dict)
@@ -60,6 +63,7 @@ class BatchSpecies:
     evidence: dict[str, list[str]] = field(default_factory=dict)
     refused: dict[str, PanelMismatchError] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    contradicted: dict[str, str] = field(default_factory=dict)
 
     @property
     def mixed(self) -> bool:
@@ -90,6 +94,7 @@ def batch_species(
     markers: Mapping[str, Sequence[str]],
     *,
     needed: bool,
+    scored: bool = True,
 ) -> BatchSpecies:
     """Give each file its species: the sheet's, its own panel's, else the batch's.
 
@@ -102,6 +107,10 @@ def batch_species(
     needed
         Whether the template is chosen by species (``gating.template = "auto"``): then a
         file no species can be given is refused (:attr:`BatchSpecies.refused`).
+    scored
+        Whether the run scores the files with their species' evidence. A sheet species
+        the file's own markers contradict is refused when the species picks the template
+        (``needed``) or the scoring; otherwise it is kept with a note.
 
     Returns
     -------
@@ -115,8 +124,11 @@ def batch_species(
         if sheet:
             other = [species for species, seen in own.items() if seen and species != sheet]
             if other and not own.get(sheet):  # the panel tells the other species only
-                out.refused[sid] = PanelMismatchError(_contradiction(sheet, other[0], own))
-                continue
+                why = _contradiction(sheet, other[0], own, needed=needed, scored=scored)
+                if needed or scored:
+                    out.refused[sid] = PanelMismatchError(why)
+                    continue
+                out.contradicted[sid] = why
             out.species[sid], out.evidence[sid] = sheet, ["species column"]
             continue
         told[sid] = own
@@ -136,12 +148,20 @@ def batch_species(
     return out
 
 
-def _contradiction(sheet: str, panel: str, told: Mapping[str, list[str]]) -> str:
+def _contradiction(
+    sheet: str, panel: str, told: Mapping[str, list[str]], *, needed: bool, scored: bool
+) -> str:
     """Why a file whose sheet species its own markers contradict is not analysed."""
+    uses = [f"gated with the {sheet} template"] if needed else []
+    uses += [f"scored with {sheet} evidence"] if scored else []
+    harm = (
+        f"{' and '.join(uses)}, its results would be wrong"
+        if uses
+        else "its species is kept as the sheet says"
+    )
     return (
         f"the sheet says {sheet}, but the file's markers ({', '.join(told[panel])}) are "
-        f"{panel}-only and none is {sheet}-only: gated with the {sheet} template and scored "
-        f"with {sheet} evidence, its results would be wrong; correct the sheet's 'species' "
+        f"{panel}-only and none is {sheet}-only: {harm}; correct the sheet's 'species' "
         "column"
     )
 
