@@ -67,6 +67,7 @@ def nk_flag(stimulation: str = "IL-15", **context: str) -> pd.Series:
         ("", "chemotherapy, no dexamethasone", "unknown", "not recorded"),
         ("", "steroid-free regimen", "unknown", "not recorded"),
         ("no", "steroid-naive", "no", "sheet"),
+        ("", "chemotherapy, dexamethasone withheld", "unknown", "not recorded"),
         ("no", "no prior steroids", "no", "sheet"),
         ("no", "not on steroids", "no", "sheet"),
         ("no", "off steroids since 2019", "no", "sheet"),

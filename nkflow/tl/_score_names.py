@@ -57,9 +57,10 @@ TGF_BETA_NAMES: tuple[str, ...] = (
 _DENIED_BEFORE = {"no", "not", "non", "without", "nil", "never", "off", "none", "denies",
                   "denied"}  # fmt: skip
 _DENIAL_WINDOW = 3
-#: ... and just after it (``steroid-free``, ``steroid-sparing``, ``steroid-naive``); a
-#: steroid "stopped" or "discontinued" was given, and counts as exposure
-_DENIED_AFTER = {"free", "sparing", "naive"}
+#: ... and just after it (``steroid-free``, ``steroid-sparing``, ``steroid-naive``,
+#: ``dexamethasone withheld``); a steroid "stopped" or "discontinued" was given, and counts
+_DENIED_AFTER = {"free", "sparing", "naive", "withheld", "omitted", "avoided",
+                 "contraindicated"}  # fmt: skip
 
 
 def condition_key(name: object) -> str:
