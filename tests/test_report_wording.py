@@ -90,7 +90,7 @@ def test_what_a_response_shows_follows_the_species(species, said) -> None:
 def test_a_flag_says_its_control_ran_under_another_condition(condition, said) -> None:
     flags = pd.DataFrame([FLAG | {"condition": condition}])
     meaning = responses_table(flags, CONTROLS)["meaning in this context"].iloc[0]
-    assert ("run under stim and applied to IL-15" in meaning) == said
+    assert ("run under condition stim and applied to IL-15" in meaning) == said
     html = repair_section({"controls": CONTROLS, "flags": flags}, "", [], [0])
     assert ("positive-control tube was run under condition stim only" in html) == said
 

@@ -286,8 +286,8 @@ def _control_words(row: pd.Series) -> str:
     ran = str(row.get("control_condition") or "")
     if ran and str(row.get("condition")) not in ran.split(", "):
         words += (
-            f", run under {ran} and applied to {row.get('condition')} (the batch's other "
-            "conditions have no control tube of their own)"
+            f", run under condition {ran} and applied to {row.get('condition')} (no control "
+            "tube of this condition in the batch)"
         )
     return words
 

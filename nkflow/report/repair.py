@@ -413,8 +413,8 @@ def _controls_block(controls: pd.DataFrame, scored: pd.DataFrame | None) -> str:
     """The positive controls: what a flag needs of them, the conditions, the table."""
     out = [
         '<p class="lead">A flag needs the batch\'s positive control (ILC gate) to respond, '
-        "net of the unstimulated tube; a control with "
-        f"{esc(CONTROL_INSUFFICIENT)} is <code>insufficient</code>, and no flag stands on it. "
+        "net of the unstimulated tube. An <code>insufficient</code> control had "
+        f"{esc(CONTROL_INSUFFICIENT)}; no flag stands on it. "
         + _CONTROL_COLUMNS.format(insufficient=esc(CONTROL_INSUFFICIENT))
         + "</p>"
     ]
