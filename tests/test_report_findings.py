@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from nkflow.report.findings import (
-    batch_species,
     composition_table,
     findings_section,
     flag_meaning,
     glossary_block,
     not_judged_table,
+    report_species,
     responses_table,
 )
 from nkflow.tl.score import RULES
@@ -92,8 +92,8 @@ def test_responses_list_flagged_rows_with_their_interval() -> None:
 
 def test_not_judged_counts_missing_controls_for_flaggable_rows_only() -> None:
     table = not_judged_table(FLAGS).set_index("rule")
-    assert table.loc["NO_AREG_THRESHOLD", "population x tube rows"] == 1  # not the Cells row
-    assert table.loc["EVENTS_BELOW_MIN", "population x tube rows"] == 1
+    assert table.loc["NO_AREG_THRESHOLD", "population × tube rows"] == 1  # not the Cells row
+    assert table.loc["EVENTS_BELOW_MIN", "population × tube rows"] == 1
     assert "CI_LOWER_NOT_ABOVE_ZERO" not in table.index  # judged, did not respond
 
 
@@ -119,7 +119,7 @@ def test_report_opens_with_findings(tiny_run) -> None:
 def test_meaning_of_a_flag_under_an_inhibitor_says_it_is_unexpected(notes, said) -> None:
     row = FLAGS.iloc[0].copy()
     row["notes"], row["condition"] = notes, "IL-15 + TGF-beta1"
-    assert ("Unexpected under IL-15 + TGF-beta1" in flag_meaning(row)) == said
+    assert ("Unexpected under 'IL-15 + TGF-beta1'" in flag_meaning(row)) == said
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_rows_withheld_for_the_control_are_listed_as_not_judged(rule) -> None:
     """Rows withheld only for the control vanished from 'What could not be judged'."""
     flags = pd.DataFrame({"population": ["NK", "CD56dim"], "failed_rules": [rule, rule]})
     table = not_judged_table(flags).set_index("rule")
-    assert table.loc[rule, "population x tube rows"] == 2
+    assert table.loc[rule, "population × tube rows"] == 2
     assert table.loc[rule, "reason"] == RULES[rule]
     assert table.attrs["distinct_rows"] == 2
     assert "What could not be judged" in findings_section({"flags": flags}, META)
@@ -159,7 +159,7 @@ def test_glossary_follows_the_batch_species(species, has, lacks) -> None:
 def test_findings_read_the_species_from_the_sheet_and_the_panel() -> None:
     mouse = META.assign(species="mouse")
     assert "CD49a+ CD49b(DX5)−" in findings_section({"populations": POPS}, mouse)
-    assert batch_species(META.assign(species=""), {"species_from_panel": {"a.fcs": "mouse"}}) == {
+    assert report_species(META.assign(species=""), {"species_from_panel": {"a.fcs": "mouse"}}) == {
         "mouse"
     }
     empty = findings_section({"populations": POPS.iloc[:0]}, mouse)
@@ -170,7 +170,9 @@ def test_findings_read_the_species_from_the_sheet_and_the_panel() -> None:
     ("exposure", "source", "interpretation", "said"),
     [
         ("no", "sheet", "", "Glucocorticoid exposure: no (sheet)."),
-        ("", "not recorded", "", "Glucocorticoid exposure: not recorded."),
+        ("", "not recorded", "", "Glucocorticoid exposure: not recorded (the sheet names neither"),
+        (float("nan"), float("nan"), "", "Glucocorticoid exposure: not recorded (the sheet"),
+        ("nan", "nan", "", "Glucocorticoid exposure: not recorded (the sheet names"),
         ("yes", "treatment names dexamethasone",
          "context: glucocorticoid exposure (treatment names dexamethasone): ...",
          "Context: glucocorticoid exposure (treatment names dexamethasone)"),

@@ -163,7 +163,7 @@ def test_methods_text_names_every_parameter():
         "k = 10",
         "random_state = 0",
         "20000 cells per sample",
-        "≥ 1 percentage points",
+        "≥ 1 percentage point;",
         "≥ 10 AREG+ events",
         "RI > 0.5",
         "positive-control population ILC",

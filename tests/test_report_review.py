@@ -200,7 +200,7 @@ def test_flag_summary_counts_rows_and_populations_and_not_judged_rows_are_distin
         {"failed_rules": ["EVENTS_BELOW_MIN;AREG_EVENTS_BELOW_MIN", "AREG_EVENTS_BELOW_MIN", ""]}
     )
     table = not_judged_table(failing)
-    assert table["population x tube rows"].sum() == 3
+    assert table["population × tube rows"].sum() == 3
     assert table.attrs["distinct_rows"] == 2
     from nkflow.report.findings import findings_section
 

@@ -84,14 +84,15 @@ def test_a_flag_names_its_own_gate_when_the_batch_has_no_control_tube():
     assert nk["areg_responsive"]
     assert "own ILC gate; the batch has no positive-control tube" in nk["message"]
     meaning = flag_meaning(nk)
-    assert "own ILC gate as positive control (the batch had no positive-control tube)" in meaning
+    said = "positive control (this stimulated tube's own ILC gate; the batch has no "
+    assert said + "positive-control tube)" in meaning
 
 
 @pytest.mark.parametrize(
     ("source", "said"),
     [
         ("positive_control tube", "the batch's positive-control tube"),
-        ("stimulated tube's own gate", "the batch had no positive-control tube"),
+        ("stimulated tube's own gate", "the batch has no positive-control tube"),
         ("user verdict", "verdict given for the batch"),
         ("", "no positive control (none was required)"),
     ],
@@ -109,7 +110,7 @@ def test_report_and_methods_say_the_batch_had_no_control_tube():
     assert "b1 had no dedicated positive-control tube" in html
     text = scoring_sentence({}, {}, meta, tables)
     assert "had no dedicated positive-control tube" in text
-    assert "1 positive-control evaluation(s) had too few events" in text
+    assert "1 positive-control evaluation(s) were insufficient, with too few events" in text
 
 
 @pytest.mark.parametrize(

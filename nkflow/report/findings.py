@@ -18,6 +18,9 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..pl.populations import phenotype_rows
+from ..tl._score_context import exposure_statement
+from ..tl._score_messages import control_words, inhibitor_sentence
+from ..tl.caveats import combined_reading
 from ..tl.score import RULES
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
@@ -25,10 +28,12 @@ from .tables import esc, html_table, is_empty
 __all__ = [
     "GLOSSARY",
     "MOUSE_GLOSSARY",
-    "batch_species",
+    "control_conditions",
     "findings_section",
     "glossary",
     "glossary_block",
+    "report_species",
+    "response_statement",
 ]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
@@ -62,8 +67,8 @@ GLOSSARY = (
      "donor, tissue, timepoint and batch"),
     ("positive control", "a tube or gate known to make AREG (ILC gate by default); a flag "
      "needs it to respond"),
-    ("CD56bright / CD56dim", "the two main human NK subsets; CD56bright make most AREG "
-     "(Wang 2023)"),
+    ("CD56bright / CD56dim", "the two main human NK subsets; CD56bright NK are more often "
+     "AREG+ than CD56dim (Wang 2023)"),
     ("trNK", "tissue-resident NK: CD69+ with a tissue integrin or chemokine receptor "
      "(CD49a, CD103, CXCR6), read from the unstimulated tube"),
     ("circNK", "circulating NK: NK outside the trNK gate"),
@@ -72,6 +77,11 @@ GLOSSARY = (
     ("repair-biased", "AREG-responsive and RI above the cut-off: a hypothesis to test"),
     ("metacluster", "a cluster of NK cells with a shared marker profile (SOM + consensus)"),
     ("BH", "Benjamini-Hochberg adjustment of p-values (false discovery rate)"),
+    ("glucocorticoid_source", "where a tube's glucocorticoid exposure was read: 'sheet' (the "
+     "glucocorticoid column), 'treatment names dexamethasone' (a steroid named in the "
+     "treatment text), 'prednisone (CHOP)' (a regimen that contains a steroid: CHOP "
+     "contains prednisone), or both ('sheet; treatment names ...'); 'not recorded' when "
+     "the sheet gives neither"),
 )  # fmt: skip
 
 
@@ -85,10 +95,10 @@ MOUSE_GLOSSARY = (
      "positive-control gate"),
 )  # fmt: skip
 #: terms of human NK only (mouse NK carry no CD56; the mouse template has no circNK gate)
-HUMAN_ONLY = ("CD56bright / CD56dim", "circNK")
+_HUMAN_ONLY = ("CD56bright / CD56dim", "circNK")
 
 
-def batch_species(
+def report_species(
     metadata: pd.DataFrame | None, provenance: Mapping[str, object] | None = None
 ) -> set[str]:
     """The species of a batch's tubes: the sheet's, and the panel's for tubes without one.
@@ -129,7 +139,7 @@ def glossary(species: set[str] | None = None) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for term, text in GLOSSARY:
         if kinds == {"mouse"}:
-            if term not in HUMAN_ONLY:
+            if term not in _HUMAN_ONLY:
                 out.append((term, mouse.get(term, text)))
         elif term in mouse:
             out += [(f"{term} (human)", text), (f"{term} (mouse)", mouse[term])]
@@ -146,7 +156,7 @@ def glossary_block(species: set[str] | None = None) -> str:
     Parameters
     ----------
     species
-        The batch's species (:func:`batch_species`); definitions follow it.
+        The batch's species (:func:`report_species`); definitions follow it.
 
     Returns
     -------
@@ -231,32 +241,92 @@ def _cut_text(ri_cut: float | None) -> str:
     return f"this run's cut-off, {float(cut):g}"
 
 
-#: which positive control a flag was judged against, by ``control_source``
-_CONTROL_SOURCES = {
-    "positive_control tube": "the batch's positive-control tube",
-    "stimulated tube's own gate": "its own ILC gate as positive control (the batch had no "
-    "positive-control tube)",
-    "user verdict": "a positive-control verdict given for the batch",
-}
+def control_conditions(flags: pd.DataFrame, controls: pd.DataFrame | None) -> pd.Series:
+    """The condition(s) each flag row's positive-control tube was stimulated under.
+
+    ``controls.csv`` keeps the control tube's ``condition``; a flags row judged against
+    the batch's positive-control tube gets the batch's control-tube conditions (``""``
+    when it stood on another control, or the tables do not say).
+
+    Parameters
+    ----------
+    flags
+        Flags rows (``batch``, ``control_source``).
+    controls
+        ``tables/controls.csv`` (``batch``, ``condition``, ``control_source``), or None.
+
+    Returns
+    -------
+    pandas.Series
+        Comma-separated conditions, indexed like ``flags``.
+    """
+    out = pd.Series("", index=flags.index, dtype=object)
+    need = {"batch", "condition", "control_source"}
+    if is_empty(controls) or not need <= set(controls.columns) or "batch" not in flags:
+        return out
+    tubes = controls[controls["control_source"].astype(str) == "positive_control tube"]
+    by_batch = {
+        str(b): ", ".join(dict.fromkeys(part["condition"].fillna("").astype(str)))
+        for b, part in tubes.groupby("batch", sort=False)
+    }
+    source = flags.get("control_source", pd.Series("", index=flags.index)).astype(str)
+    mapped = flags["batch"].astype(str).map(by_batch).fillna("")
+    return mapped.where(source == "positive_control tube", "")
 
 
 def _control_words(row: pd.Series) -> str:
-    """The positive control a flag stood on: the batch's tube, the tube's own gate ..."""
+    """The positive control a flag stood on, and the condition a control tube was run under."""
     if "control_source" not in row.index:  # a table from before the column existed
         return "positive control"
-    source = str(row.get("control_source") or "").strip()
-    if not source or source.lower() == "nan":
+    words = control_words(row.get("control_source"))
+    if not words:
         return "no positive control (none was required)"
-    return _CONTROL_SOURCES.get(source, f"positive control ({source})")
+    if row.get("control_source") != "positive_control tube":
+        return f"positive control ({words})"
+    ran = str(row.get("control_condition") or "")
+    if ran and str(row.get("condition")) not in ran.split(", "):
+        words += (
+            f", run under condition {ran} and applied to {row.get('condition')} (no control "
+            "tube of this condition in the batch)"
+        )
+    return words
 
 
 def _exposure(row: pd.Series) -> str:
-    """``"no (sheet)"``, ``"not recorded"``: a flags row's glucocorticoid exposure."""
-    texts = [str(row.get(c) or "").strip() for c in ("glucocorticoid", "glucocorticoid_source")]
-    value, source = ("" if v.lower() == "nan" else v for v in texts)
-    if not value:
-        return "not recorded"
-    return f"{value} ({source})" if source else value
+    """``"no (sheet)"``, ``"not recorded (...)"``: a flags row's glucocorticoid exposure."""
+    value, source = (row.get(c) for c in ("glucocorticoid", "glucocorticoid_source"))
+    value, source = ("" if pd.isna(v) or str(v).lower() == "nan" else v for v in (value, source))
+    stated = exposure_statement(value, source)
+    if stated == "not recorded":
+        return "not recorded (the sheet names neither an exposure nor a treatment)"
+    return stated
+
+
+def response_statement(species: set[str]) -> str:
+    """What a response shows in this batch: AREG+ NK (human), an observation (mouse).
+
+    Parameters
+    ----------
+    species
+        The batch's species (:func:`report_species`).
+
+    Returns
+    -------
+    str
+        One sentence.
+    """
+    human = "A response proves AREG+ NK in this assay, not repair."
+    mouse = (
+        "Mouse NK have not been shown to make AREG, so a response is an exploratory "
+        "observation in this assay."
+    )
+    if species == {"mouse"}:
+        return mouse
+    if "mouse" in species:
+        return (
+            f"Human rows: {human[0].lower()}{human[1:]} Mouse rows: {mouse[0].lower()}{mouse[1:]}"
+        )
+    return human
 
 
 def flag_meaning(row: pd.Series) -> str:
@@ -291,12 +361,9 @@ def flag_meaning(row: pd.Series) -> str:
         parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
     text = "; ".join(parts)
     if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
-        text += (
-            f". Unexpected under {row.get('condition')}, which contains an inhibitor of NK "
-            "AREG (TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its "
-            "cut-off and the culture"
-        )
-    context = str(row.get("interpretation") or "").strip()
+        sentence = inhibitor_sentence(row.get("condition"))
+        text += f". {sentence[0].upper()}{sentence[1:]}"
+    context = combined_reading(str(row.get("interpretation") or "").strip())
     if context.lower() == "nan":
         context = ""
     if context:
@@ -308,13 +375,15 @@ def flag_meaning(row: pd.Series) -> str:
     return text + "."
 
 
-def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
+def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.DataFrame:
     """Flagged (AREG-responsive) populations with net response, RI and meaning.
 
     Parameters
     ----------
     flags
         ``tables/flags.csv``: one row per population and stimulated tube.
+    controls
+        ``tables/controls.csv``: the condition each positive-control tube was run under.
 
     Returns
     -------
@@ -328,6 +397,7 @@ def responses_table(flags: pd.DataFrame) -> pd.DataFrame:
     hit = flags[flags["areg_responsive"].astype(bool)]
     if hit.empty:
         return pd.DataFrame()
+    hit = hit.assign(control_condition=control_conditions(hit, controls))
     blank = pd.Series("", index=hit.index)
     biased = hit.get("repair_biased", pd.Series(False, index=hit.index))
     out = pd.DataFrame(
@@ -370,7 +440,7 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
             counts[code] = counts.get(code, 0) + 1
     table = pd.DataFrame(
         [
-            {"reason": RULES.get(c, c), "rule": c, "population x tube rows": n}
+            {"reason": RULES.get(c, c), "rule": c, "population × tube rows": n}
             for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
         ]
     )
@@ -414,7 +484,7 @@ def findings_section(
         The RI cut-off the scoring used (provenance ``scoring.ri_cut``); None when the
         run does not record it, and the text then names the default.
     species
-        The batch's species (:func:`batch_species`: the sheet's, then the panel's); None
+        The batch's species (:func:`report_species`: the sheet's, then the panel's); None
         reads the sheet's. The glossary's trNK/ILC definitions follow it.
 
     Returns
@@ -423,7 +493,7 @@ def findings_section(
         The section's HTML.
     """
     if species is None:
-        species = batch_species(metadata)
+        species = report_species(metadata)
     out = [glossary_block(species)]
     populations = tables.get("populations")
     comp = (
@@ -447,7 +517,9 @@ def findings_section(
         )
     out.append(html_table(comp, empty=_no_composition(species)))
     flags = tables.get("flags")
-    responses = responses_table(flags) if flags is not None else pd.DataFrame()
+    responses = (
+        responses_table(flags, tables.get("controls")) if flags is not None else pd.DataFrame()
+    )
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
     if is_empty(flags):
         why = nothing_scored_reasons(
@@ -468,8 +540,8 @@ def findings_section(
             f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
             "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
             "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
-            f"repair-biased = AREG-responsive and RI above {_cut_text(ri_cut)}. A response "
-            "proves AREG+ NK in this assay, not repair.</p>"
+            f"repair-biased = AREG-responsive and RI above {_cut_text(ri_cut)}. "
+            f"{response_statement(species)}</p>"
         )
         out.append(html_table(responses, source="tables/flags.csv"))
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()

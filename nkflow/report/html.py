@@ -18,7 +18,7 @@ import pandas as pd
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from .figures import FigureItem, encode_figures, figure_png
-from .findings import batch_species, findings_section
+from .findings import findings_section, report_species
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
 from .repair import KEY_CAVEAT, repair_section
 from .sections import (
@@ -306,6 +306,7 @@ def render_html(
         sub.append(f"run {when}")
 
     methods = methods_text(cfg, prov, tabs, metadata=metadata)
+    species = report_species(metadata, prov)
     sections = [
         (
             "findings",
@@ -314,7 +315,7 @@ def render_html(
                 tabs,
                 metadata,
                 ri_cut=(prov.get("scoring") or {}).get("ri_cut"),
-                species=batch_species(metadata, prov),
+                species=species,
             ),
             "What differs between tissues and timepoints, which NK populations responded, and "
             "what could not be judged; the evidence follows.",
@@ -352,7 +353,7 @@ def render_html(
         (
             "repair",
             "Repair profile",
-            repair_section(tabs, caveats, by_section.get("repair", []), counter),
+            repair_section(tabs, caveats, by_section.get("repair", []), counter, species=species),
             "AREG response against controls, polarisation, clearance and residency, with the "
             "flags and the rule behind each.",
         ),

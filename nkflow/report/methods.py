@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..gating.apply import BORROWED
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
 from .tables import split_qc
 
@@ -318,7 +319,7 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
         return ""
     listed = thresholds["sample_id"].fillna("").astype(str) != ""
     borrowed = thresholds.get("rule", pd.Series("", thresholds.index)).astype(str)
-    borrowed = listed & borrowed.str.startswith("unstimulated tube:")  # its partner's cut-off
+    borrowed = listed & borrowed.str.startswith(BORROWED)  # its partner's cut-off
     own, shared = listed & ~borrowed, thresholds[~listed].fillna("")
     per_sample = f"{int(own.sum())} threshold(s) were set per sample from its own events"
     if borrowed.any():

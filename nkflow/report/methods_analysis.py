@@ -15,8 +15,15 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import NkflowError
+from ..tl._score_messages import CONTROL_INSUFFICIENT
 
-__all__ = ["clustering_sentence", "nothing_scored_reasons", "scoring_sentence"]
+__all__ = [
+    "clustering_sentence",
+    "control_tube_conditions",
+    "nothing_scored_reasons",
+    "own_gate_batches",
+    "scoring_sentence",
+]
 
 
 def _num(value: Any) -> str:
@@ -103,17 +110,24 @@ def clustering_sentence(
 
 #: Flag criteria (all must hold), in the order they are worded.
 _FLAG_RULES = {
-    "min_net": "AREG net response (stim − unstim) ≥ {} percentage points",
+    "min_net": "AREG net response (stim − unstim) ≥ {} percentage point{s}",
     "min_areg_events": "≥ {} AREG+ events in the stimulated tube",
     "min_events": "≥ {} events in the population in both tubes",
-    "require_fmo_threshold": "an AREG cut-off from an FMO control required: {}",
-    "require_positive_control": "the batch's positive control responded (required: {})",
+    "require_fmo_threshold": (
+        "the AREG cut-off was set on an FMO control",
+        "the AREG cut-off came from an FMO control or, where none was given, a fallback rule "
+        "(an FMO was not required)",
+    ),
+    "require_positive_control": (
+        "the batch's positive control responded",
+        "a responding positive control was not required",
+    ),
     "control_population": "positive-control population {}",
-    "control_min_net": "positive-control net response ≥ {} percentage points",
+    "control_min_net": "positive-control net response ≥ {} percentage point{s}",
     "control_min_areg_events": "positive control ≥ {} AREG+ events",
     "control_min_events": "positive control ≥ {} events",
     "populations": "the population is one of the flaggable ones ({})",
-    "conditions": "the stimulation condition may raise a flag ({})",
+    "conditions": "the stimulation condition may raise a flag ({}; * = every condition)",
 }
 #: Other score definitions.
 _SCORE_SETTINGS = {
@@ -136,14 +150,18 @@ _SCORE_SETTINGS = {
 _SKIP_KEYS = ("source", "enabled", "definitions", "species")
 
 
-def _definition_text(key: str, value: Any, labels: Mapping[str, str]) -> str:
+def _definition_text(key: str, value: Any, labels: Mapping[str, str | tuple[str, str]]) -> str:
     if isinstance(value, Mapping):
         value = ", ".join(f"{k}={_num(v)}" for k, v in value.items())
     elif isinstance(value, list | tuple):
         value = ", ".join(map(str, value))
+    if isinstance(value, bool) and isinstance(labels.get(key), tuple):
+        return labels[key][0 if value else 1]  # a switch reads as what it required
     shown = _ordinal(value) if key == "percentile" else _num(value)
     label = labels.get(key)
-    return label.format(shown) if label else f"{key} = {shown}"
+    if isinstance(label, tuple):  # a switch given as text: say it with its value
+        return f"{label[0]}: {shown}"
+    return label.format(shown, s="" if shown == "1" else "s") if label else f"{key} = {shown}"
 
 
 def _scoring_definitions(
@@ -293,7 +311,8 @@ def scoring_sentence(
     else:
         text += (
             "Human blood NK cells have been reported to make AREG (Wang et al., EMBO J 2023; "
-            "most in CD56bright, induced by IL-2/IL-15), so the CD56bright versus CD56dim AREG "
+            "CD56bright NK more often AREG+ than CD56dim, induced by IL-2/IL-15), so the "
+            "CD56bright versus CD56dim AREG "
             "net is reported per tube as a consistency read-out; mouse NK cells have not been "
             "shown to make AREG and mouse AREG scores are labelled exploratory. "
         )
@@ -301,13 +320,16 @@ def scoring_sentence(
     text += (
         "Glucocorticoid exposure was taken from the sheet's glucocorticoid column or, where "
         "that was empty, read from the treatment text (generic steroid names, and regimens "
-        "that contain one such as CHOP; a 'no' beside a treatment naming a steroid was read "
-        "as exposed, with a warning), and every flag states it. Rows from tumour or "
+        "that contain one, such as CHOP, which contains prednisone; a 'no' beside a treatment "
+        "naming a steroid was read as unknown, since the sheet says no but the treatment names "
+        "one, with a warning), and every flag states it. Rows from tumour or "
         "peri-tumour tissue, glucocorticoid-exposed samples or a glucocorticoid condition "
-        "carry the reading of that context (tumour NK make more AREG; glucocorticoids induce "
-        "it through NR3C1; Wei et al., Adv Sci 2025): AREG+ NK may be pro-tumour and "
-        "immunosuppressive there, not repair. Where exposure was unknown, or not recorded "
-        "after a treatment, the flag says that reading cannot be excluded. "
+        "carry the reading of that context (tumour NK make more AREG, in skin tumours; "
+        "glucocorticoids induce it through NR3C1; Wei et al., Adv Sci 2025): AREG+ NK may be "
+        "pro-tumour and immunosuppressive there, not repair. Where exposure was unknown (a "
+        "treatment named without a recorded exposure, or the two records disagree), the flag "
+        "says that reading cannot be excluded; where the sheet names neither an exposure nor "
+        "a treatment, the flag says 'not recorded'. "
     )
     return text
 
@@ -334,13 +356,65 @@ def _unflaggable_text(populations: Any, scores: pd.DataFrame | None) -> str:
     return text + ". "
 
 
+def own_gate_batches(controls: pd.DataFrame | None) -> list[str]:
+    """The batches without a positive-control tube, whose tubes' own ILC gate stood in.
+
+    Parameters
+    ----------
+    controls
+        ``tables/controls.csv`` (``batch``, ``control_source``), or None.
+
+    Returns
+    -------
+    list of str
+        Sorted batch names (empty when the table does not say).
+    """
+    if controls is None or controls.empty or "control_source" not in controls.columns:
+        return []
+    if "batch" not in controls.columns:
+        return []
+    own = controls["control_source"].astype(str) == "stimulated tube's own gate"
+    return sorted(set(controls.loc[own, "batch"].astype(str)))
+
+
+def control_tube_conditions(
+    controls: pd.DataFrame | None, scored: pd.DataFrame | None
+) -> list[tuple[str, str, list[str]]]:
+    """Batches whose positive-control tube was run under other conditions than it judged.
+
+    Parameters
+    ----------
+    controls
+        ``tables/controls.csv`` (``batch``, ``condition``, ``control_source``).
+    scored
+        The scores or flags (``batch``, ``condition``): the conditions each batch scored.
+
+    Returns
+    -------
+    list of (str, str, list of str)
+        ``(batch, control tube condition(s), other conditions it was applied to)``.
+    """
+    need = {"batch", "condition"}
+    if controls is None or controls.empty or scored is None or scored.empty:
+        return []
+    if not need | {"control_source"} <= set(controls.columns) or not need <= set(scored):
+        return []
+    tubes = controls[controls["control_source"].astype(str) == "positive_control tube"]
+    out = []
+    for batch, part in tubes.groupby(tubes["batch"].astype(str), sort=True):
+        ran = list(dict.fromkeys(part["condition"].fillna("").astype(str)))
+        mine = scored.loc[scored["batch"].astype(str) == batch, "condition"].astype(str)
+        others = [c for c in dict.fromkeys(mine) if c not in ran]
+        if others:
+            out.append((str(batch), ", ".join(ran), others))
+    return out
+
+
 def _control_source_text(controls: pd.DataFrame | None) -> str:
     """Which positive control the batches had: a dedicated tube, or each tube's ILC gate."""
     if controls is None or controls.empty or "control_source" not in controls.columns:
         return ""
-    source = controls["control_source"].astype(str)
-    batch = controls["batch"].astype(str) if "batch" in controls.columns else source
-    own = sorted(set(batch[source == "stimulated tube's own gate"]))
+    own = own_gate_batches(controls)
     text = ""
     if own:
         text += (
@@ -351,8 +425,7 @@ def _control_source_text(controls: pd.DataFrame | None) -> str:
         short = int((controls["verdict"].astype(str) == "insufficient").sum())
         if short:
             text += (
-                f"{short} positive-control evaluation(s) had too few events to be judged "
-                "(insufficient: neither passed nor failed) and the populations resting on them "
-                "were not judged. "
+                f"{short} positive-control evaluation(s) were insufficient, with "
+                f"{CONTROL_INSUFFICIENT}; the populations resting on them were not judged. "
             )
     return text

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..tl.caveats import KEY_CAVEAT
+from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
+from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM, combined_reading
 from .figures import FigureItem
+from .methods_analysis import control_tube_conditions, own_gate_batches
 from .sections import gallery
 from .tables import esc, fmt_value, html_table, is_empty
 
@@ -111,8 +113,14 @@ def text_blocks(text: str) -> str:
     return "".join(out)
 
 
-def caveats_block(caveats: str) -> str:
-    """The prominent caveats box (the key statement always comes first)."""
+def caveats_block(caveats: str, species: set[str] | None = None) -> str:
+    """The prominent caveats box (the key statement always comes first).
+
+    A batch of mouse tubes only reads that it has no CD56bright/CD56dim read-out in place
+    of the human expectation (mouse NK carry no CD56).
+    """
+    if species == {"mouse"}:
+        caveats = str(caveats or "").replace(BRIGHT_DIM_READOUT, MOUSE_BRIGHT_DIM)
     return (
         '<div class="caveat" id="caveats"><h3>Caveats: read before interpreting</h3>'
         f'<p class="key">{esc(KEY_CAVEAT)}</p>{text_blocks(caveats or "")}</div>'
@@ -168,6 +176,15 @@ def _flagged_count(passed: pd.DataFrame) -> str:
     return f"{n} population × tube {rows} ({pops} population{'' if pops == 1 else 's'})"
 
 
+def _context(row: pd.Series) -> str:
+    """A flag row's context reading, with the TGF-β note when its condition inhibits AREG."""
+    context = row.get("interpretation", "")
+    text = combined_reading(context) if isinstance(context, str) else ""
+    if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
+        text = "; ".join(filter(None, [text, inhibitor_sentence(row.get("condition"))]))
+    return text
+
+
 def _flag_summary(flags: pd.DataFrame) -> str:
     col = _passed_column(flags)
     if col is None:
@@ -199,8 +216,8 @@ def _flag_summary(flags: pd.DataFrame) -> str:
             bits.append(esc(interval))
         if row.get("exploratory") is True or row.get("exploratory") is np.True_:
             bits.append("<b>exploratory (mouse: AREG not shown in mouse NK)</b>")
-        context = row.get("interpretation", "")
-        if isinstance(context, str) and context:
+        context = _context(row)
+        if context:
             bits.append(f'<span class="context"><b>{esc(context)}</b></span>')
         items.append(f"<li>{' — '.join(bits)}</li>")
     return (
@@ -279,7 +296,28 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
     return "".join(out)
 
 
-def _side_by_side(scores: pd.DataFrame) -> str:
+def _inducers(species: set[str] | None, flags: pd.DataFrame | None) -> str:
+    """What the side-by-side table is read with: the species' inducers, TGF-β flags."""
+    human = "IL-2 and IL-15 are the reported natural inducers of human NK AREG (Wang 2023)"
+    mouse = "no natural inducer of mouse NK AREG is reported (mouse NK have not been shown to "
+    mouse += "make AREG)"
+    kinds = set(species or ()) & {"human", "mouse"}
+    said = mouse if kinds == {"mouse"} else f"{human}; {mouse}" if len(kinds) == 2 else human
+    text = f"{said[0].upper()}{said[1:]}. "
+    if not is_empty(flags) and "notes" in flags.columns and "condition" in flags.columns:
+        hit = flags["notes"].fillna("").astype(str).str.contains("INHIBITOR_CONDITION")
+        conditions = list(dict.fromkeys(flags.loc[hit, "condition"].astype(str)))
+        if conditions:
+            text += (
+                f"Flags under {', '.join(conditions)} are unexpected: the condition contains "
+                "an inhibitor of NK AREG (TGF-β1 blocks it; Wang et al., EMBO J 2023). "
+            )
+    return text
+
+
+def _side_by_side(
+    scores: pd.DataFrame, species: set[str] | None = None, flags: pd.DataFrame | None = None
+) -> str:
     """Flaggable populations (rows) by stimulation condition (columns): median AREG net."""
     need = {"condition", "population", "areg_net"}
     if is_empty(scores) or not need <= set(scores.columns):
@@ -312,9 +350,9 @@ def _side_by_side(scores: pd.DataFrame) -> str:
         '<p class="lead">Median (range) AREG net in percentage points (pp) over the '
         "stimulated tubes of each "
         "condition, each against its own unstimulated partner, and how many tubes were "
-        "flagged. IL-2 and IL-15 are the reported natural inducers of NK AREG; PMA/ionomycin "
-        "is supraphysiological; AREG induced by a glucocorticoid condition may be pro-tumour."
-        "</p>" + html_table(pd.DataFrame(rows), source="tables/scores.csv")
+        f"flagged. {esc(_inducers(species, flags))}PMA/ionomycin is supraphysiological; AREG "
+        "induced by a glucocorticoid condition may be pro-tumour.</p>"
+        + html_table(pd.DataFrame(rows), source="tables/scores.csv")
     )
 
 
@@ -331,8 +369,8 @@ def _bright_dim_block(table: pd.DataFrame | None) -> str:
     cols = [c for c in _BRIGHT_DIM_COLUMNS if c in table.columns]
     return (
         "<h3>Consistency: CD56bright vs CD56dim AREG</h3>"
-        '<p class="lead">Human blood CD56bright NK make more AREG than CD56dim (Wang et al., '
-        "EMBO J 2023), so the CD56bright net is expected to be at least the CD56dim net. "
+        '<p class="lead">Human blood CD56bright NK are more often AREG+ than CD56dim (Wang et '
+        "al., EMBO J 2023), so the CD56bright net is expected to be at least the CD56dim net. "
         f"{below} tube(s) show CD56bright below CD56dim beyond both intervals. This is a "
         "read-out to check gates and cut-offs, not a flag rule.</p>"
         + html_table(
@@ -343,19 +381,75 @@ def _bright_dim_block(table: pd.DataFrame | None) -> str:
 
 def _no_control_tube_note(controls: pd.DataFrame) -> str:
     """Say which batches had no positive-control tube (each tube's own ILC gate stood in)."""
-    if "control_source" not in controls.columns or "batch" not in controls.columns:
-        return ""
-    own = controls["control_source"].astype(str) == "stimulated tube's own gate"
-    batches = sorted(set(controls.loc[own, "batch"].astype(str)))
+    batches = own_gate_batches(controls)
     if not batches:
         return ""
     return (
         f'<p class="note">Batch(es) {esc(", ".join(batches))} had no dedicated positive-control '
-        "tube: each stimulated tube's own ILC gate served as its positive control. Its ILC "
-        "gate is small in blood and digests, so such controls are often insufficient; one "
-        "biological AREG+ control tube per batch (ILC2 with IL-33, or Tregs with IL-18/IL-33) "
-        "is recommended.</p>"
+        "tube: each stimulated tube's own ILC gate served as its positive control. ILCs are "
+        "rare in blood and in tissue digests, so that gate often holds too few events and "
+        "such controls are often insufficient; one AREG+ control tube per batch is "
+        "recommended: ILC2 (e.g. stimulated with IL-33) in the ILC gate, or Tregs (e.g. with "
+        "IL-18/IL-33), which are CD3+ and so need their own CD3+CD4+CD25+FOXP3+ gate.</p>"
     )
+
+
+#: what the positive-controls table's columns hold
+_CONTROL_COLUMNS = (
+    "<code>condition</code>: the condition the control was stimulated under; "
+    "<code>n_events</code>: events in the control gate of the control tube; "
+    "<code>n_areg</code>: AREG+ events among them; <code>baseline_n_events</code>: events in "
+    "the control gate of the unstimulated tube it is judged against "
+    "(<code>baseline_sample_id</code>); <code>net</code>, <code>ci_low</code>, "
+    "<code>ci_high</code>: its AREG net (pp) and interval; <code>verdict</code>: "
+    "<code>passed</code> (responded), <code>failed</code> (had the events and did not "
+    "respond), <code>insufficient</code> ({insufficient}), <code>no baseline</code> (no "
+    "unstimulated tube to judge it against); <code>failed_rules</code>: the rules behind a "
+    "verdict other than passed."
+)
+
+
+def _controls_block(controls: pd.DataFrame, scored: pd.DataFrame | None) -> str:
+    """The positive controls: what a flag needs of them, the conditions, the table."""
+    out = [
+        '<p class="lead">A flag needs the batch\'s positive control (ILC gate) to respond, '
+        "net of the unstimulated tube. An <code>insufficient</code> control had "
+        f"{esc(CONTROL_INSUFFICIENT)}; no flag stands on it. "
+        + _CONTROL_COLUMNS.format(insufficient=esc(CONTROL_INSUFFICIENT))
+        + "</p>"
+    ]
+    for batch, ran, others in control_tube_conditions(controls, scored):
+        out.append(
+            f'<p class="note">Batch {esc(batch)}: the positive-control tube was run under '
+            f"condition {esc(ran)} only and is applied to the batch's other condition(s) "
+            f"({esc(', '.join(others))}): it shows that the AREG stain works in the batch, "
+            "not that those conditions reach the control cells.</p>"
+        )
+    out.append(_no_control_tube_note(controls))
+    shown = controls.drop(columns=["passed"]) if "verdict" in controls.columns else controls
+    out.append(html_table(shown, labels=_LABELS, cell_class=_cell, source="tables/controls.csv"))
+    return "".join(out)
+
+
+def _scores_shown(scores: pd.DataFrame, flags: pd.DataFrame | None) -> pd.DataFrame:
+    """The scores with each context said once and the TGF-β note of flagged rows."""
+    if "interpretation" not in scores.columns:
+        return scores
+    out = scores.copy()
+    keys = ["sample_id", "population"]
+    notes = pd.Series("", index=out.index)
+    if not is_empty(flags) and {*keys, "notes"} <= set(flags.columns) and set(keys) <= set(out):
+        by_key = flags.drop_duplicates(keys).set_index(keys)["notes"].fillna("").astype(str)
+        index = pd.MultiIndex.from_frame(out[keys].astype(object))
+        notes = pd.Series(by_key.reindex(index).fillna("").to_numpy(), index=out.index)
+    out["interpretation"] = [
+        _context(pd.Series({"interpretation": str(c) if pd.notna(c) else "", "notes": n,
+                            "condition": cond}))
+        for c, n, cond in zip(
+            out["interpretation"], notes, out.get("condition", notes), strict=True
+        )
+    ]  # fmt: skip
+    return out
 
 
 def repair_section(
@@ -363,27 +457,25 @@ def repair_section(
     caveats: str,
     figures: Sequence[FigureItem],
     counter: list[int],
+    species: set[str] | None = None,
 ) -> str:
-    """Repair profile: caveats, figures, flags with reasons, controls, scores, comparisons."""
-    out = [caveats_block(caveats)]
+    """Repair profile: caveats, figures, flags with reasons, controls, scores, comparisons.
+
+    ``species`` (:func:`~nkflow.report.findings.report_species`) makes the caveats and the
+    conditions' lead say only what holds for the batch's species.
+    """
+    out = [caveats_block(caveats, species)]
     if figures:
         out.append(gallery(figures, wide=True, counter=counter))
+    flags = tables.get("flags")
     out.append("<h3>Flags</h3>")
-    out.append(_flags_block(tables.get("flags")))
+    out.append(_flags_block(flags))
     controls = tables.get("controls")
+    scores = tables.get("scores")
     if not is_empty(controls):
         out.append("<h3>Positive controls</h3>")
-        out.append(
-            '<p class="lead">A flag needs the batch\'s positive control (ILC gate) to '
-            "respond, net of the unstimulated tube. A control with too few events is "
-            "<code>insufficient</code>: not judged, neither passed nor failed, and no flag "
-            "stands on it.</p>"
-        )
-        out.append(_no_control_tube_note(controls))
-        out.append(html_table(controls, labels=_LABELS, cell_class=_cell,
-                              source="tables/controls.csv"))  # fmt: skip
-    scores = tables.get("scores")
-    out.append(_side_by_side(scores))
+        out.append(_controls_block(controls, scores if scores is not None else flags))
+    out.append(_side_by_side(scores, species, flags))
     out.append(_bright_dim_block(tables.get("bright_dim")))
     out.append("<h3>Repair profile per population</h3>")
     if is_empty(scores):
@@ -405,7 +497,7 @@ def repair_section(
             scores = scores.iloc[order]
         out.append(
             html_table(
-                scores,
+                _scores_shown(scores, flags),
                 columns=_curated(scores, _SCORE_COLUMNS),
                 labels=_LABELS,
                 cell_class=_cell,
@@ -449,7 +541,8 @@ def _exposure_text(row: pd.Series) -> str:
         if k is None or pd.isna(k) or n is None or pd.isna(n) or int(k) == 0:
             continue
         mixed = " (mixed)" if int(k) < int(n) else ""
-        parts.append(f"{when}: {int(k)} of {int(n)} donors{mixed}")
+        donors = "donor" if int(n) == 1 else "donors"
+        parts.append(f"{when}: {int(k)} of {int(n)} {donors}{mixed}")
     return "; ".join(parts) or "none"
 
 

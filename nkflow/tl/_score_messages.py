@@ -15,8 +15,25 @@ import numpy as np
 
 from ._score_config import ScoringConfig
 from ._score_context import EXPLORATORY_PREFIX, exposure_statement
+from .caveats import combined_reading
 
-__all__ = ["NOTES", "RULES", "message_for", "shown", "worded"]
+__all__ = [
+    "CONTROL_INSUFFICIENT",
+    "CONTROL_WORDS",
+    "NOTES",
+    "RULES",
+    "control_words",
+    "inhibitor_sentence",
+    "message_for",
+    "shown",
+    "worded",
+]
+
+#: the one definition of an ``insufficient`` positive control (rule, verdict, report)
+CONTROL_INSUFFICIENT = (
+    "too few events in its gate (stimulated or unstimulated tube), or too few AREG+ events, "
+    "to show a response: not judged, neither passed nor failed"
+)
 
 #: rule codes a flag row can carry, with what they mean
 RULES: dict[str, str] = {
@@ -44,8 +61,7 @@ RULES: dict[str, str] = {
         "gate in the tube, or no unstimulated baseline for it)"
     ),
     "POSITIVE_CONTROL_INSUFFICIENT": (
-        "the positive control had too few events (or too few AREG+ events) to be judged: "
-        "neither passed nor failed, so the population could not be judged"
+        f"the positive control had {CONTROL_INSUFFICIENT}; so the population could not be judged"
     ),
     "POSITIVE_CONTROL_FAILED": (
         "the positive control had the events to show a response and did not respond"
@@ -71,8 +87,8 @@ NOTES: dict[str, str] = {
     ),
     "BRIGHT_BELOW_DIM": (
         "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
-        "CD56bright NK are expected to make at least as much (Wang 2023): a consistency "
-        "read-out, not a rule"
+        "CD56bright NK are more often AREG+ than CD56dim (Wang 2023), so at least as high a "
+        "net is expected: a consistency read-out, not a rule"
     ),
 }
 
@@ -166,12 +182,55 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
     return "not flagged: " + "; ".join(f"{c}: {detail[c]}" for c in failed) + f" [{num}]"
 
 
-#: how a control source reads in a message (the codes stay in ``control_source``)
-_CONTROL_WORDS = {
+#: how a control source reads in a message or the report (the codes stay in
+#: ``control_source``); ``{population}`` is the control gate
+CONTROL_WORDS = {
     "positive_control tube": "the batch's positive-control tube",
     "stimulated tube's own gate": "this stimulated tube's own {population} gate; the batch "
     "has no positive-control tube",
+    "user verdict": "a positive-control verdict given for the batch",
 }
+
+
+def control_words(source: object, population: str = "ILC") -> str:
+    """How a ``control_source`` code reads (:data:`CONTROL_WORDS`; unknown codes as given).
+
+    Parameters
+    ----------
+    source
+        The ``control_source`` value.
+    population
+        The positive-control gate, for the tube's own gate.
+
+    Returns
+    -------
+    str
+        The words, ``""`` for an empty or missing source.
+    """
+    code = str(source or "").strip()
+    if code.lower() == "nan":
+        return ""
+    return CONTROL_WORDS.get(code, code).format(population=population)
+
+
+def inhibitor_sentence(condition: object) -> str:
+    """Why a flag under an AREG-inhibitor condition (TGF-β) is unexpected, in one clause.
+
+    Parameters
+    ----------
+    condition
+        The stimulation condition of the flagged row.
+
+    Returns
+    -------
+    str
+        ``"unexpected under 'IL-15+TGF-b', which contains an inhibitor of NK AREG ..."``.
+    """
+    return (
+        f"unexpected under {str(condition)!r}, which contains an inhibitor of NK AREG "
+        "(TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its cut-off and "
+        "the culture"
+    )
 
 
 def _too_few(row: Mapping[str, Any], cfg: ScoringConfig) -> str:
@@ -188,7 +247,7 @@ def _control_text(row: Mapping[str, Any], population: str = "ILC") -> str:
     source = str(row.get("control_source") or "")
     if not source:
         return "no positive control"
-    where = _CONTROL_WORDS.get(source, source).format(population=population)
+    where = control_words(source, population)
     sample = str(row.get("control_sample_id") or "")
     if sample and sample not in where and source != "stimulated tube's own gate":
         where += f" {sample}"
@@ -217,13 +276,9 @@ def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
         return message
     context = str(row.get("interpretation") or "")
     if context:
-        message += f"; {context}"
+        message += f"; {combined_reading(context)}"
     if row.get("inhibitor_condition"):
-        message += (
-            f"; unexpected under {row['condition']!r}, which contains an inhibitor of NK AREG "
-            "(TGF-β1 blocks it; Wang et al., EMBO J 2023): check the AREG stain, its cut-off "
-            "and the culture"
-        )
+        message += f"; {inhibitor_sentence(row['condition'])}"
     if "glucocorticoid exposure" not in context:
         stated = exposure_statement(row.get("glucocorticoid"), row.get("glucocorticoid_source"))
         message += f"; glucocorticoid exposure: {stated}"

@@ -1,7 +1,8 @@
 """What every repair score must be read with (BIOLOGY.md sections 3, 4 and 6c, in our words).
 
 Corrected with the AREG literature: human blood NK cells make AREG protein (Wang et al.,
-EMBO J 2023;42:e114153), most in CD56bright NK, induced by IL-2, IL-15 or TCF7/WNT and not by
+EMBO J 2023;42:e114153), CD56bright NK more often than CD56dim, induced by IL-2, IL-15 or
+TCF7/WNT and not by
 inflammatory cytokines, inhibited by TGF-beta1; mouse NK cells have not been shown to make it.
 Glucocorticoids induce AREG in NK cells through NR3C1, and AREG+ NK in skin tumours are
 pro-tumour and immunosuppressive (Wei et al., Adv Sci 2025, doi 10.1002/advs.202512620), so
@@ -14,16 +15,21 @@ of every CSV (:func:`caveats_comment`) and in the HTML report.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "BRIGHT_DIM_READOUT",
     "CAVEATS",
     "CONTEXT_INTERPRETATION",
     "CONTEXT_READING",
     "EVIDENCE",
     "KEY_CAVEAT",
+    "MOUSE_BRIGHT_DIM",
     "PRO_TUMOUR_TEXT",
     "SHORT_CAVEAT",
     "caveats_comment",
     "caveats_text",
+    "combined_reading",
 ]
 
 #: one line for figures and the ``caveat`` column of every scored table
@@ -36,18 +42,28 @@ SHORT_CAVEAT = (
 
 #: the statement the report puts first
 KEY_CAVEAT = (
-    "Human blood NK cells make AREG (most in CD56bright, induced by IL-2/IL-15); mouse NK have "
-    "not been shown to, so mouse AREG scores are exploratory. Every assay must still prove "
-    "AREG+ NK against FMO, unstimulated and positive controls, and in tumour tissue or after "
-    "glucocorticoids (e.g. dexamethasone) AREG+ NK may be pro-tumour rather than repair."
+    "Human blood NK cells make AREG (CD56bright NK are more often AREG+ than CD56dim; induced "
+    "by IL-2/IL-15); mouse NK have not been shown to, so mouse AREG scores are exploratory. "
+    "Every assay must still prove AREG+ NK against FMO, unstimulated and positive controls, "
+    "and in tumour tissue or after glucocorticoids (e.g. dexamethasone) AREG+ NK may be "
+    "pro-tumour rather than repair."
+)
+
+#: the CD56bright vs CD56dim read-out (human tubes only; :data:`MOUSE_BRIGHT_DIM` for mouse)
+BRIGHT_DIM_READOUT = (
+    "Expect CD56bright NK to be at least as often AREG+ as CD56dim: nkflow reports that "
+    "comparison per human tube (a consistency read-out, not a flag rule)."
+)
+#: what replaces :data:`BRIGHT_DIM_READOUT` for a batch of mouse tubes only
+MOUSE_BRIGHT_DIM = (
+    "Mouse NK carry no CD56, so mouse tubes have no CD56bright versus CD56dim read-out."
 )
 
 CAVEATS: tuple[str, ...] = (
     "What is reported: human blood NK cells make AREG protein (Wang et al., EMBO J "
-    "2023;42:e114153), more in CD56bright than in CD56dim NK or ILCs; it is induced by IL-2, "
-    "IL-15 or TCF7/WNT signalling, not by inflammatory cytokines, and inhibited by TGF-beta1. "
-    "Expect CD56bright >= CD56dim: nkflow reports that comparison per tube (a consistency "
-    "read-out, not a flag rule).",
+    "2023;42:e114153): CD56bright NK are more often AREG+ than CD56dim NK; it is induced by "
+    "IL-2, IL-15 or TCF7/WNT signalling, not by inflammatory cytokines, and inhibited by "
+    f"TGF-beta1. {BRIGHT_DIM_READOUT}",
     "What is not reported: mouse NK cells have not been shown to make AREG. Mouse AREG scores "
     "and flags are exploratory and labelled so in every table and in the report.",
     "Context decides the meaning: glucocorticoids induce AREG in NK cells through NR3C1, and "
@@ -57,14 +73,16 @@ CAVEATS: tuple[str, ...] = (
     "immunosuppression rather than repair; such rows carry that interpretation beside the flag.",
     "Every assay must still show it: an AREG FMO sets the cut-off, the unstimulated tube of the "
     "same donor, tissue, timepoint and batch sets the background for each stimulation "
-    "condition, and an AREG-producing positive control (ILC2 or Treg in the ILC gate) must "
-    "respond in the same batch before any NK population is flagged.",
+    "condition, and an AREG-producing positive control must respond in the same batch before "
+    "any NK population is flagged: in the tube, the lineage-negative ILC gate (ILC2); a Treg "
+    "control is CD3+ and never in that gate, so it needs its own CD3+CD4+CD25+FOXP3+ gate.",
     "Anti-AREG antibodies for flow cytometry have little independent validation. Confirm with an "
     "AREG-high control and, where possible, AREG in the culture supernatant (ELISA).",
     "Intracellular staining sees the membrane precursor (pro-AREG). ADAM17 sheds it, and the "
     "choice of brefeldin A and/or monensin changes how much stays in the cell.",
     "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD16 and CD62L); "
-    "the natural inducers are IL-2 and IL-15, so score a cytokine condition too. Each condition "
+    "the reported natural inducers of human NK AREG are IL-2 and IL-15, so score a cytokine "
+    "condition too. Each condition "
     "is scored against its own unstimulated partner and shown side by side.",
     "Enzymatic digestion (collagenase) changes CD56 and other epitopes; CD69 rises with "
     "digestion and with stimulation, so residency is read from the unstimulated tube and is "
@@ -100,10 +118,10 @@ PRO_TUMOUR_TEXT = "pro-tumour and immunosuppressive, not repair"
 
 #: what each context means for an AREG+ NK row (Wei et al., Adv Sci 2025): its own reason
 CONTEXT_READING: dict[str, str] = {
-    "tumour": "NK cells in tumours make more AREG than NK beside them (Wei et al., Adv Sci "
-    f"2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
-    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it; Wei "
-    f"et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+    "tumour": "NK cells in tumours make more AREG than NK beside them (in skin tumours, Wei et "
+    f"al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it in skin "
+    f"tumours; Wei et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
     "glucocorticoid": "glucocorticoids induce NK AREG through their receptor NR3C1 (Wei et al., "
     f"Adv Sci 2025), so AREG+ NK here may be steroid-induced: {PRO_TUMOUR_TEXT}",
     "glucocorticoid unknown": "glucocorticoids, routine in cancer treatment, induce pro-tumour "
@@ -111,6 +129,35 @@ CONTEXT_READING: dict[str, str] = {
     "glucocorticoid condition": "the condition adds a glucocorticoid, which induces NK AREG "
     f"through NR3C1 (Wei et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
 }
+
+
+#: the clause each pro-tumour reading ends with (``steroid-induced:`` for the steroid's)
+_CONSEQUENCE = re.compile(
+    r", so AREG\+ NK here may be (?:steroid-induced: )?" + re.escape(PRO_TUMOUR_TEXT)
+)
+
+
+def combined_reading(text: str) -> str:
+    """A context interpretation with the pro-tumour consequence said once.
+
+    Two readings joined (tumour tissue and glucocorticoid exposure) each end "so AREG+ NK
+    here may be pro-tumour and immunosuppressive, not repair"; the joined text keeps each
+    reason and says the consequence once, at the end.
+
+    Parameters
+    ----------
+    text
+        An ``interpretation`` (``"context: tumour tissue: ...; glucocorticoid exposure ..."``).
+
+    Returns
+    -------
+    str
+        ``text`` unchanged when it holds at most one such clause.
+    """
+    text = str(text)
+    if len(_CONSEQUENCE.findall(text)) < 2:
+        return text
+    return _CONSEQUENCE.sub("", text) + f"; on each reading AREG+ NK here may be {PRO_TUMOUR_TEXT}"
 
 
 def caveats_text() -> str:
