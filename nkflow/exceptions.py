@@ -212,10 +212,11 @@ class FCSQuirkWarning(NkflowWarning):
 
 
 class ContextWarning(NkflowWarning):
-    """A sample's recorded context contradicts itself; the safer reading was used.
+    """A sample's recorded context contradicts itself; neither record was believed.
 
     For example ``glucocorticoid`` ``no`` beside a treatment that names a glucocorticoid:
-    read as exposed, and the message names the tubes.
+    read as unknown (the flag says the pro-tumour reading cannot be excluded), and the
+    message names the tubes.
     """
 
 
