@@ -18,8 +18,12 @@ Rules:
   says which markers fell back.
 * Markers whose call is the same in every metacluster are left out of the names (they do
   not tell the clusters apart); CD56 is always kept.
-* Names are made unique by adding the marker that best separates the clashing
-  metaclusters (``hi``/``lo``), then a ``#n`` suffix.
+* Names are made unique by adding, in parentheses, the marker that best separates the
+  clashing metaclusters, ``hi`` when a metacluster's median is above that marker's median
+  over all the metaclusters (the median of their medians) and ``lo`` at or below it, so
+  every ``(Xhi)`` metacluster is above every ``(Xlo)`` one; only markers on which the
+  clashing metaclusters fall on both sides are used. What stays alike gets a ``#n``
+  suffix.
 """
 
 from __future__ import annotations
@@ -318,13 +322,19 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         # would read as an AREG-producing cluster, a claim only the controls can make
         left_out = [*_called_markers(base, medians.columns),
                     *(m for m in FUNCTION_MARKERS if m in medians.columns)]  # fmt: skip
+        # hi/lo against the marker's median over ALL metaclusters, not within the clash:
+        # within it, "(CD127hi)" of one clash sat below "(CD127lo)" of another. So every
+        # "Xhi" metacluster is above every "Xlo" one; a marker on which the clashing
+        # metaclusters all fall on one side cannot tell them apart truthfully
+        reference = medians.drop(columns=left_out).median()
         sub = medians.loc[ks].drop(columns=left_out)
-        if sub.shape[1] == 0:
+        above = sub > reference
+        split = [m for m in sub.columns if above[m].any() and not above[m].all()]
+        if not split:
             continue  # the "#n" suffix below tells them apart
-        marker = str(sub.std().idxmax())
-        mid = float(sub[marker].median())
+        marker = str(sub[split].std().idxmax())
         for k in ks:
-            tag = "hi" if float(sub.loc[k, marker]) > mid else "lo"
+            tag = "hi" if bool(above.loc[k, marker]) else "lo"
             out[k] = f"{base} ({marker}{tag})"
     seen: dict[str, int] = {}
     for k in sorted(out):
