@@ -36,17 +36,28 @@ _THRESHOLDS = {
                 4: "CD56- (NKG2Dhi)",
             },
         ),
-        # no marker puts the clashing pair on both sides of its overall median: numbered
+        # no marker puts either pair on both sides of its overall median (CD127 0.2, NKG2D
+        # 0.75): each pair is compared within itself, in words that say so
         (
             {
                 "CD56": [1, 1, 0, 0],
                 "CD127": [0.3, 0.35, 0.1, 0.05],
-                "NKG2D": [0.9, 0.95, 0.6, 0.55],
+                "NKG2D": [0.9, 1.0, 0.6, 0.5],
             },
-            {1: "CD56+ #1", 2: "CD56+ #2", 3: "CD56- #1", 4: "CD56- #2"},
+            {
+                1: "CD56+ (less NKG2D)",
+                2: "CD56+ (more NKG2D)",
+                3: "CD56- (more NKG2D)",
+                4: "CD56- (less NKG2D)",
+            },
+        ),
+        # nothing tells them apart: numbered, without "#" (CSV readers cut a comment there)
+        (
+            {"CD56": [1, 1, 0, 0], "CD127": [0.3, 0.3, 0.1, 0.1], "NKG2D": [0.9, 0.9, 0.6, 0.6]},
+            {1: "CD56+ [1]", 2: "CD56+ [2]", 3: "CD56- [1]", 4: "CD56- [2]"},
         ),
     ],
-    ids=["hi-lo across clashes", "no truthful marker"],
+    ids=["hi-lo across clashes", "within each clash", "alike"],
 )
 def test_hi_and_lo_are_against_every_metacluster(medians: dict, expected: dict) -> None:
     table = pd.DataFrame(medians, index=[1, 2, 3, 4], dtype=float)
