@@ -15,7 +15,7 @@ import pytest
 
 from nkflow.exceptions import ContextWarning
 from nkflow.tl._score_config import ScoringConfig
-from nkflow.tl._score_context import read_exposure
+from nkflow.tl._score_context import NOT_NK_EVIDENCE, is_nk_population, read_exposure
 from nkflow.tl._score_names import STEROID_NAMES, steroid_in_treatment
 from nkflow.tl.caveats import PRO_TUMOUR_TEXT
 from nkflow.tl.score import score
@@ -141,8 +141,52 @@ def test_each_context_gives_its_own_reason(context, tumour, steroid):
     """Tumour rows without a glucocorticoid got the glucocorticoid/NR3C1 text."""
     text = nk_flag(**context)["interpretation"]
     assert ("tumour tissue: NK cells in tumours make more AREG" in text) == tumour
+    assert ("in skin tumours; Wei et al., Adv Sci 2025" in text) == tumour
     assert ("NR3C1" in text) == steroid
-    assert text.count(PRO_TUMOUR_TEXT) == tumour + steroid
+    # tumour and steroid together: the conclusion they share is said once, not twice
+    assert text.count(PRO_TUMOUR_TEXT) == 1
+    assert ("steroid-induced" in text) == steroid
+
+
+@pytest.mark.parametrize(
+    ("population", "flaggable", "nk"),
+    [
+        ("NK", False, True),
+        ("NK_AREG+", False, True),
+        ("CD56bright", False, True),
+        ("CD56dim_trNK", False, True),
+        ("trNK", False, True),
+        ("cNK_CD27+CD11b-", False, True),
+        ("metacluster:3", False, True),
+        ("my_nk_gate", True, True),
+        ("NKT-like", False, False),
+        ("ILC", False, False),
+        ("Lymphocytes", False, False),
+        ("Cells", False, False),
+        ("CD3-", False, False),
+    ],
+)
+def test_which_populations_are_nk(population, flaggable, nk):
+    assert is_nk_population(population, flaggable) == nk
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"tissue_kind": "tumour", "glucocorticoid": "yes"}, {"glucocorticoid": "unknown"}],
+)
+def test_non_nk_rows_get_no_nk_reading(context):
+    """The ILC control row read 'AREG+ NK here may be steroid-induced' and 'reported in
+    human NK': the NK literature says nothing about ILCs."""
+    counts, meta = case(**context)
+    scores = score(counts, meta).scores
+    ilc = scores[scores["population"] == "ILC"].iloc[0]
+    nk = scores[scores["population"] == "NK"].iloc[0]
+    assert "NK" not in ilc["interpretation"].replace("NK AREG", "")
+    assert "AREG+ NK" not in ilc["interpretation"] and "NR3C1" not in ilc["interpretation"]
+    assert ilc["interpretation"].startswith("context: ")
+    assert ilc["evidence"] == NOT_NK_EVIDENCE
+    assert "reported in human NK" in nk["evidence"]
+    assert "NR3C1" in nk["interpretation"]
 
 
 @pytest.mark.parametrize(

@@ -453,7 +453,7 @@ def test_markers_some_samples_lack_are_named_when_left_out(batch):
         # named by a relative call only: a number, not "CD4hi (CD4lo)"
         (
             {"CD56": [1, 1, 0], "CD4": [0.9, 0.8, 0.1]},
-            {"CD56+ CD4hi #1", "CD56+ CD4hi #2", "CD56- CD4lo"},
+            {"CD56+ CD4hi [1]", "CD56+ CD4hi [2]", "CD56- CD4lo"},
         ),
     ],
     ids=["marker already called", "only called markers"],
@@ -480,7 +480,7 @@ def test_cd56bright_and_dim_come_from_the_gated_subsets_not_from_one_cd56_cut() 
 
     medians = pd.DataFrame({"CD56": [0.9, 0.55, 0.2]}, index=[1, 2, 3])
     thresholds = {"CD56": {"value": 0.38, "rule": "valley"}}  # the NK anchor's cut
-    assert name_metaclusters(medians, thresholds) == {1: "CD56+ #1", 2: "CD56+ #2", 3: "CD56-"}
+    assert name_metaclusters(medians, thresholds) == {1: "CD56+ [1]", 2: "CD56+ [2]", 3: "CD56-"}
     subsets = pd.DataFrame({"CD56bright": [True, False, False, False],
                             "CD56dim": [False, True, True, False]})  # fmt: skip
     named = name_metaclusters(

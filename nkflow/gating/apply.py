@@ -61,6 +61,7 @@ from .template import Template, load_template
 from .thresholds import THRESHOLD_COLUMNS, Threshold, fmo_threshold
 
 __all__ = [
+    "BORROWED",
     "BatchGatingResult",
     "GatedCopy",
     "GatingRun",

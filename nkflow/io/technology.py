@@ -143,7 +143,10 @@ class Technology:
         return KINDS.get(self.kind, self.kind)
 
     def refusal(self, where: str) -> NkflowError | None:
-        """The error for a file that cannot be compensated as it is, or None.
+        """The error for a file that cannot be analysed as it is, or None.
+
+        Raw spectral detector data cannot be compensated, and values already transformed
+        cannot be compensated or transformed again.
 
         Parameters
         ----------
@@ -155,7 +158,7 @@ class Technology:
         NkflowError or None
             :class:`~nkflow.exceptions.UnmixingRequiredError` for raw spectral detector
             data, :class:`~nkflow.exceptions.TransformedDataError` for values already
-            transformed, None when the file can be compensated.
+            transformed, None when the file can be compensated and transformed.
         """
         if not self.refused:
             return None

@@ -70,7 +70,8 @@ class BatchPlan:
         among flow files, or the reverse), raw spectral detector data
         (:class:`~nkflow.exceptions.UnmixingRequiredError`) or values already transformed
         (:class:`~nkflow.exceptions.TransformedDataError`), no species the template
-        needs, or no NK anchor for the file's template (a
+        needs, a sheet species the file's own markers contradict (when that species picks
+        the template or the scoring), or no NK anchor for the file's template (a
         :class:`~nkflow.exceptions.PanelMismatchError` with what its panel supports as
         ``resolution``). They fail with that error (their status row) and the plan does
         not stop the batch for them while another file can be gated.
@@ -161,7 +162,8 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = N
     """Choose and resolve the templates of a batch before any sample is processed.
 
     Each file is planned on its own: a file the plan cannot gate (raw spectral detector
-    data, no species the template needs, no NK anchor for its template) gets its error in
+    data, values already transformed, no species the template needs, a sheet species its
+    markers contradict, no NK anchor for its template) gets its error in
     :attr:`BatchPlan.unreadable` and fails alone, whatever its name, while the rest of the
     batch goes on. The batch stops only when no file can be gated for such reasons, or
     when it mixes species and is to be pooled.
@@ -187,8 +189,9 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = N
     PanelMismatchError
         No file of the batch can be gated: their panels have no NK anchor for their
         template (the message names what the panels have and what would be needed), no
-        species the template needs, or raw spectral data; the message names the files
-        and why, one clause per reason.
+        species the template needs, a sheet species the file's markers contradict, raw
+        spectral data, or already transformed data; the message names the files and why,
+        one clause per reason (``paths`` lists the files it names).
     BatchConsistencyError
         The batch mixes mouse and human files (from the sheet or their panels) and is
         pooled: the message names the files of each species and what told it.
@@ -328,19 +331,22 @@ def _resolve_hierarchies(
 def _nothing_to_gate(refused: Mapping[str, NkflowError], meta: pd.DataFrame) -> NkflowError:
     """The error of a batch none of whose files can be gated: each reason with its files."""
     rows = {str(r["sample_id"]): (str(r["path"]), str(r["file"])) for _, r in meta.iterrows()}
-    reasons: dict[str, list[str]] = {}
+    reasons: dict[str, list[tuple[str, str]]] = {}
     for sid, exc in refused.items():
         path, file = rows.get(sid, (sid, sid))
         text = str(exc)
         text = text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
-        reasons.setdefault(text.rstrip("."), []).append(file)
+        reasons.setdefault(text.rstrip("."), []).append((path, file))
     clauses = [
-        f"{', '.join(names[:3])}{f', ... ({len(names)} files)' if len(names) > 3 else ''}: {why}"
-        for why, names in reasons.items()
+        f"{', '.join(f for _, f in files[:3])}"
+        f"{f', ... ({len(files)} files)' if len(files) > 3 else ''}: {why}"
+        for why, files in reasons.items()
     ]
     error = PanelMismatchError(
         ("no file of the batch can be gated: " if len(clauses) > 1 else "") + "; ".join(clauses)
     )
+    # the files the message names with their reason: nkflow check prints them only there
+    error.paths = [p for files in reasons.values() for p, _ in files[:3]]
     error.resolution = next(
         (e.resolution for e in refused.values() if getattr(e, "resolution", None)), None
     )

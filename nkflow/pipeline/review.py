@@ -59,13 +59,29 @@ class BatchReview:
         Returns
         -------
         list of tuple
-            Empty when the batch can be run as it is.
+            Empty when the batch can be run as it is. A file the batch's own line already
+            names with its reason (no file can be gated) has no line of its own.
         """
         lines: list[tuple[str, BaseException | str]] = []
+        named: set[Path] = set()
         if self.plan_error is not None:
             lines.append((str(input_path), self.plan_error))
-        lines += [(str(r.file), str(r.reason)) for r in self.check.problems.itertuples()]
+            # a raw or transformed file the batch's line names with its reason is not
+            # printed again on its own line
+            named = {_resolved(p) for p in getattr(self.plan_error, "paths", ())}
+        lines += [
+            (str(r.file), str(r.reason))
+            for r in self.check.problems.itertuples()
+            if _resolved(r.file) not in named
+        ]
         return lines + list(self.refused)
+
+
+def _resolved(path: object) -> Path:
+    try:
+        return Path(str(path)).resolve()
+    except (OSError, RuntimeError):
+        return Path(str(path))
 
 
 def review_batch(

@@ -81,7 +81,8 @@ def run(
         and human files while clustering or scoring, which pool the batch, is on).
     PanelMismatchError
         Before any work, when no file of the batch can be gated: no NK anchor for the
-        template, no species in the sheet or the file's panel, raw spectral data. A
+        template, no species in the sheet or the file's panel, a sheet species the
+        file's markers contradict, raw spectral data, already transformed data. A
         file that cannot be gated beside others that can fails alone (its status row).
     OutputExistsError
         When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, or when

@@ -4,11 +4,13 @@ Split from :mod:`nkflow.tl.score`. The literature behind it (BIOLOGY.md section 
 
 - each stimulation condition (IL-15, IL-2, IL-12/IL-15/IL-18, PMA/iono, dexamethasone ...)
   is scored against the unstimulated tube of the same donor, tissue, timepoint and batch;
-- tumour NK make more AREG than NK beside the tumour, and glucocorticoids induce AREG in NK
-  cells through NR3C1 (Wei et al., Adv Sci 2025), so a row in tumour / peri-tumour tissue,
-  after glucocorticoid exposure or in a glucocorticoid condition carries the reading of its
-  own context (the tumour's, the steroid's, or both), and a row whose exposure is unknown
-  says that the steroid reading cannot be excluded;
+- tumour NK make more AREG than NK beside the tumour (in skin tumours), and glucocorticoids
+  induce AREG in NK cells through NR3C1 (Wei et al., Adv Sci 2025), so an NK row in tumour /
+  peri-tumour tissue, after glucocorticoid exposure or in a glucocorticoid condition carries
+  the reading of its own context (the tumour's, the steroid's, or both, the conclusion said
+  once), and a row whose exposure is unknown
+  says that the steroid reading cannot be excluded; populations that are not NK (ILC,
+  NKT-like, lineage gates) get neither this reading nor the NK evidence;
 - glucocorticoid exposure is the sheet's ``glucocorticoid`` column, or else read from the
   ``treatment`` text (one list of steroid names, :mod:`nkflow.tl._score_names`); a ``no``
   beside a treatment that names a steroid is read as unknown, with a
@@ -30,26 +32,26 @@ import pandas as pd
 from ..exceptions import ContextWarning
 from ..io.metadata import GLUCOCORTICOID_VALUES, TISSUE_KIND_ALIASES, is_blood, name_words
 from ._score_names import (
-    condition_key,
     contains_condition,
     glucocorticoid_condition_names,
-    matches_condition,
     steroid_in_treatment,
 )
 from .caveats import CONTEXT_INTERPRETATION, CONTEXT_READING, EVIDENCE, PRO_TUMOUR_TEXT
 
 __all__ = [
+    "CONTEXT_REASON",
     "EXPLORATORY_PREFIX",
+    "NOT_NK_EVIDENCE",
     "PRO_TUMOUR_TEXT",
     "add_context",
     "bright_dim",
-    "condition_key",
-    "contains_condition",
     "evidence",
     "exposure_statement",
     "infer_tissue_kind",
     "interpretation",
-    "matches_condition",
+    "is_nk_population",
+    "normalise_glucocorticoid",
+    "normalise_tissue_kind",
     "read_exposure",
 ]
 
@@ -221,29 +223,97 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
     return out
 
 
-def interpretation(context: str, source: str = "") -> str:
+#: why each context that ends in the pro-tumour reading does (Wei et al., Adv Sci 2025)
+CONTEXT_REASON: dict[str, str] = {
+    "tumour": "NK cells in tumours make more AREG than NK beside them (in skin tumours; Wei "
+    "et al., Adv Sci 2025)",
+    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it, in "
+    "skin tumours; Wei et al., Adv Sci 2025)",
+    "glucocorticoid": "glucocorticoids induce NK AREG through their receptor NR3C1 (Wei et al., "
+    "Adv Sci 2025)",
+    "glucocorticoid condition": "the condition adds a glucocorticoid, which induces NK AREG "
+    "through NR3C1 (Wei et al., Adv Sci 2025)",
+}
+#: ``evidence`` of a population that is not NK: the NK literature says nothing about it
+NOT_NK_EVIDENCE = "not an NK population: the NK evidence (Wang 2023) does not apply"
+_STEROID_CODES = ("glucocorticoid", "glucocorticoid condition")
+#: first word of a population name (split at ``_`` and spaces) that says NK
+_NK_WORDS = frozenset({"nk", "cnk", "trnk", "circnk", "cd56bright", "cd56dim"})
+
+
+def is_nk_population(population: object, flaggable: bool = False) -> bool:
+    """Whether the NK evidence and context readings apply to a scored population.
+
+    Parameters
+    ----------
+    population
+        Population name (a gate or ``metacluster:<id>``; metaclusters are fit on NK cells).
+    flaggable
+        The population is one the scoring may flag (``[flag] populations``: NK subsets).
+
+    Returns
+    -------
+    bool
+        ``True`` when flaggable, a metacluster, ``DP_CD49a_CD49b`` (mouse NK) or named
+        ``NK``, ``cNK``, ``trNK``, ``circNK``, ``CD56bright`` or ``CD56dim`` up to its first
+        ``_`` (``NK_AREG+``, ``CD56dim_trNK``); ``False`` for ``NKT-like``, ``ILC``,
+        ``Lymphocytes``, ``CD3-`` and the other lineage gates.
+    """
+    name = str(population).strip().lower()
+    if flaggable or name.startswith("metacluster:") or name == "dp_cd49a_cd49b":
+        return True
+    first = name.replace(" ", "_").split("_", 1)[0]
+    return first in _NK_WORDS
+
+
+def interpretation(context: str, source: str = "", *, nk: bool = True) -> str:
     """Interpretation text for a context code list (``""`` when there is no such context).
 
-    Each context gets its own reading (:data:`~nkflow.tl.caveats.CONTEXT_READING`): tumour
-    tissue the tumour's, glucocorticoid exposure the steroid's (NR3C1), both when both;
-    ``source`` (where the exposure was read) follows the exposure's label.
+    Each context gets its own reason (:data:`CONTEXT_REASON`): tumour tissue the tumour's,
+    glucocorticoid exposure the steroid's (NR3C1), both when both, and the pro-tumour
+    conclusion they share is said once, after them (``steroid-induced`` when a steroid is
+    among them). An unknown exposure says that reading cannot be excluded
+    (:data:`~nkflow.tl.caveats.CONTEXT_READING`). ``source`` (where the exposure was read)
+    follows the exposure's label. For a population that is not NK (``nk=False``) the NK
+    readings do not apply: only the contexts are named.
     """
     codes = [c for c in str(context).split(";") if c]
     if not codes:
         return ""
-    parts = []
+    labels = {}
     for code in codes:
         label = CONTEXT_INTERPRETATION.get(code, code)
         if code in ("glucocorticoid", "glucocorticoid unknown") and source:
             label += f" ({source})"
-        reading = CONTEXT_READING.get(code, "")
-        parts.append(f"{label}: {reading}" if reading else label)
+        labels[code] = label
+    if not nk:
+        return "context: " + "; ".join(labels.values())
+    concluding = [c for c in codes if c in CONTEXT_REASON]
+    parts = [f"{labels[c]}: {CONTEXT_REASON[c]}" for c in concluding]
+    if concluding:
+        steroid = "steroid-induced: " if set(concluding) & set(_STEROID_CODES) else ""
+        so = f"so AREG+ NK here may be {steroid}{PRO_TUMOUR_TEXT}"
+        if len(parts) == 1:
+            parts[0] += f", {so}"
+        else:
+            parts.append(so)
+    for code in codes:
+        if code not in CONTEXT_REASON:
+            reading = CONTEXT_READING.get(code, "")
+            parts.append(f"{labels[code]}: {reading}" if reading else labels[code])
     return "context: " + "; ".join(parts)
 
 
-def evidence(species: str) -> str:
-    """The ``evidence`` label of a species (human unless ``mouse``)."""
-    return EVIDENCE["mouse" if str(species).lower() == "mouse" else "human"]
+def evidence(species: str, nk: bool = True) -> str:
+    """The ``evidence`` label of a species (human unless ``mouse``).
+
+    A population that is not NK (``nk=False``) gets :data:`NOT_NK_EVIDENCE` (after
+    ``exploratory: `` for mouse, whose scores are all exploratory).
+    """
+    mouse = str(species).lower() == "mouse"
+    if not nk:
+        return f"exploratory: {NOT_NK_EVIDENCE}" if mouse else NOT_NK_EVIDENCE
+    return EVIDENCE["mouse" if mouse else "human"]
 
 
 def bright_dim(scores: pd.DataFrame, bright: str, dim: str) -> pd.DataFrame:

@@ -14,6 +14,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+__all__ = [
+    "AMBIGUOUS_ABBREVIATIONS",
+    "STEROID_NAMES",
+    "STEROID_REGIMENS",
+    "STEROID_WORDS",
+    "TGF_BETA_NAMES",
+    "condition_key",
+    "contains_condition",
+    "glucocorticoid_condition_names",
+    "matches_condition",
+    "steroid_in_treatment",
+]
+
 #: systemic and inhaled glucocorticoids, by generic name (cortisol = hydrocortisone)
 STEROID_NAMES: tuple[str, ...] = (
     "dexamethasone",

@@ -18,6 +18,8 @@ from ..stats import newcombe_interval
 from ._score_config import ScoringConfig
 from .counts import COUNT_COLUMNS
 
+__all__ = ["CONTROL_VERDICTS", "PAIR_KEY", "THRESHOLD_COLUMNS"]
+
 PAIR_KEY = list(_PAIR_COLUMNS)
 THRESHOLD_COLUMNS = ("threshold_areg", "threshold_ifng", "threshold_nkg2d", "threshold_cd107a")
 

@@ -18,8 +18,15 @@ Rules:
   says which markers fell back.
 * Markers whose call is the same in every metacluster are left out of the names (they do
   not tell the clusters apart); CD56 is always kept.
-* Names are made unique by adding the marker that best separates the clashing
-  metaclusters (``hi``/``lo``), then a ``#n`` suffix.
+* Names are made unique by adding, in parentheses, the marker that best separates the
+  clashing metaclusters (never one the name already calls, nor a function read-out):
+  ``(Xhi)`` when a metacluster's median of X is above X's median over all the batch's
+  metaclusters (the median of their medians), ``(Xlo)`` at or below it, so every ``(Xhi)``
+  metacluster is above every ``(Xlo)`` one; only markers that put the clashing
+  metaclusters on both sides are used. When none does, ``(more X)`` / ``(less X)``
+  compare them with each other only: above / at or below the clashing metaclusters'
+  median of X. What stays alike gets a ``[n]`` suffix (not ``#n``: ``#`` starts a
+  comment for CSV readers).
 """
 
 from __future__ import annotations
@@ -264,7 +271,7 @@ def name_metaclusters(
 
 
 def _check_wide_medians(medians: Any, thresholds: Mapping[str, Any]) -> None:
-    """Refuse what is not metacluster x marker medians (names would be ``' #1'``, ...)."""
+    """Refuse what is not metacluster x marker medians (names would be ``' [1]'``, ...)."""
     need = (
         "name_metaclusters needs wide metacluster x marker medians: one row per metacluster "
         "(integer id), one column per marker, e.g. result.medians"
@@ -318,14 +325,28 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         # would read as an AREG-producing cluster, a claim only the controls can make
         left_out = [*_called_markers(base, medians.columns),
                     *(m for m in FUNCTION_MARKERS if m in medians.columns)]  # fmt: skip
+        # hi/lo against the marker's median over ALL metaclusters, not within the clash:
+        # within it, "(CD127hi)" of one clash sat below "(CD127lo)" of another. So every
+        # "Xhi" metacluster is above every "Xlo" one. When no marker puts the clashing
+        # metaclusters on both sides of it, they are compared with each other, in words
+        # that say so: "(more CD127)" / "(less CD127)"
+        reference = medians.drop(columns=left_out).median()
         sub = medians.loc[ks].drop(columns=left_out)
         if sub.shape[1] == 0:
-            continue  # the "#n" suffix below tells them apart
+            continue  # the "[n]" suffix below tells them apart
+        above = sub > reference
+        split = [m for m in sub.columns if above[m].any() and not above[m].all()]
+        if split:
+            marker = str(sub[split].std().idxmax())
+            for k in ks:
+                out[k] = f"{base} ({marker}{'hi' if bool(above.loc[k, marker]) else 'lo'})"
+            continue
         marker = str(sub.std().idxmax())
+        if not sub[marker].nunique() > 1:
+            continue  # alike on every marker: numbered below
         mid = float(sub[marker].median())
         for k in ks:
-            tag = "hi" if float(sub.loc[k, marker]) > mid else "lo"
-            out[k] = f"{base} ({marker}{tag})"
+            out[k] = f"{base} ({'more' if float(sub.loc[k, marker]) > mid else 'less'} {marker})"
     seen: dict[str, int] = {}
     for k in sorted(out):
         n = out[k]
@@ -335,7 +356,7 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         n = out[k]
         if seen[n] > 1:
             counter[n] = counter.get(n, 0) + 1
-            out[k] = f"{n} #{counter[n]}"
+            out[k] = f"{n} [{counter[n]}]"  # not "#": CSV readers take it for a comment
     return out
 
 

@@ -4,11 +4,16 @@ Cohorts in this field are small (often 3-12 donors), so the tests are exact wher
 feasible: sign-flip permutation of paired differences (exact enumeration up to 16 pairs),
 label permutation between groups (exact up to 20 000 arrangements), with Hodges-Lehmann
 effects and their distribution-free intervals where the sample size allows a 95% interval.
-p-values are Benjamini-Hochberg adjusted across the rows of each output table.
+p-values are Benjamini-Hochberg adjusted within the gated populations' rows and, apart,
+within the metaclusters' rows of each output table, over the testable rows only.
 
 An exact sign-flip test over ``n`` pairs cannot give a two-sided p below ``2 / 2**n`` (every
 difference in one direction): 2 pairs never go below 0.5, 5 pairs never below 0.0625, so
-``p_min`` says beside each row what its ``n_pairs`` allows.
+``p_min`` says beside each row what its ``n_pairs`` allows. A row whose ``p_min`` is above
+the FDR level (:data:`FDR_ALPHA`, 0.05) cannot be significant whatever its data, and counted
+in the Benjamini-Hochberg step it would only raise every other row's ``p_adj`` (one tissue
+with a single donor took blood's 0.5 to 1). For discrete tests leaving such rows out is valid
+(Tarone, Biometrics 1990;46:515; Gilbert, J R Stat Soc C 2005;54:143): their ``p_adj`` is NaN.
 
 Tests are per stimulation condition and population by default (``by=None``): an IL-15 and a
 PMA/iono response are different read-outs and are never pooled. Add context columns to ``by``
@@ -28,13 +33,17 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import ConfigError
+from ._compare_exposure import exposed_counts as _exposed_counts
+from ._compare_exposure import with_exposures as _with_exposures
 
 __all__ = [
+    "FDR_ALPHA",
     "PAIRED_COLUMNS",
     "benjamini_hochberg",
     "compare_groups",
     "compare_paired",
     "paired_columns",
+    "permutation_min_p",
     "signflip_min_p",
 ]
 
@@ -43,14 +52,15 @@ logger = logging.getLogger(__name__)
 _EXACT_PAIRS = 16
 _DEFAULT_BY = ("condition", "population")
 _EXACT_ARRANGEMENTS = 20_000
+#: FDR level of ``p_adj``: a row whose smallest attainable p (``p_min``) is above it is not
+#: adjusted (Tarone 1990) and gets ``p_adj`` NaN
+FDR_ALPHA = 0.05
 #: the columns :func:`compare_paired` adds after its ``by`` columns (an empty result too)
 PAIRED_COLUMNS = (
     "n_pairs", "n_units", "mean_before", "mean_after", "mean_difference",
     "median_difference", "hl_estimate", "ci_low", "ci_high", "n_increase", "n_decrease",
     "p_value", "p_min", "p_sign", "test", "p_adj", "value", "comparison",
 )  # fmt: skip
-#: values of an exposure column (``glucocorticoid``) that mark a tube as exposed
-_EXPOSED = frozenset({"yes", "true", "1"})
 
 
 def _strata(scores: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
@@ -168,6 +178,7 @@ def compare_paired(
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
+    fdr_alpha: float = FDR_ALPHA,
 ) -> pd.DataFrame:
     """Paired before/after comparison of a score per donor and tissue.
 
@@ -191,16 +202,26 @@ def compare_paired(
         (``tissue_kind``) to stratify; a column that changes between the two timepoints
         (``glucocorticoid`` when steroids came with the treatment) would break the pairs.
     exposures
-        Context columns counted, not stratified on (``("glucocorticoid",)``): for each,
-        ``n_<column>_before`` and ``n_<column>_after`` give how many of the row's pairs
-        (donors) had a tube marked ``yes`` at that timepoint, so a row that mixes
-        dexamethasone-exposed donors with unexposed ones says so.
+        Context columns counted, not stratified on (``("glucocorticoid",)``). For each,
+        a donor is exposed at a timepoint when any of its tubes then says ``yes``,
+        unexposed when all say ``no``, and of unknown exposure otherwise (``unknown``, not
+        recorded: never counted as unexposed). ``n_<column>_before``/``_after`` count the
+        row's exposed pairs (donors), ``n_<column>_unknown_before``/``_after`` those of
+        unknown exposure, and ``<column>_confounded`` says whether the ``after - before``
+        change is confounded with the exposure: ``all`` (every donor's exposure is known at
+        both timepoints and differs between them: the change cannot be told from the
+        steroid's effect), ``some`` (at least one donor's, not all), ``none`` (every donor's
+        is known and the same at both) or ``unknown`` (none known to differ, but some
+        donor's exposure is unknown at a timepoint).
     confidence
         Coverage of the Hodges-Lehmann interval.
     n_resamples
         Random sign flips when there are more than 16 pairs (exact enumeration below).
     random_state
         Seed or generator for those resamples.
+    fdr_alpha
+        FDR level: rows whose ``p_min`` is above it are left out of the Benjamini-Hochberg
+        step (they cannot reach it; Tarone 1990) and get ``p_adj`` NaN.
 
     Returns
     -------
@@ -213,15 +234,18 @@ def compare_paired(
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_min`` (the smallest
         ``p_value`` this ``n_pairs`` allows: ``2 / 2**n_pairs`` when exact), ``p_sign``
-        (exact sign test), ``p_adj`` (Benjamini-Hochberg over the gated populations' rows
-        and, apart, over the metaclusters' rows), ``test``, and the ``exposures`` counts
-        after ``n_units``.
+        (exact sign test), ``p_adj`` (Benjamini-Hochberg over the gated populations' testable
+        rows and, apart, over the metaclusters' testable rows; testable: ``p_min`` at most
+        ``fdr_alpha``; NaN for the others), ``test``, and the ``exposures`` columns after
+        ``n_units``.
 
     Raises
     ------
     ConfigError
-        A column named above is missing from ``scores``, or ``before == after``.
+        A column named above is missing from ``scores``, ``before == after``, or
+        ``fdr_alpha`` is not between 0 and 1.
     """
+    _check_alpha(fdr_alpha)
     by = _strata(scores, by)
     exposures = list(exposures)
     for col in [value, timepoint_key, *pair_on, *by, *exposures]:
@@ -286,17 +310,19 @@ def compare_paired(
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
         return pd.DataFrame(columns=paired_columns(by, exposures))
-    out["p_adj"] = _adjust_per_family(out)
+    out["p_adj"] = _adjust_per_family(out, fdr_alpha)
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
     return out[paired_columns(by, exposures)]
 
 
-def _adjust_per_family(out: pd.DataFrame) -> np.ndarray:
+def _adjust_per_family(out: pd.DataFrame, alpha: float = FDR_ALPHA) -> np.ndarray:
     """Benjamini-Hochberg within the gated populations and, apart, within the metaclusters.
 
     The metaclusters come from a random fit: adjusted together with them, a gated
     population's ``p_adj`` moved with the clustering's random state and the sheet's order.
+    Only rows whose ``p_min`` is at most ``alpha`` are adjusted (Tarone 1990): a row that
+    cannot reach the level would raise the others' ``p_adj`` for nothing; it gets NaN.
     """
     adjusted = np.full(len(out), np.nan)
     if "population" in out.columns:
@@ -304,10 +330,18 @@ def _adjust_per_family(out: pd.DataFrame) -> np.ndarray:
     else:
         clustered = np.zeros(len(out), dtype=bool)
     p = out["p_value"].to_numpy(dtype=float)
-    for family in (~clustered, clustered):
+    testable = np.ones(len(out), dtype=bool)
+    if "p_min" in out.columns:
+        testable = out["p_min"].to_numpy(dtype=float) <= alpha
+    for family in (~clustered & testable, clustered & testable):
         if family.any():
             adjusted[family] = benjamini_hochberg(p[family])
     return adjusted
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"fdr_alpha {alpha!r}; valid: 0 < fdr_alpha < 1")
 
 
 def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str]:
@@ -323,48 +357,19 @@ def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str
     Returns
     -------
     list of str
-        ``by``, then :data:`PAIRED_COLUMNS` with ``n_<col>_before``/``n_<col>_after``
+        ``by``, then :data:`PAIRED_COLUMNS` with ``n_<col>_before``, ``n_<col>_after``,
+        ``n_<col>_unknown_before``, ``n_<col>_unknown_after`` and ``<col>_confounded``
         after ``n_units``.
     """
-    counts = [f"n_{c}_{when}" for c in exposures for when in ("before", "after")]
+    counts = [
+        name
+        for c in exposures
+        for name in (f"n_{c}_before", f"n_{c}_after", f"n_{c}_unknown_before",
+                     f"n_{c}_unknown_after", f"{c}_confounded")
+    ]  # fmt: skip
     cols = list(PAIRED_COLUMNS)
     at = cols.index("n_units") + 1
     return [*by, *cols[:at], *counts, *cols[at:]]
-
-
-def _with_exposures(
-    wide: pd.DataFrame,
-    sub: pd.DataFrame,
-    keys: list[str],
-    timepoint_key: str,
-    points: tuple[str, str],
-    exposures: Sequence[str],
-) -> pd.DataFrame:
-    """``wide`` plus ``_<col>_before``/``_<col>_after``: a unit had an exposed tube then."""
-    for col in exposures:
-        flag = sub[col].astype(str).str.strip().str.lower().isin(_EXPOSED)
-        per_unit = (
-            sub.assign(_exposed=flag)
-            .groupby([*keys, timepoint_key], dropna=False, observed=True)["_exposed"]
-            .any()
-            .unstack(timepoint_key, fill_value=False)
-            .reindex(columns=list(points), fill_value=False)
-            .astype(bool)
-        )
-        per_unit.columns = [f"_{col}_before", f"_{col}_after"]
-        wide = wide.merge(per_unit.reset_index(), on=keys, how="left")
-    return wide
-
-
-def _exposed_counts(part: pd.DataFrame, exposures: Sequence[str]) -> dict[str, int]:
-    """Pairs (donors when known, else units) of ``part`` exposed before and after."""
-    out = {}
-    for col in exposures:
-        for when in ("before", "after"):
-            hit = part[f"_{col}_{when}"].astype("boolean").fillna(False).astype(bool)
-            n = part.loc[hit, "donor"].nunique() if "donor" in part else int(hit.sum())
-            out[f"n_{col}_{when}"] = int(n)
-    return out
 
 
 def _one_unit_per_donor(
@@ -401,6 +406,32 @@ def _perm_groups_p(
     null = np.abs(sx / nx - (total - sx) / (n - nx))
     p = (1.0 + np.sum(null >= observed - 1e-12)) / (n_resamples + 1.0)
     return float(p), f"label permutation ({n_resamples} resamples)"
+
+
+def permutation_min_p(n_a: int, n_b: int, n_resamples: int = 20_000) -> float:
+    """Smallest two-sided p-value the label permutation can give with these group sizes.
+
+    Parameters
+    ----------
+    n_a, n_b
+        Units in the two groups.
+    n_resamples
+        Random permutations used above 20 000 arrangements.
+
+    Returns
+    -------
+    float
+        With distinct values, only the observed split (and, for equal sizes, its mirror)
+        reaches the largest difference: ``1 / C(n, n_a)`` (``2 / C(n, n_a)`` for equal
+        sizes), capped at 1, when exact; ``1 / (n_resamples + 1)`` when resampled; NaN for
+        an empty group. Ties can only raise the attainable p.
+    """
+    if n_a < 1 or n_b < 1:
+        return float("nan")
+    arrangements = comb(n_a + n_b, n_a)
+    if arrangements > _EXACT_ARRANGEMENTS:
+        return 1.0 / (n_resamples + 1.0)
+    return min(1.0, (2.0 if n_a == n_b else 1.0) / arrangements)
 
 
 def _mann_whitney_counts(nx: int, ny: int) -> np.ndarray:
@@ -448,6 +479,7 @@ def compare_groups(
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
+    fdr_alpha: float = FDR_ALPHA,
 ) -> pd.DataFrame:
     """Compare a score between groups of donors (e.g. patients vs controls).
 
@@ -474,6 +506,9 @@ def compare_groups(
         Random permutations when exact enumeration exceeds 20 000 arrangements.
     random_state
         Seed or generator for those permutations.
+    fdr_alpha
+        FDR level: rows whose ``p_min`` is above it are left out of the Benjamini-Hochberg
+        step (they cannot reach it; Tarone 1990) and get ``p_adj`` NaN.
 
     Returns
     -------
@@ -481,14 +516,18 @@ def compare_groups(
         One row per ``by`` group and pair of groups: ``group_a``, ``group_b``, ``n_a``,
         ``n_b``, ``mean_a``, ``mean_b``, ``mean_difference`` (a - b), ``hl_shift``,
         ``ci_low``, ``ci_high``, ``p_value`` (label permutation of the mean difference),
-        ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over the gated populations' rows
-        and, apart, over the metaclusters' rows), ``test``.
+        ``p_min`` (the smallest ``p_value`` these group sizes allow:
+        :func:`permutation_min_p`), ``p_mannwhitney``, ``p_adj`` (Benjamini-Hochberg over
+        the gated populations' testable rows and, apart, over the metaclusters' testable
+        rows; testable: ``p_min`` at most ``fdr_alpha``; NaN for the others), ``test``.
 
     Raises
     ------
     ConfigError
-        A column named above is missing from ``scores``, or fewer than two groups.
+        A column named above is missing from ``scores``, fewer than two groups, or
+        ``fdr_alpha`` is not between 0 and 1.
     """
+    _check_alpha(fdr_alpha)
     by = _strata(scores, by)
     for col in [value, group_key, *unit_on, *by]:
         if col not in scores.columns:
@@ -525,6 +564,7 @@ def compare_groups(
                 ci_low=lo,
                 ci_high=hi,
                 p_value=p,
+                p_min=permutation_min_p(int(x.size), int(y.size), n_resamples),
                 p_mannwhitney=float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue),
                 test=test,
             )
@@ -532,6 +572,6 @@ def compare_groups(
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_adj"] = _adjust_per_family(out)
+    out["p_adj"] = _adjust_per_family(out, fdr_alpha)
     out["value"] = value
     return out

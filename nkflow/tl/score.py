@@ -37,7 +37,7 @@ from ..exceptions import ConfigError, MetadataError
 from ..io.metadata import is_stimulated
 from ..io.pairing import SAMPLE_ROLES, ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
-from ._score_context import add_context, bright_dim, evidence, interpretation
+from ._score_context import add_context, bright_dim, evidence, interpretation, is_nk_population
 from ._score_messages import NOTES, RULES, message_for, worded
 from ._score_names import contains_condition
 from ._score_parts import (
@@ -334,10 +334,11 @@ def score(
     ):
         s[col] = pairs[col].fillna("").astype(str).to_numpy()
     s["exploratory"] = (s["species"] == "mouse").to_numpy()
-    s["evidence"] = [evidence(sp) for sp in s["species"]]
+    nk = [is_nk_population(p, f) for p, f in zip(s["population"], s["flaggable"], strict=True)]
+    s["evidence"] = [evidence(sp, k) for sp, k in zip(s["species"], nk, strict=True)]
     s["interpretation"] = [
-        interpretation(ctx, src)
-        for ctx, src in zip(s["context"], s["glucocorticoid_source"], strict=True)
+        interpretation(ctx, src, nk=k)
+        for ctx, src, k in zip(s["context"], s["glucocorticoid_source"], nk, strict=True)
     ]
     for col in ("n_events", "n_areg"):
         s[f"{col}_stim"] = pairs[f"{col}_stim"].to_numpy(float)

@@ -1,0 +1,70 @@
+"""The marker that tells metaclusters sharing a name apart must read truthfully."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from nkflow.tl.annotate import name_metaclusters
+
+_THRESHOLDS = {
+    "CD56": {"value": 0.5, "rule": "fmo"},
+    "CD127": {"value": 0.7, "rule": "valley"},
+    "NKG2D": {"value": 0.5, "rule": "valley"},
+}
+
+
+@pytest.mark.parametrize(
+    ("medians", "expected"),
+    [
+        # Within each clash CD127 spreads most, and the old within-clash call named 3
+        # "(CD127hi)" at 0.214 below 1 "(CD127lo)" at 0.275. Against CD127's median over all
+        # four (0.2445) both of 1 and 2 are above and both of 3 and 4 below: CD127 cannot
+        # tell either pair apart; NKG2D (median 0.81) can.
+        (
+            {
+                "CD56": [1, 1, 0, 0],
+                "CD127": [0.275, 0.6, 0.214, 0.05],
+                "NKG2D": [0.8, 0.85, 0.8, 0.82],
+            },
+            {
+                1: "CD56+ (NKG2Dlo)",
+                2: "CD56+ (NKG2Dhi)",
+                3: "CD56- (NKG2Dlo)",
+                4: "CD56- (NKG2Dhi)",
+            },
+        ),
+        # no marker puts either pair on both sides of its overall median (CD127 0.2, NKG2D
+        # 0.75): each pair is compared within itself, in words that say so
+        (
+            {
+                "CD56": [1, 1, 0, 0],
+                "CD127": [0.3, 0.35, 0.1, 0.05],
+                "NKG2D": [0.9, 1.0, 0.6, 0.5],
+            },
+            {
+                1: "CD56+ (less NKG2D)",
+                2: "CD56+ (more NKG2D)",
+                3: "CD56- (more NKG2D)",
+                4: "CD56- (less NKG2D)",
+            },
+        ),
+        # nothing tells them apart: numbered, without "#" (CSV readers cut a comment there)
+        (
+            {"CD56": [1, 1, 0, 0], "CD127": [0.3, 0.3, 0.1, 0.1], "NKG2D": [0.9, 0.9, 0.6, 0.6]},
+            {1: "CD56+ [1]", 2: "CD56+ [2]", 3: "CD56- [1]", 4: "CD56- [2]"},
+        ),
+    ],
+    ids=["hi-lo across clashes", "within each clash", "alike"],
+)
+def test_hi_and_lo_are_against_every_metacluster(medians: dict, expected: dict) -> None:
+    table = pd.DataFrame(medians, index=[1, 2, 3, 4], dtype=float)
+    names = name_metaclusters(table, _THRESHOLDS)
+    assert names == expected
+    for marker in ("CD127", "NKG2D"):
+        tagged = {k: re.search(rf"\({marker}(hi|lo)\)", n) for k, n in names.items()}
+        hi = [table.loc[k, marker] for k, m in tagged.items() if m and m.group(1) == "hi"]
+        lo = [table.loc[k, marker] for k, m in tagged.items() if m and m.group(1) == "lo"]
+        assert not hi or not lo or min(hi) > max(lo)
