@@ -20,7 +20,6 @@ import pandas as pd
 from ..pl.populations import phenotype_rows
 from ..tl._score_context import exposure_statement
 from ..tl._score_messages import control_words, inhibitor_sentence
-from ..tl.caveats import combined_reading
 from ..tl.score import RULES
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
@@ -363,7 +362,7 @@ def flag_meaning(row: pd.Series) -> str:
     if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
         sentence = inhibitor_sentence(row.get("condition"))
         text += f". {sentence[0].upper()}{sentence[1:]}"
-    context = combined_reading(str(row.get("interpretation") or "").strip())
+    context = str(row.get("interpretation") or "").strip()
     if context.lower() == "nan":
         context = ""
     if context:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
-from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM, combined_reading
+from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM
 from .figures import FigureItem
 from .methods_analysis import control_tube_conditions, own_gate_batches
 from .sections import gallery
@@ -179,7 +179,7 @@ def _flagged_count(passed: pd.DataFrame) -> str:
 def _context(row: pd.Series) -> str:
     """A flag row's context reading, with the TGF-β note when its condition inhibits AREG."""
     context = row.get("interpretation", "")
-    text = combined_reading(context) if isinstance(context, str) else ""
+    text = context if isinstance(context, str) else ""
     if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
         text = "; ".join(filter(None, [text, inhibitor_sentence(row.get("condition"))]))
     return text

@@ -36,10 +36,15 @@ from ._score_names import (
     glucocorticoid_condition_names,
     steroid_in_treatment,
 )
-from .caveats import CONTEXT_INTERPRETATION, CONTEXT_READING, EVIDENCE, PRO_TUMOUR_TEXT
+from .caveats import (
+    CONTEXT_INTERPRETATION,
+    CONTEXT_REASON,
+    EVIDENCE,
+    PRO_TUMOUR_TEXT,
+    UNKNOWN_EXPOSURE_READING,
+)
 
 __all__ = [
-    "CONTEXT_REASON",
     "EXPLORATORY_PREFIX",
     "NOT_NK_EVIDENCE",
     "PRO_TUMOUR_TEXT",
@@ -223,17 +228,6 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
     return out
 
 
-#: why each context that ends in the pro-tumour reading does (Wei et al., Adv Sci 2025)
-CONTEXT_REASON: dict[str, str] = {
-    "tumour": "NK cells in tumours make more AREG than NK beside them (in skin tumours; Wei "
-    "et al., Adv Sci 2025)",
-    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it, in "
-    "skin tumours; Wei et al., Adv Sci 2025)",
-    "glucocorticoid": "glucocorticoids induce NK AREG through their receptor NR3C1 (Wei et al., "
-    "Adv Sci 2025)",
-    "glucocorticoid condition": "the condition adds a glucocorticoid, which induces NK AREG "
-    "through NR3C1 (Wei et al., Adv Sci 2025)",
-}
 #: ``evidence`` of a population that is not NK: the NK literature says nothing about it
 NOT_NK_EVIDENCE = "not an NK population: the NK evidence (Wang 2023) does not apply"
 _STEROID_CODES = ("glucocorticoid", "glucocorticoid condition")
@@ -269,11 +263,12 @@ def is_nk_population(population: object, flaggable: bool = False) -> bool:
 def interpretation(context: str, source: str = "", *, nk: bool = True) -> str:
     """Interpretation text for a context code list (``""`` when there is no such context).
 
-    Each context gets its own reason (:data:`CONTEXT_REASON`): tumour tissue the tumour's,
-    glucocorticoid exposure the steroid's (NR3C1), both when both, and the pro-tumour
+    Each context gets its own reason (:data:`~nkflow.tl.caveats.CONTEXT_REASON`): tumour
+    tissue the tumour's, glucocorticoid exposure the steroid's (NR3C1), both when both, and
+    the pro-tumour
     conclusion they share is said once, after them (``steroid-induced`` when a steroid is
     among them). An unknown exposure says that reading cannot be excluded
-    (:data:`~nkflow.tl.caveats.CONTEXT_READING`). ``source`` (where the exposure was read)
+    (:data:`~nkflow.tl.caveats.UNKNOWN_EXPOSURE_READING`). ``source`` (where the exposure was read)
     follows the exposure's label. For a population that is not NK (``nk=False``) the NK
     readings do not apply: only the contexts are named.
     """
@@ -299,7 +294,7 @@ def interpretation(context: str, source: str = "", *, nk: bool = True) -> str:
             parts.append(so)
     for code in codes:
         if code not in CONTEXT_REASON:
-            reading = CONTEXT_READING.get(code, "")
+            reading = UNKNOWN_EXPOSURE_READING if code == "glucocorticoid unknown" else ""
             parts.append(f"{labels[code]}: {reading}" if reading else labels[code])
     return "context: " + "; ".join(parts)
 

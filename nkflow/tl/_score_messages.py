@@ -15,7 +15,6 @@ import numpy as np
 
 from ._score_config import ScoringConfig
 from ._score_context import EXPLORATORY_PREFIX, exposure_statement
-from .caveats import combined_reading
 
 __all__ = [
     "CONTROL_INSUFFICIENT",
@@ -276,7 +275,7 @@ def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
         return message
     context = str(row.get("interpretation") or "")
     if context:
-        message += f"; {combined_reading(context)}"
+        message += f"; {context}"
     if row.get("inhibitor_condition"):
         message += f"; {inhibitor_sentence(row['condition'])}"
     if "glucocorticoid exposure" not in context:

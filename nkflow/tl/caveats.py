@@ -15,21 +15,19 @@ of every CSV (:func:`caveats_comment`) and in the HTML report.
 
 from __future__ import annotations
 
-import re
-
 __all__ = [
     "BRIGHT_DIM_READOUT",
     "CAVEATS",
     "CONTEXT_INTERPRETATION",
-    "CONTEXT_READING",
+    "CONTEXT_REASON",
     "EVIDENCE",
     "KEY_CAVEAT",
     "MOUSE_BRIGHT_DIM",
     "PRO_TUMOUR_TEXT",
     "SHORT_CAVEAT",
+    "UNKNOWN_EXPOSURE_READING",
     "caveats_comment",
     "caveats_text",
-    "combined_reading",
 ]
 
 #: one line for figures and the ``caveat`` column of every scored table
@@ -116,48 +114,24 @@ CONTEXT_INTERPRETATION: dict[str, str] = {
 #: the words every pro-tumour reading of a context ends with
 PRO_TUMOUR_TEXT = "pro-tumour and immunosuppressive, not repair"
 
-#: what each context means for an AREG+ NK row (Wei et al., Adv Sci 2025): its own reason
-CONTEXT_READING: dict[str, str] = {
-    "tumour": "NK cells in tumours make more AREG than NK beside them (in skin tumours, Wei et "
-    f"al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
-    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it in skin "
-    f"tumours; Wei et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+#: why each context that ends in the pro-tumour reading does (Wei et al., Adv Sci 2025);
+#: :func:`nkflow.tl._score_context.interpretation` joins them and says the shared
+#: conclusion (``so AREG+ NK here may be ...``) once
+CONTEXT_REASON: dict[str, str] = {
+    "tumour": "NK cells in tumours make more AREG than NK beside them (in skin tumours; Wei "
+    "et al., Adv Sci 2025)",
+    "peri-tumour": "the neighbouring tumour can raise NK AREG (tumour NK make more of it, in "
+    "skin tumours; Wei et al., Adv Sci 2025)",
     "glucocorticoid": "glucocorticoids induce NK AREG through their receptor NR3C1 (Wei et al., "
-    f"Adv Sci 2025), so AREG+ NK here may be steroid-induced: {PRO_TUMOUR_TEXT}",
-    "glucocorticoid unknown": "glucocorticoids, routine in cancer treatment, induce pro-tumour "
-    "NK AREG through NR3C1 (Wei et al., Adv Sci 2025): that reading cannot be excluded here",
+    "Adv Sci 2025)",
     "glucocorticoid condition": "the condition adds a glucocorticoid, which induces NK AREG "
-    f"through NR3C1 (Wei et al., Adv Sci 2025), so AREG+ NK here may be {PRO_TUMOUR_TEXT}",
+    "through NR3C1 (Wei et al., Adv Sci 2025)",
 }
-
-
-#: the clause each pro-tumour reading ends with (``steroid-induced:`` for the steroid's)
-_CONSEQUENCE = re.compile(
-    r", so AREG\+ NK here may be (?:steroid-induced: )?" + re.escape(PRO_TUMOUR_TEXT)
+#: what an unknown exposure means for an AREG+ NK row: the steroid reading stays open
+UNKNOWN_EXPOSURE_READING = (
+    "glucocorticoids, routine in cancer treatment, induce pro-tumour NK AREG through NR3C1 "
+    "(Wei et al., Adv Sci 2025): that reading cannot be excluded here"
 )
-
-
-def combined_reading(text: str) -> str:
-    """A context interpretation with the pro-tumour consequence said once.
-
-    Two readings joined (tumour tissue and glucocorticoid exposure) each end "so AREG+ NK
-    here may be pro-tumour and immunosuppressive, not repair"; the joined text keeps each
-    reason and says the consequence once, at the end.
-
-    Parameters
-    ----------
-    text
-        An ``interpretation`` (``"context: tumour tissue: ...; glucocorticoid exposure ..."``).
-
-    Returns
-    -------
-    str
-        ``text`` unchanged when it holds at most one such clause.
-    """
-    text = str(text)
-    if len(_CONSEQUENCE.findall(text)) < 2:
-        return text
-    return _CONSEQUENCE.sub("", text) + f"; on each reading AREG+ NK here may be {PRO_TUMOUR_TEXT}"
 
 
 def caveats_text() -> str:
