@@ -34,11 +34,14 @@ def test_comparisons_name_bh_explain_columns_and_say_what_n_allows():
     assert "Benjamini-Hochberg" in html
     for term in ("hl_estimate", "p_sign", "n_units", "p_min"):
         assert f"<code>{term}</code>" in html
-    assert "1 of 2 row(s) have too few donors to reach p &lt; 0.05" in html
+    assert "1 of 2 row(s) have too few donors to reach p ≤ 0.05" in html
     assert "after: 1 of 2 donors (mixed)" in html  # D2 on dexamethasone, D1 not
     assert "after: 7 of 7 donors<" in html  # every donor exposed: not mixed
     assert "1 row(s) mix glucocorticoid-exposed and unexposed donors" in html
     assert comparisons_block(pd.DataFrame()) == ""
+    confounded = _comparisons().assign(glucocorticoid_confounded=["some", "all"])
+    assert "glucocorticoid exposure changed between the timepoints" in comparisons_block(confounded)
+    assert "Tarone 1990" in html
 
 
 def _flags() -> pd.DataFrame:

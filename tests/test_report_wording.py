@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from nkflow.report.comparisons import _exposure_text
 from nkflow.report.findings import (
     GLOSSARY,
     flag_meaning,
@@ -14,7 +15,6 @@ from nkflow.report.findings import (
 )
 from nkflow.report.methods_analysis import _FLAG_RULES, _definition_text, scoring_sentence
 from nkflow.report.repair import (
-    _exposure_text,
     _flag_summary,
     _scores_shown,
     _side_by_side,

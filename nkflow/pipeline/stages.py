@@ -412,9 +412,10 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     scoring may flag (``flaggable``: the ``[flag] populations``, metaclusters included when
     listed) are compared: a change in AREG net of Cells, Live or the ILC positive-control
     gate says nothing about NK cells. Glucocorticoid exposure is counted per row
-    (``n_glucocorticoid_before``/``_after``): steroids given with the treatment change
-    between the two timepoints, so they cannot stratify the pairs, but a row mixing exposed
-    and unexposed donors must say so.
+    (``n_glucocorticoid_before``/``_after``, ``n_glucocorticoid_unknown_*``) and judged
+    (``glucocorticoid_confounded``): steroids given with the treatment change between the
+    two timepoints, so they cannot stratify the pairs, but a row whose donors' exposure
+    changed must say so.
     """
     from ..tl.compare import compare_paired, paired_columns
 

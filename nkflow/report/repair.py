@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
 from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM
+from .comparisons import comparisons_block
 from .figures import FigureItem
 from .methods_analysis import control_tube_conditions, own_gate_batches
 from .sections import gallery
@@ -507,87 +508,3 @@ def repair_section(
         )
     out.append(comparisons_block(tables.get("comparisons")))
     return "".join(out)
-
-
-_COMPARISON_INTRO = (
-    "First timepoint against each later one, per condition and tissue, for the populations "
-    "the scoring may flag (its <code>[flag] populations</code>, metaclusters included when "
-    "listed); the value is the AREG net in percentage points (pp), after − before. "
-    "<code>n_pairs</code> counts donors, the test's independent units; a donor measured "
-    "twice in one row (several tissues) is one pair, its values averaged "
-    "(<code>n_units</code>: the donor × tissue pairs before that). "
-    "<code>hl_estimate</code>: Hodges-Lehmann estimate of the shift (median of the "
-    "pairwise averages of the differences), with its distribution-free 95% interval "
-    "(<code>ci_low</code>–<code>ci_high</code>, blank below 6 pairs). "
-    "<code>p_value</code>: two-sided sign-flip permutation test of the mean difference "
-    "(exact up to 16 pairs); <code>p_min</code>: the smallest p-value the row's "
-    "<code>n_pairs</code> allows (2/2^n: 0.5 with 2 donors, so such a row can never "
-    "reach significance whatever the data); <code>p_sign</code>: exact sign test on how many "
-    "donors went up vs down; <code>p_adj</code>: Benjamini-Hochberg (false discovery rate) "
-    "adjustment over the gated populations' rows of this table (metaclusters, whose fit is "
-    "random, are adjusted apart). <code>n_glucocorticoid_before</code>/"
-    "<code>_after</code>: donors of the row whose tubes were glucocorticoid-exposed at that "
-    "timepoint; glucocorticoids induce pro-tumour AREG in NK (Wei et al., Adv Sci 2025), so a "
-    "row mixing exposed and unexposed donors mixes the treatment with steroid exposure."
-)
-
-
-def _exposure_text(row: pd.Series) -> str:
-    """``"after: 1 of 2 donors (mixed)"`` from a row's glucocorticoid counts."""
-    n = row.get("n_pairs")
-    parts = []
-    for when in ("before", "after"):
-        k = row.get(f"n_glucocorticoid_{when}")
-        if k is None or pd.isna(k) or n is None or pd.isna(n) or int(k) == 0:
-            continue
-        mixed = " (mixed)" if int(k) < int(n) else ""
-        donors = "donor" if int(n) == 1 else "donors"
-        parts.append(f"{when}: {int(k)} of {int(n)} {donors}{mixed}")
-    return "; ".join(parts) or "none"
-
-
-def comparisons_block(comparisons: pd.DataFrame | None) -> str:
-    """The comparisons table with what each column means and what the row sizes allow.
-
-    Parameters
-    ----------
-    comparisons
-        ``tables/comparisons.csv`` (:func:`nkflow.tl.compare_paired` rows); ``None`` or
-        empty gives ``""``.
-
-    Returns
-    -------
-    str
-        HTML: heading, the column explanations, counts of rows that cannot reach p < 0.05
-        and of rows mixing glucocorticoid-exposed and unexposed donors, and the table.
-    """
-    if is_empty(comparisons):
-        return ""
-    table = comparisons.copy()
-    notes = []
-    if "p_min" in table.columns:
-        blocked = int((pd.to_numeric(table["p_min"], errors="coerce") >= 0.05).sum())
-        if blocked:
-            notes.append(
-                f"{blocked} of {len(table)} row(s) have too few donors to reach p < 0.05 "
-                "with any data (p_min ≥ 0.05): read them as description, not as tests."
-            )
-    if {"n_glucocorticoid_after", "n_glucocorticoid_before"} <= set(table.columns):
-        table["glucocorticoid_exposed"] = table.apply(_exposure_text, axis=1)
-        mixed = int(table["glucocorticoid_exposed"].str.contains("mixed").sum())
-        if mixed:
-            notes.append(
-                f"{mixed} row(s) mix glucocorticoid-exposed and unexposed donors "
-                "(column glucocorticoid-exposed)."
-            )
-        cols = list(table.columns)
-        cols.remove("glucocorticoid_exposed")
-        at = cols.index("population") + 1 if "population" in cols else len(cols)
-        table = table[[*cols[:at], "glucocorticoid_exposed", *cols[at:]]]
-    lead = _COMPARISON_INTRO + ("" if not notes else " " + " ".join(esc(n) for n in notes))
-    return f'<h3>Comparisons</h3><p class="lead">{lead}</p>' + html_table(
-        table,
-        labels={"glucocorticoid_exposed": "glucocorticoid-exposed"},
-        cell_class=_cell,
-        source="tables/comparisons.csv",
-    )
