@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_score_context import crow
 
 from nkflow.report.findings import flag_meaning
 from nkflow.report.methods_analysis import scoring_sentence
@@ -15,16 +16,6 @@ from nkflow.report.repair import repair_section
 from nkflow.tl._score_config import ScoringConfig
 from nkflow.tl._score_parts import _control_verdict
 from nkflow.tl.score import RULES, score
-
-COUNT_KEYS = ("n_events", "n_areg", "n_ifng", "n_nkg2d", "n_cd107a", "n_areg_only",
-              "n_ifng_only", "n_areg_ifng", "n_trnk")  # fmt: skip
-
-
-def crow(sample_id: str, population: str, n: int, areg: int) -> dict:
-    row = dict(zip(COUNT_KEYS, (n, areg, 0, 0, 0, areg, 0, 0, 0), strict=True))
-    row.update(sample_id=sample_id, population=population, threshold_areg=1.0,
-               areg_rule="fmo_percentile:99.5", areg_control_file="fmo.fcs")  # fmt: skip
-    return row
 
 
 def case(ilc_stim: tuple[int, int], ilc_unstim: tuple[int, int] = (200, 2)):
