@@ -287,7 +287,11 @@ def _inspect_block(row: Any) -> str:
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option("--panel", type=click.Path(path_type=Path), help="Panel file: channel -> marker.")
 @click.option("--template", help="Gating template name or file (default: by species and tissue).")
-def check(input_path: Path, panel: Path | None, template: str | None) -> None:
+@click.option("--no-cluster", is_flag=True, help="Judge a run without clustering.")
+@click.option("--no-score", is_flag=True, help="Judge a run without repair scoring.")
+def check(
+    input_path: Path, panel: Path | None, template: str | None, no_cluster: bool, no_score: bool
+) -> None:
     """Check a batch: files agree on channels, markers and ranges; the gating plan.
 
     Prints the consistency report (its first line the verdict), then the hierarchy each
@@ -296,13 +300,16 @@ def check(input_path: Path, panel: Path | None, template: str | None) -> None:
     a file is unreadable, holds raw spectral or already transformed data, none of the
     panel's channels or no marker of the batch, cannot be reconciled with the others or
     its panel cannot support its template (no NK anchor, no species), or when no file can
-    be gated or the batch mixes species.
+    be gated or the batch mixes species (unless ``--no-cluster --no-score``: a run that
+    only gates takes each species with its own template).
     """
     from .pipeline.review import review_batch
 
     setup_logging(1, False)  # a file's quirks and the sheet's notes, one line each
     try:
-        review = review_batch(input_path, panel=panel, template=template)
+        review = review_batch(
+            input_path, panel=panel, template=template, cluster=not no_cluster, score=not no_score
+        )
     except GatingTemplateError as exc:  # the template itself (the batch's are in the review)
         _usage_error(exc)
     except NkflowError as exc:  # the sheet or folder itself

@@ -158,6 +158,22 @@ def test_a_pooled_batch_of_two_species_names_its_files(tmp_path: Path) -> None:
     assert "a_unlabelled" not in message
 
 
+@pytest.mark.parametrize(("flags", "exit_code"), [([], 1), (["--no-cluster", "--no-score"], 0)])
+def test_check_judges_two_species_as_the_run_it_is_told_of(
+    tmp_path: Path, flags: list[str], exit_code: int
+) -> None:
+    """check failed a two-species batch that `nkflow run --no-cluster --no-score` gates,
+    and its message named options check did not have."""
+    _fcs(tmp_path / "h.fcs", *HUMAN)
+    _fcs(tmp_path / "m.fcs", *MOUSE)
+    result = CliRunner().invoke(main, ["check", str(tmp_path), *flags])
+    assert result.exit_code == exit_code, result.output
+    if exit_code:
+        assert "this batch mixes mouse (m.fcs" in result.output
+    else:
+        assert "each is gated with its species' template" in result.output
+
+
 def test_a_file_that_tells_no_species_is_named_for_what_it_is(tmp_path: Path) -> None:
     """No marker names, in a batch of two species: it fails alone, its own words; it does
     not list the other files' markers."""

@@ -85,9 +85,14 @@ def _resolved(path: object) -> Path:
 
 
 def review_batch(
-    input_path: str | Path, *, panel: str | Path | None = None, template: str | None = None
+    input_path: str | Path,
+    *,
+    panel: str | Path | None = None,
+    template: str | None = None,
+    cluster: bool = True,
+    score: bool = True,
 ) -> BatchReview:
-    """Check a batch's files and plan its gating, as ``nkflow run`` would with defaults.
+    """Check a batch's files and plan its gating, as ``nkflow run`` would.
 
     Parameters
     ----------
@@ -97,6 +102,9 @@ def review_batch(
         Panel file (``channel -> marker``).
     template
         Gating template name or file; default: by species and tissue.
+    cluster, score
+        Whether the run will cluster and score (``nkflow run --no-cluster --no-score``
+        sets both False): a batch of two species can be gated, not pooled.
 
     Returns
     -------
@@ -112,7 +120,13 @@ def review_batch(
     batch = read_batch(input_path, panel=panel)  # the sheet read once: its notes said once
     review = BatchReview(check=check_batch(batch, panel=panel, raise_on_error=False))
     config = replace_values(
-        RunConfig(), {"panel": str(panel) if panel else None, "gating.template": template}
+        RunConfig(),
+        {
+            "panel": str(panel) if panel else None,
+            "gating.template": template,
+            "clustering.enabled": cluster,
+            "scoring.enabled": score,
+        },
     )
     meta = batch.metadata
     try:
