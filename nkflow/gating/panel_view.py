@@ -18,6 +18,7 @@ from ..io.panel import NK_COMBINED, canonical_marker, marker_equivalents
 from ..io.technology import detect_technology as detect_io_technology
 
 __all__ = [
+    "SPECIES_TELLS",
     "PanelView",
     "combined_channel_note",
     "dump_stand_in",
@@ -175,6 +176,10 @@ def panel_technology(panel: Any) -> str:
         view = PanelView.of(panel)
         kind = detect_io_technology({}, list(view.channels), list(view.labels)).kind
     return "cytof" if kind == "mass_cytometry" else "flow"
+
+
+#: what tells each species (:func:`infer_species`'s rule), in words for messages
+SPECIES_TELLS = "mouse: NK1.1, DX5, Ly49, F4/80; human: CD56, HLA-DR, CD57, KIR, NKp30/44/80"
 
 
 def infer_species(markers: Iterable[str]) -> str | None:

@@ -413,10 +413,11 @@ def check_batch(
     roles = {str(r["sample_id"]): str(r.get("role", "") or "sample") for _, r in table.iterrows()}
     filled: dict[str, dict[str, str]] = {sid: {} for sid in metas}
     reference = ""
-    for sid in list(metas):  # raw spectral, already transformed: unusable as they are
-        if refused := _technology(metas[sid]).refused:
-            _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", refused, "")
-    mass = {sid: _is_mass(m) for sid, m in metas.items()}
+    techs = {sid: _technology(m) for sid, m in metas.items()}  # each file's, read once
+    for sid, tech in techs.items():  # raw spectral, already transformed: unusable as they are
+        if tech.refused:
+            _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", tech.refused, "")
+    mass = {sid: techs[sid].kind == "mass_cytometry" for sid in metas}
     for sid, text in other_technology(mass).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:

@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import PanelMismatchError
-from ..gating.panel_view import species_markers
+from ..gating.panel_view import SPECIES_TELLS, species_markers
+from .steps import SPECIES_FIX
 
 __all__ = ["BatchSpecies", "batch_species"]
 
-#: what tells each species (infer_species's rules), for messages
-_TELLS = "mouse: NK1.1, DX5, Ly49, F4/80; human: CD56, HLA-DR, CD57, KIR, NKp30/44/80"
-_FIX = "add a 'species' column (human | mouse) to a metadata sheet or pass --template"
 _SHOWN = 3  # files named per species in a message
 
 
@@ -171,17 +169,17 @@ def _untold(markers: Sequence[str], told: Mapping[str, list[str]], known: set[st
     if all(told.values()):
         return (
             f"no species in the sheet, and the file's markers tell both mouse "
-            f"({', '.join(told['mouse'])}) and human ({', '.join(told['human'])}); {_FIX}"
+            f"({', '.join(told['mouse'])}) and human ({', '.join(told['human'])}); {SPECIES_FIX}"
         )
     names = list(dict.fromkeys(str(m) for m in markers if str(m).strip()))
     if not names:
         what = "the file's channels carry no marker names, so nothing tells the species"
     else:
         shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        what = f"the file's markers ({shown}) do not tell the species ({_TELLS})"
+        what = f"the file's markers ({shown}) do not tell the species ({SPECIES_TELLS})"
     batch = (
         f", nor can the batch's other files, which mix {' and '.join(sorted(known))}"
         if len(known) > 1
         else ""
     )
-    return f"no species in the sheet, and {what}{batch}; {_FIX}"
+    return f"no species in the sheet, and {what}{batch}; {SPECIES_FIX}"

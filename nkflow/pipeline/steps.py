@@ -18,6 +18,7 @@ import pandas as pd
 from .._seeds import sample_seed
 from ..config import RunConfig
 from ..exceptions import GatingTemplateError
+from ..gating.panel_view import SPECIES_TELLS
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
 from ..io.metadata import is_blood, is_stimulated
@@ -32,8 +33,12 @@ from ..tl.cluster import (
 )
 from ..tl.counts import count_positive
 
+#: what an analyst does about a file whose species nothing tells
+SPECIES_FIX = "add a 'species' column (human | mouse) to a metadata sheet or pass --template"
+
 __all__ = [
     "ANALYSED_ROLES",
+    "SPECIES_FIX",
     "STIMULATION_LABILE_MARKERS",
     "BatchClusters",
     "choose_template",
@@ -118,8 +123,7 @@ def choose_template(
                 raise GatingTemplateError(
                     f"sample {row.get('sample_id')!r}: no species in the metadata and the "
                     f"panel ({', '.join(m for m in markers if m) or 'no named markers'}) does "
-                    "not tell (mouse: NK1.1, DX5, Ly49, F4/80; human: CD56, HLA-DR, CD57, KIR, "
-                    "NKp30/44/80); add a 'species' column (human | mouse) or pass --template"
+                    f"not tell ({SPECIES_TELLS}); {SPECIES_FIX}"
                 )
     if species == "mouse":
         return "mouse"
