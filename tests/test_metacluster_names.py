@@ -68,3 +68,20 @@ def test_hi_and_lo_are_against_every_metacluster(medians: dict, expected: dict) 
         hi = [table.loc[k, marker] for k, m in tagged.items() if m and m.group(1) == "hi"]
         lo = [table.loc[k, marker] for k, m in tagged.items() if m and m.group(1) == "lo"]
         assert not hi or not lo or min(hi) > max(lo)
+
+
+def test_names_without_a_marker_call_start_with_their_tag() -> None:
+    """On 68983.fcs (mouse, 332 NK) no metacluster was called on any marker: the names read
+    " (NK1.1lo) [1]", with a leading space, in the tables and the report."""
+    thresholds = {"NK1.1": {"value": 0.5, "rule": "quantile", "spread": 1.0}}
+    table = pd.DataFrame({"NK1.1": [0.3, 0.4, 0.6, 0.7, 0.5, 0.5]}, index=range(1, 7))
+    names = name_metaclusters(table, thresholds)
+    assert all(n == n.strip() and n for n in names.values()), names
+    assert names == {
+        1: "(NK1.1lo) [1]",
+        2: "(NK1.1lo) [2]",
+        3: "(NK1.1hi) [1]",
+        4: "(NK1.1hi) [2]",
+        5: "(NK1.1lo) [3]",
+        6: "(NK1.1lo) [4]",
+    }

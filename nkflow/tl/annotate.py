@@ -339,14 +339,16 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         if split:
             marker = str(sub[split].std().idxmax())
             for k in ks:
-                out[k] = f"{base} ({marker}{'hi' if bool(above.loc[k, marker]) else 'lo'})"
+                out[k] = _joined(base, f"({marker}{'hi' if bool(above.loc[k, marker]) else 'lo'})")
             continue
         marker = str(sub.std().idxmax())
         if not sub[marker].nunique() > 1:
             continue  # alike on every marker: numbered below
         mid = float(sub[marker].median())
         for k in ks:
-            out[k] = f"{base} ({'more' if float(sub.loc[k, marker]) > mid else 'less'} {marker})"
+            out[k] = _joined(
+                base, f"({'more' if float(sub.loc[k, marker]) > mid else 'less'} {marker})"
+            )
     seen: dict[str, int] = {}
     for k in sorted(out):
         n = out[k]
@@ -356,8 +358,13 @@ def _make_unique(names: dict[int, str], medians: pd.DataFrame) -> dict[int, str]
         n = out[k]
         if seen[n] > 1:
             counter[n] = counter.get(n, 0) + 1
-            out[k] = f"{n} [{counter[n]}]"  # not "#": CSV readers take it for a comment
+            out[k] = _joined(n, f"[{counter[n]}]")  # not "#": CSV readers take it for a comment
     return out
+
+
+def _joined(base: str, tag: str) -> str:
+    """``base`` and ``tag`` with one space between; ``tag`` alone when ``base`` calls nothing."""
+    return f"{base} {tag}" if base else tag
 
 
 def _sample_meta(adata: ad.AnnData) -> dict[str, str]:
