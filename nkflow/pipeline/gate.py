@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import pp
@@ -173,7 +174,11 @@ def _gate_external(
         result = apply_flowjo_workspace(template, list(ids), sample_ids=ids)
         tables["populations"] = result.populations
         tables["flowjo_comparison"] = result.comparison
-        members = dict(result.membership) if events else {}
+        if events:
+            members = {
+                sid: event_membership(frame, list(frame.columns), len(frame))
+                for sid, frame in result.membership.items()
+            }
         for _, row in meta.iterrows():
             sid = str(row["sample_id"])
             if sid in result.n_events:
@@ -200,11 +205,47 @@ def _gate_external(
                 continue
             if events:
                 gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-                members[sid] = adata.obs[gates].reset_index(drop=True)
+                n_file = int(adata.uns["nkflow"]["fcs"]["n_events"])
+                members[sid] = event_membership(adata.obs, gates, n_file)
             status.append(status_row(row, "ok", "OK", note, n_events=adata.n_obs))
         tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tables["status"] = pd.DataFrame(status, columns=STATUS_COLUMNS)
     return tables, members
+
+
+def event_membership(obs: pd.DataFrame, gates: Sequence[str], n_events: int) -> pd.DataFrame:
+    """One row per event of the file, in the file's order, whatever QC removed.
+
+    Parameters
+    ----------
+    obs
+        The gated events' ``obs``; its index holds each event's number in the file
+        (``read_fcs`` numbers them 0, 1, ...; QC and non-finite drops keep the numbers).
+    gates
+        The bool membership columns to write.
+    n_events
+        Number of events in the file (``$TOT`` of the data set read).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``event`` (0-based number in the file), ``qc_pass`` (False for events QC or a
+        non-finite value removed before gating) and one bool column per gate (False where
+        ``qc_pass`` is False). Row ``i`` is event ``i``: a join by position with the file's
+        events is right (rows of the gated events alone shifted after the first removal).
+    """
+    kept = np.asarray(obs.index, dtype=str).astype(np.int64)
+    if kept.size and (kept.min() < 0 or kept.max() >= n_events):
+        raise GatingError(f"event numbers run past the file's {n_events} events")
+    out = pd.DataFrame({"event": np.arange(n_events, dtype=np.int64)})
+    passed = np.zeros(n_events, dtype=bool)
+    passed[kept] = True
+    out["qc_pass"] = passed
+    for gate in (g for g in gates if g not in out.columns):
+        column = np.zeros(n_events, dtype=bool)
+        column[kept] = obs[gate].to_numpy(dtype=bool)
+        out[gate] = column
+    return out
 
 
 def _gate_template(
@@ -334,7 +375,9 @@ def _gate_one(job: _GateJob) -> _Gated:
     return _Gated(
         table=table,
         thresholds=listed_thresholds(nk.get("thresholds", []), sid),
-        members=adata.obs[pops].reset_index(drop=True) if job.events else None,
+        members=(
+            event_membership(adata.obs, pops, int(nk["fcs"]["n_events"])) if job.events else None
+        ),
         n_events=int(adata.n_obs),
         cuts=cuts,
         transform=dict(nk.get("transform", {})),
