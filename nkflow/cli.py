@@ -379,7 +379,11 @@ def thresholds(out: Path) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--template", required=True, help="Template name from gating/, GatingML or .wsp.")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--events", is_flag=True, help="Also write per-event membership per sample (one row per event of the file).")
+@click.option(
+    "--events",
+    is_flag=True,
+    help="Also write per-event membership (one row per event of the file).",
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run config TOML.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @overrides_option

@@ -67,15 +67,17 @@ def batch(tmp_path_factory, tcell_template):
     for sid, a in samples.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per = gate(a.copy(), str(tpl_path), n_boot=50).set_index("population")
+            own = a.copy()
+            per = gate(own, str(tpl_path), n_boot=50).set_index("population")
             rows = gate(a, str(tpl_path), thresholds=[t.to_record() for t in pooled],
                         n_boot=50).set_index("population")  # fmt: skip
         cd69 = a[:, io.channel_for(a, "CD69")].X.ravel()[a.obs["T"].to_numpy(bool)]
         th = next(t for t in a.uns["nkflow"]["thresholds"] if t["marker"] == "CD69")
+        own_th = next(t for t in own.uns["nkflow"]["thresholds"] if t["marker"] == "CD69")
         out[sid] = {"donor": groups[sid] and a.uns["nkflow"]["sample"]["donor"],
                     "tissue": groups[sid][0], "before": per.loc["T_CD69+", "percent_of_parent"],
                     "after": rows.loc["T_CD69+", "percent_of_parent"], "cd69": cd69,
-                    "threshold": th}  # fmt: skip
+                    "threshold": th, "own_threshold": own_th}  # fmt: skip
     return out
 
 
@@ -115,3 +117,20 @@ def test_no_dominant_positive_peak_reads_negative(batch):
             assert r["after"] >= 5.0, (sid, r["after"])
     # the per-sample rules failed on at least one such file (what the issue measured)
     assert dominant and min(batch[s]["before"] for s in dominant) < 5.0
+
+
+def test_no_own_cut_off_lies_beyond_every_event(batch):
+    """A per-sample CD69 cut-off above every T cell reads 0 % CD69+ (423C liver, 7,147 T
+    cells: the mirror took its dominant positive peak for the negatives and cut at 1.51,
+    above the highest event, 0.84). Such a cut-off is not set: the population is not
+    measured (NA), not 0 %; a cut-off with events beyond it stands."""
+    refuted = []
+    for sid, r in batch.items():
+        th = r["own_threshold"]
+        if np.isnan(th["value"]):
+            assert "lies above every one" in th["note"], (sid, th)
+            assert np.isnan(r["before"]), (sid, r["before"])
+            refuted.append(sid)
+        else:
+            assert (r["cd69"] > th["value"]).any(), (sid, th["value"])
+    assert refuted == ["423_Donor_Liver_022"]

@@ -48,8 +48,9 @@ from ..io.pairing import (
     is_resting,
     nearest_controls_first,
 )
+from .channels import resolve_channel
 from .drift import compare_thresholds
-from .engine import GatingRun, _ancestors, _Columns, _run, resolve_channel
+from .engine import GatingRun, _ancestors, _Columns, _run
 from .fmo_pool import fmo_uses, pool_fmo_replicates, warn_small_controls
 from .gates import gate_to_dict
 from .intervals import background_thread

@@ -27,6 +27,7 @@ from ..exceptions import (
 )
 from ..io.fcs import sample_info
 from ..io.metadata import is_stimulated
+from .channels import resolve_channel
 from .gates import (
     BooleanGate,
     Dimension,
@@ -44,6 +45,7 @@ from .thresholds import (
     THRESHOLD_COLUMNS,
     Threshold,
     density_fit,
+    mirror_refuted,
     quantile_threshold,
     valley_threshold,
 )
@@ -55,53 +57,6 @@ logger = logging.getLogger(__name__)
 #: Fewest NK events a density cut-off inside NK (valley, gmm, mirror: a subset split such as
 #: CD16+) is set on, as for the CD56bright/dim split: below it the gate is not measured
 MIN_NK_SPLIT = 50
-
-
-def resolve_channel(adata: Any, name: str) -> str:
-    """``$PnN`` channel of a marker or channel name (``var_names`` first, then markers).
-
-    Parameters
-    ----------
-    adata
-        One sample container (``var_names`` are ``$PnN``, ``var["marker"]`` if present).
-    name
-        A channel name, a canonical marker or an alias (``"NCAM1"`` finds ``CD56``).
-
-    Returns
-    -------
-    str
-        The channel: ``name`` itself when it is a channel, else the one channel whose
-        marker is exactly ``name``, else :func:`nkflow.io.channel_for`'s answer.
-
-    Raises
-    ------
-    ChannelNotFoundError
-        No channel carries ``name``; the message lists the sample's channels and markers.
-    PanelError
-        The marker is on several channels (:func:`nkflow.io.channel_for`).
-    """
-    if name in adata.var_names:
-        return str(name)
-    if "marker" in adata.var.columns:
-        exact = list(adata.var_names[adata.var["marker"].astype(str) == name])
-        if len(exact) == 1:
-            return str(exact[0])
-    try:
-        from ..io import channel_for  # type: ignore[attr-defined]
-    except ImportError:
-        channel_for = None
-    if channel_for is not None:
-        return str(channel_for(adata, name))
-    if "marker" in adata.var.columns:
-        hits = list(adata.var_names[adata.var["marker"].astype(str) == name])
-        if len(hits) == 1:
-            return str(hits[0])
-    sid = sample_info(adata).get("sample_id")
-    have = list(adata.var_names)
-    if "marker" in adata.var.columns:
-        pairs = zip(adata.var_names, adata.var["marker"], strict=True)
-        have = [f"{c} ({m})" if m else c for c, m in pairs]
-    raise ChannelNotFoundError(name, have, sid)
 
 
 class _Columns(Mapping[str, np.ndarray]):
@@ -379,6 +334,7 @@ def _run(
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
             control = "fallback:no-fmo"
         interval = NO_INTERVAL  # computed (or started) by record()
+        note = ""
         need = MIN_NK_SPLIT if rule in ("valley", "gmm", "mirror") and in_nk(on_key) else 10
         if vals.size < need and rule != "fixed":
             msg = (
@@ -403,6 +359,13 @@ def _run(
                 n_boot=n_boot,
                 random_state=seed(),
             )
+            if used.startswith("mirror") and (
+                refuted := mirror_refuted(vals, v, percentile=p, unimodal=dim.unimodal)
+            ):
+                msg = f"sample {sid!r}: gate {gate_id!r}: {dim.marker} on {on_key!r}: {refuted}"
+                logger.debug(msg)  # said once, as the warning
+                warnings.warn(msg, MissingControlWarning, stacklevel=3)
+                v, interval, note = np.nan, NO_INTERVAL, refuted
         elif rule == "quantile":
             v, lo, hi, used, ne = quantile_threshold(
                 vals, percentile=p, n_boot=n_boot, random_state=seed()
@@ -424,8 +387,9 @@ def _run(
             tissue=tissue,
             batch=batch,
             evidence=evidence_of(used),
+            note=note,
         )
-        if dim.pool and used.startswith("mirror") and warn_missing:
+        if dim.pool and used.startswith("mirror") and warn_missing and not note:
             msg = (
                 f"sample {sid!r}: {dim.marker} on {on_key!r}: no control, batch pool or "
                 f"reference population identifies the negative peak; the mirror rule takes "
@@ -589,7 +553,8 @@ def _unset_reason(g: Gate, unset: dict[str, str]) -> str | None:
         values = [v for vertex in g.vertices for v in vertex]
     else:
         return None
-    return "no cut-off (too few events to set it)" if np.isnan(values).any() else None
+    # too few events, or a rule the events refuted: the threshold row's rule and note say
+    return "no cut-off (see its threshold row)" if np.isnan(values).any() else None
 
 
 run_template = _run

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import MissingControlWarning
-from .engine import _ancestors, _Columns, _run, resolve_channel
+from .channels import resolve_channel
+from .engine import _ancestors, _Columns, _run
 from .negative import POOL_CAP, pool_seed, pool_threshold, subsample
 from .template import DimSpec, Template
 from .thresholds import Threshold

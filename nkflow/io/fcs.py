@@ -509,7 +509,8 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
     Parameters
     ----------
     adata
-        A container from :func:`read_fcs`.
+        A container from :func:`read_fcs` (or any AnnData: without ``var["marker"]`` only
+        its ``var_names`` are looked up).
     marker
         Canonical marker name or an alias (``"NCAM1"`` finds ``CD56``). A channel name is
         accepted too and returned unchanged.
@@ -527,7 +528,10 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
         The marker is on several channels (or was left in ``marker_conflicts`` by
         :func:`read_fcs`); a panel file must name the right one.
     """
-    markers = adata.var["marker"].astype(str)
+    if "marker" in adata.var.columns:
+        markers = adata.var["marker"].astype(str)
+    else:  # a container built by another tool: its var_names are all it has
+        markers = pd.Series("", index=adata.var_names, dtype=object)
     wanted = canonical_marker(marker)
     same = marker_equivalents(wanted)
     hits = list(adata.var_names[markers.isin(same).to_numpy()])

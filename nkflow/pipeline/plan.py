@@ -32,7 +32,7 @@ from ..exceptions import (
     NkflowError,
     PanelMismatchError,
 )
-from ..gating.engine import resolve_channel
+from ..gating.channels import resolve_channel
 from ..gating.fmo_pool import fmo_uses
 from ..gating.panel_view import PanelView
 from ..gating.resolve import ResolvedTemplate, panel_technology, resolve_template
