@@ -176,9 +176,31 @@ def test_every_shipped_template_resolves_or_names_the_missing_anchor(name, panel
     try:
         res = resolve_template(name, panel)
     except GatingTemplateError as err:
-        assert "no NK anchor" in str(err)
+        # both panels are human (CD56): a mouse template is refused for its species
+        expected = "is for mouse, but" if load_template(name).species == "mouse" else "no NK anchor"
+        assert expected in str(err)
         return
     assert "NK" in res.template.populations
+
+
+@pytest.mark.parametrize(
+    ("name", "panel", "told"),
+    [
+        ("mouse", {**SCATTER, "PE-A": "CD56", "PE-Cy7-A": "CD3", "BV510-A": "HLA-DR"}, "CD56"),
+        ("human_blood", {**SCATTER, "PE-A": "NK1.1", "PE-Cy7-A": "CD3e"}, "NK1.1"),
+    ],
+    ids=["mouse-template-human-panel", "human-template-mouse-panel"],
+)
+def test_a_template_of_the_other_species_is_refused(name, panel, told):
+    """A human tube gated with the mouse template was gated and scored as mouse (AREG
+    exploratory) without a word."""
+    with pytest.raises(GatingTemplateError, match=rf"template {name!r} is for .*\({told}"):
+        resolve_template(name, panel)
+
+
+def test_a_panel_that_cannot_tell_its_species_takes_any_template():
+    panel = {**SCATTER, "PE-A": "NK1.1", "APC-A": "CD56", "PE-Cy7-A": "CD3"}
+    assert resolve_template("mouse", panel).template.species == "mouse"
 
 
 @pytest.mark.parametrize(

@@ -32,11 +32,13 @@ from typing import Any
 
 from ..exceptions import GatingTemplateError
 from .panel_view import (
+    SPECIES_TELLS,
     PanelView,
     combined_channel_note,
     dump_stand_in,
     infer_species,
     panel_technology,
+    species_markers,
 )
 from .template import DimSpec, GateSpec, Template, load_template, shared_cut_conflicts
 
@@ -273,6 +275,24 @@ def _order(tpl: Template) -> list[GateSpec]:
     return out
 
 
+def _require_species(tpl: Template, view: PanelView) -> None:
+    """Refuse a template of one species on a panel whose markers only the other carries.
+
+    The species decides the gates (NK1.1 or CD56), and how AREG is read (reported in human
+    NK, exploratory in mouse): a human tube gated with the mouse template was scored as
+    mouse without a word.
+    """
+    told = species_markers(view.marker_names)
+    species = infer_species(view.marker_names)
+    if not tpl.species or species is None or species == tpl.species:
+        return
+    raise GatingTemplateError(
+        f"template {tpl.name!r} is for {tpl.species}, but the panel's markers "
+        f"({', '.join(told[species])}) are {species}-only ({SPECIES_TELLS}); choose a "
+        f"{species} template (`nkflow templates` lists them) or correct the panel"
+    )
+
+
 def resolve_template(
     template: str | Path | Template,
     panel: Any,
@@ -309,6 +329,7 @@ def resolve_template(
     tech = technology or panel_technology(panel)
     if tech not in ("flow", "cytof"):
         raise GatingTemplateError(f"technology {technology!r}; valid: flow, cytof")
+    _require_species(tpl, view)
     redirect: dict[str, str] = {}
     dropped: set[str] = set()
     root_cause: dict[str, str] = {}  # gate -> why it (or the ancestor it hangs on) is out
