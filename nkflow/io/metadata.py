@@ -303,19 +303,39 @@ def _elsewhere(value: str, base: Path) -> str:
     return ""
 
 
+#: the leading zeros of a number (not of its decimals): ``034`` is ``34``, ``D07`` is ``D7``
+_LEADING_ZEROS = re.compile(r"(?<![0-9.,])0+(?=[0-9])")
+
+
+def _spelling_key(value: str) -> str:
+    """``value`` without case, spaces, punctuation and leading zeros (``P-034`` -> ``p34``)."""
+    return re.sub(r"[^0-9a-z]+", "", _LEADING_ZEROS.sub("", value.casefold())) or value
+
+
+def _differences(spelt: Mapping[str, object]) -> str:
+    """What spellings of one value differ in; leading zeros named with their usual cause."""
+    plain = {re.sub(r"[^0-9a-z]+", "", v.casefold()) for v in spelt}
+    if len(plain) == 1:
+        return "case, spaces or punctuation"
+    return (
+        "leading zeros, case, spaces or punctuation (a spreadsheet drops the leading zeros "
+        "of numbers: format the column as text)"
+    )
+
+
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
-    """Refuse values of a grouping column that differ only in case, spaces or punctuation.
+    """Refuse values of a grouping column that differ only in case, spaces, punctuation or zeros.
 
     Pairing, FMO controls, batch pools and summaries match ``donor``, ``tissue``,
     ``timepoint``, ``batch`` and ``stimulation`` exactly, so ``Liver`` and ``liver`` would
     be two tissues, each without the other's controls, and ``IL-15`` and ``IL15`` two
-    conditions.
+    conditions; a spreadsheet that read ``034`` as a number left ``34`` beside it.
     """
     for col in ("donor", "tissue", "timepoint", "batch", "stimulation"):
         forms: dict[str, dict[str, list[int]]] = {}
         for i, value in table[col].items():
             if value:
-                key = re.sub(r"[^0-9a-z]+", "", str(value).casefold()) or str(value)
+                key = _spelling_key(str(value))
                 forms.setdefault(key, {}).setdefault(str(value), []).append(int(str(i)))
         for spelt in forms.values():
             if len(spelt) > 1:
@@ -325,7 +345,7 @@ def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
                     for v, r in spelt.items()
                 )
                 problems.append(
-                    f"column '{col}': {listed} differ only in case, spaces or punctuation, "
+                    f"column '{col}': {listed} differ only in {_differences(spelt)}, "
                     "and nkflow matches them exactly (pairing, FMO controls, summaries): "
                     "write one spelling"
                 )
