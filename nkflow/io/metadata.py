@@ -40,6 +40,8 @@ import pandas as pd
 from ..exceptions import MetadataError, NkflowWarning
 from .panel import CANONICAL_MARKERS, canonical_marker
 from .sheet_columns import column_renames
+from .sheet_files import FCS_SUFFIXES as FCS_SUFFIXES  # re-exported: folder, batch
+from .sheet_files import missing_file_advice, sheet_path
 from .sheet_text import decode_sheet, sheet_table
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
@@ -160,8 +162,6 @@ SPECIES_WORDS = {
     "mouse": ("mice", "murine", "mus musculus", "m musculus", "m. musculus"),
 }
 _SPECIES_BY_WORDS = {w: k for k, words in SPECIES_WORDS.items() for w in words}
-#: file name endings read as FCS files (a folder's files, a sheet's names without one)
-FCS_SUFFIXES = (".fcs", ".lmd")
 
 
 def role_of(value: object) -> str | None:
@@ -274,33 +274,6 @@ def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
                 )
             else:
                 table.at[i, "glucocorticoid"] = value
-
-
-def _sheet_path(value: str, base: Path) -> Path:
-    r"""A sheet's ``file`` value as a path, relative ones from the sheet's folder.
-
-    When the path as written does not exist, two common ways of writing it are tried: a
-    sheet written on Windows (``human\D1.fcs``: backslashes as folder separators) and a
-    sample name without its extension (``D1_liver`` for ``D1_liver.fcs``).
-    """
-    full = base / value  # an absolute value stays itself
-    slashed = value.replace("\\", "/")
-    extended = [] if full.suffix else [slashed + ext for ext in FCS_SUFFIXES]
-    return next((p for w in (value, slashed, *extended) if (p := base / w).exists()), full)
-
-
-def _elsewhere(value: str, base: Path) -> str:
-    """Where a sheet's missing file is found instead, as advice (``""`` when nowhere).
-
-    Paths in a sheet are relative to the sheet's folder; a sheet written with paths from
-    the working directory, or kept in a subfolder of its files, finds nothing there.
-    """
-    name = Path(value.replace("\\", "/")).name
-    for candidate in (Path.cwd() / value, base.parent / value, base / name):
-        if candidate.is_file():
-            return (f"; it is at {candidate}: paths in the sheet are relative to the "
-                    f"sheet's folder ({base})")  # fmt: skip
-    return ""
 
 
 #: the leading zeros of a number (not of its decimals): ``034`` is ``34``, ``D07`` is ``D7``
@@ -489,11 +462,11 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             problems.append(f"{where}: empty file")
             paths.append("")
         else:
-            full = _sheet_path(file_value, base)
+            full = sheet_path(file_value, base)
             paths.append(str(full.resolve()))
             if not full.exists():
                 problems.append(f"{where}: file {file_value!r} not found (looked at {full})"
-                                + _elsewhere(file_value, base))  # fmt: skip
+                                + missing_file_advice(file_value, base))  # fmt: skip
             elif full.is_dir():
                 problems.append(f"{where}: file {file_value!r} is a directory")
         table.at[i, "stimulation"] = _check_stimulation(row, where, problems)
