@@ -28,8 +28,6 @@ contains a control character (tab, CR, LF, other C0/C1), is refused (OWASP CSV i
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 import warnings
@@ -42,6 +40,9 @@ import pandas as pd
 from ..exceptions import MetadataError, NkflowWarning
 from .panel import CANONICAL_MARKERS, canonical_marker
 from .sheet_columns import column_renames
+from .sheet_files import FCS_SUFFIXES as FCS_SUFFIXES  # re-exported: folder, batch
+from .sheet_files import missing_file_advice, sheet_path
+from .sheet_text import decode_sheet, sheet_table
 from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
@@ -161,39 +162,6 @@ SPECIES_WORDS = {
     "mouse": ("mice", "murine", "mus musculus", "m musculus", "m. musculus"),
 }
 _SPECIES_BY_WORDS = {w: k for k, words in SPECIES_WORDS.items() for w in words}
-#: file name endings read as FCS files (a folder's files, a sheet's names without one)
-FCS_SUFFIXES = (".fcs", ".lmd")
-
-
-def _decode_sheet(raw: bytes, problems: list[str]) -> str | None:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            problems.append(f"sheet looks like UTF-16 but cannot be decoded ({exc.reason})")
-            return None
-    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (.xlsx, .ods), OLE (.xls)
-        problems.append(
-            "sheet is a spreadsheet workbook (Excel .xlsx/.xls or .ods), not a CSV: save it "
-            "from the spreadsheet as 'CSV UTF-8' and pass the .csv"
-        )
-        return None
-    if b"\x00" in raw:
-        problems.append(
-            "sheet contains NUL bytes: not a text CSV (UTF-16 without BOM or a binary file); "
-            "save it as UTF-8 CSV"
-        )
-        return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = raw.decode("cp1252")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    logger.warning("metadata sheet is not UTF-8; read it as Windows-1252/Latin-1")
-    return text
 
 
 def role_of(value: object) -> str | None:
@@ -285,9 +253,7 @@ def _check_stimulation(row: pd.Series, where: str, problems: list[str]) -> str:
 def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
     """Validate and normalise the optional context columns that the sheet has."""
     for i, row in table.iterrows():
-        where = f"row {int(str(i)) + 2}" + (
-            f" (sample_id {row['sample_id']!r})" if row.get("sample_id") else ""
-        )
+        where = f"row {i}" + (f" (sample_id {row['sample_id']!r})" if row.get("sample_id") else "")
         if "tissue_kind" in table.columns and row["tissue_kind"]:
             text = " ".join(str(row["tissue_kind"]).lower().replace("_", " ").split())
             kind = TISSUE_KIND_ALIASES.get(text)
@@ -310,47 +276,40 @@ def _check_context(table: pd.DataFrame, problems: list[str]) -> None:
                 table.at[i, "glucocorticoid"] = value
 
 
-def _sheet_path(value: str, base: Path) -> Path:
-    r"""A sheet's ``file`` value as a path, relative ones from the sheet's folder.
-
-    When the path as written does not exist, two common ways of writing it are tried: a
-    sheet written on Windows (``human\D1.fcs``: backslashes as folder separators) and a
-    sample name without its extension (``D1_liver`` for ``D1_liver.fcs``).
-    """
-    full = base / value  # an absolute value stays itself
-    slashed = value.replace("\\", "/")
-    extended = [] if full.suffix else [slashed + ext for ext in FCS_SUFFIXES]
-    return next((p for w in (value, slashed, *extended) if (p := base / w).exists()), full)
+#: the leading zeros of a number (not of its decimals): ``034`` is ``34``, ``D07`` is ``D7``
+_LEADING_ZEROS = re.compile(r"(?<![0-9.,])0+(?=[0-9])")
 
 
-def _elsewhere(value: str, base: Path) -> str:
-    """Where a sheet's missing file is found instead, as advice (``""`` when nowhere).
+def _spelling_key(value: str) -> str:
+    """``value`` without case, spaces, punctuation and leading zeros (``P-034`` -> ``p34``)."""
+    return re.sub(r"[^0-9a-z]+", "", _LEADING_ZEROS.sub("", value.casefold())) or value
 
-    Paths in a sheet are relative to the sheet's folder; a sheet written with paths from
-    the working directory, or kept in a subfolder of its files, finds nothing there.
-    """
-    name = Path(value.replace("\\", "/")).name
-    for candidate in (Path.cwd() / value, base.parent / value, base / name):
-        if candidate.is_file():
-            return (f"; it is at {candidate}: paths in the sheet are relative to the "
-                    f"sheet's folder ({base})")  # fmt: skip
-    return ""
+
+def _differences(spelt: Mapping[str, object]) -> str:
+    """What spellings of one value differ in; leading zeros named with their usual cause."""
+    plain = {re.sub(r"[^0-9a-z]+", "", v.casefold()) for v in spelt}
+    if len(plain) == 1:
+        return "case, spaces or punctuation"
+    return (
+        "leading zeros, case, spaces or punctuation (a spreadsheet drops the leading zeros "
+        "of numbers: format the column as text)"
+    )
 
 
 def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
-    """Refuse values of a grouping column that differ only in case, spaces or punctuation.
+    """Refuse values of a grouping column that differ only in case, spaces, punctuation or zeros.
 
     Pairing, FMO controls, batch pools and summaries match ``donor``, ``tissue``,
     ``timepoint``, ``batch`` and ``stimulation`` exactly, so ``Liver`` and ``liver`` would
     be two tissues, each without the other's controls, and ``IL-15`` and ``IL15`` two
-    conditions.
+    conditions; a spreadsheet that read ``034`` as a number left ``34`` beside it.
     """
     for col in ("donor", "tissue", "timepoint", "batch", "stimulation"):
         forms: dict[str, dict[str, list[int]]] = {}
         for i, value in table[col].items():
             if value:
-                key = re.sub(r"[^0-9a-z]+", "", str(value).casefold()) or str(value)
-                forms.setdefault(key, {}).setdefault(str(value), []).append(int(str(i)) + 2)
+                key = _spelling_key(str(value))
+                forms.setdefault(key, {}).setdefault(str(value), []).append(int(str(i)))
         for spelt in forms.values():
             if len(spelt) > 1:
                 listed = " and ".join(
@@ -359,7 +318,7 @@ def _check_spellings(table: pd.DataFrame, problems: list[str]) -> None:
                     for v, r in spelt.items()
                 )
                 problems.append(
-                    f"column '{col}': {listed} differ only in case, spaces or punctuation, "
+                    f"column '{col}': {listed} differ only in {_differences(spelt)}, "
                     "and nkflow matches them exactly (pairing, FMO controls, summaries): "
                     "write one spelling"
                 )
@@ -469,21 +428,10 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         raise MetadataError(path, ["does not exist (no such file or folder)"]) from None
     except OSError as exc:
         raise MetadataError(path, [f"cannot read the sheet: {exc.strerror or exc}"]) from None
-    text = _decode_sheet(raw, problems)
-    if text is None:
+    text = decode_sheet(raw, problems)
+    table = None if text is None else sheet_table(text, problems, sheet_header)
+    if table is None:
         raise MetadataError(path, problems)
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        sep = dialect.delimiter
-    except csv.Error:
-        sep = ","
-    try:
-        table = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise MetadataError(path, [f"not a readable CSV: {str(exc).strip()}"]) from None
-    table.columns = [sheet_header(c) for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         renames = column_renames(table, missing)
@@ -493,11 +441,8 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             + (f"; rename {', '.join(renames)}" if renames else "")
         )
         raise MetadataError(path, problems)
-    dup_cols = [c for c in set(table.columns) if list(table.columns).count(c) > 1]
-    if dup_cols:
-        problems.append(f"column(s) appear twice: {sorted(dup_cols)}")
     table = table.map(lambda v: v.strip() if isinstance(v, str) else v)
-    table = table[~(table == "").all(axis=1)].reset_index(drop=True)
+    table = table[~(table == "").all(axis=1)]  # the index: each row's line in the file
     if table.empty:
         problems.append("the sheet has no rows")
     for col in OPTIONAL_COLUMNS:
@@ -506,7 +451,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
     base = path.parent
     paths: list[str] = []
     for i, row in table.iterrows():
-        where = f"row {int(i) + 2}"  # header is line 1
+        where = f"row {i}"  # its line in the file
         file_value = row["file"]
         sid = row["sample_id"]
         if sid:
@@ -517,11 +462,11 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             problems.append(f"{where}: empty file")
             paths.append("")
         else:
-            full = _sheet_path(file_value, base)
+            full = sheet_path(file_value, base)
             paths.append(str(full.resolve()))
             if not full.exists():
                 problems.append(f"{where}: file {file_value!r} not found (looked at {full})"
-                                + _elsewhere(file_value, base))  # fmt: skip
+                                + missing_file_advice(file_value, base))  # fmt: skip
             elif full.is_dir():
                 problems.append(f"{where}: file {file_value!r} is a directory")
         table.at[i, "stimulation"] = _check_stimulation(row, where, problems)
@@ -535,17 +480,20 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
         table.at[i, "role"] = _check_role(row["role"], where, problems)
     _check_context(table, problems)
     _check_spellings(table, problems)
-    screen_cells(table, path, problems, neutralise_formulas=neutralise_formulas)
+    screen_cells(
+        table, path, problems, neutralise_formulas=neutralise_formulas, locate=lambda i: f"row {i}"
+    )
     ids = table["sample_id"]
     for sid in sorted(set(ids[ids.duplicated() & (ids != "")])):
-        rows = [int(i) + 2 for i in table.index[ids == sid]]
+        rows = [int(i) for i in table.index[ids == sid]]
         problems.append(f"duplicate sample_id {sid!r} on rows {rows}")
-    resolved = pd.Series(paths, dtype=str)
+    resolved = pd.Series(paths, index=table.index, dtype=str)
     for p in sorted(set(resolved[resolved.duplicated() & (resolved != "")])):
-        rows = [int(i) + 2 for i in resolved.index[resolved == p]]
+        rows = [int(i) for i in resolved.index[resolved == p]]
         problems.append(f"file {p!r} listed on several rows {rows}")
     if problems:
         raise MetadataError(path, problems)
     table["path"] = paths
+    table = table.reset_index(drop=True)
     table.attrs["source"] = str(path)
     return table

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._dates import date_order
 from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.metadata import name_words
@@ -381,7 +382,14 @@ def timepoint_order(meta: pd.DataFrame, configured: Any = ()) -> list[str]:
 
 
 def _natural_order(timepoints: list[str]) -> list[str]:
-    """``timepoints`` by their words and numbers (:func:`timepoint_order`), else as given."""
+    """``timepoints`` by their words and numbers (:func:`timepoint_order`), else as given.
+
+    Dates (``12.03.2024``, ``2024-03-12``) go in calendar order when the sheet's writing
+    gives one (:func:`nkflow._dates.date_order`: day first and month first agree, or only
+    one is a valid date for them all), else in the sheet's order.
+    """
+    if dated := date_order(timepoints):
+        return dated[0]
     keys: dict[str, tuple[int, tuple[float, ...]]] = {}
     patterns = set()
     for t in timepoints:
@@ -393,7 +401,7 @@ def _natural_order(timepoints: list[str]) -> list[str]:
         elif word in _AFTER:
             keys[t] = (2, (_AFTER.index(word),))
         elif _LOCAL_DATE.search(text):
-            return timepoints  # ISO dates (2024-03-12) sort by number; these cannot
+            return timepoints  # a date beside other names: no common scale
         elif numbers:  # D7, week 4, 48h, C2D1 (cycle 2, day 1): by their numbers in turn
             patterns.add(_NUMBER.sub("#", text))
             keys[t] = (1, numbers)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._dates import date_order
 from ..exceptions import NkflowError
 from ..tl._score_messages import CONTROL_INSUFFICIENT
 
@@ -199,7 +200,9 @@ def _timepoint_text(configured: Any, metadata: pd.DataFrame | None) -> str:
     if configured and applied == configured:
         return f"timepoint order: {', '.join(applied)} (configured)"
     how = f"configured {', '.join(configured)}, then" if configured else "none configured:"
-    return f"timepoint order: {', '.join(applied)} ({how} the natural order)"
+    dated = date_order([t for t in applied if t not in configured])
+    why = dated[1] if dated else "the natural order"
+    return f"timepoint order: {', '.join(applied)} ({how} {why})"
 
 
 def nothing_scored_reasons(
