@@ -129,8 +129,8 @@ def sheet_table(
     repeated = _repeated_columns(records[0], read_as) if records else ""
     if repeated:
         problems.append(
-            f"header: column(s) appear twice: {repeated}; nkflow would read one and ignore "
-            "the other: keep one (rename or delete the other)"
+            f"header: column(s) appear twice: {repeated}; nkflow cannot tell which one "
+            "holds the values: keep one (rename or delete the other)"
         )
         return None
     try:
