@@ -402,3 +402,43 @@ def test_bad_template_panel_or_config_stops_before_anything_is_written(
     assert result.exit_code == 2, result.output
     assert phrase in result.output
     assert not out.exists()
+
+
+class _StandInMsvcrt:
+    """``msvcrt.locking`` semantics for the test: a byte range per file, one holder."""
+
+    LK_NBLCK, LK_UNLCK = 2, 0
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int], int] = {}
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1 and os.lseek(fd, 0, os.SEEK_CUR) == 0
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        if mode == self.LK_NBLCK:
+            if key in self.held and self.held[key] != fd:
+                raise PermissionError(errno.EACCES, "locked")
+            self.held[key] = fd
+        elif self.held.get(key) == fd:
+            del self.held[key]
+
+
+def test_the_lock_works_without_fcntl_as_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fcntl`` is POSIX only: ``import fcntl`` stopped every run on Windows before it read
+    a file. There the lock is ``msvcrt.locking`` (here a stand-in with its semantics)."""
+    from nkflow import _lockfile
+
+    monkeypatch.setattr(_lockfile, "fcntl", None)
+    monkeypatch.setattr(_lockfile, "msvcrt", _StandInMsvcrt())
+    out = tmp_path / "out"
+    with OutputFolder(out) as first:
+        first.prepare()
+        assert (out / LOCK).read_text().strip() == str(os.getpid())
+        with pytest.raises(OutputFolderError, match="another nkflow run") as info:
+            OutputFolder(out).prepare(force=True)
+        assert info.value.errno == errno.EBUSY
+    with OutputFolder(out) as again:  # released: the next run takes it
+        again.prepare(force=True)

@@ -38,7 +38,6 @@ The whole discipline lives here, and every writer of a run goes through it:
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .. import _lockfile
 from ..exceptions import OutputExistsError, OutputFolderError
 from ..io.write import (
     TEMP_SUFFIX,
@@ -243,7 +243,9 @@ class OutputFolder:
     def _lock(self) -> None:
         path = self.root / LOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            # O_NOFOLLOW and O_CLOEXEC are POSIX (Windows has neither)
+            flags = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OutputFolderError(
@@ -251,24 +253,23 @@ class OutputFolder:
                 ) from exc
             raise output_error(exc, path, "cannot create the lock file") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lockfile.lock(fd)
         except OSError as exc:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            holder = _lockfile.read_head(fd).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise OutputFolderError(
                 f"{self.root}: another nkflow run (PID {holder}) is using this output folder; "
                 "wait for it to finish or choose another -o/--out",
                 errno.EBUSY,
             ) from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _lockfile.write_pid(fd)
         self._lock_fd = fd
 
     def release(self) -> None:
         """Let go of the folder's lock (the lock file stays; it is harmless)."""
         if self._lock_fd is not None:
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                _lockfile.unlock(self._lock_fd)
             finally:
                 os.close(self._lock_fd)
                 self._lock_fd = None
