@@ -222,3 +222,16 @@ def test_sample_data_dir_env_override_and_error(tmp_path, monkeypatch):
     assert sample_data_dir("mouse") == tmp_path / "mouse"
     with pytest.raises(ConfigError, match="unknown species"):
         sample_data_dir("rat")
+
+
+def test_an_installed_copy_says_how_to_get_the_sample_data(tmp_path, monkeypatch):
+    """A wheel carries no sample files: the error named a site-packages path that never
+    exists instead of saying how to write them."""
+    from nkflow.datasets import paths
+    from nkflow.exceptions import ConfigError
+
+    monkeypatch.delenv(paths.ENV_VAR, raising=False)
+    installed = tmp_path / "site-packages" / "nkflow" / "datasets" / "paths.py"
+    monkeypatch.setattr(paths, "__file__", str(installed))
+    with pytest.raises(ConfigError, match=r"make_sample_data\(folder\) and set NKFLOW_SAMPLE_DATA"):
+        sample_data_dir("human")

@@ -127,7 +127,9 @@ def sample_data_dir(species: str = "human") -> Path:
     """Folder of the committed sample batch of ``species`` (holds ``metadata.csv``).
 
     Looks in ``$NKFLOW_SAMPLE_DATA``, then in the source checkout this package was
-    imported from, then in ``nkflow/sample_data`` of an installed copy.
+    imported from. A wheel does not carry the sample files (23 MB): after ``pip install
+    nkflow``, write them with :func:`make_sample_data` and point ``$NKFLOW_SAMPLE_DATA`` at
+    the folder, or pass that folder's ``human``/``mouse`` subfolder directly.
 
     Parameters
     ----------
@@ -150,10 +152,14 @@ def sample_data_dir(species: str = "human") -> Path:
     candidates = []
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
-    candidates += [here.parents[2] / "sample_data", here.parents[1] / "sample_data"]
+    candidates.append(here.parents[2] / "sample_data")
     for base in candidates:
         folder = base / species
         if (folder / "metadata.csv").is_file():
             return folder
     tried = ", ".join(str(c / species) for c in candidates)
-    raise ConfigError(f"no {species} sample data found; tried {tried}")
+    raise ConfigError(
+        f"no {species} sample data found; tried {tried}. An installed nkflow does not carry "
+        "the sample files: write them with nkflow.datasets.make_sample_data(folder) and set "
+        f"{ENV_VAR}=folder (or use that folder's {species}/ directly)"
+    )
