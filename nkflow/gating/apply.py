@@ -39,6 +39,7 @@ import pandas as pd
 from .._frames import concat_rows
 from ..exceptions import GatingError, MissingControlWarning
 from ..io import sample_info
+from ..io.h5ad import nkflow_uns
 from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
@@ -135,6 +136,7 @@ def gate(
         or the container holds only the events of one of its gated populations (such as
         ``Results.kept_events``).
     """
+    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
     require_transformed(adata)
     require_whole_sample(adata)
     resolved = applied_template(template, adata)
@@ -217,7 +219,7 @@ def _add_unstim_rows(
     if isinstance(unstim, pd.DataFrame):
         other = unstim
     else:
-        g = unstim.uns.get("nkflow", {}).get("gating")
+        g = nkflow_uns(unstim).get("gating")
         if not g:
             raise GatingError("paired_unstim is not gated yet; gate the unstimulated tube first")
         other = population_table(
