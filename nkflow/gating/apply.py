@@ -17,11 +17,10 @@ Where thresholds are computed
   the table has them, tissue and batch.
 
 Stimulated tubes (:func:`nkflow.io.metadata.is_stimulated`: ``role == "stim"`` or a named
-condition such as ``IL-15`` in ``stimulation``): conditions marked
-``stim = "drop"`` (CD16) are ignored, so subsets rest on CD56/NKp46 only; gates marked
-``stim = "skip"`` (CD69, CD62L, residency) are not called per event, and their rows in the
-populations table come from the paired unstimulated tube (``paired_unstim``), with
-``phenotype_source`` naming that tube.
+condition such as ``IL-15`` in ``stimulation``): conditions marked ``stim = "drop"`` (CD16)
+are ignored, so subsets rest on CD56/NKp46 only; gates marked ``stim = "skip"`` (CD69, CD62L,
+residency) are not called per event, and their rows in the populations table come from the
+paired unstimulated tube (``paired_unstim``), with ``phenotype_source`` naming that tube.
 """
 
 from __future__ import annotations
@@ -37,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from .._frames import concat_rows
+from .._relay import warns_at_caller
 from ..exceptions import GatingError, MissingControlWarning
-from ..io import sample_info
-from ..io.h5ad import nkflow_uns
+from ..io import nkflow_uns, sample_info
 from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
@@ -81,6 +80,7 @@ logger = logging.getLogger(__name__)
 BORROWED = "unstimulated tube: "
 
 
+@warns_at_caller
 def gate(
     adata: Any,
     template: str | Path | Template | ResolvedTemplate,
@@ -430,6 +430,7 @@ def fmo_thresholds(
     return out
 
 
+@warns_at_caller
 def gate_batch(
     metadata: pd.DataFrame,
     samples: Callable[[str], Any] | Mapping[str, Any],

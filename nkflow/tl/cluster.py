@@ -232,6 +232,16 @@ class ClusteringResult:
     key_added: str = "metacluster"
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        names = "; ".join(f"{k}: {v}" for k, v in sorted(self.labels.items()))
+        if len(names) > 200:
+            names = names[:197] + "..."
+        return (
+            f"<ClusteringResult: {len(self.labels)} metaclusters of {self.population or 'all'} "
+            f"cells, SOM {self.som.xdim}x{self.som.ydim} on {len(self.markers)} markers "
+            f"({', '.join(self.markers)}); {names}>"
+        )
+
     @property
     def categories(self) -> list[str]:
         """Metacluster ids as strings (``"1"``, ``"2"``, ...), the obs categories."""
