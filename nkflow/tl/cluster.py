@@ -353,7 +353,7 @@ def cluster(
     k_selection: str = "delta_area",
     include_function: bool = False,
     include_stimulation_labile: bool | None = None,
-    random_state: int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     key_added: str = "metacluster",
     assign: bool = True,
 ) -> ClusteringResult:
@@ -412,7 +412,8 @@ def cluster(
         and metaclusters of stimulated and resting tubes would split by stimulation.
     random_state
         Seed for subsampling (each sample's draw seeded by its id), SOM and consensus
-        resampling; None draws one from fresh entropy (recorded in ``params``). The fit
+        resampling; None (or a ``numpy.random.Generator``) draws one from fresh entropy (or
+        from the Generator), recorded in ``params``. The fit
         does not depend on the order of the samples: they are stacked in sample-id order.
     key_added
         obs column for the metacluster id.
@@ -458,8 +459,9 @@ def cluster(
     label_markers = markers + [
         m for m in extra if all((var_markers(a) == m).any() for _, a in pairs)
     ]
-    if random_state is None:  # fresh entropy, drawn once: the samples' draws derive from it
-        random_state = int(np.random.default_rng().integers(2**31 - 1))
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        # fresh entropy (or the Generator's), drawn once: the samples' draws derive from it
+        random_state = int(np.random.default_rng(random_state).integers(2**31 - 1))
     train, train_lab, subset_rows = [], [], []
     # the training rows in sample-id order and each sample's draw seeded by its id: the
     # fit must not depend on the order the samples come in (a sheet's row order)
