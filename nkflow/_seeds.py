@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
-__all__ = ["sample_seed"]
+import numpy as np
+
+__all__ = ["as_random_state", "sample_seed"]
+
+
+def as_random_state(random_state: Any) -> np.random.RandomState:
+    """scikit-learn's ``check_random_state``, also taking a :class:`numpy.random.Generator`.
+
+    Parameters
+    ----------
+    random_state
+        None, an int, a ``RandomState`` or a ``Generator``.
+
+    Returns
+    -------
+    numpy.random.RandomState
+        For a ``Generator``, a ``RandomState`` on its bit generator: draws advance the
+        ``Generator``, as they advance a ``RandomState`` passed in. Other values as
+        ``sklearn.utils.check_random_state`` gives them (same seeds, same draws).
+    """
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(random_state.bit_generator)
+    from sklearn.utils import check_random_state
+
+    return check_random_state(random_state)
 
 
 def sample_seed(random_state: int, sample_id: str) -> int:

@@ -17,11 +17,10 @@ Where thresholds are computed
   the table has them, tissue and batch.
 
 Stimulated tubes (:func:`nkflow.io.metadata.is_stimulated`: ``role == "stim"`` or a named
-condition such as ``IL-15`` in ``stimulation``): conditions marked
-``stim = "drop"`` (CD16) are ignored, so subsets rest on CD56/NKp46 only; gates marked
-``stim = "skip"`` (CD69, CD62L, residency) are not called per event, and their rows in the
-populations table come from the paired unstimulated tube (``paired_unstim``), with
-``phenotype_source`` naming that tube.
+condition such as ``IL-15`` in ``stimulation``): conditions marked ``stim = "drop"`` (CD16)
+are ignored, so subsets rest on CD56/NKp46 only; gates marked ``stim = "skip"`` (CD69, CD62L,
+residency) are not called per event, and their rows in the populations table come from the
+paired unstimulated tube (``paired_unstim``), with ``phenotype_source`` naming that tube.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from .._frames import concat_rows
+from .._relay import warns_at_caller
 from ..exceptions import GatingError, MissingControlWarning
-from ..io import sample_info
+from ..io import nkflow_uns, sample_info
 from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
@@ -80,6 +80,7 @@ logger = logging.getLogger(__name__)
 BORROWED = "unstimulated tube: "
 
 
+@warns_at_caller
 def gate(
     adata: Any,
     template: str | Path | Template | ResolvedTemplate,
@@ -135,6 +136,7 @@ def gate(
         or the container holds only the events of one of its gated populations (such as
         ``Results.kept_events``).
     """
+    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
     require_transformed(adata)
     require_whole_sample(adata)
     resolved = applied_template(template, adata)
@@ -217,7 +219,7 @@ def _add_unstim_rows(
     if isinstance(unstim, pd.DataFrame):
         other = unstim
     else:
-        g = unstim.uns.get("nkflow", {}).get("gating")
+        g = nkflow_uns(unstim).get("gating")
         if not g:
             raise GatingError("paired_unstim is not gated yet; gate the unstimulated tube first")
         other = population_table(
@@ -428,6 +430,7 @@ def fmo_thresholds(
     return out
 
 
+@warns_at_caller
 def gate_batch(
     metadata: pd.DataFrame,
     samples: Callable[[str], Any] | Mapping[str, Any],

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .fcs_text import FCSMetadata, read_fcs_metadata
     from .fcs_write import format_spillover, write_fcs
     from .folder import metadata_from_files, metadata_from_folder
-    from .h5ad import read_h5ad, write_h5ad
+    from .h5ad import nkflow_uns, read_h5ad, write_h5ad
     from .inspect import inspect_files
     from .metadata import read_metadata
     from .panel import (
@@ -53,6 +53,7 @@ __all__ = [
     "marker_from_text",
     "metadata_from_files",
     "metadata_from_folder",
+    "nkflow_uns",
     "parse_spillover",
     "read_batch",
     "read_fcs",
@@ -87,7 +88,7 @@ __getattr__, __dir__ = attach(
         "fcs_write": ["format_spillover", "write_fcs"],
         "inspect": ["inspect_files"],
         "folder": ["metadata_from_files", "metadata_from_folder"],
-        "h5ad": ["read_h5ad", "write_h5ad"],
+        "h5ad": ["nkflow_uns", "read_h5ad", "write_h5ad"],
         "metadata": ["read_metadata"],
         "panel": [
             "ALIASES",

@@ -7,6 +7,12 @@ strings" once a sample is gated. :func:`write_h5ad` stores that record as one JS
 scored container can be saved in a notebook and taken up again. Every other part of the
 container (``X``, ``obs``, ``var``, ``layers``, ``obsm``, other ``uns`` keys) is written as
 AnnData writes it, so scanpy and pytometry read the file as any other ``.h5ad``.
+
+A file read by ``anndata.read_h5ad`` / ``scanpy.read_h5ad`` holds only
+``uns["nkflow_json"]``: :func:`nkflow_uns` (called by the tools that read the records:
+``gating.gate``, ``tl.count_positive``, ``tl.cluster``, ``pp.transform``) decodes it back
+into ``uns["nkflow"]``, so such a container gives the same results as one read by
+:func:`read_h5ad`.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from ..exceptions import FCSReadError
+from ..exceptions import ConfigError, FCSReadError
 from .write import write_bytes_atomic
 
-__all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "read_h5ad", "write_h5ad"]
+__all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "nkflow_uns", "read_h5ad", "write_h5ad"]
 
 #: the ``uns`` key that carries ``uns["nkflow"]`` as JSON in a written file
 JSON_KEY = "nkflow_json"
@@ -37,6 +43,50 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+def nkflow_uns(adata: ad.AnnData) -> dict[str, Any]:
+    """The container's ``uns["nkflow"]``, decoded from ``uns["nkflow_json"]`` when needed.
+
+    A file written by :func:`write_h5ad` and read by plain ``anndata.read_h5ad`` (what
+    scanpy does) carries nkflow's records as one JSON string; they are put back as
+    ``uns["nkflow"]`` (the container then equals one read by :func:`read_h5ad`). A view
+    is not modified: the decoded records are returned without being stored.
+
+    Parameters
+    ----------
+    adata
+        Any container.
+
+    Returns
+    -------
+    dict
+        ``uns["nkflow"]`` (the stored dict itself when present), else the decoded
+        ``uns["nkflow_json"]``, else an empty dict (not stored).
+
+    Raises
+    ------
+    ConfigError
+        ``uns["nkflow_json"]`` is not a JSON object.
+    """
+    uns = adata.uns
+    record = uns.get("nkflow")
+    if record is not None or JSON_KEY not in uns:
+        return record if record is not None else {}
+    text = uns[JSON_KEY]
+    try:
+        decoded = json.loads(str(text.item() if isinstance(text, np.ndarray) else text))
+    except ValueError as exc:
+        raise ConfigError(
+            f"uns[{JSON_KEY!r}] of this AnnData is not nkflow's JSON record ({exc}); "
+            "write the container with nk.io.write_h5ad"
+        ) from None
+    if not isinstance(decoded, dict):
+        raise ConfigError(f"uns[{JSON_KEY!r}] of this AnnData is not a JSON object")
+    if not adata.is_view:
+        del uns[JSON_KEY]
+        uns["nkflow"] = decoded
+    return decoded
 
 
 def _storable(adata: ad.AnnData) -> ad.AnnData:
@@ -137,6 +187,7 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
         raise FCSReadError(path, "no such file") from None
     except OSError as exc:  # h5py: "file signature not found" and the like, without the path
         raise FCSReadError(path, f"not a readable .h5ad (HDF5) file ({exc})") from None
-    if JSON_KEY in adata.uns:
-        adata.uns["nkflow"] = json.loads(str(adata.uns.pop(JSON_KEY)))
+    if JSON_KEY in adata.uns:  # the JSON record is the one nkflow wrote
+        adata.uns.pop("nkflow", None)
+        nkflow_uns(adata)
     return adata

@@ -44,9 +44,9 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
+from nkflow._seeds import as_random_state
 from nkflow.exceptions import ConfigError
 from nkflow.models.som import one_blas_thread
 
@@ -324,7 +324,7 @@ class ConsensusMetaclustering(ClusterMixin, BaseEstimator):
         """
         self._check_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, reset=True)
-        rng = check_random_state(self.random_state)
+        rng = as_random_state(self.random_state)
         n = X.shape[0]
         if self.n_clusters is None:
             ks = np.arange(self.min_clusters, min(self.max_clusters, n) + 1)

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import ThreadpoolController
 
+from nkflow._seeds import as_random_state
 from nkflow.exceptions import ConfigError
 
 __all__ = ["SOM", "bmu_search", "grid_distances"]
@@ -194,6 +195,22 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
     each cell to every node (like :class:`sklearn.cluster.KMeans`), so the estimator is a
     proper scikit-learn transformer.
     """
+
+    #: scikit-learn checks a SOM fails by design: ``check_clustering`` wants consecutive
+    #: labels (and a high ARI on three blobs), but the labels are node indices and a SOM
+    #: over-clusters (empty nodes, many nodes per blob); the metaclustering merges them.
+    #: scikit-learn >= 1.6 has no tag for it:
+    #: ``check_estimator(SOM(), expected_failed_checks=SOM.expected_failed_checks)``.
+    expected_failed_checks: ClassVar[dict[str, str]] = {
+        "check_clustering": "labels are SOM node indices: not consecutive, over-clustered",
+    }
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags (those of its base classes)."""
+        return super().__sklearn_tags__()
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6 reads xfails from tags
+        return {"_xfail_checks": dict(self.expected_failed_checks)}
 
     def __init__(
         self,
@@ -366,7 +383,7 @@ class SOM(ClusterMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         _refuse_anndata(X, "fit")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
-        rng = check_random_state(self.random_state)
+        rng = as_random_state(self.random_state)
         n, _ = X.shape
         n_nodes = self.xdim * self.ydim
         nhbr = grid_distances(self.xdim, self.ydim)

@@ -133,17 +133,39 @@ class Results:
         return bad[cols].to_dict("records")
 
     def kept_events(self, sample_id: str) -> ad.AnnData:
-        """The gated NK events of one sample (transformed ``X``, gate and cluster columns)."""
+        """The gated NK events of one sample (transformed ``X``, gate and cluster columns).
+
+        ``obs["metacluster"]`` has the clustering's categories in its order (``"1"``,
+        ``"2"``, ..., ``"10"``), whichever of them the sample holds.
+
+        Raises
+        ------
+        ChannelNotFoundError
+            The sample kept no events (it failed, or the id is not the run's); the message
+            lists the samples that did. It is a ``KeyError``.
+        """
         folder = OutputFolder(self.out_dir)
         adata = read_kept_events(folder.sample_dir(sample_id))
         if adata is None:
-            raise KeyError(f"no kept events for sample {sample_id!r} in {self.out_dir}")
+            status = self.tables.get("status", pd.DataFrame(columns=["sample_id", "status"]))
+            ok = status.loc[status["status"] == "ok", "sample_id"].astype(str)
+            raise ChannelNotFoundError(
+                sample_id, list(ok), source=self.out_dir, what="sample with kept events"
+            )
         labels = folder.sample_dir(sample_id) / LABELS_FILE
         if labels.is_file():
-            mine = pd.read_parquet(labels)["metacluster"].astype(str)
+            mine = pd.read_parquet(labels)["metacluster"].astype(str).to_numpy()
             if len(mine) == adata.n_obs:
-                adata.obs["metacluster"] = pd.Categorical(mine.to_numpy())
+                adata.obs["metacluster"] = pd.Categorical(
+                    mine, categories=self._metacluster_categories(mine)
+                )
         return adata
+
+    def _metacluster_categories(self, values: np.ndarray) -> list[str]:
+        """The clustering's categories (numeric order), then any other value found."""
+        known = list(getattr(self.clustering, "categories", None) or [])
+        others = sorted(set(values) - set(known), key=lambda v: (not v.isdigit(), len(v), v))
+        return known + others
 
     def to_anndata(self) -> ad.AnnData:
         """The gated NK events of every analysed sample in one AnnData (scanpy-ready).
@@ -168,7 +190,7 @@ class Results:
         for sid in ok:
             try:
                 parts.append(self.kept_events(sid))
-            except KeyError:
+            except ChannelNotFoundError:
                 continue
         if not parts:
             return ad.AnnData(np.zeros((0, 0), dtype=np.float32))

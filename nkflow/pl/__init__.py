@@ -8,7 +8,7 @@ themselves in Jupyter even when pyplot was never imported (:mod:`nkflow.pl._figu
   the report's SVG gate grid, which draws without matplotlib figures);
 - populations: :func:`frequencies`, :func:`frequency_heatmap`;
 - clusters: :func:`heatmap`, :func:`abundance`, :func:`embedding`;
-- scoring: :func:`repair_profile`.
+- scoring: :func:`repair_profile` (one condition), :func:`repair_profiles` (one each).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .cluster import abundance, embedding, heatmap
     from .gating import gate_grid, gate_plot
     from .populations import frequencies, frequency_heatmap
-    from .score import repair_profile
+    from .score import repair_profile, repair_profiles
 
 __all__ = [
     "abundance",
@@ -36,6 +36,7 @@ __all__ = [
     "heatmap",
     "populations",
     "repair_profile",
+    "repair_profiles",
     "score",
 ]
 
@@ -45,7 +46,7 @@ __getattr__, __dir__ = attach(
         "cluster": ["abundance", "embedding", "heatmap"],
         "gating": ["gate_grid", "gate_plot"],
         "populations": ["frequencies", "frequency_heatmap"],
-        "score": ["repair_profile"],
+        "score": ["repair_profile", "repair_profiles"],
     },
     submodules=["cluster", "gating", "populations", "score"],
 )

@@ -12,6 +12,7 @@ parameters is as cheap per value as one with 20).
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -262,6 +263,20 @@ def _summary(rec: dict[str, Any], time_run: bool, skipped: str | None) -> str:
     return text
 
 
+def _check_options(fn: Any, name: str, options: dict[str, Any] | None) -> None:
+    """Refuse an option ``fn`` does not take, naming the ones it does (not a TypeError)."""
+    valid = [
+        p.name
+        for p in list(inspect.signature(fn).parameters.values())[1:]
+        if p.name != "mask" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    unknown = sorted(set(options or {}) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"qc: {name} {unknown} not options of {fn.__name__}; valid: {sorted(valid)}"
+        )
+
+
 def qc_events(
     adata: AnnData,
     *,
@@ -286,6 +301,8 @@ def qc_events(
     record : dict
         The per-file record :func:`qc` stores (``remove`` is added by :func:`apply_qc`).
     """
+    _check_options(qc_margins, "margin_kwargs", margin_kwargs)
+    _check_options(qc_time, "time_kwargs", time_kwargs)
     n_in = adata.n_obs
     passed = np.ones(n_in, dtype=bool)
     params: dict[str, Any] = {"time": bool(time), "margins": bool(margins)}
@@ -440,7 +457,9 @@ def qc(
     Raises
     ------
     ConfigError
-        QC already removed events from this container: a second pass would take the gap
+        An option of ``margin_kwargs`` / ``time_kwargs`` that :func:`qc_margins` /
+        :func:`qc_time` does not take (the message lists those it does). Or QC already
+        removed events from this container: a second pass would take the gap
         the first left for a flow-rate drop and remove good events around it.
     """
     _refuse_second_removal(adata)

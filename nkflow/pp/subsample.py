@@ -71,7 +71,7 @@ def pooled_subsample(
     adatas: Iterable[AnnData],
     *,
     per_sample: int = 10_000,
-    random_state: int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     sample_key: str = "sample_id",
 ) -> AnnData:
     """Pool up to ``per_sample`` random events from each sample into one container.
@@ -87,7 +87,9 @@ def pooled_subsample(
     per_sample
         Cap on events taken from each sample.
     random_state
-        Seed of the draws (default 0: the same pool every call; None draws afresh).
+        Seed or Generator of the draws (default 0: the same pool every call; None draws
+        afresh). Each sample draws from its own child (``SeedSequence.spawn``, or
+        ``Generator.spawn``).
     sample_key
         obs column naming each event's sample (filled from
         ``uns["nkflow"]["sample"]["sample_id"]`` or the position when absent).
@@ -111,16 +113,21 @@ def pooled_subsample(
     if not items:
         raise ConfigError("pooled_subsample needs at least one sample")
     ref = list(map(str, items[0].var_names))
-    seeds = np.random.SeedSequence(random_state).spawn(len(items))
+    if isinstance(random_state, np.random.Generator):
+        rngs = random_state.spawn(len(items))
+    else:
+        rngs = [
+            np.random.default_rng(s) for s in np.random.SeedSequence(random_state).spawn(len(items))
+        ]
     parts: list[AnnData] = []
     counts: dict[str, int] = {}
-    for i, (a, seed) in enumerate(zip(items, seeds, strict=True)):
+    for i, (a, rng) in enumerate(zip(items, rngs, strict=True)):
         sid = sample_id(a, default=str(i), obs_key=sample_key)
         if list(map(str, a.var_names)) != ref:
             raise BatchConsistencyError(
                 f"sample {sid!r} has channels {list(a.var_names)}; expected {ref}"
             )
-        idx = _pick(a.n_obs, per_sample, np.random.default_rng(seed))
+        idx = _pick(a.n_obs, per_sample, rng)
         part = a[idx].copy()
         part.obs = part.obs.copy()
         part.obs["event"] = part.obs_names.astype(str)
@@ -135,7 +142,9 @@ def pooled_subsample(
     pooled.uns["nkflow"] = {
         "subsample": {
             "per_sample": per_sample,
-            "random_state": random_state,
+            "random_state": (
+                "Generator" if isinstance(random_state, np.random.Generator) else random_state
+            ),
             "counts": counts,
         }
     }

@@ -22,6 +22,8 @@ from anndata import AnnData
 
 from nkflow._threads import run_row_ranges
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
+from nkflow.io.fcs import channel_for
+from nkflow.io.h5ad import nkflow_uns
 from nkflow.io.technology import technology_of
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
@@ -304,6 +306,12 @@ def _default_channels(adata: AnnData) -> list[str]:
     return [str(c) for c in adata.var_names if not str(c).upper().startswith(skip)]
 
 
+def _channel_of(adata: AnnData, name: Any, col: Mapping[str, int]) -> str:
+    """A channel name as given, else the channel of a marker (``"CD56"`` -> its ``$PnN``)."""
+    name = str(name)
+    return name if name in col else channel_for(adata, name)
+
+
 def _file_name(adata: AnnData) -> str:
     """The sample's file when known (errors name it), else its name."""
     meta = adata.uns.get("nkflow", {}) if isinstance(adata.uns.get("nkflow"), dict) else {}
@@ -462,9 +470,11 @@ def transform(
         cytometry and logicle otherwise; see :func:`nkflow.io.technology_of`),
         ``"logicle"`` or ``"arcsinh"``.
     channels
-        ``$PnN`` names to transform; default all channels of kind ``fluorescence``.
+        Channels to transform, as ``$PnN`` names or markers (``"CD56"``, looked up as
+        :func:`nkflow.io.channel_for` does); default all channels of kind ``fluorescence``.
     params
-        Per-channel overrides, e.g. ``{"PE-A": {"W": 0.8}}`` or ``{"Yb173Di": {"cofactor": 5}}``.
+        Per-channel overrides, e.g. ``{"PE-A": {"W": 0.8}}`` or ``{"Yb173Di": {"cofactor": 5}}``
+        (keys are channels or markers, as in ``channels``).
     estimate_w
         Logicle only: estimate ``W`` per channel from its negative data
         (:func:`estimate_logicle_w`) unless given in ``params``.
@@ -507,6 +517,7 @@ def transform(
     """
     if method not in _CHOICES:
         raise ConfigError(f"unknown transform method {method!r}; valid: {list(_CHOICES)}")
+    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
     requested = method
     tech = technology_of(adata)
     refused = tech.refusal(_file_name(adata)) if tech.transform == "refuse" else None
@@ -523,10 +534,12 @@ def transform(
             reason += f", cofactor {cofactor:g} for {tech.label}"
     sample = _sample_name(adata)
     col = {str(c): i for i, c in enumerate(adata.var_names)}
-    chans = _default_channels(adata) if channels is None else [str(c) for c in channels]
-    for ch in chans:
-        if ch not in col:
-            raise ChannelNotFoundError(ch, list(col), source=sample)
+    chans = (
+        _default_channels(adata)
+        if channels is None
+        else [_channel_of(adata, c, col) for c in channels]
+    )
+    params = {_channel_of(adata, ch, col): over for ch, over in (params or {}).items()}
     if "compensated" in adata.layers:
         src = adata.layers["compensated"]
     else:
@@ -540,9 +553,7 @@ def transform(
         src = adata.X
     src = np.asarray(src, dtype=np.float32)
     defaults = {"T": T, "W": W, "M": M, "A": A, "cofactor": cofactor}
-    per = _channel_params(
-        method, chans, src, col, defaults, params or {}, estimate_w, percentile, sample
-    )
+    per = _channel_params(method, chans, src, col, defaults, params, estimate_w, percentile, sample)
     if not inplace:
         adata = adata.copy()
     idx = np.array([col[c] for c in chans], dtype=np.intp)

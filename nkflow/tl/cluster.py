@@ -20,7 +20,9 @@ import pandas as pd
 
 from nkflow._seeds import sample_seed
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
+from nkflow.io.channels import channel_kind
 from nkflow.io.fcs import channel_for, sample_id, sample_info
+from nkflow.io.h5ad import nkflow_uns
 from nkflow.io.metadata import is_stimulated
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 from nkflow.tl._samples import iter_samples, require_comparable
@@ -31,6 +33,7 @@ from nkflow.tl.annotate import (
     resolve_thresholds,
     subset_calls,
 )
+from nkflow.tl.counts import var_markers
 
 __all__ = [
     "STIMULATION_LABILE_MARKERS",
@@ -116,10 +119,14 @@ def default_markers(
     names_of: dict[str, list[str]] = {}
     for sid, adata in pairs:
         var = adata.var
-        kind = var["kind"].astype(str) if "kind" in var else pd.Series("fluorescence", var.index)
+        kind = (
+            var["kind"].astype(str)
+            if "kind" in var
+            else pd.Series([channel_kind(str(c)) for c in var.index], index=var.index)
+        )
         names = [
             str(m)
-            for m, k in zip(var["marker"].astype(str), kind, strict=True)
+            for m, k in zip(var_markers(adata), kind, strict=True)
             if m and k == "fluorescence" and not _viability_or_dump(m) and m not in skip
         ]
         names_of[sid] = names
@@ -225,6 +232,16 @@ class ClusteringResult:
     key_added: str = "metacluster"
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        names = "; ".join(f"{k}: {v}" for k, v in sorted(self.labels.items()))
+        if len(names) > 200:
+            names = names[:197] + "..."
+        return (
+            f"<ClusteringResult: {len(self.labels)} metaclusters of {self.population or 'all'} "
+            f"cells, SOM {self.som.xdim}x{self.som.ydim} on {len(self.markers)} markers "
+            f"({', '.join(self.markers)}); {names}>"
+        )
+
     @property
     def categories(self) -> list[str]:
         """Metacluster ids as strings (``"1"``, ``"2"``, ...), the obs categories."""
@@ -307,6 +324,7 @@ class ClusteringResult:
         names = [self.labels[int(c)] for c in cats]
         adata.obs[f"{key}_label"] = pd.Categorical.from_codes(codes, categories=names)
         adata.obs["som_node"] = pd.array(np.where(node >= 0, node, None), dtype="Int64")
+        nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
         nk = adata.uns.setdefault("nkflow", {})
         nk["clustering"] = {**self.params, "key_added": key}
         return adata
@@ -335,7 +353,7 @@ def cluster(
     k_selection: str = "delta_area",
     include_function: bool = False,
     include_stimulation_labile: bool | None = None,
-    random_state: int | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     key_added: str = "metacluster",
     assign: bool = True,
 ) -> ClusteringResult:
@@ -394,7 +412,8 @@ def cluster(
         and metaclusters of stimulated and resting tubes would split by stimulation.
     random_state
         Seed for subsampling (each sample's draw seeded by its id), SOM and consensus
-        resampling; None draws one from fresh entropy (recorded in ``params``). The fit
+        resampling; None (or a ``numpy.random.Generator``) draws one from fresh entropy (or
+        from the Generator), recorded in ``params``. The fit
         does not depend on the order of the samples: they are stacked in sample-id order.
     key_added
         obs column for the metacluster id.
@@ -438,10 +457,11 @@ def cluster(
     require_comparable(pairs, markers)
     extra = [m for m in FUNCTION_MARKERS if m not in markers]
     label_markers = markers + [
-        m for m in extra if all((a.var["marker"].astype(str) == m).any() for _, a in pairs)
+        m for m in extra if all((var_markers(a) == m).any() for _, a in pairs)
     ]
-    if random_state is None:  # fresh entropy, drawn once: the samples' draws derive from it
-        random_state = int(np.random.default_rng().integers(2**31 - 1))
+    if random_state is None or isinstance(random_state, np.random.Generator):
+        # fresh entropy (or the Generator's), drawn once: the samples' draws derive from it
+        random_state = int(np.random.default_rng(random_state).integers(2**31 - 1))
     train, train_lab, subset_rows = [], [], []
     # the training rows in sample-id order and each sample's draw seeded by its id: the
     # fit must not depend on the order the samples come in (a sheet's row order)

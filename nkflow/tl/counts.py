@@ -28,6 +28,7 @@ from ..exceptions import (
 )
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info
+from ..io.h5ad import nkflow_uns
 from ._score_config import ScoringConfig
 
 __all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
@@ -49,10 +50,19 @@ COUNT_COLUMNS = (
 _MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
 
 
+def var_markers(adata: AnnData) -> pd.Series:
+    """Each channel's marker (index ``var_names``): ``var["marker"]``, else the channel name.
+
+    An AnnData built by another tool has its markers as ``var_names`` (``"CD56"``) and no
+    ``marker`` column; :func:`nkflow.io.channel_for` looks such a container up the same way.
+    """
+    if "marker" in adata.var.columns:
+        return adata.var["marker"].astype(str)
+    return pd.Series(adata.var_names.astype(str), index=adata.var_names, dtype=object)
+
+
 def _channel(adata: AnnData, marker: str) -> str | None:
-    if "marker" not in adata.var.columns:
-        raise ChannelNotFoundError(marker, list(adata.var_names), source=_where(adata))
-    hits = adata.var_names[adata.var["marker"].astype(str).to_numpy() == marker]
+    hits = adata.var_names[var_markers(adata).to_numpy() == marker]
     if len(hits) > 1:
         raise PanelError(
             f"{_where(adata)}: marker {marker!r} is on several channels {list(hits)}; "
@@ -77,7 +87,7 @@ def _values(adata: AnnData, channel: str, layer: str | None) -> np.ndarray:
 
 def _threshold_table(thresholds: Any, adata: AnnData) -> pd.DataFrame:
     if thresholds is None:
-        thresholds = adata.uns.get("nkflow", {}).get("thresholds", [])
+        thresholds = nkflow_uns(adata).get("thresholds", [])
     table = (
         thresholds.copy()
         if isinstance(thresholds, pd.DataFrame)
@@ -260,7 +270,8 @@ def count_positive(
         (``"metacluster:3"``); ignored when absent.
     markers
         Canonical marker names for the keys ``areg``, ``ifng``, ``nkg2d`` and ``cd107a``
-        (defaults: AREG, IFN-g, NKG2D, CD107a); found through ``var["marker"]``.
+        (defaults: AREG, IFN-g, NKG2D, CD107a); found through ``var["marker"]`` (the
+        ``var_names`` of a container without that column).
     residency_population
         Bool obs column counted inside every population as ``n_trnk`` (residency context).
     threshold_gate
@@ -297,6 +308,7 @@ def count_positive(
             "per sample on res.kept_events(sid) of nk.run's Results (res.tables['counts'] "
             "already holds these counts)"
         )
+    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
     marker_names = dict(ScoringConfig().markers if markers is None else markers)
     picker = _ThresholdPicker(_threshold_table(thresholds, adata))
     info = sample_info(adata)
@@ -403,7 +415,7 @@ def fmo_threshold(
     fmo_adata
         The FMO control lacking ``marker``'s stain (same tissue and batch as the samples).
     marker
-        Canonical marker, found through ``var["marker"]``.
+        Canonical marker, found through ``var["marker"]`` (or ``var_names``).
     population
         Bool obs column of the parent gate (the same gate the samples are scored in);
         ``None`` uses every event passing QC.
@@ -437,7 +449,7 @@ def fmo_threshold(
         raise ConfigError(f"{where}: percentile {percentile!r}; valid: 0 < percentile < 100")
     channel = _channel(fmo_adata, marker)
     if channel is None:
-        have = sorted({m for m in fmo_adata.var["marker"].astype(str) if m})
+        have = sorted({m for m in var_markers(fmo_adata) if m})
         raise ChannelNotFoundError(marker, have, source=where)
     keep = (
         fmo_adata.obs[qc_key].to_numpy(dtype=bool)

@@ -1,0 +1,104 @@
+"""Containers from other tools: a file read by plain anndata, an AnnData built by hand.
+
+A gated container written by ``nk.io.write_h5ad`` and read by ``anndata.read_h5ad`` (what
+scanpy does) carries nkflow's records as ``uns["nkflow_json"]``; an AnnData built by hand
+has its markers as ``var_names`` and no ``var["marker"]``. The tools take both as they
+take nkflow's own containers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import nkflow as nk
+from nkflow.io.h5ad import JSON_KEY, nkflow_uns
+from nkflow.tl.counts import COUNT_COLUMNS
+
+
+def _counts(adata: ad.AnnData, **kwargs) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nk.tl.count_positive(adata, **kwargs)
+
+
+def test_a_file_read_by_plain_anndata_counts_as_the_gated_sample(gated_liver, tmp_path: Path):
+    """gate -> nk.io.write_h5ad -> anndata.read_h5ad -> count_positive: same counts, and
+    no "no AREG threshold for tissue ''" warning (the records are decoded, not lost)."""
+    adata, _ = gated_liver
+    path = nk.io.write_h5ad(adata, tmp_path / "liver.h5ad")
+    plain = ad.read_h5ad(path)
+    assert JSON_KEY in plain.uns and "nkflow" not in plain.uns
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counts = nk.tl.count_positive(plain)
+    assert not [w for w in caught if "threshold" in str(w.message)]
+    expected = _counts(adata)
+    assert counts.set_index("population").loc["NK", "n_areg"] is not pd.NA
+    pd.testing.assert_frame_equal(counts, expected)
+    assert plain.uns["nkflow"]["thresholds"] == nk.io.read_h5ad(path).uns["nkflow"]["thresholds"]
+    assert JSON_KEY not in plain.uns
+
+
+def test_nkflow_uns_leaves_a_view_and_a_plain_container_as_they_are(gated_liver, tmp_path):
+    adata, _ = gated_liver
+    plain = ad.read_h5ad(nk.io.write_h5ad(adata, tmp_path / "liver.h5ad"))
+    view = plain[:10]
+    assert nkflow_uns(view)["sample"] == adata.uns["nkflow"]["sample"]
+    assert JSON_KEY in plain.uns and "nkflow" not in plain.uns
+    other = ad.AnnData(np.zeros((2, 1), dtype=np.float32))
+    assert nkflow_uns(other) == {} and "nkflow" not in other.uns
+    other.uns[JSON_KEY] = "[1, 2]"
+    with pytest.raises(nk.exceptions.ConfigError, match=JSON_KEY):
+        nkflow_uns(other)
+
+
+def _hand_built(adata: ad.AnnData) -> ad.AnnData:
+    """The gated sample as another tool would hold it: markers as var_names, no var columns."""
+    names = [m or c for c, m in zip(adata.var_names, adata.var["marker"], strict=True)]
+    gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+    return ad.AnnData(
+        X=np.asarray(adata.X, dtype=np.float64),
+        obs=adata.obs[gates].copy(),
+        var=pd.DataFrame(index=names),
+    )
+
+
+def test_a_hand_built_anndata_is_looked_up_by_its_var_names(gated_liver):
+    """default_markers and count_positive read the markers from var_names, as channel_for
+    does, instead of a bare KeyError 'marker' or "no channel or marker 'AREG'; available:
+    ..., AREG, ..."."""
+    adata, _ = gated_liver
+    hand = _hand_built(adata)
+    assert nk.tl.default_markers(hand) == nk.tl.default_markers(adata)
+    # the hand-built sample has no tissue or id: the same cut-offs, for any sample
+    blank = {"sample_id": "", "tissue": "", "batch": ""}
+    thresholds = [{**t, **blank} for t in adata.uns["nkflow"]["thresholds"]]
+    columns = ["population", *COUNT_COLUMNS]
+    got = _counts(hand, thresholds=thresholds)[columns]
+    want = _counts(adata, thresholds=thresholds)[columns]
+    pd.testing.assert_frame_equal(got, want)
+    assert want.set_index("population").loc["NK", "n_areg"] > 0
+
+
+def test_transform_takes_markers_as_the_gating_does(gated_liver):
+    """channels=["CD56"] on a sample with CD56 transforms its channel (it said "no channel
+    or marker 'CD56'"); an absent marker still names what the sample has."""
+    adata, _ = gated_liver
+    channel = nk.io.channel_for(adata, "CD56")
+    by_marker = nk.pp.transform(
+        adata, channels=["CD56"], params={"CD56": {"W": 0.7}}, inplace=False
+    )
+    by_channel = nk.pp.transform(
+        adata, channels=[channel], params={channel: {"W": 0.7}}, inplace=False
+    )
+    np.testing.assert_array_equal(by_marker.X, by_channel.X)
+    assert by_marker.uns["nkflow"]["transform"] == by_channel.uns["nkflow"]["transform"]
+    assert list(by_marker.uns["nkflow"]["transform"]["params"]) == [channel]
+    with pytest.raises(nk.exceptions.ChannelNotFoundError, match=r"'CD999'.*CD56"):
+        nk.pp.transform(adata, channels=["CD999"], inplace=False)
