@@ -8,10 +8,10 @@ import pytest
 from scipy import stats as sps
 
 from nkflow.exceptions import ConfigError
+from nkflow.tl._compare_groups import _mann_whitney_counts
+from nkflow.tl._compare_groups import hodges_lehmann_shift as _hodges_lehmann_shift
 from nkflow.tl.compare import (
     _hodges_lehmann_paired,
-    _hodges_lehmann_shift,
-    _mann_whitney_counts,
     _signed_rank_counts,
     benjamini_hochberg,
     compare_groups,
@@ -49,7 +49,10 @@ def test_gated_populations_are_adjusted_apart_from_the_metaclusters():
     gated = {"NK": [1.0, 2.0, 0.5, 1.5, 3.0, 2.5, 0.8], "CD56dim": [0.4, -0.2, 0.1, 0.3, -0.5,
              0.2, 0.1]}  # fmt: skip
     alone = compare_paired(_paired_table(gated), before="pre", after="post")
-    clusters = {"metacluster:1": [1, 1, 1, 1, 1, 1, 1.0], "metacluster:2": [0, 1, -1, 0, 1, 0, 2]}
+    clusters = {
+        "metacluster:1": [1, 1, 1, 1, 1, 1, 1.0],
+        "metacluster:2": [0.5, 1, -1, -0.5, 1, 0.3, 2],
+    }
     both = compare_paired(_paired_table({**gated, **clusters}), before="pre", after="post")
     both = both.set_index("population")
     expected = benjamini_hochberg(alone.set_index("population").loc[list(gated), "p_value"])
@@ -126,7 +129,7 @@ def test_hodges_lehmann_paired_coverage():
 
 
 def test_paired_bh_across_populations_and_unpaired_donor_dropped():
-    table = _paired_table({"NK": [1, 2, 1, 2, 1, 2], "CD56dim": [0.1, -0.1, 0.2, -0.2, 0, 0.1]})
+    table = _paired_table({"NK": [1, 2, 1, 2, 1, 2], "CD56dim": [0.1, -0.1, 0.2, -0.2, 0.05, 0.1]})
     table = pd.concat(
         [
             table,
@@ -235,3 +238,41 @@ def test_exposure_counted_per_row_not_stratified():
     assert cols.index("n_glucocorticoid_before") == cols.index("n_units") + 1
     empty = compare_paired(table, before="pre", after="never", exposures=("glucocorticoid",))
     assert list(empty.columns) == cols
+
+
+def _group_rows(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """``{(group, donor): [value per tissue]}`` as a scores table."""
+    tissues = ("blood", "liver", "lung")
+    return pd.DataFrame(
+        [dict(population="NK", donor=donor, tissue=tissues[k], group=group, areg_net=v)
+         for (group, donor), vs in values.items() for k, v in enumerate(vs)]
+    )  # fmt: skip
+
+
+def test_groups_count_donors_not_their_tissues():
+    """2 vs 2 donors with 3 tissues each gave n 6 vs 6 and p 0.0022: a donor counted three
+    times. The unit is the donor (its tissues averaged): 2 vs 2 cannot go below 1/3."""
+    table = _group_rows({("a", "a1"): [5, 6, 7], ("a", "a2"): [6, 7, 8],
+                         ("b", "b1"): [1, 2, 3], ("b", "b2"): [2, 3, 4]})  # fmt: skip
+    row = compare_groups(table, "group").iloc[0]
+    assert (row["n_a"], row["n_b"]) == (2, 2)
+    assert row["p_value"] == pytest.approx(1 / 3) and row["p_min"] == pytest.approx(1 / 3)
+    assert row["mean_a"] == pytest.approx(6.5) and row["mean_b"] == pytest.approx(2.5)
+    # stratified by tissue, each tissue is its own test of 2 vs 2 donors
+    by_tissue = compare_groups(table, "group", by=("population", "tissue"))
+    assert len(by_tissue) == 3 and (by_tissue["n_a"] == 2).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"group_key": "tissue"}, "both the group column and a unit_on/by column"),
+        ({"group_key": "tissue", "unit_on": ("donor",), "by": ("population",)}, "paired"),
+    ],
+    ids=["group-is-a-unit", "same-donors-in-both"],
+)
+def test_groups_refuse_what_is_not_two_independent_groups(kwargs: dict, match: str) -> None:
+    table = _group_rows({("a", "d1"): [5, 6, 7], ("a", "d2"): [6, 7, 8]})
+    kwargs = {"unit_on": ("donor", "tissue"), **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        compare_groups(table, **kwargs)

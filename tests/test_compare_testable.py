@@ -124,3 +124,24 @@ def test_exposure_columns_follow_n_units():
         "n_glucocorticoid_unknown_after",
         "glucocorticoid_confounded",
     ]
+
+
+def test_zero_differences_do_not_make_a_row_testable():
+    """Populations with no AREG+ events have net 0 at both timepoints: p = 1 whatever the
+    data, yet p_min counted their pairs (0.03125 for 6) and their rows raised NK's p_adj
+    from 0.03125 to 0.1875. A zero difference has no sign to flip."""
+    diffs = {"NK": [1.0, 2.0, 0.5, 1.5, 3.0, 2.5]}
+    diffs |= {f"empty{i}": [0.0] * 6 for i in range(5)}
+    diffs["some_zero"] = [1.0, 0.0, 0.0, 2.0, 0.0, 1.0]  # 3 signs: p_min 2/8
+    rows = []
+    for pop, ds in diffs.items():
+        for i, d in enumerate(ds):
+            rows += [dict(population=pop, donor=f"d{i}", tissue="lung", timepoint="pre",
+                          areg_net=0.0),
+                     dict(population=pop, donor=f"d{i}", tissue="lung", timepoint="post",
+                          areg_net=d)]  # fmt: skip
+    out = compare_paired(pd.DataFrame(rows), before="pre", after="post").set_index("population")
+    assert (out.filter(like="empty", axis=0)["p_min"] == 1.0).all()
+    assert out.loc["some_zero", "p_min"] == pytest.approx(2 / 8)
+    assert out.filter(like="empty", axis=0)["p_adj"].isna().all()
+    assert out.loc["NK", "p_adj"] == pytest.approx(out.loc["NK", "p_value"]) == 2 / 64

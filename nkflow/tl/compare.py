@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from math import comb
 
 import numpy as np
 import pandas as pd
@@ -35,6 +34,12 @@ from scipy import stats as sps
 from ..exceptions import ConfigError
 from ._compare_exposure import exposed_counts as _exposed_counts
 from ._compare_exposure import with_exposures as _with_exposures
+from ._compare_groups import (
+    hodges_lehmann_shift,
+    perm_groups_p,
+    permutation_min_p,
+    refuse_shared_donors,
+)
 
 __all__ = [
     "FDR_ALPHA",
@@ -51,7 +56,6 @@ logger = logging.getLogger(__name__)
 
 _EXACT_PAIRS = 16
 _DEFAULT_BY = ("condition", "population")
-_EXACT_ARRANGEMENTS = 20_000
 #: FDR level of ``p_adj``: a row whose smallest attainable p (``p_min``) is above it is not
 #: adjusted (Tarone 1990) and gets ``p_adj`` NaN
 FDR_ALPHA = 0.05
@@ -301,7 +305,9 @@ def compare_paired(
             n_increase=int((d > 0).sum()),
             n_decrease=int((d < 0).sum()),
             p_value=p,
-            p_min=signflip_min_p(int(d.size), n_resamples),
+            # a zero difference has no sign to flip: only the others move the p-value
+            # (all zero: p = 1 whatever the data, so the row is not testable)
+            p_min=signflip_min_p(int(nonzero.size), n_resamples) if nonzero.size else 1.0,
             p_sign=p_sign,
             test=test,
         )
@@ -388,93 +394,13 @@ def _one_unit_per_donor(
 
 
 # -------------------------------------------------------------------- group tests
-def _perm_groups_p(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_resamples: int
-) -> tuple[float, str]:
-    """Two-sided label-permutation p-value of the difference in means."""
-    pooled = np.concatenate([x, y])
-    n, nx = pooled.size, x.size
-    observed = abs(x.mean() - y.mean())
-    total = pooled.sum()
-    if comb(n, nx) <= _EXACT_ARRANGEMENTS:
-        idx = np.array(list(itertools.combinations(range(n), nx)))
-        sx = pooled[idx].sum(axis=1)
-        null = np.abs(sx / nx - (total - sx) / (n - nx))
-        return float(np.mean(null >= observed - 1e-12)), "label permutation (exact)"
-    perms = rng.permuted(np.tile(pooled, (n_resamples, 1)), axis=1)
-    sx = perms[:, :nx].sum(axis=1)
-    null = np.abs(sx / nx - (total - sx) / (n - nx))
-    p = (1.0 + np.sum(null >= observed - 1e-12)) / (n_resamples + 1.0)
-    return float(p), f"label permutation ({n_resamples} resamples)"
-
-
-def permutation_min_p(n_a: int, n_b: int, n_resamples: int = 20_000) -> float:
-    """Smallest two-sided p-value the label permutation can give with these group sizes.
-
-    Parameters
-    ----------
-    n_a, n_b
-        Units in the two groups.
-    n_resamples
-        Random permutations used above 20 000 arrangements.
-
-    Returns
-    -------
-    float
-        With distinct values, only the observed split (and, for equal sizes, its mirror)
-        reaches the largest difference: ``1 / C(n, n_a)`` (``2 / C(n, n_a)`` for equal
-        sizes), capped at 1, when exact; ``1 / (n_resamples + 1)`` when resampled; NaN for
-        an empty group. Ties can only raise the attainable p.
-    """
-    if n_a < 1 or n_b < 1:
-        return float("nan")
-    arrangements = comb(n_a + n_b, n_a)
-    if arrangements > _EXACT_ARRANGEMENTS:
-        return 1.0 / (n_resamples + 1.0)
-    return min(1.0, (2.0 if n_a == n_b else 1.0) / arrangements)
-
-
-def _mann_whitney_counts(nx: int, ny: int) -> np.ndarray:
-    """Number of arrangements giving each Mann-Whitney U = 0..nx*ny (no ties)."""
-    # f[i][j] = f[i-1][j] shifted by j + f[i][j-1]; rows over j kept as polynomials
-    prev = [np.ones(1) for _ in range(ny + 1)]  # i = 0: only U = 0
-    for _ in range(nx):  # add the x's one at a time
-        cur = [np.ones(1)]  # j = 0: only U = 0
-        for j in range(1, ny + 1):
-            a = np.concatenate([np.zeros(j), prev[j]])  # x_i above all j y's
-            b = cur[j - 1]
-            size = max(a.size, b.size)
-            cur.append(np.pad(a, (0, size - a.size)) + np.pad(b, (0, size - b.size)))
-        prev = cur
-    return prev[ny]
-
-
-def _hodges_lehmann_shift(
-    x: np.ndarray, y: np.ndarray, confidence: float
-) -> tuple[float, float, float]:
-    diffs = np.sort(np.subtract.outer(x, y).ravel())
-    estimate = float(np.median(diffs))
-    nx, ny = x.size, y.size
-    alpha = 1.0 - confidence
-    if nx * ny > 400:
-        sd = np.sqrt(nx * ny * (nx + ny + 1) / 12.0)
-        k = int(np.floor(nx * ny / 2.0 - sps.norm.ppf(1 - alpha / 2) * sd))
-    else:
-        counts = _mann_whitney_counts(nx, ny)
-        cdf = np.cumsum(counts) / counts.sum()
-        k = int(np.searchsorted(cdf, alpha / 2.0, side="right"))
-    if k < 1:
-        return estimate, np.nan, np.nan
-    return estimate, float(diffs[k - 1]), float(diffs[diffs.size - k])
-
-
 def compare_groups(
     scores: pd.DataFrame,
     group_key: str,
     *,
     groups: Sequence[str] | None = None,
     value: str = "areg_net",
-    unit_on: Sequence[str] = ("donor", "tissue"),
+    unit_on: Sequence[str] = ("donor",),
     by: Sequence[str] | None = None,
     confidence: float = 0.95,
     n_resamples: int = 20_000,
@@ -482,6 +408,10 @@ def compare_groups(
     fdr_alpha: float = FDR_ALPHA,
 ) -> pd.DataFrame:
     """Compare a score between groups of donors (e.g. patients vs controls).
+
+    The groups hold different donors: a donor in both (blood vs liver of the same donors)
+    makes the comparison paired, which :func:`compare_paired` tests
+    (``timepoint_key="tissue", pair_on=("donor",)``).
 
     Parameters
     ----------
@@ -494,12 +424,13 @@ def compare_groups(
     value
         Column compared (AREG_net by default).
     unit_on
-        Columns identifying one independent unit; its tubes are averaged first, so a donor
-        never counts twice.
+        Columns identifying one unit; its tubes are averaged first. With ``donor`` among
+        them, a donor's units (its tissues, say) are then averaged into one, so a donor
+        never counts twice in a group: the test's unit is the donor.
     by
         One test per combination of these columns; ``None``: per stimulation condition and
         population (``condition`` when the table has it). Add context columns
-        (``tissue_kind``, ``glucocorticoid``) to stratify.
+        (``tissue``, ``tissue_kind``, ``glucocorticoid``) to stratify.
     confidence
         Coverage of the Hodges-Lehmann shift interval (exact Mann-Whitney distribution).
     n_resamples
@@ -524,8 +455,9 @@ def compare_groups(
     Raises
     ------
     ConfigError
-        A column named above is missing from ``scores``, fewer than two groups, or
-        ``fdr_alpha`` is not between 0 and 1.
+        A column named above is missing from ``scores``, ``group_key`` is also a unit or
+        stratum column, a donor is in two of the compared groups (paired data), fewer than
+        two groups, or ``fdr_alpha`` is not between 0 and 1.
     """
     _check_alpha(fdr_alpha)
     by = _strata(scores, by)
@@ -534,6 +466,11 @@ def compare_groups(
             raise ConfigError(
                 f"scores table has no column {col!r}; have {', '.join(map(str, scores.columns))}"
             )
+    if group_key in (*unit_on, *by):
+        raise ConfigError(
+            f"compare_groups: {group_key!r} is both the group column and a unit_on/by column; "
+            "a group cannot be compared with itself"
+        )
     rng = np.random.default_rng(random_state)
     units = (
         scores.groupby([*by, group_key, *unit_on], dropna=False, observed=True)[value]
@@ -541,9 +478,17 @@ def compare_groups(
         .dropna()
         .reset_index()
     )
+    if "donor" in unit_on:  # a donor's tissues (other unit columns) are one unit
+        units = (
+            units.groupby([*by, group_key, "donor"], dropna=False, observed=True)[value]
+            .mean()
+            .reset_index()
+        )
     labels = sorted(units[group_key].astype(str).unique()) if groups is None else list(groups)
     if len(labels) < 2:
         raise ConfigError(f"need two groups in {group_key!r}; found {labels}")
+    if "donor" in unit_on:
+        refuse_shared_donors(units, group_key, labels)
     rows = []
     for group, part in units.groupby(list(by), dropna=False, sort=True):
         group = group if isinstance(group, tuple) else (group,)
@@ -554,8 +499,9 @@ def compare_groups(
             row.update(group_a=a, group_b=b, n_a=int(x.size), n_b=int(y.size))
             if x.size == 0 or y.size == 0:
                 continue
-            est, lo, hi = _hodges_lehmann_shift(x, y, confidence)
-            p, test = _perm_groups_p(x, y, rng, n_resamples)
+            est, lo, hi = hodges_lehmann_shift(x, y, confidence)
+            p, test = perm_groups_p(x, y, rng, n_resamples)
+            alike = np.ptp(np.concatenate([x, y])) == 0  # every value equal: p = 1 always
             row.update(
                 mean_a=float(x.mean()),
                 mean_b=float(y.mean()),
@@ -564,7 +510,7 @@ def compare_groups(
                 ci_low=lo,
                 ci_high=hi,
                 p_value=p,
-                p_min=permutation_min_p(int(x.size), int(y.size), n_resamples),
+                p_min=1.0 if alike else permutation_min_p(int(x.size), int(y.size), n_resamples),
                 p_mannwhitney=float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue),
                 test=test,
             )
