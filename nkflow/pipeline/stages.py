@@ -252,6 +252,9 @@ def run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
+    # the notes printed with the plan (files the sheet leaves out, files with identical
+    # content ...): the report shows them, and provenance.json keeps them for a -q run
+    provenance["batch_notes"] = list(state.plan.notes)
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
     if clustering is not None:  # what the fit used: the methods text names it
