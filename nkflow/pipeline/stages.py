@@ -208,7 +208,7 @@ def run_prepared(
         counts = counts[counts["sample_id"].astype(str).isin(ok)]
         # the whole sheet: a tube that failed still makes its pair key ambiguous, as for
         # the cut-offs the run borrowed (RunState.ambiguous_keys) and `nkflow check`
-        result = score(counts, state.meta, config=definitions)
+        result = score(counts, state.meta, config=definitions, unavailable=_unavailable(state))
         names = _population_labels(clustering)
         tables["scores"] = result.scores.assign(
             label=result.scores["population"].map(names).fillna(result.scores["population"])
@@ -440,6 +440,16 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     ]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else none
+
+
+def _unavailable(state: RunState) -> dict[str, str]:
+    """Why each tube that has no counts has none: its status, reason code and message."""
+    status = state.status_table()
+    failed = status[status["status"].astype(str) != "ok"]
+    return {
+        str(r.sample_id): f"{r.status}, {r.reason_code}: {r.message}".rstrip(": ")
+        for r in failed.itertuples()
+    }
 
 
 def _report_metadata(state: RunState) -> pd.DataFrame:
