@@ -231,6 +231,7 @@ def run_prepared(
     tables["consistency"] = consistency
     from ..report import write_report, write_tables
 
+    state.progress("report", 0, 1)  # the tables, the last figures, report.html
     write_tables(out, tables)  # while the last figures are drawn
     drawn = {part: job.outcome() for part, job in pending.items()}
     # every task is done: the workers exit (~0.5 s each) while the report is written;
@@ -280,6 +281,7 @@ def run_prepared(
         caveats=caveats,
     )
     write_text_atomic(out / "config.toml", config_to_toml(cfg), root=out)
+    state.progress("report", 1, 1)
     # provenance last: with report.html it marks the folder as complete
     write_text_atomic(
         out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True), root=out
