@@ -2,19 +2,23 @@
 
 Log records and warnings print one line each above the progress bars (``tqdm.write``),
 with untrusted text (file names, sheet values) escaped; a warning prints as its text,
-which names the file, not as the code line that raised it.
+which names the file, not as the code line that raised it. When stderr is not a terminal
+(a log file, ``tee``, a scheduler), :class:`ProgressLines` prints plain progress lines
+instead of bars.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .io.text_safety import escape_text
 
-__all__ = ["ProgressBars", "setup_logging"]
+__all__ = ["ProgressBars", "ProgressLines", "setup_logging"]
 
 
 class _EscapingFormatter(logging.Formatter):
@@ -98,3 +102,56 @@ class ProgressBars:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+
+class ProgressLines:
+    """Progress as plain lines, for a stderr that is not a terminal (bars would not redraw).
+
+    A line when a stage starts (``nkflow: samples (60) ...``), then ``nkflow: samples:
+    24/60 done`` when a further tenth of the stage is done or ``every`` seconds have passed
+    since the last line (whichever comes first; never twice for one count), and when the
+    stage ends. A stage with nothing to do prints nothing.
+
+    Parameters
+    ----------
+    every
+        Seconds after which the next finished step prints a line even within a tenth.
+    stream
+        Where the lines go; default ``sys.stderr`` at the time of each line.
+    clock
+        Monotonic seconds (a test passes its own).
+    """
+
+    def __init__(
+        self,
+        every: float = 10.0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._every, self._stream, self._clock = every, stream, clock
+        self._stage = ""
+        self._shown = -1  # the last count printed
+        self._tenth = 0  # the tenth of the stage the last line was in
+        self._when = 0.0  # when the last line was printed
+
+    def _line(self, text: str) -> None:
+        stream = self._stream or sys.stderr
+        print(f"nkflow: {escape_text(text)}", file=stream, flush=True)
+        self._when = self._clock()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if total <= 0:  # a stage with nothing to do (no FMO tubes)
+            return
+        if stage != self._stage:
+            self._stage, self._shown, self._tenth = stage, done, 10 * done // total
+            self._line(f"{stage} ({total}) ..." if total > 1 else f"{stage} ...")
+            return
+        if done == self._shown or total == 1:  # a one-step stage: its start line says it
+            return
+        tenth = 10 * done // total
+        if done >= total or tenth > self._tenth or self._clock() - self._when >= self._every:
+            self._shown, self._tenth = done, tenth
+            self._line(f"{stage}: {done}/{total} done")
+
+    def close(self) -> None:
+        """Nothing to clear (the same interface as :class:`ProgressBars`)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from ._console import ProgressBars, setup_logging
+from ._console import ProgressBars, ProgressLines, setup_logging
 from ._version import __version__
 from .exceptions import (
     ConfigError,
@@ -188,8 +188,11 @@ def run(
         _usage_error(str(exc))
     _validate_panel(config.panel)
     out_dir = out if out is not None else default_out_dir(input_path)
-    # bars redraw with carriage returns: only on a terminal, not into a log file
-    progress = None if quiet or not sys.stderr.isatty() else ProgressBars()
+    # bars redraw with carriage returns: only on a terminal; into a log file, a pipe or a
+    # scheduler's output, a plain line per stage and now and then (nothing under -q)
+    progress: ProgressBars | ProgressLines | None = None
+    if not quiet:
+        progress = ProgressBars() if sys.stderr.isatty() else ProgressLines()
     try:
         results = run_pipeline(
             input_path,

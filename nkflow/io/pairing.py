@@ -9,7 +9,7 @@ so, so that no tube is compared with, or cut by, another donor's or tissue's tub
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +77,26 @@ def ambiguous_pair_keys(unstim: pd.DataFrame) -> set[tuple[str, ...]]:
     return {tuple(k) for k, n in tubes.items() if n > 1 and k[0] == ""}
 
 
-def pairing_summary(meta: pd.DataFrame) -> str:
+def pairing_summary(meta: pd.DataFrame, failing: Collection[str] = ()) -> str:
     """One line on how the sheet's stimulated tubes pair with unstimulated ones.
 
     Counts the stimulated sample tubes (``role`` sample, unstim or stim) with their
     unstimulated tube (same :data:`PAIR_KEY`; how many with replicate tubes, pooled), without
-    a sure one (:func:`ambiguous_pair_keys`) and without any; ``""`` when there is none.
+    a sure one (:func:`ambiguous_pair_keys`), with only tubes that fail and without any;
+    ``""`` when there is none.
+
+    Parameters
+    ----------
+    meta
+        The sheet (``sample_id``, ``file``, ``role`` and the :data:`PAIR_KEY` columns).
+    failing
+        ``sample_id`` of the tubes that cannot be analysed (unreadable, another technology,
+        no NK anchor ...): a stimulated tube whose unstimulated tubes all fail has no
+        baseline, and the line names them.
+
+    Returns
+    -------
+    str
     """
     tubes = meta[_text(meta, "role").str.lower().isin(SAMPLE_ROLES)]
     if tubes.empty:
@@ -94,14 +108,29 @@ def pairing_summary(meta: pd.DataFrame) -> str:
     stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
     if not stim_keys:
         return ""
+    failed: dict[tuple[str, ...], list[str]] = {}  # key -> its unstimulated tubes that fail
+    ids, files = _text(tubes, "sample_id"), _text(tubes, "file").map(lambda f: Path(f).name)
+    failing = {str(sid) for sid in failing}
+    for i, k, s in zip(tubes.index, keys, stimulated, strict=True):
+        if not s and ids[i] in failing:
+            failed.setdefault(k, []).append(escape_text(files[i] or ids[i]))
+    # every listed unstimulated tube of the key fails: listed, but no baseline
+    lost = {k for k, names in failed.items() if len(names) == per_key[k] and k not in ambiguous}
     unsure = sum(k in ambiguous for k in stim_keys)
     alone = sum(k not in per_key for k in stim_keys)
-    pooled = sum(per_key[k] > 1 and k not in ambiguous for k in stim_keys)
-    parts = [f"{len(stim_keys) - unsure - alone} with their unstimulated tube"]
+    broken = [k for k in stim_keys if k in lost]
+    pooled = sum(per_key[k] > 1 and k not in ambiguous and k not in lost for k in stim_keys)
+    parts = [f"{len(stim_keys) - unsure - alone - len(broken)} with their unstimulated tube"]
     if pooled:
         parts[0] += (
             f" ({pooled} of them with several, pooled as replicates of one donor, tissue, "
             "timepoint and batch: check the timepoint column if they are not)"
+        )
+    if broken:
+        names = ", ".join(dict.fromkeys(n for k in broken for n in failed[k]))
+        parts.append(
+            f"{len(broken)} whose unstimulated tube in the sheet fails ({names}; why is said "
+            "with each file): not scored"
         )
     if unsure:
         parts.append(

@@ -37,7 +37,7 @@ from ..gating.fmo_pool import fmo_uses
 from ..gating.panel_view import PanelView
 from ..gating.resolve import ResolvedTemplate, panel_technology, resolve_template
 from ..io.fcs_text import read_fcs_metadata
-from ..io.pairing import batch_notes
+from ..io.pairing import batch_notes, pairing_summary
 from ..io.panel import marker_equivalents, resolve_markers
 from ..io.technology import Technology, detect_technology, other_technology
 from .plan_species import batch_species
@@ -274,6 +274,9 @@ def plan_batch(meta: pd.DataFrame, config: RunConfig, *, pooled: bool | None = N
     ]
     refused.update(_resolve_hierarchies(plan, rows, panels))
     plan.unreadable.update(refused)
+    if plan.unreadable:  # the pairing line names unstimulated tubes listed but failing
+        listed, failing = pairing_summary(meta), pairing_summary(meta, plan.unreadable)
+        plan.notes = [failing if note == listed else note for note in plan.notes]
     if refused and not plan.resolved:  # no file of the batch can be gated
         raise _nothing_to_gate(refused, meta)
     plan.notes += _unused_fmo_notes(plan, rows)

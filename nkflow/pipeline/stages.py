@@ -209,7 +209,7 @@ def run_prepared(
         counts = counts[counts["sample_id"].astype(str).isin(ok)]
         # the whole sheet: a tube that failed still makes its pair key ambiguous, as for
         # the cut-offs the run borrowed (RunState.ambiguous_keys) and `nkflow check`
-        result = score(counts, state.meta, config=definitions)
+        result = score(counts, state.meta, config=definitions, unavailable=_unavailable(state))
         names = _population_labels(clustering)
         tables["scores"] = result.scores.assign(
             label=result.scores["population"].map(names).fillna(result.scores["population"])
@@ -232,6 +232,7 @@ def run_prepared(
     tables["consistency"] = consistency
     from ..report import write_report, write_tables
 
+    state.progress("report", 0, 1)  # the tables, the last figures, report.html
     write_tables(out, tables)  # while the last figures are drawn
     drawn = {part: job.outcome() for part, job in pending.items()}
     # every task is done: the workers exit (~0.5 s each) while the report is written;
@@ -253,6 +254,9 @@ def run_prepared(
     templates = template_hashes(sorted(set(state.plan.template_of.values())))
     provenance = _provenance(state, templates, input_hashes.result())
     provenance["gating_plan"] = state.plan.to_dict()
+    # the notes printed with the plan (files the sheet leaves out, files with identical
+    # content ...): the report shows them, and provenance.json keeps them for a -q run
+    provenance["batch_notes"] = list(state.plan.notes)
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
     if clustering is not None:  # what the fit used: the methods text names it
@@ -278,6 +282,7 @@ def run_prepared(
         caveats=caveats,
     )
     write_text_atomic(out / "config.toml", config_to_toml(cfg), root=out)
+    state.progress("report", 1, 1)
     # provenance last: with report.html it marks the folder as complete
     write_text_atomic(
         out / "provenance.json", json.dumps(provenance, indent=2, sort_keys=True), root=out
@@ -445,6 +450,16 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     ]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else none
+
+
+def _unavailable(state: RunState) -> dict[str, str]:
+    """Why each tube that has no counts has none: its status, reason code and message."""
+    status = state.status_table()
+    failed = status[status["status"].astype(str) != "ok"]
+    return {
+        str(r.sample_id): f"{r.status}, {r.reason_code}: {r.message}".rstrip(": ")
+        for r in failed.itertuples()
+    }
 
 
 def _report_metadata(state: RunState) -> pd.DataFrame:

@@ -195,8 +195,14 @@ def overview_section(
     metadata: pd.DataFrame | None,
     figures: Sequence[FigureItem],
     counter: list[int],
+    notes: Sequence[str] | None = None,
 ) -> str:
-    """Batch overview: key numbers, failures with reasons, per-file table, QC."""
+    """Batch overview: key numbers, failures with reasons, per-file table, QC.
+
+    ``notes`` are the batch's notes as the run printed them with its plan (files the sheet
+    leaves out, files with identical content, the pairing ...); without them, those
+    :func:`~nkflow.io.pairing.batch_notes` finds in ``metadata``.
+    """
     status, qc = tables.get("status"), tables.get("qc")
     out = []
     cards = []
@@ -275,8 +281,10 @@ def overview_section(
                 f'<div class="skipped"><b>{len(skipped)} file(s) skipped</b> (not analysed by '
                 f"design):<ul>{_status_items(skipped)}</ul></div>"
             )
-    if not is_empty(metadata):  # how the tubes relate (also printed by nkflow check / run)
-        out += [f'<p class="note">{esc(line)}</p>' for line in batch_notes(metadata)]
+    if notes is None and not is_empty(metadata):  # a sheet without the run's notes
+        notes = batch_notes(metadata)
+    # how the tubes relate, what the sheet leaves out (also printed by nkflow check / run)
+    out += [f'<p class="note">{esc(line)}</p>' for line in notes or ()]
     out.append("<h3>Files and samples</h3>")
     table = samples_table(status, qc, metadata)
     out.append(

@@ -8,7 +8,7 @@ numbers, and :func:`worded` adds the species and context interpretation.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ __all__ = [
     "control_words",
     "inhibitor_sentence",
     "message_for",
+    "missing_baseline",
     "shown",
     "worded",
 ]
@@ -113,6 +114,34 @@ def shown(value: float, op: str, cut: float, digits: int = 2) -> str:
     return repr(float(value))
 
 
+def missing_baseline(tubes: Sequence[str], why: Mapping[str, str]) -> str:
+    """What ``NO_UNSTIM`` says for a stimulated tube, naming the partners that have no counts.
+
+    Parameters
+    ----------
+    tubes
+        The ``sample_id`` of the unstimulated tubes the sheet lists with the tube's donor,
+        tissue, timepoint and batch (none of them has counts: they failed or were not run).
+    why
+        ``sample_id`` -> why a tube has no counts (its status and reason), where known.
+
+    Returns
+    -------
+    str
+        :data:`RULES`' text when the sheet lists no such tube.
+    """
+    if not tubes:
+        return RULES["NO_UNSTIM"]
+    named = "; ".join(
+        f"{sid!r} failed ({why[sid]})" if why.get(sid) else f"{sid!r} has no counts (not analysed)"
+        for sid in tubes
+    )
+    return (
+        "the sheet's unstimulated tube(s) with the same donor, tissue, timepoint and batch "
+        f"gave no baseline: {named}"
+    )
+
+
 def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -> str:
     """A flag row's message: why it is (not) flagged, with its numbers.
 
@@ -156,7 +185,7 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
             f"{cfg.min_areg_events}, events >= {cfg.min_events}; {ctl}; {bias}"
         )
     detail = {
-        "NO_UNSTIM": RULES["NO_UNSTIM"],
+        "NO_UNSTIM": row.get("unstim_missing") or RULES["NO_UNSTIM"],
         "UNSTIM_AMBIGUOUS": RULES["UNSTIM_AMBIGUOUS"],
         "AREG_NOT_IN_PANEL": RULES["AREG_NOT_IN_PANEL"],
         "NO_AREG_THRESHOLD": RULES["NO_AREG_THRESHOLD"],

@@ -38,7 +38,7 @@ from ..io.metadata import is_stimulated
 from ..io.pairing import SAMPLE_ROLES, ambiguous_pair_keys
 from ._score_config import ScoringConfig, load_scoring_config
 from ._score_context import add_context, bright_dim, evidence, interpretation, is_nk_population
-from ._score_messages import NOTES, RULES, message_for, worded
+from ._score_messages import NOTES, RULES, message_for, missing_baseline, worded
 from ._score_names import contains_condition
 from ._score_parts import (
     _NUMERIC_RULES,
@@ -178,6 +178,15 @@ def _context_meta(meta: pd.DataFrame, cfg: ScoringConfig) -> pd.DataFrame:
     return out
 
 
+def _listed_unstim(meta: pd.DataFrame) -> dict[tuple[str, ...], list[str]]:
+    """The sheet's unstimulated tubes (``sample_id``) by their ``PAIR_KEY`` values."""
+    unstim = meta[meta["kind"] == "unstim"]
+    listed: dict[tuple[str, ...], list[str]] = {}
+    for key, sid in zip(map(tuple, unstim[PAIR_KEY].to_numpy()), unstim["sample_id"], strict=True):
+        listed.setdefault(key, []).append(str(sid))
+    return listed
+
+
 def _zscore(x: pd.Series) -> pd.Series:
     sd = x.std(ddof=0)
     if not np.isfinite(sd) or sd == 0:
@@ -237,6 +246,7 @@ def score(
     *,
     config: str | Path | ScoringConfig | None = None,
     positive_control: Mapping[str, bool] | pd.DataFrame | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> ScoreResult:
     """Repair profile and flags for every population of every stimulated tube.
 
@@ -256,6 +266,10 @@ def score(
     positive_control
         Optional verdicts that replace the data-derived control per batch, e.g. from an
         ELISA: ``{batch: passed}`` or a table with ``batch`` and ``passed`` columns.
+    unavailable
+        ``sample_id`` -> why a tube of the sheet has no counts (its status and reason,
+        e.g. a file that failed to read): a stimulated tube whose unstimulated tube is
+        listed but has no counts names it, and this, in its ``NO_UNSTIM`` message.
 
     Returns
     -------
@@ -303,6 +317,11 @@ def score(
     pair_keys = list(map(tuple, pairs[PAIR_KEY].to_numpy()))
     has_unstim = np.array([k in unstim_keys for k in pair_keys], dtype=bool)
     shared_unstim = np.array([k in ambiguous for k in pair_keys], dtype=bool)
+    listed = _listed_unstim(meta)  # a partner listed but without counts is named
+    no_base = [
+        missing_baseline(listed.get(k, []), unavailable or {}) if not has else ""
+        for k, has in zip(pair_keys, has_unstim, strict=True)
+    ]
     if not len(pairs):
         logger.warning("no stimulated tubes in the metadata sheet: nothing to score")
     if shared_unstim.any():
@@ -448,8 +467,11 @@ def score(
         [contains_condition(k, cfg.inhibitor_conditions) for k in s["condition"]], dtype=bool
     )
     control_events = pairs[["control_n_events", "control_baseline_n_events"]].to_numpy(float)
-    for record, value, events in zip(records, inhibited, control_events, strict=True):
+    for record, value, events, base in zip(
+        records, inhibited, control_events, no_base, strict=True
+    ):
         record["inhibitor_condition"] = bool(value)
+        record["unstim_missing"] = base
         record["control_n_events"], record["control_baseline_n_events"] = events
     flags = s[
         [
