@@ -145,3 +145,22 @@ def test_zero_differences_do_not_make_a_row_testable():
     assert out.loc["some_zero", "p_min"] == pytest.approx(2 / 8)
     assert out.filter(like="empty", axis=0)["p_adj"].isna().all()
     assert out.loc["NK", "p_adj"] == pytest.approx(out.loc["NK", "p_value"]) == 2 / 64
+
+
+def test_comparisons_table_is_adjusted_once_over_its_timepoints():
+    """With pre, d7 and d14, comparisons.csv joined one compare_paired per later timepoint,
+    each adjusted on its own: d7 - pre passed at 0.031 where BH over the table gives 0.0625
+    (README: one adjustment per family of the output table)."""
+    from nkflow.pipeline.stages import _comparisons
+    from nkflow.tl.compare import benjamini_hochberg
+
+    rows = [dict(donor=f"D{i}", tissue="blood", timepoint=tp, condition="stim", population=pop,
+                 areg_net={"pre": 0, "d7": 1 + i, "d14": (-1) ** i * (1 + i)}[tp],
+                 flaggable=True, batch="H1")
+            for i in range(6) for tp in ("pre", "d7", "d14")
+            for pop in ("NK", "CD56bright")]  # fmt: skip
+    out = _comparisons(pd.DataFrame(rows), ["pre", "d7", "d14"])
+    assert set(out["comparison"]) == {"d7 - pre", "d14 - pre"}
+    np.testing.assert_allclose(out["p_adj"], benjamini_hochberg(out["p_value"]))
+    d7 = out[out["comparison"] == "d7 - pre"]
+    assert d7["p_adj"].tolist() == pytest.approx([0.0625, 0.0625])

@@ -44,6 +44,7 @@ from ._compare_groups import (
 __all__ = [
     "FDR_ALPHA",
     "PAIRED_COLUMNS",
+    "adjust_per_family",
     "benjamini_hochberg",
     "compare_groups",
     "compare_paired",
@@ -316,14 +317,18 @@ def compare_paired(
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
         return pd.DataFrame(columns=paired_columns(by, exposures))
-    out["p_adj"] = _adjust_per_family(out, fdr_alpha)
+    out["p_adj"] = adjust_per_family(out, fdr_alpha)
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
     return out[paired_columns(by, exposures)]
 
 
-def _adjust_per_family(out: pd.DataFrame, alpha: float = FDR_ALPHA) -> np.ndarray:
+def adjust_per_family(out: pd.DataFrame, alpha: float = FDR_ALPHA) -> np.ndarray:
     """Benjamini-Hochberg within the gated populations and, apart, within the metaclusters.
+
+    Run over a whole output table: ``comparisons.csv`` joins one :func:`compare_paired` per
+    later timepoint, and its ``p_adj`` is over all of them (each call's own ``p_adj`` is
+    over its rows only).
 
     The metaclusters come from a random fit: adjusted together with them, a gated
     population's ``p_adj`` moved with the clustering's random state and the sheet's order.
@@ -518,6 +523,6 @@ def compare_groups(
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_adj"] = _adjust_per_family(out, fdr_alpha)
+    out["p_adj"] = adjust_per_family(out, fdr_alpha)
     out["value"] = value
     return out
