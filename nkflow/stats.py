@@ -36,7 +36,8 @@ def wilson_interval(
     Returns
     -------
     low, high
-        Interval bounds as proportions in [0, 1]; NaN where ``trials == 0``.
+        Interval bounds as proportions in [0, 1]; NaN where ``trials == 0``; exactly 0
+        (the low bound) at 0 successes and exactly 1 (the high bound) at ``trials``.
     """
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
@@ -50,6 +51,10 @@ def wilson_interval(
         half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
         low = np.clip(centre - half, 0.0, 1.0)
         high = np.clip(centre + half, 0.0, 1.0)
+    # exact at the ends: centre - half rounds to ~5e-17 at 0 of n (and 1 - 1e-16 at n of
+    # n), which a "ci_low > 0" filter would read as a population present
+    low = np.where(k == 0, 0.0, low)
+    high = np.where(k == n, 1.0, high)
     low = np.where(n > 0, low, np.nan)
     high = np.where(n > 0, high, np.nan)
     return low, high

@@ -543,10 +543,13 @@ def quantile_threshold(
     if not 0.0 < percentile < 100.0:
         raise GatingError(f"percentile = {percentile!r}; valid: 0 < percentile < 100")
     v.sort()
-    value = float(np.percentile(v, percentile))
-    lo = hi = float("nan")
-    if n_boot > 0:
-        lo, hi = quantile_interval(v, percentile / 100.0, confidence=confidence)
+    lo, hi = quantile_interval(v, percentile / 100.0, confidence=confidence)
+    # on a handful of events (the 99.5th of 5 or fewer) the interpolated percentile falls
+    # below the order statistic that bounds it from below (the maximum): the value is that
+    # bound, so the interval always holds it, with or without the interval reported
+    value = float(np.clip(np.percentile(v, percentile), lo, hi))
+    if n_boot <= 0:
+        lo = hi = float("nan")
     return value, lo, hi, "quantile", int(v.size)
 
 
