@@ -353,3 +353,17 @@ def test_the_cluster_tables_give_the_cells_behind_each_percentage() -> None:
     by_cluster = tables[0].set_index("metacluster")["cells"].to_dict()
     assert by_cluster == {1: 8, 2: 8}  # a's 3 and b's 5 cells in metacluster 1
     assert tables[1].set_index("sample_id")["clustered cells"].to_dict() == {"a": 3, "b": 13}
+
+
+@pytest.mark.parametrize(
+    ("n_train", "grid", "expected"),
+    [(332, (10, 10), "3.3 training cells per node"), (28_650, (10, 10), "286.5 training")],
+    ids=["68983-mouse", "sample-data"],
+)
+def test_methods_say_how_many_cells_each_som_node_had(n_train, grid, expected):
+    """68983.fcs gave 332 NK for a 10x10 map: ten metaclusters of 20-71 cells, which the
+    Methods did not let a reader see."""
+    from nkflow.report.methods_analysis import clustering_sentence
+
+    fit = {"n_train": n_train, "xdim": grid[0], "ydim": grid[1], "markers": ["CD8", "NK1.1"]}
+    assert expected in clustering_sentence({}, {"clustering": fit}, 0)
