@@ -46,6 +46,10 @@ def heatmap(
 ) -> Figure:
     """Heatmap of metacluster medians (rows: metaclusters with names; columns: markers).
 
+    The medians and the cell counts are those of the cells the clustering was trained on
+    (in a run, the subsample of the unstimulated tubes), not of every tube mapped onto it;
+    the subtitle says how many cells and tubes that was.
+
     Parameters
     ----------
     result
@@ -59,7 +63,9 @@ def heatmap(
     Returns
     -------
     matplotlib.figure.Figure
-        The heatmap, with the cell count of each metacluster in its row label.
+        The heatmap, with the training-cell count of each metacluster in its row label
+        (``n=``) and each median written in its cell, in black or white by the cell's
+        colour.
 
     Raises
     ------
@@ -76,7 +82,7 @@ def heatmap(
         lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         shown = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
     n_rows, n_cols = values.shape
-    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.2 + 0.4 * n_rows))
+    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.5 + 0.4 * n_rows))
     ax = fig.add_subplot()
     im = ax.imshow(shown, aspect="auto", cmap="viridis")
     ax.set_xticks(range(n_cols), [_plain(m) for m in markers], rotation=45, ha="right")
@@ -84,17 +90,61 @@ def heatmap(
     ax.set_yticks(
         range(n_rows),
         [
-            _plain(f"{k}: {result.labels.get(int(k), '')} (n={int(counts.loc[k])})")
+            _plain(f"{k}: {result.labels.get(int(k), '')} ({_count(counts.loc[k])})")
             for k in med.index
         ],
     )
+    rgba = im.cmap(im.norm(shown))
     for i in range(n_rows):
         for j in range(n_cols):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=_text_colour(rgba[i, j]),
+            )
     fig.colorbar(im, ax=ax, label="scaled median" if scale == "column" else "median")
-    ax.set_title("Median marker expression per metacluster")
+    ax.set_title(
+        "Median marker expression per metacluster\n" + _training_note(result, counts),
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
+
+
+def _count(n: object) -> str:
+    """``n=28,650`` for a row label; ``n=?`` when the count is unknown."""
+    n = pd.to_numeric(n, errors="coerce")
+    return "n=?" if pd.isna(n) else f"n={int(n):,}"
+
+
+def _training_note(result: Any, counts: pd.Series) -> str:
+    """The subtitle: whose cells the medians and ``n=`` counts are."""
+    params = getattr(result, "params", None) or {}
+    n_train = params.get("n_train")
+    if n_train is None and counts.notna().any():
+        n_train = int(counts.sum())
+    tubes = len(params.get("samples") or ())
+    where = f" from {tubes} tube{'s' if tubes != 1 else ''}" if tubes else ""
+    if n_train is None:
+        return "medians and n: training cells, not every tube mapped"
+    return f"medians and n: training cells ({int(n_train):,}{where}), not every tube mapped"
+
+
+def _text_colour(rgba: Sequence[float]) -> str:
+    """Black or white, whichever contrasts more with a cell of colour ``rgba``.
+
+    WCAG relative luminance: black text wins above 0.179, where both contrast ratios meet.
+    A transparent cell (a NaN median) shows the white background: black.
+    """
+    if len(rgba) > 3 and rgba[3] == 0:
+        return "black"
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return "black" if luminance > 0.179 else "white"
 
 
 def abundance(
