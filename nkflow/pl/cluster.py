@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
@@ -155,6 +156,11 @@ def abundance(
 ) -> Figure:
     """Stacked bars of metacluster abundance per sample, or mean per tissue/timepoint.
 
+    Bars follow the order of ``table`` (a run's table is in the metadata sheet's order),
+    not the alphabet. The figure widens with the number of bars, up to 16 inches (then the
+    bars narrow and the labels shrink; below 5 points one bar in ``k`` is labelled); the legend
+    sits below the bars.
+
     Parameters
     ----------
     table
@@ -180,9 +186,9 @@ def abundance(
         raise ConfigError(f"abundance: by={by!r} is invalid; choose one of {_GROUPS}")
     if value not in ("percent", "count"):
         raise ConfigError(f"abundance: value={value!r} is invalid; choose 'percent' or 'count'")
-    fig = new_figure(figsize=(8, 4.5))
-    ax = fig.add_subplot()
     if table.empty or by not in table.columns:
+        fig = new_figure(figsize=(8, 4.5))
+        ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no clustering results", ha="center", va="center")
         ax.set_axis_off()
         return fig
@@ -194,20 +200,65 @@ def abundance(
     order = (
         df.drop_duplicates("name")
         .assign(_k=lambda d: pd.to_numeric(d["metacluster"], errors="coerce"))
-        .sort_values("_k")["name"]
+        .sort_values("_k", kind="mergesort")["name"]
     )
-    wide = wide[[c for c in order if c in wide.columns]]
+    wide = wide.reindex(index=pd.unique(df[by]), columns=[c for c in order if c in wide.columns])
+    bars = [_plain(i) for i in wide.index]
+    size = _bar_layout(len(bars), bars, list(wide.columns))
+    fig = new_figure(figsize=size.figsize, layout="constrained")
+    ax = fig.add_subplot()
     bottom = np.zeros(len(wide))
     for colour, name in zip(_colours(wide.shape[1]), wide.columns, strict=True):
         ax.bar(range(len(wide)), wide[name], bottom=bottom, color=colour, label=_plain(name))
         bottom += wide[name].to_numpy()
-    ax.set_xticks(range(len(wide)), [_plain(i) for i in wide.index], rotation=45, ha="right")
+    shown = range(0, len(bars), size.label_step)
+    ax.set_xticks(list(shown), [bars[i] for i in shown], rotation=90, fontsize=size.fontsize)
+    ax.set_xlim(-0.6, len(bars) - 0.4)
+    ax.margins(y=0)
+    ax.spines[["top", "right"]].set_visible(False)
     ax.set_ylabel("% of clustered cells" if value == "percent" else "cells")
-    ax.set_xlabel(by)
-    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
-    ax.set_title("Metacluster abundance" + ("" if by == "sample_id" else f" (mean per {by})"))
-    fig.tight_layout()
+    ax.set_xlabel(by if size.label_step == 1 else f"{by} (one label per {size.label_step} bars)")
+    fig.legend(loc="outside lower center", ncols=size.legend_cols, fontsize=7, frameon=False)
+    title = "Metacluster abundance" + ("" if by == "sample_id" else f" (mean per {by})")
+    ax.set_title(f"{title}, {len(bars)} {'samples' if by == 'sample_id' else 'groups'}")
     return fig
+
+
+@dataclass(frozen=True)
+class _BarLayout:
+    figsize: tuple[float, float]
+    fontsize: float
+    label_step: int
+    legend_cols: int
+
+
+_BAR_IN = 0.17  # inches per bar while the figure may still widen
+_MAX_WIDTH_IN = 16.0
+_MIN_FONT = 5.0
+
+
+def _bar_layout(n_bars: int, labels: Sequence[str], legend: Sequence[str]) -> _BarLayout:
+    """Figure size, tick font and legend columns for ``n_bars`` stacked bars.
+
+    The axes get ``_BAR_IN`` per bar up to ``_MAX_WIDTH_IN`` overall; the vertical tick
+    labels take a font that fits the bar pitch (8 pt at most); below ``_MIN_FONT`` only
+    every ``k``-th bar is labelled. Heights add room for the longest label and for the
+    legend's rows below.
+    """
+    width = float(np.clip(1.3 + _BAR_IN * n_bars, 7.0, _MAX_WIDTH_IN))
+    pitch_pt = 72.0 * (width - 1.3) / max(n_bars, 1)
+    fontsize = float(min(8.0, 0.8 * pitch_pt))
+    step = 1
+    if fontsize < _MIN_FONT:
+        step = int(np.ceil(_MIN_FONT / fontsize))
+        fontsize = _MIN_FONT
+    longest = max((len(t) for t in labels), default=1)
+    label_in = 0.6 * fontsize * longest / 72.0
+    item_in = 0.6 + 7 * 0.55 * max((len(t) for t in legend), default=1) / 72.0
+    cols = int(max(1, min(len(legend), width // item_in)))
+    rows = -(-len(legend) // cols)
+    height = 3.2 + label_in + 0.3 + rows * 0.17
+    return _BarLayout((round(width, 2), round(height, 2)), fontsize, step, cols)
 
 
 def embedding(
