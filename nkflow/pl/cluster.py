@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
@@ -46,6 +47,10 @@ def heatmap(
 ) -> Figure:
     """Heatmap of metacluster medians (rows: metaclusters with names; columns: markers).
 
+    The medians and the cell counts are those of the cells the clustering was trained on
+    (in a run, the subsample of the unstimulated tubes), not of every tube mapped onto it;
+    the subtitle says how many cells and tubes that was.
+
     Parameters
     ----------
     result
@@ -59,7 +64,9 @@ def heatmap(
     Returns
     -------
     matplotlib.figure.Figure
-        The heatmap, with the cell count of each metacluster in its row label.
+        The heatmap, with the training-cell count of each metacluster in its row label
+        (``n=``) and each median written in its cell, in black or white by the cell's
+        colour.
 
     Raises
     ------
@@ -76,7 +83,7 @@ def heatmap(
         lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         shown = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
     n_rows, n_cols = values.shape
-    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.2 + 0.4 * n_rows))
+    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.5 + 0.4 * n_rows))
     ax = fig.add_subplot()
     im = ax.imshow(shown, aspect="auto", cmap="viridis")
     ax.set_xticks(range(n_cols), [_plain(m) for m in markers], rotation=45, ha="right")
@@ -84,17 +91,61 @@ def heatmap(
     ax.set_yticks(
         range(n_rows),
         [
-            _plain(f"{k}: {result.labels.get(int(k), '')} (n={int(counts.loc[k])})")
+            _plain(f"{k}: {result.labels.get(int(k), '')} ({_count(counts.loc[k])})")
             for k in med.index
         ],
     )
+    rgba = im.cmap(im.norm(shown))
     for i in range(n_rows):
         for j in range(n_cols):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w")
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=_text_colour(rgba[i, j]),
+            )
     fig.colorbar(im, ax=ax, label="scaled median" if scale == "column" else "median")
-    ax.set_title("Median marker expression per metacluster")
+    ax.set_title(
+        "Median marker expression per metacluster\n" + _training_note(result, counts),
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
+
+
+def _count(n: object) -> str:
+    """``n=28,650`` for a row label; ``n=?`` when the count is unknown."""
+    n = pd.to_numeric(n, errors="coerce")
+    return "n=?" if pd.isna(n) else f"n={int(n):,}"
+
+
+def _training_note(result: Any, counts: pd.Series) -> str:
+    """The subtitle: whose cells the medians and ``n=`` counts are."""
+    params = getattr(result, "params", None) or {}
+    n_train = params.get("n_train")
+    if n_train is None and counts.notna().any():
+        n_train = int(counts.sum())
+    tubes = len(params.get("samples") or ())
+    where = f" from {tubes} tube{'s' if tubes != 1 else ''}" if tubes else ""
+    if n_train is None:
+        return "medians and n: training cells, not every tube mapped"
+    return f"medians and n: training cells ({int(n_train):,}{where}), not every tube mapped"
+
+
+def _text_colour(rgba: Sequence[float]) -> str:
+    """Black or white, whichever contrasts more with a cell of colour ``rgba``.
+
+    WCAG relative luminance: black text wins above 0.179, where both contrast ratios meet.
+    A transparent cell (a NaN median) shows the white background: black.
+    """
+    if len(rgba) > 3 and rgba[3] == 0:
+        return "black"
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return "black" if luminance > 0.179 else "white"
 
 
 def abundance(
@@ -104,6 +155,11 @@ def abundance(
     value: str = "percent",
 ) -> Figure:
     """Stacked bars of metacluster abundance per sample, or mean per tissue/timepoint.
+
+    Bars follow the order of ``table`` (a run's table is in the metadata sheet's order),
+    not the alphabet. The figure widens with the number of bars, up to 16 inches (then the
+    bars narrow and the labels shrink; below 5 points one bar in ``k`` is labelled); the legend
+    sits below the bars.
 
     Parameters
     ----------
@@ -130,9 +186,9 @@ def abundance(
         raise ConfigError(f"abundance: by={by!r} is invalid; choose one of {_GROUPS}")
     if value not in ("percent", "count"):
         raise ConfigError(f"abundance: value={value!r} is invalid; choose 'percent' or 'count'")
-    fig = new_figure(figsize=(8, 4.5))
-    ax = fig.add_subplot()
     if table.empty or by not in table.columns:
+        fig = new_figure(figsize=(8, 4.5))
+        ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no clustering results", ha="center", va="center")
         ax.set_axis_off()
         return fig
@@ -144,20 +200,65 @@ def abundance(
     order = (
         df.drop_duplicates("name")
         .assign(_k=lambda d: pd.to_numeric(d["metacluster"], errors="coerce"))
-        .sort_values("_k")["name"]
+        .sort_values("_k", kind="mergesort")["name"]
     )
-    wide = wide[[c for c in order if c in wide.columns]]
+    wide = wide.reindex(index=pd.unique(df[by]), columns=[c for c in order if c in wide.columns])
+    bars = [_plain(i) for i in wide.index]
+    size = _bar_layout(len(bars), bars, list(wide.columns))
+    fig = new_figure(figsize=size.figsize, layout="constrained")
+    ax = fig.add_subplot()
     bottom = np.zeros(len(wide))
     for colour, name in zip(_colours(wide.shape[1]), wide.columns, strict=True):
         ax.bar(range(len(wide)), wide[name], bottom=bottom, color=colour, label=_plain(name))
         bottom += wide[name].to_numpy()
-    ax.set_xticks(range(len(wide)), [_plain(i) for i in wide.index], rotation=45, ha="right")
+    shown = range(0, len(bars), size.label_step)
+    ax.set_xticks(list(shown), [bars[i] for i in shown], rotation=90, fontsize=size.fontsize)
+    ax.set_xlim(-0.6, len(bars) - 0.4)
+    ax.margins(y=0)
+    ax.spines[["top", "right"]].set_visible(False)
     ax.set_ylabel("% of clustered cells" if value == "percent" else "cells")
-    ax.set_xlabel(by)
-    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
-    ax.set_title("Metacluster abundance" + ("" if by == "sample_id" else f" (mean per {by})"))
-    fig.tight_layout()
+    ax.set_xlabel(by if size.label_step == 1 else f"{by} (one label per {size.label_step} bars)")
+    fig.legend(loc="outside lower center", ncols=size.legend_cols, fontsize=7, frameon=False)
+    title = "Metacluster abundance" + ("" if by == "sample_id" else f" (mean per {by})")
+    ax.set_title(f"{title}, {len(bars)} {'samples' if by == 'sample_id' else 'groups'}")
     return fig
+
+
+@dataclass(frozen=True)
+class _BarLayout:
+    figsize: tuple[float, float]
+    fontsize: float
+    label_step: int
+    legend_cols: int
+
+
+_BAR_IN = 0.17  # inches per bar while the figure may still widen
+_MAX_WIDTH_IN = 16.0
+_MIN_FONT = 5.0
+
+
+def _bar_layout(n_bars: int, labels: Sequence[str], legend: Sequence[str]) -> _BarLayout:
+    """Figure size, tick font and legend columns for ``n_bars`` stacked bars.
+
+    The axes get ``_BAR_IN`` per bar up to ``_MAX_WIDTH_IN`` overall; the vertical tick
+    labels take a font that fits the bar pitch (8 pt at most); below ``_MIN_FONT`` only
+    every ``k``-th bar is labelled. Heights add room for the longest label and for the
+    legend's rows below.
+    """
+    width = float(np.clip(1.3 + _BAR_IN * n_bars, 7.0, _MAX_WIDTH_IN))
+    pitch_pt = 72.0 * (width - 1.3) / max(n_bars, 1)
+    fontsize = float(min(8.0, 0.8 * pitch_pt))
+    step = 1
+    if fontsize < _MIN_FONT:
+        step = int(np.ceil(_MIN_FONT / fontsize))
+        fontsize = _MIN_FONT
+    longest = max((len(t) for t in labels), default=1)
+    label_in = 0.6 * fontsize * longest / 72.0
+    item_in = 0.6 + 7 * 0.55 * max((len(t) for t in legend), default=1) / 72.0
+    cols = int(max(1, min(len(legend), width // item_in)))
+    rows = -(-len(legend) // cols)
+    height = 3.2 + label_in + 0.3 + rows * 0.17
+    return _BarLayout((round(width, 2), round(height, 2)), fontsize, step, cols)
 
 
 def embedding(
