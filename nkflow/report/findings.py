@@ -13,7 +13,7 @@ the later sections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -24,8 +24,10 @@ from .findings_responses import (
     flag_meaning,
     not_judged_table,
     response_statement,
+    responses_by_group,
     responses_table,
 )
+from .findings_summary import changes_block, failures_note, population_labels
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
@@ -162,17 +164,28 @@ def glossary_block(species: set[str] | None = None) -> str:
     )
 
 
-def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
+def _range(values: pd.Series, low: pd.Series, high: pd.Series, n: int) -> str:
+    """One donor measured: value (Wilson interval); several: median (range) of the donors.
+
+    When fewer donors were measured than the row's ``n`` (a gate not set in some tubes),
+    the cell says how many it stands on.
+    """
     if len(values) == 1:
-        return f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
-    return f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
+        text = f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
+    else:
+        text = f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
+    if len(values) < n:
+        kind = "Wilson 95% interval" if len(values) == 1 else "range"
+        text += f"; {len(values)} of {n} donors measured ({kind})"
+    return text
 
 
 def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.DataFrame:
     """CD56bright and trNK shares of NK per tissue and timepoint.
 
-    One donor: the value with its Wilson 95% interval; several: the median across
-    donors with their range. ``n`` counts the donors whose tube was analysed; a tube with
+    One donor measured: the value with its Wilson 95% interval; several: the median across
+    donors with their range; a share measured in fewer donors than ``n`` (its gate not set
+    in some tubes) says how many. ``n`` counts the donors whose tube was analysed; a tube with
     no donor named counts as a donor of its own (``attrs["tubes_without_donor"]`` says how
     many). A share whose gate could not be set in any tube reads ``not gated``.
     """
@@ -203,7 +216,12 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
             measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
             row[label] = (
-                _range(measured["percent_of_parent"], measured["ci_low"], measured["ci_high"])
+                _range(
+                    measured["percent_of_parent"],
+                    measured["ci_low"],
+                    measured["ci_high"],
+                    len(ids),
+                )
                 if len(measured)
                 else ("not gated" if len(sub) else "-")
             )
@@ -244,6 +262,43 @@ def _no_composition(species: set[str]) -> str:
     )
 
 
+def _responses_html(
+    flags: pd.DataFrame,
+    responses: pd.DataFrame,
+    controls: pd.DataFrame | None,
+    order: Sequence[str],
+    ri_cut: float | None,
+    species: set[str],
+) -> str:
+    """The responses per group, with every responding row in a collapsed table below."""
+    n_pops = responses["population"].nunique()
+    n_biased = int((responses["repair-biased"] == "yes").sum())
+    grouped = responses_by_group(flags, controls, order)
+    lead = (
+        f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
+        f"population(s) met every AREG rule; {n_biased} of them are repair-biased. One row per "
+        "condition, tissue, timepoint and population: how many donors responded of those "
+        "scored there (a donor whose row lacked a control or events is counted as not "
+        "judged), and the responders' AREG net and RI, median (range), one donor: its value. "
+        "AREG net in percentage points (pp): % AREG+ in the stimulated tube minus the "
+        "unstimulated one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + "
+        f"AREG−IFN-γ+), 0 to 1; repair-biased = AREG-responsive and RI above "
+        f"{_cut_text(ri_cut)}. {response_statement(species)}</p>"
+    )
+    detail = (
+        f'<details class="legend"><summary>Every responding population × tube row '
+        f"({len(responses)}), with its donor, 95% interval and meaning</summary>"
+        + html_table(responses, cell_class=_wrap_meaning, source="tables/flags.csv")
+        + "</details>"
+    )
+    return lead + html_table(grouped, cell_class=_wrap_meaning, source="tables/flags.csv") + detail
+
+
+def _wrap_meaning(col: str, value: object, row: pd.Series) -> str:
+    """The long meaning cells wrap instead of running off the screen."""
+    return "wrap" if col == "meaning in this context" else ""
+
+
 def findings_section(
     tables: Mapping[str, pd.DataFrame],
     metadata: pd.DataFrame | None,
@@ -273,6 +328,8 @@ def findings_section(
     if species is None:
         species = report_species(metadata)
     out = [glossary_block(species)]
+    out.append(failures_note(tables.get("status"), tables.get("qc")))
+    out.append(changes_block(tables.get("comparisons"), population_labels(tables)))
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)
@@ -282,8 +339,9 @@ def findings_section(
     out.append("<h3>NK composition by tissue and timepoint</h3>")
     out.append(
         '<p class="lead">One unstimulated tube per donor, tissue and timepoint (stimulated '
-        "tubes and controls left out). One donor: value (Wilson 95% interval); several: "
-        "median across donors (range).</p>"
+        "tubes and controls left out). n: donors analysed. One donor measured: value (Wilson "
+        "95% interval); several: median across donors (range). A share measured in fewer "
+        "donors than n says how many it stands on.</p>"
     )
     unnamed = comp.attrs.get("tubes_without_donor", 0)
     if unnamed:
@@ -295,8 +353,11 @@ def findings_section(
         )
     out.append(html_table(comp, empty=_no_composition(species)))
     flags = tables.get("flags")
+    order = (metadata.attrs.get("timepoint_order") if metadata is not None else None) or ()
     responses = (
-        responses_table(flags, tables.get("controls")) if flags is not None else pd.DataFrame()
+        responses_table(flags, tables.get("controls"), order)
+        if flags is not None
+        else pd.DataFrame()
     )
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
     if is_empty(flags):
@@ -311,17 +372,8 @@ def findings_section(
             "</p>"
         )
     else:
-        n_pops = responses["population"].nunique()
-        n_biased = int((responses["repair-biased"] == "yes").sum())
-        out.append(
-            f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
-            f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
-            "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
-            "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
-            f"repair-biased = AREG-responsive and RI above {_cut_text(ri_cut)}. "
-            f"{response_statement(species)}</p>"
-        )
-        out.append(html_table(responses, source="tables/flags.csv"))
+        out.append(_responses_html(flags, responses, tables.get("controls"), order, ri_cut,
+                                   species))  # fmt: skip
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
     if not judged.empty:
         out.append("<h3>What could not be judged</h3>")

@@ -8,19 +8,24 @@ tested), and the rows that could not be judged (:func:`not_judged_table`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from ..tl._score_context import exposure_statement
 from ..tl._score_messages import control_words, inhibitor_sentence
 from ..tl.score import RULES
+from .findings_summary import population_name, population_order
 from .tables import is_empty
 
 __all__ = [
     "NOT_JUDGED",
     "control_conditions",
     "flag_meaning",
+    "group_meaning",
     "not_judged_table",
     "response_statement",
+    "responses_by_group",
     "responses_table",
 ]
 
@@ -182,7 +187,32 @@ def flag_meaning(row: pd.Series) -> str:
     return text + "."
 
 
-def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.DataFrame:
+def _ordered(
+    table: pd.DataFrame, populations: pd.Series, timepoint_order: Sequence[str] | None
+) -> pd.DataFrame:
+    """Rows by condition, tissue, the run's timepoint order, donor, then population.
+
+    Timepoints follow ``timepoint_order`` (the run's, baseline first), unknown ones after
+    them by name; gated populations come before metaclusters (by number).
+    """
+    ranked = {str(t): i for i, t in enumerate(timepoint_order or ())}
+    pop_keys = population_order(list(populations))
+    cols = [c for c in ("condition", "tissue", "timepoint", "donor") if c in table.columns]
+    keys = []
+    for i, (_, row) in enumerate(table.iterrows()):
+        key: list[object] = []
+        for c in cols:
+            text = "" if pd.isna(row[c]) else str(row[c])
+            key += [ranked.get(text, len(ranked)), text] if c == "timepoint" else [text]
+        keys.append((*key, pop_keys[i]))
+    return table.iloc[sorted(range(len(table)), key=lambda i: keys[i])]
+
+
+def responses_table(
+    flags: pd.DataFrame,
+    controls: pd.DataFrame | None = None,
+    timepoint_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Flagged (AREG-responsive) populations with net response, RI and meaning.
 
     Parameters
@@ -191,13 +221,16 @@ def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -
         ``tables/flags.csv``: one row per population and stimulated tube.
     controls
         ``tables/controls.csv``: the condition each positive-control tube was run under.
+    timepoint_order
+        The run's timepoint order (``metadata.attrs["timepoint_order"]``); rows follow it.
 
     Returns
     -------
     pandas.DataFrame
         The AREG-responsive rows (empty when none): condition, tissue, timepoint, donor,
-        population, AREG net in percentage points with its interval, RI, repair-biased and
-        what the row means in its context (:func:`flag_meaning`).
+        population (``"metacluster 4: <label>"`` for a metacluster), AREG net in
+        percentage points with its interval, RI, repair-biased and what the row means in
+        its context (:func:`flag_meaning`).
     """
     if is_empty(flags) or "areg_responsive" not in flags.columns:
         return pd.DataFrame()
@@ -207,13 +240,16 @@ def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -
     hit = hit.assign(control_condition=control_conditions(hit, controls))
     blank = pd.Series("", index=hit.index)
     biased = hit.get("repair_biased", pd.Series(False, index=hit.index))
+    labels = hit.get("label", pd.Series(None, index=hit.index, dtype=object))
     out = pd.DataFrame(
         {
             "condition": hit.get("condition", blank),
             "tissue": hit.get("tissue", blank),
             "timepoint": hit.get("timepoint", blank),
             "donor": hit.get("donor", blank),
-            "population": hit.get("label", hit["population"]),
+            "population": [
+                population_name(p, lab) for p, lab in zip(hit["population"], labels, strict=True)
+            ],
             "AREG net (pp, 95% CI)": [
                 f"{n:+.1f} ({lo:+.1f} to {hi:+.1f})"
                 for n, lo, hi in zip(
@@ -225,7 +261,151 @@ def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -
             "meaning in this context": [flag_meaning(r) for _, r in hit.iterrows()],
         }
     )
-    return out.sort_values(["condition", "tissue", "timepoint", "donor"], kind="stable")
+    return _ordered(out, hit["population"], timepoint_order)
+
+
+def _spread(values: pd.Series, fmt: str) -> str:
+    """``"+4.2 (+3.5 to +4.9)"``: median (range) of several values, the value of one."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "–"
+    if len(values) == 1:
+        return format(values.iloc[0], fmt)
+    low, mid, high = (format(v, fmt) for v in (values.min(), values.median(), values.max()))
+    return f"{mid} ({low} to {high})"
+
+
+def _count_of(parts: Sequence[str], total: int) -> str:
+    """``"2 of 6 donors: ..."`` for each distinct text, most frequent first."""
+    counts = pd.Series(list(parts), dtype=object).value_counts(sort=True)
+    if len(counts) == 1 and counts.iloc[0] == total:
+        return str(counts.index[0])
+    return "; ".join(f"{n} of {total}: {text}" for text, n in counts.items())
+
+
+def group_meaning(rows: pd.DataFrame) -> str:
+    """What a group's responding rows mean, without the per-donor numbers.
+
+    Parameters
+    ----------
+    rows
+        The AREG-responsive flags rows of one condition, tissue, timepoint and population
+        (``control_condition`` from :func:`control_conditions`).
+
+    Returns
+    -------
+    str
+        The controls they stood on, how many are repair-biased, each context reading with
+        how many donors it concerns (glucocorticoid exposure, tumour, an inhibiting
+        condition) and the exposure of the rest, as :func:`flag_meaning` words them.
+    """
+    n = len(rows)
+    controls = [_control_words(r) for _, r in rows.iterrows()]
+    text = f"AREG-responsive against its FMO, unstimulated tube and {_count_of(controls, n)}"
+    biased = rows.get("repair_biased", pd.Series(False, index=rows.index)).astype(str) == "True"
+    if biased.any():
+        text += (
+            f"; {int(biased.sum())} of {n} repair-biased (AREG over IFN-γ): a hypothesis to "
+            "test, not proof of repair"
+        )
+    else:
+        text += "; none repair-biased"
+    if any("INHIBITOR_CONDITION" in str(v or "") for v in rows.get("notes", [])):
+        sentence = inhibitor_sentence(rows["condition"].iloc[0])
+        text += f". {sentence[0].upper()}{sentence[1:]}"
+    contexts = rows.get("interpretation", pd.Series("", index=rows.index)).fillna("").astype(str)
+    contexts = contexts.str.strip().replace("nan", "")
+    said = contexts[contexts != ""]
+    if len(said):
+        text += ". " + _count_of([f"{c[0].upper()}{c[1:]}" for c in said], n)
+    if "glucocorticoid" in rows.columns:
+        quiet = rows[~contexts.str.contains("glucocorticoid exposure")]
+        if len(quiet):
+            words = [_exposure(r) for _, r in quiet.iterrows()]
+            whose = "" if len(quiet) == n else f" of the other {len(quiet)}"
+            text += f". Glucocorticoid exposure{whose}: {_count_of(words, len(quiet))}"
+    if rows.get("exploratory", pd.Series("", index=rows.index)).astype(str).eq("True").any():
+        text = "Exploratory (mouse NK have not been shown to make AREG): " + text
+    return text + "."
+
+
+def responses_by_group(
+    flags: pd.DataFrame,
+    controls: pd.DataFrame | None = None,
+    timepoint_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The responses per condition, tissue, timepoint and population, over donors.
+
+    Parameters
+    ----------
+    flags
+        ``tables/flags.csv``.
+    controls
+        ``tables/controls.csv`` (the condition each positive-control tube was run under).
+    timepoint_order
+        The run's timepoint order; rows follow it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group with at least one AREG-responsive donor: ``donors responded``
+        (``"5 of 6"``: of the donors scored for that population there, with how many of
+        them could not be judged), the responders' AREG net and RI (median and range;
+        one donor: its value), how many are repair-biased, and :func:`group_meaning`.
+        Populations that can never be flagged are left out. Empty when none responded.
+    """
+    need = {"areg_responsive", "population", "areg_net"}
+    if is_empty(flags) or not need <= set(flags.columns):
+        return pd.DataFrame()
+    rules = flags.get("failed_rules", pd.Series("", index=flags.index)).fillna("").astype(str)
+    scored = flags[~rules.str.contains("NOT_FLAGGABLE")].copy()
+    if not scored["areg_responsive"].astype(bool).any():
+        return pd.DataFrame()
+    scored["control_condition"] = control_conditions(scored, controls)
+    keys = ["condition", "tissue", "timepoint"]
+    for col in (*keys, "donor"):
+        scored[col] = scored[col].fillna("").astype(str) if col in scored else ""
+    # a row without a donor counts as a donor of its own (its tube, else its row)
+    own = pd.Series(scored.index.astype(str), index=scored.index)
+    own = scored["sample_id"].astype(str) if "sample_id" in scored else own
+    scored["_who"] = scored["donor"].where(scored["donor"] != "", own).astype(str)
+    rows = []
+    for (condition, tissue, timepoint, population), part in scored.groupby(
+        [*keys, "population"], sort=False
+    ):
+        hit = part[part["areg_responsive"].astype(bool)]
+        if hit.empty:
+            continue
+        blocked = part["failed_rules"].fillna("").astype(str) if "failed_rules" in part else None
+        unjudged = 0
+        if blocked is not None:
+            codes = blocked.str.split(";").map(lambda c: any(x in NOT_JUDGED for x in c))
+            unjudged = int(part.loc[codes, "_who"].nunique())
+        tested = int(part["_who"].nunique())
+        responded = f"{hit['_who'].nunique()} of {tested}"
+        if unjudged:
+            responded += f" ({unjudged} not judged)"
+        label = hit["label"].iloc[0] if "label" in hit else None
+        biased = hit.get("repair_biased", pd.Series(False, index=hit.index)).astype(str)
+        rows.append(
+            {
+                "condition": condition,
+                "tissue": tissue,
+                "timepoint": timepoint,
+                "population": population_name(population, label),
+                "_population": population,
+                "donors responded": responded,
+                "AREG net of responders (pp)": _spread(hit["areg_net"], "+.1f"),
+                "RI of responders": _spread(hit.get("ri", pd.Series(dtype=float)), ".2f"),
+                "repair-biased": f"{int((biased == 'True').sum())} of {len(hit)}",
+                "meaning in this context": group_meaning(hit),
+            }
+        )
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    table = _ordered(table, table["_population"], timepoint_order)
+    return table.drop(columns="_population").reset_index(drop=True)
 
 
 def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
