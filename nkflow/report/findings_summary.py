@@ -216,6 +216,13 @@ def changes_block(comparisons: pd.DataFrame | None, labels: Mapping[str, str] | 
         'Paired comparisons of each donor between timepoints (<a href="#repair">Repair '
         "profile</a>, Comparisons; tables/comparisons.csv), Benjamini-Hochberg-adjusted"
     )
+    if not tested:
+        out.append(
+            f'<p class="lead">{source}: none of its {len(comparisons)} row(s) could be tested: '
+            f"each has too few donors to reach p ≤ {FDR_ALPHA:g} whatever the data (2 donors "
+            "allow p ≥ 0.5). This batch cannot show a change between timepoints.</p>"
+        )
+        return "".join(out)
     if hits.empty:
         out.append(
             f'<p class="lead">{source}: {tested} row(s) were tested{untested}, and none had '
