@@ -13,48 +13,41 @@ the later sections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from ..pl.populations import phenotype_rows
-from ..tl._score_context import exposure_statement
-from ..tl._score_messages import control_words, inhibitor_sentence
-from ..tl.score import RULES
+from .findings_responses import (
+    NOT_JUDGED,
+    control_conditions,
+    flag_meaning,
+    not_judged_table,
+    response_statement,
+    responses_by_group,
+    responses_table,
+)
+from .findings_summary import changes_block, failures_note, population_labels
 from .methods_analysis import nothing_scored_reasons
 from .tables import esc, html_table, is_empty
 
 __all__ = [
     "GLOSSARY",
     "MOUSE_GLOSSARY",
+    "NOT_JUDGED",
     "control_conditions",
     "findings_section",
+    "flag_meaning",
     "glossary",
     "glossary_block",
+    "not_judged_table",
     "report_species",
     "response_statement",
+    "responses_table",
 ]
 
 #: NK subsets shown per tissue and timepoint, as ``(population, label)``.
 SHARES = (("CD56bright", "CD56bright % of NK"), ("trNK", "trNK % of NK"))
-#: Failed rules that mean "could not be judged" (a control or data was missing), as
-#: opposed to "judged, and did not respond" (interval or net below the bar). A positive
-#: control that is missing, insufficient or did not respond leaves the assay unproven in
-#: that tube, so its NK rows are not judged either.
-NOT_JUDGED = (
-    "NO_UNSTIM",
-    "UNSTIM_AMBIGUOUS",
-    "AREG_NOT_IN_PANEL",
-    "NO_AREG_THRESHOLD",
-    "AREG_THRESHOLD_NOT_FMO",
-    "EVENTS_BELOW_MIN",
-    "AREG_EVENTS_BELOW_MIN",
-    "CONDITION_NOT_FLAGGABLE",
-    "POSITIVE_CONTROL_MISSING",
-    "POSITIVE_CONTROL_INSUFFICIENT",
-    "POSITIVE_CONTROL_FAILED",
-)
-
 
 #: short definitions of the abbreviations the report uses, shown at the top of the findings
 GLOSSARY = (
@@ -171,17 +164,28 @@ def glossary_block(species: set[str] | None = None) -> str:
     )
 
 
-def _range(values: pd.Series, low: pd.Series, high: pd.Series) -> str:
+def _range(values: pd.Series, low: pd.Series, high: pd.Series, n: int) -> str:
+    """One donor measured: value (Wilson interval); several: median (range) of the donors.
+
+    When fewer donors were measured than the row's ``n`` (a gate not set in some tubes),
+    the cell says how many it stands on.
+    """
     if len(values) == 1:
-        return f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
-    return f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
+        text = f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
+    else:
+        text = f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
+    if len(values) < n:
+        kind = "Wilson 95% interval" if len(values) == 1 else "range"
+        text += f"; {len(values)} of {n} donors measured ({kind})"
+    return text
 
 
 def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.DataFrame:
     """CD56bright and trNK shares of NK per tissue and timepoint.
 
-    One donor: the value with its Wilson 95% interval; several: the median across
-    donors with their range. ``n`` counts the donors whose tube was analysed; a tube with
+    One donor measured: the value with its Wilson 95% interval; several: the median across
+    donors with their range; a share measured in fewer donors than ``n`` (its gate not set
+    in some tubes) says how many. ``n`` counts the donors whose tube was analysed; a tube with
     no donor named counts as a donor of its own (``attrs["tubes_without_donor"]`` says how
     many). A share whose gate could not be set in any tube reads ``not gated``.
     """
@@ -212,7 +216,12 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
             measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
             row[label] = (
-                _range(measured["percent_of_parent"], measured["ci_low"], measured["ci_high"])
+                _range(
+                    measured["percent_of_parent"],
+                    measured["ci_low"],
+                    measured["ci_high"],
+                    len(ids),
+                )
                 if len(measured)
                 else ("not gated" if len(sub) else "-")
             )
@@ -228,223 +237,11 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     return table
 
 
-def _fmt_ri(ri: object) -> str:
-    value = pd.to_numeric(pd.Series([ri]), errors="coerce").iloc[0]
-    return "–" if pd.isna(value) else f"{value:.2f}"
-
-
 def _cut_text(ri_cut: float | None) -> str:
     cut = pd.to_numeric(pd.Series([ri_cut]), errors="coerce").iloc[0]
     if pd.isna(cut):
         return "the scoring's cut-off (0.5 by default)"
     return f"this run's cut-off, {float(cut):g}"
-
-
-def control_conditions(flags: pd.DataFrame, controls: pd.DataFrame | None) -> pd.Series:
-    """The condition(s) each flag row's positive-control tube was stimulated under.
-
-    ``controls.csv`` keeps the control tube's ``condition``; a flags row judged against
-    the batch's positive-control tube gets the batch's control-tube conditions (``""``
-    when it stood on another control, or the tables do not say).
-
-    Parameters
-    ----------
-    flags
-        Flags rows (``batch``, ``control_source``).
-    controls
-        ``tables/controls.csv`` (``batch``, ``condition``, ``control_source``), or None.
-
-    Returns
-    -------
-    pandas.Series
-        Comma-separated conditions, indexed like ``flags``.
-    """
-    out = pd.Series("", index=flags.index, dtype=object)
-    need = {"batch", "condition", "control_source"}
-    if is_empty(controls) or not need <= set(controls.columns) or "batch" not in flags:
-        return out
-    tubes = controls[controls["control_source"].astype(str) == "positive_control tube"]
-    by_batch = {
-        str(b): ", ".join(dict.fromkeys(part["condition"].fillna("").astype(str)))
-        for b, part in tubes.groupby("batch", sort=False)
-    }
-    source = flags.get("control_source", pd.Series("", index=flags.index)).astype(str)
-    mapped = flags["batch"].astype(str).map(by_batch).fillna("")
-    return mapped.where(source == "positive_control tube", "")
-
-
-def _control_words(row: pd.Series) -> str:
-    """The positive control a flag stood on, and the condition a control tube was run under."""
-    if "control_source" not in row.index:  # a table from before the column existed
-        return "positive control"
-    words = control_words(row.get("control_source"))
-    if not words:
-        return "no positive control (none was required)"
-    if row.get("control_source") != "positive_control tube":
-        return f"positive control ({words})"
-    ran = str(row.get("control_condition") or "")
-    if ran and str(row.get("condition")) not in ran.split(", "):
-        words += (
-            f", run under condition {ran} and applied to {row.get('condition')} (no control "
-            "tube of this condition in the batch)"
-        )
-    return words
-
-
-def _exposure(row: pd.Series) -> str:
-    """``"no (sheet)"``, ``"not recorded (...)"``: a flags row's glucocorticoid exposure."""
-    value, source = (row.get(c) for c in ("glucocorticoid", "glucocorticoid_source"))
-    value, source = ("" if pd.isna(v) or str(v).lower() == "nan" else v for v in (value, source))
-    stated = exposure_statement(value, source)
-    if stated == "not recorded":
-        return "not recorded (the sheet names neither an exposure nor a treatment)"
-    return stated
-
-
-def response_statement(species: set[str]) -> str:
-    """What a response shows in this batch: AREG+ NK (human), an observation (mouse).
-
-    Parameters
-    ----------
-    species
-        The batch's species (:func:`report_species`).
-
-    Returns
-    -------
-    str
-        One sentence.
-    """
-    human = "A response proves AREG+ NK in this assay, not repair."
-    mouse = (
-        "Mouse NK have not been shown to make AREG, so a response is an exploratory "
-        "observation in this assay."
-    )
-    if species == {"mouse"}:
-        return mouse
-    if "mouse" in species:
-        return (
-            f"Human rows: {human[0].lower()}{human[1:]} Mouse rows: {mouse[0].lower()}{mouse[1:]}"
-        )
-    return human
-
-
-def flag_meaning(row: pd.Series) -> str:
-    """What an AREG-responsive row may mean, honest to BIOLOGY.md section 3.
-
-    Parameters
-    ----------
-    row
-        A flags row (``repair_biased``, ``ri``, ``interpretation``, ``exploratory``,
-        ``control_source``, ``notes``).
-
-    Returns
-    -------
-    str
-        Responsive against its controls (naming the positive control: the batch's tube, or
-        the tube's own ILC gate when the batch had no control tube); then either
-        "repair-biased: a hypothesis to test"
-        or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
-        pro-tumour reading when the tube is tumour / glucocorticoid-exposed; the
-        glucocorticoid exposure whenever the row records it; mouse rows are marked
-        exploratory.
-    """
-    parts = [f"AREG-responsive against its FMO, unstimulated tube and {_control_words(row)}"]
-    ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
-    if str(row.get("repair_biased")).lower() == "true":
-        parts.append("repair-biased (AREG over IFN-γ): a hypothesis to test, not proof of repair")
-    elif pd.isna(ri):
-        parts.append("not repair-biased: polarisation not measurable (no single-positive events)")
-    elif ri < 0.5:
-        parts.append(f"not repair-biased: IFN-γ dominates (RI {ri:.2f})")
-    else:
-        parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
-    text = "; ".join(parts)
-    if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
-        sentence = inhibitor_sentence(row.get("condition"))
-        text += f". {sentence[0].upper()}{sentence[1:]}"
-    context = str(row.get("interpretation") or "").strip()
-    if context.lower() == "nan":
-        context = ""
-    if context:
-        text += f". {context[0].upper()}{context[1:]}"
-    if "glucocorticoid" in row.index and "glucocorticoid exposure" not in context:
-        text += f". Glucocorticoid exposure: {_exposure(row)}"
-    if str(row.get("exploratory", "")).lower() == "true":
-        text = "Exploratory (mouse NK have not been shown to make AREG): " + text
-    return text + "."
-
-
-def responses_table(flags: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Flagged (AREG-responsive) populations with net response, RI and meaning.
-
-    Parameters
-    ----------
-    flags
-        ``tables/flags.csv``: one row per population and stimulated tube.
-    controls
-        ``tables/controls.csv``: the condition each positive-control tube was run under.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The AREG-responsive rows (empty when none): condition, tissue, timepoint, donor,
-        population, AREG net in percentage points with its interval, RI, repair-biased and
-        what the row means in its context (:func:`flag_meaning`).
-    """
-    if is_empty(flags) or "areg_responsive" not in flags.columns:
-        return pd.DataFrame()
-    hit = flags[flags["areg_responsive"].astype(bool)]
-    if hit.empty:
-        return pd.DataFrame()
-    hit = hit.assign(control_condition=control_conditions(hit, controls))
-    blank = pd.Series("", index=hit.index)
-    biased = hit.get("repair_biased", pd.Series(False, index=hit.index))
-    out = pd.DataFrame(
-        {
-            "condition": hit.get("condition", blank),
-            "tissue": hit.get("tissue", blank),
-            "timepoint": hit.get("timepoint", blank),
-            "donor": hit.get("donor", blank),
-            "population": hit.get("label", hit["population"]),
-            "AREG net (pp, 95% CI)": [
-                f"{n:+.1f} ({lo:+.1f} to {hi:+.1f})"
-                for n, lo, hi in zip(
-                    hit["areg_net"], hit["areg_net_ci_low"], hit["areg_net_ci_high"], strict=True
-                )
-            ],
-            "RI": [_fmt_ri(v) for v in hit.get("ri", blank)],
-            "repair-biased": ["yes" if str(v) == "True" else "no" for v in biased],
-            "meaning in this context": [flag_meaning(r) for _, r in hit.iterrows()],
-        }
-    )
-    return out.sort_values(["condition", "tissue", "timepoint", "donor"], kind="stable")
-
-
-def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
-    """Why scored NK populations could not be judged: rule, its meaning, how many rows.
-
-    A row may fail several rules, so the per-rule counts overlap; ``attrs["distinct_rows"]``
-    holds how many distinct rows failed at least one.
-    """
-    if is_empty(flags) or "failed_rules" not in flags.columns:
-        return pd.DataFrame()
-    # only populations that could raise a flag (NK subsets named in the scoring config)
-    nk = flags[~flags["failed_rules"].fillna("").astype(str).str.contains("NOT_FLAGGABLE")]
-    counts: dict[str, int] = {}
-    distinct = 0
-    for cell in nk["failed_rules"].fillna("").astype(str):
-        codes = [c for c in filter(None, cell.split(";")) if c in NOT_JUDGED]
-        distinct += bool(codes)
-        for code in codes:
-            counts[code] = counts.get(code, 0) + 1
-    table = pd.DataFrame(
-        [
-            {"reason": RULES.get(c, c), "rule": c, "population × tube rows": n}
-            for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
-        ]
-    )
-    table.attrs["distinct_rows"] = distinct
-    return table
 
 
 def _no_composition(species: set[str]) -> str:
@@ -463,6 +260,43 @@ def _no_composition(species: set[str]) -> str:
         f"{bright}, and {resident}; the gating plan in Methods lists the gates this panel "
         "could not report."
     )
+
+
+def _responses_html(
+    flags: pd.DataFrame,
+    responses: pd.DataFrame,
+    controls: pd.DataFrame | None,
+    order: Sequence[str],
+    ri_cut: float | None,
+    species: set[str],
+) -> str:
+    """The responses per group, with every responding row in a collapsed table below."""
+    n_pops = responses["population"].nunique()
+    n_biased = int((responses["repair-biased"] == "yes").sum())
+    grouped = responses_by_group(flags, controls, order)
+    lead = (
+        f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
+        f"population(s) met every AREG rule; {n_biased} of them are repair-biased. One row per "
+        "condition, tissue, timepoint and population: how many donors responded of those "
+        "scored there (a donor whose row lacked a control or events is counted as not "
+        "judged), and the responders' AREG net and RI, median (range), one donor: its value. "
+        "AREG net in percentage points (pp): % AREG+ in the stimulated tube minus the "
+        "unstimulated one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + "
+        f"AREG−IFN-γ+), 0 to 1; repair-biased = AREG-responsive and RI above "
+        f"{_cut_text(ri_cut)}. {response_statement(species)}</p>"
+    )
+    detail = (
+        f'<details class="legend"><summary>Every responding population × tube row '
+        f"({len(responses)}), with its donor, 95% interval and meaning</summary>"
+        + html_table(responses, cell_class=_wrap_meaning, source="tables/flags.csv")
+        + "</details>"
+    )
+    return lead + html_table(grouped, cell_class=_wrap_meaning, source="tables/flags.csv") + detail
+
+
+def _wrap_meaning(col: str, value: object, row: pd.Series) -> str:
+    """The long meaning cells wrap instead of running off the screen."""
+    return "wrap" if col == "meaning in this context" else ""
 
 
 def findings_section(
@@ -494,6 +328,8 @@ def findings_section(
     if species is None:
         species = report_species(metadata)
     out = [glossary_block(species)]
+    out.append(failures_note(tables.get("status"), tables.get("qc")))
+    out.append(changes_block(tables.get("comparisons"), population_labels(tables)))
     populations = tables.get("populations")
     comp = (
         composition_table(populations, metadata)
@@ -503,8 +339,9 @@ def findings_section(
     out.append("<h3>NK composition by tissue and timepoint</h3>")
     out.append(
         '<p class="lead">One unstimulated tube per donor, tissue and timepoint (stimulated '
-        "tubes and controls left out). One donor: value (Wilson 95% interval); several: "
-        "median across donors (range).</p>"
+        "tubes and controls left out). n: donors analysed. One donor measured: value (Wilson "
+        "95% interval); several: median across donors (range). A share measured in fewer "
+        "donors than n says how many it stands on.</p>"
     )
     unnamed = comp.attrs.get("tubes_without_donor", 0)
     if unnamed:
@@ -516,8 +353,11 @@ def findings_section(
         )
     out.append(html_table(comp, empty=_no_composition(species)))
     flags = tables.get("flags")
+    order = (metadata.attrs.get("timepoint_order") if metadata is not None else None) or ()
     responses = (
-        responses_table(flags, tables.get("controls")) if flags is not None else pd.DataFrame()
+        responses_table(flags, tables.get("controls"), order)
+        if flags is not None
+        else pd.DataFrame()
     )
     out.append("<h3>Populations that responded (AREG, by condition)</h3>")
     if is_empty(flags):
@@ -532,17 +372,8 @@ def findings_section(
             "</p>"
         )
     else:
-        n_pops = responses["population"].nunique()
-        n_biased = int((responses["repair-biased"] == "yes").sum())
-        out.append(
-            f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
-            f"population(s) met every AREG rule; {n_biased} of them are repair-biased. AREG net "
-            "in percentage points (pp): % AREG+ in the stimulated tube minus the unstimulated "
-            "one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + AREG−IFN-γ+), 0 to 1; "
-            f"repair-biased = AREG-responsive and RI above {_cut_text(ri_cut)}. "
-            f"{response_statement(species)}</p>"
-        )
-        out.append(html_table(responses, source="tables/flags.csv"))
+        out.append(_responses_html(flags, responses, tables.get("controls"), order, ri_cut,
+                                   species))  # fmt: skip
     judged = not_judged_table(flags) if flags is not None else pd.DataFrame()
     if not judged.empty:
         out.append("<h3>What could not be judged</h3>")
