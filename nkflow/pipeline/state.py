@@ -31,6 +31,7 @@ from ..io.pairing import (
     nearest_controls_first,
 )
 from ..parallel import SampleExecutor, TaskOutcome
+from ..report.qc_outliers import removed_fraction, unusual_message, unusual_removal
 from .outdir import OutputFolder
 from .plan import BatchPlan, fmo_users
 from .sample import SampleTask, process_control, process_sample
@@ -228,17 +229,24 @@ class RunState:
                 logger.warning("%s", msg)
             if sid in self.status:
                 continue
+            qc = self.control_qc.get(sid) or {}  # the events it was read with, as a sample's
+            events = (
+                {"n_events": qc["n_in"], "n_kept": qc["n_out"]}
+                if {"n_in", "n_out"} <= set(qc)
+                else {}
+            )
             marker = str(self.row(sid)["role"])[4:]
             resolved = self.plan.resolved.get(self.plan.hierarchy_key(sid))
             if resolved is not None and not fmo_users(resolved, marker):  # the plan says so
                 self.status[sid] = status_row(
                     self.row(sid), "ok", "CONTROL_UNUSED",
                     f"FMO control not used: no gate takes its {marker} cut-off from an FMO",
+                    **events,
                 )  # fmt: skip
             else:
                 done_text = "thresholds computed" if found.get(sid) else "no cut-off set"
                 self.status[sid] = status_row(self.row(sid), "ok", "CONTROL", "; ".join(
-                    [f"FMO control: {done_text}", *said]))  # fmt: skip
+                    [f"FMO control: {done_text}", *said]), **events)  # fmt: skip
         return pd.DataFrame.from_records(records)
 
     def run_samples(self, thresholds: pd.DataFrame, resume: bool) -> None:
@@ -364,7 +372,8 @@ class RunState:
             )  # fmt: skip
         else:
             self.status[sid] = status_row(
-                row, "ok", "OK", "; ".join(summary.get("warnings", [])[:3]),
+                # every warning: status.csv carries the per-file reasons (README)
+                row, "ok", "OK", "; ".join(summary.get("warnings", [])),
                 n_events=n_events, n_kept=n_kept,
             )  # fmt: skip
 
@@ -421,12 +430,35 @@ class RunState:
         return pd.DataFrame(rows)
 
     def status_table(self) -> pd.DataFrame:
-        """One status row per input file, in sheet order."""
+        """One status row per input file, in sheet order.
+
+        A tube that passed but lost an unusual share of its events to QC for this batch
+        (:func:`~nkflow.report.qc_outliers.unusual_removal`, known only once every tube
+        is read) has that said in its message.
+        """
+        unusual = self._unusual_qc()
         rows = []
         for _, row in self.meta.iterrows():
             sid = str(row["sample_id"])
-            rows.append(self.status.get(sid) or status_row(row, "skipped", "NOT_RUN", "not run"))
+            status = self.status.get(sid) or status_row(row, "skipped", "NOT_RUN", "not run")
+            if sid in unusual and status["status"] == "ok":
+                # said first: it concerns every number of the tube, the rest one gate each
+                text = "; ".join(t for t in (unusual[sid], status["message"]) if t)
+                status = {**status, "message": text}
+            rows.append(status)
         return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+    def _unusual_qc(self) -> dict[str, str]:
+        """``sample_id -> warning`` of the tubes whose QC loss is unusual for the batch."""
+        qc = self.qc_table()
+        if qc.empty or not {"n_in", "n_out"} <= set(qc.columns):
+            return {}
+        flagged = unusual_removal(qc)
+        median = float(removed_fraction(qc).median())
+        return {
+            str(r["sample_id"]): unusual_message(r["n_in"], r["n_out"], median)
+            for _, r in qc[flagged].iterrows()
+        }
 
 
 def _missing(value: Any) -> bool:

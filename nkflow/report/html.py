@@ -13,12 +13,14 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from .figures import FigureItem, encode_figures, figure_png
 from .findings import findings_section, report_species
+from .gallery import sample_anchors
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
 from .repair import KEY_CAVEAT, repair_section
 from .sections import (
@@ -33,7 +35,13 @@ from .tables import definition_list, esc, html_table, is_empty
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["KNOWN_TABLES", "POPULATION_FIGURES", "population_figures", "render_html"]
+__all__ = [
+    "KNOWN_TABLES",
+    "POPULATION_FIGURES",
+    "batch_label",
+    "population_figures",
+    "render_html",
+]
 
 #: Tables that have their own section; any other table is shown in the appendix.
 KNOWN_TABLES = (
@@ -118,11 +126,54 @@ def _section(anchor: str, title: str, body: str, lead: str = "") -> str:
     return f'<section id="{anchor}"><h2>{esc(title)}</h2>{lead_html}{body}</section>'
 
 
+def _disagreeing(thresholds: pd.DataFrame) -> pd.Series:
+    """True for the rows whose cut-off disagrees with the sample's own valley."""
+    if "disagrees" not in thresholds.columns:
+        return pd.Series(False, index=thresholds.index)
+    return thresholds["disagrees"].map(_truthy).astype(bool)
+
+
+def _truthy(value: Any) -> bool:
+    """A ``disagrees`` cell as read back from any table: True, "True", "yes", 1."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    try:
+        return bool(value) and not pd.isna(value)
+    except (TypeError, ValueError):  # pd.NA
+        return False
+
+
+def _disagree_table(
+    thresholds: pd.DataFrame, cols: Sequence[str], anchors: Mapping[str, str]
+) -> str:
+    """Every threshold that disagrees with its sample's own valley, shown in full."""
+    rows = thresholds[_disagreeing(thresholds)]
+    if rows.empty:
+        return ""
+
+    def link(col: str, value: Any, row: pd.Series) -> str:
+        anchor = anchors.get(str(value)) if col == "sample_id" else None
+        return f"#{anchor}" if anchor else ""
+
+    shown = [c for c in cols if c != "disagrees"] + ["note"]  # the note gives the own valley
+    return (
+        f"<h3>{len(rows)} threshold(s) disagree with the sample's own valley</h3>"
+        '<p class="lead">The batch-level cut-off these samples were gated with lies outside the '
+        "bootstrap interval of the density valley of the sample itself (note: the sample's "
+        "own valley and its interval). Each is one gate of one sample to check on its plot "
+        "(the sample id links to it); all are listed here, and first in the tables below.</p>"
+        + html_table(
+            rows, columns=shown, links=link, max_rows=len(rows), source="tables/thresholds.csv"
+        )
+    )
+
+
 def _gating_section(
     tables: Mapping[str, pd.DataFrame],
     metadata: pd.DataFrame | None,
     figures: Sequence[FigureItem],
     counter: list[int],
+    ids: Mapping[str, str] | None = None,
 ) -> str:
     out = ["<h3>Data-driven thresholds</h3>"]
     thresholds = tables.get("thresholds")
@@ -134,6 +185,11 @@ def _gating_section(
     else:
         out.append(f'<p class="hint">{THRESHOLD_COLUMNS_NOTE}</p>')
         cols += [c for c in thresholds.columns if c not in cols]
+        anchors = {item.caption: ids[item.name] for item in figures if item.name in (ids or {})}
+        out.append(_disagree_table(thresholds, cols, anchors))
+        # disagreeing rows first (stable): a long table's hidden tail never holds one
+        first = (~_disagreeing(thresholds)).to_numpy()
+        thresholds = thresholds.iloc[np.argsort(first, kind="stable")]
         per_sample = pd.Series(False, index=thresholds.index)
         if "sample_id" in thresholds.columns:
             per_sample = thresholds["sample_id"].fillna("").astype(str) != ""
@@ -173,7 +229,7 @@ def _gating_section(
             "to close.</p>"
         )
         # one sample per row at full width: the gate grid is legible as shown (click to zoom)
-        out.append(gallery(figures, wide=True, captions=captions, counter=counter))
+        out.append(gallery(figures, wide=True, captions=captions, counter=counter, ids=ids))
     else:
         out.append('<p class="empty">No gating plots were produced.</p>')
     return "".join(out)
@@ -248,7 +304,7 @@ def render_html(
     config: Any,
     provenance: Mapping[str, Any] | None,
     caveats: str,
-    title: str = "nkflow batch report",
+    title: str | None = None,
     population_plots: bool = True,
 ) -> str:
     """Render the batch report as one self-contained HTML document.
@@ -273,7 +329,8 @@ def render_html(
     caveats
         Caveat text printed with the repair profile (after the fixed key statement).
     title
-        Page title.
+        Page title; by default "nkflow batch report" and the batch (:func:`batch_label`),
+        so reports open side by side can be told apart.
     population_plots
         Add the population-frequency figures made by :mod:`nkflow.pl.populations` unless
         ``figures`` already has figures named ``populations...``.
@@ -297,6 +354,10 @@ def render_html(
     for item in items:
         by_section.setdefault(item.section, []).append(item)
     counter = [0]
+    title = title if title is not None else _default_title(metadata, prov)
+    gating_ids = sample_anchors(by_section.get("gating", []))
+    # sample id -> its gating plot's id: a sample id listed in the overview links to it
+    anchors = {item.caption: gating_ids[item.name] for item in by_section.get("gating", [])}
 
     versions = provenance_versions(prov)
     sub = [f"nkflow {versions['nkflow']}" if "nkflow" in versions else "nkflow"]
@@ -325,13 +386,15 @@ def render_html(
         (
             "overview",
             "Batch overview",
-            overview_section(tabs, metadata, by_section.get("overview", []), counter, _notes(prov)),
+            overview_section(
+                tabs, metadata, by_section.get("overview", []), counter, _notes(prov), anchors
+            ),
             "Files, events, quality control and failures, with the reason for each failure.",
         ),
         (
             "gating",
             "Gating",
-            _gating_section(tabs, metadata, by_section.get("gating", []), counter),
+            _gating_section(tabs, metadata, by_section.get("gating", []), counter, gating_ids),
             "Thresholds set from the data (with rule, control file and confidence interval) and "
             "the gating plots of every sample.",
         ),
@@ -388,6 +451,42 @@ def render_html(
         f"<footer>Generated by {esc(sub[0])}. Tables: tables/*.csv and *.parquet beside this "
         "file.</footer></body></html>\n"
     )
+
+
+def batch_label(metadata: pd.DataFrame | None, provenance: Mapping[str, Any]) -> str:
+    """What tells this batch from another: the sheet's batch ids, else the input's name.
+
+    Parameters
+    ----------
+    metadata
+        The metadata sheet (its ``batch`` column).
+    provenance
+        The run's provenance (its ``input``: the sheet or folder the run read).
+
+    Returns
+    -------
+    str
+        ``"batch H60"``, ``"batches B1, B2, B3 +2 more"``, ``"sample_data"``,
+        ``"run_7/metadata.csv"`` or ``""``.
+    """
+    if not is_empty(metadata) and "batch" in metadata.columns:
+        ids = [b for b in dict.fromkeys(metadata["batch"].dropna().astype(str).str.strip()) if b]
+        if ids:
+            more = f" +{len(ids) - 3} more" if len(ids) > 3 else ""
+            return ("batch " if len(ids) == 1 else "batches ") + ", ".join(ids[:3]) + more
+    text = str(provenance.get("input") or "").replace("\\", "/").rstrip("/")
+    if not text:
+        return ""
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts:
+        return ""
+    # a sheet's own name says little ("metadata.csv"): with the folder it sits in
+    return "/".join(parts[-2:]) if "." in parts[-1] and len(parts) > 1 else parts[-1]
+
+
+def _default_title(metadata: pd.DataFrame | None, provenance: Mapping[str, Any]) -> str:
+    label = batch_label(metadata, provenance)
+    return f"nkflow batch report · {label}" if label else "nkflow batch report"
 
 
 def _notes(provenance: Mapping[str, Any]) -> list[str] | None:

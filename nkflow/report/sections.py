@@ -15,7 +15,9 @@ import pandas as pd
 
 from ..io.pairing import batch_notes
 from ..pl.populations import group_labels, group_order, phenotype_rows
-from .figures import FigureItem, data_uri, image_size
+from .figures import FigureItem
+from .gallery import gallery, sample_link
+from .qc_outliers import RULE_TEXT, RULE_WHY, removed_fraction, unusual_removal
 from .tables import esc, fmt_value, html_table, is_empty, split_qc
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "overview_section",
     "populations_section",
 ]
-_STATUSES = ("ok", "qc-failed", "parse-failed", "skipped")
+_STATUSES = ("ok", "qc-failed", "parse-failed", "failed", "skipped")
+#: statuses listed first in the Files table (each is a file the analysis lacks)
+_FAILURES = ("failed", "parse-failed", "qc-failed")
 _META_COLS = ("donor", "tissue", "timepoint", "stimulation", "role", "batch")
 
 
@@ -34,59 +38,14 @@ def _status_cell(col: str, value: Any, row: pd.Series) -> str:
     return ""
 
 
-def gallery(
-    items: Sequence[FigureItem],
-    *,
-    wide: bool = False,
-    captions: Mapping[str, str] | None = None,
-    counter: list[int],
-) -> str:
-    """Figures as a grid of thumbnails that enlarge on click (pure CSS).
-
-    Parameters
-    ----------
-    items
-        Encoded figures.
-    wide
-        One figure per row, shown at full width.
-    captions
-        Extra caption text per figure name (escaped).
-    counter
-        A one-element list used to number figures across the page.
-
-    Returns
-    -------
-    str
-        HTML.
-    """
-    if not items:
-        return ""
-    captions = captions or {}
-    out = [f'<div class="gallery{" wide" if wide else ""}">']
-    for item in items:
-        counter[0] += 1
-        width, height = image_size(item.data)
-        size = f' width="{width}" height="{height}"' if width and height else ""
-        extra = captions.get(item.name, "")
-        cap = f"<b>{esc(item.caption)}</b>" + (f"<br>{esc(extra)}" if extra else "")
-        out.append(
-            f'<figure id="fig-{counter[0]}"><label class="zoom" title="Click to enlarge">'
-            f'<input type="checkbox" aria-label="Enlarge figure {counter[0]}">'
-            f'<img src="{data_uri(item.data)}" alt="{esc(item.name)}"{size}>'
-            f"</label><figcaption>Figure {counter[0]}. {cap}</figcaption></figure>"
-        )
-    out.append("</div>")
-    return "".join(out)
-
-
-def _status_items(rows: pd.DataFrame) -> str:
+def _status_items(rows: pd.DataFrame, anchors: Mapping[str, str] | None = None) -> str:
     items = []
     for _, row in rows.iterrows():
         who = row.get("sample_id", "") or row.get("file", "")
         code = row.get("reason_code", "")
         message = row.get("message", "")
         items.append(
-            f"<li><b>{esc(who)}</b> ({esc(row.get('file', ''))}): "
+            f"<li><b>{sample_link(who, anchors)}</b> ({esc(row.get('file', ''))}): "
             f"{esc(row.get('status', ''))}"
             + (f" <code>{esc(code)}</code>" if isinstance(code, str) and code else "")
             + (f" — {esc(message)}" if isinstance(message, str) and message else "")
@@ -160,12 +119,10 @@ def samples_table(
 
 
 def _removed_fraction(qc: pd.DataFrame) -> pd.Series:
-    n_in = pd.to_numeric(qc["n_in"], errors="coerce")
-    n_out = pd.to_numeric(qc["n_out"], errors="coerce")
-    return ((n_in - n_out) / n_in.where(n_in > 0)).fillna(0.0)
+    return removed_fraction(qc).fillna(0.0)
 
 
-def _qc_verdict(qc: pd.DataFrame | None) -> str:
+def _qc_verdict(qc: pd.DataFrame | None, anchors: Mapping[str, str] | None = None) -> str:
     """One true sentence on what QC removed, per file at its worst (not "passed QC")."""
     qc, fmo = split_qc(qc)
     if is_empty(qc) or "n_in" not in qc.columns or "n_out" not in qc.columns:
@@ -182,11 +139,97 @@ def _qc_verdict(qc: pd.DataFrame | None) -> str:
     if not touched:
         return "Every analysed file was read; QC removed no events." + controls
     worst = int(frac.to_numpy().argmax())
-    sid = esc(str(qc["sample_id"].iloc[worst])) if "sample_id" in qc.columns else "one file"
+    sid = sample_link(qc["sample_id"].iloc[worst], anchors) if "sample_id" in qc else "one file"
     return (
         f"Every analysed file was read; QC removed events from {touched} of the {len(qc)} "
         f"analysed tube(s), at most {100 * frac.iloc[worst]:.1f}% ({sid}); per tube below."
         + controls
+    )
+
+
+def _event_cards(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> list[str]:
+    """Events read, kept and removed, all three over the tubes QC read (FMO tubes too).
+
+    The label says which tubes: the QC list below has the same ones.
+    """
+    n_in, n_out = _num_sum(qc, "n_in"), _num_sum(qc, "n_out")
+    if n_in is None:  # no QC table: the files' event counts alone
+        n_events = _num_sum(status, "n_events")
+        return [] if n_events is None else [_card(int(n_events), "events read")]
+    fmo = split_qc(qc)[1]
+    n_fmo = 0 if fmo is None else len(fmo)
+    which = f"{len(qc) - n_fmo} analysed" + (f" + {n_fmo} FMO" if n_fmo else "") + " tubes"
+    cards = [_card(int(n_in), f"events read ({which})")]
+    if n_in and n_out is not None:
+        cards.append(_card(int(n_out), "events after QC (same tubes)"))
+        cards.append(_card(f"{100 * (n_in - n_out) / n_in:.2f}%", "removed by QC (same tubes)"))
+    return cards
+
+
+def _unusual_box(qc: pd.DataFrame | None, anchors: Mapping[str, str] | None) -> str:
+    """The tubes whose QC loss is unusual for the batch, named with the rule (or "")."""
+    if is_empty(qc) or "sample_id" not in qc.columns:
+        return ""
+    flagged = unusual_removal(qc)
+    if not flagged.any():
+        return ""
+    frac = removed_fraction(qc)
+    items = "".join(
+        f"<li><b>{sample_link(sid, anchors)}</b>: {100 * f:.1f}% removed</li>"
+        for sid, f in sorted(
+            zip(qc.loc[flagged, "sample_id"], frac[flagged], strict=True), key=lambda t: -t[1]
+        )
+    )
+    return (
+        f'<div class="unusual-box"><b>{int(flagged.sum())} tube(s) lost an unusual share of '
+        f"their events to QC</b> (batch median {100 * float(frac.median()):.1f}%):"
+        f"<ul>{items}</ul>Flagged when {esc(RULE_TEXT)}: check what QC removed from it "
+        "(below) and its gating plot before comparing it with the other tubes.</div>"
+    )
+
+
+def _files_table(
+    status: pd.DataFrame | None,
+    qc: pd.DataFrame | None,
+    metadata: pd.DataFrame | None,
+    anchors: Mapping[str, str] | None,
+) -> str:
+    """The Files table: failed files first, then the sheet's order; unusual QC loss marked."""
+    table = samples_table(status, qc, metadata)
+    if not is_empty(table) and "status" in table.columns:
+        first = (~table["status"].astype(str).isin(_FAILURES)).to_numpy()
+        table = table.iloc[np.argsort(first, kind="stable")]
+    unusual: set[str] = set()
+    if not is_empty(qc) and "sample_id" in qc.columns:
+        unusual = set(qc.loc[unusual_removal(qc), "sample_id"].astype(str))
+
+    def cell_class(col: str, value: Any, row: pd.Series) -> str:
+        if col == "kept_%" and str(row.get("sample_id", "")) in unusual:
+            return "unusual"
+        return _status_cell(col, value, row)
+
+    def link(col: str, value: Any, row: pd.Series) -> str:
+        anchor = (anchors or {}).get(str(value)) if col == "sample_id" else None
+        return f"#{anchor}" if anchor else ""
+
+    lead = (
+        '<p class="lead">Failed files first, then the sheet\'s order; a sample id links to '
+        'its gating plot. A <b class="unusual">kept %</b> is highlighted when '
+        f"{esc(RULE_TEXT)}. {esc(RULE_WHY)}</p>"
+    )
+    return lead + html_table(
+        table,
+        cell_class=cell_class,
+        links=link,
+        source="tables/status.csv",
+        labels={
+            "kept_%": "kept %",
+            "n_in": "events in",
+            "n_out": "events after QC",
+            "n_events": "events ($TOT)",
+        },
+        max_rows=max(len(table), 1),  # every file: a failure must never be the hidden row
+        empty="No files.",
     )
 
 
@@ -196,12 +239,14 @@ def overview_section(
     figures: Sequence[FigureItem],
     counter: list[int],
     notes: Sequence[str] | None = None,
+    anchors: Mapping[str, str] | None = None,
 ) -> str:
     """Batch overview: key numbers, failures with reasons, per-file table, QC.
 
     ``notes`` are the batch's notes as the run printed them with its plan (files the sheet
     leaves out, files with identical content, the pairing ...); without them, those
-    :func:`~nkflow.io.pairing.batch_notes` finds in ``metadata``.
+    :func:`~nkflow.io.pairing.batch_notes` finds in ``metadata``. ``anchors``
+    (``sample_id -> element id`` of its gating plot) link each sample id listed to its plot.
     """
     status, qc = tables.get("status"), tables.get("qc")
     out = []
@@ -224,14 +269,7 @@ def overview_section(
             cards.append(_card(int(counts.get("skipped", 0)), "skipped"))
     elif not is_empty(metadata):
         cards.append(_card(len(metadata), "samples in the sheet"))
-    analysed_qc = split_qc(qc)[0]  # the cards count the analysed tubes' events
-    n_events = _num_sum(status, "n_events") or _num_sum(analysed_qc, "n_in")
-    if n_events is not None:
-        cards.append(_card(int(n_events), "events read"))
-    n_in, n_out = _num_sum(analysed_qc, "n_in"), _num_sum(analysed_qc, "n_out")
-    if n_in and n_out is not None:
-        cards.append(_card(int(n_out), "events after QC"))
-        cards.append(_card(f"{100 * (n_in - n_out) / n_in:.2f}%", "removed by QC"))
+    cards += _event_cards(status, qc)
     if cards:
         out.append(f'<div class="cards">{"".join(cards)}</div>')
     else:
@@ -249,21 +287,23 @@ def overview_section(
             )
             out.append(
                 f'<div class="failures"><b>{len(failed)} file(s) failed</b> ({rest}):'
-                f"<ul>{_status_items(failed)}</ul></div>"
+                f"<ul>{_status_items(failed, anchors)}</ul></div>"
             )
         elif n_ok:
-            out.append(f'<div class="allgood">{_qc_verdict(qc)}</div>')
+            out.append(f'<div class="allgood">{_qc_verdict(qc, anchors)}</div>')
+        out.append(_unusual_box(qc, anchors))
         if not is_empty(qc) and "summary" in qc.columns:
-            removed = qc[pd.to_numeric(qc.get("n_in"), errors="coerce")
-                         > pd.to_numeric(qc.get("n_out"), errors="coerce")]  # fmt: skip
+            frac = removed_fraction(qc)
+            removed = qc[frac > 0].assign(_f=frac[frac > 0])
+            removed = removed.sort_values("_f", ascending=False, kind="stable")
             if len(removed):
                 items = "".join(
-                    f"<li><b>{esc(r.sample_id)}</b>: {esc(r.summary)}</li>"
+                    f"<li><b>{sample_link(r.sample_id, anchors)}</b>: {esc(r.summary)}</li>"
                     for r in removed.itertuples()
                 )
                 out.append(
                     f'<details class="legend"><summary>What QC removed, per file '
-                    f"({len(removed)})</summary><ul>{items}</ul></details>"
+                    f"({len(removed)}, largest share first)</summary><ul>{items}</ul></details>"
                 )
         message = status.get("message", pd.Series("", index=status.index)).fillna("").astype(str)
         code = status.get("reason_code", pd.Series("OK", index=status.index)).astype(str)
@@ -274,33 +314,19 @@ def overview_section(
             out.append(
                 f'<details class="legend"><summary>{len(noted)} analysed file(s) came with '
                 "warnings (low event counts, fallback thresholds ...)</summary>"
-                f"<ul>{_status_items(noted)}</ul></details>"
+                f"<ul>{_status_items(noted, anchors)}</ul></details>"
             )
         if len(skipped):
             out.append(
                 f'<div class="skipped"><b>{len(skipped)} file(s) skipped</b> (not analysed by '
-                f"design):<ul>{_status_items(skipped)}</ul></div>"
+                f"design):<ul>{_status_items(skipped, anchors)}</ul></div>"
             )
     if notes is None and not is_empty(metadata):  # a sheet without the run's notes
         notes = batch_notes(metadata)
     # how the tubes relate, what the sheet leaves out (also printed by nkflow check / run)
     out += [f'<p class="note">{esc(line)}</p>' for line in notes or ()]
     out.append("<h3>Files and samples</h3>")
-    table = samples_table(status, qc, metadata)
-    out.append(
-        html_table(
-            table,
-            cell_class=_status_cell,
-            source="tables/status.csv",
-            labels={
-                "kept_%": "kept %",
-                "n_in": "events in",
-                "n_out": "events after QC",
-                "n_events": "events ($TOT)",
-            },
-            empty="No files.",
-        )
-    )
+    out.append(_files_table(status, qc, metadata, anchors))
     consistency = tables.get("consistency")
     if not is_empty(consistency):
         out.append("<h3>Batch consistency</h3>")

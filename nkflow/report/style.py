@@ -62,7 +62,12 @@ table.kv td{white-space:normal;word-break:break-all}
 td.st-ok span,.st-ok{color:var(--ok)}
 td.st-ok{background:var(--okbg)}
 td.st-qc-failed{background:var(--warnbg);color:var(--warn);font-weight:600}
-td.st-parse-failed{background:var(--badbg);color:var(--bad);font-weight:600}
+td.st-parse-failed,td.st-failed{background:var(--badbg);color:var(--bad);font-weight:600}
+td.unusual,b.unusual{background:var(--warnbg);color:var(--warn);font-weight:600}
+b.unusual{padding:0 4px;border-radius:3px}
+.unusual-box{border-left:4px solid #c98a00;background:var(--warnbg);padding:8px 14px;
+border-radius:4px;margin:8px 0 14px}
+.unusual-box ul{margin:4px 0;padding-left:20px}
 td.st-skipped{background:var(--skipbg);color:var(--skip);font-weight:600}
 tr.pass td{background:var(--okbg)}
 tr.fail td{color:#444}

@@ -121,6 +121,7 @@ def html_table(
     cell_class: CellClass | None = None,
     cell_style: Callable[[str, Any, pd.Series], str] | None = None,
     formatters: Mapping[str, Callable[[Any], str]] | None = None,
+    links: Callable[[str, Any, pd.Series], str] | None = None,
     source: str | None = None,
     caption: str | None = None,
 ) -> str:
@@ -143,6 +144,9 @@ def html_table(
         cell. Their results are developer-controlled class names / styles, still escaped.
     formatters
         Per-column functions turning a cell into plain text (escaped afterwards).
+    links
+        Optional callable giving the ``href`` a cell links to (``""``: no link), e.g.
+        ``#gating-<id>`` for a sample's plot; escaped like the text.
     source
         File name of the complete table, named in the truncation note.
     caption
@@ -190,7 +194,9 @@ def html_table(
                 style = cell_style(col, value, row)
                 if style:
                     attr += f' style="{esc(style)}"'
-            out.append(f"<td{attr}>{esc(text)}</td>")
+            href = links(col, value, row) if links else ""
+            inner = f'<a href="{esc(href)}">{esc(text)}</a>' if href else esc(text)
+            out.append(f"<td{attr}>{inner}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
     hidden = len(frame) - len(shown)

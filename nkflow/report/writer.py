@@ -77,7 +77,7 @@ def write_report(
     config: Any,
     provenance: Mapping[str, Any] | None,
     caveats: str,
-    title: str = "nkflow batch report",
+    title: str | None = None,
     tables_written: bool = False,
 ) -> Path:
     """Write every table, every figure and the self-contained ``report.html`` to ``out_dir``.
@@ -104,7 +104,8 @@ def write_report(
     caveats
         Caveat text for the repair profile.
     title
-        Report title.
+        Report title (default: "nkflow batch report" and the batch, see
+        :func:`~nkflow.report.html.render_html`).
     tables_written
         ``tables`` are already in ``out_dir`` (:func:`write_tables`); only the report
         shows them.
