@@ -13,6 +13,8 @@ from nkflow.report.findings_summary import (
     population_name,
     unusual_qc,
 )
+from nkflow.report.qc_outliers import RULE_TEXT
+from nkflow.report.tables import esc
 
 
 def _comparison(population: str, p_adj: float, confounded: str = "none", **kw) -> dict:
@@ -80,10 +82,11 @@ def _qc(fractions: list[float]) -> pd.DataFrame:
         ([0.003, 0.004, 0.003, 0.135], ["T3"]),  # 13.5% against a 0.3% batch
         ([0.04, 0.045, 0.04, 0.06], []),  # above 5% but not 3x the others
         ([0.001, 0.002, 0.001, 0.04], []),  # 20x the others but under 5%
-        ([0.5], []),  # no other tube to compare with
+        ([0.5], []),  # no batch to compare with
+        ([0.003, 0.2], []),  # two tubes: each too large a part of the median
     ],
 )
-def test_unusual_qc_needs_five_percent_and_three_times_the_others(fractions, unusual):
+def test_unusual_qc_needs_five_percent_and_three_times_the_batch_median(fractions, unusual):
     assert list(unusual_qc(_qc(fractions))["sample_id"]) == unusual
 
 
@@ -93,7 +96,7 @@ def test_failures_note_counts_failed_files_and_names_unusual_qc():
     )
     html = failures_note(status, _qc([0.003, 0.004, 0.003, 0.135]))
     assert "1 of 3 input file(s) failed</b> (B)" in html and 'href="#overview"' in html
-    assert "T3 13.5%" in html and "more than 5%" in html and "3× the median" in html
+    assert "T3 13.5%" in html and esc(RULE_TEXT) in html
     assert failures_note(status.assign(status="ok"), _qc([0.003, 0.004])) == ""
 
 

@@ -6,7 +6,8 @@ Split from :mod:`nkflow.report.findings`:
   Benjamini-Hochberg-adjusted p-value is at most the FDR level, one line each, with the
   glucocorticoid confounding the comparisons table records;
 - :func:`failures_note`: how many files failed, and the tubes whose QC removed an unusual
-  share of events (:data:`QC_UNUSUAL_FRACTION`, :data:`QC_UNUSUAL_FOLD`);
+  share of events (:mod:`nkflow.report.qc_outliers`' rule, as the overview and the
+  status table use it);
 - :func:`population_name` and :func:`population_order`: metaclusters named
   ``"metacluster 4: <label>"`` and listed after the gated populations.
 """
@@ -19,11 +20,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ..tl.compare import FDR_ALPHA
-from .tables import esc, is_empty, split_qc
+from .qc_outliers import RULE_TEXT, removed_fraction, unusual_removal
+from .tables import esc, is_empty
 
 __all__ = [
-    "QC_UNUSUAL_FOLD",
-    "QC_UNUSUAL_FRACTION",
     "changes_block",
     "failures_note",
     "population_labels",
@@ -32,10 +32,6 @@ __all__ = [
     "unusual_qc",
 ]
 
-#: A tube's QC removal is unusual above this fraction of its events ...
-QC_UNUSUAL_FRACTION = 0.05
-#: ... and above this multiple of the median removal of the batch's other analysed tubes.
-QC_UNUSUAL_FOLD = 3.0
 #: failed files named one by one in the findings up to this many
 _NAMED_FAILURES = 6
 _METACLUSTER = re.compile(r"metacluster:(.+)")
@@ -250,41 +246,25 @@ def changes_block(comparisons: pd.DataFrame | None, labels: Mapping[str, str] | 
 
 
 def unusual_qc(qc: pd.DataFrame | None) -> pd.DataFrame:
-    """Analysed tubes whose QC removed an unusual share of their events.
-
-    A tube is unusual when QC removed more than :data:`QC_UNUSUAL_FRACTION` of its events
-    and more than :data:`QC_UNUSUAL_FOLD` times the median removal of the batch's other
-    analysed tubes (FMO tubes left out): a share the batch's acquisition does not explain.
-    A batch of one tube has no others and no unusual tube.
+    """Tubes whose QC removed an unusual share of their events (:mod:`.qc_outliers`' rule).
 
     Parameters
     ----------
     qc
-        ``tables/qc.csv`` (``sample_id``, ``removed_fraction`` or ``n_in``/``n_out``).
+        ``tables/qc.csv`` (``sample_id``, ``n_in``/``n_out`` or ``removed_fraction``).
 
     Returns
     -------
     pandas.DataFrame
-        The unusual rows, with ``removed_fraction`` and ``others_median`` (both 0 to 1),
+        The unusual rows, with ``removed_fraction`` and ``batch_median`` (both 0 to 1),
         largest removal first; empty when none.
     """
-    analysed = split_qc(qc)[0]
-    if is_empty(analysed) or "sample_id" not in analysed.columns:
+    if is_empty(qc) or "sample_id" not in qc.columns:
         return pd.DataFrame()
-    if "removed_fraction" in analysed.columns:
-        frac = pd.to_numeric(analysed["removed_fraction"], errors="coerce")
-    elif {"n_in", "n_out"} <= set(analysed.columns):
-        n_in = pd.to_numeric(analysed["n_in"], errors="coerce")
-        frac = 1 - pd.to_numeric(analysed["n_out"], errors="coerce") / n_in.where(n_in > 0)
-    else:
-        return pd.DataFrame()
-    frac = frac.reset_index(drop=True)
-    others = pd.Series(
-        [frac.drop(index=i).median() if len(frac) > 1 else float("nan") for i in frac.index]
-    )
-    unusual = (frac > QC_UNUSUAL_FRACTION) & (frac > QC_UNUSUAL_FOLD * others)
-    out = analysed.reset_index(drop=True).assign(removed_fraction=frac, others_median=others)
-    return out[unusual.to_numpy()].sort_values("removed_fraction", ascending=False)
+    flagged = unusual_removal(qc)
+    frac = removed_fraction(qc)
+    out = qc.assign(removed_fraction=frac, batch_median=float(frac.dropna().median()))
+    return out[flagged.to_numpy()].sort_values("removed_fraction", ascending=False)
 
 
 def failures_note(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> str:
@@ -320,7 +300,7 @@ def failures_note(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> str:
             )
     unusual = unusual_qc(qc)
     if len(unusual):
-        median = 100 * float(unusual["others_median"].median())
+        median = 100 * float(unusual["batch_median"].iloc[0])
         tubes = "; ".join(
             f"{r.sample_id} {100 * r.removed_fraction:.1f}%"
             + (
@@ -332,9 +312,8 @@ def failures_note(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> str:
         )
         out.append(
             f'<p class="note"><b>QC removed an unusual share of events in {len(unusual)} '
-            f"tube(s)</b> (more than {100 * QC_UNUSUAL_FRACTION:g}% of its events and more "
-            f"than {QC_UNUSUAL_FOLD:g}× the median of the batch's other tubes, "
-            f"{median:.2f}%): {esc(tubes)}. Check the acquisition of these tubes before "
+            f"tube(s)</b> ({esc(RULE_TEXT)}; batch median {median:.2f}%): {esc(tubes)}. "
+            "Check the acquisition of these tubes before "
             'trusting their numbers; the <a href="#overview">Batch overview</a> lists what '
             "QC removed per file.</p>"
         )

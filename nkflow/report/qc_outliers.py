@@ -47,7 +47,8 @@ def removed_fraction(qc: pd.DataFrame) -> pd.Series:
     Parameters
     ----------
     qc
-        A QC table with ``n_in`` and ``n_out`` columns.
+        A QC table with ``n_in`` and ``n_out`` columns (or, without them, a
+        ``removed_fraction`` column).
 
     Returns
     -------
@@ -55,6 +56,8 @@ def removed_fraction(qc: pd.DataFrame) -> pd.Series:
         Indexed like ``qc``; NaN where ``n_in`` is missing or zero or a column is absent.
     """
     if "n_in" not in qc.columns or "n_out" not in qc.columns:
+        if "removed_fraction" in qc.columns:  # tables/qc.csv read back
+            return pd.to_numeric(qc["removed_fraction"], errors="coerce")
         return pd.Series(float("nan"), index=qc.index)
     n_in = pd.to_numeric(qc["n_in"], errors="coerce")
     n_out = pd.to_numeric(qc["n_out"], errors="coerce")
