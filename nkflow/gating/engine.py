@@ -37,6 +37,7 @@ from .gates import (
     RectangleGate,
 )
 from .intervals import NO_INTERVAL, Deferred
+from .mirror_check import mirror_tail
 from .negative import disagreement, evidence_of, reference_threshold
 from .overrides import manual_value, override_rank
 from .scatter import DENSITY, Param
@@ -45,7 +46,6 @@ from .thresholds import (
     THRESHOLD_COLUMNS,
     Threshold,
     density_fit,
-    mirror_refuted,
     quantile_threshold,
     valley_threshold,
 )
@@ -359,13 +359,18 @@ def _run(
                 n_boot=n_boot,
                 random_state=seed(),
             )
-            if used.startswith("mirror") and (
-                refuted := mirror_refuted(vals, v, percentile=p, unimodal=dim.unimodal)
-            ):
-                msg = f"sample {sid!r}: gate {gate_id!r}: {dim.marker} on {on_key!r}: {refuted}"
+            tail = (
+                mirror_tail(vals, v, percentile=p, unimodal=dim.unimodal)
+                if used.startswith("mirror")
+                else None
+            )
+            if tail is not None and (tail.refuted or tail.doubtful):
+                note = tail.reason()
+                msg = f"sample {sid!r}: gate {gate_id!r}: {dim.marker} on {on_key!r}: {note}"
                 logger.debug(msg)  # said once, as the warning
                 warnings.warn(msg, MissingControlWarning, stacklevel=3)
-                v, interval, note = np.nan, NO_INTERVAL, refuted
+                if tail.refuted:
+                    v, interval = np.nan, NO_INTERVAL
         elif rule == "quantile":
             v, lo, hi, used, ne = quantile_threshold(
                 vals, percentile=p, n_boot=n_boot, random_state=seed()

@@ -62,7 +62,6 @@ from .density import (
 from .intervals import NO_INTERVAL, Deferred, deferred_interval
 
 __all__ = [
-    "MIRROR_REFUTED_EXPECTED",
     "TABLE_COLUMNS",
     "THRESHOLD_COLUMNS",
     "RuleFit",
@@ -70,7 +69,6 @@ __all__ = [
     "density_fit",
     "fmo_threshold",
     "gmm_threshold",
-    "mirror_refuted",
     "mirror_threshold",
     "quantile_threshold",
     "valley_threshold",
@@ -272,53 +270,6 @@ def density_fit(
         return lo, hi
 
     return RuleFit(value, deferred_interval(interval, random_state), used, n_events)
-
-
-#: Events a mirror cut-off's own model must expect beyond it before "none beyond" refutes
-#: it: Poisson P(0 | mean 6.91) = 0.001
-MIRROR_REFUTED_EXPECTED = -float(np.log(1e-3))
-
-
-def mirror_refuted(
-    values: ArrayLike, cut: float, *, percentile: float = 99.5, unimodal: str = "negative"
-) -> str:
-    """Why the events refute a mirror cut-off, or ``""`` when they do not.
-
-    The mirror rule models the main peak as the negative population: a normal of which
-    ``100 - percentile`` % lies beyond the cut. When not one event lies beyond it although
-    that model expects at least :data:`MIRROR_REFUTED_EXPECTED` of the events on the other
-    side there, the peak was not a negative population: its lower half held another one
-    (in tissue, a dominant positive peak taken for the negatives) and the cut reads every
-    event as negative. Only that gross case is refuted; a cut-off a little off is not.
-
-    Parameters
-    ----------
-    values
-        The events the cut-off was set on (transformed scale).
-    cut
-        The mirror cut-off.
-    percentile
-        The rule's percentile.
-    unimodal
-        ``"negative"``: positives lie above the cut; ``"positive"``: below it.
-
-    Returns
-    -------
-    str
-        The reason, naming the counts, or ``""``.
-    """
-    v = _clean(values)
-    beyond = int(np.count_nonzero(v > cut if unimodal == "negative" else v < cut))
-    expected = (v.size - beyond) * (1.0 - percentile / 100.0)
-    if beyond or expected < MIRROR_REFUTED_EXPECTED:
-        return ""
-    side = "above" if unimodal == "negative" else "below"
-    return (
-        f"the mirror cut-off {cut:.4g} lies {side} every one of the {v.size} events, where its "
-        f"model of the main peak as the negatives expects about {expected:.0f}: that peak is "
-        "not (only) negative events (a dominant positive population?), so the cut-off is "
-        "not set; an FMO control or a batch pool sets it"
-    )
 
 
 def valley_threshold(
