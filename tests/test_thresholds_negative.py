@@ -45,6 +45,30 @@ def test_disagreement(own, batch, flag):
     assert disagreement(own, batch)[0] is flag
 
 
+_VALLEY = np.r_[np.linspace(0.0, 0.3, 6000), np.linspace(0.7, 1.0, 4000)]
+
+
+@pytest.mark.parametrize(
+    ("own", "batch", "flag", "shares"),
+    [
+        # both cuts in the empty valley: outside the interval, the same % positive
+        ((0.45, 0.44, 0.46, "valley"), 0.55, False, "40.0 % positive at its own cut, 40.0 %"),
+        # the batch cut inside the negatives: 10 points more positive
+        ((0.45, 0.44, 0.46, "valley"), 0.25, True, "40.0 % positive at its own cut, 50.0 %"),
+        # a mirror of its own: never flagged, the shares said
+        ((0.9, 0.8, 1.0, "mirror"), 0.45, False, "13.3 % positive at its own cut, 40.0 %"),
+    ],
+    ids=["same-valley", "into-the-negatives", "own-mirror"],
+)
+def test_a_disagreement_must_move_the_percent_positive(own, batch, flag, shares):
+    """With 20,000 events a valley's interval is a few thousandths wide: a batch cut just
+    outside it flagged 390C liver's CD69 at 67.6 % against 67.1 % positive, and 5 of 6
+    samples of an ideal simulated batch (misclassifying at most 0.1 %)."""
+    got, note = disagreement(own, batch, _VALLEY)
+    assert got is flag
+    assert shares in note
+
+
 def test_evidence_names():
     assert evidence_of("valley") == "sample_valley"
     assert evidence_of("mirror (zero-inflated)") == "mirror"

@@ -418,7 +418,7 @@ def _run(
                 n_boot=n_boot,
                 random_state=seed(),
             )
-            flag, note = disagreement((v, lo, hi, used), th.value)
+            flag, note = disagreement((v, lo, hi, used), th.value, vals, side=dim.side)
         if flag:
             msg = (
                 f"sample {sid!r}: {th.marker} on {th.gate!r}: batch threshold {th.value:.4g} "

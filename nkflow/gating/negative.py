@@ -156,8 +156,21 @@ def reference_threshold(
     return v, lo, hi, n
 
 
-def disagreement(own: tuple[float, float, float, str], batch_value: float) -> tuple[bool, str]:
-    """Whether a sample's own valley disagrees with the batch threshold beyond its CI.
+#: A batch cut-off outside the sample's own valley interval is worth a review only when it
+#: moves the sample's % positive by at least this many percentage points: with 20,000
+#: events a valley's interval is a few thousandths wide, and a batch cut just outside it in
+#: the same valley changed 390C liver's CD69+ by 0.5 point (67.6 % against 67.1 %).
+MIN_DISAGREEMENT_PP = 1.0
+
+
+def disagreement(
+    own: tuple[float, float, float, str],
+    batch_value: float,
+    values: ArrayLike | None = None,
+    *,
+    side: str = "pos",
+) -> tuple[bool, str]:
+    """Whether a sample's own valley disagrees with the batch threshold, and by how much.
 
     Parameters
     ----------
@@ -165,17 +178,36 @@ def disagreement(own: tuple[float, float, float, str], batch_value: float) -> tu
         ``(value, ci_low, ci_high, rule_used)`` of the sample's own density rule.
     batch_value
         The batch threshold applied to the sample.
+    values
+        The sample's events the cut-off applies to; with them the note gives the % positive
+        under each cut-off, and a disagreement must move it by at least
+        :data:`MIN_DISAGREEMENT_PP` percentage points to be flagged.
+    side
+        ``"pos"``: events above the cut-off are positive; ``"neg"``: below it.
 
     Returns
     -------
     (flag, note)
         ``flag`` only when the sample has a valley of its own with a finite CI that does
-        not contain the batch value; ``note`` states the sample's own value either way.
+        not contain the batch value (and, given ``values``, the two cut-offs' % positive
+        differ by at least :data:`MIN_DISAGREEMENT_PP`); ``note`` states the sample's own
+        value either way.
     """
     value, lo, hi, used = own
+    shares = ""
+    moved = float("inf")
+    if values is not None:
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            above = side in ("pos", "+")
+            own_pct = 100.0 * float(np.mean(v > value if above else v < value))
+            batch_pct = 100.0 * float(np.mean(v > batch_value if above else v < batch_value))
+            moved = abs(own_pct - batch_pct)
+            shares = f"; {own_pct:.1f} % positive at its own cut, {batch_pct:.1f} % at the batch's"
     if used != "valley":
-        return False, f"own density has no valley (own rule: {used} at {value:.4g})"
+        return False, f"own density has no valley (own rule: {used} at {value:.4g}){shares}"
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return False, f"own valley {value:.4g} (no CI: bootstrap off)"
-    flag = not (lo <= batch_value <= hi)
-    return flag, f"own valley {value:.4g} [{lo:.4g}, {hi:.4g}]"
+        return False, f"own valley {value:.4g} (no CI: bootstrap off){shares}"
+    flag = not (lo <= batch_value <= hi) and moved >= MIN_DISAGREEMENT_PP
+    return flag, f"own valley {value:.4g} [{lo:.4g}, {hi:.4g}]{shares}"
