@@ -148,7 +148,10 @@ def test_methods_name_the_clustered_markers_and_consensus_settings():
            "n_metaclusters_requested": 10}  # fmt: skip
     text = _methods({"clustering": fit})
     assert "on 3 marker(s): CD56, CD16, NKG2D" in text
-    assert "6×5 grid (7 training passes, learning rate 0.05 to 0.01, random start)" in text
+    assert (
+        "6×5 grid (7 training passes, learning rate 0.05 to 0.01, random start; "
+        "166.7 training cells per node on average)"
+    ) in text
     assert "40 resampling rounds, each drawing 80% of the nodes, complete linkage" in text
     assert "k = 8 (of 10 requested)" in text and "5,000 cells" in text
 

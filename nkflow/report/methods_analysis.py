@@ -89,7 +89,7 @@ def clustering_sentence(
     nodes = int(get("xdim", 10)) * int(get("ydim", 10))
     # how thin the map is spread: 332 NK on 100 nodes is 3.3 cells per node
     per_node = (
-        f" ({int(fit['n_train']) / nodes:,.1f} training cells per node on average)"
+        f"; {int(fit['n_train']) / nodes:,.1f} training cells per node on average"
         if "n_train" in fit
         else ""
     )
@@ -103,9 +103,10 @@ def clustering_sentence(
         f'Gated "{get("population", "NK")}" cells were pooled across the batch ({pooled}, '
         f"at most {_num(get('per_sample_cap', 20000))} cells per sample, for training) and "
         f"clustered {on}, with a self-organising map on a "
-        f"{_num(get('xdim', 10))}×{_num(get('ydim', 10))} grid{per_node} ({_num(get('rlen', 10))} "
+        f"{_num(get('xdim', 10))}×{_num(get('ydim', 10))} grid ({_num(get('rlen', 10))} "
         f"training passes, learning rate {_num(alpha[0])} to "
-        f"{_num(alpha[-1])}, {get('som_init', 'random')} start) and consensus metaclustering "
+        f"{_num(alpha[-1])}, {get('som_init', 'random')} start{per_node}) and consensus "
+        "metaclustering "
         f"of its nodes ({_num(get('n_resamples', 100))} resampling rounds, each drawing "
         f"{float(get('resample_fraction', 0.9)):.0%} of the nodes, {get('linkage', 'average')} "
         f"linkage within each round, {get('final_linkage', 'average')} linkage on "
