@@ -388,7 +388,11 @@ def _lines(text: str) -> str:
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def thresholds(out: Path) -> None:
-    """Print the thresholds of a finished run OUT as a starting overrides file."""
+    """Print the thresholds of a finished run OUT as a starting overrides file.
+
+    The run's manual thresholds are active entries; the computed ones are commented out:
+    uncomment and edit only those you change.
+    """
     import pandas as pd
 
     from .gating.overrides import overrides_toml

@@ -18,6 +18,13 @@ A manual threshold wins over every computed one for the samples in its scope (th
 specific entry first: sample, then tissue, then batch). The thresholds table shows it with
 ``rule = manual``, ``evidence = manual``, the file as ``control_file`` and the reason and
 who set it in ``note``. Polygon (scatter) gates cannot be overridden here.
+
+:func:`load_overrides` refuses bad TOML, keys and values, duplicate entries (one scope,
+gate and marker) and the unedited placeholders of the starting file; a run then checks
+the file against its plan before any tube is read (:func:`check_overrides`): the scope
+must be the sheet's, the gate and marker a threshold the resolved template sets, and a
+``value`` must lie on the transformed scale. :func:`overrides_toml` writes the starting
+file: the run's manual entries active, every computed one commented out.
 """
 
 from __future__ import annotations
