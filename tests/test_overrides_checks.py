@@ -78,6 +78,13 @@ def test_threshold_the_template_does_not_set_is_refused(tmp_path, entry, needle)
         check_overrides(overrides, TARGETS)
 
 
+def test_scope_without_a_sheet_column_says_so(tmp_path):
+    overrides = load_overrides(_file(tmp_path, f'[[threshold]]\n{ENTRY}tissue = "liver"\n'))
+    bare = [OverrideTarget("a", "", "", TARGETS[0].cuts)]  # files gated without a sheet
+    with pytest.raises(GatingTemplateError, match="no analysed sample has a tissue"):
+        check_overrides(overrides, bare)
+
+
 def test_valid_entries_pass(tmp_path):
     body = (
         f'[[threshold]]\n{ENTRY}tissue = "liver"\n'

@@ -264,6 +264,10 @@ def check_overrides(overrides: Overrides, targets: Iterable[OverrideTarget]) -> 
         where = f"threshold[{i}]"
         for key in _SCOPE:
             known = {str(getattr(t, key)) for t in targets}
+            if rec[key] and not any(known):
+                raise _err(path, where, f"{key} = {rec[key]!r}, but no analysed sample has a "
+                           f"{key} (no metadata sheet gives one): leave {key} out of the "
+                           "entry, or pass a sheet with that column")  # fmt: skip
             if rec[key] and rec[key] not in known:
                 raise _err(path, where, f"{key} = {rec[key]!r} is not an analysed sample's "
                            f"{key} in the sheet; valid: {_valid(known)}")  # fmt: skip
