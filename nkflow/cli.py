@@ -5,7 +5,8 @@ printed as one line naming the file and the reason; the other inputs go on), 2 f
 usage errors (bad options, bad config, unknown template, an output folder that may not
 be used), 3 when the environment stops the run (no space left, read-only file system,
 no permission, another run holding the output folder, links inside it, a Dask scheduler
-that cannot be reached).
+that cannot be reached), 130 when interrupted (Ctrl-C; ``nkflow run`` names the
+``--resume`` command that finishes it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .exceptions import (
 from .io.text_safety import escape_frame, escape_text
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 def _one_line(text: object) -> str:
@@ -57,6 +59,13 @@ def _fail_line(path: object, reason: object) -> None:
 def _usage_error(message: object) -> None:
     click.echo(f"nkflow: error: {_one_line(message)}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def _interrupted(finish: str = "") -> None:
+    """Ctrl-C: say how to finish the run and exit 130 (128 + SIGINT), not 1 or a traceback."""
+    how = f"; finish with `{escape_text(finish)}`" if finish else ""
+    click.echo(f"\nnkflow: interrupted{how}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _environment_error(exc: OSError) -> None:
@@ -181,12 +190,13 @@ def run(
                 "compensation.matrix": _compensation_value(compensation),
                 "transform.method": transform_method,
                 "gating.bootstrap": bootstrap,
-                "gating.overrides": str(overrides) if overrides else None,
+                "gating.overrides": str(overrides.resolve()) if overrides else None,
             },
         )
     except ConfigError as exc:
         _usage_error(str(exc))
     _validate_panel(config.panel)
+    _validate_overrides(config.gating.overrides)
     out_dir = out if out is not None else default_out_dir(input_path)
     # bars redraw with carriage returns: only on a terminal; into a log file, a pipe or a
     # scheduler's output, a plain line per stage and now and then (nothing under -q)
@@ -203,6 +213,10 @@ def run(
             on_progress=progress,
             on_plan=None if quiet else _print_plan,
         )
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        _interrupted(f"nkflow run {input_path} -o {out_dir} --resume")
     except PanelMismatchError as exc:
         if progress is not None:
             progress.close()
@@ -345,6 +359,22 @@ def _validate_panel(path: str) -> None:
         _usage_error(exc)
 
 
+def _validate_overrides(path: str) -> None:
+    """An overrides file that cannot be read or has a bad entry: a usage error.
+
+    Found before any work and before the output folder is touched (the checks against
+    the batch follow the plan, also before the folder is touched).
+    """
+    if not path:
+        return
+    from .gating.overrides import load_overrides
+
+    try:
+        load_overrides(path)
+    except GatingTemplateError as exc:
+        _usage_error(exc)
+
+
 def _print_plan(plan: Any) -> None:
     """``nkflow run`` states the gating hierarchy it will apply before any sample runs."""
     click.echo(_lines(plan.to_text()), err=True)
@@ -358,18 +388,22 @@ def _lines(text: str) -> str:
 @main.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def thresholds(out: Path) -> None:
-    """Print the thresholds of a finished run OUT as a starting overrides file."""
+    """Print the thresholds of a finished run OUT as a starting overrides file.
+
+    The run's manual thresholds are active entries; the computed ones are commented out:
+    uncomment and edit only those you change.
+    """
     import pandas as pd
 
     from .gating.overrides import overrides_toml
     from .pipeline.outdir import OutputFolder
 
+    if unfinished := OutputFolder(out).unfinished():  # no tables yet, or another run's
+        _usage_error(unfinished)
     table = next((p for p in (out / "tables" / "thresholds.parquet",
                               out / "tables" / "thresholds.csv") if p.is_file()), None)  # fmt: skip
     if table is None:
         _usage_error(f"{out}: no tables/thresholds.csv or .parquet (not an nkflow output folder)")
-    if unfinished := OutputFolder(out).unfinished():  # its tables may be another run's
-        _usage_error(unfinished)
     frame = (
         pd.read_parquet(table)
         if table.suffix == ".parquet"
@@ -425,13 +459,16 @@ def gate(
                 "transform.method": transform_method,
                 "execution.workers": workers,
                 "gating.bootstrap": bootstrap,
-                "gating.overrides": str(overrides) if overrides else None,
+                "gating.overrides": str(overrides.resolve()) if overrides else None,
             },
         )
     except ConfigError as exc:
         _usage_error(str(exc))
+    _validate_overrides(config.gating.overrides)
     try:
         result = gate_files(list(inputs), out, config=config, events=events, force=force)
+    except KeyboardInterrupt:
+        _interrupted()
     except PanelMismatchError as exc:
         _fail_line(", ".join(map(str, inputs)), exc)
         sys.exit(EXIT_FAILED_INPUTS)

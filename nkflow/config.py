@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, GatingTemplateError
 
 __all__ = [
     "ClusteringConfig",
@@ -151,7 +151,8 @@ class GatingConfig:
         Largest tolerated shift of a threshold between batches (transformed units).
     overrides
         A manual threshold overrides file (TOML, :mod:`nkflow.gating.overrides`); ``""``
-        for none.
+        for none. In a config file a relative path is taken from the file's folder and
+        the file is read when the config is loaded; the path is kept absolute.
     """
 
     template: str = "auto"
@@ -490,7 +491,27 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         raise ConfigError(f"{p}: cannot read config file ({exc.strerror or exc})") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    gating = data.get("gating")
+    named = gating.get("overrides") if isinstance(gating, dict) else None
+    if isinstance(gating, dict) and isinstance(named, str) and named:
+        data["gating"] = {**gating, "overrides": _overrides_file(p, named)}
     return _from_mapping(data, where=f"{p}: ")
+
+
+def _overrides_file(config_path: Path, value: str) -> str:
+    """``[gating] overrides`` of a config file: relative to the file's folder, read now.
+
+    Returns the absolute path (what the run's ``config.toml`` then records), so the run
+    finds the file from any working directory.
+    """
+    from .gating.overrides import load_overrides  # numpy: only when a file is named
+
+    path = (config_path.parent / Path(value).expanduser()).resolve()
+    try:
+        load_overrides(path)
+    except GatingTemplateError as exc:
+        raise ConfigError(f"{config_path}: [gating] overrides = {value!r}: {exc}") from exc
+    return str(path)
 
 
 def replace_values(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:

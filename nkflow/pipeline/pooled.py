@@ -7,8 +7,9 @@ computed once (:func:`nkflow.gating.pooled.batch_pool_thresholds`). Only batches
 tissue lacks an FMO control for a ``pool = true`` marker are read, so a batch with every
 control costs nothing more.
 
-Manual overrides (``config.gating.overrides``) are expanded to every (tissue, batch,
-template) group in their scope and put first, so they win wherever they apply.
+Manual overrides (``config.gating.overrides``) are checked against the planned batch
+before any tube is read (:func:`check_batch_overrides`), then expanded to every (tissue,
+batch, template) group in their scope and put first, so they win wherever they apply.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import GatingTemplateError
-from ..gating.overrides import load_overrides
+from ..gating.overrides import (
+    Overrides,
+    OverrideTarget,
+    check_overrides,
+    load_overrides,
+    scale_range,
+)
 from ..gating.pooled import batch_pool_thresholds, pool_targets
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import Template, load_template
 from .sample import pool_sample
 from .steps import ANALYSED_ROLES, is_stimulated
 
-__all__ = ["batch_stage", "override_records", "pooled_thresholds"]
+__all__ = ["batch_stage", "check_batch_overrides", "override_records", "pooled_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +124,68 @@ def pooled_thresholds(state: Any, fmo: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def override_records(state: Any) -> pd.DataFrame:
-    """The overrides file's entries, one per (tissue, batch, template) group in scope."""
+_SCATTER = ("FSC", "SSC", "TIME")  # not transformed: a value is in linear units
+
+
+def _scale(state: Any, tpl: Any) -> tuple[float, float]:
+    """The transformed scale's range for the files of a resolved template (its technology)."""
+    t = state.config.transform
+    cytof = getattr(tpl, "technology", "flow") == "cytof"
+    kind = t.method if t.method != "auto" else ("arcsinh" if cytof else "logicle")
+    cofactor = t.cofactor or (5.0 if cytof else 150.0)
+    return scale_range(kind, {"T": t.T, "W": t.W, "M": t.M, "A": t.A, "cofactor": cofactor})
+
+
+def _override_targets(state: Any) -> list[OverrideTarget]:
+    """Every analysed sample of the planned batch with the cuts its hierarchy sets."""
+    targets = []
+    for _, row in state.meta[state.meta["role"].isin(ANALYSED_ROLES)].iterrows():
+        sid = str(row["sample_id"])
+        resolved = state.plan.for_sample(sid)
+        _, tpl = _template(state, sid)
+        scale = _scale(state, resolved)
+        cuts: dict[tuple[str, str], tuple[float, float]] = {}
+        for g in tpl.gates if tpl is not None else ():
+            for d in g.dims:
+                unbounded = d.marker.upper().startswith(_SCATTER)
+                rng = (-float("inf"), float("inf")) if unbounded else scale
+                cuts.setdefault((d.on or g.parent or "", d.marker), rng)
+        targets.append(OverrideTarget(sid, str(row["tissue"]), str(row["batch"]), cuts))
+    return targets
+
+
+def check_batch_overrides(state: Any) -> Overrides | None:
+    """Read the run's overrides file and check it against the planned batch.
+
+    Parameters
+    ----------
+    state
+        The run's :class:`~nkflow.pipeline.state.RunState`, its plan made.
+
+    Returns
+    -------
+    Overrides or None
+        The file (``None`` when the run has none).
+
+    Raises
+    ------
+    GatingTemplateError
+        An entry the batch would not apply as written (:func:`check_overrides`).
+    """
     path = state.config.gating.overrides
     if not path:
-        return pd.DataFrame()
+        return None
     overrides = load_overrides(path)
+    check_overrides(overrides, _override_targets(state))
+    return overrides
+
+
+def override_records(state: Any) -> pd.DataFrame:
+    """The overrides file's entries, one per (tissue, batch, template) group in scope."""
+    overrides = check_batch_overrides(state)
+    if overrides is None:
+        return pd.DataFrame()
+    path = overrides.path
     groups = set()
     for _, row in state.meta[state.meta["role"].isin(ANALYSED_ROLES)].iterrows():
         sid = str(row["sample_id"])

@@ -118,17 +118,17 @@ class SampleTask:
     def fingerprint(self) -> str:
         """Hash of everything the sample's results depend on (used by ``--resume``).
 
-        The file by its content, not its size or time: a file replaced by another of the
-        same size is redone. Where the work ran (``execution.workers``, ``scheduler``) is
-        left out: the results do not depend on it.
+        The file by its content, not its size, time or place: a file replaced by another
+        of the same size is redone, a batch folder moved elsewhere is not. Where the work
+        ran (``execution.workers``, ``scheduler``) is left out: the results do not depend
+        on it.
         """
         from ..config import config_to_dict
 
         blob = json.dumps(
             {
-                "path": self.path,
                 "sha256": self.content_sha256(),
-                "row": self.row,
+                "row": {k: v for k, v in self.row.items() if k != "path"},
                 "config": _result_settings(config_to_dict(self.config)),
                 "template": (
                     self.template.to_dict()

@@ -36,7 +36,7 @@ from ..tl.score import score, scoring_config_for
 from .figures import cluster_abundance, cluster_heatmap, population_figures, score_figures
 from .outdir import GATING_FIGURE, LABELS_FILE, LEGACY_GATING_FIGURE
 from .plan import BatchPlan, plan_batch
-from .pooled import batch_stage
+from .pooled import batch_stage, check_batch_overrides
 from .results import Results
 from .sample import read_kept_events
 from .state import ProgressCallback, RunState
@@ -131,6 +131,7 @@ def prepare_batch(
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)
+    check_batch_overrides(state)  # a typo in the overrides file stops the run here
     if executor is not None:  # an unreachable scheduler stops the run with nothing written
         executor.connect()
     state.folder.prepare(

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._frames import concat_rows
+from ..gating.overrides import SUPERSEDED
 from ..gating.thresholds import TABLE_COLUMNS
 from ..pp.transform import to_linear
 
@@ -23,6 +24,7 @@ __all__ = [
     "THRESHOLD_COLUMNS",
     "add_linear_thresholds",
     "batch_thresholds_table",
+    "mark_superseded",
     "order_columns",
     "without_applied_overrides",
 ]
@@ -90,6 +92,50 @@ def without_applied_overrides(batch_level: pd.DataFrame, per_sample: pd.DataFram
     return batch_level[np.array(keep, dtype=bool)].reset_index(drop=True)
 
 
+def mark_superseded(batch_level: pd.DataFrame) -> pd.DataFrame:
+    """Mark the computed batch-level rows a tissue- or batch-wide override replaced.
+
+    A manual entry without ``sample_id`` wins for every sample of its tissue, batch and
+    template (:func:`nkflow.gating.overrides.override_rank`), so the FMO or batch-pool
+    cut-off of that group reached no sample. Its row stays (what the control gave), its
+    ``note`` starting with :data:`SUPERSEDED` and naming the overrides file.
+
+    Parameters
+    ----------
+    batch_level
+        FMO, batch-pool and override rows (with ``template`` when the run has it).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if batch_level.empty or "rule" not in batch_level.columns:
+        return batch_level
+    keys = [k for k in ("gate", "marker", "tissue", "batch", "template") if k in batch_level]
+
+    def key(r: pd.Series) -> tuple[str, ...]:
+        return tuple("" if pd.isna(r.get(k)) else str(r.get(k)) for k in keys)
+
+    def own(r: pd.Series) -> bool:
+        v = r.get("sample_id")
+        return isinstance(v, str) and bool(v)
+
+    wide = {key(r): str(r.get("control_file", "") or "") for _, r in batch_level.iterrows()
+            if r.get("rule") == "manual" and not own(r)}  # fmt: skip
+    if not wide:
+        return batch_level
+    out = batch_level.copy()
+    if "note" not in out.columns:
+        out["note"] = ""
+    for i, r in out.iterrows():
+        if r.get("rule") != "manual" and not own(r) and key(r) in wide:
+            note = "" if pd.isna(r["note"]) else str(r["note"])
+            out.at[i, "note"] = (f"{SUPERSEDED} not applied, every sample of this tissue and "
+                                 f"batch takes the manual threshold of {wide[key(r)]}"
+                                 + (f"; {note}" if note else ""))  # fmt: skip
+    return out
+
+
 def batch_thresholds_table(
     batch_level: pd.DataFrame,
     per_sample: pd.DataFrame,
@@ -117,7 +163,7 @@ def batch_thresholds_table(
         Contract columns first, with the linear values; empty when there is no threshold.
     """
     batch_level = without_applied_overrides(
-        batch_level.drop(columns=["template"], errors="ignore"), per_sample
+        mark_superseded(batch_level).drop(columns=["template"], errors="ignore"), per_sample
     )
     parts = [t for t in (batch_level, per_sample) if not t.empty]
     if not parts:

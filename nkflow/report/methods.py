@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..gating.apply import BORROWED
+from ..gating.overrides import SUPERSEDED
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
 from .tables import split_qc
 
@@ -295,13 +296,15 @@ def _gating_sentence(
         f"than {_num(gating.get('min_events', 100))} events are flagged as low-event. "
     )
     text += _threshold_scope_sentence(thresholds)
+    text += _manual_sentence(thresholds, provenance)
     if thresholds is not None and not thresholds.empty and "rule" in thresholds.columns:
         counts = thresholds["rule"].fillna("").astype(str).replace("", "unspecified")
         counts = counts.value_counts().sort_index()
         rules = ", ".join(f"{rule} ({n})" for rule, n in counts.items())
         text += f"Threshold rules used in this batch: {rules}"
-        if "control_file" in thresholds.columns:
-            files = sorted({str(f) for f in thresholds["control_file"].dropna() if str(f)})
+        if "control_file" in thresholds.columns:  # an overrides file is no control
+            computed = thresholds[thresholds["rule"].astype(str) != "manual"]
+            files = sorted({str(f) for f in computed["control_file"].dropna() if str(f)})
             if files:
                 text += f"; control files: {', '.join(files)}"
         text += ". "
@@ -317,6 +320,10 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
     """
     if thresholds is None or thresholds.empty or "sample_id" not in thresholds.columns:
         return ""
+    rule = thresholds.get("rule", pd.Series("", thresholds.index)).fillna("").astype(str)
+    note = thresholds.get("note", pd.Series("", thresholds.index)).fillna("").astype(str)
+    # by hand (_manual_sentence), or a cut-off an override replaced: not set from events
+    thresholds = thresholds[(rule != "manual") & ~note.str.startswith(SUPERSEDED)]
     listed = thresholds["sample_id"].fillna("").astype(str) != ""
     borrowed = thresholds.get("rule", pd.Series("", thresholds.index)).astype(str)
     borrowed = listed & borrowed.str.startswith(BORROWED)  # its partner's cut-off
@@ -341,6 +348,24 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
         where = "once for the whole run (the sheet gives no tissue or batch)"
     text = f"In this batch {len(shared)} threshold(s) from {' and '.join(origins)} were set {where}"
     return text + (f"; {per_sample}. " if listed.any() else ". ")
+
+
+def _manual_sentence(thresholds: pd.DataFrame | None, provenance: Mapping[str, Any]) -> str:
+    """How many thresholds were set by hand, from which file (its SHA-256), and by whom."""
+    if thresholds is None or thresholds.empty or "rule" not in thresholds.columns:
+        return ""
+    manual = thresholds[thresholds["rule"].astype(str) == "manual"]
+    if manual.empty:
+        return ""
+    files = provenance.get("overrides_sha256") or {}
+    named = "; ".join(f"{path} (SHA-256 {sha})" for path, sha in sorted(files.items()))
+    if not named:
+        named = ", ".join(sorted({str(f) for f in manual.get("control_file", []) if str(f)}))
+    notes = manual.get("note", pd.Series("", manual.index)).fillna("").astype(str)
+    who = sorted({w.strip() for w in notes.str.extract(r"\(set by ([^()]*)\)$")[0].dropna()})
+    text = (f"{len(manual)} threshold(s) were set by hand (rule manual) from the overrides "
+            f"file {named or 'given'}")  # fmt: skip
+    return text + (f", set by {', '.join(who)}. " if who else ". ")
 
 
 def _plan_sentence(plan: Mapping[str, Any]) -> str:
