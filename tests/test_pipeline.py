@@ -645,7 +645,7 @@ def test_resume_redoes_a_file_replaced_by_one_of_the_same_size_and_only_it(
     sample be redone."""
     batch, out = tmp_path / "batch", tmp_path / "out"
     shutil.copytree(tiny_batch, batch)
-    first = run(batch, out, config=fast_config)  # a sample's path is part of its fingerprint
+    first = run(batch, out, config=fast_config)  # a copy of the batch: its own output
     victim, other = batch / "D1_blood_pre_stim.fcs", batch / "D1_liver_pre_stim.fcs"
     assert victim.stat().st_size == other.stat().st_size  # stimulated: nothing pairs on it
     shutil.copyfile(other, victim)
