@@ -11,6 +11,7 @@ that cannot be reached), 130 when interrupted (Ctrl-C; ``nkflow run`` names the
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,28 @@ def _interrupted(finish: str = "") -> None:
     how = f"; finish with `{escape_text(finish)}`" if finish else ""
     click.echo(f"\nnkflow: interrupted{how}", err=True)
     sys.exit(EXIT_INTERRUPTED)
+
+
+#: run options the resume command leaves out: how the run talks, not what it computes
+_NOT_RESUMED = frozenset({"force", "resume", "quiet", "verbose", "out"})
+
+
+def _resume_command(ctx: click.Context, out_dir: Path) -> str:
+    """The command that finishes an interrupted run: its own input and settings, ``--resume``.
+
+    A bare ``nkflow run INPUT -o OUT --resume`` would finish it with the default settings:
+    every tube's fingerprint holds the settings, so each would be redone under others.
+    """
+    words = ["nkflow", ctx.info_name or "run"]
+    options: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif param.name not in _NOT_RESUMED and value is not None and value != param.default:
+            long = max(param.opts, key=len)
+            options += [long] if getattr(param, "is_flag", False) else [long, str(value)]
+    return shlex.join([*words, "-o", str(out_dir), *options, "--resume"])
 
 
 def _environment_error(exc: OSError) -> None:
@@ -216,7 +239,7 @@ def run(
     except KeyboardInterrupt:
         if progress is not None:
             progress.close()
-        _interrupted(f"nkflow run {input_path} -o {out_dir} --resume")
+        _interrupted(_resume_command(click.get_current_context(), out_dir))
     except PanelMismatchError as exc:
         if progress is not None:
             progress.close()

@@ -47,6 +47,31 @@ def test_ctrl_c_says_how_to_finish_and_exits_130(tmp_path, monkeypatch):
     assert "interrupted; finish with `nkflow run" in result.output and "--resume`" in result.output
 
 
+def test_the_resume_command_keeps_the_runs_settings(tmp_path, monkeypatch):
+    """The hint was `nkflow run IN -o OUT --resume`: run as printed, it finished a
+    --no-cluster --bootstrap 0 --random-state 3 run with clustering, 200 redraws and seed 0,
+    redoing every tube (the settings are in each tube's fingerprint)."""
+    import shlex
+
+    import nkflow.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nkflow.pipeline, "run", interrupted)
+    out = tmp_path / "out dir"
+    args = ["run", str(tmp_path), "-o", str(out), "-q", "--no-cluster", "--bootstrap", "0",
+            "--random-state", "3", "--force"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130
+    hint = result.output.split("finish with `", 1)[1].split("`", 1)[0]
+    words = shlex.split(hint)
+    assert words[:5] == ["nkflow", "run", str(tmp_path), "-o", str(out)]
+    assert {"--no-cluster", "--resume"} <= set(words) and "--force" not in words
+    assert words[words.index("--bootstrap") + 1] == "0"
+    assert words[words.index("--random-state") + 1] == "3"
+
+
 def test_thresholds_of_an_unfinished_run_says_resume(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -92,3 +117,28 @@ def test_entry_the_batch_would_not_apply_stops_before_the_folder(tiny_batch, fas
     with pytest.raises(GatingTemplateError, match=r"threshold\[0\]: gate 'NKcells'.*valid gates"):
         run(tiny_batch, tmp_path / "out", config=config)
     assert not (tmp_path / "out").exists()
+
+
+def test_gate_refuses_a_bad_overrides_entry_before_any_tube_and_leaves_no_folder(
+    tmp_path, sample_data
+):
+    """`nkflow gate --overrides` with tissue = "livre" refused only after the FMO tubes
+    were gated (~14 s), leaving an empty output folder that the corrected run refused."""
+    import shutil
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for name in ("D1_blood_pre_unstim.fcs", "D1_liver_pre_unstim.fcs"):
+        shutil.copy(sample_data / "human" / name, batch / name)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'set_by = "A. Analyst"\n[[threshold]]\ntissue = "livre"\ngate = "NK"\n'
+        'marker = "CD69"\nvalue = 0.5\nreason = "FMO failed"\n'
+    )
+    out = tmp_path / "gout"
+    args = ["gate", str(batch), "--template", "human_tissue", "-o", str(out), "-q",
+            "--overrides", str(bad)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "livre" in result.output
+    assert not out.exists()

@@ -204,7 +204,8 @@ def disagreement(
             own_pct = 100.0 * float(np.mean(v > value if above else v < value))
             batch_pct = 100.0 * float(np.mean(v > batch_value if above else v < batch_value))
             moved = abs(own_pct - batch_pct)
-            shares = f"; {own_pct:.1f} % positive at its own cut, {batch_pct:.1f} % at the batch's"
+            what = "positive" if above else "in gate (below the cut)"
+            shares = f"; {own_pct:.1f} % {what} at its own cut, {batch_pct:.1f} % at the batch's"
     if used != "valley":
         return False, f"own density has no valley (own rule: {used} at {value:.4g}){shares}"
     if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -406,6 +406,16 @@ def overrides_toml(thresholds: Any) -> str:
     marker threshold follows commented out (density and fixed rows are left out), scoped
     as in the table: uncomment the ones to set by hand, change the value, write why in
     ``reason`` and who in ``set_by``; only uncommented entries apply.
+
+    Parameters
+    ----------
+    thresholds
+        A run's thresholds table (``tables/thresholds.csv``) or its records.
+
+    Returns
+    -------
+    str
+        TOML text: ``set_by`` (a placeholder the loader refuses), then the entries.
     """
     rows = thresholds.to_dict("records") if hasattr(thresholds, "to_dict") else list(thresholds)
     manual = _manual_entries(rows)

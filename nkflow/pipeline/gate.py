@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import pp
 from ..config import RunConfig
-from ..exceptions import GatingError, NkflowError
+from ..exceptions import ConfigError, GatingError, GatingTemplateError, NkflowError
 from ..gating.xml_kind import template_format
 from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
@@ -68,9 +68,15 @@ def gate_files(
     check_matrix_setting(cfg.compensation.matrix)  # once, not once per file
     out = OutputFolder(out_dir, resumable=False)  # nkflow gate has no --resume
     extra = [Path(template)] if Path(template).is_file() else []
+    created = not Path(out_dir).exists()
     out.prepare(force=force, inputs=[*inputs, *extra])
     try:
         return _gate_into(out, [Path(p) for p in inputs], cfg, events, kind)
+    except (ConfigError, GatingTemplateError):
+        if created:  # refused before any table was written: leave no folder behind
+            out.release()
+            out.remove_if_empty()
+        raise
     finally:
         out.release()
 
@@ -256,7 +262,7 @@ def _gate_template(
     200,000 events x 30 gates are ~6 MB a tube, which would otherwise be sent to this
     process and held for the whole batch without being written.
     """
-    from .pooled import batch_stage
+    from .pooled import batch_stage, check_batch_overrides
 
     state = RunState(source, Path("."), cfg, None)
     frames, own_cuts, members, transforms = [], [], {}, {}
@@ -267,6 +273,7 @@ def _gate_template(
             ex.start([__name__])
         with ex.before_tasks():
             state.use_plan(plan_batch(state.meta, cfg, pooled=False))  # each file on its own
+        check_batch_overrides(state)  # a typo in the overrides file stops before any tube
         state.executor = ex  # FMO tubes, the batch pool and the samples run on its workers
         thresholds = batch_stage(state, state.thresholds())  # + batch pool, manual overrides
         # unstimulated tubes first: a stimulated tube takes its partner's table and cut-offs

@@ -274,6 +274,19 @@ class OutputFolder:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
+    def remove_if_empty(self) -> None:
+        """Remove the folder when it holds nothing but nkflow's marker and lock files.
+
+        For a run refused after :meth:`prepare` made the folder and before it wrote
+        anything (a usage error found once the batch is planned): a stub would make the
+        corrected run ask for ``--force``. Call :meth:`release` first.
+        """
+        if not self.root.is_dir() or self.root.is_symlink():
+            return
+        names = {entry.name for entry in self.root.iterdir()}
+        if names <= {MARKER, LOCK}:
+            shutil.rmtree(self.root)
+
     def _empty(self) -> None:
         """Remove everything but the lock file, never following a link."""
         for entry in self.root.iterdir():

@@ -181,7 +181,18 @@ def check_batch_overrides(state: Any) -> Overrides | None:
 
 
 def override_records(state: Any) -> pd.DataFrame:
-    """The overrides file's entries, one per (tissue, batch, template) group in scope."""
+    """The overrides file's entries, one per (tissue, batch, template) group in scope.
+
+    Parameters
+    ----------
+    state
+        The run's :class:`~nkflow.pipeline.state.RunState`, its plan made.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Threshold records (``rule = manual``), empty when the run has no overrides file.
+    """
     overrides = check_batch_overrides(state)
     if overrides is None:
         return pd.DataFrame()
