@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from nkflow.config import RunConfig
 from nkflow.report import methods_text
+from nkflow.report.html import render_html
+from nkflow.report.sections import samples_table
+from nkflow.tl.caveats import caveats_text
 
 
 def _qc() -> pd.DataFrame:
@@ -26,3 +30,22 @@ def test_methods_qc_counts_name_their_tubes_and_agree_with_the_overview():
     assert "Across the batch" not in text
     assert "Across the 2 analysed tube(s) 40 of 2,000 events (2.00%) were removed" in text
     assert "With the 1 FMO tube(s) read for their cut-offs, 40 of 4,000 events (1.00%)" in text
+
+
+@pytest.mark.parametrize(("species", "says_cd16"), [("mouse", False), ("human", True)])
+def test_the_rendered_caveats_follow_the_sheets_species(species, says_cd16):
+    """The report's caveats box for a mouse batch carried 'sheds CD16 and CD62L'."""
+    meta = pd.DataFrame({"sample_id": ["a"], "species": [species]})
+    html = render_html(
+        tables={}, metadata=meta, figures={}, config=RunConfig(), provenance={},
+        caveats=caveats_text(), population_plots=False,
+    )  # fmt: skip
+    assert ("sheds CD16 and CD62L" in html) == says_cd16
+
+
+def test_the_files_table_shows_kept_percent_beside_status():
+    """The lead says kept % is highlighted, but the column sat off-screen at 1280 px."""
+    status = pd.DataFrame({"sample_id": ["a", "b"], "file": ["a.fcs", "b.fcs"],
+                           "status": ["ok", "ok"], "reason_code": ["", ""]})  # fmt: skip
+    cols = list(samples_table(status, _qc(), None).columns)
+    assert cols.index("kept_%") == cols.index("status") + 1
