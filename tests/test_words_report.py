@@ -49,3 +49,15 @@ def test_the_files_table_shows_kept_percent_beside_status():
                            "status": ["ok", "ok"], "reason_code": ["", ""]})  # fmt: skip
     cols = list(samples_table(status, _qc(), None).columns)
     assert cols.index("kept_%") == cols.index("status") + 1
+
+
+def test_the_responders_meaning_sits_under_its_row():
+    """The long meaning column pushed the responders' numbers off a 1280 px screen."""
+    from nkflow.report.findings import _meaning_under_rows
+
+    table = pd.DataFrame({"population": ["NK", "CD56bright"], "RI": [0.1, 0.2],
+                          "meaning in this context": ["long <reading>", ""]})  # fmt: skip
+    html = _meaning_under_rows(table, source="tables/flags.csv")
+    assert "<th>meaning in this context</th>" not in html
+    assert html.count('<tr class="meaning"><td colspan="2">long &lt;reading&gt;</td></tr>') == 1
+    assert html.index("NK</td>") < html.index("long &lt;") < html.index("CD56bright</td>")

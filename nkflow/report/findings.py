@@ -315,15 +315,30 @@ def _responses_html(
     detail = (
         f'<details class="legend"><summary>Every responding population × tube row '
         f"({len(responses)}), with its donor, 95% interval and meaning</summary>"
-        + html_table(responses, cell_class=_wrap_meaning, source="tables/flags.csv")
+        + _meaning_under_rows(responses, source="tables/flags.csv")
         + "</details>"
     )
-    return lead + html_table(grouped, cell_class=_wrap_meaning, source="tables/flags.csv") + detail
+    return lead + _meaning_under_rows(grouped, source="tables/flags.csv") + detail
 
 
-def _wrap_meaning(col: str, value: object, row: pd.Series) -> str:
-    """The long meaning cells wrap instead of running off the screen."""
-    return "wrap" if col == "meaning in this context" else ""
+def _meaning_under_rows(table: pd.DataFrame, source: str) -> str:
+    """The table with each row's long meaning on a full-width line under it.
+
+    As a column it pushed the numbers off a 1280 px screen.
+    """
+    col = "meaning in this context"
+    if is_empty(table) or col not in table.columns:
+        return html_table(table, source=source)
+    rest = [c for c in table.columns if c != col]
+    head, tbody, body = html_table(table, columns=rest, source=source).partition("<tbody>")
+    rows = body.split("</tr>")  # the shown rows, then the table's end
+    out = []
+    for chunk, meaning in zip(rows[:-1], table[col], strict=False):
+        out.append(chunk + "</tr>")
+        if isinstance(meaning, str) and meaning:
+            out.append(f'<tr class="meaning"><td colspan="{len(rest)}">{esc(meaning)}</td></tr>')
+    head = head.replace("<table>", '<table class="with-meaning">', 1)
+    return head + tbody + "".join(out) + rows[-1]
 
 
 def findings_section(
