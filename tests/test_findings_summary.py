@@ -141,7 +141,8 @@ def test_findings_show_groups_wrap_the_meaning_and_keep_per_donor_rows():
     html = findings_section({"flags": FLAGS}, None)
     assert "2 of 4 (1 not judged)" in html
     assert "<details" in html and "Every responding population × tube row (5)" in html
-    assert html.count('class="wrap"') >= 4  # grouped rows and per-donor rows
+    # each meaning on a line under its row, grouped rows and per-donor rows
+    assert html.count('<tr class="meaning">') >= 4
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,11 @@ def _sheet() -> pd.DataFrame:
             "pairing: 2 stimulated tube(s), 1 with their unstimulated tube; 1 whose "
             "unstimulated tube in the sheet fails (D2_blood_pre_unstim.fcs;",
         ),
-        (("D2_stim",), "pairing: 2 stimulated tube(s), 2 with their unstimulated tube"),
+        (
+            ("D2_stim",),
+            "pairing: 2 stimulated tube(s), 1 with their unstimulated tube; 1 that fail(s) "
+            "to be read or analysed (D2_blood_pre_stim.fcs;",
+        ),
     ],
     ids=["none fails", "the partner fails", "a stimulated tube fails"],
 )

@@ -119,6 +119,30 @@ class GatingRun:
         self.pending.clear()
 
 
+def _missing_fmo_message(
+    sid: str, tissue: str, batch: str, marker: str, on: str, rule: str, used: str, p: float
+) -> str:
+    """Warn of a marker without an FMO threshold, naming the rule the fit ``used``.
+
+    A valley rule falls back to the mirror on a sample without a valley.
+    """
+    head = (
+        f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "
+        f"for {marker} on {on!r}; fallback rule {rule!r} on the sample"
+    )
+    if used == "insufficient events":
+        return head + " (not fitted: too few events, the gate is left empty)"
+    if rule == "quantile":
+        return head + (
+            f" (its top {100 - p:g} % are positive by construction, whatever "
+            "the tube: an FMO tube is needed to measure it)"
+        )
+    if used != rule:
+        why = " (the sample shows no valley between two peaks)" if used.startswith("mirror") else ""
+        return head + f", which fell back to {used!r}{why}"
+    return head
+
+
 def _threshold_lookup(table: Any) -> list[dict[str, Any]]:
     if table is None:
         return []
@@ -316,22 +340,10 @@ def _run(
         rule = dim.rule
         control = ""
         p = dim.percentile if dim.percentile is not None else pct
+        fallback = ""  # the fallback rule for a missing FMO, warned of after the fit
         if rule == "fmo":
             rule = dim.fallback or tpl.fmo_fallback
-            if warn_missing:
-                by_rule = (
-                    f" (its top {100 - p:g} % are positive by construction, whatever "
-                    "the tube: an FMO tube is needed to measure it)"
-                    if rule == "quantile"
-                    else ""
-                )
-                msg = (
-                    f"sample {sid!r} (tissue {tissue!r}, batch {batch!r}): no FMO threshold "
-                    f"for {dim.marker} on {on_key!r}; fallback rule {rule!r} on the sample"
-                    + by_rule
-                )
-                logger.debug(msg)  # shown once, as the warning below
-                warnings.warn(msg, MissingControlWarning, stacklevel=3)
+            fallback = rule if warn_missing else ""
             control = "fallback:no-fmo"
         interval = NO_INTERVAL  # computed (or started) by record()
         note = ""
@@ -380,6 +392,12 @@ def _run(
             v, used, ne = float(dim.value), "fixed", int(vals.size)
         else:  # pragma: no cover - validated by the template loader
             raise GatingError(f"gate {gate_id!r}: unknown rule {rule!r}")
+        if fallback:  # said after the fit, so it names the rule actually used
+            warnings.warn(
+                _missing_fmo_message(sid, tissue, batch, dim.marker, on_key, fallback, used, p),
+                MissingControlWarning,
+                stacklevel=3,
+            )
         th = Threshold(
             marker=dim.marker,
             channel=ch,

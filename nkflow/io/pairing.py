@@ -92,7 +92,8 @@ def pairing_summary(meta: pd.DataFrame, failing: Collection[str] = ()) -> str:
     failing
         ``sample_id`` of the tubes that cannot be analysed (unreadable, another technology,
         no NK anchor ...): a stimulated tube whose unstimulated tubes all fail has no
-        baseline, and the line names them.
+        baseline, and the line names them; a stimulated tube that fails itself is named
+        as failing (not counted as one without an unstimulated tube).
 
     Returns
     -------
@@ -105,12 +106,15 @@ def pairing_summary(meta: pd.DataFrame, failing: Collection[str] = ()) -> str:
     keys = list(zip(*(_text(tubes, c) for c in PAIR_KEY), strict=True))
     per_key = Counter(k for k, s in zip(keys, stimulated, strict=True) if not s)
     ambiguous = ambiguous_pair_keys(tubes[~stimulated])
-    stim_keys = [k for k, s in zip(keys, stimulated, strict=True) if s]
-    if not stim_keys:
-        return ""
-    failed: dict[tuple[str, ...], list[str]] = {}  # key -> its unstimulated tubes that fail
     ids, files = _text(tubes, "sample_id"), _text(tubes, "file").map(lambda f: Path(f).name)
     failing = {str(sid) for sid in failing}
+    # a stimulated tube that fails itself is named as failing, not counted as unpaired
+    fails = ids.isin(failing).to_numpy(dtype=bool)
+    own_fail = [escape_text(files[i] or ids[i]) for i in tubes.index[stimulated & fails]]
+    stim_keys = [k for k, s, f in zip(keys, stimulated, fails, strict=True) if s and not f]
+    if not stim_keys and not own_fail:
+        return ""
+    failed: dict[tuple[str, ...], list[str]] = {}  # key -> its unstimulated tubes that fail
     for i, k, s in zip(tubes.index, keys, stimulated, strict=True):
         if not s and ids[i] in failing:
             failed.setdefault(k, []).append(escape_text(files[i] or ids[i]))
@@ -141,7 +145,11 @@ def pairing_summary(meta: pd.DataFrame, failing: Collection[str] = ()) -> str:
     if alone:
         parts.append(f"{alone} without any (no unstimulated tube of the same donor, tissue, "
                      "timepoint and batch: not scored)")  # fmt: skip
-    return f"pairing: {len(stim_keys)} stimulated tube(s), " + "; ".join(parts)
+    if own_fail:
+        parts.append(f"{len(own_fail)} that fail(s) to be read or analysed "
+                     f"({', '.join(own_fail)}; why is said with each file)")  # fmt: skip
+    n = len(stim_keys) + len(own_fail)
+    return f"pairing: {n} stimulated tube(s), " + "; ".join(parts)
 
 
 def nearest_controls_first(

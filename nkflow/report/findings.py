@@ -69,6 +69,33 @@ GLOSSARY = (
     ("repair-biased", "AREG-responsive and RI above the cut-off: a hypothesis to test"),
     ("metacluster", "a cluster of NK cells with a shared marker profile (SOM + consensus)"),
     ("BH", "Benjamini-Hochberg adjustment of p-values (false discovery rate)"),
+    ("p_adj", "a p-value after the BH adjustment over the rows that can reach significance"),
+    ("p_min", "the smallest p-value a row's number of donor pairs n allows (2/2^n: 0.5 "
+     "with 2 donors): such a row cannot reach significance whatever the data"),
+    ("Hodges-Lehmann", "estimate of a shift: the median of the pairwise averages of the "
+     "per-donor differences (robust to one odd donor)"),
+    ("Newcombe", "the confidence interval of a difference of two proportions (stimulated "
+     "minus unstimulated % AREG+), built from each tube's Wilson interval"),
+    ("Wilson 95% interval", "the confidence interval of one percentage from its event "
+     "counts; wide when the population has few events"),
+    ("time QC", "acquisition quality control over time: the file is cut into bins of "
+     "consecutive events and stretches whose flow rate or signal departs from the rest are "
+     "removed"),
+    ("unstable stretch", "a run of consecutive events that time QC removed, named by its "
+     "event numbers and by what shifted (flow rate, or a channel's signal)"),
+    ("z", "how far an unstable stretch departs from the rest of the file, in sampling "
+     "errors (z 14.9: 14.9 times the bin-to-bin noise; time QC removes above 6 in one bin "
+     "or 3.5 over a run of bins)"),
+    ("margin events", "events at a channel's ceiling (saturated; or scatter piled at its "
+     "floor): their true value is unknown, so QC removes them"),
+    ("valley", "a threshold rule: the cut-off sits at the density minimum between the "
+     "negative and the positive peak of the marker in the sample itself"),
+    ("mirror", "the valley rule's fallback where the sample shows no valley: the negative "
+     "peak's outer half is mirrored into a symmetric model of the negatives, and the "
+     "cut-off sits at a high percentile of that model"),
+    ("fmo fallback", "said of a threshold (e.g. 'mirror (fmo fallback)'): the gate asks for "
+     "an FMO cut-off but the batch has no FMO tube for that marker, tissue and batch, so "
+     "the named rule set it on the sample"),
     ("glucocorticoid_source", "where a tube's glucocorticoid exposure was read: 'sheet' (the "
      "glucocorticoid column), 'treatment names dexamethasone' (a steroid named in the "
      "treatment text), 'prednisone (CHOP)' (a regimen that contains a steroid: CHOP "
@@ -288,15 +315,30 @@ def _responses_html(
     detail = (
         f'<details class="legend"><summary>Every responding population × tube row '
         f"({len(responses)}), with its donor, 95% interval and meaning</summary>"
-        + html_table(responses, cell_class=_wrap_meaning, source="tables/flags.csv")
+        + _meaning_under_rows(responses, source="tables/flags.csv")
         + "</details>"
     )
-    return lead + html_table(grouped, cell_class=_wrap_meaning, source="tables/flags.csv") + detail
+    return lead + _meaning_under_rows(grouped, source="tables/flags.csv") + detail
 
 
-def _wrap_meaning(col: str, value: object, row: pd.Series) -> str:
-    """The long meaning cells wrap instead of running off the screen."""
-    return "wrap" if col == "meaning in this context" else ""
+def _meaning_under_rows(table: pd.DataFrame, source: str) -> str:
+    """The table with each row's long meaning on a full-width line under it.
+
+    As a column it pushed the numbers off a 1280 px screen.
+    """
+    col = "meaning in this context"
+    if is_empty(table) or col not in table.columns:
+        return html_table(table, source=source)
+    rest = [c for c in table.columns if c != col]
+    head, tbody, body = html_table(table, columns=rest, source=source).partition("<tbody>")
+    rows = body.split("</tr>")  # the shown rows, then the table's end
+    out = []
+    for chunk, meaning in zip(rows[:-1], table[col], strict=False):
+        out.append(chunk + "</tr>")
+        if isinstance(meaning, str) and meaning:
+            out.append(f'<tr class="meaning"><td colspan="{len(rest)}">{esc(meaning)}</td></tr>')
+    head = head.replace("<table>", '<table class="with-meaning">', 1)
+    return head + tbody + "".join(out) + rows[-1]
 
 
 def findings_section(

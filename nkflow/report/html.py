@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
+from ..tl.caveats import caveats_for_species
 from .figures import FigureItem, encode_figures, figure_png
 from .findings import findings_section, report_species
 from .gallery import sample_anchors
@@ -418,7 +419,13 @@ def render_html(
         (
             "repair",
             "Repair profile",
-            repair_section(tabs, caveats, by_section.get("repair", []), counter, species=species),
+            repair_section(
+                tabs,
+                caveats_for_species(caveats, species),  # mouse batches: no human-only biology
+                by_section.get("repair", []),
+                counter,
+                species=species,
+            ),
             "AREG response against controls, polarisation, clearance and residency, with the "
             "flags and the rule behind each.",
         ),

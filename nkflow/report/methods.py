@@ -218,7 +218,21 @@ def _time_qc_skips(table: pd.DataFrame | None) -> tuple[int, int, list[str]]:
     return int(skipped.sum()), len(table), reasons
 
 
-def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
+def _with_fmo_sentence(n_in: float, n_out: float | None, fmo: pd.DataFrame | None) -> str:
+    """The overview's totals (analysed and FMO tubes together), so the two agree."""
+    f_in, f_out = _sum(fmo, "n_in"), _sum(fmo, "n_out")
+    if not f_in or n_out is None or f_out is None:
+        return ""
+    total, kept = n_in + f_in, n_out + f_out
+    return (
+        f"With the {len(fmo)} FMO tube(s) read for their cut-offs, {total - kept:,.0f} of "
+        f"{total:,.0f} events ({100 * (total - kept) / total:.2f}%) were removed. "
+    )
+
+
+def _qc_sentence(
+    qc: Mapping[str, Any], table: pd.DataFrame | None, fmo: pd.DataFrame | None = None
+) -> str:
     if qc and not qc.get("enabled", True):
         return "Acquisition quality control was switched off. "
     skipped, files, reasons = _time_qc_skips(table)
@@ -247,7 +261,7 @@ def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
     if n_in:
         removed = n_in - (n_out or 0)
         text += (
-            f"Across the batch {removed:,.0f} of {n_in:,.0f} events "
+            f"Across the {len(table)} analysed tube(s) {removed:,.0f} of {n_in:,.0f} events "
             f"({100 * removed / n_in:.2f}%) were removed"
         )
         rt, rm = _sum(table, "removed_time"), _sum(table, "removed_margin")
@@ -256,7 +270,7 @@ def _qc_sentence(qc: Mapping[str, Any], table: pd.DataFrame | None) -> str:
             text += f" ({rt or 0:,.0f} by time QC, {rm or 0:,.0f} as margin events)"
         elif rm is not None:
             text += f" ({rm:,.0f} as margin events; no time QC was applied)"
-        text += ". "
+        text += ". " + _with_fmo_sentence(n_in, n_out, fmo)
     return text
 
 
@@ -439,8 +453,9 @@ def methods_text(
         + (f" and the panel file {cfg['panel']}" if cfg.get("panel") else "")
         + ". "
     )
-    analysed_qc = split_qc(tabs.get("qc"))[0]  # FMO tubes' QC is said in the overview
-    p1 = read + _preprocessing_sentences(cfg, prov) + _qc_sentence(cfg.get("qc", {}), analysed_qc)
+    analysed_qc, fmo_qc = split_qc(tabs.get("qc"))
+    p1 = read + _preprocessing_sentences(cfg, prov)
+    p1 += _qc_sentence(cfg.get("qc", {}), analysed_qc, fmo_qc)
     p2 = _gating_sentence(cfg.get("gating", {}), prov, tabs.get("thresholds"))
     p3 = clustering_sentence(cfg.get("clustering", {}), prov, random_state)
     p3 += scoring_sentence(cfg.get("scoring", {}), prov, metadata, tabs)

@@ -151,12 +151,32 @@ _SCORE_SETTINGS = {
     "glucocorticoid_conditions": "glucocorticoid stimulation conditions (pro-tumour "
     "interpretation): {}",
     "inhibitor_conditions": "conditions with an inhibitor of NK AREG, where a flag is "
-    "unexpected and says so (TGF-β1 blocks NK AREG, Wang et al., EMBO J 2023): {}",
+    "unexpected and says so (TGF-β1 blocks human NK AREG, Wang et al., EMBO J 2023): {}",
     "consistency_bright": "consistency read-out: {} AREG net",
     "consistency_dim": "compared with {} (reported, not a rule)",
     "timepoint_order": "timepoint order: {}",
 }
 _SKIP_KEYS = ("source", "enabled", "definitions", "species")
+
+#: the clearance axis' read-outs and the scores columns that hold them
+_CLEARANCE = (("NKG2D+", "NKG2D", "pct_nkg2d_stim"), ("CD107a net", "CD107a", "cd107a_net"))
+
+
+def _clearance_text(scores: pd.DataFrame | None) -> str:
+    """The clearance axis, saying which of its markers the panel lacks (a mouse panel)."""
+    if scores is None or scores.empty:
+        return "the clearance axis (NKG2D+, CD107a net) kept separate"
+    missing = [
+        marker
+        for _, marker, col in _CLEARANCE
+        if col not in scores.columns
+        or not pd.to_numeric(scores[col], errors="coerce").notna().any()
+    ]
+    if len(missing) == len(_CLEARANCE):
+        return "the clearance axis (NKG2D+, CD107a net; not in this panel, so not measured)"
+    shown = ", ".join(read for read, marker, _ in _CLEARANCE if marker not in missing)
+    lack = f"; {', '.join(missing)} not in this panel" if missing else ""
+    return f"the clearance axis ({shown}{lack}) kept separate"
 
 
 def _definition_text(key: str, value: Any, labels: Mapping[str, str | tuple[str, str]]) -> str:
@@ -287,7 +307,7 @@ def scoring_sentence(
     text = (
         f"Repair profiles used the score definitions from {definitions}: AREG net response "
         "(stimulated minus unstimulated, Newcombe interval), AREG/IFN-γ polarisation index, "
-        "the clearance axis (NKG2D+, CD107a net) kept separate, and the tissue-resident "
+        f"{_clearance_text((tables or {}).get('scores'))}, and the tissue-resident "
         "fraction reported as context. A population was flagged AREG-responsive only when "
         "all of these held: the lower bound of the AREG net interval was above 0"
     )

@@ -106,11 +106,11 @@ def samples_table(
         "file",
         *_META_COLS,
         "status",
+        "kept_%",  # beside status: the lead says it is highlighted, so it must be on screen
         "reason_code",
         "n_events",
         "n_in",
         "n_out",
-        "kept_%",
         "removed_time",
         "removed_margin",
     ]

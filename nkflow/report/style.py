@@ -56,6 +56,10 @@ thead th{position:sticky;top:0;background:#f0f3f7;font-weight:600;z-index:1}
 tbody tr:nth-child(even){background:#fafbfc}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.wrap{white-space:normal;min-width:420px;max-width:720px}
+table.with-meaning tbody tr{background:none}
+table.with-meaning th,table.with-meaning td{white-space:normal}
+table.with-meaning tbody tr:not(.meaning) td{border-bottom:none}
+tr.meaning td{white-space:normal;color:var(--muted);font-size:13px;padding-top:0}
 table.kv th{background:#f6f8fa;width:1%;white-space:nowrap}
 table.kv td{white-space:normal;word-break:break-all}
 .badge{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600}

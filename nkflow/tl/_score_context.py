@@ -286,7 +286,12 @@ def interpretation(context: str, source: str = "", *, nk: bool = True) -> str:
     concluding = [c for c in codes if c in CONTEXT_REASON]
     parts = [f"{labels[c]}: {CONTEXT_REASON[c]}" for c in concluding]
     if concluding:
-        steroid = "steroid-induced: " if set(concluding) & set(_STEROID_CODES) else ""
+        # the steroid reading is a possibility outside tumours: its evidence is tumour NK
+        steroid = (
+            "steroid-induced and, as in tumour NK, "
+            if set(concluding) & set(_STEROID_CODES)
+            else ""
+        )
         so = f"so AREG+ NK here may be {steroid}{PRO_TUMOUR_TEXT}"
         if len(parts) == 1:
             parts[0] += f", {so}"

@@ -23,10 +23,12 @@ __all__ = [
     "EVIDENCE",
     "KEY_CAVEAT",
     "MOUSE_BRIGHT_DIM",
+    "MOUSE_WORDING",
     "PRO_TUMOUR_TEXT",
     "SHORT_CAVEAT",
     "UNKNOWN_EXPOSURE_READING",
     "caveats_comment",
+    "caveats_for_species",
     "caveats_text",
 ]
 
@@ -57,6 +59,50 @@ MOUSE_BRIGHT_DIM = (
     "Mouse NK carry no CD56, so mouse tubes have no CD56bright versus CD56dim read-out."
 )
 
+#: stimulation artefacts (human wording; :data:`MOUSE_WORDING` holds the mouse one)
+PMA_CAVEAT = (
+    "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD16 and CD62L); "
+    "the reported natural inducers of human NK AREG are IL-2 and IL-15, so score a cytokine "
+    "condition too. Each condition is scored against its own unstimulated partner and shown "
+    "side by side."
+)
+#: tissue digestion (human wording: CD56 is a human NK marker)
+DIGESTION_CAVEAT = (
+    "Enzymatic digestion (collagenase) changes CD56 and other epitopes; CD69 rises with "
+    "digestion and with stimulation, so residency is read from the unstimulated tube and is "
+    "context, not part of the score."
+)
+#: what a tumour or glucocorticoid context means (the evidence is from human NK)
+CONTEXT_CAVEAT = (
+    "Context decides the meaning: glucocorticoids induce AREG in NK cells through NR3C1, and "
+    "AREG+ NK in skin tumours are pro-tumour and immunosuppressive (Wei et al., Adv Sci 2025, "
+    "doi 10.1002/advs.202512620). Dexamethasone is routine in cancer treatment, so AREG+ NK "
+    "after treatment, in tumour tissue or in a glucocorticoid condition can mean steroid-driven "
+    "immunosuppression rather than repair; such rows carry that interpretation beside the flag."
+)
+#: the mouse wording of each caveat that states human biology (:func:`caveats_for_species`)
+MOUSE_WORDING: dict[str, str] = {
+    BRIGHT_DIM_READOUT: MOUSE_BRIGHT_DIM,
+    PMA_CAVEAT: (
+        "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD62L, and "
+        "pro-AREG); no natural inducer of mouse NK AREG is reported (IL-2 and IL-15 induce it "
+        "in human NK), so compare a cytokine condition too. Each condition is scored against "
+        "its own unstimulated partner and shown side by side."
+    ),
+    DIGESTION_CAVEAT: (
+        "Enzymatic digestion (collagenase) can change surface epitopes; CD69 rises with "
+        "digestion and with stimulation, so residency is read from the unstimulated tube and "
+        "is context, not part of the score."
+    ),
+    CONTEXT_CAVEAT: (
+        "Context decides the meaning: in human NK, glucocorticoids induce AREG through NR3C1, "
+        "and AREG+ NK in skin tumours are pro-tumour and immunosuppressive (Wei et al., Adv Sci "
+        "2025, doi 10.1002/advs.202512620); mouse NK have not been studied so. Dexamethasone is "
+        "routine in cancer treatment, so rows after treatment, in tumour tissue or in a "
+        "glucocorticoid condition carry that human reading beside the flag."
+    ),
+}
+
 CAVEATS: tuple[str, ...] = (
     "What is reported: human blood NK cells make AREG protein (Wang et al., EMBO J "
     "2023;42:e114153): CD56bright NK are more often AREG+ than CD56dim NK; it is induced by "
@@ -64,27 +110,19 @@ CAVEATS: tuple[str, ...] = (
     f"TGF-beta1. {BRIGHT_DIM_READOUT}",
     "What is not reported: mouse NK cells have not been shown to make AREG. Mouse AREG scores "
     "and flags are exploratory and labelled so in every table and in the report.",
-    "Context decides the meaning: glucocorticoids induce AREG in NK cells through NR3C1, and "
-    "AREG+ NK in skin tumours are pro-tumour and immunosuppressive (Wei et al., Adv Sci 2025, "
-    "doi 10.1002/advs.202512620). Dexamethasone is routine in cancer treatment, so AREG+ NK "
-    "after treatment, in tumour tissue or in a glucocorticoid condition can mean steroid-driven "
-    "immunosuppression rather than repair; such rows carry that interpretation beside the flag.",
+    CONTEXT_CAVEAT,
     "Every assay must still show it: an AREG FMO sets the cut-off, the unstimulated tube of the "
     "same donor, tissue, timepoint and batch sets the background for each stimulation "
     "condition, and an AREG-producing positive control must respond in the same batch before "
-    "any NK population is flagged: in the tube, the lineage-negative ILC gate (ILC2); a Treg "
-    "control is CD3+ and never in that gate, so it needs its own CD3+CD4+CD25+FOXP3+ gate.",
+    "any NK population is flagged: in the tube, the CD127+ lineage-negative ILC gate (ILC2 "
+    "among them, with ILC1 and ILC3 unless the panel separates them); a Treg control is CD3+ "
+    "and never in that gate, so it needs its own CD3+CD4+CD25+FOXP3+ gate.",
     "Anti-AREG antibodies for flow cytometry have little independent validation. Confirm with an "
     "AREG-high control and, where possible, AREG in the culture supernatant (ELISA).",
     "Intracellular staining sees the membrane precursor (pro-AREG). ADAM17 sheds it, and the "
     "choice of brefeldin A and/or monensin changes how much stays in the cell.",
-    "PMA/ionomycin is supraphysiological and activates ADAM17 (which also sheds CD16 and CD62L); "
-    "the reported natural inducers of human NK AREG are IL-2 and IL-15, so score a cytokine "
-    "condition too. Each condition "
-    "is scored against its own unstimulated partner and shown side by side.",
-    "Enzymatic digestion (collagenase) changes CD56 and other epitopes; CD69 rises with "
-    "digestion and with stimulation, so residency is read from the unstimulated tube and is "
-    "context, not part of the score.",
+    PMA_CAVEAT,
+    DIGESTION_CAVEAT,
     "Cryopreservation, batch effects and instrument drift move positivity cut-offs, so "
     "thresholds are set per batch and tissue; percentages from few events are unstable "
     "(populations under the event minimum are never flagged).",
@@ -111,8 +149,9 @@ CONTEXT_INTERPRETATION: dict[str, str] = {
     "glucocorticoid condition": "a glucocorticoid stimulation condition",
 }
 
-#: the words every pro-tumour reading of a context ends with
-PRO_TUMOUR_TEXT = "pro-tumour and immunosuppressive, not repair"
+#: the words every pro-tumour reading of a context ends with (a possibility: the evidence is
+#: from tumour NK, Wei et al., Adv Sci 2025)
+PRO_TUMOUR_TEXT = "pro-tumour and immunosuppressive rather than repair"
 
 #: why each context that ends in the pro-tumour reading does (Wei et al., Adv Sci 2025);
 #: :func:`nkflow.tl._score_context.interpretation` joins them and says the shared
@@ -129,20 +168,50 @@ CONTEXT_REASON: dict[str, str] = {
 }
 #: what an unknown exposure means for an AREG+ NK row: the steroid reading stays open
 UNKNOWN_EXPOSURE_READING = (
-    "glucocorticoids, routine in cancer treatment, induce pro-tumour NK AREG through NR3C1 "
-    "(Wei et al., Adv Sci 2025): that reading cannot be excluded here"
+    "glucocorticoids, routine in cancer treatment, induce NK AREG through NR3C1, pro-tumour in "
+    "tumours (Wei et al., Adv Sci 2025): that reading cannot be excluded here"
 )
 
 
-def caveats_text() -> str:
+def caveats_text(species: str = "human") -> str:
     """Return the caveats as numbered plain-text lines (one paragraph per caveat).
+
+    Parameters
+    ----------
+    species
+        ``"mouse"`` words the caveats that state human biology for mouse
+        (:data:`MOUSE_WORDING`); anything else keeps the human wording.
 
     Returns
     -------
     str
         :data:`CAVEATS` numbered from 1 (``"1. ..."``), one per line, no trailing newline.
     """
-    return "\n".join(f"{i}. {text}" for i, text in enumerate(CAVEATS, start=1))
+    text = "\n".join(f"{i}. {text}" for i, text in enumerate(CAVEATS, start=1))
+    return caveats_for_species(text, {species})
+
+
+def caveats_for_species(text: str, species: set[str] | None) -> str:
+    """Word caveats for the batch's species: a mouse-only batch reads the mouse wording.
+
+    Parameters
+    ----------
+    text
+        Caveats text (:func:`caveats_text`, as a scored table carries it).
+    species
+        The batch's species; only ``{"mouse"}`` changes the text (a mixed batch keeps the
+        human wording, which names human NK where it states human biology).
+
+    Returns
+    -------
+    str
+        ``text`` with each human-only caveat replaced by its :data:`MOUSE_WORDING`.
+    """
+    if species != {"mouse"}:
+        return text
+    for human, mouse in MOUSE_WORDING.items():
+        text = text.replace(human, mouse)
+    return text
 
 
 def caveats_comment(prefix: str = "# ") -> str:
