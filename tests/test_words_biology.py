@@ -73,3 +73,21 @@ TERMS = ("margin events", "time QC", "unstable stretch", "z", "Wilson 95% interv
 def test_the_glossary_defines_the_terms_the_report_uses(species) -> None:
     defined = dict(glossary(species))
     assert not [t for t in TERMS if t not in defined]
+
+
+def test_a_mouse_score_tables_caveats_are_worded_for_mouse():
+    """score() attached the human caveats to a mouse batch's tables (attrs and to_csv):
+    IL-2/IL-15 as 'the reported natural inducers', CD16 shed by PMA."""
+    from test_score_conditions import crow, mrow
+
+    from nkflow.tl import score
+    from nkflow.tl.caveats import MOUSE_WORDING, caveats_for_species, caveats_text
+
+    counts = pd.DataFrame([crow("u", "NK", 1000, 5), crow("s", "NK", 1000, 60)])
+    meta = pd.DataFrame([mrow("u", "m1", "unstim", "unstim", species="mouse"),
+                         mrow("s", "m1", "stim", "stim", species="mouse")])  # fmt: skip
+    result = score(counts, meta)
+    mouse = caveats_for_species(caveats_text(), {"mouse"})
+    assert result.caveats == mouse != caveats_text()
+    assert result.scores.attrs["caveats"] == mouse
+    assert not any(human in result.csv_text("scores") for human in MOUSE_WORDING)

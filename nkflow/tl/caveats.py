@@ -214,13 +214,16 @@ def caveats_for_species(text: str, species: set[str] | None) -> str:
     return text
 
 
-def caveats_comment(prefix: str = "# ") -> str:
+def caveats_comment(prefix: str = "# ", *, text: str | None = None) -> str:
     """Return the caveats as comment lines for the top of a CSV file.
 
     Parameters
     ----------
     prefix
         Put before every line (``"# "`` suits ``pandas.read_csv(..., comment="#")``).
+    text
+        The numbered caveats (:func:`caveats_text`, or a scored table's species-worded
+        ``caveats``); ``None``: the human wording.
 
     Returns
     -------
@@ -228,5 +231,5 @@ def caveats_comment(prefix: str = "# ") -> str:
         Lines ending with a newline, headed ``nkflow repair-score caveats``.
     """
     lines = ["nkflow repair-score caveats (read before using any score or flag):"]
-    lines += caveats_text().splitlines()
+    lines += (caveats_text() if text is None else text).splitlines()
     return "".join(f"{prefix}{line}\n" for line in lines)

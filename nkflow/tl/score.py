@@ -50,7 +50,7 @@ from ._score_parts import (
     _pct,
     _pool,
 )
-from .caveats import SHORT_CAVEAT, caveats_comment, caveats_text
+from .caveats import SHORT_CAVEAT, caveats_comment, caveats_for_species, caveats_text
 from .counts import COUNT_COLUMNS
 
 __all__ = ["NOTES", "RULES", "ScoreResult", "score", "scoring_config_for"]
@@ -128,7 +128,7 @@ class ScoreResult:
         if table not in frames:
             raise ConfigError(f"unknown table {table!r}; valid: {', '.join(frames)}")
         body = frames[table].to_csv(index=False, lineterminator="\n", float_format="%.10g")
-        return caveats_comment() + body
+        return caveats_comment(text=self.caveats) + body  # worded for the scored species
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -557,7 +557,8 @@ def score(
         "caveat",
     ):
         flags[col] = s[col].to_numpy()
-    text = caveats_text()
+    # worded for the scored species: a mouse batch's tables do not state human NK biology
+    text = caveats_for_species(caveats_text(), set(s["species"].astype(str).str.lower()) - {""})
     for table in (s, flags, controls, pairs_bd):
         table.attrs["caveats"] = text
     logger.info(
