@@ -205,7 +205,7 @@ def add_context(meta: pd.DataFrame, glucocorticoid_conditions: Iterable[str]) ->
         warnings.warn(
             f"{len(conflict)} tube(s) record glucocorticoid 'no' while their treatment names a "
             f"glucocorticoid ({shown}): read as unknown, so their flags say the pro-tumour "
-            "reading (glucocorticoids induce pro-tumour AREG in NK cells) cannot be excluded; "
+            "reading (glucocorticoids induce NK AREG, pro-tumour in tumour NK) cannot be excluded; "
             "correct the sheet's glucocorticoid or treatment value",
             ContextWarning,
             stacklevel=3,
