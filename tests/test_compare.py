@@ -235,7 +235,7 @@ def test_exposure_counted_per_row_not_stratified():
     row = out.iloc[0]
     assert (row["n_glucocorticoid_before"], row["n_glucocorticoid_after"]) == (0, 1)
     cols = list(out.columns)
-    assert cols.index("n_glucocorticoid_before") == cols.index("n_units") + 1
+    assert cols.index("n_glucocorticoid_before") == cols.index("n_pairs_too_few_events") + 1
     empty = compare_paired(table, before="pre", after="never", exposures=("glucocorticoid",))
     assert list(empty.columns) == cols
 

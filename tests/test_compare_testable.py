@@ -116,7 +116,8 @@ def test_exposure_confounding(before, after, counts, verdict):
 
 def test_exposure_columns_follow_n_units():
     cols = paired_columns(["population"], ["glucocorticoid"])
-    at = cols.index("n_units")
+    assert cols.index("n_pairs_too_few_events") == cols.index("n_units") + 1
+    at = cols.index("n_pairs_too_few_events")
     assert cols[at + 1 : at + 6] == [
         "n_glucocorticoid_before",
         "n_glucocorticoid_after",

@@ -40,7 +40,8 @@ def test_what_changed_lists_the_rows_within_the_fdr_level_gated_first():
     """The batch's main result (CD56bright AREG up post vs pre) was only in the wide table."""
     html = changes_block(COMPARISONS, {"metacluster:4": "CD56bright CXCR6+"})
     assert "What changed over time" in html
-    assert "2 of 3 tested row(s) had p_adj ≤ 0.05 (1 more had too few donors" in html
+    said = "2 of 3 tested row(s) had p_adj ≤ 0.05 (1 more had too few donors with a non-zero change"
+    assert said in html
     bright = html.index("<b>CD56bright</b> — stim, liver, post − pre")
     assert bright < html.index("<b>metacluster 4: CD56bright CXCR6+</b>")
     assert "median change +2.99 pp (up in 6, down in 0 of 6 donors), p_adj 0.0375" in html

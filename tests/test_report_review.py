@@ -34,7 +34,7 @@ def test_comparisons_name_bh_explain_columns_and_say_what_n_allows():
     assert "Benjamini-Hochberg" in html
     for term in ("hl_estimate", "p_sign", "n_units", "p_min"):
         assert f"<code>{term}</code>" in html
-    assert "1 of 2 row(s) have too few donors to reach p ≤ 0.05" in html
+    assert "1 of 2 row(s) have too few donors with a non-zero change to reach p ≤ 0.05" in html
     assert "after: 1 of 2 donors (mixed)" in html  # D2 on dexamethasone, D1 not
     assert "after: 7 of 7 donors<" in html  # every donor exposed: not mixed
     assert "1 row(s) mix glucocorticoid-exposed and unexposed donors" in html

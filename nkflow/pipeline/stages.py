@@ -220,7 +220,7 @@ def run_prepared(
         )
         tables["controls"] = result.controls
         tables["bright_dim"] = result.bright_dim
-        tables["comparisons"] = _comparisons(result.scores, order)
+        tables["comparisons"] = _comparisons(result.scores, order, result.config.min_events)
         caveats = result.caveats
         scoring_definitions = dataclasses.asdict(result.config)
         pending["repair"] = executor.submit(score_figures, "repair figures", result)
@@ -418,7 +418,9 @@ def _natural_order(timepoints: list[str]) -> list[str]:
     return sorted(timepoints, key=keys.__getitem__)
 
 
-def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+def _comparisons(
+    scores: pd.DataFrame, order: list[str], min_events: int | None = None
+) -> pd.DataFrame:
     """The first timepoint against each later one, per condition and tissue.
 
     Each tissue is its own test: within it every donor is one independent pair. The tissue
@@ -429,7 +431,9 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     (``n_glucocorticoid_before``/``_after``, ``n_glucocorticoid_unknown_*``) and judged
     (``glucocorticoid_confounded``): steroids given with the treatment change between the
     two timepoints, so they cannot stratify the pairs, but a row whose donors' exposure
-    changed must say so.
+    changed must say so. A tube with fewer than ``min_events`` events in the population
+    (stim or unstim: the scoring's ``EVENTS_BELOW_MIN``) is left out as if missing, and the
+    pairs lost that way are counted (``n_pairs_too_few_events``).
     """
     from ..tl.compare import adjust_per_family, compare_paired, paired_columns
 
@@ -446,7 +450,14 @@ def _comparisons(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     if len(points) < 2:
         return none
     frames = [
-        compare_paired(scores, before=points[0], after=later, by=by, exposures=exposures)
+        compare_paired(
+            scores,
+            before=points[0],
+            after=later,
+            by=by,
+            exposures=exposures,
+            min_events=min_events,
+        )
         for later in points[1:]
     ]
     frames = [f for f in frames if not f.empty]

@@ -23,15 +23,21 @@ _COMPARISON_INTRO = (
     "listed); the value is the AREG net in percentage points (pp), after − before. "
     "<code>n_pairs</code> counts donors, the test's independent units; a donor measured "
     "twice in one row (several tissues) is one pair, its values averaged "
-    "(<code>n_units</code>: the donor × tissue pairs before that). "
+    "(<code>n_units</code>: the donor × tissue pairs before that). A tube with fewer "
+    "events in the population than the scoring's minimum (stim or unstim tube: "
+    "<code>EVENTS_BELOW_MIN</code> in tables/flags.csv) is left out as if missing, its "
+    "net resting on a handful of cells; <code>n_pairs_too_few_events</code> counts the "
+    "pairs lost that way, and a row whose every pair was lost is not in the table. "
     "<code>hl_estimate</code>: Hodges-Lehmann estimate of the shift (median of the "
     "pairwise averages of the differences), with its distribution-free 95% interval "
     "(<code>ci_low</code>–<code>ci_high</code>, blank below 6 pairs). "
     "<code>p_value</code>: two-sided sign-flip permutation test of the mean difference "
-    "(exact up to 16 pairs); <code>p_min</code>: the smallest p-value the row's "
-    "<code>n_pairs</code> allows (2/2^n: 0.5 with 2 donors, so such a row can never "
-    "reach significance whatever the data); <code>p_sign</code>: exact sign test on how many "
-    "donors went up vs down; <code>p_adj</code>: Benjamini-Hochberg (false discovery rate) "
+    "(exact up to 16 pairs); <code>p_min</code>: the smallest p-value the row's donors "
+    "with a non-zero difference allow (2/2^k for k such donors: 0.5 with 2, so such a row "
+    "can never reach significance whatever the data; a zero difference has no sign to "
+    "flip, and a row whose differences are all zero has 1); <code>p_sign</code>: exact "
+    "sign test on how many donors went up vs down; <code>p_adj</code>: Benjamini-Hochberg "
+    "(false discovery rate) "
     f"adjustment over the rows that can reach p ≤ {FDR_ALPHA:g} (<code>p_min</code> ≤ "
     f"{FDR_ALPHA:g}; the others cannot be significant, are left out as Tarone 1990 advises "
     "for discrete tests, and have no <code>p_adj</code>), the gated populations' rows and "
@@ -44,7 +50,10 @@ _COMPARISON_INTRO = (
     "exposure. <code>glucocorticoid_confounded</code>: <code>all</code> when every donor's "
     "exposure changed (the change over time cannot be told from the steroid's), "
     "<code>some</code> when some did, <code>none</code> when none did, <code>unknown</code> "
-    "when none is known to have changed but some exposure is unknown."
+    "when none is known to have changed but some exposure is unknown. "
+    "<code>p_value_glucocorticoid_unchanged</code>/<code>p_min_glucocorticoid_unchanged"
+    "</code>: the same test without the donors whose exposure changed (blank when none "
+    "is left): a row significant only with them cannot show a change of its own."
 )
 
 
@@ -90,9 +99,17 @@ def comparisons_block(comparisons: pd.DataFrame | None) -> str:
         blocked = int((pd.to_numeric(table["p_min"], errors="coerce") > FDR_ALPHA).sum())
         if blocked:
             notes.append(
-                f"{blocked} of {len(table)} row(s) have too few donors to reach "
+                f"{blocked} of {len(table)} row(s) have too few donors with a non-zero "
+                f"change to reach "
                 f"p ≤ {FDR_ALPHA:g} with any data (p_min > {FDR_ALPHA:g}): read them as "
                 "description, not as tests."
+            )
+    if "n_pairs_too_few_events" in table.columns:
+        lost = pd.to_numeric(table["n_pairs_too_few_events"], errors="coerce").fillna(0)
+        if lost.sum():
+            notes.append(
+                f"{int(lost.sum())} pair(s) in {int((lost > 0).sum())} row(s) were left out "
+                "for too few events (n_pairs_too_few_events)."
             )
     if "glucocorticoid_confounded" in table.columns:
         confounded = int((table["glucocorticoid_confounded"].astype(str) == "all").sum())

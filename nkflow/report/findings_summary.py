@@ -138,6 +138,13 @@ def _confounding(row: pd.Series) -> str:
             f"{exposed}, so this change cannot be told from the steroid's (glucocorticoids "
             "induce AREG in NK; Wei et al., Adv Sci 2025)"
         )
+    if kind == "some" and _rests_on_exposed(row):
+        return (
+            "significant only with the exposed donor(s): without them the change cannot be "
+            f"shown ({_without_text(row)}); their glucocorticoid exposure changed between the "
+            f"timepoints{exposed}, and glucocorticoids induce AREG in NK (Wei et al., Adv Sci "
+            "2025), so the change may be steroid-induced and pro-tumour rather than repair"
+        )
     if kind == "some":
         return (
             f"partly glucocorticoid-confounded: some donors' exposure changed between the "
@@ -150,6 +157,44 @@ def _confounding(row: pd.Series) -> str:
             "cannot be ruled out"
         )
     return ""
+
+
+def _unchanged(row: pd.Series) -> tuple[float, float] | None:
+    """The row's p and p_min without the exposure-changed donors (None: not recorded)."""
+    if "p_value_glucocorticoid_unchanged" not in row.index:
+        return None
+    got = pd.to_numeric(
+        pd.Series(
+            [row.get("p_value_glucocorticoid_unchanged"), row.get("p_min_glucocorticoid_unchanged")]
+        ),
+        errors="coerce",
+    )
+    return float(got.iloc[0]), float(got.iloc[1])
+
+
+def _rests_on_exposed(row: pd.Series) -> bool:
+    """Whether the row's change cannot be shown without the exposure-changed donors.
+
+    Re-tested without them (``p_value_glucocorticoid_unchanged``), the change must still
+    reach the FDR level; no donor left, or a p above the level, means it rests on them.
+    """
+    got = _unchanged(row)
+    if got is None:
+        return False
+    p, _ = got
+    return bool(pd.isna(p) or p > FDR_ALPHA)
+
+
+def _without_text(row: pd.Series) -> str:
+    """``"p 0.062 without them; 5 donors with a change allow p >= 0.062"``-like detail."""
+    got = _unchanged(row)
+    if got is None or pd.isna(got[0]):
+        return "no donor is left"
+    p, p_min = got
+    text = f"p {p:.3g} without them"
+    if not pd.isna(p_min) and p_min > FDR_ALPHA:
+        text += f"; the donors left allow p ≥ {p_min:.3g} at best"
+    return text
 
 
 def _change_line(row: pd.Series, labels: Mapping[str, str]) -> str:
@@ -204,7 +249,8 @@ def changes_block(comparisons: pd.DataFrame | None, labels: Mapping[str, str] | 
     hits = hits.iloc[sorted(range(len(hits)), key=lambda i: keys[i])]
     out = ["<h3>What changed over time</h3>"]
     untested = (
-        f" ({untestable} more had too few donors to reach p ≤ {FDR_ALPHA:g} and were not tested)"
+        f" ({untestable} more had too few donors with a non-zero change to reach "
+        f"p ≤ {FDR_ALPHA:g} and were not tested)"
         if untestable
         else ""
     )
@@ -215,8 +261,9 @@ def changes_block(comparisons: pd.DataFrame | None, labels: Mapping[str, str] | 
     if not tested:
         out.append(
             f'<p class="lead">{source}: none of its {len(comparisons)} row(s) could be tested: '
-            f"each has too few donors to reach p ≤ {FDR_ALPHA:g} whatever the data (2 donors "
-            "allow p ≥ 0.5). This batch cannot show a change between timepoints.</p>"
+            f"each has too few donors with a non-zero change to reach p ≤ {FDR_ALPHA:g} "
+            "whatever the data (2 such donors allow p ≥ 0.5). This batch cannot show a change "
+            "between timepoints.</p>"
         )
         return "".join(out)
     if hits.empty:

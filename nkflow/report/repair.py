@@ -316,10 +316,35 @@ def _inducers(species: set[str] | None, flags: pd.DataFrame | None) -> str:
     return text
 
 
+def _too_few_events(scores: pd.DataFrame, flags: pd.DataFrame | None) -> pd.Series:
+    """Score rows whose tube failed the event minimum (``EVENTS_BELOW_MIN`` in the flags).
+
+    A net from a handful of cells (0 of 5 AREG+: 0.00; 1 of 14: -7 pp) is not a measured
+    zero. ``AREG_EVENTS_BELOW_MIN`` alone is not counted: a population of many cells with
+    few AREG+ ones is a measured low net.
+    """
+    few = pd.Series(False, index=scores.index)
+    keys = [c for c in ("sample_id", "population", "condition") if c in scores.columns]
+    if is_empty(flags) or "failed_rules" not in flags.columns or "sample_id" not in keys:
+        return few
+    keys = [c for c in keys if c in flags.columns]
+    rules = flags["failed_rules"].fillna("").astype(str).str.split(";")
+    failed = flags.assign(_few=rules.map(lambda codes: "EVENTS_BELOW_MIN" in codes))
+    failed = failed.drop_duplicates(keys).set_index(keys)["_few"]
+    index = pd.MultiIndex.from_frame(scores[keys].astype(object)) if len(keys) > 1 else None
+    hit = failed.reindex(index if index is not None else scores[keys[0]])
+    few[:] = hit.fillna(False).astype(bool).to_numpy()
+    return few
+
+
 def _side_by_side(
     scores: pd.DataFrame, species: set[str] | None = None, flags: pd.DataFrame | None = None
 ) -> str:
-    """Flaggable populations (rows) by stimulation condition (columns): median AREG net."""
+    """Flaggable populations (rows) by stimulation condition (columns): median AREG net.
+
+    Tubes with too few events in the population (:func:`_too_few_events`) are left out of
+    the median and counted as not judged, as in the Findings' responses table.
+    """
     need = {"condition", "population", "areg_net"}
     if is_empty(scores) or not need <= set(scores.columns):
         return ""
@@ -328,6 +353,7 @@ def _side_by_side(
         table = table[_truthy(table["flaggable"])]
     if table.empty:
         return ""
+    table = table.assign(_few=_too_few_events(table, flags))
     keys = [c for c in ("tissue", "timepoint", "population") if c in table.columns]
     conditions = list(dict.fromkeys(table["condition"].astype(str)))
     rows = []
@@ -335,15 +361,17 @@ def _side_by_side(
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(keys, key, strict=True))
         for cond in conditions:
-            sub = part[part["condition"].astype(str) == cond]
+            every = part[part["condition"].astype(str) == cond]
+            sub = every[~every["_few"]]
+            unjudged = int(every["_few"].sum())
             net = pd.to_numeric(sub["areg_net"], errors="coerce").dropna()
             if net.empty:
-                row[cond] = "–"
+                row[cond] = f"not judged ({unjudged})" if unjudged else "–"
                 continue
             flagged = int(_truthy(sub["areg_responsive"]).sum()) if "areg_responsive" in sub else 0
             row[cond] = (
                 f"{net.median():.2f} ({net.min():.2f} to {net.max():.2f}); "
-                f"flagged {flagged}/{len(sub)}"
+                f"flagged {flagged}/{len(sub)}" + (f" ({unjudged} not judged)" if unjudged else "")
             )
         rows.append(row)
     return (
@@ -351,7 +379,10 @@ def _side_by_side(
         '<p class="lead">Median (range) AREG net in percentage points (pp) over the '
         "stimulated tubes of each "
         "condition, each against its own unstimulated partner, and how many tubes were "
-        f"flagged. {esc(_inducers(species, flags))}PMA/ionomycin is supraphysiological; AREG "
+        "flagged. Tubes with fewer events in the population than the scoring's minimum "
+        "(EVENTS_BELOW_MIN in tables/flags.csv) are not judged: left out of the median and "
+        "counted apart, <i>not judged (n)</i> when no tube is left. "
+        f"{esc(_inducers(species, flags))}PMA/ionomycin is supraphysiological; AREG "
         "induced by a glucocorticoid condition may be pro-tumour.</p>"
         + html_table(pd.DataFrame(rows), source="tables/scores.csv")
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["exposed_counts", "with_exposures"]
+__all__ = ["changed_units", "exposed_counts", "with_exposures"]
 
 #: values of an exposure column (``glucocorticoid``) that mark a tube as exposed
 _EXPOSED = frozenset({"yes", "true", "1"})
@@ -74,3 +74,16 @@ def exposed_counts(part: pd.DataFrame, exposures: Sequence[str]) -> dict[str, ob
             verdict = "none" if known.all() else "unknown"
         out[f"{col}_confounded"] = verdict
     return out
+
+
+def changed_units(part: pd.DataFrame, col: str) -> set[object]:
+    """Donors (units when ``part`` has no ``donor``) whose known ``col`` exposure changed.
+
+    A donor's state at a timepoint is ranked as in :func:`exposed_counts` (exposed in any
+    tissue > unknown in any > no); one unknown at either timepoint is not a known change.
+    """
+    unit = part["donor"] if "donor" in part else pd.Series(range(len(part)), index=part.index)
+    rank = part[[f"_{col}_before", f"_{col}_after"]].fillna(1).groupby(unit.to_numpy()).max()
+    before, after = rank.iloc[:, 0].to_numpy(), rank.iloc[:, 1].to_numpy()
+    changed = (before != 1) & (after != 1) & (before != after)
+    return set(rank.index[changed])

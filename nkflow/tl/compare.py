@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..exceptions import ConfigError
+from ._compare_exposure import changed_units as _changed_units
 from ._compare_exposure import exposed_counts as _exposed_counts
 from ._compare_exposure import with_exposures as _with_exposures
 from ._compare_groups import (
@@ -40,6 +41,9 @@ from ._compare_groups import (
     permutation_min_p,
     refuse_shared_donors,
 )
+from ._compare_pairs import pairs_per_group as _pairs_per_group
+from ._compare_pairs import too_few_events as _too_few_events
+from ._compare_pairs import wide as _wide
 
 __all__ = [
     "FDR_ALPHA",
@@ -62,7 +66,7 @@ _DEFAULT_BY = ("condition", "population")
 FDR_ALPHA = 0.05
 #: the columns :func:`compare_paired` adds after its ``by`` columns (an empty result too)
 PAIRED_COLUMNS = (
-    "n_pairs", "n_units", "mean_before", "mean_after", "mean_difference",
+    "n_pairs", "n_units", "n_pairs_too_few_events", "mean_before", "mean_after", "mean_difference",
     "median_difference", "hl_estimate", "ci_low", "ci_high", "n_increase", "n_decrease",
     "p_value", "p_min", "p_sign", "test", "p_adj", "value", "comparison",
 )  # fmt: skip
@@ -180,6 +184,8 @@ def compare_paired(
     pair_on: Sequence[str] = ("donor", "tissue"),
     by: Sequence[str] | None = None,
     exposures: Sequence[str] = (),
+    min_events: int | None = None,
+    events: Sequence[str] = ("n_events_stim", "n_events_unstim"),
     confidence: float = 0.95,
     n_resamples: int = 20_000,
     random_state: int | np.random.Generator | None = 0,
@@ -217,7 +223,18 @@ def compare_paired(
         both timepoints and differs between them: the change cannot be told from the
         steroid's effect), ``some`` (at least one donor's, not all), ``none`` (every donor's
         is known and the same at both) or ``unknown`` (none known to differ, but some
-        donor's exposure is unknown at a timepoint).
+        donor's exposure is unknown at a timepoint). ``p_value_<column>_unchanged`` and
+        ``p_min_<column>_unchanged`` repeat the test without the donors whose exposure is
+        known to have changed (NaN when none is left): a change significant only with them
+        cannot be told from the exposure's effect.
+    min_events
+        Tubes whose ``events`` columns hold fewer events than this (the scoring's
+        ``min_events``: ``EVENTS_BELOW_MIN`` in ``flags.csv``) are left out, as if missing:
+        a net from a handful of cells moves by tens of percentage points with one cell.
+        ``n_pairs_too_few_events`` counts the pairs (donors) lost that way; ``None``: no
+        tube is left out.
+    events
+        Event-count columns ``min_events`` applies to (a tube needs it in each).
     confidence
         Coverage of the Hodges-Lehmann interval.
     n_resamples
@@ -238,11 +255,14 @@ def compare_paired(
         ``mean_difference``, ``median_difference``, ``hl_estimate``, ``ci_low``,
         ``ci_high`` (NaN when fewer pairs than the interval needs: 6 at 95%), ``n_increase``,
         ``n_decrease``, ``p_value`` (sign-flip permutation), ``p_min`` (the smallest
-        ``p_value`` this ``n_pairs`` allows: ``2 / 2**n_pairs`` when exact), ``p_sign``
+        ``p_value`` the row's donors with a non-zero difference allow: ``2 / 2**k`` for
+        ``k`` of them when exact; a zero difference has no sign to flip, and 1 when every
+        difference is zero), ``p_sign``
         (exact sign test), ``p_adj`` (Benjamini-Hochberg over the gated populations' testable
         rows and, apart, over the metaclusters' testable rows; testable: ``p_min`` at most
-        ``fdr_alpha``; NaN for the others), ``test``, and the ``exposures`` columns after
-        ``n_units``.
+        ``fdr_alpha``; NaN for the others), ``test``, ``n_pairs_too_few_events`` after
+        ``n_units``, the ``exposures`` counts after it and their
+        ``p_value_<column>_unchanged``/``p_min_<column>_unchanged`` after ``p_adj``.
 
     Raises
     ------
@@ -263,26 +283,29 @@ def compare_paired(
     rng = np.random.default_rng(random_state)
     keys = list(dict.fromkeys([*by, *pair_on]))  # a column may be in both
     sub = scores[scores[timepoint_key].isin([before, after])]
-    wide = (
-        sub.groupby([*keys, timepoint_key], dropna=False, observed=True)[value]
-        .mean()
-        .unstack(timepoint_key)
-        .reindex(columns=[before, after])
-        .dropna()
-        .reset_index()
-    )
+    lost = pd.Series(dtype=float)
+    if min_events is not None:
+        few = _too_few_events(sub, events, min_events)
+        every = _pairs_per_group(_wide(sub, keys, timepoint_key, before, after, value), by)
+        sub = sub[~few]
+        lost = every - _pairs_per_group(
+            _wide(sub, keys, timepoint_key, before, after, value), by
+        ).reindex(every.index, fill_value=0)
+    wide = _wide(sub, keys, timepoint_key, before, after, value)
     wide = _with_exposures(wide, sub, keys, timepoint_key, (before, after), exposures)
     rows = []
     for group, part in wide.groupby(list(by), dropna=False, sort=True):
         group = group if isinstance(group, tuple) else (group,)
         n_units = len(part)
         exposed = _exposed_counts(part, exposures)
+        changed = {col: _changed_units(part, col) for col in exposures}
         part = _one_unit_per_donor(part, pair_on, before, after)
         d = (part[after] - part[before]).to_numpy(float)
         row = dict(zip(by, group, strict=True))
         row.update(
             n_pairs=int(d.size),
             n_units=n_units,
+            n_pairs_too_few_events=int(lost.get(group if len(group) > 1 else group[0], 0)),
             **exposed,
             mean_before=part[before].mean(),
             mean_after=part[after].mean(),
@@ -306,12 +329,17 @@ def compare_paired(
             n_increase=int((d > 0).sum()),
             n_decrease=int((d < 0).sum()),
             p_value=p,
-            # a zero difference has no sign to flip: only the others move the p-value
-            # (all zero: p = 1 whatever the data, so the row is not testable)
-            p_min=signflip_min_p(int(nonzero.size), n_resamples) if nonzero.size else 1.0,
+            p_min=_nonzero_min_p(d, n_resamples),
             p_sign=p_sign,
             test=test,
         )
+        for col, units in changed.items():
+            who = part["donor"] if "donor" in part else pd.Series(range(len(part)))
+            kept = d[~who.isin(units).to_numpy()]
+            row[f"p_value_{col}_unchanged"] = (
+                _signflip_p(kept, rng, n_resamples)[0] if kept.size else np.nan
+            )
+            row[f"p_min_{col}_unchanged"] = _nonzero_min_p(kept, n_resamples)
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -321,6 +349,18 @@ def compare_paired(
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
     return out[paired_columns(by, exposures)]
+
+
+def _nonzero_min_p(d: np.ndarray, n_resamples: int) -> float:
+    """The smallest sign-flip p the non-zero differences of ``d`` allow (NaN: no pairs).
+
+    A zero difference has no sign to flip: only the others move the p-value (all zero:
+    p = 1 whatever the data, so the row is not testable).
+    """
+    if d.size == 0:
+        return float("nan")
+    k = int(np.count_nonzero(d))
+    return signflip_min_p(k, n_resamples) if k else 1.0
 
 
 def adjust_per_family(out: pd.DataFrame, alpha: float = FDR_ALPHA) -> np.ndarray:
@@ -370,7 +410,8 @@ def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str
     list of str
         ``by``, then :data:`PAIRED_COLUMNS` with ``n_<col>_before``, ``n_<col>_after``,
         ``n_<col>_unknown_before``, ``n_<col>_unknown_after`` and ``<col>_confounded``
-        after ``n_units``.
+        after ``n_pairs_too_few_events``, and ``p_value_<col>_unchanged`` and
+        ``p_min_<col>_unchanged`` after ``p_adj``.
     """
     counts = [
         name
@@ -378,9 +419,13 @@ def paired_columns(by: Sequence[str], exposures: Sequence[str] = ()) -> list[str
         for name in (f"n_{c}_before", f"n_{c}_after", f"n_{c}_unknown_before",
                      f"n_{c}_unknown_after", f"{c}_confounded")
     ]  # fmt: skip
+    unchanged = [
+        name for c in exposures for name in (f"p_value_{c}_unchanged", f"p_min_{c}_unchanged")
+    ]
     cols = list(PAIRED_COLUMNS)
-    at = cols.index("n_units") + 1
-    return [*by, *cols[:at], *counts, *cols[at:]]
+    at = cols.index("n_pairs_too_few_events") + 1
+    last = cols.index("p_adj") + 1
+    return [*by, *cols[:at], *counts, *cols[at:last], *unchanged, *cols[last:]]
 
 
 def _one_unit_per_donor(
