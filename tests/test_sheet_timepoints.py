@@ -42,3 +42,23 @@ def test_methods_say_how_dates_were_ordered(sheet_order, why) -> None:
     meta.attrs["timepoint_order"] = timepoint_order(meta)  # as a run sets it
     text = methods_text(RunConfig(), {}, {}, metadata=meta)
     assert f"timepoint order: {', '.join(meta.attrs['timepoint_order'])} {why}" in text
+
+
+@pytest.mark.parametrize(
+    ("timepoints", "said"),
+    [
+        (["05.04.2024", "12.03.2024"], True),  # 5 Apr after 12 Mar, or 4 May before 3 Dec
+        (["11.03.2024", "04.03.2024"], False),  # one order either way
+        (["pre", "post"], False),
+    ],
+)
+def test_the_plan_says_when_dates_keep_the_sheets_order(timepoints, said) -> None:
+    """Ambiguous dates kept the sheet's order with a note only in the report's Methods;
+    `check` and the run's plan said nothing before the first comparison."""
+    from nkflow.io.pairing import batch_notes
+
+    meta = pd.DataFrame({"timepoint": timepoints, "sample_id": ["a", "b"], "role": "sample"})
+    notes = [n for n in batch_notes(meta) if n.startswith("timepoints:")]
+    assert bool(notes) is said
+    if said:
+        assert "05.04.2024 is every comparison's baseline" in notes[0]

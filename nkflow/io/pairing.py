@@ -18,6 +18,7 @@ import pandas as pd
 from .folder import folder_sheet_hint, unlisted_files_summary
 from .metadata import is_stimulated
 from .sheet_notes import (
+    ambiguous_dates_summary,
     identical_files_summary,
     unnamed_controls_summary,
     unread_columns_summary,
@@ -310,13 +311,14 @@ def batch_notes(meta: pd.DataFrame) -> list[str]:
 
     Sheet columns under other names and files named like controls in a sheet without
     roles (:mod:`nkflow.io.sheet_notes`), a sheet a folder run did not read and FCS files
-    a sheet leaves out (:mod:`nkflow.io.folder`), files with the same content, how the
+    a sheet leaves out (:mod:`nkflow.io.folder`), files with the same content, timepoints
+    written as dates in an order the sheet cannot tell, how the
     stimulated tubes pair
     (:func:`pairing_summary`) and FMO tubes that do not match the samples one to one
     (:func:`controls_summary`).
     ``nkflow check`` and ``run`` print them with the plan; the report shows them.
     """
     notes = (unread_columns_summary, unnamed_controls_summary, folder_sheet_hint,
-             unlisted_files_summary, identical_files_summary, pairing_summary,
-             controls_summary)  # fmt: skip
+             unlisted_files_summary, identical_files_summary, ambiguous_dates_summary,
+             pairing_summary, controls_summary)  # fmt: skip
     return [line for line in (note(meta) for note in notes) if line]

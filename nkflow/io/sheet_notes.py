@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._dates import AMBIGUOUS, date_order
 from .folder import role_from_name
 from .metadata import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
 from .sheet_columns import COLUMN_SYNONYMS, column_renames, filled
 from .text_safety import escape_text
 from .write import file_sha256
 
-__all__ = ["identical_files_summary", "unnamed_controls_summary", "unread_columns_summary"]
+__all__ = [
+    "ambiguous_dates_summary",
+    "identical_files_summary",
+    "unnamed_controls_summary",
+    "unread_columns_summary",
+]
 
 _CONTROL_ROLES = ("fmo:", "positive_control", "unstained", "single_stain:")
 
@@ -152,6 +158,37 @@ def identical_files_summary(meta: pd.DataFrame, *, shown: int = 3) -> str:
         f"files: {len(same)} group(s) of files with identical content: {'; '.join(groups)}"
         f"{more}; each is analysed as its row says (check that no tube was copied under "
         "another name)"
+    )
+
+
+def ambiguous_dates_summary(meta: pd.DataFrame) -> str:
+    """Timepoints written as dates whose order the sheet's writing cannot tell, or ``""``.
+
+    ``04.03.2024`` and ``03.04.2024`` read day first and month first give opposite orders;
+    the run keeps the sheet's order (its first timepoint is every comparison's baseline)
+    and said so only in the report's Methods.
+
+    Parameters
+    ----------
+    meta
+        The metadata sheet (a ``timepoint`` column, if any).
+
+    Returns
+    -------
+    str
+        One line naming the timepoints and the baseline, or ``""``.
+    """
+    if "timepoint" not in meta.columns:
+        return ""
+    seen = [str(t) for t in dict.fromkeys(meta["timepoint"].fillna("").astype(str)) if str(t)]
+    dated = date_order(seen)
+    if not dated or dated[1] != AMBIGUOUS:
+        return ""
+    return (
+        f"timepoints: {', '.join(escape_text(t) for t in seen)} are dates whose day-first and "
+        f"month-first readings give different orders; the sheet's order is kept, so "
+        f"{escape_text(seen[0])} is every comparison's baseline (write them as YYYY-MM-DD, "
+        "or set [design] timepoint_order)"
     )
 
 
