@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..io.fcs import channel_for
+from ..io.fcs import channel_for, var_markers
 
 __all__ = ["resolve_channel"]
 
@@ -34,8 +34,7 @@ def resolve_channel(adata: Any, name: str) -> str:
     """
     if name in adata.var_names:
         return str(name)
-    if "marker" in adata.var.columns:
-        exact = list(adata.var_names[adata.var["marker"].astype(str) == name])
-        if len(exact) == 1:
-            return str(exact[0])
+    exact = list(adata.var_names[var_markers(adata).to_numpy() == name])
+    if len(exact) == 1:
+        return str(exact[0])
     return channel_for(adata, name)

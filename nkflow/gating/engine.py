@@ -371,12 +371,10 @@ def _run(
                 n_boot=n_boot,
                 random_state=seed(),
             )
-            tail = (
-                mirror_tail(vals, v, percentile=p, unimodal=dim.unimodal)
-                if used.startswith("mirror")
-                else None
-            )
-            if tail is not None and (tail.refuted or tail.doubtful):
+            if (
+                used.startswith("mirror")
+                and (tail := mirror_tail(vals, v, percentile=p, unimodal=dim.unimodal)).doubtful
+            ):  # refuted is doubtful too
                 note = tail.reason()
                 msg = f"sample {sid!r}: gate {gate_id!r}: {dim.marker} on {on_key!r}: {note}"
                 logger.debug(msg)  # said once, as the warning

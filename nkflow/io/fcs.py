@@ -63,6 +63,7 @@ __all__ = [
     "read_fcs",
     "sample_id",
     "sample_info",
+    "var_markers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -503,6 +504,27 @@ def sample_id(adata: Any, *, default: str = "", obs_key: str = "sample_id") -> s
     return default
 
 
+def var_markers(adata: ad.AnnData) -> pd.Series:
+    """Each channel's marker (index ``var_names``): ``var["marker"]``, else the channel name.
+
+    An AnnData built by another tool has its markers as ``var_names`` (``"CD56"``) and no
+    ``marker`` column: the one lookup :func:`channel_for`, the gating and the tools share.
+
+    Parameters
+    ----------
+    adata
+        Any container.
+
+    Returns
+    -------
+    pandas.Series
+        Marker names as strings (``""`` for a channel without one).
+    """
+    if "marker" in adata.var.columns:
+        return adata.var["marker"].astype(str)
+    return pd.Series(adata.var_names.astype(str), index=adata.var_names, dtype=object)
+
+
 def channel_for(adata: ad.AnnData, marker: str) -> str:
     """Return the ``$PnN`` channel carrying a canonical marker.
 
@@ -528,10 +550,7 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
         The marker is on several channels (or was left in ``marker_conflicts`` by
         :func:`read_fcs`); a panel file must name the right one.
     """
-    if "marker" in adata.var.columns:
-        markers = adata.var["marker"].astype(str)
-    else:  # a container built by another tool: its var_names are all it has
-        markers = pd.Series("", index=adata.var_names, dtype=object)
+    markers = var_markers(adata)
     wanted = canonical_marker(marker)
     same = marker_equivalents(wanted)
     hits = list(adata.var_names[markers.isin(same).to_numpy()])

@@ -186,6 +186,28 @@ class Technology:
             },
         }
 
+    def transform_for(
+        self, method: str = "auto", cofactor: float | None = None
+    ) -> tuple[str, float]:
+        """The transform a file of this technology gets, and its arcsinh cofactor.
+
+        Parameters
+        ----------
+        method
+            ``"auto"`` (this technology's default: arcsinh for mass cytometry, else
+            logicle), or the method asked for.
+        cofactor
+            The cofactor asked for; ``None``: this technology's.
+
+        Returns
+        -------
+        tuple of (str, float)
+            ``(method, cofactor)``.
+        """
+        if method == "auto":
+            method = "arcsinh" if self.transform == "arcsinh" else "logicle"
+        return method, self.cofactor if cofactor is None else float(cofactor)
+
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Technology:
         """Rebuild from :meth:`to_dict` output (unknown kinds fall back to ``flow``)."""

@@ -30,6 +30,7 @@ from ..gating.overrides import (
 from ..gating.pooled import batch_pool_thresholds, pool_targets
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import Template, load_template
+from ..io.technology import Technology
 from .sample import pool_sample
 from .steps import ANALYSED_ROLES, is_stimulated
 
@@ -131,8 +132,8 @@ def _scale(state: Any, tpl: Any) -> tuple[float, float]:
     """The transformed scale's range for the files of a resolved template (its technology)."""
     t = state.config.transform
     cytof = getattr(tpl, "technology", "flow") == "cytof"
-    kind = t.method if t.method != "auto" else ("arcsinh" if cytof else "logicle")
-    cofactor = t.cofactor or (5.0 if cytof else 150.0)
+    tech = Technology.from_dict({"kind": "mass_cytometry" if cytof else "flow"})
+    kind, cofactor = tech.transform_for(t.method, t.cofactor or None)  # 0: the technology's
     return scale_range(kind, {"T": t.T, "W": t.W, "M": t.M, "A": t.A, "cofactor": cofactor})
 
 

@@ -31,7 +31,7 @@ from ..io.pairing import (
     nearest_controls_first,
 )
 from ..parallel import SampleExecutor, TaskOutcome
-from ..report.qc_outliers import removed_fraction, unusual_message, unusual_removal
+from ..report.qc_outliers import batch_median, unusual_message, unusual_removal
 from .outdir import OutputFolder
 from .plan import BatchPlan, fmo_users
 from .sample import SampleTask, process_control, process_sample
@@ -454,7 +454,7 @@ class RunState:
         if qc.empty or not {"n_in", "n_out"} <= set(qc.columns):
             return {}
         flagged = unusual_removal(qc)
-        median = float(removed_fraction(qc).median())
+        median = batch_median(qc)
         return {
             str(r["sample_id"]): unusual_message(r["n_in"], r["n_out"], median)
             for _, r in qc[flagged].iterrows()

@@ -523,15 +523,12 @@ def transform(
     refused = tech.refusal(_file_name(adata)) if tech.transform == "refuse" else None
     if refused is not None:
         raise refused
-    if method == "auto":
-        method = "arcsinh" if tech.transform == "arcsinh" else "logicle"
-        reason = f"{tech.label}: {method} by default"
-    else:
-        reason = f"{method} requested"
-    if cofactor is None:
-        cofactor = tech.cofactor
-        if method == "arcsinh":
-            reason += f", cofactor {cofactor:g} for {tech.label}"
+    reason = f"{method} requested" if method != "auto" else ""
+    method, chosen = tech.transform_for(method, cofactor)
+    reason = reason or f"{tech.label}: {method} by default"
+    if cofactor is None and method == "arcsinh":
+        reason += f", cofactor {chosen:g} for {tech.label}"
+    cofactor = chosen
     sample = _sample_name(adata)
     col = {str(c): i for i, c in enumerate(adata.var_names)}
     chans = (

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ..tl.compare import FDR_ALPHA
-from .qc_outliers import RULE_TEXT, removed_fraction, unusual_removal
+from .qc_outliers import RULE_TEXT, batch_median, median_text, removed_fraction, unusual_removal
 from .tables import esc, is_empty
 
 __all__ = [
@@ -310,7 +310,7 @@ def unusual_qc(qc: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame()
     flagged = unusual_removal(qc)
     frac = removed_fraction(qc)
-    out = qc.assign(removed_fraction=frac, batch_median=float(frac.dropna().median()))
+    out = qc.assign(removed_fraction=frac, batch_median=batch_median(qc))
     return out[flagged.to_numpy()].sort_values("removed_fraction", ascending=False)
 
 
@@ -347,7 +347,7 @@ def failures_note(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> str:
             )
     unusual = unusual_qc(qc)
     if len(unusual):
-        median = 100 * float(unusual["batch_median"].iloc[0])
+        median = median_text(float(unusual["batch_median"].iloc[0]))
         tubes = "; ".join(
             f"{r.sample_id} {100 * r.removed_fraction:.1f}%"
             + (
@@ -359,7 +359,7 @@ def failures_note(status: pd.DataFrame | None, qc: pd.DataFrame | None) -> str:
         )
         out.append(
             f'<p class="note"><b>QC removed an unusual share of events in {len(unusual)} '
-            f"tube(s)</b> ({esc(RULE_TEXT)}; batch median {median:.2f}%): {esc(tubes)}. "
+            f"tube(s)</b> ({esc(RULE_TEXT)}; {median}): {esc(tubes)}. "
             "Check the acquisition of these tubes before "
             'trusting their numbers; the <a href="#overview">Batch overview</a> lists what '
             "QC removed per file.</p>"

@@ -17,6 +17,8 @@ __all__ = [
     "RULE_WHY",
     "UNUSUAL_FOLD",
     "UNUSUAL_MIN",
+    "batch_median",
+    "median_text",
     "removed_fraction",
     "unusual_message",
     "unusual_removal",
@@ -88,6 +90,27 @@ def unusual_removal(qc: pd.DataFrame | None) -> pd.Series:
     return ((frac > UNUSUAL_MIN) & (frac > UNUSUAL_FOLD * median)).fillna(False).astype(bool)
 
 
+def batch_median(qc: pd.DataFrame) -> float:
+    """The batch's median removed fraction (:func:`unusual_removal` compares with it).
+
+    Parameters
+    ----------
+    qc
+        A QC table (as for :func:`removed_fraction`).
+
+    Returns
+    -------
+    float
+        0 to 1; NaN when no tube's fraction is known.
+    """
+    return float(removed_fraction(qc).median())
+
+
+def median_text(median: float) -> str:
+    """The batch median as every message about unusual QC loss words it."""
+    return f"batch median {100 * median:.2f}%"
+
+
 def unusual_message(n_in: float, n_out: float, batch_median: float) -> str:
     """The warning a flagged tube's status carries (text for ``status.csv``).
 
@@ -106,7 +129,7 @@ def unusual_message(n_in: float, n_out: float, batch_median: float) -> str:
     removed = int(n_in) - int(n_out)
     return (
         f"UnusualQCLossWarning: QC removed {removed:,} of {int(n_in):,} events "
-        f"({removed / n_in:.1%}), unusual for this batch (median {batch_median:.1%}; "
-        f"flagged above {UNUSUAL_MIN:.0%} and above {UNUSUAL_FOLD:g}x the median): check "
-        "what QC removed and its gating plot before comparing it with the other tubes"
+        f"({removed / n_in:.1%}), unusual for this batch ({median_text(batch_median)}; "
+        f"flagged when {RULE_TEXT}): check what QC removed and its gating plot before "
+        "comparing it with the other tubes"
     )

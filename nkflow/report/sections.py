@@ -17,7 +17,14 @@ from ..io.pairing import batch_notes
 from ..pl.populations import group_labels, group_order, phenotype_rows
 from .figures import FigureItem
 from .gallery import gallery, sample_link
-from .qc_outliers import RULE_TEXT, RULE_WHY, removed_fraction, unusual_removal
+from .qc_outliers import (
+    RULE_TEXT,
+    RULE_WHY,
+    batch_median,
+    median_text,
+    removed_fraction,
+    unusual_removal,
+)
 from .tables import esc, fmt_value, html_table, is_empty, split_qc
 
 __all__ = [
@@ -182,7 +189,7 @@ def _unusual_box(qc: pd.DataFrame | None, anchors: Mapping[str, str] | None) -> 
     )
     return (
         f'<div class="unusual-box"><b>{int(flagged.sum())} tube(s) lost an unusual share of '
-        f"their events to QC</b> (batch median {100 * float(frac.median()):.1f}%):"
+        f"their events to QC</b> ({median_text(batch_median(qc))}):"
         f"<ul>{items}</ul>Flagged when {esc(RULE_TEXT)}: check what QC removed from it "
         "(below) and its gating plot before comparing it with the other tubes.</div>"
     )

@@ -33,7 +33,8 @@ from nkflow.tl.annotate import (
     resolve_thresholds,
     subset_calls,
 )
-from nkflow.tl.counts import var_markers
+
+from ..io.fcs import var_markers
 
 __all__ = [
     "STIMULATION_LABILE_MARKERS",

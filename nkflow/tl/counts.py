@@ -27,7 +27,7 @@ from ..exceptions import (
     PanelError,
 )
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
-from ..io.fcs import sample_info
+from ..io.fcs import sample_info, var_markers
 from ..io.h5ad import nkflow_uns
 from ._score_config import ScoringConfig
 
@@ -48,17 +48,6 @@ COUNT_COLUMNS = (
     "n_trnk",
 )
 _MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
-
-
-def var_markers(adata: AnnData) -> pd.Series:
-    """Each channel's marker (index ``var_names``): ``var["marker"]``, else the channel name.
-
-    An AnnData built by another tool has its markers as ``var_names`` (``"CD56"``) and no
-    ``marker`` column; :func:`nkflow.io.channel_for` looks such a container up the same way.
-    """
-    if "marker" in adata.var.columns:
-        return adata.var["marker"].astype(str)
-    return pd.Series(adata.var_names.astype(str), index=adata.var_names, dtype=object)
 
 
 def _channel(adata: AnnData, marker: str) -> str | None:
