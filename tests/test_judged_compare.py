@@ -54,12 +54,32 @@ def test_one_small_tube_drops_the_pair_and_its_p_value():
     assert row["p_min"] == pytest.approx(2 / 2**5)
 
 
-def test_a_group_with_every_tube_too_small_gives_no_row():
+def test_a_group_with_every_tube_too_small_keeps_its_row_without_a_test():
+    # the row says the comparison was asked and why it has no test (it used to vanish,
+    # and its lost pairs with it from the report's count)
     out = compare_paired(
-        _scores([5, 6, 7], [4, 5, 6]), before="pre", after="post", by=["population"],
-        min_events=100,
+        _scores([5, 6, 7], [4, 5, 6]).assign(population="NK_AREG+"),
+        before="pre", after="post", by=["population"], min_events=100,
     )  # fmt: skip
-    assert out.empty
+    assert out[["population", "n_pairs", "n_units", "n_pairs_too_few_events"]].values.tolist() == [
+        ["NK_AREG+", 0, 0, 3]
+    ]
+    row = out.iloc[0]
+    assert row[["p_value", "p_min", "p_adj", "mean_difference"]].isna().all()
+    assert row["comparison"] == "post - pre"
+    assert (row["n_increase"], row["n_decrease"]) == (0, 0)  # counts stay integers
+
+
+def test_rows_without_pairs_keep_the_groups_order():
+    scores = pd.concat(
+        [
+            _scores([5, 6, 7], [4, 5, 6]).assign(population="A"),  # every tube too small
+            _scores([5, 6, 7]).assign(population="B"),
+        ]
+    )
+    out = compare_paired(scores, before="pre", after="post", by=["population"], min_events=100)
+    assert out["population"].tolist() == ["A", "B"]
+    assert out["n_pairs"].tolist() == [0, 3]
 
 
 def test_without_the_exposed_donor_the_change_cannot_be_shown():
@@ -94,4 +114,6 @@ def test_the_pipeline_comparisons_use_the_scoring_event_minimum():
         condition="stim", population="metacluster:9", flaggable=True
     )
     assert _comparisons(scores, ["pre", "post"]).iloc[0]["n_pairs"] == 6
-    assert _comparisons(scores, ["pre", "post"], min_events=100).empty
+    kept = _comparisons(scores, ["pre", "post"], min_events=100)
+    assert kept[["n_pairs", "n_pairs_too_few_events"]].values.tolist() == [[0, 6]]
+    assert np.isnan(kept.iloc[0]["p_adj"])

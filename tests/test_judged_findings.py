@@ -52,6 +52,16 @@ def test_comparisons_legend_defines_p_min_on_non_zero_changes_and_counts_lost_pa
     assert "1 of 2 row(s) have too few donors with a non-zero change" in html
     assert "7 pair(s) in 2 row(s) were left out for too few events" in html
     assert "EVENTS_BELOW_MIN" in html
+    assert "no pair left" not in html
+
+
+def test_comparisons_legend_counts_rows_without_any_pair():
+    table = pd.DataFrame([_row(0.0625, 0.0625), _row(0.0625, 0.0625)]).assign(
+        n_pairs=[0, 6], n_pairs_too_few_events=[6, 0], p_min=[float("nan"), 0.031]
+    )
+    html = comparisons_block(table)
+    assert "1 row(s) have no pair left (n_pairs 0)" in html
+    assert "6 pair(s) in 1 row(s) were left out for too few events" in html
 
 
 def test_findings_count_rows_without_enough_non_zero_changes():

@@ -112,6 +112,12 @@ def comparisons_block(comparisons: pd.DataFrame | None) -> str:
                 f"{int(lost.sum())} pair(s) in {int((lost > 0).sum())} row(s) were left out "
                 "for too few events (n_pairs_too_few_events)."
             )
+        empty = int((pd.to_numeric(table.get("n_pairs"), errors="coerce") == 0).sum())
+        if empty:
+            notes.append(
+                f"{empty} row(s) have no pair left (n_pairs 0): every donor's tubes had too "
+                "few events, so the row has no test."
+            )
     if "glucocorticoid_confounded" in table.columns:
         confounded = int((table["glucocorticoid_confounded"].astype(str) == "all").sum())
         if confounded:

@@ -45,3 +45,19 @@ def pairs_per_group(wide: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     if not isinstance(counts.index, pd.MultiIndex) and len(by) > 1:
         counts.index = pd.MultiIndex.from_tuples(counts.index)
     return counts
+
+
+def rows_without_pairs(lost: pd.Series, by: Sequence[str], kept: set[tuple]) -> list[dict]:
+    """Rows for the groups whose every pair was left out for too few events.
+
+    Without them a comparison vanished from the table, and its lost pairs from the count
+    the report gives: a row with ``n_pairs`` 0 says it was asked and why it has no test.
+    """
+    rows = []
+    for group, n_lost in lost.items():
+        group = group if isinstance(group, tuple) else (group,)
+        if n_lost > 0 and group not in kept:
+            row = dict(zip(by, group, strict=True))
+            row.update(n_pairs=0, n_units=0, n_pairs_too_few_events=int(n_lost))
+            rows.append(row)
+    return rows

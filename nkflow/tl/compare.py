@@ -42,6 +42,7 @@ from ._compare_groups import (
     refuse_shared_donors,
 )
 from ._compare_pairs import pairs_per_group as _pairs_per_group
+from ._compare_pairs import rows_without_pairs as _rows_without_pairs
 from ._compare_pairs import too_few_events as _too_few_events
 from ._compare_pairs import wide as _wide
 
@@ -341,10 +342,15 @@ def compare_paired(
             )
             row[f"p_min_{col}_unchanged"] = _nonzero_min_p(kept, n_resamples)
         rows.append(row)
+    rows += _rows_without_pairs(lost, by, {tuple(row[c] for c in by) for row in rows})
     out = pd.DataFrame(rows)
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
         return pd.DataFrame(columns=paired_columns(by, exposures))
+    out = out.sort_values(list(by), kind="mergesort", ignore_index=True)  # groupby's order
+    out = out.reindex(columns=list(dict.fromkeys([*out.columns, *paired_columns(by, exposures)])))
+    counts = [c for c in out.columns if c.startswith("n_")]  # 0 in the rows without pairs
+    out[counts] = out[counts].fillna(0).astype(int)
     out["p_adj"] = adjust_per_family(out, fdr_alpha)
     out["value"] = value
     out["comparison"] = f"{after} - {before}"
