@@ -81,3 +81,14 @@ def test_event_membership_refuses_event_numbers_past_the_file() -> None:
     full = event_membership(obs, ["NK"], 6)
     assert full["NK"].tolist() == [True, False, False, False, False, False]
     assert full["qc_pass"].tolist() == [True, False, False, False, False, True]
+
+
+def test_gates_named_like_the_event_columns_keep_their_own_column() -> None:
+    # a workspace may call a gate "event": it was dropped from the table without a word
+    obs = pd.DataFrame({"event": [True, False], "qc_pass": [False, True]}, index=["1", "2"])
+    full = event_membership(obs, ["event", "qc_pass"], 3)
+    assert list(full.columns) == ["event", "qc_pass", "event (gate)", "qc_pass (gate)"]
+    assert full["event"].tolist() == [0, 1, 2]
+    assert full["qc_pass"].tolist() == [False, True, True]
+    assert full["event (gate)"].tolist() == [False, True, False]
+    assert full["qc_pass (gate)"].tolist() == [False, False, True]

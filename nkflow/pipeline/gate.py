@@ -237,7 +237,8 @@ def event_membership(obs: pd.DataFrame, gates: Sequence[str], n_events: int) -> 
     pandas.DataFrame
         ``event`` (0-based number in the file), ``qc_pass`` (False for events QC or a
         non-finite value removed before gating) and one bool column per gate (False where
-        ``qc_pass`` is False). Row ``i`` is event ``i``: a join by position with the file's
+        ``qc_pass`` is False; a gate named ``event`` or ``qc_pass`` becomes ``event (gate)``
+        or ``qc_pass (gate)``). Row ``i`` is event ``i``: a join by position with the file's
         events is right (rows of the gated events alone shifted after the first removal).
     """
     kept = np.asarray(obs.index, dtype=str).astype(np.int64)
@@ -247,10 +248,13 @@ def event_membership(obs: pd.DataFrame, gates: Sequence[str], n_events: int) -> 
     passed = np.zeros(n_events, dtype=bool)
     passed[kept] = True
     out["qc_pass"] = passed
-    for gate in (g for g in gates if g not in out.columns):
+    for gate in gates:
         column = np.zeros(n_events, dtype=bool)
         column[kept] = obs[gate].to_numpy(dtype=bool)
-        out[gate] = column
+        name = gate
+        while name in out.columns:  # a gate called "event" or "qc_pass" (a workspace's)
+            name = f"{name} (gate)"
+        out[name] = column
     return out
 
 
