@@ -125,6 +125,9 @@ def test_every_disagreeing_threshold_is_shown_even_past_the_table_limit() -> Non
     for sid in ("s005", "s700", "s949"):
         assert html.count(f">{sid}<") == 2  # in the small table and in the long one
         assert f"own valley {sid[1:].lstrip('0')}" in html
+    small = html[html.index("threshold(s) disagree") :]
+    small = small[: small.index("</table>")]
+    assert small.count("<th>note</th>") == 1  # the table's columns hold it already
 
 
 @pytest.mark.parametrize(

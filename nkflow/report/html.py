@@ -156,7 +156,8 @@ def _disagree_table(
         anchor = anchors.get(str(value)) if col == "sample_id" else None
         return f"#{anchor}" if anchor else ""
 
-    shown = [c for c in cols if c != "disagrees"] + ["note"]  # the note gives the own valley
+    # the note gives the own valley: last, once, whether or not ``cols`` holds it
+    shown = [c for c in cols if c not in ("disagrees", "note")] + ["note"]
     return (
         f"<h3>{len(rows)} threshold(s) disagree with the sample's own valley</h3>"
         '<p class="lead">The batch-level cut-off these samples were gated with lies outside the '
