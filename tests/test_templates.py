@@ -146,6 +146,34 @@ def test_broken_toml(tmp_path):
         validate_template(p)
 
 
+@pytest.mark.parametrize(
+    ("document", "what", "apply"),
+    [
+        (
+            '<gating:Gating-ML xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating"/>',
+            "a GatingML 2.0 document",
+            "nk.gating.apply_gatingml",
+        ),
+        (
+            '<Workspace version="20.0" flowJoVersion="10.8.1"/>',
+            "a FlowJo 10 workspace",
+            "nk.gating.apply_flowjo_workspace",
+        ),
+    ],
+    ids=["gatingml", "flowjo10"],
+)
+def test_a_gating_document_is_not_read_as_toml(tmp_path, document, what, apply):
+    # `nkflow run --template gating.wsp` said "not valid TOML: Invalid statement"
+    path = tmp_path / "gates.xml"
+    path.write_text(document)
+    with pytest.raises(GatingTemplateError) as err:
+        load_template(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {what}, not an nkflow template")
+    assert f"`nkflow gate FILES --template {path}`" in message and apply in message
+    assert "not valid TOML" not in message
+
+
 def test_deep_template_hierarchy_is_checked_without_recursion(tmp_path) -> None:
     """A 2,000-deep chain of gates validates (no RecursionError); a cycle is still named."""
     from nkflow.gating.template import validate_template

@@ -86,6 +86,7 @@ from .template_spec import (
     Template,
     shared_cut_conflicts,
 )
+from .xml_kind import refuse_gating_document
 
 __all__ = [
     "DimSpec",
@@ -551,6 +552,7 @@ def load_template(name_or_path: str | Path | Template) -> Template:
     if isinstance(name_or_path, Template):
         return name_or_path
     path = _resolve_path(name_or_path)
+    refuse_gating_document(path)
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)

@@ -15,7 +15,13 @@ from typing import Any
 
 from ..exceptions import GatingTemplateError
 
-__all__ = ["XmlKind", "template_format", "unsupported_document", "xml_kind"]
+__all__ = [
+    "XmlKind",
+    "refuse_gating_document",
+    "template_format",
+    "unsupported_document",
+    "xml_kind",
+]
 
 #: What the analyst can do with a document nkflow cannot apply (any interface: CLI, API).
 _REMEDY = (
@@ -137,3 +143,35 @@ def template_format(template: str | Path) -> str:
     if kind.kind == "flowjo10":
         return "workspace"
     raise unsupported_document(path, kind)
+
+
+def refuse_gating_document(path: str | Path) -> None:
+    """Refuse a GatingML file or FlowJo workspace where an nkflow template is needed.
+
+    A run's template carries rules (density valleys, FMO cut-offs, the AREG read-out) that
+    a document of fixed gates does not: such a document is applied on its own instead.
+
+    Parameters
+    ----------
+    path
+        The file given as a template.
+
+    Raises
+    ------
+    GatingTemplateError
+        ``path`` is an XML gating document, named with what to do with it.
+    """
+    kind = template_format(path)
+    if kind == "template":
+        return
+    what, apply = (
+        ("a GatingML 2.0 document", "apply_gatingml")
+        if kind == "gatingml"
+        else ("a FlowJo 10 workspace", "apply_flowjo_workspace")
+    )
+    raise GatingTemplateError(
+        f"{path}: {what}, not an nkflow template (TOML). A run gates with a template's rules "
+        "(density valleys, FMO cut-offs, the AREG read-out), which fixed gates do not carry: "
+        f"apply this file with `nkflow gate FILES --template {path}` (population counts and "
+        f"per-event membership) or nk.gating.{apply}, or give an nkflow template to run"
+    )
