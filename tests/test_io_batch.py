@@ -251,6 +251,23 @@ def test_fcs_files_beside_the_sheets_that_it_does_not_list_are_named(batch_dir: 
     assert unlisted_files_summary(nio.read_batch(batch_dir).metadata) == ""  # a folder run
 
 
+def test_a_sheet_of_symlinks_is_read_in_its_own_folder(batch_dir: Path, tmp_path: Path) -> None:
+    """Links to files of a shared folder: the plan named the 2 other files there as left
+    out of this sheet, and failures printed the links' targets."""
+    from nkflow.io.folder import unlisted_files_summary
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("donor1_liver.fcs", "donor2_liver.fcs"):
+        (mine / name).symlink_to(batch_dir / name)
+    rows = ["donor1_liver.fcs,s1,D1,liver,,,,,", "donor2_liver.fcs,s2,D2,liver,,,,,"]
+    meta = nio.read_metadata(_sheet(mine, rows))
+    assert list(meta["path"]) == [str(mine / "donor1_liver.fcs"), str(mine / "donor2_liver.fcs")]
+    assert unlisted_files_summary(meta) == ""
+    folder_run = nio.read_batch(mine).metadata
+    assert set(folder_run["path"]) == set(meta["path"])
+
+
 def _custom_sheet(folder: Path, header: str, rows: list[str]) -> Path:
     path = folder / "custom.csv"
     path.write_text("\n".join([header, *rows]) + "\n")

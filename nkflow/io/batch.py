@@ -15,6 +15,7 @@ the others; :attr:`BatchCheck.problems` lists them, one row per file.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -71,7 +72,7 @@ def _as_metadata(
         if problems:
             raise MetadataError("<DataFrame>", problems)
         if "path" not in table.columns:
-            table["path"] = [str(Path(f).resolve()) for f in table["file"]]
+            table["path"] = [os.path.abspath(f) for f in table["file"]]
         for col in OPTIONAL_COLUMNS:
             if col not in table.columns:
                 table[col] = ""

@@ -8,6 +8,7 @@ and timepoint are left empty: :mod:`nkflow.io.pairing` says what that means for 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,7 +156,7 @@ def metadata_from_files(
     MetadataError
         A path is not a file, or file names are refused (each one listed).
     """
-    files = [Path(p).resolve() for p in paths]
+    files = [Path(os.path.abspath(p)) for p in paths]  # symlinks keep their names
     missing = [f"{escape_text(f)}: no such file" for f in files if not f.is_file()]
     if missing:
         raise MetadataError("<files>", missing)
@@ -179,7 +180,7 @@ def _files_table(
         role, stim = role_from_name(f.stem)
         row = {"file": name, "sample_id": sid}
         row.update({c: "" for c in OPTIONAL_COLUMNS})
-        row.update({"role": role, "stimulation": stim, "path": str(f.resolve())})
+        row.update({"role": role, "stimulation": stim, "path": os.path.abspath(f)})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "path"])
     problems: list[str] = []
@@ -234,11 +235,11 @@ def unlisted_files_summary(meta: pd.DataFrame) -> str:
     source = str(meta.attrs.get("source", "") or "")
     if not source or not Path(source).is_file() or "path" not in meta.columns:
         return ""
-    listed = {Path(str(p)).resolve() for p in meta["path"] if str(p)}
+    listed = {Path(os.path.abspath(str(p))) for p in meta["path"] if str(p)}
     folders = {p.parent for p in listed}
     unlisted = sorted(
         f for d in folders if d.is_dir() for f in d.iterdir()
-        if f.is_file() and f.suffix.lower() in FCS_SUFFIXES and f.resolve() not in listed
+        if f.is_file() and f.suffix.lower() in FCS_SUFFIXES and f not in listed
     )  # fmt: skip
     if not unlisted:
         return ""

@@ -29,6 +29,7 @@ contains a control character (tab, CR, LF, other C0/C1), is refused (OWASP CSV i
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -463,7 +464,7 @@ def read_metadata(path: str | Path, *, neutralise_formulas: bool = False) -> pd.
             paths.append("")
         else:
             full = sheet_path(file_value, base)
-            paths.append(str(full.resolve()))
+            paths.append(os.path.abspath(full))  # a symlink keeps its own name and folder
             if not full.exists():
                 problems.append(f"{where}: file {file_value!r} not found (looked at {full})"
                                 + missing_file_advice(file_value, base))  # fmt: skip
