@@ -688,3 +688,34 @@ def test_resume_keeps_no_figure_or_work_of_a_sample_left_out_of_the_batch(
                           if p.name != f"gating_{gone}.svg")  # fmt: skip
     before = {p.name for p in (tiny_run.out_dir / "work").iterdir()}
     assert {p.name for p in (out / "work").iterdir()} == before - {folder.sample_dir(gone).name}
+
+
+def test_the_pool_pass_leaves_a_files_warnings_to_the_sample_pass(
+    sample_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a worker the pool pass printed a file's read warnings raw, with nkflow's source
+    lines (FCSQuirkWarning of itn_02.fcs); the sample pass reads it again and says them."""
+    import nkflow.pipeline.sample as sample_module
+    from nkflow.config import RunConfig, replace_values
+    from nkflow.exceptions import FCSQuirkWarning
+    from nkflow.pipeline.sample import SampleTask, pool_sample, process_sample
+
+    real = sample_module.read_fcs
+
+    def read_with_a_quirk(*args, **kwargs):
+        warnings.warn("a quirk of this file", FCSQuirkWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sample_module, "read_fcs", read_with_a_quirk)
+    path = sorted((sample_data / "human").glob("*_liver_pre_unstim.fcs"))[0]
+    cfg = replace_values(RunConfig(), {"gating.bootstrap": 0})
+    row = {"tissue": "liver", "species": "human"}
+    task = SampleTask("s", str(path), row, cfg, "human_tissue", figures=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pooled = pool_sample(task)
+    assert pooled["contributions"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = process_sample(task)
+    assert "a quirk of this file" in " ".join(map(str, summary["warnings"]))

@@ -303,7 +303,11 @@ def pool_sample(task: SampleTask) -> dict[str, Any]:
     from ..gating.apply import applied_template
     from ..gating.pooled import pool_contribution
 
-    adata, outcome = _load(task)
+    with warnings.catch_warnings():
+        # the sample pass reads the file again and says its warnings with the tube's
+        # status; here, in a worker, they were printed raw, with nkflow's source lines
+        warnings.simplefilter("ignore")
+        adata, outcome = _load(task)
     tpl = applied_template(task.template, adata).template
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
