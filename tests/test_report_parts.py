@@ -244,8 +244,18 @@ def _thresholds(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
         ),
         (
             [("", "liver", "H1", "fmo p99.5"), ("", "blood", "H1", "valley (batch pool)")],
-            "2 threshold(s) from FMO controls and the batch pool were set once per tissue and "
-            "batch (blood/H1, liver/H1).",
+            "1 threshold(s) from FMO controls were set once per tissue and batch (liver/H1); "
+            "1 threshold(s) from the batch pool were set once per batch, from the events of all "
+            "its tissues pooled (H1: blood).",
+        ),
+        (  # the pool's one valley is written once per tissue: it was read as per tissue
+            [
+                ("", "blood", "FA", "valley (batch pool)"),
+                ("", "liver", "FA", "valley (batch pool)"),
+                ("", "lung", "FA", "valley (batch pool)"),
+            ],
+            "In this batch 1 threshold(s) from the batch pool were set once per batch, from the "
+            "events of all its tissues pooled (FA: blood, liver, lung).",
         ),
         (
             [("", "", "B2", "fmo p99.5"), ("", "", "B1", "fmo p99.5")],

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -348,20 +348,49 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
                        "unstimulated partner")  # fmt: skip
     if shared.empty:
         return f"In this batch no FMO control or batch pool set a threshold: all {per_sample}. "
-    rules = shared["rule"].astype(str) if "rule" in shared.columns else pd.Series(dtype=str)
-    origins = [name for name, hit in (
-        ("FMO controls", rules.str.startswith("fmo").any()),
-        ("the batch pool", rules.str.contains("batch pool").any()),
-        ("manual overrides", (rules == "manual").any()),
-    ) if hit] or ["batch-level rules"]  # fmt: skip
-    cols = [c for c in ("tissue", "batch") if (shared.get(c, pd.Series(dtype=str)) != "").any()]
-    if cols:
-        groups = sorted({"/".join(str(r[c]) for c in cols) for r in shared.to_dict("records")})
-        where = f"once per {' and '.join(cols)} ({', '.join(groups)})"
-    else:
-        where = "once for the whole run (the sheet gives no tissue or batch)"
-    text = f"In this batch {len(shared)} threshold(s) from {' and '.join(origins)} were set {where}"
+    rules = shared.get("rule", pd.Series("", shared.index)).astype(str)
+    pool = rules.str.contains("batch pool")
+    parts = []
+    if (~pool).any():
+        fixed = shared[~pool]
+        origin = "FMO controls" if rules[~pool].str.startswith("fmo").any() else "batch-level rules"
+        where = _where_set(fixed, ("tissue", "batch"))
+        parts.append(f"{len(fixed)} threshold(s) from {origin} were set {where}")
+    if pool.any():
+        parts.append(_pool_scope(shared[pool]))
+    text = "In this batch " + "; ".join(parts)
     return text + (f"; {per_sample}. " if listed.any() else ". ")
+
+
+def _where_set(rows: pd.DataFrame, columns: Sequence[str]) -> str:
+    """``"once per tissue and batch (blood/H1, liver/H1)"`` for batch-level rows."""
+    cols = [c for c in columns if (rows.get(c, pd.Series(dtype=str)) != "").any()]
+    if not cols:
+        return "once for the whole run (the sheet gives no tissue or batch)"
+    groups = sorted({"/".join(str(r[c]) for c in cols) for r in rows.to_dict("records")})
+    return f"once per {' and '.join(cols)} ({', '.join(groups)})"
+
+
+def _pool_scope(rows: pd.DataFrame) -> str:
+    """The batch pool's thresholds: one valley per batch over all its tissues' events.
+
+    The pool writes its cut-off once per tissue of the batch (the engine looks thresholds
+    up by tissue and batch), so its rows are counted per batch, gate and marker.
+    """
+    keys = [c for c in ("batch", "gate", "marker") if c in rows.columns]
+    n = len(rows.drop_duplicates(keys)) if keys else len(rows)
+    tissues: dict[str, set[str]] = {}
+    for r in rows.to_dict("records"):
+        tissues.setdefault(str(r.get("batch", "")), set()).add(str(r.get("tissue", "")))
+    named = [
+        f"{batch}: {', '.join(sorted(t for t in ts if t))}" if any(ts) else batch
+        for batch, ts in sorted(tissues.items())
+        if batch or any(ts)
+    ]
+    return (
+        f"{n} threshold(s) from the batch pool were set once per batch, from the events of all "
+        "its tissues pooled" + (f" ({'; '.join(named)})" if named else "")
+    )
 
 
 def _manual_sentence(thresholds: pd.DataFrame | None, provenance: Mapping[str, Any]) -> str:
