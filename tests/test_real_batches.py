@@ -148,6 +148,36 @@ def test_a_mass_cytometry_file_in_a_flow_batch_fails_alone(
     assert len(res.clustering.markers) > 5
 
 
+def test_files_without_marker_names_do_not_outvote_the_files_that_have_them(
+    external: Path, tmp_path: Path
+) -> None:
+    """Three vendor flow files without a marker name and two CyTOF files: the CyTOF files
+    were refused as "mass cytometry data in a batch of flow cytometry files (3 of 5)",
+    although the flow files could never be gated, and the batch stopped."""
+    from nkflow.io import check_batch
+
+    vendor = external / "fcsparser" / "fcsparser" / "tests" / "data" / "FlowCytometers"
+    flow = [
+        vendor / "Fortessa" / "FCS_3.0_Fortessa_PBS_Specimen_001_A1_A01.fcs",
+        vendor / "FACSCaliburHTS" / "Sample_Well_A02.fcs",
+        vendor / "MiltenyiBiotec" / "FCS3.0" / "FCS3.0_Custom_Compatible.fcs",
+    ]
+    cytof = sorted((external / CYTOF["cytonorm"]).glob("*.fcs"))[:2]
+    if len(cytof) < 2 or not all(f.is_file() for f in flow):
+        pytest.skip("vendor or CytoNorm files not available (../shared/external)")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for f in [*flow, *cytof]:
+        shutil.copy(f, folder / f.name)
+    check = check_batch(folder, raise_on_error=False)
+    refused = check.problems[check.problems["reason"].str.contains("in a batch of")]
+    assert set(refused["sample_id"]) == {f.stem for f in flow}
+    assert (
+        "flow cytometry data in a batch of mass cytometry files (2 of 2 with marker names)"
+        in (refused["reason"].iloc[0])
+    )
+
+
 def test_two_cytof_panels_in_one_batch_each_get_their_hierarchy(
     external: Path, tmp_path: Path, fast_config
 ) -> None:

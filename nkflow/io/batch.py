@@ -419,7 +419,8 @@ def check_batch(
         if tech.refused:
             _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", tech.refused, "")
     mass = {sid: techs[sid].kind == "mass_cytometry" for sid in metas}
-    for sid, text in other_technology(mass).items():
+    named = {sid for sid in metas if any(markers[sid])}  # files a template could gate
+    for sid, text in other_technology(mass, named).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())

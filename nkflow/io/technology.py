@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -491,7 +491,9 @@ def technology_of(adata: Any) -> Technology:
     )
 
 
-def other_technology(mass: Mapping[str, bool]) -> dict[str, str]:
+def other_technology(
+    mass: Mapping[str, bool], voters: Collection[str] | None = None
+) -> dict[str, str]:
     """Files of another technology than most of a batch (mass vs flow cytometry), and why.
 
     Flow and mass cytometry data take different transforms, gates and FMO cut-offs, and
@@ -502,22 +504,31 @@ def other_technology(mass: Mapping[str, bool]) -> dict[str, str]:
     ----------
     mass
         ``sample_id -> whether the file holds mass cytometry data``, in sheet order.
+    voters
+        The files whose technology decides the batch's (all when None or when none of
+        them is in ``mass``): files without a single marker name cannot be gated, and
+        nine such vendor files outvoted the two CyTOF files of a batch that could be.
 
     Returns
     -------
     dict
         ``sample_id -> reason`` for each file of the minority technology.
     """
-    n_mass = sum(mass.values())
-    main = n_mass > len(mass) - n_mass or (
-        2 * n_mass == len(mass) and bool(mass) and next(iter(mass.values()))
+    voting = {s: m for s, m in mass.items() if voters is None or s in voters} or dict(mass)
+    n_mass = sum(voting.values())
+    main = n_mass > len(voting) - n_mass or (
+        2 * n_mass == len(voting) and bool(voting) and next(iter(voting.values()))
     )
     word = {True: "mass cytometry", False: "flow cytometry"}
-    count = n_mass if main else len(mass) - n_mass
+    count = n_mass if main else len(voting) - n_mass
+    of = f"{count} of {len(voting)}"
+    if len(voting) < len(mass):
+        of += " with marker names"
+    unnamed = "; it has no marker names either: label its channels or give a panel file"
     return {
-        sid: f"{word[is_mass]} data in a batch of {word[main]} files ({count} of {len(mass)}): "
+        sid: f"{word[is_mass]} data in a batch of {word[main]} files ({of}): "
         "transforms, gates, FMO cut-offs and clusters are not shared between them; run it "
-        "as a batch of its own"
+        "as a batch of its own" + ("" if sid in voting else unnamed)
         for sid, is_mass in mass.items()
         if is_mass != main
     }
