@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXTERNAL
 
 from nkflow import io, pp
 from nkflow.gating import gate, resolve_template
 from nkflow.gating.pooled import batch_pool_thresholds, pool_contribution
 
-HERE = Path(__file__).resolve().parent
-FLOWATLAS = HERE.parent.parent / "shared" / "external" / "flowatlas" / "data"
+FLOWATLAS = EXTERNAL / "flowatlas" / "data"
 #: 423C's labels by detector; 412C shares the detector set (module docstring)
 PANEL_423C = {"FJComp-355 379_28-A": "CD3", "FJComp-355 560_40-A": "CD8",
               "FJComp-355 740_35-A": "CD69", "FJComp-355 820_60-A": "CD4",
