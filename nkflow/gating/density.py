@@ -201,6 +201,15 @@ def reflected_from_density(
     populations' equal-density point, the boundary a valley approximates when both have
     a peak. No constant is involved beyond the peak the mirror rule would take.
 
+    Parameters
+    ----------
+    dens
+        The smoothed density (:func:`smoothed`).
+    centers
+        Its bin centres.
+    peak
+        The bin of the positive peak (:func:`mirror_peak`).
+
     Returns
     -------
     float or None
