@@ -8,16 +8,13 @@ zeros included, and NaN where it gives NaN (a core with no values).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXTERNAL
 
 from nkflow.gating.redraws import median_band_redraws
 from nkflow.gating.scatter import singlet_band, singlet_polygon
-
-HERE = Path(__file__).resolve().parent
-EXTERNAL = HERE.parent.parent / "shared" / "external"
 
 
 def _reference(sub: np.ndarray, draws: list[np.ndarray], k_low: float, k_high: float):

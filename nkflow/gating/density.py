@@ -27,6 +27,8 @@ __all__ = [
     "grid_quantiles",
     "histogram_grid",
     "mirror_from_density",
+    "mirror_peak",
+    "reflected_from_density",
     "smoothed",
     "valley_from_density",
 ]
@@ -152,7 +154,7 @@ def mirror_from_density(
     """
     total = counts.sum()
     if redraw is None:
-        rough = _outer_peak(local_maxima(np.r_[0.0, dens, 0.0]), dens, unimodal)
+        rough = mirror_peak(dens, unimodal)
         mode_i = _refined(smoothed(counts, 3.0 * sigma_bins), rough, sigma_bins)
     else:
         mode_i = redraw.mirror_mode(unimodal)
@@ -174,6 +176,51 @@ def mirror_from_density(
     if sigma <= 0 or not np.isfinite(sigma):
         sigma = float(centers[1] - centers[0]) if total else 1.0
     return float(mode + z * sigma) if unimodal == "negative" else float(mode - z * sigma)
+
+
+def mirror_peak(dens: NDArray[np.float64], unimodal: str = "negative") -> int:
+    """The bin of the peak the mirror rule takes for the ``unimodal`` population.
+
+    The lowest (``negative``) or highest (``positive``) peak of ``dens`` with at least 10 %
+    of the top height and 5 % of it in prominence (the density padded with a zero bin on
+    each side, so an edge bin can be that peak), before any refinement.
+    """
+    return _outer_peak(local_maxima(np.r_[0.0, dens, 0.0]), dens, unimodal)
+
+
+def reflected_from_density(
+    dens: NDArray[np.float64], centers: NDArray[np.float64], peak: int
+) -> float | None:
+    """Cut below a positive peak: where the events under it become mostly negatives.
+
+    The peak at bin ``peak`` is taken as the positive population, symmetric about its
+    mode: below the mode its density is its upper half reflected,
+    ``P(x) = dens(2 mode - x)``. What the data hold beyond that, ``dens - P``, is the
+    negative population below it. The cut is the highest bin below the mode where the
+    negatives make at least half the density (``dens >= 2 P``): the two estimated
+    populations' equal-density point, the boundary a valley approximates when both have
+    a peak. No constant is involved beyond the peak the mirror rule would take.
+
+    Parameters
+    ----------
+    dens
+        The smoothed density (:func:`smoothed`).
+    centers
+        Its bin centres.
+    peak
+        The bin of the positive peak (:func:`mirror_peak`).
+
+    Returns
+    -------
+    float or None
+        The cut-off, or None when no bin below the peak qualifies (a peak at the grid's
+        first bin).
+    """
+    below = np.arange(peak - 1, -1, -1)
+    mirror = 2 * peak - below
+    reflected = np.where(mirror < dens.size, dens[np.minimum(mirror, dens.size - 1)], 0.0)
+    found = np.flatnonzero(dens[below] >= 2.0 * reflected)
+    return float(centers[below[found[0]]]) if found.size else None
 
 
 def _outer_peak(padded: Peaks, dens: NDArray[np.float64], unimodal: str) -> int:
@@ -367,3 +414,7 @@ class Redraw:
     def mirror_mode(self, unimodal: str) -> int:
         """The mirror rule's mode bin: its outer peak refined on the 3x wider smoothing."""
         return self._chunk.mirror_mode(self._i, unimodal)
+
+    def mirror_peak(self, unimodal: str) -> int:
+        """The mirror rule's outer peak before refinement (:func:`mirror_peak`)."""
+        return self._chunk._rough(self._i, unimodal)

@@ -433,6 +433,7 @@ def _run(
                 fallback_percentile=p,
                 n_boot=n_boot,
                 random_state=seed(),
+                positive_above=th.value,  # a main peak above the batch cut is positive
             )
             flag, note = disagreement((v, lo, hi, used), th.value, vals, side=dim.side)
         if flag:

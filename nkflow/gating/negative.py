@@ -31,7 +31,12 @@ evidence used is recorded in the thresholds table (``evidence`` column):
 
 A sample whose own valley lies outside the batch threshold's reach (the batch value outside
 the bootstrap CI of the sample's valley) is flagged (``disagrees``) with both values in
-``note``.
+``note``. A sample without a valley whose main peak lies above the batch threshold has a
+dominant positive population: its own cut-off is then the point below that peak where the
+events become mostly negatives (``reflected positive``,
+:func:`nkflow.gating.density.reflected_from_density`), compared the same way; without a
+batch threshold nothing tells such a peak from a negative one (its mirror cut-off is
+refused when its events refute it, :mod:`nkflow.gating.mirror_check`).
 """
 
 from __future__ import annotations
@@ -162,6 +167,12 @@ def reference_threshold(
 #: the same valley changed 390C liver's CD69+ by 0.5 point (67.6 % against 67.1 %).
 MIN_DISAGREEMENT_PP = 1.0
 
+#: The sample's own rules a batch cut-off is compared with, and how the note names them.
+_OWN_CUTS = {
+    "valley": "own valley",
+    "reflected positive": "own cut below its dominant positive peak (reflected positive)",
+}
+
 
 def disagreement(
     own: tuple[float, float, float, str],
@@ -175,7 +186,8 @@ def disagreement(
     Parameters
     ----------
     own
-        ``(value, ci_low, ci_high, rule_used)`` of the sample's own density rule.
+        ``(value, ci_low, ci_high, rule_used)`` of the sample's own density rule (a
+        ``valley`` or a ``reflected positive`` cut-off is compared; a mirror is not).
     batch_value
         The batch threshold applied to the sample.
     values
@@ -188,8 +200,9 @@ def disagreement(
     Returns
     -------
     (flag, note)
-        ``flag`` only when the sample has a valley of its own with a finite CI that does
-        not contain the batch value (and, given ``values``, the two cut-offs' % positive
+        ``flag`` only when the sample has a cut-off of its own (a valley, or a dominant
+        positive peak's reflected cut-off) with a finite CI that does not contain the
+        batch value (and, given ``values``, the two cut-offs' % positive
         differ by at least :data:`MIN_DISAGREEMENT_PP`); ``note`` states the sample's own
         value either way.
     """
@@ -206,9 +219,10 @@ def disagreement(
             moved = abs(own_pct - batch_pct)
             what = "positive" if above else "in gate (below the cut)"
             shares = f"; {own_pct:.1f} % {what} at its own cut, {batch_pct:.1f} % at the batch's"
-    if used != "valley":
+    if used not in _OWN_CUTS:
         return False, f"own density has no valley (own rule: {used} at {value:.4g}){shares}"
+    own_name = _OWN_CUTS[used]
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return False, f"own valley {value:.4g} (no CI: bootstrap off){shares}"
+        return False, f"{own_name} {value:.4g} (no CI: bootstrap off){shares}"
     flag = not (lo <= batch_value <= hi) and moved >= MIN_DISAGREEMENT_PP
-    return flag, f"own valley {value:.4g} [{lo:.4g}, {hi:.4g}]{shares}"
+    return flag, f"{own_name} {value:.4g} [{lo:.4g}, {hi:.4g}]{shares}"

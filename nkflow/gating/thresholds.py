@@ -10,6 +10,9 @@ Rules
     is taken as the negative (``unimodal="negative"``) or the positive
     (``unimodal="positive"``) population and the threshold sits ``z`` robust standard
     deviations beyond its mode, measured on the side away from the other population.
+    Given a cut-off known to lie above the negatives (``positive_above``: the batch
+    pool's), a main peak above it is a positive one, and the threshold is the point below
+    it where the events become mostly negatives (``reflected positive``, below).
 ``gmm``
     Where the posteriors of a two-component 1-D Gaussian mixture are equal (between the two
     means). Less biased than the valley when one population is small and the two overlap
@@ -24,6 +27,13 @@ Rules
     A plain quantile of the parent (``percentile``).
 ``fixed``
     A literal ``value``.
+``reflected positive``
+    Only with ``positive_above`` and no valley: the mirror rule's peak lies above that
+    cut-off, so it is the positive population (in tissue, CD69+ cells can outnumber the
+    negatives fifty to one, leaving the negatives no peak of their own). The peak is taken
+    as symmetric about its mode; what lies below it beyond its reflected upper half is the
+    negative population, and the threshold is where that makes half the density
+    (:func:`nkflow.gating.density.reflected_from_density`).
 
 Confidence intervals: the density rules (valley, gmm, mirror) take ``n_boot`` bootstrap
 resamples (``random_state`` seeds a local generator); they are computed on a fine histogram,
@@ -56,6 +66,8 @@ from .density import (
     grid_quantiles,
     histogram_grid,
     mirror_from_density,
+    mirror_peak,
+    reflected_from_density,
     smoothed,
     valley_from_density,
 )
@@ -200,6 +212,7 @@ def density_fit(
     n_boot: int = 200,
     random_state: int | np.random.Generator | None = 0,
     confidence: float = 0.95,
+    positive_above: float | None = None,
 ) -> RuleFit:
     """The ``valley``, ``gmm`` or ``mirror`` threshold now, its bootstrap interval deferred.
 
@@ -220,6 +233,10 @@ def density_fit(
         ignores ``min_prominence`` and ``between``).
     n_boot, random_state, confidence
         Resamples (0: no interval), their seed and the interval's coverage.
+    positive_above
+        A cut-off known to lie above the negative population (the batch pool's valley),
+        or None. With ``unimodal="negative"`` and no valley, a mirror peak above it is
+        taken as the positive population (``reflected positive``, module docstring).
 
     Returns
     -------
@@ -233,6 +250,9 @@ def density_fit(
         raise GatingError(f"{rule} threshold needs at least 10 events, got {v.size}")
     if unimodal not in ("negative", "positive"):
         raise GatingError(f"unimodal = {unimodal!r}; valid: negative, positive")
+    # a cut-off above the negatives can tell a positive main peak only to a rule that
+    # would otherwise take it for the negatives
+    reference = positive_above if rule != "mirror" and unimodal == "negative" else None
     n0 = _zero_spike(v) if unimodal == "negative" else 0
     if n0:  # zero-inflated (mass cytometry): see nkflow.gating.censored
         v = v[v > v.min()]
@@ -254,6 +274,12 @@ def density_fit(
         for t, name in cuts:
             if t is not None and (not n0 or above_negatives(t, c, centers, n0, z)):
                 return t, name
+        if reference is not None and not n0:
+            peak = mirror_peak(dens) if redraw is None else redraw.mirror_peak("negative")
+            if centers[peak] > reference:  # the batch says the main peak is positive
+                t = reflected_from_density(dens, centers, peak)
+                if t is not None:
+                    return t, "reflected positive"
         if n0:
             return _censored_mirror(c, centers, n0, z), "mirror (zero-inflated)"
         return mirror_from_density(c, dens, centers, z, unimodal, sig, redraw), "mirror"
@@ -283,6 +309,7 @@ def valley_threshold(
     random_state: int | np.random.Generator | None = 0,
     confidence: float = 0.95,
     between: str = "top2",
+    positive_above: float | None = None,
 ) -> tuple[float, float, float, str, int]:
     """Density valley between the two most prominent peaks, with a bootstrap CI.
 
@@ -310,11 +337,16 @@ def valley_threshold(
         next one (a negative, a dim and a bright peak: cut negative from dim);
         ``"below_main"``: the highest peak and the most prominent peak left of it (debris
         below cells).
+    positive_above
+        A cut-off known to lie above the negatives (the batch pool's), or None: without a
+        valley, a main peak above it is positive and the cut is ``reflected positive``
+        (module docstring) instead of its mirror.
 
     Returns
     -------
     value, ci_low, ci_high, rule_used, n_events
-        ``rule_used`` is ``"valley"`` or ``"mirror"`` (unimodal fallback).
+        ``rule_used`` is ``"valley"``, ``"reflected positive"`` or ``"mirror"`` (unimodal
+        fallback).
 
     Raises
     ------
@@ -332,6 +364,7 @@ def valley_threshold(
         n_boot=n_boot,
         random_state=random_state,
         confidence=confidence,
+        positive_above=positive_above,
     ).resolved()
 
 
