@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import EXTERNAL
 
 from nkflow import io, pp
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating import gate, panel_technology, resolve_template
 
-HERE = Path(__file__).resolve().parent
-EXTERNAL = HERE.parent.parent / "shared" / "external"
 CYTONORM = sorted((EXTERNAL / "cytonorm" / "inst" / "extdata").glob("*.fcs"))
 SUPERCELL = sorted((EXTERNAL / "supercellcyto" / "inst" / "extdata").glob("*.fcs"))
 FLOWATLAS = sorted((EXTERNAL / "flowatlas").rglob("*.fcs"))
