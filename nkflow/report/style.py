@@ -110,7 +110,7 @@ figure[id],.ggroup,ul.groups{scroll-margin-top:72px}
 figure:target{outline:3px solid var(--accent);outline-offset:2px}
 ul.groups{display:flex;flex-wrap:wrap;gap:4px 22px;list-style:none;margin:6px 0 10px;
 padding:8px 12px;border:1px solid var(--line);border-radius:6px;font-size:13px;color:var(--muted)}
-ul.groups a{font-weight:600}
+ul.groups a,.ggroup a.up{color:var(--accent);text-decoration:none}ul.groups a{font-weight:600}
 .ggroup>h4{font-size:16px;margin:22px 0 6px;padding-bottom:4px;border-bottom:2px solid var(--line)}
 .ggroup .count{font-size:13px;font-weight:400;color:var(--muted);margin-left:6px}
 .ggroup a.up{float:right;font-size:12px;font-weight:400}
