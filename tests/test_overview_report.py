@@ -238,6 +238,20 @@ def test_gating_plots_are_grouped_by_tissue_then_donor_and_timepoint() -> None:
     assert [g.anchor for g in groups] == ["plots-liver", "plots-blood", "plots-Controls"]
 
 
+def test_a_tissue_named_like_a_group_and_a_tube_of_no_tissue_keep_their_own_groups() -> None:
+    meta = pd.DataFrame(
+        {"sample_id": ["x", "y", "c"], "tissue": ["Controls", "", "blood"],
+         "role": ["stim", "stim", "fmo:CD69"]}
+    )  # fmt: skip
+    items = [FigureItem(f"gating_{s}", "gating", s, SVG) for s in ("c", "y", "x")]
+    groups = gating_groups(items, meta)
+    assert [(g.title, g.anchor, [i.caption for i in g.items]) for g in groups] == [
+        ("Controls", "plots-Controls", ["x"]),  # the tissue
+        ("(tissue not given)", "plots-tissue-not-given", ["y"]),
+        ("Controls", "plots-Controls-2", ["c"]),  # the control tubes
+    ]
+
+
 @pytest.mark.parametrize(
     ("role", "control"),
     [("stim", False), ("unstim", False), ("sample", False), ("", False), (float("nan"), False),

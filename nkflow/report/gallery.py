@@ -256,10 +256,15 @@ def gating_groups(
     def cell(sid: str, col: str) -> str:
         return _text(meta.at[sid, col]) if sid in meta.index and col in meta.columns else ""
 
-    def group_of(sid: str) -> str:
-        if is_control_role(cell(sid, "role") or roles.get(sid, "")):
-            return CONTROLS
-        return cell(sid, "tissue") or _NO_TISSUE
+    def role_of(sid: str) -> str:
+        return cell(sid, "role") or roles.get(sid, "")
+
+    # (kind, tissue): a tissue's samples, samples of no tissue, then the controls (a
+    # tissue named like a group's title is still a tissue)
+    def group_of(sid: str) -> tuple[int, str]:
+        if is_control_role(role_of(sid)):
+            return (2, "")
+        return (0, cell(sid, "tissue")) if cell(sid, "tissue") else (1, "")
 
     tissue_rank = _ranks(meta, "tissue")
     donor_rank = _ranks(meta, "donor")
@@ -269,30 +274,29 @@ def gating_groups(
     def order(item: FigureItem) -> tuple[int, int, int]:
         sid = item.caption
         # controls: by tissue first (their group mixes the tissues)
-        tissue = tissue_rank.get(cell(sid, "tissue"), last) if group_of(sid) == CONTROLS else 0
+        tissue = tissue_rank.get(cell(sid, "tissue"), last) if group_of(sid)[0] == 2 else 0
         return (tissue, donor_rank.get(cell(sid, "donor"), last),
                 time_rank.get(cell(sid, "timepoint"), last))  # fmt: skip
 
-    members: dict[str, list[str]] = {}
+    members: dict[tuple[int, str], list[str]] = {}
     for sid in dict.fromkeys([*states, *(item.caption for item in items)]):
         members.setdefault(group_of(sid), []).append(sid)
-    titles = sorted(
-        members, key=lambda g: (g == CONTROLS, g == _NO_TISSUE, tissue_rank.get(g, last))
-    )
+    keys = sorted(members, key=lambda k: (k[0], tissue_rank.get(k[1], last)))
+    titles = [tissue or (_NO_TISSUE, CONTROLS)[kind - 1] for kind, tissue in keys]
     plotted = {item.caption for item in items}
     groups = []
-    for title, anchor in zip(titles, _unique_ids(titles, GROUPS_ID), strict=True):
-        shown = sorted((item for item in items if group_of(item.caption) == title), key=order)
-        failed = tuple((s, states[s]) for s in members[title] if states.get(s) in _FAILED)
-        rest = [s for s in members[title] if s not in plotted and states.get(s) not in _FAILED]
-        why = ["FMO" if cell(s, "role").lower().startswith("fmo:") and states[s] == "ok"
+    for key, title, anchor in zip(keys, titles, _unique_ids(titles, GROUPS_ID), strict=True):
+        shown = sorted((item for item in items if group_of(item.caption) == key), key=order)
+        failed = tuple((s, states[s]) for s in members[key] if states.get(s) in _FAILED)
+        rest = [s for s in members[key] if s not in plotted and states.get(s) not in _FAILED]
+        why = ["FMO" if role_of(s).lower().startswith("fmo:") and states[s] == "ok"
                else states[s] for s in rest]  # fmt: skip
         groups.append(
             GalleryGroup(
                 title=title,
                 anchor=anchor,
                 items=tuple(shown),
-                tubes=len(members[title]),
+                tubes=len(members[key]),
                 failed=failed,
                 unplotted=tuple(zip(rest, why, strict=True)),
                 flagged=sum(1 for item in shown if flags.get(item.caption)),
