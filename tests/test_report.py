@@ -55,6 +55,7 @@ ALLOWED_TAGS = {
     "h1",
     "h2",
     "h3",
+    "h4",  # a tissue group of the gating plots
     "p",
     "nav",
     "a",
@@ -78,6 +79,7 @@ ALLOWED_TAGS = {
     "img",
     "figcaption",
     "br",
+    "span",  # a group's tube counts; a flag under a plot
     "pre",
     "footer",
     "details",

@@ -145,3 +145,64 @@ def test_every_image_renders_and_no_script_runs(report, tmp_path):
     assert zoom["w"] >= 0.95 * zoom["vw"] and zoom["h"] >= 0.95 * zoom["vh"]
     assert zoom["before"] < 0.5 * zoom["vw"]
     assert console_lines(res.stderr) == [], console_lines(res.stderr)
+
+
+_LINK_ID = "nkflow-link-check"
+# Runs after load inside a COPY of the report: follows a sample link of the batch overview
+# to a plot in the last tissue group (mode "click"), or lets the page open at the plot's
+# fragment (mode "url"), then records where the plot is and what is drawn over it.
+_LINK_SCRIPT = f"""<script>
+window.addEventListener('load', () => {{
+  const groups = Array.from(document.querySelectorAll('.ggroup')).filter(
+    g => g.querySelector('figure'));
+  const last = groups[groups.length - 1];
+  let id = location.hash.slice(1);
+  if (!id) {{
+    const link = Array.from(document.querySelectorAll('#overview a[href^="#gating-"]')).find(
+      a => last.contains(document.getElementById(a.getAttribute('href').slice(1))));
+    id = link.getAttribute('href').slice(1);
+    link.click();
+  }}
+  setTimeout(() => {{
+    const fig = document.getElementById(id);
+    const r = fig.getBoundingClientRect();
+    const navBottom = document.querySelector('nav.toc').getBoundingClientRect().bottom;
+    const hit = document.elementFromPoint(r.left + r.width / 2, Math.max(r.top, navBottom) + 20);
+    const pre = document.createElement('pre');
+    pre.id = '{_LINK_ID}';
+    const target = (document.querySelector(':target') || {{}}).id;
+    pre.textContent = JSON.stringify({{id: id, target: target, group: fig.closest('.ggroup').id,
+      last: last.id, groups: groups.length,
+      top: r.top, bottom: r.bottom, navBottom: navBottom, vh: innerHeight, scrollY: scrollY,
+      covered: !fig.contains(hit), shown: fig.offsetWidth > 0 && fig.offsetHeight > 0,
+      hit: hit && (hit.tagName + '.' + hit.className), left: r.left, width: r.width}});
+    document.body.appendChild(pre);
+  }}, 3000);
+}});
+</script>"""
+
+
+@pytest.mark.parametrize("mode", ["click", "url"])
+def test_a_sample_link_lands_on_its_plot_inside_its_tissue_group(report, tmp_path, mode):
+    text = report.read_text(encoding="utf-8")
+    allowed = CSP.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+    copy = text.replace(html.escape(CSP, quote=True), html.escape(allowed, quote=True), 1)
+    page = tmp_path / "report_links.html"
+    page.write_text(copy.replace("<head>", "<head>" + _LINK_SCRIPT, 1), encoding="utf-8")
+    # the plot of the blood group's last sample (the last group with plots)
+    url = page.as_uri() + ("#gating-D2_blood_post" if mode == "url" else "")
+    # a headless --dump-dom draws no frames, so a smooth scroll would never move: the
+    # report scrolls smoothly only for readers who do not prefer reduced motion
+    res = chromium("--dump-dom", "--virtual-time-budget=15000", "--window-size=1280,900",
+                   "--force-prefers-reduced-motion", url, user_dir=tmp_path / "ud")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    match = re.search(rf'<pre id="{_LINK_ID}">(.*?)</pre>', res.stdout, re.S)
+    assert match, res.stdout[-2000:]
+    got = json.loads(html.unescape(match.group(1)))
+    assert got["groups"] == 3 and got["group"] == got["last"] == "plots-blood", got
+    assert got["target"] == got["id"] and got["id"].startswith("gating-D2_blood_"), got
+    assert got["shown"] and not got["covered"], got  # laid out, and not under the nav bar
+    # the page scrolled so that the plot's top sits just under the sticky navigation bar
+    assert got["scrollY"] > 0, got
+    assert got["navBottom"] <= got["top"] <= got["navBottom"] + 80, got
+    assert console_lines(res.stderr) == [], console_lines(res.stderr)

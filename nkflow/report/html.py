@@ -21,8 +21,9 @@ from ..io.write import safe_name
 from ..tl.caveats import caveats_for_species
 from .figures import FigureItem, encode_figures, figure_png
 from .findings import findings_section, report_species
-from .gallery import sample_anchors
+from .gallery import gating_gallery, sample_anchors
 from .methods import as_plain_dict, methods_text, provenance_templates, provenance_versions
+from .qc_outliers import removed_fraction, unusual_removal
 from .repair import KEY_CAVEAT, repair_section
 from .sections import (
     clusters_section,
@@ -213,28 +214,35 @@ def _gating_section(
             )
     out.append("<h3>Gating per sample</h3>")
     if figures:
-        captions: dict[str, str] = {}
-        if not is_empty(metadata) and "sample_id" in metadata.columns:
-            meta = metadata.drop_duplicates("sample_id")
-            meta = meta.set_index(meta["sample_id"].astype(str))
-            for item in figures:
-                if item.caption in meta.index:
-                    row = meta.loc[item.caption]
-                    bits = [
-                        str(row[c])
-                        for c in ("tissue", "timepoint", "stimulation")
-                        if c in meta.columns and str(row[c]) not in ("", "nan", "None")
-                    ]
-                    captions[item.name] = " · ".join(bits)
         out.append(
-            '<p class="hint">One sample per row; click a plot to fill the window, click again '
-            "to close.</p>"
+            '<p class="hint">One sample per row, grouped by tissue; click a plot to fill the '
+            "window, click again to close.</p>"
         )
         # one sample per row at full width: the gate grid is legible as shown (click to zoom)
-        out.append(gallery(figures, wide=True, captions=captions, counter=counter, ids=ids))
+        flags = _gating_flags(tables)
+        out.append(gating_gallery(figures, metadata=metadata, counter=counter, ids=ids,
+                                  status=tables.get("status"), flags=flags))  # fmt: skip
     else:
         out.append('<p class="empty">No gating plots were produced.</p>')
     return "".join(out)
+
+
+def _gating_flags(tables: Mapping[str, pd.DataFrame]) -> dict[str, list[str]]:
+    """What to check on a sample's gating plot: unusual QC loss, a threshold off its valley."""
+    flags: dict[str, list[str]] = {}
+    qc = tables.get("qc")
+    if not is_empty(qc) and "sample_id" in qc.columns:
+        unusual = unusual_removal(qc)
+        for sid, frac in zip(qc.loc[unusual, "sample_id"], removed_fraction(qc)[unusual],
+                             strict=True):  # fmt: skip
+            flags.setdefault(str(sid), []).append(f"unusual QC loss: {100 * frac:.1f}% removed")
+    thresholds = tables.get("thresholds")
+    if not is_empty(thresholds) and "sample_id" in thresholds.columns:
+        rows = thresholds[_disagreeing(thresholds)]
+        markers = rows["marker"] if "marker" in rows.columns else rows["sample_id"].map(str)
+        for sid, marker in zip(rows["sample_id"], markers.fillna(""), strict=True):
+            flags.setdefault(str(sid), []).append(f"{marker} threshold off its own valley")
+    return flags
 
 
 def _provenance_section(provenance: Mapping[str, Any], config: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ CSS = """
 --accent:#1f5fa8;--ok:#1e7b45;--okbg:#e3f4ea;--warn:#8a5a00;--warnbg:#fff4d6;
 --bad:#a32121;--badbg:#fde6e6;--skip:#5b6475;--skipbg:#eceef2}
 *{box-sizing:border-box}
-html{scroll-behavior:smooth}
+@media (prefers-reduced-motion:no-preference){html{scroll-behavior:smooth}}
 body{margin:0;background:var(--bg);color:var(--ink);
 font:15px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,"Noto Sans",
 "Liberation Sans",sans-serif}
@@ -104,6 +104,16 @@ figure img{display:block;max-width:100%;height:auto;margin:0 auto}
 figcaption{font-size:13px;color:var(--muted);margin-top:6px;text-align:center;
 word-break:break-word}
 figcaption b{color:var(--ink)}
+.mark{display:inline-block;padding:0 7px;margin:3px 3px 0;border-radius:9px;font-size:12px;
+background:var(--warnbg);color:var(--warn);font-weight:600}
+figure[id],.ggroup,ul.groups{scroll-margin-top:72px}
+figure:target{outline:3px solid var(--accent);outline-offset:2px}
+ul.groups{display:flex;flex-wrap:wrap;gap:4px 22px;list-style:none;margin:6px 0 10px;
+padding:8px 12px;border:1px solid var(--line);border-radius:6px;font-size:13px;color:var(--muted)}
+ul.groups a,.ggroup a.up{color:var(--accent);text-decoration:none}ul.groups a{font-weight:600}
+.ggroup>h4{font-size:16px;margin:22px 0 6px;padding-bottom:4px;border-bottom:2px solid var(--line)}
+.ggroup .count{font-size:13px;font-weight:400;color:var(--muted);margin-left:6px}
+.ggroup a.up{float:right;font-size:12px;font-weight:400}
 label.zoom{display:block;cursor:zoom-in;position:relative}
 label.zoom input{position:absolute;opacity:0;width:1px;height:1px;pointer-events:none}
 label.zoom input:focus-visible+img{outline:3px solid var(--accent)}
