@@ -469,12 +469,14 @@ def clusters_section(
     figures: Sequence[FigureItem],
     counter: list[int],
     skipped: str = "",
+    sizing: Sequence[str] = (),
 ) -> str:
     """Cluster heatmap and abundance (figures), median marker table and abundance table.
 
-    ``skipped``: why the run made no clustering (the provenance's ``clustering_skipped``).
+    ``skipped``: why the run made no clustering (the provenance's ``clustering_skipped``);
+    ``sizing``: the settings the batch's cells did not support (its ``clustering.sizing``).
     """
-    out = []
+    out = [f'<p class="note">Clustering: {esc(note)}.</p>' for note in sizing]
     if figures:
         out.append(gallery(figures, wide=True, counter=counter))
     medians = tables.get("cluster_medians")
@@ -540,9 +542,9 @@ def clusters_section(
             "cells moves by whole cells.</p>"
         )
         out.append(html_table(wide, source="tables/clusters.csv"))
-    if len(out) == 0 and skipped:
+    if len(out) == len(sizing) and skipped:
         out.append(f'<p class="empty">Clustering was skipped: {esc(skipped)}.</p>')
-    elif len(out) == 0:
+    elif len(out) == len(sizing):
         out.append(
             '<p class="empty">Clustering produced no results (switched off, or no '
             "sample reached this step).</p>"
