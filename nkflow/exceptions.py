@@ -16,6 +16,7 @@ from pathlib import Path
 __all__ = [
     "BatchConsistencyError",
     "ChannelNotFoundError",
+    "ClusterSizeWarning",
     "ConfigError",
     "ContextWarning",
     "FCSQuirkWarning",
@@ -241,3 +242,11 @@ class PanelWarning(NkflowWarning):
 
 class ThresholdDriftWarning(NkflowWarning):
     """A threshold moved between batches by more than the configured bound."""
+
+
+class ClusterSizeWarning(NkflowWarning):
+    """A batch's cells support a smaller clustering than asked for.
+
+    The SOM grid or the metacluster count was lowered to what the training cells support
+    (:mod:`nkflow.tl._cluster_size`); the message names both numbers and why.
+    """

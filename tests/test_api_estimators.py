@@ -69,11 +69,11 @@ def test_cluster_takes_a_generator_and_records_the_seed_it_drew() -> None:
     cells than the cap; it now gives one int seed, recorded in params (JSON-able)."""
     rng = np.random.default_rng(1)
     adata = ad.AnnData(
-        rng.normal(size=(300, 2)).astype(np.float32),
+        rng.normal(size=(300, 3)).astype(np.float32),
         obs=pd.DataFrame({"NK": True}, index=[str(i) for i in range(300)]),
-        var=pd.DataFrame(index=["CD56", "CD16"]),
+        var=pd.DataFrame(index=["CD56", "CD16", "NKG2D"]),
     )
-    kwargs = {"markers": ["CD56", "CD16"], "per_sample_cap": 100, "xdim": 2, "ydim": 2}
+    kwargs = {"markers": ["CD56", "CD16", "NKG2D"], "per_sample_cap": 100, "xdim": 2, "ydim": 2}
     kwargs |= {"n_metaclusters": 2, "rlen": 1, "n_resamples": 3, "assign": False}
     fits = [
         nk.tl.cluster({"s": adata}, random_state=np.random.default_rng(5), **kwargs)

@@ -263,23 +263,42 @@ def test_an_already_transformed_file_fails_alone(
     assert (status["status"] == "ok").sum() >= 2  # the rest of the batch went on
 
 
-def test_run_says_why_it_skipped_clustering(
-    runner: CliRunner, small_batch: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("clustering", "said", "in_report", "clustered"),
+    [
+        (  # too thin to cluster: the run says why, and makes no clusters
+            'xdim = 4\nydim = 4\nn_metaclusters = 4\nmarkers = ["CD56", "CD16"]',
+            "clustering skipped: only 2 clustering marker(s) (CD56, CD16)",
+            "Clustering was skipped: only 2",
+            False,
+        ),
+        (  # more nodes than cells: the grid the cells fill, said
+            "xdim = 100\nydim = 100\nn_metaclusters = 4",
+            "clustering: the SOM grid was lowered from 100×100 to ",
+            "Clustering: the SOM grid was lowered from 100×100 to ",
+            True,
+        ),
+    ],
+    ids=["skipped", "shrunk"],
+)
+def test_run_says_why_it_skipped_or_shrank_clustering(
+    runner: CliRunner, small_batch: Path, tmp_path: Path, clustering, said, in_report, clustered
 ) -> None:
-    """A batch with fewer NK cells than the SOM has nodes is not clustered. The reason was
-    only in a log hidden by default; the report said "switched off, or no sample reached
-    this step"."""
-    config = tmp_path / "big_som.toml"
-    config.write_text(FAST.replace("xdim = 4", "xdim = 100").replace("ydim = 4", "ydim = 100"))
+    """A batch too thin for its clustering settings: the reason was only in a log hidden
+    by default; the report said "switched off, or no sample reached this step"."""
+    config = tmp_path / "thin.toml"
+    head, fast = FAST.split("[clustering]\n")  # its settings, replaced
+    assert fast == "xdim = 4\nydim = 4\nn_metaclusters = 4\n"
+    config.write_text(f"{head}[clustering]\n{clustering}\n")
     out = tmp_path / "out"
     result = runner.invoke(main, ["run", str(small_batch), "-o", str(out), "--config",
                                   str(config), "--no-score"])  # fmt: skip
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("nkflow: note:")]
-    assert len(notes) == 1 and "fewer than the SOM's 10000 nodes" in notes[0], result.stderr
+    assert len(notes) == 1 and said in notes[0], result.stderr
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Clustering was skipped: " in html and "switched off, or no sample" not in html
-    assert not (out / "tables" / "clusters.csv").exists()
+    assert in_report in html and "switched off, or no sample" not in html
+    assert (out / "tables" / "clusters.csv").exists() == clustered
 
 
 def test_check_fails_a_file_whose_panel_has_no_nk_anchor(runner: CliRunner, tmp_path: Path) -> None:

@@ -30,12 +30,13 @@ from nkflow.tl.cluster import default_markers
 from nkflow.tl.score import score
 
 # --------------------------------------------------------------------------- clustering
-MARKERS = ["CD56", "CD16", "CD69", "CD62L", "CD49a", "AREG"]
+MARKERS = ["CD56", "CD16", "CD69", "CD62L", "CD49a", "NKG2A", "AREG"]
 
 
 def _tube(sid: str, stim: bool, seed: int, n: int = 600) -> ad.AnnData:
-    """NK tube: 20 % CD56bright (CD16-, CD62L+), 30 % CD49a+ CD69+; stimulation sheds CD16
-    and CD62L and raises CD69 (BIOLOGY.md section 4) but leaves CD56 and CD49a alone."""
+    """NK tube: 20 % CD56bright (CD16-, CD62L+, NKG2A+), 30 % CD49a+ CD69+; stimulation sheds
+    CD16 and CD62L and raises CD69 (BIOLOGY.md section 4) but leaves CD56, CD49a and NKG2A
+    alone (three stable markers: clustering needs at least three)."""
     rng = np.random.default_rng(seed)
     bright, tr = rng.random(n) < 0.2, rng.random(n) < 0.3
     shift = 2.5 if stim else 0.0
@@ -46,6 +47,7 @@ def _tube(sid: str, stim: bool, seed: int, n: int = 600) -> ad.AnnData:
             np.where(tr, 3.0, 0.3) + shift,
             np.where(bright, 3.0, 1.0) - 0.6 * shift,
             np.where(tr, 3.0, 0.3),
+            np.where(bright, 3.0, 1.5),
             np.full(n, 0.3),
         ]
     ) + rng.normal(0.0, 0.2, (n, len(MARKERS)))
@@ -99,7 +101,7 @@ def test_pooled_clustering_on_labile_markers_splits_by_stimulation():
 
 def test_fit_on_unstim_tubes_and_stable_markers_keeps_metaclusters_shared():
     res, wide, loads = _cluster(fit_on={"u1", "u2"})  # labile markers out by default
-    assert res.result.markers == ["CD56", "CD49a"]
+    assert res.result.markers == ["CD56", "CD49a", "NKG2A"]
     assert _split(wide) < 5
     # stimulated tubes are read once (mapped), never used to train
     assert loads == {"u1": 2, "s1": 1, "u2": 2, "s2": 1}
@@ -114,14 +116,14 @@ def test_library_and_pipeline_leave_out_the_same_labile_markers_by_default():
         warnings.simplefilter("ignore")  # no AREG thresholds in these tubes
         res = nk_cluster(tubes, xdim=4, ydim=4, n_metaclusters=4, n_resamples=20)
     pipeline, _, _ = _cluster()
-    assert res.markers == pipeline.result.markers == ["CD56", "CD49a"]
+    assert res.markers == pipeline.result.markers == ["CD56", "CD49a", "NKG2A"]
     assert not set(res.markers) & set(STIMULATION_LABILE_MARKERS)
     ab = abundance_table(tubes, res)
     wide = ab.pivot_table(index="sample_id", columns="metacluster", values="percent")
     assert _split(wide.fillna(0.0)) < 5
     # on a batch without stimulated tubes they can be asked for
     kept = default_markers(tubes, include_stimulation_labile=True)
-    assert kept == ["CD56", "CD16", "CD69", "CD62L", "CD49a"]
+    assert kept == ["CD56", "CD16", "CD69", "CD62L", "CD49a", "NKG2A"]
     # and are kept by default (CD16 tells CD56dim from CD56bright NK), by both
     resting = {sid: tubes[sid] for sid in ("u1", "u2")}
     assert default_markers(resting) == kept

@@ -311,8 +311,8 @@ def test_a_batch_with_fewer_cells_than_som_nodes_is_not_clustered(batch, caplog)
     assert 0 < n_nk < 100
     with caplog.at_level("WARNING", logger="nkflow"):
         assert cluster_batch({sid: (lambda a=a: a) for sid, a in few.items()}, RunConfig()) is None
-    assert f"clustering skipped: {n_nk} NK cell(s)" in caplog.text
-    assert "fewer than the SOM's 100 nodes" in caplog.text
+    assert f"clustering skipped: {n_nk} NK training cell(s)" in caplog.text
+    assert "fewer than the 90 clustering needs" in caplog.text  # tests/test_cluster_size.py
 
 
 def test_config_clustering_keys_reach_the_fit(batch, tmp_path):

@@ -296,7 +296,8 @@ def run_prepared(
         caveats=caveats,
         report_path=report,
         clustering=clustering,
-        notes=[f"clustering skipped: {why}" for why in clustering_skipped],
+        notes=[f"clustering skipped: {why}" for why in clustering_skipped]
+        + [f"clustering: {note}" for note in _sizing(clustering)],
     )
 
 
@@ -338,7 +339,8 @@ def _save_labels(out_root: str, dirs: dict[str, str], sid: str, adata: Any) -> N
 
 #: the fit settings of a clustering the provenance keeps (not its labels or thresholds)
 _CLUSTERING_KEYS = (
-    "population", "markers", "n_train", "per_sample_cap", "xdim", "ydim", "rlen", "alpha",
+    "population", "markers", "n_train", "per_sample_cap", "xdim", "ydim", "xdim_requested",
+    "ydim_requested", "sizing", "rlen", "alpha",
     "som_init", "n_metaclusters", "n_metaclusters_requested", "linkage", "final_linkage",
     "n_resamples", "resample_fraction", "k_selection", "random_state",
 )  # fmt: skip
@@ -351,6 +353,12 @@ def _clustering_record(clustering: Any) -> dict[str, Any]:
     record["markers"] = [str(m) for m in record.get("markers", clustering.markers)]
     record["n_samples"] = len(params.get("samples", ()))
     return json.loads(json.dumps(record, default=str))
+
+
+def _sizing(clustering: Any) -> list[str]:
+    """The settings a clustering lowered to what its cells support, one sentence each."""
+    params = getattr(clustering, "params", None) or {}
+    return [str(note) for note in params.get("sizing") or ()]
 
 
 def _population_labels(clustering: Any) -> dict[str, str]:

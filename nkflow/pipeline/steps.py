@@ -7,6 +7,7 @@ Each function takes plain tables and per-sample work products and returns tables
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,13 @@ import pandas as pd
 
 from .._seeds import sample_seed
 from ..config import RunConfig
-from ..exceptions import GatingTemplateError
+from ..exceptions import ClusterSizeWarning, GatingTemplateError
 from ..gating.panel_view import SPECIES_TELLS
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
 from ..io.metadata import is_blood, is_stimulated
 from ..parallel import SampleExecutor
+from ..tl._cluster_size import refusal
 from ..tl.annotate import abundance_table, median_table
 from ..tl.cluster import (
     LINEAGE_MARKERS,
@@ -202,7 +204,11 @@ def cluster_batch(
         Called with the fitted clustering before pass 2 (e.g. to draw its heatmap while
         the samples are mapped); pass 2 does not change it.
     skipped
-        Appended with the reason, in words for the report, when no clustering is made.
+        Appended with the reason, in words for the report, when no clustering is made:
+        no sample has cells, or the batch is too thin to cluster (fewer than 90 training
+        cells or 3 clustering markers, :func:`nkflow.tl._cluster_size.refusal`). A grid
+        or metacluster count the cells do not support is lowered instead, logged, and
+        said in ``result.params["sizing"]`` (:func:`nkflow.tl._cluster_size.cluster_size`).
 
     Returns
     -------
@@ -233,16 +239,6 @@ def cluster_batch(
         int(a.obs[c.population].sum()) if c.population in a.obs else a.n_obs
         for a in training.values()
     )
-    n_nodes = c.xdim * c.ydim
-    if n_cells < n_nodes:  # a SOM node per cell at best: no clusters to speak of
-        why = (
-            f"{n_cells} {c.population} cell(s) in the batch's training tubes, fewer than the "
-            f"SOM's {n_nodes} nodes (clustering.xdim x ydim); lower them for a small batch"
-        )
-        logger.warning("clustering skipped: %s", why)
-        if skipped is not None:
-            skipped.append(why)
-        return None
     markers = list(c.markers) or None
     if markers is None:
         # the markers stimulation moves only when every tube mapped is resting (training
@@ -253,27 +249,37 @@ def cluster_batch(
             exclude=(*LINEAGE_MARKERS, *exclude_markers),
             include_stimulation_labile=resting_only,
         )
-    result = cluster(
-        training,
-        markers=markers,
-        population=c.population,
-        per_sample_cap=c.per_sample_cap,
-        xdim=c.xdim,
-        ydim=c.ydim,
-        rlen=c.rlen,
-        alpha=(c.alpha_start, c.alpha_end),
-        batch_size=c.batch_size,
-        min_updates_per_pass=c.min_updates_per_pass,
-        min_batch_size=c.min_batch_size,
-        som_init=c.som_init,
-        n_metaclusters=c.n_metaclusters,
-        linkage=c.linkage,
-        final_linkage=c.final_linkage,
-        n_resamples=c.n_resamples,
-        resample_fraction=c.resample_fraction,
-        random_state=seed,
-        assign=False,
-    )
+    why = refusal(n_cells, markers, c.population)  # too thin: the gates are the result
+    if why:
+        logger.warning("clustering skipped: %s", why)
+        if skipped is not None:
+            skipped.append(why)
+        return None
+    with warnings.catch_warnings():  # said once, below, and in the run's notes
+        warnings.simplefilter("ignore", ClusterSizeWarning)
+        result = cluster(
+            training,
+            markers=markers,
+            population=c.population,
+            per_sample_cap=c.per_sample_cap,
+            xdim=c.xdim,
+            ydim=c.ydim,
+            rlen=c.rlen,
+            alpha=(c.alpha_start, c.alpha_end),
+            batch_size=c.batch_size,
+            min_updates_per_pass=c.min_updates_per_pass,
+            min_batch_size=c.min_batch_size,
+            som_init=c.som_init,
+            n_metaclusters=c.n_metaclusters,
+            linkage=c.linkage,
+            final_linkage=c.final_linkage,
+            n_resamples=c.n_resamples,
+            resample_fraction=c.resample_fraction,
+            random_state=seed,
+            assign=False,
+        )
+    for note in result.params.get("sizing", ()):
+        logger.warning("clustering: %s", note)
     del training
     if on_fitted is not None:
         on_fitted(result)

@@ -8,7 +8,8 @@ and are deterministic (no random jitter).
 
 With a metadata sheet, frequencies count each donor, tissue and timepoint once
 (:func:`phenotype_rows`): stimulated tubes take their phenotype from the unstimulated partner
-(so their rows are copies) and the positive-control and FMO tubes are not samples. Groups
+(so their rows are copies) and the positive-control and FMO tubes are not samples; a donor
+measured in several batches is one donor, the mean of its batches (:func:`donor_rows`). Groups
 follow the sheet's order (timepoints in ``timepoint_order`` or
 ``metadata.attrs["timepoint_order"]`` when given), not the alphabet.
 """
@@ -28,7 +29,15 @@ from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["frequencies", "frequency_heatmap", "group_labels", "group_order", "phenotype_rows"]
+__all__ = [
+    "donor_of",
+    "donor_rows",
+    "frequencies",
+    "frequency_heatmap",
+    "group_labels",
+    "group_order",
+    "phenotype_rows",
+]
 
 _VALUE_LABELS = {
     "percent_of_parent": "% of parent",
@@ -88,33 +97,19 @@ def group_labels(
 _NOT_SAMPLES = ("fmo:", "single_stain:", "unstained", "positive_control")
 
 
-def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows of one tube per donor, tissue, timepoint and batch; control tubes left out.
+def _phenotype_tubes(metadata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The sheet's phenotype tubes (see :func:`phenotype_rows`) with their donor in ``_unit``.
 
-    The unstimulated tube is used (the first in the sheet when there are replicates); a key
-    with no unstimulated tube keeps its first stimulated tube. Unstimulated tubes that share
-    tissue, timepoint and batch with no donor named may be different donors: each counts
-    as one. Without a sheet (or without ``role``/``stimulation`` columns) the table is
-    returned unchanged.
-
-    Parameters
-    ----------
-    populations
-        Long table with a ``sample_id`` column.
-    metadata
-        The metadata sheet.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The kept rows of ``populations`` (index preserved).
+    ``None`` without a sheet (or without ``role``/``stimulation`` columns). ``_unit`` is the
+    donor, or the tube's own id (behind a character no sheet holds) where no donor tells
+    the tube's donor: such a tube is a donor of its own.
     """
     if (
         metadata is None
         or metadata.empty
         or not {"sample_id", "role", "stimulation"} <= set(metadata.columns)
     ):
-        return populations
+        return None
     meta = metadata.drop_duplicates("sample_id").copy()
     role = meta["role"].fillna("").astype(str).str.lower()
     sample = ~role.str.startswith(_NOT_SAMPLES)
@@ -128,8 +123,130 @@ def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> 
         chosen = meta.sort_values(["_stim", "_order"], kind="mergesort").drop_duplicates(keys)
     else:
         chosen = meta[~meta["_stim"]]
-    keep = set(chosen["sample_id"].astype(str))
+    chosen = chosen.sort_values("_order", kind="mergesort")
+    own = "\x00" + chosen["sample_id"].astype(str)
+    donor = (
+        chosen["donor"].fillna("").astype(str)
+        if "donor" in chosen.columns
+        else pd.Series("", index=chosen.index)
+    )
+    return chosen.assign(_unit=donor.where(donor != "", own))
+
+
+def phenotype_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows of one tube per donor, tissue, timepoint and batch; control tubes left out.
+
+    The unstimulated tube is used (the first in the sheet when there are replicates); a key
+    with no unstimulated tube keeps its first stimulated tube. Unstimulated tubes that share
+    tissue, timepoint and batch with no donor named may be different donors: each counts
+    as one. Without a sheet (or without ``role``/``stimulation`` columns) the table is
+    returned unchanged. A donor measured in several batches keeps a tube of each: to count
+    it once, use :func:`donor_rows`.
+
+    Parameters
+    ----------
+    populations
+        Long table with a ``sample_id`` column.
+    metadata
+        The metadata sheet.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows of ``populations`` (index preserved).
+    """
+    tubes = _phenotype_tubes(metadata)
+    if tubes is None:
+        return populations
+    keep = set(tubes["sample_id"].astype(str))
     return populations[populations["sample_id"].astype(str).isin(keep)]
+
+
+def donor_of(metadata: pd.DataFrame | None) -> pd.Series:
+    """``{sample_id: donor}`` of the phenotype tubes (:func:`phenotype_rows`).
+
+    A tube whose sheet row names no donor is a donor of its own (its value is then a key
+    no sheet's donor can equal). Empty without a sheet.
+
+    Parameters
+    ----------
+    metadata
+        The metadata sheet.
+
+    Returns
+    -------
+    pandas.Series
+        Donor per ``sample_id`` (index), in the sheet's order.
+    """
+    tubes = _phenotype_tubes(metadata)
+    if tubes is None:
+        return pd.Series(dtype=object)
+    return pd.Series(tubes["_unit"].to_numpy(), index=tubes["sample_id"].astype(str).to_numpy())
+
+
+def donor_rows(populations: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per donor, tissue, timepoint and population: a donor's batches averaged.
+
+    A donor measured in several batches (a bridge donor re-run in each) has a phenotype tube
+    in each (:func:`phenotype_rows`); those are repeated measurements of one donor, not
+    independent donors. Its row is the mean of its tubes' values (each batch weighs the
+    same, whatever its event count), so a median over the rows is a median over donors and
+    ``n`` counts donors. The row keeps the first tube's ``sample_id`` (the sheet's order)
+    and other text columns; ``ci_low``/``ci_high`` (one tube's Wilson interval) are missing
+    where tubes were averaged; ``low_events`` is true when any averaged tube had too few
+    events; ``n_tubes`` says how many tubes the row averages. Without a sheet (or without
+    ``role``/``stimulation`` columns) the table comes back unchanged, with ``n_tubes`` 1.
+
+    Parameters
+    ----------
+    populations
+        Long table with ``sample_id`` and ``population`` columns.
+    metadata
+        The metadata sheet (``donor``, ``tissue``, ``timepoint``, ``batch``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per donor unit and population, in the order of the first tubes' rows.
+    """
+    rows = phenotype_rows(populations, metadata)
+    units = donor_of(metadata)
+    if units.empty or rows.empty or "population" not in rows.columns:
+        return rows.assign(n_tubes=1)
+    tubes = _phenotype_tubes(metadata)
+    assert tubes is not None  # units is not empty
+    where = tubes.set_index(tubes["sample_id"].astype(str))
+    sid = rows["sample_id"].astype(str)
+    keys = [sid.map(units).rename("_unit")]
+    keys += [
+        sid.map(where[c].fillna("").astype(str)).rename(f"_{c}")
+        for c in ("tissue", "timepoint")
+        if c in where.columns
+    ]
+    keys.append(rows["population"].astype(str).rename("_population"))
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    out = grouped.head(1).copy()
+    n = grouped["sample_id"].transform("size")
+    out["n_tubes"] = n.loc[out.index].astype(int)
+    if (out["n_tubes"] == 1).all():
+        return out
+    numeric = [
+        c
+        for c in rows.columns
+        if c not in ("low_events", "ci_low", "ci_high")
+        and pd.api.types.is_numeric_dtype(rows[c])
+        and not pd.api.types.is_bool_dtype(rows[c])
+    ]
+    for col in numeric:
+        out[col] = grouped[col].transform("mean").loc[out.index]
+    averaged = out["n_tubes"] > 1
+    for col in ("ci_low", "ci_high"):
+        if col in out.columns:
+            out[col] = out[col].astype(float).mask(averaged)
+    if "low_events" in out.columns:
+        low = rows["low_events"].astype("boolean").fillna(False).astype(bool)
+        out["low_events"] = low.groupby(keys, sort=False).transform("any").loc[out.index]
+    return out
 
 
 def _own_units_without_donor(meta: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -244,8 +361,9 @@ def frequencies(
 ) -> Figure:
     """Strip plot of one population statistic per sample, grouped by tissue and timepoint.
 
-    One panel per population; each dot is a sample, the bar is the group median. Samples
-    whose population fell below the minimum event count (``low_events``) are drawn hollow.
+    One panel per population; each dot is a donor (the mean of its batches, see
+    :func:`donor_rows`; each sample when ``one_per_unit`` is false), the bar is the group
+    median. Dots of a population below the minimum event count (``low_events``) are hollow.
 
     Parameters
     ----------
@@ -262,8 +380,8 @@ def frequencies(
     ncols
         Panels per row.
     one_per_unit
-        Count each donor, tissue and timepoint once, controls left out
-        (:func:`phenotype_rows`).
+        Count each donor, tissue and timepoint once, controls left out, a donor's batches
+        averaged (:func:`donor_rows`).
     timepoint_order
         Order of the timepoints (see :func:`group_order`).
 
@@ -274,7 +392,7 @@ def frequencies(
     """
     if populations is None or populations.empty or value not in populations.columns:
         return _empty_figure("No population frequencies to plot")
-    table = (phenotype_rows(populations, metadata) if one_per_unit else populations).copy()
+    table = (donor_rows(populations, metadata) if one_per_unit else populations).copy()
     table["_group"] = group_labels(table, metadata, groupby=groupby)
     table["_value"] = pd.to_numeric(table[value], errors="coerce")
     names = _populations_shown(table, show)
@@ -353,7 +471,9 @@ def frequency_heatmap(
     groupby
         Metadata columns used to order and label the samples.
     one_per_unit
-        One row per donor, tissue and timepoint, controls left out (:func:`phenotype_rows`).
+        One row per donor, tissue, timepoint and batch, controls left out
+        (:func:`phenotype_rows`): the rows are tubes, so a donor measured in several
+        batches has a row for each.
     timepoint_order
         Order of the timepoints (see :func:`group_order`).
 

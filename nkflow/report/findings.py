@@ -1,7 +1,8 @@
 """The report's first section: what was found, in the numbers an analyst asks for first.
 
 1. NK composition by tissue and timepoint: CD56bright and tissue-resident (trNK) shares
-   of NK, from one phenotype tube per donor, tissue and timepoint (controls left out);
+   of NK, from one phenotype tube per donor, tissue and timepoint (controls left out; a
+   donor measured in several batches counts once, the mean of its batches);
 2. which NK populations responded: AREG net response with its 95% interval, by
    stimulation condition, with the context's interpretation;
 3. what could not be judged, and why (missing controls, too few events, conditions
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ..pl.populations import phenotype_rows
+from ..pl.populations import donor_of, phenotype_rows
 from .findings_responses import (
     NOT_JUDGED,
     control_conditions,
@@ -191,19 +192,30 @@ def glossary_block(species: set[str] | None = None) -> str:
     )
 
 
-def _range(values: pd.Series, low: pd.Series, high: pd.Series, n: int) -> str:
+def _range(measured: pd.DataFrame, n: int) -> str:
     """One donor measured: value (Wilson interval); several: median (range) of the donors.
 
-    When fewer donors were measured than the row's ``n`` (a gate not set in some tubes),
-    the cell says how many it stands on.
+    ``measured`` holds the tubes measured, with their donor in ``_unit``. A donor measured
+    in several batches is one value, the mean of its batches (one such donor alone: the
+    mean and the range of its batches). When fewer donors were measured than the row's
+    ``n`` (a gate not set in some tubes), the cell says how many it stands on.
     """
-    if len(values) == 1:
-        text = f"{values.iloc[0]:.1f} ({low.iloc[0]:.1f}-{high.iloc[0]:.1f})"
+    value = pd.to_numeric(measured["percent_of_parent"], errors="coerce")
+    per_donor = value.groupby(measured["_unit"], sort=False).mean()
+    if len(per_donor) == 1 and len(measured) == 1:
+        low, high = measured["ci_low"].iloc[0], measured["ci_high"].iloc[0]
+        text, kind = f"{value.iloc[0]:.1f} ({low:.1f}-{high:.1f})", "Wilson 95% interval"
+    elif len(per_donor) == 1:
+        text = (
+            f"{per_donor.iloc[0]:.1f} (mean of {len(measured)} batches, "
+            f"{value.min():.1f}-{value.max():.1f})"
+        )
+        kind = "mean of its batches"
     else:
-        text = f"{values.median():.1f} ({values.min():.1f}-{values.max():.1f})"
-    if len(values) < n:
-        kind = "Wilson 95% interval" if len(values) == 1 else "range"
-        text += f"; {len(values)} of {n} donors measured ({kind})"
+        text = f"{per_donor.median():.1f} ({per_donor.min():.1f}-{per_donor.max():.1f})"
+        kind = "range"
+    if len(per_donor) < n:
+        text += f"; {len(per_donor)} of {n} donors measured ({kind})"
     return text
 
 
@@ -212,18 +224,22 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
 
     One donor measured: the value with its Wilson 95% interval; several: the median across
     donors with their range; a share measured in fewer donors than ``n`` (its gate not set
-    in some tubes) says how many. ``n`` counts the donors whose tube was analysed; a tube with
-    no donor named counts as a donor of its own (``attrs["tubes_without_donor"]`` says how
-    many). A share whose gate could not be set in any tube reads ``not gated``.
+    in some tubes) says how many. ``n`` counts the donors whose tube was analysed: a donor
+    measured in several batches (a bridge donor) counts once, its value the mean of its
+    batches' tubes; a tube with no donor named counts as a donor of its own
+    (``attrs["tubes_without_donor"]`` says how many). A share whose gate could not be set in
+    any tube reads ``not gated``.
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
     meta = metadata.drop_duplicates("sample_id").copy()
     for col in ("role", "stimulation", "donor", "tissue", "timepoint"):
         meta[col] = meta[col].fillna("").astype(str) if col in meta.columns else ""
-    # the frequency summaries' rule: one phenotype tube per donor, tissue, timepoint
+    # the frequency summaries' rule: one phenotype tube per donor, tissue, timepoint, batch
     tubes = phenotype_rows(meta, meta)
+    unit = donor_of(meta)
     pops = populations[populations["sample_id"].astype(str).isin(tubes["sample_id"].astype(str))]
+    pops = pops.assign(_unit=pops["sample_id"].astype(str).map(unit))
     analysed = set(populations["sample_id"].astype(str))
     rows = []
     order = list(dict.fromkeys(zip(tubes["tissue"], tubes["timepoint"], strict=True)))
@@ -237,20 +253,14 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
         ids = ids[ids.isin(analysed)]  # a tube that failed is no donor of the summary
         if ids.empty:
             continue
-        row: dict[str, object] = {"tissue": tissue, "timepoint": timepoint, "n": len(ids)}
+        n = int(ids.map(unit).nunique())
+        row: dict[str, object] = {"tissue": tissue, "timepoint": timepoint, "n": n}
         for population, label in SHARES:
             sub = pops[(pops["population"] == population) & pops["sample_id"].isin(ids)]
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
             measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
             row[label] = (
-                _range(
-                    measured["percent_of_parent"],
-                    measured["ci_low"],
-                    measured["ci_high"],
-                    len(ids),
-                )
-                if len(measured)
-                else ("not gated" if len(sub) else "-")
+                _range(measured, n) if len(measured) else ("not gated" if len(sub) else "-")
             )
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -380,10 +390,11 @@ def findings_section(
     )
     out.append("<h3>NK composition by tissue and timepoint</h3>")
     out.append(
-        '<p class="lead">One unstimulated tube per donor, tissue and timepoint (stimulated '
-        "tubes and controls left out). n: donors analysed. One donor measured: value (Wilson "
-        "95% interval); several: median across donors (range). A share measured in fewer "
-        "donors than n says how many it stands on.</p>"
+        '<p class="lead">One unstimulated tube per donor, tissue, timepoint and batch '
+        "(stimulated tubes and controls left out); a donor measured in several batches "
+        "counts once, with the mean of its batches. n: donors analysed. One donor measured: "
+        "value (Wilson 95% interval); several: median across donors (range). A share "
+        "measured in fewer donors than n says how many it stands on.</p>"
     )
     unnamed = comp.attrs.get("tubes_without_donor", 0)
     if unnamed:

@@ -422,6 +422,7 @@ def render_html(
                 by_section.get("clusters", []),
                 counter,
                 skipped=str(prov.get("clustering_skipped", "")),
+                sizing=[str(n) for n in (prov.get("clustering") or {}).get("sizing") or ()],
             ),
             "FlowSOM-style metaclusters of gated NK cells pooled across the batch.",
         ),

@@ -60,7 +60,8 @@ def clustering_sentence(
     provenance
         The provenance record; its ``clustering`` entry (what the fit used: ``markers``,
         ``n_train``, ``rlen``, ``n_resamples``, ``resample_fraction``, linkages, the
-        metacluster count reached) is preferred over the configuration, and
+        metacluster count reached) is preferred over the configuration, its ``sizing``
+        says which settings the cells did not support (each a sentence of its own), and
         ``clustering_skipped`` says why there was none.
     random_state
         The run's seed.
@@ -114,7 +115,13 @@ def clustering_sentence(
         "fitted on the unstimulated tubes so that stimulation cannot create metaclusters of "
         "its own; every cell of every tube (stimulated ones included) was then mapped to its "
         "metacluster sample by sample. "
-    )
+    ) + "".join(f"{_sentence(note)} " for note in fit.get("sizing") or ())
+
+
+def _sentence(text: Any) -> str:
+    """A clause as a sentence: capital first letter, full stop."""
+    text = str(text).strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 #: Flag criteria (all must hold), in the order they are worded.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.pairing import batch_notes
-from ..pl.populations import group_labels, group_order, phenotype_rows
+from ..pl.populations import donor_rows, group_labels, group_order, phenotype_rows
 from .figures import FigureItem
 from .gallery import gallery, sample_link
 from .qc_outliers import (
@@ -349,7 +349,7 @@ def overview_section(
 
 
 def _population_summary(pops: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
-    table = phenotype_rows(pops, metadata).copy()
+    table = donor_rows(pops, metadata).copy()
     table["group"] = group_labels(table, metadata)
     table["_v"] = pd.to_numeric(table["percent_of_parent"], errors="coerce")
     rows = []
@@ -387,10 +387,11 @@ def populations_section(
         return "".join(out)
     out.append("<h3>% of parent by tissue and timepoint</h3>")
     out.append(
-        '<p class="lead">Median (range) of the % of parent across samples, '
-        "and the number of samples, per group of the metadata sheet (in the sheet's order). "
+        '<p class="lead">Median (range) of the % of parent across donors, '
+        "and the number of donors, per group of the metadata sheet (in the sheet's order). "
         "Each donor, tissue and timepoint counts once: stimulated tubes take their phenotype "
-        "from the unstimulated partner, and positive-control and FMO tubes are not samples "
+        "from the unstimulated partner, a donor measured in several batches is the mean of "
+        "its batches, and positive-control and FMO tubes are not samples "
         "(all rows are in tables/populations.csv).</p>"
     )
     out.append(html_table(_population_summary(pops, metadata), source="tables/populations.csv"))
@@ -469,12 +470,14 @@ def clusters_section(
     figures: Sequence[FigureItem],
     counter: list[int],
     skipped: str = "",
+    sizing: Sequence[str] = (),
 ) -> str:
     """Cluster heatmap and abundance (figures), median marker table and abundance table.
 
-    ``skipped``: why the run made no clustering (the provenance's ``clustering_skipped``).
+    ``skipped``: why the run made no clustering (the provenance's ``clustering_skipped``);
+    ``sizing``: the settings the batch's cells did not support (its ``clustering.sizing``).
     """
-    out = []
+    out = [f'<p class="note">Clustering: {esc(note)}.</p>' for note in sizing]
     if figures:
         out.append(gallery(figures, wide=True, counter=counter))
     medians = tables.get("cluster_medians")
@@ -540,9 +543,9 @@ def clusters_section(
             "cells moves by whole cells.</p>"
         )
         out.append(html_table(wide, source="tables/clusters.csv"))
-    if len(out) == 0 and skipped:
+    if len(out) == len(sizing) and skipped:
         out.append(f'<p class="empty">Clustering was skipped: {esc(skipped)}.</p>')
-    elif len(out) == 0:
+    elif len(out) == len(sizing):
         out.append(
             '<p class="empty">Clustering produced no results (switched off, or no '
             "sample reached this step).</p>"

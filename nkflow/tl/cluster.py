@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from nkflow._seeds import sample_seed
-from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
+from nkflow.exceptions import ChannelNotFoundError, ClusterSizeWarning, ConfigError, NkflowWarning
 from nkflow.io.channels import channel_kind
 from nkflow.io.fcs import channel_for, sample_id, sample_info
 from nkflow.io.h5ad import nkflow_uns
 from nkflow.io.metadata import is_stimulated
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
+from nkflow.tl._cluster_size import cluster_size, refusal
 from nkflow.tl._samples import iter_samples, require_comparable
 from nkflow.tl.annotate import (
     FUNCTION_MARKERS,
@@ -379,7 +380,7 @@ def cluster(
     per_sample_cap
         Maximum training cells drawn from each sample.
     xdim, ydim, rlen
-        SOM grid and number of training passes.
+        SOM grid (shrunk when the cells are too few for it, see Warns) and passes.
     alpha
         SOM learning rate at the start and end of training (FlowSOM: 0.05 to 0.01).
     batch_size
@@ -433,7 +434,15 @@ def cluster(
         ``n_metaclusters`` exceeds the ``xdim * ydim`` SOM nodes (checked before any
         work); the samples differ in species, technology (flow or mass cytometry) or the
         transform of a clustered marker (:func:`nkflow.tl._samples.require_comparable`),
-        or share no phenotype marker.
+        or share no phenotype marker; fewer than 90 training cells or fewer than 3
+        clustering markers (too thin to cluster, :mod:`nkflow.tl._cluster_size`).
+
+    Warns
+    -----
+    ClusterSizeWarning
+        The grid was shrunk to keep 10 training cells per node (not below 3 x 3), or the
+        metacluster count lowered to one per 20 cells (:mod:`nkflow.tl._cluster_size`);
+        ``params`` keeps what was asked (``*_requested``) and why (``sizing``).
 
     Notes
     -----
@@ -446,6 +455,7 @@ def cluster(
     if not isinstance(per_sample_cap, Integral) or per_sample_cap < 1:
         raise ConfigError(f"cluster: per_sample_cap={per_sample_cap!r}; expected an integer >= 1")
     _check_metaclusters(n_metaclusters, xdim, ydim)
+    xdim_requested, ydim_requested = xdim, ydim
     markers = (
         list(markers)
         if markers  # None or empty (the config's default) means the panel's markers
@@ -483,7 +493,13 @@ def cluster(
     if not train:
         raise ConfigError(f"cluster: no {population} cells in any sample; nothing to cluster")
     X = np.vstack(train)
-    n_nodes = xdim * ydim
+    thin = refusal(X.shape[0], markers, population)
+    if thin:
+        raise ConfigError(f"cluster: not clustered: {thin}")
+    size = cluster_size(X.shape[0], xdim, ydim, n_metaclusters, max_metaclusters, population)
+    for note in size.notes:
+        warnings.warn(f"cluster: {note}", ClusterSizeWarning, stacklevel=2)
+    xdim, ydim = size.xdim, size.ydim
     seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     som = SOM(
         xdim,
@@ -497,8 +513,8 @@ def cluster(
         random_state=seed,
     ).fit(X)
     mc = ConsensusMetaclustering(
-        n_metaclusters,
-        max_clusters=min(max_metaclusters, n_nodes),
+        size.n_metaclusters,
+        max_clusters=min(size.max_metaclusters, xdim * ydim),
         n_resamples=n_resamples,
         resample_fraction=resample_fraction,
         linkage=linkage,
@@ -521,6 +537,9 @@ def cluster(
         "samples": [sid for sid, _ in pairs],
         "xdim": xdim,
         "ydim": ydim,
+        "xdim_requested": xdim_requested,
+        "ydim_requested": ydim_requested,
+        "sizing": list(size.notes),
         "rlen": rlen,
         "alpha": [float(a) for a in alpha],
         "batch_size": batch_size,
