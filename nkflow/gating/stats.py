@@ -12,7 +12,7 @@ import pandas as pd
 
 from .._order import float_keys
 from .._threads import column_rows, thread_map
-from ..exceptions import LowEventCountWarning
+from ..exceptions import ConfigError, LowEventCountWarning
 from ..io.fcs import sample_id
 from ..stats import wilson_interval
 
@@ -148,7 +148,18 @@ def population_table(
         percent_of_parent, ci_low, ci_high`` (percent), ``percent_of_nk, low_events`` and
         ``median_<marker>`` for every fluorescence marker (transformed scale; populations
         over 200,000 events use a fixed-stride subsample of 200,000).
+
+    Raises
+    ------
+    ConfigError
+        ``adata`` holds several samples (``obs["sample_id"]`` with more than one value).
     """
+    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
+        raise ConfigError(
+            f"population_table: the AnnData holds {n_samples} samples in obs['sample_id'] "
+            "(anndata.concat of gated samples keeps the first one's gates in uns): it would "
+            "count their pooled events under the first one's name; call it per sample"
+        )
     g = adata.uns.get("nkflow", {}).get("gating", {}) or {}
     if populations is None:
         populations = [p["name"] for p in g.get("populations", [])]
