@@ -42,6 +42,16 @@ def test_every_alias_reads_as_its_marker(template: str) -> None:
     assert not wrong, wrong
 
 
+def test_every_marker_name_looks_like_a_stain() -> None:
+    # the unread-label rule never takes a marker's name for a fluorochrome, detector or
+    # isotope word (B220 is no BD detector, 4-1BB no fluorochrome); "I-A/I-E" is spelled
+    # in single letters only, which the rule reads as detector suffixes
+    from nkflow.io.panel_labels import looks_like_marker
+
+    hidden = [a for _, a in ALL_ALIASES if not looks_like_marker(a) and a != "I-A/I-E"]
+    assert not hidden, hidden
+
+
 # Real $PnS labels the alias table did not read before (their channels had no marker and
 # dropped out of clustering, medians and the report without a note), with the marker each
 # names; near names of one file stay apart (CD45 / CD45RA, PD-1 / PD-L1, CD66 / CD66b).
