@@ -442,6 +442,17 @@ def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
     return f"on up to {n} local worker processes{per_core}"
 
 
+def _unread_clause(unread: Any) -> str:
+    """The labelled channels no marker was read from, which the analysis left out."""
+    if not unread:
+        return ""
+    named = ", ".join(f"{u.get('label', '')} ({u.get('channel', '')})" for u in unread)
+    return (
+        f"; {len(unread)} labelled channel(s) whose label names no marker the table knows "
+        f"were left out of the analysis: {named}"
+    )
+
+
 def methods_text(
     config: Any,
     provenance: Mapping[str, Any] | None,
@@ -480,6 +491,7 @@ def methods_text(
         + (f" ({deps})" if deps else "")
         + "; channels were resolved to markers through nkflow's alias table"
         + (f" and the panel file {cfg['panel']}" if cfg.get("panel") else "")
+        + _unread_clause(prov.get("unread_labels"))
         + ". "
     )
     analysed_qc, fmo_qc = split_qc(tabs.get("qc"))
