@@ -302,3 +302,35 @@ def test_cytonorm_names_no_metacluster_by_a_split_it_could_not_set(external, fas
     with pytest.raises(ChannelNotFoundError, match="CD56dim"):
         res.export_fcs(tmp_path / "fcs", population="CD56dim")  # no events to export
 
+
+def _count_row(sample_id: str, population: str, n: float, areg: float) -> dict:
+    zero = dict.fromkeys(("n_nkg2d", "n_cd107a", "n_ifng_only", "n_areg_ifng", "n_trnk"), 0)
+    return {"sample_id": sample_id, "population": population, "tissue": "blood", "batch": "B1",
+            "n_events": n, "n_areg": areg, "n_ifng": areg, "n_areg_only": areg, **zero,
+            "threshold_areg": 1.0, "areg_rule": "fmo",
+            "areg_control_file": "fmo_AREG.fcs"}  # fmt: skip
+
+
+def test_a_population_not_set_in_the_stimulated_tube_is_not_scored_as_zero_events():
+    """Before, the message read "events 0/800": a gate not set read as an empty one."""
+    from nkflow.tl.score import score
+
+    na = pd.NA
+    counts = pd.DataFrame([
+        _count_row("s", "NK", 1000, 50), _count_row("u", "NK", 1000, 10),
+        _count_row("s", "CD56dim", na, na), _count_row("u", "CD56dim", 800, 6),
+    ])  # fmt: skip
+    for col in ("n_events", "n_areg", "n_ifng", "n_areg_only"):
+        counts[col] = counts[col].astype("Int64")
+    meta = pd.DataFrame([
+        {"sample_id": s, "donor": "d1", "tissue": "blood", "timepoint": "pre", "stimulation": st,
+         "role": "sample", "batch": "B1", "species": "human", "file": "x.fcs"}
+        for s, st in (("s", "stim"), ("u", "unstim"))
+    ])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = score(counts, meta)
+    dim = res.scores.set_index("population").loc["CD56dim"]
+    assert np.isnan(dim["areg_net"]) and not dim["areg_responsive"]
+    message = res.flags.set_index("population").loc["CD56dim", "message"]
+    assert "events NA/800" in message and "0/800" not in message
