@@ -299,7 +299,7 @@ def test_cytonorm_names_no_metacluster_by_a_split_it_could_not_set(external, fas
         assert obs["NK"].dtype == bool and obs["NK"].all()
     joined = res.to_anndata().obs  # every tube's kept NK events
     assert joined["CD56dim"].isna().all() and joined["NK"].dtype == bool
-    with pytest.raises(ChannelNotFoundError, match="CD56dim"):
+    with pytest.raises(ChannelNotFoundError, match=r"no population set in any sample 'CD56dim'"):
         res.export_fcs(tmp_path / "fcs", population="CD56dim")  # no events to export
 
 

@@ -253,17 +253,17 @@ class Results:
         NkflowWarning
             Naming the samples skipped because they lack the population.
         """
-        having, lacking, gates = [], [], set()
+        having, lacking, gates, not_set = [], [], set(), False
         for sid in self.status[self.status["status"] == "ok"]["sample_id"].astype(str):
             columns = self._gate_columns(sid)
             if columns is None:
                 continue
-            gates.update(columns)
-            (having if population in columns else lacking).append(sid)
+            gates.update(g for g, was_set in columns.items() if was_set)
+            not_set |= columns.get(population) is False
+            (having if columns.get(population) else lacking).append(sid)
         if lacking and not having:
-            raise ChannelNotFoundError(
-                population, sorted(gates), source=self.out_dir, what="population set in a sample"
-            )
+            what = "population set in any sample" if not_set else "population"
+            raise ChannelNotFoundError(population, sorted(gates), source=self.out_dir, what=what)
         if lacking:
             warnings.warn(
                 f"{self.out_dir}: population {population!r} is not gated (or was not set) in "
@@ -292,11 +292,11 @@ class Results:
             )
         return written
 
-    def _gate_columns(self, sample_id: str) -> list[str] | None:
-        """The set gates of a sample's kept events, read without its events.
+    def _gate_columns(self, sample_id: str) -> dict[str, bool] | None:
+        """The gates of a sample's kept events, read without its events: gate -> set.
 
-        Its bool ``obs`` columns, less those of gates that could not be set (``<NA>``:
-        there is nothing to export for them).
+        Its bool ``obs`` columns; False for a gate that could not be set (``<NA>``: there
+        is nothing to export for it).
 
         ``None`` when the sample kept no events (as :meth:`kept_events` raises).
         """
@@ -308,7 +308,7 @@ class Results:
             return None
         with h5py.File(path, "r") as handle:
             obs = read_elem(handle["obs"])
-        return [c for c in obs.columns if pd.api.types.is_bool_dtype(obs[c]) and is_set(obs[c])]
+        return {c: is_set(obs[c]) for c in obs.columns if pd.api.types.is_bool_dtype(obs[c])}
 
 
 def _outer_obs(parts: list[ad.AnnData], names: pd.Index) -> pd.DataFrame:
