@@ -423,8 +423,21 @@ def _plan_sentence(plan: Mapping[str, Any]) -> str:
             detail += "; substituted: " + "; ".join(subs)
         if lost:
             detail += "; not reportable with this panel: " + ", ".join(lost)
+        if said := _lineage_words(record.get("lineage") or []):
+            detail += f"; the gates leading to NK hold: {said}"
         parts.append(detail)
     return ". ".join(parts) + ". " if parts else ""
+
+
+def _lineage_words(lineage: list[Mapping[str, Any]]) -> str:
+    """``Live (Pt195Di- & CD45+): cisplatin-negative CD45-bright cells ...`` per described gate.
+
+    A parent's share reads as what its name says unless told otherwise: a mass-cytometry
+    "Live" gate that also needs CD45-bright removes granulocytes with the dead cells.
+    """
+    return "; ".join(
+        f"{g['gate']} ({g['applied']}): {g['description']}" for g in lineage if g.get("description")
+    )
 
 
 def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from nkflow._seeds import sample_seed
 from nkflow.exceptions import ChannelNotFoundError, ClusterSizeWarning, ConfigError, NkflowWarning
+from nkflow.gating.membership import member_mask
 from nkflow.io.channels import channel_kind
 from nkflow.io.fcs import channel_for, sample_id, sample_info
 from nkflow.io.h5ad import nkflow_uns
@@ -178,9 +179,9 @@ def _population_mask(adata: ad.AnnData, population: str | None, sample_id: str) 
     if population is None:
         return np.ones(adata.n_obs, dtype=bool)
     if population not in adata.obs:
-        have = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+        have = [c for c in adata.obs.columns if pd.api.types.is_bool_dtype(adata.obs[c])]
         raise ChannelNotFoundError(population, have, source=sample_id, what="population")
-    return adata.obs[population].to_numpy(dtype=bool)
+    return member_mask(adata.obs[population])  # a gate not set (<NA>) holds no cells
 
 
 def _dense(adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray) -> np.ndarray:
