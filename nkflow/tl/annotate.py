@@ -45,6 +45,7 @@ from scipy.stats import gaussian_kde
 
 from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
+from ..io.panel import marker_equivalents
 from ._samples import iter_samples
 
 __all__ = [
@@ -171,14 +172,18 @@ def resolve_thresholds(
         ``{marker: {"value": float, "rule": str, "source": "gating" | "data"}}``.
     """
     per_marker: dict[str, list[float]] = {}
+    # a cut-off recorded under another name of the marker (a mouse template's CD3e on a
+    # file read as CD3) is the marker's own
+    named = {alias: m for m in markers for alias in marker_equivalents(m) | {m}}
     for adata in adatas:
         entries = adata.uns.get("nkflow", {}).get("thresholds") or []
         sample_vals: dict[str, list[float]] = {}
         for e in entries:
-            if isinstance(e, Mapping) and e.get("marker") in markers and e.get("value") is not None:
+            marker = named.get(str(e.get("marker"))) if isinstance(e, Mapping) else None
+            if marker is not None and e.get("value") is not None:
                 val = float(e["value"])
                 if np.isfinite(val):
-                    sample_vals.setdefault(str(e["marker"]), []).append(val)
+                    sample_vals.setdefault(marker, []).append(val)
         for m, vals in sample_vals.items():
             per_marker.setdefault(m, []).append(float(np.median(vals)))
     out: dict[str, dict[str, Any]] = {}
