@@ -340,6 +340,36 @@ def test_population_table_refuses_several_samples_concatenated():
     assert one.loc[0, "count"] == 30
 
 
+def test_gating_refuses_several_samples_before_changing_them(tmp_path):
+    # gate() gated the concatenation, then failed in population_table naming it
+    import anndata as ad
+
+    from nkflow.exceptions import ConfigError
+    from nkflow.gating import apply_gatingml
+
+    samples = []
+    for i in (1, 2):
+        adata, _ = _tiny(n=300, seed=i)
+        adata.obs["sample_id"] = f"s{i}"
+        samples.append(adata)
+    both = ad.concat(samples, merge="same", uns_merge="first")
+    columns, uns = list(both.obs.columns), dict(both.uns)
+    with pytest.raises(ConfigError, match=r"^gate: the AnnData holds 2 samples"):
+        gate(both, "human_blood", n_boot=0)
+    gml = tmp_path / "range.xml"
+    gml.write_text(
+        '<gating:Gating-ML xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating" '
+        'xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes">'
+        '<gating:RectangleGate gating:id="R"><gating:dimension gating:min="0">'
+        '<data-type:fcs-dimension data-type:name="FSC-A"/></gating:dimension>'
+        "</gating:RectangleGate></gating:Gating-ML>"
+    )
+    with pytest.raises(ConfigError, match=r"^apply_gatingml: the AnnData holds 2 samples"):
+        apply_gatingml(gml, [samples[0], both])
+    assert list(both.obs.columns) == columns and dict(both.uns) == uns  # nothing changed
+    assert "R" not in samples[0].obs  # the first container was not gated either
+
+
 @pytest.mark.parametrize("gate_id", ["Cells", "Singlets", "CD3-", "CD56bright", "CD56dim"])
 def test_gate_plot_returns_figure(tiny_gated, gate_id):
     from matplotlib.figure import Figure

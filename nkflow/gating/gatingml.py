@@ -40,6 +40,7 @@ from nkflow.gating.gatingml_export import (
     export_sample_gatingml,
     population_names,
 )
+from nkflow.gating.preconditions import require_one_sample
 from nkflow.gating.stats import population_table
 from nkflow.gating.xml_kind import unsupported_document, xml_kind
 from nkflow.gating.xml_safety import (
@@ -303,7 +304,10 @@ def apply_gatingml(
     order = {gid: i for i, gid in enumerate(el.get(_q(GATING_NS, "id")) for el in doc.iter())}
     digest = hashlib.sha256(data).hexdigest()
     tables = []
-    for sample_id, adata in _as_containers(adata_or_samples):
+    containers = list(_as_containers(adata_or_samples))
+    for _, adata in containers:  # all before any is changed
+        require_one_sample(adata, "apply_gatingml")
+    for sample_id, adata in containers:
         members, parents = _gate_one(strategy, adata, sample_id, p)
         members = dict(sorted(members.items(), key=lambda kv: order.get(kv[0], len(order))))
         if renames:

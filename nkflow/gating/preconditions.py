@@ -11,11 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import GatingError
+from ..exceptions import ConfigError, GatingError
 from ..io.fcs import sample_info
 from .membership import member_mask
 
-__all__ = ["ANCHOR_POPULATIONS", "require_transformed", "require_whole_sample"]
+__all__ = [
+    "ANCHOR_POPULATIONS",
+    "require_one_sample",
+    "require_transformed",
+    "require_whole_sample",
+]
 
 #: the populations the shipped templates anchor NK identity on
 ANCHOR_POPULATIONS = ("NK",)
@@ -55,8 +60,36 @@ def require_transformed(adata: Any) -> None:
         )
 
 
-def require_whole_sample(adata: Any) -> None:
+def require_one_sample(adata: Any, caller: str) -> None:
+    """Refuse a container of several samples (``anndata.concat`` of gated samples).
+
+    Its ``uns`` keeps the first sample's gates and thresholds: gated or counted, the
+    pooled events of all of them would be the first one's.
+
+    Parameters
+    ----------
+    adata
+        The container.
+    caller
+        The function refusing it, for the message.
+
+    Raises
+    ------
+    ConfigError
+        ``obs["sample_id"]`` holds more than one value; nothing was changed.
+    """
+    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
+        raise ConfigError(
+            f"{caller}: the AnnData holds {n_samples} samples in obs['sample_id'] "
+            "(anndata.concat of samples keeps the first one's gates and thresholds in uns): "
+            "their pooled events would be taken for the first one's; call it per sample"
+        )
+
+
+def require_whole_sample(adata: Any, caller: str = "gate") -> None:
     """Refuse the events of one gated population (``Results.kept_events``) as a sample.
+
+    A container of several samples is refused first (:func:`require_one_sample`).
 
     Gated again, its scatter, lineage and NK gates find no negative population: every
     gate is misplaced and the stored membership overwritten (NK 0 of 2,326 NK events).
@@ -67,6 +100,7 @@ def require_whole_sample(adata: Any) -> None:
     GatingError
         Naming the sample and what to do instead.
     """
+    require_one_sample(adata, caller)
     gating = adata.uns.get("nkflow", {}).get("gating") or {}
     gated = {p.get("name"): p.get("parent") for p in gating.get("populations") or []}
     for name in ANCHOR_POPULATIONS:

@@ -12,10 +12,11 @@ import pandas as pd
 
 from .._order import float_keys
 from .._threads import column_rows, thread_map
-from ..exceptions import ConfigError, LowEventCountWarning
+from ..exceptions import LowEventCountWarning
 from ..io.fcs import sample_id
 from ..stats import wilson_interval
 from .membership import member_mask, not_set_gates
+from .preconditions import require_one_sample
 
 __all__ = ["POPULATION_COLUMNS", "population_table"]
 
@@ -157,12 +158,7 @@ def population_table(
     ConfigError
         ``adata`` holds several samples (``obs["sample_id"]`` with more than one value).
     """
-    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
-        raise ConfigError(
-            f"population_table: the AnnData holds {n_samples} samples in obs['sample_id'] "
-            "(anndata.concat of gated samples keeps the first one's gates in uns): it would "
-            "count their pooled events under the first one's name; call it per sample"
-        )
+    require_one_sample(adata, "population_table")
     g = adata.uns.get("nkflow", {}).get("gating", {}) or {}
     if populations is None:
         populations = [p["name"] for p in g.get("populations", [])]
