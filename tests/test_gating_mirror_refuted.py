@@ -75,20 +75,38 @@ def test_the_margins(beyond: int, refuted: bool, doubtful: bool) -> None:
     assert (REFUTED_FOLD, DOUBT_FOLD) == (10.0, 2.0)
 
 
-def test_the_public_threshold_functions_warn_on_a_doubted_mirror() -> None:
+def _main_peak_over_negatives(pos_sd: float, neg_mu: float, neg_sd: float, frac: float):
+    """A dominant positive peak N(0.45, pos_sd) over negatives too close for a valley."""
+    rng = np.random.default_rng(7)
+    k = int(20_000 * frac)
+    return np.r_[rng.normal(0.45, pos_sd, 20_000 - k), rng.normal(neg_mu, neg_sd, k)]
+
+
+@pytest.mark.parametrize(
+    ("function", "shape"),
+    [
+        ("mirror_threshold", (0.03, 0.38, 0.04, 0.15)),
+        ("valley_threshold", (0.03, 0.38, 0.04, 0.15)),
+        ("gmm_threshold", (0.05, 0.38, 0.06, 0.30)),  # its mixture finds no two components
+    ],
+)
+def test_the_public_threshold_functions_warn_on_a_refuted_mirror(function, shape) -> None:
     """valley_threshold on 423C liver's T-cell CD69 returned its mirror 1.51 above every one
     of 7,147 events (0 % positive) without a word; gate() leaves it unset."""
     import warnings
 
     from nkflow.exceptions import MissingControlWarning
-    from nkflow.gating.thresholds import valley_threshold
+    from nkflow.gating import thresholds
 
-    dominant = _dominant_positive(20_000)
-    for fit in (mirror_threshold, valley_threshold):
-        with pytest.warns(MissingControlWarning, match="of 20000 events lie above the mirror"):
-            value, *_, used, _n = fit(dominant, n_boot=0)
-        assert used == "mirror" and np.isfinite(value)  # returned as computed
+    values = _main_peak_over_negatives(*shape)
+    fit = getattr(thresholds, function)
+    with pytest.warns(MissingControlWarning, match="of 20000 events lie above the mirror"):
+        value, *_, used, _n = fit(values, n_boot=0)
+    assert used == "mirror" and mirror_tail(values, value).refuted  # returned as computed
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        valley_threshold(dominant, n_boot=0, check_mirror=False)  # the engine's own checks
-        mirror_threshold(_NEGATIVES, n_boot=0)  # a negative peak with its tail: no word
+        if function == "valley_threshold":  # the engine's own uses check it themselves
+            fit(values, n_boot=0, check_mirror=False)
+        fit(_NEGATIVES, n_boot=0)  # a negative peak with its tail: no word
+        # doubted only (a negative peak logicle made lopsided gives that too): no word
+        fit(_narrower_above(_NEGATIVES, 0.9), n_boot=0)

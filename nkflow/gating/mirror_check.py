@@ -35,7 +35,7 @@ from scipy import stats as _sps
 from ..exceptions import MissingControlWarning
 
 __all__ = ["DOUBT_FOLD", "REFUTED_FOLD", "SIGNIFICANCE", "MirrorTail", "mirror_refuted",
-           "mirror_tail", "warn_doubtful_mirror"]  # fmt: skip
+           "mirror_tail", "warn_refuted_mirror"]  # fmt: skip
 
 #: refuted when the model expects more than this many times the events beyond the cut
 REFUTED_FOLD = 10.0
@@ -135,7 +135,7 @@ def mirror_refuted(
     return tail.reason() if tail.refuted else ""
 
 
-def warn_doubtful_mirror(
+def warn_refuted_mirror(
     fit: tuple[float, float, float, str, int],
     values: ArrayLike,
     *,
@@ -143,11 +143,12 @@ def warn_doubtful_mirror(
     unimodal: str,
     stacklevel: int = 3,
 ) -> tuple[float, float, float, str, int]:
-    """Warn when a threshold function's mirror cut-off is doubted by its events.
+    """Warn when a threshold function's mirror cut-off is refuted by its events.
 
     ``gate()`` leaves a refuted mirror cut-off unset; the public threshold functions return
     it as computed (a number a caller's code expects) and say, with the counts, that it
-    reads a dominant positive peak as negative.
+    reads a dominant positive peak as negative. A cut-off only doubted is not warned of
+    here: a negative peak whose upper half logicle compressed gives that too.
 
     Parameters
     ----------
@@ -166,11 +167,11 @@ def warn_doubtful_mirror(
     Warns
     -----
     MissingControlWarning
-        The rule used was the mirror and :attr:`MirrorTail.doubtful` holds.
+        The rule used was the mirror and :attr:`MirrorTail.refuted` holds.
     """
     value, used = fit[0], fit[3]
     if used == "mirror" and np.isfinite(value):
         tail = mirror_tail(values, value, percentile=percentile, unimodal=unimodal)
-        if tail.doubtful:
+        if tail.refuted:  # a doubt alone also fits a negative peak logicle made lopsided
             warnings.warn(tail.reason(), MissingControlWarning, stacklevel=stacklevel)
     return fit

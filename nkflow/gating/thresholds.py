@@ -72,7 +72,7 @@ from .density import (
     valley_from_density,
 )
 from .intervals import NO_INTERVAL, Deferred, deferred_interval
-from .mirror_check import warn_doubtful_mirror
+from .mirror_check import warn_refuted_mirror
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -344,7 +344,7 @@ def valley_threshold(
         valley, a main peak above it is positive and the cut is ``reflected positive``
         (module docstring) instead of its mirror.
     check_mirror
-        Warn when the events beyond a mirror fallback's cut-off doubt it (``gate()`` unsets it).
+        Warn when the events beyond a mirror fallback's cut-off refute it (``gate()`` unsets it).
 
     Returns
     -------
@@ -360,8 +360,8 @@ def valley_threshold(
     Warns
     -----
     MissingControlWarning
-        Far fewer events lie beyond a mirror fallback's cut-off than its model expects: the
-        main peak holds positives (FlowAtlas 423C liver CD69 read 0 % positive).
+        Under a tenth of the events its model expects lie beyond a mirror fallback's cut-off:
+        the main peak holds positives (FlowAtlas 423C liver CD69 read 0 % positive).
     """
     fit = density_fit(
         "valley",
@@ -377,7 +377,7 @@ def valley_threshold(
         positive_above=positive_above,
     ).resolved()
     p, side = fallback_percentile, unimodal
-    return warn_doubtful_mirror(fit, values, percentile=p, unimodal=side) if check_mirror else fit
+    return warn_refuted_mirror(fit, values, percentile=p, unimodal=side) if check_mirror else fit
 
 
 def gmm_threshold(
@@ -423,18 +423,16 @@ def gmm_threshold(
     ------
     GatingError
         As for :func:`valley_threshold`.
+
+    Warns
+    -----
+    MissingControlWarning
+        As for :func:`valley_threshold`, when the mirror fallback's cut-off is refuted.
     """
-    return density_fit(
-        "gmm",
-        values,
-        percentile=fallback_percentile,
-        min_prominence=min_prominence,
-        bw_adjust=bw_adjust,
-        unimodal=unimodal,
-        n_boot=n_boot,
-        random_state=random_state,
-        confidence=confidence,
-    ).resolved()
+    fit = density_fit("gmm", values, percentile=fallback_percentile, bw_adjust=bw_adjust,
+                      min_prominence=min_prominence, unimodal=unimodal, n_boot=n_boot,
+                      random_state=random_state, confidence=confidence).resolved()  # fmt: skip
+    return warn_refuted_mirror(fit, values, percentile=fallback_percentile, unimodal=unimodal)
 
 
 def mirror_threshold(
@@ -487,12 +485,13 @@ def mirror_threshold(
     Warns
     -----
     MissingControlWarning
-        Far fewer events lie beyond the cut-off than expected (see :func:`valley_threshold`).
+        Far fewer events lie beyond the cut-off than expected (see :func:`valley_threshold`):
+        refuted (:mod:`nkflow.gating.mirror_check`).
     """
     fit = density_fit("mirror", values, percentile=percentile, bw_adjust=bw_adjust,
                       unimodal=unimodal, n_boot=n_boot, random_state=random_state,
                       confidence=confidence).resolved()  # fmt: skip
-    return warn_doubtful_mirror(fit, values, percentile=percentile, unimodal=unimodal)
+    return warn_refuted_mirror(fit, values, percentile=percentile, unimodal=unimodal)
 
 
 def quantile_threshold(
