@@ -117,3 +117,15 @@ def test_the_pipeline_comparisons_use_the_scoring_event_minimum():
     kept = _comparisons(scores, ["pre", "post"], min_events=100)
     assert kept[["n_pairs", "n_pairs_too_few_events"]].values.tolist() == [[0, 6]]
     assert np.isnan(kept.iloc[0]["p_adj"])
+
+
+def test_a_group_with_a_missing_value_is_one_row_with_its_lost_pairs():
+    # NaN != NaN: the (NaN, stim) group got a second, empty row, and its own row said 0 lost
+    scores = _scores([5, 6, 7, 8, 9, 10], [500, 500, 500, 500, 500, 50]).assign(
+        population=np.nan, condition="stim"
+    )
+    out = compare_paired(
+        scores, before="pre", after="post", by=["population", "condition"], min_events=100
+    )
+    assert len(out) == 1
+    assert (out.iloc[0]["n_pairs"], out.iloc[0]["n_pairs_too_few_events"]) == (5, 1)

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["pairs_per_group", "too_few_events", "wide"]
+__all__ = [
+    "group_key",
+    "lost_pairs",
+    "pairs_per_group",
+    "rows_without_pairs",
+    "too_few_events",
+    "wide",
+]
 
 
 def wide(
@@ -47,16 +54,28 @@ def pairs_per_group(wide: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     return counts
 
 
+def group_key(group: object) -> tuple:
+    """A ``by`` group as a tuple in which missing values compare equal (NaN != NaN)."""
+    values = group if isinstance(group, tuple) else (group,)
+    return tuple(None if pd.isna(v) else v for v in values)
+
+
+def lost_pairs(lost: pd.Series) -> dict[tuple, int]:
+    """:func:`pairs_per_group`'s differences by :func:`group_key` (a NaN group found too)."""
+    return {group_key(g): int(n) for g, n in lost.items()}
+
+
 def rows_without_pairs(lost: pd.Series, by: Sequence[str], kept: set[tuple]) -> list[dict]:
     """Rows for the groups whose every pair was left out for too few events.
 
     Without them a comparison vanished from the table, and its lost pairs from the count
     the report gives: a row with ``n_pairs`` 0 says it was asked and why it has no test.
+    ``kept`` holds the groups that have rows, as :func:`group_key` gives them.
     """
     rows = []
     for group, n_lost in lost.items():
         group = group if isinstance(group, tuple) else (group,)
-        if n_lost > 0 and group not in kept:
+        if n_lost > 0 and group_key(group) not in kept:
             row = dict(zip(by, group, strict=True))
             row.update(n_pairs=0, n_units=0, n_pairs_too_few_events=int(n_lost))
             rows.append(row)

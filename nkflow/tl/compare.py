@@ -41,6 +41,8 @@ from ._compare_groups import (
     permutation_min_p,
     refuse_shared_donors,
 )
+from ._compare_pairs import group_key as _group_key
+from ._compare_pairs import lost_pairs as _lost_pairs
 from ._compare_pairs import pairs_per_group as _pairs_per_group
 from ._compare_pairs import rows_without_pairs as _rows_without_pairs
 from ._compare_pairs import too_few_events as _too_few_events
@@ -293,6 +295,7 @@ def compare_paired(
             _wide(sub, keys, timepoint_key, before, after, value), by
         ).reindex(every.index, fill_value=0)
     wide = _wide(sub, keys, timepoint_key, before, after, value)
+    lost_by_group = _lost_pairs(lost)
     wide = _with_exposures(wide, sub, keys, timepoint_key, (before, after), exposures)
     rows = []
     for group, part in wide.groupby(list(by), dropna=False, sort=True):
@@ -306,7 +309,7 @@ def compare_paired(
         row.update(
             n_pairs=int(d.size),
             n_units=n_units,
-            n_pairs_too_few_events=int(lost.get(group if len(group) > 1 else group[0], 0)),
+            n_pairs_too_few_events=lost_by_group.get(_group_key(group), 0),
             **exposed,
             mean_before=part[before].mean(),
             mean_after=part[after].mean(),
@@ -342,7 +345,8 @@ def compare_paired(
             )
             row[f"p_min_{col}_unchanged"] = _nonzero_min_p(kept, n_resamples)
         rows.append(row)
-    rows += _rows_without_pairs(lost, by, {tuple(row[c] for c in by) for row in rows})
+    kept = {_group_key(tuple(row[c] for c in by)) for row in rows}
+    rows += _rows_without_pairs(lost, by, kept)
     out = pd.DataFrame(rows)
     if out.empty:
         logger.warning("no %s/%s pairs found on %s", before, after, ", ".join(pair_on))
