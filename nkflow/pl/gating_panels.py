@@ -87,18 +87,59 @@ class Panel:
     text: str = ""
 
 
+def _sample(adata: Any) -> str:
+    from ..io.fcs import sample_id
+
+    return sample_id(adata, default="?")
+
+
+def _membership_only(adata: Any, record: dict[str, Any], names: list[str]) -> GatingError:
+    """The error for populations recorded without a gate to draw (GatingML membership)."""
+    source = record.get("template") or "outside nkflow"
+    shown = ", ".join(map(repr, names[:8])) + (f" and {len(names) - 8} more" * (len(names) > 8))
+    return GatingError(
+        f"sample {_sample(adata)!r}: population(s) {shown} were gated by "
+        f"{source!r} (GatingML, applied with nkflow.gating.apply_gatingml): only which events "
+        "each holds is recorded, not the gate's channels, transforms and vertices, so there "
+        "is no gate to draw. Their counts are in the populations table; draw the gates where "
+        "they were made (FlowJo, FlowKit), or gate with nkflow.gating.gate to plot them here"
+    )
+
+
 def sample_gates(adata: Any) -> dict[str, Any]:
     """The sample's resolved gates by id, in template order.
+
+    Only gates nkflow set itself (:func:`nkflow.gating.gate`) are recorded with what a plot
+    needs; populations from a GatingML file hold membership only and are left out.
 
     Raises
     ------
     GatingError
-        When the sample is not gated.
+        When the sample is not gated, or none of its populations has a gate to draw (all
+        from a GatingML file).
     """
     g = adata.uns.get("nkflow", {}).get("gating")
     if not g:
-        raise GatingError("the sample is not gated: run nkflow.gating.gate first")
-    return {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"]}
+        raise GatingError(
+            f"sample {_sample(adata)!r} is not gated: run nkflow.gating.gate "
+            "first (nkflow.gating.apply_flowjo_workspace returns tables and gates no container)"
+        )
+    gates = {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"] if p.get("gate")}
+    if not gates:
+        raise _membership_only(adata, g, [p["name"] for p in g["populations"]])
+    return gates
+
+
+def _known(adata: Any, gates: dict[str, Any], names: list[str]) -> None:
+    """Raise for the first name that is no drawable gate, saying why."""
+    record = adata.uns["nkflow"]["gating"]
+    recorded = {p["name"] for p in record["populations"]}
+    membership_only = [n for n in names if n not in gates and n in recorded]
+    if membership_only:
+        raise _membership_only(adata, record, membership_only)
+    missing = [n for n in names if n not in gates]
+    if missing:
+        raise GatingError(f"no gate {missing[0]!r}; gates: {', '.join(gates)}")
 
 
 def _decade_label(value: float) -> str:
@@ -323,8 +364,7 @@ def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:
         When the sample is not gated or has no gate ``gate_id``.
     """
     gates = sample_gates(adata)
-    if gate_id not in gates:
-        raise GatingError(f"no gate {gate_id!r}; gates: {', '.join(gates)}")
+    _known(adata, gates, [gate_id])
     return _panel(_Columns(adata), gates[gate_id], bins)
 
 
@@ -352,9 +392,7 @@ def gate_panels(adata: Any, *, gates: list[str] | None = None, bins: int = 96) -
         When the sample is not gated, a named gate does not exist, or no gate is geometric.
     """
     allg = sample_gates(adata)
-    missing = [g for g in gates or () if g not in allg]
-    if missing:
-        raise GatingError(f"no gate {missing[0]!r}; gates: {', '.join(allg)}")
+    _known(adata, allg, list(gates or ()))
     names = [g for g in (gates or list(allg)) if not isinstance(allg[g], BooleanGate)]
     if not names:
         raise GatingError("no geometric gates to draw")
