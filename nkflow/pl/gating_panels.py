@@ -8,7 +8,6 @@ matplotlib plots of :mod:`nkflow.pl.gating` and the SVG grid of
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,18 +15,12 @@ import numpy as np
 
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
-from ..pp.transform import from_linear
+from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
 __all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "sample_gates"]
 
-_MAX_TICKS = 4
-_NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # matplotlib's
 # the share of the data range added to a side where nothing pins the limit (matplotlib's)
 _MARGIN = 0.05
-# linear decades for the ticks of a transformed axis, labelled as FlowJo does
-# (in order of preference: a decade too close to one already placed is left out)
-_DECADES = (0.0, 1e2, 1e3, 1e4, 1e5, 1e6, -1e3, -1e4, 1e1, -1e2)
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 @dataclass(frozen=True)
@@ -142,53 +135,12 @@ def _known(adata: Any, gates: dict[str, Any], names: list[str]) -> None:
         raise GatingError(f"no gate {missing[0]!r}; gates: {', '.join(gates)}")
 
 
-def _decade_label(value: float) -> str:
-    if value == 0:
-        return "0"
-    exponent = round(math.log10(abs(value)))
-    return ("-" if value < 0 else "") + "10" + str(exponent).translate(_SUPERSCRIPT)
-
-
-def _decade_ticks(pos: np.ndarray | None, lo: float, hi: float) -> tuple[list, list] | None:
-    """Tick positions and labels at linear decades (``pos``: where they land), or None."""
-    if pos is None:
-        return None
-    gap = 0.06 * (hi - lo)
-    keep: list[tuple[float, str]] = []
-    for p, v in zip(pos, _DECADES, strict=True):
-        if np.isfinite(p) and lo <= p <= hi and all(abs(p - q) >= gap for q, _ in keep):
-            keep.append((float(p), _decade_label(v)))
-    if len(keep) < 2:
-        return None
-    keep.sort()
-    return [p for p, _ in keep], [label for _, label in keep]
-
-
-def _nice_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Round ticks inside ``[lo, hi]``, as ``matplotlib.ticker.MaxNLocator(4)`` places them."""
-    raw = (hi - lo) / _MAX_TICKS
-    if not (np.isfinite(raw) and raw > 0):
-        return [], []
-    scale = 10.0 ** math.floor(math.log10(raw))
-    mult = next(m for m in _NICE_STEPS if m * scale >= raw * (1 - 1e-9))
-    step = mult * scale
-    decimals = next(d for d in range(16) if abs(round(step, d) - step) <= 1e-9 * step)
-    first = math.ceil(lo / step - 1e-9)
-    ticks, labels = [], []
-    for k in range(first, first + _MAX_TICKS + 2):
-        v = k * step
-        if v > hi + 1e-9 * step:
-            break
-        ticks.append(float(v))
-        labels.append(f"{v:.{decimals}f}".replace("-", "\u2212") if k else "0")
-    return ticks, labels
-
-
-def _axis(cols: _Columns, channel: str | None, label: str, lo: float, hi: float) -> Axis:
-    """Decade ticks in linear units on transformed axes; a few plain ticks elsewhere."""
-    ticks = _decade_ticks(cols.decades(channel), lo, hi) if channel else None
-    if ticks is None:
-        ticks = _nice_ticks(lo, hi)
+def _axis(
+    cols: _Columns, channel: str | None, label: str, lo: float, hi: float, *, counts: bool = False
+) -> Axis:
+    """Ticks in the instrument's units (:mod:`nkflow.pl._ticks`); whole event counts."""
+    scale = cols.scale(channel) if channel else None
+    ticks = nice_ticks(lo, hi, integer=True) if counts else instrument_ticks(lo, hi, *scale or ())
     return Axis(label, float(lo), float(hi), tuple(ticks[0]), tuple(ticks[1]))
 
 
@@ -253,14 +205,14 @@ class _Columns:
         self._masks: dict[str | None, np.ndarray] = {}
         self._rows: dict[str | None, np.ndarray] = {}
         self._values: dict[tuple[str, str | None], np.ndarray] = {}
-        self._decades: dict[str, np.ndarray | None] = {}
+        self._scales: dict[str, tuple[Transform, Transform] | None] = {}
 
-    def decades(self, channel: str) -> np.ndarray | None:
-        """Where the linear decades land on a transformed channel (None: not transformed)."""
-        if channel not in self._decades:
+    def scale(self, channel: str) -> tuple[Transform, Transform] | None:
+        """The channel's transform and its inverse (None: not transformed, e.g. scatter)."""
+        if channel not in self._scales:
             record = self.adata.uns.get("nkflow", {}).get("transform") or {}
-            self._decades[channel] = from_linear(_DECADES, channel, record)
-        return self._decades[channel]
+            self._scales[channel] = channel_scale(channel, record)
+        return self._scales[channel]
 
     def mask(self, name: str | None) -> np.ndarray:
         if name not in self._masks:
@@ -316,7 +268,7 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
         return Panel(
             gate.id, gate.parent, "histogram",
             x=_axis(cols, xc, _label(adata, xc), *_limits(None, [edges[0], edges[-1], *lines])),
-            y=_axis(cols, None, "events", *ylim),
+            y=_axis(cols, None, "events", *ylim, counts=True),
             counts=counts, xedges=edges, thresholds=lines, **common,
         )  # fmt: skip
     y = cols.values(yc, gate.parent)
