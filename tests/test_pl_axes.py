@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,12 @@ def test_real_cytof_gate_grids_are_ticked_in_instrument_units(external, name) ->
         nk.pp.transform(a)
         nk.gating.gate(a, "human_cytof", n_boot=0)
     assert _assert_instrument_units(gate_panels(a), a.uns["nkflow"]["transform"]) > 10
+    fig = nk.pl.gate_grid(a)
+    fig.draw_without_rendering()
+    for ax in fig.axes:  # no two tick labels run into each other
+        spans = sorted(
+            (t.get_window_extent().x0, t.get_window_extent().x1)
+            for t in ax.get_xticklabels()
+            if t.get_text()
+        )
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(spans)), ax.get_title()

@@ -23,6 +23,7 @@ from ..pp.transform import from_linear, to_linear
 __all__ = ["DECADES", "channel_scale", "instrument_ticks", "nice_ticks"]
 
 Ticks = tuple[list[float], list[str]]
+Placed = list[tuple[float, str]]
 #: linear values -> the channel's transformed scale, or back
 Transform = Callable[[Sequence[float]], np.ndarray]
 
@@ -31,8 +32,10 @@ _NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # matplotlib'
 # round steps for instrument units read off a transformed axis (no 1.5, 3, 6: 0, 1.5, 3 ...
 # read as a scale of their own)
 _ROUND_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
-# the least distance between two ticks, as a share of the axis (closer ones collide)
+# the least distance between two ticks, as a share of the axis (closer ones collide), and
+# what a label adds to it per character (a digit is about 1/28 of a gate grid panel's width)
 _GAP = 0.06
+_CHAR = 0.035
 #: linear decades for the ticks of a transformed axis, labelled as FlowJo does (in order of
 #: preference: a decade too close to one already placed is left out)
 DECADES = (0.0, 1e2, 1e3, 1e4, 1e5, 1e6, -1e3, -1e4, 1e1, -1e2)
@@ -129,23 +132,80 @@ def nice_ticks(lo: float, hi: float, *, integer: bool = False) -> Ticks:
     return ([], []) if step is None else _values(lo, hi, step)
 
 
+def _label(value: float) -> str:
+    """A round linear value as a tick label: ``20``, ``0.5``, ``−100``."""
+    if value == 0:
+        return "0"
+    decimals = next(d for d in range(16) if abs(round(value, d) - value) <= 1e-9 * abs(value))
+    return f"{value:.{decimals}f}".replace("-", "\u2212")
+
+
+def _placed(values: Sequence[float], forward: Transform, lo: float, hi: float) -> Placed:
+    """``values`` (in order of preference) where they land on the axis, sorted.
+
+    Each is kept only far enough from those kept before it for both labels to be read.
+    """
+    pos = forward(values)
+    keep: Placed = []
+    for p, v in zip(pos, values, strict=True):
+        label = _label(v)
+        if not (np.isfinite(p) and lo <= p <= hi):
+            continue
+        if all(abs(p - q) >= _room(label, other) * (hi - lo) for q, other in keep):
+            keep.append((float(p), label))
+    return sorted(keep)
+
+
+def _room(a: str, b: str) -> float:
+    """The least distance between ticks labelled ``a`` and ``b``, as a share of the axis."""
+    return max(_GAP, _CHAR * (len(a) + len(b)) / 2 + _GAP / 2)
+
+
+def _one_two_five(a: float, b: float) -> list[float]:
+    """0, then ±1, 5 and 2 times the decades of ``[a, b]`` (largest first)."""
+    top = max(abs(a), abs(b))
+    if not (np.isfinite(top) and top > 0):
+        return [0.0]
+    k_top = math.floor(math.log10(top))
+    powers = [10.0**k for k in range(k_top, k_top - 4, -1)]
+    return [0.0] + [s * m * p for m in (1.0, 5.0, 2.0) for p in powers for s in (1.0, -1.0)]
+
+
+def _even(placed: Placed) -> bool:
+    """Three or more ticks spaced about evenly (the transform is near linear there)."""
+    if len(placed) < 3:
+        return False
+    gaps = np.diff([p for p, _ in placed])
+    return float(gaps.max()) <= 2.0 * float(gaps.min())
+
+
 def _linear_ticks(lo: float, hi: float, forward: Transform, inverse: Transform) -> Ticks:
-    """Round linear values of a transformed axis, where they land on it."""
+    """Round linear values of a transformed axis too narrow for two decades.
+
+    Two candidate sets, each thinned so labels do not collide: multiples of one round step
+    (``20, 40, 60``: read best where the transform is near linear, as arcsinh near zero)
+    and the 1-2-5 series (``20, 50, 100, 200``: where it is logarithmic). The multiples are
+    taken when all of them fit, evenly spaced; else the series when it gives three ticks;
+    else whichever gives more.
+    """
     a, b = (float(v) for v in inverse([lo, hi]))
-    # one more than on a plain axis: the transform bunches the top ones, thinned below
     step = _step(a, b, _ROUND_STEPS, False, _MAX_TICKS + 1)
     if step is None:
         return [], []
-    values, labels = _values(a, b, step)
-    pos = forward(values)
-    inside = [(float(p), t) for p, t in zip(pos, labels, strict=True) if lo <= p <= hi]
-    keep: list[tuple[float, str]] = []
-    for p, t in inside:  # ascending: the transform compresses the top, thin it there
-        if not keep or p - keep[-1][0] >= _GAP * (hi - lo):
-            keep.append((p, t))
-    if len(keep) < 2:  # a tick too many rather than an axis without a scale
-        keep = inside
-    return [p for p, _ in keep], [t for _, t in keep]
+    multiples = _values(a, b, step)[0]
+    linear = _placed(multiples, forward, lo, hi)
+    series = _placed(_one_two_five(a, b), forward, lo, hi)
+    pos = forward(multiples)
+    inside = [(float(p), _label(v)) for p, v in zip(pos, multiples, strict=True) if lo <= p <= hi]
+    if (_even(linear) and len(linear) == len(inside)) or (
+        len(series) < 3 and len(linear) >= len(series)
+    ):
+        chosen = linear
+    else:
+        chosen = series
+    if len(chosen) < 2:  # a tick too many rather than an axis without a scale
+        chosen = inside
+    return [p for p, _ in chosen], [t for _, t in chosen]
 
 
 def instrument_ticks(
