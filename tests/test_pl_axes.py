@@ -145,3 +145,17 @@ def test_real_cytof_gate_grids_are_ticked_in_instrument_units(external, name) ->
             if t.get_text()
         )
         assert all(a[1] < b[0] for a, b in itertools.pairwise(spans)), ax.get_title()
+
+
+@pytest.mark.parametrize("ncols", [4, 1])
+def test_grid_titles_and_axis_labels_stay_inside_the_figure(ncols) -> None:
+    """A one-row grid cut its titles (top margin 5 % of 3 in) and its x labels."""
+    fig = nk.pl.gate_grid(_narrow("arcsinh"), ncols=ncols)
+    fig.draw_without_rendering()
+    box = fig.bbox
+    for ax in fig.axes:
+        for text in (ax.title, ax.xaxis.label, *ax.get_xticklabels()):
+            if text.get_text():
+                extent = text.get_window_extent()
+                assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+                assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
