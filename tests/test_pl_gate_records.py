@@ -69,3 +69,63 @@ def test_real_gatingml_file_raises_a_gating_error(external) -> None:
     nk.gating.apply_gatingml(ref / "gml" / "gml_rect1_gate.xml", b)
     with pytest.raises(GatingError, match=r"'Rectangle1'.*gml_rect1_gate\.xml"):
         nk.pl.gate_grid(b)
+
+
+def _not_set_sample() -> ad.AnnData:
+    """'Pos' set; 'Box' left without a cut-off on 7 events; 'Inner' below it; 'Either' an
+    OR of 'Box' (as the engine records them)."""
+    box = {"kind": "rectangle", "id": "Box", "parent": "Pos",
+           "dims": [{"channel": "B", "min": float("nan"), "max": None}]}  # fmt: skip
+    a = _container(
+        [{"name": "Pos", "parent": "", "gate": {**RECT, "id": "Pos", "parent": None}},
+         {"name": "Box", "parent": "Pos", "gate": box},
+         {"name": "Inner", "parent": "Box", "gate": {**RECT, "id": "Inner", "parent": "Box"}},
+         {"name": "Either", "parent": "Pos", "gate": {
+             "kind": "boolean", "id": "Either", "parent": "Pos", "op": "or",
+             "operands": [{"gate": "Box", "complement": False}]}}],
+        unset={"Box": "no cut-off (see its threshold row)", "Inner": "parent 'Box' not set",
+               "Either": "operand 'Box' not set"},
+    )  # fmt: skip
+    for name in ("Box", "Inner", "Either"):
+        a.obs[name] = False
+    a.uns["nkflow"]["thresholds"] = [
+        {"marker": "CD3", "channel": "A", "value": 0.5, "rule": "fixed", "gate": "",
+         "n_events": 200},
+        {"marker": "CD56", "channel": "B", "value": float("nan"), "rule": "insufficient events",
+         "gate": "Pos", "n_events": 7},
+    ]  # fmt: skip
+    return a
+
+
+def test_a_gate_not_set_says_so_and_why_as_the_populations_table() -> None:
+    """Was "Box  (in Pos): 0 (0.0%)", while the populations table has its count NA."""
+    a = _not_set_sample()
+    fig = nk.pl.gate_grid(a)
+    titles = {ax.get_title().split("  ")[0]: ax.get_title() for ax in fig.axes}
+    assert titles["Box"] == "Box  (in Pos)\nnot set: too few events (7 in Pos)"
+    assert titles["Inner"] == "Inner  (in Box)\nnot set: parent 'Box' not set"
+    assert titles["Pos"].endswith(f"{int(a.obs['Pos'].sum())} ({100 * a.obs['Pos'].mean():.1f}%)")
+    boolean = nk.pl.gate_plot(a, "Either").axes[0].get_title()
+    assert boolean.endswith("not set: operand 'Box' not set")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = nk.gating.population_table(a).set_index("population")
+    for panel in gate_panels(a):
+        assert ("not set" in panel.title) == bool(pd.isna(table.loc[panel.gate, "count"]))
+
+
+@pytest.mark.parametrize("donor", ["021", "028", "034"])
+def test_real_not_set_gates_are_titled_as_the_populations_table(external, donor) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = nk.read_fcs(external / f"cytonorm/inst/extdata/Gates_PTLG{donor}_Unstim_Control_1.fcs")
+        nk.pp.qc(a)
+        nk.pp.compensate(a)
+        nk.pp.transform(a)
+        table = nk.gating.gate(a, "human_cytof", n_boot=0).set_index("population")
+    panels = gate_panels(a)
+    assert any("not set: too few events" in p.title for p in panels)  # CD56bright on ~10 NK
+    for panel in panels:
+        count = table.loc[panel.gate, "count"]
+        assert ("not set" in panel.title) == bool(pd.isna(count)), panel.title
+        assert pd.isna(count) or panel.title.endswith(f": {int(count)} ({panel.percent:.1f}%)")

@@ -8,7 +8,7 @@ matplotlib plots of :mod:`nkflow.pl.gating` and the SVG grid of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
 from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
-__all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "sample_gates"]
+__all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "not_set_reason", "sample_gates"]
 
 # the share of the data range added to a side where nothing pins the limit (matplotlib's)
 _MARGIN = 0.05
@@ -294,6 +294,62 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
     )  # fmt: skip
 
 
+def _channels(gate: Any) -> set[str]:
+    if isinstance(gate, PolygonGate):
+        return {gate.x_channel, gate.y_channel, f"{gate.x_channel}|{gate.y_channel}"}
+    return {d.channel for d in getattr(gate, "dims", ())}
+
+
+def not_set_reason(adata: Any, gate: Any) -> str | None:
+    """Why a gate was not set, in a few words, or None when it was.
+
+    Read from the gating record, ``uns["nkflow"]["gating"]["unset"]`` (the gates whose
+    ``count`` the populations table leaves NA), made specific by the gate's threshold row in
+    ``uns["nkflow"]["thresholds"]`` (``insufficient events``: too few events to set it). A
+    gate whose ``obs`` column holds missing values is not set either.
+
+    Parameters
+    ----------
+    adata
+        A gated sample.
+    gate
+        One of its gates (:func:`sample_gates`).
+
+    Returns
+    -------
+    str or None
+        ``"too few events (10 in NK)"``, ``"parent 'NK' not set"``, ``"no cut-off (mirror)"``
+        ...; None for a gate that was set.
+    """
+    nk = adata.uns.get("nkflow", {})
+    why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
+    if why is None:
+        column = adata.obs[gate.id] if gate.id in adata.obs else None
+        return "not measured" if column is not None and bool(column.isna().any()) else None
+    if not str(why).startswith("no cut-off"):
+        return str(why)  # "parent 'X' not set", "operand 'X' not set"
+    channels = _channels(gate)
+    for row in nk.get("thresholds") or ():
+        value = row.get("value")
+        if row.get("channel") not in channels or (value is not None and value == value):
+            continue  # another channel, or a cut-off that was set (NaN != NaN)
+        # "insufficient events" is the rule (maybe "... (fmo fallback)"), or a polygon's name
+        if any(str(row.get(k, "")).startswith("insufficient events") for k in ("rule", "marker")):
+            where = f" in {row['gate']}" if row.get("gate") else ""
+            return f"too few events ({row.get('n_events', 0)}{where})"
+        return f"no cut-off ({row.get('rule') or 'no rule'})"
+    return "no cut-off"
+
+
+def _said_if_not_set(adata: Any, panel: Panel, gate: Any) -> Panel:
+    """The panel of a gate that was not set says so and why, not ``0 (0.0%)``."""
+    why = not_set_reason(adata, gate)
+    if why is None:
+        return panel
+    where = gate.parent or "all events"
+    return replace(panel, title=f"{gate.id}  (in {where}): not set: {why}")
+
+
 def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:
     """The panel of one gate (boolean gates included).
 
@@ -317,7 +373,7 @@ def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:
     """
     gates = sample_gates(adata)
     _known(adata, gates, [gate_id])
-    return _panel(_Columns(adata), gates[gate_id], bins)
+    return _said_if_not_set(adata, _panel(_Columns(adata), gates[gate_id], bins), gates[gate_id])
 
 
 def gate_panels(adata: Any, *, gates: list[str] | None = None, bins: int = 96) -> list[Panel]:
@@ -349,4 +405,4 @@ def gate_panels(adata: Any, *, gates: list[str] | None = None, bins: int = 96) -
     if not names:
         raise GatingError("no geometric gates to draw")
     cols = _Columns(adata)
-    return [_panel(cols, allg[name], bins) for name in names]
+    return [_said_if_not_set(adata, _panel(cols, allg[n], bins), allg[n]) for n in names]
