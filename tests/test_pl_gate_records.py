@@ -102,8 +102,8 @@ def test_a_gate_not_set_says_so_and_why_as_the_populations_table() -> None:
     a = _not_set_sample()
     fig = nk.pl.gate_grid(a)
     titles = {ax.get_title().split("  ")[0]: ax.get_title() for ax in fig.axes}
-    assert titles["Box"] == "Box  (in Pos)\nnot set: too few events (7 in Pos)"
-    assert titles["Inner"] == "Inner  (in Box)\nnot set: parent 'Box' not set"
+    assert titles["Box"] == "Box  (in Pos):\nnot set: too few events (7 in Pos)"
+    assert titles["Inner"] == "Inner  (in Box):\nnot set: parent 'Box' not set"
     assert titles["Pos"].endswith(f"{int(a.obs['Pos'].sum())} ({100 * a.obs['Pos'].mean():.1f}%)")
     boolean = nk.pl.gate_plot(a, "Either").axes[0].get_title()
     assert boolean.endswith("not set: operand 'Box' not set")

@@ -32,7 +32,7 @@ _TOP_IN, _BOTTOM_IN = 0.45, 0.55
 def _title(text: str) -> str:
     """The panel title, on two lines when it is long (broken after the parent)."""
     head, sep, tail = text.partition("): ")
-    return f"{head})\n{tail}" if sep and len(text) > _TITLE_CHARS else text
+    return f"{head}):\n{tail}" if sep and len(text) > _TITLE_CHARS else text
 
 
 def _draw(panel: Panel, ax: Axes) -> None:
