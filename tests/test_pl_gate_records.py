@@ -91,6 +91,9 @@ def _not_set_sample() -> ad.AnnData:
     a.uns["nkflow"]["thresholds"] = [
         {"marker": "CD3", "channel": "A", "value": 0.5, "rule": "fixed", "gate": "",
          "n_events": 200},
+        # a cut-off on the same channel that another population left unset is not Box's
+        {"marker": "CD56", "channel": "B", "value": float("nan"), "rule": "mirror",
+         "gate": "Other", "n_events": 500},
         {"marker": "CD56", "channel": "B", "value": float("nan"), "rule": "insufficient events",
          "gate": "Pos", "n_events": 7},
     ]  # fmt: skip
@@ -102,7 +105,7 @@ def test_a_gate_not_set_says_so_and_why_as_the_populations_table() -> None:
     a = _not_set_sample()
     fig = nk.pl.gate_grid(a)
     titles = {ax.get_title().split("  ")[0]: ax.get_title() for ax in fig.axes}
-    assert titles["Box"] == "Box  (in Pos):\nnot set: too few events (7 in Pos)"
+    assert titles["Box"] == "Box  (in Pos):\nnot set: too few events (7)"
     assert titles["Inner"] == "Inner  (in Box):\nnot set: parent 'Box' not set"
     assert titles["Pos"].endswith(f"{int(a.obs['Pos'].sum())} ({100 * a.obs['Pos'].mean():.1f}%)")
     boolean = nk.pl.gate_plot(a, "Either").axes[0].get_title()

@@ -318,8 +318,9 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
     Returns
     -------
     str or None
-        ``"too few events (10 in NK)"``, ``"parent 'NK' not set"``, ``"no cut-off (mirror)"``
-        ...; None for a gate that was set.
+        ``"too few events (10)"`` (in its parent; ``"(10 in NK)"`` when the cut-off was set
+        on another population), ``"parent 'NK' not set"``, ``"no cut-off (mirror)"`` ...;
+        None for a gate that was set.
     """
     nk = adata.uns.get("nkflow", {})
     why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
@@ -329,13 +330,17 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
     if not str(why).startswith("no cut-off"):
         return str(why)  # "parent 'X' not set", "operand 'X' not set"
     channels = _channels(gate)
-    for row in nk.get("thresholds") or ():
-        value = row.get("value")
-        if row.get("channel") not in channels or (value is not None and value == value):
-            continue  # another channel, or a cut-off that was set (NaN != NaN)
+    rows = [  # cut-offs without a value (NaN != NaN) on the gate's channels
+        r for r in nk.get("thresholds") or ()
+        if r.get("channel") in channels and not r.get("value") == r.get("value")
+    ]  # fmt: skip
+    # the row set on the gate's parent first (a cut-off set on another population after)
+    rows.sort(key=lambda r: (r.get("gate") or "") != (gate.parent or ""))
+    for row in rows:
         # "insufficient events" is the rule (maybe "... (fmo fallback)"), or a polygon's name
         if any(str(row.get(k, "")).startswith("insufficient events") for k in ("rule", "marker")):
-            where = f" in {row['gate']}" if row.get("gate") else ""
+            on = row.get("gate") or ""  # the population the cut-off was set on
+            where = f" in {on}" if on and on != (gate.parent or "") else ""
             return f"too few events ({row.get('n_events', 0)}{where})"
         return f"no cut-off ({row.get('rule') or 'no rule'})"
     return "no cut-off"
