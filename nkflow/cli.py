@@ -316,10 +316,12 @@ def _inspect_block(row: Any) -> str:
     )
     lines = [str(row["file"]), *textwrap.wrap(head, width, initial_indent="  ",
                                              subsequent_indent="    ")]  # fmt: skip
-    for key in ("markers", "quirks"):
+    titles = {"unread_labels": "labels not read as markers (name them in a panel file)"}
+    for key in ("markers", "unread_labels", "quirks"):
         if str(row.get(key, "")):
-            lines += textwrap.wrap(f"{key}: {row[key]}", width, initial_indent="  ",
-                                   subsequent_indent="    ", break_on_hyphens=False)  # fmt: skip
+            lines += textwrap.wrap(f"{titles.get(key, key)}: {row[key]}", width,
+                                   initial_indent="  ", subsequent_indent="    ",
+                                   break_on_hyphens=False)  # fmt: skip
     return "\n".join(lines)
 
 

@@ -191,6 +191,11 @@ def test_compare_errors_name_the_column():
             ),
             "g",
         )
+    all_nan = pd.DataFrame(
+        dict(population="NK", donor=["d1", "d2"], tissue="t", g=["x", "y"], areg_net=np.nan)
+    )
+    with pytest.raises(ConfigError, match=r"found \[\] with values in 'areg_net' .*'x', 'y'"):
+        compare_groups(all_nan, "g")  # said "found []" although both groups are there
 
 
 def test_a_donors_tissues_are_one_pair_not_several():

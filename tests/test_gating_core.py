@@ -321,6 +321,25 @@ def test_population_table_handles_root_and_missing_nk():
     assert t.loc[0, "parent_count"] == 500 and np.isnan(t.loc[0, "percent_of_nk"])
 
 
+def test_population_table_refuses_several_samples_concatenated():
+    # anndata.concat of gated samples: counted as one, under the first one's name
+    import anndata as ad
+
+    from nkflow.exceptions import ConfigError
+
+    samples = []
+    for i in (1, 2):
+        adata, _ = _tiny(n=300, seed=i)
+        adata.obs["A"] = np.arange(300) < 30
+        adata.obs["sample_id"] = f"s{i}"
+        samples.append(adata)
+    both = ad.concat(samples, merge="same", uns_merge="first")
+    with pytest.raises(ConfigError, match=r"holds 2 samples in obs\['sample_id'\].*per sample"):
+        population_table(both, populations=["A"], parents={"A": None}, min_events=10)
+    one = population_table(samples[0], populations=["A"], parents={"A": None}, min_events=10)
+    assert one.loc[0, "count"] == 30
+
+
 @pytest.mark.parametrize("gate_id", ["Cells", "Singlets", "CD3-", "CD56bright", "CD56dim"])
 def test_gate_plot_returns_figure(tiny_gated, gate_id):
     from matplotlib.figure import Figure

@@ -73,3 +73,22 @@ def test_the_margins(beyond: int, refuted: bool, doubtful: bool) -> None:
     tail = mirror_tail(np.r_[np.zeros(n), np.ones(beyond)], 0.5)
     assert tail.refuted is refuted and tail.doubtful is doubtful
     assert (REFUTED_FOLD, DOUBT_FOLD) == (10.0, 2.0)
+
+
+def test_the_public_threshold_functions_warn_on_a_doubted_mirror() -> None:
+    """valley_threshold on 423C liver's T-cell CD69 returned its mirror 1.51 above every one
+    of 7,147 events (0 % positive) without a word; gate() leaves it unset."""
+    import warnings
+
+    from nkflow.exceptions import MissingControlWarning
+    from nkflow.gating.thresholds import valley_threshold
+
+    dominant = _dominant_positive(20_000)
+    for fit in (mirror_threshold, valley_threshold):
+        with pytest.warns(MissingControlWarning, match="of 20000 events lie above the mirror"):
+            value, *_, used, _n = fit(dominant, n_boot=0)
+        assert used == "mirror" and np.isfinite(value)  # returned as computed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        valley_threshold(dominant, n_boot=0, check_mirror=False)  # the engine's own checks
+        mirror_threshold(_NEGATIVES, n_boot=0)  # a negative peak with its tail: no word

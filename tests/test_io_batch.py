@@ -642,12 +642,15 @@ def test_inspect_files_never_raises(batch_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.fcs").write_bytes(b"\x00" * 100)
     paths = [batch_dir / "donor1_liver.fcs", tmp_path / "dir.fcs", tmp_path / "bad.fcs"]
     table = nio.inspect_files(paths)
-    assert list(table.columns[:8]) == [
-        "file", "fcs_version", "events", "channels", "markers", "spillover", "instrument", "date",
+    # unread_labels, beside the markers: labels naming a stain no marker was read from
+    assert list(table.columns[:9]) == [
+        "file", "fcs_version", "events", "channels", "markers", "unread_labels", "spillover",
+        "instrument", "date",
     ]  # fmt: skip
     first = table.iloc[0]
     assert (first["fcs_version"], first["events"], first["channels"]) == ("3.1", 50, 6)
     assert "CD56 (B1-A)" in first["markers"] and first["error"] == ""
+    assert first["unread_labels"] == ""
     assert "directory" in table.loc[1, "error"]
     assert "not an FCS file" in table.loc[2, "error"]
 

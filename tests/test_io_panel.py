@@ -83,6 +83,9 @@ LABELS = {
     "Eomes PE-eF610": "Eomes",
     # real files: FlowKit data1, isotope-prefixed CyTOF, flowSOM 68983, DiVa, Cytek
     "FL1-H CD4 FITC": "CD4",
+    "FL2-H NK1.1 PE": "NK1.1",  # not HNK-1 (CD57) from the detector's "H" and "NK1"
+    "FL1-H CD57 FITC": "CD57",
+    "FL2-H HNK-1 PE": "CD57",
     "CD4 FITC": "CD4",
     "173Yb_CD56": "CD56",
     "165Ho_CD16": "CD16",
@@ -99,7 +102,7 @@ LABELS = {
     "TNFa": "TNF",
     "Ki-67 BV480": "Ki-67",
     "GzmB AF700": "Granzyme-B",
-    # fluorochromes, detectors, isotopes and unknown markers are not markers
+    # fluorochromes, detectors, isotopes and markers the table does not know are no markers
     "PE-Cy7-A": "",
     "FITC-A": "",
     "BV421-A": "",
@@ -114,11 +117,65 @@ LABELS = {
     "195Pt": "",
     "FSC-A": "",
     "Time": "",
-    "CD45RA": "",
-    "IFNa": "",
-    "CD235ab_CD61": "",
+    "IFNa": "",  # a marker the table does not know (nkflow.io.unread_labels names it)
     "GFP": "",
     "": "",
+    # near names stay apart: CD45 isoforms and congenic alleles, CD66 / CD66b, the TCR
+    # chains, PD-1 / PD-L1, Greek letters, T-bet spellings (formerly CD45RA was no marker)
+    "CD45RA": "CD45RA",
+    "143Nd_CD45RA": "CD45RA",
+    "CD45RO BV786": "CD45RO",
+    "CD45R/B220 BUV395": "B220",
+    "B220;V500;510/50@405/E": "B220",  # FlowKit's index-sort file
+    "CD45.1 PE": "CD45.1",
+    "CD45.2 FITC": "CD45.2",
+    "CD66": "CD66",
+    "152Gd_CD66b": "CD66b",
+    "TCRb": "TCRb",
+    "TCRβ APC": "TCRb",
+    "TCR beta": "TCRb",
+    "TCRαβ": "TCRab",
+    "TCR ab FITC": "TCRab",
+    "TCR gd PE": "TCRgd",
+    "PD-1": "PD-1",
+    "PD1 BV421": "PD-1",
+    "CD279": "PD-1",
+    "PD-L1 PE": "PD-L1",
+    "175Lu_PD-L1": "PD-L1",
+    "CD274": "PD-L1",
+    "Tbet": "Tbet",
+    "T-bet PE-Cy7": "Tbet",
+    "TBX21": "Tbet",
+    "RORγt PE": "RORgt",
+    "IL-2Rβ": "CD122",
+    "IL-2Ra": "CD25",  # the alpha chain stays CD25
+    "c-Kit BV605": "CD117",
+    "CD90.2": "CD90",
+    "Thy1.1": "CD90.1",
+    "Ly6C": "Ly6C",
+    "Ly6G": "Ly6G",
+    "Ly6G/C": "Gr-1",
+    "Ly49C/I FITC": "Ly49C-I",
+    "Ly49H": "Ly49H",
+    "KIR2DL2/3 PE": "KIR2DL2-3",
+    "CD158a": "KIR2DL1",
+    "CD158": "KIR2D",  # the pan-KIR2D name stays
+    "FcγRI": "CD64",
+    "FcγRIII PE": "CD16",  # not CD64
+    "FcεRIα": "FceRIa",
+    "CD23;PE-Cy7;780/60@561/A": "CD23",
+    "CD235ab_CD61": "Dump_CD235ab_CD61",  # red cells + platelets: a dump channel
+    "Foxp3-IgM": "FoxP3",  # FlowAtlas 423C (IgM is no marker of the table)
+    "CD57 pure + aIgM BV605": "CD57",
+    "DNAM-1 BV711": "DNAM-1",
+    "2B4": "2B4",
+    "TIM-3 BV650": "TIM-3",
+    "LAG3": "LAG-3",
+    "CD94 FITC": "CD94",
+    "KLRG1": "KLRG1",
+    "TIGIT PerCP-eF710": "TIGIT",
+    "MHC II": "MHCII",
+    "HLA-DR": "HLA-DR",
 }
 
 

@@ -47,19 +47,37 @@ def test_fit_panel_unmatched(layouts: list, unmatched: dict[str, list[str]]) -> 
 @pytest.mark.parametrize(
     ("marker", "closest"),
     [
-        ("CD5six", "CD56 or CD57"),  # a tie of difflib's ratio and of the common start
+        ("CD5x6", "CD56"),
+        ("CD10x", "CD103"),  # a tie of difflib's ratio (CD160 too): the longer common start
+        ("CD5six", "CD5"),  # a known marker now (formerly: CD56 or CD57)
         ("Perforn", "Perforin"),
         ("Granzym B", "Granzyme-B"),
-        ("CD1O3", "CD103"),
-        ("NKp64", "NKp44 or NKp46"),
-        ("PD-1", ""),  # a marker of its own: nothing close
-        ("TIGIT", ""),
+        ("CD1O3", "CD103"),  # O for 0 (CD123 and CD137 are as close letter by letter)
+        ("CD1l7", "CD117"),  # l for 1
+        ("NKp64", "NKp44 or NKp46"),  # a tie of difflib's ratio and of the common start
+        ("pSTAT3", ""),  # a marker of its own: nothing close
+        ("MAPKAPK2", ""),
     ],
 )
 def test_fit_panel_unknown_markers(marker: str, closest: str) -> None:
     fit = fit_panel({"A-A": marker, "B-A": "CD56", "C-A": ""}, [(["A-A", "B-A", "C-A"], [])])
     assert fit.unknown == {marker: closest}
     assert not fit.unmatched
+
+
+@pytest.mark.parametrize(
+    "marker", ["PD-1", "PD1", "CD279", "TIGIT", "TIM3", "CD45RA", "CD94", "DNAM-1", "KLRG1"]
+)
+def test_fit_panel_knows_the_checkpoint_and_nk_receptor_markers(
+    tmp_path: Path, marker: str
+) -> None:
+    # formerly "a marker of its own" the alias table did not know (PD-1, TIGIT)
+    path = tmp_path / "panel.csv"
+    path.write_text(f"channel,marker\nA-A,{marker}\n")
+    panel = nio.load_panel(path)
+    assert panel["A-A"] in nio.CANONICAL_MARKERS  # written in canonical form (PD1 -> PD-1)
+    fit = fit_panel(panel, [(["A-A"], [])])
+    assert fit.unknown == {} and not fit
 
 
 def _read(path: Path, panel: object) -> tuple[list[str], list[str]]:
@@ -78,9 +96,9 @@ def _read(path: Path, panel: object) -> tuple[list[str], list[str]]:
         ({"BV605A": "CD56"}, ["'BV605A' -> CD56", "did you mean 'BV605-A'?"], []),
         ({"bv605 a": "CD69"}, ["did you mean 'BV605-A'?"], []),  # case and spaces
         ({"r1a": ""}, ["'r1a' -> (no marker)", "did you mean 'R1-A'?"], []),
-        ({"BV605-A": "CD5six"}, ["'CD5six' on 'BV605-A'", "closest known: CD56"], ["row(s)"]),
+        ({"BV605-A": "CD5x6"}, ["'CD5x6' on 'BV605-A'", "closest known: CD56"], ["row(s)"]),
         ({"BV605-A": "Granzym B"}, ["closest known: Granzyme-B"], ["row(s)"]),
-        ({"BV605-A": "PD-1"}, ["'PD-1' on 'BV605-A'"], ["closest known", "row(s)"]),
+        ({"BV605-A": "pSTAT3"}, ["'pSTAT3' on 'BV605-A'"], ["closest known", "row(s)"]),
         (
             {"BV605-A": "CD56", "XX-A": "CD3", "B2-A": "CD16x"},
             ["1 of the panel's 3 row(s)", "'XX-A' -> CD3", "'CD16x' on 'B2-A'"],
@@ -173,10 +191,10 @@ def shared_batch(tmp_path: Path) -> Path:
             ["panel row 'NOPE-A' -> CD16 matches no channel in any of the 2 files read"],
         ),
         (
-            {"BV605-A": "CD5six"},
+            {"BV605-A": "NKp64"},
             [
-                "panel marker 'CD5six' on 'BV605-A' is not in the alias table; kept as written "
-                "(closest known: CD56 or CD57)"
+                "panel marker 'NKp64' on 'BV605-A' is not in the alias table; kept as written "
+                "(closest known: NKp44 or NKp46)"
             ],
         ),
     ],

@@ -85,3 +85,22 @@ def test_names_without_a_marker_call_start_with_their_tag() -> None:
         5: "(NK1.1lo) [3]",
         6: "(NK1.1lo) [4]",
     }
+
+
+def test_a_cut_off_recorded_under_another_name_of_the_marker_is_used():
+    """68983 read without a species names its CD3 channel CD3; the mouse template records
+    its cut-off as CD3e. The names fell back to the data's own valley (CD19hi on NK)."""
+    import anndata as ad
+    import numpy as np
+
+    from nkflow.tl.annotate import resolve_thresholds
+
+    adata = ad.AnnData(np.zeros((4, 2), np.float32))
+    adata.uns["nkflow"] = {
+        "thresholds": [{"marker": "CD3e", "value": 1.25}, {"marker": "NK1.1", "value": 0.5}]
+    }
+    pooled = np.random.default_rng(0).normal(size=(200, 3))
+    out = resolve_thresholds([adata], ["CD3", "NK1.1", "CD8"], pooled)
+    assert out["CD3"] == {"value": 1.25, "rule": "gating", "source": "gating"}
+    assert out["NK1.1"]["value"] == 0.5
+    assert out["CD8"]["source"] == "data"

@@ -132,3 +132,14 @@ def test_real_not_set_gates_are_titled_as_the_populations_table(external, donor)
         count = table.loc[panel.gate, "count"]
         assert ("not set" in panel.title) == bool(pd.isna(count)), panel.title
         assert pd.isna(count) or panel.title.endswith(f": {int(count)} ({panel.percent:.1f}%)")
+
+
+def test_a_not_set_gate_without_its_record_is_told_by_its_na_column() -> None:
+    """A container whose uns was not kept: the <NA> obs column still says 'not set'."""
+    a = _not_set_sample()
+    del a.uns["nkflow"]["gating"]["unset"]
+    box = pd.array(np.where(a.obs["Pos"], None, False), dtype="boolean")
+    a.obs["Box"] = box
+    titles = {p.gate: p.title for p in gate_panels(a)}
+    assert titles["Box"] == "Box  (in Pos): not set"
+    assert titles["Pos"].startswith("Pos  (in all events): ") and "not set" not in titles["Pos"]

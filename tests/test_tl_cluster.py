@@ -118,6 +118,32 @@ def test_default_markers_exclude_scatter_dump_lineage_and_function(batch):
     assert default_markers(relabelled, include_stimulation_labile=True) == ["CD56", "CD16", "CD8"]
 
 
+@pytest.mark.parametrize(
+    ("marker", "clustered"),
+    [
+        # lineage markers panels carry to exclude other cells: T, B, myeloid, granulocyte,
+        # progenitor, red-cell, platelet, congenic (constant on NK cells)
+        *[(m, False) for m in ("TCRb", "TCRab", "CD5", "FoxP3", "B220", "CD21", "CD23",
+                               "CD138", "CD33", "CD15", "CD66", "CD66b", "CD64", "CD123",
+                               "CD34", "CD1a", "CD235ab", "CD41", "Ly6G", "Gr-1", "Ter119",
+                               "CD45.1", "CD45.2")],
+        # NK and ILC phenotype markers the table now reads join the clustering
+        *[(m, True) for m in ("CD38", "CD94", "TIGIT", "PD-1", "TIM-3", "LAG-3", "KLRG1",
+                              "CD57", "DNAM-1", "2B4", "CD45RA", "CCR7", "Tbet", "Helios",
+                              "CD117", "CD61", "HLA-DR", "MHCII", "Ly6C", "Ly49H")],
+    ],
+)  # fmt: skip
+def test_default_markers_leave_lineage_markers_out(batch, marker, clustered):
+    relabelled = {}
+    for sid, adata in batch.items():
+        other = adata.copy()
+        other.var["marker"] = other.var["marker"].replace({"CD49a": marker})
+        relabelled[sid] = other
+    got = default_markers(relabelled, include_stimulation_labile=True)
+    assert got == (["CD56", "CD16", "CD69", marker, "CD103"] if clustered else
+                   ["CD56", "CD16", "CD69", "CD103"])  # fmt: skip
+
+
 def test_cluster_recovers_planted_phenotypes_with_readable_names(batch):
     res = _run(batch)
     for sid, adata in batch.items():

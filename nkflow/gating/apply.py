@@ -54,6 +54,7 @@ from .engine import GatingRun, _ancestors, _Columns, _run
 from .fmo_pool import fmo_uses, pool_fmo_replicates, warn_small_controls
 from .gates import gate_to_dict
 from .intervals import background_thread
+from .membership import obs_columns
 from .pooled import batch_pool_thresholds, pool_contribution, pool_targets
 from .preconditions import require_transformed, require_whole_sample
 from .resolve import ResolvedTemplate, resolve_template
@@ -125,9 +126,9 @@ def gate(
     Returns
     -------
     DataFrame or GatedCopy
-        The populations table (docs/contracts.md). ``adata.obs`` gains one bool column per
-        population; ``adata.uns["nkflow"]`` gains ``gating`` and ``thresholds``. With
-        ``copy=True``: the table and the gated copy.
+        The populations table (docs/contracts.md). ``adata.obs`` gains one column per
+        population (:mod:`~nkflow.gating.membership`); ``adata.uns["nkflow"]`` gains
+        ``gating`` and ``thresholds``. With ``copy=True``: the table and the gated copy.
 
     Raises
     ------
@@ -157,12 +158,11 @@ def gate(
             interval_executor=interval_executor,
         )
         uns = adata.uns.setdefault("nkflow", {})
-        # gated again (another template): the previous gates' columns go, or counting and
-        # clustering would mix two hierarchies' populations
+        # gated again: the previous gates' columns go (counting would mix two hierarchies)
         before = [p["name"] for p in (uns.get("gating") or {}).get("populations", [])]
         adata.obs.drop(columns=[p for p in before if p in adata.obs], inplace=True)
-        for g in run.gates:
-            adata.obs[g.id] = run.members[g.id]
+        for name, column in obs_columns(run.parents, run.members, run.unset).items():
+            adata.obs[name] = column
         uns["gating"] = {
             "template": tpl.name,
             "template_path": tpl.path,

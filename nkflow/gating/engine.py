@@ -434,6 +434,7 @@ def _run(
                 n_boot=n_boot,
                 random_state=seed(),
                 positive_above=th.value,  # a main peak above the batch cut is positive
+                check_mirror=False,  # the batch's cut is applied; its own is only compared
             )
             flag, note = disagreement((v, lo, hi, used), th.value, vals, side=dim.side)
         if flag:

@@ -25,14 +25,17 @@ expected beyond the cut): there only an FMO control or a batch pool sets the cut
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _sps
 
+from ..exceptions import MissingControlWarning
+
 __all__ = ["DOUBT_FOLD", "REFUTED_FOLD", "SIGNIFICANCE", "MirrorTail", "mirror_refuted",
-           "mirror_tail"]  # fmt: skip
+           "mirror_tail", "warn_doubtful_mirror"]  # fmt: skip
 
 #: refuted when the model expects more than this many times the events beyond the cut
 REFUTED_FOLD = 10.0
@@ -130,3 +133,44 @@ def mirror_refuted(
     """
     tail = mirror_tail(values, cut, percentile=percentile, unimodal=unimodal)
     return tail.reason() if tail.refuted else ""
+
+
+def warn_doubtful_mirror(
+    fit: tuple[float, float, float, str, int],
+    values: ArrayLike,
+    *,
+    percentile: float,
+    unimodal: str,
+    stacklevel: int = 3,
+) -> tuple[float, float, float, str, int]:
+    """Warn when a threshold function's mirror cut-off is doubted by its events.
+
+    ``gate()`` leaves a refuted mirror cut-off unset; the public threshold functions return
+    it as computed (a number a caller's code expects) and say, with the counts, that it
+    reads a dominant positive peak as negative.
+
+    Parameters
+    ----------
+    fit
+        ``(value, ci_low, ci_high, rule_used, n_events)`` of a threshold function.
+    values, percentile, unimodal
+        As for :func:`mirror_tail`.
+    stacklevel
+        Of the warning: the threshold function's caller by default.
+
+    Returns
+    -------
+    tuple
+        ``fit``, unchanged.
+
+    Warns
+    -----
+    MissingControlWarning
+        The rule used was the mirror and :attr:`MirrorTail.doubtful` holds.
+    """
+    value, used = fit[0], fit[3]
+    if used == "mirror" and np.isfinite(value):
+        tail = mirror_tail(values, value, percentile=percentile, unimodal=unimodal)
+        if tail.doubtful:
+            warnings.warn(tail.reason(), MissingControlWarning, stacklevel=stacklevel)
+    return fit

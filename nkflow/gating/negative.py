@@ -141,6 +141,7 @@ def pool_threshold(
         fallback_percentile=percentile,
         n_boot=n_boot,
         random_state=random_state,
+        check_mirror=False,  # only a valley is used
     )
     if used != "valley":
         return None

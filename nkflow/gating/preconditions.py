@@ -13,6 +13,7 @@ import numpy as np
 
 from ..exceptions import GatingError
 from ..io.fcs import sample_info
+from .membership import member_mask
 
 __all__ = ["ANCHOR_POPULATIONS", "require_transformed", "require_whole_sample"]
 
@@ -73,7 +74,7 @@ def require_whole_sample(adata: Any) -> None:
             gated.get(name) is not None  # the anchor gate, below another gate
             and name in adata.obs.columns
             and adata.n_obs
-            and bool(adata.obs[name].all())
+            and bool(member_mask(adata.obs[name]).all())  # <NA>: the gate was not set
         ):
             sid = sample_info(adata).get("sample_id") or "sample"
             raise GatingError(

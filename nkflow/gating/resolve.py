@@ -76,6 +76,10 @@ class ResolvedTemplate:
         Populations the panel cannot give (skipped gates and everything below them).
     panel
         The panel's markers.
+    descriptions
+        Gate -> its template ``description``, for the gates it still describes as applied:
+        drawn as written or by an alternative with a description of its own, none of its
+        conditions dropped (a "CD45-bright" gate drawn without CD45 loses it).
     """
 
     template: Template
@@ -86,6 +90,7 @@ class ResolvedTemplate:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     unreportable: list[str] = field(default_factory=list)
     panel: list[str] = field(default_factory=list)
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def skipped_populations(self) -> dict[str, str]:
@@ -112,6 +117,26 @@ class ResolvedTemplate:
             "unreportable": list(self.unreportable),
             "panel": list(self.panel),
         }
+
+    def lineage(self) -> list[dict[str, str]]:
+        """The gates from the root down to the NK anchor gate, as applied to the panel.
+
+        Each ``{"gate", "applied", "description"}``: the gate id, its definition on the
+        panel's markers (``"Pt195Di- & CD45+"``) and what it does (:attr:`descriptions`,
+        ``""`` when none applies), so a reader learns what a parent such as ``Live``
+        holds before reading its share.
+        """
+        tpl = self.template
+        by_pop = {p: g for g in tpl.gates for p in g.populations}
+        chain: list[GateSpec] = []
+        name: str | None = tpl.anchor_gate
+        while name in by_pop and len(chain) < len(tpl.gates):
+            chain.append(by_pop[name])
+            name = by_pop[name].parent
+        return [
+            {"gate": g.id, "applied": _describe(g), "description": self.descriptions.get(g.id, "")}
+            for g in reversed(chain)
+        ]
 
     def to_text(self) -> str:
         """Human-readable statement of the hierarchy that will be applied."""
@@ -389,6 +414,9 @@ def resolve_template(
                     anchor_reason = f"panel lacks {lacks}"
             continue
         cand, fitted, notes = chosen
+        written_for = cand is spec or cand.description != spec.description
+        if fitted.description and written_for and len(fitted.dims) == len(cand.dims):
+            res.descriptions[spec.id] = fitted.description
         if cand is spec and not notes:
             res.kept.append(spec.id)
         else:

@@ -12,9 +12,10 @@ import pandas as pd
 
 from .._order import float_keys
 from .._threads import column_rows, thread_map
-from ..exceptions import LowEventCountWarning
+from ..exceptions import ConfigError, LowEventCountWarning
 from ..io.fcs import sample_id
 from ..stats import wilson_interval
+from .membership import member_mask, not_set_gates
 
 __all__ = ["POPULATION_COLUMNS", "population_table"]
 
@@ -138,8 +139,10 @@ def population_table(
         Issue the low-count warning.
     unset
         Population -> why its gate could not be set (too few events for its cut-off, or
-        hanging on such a gate); default: ``uns["nkflow"]["gating"]["unset"]``. Their
-        ``count`` and percentages are NA: not measured, rather than none found.
+        hanging on such a gate); default: ``uns["nkflow"]["gating"]["unset"]``. A gate
+        whose ``obs`` column holds ``<NA>`` (:mod:`~nkflow.gating.membership`) is not set
+        either. Their ``count`` and percentages, and the ``parent_count`` of the gates
+        below them, are NA: not measured, rather than none found.
 
     Returns
     -------
@@ -148,7 +151,18 @@ def population_table(
         percent_of_parent, ci_low, ci_high`` (percent), ``percent_of_nk, low_events`` and
         ``median_<marker>`` for every fluorescence marker (transformed scale; populations
         over 200,000 events use a fixed-stride subsample of 200,000).
+
+    Raises
+    ------
+    ConfigError
+        ``adata`` holds several samples (``obs["sample_id"]`` with more than one value).
     """
+    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
+        raise ConfigError(
+            f"population_table: the AnnData holds {n_samples} samples in obs['sample_id'] "
+            "(anndata.concat of gated samples keeps the first one's gates in uns): it would "
+            "count their pooled events under the first one's name; call it per sample"
+        )
     g = adata.uns.get("nkflow", {}).get("gating", {}) or {}
     if populations is None:
         populations = [p["name"] for p in g.get("populations", [])]
@@ -166,15 +180,15 @@ def population_table(
         cols, names = [], []
     Xc, has_nan = _columns(adata.X, cols) if cols else (None, False)
     has_nk = nk_population in adata.obs.columns
-    nk_mask = adata.obs[nk_population].to_numpy(dtype=bool) if has_nk else None
+    nk_mask = member_mask(adata.obs[nk_population]) if has_nk else None
     nk_count = int(nk_mask.sum()) if nk_mask is not None else 0
     within_nk: list[bool] = []
     rows = []
     median_rows: list[tuple[dict[str, Any], np.ndarray]] = []
     for pop in populations:
-        m = adata.obs[pop].to_numpy(dtype=bool)
+        m = member_mask(adata.obs[pop])
         parent = parents.get(pop)
-        pm = adata.obs[parent].to_numpy(dtype=bool) if parent else np.ones(n, bool)
+        pm = member_mask(adata.obs[parent]) if parent else np.ones(n, bool)
         count, pcount = int(m.sum()), int(pm.sum())
         within_nk.append(nk_mask is not None and not bool(np.any(m & ~nk_mask)))
         row: dict[str, Any] = {
@@ -211,9 +225,12 @@ def population_table(
     df.insert(9, "low_events", df["count"] < int(min_events))
     if unset is None:
         unset = g.get("unset") or {}
-    if not_set := [p for p in df["population"] if p in unset]:
-        rows_unset = df["population"].isin(not_set).to_numpy()
+    # the record, or the <NA> of the obs column (a container whose uns was not kept)
+    not_set = {*unset, *not_set_gates(adata.obs, df["population"])}
+    if (rows_unset := df["population"].isin(not_set).to_numpy()).any():
         df["count"] = df["count"].astype("Int64").mask(rows_unset)
+        # below a gate not set, the parent's count is not measured either
+        df["parent_count"] = df["parent_count"].astype("Int64").mask(df["parent"].isin(not_set))
         cols = ["percent_of_parent", "ci_low", "ci_high", "percent_of_nk"]
         cols += [c for c in df.columns if c.startswith("median_")]
         df.loc[rows_unset, cols] = np.nan

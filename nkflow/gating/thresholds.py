@@ -72,6 +72,7 @@ from .density import (
     valley_from_density,
 )
 from .intervals import NO_INTERVAL, Deferred, deferred_interval
+from .mirror_check import warn_doubtful_mirror
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -310,6 +311,7 @@ def valley_threshold(
     confidence: float = 0.95,
     between: str = "top2",
     positive_above: float | None = None,
+    check_mirror: bool = True,
 ) -> tuple[float, float, float, str, int]:
     """Density valley between the two most prominent peaks, with a bootstrap CI.
 
@@ -341,6 +343,8 @@ def valley_threshold(
         A cut-off known to lie above the negatives (the batch pool's), or None: without a
         valley, a main peak above it is positive and the cut is ``reflected positive``
         (module docstring) instead of its mirror.
+    check_mirror
+        Warn when the events beyond a mirror fallback's cut-off doubt it (``gate()`` unsets it).
 
     Returns
     -------
@@ -352,8 +356,14 @@ def valley_threshold(
     ------
     GatingError
         Fewer than 10 finite values, or ``unimodal`` not ``"negative"``/``"positive"``.
+
+    Warns
+    -----
+    MissingControlWarning
+        Far fewer events lie beyond a mirror fallback's cut-off than its model expects: the
+        main peak holds positives (FlowAtlas 423C liver CD69 read 0 % positive).
     """
-    return density_fit(
+    fit = density_fit(
         "valley",
         values,
         percentile=fallback_percentile,
@@ -366,6 +376,8 @@ def valley_threshold(
         confidence=confidence,
         positive_above=positive_above,
     ).resolved()
+    p, side = fallback_percentile, unimodal
+    return warn_doubtful_mirror(fit, values, percentile=p, unimodal=side) if check_mirror else fit
 
 
 def gmm_threshold(
@@ -471,17 +483,16 @@ def mirror_threshold(
     ------
     GatingError
         Fewer than 10 finite values, or ``unimodal`` not ``"negative"``/``"positive"``.
+
+    Warns
+    -----
+    MissingControlWarning
+        Far fewer events lie beyond the cut-off than expected (see :func:`valley_threshold`).
     """
-    return density_fit(
-        "mirror",
-        values,
-        percentile=percentile,
-        bw_adjust=bw_adjust,
-        unimodal=unimodal,
-        n_boot=n_boot,
-        random_state=random_state,
-        confidence=confidence,
-    ).resolved()
+    fit = density_fit("mirror", values, percentile=percentile, bw_adjust=bw_adjust,
+                      unimodal=unimodal, n_boot=n_boot, random_state=random_state,
+                      confidence=confidence).resolved()  # fmt: skip
+    return warn_doubtful_mirror(fit, values, percentile=percentile, unimodal=unimodal)
 
 
 def quantile_threshold(

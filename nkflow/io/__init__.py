@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
         marker_from_text,
         resolve_markers,
     )
+    from .panel_labels import unread_labels
     from .technology import KINDS, Technology, detect_technology, technology_of
     from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
 
@@ -65,6 +66,7 @@ __all__ = [
     "sample_id",
     "sample_info",
     "technology_of",
+    "unread_labels",
     "write_bytes_atomic",
     "write_fcs",
     "write_h5ad",
@@ -99,6 +101,7 @@ __getattr__, __dir__ = attach(
             "marker_from_text",
             "resolve_markers",
         ],
+        "panel_labels": ["unread_labels"],
         "technology": ["KINDS", "Technology", "detect_technology", "technology_of"],
         "write": ["safe_name", "write_bytes_atomic", "write_table", "write_text_atomic"],
     },

@@ -31,7 +31,7 @@ from ..exceptions import (
     MetadataError,
     NkflowError,
 )
-from .batch_check import DIFFERENCE_COLUMNS, BatchCheck, _preview
+from .batch_check import DIFFERENCE_COLUMNS, UNREAD_COLUMNS, BatchCheck, _preview
 from .fcs import channel_kind, parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .folder import metadata_from_files, metadata_from_folder
@@ -44,6 +44,7 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .panel_fit import fit_panel
+from .panel_labels import unread_labels
 from .technology import Technology, detect_technology, other_technology
 from .text_safety import escape_text
 
@@ -347,10 +348,11 @@ def check_batch(
     Returns
     -------
     BatchCheck
-        Per-file summary, every difference, the marker -> channel mapping, and notes on
-        the user panel: rows whose channel no readable file has (with a file's channel
-        that differs only in case or punctuation) and marker names the alias table does
-        not know; notes are never fatal.
+        Per-file summary, every difference, the marker -> channel mapping, notes on
+        the user panel (rows whose channel no readable file has, with a file's channel
+        that differs only in case or punctuation, and marker names the alias table does
+        not know) and the labelled channels whose label names a stain the alias table
+        does not read as a marker (``unread``); notes and unread labels are never fatal.
 
     Raises
     ------
@@ -377,6 +379,7 @@ def check_batch(
     markers: dict[str, list[str]] = {}
     file_rows: list[dict] = []
     diffs: list[dict] = []
+    unread: list[dict] = []
     for _, row in table.iterrows():
         sid, file = str(row["sample_id"]), str(row["path"])
         info = {"sample_id": sid, "file": file, "fcs_version": "", "cyt": "", "datatype": "",
@@ -400,6 +403,8 @@ def check_batch(
         markers[sid], clashes = resolve_with_conflicts(
             meta.pnn, meta.pns, panel=user_panel, species=species
         )
+        for channel, label in unread_labels(meta.pnn, meta.pns, panel=user_panel).items():
+            unread.append({"sample_id": sid, "file": file, "channel": channel, "label": label})
         for marker, chans in clashes.items():
             _diff(diffs, sid, file, "panel", marker, f"on several channels: {chans}", "",
                   fatal=marker in required)  # fmt: skip
@@ -505,7 +510,12 @@ def check_batch(
     )
     differences = pd.DataFrame(diffs, columns=list(DIFFERENCE_COLUMNS))
     result = BatchCheck(
-        files=files, differences=differences, mapping=mapping, reference=reference, notes=notes
+        files=files,
+        differences=differences,
+        mapping=mapping,
+        reference=reference,
+        notes=notes,
+        unread=pd.DataFrame(unread, columns=list(UNREAD_COLUMNS)),
     )
     if raise_on_error and not result.ok:
         fatal = differences[differences["fatal"]]

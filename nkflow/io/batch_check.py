@@ -14,9 +14,10 @@ import pandas as pd
 
 from .text_safety import escape_frame, escape_text
 
-__all__ = ["DIFFERENCE_COLUMNS", "BatchCheck"]
+__all__ = ["DIFFERENCE_COLUMNS", "UNREAD_COLUMNS", "BatchCheck"]
 
 DIFFERENCE_COLUMNS = ("sample_id", "file", "aspect", "item", "value", "reference", "fatal")
+UNREAD_COLUMNS = ("sample_id", "file", "channel", "label")
 # (aspect, item) of differences that make one file unusable without making the batch so
 _FILE_FAILURES = {
     ("unreadable", "file"),
@@ -52,6 +53,11 @@ class BatchCheck:
         readable file of the batch (ignored; a file's channel that differs only in case or
         punctuation is named) and marker names the alias table does not know (kept as
         written; the closest canonical marker is named). Empty without a panel.
+    unread
+        One row per file and channel whose label names a stain the alias table does not
+        read as a marker (:func:`nkflow.io.unread_labels`): ``sample_id, file, channel,
+        label``. Those channels carry no marker, so gating, clustering and the report leave
+        them out until a panel file names them; never fatal.
     """
 
     files: pd.DataFrame
@@ -59,6 +65,7 @@ class BatchCheck:
     mapping: pd.DataFrame
     reference: str
     notes: list[str] = field(default_factory=list)
+    unread: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNREAD_COLUMNS))
 
     @property
     def ok(self) -> bool:
@@ -69,6 +76,23 @@ class BatchCheck:
     def failed(self) -> list[str]:
         """Sample ids whose files could not be read."""
         return list(self.files.loc[self.files["error"] != "", "sample_id"])
+
+    def unread_lines(self) -> list[str]:
+        """One line per label and channel not read as a marker, with how many files carry it.
+
+        Returns
+        -------
+        list of str
+            ``'CD28 BV605' on BV605-A (all 3 files)``; empty when every label is read.
+        """
+        n_files = len(self.files) - len(self.failed)
+        groups = self.unread.groupby(["label", "channel"], sort=False)["sample_id"].nunique()
+        return [
+            f"{label!r} on {channel} ("
+            + (f"all {n} files" if n == n_files and n > 1 else f"{n} of {n_files} file(s)")
+            + ")"
+            for (label, channel), n in groups.items()
+        ]
 
     @property
     def problems(self) -> pd.DataFrame:
@@ -96,7 +120,7 @@ class BatchCheck:
         return pd.DataFrame(rows, columns=["sample_id", "file", "reason"])
 
     def to_string(self, *, refused: int = 0, plan_failed: bool = False) -> str:
-        """A plain-text report: files, differences (fatal first), panel notes, marker mapping.
+        """A plain-text report: files, differences, panel notes, unread labels, marker map.
 
         Names and values from files and sheets are escaped (:func:`escape_text`), so a
         newline or terminal escape in a file name cannot start a line of its own.
@@ -137,6 +161,13 @@ class BatchCheck:
         if self.notes:
             notes = [f"  - {escape_text(n)}" for n in self.notes]
             lines += ["Panel notes (not fatal):", *notes, ""]
+        if unread := self.unread_lines():
+            lines += [
+                "Labels not read as markers (not fatal; these channels are left out of the "
+                "analysis until a panel file names their markers):",
+                *(f"  - {escape_text(n)}" for n in unread),
+                "",
+            ]
         if len(self.mapping):
             lines += _mapping_lines(self.mapping)
         return "\n".join(lines)

@@ -13,6 +13,7 @@ from ..exceptions import FCSQuirkWarning, NkflowError
 from .fcs import parse_spillover
 from .fcs_text import read_fcs_metadata
 from .panel import conflict_message, resolve_with_conflicts
+from .panel_labels import format_unread, unread_labels
 from .technology import detect_technology
 
 __all__ = ["INSPECT_COLUMNS", "inspect_files"]
@@ -20,8 +21,8 @@ __all__ = ["INSPECT_COLUMNS", "inspect_files"]
 logger = logging.getLogger(__name__)
 
 INSPECT_COLUMNS = (
-    "file", "fcs_version", "events", "channels", "markers", "spillover", "instrument",
-    "date", "technology", "datasets", "quirks", "error",
+    "file", "fcs_version", "events", "channels", "markers", "unread_labels", "spillover",
+    "instrument", "date", "technology", "datasets", "quirks", "error",
 )  # fmt: skip
 
 
@@ -38,6 +39,7 @@ def _one(path: Path) -> dict[str, object]:
         spill = parse_spillover(meta.keywords, meta.pnn, meta.pns, path=str(path))
         markers, clashes = resolve_with_conflicts(meta.pnn, meta.pns)
         shown = ", ".join(f"{m} ({c})" for m, c in zip(markers, meta.pnn, strict=True) if m)
+        unread = format_unread(unread_labels(meta.pnn, meta.pns))
         tech = detect_technology(meta.keywords, meta.pnn, meta.pns)
     quirks = list(meta.quirks)
     if clashes:
@@ -48,6 +50,7 @@ def _one(path: Path) -> dict[str, object]:
             "events": meta.n_events,
             "channels": meta.n_channels,
             "markers": shown,
+            "unread_labels": unread,
             "spillover": "yes" if spill else "no",
             "technology": tech.kind,
             "instrument": meta.cyt,
@@ -70,8 +73,11 @@ def inspect_files(paths: Iterable[str | Path]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``file, fcs_version, events, channels, markers, spillover, instrument,
-        date, technology, datasets, quirks, error``; ``technology`` is the kind
+        Columns ``file, fcs_version, events, channels, markers, unread_labels, spillover,
+        instrument, date, technology, datasets, quirks, error``; ``unread_labels`` lists
+        the ``'label' (channel)`` pairs whose label names a stain the alias table does not
+        read as a marker (:func:`nkflow.io.unread_labels`: those channels carry no marker
+        until a panel file names it); ``technology`` is the kind
         :func:`nkflow.io.detect_technology` finds (``raw_spectral`` files need unmixing
         before analysis); ``error`` is ``""`` for readable files and the reason otherwise;
         ``quirks`` lists tolerated deviations and marker conflicts; ``markers``

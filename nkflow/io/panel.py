@@ -2,7 +2,7 @@
 
 Real files label channels freely: ``"CD56 PEDazzle594"``, ``"173Yb_CD56"``,
 ``"FL1-H CD4 FITC"``, ``"Zombie aqua CD14 CD19"``, ``"NK1/1"``. The text is split into
-tokens (on spaces, ``_ / , ; : ( ) -`` ...), runs of up to three tokens are looked up in an
+tokens (on spaces, ``_ / , ; : ( ) -`` ...), runs of up to four tokens are looked up in an
 alias table under a normalised key (lower case, Greek letters spelled, punctuation dropped),
 and what matched decides the marker. Fluorochrome, detector and isotope tokens are simply
 not in the table, so ``"CD16 APC-Cy7"`` is ``CD16`` and ``"PE-Cy7-A"`` is no marker.
@@ -19,7 +19,10 @@ cells: ``"CD16+56 PE"`` is ``CD16_CD56``, a positive NK channel, not a dump. A n
 a CD marker and ``/`` or ``+`` is a CD marker too (``"CD3/14/19"``, ``"CD56/16"``).
 
 A user panel (CSV ``channel,marker`` or TOML ``[channels]``) overrides the table for the
-channels it names.
+channels it names. The table itself is :data:`~nkflow.io.marker_aliases.ALIASES`; a label
+naming a marker it does not know resolves to ``""`` and is named by
+:func:`nkflow.io.panel_labels.unread_labels` (``nkflow check``, ``nkflow inspect``, the
+run's Methods), never dropped in silence.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Union
 
 from ..exceptions import PanelError
+from .marker_aliases import ALIASES
 
 __all__ = [
     "ALIASES",
@@ -46,6 +50,7 @@ __all__ = [
     "load_panel",
     "marker_equivalents",
     "marker_from_text",
+    "panel_overrides",
     "resolve_markers",
     "resolve_with_conflicts",
 ]
@@ -54,55 +59,6 @@ logger = logging.getLogger(__name__)
 
 PanelLike = Union[str, Path, Mapping[str, str], None]  # noqa: UP007 - runtime alias
 
-#: canonical name -> aliases (free text; matched after normalisation).
-ALIASES: dict[str, tuple[str, ...]] = {
-    "CD45": ("CD45", "PTPRC", "LCA"),
-    "CD56": ("CD56", "NCAM1", "NCAM", "Leu-19", "Leu19", "N901", "NKH-1"),
-    "CD49a": ("CD49a", "ITGA1", "VLA-1", "VLA1"),
-    "CD49b": ("CD49b", "DX5", "ITGA2", "VLA-2"),
-    "CD103": ("CD103", "ITGAE", "alphaE", "integrin alphaE"),
-    "CD3": ("CD3",),
-    "CD3e": ("CD3e", "CD3ε", "CD3epsilon", "CD3 epsilon"),
-    "CXCR6": ("CXCR6", "CD186"),
-    "CD69": ("CD69",),
-    "CD16": ("CD16", "CD16a", "FcgRIII", "FcγRIII", "FCGR3A", "FcRIII", "FcgammaRIII"),
-    "CD62L": ("CD62L", "SELL", "L-selectin", "LECAM-1"),
-    "AREG": ("AREG", "amphiregulin", "Areg"),
-    "CD127": ("CD127", "IL7R", "IL-7R", "IL7Ra", "IL-7Ra", "IL-7Rα", "IL7Rα"),
-    "NKG2D": ("NKG2D", "CD314", "KLRK1"),
-    "NKp46": ("NKp46", "CD335", "NCR1"),
-    "IFN-g": ("IFN-g", "IFNg", "IFNG", "IFN-γ", "IFNγ", "IFN-gamma", "IFN gamma",
-              "interferon gamma", "IFNgamma"),
-    "CD107a": ("CD107a", "LAMP1", "LAMP-1"),
-    "NK1.1": ("NK1.1", "NK1_1", "NK-1.1", "CD161c", "Klrb1c", "NK11"),
-    "CD27": ("CD27", "TNFRSF7"),
-    "CD11b": ("CD11b", "ITGAM", "Mac-1", "Mac1"),
-    "Eomes": ("Eomes", "EOMES", "Tbr2"),
-    "CD4": ("CD4",),
-    "CD8": ("CD8", "CD8a", "CD8α", "CD8alpha", "CD8b"),
-    "CD14": ("CD14",),
-    "CD19": ("CD19",),
-    "CD57": ("CD57", "HNK-1", "HNK1", "B3GAT1"),
-    "NKG2A": ("NKG2A", "CD159a", "KLRC1"),
-    "NKG2C": ("NKG2C", "CD159c", "KLRC2"),
-    "KIR2D": ("KIR2D", "CD158", "KIR2DL", "KIR2DL/S"),
-    "HLA-DR": ("HLA-DR", "HLADR", "HLA DR"),
-    "CD7": ("CD7",),
-    "CD161": ("CD161", "KLRB1"),
-    "Ki-67": ("Ki-67", "Ki67", "MKI67"),
-    "Perforin": ("Perforin", "PRF1", "Perf"),
-    "Granzyme-B": ("Granzyme-B", "Granzyme B", "GranzymeB", "GzmB", "GZMB", "GrB"),
-    "TNF": ("TNF", "TNFa", "TNF-a", "TNFα", "TNF-α", "TNF-alpha", "TNFalpha"),
-    "CD2": ("CD2",),
-    "CD25": ("CD25", "IL2RA", "IL-2Ra", "IL2Rα"),
-    "NKp44": ("NKp44", "CD336", "NCR2"),
-    "NKp30": ("NKp30", "CD337", "NCR3"),
-    "NKp80": ("NKp80", "KLRF1"),
-    "CD11c": ("CD11c", "ITGAX"),
-    "TCRgd": ("TCRgd", "TCRγδ", "TCR-gd", "TCR gd", "gdTCR", "TCRyd", "TCR-γδ", "gd TCR",
-              "TCRgammadelta"),
-    "CD20": ("CD20", "MS4A1"),
-}  # fmt: skip
 
 #: Every canonical marker name (the keys of :data:`ALIASES`, the viability combinations
 #: of docs/contracts.md and ``Viability``).
@@ -127,7 +83,7 @@ _DUMP_LABEL = re.compile(
 _NUMBERED_DYE = re.compile(r"([a-z]{3,})\d+[a-z]*")
 _GREEK = {"γ": "g", "δ": "d", "α": "a", "β": "b", "ε": "e", "κ": "k"}
 _SPLIT = re.compile(r"[\s_/,;:()\[\]{}|+\-.@#*]+")
-_MAX_NGRAM = 3
+_MAX_NGRAM = 4
 #: "CD16/56", "CD16+56", "CD3/14/19": the bare number is a CD marker too
 _CD_SHORTHAND = re.compile(r"(?i)(\bcd\d+[a-z]?\s*[/+&]\s*)(?=\d)")
 #: markers a panel puts together in one channel to find NK cells (clinical TBNK panels'
@@ -193,24 +149,39 @@ def _tokens(text: str) -> list[str]:
     return [t for t in _SPLIT.split(text) if t]
 
 
+def _match(tokens: list[str], i: int) -> tuple[str, int] | None:
+    """The longest run of tokens from ``i`` in the table: ``(canonical, length)``."""
+    for n in range(min(_MAX_NGRAM, len(tokens) - i), 0, -1):
+        key = "".join(tokens[i : i + n])
+        hit = _TABLE.get(key)
+        if hit is None and n == 1 and (dye := _NUMBERED_DYE.fullmatch(key)):
+            hit = "__viability__" if _TABLE.get(dye.group(1)) == "__viability__" else None
+        if hit is not None:
+            return hit, n
+    return None
+
+
 def _scan(text: str) -> list[str]:
-    """Canonical markers (and ``__viability__``) found in ``text``, in order."""
+    """Canonical markers (and ``__viability__``) found in ``text``, in order.
+
+    A run of several tokens yields to a run starting inside it that reaches further: in
+    ``"FL2-H NK1.1 PE"`` the detector's ``H`` and ``NK1`` spell HNK-1 (CD57), but ``NK1.1``
+    starts after the ``H`` and ends later.
+    """
     tokens = [_norm(t) for t in _tokens(text)]
     tokens = [t for t in tokens if t]
     found: list[str] = []
     i = 0
     while i < len(tokens):
-        for n in range(min(_MAX_NGRAM, len(tokens) - i), 0, -1):
-            key = "".join(tokens[i : i + n])
-            hit = _TABLE.get(key)
-            if hit is None and n == 1 and (dye := _NUMBERED_DYE.fullmatch(key)):
-                hit = "__viability__" if _TABLE.get(dye.group(1)) == "__viability__" else None
-            if hit is not None:
-                found.append(hit)
-                i += n
-                break
-        else:
+        hit = _match(tokens, i)
+        if hit is None:
             i += 1
+            continue
+        if hit[1] > 1 and (later := _match(tokens, i + 1)) and 1 + later[1] > hit[1]:
+            i += 1  # the later run wins; it is taken at the next step
+            continue
+        found.append(hit[0])
+        i += hit[1]
     return found
 
 
@@ -431,6 +402,37 @@ def conflict_message(
     )
 
 
+def panel_overrides(pnn: Sequence[str], pns: Sequence[str], panel: PanelLike) -> dict[int, str]:
+    """The channels a user panel names in one file, by index: ``{index: marker}``.
+
+    A panel channel matches a ``$PnN``, or failing that a stripped ``$PnS``; panel rows
+    matching no channel are skipped.
+
+    Parameters
+    ----------
+    pnn, pns
+        Channel names and stain labels of the file (``pns`` may be shorter).
+    panel
+        Panel file, mapping ``channel -> marker`` or None.
+
+    Returns
+    -------
+    dict
+        Channel index -> the panel's marker (``""`` for "no marker").
+    """
+    pnn = list(pnn)
+    user = _as_panel(panel) or {}
+    by_pns = {s.strip(): i for i, s in enumerate(pns) if s.strip()}
+    overridden: dict[int, str] = {}
+    for channel, marker in user.items():
+        idx = pnn.index(channel) if channel in pnn else by_pns.get(channel)
+        if idx is None:
+            logger.debug("panel channel %r not in this file", channel)
+            continue
+        overridden[idx] = marker
+    return overridden
+
+
 def resolve_with_conflicts(
     pnn: Sequence[str],
     pns: Sequence[str],
@@ -453,15 +455,7 @@ def resolve_with_conflicts(
     """
     pnn = list(pnn)
     pns = list(pns) + [""] * (len(pnn) - len(pns))
-    user = _as_panel(panel) or {}
-    by_pns = {s.strip(): i for i, s in enumerate(pns) if s.strip()}
-    overridden: dict[int, str] = {}
-    for channel, marker in user.items():
-        idx = pnn.index(channel) if channel in pnn else by_pns.get(channel)
-        if idx is None:
-            logger.debug("panel channel %r not in this file", channel)
-            continue
-        overridden[idx] = marker
+    overridden = panel_overrides(pnn, pns, panel)
     markers: list[str] = []
     for i, (name, label) in enumerate(zip(pnn, pns, strict=True)):
         if i in overridden:

@@ -14,6 +14,7 @@ which marker a channel resolves to.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -131,9 +132,18 @@ def _common_start(a: str, b: str) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
+#: a letter typed for a digit after a digit: "CD1O3" is CD103, "CD1l" CD11 ...
+_DIGIT_TYPOS = ((re.compile(r"(?<=\d)o"), "0"), (re.compile(r"(?<=\d)[il]"), "1"))
+
+
 def _closest(marker: str) -> str:
-    """The canonical marker(s) most like ``marker`` (ties joined by " or "; "" if none)."""
+    """The canonical marker(s) most like ``marker`` (ties joined by " or "; "" if none).
+
+    A letter O, I or l right after a digit is read as the digit it looks like first.
+    """
     key = _norm(marker)
+    for typo, digit in _DIGIT_TYPOS:
+        key = typo.sub(digit, key)
     matcher = difflib.SequenceMatcher(b=key)
     scores: dict[str, tuple[float, int]] = {}
     for alias, canon in _SUGGEST.items():

@@ -15,6 +15,7 @@ import pandas as pd
 from .. import pp
 from ..config import RunConfig
 from ..exceptions import ConfigError, GatingError, GatingTemplateError, NkflowError
+from ..gating.membership import NOT_SET_DTYPE, is_set
 from ..gating.xml_kind import template_format
 from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
@@ -238,7 +239,9 @@ def event_membership(obs: pd.DataFrame, gates: Sequence[str], n_events: int) -> 
         ``event`` (0-based number in the file), ``qc_pass`` (False for events QC or a
         non-finite value removed before gating) and one bool column per gate (False where
         ``qc_pass`` is False; a gate named ``event`` or ``qc_pass`` becomes ``event (gate)``
-        or ``qc_pass (gate)``). Row ``i`` is event ``i``: a join by position with the file's
+        or ``qc_pass (gate)``). A gate that could not be set is nullable ``boolean``,
+        ``<NA>`` where it would decide (:mod:`nkflow.gating.membership`; null in the
+        parquet file). Row ``i`` is event ``i``: a join by position with the file's
         events is right (rows of the gated events alone shifted after the first removal).
     """
     kept = np.asarray(obs.index, dtype=str).astype(np.int64)
@@ -249,8 +252,12 @@ def event_membership(obs: pd.DataFrame, gates: Sequence[str], n_events: int) -> 
     passed[kept] = True
     out["qc_pass"] = passed
     for gate in gates:
-        column = np.zeros(n_events, dtype=bool)
-        column[kept] = obs[gate].to_numpy(dtype=bool)
+        if is_set(obs[gate]):
+            column = np.zeros(n_events, dtype=bool)
+            column[kept] = obs[gate].to_numpy(dtype=bool)
+        else:  # a gate not set: <NA> where it would decide, as in obs
+            column = pd.array(np.zeros(n_events, dtype=bool), dtype=NOT_SET_DTYPE)
+            column[kept] = obs[gate].array
         name = gate
         while name in out.columns:  # a gate called "event" or "qc_pass" (a workspace's)
             name = f"{name} (gate)"

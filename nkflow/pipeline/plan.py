@@ -113,6 +113,7 @@ class BatchPlan:
         return {
             name: {
                 **res.to_dict(),
+                "lineage": res.lineage(),  # what each parent of NK holds (the Methods say it)
                 "reference_file": self.reference.get(name, ""),
                 "samples": sorted(s for s, t in self.hierarchy_of.items() if t == name),
             }

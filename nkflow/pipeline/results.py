@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..exceptions import ChannelNotFoundError, NkflowWarning
+from ..gating.membership import is_set, member_mask
 from ..io import write_fcs
 from ..io.h5ad import write_h5ad
 from ..io.write import name_digest, safe_name
@@ -231,7 +232,8 @@ class Results:
         population
             A gate column of the kept events (``NK`` or any NK subset). Samples without
             it are skipped with one warning: a stimulated tube has no residency, CD16,
-            CD62L or CD69 gates (they come from its unstimulated partner).
+            CD62L or CD69 gates (they come from its unstimulated partner), and a gate that
+            could not be set (too few events) has no events to export.
 
         Returns
         -------
@@ -241,8 +243,8 @@ class Results:
         Raises
         ------
         ChannelNotFoundError
-            No sample has the population (nothing is written); the message lists the
-            gates the samples have.
+            No sample has the population set (nothing is written); the message lists the
+            gates the samples have set.
         OutputFolderError
             A file cannot be written (the message names it and why).
 
@@ -251,20 +253,20 @@ class Results:
         NkflowWarning
             Naming the samples skipped because they lack the population.
         """
-        having, lacking, gates = [], [], set()
+        having, lacking, gates, not_set = [], [], set(), False
         for sid in self.status[self.status["status"] == "ok"]["sample_id"].astype(str):
             columns = self._gate_columns(sid)
             if columns is None:
                 continue
-            gates.update(columns)
-            (having if population in columns else lacking).append(sid)
+            gates.update(g for g, was_set in columns.items() if was_set)
+            not_set |= columns.get(population) is False
+            (having if columns.get(population) else lacking).append(sid)
         if lacking and not having:
-            raise ChannelNotFoundError(
-                population, sorted(gates), source=self.out_dir, what="population"
-            )
+            what = "population set in any sample" if not_set else "population"
+            raise ChannelNotFoundError(population, sorted(gates), source=self.out_dir, what=what)
         if lacking:
             warnings.warn(
-                f"{self.out_dir}: population {population!r} is not gated in "
+                f"{self.out_dir}: population {population!r} is not gated (or was not set) in "
                 f"{len(lacking)} sample(s), no FCS written for them: {', '.join(lacking)}",
                 NkflowWarning,
                 stacklevel=2,
@@ -274,7 +276,7 @@ class Results:
         stems = [safe_name(sid) for sid in having]
         for sid, stem in zip(having, stems, strict=True):
             adata = self.kept_events(sid)
-            sel = adata[adata.obs[population].to_numpy(dtype=bool)]
+            sel = adata[member_mask(adata.obs[population])]
             data = sel.layers["compensated"] if "compensated" in sel.layers else sel.X
             if stems.count(stem) > 1:  # "D1 liver" and "D1_liver": one file name
                 stem += "-" + name_digest(sid)
@@ -290,8 +292,11 @@ class Results:
             )
         return written
 
-    def _gate_columns(self, sample_id: str) -> list[str] | None:
-        """The bool ``obs`` columns of a sample's kept events, read without its events.
+    def _gate_columns(self, sample_id: str) -> dict[str, bool] | None:
+        """The gates of a sample's kept events, read without its events: gate -> set.
+
+        Its bool ``obs`` columns; False for a gate that could not be set (``<NA>``: there
+        is nothing to export for it).
 
         ``None`` when the sample kept no events (as :meth:`kept_events` raises).
         """
@@ -303,7 +308,7 @@ class Results:
             return None
         with h5py.File(path, "r") as handle:
             obs = read_elem(handle["obs"])
-        return [c for c in obs.columns if pd.api.types.is_bool_dtype(obs[c])]
+        return {c: is_set(obs[c]) for c in obs.columns if pd.api.types.is_bool_dtype(obs[c])}
 
 
 def _outer_obs(parts: list[ad.AnnData], names: pd.Index) -> pd.DataFrame:
@@ -320,5 +325,7 @@ def _outer_obs(parts: list[ad.AnnData], names: pd.Index) -> pd.DataFrame:
         having = [part.obs[col] for part in parts if col in part.obs.columns]
         if not all(pd.api.types.is_bool_dtype(values) for values in having):
             continue
-        obs[col] = obs[col].astype(bool if len(having) == len(parts) else "boolean")
+        # bool where every sample set the gate; <NA> where one lacks it or did not set it
+        everywhere = len(having) == len(parts) and all(map(is_set, having))
+        obs[col] = obs[col].astype(bool if everywhere else "boolean")
     return obs

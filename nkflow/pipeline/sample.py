@@ -27,6 +27,7 @@ from .._version import __version__
 from ..config import RunConfig
 from ..exceptions import NkflowWarning, PanelWarning
 from ..gating.apply import fmo_thresholds, gate, listed_thresholds
+from ..gating.membership import member_mask
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
@@ -385,7 +386,7 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     work = ensure_folder(Path(task.work_dir), task.out_root)
     products: list[str] = []
     if keep in adata.obs.columns:
-        subset = subset_events(adata, adata.obs[keep].to_numpy(dtype=bool), inplace=False)
+        subset = subset_events(adata, member_mask(adata.obs[keep]), inplace=False)
         subset.uns = {"nkflow": nk}  # h5ad_bytes keeps it as one JSON string
         write_bytes_atomic(work / NK_EVENTS_FILE, h5ad_bytes(subset), root=task.out_root)
         products.append(NK_EVENTS_FILE)

@@ -128,6 +128,12 @@ def prepare_batch(
     consistency = state.check_consistency()
     state.use_plan(plan_batch(state.meta, config))  # no NK anchor in the panel: stop here
     state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
+    if state.unread_labels:  # said with the plan, so a -q run's provenance keeps it too
+        listed = ", ".join(f"{u['label']!r} ({u['channel']})" for u in state.unread_labels)
+        state.plan.notes.append(
+            f"labels not read as markers, left out of the analysis: {listed}; "
+            "name their markers in a panel file (channel,marker) to use them"
+        )
     logger.info("gating plan:\n%s", state.plan.to_text())
     if on_plan is not None:
         on_plan(state.plan)
@@ -258,6 +264,8 @@ def run_prepared(
     # the notes printed with the plan (files the sheet leaves out, files with identical
     # content ...): the report shows them, and provenance.json keeps them for a -q run
     provenance["batch_notes"] = list(state.plan.notes)
+    if state.unread_labels:  # the Methods name the labelled channels left out
+        provenance["unread_labels"] = list(state.unread_labels)
     if clustering_skipped:
         provenance["clustering_skipped"] = clustering_skipped[0]
     if clustering is not None:  # what the fit used: the methods text names it

@@ -116,6 +116,8 @@ class RunState:
         self.control_qc: dict[str, dict[str, Any]] = {}  # FMO tubes' QC records
         self.plan = BatchPlan()  # set by run() before any work
         self.panel_notes: list[str] = []  # set by check_consistency()
+        #: labelled channels not read as markers: {label, channel, files} (check_consistency)
+        self.unread_labels: list[dict[str, Any]] = []
         #: SHA-256 of the inputs by their ``file`` entry (the provenance's, set by run():
         #: a --resume compares each sample's content with these, not hashing twice)
         self.input_hashes: Callable[[], dict[str, str]] = dict
@@ -171,13 +173,21 @@ class RunState:
         """Compare the files of each species (panels differ between species by design).
 
         The user panel's notes (rows no file has, unknown markers) are kept in
-        ``panel_notes`` for the plan.
+        ``panel_notes`` for the plan, the labelled channels no marker was read from in
+        ``unread_labels`` (label, channel, number of files) for the plan and the Methods.
         """
         checks = [
             check_batch(group, panel=self.config.panel or None, raise_on_error=True)
             for _, group in self.meta.groupby("species", sort=True)
         ]
         self.panel_notes = list(dict.fromkeys(n for c in checks for n in c.notes))
+        unread = concat_rows([c.unread for c in checks]) if checks else pd.DataFrame()
+        if len(unread):
+            files = unread.groupby(["label", "channel"], sort=False)["sample_id"].nunique()
+            self.unread_labels = [
+                {"label": str(label), "channel": str(channel), "files": int(n)}
+                for (label, channel), n in files.items()
+            ]
         frames = [c.differences for c in checks]
         return concat_rows(frames) if frames else pd.DataFrame()
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
+from ..gating.membership import is_set, member_mask
 from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
 __all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "not_set_reason", "sample_gates"]
@@ -45,7 +46,9 @@ class Panel:
     kind
         ``"density"`` (2-D gate), ``"histogram"`` (1-D gate) or ``"boolean"`` (no data).
     title
-        ``"<gate>  (in <parent>): N (x.x%)"``; for a boolean gate its name and parent.
+        ``"<gate>  (in <parent>): N (x.x%)"``; for a boolean gate its name and parent;
+        ``"...: not set"`` for a gate that could not be set (too few events, or below
+        such a gate: ``<NA>`` in its obs column, :mod:`nkflow.gating.membership`).
     x, y
         The axes (``None`` for a boolean gate).
     counts
@@ -58,7 +61,8 @@ class Panel:
     thresholds
         A 1-D gate's bounds, drawn as vertical lines.
     inside, parent_count, percent
-        Events in the gate and in its parent; ``100 * inside / parent_count``.
+        Events in the gate and in its parent; ``100 * inside / parent_count``. ``None``
+        (percent NaN) for a gate, or a parent, that was not set: not measured, not 0.
     text
         A boolean gate's definition (``"NK_CD16+ AND NOT trNK"``).
     """
@@ -74,8 +78,8 @@ class Panel:
     yedges: np.ndarray | None = None
     outline: np.ndarray | None = None
     thresholds: tuple[float, ...] = ()
-    inside: int = 0
-    parent_count: int = 0
+    inside: int | None = 0
+    parent_count: int | None = 0
     percent: float = 0.0
     text: str = ""
 
@@ -217,7 +221,7 @@ class _Columns:
     def mask(self, name: str | None) -> np.ndarray:
         if name not in self._masks:
             self._masks[name] = (
-                self.adata.obs[name].to_numpy(dtype=bool)
+                member_mask(self.adata.obs[name])  # a gate not set (<NA>): no events
                 if name is not None
                 else np.ones(self.adata.n_obs, bool)
             )
@@ -241,13 +245,20 @@ class _Columns:
         return self._values[key]
 
 
+def _measured(adata: Any, name: str | None) -> bool:
+    """False for a gate that could not be set (``<NA>`` in its obs column)."""
+    return name is None or name not in adata.obs or is_set(adata.obs[name])
+
+
 def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
     adata = cols.adata
     where = gate.parent or "all events"
+    measured = _measured(adata, gate.id)
     if isinstance(gate, BooleanGate):
         ops = f" {gate.op.upper()} ".join(("NOT " if o.complement else "") + o.gate
                                           for o in gate.operands)  # fmt: skip
-        return Panel(gate.id, gate.parent, "boolean", f"{gate.id}  (in {where})", text=ops)
+        title = f"{gate.id}  (in {where})" + ("" if measured else ": not set")
+        return Panel(gate.id, gate.parent, "boolean", title, text=ops)
     if isinstance(gate, PolygonGate):
         xc, yc = gate.x_channel, gate.y_channel
     else:
@@ -257,7 +268,12 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
     inside = int(cols.mask(gate.id).sum()) if gate.id in adata.obs else 0
     pct = 100.0 * inside / max(1, n_parent)
     title = f"{gate.id}  (in {where}): {inside} ({pct:.1f}%)"
-    common = {"inside": inside, "parent_count": n_parent, "percent": pct, "title": title}
+    common: dict[str, Any] = {"inside": inside, "parent_count": n_parent, "percent": pct}
+    if not measured:  # its events are drawn, its count is not measured (not 0)
+        parent_count = n_parent if _measured(adata, gate.parent) else None
+        common.update(inside=None, percent=float("nan"), parent_count=parent_count)
+        title = f"{gate.id}  (in {where}): not set"
+    common["title"] = title
     x = cols.values(xc, gate.parent)
     if yc is None:
         counts, edges = np.histogram(x, bins=bins)
@@ -306,7 +322,8 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
     Read from the gating record, ``uns["nkflow"]["gating"]["unset"]`` (the gates whose
     ``count`` the populations table leaves NA), made specific by the gate's threshold row in
     ``uns["nkflow"]["thresholds"]`` (``insufficient events``: too few events to set it). A
-    gate whose ``obs`` column holds missing values is not set either.
+    gate whose ``obs`` column holds ``<NA>`` (:mod:`nkflow.gating.membership`) is not set
+    either, its reason unrecorded when ``uns`` was not kept.
 
     Parameters
     ----------
@@ -320,13 +337,13 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
     str or None
         ``"too few events (10)"`` (in its parent; ``"(10 in NK)"`` when the cut-off was set
         on another population), ``"parent 'NK' not set"``, ``"no cut-off (mirror)"`` ...;
-        None for a gate that was set.
+        ``""`` when only the ``obs`` column tells; None for a gate that was set.
     """
     nk = adata.uns.get("nkflow", {})
     why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
-    if why is None:
-        column = adata.obs[gate.id] if gate.id in adata.obs else None
-        return "not measured" if column is not None and bool(column.isna().any()) else None
+    if why is None:  # a container whose uns was not kept: its <NA> column says not set
+        measured = gate.id not in adata.obs or is_set(adata.obs[gate.id])
+        return None if measured else ""
     if not str(why).startswith("no cut-off"):
         return str(why)  # "parent 'X' not set", "operand 'X' not set"
     channels = _channels(gate)
@@ -352,7 +369,7 @@ def _said_if_not_set(adata: Any, panel: Panel, gate: Any) -> Panel:
     if why is None:
         return panel
     where = gate.parent or "all events"
-    return replace(panel, title=f"{gate.id}  (in {where}): not set: {why}")
+    return replace(panel, title=f"{gate.id}  (in {where}): not set" + (f": {why}" * bool(why)))
 
 
 def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:

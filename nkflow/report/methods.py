@@ -423,8 +423,21 @@ def _plan_sentence(plan: Mapping[str, Any]) -> str:
             detail += "; substituted: " + "; ".join(subs)
         if lost:
             detail += "; not reportable with this panel: " + ", ".join(lost)
+        if said := _lineage_words(record.get("lineage") or []):
+            detail += f"; the gates leading to NK hold: {said}"
         parts.append(detail)
     return ". ".join(parts) + ". " if parts else ""
+
+
+def _lineage_words(lineage: list[Mapping[str, Any]]) -> str:
+    """``Live (Pt195Di- & CD45+): cisplatin-negative CD45-bright cells ...`` per described gate.
+
+    A parent's share reads as what its name says unless told otherwise: a mass-cytometry
+    "Live" gate that also needs CD45-bright removes granulocytes with the dead cells.
+    """
+    return "; ".join(
+        f"{g['gate']} ({g['applied']}): {g['description']}" for g in lineage if g.get("description")
+    )
 
 
 def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
@@ -440,6 +453,17 @@ def _where_sentence(ex: Mapping[str, Any], prov: Mapping[str, Any]) -> str:
     if n <= 1:
         return f"in one process{per_core}"
     return f"on up to {n} local worker processes{per_core}"
+
+
+def _unread_clause(unread: Any) -> str:
+    """The labelled channels no marker was read from, which the analysis left out."""
+    if not unread:
+        return ""
+    named = ", ".join(f"{u.get('label', '')} ({u.get('channel', '')})" for u in unread)
+    return (
+        f"; {len(unread)} labelled channel(s) whose label names no marker the table knows "
+        f"were left out of the analysis: {named}"
+    )
 
 
 def methods_text(
@@ -480,6 +504,7 @@ def methods_text(
         + (f" ({deps})" if deps else "")
         + "; channels were resolved to markers through nkflow's alias table"
         + (f" and the panel file {cfg['panel']}" if cfg.get("panel") else "")
+        + _unread_clause(prov.get("unread_labels"))
         + ". "
     )
     analysed_qc, fmo_qc = split_qc(tabs.get("qc"))

@@ -52,7 +52,10 @@ RULES: dict[str, str] = {
     "AREG_THRESHOLD_NOT_FMO": "the AREG cut-off was not set on an AREG FMO (fallback rule)",
     "NOT_FLAGGABLE": "not an NK population listed in the config's [flag] populations",
     "CONDITION_NOT_FLAGGABLE": "stimulation condition not in the config's [flag] conditions",
-    "EVENTS_BELOW_MIN": "too few events in the population (stim or unstim tube)",
+    "EVENTS_BELOW_MIN": (
+        "too few events in the population (stim or unstim tube), or its gate could not be "
+        "set there (not measured)"
+    ),
     "AREG_EVENTS_BELOW_MIN": "too few AREG+ events in the stimulated tube",
     "CI_LOWER_NOT_ABOVE_ZERO": "confidence interval of AREG_net reaches 0 or below",
     "NET_BELOW_MIN": "AREG_net below the configured minimum",
@@ -286,8 +289,12 @@ def _control_text(row: Mapping[str, Any], population: str = "ILC") -> str:
 
 
 def _count(value: Any) -> str:
-    """An event count for a message: ``"0"`` for a tube without the population (NaN)."""
-    return f"{float(value):.0f}" if value is not None and np.isfinite(float(value)) else "0"
+    """An event count for a message; ``"NA"`` for one not measured, never ``"0"``.
+
+    NA (NaN): a tube without the population, a gate that could not be set there (too few
+    events for its cut-off, :mod:`nkflow.gating.membership`), or AREG without a cut-off.
+    """
+    return f"{float(value):.0f}" if value is not None and np.isfinite(float(value)) else "NA"
 
 
 def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:

@@ -8,7 +8,10 @@ Rules:
 * CD56 is called ``bright``/``dim`` from the gated ``CD56bright``/``CD56dim`` obs columns
   (majority of the metacluster's training cells) when the samples carry them; otherwise
   ``+``/``-`` like any marker (the templates split bright from dim by a 2-D mixture, so no
-  single CD56 cut tells them apart).
+  single CD56 cut tells them apart). A split that was not set (too few NK events: the
+  columns are ``<NA>``, :mod:`nkflow.gating.membership`) says nothing: a metacluster is
+  named bright or dim only when the split was set for at least half of its cells, and
+  then from those cells alone; otherwise CD56 is ``+``/``-``.
 * Every other marker is ``+`` when the median is at or above its threshold, ``-`` below.
   A marker with no gating threshold gets one from the density valley of its pooled
   values (rule ``"valley"``); if the distribution has no valley it falls back to the
@@ -42,6 +45,7 @@ from scipy.stats import gaussian_kde
 
 from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
+from ..io.panel import marker_equivalents
 from ._samples import iter_samples
 
 __all__ = [
@@ -99,7 +103,7 @@ def valley_threshold(values: np.ndarray, *, max_points: int = 5000) -> tuple[flo
 
 
 def subset_calls(obs: pd.DataFrame) -> pd.DataFrame:
-    """The gated CD56bright/CD56dim membership columns of ``obs`` (if present).
+    """The gated CD56bright/CD56dim membership of the cells of ``obs``.
 
     Parameters
     ----------
@@ -109,10 +113,14 @@ def subset_calls(obs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Bool columns ``CD56bright``/``CD56dim`` that exist in ``obs`` (possibly none).
+        Nullable ``boolean`` columns ``CD56bright`` and ``CD56dim``, one row per cell:
+        ``<NA>`` where the split was not set (its gate could not be set, or the sample has
+        no such gate), so samples with and without the split can be pooled.
     """
-    cols = [c for c in _SUBSETS if c in obs.columns]
-    return obs[cols].astype(bool).reset_index(drop=True)
+    missing = pd.array([pd.NA] * len(obs), dtype="boolean")
+    return pd.DataFrame(
+        {c: pd.array(obs[c], dtype="boolean") if c in obs.columns else missing for c in _SUBSETS}
+    )
 
 
 def metacluster_medians(
@@ -164,14 +172,18 @@ def resolve_thresholds(
         ``{marker: {"value": float, "rule": str, "source": "gating" | "data"}}``.
     """
     per_marker: dict[str, list[float]] = {}
+    # a cut-off recorded under another name of the marker (a mouse template's CD3e on a
+    # file read as CD3) is the marker's own
+    named = {alias: m for m in markers for alias in marker_equivalents(m) | {m}}
     for adata in adatas:
         entries = adata.uns.get("nkflow", {}).get("thresholds") or []
         sample_vals: dict[str, list[float]] = {}
         for e in entries:
-            if isinstance(e, Mapping) and e.get("marker") in markers and e.get("value") is not None:
+            marker = named.get(str(e.get("marker"))) if isinstance(e, Mapping) else None
+            if marker is not None and e.get("value") is not None:
                 val = float(e["value"])
                 if np.isfinite(val):
-                    sample_vals.setdefault(str(e["marker"]), []).append(val)
+                    sample_vals.setdefault(marker, []).append(val)
         for m, vals in sample_vals.items():
             per_marker.setdefault(m, []).append(float(np.median(vals)))
     out: dict[str, dict[str, Any]] = {}
@@ -220,10 +232,12 @@ def name_metaclusters(
     thresholds
         ``{marker: {"value", "rule", ...}}`` (:func:`resolve_thresholds`).
     subsets
-        Gated ``CD56bright``/``CD56dim`` flags of the cells behind ``medians``. Only these
-        name a metacluster CD56bright or CD56dim (the templates split them by a 2-D
-        mixture, not by one CD56 cut); without them CD56 is called like any marker
-        (``CD56+``/``CD56-`` against ``thresholds["CD56"]``, the NK anchor's cut).
+        Gated ``CD56bright``/``CD56dim`` flags of the cells behind ``medians``
+        (:func:`subset_calls`; ``<NA>`` where the split was not set). Only these name a
+        metacluster CD56bright or CD56dim (the templates split them by a 2-D mixture, not
+        by one CD56 cut), and only when the split was set for at least half of its cells;
+        otherwise CD56 is called like any marker (``CD56+``/``CD56-`` against
+        ``thresholds["CD56"]``, the NK anchor's cut).
     cell_metacluster
         Metacluster of each row of ``subsets``.
 
@@ -252,22 +266,37 @@ def name_metaclusters(
             and set(_SUBSETS) <= set(subsets.columns)
         )
         for k in medians.index:
-            if use_gates:
-                sel = np.asarray(cell_metacluster) == k
-                bright = float(subsets["CD56bright"].to_numpy()[sel].mean()) if sel.any() else 0
-                dim = float(subsets["CD56dim"].to_numpy()[sel].mean()) if sel.any() else 0
-                if bright == 0 and dim == 0:
-                    cd56.append(_call("CD56", float(medians.loc[k, "CD56"]), thresholds["CD56"]))
-                else:
-                    cd56.append("CD56bright" if bright > dim else "CD56dim")
-            else:  # no gates: one CD56 cut (the NK anchor's) cannot tell bright from dim
+            split = _gated_split(subsets, cell_metacluster, k) if use_gates else None
+            if split is None:  # no gated split: one CD56 cut cannot tell bright from dim
                 cd56.append(_call("CD56", float(medians.loc[k, "CD56"]), thresholds["CD56"]))
+            else:
+                cd56.append(split)
         calls["CD56"] = cd56
     keep = [m for m in markers if m == "CD56" or calls[m].nunique() > 1]
     if not keep:
         keep = markers
     names = {int(k): " ".join(c for c in calls.loc[k, keep] if c) for k in medians.index}
     return _make_unique(names, medians[markers])
+
+
+def _gated_split(subsets: pd.DataFrame, cell_metacluster: Any, k: Any) -> str | None:
+    """``"CD56bright"`` / ``"CD56dim"`` by the majority of metacluster ``k``'s gated cells.
+
+    ``None`` when the split was set for fewer than half of its cells (``<NA>``: too few
+    events for the gate; such cells are neither bright nor dim), or none of its measured
+    cells is in either gate.
+    """
+    sel = np.asarray(cell_metacluster) == k
+    bright = pd.array(subsets["CD56bright"], dtype="boolean")[sel]
+    dim = pd.array(subsets["CD56dim"], dtype="boolean")[sel]
+    measured = ~(bright.isna() | dim.isna())
+    if not sel.any() or 2 * int(measured.sum()) < int(sel.sum()):
+        return None
+    n_bright = int(bright[measured].sum())
+    n_dim = int(dim[measured].sum())
+    if n_bright == 0 and n_dim == 0:
+        return None
+    return "CD56bright" if n_bright > n_dim else "CD56dim"
 
 
 def _check_wide_medians(medians: Any, thresholds: Mapping[str, Any]) -> None:

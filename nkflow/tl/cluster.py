@@ -20,6 +20,7 @@ import pandas as pd
 
 from nkflow._seeds import sample_seed
 from nkflow.exceptions import ChannelNotFoundError, ClusterSizeWarning, ConfigError, NkflowWarning
+from nkflow.gating.membership import member_mask
 from nkflow.io.channels import channel_kind
 from nkflow.io.fcs import channel_for, sample_id, sample_info
 from nkflow.io.h5ad import nkflow_uns
@@ -48,9 +49,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Markers that define the gated lineage (constant within NK cells), not NK phenotype:
-#: the lineage gates' markers, and the T-cell and myeloid markers a panel carries to exclude
-#: those cells (CD4, TCRgd, F4/80). CD8 stays: human NK cells carry CD8a in subsets.
-LINEAGE_MARKERS = ("CD45", "CD3", "CD3e", "CD14", "CD19", "CD20", "CD4", "TCRgd", "F4-80")
+#: the lineage gates' markers, and the markers a panel carries to exclude other cells (BIOLOGY.md
+#: section 1): T cells (CD4, CD5, TCRgd, TCRb, TCRab, FoxP3), B and plasma cells (B220, CD21,
+#: CD22, CD23, CD138), myeloid and dendritic cells, granulocytes, mast cells and progenitors
+#: (CD15, CD33, CD64, CD66, CD66b, CD123, CD1a, CD1c, CD141, CD209, CD303, CD34, F4/80,
+#: Ly6G, Gr-1, Siglec-F, FceRIa), red cells and platelets (CD235ab, Ter119, CD41), and the
+#: congenic CD45.1/CD45.2. Clustering NK cells on them would split lineage-negative cells by
+#: noise. Phenotype markers of NK and ILC subsets stay: CD8 (human NK carry CD8a in subsets),
+#: CD61 (mouse ILC1), HLA-DR and MHCII (activated NK; the HLA-DR- gate is optional),
+#: CD11b, CD11c, Ly6C, CD2, CD7, and the receptors, checkpoints and transcription factors.
+LINEAGE_MARKERS = (
+    "CD45", "CD45.1", "CD45.2", "CD3", "CD3e", "CD4", "CD5", "TCRgd", "TCRb", "TCRab",
+    "FoxP3", "CD14", "CD19", "CD20", "B220", "CD21", "CD22", "CD23", "CD138", "CD15",
+    "CD33", "CD64", "CD66", "CD66b", "CD123", "CD1a", "CD1c", "CD141", "CD209", "CD303",
+    "CD34", "F4-80", "Ly6G", "Gr-1", "Siglec-F", "FceRIa", "CD235ab", "Ter119", "CD41",
+)  # fmt: skip
 #: Phenotype markers stimulation moves (BIOLOGY.md section 4: PMA/ADAM17 sheds CD16 and CD62L,
 #: CD69 rises within hours). Left out of the default clustering markers, by the library and
 #: by ``nk.run`` alike, so that stimulated and unstimulated tubes clustered (or mapped)
@@ -166,9 +179,9 @@ def _population_mask(adata: ad.AnnData, population: str | None, sample_id: str) 
     if population is None:
         return np.ones(adata.n_obs, dtype=bool)
     if population not in adata.obs:
-        have = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
+        have = [c for c in adata.obs.columns if pd.api.types.is_bool_dtype(adata.obs[c])]
         raise ChannelNotFoundError(population, have, source=sample_id, what="population")
-    return adata.obs[population].to_numpy(dtype=bool)
+    return member_mask(adata.obs[population])  # a gate not set (<NA>) holds no cells
 
 
 def _dense(adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray) -> np.ndarray:

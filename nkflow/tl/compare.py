@@ -542,7 +542,11 @@ def compare_groups(
         )
     labels = sorted(units[group_key].astype(str).unique()) if groups is None else list(groups)
     if len(labels) < 2:
-        raise ConfigError(f"need two groups in {group_key!r}; found {labels}")
+        given = sorted(scores[group_key].dropna().astype(str).unique())
+        why = f"need two groups in {group_key!r}; found {labels}"
+        if len(given) > len(labels):
+            why += f" with values in {value!r} (the table has {given}; the others' are all NaN)"
+        raise ConfigError(why)
     if "donor" in unit_on:
         refuse_shared_donors(units, group_key, labels)
     rows = []

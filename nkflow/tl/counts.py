@@ -26,6 +26,7 @@ from ..exceptions import (
     MissingControlWarning,
     PanelError,
 )
+from ..gating.membership import is_set, member_mask
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info, var_markers
 from ..io.h5ad import nkflow_uns
@@ -182,10 +183,13 @@ class _ThresholdPicker:
 
 def _populations(
     adata: AnnData, populations: Sequence[str] | None, cluster_key: str | None, qc_key: str
-) -> dict[str, np.ndarray]:
+) -> dict[str, np.ndarray | None]:
+    """Population -> bool membership; ``None`` for a gate not set (its counts are NA)."""
     obs = adata.obs
     gated = [c for c in obs.columns if c != qc_key and pd.api.types.is_bool_dtype(obs[c])]
-    out: dict[str, np.ndarray] = {name: obs[name].to_numpy(dtype=bool) for name in gated}
+    out: dict[str, np.ndarray | None] = {
+        name: member_mask(obs[name]) if is_set(obs[name]) else None for name in gated
+    }
     if cluster_key and cluster_key in obs.columns:
         labels = obs[cluster_key].astype("category")
         codes = labels.cat.codes.to_numpy()
@@ -262,7 +266,8 @@ def count_positive(
         (defaults: AREG, IFN-g, NKG2D, CD107a); found through ``var["marker"]`` (the
         ``var_names`` of a container without that column).
     residency_population
-        Bool obs column counted inside every population as ``n_trnk`` (residency context).
+        Bool obs column counted inside every population as ``n_trnk`` (residency context;
+        ``<NA>`` when that gate was not set).
     threshold_gate
         When a marker has cut-offs set on several parent gates (a ``gate`` column), use the
         one set on this gate (the FMO is read in the NK gate by default).
@@ -276,7 +281,9 @@ def count_positive(
     pandas.DataFrame
         One row per sample and population: ``sample_id``, ``population``, ``tissue``,
         ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
-        marker is not in the panel or has no threshold, never a silent zero), and the cut-offs
+        marker is not in the panel or has no threshold, and every count of a gate that was
+        not set (``<NA>`` in its obs column, :mod:`nkflow.gating.membership`), never a
+        silent zero), and the cut-offs
         used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``), and
         ``areg_channel``, the channel AREG was read on (``""``: the panel has no AREG).
 
@@ -315,9 +322,9 @@ def count_positive(
         sample_codes = np.zeros(adata.n_obs, dtype=np.intp)
         sample_names = pd.Index([str(info.get("sample_id", ""))])
     trnk = (
-        adata.obs[residency_population].to_numpy(dtype=bool)
-        if residency_population in adata.obs.columns
-        else None
+        member_mask(adata.obs[residency_population])
+        if residency_population in adata.obs.columns and is_set(adata.obs[residency_population])
+        else None  # not in the panel, or not set: n_trnk is NA
     )
     channels = {key: _channel(adata, marker_names[key]) for key in _MARKER_KEYS}
     rows: list[dict[str, Any]] = []
@@ -358,7 +365,8 @@ def count_positive(
         indicators["n_ifng_only"] = ~a & g if both else None
         indicators["n_areg_ifng"] = a & g if both else None
         for name, member in pops.items():
-            sel = member & in_sample
+            # a gate not set measured nothing: all its counts are NA, not 0
+            sel = member & in_sample if member is not None else None
             row: dict[str, Any] = {
                 "sample_id": str(sid),
                 "population": name,
@@ -368,7 +376,7 @@ def count_positive(
             for col in COUNT_COLUMNS:
                 ind = indicators[col]
                 # ``ind & sel`` counts the same events as ``ind[sel]`` without gathering them
-                row[col] = pd.NA if ind is None else int(np.count_nonzero(ind & sel))
+                row[col] = pd.NA if ind is None or sel is None else int(np.count_nonzero(ind & sel))
             for key in _MARKER_KEYS:
                 hit = provenance[key]
                 row[f"threshold_{key}"] = np.nan if hit is None else float(hit["value"])
@@ -453,7 +461,12 @@ def fmo_threshold(
             raise GatingError(
                 f"{where}: FMO has no gate {population!r}; available: {', '.join(gates) or 'none'}"
             )
-        keep &= fmo_adata.obs[population].to_numpy(dtype=bool)
+        if not is_set(fmo_adata.obs[population]):
+            raise GatingError(
+                f"{where}: the FMO's gate {population!r} was not set (too few events for its "
+                "cut-off, or below such a gate): no cut-off can be read from it"
+            )
+        keep &= member_mask(fmo_adata.obs[population])
     values = _values(fmo_adata, channel, layer)[keep]
     n = values.size
     if n == 0:

@@ -399,6 +399,11 @@ def score(
         if channel is None
         else (s["sample_id"].map(channel.fillna("").astype(str)) == "").to_numpy()
     )
+    # a gate not set leaves every count NA (EVENTS_BELOW_MIN): no sign of a missing AREG cut
+    unmeasured = pairs["n_events_stim"].isna().to_numpy() | (
+        has_unstim & pairs["n_events_unstim"].isna().to_numpy()
+    )
+    no_areg &= ~unmeasured | not_in_panel | s["areg_threshold"].isna().to_numpy()
     rule = s["areg_rule"].astype(str).str.lower()
     not_fmo = (
         (~rule.str.contains("fmo") | rule.str.contains("fallback")).to_numpy()
