@@ -180,7 +180,9 @@ def test_axes_are_those_of_the_matplotlib_grid(gated, svg) -> None:
         shown += [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
                   if ylo <= v <= yhi]  # fmt: skip
         assert texts[:-3] == shown
-        assert texts[-3:] == [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        # the same title; matplotlib breaks a long one after the parent, the SVG squeezes it
+        title = ax.get_title().replace(":\n", ": ")
+        assert texts[-3:] == [ax.get_xlabel(), ax.get_ylabel(), title]
     assert "10³" in _texts(groups[-1])  # transformed axes read in linear decades
 
 

@@ -128,3 +128,37 @@ def test_heatmap_numbers_contrast_with_their_cells():
 )
 def test_text_colour_by_luminance(rgba, colour):
     assert plc._text_colour(np.asarray(rgba)) == colour
+
+
+def _embedded(n_clusters: int = 3):
+    """Three assigned samples and a clustering result with long metacluster names."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    var = pd.DataFrame({"marker": ["CD56", "CD49a"]}, index=["FL1-A", "FL2-A"])
+    samples = {}
+    for s in range(3):
+        x = rng.normal(size=(200, 2)).astype(np.float32)
+        a = ad.AnnData(X=x, var=var.copy())
+        a.obs_names = [f"{s}_{i}" for i in range(200)]
+        a.obs["metacluster"] = pd.Categorical([str(1 + i % n_clusters) for i in range(200)])
+        samples[f"s{s}"] = a
+    result = SimpleNamespace(markers=["CD56", "CD49a"], key_added="metacluster",
+                             categories=[str(k) for k in range(1, n_clusters + 1)],
+                             labels=NAMES)  # fmt: skip
+    return samples, result
+
+
+@pytest.mark.parametrize("dpi", [70, 100, 150])
+def test_embedding_legend_is_inside_the_figure_at_any_dpi(dpi):
+    """The legend of long metacluster names was cut off at the right edge (tight_layout ran
+    once at 100 dpi; saved at 70 dpi its text no longer fitted)."""
+    samples, result = _embedded()
+    fig = plc.embedding(samples, result, n_cells=300)
+    fig.set_dpi(dpi)
+    fig.draw_without_rendering()
+    drawn = fig.legends[0] if fig.legends else fig.axes[0].get_legend()
+    legend = drawn.get_window_extent()
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+    assert fig.axes[0].get_window_extent().x1 <= legend.x0  # beside the plot, not on it
+    assert [t.get_text() for t in drawn.get_texts()][2] == f"3: {NAMES[3]}"

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import io
+import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from test_score_simulation import simulate_counts
@@ -79,3 +82,62 @@ def test_repair_profile_takes_a_runs_results_and_its_recorded_cuts(
     net_lines = [ln.get_xdata()[0] for ln in fig.axes[0].lines]
     assert (min_net in net_lines) if min_net is not None else net_lines == [0.0]
     assert [ln.get_xdata()[0] for ln in fig.axes[1].lines] == [ri_cut]
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _assert_legend_clear(fig) -> None:
+    """The tubes' legend lies inside the figure and off every panel and panel title."""
+    fig.draw_without_rendering()
+    legend = fig.legends[0].get_window_extent()
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+    for ax in fig.axes:
+        assert not _overlaps(legend, ax.get_window_extent())
+        assert not _overlaps(legend, ax.title.get_window_extent()), ax.get_title()
+
+
+@pytest.fixture(scope="module")
+def no_areg():
+    """Three tubes scored on a panel without AREG, CD107a, NKG2D or a trNK gate."""
+    counts, meta, _ = simulate_counts(3, seed=2)
+    missing = ["n_areg", "n_areg_only", "n_areg_ifng", "n_ifng", "n_ifng_only", "n_cd107a",
+               "n_nkg2d", "n_trnk"]  # fmt: skip
+    counts[missing] = pd.NA
+    counts["threshold_areg"] = np.nan
+    counts["areg_rule"] = ""
+    counts["areg_channel"] = ""
+    # sample ids as long as a real file's
+    ids = {s: f"Gates_PTLG0{s}_Unstim_Control_long_name" for s in meta["sample_id"]}
+    counts["sample_id"] = counts["sample_id"].map(ids)
+    meta["sample_id"] = meta["sample_id"].map(ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return score(counts, meta)
+
+
+def test_repair_profile_without_areg_says_why_each_panel_is_empty(no_areg):
+    """Four empty panels were drawn without a word, and the legend covered the 4th title."""
+    assert no_areg.flags["failed_rules"].str.contains("AREG_NOT_IN_PANEL").all()
+    fig = repair_profile(no_areg)
+    notes = [" ".join(t.get_text() for t in ax.texts).replace("\n", " ") for ax in fig.axes]
+    assert notes[0].startswith("No AREG_net: the panel has no AREG channel")
+    assert notes[1].startswith("No RI: it needs AREG_net (the panel has no AREG channel")
+    assert notes[2] == "No CD107a_net: CD107a was not measured"
+    assert notes[3] == "No % trNK: trNK is not gated in the unstimulated tubes"
+    _assert_legend_clear(fig)
+    # a scores table has no flags: the note still says what is missing
+    table_notes = repair_profile(no_areg.scores).axes[0].texts
+    assert table_notes[0].get_text().replace("\n", " ") == (
+        "No AREG_net: AREG+ events were not counted"
+    )
+
+
+@pytest.mark.parametrize("suffix", ["", "_Unstim_Control_with_a_long_file_name"])
+def test_repair_profile_with_data_has_no_notes_and_a_clear_legend(result, suffix):
+    """A legend of long sample ids ran over the last panel and its title."""
+    scores = result.scores.assign(sample_id=result.scores["sample_id"] + suffix)
+    fig = repair_profile(scores, populations=["NK", "CD56bright", "CD56dim"])  # a short figure
+    assert all(not ax.texts for ax in fig.axes)
+    _assert_legend_clear(fig)

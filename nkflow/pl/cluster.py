@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.textpath import TextPath
 
 from nkflow.exceptions import ConfigError
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _GROUPS = ("sample_id", "tissue", "timepoint", "donor", "stimulation")
 _METHODS = ("pca", "tsne", "umap")
+_LEGEND_PT = 6.0  # the embedding legend's font size
 
 
 def _plain(text: object) -> str:
@@ -337,16 +339,20 @@ def embedding(
         from sklearn.decomposition import PCA
 
         emb = PCA(n_components=2, random_state=random_state).fit_transform(X)
-    fig = new_figure(figsize=(7.5, 5))
-    ax = fig.add_subplot()
     cats = [c for c in result.categories if c in set(y)]
-    for colour, cat in zip(_colours(len(cats)), cats, strict=True):
+    names = [_plain(f"{cat}: {result.labels.get(int(cat), '')}") for cat in cats]
+    # the plot keeps 5 in; the figure widens by the legend (metacluster names run long), whose
+    # room constrained layout sets again at every draw, so no dpi cuts it off
+    widest = max((TextPath((0, 0), n, size=_LEGEND_PT).get_extents().width for n in names),
+                 default=0.0)  # fmt: skip
+    fig = new_figure(figsize=(6.0 + widest / 72.0, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for colour, cat, name in zip(_colours(len(cats)), cats, names, strict=True):
         sel = y == cat
-        name = _plain(f"{cat}: {result.labels.get(int(cat), '')}")
         ax.scatter(emb[sel, 0], emb[sel, 1], s=3, color=colour, label=name, rasterized=True)
     ax.set_xlabel(f"{used.upper()} 1")
     ax.set_ylabel(f"{used.upper()} 2")
     ax.set_title(f"{len(X)} cells, {used.upper()} of {len(result.markers)} markers")
-    ax.legend(fontsize=6, markerscale=3, bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.tight_layout()
+    if names:
+        fig.legend(fontsize=_LEGEND_PT, markerscale=3, loc="outside right upper")
     return fig

@@ -22,6 +22,17 @@ __all__ = ["gate_grid", "gate_plot"]
 # A fixed title height spares matplotlib measuring every axis to place each title (about
 # half of the drawing time of a sample's gate grid).
 _TITLE_Y = 1.02
+# a longer title goes on two lines (population and parent, then the count or why it has
+# none): at fontsize 9 it would run into the next panel's
+_TITLE_CHARS = 34
+# the grid's margins in inches: room for a two-line title above and the x axis below
+_TOP_IN, _BOTTOM_IN = 0.45, 0.55
+
+
+def _title(text: str) -> str:
+    """The panel title, on two lines when it is long (broken after the parent)."""
+    head, sep, tail = text.partition("): ")
+    return f"{head}):\n{tail}" if sep and len(text) > _TITLE_CHARS else text
 
 
 def _draw(panel: Panel, ax: Axes) -> None:
@@ -30,7 +41,7 @@ def _draw(panel: Panel, ax: Axes) -> None:
         ax.axis("off")
         ax.text(0.5, 0.5, f"{panel.gate} =\n{panel.text}", ha="center", va="center",
                 transform=ax.transAxes)  # fmt: skip
-        ax.set_title(panel.title, fontsize=9, y=_TITLE_Y)
+        ax.set_title(_title(panel.title), fontsize=9, y=_TITLE_Y)
         return
     assert panel.x is not None and panel.y is not None
     if panel.kind == "histogram":
@@ -50,7 +61,7 @@ def _draw(panel: Panel, ax: Axes) -> None:
         axis.set_ticks(spec.ticks, spec.tick_labels)
     ax.set_xlabel(panel.x.label)
     ax.set_ylabel(panel.y.label)
-    ax.set_title(panel.title, fontsize=9, y=_TITLE_Y)
+    ax.set_title(_title(panel.title), fontsize=9, y=_TITLE_Y)
 
 
 def gate_plot(adata: Any, gate_id: str, *, bins: int = 128, ax: Axes | None = None) -> Figure:
@@ -109,8 +120,10 @@ def gate_grid(
     """
     panels = gate_panels(adata, gates=gates, bins=bins)
     nrows = math.ceil(len(panels) / ncols)
-    fig = new_figure(figsize=(3.4 * min(ncols, len(panels)), 3.0 * nrows))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.45, hspace=0.55)
+    height = 3.0 * nrows
+    fig = new_figure(figsize=(3.4 * min(ncols, len(panels)), height))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=_BOTTOM_IN / height,
+                        top=1 - _TOP_IN / height, wspace=0.45, hspace=0.55)  # fmt: skip
     # axes only where a gate goes: an empty cell would cost an axes and its ticks, unseen
     grid = fig.add_gridspec(nrows, min(ncols, len(panels)))
     for i, panel in enumerate(panels):

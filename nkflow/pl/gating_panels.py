@@ -8,8 +8,7 @@ matplotlib plots of :mod:`nkflow.pl.gating` and the SVG grid of
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,18 +16,12 @@ import numpy as np
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
 from ..gating.membership import is_set, member_mask
-from ..pp.transform import from_linear
+from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
-__all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "sample_gates"]
+__all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "not_set_reason", "sample_gates"]
 
-_MAX_TICKS = 4
-_NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # matplotlib's
 # the share of the data range added to a side where nothing pins the limit (matplotlib's)
 _MARGIN = 0.05
-# linear decades for the ticks of a transformed axis, labelled as FlowJo does
-# (in order of preference: a decade too close to one already placed is left out)
-_DECADES = (0.0, 1e2, 1e3, 1e4, 1e5, 1e6, -1e3, -1e4, 1e1, -1e2)
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 @dataclass(frozen=True)
@@ -91,67 +84,67 @@ class Panel:
     text: str = ""
 
 
+def _sample(adata: Any) -> str:
+    from ..io.fcs import sample_id
+
+    return sample_id(adata, default="?")
+
+
+def _membership_only(adata: Any, record: dict[str, Any], names: list[str]) -> GatingError:
+    """The error for populations recorded without a gate to draw (GatingML membership)."""
+    source = record.get("template") or "outside nkflow"
+    shown = ", ".join(map(repr, names[:8])) + (f" and {len(names) - 8} more" * (len(names) > 8))
+    return GatingError(
+        f"sample {_sample(adata)!r}: population(s) {shown} were gated by "
+        f"{source!r} (GatingML, applied with nkflow.gating.apply_gatingml): only which events "
+        "each holds is recorded, not the gate's channels, transforms and vertices, so there "
+        "is no gate to draw. Their counts are in the populations table; draw the gates where "
+        "they were made (FlowJo, FlowKit), or gate with nkflow.gating.gate to plot them here"
+    )
+
+
 def sample_gates(adata: Any) -> dict[str, Any]:
     """The sample's resolved gates by id, in template order.
+
+    Only gates nkflow set itself (:func:`nkflow.gating.gate`) are recorded with what a plot
+    needs; populations from a GatingML file hold membership only and are left out.
 
     Raises
     ------
     GatingError
-        When the sample is not gated.
+        When the sample is not gated, or none of its populations has a gate to draw (all
+        from a GatingML file).
     """
     g = adata.uns.get("nkflow", {}).get("gating")
     if not g:
-        raise GatingError("the sample is not gated: run nkflow.gating.gate first")
-    return {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"]}
+        raise GatingError(
+            f"sample {_sample(adata)!r} is not gated: run nkflow.gating.gate "
+            "first (nkflow.gating.apply_flowjo_workspace returns tables and gates no container)"
+        )
+    gates = {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"] if p.get("gate")}
+    if not gates:
+        raise _membership_only(adata, g, [p["name"] for p in g["populations"]])
+    return gates
 
 
-def _decade_label(value: float) -> str:
-    if value == 0:
-        return "0"
-    exponent = round(math.log10(abs(value)))
-    return ("-" if value < 0 else "") + "10" + str(exponent).translate(_SUPERSCRIPT)
+def _known(adata: Any, gates: dict[str, Any], names: list[str]) -> None:
+    """Raise for the first name that is no drawable gate, saying why."""
+    record = adata.uns["nkflow"]["gating"]
+    recorded = {p["name"] for p in record["populations"]}
+    membership_only = [n for n in names if n not in gates and n in recorded]
+    if membership_only:
+        raise _membership_only(adata, record, membership_only)
+    missing = [n for n in names if n not in gates]
+    if missing:
+        raise GatingError(f"no gate {missing[0]!r}; gates: {', '.join(gates)}")
 
 
-def _decade_ticks(pos: np.ndarray | None, lo: float, hi: float) -> tuple[list, list] | None:
-    """Tick positions and labels at linear decades (``pos``: where they land), or None."""
-    if pos is None:
-        return None
-    gap = 0.06 * (hi - lo)
-    keep: list[tuple[float, str]] = []
-    for p, v in zip(pos, _DECADES, strict=True):
-        if np.isfinite(p) and lo <= p <= hi and all(abs(p - q) >= gap for q, _ in keep):
-            keep.append((float(p), _decade_label(v)))
-    if len(keep) < 2:
-        return None
-    keep.sort()
-    return [p for p, _ in keep], [label for _, label in keep]
-
-
-def _nice_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Round ticks inside ``[lo, hi]``, as ``matplotlib.ticker.MaxNLocator(4)`` places them."""
-    raw = (hi - lo) / _MAX_TICKS
-    if not (np.isfinite(raw) and raw > 0):
-        return [], []
-    scale = 10.0 ** math.floor(math.log10(raw))
-    mult = next(m for m in _NICE_STEPS if m * scale >= raw * (1 - 1e-9))
-    step = mult * scale
-    decimals = next(d for d in range(16) if abs(round(step, d) - step) <= 1e-9 * step)
-    first = math.ceil(lo / step - 1e-9)
-    ticks, labels = [], []
-    for k in range(first, first + _MAX_TICKS + 2):
-        v = k * step
-        if v > hi + 1e-9 * step:
-            break
-        ticks.append(float(v))
-        labels.append(f"{v:.{decimals}f}".replace("-", "\u2212") if k else "0")
-    return ticks, labels
-
-
-def _axis(cols: _Columns, channel: str | None, label: str, lo: float, hi: float) -> Axis:
-    """Decade ticks in linear units on transformed axes; a few plain ticks elsewhere."""
-    ticks = _decade_ticks(cols.decades(channel), lo, hi) if channel else None
-    if ticks is None:
-        ticks = _nice_ticks(lo, hi)
+def _axis(
+    cols: _Columns, channel: str | None, label: str, lo: float, hi: float, *, counts: bool = False
+) -> Axis:
+    """Ticks in the instrument's units (:mod:`nkflow.pl._ticks`); whole event counts."""
+    scale = cols.scale(channel) if channel else None
+    ticks = nice_ticks(lo, hi, integer=True) if counts else instrument_ticks(lo, hi, *scale or ())
     return Axis(label, float(lo), float(hi), tuple(ticks[0]), tuple(ticks[1]))
 
 
@@ -216,14 +209,14 @@ class _Columns:
         self._masks: dict[str | None, np.ndarray] = {}
         self._rows: dict[str | None, np.ndarray] = {}
         self._values: dict[tuple[str, str | None], np.ndarray] = {}
-        self._decades: dict[str, np.ndarray | None] = {}
+        self._scales: dict[str, tuple[Transform, Transform] | None] = {}
 
-    def decades(self, channel: str) -> np.ndarray | None:
-        """Where the linear decades land on a transformed channel (None: not transformed)."""
-        if channel not in self._decades:
+    def scale(self, channel: str) -> tuple[Transform, Transform] | None:
+        """The channel's transform and its inverse (None: not transformed, e.g. scatter)."""
+        if channel not in self._scales:
             record = self.adata.uns.get("nkflow", {}).get("transform") or {}
-            self._decades[channel] = from_linear(_DECADES, channel, record)
-        return self._decades[channel]
+            self._scales[channel] = channel_scale(channel, record)
+        return self._scales[channel]
 
     def mask(self, name: str | None) -> np.ndarray:
         if name not in self._masks:
@@ -291,7 +284,7 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
         return Panel(
             gate.id, gate.parent, "histogram",
             x=_axis(cols, xc, _label(adata, xc), *_limits(None, [edges[0], edges[-1], *lines])),
-            y=_axis(cols, None, "events", *ylim),
+            y=_axis(cols, None, "events", *ylim, counts=True),
             counts=counts, xedges=edges, thresholds=lines, **common,
         )  # fmt: skip
     y = cols.values(yc, gate.parent)
@@ -317,6 +310,68 @@ def _panel(cols: _Columns, gate: Any, bins: int) -> Panel:
     )  # fmt: skip
 
 
+def _channels(gate: Any) -> set[str]:
+    if isinstance(gate, PolygonGate):
+        return {gate.x_channel, gate.y_channel, f"{gate.x_channel}|{gate.y_channel}"}
+    return {d.channel for d in getattr(gate, "dims", ())}
+
+
+def not_set_reason(adata: Any, gate: Any) -> str | None:
+    """Why a gate was not set, in a few words, or None when it was.
+
+    Read from the gating record, ``uns["nkflow"]["gating"]["unset"]`` (the gates whose
+    ``count`` the populations table leaves NA), made specific by the gate's threshold row in
+    ``uns["nkflow"]["thresholds"]`` (``insufficient events``: too few events to set it). A
+    gate whose ``obs`` column holds ``<NA>`` (:mod:`nkflow.gating.membership`) is not set
+    either, its reason unrecorded when ``uns`` was not kept.
+
+    Parameters
+    ----------
+    adata
+        A gated sample.
+    gate
+        One of its gates (:func:`sample_gates`).
+
+    Returns
+    -------
+    str or None
+        ``"too few events (10)"`` (in its parent; ``"(10 in NK)"`` when the cut-off was set
+        on another population), ``"parent 'NK' not set"``, ``"no cut-off (mirror)"`` ...;
+        ``""`` when only the ``obs`` column tells; None for a gate that was set.
+    """
+    nk = adata.uns.get("nkflow", {})
+    why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
+    if why is None:  # a container whose uns was not kept: its <NA> column says not set
+        measured = gate.id not in adata.obs or is_set(adata.obs[gate.id])
+        return None if measured else ""
+    if not str(why).startswith("no cut-off"):
+        return str(why)  # "parent 'X' not set", "operand 'X' not set"
+    channels = _channels(gate)
+    rows = [  # cut-offs without a value (NaN != NaN) on the gate's channels
+        r for r in nk.get("thresholds") or ()
+        if r.get("channel") in channels and not r.get("value") == r.get("value")
+    ]  # fmt: skip
+    # the row set on the gate's parent first (a cut-off set on another population after)
+    rows.sort(key=lambda r: (r.get("gate") or "") != (gate.parent or ""))
+    for row in rows:
+        # "insufficient events" is the rule (maybe "... (fmo fallback)"), or a polygon's name
+        if any(str(row.get(k, "")).startswith("insufficient events") for k in ("rule", "marker")):
+            on = row.get("gate") or ""  # the population the cut-off was set on
+            where = f" in {on}" if on and on != (gate.parent or "") else ""
+            return f"too few events ({row.get('n_events', 0)}{where})"
+        return f"no cut-off ({row.get('rule') or 'no rule'})"
+    return "no cut-off"
+
+
+def _said_if_not_set(adata: Any, panel: Panel, gate: Any) -> Panel:
+    """The panel of a gate that was not set says so and why, not ``0 (0.0%)``."""
+    why = not_set_reason(adata, gate)
+    if why is None:
+        return panel
+    where = gate.parent or "all events"
+    return replace(panel, title=f"{gate.id}  (in {where}): not set" + (f": {why}" * bool(why)))
+
+
 def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:
     """The panel of one gate (boolean gates included).
 
@@ -339,9 +394,8 @@ def gate_panel(adata: Any, gate_id: str, *, bins: int = 128) -> Panel:
         When the sample is not gated or has no gate ``gate_id``.
     """
     gates = sample_gates(adata)
-    if gate_id not in gates:
-        raise GatingError(f"no gate {gate_id!r}; gates: {', '.join(gates)}")
-    return _panel(_Columns(adata), gates[gate_id], bins)
+    _known(adata, gates, [gate_id])
+    return _said_if_not_set(adata, _panel(_Columns(adata), gates[gate_id], bins), gates[gate_id])
 
 
 def gate_panels(adata: Any, *, gates: list[str] | None = None, bins: int = 96) -> list[Panel]:
@@ -368,11 +422,9 @@ def gate_panels(adata: Any, *, gates: list[str] | None = None, bins: int = 96) -
         When the sample is not gated, a named gate does not exist, or no gate is geometric.
     """
     allg = sample_gates(adata)
-    missing = [g for g in gates or () if g not in allg]
-    if missing:
-        raise GatingError(f"no gate {missing[0]!r}; gates: {', '.join(allg)}")
+    _known(adata, allg, list(gates or ()))
     names = [g for g in (gates or list(allg)) if not isinstance(allg[g], BooleanGate)]
     if not names:
         raise GatingError("no geometric gates to draw")
     cols = _Columns(adata)
-    return [_panel(cols, allg[name], bins) for name in names]
+    return [_said_if_not_set(adata, _panel(cols, allg[n], bins), allg[n]) for n in names]

@@ -10,20 +10,28 @@ printed under the figure, and a mouse figure is titled exploratory.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.textpath import TextPath
 
 from ..exceptions import ConfigError
 from ..tl.caveats import SHORT_CAVEAT
+from ..tl.score import RULES
 from ._figure import new_figure
 
 __all__ = ["repair_profile", "repair_profiles"]
 
 _MAX_SAMPLES = 10
+# rule codes that say why no AREG_net was computed, most specific first
+_AREG_MISSING = ("AREG_NOT_IN_PANEL", "NO_AREG_THRESHOLD", "UNSTIM_AMBIGUOUS", "NO_UNSTIM")
+# characters per line of a panel's note (panel widths 3 : 2 : 3 : 2)
+_NOTE_WIDTH = (34, 24, 34, 24)
 _COLOURS = (
     "#1b6ca8",
     "#d1495b",
@@ -54,6 +62,61 @@ def _score_cuts(result: Any) -> tuple[float | None, float]:
         None if min_net is None else float(min_net),
         0.5 if ri_cut is None else float(ri_cut),
     )
+
+
+def _measured(s: pd.DataFrame, column: str) -> bool:
+    return column in s.columns and bool(np.isfinite(s[column].to_numpy(float)).any())
+
+
+def _failed_everywhere(result: Any, s: pd.DataFrame) -> set[str]:
+    """The rule codes every shown row failed, from the result's ``flags`` (when it has them)."""
+    flags = getattr(result, "flags", None)
+    if not isinstance(flags, pd.DataFrame) or "failed_rules" not in flags.columns or s.empty:
+        return set()
+    keys = [k for k in ("sample_id", "population", "condition") if k in s and k in flags]
+    rows = flags.merge(s[keys].drop_duplicates(), on=keys)["failed_rules"]
+    failed = [set(str(r).split(";")) for r in rows]
+    return set.intersection(*failed) if failed else set()
+
+
+def _empty_notes(result: Any, s: pd.DataFrame, has_context: bool) -> list[str | None]:
+    """Why each panel has nothing to draw (None: it has), in the score rules' words."""
+    common = _failed_everywhere(result, s)
+    areg_why = next(
+        (RULES[c] for c in _AREG_MISSING if c in common), "AREG+ events were not counted"
+    )
+    if not _measured(s, "areg_net"):
+        ri_why = f"it needs AREG_net ({areg_why})"
+    elif not _measured(s, "ifng_net"):
+        ri_why = "it needs IFN-g, not measured in these tubes"
+    else:
+        ri_why = "no AREG+ or IFN-g+ events"
+    notes = (
+        None if _measured(s, "areg_net") else f"No AREG_net: {areg_why}",
+        None if _measured(s, "ri") else f"No RI: {ri_why}",
+        None if _measured(s, "cd107a_net") else "No CD107a_net: CD107a was not measured",
+        None
+        if has_context or _measured(s, "residency_fraction")
+        else "No % trNK: trNK is not gated in the unstimulated tubes",
+    )
+    return [None if n is None else textwrap.fill(n, width) for n, width in
+            zip(notes, _NOTE_WIDTH, strict=True)]  # fmt: skip
+
+
+def _legend(fig: Figure, handles: list[Line2D], top: float) -> float:
+    """The tubes' legend right of the panels, below their titles; the panels' right edge.
+
+    Its width is measured from the labels, so a long sample id neither runs out of the
+    figure nor over the last panel.
+    """
+    size = 7.0
+    widest = max(TextPath((0, 0), h.get_label(), size=size).get_extents().width for h in handles)
+    # the marker (2 em), the paddings beside it, inside and outside the frame (4 em)
+    width_in = (max(widest, 4 * size) + 6.0 * size) / 72.0
+    fig_w = fig.get_figwidth()
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(1 - 0.05 / fig_w, top),
+               fontsize=size, title="stim tube", title_fontsize=size)  # fmt: skip
+    return 1 - (width_in + 0.35) / fig_w  # and room for a last title wider than its panel
 
 
 def repair_profile(
@@ -90,7 +153,9 @@ def repair_profile(
     Returns
     -------
     matplotlib.figure.Figure
-        Four panels sharing the population axis.
+        Four panels sharing the population axis. A panel with nothing to draw says why in
+        the score rules' words (the panel has no AREG channel, CD107a not measured, trNK not
+        gated); the tubes' legend sits right of the panels, sized to its labels.
 
     Raises
     ------
@@ -196,25 +261,25 @@ def repair_profile(
         if has_nkg2d
         else "Context, unstim tube:\n% trNK (ring); NKG2D not gated",
     )
-    for ax, title in zip(axes, titles, strict=True):
+    notes = _empty_notes(result, s, has_nkg2d)
+    for ax, title, note in zip(axes, titles, notes, strict=True):
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", color="0.9", lw=0.6)
         ax.tick_params(labelsize=8)
+        if note is not None and order:
+            ax.text(0.5, 0.5, _plain(note), transform=ax.transAxes, ha="center", va="center",
+                    fontsize=8, color="0.35", bbox={"fc": "white", "ec": "0.8"})  # fmt: skip
     axes[0].set_yticks(range(len(order)), [_plain(p) for p in order])
     axes[0].set_ylim(len(order) - 0.5, -0.5)
-    if len(samples) > 1:
-        fig.legend(
-            handles=handles, loc="upper right", fontsize=7, title="stim tube", title_fontsize=7
-        )
+    top = 0.78
+    right = _legend(fig, handles, top) if len(samples) > 1 else 0.98
     exploratory = "exploratory" in s.columns and bool(s["exploratory"].astype(bool).any())
     head = f"Stimulation condition: {condition}" if condition else "Repair profile"
     if exploratory:
         head += " | EXPLORATORY: AREG has not been shown in mouse NK cells"
     fig.suptitle(_plain(head), fontsize=10, x=0.01, ha="left")
     fig.text(0.01, 0.005, _plain(SHORT_CAVEAT), fontsize=7, style="italic", va="bottom", wrap=True)
-    fig.subplots_adjust(
-        left=0.16, right=0.9 if len(samples) > 1 else 0.98, bottom=0.2, top=0.78, wspace=0.08
-    )
+    fig.subplots_adjust(left=0.16, right=right, bottom=0.2, top=top, wspace=0.08)
     return fig
 
 
