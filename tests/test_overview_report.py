@@ -124,7 +124,7 @@ def test_every_disagreeing_threshold_is_shown_even_past_the_table_limit() -> Non
         caveats="",
         population_plots=False,
     )
-    assert "3 threshold(s) disagree with the sample's own valley" in html
+    assert "3 threshold(s) disagree with the sample's own cut-off" in html
     for sid in ("s005", "s700", "s949"):
         assert html.count(f">{sid}<") == 2  # in the small table and in the long one
         assert f"own valley {sid[1:].lstrip('0')}" in html
@@ -323,7 +323,7 @@ def test_a_threshold_off_its_valley_flags_the_plot() -> None:
     html = render_html(tables={"thresholds": thresholds}, metadata=meta,
                        figures={"gating_a": SVG, "gating_b": SVG}, config={}, provenance={},
                        caveats="", population_plots=False)  # fmt: skip
-    assert '<span class="mark">CD103 threshold off its own valley</span>' in html
+    assert '<span class="mark">CD103 threshold off its own cut-off</span>' in html
     assert "CD69 threshold off" not in html
     assert '<li><a href="#plots-blood">blood</a> 1 tube: 1 plotted, 1 flagged</li>' in html
 

@@ -170,7 +170,7 @@ def test_a_gating_document_is_not_read_as_toml(tmp_path, document, what, apply):
         load_template(path)
     message = str(err.value)
     assert message.startswith(f"{path}: {what}, not an nkflow template")
-    assert f"`nkflow gate FILES --template {path}`" in message and apply in message
+    assert f"`nkflow gate FILES --template {path} -o OUT`" in message and apply in message
     assert "not valid TOML" not in message
 
 

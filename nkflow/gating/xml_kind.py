@@ -172,6 +172,6 @@ def refuse_gating_document(path: str | Path) -> None:
     raise GatingTemplateError(
         f"{path}: {what}, not an nkflow template (TOML). A run gates with a template's rules "
         "(density valleys, FMO cut-offs, the AREG read-out), which fixed gates do not carry: "
-        f"apply this file with `nkflow gate FILES --template {path}` (population counts and "
+        f"apply this file with `nkflow gate FILES --template {path} -o OUT` (population counts and "
         f"per-event membership) or nk.gating.{apply}, or give an nkflow template to run"
     )

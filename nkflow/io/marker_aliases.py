@@ -1,6 +1,6 @@
 """The alias table: canonical marker name -> the names a ``$PnS`` label may give it.
 
-Read by :mod:`nkflow.io.panel`, which matches runs of up to three label tokens against
+Read by :mod:`nkflow.io.panel`, which matches runs of up to four label tokens against
 these aliases under a normalised key (lower case, Greek letters spelled, punctuation
 dropped: ``"PD-1"``, ``"PD1"`` and ``"pd 1"`` are one key). Every normalised alias belongs
 to one canonical marker only (``tests/test_io_panel.py`` checks it), so near names stay

@@ -19,6 +19,7 @@ import pandas as pd
 from .._seeds import sample_seed
 from ..config import RunConfig
 from ..exceptions import ClusterSizeWarning, GatingTemplateError
+from ..gating.membership import member_mask
 from ..gating.panel_view import SPECIES_TELLS
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
@@ -236,7 +237,7 @@ def cluster_batch(
             skipped.append(why)
         return None
     n_cells = sum(
-        int(a.obs[c.population].sum()) if c.population in a.obs else a.n_obs
+        int(member_mask(a.obs[c.population]).sum()) if c.population in a.obs else a.n_obs
         for a in training.values()
     )
     markers = list(c.markers) or None

@@ -129,7 +129,7 @@ def _section(anchor: str, title: str, body: str, lead: str = "") -> str:
 
 
 def _disagreeing(thresholds: pd.DataFrame) -> pd.Series:
-    """True for the rows whose cut-off disagrees with the sample's own valley."""
+    """True for the rows whose cut-off disagrees with the sample's own cut-off."""
     if "disagrees" not in thresholds.columns:
         return pd.Series(False, index=thresholds.index)
     return thresholds["disagrees"].map(_truthy).astype(bool)
@@ -148,7 +148,7 @@ def _truthy(value: Any) -> bool:
 def _disagree_table(
     thresholds: pd.DataFrame, cols: Sequence[str], anchors: Mapping[str, str]
 ) -> str:
-    """Every threshold that disagrees with its sample's own valley, shown in full."""
+    """Every threshold that disagrees with its sample's own cut-off, shown in full."""
     rows = thresholds[_disagreeing(thresholds)]
     if rows.empty:
         return ""
@@ -157,13 +157,14 @@ def _disagree_table(
         anchor = anchors.get(str(value)) if col == "sample_id" else None
         return f"#{anchor}" if anchor else ""
 
-    # the note gives the own valley: last, once, whether or not ``cols`` holds it
+    # the note gives the own cut-off: last, once, whether or not ``cols`` holds it
     shown = [c for c in cols if c not in ("disagrees", "note")] + ["note"]
     return (
-        f"<h3>{len(rows)} threshold(s) disagree with the sample's own valley</h3>"
+        f"<h3>{len(rows)} threshold(s) disagree with the sample's own cut-off</h3>"
         '<p class="lead">The batch-level cut-off these samples were gated with lies outside the '
-        "bootstrap interval of the density valley of the sample itself (note: the sample's "
-        "own valley and its interval). Each is one gate of one sample to check on its plot "
+        "bootstrap interval of the sample's own cut-off (its density valley or, where its "
+        "positives dominate, the cut below their peak; the note names which, with its "
+        "interval). Each is one gate of one sample to check on its plot "
         "(the sample id links to it); all are listed here, and first in the tables below.</p>"
         + html_table(
             rows, columns=shown, links=link, max_rows=len(rows), source="tables/thresholds.csv"
@@ -241,7 +242,7 @@ def _gating_flags(tables: Mapping[str, pd.DataFrame]) -> dict[str, list[str]]:
         rows = thresholds[_disagreeing(thresholds)]
         markers = rows["marker"] if "marker" in rows.columns else rows["sample_id"].map(str)
         for sid, marker in zip(rows["sample_id"], markers.fillna(""), strict=True):
-            flags.setdefault(str(sid), []).append(f"{marker} threshold off its own valley")
+            flags.setdefault(str(sid), []).append(f"{marker} threshold off its own cut-off")
     return flags
 
 
