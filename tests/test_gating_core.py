@@ -529,3 +529,22 @@ def test_one_populations_events_are_refused_as_a_sample(gated_liver):
                        r"population 'NK'.*gate the whole sample"):  # fmt: skip
         gate(nk_only, "human_tissue", n_boot=0)
     assert nk_only.obs["NK"].all()  # left as it was
+
+
+def test_a_debris_cut_below_every_event_keeps_all_without_a_false_interval():
+    """PeacoQC 111.fcs: 'FSC valley (mirror) = 15,264, CI -34,336 to -23,577': the cut was
+    moved up to the data's edge but kept the interval of the mirror below it."""
+    from nkflow.gating.scatter import debris_polygon
+
+    rng = np.random.default_rng(0)
+    fsc = 50_000 + rng.exponential(20_000, 5000)  # cells only, a long upper tail: no debris
+    ssc = rng.normal(30_000, 5_000, 5000)
+    verts, (param,) = debris_polygon(fsc, ssc, {}, n_boot=50, random_state=0)
+    assert param.name == "FSC valley (mirror below every event: none cut)"
+    assert param.value == verts[0][0] < fsc.min()  # every event kept
+    assert np.isnan(param.interval.result()).all()
+    with_debris = np.r_[rng.normal(15_000, 4_000, 1500), fsc]  # a debris peak: a valley
+    verts, (param,) = debris_polygon(with_debris, np.r_[ssc[:1500], ssc], {}, n_boot=50,
+                                     random_state=0)  # fmt: skip
+    lo, hi = param.interval.result()
+    assert param.name == "FSC valley (valley)" and lo <= param.value <= hi

@@ -110,9 +110,14 @@ def debris_polygon(
     )
     x0, x1 = _span(x)
     y0, y1 = _span(y)
-    t = max(fit.value, x0)
-    verts = ((t, y0), (x1, y0), (x1, y1), (t, y1))
-    return verts, [Param(f"FSC valley ({fit.rule_used})", t, fit.interval, fit.n_events, "x")]
+    verts = ((max(fit.value, x0), y0), (x1, y0), (x1, y1), (max(fit.value, x0), y1))
+    if not fit.value < x0:
+        return verts, [Param(f"FSC valley ({fit.rule_used})", fit.value, fit.interval,
+                             fit.n_events, "x")]  # fmt: skip
+    # the rule's cut lies below every event: no debris to cut, all kept; its interval
+    # (about that cut, below the data) would not hold the edge the gate starts at
+    name = f"FSC valley ({fit.rule_used} below every event: none cut)"
+    return verts, [Param(name, x0, NO_INTERVAL, fit.n_events, "x")]
 
 
 def _median(v: NDArray[np.float64]) -> float:
