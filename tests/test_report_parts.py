@@ -278,6 +278,24 @@ def test_methods_text_says_where_this_batch_set_its_thresholds(rows, expected) -
     assert "per batch and tissue from the data" not in text
 
 
+def test_methods_text_counts_only_the_cut_offs_a_sample_set_itself() -> None:
+    """FlowAtlas: '24 set per sample' where 8 CD3 valleys were, the other 16 being the
+    pool's cut-offs applied to each sample; CytoNorm: 'all 72' with 6 never set."""
+    rows = pd.DataFrame(
+        [
+            ("", "liver", "FA", "valley (batch pool)", "batch_pool", 0.5),
+            ("s1", "liver", "FA", "valley (batch pool)", "batch_pool", 0.5),
+            ("s2", "liver", "FA", "valley (batch pool)", "batch_pool", 0.5),
+            ("s1", "liver", "FA", "valley", "sample_valley", 0.3),
+            ("s2", "liver", "FA", "valley", "sample_valley", 0.31),
+            ("s2", "liver", "FA", "density:upper_cluster", "", float("nan")),
+        ],
+        columns=["sample_id", "tissue", "batch", "rule", "evidence", "value"],
+    )
+    text = methods_text(RunConfig(), {}, {"thresholds": rows})
+    assert "; 2 threshold(s) were set per sample from its own events; 1 could not be set" in text
+
+
 def test_methods_text_of_a_mouse_run_has_no_cd56_read_out() -> None:
     meta = pd.DataFrame({"sample_id": ["a"], "species": ["mouse"]})
     text = methods_text(RunConfig(), {}, {}, metadata=meta)

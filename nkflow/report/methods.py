@@ -341,11 +341,19 @@ def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
     listed = thresholds["sample_id"].fillna("").astype(str) != ""
     borrowed = thresholds.get("rule", pd.Series("", thresholds.index)).astype(str)
     borrowed = listed & borrowed.str.startswith(BORROWED)  # its partner's cut-off
-    own, shared = listed & ~borrowed, thresholds[~listed].fillna("")
+    evidence = thresholds.get("evidence", pd.Series("", thresholds.index)).fillna("")
+    copied = listed & (evidence.astype(str) == "batch_pool")  # the pool's, applied per sample
+    value = pd.to_numeric(thresholds.get("value", pd.Series(0.0, thresholds.index)),
+                          errors="coerce")  # fmt: skip
+    unset = listed & ~borrowed & ~copied & value.isna()
+    own, shared = listed & ~borrowed & ~copied & ~unset, thresholds[~listed].fillna("")
     per_sample = f"{int(own.sum())} threshold(s) were set per sample from its own events"
     if borrowed.any():
         per_sample += (f" and {int(borrowed.sum())} taken by a stimulated tube from its "
                        "unstimulated partner")  # fmt: skip
+    if unset.any():
+        per_sample += (f"; {int(unset.sum())} could not be set (too few events, or refuted "
+                       "by them: see each sample's note)")  # fmt: skip
     if shared.empty:
         return f"In this batch no FMO control or batch pool set a threshold: all {per_sample}. "
     rules = shared.get("rule", pd.Series("", shared.index)).astype(str)
