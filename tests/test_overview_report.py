@@ -339,3 +339,25 @@ def test_every_link_of_a_full_report_lands_on_a_unique_anchor() -> None:
     assert html.count('<figure id="gating-') == len(plots) == 4
     # the hostile tissue name is a heading as text, not markup
     assert "<h4>liver&lt;i&gt; " in html and "<h4>liver<i>" not in html
+
+
+def test_the_batch_level_thresholds_say_the_pool_is_one_valley_over_the_tissues() -> None:
+    # "Set once per batch and tissue" headed five identical pool rows of one batch
+    thresholds = pd.DataFrame(
+        {
+            "sample_id": "",
+            "tissue": ["blood", "liver"],
+            "batch": "FA",
+            "gate": "T",
+            "marker": "CD69",
+            "value": 0.497,
+            "rule": "valley (batch pool)",
+            "evidence": "batch_pool",
+        }
+    )
+    html = render_html(
+        tables={"thresholds": thresholds}, metadata=None, figures={}, config={},
+        provenance={}, caveats="", population_plots=False,
+    )  # fmt: skip
+    assert "Set once per batch and tissue" not in html
+    assert "is one valley over all the batch's tissues, repeated on the row of each" in html

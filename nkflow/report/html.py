@@ -200,8 +200,10 @@ def _gating_section(
         batch_level, sample_level = thresholds[~per_sample], thresholds[per_sample]
         if not batch_level.empty:
             out.append(
-                '<p class="lead">Set once per batch and tissue (from FMO controls where '
-                "available), with the rule, the control file and a 95% interval.</p>"
+                '<p class="lead">Set for the batch, with the rule, the control file and a 95% '
+                "interval: an FMO control's cut-off for its tissue and batch; the batch pool's "
+                "(rule <code>valley (batch pool)</code>) is one valley over all the batch's "
+                "tissues, repeated on the row of each tissue it applies to.</p>"
             )
             out.append(html_table(batch_level, columns=[c for c in cols if c != "sample_id"],
                                   source="tables/thresholds.csv"))  # fmt: skip
