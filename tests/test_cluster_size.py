@@ -155,8 +155,10 @@ def test_run_says_what_it_lowered_and_no_warning_escapes(caplog):
     [
         ({"a": _tube("a", 40), "b": _tube("b", 40)}, "80 NK training cell(s)"),
         ({"a": _tube("a", 400, markers=("CD8", "NK1.1"))}, "only 2 clustering marker(s)"),
+        # a T-cell template gates no NK: the tubes keep nothing to cluster
+        ({"a": None}, "no sample has NK events (clustering.population: the gated population"),
     ],
-    ids=["cells", "markers"],
+    ids=["cells", "markers", "no-population"],
 )
 def test_run_skips_a_batch_too_thin_to_cluster_and_says_why(tubes, said, caplog):
     skipped: list[str] = []

@@ -231,7 +231,11 @@ def cluster_batch(
             adata = adata[rows].copy()
         training[sid] = adata
     if not training:
-        why = f"no sample has {c.population} events"
+        why = (
+            f"no sample has {c.population} events (clustering.population: the gated "
+            f"population clustered; a template without a {c.population!r} gate, such as a "
+            "T-cell template, names its own there)"
+        )
         logger.warning("clustering skipped: %s", why)
         if skipped is not None:
             skipped.append(why)
