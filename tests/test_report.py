@@ -490,7 +490,7 @@ def test_sections_content(hostile_html):
     # per-event tables are listed, not rendered
     assert "cluster_assignments: 8,000 rows in tables/cluster_assignments.csv" in text
     assert "Large tables (not shown)" in text
-    assert "1 per-sample thresholds (1 samples" in text and "density:debris" in text
+    assert "1 per-sample thresholds (1 sample;" in text and "density:debris" in text
     assert "analysed file(s) came with warnings" not in text
     # how the tubes pair, as nkflow check says it (the broken file is the one unstim tube)
     assert "pairing: 5 stimulated tube(s), 1 with their unstimulated tube; 4 without any" in text

@@ -212,7 +212,8 @@ def _gating_section(
             n_samples = sample_level["sample_id"].nunique()
             out.append(
                 f'<details class="legend"><summary>{len(sample_level):,} per-sample '
-                f"thresholds ({n_samples} samples; scatter, viability and fallback gates)"
+                f"thresholds ({n_samples} sample{'' if n_samples == 1 else 's'}; scatter, "
+                "viability and fallback gates)"
                 f"</summary>{table}</details>"
             )
     out.append("<h3>Gating per sample</h3>")
