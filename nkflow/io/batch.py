@@ -35,7 +35,7 @@ from .batch_check import DIFFERENCE_COLUMNS, UNREAD_COLUMNS, BatchCheck, _previe
 from .fcs import channel_kind, parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .folder import metadata_from_files, metadata_from_folder
-from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, read_metadata, screen_cells
+from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, SAMPLE_ROLES, read_metadata, screen_cells
 from .panel import (
     PanelLike,
     _as_panel,
@@ -436,7 +436,7 @@ def check_batch(
         reference = min(
             candidates,
             key=lambda s: (
-                roles.get(s, "sample") not in ("sample", "stim", "unstim"),
+                roles.get(s, "sample") not in SAMPLE_ROLES,
                 -sum(bool(m) for m in markers[s]),
                 candidates.index(s),
             ),

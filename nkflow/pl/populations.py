@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..io.metadata import is_stimulated
+from ..io.metadata import CONTROL_ROLE_PREFIXES, is_stimulated
 from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 
 if TYPE_CHECKING:
@@ -94,9 +94,6 @@ def group_labels(
     return label
 
 
-_NOT_SAMPLES = ("fmo:", "single_stain:", "unstained", "positive_control")
-
-
 def _phenotype_tubes(metadata: pd.DataFrame | None) -> pd.DataFrame | None:
     """The sheet's phenotype tubes (see :func:`phenotype_rows`) with their donor in ``_unit``.
 
@@ -112,7 +109,7 @@ def _phenotype_tubes(metadata: pd.DataFrame | None) -> pd.DataFrame | None:
         return None
     meta = metadata.drop_duplicates("sample_id").copy()
     role = meta["role"].fillna("").astype(str).str.lower()
-    sample = ~role.str.startswith(_NOT_SAMPLES)
+    sample = ~role.str.startswith(CONTROL_ROLE_PREFIXES)
     stimulated = meta.apply(is_stimulated, axis=1).astype(bool)
     meta = meta[sample].assign(_stim=stimulated[sample].to_numpy())
     keys = [c for c in PAIR_KEY if c in meta.columns]
