@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nkflow.pl.populations import donor_of, donor_rows, frequencies, phenotype_rows
+from nkflow.pl.populations import frequencies
 from nkflow.report.findings import composition_table
 from nkflow.report.sections import _population_summary
+from nkflow.tl import donor_rows, phenotype_rows
+from nkflow.tl._donors import donor_of
 
 #: % CD56bright of NK per (donor, batch); donor means 15, 20, 35: median 20, range 15-35
 VALUES = {("D1", "B1"): 10.0, ("D1", "B2"): 20.0, ("D2", "B1"): 18.0, ("D2", "B2"): 22.0,

@@ -14,8 +14,8 @@ import pytest
 from nkflow.io.pairing import SAMPLE_ROLES
 from nkflow.io.sheet_notes import unnamed_controls_summary
 from nkflow.pipeline.steps import sample_waves
-from nkflow.pl.populations import phenotype_rows
 from nkflow.report.gallery import is_control_role
+from nkflow.tl import phenotype_rows
 
 #: role -> (gallery sample, phenotype tube, analysed by a run, pairing sample)
 EXPECTED = {

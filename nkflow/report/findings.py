@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ..pl.populations import donor_of, phenotype_rows
+from ..tl._donors import donor_means, donor_of, phenotype_rows
 from .findings_responses import (
     NOT_JUDGED,
     control_conditions,
@@ -201,7 +201,7 @@ def _range(measured: pd.DataFrame, n: int) -> str:
     ``n`` (a gate not set in some tubes), the cell says how many it stands on.
     """
     value = pd.to_numeric(measured["percent_of_parent"], errors="coerce")
-    per_donor = value.groupby(measured["_unit"], sort=False).mean()
+    per_donor = donor_means(value, measured["_unit"])
     if len(per_donor) == 1 and len(measured) == 1:
         low, high = measured["ci_low"].iloc[0], measured["ci_high"].iloc[0]
         text, kind = f"{value.iloc[0]:.1f} ({low:.1f}-{high:.1f})", "Wilson 95% interval"
