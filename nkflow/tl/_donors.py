@@ -28,7 +28,8 @@ from ..io.pairing import PAIR_KEY, ambiguous_pair_keys
 __all__ = ["donor_key", "donor_means", "donor_of", "donor_rows", "phenotype_rows"]
 
 #: what a tube that names no donor stands in for one with: no sheet's donor starts with it
-_OWN = "\x00"
+#: (the ASCII unit separator: not NUL, which pandas' string hashing reads as an end)
+_OWN = "\x1f"
 
 
 def donor_key(donor: pd.Series, tube: pd.Series) -> pd.Series:
