@@ -424,8 +424,7 @@ def check_batch(
         if tech.refused:
             _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", tech.refused, "")
     mass = {sid: techs[sid].kind == "mass_cytometry" for sid in metas}
-    named = {sid for sid in metas if any(markers[sid])}  # files a template could gate
-    for sid, text in other_technology(mass, named).items():
+    for sid, text in other_technology(mass, markers).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())
