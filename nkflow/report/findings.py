@@ -228,7 +228,7 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     measured in several batches (a bridge donor) counts once, its value the mean of its
     batches' tubes; a tube with no donor named counts as a donor of its own
     (``attrs["tubes_without_donor"]`` says how many). A share whose gate could not be set in
-    any tube reads ``not gated``.
+    any tube reads ``not set``, as in the gating panels and the populations table.
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
@@ -259,9 +259,7 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
             sub = pops[(pops["population"] == population) & pops["sample_id"].isin(ids)]
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
             measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
-            row[label] = (
-                _range(measured, n) if len(measured) else ("not gated" if len(sub) else "-")
-            )
+            row[label] = _range(measured, n) if len(measured) else ("not set" if len(sub) else "-")
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
