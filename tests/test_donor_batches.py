@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nkflow.pl.populations import donor_of, donor_rows, frequencies, phenotype_rows
+from nkflow.pl.populations import frequencies
 from nkflow.report.findings import composition_table
 from nkflow.report.sections import _population_summary
+from nkflow.tl import donor_rows, phenotype_rows
+from nkflow.tl._donors import donor_key, donor_means, donor_of
 
 #: % CD56bright of NK per (donor, batch); donor means 15, 20, 35: median 20, range 15-35
 VALUES = {("D1", "B1"): 10.0, ("D1", "B2"): 20.0, ("D2", "B1"): 18.0, ("D2", "B2"): 22.0,
@@ -59,6 +61,23 @@ def test_tubes_without_a_donor_stay_donors_of_their_own():
     units = donor_of(meta)
     assert units.nunique() == 6
     assert len(donor_rows(_pops(meta).assign(percent_of_parent=1.0), meta)) == 6
+
+
+def test_donor_means_weigh_each_batch_the_same_and_keep_unnamed_tubes_apart():
+    values = pd.Series([10.0, 20.0, 30.0, 7.0])
+    # the last tube names no donor; its id happens to be a donor's name
+    donors = donor_key(pd.Series(["D1", "D1", "D1", None]), pd.Series(["a", "b", "c", "D1"]))
+    batch = pd.Series(["B1", "B1", "B2", "B1"])
+    assert list(donor_means(values, donors, batch)) == [22.5, 7.0]  # ((10+20)/2 + 30) / 2
+    assert list(donor_means(values, donors)) == [20.0, 7.0]  # each row a batch of its own
+
+
+def test_a_tube_without_a_donor_is_not_the_donor_its_id_spells():
+    meta = _sheet(donors=("D1",))
+    meta.loc[len(meta)] = dict(sample_id="D1", donor="", tissue="blood", timepoint="baseline",
+                               stimulation="unstim", role="unstim", batch="B1")  # fmt: skip
+    assert donor_of(meta).nunique() == 2  # donor D1 (two batches) and tube "D1"
+    assert len(donor_rows(_pops(meta), meta)) == 2
 
 
 def test_population_summary_counts_donors():

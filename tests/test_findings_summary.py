@@ -138,6 +138,42 @@ def test_responses_are_grouped_over_donors_in_the_runs_timepoint_order():
     assert list(detail["timepoint"]) == ["pre", "pre", "pre", "post", "post"]
 
 
+def _bridge_flags(responders: dict[str, list[float]]) -> pd.DataFrame:
+    """Each responder's batches (B1, B2, ...) with its AREG nets, and D9 who did not respond."""
+    rows = [
+        _flag(donor, "post", "CD56bright", True, net)
+        | {"batch": f"B{i + 1}", "repair_biased": True, "ri": 0.6 + 0.2 * i,
+           "interpretation": "tumour reading"}
+        for donor, nets in responders.items()
+        for i, net in enumerate(nets)
+    ]  # fmt: skip
+    rows.append(_flag("D9", "post", "CD56bright", False, 1.0, "CI_LOWER_NOT_ABOVE_ZERO"))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("responders", "responded", "biased", "net", "ri"),
+    [
+        # D1 in two batches (net 10, 30) and D9: one donor, its batches' mean, not a range
+        ({"D1": [10.0, 30.0]}, "1 of 2", "1 of 1", "+20.0", "0.70"),
+        # median over the donors (20 and 5), not over the tubes (10, 30, 5)
+        ({"D1": [10.0, 30.0], "D3": [5.0]}, "2 of 3", "2 of 2", "+12.5 (+5.0 to +20.0)",
+         "0.65 (0.60 to 0.70)"),
+    ],
+)  # fmt: skip
+def test_responses_by_group_count_and_spread_donors_not_batches(
+    responders, responded, biased, net, ri
+):
+    """'donors responded 1 of 2' beside 'repair-biased 2 of 2', a spread over batches."""
+    row = responses_by_group(_bridge_flags(responders)).iloc[0]
+    assert row["donors responded"] == responded
+    assert row["repair-biased"] == biased
+    assert row["AREG net of responders (pp)"] == net
+    assert row["RI of responders"] == ri
+    meaning = row["meaning in this context"]
+    assert f"{biased} repair-biased" in meaning and ". Tumour reading." in meaning
+
+
 def test_findings_show_groups_wrap_the_meaning_and_keep_per_donor_rows():
     html = findings_section({"flags": FLAGS}, None)
     assert "2 of 4 (1 not judged)" in html

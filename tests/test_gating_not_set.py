@@ -312,7 +312,8 @@ def _count_row(sample_id: str, population: str, n: float, areg: float) -> dict:
 
 
 def test_a_population_not_set_in_the_stimulated_tube_is_not_scored_as_zero_events():
-    """Before, the message read "events 0/800": a gate not set read as an empty one."""
+    """Before, the message read "events 0/800": a gate not set read as an empty one; then
+    "events NA/800 < 100", comparing a count not set with the minimum."""
     from nkflow.tl.score import score
 
     na = pd.NA
@@ -333,4 +334,7 @@ def test_a_population_not_set_in_the_stimulated_tube_is_not_scored_as_zero_event
     dim = res.scores.set_index("population").loc["CD56dim"]
     assert np.isnan(dim["areg_net"]) and not dim["areg_responsive"]
     message = res.flags.set_index("population").loc["CD56dim", "message"]
-    assert "events NA/800" in message and "0/800" not in message
+    assert "0/800" not in message and "NA" not in message  # not "events NA/800 < 100"
+    assert "EVENTS_BELOW_MIN: events not set/800, 100 needed in each;" in message
+    assert "AREG_EVENTS_BELOW_MIN: AREG+ events not set, 10 needed;" in message
+    assert "AREG+ events not set, not set/800 events stim/unstim]" in message

@@ -12,13 +12,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import nkflow.io as nio
 from nkflow.cli import main
 from nkflow.exceptions import NkflowError
-from nkflow.io.panel_labels import looks_like_marker
+from nkflow.io.panel_labels import format_unread, looks_like_marker, unread_by_label, unread_items
 
 STAINS = [
     "ICAM-1 BV605", "IL-12", "156Gd_CD86", "pStat3", "S6", "p38", "bob", "CD300a PE",
@@ -152,14 +153,14 @@ def test_check_lists_unread_labels_and_a_panel_silences_them(relabelled: Path) -
     check = nio.check_batch(relabelled, raise_on_error=False)
     assert check.ok
     assert list(check.unread["label"]) == ["ICAM-1 PerCP-Cy5.5"] * 2
-    assert check.unread_lines() == ["'ICAM-1 PerCP-Cy5.5' on PerCP-Cy5-5-A (all 2 files)"]
+    assert check.unread_lines() == ["'ICAM-1 PerCP-Cy5.5' (PerCP-Cy5-5-A, all 2 files)"]
     text = check.to_string()
     assert "Labels not read as markers (not fatal" in text
-    assert "  - 'ICAM-1 PerCP-Cy5.5' on PerCP-Cy5-5-A (all 2 files)" in text
+    assert "  - 'ICAM-1 PerCP-Cy5.5' (PerCP-Cy5-5-A, all 2 files)" in text
     named = nio.check_batch(relabelled, panel={"PerCP-Cy5-5-A": "ICAM-1"}, raise_on_error=False)
     assert named.unread.empty and "Labels not read" not in named.to_string()
     result = CliRunner().invoke(main, ["check", str(relabelled)])
-    assert "'ICAM-1 PerCP-Cy5.5' on PerCP-Cy5-5-A (all 2 files)" in result.output
+    assert "'ICAM-1 PerCP-Cy5.5' (PerCP-Cy5-5-A, all 2 files)" in result.output
 
 
 def test_check_without_unread_labels_says_nothing(tmp_path: Path) -> None:
@@ -196,7 +197,7 @@ def test_a_run_names_the_unread_labels_in_its_plan(relabelled: Path, tmp_path: P
         (
             [{"label": "ICAM-1 PE", "channel": "PE-A", "files": 3}],
             "1 labelled channel(s) whose label names no marker the table knows were left "
-            "out of the analysis: ICAM-1 PE (PE-A)",
+            "out of the analysis: 'ICAM-1 PE' (PE-A)",
         ),
     ],
 )
@@ -210,3 +211,34 @@ def test_methods_say_which_labelled_channels_were_left_out(unread, expected) -> 
         assert "left out of the analysis" not in text
     else:
         assert expected in text
+
+
+@pytest.mark.parametrize(
+    ("unread", "n_files", "expected"),
+    [
+        ({"FL2-A": "CD86 PE", "FL4-A": "IL-12"}, None, ["'CD86 PE' (FL2-A)", "'IL-12' (FL4-A)"]),
+        ([{"label": "CD86 PE", "channel": "FL2-A", "files": 3}], None, ["'CD86 PE' (FL2-A)"]),
+        ([{"label": "CD86 PE", "channel": "FL2-A", "files": 3}], 3,
+         ["'CD86 PE' (FL2-A, all 3 files)"]),
+        ([{"label": "CD86 PE", "channel": "FL2-A", "files": 1}], 3,
+         ["'CD86 PE' (FL2-A, 1 of 3 file(s))"]),
+        ([{"label": "CD86 PE", "channel": "FL2-A", "files": 1}], 1,
+         ["'CD86 PE' (FL2-A, 1 of 1 file(s))"]),
+    ],
+)  # fmt: skip
+def test_one_wording_of_the_unread_labels(unread, n_files, expected) -> None:
+    """inspect, check, the plan and the Methods named them in three wordings."""
+    assert unread_items(unread, n_files=n_files) == expected
+    assert format_unread(unread, n_files=n_files) == ", ".join(expected)
+
+
+def test_unread_rows_are_tallied_per_label_and_channel() -> None:
+    rows = pd.DataFrame(
+        {"sample_id": ["a", "b", "b"], "file": "", "channel": ["FL2-A", "FL2-A", "FL4-A"],
+         "label": ["CD86 PE", "CD86 PE", "IL-12"]}
+    )  # fmt: skip
+    assert unread_by_label(rows) == [
+        {"label": "CD86 PE", "channel": "FL2-A", "files": 2},
+        {"label": "IL-12", "channel": "FL4-A", "files": 1},
+    ]
+    assert unread_by_label(rows.iloc[:0]) == unread_by_label(None) == []

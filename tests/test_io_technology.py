@@ -374,3 +374,21 @@ def test_peacoqc_neighbours(external: Path) -> None:
     assert technology_of(raw).kind == "flow"
     compensate(raw)
     assert raw.uns["nkflow"]["compensation"]["source"] == "file"
+
+
+@pytest.mark.parametrize("pass_markers", [True, False])
+def test_files_without_marker_names_do_not_vote_on_the_batch_technology(pass_markers) -> None:
+    """Nine unlabelled vendor files outvoted the two CyTOF files that could be gated."""
+    from nkflow.io.technology import other_technology
+
+    mass = {"cytof1": True, "cytof2": True, **{f"flow{i}": False for i in range(9)}}
+    markers = {"cytof1": ["CD56", ""], "cytof2": ["", "CD16"]}
+    markers |= {f"flow{i}": ["", ""] for i in range(9)}
+    odd = other_technology(mass, markers if pass_markers else None)
+    if pass_markers:
+        assert sorted(odd) == [f"flow{i}" for i in range(9)]
+        assert "(2 of 2 with marker names)" in odd["flow0"]
+        assert odd["flow0"].endswith("it has no marker names either: label its channels or give "
+                                     "a panel file")  # fmt: skip
+    else:
+        assert sorted(odd) == ["cytof1", "cytof2"] and "(9 of 11)" in odd["cytof1"]

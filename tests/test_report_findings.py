@@ -51,9 +51,9 @@ def test_composition_uses_one_phenotype_tube_per_donor_tissue_timepoint() -> Non
     assert table.loc["blood", "trNK % of NK"] == "-"
 
 
-def test_failed_tubes_are_no_donors_and_unset_gates_read_not_gated():
+def test_failed_tubes_are_no_donors_and_unset_gates_read_not_set():
     """n counted a tube that failed, and a CD56bright gate that could not be set read
-    '0.0 (0.0-0.0)'."""
+    '0.0 (0.0-0.0)', then 'not gated' where the gating panels say 'not set'."""
     pops = POPS[POPS["sample_id"] != "B_blood"].copy()  # B's tube failed: no rows
     liver = pops["sample_id"] == "A_liver"
     pops.loc[liver & (pops["population"] == "CD56bright"), ["percent_of_parent", "ci_low",
@@ -62,7 +62,7 @@ def test_failed_tubes_are_no_donors_and_unset_gates_read_not_gated():
     assert table.loc["blood", "n"] == 1 and table.loc["blood", "CD56bright % of NK"] == (
         "5.0 (4.0-6.0)"
     )
-    assert table.loc["liver", "CD56bright % of NK"] == "not gated"
+    assert table.loc["liver", "CD56bright % of NK"] == "not set"
 
 
 FLAGS = pd.DataFrame(

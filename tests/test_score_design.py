@@ -19,11 +19,12 @@ from nkflow.config import ClusteringConfig, RunConfig
 from nkflow.pipeline.figures import score_figures
 from nkflow.pipeline.stages import _comparisons, timepoint_order
 from nkflow.pipeline.steps import STIMULATION_LABILE_MARKERS, cluster_batch, is_stimulated
-from nkflow.pl.populations import frequencies, group_labels, group_order, phenotype_rows
+from nkflow.pl.populations import frequencies, group_labels, group_order
 from nkflow.pl.score import repair_profile, repair_profiles
 from nkflow.report.findings import composition_table
 from nkflow.report.repair import repair_section
 from nkflow.report.sections import _population_summary
+from nkflow.tl import phenotype_rows
 from nkflow.tl.annotate import abundance_table
 from nkflow.tl.cluster import cluster as nk_cluster
 from nkflow.tl.cluster import default_markers

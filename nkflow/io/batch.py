@@ -35,7 +35,7 @@ from .batch_check import DIFFERENCE_COLUMNS, UNREAD_COLUMNS, BatchCheck, _previe
 from .fcs import channel_kind, parse_spillover, read_fcs
 from .fcs_text import FCSMetadata, read_fcs_metadata
 from .folder import metadata_from_files, metadata_from_folder
-from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, read_metadata, screen_cells
+from .metadata import FCS_SUFFIXES, OPTIONAL_COLUMNS, SAMPLE_ROLES, read_metadata, screen_cells
 from .panel import (
     PanelLike,
     _as_panel,
@@ -424,8 +424,7 @@ def check_batch(
         if tech.refused:
             _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", tech.refused, "")
     mass = {sid: techs[sid].kind == "mass_cytometry" for sid in metas}
-    named = {sid for sid in metas if any(markers[sid])}  # files a template could gate
-    for sid, text in other_technology(mass, named).items():
+    for sid, text in other_technology(mass, markers).items():
         _diff(diffs, sid, str(metas.pop(sid).path), "technology", "file", text, "")
     if metas:
         layouts = Counter(tuple(m.pnn) for m in metas.values())
@@ -436,7 +435,7 @@ def check_batch(
         reference = min(
             candidates,
             key=lambda s: (
-                roles.get(s, "sample") not in ("sample", "stim", "unstim"),
+                roles.get(s, "sample") not in SAMPLE_ROLES,
                 -sum(bool(m) for m in markers[s]),
                 candidates.index(s),
             ),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .panel_labels import unread_by_label, unread_items
 from .text_safety import escape_frame, escape_text
 
 __all__ = ["DIFFERENCE_COLUMNS", "UNREAD_COLUMNS", "BatchCheck"]
@@ -83,16 +84,11 @@ class BatchCheck:
         Returns
         -------
         list of str
-            ``'CD28 BV605' on BV605-A (all 3 files)``; empty when every label is read.
+            ``'CD28 BV605' (BV605-A, all 3 files)``, worded by
+            :func:`~nkflow.io.panel_labels.unread_items`; empty when every label is read.
         """
         n_files = len(self.files) - len(self.failed)
-        groups = self.unread.groupby(["label", "channel"], sort=False)["sample_id"].nunique()
-        return [
-            f"{label!r} on {channel} ("
-            + (f"all {n} files" if n == n_files and n > 1 else f"{n} of {n_files} file(s)")
-            + ")"
-            for (label, channel), n in groups.items()
-        ]
+        return unread_items(unread_by_label(self.unread), n_files=n_files)
 
     @property
     def problems(self) -> pd.DataFrame:

@@ -48,10 +48,13 @@ from .text_safety import escape_text, formula_risk, neutralise_formula
 
 __all__ = [
     "CONTEXT_COLUMNS",
+    "CONTROL_ROLE_PREFIXES",
     "GLUCOCORTICOID_VALUES",
     "OPTIONAL_COLUMNS",
+    "POSITIVE_CONTROL",
     "REQUIRED_COLUMNS",
     "ROLES",
+    "SAMPLE_ROLES",
     "TISSUE_KINDS",
     "TISSUE_KIND_ALIASES",
     "is_blood",
@@ -84,6 +87,12 @@ OPTIONAL_COLUMNS = ("donor", "tissue", "timepoint", "stimulation", "role", "spec
 ROLES = ("sample", "unstim", "stim", "positive_control", "unstained", "fmo:<MARKER>",
          "single_stain:<MARKER>")  # fmt: skip
 _SIMPLE_ROLES = {"sample", "unstim", "stim", "positive_control", "unstained"}
+#: roles of the sample tubes (not controls); ``""`` (no role given) is a sample
+SAMPLE_ROLES = ("", "sample", "unstim", "stim")
+#: the role of the batch's positive-control tube: analysed like a sample, but no sample
+POSITIVE_CONTROL = "positive_control"
+#: how the roles of control tubes begin: FMO, single stain, unstained, positive control
+CONTROL_ROLE_PREFIXES = ("fmo:", "single_stain:", "unstained", POSITIVE_CONTROL)
 _STIMULATION = ("unstim", "stim", "")
 #: optional context columns, validated when the sheet has them (never added when absent)
 CONTEXT_COLUMNS = ("tissue_kind", "glucocorticoid", "treatment")

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .folder import folder_sheet_hint, unlisted_files_summary
-from .metadata import is_stimulated
+from .metadata import SAMPLE_ROLES, is_stimulated  # SAMPLE_ROLES re-exported: tl.score
 from .sheet_notes import (
     ambiguous_dates_summary,
     identical_files_summary,
@@ -41,8 +41,6 @@ __all__ = [
 
 #: the columns that pair a stimulated tube with its unstimulated tube(s)
 PAIR_KEY = ("donor", "tissue", "timepoint", "batch")
-#: roles of the sample tubes (not controls); ``""`` is a sample
-SAMPLE_ROLES = ("", "sample", "unstim", "stim")
 
 
 def is_resting(row: Mapping[str, Any]) -> bool:

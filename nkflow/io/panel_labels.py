@@ -19,12 +19,21 @@ and filler (``"xxxxxxx"``, ``"empty"``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
 
 from .channels import channel_kind
 from .panel import PanelLike, _norm, _preferred, _tokens, marker_from_text, panel_overrides
 
-__all__ = ["format_unread", "looks_like_marker", "unread_labels"]
+__all__ = [
+    "format_unread",
+    "looks_like_marker",
+    "unread_by_label",
+    "unread_items",
+    "unread_labels",
+]
 
 #: fluorochromes, written as the run of pieces a normalised token is made of
 #: ("pecy7" = pe + cy7, "apcvio770", "percpef710", "bv421", "alexafluor")
@@ -161,17 +170,80 @@ def unread_labels(
     return found
 
 
-def format_unread(unread: Mapping[str, str]) -> str:
+def unread_by_label(rows: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The per-file unread rows tallied: each label and channel once, with its files.
+
+    Parameters
+    ----------
+    rows
+        One row per file and channel (``sample_id, channel, label``), as
+        :attr:`nkflow.io.BatchCheck.unread` holds them.
+
+    Returns
+    -------
+    list of dict
+        ``{"label", "channel", "files"}`` (how many files carry it), in first-seen order;
+        empty when there is none.
+    """
+    if rows is None or rows.empty:
+        return []
+    files = rows.groupby(["label", "channel"], sort=False)["sample_id"].nunique()
+    return [
+        {"label": str(label), "channel": str(channel), "files": int(n)}
+        for (label, channel), n in files.items()
+    ]
+
+
+def unread_items(
+    unread: Mapping[str, str] | Iterable[Mapping[str, Any]], *, n_files: int | None = None
+) -> list[str]:
+    """``'CD86 PE' (FL2-A)`` per labelled channel: the one way nkflow names them.
+
+    Parameters
+    ----------
+    unread
+        ``$PnN`` -> label, as :func:`unread_labels` returns, or entries of
+        :func:`unread_by_label` (``label``, ``channel``, optionally ``files``).
+    n_files
+        The readable files of the batch: each entry then says in how many of them its
+        label is (``'CD86 PE' (FL2-A, all 3 files)``, ``(FL2-A, 1 of 3 file(s))``).
+
+    Returns
+    -------
+    list of str
+        One item per label and channel; empty when there is none.
+    """
+    if isinstance(unread, Mapping):
+        unread = [{"label": label, "channel": channel} for channel, label in unread.items()]
+    items = []
+    for entry in unread:
+        where = str(entry.get("channel", ""))
+        n = entry.get("files")
+        if n_files is not None and n is not None:
+            n = int(n)
+            where += ", " + (
+                f"all {n} files" if n == n_files and n > 1 else f"{n} of {n_files} file(s)"
+            )
+        items.append(f"{str(entry.get('label', ''))!r} ({where})")
+    return items
+
+
+def format_unread(
+    unread: Mapping[str, str] | Iterable[Mapping[str, Any]], *, n_files: int | None = None
+) -> str:
     """``'CD86 PE' (FL2-A), 'IL-12' (Pacific Blue-A)``: the labels with their channels.
 
     Parameters
     ----------
     unread
-        ``$PnN`` -> label, as :func:`unread_labels` returns.
+        ``$PnN`` -> label, as :func:`unread_labels` returns, or entries of
+        :func:`unread_by_label`.
+    n_files
+        As in :func:`unread_items`.
 
     Returns
     -------
     str
-        ``""`` when there is none.
+        :func:`unread_items` joined; ``""`` when there is none.
     """
-    return ", ".join(f"{label!r} ({channel})" for channel, label in unread.items())
+    return ", ".join(unread_items(unread, n_files=n_files))

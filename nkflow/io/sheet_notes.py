@@ -15,7 +15,7 @@ import pandas as pd
 
 from .._dates import AMBIGUOUS, date_order
 from .folder import role_from_name
-from .metadata import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
+from .metadata import CONTROL_ROLE_PREFIXES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, role_of
 from .sheet_columns import COLUMN_SYNONYMS, column_renames, filled
 from .text_safety import escape_text
 from .write import file_sha256
@@ -26,8 +26,6 @@ __all__ = [
     "unnamed_controls_summary",
     "unread_columns_summary",
 ]
-
-_CONTROL_ROLES = ("fmo:", "positive_control", "unstained", "single_stain:")
 
 
 def _role_columns(meta: pd.DataFrame) -> list[str]:
@@ -104,7 +102,7 @@ def unnamed_controls_summary(meta: pd.DataFrame, *, shown: int = 4) -> str:
     named = []
     for file in meta["file"].astype(str):
         role = role_from_name(Path(file).stem)[0]
-        if role.startswith(_CONTROL_ROLES):
+        if role.startswith(CONTROL_ROLE_PREFIXES):
             named.append(f"'{escape_text(Path(file).name)}' ({role})")
     if not named:
         return ""

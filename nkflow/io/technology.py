@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -492,7 +492,7 @@ def technology_of(adata: Any) -> Technology:
 
 
 def other_technology(
-    mass: Mapping[str, bool], voters: Collection[str] | None = None
+    mass: Mapping[str, bool], markers: Mapping[str, Iterable[str]] | None = None
 ) -> dict[str, str]:
     """Files of another technology than most of a batch (mass vs flow cytometry), and why.
 
@@ -504,16 +504,19 @@ def other_technology(
     ----------
     mass
         ``sample_id -> whether the file holds mass cytometry data``, in sheet order.
-    voters
-        The files whose technology decides the batch's (all when None or when none of
-        them is in ``mass``): files without a single marker name cannot be gated, and
-        nine such vendor files outvoted the two CyTOF files of a batch that could be.
+    markers
+        ``sample_id -> the file's marker per channel`` (``""`` where a channel carries
+        none). The files with at least one marker name decide the batch's technology (all
+        files when None or when none of them is in ``mass``): files without a single
+        marker name cannot be gated, and nine such vendor files outvoted the two CyTOF
+        files of a batch that could be.
 
     Returns
     -------
     dict
         ``sample_id -> reason`` for each file of the minority technology.
     """
+    voters = None if markers is None else {s for s, names in markers.items() if any(names)}
     voting = {s: m for s, m in mass.items() if voters is None or s in voters} or dict(mass)
     n_mass = sum(voting.values())
     main = n_mass > len(voting) - n_mass or (

@@ -412,11 +412,11 @@ def _other_technology(
     for sid, row in rows.items():
         species = str(row.get("species", "") or "")
         by_species.setdefault(species, {})[sid] = panel_technology(panels[sid]) == "cytof"
-    named = {sid for sid in rows if any(panels[sid].var["marker"].astype(str))}
+    markers = {sid: panels[sid].var["marker"].astype(str) for sid in rows}
     return {
         sid: BatchConsistencyError(f"{rows[sid]['path']}: {why}")
         for mass in by_species.values()
-        for sid, why in other_technology(mass, named).items()
+        for sid, why in other_technology(mass, markers).items()
     }
 
 

@@ -29,6 +29,7 @@ from .._version import __version__
 from ..config import RunConfig, config_to_dict, config_to_toml
 from ..io.metadata import name_words
 from ..io.pairing import is_resting
+from ..io.panel_labels import format_unread
 from ..io.write import file_sha256, write_table, write_text_atomic
 from ..parallel import SampleExecutor
 from ..pp.compensate import check_matrix_setting
@@ -129,9 +130,9 @@ def prepare_batch(
     state.use_plan(plan_batch(state.meta, config))  # no NK anchor in the panel: stop here
     state.plan.notes += [f"panel: {note}" for note in state.panel_notes]
     if state.unread_labels:  # said with the plan, so a -q run's provenance keeps it too
-        listed = ", ".join(f"{u['label']!r} ({u['channel']})" for u in state.unread_labels)
         state.plan.notes.append(
-            f"labels not read as markers, left out of the analysis: {listed}; "
+            "labels not read as markers, left out of the analysis: "
+            f"{format_unread(state.unread_labels)}; "
             "name their markers in a panel file (channel,marker) to use them"
         )
     logger.info("gating plan:\n%s", state.plan.to_text())

@@ -30,6 +30,7 @@ from ..io.pairing import (
     is_resting,
     nearest_controls_first,
 )
+from ..io.panel_labels import unread_by_label
 from ..parallel import SampleExecutor, TaskOutcome
 from ..report.qc_outliers import batch_median, unusual_message, unusual_removal
 from .outdir import OutputFolder
@@ -182,12 +183,7 @@ class RunState:
         ]
         self.panel_notes = list(dict.fromkeys(n for c in checks for n in c.notes))
         unread = concat_rows([c.unread for c in checks]) if checks else pd.DataFrame()
-        if len(unread):
-            files = unread.groupby(["label", "channel"], sort=False)["sample_id"].nunique()
-            self.unread_labels = [
-                {"label": str(label), "channel": str(channel), "files": int(n)}
-                for (label, channel), n in files.items()
-            ]
+        self.unread_labels = unread_by_label(unread)
         frames = [c.differences for c in checks]
         return concat_rows(frames) if frames else pd.DataFrame()
 

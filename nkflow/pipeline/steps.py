@@ -23,7 +23,7 @@ from ..gating.membership import member_mask
 from ..gating.panel_view import SPECIES_TELLS
 from ..gating.resolve import infer_species
 from ..gating.template import load_template
-from ..io.metadata import is_blood, is_stimulated
+from ..io.metadata import POSITIVE_CONTROL, SAMPLE_ROLES, is_blood, is_stimulated
 from ..parallel import SampleExecutor
 from ..tl._cluster_size import refusal
 from ..tl.annotate import abundance_table, median_table
@@ -51,7 +51,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ANALYSED_ROLES = ("sample", "unstim", "stim", "positive_control")
+#: the tubes a run gates and scores: samples (a read sheet holds no ``""`` role: it reads as
+#: ``sample``) and the positive control
+ANALYSED_ROLES = (*(r for r in SAMPLE_ROLES if r), POSITIVE_CONTROL)
 
 
 def fmo_tubes(meta: pd.DataFrame) -> pd.DataFrame:

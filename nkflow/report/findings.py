@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ..pl.populations import donor_of, phenotype_rows
+from ..tl._donors import donor_means, donor_of, phenotype_rows
 from .findings_responses import (
     NOT_JUDGED,
     control_conditions,
@@ -201,7 +201,7 @@ def _range(measured: pd.DataFrame, n: int) -> str:
     ``n`` (a gate not set in some tubes), the cell says how many it stands on.
     """
     value = pd.to_numeric(measured["percent_of_parent"], errors="coerce")
-    per_donor = value.groupby(measured["_unit"], sort=False).mean()
+    per_donor = donor_means(value, measured["_unit"])
     if len(per_donor) == 1 and len(measured) == 1:
         low, high = measured["ci_low"].iloc[0], measured["ci_high"].iloc[0]
         text, kind = f"{value.iloc[0]:.1f} ({low:.1f}-{high:.1f})", "Wilson 95% interval"
@@ -228,7 +228,7 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
     measured in several batches (a bridge donor) counts once, its value the mean of its
     batches' tubes; a tube with no donor named counts as a donor of its own
     (``attrs["tubes_without_donor"]`` says how many). A share whose gate could not be set in
-    any tube reads ``not gated``.
+    any tube reads ``not set``, as in the gating panels and the populations table.
     """
     if is_empty(populations) or is_empty(metadata) or "sample_id" not in metadata.columns:
         return pd.DataFrame()
@@ -259,9 +259,7 @@ def composition_table(populations: pd.DataFrame, metadata: pd.DataFrame) -> pd.D
             sub = pops[(pops["population"] == population) & pops["sample_id"].isin(ids)]
             sub = sub[sub["parent"].astype(str) == "NK"] if "parent" in sub else sub
             measured = sub.dropna(subset=["percent_of_parent"])  # NA: the gate was not set
-            row[label] = (
-                _range(measured, n) if len(measured) else ("not gated" if len(sub) else "-")
-            )
+            row[label] = _range(measured, n) if len(measured) else ("not set" if len(sub) else "-")
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -316,7 +314,9 @@ def _responses_html(
         f"population(s) met every AREG rule; {n_biased} of them are repair-biased. One row per "
         "condition, tissue, timepoint and population: how many donors responded of those "
         "scored there (a donor whose row lacked a control or events is counted as not "
-        "judged), and the responders' AREG net and RI, median (range), one donor: its value. "
+        "judged), how many of the responders are repair-biased, and their AREG net and RI, "
+        "median (range), one donor: its value; a donor measured in several batches counts "
+        "once, with the mean of its responding batches. "
         "AREG net in percentage points (pp): % AREG+ in the stimulated tube minus the "
         "unstimulated one. RI (polarisation index): AREG+IFN-γ− / (AREG+IFN-γ− + "
         f"AREG−IFN-γ+), 0 to 1; repair-biased = AREG-responsive and RI above "

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..tl._donors import donor_key, donor_means
 from ..tl._score_context import exposure_statement
 from ..tl._score_messages import control_words, inhibitor_sentence
 from ..tl.score import RULES
@@ -275,15 +276,22 @@ def _spread(values: pd.Series, fmt: str) -> str:
     return f"{mid} ({low} to {high})"
 
 
-def _count_of(parts: Sequence[str], total: int) -> str:
-    """``"2 of 6 donors: ..."`` for each distinct text, most frequent first."""
-    counts = pd.Series(list(parts), dtype=object).value_counts(sort=True)
+def _count_of(parts: Sequence[str], total: int, who: Sequence[str] | None = None) -> str:
+    """``"2 of 6: ..."`` for each distinct text, most frequent first.
+
+    With ``who`` (the donor of each part), a text counts the donors it was said of: a donor
+    whose batches say it twice counts once.
+    """
+    parts = list(parts)
+    if who is not None:
+        parts = [text for _, text in dict.fromkeys(zip(who, parts, strict=True))]
+    counts = pd.Series(parts, dtype=object).value_counts(sort=True)
     if len(counts) == 1 and counts.iloc[0] == total:
         return str(counts.index[0])
     return "; ".join(f"{n} of {total}: {text}" for text, n in counts.items())
 
 
-def group_meaning(rows: pd.DataFrame) -> str:
+def group_meaning(rows: pd.DataFrame, donors: pd.Series | None = None) -> str:
     """What a group's responding rows mean, without the per-donor numbers.
 
     Parameters
@@ -291,6 +299,10 @@ def group_meaning(rows: pd.DataFrame) -> str:
     rows
         The AREG-responsive flags rows of one condition, tissue, timepoint and population
         (``control_condition`` from :func:`control_conditions`).
+    donors
+        The donor of each row (:func:`~nkflow.tl._donors.donor_key`): a donor measured in
+        several batches counts once, repair-biased or saying a reading when any of its
+        batches is or does. ``None``: each row is a donor of its own.
 
     Returns
     -------
@@ -299,14 +311,15 @@ def group_meaning(rows: pd.DataFrame) -> str:
         how many donors it concerns (glucocorticoid exposure, tumour, an inhibiting
         condition) and the exposure of the rest, as :func:`flag_meaning` words them.
     """
-    n = len(rows)
+    who = pd.Series(range(len(rows)), index=rows.index) if donors is None else donors
+    n = who.nunique()
     controls = [_control_words(r) for _, r in rows.iterrows()]
-    text = f"AREG-responsive against its FMO, unstimulated tube and {_count_of(controls, n)}"
+    text = f"AREG-responsive against its FMO, unstimulated tube and {_count_of(controls, n, who)}"
     biased = rows.get("repair_biased", pd.Series(False, index=rows.index)).astype(str) == "True"
     if biased.any():
         text += (
-            f"; {int(biased.sum())} of {n} repair-biased (AREG over IFN-γ): a hypothesis to "
-            "test, not proof of repair"
+            f"; {who[biased].nunique()} of {n} repair-biased (AREG over IFN-γ): a hypothesis "
+            "to test, not proof of repair"
         )
     else:
         text += "; none repair-biased"
@@ -317,13 +330,16 @@ def group_meaning(rows: pd.DataFrame) -> str:
     contexts = contexts.str.strip().replace("nan", "")
     said = contexts[contexts != ""]
     if len(said):
-        text += ". " + _count_of([f"{c[0].upper()}{c[1:]}" for c in said], n)
+        text += ". " + _count_of([f"{c[0].upper()}{c[1:]}" for c in said], n, who[said.index])
     if "glucocorticoid" in rows.columns:
         quiet = rows[~contexts.str.contains("glucocorticoid exposure")]
         if len(quiet):
             words = [_exposure(r) for _, r in quiet.iterrows()]
-            whose = "" if len(quiet) == n else f" of the other {len(quiet)}"
-            text += f". Glucocorticoid exposure{whose}: {_count_of(words, len(quiet))}"
+            n_quiet = who[quiet.index].nunique()
+            whose = "" if n_quiet == n else f" of the other {n_quiet}"
+            text += (
+                f". Glucocorticoid exposure{whose}: {_count_of(words, n_quiet, who[quiet.index])}"
+            )
     if rows.get("exploratory", pd.Series("", index=rows.index)).astype(str).eq("True").any():
         text = "Exploratory (mouse NK have not been shown to make AREG): " + text
     return text + "."
@@ -350,9 +366,14 @@ def responses_by_group(
     pandas.DataFrame
         One row per group with at least one AREG-responsive donor: ``donors responded``
         (``"5 of 6"``: of the donors scored for that population there, with how many of
-        them could not be judged), the responders' AREG net and RI (median and range;
-        one donor: its value), how many are repair-biased, and :func:`group_meaning`.
-        Populations that can never be flagged are left out. Empty when none responded.
+        them could not be judged), the responders' AREG net and RI (median and range over
+        the donors; one donor: its value), how many of them are repair-biased, and
+        :func:`group_meaning`. Every number counts donors (:mod:`nkflow.tl._donors`): a
+        donor measured in several batches counts once, responded, not judged or
+        repair-biased when any of its batches was, its net and RI the mean of its
+        responding batches (each batch weighs the same); a row without a donor is a donor
+        of its own. Populations that can never be flagged are left out. Empty when none
+        responded.
     """
     need = {"areg_responsive", "population", "areg_net"}
     if is_empty(flags) or not need <= set(flags.columns):
@@ -368,7 +389,7 @@ def responses_by_group(
     # a row without a donor counts as a donor of its own (its tube, else its row)
     own = pd.Series(scored.index.astype(str), index=scored.index)
     own = scored["sample_id"].astype(str) if "sample_id" in scored else own
-    scored["_who"] = scored["donor"].where(scored["donor"] != "", own).astype(str)
+    scored["_who"] = donor_key(scored["donor"], own)
     rows = []
     for (condition, tissue, timepoint, population), part in scored.groupby(
         [*keys, "population"], sort=False
@@ -386,7 +407,14 @@ def responses_by_group(
         if unjudged:
             responded += f" ({unjudged} not judged)"
         label = hit["label"].iloc[0] if "label" in hit else None
+        # one value per responding donor: the mean of its responding batches
+        who = hit["_who"]
+        batch = hit["batch"].fillna("").astype(str) if "batch" in hit else None
+        no_ri = pd.Series(float("nan"), index=hit.index)
+        net = donor_means(pd.to_numeric(hit["areg_net"], errors="coerce"), who, batch)
+        ri = donor_means(pd.to_numeric(hit.get("ri", no_ri), errors="coerce"), who, batch)
         biased = hit.get("repair_biased", pd.Series(False, index=hit.index)).astype(str)
+        biased = (biased == "True").groupby(who, sort=False).any()
         rows.append(
             {
                 "condition": condition,
@@ -395,10 +423,10 @@ def responses_by_group(
                 "population": population_name(population, label),
                 "_population": population,
                 "donors responded": responded,
-                "AREG net of responders (pp)": _spread(hit["areg_net"], "+.1f"),
-                "RI of responders": _spread(hit.get("ri", pd.Series(dtype=float)), ".2f"),
-                "repair-biased": f"{int((biased == 'True').sum())} of {len(hit)}",
-                "meaning in this context": group_meaning(hit),
+                "AREG net of responders (pp)": _spread(net, "+.1f"),
+                "RI of responders": _spread(ri, ".2f"),
+                "repair-biased": f"{int(biased.sum())} of {len(biased)}",
+                "meaning in this context": group_meaning(hit, who),
             }
         )
     if not rows:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..io.metadata import SAMPLE_ROLES
 from .figures import FigureItem, data_uri, image_size
 from .tables import esc
 
@@ -32,8 +33,6 @@ __all__ = [
 ]
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.-]+")
-#: roles of the tubes a gallery group is about (anything else is a control tube)
-_SAMPLE_ROLES = ("", "sample", "unstim", "stim")
 #: statuses of a tube the analysis lacks (it has no gating plot)
 _FAILED = ("failed", "parse-failed", "qc-failed")
 #: the id of the list of groups, and the prefix of each group's id (no sample anchor
@@ -151,7 +150,7 @@ def is_control_role(role: Any) -> bool:
     ``unstim``, ``stim`` or no role.
     """
     text = "" if role is None or (isinstance(role, float) and role != role) else str(role)
-    return text.strip().lower() not in _SAMPLE_ROLES
+    return text.strip().lower() not in SAMPLE_ROLES  # anything else is a control tube
 
 
 def _role_mark(role: str) -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..gating.apply import BORROWED
 from ..gating.overrides import SUPERSEDED
+from ..io.panel_labels import format_unread
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
 from .tables import split_qc
 
@@ -467,10 +468,9 @@ def _unread_clause(unread: Any) -> str:
     """The labelled channels no marker was read from, which the analysis left out."""
     if not unread:
         return ""
-    named = ", ".join(f"{u.get('label', '')} ({u.get('channel', '')})" for u in unread)
     return (
         f"; {len(unread)} labelled channel(s) whose label names no marker the table knows "
-        f"were left out of the analysis: {named}"
+        f"were left out of the analysis: {format_unread(unread)}"
     )
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..io.pairing import batch_notes
-from ..pl.populations import donor_rows, group_labels, group_order, phenotype_rows
+from ..pl.populations import group_labels, group_order
+from ..tl._donors import donor_rows, phenotype_rows
 from .figures import FigureItem
 from .gallery import gallery, sample_link
 from .qc_outliers import (

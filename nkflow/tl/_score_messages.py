@@ -169,9 +169,11 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         else f"AREG_net {row['areg_net']:.2f} pp (CI {row['areg_net_ci_low']:.2f} to "
         f"{row['areg_net_ci_high']:.2f})"
     )
+    areg = row["n_areg_stim"]
     num = (
-        f"{net_text}, {_count(row['n_areg_stim'])} AREG+ events, "
-        f"{_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
+        f"{net_text}, "
+        + (f"{_count(areg)} AREG+ events" if _known(areg) else "AREG+ events not set")
+        + f", {_count(row['n_events_stim'])}/{_count(row['n_events_unstim'])} events stim/unstim"
     )
     ctl = _control_text(row, cfg.control_population)
     if not failed:
@@ -196,10 +198,10 @@ def message_for(row: Mapping[str, Any], failed: list[str], cfg: ScoringConfig) -
         "NOT_FLAGGABLE": RULES["NOT_FLAGGABLE"],
         "CONDITION_NOT_FLAGGABLE": f"condition {row['condition']!r} not in "
         f"[flag] conditions {list(cfg.conditions)}",
-        "EVENTS_BELOW_MIN": f"events {_count(row['n_events_stim'])}/"
-        f"{_count(row['n_events_unstim'])} < {cfg.min_events}",
-        "AREG_EVENTS_BELOW_MIN": f"AREG+ events {_count(row['n_areg_stim'])} < "
-        f"{cfg.min_areg_events}",
+        "EVENTS_BELOW_MIN": _below(
+            "events", (row["n_events_stim"], row["n_events_unstim"]), cfg.min_events
+        ),
+        "AREG_EVENTS_BELOW_MIN": _below("AREG+ events", (row["n_areg_stim"],), cfg.min_areg_events),
         "CI_LOWER_NOT_ABOVE_ZERO": "no interval without AREG_net"
         if no_net
         else f"CI lower bound {shown(row['areg_net_ci_low'], '<=', 0.0)} <= 0",
@@ -288,13 +290,32 @@ def _control_text(row: Mapping[str, Any], population: str = "ILC") -> str:
     return f"positive control ({where}): net {net:.2f} pp (CI low {row['control_ci_low']:.2f})"
 
 
-def _count(value: Any) -> str:
-    """An event count for a message; ``"NA"`` for one not measured, never ``"0"``.
+def _known(*values: Any) -> bool:
+    """Whether every event count was measured (none is None or NaN)."""
+    return all(v is not None and np.isfinite(float(v)) for v in values)
 
-    NA (NaN): a tube without the population, a gate that could not be set there (too few
-    events for its cut-off, :mod:`nkflow.gating.membership`), or AREG without a cut-off.
+
+def _count(value: Any) -> str:
+    """An event count for a message; ``"not set"`` for one not measured, never ``"0"``.
+
+    Not measured (NaN): a gate that could not be set there (too few events for its cut-off,
+    :mod:`nkflow.gating.membership`), AREG without a cut-off, or a tube without the
+    population; "not set", as the gating panels and the populations table say it.
     """
-    return f"{float(value):.0f}" if value is not None and np.isfinite(float(value)) else "NA"
+    return f"{float(value):.0f}" if _known(value) else "not set"
+
+
+def _below(what: str, values: tuple[Any, ...], need: int) -> str:
+    """``"events 40/800 < 100"``; with a count not set, ``"events not set/800, 100 needed"``.
+
+    A count not set is not below the minimum, it is missing: the message says what was
+    needed instead of comparing it.
+    """
+    counts = "/".join(_count(v) for v in values)
+    if _known(*values):
+        return f"{what} {counts} < {need}"
+    each = " in each" if len(values) > 1 else ""
+    return f"{what} {counts}, {need} needed{each}"
 
 
 def worded(message: str, row: Mapping[str, Any], flagged: bool) -> str:
