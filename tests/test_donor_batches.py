@@ -116,3 +116,13 @@ def test_frequency_plot_draws_a_dot_per_donor():
     assert sum(len(c.get_offsets()) for c in dots) == 3  # D1 hollow (a thin tube), D2, D3
     (bar,) = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     assert bar.get_segments()[0][0][1] == 20.0  # the median of the donor means
+
+
+def test_frequency_plot_says_when_a_population_has_no_value():
+    # CytoNorm: CD56bright never set drew an empty 0-0.05 axis, read as about 0 %
+    meta = _sheet()
+    pops = _pops(meta).assign(percent_of_parent=np.nan)
+    ax = frequencies(pops, meta, show=["CD56bright"]).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["no value:\nnot set in any sample"]
+    ax = frequencies(_pops(meta), meta, show=["CD56bright"]).axes[0]
+    assert not ax.texts

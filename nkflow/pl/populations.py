@@ -253,6 +253,10 @@ def frequencies(
                 med = float(np.median(finite))
                 ax.hlines(med, gi - 0.3, gi + 0.3, color="0.15", linewidth=1.6, zorder=4)
         ax.set_title(_plain(name), fontsize=10)
+        if not np.isfinite(sub["_value"].to_numpy(dtype=float)).any():  # not 0 %: no value
+            why = "not set in any sample" if len(sub) else "in no sample"
+            ax.text(0.5, 0.5, f"no value:\n{why}", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.35")  # fmt: skip
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([_plain(g) for g in groups], rotation=35, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.4)

@@ -120,8 +120,9 @@ def figure_section(name: str) -> tuple[str, str]:
 
 #: Captions of the figures the report makes itself (and of common pipeline figure names).
 CAPTIONS = {
-    "populations_by_tissue_timepoint": "% of parent per sample, grouped by tissue and "
-    "timepoint (bar: median; hollow dot: too few events)",
+    "populations_by_tissue_timepoint": "% of parent per donor (a donor's batches averaged), "
+    "grouped by tissue and timepoint (bar: median; hollow dot: too few events; 'no value': "
+    "the gate was set in no tube)",
     "populations_heatmap": "% of parent, samples by populations (hatched: too few events)",
     "cluster_heatmap": "Median marker expression per metacluster",
     "cluster_abundance": "Metacluster abundance per sample",
