@@ -86,6 +86,16 @@ def test_population_summary_counts_donors():
     assert summary.loc[0, "blood · baseline"] == "20.0 (15.0–35.0), n=3"  # not n=6
 
 
+def test_population_summary_of_one_donor_or_none_set():
+    # "63.2 (63.2–63.2), n=1" for one donor; "–" for a gate no tube could set
+    meta = _sheet(("D1",))
+    summary = _population_summary(_pops(meta), meta)
+    assert summary.loc[0, "blood · baseline"].endswith(", n=1")
+    assert "(" not in summary.loc[0, "blood · baseline"]
+    unset = _population_summary(_pops(meta).assign(percent_of_parent=np.nan), meta)
+    assert unset.loc[0, "blood · baseline"] == "not set"
+
+
 @pytest.mark.parametrize(
     ("donors", "expected"),
     [

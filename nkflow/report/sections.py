@@ -362,12 +362,16 @@ def _population_summary(pops: pd.DataFrame, metadata: pd.DataFrame | None) -> pd
         if "parent" in sub.columns:
             row["parent"] = str(sub["parent"].iloc[0])
         for group in groups:
-            vals = sub.loc[sub["group"] == group, "_v"].dropna()
-            row[group] = (
-                f"{vals.median():.1f} ({vals.min():.1f}–{vals.max():.1f}), n={len(vals)}"
-                if len(vals)
-                else "–"
-            )
+            here = sub.loc[sub["group"] == group, "_v"]
+            vals = here.dropna()
+            if len(vals) > 1:
+                row[group] = (
+                    f"{vals.median():.1f} ({vals.min():.1f}–{vals.max():.1f}), n={len(vals)}"
+                )
+            elif len(vals):
+                row[group] = f"{vals.iloc[0]:.1f}, n=1"
+            else:  # gated there but never set (too few events): not 0 %, not absent
+                row[group] = "not set" if len(here) else "–"
         rows.append(row)
     return pd.DataFrame(rows)
 
