@@ -26,6 +26,7 @@ from nkflow.exceptions import ConfigError
 from nkflow.gating.gatingml_export import export_sample_gatingml
 from nkflow.io.h5ad import json_default
 from nkflow.io.records import from_native, to_native
+from nkflow.pl.gating_panels import not_set_reason, sample_gates
 from nkflow.tl.annotate import resolve_thresholds
 
 SAMPLE = "human/D1_liver_pre_unstim.fcs"
@@ -134,6 +135,7 @@ def _after_gate(adata: ad.AnnData, tmp: Path) -> dict[str, Any]:
         "thresholds": thresholds,
         "regated": list(_writable(regated, tmp).obs.columns),
         "markers": nk.tl.default_markers(adata),
+        "not_set": {n: not_set_reason(adata, g) for n, g in sample_gates(adata).items()},
     }
 
 
