@@ -28,6 +28,7 @@ from conftest import EXTERNAL
 from nkflow import io, pp
 from nkflow.gating import gate, resolve_template
 from nkflow.gating.pooled import batch_pool_thresholds, pool_contribution
+from nkflow.io import nkflow_uns
 
 FLOWATLAS = EXTERNAL / "flowatlas" / "data"
 #: 423C's labels by detector; 412C shares the detector set (module docstring)
@@ -73,8 +74,8 @@ def batch(tmp_path_factory, tcell_template):
             rows = gate(a, str(tpl_path), thresholds=[t.to_record() for t in pooled],
                         n_boot=50).set_index("population")  # fmt: skip
         cd69 = a[:, io.channel_for(a, "CD69")].X.ravel()[a.obs["T"].to_numpy(bool)]
-        th = next(t for t in a.uns["nkflow"]["thresholds"] if t["marker"] == "CD69")
-        own_th = next(t for t in own.uns["nkflow"]["thresholds"] if t["marker"] == "CD69")
+        th = next(t for t in nkflow_uns(a)["thresholds"] if t["marker"] == "CD69")
+        own_th = next(t for t in nkflow_uns(own)["thresholds"] if t["marker"] == "CD69")
         out[sid] = {"donor": groups[sid] and a.uns["nkflow"]["sample"]["donor"],
                     "tissue": groups[sid][0], "before": per.loc["T_CD69+", "percent_of_parent"],
                     "after": rows.loc["T_CD69+", "percent_of_parent"], "cd69": cd69,

@@ -32,6 +32,7 @@ from nkflow.gating import (
     valley_threshold,
 )
 from nkflow.gating.gates import gate_from_dict, gate_to_dict
+from nkflow.io import nkflow_uns
 
 RNG = np.random.default_rng(7)
 BIMODAL = np.r_[RNG.normal(0.0, 0.3, 8000), RNG.normal(2.5, 0.4, 2000)]
@@ -259,7 +260,7 @@ def test_stimulated_tube_drops_cd16_and_takes_residency_from_unstim():
         warnings.simplefilter("ignore")
         ref = gate(unstim, "human_blood", n_boot=0)
         table = gate(stim, "human_blood", n_boot=0, paired_unstim=ref)
-    g = stim.uns["nkflow"]["gating"]
+    g = nkflow_uns(stim)["gating"]
     bright = next(p for p in g["populations"] if p["name"] == "CD56bright")["gate"]
     assert bright["kind"] == "polygon" and bright["x_channel"] == "BUV737-A"
     assert "CD16" not in json.dumps(bright) and "FITC-A" not in json.dumps(bright)
@@ -308,7 +309,7 @@ def test_gating_again_with_another_template_drops_the_first_templates_population
         gate(adata, template, n_boot=0)
         counts = count_positive(adata)
     assert {"NK", "CD56bright"} <= set(first["population"])
-    gated = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    gated = [p["name"] for p in nkflow_uns(adata)["gating"]["populations"]]
     assert gated == ["T"]
     assert not {"NK", "CD56bright", "trNK"} & set(adata.obs.columns)
     assert set(counts["population"]) <= {"T", "Cells"}

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from nkflow.gating import gate
+from nkflow.io import nkflow_uns
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_agreement_with_manual_labels(gated_68983, ours, manual, min_f1):
 
 def test_resolution_is_recorded(gated_68983):
     adata, table, _ = gated_68983
-    res = adata.uns["nkflow"]["gating"]["resolution"]
+    res = nkflow_uns(adata)["gating"]["resolution"]
     assert res["template"] == "mouse" and res["anchor"] == "NK1.1"
     subs = {s["gate"]: s for s in res["substitutions"]}
     assert "NKp46" in subs["NK"]["reason"] and "Viability" in subs["Live"]["applied"]
@@ -89,7 +90,7 @@ def test_a_cd3_cd19_dump_channel_gates_nk_close_to_the_manual_labels(external, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gate(gated, "mouse", n_boot=0)
-    res = gated.uns["nkflow"]["gating"]["resolution"]
+    res = nkflow_uns(gated)["gating"]["resolution"]
     assert "Dump_CD19_CD3" in {s["gate"]: s for s in res["substitutions"]}["CD3e-"]["applied"]
     manual = pd.read_csv(path / "gatingResult.csv", header=None)[0].to_numpy() == "NK cells"
     ours = gated.obs["NK"].to_numpy(bool)

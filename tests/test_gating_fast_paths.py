@@ -26,6 +26,7 @@ from nkflow.gating.density import (
 )
 from nkflow.gating.gates import evaluate_gates, gate_from_dict
 from nkflow.gating.scatter import _median
+from nkflow.io import nkflow_uns
 from nkflow.pl.gating_panels import _bin_index
 
 
@@ -162,7 +163,7 @@ class _Fixed:
 def test_gate_memberships_equal_whole_sample_evaluation(tiny_gated) -> None:
     """Every population from :func:`gate` equals its gate evaluated on all events."""
     adata = tiny_gated[0]
-    pops = adata.uns["nkflow"]["gating"]["populations"]
+    pops = nkflow_uns(adata)["gating"]["populations"]
     gates = [gate_from_dict(p["gate"]) for p in pops]
     assert any(g.kind == "polygon" and g.parent for g in gates)
     expected = evaluate_gates(gates, pd.DataFrame(adata.X, columns=list(adata.var_names)))

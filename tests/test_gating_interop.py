@@ -27,6 +27,7 @@ from nkflow.gating.gates import (
     evaluate_gates,
 )
 from nkflow.gating.gatingml import apply_gatingml, export_gatingml, validate_gatingml
+from nkflow.io import nkflow_uns
 from nkflow.pp.transform import arcsinh, logicle
 
 FLUOR = ["FL1-A", "FL2-A", "FL3-A"]
@@ -179,7 +180,7 @@ def test_template_gates_on_sample_data_round_trip(sample_data: Path, tmp_path: P
     transform(adata)
     with pytest.warns(Warning):  # missing FMO tubes and small populations are announced
         gate(adata, "human_blood", random_state=0, n_boot=20)
-    pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    pops = [p["name"] for p in nkflow_uns(adata)["gating"]["populations"]]
     path = export_sample_gatingml(adata, tmp_path / "D1.xml")
     assert 'compensation-ref="FCS"' in path.read_text()
     again = adata.copy()

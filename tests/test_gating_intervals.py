@@ -17,6 +17,7 @@ import pytest
 from nkflow.gating import gate
 from nkflow.gating.intervals import NO_INTERVAL, Deferred, background_thread
 from nkflow.gating.thresholds import density_fit, gmm_threshold, mirror_threshold, valley_threshold
+from nkflow.io import nkflow_uns
 
 
 def test_deferred_computes_once_on_first_request() -> None:
@@ -142,7 +143,7 @@ def test_gate_gives_the_same_thresholds_with_a_background_thread(liver_events, m
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             table = gate(adata, "human_tissue", n_boot=40, random_state=3)
-        results.append((adata.uns["nkflow"]["thresholds"], table))
+        results.append((nkflow_uns(adata)["thresholds"], table))
     (one, table_one), (two, table_two) = results
     assert len(started) >= 10  # with two threads the intervals went to the background
     assert [t["marker"] for t in one] == [t["marker"] for t in two]

@@ -22,7 +22,7 @@ import pytest
 from nkflow.exceptions import ChannelNotFoundError
 from nkflow.gating import gate, population_table
 from nkflow.gating.membership import is_set, member_mask, membership_column
-from nkflow.io import read_h5ad, write_h5ad
+from nkflow.io import nkflow_uns, read_h5ad, write_h5ad
 from nkflow.pipeline.gate import event_membership
 from nkflow.tl.annotate import name_metaclusters, subset_calls
 from nkflow.tl.counts import count_positive
@@ -194,7 +194,7 @@ def test_obs_says_not_set_where_the_gate_would_decide(gated, population):
 
 def test_the_record_in_uns_names_the_same_gates(gated):
     adata, _ = gated
-    assert sorted(adata.uns["nkflow"]["gating"]["unset"]) == sorted(NOT_SET)
+    assert sorted(nkflow_uns(adata)["gating"]["unset"]) == sorted(NOT_SET)
 
 
 def test_the_table_reads_not_set_from_obs_alone(gated):
@@ -213,7 +213,7 @@ def test_counts_are_na_not_zero(gated):
 
 def test_gate_events_keeps_na(gated):
     adata, _ = gated
-    pops = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+    pops = [p["name"] for p in nkflow_uns(adata)["gating"]["populations"]]
     events = event_membership(adata.obs, pops, adata.n_obs)
     nk = np.arange(adata.n_obs) >= N_T
     assert events["CD56dim"].isna().tolist() == nk.tolist()

@@ -23,6 +23,7 @@ from conftest import EXTERNAL
 from nkflow import io, pp
 from nkflow.exceptions import GatingTemplateError
 from nkflow.gating import gate, panel_technology, resolve_template
+from nkflow.io import nkflow_uns
 
 CYTONORM = sorted((EXTERNAL / "cytonorm" / "inst" / "extdata").glob("*.fcs"))
 SUPERCELL = sorted((EXTERNAL / "supercellcyto" / "inst" / "extdata").glob("*.fcs"))
@@ -58,14 +59,14 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def test_cytonorm_cytof_nk_share_of_lymphocytes(path):
     adata, rows = _cytof(path)
     assert panel_technology(adata) == "cytof"
-    res = adata.uns["nkflow"]["gating"]["resolution"]
+    res = nkflow_uns(adata)["gating"]["resolution"]
     assert res["technology"] == "cytof" and res["anchor"] == "CD7"
     # whole blood: the CD45 valley drops CD45-dim granulocytes, CD14- drops monocytes
     assert rows.loc["Live", "count"] < 0.6 * adata.n_obs
     nk, lym = int(rows.loc["NK", "count"]), int(rows.loc["Lymphocytes", "count"])
     # NK are CD3-: every NK event lies below the CD3 cut
     cd3 = adata[:, io.channel_for(adata, "CD3")].X.ravel()
-    cut = next(t["value"] for t in adata.uns["nkflow"]["thresholds"] if t["marker"] == "CD3")
+    cut = next(t["value"] for t in nkflow_uns(adata)["thresholds"] if t["marker"] == "CD3")
     assert np.all(cd3[adata.obs["NK"].to_numpy(bool)] <= cut)
     # ~300 lymphocytes per 1,000-event file: the NK share's 95 % interval must meet the
     # published range (point estimates 2.9-12.4 % by `nkflow gate --template auto`)
@@ -79,7 +80,7 @@ def test_cytonorm_cytof_nk_share_of_lymphocytes(path):
     else:
         assert pd.isna(rows.loc["CD56bright", "count"]) and pd.isna(rows.loc["CD56dim", "count"])
         assert np.isnan(rows.loc["CD56dim", "percent_of_parent"])
-        unset = adata.uns["nkflow"]["gating"]["unset"]
+        unset = nkflow_uns(adata)["gating"]["unset"]
         assert unset["CD56bright"].startswith("no cut-off")
         assert unset["CD56dim"] == "operand 'CD56bright' not set"
 
@@ -87,7 +88,7 @@ def test_cytonorm_cytof_nk_share_of_lymphocytes(path):
 @pytest.mark.parametrize("path", SUPERCELL or [Path("absent")], ids=_ids(SUPERCELL))
 def test_supercellcyto_cytof_gates_nk_without_scatter_or_event_length(path):
     adata, rows = _cytof(path)
-    res = adata.uns["nkflow"]["gating"]["resolution"]
+    res = nkflow_uns(adata)["gating"]["resolution"]
     skipped = {s["gate"]: s["reason"] for s in res["skipped"]}
     assert "Event_length" in skipped["Singlets"]  # this writer drops the channel
     assert "198Pt" in adata.var["pns"].tolist()[list(adata.var_names).index("Pt198Di")]
@@ -150,7 +151,7 @@ def test_cytof_nk_cd16_uses_the_lymphocyte_cut(path):
     NK median lay above the lymphocytes' CD16 cut of the same tube. It is now that cut,
     the one that admitted CD16+ NK into the NK gate."""
     adata, rows = _cytof(path)
-    cuts = {(t["gate"], t["marker"]): t["value"] for t in adata.uns["nkflow"]["thresholds"]}
+    cuts = {(t["gate"], t["marker"]): t["value"] for t in nkflow_uns(adata)["thresholds"]}
     assert ("NK", "CD16") not in cuts
     cut = cuts[("Lymphocytes", "CD16")]
     cd16 = adata[:, io.channel_for(adata, "CD16")].X.ravel()[adata.obs["NK"].to_numpy(bool)]
@@ -165,7 +166,7 @@ def test_cytof_dna_bounds_of_the_singlet_gate_convert_with_the_dna_channel(path)
     from nkflow.pipeline.tables import add_linear_thresholds
 
     adata, _ = _cytof(path)
-    table = pd.DataFrame(adata.uns["nkflow"]["thresholds"])
+    table = pd.DataFrame(nkflow_uns(adata)["thresholds"])
     table["sample_id"] = "s"
     out = add_linear_thresholds(table, {"s": adata.uns["nkflow"]["transform"]}).set_index("marker")
     dna = "Ir191Di"  # CytoNorm's DNA intercalator channel (the Cells gate's marker)
@@ -190,7 +191,7 @@ def test_the_cytof_cd3_valley_lies_inside_its_interval() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gate(adata, "human_cytof", n_boot=200)
-        (cd3,) = [t for t in adata.uns["nkflow"]["thresholds"]
+        (cd3,) = [t for t in nkflow_uns(adata)["thresholds"]
                   if t["marker"] == "CD3" and t["gate"] == "Lymphocytes"]  # fmt: skip
         assert cd3["rule"] == "valley", path.name
         assert cd3["ci_low"] < cd3["value"] < cd3["ci_high"], (path.name, cd3)

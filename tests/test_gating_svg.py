@@ -24,6 +24,7 @@ from PIL import Image
 import nkflow as nk
 from nkflow.exceptions import GatingError
 from nkflow.gating.gates import PolygonGate, RectangleGate, gate_from_dict
+from nkflow.io import nkflow_uns
 from nkflow.pl.gating import gate_grid
 from nkflow.pl.gating_panels import gate_panels
 from nkflow.report.figures import data_uri, decode_data_uri, figure_format, svg_size
@@ -64,7 +65,7 @@ def _parent_events(adata, g, channel: str) -> np.ndarray:
 
 def _resolved(adata) -> dict:
     return {
-        p["name"]: gate_from_dict(p["gate"]) for p in adata.uns["nkflow"]["gating"]["populations"]
+        p["name"]: gate_from_dict(p["gate"]) for p in nkflow_uns(adata)["gating"]["populations"]
     }
 
 

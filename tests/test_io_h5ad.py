@@ -16,16 +16,15 @@ from nkflow.io.h5ad import json_default
 
 
 def test_a_gated_container_round_trips_with_its_records(gated_liver, tmp_path: Path) -> None:
-    """``adata.write_h5ad`` cannot store the lists of records gating leaves in ``uns``;
-    ``nk.io.write_h5ad`` does, leaves the container as it was, and ``read_h5ad`` gives
-    back the same events, gates and records, which the tools read as before."""
+    """``nk.io.write_h5ad`` leaves the container as it was, and ``read_h5ad`` gives back
+    the same events, gates and records, which the tools read as before."""
     adata, _ = gated_liver
-    before = json.dumps(adata.uns["nkflow"], sort_keys=True, default=json_default)
+    before = _records(adata)
     path = nk.io.write_h5ad(adata, tmp_path / "liver.h5ad")
-    assert json.dumps(adata.uns["nkflow"], sort_keys=True, default=json_default) == before
+    assert _records(adata) == before
     assert set(adata.uns) == {"nkflow"}
     back = nk.io.read_h5ad(path)
-    assert json.dumps(back.uns["nkflow"], sort_keys=True) == before
+    assert _records(back) == before and set(back.uns) == {"nkflow"}
     np.testing.assert_array_equal(back.X, adata.X)
     np.testing.assert_array_equal(back.layers["compensated"], adata.layers["compensated"])
     pd.testing.assert_frame_equal(back.obs, adata.obs, check_categorical=False)
@@ -33,6 +32,24 @@ def test_a_gated_container_round_trips_with_its_records(gated_liver, tmp_path: P
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pd.testing.assert_frame_equal(nk.tl.count_positive(back), nk.tl.count_positive(adata))
+
+
+def _records(adata: ad.AnnData) -> str:
+    return json.dumps(nk.io.nkflow_uns(adata), sort_keys=True, default=json_default)
+
+
+def test_records_a_user_left_as_plain_python_are_written(gated_liver, tmp_path: Path) -> None:
+    """A record put in ``uns["nkflow"]`` by hand as lists of dicts (as nkflow itself kept
+    them before) is written by ``nk.io.write_h5ad`` in the forms AnnData reads back."""
+    adata, _ = gated_liver
+    mine = adata.copy()
+    plain = nk.io.nkflow_uns(adata)
+    mine.uns["nkflow"] = {**plain, "notes": [{"by": "me", "at": None}]}
+    back = nk.io.read_h5ad(nk.io.write_h5ad(mine, tmp_path / "mine.h5ad"))
+    assert nk.io.nkflow_record(back, "notes") == [{"by": "me", "at": None}]
+    assert _records(back) == json.dumps(
+        {**plain, "notes": [{"by": "me", "at": None}]}, sort_keys=True, default=json_default
+    )
 
 
 def test_a_view_and_a_plain_anndata_file_are_written_and_read(gated_liver, tmp_path) -> None:

@@ -25,6 +25,7 @@ from nkflow.exceptions import (
     NkflowWarning,
     OutputExistsError,
 )
+from nkflow.io import nkflow_uns
 from nkflow.parallel import SampleExecutor
 from nkflow.pipeline import default_out_dir, run
 from nkflow.pipeline.outdir import GATING_FIGURE, LEGACY_GATING_FIGURE, OutputFolder, product_record
@@ -330,7 +331,7 @@ def _gate_batch_thresholds(
         warnings.simplefilter("ignore")
         gate_batch(sheet, reader, template, n_boot=0, pool=False,
                    on_sample=lambda sid, adata, _: used.setdefault(
-                       sid, adata.uns["nkflow"]["thresholds"]))  # fmt: skip
+                       sid, nkflow_uns(adata)["thresholds"]))  # fmt: skip
     return used
 
 

@@ -18,6 +18,7 @@ import pytest
 from nkflow import io, pp
 from nkflow.config import RunConfig
 from nkflow.exceptions import MissingControlWarning
+from nkflow.io import nkflow_uns
 from nkflow.pipeline import run
 from nkflow.pipeline.plan import plan_batch
 
@@ -89,7 +90,7 @@ def test_the_library_does_not_apply_a_cut_off_set_on_another_channel(two_panels:
         warnings.simplefilter("always")
         table = gate(adata, "human_blood", thresholds=given, n_boot=0)
     assert table is not None
-    used = [t for t in adata.uns["nkflow"]["thresholds"] if t["marker"] == "CD69"]
+    used = [t for t in nkflow_uns(adata)["thresholds"] if t["marker"] == "CD69"]
     assert used and all(t["control_file"] != "blood_FMO_CD69.fcs" for t in used)
     texts = [str(w.message) for w in caught if issubclass(w.category, MissingControlWarning)]
     assert any(f"set on channel {MOVED[0]}" in t and MOVED[1] in t for t in texts), texts

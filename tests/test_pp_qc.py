@@ -12,7 +12,7 @@ from growth import growth_exponent
 
 from nkflow.datasets import simulate_sample
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.io import channel_kind
+from nkflow.io import channel_kind, nkflow_uns
 from nkflow.pp import apply_qc, compensate, qc, qc_events, qc_margins, qc_time, transform
 
 NAMES = ["FSC-A", "SSC-A", "FL1-A", "FL2-A", "FL3-A", "FL4-A", "Time"]
@@ -87,7 +87,7 @@ def test_remove_and_record() -> None:
     adata = acquisition(clog=(12_000, 14_000))
     out = qc(adata, inplace=False)
     assert "qc" not in adata.uns["nkflow"]  # input untouched
-    rec = out.uns["nkflow"]["qc"]
+    rec = nkflow_uns(out)["qc"]
     assert set(rec) == {
         "n_in",
         "n_out",

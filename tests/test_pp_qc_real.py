@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nkflow.io import read_fcs
+from nkflow.io import nkflow_uns, read_fcs
 from nkflow.pp import qc
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -67,7 +67,7 @@ def test_peacoqc_file(external: Path) -> None:
     removed_by_peacoqc = _peacoqc_removed(external, adata)
     assert removed_by_peacoqc.sum() == 10_000 - 9_617
     qc(adata, remove=False, margin_kwargs={"key_added": "qc_margin_pass"})
-    rec = adata.uns["nkflow"]["qc"]
+    rec = nkflow_uns(adata)["qc"]
     margin = ~adata.obs["qc_margin_pass"].to_numpy()
     assert rec["removed_margin"] == margin.sum() >= 60
     assert removed_by_peacoqc[margin].all()  # every nkflow margin event is one of PeacoQC's

@@ -38,7 +38,7 @@ import pandas as pd
 from .._frames import concat_rows
 from .._relay import warns_at_caller
 from ..exceptions import GatingError, MissingControlWarning
-from ..io import nkflow_uns, sample_info
+from ..io import nkflow_record, nkflow_uns, sample_info, set_record
 from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
@@ -157,13 +157,12 @@ def gate(
             stimulated=stimulated,
             interval_executor=interval_executor,
         )
-        uns = adata.uns.setdefault("nkflow", {})
         # gated again: the previous gates' columns go (counting would mix two hierarchies)
-        before = [p["name"] for p in (uns.get("gating") or {}).get("populations", [])]
+        before = [p["name"] for p in (nkflow_record(adata, "gating") or {}).get("populations", [])]
         adata.obs.drop(columns=[p for p in before if p in adata.obs], inplace=True)
         for name, column in obs_columns(run.parents, run.members, run.unset).items():
             adata.obs[name] = column
-        uns["gating"] = {
+        gating = {
             "template": tpl.name,
             "template_path": tpl.path,
             "template_version": tpl.version,
@@ -175,6 +174,7 @@ def gate(
             "unset": dict(run.unset),
             "resolution": resolved.to_dict(),
         }
+        set_record(adata, "gating", gating)  # in forms adata.write_h5ad writes (io.records)
         table = population_table(
             adata,
             populations=[g.id for g in run.gates],
@@ -182,7 +182,7 @@ def gate(
             min_events=tpl.min_events if min_events is None else int(min_events),
         )
         run.resolve_intervals()
-    uns["thresholds"] = [t.to_record() for t in run.thresholds]
+    set_record(adata, "thresholds", [t.to_record() for t in run.thresholds])
     if paired_unstim is not None:
         table = _add_unstim_rows(table, paired_unstim, run.skipped, sample_info(adata))
     return GatedCopy(table, adata) if copy else table
@@ -544,10 +544,10 @@ def gate_batch(
         )
         if is_resting(row) and key not in unstim_tables:  # the first of replicates
             unstim_tables[key] = table
-            own = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
+            own = [t for t in nkflow_record(adata, "thresholds") if t.get("sample_id") == sid]
             unstim_thresholds[key] = (str(row["file"]), own)
         tables.append(table)
-        listed = listed_thresholds(adata.uns["nkflow"]["thresholds"], sid)
+        listed = listed_thresholds(nkflow_record(adata, "thresholds"), sid)
         thr.append(pd.DataFrame(listed, columns=THRESHOLD_COLUMNS))
         if on_sample is not None:
             on_sample(sid, adata, table)

@@ -49,6 +49,7 @@ from nkflow.gating.xml_safety import (
     read_xml_tree_safely,
 )
 from nkflow.io.fcs import sample_id as container_sample_id
+from nkflow.io.records import nkflow_record, nkflow_uns, set_record
 
 __all__ = [
     "GatingMLQuirkWarning",
@@ -321,12 +322,12 @@ def apply_gatingml(
                 f"{p}: gate id(s) {clash} would overwrite container columns; rename the gates"
             )
         _set_obs_columns(adata, members)
-        nk = adata.uns.setdefault("nkflow", {})
-        nk["gating"] = {
+        gating = {
             "template": str(p),
             "template_hash": digest,
             "populations": [{"name": n, "parent": parents[n] or ""} for n in members],
         }
+        set_record(adata, "gating", gating)
         table = population_table(
             adata,
             populations=list(members),
@@ -382,7 +383,7 @@ def _gate_one(
 
 def _linear_uncompensated(adata: Any, sample_id: str) -> np.ndarray:
     """The container's events as the cytometer wrote them (linear, uncompensated), float64."""
-    nk = adata.uns.get("nkflow") or {}
+    nk = nkflow_uns(adata)
     if "compensated" in adata.layers:
         lin = np.asarray(adata.layers["compensated"], dtype=np.float64)
     elif not (nk.get("transform") or {}).get("kind"):
@@ -435,7 +436,7 @@ def flowkit_sample_from_container(adata: Any, sample_id: str) -> Any:
         for i, r in enumerate(adata.var["range"], start=1):
             if r and np.isfinite(float(r)):
                 meta[f"p{i}r"] = str(round(float(r))) if float(r).is_integer() else str(r)
-    spill = (adata.uns.get("nkflow") or {}).get("spillover")
+    spill = nkflow_record(adata, "spillover")
     if spill and spill.get("matrix"):
         chans = [str(c) for c in spill["channels"]]
         values = ",".join(repr(float(v)) for v in np.asarray(spill["matrix"], float).ravel())

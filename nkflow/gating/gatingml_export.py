@@ -19,6 +19,7 @@ import numpy as np
 from nkflow.exceptions import GatingError
 from nkflow.gating.gates import BooleanGate, PolygonGate, RectangleGate, topological_order
 from nkflow.io.fcs import sample_id
+from nkflow.io.records import nkflow_uns
 
 __all__ = [
     "export_gatingml",
@@ -251,7 +252,7 @@ def export_sample_gatingml(adata: Any, path: str | Path) -> Path:
     """
     from nkflow.gating.gates import gate_from_dict
 
-    nk = adata.uns.get("nkflow") or {}
+    nk = nkflow_uns(adata)
     pops = (nk.get("gating") or {}).get("populations") or []
     gates = [gate_from_dict(p["gate"]) for p in pops if p.get("gate")]
     if not gates:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..exceptions import GatingTemplateError
 from ..io.panel import NK_COMBINED, canonical_marker, marker_equivalents
+from ..io.records import nkflow_record
 from ..io.technology import detect_technology as detect_io_technology
 
 __all__ = [
@@ -94,7 +95,7 @@ class PanelView:
                 else ("",) * len(chans)
             )
             if not source:
-                info = getattr(panel, "uns", {}).get("nkflow", {}).get("sample", {}) or {}
+                info = nkflow_record(panel, "sample") or {}
                 source = str(info.get("file") or info.get("sample_id") or "")
             return cls(chans, marks, labels, source)
         if hasattr(panel, "columns") and {"channel", "marker"} <= set(panel.columns):
@@ -170,7 +171,7 @@ def panel_technology(panel: Any) -> str:
     -------
     str
     """
-    record = (getattr(panel, "uns", None) or {}).get("nkflow", {}).get("technology") or {}
+    record = nkflow_record(panel, "technology") or {}
     kind = record.get("kind") if isinstance(record, Mapping) else None
     if kind is None:
         view = PanelView.of(panel)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..exceptions import ConfigError, GatingError
 from ..io.fcs import sample_info
+from ..io.records import nkflow_record
 from .membership import member_mask
 
 __all__ = [
@@ -101,7 +102,7 @@ def require_whole_sample(adata: Any, caller: str = "gate") -> None:
         Naming the sample and what to do instead.
     """
     require_one_sample(adata, caller)
-    gating = adata.uns.get("nkflow", {}).get("gating") or {}
+    gating = nkflow_record(adata, "gating") or {}
     gated = {p.get("name"): p.get("parent") for p in gating.get("populations") or []}
     for name in ANCHOR_POPULATIONS:
         if (

@@ -14,6 +14,7 @@ from .._order import float_keys
 from .._threads import column_rows, thread_map
 from ..exceptions import LowEventCountWarning
 from ..io.fcs import sample_id
+from ..io.records import nkflow_record
 from ..stats import wilson_interval
 from .membership import member_mask, not_set_gates
 from .preconditions import require_one_sample
@@ -159,7 +160,7 @@ def population_table(
         ``adata`` holds several samples (``obs["sample_id"]`` with more than one value).
     """
     require_one_sample(adata, "population_table")
-    g = adata.uns.get("nkflow", {}).get("gating", {}) or {}
+    g = nkflow_record(adata, "gating") or {}
     if populations is None:
         populations = [p["name"] for p in g.get("populations", [])]
     if parents is None:

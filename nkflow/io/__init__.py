@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
     from .fcs_text import FCSMetadata, read_fcs_metadata
     from .fcs_write import format_spillover, write_fcs
     from .folder import metadata_from_files, metadata_from_folder
-    from .h5ad import nkflow_uns, read_h5ad, write_h5ad
+    from .h5ad import read_h5ad, write_h5ad
     from .inspect import inspect_files
     from .metadata import read_metadata
     from .panel import (
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
         resolve_markers,
     )
     from .panel_labels import unread_labels
+    from .records import nkflow_record, nkflow_uns, set_record
     from .technology import KINDS, Technology, detect_technology, technology_of
     from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
 
@@ -54,6 +55,7 @@ __all__ = [
     "marker_from_text",
     "metadata_from_files",
     "metadata_from_folder",
+    "nkflow_record",
     "nkflow_uns",
     "parse_spillover",
     "read_batch",
@@ -65,6 +67,7 @@ __all__ = [
     "safe_name",
     "sample_id",
     "sample_info",
+    "set_record",
     "technology_of",
     "unread_labels",
     "write_bytes_atomic",
@@ -90,7 +93,7 @@ __getattr__, __dir__ = attach(
         "fcs_write": ["format_spillover", "write_fcs"],
         "inspect": ["inspect_files"],
         "folder": ["metadata_from_files", "metadata_from_folder"],
-        "h5ad": ["nkflow_uns", "read_h5ad", "write_h5ad"],
+        "h5ad": ["read_h5ad", "write_h5ad"],
         "metadata": ["read_metadata"],
         "panel": [
             "ALIASES",
@@ -102,6 +105,7 @@ __getattr__, __dir__ = attach(
             "resolve_markers",
         ],
         "panel_labels": ["unread_labels"],
+        "records": ["nkflow_record", "nkflow_uns", "set_record"],
         "technology": ["KINDS", "Technology", "detect_technology", "technology_of"],
         "write": ["safe_name", "write_bytes_atomic", "write_table", "write_text_atomic"],
     },

@@ -54,6 +54,7 @@ from .panel import (
     resolve_with_conflicts,
 )
 from .panel_fit import fit_panel
+from .records import nkflow_record, to_native
 from .technology import detect_technology
 
 __all__ = [
@@ -301,16 +302,16 @@ def _build(
         "unstained_centers": meta.unstained_centers,
         "keywords": dict(meta.keywords),
     }
-    uns = {
-        "nkflow": {
-            "version": _version(),
-            "sample": info,
-            "fcs": fcs,
-            "spillover": parse_spillover(meta.keywords, names, meta.pns, path=str(path)),
-            "marker_conflicts": {k: list(v) for k, v in clashes.items()},
-            "technology": detect_technology(meta.keywords, names, meta.pns).to_dict(),
-        }
+    record = {
+        "version": _version(),
+        "sample": info,
+        "fcs": fcs,
+        "spillover": parse_spillover(meta.keywords, names, meta.pns, path=str(path)),
+        "marker_conflicts": {k: list(v) for k, v in clashes.items()},
+        "technology": detect_technology(meta.keywords, names, meta.pns).to_dict(),
     }
+    uns = {"nkflow": to_native(record)}  # in forms adata.write_h5ad writes (io.records)
+    fcs = uns["nkflow"]["fcs"]  # the stored record, completed once DATA is decoded
     # AnnData validates a million obs_names (holding the GIL) while another thread
     # decodes DATA (numpy's file read and reductions release it): the two overlap.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkflow-decode") as pool:
@@ -474,10 +475,8 @@ def sample_info(adata: Any) -> dict[str, Any]:
     dict
         A copy: sample_id, path, donor, tissue, timepoint, stimulation, role, ...
     """
-    uns = getattr(adata, "uns", None)
-    nk = uns.get("nkflow") if isinstance(uns, Mapping) else None
-    sample = nk.get("sample") if isinstance(nk, Mapping) else None
-    return dict(sample) if isinstance(sample, Mapping) else {}
+    sample = nkflow_record(adata, "sample")
+    return sample if isinstance(sample, dict) else {}
 
 
 def sample_id(adata: Any, *, default: str = "", obs_key: str = "sample_id") -> str:
@@ -558,9 +557,8 @@ def channel_for(adata: ad.AnnData, marker: str) -> str:
         return str(marker)
     if len(hits) == 1:
         return str(hits[0])
-    uns = adata.uns.get("nkflow", {})
     source = sample_info(adata).get("sample_id")
-    conflicts = uns.get("marker_conflicts", {}) or {}
+    conflicts = nkflow_record(adata, "marker_conflicts") or {}
     clash = next((m for m in sorted(same) if m in conflicts), None)
     if len(hits) > 1 or clash is not None:
         chans = hits if len(hits) > 1 else list(conflicts[clash])

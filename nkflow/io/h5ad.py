@@ -1,18 +1,21 @@
-"""Containers to and from ``.h5ad``, with nkflow's records kept.
+"""Containers to and from ``.h5ad``, atomically, with nkflow's records kept.
 
-``uns["nkflow"]`` holds lists of records (thresholds, gates, QC steps) that h5ad cannot
-store: ``adata.write_h5ad`` stops with "Can't implicitly convert non-string objects to
-strings" once a sample is gated. :func:`write_h5ad` stores that record as one JSON string
-(``uns["nkflow_json"]``) and :func:`read_h5ad` puts it back, so a gated, clustered or
-scored container can be saved in a notebook and taken up again. Every other part of the
-container (``X``, ``obs``, ``var``, ``layers``, ``obsm``, other ``uns`` keys) is written as
-AnnData writes it, so scanpy and pytometry read the file as any other ``.h5ad``.
+nkflow stores its records in ``uns["nkflow"]`` in forms AnnData writes
+(:mod:`nkflow.io.records`), so ``adata.write_h5ad`` / ``adata.write_zarr`` and
+``anndata.read_h5ad`` work on any container nkflow hands over, and the tools read the
+records back from such a file (:func:`~nkflow.io.records.nkflow_uns`).
+:func:`write_h5ad` adds what a plain write lacks: the file appears whole or not at all,
+a view is written as its events, and records a user stored as plain Python (lists of
+dicts) are put in those forms first. Every other part of the container (``X``, ``obs``,
+``var``, ``layers``, ``obsm``, other ``uns`` keys) is written as AnnData writes it, so
+scanpy and pytometry read the file as any other ``.h5ad``.
 
-A file read by ``anndata.read_h5ad`` / ``scanpy.read_h5ad`` holds only
-``uns["nkflow_json"]``: :func:`nkflow_uns` (called by the tools that read the records:
-``gating.gate``, ``tl.count_positive``, ``tl.cluster``, ``pp.transform``) decodes it back
-into ``uns["nkflow"]``, so such a container gives the same results as one read by
-:func:`read_h5ad`.
+A file may instead hold the record as one JSON string, ``uns["nkflow_json"]``: files
+written by earlier versions, and a pipeline run's per-tube event files
+(``h5ad_bytes(..., json_records=True)``: a gated tube's records are some 800 small h5ad
+elements, which take ten times as long to write and read as the tube's NK events).
+:func:`read_h5ad` and every tool that reads the records
+(:func:`~nkflow.io.records.nkflow_uns`) read them too.
 """
 
 from __future__ import annotations
@@ -25,13 +28,11 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from ..exceptions import ConfigError, FCSReadError
+from ..exceptions import FCSReadError
+from .records import JSON_KEY, from_native, nkflow_uns, to_native
 from .write import write_bytes_atomic
 
 __all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "nkflow_uns", "read_h5ad", "write_h5ad"]
-
-#: the ``uns`` key that carries ``uns["nkflow"]`` as JSON in a written file
-JSON_KEY = "nkflow_json"
 
 
 def json_default(obj: Any) -> Any:
@@ -45,56 +46,16 @@ def json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def nkflow_uns(adata: ad.AnnData) -> dict[str, Any]:
-    """The container's ``uns["nkflow"]``, decoded from ``uns["nkflow_json"]`` when needed.
-
-    A file written by :func:`write_h5ad` and read by plain ``anndata.read_h5ad`` (what
-    scanpy does) carries nkflow's records as one JSON string; they are put back as
-    ``uns["nkflow"]`` (the container then equals one read by :func:`read_h5ad`). A view
-    is not modified: the decoded records are returned without being stored.
-
-    Parameters
-    ----------
-    adata
-        Any container.
-
-    Returns
-    -------
-    dict
-        ``uns["nkflow"]`` (the stored dict itself when present), else the decoded
-        ``uns["nkflow_json"]``, else an empty dict (not stored).
-
-    Raises
-    ------
-    ConfigError
-        ``uns["nkflow_json"]`` is not a JSON object.
-    """
-    uns = adata.uns
-    record = uns.get("nkflow")
-    if record is not None or JSON_KEY not in uns:
-        return record if record is not None else {}
-    text = uns[JSON_KEY]
-    try:
-        decoded = json.loads(str(text.item() if isinstance(text, np.ndarray) else text))
-    except ValueError as exc:
-        raise ConfigError(
-            f"uns[{JSON_KEY!r}] of this AnnData is not nkflow's JSON record ({exc}); "
-            "write the container with nk.io.write_h5ad"
-        ) from None
-    if not isinstance(decoded, dict):
-        raise ConfigError(f"uns[{JSON_KEY!r}] of this AnnData is not a JSON object")
-    if not adata.is_view:
-        del uns[JSON_KEY]
-        uns["nkflow"] = decoded
-    return decoded
-
-
-def _storable(adata: ad.AnnData) -> ad.AnnData:
-    """A container sharing ``adata``'s arrays whose ``uns["nkflow"]`` is one JSON string."""
+def _storable(adata: ad.AnnData, json_records: bool) -> ad.AnnData:
+    """A container sharing ``adata``'s arrays whose ``uns["nkflow"]`` AnnData can write."""
     source = adata.copy() if adata.is_view else adata
-    uns = {k: v for k, v in source.uns.items() if k != "nkflow"}
-    if "nkflow" in source.uns:
-        uns[JSON_KEY] = json.dumps(source.uns["nkflow"], sort_keys=True, default=json_default)
+    uns = dict(source.uns)
+    if "nkflow" in uns:
+        record = from_native(uns.pop("nkflow"))
+        if json_records:
+            uns[JSON_KEY] = json.dumps(record, sort_keys=True, default=json_default)
+        else:
+            uns["nkflow"] = to_native(record)
     return ad.AnnData(
         X=source.X,
         obs=source.obs.copy(),
@@ -108,8 +69,8 @@ def _storable(adata: ad.AnnData) -> ad.AnnData:
     )
 
 
-def h5ad_bytes(adata: ad.AnnData) -> bytes:
-    """The container as h5ad bytes, built in memory, ``uns["nkflow"]`` as JSON.
+def h5ad_bytes(adata: ad.AnnData, *, json_records: bool = False) -> bytes:
+    """The container as h5ad bytes, built in memory.
 
     HDF5 writing straight to disk cannot fail cleanly: on a full disk h5py reports errors
     from object destructors and can crash the process. Built in memory, the bytes reach
@@ -119,6 +80,10 @@ def h5ad_bytes(adata: ad.AnnData) -> bytes:
     ----------
     adata
         Any container; it is not modified.
+    json_records
+        Store ``uns["nkflow"]`` as one JSON string, ``uns["nkflow_json"]``, instead of in
+        h5ad's own forms: far quicker to write and read, for files nkflow reads back
+        itself; plain ``anndata.read_h5ad`` then gives the string, which the tools decode.
 
     Returns
     -------
@@ -127,7 +92,7 @@ def h5ad_bytes(adata: ad.AnnData) -> bytes:
     import h5py
     from anndata.io import write_elem
 
-    storable = _storable(adata)
+    storable = _storable(adata, json_records)
     storable.strings_to_categoricals()
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as handle:
@@ -138,8 +103,8 @@ def h5ad_bytes(adata: ad.AnnData) -> bytes:
 def write_h5ad(adata: ad.AnnData, path: str | Path) -> Path:
     """Write a container to ``.h5ad`` with its nkflow records, atomically.
 
-    Use it instead of ``adata.write_h5ad`` once a sample is gated: AnnData cannot store
-    the lists of records in ``uns["nkflow"]``. The file appears whole or not at all.
+    ``adata.write_h5ad`` writes the same file; this one appears whole or not at all, and
+    a view or records a user stored as plain Python are written too.
 
     Parameters
     ----------
@@ -162,9 +127,11 @@ def write_h5ad(adata: ad.AnnData, path: str | Path) -> Path:
 
 
 def read_h5ad(path: str | Path) -> ad.AnnData:
-    """Read an ``.h5ad`` file, restoring ``uns["nkflow"]`` written by :func:`write_h5ad`.
+    """Read an ``.h5ad`` file, restoring ``uns["nkflow"]`` kept as one JSON string.
 
-    Files written by AnnData itself read as they are.
+    Files written by AnnData itself or by :func:`write_h5ad` read as they are; one that
+    holds ``uns["nkflow_json"]`` (an earlier version's file, a run's per-tube events)
+    gets ``uns["nkflow"]`` back from it.
 
     Parameters
     ----------

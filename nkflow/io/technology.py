@@ -63,6 +63,7 @@ from typing import Any
 from nkflow.exceptions import NkflowError, TransformedDataError, UnmixingRequiredError
 
 from .fcs_keywords import number_value
+from .records import nkflow_record
 
 __all__ = [
     "KINDS",
@@ -474,12 +475,10 @@ def technology_of(adata: Any) -> Technology:
     -------
     Technology
     """
-    uns = getattr(adata, "uns", None)
-    nk = uns.get("nkflow") if isinstance(uns, Mapping) else None
-    record = nk.get("technology") if isinstance(nk, Mapping) else None
+    record = nkflow_record(adata, "technology")
     if isinstance(record, Mapping) and record.get("kind"):
         return Technology.from_dict(record)
-    spill = nk.get("spillover") if isinstance(nk, Mapping) else None
+    spill = nkflow_record(adata, "spillover")
     base = _defaults("flow", has_spill=bool(spill))
     return Technology(
         "flow",

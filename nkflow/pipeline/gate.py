@@ -19,6 +19,7 @@ from ..gating.membership import NOT_SET_DTYPE, is_set
 from ..gating.xml_kind import template_format
 from ..io import metadata_from_files, read_batch
 from ..io.pairing import PAIR_KEY
+from ..io.records import nkflow_record, nkflow_uns
 from ..io.write import safe_name, write_table
 from ..parallel import SampleExecutor
 from ..pp.compensate import check_matrix_setting
@@ -203,7 +204,7 @@ def _gate_external(
                     row["path"], sample_id=sid, panel=cfg.panel or None,
                     nonfinite=cfg.qc.nonfinite,
                 )  # fmt: skip
-                if adata.uns["nkflow"].get("spillover") is not None:
+                if nkflow_record(adata, "spillover") is not None:
                     pp.compensate(adata)
                 frames.append(apply_gatingml(template, {sid: adata}))
             except NkflowError as exc:
@@ -212,7 +213,7 @@ def _gate_external(
                 continue
             if events:
                 gates = [c for c in adata.obs.columns if adata.obs[c].dtype == bool]
-                n_file = int(adata.uns["nkflow"]["fcs"]["n_events"])
+                n_file = int(nkflow_record(adata, "fcs")["n_events"])
                 members[sid] = event_membership(adata.obs, gates, n_file)
             status.append(status_row(row, "ok", "OK", note, n_events=adata.n_obs))
         tables["populations"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -386,9 +387,9 @@ def _gate_one(job: _GateJob) -> _Gated:
         )
     cuts = []  # an unstimulated tube's cut-offs, for its stimulated partner
     if not is_stimulated(job.task.row):
-        mine = [t for t in adata.uns["nkflow"]["thresholds"] if t.get("sample_id") == sid]
+        mine = [t for t in nkflow_record(adata, "thresholds") if t.get("sample_id") == sid]
         cuts = borrow_unstim_thresholds(mine, job.thresholds, control_file=job.control_file)
-    nk = adata.uns["nkflow"]
+    nk = nkflow_uns(adata)
     pops = [p["name"] for p in nk["gating"]["populations"]]
     return _Gated(
         table=table,

@@ -32,6 +32,7 @@ from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
 from ..io import read_fcs, sample_id
 from ..io.h5ad import h5ad_bytes, json_default, read_h5ad
+from ..io.records import nkflow_record, nkflow_uns
 from ..io.write import (
     ensure_folder,
     file_sha256,
@@ -270,7 +271,7 @@ def process_control(task: SampleTask) -> dict[str, Any]:
 
     def read(_sid: str) -> ad.AnnData:
         adata = load_sample(task)
-        qc.update(adata.uns["nkflow"].get("qc", {}) or {})  # what QC removed from the tube
+        qc.update(nkflow_record(adata, "qc") or {})  # what QC removed from the tube
         return adata
 
     with warnings.catch_warnings():
@@ -355,9 +356,9 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
             fmo_percentile=cfg.gating.fmo_percentile,
             min_events=cfg.gating.min_events,
         )
-        gated = [p["name"] for p in adata.uns["nkflow"]["gating"]["populations"]]
+        gated = [p["name"] for p in nkflow_record(adata, "gating")["populations"]]
         counts = count_positive(adata, populations=[p for p in gated if p in adata.obs])
-    nk = adata.uns["nkflow"]
+    nk = nkflow_uns(adata)
     summary: dict[str, Any] = {
         "sample_id": task.sample_id,
         "fingerprint": task.fingerprint(),
@@ -387,8 +388,9 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
     products: list[str] = []
     if keep in adata.obs.columns:
         subset = subset_events(adata, member_mask(adata.obs[keep]), inplace=False)
-        subset.uns = {"nkflow": nk}  # h5ad_bytes keeps it as one JSON string
-        write_bytes_atomic(work / NK_EVENTS_FILE, h5ad_bytes(subset), root=task.out_root)
+        subset.uns = {"nkflow": adata.uns["nkflow"]}  # as one JSON string: quick to write
+        data = h5ad_bytes(subset, json_records=True)  # and read, as nk.io.read_h5ad does
+        write_bytes_atomic(work / NK_EVENTS_FILE, data, root=task.out_root)
         products.append(NK_EVENTS_FILE)
     if task.figures:
         figure = _gating_figure(adata)

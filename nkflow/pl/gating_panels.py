@@ -16,6 +16,7 @@ import numpy as np
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
 from ..gating.membership import is_set, member_mask
+from ..io.records import nkflow_record, nkflow_uns
 from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
 __all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "not_set_reason", "sample_gates"]
@@ -115,7 +116,7 @@ def sample_gates(adata: Any) -> dict[str, Any]:
         When the sample is not gated, or none of its populations has a gate to draw (all
         from a GatingML file).
     """
-    g = adata.uns.get("nkflow", {}).get("gating")
+    g = nkflow_record(adata, "gating")
     if not g:
         raise GatingError(
             f"sample {_sample(adata)!r} is not gated: run nkflow.gating.gate "
@@ -129,7 +130,7 @@ def sample_gates(adata: Any) -> dict[str, Any]:
 
 def _known(adata: Any, gates: dict[str, Any], names: list[str]) -> None:
     """Raise for the first name that is no drawable gate, saying why."""
-    record = adata.uns["nkflow"]["gating"]
+    record = nkflow_record(adata, "gating") or {}
     recorded = {p["name"] for p in record["populations"]}
     membership_only = [n for n in names if n not in gates and n in recorded]
     if membership_only:
@@ -214,7 +215,7 @@ class _Columns:
     def scale(self, channel: str) -> tuple[Transform, Transform] | None:
         """The channel's transform and its inverse (None: not transformed, e.g. scatter)."""
         if channel not in self._scales:
-            record = self.adata.uns.get("nkflow", {}).get("transform") or {}
+            record = nkflow_record(self.adata, "transform") or {}
             self._scales[channel] = channel_scale(channel, record)
         return self._scales[channel]
 
@@ -339,7 +340,7 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
         on another population), ``"parent 'NK' not set"``, ``"no cut-off (mirror)"`` ...;
         ``""`` when only the ``obs`` column tells; None for a gate that was set.
     """
-    nk = adata.uns.get("nkflow", {})
+    nk = nkflow_uns(adata)
     why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
     if why is None:  # a container whose uns was not kept: its <NA> column says not set
         measured = gate.id not in adata.obs or is_set(adata.obs[gate.id])

@@ -36,6 +36,7 @@ from nkflow.exceptions import (
     ConfigError,
     MissingSpilloverWarning,
 )
+from nkflow.io.records import nkflow_record, nkflow_uns, set_record
 from nkflow.io.technology import technology_of
 
 __all__ = [
@@ -205,7 +206,7 @@ def spillover_from_adata(adata: AnnData) -> pd.DataFrame | None:
         the spilling channel, as in the keyword); None when the file had no usable
         spillover.
     """
-    spill = (adata.uns.get("nkflow") or {}).get("spillover")
+    spill = nkflow_record(adata, "spillover")
     if not spill:
         return None
     chans = [str(c) for c in spill["channels"]]
@@ -312,8 +313,7 @@ def _column_runs(columns: np.ndarray) -> list[slice]:
 
 
 def _sample_label(adata: AnnData) -> str:
-    meta = adata.uns.get("nkflow") or {}
-    sample = meta.get("sample") or {}
+    sample = nkflow_record(adata, "sample") or {}
     return str(sample.get("path") or sample.get("sample_id") or "<sample>")
 
 
@@ -426,7 +426,7 @@ def compensate(
     says why no matrix was applied (``""`` when one was).
     """
     label = _sample_label(adata)
-    meta = adata.uns.get("nkflow") or {}
+    meta = nkflow_uns(adata)
     if "compensation" in meta or "compensated" in adata.layers:
         done = meta.get("compensation") or {}
         how = done.get("source") or done.get("reason") or "compensated layer present"
@@ -473,12 +473,16 @@ def compensate(
         )
     adata.layers["compensated"] = comp
     adata.X = comp
-    adata.uns.setdefault("nkflow", {})["compensation"] = {
-        "source": source,
-        "channels": channels,
-        "matrix": [] if df is None else df.to_numpy().tolist(),
-        "reason": reason,
-    }
+    set_record(
+        adata,
+        "compensation",
+        {
+            "source": source,
+            "channels": channels,
+            "matrix": [] if df is None else df.to_numpy().tolist(),
+            "reason": reason,
+        },
+    )
     log.info("%s: compensated %d channel(s) (source %s)", label, len(channels), source)
     if reason:
         log.info("%s: no compensation: %s", label, reason)

@@ -22,6 +22,7 @@ from anndata import AnnData
 
 from nkflow._events import subset_events
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
+from nkflow.io.records import nkflow_record, nkflow_uns, set_record
 from nkflow.pp.timeqc import _kinds, _label, qc_time
 
 __all__ = ["apply_qc", "qc", "qc_events", "qc_margins", "qc_time"]
@@ -29,17 +30,9 @@ __all__ = ["apply_qc", "qc", "qc_events", "qc_margins", "qc_time"]
 log = logging.getLogger(__name__)
 
 
-def _meta(adata: AnnData) -> dict[str, Any]:
-    meta = adata.uns.get("nkflow")
-    if not isinstance(meta, dict):
-        meta = {}
-        adata.uns["nkflow"] = meta
-    return meta
-
-
 def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
     """Raw (uncompensated, untransformed) float32 values of ``cols``, rebuilt if needed."""
-    meta = adata.uns.get("nkflow") or {}
+    meta = nkflow_uns(adata)
     if "compensated" in adata.layers:
         src = np.asarray(adata.layers["compensated"])
     elif "transform" in meta:
@@ -68,7 +61,7 @@ def _ceilings(adata: AnnData, cols: list[int]) -> np.ndarray:
     Log-amplified channels (``$PnE = f1,f2``, f1 > 0) hold ``f2 * 10^(f1 (R-1)/R)``;
     linear ones ``(R - 1) / $PnG``. NaN when the range is unknown.
     """
-    fcs = (adata.uns.get("nkflow") or {}).get("fcs") or {}
+    fcs = nkflow_record(adata, "fcs") or {}
     kw = {str(k).upper(): v for k, v in (fcs.get("keywords") or {}).items()}
     if "range" in adata.var.columns:
         ranges = adata.var["range"].to_numpy(dtype=np.float64)
@@ -391,7 +384,7 @@ def apply_qc(
     record["params"] = {"time": params["time"], "margins": params["margins"],
                         "remove": bool(remove)} | params  # fmt: skip
     adata.obs["qc_pass"] = passed
-    _meta(adata)["qc"] = record
+    set_record(adata, "qc", record)
     log.info("%s: %s", _label(adata), record["summary"])
     if remove and not passed.all():
         return subset_events(adata, passed, inplace=inplace)
@@ -475,7 +468,7 @@ def _refuse_second_removal(adata: AnnData) -> None:
     A second pass would read the gap the first left as a flow-rate drop, remove good events
     around it and overwrite the first record.
     """
-    done = _meta(adata).get("qc") or {}
+    done = nkflow_record(adata, "qc") or {}
     if done and (done.get("params") or {}).get("remove", True):
         raise ConfigError(
             f"{_label(adata)}: QC already removed events from this container "

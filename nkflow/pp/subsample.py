@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from nkflow.exceptions import BatchConsistencyError, ConfigError
 from nkflow.io.fcs import sample_id
+from nkflow.io.records import to_native
 
 __all__ = ["pooled_subsample", "subsample"]
 
@@ -139,14 +140,16 @@ def pooled_subsample(
     pooled = ad.concat(parts, join="inner", merge="first")
     pooled.var = items[0].var.copy()
     pooled.obs[sample_key] = pooled.obs[sample_key].astype("category")
-    pooled.uns["nkflow"] = {
-        "subsample": {
-            "per_sample": per_sample,
-            "random_state": (
-                "Generator" if isinstance(random_state, np.random.Generator) else random_state
-            ),
-            "counts": counts,
+    pooled.uns["nkflow"] = to_native(
+        {
+            "subsample": {
+                "per_sample": per_sample,
+                "random_state": (
+                    "Generator" if isinstance(random_state, np.random.Generator) else random_state
+                ),
+                "counts": counts,
+            }
         }
-    }
+    )
     log.info("pooled %d events from %d samples", pooled.n_obs, len(items))
     return pooled

@@ -37,6 +37,7 @@ from scipy.ndimage import median_filter
 from nkflow._order import radix_argsort
 from nkflow._threads import column_rows
 from nkflow.exceptions import ChannelNotFoundError
+from nkflow.io.records import nkflow_record
 
 __all__ = ["qc_time"]
 
@@ -48,7 +49,7 @@ RATE = "flow rate"
 
 
 def _label(adata: AnnData) -> str:
-    sample = (adata.uns.get("nkflow") or {}).get("sample") or {}
+    sample = nkflow_record(adata, "sample") or {}
     return str(sample.get("sample_id") or sample.get("path") or "<sample>")
 
 

@@ -23,7 +23,7 @@ from anndata import AnnData
 from nkflow._threads import run_row_ranges
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.io.fcs import channel_for
-from nkflow.io.h5ad import nkflow_uns
+from nkflow.io.records import from_native, nkflow_record, nkflow_uns, set_record
 from nkflow.io.technology import technology_of
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
@@ -186,6 +186,7 @@ def _recorded(
     values: np.ndarray | Sequence[float], channel: str, record: Mapping[str, Any], *, inverse: bool
 ) -> np.ndarray | None:
     """The channel's recorded transform (or its inverse) applied to ``values``, as float64."""
+    record = from_native(record)  # as stored, as read back from an .h5ad, or plain
     params = (record.get("params") or {}).get(channel)
     if not params:
         return None
@@ -314,13 +315,11 @@ def _channel_of(adata: AnnData, name: Any, col: Mapping[str, int]) -> str:
 
 def _file_name(adata: AnnData) -> str:
     """The sample's file when known (errors name it), else its name."""
-    meta = adata.uns.get("nkflow", {}) if isinstance(adata.uns.get("nkflow"), dict) else {}
-    return str((meta.get("sample") or {}).get("path") or _sample_name(adata))
+    return str((nkflow_record(adata, "sample") or {}).get("path") or _sample_name(adata))
 
 
 def _sample_name(adata: AnnData) -> str:
-    meta = adata.uns.get("nkflow", {}) if isinstance(adata.uns.get("nkflow"), dict) else {}
-    sample = meta.get("sample") or {}
+    sample = nkflow_record(adata, "sample") or {}
     return str(sample.get("sample_id") or sample.get("path") or "<sample>")
 
 
@@ -426,7 +425,7 @@ def _arcsinh_fn(cofactors: list[float]) -> Callable[[np.ndarray, np.ndarray], No
 
 def _warn_if_uncompensated(adata: AnnData, default: str, sample: str) -> None:
     """Warn when a file that carries a spillover matrix is transformed uncompensated."""
-    meta = adata.uns.get("nkflow", {}) or {}
+    meta = nkflow_uns(adata)
     if default == "file" and meta.get("spillover") and not meta.get("compensation"):
         warnings.warn(
             f"{sample}: transformed without compensation although the file carries a "
@@ -569,7 +568,6 @@ def transform(
     for c in chans:
         kinds[col[c]] = method
     adata.var["transform"] = kinds
-    meta = adata.uns.setdefault("nkflow", {})
     record: dict[str, Any] = {
         "kind": method,
         "requested": requested,
@@ -579,6 +577,6 @@ def transform(
     }
     if estimate_w:
         record["percentile"] = float(percentile)
-    meta["transform"] = record
+    set_record(adata, "transform", record)
     log.info("%s: %s transform of %d channel(s)", sample, method, len(chans))
     return None if inplace else adata

@@ -16,6 +16,7 @@ import pandas as pd
 from nkflow.exceptions import ConfigError
 from nkflow.gating.panel_view import infer_species
 from nkflow.io.fcs import channel_for, sample_id, sample_info
+from nkflow.io.records import nkflow_record
 
 __all__ = ["iter_samples", "require_comparable"]
 
@@ -81,7 +82,7 @@ def _species(adata: ad.AnnData) -> str:
 
 
 def _technology(adata: ad.AnnData) -> str:
-    record = (adata.uns.get("nkflow") or {}).get("technology") or {}
+    record = nkflow_record(adata, "technology") or {}
     kind = str(record.get("kind", "")) if isinstance(record, Mapping) else ""
     return "mass cytometry" if kind == "mass_cytometry" else ("flow cytometry" if kind else "")
 

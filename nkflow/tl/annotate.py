@@ -46,6 +46,7 @@ from scipy.stats import gaussian_kde
 from ..exceptions import ConfigError
 from ..io.fcs import channel_for, sample_info
 from ..io.panel import marker_equivalents
+from ..io.records import nkflow_record
 from ._samples import iter_samples
 
 __all__ = [
@@ -176,7 +177,7 @@ def resolve_thresholds(
     # file read as CD3) is the marker's own
     named = {alias: m for m in markers for alias in marker_equivalents(m) | {m}}
     for adata in adatas:
-        entries = adata.uns.get("nkflow", {}).get("thresholds") or []
+        entries = nkflow_record(adata, "thresholds") or []
         sample_vals: dict[str, list[float]] = {}
         for e in entries:
             marker = named.get(str(e.get("marker"))) if isinstance(e, Mapping) else None

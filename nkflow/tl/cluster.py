@@ -23,8 +23,8 @@ from nkflow.exceptions import ChannelNotFoundError, ClusterSizeWarning, ConfigEr
 from nkflow.gating.membership import member_mask
 from nkflow.io.channels import channel_kind
 from nkflow.io.fcs import channel_for, sample_id, sample_info
-from nkflow.io.h5ad import nkflow_uns
 from nkflow.io.metadata import is_stimulated
+from nkflow.io.records import set_record
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 from nkflow.tl._cluster_size import cluster_size, refusal
 from nkflow.tl._samples import iter_samples, require_comparable
@@ -339,9 +339,7 @@ class ClusteringResult:
         names = [self.labels[int(c)] for c in cats]
         adata.obs[f"{key}_label"] = pd.Categorical.from_codes(codes, categories=names)
         adata.obs["som_node"] = pd.array(np.where(node >= 0, node, None), dtype="Int64")
-        nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
-        nk = adata.uns.setdefault("nkflow", {})
-        nk["clustering"] = {**self.params, "key_added": key}
+        set_record(adata, "clustering", {**self.params, "key_added": key})
         return adata
 
 

@@ -29,7 +29,7 @@ from ..exceptions import (
 from ..gating.membership import is_set, member_mask
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info, var_markers
-from ..io.h5ad import nkflow_uns
+from ..io.records import nkflow_uns
 from ._score_config import ScoringConfig
 
 __all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
