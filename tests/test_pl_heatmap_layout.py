@@ -17,7 +17,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from nkflow.pl import cluster as plc
-from nkflow.pl._heatmap_layout import MAX_HEIGHT_IN, MAX_WIDTH_IN, MIN_VALUE_PT
+from nkflow.pl._heatmap_layout import MAX_HEIGHT_IN, MAX_WIDTH_IN, MIN_VALUE_PT, wrap
 
 _SUFFIX = ("+", "-", "hi", "lo")
 _TOKENS = ("CD11b", "CD8", "CD11c", "CXCR3", "CD161", "Tbet", "CD16", "CCR9", "CD25", "CCR7",
@@ -126,3 +126,16 @@ def test_title_and_colour_bar_name_the_statistic(scale):
     assert "median of the metacluster's pooled training cells" in subtitle
     assert "not a median of per-tube medians" in subtitle
     assert "median of the pooled training cells" in fig.axes[1].get_ylabel().replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("label", "lines"),
+    [
+        ("4: CD56bright CD49a- CD103- CXCR6- NKG2D+ (more CD127) (n=539)",
+         ["4: CD56bright CD49a- CD103- CXCR6-", "NKG2D+ (more CD127) (n=539)"]),
+        ("cells (30,912 cells), on which", ["cells (30,912 cells), on which"]),
+        ("unbalanced (a b", ["unbalanced (a b"]),
+    ],
+)  # fmt: skip
+def test_wrapping_keeps_a_parenthesised_group_on_one_line(label, lines):
+    assert wrap(label, 8.0, 2.5).split("\n") == lines

@@ -11,6 +11,7 @@ figure draws with), so the layout is the same on every machine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -54,10 +55,13 @@ def text_width_in(text: str, pt: float) -> float:
 
 
 def wrap(text: str, pt: float, width_in: float) -> str:
-    """``text`` broken at spaces into lines at most ``width_in`` wide (a longer word stays)."""
+    """``text`` broken at spaces into lines at most ``width_in`` wide (a longer word stays).
+
+    A parenthesised group (``(more CD127)``) is kept on one line.
+    """
     lines: list[str] = []
     line = ""
-    for word in text.split(" "):
+    for word in re.findall(r"(?:[^\s(]|\([^()]*\))+|\S+", text):
         trial = f"{line} {word}" if line else word
         if line and text_width_in(trial, pt) > width_in:
             lines.append(line)
