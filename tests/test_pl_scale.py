@@ -97,15 +97,16 @@ def _result(n_train: int | None = 30_912) -> SimpleNamespace:
 @pytest.mark.parametrize(
     ("n_train", "subtitle"),
     [
-        (30_912, "training cells (30,912 from 3 tubes)"),
-        (None, "training cells (30,912), not every"),
+        (30_912, "training cells (30,912 cells from 3 tubes)"),
+        (None, "training cells (30,912 cells), on which"),
     ],
 )
 def test_heatmap_says_its_counts_are_training_cells(n_train, subtitle):
     fig = plc.heatmap(_result(n_train))
     rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert rows[0].endswith("(n=28,650)")
-    assert subtitle in fig.axes[0].get_title()
+    said = fig.texts[1].get_text().replace("\n", " ")
+    assert subtitle in said and "n = the metacluster's training cells" in said
 
 
 def test_heatmap_numbers_contrast_with_their_cells():

@@ -91,7 +91,13 @@ def test_svg_percent_encoding_equals_urllib_quote(svg: bytes) -> None:
     [
         ("gating_S1", "gating", "S1"),
         ("gating:../x", "gating", "../x"),
-        ("cluster_heatmap", "clusters", "Median marker expression per metacluster"),
+        (
+            "cluster_heatmap",
+            "clusters",
+            "Median marker expression per metacluster: the median "
+            "of the pooled training cells (the table below gives the median over tubes of each "
+            "tube's median instead)",
+        ),
         ("cluster_umap", "clusters", "umap"),
         ("Repair-profile", "repair", "profile"),
         ("populations", "populations", "populations"),
@@ -381,6 +387,25 @@ def test_the_cluster_tables_give_the_cells_behind_each_percentage() -> None:
     by_cluster = tables[0].set_index("metacluster")["cells"].to_dict()
     assert by_cluster == {1: 8, 2: 8}  # a's 3 and b's 5 cells in metacluster 1
     assert tables[1].set_index("sample_id")["clustered cells"].to_dict() == {"a": 3, "b": 13}
+
+
+@pytest.mark.parametrize("drawn", [True, False])
+def test_the_medians_table_says_it_is_a_median_of_tube_medians(drawn) -> None:
+    """CytoNorm: metacluster 1's CD7 read 3.40 in the heatmap (pooled training cells) and
+    3.26 in the table (median of the tubes' medians): each now names its statistic."""
+    from nkflow.report.figures import FigureItem
+    from nkflow.report.sections import clusters_section
+
+    medians = pd.DataFrame({
+        "sample_id": ["a", "b", "c"], "metacluster": 1, "label": "x", "marker": "CD7",
+        "median": [3.1, 3.26, 3.5], "n_cells": [1, 3, 5],
+    })  # fmt: skip
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"/>'
+    heat = [FigureItem("clusters_heatmap", "clusters", "", svg)] if drawn else []
+    html = clusters_section({"cluster_medians": medians}, heat, [0])
+    assert "a median of medians: each tube's median over its cells" in html
+    assert "(of 3 tubes)" in html
+    assert ("the median of the pooled training cells" in html) == drawn
 
 
 @pytest.mark.parametrize(

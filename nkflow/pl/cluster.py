@@ -21,6 +21,15 @@ from matplotlib.textpath import TextPath
 from nkflow.exceptions import ConfigError
 
 from ._figure import new_figure
+from ._heatmap_layout import (
+    COLORBAR_PT,
+    COLORBAR_TICK_PT,
+    SUBTITLE_PT,
+    TICK_PAD_PT,
+    TITLE_PT,
+    VALUE_PT,
+    heatmap_layout,
+)
 
 __all__ = ["abundance", "embedding", "heatmap"]
 
@@ -49,9 +58,15 @@ def heatmap(
 ) -> Figure:
     """Heatmap of metacluster medians (rows: metaclusters with names; columns: markers).
 
-    The medians and the cell counts are those of the cells the clustering was trained on
-    (in a run, the subsample of the unstimulated tubes), not of every tube mapped onto it;
-    the subtitle says how many cells and tubes that was.
+    Each cell is the median of the metacluster's pooled training cells (in a run, the
+    subsample of the unstimulated tubes the clustering was fitted and named on), not of
+    every tube mapped onto it and not a median of per-tube medians (the report's table of
+    ``tables/cluster_medians.csv`` is the latter); the subtitle and the colour bar say so.
+
+    The figure's size and fonts follow the number of markers and metaclusters and the
+    lengths of their labels (:func:`nkflow.pl._heatmap_layout.heatmap_layout`): up to
+    16 × 20 inches, then the cells and their numbers shrink, and below 5.5 pt the numbers
+    are not written (the colour bar's label says so).
 
     Parameters
     ----------
@@ -68,7 +83,7 @@ def heatmap(
     matplotlib.figure.Figure
         The heatmap, with the training-cell count of each metacluster in its row label
         (``n=``) and each median written in its cell, in black or white by the cell's
-        colour.
+        colour, when it fits.
 
     Raises
     ------
@@ -85,36 +100,49 @@ def heatmap(
         lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         shown = (values - lo) / np.where(hi > lo, hi - lo, 1.0)
     n_rows, n_cols = values.shape
-    fig = new_figure(figsize=(1.2 + 0.55 * n_cols + 3.5, 1.5 + 0.4 * n_rows))
-    ax = fig.add_subplot()
-    im = ax.imshow(shown, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(n_cols), [_plain(m) for m in markers], rotation=45, ha="right")
     counts = med["n_cells"] if "n_cells" in med else pd.Series(np.nan, index=med.index)
-    ax.set_yticks(
-        range(n_rows),
-        [
-            _plain(f"{k}: {result.labels.get(int(k), '')} ({_count(counts.loc[k])})")
-            for k in med.index
-        ],
-    )
-    rgba = im.cmap(im.norm(shown))
-    for i in range(n_rows):
-        for j in range(n_cols):
-            ax.text(
-                j,
-                i,
-                f"{values[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color=_text_colour(rgba[i, j]),
-            )
-    fig.colorbar(im, ax=ax, label="scaled median" if scale == "column" else "median")
-    ax.set_title(
-        "Median marker expression per metacluster\n" + _training_note(result, counts),
-        fontsize=10,
-    )
-    fig.tight_layout()
+    what = "median of the pooled training cells"
+    bar = f"{what}, scaled 0-1 per marker" if scale == "column" else f"{what} (transformed)"
+    rows = [
+        _plain(f"{k}: {result.labels.get(int(k), '')} ({_count(counts.loc[k])})") for k in med.index
+    ]
+    columns = [_plain(m) for m in markers]
+    best = None
+    for decimals in (2, 1):  # one decimal only where two would shrink the numbers
+        texts = np.array([[f"{v:.{decimals}f}" for v in row] for row in values], dtype=object)
+        trial = heatmap_layout(
+            rows,
+            columns,
+            sorted(set(texts.ravel())),
+            title="Median marker expression per metacluster",
+            subtitle=_training_note(result, counts),
+            colorbar_label=bar,
+            omitted="; numbers not written: the cells are too small for them",
+        )
+        if best is None or (trial.value_pt or 0.0) > (best[0].value_pt or 0.0):
+            best = trial, texts
+        if best[0].value_pt == VALUE_PT:
+            break
+    layout, texts = best
+    fig = new_figure(figsize=layout.figsize)
+    ax = fig.add_axes(layout.heat)
+    im = ax.imshow(shown, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(n_cols), columns, rotation=90, fontsize=layout.col_pt)
+    ax.set_yticks(range(n_rows), layout.row_labels, fontsize=layout.label_pt)
+    ax.tick_params(length=0, pad=TICK_PAD_PT)
+    if layout.value_pt is not None and values.size:
+        rgba = im.cmap(im.norm(shown))
+        for i in range(n_rows):
+            for j in range(n_cols):
+                ax.text(j, i, texts[i, j], ha="center", va="center", fontsize=layout.value_pt,
+                        color=_text_colour(rgba[i, j]))  # fmt: skip
+    bar_ax = fig.add_axes(layout.colorbar)
+    fig.colorbar(im, cax=bar_ax).set_label(layout.colorbar_label, fontsize=COLORBAR_PT)
+    bar_ax.tick_params(labelsize=COLORBAR_TICK_PT)
+    x, y = layout.title_xy
+    fig.text(x, y, layout.title, fontsize=TITLE_PT, ha="left", va="top")
+    x, y = layout.subtitle_xy
+    fig.text(x, y, layout.subtitle, fontsize=SUBTITLE_PT, ha="left", va="top")
     return fig
 
 
@@ -125,16 +153,19 @@ def _count(n: object) -> str:
 
 
 def _training_note(result: Any, counts: pd.Series) -> str:
-    """The subtitle: whose cells the medians and ``n=`` counts are."""
+    """The subtitle: which median the cells hold, and whose cells the ``n=`` counts are."""
     params = getattr(result, "params", None) or {}
     n_train = params.get("n_train")
     if n_train is None and counts.notna().any():
         n_train = int(counts.sum())
     tubes = len(params.get("samples") or ())
     where = f" from {tubes} tube{'s' if tubes != 1 else ''}" if tubes else ""
-    if n_train is None:
-        return "medians and n: training cells, not every tube mapped"
-    return f"medians and n: training cells ({int(n_train):,}{where}), not every tube mapped"
+    cells = "" if n_train is None else f" ({int(n_train):,} cells{where})"
+    return (
+        f"Each cell: the median of the metacluster's pooled training cells{cells}, on which "
+        "the metaclusters were fitted and named; not a median of per-tube medians, not every "
+        "tube mapped. n = the metacluster's training cells."
+    )
 
 
 def _text_colour(rgba: Sequence[float]) -> str:

@@ -118,15 +118,20 @@ def figure_section(name: str) -> tuple[str, str]:
     return "other", text
 
 
+_HEATMAP_CAPTION = (
+    "Median marker expression per metacluster: the median of the pooled training cells "
+    "(the table below gives the median over tubes of each tube's median instead)"
+)
+
 #: Captions of the figures the report makes itself (and of common pipeline figure names).
 CAPTIONS = {
     "populations_by_tissue_timepoint": "% of parent per donor (a donor's batches averaged), "
     "grouped by tissue and timepoint (bar: median; hollow dot: too few events; 'no value': "
     "the gate was set in no tube)",
     "populations_heatmap": "% of parent, samples by populations (hatched: too few events)",
-    "cluster_heatmap": "Median marker expression per metacluster",
+    "cluster_heatmap": _HEATMAP_CAPTION,
     "cluster_abundance": "Metacluster abundance per sample",
-    "clusters_heatmap": "Median marker expression per metacluster",
+    "clusters_heatmap": _HEATMAP_CAPTION,
     "clusters_abundance": "Metacluster abundance per sample",
     "repair_profile": "Repair profile: AREG net response with intervals, polarisation and "
     "clearance",

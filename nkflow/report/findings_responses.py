@@ -14,8 +14,8 @@ import pandas as pd
 
 from ..tl._donors import donor_key, donor_means
 from ..tl._score_context import exposure_statement
+from ..tl._score_judged import NOT_JUDGED, not_judged, reason, unjudged_rules
 from ..tl._score_messages import control_words, inhibitor_sentence
-from ..tl.score import RULES
 from .findings_summary import population_name, population_order
 from .tables import is_empty
 
@@ -29,24 +29,6 @@ __all__ = [
     "responses_by_group",
     "responses_table",
 ]
-
-#: Failed rules that mean "could not be judged" (a control or data was missing), as
-#: opposed to "judged, and did not respond" (interval or net below the bar). A positive
-#: control that is missing, insufficient or did not respond leaves the assay unproven in
-#: that tube, so its NK rows are not judged either.
-NOT_JUDGED = (
-    "NO_UNSTIM",
-    "UNSTIM_AMBIGUOUS",
-    "AREG_NOT_IN_PANEL",
-    "NO_AREG_THRESHOLD",
-    "AREG_THRESHOLD_NOT_FMO",
-    "EVENTS_BELOW_MIN",
-    "AREG_EVENTS_BELOW_MIN",
-    "CONDITION_NOT_FLAGGABLE",
-    "POSITIVE_CONTROL_MISSING",
-    "POSITIVE_CONTROL_INSUFFICIENT",
-    "POSITIVE_CONTROL_FAILED",
-)
 
 
 def _fmt_ri(ri: object) -> str:
@@ -397,11 +379,7 @@ def responses_by_group(
         hit = part[part["areg_responsive"].astype(bool)]
         if hit.empty:
             continue
-        blocked = part["failed_rules"].fillna("").astype(str) if "failed_rules" in part else None
-        unjudged = 0
-        if blocked is not None:
-            codes = blocked.str.split(";").map(lambda c: any(x in NOT_JUDGED for x in c))
-            unjudged = int(part.loc[codes, "_who"].nunique())
+        unjudged = int(part.loc[not_judged(part), "_who"].nunique())
         tested = int(part["_who"].nunique())
         responded = f"{hit['_who'].nunique()} of {tested}"
         if unjudged:
@@ -448,14 +426,13 @@ def not_judged_table(flags: pd.DataFrame) -> pd.DataFrame:
     nk = flags[~flags["failed_rules"].fillna("").astype(str).str.contains("NOT_FLAGGABLE")]
     counts: dict[str, int] = {}
     distinct = 0
-    for cell in nk["failed_rules"].fillna("").astype(str):
-        codes = [c for c in filter(None, cell.split(";")) if c in NOT_JUDGED]
+    for codes in unjudged_rules(nk):
         distinct += bool(codes)
         for code in codes:
             counts[code] = counts.get(code, 0) + 1
     table = pd.DataFrame(
         [
-            {"reason": RULES.get(c, c), "rule": c, "population × tube rows": n}
+            {"reason": reason(c), "rule": c, "population × tube rows": n}
             for c, n in sorted(counts.items(), key=lambda kv: -kv[1])
         ]
     )

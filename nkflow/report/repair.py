@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..tl._score_judged import not_judged
 from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
 from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM
 from .comparisons import comparisons_block
@@ -316,25 +317,24 @@ def _inducers(species: set[str] | None, flags: pd.DataFrame | None) -> str:
     return text
 
 
-def _too_few_events(scores: pd.DataFrame, flags: pd.DataFrame | None) -> pd.Series:
-    """Score rows whose tube failed the event minimum (``EVENTS_BELOW_MIN`` in the flags).
+def _unjudged(scores: pd.DataFrame, flags: pd.DataFrame | None) -> pd.Series:
+    """Score rows whose flags row could not be judged (:func:`~nkflow.tl._score_judged.not_judged`).
 
-    A net from a handful of cells (0 of 5 AREG+: 0.00; 1 of 14: -7 pp) is not a measured
-    zero. ``AREG_EVENTS_BELOW_MIN`` alone is not counted: a population of many cells with
-    few AREG+ ones is a measured low net.
+    The Findings count the same rows as "could not be judged": a net from a handful of
+    cells (0 of 5 AREG+: 0.00), or from too few AREG+ events with an interval still
+    reaching above zero (2 of 137: +1.46 pp), is not a measured response or non-response.
     """
-    few = pd.Series(False, index=scores.index)
+    out = pd.Series(False, index=scores.index)
     keys = [c for c in ("sample_id", "population", "condition") if c in scores.columns]
     if is_empty(flags) or "failed_rules" not in flags.columns or "sample_id" not in keys:
-        return few
+        return out
     keys = [c for c in keys if c in flags.columns]
-    rules = flags["failed_rules"].fillna("").astype(str).str.split(";")
-    failed = flags.assign(_few=rules.map(lambda codes: "EVENTS_BELOW_MIN" in codes))
-    failed = failed.drop_duplicates(keys).set_index(keys)["_few"]
+    judged = flags[keys].assign(_no=not_judged(flags).to_numpy())
+    judged = judged.drop_duplicates(keys).set_index(keys)["_no"]
     index = pd.MultiIndex.from_frame(scores[keys].astype(object)) if len(keys) > 1 else None
-    hit = failed.reindex(index if index is not None else scores[keys[0]])
-    few[:] = hit.fillna(False).astype(bool).to_numpy()
-    return few
+    hit = judged.reindex(index if index is not None else scores[keys[0]])
+    out[:] = hit.fillna(False).astype(bool).to_numpy()
+    return out
 
 
 def _side_by_side(
@@ -342,8 +342,8 @@ def _side_by_side(
 ) -> str:
     """Flaggable populations (rows) by stimulation condition (columns): median AREG net.
 
-    Tubes with too few events in the population (:func:`_too_few_events`) are left out of
-    the median and counted as not judged, as in the Findings' responses table.
+    Tubes that could not be judged (:func:`_unjudged`, the Findings' rule) are left out of
+    the median and counted apart.
     """
     need = {"condition", "population", "areg_net"}
     if is_empty(scores) or not need <= set(scores.columns):
@@ -353,7 +353,7 @@ def _side_by_side(
         table = table[_truthy(table["flaggable"])]
     if table.empty:
         return ""
-    table = table.assign(_few=_too_few_events(table, flags))
+    table = table.assign(_few=_unjudged(table, flags))
     keys = [c for c in ("tissue", "timepoint", "population") if c in table.columns]
     conditions = list(dict.fromkeys(table["condition"].astype(str)))
     rows = []
@@ -379,9 +379,11 @@ def _side_by_side(
         '<p class="lead">Median (range) AREG net in percentage points (pp) over the '
         "stimulated tubes of each "
         "condition, each against its own unstimulated partner, and how many tubes were "
-        "flagged. Tubes with fewer events in the population than the scoring's minimum "
-        "(EVENTS_BELOW_MIN in tables/flags.csv) are not judged: left out of the median and "
-        "counted apart, <i>not judged (n)</i> when no tube is left. "
+        "flagged. Tubes that could not be judged, as counted under Findings › What could not "
+        "be judged (too few events in the population; too few AREG+ events while the net's "
+        "interval still reaches above zero; no unstimulated partner, AREG cut-off or "
+        "working positive control), are left out of the median and counted apart, "
+        "<i>not judged (n)</i> when no tube is left. "
         f"{esc(_inducers(species, flags))}PMA/ionomycin is supraphysiological; AREG "
         "induced by a glucocorticoid condition may be pro-tumour.</p>"
         + html_table(pd.DataFrame(rows), source="tables/scores.csv")

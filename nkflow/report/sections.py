@@ -470,6 +470,33 @@ def _heat_style(values: pd.Series):
     return style
 
 
+def _median_statistic(medians: pd.DataFrame, figures: Sequence[FigureItem]) -> str:
+    """Which median the medians table holds, and how it differs from the heatmap figure's.
+
+    ``tables/cluster_medians.csv`` has one median per tube, metacluster and marker, over
+    every cell of the tube mapped there; the table shows their median over tubes. The
+    heatmap figure shows the median of the pooled training cells instead.
+    """
+    n = medians["sample_id"].nunique() if "sample_id" in medians.columns else 1
+    what = (
+        "Each value is a median of medians: each tube's median over its cells in the "
+        "metacluster (every cell mapped onto the clustering, not only training cells), "
+        f"then the median of those over the tubes with cells there (of {n} tubes)"
+        if n > 1
+        else "Each value is the tube's median over its cells in the metacluster (every cell "
+        "mapped onto the clustering, not only training cells)"
+    )
+    what += "; <code>cells</code> counts those cells over all tubes."
+    drawn = any(f.name in ("clusters_heatmap", "cluster_heatmap") for f in figures)
+    if drawn:
+        what += (
+            " The heatmap figure above shows another statistic, the median of the pooled "
+            "training cells the metaclusters were fitted and named on, so the same "
+            "metacluster and marker can read differently there."
+        )
+    return what
+
+
 def clusters_section(
     tables: Mapping[str, pd.DataFrame],
     figures: Sequence[FigureItem],
@@ -509,11 +536,9 @@ def clusters_section(
         def cell_style(col: str, value: Any, row: pd.Series) -> str:
             return styles[col](value) if col in styles else ""
 
-        per_sample = "sample_id" in m.columns and m["sample_id"].nunique() > 1
         out.append("<h3>Median marker expression per metacluster</h3>")
         out.append(
-            '<p class="lead">Transformed scale'
-            + ("; the median over samples of each sample's median" if per_sample else "")
+            f'<p class="lead">{_median_statistic(m, figures)} Transformed scale'
             + "; shading runs from the lowest to the highest metacluster within each "
             "marker. In the labels, <code>+</code>/<code>-</code> are calls against the "
             "marker's gating cut-off (or a density valley of the clustered cells); "
