@@ -89,6 +89,17 @@ def test_linear_value_converted_with_the_sample_transform():
     assert manual_value(rec, "scatter", adata) == 1500.0
 
 
+def test_linear_value_found_for_a_channel_whose_key_is_stored_escaped():
+    # "FL1/A" is stored as an escaped key (h5ad splits keys at "/"): read through the reader
+    from nkflow.io import set_record
+
+    adata = ad.AnnData(np.zeros((1, 1), np.float32))
+    set_record(adata, "transform", {"kind": "arcsinh", "params": {"FL1/A": {"cofactor": 150}}})
+    assert "FL1/A" not in adata.uns["nkflow"]["transform"]["params"]
+    rec = {"value": float("nan"), "value_linear": 1500.0}
+    assert manual_value(rec, "FL1/A", adata) == pytest.approx(np.arcsinh(10.0))
+
+
 def test_starting_file_round_trips(tmp_path):
     table = pd.DataFrame(
         [

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import GatingTemplateError
+from ..io.records import nkflow_record
 from ..pp.transform import arcsinh, logicle
 
 __all__ = [
@@ -313,7 +314,7 @@ def manual_value(record: Mapping[str, Any], channel: str, adata: Any) -> float:
     if value is not None and np.isfinite(float(value)):
         return float(value)
     linear = float(record["value_linear"])
-    transform = (adata.uns.get("nkflow", {}) or {}).get("transform", {}) or {}
+    transform = nkflow_record(adata, "transform") or {}  # channel keys stored escaped
     params = (transform.get("params") or {}).get(channel)
     if not params:  # channel not transformed (scatter): linear is the scale
         return linear

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import MissingControlWarning
+from ..io.records import nkflow_record
 from .channels import resolve_channel
 from .engine import _ancestors, _Columns, _run
 from .negative import POOL_CAP, pool_seed, pool_threshold, subsample
@@ -74,7 +75,7 @@ def pool_contribution(
     targets = pool_targets(tpl)
     if not targets:
         return []
-    sid = str(adata.uns.get("nkflow", {}).get("sample", {}).get("sample_id", ""))
+    sid = str((nkflow_record(adata, "sample") or {}).get("sample_id", ""))
     ons = {on for on, _ in targets}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingControlWarning)
