@@ -281,3 +281,30 @@ def test_a_value_h5ad_cannot_hold_is_refused_with_where_it_is() -> None:
         to_native({"gating": {1, 2}})
     with pytest.raises(TypeError, match="key 1"):
         to_native({"per_channel": {1: 2}})
+
+
+def test_a_part_of_a_record_is_decoded_alone_stored_or_plain():
+    from nkflow.io.records import decoded_at, to_native
+
+    plain = {"kind": "logicle", "params": {"FL1/A": {"T": 262144.0}, "[0]": {"T": 1.0}}}
+    stored = to_native(plain)
+    for record in (plain, stored):  # escaped keys as stored, a plain record's own keys
+        assert decoded_at(record, "params", "FL1/A") == {"T": 262144.0}
+        assert decoded_at(record, "params", "[0]") == {"T": 1.0}
+        assert decoded_at(record, "kind") == "logicle"
+        assert decoded_at(record, "params", "FL2-A") is None
+        assert decoded_at(record, "kind", "deeper") is None
+
+
+def test_restoring_a_json_record_decodes_nothing(tmp_path):
+    import anndata as ad
+
+    from nkflow.io.h5ad import JSON_KEY
+    from nkflow.io.records import restore_records
+
+    adata = ad.AnnData(np.zeros((2, 1), np.float32))
+    adata.uns[JSON_KEY] = '{"sample": {"sample_id": "s1"}, "thresholds": [{"marker": "CD69"}]}'
+    restore_records(adata)
+    assert JSON_KEY not in adata.uns
+    assert adata.uns["nkflow"]["sample"] == {"sample_id": "s1"}
+    assert isinstance(adata.uns["nkflow"]["thresholds"], pd.DataFrame)  # stored form

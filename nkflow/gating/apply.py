@@ -38,7 +38,7 @@ import pandas as pd
 from .._frames import concat_rows
 from .._relay import warns_at_caller
 from ..exceptions import GatingError, MissingControlWarning
-from ..io import nkflow_record, nkflow_uns, sample_info, set_record
+from ..io import nkflow_record, restore_records, sample_info, set_record
 from ..io.metadata import is_stimulated
 from ..io.pairing import (
     PAIR_KEY,
@@ -137,7 +137,7 @@ def gate(
         or the container holds only the events of one of its gated populations (such as
         ``Results.kept_events``).
     """
-    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
+    restore_records(adata)  # a file read by plain anndata.read_h5ad: its records come back
     require_transformed(adata)
     require_whole_sample(adata)
     resolved = applied_template(template, adata)
@@ -219,7 +219,7 @@ def _add_unstim_rows(
     if isinstance(unstim, pd.DataFrame):
         other = unstim
     else:
-        g = nkflow_uns(unstim).get("gating")
+        g = nkflow_record(unstim, "gating")
         if not g:
             raise GatingError("paired_unstim is not gated yet; gate the unstimulated tube first")
         other = population_table(

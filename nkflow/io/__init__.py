@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # at run time each module loads on first use (nkflow._lazy)
         resolve_markers,
     )
     from .panel_labels import unread_labels
-    from .records import nkflow_record, nkflow_uns, set_record
+    from .records import nkflow_record, nkflow_uns, restore_records, set_record
     from .technology import KINDS, Technology, detect_technology, technology_of
     from .write import safe_name, write_bytes_atomic, write_table, write_text_atomic
 
@@ -64,6 +64,7 @@ __all__ = [
     "read_h5ad",
     "read_metadata",
     "resolve_markers",
+    "restore_records",
     "safe_name",
     "sample_id",
     "sample_info",
@@ -105,7 +106,7 @@ __getattr__, __dir__ = attach(
             "resolve_markers",
         ],
         "panel_labels": ["unread_labels"],
-        "records": ["nkflow_record", "nkflow_uns", "set_record"],
+        "records": ["nkflow_record", "nkflow_uns", "restore_records", "set_record"],
         "technology": ["KINDS", "Technology", "detect_technology", "technology_of"],
         "write": ["safe_name", "write_bytes_atomic", "write_table", "write_text_atomic"],
     },

@@ -29,7 +29,7 @@ import anndata as ad
 import numpy as np
 
 from ..exceptions import FCSReadError
-from .records import JSON_KEY, from_native, nkflow_uns, to_native
+from .records import JSON_KEY, from_native, nkflow_uns, restore_records, to_native
 from .write import write_bytes_atomic
 
 __all__ = ["JSON_KEY", "h5ad_bytes", "json_default", "nkflow_uns", "read_h5ad", "write_h5ad"]
@@ -156,5 +156,5 @@ def read_h5ad(path: str | Path) -> ad.AnnData:
         raise FCSReadError(path, f"not a readable .h5ad (HDF5) file ({exc})") from None
     if JSON_KEY in adata.uns:  # the JSON record is the one nkflow wrote
         adata.uns.pop("nkflow", None)
-        nkflow_uns(adata)
+        restore_records(adata)
     return adata

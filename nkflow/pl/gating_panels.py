@@ -16,7 +16,7 @@ import numpy as np
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
 from ..gating.membership import is_set, member_mask
-from ..io.records import nkflow_record, nkflow_uns
+from ..io.records import nkflow_record
 from ._ticks import Transform, channel_scale, instrument_ticks, nice_ticks
 
 __all__ = ["Axis", "Panel", "gate_panel", "gate_panels", "not_set_reason", "sample_gates"]
@@ -340,8 +340,7 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
         on another population), ``"parent 'NK' not set"``, ``"no cut-off (mirror)"`` ...;
         ``""`` when only the ``obs`` column tells; None for a gate that was set.
     """
-    nk = nkflow_uns(adata)
-    why = ((nk.get("gating") or {}).get("unset") or {}).get(gate.id)
+    why = (nkflow_record(adata, "gating", "unset") or {}).get(gate.id)  # once per panel
     if why is None:  # a container whose uns was not kept: its <NA> column says not set
         measured = gate.id not in adata.obs or is_set(adata.obs[gate.id])
         return None if measured else ""
@@ -349,7 +348,7 @@ def not_set_reason(adata: Any, gate: Any) -> str | None:
         return str(why)  # "parent 'X' not set", "operand 'X' not set"
     channels = _channels(gate)
     rows = [  # cut-offs without a value (NaN != NaN) on the gate's channels
-        r for r in nk.get("thresholds") or ()
+        r for r in nkflow_record(adata, "thresholds") or ()
         if r.get("channel") in channels and not r.get("value") == r.get("value")
     ]  # fmt: skip
     # the row set on the gate's parent first (a cut-off set on another population after)

@@ -23,7 +23,13 @@ from anndata import AnnData
 from nkflow._threads import run_row_ranges
 from nkflow.exceptions import ChannelNotFoundError, ConfigError, NkflowWarning
 from nkflow.io.fcs import channel_for
-from nkflow.io.records import from_native, nkflow_record, nkflow_uns, set_record
+from nkflow.io.records import (
+    decoded_at,
+    nkflow_record,
+    nkflow_uns,
+    restore_records,
+    set_record,
+)
 from nkflow.io.technology import technology_of
 from nkflow.pp import _logicle
 from nkflow.pp.compensate import _column_runs
@@ -186,12 +192,12 @@ def _recorded(
     values: np.ndarray | Sequence[float], channel: str, record: Mapping[str, Any], *, inverse: bool
 ) -> np.ndarray | None:
     """The channel's recorded transform (or its inverse) applied to ``values``, as float64."""
-    record = from_native(record)  # as stored, as read back from an .h5ad, or plain
-    params = (record.get("params") or {}).get(channel)
+    # as stored, as read back from an .h5ad, or plain: only the channel's part decoded
+    params = decoded_at(record, "params", channel)
     if not params:
         return None
     arr = np.asarray(values, dtype=np.float64)
-    if record.get("kind") == "arcsinh":
+    if decoded_at(record, "kind") == "arcsinh":
         fn = arcsinh_inverse if inverse else arcsinh
         return fn(arr, cofactor=float(params["cofactor"]))
     fn = logicle_inverse if inverse else logicle
@@ -516,7 +522,7 @@ def transform(
     """
     if method not in _CHOICES:
         raise ConfigError(f"unknown transform method {method!r}; valid: {list(_CHOICES)}")
-    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
+    restore_records(adata)  # a file read by plain anndata.read_h5ad: its records come back
     requested = method
     tech = technology_of(adata)
     refused = tech.refusal(_file_name(adata)) if tech.transform == "refuse" else None

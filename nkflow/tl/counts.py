@@ -29,7 +29,7 @@ from ..exceptions import (
 from ..gating.membership import is_set, member_mask
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info, var_markers
-from ..io.records import nkflow_uns
+from ..io.records import nkflow_uns, restore_records
 from ._score_config import ScoringConfig
 
 __all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
@@ -304,7 +304,7 @@ def count_positive(
             "per sample on res.kept_events(sid) of nk.run's Results (res.tables['counts'] "
             "already holds these counts)"
         )
-    nkflow_uns(adata)  # a file read by plain anndata.read_h5ad: its records come back
+    restore_records(adata)  # a file read by plain anndata.read_h5ad: its records come back
     marker_names = dict(ScoringConfig().markers if markers is None else markers)
     picker = _ThresholdPicker(_threshold_table(thresholds, adata))
     info = sample_info(adata)
