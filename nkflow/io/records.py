@@ -60,10 +60,14 @@ _PLAIN = (str, int, float, bool)
 _UNSAFE_KEYS = {"", ".", ".."}
 
 
+#: a key h5ad or zarr would split or refuse, or one that would read as a list item
+_ESCAPED = re.compile(r"[%/\\]|\A\[\d+\]\Z")
+
+
 def _key(key: Any, where: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"{where}: key {key!r} is not a string; h5ad stores string keys only")
-    if key in _UNSAFE_KEYS or any(c in key for c in "%/\\") or _ITEM.match(key):
+    if key in _UNSAFE_KEYS or _ESCAPED.search(key):
         return "%" + quote(key, safe="")
     return key
 
@@ -176,8 +180,11 @@ def to_native(value: Any, where: str = "uns['nkflow']") -> Any:
         return value
     if isinstance(value, PurePath):
         return str(value)
-    if isinstance(value, Mapping):
-        return {_key(k, where): to_native(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, Mapping):  # plain values as they are (most FCS keywords)
+        return {
+            _key(k, where): v if v is None or type(v) in _PLAIN else to_native(v, f"{where}[{k!r}]")
+            for k, v in value.items()
+        }
     if isinstance(value, pd.DataFrame):
         return _sequence(from_native(value), where)
     if isinstance(value, np.ndarray):
@@ -228,7 +235,10 @@ def from_native(value: Any) -> Any:
         items = _items(value)
         if items is not None:
             return items
-        return {_unkey(k): from_native(v) for k, v in value.items()}
+        return {
+            _unkey(k): v if v is None or type(v) in _PLAIN else from_native(v)
+            for k, v in value.items()
+        }
     if isinstance(value, pd.DataFrame):
         columns = {str(c): _column_values(s) for c, s in value.items()}
         return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
