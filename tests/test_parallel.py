@@ -265,3 +265,30 @@ def test_workers_fork_from_one_server_on_linux() -> None:
             ex.start(("colorsys",))
             parents |= {o.value for o in ex.map(_ppid, ITEMS)}
     assert len(parents) == 1 and os.getpid() not in parents
+
+
+def test_a_tasks_cyclic_garbage_is_freed_when_it_ends() -> None:
+    """anndata's in-place subset leaves a view of the whole sample in a reference cycle;
+    left to the collector's schedule, a worker held earlier tubes (pooling 381 -> 707 MB)."""
+    import gc
+    import weakref
+
+    from nkflow.parallel import _call
+
+    class Node:
+        pass
+
+    held: list[weakref.ref] = []
+
+    def task(_arg):
+        node = Node()
+        node.me = node  # a cycle, as a view and its element references make
+        held.append(weakref.ref(node))
+        return "done"
+
+    gc.disable()  # so only the task runner's sweep can free it
+    try:
+        assert _call(task, "s1", None).value == "done"
+        assert held[0]() is None
+    finally:
+        gc.enable()
