@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfigError, GatingError
+from .._containers import require_one_sample as _require_one_sample
+from ..exceptions import GatingError
 from ..io.fcs import sample_info
 from ..io.records import nkflow_record
 from .membership import member_mask
@@ -79,12 +80,12 @@ def require_one_sample(adata: Any, caller: str) -> None:
     ConfigError
         ``obs["sample_id"]`` holds more than one value; nothing was changed.
     """
-    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
-        raise ConfigError(
-            f"{caller}: the AnnData holds {n_samples} samples in obs['sample_id'] "
-            "(anndata.concat of samples keeps the first one's gates and thresholds in uns): "
-            "their pooled events would be taken for the first one's; call it per sample"
-        )
+    _require_one_sample(
+        adata,
+        caller,
+        " (anndata.concat of samples keeps the first one's gates and thresholds in uns): "
+        "their pooled events would be taken for the first one's; call it per sample",
+    )
 
 
 def require_whole_sample(adata: Any, caller: str = "gate") -> None:

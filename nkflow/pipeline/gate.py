@@ -385,11 +385,11 @@ def _gate_one(job: _GateJob) -> _Gated:
             fmo_percentile=cfg.gating.fmo_percentile,
             min_events=cfg.gating.min_events,
         )
+    nk = nkflow_uns(adata)  # decoded once for all read below
     cuts = []  # an unstimulated tube's cut-offs, for its stimulated partner
     if not is_stimulated(job.task.row):
-        mine = [t for t in nkflow_record(adata, "thresholds") if t.get("sample_id") == sid]
+        mine = [t for t in nk.get("thresholds", []) if t.get("sample_id") == sid]
         cuts = borrow_unstim_thresholds(mine, job.thresholds, control_file=job.control_file)
-    nk = nkflow_uns(adata)
     pops = [p["name"] for p in nk["gating"]["populations"]]
     return _Gated(
         table=table,

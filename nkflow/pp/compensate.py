@@ -36,7 +36,7 @@ from nkflow.exceptions import (
     ConfigError,
     MissingSpilloverWarning,
 )
-from nkflow.io.records import nkflow_record, nkflow_uns, set_record
+from nkflow.io.records import nkflow_record, set_record
 from nkflow.io.technology import technology_of
 
 __all__ = [
@@ -426,12 +426,12 @@ def compensate(
     says why no matrix was applied (``""`` when one was).
     """
     label = _sample_label(adata)
-    meta = nkflow_uns(adata)
-    if "compensation" in meta or "compensated" in adata.layers:
-        done = meta.get("compensation") or {}
+    done = nkflow_record(adata, "compensation")  # only the records read are decoded
+    if done is not None or "compensated" in adata.layers:
+        done = done or {}
         how = done.get("source") or done.get("reason") or "compensated layer present"
         raise ConfigError(f"{label}: already compensated ({how}); not applied twice")
-    if "transform" in meta:
+    if nkflow_record(adata, "transform") is not None:
         raise ConfigError(
             f"{label}: X is already transformed; compensate linear data before transform"
         )

@@ -22,7 +22,7 @@ from anndata import AnnData
 
 from nkflow._events import subset_events
 from nkflow.exceptions import ChannelNotFoundError, ConfigError
-from nkflow.io.records import nkflow_record, nkflow_uns, set_record
+from nkflow.io.records import nkflow_record, set_record
 from nkflow.pp.timeqc import _kinds, _label, qc_time
 
 __all__ = ["apply_qc", "qc", "qc_events", "qc_margins", "qc_time"]
@@ -32,15 +32,14 @@ log = logging.getLogger(__name__)
 
 def _linear_raw(adata: AnnData, cols: list[int]) -> np.ndarray:
     """Raw (uncompensated, untransformed) float32 values of ``cols``, rebuilt if needed."""
-    meta = nkflow_uns(adata)
     if "compensated" in adata.layers:
         src = np.asarray(adata.layers["compensated"])
-    elif "transform" in meta:
+    elif nkflow_record(adata, "transform") is not None:
         raise ConfigError(f"{_label(adata)}: margins need linear data; run qc before transform")
     else:
         src = np.asarray(adata.X)
     x = np.take(src, cols, axis=1).astype(np.float32, copy=False)
-    comp = meta.get("compensation") or {}
+    comp = nkflow_record(adata, "compensation") or {}
     if "compensated" in adata.layers and comp.get("channels") and comp.get("matrix"):
         # raw = compensated @ S, only for the compensated channels among ``cols``
         col_of = {str(c): j for j, c in enumerate(adata.var_names)}

@@ -26,7 +26,6 @@ from nkflow.io.fcs import channel_for
 from nkflow.io.records import (
     decoded_at,
     nkflow_record,
-    nkflow_uns,
     restore_records,
     set_record,
 )
@@ -431,8 +430,11 @@ def _arcsinh_fn(cofactors: list[float]) -> Callable[[np.ndarray, np.ndarray], No
 
 def _warn_if_uncompensated(adata: AnnData, default: str, sample: str) -> None:
     """Warn when a file that carries a spillover matrix is transformed uncompensated."""
-    meta = nkflow_uns(adata)
-    if default == "file" and meta.get("spillover") and not meta.get("compensation"):
+    if (
+        default == "file"
+        and nkflow_record(adata, "spillover")
+        and not nkflow_record(adata, "compensation")
+    ):
         warnings.warn(
             f"{sample}: transformed without compensation although the file carries a "
             "spillover matrix; run nk.pp.compensate(adata) first (matrix='none' to leave it "

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import anndata as ad
 import pandas as pd
 
+from nkflow._containers import require_one_sample
 from nkflow.exceptions import ConfigError
 from nkflow.gating.panel_view import infer_species
 from nkflow.io.fcs import channel_for, sample_id, sample_info
@@ -50,14 +51,13 @@ def iter_samples(
         its cells would be capped, counted and named as one.
     """
     if isinstance(adatas, ad.AnnData):
-        ids = adatas.obs["sample_id"] if "sample_id" in adatas.obs.columns else None
-        if ids is not None and (n_samples := ids.nunique()) > 1:
-            raise ConfigError(
-                f"{what}: the AnnData holds {n_samples} samples in obs['sample_id'] and would "
-                "be taken as one; pass one AnnData per sample: {sid: adata[adata.obs["
-                "'sample_id'] == sid] for sid in adata.obs['sample_id'].unique()} (nk.run's "
-                "Results has per-sample containers: res.kept_events(sid))"
-            )
+        require_one_sample(
+            adatas,
+            what,
+            " and would be taken as one; pass one AnnData per sample: {sid: adata[adata.obs["
+            "'sample_id'] == sid] for sid in adata.obs['sample_id'].unique()} (nk.run's "
+            "Results has per-sample containers: res.kept_events(sid))",
+        )
         return [(sample_id(adatas, default="sample_0"), adatas)]
     if isinstance(adatas, Mapping):
         pairs = [(str(k), v) for k, v in adatas.items()]

@@ -17,6 +17,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._containers import require_one_sample
 from ..exceptions import (
     BatchConsistencyError,
     ChannelNotFoundError,
@@ -29,7 +30,7 @@ from ..exceptions import (
 from ..gating.membership import is_set, member_mask
 from ..gating.thresholds import fmo_threshold as gating_fmo_threshold
 from ..io.fcs import sample_info, var_markers
-from ..io.records import nkflow_uns, restore_records
+from ..io.records import nkflow_record, restore_records
 from ._score_config import ScoringConfig
 
 __all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
@@ -77,7 +78,7 @@ def _values(adata: AnnData, channel: str, layer: str | None) -> np.ndarray:
 
 def _threshold_table(thresholds: Any, adata: AnnData) -> pd.DataFrame:
     if thresholds is None:
-        thresholds = nkflow_uns(adata).get("thresholds", [])
+        thresholds = nkflow_record(adata, "thresholds") or []
     table = (
         thresholds.copy()
         if isinstance(thresholds, pd.DataFrame)
@@ -297,13 +298,13 @@ def count_positive(
         A population of ``populations`` is not in the container (as ``nk.tl.cluster`` and
         ``Results.export_fcs`` say it); the message lists those it holds.
     """
-    if "sample_id" in adata.obs.columns and (n_samples := adata.obs["sample_id"].nunique()) > 1:
-        raise ConfigError(
-            f"count_positive: the AnnData holds {n_samples} samples in obs['sample_id']; it "
-            "counts one sample with the tissue and thresholds in its uns['nkflow']: call it "
-            "per sample on res.kept_events(sid) of nk.run's Results (res.tables['counts'] "
-            "already holds these counts)"
-        )
+    require_one_sample(
+        adata,
+        "count_positive",
+        "; it counts one sample with the tissue and thresholds in its uns['nkflow']: call it "
+        "per sample on res.kept_events(sid) of nk.run's Results (res.tables['counts'] "
+        "already holds these counts)",
+    )
     restore_records(adata)  # a file read by plain anndata.read_h5ad: its records come back
     marker_names = dict(ScoringConfig().markers if markers is None else markers)
     picker = _ThresholdPicker(_threshold_table(thresholds, adata))
