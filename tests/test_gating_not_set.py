@@ -236,6 +236,25 @@ def test_membership_column_is_na_only_where_the_parent_could_hold_the_event():
     assert membership_column(np.ones(2, bool), None).dtype == bool  # a set gate: bool
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([True, False, True], index=["a", "b", "c"]),
+        pd.Series(pd.array([True, pd.NA, False], dtype="boolean")),
+        np.array([True, False, True]),
+        [True, None, False],
+    ],
+    ids=["bool-series", "nullable-series", "array", "list"],
+)
+def test_member_mask_is_a_copy_and_is_set_reads_every_form(column):
+    mask = member_mask(column)
+    expected = pd.array(column, dtype="boolean").fillna(False).to_numpy(dtype=bool)
+    assert mask.dtype == bool and mask.tolist() == expected.tolist()
+    mask[:] = False  # the caller's array, never a view of the obs column
+    assert member_mask(column).tolist() == expected.tolist()
+    assert is_set(column) == (not pd.isna(pd.array(column, dtype="boolean")).any())
+
+
 def _medians(n_clusters: int) -> pd.DataFrame:
     frame = pd.DataFrame({"CD56": [0.6] * n_clusters, "CD16": [0.8, 0.1][:n_clusters]})
     frame.index = range(1, n_clusters + 1)

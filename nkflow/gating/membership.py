@@ -121,8 +121,20 @@ def member_mask(column: Any) -> np.ndarray:
     numpy.ndarray
         Bool; check :func:`is_set` before taking its sum for a count.
     """
-    values = pd.array(column, dtype=NOT_SET_DTYPE)
-    return values.fillna(False).to_numpy(dtype=bool)
+    values = _values(column)
+    if getattr(values, "dtype", None) == "bool":  # a set gate: a copy, no nullable round trip
+        return np.array(values, dtype=bool)
+    return pd.array(values, dtype=NOT_SET_DTYPE).fillna(False).to_numpy(dtype=bool)
+
+
+def _values(column: Any) -> Any:
+    """The array under an ``obs`` column (a Series' values), else the column itself.
+
+    Taking the values first keeps numpy off the Series: ``np.asarray`` on a Series looks
+    its array attributes up through pandas' ``__getattr__``, which searches the index of
+    event names (a fifth of a millisecond per call on 200,000 events).
+    """
+    return column.array if isinstance(column, pd.Series | pd.Index) else column
 
 
 def is_set(column: Any) -> bool:
@@ -137,7 +149,10 @@ def is_set(column: Any) -> bool:
     -------
     bool
     """
-    return not bool(np.asarray(pd.isna(column)).any())
+    values = _values(column)
+    if getattr(values, "dtype", None) == "bool":  # plain bool: every event decided
+        return True
+    return not bool(np.asarray(pd.isna(values)).any())
 
 
 def not_set_gates(obs: pd.DataFrame, names: Iterable[str]) -> list[str]:
