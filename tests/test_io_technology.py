@@ -392,3 +392,22 @@ def test_files_without_marker_names_do_not_vote_on_the_batch_technology(pass_mar
                                      "a panel file")  # fmt: skip
     else:
         assert sorted(odd) == ["cytof1", "cytof2"] and "(9 of 11)" in odd["cytof1"]
+
+
+@pytest.mark.parametrize("first", ["flowA", "cytofA"])
+def test_a_tie_goes_to_the_first_file_and_says_so(first) -> None:
+    """Two CyTOF and two flow files: the first file's technology is kept, and the refused
+    files are told it was a tie and how to choose the other half."""
+    from nkflow.io.technology import other_technology
+
+    names = ["flowA", "flowB", "cytofA", "cytofB"]
+    order = [first, *(n for n in names if n != first)]
+    mass = {n: n.startswith("cytof") for n in order}
+    odd = other_technology(mass, {n: ["CD56"] for n in order})
+    kept = "cytof" if first.startswith("cytof") else "flow"
+    assert sorted(odd) == sorted(n for n in names if not n.startswith(kept))
+    for why in odd.values():
+        assert f"a tie, decided by the first file ({first})" in why
+        assert "list one of them first" in why
+    lopsided = other_technology({"flowA": False, "flowB": False, "cytofA": True})
+    assert "tie" not in lopsided["cytofA"]

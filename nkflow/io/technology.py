@@ -497,7 +497,8 @@ def other_technology(
 
     Flow and mass cytometry data take different transforms, gates and FMO cut-offs, and
     their markers cannot be clustered together, so a file of the other technology is run
-    as a batch of its own. Ties go to the technology of the first file.
+    as a batch of its own. Ties go to the technology of the first file, and the refused
+    files are told so.
 
     Parameters
     ----------
@@ -526,6 +527,12 @@ def other_technology(
     of = f"{count} of {len(voting)}"
     if len(voting) < len(mass):
         of += " with marker names"
+    if 2 * n_mass == len(voting):  # a tie: say what decided it and how to choose otherwise
+        of += (
+            f"; as many files are {word[not main]}: a tie, decided by the first file "
+            f"({next(iter(voting))}); to analyse the {word[not main]} files instead, list one "
+            "of them first in the sheet"
+        )
     unnamed = "; it has no marker names either: label its channels or give a panel file"
     return {
         sid: f"{word[is_mass]} data in a batch of {word[main]} files ({of}): "
