@@ -169,9 +169,10 @@ def unstable_sentence(table: pd.DataFrame | None, limit: int = 8) -> str:
     names = [name(r) for _, r in rows.sort_values("spread_pp", ascending=False).iterrows()]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return (
-        f"{len(rows)} cut-off{'s are' if len(rows) > 1 else ' is'} unstable: moved to either "
-        f"end of its own 95% interval, the share of events above it changes by more than "
-        f"{UNSTABLE_RANGE_PP:g} percentage points (the widest counting interval at "
-        f"{LOW_EVENT_COUNT} events), so its percentage positive rests on where the cut-off "
-        f"was put more than on the events: {', '.join(names[:limit])}{more}."
+        f"{len(rows)} cut-off{'s are' if len(rows) > 1 else ' is'} unstable (between the two "
+        f"ends of a cut-off's own 95% interval the share of events at or above it differs by "
+        f"more than {UNSTABLE_RANGE_PP:g} percentage points, the widest counting interval at "
+        f"{LOW_EVENT_COUNT} events: the percentage positive rests on where the cut-off was "
+        f"put more than on the events; each row's note gives both shares): "
+        f"{', '.join(names[:limit])}{more}."
     )
