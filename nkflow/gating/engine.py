@@ -28,6 +28,7 @@ from ..exceptions import (
 from ..io.fcs import sample_info
 from ..io.metadata import is_stimulated
 from .channels import resolve_channel
+from .cut_spread import with_cut_spread
 from .gates import (
     BooleanGate,
     Dimension,
@@ -108,14 +109,18 @@ class GatingRun:
     #: and the gates that hang on them: their 0 events mean "not measured", not "none".
     unset: dict[str, str] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
-    #: Intervals still being computed: position in ``thresholds`` -> ``(ci_low, ci_high)``.
-    pending: dict[int, Deferred[tuple[float, float]]] = field(default_factory=dict)
+    #: Intervals still being computed: position in ``thresholds`` -> ``(ci_low, ci_high)``
+    #: and the events the cut-off is applied to (for :func:`with_cut_spread`), or None.
+    pending: dict[int, tuple[Deferred[tuple[float, float]], np.ndarray | None]] = field(
+        default_factory=dict
+    )
 
     def resolve_intervals(self) -> None:
-        """Wait for the deferred intervals and write them into ``thresholds``."""
-        for i, interval in self.pending.items():
+        """Wait for the deferred intervals and write them (and their spread) into ``thresholds``."""
+        for i, (interval, events) in self.pending.items():
             lo, hi = interval.result()
-            self.thresholds[i] = replace(self.thresholds[i], ci_low=float(lo), ci_high=float(hi))
+            th = replace(self.thresholds[i], ci_low=float(lo), ci_high=float(hi))
+            self.thresholds[i] = with_cut_spread(th, events)
         self.pending.clear()
 
 
@@ -248,15 +253,18 @@ def _run(
     def seed() -> int:
         return int(rng.integers(2**31 - 1))
 
-    def record(th: Threshold, interval: Deferred[tuple[float, float]]) -> Threshold:
+    def record(
+        th: Threshold, interval: Deferred[tuple[float, float]], events: np.ndarray | None = None
+    ) -> Threshold:
         # the value gates on at once; the interval is computed now or, with an executor,
-        # on its thread while gating goes on (GatingRun.resolve_intervals collects it)
+        # on its thread while gating goes on (GatingRun.resolve_intervals collects it);
+        # then the share of ``events`` above each of its ends (nkflow.gating.cut_spread)
         if interval_executor is None or interval.ready:
             lo, hi = interval.result()
-            th = replace(th, ci_low=float(lo), ci_high=float(hi))
+            th = with_cut_spread(replace(th, ci_low=float(lo), ci_high=float(hi)), events)
         else:
             interval.start(interval_executor)
-            run.pending[len(run.thresholds)] = interval
+            run.pending[len(run.thresholds)] = (interval, events)
         run.thresholds.append(th)
         return th
 
@@ -317,6 +325,7 @@ def _run(
                 th = pooled_for_sample(th, vals, dim)
             elif th.rule == "manual":
                 th = replace(th, sample_id=sid, tissue=tissue, batch=batch)
+            th = with_cut_spread(th, vals)  # applied to this sample's events
             cache[key] = th
             run.thresholds.append(th)
             return th
@@ -334,6 +343,7 @@ def _run(
                     control_file="fallback:no-fmo" if dim.rule == "fmo" else "",
                     evidence=f"reference:{dim.reference}",
                 )  # fmt: skip
+                th = with_cut_spread(th, vals)  # set on the reference, applied to ``on``
                 cache[key] = th
                 run.thresholds.append(th)
                 return th
@@ -418,7 +428,7 @@ def _run(
             )
             logger.debug(msg)  # said once, as the warning; the log keeps it for -vvv
             warnings.warn(msg, MissingControlWarning, stacklevel=3)
-        th = record(th, interval)
+        th = record(th, interval, vals)
         cache[key] = th
         return th
 

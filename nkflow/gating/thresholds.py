@@ -90,29 +90,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 THRESHOLD_COLUMNS = [
-    "sample_id",
-    "tissue",
-    "batch",
-    "gate",
-    "marker",
-    "channel",
-    "value",
-    "ci_low",
-    "ci_high",
-    "rule",
-    "control_file",
-    "n_events",
-    "evidence",
-    "disagrees",
-    "note",
-]
+    "sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low", "ci_high",
+    "percent_above_at_ci_low", "percent_above_at_ci_high", "rule", "control_file", "n_events",
+    "evidence", "disagrees", "note",
+]  # fmt: skip
 
 #: The thresholds table as nkflow writes it: the record's columns with the cut-off also in
 #: the instrument's linear units (added by the pipeline, which knows each sample's transform)
 #: and how it was found next to the rule.
 TABLE_COLUMNS = (
     "sample_id", "tissue", "batch", "gate", "marker", "channel", "value", "ci_low", "ci_high",
-    "value_linear", "ci_low_linear", "ci_high_linear", "rule", "evidence", "control_file",
+    "value_linear", "ci_low_linear", "ci_high_linear", "percent_above_at_ci_low",
+    "percent_above_at_ci_high", "rule", "evidence", "control_file",
     "n_events", "disagrees", "note",
 )  # fmt: skip
 
@@ -134,6 +123,9 @@ class Threshold:
         Its confidence interval on the same scale (NaN when none was computed; ``-inf`` /
         ``inf`` for a bound left open: a percentile of too few events, see
         :func:`nkflow.stats.quantile_interval`).
+    percent_above_at_ci_low, percent_above_at_ci_high
+        Percent of the gate's events at or above the cut-off were it at ``ci_low`` /
+        ``ci_high`` (:mod:`nkflow.gating.cut_spread`); NaN where not measured.
     rule
         How it was found, e.g. ``"fmo p99.5"``, ``"valley"``, ``"mirror"``.
     control_file
@@ -150,7 +142,7 @@ class Threshold:
         The sample's own valley disagrees with a batch threshold it was given.
     note
         Free text: a manual threshold's reason and who set it; for a batch pool, the
-        sample's own valley.
+        sample's own valley; an unstable cut-off's spread (:mod:`~nkflow.gating.cut_spread`).
     """
 
     marker: str
@@ -158,6 +150,8 @@ class Threshold:
     value: float
     ci_low: float = float("nan")
     ci_high: float = float("nan")
+    percent_above_at_ci_low: float = float("nan")
+    percent_above_at_ci_high: float = float("nan")
     rule: str = ""
     control_file: str = ""
     n_events: int = 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..gating.cut_spread import unstable_sentence
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from ..tl.caveats import caveats_for_species
@@ -80,7 +81,9 @@ THRESHOLD_COLUMNS_NOTE = (
     "defines. value, ci_low, ci_high: on each channel's transformed scale (logicle or arcsinh "
     "for fluorescence and metal channels; scatter channels stay linear; FSC-H/FSC-A and other "
     "ratios are unitless); the *_linear columns give the same cut-off in the instrument's "
-    "linear units."
+    "linear units. percent_above_at_ci_low, percent_above_at_ci_high: percent of the sample's "
+    "events in the gate at or above the cut-off, were it at either end of its interval (a "
+    "negative gate holds the rest); blank for a batch-level row and scatter gates."
 )
 
 
@@ -188,6 +191,8 @@ def _gating_section(
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:
         out.append(f'<p class="hint">{THRESHOLD_COLUMNS_NOTE}</p>')
+        if unstable := unstable_sentence(thresholds):  # their notes give each one's spread
+            out.append(f'<p class="lead">{esc(unstable)}</p>')
         cols += [c for c in thresholds.columns if c not in cols]
         anchors = {item.caption: ids[item.name] for item in figures if item.name in (ids or {})}
         out.append(_disagree_table(thresholds, cols, anchors))
