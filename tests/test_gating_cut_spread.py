@@ -148,6 +148,22 @@ def test_the_thresholds_section_carries_the_line() -> None:
     assert "1 cut-off is unstable" in html and "CD7 on CD3- (s1, 71 pp)" in html
 
 
+@pytest.mark.parametrize(("boots", "said"), [(200, "(1 cut-off was unstable"), (0, None)])
+def test_the_methods_say_how_intervals_were_read_and_count_the_unstable(boots, said) -> None:
+    from nkflow.report.methods import _gating_sentence
+
+    table = pd.DataFrame({
+        "sample_id": ["s1", "s2"], "gate": ["CD3-", "CD3-"], "marker": ["CD7", "CD7"],
+        "percent_above_at_ci_low": [73.0, 30.0], "percent_above_at_ci_high": [2.4, 25.0],
+        "rule": ["mirror", "valley"],
+    })  # fmt: skip
+    text = _gating_sentence({"bootstrap": boots}, {}, table)
+    if said is None:  # no intervals: nothing to read as percentages
+        assert "read as percentages" not in text
+    else:
+        assert said in text and f"more than {UNSTABLE_RANGE_PP:g} percentage points" in text
+
+
 #: (folder, file, marker, parent gate, percent above at ci_low, at ci_high), measured with
 #: the default configuration (200 resamples, random_state 0) on one-file runs
 REAL = [

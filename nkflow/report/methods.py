@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..gating.apply import BORROWED
+from ..gating.cut_spread import LOW_EVENT_COUNT, UNSTABLE_RANGE_PP, unstable
 from ..gating.overrides import SUPERSEDED
 from ..io.panel_labels import format_unread
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
@@ -310,6 +311,8 @@ def _gating_sentence(
         "warning. Percent-of-parent values carry Wilson 95% intervals; populations with fewer "
         f"than {_num(gating.get('min_events', 100))} events are flagged as low-event. "
     )
+    if boots:
+        text += _spread_sentence(thresholds)
     text += _threshold_scope_sentence(thresholds)
     text += _manual_sentence(thresholds, provenance)
     if thresholds is not None and not thresholds.empty and "rule" in thresholds.columns:
@@ -324,6 +327,22 @@ def _gating_sentence(
                 text += f"; control files: {', '.join(files)}"
         text += ". "
     return text + _plan_sentence(provenance.get("gating_plan") or {})
+
+
+def _spread_sentence(thresholds: pd.DataFrame | None) -> str:
+    """How a cut-off's interval was read as percentages, and how many were unstable."""
+    n = len(unstable(thresholds))
+    found = (
+        f"{_num(n)} cut-off{'s were' if n != 1 else ' was'} unstable in this batch"
+        if n
+        else "none was in this batch"
+    )
+    return (
+        "Each interval was also read as percentages: the share of the gate's events at or "
+        "above the cut-off were it at either end of its interval; a cut-off whose share moves "
+        f"by more than {UNSTABLE_RANGE_PP:g} percentage points (the widest 95% counting "
+        f"interval of a percentage of {LOW_EVENT_COUNT} events) is called unstable ({found}). "
+    )
 
 
 def _threshold_scope_sentence(thresholds: pd.DataFrame | None) -> str:
