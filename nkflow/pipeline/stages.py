@@ -53,7 +53,7 @@ DEPENDENCIES = ("flowkit", "flowio", "numpy", "pandas", "scipy", "scikit-learn",
 
 
 def _input_hashes(meta: pd.DataFrame) -> dict[str, str]:
-    """SHA-256 of every input file of the sheet that exists, by its ``file`` entry.
+    """SHA-256 of every input file of the sheet that exists and can be read, by ``file``.
 
     The files are read in the order the stages read them (:func:`reading_order`): hashed
     by a thread while the workers start and work, each file then reaches the page cache
@@ -64,7 +64,10 @@ def _input_hashes(meta: pd.DataFrame) -> dict[str, str]:
     for i in reading_order(meta):
         row = meta.loc[i]
         if Path(row["path"]).is_file():
-            found[i] = (str(row["file"]), file_sha256(row["path"]))
+            try:
+                found[i] = (str(row["file"]), file_sha256(row["path"]))
+            except OSError:  # unreadable (permissions): its own reading fails and says why
+                continue
     return dict(found[i] for i in meta.index if i in found)
 
 
