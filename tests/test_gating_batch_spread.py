@@ -98,6 +98,9 @@ def _record(sid: str, lo: float, hi: float, **kw) -> dict:
 
 POOL = {"rule": "valley (batch pool)", "evidence": "batch_pool",
         "control_file": "batch pool: 2 samples"}  # fmt: skip
+#: records of other cut-offs than FMO_ROW: another gate, control file, batch or value
+OTHER_CUTS = [_record("a", 90, 10, gate="NK"), _record("b", 90, 10, control_file="x"),
+              _record("c", 90, 10, batch="B2"), _record("d", 90, 10, value=0.51)]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -106,9 +109,7 @@ POOL = {"rule": "valley (batch pool)", "evidence": "batch_pool",
         # samples measured: the widest pair, the tie to the first id
         ({}, [], [_record("b", 50, 20), _record("a", 60, 30)], (60, 30)),
         # another gate, control file, batch or value: another cut-off, not counted
-        ({}, [], [_record("a", 90, 10, gate="NK"), _record("b", 90, 10, control_file="x"),
-                  _record("c", 90, 10, batch="B2"), _record("d", 90, 10, value=0.51),
-                  _record("e", 45, 40)], (45, 40)),  # fmt: skip
+        ({}, [], [*OTHER_CUTS, _record("e", 45, 40)], (45, 40)),
         # a row without a gate takes the cut-off on whichever gate it was applied to
         ({"gate": ""}, [], [_record("a", 45, 40, gate="NK")], (45, 40)),
         # no sample applied it (a manual threshold superseded it) or measured it: blank
@@ -151,13 +152,39 @@ def test_applied_records_are_the_cut_offs_the_sample_did_not_set_itself() -> Non
 
 
 def test_the_report_line_names_a_batch_row_once() -> None:
-    table = with_batch_spread(
-        pd.DataFrame([{**FMO_ROW, **POOL}, _record("s1", 70, 30, **POOL),
-                      {**FMO_ROW, "marker": "AREG"}]),  # fmt: skip
-        [_record("s2", 41, 9, marker="AREG")],
-    )
+    rows = [{**FMO_ROW, **POOL}, _record("s1", 70, 30, **POOL), {**FMO_ROW, "marker": "AREG"}]
+    table = with_batch_spread(pd.DataFrame(rows), [_record("s2", 41, 9, marker="AREG")])
     line = unstable_sentence(table)
     assert line.startswith("2 cut-offs are unstable")  # the pool's cut-off once, not twice
     assert "AREG on T (blood B1 batch-level, 32 pp in its widest sample)" in line
     assert "CD69 on T (blood B1 batch-level, 40 pp in its widest sample)" in line
     assert "s1, 40 pp" not in line
+
+
+def test_gate_batch_puts_the_widest_sample_on_its_fmo_row(tmp_path: Path, tcell_template) -> None:
+    """The library's ``gate_batch`` lists the FMO cut-off once, as ``nkflow run`` does,
+    with the shares of the sample its interval moves most."""
+    from nkflow.gating import gate_batch
+
+    template = tcell_template(tmp_path, "CD69", rule="fmo", min_events=10)
+    rng = np.random.default_rng(1)
+    tubes = {sid: _sample(sid, values) for sid, values in CD69.items()}
+    tubes["fmo"] = _sample("fmo", rng.normal(0.5, 0.05, 1000))  # the CD69 background
+    sheet = pd.DataFrame({
+        "sample_id": list(tubes), "file": [f"{s}.fcs" for s in tubes], "tissue": "blood",
+        "batch": "B1", "role": ["unstim", "unstim", "fmo:CD69"], "donor": ["d1", "d2", ""],
+    })  # fmt: skip
+    seen: dict[str, list] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gate_batch(sheet, tubes, template, n_boot=50, on_sample=lambda sid, adata, _: (
+            seen.setdefault(sid, nkflow_uns(adata)["thresholds"])))  # fmt: skip
+    table = res.thresholds
+    (row,) = table[(table["sample_id"] == "") & (table["marker"] == "CD69")].to_dict("records")
+    spreads = {}
+    for sid, recorded in seen.items():
+        (rec,) = [t for t in recorded if t["marker"] == "CD69" and not t["sample_id"]]
+        spreads[sid] = (rec[SPREAD[0]], rec[SPREAD[1]])
+    widest = max(spreads.values(), key=lambda p: abs(p[0] - p[1]))
+    assert (row[SPREAD[0]], row[SPREAD[1]]) == widest
+    assert abs(widest[0] - widest[1]) > 0  # the interval was measured in a sample
