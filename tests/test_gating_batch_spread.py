@@ -21,6 +21,7 @@ from nkflow.gating.cut_spread import (
     UNSTABLE_NOTE,
     UNSTABLE_RANGE_PP,
     applied_batch_cuts,
+    unstable,
     unstable_sentence,
     with_batch_spread,
 )
@@ -154,8 +155,10 @@ def test_applied_records_are_the_cut_offs_the_sample_did_not_set_itself() -> Non
 def test_the_report_line_names_a_batch_row_once() -> None:
     rows = [{**FMO_ROW, **POOL}, _record("s1", 70, 30, **POOL), {**FMO_ROW, "marker": "AREG"}]
     table = with_batch_spread(pd.DataFrame(rows), [_record("s2", 41, 9, marker="AREG")])
+    assert len(unstable(table)) == 2  # the pool's cut-off once, not twice (Methods count)
     line = unstable_sentence(table)
-    assert line.startswith("2 cut-offs are unstable")  # the pool's cut-off once, not twice
+    assert line.startswith("2 cut-offs are unstable")
+    assert "a batch-level row's those of the sample they differ most in" in line
     assert "AREG on T (blood B1 batch-level, 32 pp in its widest sample)" in line
     assert "CD69 on T (blood B1 batch-level, 40 pp in its widest sample)" in line
     assert "s1, 40 pp" not in line

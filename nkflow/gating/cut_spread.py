@@ -258,7 +258,11 @@ def with_batch_spread(
 
 
 def unstable(table: pd.DataFrame | None) -> pd.DataFrame:
-    """The rows of a thresholds table whose interval moves the share by more than the limit.
+    """The unstable cut-offs of a thresholds table: one row each.
+
+    A row is unstable when its interval moves the share by more than the limit. A
+    batch-pool cut-off is counted once, by its batch-level row (:func:`with_batch_spread`),
+    not again by the rows of the samples it was applied to.
 
     Parameters
     ----------
@@ -273,20 +277,28 @@ def unstable(table: pd.DataFrame | None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    cols = ("percent_above_at_ci_low", "percent_above_at_ci_high")
-    if table is None or table.empty or not set(cols) <= set(table.columns):
+    if table is None or table.empty or not set(SPREAD) <= set(table.columns):
         return pd.DataFrame()
-    lo, hi = (pd.to_numeric(table[c], errors="coerce") for c in cols)
+    lo, hi = (pd.to_numeric(table[c], errors="coerce") for c in SPREAD)
     spread = (lo - hi).abs()
-    return table.assign(spread_pp=spread)[(spread > UNSTABLE_RANGE_PP).to_numpy()]
+    rows = table.assign(spread_pp=spread)[(spread > UNSTABLE_RANGE_PP).to_numpy()]
+    place = ("tissue", "batch", "gate", "marker")
+    sids = [_text(r.get("sample_id")) for _, r in rows.iterrows()]
+    batch_wide = np.array([not s for s in sids], dtype=bool)
+    named = {tuple(_text(r.get(c)) for c in place) for _, r in rows[batch_wide].iterrows()}
+    if named and "evidence" in rows:
+        again = [not b and _text(r.get("evidence")) == "batch_pool"
+                 and tuple(_text(r.get(c)) for c in place) in named
+                 for b, (_, r) in zip(batch_wide, rows.iterrows(), strict=True)]  # fmt: skip
+        rows = rows[~np.array(again, dtype=bool)]
+    return rows
 
 
 def unstable_sentence(table: pd.DataFrame | None, limit: int = 8) -> str:
     """One sentence naming the unstable cut-offs (marker, gate, sample or batch), or ``""``.
 
     A batch-level row (:func:`with_batch_spread`) is named by its tissue and batch with the
-    spread of its widest sample; a batch-pool cut-off is named once, by that row, not again
-    by the rows of the samples it was applied to.
+    spread of its widest sample; a batch-pool cut-off once (:func:`unstable`).
 
     Parameters
     ----------
@@ -302,15 +314,6 @@ def unstable_sentence(table: pd.DataFrame | None, limit: int = 8) -> str:
     rows = unstable(table)
     if rows.empty:
         return ""
-    place = ("tissue", "batch", "gate", "marker")
-    sids = [_text(r.get("sample_id")) for _, r in rows.iterrows()]
-    batch_wide = np.array([not s for s in sids], dtype=bool)
-    named = {tuple(_text(r.get(c)) for c in place) for _, r in rows[batch_wide].iterrows()}
-    if named and "evidence" in rows:
-        again = [not b and _text(r.get("evidence")) == "batch_pool"
-                 and tuple(_text(r.get(c)) for c in place) in named
-                 for b, (_, r) in zip(batch_wide, rows.iterrows(), strict=True)]  # fmt: skip
-        rows = rows[~np.array(again, dtype=bool)]
 
     def name(r: Any) -> str:
         sid = _text(r.get("sample_id"))
@@ -323,12 +326,13 @@ def unstable_sentence(table: pd.DataFrame | None, limit: int = 8) -> str:
 
     names = [name(r) for _, r in rows.sort_values("spread_pp", ascending=False).iterrows()]
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    batch_wide = any(not _text(r.get("sample_id")) for _, r in rows.iterrows())
+    widest = ", a batch-level row's those of the sample they differ most in" if batch_wide else ""
     return (
         f"{len(rows)} cut-off{'s are' if len(rows) > 1 else ' is'} unstable (between the two "
         f"ends of a cut-off's own 95% interval the share of events at or above it differs by "
         f"more than {UNSTABLE_RANGE_PP:g} percentage points, the widest counting interval at "
         f"{LOW_EVENT_COUNT} events: the percentage positive rests on where the cut-off was "
-        f"put more than on the events; each row's note gives both shares, a batch-level "
-        f"row's those of the sample they differ most in): "
+        f"put more than on the events; each row's note gives both shares{widest}): "
         f"{', '.join(names[:limit])}{more}."
     )
