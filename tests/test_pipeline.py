@@ -70,6 +70,31 @@ def test_run_outputs(tiny_run, fast_config: RunConfig) -> None:
     assert "hypothesis" in html
 
 
+def test_an_fmo_row_carries_the_spread_of_its_widest_sample(tiny_run) -> None:
+    """An FMO cut-off is listed once for its tissue and batch; its two shares are those of
+    the sample, among those it was applied to, whose share its interval moves most (each
+    sample's own record, read back from its work container), unstable beyond the limit."""
+    from nkflow.gating.cut_spread import UNSTABLE_NOTE, UNSTABLE_RANGE_PP
+    from nkflow.pipeline.outdir import NK_EVENTS_FILE
+    from nkflow.pipeline.sample import read_kept_events
+
+    key = ["tissue", "batch", "gate", "marker", "control_file"]
+    spreads: dict[tuple[str, ...], list[float]] = {}
+    for work in sorted((tiny_run.out_dir / "work").glob(f"*/{NK_EVENTS_FILE}")):
+        for t in nkflow_uns(read_kept_events(work.parent))["thresholds"]:
+            if not t.get("sample_id") and t.get("evidence") == "fmo":
+                spread = abs(t["percent_above_at_ci_low"] - t["percent_above_at_ci_high"])
+                spreads.setdefault(tuple(str(t[k]) for k in key), []).append(spread)
+    table = tiny_run.tables["thresholds"]
+    fmo = table[(table["sample_id"].fillna("") == "") & (table["evidence"] == "fmo")]
+    assert len(fmo) >= 4 and len(spreads) == len(fmo)  # AREG and CD69 of blood and liver
+    for _, row in fmo.iterrows():
+        widest = max(spreads[tuple(str(row[k]) for k in key)])
+        got = abs(row["percent_above_at_ci_low"] - row["percent_above_at_ci_high"])
+        assert got == pytest.approx(widest, abs=1e-9), row["marker"]
+        assert (UNSTABLE_NOTE in str(row["note"])) == (widest > UNSTABLE_RANGE_PP)
+
+
 def test_provenance_hashes_every_input_file(tiny_run, tiny_batch: Path) -> None:
     """inputs_sha256 holds the SHA-256 of each file of the sheet, as the bytes on disk."""
     provenance = json.loads((tiny_run.out_dir / "provenance.json").read_text(encoding="utf-8"))
@@ -300,6 +325,8 @@ def test_gate_on_workers_writes_what_gate_in_process_writes(
     assert written[2] == written[1]
     thresholds = pd.read_csv(tmp_path / "w2" / "thresholds.csv")
     assert thresholds["control_file"].fillna("").str.contains("unstim").any()  # borrowed
+    fmo = thresholds[thresholds["sample_id"].isna() & (thresholds["evidence"] == "fmo")]
+    assert len(fmo) and fmo["percent_above_at_ci_low"].notna().all()  # as the tubes applied it
     # without --events the workers send no membership back, and the tables are the same
     res = gate_files([tiny_batch], tmp_path / "no_events", config=config)
     tables = {str(f.relative_to(res.out_dir)): f.read_bytes() for f in res.out_dir.rglob("*.csv")}

@@ -49,6 +49,7 @@ from ..io.pairing import (
     nearest_controls_first,
 )
 from .channels import resolve_channel
+from .cut_spread import applied_batch_cuts, with_batch_spread
 from .drift import compare_thresholds
 from .engine import GatingRun, _ancestors, _Columns, _run
 from .fmo_pool import fmo_uses, pool_fmo_replicates, warn_small_controls
@@ -304,8 +305,9 @@ class BatchGatingResult:
     populations
         The populations tables of every gated sample, concatenated (docs/contracts.md).
     thresholds
-        The thresholds table: FMO thresholds (``sample_id == ""``), then each sample's
-        (:func:`listed_thresholds`: with the cut-offs borrowed from its partner).
+        The thresholds table: FMO thresholds (``sample_id == ""``, with the shares of the
+        sample their interval moves most: :func:`~.cut_spread.with_batch_spread`), then
+        each sample's (:func:`listed_thresholds`: with the cut-offs borrowed from its partner).
     drift
         :func:`compare_thresholds` of the data-driven thresholds (not ``density`` or
         ``fixed`` rules), per tissue, gate, marker and batch.
@@ -405,23 +407,12 @@ def fmo_thresholds(
             v, lo, hi, _, ne = fmo_threshold(
                 vals, percentile=pct, n_boot=boots, random_state=random_state
             )
-            out.append(
-                Threshold(
-                    marker=marker,
-                    channel=ch,
-                    value=v,
-                    ci_low=lo,
-                    ci_high=hi,
-                    rule=f"fmo p{pct:g}",
-                    evidence="fmo",
-                    control_file=str(row["file"]),
-                    n_events=ne,
-                    gate=on,
-                    sample_id="",
-                    tissue=str(row.get("tissue", "") or ""),
-                    batch=str(row.get("batch", "") or ""),
-                )
-            )
+            out.append(Threshold(
+                marker=marker, channel=ch, value=v, ci_low=lo, ci_high=hi, rule=f"fmo p{pct:g}",
+                evidence="fmo", control_file=str(row["file"]), n_events=ne, gate=on,
+                sample_id="", tissue=str(row.get("tissue", "") or ""),
+                batch=str(row.get("batch", "") or ""),
+            ))  # fmt: skip
         del adata
     if replicate_of:
         pooled = pool_fmo_replicates([t.to_record() for t in out], values, replicate_of)
@@ -508,6 +499,7 @@ def gate_batch(
     unstim_thresholds: dict[tuple[str, ...], tuple[str, list[dict[str, Any]]]] = {}
     tables: list[pd.DataFrame] = []
     thr: list[pd.DataFrame] = [fmo_df]
+    applied: list[dict[str, Any]] = []
     pair_cols = list(PAIR_KEY)
     for _, row in todo.iterrows():
         sid = str(row["sample_id"])
@@ -547,13 +539,15 @@ def gate_batch(
             own = [t for t in nkflow_record(adata, "thresholds") if t.get("sample_id") == sid]
             unstim_thresholds[key] = (str(row["file"]), own)
         tables.append(table)
-        listed = listed_thresholds(nkflow_record(adata, "thresholds"), sid)
-        thr.append(pd.DataFrame(listed, columns=THRESHOLD_COLUMNS))
+        recorded = nkflow_record(adata, "thresholds")
+        thr.append(pd.DataFrame(listed_thresholds(recorded, sid), columns=THRESHOLD_COLUMNS))
+        applied += applied_batch_cuts(recorded, sid)  # the FMO cut-offs as applied here
         if on_sample is not None:
             on_sample(sid, adata, table)
         del adata
     populations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    thresholds = pd.concat(thr, ignore_index=True)
+    # an FMO row with how far its interval moves the samples it was applied to
+    thresholds = with_batch_spread(pd.concat(thr, ignore_index=True), applied)
     # a borrowed cut-off is its partner's again: drift is on the values each tube found
     data_driven = ~thresholds["rule"].astype(str).str.startswith(("density", "fixed", BORROWED))
     drift = compare_thresholds(thresholds[data_driven], max_shift=max_shift)

@@ -278,6 +278,7 @@ def _gate_template(
 
     state = RunState(source, Path("."), cfg, None)
     frames, own_cuts, members, transforms = [], [], {}, {}
+    applied: list[dict[str, Any]] = []  # the batch-level cut-offs as each tube applied them
     unstim_tables: dict[tuple[str, ...], pd.DataFrame] = {}
     unstim_cuts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     with SampleExecutor(workers=cfg.execution.workers, scheduler=cfg.execution.scheduler) as ex:
@@ -322,6 +323,7 @@ def _gate_template(
                     unstim_tables[key], unstim_cuts[key] = gated.table, gated.cuts
                 frames.append(gated.table)
                 own_cuts.append(pd.DataFrame(gated.thresholds))
+                applied += gated.applied
                 transforms[sid] = gated.transform
                 if gated.members is not None:
                     members[sid] = gated.members
@@ -336,7 +338,7 @@ def _gate_template(
         "populations": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
         # as nkflow run's: a batch-level (FMO, pool) threshold once, not once per sample
         "thresholds": batch_thresholds_table(
-            thresholds, per_sample, transforms, state.sample_groups()
+            thresholds, per_sample, transforms, state.sample_groups(), applied
         ),
         "status": state.status_table(),
     }
@@ -360,6 +362,7 @@ class _Gated:
 
     table: pd.DataFrame
     thresholds: list[dict[str, Any]]
+    applied: list[dict[str, Any]]  # its records of the batch-level cut-offs (cut_spread)
     members: pd.DataFrame | None
     n_events: int
     cuts: list[dict[str, Any]]
@@ -370,6 +373,7 @@ class _Gated:
 def _gate_one(job: _GateJob) -> _Gated:
     """Read, QC, compensate, transform and gate one tube; its warnings come back with it."""
     from ..gating.apply import borrow_unstim_thresholds, gate, listed_thresholds
+    from ..gating.cut_spread import applied_batch_cuts
 
     cfg, sid = job.task.config, job.task.sample_id
     with warnings.catch_warnings(record=True) as caught:
@@ -394,6 +398,7 @@ def _gate_one(job: _GateJob) -> _Gated:
     return _Gated(
         table=table,
         thresholds=listed_thresholds(nk.get("thresholds", []), sid),
+        applied=applied_batch_cuts(nk.get("thresholds", []), sid),
         members=(
             event_membership(adata.obs, pops, int(nk["fcs"]["n_events"])) if job.events else None
         ),

@@ -27,6 +27,7 @@ from .._version import __version__
 from ..config import RunConfig
 from ..exceptions import NkflowWarning, PanelWarning
 from ..gating.apply import fmo_thresholds, gate, listed_thresholds
+from ..gating.cut_spread import applied_batch_cuts
 from ..gating.membership import member_mask
 from ..gating.resolve import ResolvedTemplate
 from ..gating.template import load_template
@@ -48,6 +49,7 @@ from .outdir import (
 )
 
 __all__ = [
+    "APPLIED_KEY",
     "SampleTask",
     "load_sample",
     "own_warnings",
@@ -59,6 +61,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The key of a sample's summary (``result.json``) holding its records of the batch-level
+#: cut-offs it applied (:func:`nkflow.gating.cut_spread.applied_batch_cuts`)
+APPLIED_KEY = "applied_batch_thresholds"
 
 
 @dataclass
@@ -375,6 +381,8 @@ def process_sample(task: SampleTask) -> dict[str, Any]:
         "populations": _records(populations),
         # those it set and those it borrowed; batch-level (FMO) ones are reported once
         "thresholds": listed_thresholds(nk.get("thresholds", []), task.sample_id),
+        # and how far their intervals move its shares, for the batch rows (cut_spread)
+        APPLIED_KEY: applied_batch_cuts(nk.get("thresholds", []), task.sample_id),
         "counts": _records(counts),
         "warnings": sorted(
             {f"{w.category.__name__}: {w.message}" for w in own_warnings(caught, task.sample_id)}

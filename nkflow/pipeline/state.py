@@ -35,7 +35,7 @@ from ..parallel import SampleExecutor, TaskOutcome
 from ..report.qc_outliers import batch_median, unusual_message, unusual_removal
 from .outdir import OutputFolder
 from .plan import BatchPlan, fmo_users
-from .sample import SampleTask, process_control, process_sample
+from .sample import APPLIED_KEY, SampleTask, process_control, process_sample
 from .steps import fmo_tubes, is_stimulated, sample_waves
 from .tables import batch_thresholds_table
 
@@ -395,7 +395,7 @@ class RunState:
         frames = [
             pd.DataFrame.from_records(self.summaries[s][key])
             for s in self.meta["sample_id"].astype(str)
-            if s in self.summaries and self.summaries[s][key]
+            if s in self.summaries and self.summaries[s].get(key)  # absent: an older summary
         ]
         return concat_rows(frames) if frames else pd.DataFrame()
 
@@ -404,8 +404,9 @@ class RunState:
         transforms = {
             sid: s["transform"] for sid, s in self.summaries.items() if s.get("transform")
         }
+        applied = self.gather(APPLIED_KEY).to_dict("records")  # batch-level, as applied
         return batch_thresholds_table(
-            batch_level, self.gather("thresholds"), transforms, self.sample_groups()
+            batch_level, self.gather("thresholds"), transforms, self.sample_groups(), applied
         )
 
     def sample_groups(self) -> dict[str, tuple[str, str]]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._frames import concat_rows
+from ..gating.cut_spread import with_batch_spread
 from ..gating.overrides import SUPERSEDED
 from ..gating.thresholds import TABLE_COLUMNS
 from ..pp.transform import to_linear
@@ -141,12 +142,15 @@ def batch_thresholds_table(
     per_sample: pd.DataFrame,
     transforms: Mapping[str, Mapping[str, Any]],
     sample_groups: Mapping[str, tuple[str, str]],
+    applied: Sequence[Mapping[str, Any]] = (),
 ) -> pd.DataFrame:
     """The thresholds table of a batch (``nkflow run`` and ``nkflow gate``): one row each.
 
     A batch-level threshold (an FMO cut-off, the batch pool: ``sample_id`` empty, it
     applies to every sample of its tissue and batch) is listed once, however many samples
-    applied it; each sample lists only the thresholds it set itself.
+    applied it, with how far its interval moves the share positive in the samples it was
+    applied to (:func:`nkflow.gating.cut_spread.with_batch_spread`); each sample lists only
+    the thresholds it set itself.
 
     Parameters
     ----------
@@ -156,6 +160,9 @@ def batch_thresholds_table(
         The thresholds each sample set itself (its own ``sample_id``).
     transforms, sample_groups
         As in :func:`add_linear_thresholds`.
+    applied
+        Each sample's records of the batch-level cut-offs it applied
+        (:func:`nkflow.gating.cut_spread.applied_batch_cuts`).
 
     Returns
     -------
@@ -168,7 +175,8 @@ def batch_thresholds_table(
     parts = [t for t in (batch_level, per_sample) if not t.empty]
     if not parts:
         return pd.DataFrame()
-    table = add_linear_thresholds(concat_rows(parts), transforms, sample_groups)
+    table = with_batch_spread(concat_rows(parts), list(applied))
+    table = add_linear_thresholds(table, transforms, sample_groups)
     return order_columns(table, THRESHOLD_COLUMNS)
 
 

@@ -83,7 +83,9 @@ THRESHOLD_COLUMNS_NOTE = (
     "ratios are unitless); the *_linear columns give the same cut-off in the instrument's "
     "linear units. percent_above_at_ci_low, percent_above_at_ci_high: percent of the sample's "
     "events in the gate at or above the cut-off, were it at either end of its interval (a "
-    "negative gate holds the rest); blank for a batch-level row and scatter gates."
+    "negative gate holds the rest); on a batch-level row (FMO, batch pool) those of the sample "
+    "whose share its interval moves most, among the samples it was applied to (the note names "
+    "it when the spread is unstable); blank for scatter gates."
 )
 
 
