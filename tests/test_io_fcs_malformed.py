@@ -313,6 +313,27 @@ def test_nan_inf_values(tmp_path: Path) -> None:
     assert adata.n_obs == 38 and "3" not in adata.obs_names and "39" in adata.obs_names
 
 
+@pytest.mark.parametrize("nonfinite", ["raise", "drop"])
+def test_a_wrong_byteord_is_named_not_dropped(tmp_path: Path, nonfinite: str) -> None:
+    """A good file whose $BYTEORD says the other order: its floats read as NaN/Inf scattered
+    over every channel, and dropping those events would analyse misread values."""
+    events = np.random.default_rng(3).uniform(0, 1000, size=(2000, len(CHANNELS)))
+    raw = build_fcs(events.astype(np.float32), byteord="4,3,2,1", override={"$BYTEORD": "1,2,3,4"})
+    path = _write(tmp_path, raw)
+    with pytest.raises(FCSReadError, match=r"NaN/Inf .*opposite byte order.*\$BYTEORD \(1,2,3,4\)"):
+        _read(path, nonfinite=nonfinite)
+    fixed = _write(tmp_path, build_fcs(events.astype(np.float32), byteord="4,3,2,1"), "ok.fcs")
+    assert _read(fixed).n_obs == 2000  # the same events under their own $BYTEORD
+
+
+def test_genuine_nan_values_are_not_blamed_on_the_byte_order(tmp_path: Path) -> None:
+    data = EVENTS.copy()
+    data[3, 2] = np.nan
+    with pytest.raises(FCSReadError, match="NaN/Inf") as err:
+        nio.read_fcs(_write(tmp_path, build_fcs(data)))
+    assert "byte order" not in str(err.value) and 'qc.nonfinite = "drop"' in str(err.value)
+
+
 def test_empty_pnn_replaced(tmp_path: Path) -> None:
     chans = [*CHANNELS[:4], ("", "")]
     # the writer puts "$P5N//" (an empty value as a doubled delimiter): two quirks

@@ -42,7 +42,7 @@ from ..exceptions import (
     PanelWarning,
 )
 from .channels import channel_kind, channel_kinds
-from .fcs_data import decode_events
+from .fcs_data import decode_events, opposite_byte_order_reads_clean
 from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
 from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
@@ -158,6 +158,16 @@ def parse_spillover(
     return {"channels": channels, "matrix": matrix.tolist()}
 
 
+def _nonfinite_summary(bad: np.ndarray, names: list[str]) -> tuple[int, str]:
+    """How many values are NaN/Inf (``bad``), and in which channels (at most 10 named)."""
+    per_channel = bad.sum(axis=0)
+    hit = np.flatnonzero(per_channel)
+    listing = ", ".join(f"{names[j]} ({int(per_channel[j])})" for j in hit[:10])
+    if len(hit) > 10:
+        listing += f" ... ({len(hit)} channels in all)"
+    return int(per_channel.sum()), listing
+
+
 def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -> np.ndarray | None:
     """Return None when every value is finite, else the mask of events to keep."""
     # One SIMD pass: NaN/Inf propagate into the sum; a finite-value overflow only costs the
@@ -168,15 +178,11 @@ def _check_finite(x: np.ndarray, names: list[str], path: Path, nonfinite: str) -
     bad = ~np.isfinite(x)
     if not bad.any():
         return None
-    per_channel = bad.sum(axis=0)
-    hit = np.flatnonzero(per_channel)
-    listing = ", ".join(f"{names[j]} ({int(per_channel[j])})" for j in hit[:10])
-    if len(hit) > 10:
-        listing += f" ... ({len(hit)} channels in all)"
+    total, listing = _nonfinite_summary(bad, names)
     if nonfinite != "drop":
         raise FCSReadError(
             path,
-            f"{int(per_channel.sum())} NaN/Inf event value(s) in {listing}; nkflow does not "
+            f"{total} NaN/Inf event value(s) in {listing}; nkflow does not "
             'drop events unless asked: qc.nonfinite = "drop" in a run\'s --config file, '
             "or read_fcs(..., nonfinite='drop')",
         )
@@ -336,7 +342,27 @@ def _decode_checked(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The decoded events and the mask of finite events to keep (None: all)."""
     x = decode_events(meta, preprocess=preprocess)
-    return x, _check_finite(x, meta.pnn, path, nonfinite)
+    try:
+        keep = _check_finite(x, meta.pnn, path, nonfinite)
+    except FCSReadError:
+        _refuse_wrong_byte_order(meta, path, x)
+        raise
+    if keep is not None:  # dropping events of a file read in the wrong order keeps garbage
+        _refuse_wrong_byte_order(meta, path, x)
+    return x, keep
+
+
+def _refuse_wrong_byte_order(meta: Any, path: Path, x: np.ndarray) -> None:
+    """Raise FCSReadError when the NaN/Inf values of ``x`` come from a wrong ``$BYTEORD``."""
+    if opposite_byte_order_reads_clean(meta):
+        total, listing = _nonfinite_summary(~np.isfinite(x), meta.pnn)
+        raise FCSReadError(
+            path,
+            f"{total} NaN/Inf event value(s) in {listing}, yet read in the opposite byte "
+            "order every value is finite and within its $PnR: the file's $BYTEORD "
+            f"({meta.keywords.get('$BYTEORD', '?')}) is likely wrong, not its events; correct "
+            "the keyword or export the file again (dropping events would keep misread values)",
+        )
 
 
 def _obs(info: dict[str, str], event_ids: np.ndarray) -> pd.DataFrame:

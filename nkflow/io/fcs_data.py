@@ -23,7 +23,7 @@ from ..exceptions import FCSQuirkWarning, FCSReadError
 from .fcs_keywords import number_value
 from .fcs_text import FCSMetadata
 
-__all__ = ["decode_events", "time_channel_index"]
+__all__ = ["decode_events", "opposite_byte_order_reads_clean", "time_channel_index"]
 
 _UINT = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}
 
@@ -261,3 +261,37 @@ def decode_events(meta: FCSMetadata, *, preprocess: bool = True) -> np.ndarray:
     if cols:
         _scale(mat, out, np.asarray(cols), np.asarray(params, dtype=np.float64), meta)
     return out
+
+
+def opposite_byte_order_reads_clean(meta: FCSMetadata, *, events: int = 10_000) -> bool:
+    """Whether float DATA read in the other byte order than ``$BYTEORD`` looks like data.
+
+    Float events read in the wrong byte order turn into NaN, Inf and values dozens of
+    orders of magnitude off, scattered over every channel. When the first ``events``
+    events read in the opposite order are all finite and within ten times each channel's
+    ``$PnR``, the file's ``$BYTEORD`` (not its events) is what is wrong. Integer layouts
+    have no NaN to tell it by: False.
+
+    Parameters
+    ----------
+    meta
+        From :func:`nkflow.io.read_fcs_metadata`.
+    events
+        How many events, from the start of DATA, to look at.
+
+    Returns
+    -------
+    bool
+    """
+    kinds = set(meta.datatypes)
+    if kinds not in ({"F"}, {"D"}) or meta.n_events == 0:
+        return False
+    code = "f4" if kinds == {"F"} else "f8"
+    n, p = min(meta.n_events, events), meta.n_channels
+    swapped = np.dtype(meta.byteorder + code).newbyteorder()
+    values = _read_block(meta, swapped, n * p).reshape(n, p).astype(np.float64)
+    if not np.isfinite(values).all():
+        return False
+    ranges = np.asarray(meta.pnr, dtype=np.float64)
+    ranges = np.where(np.isfinite(ranges) & (ranges > 0), ranges, np.inf)
+    return bool((np.abs(values) <= 10.0 * ranges).all())
