@@ -434,6 +434,8 @@ BAD_CASES = {
     "bad bit width": (lambda: build_fcs(datatype="I", bits=16, extra={"$P1B": "128"}), "$P1B"),
     "non-fcs text": (lambda: b"sample,donor\na,b\n" * 10, "not an FCS file"),
     "empty file": (lambda: b"", "empty"),
+    "short non-fcs text": (lambda: b"hello,world\n1,2\n", "not an FCS file (starts with b'hello"),
+    "short fcs start": (lambda: b"FCS3.1  ", "8 byte(s) is too short for an FCS HEADER"),
 }
 
 

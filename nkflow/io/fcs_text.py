@@ -241,15 +241,15 @@ def _header_field(header: bytes, start: int, ctx: Context, name: str) -> int | N
 
 
 def _read_header(fh, offset: int, file_size: int, ctx: Context) -> tuple[str, list]:
-    if offset + _HEADER_LEN > file_size:
-        if offset == 0:
-            raise ctx.fail(f"file of {file_size} byte(s) is too short for an FCS HEADER (58 bytes)")
+    if offset + _HEADER_LEN > file_size and offset:
         raise ctx.fail(f"$NEXTDATA points to byte {offset}, past the end of the file")
     fh.seek(offset)
     header = fh.read(_HEADER_LEN)
     magic = header[:6].decode("latin-1")
-    if not magic.startswith("FCS"):
+    if header and not "FCS".startswith(magic[:3]):  # what it is matters more than its size
         raise ctx.fail(f"not an FCS file (starts with {header[:10]!r}, expected e.g. 'FCS3.1')")
+    if len(header) < _HEADER_LEN:
+        raise ctx.fail(f"file of {file_size} byte(s) is too short for an FCS HEADER (58 bytes)")
     if magic not in _VERSIONS:
         raise ctx.fail(f"unsupported FCS version {magic!r}; valid: {', '.join(_VERSIONS)}")
     names = ("TEXT start", "TEXT end", "DATA start", "DATA end", "ANALYSIS start", "ANALYSIS end")
