@@ -9,7 +9,9 @@ and its dependencies itself (~2 s of CPU each); elsewhere they are started with
 * sees the caller's environment as it was when its pool was made;
 * takes the caller's nkflow log level and its share of the cores for numpy work;
 * ends itself when the process that made its pool is gone, even one killed by SIGKILL
-  (:func:`_exit_without_parent`).
+  (:func:`_exit_without_parent`);
+* ignores Ctrl-C (SIGINT): the terminal sends it to the whole process group, and each
+  idle worker printed a ``KeyboardInterrupt`` traceback; the caller stops its workers.
 
 A fork server lives as long as the process that started it and keeps what it imported:
 nkflow code edited after a notebook's first run reaches forked workers only after the
@@ -30,6 +32,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -133,6 +136,9 @@ def _init_worker(
     ``parent``, passed in: a parent killed while this worker started would already have
     handed it to init).
     """
+    # Ctrl-C reaches every process of the terminal's group: the caller alone answers it
+    # (it stops the workers), an idle worker would print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if environ is not None and environ != os.environ:
         os.environ.clear()
         os.environ.update(environ)

@@ -5,13 +5,13 @@ printed as one line naming the file and the reason; the other inputs go on), 2 f
 usage errors (bad options, bad config, unknown template, an output folder that may not
 be used), 3 when the environment stops the run (no space left, read-only file system,
 no permission, another run holding the output folder, links inside it, a Dask scheduler
-that cannot be reached), 130 when interrupted (Ctrl-C; ``nkflow run`` names the
-``--resume`` command that finishes it).
+that cannot be reached), 130 when interrupted (Ctrl-C) and 143 when stopped by SIGTERM
+(``kill``, a scheduler's time limit): ``nkflow run`` names the ``--resume`` command that
+finishes it.
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from ._cli_stop import interrupt_exit_code, resume_command, shown, sigterm_interrupts
 from ._console import ProgressBars, ProgressLines, setup_logging
 from ._version import __version__
 from .exceptions import (
@@ -33,7 +34,7 @@ from .exceptions import (
 from .io.text_safety import escape_frame, escape_text
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it (143 for SIGTERM)
 
 
 def _one_line(text: object) -> str:
@@ -62,33 +63,11 @@ def _usage_error(message: object) -> None:
     sys.exit(EXIT_USAGE)
 
 
-def _interrupted(finish: str = "") -> None:
-    """Ctrl-C: say how to finish the run and exit 130 (128 + SIGINT), not 1 or a traceback."""
+def _interrupted(exc: BaseException, finish: str = "") -> None:
+    """Ctrl-C or SIGTERM: say how to finish the run and exit 128 + the signal, no traceback."""
     how = f"; finish with `{escape_text(finish)}`" if finish else ""
     click.echo(f"\nnkflow: interrupted{how}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
-
-
-#: run options the resume command leaves out: how the run talks, not what it computes
-_NOT_RESUMED = frozenset({"force", "resume", "quiet", "verbose", "out"})
-
-
-def _resume_command(ctx: click.Context, out_dir: Path) -> str:
-    """The command that finishes an interrupted run: its own input and settings, ``--resume``.
-
-    A bare ``nkflow run INPUT -o OUT --resume`` would finish it with the default settings:
-    every tube's fingerprint holds the settings, so each would be redone under others.
-    """
-    words = ["nkflow", ctx.info_name or "run"]
-    options: list[str] = []
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if isinstance(param, click.Argument):
-            words.append(str(value))
-        elif param.name not in _NOT_RESUMED and value is not None and value != param.default:
-            long = max(param.opts, key=len)
-            options += [long] if getattr(param, "is_flag", False) else [long, str(value)]
-    return shlex.join([*words, "-o", str(out_dir), *options, "--resume"])
+    sys.exit(interrupt_exit_code(exc))
 
 
 def _environment_error(exc: OSError) -> None:
@@ -226,20 +205,23 @@ def run(
     progress: ProgressBars | ProgressLines | None = None
     if not quiet:
         progress = ProgressBars() if sys.stderr.isatty() else ProgressLines()
+    finish = resume_command(click.get_current_context(), out_dir)  # the folder records it
     try:
-        results = run_pipeline(
-            input_path,
-            out_dir,
-            config=config,
-            force=force,
-            resume=resume,
-            on_progress=progress,
-            on_plan=None if quiet else _print_plan,
-        )
-    except KeyboardInterrupt:
+        with sigterm_interrupts():
+            results = run_pipeline(
+                input_path,
+                out_dir,
+                config=config,
+                force=force,
+                resume=resume,
+                on_progress=progress,
+                on_plan=None if quiet else _print_plan,
+                command=finish,
+            )
+    except KeyboardInterrupt as exc:  # SIGTERM too (sigterm_interrupts)
         if progress is not None:
             progress.close()
-        _interrupted(_resume_command(click.get_current_context(), out_dir))
+        _interrupted(exc, shown(finish))
     except PanelMismatchError as exc:
         if progress is not None:
             progress.close()
@@ -491,9 +473,10 @@ def gate(
         _usage_error(str(exc))
     _validate_overrides(config.gating.overrides)
     try:
-        result = gate_files(list(inputs), out, config=config, events=events, force=force)
-    except KeyboardInterrupt:
-        _interrupted()
+        with sigterm_interrupts():
+            result = gate_files(list(inputs), out, config=config, events=events, force=force)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except PanelMismatchError as exc:
         _fail_line(", ".join(map(str, inputs)), exc)
         sys.exit(EXIT_FAILED_INPUTS)

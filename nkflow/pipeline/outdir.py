@@ -56,6 +56,7 @@ from ..io.write import (
     unique_name,
     write_text_atomic,
 )
+from .resume import finish_hint, previous_run, refuse_other_inputs
 
 __all__ = ["OutputFolder", "product_record"]
 
@@ -91,6 +92,10 @@ class OutputFolder:
     resumable
         Whether the command writing it can finish an interrupted run (``nkflow run
         --resume``); messages suggest only the options the command has.
+    batch
+        The run's input folder or sheet and its files (name -> path): a ``--resume``
+        into a folder whose run had other inputs is refused
+        (:func:`~nkflow.pipeline.resume.refuse_other_inputs`).
 
     Notes
     -----
@@ -98,9 +103,18 @@ class OutputFolder:
     :meth:`prepare` is let go when the run ends.
     """
 
-    def __init__(self, root: str | Path, *, resumable: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        resumable: bool = True,
+        batch: tuple[Path, dict[str, str]] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.resumable = resumable
+        self.batch = batch
+        #: what the folder recorded of its run before a ``--resume`` took it over
+        self.previous: dict[str, Any] = {}
         self._lock_fd: int | None = None
 
     def __enter__(self) -> OutputFolder:
@@ -206,7 +220,8 @@ class OutputFolder:
         Raises
         ------
         OutputExistsError
-            As in :meth:`prepare` (except for inputs inside the folder, checked there).
+            As in :meth:`prepare` (except for inputs inside the folder, checked there),
+            and for ``resume`` into a folder whose run had other inputs.
         """
         root = self.root
         if root.is_symlink() and not root.exists():
@@ -223,6 +238,10 @@ class OutputFolder:
             raise OutputExistsError(
                 f"{root}: output folder exists; pass --force to replace it{finish}"
             )
+        if exists and resume and not force:
+            self.previous = previous_run(root)
+            if self.batch is not None:
+                refuse_other_inputs(root, self.previous, *self.batch)
         return exists
 
     def _refuse_inputs_inside(self, inputs: Iterable[str | Path]) -> None:
@@ -345,9 +364,9 @@ class OutputFolder:
         """
         if not (self.root / MARKER).is_file() or (self.root / PROVENANCE).is_file():
             return ""
-        finish = (
-            f"; finish it with `nkflow run INPUT -o {self.root} --resume`" if self.resumable else ""
-        )
+        # the run's own command (or input and settings), as the folder recorded it: a bare
+        # `--resume` would redo every sample under the default settings
+        finish = f"; {finish_hint(self.root)}" if self.resumable else ""
         return f"{self.root}: the run writing this folder did not finish (no {PROVENANCE}){finish}"
 
     def remove_stale_samples(self, sample_ids: Iterable[str]) -> list[str]:

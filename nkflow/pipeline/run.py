@@ -9,7 +9,7 @@ its checks of the batch overlap the workers' start instead of preceding it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,7 @@ def run(
     resume: bool = False,
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
+    command: Sequence[str] | None = None,
 ) -> Results:
     """Run the whole pipeline on a batch and write tables, figures and the report.
 
@@ -68,6 +69,10 @@ def run(
     on_plan
         Called once with the batch's gating plan (:class:`~nkflow.pipeline.plan.BatchPlan`:
         the hierarchy each template applies to the panel) before any sample is processed.
+    command
+        The command that finishes this run if it is interrupted (the command line's own,
+        ending in ``--resume``): recorded in the output folder, so that a command meeting
+        the unfinished folder names it (:mod:`nkflow.pipeline.resume`).
 
     Returns
     -------
@@ -85,8 +90,9 @@ def run(
         file's markers contradict, raw spectral data, already transformed data. A
         file that cannot be gated beside others that can fails alone (its status row).
     OutputExistsError
-        When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, or when
-        ``force`` would delete an input.
+        When ``out_dir`` exists and neither ``force`` nor ``resume`` is given, when
+        ``force`` would delete an input, or when ``resume`` meets a folder whose run had
+        other inputs (not one file of this run, by name and content).
     OutputFolderError
         When the output folder cannot be used or written: another run holds it, it holds
         symbolic links (``resume``), no space, read-only, no permission. A sample whose
@@ -109,7 +115,19 @@ def run(
             on_progress=on_progress, on_plan=on_plan, executor=executor,
         )  # fmt: skip
     try:
-        return run_prepared(state, cfg, resume, consistency, executor)
+        from .resume import resume_notes, write_run_record
+
+        write_run_record(state.folder.root, state.input_path, state.meta["file"], cfg, command)
+        results = run_prepared(state, cfg, resume, consistency, executor)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it
+        # stop the workers at once, not after their sample: every write is atomic
+        executor.close(wait=False)
+        raise
+    else:
+        if resume:  # how much of the earlier run it reused, which settings differ
+            notes = resume_notes(state.folder.previous, cfg, state.reused, state.analysed)
+            results.notes[:0] = notes
+        return results
     finally:
         executor.close()  # waits for the workers, which exit in the background once the stages end
         state.folder.release()

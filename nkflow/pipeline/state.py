@@ -92,7 +92,6 @@ class RunState:
     ) -> None:
         self.input_path = Path(input_path)
         self.config = config
-        self.folder = OutputFolder(out_dir)
         self.progress = on_progress or (lambda stage, done, total: None)
         meta = read_batch(
             self.input_path,
@@ -105,6 +104,12 @@ class RunState:
             meta[col] = meta[col].fillna("").astype(str)
         meta.loc[meta["role"] == "", "role"] = "sample"
         self.meta = meta.reset_index(drop=True)
+        files = {
+            Path(str(f)).name: str(p)
+            for f, p in zip(self.meta["file"], self.meta["path"], strict=True)
+        }
+        # a --resume must find the folder's run had the same inputs (resume.py)
+        self.folder = OutputFolder(out_dir, batch=(self.input_path, files))
         unstim = sample_waves(self.meta)[0]
         #: pair keys no stimulated tube pairs on: several unstimulated tubes, no donor
         self.ambiguous_keys = ambiguous_pair_keys(unstim[unstim.apply(is_resting, axis=1)])
@@ -122,6 +127,8 @@ class RunState:
         #: SHA-256 of the inputs by their ``file`` entry (the provenance's, set by run():
         #: a --resume compares each sample's content with these, not hashing twice)
         self.input_hashes: Callable[[], dict[str, str]] = dict
+        #: samples a --resume took from the folder's earlier run, of those analysed
+        self.reused, self.analysed = 0, 0
 
     # ------------------------------------------------------------------ helpers
     def row(self, sample_id: str) -> pd.Series:
@@ -260,6 +267,7 @@ class RunState:
         waves = sample_waves(self.meta)
         total = sum(len(wave) for wave in waves)
         done = 0
+        self.analysed = total
         self.progress("samples", 0, total)
         for wave in waves:
             items = []
@@ -287,6 +295,7 @@ class RunState:
                     previous = self.folder.sample_result(sid)
                     if previous is not None and previous.get("fingerprint") == task.fingerprint():
                         self._accept(sid, previous)
+                        self.reused += 1
                         done += 1
                         continue
                 items.append((sid, task))

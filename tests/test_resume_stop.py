@@ -1,0 +1,183 @@
+"""Stopping and resuming `nkflow run`: the resume command, SIGTERM, quiet workers,
+and a resume that may only finish a run of the same inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nkflow._workers import new_pool
+from nkflow.cli import main
+from nkflow.config import replace_values
+from nkflow.exceptions import OutputExistsError
+from nkflow.io.write import file_sha256
+from nkflow.pipeline import run
+from nkflow.pipeline.outdir import MARKER, OutputFolder
+from nkflow.pipeline.resume import RUN_RECORD
+from nkflow.pipeline.state import RunState
+
+
+def _stop_at_controls(monkeypatch: pytest.MonkeyPatch, stop) -> None:
+    """The run stops where its first stage starts (after the folder is taken)."""
+    monkeypatch.setattr(RunState, "thresholds", lambda self: stop())
+
+
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--no-cluster"],
+        ["--random-state", "7", "--no-score", "--bootstrap", "5"],  # in the options' order
+        ["--workers", "1", "--no-cluster", "--no-score", "--transform", "arcsinh"],
+    ],
+    ids=["plain", "no-cluster", "valued", "mixed"],
+)
+def test_an_interrupted_run_names_its_own_options_and_the_folder_keeps_them(
+    tiny_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    """Under click 8.2+ a flag's default is a sentinel: every plain run's resume command
+    said --no-cluster --no-score, and `nkflow thresholds` on the folder a bare --resume."""
+    _stop_at_controls(monkeypatch, _ctrl_c)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", str(tiny_batch), "-o", str(out), "-q", *options])
+    assert result.exit_code == 130, result.output
+    expected = shlex.join(["nkflow", "run", str(tiny_batch), "-o", str(out), *options,
+                           "--resume"])  # fmt: skip
+    assert result.output.strip().splitlines()[-1] == (
+        f"nkflow: interrupted; finish with `{expected}`"
+    )
+    record = json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))
+    assert shlex.join(record["resume_command"]) == expected
+    told = runner.invoke(main, ["thresholds", str(out)])
+    assert told.exit_code == 2 and f"finish it with `{expected}`" in told.output
+
+
+def test_sigterm_stops_the_run_like_ctrl_c_with_exit_143(
+    tiny_batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (kill, a scheduler's limit) ended the run with no resume hint."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+
+    def terminate() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here
+        raise RuntimeError("SIGTERM did not stop the run")
+
+    _stop_at_controls(monkeypatch, terminate)
+    out = tmp_path / "out"
+    try:
+        result = CliRunner().invoke(main, ["run", str(tiny_batch), "-o", str(out), "-q"])
+    finally:
+        restored = signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "interrupted; finish with `" in result.output and "--resume`" in result.output
+    assert not caught and restored is not None  # the CLI put the caller's handler back
+
+
+def test_workers_leave_ctrl_c_to_the_run() -> None:
+    """Ctrl-C reaches the whole process group: each idle worker printed a traceback."""
+    with new_pool(1) as pool:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+
+
+def _finished_folder(root: Path, input_path: str, files: dict[str, str]) -> Path:
+    root.mkdir()
+    (root / MARKER).write_text("nkflow output folder\n")
+    provenance = {"input": input_path, "inputs_sha256": files, "config": {}}
+    (root / "provenance.json").write_text(json.dumps(provenance))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("case", "refused"),
+    [
+        ("same", False),
+        ("moved", False),
+        ("one file changed", False),
+        ("other names", True),
+        ("same names, other content", True),
+        ("names only, same input", False),
+        ("names only, other input", True),
+    ],
+)
+def test_resume_takes_only_a_folder_of_the_same_inputs(
+    tmp_path: Path, case: str, refused: bool
+) -> None:
+    """`--resume` into another batch's finished folder replaced it silently (exit 0)."""
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for name in ("a.fcs", "b.fcs"):
+        (batch / name).write_bytes(name.encode() * 100)
+    hashes = {n: file_sha256(batch / n) for n in ("a.fcs", "b.fcs")}
+    recorded_input = str(batch)
+    if case == "moved":
+        recorded_input = str(tmp_path / "elsewhere")
+    elif case == "one file changed":
+        hashes["a.fcs"] = "0" * 64
+    elif case == "other names":
+        hashes = {"x.fcs": "1" * 64}
+    elif case == "same names, other content":
+        hashes = {n: "2" * 64 for n in hashes}
+    elif case.startswith("names only"):
+        hashes = {n: "" for n in hashes}
+        recorded_input = str(batch if case.endswith("same input") else tmp_path / "other")
+    out = _finished_folder(tmp_path / "out", recorded_input, hashes)
+    paths = {n: str(batch / n) for n in ("a.fcs", "b.fcs")}
+    folder = OutputFolder(out, batch=(batch, paths))
+    if refused:
+        with pytest.raises(OutputExistsError, match=r"--resume refused.*--force") as info:
+            folder.refuse_existing(resume=True)
+        assert str(out) in str(info.value) and str(batch) in str(info.value)
+    else:
+        assert folder.refuse_existing(resume=True)
+    folder.refuse_existing(force=True)  # --force replaces it whatever it holds
+
+
+def test_resume_into_another_batchs_folder_is_refused_and_leaves_it(
+    tiny_run, tmp_path: Path
+) -> None:
+    from nkflow.datasets import make_design, simulate_batch
+
+    other = tmp_path / "other"
+    design = make_design("mouse", donors=("M1",), tissues=("liver",), timepoints=("pre",),
+                         n_events=2_000, fmo_events=1_000, fmo_markers=())  # fmt: skip
+    simulate_batch(other, design=design, random_state=1)
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = CliRunner().invoke(main, ["run", str(other), "-o", str(out), "--resume", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "--resume refused" in result.output and "--force" in result.output
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_resume_says_what_it_reused_and_which_settings_differ(
+    tiny_batch: Path, tiny_run, fast_config, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    same = run(tiny_batch, out, config=fast_config, resume=True)
+    found = re.fullmatch(r"resumed: (\d+) of (\d+) samples already done, 0 run now",
+                         same.notes[0])  # fmt: skip
+    assert found and found[1] == found[2] and int(found[1]) > 0
+    analysed = int(found[1])
+    assert not any("settings other" in n for n in same.notes)
+    other = replace_values(fast_config, {"scoring.enabled": False})
+    changed = run(tiny_batch, out, config=other, resume=True)
+    assert changed.notes[0].startswith(f"resumed: 0 of {analysed} samples")
+    assert "scoring.enabled True -> False" in changed.notes[1]
