@@ -18,7 +18,7 @@ FILES = EXTERNAL_FCS_FILES
 
 # Files that must fail, with a word the reason must contain.
 EXPECTED_ERRORS = {
-    "fcsparser/fcsparser/tests/data/FlowCytometers/corrupted/corrupted.fcs": "too short",
+    "fcsparser/fcsparser/tests/data/FlowCytometers/corrupted/corrupted.fcs": "not an FCS file",
     "fcsparser/fcsparser/tests/data/FlowCytometers/cytek-nl-2000/sample_header.fcs": "whole file",
 }
 # Files whose quirk must be named in an FCSQuirkWarning.

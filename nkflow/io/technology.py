@@ -527,7 +527,7 @@ def other_technology(
     of = f"{count} of {len(voting)}"
     if len(voting) < len(mass):
         of += " with marker names"
-    if 2 * n_mass == len(voting):  # a tie: say what decided it and how to choose otherwise
+    if voting and 2 * n_mass == len(voting):  # a tie: what decided it, how to choose
         of += (
             f"; as many files are {word[not main]}: a tie, decided by the first file "
             f"({next(iter(voting))}); to analyse the {word[not main]} files instead, list one "
