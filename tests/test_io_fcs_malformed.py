@@ -326,12 +326,20 @@ def test_a_wrong_byteord_is_named_not_dropped(tmp_path: Path, nonfinite: str) ->
     assert _read(fixed).n_obs == 2000  # the same events under their own $BYTEORD
 
 
-def test_genuine_nan_values_are_not_blamed_on_the_byte_order(tmp_path: Path) -> None:
-    data = EVENTS.copy()
-    data[3, 2] = np.nan
+@pytest.mark.parametrize("whole_numbers", [False, True], ids=["decimals", "whole-numbers"])
+def test_genuine_nan_values_are_not_blamed_on_the_byte_order(
+    tmp_path: Path, whole_numbers: bool
+) -> None:
+    """One NaN in a good file: the usual advice, and ``drop`` drops it. Whole-number floats
+    swapped are tiny subnormal numbers, finite and within $PnR: not data either."""
+    data = np.random.default_rng(0).uniform(0, 1000, size=(2000, len(CHANNELS)))
+    data = (np.round(data) if whole_numbers else np.round(data, 2)).astype(np.float32)
+    data[5, 2] = np.nan
+    path = _write(tmp_path, build_fcs(data))
     with pytest.raises(FCSReadError, match="NaN/Inf") as err:
-        nio.read_fcs(_write(tmp_path, build_fcs(data)))
+        nio.read_fcs(path)
     assert "byte order" not in str(err.value) and 'qc.nonfinite = "drop"' in str(err.value)
+    assert _read(path, nonfinite="drop").n_obs == 1999
 
 
 def test_empty_pnn_replaced(tmp_path: Path) -> None:

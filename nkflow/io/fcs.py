@@ -42,7 +42,7 @@ from ..exceptions import (
     PanelWarning,
 )
 from .channels import channel_kind, channel_kinds
-from .fcs_data import decode_events, opposite_byte_order_reads_clean
+from .fcs_data import byte_order_looks_swapped, decode_events
 from .fcs_keywords import channel_descriptors, unexpected_reason, whole_number
 from .fcs_text import MAX_PARAMETERS, read_fcs_metadata
 from .panel import (
@@ -354,12 +354,12 @@ def _decode_checked(
 
 def _refuse_wrong_byte_order(meta: Any, path: Path, x: np.ndarray) -> None:
     """Raise FCSReadError when the NaN/Inf values of ``x`` come from a wrong ``$BYTEORD``."""
-    if opposite_byte_order_reads_clean(meta):
+    if byte_order_looks_swapped(meta):
         total, listing = _nonfinite_summary(~np.isfinite(x), meta.pnn)
         raise FCSReadError(
             path,
             f"{total} NaN/Inf event value(s) in {listing}, yet read in the opposite byte "
-            "order every value is finite and within its $PnR: the file's $BYTEORD "
+            "order every value is a finite number within its $PnR: the file's $BYTEORD "
             f"({meta.keywords.get('$BYTEORD', '?')}) is likely wrong, not its events; correct "
             "the keyword or export the file again (dropping events would keep misread values)",
         )

@@ -23,7 +23,7 @@ from ..exceptions import FCSQuirkWarning, FCSReadError
 from .fcs_keywords import number_value
 from .fcs_text import FCSMetadata
 
-__all__ = ["decode_events", "opposite_byte_order_reads_clean", "time_channel_index"]
+__all__ = ["byte_order_looks_swapped", "decode_events", "time_channel_index"]
 
 _UINT = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}
 
@@ -263,14 +263,19 @@ def decode_events(meta: FCSMetadata, *, preprocess: bool = True) -> np.ndarray:
     return out
 
 
-def opposite_byte_order_reads_clean(meta: FCSMetadata, *, events: int = 10_000) -> bool:
-    """Whether float DATA read in the other byte order than ``$BYTEORD`` looks like data.
+def byte_order_looks_swapped(meta: FCSMetadata, *, events: int = 10_000) -> bool:
+    """Whether float DATA reads as data in the other byte order than ``$BYTEORD``, not its own.
 
-    Float events read in the wrong byte order turn into NaN, Inf and values dozens of
-    orders of magnitude off, scattered over every channel. When the first ``events``
-    events read in the opposite order are all finite and within ten times each channel's
-    ``$PnR``, the file's ``$BYTEORD`` (not its events) is what is wrong. Integer layouts
-    have no NaN to tell it by: False.
+    Floats read in the wrong byte order scatter over every channel as NaN, Inf and values
+    dozens of orders of magnitude off. Both must hold on the first ``events`` events:
+
+    - in the declared order, at least 1 % of the values are NaN/Inf or beyond ten times
+      their channel's ``$PnR`` (one stray NaN of a good file never is);
+    - in the opposite order every value is finite and within ten times its ``$PnR``, and
+      at most 1 % of the non-zero ones are below a millionth of it (whole-number floats of
+      a good file, swapped, turn into such tiny subnormal numbers).
+
+    Integer layouts have no NaN to tell it by: False.
 
     Parameters
     ----------
@@ -288,10 +293,20 @@ def opposite_byte_order_reads_clean(meta: FCSMetadata, *, events: int = 10_000) 
         return False
     code = "f4" if kinds == {"F"} else "f8"
     n, p = min(meta.n_events, events), meta.n_channels
-    swapped = np.dtype(meta.byteorder + code).newbyteorder()
-    values = _read_block(meta, swapped, n * p).reshape(n, p).astype(np.float64)
-    if not np.isfinite(values).all():
-        return False
     ranges = np.asarray(meta.pnr, dtype=np.float64)
     ranges = np.where(np.isfinite(ranges) & (ranges > 0), ranges, np.inf)
-    return bool((np.abs(values) <= 10.0 * ranges).all())
+    declared = np.dtype(meta.byteorder + code)
+
+    def read(dtype: np.dtype) -> np.ndarray:
+        return _read_block(meta, dtype, n * p).reshape(n, p).astype(np.float64)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        own = np.abs(read(declared))
+        if np.mean(~(own <= 10.0 * ranges)) < 0.01:  # NaN compares False: counted as bad
+            return False
+        other = np.abs(read(declared.newbyteorder()))
+        if not (other <= 10.0 * ranges).all():
+            return False
+        nonzero = other[other > 0]
+        tiny = (nonzero < 1e-6 * np.broadcast_to(ranges, other.shape)[other > 0]).mean()
+    return bool(nonzero.size == 0 or tiny <= 0.01)
