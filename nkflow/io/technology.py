@@ -530,8 +530,9 @@ def other_technology(
     if voting and 2 * n_mass == len(voting):  # a tie: what decided it, how to choose
         of += (
             f"; as many files are {word[not main]}: a tie, decided by the first file "
-            f"({next(iter(voting))}); to analyse the {word[not main]} files instead, list one "
-            "of them first in the sheet"
+            f"({next(iter(voting))}, first in the sheet, or by name in a folder); to analyse "
+            f"the {word[not main]} files instead, run them as a batch of their own or list one "
+            "of them first in a sheet"
         )
     unnamed = "; it has no marker names either: label its channels or give a panel file"
     return {
