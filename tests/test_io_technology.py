@@ -407,7 +407,7 @@ def test_a_tie_goes_to_the_first_file_and_says_so(first) -> None:
     kept = "cytof" if first.startswith("cytof") else "flow"
     assert sorted(odd) == sorted(n for n in names if not n.startswith(kept))
     for why in odd.values():
-        assert f"a tie, decided by the first file ({first})" in why
-        assert "list one of them first" in why
+        assert f"a tie, decided by the first file ({first}, first in the sheet" in why
+        assert "list one of them first in a sheet" in why
     lopsided = other_technology({"flowA": False, "flowB": False, "cytofA": True})
     assert "tie" not in lopsided["cytofA"]
