@@ -1,8 +1,9 @@
 """How far a cut-off's own interval moves the share it calls positive (gating.cut_spread).
 
 CD7 on the CD3- events of a tiny CyTOF file was cut at 4.93 with a 95 % interval of
-[0.81, 5.32]: anywhere in it the share positive went from 73 % to 2 %, and thresholds.csv,
-the counts and the report showed the cut as firm.
+[0.81, 5.32]: anywhere in it the share positive went from 73 % to 2 %, and thresholds.csv
+showed the interval on the marker's scale alone. The shares are measured, not judged: a
+rule calling cut-offs "unstable" from them turned with the random seed on real files.
 """
 
 from __future__ import annotations
@@ -16,14 +17,7 @@ import pandas as pd
 import pytest
 
 from nkflow.gating import gate
-from nkflow.gating.cut_spread import (
-    UNSTABLE_NOTE,
-    UNSTABLE_RANGE_PP,
-    percent_above,
-    unstable,
-    unstable_sentence,
-    with_cut_spread,
-)
+from nkflow.gating.cut_spread import percent_above, with_cut_spread
 from nkflow.gating.thresholds import Threshold
 from nkflow.io import nkflow_uns
 
@@ -54,10 +48,6 @@ def _overlapping() -> np.ndarray:  # 60 events, two peaks 1.5 SDs apart
     return np.concatenate([rng.normal(0.40, 0.10, 40), rng.normal(0.55, 0.10, 20)])
 
 
-def test_unstable_limit_is_the_widest_counting_interval_at_100_events() -> None:
-    assert UNSTABLE_RANGE_PP == pytest.approx(100 * 2 * 1.96 * 0.5 / 10, abs=0.05)
-
-
 @pytest.mark.parametrize(
     ("cut", "expected"), [(1.5, 50.0), (1.0, 75.0), (-np.inf, 100.0), (np.inf, 0.0)]
 )
@@ -70,23 +60,15 @@ def test_percent_above_is_nan_without_a_cut_or_events() -> None:
     assert np.isnan(percent_above(np.array([]), 0.5))
 
 
-@pytest.mark.parametrize(
-    ("lo", "hi", "note", "expected_note"),
-    [
-        (0.5, 0.6, "manual, by AB", "manual, by AB"),  # 1 of 10 events: stable
-        (0.05, 0.85, "", f"{UNSTABLE_NOTE}: at the low end"),  # 90 % to 10 %
-        (0.05, 0.85, "own valley 0.40", "own valley 0.40; " + UNSTABLE_NOTE),  # appended
-        (0.05, 0.85, f"x; {UNSTABLE_NOTE}: old", f"x; {UNSTABLE_NOTE}: at the low"),  # replaced
-    ],
-)
-def test_the_note_is_appended_only_beyond_the_limit(lo, hi, note, expected_note) -> None:
+@pytest.mark.parametrize(("lo", "hi"), [(0.5, 0.6), (0.05, 0.85), (-np.inf, np.inf)])
+def test_the_shares_are_counted_and_the_note_is_left_alone(lo, hi) -> None:
     values = np.arange(10) / 10.0
-    th = Threshold("CD3", "BV650-A", 0.55, ci_low=lo, ci_high=hi, gate="Lymphocytes", note=note)
+    th = Threshold("CD3", "BV650-A", 0.55, ci_low=lo, ci_high=hi, gate="Lymphocytes",
+                   note="manual, by AB")  # fmt: skip
     out = with_cut_spread(th, values)
     assert out.percent_above_at_ci_low == 100 * np.mean(values >= lo)
     assert out.percent_above_at_ci_high == 100 * np.mean(values >= hi)
-    assert out.note.startswith(expected_note)
-    assert out.note.count(UNSTABLE_NOTE) == (UNSTABLE_NOTE in expected_note)
+    assert out.note == "manual, by AB"  # measured, not judged
 
 
 @pytest.mark.parametrize(
@@ -101,11 +83,9 @@ def test_no_interval_or_no_cut_is_not_measured(th) -> None:
     assert np.isnan(out.percent_above_at_ci_low) and out.note == ""
 
 
-@pytest.mark.parametrize(("values", "is_unstable"), [(_separated(), False), (_overlapping(), True)])
+@pytest.mark.parametrize(("values", "wide"), [(_separated(), False), (_overlapping(), True)])
 @pytest.mark.parametrize("n_threads", [1, 2])  # the interval computed inline or deferred
-def test_gating_records_the_spread_of_each_cut(
-    tmp_path, monkeypatch, values, is_unstable, n_threads
-) -> None:
+def test_gating_records_the_spread_of_each_cut(tmp_path, monkeypatch, values, wide, n_threads):
     template = tmp_path / "one_cut.toml"
     template.write_text(TEMPLATE)
     adata = _one_marker(values)
@@ -117,26 +97,14 @@ def test_gating_records_the_spread_of_each_cut(
     lo, hi = rec["percent_above_at_ci_low"], rec["percent_above_at_ci_high"]
     assert lo == 100 * np.mean(values.astype(np.float32) >= np.float32(rec["ci_low"]))
     assert hi == 100 * np.mean(values.astype(np.float32) >= np.float32(rec["ci_high"]))
-    assert (lo - hi > UNSTABLE_RANGE_PP) == is_unstable
-    assert (UNSTABLE_NOTE in rec["note"]) == is_unstable
-    if not is_unstable:
-        assert lo - hi < 2.0  # a clear valley: the interval sits in the gap between peaks
+    if wide:  # 60 events in two peaks 1.5 SDs apart: the interval spans both
+        assert lo - hi > 20.0
+    else:  # a clear valley: the interval sits in the gap between peaks
+        assert lo - hi < 2.0
+    assert rec.get("note", "") == ""
 
 
-def test_the_report_line_names_the_unstable_cuts() -> None:
-    table = pd.DataFrame({
-        "sample_id": ["s1", "s2", np.nan], "gate": ["CD3-", "CD3-", "NK"],
-        "marker": ["CD7", "CD7", "CD69"], "percent_above_at_ci_low": [73.0, 30.0, np.nan],
-        "percent_above_at_ci_high": [2.4, 25.0, np.nan],
-    })  # fmt: skip
-    assert unstable(table)["sample_id"].tolist() == ["s1"]
-    line = unstable_sentence(table)
-    assert line.startswith("1 cut-off is unstable") and "CD7 on CD3- (s1, 71 pp)" in line
-    assert unstable_sentence(table.iloc[1:]) == ""
-    assert unstable_sentence(table.drop(columns=["percent_above_at_ci_low"])) == ""
-
-
-def test_the_thresholds_section_carries_the_line() -> None:
+def test_the_thresholds_section_explains_the_shares_without_a_verdict() -> None:
     from nkflow.report.html import _gating_section
 
     table = pd.DataFrame({
@@ -145,23 +113,20 @@ def test_the_thresholds_section_carries_the_line() -> None:
         "percent_above_at_ci_high": [2.4], "rule": ["mirror"], "note": [""],
     })  # fmt: skip
     html = _gating_section({"thresholds": table}, None, [], [0])
-    assert "1 cut-off is unstable" in html and "CD7 on CD3- (s1, 71 pp)" in html
+    assert "percent_above_at_ci_low" in html and "read a wide pair with the gating plot" in html
+    assert "unstable" not in html
 
 
-@pytest.mark.parametrize(("boots", "said"), [(200, "(1 cut-off was unstable"), (0, None)])
-def test_the_methods_say_how_intervals_were_read_and_count_the_unstable(boots, said) -> None:
+@pytest.mark.parametrize(("columns", "said"), [(True, True), (False, False)])
+def test_the_methods_say_how_intervals_were_read(columns, said) -> None:
     from nkflow.report.methods import _gating_sentence
 
-    table = pd.DataFrame({
-        "sample_id": ["s1", "s2"], "gate": ["CD3-", "CD3-"], "marker": ["CD7", "CD7"],
-        "percent_above_at_ci_low": [73.0, 30.0], "percent_above_at_ci_high": [2.4, 25.0],
-        "rule": ["mirror", "valley"],
-    })  # fmt: skip
-    text = _gating_sentence({"bootstrap": boots}, {}, table)
-    if said is None:  # no intervals: nothing to read as percentages
-        assert "read as percentages" not in text
-    else:
-        assert said in text and f"more than {UNSTABLE_RANGE_PP:g} percentage points" in text
+    table = pd.DataFrame({"sample_id": ["s1"], "gate": ["CD3-"], "marker": ["CD7"],
+                          "rule": ["mirror"]})  # fmt: skip
+    if columns:
+        table = table.assign(percent_above_at_ci_low=[73.0], percent_above_at_ci_high=[2.4])
+    text = _gating_sentence({"bootstrap": 200}, {}, table)
+    assert ("read as percentages" in text) == said
 
 
 #: (folder, file, marker, parent gate, percent above at ci_low, at ci_high), measured with
@@ -173,7 +138,7 @@ REAL = [
 
 
 @pytest.mark.parametrize(("folder", "name", "marker", "on", "at_lo", "at_hi"), REAL)
-def test_a_wide_cut_on_a_tiny_cytof_file_is_called_unstable(
+def test_a_wide_cut_on_a_tiny_cytof_file_shows_its_spread(
     external: Path, tmp_path: Path, folder, name, marker, on, at_lo, at_hi
 ) -> None:
     from nkflow.pipeline import run
@@ -196,6 +161,4 @@ def test_a_wide_cut_on_a_tiny_cytof_file_is_called_unstable(
     for pct in (lo, hi):  # whole events of the gate the cut-off was set in
         assert pct * row["n_events"] / 100 == pytest.approx(round(pct * row["n_events"] / 100))
     assert row["ci_low"] < row["value"] < row["ci_high"]
-    assert str(row["note"]).startswith(UNSTABLE_NOTE)
-    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
-    assert f"{marker} on {on} ({fcs.stem}" in report
+    assert "unstable" not in str(row["note"])

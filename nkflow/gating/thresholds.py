@@ -142,7 +142,7 @@ class Threshold:
         The sample's own valley disagrees with a batch threshold it was given.
     note
         Free text: a manual threshold's reason and who set it; for a batch pool, the
-        sample's own valley; an unstable cut-off's spread (:mod:`~nkflow.gating.cut_spread`).
+        sample's own valley.
     """
 
     marker: str

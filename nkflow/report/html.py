@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..gating.cut_spread import unstable_sentence
 from ..gating.thresholds import TABLE_COLUMNS
 from ..io.write import safe_name
 from ..tl.caveats import caveats_for_species
@@ -83,9 +82,10 @@ THRESHOLD_COLUMNS_NOTE = (
     "ratios are unitless); the *_linear columns give the same cut-off in the instrument's "
     "linear units. percent_above_at_ci_low, percent_above_at_ci_high: percent of the sample's "
     "events in the gate at or above the cut-off, were it at either end of its interval (a "
-    "negative gate holds the rest); on a batch-level row (FMO, batch pool) those of the sample "
-    "whose share its interval moves most, among the samples it was applied to (the note names "
-    "it when the spread is unstable); blank for scatter gates."
+    "negative gate holds the rest; on a batch-level row, FMO or batch pool, those of the "
+    "sample whose share its interval moves most); the ends of an interval are its outermost "
+    "redraws, so read a wide pair with the gating plot. Blank where there is no interval "
+    "(a fixed or manual cut-off, bootstrap = 0) and for scatter gates."
 )
 
 
@@ -193,8 +193,6 @@ def _gating_section(
         out.append('<p class="empty">No data-driven thresholds were recorded.</p>')
     else:
         out.append(f'<p class="hint">{THRESHOLD_COLUMNS_NOTE}</p>')
-        if unstable := unstable_sentence(thresholds):  # their notes give each one's spread
-            out.append(f'<p class="lead">{esc(unstable)}</p>')
         cols += [c for c in thresholds.columns if c not in cols]
         anchors = {item.caption: ids[item.name] for item in figures if item.name in (ids or {})}
         out.append(_disagree_table(thresholds, cols, anchors))

@@ -26,7 +26,6 @@ from typing import Any
 import pandas as pd
 
 from ..gating.apply import BORROWED
-from ..gating.cut_spread import LOW_EVENT_COUNT, UNSTABLE_RANGE_PP, unstable
 from ..gating.overrides import SUPERSEDED
 from ..io.panel_labels import format_unread
 from .methods_analysis import _num, _ordinal, clustering_sentence, scoring_sentence
@@ -330,18 +329,13 @@ def _gating_sentence(
 
 
 def _spread_sentence(thresholds: pd.DataFrame | None) -> str:
-    """How a cut-off's interval was read as percentages, and how many were unstable."""
-    n = len(unstable(thresholds))
-    found = (
-        f"{_num(n)} cut-off{'s were' if n != 1 else ' was'} unstable in this batch"
-        if n
-        else "none was in this batch"
-    )
+    """How a cut-off's interval was read as percentages (where the table has the shares)."""
+    cols = ("percent_above_at_ci_low", "percent_above_at_ci_high")
+    if thresholds is None or not set(cols) <= set(thresholds.columns):
+        return ""
     return (
         "Each interval was also read as percentages: the share of the gate's events at or "
-        "above the cut-off were it at either end of its interval; a cut-off whose share moves "
-        f"by more than {UNSTABLE_RANGE_PP:g} percentage points (the widest 95% counting "
-        f"interval of a percentage of {LOW_EVENT_COUNT} events) is called unstable ({found}). "
+        "above the cut-off were it at either end of its interval (thresholds table). "
     )
 
 
