@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -282,3 +283,31 @@ def test_path_options_are_recorded_absolute(
     assert command == ["nkflow", "run", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                        given[0], value, "--resume"]  # fmt: skip
 
+
+def test_a_sample_summary_of_an_older_layout_is_redone_not_half_used(
+    tiny_batch: Path, tiny_run, fast_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result.json of a build before `applied_batch_thresholds` matched the fingerprint
+    (same version string): a resume reused it, and the FMO rows' spread came only from the
+    samples run again, or stayed blank, silently."""
+    from nkflow.pipeline import sample
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out_dir, out)
+    results = sorted(out.glob("work/*/result.json"))
+    assert results and all(sample.APPLIED_KEY in json.loads(p.read_text()) for p in results)
+    # the same folder as the layout before would hold it: no such key, its own schema
+    monkeypatch.setattr(sample, "SUMMARY_SCHEMA", sample.SUMMARY_SCHEMA - 1)
+    in_process = replace_values(fast_config, {"execution.workers": 1})  # sees the patch
+    older = run(tiny_batch, out, config=in_process, resume=True)
+    assert older.notes[0].startswith("resumed: 0 of")  # redone under that layout
+    for path in sorted(out.glob("work/*/result.json")):
+        summary = json.loads(path.read_text())
+        summary.pop(sample.APPLIED_KEY)
+        path.write_text(json.dumps(summary))
+    monkeypatch.undo()
+    now = run(tiny_batch, out, config=fast_config, resume=True)
+    assert now.notes[0].startswith("resumed: 0 of"), now.notes[0]
+    redone = [json.loads(p.read_text()) for p in sorted(out.glob("work/*/result.json"))]
+    assert redone and all(sample.APPLIED_KEY in s for s in redone)
+    pd.testing.assert_frame_equal(now.tables["thresholds"], tiny_run.tables["thresholds"])
