@@ -11,6 +11,7 @@ SIGTERM), as a shell reports a process that a signal ended.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import threading
@@ -25,6 +26,9 @@ __all__ = ["Terminated", "interrupt_exit_code", "resume_command", "sigterm_inter
 
 #: run options the resume command leaves out: how the run talks, not what it computes
 NOT_RESUMED = frozenset({"force", "resume", "quiet", "verbose", "out"})
+#: options whose value is a shipped name or a keyword (these), or else a file: a file is
+#: made absolute, as the run reads it (a template file before a shipped name of the same)
+NAME_OR_FILE: dict[str, tuple[str, ...]] = {"template": (), "compensation": ("file", "none")}
 #: where a value the user gave comes from (not click's defaults)
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -66,6 +70,9 @@ def resume_command(ctx: click.Context, out_dir: Path) -> list[str]:
     then switched off clustering and scoring. A bare ``nkflow run INPUT -o OUT --resume``
     would finish the run with the default settings: every tube's fingerprint holds the
     settings, so each would be redone under others.
+
+    Every path is absolute (:func:`_absolute`): the folder records the command, and
+    ``nkflow thresholds`` or a later run print it, from whatever directory they run in.
     """
     words = ["nkflow", ctx.info_name or "run"]
     options: list[str] = []
@@ -73,7 +80,7 @@ def resume_command(ctx: click.Context, out_dir: Path) -> list[str]:
         name = param.name or ""
         value = ctx.params.get(name)
         if isinstance(param, click.Argument):
-            words.append(str(value))
+            words.append(_absolute(param, value))
         elif name in NOT_RESUMED or value is None or ctx.get_parameter_source(name) not in _GIVEN:
             continue
         elif isinstance(param, click.Option) and param.is_flag:
@@ -81,8 +88,24 @@ def resume_command(ctx: click.Context, out_dir: Path) -> list[str]:
             if value or param.secondary_opts:
                 options.append(max(opts, key=len))
         else:
-            options += [max(param.opts, key=len), str(value)]
-    return [*words, "-o", str(out_dir), *options, "--resume"]
+            options += [max(param.opts, key=len), _absolute(param, value)]
+    return [*words, "-o", os.path.abspath(out_dir), *options, "--resume"]
+
+
+def _absolute(param: click.Parameter, value: object) -> str:
+    """A value as the command gives it again: a path made absolute (``..`` folded, links kept).
+
+    A :class:`click.Path` parameter's value is a path; a template or compensation value
+    is one when it names an existing file, as the run reads it (a shipped name or
+    ``file``/``none`` stays as it is).
+    """
+    text = str(value)
+    keywords = NAME_OR_FILE.get(param.name or "")
+    if isinstance(param.type, click.Path) or (
+        keywords is not None and text not in keywords and Path(text).is_file()
+    ):
+        return os.path.abspath(text)
+    return text
 
 
 def shown(command: list[str]) -> str:

@@ -282,9 +282,15 @@ class SampleExecutor:
         ----------
         wait
             Let the workers finish the task they are on and wait for them to exit
-            (default). ``False`` stops them at once, whatever they are doing: only for
-            tasks that write nothing, e.g. the imports of :meth:`start` when a run stops
-            on bad input before its first wave (its error then waits for no import).
+            (default). ``False`` stops them at once, whatever they are doing: for tasks
+            that write nothing (the imports of :meth:`start` when a run stops on bad input
+            before its first wave: its error then waits for no import), or whose every
+            write is atomic, as a sample's are (:func:`nkflow.io.write.write_bytes_atomic`:
+            a temporary file, then a rename, ``result.json`` last). A stopped worker
+            leaves each file whole or as it was, at most a hidden ``.<name>.*.tmp``,
+            which a ``--resume`` removes; a sample without its new ``result.json`` is
+            redone. The workers are waited for after the signal (a few seconds at most),
+            so none writes once this returns and the run's lock is released.
         """
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -293,6 +299,8 @@ class SampleExecutor:
             pool.shutdown(wait=wait, cancel_futures=True)
             for process in workers:
                 process.terminate()
+            for process in workers:  # none writes once the caller releases the folder
+                process.join(timeout=5)
         if self._client is not None:
             self._client.close()
             self._client = None

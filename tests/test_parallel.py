@@ -292,3 +292,22 @@ def test_a_tasks_cyclic_garbage_is_freed_when_it_ends() -> None:
         assert held[0]() is None
     finally:
         gc.enable()
+
+
+def _pid_then_sleep(arg: float) -> int:
+    import time
+
+    time.sleep(arg)
+    return os.getpid()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc (Linux)")
+def test_close_without_waiting_returns_once_the_stopped_workers_are_gone() -> None:
+    """An interrupted run closes its pool with wait=False and then releases the folder's
+    lock: a worker still dying could have written after another run took the folder."""
+    ex = parallel.SampleExecutor(workers=2)
+    pids = {o.value for o in ex.map(_pid, ITEMS)}
+    busy = ex.submit(_pid_then_sleep, "sleeper", 30.0)
+    ex.close(wait=False)
+    assert pids and all(_gone(pid) for pid in pids)
+    del busy

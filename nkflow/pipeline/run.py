@@ -117,7 +117,8 @@ def run(
     try:
         from .resume import resume_notes, write_run_record
 
-        write_run_record(state.folder.root, state.input_path, state.meta["file"], cfg, command)
+        files = dict(zip(state.meta["file"], state.meta["path"], strict=True))
+        write_run_record(state.folder.root, state.input_path, files, cfg, command)
         results = run_prepared(state, cfg, resume, consistency, executor)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the command line raises it
         # stop the workers at once, not after their sample: every write is atomic

@@ -50,6 +50,7 @@ from .outdir import (
 
 __all__ = [
     "APPLIED_KEY",
+    "SUMMARY_SCHEMA",
     "SampleTask",
     "load_sample",
     "own_warnings",
@@ -65,6 +66,11 @@ logger = logging.getLogger(__name__)
 #: The key of a sample's summary (``result.json``) holding its records of the batch-level
 #: cut-offs it applied (:func:`nkflow.gating.cut_spread.applied_batch_cuts`)
 APPLIED_KEY = "applied_batch_thresholds"
+#: The layout of a sample's summary (``result.json``), part of its fingerprint: bumped
+#: whenever a key the batch stages read is added or changes meaning, so a ``--resume``
+#: into a folder of an older layout redoes those samples instead of reading half of
+#: them (2: :data:`APPLIED_KEY`, which an FMO row's spread is built from)
+SUMMARY_SCHEMA = 2
 
 
 @dataclass
@@ -129,7 +135,8 @@ class SampleTask:
         The file by its content, not its size, time or place: a file replaced by another
         of the same size is redone, a batch folder moved elsewhere is not. Where the work
         ran (``execution.workers``, ``scheduler``) is left out: the results do not depend
-        on it.
+        on it. The summary's layout (:data:`SUMMARY_SCHEMA`) is in: a ``result.json``
+        written by a build whose summaries lack a key this build reads is redone.
         """
         from ..config import config_to_dict
 
@@ -146,6 +153,7 @@ class SampleTask:
                 "thresholds": self.thresholds,
                 "paired_unstim": self.paired_unstim,
                 "version": __version__,
+                "summary_schema": SUMMARY_SCHEMA,
             },
             sort_keys=True,
             default=json_default,
