@@ -520,6 +520,9 @@ def test_an_unreachable_scheduler_is_one_line_exit_3_and_no_output_folder(
     """It was a page of distributed's traceback, exit 1, and a folder with .nkflow and
     its lock, so the next run needed --force."""
     import dask
+    import distributed  # noqa: F401  (its defaults loaded first: leaving the block below
+    # would otherwise drop the whole "distributed" section it created, and later
+    # LocalClusters in this process fail with KeyError: 'distributed')
 
     out = tmp_path / "out"
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
