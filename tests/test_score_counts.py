@@ -176,6 +176,26 @@ def test_fmo_threshold_errors_and_low_event_warning():
         fmo_threshold(fmo, "AREG", population="CD56bright")
 
 
+@pytest.mark.parametrize("population", [None, "NK"])
+def test_fmo_threshold_leaves_the_tubes_qc_column_as_it_was(population):
+    """It and-ed the gate into the array pandas handed out for obs['qc_pass']: the column
+    became the gate, and every later count of the container was wrong without a word."""
+    fmo = make_sample(2000, seed=5)
+    before = fmo.obs["qc_pass"].copy()
+    counts = count_positive(fmo, THRESHOLDS, populations=["NK"])
+    fmo_threshold(fmo, "AREG", population=population)
+    pd.testing.assert_series_equal(fmo.obs["qc_pass"], before)
+    pd.testing.assert_frame_equal(count_positive(fmo, THRESHOLDS, populations=["NK"]), counts)
+
+
+def test_fmo_threshold_refuses_pooled_tubes():
+    pooled = ad.concat([make_sample(500, seed=1), make_sample(500, seed=2)], index_unique="-")
+    pooled.obs["sample_id"] = ["a"] * 500 + ["b"] * 500
+    pooled.uns["nkflow"] = make_sample(10).uns["nkflow"]
+    with pytest.raises(ConfigError, match="fmo_threshold: the AnnData holds 2 samples"):
+        fmo_threshold(pooled, "AREG")
+
+
 def test_threshold_set_on_the_nk_gate_wins_over_other_gates():
     rows = [dict(r, gate="NK") for r in THRESHOLDS.to_dict("records")]
     rows.append(dict(marker="AREG", value=3.0, tissue="lung", batch="b1", gate="ILC"))

@@ -311,7 +311,7 @@ def count_positive(
     info = sample_info(adata)
     where = _where(adata)
     keep = (
-        adata.obs[qc_key].to_numpy(dtype=bool)
+        adata.obs[qc_key].to_numpy(dtype=bool, copy=True)
         if qc_key in adata.obs.columns
         else np.ones(adata.n_obs, dtype=bool)
     )
@@ -436,12 +436,19 @@ def fmo_threshold(
     Raises
     ------
     ConfigError
-        ``percentile`` is not in (0, 100).
+        ``percentile`` is not in (0, 100), or ``fmo_adata`` holds several samples
+        (``obs["sample_id"]`` with more than one value: pooled tubes).
     ChannelNotFoundError
         The FMO tube has no channel for ``marker``.
     GatingError
         The FMO tube has no obs column ``population``, or no events in it (after QC).
     """
+    require_one_sample(
+        fmo_adata,
+        "fmo_threshold",
+        "; an FMO cut-off is read from one FMO tube: call it per tube (several tubes of one "
+        "FMO are pooled by nk.run, which records their replicates)",
+    )
     where = _where(fmo_adata)
     if not 0.0 < percentile < 100.0:
         raise ConfigError(f"{where}: percentile {percentile!r}; valid: 0 < percentile < 100")
@@ -449,8 +456,8 @@ def fmo_threshold(
     if channel is None:
         have = sorted({m for m in var_markers(fmo_adata) if m})
         raise ChannelNotFoundError(marker, have, source=where)
-    keep = (
-        fmo_adata.obs[qc_key].to_numpy(dtype=bool)
+    keep = (  # a copy: pandas may hand out the column's own array, and it is and-ed below
+        fmo_adata.obs[qc_key].to_numpy(dtype=bool, copy=True)
         if qc_key in fmo_adata.obs.columns
         else np.ones(fmo_adata.n_obs, dtype=bool)
     )
