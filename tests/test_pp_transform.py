@@ -345,3 +345,22 @@ def test_transformed_export_is_not_transformed_again(method: str, transformed_ex
         transform(adata, method=method)  # type: ignore[arg-type]
     assert "transform" not in adata.uns["nkflow"] and set(adata.var["transform"]) == {""}
     np.testing.assert_array_equal(adata.X, before)
+
+
+@pytest.mark.parametrize("method", ["logicle", "arcsinh"])
+def test_a_gated_sample_is_not_transformed_again(sample_data: Path, method: str) -> None:
+    """A second transform rebuilt X from the compensated layer on another scale and kept
+    the gates and cut-offs of the first: AREG+ NK went from 12 to 2,069 of 2,326."""
+    from nkflow.gating import gate
+
+    adata = read_fcs(sample_data / "human" / "D1_liver_pre_unstim.fcs")
+    compensate(adata)
+    transform(adata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gate(adata, "human_tissue", n_boot=0)
+    before, obs = np.asarray(adata.X).copy(), adata.obs.copy()
+    with pytest.raises(ConfigError, match=r"D1_liver_pre_unstim: already gated"):
+        transform(adata, method=method)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(adata.X, before)
+    pd.testing.assert_frame_equal(adata.obs, obs)

@@ -507,8 +507,9 @@ def transform(
     Raises
     ------
     ConfigError
-        Unknown method, invalid parameters, or ``X`` already transformed without a
-        ``compensated`` layer to start again from.
+        Unknown method, invalid parameters, ``X`` already transformed without a
+        ``compensated`` layer to start again from, or the sample already gated (its gates
+        and cut-offs are on the scale it has). Nothing is changed.
     ChannelNotFoundError
         A channel in ``channels`` or ``params`` is not in the sample.
     TransformedDataError
@@ -530,6 +531,12 @@ def transform(
     refused = tech.refusal(_file_name(adata)) if tech.transform == "refuse" else None
     if refused is not None:
         raise refused
+    if nkflow_record(adata, "gating"):  # its gates and cut-offs are on the current scale
+        raise ConfigError(
+            f"{_sample_name(adata)}: already gated on its transformed values (the gates and "
+            "cut-offs in uns['nkflow'] are on that scale); a new transform would leave them "
+            "on the old one: transform before gating, or read the file again"
+        )
     reason = f"{method} requested" if method != "auto" else ""
     method, chosen = tech.transform_for(method, cofactor)
     reason = reason or f"{tech.label}: {method} by default"
