@@ -530,6 +530,9 @@ def test_one_populations_events_are_refused_as_a_sample(gated_liver):
                        r"population 'NK'.*gate the whole sample"):  # fmt: skip
         gate(nk_only, "human_tissue", n_boot=0)
     assert nk_only.obs["NK"].all()  # left as it was
+    # its populations table read Cells, Lymphocytes, CD3- and NK as 100 % of their parents
+    with pytest.raises(GatingError, match="give population_table the whole gated sample"):
+        population_table(nk_only)
 
 
 def test_a_debris_cut_below_every_event_keeps_all_without_a_false_interval():

@@ -113,9 +113,13 @@ def require_whole_sample(adata: Any, caller: str = "gate") -> None:
             and bool(member_mask(adata.obs[name]).all())  # <NA>: the gate was not set
         ):
             sid = sample_info(adata).get("sample_id") or "sample"
+            advice = (
+                "gate the whole sample (nk.read_fcs of its file), and use this container's "
+                "obs columns for its subsets"
+                if caller == "gate"
+                else f"give {caller} the whole gated sample: its populations are obs columns"
+            )
             raise GatingError(
                 f"{sid}: every one of its {adata.n_obs:,} events is in its gated population "
-                f"{name!r}: these are one population's events, not a sample; gate the whole "
-                "sample (nk.read_fcs of its file), and use this container's obs columns for "
-                "its subsets"
+                f"{name!r}: these are one population's events, not a sample; {advice}"
             )

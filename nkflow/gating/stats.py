@@ -17,7 +17,7 @@ from ..io.fcs import sample_id
 from ..io.records import nkflow_record
 from ..stats import wilson_interval
 from .membership import member_mask, not_set_gates
-from .preconditions import require_one_sample
+from .preconditions import require_whole_sample
 
 __all__ = ["POPULATION_COLUMNS", "population_table"]
 
@@ -158,8 +158,12 @@ def population_table(
     ------
     ConfigError
         ``adata`` holds several samples (``obs["sample_id"]`` with more than one value).
+    GatingError
+        ``adata`` holds one gated population's events (every event in its NK gate, as
+        ``Results.kept_events`` gives): its ancestors would count those events alone and
+        read 100 % of their parents.
     """
-    require_one_sample(adata, "population_table")
+    require_whole_sample(adata, "population_table")  # one sample, not one population's events
     g = nkflow_record(adata, "gating") or {}
     if populations is None:
         populations = [p["name"] for p in g.get("populations", [])]
