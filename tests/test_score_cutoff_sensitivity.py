@@ -7,6 +7,8 @@ which rests on the blood AREG FMO cut-off's exact place.
 
 from __future__ import annotations
 
+import io
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -129,3 +131,30 @@ def test_no_interval_gives_na_and_leaves_the_flag_as_it_was(absent):
     assert after["areg_net_at_cut_ci_low"].isna().all()
     assert after["message"].equals(before["message"])
     assert after["notes"].equals(before["notes"])
+
+
+@pytest.mark.parametrize("from_csv", [False, True], ids=["in memory", "read back from CSV"])
+@pytest.mark.parametrize(
+    ("stim", "unstim", "fragile"),
+    [((55, 45), (14, 6), False), ((60, 45), (55, 6), True)],
+    ids=["holds", "fragile"],
+)
+def test_report_labels_a_fragile_flag_and_methods_count_them(stim, unstim, fragile, from_csv):
+    from nkflow.report.findings_responses import flag_meaning
+    from nkflow.report.methods_analysis import scoring_sentence
+    from nkflow.report.repair import repair_section
+
+    counts, meta = _with_ends(stim, unstim)
+    res = score(counts, meta)
+    flags = res.flags
+    if from_csv:
+        flags = pd.read_csv(io.StringIO(res.csv_text("flags")), comment="#")
+    html = repair_section({"flags": flags, "scores": res.scores}, "", [], [0])
+    label = "fragile: the flag rests on the AREG FMO cut-off&#x27;s exact place"
+    assert (label in html) is fragile
+    assert f"{int(fragile)} of 1 flag(s) fail them at an end" in html
+    nk = flags.set_index("population").loc["NK"]
+    assert ("AREG net 0.50 pp at the low end" in flag_meaning(nk)) is fragile
+    text = scoring_sentence({}, {}, meta, {"scores": res.scores, "flags": flags})
+    assert f"{int(fragile)} of 1 flag(s) here were fragile" in text
+    assert "a flag that failed them at an end was kept" in text

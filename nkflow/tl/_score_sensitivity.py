@@ -19,7 +19,8 @@ not evaluated again here: it is its own rule, read on its own gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,13 @@ from ._score_messages import shown
 from ._score_parts import _areg_rules
 from .counts import CUT_END_COLUMNS
 
-__all__ = ["SENSITIVITY_COLUMNS", "cutoff_sensitivity", "fragile", "fragile_sentence"]
+__all__ = [
+    "SENSITIVITY_COLUMNS",
+    "cutoff_sensitivity",
+    "fragile",
+    "fragile_sentence",
+    "fragile_words",
+]
 
 #: the cut-off's two ends, as the column names say them, and how the message says them
 _ENDS = {"cut_ci_low": "low", "cut_ci_high": "high"}
@@ -199,3 +206,31 @@ def fragile_sentence(row: pd.Series, cfg: ScoringConfig) -> str:
         + "; ".join(parts)
         + "; it stands on the point estimate, the pre-registered rule"
     )
+
+
+def fragile_words(row: Mapping[str, Any]) -> str:
+    """A flags row's fragile label for the report (``""`` when its flag holds or is no flag).
+
+    Parameters
+    ----------
+    row
+        A flags row (``notes``, ``holds_across_cutoff_interval``, ``areg_net_at_cut_ci_low``
+        / ``_high``, ``failed_rules_at_cut_ci_low`` / ``_high``), read back from CSV too.
+
+    Returns
+    -------
+    str
+        ``"fragile: the flag rests on the AREG FMO cut-off's exact place (AREG net 0.45 pp
+        at the low end of its interval, where the flag's rules fail)"``.
+    """
+    holds = str(row.get("holds_across_cutoff_interval", "")).strip().lower()
+    if "CUTOFF_FRAGILE" not in str(row.get("notes") or "") and holds != "false":
+        return ""
+    ends = []
+    for end, word in _ENDS.items():
+        failed = row.get(f"failed_rules_at_{end}")
+        net = pd.to_numeric(pd.Series([row.get(f"areg_net_at_{end}")]), errors="coerce").iloc[0]
+        if isinstance(failed, str) and failed and np.isfinite(net):
+            ends.append(f"AREG net {net:.2f} pp at the {word} end")
+    where = f" ({' and '.join(ends)} of its interval, where the flag's rules fail)" if ends else ""
+    return f"fragile: the flag rests on the AREG FMO cut-off's exact place{where}"
