@@ -12,6 +12,7 @@ import pytest
 from nkflow import pp
 from nkflow.gating.apply import gate_batch
 from nkflow.io import read_fcs
+from nkflow.io.records import nkflow_record
 from nkflow.tl.counts import count_positive
 from nkflow.tl.score import score
 
@@ -33,7 +34,17 @@ def _score_batch(root):
         pp.transform(adata, method="logicle")
         return adata
 
-    frames = []
+    frames, cuts = [], []
+
+    def on_sample(sid, adata, pops):
+        frames.append(count_positive(adata))
+        # the AREG cut-off as applied to this tube: its interval and the shares it moves
+        cuts.extend(
+            dict(r, sample_id=sid)
+            for r in nkflow_record(adata, "thresholds")
+            if r["marker"] == "AREG"
+        )
+
     species = meta["species"].iloc[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallback-threshold and low-event warnings
@@ -42,11 +53,11 @@ def _score_batch(root):
                 meta[meta["tissue"] == tissue],
                 reader,
                 template,
-                n_boot=0,
-                on_sample=lambda sid, adata, pops: frames.append(count_positive(adata)),
+                n_boot=20,  # > 0: the FMO cut-offs carry their exact interval
+                on_sample=on_sample,
             )
     counts = pd.concat(frames, ignore_index=True)
-    return meta, counts, score(counts, meta)
+    return meta, counts, score(counts, meta), pd.DataFrame(cuts)
 
 
 def _planted_net(root, meta):
@@ -66,15 +77,15 @@ def batch(request, sample_data):
     root = sample_data / request.param
     if not (root / "metadata.csv").is_file():
         pytest.skip(f"no committed sample batch at {root}")
-    meta, counts, result = _score_batch(root)
+    meta, counts, result, cuts = _score_batch(root)
     scores = result.scores.merge(
         _planted_net(root, meta), on=["sample_id", "population"], how="left"
     )
-    return request.param, counts, result, scores
+    return request.param, counts, result, scores, cuts
 
 
 def test_counts_cover_every_analysed_tube(batch):
-    _, counts, _, _ = batch
+    _, counts, _, _, _ = batch
     assert {"NK", "ILC"} <= set(counts["population"])
     nk = counts[counts["population"] == "NK"]
     assert (nk["n_events"] >= 100).all()
@@ -83,14 +94,14 @@ def test_counts_cover_every_analysed_tube(batch):
 
 
 def test_positive_control_responds(batch):
-    _, _, result, _ = batch
+    _, _, result, _, _ = batch
     ctl = result.controls
     assert (ctl["control_source"] == "positive_control tube").all()
     assert ctl["passed"].all() and (ctl["net"] > 15).all()
 
 
 def test_no_false_flags_against_planted_truth(batch):
-    _, _, result, scores = batch
+    _, _, result, scores, _ = batch
     flagged = scores[scores["areg_responsive"]]
     assert len(flagged) >= 2
     assert (flagged["planted_net"] > 0).all(), flagged[["sample_id", "population"]]
@@ -100,7 +111,7 @@ def test_no_false_flags_against_planted_truth(batch):
 
 
 def test_conditions_context_and_species_labels(batch):
-    species, _, result, scores = batch
+    species, _, result, scores, _ = batch
     flags = result.flags
     if species == "mouse":
         assert flags["exploratory"].all()
@@ -126,7 +137,7 @@ def test_conditions_context_and_species_labels(batch):
 
 
 def test_strong_planted_responses_flagged(batch):
-    _, _, _, scores = batch
+    _, _, _, scores, _ = batch
     strong = scores[
         scores["flaggable"]
         & (scores["planted_net"] >= 3.0)
@@ -140,3 +151,44 @@ def test_strong_planted_responses_flagged(batch):
         (strong["areg_net_ci_low"] <= strong["planted_net"])
         & (strong["planted_net"] <= strong["areg_net_ci_high"])
     ).all()
+
+
+def test_counts_at_the_areg_cut_off_ends_match_the_shares_gating_measured(batch):
+    """Golden: AREG+ events at ci_low / ci_high are the shares the gating engine recorded."""
+    _, counts, _, _, cuts = batch
+    nk = counts[counts["population"] == "NK"].set_index("sample_id")
+    applied = cuts[cuts["gate"] == "NK"].drop_duplicates("sample_id").set_index("sample_id")
+    applied = applied.loc[nk.index]
+    assert (nk["threshold_areg_ci_low"] == applied["ci_low"]).all()
+    for end in ("ci_low", "ci_high"):
+        share = 100.0 * nk[f"n_areg_at_{end}"].astype(float) / nk["n_events"].astype(float)
+        assert share.to_numpy() == pytest.approx(applied[f"percent_above_at_{end}"].to_numpy())
+
+
+def test_d1_blood_post_stim_flag_rests_on_the_blood_areg_fmo_cut_off(batch):
+    species, counts, result, _, _ = batch
+    if species != "human":
+        pytest.skip("the D1 blood post tubes are in the human batch")
+    nk = counts[counts["population"] == "NK"].set_index("sample_id")
+    pct = {
+        (sid, end): 100.0 * nk.loc[sid, f"n_areg_at_{end}"] / nk.loc[sid, "n_events"]
+        for sid in ("D1_blood_post_stim", "D1_blood_post_unstim")
+        for end in ("ci_low", "ci_high")
+    }
+    # the cut-off's interval moves the unstimulated share more than the stimulated one
+    assert pct[("D1_blood_post_unstim", "ci_low")] > 3 * pct[("D1_blood_post_unstim", "ci_high")]
+    flag = result.flags.set_index(["sample_id", "population"]).loc[("D1_blood_post_stim", "NK")]
+    min_net = result.config.min_net
+    assert flag["areg_responsive"] and flag["areg_net"] >= min_net  # flagged at the cut-off
+    assert flag["areg_net_at_cut_ci_low"] == pytest.approx(
+        pct[("D1_blood_post_stim", "ci_low")] - pct[("D1_blood_post_unstim", "ci_low")]
+    )
+    assert flag["areg_net_at_cut_ci_low"] < min_net <= flag["areg_net_at_cut_ci_high"]
+    assert "NET_BELOW_MIN" in flag["failed_rules_at_cut_ci_low"]
+    assert not flag["holds_across_cutoff_interval"]
+    assert "fragile: the flag rests on the AREG FMO cut-off's exact place" in flag["message"]
+    assert "CUTOFF_FRAGILE" in flag["notes"]
+    # flags whose rules pass at both ends are not labelled
+    holds = result.flags["holds_across_cutoff_interval"].astype("boolean").fillna(False)
+    sturdy = result.flags[holds.to_numpy(dtype=bool)]
+    assert len(sturdy) and not sturdy["message"].str.contains("fragile").any()

@@ -16,6 +16,7 @@ from ..tl._donors import donor_key, donor_means
 from ..tl._score_context import exposure_statement
 from ..tl._score_judged import NOT_JUDGED, not_judged, reason, unjudged_rules
 from ..tl._score_messages import control_words, inhibitor_sentence
+from ..tl._score_sensitivity import fragile_words
 from .findings_summary import population_name, population_order
 from .tables import is_empty
 
@@ -142,7 +143,8 @@ def flag_meaning(row: pd.Series) -> str:
         or why it is not (IFN-γ dominates: RI < 0.5, or RI not measurable); the context's
         pro-tumour reading when the tube is tumour / glucocorticoid-exposed; the
         glucocorticoid exposure whenever the row records it; mouse rows are marked
-        exploratory.
+        exploratory. A flag that does not hold across its AREG FMO cut-off's interval is
+        said to be fragile.
     """
     parts = [f"AREG-responsive against its FMO, unstimulated tube and {_control_words(row)}"]
     ri = pd.to_numeric(pd.Series([row.get("ri")]), errors="coerce").iloc[0]
@@ -154,6 +156,8 @@ def flag_meaning(row: pd.Series) -> str:
         parts.append(f"not repair-biased: IFN-γ dominates (RI {ri:.2f})")
     else:
         parts.append(f"not repair-biased: RI {ri:.2f} not above the repair cut-off")
+    if fragile := fragile_words(row):
+        parts.append(fragile)
     text = "; ".join(parts)
     if "INHIBITOR_CONDITION" in str(row.get("notes") or ""):
         sentence = inhibitor_sentence(row.get("condition"))

@@ -331,6 +331,7 @@ def scoring_sentence(
         if k not in _FLAG_RULES
     ]
     text += "".join(f"; {r}" for r in rules) + ". "
+    text += _cutoff_check_text((tables or {}).get("flags"))
     text += _unflaggable_text(defs.get("populations"), (tables or {}).get("scores"))
     if others:
         text += "Other score settings: " + "; ".join(others) + ". "
@@ -370,6 +371,28 @@ def scoring_sentence(
         "a treatment, the flag says 'not recorded'. "
     )
     return text
+
+
+def _cutoff_check_text(flags: pd.DataFrame | None) -> str:
+    """How each flag was checked across its AREG FMO cut-off's interval, and how many held."""
+    text = (
+        "Each flag was also checked at both ends of its AREG FMO cut-off's own interval (the "
+        "exact order-statistic interval of the FMO percentile): AREG+ events were counted at "
+        "either end in the stimulated and the unstimulated tube and the flag's interval, "
+        "minimum-net and AREG+ event rules applied again; a flag that failed them at an end "
+        "was kept, since the rule at the cut-off itself is the pre-registered one, and "
+        "labelled fragile (it rests on the cut-off's exact place)"
+    )
+    if flags is None or "holds_across_cutoff_interval" not in flags.columns:
+        return text + ". "
+    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+    checked, fragile = int(holds.isin(["true", "false"]).sum()), int((holds == "false").sum())
+    flagged = flags.get("areg_responsive", pd.Series(dtype=object)).astype(str).str.lower()
+    if not checked and (flagged == "true").any():
+        return text + "; no flag here had a cut-off with an interval to check. "
+    if not checked:
+        return text + ". "
+    return text + f"; {fragile} of {checked} flag(s) here were fragile. "
 
 
 def _unflaggable_text(populations: Any, scores: pd.DataFrame | None) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..tl._score_judged import not_judged
 from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
+from ..tl._score_sensitivity import fragile_words
 from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM
 from .comparisons import comparisons_block
 from .figures import FigureItem
@@ -218,6 +219,8 @@ def _flag_summary(flags: pd.DataFrame) -> str:
             bits.append(esc(interval))
         if row.get("exploratory") is True or row.get("exploratory") is np.True_:
             bits.append("<b>exploratory (mouse: AREG not shown in mouse NK)</b>")
+        if fragile := fragile_words(row):
+            bits.append(f"<b>{esc(fragile)}</b>")
         context = _context(row)
         if context:
             bits.append(f'<span class="context"><b>{esc(context)}</b></span>')
@@ -294,8 +297,29 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
             f"(<code>{_NEVER_FLAGGED}</code>: not an NK population of the flag list) are "
             "left out here; they are in tables/flags.csv.</p>"
         )
+    out.append(_fragile_note(flags))
     out.append(_rule_legend(flags))
     return "".join(out)
+
+
+def _fragile_note(flags: pd.DataFrame) -> str:
+    """How many flags do not hold across their AREG FMO cut-off's interval, and what that says."""
+    if "holds_across_cutoff_interval" not in flags.columns:
+        return ""
+    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+    checked, fragile = int(holds.isin(["true", "false"]).sum()), int((holds == "false").sum())
+    if not checked:
+        return ""
+    return (
+        '<p class="note">Each flag was checked again at both ends of its AREG FMO '
+        "cut-off's own interval (AREG+ events counted at the interval's low and high end in "
+        "both tubes; the flag's interval, minimum-net and AREG+ event rules applied at each "
+        f"end): {fragile} of {checked} flag(s) fail them at an end. Those stay flagged, since the "
+        "rule at the cut-off itself is the pre-registered one, and are labelled "
+        "<b>fragile</b>: they rest on the cut-off's exact place (note "
+        "<code>CUTOFF_FRAGILE</code>; <code>holds_across_cutoff_interval</code>, "
+        "<code>areg_net_at_cut_ci_low</code> / <code>_high</code> in tables/flags.csv).</p>"
+    )
 
 
 def _inducers(species: set[str] | None, flags: pd.DataFrame | None) -> str:

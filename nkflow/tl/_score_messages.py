@@ -88,6 +88,12 @@ NOTES: dict[str, str] = {
         "et al., EMBO J 2023): unexpected, so check the AREG stain, its cut-off and the "
         "culture (TGF-beta dose and activity) before reading the flag"
     ),
+    "CUTOFF_FRAGILE": (
+        "AREG-responsive at the AREG FMO cut-off, but not at one end of that cut-off's own "
+        "interval (thresholds ci_low / ci_high): one of the flag's AREG rules fails there "
+        "(flags: failed_rules_at_cut_ci_low / _high). The flag stands on the point estimate, "
+        "the pre-registered rule; it rests on the cut-off's exact place, so weigh it as fragile"
+    ),
     "BRIGHT_BELOW_DIM": (
         "CD56bright AREG net is below CD56dim beyond both intervals in this tube; human "
         "CD56bright NK are more often AREG+ than CD56dim (Wang 2023), so at least as high a "

@@ -16,17 +16,20 @@ from ..exceptions import ConfigError
 from ..io.pairing import PAIR_KEY as _PAIR_COLUMNS
 from ..stats import newcombe_interval
 from ._score_config import ScoringConfig
-from .counts import COUNT_COLUMNS
+from .counts import COUNT_COLUMNS, CUT_END_COLUMNS
 
-__all__ = ["CONTROL_VERDICTS", "PAIR_KEY", "THRESHOLD_COLUMNS"]
+__all__ = ["CONTROL_VERDICTS", "PAIR_KEY", "POOLED_COLUMNS", "THRESHOLD_COLUMNS"]
 
 PAIR_KEY = list(_PAIR_COLUMNS)
 THRESHOLD_COLUMNS = ("threshold_areg", "threshold_ifng", "threshold_nkg2d", "threshold_cd107a")
+#: counts summed over replicate tubes and suffixed ``_stim`` / ``_unstim`` (score adds the
+#: cut-off-end counts as NaN when a counts table lacks them)
+POOLED_COLUMNS = (*COUNT_COLUMNS, *CUT_END_COLUMNS)
 
 
 def _pool(frame: pd.DataFrame, keys: list[str], suffix: str) -> pd.DataFrame:
     """Sum counts over replicate tubes; a count missing in any tube makes the sum NA."""
-    cols = list(COUNT_COLUMNS)
+    cols = [c for c in POOLED_COLUMNS if c in frame.columns or c in COUNT_COLUMNS]
     if frame.empty:  # e.g. every unstimulated tube failed: same columns, no rows
         extra = [c for c in THRESHOLD_COLUMNS if c in frame.columns]
         names = [*keys, *(f"{c}{suffix}" for c in [*cols, "sample_id", *extra])]
@@ -111,7 +114,7 @@ def _control_tube_baselines(
         _pool(unstim, ["tissue", "batch"], "_unstim"),
         _pool(unstim, ["batch"], "_unstim"),
     ]
-    stim = tubes.rename(columns={c: f"{c}_stim" for c in COUNT_COLUMNS}).reset_index(drop=True)
+    stim = tubes.rename(columns={c: f"{c}_stim" for c in POOLED_COLUMNS}).reset_index(drop=True)
     chosen = []
     for i in range(len(stim)):
         tube = stim.iloc[[i]]

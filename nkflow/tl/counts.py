@@ -33,7 +33,7 @@ from ..io.fcs import sample_info, var_markers
 from ..io.records import nkflow_record, restore_records
 from ._score_config import ScoringConfig
 
-__all__ = ["COUNT_COLUMNS", "count_positive", "fmo_threshold"]
+__all__ = ["COUNT_COLUMNS", "CUT_END_COLUMNS", "count_positive", "fmo_threshold"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ COUNT_COLUMNS = (
     "n_trnk",
 )
 _MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
+#: AREG+ events were the AREG cut-off at either end of its own interval (``ci_low``,
+#: ``ci_high`` of its threshold record): how far the cut-off's place moves the count.
+#: Optional in scoring (a counts table without them scores as before).
+CUT_END_COLUMNS = ("n_areg_at_ci_low", "n_areg_at_ci_high")
 
 
 def _channel(adata: AnnData, marker: str) -> str | None:
@@ -284,8 +288,11 @@ def count_positive(
         ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
         marker is not in the panel or has no threshold, and every count of a gate that was
         not set (``<NA>`` in its obs column, :mod:`nkflow.gating.membership`), never a
-        silent zero), and the cut-offs
-        used (``threshold_<key>``, plus ``areg_rule`` and ``areg_control_file``), and
+        silent zero), :data:`CUT_END_COLUMNS` (AREG+ events were the AREG cut-off at the
+        ``ci_low`` / ``ci_high`` of its record; ``<NA>`` when it has no interval: bootstrap
+        0, a manual or fixed cut-off), the cut-offs
+        used (``threshold_<key>``, the AREG cut-off's interval ``threshold_areg_ci_low`` /
+        ``_high``, plus ``areg_rule`` and ``areg_control_file``), and
         ``areg_channel``, the channel AREG was read on (``""``: the panel has no AREG).
 
     Raises
@@ -334,6 +341,7 @@ def count_positive(
         tissue = str(info.get("tissue", "") or "")
         batch = str(info.get("batch", "") or "")
         positive: dict[str, np.ndarray | None] = {}
+        indicators_at_ends: dict[str, np.ndarray | None] = dict.fromkeys(CUT_END_COLUMNS)
         provenance: dict[str, dict[str, Any] | None] = {}
         for key in _MARKER_KEYS:
             marker, channel = marker_names[key], channels[key]
@@ -351,7 +359,10 @@ def count_positive(
                     )
                 positive[key] = None
             else:
-                positive[key] = _values(adata, channel, layer) > float(hit["value"])
+                values = _values(adata, channel, layer)
+                positive[key] = values > float(hit["value"])
+                if key == "areg":
+                    indicators_at_ends = _above_interval_ends(values, hit)
         indicators: dict[str, np.ndarray | None] = {
             "n_events": np.ones(adata.n_obs, dtype=bool),
             "n_areg": positive["areg"],
@@ -359,6 +370,7 @@ def count_positive(
             "n_nkg2d": positive["nkg2d"],
             "n_cd107a": positive["cd107a"],
             "n_trnk": trnk,
+            **indicators_at_ends,
         }
         a, g = positive["areg"], positive["ifng"]
         both = a is not None and g is not None
@@ -374,7 +386,7 @@ def count_positive(
                 "tissue": tissue,
                 "batch": batch,
             }
-            for col in COUNT_COLUMNS:
+            for col in (*COUNT_COLUMNS, *CUT_END_COLUMNS):
                 ind = indicators[col]
                 # ``ind & sel`` counts the same events as ``ind[sel]`` without gathering them
                 row[col] = pd.NA if ind is None or sel is None else int(np.count_nonzero(ind & sel))
@@ -382,6 +394,8 @@ def count_positive(
                 hit = provenance[key]
                 row[f"threshold_{key}"] = np.nan if hit is None else float(hit["value"])
             hit = provenance["areg"]
+            for end in ("ci_low", "ci_high"):  # the interval CUT_END_COLUMNS were counted at
+                row[f"threshold_areg_{end}"] = np.nan if hit is None else _number(hit.get(end))
             row["areg_rule"] = "" if hit is None else str(hit.get("rule", ""))
             row["areg_control_file"] = "" if hit is None else str(hit.get("control_file", ""))
             row["areg_channel"] = channels["areg"] or ""  # "": the panel has no AREG
@@ -389,9 +403,33 @@ def count_positive(
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    for col in COUNT_COLUMNS:
+    for col in (*COUNT_COLUMNS, *CUT_END_COLUMNS):
         out[col] = out[col].astype("Int64")
     return out
+
+
+def _above_interval_ends(
+    values: np.ndarray, hit: Mapping[str, Any]
+) -> dict[str, np.ndarray | None]:
+    """AREG+ indicators were the cut-off at ``ci_low`` / ``ci_high`` of its record.
+
+    The same strict ``>`` as ``n_areg``; ``None`` (counts NA) for a cut-off without an
+    interval (no ``ci_low``/``ci_high``, or NaN: bootstrap 0, a manual or fixed cut-off). An
+    open bound (``-inf``/``inf``: too few FMO events for the order statistic) counts every
+    event / none, as the interval says.
+    """
+    ends = [_number(hit.get("ci_low")), _number(hit.get("ci_high"))]
+    if any(np.isnan(e) for e in ends):
+        return dict.fromkeys(CUT_END_COLUMNS)
+    return {col: values > end for col, end in zip(CUT_END_COLUMNS, ends, strict=True)}
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float; NaN for a missing or non-numeric one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def fmo_threshold(

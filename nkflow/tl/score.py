@@ -43,6 +43,7 @@ from ._score_names import contains_condition
 from ._score_parts import (
     _NUMERIC_RULES,
     PAIR_KEY,
+    POOLED_COLUMNS,
     _areg_rules,
     _control_for_pairs,
     _controls,
@@ -50,8 +51,9 @@ from ._score_parts import (
     _pct,
     _pool,
 )
+from ._score_sensitivity import SENSITIVITY_COLUMNS, cutoff_sensitivity, fragile, fragile_sentence
 from .caveats import SHORT_CAVEAT, caveats_comment, caveats_for_species, caveats_text
-from .counts import COUNT_COLUMNS
+from .counts import COUNT_COLUMNS, CUT_END_COLUMNS
 
 __all__ = ["NOTES", "RULES", "ScoreResult", "score", "scoring_config_for"]
 
@@ -229,6 +231,8 @@ def _numeric_counts(counts: pd.DataFrame) -> pd.DataFrame:
     # sample ids as text, as the metadata's: read back from CSV, ids 1, 2 ... are integers
     # and matched no metadata row (every flag was silently dropped)
     fixed: dict[str, pd.Series] = {"sample_id": counts["sample_id"].astype(str).str.strip()}
+    for col in CUT_END_COLUMNS:  # optional: NaN (no interval known) when absent
+        fixed[col] = pd.to_numeric(counts[col], errors="coerce") if col in counts else np.nan
     for col in COUNT_COLUMNS:
         if counts[col].dtype == object:
             try:
@@ -311,7 +315,7 @@ def score(
     sure = [k not in ambiguous for k in map(tuple, unstim[PAIR_KEY].to_numpy())]
     unstim = unstim[np.array(sure, dtype=bool)]  # an array: an empty list selects columns
     unstim_pooled = _pool(unstim, [*PAIR_KEY, "population"], "_unstim")
-    stim = c[c["kind"] == "stim"].rename(columns={k: f"{k}_stim" for k in COUNT_COLUMNS})
+    stim = c[c["kind"] == "stim"].rename(columns={k: f"{k}_stim" for k in POOLED_COLUMNS})
     pairs = stim.merge(unstim_pooled, on=[*PAIR_KEY, "population"], how="left")
     unstim_keys = set(map(tuple, unstim[PAIR_KEY].to_numpy()))
     pair_keys = list(map(tuple, pairs[PAIR_KEY].to_numpy()))
@@ -442,6 +446,10 @@ def score(
     responsive = np.array([not f for f in failed_all], dtype=bool)
     s["areg_responsive"] = responsive
     s["repair_biased"] = responsive & (np.nan_to_num(s["ri"].to_numpy(), nan=-1.0) > cfg.ri_cut)
+    # the flag's AREG rules again at both ends of the AREG cut-off's own interval
+    sens = cutoff_sensitivity(pairs, counts, responsive, cfg)
+    s = s.assign(**{col: sens[col].array for col in SENSITIVITY_COLUMNS})
+    shaky = fragile(sens)
     s["order_score"] = np.nan
     s["order_rank"] = pd.array([pd.NA] * len(s), dtype="Int64")
     if cfg.ranking and len(s):
@@ -504,7 +512,8 @@ def score(
     )
     flags["failed_rules"] = [";".join(f) for f in failed_all]
     flags["message"] = [
-        worded(message_for(r, f, cfg), r, not f) for r, f in zip(records, failed_all, strict=True)
+        worded(message_for(r, f, cfg) + fragile_sentence(x, cfg), r, not f)
+        for r, f, (_, x) in zip(records, failed_all, sens.iterrows(), strict=True)
     ]
     pairs_bd = bright_dim(s, cfg.consistency_bright, cfg.consistency_dim)
     low_bright = set(pairs_bd.loc[pairs_bd["bright_below_dim"].astype(bool), "sample_id"])
@@ -529,6 +538,8 @@ def score(
         note = ["UNSTIM_ABOVE_STIM"] if below[i] else []
         if inhibited[i] and responsive[i]:
             note.append("INHIBITOR_CONDITION")
+        if shaky[i]:
+            note.append("CUTOFF_FRAGILE")
         bad = [names[k] for k, m in mismatch.items() if m[i]]
         if bad:
             note.append("THRESHOLD_MISMATCH:" + ",".join(bad))
@@ -557,6 +568,11 @@ def score(
         "control_verdict",
         "control_net",
         "control_ci_low",
+        "areg_net_at_cut_ci_low",
+        "areg_net_at_cut_ci_high",
+        "failed_rules_at_cut_ci_low",
+        "failed_rules_at_cut_ci_high",
+        "holds_across_cutoff_interval",
         "evidence",
         "interpretation",
         "caveat",
