@@ -543,6 +543,19 @@ def test_predict_refuses_an_anndata_at_once_and_says_what_to_pass(batch):
     assert (got.astype(str) == adata.obs["metacluster"][nk].astype(str).to_numpy()).all()
 
 
+def test_predict_takes_a_dataframes_columns_by_name(batch):
+    """A DataFrame with the markers in another order got other metaclusters, silently."""
+    res = _run(batch, assign=False)
+    adata = batch["liver2"]
+    cols = adata.var_names.get_indexer([channel_for(adata, m) for m in res.markers])
+    table = pd.DataFrame(np.asarray(adata.X)[:, cols], columns=list(res.markers))
+    expected = res.predict(table.to_numpy())
+    np.testing.assert_array_equal(res.predict(table), expected)
+    np.testing.assert_array_equal(res.predict(table[list(res.markers)[::-1]]), expected)
+    with pytest.raises(ConfigError, match=f"no column '{res.markers[0]}'"):
+        res.predict(table.drop(columns=[res.markers[0]]))
+
+
 def test_name_metaclusters_refuses_what_is_not_wide_medians(batch):
     """median_table's long table gave 1040 names ' #1', ' #2', ... and no error."""
     from nkflow.tl.annotate import name_metaclusters

@@ -27,6 +27,7 @@ from nkflow.io.metadata import is_stimulated
 from nkflow.io.records import set_record
 from nkflow.models import SOM, ConsensusMetaclustering, metacluster_nodes
 from nkflow.tl._cluster_size import cluster_size, refusal
+from nkflow.tl._marker_columns import in_marker_order
 from nkflow.tl._samples import iter_samples, require_comparable
 from nkflow.tl.annotate import (
     FUNCTION_MARKERS,
@@ -274,7 +275,7 @@ class ClusteringResult:
         ----------
         X
             ``(n_cells, len(markers))`` transformed intensities, columns in ``markers``
-            order.
+            order (a DataFrame's are taken by name).
 
         Returns
         -------
@@ -285,8 +286,9 @@ class ClusteringResult:
         ------
         ConfigError
             ``X`` is an AnnData (scikit-learn would copy it cell by cell for minutes), or
-            its number of columns is not ``len(markers)``.
+            its number of columns is not ``len(markers)``, or a DataFrame lacks a marker.
         """
+        X = in_marker_order(X, self.markers, "ClusteringResult.predict")
         if isinstance(X, ad.AnnData):
             raise ConfigError(
                 f"ClusteringResult.predict: got an AnnData ({X.n_obs} x {X.n_vars}); pass "
