@@ -143,3 +143,20 @@ def test_a_not_set_gate_without_its_record_is_told_by_its_na_column() -> None:
     titles = {p.gate: p.title for p in gate_panels(a)}
     assert titles["Box"] == "Box  (in Pos): not set"
     assert titles["Pos"].startswith("Pos  (in all events): ") and "not set" not in titles["Pos"]
+
+
+def test_a_merged_gating_record_is_a_gating_error_not_a_key_error() -> None:
+    """anndata.concat(..., uns_merge="same") kept a gate record whose differing vertices it
+    dropped: gate_grid raised ``KeyError: 'vertices'``."""
+    poly = {"kind": "polygon", "id": "Cells", "parent": None, "x": "A", "y": "B"}  # no vertices
+    a = _container([{"name": "Cells", "parent": "", "gate": poly}])
+    with pytest.raises(GatingError, match=r"'s1': its gating record is incomplete"):
+        nk.pl.gate_grid(a)
+
+
+def test_several_samples_are_refused_before_any_gate_is_read() -> None:
+    pooled = ad.concat([_container([]), _container([])], index_unique="-")
+    pooled.obs["sample_id"] = ["a"] * 200 + ["b"] * 200
+    pooled.uns["nkflow"] = _container([]).uns["nkflow"]
+    with pytest.raises(nk.exceptions.ConfigError, match=r"2 samples .*plot one at a time"):
+        nk.pl.gate_grid(pooled)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._containers import require_one_sample
 from ..exceptions import GatingError
 from ..gating.gates import BooleanGate, PolygonGate, gate_from_dict
 from ..gating.membership import is_set, member_mask
@@ -113,16 +114,26 @@ def sample_gates(adata: Any) -> dict[str, Any]:
     Raises
     ------
     GatingError
-        When the sample is not gated, or none of its populations has a gate to draw (all
-        from a GatingML file).
+        When the sample is not gated, none of its populations has a gate to draw (all
+        from a GatingML file), or a gate's record is incomplete.
+    ConfigError
+        ``adata`` holds several samples (``anndata.concat``): each has its own gates.
     """
+    require_one_sample(adata, "the gating plots", "; each has its own gates: plot one at a time")
     g = nkflow_record(adata, "gating")
     if not g:
         raise GatingError(
             f"sample {_sample(adata)!r} is not gated: run nkflow.gating.gate "
             "first (nkflow.gating.apply_flowjo_workspace returns tables and gates no container)"
         )
-    gates = {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"] if p.get("gate")}
+    try:
+        gates = {p["name"]: gate_from_dict(p["gate"]) for p in g["populations"] if p.get("gate")}
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. merged by anndata's uns_merge
+        raise GatingError(
+            f"sample {_sample(adata)!r}: its gating record is incomplete ({exc!r} missing or "
+            "malformed), as anndata.concat(..., uns_merge=...) leaves it: gate or plot each "
+            "sample on its own container"
+        ) from None
     if not gates:
         raise _membership_only(adata, g, [p["name"] for p in g["populations"]])
     return gates
