@@ -5,6 +5,7 @@ planted AREG truth (sample_data/<batch>/truth/planted.csv)."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -72,16 +73,30 @@ def _planted_net(root, meta):
     return stim[["sample_id", "population", "planted_net"]]
 
 
-@pytest.fixture(scope="module", params=["human", "mouse"])
-def batch(request, sample_data):
-    root = sample_data / request.param
+_SCORED: dict[Path, tuple] = {}  # each species' batch scored once for the module's tests
+
+
+def _scored(sample_data: Path, species: str) -> tuple:
+    root = sample_data / species
     if not (root / "metadata.csv").is_file():
         pytest.skip(f"no committed sample batch at {root}")
-    meta, counts, result, cuts = _score_batch(root)
-    scores = result.scores.merge(
-        _planted_net(root, meta), on=["sample_id", "population"], how="left"
-    )
-    return request.param, counts, result, scores, cuts
+    if root not in _SCORED:
+        meta, counts, result, cuts = _score_batch(root)
+        scores = result.scores.merge(
+            _planted_net(root, meta), on=["sample_id", "population"], how="left"
+        )
+        _SCORED[root] = (species, counts, result, scores, cuts)
+    return _SCORED[root]
+
+
+@pytest.fixture(scope="module", params=["human", "mouse"])
+def batch(request, sample_data):
+    return _scored(sample_data, request.param)
+
+
+@pytest.fixture(scope="module")
+def human_batch(sample_data):
+    return _scored(sample_data, "human")
 
 
 def test_counts_cover_every_analysed_tube(batch):
@@ -165,10 +180,24 @@ def test_counts_at_the_areg_cut_off_ends_match_the_shares_gating_measured(batch)
         assert share.to_numpy() == pytest.approx(applied[f"percent_above_at_{end}"].to_numpy())
 
 
-def test_d1_blood_post_stim_flag_rests_on_the_blood_areg_fmo_cut_off(batch):
-    species, counts, result, _, _ = batch
-    if species != "human":
-        pytest.skip("the D1 blood post tubes are in the human batch")
+def test_a_flag_is_labelled_fragile_exactly_when_it_fails_at_an_end(batch):
+    """Every flagged row: 'fragile' in its message and CUTOFF_FRAGILE in its notes if and
+    only if its rules fail at one end of the AREG cut-off's interval; unflagged rows and
+    rows without an interval carry neither."""
+    _, _, result, _, _ = batch
+    flags = result.flags
+    holds = flags["holds_across_cutoff_interval"].astype("boolean")
+    fragile = (holds == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    labelled = flags["message"].fillna("").str.contains("fragile: the flag rests").to_numpy()
+    assert (labelled == fragile).all()
+    assert (flags["notes"].fillna("").str.contains("CUTOFF_FRAGILE").to_numpy() == fragile).all()
+    flagged = flags["areg_responsive"].astype(bool).to_numpy()
+    assert not (fragile & ~flagged).any()  # judged only where the rules flagged it
+    assert (holds[~flagged].isna()).all()
+
+
+def test_d1_blood_post_stim_flag_rests_on_the_blood_areg_fmo_cut_off(human_batch):
+    _, counts, result, _, _ = human_batch
     nk = counts[counts["population"] == "NK"].set_index("sample_id")
     pct = {
         (sid, end): 100.0 * nk.loc[sid, f"n_areg_at_{end}"] / nk.loc[sid, "n_events"]
