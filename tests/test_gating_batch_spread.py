@@ -76,7 +76,11 @@ def test_the_batch_row_carries_its_widest_sample(
     out = with_batch_spread(table, applied)
     row = out.iloc[0]
     assert (row[SPREAD[0]], row[SPREAD[1]]) == (at_lo, at_hi)
-    assert row["note"] == ""  # measured, not judged
+    # measured, not judged: the note only names whose shares they are
+    assert (
+        row["note"] == f"shares at the interval's ends: of {sids[0]}, the sample its "
+        "interval moves most"
+    )
     assert SPREAD[0] not in table.columns  # the table given is left as it was
 
 
@@ -116,12 +120,19 @@ def test_a_batch_row_is_matched_to_the_records_of_its_own_cut_off(
         assert out.reindex(SPREAD).isna().all() and out["note"] == ""
     else:
         assert (out[SPREAD[0]], out[SPREAD[1]]) == expected
+        assert out["note"].startswith("shares at the interval's ends: of ")
 
 
-def test_the_note_keeps_what_the_row_said() -> None:
+def test_the_note_keeps_what_the_row_said_and_names_the_sample_once() -> None:
     table = pd.DataFrame([{**FMO_ROW, "note": "from 2 tubes"}])
-    out = with_batch_spread(table, [_record("a", 80, 20), _record("b", 70, 40)]).iloc[0]
-    assert out["note"] == "from 2 tubes" and (out[SPREAD[0]], out[SPREAD[1]]) == (80, 20)
+    records = [_record("a", 80, 20), _record("b", 70, 40)]
+    out = with_batch_spread(table, records)
+    again = with_batch_spread(out, records).iloc[0]  # a table measured twice says it once
+    assert (
+        again["note"] == "from 2 tubes; shares at the interval's ends: of a, the sample "
+        "its interval moves most"
+    )
+    assert (again[SPREAD[0]], again[SPREAD[1]]) == (80, 20)
 
 
 def test_applied_records_are_the_cut_offs_the_sample_did_not_set_itself() -> None:

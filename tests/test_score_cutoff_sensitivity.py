@@ -41,8 +41,11 @@ def test_counts_at_the_interval_ends_are_events_above_each_end(value, ci_low, ci
     row = count_positive(_tube(), [record], cluster_key=None).set_index("population").loc["NK"]
     # golden: the same strict ">" as n_areg, at each end of the cut-off's interval
     assert row["n_areg"] == np.count_nonzero(AREG > value)
-    assert row["n_areg_at_ci_low"] == np.count_nonzero(AREG > ci_low)
-    assert row["n_areg_at_ci_high"] == np.count_nonzero(AREG > ci_high)
+    for end, at in (("ci_low", ci_low), ("ci_high", ci_high)):
+        if np.isfinite(at):
+            assert row[f"n_areg_at_{end}"] == np.count_nonzero(AREG > at)
+        else:  # an open bound puts the end nowhere: not counted, so not checked there
+            assert pd.isna(row[f"n_areg_at_{end}"])
     assert (row["threshold_areg_ci_low"], row["threshold_areg_ci_high"]) == (ci_low, ci_high)
 
 
@@ -120,6 +123,27 @@ def test_flag_checked_at_both_ends_of_the_cut_off_interval(
     assert pd.isna(flags.loc["CD56dim", "holds_across_cutoff_interval"])
 
 
+@pytest.mark.parametrize(
+    ("stim", "unstim", "holds"),
+    [((55, np.nan), (14, np.nan), None), ((60, np.nan), (55, np.nan), False)],
+    ids=["passes where counted: not checked", "fails where counted: fragile"],
+)
+def test_an_open_bound_is_not_checked_rather_than_failed(stim, unstim, holds):
+    """An FMO under 736 events has no upper bound for its p99.5 (inf): counted there, every
+    flag of the tissue failed (0 AREG+ in both tubes), however strong its response."""
+    counts, meta = _with_ends(stim, unstim, cut=(0.9, np.inf))
+    nk = score(counts, meta).flags.set_index("population").loc["NK"]
+    assert nk["areg_responsive"]
+    assert not nk["failed_rules_at_cut_ci_high"]  # the open end: nothing counted, nothing failed
+    if holds is None:
+        assert pd.isna(nk["holds_across_cutoff_interval"])
+        assert "fragile" not in nk["message"] and "CUTOFF_FRAGILE" not in nk["notes"]
+    else:
+        assert not pd.isna(nk["holds_across_cutoff_interval"])
+        assert not nk["holds_across_cutoff_interval"]
+        assert "fragile" in nk["message"] and "at the high end" not in nk["message"]
+
+
 @pytest.mark.parametrize("absent", [True, False], ids=["no end columns", "ends NaN"])
 def test_no_interval_gives_na_and_leaves_the_flag_as_it_was(absent):
     counts, meta = basic()
@@ -152,9 +176,13 @@ def test_report_labels_a_fragile_flag_and_methods_count_them(stim, unstim, fragi
     html = repair_section({"flags": flags, "scores": res.scores}, "", [], [0])
     label = "fragile: the flag rests on the AREG FMO cut-off&#x27;s exact place"
     assert (label in html) is fragile
-    assert f"{int(fragile)} of 1 flag(s) fail them at an end" in html
+    assert f"{int(fragile)} of 1 flag(s) checked fail them at an end" in html
+    assert ("Those stay flagged" in html) is fragile
     nk = flags.set_index("population").loc["NK"]
-    assert ("AREG net 0.50 pp at the low end" in flag_meaning(nk)) is fragile
+    meaning = flag_meaning(nk)  # the rules that fail, not always the net
+    assert ("at the low end of its interval:" in meaning) is fragile
+    assert ("net below the minimum" in meaning) is fragile
     text = scoring_sentence({}, {}, meta, {"scores": res.scores, "flags": flags})
-    assert f"{int(fragile)} of 1 flag(s) here were fragile" in text
+    assert f"{int(fragile)} of 1 flag(s) checked here were fragile" in text
+    assert "The positive control and the IFN-γ, NKG2D and CD107a cut-offs" in text
     assert "a flag that failed them at an end was kept" in text

@@ -8,8 +8,9 @@ above the cut-off were the cut-off at either end of its interval
 same ``value >= cut`` a positive gate counts). A negative gate's share is 100 minus these,
 so the spread, in percentage points, is the same for both sides.
 
-The two shares are what the interval says, not a verdict on it. A percentile interval of
-a density valley is as wide as its outermost redraws: where a few of 200 redraws find
+The two shares are what the interval says, not a verdict on it. A bootstrap percentile
+interval of a density valley is as wide as its outermost redraws (an FMO percentile's
+order-statistic interval ends at its brightest few FMO events): where a few of 200 redraws find
 another valley (a shoulder of the positive peak, the mirror rule on a marker most events
 carry), the ends, and so the shares, sit there while the cut-off itself stays in a clear
 gap; and on a rare readout (AREG+ at 1-2 %) a three-fold change is a point or two. A rule
@@ -28,7 +29,7 @@ its tissue and batch) was computed on control or pooled events, yet what its int
 moves is the percentage positive of each sample it is applied to. Each of those samples
 records the measure (:func:`applied_batch_cuts` keeps those records of a sample, which its
 own rows of the table leave out); :func:`with_batch_spread` puts on the batch row the two
-shares of the sample whose share the interval moves most.
+shares of the sample whose share the interval moves most, and names it in the row's note.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["applied_batch_cuts", "percent_above", "with_batch_spread", "with_cut_spread"]
 
 SPREAD = ("percent_above_at_ci_low", "percent_above_at_ci_high")
+#: how a batch-level row's note names the sample its two shares are of
+SAMPLE_NOTE = "shares at the interval's ends: of"
 #: What ties a sample's record of a batch-level cut-off to the batch row it came from (the
 #: engine copies them from the row; ``gate`` too, unless the row leaves it blank)
 BATCH_KEY = ("tissue", "batch", "marker", "rule", "control_file")
@@ -162,7 +165,8 @@ def with_batch_spread(
     pandas.DataFrame
         A copy. A batch-level row applied to samples whose two shares were measured gets
         ``percent_above_at_ci_low``/``_high`` of the sample whose share its interval moves
-        most (of a tie, the first sample id in sort order). Other rows are unchanged.
+        most (of a tie, the first sample id in sort order), and its ``note`` names that
+        sample (:data:`SAMPLE_NOTE`). Other rows are unchanged.
     """
     import pandas as pd
 
@@ -183,6 +187,8 @@ def with_batch_spread(
     for c in SPREAD:
         if c not in out.columns:
             out[c] = np.nan
+    if "note" not in out.columns:
+        out["note"] = ""
     out = out.astype({c: "float64" for c in SPREAD})
     for i in np.flatnonzero((sid == "").to_numpy()):
         row = out.iloc[i]
@@ -203,4 +209,9 @@ def with_batch_spread(
         at_lo, at_hi = float(widest[SPREAD[0]]), float(widest[SPREAD[1]])
         out.iat[i, out.columns.get_loc(SPREAD[0])] = at_lo
         out.iat[i, out.columns.get_loc(SPREAD[1])] = at_hi
+        said = f"{SAMPLE_NOTE} {widest['sample_id']}, the sample its interval moves most"
+        kept = [
+            p for p in _text(row.get("note")).split("; ") if p and not p.startswith(SAMPLE_NOTE)
+        ]
+        out.iat[i, out.columns.get_loc("note")] = "; ".join([*kept, said])
     return out

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ..tl._donors import donor_means, donor_of, phenotype_rows
+from ..tl._score_sensitivity import fragile_counts
 from .findings_responses import (
     NOT_JUDGED,
     control_conditions,
@@ -309,9 +310,17 @@ def _responses_html(
     n_pops = responses["population"].nunique()
     n_biased = int((responses["repair-biased"] == "yes").sum())
     grouped = responses_by_group(flags, controls, order)
+    fragile, _, _ = fragile_counts(flags)
+    shaky = (
+        f"; {fragile} of them are fragile (they fail the rules at an end of the AREG FMO "
+        "cut-off's own interval: see the meaning column and the Repair profile)"
+        if fragile
+        else ""
+    )
     lead = (
         f'<p class="lead">{len(responses)} population × tube row(s) covering {n_pops} '
-        f"population(s) met every AREG rule; {n_biased} of them are repair-biased. One row per "
+        f"population(s) met every AREG rule; {n_biased} of them are repair-biased{shaky}. "
+        "One row per "
         "condition, tissue, timepoint and population: how many donors responded of those "
         "scored there (a donor whose row lacked a control or events is counted as not "
         "judged), how many of the responders are repair-biased, and their AREG net and RI, "

@@ -309,6 +309,13 @@ def group_meaning(rows: pd.DataFrame, donors: pd.Series | None = None) -> str:
         )
     else:
         text += "; none repair-biased"
+    shaky = rows.get("notes", pd.Series("", index=rows.index)).fillna("").astype(str)
+    shaky = shaky.str.contains("CUTOFF_FRAGILE")
+    if shaky.any():
+        text += (
+            f"; {who[shaky].nunique()} of {n} fragile (failing the rules at an end of the AREG "
+            "FMO cut-off's interval)"
+        )
     if any("INHIBITOR_CONDITION" in str(v or "") for v in rows.get("notes", [])):
         sentence = inhibitor_sentence(rows["condition"].iloc[0])
         text += f". {sentence[0].upper()}{sentence[1:]}"

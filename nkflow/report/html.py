@@ -83,9 +83,10 @@ THRESHOLD_COLUMNS_NOTE = (
     "linear units. percent_above_at_ci_low, percent_above_at_ci_high: percent of the sample's "
     "events in the gate at or above the cut-off, were it at either end of its interval (a "
     "negative gate holds the rest; on a batch-level row, FMO or batch pool, those of the "
-    "sample whose share its interval moves most); the ends of an interval are its outermost "
-    "redraws, so read a wide pair with the gating plot. Blank where there is no interval "
-    "(a fixed or manual cut-off, bootstrap = 0) and for scatter gates."
+    "sample whose share its interval moves most, named in the note); a bootstrap interval's "
+    "ends are its outermost redraws and an FMO percentile's its brightest few FMO events, so "
+    "read a wide pair with the gating plot. Blank where there is no interval (a fixed or "
+    "manual cut-off, bootstrap = 0) and for scatter gates."
 )
 
 

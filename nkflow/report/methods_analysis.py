@@ -17,6 +17,7 @@ import pandas as pd
 from .._dates import date_order
 from ..exceptions import NkflowError
 from ..tl._score_messages import CONTROL_INSUFFICIENT
+from ..tl._score_sensitivity import fragile_counts
 
 __all__ = [
     "clustering_sentence",
@@ -383,16 +384,19 @@ def _cutoff_check_text(flags: pd.DataFrame | None) -> str:
         "was kept, since the rule at the cut-off itself is the pre-registered one, and "
         "labelled fragile (it rests on the cut-off's exact place)"
     )
-    if flags is None or "holds_across_cutoff_interval" not in flags.columns:
-        return text + ". "
-    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
-    checked, fragile = int(holds.isin(["true", "false"]).sum()), int((holds == "false").sum())
-    flagged = flags.get("areg_responsive", pd.Series(dtype=object)).astype(str).str.lower()
-    if not checked and (flagged == "true").any():
-        return text + "; no flag here had a cut-off with an interval to check. "
+    limits = (
+        " The positive control and the IFN-γ, NKG2D and CD107a cut-offs (and so the "
+        "repair index) were not checked this way. "
+    )
+    fragile, checked, unchecked = fragile_counts(flags)
+    if not checked and not unchecked:
+        return text + "." + limits
     if not checked:
-        return text + ". "
-    return text + f"; {fragile} of {checked} flag(s) here were fragile. "
+        return text + "; no flag here had a cut-off with a closed interval to check." + limits
+    said = f"; {fragile} of {checked} flag(s) checked here were fragile"
+    if unchecked:
+        said += f", {unchecked} could not be checked (no interval, or an open bound)"
+    return text + said + "." + limits
 
 
 def _unflaggable_text(populations: Any, scores: pd.DataFrame | None) -> str:

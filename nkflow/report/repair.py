@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..tl._score_judged import not_judged
 from ..tl._score_messages import CONTROL_INSUFFICIENT, inhibitor_sentence
-from ..tl._score_sensitivity import fragile_words
+from ..tl._score_sensitivity import fragile_counts, fragile_words
 from ..tl.caveats import BRIGHT_DIM_READOUT, KEY_CAVEAT, MOUSE_BRIGHT_DIM
 from .comparisons import comparisons_block
 from .figures import FigureItem
@@ -304,22 +304,30 @@ def _flags_block(flags: pd.DataFrame | None) -> str:
 
 def _fragile_note(flags: pd.DataFrame) -> str:
     """How many flags do not hold across their AREG FMO cut-off's interval, and what that says."""
-    if "holds_across_cutoff_interval" not in flags.columns:
+    fragile, checked, unchecked = fragile_counts(flags)
+    if not checked and not unchecked:
         return ""
-    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
-    checked, fragile = int(holds.isin(["true", "false"]).sum()), int((holds == "false").sum())
-    if not checked:
-        return ""
-    return (
-        '<p class="note">Each flag was checked again at both ends of its AREG FMO '
-        "cut-off's own interval (AREG+ events counted at the interval's low and high end in "
-        "both tubes; the flag's interval, minimum-net and AREG+ event rules applied at each "
-        f"end): {fragile} of {checked} flag(s) fail them at an end. Those stay flagged, since the "
-        "rule at the cut-off itself is the pre-registered one, and are labelled "
-        "<b>fragile</b>: they rest on the cut-off's exact place (note "
-        "<code>CUTOFF_FRAGILE</code>; <code>holds_across_cutoff_interval</code>, "
-        "<code>areg_net_at_cut_ci_low</code> / <code>_high</code> in tables/flags.csv).</p>"
+    text = (
+        "Each flag was checked again at both ends of its AREG FMO cut-off's own interval "
+        "(AREG+ events counted at the interval's low and high end in both tubes; the flag's "
+        f"interval, minimum-net and AREG+ event rules applied at each end): {fragile} of "
+        f"{checked} flag(s) checked fail them at an end"
     )
+    if unchecked:
+        text += (
+            f"; {unchecked} could not be checked (a cut-off without an interval, or an open "
+            "bound: too few FMO events)"
+        )
+    text += "."
+    if fragile:
+        text += (
+            " Those stay flagged, since the rule at the cut-off itself is the pre-registered "
+            "one, and are labelled <b>fragile</b>: they rest on the cut-off's exact place; "
+            "more FMO events or a replicate pair would settle them (note "
+            "<code>CUTOFF_FRAGILE</code>; <code>holds_across_cutoff_interval</code>, "
+            "<code>areg_net_at_cut_ci_low</code> / <code>_high</code> in tables/flags.csv)."
+        )
+    return f'<p class="note">{text}</p>'
 
 
 def _inducers(species: set[str] | None, flags: pd.DataFrame | None) -> str:

@@ -45,6 +45,8 @@ def in_marker_order(X: Any, markers: Sequence[str], caller: str) -> Any:
     if missing:
         raise ConfigError(
             f"{caller}: the DataFrame has no column {', '.join(map(repr, missing))}; its "
-            f"columns are taken by name: the clustered markers are {', '.join(markers)}"
+            "columns are taken by name, marker names as var['marker'] gives them (not "
+            f"channels): the clustered markers are {', '.join(markers)}; or call "
+            "result.assign(adata) to label a sample's cells"
         )
     return np.asarray(X.loc[:, list(markers)])

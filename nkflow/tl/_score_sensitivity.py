@@ -34,6 +34,7 @@ __all__ = [
     "SENSITIVITY_COLUMNS",
     "cutoff_sensitivity",
     "fragile",
+    "fragile_counts",
     "fragile_sentence",
     "fragile_words",
 ]
@@ -42,6 +43,12 @@ __all__ = [
 _ENDS = {"cut_ci_low": "low", "cut_ci_high": "high"}
 #: the flag's rules that move with the cut-off (events in the gate do not)
 _MOVING_RULES = ("AREG_EVENTS_BELOW_MIN", "CI_LOWER_NOT_ABOVE_ZERO", "NET_BELOW_MIN")
+#: the report's short words for them (the flag's message gives the numbers)
+_RULE_WORDS = {
+    "AREG_EVENTS_BELOW_MIN": "too few AREG+ events",
+    "CI_LOWER_NOT_ABOVE_ZERO": "net interval reaches 0",
+    "NET_BELOW_MIN": "net below the minimum",
+}
 
 #: columns :func:`cutoff_sensitivity` returns, in order (the scores and flags carry them)
 SENSITIVITY_COLUMNS = (
@@ -106,16 +113,17 @@ def cutoff_sensitivity(
         One row per row of ``pairs``, columns :data:`SENSITIVITY_COLUMNS`: the cut-off's
         ends (the stimulated tube's), per end the AREG net, its interval's lower bound,
         the stimulated tube's AREG+ events and the moving rules that fail there
-        (``;``-separated), and ``holds_across_cutoff_interval`` (boolean: the flag passes
-        its AREG rules at both ends; ``<NA>`` for a row not flagged or a cut-off
-        without an interval).
+        (``;``-separated), and ``holds_across_cutoff_interval`` (boolean: True when the
+        flag passes its AREG rules at both ends, False when they fail at an end counted;
+        ``<NA>`` for a row not flagged, or not checked: a cut-off without an interval, an
+        open bound, a count not measured).
     """
     out = pd.DataFrame(index=range(len(pairs)))
     sids = pairs["sample_id"].astype(str).reset_index(drop=True)
     out["areg_cutoff_ci_low"] = _mapped(sids, counts, "threshold_areg_ci_low")
     out["areg_cutoff_ci_high"] = _mapped(sids, counts, "threshold_areg_ci_high")
-    known = np.ones(len(pairs), dtype=bool)
-    holds = np.ones(len(pairs), dtype=bool)
+    known = np.ones(len(pairs), dtype=bool)  # both ends counted
+    fails = np.zeros(len(pairs), dtype=bool)  # a rule fails at an end that was counted
     for end, column in zip(_ENDS, CUT_END_COLUMNS, strict=True):
         frame = _end_counts(pairs.reset_index(drop=True), column)
         res = _areg_rules(
@@ -135,10 +143,14 @@ def cutoff_sensitivity(
         out[f"n_areg_stim_at_{end}"] = frame["n_areg_stim"].to_numpy()
         out[f"failed_rules_at_{end}"] = failed
         known &= measured
-        holds &= np.array([not f for f in failed], dtype=bool)
+        fails |= np.array([bool(f) for f in failed], dtype=bool)
     flagged = np.asarray(responsive, dtype=bool)
+    # fragile as soon as a counted end fails; holding needs both ends counted
     out["holds_across_cutoff_interval"] = pd.array(
-        [bool(h) if f and k else pd.NA for h, f, k in zip(holds, flagged, known, strict=True)],
+        [
+            pd.NA if not f else False if x else True if k else pd.NA
+            for f, x, k in zip(flagged, fails, known, strict=True)
+        ],
         dtype="boolean",
     )
     return out[list(SENSITIVITY_COLUMNS)]
@@ -158,6 +170,33 @@ def fragile(sensitivity: pd.DataFrame) -> np.ndarray:
         Bool per row.
     """
     return (sensitivity["holds_across_cutoff_interval"] == False).fillna(False).to_numpy(bool)  # noqa: E712
+
+
+def fragile_counts(flags: pd.DataFrame | None) -> tuple[int, int, int]:
+    """Flags fragile, flags checked and flags not checked at the cut-off's interval ends.
+
+    The one count the report's flag list, the Findings and the Methods say.
+
+    Parameters
+    ----------
+    flags
+        ``tables/flags.csv`` (``areg_responsive``, ``holds_across_cutoff_interval``), read
+        back from CSV too.
+
+    Returns
+    -------
+    tuple of int
+        ``(fragile, checked, not_checked)``: of the AREG-responsive rows, those that fail
+        the rules at an end, those whose ends were checked (held or failed), and those
+        that could not be (no interval, an open bound, a count not measured).
+    """
+    if flags is None or "holds_across_cutoff_interval" not in flags.columns:
+        return 0, 0, 0
+    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+    flagged = flags.get("areg_responsive", pd.Series(False, index=flags.index))
+    flagged = flagged.astype(str).str.strip().str.lower() == "true"
+    checked = int((flagged & holds.isin(["true", "false"])).sum())
+    return int((flagged & (holds == "false")).sum()), checked, int(flagged.sum()) - checked
 
 
 def _cut(value: float) -> str:
@@ -181,7 +220,8 @@ def fragile_sentence(row: pd.Series, cfg: ScoringConfig) -> str:
         ``""`` for a flag that holds (or a row not flagged, or no interval); else
         ``"; fragile: the flag rests on the AREG FMO cut-off's exact place: at the low end
         of its interval (0.381) AREG_net 0.45 pp < 1 pp; it stands on the point estimate,
-        the pre-registered rule"``.
+        the pre-registered rule; more FMO events ... or a replicate pair would settle
+        it"``.
     """
     holds = row["holds_across_cutoff_interval"]
     if pd.isna(holds) or bool(holds):
@@ -204,7 +244,9 @@ def fragile_sentence(row: pd.Series, cfg: ScoringConfig) -> str:
     return (
         "; fragile: the flag rests on the AREG FMO cut-off's exact place: "
         + "; ".join(parts)
-        + "; it stands on the point estimate, the pre-registered rule"
+        + "; it stands on the point estimate, the pre-registered rule; more FMO events "
+        "(the interval's upper end is among the FMO's brightest few) or a replicate pair "
+        "would settle it"
     )
 
 
@@ -220,17 +262,17 @@ def fragile_words(row: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        ``"fragile: the flag rests on the AREG FMO cut-off's exact place (AREG net 0.45 pp
-        at the low end of its interval, where the flag's rules fail)"``.
+        ``"fragile: the flag rests on the AREG FMO cut-off's exact place (at the low end of
+        its interval: net interval reaches 0, net below the minimum)"``.
     """
     holds = str(row.get("holds_across_cutoff_interval", "")).strip().lower()
     if "CUTOFF_FRAGILE" not in str(row.get("notes") or "") and holds != "false":
         return ""
     ends = []
     for end, word in _ENDS.items():
-        failed = row.get(f"failed_rules_at_{end}")
-        net = pd.to_numeric(pd.Series([row.get(f"areg_net_at_{end}")]), errors="coerce").iloc[0]
-        if isinstance(failed, str) and failed and np.isfinite(net):
-            ends.append(f"AREG net {net:.2f} pp at the {word} end")
-    where = f" ({' and '.join(ends)} of its interval, where the flag's rules fail)" if ends else ""
+        failed = [c for c in str(row.get(f"failed_rules_at_{end}") or "").split(";") if c]
+        if failed and failed != ["nan"]:
+            said = ", ".join(_RULE_WORDS.get(c, c) for c in failed)
+            ends.append(f"at the {word} end of its interval: {said}")
+    where = f" ({'; '.join(ends)})" if ends else ""
     return f"fragile: the flag rests on the AREG FMO cut-off's exact place{where}"

@@ -50,7 +50,7 @@ COUNT_COLUMNS = (
     "n_trnk",
 )
 _MARKER_KEYS = ("areg", "ifng", "nkg2d", "cd107a")
-#: AREG+ events were the AREG cut-off at either end of its own interval (``ci_low``,
+#: AREG+ events if the AREG cut-off sat at either end of its own interval (``ci_low``,
 #: ``ci_high`` of its threshold record): how far the cut-off's place moves the count.
 #: Optional in scoring (a counts table without them scores as before).
 CUT_END_COLUMNS = ("n_areg_at_ci_low", "n_areg_at_ci_high")
@@ -288,9 +288,9 @@ def count_positive(
         ``batch``, the counts in :data:`COUNT_COLUMNS` (nullable integers; ``<NA>`` when the
         marker is not in the panel or has no threshold, and every count of a gate that was
         not set (``<NA>`` in its obs column, :mod:`nkflow.gating.membership`), never a
-        silent zero), :data:`CUT_END_COLUMNS` (AREG+ events were the AREG cut-off at the
+        silent zero), :data:`CUT_END_COLUMNS` (AREG+ events if the AREG cut-off sat at the
         ``ci_low`` / ``ci_high`` of its record; ``<NA>`` when it has no interval: bootstrap
-        0, a manual or fixed cut-off), the cut-offs
+        0, a manual or fixed cut-off, or an open bound), the cut-offs
         used (``threshold_<key>``, the AREG cut-off's interval ``threshold_areg_ci_low`` /
         ``_high``, plus ``areg_rule`` and ``areg_control_file``), and
         ``areg_channel``, the channel AREG was read on (``""``: the panel has no AREG).
@@ -411,17 +411,21 @@ def count_positive(
 def _above_interval_ends(
     values: np.ndarray, hit: Mapping[str, Any]
 ) -> dict[str, np.ndarray | None]:
-    """AREG+ indicators were the cut-off at ``ci_low`` / ``ci_high`` of its record.
+    """AREG+ indicators if the cut-off sat at ``ci_low`` / ``ci_high`` of its record.
 
     The same strict ``>`` as ``n_areg``; ``None`` (counts NA) for a cut-off without an
-    interval (no ``ci_low``/``ci_high``, or NaN: bootstrap 0, a manual or fixed cut-off). An
-    open bound (``-inf``/``inf``: too few FMO events for the order statistic) counts every
-    event / none, as the interval says.
+    interval (no ``ci_low``/``ci_high``, or NaN: bootstrap 0, a manual or fixed cut-off),
+    and for an open bound (``-inf``/``inf``: too few FMO events for the order statistic):
+    it puts the end nowhere, and counting every event or none there would fail any flag
+    at that end whatever its size. A flag is then not checked at that end, not fragile.
     """
     ends = [_number(hit.get("ci_low")), _number(hit.get("ci_high"))]
     if any(np.isnan(e) for e in ends):
         return dict.fromkeys(CUT_END_COLUMNS)
-    return {col: values > end for col, end in zip(CUT_END_COLUMNS, ends, strict=True)}
+    return {
+        col: values > end if np.isfinite(end) else None
+        for col, end in zip(CUT_END_COLUMNS, ends, strict=True)
+    }
 
 
 def _number(value: Any) -> float:
