@@ -70,8 +70,9 @@ APPLIED_KEY = "applied_batch_thresholds"
 #: whenever a key the batch stages read is added or changes meaning, so a ``--resume``
 #: into a folder of an older layout redoes those samples instead of reading half of
 #: them (2: :data:`APPLIED_KEY`, which an FMO row's spread is built from; 3: the counts'
-#: AREG+ events at the ends of the AREG cut-off's interval, which each flag is checked at)
-SUMMARY_SCHEMA = 3
+#: AREG+ events at the ends of the AREG cut-off's interval, which each flag is checked at;
+#: 4: an open end of that interval is not counted)
+SUMMARY_SCHEMA = 4
 
 
 @dataclass
