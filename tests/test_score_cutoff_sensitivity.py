@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from test_score import basic
 
+from nkflow.exceptions import ConfigError
 from nkflow.stats import newcombe_interval
 from nkflow.tl.counts import CUT_END_COLUMNS, count_positive
 from nkflow.tl.score import score
@@ -142,6 +143,15 @@ def test_an_open_bound_is_not_checked_rather_than_failed(stim, unstim, holds):
         assert not pd.isna(nk["holds_across_cutoff_interval"])
         assert not nk["holds_across_cutoff_interval"]
         assert "fragile" in nk["message"] and "at the high end" not in nk["message"]
+
+
+def test_an_end_count_that_is_no_number_is_refused_like_the_other_counts():
+    """It was coerced to NaN without a word, and the flag read as not checked."""
+    counts, meta = _with_ends((55, 45), (14, 6))
+    bad = counts.astype({"n_areg_at_ci_low": object})
+    bad.loc[0, "n_areg_at_ci_low"] = "fifty"
+    with pytest.raises(ConfigError, match="'n_areg_at_ci_low' holds a value that is no count"):
+        score(bad, meta)
 
 
 @pytest.mark.parametrize("absent", [True, False], ids=["no end columns", "ends NaN"])

@@ -231,16 +231,18 @@ def _numeric_counts(counts: pd.DataFrame) -> pd.DataFrame:
     # sample ids as text, as the metadata's: read back from CSV, ids 1, 2 ... are integers
     # and matched no metadata row (every flag was silently dropped)
     fixed: dict[str, pd.Series] = {"sample_id": counts["sample_id"].astype(str).str.strip()}
-    for col in CUT_END_COLUMNS:  # optional: NaN (no interval known) when absent
-        fixed[col] = pd.to_numeric(counts[col], errors="coerce") if col in counts else np.nan
-    for col in COUNT_COLUMNS:
-        if counts[col].dtype == object:
+    for col in CUT_END_COLUMNS:  # optional: NaN (no interval known) when absent, as float
+        fixed[col] = np.nan
+    for col in (*COUNT_COLUMNS, *(c for c in CUT_END_COLUMNS if c in counts)):
+        end = col in CUT_END_COLUMNS
+        if counts[col].dtype == object or end:
             try:
-                fixed[col] = pd.to_numeric(counts[col])
+                number = pd.to_numeric(counts[col])
             except (TypeError, ValueError) as exc:
                 raise ConfigError(
                     f"counts column {col!r} holds a value that is no count: {exc}"
                 ) from None
+            fixed[col] = number.astype(float) if end else number
     return counts.assign(**fixed)
 
 
