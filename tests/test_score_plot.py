@@ -141,3 +141,21 @@ def test_repair_profile_with_data_has_no_notes_and_a_clear_legend(result, suffix
     fig = repair_profile(scores, populations=["NK", "CD56bright", "CD56dim"])  # a short figure
     assert all(not ax.texts for ax in fig.axes)
     _assert_legend_clear(fig)
+
+
+def test_a_fragile_flag_is_drawn_half_filled(result):
+    """Flagged at the cut-off but failing at an end of its AREG FMO cut-off's interval: the
+    figure drew it as firmly as the others."""
+    scores = result.scores.copy()
+    tube = scores.query("sample_id == 'd0_stim' and flaggable and areg_responsive")
+    assert len(tube) >= 2
+    scores["holds_across_cutoff_interval"] = pd.array([pd.NA] * len(scores), dtype="boolean")
+    scores.loc[tube.index, "holds_across_cutoff_interval"] = True
+    scores.loc[tube.index[0], "holds_across_cutoff_interval"] = False
+    fig = repair_profile(scores, sample_id="d0_stim")
+    half = [ln for ln in fig.axes[0].lines if ln.get_fillstyle() == "left"]
+    assert len(half) == 1 and len(half[0].get_xdata()) == 1
+    assert half[0].get_xdata()[0] == pytest.approx(scores.loc[tube.index[0], "areg_net"])
+    filled = fig.axes[0].collections[-2].get_offsets().shape[0]
+    assert filled == len(tube) - 1  # the sturdy flags stay filled
+    assert "half = fragile" in fig.axes[0].get_title()

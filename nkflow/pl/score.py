@@ -1,11 +1,12 @@
 """Repair-profile figure: the separate parts of the score side by side, never summed.
 
 Panels share the population axis: AREG_net with its interval (filled marker = flagged
-AREG-responsive), polarisation index RI, the clearance axis (CD107a_net with interval) and
-context (%NKG2D+ when the panel gates NKG2D, and % in the trNK gate, both from the unstimulated
-tube). One figure per stimulation condition (:func:`repair_profiles`): conditions are never
-mixed in one panel. The short caveat (reported in human NK, not mouse; context decides) is
-printed under the figure, and a mouse figure is titled exploratory.
+AREG-responsive, half filled = flagged but fragile: failing the rules at an end of its AREG FMO
+cut-off's interval), polarisation index RI, the clearance axis (CD107a_net with interval)
+and context (%NKG2D+ when the panel gates NKG2D, and % in the trNK gate, both from the
+unstimulated tube). One figure per stimulation condition (:func:`repair_profiles`):
+conditions are never mixed in one panel. The short caveat (reported in human NK, not mouse;
+context decides) is printed under the figure, and a mouse figure is titled exploratory.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ _COLOURS = (
 
 def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
+
+
+def _fragile(part: pd.DataFrame) -> np.ndarray:
+    """Rows whose flag fails its rules at an end of the AREG FMO cut-off's interval."""
+    if "holds_across_cutoff_interval" not in part.columns:
+        return np.zeros(len(part), dtype=bool)
+    holds = part["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+    return (holds == "false").to_numpy()
 
 
 def _score_cuts(result: Any) -> tuple[float | None, float]:
@@ -223,13 +232,18 @@ def repair_profile(
         colour = _COLOURS[j % len(_COLOURS)]
         y = np.array([ypos[p] for p in part["population"]]) - height / 2 + step * (j + 0.5)
         flagged = part["areg_responsive"].astype(bool).to_numpy()
+        fragile = _fragile(part) & flagged
         net = part["areg_net"].to_numpy(float)
         err = np.vstack([net - part["areg_net_ci_low"], part["areg_net_ci_high"] - net])
         axes[0].errorbar(net, y, xerr=err, fmt="none", ecolor=colour, elinewidth=1.2)
-        axes[0].scatter(net[flagged], y[flagged], color=colour, s=36, zorder=3)
+        sturdy = flagged & ~fragile
+        axes[0].scatter(net[sturdy], y[sturdy], color=colour, s=36, zorder=3)
         axes[0].scatter(
             net[~flagged], y[~flagged], facecolor="white", edgecolor=colour, s=36, zorder=3
         )
+        if fragile.any():  # half filled: flagged at the cut-off, failing at an end of it
+            axes[0].plot(net[fragile], y[fragile], ls="", marker="o", ms=6.5, color=colour,
+                         fillstyle="left", markerfacecoloralt="white", zorder=3)  # fmt: skip
         axes[1].scatter(part["ri"], y, color=colour, marker="D", s=28)
         cd = part["cd107a_net"].to_numpy(float)
         cerr = np.vstack([cd - part["cd107a_net_ci_low"], part["cd107a_net_ci_high"] - cd])
@@ -254,7 +268,7 @@ def repair_profile(
     axes[2].axvline(0.0, color="0.3", lw=0.8)
     axes[3].set_xlim(-5, 105)
     titles = (
-        "Trophic: AREG_net (pts, 95% CI)\nfilled = AREG-responsive",
+        "Trophic: AREG_net (pts, 95% CI)\nfilled = AREG-responsive, half = fragile",
         "Polarisation RI\n(>cut = repair-biased)",
         "Clearance (separate): CD107a_net\n(pts, 95% CI)",
         "Context, unstim tube:\n%NKG2D+ (triangle), % trNK (ring)"
