@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.textpath import TextPath
 
 from ..exceptions import ConfigError
+from ..tl._score_sensitivity import fragile as is_fragile
 from ..tl.caveats import SHORT_CAVEAT
 from ..tl.score import RULES
 from ._figure import new_figure
@@ -49,14 +50,6 @@ _COLOURS = (
 
 def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
-
-
-def _fragile(part: pd.DataFrame) -> np.ndarray:
-    """Rows whose flag fails its rules at an end of the AREG FMO cut-off's interval."""
-    if "holds_across_cutoff_interval" not in part.columns:
-        return np.zeros(len(part), dtype=bool)
-    holds = part["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
-    return (holds == "false").to_numpy()
 
 
 def _score_cuts(result: Any) -> tuple[float | None, float]:
@@ -232,7 +225,7 @@ def repair_profile(
         colour = _COLOURS[j % len(_COLOURS)]
         y = np.array([ypos[p] for p in part["population"]]) - height / 2 + step * (j + 0.5)
         flagged = part["areg_responsive"].astype(bool).to_numpy()
-        fragile = _fragile(part) & flagged
+        fragile = is_fragile(part) & flagged
         net = part["areg_net"].to_numpy(float)
         err = np.vstack([net - part["areg_net_ci_low"], part["areg_net_ci_high"] - net])
         axes[0].errorbar(net, y, xerr=err, fmt="none", ecolor=colour, elinewidth=1.2)

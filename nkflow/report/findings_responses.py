@@ -16,7 +16,7 @@ from ..tl._donors import donor_key, donor_means
 from ..tl._score_context import exposure_statement
 from ..tl._score_judged import NOT_JUDGED, not_judged, reason, unjudged_rules
 from ..tl._score_messages import control_words, inhibitor_sentence
-from ..tl._score_sensitivity import fragile_words
+from ..tl._score_sensitivity import fragile, fragile_words
 from .findings_summary import population_name, population_order
 from .tables import is_empty
 
@@ -309,8 +309,7 @@ def group_meaning(rows: pd.DataFrame, donors: pd.Series | None = None) -> str:
         )
     else:
         text += "; none repair-biased"
-    shaky = rows.get("notes", pd.Series("", index=rows.index)).fillna("").astype(str)
-    shaky = shaky.str.contains("CUTOFF_FRAGILE")
+    shaky = pd.Series(fragile(rows), index=rows.index)
     if shaky.any():
         text += (
             f"; {who[shaky].nunique()} of {n} fragile (failing the rules at an end of the AREG "

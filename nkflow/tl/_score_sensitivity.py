@@ -156,20 +156,31 @@ def cutoff_sensitivity(
     return out[list(SENSITIVITY_COLUMNS)]
 
 
-def fragile(sensitivity: pd.DataFrame) -> np.ndarray:
-    """Rows flagged whose flag does not hold at an end of the cut-off's interval.
+def _holds(table: pd.DataFrame) -> pd.Series:
+    """``holds_across_cutoff_interval`` as lower-case text, whatever its dtype.
+
+    Nullable boolean in memory, text read back from CSV; ``""`` when the column is absent.
+    """
+    if "holds_across_cutoff_interval" not in table.columns:
+        return pd.Series("", index=table.index)
+    return table["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+
+
+def fragile(table: pd.DataFrame) -> np.ndarray:
+    """Rows whose flag does not hold at an end of its AREG cut-off's interval.
 
     Parameters
     ----------
-    sensitivity
-        The output of :func:`cutoff_sensitivity`.
+    table
+        The output of :func:`cutoff_sensitivity`, or scores / flags carrying its
+        ``holds_across_cutoff_interval`` (read back from CSV too; none fragile without it).
 
     Returns
     -------
     numpy.ndarray
         Bool per row.
     """
-    return (sensitivity["holds_across_cutoff_interval"] == False).fillna(False).to_numpy(bool)  # noqa: E712
+    return (_holds(table) == "false").to_numpy(dtype=bool)
 
 
 def fragile_counts(flags: pd.DataFrame | None) -> tuple[int, int, int]:
@@ -192,7 +203,7 @@ def fragile_counts(flags: pd.DataFrame | None) -> tuple[int, int, int]:
     """
     if flags is None or "holds_across_cutoff_interval" not in flags.columns:
         return 0, 0, 0
-    holds = flags["holds_across_cutoff_interval"].astype(str).str.strip().str.lower()
+    holds = _holds(flags)
     flagged = flags.get("areg_responsive", pd.Series(False, index=flags.index))
     flagged = flagged.astype(str).str.strip().str.lower() == "true"
     checked = int((flagged & holds.isin(["true", "false"])).sum())
